@@ -1,0 +1,140 @@
+// Every setting of kvrag, in one zod schema. Nothing else reads the environment: entries call
+// loadConfig(process.env) (Node) or loadConfig(env) (Workers bindings) once and pass the result down.
+import { z } from 'zod';
+
+const bool = z
+  .enum(['true', 'false', '1', '0', 'yes', 'no'])
+  .transform((v) => v === 'true' || v === '1' || v === 'yes');
+
+const port = z.coerce.number().int().min(0).max(65535);
+const bytes = z.coerce.number().int().positive();
+const optionalUrl = (protocols: string[]) =>
+  z
+    .string()
+    .trim()
+    .refine((v) => {
+      try {
+        return protocols.includes(new URL(v).protocol);
+      } catch {
+        return false;
+      }
+    }, `must be a URL with scheme ${protocols.join(' or ')}`)
+    .optional();
+
+const csvUrls = z
+  .string()
+  .trim()
+  .transform((v) => (v === '' ? [] : v.split(',').map((s) => s.trim())))
+  .pipe(z.array(z.url({ protocol: /^https?$/ })));
+
+/** `fs:<dir>` for the filesystem store, `s3` for an S3-compatible store configured by the S3 settings. */
+const blobStore = z
+  .string()
+  .trim()
+  .refine((v) => v === 's3' || (v.startsWith('fs:') && v.length > 3), 'must be "fs:<dir>" or "s3"');
+
+/** The environment variable behind each setting; the README configuration table mirrors this. */
+export const ENV = {
+  host: 'KVRAG_HOST',
+  port: 'KVRAG_PORT',
+  runnerPort: 'KVRAG_RUNNER_PORT',
+  dataDir: 'KVRAG_DATA_DIR',
+  databaseUrl: 'KVRAG_DATABASE_URL',
+  redisUrl: 'KVRAG_REDIS_URL',
+  blobStore: 'KVRAG_BLOB_STORE',
+  s3Endpoint: 'KVRAG_S3_ENDPOINT',
+  s3Bucket: 'KVRAG_S3_BUCKET',
+  s3Region: 'KVRAG_S3_REGION',
+  s3AccessKeyId: 'KVRAG_S3_ACCESS_KEY_ID',
+  s3SecretAccessKey: 'KVRAG_S3_SECRET_ACCESS_KEY',
+  s3ForcePathStyle: 'KVRAG_S3_FORCE_PATH_STYLE',
+  runnerUrls: 'KVRAG_RUNNER_URLS',
+  modelDir: 'KVRAG_MODEL_DIR',
+  engineBackend: 'KVRAG_ENGINE_BACKEND',
+  adminKey: 'KVRAG_ADMIN_KEY',
+  maxBodyBytes: 'KVRAG_MAX_BODY_BYTES',
+  maxUploadBytes: 'KVRAG_MAX_UPLOAD_BYTES',
+  maxConcurrentJobs: 'KVRAG_MAX_CONCURRENT_JOBS',
+  kvHostBytes: 'KVRAG_KV_HOST_BYTES',
+  kvDiskBytes: 'KVRAG_KV_DISK_BYTES',
+  logLevel: 'KVRAG_LOG_LEVEL',
+} as const;
+
+export type ConfigKey = keyof typeof ENV;
+
+const shape = {
+  host: z.string().trim().min(1).default('127.0.0.1'),
+  port: port.default(8080),
+  runnerPort: port.default(8081),
+  /** Embedded mode's home: PGlite data, filesystem blobs and the local KV disk tier live under it. */
+  dataDir: z.string().trim().min(1).default('.kvrag'),
+  /** Postgres (with pgvector) URL; when absent, embedded PGlite under dataDir/pg. */
+  databaseUrl: optionalUrl(['postgres:', 'postgresql:']),
+  /** Redis URL for BullMQ and the runner registry; when absent, the in-process queue. */
+  redisUrl: optionalUrl(['redis:', 'rediss:']),
+  /** Default: `fs:<dataDir>/blobs`. */
+  blobStore: blobStore.optional(),
+  s3Endpoint: optionalUrl(['http:', 'https:']),
+  s3Bucket: z.string().trim().min(3).max(63).optional(),
+  s3Region: z.string().trim().min(1).default('us-east-1'),
+  s3AccessKeyId: z.string().trim().min(1).optional(),
+  s3SecretAccessKey: z.string().trim().min(1).optional(),
+  s3ForcePathStyle: bool.default(false),
+  /** Remote runners; when empty, the runner runs in-process (embedded mode). */
+  runnerUrls: csvUrls.default([]),
+  modelDir: z.string().trim().min(1).default('models/kvrag-tiny'),
+  engineBackend: z.enum(['auto', 'reference', 'wasm', 'webgpu']).default('auto'),
+  adminKey: z.string().min(16, 'must be at least 16 characters').optional(),
+  maxBodyBytes: bytes.default(1024 * 1024),
+  maxUploadBytes: bytes.default(20 * 1024 * 1024),
+  maxConcurrentJobs: z.coerce.number().int().min(1).max(256).default(2),
+  kvHostBytes: bytes.default(512 * 1024 * 1024),
+  kvDiskBytes: bytes.default(4 * 1024 * 1024 * 1024),
+  logLevel: z.enum(['debug', 'info', 'warn', 'error', 'silent']).default('info'),
+};
+
+const schema = z.object(shape).superRefine((c, ctx) => {
+  if (c.blobStore === 's3') {
+    for (const k of ['s3Bucket', 's3AccessKeyId', 's3SecretAccessKey'] as const) {
+      if (!c[k]) ctx.addIssue({ code: 'custom', path: [k], message: 'is required when KVRAG_BLOB_STORE=s3' });
+    }
+  }
+});
+
+export type Config = z.infer<typeof schema>;
+
+export class ConfigError extends Error {
+  readonly issues: { setting: string; env: string; message: string }[];
+  constructor(issues: { setting: string; env: string; message: string }[]) {
+    super(`invalid configuration:\n${issues.map((i) => `  ${i.env}: ${i.message}`).join('\n')}`);
+    this.name = 'ConfigError';
+    this.issues = issues;
+  }
+}
+
+/**
+ * Reads every setting from an environment-like record (process.env, Workers env) and validates it.
+ * Empty strings count as unset. Throws ConfigError naming each bad setting by its variable.
+ */
+export function loadConfig(env: Record<string, unknown>, overrides: Partial<Record<ConfigKey, string>> = {}): Config {
+  const raw: Record<string, unknown> = {};
+  for (const [key, name] of Object.entries(ENV)) {
+    const v = overrides[key as ConfigKey] ?? env[name];
+    if (typeof v === 'string' && v.trim() !== '') raw[key] = v;
+  }
+  const parsed = schema.safeParse(raw);
+  if (!parsed.success) {
+    throw new ConfigError(
+      parsed.error.issues.map((i) => {
+        const setting = String(i.path[0] ?? '');
+        return { setting, env: ENV[setting as ConfigKey] ?? setting, message: i.message };
+      }),
+    );
+  }
+  return parsed.data;
+}
+
+/** The blob store location after defaults: `fs:<dataDir>/blobs` unless set. */
+export function blobStoreSpec(c: Config): string {
+  return c.blobStore ?? `fs:${c.dataDir.replace(/\/+$/, '')}/blobs`;
+}
