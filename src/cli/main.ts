@@ -13,6 +13,7 @@ export interface Command {
 const COMMANDS: Record<string, () => Promise<{ command: Command }>> = {
   serve: () => import('./commands/serve.ts'),
   migrate: () => import('./commands/migrate.ts'),
+  bench: () => import('./commands/bench.ts'),
 };
 
 function help(): string {
