@@ -1,0 +1,132 @@
+// The Backend interface: every compute backend (reference TS, wasm SIMD, WebGPU) implements it, and the
+// engine (gpu-runner/engine/model.ts) only talks to it. Tensors are device-resident, opaque handles;
+// ops *enqueue* work and return handles synchronously; only readbacks (read/readInt/kvRead) and sync()
+// await completion. A backend that executes eagerly (reference) simply does the work inside the call.
+//
+// Conventions for every op:
+// - Activations are f32, row-major, 2-D `[rows, cols]`. Token rows of all sequences in one step are
+//   concatenated: row r belongs to exactly one sequence span (see SeqSpan).
+// - Weights are f32 or f16 (bf16 is converted to f32 by the loader before upload).
+// - Integer tensors (token ids, positions, row indices) are i32, 1-D.
+// - Ops never mutate their inputs, except the kv* ops which write the cache they are given.
+// - Every returned tensor is owned by the caller, who frees it with free() when done (backends pool
+//   memory; freeing a tensor twice or using it after free is an error).
+
+export type DType = 'f32' | 'f16' | 'i32';
+
+/** A device-resident tensor: an opaque handle. Backends attach their own storage to it. */
+export interface Tensor {
+  readonly shape: readonly number[];
+  readonly dtype: DType;
+}
+
+/** Host-side tensor data to upload. f16 data is IEEE half bits. */
+export type HostTensor =
+  | { dtype: 'f32'; shape: readonly number[]; data: Float32Array }
+  | { dtype: 'f16'; shape: readonly number[]; data: Uint16Array }
+  | { dtype: 'i32'; shape: readonly number[]; data: Int32Array };
+
+/** Shape of one sequence's preallocated KV cache. */
+export interface KVCacheSpec {
+  layers: number;
+  kvHeads: number;
+  headDim: number;
+  /** Positions preallocated; writes beyond it throw. */
+  capacity: number;
+}
+
+/**
+ * One sequence's KV cache on the device.
+ * k, v: [layer][kv_head][position][head_dim], keys stored post-RoPE, f32.
+ * The cache does not track a length: the engine knows which positions are valid.
+ */
+export interface KVCache {
+  readonly spec: KVCacheSpec;
+}
+
+/**
+ * Which rows of a step's activations belong to one sequence and where they sit in it:
+ * rows [row, row + count) are that sequence's tokens at positions [pos, pos + count).
+ */
+export interface SeqSpan {
+  cache: KVCache;
+  row: number;
+  count: number;
+  pos: number;
+}
+
+/** Host copy of a position range of one layer of a cache. k, v: [kv_head][count][head_dim]. */
+export interface KVBlock {
+  k: Float32Array;
+  v: Float32Array;
+}
+
+export interface Backend {
+  /** 'reference' | 'wasm' | 'webgpu' */
+  readonly name: string;
+  /** Weight dtypes this backend's matmul/gather accept (f32 is always accepted). */
+  readonly weightDTypes: readonly DType[];
+
+  // --- memory -----------------------------------------------------------------------------------
+  upload(host: HostTensor): Tensor;
+  /** Device → host, awaiting all enqueued work that produces t. f32 tensors only. */
+  read(t: Tensor): Promise<Float32Array>;
+  /** Device → host for i32 tensors. */
+  readInt(t: Tensor): Promise<Int32Array>;
+  free(t: Tensor): void;
+  /** Awaits completion of everything enqueued so far. */
+  sync(): Promise<void>;
+  /** Frees everything this backend holds (weights, caches, pools). */
+  dispose(): void;
+
+  // --- ops (enqueue; return a new tensor) -------------------------------------------------------
+  /** y = x · wᵀ (+ bias). x: [M, K] f32; w: [N, K] f32|f16; bias: [N] f32 → [M, N] f32. */
+  matmul(x: Tensor, w: Tensor, bias?: Tensor): Tensor;
+  /** y = x / sqrt(mean(x²) + eps) · w, per row. x: [M, D]; w: [D] f32 → [M, D]. */
+  rmsnorm(x: Tensor, w: Tensor, eps: number): Tensor;
+  /**
+   * Rotate-half RoPE per head. x: [M, heads·headDim]; positions: i32 [M]; invFreq: [headDim/2] f32
+   * (already rope-scaled). For row m, pair (x_i, x_{i+d/2}) with angle a = positions[m]·invFreq[i]
+   * (computed in f32): x' = x·cos a − y·sin a, y' = y·cos a + x·sin a. Passing position deltas
+   * (p_new − p_old, may be negative) re-rotates already-rotated keys.
+   */
+  rope(x: Tensor, positions: Tensor, invFreq: Tensor, headDim: number): Tensor;
+  /** silu(gate) · up, elementwise. gate, up: [M, F] → [M, F]. */
+  swiglu(gate: Tensor, up: Tensor): Tensor;
+  /** Row-wise softmax. x: [M, N] → [M, N]. */
+  softmax(x: Tensor): Tensor;
+  /** a + b, same shape (residual). */
+  add(a: Tensor, b: Tensor): Tensor;
+  /** Row gather: table: [V, D] f32|f16; ids: i32 [M] → [M, D] f32 (embeddings; picking rows). */
+  gather(table: Tensor, ids: Tensor): Tensor;
+  /** Rows [start, start + count) of x: [M, D] → [count, D]. */
+  sliceRows(x: Tensor, start: number, count: number): Tensor;
+  /** Row-wise argmax. x: [M, N] f32 → i32 [M] (greedy decoding without reading logits back). */
+  argmax(x: Tensor): Tensor;
+
+  // --- KV cache and attention -------------------------------------------------------------------
+  createKVCache(spec: KVCacheSpec): KVCache;
+  freeKVCache(cache: KVCache): void;
+  /**
+   * Writes rows [span.row, span.row + span.count) of k and v (each [M, kvHeads·headDim], k post-RoPE)
+   * into span.cache at positions [span.pos, span.pos + span.count) of `layer`.
+   */
+  kvWrite(layer: number, k: Tensor, v: Tensor, spans: readonly SeqSpan[]): void;
+  /**
+   * Causal GQA attention of each span's queries over its cache. q: [M, heads·headDim] (post-RoPE).
+   * Query row span.row + i sits at position span.pos + i and attends to cache positions
+   * 0..span.pos + i (inclusive) of `layer`; query head h reads kv head floor(h / (heads / kvHeads)).
+   * Scores are scaled by `scale` (usually 1/sqrt(headDim)). → [M, heads·headDim]; rows outside every
+   * span are zero. The cache must already hold positions up to the span's last one (kvWrite first).
+   */
+  attention(q: Tensor, layer: number, spans: readonly SeqSpan[], heads: number, scale: number): Tensor;
+  /** Copies positions [start, start + count) of `layer` to the host (chunk KV artifacts). */
+  kvRead(cache: KVCache, layer: number, start: number, count: number): Promise<KVBlock>;
+  /** Host → cache: writes a KVBlock ([kv_head][count][head_dim]) at positions [start, start + count). */
+  kvLoad(cache: KVCache, layer: number, start: number, block: KVBlock): void;
+  /**
+   * Device-side copy of positions [start, start + count) of `layer` into tensors k, v:
+   * each [count, kvHeads·headDim] (the kvWrite layout), e.g. to re-rotate with rope() and write back.
+   */
+  kvGather(cache: KVCache, layer: number, start: number, count: number): { k: Tensor; v: Tensor };
+}
