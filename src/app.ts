@@ -26,7 +26,8 @@ export function createApp(services: Services): Hono<AppEnv> {
 
   app.onError((e, c) => {
     const err = asAppError(e);
-    if (err.status >= 500) services.log?.('error', 'request failed', { request_id: c.get('requestId'), err: String(e) });
+    if (err.status >= 500)
+      services.log?.('error', 'request failed', { request_id: c.get('requestId'), err: String(e) });
     return c.json(toEnvelope(err, c.get('requestId') ?? ''), err.status as 400);
   });
 

@@ -12,13 +12,16 @@ const optionalUrl = (protocols: string[]) =>
   z
     .string()
     .trim()
-    .refine((v) => {
-      try {
-        return protocols.includes(new URL(v).protocol);
-      } catch {
-        return false;
-      }
-    }, `must be a URL with scheme ${protocols.join(' or ')}`)
+    .refine(
+      (v) => {
+        try {
+          return protocols.includes(new URL(v).protocol);
+        } catch {
+          return false;
+        }
+      },
+      `must be a URL with scheme ${protocols.join(' or ')}`,
+    )
     .optional();
 
 const csvUrls = z
@@ -116,7 +119,10 @@ export class ConfigError extends Error {
  * Reads every setting from an environment-like record (process.env, Workers env) and validates it.
  * Empty strings count as unset. Throws ConfigError naming each bad setting by its variable.
  */
-export function loadConfig(env: Record<string, unknown>, overrides: Partial<Record<ConfigKey, string>> = {}): Config {
+export function loadConfig(
+  env: Record<string, unknown>,
+  overrides: Partial<Record<ConfigKey, string>> = {},
+): Config {
   const raw: Record<string, unknown> = {};
   for (const [key, name] of Object.entries(ENV)) {
     const v = overrides[key as ConfigKey] ?? env[name];

@@ -20,7 +20,12 @@ export const ERROR_STATUS = {
 export type ErrorCode = keyof typeof ERROR_STATUS;
 
 /** Whether a retry of the same request can help, by code. */
-const RETRYABLE: ReadonlySet<ErrorCode> = new Set(['rate_limited', 'upstream_unavailable', 'unavailable', 'timeout']);
+const RETRYABLE: ReadonlySet<ErrorCode> = new Set([
+  'rate_limited',
+  'upstream_unavailable',
+  'unavailable',
+  'timeout',
+]);
 
 export class AppError extends Error {
   readonly code: ErrorCode;

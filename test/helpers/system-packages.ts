@@ -11,9 +11,7 @@ export interface SystemNeed {
 
 const onPath = (bin: string) => () => spawnSync('sh', ['-c', `command -v ${bin}`]).status === 0;
 
-export const REQUIRED: SystemNeed[] = [
-  { pkg: 'redis-server', present: onPath('redis-server') },
-];
+export const REQUIRED: SystemNeed[] = [{ pkg: 'redis-server', present: onPath('redis-server') }];
 
 /** Optional: live PyTorch golden recomputation runs only when these are present; never installed by tests. */
 export const hasTorch = (): boolean =>
@@ -25,7 +23,9 @@ export function ensureSystemPackages(needs: SystemNeed[] = REQUIRED): void {
   if (missing.length === 0) return;
   const cmd = `apt-get update && apt-get install -y ${missing.join(' ')}`;
   if (process.getuid?.() !== 0) {
-    throw new Error(`missing system packages: ${missing.join(', ')}. Install them with:\n  sudo sh -c '${cmd}'`);
+    throw new Error(
+      `missing system packages: ${missing.join(', ')}. Install them with:\n  sudo sh -c '${cmd}'`,
+    );
   }
   console.log(`[kvrag tests] installing missing system packages: ${missing.join(', ')}`);
   execFileSync('sh', ['-c', `DEBIAN_FRONTEND=noninteractive ${cmd}`], { stdio: 'inherit' });

@@ -21,7 +21,9 @@ export const command: Command = {
     const [name, ...rest] = args;
     const names = available();
     if (!name || !names.includes(name)) {
-      throw new UsageError(`${name ? `unknown benchmark "${name}"` : 'missing benchmark name'}; available: ${names.join(', ')}`);
+      throw new UsageError(
+        `${name ? `unknown benchmark "${name}"` : 'missing benchmark name'}; available: ${names.join(', ')}`,
+      );
     }
     const mod = (await import(`${benchDir}${name}.ts`)) as { run(args: string[]): Promise<number> };
     return mod.run(rest);

@@ -1,0 +1,58 @@
+// `kvrag serve` (what npm start runs) on a fresh directory with no configuration answers /healthz.
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+
+const bin = resolve(import.meta.dirname, '../../bin/kvrag.js');
+const cleanEnv = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('KVRAG_')));
+
+function startServe(cwd: string, env: Record<string, string>) {
+  const child = spawn(process.execPath, [bin, 'serve'], { cwd, env: { ...cleanEnv, ...env }, stdio: 'pipe' });
+  let stderr = '';
+  const url = new Promise<string>((res, rej) => {
+    child.stderr.on('data', (d: Buffer) => {
+      stderr += d.toString();
+      const m = stderr.match(/"msg":"kvrag listening".*?"url":"([^"]+)"/);
+      if (m) res(m[1]);
+    });
+    child.once('exit', (code) => rej(new Error(`serve exited with ${code}: ${stderr}`)));
+  });
+  url.catch(() => {}); // awaited only by tests that expect the server to come up
+  return { child, url, stderr: () => stderr };
+}
+
+const dirs: string[] = [];
+const children: ChildProcess[] = [];
+afterAll(() => {
+  for (const c of children) c.kill('SIGKILL');
+  for (const d of dirs) rmSync(d, { recursive: true, force: true });
+});
+
+describe('kvrag serve', () => {
+  it('answers /healthz and /readyz on a fresh directory with no configuration', async () => {
+    const cwd = mkdtempSync(join(tmpdir(), 'kvrag-serve-'));
+    dirs.push(cwd);
+    // Port 0 only so parallel test runs cannot collide; every other setting is the default.
+    const s = startServe(cwd, { KVRAG_PORT: '0' });
+    children.push(s.child);
+    const url = await s.url;
+    const health = await fetch(`${url}/healthz`);
+    expect(health.status).toBe(200);
+    expect(await health.json()).toEqual({ status: 'ok' });
+    const ready = await fetch(`${url}/readyz`);
+    expect(await ready.json()).toMatchObject({ status: 'ready' });
+    s.child.kill('SIGTERM');
+    const code = await new Promise((r) => s.child.once('exit', r));
+    expect(code).toBe(0);
+  });
+
+  it('stops with a message naming an invalid setting', async () => {
+    const s = startServe(tmpdir(), { KVRAG_PORT: 'eighty' });
+    children.push(s.child);
+    const code = await new Promise((r) => s.child.once('exit', r));
+    expect(code).toBe(2);
+    expect(s.stderr()).toContain('KVRAG_PORT');
+  });
+});
