@@ -89,7 +89,7 @@ class Connection {
       this.resolveDone = resolve;
     });
     socket.setNoDelay(true);
-    socket.on('data', (data) => {
+    socket.on('data', (data: Buffer) => {
       this.buffer = Buffer.concat([this.buffer, data]);
       this.chain = this.chain.then(() => this.drain()).catch((err) => this.fail(err));
     });
