@@ -1,0 +1,134 @@
+// The engine: a loaded model directory on a backend. This is what the runner and the CLI construct:
+//   const engine = await loadEngine('models/tiny', { backend: 'reference' });
+//   const [r] = await engine.generate([{ prompt: engine.encodeChat([{role:'user', content:'hi'}]), maxTokens: 32 }]);
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { createReferenceBackend } from './backends/reference/index.ts';
+import type { Backend } from './backends/types.ts';
+import { type ChatMessage, ChatTemplate } from './chat-template.ts';
+import { ModelLoadError } from './errors.ts';
+import { modelFingerprint } from './fingerprint.ts';
+import { type GenerateRequest, type GenerateResult, generateBatch } from './generate.ts';
+import { SequenceKV } from './kv-cache.ts';
+import { type LogitRows, Model, type StepInput } from './model.ts';
+import { type ModelConfig, readModelConfig } from './model-config.ts';
+import { readTokenizerFiles, TextTokenizer } from './tokenizer.ts';
+import { loadWeights, type WeightDType } from './weights.ts';
+
+export interface EngineOptions {
+  /** A backend instance, or the name of a built-in one. Default 'reference'. */
+  backend?: Backend | 'reference';
+  /** Device dtype of weight matrices (BF16 files are always widened to f32 first). Default f32. */
+  weightDType?: WeightDType;
+  /** Cap on positions per sequence. Default: the model's max_position_embeddings (or sliding window). */
+  maxContext?: number;
+}
+
+export class Engine {
+  readonly dir: string;
+  readonly config: ModelConfig;
+  readonly tokenizer: TextTokenizer;
+  readonly chatTemplate: ChatTemplate | null;
+  readonly fingerprint: string;
+  readonly backend: Backend;
+  readonly model: Model;
+  readonly maxContext: number;
+  /** Ids that end generation by default: config eos ids plus the tokenizer's eos token. */
+  readonly stopTokenIds: readonly number[];
+
+  constructor(init: {
+    dir: string;
+    config: ModelConfig;
+    tokenizer: TextTokenizer;
+    fingerprint: string;
+    backend: Backend;
+    model: Model;
+    maxContext: number;
+  }) {
+    this.dir = init.dir;
+    this.config = init.config;
+    this.tokenizer = init.tokenizer;
+    this.fingerprint = init.fingerprint;
+    this.backend = init.backend;
+    this.model = init.model;
+    this.maxContext = init.maxContext;
+    const tpl = init.tokenizer.chatTemplate;
+    this.chatTemplate = tpl ? new ChatTemplate(tpl, init.tokenizer) : null;
+    const eos = init.tokenizer.eosToken ? init.tokenizer.tokenId(init.tokenizer.eosToken) : undefined;
+    this.stopTokenIds = [...new Set([...init.config.eosTokenIds, ...(eos === undefined ? [] : [eos])])];
+  }
+
+  encode(text: string): number[] {
+    return this.tokenizer.encode(text);
+  }
+
+  /** Renders the chat template (ending with the assistant prompt) and encodes it. */
+  encodeChat(messages: readonly ChatMessage[]): number[] {
+    if (!this.chatTemplate) throw new Error(`${this.dir}: tokenizer_config.json has no chat_template`);
+    return this.encode(this.chatTemplate.render(messages, true));
+  }
+
+  decode(ids: readonly number[]): string {
+    return this.tokenizer.decode(ids, true);
+  }
+
+  /** A fresh, empty per-sequence KV cache with room for `capacity` positions. */
+  newSequence(capacity: number): SequenceKV {
+    if (capacity > this.maxContext)
+      throw new Error(`capacity ${capacity} exceeds max context ${this.maxContext}`);
+    return new SequenceKV(this.backend, this.config, capacity);
+  }
+
+  /**
+   * One forward step over several sequences (appends their K/V); returns host logits:
+   * [inputs, vocab] for 'last', [total new tokens, vocab] for 'all'.
+   */
+  async forward(inputs: readonly StepInput[], rows: LogitRows = 'last'): Promise<Float32Array> {
+    const t = this.model.forward(inputs, rows);
+    try {
+      return await this.backend.read(t);
+    } finally {
+      this.backend.free(t);
+    }
+  }
+
+  /** Generates for several requests together (batched steps); results in request order. */
+  generate(requests: readonly GenerateRequest[]): Promise<GenerateResult[]> {
+    return generateBatch(
+      {
+        model: this.model,
+        tokenizer: this.tokenizer,
+        defaultStopIds: this.stopTokenIds,
+        maxContext: this.maxContext,
+      },
+      requests,
+    );
+  }
+
+  dispose(): void {
+    this.model.dispose();
+    this.backend.dispose();
+  }
+}
+
+export async function loadEngine(dir: string, opts: EngineOptions = {}): Promise<Engine> {
+  if (!existsSync(join(dir, 'config.json')))
+    throw new ModelLoadError(dir, 'not a model directory (no config.json)');
+  const config = readModelConfig(join(dir, 'config.json'));
+  const tokenizer = new TextTokenizer(readTokenizerFiles(dir));
+  const backend =
+    opts.backend === undefined || opts.backend === 'reference' ? createReferenceBackend() : opts.backend;
+  const weights = loadWeights(dir, config, backend, opts.weightDType ?? 'f32');
+  const fingerprint = modelFingerprint(dir);
+  const modelMax = Math.min(config.maxPositionEmbeddings, config.slidingWindow ?? Number.POSITIVE_INFINITY);
+  const maxContext = Math.min(opts.maxContext ?? modelMax, modelMax);
+  return new Engine({
+    dir,
+    config,
+    tokenizer,
+    fingerprint,
+    backend,
+    model: new Model(config, weights, backend),
+    maxContext,
+  });
+}

@@ -1,0 +1,174 @@
+// Loads a model's weights from model.safetensors or a sharded model.safetensors.index.json, checks
+// names and shapes against the config, converts BF16 → f32, and uploads them to a backend.
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Backend, HostTensor, Tensor } from './backends/types.ts';
+import { bf16ToF32, f16ToF32, f32ToF16 } from './half.ts';
+import { ModelLoadError } from './errors.ts';
+import type { ModelConfig } from './model-config.ts';
+import {
+  readSafetensorsHeader,
+  readTensorBytes,
+  type SafetensorsFile,
+  type TensorInfo,
+} from './safetensors.ts';
+
+export interface LayerWeights {
+  inputNorm: Tensor; // [hidden]
+  q: Tensor; // [heads·headDim, hidden]
+  k: Tensor; // [kvHeads·headDim, hidden]
+  v: Tensor; // [kvHeads·headDim, hidden]
+  o: Tensor; // [hidden, heads·headDim]
+  qBias: Tensor | undefined;
+  kBias: Tensor | undefined;
+  vBias: Tensor | undefined;
+  postNorm: Tensor; // [hidden]
+  gate: Tensor; // [intermediate, hidden]
+  up: Tensor; // [intermediate, hidden]
+  down: Tensor; // [hidden, intermediate]
+}
+
+export interface ModelWeights {
+  embed: Tensor; // [vocab, hidden]
+  layers: LayerWeights[];
+  norm: Tensor; // [hidden]
+  lmHead: Tensor; // [vocab, hidden] (the embedding itself when tied)
+}
+
+/** The dtype matrices are kept in on the device; norms and biases are always f32. */
+export type WeightDType = 'f32' | 'f16';
+
+/** The safetensors files of a model directory, and which file holds each tensor. */
+export interface WeightIndex {
+  files: SafetensorsFile[];
+  tensors: Map<string, { file: SafetensorsFile; info: TensorInfo }>;
+}
+
+export function indexWeights(dir: string): WeightIndex {
+  const single = join(dir, 'model.safetensors');
+  const indexPath = join(dir, 'model.safetensors.index.json');
+  let fileNames: string[];
+  let weightMap: Record<string, string> | null = null;
+  if (existsSync(indexPath)) {
+    let parsed: { weight_map?: Record<string, string> };
+    try {
+      parsed = JSON.parse(readFileSync(indexPath, 'utf8'));
+    } catch (err) {
+      throw new ModelLoadError(indexPath, `cannot read JSON: ${(err as Error).message}`);
+    }
+    if (!parsed.weight_map || typeof parsed.weight_map !== 'object') {
+      throw new ModelLoadError(indexPath, 'missing "weight_map" object');
+    }
+    weightMap = parsed.weight_map;
+    fileNames = [...new Set(Object.values(weightMap))].sort();
+    for (const f of fileNames) {
+      if (!existsSync(join(dir, f)))
+        throw new ModelLoadError(indexPath, `weight_map names "${f}", which is missing`);
+    }
+  } else if (existsSync(single)) {
+    fileNames = ['model.safetensors'];
+  } else {
+    throw new ModelLoadError(dir, 'no model.safetensors or model.safetensors.index.json');
+  }
+  const files = fileNames.map((f) => readSafetensorsHeader(join(dir, f)));
+  const tensors = new Map<string, { file: SafetensorsFile; info: TensorInfo }>();
+  for (const file of files) {
+    for (const info of file.tensors.values()) {
+      const prev = tensors.get(info.name);
+      if (prev) throw new ModelLoadError(file.path, `tensor "${info.name}" also in ${prev.file.path}`);
+      tensors.set(info.name, { file, info });
+    }
+  }
+  if (weightMap) {
+    for (const [name, f] of Object.entries(weightMap)) {
+      const got = tensors.get(name);
+      if (!got) throw new ModelLoadError(join(dir, f), `tensor "${name}" listed in the index is missing`);
+      if (got.file.path !== join(dir, f))
+        throw new ModelLoadError(indexPath, `tensor "${name}" is in ${got.file.path}`);
+    }
+  }
+  return { files, tensors };
+}
+
+/** Reads one tensor as host f32 or f16 data. */
+export function readHostTensor(index: WeightIndex, name: string, dtype: WeightDType): HostTensor {
+  const entry = index.tensors.get(name);
+  if (!entry) throw new ModelLoadError(index.files[0]?.path ?? 'model', `missing tensor "${name}"`);
+  const { file, info } = entry;
+  const bytes = readTensorBytes(file, info);
+  const shape = info.shape;
+  if (info.dtype === 'F16' && dtype === 'f16')
+    return { dtype: 'f16', shape, data: new Uint16Array(bytes.buffer) };
+  const f32 =
+    info.dtype === 'F32'
+      ? new Float32Array(bytes.buffer)
+      : info.dtype === 'BF16'
+        ? bf16ToF32(new Uint16Array(bytes.buffer))
+        : f16ToF32(new Uint16Array(bytes.buffer));
+  for (let i = 0; i < f32.length; i++) {
+    if (!Number.isFinite(f32[i]))
+      throw new ModelLoadError(file.path, `tensor "${name}" holds a non-finite value`);
+  }
+  if (dtype === 'f16') return { dtype: 'f16', shape, data: f32ToF16(f32) };
+  return { dtype: 'f32', shape, data: f32 };
+}
+
+function expectShape(index: WeightIndex, name: string, shape: number[]): void {
+  const entry = index.tensors.get(name);
+  if (!entry) throw new ModelLoadError(index.files[0]?.path ?? 'model', `missing tensor "${name}"`);
+  if (entry.info.shape.join(',') !== shape.join(',')) {
+    throw new ModelLoadError(
+      entry.file.path,
+      `tensor "${name}" has shape [${entry.info.shape}], expected [${shape}]`,
+    );
+  }
+}
+
+/** Loads and uploads all weights. Matrices go up as `dtype` (if the backend accepts it), the rest as f32. */
+export function loadWeights(
+  dir: string,
+  cfg: ModelConfig,
+  backend: Backend,
+  dtype: WeightDType = 'f32',
+): ModelWeights {
+  const index = indexWeights(dir);
+  const matDType: WeightDType = backend.weightDTypes.includes(dtype) ? dtype : 'f32';
+  const { hiddenSize: d, heads, kvHeads, headDim, intermediateSize: f, vocabSize: vocab } = cfg;
+  const load = (name: string, shape: number[], kind: WeightDType = 'f32'): Tensor => {
+    expectShape(index, name, shape);
+    return backend.upload(readHostTensor(index, name, kind));
+  };
+  const optional = (name: string, shape: number[], required: boolean): Tensor | undefined => {
+    if (!index.tensors.has(name) && !required) return undefined;
+    return load(name, shape);
+  };
+  const embed = load('model.embed_tokens.weight', [vocab, d], matDType);
+  const layers: LayerWeights[] = [];
+  for (let l = 0; l < cfg.layers; l++) {
+    const p = `model.layers.${l}`;
+    layers.push({
+      inputNorm: load(`${p}.input_layernorm.weight`, [d]),
+      q: load(`${p}.self_attn.q_proj.weight`, [heads * headDim, d], matDType),
+      k: load(`${p}.self_attn.k_proj.weight`, [kvHeads * headDim, d], matDType),
+      v: load(`${p}.self_attn.v_proj.weight`, [kvHeads * headDim, d], matDType),
+      o: load(`${p}.self_attn.o_proj.weight`, [d, heads * headDim], matDType),
+      qBias: optional(`${p}.self_attn.q_proj.bias`, [heads * headDim], cfg.qkvBias),
+      kBias: optional(`${p}.self_attn.k_proj.bias`, [kvHeads * headDim], cfg.qkvBias),
+      vBias: optional(`${p}.self_attn.v_proj.bias`, [kvHeads * headDim], cfg.qkvBias),
+      postNorm: load(`${p}.post_attention_layernorm.weight`, [d]),
+      gate: load(`${p}.mlp.gate_proj.weight`, [f, d], matDType),
+      up: load(`${p}.mlp.up_proj.weight`, [f, d], matDType),
+      down: load(`${p}.mlp.down_proj.weight`, [d, f], matDType),
+    });
+  }
+  const norm = load('model.norm.weight', [d]);
+  const tied = cfg.tiedEmbeddings || !index.tensors.has('lm_head.weight');
+  if (!cfg.tiedEmbeddings && tied) {
+    throw new ModelLoadError(
+      index.files[0].path,
+      'missing tensor "lm_head.weight" (tie_word_embeddings is false)',
+    );
+  }
+  const lmHead = tied ? embed : load('lm_head.weight', [vocab, d], matDType);
+  return { embed, layers, norm, lmHead };
+}
