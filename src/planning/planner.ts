@@ -1,0 +1,244 @@
+// The retrieval planner (DESIGN.md §5; DRAG/IterDRAG, REAPER, Hybrid LLM). Two phases:
+// planQuery() before retrieval — budget, retrieval steps, model — and finalizePlan() after it, when the
+// retrieved chunks and which of them have artifacts are known — reuse mode, squeezed budget, sparse policy.
+// Both are pure and deterministic: the same inputs give the same plan.
+import { estimateDifficulty } from './difficulty.ts';
+import type { GenerationPlan, Plan, Quality, RetrievalStep, ReuseMode } from './plan.ts';
+
+export interface ServedModel {
+  /** Model id as clients name it (and the runner's fingerprint maps to it). */
+  id: string;
+  contextTokens: number;
+  tier: 'small' | 'large';
+  /** Measured prefill throughput of live tokens on its runners (tokens/s). */
+  prefillTokensPerSec: number;
+  /** Throughput of loading stored chunk K/V into the engine (tokens/s): far above prefill. */
+  loadTokensPerSec: number;
+  /** Live-token length above which sparse prefill beats dense (from the model's sparse config). */
+  sparseBreakEven: number;
+}
+
+export interface PlanRequest {
+  question: string;
+  collections: readonly string[];
+  filters?: unknown;
+  quality?: Quality;
+  /** Time-to-first-token budget in ms. */
+  latencyBudgetMs?: number;
+  /** Cap on prompt tokens (compute budget). */
+  computeBudgetTokens?: number;
+  maxTokens?: number;
+  /** Explicit k (per collection, single-step); otherwise the budget decides. */
+  k?: number;
+  reuse?: ReuseMode | 'auto';
+  /** Iterative retrieval (IterDRAG): sub-queries per step until sufficient, at most maxSteps. */
+  iterative?: { maxSteps: number } | false;
+  /** Model id; otherwise routed by difficulty. */
+  model?: string;
+  /** Hybrid-LLM knob in [0, 1]: 0 sends everything to the small model, 1 everything to the large one. */
+  qualityKnob?: number;
+}
+
+export interface PlannerContext {
+  models: readonly ServedModel[];
+  /** Average chunk size of the collections, in tokens. */
+  chunkTokens: number;
+  /** Tokens of the system prefix the runner prepends. */
+  systemTokens: number;
+  countTokens: (text: string) => number;
+  /** Most chunks one retrieval step may return (search max_num_results). */
+  maxK?: number;
+}
+
+export const PLANNER_DEFAULTS = {
+  quality: 'balanced' as Quality,
+  maxTokens: 256,
+  maxK: 50,
+  blendRatio: 0.15,
+  linkTokens: 16,
+  qualityKnob: 0.5,
+  /** Fixed contexts below this are attended densely: squeezing saves too little there. */
+  squeezeFrom: 4096,
+  /** IterDRAG: the first step gets this share of the document budget; the rest is split over later steps. */
+  firstStepShare: 0.5,
+};
+
+function chooseModel(req: PlanRequest, ctx: PlannerContext, difficulty: number): ServedModel {
+  if (ctx.models.length === 0) throw new Error('planner: no model is served');
+  if (req.model) {
+    const m = ctx.models.find((x) => x.id === req.model);
+    if (!m) throw new Error(`planner: model "${req.model}" is not served`);
+    return m;
+  }
+  const knob = req.qualityKnob ?? PLANNER_DEFAULTS.qualityKnob;
+  const small = ctx.models.filter((m) => m.tier === 'small');
+  const large = ctx.models.filter((m) => m.tier === 'large');
+  // Hybrid LLM: the small model answers when the predicted difficulty is under the threshold 1 − knob.
+  const pool =
+    small.length && (!large.length || difficulty < 1 - knob) ? small : large.length ? large : small;
+  return [...pool].sort((a, b) => b.contextTokens - a.contextTokens || a.id.localeCompare(b.id))[0];
+}
+
+/** Phase 1: budget, retrieval steps and model, before anything is retrieved. */
+export function planQuery(req: PlanRequest, ctx: PlannerContext): Plan {
+  const quality = req.quality ?? PLANNER_DEFAULTS.quality;
+  const difficulty = estimateDifficulty(req.question);
+  const model = chooseModel(req, ctx, difficulty);
+  const maxTokens = req.maxTokens ?? PLANNER_DEFAULTS.maxTokens;
+  const questionTokens = ctx.countTokens(req.question);
+  const contextTokens = model.contextTokens;
+
+  // The budget for documents is the tightest of: what the context leaves, the compute cap, and what the
+  // latency budget lets the runner load (stored chunks) or prefill (exact quality recomputes them).
+  const fixed = ctx.systemTokens + questionTokens + maxTokens + 16;
+  let documentTokens = Math.max(0, contextTokens - fixed);
+  let limitedBy: Plan['budget']['limitedBy'] = 'context';
+  if (req.computeBudgetTokens !== undefined && req.computeBudgetTokens - fixed < documentTokens) {
+    documentTokens = Math.max(0, req.computeBudgetTokens - fixed);
+    limitedBy = 'compute';
+  }
+  if (req.latencyBudgetMs !== undefined) {
+    const questionMs = (questionTokens / model.prefillTokensPerSec) * 1000;
+    const perDocToken = quality === 'exact' ? 1 / model.prefillTokensPerSec : 1 / model.loadTokensPerSec;
+    const byLatency = Math.max(
+      0,
+      Math.floor(((req.latencyBudgetMs - questionMs) / 1000) * (1 / perDocToken)),
+    );
+    if (byLatency < documentTokens) {
+      documentTokens = byLatency;
+      limitedBy = 'latency';
+    }
+  }
+
+  // DRAG: spend the budget on more documents first; iterate only when asked.
+  const maxK = ctx.maxK ?? PLANNER_DEFAULTS.maxK;
+  const collections = [...req.collections];
+  const totalK = Math.floor(documentTokens / Math.max(1, ctx.chunkTokens));
+  const iterative = req.iterative ? Math.max(1, Math.min(8, req.iterative.maxSteps)) : 1;
+  const firstShare = iterative > 1 ? PLANNER_DEFAULTS.firstStepShare : 1;
+  const perCollection = (k: number) =>
+    Math.min(maxK, Math.max(1, Math.floor(k / Math.max(1, collections.length))));
+  const firstK = req.k ?? perCollection(totalK * firstShare);
+  const steps: RetrievalStep[] = collections.map((collection) => ({
+    step: 1,
+    collection,
+    query: req.question,
+    k: Math.min(maxK, Math.max(1, firstK)),
+    ...(req.filters !== undefined ? { filters: req.filters } : {}),
+  }));
+
+  const generation: GenerationPlan = {
+    model: model.id,
+    reuse: reuseFor(req.reuse ?? 'auto', quality, 1),
+    squeezedBudget: null,
+    sparsePrefill: 'off',
+    maxTokens,
+  };
+  return {
+    v: 1,
+    quality,
+    difficulty: Math.round(difficulty * 1000) / 1000,
+    budget: { contextTokens, documentTokens, limitedBy },
+    retrieval: { mode: iterative > 1 ? 'iterative' : 'single', maxSteps: iterative, steps },
+    chunkOrder: 'score-desc',
+    generation,
+  };
+}
+
+/** k for a later IterDRAG step: the remaining budget split evenly over the remaining steps. */
+export function nextStepK(plan: Plan, ctx: PlannerContext, step: number, usedTokens: number): number {
+  const left = Math.max(0, plan.budget.documentTokens - usedTokens);
+  const stepsLeft = Math.max(1, plan.retrieval.maxSteps - step + 1);
+  return Math.max(
+    0,
+    Math.min(ctx.maxK ?? PLANNER_DEFAULTS.maxK, Math.floor(left / stepsLeft / ctx.chunkTokens)),
+  );
+}
+
+function reuseFor(
+  requested: ReuseMode | 'auto',
+  quality: Quality,
+  readyShare: number,
+): GenerationPlan['reuse'] {
+  if (requested !== 'auto') {
+    if (requested === 'blend') return { mode: 'blend', blendRatio: PLANNER_DEFAULTS.blendRatio };
+    if (requested === 'link') return { mode: 'link', linkTokens: PLANNER_DEFAULTS.linkTokens };
+    return { mode: requested };
+  }
+  // Nothing stored yet: every chunk is prefilled anyway, so do it exactly (prefix reuse of the system
+  // prompt only). Otherwise the requested quality decides how much cross-chunk attention is restored.
+  if (quality === 'exact' || readyShare === 0) return { mode: 'prefix' };
+  if (quality === 'fast') return { mode: 'independent' };
+  return { mode: 'blend', blendRatio: PLANNER_DEFAULTS.blendRatio };
+}
+
+export interface RetrievedChunk {
+  /** Chunk token count. */
+  tokens: number;
+  /** Whether its KV artifact for the plan's model is ready. */
+  ready: boolean;
+}
+
+/**
+ * Phase 2: given the retrieved chunks (in plan order) and their artifact readiness, fix the reuse mode,
+ * squeezed budget and sparse-prefill policy, and drop trailing chunks that would break the budget.
+ * Returns the final plan and how many of the chunks to use.
+ */
+export function finalizePlan(
+  plan: Plan,
+  req: Pick<PlanRequest, 'reuse' | 'latencyBudgetMs' | 'question'>,
+  ctx: PlannerContext,
+  chunks: readonly RetrievedChunk[],
+): { plan: Plan; use: number } {
+  const model = ctx.models.find((m) => m.id === plan.generation.model);
+  if (!model) throw new Error(`planner: model "${plan.generation.model}" is not served`);
+  let use = 0;
+  let docTokens = 0;
+  for (const c of chunks) {
+    if (docTokens + c.tokens > plan.budget.documentTokens) break;
+    docTokens += c.tokens;
+    use++;
+  }
+  const kept = chunks.slice(0, use);
+  const ready = kept.filter((c) => c.ready).length;
+  const reuse = reuseFor(req.reuse ?? 'auto', plan.quality, kept.length ? ready / kept.length : 0);
+
+  // With a latency budget, chunks that must be prefilled live (no artifact, or every chunk in an exact
+  // mode) cost prefill time: drop the lowest-ranked ones until the estimate fits.
+  if (req.latencyBudgetMs !== undefined) {
+    const live = (c: RetrievedChunk) => reuse.mode === 'full' || reuse.mode === 'prefix' || !c.ready;
+    const qTokens = ctx.countTokens(req.question);
+    const estimateMs = (cs: readonly RetrievedChunk[]) =>
+      cs.reduce(
+        (ms, c) => ms + (c.tokens * 1000) / (live(c) ? model.prefillTokensPerSec : model.loadTokensPerSec),
+        (qTokens * 1000) / model.prefillTokensPerSec,
+      );
+    while (use > 1 && estimateMs(chunks.slice(0, use)) > req.latencyBudgetMs) use--;
+    docTokens = chunks.slice(0, use).reduce((a, c) => a + c.tokens, 0);
+  }
+
+  const fixedTokens = ctx.systemTokens + docTokens;
+  const liveTokens =
+    ctx.countTokens(req.question) + (reuse.mode === 'full' || reuse.mode === 'prefix' ? docTokens : 0);
+  const squeezedBudget =
+    fixedTokens < PLANNER_DEFAULTS.squeezeFrom ||
+    plan.quality === 'exact' ||
+    reuse.mode === 'full' ||
+    reuse.mode === 'prefix'
+      ? null
+      : plan.quality === 'fast'
+        ? 1 / 8
+        : 1 / 3;
+  return {
+    plan: {
+      ...plan,
+      generation: {
+        ...plan.generation,
+        reuse,
+        squeezedBudget,
+        sparsePrefill: liveTokens >= model.sparseBreakEven ? 'auto' : 'off',
+      },
+    },
+    use,
+  };
+}

@@ -1,0 +1,151 @@
+import { describe, expect, it } from 'vitest';
+import { estimateDifficulty } from '../../src/planning/difficulty.ts';
+import { planSchema } from '../../src/planning/plan.ts';
+import {
+  finalizePlan,
+  nextStepK,
+  type PlannerContext,
+  planQuery,
+  type ServedModel,
+} from '../../src/planning/planner.ts';
+
+const small: ServedModel = {
+  id: 'tiny',
+  contextTokens: 8192,
+  tier: 'small',
+  prefillTokensPerSec: 4000,
+  loadTokensPerSec: 400_000,
+  sparseBreakEven: 16384,
+};
+const large: ServedModel = {
+  ...small,
+  id: 'big',
+  contextTokens: 32768,
+  tier: 'large',
+  sparseBreakEven: 8192,
+};
+const ctx: PlannerContext = {
+  models: [small, large],
+  chunkTokens: 512,
+  systemTokens: 40,
+  countTokens: (t) => new TextEncoder().encode(t).length,
+};
+const question = 'What is the passkey of the blue vault?';
+const chunks = (n: number, ready: boolean, tokens = 512) =>
+  Array.from({ length: n }, () => ({ tokens, ready }));
+
+describe('planner', () => {
+  it('is deterministic and produces a valid plan', () => {
+    const a = planQuery({ question, collections: ['c1', 'c2'] }, ctx);
+    expect(planQuery({ question, collections: ['c1', 'c2'] }, ctx)).toEqual(a);
+    expect(planSchema.parse(a)).toEqual(a);
+    expect(a.retrieval.steps.map((s) => s.collection)).toEqual(['c1', 'c2']);
+  });
+
+  it('never plans more prompt than the model context holds', () => {
+    for (const model of ['tiny', 'big']) {
+      for (const maxTokens of [16, 256, 2048]) {
+        const p = planQuery({ question, collections: ['c'], model, maxTokens }, ctx);
+        const m = ctx.models.find((x) => x.id === model)!;
+        const prompt = ctx.systemTokens + ctx.countTokens(question) + p.budget.documentTokens + maxTokens;
+        expect(prompt).toBeLessThanOrEqual(m.contextTokens);
+        expect(p.retrieval.steps[0].k * ctx.chunkTokens).toBeLessThanOrEqual(p.budget.documentTokens);
+        // Finalising with more retrieved chunks than fit keeps only what fits.
+        const { use } = finalizePlan(p, { question }, ctx, chunks(100, true));
+        expect(use * 512).toBeLessThanOrEqual(p.budget.documentTokens);
+        expect((use + 1) * 512).toBeGreaterThan(p.budget.documentTokens);
+      }
+    }
+  });
+
+  it('shrinks the document budget to a compute cap and to a latency budget', () => {
+    const capped = planQuery({ question, collections: ['c'], model: 'big', computeBudgetTokens: 4096 }, ctx);
+    expect(capped.budget.limitedBy).toBe('compute');
+    expect(capped.budget.documentTokens).toBeLessThan(4096);
+    // exact quality recomputes documents: 4000 tok/s within 250 ms → under 1000 tokens.
+    const exact = planQuery(
+      { question, collections: ['c'], model: 'big', quality: 'exact', latencyBudgetMs: 250 },
+      ctx,
+    );
+    expect(exact.budget.limitedBy).toBe('latency');
+    expect(exact.budget.documentTokens).toBeLessThan(1000);
+    // fast quality loads stored chunks at 400K tok/s: the same latency admits the whole context.
+    const fast = planQuery(
+      { question, collections: ['c'], model: 'big', quality: 'fast', latencyBudgetMs: 250 },
+      ctx,
+    );
+    expect(fast.budget.documentTokens).toBeGreaterThan(20 * exact.budget.documentTokens);
+  });
+
+  it('routes easy questions to the small model and hard ones to the large, by the quality knob', () => {
+    const hard =
+      'Compare the passkey of the blue vault with the one stored after the migration, and explain which of the two was issued first and why?';
+    expect(estimateDifficulty(question)).toBeLessThan(estimateDifficulty(hard));
+    expect(planQuery({ question, collections: ['c'] }, ctx).generation.model).toBe('tiny');
+    expect(planQuery({ question: hard, collections: ['c'] }, ctx).generation.model).toBe('big');
+    expect(planQuery({ question: hard, collections: ['c'], qualityKnob: 0 }, ctx).generation.model).toBe(
+      'tiny',
+    );
+    expect(planQuery({ question, collections: ['c'], qualityKnob: 1 }, ctx).generation.model).toBe('big');
+    expect(() => planQuery({ question, collections: ['c'], model: 'nope' }, ctx)).toThrow(/not served/);
+  });
+
+  it('chooses the reuse mode from quality and artifact availability', () => {
+    const mode = (quality: 'fast' | 'balanced' | 'exact', ready: boolean) =>
+      finalizePlan(
+        planQuery({ question, collections: ['c'], quality }, ctx),
+        { question },
+        ctx,
+        chunks(6, ready),
+      ).plan.generation.reuse;
+    expect(mode('fast', true)).toEqual({ mode: 'independent' });
+    expect(mode('balanced', true)).toEqual({ mode: 'blend', blendRatio: 0.15 });
+    expect(mode('exact', true)).toEqual({ mode: 'prefix' });
+    expect(mode('fast', false)).toEqual({ mode: 'prefix' });
+    const explicit = finalizePlan(
+      planQuery({ question, collections: ['c'], reuse: 'link' }, ctx),
+      { question, reuse: 'link' },
+      ctx,
+      chunks(3, true),
+    );
+    expect(explicit.plan.generation.reuse).toEqual({ mode: 'link', linkTokens: 16 });
+  });
+
+  it('drops live (unstored) chunks that would break the latency budget, keeping stored ones cheap', () => {
+    const p = planQuery(
+      { question, collections: ['c'], model: 'big', quality: 'fast', latencyBudgetMs: 300 },
+      ctx,
+    );
+    const stored = finalizePlan(p, { question, latencyBudgetMs: 300 }, ctx, chunks(20, true));
+    expect(stored.use).toBe(20);
+    const cold = finalizePlan(p, { question, latencyBudgetMs: 300 }, ctx, [
+      ...chunks(2, true),
+      ...chunks(18, false),
+    ]);
+    // 300 ms of 4000 tok/s prefill covers two 512-token live chunks at most.
+    expect(cold.use).toBeLessThanOrEqual(4);
+    expect(cold.use).toBeGreaterThanOrEqual(2);
+  });
+
+  it('sets squeezed budgets for long fixed contexts and sparse prefill above the break-even', () => {
+    const p = planQuery({ question, collections: ['c'], model: 'big', quality: 'fast' }, ctx);
+    expect(finalizePlan(p, { question }, ctx, chunks(4, true)).plan.generation.squeezedBudget).toBeNull();
+    expect(finalizePlan(p, { question }, ctx, chunks(20, true)).plan.generation.squeezedBudget).toBe(1 / 8);
+    const exact = planQuery({ question, collections: ['c'], model: 'big', quality: 'exact' }, ctx);
+    const long = finalizePlan(exact, { question }, ctx, chunks(20, true)).plan.generation;
+    expect(long.squeezedBudget).toBeNull();
+    expect(long.sparsePrefill).toBe('auto'); // 10K live tokens ≥ 8192
+    expect(finalizePlan(exact, { question }, ctx, chunks(4, true)).plan.generation.sparsePrefill).toBe('off');
+  });
+
+  it('plans iterative retrieval with the budget spread over the steps', () => {
+    const p = planQuery({ question, collections: ['c'], model: 'big', iterative: { maxSteps: 3 } }, ctx);
+    expect(p.retrieval.mode).toBe('iterative');
+    expect(p.retrieval.maxSteps).toBe(3);
+    const first = p.retrieval.steps[0].k;
+    const second = nextStepK(p, ctx, 2, first * ctx.chunkTokens);
+    const third = nextStepK(p, ctx, 3, (first + second) * ctx.chunkTokens);
+    expect((first + second + third) * ctx.chunkTokens).toBeLessThanOrEqual(p.budget.documentTokens);
+    expect(second).toBeGreaterThan(0);
+  });
+});
