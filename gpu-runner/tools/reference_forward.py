@@ -7,8 +7,9 @@ llama3 / linear rope scaling), GQA attention with a causal mask, SwiGLU MLP, tie
 Weights are read from model.safetensors or a sharded index with the `safetensors` module when it is
 installed, else with the small reader below; BF16/F16 are widened to float32.
 
-usage: /usr/bin/python3 reference_forward.py MODEL_DIR PROMPTS_JSON OUT_BIN
+usage: /usr/bin/python3 reference_forward.py PROMPTS_JSON MODEL_DIR OUT_BIN [MODEL_DIR OUT_BIN ...]
   PROMPTS_JSON: {"prompts": [[token ids], ...]}
+  (several models per run, so torch is imported once)
   OUT_BIN: float32 little-endian logits of every position of every prompt, prompts concatenated:
            [sum(len(prompt)), vocab_size]
 """
@@ -149,18 +150,19 @@ def forward(cfg, w, ids):
 
 
 def main():
-    if len(sys.argv) != 4:
+    args = sys.argv[1:]
+    if len(args) < 3 or len(args) % 2 != 1:
         print(__doc__, file=sys.stderr)
         sys.exit(2)
-    model_dir, prompts_path, out_path = sys.argv[1:]
-    with open(os.path.join(model_dir, "config.json")) as f:
-        cfg = json.load(f)
-    with open(prompts_path) as f:
+    with open(args[0]) as f:
         prompts = json.load(f)["prompts"]
-    w = load_weights(model_dir)
-    with torch.no_grad():
-        logits = torch.cat([forward(cfg, w, ids) for ids in prompts], dim=0)
-    logits.numpy().astype("<f4").tofile(out_path)
+    for model_dir, out_path in zip(args[1::2], args[2::2]):
+        with open(os.path.join(model_dir, "config.json")) as f:
+            cfg = json.load(f)
+        w = load_weights(model_dir)
+        with torch.no_grad():
+            logits = torch.cat([forward(cfg, w, ids) for ids in prompts], dim=0)
+        logits.numpy().astype("<f4").tofile(out_path)
 
 
 if __name__ == "__main__":
