@@ -14,6 +14,7 @@ const COMMANDS: Record<string, () => Promise<{ command: Command }>> = {
   serve: () => import('./commands/serve.ts'),
   migrate: () => import('./commands/migrate.ts'),
   bench: () => import('./commands/bench.ts'),
+  generate: () => import('./commands/generate.ts'),
 };
 
 function help(): string {
