@@ -1,0 +1,199 @@
+// The wasm backend against the reference backend: the same tiny models (Llama and Qwen2 shapes, f32 and
+// f16 weights) through the real engine give the same logits (prefill of every position, decode steps,
+// a mixed batch), the same greedy generations, and match the committed PyTorch golden fixtures with the
+// golden test's own tolerance; the KV-cache ops and the remaining ops agree op by op. threads 1 and 2.
+// Tolerance for logits: 1e-4 absolute (the golden test's bound; the kernels sum in another order and
+// use a polynomial exp), op-level 1e-5 relative.
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createReferenceBackend } from '../../../gpu-runner/engine/backends/reference/index.ts';
+import type { Backend, Tensor } from '../../../gpu-runner/engine/backends/types.ts';
+import { createWasmBackend, type WasmBackend } from '../../../gpu-runner/engine/backends/wasm/index.ts';
+import { type Engine, loadEngine } from '../../../gpu-runner/engine/engine.ts';
+import type { GoldenManifest } from '../../../gpu-runner/tools/make-golden.ts';
+import { maxAbsDiff, tinyModels } from '../../helpers/tiny-model.ts';
+import { rand, relErr } from '../../helpers/wasm-runtime.ts';
+
+const models = tinyModels();
+afterAll(() => models.cleanup());
+const tokens = (n: number, seed: number) => Array.from({ length: n }, (_, i) => (i * 37 + seed * 11) % 256);
+
+async function logitsAll(engine: Engine, prompt: number[]): Promise<Float32Array> {
+  const kv = engine.newSequence(prompt.length);
+  const out = await engine.forward([{ kv, tokens: prompt }], 'all');
+  kv.free();
+  return out;
+}
+
+describe.each([1, 2])('wasm backend vs reference, %i thread(s)', (threads) => {
+  const engines: Engine[] = [];
+  async function pair(
+    name: string,
+    opts: Parameters<typeof models.make>[1],
+    weightDType: 'f32' | 'f16' = 'f32',
+  ) {
+    const dir = models.make(name, opts);
+    const ref = await loadEngine(dir, { weightDType });
+    const wasm = await loadEngine(dir, { weightDType, backend: await createWasmBackend({ threads }) });
+    engines.push(ref, wasm);
+    return { ref, wasm };
+  }
+  afterAll(() => {
+    for (const e of engines) e.dispose();
+  });
+
+  it.each([
+    ['llama', 'f32'],
+    ['qwen2', 'f32'],
+    ['llama', 'f16'],
+  ] as const)('%s (%s weights): prefill logits at every position of a 90-token prompt', async (arch, dt) => {
+    const { ref, wasm } = await pair(arch, { arch, seed: 3 }, dt);
+    expect(wasm.backend.name).toBe('wasm');
+    const prompt = tokens(90, 1);
+    const a = await logitsAll(ref, prompt);
+    const b = await logitsAll(wasm, prompt);
+    expect(maxAbsDiff(b, a)).toBeLessThanOrEqual(1e-4);
+  });
+
+  it('decode steps and a mixed batch (prefill + decode in one step) match', async () => {
+    const { ref, wasm } = await pair('llama-gqa', { arch: 'llama', seed: 7, heads: 8, kvHeads: 2 });
+    const run = async (e: Engine) => {
+      const kvs = [e.newSequence(40), e.newSequence(40)];
+      const outs: Float32Array[] = [];
+      outs.push(
+        await e.forward([
+          { kv: kvs[0], tokens: tokens(12, 2) },
+          { kv: kvs[1], tokens: tokens(3, 3) },
+        ]),
+      );
+      for (let s = 0; s < 4; s++) {
+        outs.push(
+          await e.forward([
+            { kv: kvs[0], tokens: [s + 5] },
+            { kv: kvs[1], tokens: [s, s + 1, s + 2] },
+          ]),
+        );
+      }
+      const kvState = await kvs[1].read(1, 0, 15);
+      for (const kv of kvs) kv.free();
+      return { outs, kvState };
+    };
+    const r = await run(ref);
+    const w = await run(wasm);
+    r.outs.forEach((o, i) => {
+      expect(maxAbsDiff(w.outs[i], o)).toBeLessThanOrEqual(1e-4);
+    });
+    expect(maxAbsDiff(w.kvState.k, r.kvState.k)).toBeLessThanOrEqual(1e-5);
+    expect(maxAbsDiff(w.kvState.v, r.kvState.v)).toBeLessThanOrEqual(1e-5);
+  });
+
+  it('greedy generation produces the same tokens', async () => {
+    const { ref, wasm } = await pair('qwen2-gen', { arch: 'qwen2', seed: 9 });
+    const req = { prompt: tokens(20, 4), maxTokens: 24, stopTokenIds: [] };
+    const [a] = await ref.generate([req]);
+    const [b] = await wasm.generate([req]);
+    expect(b.tokens).toEqual(a.tokens);
+    expect(b.tokens.length).toBe(24);
+  });
+
+  it('matches the committed PyTorch golden logits (≤ 1e-4, as the engine golden test)', async () => {
+    const fixtures = join(import.meta.dirname, '../../fixtures/engine');
+    const manifest = JSON.parse(readFileSync(join(fixtures, 'golden.json'), 'utf8')) as GoldenManifest;
+    const backend = await createWasmBackend({ threads });
+    try {
+      for (const v of manifest.variants) {
+        const engine = await loadEngine(models.make(v.name, { arch: v.arch, dtype: v.dtype, seed: v.seed }), {
+          backend,
+        });
+        const b = readFileSync(join(fixtures, v.file));
+        const golden = new Float32Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.length));
+        let o = 0;
+        for (const p of manifest.prompts) {
+          const got = await logitsAll(engine, p);
+          expect(maxAbsDiff(got, golden.subarray(o, o + got.length))).toBeLessThanOrEqual(1e-4);
+          o += got.length;
+        }
+        expect(o).toBe(golden.length);
+        engine.model.dispose();
+      }
+    } finally {
+      backend.dispose();
+    }
+  });
+});
+
+describe.each([1, 2])('wasm backend ops vs reference, %i thread(s)', (threads) => {
+  let wasm: WasmBackend;
+  const ref = createReferenceBackend();
+  beforeAll(async () => {
+    wasm = await createWasmBackend({ threads });
+  });
+  afterAll(() => wasm.dispose());
+
+  const both = <T>(f: (b: Backend) => T): [T, T] => [f(ref), f(wasm)];
+  async function same(t: [Tensor, Tensor], tol = 1e-5): Promise<void> {
+    const [a, b] = [await ref.read(t[0]), await wasm.read(t[1])];
+    expect(t[1].shape).toEqual(t[0].shape);
+    expect(relErr(b, a)).toBeLessThanOrEqual(tol);
+    ref.free(t[0]);
+    wasm.free(t[1]);
+  }
+
+  it('softmax, argmax, sliceRows, gather of activations, rope with position deltas', async () => {
+    const x = rand(7 * 48, 1, 4);
+    const [xr, xw] = both((b) => b.upload({ dtype: 'f32', shape: [7, 48], data: x }));
+    await same(both((b) => b.softmax(b === ref ? xr : xw)));
+    const am = both((b) => b.argmax(b === ref ? xr : xw));
+    expect(await wasm.readInt(am[1])).toEqual(await ref.readInt(am[0]));
+    await same(
+      both((b) => b.sliceRows(b === ref ? xr : xw, 2, 4)),
+      0,
+    );
+    const ids = both((b) => b.upload({ dtype: 'i32', shape: [3], data: Int32Array.from([6, 0, 6]) }));
+    await same(
+      both((b) => b.gather(b === ref ? xr : xw, b === ref ? ids[0] : ids[1])),
+      0,
+    );
+    const pos = both((b) =>
+      b.upload({ dtype: 'i32', shape: [7], data: Int32Array.from([0, -5, 9, 300, -1000, 4, 7]) }),
+    );
+    const inv = both((b) => b.upload({ dtype: 'f32', shape: [8], data: rand(8, 2).map(Math.abs) }));
+    await same(
+      both((b) => (b === ref ? b.rope(xr, pos[0], inv[0], 16) : b.rope(xw, pos[1], inv[1], 16))),
+      2e-5,
+    );
+    expect(() =>
+      wasm.gather(xw, wasm.upload({ dtype: 'i32', shape: [1], data: Int32Array.from([7]) })),
+    ).toThrow(/outside/);
+    wasm.free(xw);
+    expect(() => wasm.softmax(xw)).toThrow(/after free/);
+  });
+
+  it('KV cache: kvWrite/kvRead/kvLoad/kvGather agree, writes beyond capacity throw', async () => {
+    const spec = { layers: 2, kvHeads: 3, headDim: 8, capacity: 10 };
+    const [cr, cw] = both((b) => b.createKVCache(spec));
+    const k = rand(4 * 24, 5);
+    const v = rand(4 * 24, 6);
+    for (const b of [ref, wasm]) {
+      const c = b === ref ? cr : cw;
+      const kt = b.upload({ dtype: 'f32', shape: [4, 24], data: k });
+      const vt = b.upload({ dtype: 'f32', shape: [4, 24], data: v });
+      b.kvWrite(1, kt, vt, [{ cache: c, row: 1, count: 3, pos: 5 }]);
+      b.kvLoad(c, 0, 2, { k: rand(3 * 2 * 8, 7), v: rand(3 * 2 * 8, 8) });
+      expect(() => b.kvWrite(0, kt, vt, [{ cache: c, row: 0, count: 4, pos: 8 }])).toThrow(/capacity/);
+    }
+    for (const layer of [0, 1]) {
+      const a = await ref.kvRead(cr, layer, 0, 10);
+      const w = await wasm.kvRead(cw, layer, 0, 10);
+      expect(w.k).toEqual(a.k);
+      expect(w.v).toEqual(a.v);
+      const ga = ref.kvGather(cr, layer, 1, 7);
+      const gw = wasm.kvGather(cw, layer, 1, 7);
+      await same([ga.k, gw.k], 0);
+      await same([ga.v, gw.v], 0);
+    }
+    wasm.freeKVCache(cw);
+    await expect(wasm.kvRead(cw, 0, 0, 1)).rejects.toThrow(/freeKVCache/);
+  });
+});
