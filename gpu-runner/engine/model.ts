@@ -45,6 +45,8 @@ export class Model {
     const ids: number[] = [];
     const positions: number[] = [];
     const spans: SeqSpan[] = [];
+    if (new Set(inputs.map((i) => i.kv)).size !== inputs.length)
+      throw new Error('forward: a sequence appears twice');
     for (const { kv, tokens } of inputs) {
       if (tokens.length === 0) throw new Error('forward: a sequence with no new tokens');
       kv.ensureRoom(tokens.length);

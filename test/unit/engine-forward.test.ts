@@ -89,6 +89,29 @@ describe('weights', () => {
     expect(diff).toBeLessThan(0.05);
   });
 
+  it('F16 safetensors load exactly as f16 device weights or widened to f32', async () => {
+    const dir = models.make('llama-f16', { arch: 'llama', seed: 3, dtype: 'f16' });
+    const asF16 = await loadEngine(dir, { weightDType: 'f16' });
+    const asF32 = await loadEngine(dir);
+    const prompt = tokens(11, 7);
+    const a = await prefillLast(asF16, prompt);
+    expect(maxAbsDiff(a, await prefillLast(asF32, prompt))).toBe(0);
+    // and the rounding to f16 moved the logits only a little from the f32 original
+    const diff = maxAbsDiff(a, await prefillLast(llama, prompt));
+    expect(diff).toBeGreaterThan(0);
+    expect(diff).toBeLessThan(0.05);
+  });
+
+  it('refuses a step that names the same sequence twice', async () => {
+    const kv = llama.newSequence(8);
+    await expect(
+      llama.forward([
+        { kv, tokens: [1] },
+        { kv, tokens: [2] },
+      ]),
+    ).rejects.toThrow(/appears twice/);
+  });
+
   it('refuses to grow a sequence beyond its preallocated capacity', async () => {
     const kv = llama.newSequence(4);
     await expect(llama.forward([{ kv, tokens: tokens(5, 1) }])).rejects.toThrow(/capacity 4/);
