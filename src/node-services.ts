@@ -1,22 +1,52 @@
 // Builds the API's services on Node from configuration: embedded (PGlite, filesystem blobs, in-process
-// queue) or distributed (Postgres, S3, BullMQ), whichever the settings name.
+// queue) or distributed (Postgres, S3, BullMQ), whichever the settings name. Embedded mode migrates its
+// own database on start; a server database is migrated by `kvrag migrate` (one step of a deployment).
+import { sql } from 'drizzle-orm';
 import type { Config } from './config.ts';
+import { type DbHandle, openDatabase } from './db/client.ts';
+import { migrateDatabase } from './db/migrate.ts';
 import { jsonLogger } from './log.ts';
 import type { Services } from './services.ts';
+import type { BlobStore } from './storage/blob-store.ts';
+import { openBlobStore } from './storage/open.ts';
 
 export interface NodeServices extends Services {
+  db: DbHandle;
+  blobs: BlobStore;
   close(): Promise<void>;
 }
 
 export async function openNodeServices(config: Config): Promise<NodeServices> {
   const log = jsonLogger(config.logLevel, { service: 'kvrag' });
   const closers: (() => Promise<void>)[] = [];
-  return {
-    config,
-    log,
-    readiness: {},
-    async close() {
-      for (const c of closers.reverse()) await c();
-    },
-  };
+  try {
+    const db = await openDatabase(config);
+    closers.push(() => db.close());
+    if (db.kind === 'pglite') {
+      const applied = await migrateDatabase(db);
+      if (applied.length) log('info', 'migrated embedded database', { applied });
+    }
+    const blobs = await openBlobStore(config);
+    if (blobs.close) closers.push(() => blobs.close!());
+    return {
+      config,
+      log,
+      db,
+      blobs,
+      readiness: {
+        database: async () => {
+          await db.db.execute(sql`select 1`);
+        },
+        blobs: async () => {
+          await blobs.head('readyz-probe');
+        },
+      },
+      async close() {
+        for (const c of closers.reverse()) await c();
+      },
+    };
+  } catch (err) {
+    for (const c of closers.reverse()) await c().catch(() => {});
+    throw err;
+  }
 }

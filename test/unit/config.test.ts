@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { blobStoreSpec, ConfigError, loadConfig } from '../../src/config.ts';
 
-function issuesOf(env: Record<string, string>): { env: string; message: string }[] {
+function issuesOf(env: Record<string, string>): ConfigError['issues'] {
   try {
     loadConfig(env);
   } catch (err) {
