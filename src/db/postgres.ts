@@ -1,0 +1,24 @@
+// drizzle over postgres.js for a postgres:// URL: distributed mode, and the edge (Hyperdrive) where it is
+// created per request. No Node-only imports, so the Workers build may reach this file.
+import { drizzle } from 'drizzle-orm/postgres-js';
+import postgres from 'postgres';
+import * as schema from './schema.ts';
+import type { DbHandle } from './types.ts';
+
+export interface PostgresOptions {
+  /** Pool size (default 10; on Workers use a handful per request). */
+  max?: number;
+  /** Named prepared statements (default true; Hyperdrive wants true, transaction-mode PgBouncer false). */
+  prepare?: boolean;
+}
+
+export function createPostgresDb(url: string, options: PostgresOptions = {}): DbHandle {
+  const client = postgres(url, {
+    max: options.max ?? 10,
+    prepare: options.prepare ?? true,
+    // NOTICEs (e.g. "extension already exists") are not errors; keep them off stdout.
+    onnotice: () => {},
+  });
+  const db = drizzle(client, { schema });
+  return { kind: 'postgres', db, url, client, close: () => client.end({ timeout: 5 }) };
+}
