@@ -1,13 +1,15 @@
-// `kvrag bench engine [--json]`: prefill and decode throughput of the engine on the reference backend.
+// `kvrag bench engine [--json] [--backend reference,wasm]`: prefill and decode throughput of the engine
+// on each CPU backend (default: reference, and wasm where available), measured in one run.
 // Uses --model DIR, or a generated model (hidden 256, 4 layers, 8 q / 2 kv heads, head_dim 32, vocab 272).
 // Reports prefill tokens/s (one sequence), decode tokens/s (one sequence, greedy) and batched decode
 // tokens/s (B sequences stepping together), plus the matmul GFLOP/s those imply.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { wasmBackendAvailable } from '../gpu-runner/engine/backends/wasm/index.ts';
 import { type Engine, loadEngine } from '../gpu-runner/engine/engine.ts';
 import { makeTinyModel } from '../gpu-runner/tools/make-tiny-model.ts';
-import { numberOption, parseOptions } from '../src/cli/args.ts';
+import { numberOption, parseOptions, UsageError } from '../src/cli/args.ts';
 import { emit, formatTable } from './_report.ts';
 
 const BENCH_MODEL = {
@@ -28,6 +30,71 @@ function matmulFlopsPerToken(e: Engine): number {
   return 2 * (c.layers * perLayer + c.vocabSize * c.hiddenSize);
 }
 
+interface Measurement {
+  backend: string;
+  config: {
+    hidden: number;
+    layers: number;
+    heads: number;
+    kvHeads: number;
+    headDim: number;
+    intermediate: number;
+    vocab: number;
+  };
+  prefillTokensPerS: number;
+  decodeTokensPerS: number;
+  batchDecodeTokensPerS: number;
+  prefillGflops: number;
+  decodeGflops: number;
+}
+
+async function measure(
+  engine: Engine,
+  prompt: number[],
+  decodeTokens: number,
+  batch: number,
+): Promise<Measurement> {
+  const flops = matmulFlopsPerToken(engine);
+  // warm-up (JIT, kernel instantiation) on a short prompt
+  await engine.generate([{ prompt: prompt.slice(0, 8), maxTokens: 2, stopTokenIds: [] }]);
+
+  const kv = engine.newSequence(prompt.length);
+  const t = performance.now();
+  await engine.forward([{ kv, tokens: prompt }]);
+  const prefillMs = performance.now() - t;
+  kv.free();
+
+  const [one] = await engine.generate([{ prompt, maxTokens: decodeTokens + 1, stopTokenIds: [] }]);
+  const decodeMs = one.totalMs - one.ttftMs;
+
+  const many = await engine.generate(
+    Array.from({ length: batch }, (_, b) => ({
+      prompt: prompt.slice(0, 16).map((x) => (x + b) % 256),
+      maxTokens: decodeTokens + 1,
+      stopTokenIds: [],
+    })),
+  );
+  const batchDecodeMs = Math.max(...many.map((r) => r.totalMs - r.ttftMs));
+  const c = engine.config;
+  return {
+    backend: engine.backend.name,
+    config: {
+      hidden: c.hiddenSize,
+      layers: c.layers,
+      heads: c.heads,
+      kvHeads: c.kvHeads,
+      headDim: c.headDim,
+      intermediate: c.intermediateSize,
+      vocab: c.vocabSize,
+    },
+    prefillTokensPerS: (prompt.length * 1000) / prefillMs,
+    decodeTokensPerS: (decodeTokens * 1000) / decodeMs,
+    batchDecodeTokensPerS: (batch * decodeTokens * 1000) / batchDecodeMs,
+    prefillGflops: (prompt.length * flops) / prefillMs / 1e6,
+    decodeGflops: (decodeTokens * flops) / decodeMs / 1e6,
+  };
+}
+
 export async function run(args: string[]): Promise<number> {
   const { values } = parseOptions(args, {
     json: { type: 'boolean', default: false },
@@ -35,7 +102,13 @@ export async function run(args: string[]): Promise<number> {
     'prompt-tokens': { type: 'string' },
     'decode-tokens': { type: 'string' },
     batch: { type: 'string' },
+    backend: { type: 'string' },
   });
+  const backends = (values.backend ?? (wasmBackendAvailable() ? 'reference,wasm' : 'reference')).split(',');
+  for (const b of backends) {
+    if (b !== 'reference' && b !== 'wasm')
+      throw new UsageError(`--backend: unknown backend "${b}" (reference, wasm)`);
+  }
   const promptTokens = numberOption('prompt-tokens', values['prompt-tokens'], 128);
   const decodeTokens = numberOption('decode-tokens', values['decode-tokens'], 32);
   const batch = numberOption('batch', values.batch, 4);
@@ -43,65 +116,47 @@ export async function run(args: string[]): Promise<number> {
   try {
     const dir = values.model ?? join(tmp!, 'model');
     if (tmp) makeTinyModel(dir, { ...BENCH_MODEL, seed: 1 });
-    const engine = await loadEngine(dir);
     const prompt = Array.from({ length: promptTokens }, (_, i) => (i * 31 + 7) % 256);
-    const flops = matmulFlopsPerToken(engine);
-
-    // warm-up (JIT) on a short prompt
-    await engine.generate([{ prompt: prompt.slice(0, 8), maxTokens: 2, stopTokenIds: [] }]);
-
-    const kv = engine.newSequence(promptTokens);
-    let t = performance.now();
-    await engine.forward([{ kv, tokens: prompt }]);
-    const prefillMs = performance.now() - t;
-    kv.free();
-
-    const [one] = await engine.generate([{ prompt, maxTokens: decodeTokens + 1, stopTokenIds: [] }]);
-    const decodeMs = one.totalMs - one.ttftMs;
-
-    t = performance.now();
-    const many = await engine.generate(
-      Array.from({ length: batch }, (_, b) => ({
-        prompt: prompt.slice(0, 16).map((x) => (x + b) % 256),
-        maxTokens: decodeTokens + 1,
-        stopTokenIds: [],
-      })),
-    );
-    const batchDecodeMs = Math.max(...many.map((r) => r.totalMs - r.ttftMs));
-
+    const results: Measurement[] = [];
+    for (const b of backends) {
+      const engine = await loadEngine(dir, { backend: b as 'reference' | 'wasm' });
+      try {
+        results.push(await measure(engine, prompt, decodeTokens, batch));
+      } finally {
+        engine.dispose();
+      }
+    }
+    const c = results[0].config;
     const result = {
-      backend: engine.backend.name,
       model: values.model ?? 'generated',
-      config: {
-        hidden: engine.config.hiddenSize,
-        layers: engine.config.layers,
-        heads: engine.config.heads,
-        kvHeads: engine.config.kvHeads,
-        headDim: engine.config.headDim,
-        intermediate: engine.config.intermediateSize,
-        vocab: engine.config.vocabSize,
-      },
+      config: c,
       promptTokens,
       decodeTokens,
       batch,
-      prefillTokensPerS: (promptTokens * 1000) / prefillMs,
-      decodeTokensPerS: (decodeTokens * 1000) / decodeMs,
-      batchDecodeTokensPerS: (batch * decodeTokens * 1000) / batchDecodeMs,
-      prefillGflops: (promptTokens * flops) / prefillMs / 1e6,
-      decodeGflops: (decodeTokens * flops) / decodeMs / 1e6,
+      results,
     };
-    engine.dispose();
     emit(values.json!, result, () =>
       [
-        `engine bench — ${result.backend} backend, ${result.model} model (hidden ${result.config.hidden}, ${result.config.layers} layers)`,
+        `engine bench — ${result.model} model (hidden ${c.hidden}, ${c.layers} layers, ${c.heads}/${c.kvHeads} heads, vocab ${c.vocab})`,
         formatTable(
-          ['phase', 'tokens', 'tokens/s', 'matmul GFLOP/s'],
           [
-            ['prefill (1 seq)', promptTokens, result.prefillTokensPerS, result.prefillGflops],
-            ['decode (1 seq)', decodeTokens, result.decodeTokensPerS, result.decodeGflops],
-            [`decode (${batch} seqs)`, batch * decodeTokens, result.batchDecodeTokensPerS, null],
+            'backend',
+            'prefill tok/s',
+            'decode tok/s',
+            `decode ×${batch} tok/s`,
+            'prefill GFLOP/s',
+            'decode GFLOP/s',
           ],
+          results.map((r) => [
+            r.backend,
+            r.prefillTokensPerS,
+            r.decodeTokensPerS,
+            r.batchDecodeTokensPerS,
+            r.prefillGflops,
+            r.decodeGflops,
+          ]),
         ),
+        `prefill ${promptTokens} tokens; decode ${decodeTokens} tokens (one sequence, then ${batch} together)`,
       ].join('\n'),
     );
     return 0;

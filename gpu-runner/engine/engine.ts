@@ -3,7 +3,7 @@
 //   const [r] = await engine.generate([{ prompt: engine.encodeChat([{role:'user', content:'hi'}]), maxTokens: 32 }]);
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { createReferenceBackend } from './backends/reference/index.ts';
+import { type CpuBackendKind, createCpuBackend } from './backends/cpu-backend.ts';
 import type { Backend } from './backends/types.ts';
 import { type ChatMessage, ChatTemplate } from './chat-template.ts';
 import { ModelLoadError } from './errors.ts';
@@ -16,8 +16,12 @@ import { readTokenizerFiles, TextTokenizer } from './tokenizer.ts';
 import { loadWeights, type WeightDType } from './weights.ts';
 
 export interface EngineOptions {
-  /** A backend instance, or the name of a built-in one. Default 'reference'. */
-  backend?: Backend | 'reference';
+  /**
+   * A backend instance, or a CPU backend kind: 'reference' (plain TS, the oracle), 'wasm' (SIMD +
+   * threads), 'auto' (wasm where available). Default 'reference'. Engine.dispose() disposes the
+   * backend either way.
+   */
+  backend?: Backend | CpuBackendKind;
   /** Device dtype of weight matrices (BF16 files are always widened to f32 first). Default f32. */
   weightDType?: WeightDType;
   /** Cap on positions per sequence. Default: the model's max_position_embeddings (or sliding window). */
@@ -117,18 +121,17 @@ export async function loadEngine(dir: string, opts: EngineOptions = {}): Promise
   const config = readModelConfig(join(dir, 'config.json'));
   const tokenizer = new TextTokenizer(readTokenizerFiles(dir));
   const backend =
-    opts.backend === undefined || opts.backend === 'reference' ? createReferenceBackend() : opts.backend;
-  const weights = loadWeights(dir, config, backend, opts.weightDType ?? 'f32');
-  const fingerprint = modelFingerprint(dir);
-  const modelMax = Math.min(config.maxPositionEmbeddings, config.slidingWindow ?? Number.POSITIVE_INFINITY);
-  const maxContext = Math.min(opts.maxContext ?? modelMax, modelMax);
-  return new Engine({
-    dir,
-    config,
-    tokenizer,
-    fingerprint,
-    backend,
-    model: new Model(config, weights, backend),
-    maxContext,
-  });
+    typeof opts.backend === 'object' ? opts.backend : await createCpuBackend(opts.backend ?? 'reference');
+  try {
+    const weights = loadWeights(dir, config, backend, opts.weightDType ?? 'f32');
+    const fingerprint = modelFingerprint(dir);
+    const modelMax = Math.min(config.maxPositionEmbeddings, config.slidingWindow ?? Number.POSITIVE_INFINITY);
+    const maxContext = Math.min(opts.maxContext ?? modelMax, modelMax);
+    const model = new Model(config, weights, backend);
+    return new Engine({ dir, config, tokenizer, fingerprint, backend, model, maxContext });
+  } catch (err) {
+    // a backend made here is ours to free (this also stops a wasm backend's workers)
+    if (typeof opts.backend !== 'object') backend.dispose();
+    throw err;
+  }
 }

@@ -6,9 +6,9 @@ import type { Command } from '../main.ts';
 
 export const command: Command = {
   summary:
-    'Generate text from a Hugging Face model directory on the CPU reference backend, streaming to stdout.',
+    'Generate text from a Hugging Face model directory on a CPU backend (wasm where available), streaming to stdout.',
   usage:
-    'kvrag generate --model DIR --prompt TEXT [--max-tokens N] [--temperature T] [--top-k K] [--top-p P] [--seed S] [--stop STR]... [--raw] [--system TEXT]',
+    'kvrag generate --model DIR --prompt TEXT [--max-tokens N] [--temperature T] [--top-k K] [--top-p P] [--seed S] [--stop STR]... [--raw] [--system TEXT] [--backend auto|reference|wasm]',
   async run(args) {
     const { values } = parseOptions(args, {
       model: { type: 'string' },
@@ -21,7 +21,11 @@ export const command: Command = {
       seed: { type: 'string' },
       stop: { type: 'string', multiple: true },
       raw: { type: 'boolean', default: false },
+      backend: { type: 'string', default: 'auto' },
     });
+    const backend = values.backend as 'auto' | 'reference' | 'wasm';
+    if (!['auto', 'reference', 'wasm'].includes(backend))
+      throw new UsageError('--backend must be auto, reference or wasm');
     if (!values.model) throw new UsageError('--model DIR is required');
     if (values.prompt === undefined) throw new UsageError('--prompt TEXT is required');
     const maxTokens = numberOption('max-tokens', values['max-tokens'], 128);
@@ -41,7 +45,7 @@ export const command: Command = {
 
     let engine: Awaited<ReturnType<typeof loadEngine>>;
     try {
-      engine = await loadEngine(values.model);
+      engine = await loadEngine(values.model, { backend });
     } catch (err) {
       if (err instanceof ModelLoadError) {
         console.error(`kvrag generate: cannot load model: ${err.message}`);
