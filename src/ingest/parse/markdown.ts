@@ -1,0 +1,127 @@
+// Markdown → plain text: headings stay as their own paragraphs (text kept, `#` dropped), code blocks keep
+// their code, links and images keep their text, emphasis/code/strike markers and HTML tags go, tables
+// become `cell | cell` lines, reference definitions and front matter are dropped, entities decoded.
+import { decodeHTML } from 'entities';
+import { normalizeText } from './text.ts';
+
+/** Private-use marks around protected spans (code, escapes) while inline markup is rewritten. */
+const OPEN = '\ue000';
+const CLOSE = '\ue001';
+
+function inline(s: string): string {
+  const kept: string[] = [];
+  const protect = (t: string) => `${OPEN}${kept.push(t) - 1}${CLOSE}`;
+  s = s
+    .replace(/\\([!"#$%&'()*+,\-./:;<=>?@[\\\]^_`{|}~])/g, (_, c: string) => protect(c))
+    .replace(/(`+)([^`]|[^`][\s\S]*?[^`])\1(?!`)/g, (_, _f: string, code: string) => protect(code.trim()))
+    .replace(/!\[([^\]]*)\]\((?:[^()]|\([^)]*\))*\)/g, '$1')
+    .replace(/!\[([^\]]*)\]\[[^\]]*\]/g, '$1')
+    .replace(/\[([^\]]+)\]\((?:[^()]|\([^)]*\))*\)/g, '$1')
+    .replace(/\[([^\]]+)\]\[[^\]]*\]/g, '$1')
+    .replace(/<((?:https?|ftp|mailto):[^\s>]+)>/gi, '$1')
+    .replace(/<([^\s@<>]+@[^\s@<>]+\.[^\s@<>]+)>/g, '$1')
+    .replace(/<br\s*\/?>/gi, ' ')
+    .replace(/<\/?[A-Za-z][A-Za-z0-9-]*(?:\s(?:[^<>"']|"[^"]*"|'[^']*')*)?\/?>/g, '')
+    .replace(/(\*\*|__)(?=\S)([\s\S]*?\S)\1/g, '$2')
+    .replace(/(^|[^\w*])\*(?=[^\s*])([\s\S]*?[^\s*])\*(?![\w*])/g, '$1$2')
+    .replace(/(^|[^\w])_(?=[^\s_])([\s\S]*?[^\s_])_(?!\w)/g, '$1$2')
+    .replace(/~~(?=\S)([\s\S]*?\S)~~/g, '$1');
+  s = decodeHTML(s);
+  return s.replace(new RegExp(`${OPEN}(\\d+)${CLOSE}`, 'g'), (_, i: string) => kept[Number(i)]);
+}
+
+/** `| a | b |` → `a | b` (escaped pipes kept as text). */
+function tableRow(line: string): string {
+  const cells = line
+    .trim()
+    .replace(/^\|/, '')
+    .replace(/(?<!\\)\|$/, '')
+    .split(/(?<!\\)\|/)
+    .map((c) => inline(c.trim().replace(/\\\|/g, '|')));
+  return cells.join(' | ');
+}
+
+const FENCE = /^ {0,3}(`{3,}|~{3,})/;
+const ATX = /^ {0,3}(#{1,6})(?:[ \t]+(.*?))?(?:[ \t]+#+)?[ \t]*$/;
+const SETEXT = /^ {0,3}(=+|-+)[ \t]*$/;
+const HR = /^ {0,3}([-*_])(?:[ \t]*\1){2,}[ \t]*$/;
+const TABLE_SEP = /^ {0,3}\|?[ \t]*:?-+:?[ \t]*(\|[ \t]*:?-+:?[ \t]*)*\|?[ \t]*$/;
+const REF_DEF = /^ {0,3}\[[^\]]+\]:[ \t]*\S+/;
+const LIST = /^[ \t]*(?:[-*+]|\d{1,9}[.)])[ \t]+(?:\[[ xX]\][ \t]+)?/;
+const QUOTE = /^ {0,3}>[ \t]?/;
+
+export interface MarkdownResult {
+  text: string;
+  /** The first level-1 heading, if any. */
+  title?: string;
+}
+
+export function parseMarkdown(source: string): MarkdownResult {
+  let lines = source
+    .replace(/\r\n?/g, '\n')
+    .replace(/<!--[\s\S]*?-->/g, '')
+    .split('\n');
+  // YAML/TOML front matter
+  if (/^(---|\+\+\+)\s*$/.test(lines[0] ?? '')) {
+    const fence = lines[0].trim();
+    const end = lines.findIndex(
+      (l, i) => i > 0 && (l.trim() === fence || (fence === '---' && l.trim() === '...')),
+    );
+    if (end > 0) lines = lines.slice(end + 1);
+  }
+
+  const out: string[] = [];
+  let title: string | undefined;
+  let fence: string | null = null;
+  let inTable = false;
+  let prevRaw = '';
+  for (const raw of lines) {
+    if (fence !== null) {
+      const m = FENCE.exec(raw);
+      if (m && m[1][0] === fence[0] && m[1].length >= fence.length && raw.trim() === m[1]) {
+        fence = null;
+        out.push('');
+      } else out.push(raw);
+      prevRaw = raw;
+      continue;
+    }
+    let line = raw;
+    while (QUOTE.test(line)) line = line.replace(QUOTE, '');
+    const fm = FENCE.exec(line);
+    if (fm) {
+      fence = fm[1];
+      out.push('');
+    } else if (line.trim() === '') {
+      inTable = false;
+      out.push('');
+    } else if (REF_DEF.test(line)) {
+      // link reference definition: no text
+    } else if (
+      SETEXT.test(line) &&
+      prevRaw.trim() !== '' &&
+      !inTable &&
+      out.length > 0 &&
+      out.at(-1) !== ''
+    ) {
+      // the previous line was a setext heading: end its paragraph
+      if (line.trim()[0] === '=' && title === undefined) title = out.at(-1);
+      out.push('');
+    } else if (HR.test(line)) {
+      out.push('');
+    } else if (ATX.test(line)) {
+      const text = inline(ATX.exec(line)?.[2] ?? '');
+      if (ATX.exec(line)?.[1] === '#' && title === undefined && text) title = text;
+      out.push('', text, '');
+    } else if (TABLE_SEP.test(line) && line.includes('-') && (line.includes('|') || inTable)) {
+      const header = out.at(-1);
+      if (header !== undefined && prevRaw.includes('|')) out[out.length - 1] = tableRow(prevRaw);
+      inTable = true;
+    } else if (inTable || /^\s*\|.*\|\s*$/.test(line)) {
+      out.push(tableRow(line));
+    } else {
+      out.push(inline(line.replace(LIST, '').trim()));
+    }
+    prevRaw = line;
+  }
+  return { text: normalizeText(out.join('\n')), title };
+}
