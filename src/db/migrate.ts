@@ -45,6 +45,14 @@ async function lastApplied(db: Database): Promise<number | null> {
   return row?.m == null ? null : Number(row.m);
 }
 
+/** Tags of the committed migrations not yet applied to `db` (for readiness checks). */
+export async function pendingMigrations(db: Database, dir = MIGRATIONS_DIR): Promise<string[]> {
+  const before = await lastApplied(db);
+  return listMigrations(dir)
+    .filter((m) => before === null || m.when > before)
+    .map((m) => m.tag);
+}
+
 /**
  * Applies pending migrations and returns the tags it applied (empty when the database was current).
  * On Postgres it holds a session advisory lock on a dedicated connection so that concurrent `kvrag

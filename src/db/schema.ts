@@ -130,7 +130,11 @@ export const documents = pgTable(
     error: text('error'),
     attributes: jsonb('attributes').$type<Record<string, unknown>>().notNull().default({}),
     createdAt: createdAt(),
-    updatedAt: timestamp('updated_at', { withTimezone: true }).notNull().defaultNow(),
+    /** Set by drizzle on every update() through this schema; raw SQL updates must set it themselves. */
+    updatedAt: timestamp('updated_at', { withTimezone: true })
+      .notNull()
+      .defaultNow()
+      .$onUpdate(() => new Date()),
   },
   (t) => [
     uniqueIndex('documents_collection_content_hash_uq').on(t.collectionId, t.contentHash),

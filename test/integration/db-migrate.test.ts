@@ -5,7 +5,7 @@ import { promisify } from 'node:util';
 import { sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createPostgresDb, type DbHandle, queryRows } from '../../src/db/client.ts';
-import { listMigrations, migrateDatabase } from '../../src/db/migrate.ts';
+import { listMigrations, migrateDatabase, pendingMigrations } from '../../src/db/migrate.ts';
 import { type PgliteServer, startPgliteServer, TEST_POOL } from '../helpers/pglite-server.ts';
 
 const execFileP = promisify(execFile);
@@ -36,8 +36,10 @@ describe('migrations over postgres.js', () => {
     const tables = sql`select table_name from information_schema.tables where table_schema = 'public' order by 1`;
     expect(await queryRows(handle.db, tables)).toEqual([]);
 
-    const { stdout } = await kvrag({ KVRAG_DATABASE_URL: server.url });
     const tags = listMigrations().map((m) => m.tag);
+    expect(await pendingMigrations(handle.db)).toEqual(tags);
+
+    const { stdout } = await kvrag({ KVRAG_DATABASE_URL: server.url });
     expect(tags[0]).toBe('0000_pgvector');
     expect(stdout).toContain(`applied ${tags.length} migration(s)`);
     for (const tag of tags) expect(stdout).toContain(tag);
@@ -59,6 +61,7 @@ describe('migrations over postgres.js', () => {
   });
 
   it('re-running is a no-op, from the library and from the CLI', async () => {
+    expect(await pendingMigrations(handle.db)).toEqual([]);
     expect(await migrateDatabase(handle)).toEqual([]);
     const { stdout } = await kvrag({ KVRAG_DATABASE_URL: server.url });
     expect(stdout).toContain(`up to date (${listMigrations().length} migrations)`);

@@ -94,9 +94,16 @@ describe('schema', () => {
       .values({ ...row, tenantId: other.tenantId, collectionId: other.collectionId });
   });
 
-  it('document status accepts the lifecycle and nothing else', async () => {
+  it('document status accepts the lifecycle and nothing else; updated_at moves', async () => {
+    const stamp = async () =>
+      (await handle.db.select().from(documents).where(eq(documents.id, seeded.documentId)))[0].updatedAt;
+    let last = await stamp();
     for (const status of DOCUMENT_STATUSES) {
+      await new Promise((r) => setTimeout(r, 5));
       await handle.db.update(documents).set({ status }).where(eq(documents.id, seeded.documentId));
+      const now = await stamp();
+      expect(now.getTime()).toBeGreaterThan(last.getTime()); // updated_at follows every update
+      last = now;
     }
     const bad = handle.db
       .update(documents)
