@@ -166,14 +166,26 @@ export function planChunks(text: string, tokenizer: Tokenizer, options?: Chunkin
   const { size, overlap, slack } = parseChunkingOptions(options);
   const n = text.length;
   if (n === 0 || text.trim() === '') return [];
-  const count = (a: number, b: number) => tokenizer.encode(text.slice(a, b)).length;
+  // token counts of [a, b), memoised: the searches below ask for the same ranges repeatedly
+  const memo = new Map<number, number>();
+  const count = (a: number, b: number) => {
+    const k = a * (n + 1) + b;
+    let c = memo.get(k);
+    if (c === undefined) {
+      c = tokenizer.encode(text.slice(a, b)).length;
+      memo.set(k, c);
+    }
+    return c;
+  };
   const cand = findCandidates(text);
   const spans: ChunkSpan[] = [];
   let start = 0;
   let prevEnd = 0;
+  // chars per token seen so far: brackets the next chunk's end tightly (4 until measured)
+  let charsPerToken = 4;
   while (true) {
-    // gallop to a char bound `limit` past which the chunk cannot end (or to the end of the text)
-    let window = size * 4;
+    // a char bound `limit` past which the chunk cannot end, galloping up from the estimate
+    let window = Math.max(16, Math.ceil(size * charsPerToken * 1.15));
     let limit = Math.min(n, start + window);
     let last = false;
     while (count(start, limit) <= size) {
@@ -189,7 +201,10 @@ export function planChunks(text: string, tokenizer: Tokenizer, options?: Chunkin
       break;
     }
     const end = chooseEnd(text, cand, start, Math.max(prevEnd, start), limit, size, slack, count);
-    spans.push({ startChar: start, endChar: end, tokenCount: count(start, end) });
+    const tokenCount = count(start, end);
+    spans.push({ startChar: start, endChar: end, tokenCount });
+    if (tokenCount > 0) charsPerToken = (end - start) / tokenCount;
+    memo.clear();
     prevEnd = end;
     start = overlap > 0 ? chooseOverlapStart(text, cand, start, end, overlap, count) : end;
   }

@@ -1,8 +1,11 @@
 // Compiled attribute filters executed by real Postgres (PGlite over the wire protocol, through
 // postgres.js as in production): semantics per operator and type, and injection attempts.
+import { sql as dsql } from 'drizzle-orm';
+import { drizzle } from 'drizzle-orm/pglite';
 import postgres from 'postgres';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type AttributeFilter, compileFilter, parseAttributeFilter } from '../../src/retrieval/filters.ts';
+import { filterSql } from '../../src/retrieval/filters-drizzle.ts';
 import { type PgliteServer, startPgliteServer, TEST_POOL } from '../helpers/pglite-server.ts';
 
 const ROWS: [number, unknown][] = [
