@@ -1,6 +1,6 @@
 // Embedded mode's database: PGlite with pgvector in a data directory on disk survives close and reopen,
-// and openDatabase(config) puts it under `${dataDir}/pg`.
-import { mkdtempSync, rmSync, statSync } from 'node:fs';
+// openDatabase(config) puts it under `${dataDir}/pg`, and only one process may hold it at a time.
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { eq } from 'drizzle-orm';
@@ -30,6 +30,8 @@ describe('embedded PGlite on disk', () => {
 
     const second = await openDatabase(config);
     try {
+      // One process at a time: a second opener is refused while the first holds the directory.
+      await expect(openDatabase(config)).rejects.toThrow(/is in use by process \d+ \(this one\)/);
       expect(await migrateDatabase(second)).toEqual([]);
       const [tenant] = await second.db.select().from(tenants).where(eq(tenants.id, seeded.tenantId));
       expect(tenant.name).toBe('disk');
@@ -46,5 +48,11 @@ describe('embedded PGlite on disk', () => {
     } finally {
       await second.close();
     }
+    // Closing released the lock; a lock left by a dead process is taken over.
+    writeFileSync(join(home, 'pg.lock'), '999999999');
+    const third = await openDatabase(config);
+    expect(readFileSync(join(home, 'pg.lock'), 'utf8')).toBe(String(process.pid));
+    await third.close();
+    expect(existsSync(join(home, 'pg.lock'))).toBe(false);
   });
 });
