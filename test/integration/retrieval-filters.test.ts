@@ -38,14 +38,23 @@ afterAll(async () => {
   await pg?.stop();
 });
 
-/** Ids matching a filter, validated and compiled as a route would. */
+/**
+ * Ids matching a filter, validated and compiled as a route would: through postgres.js with positional
+ * parameters after one of the query's own, and as drizzle SQL on the PGlite driver; both must agree.
+ */
 async function ids(raw: unknown): Promise<number[]> {
-  const f = compileFilter(parseAttributeFilter(raw), { startIndex: 2 });
+  const filter = parseAttributeFilter(raw);
+  const f = compileFilter(filter, { startIndex: 2 });
   const rows = await sql.unsafe(`SELECT id FROM docs WHERE id > $1 AND ${f.sql} ORDER BY id`, [
     0,
     ...f.params,
   ]);
-  return rows.map((r) => r.id as number);
+  const viaWire = rows.map((r) => r.id as number);
+  const res = await drizzle(pg.pglite).execute<{ id: number }>(
+    dsql`SELECT id FROM docs WHERE id > ${0} AND ${filterSql(filter)} ORDER BY id`,
+  );
+  expect(res.rows.map((r) => r.id)).toEqual(viaWire);
+  return viaWire;
 }
 
 const eq = (key: string, value: string | number | boolean): AttributeFilter => ({ type: 'eq', key, value });
