@@ -27,7 +27,10 @@ export const TEST_POOL = { max: 2 } as const;
 export interface PgliteServer {
   /** postgres://… URL of the served database. */
   url: string;
-  /** The PGlite behind the socket, for assertions that bypass the wire (rarely needed). */
+  /**
+   * The PGlite behind the socket, for assertions that bypass the wire (rarely needed). Direct use does not
+   * take the wire server's session lock: only use it while no wire client is inside a transaction.
+   */
   pglite: PGlite;
   stop(): Promise<void>;
 }
