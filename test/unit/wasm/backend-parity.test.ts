@@ -1,7 +1,8 @@
 // The wasm backend against the reference backend: the same tiny models (Llama and Qwen2 shapes, f32 and
 // f16 weights) through the real engine give the same logits (prefill of every position, decode steps,
 // a mixed batch), the same greedy generations, and match the committed PyTorch golden fixtures with the
-// golden test's own tolerance; the KV-cache ops and the remaining ops agree op by op. threads 1 and 2.
+// golden test's own tolerance; the KV-cache ops and the remaining ops agree op by op. threads 1 and 2,
+// and 2 with every op split into parts (by default small ops run inline on the calling thread).
 // Tolerance for logits: 1e-4 absolute (the golden test's bound; the kernels sum in another order and
 // use a polynomial exp), op-level 1e-5 relative.
 import { readFileSync } from 'node:fs';
@@ -11,6 +12,7 @@ import { createReferenceBackend } from '../../../gpu-runner/engine/backends/refe
 import type { Backend, Tensor } from '../../../gpu-runner/engine/backends/types.ts';
 import { createWasmBackend, type WasmBackend } from '../../../gpu-runner/engine/backends/wasm/index.ts';
 import { type Engine, loadEngine } from '../../../gpu-runner/engine/engine.ts';
+import { computeFingerprint } from '../../../gpu-runner/engine/fingerprint.ts';
 import type { GoldenManifest } from '../../../gpu-runner/tools/make-golden.ts';
 import { maxAbsDiff, tinyModels } from '../../helpers/tiny-model.ts';
 import { rand, relErr } from '../../helpers/wasm-runtime.ts';
@@ -26,7 +28,13 @@ async function logitsAll(engine: Engine, prompt: number[]): Promise<Float32Array
   return out;
 }
 
-describe.each([1, 2])('wasm backend vs reference, %i thread(s)', (threads) => {
+const CONFIGS = [
+  { name: '1 thread', threads: 1 },
+  { name: '2 threads', threads: 2 },
+  { name: '2 threads, every op split into parts', threads: 2, splitAll: true },
+];
+
+describe.each(CONFIGS)('wasm backend vs reference, $name', (cfg) => {
   const engines: Engine[] = [];
   async function pair(
     name: string,
@@ -35,7 +43,7 @@ describe.each([1, 2])('wasm backend vs reference, %i thread(s)', (threads) => {
   ) {
     const dir = models.make(name, opts);
     const ref = await loadEngine(dir, { weightDType });
-    const wasm = await loadEngine(dir, { weightDType, backend: await createWasmBackend({ threads }) });
+    const wasm = await loadEngine(dir, { weightDType, backend: await createWasmBackend(cfg) });
     engines.push(ref, wasm);
     return { ref, wasm };
   }
@@ -100,12 +108,17 @@ describe.each([1, 2])('wasm backend vs reference, %i thread(s)', (threads) => {
   it('matches the committed PyTorch golden logits (≤ 1e-4, as the engine golden test)', async () => {
     const fixtures = join(import.meta.dirname, '../../fixtures/engine');
     const manifest = JSON.parse(readFileSync(join(fixtures, 'golden.json'), 'utf8')) as GoldenManifest;
-    const backend = await createWasmBackend({ threads });
+    const backend = await createWasmBackend(cfg);
     try {
       for (const v of manifest.variants) {
-        const engine = await loadEngine(models.make(v.name, { arch: v.arch, dtype: v.dtype, seed: v.seed }), {
-          backend,
+        const dir = models.make(v.name, {
+          arch: v.arch,
+          dtype: v.dtype,
+          seed: v.seed,
+          bias: v.bias ?? false,
         });
+        expect(computeFingerprint(dir).fingerprint).toBe(v.fingerprint); // the fixture's exact model
+        const engine = await loadEngine(dir, { backend });
         const b = readFileSync(join(fixtures, v.file));
         const golden = new Float32Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.length));
         let o = 0;
@@ -123,11 +136,11 @@ describe.each([1, 2])('wasm backend vs reference, %i thread(s)', (threads) => {
   });
 });
 
-describe.each([1, 2])('wasm backend ops vs reference, %i thread(s)', (threads) => {
+describe.each(CONFIGS)('wasm backend ops vs reference, $name', (opts) => {
   let wasm: WasmBackend;
   const ref = createReferenceBackend();
   beforeAll(async () => {
-    wasm = await createWasmBackend({ threads });
+    wasm = await createWasmBackend(opts);
   });
   afterAll(() => wasm.dispose());
 

@@ -52,7 +52,7 @@ const range = (a: number, b: number) => Array.from({ length: Math.max(0, b - a) 
 describe.each([1, 2])('wasm attention kernels, %i thread(s)', (threads) => {
   let rt: WasmRuntime;
   beforeAll(async () => {
-    rt = await WasmRuntime.create({ threads });
+    rt = await WasmRuntime.create({ threads, splitAll: true });
   });
   afterAll(async () => {
     await rt.close();

@@ -9,7 +9,7 @@ import { getF32, getI32, putF32, putI32, putU16, rand, relErr } from '../../help
 describe.each([1, 2])('wasm elementwise kernels, %i thread(s)', (threads) => {
   let rt: WasmRuntime;
   beforeAll(async () => {
-    rt = await WasmRuntime.create({ threads });
+    rt = await WasmRuntime.create({ threads, splitAll: true });
   });
   afterAll(async () => {
     await rt.close();

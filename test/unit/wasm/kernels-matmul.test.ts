@@ -22,7 +22,7 @@ const SHAPES: Array<[number, number, number]> = [
 describe.each([1, 2])('wasm matmul, %i thread(s)', (threads) => {
   let rt: WasmRuntime;
   beforeAll(async () => {
-    rt = await WasmRuntime.create({ threads });
+    rt = await WasmRuntime.create({ threads, splitAll: true });
   });
   afterAll(async () => {
     await rt.close();

@@ -1,8 +1,9 @@
-// Thread pool over one shared WebAssembly.Memory: the main thread is thread 0 and runs its share of
-// every kernel itself; threads 1..n-1 are worker_threads running the same module on the same memory.
-// A dispatch writes (op, args) into the control block, bumps the generation and notifies (Atomics);
-// the last worker to finish notifies the main thread, which waits with Atomics.wait: a barrier per
-// kernel, no postMessage per op. Dispatch is synchronous (the CPU is the device).
+// Thread pool over one shared WebAssembly.Memory: the main thread and threads-1 worker_threads run the
+// same kernel module on the same memory. A dispatch writes (op, args, parts) into the control block,
+// tags it, and wakes the workers (Atomics.notify); every thread, the main one included, then claims
+// parts with a compare-exchange until none are left, and the main thread waits (Atomics.wait) until all
+// parts are done — a barrier per kernel, no postMessage per op. Dynamic claiming keeps a descheduled
+// worker from stalling the op on a busy machine. Dispatch is synchronous (the CPU is the device).
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import {
@@ -11,10 +12,13 @@ import {
   CONTROL_OFFSET,
   CTRL,
   CTRL_SLOTS,
+  claimParts,
   KERNEL_ID,
   KERNEL_NAMES,
   type KernelFn,
   type KernelName,
+  PART_BITS,
+  TAG_BITS,
 } from './kernel-names.ts';
 
 export interface PoolOptions {
@@ -33,6 +37,7 @@ export class ThreadPool {
   private readonly spin: number;
   private readonly argsI: Int32Array;
   private readonly argsF: Float32Array;
+  private tag = 0;
   private closed = false;
 
   private constructor(
@@ -61,20 +66,18 @@ export class ThreadPool {
     const spin = opts.spin ?? 20_000;
     const instance = new WebAssembly.Instance(module, { env: { memory } });
     const fns = KERNEL_NAMES.map((n) => instance.exports[n] as KernelFn);
-    const ctrl = new Int32Array(memory.buffer, CONTROL_OFFSET, CTRL_SLOTS);
-    ctrl.fill(0);
-    Atomics.store(ctrl, CTRL.NT, threads);
+    new Int32Array(memory.buffer, CONTROL_OFFSET, CTRL_SLOTS).fill(0);
     const workerUrl = new URL('./worker.ts', import.meta.url);
     const workers: Worker[] = [];
     const ready: Promise<void>[] = [];
-    for (let tid = 1; tid < threads; tid++) {
-      const w = new Worker(workerUrl, { workerData: { module, memory, tid, spin } });
+    for (let slot = 1; slot < threads; slot++) {
+      const w = new Worker(workerUrl, { workerData: { module, memory, slot, spin } });
       ready.push(
         new Promise<void>((resolve, reject) => {
           w.once('message', () => resolve());
           w.once('error', reject);
           w.once('exit', (code) =>
-            reject(new Error(`wasm pool worker ${tid} exited (${code}) during start`)),
+            reject(new Error(`wasm pool worker ${slot} exited (${code}) during start`)),
           );
         }),
       );
@@ -94,44 +97,37 @@ export class ThreadPool {
   }
 
   /**
-   * Runs kernel `name` on all threads with the given argument slots (numbers are i32 unless listed in
-   * `floats` by slot index). Returns when every thread is done.
+   * Runs kernel `name` in `parts` parts with the given argument slots (numbers are i32 unless listed
+   * in `floats` by slot index). parts = 1 runs inline on the calling thread, waking nobody.
    */
-  run(
-    name: KernelName,
-    args: readonly number[],
-    floats: readonly number[] = [],
-    threads = this.threads,
-  ): void {
+  run(name: KernelName, args: readonly number[], floats: readonly number[], parts: number): void {
     if (this.closed) throw new Error('wasm backend: thread pool used after dispose()');
     if (args.length > ARGS_SLOTS) throw new Error(`kernel ${name}: too many arguments`);
     for (let i = 0; i < args.length; i++) this.argsI[i] = args[i];
     for (const i of floats) this.argsF[i] = args[i];
     const op = KERNEL_ID[name];
-    if (threads <= 1 || this.threads === 1) {
-      this.fns[op](ARGS_OFFSET, 0, 1);
+    const fn = this.fns[op];
+    const n = Math.max(1, Math.min(Math.floor(parts), (1 << PART_BITS) - 1));
+    if (n === 1 || this.threads === 1) {
+      for (let p = 0; p < n; p++) fn(ARGS_OFFSET, p, n, 0);
       return;
     }
     const c = this.ctrl;
-    const nt = this.threads;
+    this.tag = (this.tag + 1) & ((1 << TAG_BITS) - 1);
     Atomics.store(c, CTRL.OP, op);
     Atomics.store(c, CTRL.ARGS, ARGS_OFFSET);
+    Atomics.store(c, CTRL.PARTS, n);
     Atomics.store(c, CTRL.DONE, 0);
-    Atomics.add(c, CTRL.GEN, 1);
+    Atomics.store(c, CTRL.CLAIM, this.tag << PART_BITS);
+    Atomics.store(c, CTRL.GEN, this.tag);
     Atomics.notify(c, CTRL.GEN);
-    let mainErr: unknown = null;
-    try {
-      this.fns[op](ARGS_OFFSET, 0, nt);
-    } catch (err) {
-      mainErr = err;
-    }
+    claimParts(c, this.fns, this.tag, 0);
     let spins = 0;
     for (;;) {
       const d = Atomics.load(c, CTRL.DONE);
-      if (d === nt - 1) break;
+      if (d === n) break;
       if (++spins > this.spin) Atomics.wait(c, CTRL.DONE, d);
     }
-    if (mainErr) throw mainErr;
     const err = Atomics.exchange(c, CTRL.ERR, 0);
     if (err) throw new Error(`kernel ${name} failed on thread ${err - 1}`);
   }
@@ -140,7 +136,7 @@ export class ThreadPool {
     if (this.closed) return;
     this.closed = true;
     Atomics.store(this.ctrl, CTRL.STOP, 1);
-    Atomics.add(this.ctrl, CTRL.GEN, 1);
+    Atomics.store(this.ctrl, CTRL.GEN, -1);
     Atomics.notify(this.ctrl, CTRL.GEN);
     await Promise.all(this.workers.map((w) => w.terminate()));
   }

@@ -43,6 +43,8 @@ export interface RuntimeOptions {
   /** Force a kernel variant (default: `fma` where relaxed SIMD validates, else `simd`). */
   variant?: KernelVariant;
   spin?: number;
+  /** Split every op into parts, however small (tests use it to exercise the parallel paths). */
+  splitAll?: boolean;
 }
 
 export interface MatmulArgs {
@@ -90,11 +92,13 @@ export class WasmRuntime {
   readonly pool: ThreadPool;
   readonly variant: KernelVariant;
   private readonly scratch: number;
+  private readonly splitAll: boolean;
 
-  private constructor(mem: DeviceMemory, pool: ThreadPool, variant: KernelVariant) {
+  private constructor(mem: DeviceMemory, pool: ThreadPool, variant: KernelVariant, splitAll: boolean) {
     this.mem = mem;
     this.pool = pool;
     this.variant = variant;
+    this.splitAll = splitAll;
     this.scratch = mem.alloc(SCRATCH_BYTES * pool.threads);
   }
 
@@ -107,7 +111,7 @@ export class WasmRuntime {
       threads: opts.threads ?? availableParallelism(),
       spin: opts.spin,
     });
-    return new WasmRuntime(new DeviceMemory(memory), pool, variant);
+    return new WasmRuntime(new DeviceMemory(memory), pool, variant, opts.splitAll ?? false);
   }
 
   get threads(): number {
@@ -118,23 +122,24 @@ export class WasmRuntime {
     await this.pool.close();
   }
 
+  /**
+   * Parts for an op of `work` (≈ multiply-adds or bytes) over `units` independent pieces: small ops run
+   * inline on the calling thread (waking workers costs more than they save); large ones are split into
+   * a few parts per thread so threads that start late or run slow are evened out.
+   */
+  parts(work: number, units: number, inlineBelow = 1 << 17): number {
+    if (!this.splitAll && (this.threads === 1 || work < inlineBelow)) return 1;
+    return Math.max(1, Math.min(units, this.threads * 4));
+  }
+
   /** y[M][N] = x[M][K] · w[N][K]ᵀ (+ bias[N]); w f32 or f16. */
   matmul(a: MatmulArgs): void {
-    this.pool.run('matmul', [
-      a.x,
-      a.w,
-      a.bias,
-      a.y,
-      a.M,
-      a.N,
-      a.K,
-      a.f16 ? 1 : 0,
-      this.scratch,
-      SCRATCH_BYTES,
-    ]);
+    const args = [a.x, a.w, a.bias, a.y, a.M, a.N, a.K, a.f16 ? 1 : 0, this.scratch, SCRATCH_BYTES];
+    // parts split the N columns in multiples of 4; at least 16 columns per part
+    this.pool.run('matmul', args, [], this.parts(a.M * a.N * a.K, Math.ceil(a.N / 16), 1 << 18));
   }
   rmsnorm(x: number, w: number, y: number, M: number, D: number, eps: number): void {
-    this.pool.run('rmsnorm', [x, w, y, M, D, eps], [5], M > 1 ? this.threads : 1);
+    this.pool.run('rmsnorm', [x, w, y, M, D, eps], [5], this.parts(M * D, M));
   }
   /** Rotate-half RoPE of x [M][width] into y with positions (i32 [M]) and invFreq [headDim/2]. */
   rope(
@@ -146,61 +151,60 @@ export class WasmRuntime {
     width: number,
     headDim: number,
   ): void {
-    this.pool.run(
-      'rope',
-      [x, y, positions, invFreq, M, width, headDim, this.scratch, SCRATCH_BYTES],
-      [],
-      M > 1 ? this.threads : 1,
-    );
+    const args = [x, y, positions, invFreq, M, width, headDim, this.scratch, SCRATCH_BYTES];
+    this.pool.run('rope', args, [], this.parts(M * (width + 16 * headDim), M, 1 << 15));
   }
   swiglu(gate: number, up: number, y: number, n: number): void {
-    this.pool.run('swiglu', [gate, up, y, n], [], n >= 16384 ? this.threads : 1);
+    this.pool.run('swiglu', [gate, up, y, n], [], this.parts(n * 8, Math.ceil(n / 256)));
   }
   add(a: number, b: number, y: number, n: number): void {
-    this.pool.run('add', [a, b, y, n], [], n >= 65536 ? this.threads : 1);
+    this.pool.run('add', [a, b, y, n], [], this.parts(n, Math.ceil(n / 1024), 1 << 18));
   }
   softmax(x: number, y: number, M: number, N: number): void {
-    this.pool.run('softmax', [x, y, M, N], [], M > 1 ? this.threads : 1);
+    this.pool.run('softmax', [x, y, M, N], [], this.parts(M * N * 4, M));
   }
   /** out (i32 [M]) = first index of each row's maximum. */
   argmax(x: number, out: number, M: number, N: number): void {
-    this.pool.run('argmax', [x, out, M, N], [], M > 1 ? this.threads : 1);
+    this.pool.run('argmax', [x, out, M, N], [], this.parts(M * N, M));
   }
   /** y[M][D] = table[ids[m]] (f32 or f16 table); ids must be in range. */
   gather(table: number, ids: number, y: number, M: number, D: number, f16: boolean): void {
-    this.pool.run('gather', [table, ids, y, M, D, f16 ? 1 : 0], [], M > 1 ? this.threads : 1);
+    this.pool.run('gather', [table, ids, y, M, D, f16 ? 1 : 0], [], this.parts(M * D, M, 1 << 18));
   }
   attention(a: AttentionArgs): void {
     if (a.headDim % 4 !== 0 || a.headDim > 256)
       throw new Error(`wasm attention: headDim ${a.headDim} unsupported`);
     if (a.heads % a.kvHeads !== 0) throw new Error('wasm attention: heads must be a multiple of kvHeads');
-    this.pool.run(
-      'attention',
-      [
-        a.q,
-        a.k,
-        a.v,
-        a.out,
-        a.lse ?? 0,
-        a.nq,
-        a.heads,
-        a.kvHeads,
-        a.headDim,
-        a.scale,
-        a.qStride ?? a.heads * a.headDim,
-        a.kvHeadStride,
-        a.kvPosStride,
-        a.qpos0,
-        a.nk,
-        this.scratch,
-        SCRATCH_BYTES,
-        a.mode ?? 0,
-        a.idx ?? 0,
-        a.offs ?? 0,
-        a.bq ?? 64,
-      ],
-      [9],
-    );
+    const args = [
+      a.q,
+      a.k,
+      a.v,
+      a.out,
+      a.lse ?? 0,
+      a.nq,
+      a.heads,
+      a.kvHeads,
+      a.headDim,
+      a.scale,
+      a.qStride ?? a.heads * a.headDim,
+      a.kvHeadStride,
+      a.kvPosStride,
+      a.qpos0,
+      a.nk,
+      this.scratch,
+      SCRATCH_BYTES,
+      a.mode ?? 0,
+      a.idx ?? 0,
+      a.offs ?? 0,
+      a.bq ?? 64,
+    ];
+    // work units: groups of ≤ 4 query rows sharing a kv head (mode 0/1) or (head, query block) (mode 2)
+    const units =
+      a.mode === 2
+        ? a.heads * Math.ceil(a.nq / (a.bq ?? 64))
+        : a.kvHeads * Math.ceil((a.nq * a.heads) / a.kvHeads / 4);
+    const work = a.nq * a.heads * a.headDim * (a.mode === 1 ? 64 : a.nk);
+    this.pool.run('attention', args, [9], this.parts(work, units));
   }
   /** Log-sum-exp merge of two partial attentions over disjoint keys: o*: [rows][H][d], lse*: [rows][H]. */
   attentionMerge(
@@ -215,7 +219,16 @@ export class WasmRuntime {
     d: number,
   ): void {
     if (d % 4 !== 0) throw new Error(`wasm attentionMerge: headDim ${d} must be a multiple of 4`);
-    this.pool.run('attention_merge', [o1, lse1, o2, lse2, out, outLse, rows, H, d]);
+    this.pool.run(
+      'attention_merge',
+      [o1, lse1, o2, lse2, out, outLse, rows, H, d],
+      [],
+      this.parts(rows * H * d, rows * H),
+    );
+  }
+  /** Copies `bytes` from src to dst (non-overlapping), split over the threads from 1 MiB. */
+  copy(src: number, dst: number, bytes: number): void {
+    this.pool.run('copy', [src, dst, bytes], [], this.parts(bytes, Math.ceil(bytes / 65536), 1 << 20));
   }
   /** assign (i32 [n]) = argmin_c ‖x − c‖²; dist ([n], optional) = that distance; cnorm [c] = ‖c‖². */
   kmeansAssign(
@@ -228,6 +241,11 @@ export class WasmRuntime {
     d: number,
     c: number,
   ): void {
-    this.pool.run('kmeans_assign', [points, centroids, cnorm, assign, dist, n, d, c]);
+    this.pool.run(
+      'kmeans_assign',
+      [points, centroids, cnorm, assign, dist, n, d, c],
+      [],
+      this.parts(n * c * d, n),
+    );
   }
 }

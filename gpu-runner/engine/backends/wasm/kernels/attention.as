@@ -7,7 +7,7 @@
 //   2 block-sparse (sparse prefill): per (query head, query block of BQ rows), a list of key ranges
 //     [start, end) (disjoint), causal as in mode 0; a full range list reproduces dense attention
 // Optionally writes lse = m + log(l) per (query row, head) so partial results merge by log-sum-exp.
-import { argF, argI, argP, exp4, hsum4, madd } from './simd';
+import { argF, argI, argP, exp4, hsum4, madd, negInf4 } from './simd';
 
 const BK: i32 = 64; // keys per block
 // per-thread scratch layout (bytes)
@@ -21,18 +21,18 @@ const NO_LIMIT: i32 = 0x7fffffff;
 // 10 row stride of q/out (floats), 11 kv head stride (floats), 12 kv position stride (floats),
 // 13 qpos0 (-1 = not causal), 14 nk, 15 scratch, 16 scratch bytes/thread, 17 mode, 18 idx, 19 offs, 20 BQ.
 // q, out: [nq][H][d] (row stride arg 10); k, v: [kv_head][pos][d] via strides 11/12.
-export function attention(a: usize, tid: i32, nt: i32): void {
+export function attention(a: usize, part: i32, parts: i32, slot: i32): void {
   const H = argI(a, 6);
   const Hkv = argI(a, 7);
   const nq = argI(a, 5);
   const mode = argI(a, 17);
   const G = H / Hkv;
-  const S = argP(a, 15) + <usize>tid * argP(a, 16);
+  const S = argP(a, 15) + <usize>slot * argP(a, 16);
   if (mode == 2) {
     const BQ = argI(a, 20);
     const nQB = (nq + BQ - 1) / BQ;
     const U = H * nQB;
-    for (let u = tid; u < U; u += nt) {
+    for (let u = part; u < U; u += parts) {
       const h = u / nQB;
       const qb = u % nQB;
       const i1 = min<i32>(nq, (qb + 1) * BQ);
@@ -45,7 +45,7 @@ export function attention(a: usize, tid: i32, nt: i32): void {
     const per = nq * G;
     const unitsPerG = (per + 3) >> 2;
     const U = Hkv * unitsPerG;
-    for (let u = tid; u < U; u += nt) {
+    for (let u = part; u < U; u += parts) {
       const g = u / unitsPerG;
       const r0 = (u % unitsPerG) << 2;
       const nr = min<i32>(4, per - r0);
@@ -152,7 +152,7 @@ function attendKeys(
 ): void {
   const db = <usize>d << 2;
   const sv = f32x4.splat(scale);
-  const ninf = f32x4.splat(-Infinity);
+  const ninf = negInf4();
   for (let j0 = 0; j0 < cnt; j0 += BK) {
     const n = min<i32>(BK, cnt - j0);
     let mx = ninf;
@@ -216,7 +216,7 @@ function attendKeys(
 // args: 0 o1, 1 lse1, 2 o2, 3 lse2, 4 out, 5 outLse (0 = none), 6 rows, 7 H, 8 d.
 // Merges two partial attentions over disjoint key sets: out = (e^lse1·o1 + e^lse2·o2) / (e^lse1 + e^lse2).
 // o*: [rows][H][d]; lse*: [rows][H].
-export function attention_merge(a: usize, tid: i32, nt: i32): void {
+export function attention_merge(a: usize, part: i32, parts: i32, slot: i32): void {
   const o1 = argP(a, 0);
   const s1 = argP(a, 1);
   const o2 = argP(a, 2);
@@ -226,7 +226,7 @@ export function attention_merge(a: usize, tid: i32, nt: i32): void {
   const R = argI(a, 6) * argI(a, 7);
   const d = argI(a, 8);
   const db = <usize>d << 2;
-  for (let r = <i32>((<i64>R * tid) / nt); r < <i32>((<i64>R * (tid + 1)) / nt); r++) {
+  for (let r = <i32>((<i64>R * part) / parts); r < <i32>((<i64>R * (part + 1)) / parts); r++) {
     const la = load<f32>(s1 + (<usize>r << 2));
     const lb = load<f32>(s2 + (<usize>r << 2));
     const m = max<f32>(la, lb);

@@ -1,9 +1,9 @@
 // Row-wise and elementwise kernels: RMSNorm, RoPE (rotate-half; deltas re-rotate), SwiGLU, softmax,
 // add, argmax, row gather (f32/f16 tables). Rows (or 4-aligned element ranges) are split over threads.
-import { argF, argI, argP, exp4, halfToF32s, hmax, hsum, loadHalf4, madd, share } from './simd';
+import { argF, argI, argP, exp4, halfToF32s, hmax, hsum, loadHalf4, madd, negInf4, one4, share } from './simd';
 
 // args: 0 x, 1 w, 2 y, 3 M, 4 D, 5 eps (f32). x, y: [M][D]; w: [D]
-export function rmsnorm(a: usize, tid: i32, nt: i32): void {
+export function rmsnorm(a: usize, part: i32, parts: i32, slot: i32): void {
   const x = argP(a, 0);
   const w = argP(a, 1);
   const y = argP(a, 2);
@@ -11,7 +11,7 @@ export function rmsnorm(a: usize, tid: i32, nt: i32): void {
   const D = argI(a, 4);
   const eps = argF(a, 5);
   const d4 = D & ~3;
-  for (let i = share(M, tid, nt); i < share(M, tid + 1, nt); i++) {
+  for (let i = share(M, part, parts); i < share(M, part + 1, parts); i++) {
     const xi = x + ((<usize>i * D) << 2);
     const yi = y + ((<usize>i * D) << 2);
     let acc = f32x4.splat(0);
@@ -41,7 +41,7 @@ export function rmsnorm(a: usize, tid: i32, nt: i32): void {
 
 // args: 0 x, 1 y, 2 positions (i32 [M]), 3 invFreq ([hd/2]), 4 M, 5 width, 6 headDim, 7 scratch,
 // 8 scratch bytes/thread. Angle a = f32(pos · invFreq[i]); pairs (x_i, x_{i+hd/2}) of every head.
-export function rope(a: usize, tid: i32, nt: i32): void {
+export function rope(a: usize, part: i32, parts: i32, slot: i32): void {
   const x = argP(a, 0);
   const y = argP(a, 1);
   const pos = argP(a, 2);
@@ -49,12 +49,12 @@ export function rope(a: usize, tid: i32, nt: i32): void {
   const M = argI(a, 4);
   const width = argI(a, 5);
   const hd = argI(a, 6);
-  const cs = argP(a, 7) + <usize>tid * argP(a, 8); // cos[half] then sin[half]
+  const cs = argP(a, 7) + <usize>slot * argP(a, 8); // cos[half] then sin[half]
   const half = hd >> 1;
   const half4 = half & ~3;
   const sn = cs + (<usize>half << 2);
   const heads = width / hd;
-  for (let r = share(M, tid, nt); r < share(M, tid + 1, nt); r++) {
+  for (let r = share(M, part, parts); r < share(M, part + 1, parts); r++) {
     const p = <f32>load<i32>(pos + (<usize>r << 2));
     for (let i = 0; i < half; i++) {
       const ang = p * load<f32>(freq + (<usize>i << 2));
@@ -91,15 +91,15 @@ export function rope(a: usize, tid: i32, nt: i32): void {
 }
 
 // args: 0 gate, 1 up, 2 y, 3 n. y = gate · sigmoid(gate) · up
-export function swiglu(a: usize, tid: i32, nt: i32): void {
+export function swiglu(a: usize, part: i32, parts: i32, slot: i32): void {
   const g = argP(a, 0);
   const u = argP(a, 1);
   const y = argP(a, 2);
   const n = argI(a, 3);
   const q = (n + 3) >> 2;
-  const i0 = share(q, tid, nt) << 2;
-  const i1 = min<i32>(n, share(q, tid + 1, nt) << 2);
-  const one = f32x4.splat(1);
+  const i0 = share(q, part, parts) << 2;
+  const i1 = min<i32>(n, share(q, part + 1, parts) << 2);
+  const one = one4();
   let i = i0;
   for (; i + 4 <= i1; i += 4) {
     const o = <usize>i << 2;
@@ -115,14 +115,14 @@ export function swiglu(a: usize, tid: i32, nt: i32): void {
 }
 
 // args: 0 a, 1 b, 2 y, 3 n. y = a + b
-export function add(a: usize, tid: i32, nt: i32): void {
+export function add(a: usize, part: i32, parts: i32, slot: i32): void {
   const x = argP(a, 0);
   const z = argP(a, 1);
   const y = argP(a, 2);
   const n = argI(a, 3);
   const q = (n + 3) >> 2;
-  const i0 = share(q, tid, nt) << 2;
-  const i1 = min<i32>(n, share(q, tid + 1, nt) << 2);
+  const i0 = share(q, part, parts) << 2;
+  const i1 = min<i32>(n, share(q, part + 1, parts) << 2);
   let i = i0;
   for (; i + 4 <= i1; i += 4) {
     const o = <usize>i << 2;
@@ -135,17 +135,17 @@ export function add(a: usize, tid: i32, nt: i32): void {
 }
 
 // args: 0 x, 1 y, 2 M, 3 N. Row-wise softmax, max-subtracted.
-export function softmax(a: usize, tid: i32, nt: i32): void {
+export function softmax(a: usize, part: i32, parts: i32, slot: i32): void {
   const x = argP(a, 0);
   const y = argP(a, 1);
   const M = argI(a, 2);
   const N = argI(a, 3);
-  for (let r = share(M, tid, nt); r < share(M, tid + 1, nt); r++) softmaxRow(x + ((<usize>r * N) << 2), y + ((<usize>r * N) << 2), N);
+  for (let r = share(M, part, parts); r < share(M, part + 1, parts); r++) softmaxRow(x + ((<usize>r * N) << 2), y + ((<usize>r * N) << 2), N);
 }
 
 export function softmaxRow(x: usize, y: usize, n: i32): void {
   const n4 = n & ~3;
-  let mv = f32x4.splat(-Infinity);
+  let mv = negInf4();
   let k = 0;
   for (; k < n4; k += 4) mv = f32x4.max(mv, v128.load(x + (<usize>k << 2)));
   let m = hmax(mv);
@@ -179,13 +179,13 @@ export function softmaxRow(x: usize, y: usize, n: i32): void {
 }
 
 // args: 0 x, 1 out (i32 [M]), 2 M, 3 N. First index of the row maximum.
-export function argmax(a: usize, tid: i32, nt: i32): void {
+export function argmax(a: usize, part: i32, parts: i32, slot: i32): void {
   const x = argP(a, 0);
   const out = argP(a, 1);
   const M = argI(a, 2);
   const N = argI(a, 3);
   const n4 = N & ~3;
-  for (let r = share(M, tid, nt); r < share(M, tid + 1, nt); r++) {
+  for (let r = share(M, part, parts); r < share(M, part + 1, parts); r++) {
     const xr = x + ((<usize>r * N) << 2);
     // per lane: best value and its index (strict > keeps the first occurrence within a lane)
     let bv = f32x4.splat(-Infinity);
@@ -221,7 +221,7 @@ export function argmax(a: usize, tid: i32, nt: i32): void {
 
 // args: 0 table, 1 ids (i32 [M]), 2 y, 3 M, 4 D, 5 table is f16. y[r] = table[ids[r]] as f32.
 // ids are checked by the host.
-export function gather(a: usize, tid: i32, nt: i32): void {
+export function gather(a: usize, part: i32, parts: i32, slot: i32): void {
   const t = argP(a, 0);
   const ids = argP(a, 1);
   const y = argP(a, 2);
@@ -229,7 +229,7 @@ export function gather(a: usize, tid: i32, nt: i32): void {
   const D = argI(a, 4);
   const f16 = argI(a, 5);
   const d4 = D & ~3;
-  for (let r = share(M, tid, nt); r < share(M, tid + 1, nt); r++) {
+  for (let r = share(M, part, parts); r < share(M, part + 1, parts); r++) {
     const row = <usize>load<i32>(ids + (<usize>r << 2));
     const yr = y + ((<usize>r * D) << 2);
     if (f16) {
@@ -241,4 +241,16 @@ export function gather(a: usize, tid: i32, nt: i32): void {
       memory.copy(yr, t + ((row * D) << 2), <usize>D << 2);
     }
   }
+}
+
+// args: 0 src, 1 dst, 2 bytes. Non-overlapping copy, split over threads in 64-byte aligned shares
+// (measures the machine's copy bandwidth with the same threads as the kernels).
+export function copy(a: usize, part: i32, parts: i32, slot: i32): void {
+  const src = argP(a, 0);
+  const dst = argP(a, 1);
+  const n = argI(a, 2);
+  const q = (n + 63) >> 6;
+  const b0 = min<i32>(n, share(q, part, parts) << 6);
+  const b1 = min<i32>(n, share(q, part + 1, parts) << 6);
+  if (b1 > b0) memory.copy(dst + <usize>b0, src + <usize>b0, <usize>(b1 - b0));
 }

@@ -5,7 +5,7 @@ import { argI, argP, hsum, hsum4, madd, share } from './simd';
 
 // args: 0 points [n][d], 1 centroids [c][d], 2 cnorm ([c] = ‖c‖²), 3 assign (i32 [n]), 4 dist ([n] = ‖x − c‖²;
 // 0 = none), 5 n, 6 d, 7 c
-export function kmeans_assign(a: usize, tid: i32, nt: i32): void {
+export function kmeans_assign(a: usize, part: i32, parts: i32, slot: i32): void {
   const X = argP(a, 0);
   const C = argP(a, 1);
   const cn = argP(a, 2);
@@ -16,7 +16,7 @@ export function kmeans_assign(a: usize, tid: i32, nt: i32): void {
   const c = argI(a, 7);
   const db = <usize>d << 2;
   const d4 = <usize>(d & ~3) << 2;
-  for (let i = share(n, tid, nt); i < share(n, tid + 1, nt); i++) {
+  for (let i = share(n, part, parts); i < share(n, part + 1, parts); i++) {
     const x = X + <usize>i * db;
     let best: f32 = Infinity;
     let bi = 0;

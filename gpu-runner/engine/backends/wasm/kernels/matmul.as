@@ -4,13 +4,14 @@
 // accumulators along K, reduced by a transpose-add); f16 panels are widened into per-thread scratch once
 // per panel and reused by every row of x. M < 4 (decode): matrix-vector, 4 w rows per pass, f16
 // widened in registers (memory-bound: bytes of w per token are the cost).
-import { argI, argP, madd, hsum, hsum4, loadHalf4, halfToF32s } from './simd';
+import { argI, argP, halfMask, halfScale, halfToF32s, halvesHi, halvesLo, hsum, hsum4, madd } from './simd';
 
 const KB: i32 = 256; // K block (floats): 1 KiB per row
 const NB: i32 = 64; // w rows per panel: 64 KiB of f32 per panel
+const PACK_M: i32 = 8; // from this many rows of x, f32 panels are packed (copy cost ≪ M·panel FMAs)
 
 // args: 0 x, 1 w, 2 bias (0 = none), 3 y, 4 M, 5 N, 6 K, 7 w is f16, 8 scratch, 9 scratch bytes/thread
-export function matmul(a: usize, tid: i32, nt: i32): void {
+export function matmul(a: usize, part: i32, parts: i32, slot: i32): void {
   const x = argP(a, 0);
   const w = argP(a, 1);
   const bias = argP(a, 2);
@@ -19,10 +20,10 @@ export function matmul(a: usize, tid: i32, nt: i32): void {
   const N = argI(a, 5);
   const K = argI(a, 6);
   const f16 = argI(a, 7);
-  const scratch = argP(a, 8) + <usize>tid * argP(a, 9);
+  const scratch = argP(a, 8) + <usize>slot * argP(a, 9);
   const n4 = (N + 3) >> 2;
-  const j0 = min<i32>(N, <i32>((<i64>n4 * tid) / nt) << 2);
-  const j1 = min<i32>(N, <i32>((<i64>n4 * (tid + 1)) / nt) << 2);
+  const j0 = min<i32>(N, <i32>((<i64>n4 * part) / parts) << 2);
+  const j1 = min<i32>(N, <i32>((<i64>n4 * (part + 1)) / parts) << 2);
   if (j0 >= j1) return;
   if (M < 4) {
     for (let i = 0; i < M; i++) {
@@ -40,6 +41,10 @@ export function matmul(a: usize, tid: i32, nt: i32): void {
         let ldw: i32;
         if (f16) {
           widenPanel(w + ((<usize>jb * K + kb) << 1), K, scratch, jn, kn);
+          wp = scratch;
+          ldw = KB;
+        } else if (M >= PACK_M) {
+          packPanel(w + ((<usize>jb * K + kb) << 2), K, scratch, jn, kn);
           wp = scratch;
           ldw = KB;
         } else {
@@ -61,14 +66,26 @@ export function matmul(a: usize, tid: i32, nt: i32): void {
   }
 }
 
+/** f32 rows [jn][kn] (row stride ldw) → contiguous scratch [jn][KB]: w rows are K apart in memory, often a
+ * multiple of 4 KiB, so a panel read in place maps its rows onto few cache sets. */
+function packPanel(w: usize, ldw: i32, out: usize, jn: i32, kn: i32): void {
+  for (let r = 0; r < jn; r++) memory.copy(out + ((<usize>r * KB) << 2), w + ((<usize>r * ldw) << 2), <usize>kn << 2);
+}
+
 /** f16 rows [jn][kn] (row stride ldw halves) → f32 scratch [jn][KB]. */
 function widenPanel(w: usize, ldw: i32, out: usize, jn: i32, kn: i32): void {
-  const kn4 = kn & ~3;
+  const kn8 = kn & ~7;
+  const mk = halfMask();
+  const sc = halfScale();
   for (let r = 0; r < jn; r++) {
     const src = w + ((<usize>r * ldw) << 1);
     const dst = out + ((<usize>r * KB) << 2);
     let k = 0;
-    for (; k < kn4; k += 4) v128.store(dst + (<usize>k << 2), loadHalf4(src + (<usize>k << 1)));
+    for (; k < kn8; k += 8) {
+      const h = v128.load(src + (<usize>k << 1));
+      v128.store(dst + (<usize>k << 2), halvesLo(h, mk, sc));
+      v128.store(dst + (<usize>k << 2), halvesHi(h, mk, sc), 16);
+    }
     for (; k < kn; k++) store<f32>(dst + (<usize>k << 2), halfToF32s(load<u16>(src + (<usize>k << 1))));
   }
 }
@@ -198,6 +215,8 @@ function matvecF32(x: usize, w: usize, y: usize, K: i32, j0: i32, j1: i32): void
 function matvecF16(x: usize, w: usize, y: usize, K: i32, j0: i32, j1: i32): void {
   const st = <usize>K << 1;
   const k8 = K & ~7;
+  const mk = halfMask();
+  const sc = halfScale();
   let j = j0;
   for (; j + 4 <= j1; j += 4) {
     const w0 = w + <usize>j * st;
@@ -210,14 +229,18 @@ function matvecF16(x: usize, w: usize, y: usize, K: i32, j0: i32, j1: i32): void
       const ho = <usize>k << 1;
       const xa = v128.load(xo);
       const xb = v128.load(xo, 16);
-      c0 = madd(xa, loadHalf4(w0 + ho), c0);
-      c0 = madd(xb, loadHalf4(w0 + ho + 8), c0);
-      c1 = madd(xa, loadHalf4(w1 + ho), c1);
-      c1 = madd(xb, loadHalf4(w1 + ho + 8), c1);
-      c2 = madd(xa, loadHalf4(w2 + ho), c2);
-      c2 = madd(xb, loadHalf4(w2 + ho + 8), c2);
-      c3 = madd(xa, loadHalf4(w3 + ho), c3);
-      c3 = madd(xb, loadHalf4(w3 + ho + 8), c3);
+      const h0 = v128.load(w0 + ho);
+      c0 = madd(xa, halvesLo(h0, mk, sc), c0);
+      c0 = madd(xb, halvesHi(h0, mk, sc), c0);
+      const h1 = v128.load(w1 + ho);
+      c1 = madd(xa, halvesLo(h1, mk, sc), c1);
+      c1 = madd(xb, halvesHi(h1, mk, sc), c1);
+      const h2 = v128.load(w2 + ho);
+      c2 = madd(xa, halvesLo(h2, mk, sc), c2);
+      c2 = madd(xb, halvesHi(h2, mk, sc), c2);
+      const h3 = v128.load(w3 + ho);
+      c3 = madd(xa, halvesLo(h3, mk, sc), c3);
+      c3 = madd(xb, halvesHi(h3, mk, sc), c3);
     }
     v128.store(y + (<usize>j << 2), hsum4(c0, c1, c2, c3));
     for (let k = k8; k < K; k++) {

@@ -12,7 +12,7 @@ import { fma } from './fma';
 @inline export function argF(a: usize, i: i32): f32 {
   return load<f32>(a + ((<usize>i) << 2));
 }
-/** Start of thread `tid`'s share of n items (the share is [share(n, t), share(n, t + 1))). */
+/** Start of part `p` of n items split into `parts` (part p is [share(n, p, parts), share(n, p + 1, parts))). */
 @inline export function share(n: i32, tid: i32, nt: i32): i32 {
   return <i32>((<i64>n * tid) / nt);
 }
@@ -42,49 +42,94 @@ import { fma } from './fma';
   return f32x4.extract_lane(u, 0);
 }
 
+// Vector constants live in a data segment and are loaded, not written as v128.const: V8 materialises
+// each non-trivial v128.const with several instructions at every use, inside hot loops too.
+// exp4: lo, hi, log2e, 0.5, C1, C2, p0..p5, 1, 127 (i32)
+const EXP_C: usize = memory.data<f32>([
+  -87.33654, -87.33654, -87.33654, -87.33654,
+  88.72283, 88.72283, 88.72283, 88.72283,
+  1.44269504088896341, 1.44269504088896341, 1.44269504088896341, 1.44269504088896341,
+  0.5, 0.5, 0.5, 0.5,
+  0.693359375, 0.693359375, 0.693359375, 0.693359375,
+  -2.12194440e-4, -2.12194440e-4, -2.12194440e-4, -2.12194440e-4,
+  1.9875691500e-4, 1.9875691500e-4, 1.9875691500e-4, 1.9875691500e-4,
+  1.3981999507e-3, 1.3981999507e-3, 1.3981999507e-3, 1.3981999507e-3,
+  8.3334519073e-3, 8.3334519073e-3, 8.3334519073e-3, 8.3334519073e-3,
+  4.1665795894e-2, 4.1665795894e-2, 4.1665795894e-2, 4.1665795894e-2,
+  1.6666665459e-1, 1.6666665459e-1, 1.6666665459e-1, 1.6666665459e-1,
+  5.0000001201e-1, 5.0000001201e-1, 5.0000001201e-1, 5.0000001201e-1,
+  1.0, 1.0, 1.0, 1.0,
+], 16);
+const MISC_C: usize = memory.data<f32>([-Infinity, -Infinity, -Infinity, -Infinity, 1, 1, 1, 1], 16);
+/** f32x4 of -inf / of 1 (loaded, see above). */
+@inline export function negInf4(): v128 {
+  return v128.load(MISC_C);
+}
+@inline export function one4(): v128 {
+  return v128.load(MISC_C, 16);
+}
+const EXP_BIAS: usize = memory.data<i32>([127, 127, 127, 127], 16);
+// half → f32: mask 0x8fffe000, then × 2^112 (0x77800000)
+const HALF_C: usize = memory.data<u32>([
+  0x8fffe000, 0x8fffe000, 0x8fffe000, 0x8fffe000,
+  0x77800000, 0x77800000, 0x77800000, 0x77800000,
+], 16);
+
 /**
  * e^x per lane (Cephes expf: range reduction by ln 2, degree-6 polynomial); relative error ~2 ulp.
  * Lanes below -87.3 (including -inf) give exactly 0, so masked scores vanish.
  */
 export function exp4(x: v128): v128 {
-  const lo = f32x4.splat(-87.33654);
+  const lo = v128.load(EXP_C);
   const small = f32x4.lt(x, lo);
-  let v = f32x4.min(f32x4.max(x, lo), f32x4.splat(88.72283));
-  const fx = f32x4.floor(madd(v, f32x4.splat(1.44269504088896341), f32x4.splat(0.5)));
-  v = f32x4.sub(v, f32x4.mul(fx, f32x4.splat(0.693359375)));
-  v = f32x4.sub(v, f32x4.mul(fx, f32x4.splat(-2.12194440e-4)));
-  let y = f32x4.splat(1.9875691500e-4);
-  y = madd(y, v, f32x4.splat(1.3981999507e-3));
-  y = madd(y, v, f32x4.splat(8.3334519073e-3));
-  y = madd(y, v, f32x4.splat(4.1665795894e-2));
-  y = madd(y, v, f32x4.splat(1.6666665459e-1));
-  y = madd(y, v, f32x4.splat(5.0000001201e-1));
-  y = madd(y, f32x4.mul(v, v), f32x4.add(v, f32x4.splat(1.0)));
+  let v = f32x4.min(f32x4.max(x, lo), v128.load(EXP_C, 16));
+  const fx = f32x4.floor(madd(v, v128.load(EXP_C, 32), v128.load(EXP_C, 48)));
+  v = f32x4.sub(v, f32x4.mul(fx, v128.load(EXP_C, 64)));
+  v = f32x4.sub(v, f32x4.mul(fx, v128.load(EXP_C, 80)));
+  let y = v128.load(EXP_C, 96);
+  y = madd(y, v, v128.load(EXP_C, 112));
+  y = madd(y, v, v128.load(EXP_C, 128));
+  y = madd(y, v, v128.load(EXP_C, 144));
+  y = madd(y, v, v128.load(EXP_C, 160));
+  y = madd(y, v, v128.load(EXP_C, 176));
+  y = madd(y, f32x4.mul(v, v), f32x4.add(v, v128.load(EXP_C, 192)));
   const n = i32x4.trunc_sat_f32x4_s(fx);
-  const pow2 = i32x4.shl(i32x4.add(n, i32x4.splat(127)), 23);
+  const pow2 = i32x4.shl(i32x4.add(n, v128.load(EXP_BIAS)), 23);
   const r = f32x4.mul(y, pow2);
   return v128.andnot(r, small);
 }
 
+/** The two vectors halvesLo/halvesHi need (load once outside a loop). */
+@inline export function halfMask(): v128 {
+  return v128.load(HALF_C);
+}
+@inline export function halfScale(): v128 {
+  return v128.load(HALF_C, 16);
+}
+
 /**
- * IEEE half → f32 for four halves held in the low 16 bits of each i32 lane. Normal and subnormal
- * halves are exact; inf/NaN are not special-cased (weights are finite).
+ * IEEE half → f32 for the low four halves of `v` (8 halves). Each half is moved to the top 16 bits of
+ * a lane; an arithmetic shift by 3 puts exponent and mantissa at f32 positions (sign copied into bits
+ * 28..30, masked off), and × 2^112 rebiases the exponent — exact for normal and subnormal halves, the
+ * sign kept by the multiply. inf/NaN are not special-cased (weights are finite).
  */
-@inline export function halfToF32(h: v128): v128 {
-  const mag = i32x4.shr_u(i32x4.shl(h, 17), 4); // (h & 0x7fff) << 13
-  const f = f32x4.mul(mag, f32x4.splat(reinterpret<f32>(0x77800000))); // × 2^112 rebias
-  const sign = v128.and(i32x4.shl(h, 16), i32x4.splat(0x80000000));
-  return v128.or(f, sign);
+@inline export function halvesLo(v: v128, mask: v128, scale: v128): v128 {
+  const t = i8x16.shuffle(v, v, 0, 0, 0, 1, 0, 0, 2, 3, 0, 0, 4, 5, 0, 0, 6, 7);
+  return f32x4.mul(v128.and(i32x4.shr_s(t, 3), mask), scale);
+}
+/** The high four halves of `v`, as halvesLo. */
+@inline export function halvesHi(v: v128, mask: v128, scale: v128): v128 {
+  const t = i8x16.shuffle(v, v, 0, 0, 8, 9, 0, 0, 10, 11, 0, 0, 12, 13, 0, 0, 14, 15);
+  return f32x4.mul(v128.and(i32x4.shr_s(t, 3), mask), scale);
 }
 
 /** Four halves at p (8 bytes) → f32x4. */
 @inline export function loadHalf4(p: usize): v128 {
-  return halfToF32(v128.load16x4_u(p));
+  return halvesLo(v128.load64_zero(p), halfMask(), halfScale());
 }
 
-/** Scalar half → f32 (same rules as halfToF32). */
+/** Scalar half → f32 (same rules as halvesLo). */
 @inline export function halfToF32s(h: u32): f32 {
-  const mag = ((h << 17) >>> 4);
-  const f = reinterpret<f32>(mag) * reinterpret<f32>(0x77800000);
-  return reinterpret<f32>(reinterpret<u32>(f) | ((h << 16) & 0x80000000));
+  const u = (<i32>(h << 16) >> 3) & 0x8fffe000;
+  return reinterpret<f32>(u) * reinterpret<f32>(0x77800000);
 }
