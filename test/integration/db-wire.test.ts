@@ -1,6 +1,6 @@
 // The PGlite wire server of the test helpers under the access patterns of the service: several clients at
 // once, transactions while other clients query, failing statements, and clients vanishing mid-transaction.
-// (With @electric-sql/pglite-socket's server the first case loses ~20% of queries; see pglite-wire.ts.)
+// (With @electric-sql/pglite-socket's server the first case loses statements; see pglite-wire.ts.)
 import postgres from 'postgres';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type PgliteServer, startPgliteServer } from '../helpers/pglite-server.ts';
