@@ -1,13 +1,7 @@
 // Entry of the `kvrag` CLI: dispatches to one file per command under ./commands.
 import { ConfigError } from '../config.ts';
 import { UsageError } from './args.ts';
-
-export interface Command {
-  summary: string;
-  usage: string;
-  /** Returns the process exit code. */
-  run(args: string[]): Promise<number>;
-}
+import type { Command } from './command.ts';
 
 /** Loaded lazily so `kvrag migrate` does not pay for the engine and vice versa. */
 const COMMANDS: Record<string, () => Promise<{ command: Command }>> = {

@@ -2,7 +2,7 @@
 // stdout (the prompt goes through the model's chat template as a user message unless --raw).
 import { ModelLoadError } from '../../../gpu-runner/engine/errors.ts';
 import { numberOption, parseOptions, UsageError } from '../args.ts';
-import type { Command } from '../main.ts';
+import type { Command } from '../command.ts';
 
 export const command: Command = {
   summary:

@@ -5,7 +5,7 @@ import { loadConfig } from '../../config.ts';
 import { openDatabase } from '../../db/client.ts';
 import { listMigrations, migrateDatabase } from '../../db/migrate.ts';
 import { parseOptions } from '../args.ts';
-import type { Command } from '../main.ts';
+import type { Command } from '../command.ts';
 
 /** The URL without its password, for printing. */
 function describe(url: string | undefined, dataDir: string): string {

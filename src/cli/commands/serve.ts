@@ -5,7 +5,7 @@ import { createApp } from '../../app.ts';
 import { loadConfig } from '../../config.ts';
 import { openNodeServices } from '../../node-services.ts';
 import { parseOptions } from '../args.ts';
-import type { Command } from '../main.ts';
+import type { Command } from '../command.ts';
 
 export const command: Command = {
   summary: 'Run the API with embedded Postgres (PGlite), filesystem blobs, the in-process queue and engine.',
