@@ -138,6 +138,36 @@ function firstTrue(lo: number, hi: number, ok: (i: number) => boolean): number {
   return ans;
 }
 
+/**
+ * Largest i in [lo, hi] with tokens(i) ≤ target (tokens non-decreasing in i), or lo - 1 if none. Each
+ * tokens() call is an encode, so probes go where a linear chars-per-token extrapolation from the latest
+ * measurement puts the answer (chars(i): characters covered at i, increasing); bisection takes over
+ * when that stops closing the bracket. Typically 2–3 encodes instead of log2(words in a chunk).
+ */
+function lastAtMost(
+  lo: number,
+  hi: number,
+  target: number,
+  tokens: (i: number) => number,
+  chars: (i: number) => number,
+  charsPerToken: number,
+): number {
+  let good = lo - 1;
+  let bad = hi + 1;
+  const indexAt = (c: number) => lastTrue(lo, hi, (i) => chars(i) <= c);
+  let guess = indexAt(target * charsPerToken);
+  for (let step = 0; bad - good > 1; step++) {
+    const i = step >= 4 ? (good + bad) >>> 1 : Math.min(bad - 1, Math.max(good + 1, guess));
+    const t = tokens(i);
+    if (t <= target) good = i;
+    else bad = i;
+    guess = indexAt(target * (t > 0 ? chars(i) / t : charsPerToken));
+    // the estimate says `good` is the answer: probe its successor to close the bracket
+    if (guess <= good) guess = good + 1;
+  }
+  return good;
+}
+
 /** Index of the first element of sorted a that is > x. */
 function upperBound(a: number[], x: number): number {
   return firstTrue(0, a.length - 1, (i) => a[i] > x);
@@ -227,13 +257,22 @@ function chooseEnd(
 ): number {
   const first = upperBound(cand.pos, floor);
   const lastBefore = upperBound(cand.pos, limit - 1) - 1;
-  const iHi = lastTrue(first, lastBefore, (i) => count(start, cand.pos[i]) <= size);
+  const tokens = (i: number) => count(start, cand.pos[i]);
+  const chars = (i: number) => cand.pos[i] - start;
+  // the bound just measured (it holds more than `size` tokens) gives this region's chars per token
+  const cpt = (limit - start) / Math.max(1, count(start, limit));
+  const iHi = lastAtMost(first, lastBefore, size, tokens, chars, cpt);
   if (iHi >= first) {
-    const iLo = firstTrue(first, iHi, (i) => count(start, cand.pos[i]) >= size - slack);
+    // the slack window, located by this chunk's chars per token (no encodes): strongest cut wins,
+    // the latest among equals; the pick is then checked exactly (in the window, within the size)
+    const local = chars(iHi) / Math.max(1, tokens(iHi));
     let best = iHi;
-    for (let i = iHi - 1; i >= iLo; i--) if (cand.strength[i] > cand.strength[best]) best = i;
-    // token counts of real tokenizers are only nearly monotone in the prefix: re-check the pick
-    return best === iHi || count(start, cand.pos[best]) <= size ? cand.pos[best] : cand.pos[iHi];
+    for (let i = iHi - 1; i >= first && chars(i) >= (size - slack) * local; i--) {
+      if (cand.strength[i] > cand.strength[best]) best = i;
+    }
+    if (best === iHi) return cand.pos[iHi];
+    const t = tokens(best);
+    return t >= size - slack && t <= size ? cand.pos[best] : cand.pos[iHi];
   }
   // no word boundary fits: cut between code points, as late as fits (at least one code point)
   const cuts = codePointCuts(text, floor, limit);
@@ -255,8 +294,17 @@ function chooseOverlapStart(
 ): number {
   const lo = upperBound(cand.pos, start);
   const hi = upperBound(cand.pos, end - 1) - 1;
-  const i = firstTrue(lo, hi, (k) => count(cand.pos[k], end) <= overlap);
-  if (i <= hi) return cand.pos[i];
+  // walk back from `end`: j counts cuts before it, so the tokens of the tail grow with j
+  const cpt = (end - start) / Math.max(1, count(start, end));
+  const back = lastAtMost(
+    0,
+    hi - lo,
+    overlap,
+    (j) => count(cand.pos[hi - j], end),
+    (j) => end - cand.pos[hi - j],
+    cpt,
+  );
+  if (back >= 0) return cand.pos[hi - back];
   // no word boundary in reach (text without spaces): overlap by code points
   const from = Math.max(start, end - overlap * 4);
   const cuts = codePointCuts(text, from, end);

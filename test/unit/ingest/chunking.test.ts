@@ -221,6 +221,26 @@ describe('chunking with a byte-level tokenizer', () => {
   });
 });
 
+describe('chunking, randomised', () => {
+  it('holds the invariants over many documents, sizes and overlaps, for both tokenizers', async () => {
+    let seed = 12345;
+    const rnd = (a: number, b: number) => {
+      seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
+      return a + (seed % (b - a + 1));
+    };
+    for (let round = 0; round < 24; round++) {
+      const tok = round % 2 === 0 ? bytes : wordTokenizer();
+      let doc = prose(rnd(1, 1e6), rnd(1, 30), [1, 6], [1, 16]);
+      if (round % 5 === 0) doc = doc.replace(/ /g, '');
+      if (round % 7 === 0) doc = `${doc}\n\n${'z'.repeat(rnd(100, 3000))}`;
+      const size = rnd(64, 700);
+      const overlap = rnd(0, Math.floor(size / 2));
+      const chunks = await chunkText(doc, tok, { size, overlap });
+      await checkInvariants(doc, chunks, tok, size, overlap);
+    }
+  });
+});
+
 describe('chunking with a multi-character tokenizer', () => {
   it('counts the given tokenizer, not bytes or chars', async () => {
     const tok = wordTokenizer();
