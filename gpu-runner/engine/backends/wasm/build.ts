@@ -101,13 +101,17 @@ export async function ensureKernels(variant: KernelVariant): Promise<Uint8Array<
     // not built yet
   }
   const binary = await compileKernels(variant);
-  mkdirSync(distDir, { recursive: true });
-  // write-then-rename so concurrent builders (parallel test workers) never see a partial file
-  const tmp = `${path}.${process.pid}.tmp`;
-  writeFileSync(tmp, binary);
-  renameSync(tmp, path);
-  writeFileSync(`${stamp}.${process.pid}.tmp`, hash);
-  renameSync(`${stamp}.${process.pid}.tmp`, stamp);
+  try {
+    mkdirSync(distDir, { recursive: true });
+    // write-then-rename so concurrent builders (parallel test workers) never see a partial file
+    const tmp = `${path}.${process.pid}.tmp`;
+    writeFileSync(tmp, binary);
+    renameSync(tmp, path);
+    writeFileSync(`${stamp}.${process.pid}.tmp`, hash);
+    renameSync(`${stamp}.${process.pid}.tmp`, stamp);
+  } catch {
+    // read-only install: use the freshly compiled binary without caching it
+  }
   return binary;
 }
 

@@ -131,12 +131,28 @@ export class WasmRuntime {
     if (!this.splitAll && (this.threads === 1 || work < inlineBelow)) return 1;
     return Math.max(1, Math.min(units, this.threads * 4));
   }
+  /** As parts(), for ops whose parts may be many small ones (decode matvec). */
+  private partsUpTo(work: number, units: number, inlineBelow: number): number {
+    if (!this.splitAll && (this.threads === 1 || work < inlineBelow)) return 1;
+    return Math.max(1, units);
+  }
 
   /** y[M][N] = x[M][K] · w[N][K]ᵀ (+ bias[N]); w f32 or f16. */
   matmul(a: MatmulArgs): void {
     const args = [a.x, a.w, a.bias, a.y, a.M, a.N, a.K, a.f16 ? 1 : 0, this.scratch, SCRATCH_BYTES];
-    // parts split the N columns in multiples of 4; at least 16 columns per part
-    this.pool.run('matmul', args, [], this.parts(a.M * a.N * a.K, Math.ceil(a.N / 16), 1 << 18));
+    // parts split the N columns (w rows) in multiples of 4. Prefill: ≥ 64 columns (a full weight panel)
+    // per part, a few parts per thread. Decode streams w once: parts of ~256 KiB of weights, so a thread
+    // that is descheduled mid-op leaves little for the others to wait on.
+    const decodeParts = Math.ceil((a.N * a.K * (a.f16 ? 2 : 4)) / (256 * 1024));
+    const parts =
+      a.M < 4
+        ? this.partsUpTo(
+            a.M * a.N * a.K,
+            Math.min(Math.ceil(a.N / 16), Math.max(this.threads * 4, decodeParts)),
+            1 << 18,
+          )
+        : this.parts(a.M * a.N * a.K, Math.ceil(a.N / 64), 1 << 18);
+    this.pool.run('matmul', args, [], parts);
   }
   rmsnorm(x: number, w: number, y: number, M: number, D: number, eps: number): void {
     this.pool.run('rmsnorm', [x, w, y, M, D, eps], [5], this.parts(M * D, M));
