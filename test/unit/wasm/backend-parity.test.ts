@@ -96,6 +96,32 @@ describe.each(CONFIGS)('wasm backend vs reference, $name', (cfg) => {
     expect(maxAbsDiff(w.kvState.v, r.kvState.v)).toBeLessThanOrEqual(1e-5);
   });
 
+  it('the engine identities hold on wasm alone (decode = longer prefill, batch = each alone; ≤ 1e-5)', async () => {
+    const { wasm } = await pair('llama-identities', { arch: 'llama', seed: 11 });
+    const last = async (prompt: number[]) => {
+      const kv = wasm.newSequence(40);
+      const out = await wasm.forward([{ kv, tokens: prompt }]);
+      kv.free();
+      return out;
+    };
+    const prompt = tokens(21, 1);
+    const kv = wasm.newSequence(40);
+    await wasm.forward([{ kv, tokens: prompt.slice(0, 20) }]);
+    const decoded = await wasm.forward([{ kv, tokens: prompt.slice(20) }]);
+    kv.free();
+    expect(maxAbsDiff(decoded, await last(prompt))).toBeLessThanOrEqual(1e-5);
+    const prompts = [tokens(5, 2), tokens(13, 3), tokens(1, 4)];
+    const kvs = prompts.map(() => wasm.newSequence(40));
+    const batched = await wasm.forward(prompts.map((p, i) => ({ kv: kvs[i], tokens: p })));
+    const vocab = wasm.config.vocabSize;
+    for (let i = 0; i < prompts.length; i++) {
+      expect(
+        maxAbsDiff(batched.subarray(i * vocab, (i + 1) * vocab), await last(prompts[i])),
+      ).toBeLessThanOrEqual(1e-5);
+    }
+    for (const k of kvs) k.free();
+  });
+
   it('greedy generation produces the same tokens', async () => {
     const { ref, wasm } = await pair('qwen2-gen', { arch: 'qwen2', seed: 9 });
     const req = { prompt: tokens(20, 4), maxTokens: 24, stopTokenIds: [] };
