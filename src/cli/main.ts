@@ -9,6 +9,7 @@ const COMMANDS: Record<string, () => Promise<{ command: Command }>> = {
   migrate: () => import('./commands/migrate.ts'),
   bench: () => import('./commands/bench.ts'),
   generate: () => import('./commands/generate.ts'),
+  chunk: () => import('./commands/chunk.ts'),
 };
 
 function help(): string {
