@@ -38,6 +38,10 @@ export interface ModelConfig {
   tiedEmbeddings: boolean;
   /** Qwen2 always has q/k/v bias; Llama/Mistral when `attention_bias` is true. */
   qkvBias: boolean;
+  /** Llama/Mistral `attention_bias` also puts a bias on o_proj (Qwen2 never has one). */
+  oBias: boolean;
+  /** Llama `mlp_bias`: gate/up/down have biases. */
+  mlpBias: boolean;
   maxPositionEmbeddings: number;
   /** Mistral v0.1 sliding window; null when attention is full. Contexts are capped at it. */
   slidingWindow: number | null;
@@ -76,6 +80,7 @@ const configSchema = z
     rope_parameters: ropeScalingSchema.nullish(),
     tie_word_embeddings: z.boolean().optional(),
     attention_bias: z.boolean().optional(),
+    mlp_bias: z.boolean().optional(),
     hidden_act: z.string().default('silu'),
     max_position_embeddings: z.number().int().positive().default(4096),
     sliding_window: z.number().int().positive().nullish(),
@@ -171,6 +176,8 @@ export function parseModelConfig(raw: unknown, file = 'config.json'): ModelConfi
       rope: parseRope(c),
       tiedEmbeddings: c.tie_word_embeddings ?? false,
       qkvBias: architecture === 'qwen2' || c.attention_bias === true,
+      oBias: architecture !== 'qwen2' && c.attention_bias === true,
+      mlpBias: c.mlp_bias === true,
       maxPositionEmbeddings: c.max_position_embeddings,
       slidingWindow,
       bosTokenId: ids(c.bos_token_id)[0] ?? null,

@@ -101,19 +101,19 @@ export class Model {
     b.free(v);
     const a = b.attention(q, l, spans, cfg.heads, 1 / Math.sqrt(cfg.headDim));
     b.free(q);
-    const o = b.matmul(a, w.o); // [T, hidden]
+    const o = b.matmul(a, w.o, w.oBias); // [T, hidden]
     b.free(a);
     const x1 = b.add(x, o);
     b.free(x);
     b.free(o);
     const h2 = b.rmsnorm(x1, w.postNorm, cfg.rmsNormEps);
-    const g = b.matmul(h2, w.gate); // [T, intermediate]
-    const u = b.matmul(h2, w.up);
+    const g = b.matmul(h2, w.gate, w.gateBias); // [T, intermediate]
+    const u = b.matmul(h2, w.up, w.upBias);
     b.free(h2);
     const s = b.swiglu(g, u);
     b.free(g);
     b.free(u);
-    const d = b.matmul(s, w.down); // [T, hidden]
+    const d = b.matmul(s, w.down, w.downBias); // [T, hidden]
     b.free(s);
     const x2 = b.add(x1, d);
     b.free(x1);

@@ -22,10 +22,14 @@ export interface LayerWeights {
   qBias: Tensor | undefined;
   kBias: Tensor | undefined;
   vBias: Tensor | undefined;
+  oBias: Tensor | undefined;
   postNorm: Tensor; // [hidden]
   gate: Tensor; // [intermediate, hidden]
   up: Tensor; // [intermediate, hidden]
   down: Tensor; // [hidden, intermediate]
+  gateBias: Tensor | undefined;
+  upBias: Tensor | undefined;
+  downBias: Tensor | undefined;
 }
 
 export interface ModelWeights {
@@ -138,9 +142,12 @@ export function loadWeights(
     expectShape(index, name, shape);
     return backend.upload(readHostTensor(index, name, kind));
   };
-  const optional = (name: string, shape: number[], required: boolean): Tensor | undefined => {
-    if (!index.tensors.has(name) && !required) return undefined;
-    return load(name, shape);
+  // a bias the config declares must exist; one it does not declare must not (it would be ignored)
+  const bias = (name: string, shape: number[], declared: boolean): Tensor | undefined => {
+    if (declared) return load(name, shape);
+    const extra = index.tensors.get(name);
+    if (extra) throw new ModelLoadError(extra.file.path, `tensor "${name}" is not expected by config.json`);
+    return undefined;
   };
   const embed = load('model.embed_tokens.weight', [vocab, d], matDType);
   const layers: LayerWeights[] = [];
@@ -152,13 +159,17 @@ export function loadWeights(
       k: load(`${p}.self_attn.k_proj.weight`, [kvHeads * headDim, d], matDType),
       v: load(`${p}.self_attn.v_proj.weight`, [kvHeads * headDim, d], matDType),
       o: load(`${p}.self_attn.o_proj.weight`, [d, heads * headDim], matDType),
-      qBias: optional(`${p}.self_attn.q_proj.bias`, [heads * headDim], cfg.qkvBias),
-      kBias: optional(`${p}.self_attn.k_proj.bias`, [kvHeads * headDim], cfg.qkvBias),
-      vBias: optional(`${p}.self_attn.v_proj.bias`, [kvHeads * headDim], cfg.qkvBias),
+      qBias: bias(`${p}.self_attn.q_proj.bias`, [heads * headDim], cfg.qkvBias),
+      kBias: bias(`${p}.self_attn.k_proj.bias`, [kvHeads * headDim], cfg.qkvBias),
+      vBias: bias(`${p}.self_attn.v_proj.bias`, [kvHeads * headDim], cfg.qkvBias),
+      oBias: bias(`${p}.self_attn.o_proj.bias`, [d], cfg.oBias),
       postNorm: load(`${p}.post_attention_layernorm.weight`, [d]),
       gate: load(`${p}.mlp.gate_proj.weight`, [f, d], matDType),
       up: load(`${p}.mlp.up_proj.weight`, [f, d], matDType),
       down: load(`${p}.mlp.down_proj.weight`, [d, f], matDType),
+      gateBias: bias(`${p}.mlp.gate_proj.bias`, [f], cfg.mlpBias),
+      upBias: bias(`${p}.mlp.up_proj.bias`, [f], cfg.mlpBias),
+      downBias: bias(`${p}.mlp.down_proj.bias`, [d], cfg.mlpBias),
     });
   }
   const norm = load('model.norm.weight', [d]);

@@ -21,6 +21,8 @@ export interface GoldenVariant {
   arch: TinyArch;
   dtype: TinyDType;
   seed: number;
+  /** Llama with attention_bias and mlp_bias. */
+  bias?: boolean;
 }
 
 export const GOLDEN_VARIANTS: GoldenVariant[] = [
@@ -28,6 +30,7 @@ export const GOLDEN_VARIANTS: GoldenVariant[] = [
   { name: 'llama-bf16', arch: 'llama', dtype: 'bf16', seed: 7 },
   { name: 'qwen2-f32', arch: 'qwen2', dtype: 'f32', seed: 11 },
   { name: 'qwen2-bf16', arch: 'qwen2', dtype: 'bf16', seed: 11 },
+  { name: 'llama-bias-f32', arch: 'llama', dtype: 'f32', seed: 13, bias: true },
 ];
 
 const bytes = (s: string) => [...Buffer.from(s, 'utf8')];
@@ -91,7 +94,7 @@ if (import.meta.main) {
   try {
     const dirs = GOLDEN_VARIANTS.map((v) => {
       const dir = join(work, v.name);
-      makeTinyModel(dir, { arch: v.arch, dtype: v.dtype, seed: v.seed });
+      makeTinyModel(dir, { arch: v.arch, dtype: v.dtype, seed: v.seed, bias: v.bias ?? false });
       return dir;
     });
     const all = referenceLogits(dirs, prompts);

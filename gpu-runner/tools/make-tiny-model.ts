@@ -5,7 +5,7 @@
 // bit-identical files on every machine and Node version.
 //
 //   node gpu-runner/tools/make-tiny-model.ts --out DIR [--arch llama|qwen2] [--dtype f32|bf16|f16]
-//        [--seed N] [--shards N]
+//        [--seed N] [--shards N] [--bias]
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -28,6 +28,8 @@ export interface TinyModelOptions {
   kvHeads: number;
   headDim: number;
   intermediate: number;
+  /** Llama only: `attention_bias` and `mlp_bias` (biases on q/k/v/o and gate/up/down). */
+  bias: boolean;
 }
 
 export const TINY_DEFAULTS: TinyModelOptions = {
@@ -41,6 +43,7 @@ export const TINY_DEFAULTS: TinyModelOptions = {
   kvHeads: 2,
   headDim: 16,
   intermediate: 96,
+  bias: false,
 };
 
 /** xorshift32 → uniform in [-1, 1) with 2^-23 resolution (exact in f32). */
@@ -103,7 +106,8 @@ export function tinyConfigJson(o: TinyModelOptions): Record<string, unknown> {
         high_freq_factor: 4,
         original_max_position_embeddings: 32,
       },
-      attention_bias: false,
+      attention_bias: o.bias,
+      mlp_bias: o.bias,
       tie_word_embeddings: false,
     };
   }
@@ -140,16 +144,23 @@ export function tinyTensors(o: TinyModelOptions): { name: string; shape: number[
     add(`${p}.self_attn.q_proj.weight`, [heads * hd, d], 2 / Math.sqrt(d));
     add(`${p}.self_attn.k_proj.weight`, [kvHeads * hd, d], 2 / Math.sqrt(d));
     add(`${p}.self_attn.v_proj.weight`, [kvHeads * hd, d], 1 / Math.sqrt(d));
-    if (o.arch === 'qwen2') {
+    const llamaBias = o.arch === 'llama' && o.bias;
+    if (o.arch === 'qwen2' || llamaBias) {
       add(`${p}.self_attn.q_proj.bias`, [heads * hd], 0.2);
       add(`${p}.self_attn.k_proj.bias`, [kvHeads * hd], 0.2);
       add(`${p}.self_attn.v_proj.bias`, [kvHeads * hd], 0.2);
     }
     add(`${p}.self_attn.o_proj.weight`, [d, heads * hd], 1 / Math.sqrt(heads * hd));
+    if (llamaBias) add(`${p}.self_attn.o_proj.bias`, [d], 0.2);
     add(`${p}.post_attention_layernorm.weight`, [d], 0.1, 1);
     add(`${p}.mlp.gate_proj.weight`, [f, d], 1 / Math.sqrt(d));
     add(`${p}.mlp.up_proj.weight`, [f, d], 1 / Math.sqrt(d));
     add(`${p}.mlp.down_proj.weight`, [d, f], 1 / Math.sqrt(f));
+    if (llamaBias) {
+      add(`${p}.mlp.gate_proj.bias`, [f], 0.2);
+      add(`${p}.mlp.up_proj.bias`, [f], 0.2);
+      add(`${p}.mlp.down_proj.bias`, [d], 0.2);
+    }
   }
   add('model.norm.weight', [d], 0.1, 1);
   if (o.arch === 'llama') add('lm_head.weight', [BYTE_VOCAB_SIZE, d], 1 / Math.sqrt(d));
@@ -200,11 +211,12 @@ if (import.meta.main) {
       dtype: { type: 'string', default: 'f32' },
       seed: { type: 'string', default: '1' },
       shards: { type: 'string', default: '1' },
+      bias: { type: 'boolean', default: false },
     },
   });
   if (!values.out) {
     console.error(
-      'usage: make-tiny-model.ts --out DIR [--arch llama|qwen2] [--dtype f32|bf16|f16] [--seed N] [--shards N]',
+      'usage: make-tiny-model.ts --out DIR [--arch llama|qwen2] [--dtype f32|bf16|f16] [--seed N] [--shards N] [--bias]',
     );
     process.exit(2);
   }
@@ -217,6 +229,7 @@ if (import.meta.main) {
     dtype: values.dtype as TinyDType,
     seed: Number(values.seed),
     shards: Number(values.shards),
+    bias: values.bias,
   });
   console.log(`wrote ${values.out}: ${files.join(', ')}`);
 }

@@ -137,11 +137,13 @@ def forward(cfg, w, ids):
         scores = (q @ k.transpose(1, 2)) / math.sqrt(hd) + mask
         a = torch.softmax(scores, dim=-1) @ v  # [nh, t, hd]
         a = a.transpose(0, 1).reshape(t, nh * hd)
-        x = x + a @ w[p + "self_attn.o_proj.weight"].T
+        o_bias = cfg.get("attention_bias", False) and not is_qwen2
+        x = x + lin("self_attn.o_proj", a, o_bias)
         h = rms_norm(x, w[p + "post_attention_layernorm.weight"], eps)
-        g = h @ w[p + "mlp.gate_proj.weight"].T
-        u = h @ w[p + "mlp.up_proj.weight"].T
-        x = x + (torch.nn.functional.silu(g) * u) @ w[p + "mlp.down_proj.weight"].T
+        mlp_bias = cfg.get("mlp_bias", False)
+        g = lin("mlp.gate_proj", h, mlp_bias)
+        u = lin("mlp.up_proj", h, mlp_bias)
+        x = x + lin("mlp.down_proj", torch.nn.functional.silu(g) * u, mlp_bias)
     x = rms_norm(x, w["model.norm.weight"], eps)
     head = w.get("lm_head.weight")
     if head is None or cfg.get("tie_word_embeddings", False):

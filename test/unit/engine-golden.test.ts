@@ -43,14 +43,14 @@ async function engineLogits(dir: string): Promise<Float32Array> {
 
 describe('golden logits (PyTorch reference, f32)', () => {
   it('covers Llama and Qwen2 shapes from F32 and BF16 files, with a prompt longer than 64 tokens', () => {
-    const kinds = manifest.variants.map((v) => `${v.arch}-${v.dtype}`).sort();
-    expect(kinds).toEqual(['llama-bf16', 'llama-f32', 'qwen2-bf16', 'qwen2-f32']);
+    const kinds = manifest.variants.map((v) => `${v.arch}-${v.dtype}${v.bias ? '-bias' : ''}`).sort();
+    expect(kinds).toEqual(['llama-bf16', 'llama-f32', 'llama-f32-bias', 'qwen2-bf16', 'qwen2-f32']);
     expect(Math.max(...manifest.prompts.map((p) => p.length))).toBeGreaterThan(64);
   });
 
   for (const v of manifest.variants) {
     it(`${v.name}: max abs error ≤ 1e-4 at every position`, async () => {
-      const dir = models.make(v.name, { arch: v.arch, dtype: v.dtype, seed: v.seed });
+      const dir = models.make(v.name, { arch: v.arch, dtype: v.dtype, seed: v.seed, bias: v.bias ?? false });
       // the generator must still produce the exact model the fixture was computed from
       expect(computeFingerprint(dir).fingerprint).toBe(v.fingerprint);
       const golden = readF32(join(fixtures, v.file));
@@ -64,7 +64,7 @@ describe('golden logits (PyTorch reference, f32)', () => {
 describe.runIf(referenceAvailable())('live PyTorch reference (/usr/bin/python3 with torch)', () => {
   it('recomputes the golden logits and matches the fixtures and the engine', async () => {
     const dirs = manifest.variants.map((v) =>
-      models.make(v.name, { arch: v.arch, dtype: v.dtype, seed: v.seed }),
+      models.make(v.name, { arch: v.arch, dtype: v.dtype, seed: v.seed, bias: v.bias ?? false }),
     );
     const live = referenceLogits(dirs, manifest.prompts);
     for (let i = 0; i < dirs.length; i++) {
