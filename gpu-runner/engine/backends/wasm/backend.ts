@@ -4,44 +4,7 @@
 // same memory (memcpy speed).
 import type { Backend, DType, HostTensor, KVBlock, KVCache, KVCacheSpec, SeqSpan, Tensor } from '../types.ts';
 import { type RuntimeOptions, WasmRuntime } from './runtime.ts';
-
-const BYTES: Record<DType, number> = { f32: 4, f16: 2, i32: 4 };
-
-class WasmTensor implements Tensor {
-  readonly shape: readonly number[];
-  readonly dtype: DType;
-  readonly size: number;
-  /** byte offset in the runtime memory; -1 once freed */
-  off: number;
-  constructor(shape: readonly number[], dtype: DType, off: number) {
-    this.shape = shape;
-    this.dtype = dtype;
-    this.size = shape.reduce((a, b) => a * b, 1);
-    this.off = off;
-  }
-}
-
-// k, v: [layer][kv_head][pos][head_dim] f32, each at its own offset
-class WasmKVCache implements KVCache {
-  readonly spec: KVCacheSpec;
-  k: number;
-  v: number;
-  constructor(spec: KVCacheSpec, k: number, v: number) {
-    this.spec = spec;
-    this.k = k;
-    this.v = v;
-  }
-  /** byte offset of (layer, head, pos) from the start of k or v */
-  offset(layer: number, head: number, pos: number): number {
-    const { kvHeads, capacity, headDim } = this.spec;
-    return (((layer * kvHeads + head) * capacity + pos) * headDim) << 2;
-  }
-}
-
-function rows2(t: Tensor, op: string): [number, number] {
-  if (t.shape.length !== 2) throw new Error(`wasm ${op}: expected a 2-D tensor, got [${t.shape}]`);
-  return [t.shape[0], t.shape[1]];
-}
+import { allocTensor, asCache, asTensor, rows2, WasmKVCache, type WasmTensor } from './tensors.ts';
 
 export class WasmBackend implements Backend {
   readonly name = 'wasm';
@@ -58,19 +21,13 @@ export class WasmBackend implements Backend {
   }
 
   private tensor(t: Tensor, what: string, dtype?: DType): WasmTensor {
-    if (!(t instanceof WasmTensor)) throw new Error(`wasm backend: ${what} is a tensor from another backend`);
-    if (t.off < 0) throw new Error(`wasm backend: ${what} used after free()`);
-    if (dtype && t.dtype !== dtype) throw new Error(`wasm backend: ${what} must be ${dtype}, got ${t.dtype}`);
-    return t;
+    return asTensor(t, what, dtype);
   }
   private cache(c: KVCache): WasmKVCache {
-    if (!(c instanceof WasmKVCache)) throw new Error('wasm backend: KV cache from another backend');
-    if (c.k < 0) throw new Error('wasm backend: KV cache used after freeKVCache()');
-    return c;
+    return asCache(c);
   }
   private alloc(shape: readonly number[], dtype: DType): WasmTensor {
-    const n = shape.reduce((a, b) => a * b, 1);
-    return new WasmTensor([...shape], dtype, this.rt.mem.alloc(n * BYTES[dtype]));
+    return allocTensor(this.rt.mem, shape, dtype);
   }
 
   // --- memory -------------------------------------------------------------------------------------

@@ -3,3 +3,4 @@
 export { createWasmBackend, WasmBackend } from './backend.ts';
 export type { RuntimeOptions } from './runtime.ts';
 export { relaxedSimdSupported, simdSupported, WasmRuntime, wasmBackendAvailable } from './runtime.ts';
+export { type PartialAttention, WasmAttentionOps } from './attention-ops.ts';
