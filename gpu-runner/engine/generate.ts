@@ -1,6 +1,7 @@
 // The generation loop: prefills several prompts in one step, then decodes all live sequences together
 // one token per step, with per-request sampling, stop tokens, stop strings, max tokens, and streaming
 // text deltas that never split a UTF-8 character or leak part of a stop string.
+import { AppError } from '../../src/errors.ts';
 import { Detokenizer } from './detokenizer.ts';
 import { SequenceKV } from './kv-cache.ts';
 import type { Model, StepInput } from './model.ts';
@@ -61,11 +62,15 @@ class Live {
     this.detok = new Detokenizer(ctx.tokenizer);
     this.stopIds = new Set(req.stopTokenIds ?? ctx.defaultStopIds);
     const capacity = req.prompt.length + req.maxTokens;
-    if (req.prompt.length === 0) throw new Error('generate: empty prompt');
-    if (!(req.maxTokens >= 1)) throw new Error('generate: maxTokens must be at least 1');
+    // request problems: they reach the API as 400s
+    if (req.prompt.length === 0) throw new AppError('bad_request', 'empty prompt');
+    if (!Number.isInteger(req.maxTokens) || req.maxTokens < 1) {
+      throw new AppError('bad_request', `max tokens must be a positive integer, got ${req.maxTokens}`);
+    }
     if (capacity > ctx.maxContext) {
-      throw new Error(
-        `generate: prompt ${req.prompt.length} + max tokens ${req.maxTokens} exceed context ${ctx.maxContext}`,
+      throw new AppError(
+        'bad_request',
+        `prompt ${req.prompt.length} + max tokens ${req.maxTokens} exceed the model context ${ctx.maxContext}`,
       );
     }
     this.kv = new SequenceKV(ctx.model.backend, ctx.model.cfg, capacity);

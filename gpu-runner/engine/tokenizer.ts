@@ -1,5 +1,6 @@
 // The model's tokenizer (tokenizer.json via @huggingface/tokenizers) plus the special ids the engine
 // needs: bos, stop tokens, and the chat template from tokenizer_config.json.
+import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Tokenizer } from '@huggingface/tokenizers';
@@ -39,7 +40,14 @@ export class TextTokenizer {
   readonly config: Record<string, unknown>;
   readonly bosToken: string | null;
   readonly eosToken: string | null;
+  /** sha256 over tokenizer.json and tokenizer_config.json (for KV artifact headers). */
+  readonly hash: string;
   constructor(files: TokenizerFiles) {
+    this.hash = createHash('sha256')
+      .update(JSON.stringify(files.tokenizer))
+      .update('\0')
+      .update(JSON.stringify(files.config))
+      .digest('hex');
     this.inner = new Tokenizer(files.tokenizer, files.config);
     this.config = files.config;
     this.bosToken = tokenString(files.config.bos_token);

@@ -135,7 +135,11 @@ describe('generation', () => {
     expect([...engine.stopTokenIds].sort()).toEqual([257, 264]);
   });
 
-  it('rejects a prompt that cannot fit the context', async () => {
-    await expect(one({ maxTokens: engine.maxContext })).rejects.toThrow(/exceed context/);
+  it('rejects a prompt that cannot fit the context as a bad request', async () => {
+    await expect(one({ maxTokens: engine.maxContext })).rejects.toMatchObject({
+      code: 'bad_request',
+      message: expect.stringMatching(/exceed the model context 512/),
+    });
+    await expect(one({ prompt: [], maxTokens: 1 })).rejects.toMatchObject({ code: 'bad_request' });
   });
 });

@@ -17,6 +17,7 @@ describe('tokenizer and chat template', () => {
     expect(tokenizer.decode(ids)).toBe('<|bos|><|user|>hé<|end|>');
     expect(tokenizer.decode(ids, true)).toBe('hé');
     expect(tokenizer.specialIds().size).toBe(9);
+    expect(tokenizer.hash).toMatch(/^[0-9a-f]{64}$/);
   });
 
   it('renders the chat template from tokenizer_config.json', () => {

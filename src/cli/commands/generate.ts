@@ -60,6 +60,12 @@ export const command: Command = {
       ];
       const prompt =
         values.raw || !engine.chatTemplate ? engine.encode(values.prompt) : engine.encodeChat(messages);
+      if (prompt.length >= engine.maxContext) {
+        console.error(
+          `kvrag generate: the prompt (${prompt.length} tokens) fills the model context (${engine.maxContext})`,
+        );
+        return 1;
+      }
       const ac = new AbortController();
       const onSigint = () => ac.abort();
       process.once('SIGINT', onSigint);
