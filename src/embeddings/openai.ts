@@ -171,7 +171,8 @@ export class OpenAiEmbeddingProvider implements EmbeddingProvider {
     if (this.#o.sendDimensions) body.dimensions = this.dimension;
     const headers: Record<string, string> = { 'content-type': 'application/json' };
     if (this.#o.apiKey) headers.authorization = `Bearer ${this.#o.apiKey}`;
-    const doFetch = this.#o.fetch ?? fetch;
+    // called through a closure: Workers refuse a detached `fetch` invoked with a foreign `this`
+    const doFetch = this.#o.fetch ?? ((url: string, init: RequestInit) => fetch(url, init));
     const { maxRetries, initialBackoffMs, maxBackoffMs, timeoutMs } = this.#opts;
     let lastProblem = '';
     for (let attempt = 0; ; attempt++) {

@@ -8,7 +8,44 @@ import { normalizeText } from './text.ts';
 const OPEN = '\ue000';
 const CLOSE = '\ue001';
 
+/**
+ * The inline rewrites below backtrack over a whole line when markers are unbalanced (quadratic in the
+ * line), so long lines are processed in pieces cut at spaces; spans longer than a piece are rare.
+ */
+const INLINE_PIECE = 2000;
+
 function inline(s: string): string {
+  if (s.length <= INLINE_PIECE) return inlinePiece(s);
+  const parts: string[] = [];
+  let at = 0;
+  while (at < s.length) {
+    let cut = Math.min(s.length, at + INLINE_PIECE);
+    if (cut < s.length) {
+      const space = s.lastIndexOf(' ', cut);
+      if (space > at) cut = space;
+    }
+    parts.push(inlinePiece(s.slice(at, cut)));
+    at = cut;
+  }
+  return parts.join('');
+}
+
+/** Removes complete HTML comments with indexOf (a lazy regex is quadratic on many unclosed `<!--`). */
+function stripComments(s: string): string {
+  const out: string[] = [];
+  let at = 0;
+  for (;;) {
+    const open = s.indexOf('<!--', at);
+    const close = open < 0 ? -1 : s.indexOf('-->', open + 4);
+    if (close < 0) break;
+    out.push(s.slice(at, open));
+    at = close + 3;
+  }
+  out.push(s.slice(at));
+  return out.join('');
+}
+
+function inlinePiece(s: string): string {
   const kept: string[] = [];
   const protect = (t: string) => `${OPEN}${kept.push(t) - 1}${CLOSE}`;
   s = s
@@ -57,10 +94,7 @@ export interface MarkdownResult {
 }
 
 export function parseMarkdown(source: string): MarkdownResult {
-  let lines = source
-    .replace(/\r\n?/g, '\n')
-    .replace(/<!--[\s\S]*?-->/g, '')
-    .split('\n');
+  let lines = stripComments(source.replace(/\r\n?/g, '\n')).split('\n');
   // YAML/TOML front matter
   if (/^(---|\+\+\+)\s*$/.test(lines[0] ?? '')) {
     const fence = lines[0].trim();

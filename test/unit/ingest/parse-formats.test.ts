@@ -169,3 +169,27 @@ describe('normalizeText', () => {
     expect(() => normalizeText('bin\u0000ary')).toThrow(expect.objectContaining({ code: 'bad_request' }));
   });
 });
+
+describe('hostile input', () => {
+  // regex tokenisers take minutes on these (quadratic); the parsers must stay near-linear
+  const inputs: [string, () => unknown][] = [
+    ['html: unclosed <script>', () => parseHtml('<script>'.repeat(125_000))],
+    ['html: unclosed comments', () => parseHtml('<!--'.repeat(250_000))],
+    ['html: unbalanced quotes', () => parseHtml(`${"<a '".repeat(250_000)}>`)],
+    ['md: unbalanced emphasis', () => parseMarkdown('**a '.repeat(250_000))],
+    ['md: unclosed links', () => parseMarkdown('[x]('.repeat(250_000))],
+    ['md: unclosed comments', () => parseMarkdown('<!--'.repeat(250_000))],
+  ];
+  for (const [name, run] of inputs) {
+    it(`${name} (1 MB) parses in seconds`, () => {
+      const t0 = performance.now();
+      run();
+      expect(performance.now() - t0).toBeLessThan(10_000);
+    });
+  }
+
+  it('an unclosed <script> swallows the rest, as in browsers; text before it stays', () => {
+    expect(parseHtml('<p>kept</p><script>if (a < b) { x = "</p>" }').text).toBe('kept');
+    expect(parseHtml('<p>a</p><SCRIPT type="x">bad()</Script ><p>b</p>').text).toBe('a\n\nb');
+  });
+});
