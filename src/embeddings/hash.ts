@@ -56,13 +56,52 @@ export function hashFeatureValues(text: string): Map<string, number> {
   return out;
 }
 
-/** The hash embedding of one text: dimension buckets, signed, (1 + ln tf)-weighted, unit length. */
+const SEED_WORD = fnv1a32('w\u0001');
+const SEED_BIGRAM = fnv1a32('b\u0001');
+const SEED_CHAR = fnv1a32('c\u0001');
+const SURROGATE = /[\ud800-\udfff]/;
+
+const bump = (m: Map<number, number>, h: number) => m.set(h, (m.get(h) ?? 0) + 1);
+
+/**
+ * The hash embedding of one text: dimension buckets, signed, (1 + ln tf)-weighted, unit length.
+ * Same features as hashFeatureValues, but hashed incrementally (FNV continues over the prefix) and
+ * counted by hash instead of by string: no per-n-gram strings on the common path.
+ */
 export function hashEmbed(text: string, dimension: number): Float32Array {
+  const words = hashTokens(text);
+  const families: [Map<number, number>, number][] = [
+    [new Map(), WEIGHT.word],
+    [new Map(), WEIGHT.bigram],
+    [new Map(), WEIGHT.char],
+  ];
+  const [[wordCounts], [bigramCounts], [charCounts]] = families;
+  for (let i = 0; i < words.length; i++) {
+    const w = words[i];
+    bump(wordCounts, fnv1a32(w, SEED_WORD));
+    if (i > 0) bump(bigramCounts, fnv1a32(w, fnv1a32('\u0002', fnv1a32(words[i - 1], SEED_BIGRAM))));
+    const padded = `<${w}>`;
+    if (!SURROGATE.test(padded)) {
+      for (let n = CHAR_NGRAM_MIN; n <= CHAR_NGRAM_MAX; n++) {
+        for (let s = 0; s + n <= padded.length; s++) bump(charCounts, fnv1a32(padded, SEED_CHAR, s, s + n));
+      }
+    } else {
+      // astral characters: n-grams over code points, as in countFeatures
+      const cps = Array.from(padded);
+      for (let n = CHAR_NGRAM_MIN; n <= CHAR_NGRAM_MAX; n++) {
+        for (let s = 0; s + n <= cps.length; s++)
+          bump(charCounts, fnv1a32(cps.slice(s, s + n).join(''), SEED_CHAR));
+      }
+    }
+  }
   const v = new Float32Array(dimension);
-  for (const [f, value] of hashFeatureValues(text)) {
-    const h = fmix32(fnv1a32(f));
-    // bucket from the hash modulo the dimension, sign from its top bit (independent of the bucket)
-    v[h % dimension] += h >>> 31 ? -value : value;
+  for (const [counts, weight] of families) {
+    for (const [f, count] of counts) {
+      const h = fmix32(f);
+      const value = weight * (1 + Math.log(count));
+      // bucket from the hash modulo the dimension, sign from its top bit (independent of the bucket)
+      v[h % dimension] += h >>> 31 ? -value : value;
+    }
   }
   return l2Normalize(v);
 }

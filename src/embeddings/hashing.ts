@@ -5,12 +5,14 @@
 const FNV_OFFSET = 0x811c9dc5;
 const FNV_PRIME = 0x01000193;
 
-/** FNV-1a (32-bit) of the UTF-8 encoding of s, computed without allocating; lone surrogates hash as U+FFFD. */
-export function fnv1a32(s: string): number {
-  let h = FNV_OFFSET;
-  for (let i = 0; i < s.length; i++) {
+/**
+ * FNV-1a (32-bit) of the UTF-8 encoding of s[from, to), computed without allocating; lone surrogates
+ * hash as U+FFFD. `h` continues a previous hash: fnv1a32(b, fnv1a32(a)) === fnv1a32(a + b).
+ */
+export function fnv1a32(s: string, h: number = FNV_OFFSET, from = 0, to: number = s.length): number {
+  for (let i = from; i < to; i++) {
     let cp = s.charCodeAt(i);
-    if (cp >= 0xd800 && cp <= 0xdbff && i + 1 < s.length) {
+    if (cp >= 0xd800 && cp <= 0xdbff && i + 1 < to) {
       const lo = s.charCodeAt(i + 1);
       if (lo >= 0xdc00 && lo <= 0xdfff) {
         cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);

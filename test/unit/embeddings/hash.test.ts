@@ -112,3 +112,30 @@ describe('hash embedding', () => {
     });
   });
 });
+
+describe('hash embedding fast path', () => {
+  it('equals the embedding built from the string-keyed features (the reference definition)', () => {
+    const texts = [
+      'The KV cache of each retrieved chunk is precomputed, so answers start fast.',
+      'naïve café résumé — Ünïcödé ﬁ ligatures',
+      '日本語のテキスト and emoji 😀👍🏽 in𝔘𝔫𝔦𝔠𝔬𝔡𝔢 words',
+      'repeat repeat repeat repeat x',
+      'a',
+    ];
+    for (const t of texts) {
+      const ref = new Float32Array(200);
+      for (const [f, value] of hashFeatureValues(t)) {
+        const h = fmix32(fnv1a32(f));
+        ref[h % 200] += h >>> 31 ? -value : value;
+      }
+      const n = Math.sqrt(ref.reduce((s, x) => s + x * x, 0));
+      const fast = hashEmbed(t, 200);
+      for (let i = 0; i < 200; i++) expect(fast[i]).toBeCloseTo(ref[i] / n, 6);
+    }
+  });
+
+  it('continues FNV over concatenations', () => {
+    expect(fnv1a32('bar', fnv1a32('foo'))).toBe(fnv1a32('foobar'));
+    expect(fnv1a32('xxfoobaryy', fnv1a32('w'), 2, 8)).toBe(fnv1a32('wfoobar'));
+  });
+});
