@@ -19,6 +19,11 @@ export interface PutOptions {
   contentType?: string;
 }
 
+/**
+ * Keys are `/`-separated segments (no empty, `.` or `..` segments, no backslash or control characters,
+ * at most 1024 bytes; see keys.ts); a bad key or range is AppError('bad_request'). A range that starts
+ * past the end reads as empty; an end past the end is clipped.
+ */
 export interface BlobStore {
   /** Writes the whole object atomically: readers see the old object or the new one, never a part. */
   put(key: string, body: Uint8Array | ReadableStream<Uint8Array>, opts?: PutOptions): Promise<BlobInfo>;
@@ -31,4 +36,6 @@ export interface BlobStore {
   delete(key: string): Promise<void>;
   /** Every object whose key starts with prefix, in key order. */
   list(prefix: string): AsyncIterable<BlobInfo>;
+  /** Releases connections, where the store holds any. */
+  close?(): Promise<void>;
 }
