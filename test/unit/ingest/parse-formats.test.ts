@@ -173,15 +173,15 @@ describe('normalizeText', () => {
 describe('hostile input', () => {
   // regex tokenisers take minutes on these (quadratic); the parsers must stay near-linear
   const inputs: [string, () => unknown][] = [
-    ['html: unclosed <script>', () => parseHtml('<script>'.repeat(125_000))],
-    ['html: unclosed comments', () => parseHtml('<!--'.repeat(250_000))],
-    ['html: unbalanced quotes', () => parseHtml(`${"<a '".repeat(250_000)}>`)],
-    ['md: unbalanced emphasis', () => parseMarkdown('**a '.repeat(250_000))],
-    ['md: unclosed links', () => parseMarkdown('[x]('.repeat(250_000))],
-    ['md: unclosed comments', () => parseMarkdown('<!--'.repeat(250_000))],
+    ['html: unclosed <script>', () => parseHtml('<script>'.repeat(60_000))],
+    ['html: unclosed comments', () => parseHtml('<!--'.repeat(125_000))],
+    ['html: unbalanced quotes', () => parseHtml(`${"<a '".repeat(125_000)}>`)],
+    ['md: unbalanced emphasis', () => parseMarkdown('**a '.repeat(125_000))],
+    ['md: unclosed links', () => parseMarkdown('[x]('.repeat(125_000))],
+    ['md: unclosed comments', () => parseMarkdown('<!--'.repeat(125_000))],
   ];
   for (const [name, run] of inputs) {
-    it(`${name} (1 MB) parses in seconds`, () => {
+    it(`${name} (0.5 MB) parses in seconds`, () => {
       const t0 = performance.now();
       run();
       expect(performance.now() - t0).toBeLessThan(10_000);
