@@ -1,12 +1,27 @@
 // createApp(services): the Hono application shared by the Node server and the Workers entry.
-// Request ids, the error envelope, and the routes; no Node-only imports may be reachable from here.
+// Request ids, the error envelope, body limits, auth, and the routes; no Node-only imports may be
+// reachable from here.
 import { Hono } from 'hono';
 import { AppError, asAppError, toEnvelope } from './errors.ts';
+import { adminRoutes } from './routes/admin.ts';
+import { authenticate } from './routes/auth.ts';
+import { limitBody } from './routes/body-limit.ts';
+import { collectionRoutes } from './routes/collections.ts';
+import { documentRoutes } from './routes/documents.ts';
 import { healthRoutes } from './routes/health.ts';
+import { jobRoutes } from './routes/jobs.ts';
+import { openApiRoutes } from './routes/openapi.ts';
+import { searchRoutes } from './routes/search.ts';
 import type { AppEnv, Services } from './services.ts';
+
+/** Multipart framing and JSON escaping on top of the document bytes themselves. */
+const UPLOAD_OVERHEAD_BYTES = 64 * 1024;
+const RESOURCE_PREFIXES = ['/v1/admin', '/v1/collections', '/v1/jobs'];
+const UPLOAD_PATH = /^\/v1\/collections\/[^/]+\/documents\/?$/;
 
 export function createApp(services: Services): Hono<AppEnv> {
   const app = new Hono<AppEnv>();
+  const { maxBodyBytes, maxUploadBytes } = services.config;
 
   app.use('*', async (c, next) => {
     const incoming = c.req.header('x-request-id');
@@ -18,6 +33,21 @@ export function createApp(services: Services): Hono<AppEnv> {
   });
 
   app.route('/', healthRoutes());
+  app.route('/', openApiRoutes());
+
+  // Resource prefixes only (an unknown /v1 path stays a plain 404). Authenticate first: an anonymous
+  // caller cannot make the server read a large body.
+  const auth = authenticate();
+  const limit = limitBody((path, method) =>
+    method === 'POST' && UPLOAD_PATH.test(path) ? maxUploadBytes + UPLOAD_OVERHEAD_BYTES : maxBodyBytes,
+  );
+  for (const prefix of RESOURCE_PREFIXES) app.use(`${prefix}/*`, auth, limit);
+
+  app.route('/v1/admin', adminRoutes());
+  app.route('/v1/collections', collectionRoutes());
+  app.route('/v1/collections', documentRoutes());
+  app.route('/v1/collections', searchRoutes());
+  app.route('/v1/jobs', jobRoutes());
 
   app.notFound((c) => {
     const err = new AppError('not_found', `no route for ${c.req.method} ${new URL(c.req.url).pathname}`);

@@ -5,6 +5,7 @@ import { sql } from 'drizzle-orm';
 import type { Config } from './config.ts';
 import { type DbHandle, openDatabase } from './db/client.ts';
 import { migrateDatabase } from './db/migrate.ts';
+import { createEmbeddingResolver } from './embeddings/resolver.ts';
 import { jsonLogger } from './log.ts';
 import type { Services } from './services.ts';
 import type { BlobStore } from './storage/blob-store.ts';
@@ -33,6 +34,8 @@ export async function openNodeServices(config: Config): Promise<NodeServices> {
       log,
       db,
       blobs,
+      // TODO(lead): offer openai embeddings from configuration; attach the JobQueue as `jobs`
+      api: { db: db.db, blobs, embeddings: createEmbeddingResolver() },
       readiness: {
         database: async () => {
           await db.db.execute(sql`select 1`);

@@ -1,14 +1,42 @@
 // What the API needs from the outside world, as interfaces; entries (Node serve, Workers) build it.
+// Type-only imports: nothing here may pull a Node-only module into the Workers build.
 import type { Config } from './config.ts';
+import type { Database } from './db/types.ts';
+import type { EmbeddingResolver } from './embeddings/resolver.ts';
+import type { JobQueue } from './queue/types.ts';
+import type { BlobStore } from './storage/blob-store.ts';
 
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
 export type Log = (level: LogLevel, msg: string, fields?: Record<string, unknown>) => void;
+
+/** What the /v1 resource routes need. */
+export interface ApiServices {
+  db: Database;
+  /** Raw uploads live here under `uploads/<tenant>/<collection>/<sha256>`. */
+  blobs: BlobStore;
+  /** The providers this deployment offers collections (src/embeddings/resolver.ts). */
+  embeddings: EmbeddingResolver;
+  /**
+   * Job status lookups (GET /v1/jobs). Absent at the edge, where jobs only reach the queue through the
+   * outbox relay: the route then reports what the outbox knows.
+   */
+  jobs?: Pick<JobQueue, 'getJob'>;
+  /** The clock (tests may pin it). */
+  now?: () => Date;
+}
 
 export interface Services {
   config: Config;
   /** Readiness checks by component name (database, blobs, queue, runner); each throws when not ready. */
   readiness: Record<string, () => Promise<void>>;
   log?: Log;
+  /** Absent in a process that serves health only; /v1 routes then answer 503 `unavailable`. */
+  api?: ApiServices;
 }
 
-export type AppEnv = { Variables: { requestId: string; services: Services } };
+/** Who made the request, set by the auth middleware: the operator's admin key, or a tenant's API key. */
+export type Principal = { kind: 'admin' } | { kind: 'tenant'; tenantId: string; keyId: string };
+
+export type AppEnv = {
+  Variables: { requestId: string; services: Services; principal: Principal };
+};

@@ -1,0 +1,194 @@
+// /v1/collections/:collection/documents: upload (JSON text or multipart file), get, list (cursor
+// pagination, status filter), raw content, delete.
+//
+// Upload: validated before anything is written (upload-body.ts); identical content already in the
+// collection returns that document (200, not 201); otherwise the raw bytes go to the blob store, then the
+// document row (status `queued`) and the `ingest` job's outbox row are written in ONE transaction. If
+// the transaction fails the blob is removed again, so a failed upload leaves neither rows nor objects.
+// Delete: the row goes (chunks cascade) together with a `gc` outbox row in one transaction, then the
+// blob is deleted (the gc job retries it and collects the KV artifacts).
+import { and, eq } from 'drizzle-orm';
+import { Hono } from 'hono';
+import { z } from 'zod';
+import { chunks, type Document, DOCUMENT_STATUSES, documents } from '../db/schema.ts';
+import type { AppEnv } from '../services.ts';
+import { api, requireTenant } from './auth.ts';
+import { findCollection, isUniqueViolation } from './collections.ts';
+import { ingestJobId, scheduleGc, scheduleIngest } from './job-outbox.ts';
+import { sha256Hex } from './keys.ts';
+import { listQuerySchema, paginate, toPage } from './pagination.ts';
+import { readUpload } from './upload-body.ts';
+import { uploadKey } from './upload-keys.ts';
+import { notFound, pathId, queryParams, unixSeconds } from './validate.ts';
+
+export const listDocumentsQuerySchema = listQuerySchema.extend({
+  status: z.enum(DOCUMENT_STATUSES).optional(),
+});
+
+export function documentObject(d: Document) {
+  return {
+    id: d.id,
+    object: 'document' as const,
+    collection_id: d.collectionId,
+    filename: d.filename,
+    content_type: d.contentType,
+    bytes: d.bytes,
+    sha256: d.contentHash,
+    status: d.status,
+    last_error: d.error ? { message: d.error } : null,
+    attributes: d.attributes,
+    /** Follow ingestion with GET /v1/jobs/ingest/{ingest_job_id}. */
+    ingest_job_id: ingestJobId(d.id),
+    created_at: unixSeconds(d.createdAt),
+    updated_at: unixSeconds(d.updatedAt),
+  };
+}
+
+export function documentRoutes(): Hono<AppEnv> {
+  const r = new Hono<AppEnv>();
+
+  r.post('/:collection/documents', async (c) => {
+    const tenantId = requireTenant(c);
+    const collection = await findCollection(c, tenantId);
+    const services = c.get('services');
+    const { db, blobs } = api(c);
+    const upload = await readUpload(c, services.config.maxUploadBytes);
+    const contentHash = await sha256Hex(upload.bytes);
+    const sameContent = and(
+      eq(documents.tenantId, tenantId),
+      eq(documents.collectionId, collection.id),
+      eq(documents.contentHash, contentHash),
+    );
+    const existing = async () => (await db.select().from(documents).where(sameContent))[0];
+    const found = await existing();
+    if (found) return c.json(documentObject(found), 200);
+
+    const id = crypto.randomUUID();
+    const objectKey = uploadKey(tenantId, collection.id, id);
+    await blobs.put(objectKey, upload.bytes, { contentType: upload.contentType });
+    try {
+      const row = await db.transaction(async (tx) => {
+        const [doc] = await tx
+          .insert(documents)
+          .values({
+            id,
+            tenantId,
+            collectionId: collection.id,
+            filename: upload.filename,
+            contentType: upload.contentType,
+            bytes: upload.bytes.byteLength,
+            contentHash,
+            objectKey,
+            status: 'queued',
+            attributes: upload.attributes,
+          })
+          .returning();
+        await scheduleIngest(tx, {
+          tenantId,
+          collectionId: collection.id,
+          documentId: id,
+          objectKey,
+          contentType: upload.contentType,
+          filename: upload.filename,
+        });
+        return doc;
+      });
+      return c.json(documentObject(row), 201);
+    } catch (err) {
+      await blobs.delete(objectKey).catch((e: unknown) => {
+        services.log?.('warn', 'orphan upload blob left', { key: objectKey, err: String(e) });
+      });
+      // an identical upload committed first: that one is the document
+      if (isUniqueViolation(err)) {
+        const winner = await existing();
+        if (winner) return c.json(documentObject(winner), 200);
+      }
+      throw err;
+    }
+  });
+
+  r.get('/:collection/documents', async (c) => {
+    const tenantId = requireTenant(c);
+    const collection = await findCollection(c, tenantId);
+    const q = queryParams(c, listDocumentsQuerySchema);
+    const { db } = api(c);
+    const scope = and(
+      eq(documents.tenantId, tenantId),
+      eq(documents.collectionId, collection.id),
+      q.status ? eq(documents.status, q.status) : undefined,
+    )!;
+    const { rows, hasMore } = await paginate(db, documents, scope, q, (where, order, limit) =>
+      db
+        .select()
+        .from(documents)
+        .where(where)
+        .orderBy(...order)
+        .limit(limit),
+    );
+    return c.json(toPage(rows, hasMore, documentObject));
+  });
+
+  const findDocument = async (c: Parameters<typeof findCollection>[0]) => {
+    const tenantId = requireTenant(c);
+    const collection = await findCollection(c, tenantId);
+    const id = pathId(c, 'document', 'document');
+    const [row] = await api(c)
+      .db.select()
+      .from(documents)
+      .where(
+        and(
+          eq(documents.id, id),
+          eq(documents.tenantId, tenantId),
+          eq(documents.collectionId, collection.id),
+        ),
+      );
+    if (!row) throw notFound('document', id);
+    return row;
+  };
+
+  r.get('/:collection/documents/:document', async (c) => c.json(documentObject(await findDocument(c))));
+
+  r.get('/:collection/documents/:document/content', async (c) => {
+    const doc = await findDocument(c);
+    const stream = doc.objectKey ? await api(c).blobs.getStream(doc.objectKey) : null;
+    if (!stream) throw notFound('content of document', doc.id);
+    return new Response(stream, {
+      headers: {
+        'content-type': doc.contentType,
+        'content-length': String(doc.bytes),
+        'content-disposition': `attachment; filename*=UTF-8''${encodeURIComponent(doc.filename)}`,
+        'x-request-id': c.get('requestId'),
+      },
+    });
+  });
+
+  r.delete('/:collection/documents/:document', async (c) => {
+    const doc = await findDocument(c);
+    const { db, blobs } = api(c);
+    await db.transaction(async (tx) => {
+      const hashes = await tx
+        .selectDistinct({ h: chunks.contentHash })
+        .from(chunks)
+        .where(and(eq(chunks.tenantId, doc.tenantId), eq(chunks.documentId, doc.id)));
+      await tx.delete(documents).where(and(eq(documents.id, doc.id), eq(documents.tenantId, doc.tenantId)));
+      await scheduleGc(tx, {
+        tenantId: doc.tenantId,
+        collectionId: doc.collectionId,
+        documentId: doc.id,
+        blobKeys: doc.objectKey ? [doc.objectKey] : [],
+        chunkHashes: hashes.map((h) => h.h),
+      });
+    });
+    if (doc.objectKey) {
+      await blobs.delete(doc.objectKey).catch((err: unknown) => {
+        c.get('services').log?.('warn', 'document blob left for gc', {
+          key: doc.objectKey,
+          err: String(err),
+        });
+      });
+    }
+    return c.json({ id: doc.id, object: 'document.deleted' as const, deleted: true });
+  });
+
+  return r;
+}

@@ -1,0 +1,352 @@
+// GET /openapi.json — OpenAPI 3.1, generated from the same zod schemas the routes validate with (request
+// bodies and query strings) plus the response shapes below, through zod's JSON Schema output (draft
+// 2020-12, which OpenAPI 3.1 uses). Named schemas become components; recursion (filters) becomes $ref.
+import { Hono } from 'hono';
+import { z } from 'zod';
+import { DOCUMENT_STATUSES } from '../db/schema.ts';
+import { ERROR_STATUS } from '../errors.ts';
+import { attributeFilterSchema } from '../retrieval/filters.ts';
+import type { AppEnv } from '../services.ts';
+import { createKeySchema, createTenantSchema } from './admin.ts';
+import { createCollectionSchema } from './collections.ts';
+import { listDocumentsQuerySchema } from './documents.ts';
+import { listQuerySchema } from './pagination.ts';
+import { searchBodySchema } from './search.ts';
+import { jsonUploadSchema } from './upload-body.ts';
+
+const reg = z.registry<{ id: string }>();
+const named = <S extends z.ZodType>(id: string, s: S): S => {
+  reg.add(s, { id });
+  return s;
+};
+
+named('AttributeFilter', attributeFilterSchema);
+const id = z.string().describe('Object id (uuid).');
+const unix = z.number().int().describe('Unix seconds.');
+const listOf = (item: z.ZodType) =>
+  z.object({
+    object: z.literal('list'),
+    data: z.array(item),
+    first_id: id.nullable(),
+    last_id: id.nullable(),
+    has_more: z.boolean(),
+  });
+
+const ErrorEnvelope = named(
+  'Error',
+  z.object({
+    error: z.object({
+      code: z.enum(Object.keys(ERROR_STATUS) as [string, ...string[]]),
+      message: z.string(),
+      request_id: z.string(),
+      retryable: z.boolean().optional().describe('5xx only: whether retrying the same request can help.'),
+      details: z.unknown().optional(),
+    }),
+  }),
+);
+const Tenant = named(
+  'Tenant',
+  z.object({ id, object: z.literal('tenant'), name: z.string(), created_at: unix }),
+);
+const ApiKey = named(
+  'ApiKey',
+  z.object({
+    id,
+    object: z.literal('api_key'),
+    tenant_id: id,
+    name: z.string(),
+    prefix: z.string().describe('The visible start of the key.'),
+    created_at: unix,
+    revoked_at: unix.nullable(),
+  }),
+);
+const NewApiKey = named(
+  'NewApiKey',
+  ApiKey.extend({ key: z.string().describe('The key; shown only here, once.') }),
+);
+const Counts = z.object(
+  Object.fromEntries([...DOCUMENT_STATUSES, 'total'].map((s) => [s, z.number().int()])),
+);
+const Collection = named(
+  'Collection',
+  z.object({
+    id,
+    object: z.literal('collection'),
+    name: z.string(),
+    created_at: unix,
+    embedding: z.object({ provider: z.string(), model: z.string(), dimension: z.number().int() }),
+    chunking: z.object({ size: z.number().int(), overlap: z.number().int() }),
+    metadata: z.record(z.string(), z.unknown()),
+    document_counts: Counts,
+  }),
+);
+const Document = named(
+  'Document',
+  z.object({
+    id,
+    object: z.literal('document'),
+    collection_id: id,
+    filename: z.string(),
+    content_type: z.string(),
+    bytes: z.number().int(),
+    sha256: z.string(),
+    status: z.enum(DOCUMENT_STATUSES),
+    last_error: z.object({ message: z.string() }).nullable(),
+    attributes: z.record(z.string(), z.unknown()),
+    ingest_job_id: z.string().describe('GET /v1/jobs/ingest/{ingest_job_id} follows ingestion.'),
+    created_at: unix,
+    updated_at: unix,
+  }),
+);
+const Deleted = (object: string) => z.object({ id, object: z.literal(object), deleted: z.literal(true) });
+const SearchPage = named(
+  'SearchResultsPage',
+  z.object({
+    object: z.literal('vector_store.search_results.page'),
+    search_query: z.string(),
+    data: z.array(
+      z.object({
+        file_id: id.describe('The document id.'),
+        filename: z.string(),
+        score: z.number().describe('Normalised RRF score in (0, 1].'),
+        attributes: z.record(z.string(), z.unknown()),
+        content: z.array(z.object({ type: z.literal('text'), text: z.string() })),
+        chunk_id: id,
+      }),
+    ),
+    has_more: z.boolean(),
+    next_page: z.string().nullable(),
+  }),
+);
+const Job = named(
+  'Job',
+  z.object({
+    id: z.string(),
+    object: z.literal('job'),
+    queue: z.enum(['ingest', 'gc']),
+    state: z
+      .enum(['pending', 'delivered', 'waiting', 'delayed', 'active', 'completed', 'failed', 'unknown'])
+      .describe('pending: in the outbox, not yet relayed to the queue.'),
+    attempts: z.number().int(),
+    last_error: z.object({ message: z.string() }).nullable(),
+    created_at: unix,
+    delivered_at: unix.nullable(),
+    document: z
+      .object({
+        id,
+        status: z.enum(DOCUMENT_STATUSES),
+        last_error: z.object({ message: z.string() }).nullable(),
+      })
+      .nullable()
+      .optional()
+      .describe('ingest jobs: the document (null once deleted).'),
+  }),
+);
+named('CreateTenant', createTenantSchema);
+named('CreateApiKey', createKeySchema);
+named('CreateCollection', createCollectionSchema);
+named('UploadDocumentJson', jsonUploadSchema);
+named('SearchRequest', searchBodySchema);
+
+function build() {
+  const { schemas } = z.toJSONSchema(reg, {
+    target: 'draft-2020-12',
+    io: 'input',
+    uri: (n) => `#/components/schemas/${n}`,
+  });
+  for (const s of Object.values(schemas)) {
+    delete (s as Record<string, unknown>).$schema;
+    delete (s as Record<string, unknown>).$id;
+  }
+  const ref = (s: z.ZodType) => ({ $ref: `#/components/schemas/${reg.get(s)!.id}` });
+  const inline = (s: z.ZodType) => {
+    const { $schema: _s, ...rest } = z.toJSONSchema(s, { target: 'draft-2020-12', io: 'input' }) as Record<
+      string,
+      unknown
+    >;
+    return rest;
+  };
+  const json = (schema: unknown) => ({ content: { 'application/json': { schema } } });
+  const ok = (schema: unknown, description = 'OK', status = '200') => ({
+    [status]: { description, ...json(schema) },
+  });
+  const errors = (...codes: number[]) =>
+    Object.fromEntries(codes.map((c) => [String(c), { $ref: `#/components/responses/E${c}` }]));
+  const query = (s: z.ZodObject) =>
+    Object.entries(inline(s).properties as Record<string, unknown>).map(([name, schema]) => ({
+      name,
+      in: 'query',
+      schema,
+    }));
+  const path = (...names: string[]) =>
+    names.map((name) => ({ name, in: 'path', required: true, schema: { type: 'string' } }));
+
+  const tenant = ['tenant API key'];
+  function op(summary: string, security: string[], o: Record<string, unknown>) {
+    return { summary, security: security.map(() => ({ bearer: [] })), ...o };
+  }
+
+  return {
+    openapi: '3.1.0',
+    info: {
+      title: 'kvrag',
+      version: '1',
+      description: 'RAG with precomputed chunk KV caches: collections, documents, search.',
+    },
+    components: {
+      schemas,
+      securitySchemes: {
+        bearer: {
+          type: 'http',
+          scheme: 'bearer',
+          description: 'A tenant API key, or the admin key for /v1/admin.',
+        },
+      },
+      responses: Object.fromEntries(
+        [400, 401, 403, 404, 409, 413, 415, 503].map((c) => [
+          `E${c}`,
+          { description: `error ${c}`, ...json(ref(ErrorEnvelope)) },
+        ]),
+      ),
+    },
+    paths: {
+      '/v1/admin/tenants': {
+        post: op('Create a tenant (admin)', ['admin'], {
+          requestBody: json(ref(createTenantSchema)),
+          responses: { ...ok(ref(Tenant), 'Created', '201'), ...errors(400, 401, 403) },
+        }),
+        get: op('List tenants (admin)', ['admin'], {
+          parameters: query(listQuerySchema),
+          responses: { ...ok(listOf(Tenant)), ...errors(400, 401, 403) },
+        }),
+      },
+      '/v1/admin/tenants/{tenant}': {
+        get: op('Get a tenant (admin)', ['admin'], {
+          parameters: path('tenant'),
+          responses: { ...ok(ref(Tenant)), ...errors(401, 403, 404) },
+        }),
+      },
+      '/v1/admin/tenants/{tenant}/keys': {
+        post: op('Create an API key; the key is returned only here (admin)', ['admin'], {
+          parameters: path('tenant'),
+          requestBody: json(ref(createKeySchema)),
+          responses: { ...ok(ref(NewApiKey), 'Created', '201'), ...errors(400, 401, 403, 404) },
+        }),
+        get: op('List API keys (admin)', ['admin'], {
+          parameters: [...path('tenant'), ...query(listQuerySchema)],
+          responses: { ...ok(listOf(ApiKey)), ...errors(400, 401, 403, 404) },
+        }),
+      },
+      '/v1/admin/tenants/{tenant}/keys/{key}': {
+        delete: op('Revoke an API key (admin)', ['admin'], {
+          parameters: path('tenant', 'key'),
+          responses: { ...ok(ref(ApiKey)), ...errors(401, 403, 404) },
+        }),
+      },
+      '/v1/collections': {
+        post: op('Create a collection', tenant, {
+          requestBody: json(ref(createCollectionSchema)),
+          responses: { ...ok(ref(Collection), 'Created', '201'), ...errors(400, 401, 403, 409) },
+        }),
+        get: op('List collections', tenant, {
+          parameters: query(listQuerySchema),
+          responses: { ...ok(listOf(Collection)), ...errors(400, 401, 403) },
+        }),
+      },
+      '/v1/collections/{collection}': {
+        get: op('Get a collection', tenant, {
+          parameters: path('collection'),
+          responses: { ...ok(ref(Collection)), ...errors(401, 403, 404) },
+        }),
+        delete: op(
+          'Delete a collection, its documents and chunks; storage is collected by a gc job',
+          tenant,
+          {
+            parameters: path('collection'),
+            responses: { ...ok(Deleted('collection.deleted')), ...errors(401, 403, 404) },
+          },
+        ),
+      },
+      '/v1/collections/{collection}/documents': {
+        post: op(
+          'Upload a document (JSON text or multipart file: txt, md, html, json, jsonl, pdf); identical content returns the existing document with 200',
+          tenant,
+          {
+            parameters: path('collection'),
+            requestBody: {
+              content: {
+                'application/json': { schema: ref(jsonUploadSchema) },
+                'multipart/form-data': {
+                  schema: {
+                    type: 'object',
+                    required: ['file'],
+                    properties: {
+                      file: { type: 'string', contentMediaType: 'application/octet-stream' },
+                      attributes: { type: 'string', description: 'JSON object of attributes.' },
+                      filename: { type: 'string' },
+                    },
+                  },
+                },
+              },
+            },
+            responses: {
+              ...ok(ref(Document), 'Created (queued for ingestion)', '201'),
+              ...ok(ref(Document), 'Identical content already in the collection'),
+              ...errors(400, 401, 403, 404, 413, 415),
+            },
+          },
+        ),
+        get: op('List documents', tenant, {
+          parameters: [...path('collection'), ...query(listDocumentsQuerySchema)],
+          responses: { ...ok(listOf(Document)), ...errors(400, 401, 403, 404) },
+        }),
+      },
+      '/v1/collections/{collection}/documents/{document}': {
+        get: op('Get a document', tenant, {
+          parameters: path('collection', 'document'),
+          responses: { ...ok(ref(Document)), ...errors(401, 403, 404) },
+        }),
+        delete: op(
+          'Delete a document and its chunks; blob and KV artifacts are collected by a gc job',
+          tenant,
+          {
+            parameters: path('collection', 'document'),
+            responses: { ...ok(Deleted('document.deleted')), ...errors(401, 403, 404) },
+          },
+        ),
+      },
+      '/v1/collections/{collection}/documents/{document}/content': {
+        get: op('Download the uploaded bytes', tenant, {
+          parameters: path('collection', 'document'),
+          responses: { '200': { description: 'The original upload' }, ...errors(401, 403, 404) },
+        }),
+      },
+      '/v1/collections/{collection}/search': {
+        post: op('Hybrid search (vector + full-text, RRF)', tenant, {
+          parameters: path('collection'),
+          requestBody: json(ref(searchBodySchema)),
+          responses: { ...ok(ref(SearchPage)), ...errors(400, 401, 403, 404) },
+        }),
+      },
+      '/v1/jobs/{queue}/{id}': {
+        get: op('Status of a job the API scheduled (ingest, gc)', tenant, {
+          parameters: path('queue', 'id'),
+          responses: { ...ok(ref(Job)), ...errors(401, 403, 404) },
+        }),
+      },
+    },
+  };
+}
+
+let cached: ReturnType<typeof build> | undefined;
+/** Built on first request, then kept. */
+export function openApiDocument(): ReturnType<typeof build> {
+  cached ??= build();
+  return cached;
+}
+
+export function openApiRoutes(): Hono<AppEnv> {
+  const r = new Hono<AppEnv>();
+  r.get('/openapi.json', (c) => c.json(openApiDocument()));
+  return r;
+}

@@ -1,0 +1,87 @@
+// POST /v1/collections/:collection/search — hybrid search (src/retrieval/hybrid.ts) shaped like OpenAI's
+// vector store search: {object: "vector_store.search_results.page", search_query, data: [{file_id,
+// filename, score, attributes, content: [{type: "text", text}]}], has_more, next_page}. One page: at most
+// max_num_results (1–50) results, so has_more is false and next_page null.
+import { Hono } from 'hono';
+import { z } from 'zod';
+import { assertSupportedDimension } from '../db/vector.ts';
+import type { EmbeddingProviderId } from '../embeddings/types.ts';
+import { AppError } from '../errors.ts';
+import { attributeFilterSchema, parseAttributeFilter } from '../retrieval/filters.ts';
+import { hybridSearch } from '../retrieval/hybrid.ts';
+import type { AppEnv } from '../services.ts';
+import { api, requireTenant } from './auth.ts';
+import { findCollection } from './collections.ts';
+import { jsonBody } from './validate.ts';
+
+const searchFields = {
+  query: z.string().trim().min(1).max(4096),
+  max_num_results: z.number().int().min(1).max(50).default(10),
+  ranking_options: z
+    .strictObject({
+      ranker: z.enum(['auto', 'hybrid']).default('auto'),
+      score_threshold: z
+        .number()
+        .min(0)
+        .max(1)
+        .default(0)
+        .describe('Drop results below this normalised RRF score (1 = first in both rankings).'),
+    })
+    .default({ ranker: 'auto', score_threshold: 0 }),
+  rewrite_query: z.literal(false).default(false).describe('Query rewriting is not offered.'),
+};
+
+/** The documented body (filters as their schema). */
+export const searchBodySchema = z.strictObject({
+  ...searchFields,
+  filters: attributeFilterSchema.optional(),
+});
+/** What the route parses: filters go through parseAttributeFilter, which bounds depth before recursing. */
+const searchBodyInput = z.strictObject({ ...searchFields, filters: z.unknown().optional() });
+
+export function searchRoutes(): Hono<AppEnv> {
+  const r = new Hono<AppEnv>();
+  r.post('/:collection/search', async (c) => {
+    const tenantId = requireTenant(c);
+    const collection = await findCollection(c, tenantId);
+    const body = await jsonBody(c, searchBodyInput);
+    const filter =
+      body.filters === undefined || body.filters === null ? undefined : parseAttributeFilter(body.filters);
+    const { db, embeddings } = api(c);
+    const dimension = assertSupportedDimension(collection.embeddingDim);
+    const provider = embeddings({
+      provider: collection.embeddingProvider as EmbeddingProviderId,
+      model: collection.embeddingModel,
+      dimension,
+    });
+    const [vector] = await provider.embed([body.query], 'query');
+    if (!vector || vector.length !== dimension) {
+      throw new AppError('upstream_unavailable', 'the embedding provider returned no usable vector');
+    }
+    const hits = await hybridSearch(db, {
+      tenantId,
+      collectionId: collection.id,
+      dimension,
+      vector: Array.from(vector),
+      text: body.query,
+      filter,
+      limit: body.max_num_results,
+      scoreThreshold: body.ranking_options.score_threshold,
+    });
+    return c.json({
+      object: 'vector_store.search_results.page' as const,
+      search_query: body.query,
+      data: hits.map((h) => ({
+        file_id: h.documentId,
+        filename: h.filename,
+        score: h.score,
+        attributes: h.attributes,
+        content: [{ type: 'text' as const, text: h.text }],
+        chunk_id: h.chunkId,
+      })),
+      has_more: false,
+      next_page: null,
+    });
+  });
+  return r;
+}

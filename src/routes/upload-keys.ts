@@ -1,0 +1,9 @@
+// Where raw uploads live in the blob store: under their tenant and collection, one object per document
+// (named by the document id, chosen before the row is written), so concurrent identical uploads and a
+// re-upload racing a delete never share, and never delete, each other's object.
+
+export const uploadPrefix = (tenantId: string, collectionId: string) =>
+  `uploads/${tenantId}/${collectionId}/`;
+
+export const uploadKey = (tenantId: string, collectionId: string, documentId: string) =>
+  `${uploadPrefix(tenantId, collectionId)}${documentId}`;

@@ -1,0 +1,219 @@
+// Auth and admin routes end to end: tenants and keys created with the admin key, keys stored hashed and
+// shown once, every bad credential a 401 envelope, each key kind kept to its own routes, request ids,
+// JSON body limits, and the OpenAPI document.
+import { eq } from 'drizzle-orm';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { apiKeys } from '../../src/db/schema.ts';
+import { sha256Hex } from '../../src/routes/keys.ts';
+import { ADMIN_KEY, envelope, type Harness, startApiHarness } from '../helpers/api-harness.ts';
+
+let h: Harness;
+beforeAll(async () => {
+  h = await startApiHarness({ maxBodyBytes: 4096 });
+});
+afterAll(async () => {
+  await h?.close();
+});
+
+describe('admin: tenants and keys', () => {
+  it('creates a tenant and a key; the key is returned once and stored only as sha256 + prefix', async () => {
+    const t = await h.expectJson<{ id: string; object: string; name: string }>(
+      201,
+      'POST',
+      '/v1/admin/tenants',
+      {
+        json: { name: 'acme' },
+      },
+    );
+    expect(t).toMatchObject({ object: 'tenant', name: 'acme' });
+    const k = await h.expectJson<{ id: string; key: string; prefix: string; tenant_id: string }>(
+      201,
+      'POST',
+      `/v1/admin/tenants/${t.id}/keys`,
+      { json: { name: 'ci' } },
+    );
+    expect(k.key).toMatch(/^kvrag_[A-Za-z0-9_-]{43}$/);
+    expect(k.key.startsWith(k.prefix)).toBe(true);
+    expect(k.tenant_id).toBe(t.id);
+    const [row] = await h.db.db.select().from(apiKeys).where(eq(apiKeys.id, k.id));
+    expect(row.keyHash).toBe(await sha256Hex(k.key));
+    expect(JSON.stringify(row)).not.toContain(k.key);
+
+    const list = await h.expectJson<{ data: Record<string, unknown>[] }>(
+      200,
+      'GET',
+      `/v1/admin/tenants/${t.id}/keys`,
+    );
+    expect(list.data.map((x) => x.id)).toEqual([k.id]);
+    expect(list.data[0].key).toBeUndefined();
+    expect(await h.expectJson(200, 'GET', `/v1/admin/tenants/${t.id}`)).toMatchObject({
+      id: t.id,
+      name: 'acme',
+    });
+
+    // the new key works on tenant routes
+    await h.expectJson(200, 'GET', '/v1/collections', { key: k.key });
+  });
+
+  it('revoking a key makes it a 401 at once, and revoking again is a no-op', async () => {
+    const t = await h.tenant('revoker');
+    await h.expectJson(200, 'GET', '/v1/collections', { key: t.key });
+    const [row] = await h.db.db.select().from(apiKeys).where(eq(apiKeys.tenantId, t.id));
+    const revoked = await h.expectJson<{ revoked_at: number | null }>(
+      200,
+      'DELETE',
+      `/v1/admin/tenants/${t.id}/keys/${row.id}`,
+    );
+    expect(revoked.revoked_at).toEqual(expect.any(Number));
+    const res = await h.call('GET', '/v1/collections', { key: t.key });
+    expect(res.status).toBe(401);
+    expect((await envelope(res)).code).toBe('unauthorized');
+    await h.expectJson(200, 'DELETE', `/v1/admin/tenants/${t.id}/keys/${row.id}`);
+  });
+
+  it('a key of another tenant cannot be revoked through the wrong tenant', async () => {
+    const a = await h.tenant('a-keys');
+    const b = await h.tenant('b-keys');
+    const [keyA] = await h.db.db.select().from(apiKeys).where(eq(apiKeys.tenantId, a.id));
+    const res = await h.call('DELETE', `/v1/admin/tenants/${b.id}/keys/${keyA.id}`);
+    expect(res.status).toBe(404);
+    await h.expectJson(200, 'GET', '/v1/collections', { key: a.key });
+  });
+
+  it('keys for an unknown tenant: 404, nothing written', async () => {
+    const before = await h.snapshot();
+    const res = await h.call('POST', '/v1/admin/tenants/00000000-0000-4000-8000-000000000000/keys', {
+      json: {},
+    });
+    expect(res.status).toBe(404);
+    expect((await envelope(res)).code).toBe('not_found');
+    expect(await h.snapshot()).toEqual(before);
+  });
+
+  it('lists tenants with cursor pagination', async () => {
+    for (const n of ['p1', 'p2', 'p3']) await h.tenant(n);
+    const all = await h.expectJson<{ data: { id: string }[] }>(
+      200,
+      'GET',
+      '/v1/admin/tenants?limit=100&order=asc',
+    );
+    const first = await h.expectJson<{ data: { id: string }[]; has_more: boolean; last_id: string }>(
+      200,
+      'GET',
+      '/v1/admin/tenants?limit=2&order=asc',
+    );
+    expect(first.data.map((x) => x.id)).toEqual(all.data.slice(0, 2).map((x) => x.id));
+    expect(first.has_more).toBe(true);
+    const second = await h.expectJson<{ data: { id: string }[] }>(
+      200,
+      'GET',
+      `/v1/admin/tenants?limit=2&order=asc&after=${first.last_id}`,
+    );
+    expect(second.data.map((x) => x.id)).toEqual(all.data.slice(2, 4).map((x) => x.id));
+  });
+});
+
+describe('authentication', () => {
+  it('every bad credential is the same 401 envelope', async () => {
+    const t = await h.tenant('auth-shapes');
+    const wrongButWellFormed =
+      `${t.key.slice(0, -4)}AAAA` === t.key ? `${t.key.slice(0, -4)}BBBB` : `${t.key.slice(0, -4)}AAAA`;
+    const cases: Record<string, string>[] = [
+      {},
+      { authorization: 'Basic dXNlcjpwYXNz' },
+      { authorization: 'Bearer' },
+      { authorization: 'Bearer not-a-key' },
+      { authorization: `Bearer ${wrongButWellFormed}` },
+      { authorization: `Bearer kvrag_${'x'.repeat(43)}` },
+      { authorization: `Bearer ${ADMIN_KEY}x` },
+    ];
+    for (const headers of cases) {
+      const res = await h.call('GET', '/v1/collections', { key: null, headers });
+      expect(res.status, JSON.stringify(headers)).toBe(401);
+      const err = await envelope(res);
+      expect(err.code).toBe('unauthorized');
+    }
+  });
+
+  it('tenant keys cannot use admin routes; the admin key cannot read tenant data', async () => {
+    const t = await h.tenant('scopes');
+    const res = await h.call('POST', '/v1/admin/tenants', { key: t.key, json: { name: 'evil' } });
+    expect(res.status).toBe(403);
+    expect((await envelope(res)).code).toBe('forbidden');
+    const res2 = await h.call('GET', '/v1/collections');
+    expect(res2.status).toBe(403);
+  });
+
+  it('echoes a caller request id on errors too', async () => {
+    const res = await h.call('GET', '/v1/collections', { key: null, headers: { 'x-request-id': 'req-42' } });
+    expect(res.headers.get('x-request-id')).toBe('req-42');
+    expect((await envelope(res)).request_id).toBe('req-42');
+  });
+});
+
+describe('request limits and validation', () => {
+  it('a JSON body over maxBodyBytes is a 413 whether or not it declares its length', async () => {
+    const big = { name: 'x'.repeat(5000) };
+    const streamed = await h.call('POST', '/v1/admin/tenants', { json: big });
+    expect(streamed.status).toBe(413);
+    expect((await envelope(streamed)).code).toBe('payload_too_large');
+    const body = JSON.stringify(big);
+    const declared = await h.call('POST', '/v1/admin/tenants', {
+      body,
+      headers: { 'content-type': 'application/json', 'content-length': String(body.length) },
+    });
+    expect(declared.status).toBe(413);
+  });
+
+  it('malformed JSON, a wrong content type and unknown fields are 4xx envelopes that write nothing', async () => {
+    const before = await h.snapshot();
+    const bad = await h.call('POST', '/v1/admin/tenants', {
+      body: '{"name": ',
+      headers: { 'content-type': 'application/json' },
+    });
+    expect(bad.status).toBe(400);
+    expect((await envelope(bad)).message).toMatch(/not valid JSON/);
+    const type = await h.call('POST', '/v1/admin/tenants', {
+      body: 'name=x',
+      headers: { 'content-type': 'text/plain' },
+    });
+    expect(type.status).toBe(415);
+    const extra = await h.call('POST', '/v1/admin/tenants', { json: { name: 'x', admin: true } });
+    expect(extra.status).toBe(400);
+    expect(await h.snapshot()).toEqual(before);
+  });
+});
+
+describe('OpenAPI', () => {
+  it('serves an OpenAPI 3.1 document whose $refs all resolve', async () => {
+    const res = await h.call('GET', '/openapi.json', { key: null });
+    expect(res.status).toBe(200);
+    const doc = (await res.json()) as {
+      openapi: string;
+      paths: Record<string, unknown>;
+      components: { schemas: Record<string, unknown> };
+    };
+    expect(doc.openapi).toBe('3.1.0');
+    expect(Object.keys(doc.paths)).toEqual(
+      expect.arrayContaining([
+        '/v1/collections',
+        '/v1/collections/{collection}/documents',
+        '/v1/collections/{collection}/search',
+        '/v1/jobs/{queue}/{id}',
+      ]),
+    );
+    const refs = [...JSON.stringify(doc).matchAll(/"\$ref":"#\/([^"]+)"/g)].map((m) => m[1]);
+    expect(refs.length).toBeGreaterThan(10);
+    for (const ref of refs) {
+      let node: unknown = doc;
+      for (const part of ref.split('/')) node = (node as Record<string, unknown>)?.[part];
+      expect(node, ref).toBeDefined();
+    }
+    // the search request documents the recursive filter and the result cap
+    const search = doc.components.schemas.SearchRequest as {
+      properties: Record<string, { maximum?: number; $ref?: string }>;
+    };
+    expect(search.properties.max_num_results.maximum).toBe(50);
+    expect(search.properties.filters.$ref).toBe('#/components/schemas/AttributeFilter');
+  });
+});
