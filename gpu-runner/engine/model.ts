@@ -8,10 +8,15 @@ import type { ModelConfig } from './model-config.ts';
 import { ropeInvFreq } from './rope.ts';
 import type { ModelWeights } from './weights.ts';
 
-/** One sequence's part of a step: `tokens` go at positions kv.length, kv.length + 1, … */
+/** One sequence's part of a step: `tokens` go into cache slots kv.length, kv.length + 1, … */
 export interface StepInput {
   kv: SequenceKV;
   tokens: readonly number[];
+  /**
+   * RoPE position = cache slot + ropeOffset (default 0). With an offset, a chunk can be computed alone
+   * (attending only to its own slots) as if it sat at a later position of a longer prompt.
+   */
+  ropeOffset?: number;
 }
 
 /** Which rows of the final hidden states get logits. */
@@ -47,13 +52,13 @@ export class Model {
     const spans: SeqSpan[] = [];
     if (new Set(inputs.map((i) => i.kv)).size !== inputs.length)
       throw new Error('forward: a sequence appears twice');
-    for (const { kv, tokens } of inputs) {
+    for (const { kv, tokens, ropeOffset = 0 } of inputs) {
       if (tokens.length === 0) throw new Error('forward: a sequence with no new tokens');
       kv.ensureRoom(tokens.length);
       spans.push({ cache: kv.cache, row: ids.length, count: tokens.length, pos: kv.length });
       tokens.forEach((t, i) => {
         ids.push(t);
-        positions.push(kv.length + i);
+        positions.push(kv.length + i + ropeOffset);
       });
     }
     for (const t of ids) {

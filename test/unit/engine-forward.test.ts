@@ -2,6 +2,7 @@
 // batch equals each sequence alone, sharded and single files agree, f16 weights stay close.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Engine, loadEngine } from '../../gpu-runner/engine/engine.ts';
+import { ropeInvFreq } from '../../gpu-runner/engine/rope.ts';
 import { maxAbsDiff, tinyModels } from '../helpers/tiny-model.ts';
 
 const models = tinyModels();
@@ -45,6 +46,36 @@ describe.each([
       const b = await kv2.read(layer, 0, 21);
       expect(maxAbsDiff(a.k, b.k)).toBeLessThanOrEqual(1e-5);
       expect(maxAbsDiff(a.v, b.v)).toBeLessThanOrEqual(1e-5);
+    }
+  });
+
+  it('a chunk computed alone at RoPE offset p equals the chunk at 0 with its keys re-rotated by p', async () => {
+    const engine = get();
+    const b = engine.backend;
+    const chunk = tokens(12, 9);
+    const p = 37;
+    const at0 = engine.newSequence(12);
+    const atP = engine.newSequence(12);
+    await engine.forward([{ kv: at0, tokens: chunk }]);
+    await engine.forward([{ kv: atP, tokens: chunk, ropeOffset: p }]);
+    const { headDim, kvHeads, layers } = engine.config;
+    const invFreq = b.upload({
+      dtype: 'f32',
+      shape: [headDim / 2],
+      data: ropeInvFreq(engine.config.rope, headDim),
+    });
+    const delta = b.upload({ dtype: 'i32', shape: [12], data: new Int32Array(12).fill(p) });
+    for (let l = 0; l < layers; l++) {
+      // re-rotate layer l of the offset-0 cache in place: gather → rope by Δ → write back
+      const { k, v } = b.kvGather(at0.cache, l, 0, 12);
+      expect(k.shape).toEqual([12, kvHeads * headDim]);
+      const k2 = b.rope(k, delta, invFreq, headDim);
+      b.kvWrite(l, k2, v, [{ cache: at0.cache, row: 0, count: 12, pos: 0 }]);
+      for (const t of [k, v, k2]) b.free(t);
+      const a = await at0.read(l, 0, 12);
+      const c = await atP.read(l, 0, 12);
+      expect(maxAbsDiff(a.k, c.k)).toBeLessThanOrEqual(1e-4);
+      expect(maxAbsDiff(a.v, c.v)).toBeLessThanOrEqual(1e-5);
     }
   });
 
