@@ -209,6 +209,39 @@ describe.each(CONFIGS)('wasm backend ops vs reference, $name', (opts) => {
     expect(() => wasm.softmax(xw)).toThrow(/after free/);
   });
 
+  it('f16 weights with subnormals, zeros and (separately) values ≥ 64: matmul and gather match exactly', async () => {
+    const [N, K] = [12, 40];
+    const small = new Uint16Array(N * K);
+    for (let i = 0; i < small.length; i++)
+      small[i] = ((i * 2654435761) % 0x7c00) | (i % 3 === 0 ? 0x8000 : 0);
+    for (let i = 0; i < small.length; i += 7) small[i] = (i * 31) % 0x400; // subnormals and zeros
+    for (let i = 0; i < small.length; i++) if (((small[i] >> 10) & 0x1f) > 20) small[i] &= 0x83ff; // |w| < 64
+    const large = small.slice();
+    large[5] = 0x5a00; // 192: cannot be pre-scaled, stays IEEE
+    for (const bits of [small, large]) {
+      for (const M of [1, 5]) {
+        const x = rand(M * K, M);
+        const y = both((b) =>
+          b.matmul(
+            b.upload({ dtype: 'f32', shape: [M, K], data: x }),
+            b.upload({ dtype: 'f16', shape: [N, K], data: bits }),
+          ),
+        );
+        await same(y, 1e-6);
+      }
+      const ids = Int32Array.from([0, 11, 4]);
+      await same(
+        both((b) =>
+          b.gather(
+            b.upload({ dtype: 'f16', shape: [N, K], data: bits }),
+            b.upload({ dtype: 'i32', shape: [3], data: ids }),
+          ),
+        ),
+        0,
+      );
+    }
+  });
+
   it('KV cache: kvWrite/kvRead/kvLoad/kvGather agree, writes beyond capacity throw', async () => {
     const spec = { layers: 2, kvHeads: 3, headDim: 8, capacity: 10 };
     const [cr, cw] = both((b) => b.createKVCache(spec));

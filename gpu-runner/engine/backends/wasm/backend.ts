@@ -3,8 +3,16 @@
 // read()/sync() only copy out. Pure data movement (slices, KV writes/reads) is done by the host on the
 // same memory (memcpy speed).
 import type { Backend, DType, HostTensor, KVBlock, KVCache, KVCacheSpec, SeqSpan, Tensor } from '../types.ts';
-import { type RuntimeOptions, WasmRuntime } from './runtime.ts';
-import { allocTensor, asCache, asTensor, rows2, WasmKVCache, type WasmTensor } from './tensors.ts';
+import { HALF_IEEE, HALF_PRESCALED, type RuntimeOptions, WasmRuntime } from './runtime.ts';
+import {
+  allocTensor,
+  asCache,
+  asTensor,
+  prescaleHalves,
+  rows2,
+  WasmKVCache,
+  type WasmTensor,
+} from './tensors.ts';
 
 export class WasmBackend implements Backend {
   readonly name = 'wasm';
@@ -39,7 +47,12 @@ export class WasmBackend implements Backend {
     const m = this.rt.mem;
     if (host.dtype === 'f32') m.f32.set(host.data, t.off >> 2);
     else if (host.dtype === 'i32') m.i32.set(host.data, t.off >> 2);
-    else m.u16.set(host.data, t.off >> 1);
+    else {
+      // f16 is stored pre-scaled by 2^10 where it fits, so subnormal halves widen without denormals
+      const scaled = prescaleHalves(host.data);
+      m.u16.set(scaled ?? host.data, t.off >> 1);
+      t.halfScale = scaled ? HALF_PRESCALED : HALF_IEEE;
+    }
     return t;
   }
   async read(t: Tensor): Promise<Float32Array> {
@@ -82,6 +95,7 @@ export class WasmBackend implements Backend {
       N,
       K,
       f16: wt.dtype === 'f16',
+      f16Scale: wt.halfScale,
     });
     return y;
   }
@@ -139,7 +153,7 @@ export class WasmBackend implements Backend {
     const idx = this.rt.mem.i32.subarray(it.off >> 2, (it.off >> 2) + it.size);
     for (const i of idx) if (i < 0 || i >= V) throw new Error(`gather: index ${i} outside [0, ${V})`);
     const y = this.alloc([it.size, D], 'f32');
-    this.rt.gather(tt.off, it.off, y.off, it.size, D, tt.dtype === 'f16');
+    this.rt.gather(tt.off, it.off, y.off, it.size, D, tt.dtype === 'f16', tt.halfScale);
     return y;
   }
   sliceRows(x: Tensor, start: number, count: number): Tensor {

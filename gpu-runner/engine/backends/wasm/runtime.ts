@@ -56,7 +56,13 @@ export interface MatmulArgs {
   N: number;
   K: number;
   f16: boolean;
+  /** exponent multiplier of the f16 weights: HALF_IEEE (default) or HALF_PRESCALED (see tensors.ts) */
+  f16Scale?: number;
 }
+
+/** f16 multipliers: IEEE halves as stored, or halves the backend stored pre-scaled by 2^10. */
+export const HALF_IEEE = 2 ** 112;
+export const HALF_PRESCALED = 2 ** 102;
 
 export interface AttentionArgs {
   q: number;
@@ -139,7 +145,19 @@ export class WasmRuntime {
 
   /** y[M][N] = x[M][K] · w[N][K]ᵀ (+ bias[N]); w f32 or f16. */
   matmul(a: MatmulArgs): void {
-    const args = [a.x, a.w, a.bias, a.y, a.M, a.N, a.K, a.f16 ? 1 : 0, this.scratch, SCRATCH_BYTES];
+    const args = [
+      a.x,
+      a.w,
+      a.bias,
+      a.y,
+      a.M,
+      a.N,
+      a.K,
+      a.f16 ? 1 : 0,
+      this.scratch,
+      SCRATCH_BYTES,
+      a.f16Scale ?? HALF_IEEE,
+    ];
     // parts split the N columns (w rows) in multiples of 4. Prefill: ≥ 64 columns (a full weight panel)
     // per part, a few parts per thread. Decode streams w once: parts of ~256 KiB of weights, so a thread
     // that is descheduled mid-op leaves little for the others to wait on.
@@ -152,7 +170,7 @@ export class WasmRuntime {
             1 << 18,
           )
         : this.parts(a.M * a.N * a.K, Math.ceil(a.N / 64), 1 << 18);
-    this.pool.run('matmul', args, [], parts);
+    this.pool.run('matmul', args, [10], parts);
   }
   rmsnorm(x: number, w: number, y: number, M: number, D: number, eps: number): void {
     this.pool.run('rmsnorm', [x, w, y, M, D, eps], [5], this.parts(M * D, M));
@@ -184,8 +202,16 @@ export class WasmRuntime {
     this.pool.run('argmax', [x, out, M, N], [], this.parts(M * N, M));
   }
   /** y[M][D] = table[ids[m]] (f32 or f16 table); ids must be in range. */
-  gather(table: number, ids: number, y: number, M: number, D: number, f16: boolean): void {
-    this.pool.run('gather', [table, ids, y, M, D, f16 ? 1 : 0], [], this.parts(M * D, M, 1 << 18));
+  gather(
+    table: number,
+    ids: number,
+    y: number,
+    M: number,
+    D: number,
+    f16: boolean,
+    f16Scale = HALF_IEEE,
+  ): void {
+    this.pool.run('gather', [table, ids, y, M, D, f16 ? 1 : 0, f16Scale], [6], this.parts(M * D, M, 1 << 18));
   }
   attention(a: AttentionArgs): void {
     if (a.headDim % 4 !== 0 || a.headDim > 256)

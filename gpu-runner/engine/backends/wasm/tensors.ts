@@ -2,6 +2,7 @@
 // memory; these helpers resolve the Backend interface's opaque handles to them.
 import type { DType, KVCache, KVCacheSpec, Tensor } from '../types.ts';
 import type { DeviceMemory } from './memory.ts';
+import { HALF_IEEE } from './runtime.ts';
 
 export const BYTES: Record<DType, number> = { f32: 4, f16: 2, i32: 4 };
 
@@ -11,11 +12,14 @@ export class WasmTensor implements Tensor {
   readonly size: number;
   /** byte offset in the runtime memory; -1 once freed */
   off: number;
-  constructor(shape: readonly number[], dtype: DType, off: number) {
+  /** f16 only: the kernels' exponent multiplier (HALF_PRESCALED when stored by prescaleHalves) */
+  halfScale: number;
+  constructor(shape: readonly number[], dtype: DType, off: number, halfScale = HALF_IEEE) {
     this.shape = shape;
     this.dtype = dtype;
     this.size = shape.reduce((a, b) => a * b, 1);
     this.off = off;
+    this.halfScale = halfScale;
   }
 }
 
@@ -57,4 +61,39 @@ export function asCache(c: KVCache): WasmKVCache {
 export function allocTensor(mem: DeviceMemory, shape: readonly number[], dtype: DType): WasmTensor {
   const n = shape.reduce((a, b) => a * b, 1);
   return new WasmTensor([...shape], dtype, mem.alloc(n * BYTES[dtype]));
+}
+
+/**
+ * half bits → bits of the same value × 2^10, or -1 where that overflows (|x| ≥ 64). Every subnormal half
+ * becomes a normal one, exactly (m·2^-24 · 2^10 = m·2^-14 needs ≤ 10 mantissa bits), so the kernels'
+ * widening never multiplies an f32 denormal; they undo the factor with 2^102 instead of 2^112.
+ */
+const PRESCALE = (() => {
+  const t = new Int32Array(65536);
+  for (let h = 0; h < 65536; h++) {
+    const s = h & 0x8000;
+    const e = (h >> 10) & 0x1f;
+    const m = h & 0x3ff;
+    if (e === 0x1f)
+      t[h] = h; // inf/NaN stay
+    else if (e === 0) {
+      if (m === 0) t[h] = h;
+      else {
+        const p = 31 - Math.clz32(m); // m = 2^p · (1 + f), p ≤ 9
+        t[h] = s | ((p + 1) << 10) | ((m << (10 - p)) & 0x3ff);
+      }
+    } else t[h] = e + 10 <= 30 ? s | ((e + 10) << 10) | m : -1;
+  }
+  return t;
+})();
+
+/** Halves × 2^10 (bits), or null when a value is too large to be stored that way. */
+export function prescaleHalves(bits: Uint16Array): Uint16Array | null {
+  const out = new Uint16Array(bits.length);
+  for (let i = 0; i < bits.length; i++) {
+    const v = PRESCALE[bits[i]];
+    if (v < 0) return null;
+    out[i] = v;
+  }
+  return out;
 }

@@ -1,6 +1,6 @@
 // Row-wise and elementwise kernels: RMSNorm, RoPE (rotate-half; deltas re-rotate), SwiGLU, softmax,
 // add, argmax, row gather (f32/f16 tables). Rows (or 4-aligned element ranges) are split over threads.
-import { argF, argI, argP, exp4, halfToF32s, hmax, hsum, loadHalf4, madd, negInf4, one4, share } from './simd';
+import { argF, argI, argP, exp4, halfToF32s, hmax, hsum, loadHalf4, madd, negInf4, one4, setHalfScale, share } from './simd';
 
 // args: 0 x, 1 w, 2 y, 3 M, 4 D, 5 eps (f32). x, y: [M][D]; w: [D]
 export function rmsnorm(a: usize, part: i32, parts: i32, slot: i32): void {
@@ -219,7 +219,8 @@ export function argmax(a: usize, part: i32, parts: i32, slot: i32): void {
   }
 }
 
-// args: 0 table, 1 ids (i32 [M]), 2 y, 3 M, 4 D, 5 table is f16. y[r] = table[ids[r]] as f32.
+// args: 0 table, 1 ids (i32 [M]), 2 y, 3 M, 4 D, 5 table is f16, 6 f16 multiplier (see matmul).
+// y[r] = table[ids[r]] as f32.
 // ids are checked by the host.
 export function gather(a: usize, part: i32, parts: i32, slot: i32): void {
   const t = argP(a, 0);
@@ -228,6 +229,7 @@ export function gather(a: usize, part: i32, parts: i32, slot: i32): void {
   const M = argI(a, 3);
   const D = argI(a, 4);
   const f16 = argI(a, 5);
+  if (f16) setHalfScale(argF(a, 6));
   const d4 = D & ~3;
   for (let r = share(M, part, parts); r < share(M, part + 1, parts); r++) {
     const row = <usize>load<i32>(ids + (<usize>r << 2));

@@ -4,13 +4,14 @@
 // accumulators along K, reduced by a transpose-add); f16 panels are widened into per-thread scratch once
 // per panel and reused by every row of x. M < 4 (decode): matrix-vector, 4 w rows per pass, f16
 // widened in registers (memory-bound: bytes of w per token are the cost).
-import { argI, argP, halfMask, halfScale, halfToF32s, halvesHi, halvesLo, hsum, hsum4, madd } from './simd';
+import { argF, argI, argP, halfMask, halfScale, halfToF32s, halvesHi, halvesLo, hsum, hsum4, madd, setHalfScale } from './simd';
 
 const KB: i32 = 256; // K block (floats): 1 KiB per row
 const NB: i32 = 64; // w rows per panel: 64 KiB of f32 per panel
 const PACK_M: i32 = 8; // from this many rows of x, f32 panels are packed (copy cost ≪ M·panel FMAs)
 
-// args: 0 x, 1 w, 2 bias (0 = none), 3 y, 4 M, 5 N, 6 K, 7 w is f16, 8 scratch, 9 scratch bytes/thread
+// args: 0 x, 1 w, 2 bias (0 = none), 3 y, 4 M, 5 N, 6 K, 7 w is f16, 8 scratch, 9 scratch bytes/thread,
+// 10 f16 exponent multiplier (f32: 2^112 for IEEE halves, 2^102 for the backend's pre-scaled halves)
 export function matmul(a: usize, part: i32, parts: i32, slot: i32): void {
   const x = argP(a, 0);
   const w = argP(a, 1);
@@ -20,6 +21,7 @@ export function matmul(a: usize, part: i32, parts: i32, slot: i32): void {
   const N = argI(a, 5);
   const K = argI(a, 6);
   const f16 = argI(a, 7);
+  if (f16) setHalfScale(argF(a, 10));
   const scratch = argP(a, 8) + <usize>slot * argP(a, 9);
   const n4 = (N + 3) >> 2;
   const j0 = min<i32>(N, <i32>((<i64>n4 * part) / parts) << 2);

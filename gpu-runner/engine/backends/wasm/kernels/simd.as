@@ -99,19 +99,29 @@ export function exp4(x: v128): v128 {
   return v128.andnot(r, small);
 }
 
+/**
+ * Multiplier that rebiases a half's exponent: 2^112 for IEEE halves as stored; the backend stores f16
+ * weights pre-scaled by 2^10 (every subnormal half becomes normal, see tensors.ts) and passes 2^102, so
+ * no f32 denormal ever enters the multiply (x86 takes a microcode assist on each). Set per kernel call
+ * from its arguments; globals are per instance, i.e. per thread.
+ */
+let halfMul: f32 = reinterpret<f32>(0x77800000);
+@inline export function setHalfScale(s: f32): void {
+  halfMul = s;
+}
 /** The two vectors halvesLo/halvesHi need (load once outside a loop). */
 @inline export function halfMask(): v128 {
   return v128.load(HALF_C);
 }
 @inline export function halfScale(): v128 {
-  return v128.load(HALF_C, 16);
+  return f32x4.splat(halfMul);
 }
 
 /**
  * IEEE half → f32 for the low four halves of `v` (8 halves). Each half is moved to the top 16 bits of
  * a lane; an arithmetic shift by 3 puts exponent and mantissa at f32 positions (sign copied into bits
  * 28..30, masked off), and × 2^112 rebiases the exponent — exact for normal and subnormal halves, the
- * sign kept by the multiply. inf/NaN are not special-cased (weights are finite).
+ * sign kept by the multiply (scale: see halfMul). inf/NaN are not special-cased (weights are finite).
  */
 @inline export function halvesLo(v: v128, mask: v128, scale: v128): v128 {
   const t = i8x16.shuffle(v, v, 0, 0, 0, 1, 0, 0, 2, 3, 0, 0, 4, 5, 0, 0, 6, 7);
@@ -131,5 +141,5 @@ export function exp4(x: v128): v128 {
 /** Scalar half → f32 (same rules as halvesLo). */
 @inline export function halfToF32s(h: u32): f32 {
   const u = (<i32>(h << 16) >> 3) & 0x8fffe000;
-  return reinterpret<f32>(u) * reinterpret<f32>(0x77800000);
+  return reinterpret<f32>(u) * halfMul;
 }
