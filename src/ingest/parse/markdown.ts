@@ -86,6 +86,7 @@ const TABLE_SEP = /^ {0,3}\|?[ \t]*:?-+:?[ \t]*(\|[ \t]*:?-+:?[ \t]*)*\|?[ \t]*$
 const REF_DEF = /^ {0,3}\[[^\]]+\]:[ \t]*\S+/;
 const LIST = /^[ \t]*(?:[-*+]|\d{1,9}[.)])[ \t]+(?:\[[ xX]\][ \t]+)?/;
 const QUOTE = /^ {0,3}>[ \t]?/;
+const RAW_BLOCK = /^ {0,3}<(script|style|textarea)(?:\s|>|$)/i;
 
 export interface MarkdownResult {
   text: string;
@@ -109,7 +110,22 @@ export function parseMarkdown(source: string): MarkdownResult {
   let fence: string | null = null;
   let inTable = false;
   let prevRaw = '';
+  // inside a raw <script>/<style> block (CommonMark HTML block type 1): the closing tag that ends it
+  let rawBlockEnd: string | null = null;
   for (const raw of lines) {
+    if (rawBlockEnd !== null) {
+      if (raw.toLowerCase().includes(rawBlockEnd)) rawBlockEnd = null;
+      continue;
+    }
+    if (fence === null) {
+      const block = RAW_BLOCK.exec(raw);
+      if (block) {
+        const end = `</${block[1].toLowerCase()}>`;
+        if (!raw.toLowerCase().includes(end)) rawBlockEnd = end;
+        out.push('');
+        continue;
+      }
+    }
     if (fence !== null) {
       const m = FENCE.exec(raw);
       if (m && m[1][0] === fence[0] && m[1].length >= fence.length && raw.trim() === m[1]) {

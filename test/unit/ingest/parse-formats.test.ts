@@ -79,6 +79,21 @@ describe('markdown', () => {
       ].join('\n'),
     );
   });
+
+  it('drops raw <script> and <style> blocks with their content, but not code samples', () => {
+    const md = [
+      'Intro.',
+      '<script>',
+      'alert("x");',
+      '</script>',
+      '<STYLE>p { color: red }</STYLE>',
+      'Outro <b>bold</b>.',
+      '```html',
+      '<script>kept("in code samples")</script>',
+      '```',
+    ].join('\n');
+    expect(parseMarkdown(md).text).toBe('Intro.\n\nOutro bold.\n\n<script>kept("in code samples")</script>');
+  });
 });
 
 describe('html', () => {
