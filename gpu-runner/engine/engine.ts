@@ -1,7 +1,7 @@
 // The engine: a loaded model directory on a backend. This is what the runner and the CLI construct:
 //   const engine = await loadEngine('models/tiny', { backend: 'reference' });
 //   const [r] = await engine.generate([{ prompt: engine.encodeChat([{role:'user', content:'hi'}]), maxTokens: 32 }]);
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { type CpuBackendKind, createCpuBackend } from './backends/cpu-backend.ts';
 import type { Backend } from './backends/types.ts';
@@ -37,7 +37,7 @@ export class Engine {
   readonly backend: Backend;
   readonly model: Model;
   readonly maxContext: number;
-  /** Ids that end generation by default: config eos ids plus the tokenizer's eos token. */
+  /** Ids that end generation by default: eos ids of config.json and generation_config.json, and the tokenizer's eos token. */
   readonly stopTokenIds: readonly number[];
 
   constructor(init: {
@@ -59,7 +59,13 @@ export class Engine {
     const tpl = init.tokenizer.chatTemplate;
     this.chatTemplate = tpl ? new ChatTemplate(tpl, init.tokenizer) : null;
     const eos = init.tokenizer.eosToken ? init.tokenizer.tokenId(init.tokenizer.eosToken) : undefined;
-    this.stopTokenIds = [...new Set([...init.config.eosTokenIds, ...(eos === undefined ? [] : [eos])])];
+    this.stopTokenIds = [
+      ...new Set([
+        ...init.config.eosTokenIds,
+        ...generationEosIds(init.dir),
+        ...(eos === undefined ? [] : [eos]),
+      ]),
+    ];
   }
 
   encode(text: string): number[] {
@@ -113,6 +119,26 @@ export class Engine {
     this.model.dispose();
     this.backend.dispose();
   }
+}
+
+/** eos_token_id (a number or a list) from generation_config.json, when the file exists. */
+function generationEosIds(dir: string): number[] {
+  const path = join(dir, 'generation_config.json');
+  if (!existsSync(path)) return [];
+  let raw: { eos_token_id?: unknown };
+  try {
+    raw = JSON.parse(readFileSync(path, 'utf8'));
+  } catch (err) {
+    throw new ModelLoadError(path, `cannot read JSON: ${(err as Error).message}`);
+  }
+  const ids = Array.isArray(raw.eos_token_id)
+    ? raw.eos_token_id
+    : raw.eos_token_id === undefined
+      ? []
+      : [raw.eos_token_id];
+  if (!ids.every((i) => Number.isInteger(i) && i >= 0))
+    throw new ModelLoadError(path, 'eos_token_id must be token ids');
+  return ids as number[];
 }
 
 export async function loadEngine(dir: string, opts: EngineOptions = {}): Promise<Engine> {

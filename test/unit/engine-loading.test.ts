@@ -194,6 +194,40 @@ describe('corrupted or truncated model files', () => {
   });
 });
 
+describe('context', () => {
+  it("caps the context at a Mistral sliding window and at the caller's maxContext", async () => {
+    const dir = copy();
+    const cfg = JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8'));
+    expect((await loadEngine(dir)).maxContext).toBe(512);
+    expect((await loadEngine(dir, { maxContext: 100 })).maxContext).toBe(100);
+    writeFileSync(
+      join(dir, 'config.json'),
+      JSON.stringify({
+        ...cfg,
+        model_type: 'mistral',
+        architectures: ['MistralForCausalLM'],
+        sliding_window: 64,
+      }),
+    );
+    const mistral = await loadEngine(dir);
+    expect(mistral.config.architecture).toBe('mistral');
+    expect(mistral.maxContext).toBe(64);
+  });
+});
+
+describe('stop ids', () => {
+  it('joins the eos ids of config.json, generation_config.json and the tokenizer', async () => {
+    const dir = copy();
+    writeFileSync(join(dir, 'generation_config.json'), JSON.stringify({ eos_token_id: [258, 264] }));
+    const engine = await loadEngine(dir);
+    expect([...engine.stopTokenIds].sort()).toEqual([257, 258, 264]);
+    writeFileSync(join(dir, 'generation_config.json'), '{"eos_token_id": "x"}');
+    await expect(loadEngine(dir)).rejects.toThrow(
+      `${join(dir, 'generation_config.json')}: eos_token_id must be token ids`,
+    );
+  });
+});
+
 describe('fingerprint', () => {
   it('is stable, cached next to the model, and changes with the weights', async () => {
     const dir = copy();
