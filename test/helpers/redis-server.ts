@@ -1,0 +1,109 @@
+// A real redis-server (Debian package) for integration tests: on a free loopback port, in a temp dir,
+// without persistence unless asked (aof: true keeps data across restart()). Killed on stop() and when the
+// test process exits.
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer, Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+export interface RedisTestServer {
+  url: string;
+  port: number;
+  stop(): Promise<void>;
+  /** Stops and starts the server on the same port (and data dir: with aof, data survives). */
+  restart(): Promise<void>;
+}
+
+export interface RedisOptions {
+  /** Append-only file with fsync on every write, so restart() keeps the data. */
+  aof?: boolean;
+}
+
+const live = new Set<ChildProcess>();
+process.once('exit', () => {
+  for (const child of live) child.kill('SIGKILL');
+});
+
+export async function freePort(): Promise<number> {
+  return await new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address() as { port: number };
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+/** Sends PING over a raw socket; true on +PONG. */
+function ping(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const sock = new Socket();
+    const done = (ok: boolean) => {
+      sock.destroy();
+      resolve(ok);
+    };
+    sock.setTimeout(500, () => done(false));
+    sock.once('error', () => done(false));
+    sock.once('data', (d) => done(d.toString().startsWith('+PONG')));
+    sock.connect(port, '127.0.0.1', () => sock.write('PING\r\n'));
+  });
+}
+
+export async function startRedis(opts: RedisOptions = {}): Promise<RedisTestServer> {
+  const dir = mkdtempSync(join(tmpdir(), 'kvrag-redis-'));
+  const port = await freePort();
+  let child: ChildProcess | undefined;
+  let exited: Promise<void> = Promise.resolve();
+
+  const launch = async () => {
+    const args = ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', ''];
+    args.push(...(opts.aof ? ['--appendonly', 'yes', '--appendfsync', 'always'] : ['--appendonly', 'no']));
+    // BullMQ needs keys to stay put: never evict.
+    args.push('--maxmemory-policy', 'noeviction');
+    const proc = spawn('redis-server', args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    let output = '';
+    proc.stdout!.on('data', (d) => (output += d));
+    proc.stderr!.on('data', (d) => (output += d));
+    live.add(proc);
+    child = proc;
+    exited = new Promise((resolve) =>
+      proc.once('exit', () => {
+        live.delete(proc);
+        resolve();
+      }),
+    );
+    const deadline = Date.now() + 10_000;
+    while (!(await ping(port))) {
+      if (proc.exitCode !== null) throw new Error(`redis-server exited with ${proc.exitCode}:\n${output}`);
+      if (Date.now() > deadline) {
+        proc.kill('SIGKILL');
+        throw new Error(`redis-server did not answer PING on port ${port} within 10 s:\n${output}`);
+      }
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  };
+
+  const halt = async () => {
+    if (child && child.exitCode === null && child.signalCode === null) {
+      child.kill('SIGTERM');
+      await exited;
+    }
+    child = undefined;
+  };
+
+  await launch();
+  return {
+    url: `redis://127.0.0.1:${port}`,
+    port,
+    async stop() {
+      await halt();
+      rmSync(dir, { recursive: true, force: true });
+    },
+    async restart() {
+      await halt();
+      await launch();
+    },
+  };
+}

@@ -1,0 +1,123 @@
+// The JobQueue contract against BullMQ on a real redis-server, plus stalled-job recovery after a
+// consumer process dies mid-job, and jobs surviving a Redis restart with persistence on.
+import { spawn } from 'node:child_process';
+import { createInterface } from 'node:readline';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadConfig } from '../../src/config.ts';
+import { BullMqJobQueue } from '../../src/queue/bullmq.ts';
+import { MemoryJobQueue } from '../../src/queue/memory.ts';
+import { openQueue } from '../../src/queue/open.ts';
+import { jobQueueSuite, waitFor } from '../helpers/job-queue-suite.ts';
+import { type RedisTestServer, startRedis } from '../helpers/redis-server.ts';
+
+jobQueueSuite('BullMQ', async () => {
+  const redis = await startRedis();
+  const queue = new BullMqJobQueue({
+    url: redis.url,
+    prefix: 'suite',
+    lockDurationMs: 2000,
+    stalledIntervalMs: 1000,
+  });
+  return {
+    queue,
+    async cleanup() {
+      await queue.close();
+      await redis.stop();
+    },
+  };
+});
+
+describe('BullMQ specifics', () => {
+  let redis: RedisTestServer;
+  beforeAll(async () => {
+    redis = await startRedis({ aof: true });
+  });
+  afterAll(async () => {
+    await redis?.stop();
+  });
+
+  it('picks up a job again after its consumer process is killed mid-job (stalled)', async () => {
+    const lockMs = 800;
+    const child = spawn(
+      process.execPath,
+      [
+        new URL('../helpers/bullmq-hung-consumer.ts', import.meta.url).pathname,
+        redis.url,
+        'stall',
+        'work',
+        String(lockMs),
+      ],
+      { stdio: ['ignore', 'pipe', 'inherit'] },
+    );
+    const lines = createInterface({ input: child.stdout! });
+    const seen: string[] = [];
+    lines.on('line', (l) => seen.push(l));
+    const exited = new Promise((r) => child.once('exit', r));
+    const q = new BullMqJobQueue({
+      url: redis.url,
+      prefix: 'stall',
+      lockDurationMs: lockMs,
+      stalledIntervalMs: 300,
+    });
+    try {
+      await waitFor(() => seen.includes('ready'), 'child consumer');
+      await q.enqueue('work', { doc: 'd1' }, { jobId: 'stuck', attempts: 3 });
+      await waitFor(() => seen.includes('started stuck'), 'child to start the job');
+      child.kill('SIGKILL');
+      await exited;
+      expect((await q.getJob('work', 'stuck'))?.state).toBe('active'); // still held by the dead consumer's lock
+
+      const runs: { data: unknown; attempt: number }[] = [];
+      const killedAt = Date.now();
+      const c = q.consume('work', async (data, ctx) => {
+        runs.push({ data, attempt: ctx.attempt });
+      });
+      await waitFor(
+        async () => (await q.getJob('work', 'stuck'))?.state === 'completed',
+        'stalled job to be redone',
+      );
+      const recoveredMs = Date.now() - killedAt;
+      expect(runs).toEqual([{ data: { doc: 'd1' }, attempt: 1 }]); // a stall is not a failed try
+      expect(recoveredMs).toBeLessThan(lockMs + 300 * 4 + 2000);
+      await c.close();
+    } finally {
+      child.kill('SIGKILL');
+      await q.close();
+    }
+  });
+
+  it('keeps waiting jobs across a Redis restart (append-only file); the producer reconnects', async () => {
+    const q = new BullMqJobQueue({ url: redis.url, prefix: 'restart' });
+    try {
+      await q.enqueue('persist', { n: 1 }, { jobId: 'kept' });
+      await redis.restart();
+      expect((await q.getJob('persist', 'kept'))?.state).toBe('waiting');
+      const runs: unknown[] = [];
+      const c = q.consume('persist', async (data) => {
+        runs.push(data);
+      });
+      await waitFor(
+        async () => (await q.getJob('persist', 'kept'))?.state === 'completed',
+        'job after restart',
+      );
+      expect(runs).toEqual([{ n: 1 }]);
+      await c.close();
+    } finally {
+      await q.close();
+    }
+  });
+
+  it('openQueue picks BullMQ with a Redis URL and the in-process queue without', async () => {
+    const dist = await openQueue(loadConfig({ KVRAG_REDIS_URL: redis.url }));
+    const embedded = await openQueue(loadConfig({}));
+    try {
+      expect(dist).toBeInstanceOf(BullMqJobQueue);
+      expect(embedded).toBeInstanceOf(MemoryJobQueue);
+      const id = await dist.enqueue('open-check', { ok: true }, { jobId: 'open-1' });
+      expect((await dist.getJob('open-check', id))?.data).toEqual({ ok: true });
+    } finally {
+      await dist.close();
+      await embedded.close();
+    }
+  });
+});
