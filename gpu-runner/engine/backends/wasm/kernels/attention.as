@@ -156,7 +156,42 @@ function attendKeys(
   for (let j0 = 0; j0 < cnt; j0 += BK) {
     const n = min<i32>(BK, cnt - j0);
     let mx = ninf;
-    for (let j = 0; j < n; j++) {
+    // scores, two keys at a time: 8 accumulators (4 rows × 2 keys), each q vector loaded once per pair
+    let j = 0;
+    for (; j + 2 <= n; j += 2) {
+      const pa = idx ? load<i32>(idx + (<usize>(j0 + j) << 2)) : start + j0 + j;
+      const pb = idx ? load<i32>(idx + (<usize>(j0 + j + 1) << 2)) : pa + 1;
+      const ka = kb + <usize>pa * skT;
+      const kbp = kb + <usize>pb * skT;
+      store<u32>(S + VP + (<usize>j << 2), <u32>(vb + <usize>pa * skT));
+      store<u32>(S + VP + (<usize>(j + 1) << 2), <u32>(vb + <usize>pb * skT));
+      let c0 = f32x4.splat(0), c1 = f32x4.splat(0), c2 = f32x4.splat(0), c3 = f32x4.splat(0);
+      let e0 = f32x4.splat(0), e1 = f32x4.splat(0), e2 = f32x4.splat(0), e3 = f32x4.splat(0);
+      for (let o: usize = 0; o < db; o += 16) {
+        const kv = v128.load(ka + o);
+        const kw = v128.load(kbp + o);
+        let qv = v128.load(q0 + o);
+        c0 = madd(qv, kv, c0);
+        e0 = madd(qv, kw, e0);
+        qv = v128.load(q1 + o);
+        c1 = madd(qv, kv, c1);
+        e1 = madd(qv, kw, e1);
+        qv = v128.load(q2 + o);
+        c2 = madd(qv, kv, c2);
+        e2 = madd(qv, kw, e2);
+        qv = v128.load(q3 + o);
+        c3 = madd(qv, kv, c3);
+        e3 = madd(qv, kw, e3);
+      }
+      let s = f32x4.mul(hsum4(c0, c1, c2, c3), sv);
+      s = v128.bitselect(s, ninf, i32x4.lt_s(i32x4.splat(pa), lim));
+      v128.store(S + SC + (<usize>j << 4), s);
+      let t = f32x4.mul(hsum4(e0, e1, e2, e3), sv);
+      t = v128.bitselect(t, ninf, i32x4.lt_s(i32x4.splat(pb), lim));
+      v128.store(S + SC + (<usize>(j + 1) << 4), t);
+      mx = f32x4.max(mx, f32x4.max(s, t));
+    }
+    for (; j < n; j++) {
       const pos = idx ? load<i32>(idx + (<usize>(j0 + j) << 2)) : start + j0 + j;
       const kp = kb + <usize>pos * skT;
       store<u32>(S + VP + (<usize>j << 2), <u32>(vb + <usize>pos * skT));
@@ -192,7 +227,45 @@ function attendKeys(
     const a1p = a0p + db;
     const a2p = a1p + db;
     const a3p = a2p + db;
-    for (let o: usize = 0; o < db; o += 16) {
+    // P·V, 8 output columns at a time: 8 accumulators, each probability broadcast once per key
+    let o: usize = 0;
+    for (; o + 32 <= db; o += 32) {
+      let a0 = f32x4.mul(v128.load(a0p + o), cr0);
+      let a1 = f32x4.mul(v128.load(a1p + o), cr1);
+      let a2 = f32x4.mul(v128.load(a2p + o), cr2);
+      let a3 = f32x4.mul(v128.load(a3p + o), cr3);
+      let b0 = f32x4.mul(v128.load(a0p + o, 16), cr0);
+      let b1 = f32x4.mul(v128.load(a1p + o, 16), cr1);
+      let b2 = f32x4.mul(v128.load(a2p + o, 16), cr2);
+      let b3 = f32x4.mul(v128.load(a3p + o, 16), cr3);
+      for (let j = 0; j < n; j++) {
+        const vp = <usize>load<u32>(S + VP + (<usize>j << 2)) + o;
+        const vv = v128.load(vp);
+        const vw = v128.load(vp, 16);
+        const pp = S + SC + (<usize>j << 4);
+        let p = v128.load32_splat(pp);
+        a0 = madd(p, vv, a0);
+        b0 = madd(p, vw, b0);
+        p = v128.load32_splat(pp, 4);
+        a1 = madd(p, vv, a1);
+        b1 = madd(p, vw, b1);
+        p = v128.load32_splat(pp, 8);
+        a2 = madd(p, vv, a2);
+        b2 = madd(p, vw, b2);
+        p = v128.load32_splat(pp, 12);
+        a3 = madd(p, vv, a3);
+        b3 = madd(p, vw, b3);
+      }
+      v128.store(a0p + o, a0);
+      v128.store(a1p + o, a1);
+      v128.store(a2p + o, a2);
+      v128.store(a3p + o, a3);
+      v128.store(a0p + o, b0, 16);
+      v128.store(a1p + o, b1, 16);
+      v128.store(a2p + o, b2, 16);
+      v128.store(a3p + o, b3, 16);
+    }
+    for (; o < db; o += 16) {
       let a0 = f32x4.mul(v128.load(a0p + o), cr0);
       let a1 = f32x4.mul(v128.load(a1p + o), cr1);
       let a2 = f32x4.mul(v128.load(a2p + o), cr2);
