@@ -3,7 +3,8 @@
 //   const [r] = await engine.generate([{ prompt: engine.encodeChat([{role:'user', content:'hi'}]), maxTokens: 32 }]);
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { type CpuBackendKind, createCpuBackend } from './backends/cpu-backend.ts';
+import type { CpuBackendKind } from './backends/cpu-backend.ts';
+import { createReferenceBackend } from './backends/reference/index.ts';
 import type { Backend } from './backends/types.ts';
 import { type ChatMessage, ChatTemplate } from './chat-template.ts';
 import { ModelLoadError } from './errors.ts';
@@ -141,13 +142,20 @@ function generationEosIds(dir: string): number[] {
   return ids as number[];
 }
 
+/** The wasm runtime is only imported when asked for, so the reference path never depends on it. */
+async function resolveBackend(b: Backend | CpuBackendKind): Promise<Backend> {
+  if (typeof b === 'object') return b;
+  if (b === 'reference') return createReferenceBackend();
+  const { createCpuBackend } = await import('./backends/cpu-backend.ts');
+  return createCpuBackend(b);
+}
+
 export async function loadEngine(dir: string, opts: EngineOptions = {}): Promise<Engine> {
   if (!existsSync(join(dir, 'config.json')))
     throw new ModelLoadError(dir, 'not a model directory (no config.json)');
   const config = readModelConfig(join(dir, 'config.json'));
   const tokenizer = new TextTokenizer(readTokenizerFiles(dir));
-  const backend =
-    typeof opts.backend === 'object' ? opts.backend : await createCpuBackend(opts.backend ?? 'reference');
+  const backend = await resolveBackend(opts.backend ?? 'reference');
   try {
     const weights = loadWeights(dir, config, backend, opts.weightDType ?? 'f32');
     const fingerprint = modelFingerprint(dir);
