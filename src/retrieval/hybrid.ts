@@ -67,26 +67,31 @@ function scopedFrom(q: HybridQuery): { from: SQL; where: SQL } {
   };
 }
 
-export async function hybridSearch(db: Database, q: HybridQuery): Promise<HybridHit[]> {
-  const candidates = Math.min(1000, q.candidates ?? Math.max(4 * q.limit, 40));
+/** The vector list: `id`, `distance` of the nearest `n` chunks (cosine), through the HNSW index. */
+export function vectorCandidatesSql(q: HybridQuery, n: number): SQL {
   const { from, where } = scopedFrom(q);
   const distance = cosineDistance(q.dimension, q.vector);
+  return sql`SELECT ${chunks.id} AS id, ${distance} AS distance FROM ${from}
+    WHERE ${where} AND ${dimensionIs(q.dimension)}
+    ORDER BY ${distance} LIMIT ${n}`;
+}
+
+/** The full-text list: `id` of the best `n` chunks by ts_rank_cd, through the GIN index on tsv. */
+export function textCandidatesSql(q: HybridQuery, n: number): SQL {
+  const { from, where } = scopedFrom(q);
+  return sql`SELECT ${chunks.id} AS id FROM ${from}, websearch_to_tsquery('english', ${q.text}) AS tsq(q)
+    WHERE ${where} AND ${chunks.tsv} @@ tsq.q
+    ORDER BY ts_rank_cd(${chunks.tsv}, tsq.q) DESC, ${chunks.id} LIMIT ${n}`;
+}
+
+export async function hybridSearch(db: Database, q: HybridQuery): Promise<HybridHit[]> {
+  const candidates = Math.min(1000, q.candidates ?? Math.max(4 * q.limit, 40));
   const [vectorRows, textRows] = await db.transaction(async (tx) => {
     // per transaction: candidate list depth, and keep scanning the index past filtered-out rows
     await tx.execute(sql.raw(`SET LOCAL hnsw.ef_search = ${Math.max(40, candidates)}`));
     await tx.execute(sql.raw(`SET LOCAL hnsw.iterative_scan = relaxed_order`));
-    const v = await queryRows<{ id: string; distance: number }>(
-      tx,
-      sql`SELECT ${chunks.id} AS id, ${distance} AS distance FROM ${from}
-          WHERE ${where} AND ${dimensionIs(q.dimension)}
-          ORDER BY ${distance} LIMIT ${candidates}`,
-    );
-    const t = await queryRows<{ id: string }>(
-      tx,
-      sql`SELECT ${chunks.id} AS id FROM ${from}, websearch_to_tsquery('english', ${q.text}) AS tsq(q)
-          WHERE ${where} AND ${chunks.tsv} @@ tsq.q
-          ORDER BY ts_rank_cd(${chunks.tsv}, tsq.q) DESC, ${chunks.id} LIMIT ${candidates}`,
-    );
+    const v = await queryRows<{ id: string; distance: number }>(tx, vectorCandidatesSql(q, candidates));
+    const t = await queryRows<{ id: string }>(tx, textCandidatesSql(q, candidates));
     return [v, t];
   });
   // relaxed_order may return the vector list slightly out of order
