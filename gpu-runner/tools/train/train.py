@@ -77,14 +77,16 @@ def progress(step: int, elapsed: float, args) -> float:
 
 def curriculum(f: float, max_ctx: int) -> tuple[int, int]:
     """Context-length range (tokens) at run fraction f: short contexts first, then up to max_ctx."""
-    if f < 0.12:
-        lo, hi = 128, 512
-    elif f < 0.3:
+    # the copy-from-context mechanism is learned on short, dense episodes (cheap steps, many answers);
+    # long contexts then teach it to survive distance and distractors
+    if f < 0.35:
+        lo, hi = 96, 384
+    elif f < 0.55:
         lo, hi = 256, 1024
-    elif f < 0.5:
+    elif f < 0.75:
         lo, hi = 512, 2048
     else:
-        lo, hi = 512, max_ctx
+        lo, hi = 1024, max_ctx
     return lo, min(hi, max_ctx)
 
 
@@ -94,8 +96,8 @@ def make_batch(seed: int, step: int, f: float, args):
     lo, hi = curriculum(f, args.max_ctx)
     # bias towards the long end of the range: long contexts are what the targets are about
     L = int(lo + (hi - lo) * math.sqrt(rng.random()))
-    n = max(1, args.tokens_per_step // L)
     nq = 4 + L // 1024  # branches: more answer tokens per context prefill (but T x T grows with them)
+    n = max(1, args.tokens_per_step // (L + 50 * nq))  # ~50 tokens per question branch
     eps = []
     for _ in range(n):
         mode = "block" if rng.random() < args.block_share else "full"
