@@ -54,6 +54,8 @@ export const ENV = {
   runnerUrls: 'KVRAG_RUNNER_URLS',
   modelDir: 'KVRAG_MODEL_DIR',
   engineBackend: 'KVRAG_ENGINE_BACKEND',
+  weightDType: 'KVRAG_WEIGHT_DTYPE',
+  maxContext: 'KVRAG_MAX_CONTEXT',
   adminKey: 'KVRAG_ADMIN_KEY',
   maxBodyBytes: 'KVRAG_MAX_BODY_BYTES',
   maxUploadBytes: 'KVRAG_MAX_UPLOAD_BYTES',
@@ -87,6 +89,10 @@ const shape = {
   runnerUrls: csvUrls.default([]),
   modelDir: z.string().trim().min(1).default('models/kvrag-tiny'),
   engineBackend: z.enum(['auto', 'reference', 'wasm', 'webgpu']).default('auto'),
+  /** Device dtype of the weights: f16 halves memory and bandwidth; f32 is exact to the checkpoint. */
+  weightDType: z.enum(['f32', 'f16']).default('f32'),
+  /** Longest sequence (prompt + answer) the engine allocates for; default: the model's own limit. */
+  maxContext: z.coerce.number().int().min(16).optional(),
   adminKey: z.string().min(16, 'must be at least 16 characters').optional(),
   maxBodyBytes: bytes.default(1024 * 1024),
   maxUploadBytes: bytes.default(20 * 1024 * 1024),
