@@ -158,8 +158,8 @@ export class WasmRuntime {
       SCRATCH_BYTES,
       a.f16Scale ?? HALF_IEEE,
     ];
-    // parts split the N columns (w rows) in multiples of 4. Prefill: ≥ 64 columns (a full weight panel)
-    // per part, a few parts per thread. Decode streams w once: parts of ~256 KiB of weights, so a thread
+    // parts split the N columns (w rows) in multiples of 4. Prefill: one 64-column weight panel per part
+    // (x is streamed once per panel either way), so a descheduled thread holds up at most one panel. Decode streams w once: parts of ~256 KiB of weights, so a thread
     // that is descheduled mid-op leaves little for the others to wait on.
     const decodeParts = Math.ceil((a.N * a.K * (a.f16 ? 2 : 4)) / (256 * 1024));
     const parts =
@@ -169,7 +169,7 @@ export class WasmRuntime {
             Math.min(Math.ceil(a.N / 16), Math.max(this.threads * 4, decodeParts)),
             1 << 18,
           )
-        : this.parts(a.M * a.N * a.K, Math.ceil(a.N / 64), 1 << 18);
+        : this.partsUpTo(a.M * a.N * a.K, Math.ceil(a.N / 64), 1 << 18);
     this.pool.run('matmul', args, [10], parts);
   }
   rmsnorm(x: number, w: number, y: number, M: number, D: number, eps: number): void {
