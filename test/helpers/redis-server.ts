@@ -13,6 +13,9 @@ export interface RedisTestServer {
   stop(): Promise<void>;
   /** Stops and starts the server on the same port (and data dir: with aof, data survives). */
   restart(): Promise<void>;
+  /** Stops the server but keeps its port and data dir for up(): an outage. */
+  down(): Promise<void>;
+  up(): Promise<void>;
 }
 
 export interface RedisOptions {
@@ -105,5 +108,7 @@ export async function startRedis(opts: RedisOptions = {}): Promise<RedisTestServ
       await halt();
       await launch();
     },
+    down: halt,
+    up: launch,
   };
 }
