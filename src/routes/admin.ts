@@ -1,13 +1,16 @@
-// Operator routes, admin key only: tenants and their API keys. A key is returned in full once, when
+// Operator routes, admin key only: tenants (create, get, list, delete with all their data) and their
+// API keys. A key is returned in full once, when
 // created; afterwards only its visible prefix. Revoking sets revoked_at (the row stays, for audit).
-import { and, eq } from 'drizzle-orm';
+import { and, eq, sql } from 'drizzle-orm';
 import { Hono } from 'hono';
 import { z } from 'zod';
-import { type ApiKey, apiKeys, type Tenant, tenants } from '../db/schema.ts';
+import { type ApiKey, apiKeys, collections, type Tenant, tenants } from '../db/schema.ts';
 import type { AppEnv } from '../services.ts';
 import { api, requireAdmin } from './auth.ts';
+import { scheduleCollectionGc } from './collections.ts';
 import { generateApiKey } from './keys.ts';
 import { listQuerySchema, paginate, toPage } from './pagination.ts';
+import { tenantUploadPrefix } from './upload-keys.ts';
 import { jsonBody, notFound, pathId, queryParams, unixSeconds } from './validate.ts';
 
 export const createTenantSchema = z.strictObject({ name: z.string().trim().min(1).max(200) });
@@ -46,18 +49,13 @@ export function adminRoutes(): Hono<AppEnv> {
   r.get('/tenants', async (c) => {
     const q = queryParams(c, listQuerySchema);
     const { db } = api(c);
-    const { rows, hasMore } = await paginate(
-      db,
-      tenants,
-      eq(tenants.id, tenants.id),
-      q,
-      (where, order, limit) =>
-        db
-          .select()
-          .from(tenants)
-          .where(where)
-          .orderBy(...order)
-          .limit(limit),
+    const { rows, hasMore } = await paginate(db, tenants, sql`true`, q, (where, order, limit) =>
+      db
+        .select()
+        .from(tenants)
+        .where(where)
+        .orderBy(...order)
+        .limit(limit),
     );
     return c.json(toPage(rows, hasMore, tenantObject));
   });
@@ -67,6 +65,30 @@ export function adminRoutes(): Hono<AppEnv> {
     const [row] = await api(c).db.select().from(tenants).where(eq(tenants.id, id));
     if (!row) throw notFound('tenant', id);
     return c.json(tenantObject(row));
+  });
+
+  // Everything the tenant owns goes (rows cascade); one gc job per collection collects its storage.
+  r.delete('/tenants/:tenant', async (c) => {
+    const id = pathId(c, 'tenant', 'tenant');
+    const { db, blobs } = api(c);
+    const found = await db.transaction(async (tx) => {
+      const [row] = await tx.select({ id: tenants.id }).from(tenants).where(eq(tenants.id, id));
+      if (!row) return false;
+      const owned = await tx
+        .select({ id: collections.id })
+        .from(collections)
+        .where(eq(collections.tenantId, id));
+      for (const col of owned) await scheduleCollectionGc(tx, id, col.id);
+      await tx.delete(tenants).where(eq(tenants.id, id));
+      return true;
+    });
+    if (!found) throw notFound('tenant', id);
+    try {
+      for await (const b of blobs.list(tenantUploadPrefix(id))) await blobs.delete(b.key);
+    } catch (err) {
+      c.get('services').log?.('warn', 'tenant blobs left for gc', { tenant: id, err: String(err) });
+    }
+    return c.json({ id, object: 'tenant.deleted' as const, deleted: true });
   });
 
   r.post('/tenants/:tenant/keys', async (c) => {

@@ -85,6 +85,32 @@ export async function findCollection(c: Context<AppEnv>, tenantId: string): Prom
   return row;
 }
 
+/**
+ * Writes the `gc` job for a collection about to be deleted (same transaction as the delete): its upload
+ * blobs and the chunk hashes whose KV artifacts may now be unreferenced.
+ */
+export async function scheduleCollectionGc(
+  tx: Pick<Database, 'insert' | 'select' | 'selectDistinct'>,
+  tenantId: string,
+  collectionId: string,
+): Promise<void> {
+  const hashes = await tx
+    .selectDistinct({ h: chunks.contentHash })
+    .from(chunks)
+    .where(and(eq(chunks.tenantId, tenantId), eq(chunks.collectionId, collectionId)));
+  const keys = await tx
+    .select({ k: documents.objectKey })
+    .from(documents)
+    .where(and(eq(documents.tenantId, tenantId), eq(documents.collectionId, collectionId)));
+  await scheduleGc(tx, {
+    tenantId,
+    collectionId,
+    blobKeys: keys.flatMap((k) => (k.k ? [k.k] : [])),
+    blobPrefix: uploadPrefix(tenantId, collectionId),
+    chunkHashes: hashes.map((h) => h.h),
+  });
+}
+
 /** Postgres unique violation (drizzle wraps the driver error in `cause`). */
 export function isUniqueViolation(err: unknown): boolean {
   const e = err as { code?: string; cause?: { code?: string } };
@@ -159,22 +185,8 @@ export function collectionRoutes(): Hono<AppEnv> {
     const row = await findCollection(c, tenantId);
     const { db, blobs, log } = { ...api(c), log: c.get('services').log };
     await db.transaction(async (tx) => {
-      const hashes = await tx
-        .selectDistinct({ h: chunks.contentHash })
-        .from(chunks)
-        .where(and(eq(chunks.tenantId, tenantId), eq(chunks.collectionId, row.id)));
-      const keys = await tx
-        .select({ k: documents.objectKey })
-        .from(documents)
-        .where(and(eq(documents.tenantId, tenantId), eq(documents.collectionId, row.id)));
+      await scheduleCollectionGc(tx, tenantId, row.id);
       await tx.delete(collections).where(and(eq(collections.id, row.id), eq(collections.tenantId, tenantId)));
-      await scheduleGc(tx, {
-        tenantId,
-        collectionId: row.id,
-        blobKeys: keys.flatMap((k) => (k.k ? [k.k] : [])),
-        blobPrefix: uploadPrefix(tenantId, row.id),
-        chunkHashes: hashes.map((h) => h.h),
-      });
     });
     // Best effort now; the gc job retries whatever is left.
     try {

@@ -221,6 +221,10 @@ function build() {
         }),
       },
       '/v1/admin/tenants/{tenant}': {
+        delete: op('Delete a tenant and all its data; storage is collected by gc jobs (admin)', ['admin'], {
+          parameters: path('tenant'),
+          responses: { ...ok(Deleted('tenant.deleted')), ...errors(401, 403, 404) },
+        }),
         get: op('Get a tenant (admin)', ['admin'], {
           parameters: path('tenant'),
           responses: { ...ok(ref(Tenant)), ...errors(401, 403, 404) },

@@ -2,6 +2,9 @@
 // (named by the document id, chosen before the row is written), so concurrent identical uploads and a
 // re-upload racing a delete never share, and never delete, each other's object.
 
+/** Every upload of a tenant. */
+export const tenantUploadPrefix = (tenantId: string) => `uploads/${tenantId}/`;
+
 export const uploadPrefix = (tenantId: string, collectionId: string) =>
   `uploads/${tenantId}/${collectionId}/`;
 

@@ -10,7 +10,7 @@ import { createApp } from '../../src/app.ts';
 import { loadConfig } from '../../src/config.ts';
 import { createPostgresDb, type DbHandle, queryRows } from '../../src/db/client.ts';
 import { createEmbeddingResolver } from '../../src/embeddings/resolver.ts';
-import type { AppEnv } from '../../src/services.ts';
+import type { ApiServices, AppEnv } from '../../src/services.ts';
 import { FsBlobStore } from '../../src/storage/fs.ts';
 import { type PgliteServer, startPgliteServer, TEST_POOL } from './pglite-server.ts';
 
@@ -27,6 +27,8 @@ export interface Harness {
   app: Hono<AppEnv>;
   db: DbHandle;
   blobs: FsBlobStore;
+  /** The app's API services; tests may attach or detach `jobs`. */
+  api: ApiServices;
   call(method: string, path: string, opts?: CallOptions): Promise<Response>;
   /** Parsed JSON of a call that must answer `status`; throws with the body otherwise. */
   expectJson<T = Record<string, unknown>>(
@@ -57,11 +59,8 @@ export async function startApiHarness(opts: HarnessOptions = {}): Promise<Harnes
     KVRAG_MAX_BODY_BYTES: String(opts.maxBodyBytes ?? 64 * 1024),
     KVRAG_MAX_UPLOAD_BYTES: String(opts.maxUploadBytes ?? 256 * 1024),
   });
-  const app = createApp({
-    config,
-    readiness: {},
-    api: { db: db.db, blobs, embeddings: createEmbeddingResolver() },
-  });
+  const api: ApiServices = { db: db.db, blobs, embeddings: createEmbeddingResolver() };
+  const app = createApp({ config, readiness: {}, api });
 
   const call = (method: string, path: string, o: CallOptions = {}) => {
     const headers: Record<string, string> = { ...o.headers };
@@ -86,6 +85,7 @@ export async function startApiHarness(opts: HarnessOptions = {}): Promise<Harnes
     app,
     db,
     blobs,
+    api,
     call,
     expectJson,
     async tenant(name) {

@@ -3,7 +3,7 @@
 // JSON body limits, and the OpenAPI document.
 import { eq } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { apiKeys } from '../../src/db/schema.ts';
+import { apiKeys, outbox } from '../../src/db/schema.ts';
 import { sha256Hex } from '../../src/routes/keys.ts';
 import { ADMIN_KEY, envelope, type Harness, startApiHarness } from '../helpers/api-harness.ts';
 
@@ -88,6 +88,57 @@ describe('admin: tenants and keys', () => {
     expect(res.status).toBe(404);
     expect((await envelope(res)).code).toBe('not_found');
     expect(await h.snapshot()).toEqual(before);
+  });
+
+  it('deleting a tenant removes its keys, collections, documents and blobs, and schedules gc', async () => {
+    const keep = await h.tenant('keeper');
+    const gone = await h.tenant('leaver');
+    const mk = async (t: { key: string }, name: string) => {
+      const c = await h.expectJson<{ id: string }>(201, 'POST', '/v1/collections', {
+        key: t.key,
+        json: { name },
+      });
+      await h.expectJson(201, 'POST', `/v1/collections/${c.id}/documents`, {
+        key: t.key,
+        json: { text: `text of ${name}` },
+      });
+      return c.id;
+    };
+    const keptColl = await mk(keep, 'k');
+    const goneColls = [await mk(gone, 'g1'), await mk(gone, 'g2')];
+    const before = await h.snapshot();
+    expect(before.blobs.filter((k) => k.startsWith(`uploads/${gone.id}/`))).toHaveLength(2);
+
+    expect(await h.expectJson(200, 'DELETE', `/v1/admin/tenants/${gone.id}`)).toEqual({
+      id: gone.id,
+      object: 'tenant.deleted',
+      deleted: true,
+    });
+    const after = await h.snapshot();
+    expect(after.blobs.filter((k) => k.startsWith(`uploads/${gone.id}/`))).toEqual([]);
+    expect(after.blobs.filter((k) => k.startsWith(`uploads/${keep.id}/${keptColl}/`))).toHaveLength(1);
+    expect(after.rows).toMatchObject({
+      tenants: before.rows.tenants - 1,
+      api_keys: before.rows.api_keys - 1,
+      collections: before.rows.collections - 2,
+      documents: before.rows.documents - 2,
+      outbox: before.rows.outbox + 2,
+    });
+    for (const c of goneColls) {
+      const [gc] = await h.db.db
+        .select()
+        .from(outbox)
+        .where(eq(outbox.jobId, `gc-${c}`));
+      expect(gc.payload).toMatchObject({
+        tenantId: gone.id,
+        collectionId: c,
+        blobPrefix: `uploads/${gone.id}/${c}/`,
+      });
+    }
+    expect((await h.call('GET', '/v1/collections', { key: gone.key })).status).toBe(401);
+    await h.expectJson(200, 'GET', `/v1/collections/${keptColl}`, { key: keep.key });
+    expect((await h.call('DELETE', `/v1/admin/tenants/${gone.id}`)).status).toBe(404);
+    expect((await h.call('DELETE', `/v1/admin/tenants/${keep.id}`, { key: keep.key })).status).toBe(403);
   });
 
   it('lists tenants with cursor pagination', async () => {

@@ -5,6 +5,7 @@
 import { and, eq } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { documents, outbox } from '../../src/db/schema.ts';
+import { MemoryJobQueue } from '../../src/queue/memory.ts';
 import { envelope, type Harness, startApiHarness } from '../helpers/api-harness.ts';
 import { insertChunks, sha256 } from '../helpers/db-fixtures.ts';
 import { minimalPdf } from '../helpers/minimal-pdf.ts';
@@ -404,5 +405,37 @@ describe('jobs', () => {
       state: 'delivered',
       document: { status: 'failed', last_error: { message: 'parse error' } },
     });
+  });
+
+  it('with a queue attached, a relayed job reports the queue’s state and failure reason', async () => {
+    const doc = await h.expectJson<Doc>(201, 'POST', docsPath(), {
+      key: a.key,
+      json: { text: 'queued for real' },
+    });
+    const queue = new MemoryJobQueue();
+    h.api.jobs = queue;
+    try {
+      // what the relay does: enqueue under the outbox job id, mark the row delivered
+      const [row] = await h.db.db.select().from(outbox).where(eq(outbox.jobId, doc.ingest_job_id));
+      await queue.enqueue('ingest', row.payload, { jobId: row.jobId, attempts: 1 });
+      await h.db.db.update(outbox).set({ deliveredAt: new Date() }).where(eq(outbox.id, row.id));
+      const waiting = await h.expectJson(200, 'GET', `/v1/jobs/ingest/${doc.ingest_job_id}`, { key: a.key });
+      expect(waiting).toMatchObject({ state: 'waiting', attempts: 0 });
+
+      const consumer = queue.consume('ingest', async () => {
+        throw new Error('parser exploded');
+      });
+      let job = { state: '' };
+      for (let i = 0; job.state !== 'failed' && i < 100; i++) {
+        await new Promise((r) => setTimeout(r, 20));
+        job = await h.expectJson(200, 'GET', `/v1/jobs/ingest/${doc.ingest_job_id}`, { key: a.key });
+      }
+      await consumer.close();
+      expect(job).toMatchObject({ state: 'failed', attempts: 1, last_error: { message: 'parser exploded' } });
+      expect((await h.call('GET', `/v1/jobs/ingest/${doc.ingest_job_id}`, { key: b.key })).status).toBe(404);
+    } finally {
+      h.api.jobs = undefined;
+      await queue.close();
+    }
   });
 });
