@@ -1,0 +1,159 @@
+// Engine-memory tier: chunk artifacts resident on the device as K/V caches of their own (f32, positions
+// 0..n-1, post-RoPE), above the ArtifactStore's host → disk → object tiers. A warm request copies K/V
+// device → device (kvGather → rope → kvWrite) instead of decoding and uploading from the host. Byte
+// capacity, LRU by bytes over entries nobody holds, hit/miss/bytes counters; concurrent requests for the
+// same key load it once.
+import type { Backend, KVCache } from '../backends/types.ts';
+import type { ModelConfig } from '../model-config.ts';
+import type { ArtifactStore } from './artifact-store.ts';
+import { emptyStats, type TierStats } from './tiers.ts';
+
+/** One resident artifact. cache k, v: [layer][kv_head][0..n)[head_dim], f32. */
+export interface ResidentKV {
+  readonly key: string;
+  readonly n: number;
+  readonly cache: KVCache;
+  /** Device bytes it occupies (K and V, every layer, f32). */
+  readonly bytes: number;
+}
+
+export interface AcquiredKV {
+  entry: ResidentKV;
+  /** Where it came from: 'engine' (already resident) or the store tier that served it. */
+  tier: string;
+  /** Bytes read from that tier (for 'engine', device bytes the caller will copy). */
+  bytes: number;
+  /** Lets the entry be evicted again; call once when done copying from it. */
+  release(): void;
+}
+
+interface Entry extends ResidentKV {
+  pins: number;
+}
+
+export class EngineTier {
+  readonly name = 'engine';
+  readonly store: ArtifactStore;
+  private readonly backend: Backend;
+  private readonly cfg: ModelConfig;
+  private readonly entries = new Map<string, Entry>(); // LRU order: first = least recently used
+  private readonly inflight = new Map<
+    string,
+    Promise<{ entry: Entry; tier: string; bytes: number } | null>
+  >();
+  private readonly s: TierStats;
+
+  constructor(backend: Backend, cfg: ModelConfig, store: ArtifactStore, capacityBytes: number) {
+    this.backend = backend;
+    this.cfg = cfg;
+    this.store = store;
+    this.s = emptyStats(capacityBytes);
+  }
+
+  /** Device bytes an artifact of n tokens occupies here. */
+  bytesFor(n: number): number {
+    return 2 * this.cfg.layers * this.cfg.kvHeads * n * this.cfg.headDim * 4;
+  }
+
+  has(key: string): boolean {
+    return this.entries.has(key);
+  }
+
+  /** The artifact resident on the device (loading it through the store on a miss); null if no tier has it. */
+  async acquire(key: string): Promise<AcquiredKV | null> {
+    const hit = this.entries.get(key);
+    if (hit) {
+      this.s.hits++;
+      this.s.bytesRead += hit.bytes;
+      this.touch(hit);
+      return this.pin(hit, 'engine', hit.bytes);
+    }
+    let running = this.inflight.get(key);
+    const first = !running;
+    if (!running) {
+      this.s.misses++;
+      running = this.load(key).finally(() => this.inflight.delete(key));
+      this.inflight.set(key, running);
+    }
+    const got = await running;
+    if (!got) return null;
+    // a request that joined another's load found it in engine memory without reading anything
+    return first ? this.pin(got.entry, got.tier, got.bytes) : this.pin(got.entry, 'engine', got.entry.bytes);
+  }
+
+  private async load(key: string): Promise<{ entry: Entry; tier: string; bytes: number } | null> {
+    const loaded = await this.store.get(key);
+    if (!loaded) return null;
+    const { header, layers } = loaded.artifact;
+    const c = this.cfg;
+    if (header.layers !== c.layers || header.kvHeads !== c.kvHeads || header.headDim !== c.headDim) {
+      throw new Error(
+        `artifact ${key}: shape ${header.layers}×${header.kvHeads}×${header.headDim} is not this model's`,
+      );
+    }
+    if (header.rope.theta !== c.rope.theta)
+      throw new Error(`artifact ${key}: rope theta ${header.rope.theta}, model ${c.rope.theta}`);
+    const cache = this.backend.createKVCache({
+      layers: c.layers,
+      kvHeads: c.kvHeads,
+      headDim: c.headDim,
+      capacity: header.n,
+    });
+    layers.forEach((block, l) => {
+      this.backend.kvLoad(cache, l, 0, block);
+    });
+    const entry: Entry = { key, n: header.n, cache, bytes: this.bytesFor(header.n), pins: 0 };
+    this.entries.set(key, entry);
+    this.s.bytesWritten += entry.bytes;
+    this.s.residentBytes += entry.bytes;
+    this.s.entries = this.entries.size;
+    return { entry, tier: loaded.tier, bytes: loaded.bytes };
+  }
+
+  private pin(e: Entry, tier: string, bytes: number): AcquiredKV {
+    e.pins++;
+    let released = false;
+    return {
+      entry: e,
+      tier,
+      bytes,
+      release: () => {
+        if (released) return;
+        released = true;
+        e.pins--;
+        this.evict();
+      },
+    };
+  }
+
+  private touch(e: Entry): void {
+    this.entries.delete(e.key);
+    this.entries.set(e.key, e);
+  }
+
+  /** Evicts least recently used, unpinned entries until resident bytes fit the capacity. */
+  private evict(): void {
+    for (const e of [...this.entries.values()]) {
+      if (this.s.residentBytes <= this.s.capacityBytes) break;
+      if (e.pins > 0) continue;
+      this.drop(e);
+      this.s.evictions++;
+    }
+  }
+
+  private drop(e: Entry): void {
+    this.entries.delete(e.key);
+    this.backend.freeKVCache(e.cache);
+    this.s.residentBytes -= e.bytes;
+    this.s.entries = this.entries.size;
+  }
+
+  /** Frees every unpinned entry (e.g. before the backend is disposed). */
+  clear(): void {
+    for (const e of [...this.entries.values()]) if (e.pins === 0) this.drop(e);
+  }
+
+  stats(): TierStats {
+    return { ...this.s };
+  }
+}

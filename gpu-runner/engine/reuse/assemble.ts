@@ -1,0 +1,199 @@
+// Prompt assembly for one request: [system prefix][chunk 1]…[chunk k][question] in one sequence's KV
+// cache, by reuse mode (DESIGN.md §4.1):
+//   full        prefill everything live (the baseline)
+//   prefix      the system prefix from its artifact (exact), the rest prefilled live
+//   independent every block from its artifact, keys re-rotated by Δ = slot offset (TurboRAG); only the
+//               question is prefilled; chunks never attend to each other
+//   blend       independent, then CacheBlend's selective recompute of chunk tokens
+//   link        independent, then EPIC's recompute of the first k tokens of each chunk not at slot 0
+// RoPE position = cache slot throughout, so artifacts (computed at 0..n-1) move by Δ = their offset.
+import type { Tensor } from '../backends/types.ts';
+import type { Engine } from '../engine.ts';
+import type { KVDType } from '../kv/artifact-format.ts';
+import type { AcquiredKV, EngineTier } from '../kv/engine-tier.ts';
+import { chunkKey, precomputeChunks } from '../kv/precompute.ts';
+import { copyRotated } from '../kv/rerotate.ts';
+import type { SequenceKV } from '../kv-cache.ts';
+import { ropeInvFreq } from '../rope.ts';
+import { LayerStepper } from './layer-step.ts';
+import { blendChunks, type ChunkPlacement, linkChunks } from './selective.ts';
+
+export const REUSE_MODES = ['full', 'prefix', 'independent', 'blend', 'link'] as const;
+export type ReuseMode = (typeof REUSE_MODES)[number];
+
+export interface AssembleRequest {
+  /** System prefix token ids (may be empty). */
+  system: readonly number[];
+  chunks: readonly (readonly number[])[];
+  question: readonly number[];
+  mode: ReuseMode;
+  /** blend: fraction of chunk tokens recomputed after the check layer. Default 0.15. */
+  blendRatio?: number;
+  /** blend: layer whose key deviation selects tokens. Default 1. */
+  checkLayer?: number;
+  /** link: tokens recomputed at the start of each chunk. Default 16. */
+  linkTokens?: number;
+  /** Extra cache room after the question (decode). Default 0. */
+  reserve?: number;
+}
+
+export interface AssembleReport {
+  mode: ReuseMode;
+  /** Tokens in the sequence after the question. */
+  tokens: number;
+  /** Tokens whose K/V came from artifacts and were kept (not overwritten by recompute). */
+  cachedTokens: number;
+  /** Tokens' worth of live compute (all layers) before the question: prefill or selective recompute. */
+  recomputedTokens: number;
+  /** Tokens prefilled because their artifact was missing or refused (they are stored for next time). */
+  precomputedTokens: number;
+  questionTokens: number;
+  /** Bytes read per tier ('engine' = device bytes copied from resident artifacts). */
+  bytesLoaded: Record<string, number>;
+  /** Artifacts served per tier. */
+  artifactsByTier: Record<string, number>;
+  timingsMs: { load: number; rotate: number; recompute: number; question: number; total: number };
+}
+
+export interface Assembled {
+  kv: SequenceKV;
+  /** Logits of the question's last token: [vocab]. */
+  logits: Float32Array;
+  report: AssembleReport;
+}
+
+export class Assembler {
+  readonly engine: Engine;
+  readonly tier: EngineTier;
+  readonly dtype: KVDType;
+  private readonly stepper: LayerStepper;
+  private readonly invFreq: Tensor; // [headDim/2]
+
+  constructor(engine: Engine, tier: EngineTier, opts: { dtype?: KVDType } = {}) {
+    this.engine = engine;
+    this.tier = tier;
+    this.dtype = opts.dtype ?? 'f16';
+    this.stepper = new LayerStepper(engine.model);
+    const d = engine.config.headDim;
+    this.invFreq = engine.backend.upload({
+      dtype: 'f32',
+      shape: [d / 2],
+      data: ropeInvFreq(engine.config.rope, d),
+    });
+  }
+
+  /** Builds the sequence and prefills the question. The caller frees result.kv. */
+  async assemble(req: AssembleRequest): Promise<Assembled> {
+    const e = this.engine;
+    const b = e.backend;
+    if (req.question.length === 0) throw new Error('assemble: empty question');
+    const blocks: ChunkPlacement[] = [];
+    let at = 0;
+    for (const tokens of [req.system, ...req.chunks]) {
+      if (tokens.length === 0) continue;
+      blocks.push({ offset: at, tokens });
+      at += tokens.length;
+    }
+    const context = at;
+    const kv = e.newSequence(context + req.question.length + (req.reserve ?? 0));
+    const report: AssembleReport = {
+      mode: req.mode,
+      tokens: context + req.question.length,
+      cachedTokens: 0,
+      recomputedTokens: 0,
+      precomputedTokens: 0,
+      questionTokens: req.question.length,
+      bytesLoaded: {},
+      artifactsByTier: {},
+      timingsMs: { load: 0, rotate: 0, recompute: 0, question: 0, total: 0 },
+    };
+    const t0 = performance.now();
+    const lap = async (phase: keyof AssembleReport['timingsMs'], from: number) => {
+      await b.sync();
+      const now = performance.now();
+      report.timingsMs[phase] += now - from;
+      return now;
+    };
+    try {
+      const hasSystem = req.system.length > 0;
+      // blocks taken from artifacts: none (full), the system prefix (prefix), all (others)
+      const reused = req.mode === 'full' ? 0 : req.mode === 'prefix' ? (hasSystem ? 1 : 0) : blocks.length;
+      for (const block of blocks.slice(0, reused)) await this.placeBlock(kv, block, report);
+      if (reused < blocks.length) {
+        const t = performance.now();
+        const live = blocks.slice(reused).flatMap((bl) => [...bl.tokens]);
+        await e.forward([{ kv, tokens: live }]);
+        report.recomputedTokens += live.length;
+        await lap('recompute', t);
+      }
+      report.cachedTokens = blocks.slice(0, reused).reduce((s, bl) => s + bl.tokens.length, 0);
+      const chunkBlocks = blocks.slice(hasSystem ? 1 : 0);
+      if (req.mode === 'blend' || req.mode === 'link') {
+        const t = performance.now();
+        const sel =
+          req.mode === 'blend'
+            ? await blendChunks(this.stepper, kv, chunkBlocks, {
+                ratio: req.blendRatio ?? 0.15,
+                checkLayer: req.checkLayer ?? 1,
+              })
+            : await linkChunks(this.stepper, kv, chunkBlocks, { linkTokens: req.linkTokens ?? 16 });
+        report.recomputedTokens += sel.recomputedTokens;
+        // tokens recomputed in the last layer no longer hold any cached K/V there
+        report.cachedTokens -= sel.perLayerRows[sel.perLayerRows.length - 1] ?? 0;
+        await lap('recompute', t);
+      }
+      const tq = performance.now();
+      const out = await e.forward([{ kv, tokens: req.question }], 'last');
+      await lap('question', tq);
+      report.timingsMs.total = performance.now() - t0;
+      return { kv, logits: out, report };
+    } catch (err) {
+      kv.free();
+      throw err;
+    }
+  }
+
+  /** Copies a block's artifact into kv at block.offset, re-rotating keys by Δ = offset. */
+  private async placeBlock(kv: SequenceKV, block: ChunkPlacement, report: AssembleReport): Promise<void> {
+    const b = this.engine.backend;
+    const key = chunkKey(this.engine, block.tokens, this.dtype);
+    let t = performance.now();
+    let got: AcquiredKV | null = await this.tier.acquire(key);
+    if (!got) {
+      // missing or refused in every tier: compute it now (and store it), then use it
+      await precomputeChunks(this.engine, this.tier.store, [{ tokenIds: block.tokens }], {
+        dtype: this.dtype,
+        force: true,
+      });
+      report.precomputedTokens += block.tokens.length;
+      got = await this.tier.acquire(key);
+      if (!got) throw new Error(`artifact ${key} missing right after it was computed`);
+    }
+    report.bytesLoaded[got.tier] = (report.bytesLoaded[got.tier] ?? 0) + got.bytes;
+    report.artifactsByTier[got.tier] = (report.artifactsByTier[got.tier] ?? 0) + 1;
+    await b.sync();
+    report.timingsMs.load += performance.now() - t;
+    t = performance.now();
+    try {
+      const n = block.tokens.length;
+      kv.ensureRoom(0);
+      copyRotated(b, this.invFreq, {
+        src: got.entry.cache,
+        srcStart: 0,
+        count: n,
+        dst: kv.cache,
+        dstPos: block.offset,
+      });
+      kv.length = Math.max(kv.length, block.offset + n);
+      await b.sync();
+    } finally {
+      got.release();
+    }
+    report.timingsMs.rotate += performance.now() - t;
+  }
+
+  dispose(): void {
+    this.stepper.dispose();
+    this.engine.backend.free(this.invFreq);
+  }
+}
