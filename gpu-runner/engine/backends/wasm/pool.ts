@@ -24,8 +24,9 @@ import {
 export interface PoolOptions {
   /** Threads including the main thread; default availableParallelism(). */
   threads?: number;
-  /** Busy-wait iterations before Atomics.wait (workers and main); keeps short kernels cheap. */
-  spin?: number;
+  /** ms a worker keeps polling for the next op before sleeping (default 2): ops of a forward pass come
+   * back to back, and waking a sleeping thread can take longer than a small op. */
+  spinMs?: number;
 }
 
 export class ThreadPool {
@@ -34,24 +35,16 @@ export class ThreadPool {
   private readonly fns: KernelFn[];
   private readonly workers: Worker[];
   private readonly ctrl: Int32Array;
-  private readonly spin: number;
   private readonly argsI: Int32Array;
   private readonly argsF: Float32Array;
   private tag = 0;
   private closed = false;
 
-  private constructor(
-    memory: WebAssembly.Memory,
-    fns: KernelFn[],
-    workers: Worker[],
-    threads: number,
-    spin: number,
-  ) {
+  private constructor(memory: WebAssembly.Memory, fns: KernelFn[], workers: Worker[], threads: number) {
     this.memory = memory;
     this.fns = fns;
     this.workers = workers;
     this.threads = threads;
-    this.spin = spin;
     this.ctrl = new Int32Array(memory.buffer, CONTROL_OFFSET, CTRL_SLOTS);
     this.argsI = new Int32Array(memory.buffer, ARGS_OFFSET, ARGS_SLOTS);
     this.argsF = new Float32Array(memory.buffer, ARGS_OFFSET, ARGS_SLOTS);
@@ -63,7 +56,7 @@ export class ThreadPool {
     opts: PoolOptions = {},
   ): Promise<ThreadPool> {
     const threads = Math.max(1, Math.floor(opts.threads ?? availableParallelism()));
-    const spin = opts.spin ?? 20_000;
+    const spinMs = opts.spinMs ?? 2;
     const instance = new WebAssembly.Instance(module, { env: { memory } });
     const fns = KERNEL_NAMES.map((n) => instance.exports[n] as KernelFn);
     new Int32Array(memory.buffer, CONTROL_OFFSET, CTRL_SLOTS).fill(0);
@@ -71,7 +64,7 @@ export class ThreadPool {
     const workers: Worker[] = [];
     const ready: Promise<void>[] = [];
     for (let slot = 1; slot < threads; slot++) {
-      const w = new Worker(workerUrl, { workerData: { module, memory, slot, spin } });
+      const w = new Worker(workerUrl, { workerData: { module, memory, slot, spinMs } });
       ready.push(
         new Promise<void>((resolve, reject) => {
           w.once('message', () => resolve());
@@ -93,7 +86,7 @@ export class ThreadPool {
       w.removeAllListeners('exit');
       w.unref(); // an idle pool never keeps the process alive
     }
-    return new ThreadPool(memory, fns, workers, threads, spin);
+    return new ThreadPool(memory, fns, workers, threads);
   }
 
   /**
@@ -122,11 +115,11 @@ export class ThreadPool {
     Atomics.store(c, CTRL.GEN, this.tag);
     Atomics.notify(c, CTRL.GEN);
     claimParts(c, this.fns, this.tag, 0);
-    let spins = 0;
-    for (;;) {
+    // the parts still running are short (≤ one part each): poll briefly, then sleep
+    for (let i = 1; ; i++) {
       const d = Atomics.load(c, CTRL.DONE);
       if (d === n) break;
-      if (++spins > this.spin) Atomics.wait(c, CTRL.DONE, d);
+      if (i > 4096) Atomics.wait(c, CTRL.DONE, d, 1);
     }
     const err = Atomics.exchange(c, CTRL.ERR, 0);
     if (err) throw new Error(`kernel ${name} failed on thread ${err - 1}`);

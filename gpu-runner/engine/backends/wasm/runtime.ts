@@ -6,6 +6,13 @@ import { ensureKernels, type KernelVariant } from './build.ts';
 import { createSharedMemory, DeviceMemory } from './memory.ts';
 import { ThreadPool } from './pool.ts';
 
+/**
+ * Multiply-adds below which a matmul runs inline on the calling thread (≈ 20–40 µs on one core): a
+ * thread that claims a part and is then descheduled stalls the whole op, which costs more than small
+ * ops gain from a second thread on a busy machine.
+ */
+const MATMUL_INLINE_BELOW = 1 << 20;
+
 /** Per-thread scratch: f16 weight panels (64 KiB), attention state (< 6 KiB), RoPE tables. */
 const SCRATCH_BYTES = 128 * 1024;
 
@@ -42,7 +49,8 @@ export interface RuntimeOptions {
   threads?: number;
   /** Force a kernel variant (default: `fma` where relaxed SIMD validates, else `simd`). */
   variant?: KernelVariant;
-  spin?: number;
+  /** see PoolOptions.spinMs */
+  spinMs?: number;
   /** Split every op into parts, however small (tests use it to exercise the parallel paths). */
   splitAll?: boolean;
 }
@@ -115,7 +123,7 @@ export class WasmRuntime {
     const memory = createSharedMemory();
     const pool = await ThreadPool.create(module, memory, {
       threads: opts.threads ?? availableParallelism(),
-      spin: opts.spin,
+      spinMs: opts.spinMs,
     });
     return new WasmRuntime(new DeviceMemory(memory), pool, variant, opts.splitAll ?? false);
   }
@@ -167,9 +175,9 @@ export class WasmRuntime {
         ? this.partsUpTo(
             a.M * a.N * a.K,
             Math.min(Math.ceil(a.N / 16), Math.max(this.threads * 4, decodeParts)),
-            1 << 18,
+            MATMUL_INLINE_BELOW,
           )
-        : this.partsUpTo(a.M * a.N * a.K, Math.ceil(a.N / 64), 1 << 18);
+        : this.partsUpTo(a.M * a.N * a.K, Math.ceil(a.N / 64), MATMUL_INLINE_BELOW);
     this.pool.run('matmul', args, [10], parts);
   }
   rmsnorm(x: number, w: number, y: number, M: number, D: number, eps: number): void {
