@@ -10,6 +10,7 @@ const COMMANDS: Record<string, () => Promise<{ command: Command }>> = {
   bench: () => import('./commands/bench.ts'),
   generate: () => import('./commands/generate.ts'),
   chunk: () => import('./commands/chunk.ts'),
+  workers: () => import('./commands/workers.ts'),
   relay: () => import('./commands/relay.ts'),
 };
 

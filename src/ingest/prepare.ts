@@ -26,11 +26,15 @@ export interface PrepareDeps {
   embedBatchSize?: number;
   /** Checked between embedding batches: a cancelled job stops early. */
   signal?: AbortSignal;
+  /** Called as each later stage starts (the ingest worker persists it as the document's status). */
+  onStage?: (stage: 'chunking' | 'embedding') => Promise<void>;
 }
 
 export async function prepareDocument(input: ParseInput, deps: PrepareDeps): Promise<PreparedDocument> {
   const document = await parseDocument(input);
+  await deps.onStage?.('chunking');
   const chunks = await chunkText(document.text, deps.tokenizer, deps.chunking);
+  await deps.onStage?.('embedding');
   const batch = Math.max(1, deps.embedBatchSize ?? 64);
   const vectors: Float32Array[] = [];
   for (let i = 0; i < chunks.length; i += batch) {

@@ -1,0 +1,185 @@
+// Garbage collection of storage nothing references any more.
+//
+// `gc` job (written to the outbox by document and collection deletes, after the rows are gone): delete
+// the raw upload blobs it names (and everything under blobPrefix), then the KV artifacts of its chunk
+// hashes that no remaining chunk references. The periodic sweep does the same for every artifact (a
+// missed job, a runner's on-demand artifact nobody ingested), optionally expires artifacts unused for
+// longer than maxIdleMs — referenced or not: only the artifact goes, the runner recomputes it on demand
+// and the chunk keeps its status — and deletes artifact objects under `kv/` that have no row.
+//
+// Races (READ COMMITTED Postgres):
+// - a chunk referencing a hash is being written while gc runs: artifacts are deleted only through
+//   `FOR UPDATE SKIP LOCKED`, and the ingest transaction reads the artifacts it relies on `FOR SHARE`
+//   (workers/ingest.ts). If ingest locked them first, gc skips them (after commit a chunk references
+//   them); if gc deleted first, ingest's locking read no longer sees them and schedules precompute.
+// - a runner stores an object and then reports it: the sweep leaves objects younger than graceMs alone,
+//   and only artifacts whose row is older than graceMs are sweep candidates.
+// Rows go first (one transaction per batch), then their objects: a reader never finds a row whose object
+// was deleted before the row. An object whose delete fails is left to the orphan sweep.
+import { sql } from 'drizzle-orm';
+import { kvArtifacts } from '../src/db/schema.ts';
+import type { Database } from '../src/db/types.ts';
+import { parseJob } from '../src/queue/contracts.ts';
+import { UnrecoverableJobError } from '../src/queue/types.ts';
+import { tenantUploadPrefix } from '../src/routes/upload-keys.ts';
+import type { BlobStore } from '../src/storage/blob-store.ts';
+import { errorText, type WorkerDeps } from './deps.ts';
+
+/** Where artifact objects live (gpu-runner/engine/kv/artifact-format.ts artifactObjectKey). */
+export const ARTIFACT_PREFIX = 'kv/';
+const BATCH = 500;
+
+export interface GcOptions {
+  /** Expire artifacts whose last use (or creation, if never used) is older than this; absent = never. */
+  maxIdleMs?: number;
+  /** The sweep ignores rows and objects younger than this (default 10 minutes). */
+  graceMs?: number;
+}
+
+export interface GcResult {
+  blobsDeleted: number;
+  artifactsDeleted: number;
+  orphanObjectsDeleted: number;
+}
+
+type Exec = Pick<Database, 'execute' | 'transaction'>;
+
+async function rows<T>(db: Pick<Database, 'execute'>, q: ReturnType<typeof sql>): Promise<T[]> {
+  const r = (await db.execute(q)) as unknown;
+  return (Array.isArray(r) ? r : (r as { rows: T[] }).rows) as T[];
+}
+
+/**
+ * Deletes, batch by batch, the artifacts matching `scope` that no chunk references (or, with maxIdleMs,
+ * that are idle too long), rows first then objects. Returns how many rows went.
+ */
+export async function collectArtifacts(
+  db: Exec,
+  blobs: BlobStore,
+  scope: { chunkHashes?: string[]; olderThanMs?: number },
+  opts: GcOptions & { log?: WorkerDeps['log'] } = {},
+): Promise<number> {
+  const hashes = scope.chunkHashes;
+  if (hashes && hashes.length === 0 && opts.maxIdleMs === undefined) return 0;
+  const hashList = hashes?.length
+    ? sql.join(
+        hashes.map((h) => sql`${h}`),
+        sql`, `,
+      )
+    : null;
+  const inScope = sql.join(
+    [
+      hashes ? (hashList ? sql`a.chunk_hash in (${hashList})` : sql`false`) : sql`true`,
+      scope.olderThanMs !== undefined
+        ? sql`a.created_at < now() - ${`${Math.floor(scope.olderThanMs)} milliseconds`}::interval`
+        : sql`true`,
+    ],
+    sql` and `,
+  );
+  const unreferenced = sql`not exists (select 1 from chunks c where c.content_hash = a.chunk_hash)`;
+  const idle =
+    opts.maxIdleMs !== undefined
+      ? sql`coalesce(a.last_used_at, a.created_at) < now() - ${`${Math.floor(opts.maxIdleMs)} milliseconds`}::interval`
+      : sql`false`;
+  let total = 0;
+  for (;;) {
+    const gone = await db.transaction(async (tx) =>
+      rows<{ object_key: string }>(
+        tx,
+        sql`delete from ${kvArtifacts} where id in (
+              select a.id from ${kvArtifacts} a
+              where ${inScope} and (${unreferenced} or ${idle})
+              limit ${BATCH} for update skip locked)
+            returning object_key`,
+      ),
+    );
+    total += gone.length;
+    for (const { object_key } of gone) {
+      await blobs.delete(object_key).catch((err: unknown) => {
+        opts.log?.('warn', 'gc: artifact object left for the orphan sweep', {
+          key: object_key,
+          error: errorText(err),
+        });
+      });
+    }
+    if (gone.length < BATCH) return total;
+  }
+}
+
+/** Deletes objects under kv/ older than graceMs that no kv_artifacts row names. */
+export async function collectOrphanObjects(db: Exec, blobs: BlobStore, graceMs: number): Promise<number> {
+  const cutoff = Date.now() - graceMs;
+  let deleted = 0;
+  let batch: string[] = [];
+  const flush = async () => {
+    if (batch.length === 0) return;
+    const list = sql.join(
+      batch.map((k) => sql`${k}`),
+      sql`, `,
+    );
+    const known = await rows<{ object_key: string }>(
+      db,
+      sql`select object_key from ${kvArtifacts} where object_key in (${list})`,
+    );
+    const keep = new Set(known.map((r) => r.object_key));
+    for (const k of batch) {
+      if (keep.has(k)) continue;
+      await blobs.delete(k);
+      deleted++;
+    }
+    batch = [];
+  };
+  for await (const info of blobs.list(ARTIFACT_PREFIX)) {
+    if (info.lastModified && info.lastModified.getTime() > cutoff) continue;
+    batch.push(info.key);
+    if (batch.length >= BATCH) await flush();
+  }
+  await flush();
+  return deleted;
+}
+
+/** The `gc` job handler. Idempotent: deleting what is already gone is not an error. */
+export async function handleGc(deps: WorkerDeps, data: unknown): Promise<GcResult> {
+  const job = parseJob('gc', data);
+  let blobsDeleted = 0;
+  for (const key of job.blobKeys) {
+    await deps.blobs.delete(key);
+    blobsDeleted++;
+  }
+  if (job.blobPrefix) {
+    // a job may only empty its own tenant's uploads (a bad prefix could name every object)
+    if (!job.blobPrefix.startsWith(tenantUploadPrefix(job.tenantId))) {
+      throw new UnrecoverableJobError(
+        `gc job: blobPrefix ${JSON.stringify(job.blobPrefix)} is outside the tenant's uploads`,
+      );
+    }
+    const keys: string[] = [];
+    for await (const b of deps.blobs.list(job.blobPrefix)) keys.push(b.key);
+    for (const key of keys) await deps.blobs.delete(key);
+    blobsDeleted += keys.length;
+  }
+  const artifactsDeleted = await collectArtifacts(
+    deps.db,
+    deps.blobs,
+    { chunkHashes: job.chunkHashes },
+    { log: deps.log },
+  );
+  deps.log?.('info', 'gc job done', { documentId: job.documentId, blobsDeleted, artifactsDeleted });
+  return { blobsDeleted, artifactsDeleted, orphanObjectsDeleted: 0 };
+}
+
+/** One periodic sweep over every artifact (and the orphan objects). */
+export async function sweepArtifacts(deps: WorkerDeps, opts: GcOptions = {}): Promise<GcResult> {
+  const graceMs = opts.graceMs ?? 10 * 60_000;
+  const artifactsDeleted = await collectArtifacts(
+    deps.db,
+    deps.blobs,
+    { olderThanMs: graceMs },
+    { maxIdleMs: opts.maxIdleMs, log: deps.log },
+  );
+  const orphanObjectsDeleted = await collectOrphanObjects(deps.db, deps.blobs, graceMs);
+  if (artifactsDeleted + orphanObjectsDeleted > 0) {
+    deps.log?.('info', 'gc sweep', { artifactsDeleted, orphanObjectsDeleted });
+  }
+  return { blobsDeleted: 0, artifactsDeleted, orphanObjectsDeleted };
+}

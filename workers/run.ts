@@ -1,0 +1,73 @@
+// Runs the ingestion side of kvrag against a job queue: the outbox relay, the `ingest`,
+// `precompute-done` and `gc` consumers, and the periodic artifact sweep. `kvrag workers` runs it as its
+// own process (BullMQ); the embedded `kvrag serve` calls startWorkers in-process (in-process queue).
+// stop() is graceful: the relay finishes its pass, consumers stop taking jobs and wait for the running
+// ones, a sweep in progress completes. The queue itself belongs to the caller, who closes it after.
+import type { JobQueue } from '../src/queue/types.ts';
+import type { WorkerDeps } from './deps.ts';
+import { errorText } from './deps.ts';
+import { type GcOptions, handleGc, sweepArtifacts } from './gc.ts';
+import { handleIngest } from './ingest.ts';
+import { type RelayLoop, type RelayLoopOptions, startOutboxRelay } from './outbox-relay.ts';
+import { handlePrecomputeDone } from './precompute-done.ts';
+
+export interface WorkersOptions {
+  /** Concurrent jobs per consumer (default: ingest 2, precompute-done 4, gc 1). */
+  concurrency?: { ingest?: number; precomputeDone?: number; gc?: number };
+  /** Relay the outbox in this process (default true); false where another process relays. */
+  relay?: boolean | RelayLoopOptions;
+  /** Artifact expiry and sweep grace (workers/gc.ts). */
+  gc?: GcOptions;
+  /** Period of the artifact sweep; 0 = no sweep (default 15 minutes). */
+  sweepEveryMs?: number;
+}
+
+export interface RunningWorkers {
+  stop(): Promise<void>;
+}
+
+export function startWorkers(deps: WorkerDeps, queue: JobQueue, opts: WorkersOptions = {}): RunningWorkers {
+  const c = opts.concurrency ?? {};
+  const consumers = [
+    queue.consume('ingest', (data, ctx) => handleIngest(deps, data, ctx), { concurrency: c.ingest ?? 2 }),
+    queue.consume('precompute-done', (data) => handlePrecomputeDone(deps, data), {
+      concurrency: c.precomputeDone ?? 4,
+    }),
+    queue.consume('gc', (data) => handleGc(deps, data), { concurrency: c.gc ?? 1 }),
+  ];
+  let relay: RelayLoop | undefined;
+  if (opts.relay !== false) {
+    relay = startOutboxRelay(deps.db, queue, {
+      log: deps.log,
+      ...(typeof opts.relay === 'object' ? opts.relay : {}),
+    });
+  }
+
+  const every = opts.sweepEveryMs ?? 15 * 60_000;
+  let sweeping: Promise<void> | undefined;
+  const timer =
+    every > 0
+      ? setInterval(() => {
+          sweeping ??= sweepArtifacts(deps, opts.gc)
+            .then(() => undefined)
+            .catch((err: unknown) => deps.log?.('warn', 'gc sweep failed', { error: errorText(err) }))
+            .finally(() => {
+              sweeping = undefined;
+            });
+        }, every)
+      : undefined;
+  timer?.unref();
+
+  let stopping: Promise<void> | undefined;
+  return {
+    stop() {
+      stopping ??= (async () => {
+        if (timer) clearInterval(timer);
+        await relay?.stop();
+        await Promise.all(consumers.map((x) => x.close()));
+        await sweeping;
+      })();
+      return stopping;
+    },
+  };
+}
