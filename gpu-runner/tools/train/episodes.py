@@ -257,3 +257,28 @@ def collate(encs: list[Encoded]):
     mode_block = torch.tensor([e.mode == "block" for e in encs])
     mask = attention_mask(seg, mode_block, pad)[:, None]
     return tokens, positions, targets, mask
+
+
+def heldout_episodes(seed: int, kind: str, ctx_tokens: int, n: int) -> list[Episode]:
+    """Single-question held-out episodes (EPISODES.md, "Held-out evaluation sets"); `mode` is left
+    "full" -- the same text is evaluated in both modes."""
+    rng = random.Random(f"heldout-{seed}-{kind}-full-{ctx_tokens}")
+    nd = 0 if kind == "passkey" else 3
+    return [make_episode(rng, ctx_tokens, 1, "full", kinds=[kind], n_distractors=nd, system=True)
+            for _ in range(n)]
+
+
+if __name__ == "__main__":
+    # python3 episodes.py OUT.jsonl [ctx_tokens=2048] [n_per_type=50] [seed=20261122]
+    # One JSON object per line: {system, chunks, mode, qas: [{kind, question, answer}], meta}.
+    import sys
+
+    out = sys.argv[1]
+    L = int(sys.argv[2]) if len(sys.argv) > 2 else 2048
+    n = int(sys.argv[3]) if len(sys.argv) > 3 else 50
+    seed = int(sys.argv[4]) if len(sys.argv) > 4 else 20261122
+    with open(out, "w") as f:
+        for kind in FACT_TYPES:
+            for ep in heldout_episodes(seed, kind, L, n):
+                ep.meta["kind"] = kind
+                f.write(ep.to_json() + "\n")
