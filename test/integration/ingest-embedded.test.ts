@@ -1,0 +1,130 @@
+// The workers as the embedded `kvrag serve` runs them: in-process queue (MemoryJobQueue), outbox relay in
+// the same process, PGlite (served over the wire, postgres.js) and filesystem blobs. stop() is graceful:
+// a job that is running when it is called finishes and commits before stop() resolves.
+import { randomUUID } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { eq } from 'drizzle-orm';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createPostgresDb, type DbHandle } from '../../src/db/client.ts';
+import { chunks, collections, documents, tenants } from '../../src/db/schema.ts';
+import { createEmbeddingResolver } from '../../src/embeddings/resolver.ts';
+import { MemoryJobQueue } from '../../src/queue/memory.ts';
+import { scheduleIngest } from '../../src/routes/job-outbox.ts';
+import { uploadKey } from '../../src/routes/upload-keys.ts';
+import { FsBlobStore } from '../../src/storage/fs.ts';
+import { startWorkers } from '../../workers/run.ts';
+import { loadServingModel } from '../../workers/serving-model.ts';
+import { sha256 } from '../helpers/db-fixtures.ts';
+import { type PgliteServer, startPgliteServer, TEST_POOL } from '../helpers/pglite-server.ts';
+import { type TinyModels, tinyModels } from '../helpers/tiny-model.ts';
+
+describe('workers in-process (MemoryJobQueue, PGlite wire, fs blobs)', () => {
+  let pg: PgliteServer;
+  let db: DbHandle;
+  let dir: string;
+  let models: TinyModels;
+
+  beforeAll(async () => {
+    models = tinyModels();
+    pg = await startPgliteServer();
+    db = createPostgresDb(pg.url, TEST_POOL);
+    dir = await mkdtemp(join(tmpdir(), 'kvrag-embedded-'));
+  });
+  afterAll(async () => {
+    await db?.close();
+    await pg?.stop();
+    await rm(dir, { recursive: true, force: true });
+    models?.cleanup();
+  });
+
+  it('stop() lets the running ingest finish and commit, then resolves', async () => {
+    const blobs = new FsBlobStore(dir);
+    const [t] = await db.db.insert(tenants).values({ name: 'embedded' }).returning();
+    const hash = createEmbeddingResolver()({ provider: 'hash', dimension: 256 });
+    const [c] = await db.db
+      .insert(collections)
+      .values({
+        tenantId: t.id,
+        name: 'c',
+        embeddingProvider: 'hash',
+        embeddingModel: hash.model,
+        embeddingDim: 256,
+        chunkSettings: { size: 64, overlap: 0 },
+      })
+      .returning();
+    const text = 'An embedded deployment ingests this document in the same process. '.repeat(4);
+    const id = randomUUID();
+    const objectKey = uploadKey(t.id, c.id, id);
+    await blobs.put(objectKey, new TextEncoder().encode(text));
+    await db.db.transaction(async (tx) => {
+      await tx.insert(documents).values({
+        id,
+        tenantId: t.id,
+        collectionId: c.id,
+        filename: 'e.txt',
+        contentType: 'text/plain',
+        bytes: text.length,
+        contentHash: sha256(text),
+        objectKey,
+      });
+      await scheduleIngest(tx, {
+        tenantId: t.id,
+        collectionId: c.id,
+        documentId: id,
+        objectKey,
+        contentType: 'text/plain',
+        filename: 'e.txt',
+      });
+    });
+
+    // an embedder held at a gate: the job is running when stop() is called
+    let entered!: () => void;
+    const inside = new Promise<void>((r) => {
+      entered = r;
+    });
+    let release!: () => void;
+    const gate = new Promise<void>((r) => {
+      release = r;
+    });
+    const resolve = createEmbeddingResolver();
+    const queue = new MemoryJobQueue();
+    const workers = startWorkers(
+      {
+        db: db.db,
+        blobs,
+        model: loadServingModel(models.make('m')),
+        embeddings: (choice) => {
+          const inner = resolve(choice);
+          return {
+            id: inner.id,
+            model: inner.model,
+            dimension: inner.dimension,
+            embed: async (texts, kind) => {
+              entered();
+              await gate;
+              return inner.embed(texts, kind);
+            },
+          };
+        },
+      },
+      queue,
+      { relay: { idleMs: 20 }, sweepEveryMs: 0 },
+    );
+    await inside;
+    let stopped = false;
+    const stopping = workers.stop().then(() => {
+      stopped = true;
+    });
+    await new Promise((r) => setTimeout(r, 300));
+    expect(stopped).toBe(false);
+    release();
+    await stopping;
+    const [d] = await db.db.select().from(documents).where(eq(documents.id, id));
+    expect(d.status).toBe('precomputing');
+    expect((await db.db.select().from(chunks).where(eq(chunks.documentId, id))).length).toBeGreaterThan(1);
+    expect((await queue.getJob('ingest', `ingest-${id}`))?.state).toBe('completed');
+    await queue.close();
+  });
+});
