@@ -216,6 +216,44 @@ describe('request limits and validation', () => {
     expect(declared.status).toBe(413);
   });
 
+  it('stops reading an endless body at the limit instead of buffering it', async () => {
+    let pulled = 0;
+    const endless = new ReadableStream<Uint8Array>({
+      pull(controller) {
+        pulled++;
+        controller.enqueue(new Uint8Array(1024).fill(32));
+      },
+    });
+    const res = await h.app.request('/v1/admin/tenants', {
+      method: 'POST',
+      headers: { authorization: `Bearer ${ADMIN_KEY}`, 'content-type': 'application/json' },
+      body: endless,
+      duplex: 'half',
+    } as RequestInit);
+    expect(res.status).toBe(413);
+    expect((await envelope(res)).code).toBe('payload_too_large');
+    // limit 4096 bytes = 4 chunks of 1 KiB; the stream may have been asked for a couple ahead
+    expect(pulled).toBeGreaterThanOrEqual(5);
+    expect(pulled).toBeLessThan(10);
+  });
+
+  it('an anonymous caller gets 401 before any body is read', async () => {
+    let pulled = 0;
+    const body = new ReadableStream<Uint8Array>({
+      pull(controller) {
+        pulled++;
+        controller.enqueue(new Uint8Array(1024));
+      },
+    });
+    const res = await h.app.request('/v1/admin/tenants', {
+      method: 'POST',
+      body,
+      duplex: 'half',
+    } as RequestInit);
+    expect(res.status).toBe(401);
+    expect(pulled).toBeLessThan(3);
+  });
+
   it('malformed JSON, a wrong content type and unknown fields are 4xx envelopes that write nothing', async () => {
     const before = await h.snapshot();
     const bad = await h.call('POST', '/v1/admin/tenants', {
