@@ -1,0 +1,305 @@
+// `kvrag bench ttft [--context 2048,8192,16384] [--chunk-tokens 512] [--question 32] [--system 32]
+//   [--modes full,prefix,independent,blend,link] [--runs 3] [--model DIR] [--backend wasm|reference] [--json]`
+// Time to first token per reuse mode, measured side by side in one run: for each context length, k
+// chunks of --chunk-tokens tokens behind a system prefix, then a question. Each artifact mode runs warm
+// (artifacts in host memory, uploaded to the device per request) and cold (a fresh runner: empty host
+// memory, artifacts read from the object store — a FsBlobStore in a temp dir; the OS page cache may hold
+// the files). TTFT = assembly (load, re-rotate, recompute) + question prefill up to the first token's
+// logits; median of --runs runs, interleaved across modes so machine noise hits all alike. Artifacts are
+// f16, precomputed once before timing. Without --model, a generated Llama (hidden 512, 8 layers, 4/2
+// heads of 64, intermediate 1408, byte vocab) with max_position_embeddings raised to fit the contexts.
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { type Engine, loadEngine } from '../gpu-runner/engine/engine.ts';
+import { ArtifactStore } from '../gpu-runner/engine/kv/artifact-store.ts';
+import { EngineTier } from '../gpu-runner/engine/kv/engine-tier.ts';
+import { ObjectTier } from '../gpu-runner/engine/kv/object-tier.ts';
+import { chunkKey, precomputeChunks } from '../gpu-runner/engine/kv/precompute.ts';
+import { HostTier } from '../gpu-runner/engine/kv/tiers.ts';
+import {
+  type AssembleReport,
+  Assembler,
+  REUSE_MODES,
+  type ReuseMode,
+} from '../gpu-runner/engine/reuse/assemble.ts';
+import { makeTinyModel } from '../gpu-runner/tools/make-tiny-model.ts';
+import { numberOption, parseOptions, UsageError } from '../src/cli/args.ts';
+import { FsBlobStore } from '../src/storage/fs.ts';
+import { type Cell, emit, formatTable } from './_report.ts';
+
+export type TtftResult = {
+  backend: string;
+  model: string;
+  config: {
+    hidden: number;
+    layers: number;
+    heads: number;
+    kvHeads: number;
+    headDim: number;
+    intermediate: number;
+    vocab: number;
+  };
+  chunkTokens: number;
+  systemTokens: number;
+  questionTokens: number;
+  runs: number;
+  blend: { ratio: number; checkLayer: number };
+  linkTokens: number;
+  precompute: { tokens: number; ms: number; bytes: number };
+  rows: Row[];
+};
+
+const mib = (b: number) => b / (1 << 20);
+
+/** The table for people (also renders a saved --json result). */
+export function ttftTable(r: TtftResult): string {
+  const c = r.config;
+  return [
+    `TTFT by reuse mode — ${r.backend} backend, ${r.model} model (hidden ${c.hidden}, ${c.layers} layers, ${c.heads}/${c.kvHeads} heads × ${c.headDim}, intermediate ${c.intermediate})`,
+    `system ${r.systemTokens} + k × ${r.chunkTokens}-token chunks + ${r.questionTokens}-token question; median of ${r.runs}; blend r=${r.blend.ratio} check layer ${r.blend.checkLayer}; link k=${r.linkTokens}; times in ms`,
+    formatTable(
+      [
+        'context',
+        'mode',
+        'artifacts',
+        'TTFT',
+        'full/mode',
+        'load',
+        'rotate',
+        'recompute',
+        'question',
+        'MiB loaded',
+        'recomputed tok',
+      ],
+      r.rows.map((row): Cell[] => [
+        String(row.context),
+        row.mode,
+        { live: '—', hot: 'engine', warm: 'host', cold: 'object' }[row.temp],
+        row.ttftMs,
+        row.speedup,
+        row.report.timingsMs.load,
+        row.report.timingsMs.rotate,
+        row.report.timingsMs.recompute,
+        row.report.timingsMs.question,
+        mib(Object.values(row.report.bytesLoaded).reduce((s, b) => s + b, 0)),
+        Math.round(row.report.recomputedTokens),
+      ]),
+    ),
+    `precompute: ${r.precompute.tokens} tokens in ${(r.precompute.ms / 1000).toFixed(1)} s, ${mib(r.precompute.bytes).toFixed(1)} MiB of f16 artifacts`,
+  ].join('\n');
+}
+
+const BENCH_MODEL = {
+  arch: 'llama' as const,
+  hidden: 512,
+  layers: 8,
+  heads: 4,
+  kvHeads: 2,
+  headDim: 64,
+  intermediate: 1408,
+};
+
+/** live: no artifacts (full); hot: resident in engine memory; warm: host memory; cold: object store. */
+type Temp = 'live' | 'hot' | 'warm' | 'cold';
+const TEMPS = ['hot', 'warm', 'cold'] as const;
+
+interface Row {
+  context: number;
+  chunks: number;
+  mode: ReuseMode;
+  temp: Temp;
+  ttftMs: number;
+  /** full's median TTFT / this row's. */
+  speedup: number;
+  runsMs: number[];
+  report: AssembleReport;
+}
+
+/** Deterministic, distinct token ids for block i (bytes only, so any byte-vocab model accepts them). */
+const blockTokens = (n: number, i: number) =>
+  Array.from({ length: n }, (_, j) => (j * 31 + i * 97 + ((j * j + i) % 13)) % 256);
+
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+};
+
+function parseModes(v: string | undefined): ReuseMode[] {
+  const modes = (v ?? REUSE_MODES.join(',')).split(',');
+  for (const m of modes)
+    if (!(REUSE_MODES as readonly string[]).includes(m))
+      throw new UsageError(`--modes: unknown mode "${m}" (${REUSE_MODES.join(', ')})`);
+  return ['full', ...modes.filter((m) => m !== 'full')] as ReuseMode[]; // full is the baseline, always
+}
+
+export async function run(args: string[]): Promise<number> {
+  const { values } = parseOptions(args, {
+    json: { type: 'boolean', default: false },
+    model: { type: 'string' },
+    backend: { type: 'string', default: 'wasm' },
+    context: { type: 'string', default: '2048,8192,16384' },
+    'chunk-tokens': { type: 'string' },
+    question: { type: 'string' },
+    system: { type: 'string' },
+    modes: { type: 'string' },
+    runs: { type: 'string' },
+    'blend-ratio': { type: 'string' },
+    'check-layer': { type: 'string' },
+    'link-tokens': { type: 'string' },
+    temps: { type: 'string', default: 'warm,cold' },
+  });
+  const temps = (values.temps ?? '').split(',') as Temp[];
+  for (const t of temps)
+    if (!(TEMPS as readonly string[]).includes(t))
+      throw new UsageError(`--temps: "${t}" (${TEMPS.join(', ')})`);
+  const backend = values.backend;
+  if (backend !== 'wasm' && backend !== 'reference')
+    throw new UsageError(`--backend: "${backend}" (wasm, reference)`);
+  const chunkTokens = numberOption('chunk-tokens', values['chunk-tokens'], 512);
+  const questionTokens = numberOption('question', values.question, 32);
+  const systemTokens = numberOption('system', values.system, 32);
+  const runs = numberOption('runs', values.runs, 3);
+  const blendRatio = numberOption('blend-ratio', values['blend-ratio'], 0.15);
+  const checkLayer = numberOption('check-layer', values['check-layer'], 1);
+  const linkTokens = numberOption('link-tokens', values['link-tokens'], 16);
+  const contexts = (values.context ?? '').split(',').map((c) => numberOption('context', c, 0));
+  for (const c of contexts)
+    if (!Number.isInteger(c) || c < chunkTokens)
+      throw new UsageError(`--context: ${c} is not a whole number of at least one chunk`);
+  const modes = parseModes(values.modes);
+  const maxTokens = Math.max(...contexts) + systemTokens + questionTokens;
+
+  const tmp = mkdtempSync(join(tmpdir(), 'kvrag-bench-ttft-'));
+  let engine: Engine | null = null;
+  try {
+    const dir = values.model ?? join(tmp, 'model');
+    if (!values.model) {
+      makeTinyModel(dir, { ...BENCH_MODEL, seed: 1 });
+      const cfgPath = join(dir, 'config.json');
+      const cfg = JSON.parse(readFileSync(cfgPath, 'utf8'));
+      cfg.max_position_embeddings = 2 ** Math.ceil(Math.log2(maxTokens));
+      writeFileSync(cfgPath, JSON.stringify(cfg));
+    }
+    const e = await loadEngine(dir, { backend });
+    engine = e;
+    if (e.maxContext < maxTokens) throw new UsageError(`model context ${e.maxContext} < ${maxTokens} tokens`);
+    const blobs = new FsBlobStore(join(tmp, 'objects'));
+    const storeWith = (host: HostTier) =>
+      new ArtifactStore({
+        fingerprint: e.fingerprint,
+        tokenizerHash: e.tokenizer.hash,
+        host,
+        object: new ObjectTier(blobs, e.fingerprint),
+      });
+    // warm: one host tier holding every artifact; the engine tier keeps nothing (capacity 0), so each
+    // request uploads from host memory
+    const warmStore = storeWith(new HostTier(Number.MAX_SAFE_INTEGER));
+    const warm = new Assembler(e, new EngineTier(e.backend, e.config, warmStore, 0));
+    // hot: the same artifacts kept resident on the device (engine tier without a byte limit)
+    const hot = new Assembler(e, new EngineTier(e.backend, e.config, warmStore, Number.MAX_SAFE_INTEGER));
+    const system = blockTokens(systemTokens, 0);
+    const question = blockTokens(questionTokens, 9999);
+    const allChunks = Array.from({ length: Math.max(...contexts) / chunkTokens }, (_, i) =>
+      blockTokens(chunkTokens, i + 1),
+    );
+    const t0 = performance.now();
+    const pre = await precomputeChunks(
+      e,
+      warmStore,
+      [system, ...allChunks].filter((b) => b.length > 0).map((tokenIds) => ({ tokenIds })),
+    );
+    const precomputeMs = performance.now() - t0;
+    const artifactBytes = pre.reduce((s, r) => s + r.bytes, 0);
+    // JIT and kernel warm-up on a small request
+    (await warm.assemble({ system, chunks: allChunks.slice(0, 1), question, mode: 'full' })).kv.free();
+
+    const rows: Row[] = [];
+    for (const context of contexts) {
+      const chunks = allChunks.slice(0, Math.floor(context / chunkTokens));
+      const cells = modes.flatMap((mode): { mode: ReuseMode; temp: Temp }[] =>
+        mode === 'full' ? [{ mode, temp: 'live' }] : temps.map((temp) => ({ mode, temp })),
+      );
+      if (temps.includes('hot')) {
+        for (const block of [system, ...chunks]) {
+          if (block.length > 0) (await hot.tier.acquire(chunkKey(e, block)))?.release();
+        }
+      }
+      const times = cells.map(() => [] as number[]);
+      const reports: AssembleReport[] = [];
+      for (let r = 0; r < runs; r++) {
+        for (const [i, cell] of cells.entries()) {
+          // cold: a fresh runner's store over the same object store
+          const asm =
+            cell.temp === 'hot'
+              ? hot
+              : cell.temp === 'cold'
+                ? new Assembler(
+                    e,
+                    new EngineTier(e.backend, e.config, storeWith(new HostTier(Number.MAX_SAFE_INTEGER)), 0),
+                  )
+                : warm;
+          const out = await asm.assemble({
+            system,
+            chunks,
+            question,
+            mode: cell.mode,
+            blendRatio,
+            checkLayer,
+            linkTokens,
+          });
+          out.kv.free();
+          if (cell.temp === 'cold') asm.dispose();
+          times[i].push(out.report.timingsMs.total);
+          reports[i] = out.report;
+        }
+      }
+      process.stderr.write(
+        `ttft: context ${context} done (${((performance.now() - t0) / 1000).toFixed(0)} s)\n`,
+      );
+      const fullMs = median(times[0]);
+      for (const [i, cell] of cells.entries()) {
+        const ttftMs = median(times[i]);
+        rows.push({
+          context,
+          chunks: chunks.length,
+          ...cell,
+          ttftMs,
+          speedup: fullMs / ttftMs,
+          runsMs: times[i],
+          report: reports[i],
+        });
+      }
+    }
+    warm.dispose();
+    hot.tier.clear();
+    hot.dispose();
+    const c = e.config;
+    const result: TtftResult = {
+      backend: e.backend.name,
+      model: values.model ?? 'generated',
+      config: {
+        hidden: c.hiddenSize,
+        layers: c.layers,
+        heads: c.heads,
+        kvHeads: c.kvHeads,
+        headDim: c.headDim,
+        intermediate: c.intermediateSize,
+        vocab: c.vocabSize,
+      },
+      chunkTokens,
+      systemTokens,
+      questionTokens,
+      runs,
+      blend: { ratio: blendRatio, checkLayer },
+      linkTokens,
+      precompute: { tokens: pre.reduce((s, r) => s + r.tokens, 0), ms: precomputeMs, bytes: artifactBytes },
+      rows,
+    };
+    emit(values.json ?? false, result, () => ttftTable(result));
+    return 0;
+  } finally {
+    engine?.dispose();
+    rmSync(tmp, { recursive: true, force: true });
+  }
+}

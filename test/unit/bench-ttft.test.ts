@@ -1,0 +1,84 @@
+// `kvrag bench ttft` end to end on a tiny model (reference backend, small contexts): one JSON object with
+// a row per (context, mode, artifact temperature), each from a real assembly — full prefills everything,
+// independent prefills only the question with artifacts from the tier the row names, and the ratios are
+// full's TTFT over the row's.
+import { afterAll, describe, expect, it } from 'vitest';
+import { run, type TtftResult, ttftTable } from '../../bench/ttft.ts';
+import { tinyModels } from '../helpers/tiny-model.ts';
+
+const models = tinyModels();
+afterAll(() => models.cleanup());
+
+async function capture(fn: () => Promise<number>): Promise<{ code: number; out: string }> {
+  const write = process.stdout.write;
+  let out = '';
+  process.stdout.write = ((chunk: string | Uint8Array) => {
+    out += typeof chunk === 'string' ? chunk : Buffer.from(chunk).toString();
+    return true;
+  }) as typeof process.stdout.write;
+  try {
+    return { code: await fn(), out };
+  } finally {
+    process.stdout.write = write;
+  }
+}
+
+describe('bench ttft', () => {
+  it('measures every mode at every context, warm, cold and hot, in one JSON object', async () => {
+    const model = models.make('bench', { layers: 3, seed: 2 });
+    const { code, out } = await capture(() =>
+      run([
+        '--json',
+        '--model',
+        model,
+        '--backend',
+        'reference',
+        '--context',
+        '64,128',
+        '--chunk-tokens',
+        '32',
+        '--question',
+        '4',
+        '--system',
+        '8',
+        '--runs',
+        '1',
+        '--link-tokens',
+        '4',
+        '--temps',
+        'hot,warm,cold',
+      ]),
+    );
+    expect(code).toBe(0);
+    const r = JSON.parse(out) as TtftResult;
+    expect(r.rows.map((x) => `${x.context} ${x.mode} ${x.temp}`)).toEqual(
+      [64, 128].flatMap((c) => [
+        `${c} full live`,
+        ...['prefix', 'independent', 'blend', 'link'].flatMap((m) =>
+          ['hot', 'warm', 'cold'].map((t) => `${c} ${m} ${t}`),
+        ),
+      ]),
+    );
+    for (const row of r.rows) {
+      const full = r.rows.find((x) => x.context === row.context && x.mode === 'full');
+      expect(row.speedup).toBeCloseTo((full?.ttftMs ?? 0) / row.ttftMs, 9);
+      expect(row.report.tokens).toBe(row.context + 8 + 4);
+      const tier = { live: null, hot: 'engine', warm: 'host', cold: 'object' }[row.temp];
+      if (tier) expect(Object.keys(row.report.artifactsByTier)).toEqual([tier]);
+      if (row.mode === 'independent') {
+        expect(row.report.cachedTokens).toBe(row.context + 8);
+        expect(row.report.recomputedTokens).toBe(0);
+        expect(row.report.artifactsByTier[tier ?? '']).toBe(1 + row.context / 32);
+      }
+      if (row.mode === 'link') expect(row.report.recomputedTokens).toBe(4 * (row.context / 32));
+      if (row.mode === 'full') expect(row.report.recomputedTokens).toBe(row.context + 8);
+    }
+    expect(r.precompute.tokens).toBe(8 + 128);
+    const table = ttftTable(r);
+    expect(table).toContain('| 128     | independent |    object |');
+  });
+
+  it('refuses an unknown mode', async () => {
+    await expect(run(['--modes', 'full,turbo'])).rejects.toThrow(/unknown mode "turbo"/);
+  });
+});
