@@ -11,6 +11,7 @@ const COMMANDS: Record<string, () => Promise<{ command: Command }>> = {
   generate: () => import('./commands/generate.ts'),
   chunk: () => import('./commands/chunk.ts'),
   workers: () => import('./commands/workers.ts'),
+  ingest: () => import('./commands/ingest.ts'),
   relay: () => import('./commands/relay.ts'),
 };
 
