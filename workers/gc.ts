@@ -32,7 +32,11 @@ const BATCH = 500;
 export interface GcOptions {
   /** Expire artifacts whose last use (or creation, if never used) is older than this; absent = never. */
   maxIdleMs?: number;
-  /** The sweep ignores rows and objects younger than this (default 10 minutes). */
+  /**
+   * The sweep ignores rows and objects younger than this (default 1 hour): longer than a runner's store →
+   * precompute-done → row delay is expected to last even with a backlog, so an object whose row is about
+   * to be written is not taken for an orphan.
+   */
   graceMs?: number;
 }
 
@@ -170,7 +174,7 @@ export async function handleGc(deps: WorkerDeps, data: unknown): Promise<GcResul
 
 /** One periodic sweep over every artifact (and the orphan objects). */
 export async function sweepArtifacts(deps: WorkerDeps, opts: GcOptions = {}): Promise<GcResult> {
-  const graceMs = opts.graceMs ?? 10 * 60_000;
+  const graceMs = opts.graceMs ?? 3600_000;
   const artifactsDeleted = await collectArtifacts(
     deps.db,
     deps.blobs,

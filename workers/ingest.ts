@@ -5,6 +5,13 @@
 //   provider → ONE transaction: replace the document's chunks, look up their artifacts, set status
 //   `precomputing` (or `ready` when every artifact exists), add outbox `precompute` jobs for the missing.
 //
+// Chunking: in the serving model's tokens (the tokenizer only is loaded, see serving-model.ts), at the
+// collection's `chunk_settings` — defaults 512 tokens per chunk, 64 tokens shared by consecutive chunks,
+// cuts preferring paragraph/line/sentence/word boundaries within size/8 below the size
+// (src/ingest/chunking.ts). Each chunk is later prefilled alone into a KV artifact, so 512 keeps a
+// chunk's prefill short and its artifact small (kvrag-tiny: 4 layers × 2 kv heads × 32 dims × 2 (K, V)
+// × f16 = 1 KiB per token, 512 KiB per full chunk) while holding a few paragraphs of context.
+//
 // Each status transition is its own committed update, so GET /v1/documents/:id shows progress. Every
 // update is conditional on the row still existing: a document deleted meanwhile makes the job a no-op.
 // Errors: bad input (an AppError below 500: unparseable, empty, unknown provider) marks the document
