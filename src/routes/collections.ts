@@ -111,11 +111,13 @@ export async function scheduleCollectionGc(
   });
 }
 
-/** Postgres unique violation (drizzle wraps the driver error in `cause`). */
-export function isUniqueViolation(err: unknown): boolean {
+/** The SQLSTATE of a failed statement (drizzle wraps the driver error in `cause`). */
+function sqlState(err: unknown): string | undefined {
   const e = err as { code?: string; cause?: { code?: string } };
-  return (e?.cause?.code ?? e?.code) === '23505';
+  return e?.cause?.code ?? e?.code;
 }
+export const isUniqueViolation = (err: unknown) => sqlState(err) === '23505';
+export const isForeignKeyViolation = (err: unknown) => sqlState(err) === '23503';
 
 export function collectionRoutes(): Hono<AppEnv> {
   const r = new Hono<AppEnv>();

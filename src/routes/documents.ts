@@ -13,7 +13,7 @@ import { z } from 'zod';
 import { chunks, type Document, DOCUMENT_STATUSES, documents } from '../db/schema.ts';
 import type { AppEnv } from '../services.ts';
 import { api, requireTenant } from './auth.ts';
-import { findCollection, isUniqueViolation } from './collections.ts';
+import { findCollection, isForeignKeyViolation, isUniqueViolation } from './collections.ts';
 import { ingestJobId, scheduleGc, scheduleIngest } from './job-outbox.ts';
 import { sha256Hex } from './keys.ts';
 import { listQuerySchema, paginate, toPage } from './pagination.ts';
@@ -103,6 +103,8 @@ export function documentRoutes(): Hono<AppEnv> {
         const winner = await existing();
         if (winner) return c.json(documentObject(winner), 200);
       }
+      // the collection was deleted while the upload was in flight
+      if (isForeignKeyViolation(err)) throw notFound('collection', collection.id);
       throw err;
     }
   });

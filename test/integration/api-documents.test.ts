@@ -4,7 +4,7 @@
 // job status, and tenant isolation on every route.
 import { and, eq } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { documents, outbox } from '../../src/db/schema.ts';
+import { collections, documents, outbox } from '../../src/db/schema.ts';
 import { MemoryJobQueue } from '../../src/queue/memory.ts';
 import { envelope, type Harness, startApiHarness } from '../helpers/api-harness.ts';
 import { insertChunks, sha256 } from '../helpers/db-fixtures.ts';
@@ -275,6 +275,34 @@ describe('upload', () => {
       await envelope(res);
     }
     expect(await h.snapshot()).toEqual(before);
+  });
+});
+
+describe('upload racing a collection delete', () => {
+  it('a collection deleted while its upload is in flight: 404, and the blob is removed again', async () => {
+    const c = (
+      await h.expectJson<{ id: string }>(201, 'POST', '/v1/collections', {
+        key: a.key,
+        json: { name: 'vanishing' },
+      })
+    ).id;
+    const real = h.api.blobs;
+    // the blob store is the real one; its put lets the delete commit first, as a concurrent request would
+    h.api.blobs = Object.assign(Object.create(real) as typeof real, {
+      put: async (...args: Parameters<typeof real.put>) => {
+        await h.db.db.delete(collections).where(eq(collections.id, c));
+        return real.put(...args);
+      },
+    });
+    try {
+      const res = await uploadJson({ text: 'arrives too late' }, a.key, c);
+      expect(res.status).toBe(404);
+      expect((await envelope(res)).code).toBe('not_found');
+    } finally {
+      h.api.blobs = real;
+    }
+    expect((await h.snapshot()).blobs.filter((k) => k.includes(c))).toEqual([]);
+    expect(await h.db.db.select().from(documents).where(eq(documents.collectionId, c))).toEqual([]);
   });
 });
 
