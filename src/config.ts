@@ -55,6 +55,7 @@ export const ENV = {
   modelDir: 'KVRAG_MODEL_DIR',
   engineBackend: 'KVRAG_ENGINE_BACKEND',
   weightDType: 'KVRAG_WEIGHT_DTYPE',
+  engineThreads: 'KVRAG_ENGINE_THREADS',
   maxContext: 'KVRAG_MAX_CONTEXT',
   adminKey: 'KVRAG_ADMIN_KEY',
   maxBodyBytes: 'KVRAG_MAX_BODY_BYTES',
@@ -91,6 +92,8 @@ const shape = {
   engineBackend: z.enum(['auto', 'reference', 'wasm', 'webgpu']).default('auto'),
   /** Device dtype of the weights: f16 halves memory and bandwidth; f32 is exact to the checkpoint. */
   weightDType: z.enum(['f32', 'f16']).default('f32'),
+  /** Threads of the wasm backend; default: one per core. */
+  engineThreads: z.coerce.number().int().min(1).max(256).optional(),
   /** Longest sequence (prompt + answer) the engine allocates for; default: the model's own limit. */
   maxContext: z.coerce.number().int().min(16).optional(),
   adminKey: z.string().min(16, 'must be at least 16 characters').optional(),
