@@ -170,6 +170,23 @@ export function blobStoreSuite(
       expect(await store.head('large/object.bin')).toBeNull();
     });
 
+    it('leaves no object behind when the body fails mid-way (also past the first multipart part)', async () => {
+      for (const failAfter of [100_000, 12 * 1024 * 1024]) {
+        const bytes = patternBytes(failAfter, 5);
+        let off = 0;
+        const broken = new ReadableStream<Uint8Array>({
+          pull(c) {
+            if (off >= bytes.byteLength) return c.error(new Error('client went away'));
+            c.enqueue(bytes.slice(off, off + 1024 * 1024));
+            off += 1024 * 1024;
+          },
+        });
+        await expect(store.put('broken/obj', broken)).rejects.toThrow('client went away');
+        expect(await store.head('broken/obj')).toBeNull();
+        expect(await keysOf(store, 'broken/')).toEqual([]);
+      }
+    });
+
     it('lists by prefix in key (byte) order, across nesting and pages', async () => {
       const keys = [
         'ls/b',
@@ -231,6 +248,7 @@ export function blobStoreSuite(
           expect(got.byteLength).toBe(v1.byteLength);
           expect(got[0] === got[got.byteLength - 1] && (got[0] === 1 || got[0] === 2)).toBe(true);
           reads++;
+          await new Promise((r) => setImmediate(r)); // let the writer's timers run (memory reads never wait)
         }
         await writing;
         expect(reads).toBeGreaterThan(0);
