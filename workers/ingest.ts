@@ -54,11 +54,14 @@ interface Scope {
 
 const docWhere = (s: Scope) => and(eq(documents.id, s.documentId), eq(documents.tenantId, s.tenantId));
 
-/** Persists a status (and clears the last error); throws DocumentGone when the row is gone. */
+/**
+ * Persists a status; throws DocumentGone when the row is gone. The last error (a previous try's) stays
+ * visible until the job succeeds or fails for good.
+ */
 async function setStatus(db: Database, s: Scope, status: DocumentStatus): Promise<void> {
   const rows = await db
     .update(documents)
-    .set({ status, error: null })
+    .set({ status })
     .where(docWhere(s))
     .returning({ id: documents.id });
   if (rows.length === 0) throw new DocumentGone();

@@ -3,6 +3,7 @@
 // own process (BullMQ); the embedded `kvrag serve` calls startWorkers in-process (in-process queue).
 // stop() is graceful: the relay finishes its pass, consumers stop taking jobs and wait for the running
 // ones, a sweep in progress completes. The queue itself belongs to the caller, who closes it after.
+import type { NodeServices } from '../src/node-services.ts';
 import type { JobQueue } from '../src/queue/types.ts';
 import type { WorkerDeps } from './deps.ts';
 import { errorText } from './deps.ts';
@@ -10,6 +11,7 @@ import { type GcOptions, handleGc, sweepArtifacts } from './gc.ts';
 import { handleIngest } from './ingest.ts';
 import { type RelayLoop, type RelayLoopOptions, startOutboxRelay } from './outbox-relay.ts';
 import { handlePrecomputeDone } from './precompute-done.ts';
+import type { ServingModel } from './serving-model.ts';
 
 export interface WorkersOptions {
   /** Concurrent jobs per consumer (default: ingest 2, precompute-done 4, gc 1). */
@@ -24,6 +26,18 @@ export interface WorkersOptions {
 
 export interface RunningWorkers {
   stop(): Promise<void>;
+}
+
+/** The workers' dependencies from a Node process's services (what `kvrag serve` and `kvrag workers` open). */
+export function workerDeps(services: NodeServices, model: ServingModel): WorkerDeps {
+  if (!services.api) throw new Error('the services were opened without the API components');
+  return {
+    db: services.db.db,
+    blobs: services.blobs,
+    embeddings: services.api.embeddings,
+    model,
+    log: services.log,
+  };
 }
 
 export function startWorkers(deps: WorkerDeps, queue: JobQueue, opts: WorkersOptions = {}): RunningWorkers {

@@ -10,6 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createPostgresDb, type DbHandle } from '../../src/db/client.ts';
 import { chunks, collections, documents, tenants } from '../../src/db/schema.ts';
 import { createEmbeddingResolver } from '../../src/embeddings/resolver.ts';
+import { AppError } from '../../src/errors.ts';
 import { MemoryJobQueue } from '../../src/queue/memory.ts';
 import { scheduleIngest } from '../../src/routes/job-outbox.ts';
 import { uploadKey } from '../../src/routes/upload-keys.ts';
@@ -17,6 +18,7 @@ import { FsBlobStore } from '../../src/storage/fs.ts';
 import { startWorkers } from '../../workers/run.ts';
 import { loadServingModel } from '../../workers/serving-model.ts';
 import { sha256 } from '../helpers/db-fixtures.ts';
+import { waitFor } from '../helpers/job-queue-suite.ts';
 import { type PgliteServer, startPgliteServer, TEST_POOL } from '../helpers/pglite-server.ts';
 import { type TinyModels, tinyModels } from '../helpers/tiny-model.ts';
 
@@ -39,8 +41,8 @@ describe('workers in-process (MemoryJobQueue, PGlite wire, fs blobs)', () => {
     models?.cleanup();
   });
 
-  it('stop() lets the running ingest finish and commit, then resolves', async () => {
-    const blobs = new FsBlobStore(dir);
+  /** A tenant + collection (chunks of 64 tokens) and a queued document with its ingest outbox row. */
+  const queuedDocument = async (blobs: FsBlobStore, text: string): Promise<string> => {
     const [t] = await db.db.insert(tenants).values({ name: 'embedded' }).returning();
     const hash = createEmbeddingResolver()({ provider: 'hash', dimension: 256 });
     const [c] = await db.db
@@ -54,7 +56,6 @@ describe('workers in-process (MemoryJobQueue, PGlite wire, fs blobs)', () => {
         chunkSettings: { size: 64, overlap: 0 },
       })
       .returning();
-    const text = 'An embedded deployment ingests this document in the same process. '.repeat(4);
     const id = randomUUID();
     const objectKey = uploadKey(t.id, c.id, id);
     await blobs.put(objectKey, new TextEncoder().encode(text));
@@ -78,6 +79,17 @@ describe('workers in-process (MemoryJobQueue, PGlite wire, fs blobs)', () => {
         filename: 'e.txt',
       });
     });
+    return id;
+  };
+  const statusOf = async (id: string) =>
+    (await db.db.select().from(documents).where(eq(documents.id, id)))[0];
+
+  it('stop() lets the running ingest finish and commit, then resolves', async () => {
+    const blobs = new FsBlobStore(dir);
+    const id = await queuedDocument(
+      blobs,
+      'An embedded deployment ingests this document in the same process. '.repeat(4),
+    );
 
     // an embedder held at a gate: the job is running when stop() is called
     let entered!: () => void;
@@ -121,10 +133,52 @@ describe('workers in-process (MemoryJobQueue, PGlite wire, fs blobs)', () => {
     expect(stopped).toBe(false);
     release();
     await stopping;
-    const [d] = await db.db.select().from(documents).where(eq(documents.id, id));
-    expect(d.status).toBe('precomputing');
+    expect((await statusOf(id)).status).toBe('precomputing');
     expect((await db.db.select().from(chunks).where(eq(chunks.documentId, id))).length).toBeGreaterThan(1);
     expect((await queue.getJob('ingest', `ingest-${id}`))?.state).toBe('completed');
     await queue.close();
+  });
+
+  it('retries a transient embedding failure, showing the reason meanwhile, then completes', async () => {
+    const blobs = new FsBlobStore(dir);
+    const id = await queuedDocument(blobs, 'A document whose embedder is away on the first try. '.repeat(3));
+    const resolve = createEmbeddingResolver();
+    let calls = 0;
+    let errorSeen: string | null = null;
+    const queue = new MemoryJobQueue();
+    const workers = startWorkers(
+      {
+        db: db.db,
+        blobs,
+        model: loadServingModel(models.make('m')),
+        embeddings: (choice) => {
+          const inner = resolve(choice);
+          return {
+            id: inner.id,
+            model: inner.model,
+            dimension: inner.dimension,
+            embed: async (texts, kind) => {
+              calls++;
+              if (calls === 1) throw new AppError('upstream_unavailable', 'embedding server is away');
+              errorSeen = (await statusOf(id)).error;
+              return inner.embed(texts, kind);
+            },
+          };
+        },
+      },
+      queue,
+      { relay: { idleMs: 20, optionsFor: () => ({ backoffMs: 50 }) }, sweepEveryMs: 0 },
+    );
+    try {
+      await waitFor(async () => (await statusOf(id)).status === 'precomputing', 'precomputing');
+    } finally {
+      await workers.stop();
+      await queue.close();
+    }
+    // the second try saw the first one's reason on the document; success cleared it
+    expect(errorSeen).toBe('retrying: embedding server is away');
+    expect((await statusOf(id)).error).toBeNull();
+    const job = await queue.getJob('ingest', `ingest-${id}`);
+    expect(job).toMatchObject({ state: 'completed', attemptsMade: 2 });
   });
 });

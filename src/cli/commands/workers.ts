@@ -17,7 +17,7 @@ function duration(name: string, v: string | undefined): number | undefined {
 export const command: Command = {
   summary: 'Run the outbox relay and the ingest, precompute-done and gc workers on the configured queue.',
   usage:
-    'kvrag workers [--concurrency N] [--no-relay] [--sweep-every DURATION (0 = off, default 15m)] [--artifact-max-idle DURATION] [--gc-grace DURATION]',
+    'kvrag workers [--concurrency N (ingest jobs at once; default KVRAG_MAX_CONCURRENT_JOBS)] [--no-relay] [--sweep-every DURATION (0 = off, default 15m)] [--artifact-max-idle DURATION] [--gc-grace DURATION]',
   async run(args) {
     const { values } = parseOptions(args, {
       concurrency: { type: 'string' },
@@ -41,7 +41,7 @@ export const command: Command = {
     const { openNodeServices } = await import('../../node-services.ts');
     const { openQueue } = await import('../../queue/open.ts');
     const { loadServingModel } = await import('../../../workers/serving-model.ts');
-    const { startWorkers } = await import('../../../workers/run.ts');
+    const { startWorkers, workerDeps } = await import('../../../workers/run.ts');
 
     const services = await openNodeServices(config);
     const log = services.log;
@@ -51,16 +51,12 @@ export const command: Command = {
       if (!config.redisUrl) {
         log?.('warn', 'no KVRAG_REDIS_URL: using the in-process queue, so only this process sees the jobs');
       }
-      const workers = startWorkers(
-        { db: services.db.db, blobs: services.blobs, embeddings: services.api!.embeddings, model, log },
-        queue,
-        {
-          concurrency: concurrency ? { ingest: concurrency } : undefined,
-          relay: !values['no-relay'],
-          sweepEveryMs,
-          gc: { maxIdleMs, graceMs },
-        },
-      );
+      const workers = startWorkers(workerDeps(services, model), queue, {
+        concurrency: { ingest: concurrency ?? config.maxConcurrentJobs },
+        relay: !values['no-relay'],
+        sweepEveryMs,
+        gc: { maxIdleMs, graceMs },
+      });
       log?.('info', 'kvrag workers running', {
         model: model.fingerprint,
         queue: config.redisUrl ? 'bullmq' : 'memory',
