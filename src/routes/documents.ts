@@ -1,5 +1,5 @@
 // /v1/collections/:collection/documents: upload (JSON text or multipart file), get, list (cursor
-// pagination, status filter), raw content, delete.
+// pagination, status filter), update attributes, raw content, delete.
 //
 // Upload: validated before anything is written (upload-body.ts); identical content already in the
 // collection returns that document (200, not 201); otherwise the raw bytes go to the blob store, then the
@@ -19,11 +19,13 @@ import { sha256Hex } from './keys.ts';
 import { listQuerySchema, paginate, toPage } from './pagination.ts';
 import { readUpload } from './upload-body.ts';
 import { uploadKey } from './upload-keys.ts';
-import { notFound, pathId, queryParams, unixSeconds } from './validate.ts';
+import { attributesSchema, jsonBody, notFound, pathId, queryParams, unixSeconds } from './validate.ts';
 
 export const listDocumentsQuerySchema = listQuerySchema.extend({
   status: z.enum(DOCUMENT_STATUSES).optional(),
 });
+
+export const updateDocumentSchema = z.strictObject({ attributes: attributesSchema });
 
 export function documentObject(d: Document) {
   return {
@@ -149,6 +151,19 @@ export function documentRoutes(): Hono<AppEnv> {
   };
 
   r.get('/:collection/documents/:document', async (c) => c.json(documentObject(await findDocument(c))));
+
+  // Replaces the document's attributes; search filters see them at once (merged under chunk attributes).
+  r.post('/:collection/documents/:document', async (c) => {
+    const doc = await findDocument(c);
+    const body = await jsonBody(c, updateDocumentSchema);
+    const [row] = await api(c)
+      .db.update(documents)
+      .set({ attributes: body.attributes })
+      .where(and(eq(documents.id, doc.id), eq(documents.tenantId, doc.tenantId)))
+      .returning();
+    if (!row) throw notFound('document', doc.id);
+    return c.json(documentObject(row));
+  });
 
   r.get('/:collection/documents/:document/content', async (c) => {
     const doc = await findDocument(c);

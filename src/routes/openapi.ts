@@ -9,7 +9,7 @@ import { attributeFilterSchema } from '../retrieval/filters.ts';
 import type { AppEnv } from '../services.ts';
 import { createKeySchema, createTenantSchema } from './admin.ts';
 import { createCollectionSchema } from './collections.ts';
-import { listDocumentsQuerySchema } from './documents.ts';
+import { listDocumentsQuerySchema, updateDocumentSchema } from './documents.ts';
 import { listQuerySchema } from './pagination.ts';
 import { searchBodySchema } from './search.ts';
 import { jsonUploadSchema } from './upload-body.ts';
@@ -146,6 +146,7 @@ named('CreateTenant', createTenantSchema);
 named('CreateApiKey', createKeySchema);
 named('CreateCollection', createCollectionSchema);
 named('UploadDocumentJson', jsonUploadSchema);
+named('UpdateDocument', updateDocumentSchema);
 named('SearchRequest', searchBodySchema);
 
 function build() {
@@ -309,6 +310,11 @@ function build() {
         get: op('Get a document', tenant, {
           parameters: path('collection', 'document'),
           responses: { ...ok(ref(Document)), ...errors(401, 403, 404) },
+        }),
+        post: op('Replace a document’s attributes', tenant, {
+          parameters: path('collection', 'document'),
+          requestBody: json(ref(updateDocumentSchema)),
+          responses: { ...ok(ref(Document)), ...errors(400, 401, 403, 404) },
         }),
         delete: op(
           'Delete a document and its chunks; blob and KV artifacts are collected by a gc job',

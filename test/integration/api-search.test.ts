@@ -191,6 +191,30 @@ describe('search', () => {
     expect(new Set(or.data.map((d) => d.file_id))).toEqual(new Set([pastaDoc, vacuumDoc]));
   });
 
+  it('updated document attributes apply to filters at once; another tenant cannot update them', async () => {
+    const path = `/v1/collections/${collA}/documents/${vacuumDoc}`;
+    const byB = await h.call('POST', path, { key: b.key, json: { attributes: { lang: 'it' } } });
+    expect(byB.status).toBe(404);
+    const updated = await h.expectJson<{ attributes: unknown }>(200, 'POST', path, {
+      key: a.key,
+      json: { attributes: { lang: 'it', year: 2019 } },
+    });
+    expect(updated.attributes).toEqual({ lang: 'it', year: 2019 });
+    try {
+      const it = await results({
+        query: 'index autovacuum pasta',
+        max_num_results: 50,
+        filters: { type: 'eq', key: 'lang', value: 'it' },
+      });
+      expect(new Set(it.data.map((d) => d.file_id))).toEqual(new Set([pastaDoc, vacuumDoc]));
+      expect(
+        (await h.call('POST', path, { key: a.key, json: { attributes: { 'bad key': 1 } } })).status,
+      ).toBe(400);
+    } finally {
+      await h.expectJson(200, 'POST', path, { key: a.key, json: { attributes: { lang: 'en', year: 2019 } } });
+    }
+  });
+
   it('a bad filter is a 400 envelope', async () => {
     for (const filters of [
       { type: 'like', key: 'lang', value: 'e%' },
