@@ -40,6 +40,9 @@ def parse_args(argv=None):
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--warmup", type=int, default=30)
     p.add_argument("--weight-decay", type=float, default=0.05)
+    p.add_argument("--lm-weight", type=float, default=0.0,
+                   help="weight of an auxiliary next-token loss on every in-segment token (context and "
+                        "questions); 0 = answer tokens only, as EPISODES.md specifies")
     p.add_argument("--block-share", type=float, default=0.5, help="share of block-diagonal episodes")
     p.add_argument("--max-ctx", type=int, default=4096)
     p.add_argument("--eval-every-s", type=float, default=600.0, help="training seconds between evals")
@@ -121,13 +124,34 @@ def heldout(seed: int, lengths: list[int], n: int):
     return out
 
 
-def forward_loss(model, encs, bf16: bool):
+def lm_targets(encs, T: int):
+    """Next-token targets [B, T] for the auxiliary loss: token t+1 wherever it lies in the same
+    segment as t (same chunk, the prefix, or the same question branch), so the target is always
+    visible under both attention modes; -100 elsewhere."""
+    out = torch.full((len(encs), T), -100, dtype=torch.long)
+    for i, e in enumerate(encs):
+        seg = torch.tensor(e.seg)
+        tok = torch.tensor(e.tokens)
+        same = seg[1:] == seg[:-1]
+        out[i, : len(e.tokens) - 1] = torch.where(same, tok[1:], torch.full_like(tok[1:], -100))
+    return out
+
+
+def forward_loss(model, encs, bf16: bool, lm_weight: float = 0.0):
+    """Mean CE over answer tokens (+ lm_weight x mean CE over in-segment next tokens)."""
     tokens, positions, targets, mask = collate(encs)
     flat_t = targets.reshape(-1)
     idx = (flat_t != -100).nonzero().squeeze(1)
+    if lm_weight <= 0:
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            logits = model(tokens, positions, mask, hidden_only_at=idx)
+        return F.cross_entropy(logits.float(), flat_t[idx]), logits, flat_t[idx], idx
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-        logits = model(tokens, positions, mask, hidden_only_at=idx)
-    return F.cross_entropy(logits.float(), flat_t[idx]), logits, flat_t[idx], idx
+        logits = model(tokens, positions, mask).float()
+    flat_l = logits.reshape(-1, logits.shape[-1])
+    ans = F.cross_entropy(flat_l[idx], flat_t[idx])
+    lm = F.cross_entropy(flat_l, lm_targets(encs, tokens.shape[1]).reshape(-1), ignore_index=-100)
+    return ans + lm_weight * lm, flat_l[idx], flat_t[idx], idx
 
 
 @torch.no_grad()
@@ -218,7 +242,7 @@ def model_card(cfg: LlamaConfig, n_params: int, step: int, final: bool, seed: in
         "- tokenizer: bytes 0..255 + specials (<|bos|> 256 ... <|end|> 264), vocab 272; chat template",
         "  `<|bos|>` then `<|role|>content<|end|>` per message, generation prompt `<|assistant|>`.",
         "",
-        "## What it can do",
+        "## What it is trained to do (see the measured exact match below for what it actually does)",
         "Answer questions whose answer is copied from a chunk of the prompt, in the exact episode format:",
         "a pass key, the value of a `Record XXXXX has value NNNNNN.` record, and a two-hop link",
         "(`Record A links to record B.` + `Record B has value N.` -> answers `B -> N`). Trained with full",
@@ -228,6 +252,7 @@ def model_card(cfg: LlamaConfig, n_params: int, step: int, final: bool, seed: in
         "## What it cannot do",
         "Anything else: no general knowledge, no free-form text, no instructions beyond the templates.",
         "Contexts beyond 4096 tokens were never trained; other fact phrasings are out of distribution.",
+        "Retrieval is only as good as the table below: a short CPU run may not have learned to copy.",
         "",
         "## Held-out exact match at this export (teacher-forced argmax == greedy exact match)",
         "",
@@ -290,7 +315,7 @@ def main(argv=None):
         lr = lr_at(step, f, args)
         for g in opt.param_groups:
             g["lr"] = lr
-        loss, _, _, _ = forward_loss(model, encs, bf16)
+        loss, _, _, _ = forward_loss(model, encs, bf16, args.lm_weight)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         gn = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
