@@ -159,7 +159,11 @@ export class MemoryJobQueue implements JobQueue {
         await c.handler(structuredClone(job.data), ctx);
         this.finish(job, 'completed');
       } catch (err) {
-        this.fail(job, err);
+        if (c.controller.signal.aborted) {
+          job.state = 'waiting'; // stopped by a shutdown: not the job's fault, not a try
+        } else {
+          this.fail(job, err);
+        }
       }
     })().finally(() => {
       c.running.delete(p);
@@ -178,10 +182,6 @@ export class MemoryJobQueue implements JobQueue {
 
   private fail(job: MemJob, err: unknown): void {
     const reason = err instanceof Error ? err.message : String(err);
-    if (this.closed) {
-      job.state = 'waiting'; // interrupted by shutdown: not the job's fault, not a try
-      return;
-    }
     const unrecoverable =
       err instanceof UnrecoverableJobError || (err as Error)?.name === 'UnrecoverableJobError';
     if (unrecoverable || job.attemptsMade + 1 >= job.attempts) {

@@ -5,7 +5,10 @@
 export type JobState = 'waiting' | 'delayed' | 'active' | 'completed' | 'failed';
 
 export interface EnqueueOptions {
-  /** Idempotency key: a job with an id that already exists is not added again. */
+  /**
+   * Idempotency key: a job with an id that already exists (waiting, running, or kept after it finished)
+   * is not added again. 1-256 characters of A-Z a-z 0-9 . _ ~ @ + = -, not all digits (rules.ts).
+   */
   jobId?: string;
   /** Total tries including the first (default 5). */
   attempts?: number;
@@ -19,12 +22,14 @@ export interface JobInfo<T = unknown> {
   queue: string;
   data: T;
   state: JobState;
+  /** Tries that ended (failed or completed); a try cut short by a stall or a shutdown does not count. */
   attemptsMade: number;
   failedReason?: string;
 }
 
 export interface JobContext {
   id: string;
+  /** 1 on the first try. */
   attempt: number;
   /** Aborted when the consumer is shutting down; long jobs should stop and let the job be retried. */
   signal: AbortSignal;

@@ -182,6 +182,31 @@ export function jobQueueSuite(name: string, open: () => Promise<QueueFixture>): 
       await c.close();
     });
 
+    it('hands a job stopped by the shutdown signal back without spending a try', async () => {
+      const name = fresh();
+      let started = false;
+      const first = q.consume(name, async (_data, ctx) => {
+        started = true;
+        await new Promise((resolve) => ctx.signal.addEventListener('abort', resolve));
+        throw new Error('stopped for shutdown');
+      });
+      await q.enqueue(name, { big: true }, { jobId: 'interrupted', attempts: 1 });
+      await waitFor(() => started, 'handler start');
+      await first.close();
+      expect((await q.getJob(name, 'interrupted'))?.state).toMatch(/waiting|delayed/);
+      const attempts: number[] = [];
+      const second = q.consume(name, async (_data, ctx) => {
+        attempts.push(ctx.attempt);
+      });
+      // With attempts: 1, a counted try would have failed the job for good.
+      await waitFor(
+        async () => (await q.getJob(name, 'interrupted'))?.state === 'completed',
+        'redo after shutdown',
+      );
+      expect(attempts).toEqual([1]);
+      await second.close();
+    });
+
     it('closes gracefully: waits for the running handler, which sees the shutdown signal', async () => {
       const name = fresh();
       let started = false;

@@ -78,7 +78,7 @@ describe('BullMQ specifics', () => {
       );
       const recoveredMs = Date.now() - killedAt;
       expect(runs).toEqual([{ data: { doc: 'd1' }, attempt: 1 }]); // a stall is not a failed try
-      expect(recoveredMs).toBeLessThan(lockMs + 300 * 4 + 2000);
+      expect(recoveredMs).toBeLessThan(8000); // lock expiry + a stalled check, with room for a busy machine
       await c.close();
     } finally {
       child.kill('SIGKILL');
