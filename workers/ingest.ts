@@ -124,7 +124,8 @@ export async function handleIngest(deps: WorkerDeps, data: unknown, ctx: JobCont
       await markFailed(db, scope, errorText(err));
       throw new UnrecoverableJobError(errorText(err));
     }
-    // transient: keep the status, show the reason, let the queue retry
+    // transient: keep the status, show the reason, let the queue retry (a shutdown is no failure to show)
+    if (ctx.signal.aborted) throw err;
     await db
       .update(documents)
       .set({ error: `retrying: ${errorText(err)}` })
