@@ -1,0 +1,184 @@
+// One request inside the scheduler: its prompt (as the blocks reuse assembly needs), sampling, stop rules,
+// streaming callbacks, and where it stands (waiting → prefill → decode → finished). Plain state: the
+// scheduler decides what runs, this only accepts sampled tokens and turns them into text deltas.
+import { Detokenizer } from '../engine/detokenizer.ts';
+import type { SequenceKV } from '../engine/kv-cache.ts';
+import type { ReuseMode } from '../engine/reuse/assemble.ts';
+import { Sampler, type SamplingInput } from '../engine/sampler.ts';
+import { scanStops } from '../engine/stop.ts';
+import type { TextTokenizer } from '../engine/tokenizer.ts';
+
+export type FinishReason = 'stop' | 'length' | 'aborted' | 'deadline' | 'shutdown' | 'error';
+
+/** What a client asks the scheduler for. Token ids are already encoded. */
+export interface SeqRequest {
+  system: readonly number[];
+  chunks: readonly (readonly number[])[];
+  question: readonly number[];
+  mode: ReuseMode;
+  blendRatio?: number;
+  linkTokens?: number;
+  maxTokens: number;
+  sampling?: SamplingInput;
+  stopTokenIds?: readonly number[];
+  stopStrings?: readonly string[];
+  /** Client gone: the sequence ends and its KV memory is freed at the next step. */
+  signal?: AbortSignal;
+  /** Absolute time (ms, performance.now() clock) after which the sequence ends with 'deadline'. */
+  deadline?: number;
+  onText?: (delta: string) => void;
+  onToken?: (id: number) => void;
+}
+
+/** Usage and timings of a finished sequence (the SSE `done` event). */
+export interface SeqUsage {
+  finishReason: FinishReason;
+  error?: string;
+  text: string;
+  tokens: number[];
+  promptTokens: number;
+  completionTokens: number;
+  /** Prompt tokens whose K/V came from stored artifacts. */
+  cachedTokens: number;
+  /** Prompt tokens computed live (prefill, selective recompute, recompute after preemption). */
+  prefillTokens: number;
+  decodeTokens: number;
+  /** Dense causal attention: Σ over computed tokens of the keys each one attended (per layer and head). */
+  keysAttended: number;
+  bytesLoaded: Record<string, number>;
+  preemptions: number;
+  timingsMs: { queueWait: number; ttft: number; total: number; assemble: number };
+}
+
+export type SeqPhase = 'waiting' | 'prefill' | 'decode' | 'finished';
+
+export class Sequence {
+  readonly id: number;
+  readonly req: SeqRequest;
+  readonly sampler: Sampler;
+  readonly stopIds: Set<number>;
+  readonly detok: Detokenizer;
+  readonly createdAt = performance.now();
+  phase: SeqPhase = 'waiting';
+  kv: SequenceKV | null = null;
+  /** Tokens still to prefill live (full mode, or recompute after preemption). */
+  pending: number[] = [];
+  /** Generated tokens (stop tokens excluded). */
+  readonly generated: number[] = [];
+  /** Last sampled token, fed at the next decode step. */
+  next = -1;
+  emitted = 0;
+  text = '';
+  finish: FinishReason | null = null;
+  error: string | undefined;
+  admittedAt = -1;
+  firstTokenAt = -1;
+  lastTokenAt = -1;
+  cachedTokens = 0;
+  prefillTokens = 0;
+  keysAttended = 0;
+  assembleMs = 0;
+  preemptions = 0;
+  readonly bytesLoaded: Record<string, number> = {};
+  resolve!: (u: SeqUsage) => void;
+  readonly done: Promise<SeqUsage>;
+
+  constructor(id: number, req: SeqRequest, tokenizer: TextTokenizer, defaultStopIds: readonly number[]) {
+    this.id = id;
+    this.req = req;
+    this.sampler = new Sampler(req.sampling);
+    this.stopIds = new Set(req.stopTokenIds ?? defaultStopIds);
+    this.detok = new Detokenizer(tokenizer);
+    this.done = new Promise((r) => {
+      this.resolve = r;
+    });
+  }
+
+  get promptLength(): number {
+    return (
+      this.req.system.length + this.req.chunks.reduce((s, c) => s + c.length, 0) + this.req.question.length
+    );
+  }
+
+  /** Every token the sequence's cache must hold to continue: the prompt, then what was generated. */
+  allTokens(): number[] {
+    return [...this.req.system, ...this.req.chunks.flat(), ...this.req.question, ...this.generated];
+  }
+
+  /** Positions the sequence can ever need. */
+  get maxLength(): number {
+    return this.promptLength + this.req.maxTokens;
+  }
+
+  /** Accepts a sampled token; sets `finish` when the sequence is done. */
+  accept(id: number): void {
+    const now = performance.now();
+    if (this.firstTokenAt < 0) this.firstTokenAt = now;
+    this.lastTokenAt = now;
+    if (this.stopIds.has(id)) {
+      this.end('stop');
+      return;
+    }
+    this.generated.push(id);
+    this.next = id;
+    this.req.onToken?.(id);
+    this.detok.push(id);
+    if (this.emit(false)) return;
+    if (this.generated.length >= this.req.maxTokens) this.end('length');
+  }
+
+  /** Streams safe text; true when a stop string ended the sequence. */
+  private emit(final: boolean): boolean {
+    const text = this.detok.text;
+    const scan = scanStops(text, this.emitted, this.req.stopStrings ?? []);
+    const end = scan.stopAt >= 0 ? scan.stopAt : final ? text.length : scan.safeEnd;
+    if (end > this.emitted) {
+      this.req.onText?.(text.slice(this.emitted, end));
+      this.emitted = end;
+    }
+    if (scan.stopAt >= 0) {
+      this.text = text.slice(0, scan.stopAt);
+      this.finish = 'stop';
+      return true;
+    }
+    return false;
+  }
+
+  end(reason: FinishReason, error?: string): void {
+    if (this.finish) return;
+    this.error = error;
+    if (reason === 'stop' || reason === 'length') {
+      this.detok.flush();
+      if (this.emit(true)) return;
+      this.text = this.detok.text;
+    } else {
+      // ended from outside: the text is what the client was sent
+      this.text = this.detok.text.slice(0, this.emitted);
+    }
+    this.finish = reason;
+  }
+
+  usage(): SeqUsage {
+    const end = this.lastTokenAt > 0 ? this.lastTokenAt : performance.now();
+    return {
+      finishReason: this.finish ?? 'error',
+      error: this.error,
+      text: this.text,
+      tokens: [...this.generated],
+      promptTokens: this.promptLength,
+      completionTokens: this.generated.length,
+      cachedTokens: this.cachedTokens,
+      prefillTokens: this.prefillTokens,
+      decodeTokens: Math.max(0, this.generated.length - 1),
+      keysAttended: this.keysAttended,
+      bytesLoaded: { ...this.bytesLoaded },
+      preemptions: this.preemptions,
+      timingsMs: {
+        queueWait: (this.admittedAt >= 0 ? this.admittedAt : end) - this.createdAt,
+        ttft: this.firstTokenAt >= 0 ? this.firstTokenAt - this.createdAt : -1,
+        total: performance.now() - this.createdAt,
+        assemble: this.assembleMs,
+      },
+    };
+  }
+}

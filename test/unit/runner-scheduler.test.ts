@@ -1,0 +1,122 @@
+// The runner's continuous-batching scheduler on the reference backend (exact): concurrent greedy
+// requests equal the same requests run alone, with chunked prefill, KV growth and preemption by
+// recompute under a tight memory cap; cancellation and deadlines free KV memory; FIFO admission.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type Engine, loadEngine } from '../../gpu-runner/engine/engine.ts';
+import { Scheduler } from '../../gpu-runner/server/scheduler.ts';
+import type { SeqRequest } from '../../gpu-runner/server/sequence.ts';
+import { tinyModels } from '../helpers/tiny-model.ts';
+
+const models = tinyModels();
+let engine: Engine;
+beforeAll(async () => {
+  engine = await loadEngine(models.make('llama', { arch: 'llama', seed: 5 }));
+});
+afterAll(() => {
+  engine.dispose();
+  models.cleanup();
+});
+
+const questions = Array.from(
+  { length: 16 },
+  (_, i) => `Question ${i}: ${'why '.repeat(i % 5)}is the sky blue?`,
+);
+const req = (q: string, maxTokens: number): SeqRequest => ({
+  system: engine.encode('You answer briefly.'),
+  chunks: [],
+  question: engine.encode(q),
+  mode: 'full',
+  maxTokens,
+  stopTokenIds: [],
+});
+
+describe('scheduler', () => {
+  it('16 concurrent greedy requests give the same tokens as one by one, under preemption', async () => {
+    const alone: number[][] = [];
+    const solo = new Scheduler(engine, { maxRunning: 1 });
+    for (const q of questions) alone.push((await solo.submit(req(q, 24))).tokens);
+    expect(solo.stats().kvBytesInUse).toBe(0);
+    // direct engine.generate agrees with the scheduler run alone
+    const [direct] = await engine.generate([
+      {
+        prompt: req(questions[3], 24).system.concat(req(questions[3], 24).question),
+        maxTokens: 24,
+        stopTokenIds: [],
+      },
+    ]);
+    expect(alone[3]).toEqual(direct.tokens);
+
+    // small step budget (chunked prefill), small growth blocks, and memory for ~5 sequences' worth:
+    // sequences must grow and preempt each other
+    const bpp = solo.bytesPerPosition;
+    const longest =
+      Math.max(...questions.map((q) => req(q, 24).question.length + req(q, 24).system.length)) + 24;
+    const busy = new Scheduler(engine, {
+      maxRunning: 16,
+      maxStepTokens: 48,
+      growBlock: 4,
+      kvBytes: longest * 5 * bpp,
+    });
+    const usages = await Promise.all(questions.map((q) => busy.submit(req(q, 24))));
+    expect(usages.map((u) => u.tokens)).toEqual(alone);
+    expect(usages.every((u) => u.finishReason === 'length')).toBe(true);
+    const stats = busy.stats();
+    expect(stats.preemptions).toBeGreaterThan(0);
+    expect(usages.some((u) => u.preemptions > 0)).toBe(true);
+    expect(stats.kvBytesInUse).toBe(0);
+    expect(stats.running + stats.waiting).toBe(0);
+    // text streamed equals the final text
+    expect(usages[0].text).toBe(engine.decode(usages[0].tokens));
+  });
+
+  it('streams text deltas that add up to the final text', async () => {
+    const s = new Scheduler(engine);
+    let streamed = '';
+    const u = await s.submit({ ...req('Hello?', 16), onText: (d) => (streamed += d) });
+    expect(streamed).toBe(u.text);
+    expect(u.completionTokens).toBe(16);
+    expect(u.promptTokens).toBe(req('Hello?', 16).system.length + req('Hello?', 16).question.length);
+    expect(u.timingsMs.ttft).toBeGreaterThan(0);
+  });
+
+  it('an aborted request ends and frees its KV memory while others continue', async () => {
+    const s = new Scheduler(engine, { maxStepTokens: 64 });
+    const ac = new AbortController();
+    let tokens = 0;
+    const long = s.submit({
+      ...req('Tell me a long story.', 400),
+      signal: ac.signal,
+      onToken: () => {
+        if (++tokens === 5) ac.abort();
+      },
+    });
+    const other = s.submit(req('Short one.', 8));
+    const u = await long;
+    expect(u.finishReason).toBe('aborted');
+    expect(u.completionTokens).toBeLessThan(10);
+    expect((await other).finishReason).toBe('length');
+    expect(s.stats().kvBytesInUse).toBe(0);
+  });
+
+  it('a request past its deadline ends with reason deadline', async () => {
+    const s = new Scheduler(engine);
+    const u = await s.submit({ ...req('Deadline?', 400), deadline: performance.now() + 30 });
+    expect(u.finishReason).toBe('deadline');
+    expect(u.completionTokens).toBeLessThan(400);
+    expect(s.stats().kvBytesInUse).toBe(0);
+  });
+
+  it('admits in arrival order when only one sequence fits', async () => {
+    const s = new Scheduler(engine, { maxRunning: 1 });
+    const order: number[] = [];
+    await Promise.all([0, 1, 2, 3].map((i) => s.submit(req(`q${i}`, 3)).then(() => order.push(i))));
+    expect(order).toEqual([0, 1, 2, 3]);
+  });
+
+  it('refuses requests that can never run', () => {
+    const s = new Scheduler(engine, { kvBytes: 1024 });
+    expect(() => s.submit(req('x', 4))).toThrow(/KV memory/);
+    expect(() => s.submit({ ...req('x', 4), maxTokens: 0 })).toThrow(/maxTokens/);
+    expect(() => s.submit({ ...req('x', engine.maxContext) })).toThrow(/context/);
+  });
+});
