@@ -99,6 +99,20 @@ describe('ingestion workers (API + PGlite wire + BullMQ/redis-server + fs blobs)
       return h.blobs.get(key, range);
     };
     deps = { db: h.db.db, blobs, embeddings, model };
+    // every status a document row takes, in order (test-only audit trigger)
+    await h.db.db.execute(
+      sql`create table status_log (seq bigserial primary key, document_id uuid, status text)`,
+    );
+    await h.db.db.execute(sql`create function log_status() returns trigger language plpgsql as $$
+      begin
+        if tg_op = 'INSERT' or new.status is distinct from old.status then
+          insert into status_log (document_id, status) values (new.id, new.status);
+        end if;
+        return new;
+      end $$`);
+    await h.db.db.execute(
+      sql`create trigger documents_status_log after insert or update on documents for each row execute function log_status()`,
+    );
     workers = startWorkers(deps, queue, { relay: { idleMs: 50 }, sweepEveryMs: 0 });
   });
 
@@ -210,6 +224,18 @@ describe('ingestion workers (API + PGlite wire + BullMQ/redis-server + fs blobs)
         expect(a.objectKey).toBe(stored.get(a.chunkHash));
       }
       expect((await statusOf(doc.id)).error).toBeNull();
+      const log = await queryRows<{ status: string }>(
+        h.db.db,
+        sql`select status from status_log where document_id = ${doc.id} order by seq`,
+      );
+      expect(log.map((r) => r.status)).toEqual([
+        'queued',
+        'parsing',
+        'chunking',
+        'embedding',
+        'precomputing',
+        'ready',
+      ]);
 
       // a second document sharing all chunks but the last: only the missing artifact is precomputed
       precomputed.length = 0;
@@ -266,6 +292,11 @@ describe('ingestion workers (API + PGlite wire + BullMQ/redis-server + fs blobs)
       return d.status === 'failed' ? d : null;
     }, 'failed');
     expect(failed.error).toMatch(/pdf/i);
+    const log = await queryRows<{ status: string }>(
+      h.db.db,
+      sql`select status from status_log where document_id = ${doc.id} order by seq`,
+    );
+    expect(log.map((r) => r.status)).toEqual(['queued', 'parsing', 'failed']);
     expect(await h.db.db.select().from(chunks).where(eq(chunks.documentId, doc.id))).toEqual([]);
     const job = await waitForValue(async () => {
       const j = await queue.getJob('ingest', `ingest-${doc.id}`);
