@@ -1,10 +1,11 @@
 // `kvrag bench ttft [--context 2048,8192,16384] [--chunk-tokens 512] [--question 32] [--system 32]
-//   [--modes full,prefix,independent,blend,link] [--runs 3] [--model DIR] [--backend wasm|reference] [--json]`
+//   [--modes full,prefix,independent,blend,link] [--runs 3] [--model DIR] [--backend wasm|reference] [--temps warm,cold,hot] [--s3] [--json]`
 // Time to first token per reuse mode, measured side by side in one run: for each context length, k
 // chunks of --chunk-tokens tokens behind a system prefix, then a question. Each artifact mode runs warm
 // (artifacts in host memory, uploaded to the device per request) and cold (a fresh runner: empty host
-// memory, artifacts read from the object store — a FsBlobStore in a temp dir; the OS page cache may hold
-// the files). TTFT = assembly (load, re-rotate, recompute) + question prefill up to the first token's
+// memory, artifacts read from the object store — a FsBlobStore in a temp dir, whose files the OS page
+// cache may hold, or with --s3 the S3 protocol through a local s3rver). --temps adds `hot` (resident in
+// engine memory). TTFT = assembly (load, re-rotate, recompute) + question prefill up to the first token's
 // logits; median of --runs runs, interleaved across modes so machine noise hits all alike. Artifacts are
 // f16, precomputed once before timing. Without --model, a generated Llama (hidden 512, 8 layers, 4/2
 // heads of 64, intermediate 1408, byte vocab) with max_position_embeddings raised to fit the contexts.
@@ -25,7 +26,9 @@ import {
 } from '../gpu-runner/engine/reuse/assemble.ts';
 import { makeTinyModel } from '../gpu-runner/tools/make-tiny-model.ts';
 import { numberOption, parseOptions, UsageError } from '../src/cli/args.ts';
+import type { BlobStore } from '../src/storage/blob-store.ts';
 import { FsBlobStore } from '../src/storage/fs.ts';
+import { S3BlobStore } from '../src/storage/s3.ts';
 import { type Cell, emit, formatTable } from './_report.ts';
 
 export type TtftResult = {
@@ -148,6 +151,7 @@ export async function run(args: string[]): Promise<number> {
     'check-layer': { type: 'string' },
     'link-tokens': { type: 'string' },
     temps: { type: 'string', default: 'warm,cold' },
+    s3: { type: 'boolean', default: false },
   });
   const temps = (values.temps ?? '').split(',') as Temp[];
   for (const t of temps)
@@ -172,6 +176,7 @@ export async function run(args: string[]): Promise<number> {
 
   const tmp = mkdtempSync(join(tmpdir(), 'kvrag-bench-ttft-'));
   let engine: Engine | null = null;
+  let stopS3: (() => Promise<void>) | null = null;
   try {
     const dir = values.model ?? join(tmp, 'model');
     if (!values.model) {
@@ -184,7 +189,14 @@ export async function run(args: string[]): Promise<number> {
     const e = await loadEngine(dir, { backend });
     engine = e;
     if (e.maxContext < maxTokens) throw new UsageError(`model context ${e.maxContext} < ${maxTokens} tokens`);
-    const blobs = new FsBlobStore(join(tmp, 'objects'));
+    let blobs: BlobStore = new FsBlobStore(join(tmp, 'objects'));
+    if (values.s3) {
+      // the S3 protocol through s3rver on loopback (the test helper's server: a dev dependency)
+      const { startS3 } = await import('../test/helpers/s3-server.ts');
+      const srv = await startS3('kvrag-bench');
+      stopS3 = srv.stop;
+      blobs = new S3BlobStore({ ...srv, forcePathStyle: true });
+    }
     const storeWith = (host: HostTier) =>
       new ArtifactStore({
         fingerprint: e.fingerprint,
@@ -300,6 +312,7 @@ export async function run(args: string[]): Promise<number> {
     return 0;
   } finally {
     engine?.dispose();
+    await stopS3?.();
     rmSync(tmp, { recursive: true, force: true });
   }
 }

@@ -4,29 +4,16 @@
 // full's TTFT over the row's.
 import { afterAll, describe, expect, it } from 'vitest';
 import { run, type TtftResult, ttftTable } from '../../bench/ttft.ts';
+import { captureStdout } from '../helpers/capture-stdout.ts';
 import { tinyModels } from '../helpers/tiny-model.ts';
 
 const models = tinyModels();
 afterAll(() => models.cleanup());
 
-async function capture(fn: () => Promise<number>): Promise<{ code: number; out: string }> {
-  const write = process.stdout.write;
-  let out = '';
-  process.stdout.write = ((chunk: string | Uint8Array) => {
-    out += typeof chunk === 'string' ? chunk : Buffer.from(chunk).toString();
-    return true;
-  }) as typeof process.stdout.write;
-  try {
-    return { code: await fn(), out };
-  } finally {
-    process.stdout.write = write;
-  }
-}
-
 describe('bench ttft', () => {
   it('measures every mode at every context, warm, cold and hot, in one JSON object', async () => {
     const model = models.make('bench', { layers: 3, seed: 2 });
-    const { code, out } = await capture(() =>
+    const { code, out } = await captureStdout(() =>
       run([
         '--json',
         '--model',
