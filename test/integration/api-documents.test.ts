@@ -255,6 +255,16 @@ describe('upload', () => {
         400,
       ],
       ['missing text', () => uploadJson({ filename: 'a.txt' }), 400],
+      [
+        'malformed multipart',
+        () =>
+          h.call('POST', docsPath(), {
+            key: a.key,
+            body: '--xyz\r\nContent-Disposition: form-data; name="file"; filename="a.txt"\r\n\r\nunterminated',
+            headers: { 'content-type': 'multipart/form-data; boundary=xyz' },
+          }),
+        400,
+      ],
       ['PDF as JSON text', () => uploadJson({ text: '%PDF-1.4', content_type: 'application/pdf' }), 400],
       [
         'wrong content type',
