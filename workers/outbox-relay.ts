@@ -85,6 +85,8 @@ export interface RelayLoopOptions extends RelayOptions {
 }
 
 export interface RelayLoop {
+  /** Starts the next pass now instead of after the idle pause (call after committing outbox rows). */
+  poke(): void;
   /** Finishes the pass in progress, then stops. */
   stop(): Promise<void>;
 }
@@ -94,16 +96,22 @@ export function startOutboxRelay(db: Database, queue: JobQueue, opts: RelayLoopO
   const batchSize = opts.batchSize ?? 100;
   let stopped = false;
   let wake: (() => void) | undefined;
+  /** Set by poke() during a pass, so the pause after it is skipped. */
+  let poked = false;
   const pause = (ms: number) =>
     new Promise<void>((resolve) => {
+      if (poked || stopped) return resolve();
       const t = setTimeout(resolve, ms);
       wake = () => {
         clearTimeout(t);
         resolve();
       };
+    }).finally(() => {
+      wake = undefined;
     });
   const loop = (async () => {
     while (!stopped) {
+      poked = false;
       try {
         const r = await relayOnce(db, queue, { ...opts, batchSize });
         if (r.delivered + r.failed < batchSize || r.delivered === 0) await pause(opts.idleMs ?? 500);
@@ -116,6 +124,10 @@ export function startOutboxRelay(db: Database, queue: JobQueue, opts: RelayLoopO
     }
   })();
   return {
+    poke() {
+      poked = true;
+      wake?.();
+    },
     async stop() {
       stopped = true;
       wake?.();

@@ -185,4 +185,21 @@ describe('outbox + relay (PGlite over the wire, BullMQ on redis-server)', () => 
       await loop.stop();
     }
   });
+
+  it('relays at once when poked instead of waiting out the idle pause', async () => {
+    await reset();
+    const q = openQueue(`relay${prefixN++}`);
+    const loop = startOutboxRelay(db.db, q, { idleMs: 60_000 });
+    try {
+      await new Promise((r) => setTimeout(r, 200)); // the first (empty) pass is over: the loop is idle
+      await addToOutbox(db.db, { queue: 'gc', jobId: 'gc-poked', payload: gc(1) });
+      const t0 = Date.now();
+      loop.poke();
+      await waitFor(async () => (await undelivered()) === 0, 'poked relay', 5_000);
+      expect(Date.now() - t0).toBeLessThan(5_000);
+      expect((await q.getJob('gc', 'gc-poked'))?.state).toBe('waiting');
+    } finally {
+      await loop.stop();
+    }
+  });
 });
