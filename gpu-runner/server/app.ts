@@ -1,0 +1,182 @@
+// The runner's HTTP API (Hono): POST /v1/generate (SSE), POST /v1/precompute, GET /v1/artifacts/:key,
+// /healthz, /readyz, /metrics. Bodies are checked with zod; every error is the envelope of src/errors.ts.
+import { Hono } from 'hono';
+import { streamSSE } from 'hono/streaming';
+import { AppError, asAppError, toEnvelope } from '../../src/errors.ts';
+import { parseWith } from '../../src/routes/validate.ts';
+import type { Log } from '../../src/services.ts';
+import { artifactObjectKey } from '../engine/kv/artifact-format.ts';
+import { precomputeChunks } from '../engine/kv/precompute.ts';
+import { blockTokens, type RunnerCore, tierStats } from './core.ts';
+import type { SeqRequest } from './sequence.ts';
+import { type GenerateBody, generateBodySchema, precomputeBodySchema } from './schemas.ts';
+
+type RunnerEnv = { Variables: { requestId: string } };
+
+const MAX_BODY_BYTES = 16 * 1024 * 1024;
+
+export function createRunnerApp(core: RunnerCore, log?: Log): Hono<RunnerEnv> {
+  const app = new Hono<RunnerEnv>();
+
+  app.use('*', async (c, next) => {
+    const incoming = c.req.header('x-request-id');
+    const id = incoming && /^[\w.-]{1,128}$/.test(incoming) ? incoming : crypto.randomUUID();
+    c.set('requestId', id);
+    c.header('x-request-id', id);
+    await next();
+  });
+  app.notFound((c) =>
+    c.json(toEnvelope(new AppError('not_found', 'no such route'), c.get('requestId') ?? ''), 404),
+  );
+  app.onError((e, c) => {
+    const err = asAppError(e);
+    if (err.status >= 500)
+      log?.('error', 'runner request failed', { request_id: c.get('requestId'), err: String(e) });
+    return c.json(toEnvelope(err, c.get('requestId') ?? ''), err.status as 400);
+  });
+
+  app.get('/healthz', (c) => c.json({ ok: true }));
+  app.get('/readyz', (c) =>
+    core.ready
+      ? c.json({ ready: true, fingerprint: core.engine.fingerprint })
+      : c.json(toEnvelope(new AppError('unavailable', 'runner is not ready'), c.get('requestId')), 503),
+  );
+  app.get('/metrics', (c) =>
+    c.text(
+      core.metrics.render({ scheduler: () => core.scheduler.stats(), tiers: () => tierStats(core) }),
+      200,
+      {
+        'content-type': 'text/plain; version=0.0.4; charset=utf-8',
+      },
+    ),
+  );
+
+  app.get('/v1/artifacts/:key', async (c) => {
+    const key = c.req.param('key');
+    if (!/^[0-9a-f]{64}$/.test(key))
+      throw new AppError('bad_request', 'artifact key must be 64 lowercase hex characters');
+    const tiers = { engine: core.engineTier.has(key), ...(await core.store.where(key)) };
+    const order = ['engine', 'host', 'disk', 'object'] as const;
+    const tier = order.find((t) => tiers[t as keyof typeof tiers]) ?? null;
+    return c.json({
+      key,
+      present: tier !== null,
+      tier,
+      tiers,
+      objectKey: artifactObjectKey(core.engine.fingerprint, key),
+    });
+  });
+
+  app.post('/v1/precompute', async (c) => {
+    if (!core.ready) throw new AppError('unavailable', 'runner is shutting down');
+    const body = parseWith(precomputeBodySchema, await jsonOf(c.req.raw), 'request body');
+    const chunks = body.chunks.map((ch) => ({ tokenIds: ch.tokenIds ?? core.engine.encode(ch.text!) }));
+    for (const [i, ch] of chunks.entries()) {
+      if (ch.tokenIds.length === 0) throw new AppError('bad_request', `chunk ${i} encodes to no tokens`);
+      if (ch.tokenIds.length > core.engine.maxContext)
+        throw new AppError('bad_request', `chunk ${i} exceeds the model context ${core.engine.maxContext}`);
+      if (ch.tokenIds.some((t) => t >= core.engine.config.vocabSize))
+        throw new AppError('bad_request', `chunk ${i} has token ids outside the vocabulary`);
+    }
+    const results = await core.scheduler.mutex.run(() =>
+      precomputeChunks(core.engine, core.store, chunks, { dtype: body.dtype }),
+    );
+    for (const r of results) core.metrics.precompute(r.skipped ? 'skipped' : 'stored', 1);
+    return c.json({
+      fingerprint: core.engine.fingerprint,
+      artifacts: results.map((r) => ({ ...r, objectKey: artifactObjectKey(core.engine.fingerprint, r.key) })),
+    });
+  });
+
+  app.post('/v1/generate', async (c) => {
+    if (!core.ready) throw new AppError('unavailable', 'runner is shutting down');
+    const body = parseWith(generateBodySchema, await jsonOf(c.req.raw), 'request body');
+    const ac = new AbortController();
+    // the client going away (request signal) ends the sequence and frees its KV memory
+    c.req.raw.signal.addEventListener('abort', () => ac.abort(), { once: true });
+    const queue: { event: string; data: unknown }[] = [];
+    let wake: (() => void) | null = null;
+    const push = (event: string, data: unknown) => {
+      queue.push({ event, data });
+      wake?.();
+    };
+    const req = await toSeqRequest(core, body, ac.signal);
+    req.onText = (text) => push('token', { text });
+    const done = core.scheduler.submit(req).then(
+      (usage) => push('done', usage),
+      (err) => push('error', toEnvelope(asAppError(err), c.get('requestId')).error),
+    );
+    return streamSSE(c, async (stream) => {
+      stream.onAbort(() => ac.abort());
+      for (;;) {
+        while (queue.length > 0) {
+          const m = queue.shift()!;
+          await stream.writeSSE({ event: m.event, data: JSON.stringify(m.data) });
+          if (m.event === 'done' || m.event === 'error') return;
+        }
+        if (stream.aborted) {
+          await done;
+          return;
+        }
+        await new Promise<void>((r) => {
+          wake = r;
+        });
+        wake = null;
+      }
+    });
+  });
+
+  return app;
+}
+
+async function jsonOf(req: Request): Promise<unknown> {
+  const type = (req.headers.get('content-type') ?? '').split(';')[0].trim().toLowerCase();
+  if (type !== 'application/json')
+    throw new AppError('unsupported_media_type', 'send the request body as application/json');
+  const declared = Number(req.headers.get('content-length') ?? 0);
+  if (declared > MAX_BODY_BYTES)
+    throw new AppError('payload_too_large', `request body over ${MAX_BODY_BYTES} bytes`);
+  const text = await req.text();
+  if (text.length > MAX_BODY_BYTES)
+    throw new AppError('payload_too_large', `request body over ${MAX_BODY_BYTES} bytes`);
+  try {
+    return JSON.parse(text);
+  } catch {
+    throw new AppError('bad_request', 'request body is not valid JSON');
+  }
+}
+
+/** The scheduler's request from the API body: blocks resolved to token ids, the question encoded. */
+async function toSeqRequest(core: RunnerCore, body: GenerateBody, signal: AbortSignal): Promise<SeqRequest> {
+  const e = core.engine;
+  const system =
+    body.system === undefined
+      ? []
+      : typeof body.system === 'string'
+        ? e.encode(body.system)
+        : await blockTokens(core, body.system);
+  const chunks = await Promise.all(body.chunks.map((b) => blockTokens(core, b)));
+  let question: number[];
+  if (body.messages) {
+    if (!e.chatTemplate)
+      throw new AppError('bad_request', 'this model has no chat template; send `question`');
+    question = e.encodeChat(body.messages);
+  } else question = e.encode(body.question!);
+  const vocab = e.config.vocabSize;
+  if ([system, ...chunks, question].some((t) => t.some((id) => id >= vocab)))
+    throw new AppError('bad_request', 'token ids outside the vocabulary');
+  return {
+    system,
+    chunks: chunks.filter((c) => c.length > 0),
+    question,
+    mode: body.reuse.mode,
+    blendRatio: body.reuse.blendRatio,
+    linkTokens: body.reuse.linkTokens,
+    maxTokens: body.maxTokens,
+    sampling: body.sampling,
+    stopTokenIds: body.ignoreEos ? [] : undefined,
+    stopStrings: body.stop,
+    signal,
+    deadline: body.deadlineMs === undefined ? undefined : performance.now() + body.deadlineMs,
+  };
+}

@@ -1,0 +1,70 @@
+// The runner's registry heartbeat (DESIGN.md §4.4): every `intervalMs` it publishes id, URL, model
+// fingerprint, load (running, waiting, cap), free KV memory and a Bloom filter of the artifacts it holds
+// close, with a TTL of a few intervals, so a runner that dies drops out of routing on its own.
+import { BloomFilter } from '../../src/routing/bloom.ts';
+import type { RunnerHeartbeat } from '../../src/routing/heartbeat.ts';
+import type { RunnerRegistry } from '../../src/routing/registry.ts';
+import type { Log } from '../../src/services.ts';
+import { type RunnerCore, residentKeys } from './core.ts';
+
+export interface HeartbeatOptions {
+  /** Default 2000 ms. */
+  intervalMs?: number;
+  /** Default 3 × interval. */
+  ttlMs?: number;
+  log?: Log;
+}
+
+export function heartbeatOf(core: RunnerCore): RunnerHeartbeat {
+  const s = core.scheduler.stats();
+  const keys = residentKeys(core);
+  const bloom = BloomFilter.forCapacity(Math.max(64, keys.length));
+  for (const k of keys) bloom.add(k);
+  return {
+    v: 1,
+    id: core.id,
+    url: core.url,
+    models: [core.engine.fingerprint],
+    load: { running: s.running, waiting: s.waiting, maxRunning: s.maxRunning },
+    kvFreeBytes: Math.max(0, s.kvBytesCapacity - s.kvBytesInUse),
+    artifacts: bloom.toJSON(),
+    sentAt: Date.now(),
+  };
+}
+
+export interface HeartbeatLoop {
+  /** Publishes once now (awaited), e.g. right after start. */
+  beat(): Promise<void>;
+  /** Stops beating and removes this runner from the registry. */
+  stop(): Promise<void>;
+}
+
+export function startHeartbeat(
+  core: RunnerCore,
+  registry: RunnerRegistry,
+  opts: HeartbeatOptions = {},
+): HeartbeatLoop {
+  const interval = opts.intervalMs ?? 2000;
+  const ttl = opts.ttlMs ?? 3 * interval;
+  let stopped = false;
+  let inflight: Promise<void> = Promise.resolve();
+  const beat = () => {
+    inflight = registry.publish(heartbeatOf(core), ttl).catch((err) => {
+      opts.log?.('warn', 'heartbeat failed', { err: String(err) });
+    });
+    return inflight;
+  };
+  const timer = setInterval(() => {
+    if (!stopped) void beat();
+  }, interval);
+  timer.unref();
+  return {
+    beat,
+    async stop() {
+      stopped = true;
+      clearInterval(timer);
+      await inflight;
+      await registry.remove(core.id).catch(() => {});
+    },
+  };
+}

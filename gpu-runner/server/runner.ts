@@ -1,0 +1,174 @@
+// createRunner: one runner process's parts wired together — engine, artifact tiers, scheduler, HTTP app,
+// precompute consumer and registry heartbeat — with start() and a graceful stop(). `kvrag runner` builds
+// it from configuration; embedded `kvrag serve` can build it in-process and call `app.fetch` directly.
+import { hostname } from 'node:os';
+import { join } from 'node:path';
+import { type ServerType, serve } from '@hono/node-server';
+import type { Hono } from 'hono';
+import type { Consumer, JobQueue } from '../../src/queue/types.ts';
+import type { RunnerRegistry } from '../../src/routing/registry.ts';
+import type { Log } from '../../src/services.ts';
+import type { BlobStore } from '../../src/storage/blob-store.ts';
+import type { Backend } from '../engine/backends/types.ts';
+import type { CpuBackendKind } from '../engine/backends/cpu-backend.ts';
+import { type Engine, loadEngine } from '../engine/engine.ts';
+import type { KVDType } from '../engine/kv/artifact-format.ts';
+import { ArtifactStore } from '../engine/kv/artifact-store.ts';
+import { EngineTier } from '../engine/kv/engine-tier.ts';
+import { ObjectTier } from '../engine/kv/object-tier.ts';
+import { DiskTier, HostTier } from '../engine/kv/tiers.ts';
+import { Assembler } from '../engine/reuse/assemble.ts';
+import type { WeightDType } from '../engine/weights.ts';
+import { createRunnerApp } from './app.ts';
+import type { RunnerCore } from './core.ts';
+import { type HeartbeatLoop, startHeartbeat } from './heartbeat-loop.ts';
+import { RunnerMetrics } from './metrics.ts';
+import { startPrecomputeConsumer } from './precompute-consumer.ts';
+import { Scheduler, type SchedulerOptions } from './scheduler.ts';
+
+export interface RunnerOptions {
+  /** A loaded engine (kept on stop) or a model directory (loaded here, disposed on stop). */
+  engine?: Engine;
+  modelDir?: string;
+  backend?: Backend | CpuBackendKind;
+  threads?: number;
+  weightDType?: WeightDType;
+  maxContext?: number;
+  /** The object store: durable home of artifacts. */
+  blobs: BlobStore;
+  /** Host-memory artifact tier bytes. Default 256 MiB. */
+  kvHostBytes?: number;
+  /** Local disk tier: directory and bytes; absent = no disk tier. */
+  kvDiskDir?: string;
+  kvDiskBytes?: number;
+  /** Engine-memory tier (resident artifacts on the device) bytes. Default 128 MiB. */
+  kvEngineBytes?: number;
+  dtype?: KVDType;
+  scheduler?: Omit<SchedulerOptions, 'assembler' | 'observer' | 'mutex'>;
+  /** Consume `precompute` from this queue (and emit `precompute-done` to it). */
+  queue?: JobQueue;
+  /** Publish heartbeats here. */
+  registry?: RunnerRegistry;
+  heartbeatMs?: number;
+  id?: string;
+  /** The URL routers use to reach this runner. Default http://<hostname>:<port>. */
+  url?: string;
+  /** Listen here on start(); absent = no HTTP server (in-process use through app.fetch). */
+  port?: number;
+  host?: string;
+  log?: Log;
+}
+
+export interface Runner {
+  core: RunnerCore;
+  app: Hono<{ Variables: { requestId: string } }>;
+  /** Listens (when a port was given), starts consuming and heartbeating; resolves with the bound port. */
+  start(): Promise<{ port: number | null }>;
+  /**
+   * Graceful shutdown: refuse new work, leave the registry, hand back the running precompute job (it is
+   * retried elsewhere), let running requests finish for up to graceMs (the rest end with reason
+   * `shutdown`), close the server and free the engine if it was loaded here.
+   */
+  stop(opts?: { graceMs?: number }): Promise<void>;
+}
+
+export async function createRunner(opts: RunnerOptions): Promise<Runner> {
+  const owned = !opts.engine;
+  let backend: Backend | CpuBackendKind = opts.backend ?? 'auto';
+  if (typeof backend === 'string' && backend !== 'reference' && opts.threads) {
+    const { createCpuBackend } = await import('../engine/backends/cpu-backend.ts');
+    backend = await createCpuBackend(backend, { threads: opts.threads });
+  }
+  if (!opts.engine && !opts.modelDir)
+    throw new Error('createRunner: an engine or a model directory is needed');
+  const engine =
+    opts.engine ??
+    (await loadEngine(opts.modelDir!, {
+      backend,
+      weightDType: opts.weightDType,
+      maxContext: opts.maxContext,
+    }));
+  const host = new HostTier(opts.kvHostBytes ?? 256 * 1024 * 1024);
+  const disk = opts.kvDiskDir
+    ? await DiskTier.open(opts.kvDiskDir, opts.kvDiskBytes ?? 1024 ** 3)
+    : undefined;
+  const store = new ArtifactStore({
+    fingerprint: engine.fingerprint,
+    tokenizerHash: engine.tokenizer.hash,
+    host,
+    disk,
+    object: new ObjectTier(opts.blobs, engine.fingerprint),
+  });
+  const dtype = opts.dtype ?? 'f16';
+  const engineTier = new EngineTier(
+    engine.backend,
+    engine.config,
+    store,
+    opts.kvEngineBytes ?? 128 * 1024 * 1024,
+  );
+  const assembler = new Assembler(engine, engineTier, { dtype });
+  const metrics = new RunnerMetrics();
+  const scheduler = new Scheduler(engine, { ...opts.scheduler, assembler, observer: metrics });
+  const port = opts.port;
+  const core: RunnerCore = {
+    id: opts.id ?? `${hostname()}-${process.pid}`,
+    url: opts.url ?? `http://${hostname()}:${port ?? 0}`,
+    engine,
+    store,
+    engineTier,
+    host,
+    disk,
+    assembler,
+    scheduler,
+    metrics,
+    dtype,
+    ready: false,
+  };
+  const app = createRunnerApp(core, opts.log);
+  let server: ServerType | null = null;
+  let consumer: Consumer | null = null;
+  let heartbeat: HeartbeatLoop | null = null;
+
+  return {
+    core,
+    app,
+    async start() {
+      let bound: number | null = null;
+      if (port !== undefined) {
+        bound = await new Promise<number>((resolve, reject) => {
+          const s = serve({ fetch: app.fetch, port, hostname: opts.host ?? '0.0.0.0' }, (info) =>
+            resolve(info.port),
+          );
+          s.once('error', reject);
+          server = s;
+        });
+        if (!opts.url)
+          core.url = `http://${opts.host && opts.host !== '0.0.0.0' ? opts.host : hostname()}:${bound}`;
+      }
+      core.ready = true;
+      if (opts.queue) consumer = startPrecomputeConsumer(core, opts.queue, opts.blobs, { log: opts.log });
+      if (opts.registry) {
+        heartbeat = startHeartbeat(core, opts.registry, { intervalMs: opts.heartbeatMs, log: opts.log });
+        await heartbeat.beat();
+      }
+      opts.log?.('info', 'runner started', { id: core.id, url: core.url, fingerprint: engine.fingerprint });
+      return { port: bound };
+    },
+    async stop({ graceMs = 30_000 } = {}) {
+      core.ready = false;
+      await heartbeat?.stop();
+      await consumer?.close();
+      await scheduler.drain(graceMs);
+      const s = server as ServerType | null;
+      if (s) await new Promise<void>((resolve) => s.close(() => resolve()));
+      assembler.dispose();
+      if (owned) engine.dispose();
+      opts.log?.('info', 'runner stopped', { id: core.id });
+    },
+  };
+}
+
+/** The local disk tier's directory under a data dir. */
+export function diskTierDir(dataDir: string): string {
+  return join(dataDir, 'kv');
+}

@@ -1,0 +1,87 @@
+// Request bodies of the runner API (plain, versionless JSON checked with zod at the boundary).
+import { z } from 'zod';
+import { REUSE_MODES } from '../engine/reuse/assemble.ts';
+import { samplingSchema } from '../engine/sampler.ts';
+
+const tokenIds = z.array(z.number().int().nonnegative()).min(1).max(131072);
+const artifactKey = z.string().regex(/^[0-9a-f]{64}$/, 'must be a 64-character lowercase hex artifact key');
+
+/** A block of context: a stored artifact by key, token ids, or text (encoded by the runner). */
+export const contextBlockSchema = z
+  .object({
+    key: artifactKey.optional(),
+    tokenIds: tokenIds.optional(),
+    text: z.string().min(1).max(1_000_000).optional(),
+  })
+  .strict()
+  .refine(
+    (b) => [b.key, b.tokenIds, b.text].filter((x) => x !== undefined).length === 1,
+    'exactly one of key, tokenIds and text',
+  );
+export type ContextBlock = z.infer<typeof contextBlockSchema>;
+
+const messageSchema = z
+  .object({ role: z.enum(['system', 'user', 'assistant']), content: z.string().max(1_000_000) })
+  .strict();
+
+export const generateBodySchema = z
+  .object({
+    /** System prefix, placed before the chunks. */
+    system: z.union([z.string().max(1_000_000), contextBlockSchema]).optional(),
+    chunks: z.array(contextBlockSchema).max(256).default([]),
+    /** The question as raw text (encoded as is) … */
+    question: z.string().min(1).max(1_000_000).optional(),
+    /** … or chat messages, rendered with the model's chat template (ending with the assistant turn). */
+    messages: z.array(messageSchema).min(1).max(256).optional(),
+    maxTokens: z.number().int().min(1).max(32768).default(256),
+    sampling: samplingSchema.default({ temperature: 0, topK: 0, topP: 1 }),
+    stop: z.array(z.string().min(1).max(256)).max(16).default([]),
+    /** Ignore eos: generate exactly maxTokens (benchmarks). */
+    ignoreEos: z.boolean().default(false),
+    reuse: z
+      .object({
+        mode: z.enum(REUSE_MODES).default('independent'),
+        blendRatio: z.number().gt(0).max(1).optional(),
+        linkTokens: z.number().int().min(0).max(4096).optional(),
+      })
+      .strict()
+      .default({ mode: 'independent' }),
+    /**
+     * Squeezed attention over the fixed context and sparse prefill of the question (DESIGN.md §4.2–4.3).
+     * The engine does not implement them yet: only `enabled: false` (dense attention) is accepted.
+     */
+    squeezed: z
+      .object({ enabled: z.literal(false), budget: z.number().gt(0).max(1).optional() })
+      .strict()
+      .optional(),
+    sparse: z
+      .object({ enabled: z.literal(false), pattern: z.string().max(64).optional() })
+      .strict()
+      .optional(),
+    /** Per-request deadline, ms from arrival: the sequence ends with finish reason `deadline`. */
+    deadlineMs: z.number().int().min(1).max(3_600_000).optional(),
+  })
+  .strict()
+  .refine((b) => (b.question === undefined) !== (b.messages === undefined), {
+    message: 'exactly one of question and messages',
+  });
+export type GenerateBody = z.infer<typeof generateBodySchema>;
+
+export const precomputeBodySchema = z
+  .object({
+    chunks: z
+      .array(
+        z
+          .object({ tokenIds: tokenIds.optional(), text: z.string().min(1).max(1_000_000).optional() })
+          .strict()
+          .refine(
+            (c) => (c.tokenIds === undefined) !== (c.text === undefined),
+            'exactly one of tokenIds and text',
+          ),
+      )
+      .min(1)
+      .max(64),
+    dtype: z.enum(['f16', 'f32']).default('f16'),
+  })
+  .strict();
+export type PrecomputeBody = z.infer<typeof precomputeBodySchema>;
