@@ -59,11 +59,7 @@ const docWhere = (s: Scope) => and(eq(documents.id, s.documentId), eq(documents.
  * visible until the job succeeds or fails for good.
  */
 async function setStatus(db: Database, s: Scope, status: DocumentStatus): Promise<void> {
-  const rows = await db
-    .update(documents)
-    .set({ status })
-    .where(docWhere(s))
-    .returning({ id: documents.id });
+  const rows = await db.update(documents).set({ status }).where(docWhere(s)).returning({ id: documents.id });
   if (rows.length === 0) throw new DocumentGone();
 }
 
@@ -149,6 +145,18 @@ async function storeChunks(
   prepared: PreparedChunk[],
 ): Promise<IngestResult> {
   const fingerprint = deps.model.fingerprint;
+  // token ids of each distinct chunk, for its precompute job: computed before the transaction opens
+  // (seconds for a long document), yielding to timers and I/O every ~50 ms
+  const tokenIds = new Map<string, number[]>();
+  let since = Date.now();
+  for (const c of prepared) {
+    if (tokenIds.has(c.contentHash)) continue;
+    tokenIds.set(c.contentHash, deps.model.tokenizer.encode(c.text));
+    if (Date.now() - since > 50) {
+      await new Promise((resolve) => setTimeout(resolve, 0));
+      since = Date.now();
+    }
+  }
   return deps.db.transaction(async (tx) => {
     // Locks the document against a concurrent delete; gone = deleted meanwhile.
     const [locked] = await tx.select({ id: documents.id }).from(documents).where(docWhere(s)).for('update');
@@ -200,7 +208,7 @@ async function storeChunks(
       .filter((h) => !ready.has(h))
       .map((h) => {
         const i = firstOf.get(h)!;
-        return { chunkHash: h, chunkId: ids[i], tokenIds: deps.model.tokenizer.encode(prepared[i].text) };
+        return { chunkHash: h, chunkId: ids[i], tokenIds: tokenIds.get(h)! };
       });
     const status = missing.length === 0 ? 'ready' : 'precomputing';
     await tx.update(documents).set({ status, error: null }).where(docWhere(s));

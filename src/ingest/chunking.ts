@@ -193,9 +193,14 @@ export interface ChunkSpan {
 
 /** The chunk boundaries of a text (synchronous; chunkText adds texts and hashes). */
 export function planChunks(text: string, tokenizer: Tokenizer, options?: ChunkingOptions): ChunkSpan[] {
+  return [...chunkSpans(text, tokenizer, options)];
+}
+
+/** The spans of planChunks one at a time, so a caller can yield to the event loop between them. */
+function* chunkSpans(text: string, tokenizer: Tokenizer, options?: ChunkingOptions): Generator<ChunkSpan> {
   const { size, overlap, slack } = parseChunkingOptions(options);
   const n = text.length;
-  if (n === 0 || text.trim() === '') return [];
+  if (n === 0 || text.trim() === '') return;
   // token counts of [a, b), memoised: the searches below ask for the same ranges repeatedly
   const memo = new Map<number, number>();
   const count = (a: number, b: number) => {
@@ -208,7 +213,6 @@ export function planChunks(text: string, tokenizer: Tokenizer, options?: Chunkin
     return c;
   };
   const cand = findCandidates(text);
-  const spans: ChunkSpan[] = [];
   let start = 0;
   let prevEnd = 0;
   // chars per token seen so far: brackets the next chunk's end tightly (4 until measured)
@@ -227,18 +231,17 @@ export function planChunks(text: string, tokenizer: Tokenizer, options?: Chunkin
       limit = Math.min(n, start + window);
     }
     if (last) {
-      spans.push({ startChar: start, endChar: n, tokenCount: count(start, n) });
-      break;
+      yield { startChar: start, endChar: n, tokenCount: count(start, n) };
+      return;
     }
     const end = chooseEnd(text, cand, start, Math.max(prevEnd, start), limit, size, slack, count);
     const tokenCount = count(start, end);
-    spans.push({ startChar: start, endChar: end, tokenCount });
+    yield { startChar: start, endChar: end, tokenCount };
     if (tokenCount > 0) charsPerToken = (end - start) / tokenCount;
     memo.clear();
     prevEnd = end;
     start = overlap > 0 ? chooseOverlapStart(text, cand, start, end, overlap, count) : end;
   }
-  return spans;
 }
 
 /**
@@ -324,7 +327,17 @@ export async function chunkText(
   tokenizer: Tokenizer,
   options?: ChunkingOptions,
 ): Promise<Chunk[]> {
-  const spans = planChunks(text, tokenizer, options);
+  // A long document is seconds of tokenizer work: timers and I/O get a turn every ~50 ms, so a queue
+  // consumer keeps renewing its job lock and a server keeps answering meanwhile.
+  const spans: ChunkSpan[] = [];
+  let since = Date.now();
+  for (const span of chunkSpans(text, tokenizer, options)) {
+    spans.push(span);
+    if (Date.now() - since > 50) {
+      await new Promise((resolve) => setTimeout(resolve, 0));
+      since = Date.now();
+    }
+  }
   return Promise.all(
     spans.map(async (s, ordinal) => {
       const t = text.slice(s.startChar, s.endChar);

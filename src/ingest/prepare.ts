@@ -38,6 +38,8 @@ export async function prepareDocument(input: ParseInput, deps: PrepareDeps): Pro
   const batch = Math.max(1, deps.embedBatchSize ?? 64);
   const vectors: Float32Array[] = [];
   for (let i = 0; i < chunks.length; i += batch) {
+    // timers and I/O get a turn between batches (a local embedder computes without awaiting anything)
+    if (i > 0) await new Promise((resolve) => setTimeout(resolve, 0));
     deps.signal?.throwIfAborted();
     const texts = chunks.slice(i, i + batch).map((c) => c.text);
     const out = await deps.embedder.embed(texts, 'document');
