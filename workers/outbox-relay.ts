@@ -19,13 +19,24 @@ export interface RelayOptions {
   /** Retry policy per queue (default: the queue's defaults). */
   optionsFor?: (queue: string) => Omit<EnqueueOptions, 'jobId'>;
   log?: Log;
+  /**
+   * When a row counts as delivered. 'enqueued' (default) suits a durable queue (BullMQ). 'finished' is for
+   * the in-process queue, which loses its jobs with the process: a row is marked only once its job has
+   * completed or failed, and until then each pass re-enqueues it (a no-op while the job exists, by its
+   * id), so after a crash the restarted process queues the unfinished jobs again.
+   */
+  markWhen?: 'enqueued' | 'finished';
   /** Test hook: runs after the rows are enqueued and marked, before the commit. */
   beforeCommit?: (delivered: number[]) => Promise<void>;
 }
 
 export interface RelayResult {
+  /** Rows marked delivered in this pass. */
   delivered: number;
+  /** Rows whose enqueue failed (attempts and last_error recorded). */
   failed: number;
+  /** markWhen 'finished': rows enqueued whose job has not finished yet. */
+  pending: number;
 }
 
 type Row = typeof outbox.$inferSelect;
@@ -47,9 +58,17 @@ export async function relayOnce(
       .for('update', { skipLocked: true });
     const delivered: number[] = [];
     let failed = 0;
+    let pending = 0;
     for (const row of rows) {
       try {
         await queue.enqueue(row.queue, row.payload, { ...opts.optionsFor?.(row.queue), jobId: row.jobId });
+        if (opts.markWhen === 'finished') {
+          const state = (await queue.getJob(row.queue, row.jobId))?.state;
+          if (state !== 'completed' && state !== 'failed') {
+            pending++;
+            continue;
+          }
+        }
         delivered.push(row.id);
       } catch (err) {
         failed++;
@@ -73,7 +92,7 @@ export async function relayOnce(
         .where(inArray(outbox.id, delivered));
     }
     await opts.beforeCommit?.(delivered);
-    return { delivered: delivered.length, failed };
+    return { delivered: delivered.length, failed, pending };
   });
 }
 
@@ -114,7 +133,8 @@ export function startOutboxRelay(db: Database, queue: JobQueue, opts: RelayLoopO
       poked = false;
       try {
         const r = await relayOnce(db, queue, { ...opts, batchSize });
-        if (r.delivered + r.failed < batchSize || r.delivered === 0) await pause(opts.idleMs ?? 500);
+        if (r.delivered + r.failed + r.pending < batchSize || r.delivered === 0)
+          await pause(opts.idleMs ?? 500);
       } catch (err) {
         opts.log?.('error', 'outbox relay pass failed', {
           error: err instanceof Error ? err.message : String(err),

@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createPostgresDb, type DbHandle } from '../../src/db/client.ts';
 import { outbox } from '../../src/db/schema.ts';
 import { BullMqJobQueue } from '../../src/queue/bullmq.ts';
+import { MemoryJobQueue } from '../../src/queue/memory.ts';
 import type { GcJob } from '../../src/queue/contracts.ts';
 import { addToOutbox } from '../../src/queue/outbox.ts';
 import { relayOnce, startOutboxRelay } from '../../workers/outbox-relay.ts';
@@ -133,7 +134,7 @@ describe('outbox + relay (PGlite over the wire, BullMQ on redis-server)', () => 
     expect(await undelivered()).toBe(5); // the marks rolled back …
     expect((await q.counts('gc')).waiting).toBe(5); // … but the jobs are queued
 
-    expect(await relayOnce(db.db, q)).toEqual({ delivered: 5, failed: 0 }); // the next pass re-enqueues
+    expect(await relayOnce(db.db, q)).toEqual({ delivered: 5, failed: 0, pending: 0 }); // the next pass re-enqueues
     expect(await undelivered()).toBe(0);
     expect((await q.counts('gc')).waiting).toBe(5); // deduped by job id
     const { runs, consumer } = countRuns(q);
@@ -149,8 +150,8 @@ describe('outbox + relay (PGlite over the wire, BullMQ on redis-server)', () => 
     // Written around addToOutbox's checks, as an older producer might have: BullMQ refuses the id.
     await db.db.insert(outbox).values({ queue: 'gc', jobId: 'gc:poison', payload: gc(2) });
     const q = openQueue(`relay${prefixN++}`);
-    expect(await relayOnce(db.db, q)).toEqual({ delivered: 1, failed: 1 });
-    expect(await relayOnce(db.db, q)).toEqual({ delivered: 0, failed: 1 });
+    expect(await relayOnce(db.db, q)).toEqual({ delivered: 1, failed: 1, pending: 0 });
+    expect(await relayOnce(db.db, q)).toEqual({ delivered: 0, failed: 1, pending: 0 });
     const [poison] = await db.db.select().from(outbox).where(eq(outbox.jobId, 'gc:poison'));
     expect(poison).toMatchObject({ deliveredAt: null, attempts: 2 });
     expect(poison.lastError).toMatch(/invalid job id/);
@@ -201,5 +202,42 @@ describe('outbox + relay (PGlite over the wire, BullMQ on redis-server)', () => 
     } finally {
       await loop.stop();
     }
+  });
+
+  it("with the in-process queue and markWhen 'finished', a job lost in a crash is queued again", async () => {
+    await reset();
+    await addToOutbox(db.db, { queue: 'gc', jobId: 'gc-embedded', payload: gc(1) });
+    const before = new MemoryJobQueue();
+    expect(await relayOnce(db.db, before, { markWhen: 'finished' })).toEqual({
+      delivered: 0,
+      failed: 0,
+      pending: 1,
+    });
+    expect((await before.getJob('gc', 'gc-embedded'))?.state).toBe('waiting');
+    expect(await relayOnce(db.db, before, { markWhen: 'finished' })).toMatchObject({ pending: 1 }); // deduped
+    expect((await before.counts('gc')).waiting).toBe(1);
+    await before.close(); // the process dies with the job unrun
+
+    const after = new MemoryJobQueue(); // the restarted process
+    expect(await relayOnce(db.db, after, { markWhen: 'finished' })).toMatchObject({
+      delivered: 0,
+      pending: 1,
+    });
+    const runs: string[] = [];
+    after.consume('gc', async (_data, ctx) => {
+      runs.push(ctx.id);
+    });
+    await waitFor(
+      async () => (await after.getJob('gc', 'gc-embedded'))?.state === 'completed',
+      'job after restart',
+    );
+    expect(await relayOnce(db.db, after, { markWhen: 'finished' })).toEqual({
+      delivered: 1,
+      failed: 0,
+      pending: 0,
+    });
+    expect(await undelivered()).toBe(0);
+    expect(runs).toEqual(['gc-embedded']);
+    await after.close();
   });
 });
