@@ -240,6 +240,25 @@ describe('EngineTier', () => {
     tier.clear();
   });
 
+  it('with capacity 0, an entry lives exactly as long as someone holds it', async () => {
+    const store = storeFor(engine);
+    const [a, b] = await keysOf(store, same);
+    const tier = new EngineTier(engine.backend, engine.config, store, 0);
+    const other = await tier.acquire(b);
+    const [x, y] = await Promise.all([tier.acquire(a), tier.acquire(a), Promise.resolve(other?.release())]);
+    expect(tier.has(b)).toBe(false);
+    expect(x?.entry).toBe(y?.entry);
+    x?.release();
+    expect(tier.has(a)).toBe(true); // y still holds it
+    if (!y) throw new Error('not acquired');
+    const { k, v } = engine.backend.kvGather(y.entry.cache, 0, 0, 10); // still allocated
+    engine.backend.free(k);
+    engine.backend.free(v);
+    y.release();
+    expect(tier.has(a)).toBe(false);
+    expect(tier.stats()).toMatchObject({ residentBytes: 0, entries: 0, evictions: 2 });
+  });
+
   it('a cold request reads the object store; the next is warm in engine memory', async () => {
     const blobs = new MemoryBlobStore();
     const writer = storeFor(engine, 64 << 20, new ObjectTier(blobs, engine.fingerprint));

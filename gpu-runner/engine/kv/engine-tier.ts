@@ -37,6 +37,8 @@ export class EngineTier {
   private readonly backend: Backend;
   private readonly cfg: ModelConfig;
   private readonly entries = new Map<string, Entry>(); // LRU order: first = least recently used
+  /** Requests awaiting each in-flight load. */
+  private readonly waiting = new Map<string, number>();
   private readonly inflight = new Map<
     string,
     Promise<{ entry: Entry; tier: string; bytes: number } | null>
@@ -72,13 +74,21 @@ export class EngineTier {
     const first = !running;
     if (!running) {
       this.s.misses++;
-      running = this.load(key).finally(() => this.inflight.delete(key));
+      running = this.load(key).finally(() => {
+        this.inflight.delete(key);
+        this.waiting.delete(key);
+      });
       this.inflight.set(key, running);
     }
+    // counted before the await: the load pins the new entry once per waiter, so nothing can evict it
+    // between the load finishing and the waiters resuming
+    this.waiting.set(key, (this.waiting.get(key) ?? 0) + 1);
     const got = await running;
     if (!got) return null;
     // a request that joined another's load found it in engine memory without reading anything
-    return first ? this.pin(got.entry, got.tier, got.bytes) : this.pin(got.entry, 'engine', got.entry.bytes);
+    return first
+      ? this.handle(got.entry, got.tier, got.bytes)
+      : this.handle(got.entry, 'engine', got.entry.bytes);
   }
 
   private async load(key: string): Promise<{ entry: Entry; tier: string; bytes: number } | null> {
@@ -102,7 +112,9 @@ export class EngineTier {
     layers.forEach((block, l) => {
       this.backend.kvLoad(cache, l, 0, block);
     });
-    const entry: Entry = { key, n: header.n, cache, bytes: this.bytesFor(header.n), pins: 0 };
+    const pins = this.waiting.get(key) ?? 0;
+    this.waiting.delete(key);
+    const entry: Entry = { key, n: header.n, cache, bytes: this.bytesFor(header.n), pins };
     this.entries.set(key, entry);
     this.s.bytesWritten += entry.bytes;
     this.s.residentBytes += entry.bytes;
@@ -112,6 +124,11 @@ export class EngineTier {
 
   private pin(e: Entry, tier: string, bytes: number): AcquiredKV {
     e.pins++;
+    return this.handle(e, tier, bytes);
+  }
+
+  /** A handle on an entry already pinned for it. */
+  private handle(e: Entry, tier: string, bytes: number): AcquiredKV {
     let released = false;
     return {
       entry: e,
