@@ -2,7 +2,6 @@
 // precompute consumer and registry heartbeat — with start() and a graceful stop(). `kvrag runner` builds
 // it from configuration; embedded `kvrag serve` can build it in-process and call `app.fetch` directly.
 import { hostname } from 'node:os';
-import { join } from 'node:path';
 import { type ServerType, serve } from '@hono/node-server';
 import type { Hono } from 'hono';
 import type { Consumer, JobQueue } from '../../src/queue/types.ts';
@@ -45,6 +44,8 @@ export interface RunnerOptions {
   kvEngineBytes?: number;
   dtype?: KVDType;
   scheduler?: Omit<SchedulerOptions, 'assembler' | 'observer' | 'mutex'>;
+  /** Chunks per engine batch in precompute jobs (shutdown is checked between batches). Default 16. */
+  precomputeBatch?: number;
   /** Consume `precompute` from this queue (and emit `precompute-done` to it). */
   queue?: JobQueue;
   /** Publish heartbeats here. */
@@ -146,7 +147,11 @@ export async function createRunner(opts: RunnerOptions): Promise<Runner> {
           core.url = `http://${opts.host && opts.host !== '0.0.0.0' ? opts.host : hostname()}:${bound}`;
       }
       core.ready = true;
-      if (opts.queue) consumer = startPrecomputeConsumer(core, opts.queue, opts.blobs, { log: opts.log });
+      if (opts.queue)
+        consumer = startPrecomputeConsumer(core, opts.queue, opts.blobs, {
+          log: opts.log,
+          batchChunks: opts.precomputeBatch,
+        });
       if (opts.registry) {
         heartbeat = startHeartbeat(core, opts.registry, { intervalMs: opts.heartbeatMs, log: opts.log });
         await heartbeat.beat();
@@ -166,9 +171,4 @@ export async function createRunner(opts: RunnerOptions): Promise<Runner> {
       opts.log?.('info', 'runner stopped', { id: core.id });
     },
   };
-}
-
-/** The local disk tier's directory under a data dir. */
-export function diskTierDir(dataDir: string): string {
-  return join(dataDir, 'kv');
 }

@@ -13,6 +13,7 @@ const COMMANDS: Record<string, () => Promise<{ command: Command }>> = {
   workers: () => import('./commands/workers.ts'),
   ingest: () => import('./commands/ingest.ts'),
   relay: () => import('./commands/relay.ts'),
+  runner: () => import('./commands/runner.ts'),
 };
 
 function help(): string {
