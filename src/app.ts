@@ -58,6 +58,9 @@ export function createApp(services: Services): Hono<AppEnv> {
     const err = asAppError(e);
     if (err.status >= 500)
       services.log?.('error', 'request failed', { request_id: c.get('requestId'), err: String(e) });
+    // The rest of a refused body may still be in flight: the server drops the connection, so tell the
+    // client not to reuse it (otherwise its next request on that socket fails).
+    if (err.code === 'payload_too_large') c.header('connection', 'close');
     return c.json(toEnvelope(err, c.get('requestId') ?? ''), err.status as 400);
   });
 

@@ -208,6 +208,8 @@ describe('request limits and validation', () => {
     const streamed = await h.call('POST', '/v1/admin/tenants', { json: big });
     expect(streamed.status).toBe(413);
     expect((await envelope(streamed)).code).toBe('payload_too_large');
+    // the unread rest of the body: the client must not reuse the connection
+    expect(streamed.headers.get('connection')).toBe('close');
     const body = JSON.stringify(big);
     const declared = await h.call('POST', '/v1/admin/tenants', {
       body,

@@ -1,0 +1,112 @@
+// The API through `kvrag serve` over real HTTP (embedded mode: PGlite on disk, filesystem blobs): the
+// admin key from the environment creates a tenant and key, the key creates a collection, a multipart
+// upload becomes a queued document with its raw bytes on disk, search answers, and an upload over
+// KVRAG_MAX_UPLOAD_BYTES is refused with a 413 envelope.
+import { type ChildProcess, spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+const bin = resolve(import.meta.dirname, '../../bin/kvrag.js');
+const cleanEnv = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('KVRAG_')));
+const ADMIN = 'e2e-admin-key-0123456789abcdef';
+
+let child: ChildProcess;
+let url: string;
+let cwd: string;
+
+beforeAll(async () => {
+  cwd = mkdtempSync(join(tmpdir(), 'kvrag-api-serve-'));
+  child = spawn(process.execPath, [bin, 'serve'], {
+    cwd,
+    env: { ...cleanEnv, KVRAG_PORT: '0', KVRAG_ADMIN_KEY: ADMIN, KVRAG_MAX_UPLOAD_BYTES: '100000' },
+    stdio: 'pipe',
+  });
+  let stderr = '';
+  url = await new Promise<string>((res, rej) => {
+    child.stderr?.on('data', (d: Buffer) => {
+      stderr += d.toString();
+      const m = stderr.match(/"msg":"kvrag listening".*?"url":"([^"]+)"/);
+      if (m) res(m[1]);
+    });
+    child.once('exit', (code) => rej(new Error(`serve exited with ${code}: ${stderr}`)));
+  });
+});
+afterAll(async () => {
+  if (child && child.exitCode === null) {
+    child.kill('SIGTERM');
+    await new Promise((r) => child.once('exit', r));
+  }
+  if (cwd) rmSync(cwd, { recursive: true, force: true });
+});
+
+async function call<T = Record<string, unknown>>(key: string, method: string, path: string, body?: unknown) {
+  const init: RequestInit = { method, headers: { authorization: `Bearer ${key}` } };
+  if (body instanceof FormData) init.body = body;
+  else if (body !== undefined) {
+    init.body = JSON.stringify(body);
+    (init.headers as Record<string, string>)['content-type'] = 'application/json';
+  }
+  const res = await fetch(`${url}${path}`, init);
+  return { status: res.status, body: (await res.json()) as T, requestId: res.headers.get('x-request-id') };
+}
+
+describe('API over kvrag serve', () => {
+  it('admin → tenant key → collection → upload → search, and a 413 for an oversize upload', async () => {
+    const tenant = await call<{ id: string }>(ADMIN, 'POST', '/v1/admin/tenants', { name: 'e2e' });
+    expect(tenant.status).toBe(201);
+    const key = await call<{ key: string }>(ADMIN, 'POST', `/v1/admin/tenants/${tenant.body.id}/keys`, {});
+    expect(key.status).toBe(201);
+    const k = key.body.key;
+
+    const coll = await call<{ id: string }>(k, 'POST', '/v1/collections', {
+      name: 'e2e',
+      embedding: { dimension: 256 },
+    });
+    expect(coll.status).toBe(201);
+
+    const form = new FormData();
+    form.set(
+      'file',
+      new Blob(['# Notes\n\nThe relay moves outbox rows to the queue.'], { type: 'text/markdown' }),
+      'notes.md',
+    );
+    const doc = await call<{ id: string; status: string }>(
+      k,
+      'POST',
+      `/v1/collections/${coll.body.id}/documents`,
+      form,
+    );
+    expect(doc.status).toBe(201);
+    expect(doc.body.status).toBe('queued');
+    expect(
+      existsSync(join(cwd, '.kvrag', 'blobs', 'uploads', tenant.body.id, coll.body.id, doc.body.id)),
+    ).toBe(true);
+
+    const got = await call(k, 'GET', `/v1/collections/${coll.body.id}/documents/${doc.body.id}`);
+    expect(got.status).toBe(200);
+    const search = await call<{ object: string }>(k, 'POST', `/v1/collections/${coll.body.id}/search`, {
+      query: 'outbox relay',
+    });
+    expect(search.status).toBe(200);
+    expect(search.body.object).toBe('vector_store.search_results.page');
+
+    const big = new FormData();
+    big.set('file', new Blob(['x'.repeat(300_000)]), 'big.txt');
+    const refused = await call<{ error: { code: string; request_id: string } }>(
+      k,
+      'POST',
+      `/v1/collections/${coll.body.id}/documents`,
+      big,
+    );
+    expect(refused.status).toBe(413);
+    expect(refused.body.error.code).toBe('payload_too_large');
+    expect(refused.body.error.request_id).toBe(refused.requestId);
+    const list = await call<{ data: unknown[] }>(k, 'GET', `/v1/collections/${coll.body.id}/documents`);
+    expect(list.body.data).toHaveLength(1);
+
+    const anon = await fetch(`${url}/v1/collections`);
+    expect(anon.status).toBe(401);
+  });
+});
