@@ -4,6 +4,7 @@
 // stop() is graceful: the relay finishes its pass, consumers stop taking jobs and wait for the running
 // ones, a sweep in progress completes. The queue itself belongs to the caller, who closes it after.
 import type { NodeServices } from '../src/node-services.ts';
+import { MemoryJobQueue } from '../src/queue/memory.ts';
 import type { JobQueue } from '../src/queue/types.ts';
 import type { WorkerDeps } from './deps.ts';
 import { errorText } from './deps.ts';
@@ -42,17 +43,28 @@ export function workerDeps(services: NodeServices, model: ServingModel): WorkerD
 
 export function startWorkers(deps: WorkerDeps, queue: JobQueue, opts: WorkersOptions = {}): RunningWorkers {
   const c = opts.concurrency ?? {};
+  let relay: RelayLoop | undefined;
   const consumers = [
-    queue.consume('ingest', (data, ctx) => handleIngest(deps, data, ctx), { concurrency: c.ingest ?? 2 }),
+    queue.consume(
+      'ingest',
+      async (data, ctx) => {
+        const r = await handleIngest(deps, data, ctx);
+        // its precompute jobs are committed in the outbox: relay them now rather than after the idle pause
+        if (r.outcome === 'indexed' && r.precomputeJobs > 0) relay?.poke();
+        return r;
+      },
+      { concurrency: c.ingest ?? 2 },
+    ),
     queue.consume('precompute-done', (data) => handlePrecomputeDone(deps, data), {
       concurrency: c.precomputeDone ?? 4,
     }),
     queue.consume('gc', (data) => handleGc(deps, data), { concurrency: c.gc ?? 1 }),
   ];
-  let relay: RelayLoop | undefined;
   if (opts.relay !== false) {
     relay = startOutboxRelay(deps.db, queue, {
       log: deps.log,
+      // the in-process queue loses its jobs with the process: rows count as delivered once finished
+      markWhen: queue instanceof MemoryJobQueue ? 'finished' : 'enqueued',
       ...(typeof opts.relay === 'object' ? opts.relay : {}),
     });
   }
