@@ -1,0 +1,234 @@
+// `kvrag bench serve [--concurrency 1,4,16] [--modes independent,full] [--requests N] [--chunks 4]
+//   [--chunk-tokens 128] [--question 16] [--max-tokens 16] [--model DIR] [--backend wasm|reference] [--json]`
+// Serving throughput and TTFT of a runner over HTTP, reuse modes side by side in one run on the same
+// backend: an in-process runner (createRunner, loopback port) gets closed-loop SSE clients — `c` clients,
+// each sending its next request when the previous one ends — until --requests requests finished, at each
+// concurrency and reuse mode (interleaved: every concurrency runs all modes before the next one).
+// Each request: a system prefix, --chunks chunks from a pool of distinct chunks (precomputed as artifacts
+// before timing, so `independent` loads them; `full` prefills them live), a distinct question, and
+// --max-tokens generated tokens (eos ignored). TTFT = request sent → first token event, at the client.
+// Throughput = generated tokens / wall time of the level. Without --model, a generated Llama (hidden 256,
+// 4 layers, byte vocab) with max_position_embeddings raised to fit.
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { REUSE_MODES, type ReuseMode } from '../gpu-runner/engine/reuse/assemble.ts';
+import { createRunner, type Runner } from '../gpu-runner/server/runner.ts';
+import type { SeqUsage } from '../gpu-runner/server/sequence.ts';
+import { makeTinyModel } from '../gpu-runner/tools/make-tiny-model.ts';
+import { numberOption, parseOptions, UsageError } from '../src/cli/args.ts';
+import { FsBlobStore } from '../src/storage/fs.ts';
+import { emit, formatTable, percentile, rng } from './_report.ts';
+
+const BENCH_MODEL = {
+  arch: 'llama' as const,
+  hidden: 256,
+  layers: 4,
+  heads: 4,
+  kvHeads: 2,
+  headDim: 64,
+  intermediate: 704,
+};
+
+interface Row {
+  mode: ReuseMode;
+  concurrency: number;
+  requests: number;
+  tokensPerSec: number;
+  ttftP50Ms: number;
+  ttftP99Ms: number;
+  /** Mean queue wait reported by the runner. */
+  queueWaitMs: number;
+  cachedTokensPerRequest: number;
+  wallMs: number;
+}
+
+export async function run(args: string[]): Promise<number> {
+  const { values } = parseOptions(args, {
+    concurrency: { type: 'string', default: '1,4,16' },
+    modes: { type: 'string', default: 'independent,full' },
+    requests: { type: 'string' },
+    chunks: { type: 'string' },
+    'chunk-tokens': { type: 'string' },
+    question: { type: 'string' },
+    'max-tokens': { type: 'string' },
+    model: { type: 'string' },
+    backend: { type: 'string', default: 'wasm' },
+    json: { type: 'boolean' },
+  });
+  const levels = (values.concurrency ?? '').split(',').map((c) => numberOption('concurrency', c, 1));
+  const modes = (values.modes ?? '').split(',') as ReuseMode[];
+  for (const m of modes) if (!REUSE_MODES.includes(m)) throw new UsageError(`unknown reuse mode "${m}"`);
+  if (values.backend !== 'wasm' && values.backend !== 'reference')
+    throw new UsageError('--backend must be wasm or reference');
+  const perLevel = numberOption('requests', values.requests, Math.max(16, ...levels));
+  const k = numberOption('chunks', values.chunks, 4);
+  const chunkTokens = numberOption('chunk-tokens', values['chunk-tokens'], 128);
+  const questionTokens = numberOption('question', values.question, 16);
+  const maxTokens = numberOption('max-tokens', values['max-tokens'], 16);
+  const systemTokens = 16;
+  const seqTokens = systemTokens + k * chunkTokens + questionTokens + maxTokens;
+
+  const tmp = mkdtempSync(join(tmpdir(), 'kvrag-bench-serve-'));
+  let runner: Runner | null = null;
+  try {
+    const dir = values.model ?? join(tmp, 'model');
+    if (!values.model) {
+      makeTinyModel(dir, { ...BENCH_MODEL, seed: 1 });
+      const cfgPath = join(dir, 'config.json');
+      const cfg = JSON.parse(readFileSync(cfgPath, 'utf8'));
+      cfg.max_position_embeddings = 2 ** Math.ceil(Math.log2(seqTokens));
+      writeFileSync(cfgPath, JSON.stringify(cfg));
+    }
+    const r = await createRunner({
+      modelDir: dir,
+      backend: values.backend,
+      blobs: new FsBlobStore(join(tmp, 'objects')),
+      port: 0,
+      host: '127.0.0.1',
+      scheduler: { maxRunning: Math.max(...levels), maxStepTokens: 512 },
+    });
+    runner = r;
+    const { port } = await r.start();
+    const base = `http://127.0.0.1:${port}`;
+    const vocab = r.core.engine.config.vocabSize;
+    if (r.core.engine.maxContext < seqTokens) throw new UsageError(`model context < ${seqTokens} tokens`);
+
+    // a pool of distinct chunks (token ids), precomputed before timing
+    const rand = rng(7);
+    const ids = (n: number) =>
+      Array.from({ length: n }, () => 32 + Math.floor(rand() * Math.min(200, vocab - 32)));
+    const pool = Array.from({ length: 4 * k }, () => ids(chunkTokens));
+    const system = ids(systemTokens);
+    const pre = await fetch(`${base}/v1/precompute`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ chunks: pool.map((tokenIds) => ({ tokenIds })).concat([{ tokenIds: system }]) }),
+    });
+    if (!pre.ok) throw new Error(`precompute failed: ${pre.status} ${await pre.text()}`);
+
+    let n = 0;
+    const request = async (mode: ReuseMode) => {
+      const i = n++;
+      const chunks = Array.from({ length: k }, (_, j) => ({ tokenIds: pool[(i * k + j) % pool.length] }));
+      const question = String.fromCharCode(...ids(questionTokens).map((t) => 97 + (t % 26)));
+      const t0 = performance.now();
+      const res = await fetch(`${base}/v1/generate`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({
+          system: { tokenIds: system },
+          chunks,
+          question,
+          maxTokens,
+          ignoreEos: true,
+          reuse: { mode },
+        }),
+      });
+      if (!res.ok || !res.body) throw new Error(`generate failed: ${res.status} ${await res.text()}`);
+      let ttft = -1;
+      let usage: SeqUsage | null = null;
+      const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
+      let buf = '';
+      for (;;) {
+        const { done, value } = await reader.read();
+        if (done) break;
+        buf += value;
+        if (ttft < 0 && buf.includes('event: token')) ttft = performance.now() - t0;
+        const at = buf.indexOf('event: done');
+        if (at >= 0) {
+          const end = buf.indexOf('\n\n', at);
+          if (end >= 0) usage = JSON.parse(buf.slice(buf.indexOf('data:', at) + 5, end).trim());
+        }
+      }
+      if (!usage) throw new Error('stream ended without a done event');
+      return { ttft, usage };
+    };
+
+    // warm-up: one request per mode (JIT, engine-tier residency)
+    for (const m of modes) await request(m);
+
+    const rows: Row[] = [];
+    for (const c of levels) {
+      for (const mode of modes) {
+        const ttfts: number[] = [];
+        const usages: SeqUsage[] = [];
+        let started = 0;
+        const t0 = performance.now();
+        await Promise.all(
+          Array.from({ length: c }, async () => {
+            while (started < perLevel) {
+              started++;
+              const got = await request(mode);
+              ttfts.push(got.ttft);
+              usages.push(got.usage);
+            }
+          }),
+        );
+        const wall = performance.now() - t0;
+        ttfts.sort((a, b) => a - b);
+        const tokens = usages.reduce((s, u) => s + u.completionTokens, 0);
+        rows.push({
+          mode,
+          concurrency: c,
+          requests: usages.length,
+          tokensPerSec: tokens / (wall / 1000),
+          ttftP50Ms: percentile(ttfts, 50),
+          ttftP99Ms: percentile(ttfts, 99),
+          queueWaitMs: usages.reduce((s, u) => s + u.timingsMs.queueWait, 0) / usages.length,
+          cachedTokensPerRequest: usages.reduce((s, u) => s + u.cachedTokens, 0) / usages.length,
+          wallMs: wall,
+        });
+      }
+    }
+    const full = (c: number) => rows.find((x) => x.mode === 'full' && x.concurrency === c);
+    const result = {
+      bench: 'serve',
+      backend: r.core.engine.backend.name,
+      model: values.model ?? 'generated',
+      fingerprint: r.core.engine.fingerprint,
+      chunks: k,
+      chunkTokens,
+      questionTokens: 'text of ~1 byte-token per char',
+      maxTokens,
+      requestsPerLevel: perLevel,
+      rows: rows.map((x) => ({
+        ...x,
+        throughputVsFull: full(x.concurrency) ? x.tokensPerSec / full(x.concurrency)!.tokensPerSec : null,
+        ttftP50VsFull: full(x.concurrency) ? x.ttftP50Ms / full(x.concurrency)!.ttftP50Ms : null,
+      })),
+    };
+    emit(values.json ?? false, result, () =>
+      formatTable(
+        [
+          'mode',
+          'concurrency',
+          'requests',
+          'tokens/s',
+          'TTFT p50 ms',
+          'TTFT p99 ms',
+          'queue ms',
+          'cached tok',
+          'tok/s ÷ full',
+          'p50 ÷ full',
+        ],
+        result.rows.map((x) => [
+          x.mode,
+          x.concurrency,
+          x.requests,
+          x.tokensPerSec,
+          x.ttftP50Ms,
+          x.ttftP99Ms,
+          x.queueWaitMs,
+          x.cachedTokensPerRequest,
+          x.throughputVsFull,
+          x.ttftP50VsFull,
+        ]),
+      ),
+    );
+    return 0;
+  } finally {
+    await runner?.stop({ graceMs: 0 });
+    rmSync(tmp, { recursive: true, force: true });
+  }
+}
