@@ -3,8 +3,20 @@
 // JSON body limits, and the OpenAPI document.
 import { eq } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { z } from 'zod';
 import { apiKeys, outbox } from '../../src/db/schema.ts';
 import { sha256Hex } from '../../src/routes/keys.ts';
+import {
+  ApiKey,
+  Collection,
+  Document,
+  ErrorEnvelope,
+  Job,
+  listOf,
+  NewApiKey,
+  SearchPage,
+  Tenant,
+} from '../../src/routes/openapi-schemas.ts';
 import { ADMIN_KEY, envelope, type Harness, startApiHarness } from '../helpers/api-harness.ts';
 
 let h: Harness;
@@ -306,5 +318,55 @@ describe('OpenAPI', () => {
     };
     expect(search.properties.max_num_results.maximum).toBe(50);
     expect(search.properties.filters.$ref).toBe('#/components/schemas/AttributeFilter');
+  });
+});
+
+/** The response parses with its documented schema, and carries no top-level field the schema lacks. */
+function conforms(schema: z.ZodObject, value: unknown): void {
+  const r = schema.safeParse(value);
+  expect(r.success, JSON.stringify(r.error?.issues)).toBe(true);
+  expect(Object.keys(value as object).filter((k) => !(k in schema.shape))).toEqual([]);
+}
+
+describe('responses match the OpenAPI document', () => {
+  it('tenant, key, collection, document, search page, job and error envelope', async () => {
+    const tenant = await h.expectJson(201, 'POST', '/v1/admin/tenants', { json: { name: 'documented' } });
+    conforms(Tenant, tenant);
+    const key = await h.expectJson<{ key: string }>(201, 'POST', `/v1/admin/tenants/${tenant.id}/keys`, {
+      json: {},
+    });
+    conforms(NewApiKey, key);
+    conforms(listOf(ApiKey), await h.expectJson(200, 'GET', `/v1/admin/tenants/${tenant.id}/keys`));
+    const k = key.key;
+    const coll = await h.expectJson<{ id: string }>(201, 'POST', '/v1/collections', {
+      key: k,
+      json: { name: 'd' },
+    });
+    conforms(Collection, coll);
+    conforms(listOf(Collection), await h.expectJson(200, 'GET', '/v1/collections', { key: k }));
+    const doc = await h.expectJson<{ id: string; ingest_job_id: string }>(
+      201,
+      'POST',
+      `/v1/collections/${coll.id}/documents`,
+      {
+        key: k,
+        json: { text: 'documented text', attributes: { a: 1 } },
+      },
+    );
+    conforms(Document, doc);
+    conforms(
+      listOf(Document),
+      await h.expectJson(200, 'GET', `/v1/collections/${coll.id}/documents`, { key: k }),
+    );
+    conforms(
+      SearchPage,
+      await h.expectJson(200, 'POST', `/v1/collections/${coll.id}/search`, {
+        key: k,
+        json: { query: 'text' },
+      }),
+    );
+    conforms(Job, await h.expectJson(200, 'GET', `/v1/jobs/ingest/${doc.ingest_job_id}`, { key: k }));
+    const res = await h.call('GET', `/v1/collections/${doc.id}`, { key: k });
+    conforms(ErrorEnvelope, await res.json());
   });
 });

@@ -5,6 +5,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { chunks } from '../../src/db/schema.ts';
 import { createEmbeddingProvider } from '../../src/embeddings/factory.ts';
+import { SearchPage } from '../../src/routes/openapi-schemas.ts';
 import { envelope, type Harness, startApiHarness } from '../helpers/api-harness.ts';
 import { sha256 } from '../helpers/db-fixtures.ts';
 
@@ -118,6 +119,10 @@ describe('search', () => {
       has_more: false,
       next_page: null,
     });
+    // as documented in /openapi.json, down to the result items
+    expect(SearchPage.safeParse(page).success).toBe(true);
+    for (const item of page.data)
+      expect(Object.keys(item).sort()).toEqual(Object.keys(SearchPage.shape.data.element.shape).sort());
     const top = page.data[0];
     expect(top.file_id).toBe(hnswDoc);
     expect(top.filename).toBe('hnsw.md');
