@@ -1,0 +1,125 @@
+// An in-process runner (no port: app.fetch, as embedded serve uses it), memory blob store and registry:
+// heartbeats carry load, free KV memory and the resident artifacts, expire after their TTL and leave on
+// stop; graceful stop lets a short request finish, ends a long one with reason `shutdown`, refuses new
+// work with 503 and readyz turns 503.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { heartbeatOf, startHeartbeat } from '../../gpu-runner/server/heartbeat-loop.ts';
+import { createRunner, type Runner } from '../../gpu-runner/server/runner.ts';
+import type { SeqUsage } from '../../gpu-runner/server/sequence.ts';
+import { BloomFilter } from '../../src/routing/bloom.ts';
+import { runnerHeartbeatSchema } from '../../src/routing/heartbeat.ts';
+import { MemoryRegistry } from '../../src/routing/registry.ts';
+import { MemoryBlobStore } from '../../src/storage/memory.ts';
+import { collectSse, sseEvents } from '../helpers/sse.ts';
+import { tinyModels } from '../helpers/tiny-model.ts';
+
+const models = tinyModels();
+let dir: string;
+beforeAll(() => {
+  dir = models.make('life', { arch: 'llama', seed: 3 });
+});
+afterAll(() => models.cleanup());
+
+const json = (body: unknown): RequestInit => ({
+  method: 'POST',
+  headers: { 'content-type': 'application/json' },
+  body: JSON.stringify(body),
+});
+
+async function newRunner(extra: Partial<Parameters<typeof createRunner>[0]> = {}): Promise<Runner> {
+  const r = await createRunner({
+    modelDir: dir,
+    backend: 'reference',
+    blobs: new MemoryBlobStore(),
+    id: 'r1',
+    url: 'http://runner-1:8081',
+    ...extra,
+  });
+  await r.start();
+  return r;
+}
+
+describe('runner heartbeat', () => {
+  it('reports load, free KV memory and resident artifacts; expires after its TTL; leaves on stop', async () => {
+    let now = 1_000_000;
+    const registry = new MemoryRegistry(() => now);
+    const r = await newRunner();
+    try {
+      const res = await r.app.fetch(
+        new Request('http://x/v1/precompute', json({ chunks: [{ text: 'resident chunk' }] })),
+      );
+      const { artifacts } = (await res.json()) as { artifacts: { key: string }[] };
+      // a long request holds KV memory while we look
+      const ac = new AbortController();
+      const gen = await r.app.fetch(
+        new Request('http://x/v1/generate', {
+          ...json({ question: 'hold on', maxTokens: 300, ignoreEos: true }),
+          signal: ac.signal,
+        }),
+      );
+      const events = sseEvents(gen);
+      await events.next();
+      const hb = heartbeatOf(r.core);
+      expect(runnerHeartbeatSchema.parse(hb)).toEqual(hb);
+      expect(hb).toMatchObject({
+        id: 'r1',
+        url: 'http://runner-1:8081',
+        models: [r.core.engine.fingerprint],
+      });
+      expect(hb.load.running).toBe(1);
+      const s = r.core.scheduler.stats();
+      expect(hb.kvFreeBytes).toBe(s.kvBytesCapacity - s.kvBytesInUse);
+      expect(hb.kvFreeBytes).toBeLessThan(s.kvBytesCapacity);
+      expect(BloomFilter.fromJSON(hb.artifacts).has(artifacts[0].key)).toBe(true);
+      ac.abort();
+      await events.return(undefined);
+
+      const loop = startHeartbeat(r.core, registry, { intervalMs: 1000 });
+      await loop.beat();
+      expect((await registry.list()).map((x) => x.id)).toEqual(['r1']);
+      now += 2999;
+      expect(await registry.list()).toHaveLength(1);
+      now += 2; // past 3 × interval without a beat: gone
+      expect(await registry.list()).toHaveLength(0);
+      await loop.beat();
+      expect(await registry.list()).toHaveLength(1);
+      await loop.stop();
+      expect(await registry.list()).toHaveLength(0);
+    } finally {
+      await r.stop({ graceMs: 0 });
+    }
+  });
+});
+
+describe('graceful stop', () => {
+  it('finishes short requests, ends long ones with reason shutdown, refuses new work', async () => {
+    const r = await newRunner();
+    const short = r.app.fetch(
+      new Request('http://x/v1/generate', json({ question: 'short', maxTokens: 4, ignoreEos: true })),
+    );
+    const long = await r.app.fetch(
+      new Request(
+        'http://x/v1/generate',
+        json({ question: 'long', maxTokens: r.core.engine.maxContext - 16, ignoreEos: true }),
+      ),
+    );
+    const longEvents = sseEvents(long);
+    await longEvents.next(); // streaming has begun
+    const stopping = r.stop({ graceMs: 300 });
+    expect((await r.app.fetch(new Request('http://x/readyz'))).status).toBe(503);
+    const refused = await r.app.fetch(new Request('http://x/v1/generate', json({ question: 'late' })));
+    expect(refused.status).toBe(503);
+    expect(((await refused.json()) as { error: { code: string; retryable: boolean } }).error).toMatchObject({
+      code: 'unavailable',
+      retryable: true,
+    });
+    const shortDone = (await collectSse(await short)).at(-1)!;
+    expect((shortDone.data as SeqUsage).finishReason).toBe('length');
+    let last: unknown = null;
+    for await (const e of longEvents) last = e;
+    expect((last as { event: string; data: SeqUsage }).event).toBe('done');
+    expect((last as { data: SeqUsage }).data.finishReason).toBe('shutdown');
+    await stopping;
+    expect(r.core.scheduler.stats().kvBytesInUse).toBe(0);
+  });
+});
