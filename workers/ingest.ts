@@ -14,10 +14,10 @@
 //
 // Each status transition is its own committed update, so GET /v1/documents/:id shows progress. Every
 // update is conditional on the row still existing: a document deleted meanwhile makes the job a no-op.
-// Errors: bad input (an AppError below 500: unparseable, empty, unknown provider) marks the document
-// `failed` with the message and throws UnrecoverableJobError (no retries); anything else (database, blob
-// store or embedder away) records the message on the document, keeps its status, and is rethrown so the
-// queue retries. A re-run replaces the chunks and writes the same outbox job ids: idempotent.
+// Errors: bad input (a non-retryable AppError below 500: unparseable, empty, unknown provider) marks the
+// document `failed` with the message and throws UnrecoverableJobError (no retries); anything else
+// (database, blob store or embedder away) records the message on the document, keeps its status, and is
+// rethrown so the queue retries — on the last try the document ends `failed` instead, never stuck. A re-run replaces the chunks and writes the same outbox job ids: idempotent.
 //
 // Artifact lookup and gc: the artifacts this document relies on are read FOR SHARE inside the chunk
 // transaction; gc deletes artifacts only through FOR UPDATE SKIP LOCKED (workers/gc.ts). Either gc
@@ -32,6 +32,7 @@ import { parseChunkingOptions } from '../src/ingest/chunking.ts';
 import { type PreparedChunk, prepareDocument } from '../src/ingest/prepare.ts';
 import { parseJob } from '../src/queue/contracts.ts';
 import { addToOutbox } from '../src/queue/outbox.ts';
+import { DEFAULT_ATTEMPTS } from '../src/queue/rules.ts';
 import type { JobContext } from '../src/queue/types.ts';
 import { UnrecoverableJobError } from '../src/queue/types.ts';
 import { errorText, type WorkerDeps } from './deps.ts';
@@ -63,10 +64,20 @@ async function setStatus(db: Database, s: Scope, status: DocumentStatus): Promis
   if (rows.length === 0) throw new DocumentGone();
 }
 
-/** Bad input: retrying cannot help. */
-const isPermanent = (err: unknown) => err instanceof AppError && err.status < 500;
+/** Bad input: retrying cannot help (a 429 from an embedding server can). */
+const isPermanent = (err: unknown) => err instanceof AppError && err.status < 500 && !err.retryable;
 
-export async function handleIngest(deps: WorkerDeps, data: unknown, ctx: JobContext): Promise<IngestResult> {
+export interface IngestOptions {
+  /** Tries the queue gives the job (its `attempts`): the last transient failure marks the document failed. */
+  maxAttempts?: number;
+}
+
+export async function handleIngest(
+  deps: WorkerDeps,
+  data: unknown,
+  ctx: JobContext,
+  opts: IngestOptions = {},
+): Promise<IngestResult> {
   const job = parseJob('ingest', data);
   const scope: Scope = { tenantId: job.tenantId, documentId: job.documentId };
   const { db } = deps;
@@ -122,6 +133,10 @@ export async function handleIngest(deps: WorkerDeps, data: unknown, ctx: JobCont
     }
     // transient: keep the status, show the reason, let the queue retry (a shutdown is no failure to show)
     if (ctx.signal.aborted) throw err;
+    if (ctx.attempt >= (opts.maxAttempts ?? DEFAULT_ATTEMPTS)) {
+      await markFailed(db, scope, `gave up after ${ctx.attempt} tries: ${errorText(err)}`).catch(() => {});
+      throw err;
+    }
     await db
       .update(documents)
       .set({ error: `retrying: ${errorText(err)}` })

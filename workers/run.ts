@@ -5,6 +5,7 @@
 // ones, a sweep in progress completes. The queue itself belongs to the caller, who closes it after.
 import type { NodeServices } from '../src/node-services.ts';
 import { MemoryJobQueue } from '../src/queue/memory.ts';
+import { DEFAULT_ATTEMPTS } from '../src/queue/rules.ts';
 import type { JobQueue } from '../src/queue/types.ts';
 import type { WorkerDeps } from './deps.ts';
 import { errorText } from './deps.ts';
@@ -44,11 +45,14 @@ export function workerDeps(services: NodeServices, model: ServingModel): WorkerD
 export function startWorkers(deps: WorkerDeps, queue: JobQueue, opts: WorkersOptions = {}): RunningWorkers {
   const c = opts.concurrency ?? {};
   let relay: RelayLoop | undefined;
+  const relayOpts = typeof opts.relay === 'object' ? opts.relay : {};
+  // the tries the relay gives an ingest job, so the last one can mark the document failed
+  const ingestAttempts = relayOpts.optionsFor?.('ingest').attempts ?? DEFAULT_ATTEMPTS;
   const consumers = [
     queue.consume(
       'ingest',
       async (data, ctx) => {
-        const r = await handleIngest(deps, data, ctx);
+        const r = await handleIngest(deps, data, ctx, { maxAttempts: ingestAttempts });
         // its precompute jobs are committed in the outbox: relay them now rather than after the idle pause
         if (r.outcome === 'indexed' && r.precomputeJobs > 0) relay?.poke();
         return r;
@@ -65,7 +69,7 @@ export function startWorkers(deps: WorkerDeps, queue: JobQueue, opts: WorkersOpt
       log: deps.log,
       // the in-process queue loses its jobs with the process: rows count as delivered once finished
       markWhen: queue instanceof MemoryJobQueue ? 'finished' : 'enqueued',
-      ...(typeof opts.relay === 'object' ? opts.relay : {}),
+      ...relayOpts,
     });
   }
 

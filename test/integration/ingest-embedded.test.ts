@@ -141,7 +141,8 @@ describe('workers in-process (MemoryJobQueue, PGlite wire, fs blobs)', () => {
 
   it('retries a transient embedding failure, showing the reason meanwhile, then completes', async () => {
     const blobs = new FsBlobStore(dir);
-    const id = await queuedDocument(blobs, 'A document whose embedder is away on the first try. '.repeat(3));
+    const TEXT = 'A document whose embedder is away on the first try. ';
+    const id = await queuedDocument(blobs, TEXT.repeat(3));
     const resolve = createEmbeddingResolver();
     let calls = 0;
     let errorSeen: string | null = null;
@@ -158,6 +159,8 @@ describe('workers in-process (MemoryJobQueue, PGlite wire, fs blobs)', () => {
             model: inner.model,
             dimension: inner.dimension,
             embed: async (texts, kind) => {
+              // other tests' documents may be relayed again here (their rows are marked once finished)
+              if (!texts[0].startsWith(TEXT)) return inner.embed(texts, kind);
               calls++;
               if (calls === 1) throw new AppError('upstream_unavailable', 'embedding server is away');
               errorSeen = (await statusOf(id)).error;
@@ -180,5 +183,36 @@ describe('workers in-process (MemoryJobQueue, PGlite wire, fs blobs)', () => {
     expect((await statusOf(id)).error).toBeNull();
     const job = await queue.getJob('ingest', `ingest-${id}`);
     expect(job).toMatchObject({ state: 'completed', attemptsMade: 2 });
+  });
+
+  it('marks the document failed when the last try fails transiently too', async () => {
+    const blobs = new FsBlobStore(dir);
+    const id = await queuedDocument(blobs, 'A document whose embedder never comes back. '.repeat(3));
+    const resolve = createEmbeddingResolver();
+    const queue = new MemoryJobQueue();
+    const workers = startWorkers(
+      {
+        db: db.db,
+        blobs,
+        model: loadServingModel(models.make('m')),
+        embeddings: (choice) => ({
+          ...resolve(choice),
+          embed: async () => {
+            throw new AppError('upstream_unavailable', 'embedding server is away');
+          },
+        }),
+      },
+      queue,
+      { relay: { idleMs: 20, optionsFor: () => ({ attempts: 2, backoffMs: 20 }) }, sweepEveryMs: 0 },
+    );
+    try {
+      await waitFor(async () => (await statusOf(id)).status === 'failed', 'failed');
+    } finally {
+      await workers.stop();
+      await queue.close();
+    }
+    expect((await statusOf(id)).error).toBe('gave up after 2 tries: embedding server is away');
+    expect(await db.db.select().from(chunks).where(eq(chunks.documentId, id))).toEqual([]);
+    expect(await queue.getJob('ingest', `ingest-${id}`)).toMatchObject({ state: 'failed', attemptsMade: 2 });
   });
 });
