@@ -4,7 +4,7 @@
 // writes are atomic (a half-written artifact never appears under its key), and `precompute-done` carries
 // a job id derived from the precompute job, so a redelivered job cannot report twice.
 import { artifactObjectKey, ARTIFACT_FORMAT_VERSION } from '../engine/kv/artifact-format.ts';
-import { chunkKey, precomputeChunks } from '../engine/kv/precompute.ts';
+import { precomputeChunks } from '../engine/kv/precompute.ts';
 import type { BlobStore } from '../../src/storage/blob-store.ts';
 import { enqueueJob, type PrecomputeJob, parseJob } from '../../src/queue/contracts.ts';
 import {
@@ -109,9 +109,4 @@ export async function handlePrecompute(
   );
   opts.log?.('info', 'precompute job done', { job: ctx.id, stored, skipped, failed: failed.length });
   return { stored, skipped, failed: failed.length };
-}
-
-/** The artifact key a precompute job's chunk gets on this runner (for tests and tools). */
-export function precomputeKey(core: RunnerCore, tokenIds: readonly number[]): string {
-  return chunkKey(core.engine, tokenIds, core.dtype);
 }

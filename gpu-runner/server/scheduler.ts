@@ -241,6 +241,8 @@ export class Scheduler {
       this.acceptSampled(seq, seq.sampler.sample(out.logits));
       return question.length;
     } catch (err) {
+      // the assembler freed what it allocated; give back the reservation
+      this.used -= cap * this.bytesPerPosition;
       seq.end('error', (err as Error).message);
       return 0;
     }
@@ -299,10 +301,9 @@ export class Scheduler {
   private async execute(plan: PlannedInput[]): Promise<void> {
     for (const [seq, cap] of this.pendingGrowth) await this.grow(seq, cap);
     this.pendingGrowth.clear();
-    const vocab = this.engine.config.vocabSize;
-    let logits: Float32Array;
+    let pick: (i: number) => number;
     try {
-      logits = await this.engine.forward(plan.map((p) => ({ kv: p.seq.kv!, tokens: p.tokens })));
+      pick = await this.forwardAndSample(plan);
     } catch (err) {
       for (const p of plan) p.seq.end('error', (err as Error).message);
       return;
@@ -314,8 +315,30 @@ export class Scheduler {
       if (s.phase === 'prefill') s.prefillTokens += p.tokens.length;
       if (!p.sample) return;
       s.phase = 'decode';
-      this.acceptSampled(s, s.sampler.sample(logits.subarray(i * vocab, (i + 1) * vocab)));
+      this.acceptSampled(s, pick(i));
     });
+  }
+
+  /**
+   * One batched forward; returns the next token of input i. When every sampling input is greedy the
+   * argmax runs on the device and only ids come back, else the last-token logits ([inputs, vocab]) do.
+   */
+  private async forwardAndSample(plan: PlannedInput[]): Promise<(i: number) => number> {
+    const b = this.engine.backend;
+    const logits = this.engine.model.forward(plan.map((p) => ({ kv: p.seq.kv!, tokens: p.tokens })));
+    try {
+      if (plan.every((p) => !p.sample || p.seq.sampler.greedy)) {
+        const idx = b.argmax(logits);
+        const ids = await b.readInt(idx);
+        b.free(idx);
+        return (i) => ids[i];
+      }
+      const host = await b.read(logits);
+      const vocab = logits.shape[1];
+      return (i) => plan[i].seq.sampler.sample(host.subarray(i * vocab, (i + 1) * vocab));
+    } finally {
+      b.free(logits);
+    }
   }
 
   private acceptSampled(seq: Sequence, id: number): void {

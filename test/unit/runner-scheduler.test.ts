@@ -69,6 +69,27 @@ describe('scheduler', () => {
     expect(usages[0].text).toBe(engine.decode(usages[0].tokens));
   });
 
+  it('seeded sampling gives the same tokens batched as alone (host-side sampling path)', async () => {
+    const sampled = (q: string, seed: number): SeqRequest => ({
+      ...req(q, 16),
+      sampling: { temperature: 0.9, topK: 20, seed },
+    });
+    const solo = new Scheduler(engine, { maxRunning: 1 });
+    const alone: number[][] = [];
+    for (const [i, q] of questions.slice(0, 6).entries())
+      alone.push((await solo.submit(sampled(q, i + 1))).tokens);
+    const busy = new Scheduler(engine, { maxStepTokens: 32 });
+    const mixed = await Promise.all(questions.slice(0, 6).map((q, i) => busy.submit(sampled(q, i + 1))));
+    expect(mixed.map((u) => u.tokens)).toEqual(alone);
+    // a greedy request in the same batch still follows the argmax
+    const greedyAlone = (await solo.submit(req(questions[9], 16))).tokens;
+    const [, greedyMixed] = await Promise.all([
+      busy.submit(sampled(questions[0], 1)),
+      busy.submit(req(questions[9], 16)),
+    ]);
+    expect(greedyMixed.tokens).toEqual(greedyAlone);
+  });
+
   it('streams text deltas that add up to the final text', async () => {
     const s = new Scheduler(engine);
     let streamed = '';
@@ -118,5 +139,29 @@ describe('scheduler', () => {
     expect(() => s.submit(req('x', 4))).toThrow(/KV memory/);
     expect(() => s.submit({ ...req('x', 4), maxTokens: 0 })).toThrow(/maxTokens/);
     expect(() => s.submit({ ...req('x', engine.maxContext) })).toThrow(/context/);
+  });
+});
+
+describe('scheduler on the wasm backend', () => {
+  it('16 concurrent greedy requests give the same tokens as one by one', async () => {
+    const wasm = await loadEngine(models.make('llama-w', { arch: 'llama', seed: 5 }), { backend: 'wasm' });
+    try {
+      const r = (q: string): SeqRequest => ({
+        system: wasm.encode('S.'),
+        chunks: [],
+        question: wasm.encode(q),
+        mode: 'full',
+        maxTokens: 24,
+        stopTokenIds: [],
+      });
+      const solo = new Scheduler(wasm, { maxRunning: 1 });
+      const alone: number[][] = [];
+      for (const q of questions) alone.push((await solo.submit(r(q))).tokens);
+      const busy = new Scheduler(wasm, { maxStepTokens: 48 });
+      const together = await Promise.all(questions.map((q) => busy.submit(r(q))));
+      expect(together.map((u) => u.tokens)).toEqual(alone);
+    } finally {
+      wasm.dispose();
+    }
   });
 });
