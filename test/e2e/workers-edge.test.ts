@@ -1,0 +1,281 @@
+// The Workers build end to end: wrangler bundles src/index.ts with the repository's wrangler.toml (as
+// `wrangler deploy` would, without uploading), and the bundle runs in workerd through Miniflare with the
+// Hyperdrive binding pointed at PGlite on the Postgres wire and a Miniflare R2 bucket. Checks: the bundle
+// reaches no Node-only module; /healthz and /readyz answer; a tenant, key, collection and upload made
+// through the Worker land in Postgres, R2 and the outbox; chunks inserted directly are found by an
+// authenticated search; a Worker without bindings still answers /healthz and refuses /v1 with 503.
+import { spawn } from 'node:child_process';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { eq } from 'drizzle-orm';
+import { convertV4MiniflareOptions, Miniflare } from 'miniflare';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createPostgresDb, type DbHandle } from '../../src/db/client.ts';
+import { chunks, documents, outbox } from '../../src/db/schema.ts';
+import { createEmbeddingProvider } from '../../src/embeddings/factory.ts';
+import type { R2BucketLike } from '../../src/storage/r2.ts';
+import { sha256 } from '../helpers/db-fixtures.ts';
+import { type PgliteServer, startPgliteServer, TEST_POOL } from '../helpers/pglite-server.ts';
+
+const ROOT = resolve(import.meta.dirname, '../..');
+const WRANGLER = join(ROOT, 'node_modules/wrangler/bin/wrangler.js');
+const ADMIN_KEY = 'admin-key-for-workers-e2e-0123456789';
+const DIM = 256;
+
+/** Node modules workerd implements natively under nodejs_compat, used by postgres.js's workerd build. */
+const ALLOWED_EXTERNALS = new Set(['node:buffer', 'node:events', 'node:stream', 'cloudflare:sockets']);
+/** Modules that must never reach the Worker: Node-only drivers, servers and stores. */
+const FORBIDDEN_INPUTS = [
+  /node_modules\/@electric-sql\//,
+  /node_modules\/ioredis\//,
+  /node_modules\/bullmq\//,
+  /node_modules\/@hono\/node-server\//,
+  /node_modules\/unenv\//, // a Node API wrangler had to polyfill
+  /node_modules\/postgres\/(src|cjs)\//, // the Node build of postgres.js instead of its workerd one
+  /^src\/db\/(pglite|client|migrate)\.ts$/,
+  /^src\/storage\/(fs|open)\.ts$/,
+  /^src\/log\.ts$/,
+];
+
+interface Metafile {
+  inputs: Record<string, { imports: { path: string; external?: boolean }[] }>;
+}
+
+function run(cmd: string, args: string[]): Promise<string> {
+  return new Promise((res, rej) => {
+    const child = spawn(cmd, args, {
+      cwd: ROOT,
+      env: { ...process.env, WRANGLER_SEND_METRICS: 'false', CI: '1', NO_COLOR: '1' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (out += d.toString()));
+    child.once('error', rej);
+    child.once('exit', (code) => (code === 0 ? res(out) : rej(new Error(`${cmd} exited ${code}:\n${out}`))));
+  });
+}
+
+let outDir: string;
+let metafile: Metafile;
+let compatibilityDate: string;
+let pg: PgliteServer;
+let db: DbHandle;
+let mf: Miniflare;
+
+beforeAll(async () => {
+  outDir = await mkdtemp(join(tmpdir(), 'kvrag-worker-'));
+  const toml = await readFile(join(ROOT, 'wrangler.toml'), 'utf8');
+  compatibilityDate = /^compatibility_date\s*=\s*"([\d-]+)"/m.exec(toml)?.[1] ?? '';
+  const [, server] = await Promise.all([
+    run(process.execPath, [
+      WRANGLER,
+      'deploy',
+      '--dry-run',
+      '--outdir',
+      outDir,
+      '--metafile',
+      join(outDir, 'meta.json'),
+    ]),
+    startPgliteServer(),
+  ]);
+  pg = server;
+  db = createPostgresDb(pg.url, TEST_POOL);
+  metafile = JSON.parse(await readFile(join(outDir, 'meta.json'), 'utf8')) as Metafile;
+  const worker = {
+    modules: true,
+    modulesRoot: outDir,
+    scriptPath: join(outDir, 'index.js'),
+    compatibilityDate,
+  };
+  mf = new Miniflare(
+    convertV4MiniflareOptions({
+      workers: [
+        {
+          ...worker,
+          name: 'kvrag',
+          hyperdrives: { HYPERDRIVE: pg.url },
+          r2Buckets: ['BLOBS'],
+          bindings: { KVRAG_ADMIN_KEY: ADMIN_KEY, KVRAG_LOG_LEVEL: 'warn' },
+        },
+        // The same bundle with no database or blob binding: a deployment missing its setup.
+        { ...worker, name: 'kvrag-unbound', bindings: { KVRAG_LOG_LEVEL: 'silent' } },
+      ],
+    }),
+  );
+  await mf.ready;
+});
+
+afterAll(async () => {
+  await mf?.dispose();
+  await db?.close();
+  await pg?.stop();
+  if (outDir) await rm(outDir, { recursive: true, force: true });
+});
+
+async function call(method: string, path: string, opts: { key?: string; json?: unknown } = {}) {
+  const headers: Record<string, string> = {};
+  if (opts.key) headers.authorization = `Bearer ${opts.key}`;
+  if (opts.json !== undefined) headers['content-type'] = 'application/json';
+  const res = await mf.dispatchFetch(`http://kvrag.test${path}`, {
+    method,
+    headers,
+    body: opts.json === undefined ? undefined : JSON.stringify(opts.json),
+  });
+  return { status: res.status, body: (await res.json()) as Record<string, unknown> & { data?: unknown } };
+}
+
+async function expectJson<T>(
+  status: number,
+  method: string,
+  path: string,
+  opts?: { key?: string; json?: unknown },
+) {
+  const res = await call(method, path, opts);
+  if (res.status !== status)
+    throw new Error(`${method} ${path}: expected ${status}, got ${res.status}: ${JSON.stringify(res.body)}`);
+  return res.body as T;
+}
+
+describe('Workers build (wrangler bundle in workerd via Miniflare)', () => {
+  it('targets a 2026 compatibility date after 2026-08-04 without listing nodejs_compat', async () => {
+    expect(compatibilityDate > '2026-08-04' && compatibilityDate < '2027-01-01').toBe(true);
+    const toml = await readFile(join(ROOT, 'wrangler.toml'), 'utf8');
+    expect(toml).not.toMatch(/^\s*compatibility_flags\s*=.*nodejs_compat/m);
+  });
+
+  it('bundles no Node-only module', () => {
+    const inputs = Object.keys(metafile.inputs);
+    expect(inputs).toContain('src/index.ts');
+    expect(inputs.some((i) => i.includes('node_modules/postgres/cf/'))).toBe(true);
+    expect(inputs.filter((i) => FORBIDDEN_INPUTS.some((re) => re.test(i)))).toEqual([]);
+    const externals = new Set<string>();
+    for (const { imports } of Object.values(metafile.inputs))
+      for (const im of imports) if (im.external && im.path !== '<runtime>') externals.add(im.path);
+    expect([...externals].filter((e) => !ALLOWED_EXTERNALS.has(e))).toEqual([]);
+  });
+
+  it('answers /healthz and /readyz (database through Hyperdrive, blobs in R2)', async () => {
+    expect(await expectJson(200, 'GET', '/healthz')).toEqual({ status: 'ok' });
+    expect(await expectJson(200, 'GET', '/readyz')).toEqual({
+      status: 'ready',
+      checks: { database: 'ok', blobs: 'ok' },
+    });
+  });
+
+  it('writes an upload to R2 and the outbox, and finds inserted chunks by an authenticated search', async () => {
+    const tenant = await expectJson<{ id: string }>(201, 'POST', '/v1/admin/tenants', {
+      key: ADMIN_KEY,
+      json: { name: 'edge' },
+    });
+    const { key } = await expectJson<{ key: string }>(201, 'POST', `/v1/admin/tenants/${tenant.id}/keys`, {
+      key: ADMIN_KEY,
+      json: { name: 'edge-key' },
+    });
+    const coll = await expectJson<{ id: string }>(201, 'POST', '/v1/collections', {
+      key,
+      json: { name: 'kb', embedding: { provider: 'hash', dimension: DIM } },
+    });
+    const texts = [
+      'Hyperdrive pools Postgres connections close to the Worker.',
+      'R2 keeps the uploaded documents and the chunk KV caches.',
+      'Sourdough needs a long, cold proof for an open crumb.',
+    ];
+    const doc = await expectJson<{ id: string; status: string }>(
+      201,
+      'POST',
+      `/v1/collections/${coll.id}/documents`,
+      {
+        key,
+        json: { text: texts.join('\n\n'), filename: 'edge.txt' },
+      },
+    );
+    expect(doc.status).toBe('queued');
+
+    // The upload is in the R2 bucket, and its ingest job in the outbox for the relay.
+    const [row] = await db.db.select().from(documents).where(eq(documents.id, doc.id));
+    // Miniflare's types lean on @cloudflare/workers-types, not installed: view the proxy by its shape.
+    const bucket = (await mf.getR2Bucket('BLOBS', 'kvrag')) as unknown as R2BucketLike;
+    const object = await bucket.get(row.objectKey!);
+    expect(new TextDecoder().decode(await object!.arrayBuffer())).toBe(texts.join('\n\n'));
+    const jobs = await db.db
+      .select()
+      .from(outbox)
+      .where(eq(outbox.jobId, `ingest-${doc.id}`));
+    expect(jobs.map((j) => j.queue)).toEqual(['ingest']);
+
+    // Chunks as the ingest worker would write them (hash embeddings, as the collection says).
+    const vectors = await createEmbeddingProvider({ provider: 'hash', dimension: DIM }).embed(
+      texts,
+      'document',
+    );
+    await db.db.insert(chunks).values(
+      texts.map((text, i) => ({
+        tenantId: tenant.id,
+        collectionId: coll.id,
+        documentId: doc.id,
+        ordinal: i,
+        text,
+        tokenCount: text.split(/\s+/).length,
+        contentHash: sha256(text),
+        embedding: Array.from(vectors[i]),
+        embeddingDim: DIM,
+      })),
+    );
+
+    const page = await expectJson<{
+      object: string;
+      search_query: string;
+      data: { file_id: string; filename: string; score: number; content: { type: string; text: string }[] }[];
+    }>(200, 'POST', `/v1/collections/${coll.id}/search`, {
+      key,
+      json: { query: 'sourdough cold proof', max_num_results: 3 },
+    });
+    expect(page.object).toBe('vector_store.search_results.page');
+    expect(page.data.length).toBeGreaterThan(0);
+    expect(page.data[0]).toMatchObject({
+      file_id: doc.id,
+      filename: 'edge.txt',
+      content: [{ type: 'text', text: texts[2] }],
+    });
+    const scores = page.data.map((d) => d.score);
+    expect(scores).toEqual([...scores].sort((x, y) => y - x));
+
+    // Without a key, or with a wrong one: the envelope, and nothing searched.
+    const anonymous = await call('POST', `/v1/collections/${coll.id}/search`, {
+      json: { query: 'sourdough' },
+    });
+    expect(anonymous.status).toBe(401);
+    expect(anonymous.body).toMatchObject({ error: { code: 'unauthorized' } });
+    const wrong = await call('POST', `/v1/collections/${coll.id}/search`, {
+      key: `${key.slice(0, -4)}zzzz`,
+      json: { query: 'sourdough' },
+    });
+    expect(wrong.status).toBe(401);
+  });
+
+  it('without bindings still answers /healthz, names what is missing in /readyz and refuses /v1', async () => {
+    const worker = (await mf.getWorker('kvrag-unbound')) as unknown as {
+      fetch(url: string, init?: RequestInit): Promise<Response>;
+    };
+    const get = async (path: string, init?: RequestInit) => {
+      const res = await worker.fetch(`http://kvrag.test${path}`, init);
+      return { status: res.status, body: (await res.json()) as Record<string, unknown> };
+    };
+    expect(await get('/healthz')).toEqual({ status: 200, body: { status: 'ok' } });
+    const ready = await get('/readyz');
+    expect(ready.status).toBe(503);
+    expect(ready.body).toMatchObject({
+      status: 'not_ready',
+      checks: { configuration: expect.stringMatching(/HYPERDRIVE/) },
+    });
+    const search = await get('/v1/collections/x/search', {
+      method: 'POST',
+      headers: { authorization: `Bearer kvrag_${'a'.repeat(43)}`, 'content-type': 'application/json' },
+      body: '{"query":"x"}',
+    });
+    expect(search.status).toBe(503);
+    expect(search.body).toMatchObject({ error: { code: 'unavailable' } });
+  });
+});
