@@ -25,6 +25,11 @@ export interface SchedulerOptions {
   kvBytes?: number;
   /** Positions reserved at a time beyond what a sequence holds. Default 32. */
   growBlock?: number;
+  /**
+   * Reuse-mode admissions (artifact assembly + question prefill, each its own forward) per step, so a
+   * burst of arrivals does not stall the running sequences' decode for a whole burst. Default 4.
+   */
+  maxAssembliesPerStep?: number;
   /** Needed for reuse modes other than `full`. */
   assembler?: Assembler;
   /** Serialises engine use with other work (the precompute consumer). */
@@ -63,6 +68,7 @@ export class Scheduler {
   readonly maxStepTokens: number;
   readonly kvBytes: number;
   readonly growBlock: number;
+  readonly maxAssembliesPerStep: number;
   readonly mutex: Mutex;
   private readonly assembler: Assembler | undefined;
   private readonly observer: SchedulerObserver;
@@ -84,6 +90,7 @@ export class Scheduler {
     this.maxStepTokens = opts.maxStepTokens ?? 256;
     this.kvBytes = opts.kvBytes ?? 256 * 1024 * 1024;
     this.growBlock = opts.growBlock ?? 32;
+    this.maxAssembliesPerStep = opts.maxAssembliesPerStep ?? 4;
     this.assembler = opts.assembler;
     this.mutex = opts.mutex ?? new Mutex();
     this.observer = opts.observer ?? {};
@@ -173,10 +180,13 @@ export class Scheduler {
       if (seq.phase !== 'prefill' || budget < 1) continue;
       budget -= this.planPrefill(seq, budget, plan);
     }
+    let assemblies = 0;
     while (budget > 0 && this.waiting.length > 0 && this.running.length < this.maxRunning) {
       const seq = this.waiting[0];
       const cap = this.capacityFor(seq);
-      if (this.used + cap * this.bytesPerPosition > this.kvBytes) break; // FIFO: nobody overtakes the head
+      // FIFO: nobody overtakes the head, whether it waits for memory or for the next step's assemblies
+      if (this.used + cap * this.bytesPerPosition > this.kvBytes) break;
+      if (seq.req.mode !== 'full' && assemblies++ >= this.maxAssembliesPerStep) break;
       this.waiting.shift();
       budget -= await this.admit(seq, cap, budget, plan);
     }
