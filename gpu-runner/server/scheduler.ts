@@ -15,6 +15,7 @@ import type { SequenceKV } from '../engine/kv-cache.ts';
 import type { Assembler } from '../engine/reuse/assemble.ts';
 import { Mutex } from './mutex.ts';
 import { type SeqRequest, Sequence, type SeqUsage } from './sequence.ts';
+import { assembleSequence, causalKeys, forwardAndSample, type PlannedInput } from './step-ops.ts';
 
 export interface SchedulerOptions {
   /** Cap on sequences holding KV memory at once. Default 16. */
@@ -53,13 +54,6 @@ export interface SchedulerStats {
   kvBytesCapacity: number;
   steps: number;
   preemptions: number;
-}
-
-interface PlannedInput {
-  seq: Sequence;
-  tokens: number[];
-  /** Sample the next token from this input's last logits. */
-  sample: boolean;
 }
 
 export class Scheduler {
@@ -222,34 +216,12 @@ export class Scheduler {
       seq.phase = 'prefill';
       return this.planPrefill(seq, budget, plan);
     }
-    // reuse modes: the context comes from artifacts; the question (plus anything generated before a
-    // preemption) is prefilled by the assembler, whose last logits give the next token
-    const r = seq.req;
-    const question = [...r.question, ...seq.generated];
-    const t = performance.now();
+    // reuse modes: the context comes from artifacts, the assembler prefills the question
     try {
-      const out = await this.assembler!.assemble({
-        system: r.system,
-        chunks: r.chunks,
-        question,
-        mode: r.mode,
-        blendRatio: r.blendRatio,
-        linkTokens: r.linkTokens,
-        reserve: cap - seq.promptLength - seq.generated.length,
-      });
-      seq.kv = out.kv;
-      seq.assembleMs += performance.now() - t;
-      const rep = out.report;
-      if (seq.preemptions === 0) seq.cachedTokens = rep.cachedTokens;
-      seq.prefillTokens += rep.recomputedTokens + rep.questionTokens;
-      for (const [tier, b] of Object.entries(rep.bytesLoaded))
-        seq.bytesLoaded[tier] = (seq.bytesLoaded[tier] ?? 0) + b;
-      // question tokens exactly; selectively recomputed tokens as if they sat at positions 0..r-1
-      seq.keysAttended +=
-        causalKeys(rep.tokens - rep.questionTokens, rep.questionTokens) + causalKeys(0, rep.recomputedTokens);
+      const next = await assembleSequence(this.assembler!, seq, cap);
       seq.phase = 'decode';
-      this.acceptSampled(seq, seq.sampler.sample(out.logits));
-      return question.length;
+      this.acceptSampled(seq, next);
+      return seq.req.question.length + seq.generated.length;
     } catch (err) {
       // the assembler freed what it allocated; give back the reservation
       this.used -= cap * this.bytesPerPosition;
@@ -313,7 +285,7 @@ export class Scheduler {
     this.pendingGrowth.clear();
     let pick: (i: number) => number;
     try {
-      pick = await this.forwardAndSample(plan);
+      pick = await forwardAndSample(this.engine, plan);
     } catch (err) {
       for (const p of plan) p.seq.end('error', (err as Error).message);
       return;
@@ -327,28 +299,6 @@ export class Scheduler {
       s.phase = 'decode';
       this.acceptSampled(s, pick(i));
     });
-  }
-
-  /**
-   * One batched forward; returns the next token of input i. When every sampling input is greedy the
-   * argmax runs on the device and only ids come back, else the last-token logits ([inputs, vocab]) do.
-   */
-  private async forwardAndSample(plan: PlannedInput[]): Promise<(i: number) => number> {
-    const b = this.engine.backend;
-    const logits = this.engine.model.forward(plan.map((p) => ({ kv: p.seq.kv!, tokens: p.tokens })));
-    try {
-      if (plan.every((p) => !p.sample || p.seq.sampler.greedy)) {
-        const idx = b.argmax(logits);
-        const ids = await b.readInt(idx);
-        b.free(idx);
-        return (i) => ids[i];
-      }
-      const host = await b.read(logits);
-      const vocab = logits.shape[1];
-      return (i) => plan[i].seq.sampler.sample(host.subarray(i * vocab, (i + 1) * vocab));
-    } finally {
-      b.free(logits);
-    }
   }
 
   private acceptSampled(seq: Sequence, id: number): void {
@@ -376,9 +326,4 @@ export class Scheduler {
       }
     }
   }
-}
-
-/** Σ over n query positions start..start+n−1 of the keys each attends causally (pos + 1). */
-function causalKeys(start: number, n: number): number {
-  return n * start + (n * (n + 1)) / 2;
 }
