@@ -3,7 +3,8 @@
 // Hyperdrive binding pointed at PGlite on the Postgres wire and a Miniflare R2 bucket. Checks: the bundle
 // reaches no Node-only module; /healthz and /readyz answer; a tenant, key, collection and upload made
 // through the Worker land in Postgres, R2 and the outbox; chunks inserted directly are found by an
-// authenticated search; a Worker without bindings still answers /healthz and refuses /v1 with 503.
+// authenticated search; with S3 settings instead of R2 an upload lands in s3rver; a Worker without
+// bindings still answers /healthz and refuses /v1 with 503.
 import { spawn } from 'node:child_process';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -15,8 +16,10 @@ import { createPostgresDb, type DbHandle } from '../../src/db/client.ts';
 import { chunks, documents, outbox } from '../../src/db/schema.ts';
 import { createEmbeddingProvider } from '../../src/embeddings/factory.ts';
 import type { R2BucketLike } from '../../src/storage/r2.ts';
+import { S3BlobStore } from '../../src/storage/s3.ts';
 import { sha256 } from '../helpers/db-fixtures.ts';
 import { type PgliteServer, startPgliteServer, TEST_POOL } from '../helpers/pglite-server.ts';
+import { type S3TestServer, startS3 } from '../helpers/s3-server.ts';
 
 const ROOT = resolve(import.meta.dirname, '../..');
 const WRANGLER = join(ROOT, 'node_modules/wrangler/bin/wrangler.js');
@@ -62,13 +65,14 @@ let metafile: Metafile;
 let compatibilityDate: string;
 let pg: PgliteServer;
 let db: DbHandle;
+let s3: S3TestServer;
 let mf: Miniflare;
 
 beforeAll(async () => {
   outDir = await mkdtemp(join(tmpdir(), 'kvrag-worker-'));
   const toml = await readFile(join(ROOT, 'wrangler.toml'), 'utf8');
   compatibilityDate = /^compatibility_date\s*=\s*"([\d-]+)"/m.exec(toml)?.[1] ?? '';
-  const [, server] = await Promise.all([
+  const [, server, s3server] = await Promise.all([
     run(process.execPath, [
       WRANGLER,
       'deploy',
@@ -79,8 +83,10 @@ beforeAll(async () => {
       join(outDir, 'meta.json'),
     ]),
     startPgliteServer(),
+    startS3(),
   ]);
   pg = server;
+  s3 = s3server;
   db = createPostgresDb(pg.url, TEST_POOL);
   metafile = JSON.parse(await readFile(join(outDir, 'meta.json'), 'utf8')) as Metafile;
   const worker = {
@@ -99,6 +105,23 @@ beforeAll(async () => {
           r2Buckets: ['BLOBS'],
           bindings: { KVRAG_ADMIN_KEY: ADMIN_KEY, KVRAG_LOG_LEVEL: 'warn' },
         },
+        // Blobs in an S3-compatible store instead (the AWS SDK inside workerd), here s3rver.
+        {
+          ...worker,
+          name: 'kvrag-s3',
+          hyperdrives: { HYPERDRIVE: pg.url },
+          bindings: {
+            KVRAG_ADMIN_KEY: ADMIN_KEY,
+            KVRAG_LOG_LEVEL: 'warn',
+            KVRAG_BLOB_STORE: 's3',
+            KVRAG_S3_ENDPOINT: s3.endpoint,
+            KVRAG_S3_BUCKET: s3.bucket,
+            KVRAG_S3_REGION: s3.region,
+            KVRAG_S3_ACCESS_KEY_ID: s3.accessKeyId,
+            KVRAG_S3_SECRET_ACCESS_KEY: s3.secretAccessKey,
+            KVRAG_S3_FORCE_PATH_STYLE: 'true',
+          },
+        },
         // The same bundle with no database or blob binding: a deployment missing its setup.
         { ...worker, name: 'kvrag-unbound', bindings: { KVRAG_LOG_LEVEL: 'silent' } },
       ],
@@ -111,14 +134,29 @@ afterAll(async () => {
   await mf?.dispose();
   await db?.close();
   await pg?.stop();
+  await s3?.stop();
   if (outDir) await rm(outDir, { recursive: true, force: true });
 });
 
-async function call(method: string, path: string, opts: { key?: string; json?: unknown } = {}) {
+interface CallOptions {
+  key?: string;
+  json?: unknown;
+  /** Which of the Miniflare workers (default: `kvrag`, the wrangler.toml bindings). */
+  worker?: string;
+}
+
+/** A worker's fetch; Miniflare's types lean on @cloudflare/workers-types (not installed), hence the view. */
+async function workerFetch(name: string) {
+  return (await mf.getWorker(name)) as unknown as {
+    fetch(url: string, init?: RequestInit): Promise<Response>;
+  };
+}
+
+async function call(method: string, path: string, opts: CallOptions = {}) {
   const headers: Record<string, string> = {};
   if (opts.key) headers.authorization = `Bearer ${opts.key}`;
   if (opts.json !== undefined) headers['content-type'] = 'application/json';
-  const res = await mf.dispatchFetch(`http://kvrag.test${path}`, {
+  const res = await (await workerFetch(opts.worker ?? 'kvrag')).fetch(`http://kvrag.test${path}`, {
     method,
     headers,
     body: opts.json === undefined ? undefined : JSON.stringify(opts.json),
@@ -126,16 +164,31 @@ async function call(method: string, path: string, opts: { key?: string; json?: u
   return { status: res.status, body: (await res.json()) as Record<string, unknown> & { data?: unknown } };
 }
 
-async function expectJson<T>(
-  status: number,
-  method: string,
-  path: string,
-  opts?: { key?: string; json?: unknown },
-) {
+async function expectJson<T>(status: number, method: string, path: string, opts?: CallOptions) {
   const res = await call(method, path, opts);
   if (res.status !== status)
     throw new Error(`${method} ${path}: expected ${status}, got ${res.status}: ${JSON.stringify(res.body)}`);
   return res.body as T;
+}
+
+/** A tenant, its API key and a hash-embedding collection, all made through the worker. */
+async function setupTenant(worker: string, name: string) {
+  const tenant = await expectJson<{ id: string }>(201, 'POST', '/v1/admin/tenants', {
+    worker,
+    key: ADMIN_KEY,
+    json: { name },
+  });
+  const { key } = await expectJson<{ key: string }>(201, 'POST', `/v1/admin/tenants/${tenant.id}/keys`, {
+    worker,
+    key: ADMIN_KEY,
+    json: { name: `${name}-key` },
+  });
+  const coll = await expectJson<{ id: string }>(201, 'POST', '/v1/collections', {
+    worker,
+    key,
+    json: { name: 'kb', embedding: { provider: 'hash', dimension: DIM } },
+  });
+  return { tenantId: tenant.id, key, collectionId: coll.id };
 }
 
 describe('Workers build (wrangler bundle in workerd via Miniflare)', () => {
@@ -165,18 +218,7 @@ describe('Workers build (wrangler bundle in workerd via Miniflare)', () => {
   });
 
   it('writes an upload to R2 and the outbox, and finds inserted chunks by an authenticated search', async () => {
-    const tenant = await expectJson<{ id: string }>(201, 'POST', '/v1/admin/tenants', {
-      key: ADMIN_KEY,
-      json: { name: 'edge' },
-    });
-    const { key } = await expectJson<{ key: string }>(201, 'POST', `/v1/admin/tenants/${tenant.id}/keys`, {
-      key: ADMIN_KEY,
-      json: { name: 'edge-key' },
-    });
-    const coll = await expectJson<{ id: string }>(201, 'POST', '/v1/collections', {
-      key,
-      json: { name: 'kb', embedding: { provider: 'hash', dimension: DIM } },
-    });
+    const { tenantId, key, collectionId } = await setupTenant('kvrag', 'edge');
     const texts = [
       'Hyperdrive pools Postgres connections close to the Worker.',
       'R2 keeps the uploaded documents and the chunk KV caches.',
@@ -185,7 +227,7 @@ describe('Workers build (wrangler bundle in workerd via Miniflare)', () => {
     const doc = await expectJson<{ id: string; status: string }>(
       201,
       'POST',
-      `/v1/collections/${coll.id}/documents`,
+      `/v1/collections/${collectionId}/documents`,
       {
         key,
         json: { text: texts.join('\n\n'), filename: 'edge.txt' },
@@ -212,8 +254,8 @@ describe('Workers build (wrangler bundle in workerd via Miniflare)', () => {
     );
     await db.db.insert(chunks).values(
       texts.map((text, i) => ({
-        tenantId: tenant.id,
-        collectionId: coll.id,
+        tenantId,
+        collectionId,
         documentId: doc.id,
         ordinal: i,
         text,
@@ -228,7 +270,7 @@ describe('Workers build (wrangler bundle in workerd via Miniflare)', () => {
       object: string;
       search_query: string;
       data: { file_id: string; filename: string; score: number; content: { type: string; text: string }[] }[];
-    }>(200, 'POST', `/v1/collections/${coll.id}/search`, {
+    }>(200, 'POST', `/v1/collections/${collectionId}/search`, {
       key,
       json: { query: 'sourdough cold proof', max_num_results: 3 },
     });
@@ -243,22 +285,41 @@ describe('Workers build (wrangler bundle in workerd via Miniflare)', () => {
     expect(scores).toEqual([...scores].sort((x, y) => y - x));
 
     // Without a key, or with a wrong one: the envelope, and nothing searched.
-    const anonymous = await call('POST', `/v1/collections/${coll.id}/search`, {
+    const anonymous = await call('POST', `/v1/collections/${collectionId}/search`, {
       json: { query: 'sourdough' },
     });
     expect(anonymous.status).toBe(401);
     expect(anonymous.body).toMatchObject({ error: { code: 'unauthorized' } });
-    const wrong = await call('POST', `/v1/collections/${coll.id}/search`, {
+    const wrong = await call('POST', `/v1/collections/${collectionId}/search`, {
       key: `${key.slice(0, -4)}zzzz`,
       json: { query: 'sourdough' },
     });
     expect(wrong.status).toBe(401);
   });
 
+  it('keeps uploads in an S3-compatible store when configured so (AWS SDK in workerd, s3rver)', async () => {
+    expect(await expectJson(200, 'GET', '/readyz', { worker: 'kvrag-s3' })).toEqual({
+      status: 'ready',
+      checks: { database: 'ok', blobs: 'ok' },
+    });
+    const { key, collectionId } = await setupTenant('kvrag-s3', 'edge-s3');
+    const text = 'An upload through the S3 protocol from inside workerd.';
+    const doc = await expectJson<{ id: string }>(201, 'POST', `/v1/collections/${collectionId}/documents`, {
+      worker: 'kvrag-s3',
+      key,
+      json: { text, filename: 's3.txt' },
+    });
+    const [row] = await db.db.select().from(documents).where(eq(documents.id, doc.id));
+    const store = new S3BlobStore({ ...s3, forcePathStyle: true });
+    try {
+      expect(new TextDecoder().decode((await store.get(row.objectKey!))!)).toBe(text);
+    } finally {
+      await store.close();
+    }
+  });
+
   it('without bindings still answers /healthz, names what is missing in /readyz and refuses /v1', async () => {
-    const worker = (await mf.getWorker('kvrag-unbound')) as unknown as {
-      fetch(url: string, init?: RequestInit): Promise<Response>;
-    };
+    const worker = await workerFetch('kvrag-unbound');
     const get = async (path: string, init?: RequestInit) => {
       const res = await worker.fetch(`http://kvrag.test${path}`, init);
       return { status: res.status, body: (await res.json()) as Record<string, unknown> };
