@@ -3,8 +3,8 @@
 //   1. every decoding sequence feeds its last token (1 token each), oldest first;
 //   2. prefilling sequences take the rest of the step's token budget in chunks (chunked prefill);
 //   3. waiting sequences are admitted in FIFO order while the running cap and KV memory allow; a request
-//      with reuse mode ≠ full is assembled from chunk artifacts at admission (only the question is
-//      prefilled), then decodes like the others.
+//      with reuse mode ≠ full gets its context assembled from chunk artifacts at admission, then its
+//      question is prefilled in chunks like any prompt (batched with the others), then it decodes.
 // KV memory is reserved per sequence in blocks of `growBlock` positions; a sequence that needs another
 // block when memory is short preempts the newest running sequences (their KV is freed and they go back to
 // the front of the queue, to be recomputed from prompt + generated tokens when readmitted). Aborted
@@ -216,12 +216,16 @@ export class Scheduler {
       seq.phase = 'prefill';
       return this.planPrefill(seq, budget, plan);
     }
-    // reuse modes: the context comes from artifacts, the assembler prefills the question
+    // reuse modes: the context comes from artifacts; the question is prefilled like any prompt
     try {
       const next = await assembleSequence(this.assembler!, seq, cap);
-      seq.phase = 'decode';
-      this.acceptSampled(seq, next);
-      return seq.req.question.length + seq.generated.length;
+      if (next !== null) {
+        seq.phase = 'decode';
+        this.acceptSampled(seq, next);
+        return 1;
+      }
+      seq.phase = 'prefill';
+      return 1 + this.planPrefill(seq, budget - 1, plan);
     } catch (err) {
       // the assembler freed what it allocated; give back the reservation
       this.used -= cap * this.bytesPerPosition;

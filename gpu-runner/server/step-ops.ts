@@ -40,22 +40,28 @@ export async function forwardAndSample(engine: Engine, plan: PlannedInput[]): Pr
 }
 
 /**
- * Builds a reuse-mode sequence's cache with `cap` positions: context from artifacts, then the question
- * plus anything generated before a preemption, prefilled by the assembler. Records usage on the
- * sequence and returns the next token. Throws with nothing allocated on failure.
+ * Builds a reuse-mode sequence's cache with `cap` positions: the context from artifacts and the first
+ * question token through the assembler; the rest of the question (plus anything generated before a
+ * preemption) is left in `seq.pending`, for the scheduler to prefill batched with other sequences.
+ * Records usage on the sequence. Returns the next token when nothing is pending (a one-token question),
+ * else null. Throws with nothing allocated on failure.
  */
-export async function assembleSequence(assembler: Assembler, seq: Sequence, cap: number): Promise<number> {
+export async function assembleSequence(
+  assembler: Assembler,
+  seq: Sequence,
+  cap: number,
+): Promise<number | null> {
   const r = seq.req;
   const question = [...r.question, ...seq.generated];
   const t = performance.now();
   const out = await assembler.assemble({
     system: r.system,
     chunks: r.chunks,
-    question,
+    question: question.slice(0, 1),
     mode: r.mode,
     blendRatio: r.blendRatio,
     linkTokens: r.linkTokens,
-    reserve: cap - seq.promptLength - seq.generated.length,
+    reserve: cap - seq.promptLength - seq.generated.length + question.length - 1,
   });
   seq.kv = out.kv;
   seq.assembleMs += performance.now() - t;
@@ -64,8 +70,9 @@ export async function assembleSequence(assembler: Assembler, seq: Sequence, cap:
   seq.prefillTokens += rep.recomputedTokens + rep.questionTokens;
   for (const [tier, b] of Object.entries(rep.bytesLoaded))
     seq.bytesLoaded[tier] = (seq.bytesLoaded[tier] ?? 0) + b;
-  // question tokens exactly; selectively recomputed tokens as if they sat at positions 0..r-1
+  // the first question token exactly; selectively recomputed tokens as if they sat at positions 0..r-1
   seq.keysAttended +=
     causalKeys(rep.tokens - rep.questionTokens, rep.questionTokens) + causalKeys(0, rep.recomputedTokens);
-  return seq.sampler.sample(out.logits);
+  seq.pending = question.slice(1);
+  return seq.pending.length === 0 ? seq.sampler.sample(out.logits) : null;
 }

@@ -1,7 +1,7 @@
 // An in-process runner (no port: app.fetch, as embedded serve uses it), memory blob store and registry:
 // heartbeats carry load, free KV memory and the resident artifacts, expire after their TTL and leave on
-// stop; graceful stop lets a short request finish, ends a long one with reason `shutdown`, refuses new
-// work with 503 and readyz turns 503.
+// stop; graceful stop lets running requests finish within the grace period, refuses new work with 503
+// (readyz too), and ends what is left after it with reason `shutdown`.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { heartbeatOf, startHeartbeat } from '../../gpu-runner/server/heartbeat-loop.ts';
 import { createRunner, type Runner } from '../../gpu-runner/server/runner.ts';
@@ -10,7 +10,7 @@ import { BloomFilter } from '../../src/routing/bloom.ts';
 import { runnerHeartbeatSchema } from '../../src/routing/heartbeat.ts';
 import { MemoryRegistry } from '../../src/routing/registry.ts';
 import { MemoryBlobStore } from '../../src/storage/memory.ts';
-import { collectSse, sseEvents } from '../helpers/sse.ts';
+import { sseEvents } from '../helpers/sse.ts';
 import { tinyModels } from '../helpers/tiny-model.ts';
 
 const models = tinyModels();
@@ -92,20 +92,14 @@ describe('runner heartbeat', () => {
 });
 
 describe('graceful stop', () => {
-  it('finishes short requests, ends long ones with reason shutdown, refuses new work', async () => {
+  it('lets running requests finish within the grace period and refuses new work', async () => {
     const r = await newRunner();
-    const short = r.app.fetch(
-      new Request('http://x/v1/generate', json({ question: 'short', maxTokens: 4, ignoreEos: true })),
+    const res = await r.app.fetch(
+      new Request('http://x/v1/generate', json({ question: 'short', maxTokens: 24, ignoreEos: true })),
     );
-    const long = await r.app.fetch(
-      new Request(
-        'http://x/v1/generate',
-        json({ question: 'long', maxTokens: r.core.engine.maxContext - 16, ignoreEos: true }),
-      ),
-    );
-    const longEvents = sseEvents(long);
-    await longEvents.next(); // streaming has begun
-    const stopping = r.stop({ graceMs: 300 });
+    const events = sseEvents(res);
+    await events.next(); // streaming has begun
+    const stopping = r.stop({ graceMs: 10_000 });
     expect((await r.app.fetch(new Request('http://x/readyz'))).status).toBe(503);
     const refused = await r.app.fetch(new Request('http://x/v1/generate', json({ question: 'late' })));
     expect(refused.status).toBe(503);
@@ -113,13 +107,29 @@ describe('graceful stop', () => {
       code: 'unavailable',
       retryable: true,
     });
-    const shortDone = (await collectSse(await short)).at(-1)!;
-    expect((shortDone.data as SeqUsage).finishReason).toBe('length');
-    let last: unknown = null;
-    for await (const e of longEvents) last = e;
-    expect((last as { event: string; data: SeqUsage }).event).toBe('done');
-    expect((last as { data: SeqUsage }).data.finishReason).toBe('shutdown');
+    let last: { event: string; data: unknown } | null = null;
+    for await (const e of events) last = e;
+    expect(last?.event).toBe('done');
+    expect((last!.data as SeqUsage).finishReason).toBe('length');
+    expect((last!.data as SeqUsage).completionTokens).toBe(24);
     await stopping;
     expect(r.core.scheduler.stats().kvBytesInUse).toBe(0);
+  });
+
+  it('ends what is still running after the grace period with reason shutdown', async () => {
+    const r = await newRunner();
+    const maxTokens = r.core.engine.maxContext - 16;
+    const res = await r.app.fetch(
+      new Request('http://x/v1/generate', json({ question: 'long', maxTokens, ignoreEos: true })),
+    );
+    const events = sseEvents(res);
+    await events.next();
+    await r.stop({ graceMs: 0 });
+    let last: { event: string; data: unknown } | null = null;
+    for await (const e of events) last = e;
+    expect(last?.event).toBe('done');
+    expect((last!.data as SeqUsage).finishReason).toBe('shutdown');
+    expect((last!.data as SeqUsage).completionTokens).toBeLessThan(maxTokens);
+    expect(r.core.scheduler.stats()).toMatchObject({ kvBytesInUse: 0, running: 0, waiting: 0 });
   });
 });

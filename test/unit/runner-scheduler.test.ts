@@ -3,6 +3,10 @@
 // recompute under a tight memory cap; cancellation and deadlines free KV memory; FIFO admission.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Engine, loadEngine } from '../../gpu-runner/engine/engine.ts';
+import { ArtifactStore } from '../../gpu-runner/engine/kv/artifact-store.ts';
+import { EngineTier } from '../../gpu-runner/engine/kv/engine-tier.ts';
+import { HostTier } from '../../gpu-runner/engine/kv/tiers.ts';
+import { Assembler } from '../../gpu-runner/engine/reuse/assemble.ts';
 import { Scheduler } from '../../gpu-runner/server/scheduler.ts';
 import type { SeqRequest } from '../../gpu-runner/server/sequence.ts';
 import { tinyModels } from '../helpers/tiny-model.ts';
@@ -67,6 +71,42 @@ describe('scheduler', () => {
     expect(stats.running + stats.waiting).toBe(0);
     // text streamed equals the final text
     expect(usages[0].text).toBe(engine.decode(usages[0].tokens));
+  });
+
+  it('reuse modes: concurrent = one by one, also when preempted sequences are re-assembled', async () => {
+    const store = new ArtifactStore({
+      fingerprint: engine.fingerprint,
+      tokenizerHash: engine.tokenizer.hash,
+      host: new HostTier(64 << 20),
+    });
+    const assembler = new Assembler(engine, new EngineTier(engine.backend, engine.config, store, 64 << 20), {
+      dtype: 'f32',
+    });
+    const docs = ['Paris is in France. ', 'The Nile is long. ', 'Water boils at 100 C. ', 'Cats purr. '];
+    const reuse = (i: number, mode: 'independent' | 'blend' | 'link'): SeqRequest => ({
+      ...req(questions[i], 20),
+      chunks: [engine.encode(docs[i % 4]), engine.encode(docs[(i + 1) % 4])],
+      mode,
+    });
+    const modes = ['independent', 'blend', 'link'] as const;
+    const reqs = questions.slice(0, 12).map((_, i) => reuse(i, modes[i % 3]));
+    const solo = new Scheduler(engine, { maxRunning: 1, assembler });
+    const alone: number[][] = [];
+    for (const r of reqs) alone.push((await solo.submit(r)).tokens);
+    const longest =
+      Math.max(...reqs.map((r) => r.system.length + r.chunks.flat().length + r.question.length)) + 20;
+    const busy = new Scheduler(engine, {
+      assembler,
+      maxStepTokens: 16,
+      growBlock: 4,
+      kvBytes: longest * 4 * solo.bytesPerPosition,
+    });
+    const usages = await Promise.all(reqs.map((r) => busy.submit(r)));
+    expect(usages.map((u) => u.tokens)).toEqual(alone);
+    expect(busy.stats().preemptions).toBeGreaterThan(0);
+    expect(usages.every((u) => u.cachedTokens > 0)).toBe(true);
+    expect(busy.stats().kvBytesInUse).toBe(0);
+    assembler.dispose();
   });
 
   it('seeded sampling gives the same tokens batched as alone (host-side sampling path)', async () => {
