@@ -122,6 +122,8 @@ beforeAll(async () => {
             KVRAG_S3_FORCE_PATH_STYLE: 'true',
           },
         },
+        // A secret that fails validation (an admin key under 16 characters).
+        { ...worker, name: 'kvrag-misconfigured', bindings: { KVRAG_ADMIN_KEY: 'short-secret' } },
         // The same bundle with no database or blob binding: a deployment missing its setup.
         { ...worker, name: 'kvrag-unbound', bindings: { KVRAG_LOG_LEVEL: 'silent' } },
       ],
@@ -338,5 +340,18 @@ describe('Workers build (wrangler bundle in workerd via Miniflare)', () => {
     });
     expect(search.status).toBe(503);
     expect(search.body).toMatchObject({ error: { code: 'unavailable' } });
+  });
+
+  it('with an invalid setting answers 503 naming the variable, never its value', async () => {
+    for (const path of ['/healthz', '/v1/collections']) {
+      const res = await (await workerFetch('kvrag-misconfigured')).fetch(`http://kvrag.test${path}`);
+      expect(res.status).toBe(503);
+      const text = await res.text();
+      expect(JSON.parse(text)).toMatchObject({
+        error: { code: 'unavailable', message: expect.stringContaining('KVRAG_ADMIN_KEY') },
+      });
+      expect(text).not.toContain('short-secret');
+      expect(res.headers.get('x-request-id')).toBeTruthy();
+    }
   });
 });
