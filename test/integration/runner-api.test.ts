@@ -209,6 +209,26 @@ describe('runner HTTP API', () => {
     expect(tiers).toEqual(expect.arrayContaining(['engine', 'host', 'disk', 'object']));
   });
 
+  it('chat messages use the chat template; stop strings cut the text; a deadline ends the stream', async () => {
+    const messages = [{ role: 'user', content: 'Say something.' }];
+    const chat = await generate({ messages, maxTokens: 12, ignoreEos: true });
+    expect(chat.usage.promptTokens).toBe(runner.core.engine.encodeChat(messages as never).length);
+    expect(chat.usage.completionTokens).toBe(12);
+    // stop at a piece of the unconstrained text: the output ends right before it
+    const free = await generate({ question: 'Stop test', maxTokens: 16, ignoreEos: true });
+    const cut = free.text.slice(4, 6);
+    const stopped = await generate({ question: 'Stop test', maxTokens: 16, ignoreEos: true, stop: [cut] });
+    expect(stopped.usage.finishReason).toBe('stop');
+    expect(stopped.text).toBe(free.text.slice(0, free.text.indexOf(cut)));
+    const late = await generate({
+      question: 'slow',
+      maxTokens: runner.core.engine.maxContext - 16,
+      ignoreEos: true,
+      deadlineMs: 50,
+    });
+    expect(late.usage.finishReason).toBe('deadline');
+  });
+
   it('healthz and readyz answer', async () => {
     expect((await fetch(`${base}/healthz`)).status).toBe(200);
     expect((await fetch(`${base}/readyz`)).status).toBe(200);
