@@ -26,8 +26,17 @@ const WRANGLER = join(ROOT, 'node_modules/wrangler/bin/wrangler.js');
 const ADMIN_KEY = 'admin-key-for-workers-e2e-0123456789';
 const DIM = 256;
 
-/** Node modules workerd implements natively under nodejs_compat, used by postgres.js's workerd build. */
-const ALLOWED_EXTERNALS = new Set(['node:buffer', 'node:events', 'node:stream', 'cloudflare:sockets']);
+/**
+ * Modules workerd implements natively: node:buffer, node:events, node:stream (nodejs_compat) and
+ * cloudflare:sockets for postgres.js's workerd build; node:async_hooks (AsyncLocalStorage) for src/index.ts.
+ */
+const ALLOWED_EXTERNALS = new Set([
+  'node:buffer',
+  'node:events',
+  'node:stream',
+  'node:async_hooks',
+  'cloudflare:sockets',
+]);
 /** Modules that must never reach the Worker: Node-only drivers, servers and stores. */
 const FORBIDDEN_INPUTS = [
   /node_modules\/@electric-sql\//,
@@ -40,6 +49,12 @@ const FORBIDDEN_INPUTS = [
   /^src\/storage\/(fs|open)\.ts$/,
   /^src\/log\.ts$/,
 ];
+
+interface SearchPage {
+  object: string;
+  search_query: string;
+  data: { file_id: string; filename: string; score: number; content: { type: string; text: string }[] }[];
+}
 
 interface Metafile {
   inputs: Record<string, { imports: { path: string; external?: boolean }[] }>;
@@ -268,11 +283,7 @@ describe('Workers build (wrangler bundle in workerd via Miniflare)', () => {
       })),
     );
 
-    const page = await expectJson<{
-      object: string;
-      search_query: string;
-      data: { file_id: string; filename: string; score: number; content: { type: string; text: string }[] }[];
-    }>(200, 'POST', `/v1/collections/${collectionId}/search`, {
+    const page = await expectJson<SearchPage>(200, 'POST', `/v1/collections/${collectionId}/search`, {
       key,
       json: { query: 'sourdough cold proof', max_num_results: 3 },
     });
@@ -285,6 +296,20 @@ describe('Workers build (wrangler bundle in workerd via Miniflare)', () => {
     });
     const scores = page.data.map((d) => d.score);
     expect(scores).toEqual([...scores].sort((x, y) => y - x));
+
+    // Concurrent requests on one isolate (one app): each has its own services and gets its own answer.
+    const queries = ['Hyperdrive pools Postgres', 'R2 uploaded documents', 'sourdough cold proof'];
+    const pages = await Promise.all(
+      Array.from({ length: 9 }, (_, i) =>
+        expectJson<SearchPage>(200, 'POST', `/v1/collections/${collectionId}/search`, {
+          key,
+          json: { query: queries[i % 3], max_num_results: 1 },
+        }),
+      ),
+    );
+    expect(pages.map((p) => p.data[0]?.content[0].text)).toEqual(
+      Array.from({ length: 9 }, (_, i) => texts[i % 3]),
+    );
 
     // Without a key, or with a wrong one: the envelope, and nothing searched.
     const anonymous = await call('POST', `/v1/collections/${collectionId}/search`, {
