@@ -88,7 +88,8 @@ const shape = {
   s3ForcePathStyle: bool.default(false),
   /** Remote runners; when empty, the runner runs in-process (embedded mode). */
   runnerUrls: csvUrls.default([]),
-  modelDir: z.string().trim().min(1).default('models/kvrag-tiny'),
+  /** Hugging Face model directory; default: the bundled model, models/kvrag-tiny in the kvrag package. */
+  modelDir: z.string().trim().min(1).optional(),
   engineBackend: z.enum(['auto', 'reference', 'wasm', 'webgpu']).default('auto'),
   /** Device dtype of the weights: f16 halves memory and bandwidth; f32 is exact to the checkpoint. */
   weightDType: z.enum(['f32', 'f16']).default('f32'),

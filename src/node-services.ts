@@ -7,6 +7,8 @@ import { type DbHandle, openDatabase } from './db/client.ts';
 import { migrateDatabase } from './db/migrate.ts';
 import { createEmbeddingResolver } from './embeddings/resolver.ts';
 import { jsonLogger } from './log.ts';
+import { openQueue } from './queue/open.ts';
+import type { JobQueue } from './queue/types.ts';
 import type { Services } from './services.ts';
 import type { BlobStore } from './storage/blob-store.ts';
 import { openBlobStore } from './storage/open.ts';
@@ -14,6 +16,8 @@ import { openBlobStore } from './storage/open.ts';
 export interface NodeServices extends Services {
   db: DbHandle;
   blobs: BlobStore;
+  /** BullMQ when KVRAG_REDIS_URL is set, else the in-process queue. */
+  queue: JobQueue;
   close(): Promise<void>;
 }
 
@@ -29,19 +33,24 @@ export async function openNodeServices(config: Config): Promise<NodeServices> {
     }
     const blobs = await openBlobStore(config);
     if (blobs.close) closers.push(() => blobs.close!());
+    const queue = await openQueue(config, log);
+    closers.push(() => queue.close());
     return {
       config,
       log,
       db,
       blobs,
-      // TODO(lead): offer openai embeddings from configuration; attach the JobQueue as `jobs`
-      api: { db: db.db, blobs, embeddings: createEmbeddingResolver() },
+      queue,
+      api: { db: db.db, blobs, embeddings: createEmbeddingResolver(), jobs: queue },
       readiness: {
         database: async () => {
           await db.db.execute(sql`select 1`);
         },
         blobs: async () => {
           await blobs.head('readyz-probe');
+        },
+        queue: async () => {
+          await queue.counts('ingest');
         },
       },
       async close() {

@@ -5,6 +5,7 @@
 // running precompute job, let running requests finish for --grace-ms), then exit 0.
 import { join } from 'node:path';
 import { loadConfig } from '../../config.ts';
+import { servingModelDir } from '../../model-dir.ts';
 import { jsonLogger } from '../../log.ts';
 import type { JobQueue } from '../../queue/types.ts';
 import type { RunnerRegistry } from '../../routing/registry.ts';
@@ -55,7 +56,7 @@ export const command: Command = {
     }
     const { createRunner } = await import('../../../gpu-runner/server/runner.ts');
     const runner = await createRunner({
-      modelDir: config.modelDir,
+      modelDir: servingModelDir(config),
       backend: config.engineBackend,
       threads: config.engineThreads,
       weightDType: config.weightDType,

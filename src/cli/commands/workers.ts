@@ -2,6 +2,7 @@
 // the ingest, precompute-done and gc consumers on the configured queue (BullMQ when KVRAG_REDIS_URL is
 // set), plus the periodic artifact sweep. SIGINT/SIGTERM: stop taking jobs, finish the running ones, exit.
 import { loadConfig } from '../../config.ts';
+import { servingModelDir } from '../../model-dir.ts';
 import { parseOptions, UsageError } from '../args.ts';
 import type { Command } from '../command.ts';
 
@@ -39,15 +40,14 @@ export const command: Command = {
 
     const config = loadConfig(process.env);
     const { openNodeServices } = await import('../../node-services.ts');
-    const { openQueue } = await import('../../queue/open.ts');
     const { loadServingModel } = await import('../../../workers/serving-model.ts');
     const { startWorkers, workerDeps } = await import('../../../workers/run.ts');
 
     const services = await openNodeServices(config);
     const log = services.log;
     try {
-      const model = loadServingModel(config.modelDir);
-      const queue = await openQueue(config, log);
+      const model = loadServingModel(servingModelDir(config));
+      const queue = services.queue;
       if (!config.redisUrl) {
         log?.('warn', 'no KVRAG_REDIS_URL: using the in-process queue, so only this process sees the jobs');
       }
@@ -67,7 +67,6 @@ export const command: Command = {
       });
       log?.('info', 'workers shutting down: finishing running jobs');
       await workers.stop();
-      await queue.close();
     } finally {
       await services.close();
     }

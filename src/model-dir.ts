@@ -1,0 +1,12 @@
+// Where the served model lives (Node only: the Workers build never loads a model).
+import { resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { Config } from './config.ts';
+
+/** The bundled model, trained by gpu-runner/tools/train and shipped in the package. */
+export const BUNDLED_MODEL_DIR = fileURLToPath(new URL('../models/kvrag-tiny', import.meta.url));
+
+/** KVRAG_MODEL_DIR (relative to the working directory) or the bundled model. */
+export function servingModelDir(config: Config): string {
+  return config.modelDir ? resolve(config.modelDir) : BUNDLED_MODEL_DIR;
+}
