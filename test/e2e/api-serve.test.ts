@@ -1,9 +1,10 @@
 // The API through `kvrag serve` over real HTTP (embedded mode: PGlite on disk, filesystem blobs): the
 // admin key from the environment creates a tenant and key, the key creates a collection, a multipart
-// upload becomes a queued document with its raw bytes on disk, search answers, and an upload over
+// upload becomes a queued document with its raw bytes on disk, the in-process workers and runner take it to
+// `ready` with its chunk KV artifact stored, search finds it, and an upload over
 // KVRAG_MAX_UPLOAD_BYTES is refused with a 413 envelope.
 import { type ChildProcess, spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -84,13 +85,36 @@ describe('API over kvrag serve', () => {
       existsSync(join(cwd, '.kvrag', 'blobs', 'uploads', tenant.body.id, coll.body.id, doc.body.id)),
     ).toBe(true);
 
-    const got = await call(k, 'GET', `/v1/collections/${coll.body.id}/documents/${doc.body.id}`);
-    expect(got.status).toBe(200);
-    const search = await call<{ object: string }>(k, 'POST', `/v1/collections/${coll.body.id}/search`, {
-      query: 'outbox relay',
-    });
+    // The in-process workers and runner take it through parsing, chunking, embedding and KV precompute.
+    const seen = new Set<string>();
+    let status = 'queued';
+    for (let i = 0; i < 240 && status !== 'ready' && status !== 'failed'; i++) {
+      const got = await call<{ status: string }>(
+        k,
+        'GET',
+        `/v1/collections/${coll.body.id}/documents/${doc.body.id}`,
+      );
+      expect(got.status).toBe(200);
+      status = got.body.status;
+      seen.add(status);
+      if (status !== 'ready') await new Promise((r) => setTimeout(r, 250));
+    }
+    expect(status).toBe('ready');
+    // The chunk's KV artifact is in the object store, under the served model's fingerprint.
+    const kvRoot = join(cwd, '.kvrag', 'blobs', 'kv');
+    expect(existsSync(kvRoot)).toBe(true);
+    expect(readdirSync(kvRoot, { recursive: true }).some((f) => String(f).endsWith('.kv'))).toBe(true);
+
+    const search = await call<{ object: string; data: { file_id: string; content: { text: string }[] }[] }>(
+      k,
+      'POST',
+      `/v1/collections/${coll.body.id}/search`,
+      { query: 'outbox relay' },
+    );
     expect(search.status).toBe(200);
     expect(search.body.object).toBe('vector_store.search_results.page');
+    expect(search.body.data[0].file_id).toBe(doc.body.id);
+    expect(search.body.data[0].content[0].text).toContain('relay moves outbox rows');
 
     const big = new FormData();
     big.set('file', new Blob(['x'.repeat(300_000)]), 'big.txt');
