@@ -3,6 +3,7 @@
 import type { Config } from './config.ts';
 import type { Database } from './db/types.ts';
 import type { EmbeddingResolver } from './embeddings/resolver.ts';
+import type { AnswerServices } from './routing/answer-services.ts';
 import type { JobQueue } from './queue/types.ts';
 import type { BlobStore } from './storage/blob-store.ts';
 
@@ -21,6 +22,8 @@ export interface ApiServices {
    * outbox relay: the route then reports what the outbox knows.
    */
   jobs?: Pick<JobQueue, 'getJob'>;
+  /** Runners, served models and the answer cache for /v1/query, /v1/chat/completions, /v1/models. */
+  answer?: AnswerServices;
   /** The clock (tests may pin it). */
   now?: () => Date;
 }

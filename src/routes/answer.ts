@@ -1,0 +1,289 @@
+// The answer pipeline shared by POST /v1/query and POST /v1/chat/completions: plan → hybrid retrieval per
+// step → finalize the plan with artifact readiness (kv_artifacts of the serving model) → runner request
+// with numbered chunks → route (RunnerPool: cache-aware, failover before the first token) → events.
+// Chunk i is sent as a label block "[i] " followed by the chunk itself, by artifact key when its artifact
+// is ready (so its stored K/V is reused) and as text otherwise; the label is a block of its own so the
+// chunk's tokens — and with them its artifact key — stay those of the stored artifact.
+import { and, eq, inArray, sql } from 'drizzle-orm';
+import type { Context } from 'hono';
+import { chunks as chunksTable, collections, kvArtifacts, queryLog } from '../db/schema.ts';
+import { queryRows } from '../db/types.ts';
+import { assertSupportedDimension } from '../db/vector.ts';
+import type { EmbeddingProviderId } from '../embeddings/types.ts';
+import { AppError } from '../errors.ts';
+import type { Plan, Quality, ReuseMode } from '../planning/plan.ts';
+import { finalizePlan, type PlannerContext, planQuery } from '../planning/planner.ts';
+import { parseAttributeFilter } from '../retrieval/filters.ts';
+import { type HybridHit, hybridSearch } from '../retrieval/hybrid.ts';
+import type { AnswerModel, AnswerServices, Citation } from '../routing/answer-services.ts';
+import type { RouteResult } from '../routing/runner-client.ts';
+import type { AppEnv } from '../services.ts';
+import { api } from './auth.ts';
+import { isUuid, notFound } from './validate.ts';
+
+export const DEFAULT_SYSTEM =
+  'Answer the question using the numbered sources below. Cite sources as [n] after the facts they support.\n';
+
+export interface RagInput {
+  question: string;
+  collectionIds: readonly string[];
+  filters?: unknown;
+  quality?: Quality;
+  reuse?: ReuseMode | 'auto';
+  maxTokens?: number;
+  latencyBudgetMs?: number;
+  model?: string;
+}
+
+export interface Prepared {
+  plan: Plan;
+  model: AnswerModel;
+  citations: Citation[];
+  /** Artifact keys of the chunks whose artifacts are ready (routing prefers runners holding them). */
+  artifactKeys: string[];
+  /** Runner /v1/generate body without the question/messages and sampling. */
+  context: { system: string; chunks: ({ key: string } | { text: string })[] };
+  retrievalMs: number;
+}
+
+export function answerServices(c: Context<AppEnv>): AnswerServices {
+  const a = api(c).answer;
+  if (!a || a.models.length === 0) throw new AppError('unavailable', 'this server has no runners configured');
+  return a;
+}
+
+/** Upper bound of the tokens of a text for byte-level tokenizers: its UTF-8 length. */
+const countTokens = (s: string) => new TextEncoder().encode(s).length;
+
+async function plannerContext(
+  c: Context<AppEnv>,
+  tenantId: string,
+  ids: readonly string[],
+): Promise<PlannerContext> {
+  const a = answerServices(c);
+  let chunkTokens = 128;
+  if (ids.length > 0) {
+    const [row] = await queryRows<{ avg: number | null }>(
+      api(c).db,
+      sql`select avg(${chunksTable.tokenCount})::float8 as avg from ${chunksTable}
+          where ${chunksTable.tenantId} = ${tenantId} and ${inArray(chunksTable.collectionId, [...ids])}`,
+    );
+    if (row?.avg) chunkTokens = Math.max(1, Math.ceil(Number(row.avg)));
+  }
+  return {
+    models: a.models,
+    chunkTokens,
+    systemTokens: countTokens(a.system ?? DEFAULT_SYSTEM),
+    countTokens,
+  };
+}
+
+/** Plans, retrieves and assembles the runner context for one RAG request of a tenant. */
+export async function prepareAnswer(
+  c: Context<AppEnv>,
+  tenantId: string,
+  input: RagInput,
+): Promise<Prepared> {
+  const a = answerServices(c);
+  const { db, embeddings } = api(c);
+  const t0 = performance.now();
+  const ids = [...new Set(input.collectionIds)];
+  const cols = [];
+  for (const id of ids) {
+    if (!isUuid(id)) throw notFound('collection', id);
+    const [row] = await db
+      .select()
+      .from(collections)
+      .where(and(eq(collections.id, id), eq(collections.tenantId, tenantId)));
+    if (!row) throw notFound('collection', id);
+    cols.push(row);
+  }
+  const filter =
+    input.filters === undefined || input.filters === null ? undefined : parseAttributeFilter(input.filters);
+  if (input.model && !a.models.some((m) => m.id === input.model))
+    throw new AppError('not_found', `model "${input.model}" is not served here`);
+  const ctx = await plannerContext(c, tenantId, ids);
+  const req = {
+    question: input.question,
+    collections: ids,
+    filters: input.filters,
+    quality: input.quality,
+    reuse: input.reuse,
+    maxTokens: input.maxTokens,
+    latencyBudgetMs: input.latencyBudgetMs,
+    model: input.model,
+  };
+  const plan0 = planQuery(req, ctx);
+  const model = a.models.find((m) => m.id === plan0.generation.model)!;
+
+  // single-step retrieval: every step of the plan (one per collection), merged by score
+  const hits: HybridHit[] = [];
+  for (const step of plan0.retrieval.steps) {
+    const col = cols.find((x) => x.id === step.collection)!;
+    const dimension = assertSupportedDimension(col.embeddingDim);
+    const provider = embeddings({
+      provider: col.embeddingProvider as EmbeddingProviderId,
+      model: col.embeddingModel,
+      dimension,
+    });
+    const [vector] = await provider.embed([step.query], 'query');
+    if (!vector || vector.length !== dimension)
+      throw new AppError('upstream_unavailable', 'the embedding provider returned no usable vector');
+    hits.push(
+      ...(await hybridSearch(db, {
+        tenantId,
+        collectionId: col.id,
+        dimension,
+        vector: Array.from(vector),
+        text: step.query,
+        filter,
+        limit: step.k,
+      })),
+    );
+  }
+  const seen = new Set<string>();
+  const ranked = hits
+    .sort((x, y) => y.score - x.score || x.chunkId.localeCompare(y.chunkId))
+    .filter((h) => {
+      if (seen.has(h.chunkId)) return false;
+      seen.add(h.chunkId);
+      return true;
+    });
+
+  // artifact readiness for the serving model; the artifact key is the object key's file name
+  const keyByHash = new Map<string, string>();
+  const hashes = [...new Set(ranked.map((h) => h.contentHash))];
+  if (hashes.length > 0) {
+    const rows = await db
+      .select({ h: kvArtifacts.chunkHash, objectKey: kvArtifacts.objectKey })
+      .from(kvArtifacts)
+      .where(
+        and(
+          eq(kvArtifacts.modelFingerprint, model.fingerprint),
+          eq(kvArtifacts.status, 'ready'),
+          inArray(kvArtifacts.chunkHash, hashes),
+        ),
+      );
+    for (const r of rows) {
+      const m = /([0-9a-f]{64})\.kv$/.exec(r.objectKey);
+      if (m) keyByHash.set(r.h, m[1]);
+    }
+  }
+  const { plan, use } = finalizePlan(
+    plan0,
+    req,
+    ctx,
+    // each chunk costs its tokens plus its "[n] " label block
+    ranked.map((h, i) => ({
+      tokens: h.tokenCount + countTokens(`\n[${i + 1}] `),
+      ready: keyByHash.has(h.contentHash),
+    })),
+  );
+  const kept = ranked.slice(0, use);
+  if (plan.chunkOrder === 'score-asc') kept.reverse();
+  const blocks: ({ key: string } | { text: string })[] = [];
+  const citations: Citation[] = kept.map((h, i) => {
+    const key = keyByHash.get(h.contentHash);
+    blocks.push({ text: `${i === 0 ? '' : '\n'}[${i + 1}] ` }, key ? { key } : { text: h.text });
+    return {
+      n: i + 1,
+      chunk_id: h.chunkId,
+      document_id: h.documentId,
+      filename: h.filename,
+      score: h.score,
+      ordinal: h.ordinal,
+    };
+  });
+  return {
+    plan,
+    model,
+    citations,
+    artifactKeys: kept.flatMap((h) => keyByHash.get(h.contentHash) ?? []),
+    context: { system: a.system ?? DEFAULT_SYSTEM, chunks: blocks },
+    retrievalMs: performance.now() - t0,
+  };
+}
+
+export interface Sampling {
+  temperature?: number;
+  topP?: number;
+  seed?: number;
+  stop?: string[];
+}
+
+/** The runner body for a prepared request and a question (text) or chat messages. */
+export function runnerBody(
+  p: Prepared,
+  prompt: { question: string } | { messages: { role: 'system' | 'user' | 'assistant'; content: string }[] },
+  s: Sampling,
+): Record<string, unknown> {
+  const g = p.plan.generation;
+  let promptPart: Record<string, unknown> = prompt;
+  if ('messages' in prompt && !p.model.chatTemplate) {
+    // no chat template: a plain transcript ending with the assistant's turn
+    const lines = prompt.messages.map((m) => `${m.role}: ${m.content}`);
+    promptPart = { question: `\n${lines.join('\n')}\nassistant:` };
+  }
+  return {
+    system: p.context.system,
+    chunks: p.context.chunks,
+    ...promptPart,
+    maxTokens: g.maxTokens,
+    sampling: {
+      temperature: s.temperature ?? 0,
+      topP: s.topP ?? 1,
+      ...(s.seed !== undefined ? { seed: s.seed } : {}),
+    },
+    stop: s.stop ?? [],
+    reuse: {
+      mode: g.reuse.mode,
+      ...(g.reuse.blendRatio !== undefined ? { blendRatio: g.reuse.blendRatio } : {}),
+      ...(g.reuse.linkTokens !== undefined ? { linkTokens: g.reuse.linkTokens } : {}),
+    },
+    // the runner implements dense attention only for now (gpu-runner/server/schemas.ts)
+    squeezed: { enabled: false },
+    sparse: { enabled: false },
+  };
+}
+
+/** Whether repeated identical requests give the same answer (greedy, or seeded sampling). */
+export const deterministic = (s: Sampling) => (s.temperature ?? 0) === 0 || s.seed !== undefined;
+
+export function newRoute(): RouteResult {
+  return { runnerId: '', failedOver: [] };
+}
+
+/** The `[n]` markers of an answer that name one of its sources, in order of first appearance. */
+export function citedNumbers(text: string, count: number): number[] {
+  const out: number[] = [];
+  for (const m of text.matchAll(/\[(\d{1,3})\]/g)) {
+    const n = Number(m[1]);
+    if (n >= 1 && n <= count && !out.includes(n)) out.push(n);
+  }
+  return out;
+}
+
+/** Writes one query_log row; a failure to log never fails the answer. */
+export async function logQuery(
+  c: Context<AppEnv>,
+  tenantId: string,
+  question: string,
+  plan: Plan,
+  timings: Record<string, number>,
+  usage: Record<string, unknown>,
+): Promise<void> {
+  try {
+    await api(c)
+      .db.insert(queryLog)
+      .values({
+        tenantId,
+        requestId: c.get('requestId'),
+        question,
+        plan,
+        timings,
+        usage,
+      });
+  } catch (e) {
+    c.get('services').log?.('warn', 'query_log insert failed', { err: String(e) });
+  }
+}

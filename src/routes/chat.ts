@@ -1,0 +1,237 @@
+// OpenAI-compatible POST /v1/chat/completions and GET /v1/models. RAG over the tenant's collections through
+// the extension field `kvrag: {collection_ids, filters?, quality?, reuse?}`: the last user message is the
+// retrieval query and the chunks become the runner's fixed context. Streaming follows OpenAI's format:
+// `data: {id, object: "chat.completion.chunk", created, model, choices: [{index, delta, finish_reason}]}`
+// (id and created constant), with stream_options.include_usage one last chunk with `choices: []` and
+// `usage`, then `data: [DONE]`. Non-stream: a `chat.completion` object. The citations and plan travel in
+// a `kvrag` field of the final chunk / the completion.
+import { Hono } from 'hono';
+import { streamSSE } from 'hono/streaming';
+import { z } from 'zod';
+import { AppError, asAppError, toEnvelope } from '../errors.ts';
+import { QUALITY, REUSE_MODES } from '../planning/plan.ts';
+import { AnswerCache } from '../routing/answer-cache.ts';
+import type { CachedAnswer } from '../routing/answer-services.ts';
+import type { RunnerUsage } from '../routing/runner-client.ts';
+import type { AppEnv } from '../services.ts';
+import { answerServices, deterministic, logQuery, newRoute, prepareAnswer, runnerBody } from './answer.ts';
+import { requireTenant } from './auth.ts';
+import { jsonBody } from './validate.ts';
+
+const contentSchema = z.union([
+  z.string().max(1_000_000),
+  z.array(z.object({ type: z.literal('text'), text: z.string().max(1_000_000) })).max(64),
+]);
+
+export const chatBodySchema = z.object({
+  model: z.string().min(1).max(256),
+  messages: z
+    .array(
+      z.object({
+        role: z.enum(['system', 'developer', 'user', 'assistant']),
+        content: contentSchema.nullable(),
+        name: z.string().max(256).optional(),
+      }),
+    )
+    .min(1)
+    .max(256),
+  stream: z.boolean().default(false),
+  stream_options: z.object({ include_usage: z.boolean().optional() }).nullish(),
+  max_tokens: z.number().int().min(1).max(4096).nullish(),
+  max_completion_tokens: z.number().int().min(1).max(4096).nullish(),
+  temperature: z.number().min(0).max(2).nullish(),
+  top_p: z.number().gt(0).max(1).nullish(),
+  seed: z.number().int().min(0).max(0xffffffff).nullish(),
+  stop: z.union([z.string().min(1).max(256), z.array(z.string().min(1).max(256)).max(4)]).nullish(),
+  n: z.literal(1).nullish(),
+  user: z.string().max(256).optional(),
+  kvrag: z
+    .strictObject({
+      collection_ids: z.array(z.string().min(1).max(64)).min(1).max(16),
+      filters: z.unknown().optional(),
+      quality: z.enum(QUALITY).optional(),
+      reuse: z.enum([...REUSE_MODES, 'auto']).optional(),
+    })
+    .optional(),
+});
+
+type ChatMessage = { role: 'system' | 'user' | 'assistant'; content: string };
+
+const textOf = (c: z.infer<typeof contentSchema> | null) =>
+  c === null ? '' : typeof c === 'string' ? c : c.map((p) => p.text).join('');
+
+function usageOf(u: RunnerUsage) {
+  return {
+    prompt_tokens: u.promptTokens,
+    completion_tokens: u.completionTokens,
+    total_tokens: u.promptTokens + u.completionTokens,
+    prompt_tokens_details: { cached_tokens: u.cachedTokens },
+  };
+}
+
+/** OpenAI finish reasons from the runner's. */
+const finishOf = (r: string) => (r === 'length' || r === 'deadline' ? 'length' : 'stop');
+
+export function chatRoutes(): Hono<AppEnv> {
+  const r = new Hono<AppEnv>();
+
+  r.get('/models', (c) => {
+    requireTenant(c);
+    const { models } = answerServices(c);
+    return c.json({
+      object: 'list' as const,
+      data: models.map((m) => ({
+        id: m.id,
+        object: 'model' as const,
+        created: m.created,
+        owned_by: 'kvrag',
+      })),
+    });
+  });
+
+  r.post('/chat/completions', async (c) => {
+    const t0 = performance.now();
+    const tenantId = requireTenant(c);
+    const body = await jsonBody(c, chatBodySchema);
+    const svc = answerServices(c);
+    const model = svc.models.find((m) => m.id === body.model);
+    if (!model) throw new AppError('not_found', `model "${body.model}" is not served here`);
+    const messages: ChatMessage[] = body.messages.map((m) => ({
+      role: m.role === 'developer' ? 'system' : m.role,
+      content: textOf(m.content),
+    }));
+    const lastUser = [...messages].reverse().find((m) => m.role === 'user');
+    if (!lastUser?.content.trim())
+      throw new AppError('bad_request', 'messages must contain a non-empty user message');
+    const maxTokens = body.max_completion_tokens ?? body.max_tokens ?? undefined;
+    const sampling = {
+      temperature: body.temperature ?? 1,
+      topP: body.top_p ?? 1,
+      seed: body.seed ?? undefined,
+      stop: body.stop == null ? [] : typeof body.stop === 'string' ? [body.stop] : body.stop,
+    };
+    const p = await prepareAnswer(c, tenantId, {
+      question: lastUser.content,
+      collectionIds: body.kvrag?.collection_ids ?? [],
+      filters: body.kvrag?.filters,
+      quality: body.kvrag?.quality,
+      reuse: body.kvrag?.reuse,
+      maxTokens,
+      model: model.id,
+    });
+    const cacheable = deterministic(sampling);
+    const cacheKey = AnswerCache.key(tenantId, {
+      route: 'chat',
+      ...body,
+      stream: undefined,
+      stream_options: undefined,
+    });
+    const hit = cacheable ? svc.cache?.get(cacheKey) : undefined;
+
+    const id = `chatcmpl-${crypto.randomUUID().replaceAll('-', '')}`;
+    const created = Math.floor(Date.now() / 1000);
+    const kvragField = (runner: unknown) => ({
+      citations: p.citations,
+      plan: p.plan,
+      cached_answer: !!hit,
+      runner,
+    });
+
+    const run = async (onToken: (t: string) => Promise<void>) => {
+      if (hit) {
+        if (hit.text) await onToken(hit.text);
+        return { answer: hit, runner: null, ttft: performance.now() - t0 };
+      }
+      const route = newRoute();
+      let usage: RunnerUsage | null = null;
+      let text = '';
+      let ttft = -1;
+      for await (const ev of svc.runners.generate(
+        p.model.fingerprint,
+        p.artifactKeys,
+        runnerBody(p, { messages }, sampling),
+        route,
+        c.req.raw.signal,
+      )) {
+        if (ev.type === 'token') {
+          if (ttft < 0) ttft = performance.now() - t0;
+          text += ev.text;
+          await onToken(ev.text);
+        } else usage = ev.usage;
+      }
+      const answer: CachedAnswer = {
+        text: usage?.text ?? text,
+        finishReason: usage?.finishReason ?? 'stop',
+        usage: usage!,
+        plan: p.plan,
+        citations: p.citations,
+      };
+      if (cacheable) svc.cache?.set(cacheKey, answer);
+      return {
+        answer,
+        runner: { id: route.runnerId, failed_over: route.failedOver },
+        ttft: ttft < 0 ? performance.now() - t0 : ttft,
+      };
+    };
+    const log = (out: Awaited<ReturnType<typeof run>>) =>
+      logQuery(
+        c,
+        tenantId,
+        lastUser.content,
+        p.plan,
+        {
+          retrieval_ms: Math.round(p.retrievalMs * 10) / 10,
+          ttft_ms: Math.round(out.ttft * 10) / 10,
+          total_ms: Math.round((performance.now() - t0) * 10) / 10,
+        },
+        { ...usageOf(out.answer.usage), cached_answer: !!hit, route: 'chat' },
+      );
+
+    if (!body.stream) {
+      const out = await run(async () => {});
+      await log(out);
+      return c.json({
+        id,
+        object: 'chat.completion' as const,
+        created,
+        model: model.id,
+        choices: [
+          {
+            index: 0,
+            message: { role: 'assistant' as const, content: out.answer.text },
+            finish_reason: finishOf(out.answer.finishReason),
+            logprobs: null,
+          },
+        ],
+        usage: usageOf(out.answer.usage),
+        kvrag: kvragField(out.runner),
+      });
+    }
+
+    const chunk = (choices: unknown[], extra: Record<string, unknown> = {}) =>
+      JSON.stringify({ id, object: 'chat.completion.chunk', created, model: model.id, choices, ...extra });
+    return streamSSE(c, async (stream) => {
+      try {
+        await stream.writeSSE({
+          data: chunk([{ index: 0, delta: { role: 'assistant', content: '' }, finish_reason: null }]),
+        });
+        const out = await run((text) =>
+          stream.writeSSE({ data: chunk([{ index: 0, delta: { content: text }, finish_reason: null }]) }),
+        );
+        await stream.writeSSE({
+          data: chunk([{ index: 0, delta: {}, finish_reason: finishOf(out.answer.finishReason) }], {
+            kvrag: kvragField(out.runner),
+          }),
+        });
+        if (body.stream_options?.include_usage)
+          await stream.writeSSE({ data: chunk([], { usage: usageOf(out.answer.usage) }) });
+        await log(out);
+      } catch (e) {
+        // OpenAI clients read an `error` object in a data line as a failed stream
+        await stream.writeSSE({ data: JSON.stringify(toEnvelope(asAppError(e), c.get('requestId'))) });
+      }
+      await stream.writeSSE({ data: '[DONE]' });
+    });
+  });
+  return r;
+}

@@ -1,0 +1,166 @@
+// POST /v1/query — a RAG answer over the tenant's collections: plan → retrieve → route → generate.
+// stream=true (default): SSE events `plan` (the final plan), `citations` ({n, chunk_id, document_id,
+// filename, score} for source [n]), `token` ({text}) deltas, then `done` ({text, finish_reason, cited,
+// usage, timings, plan, reuse, runner, cached}) or `error` (the envelope's error object).
+// stream=false: the `done` object plus `citations` as JSON. Answers of deterministic requests are cached.
+import { Hono } from 'hono';
+import { streamSSE } from 'hono/streaming';
+import { z } from 'zod';
+import { asAppError, toEnvelope } from '../errors.ts';
+import { QUALITY, REUSE_MODES } from '../planning/plan.ts';
+import { AnswerCache } from '../routing/answer-cache.ts';
+import type { CachedAnswer } from '../routing/answer-services.ts';
+import type { RunnerUsage } from '../routing/runner-client.ts';
+import type { AppEnv } from '../services.ts';
+import {
+  answerServices,
+  citedNumbers,
+  logQuery,
+  newRoute,
+  type Prepared,
+  prepareAnswer,
+  runnerBody,
+} from './answer.ts';
+import { requireTenant } from './auth.ts';
+import { jsonBody } from './validate.ts';
+
+export const queryBodySchema = z.strictObject({
+  question: z.string().trim().min(1).max(8192),
+  collection_ids: z.array(z.string().min(1).max(64)).min(1).max(16),
+  filters: z.unknown().optional(),
+  quality: z.enum(QUALITY).optional(),
+  reuse: z.enum([...REUSE_MODES, 'auto']).optional(),
+  max_tokens: z.number().int().min(1).max(4096).optional(),
+  stream: z.boolean().default(true),
+  latency_budget_ms: z.number().int().min(1).max(600_000).optional(),
+  model: z.string().min(1).max(256).optional(),
+});
+
+/** Usage in the API's names, from the runner's done event. */
+export function usageOf(u: RunnerUsage) {
+  return {
+    prompt_tokens: u.promptTokens,
+    completion_tokens: u.completionTokens,
+    total_tokens: u.promptTokens + u.completionTokens,
+    cached_tokens: u.cachedTokens,
+  };
+}
+
+function doneEvent(
+  p: { plan: Prepared['plan']; citations: Prepared['citations'] },
+  a: { text: string; finishReason: string; usage: RunnerUsage },
+  timings: Record<string, number>,
+  runner: { id: string; failed_over: string[] } | null,
+  cached: boolean,
+) {
+  return {
+    text: a.text,
+    finish_reason: a.finishReason,
+    cited: citedNumbers(a.text, p.citations.length),
+    usage: usageOf(a.usage),
+    timings,
+    plan: p.plan,
+    reuse: {
+      mode: p.plan.generation.reuse.mode,
+      cached_tokens: a.usage.cachedTokens,
+      prefill_tokens: a.usage.prefillTokens,
+      keys_attended: a.usage.keysAttended ?? null,
+      bytes_loaded: a.usage.bytesLoaded ?? {},
+      runner_timings_ms: a.usage.timingsMs,
+    },
+    runner,
+    cached,
+  };
+}
+
+export function queryRoutes(): Hono<AppEnv> {
+  const r = new Hono<AppEnv>();
+  r.post('/query', async (c) => {
+    const t0 = performance.now();
+    const tenantId = requireTenant(c);
+    const body = await jsonBody(c, queryBodySchema);
+    const svc = answerServices(c);
+    const input = {
+      question: body.question,
+      collectionIds: body.collection_ids,
+      filters: body.filters,
+      quality: body.quality,
+      reuse: body.reuse,
+      maxTokens: body.max_tokens,
+      latencyBudgetMs: body.latency_budget_ms,
+      model: body.model,
+    };
+    const p = await prepareAnswer(c, tenantId, input);
+    const cacheKey = AnswerCache.key(tenantId, { route: 'query', ...input, stream: undefined });
+    const hit = svc.cache?.get(cacheKey);
+    const citations = p.citations;
+
+    // Runs the generation, calling onToken for each delta; the full answer at the end.
+    const run = async (onToken: (t: string) => Promise<void>) => {
+      if (hit) {
+        if (hit.text) await onToken(hit.text);
+        return { answer: hit, ttft: performance.now() - t0, runner: null };
+      }
+      const route = newRoute();
+      let ttft = -1;
+      let text = '';
+      let usage: RunnerUsage | null = null;
+      const events = svc.runners.generate(
+        p.model.fingerprint,
+        p.artifactKeys,
+        runnerBody(p, { question: `\nQuestion: ${body.question}\nAnswer:` }, {}),
+        route,
+        c.req.raw.signal,
+      );
+      for await (const ev of events) {
+        if (ev.type === 'token') {
+          if (ttft < 0) ttft = performance.now() - t0;
+          text += ev.text;
+          await onToken(ev.text);
+        } else usage = ev.usage;
+      }
+      const answer: CachedAnswer = {
+        text: usage?.text ?? text,
+        finishReason: usage?.finishReason ?? 'stop',
+        usage: usage!,
+        plan: p.plan,
+        citations,
+      };
+      svc.cache?.set(cacheKey, answer);
+      return {
+        answer,
+        ttft: ttft < 0 ? performance.now() - t0 : ttft,
+        runner: { id: route.runnerId, failed_over: route.failedOver },
+      };
+    };
+    const finish = async (out: Awaited<ReturnType<typeof run>>) => {
+      const timings = {
+        retrieval_ms: round(p.retrievalMs),
+        ttft_ms: round(out.ttft),
+        total_ms: round(performance.now() - t0),
+      };
+      const done = doneEvent(p, out.answer, timings, out.runner, !!hit);
+      await logQuery(c, tenantId, body.question, p.plan, timings, { ...done.usage, cached_answer: !!hit });
+      return done;
+    };
+
+    if (!body.stream) {
+      const done = await finish(await run(async () => {}));
+      return c.json({ object: 'query.answer', ...done, citations });
+    }
+    return streamSSE(c, async (stream) => {
+      await stream.writeSSE({ event: 'plan', data: JSON.stringify(p.plan) });
+      await stream.writeSSE({ event: 'citations', data: JSON.stringify(citations) });
+      try {
+        const out = await run((text) => stream.writeSSE({ event: 'token', data: JSON.stringify({ text }) }));
+        await stream.writeSSE({ event: 'done', data: JSON.stringify(await finish(out)) });
+      } catch (e) {
+        const err = toEnvelope(asAppError(e), c.get('requestId')).error;
+        await stream.writeSSE({ event: 'error', data: JSON.stringify(err) });
+      }
+    });
+  });
+  return r;
+}
+
+const round = (x: number) => Math.round(x * 10) / 10;

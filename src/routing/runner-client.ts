@@ -1,0 +1,285 @@
+// Calling runners from the edge (Workers-safe: fetch only, no Node imports). A runner is reached through a
+// fetch function — global fetch for remote runners, or the in-process runner's `app.fetch` in embedded
+// mode — and answers POST /v1/generate with SSE `token` {text} events and one final `done` (its usage) or
+// `error` (an envelope's error object). RunnerPool lists candidates, ranks them with rankRunners and fails
+// over to the next one when a runner fails before its first token, so the client never sees it.
+import { AppError } from '../errors.ts';
+import { BloomFilter } from './bloom.ts';
+import type { RunnerRegistry } from './registry.ts';
+import { rankRunners } from './select.ts';
+
+export type FetchFn = (input: Request) => Response | Promise<Response>;
+
+/** A runner as the router sees it at one moment. */
+export interface RunnerEndpoint {
+  id: string;
+  url: string;
+  /** Model fingerprints it serves. */
+  models: readonly string[];
+  /** Running + waiting requests (heartbeat); the pool adds what it has in flight there. */
+  load: number;
+  holds(artifactKey: string): boolean;
+  fetch: FetchFn;
+}
+
+/** The runner's `done` event (gpu-runner/server/sequence.ts SeqUsage; only what the API reads). */
+export interface RunnerUsage {
+  finishReason: string;
+  text: string;
+  promptTokens: number;
+  completionTokens: number;
+  cachedTokens: number;
+  prefillTokens: number;
+  keysAttended?: number;
+  bytesLoaded?: Record<string, number>;
+  timingsMs: { queueWait: number; ttft: number; total: number; assemble: number };
+}
+
+export type RunnerEvent = { type: 'token'; text: string } | { type: 'done'; usage: RunnerUsage };
+
+/** Where candidates come from: registry heartbeats, static URLs, or the in-process runner. */
+export interface RunnerSource {
+  list(): Promise<RunnerEndpoint[]>;
+}
+
+/** A failure of one runner; `beforeFirstToken` failures are retried elsewhere. */
+export class RunnerCallError extends Error {
+  readonly runnerId: string;
+  readonly beforeFirstToken: boolean;
+  constructor(runnerId: string, message: string, beforeFirstToken: boolean) {
+    super(`runner ${runnerId}: ${message}`);
+    this.runnerId = runnerId;
+    this.beforeFirstToken = beforeFirstToken;
+  }
+}
+
+const strip = (u: string) => u.replace(/\/+$/, '');
+
+/** Parses an SSE body into {event, data} blocks. */
+export async function* readSse(
+  body: ReadableStream<Uint8Array>,
+): AsyncGenerator<{ event: string; data: string }> {
+  const reader = body.getReader();
+  const decoder = new TextDecoder();
+  let buf = '';
+  try {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) return;
+      buf += decoder.decode(value, { stream: true }).replace(/\r\n/g, '\n');
+      for (let i = buf.indexOf('\n\n'); i >= 0; i = buf.indexOf('\n\n')) {
+        const block = buf.slice(0, i);
+        buf = buf.slice(i + 2);
+        let event = 'message';
+        const data: string[] = [];
+        for (const line of block.split('\n')) {
+          if (line.startsWith('event:')) event = line.slice(6).trim();
+          else if (line.startsWith('data:')) data.push(line.slice(5).replace(/^ /, ''));
+        }
+        if (data.length > 0) yield { event, data: data.join('\n') };
+      }
+    }
+  } finally {
+    reader.releaseLock();
+    await body.cancel().catch(() => {});
+  }
+}
+
+/** One call to a runner's /v1/generate, as events. Throws RunnerCallError (beforeFirstToken set). */
+export async function* callRunner(
+  runner: Pick<RunnerEndpoint, 'id' | 'url' | 'fetch'>,
+  body: unknown,
+  signal?: AbortSignal,
+): AsyncGenerator<RunnerEvent> {
+  let started = false;
+  const fail = (m: string) => new RunnerCallError(runner.id, m, !started);
+  let res: Response;
+  try {
+    res = await runner.fetch(
+      new Request(`${strip(runner.url)}/v1/generate`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', accept: 'text/event-stream' },
+        body: JSON.stringify(body),
+        signal,
+      }),
+    );
+  } catch (e) {
+    throw fail(`unreachable (${String(e)})`);
+  }
+  if (!res.ok || !res.body) {
+    const text = await res.text().catch(() => '');
+    // A 4xx means the request itself is wrong: every runner would say the same, so do not fail over.
+    if (res.status >= 400 && res.status < 500 && res.status !== 404 && res.status !== 429) {
+      throw new AppError('bad_request', `runner refused the request (${res.status}): ${text.slice(0, 300)}`);
+    }
+    throw fail(`HTTP ${res.status}: ${text.slice(0, 200)}`);
+  }
+  try {
+    for await (const m of readSse(res.body)) {
+      if (m.event === 'token') {
+        const { text } = JSON.parse(m.data) as { text: string };
+        started = true;
+        yield { type: 'token', text };
+      } else if (m.event === 'done') {
+        const usage = JSON.parse(m.data) as RunnerUsage;
+        if (usage.finishReason === 'error' || usage.finishReason === 'shutdown') {
+          throw fail(`sequence ended with ${usage.finishReason}`);
+        }
+        yield { type: 'done', usage };
+        return;
+      } else if (m.event === 'error') {
+        const err = JSON.parse(m.data) as { message?: string };
+        throw fail(err.message ?? 'error event');
+      }
+    }
+  } catch (e) {
+    if (e instanceof RunnerCallError || e instanceof AppError) throw e;
+    throw fail(String(e));
+  }
+  throw fail('stream ended without a done event');
+}
+
+/** Runners from registry heartbeats (distributed mode): expired heartbeats are absent from list(). */
+export function registrySource(registry: RunnerRegistry, fetchFn: FetchFn = (r) => fetch(r)): RunnerSource {
+  return {
+    async list() {
+      const hbs = await registry.list();
+      return hbs.map((hb) => {
+        const bloom = BloomFilter.fromJSON(hb.artifacts);
+        return {
+          id: hb.id,
+          url: hb.url,
+          models: hb.models,
+          load: hb.load.running + hb.load.waiting,
+          holds: (k: string) => bloom.has(k),
+          fetch: fetchFn,
+        };
+      });
+    },
+  };
+}
+
+/**
+ * Fixed runner URLs (KVRAG_RUNNER_URLS): each is asked GET /readyz (its fingerprint) at most every
+ * `pollMs`; one that does not answer ready is left out until it does. Nothing is known of their artifacts.
+ */
+export function staticSource(
+  urls: readonly string[],
+  opts: { fetch?: FetchFn; pollMs?: number; now?: () => number } = {},
+): RunnerSource {
+  const fetchFn = opts.fetch ?? ((r: Request) => fetch(r));
+  const pollMs = opts.pollMs ?? 2000;
+  const now = opts.now ?? Date.now;
+  const state = new Map<string, { at: number; fingerprint: string | null }>();
+  const probe = async (url: string) => {
+    const s = state.get(url);
+    if (s && now() - s.at < pollMs) return s.fingerprint;
+    let fingerprint: string | null = null;
+    try {
+      const res = await fetchFn(new Request(`${strip(url)}/readyz`, { signal: AbortSignal.timeout(2000) }));
+      if (res.ok) fingerprint = ((await res.json()) as { fingerprint?: string }).fingerprint ?? null;
+      else await res.body?.cancel();
+    } catch {
+      fingerprint = null;
+    }
+    state.set(url, { at: now(), fingerprint });
+    return fingerprint;
+  };
+  return {
+    async list() {
+      const fps = await Promise.all(urls.map(probe));
+      return urls.flatMap((url, i) =>
+        fps[i]
+          ? [{ id: strip(url), url, models: [fps[i]!], load: 0, holds: () => false, fetch: fetchFn }]
+          : [],
+      );
+    },
+  };
+}
+
+/** The single in-process runner of embedded mode, reached through its app's fetch. */
+export function inProcessSource(fetchFn: FetchFn, fingerprint: string, id = 'in-process'): RunnerSource {
+  const runner: RunnerEndpoint = {
+    id,
+    url: 'http://runner.local',
+    models: [fingerprint],
+    load: 0,
+    holds: () => false,
+    fetch: fetchFn,
+  };
+  return { list: async () => [runner] };
+}
+
+export interface RouteResult {
+  runnerId: string;
+  /** Runners that failed before their first token, in the order tried. */
+  failedOver: string[];
+}
+
+/** Candidates, cache-aware ranking, in-flight accounting and failover before the first token. */
+export class RunnerPool {
+  private readonly source: RunnerSource;
+  private readonly inflight = new Map<string, number>();
+
+  constructor(source: RunnerSource) {
+    this.source = source;
+  }
+
+  /** Fingerprints served by at least one live runner. */
+  async models(): Promise<string[]> {
+    return [...new Set((await this.source.list()).flatMap((r) => r.models))].sort();
+  }
+
+  /** Live runners serving `fingerprint`, best first for these artifacts. */
+  async rank(fingerprint: string, artifactKeys: readonly string[]): Promise<RunnerEndpoint[]> {
+    const live = (await this.source.list())
+      .filter((r) => r.models.includes(fingerprint))
+      .map((r) => ({ ...r, load: r.load + (this.inflight.get(r.id) ?? 0) }));
+    return rankRunners({ artifactKeys }, live).map((x) => x.runner);
+  }
+
+  /**
+   * Generates on the best runner; a runner failing before its first token is skipped for the next one.
+   * `route` is filled in once a runner has produced its first token (or finished).
+   */
+  async *generate(
+    fingerprint: string,
+    artifactKeys: readonly string[],
+    body: unknown,
+    route: RouteResult,
+    signal?: AbortSignal,
+  ): AsyncGenerator<RunnerEvent> {
+    const ranked = await this.rank(fingerprint, artifactKeys);
+    if (ranked.length === 0)
+      throw new AppError('upstream_unavailable', 'no healthy runner serves the planned model');
+    const errors: string[] = [];
+    for (const runner of ranked) {
+      this.inflight.set(runner.id, (this.inflight.get(runner.id) ?? 0) + 1);
+      let started = false;
+      try {
+        for await (const ev of callRunner(runner, body, signal)) {
+          if (!started) {
+            started = true;
+            route.runnerId = runner.id;
+          }
+          yield ev;
+        }
+        return;
+      } catch (e) {
+        if (e instanceof RunnerCallError && e.beforeFirstToken && !started && !signal?.aborted) {
+          route.failedOver.push(runner.id);
+          errors.push(e.message);
+          continue;
+        }
+        throw e instanceof AppError
+          ? e
+          : new AppError('upstream_unavailable', String((e as Error).message ?? e));
+      } finally {
+        const n = (this.inflight.get(runner.id) ?? 1) - 1;
+        if (n <= 0) this.inflight.delete(runner.id);
+        else this.inflight.set(runner.id, n);
+      }
+    }
+    throw new AppError('upstream_unavailable', `every runner failed: ${errors.join('; ')}`);
+  }
+}

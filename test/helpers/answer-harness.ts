@@ -1,0 +1,112 @@
+// The answer side end to end: the API harness (PGlite wire, fs blobs, hash embeddings) with the answer
+// routes mounted, in-process workers on the MemoryJobQueue, and a real runner (reference backend, a tiny
+// fixture model) consuming `precompute` from the same queue and answering /v1/generate through app.fetch.
+// `ingest()` uploads a document and waits for `ready` (its chunk artifacts stored).
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { eq } from 'drizzle-orm';
+import { createRunner, type Runner } from '../../gpu-runner/server/runner.ts';
+import { documents } from '../../src/db/schema.ts';
+import { MemoryJobQueue } from '../../src/queue/memory.ts';
+import { AnswerCache } from '../../src/routing/answer-cache.ts';
+import type { AnswerModel, AnswerServices, CachedAnswer } from '../../src/routing/answer-services.ts';
+import { inProcessSource, RunnerPool, type RunnerSource } from '../../src/routing/runner-client.ts';
+import { answerRoutes } from '../../src/routes/answer-routes.ts';
+import { type RunningWorkers, startWorkers } from '../../workers/run.ts';
+import { loadServingModel, type ServingModel } from '../../workers/serving-model.ts';
+import { type Harness, startApiHarness } from './api-harness.ts';
+import { waitFor } from './job-queue-suite.ts';
+import { type TinyModels, tinyModels } from './tiny-model.ts';
+
+export interface AnswerHarness extends Harness {
+  runner: Runner;
+  model: ServingModel;
+  served: AnswerModel;
+  answer: AnswerServices;
+  /** Replaces the pool's runner source (router tests). */
+  useSource(source: RunnerSource): void;
+  /** A collection of the tenant (64-token chunks) with one document, ready. */
+  ingest(key: string, text: string, filename?: string): Promise<{ collection: string; document: string }>;
+}
+
+export async function startAnswerHarness(): Promise<AnswerHarness> {
+  const models: TinyModels = tinyModels();
+  const tmp = await mkdtemp(join(tmpdir(), 'kvrag-answer-'));
+  const h = await startApiHarness();
+  const dir = models.make('m');
+  const model = loadServingModel(dir);
+  const queue = new MemoryJobQueue();
+  const workers: RunningWorkers = startWorkers(
+    { db: h.db.db, blobs: h.blobs, embeddings: h.api.embeddings, model },
+    queue,
+    { relay: { idleMs: 20 }, sweepEveryMs: 0 },
+  );
+  const runner = await createRunner({
+    modelDir: dir,
+    backend: 'reference',
+    blobs: h.blobs,
+    kvDiskDir: join(tmp, 'kv'),
+    dtype: 'f32',
+    queue,
+  });
+  await runner.start();
+  const e = runner.core.engine;
+  const served: AnswerModel = {
+    id: 'kvrag-tiny-test',
+    fingerprint: e.fingerprint,
+    chatTemplate: e.chatTemplate !== null,
+    created: 1_700_000_000,
+    contextTokens: e.maxContext,
+    tier: 'small',
+    prefillTokensPerSec: 2000,
+    loadTokensPerSec: 200_000,
+    sparseBreakEven: 1 << 20,
+  };
+  const answer: AnswerServices = {
+    runners: new RunnerPool(inProcessSource((r) => runner.app.fetch(r), e.fingerprint)),
+    models: [served],
+    cache: new AnswerCache<CachedAnswer>({ ttlMs: 60_000, maxEntries: 100 }),
+  };
+  h.api.answer = answer;
+  h.app.route('/v1', answerRoutes(64 * 1024));
+
+  return {
+    ...h,
+    runner,
+    model,
+    served,
+    answer,
+    useSource(source) {
+      answer.runners = new RunnerPool(source);
+    },
+    async ingest(key, text, filename = 'doc.txt') {
+      const col = await h.expectJson<{ id: string }>(201, 'POST', '/v1/collections', {
+        key,
+        json: { name: `c-${crypto.randomUUID().slice(0, 8)}`, chunking: { size: 64, overlap: 0 } },
+      });
+      const doc = await h.expectJson<{ id: string }>(201, 'POST', `/v1/collections/${col.id}/documents`, {
+        key,
+        json: { text, filename },
+      });
+      await waitFor(
+        async () => {
+          const [d] = await h.db.db.select().from(documents).where(eq(documents.id, doc.id));
+          if (d.status === 'failed') throw new Error(`document failed: ${d.error}`);
+          return d.status === 'ready';
+        },
+        'ready',
+        45_000,
+      );
+      return { collection: col.id, document: doc.id };
+    },
+    async close() {
+      await runner.stop({ graceMs: 0 });
+      await workers.stop();
+      await queue.close();
+      await h.close();
+      await rm(tmp, { recursive: true, force: true });
+      models.cleanup();
+    },
+  };
+}
