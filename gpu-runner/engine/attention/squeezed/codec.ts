@@ -1,0 +1,100 @@
+// The artifact's index section (DESIGN.md §4.2), little-endian, every field 4 bytes:
+//   magic "KVSQ" | u32 version | u32 n | u32 window | u32 layers | u32 kvHeads | u32 headDim
+//   then per (layer, kv head): u32 k | f32 centroids [k][headDim] | i32 starts [k+1] | i32 order [n − window]
+// parseIndex validates every count against the bytes present and the artifact's geometry before it
+// allocates, and checks starts/order describe a partition of the clustered positions: a hostile or
+// corrupt section is refused with IndexError, never crashes or over-allocates.
+import { clusteredCount, type HeadIndex, type SqueezedIndex } from './types.ts';
+
+export const INDEX_FORMAT_VERSION = 1;
+const MAGIC = 0x5153564b; // "KVSQ" read as a little-endian u32
+const HEADER_WORDS = 7;
+
+export class IndexError extends Error {
+  constructor(message: string) {
+    super(`squeezed index refused: ${message}`);
+    this.name = 'IndexError';
+  }
+}
+
+export function encodeIndex(ix: SqueezedIndex): Uint8Array {
+  const clustered = clusteredCount(ix);
+  if (ix.heads.length !== ix.layers * ix.kvHeads) throw new Error('encodeIndex: heads ≠ layers × kvHeads');
+  let words = HEADER_WORDS;
+  for (const h of ix.heads) words += 1 + h.k * ix.headDim + h.k + 1 + clustered;
+  const out = new ArrayBuffer(words * 4);
+  const u = new Uint32Array(out);
+  const f = new Float32Array(out);
+  const i32 = new Int32Array(out);
+  u.set([MAGIC, INDEX_FORMAT_VERSION, ix.n, ix.window, ix.layers, ix.kvHeads, ix.headDim]);
+  let at = HEADER_WORDS;
+  for (const h of ix.heads) {
+    if (h.order.length !== clustered || h.starts.length !== h.k + 1) throw new Error('encodeIndex: bad head');
+    u[at++] = h.k;
+    f.set(h.centroids, at);
+    at += h.k * ix.headDim;
+    i32.set(h.starts, at);
+    at += h.k + 1;
+    i32.set(h.order, at);
+    at += clustered;
+  }
+  return new Uint8Array(out);
+}
+
+/** Parses an index section; `expect` is the artifact's geometry (header n, layers, kvHeads, headDim). */
+export function parseIndex(
+  bytes: Uint8Array,
+  expect: { n: number; layers: number; kvHeads: number; headDim: number },
+): SqueezedIndex {
+  if (bytes.byteLength % 4 !== 0 || bytes.byteLength < HEADER_WORDS * 4)
+    throw new IndexError(`${bytes.byteLength} bytes is not an index`);
+  const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const word = (i: number) => dv.getUint32(i * 4, true);
+  if (word(0) !== MAGIC) throw new IndexError('bad magic');
+  if (word(1) !== INDEX_FORMAT_VERSION) throw new IndexError(`version ${word(1)}`);
+  const [n, window, layers, kvHeads, headDim] = [2, 3, 4, 5, 6].map(word);
+  if (n !== expect.n || layers !== expect.layers || kvHeads !== expect.kvHeads || headDim !== expect.headDim)
+    throw new IndexError(`geometry ${n}/${layers}/${kvHeads}/${headDim} does not match the artifact`);
+  if (window > n) throw new IndexError(`window ${window} > n ${n}`);
+  const clustered = n - window;
+  const total = bytes.byteLength / 4;
+  let at = HEADER_WORDS;
+  const need = (words: number, what: string) => {
+    if (at + words > total) throw new IndexError(`truncated in ${what}`);
+  };
+  const heads: HeadIndex[] = [];
+  const seen = new Uint8Array(clustered);
+  for (let hi = 0; hi < layers * kvHeads; hi++) {
+    need(1, 'cluster count');
+    const k = word(at++);
+    if (k > clustered || (clustered > 0 && k === 0))
+      throw new IndexError(`head ${hi}: ${k} clusters for ${clustered} keys`);
+    need(k * headDim + k + 1 + clustered, `head ${hi}`);
+    const centroids = new Float32Array(k * headDim);
+    for (let i = 0; i < centroids.length; i++) {
+      const x = dv.getFloat32((at + i) * 4, true);
+      if (!Number.isFinite(x)) throw new IndexError(`head ${hi}: non-finite centroid`);
+      centroids[i] = x;
+    }
+    at += k * headDim;
+    const starts = new Int32Array(k + 1);
+    for (let c = 0; c <= k; c++) starts[c] = dv.getInt32((at + c) * 4, true);
+    at += k + 1;
+    if (starts[0] !== 0 || starts[k] !== clustered)
+      throw new IndexError(`head ${hi}: starts do not span the keys`);
+    for (let c = 0; c < k; c++)
+      if (starts[c + 1] <= starts[c]) throw new IndexError(`head ${hi}: empty or decreasing cluster ${c}`);
+    const order = new Int32Array(clustered);
+    seen.fill(0);
+    for (let i = 0; i < clustered; i++) {
+      const p = dv.getInt32((at + i) * 4, true);
+      if (p < 0 || p >= clustered || seen[p]) throw new IndexError(`head ${hi}: order is not a permutation`);
+      seen[p] = 1;
+      order[i] = p;
+    }
+    at += clustered;
+    heads.push({ k, centroids, starts, order });
+  }
+  if (at !== total) throw new IndexError(`${(total - at) * 4} trailing bytes`);
+  return { n, window, layers, kvHeads, headDim, heads };
+}

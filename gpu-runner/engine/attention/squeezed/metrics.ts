@@ -1,0 +1,94 @@
+// What squeezed attention costs and loses (DESIGN.md §4.2): keys attended, fraction, bytes touched;
+// attention-mass recall and relative output error against the dense oracle.
+import type { AttnGeom, HostLayer } from './attend.ts';
+import type { Selection } from './select.ts';
+
+export interface SqueezedStats {
+  /** fixed-context keys attended, summed over layers and kv heads */
+  keysAttended: number;
+  /** fixed-context keys present, summed the same way */
+  fixedKeys: number;
+  fraction: number;
+  /** K and V bytes of the attended keys plus the centroids scored */
+  bytesTouched: number;
+}
+
+export const emptyStats = (): SqueezedStats => ({
+  keysAttended: 0,
+  fixedKeys: 0,
+  fraction: 0,
+  bytesTouched: 0,
+});
+
+/** Adds one layer's selection to running stats (bytesPerValue: 4 for the f32 cache). */
+export function addSelection(
+  stats: SqueezedStats,
+  sel: Selection,
+  headDim: number,
+  bytesPerValue = 4,
+): SqueezedStats {
+  let keys = 0;
+  for (const k of sel.keys) keys += k.length;
+  const keysAttended = stats.keysAttended + keys;
+  const fixedKeys = stats.fixedKeys + sel.fixedKeys * sel.keys.length;
+  return {
+    keysAttended,
+    fixedKeys,
+    fraction: fixedKeys > 0 ? keysAttended / fixedKeys : 0,
+    bytesTouched: stats.bytesTouched + keys * 2 * headDim * bytesPerValue + sel.centroidFloats * 4,
+  };
+}
+
+/**
+ * Attention-mass recall: for each query row and head, the dense softmax over the fixed context [0, n)
+ * summed over the selected keys; returns the mean and the minimum over rows × heads.
+ */
+export function attentionRecall(
+  q: Float32Array,
+  m: number,
+  geom: AttnGeom,
+  layer: HostLayer,
+  n: number,
+  sel: Selection,
+): { mean: number; min: number } {
+  const { heads, kvHeads, headDim: d, scale } = geom;
+  const group = heads / kvHeads;
+  const s = new Float64Array(n);
+  let sum = 0;
+  let min = 1;
+  for (let i = 0; i < m; i++)
+    for (let h = 0; h < heads; h++) {
+      const g = Math.floor(h / group);
+      const qo = (i * heads + h) * d;
+      let max = Number.NEGATIVE_INFINITY;
+      for (let j = 0; j < n; j++) {
+        const ko = (g * layer.cap + j) * d;
+        let dot = 0;
+        for (let e = 0; e < d; e++) dot += q[qo + e] * layer.k[ko + e];
+        s[j] = dot * scale;
+        if (s[j] > max) max = s[j];
+      }
+      let z = 0;
+      for (let j = 0; j < n; j++) {
+        s[j] = Math.exp(s[j] - max);
+        z += s[j];
+      }
+      let got = 0;
+      for (const j of sel.keys[g]) got += s[j];
+      const r = got / z;
+      sum += r;
+      if (r < min) min = r;
+    }
+  return { mean: sum / (m * heads), min };
+}
+
+/** ‖a − b‖ / ‖b‖ */
+export function relativeError(a: Float32Array, b: Float32Array): number {
+  let num = 0;
+  let den = 0;
+  for (let i = 0; i < b.length; i++) {
+    num += (a[i] - b[i]) ** 2;
+    den += b[i] ** 2;
+  }
+  return Math.sqrt(num / (den || 1));
+}

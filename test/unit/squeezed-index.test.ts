@@ -1,0 +1,168 @@
+// The squeezed-attention index (DESIGN.md §4.2): k-means structure (a partition of the clustered
+// positions, centroids = means of the raw keys, ceil(pc·n) clusters at most, deterministic per seed),
+// the index section round trip through encodeArtifact/decodeArtifact, hostile bytes refused with
+// IndexError (never a crash or a huge allocation), and the wasm k-means assignment matching TS.
+import { describe, expect, it } from 'vitest';
+import { buildIndex, buildIndexSection } from '../../gpu-runner/engine/attention/squeezed/index.ts';
+import { encodeIndex, IndexError, parseIndex } from '../../gpu-runner/engine/attention/squeezed/codec.ts';
+import { assignHost, prng } from '../../gpu-runner/engine/attention/squeezed/kmeans.ts';
+import { fixedKeys, syntheticContext } from '../../gpu-runner/engine/attention/squeezed/synthetic.ts';
+import type { SqueezedIndex } from '../../gpu-runner/engine/attention/squeezed/types.ts';
+import { createWasmBackend, WasmAttentionOps } from '../../gpu-runner/engine/backends/wasm/index.ts';
+import {
+  type ArtifactMeta,
+  decodeArtifact,
+  encodeArtifact,
+} from '../../gpu-runner/engine/kv/artifact-format.ts';
+
+const N = 600;
+const KVH = 2;
+const D = 16;
+const LAYERS = 2;
+const W = 40;
+
+function artifact() {
+  const meta: ArtifactMeta = {
+    fingerprint: 'b'.repeat(64),
+    tokenizerHash: 'tok',
+    dtype: 'f32',
+    tokenIds: Array.from({ length: N }, (_, i) => i % 300),
+    layers: LAYERS,
+    kvHeads: KVH,
+    headDim: D,
+    rope: { theta: 10000, scaling: null },
+  };
+  const layers = Array.from({ length: LAYERS }, (_, l) => {
+    const ctx = syntheticContext({ cap: N, kvHeads: KVH, headDim: D, topics: 12, seed: 10 + l });
+    return { k: fixedKeys(ctx, KVH, N, D), v: ctx.v.slice() };
+  });
+  return { meta, layers };
+}
+const geom = { n: N, layers: LAYERS, kvHeads: KVH, headDim: D };
+
+describe('squeezed index', () => {
+  const { meta, layers } = artifact();
+  const ix = buildIndex(layers, { n: N, kvHeads: KVH, headDim: D }, { window: W, seed: 3 });
+
+  it('partitions the clustered positions; centroids are the means of the raw keys', () => {
+    expect(ix.heads).toHaveLength(LAYERS * KVH);
+    const clustered = N - W;
+    for (const [hi, h] of ix.heads.entries()) {
+      expect(h.k).toBeGreaterThan(0);
+      expect(h.k).toBeLessThanOrEqual(Math.ceil(0.05 * clustered));
+      expect([...h.order].sort((a, b) => a - b)).toEqual(Array.from({ length: clustered }, (_, i) => i));
+      const l = Math.floor(hi / KVH);
+      const g = hi % KVH;
+      for (let c = 0; c < h.k; c++) {
+        expect(h.starts[c + 1]).toBeGreaterThan(h.starts[c]);
+        const mean = new Float64Array(D);
+        for (let t = h.starts[c]; t < h.starts[c + 1]; t++)
+          for (let e = 0; e < D; e++) mean[e] += layers[l].k[(g * N + h.order[t]) * D + e];
+        for (let e = 0; e < D; e++)
+          expect(h.centroids[c * D + e]).toBeCloseTo(mean[e] / (h.starts[c + 1] - h.starts[c]), 5);
+      }
+    }
+  });
+
+  it('is deterministic for a seed', () => {
+    const again = buildIndex(layers, { n: N, kvHeads: KVH, headDim: D }, { window: W, seed: 3 });
+    expect(encodeIndex(again)).toEqual(encodeIndex(ix));
+  });
+
+  it('round-trips as the artifact index section', () => {
+    const section = buildIndexSection(layers, meta, { window: W, seed: 3 });
+    const bytes = encodeArtifact(meta, layers, section);
+    const decoded = decodeArtifact(bytes);
+    expect(decoded.index).not.toBeNull();
+    const back = parseIndex(decoded.index as Uint8Array, {
+      n: decoded.header.n,
+      layers: decoded.header.layers,
+      kvHeads: decoded.header.kvHeads,
+      headDim: decoded.header.headDim,
+    });
+    expect(back).toEqual(ix);
+  });
+
+  it('keeps everything in the window when the chunk is shorter than it', () => {
+    const short = Array.from({ length: LAYERS }, (_, l) => ({
+      k: fixedKeys(syntheticContext({ cap: 30, kvHeads: KVH, headDim: D, topics: 3, seed: l }), KVH, 30, D),
+    }));
+    const small = buildIndex(short, { n: 30, kvHeads: KVH, headDim: D }, { window: W });
+    expect(small.window).toBe(30);
+    expect(small.heads.every((h) => h.k === 0)).toBe(true);
+    expect(parseIndex(encodeIndex(small), { ...geom, n: 30 })).toEqual(small);
+  });
+
+  describe('hostile bytes', () => {
+    const good = encodeIndex(ix);
+    const refuse = (bytes: Uint8Array, g = geom) => expect(() => parseIndex(bytes, g)).toThrow(IndexError);
+    const withWord = (at: number, value: number) => {
+      const b = good.slice();
+      new DataView(b.buffer).setUint32(at * 4, value >>> 0, true);
+      return b;
+    };
+    it('refuses truncation, bad magic, versions, geometry and trailing bytes', () => {
+      refuse(good.subarray(0, 20));
+      refuse(good.subarray(0, good.byteLength - 4));
+      refuse(withWord(0, 0x12345678));
+      refuse(withWord(1, 2));
+      refuse(good, { ...geom, headDim: 8 });
+      refuse(withWord(3, N + 1)); // window > n
+      const longer = new Uint8Array(good.byteLength + 4);
+      longer.set(good);
+      refuse(longer);
+    });
+    it('refuses a huge cluster count without allocating for it', () => {
+      refuse(withWord(7, 0xffffffff));
+      refuse(withWord(7, 0x7fffffff));
+      refuse(withWord(7, 0));
+    });
+    it('refuses starts and order that do not partition the keys', () => {
+      const k0 = ix.heads[0].k;
+      const startsAt = 8 + k0 * D;
+      refuse(withWord(startsAt + 1, 0)); // empty first cluster
+      refuse(withWord(startsAt + k0, N)); // last start ≠ clustered
+      const orderAt = startsAt + k0 + 1;
+      refuse(withWord(orderAt, ix.heads[0].order[1])); // duplicate position
+      refuse(withWord(orderAt, -1));
+      refuse(withWord(8, 0x7fc00000)); // NaN centroid
+    });
+    it('random corruption is either refused with IndexError or parses into a valid partition', () => {
+      const rand = prng(99);
+      for (let t = 0; t < 300; t++) {
+        const b = good.slice();
+        const flips = 1 + Math.floor(rand() * 4);
+        for (let f = 0; f < flips; f++) b[Math.floor(rand() * b.length)] = Math.floor(rand() * 256);
+        let parsed: SqueezedIndex | null = null;
+        try {
+          parsed = parseIndex(b, geom);
+        } catch (err) {
+          expect(err).toBeInstanceOf(IndexError);
+        }
+        if (parsed) for (const h of parsed.heads) expect(h.starts[h.k]).toBe(N - W);
+      }
+    });
+  });
+});
+
+describe('k-means assignment on wasm', () => {
+  it('matches the TS nearest-centroid assignment', async () => {
+    const wasm = await createWasmBackend({ threads: 1 });
+    try {
+      const ops = new WasmAttentionOps(wasm);
+      const rand = prng(5);
+      const n = 300;
+      const k = 17;
+      const x = Float32Array.from({ length: n * D }, () => rand() * 2 - 1);
+      const c = Float32Array.from({ length: k * D }, () => rand() * 2 - 1);
+      const pt = wasm.upload({ dtype: 'f32', shape: [n, D], data: x });
+      const ct = wasm.upload({ dtype: 'f32', shape: [k, D], data: c });
+      const { assign, dist } = ops.kmeansAssign(pt, ct);
+      const got = await wasm.readInt(assign);
+      for (const t of [pt, ct, assign, dist]) wasm.free(t);
+      expect([...got]).toEqual([...assignHost(x, n, D, c, k)]);
+    } finally {
+      wasm.dispose();
+    }
+  });
+});
