@@ -215,18 +215,16 @@ describe('answer routes (PGlite wire, in-process workers, real runner on a tiny 
       .filter((l) => l.startsWith('data:'))
       .map((l) => l.slice(5).trim());
     expect(datas.at(-1)).toBe('[DONE]');
-    const chunksOut = datas
-      .slice(0, -1)
-      .map(
-        (d) =>
-          JSON.parse(d) as Record<string, unknown> & {
-            choices: {
-              index: number;
-              delta: { role?: string; content?: string };
-              finish_reason: string | null;
-            }[];
-          },
-      );
+    const chunksOut = datas.slice(0, -1).map(
+      (d) =>
+        JSON.parse(d) as Record<string, unknown> & {
+          choices: {
+            index: number;
+            delta: { role?: string; content?: string };
+            finish_reason: string | null;
+          }[];
+        },
+    );
     const ids = new Set(chunksOut.map((c) => c.id));
     const created = new Set(chunksOut.map((c) => c.created));
     expect(ids.size).toBe(1);
