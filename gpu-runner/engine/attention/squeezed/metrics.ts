@@ -92,3 +92,42 @@ export function relativeError(a: Float32Array, b: Float32Array): number {
   }
   return Math.sqrt(num / (den || 1));
 }
+
+/**
+ * The best a selection of the same size could do: per kv head, the keys with the largest softmax
+ * weight averaged over its query group and rows (what an oracle with the dense scores would keep).
+ */
+export function oracleSelection(
+  q: Float32Array,
+  m: number,
+  geom: AttnGeom,
+  layer: HostLayer,
+  n: number,
+  sizes: readonly number[],
+): Selection {
+  const { heads, kvHeads, headDim: d, scale } = geom;
+  const group = heads / kvHeads;
+  const keys: Int32Array[] = [];
+  const s = new Float64Array(n);
+  for (let g = 0; g < kvHeads; g++) {
+    const w = new Float64Array(n);
+    for (let i = 0; i < m; i++)
+      for (let h = g * group; h < (g + 1) * group; h++) {
+        const qo = (i * heads + h) * d;
+        let max = Number.NEGATIVE_INFINITY;
+        for (let j = 0; j < n; j++) {
+          const ko = (g * layer.cap + j) * d;
+          let dot = 0;
+          for (let e = 0; e < d; e++) dot += q[qo + e] * layer.k[ko + e];
+          s[j] = dot * scale;
+          if (s[j] > max) max = s[j];
+        }
+        let z = 0;
+        for (let j = 0; j < n; j++) z += Math.exp(s[j] - max);
+        for (let j = 0; j < n; j++) w[j] += Math.exp(s[j] - max) / z;
+      }
+    const order = Array.from({ length: n }, (_, j) => j).sort((a, b) => w[b] - w[a]);
+    keys.push(Int32Array.from(order.slice(0, sizes[g])));
+  }
+  return { keys, fixedKeys: n, centroidFloats: 0 };
+}

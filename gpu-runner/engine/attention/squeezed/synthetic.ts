@@ -60,8 +60,9 @@ export function syntheticContext(o: SyntheticOptions): SyntheticContext {
 }
 
 /**
- * Query rows [rows][heads·headDim]: every head of kv head g's group points at `focus` of g's topics
- * (chosen per head) with strength `strength`, plus unit Gaussian noise per component scaled by `noise`.
+ * Query rows [rows][heads·headDim]: the heads of kv head g's group point at the same `focus` of g's
+ * topics (as GQA groups tend to), with norm `strength` (default 4·√headDim, so with keys of norm 4 the
+ * aimed-at keys lead by ≈ 16/focus logits at scale 1/√headDim), plus Gaussian noise of `noise` per component.
  */
 export function syntheticQueries(
   ctx: SyntheticContext,
@@ -80,11 +81,11 @@ export function syntheticQueries(
   const { rows, heads, kvHeads, headDim: d, topics: t } = o;
   const rand = prng(o.seed);
   const focus = o.focus ?? 2;
-  const strength = o.strength ?? 10;
+  const strength = o.strength ?? 4 * Math.sqrt(d);
   const noise = o.noise ?? 0.3;
   const group = heads / kvHeads;
   const q = new Float32Array(rows * heads * d);
-  const picks = Array.from({ length: heads }, () =>
+  const picks = Array.from({ length: kvHeads }, () =>
     Array.from({ length: focus }, () => Math.floor(rand() * t)),
   );
   for (let i = 0; i < rows; i++)
@@ -92,7 +93,7 @@ export function syntheticQueries(
       const g = Math.floor(h / group);
       const qo = (i * heads + h) * d;
       for (let e = 0; e < d; e++) q[qo + e] = noise * gauss(rand);
-      for (const c of picks[h]) {
+      for (const c of picks[g]) {
         const to = (g * t + c) * d;
         for (let e = 0; e < d; e++) q[qo + e] += (strength / focus) * ctx.topics[to + e];
       }
