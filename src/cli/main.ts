@@ -14,6 +14,7 @@ const COMMANDS: Record<string, () => Promise<{ command: Command }>> = {
   ingest: () => import('./commands/ingest.ts'),
   relay: () => import('./commands/relay.ts'),
   runner: () => import('./commands/runner.ts'),
+  query: () => import('./commands/query.ts'),
 };
 
 function help(): string {

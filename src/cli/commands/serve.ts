@@ -7,7 +7,9 @@ import { serve } from '@hono/node-server';
 import { createApp } from '../../app.ts';
 import { loadConfig } from '../../config.ts';
 import { servingModelDir } from '../../model-dir.ts';
+import { type AnswerOptions, openAnswerServices } from '../../node-answer.ts';
 import { openNodeServices } from '../../node-services.ts';
+import { answerRoutes } from '../../routes/answer-routes.ts';
 import { parseOptions, UsageError } from '../args.ts';
 import type { Command } from '../command.ts';
 
@@ -40,6 +42,7 @@ export const command: Command = {
       });
       stops.push(() => workers.stop());
 
+      let inProcess: AnswerOptions['inProcess'];
       if (config.runnerUrls.length === 0) {
         const { createRunner } = await import('../../../gpu-runner/server/runner.ts');
         const runner = await createRunner({
@@ -61,9 +64,24 @@ export const command: Command = {
           const res = await runner.app.request('/readyz');
           if (!res.ok) throw new Error(`runner not ready (${res.status})`);
         };
+        const engine = runner.core.engine;
+        inProcess = {
+          fetch: (r) => runner.app.fetch(r),
+          maxContext: engine.maxContext,
+          chatTemplate: engine.chatTemplate !== null,
+        };
       }
+      const answer = await openAnswerServices(config, {
+        modelDir: servingModelDir(config),
+        fingerprint: model.fingerprint,
+        inProcess,
+      });
+      stops.push(() => answer.close());
+      if (services.api) services.api.answer = answer.answer;
 
       const app = createApp(services);
+      // query, chat completions and models (with their own auth); to move into createApp (src/app.ts)
+      app.route('/v1', answerRoutes(config.maxBodyBytes));
       const server = serve({ fetch: app.fetch, hostname: config.host, port: config.port });
       await new Promise<void>((resolve, reject) => {
         server.once('listening', resolve);
