@@ -1,0 +1,124 @@
+// The answer side through `kvrag serve` over real HTTP (embedded mode: PGlite on disk, filesystem blobs,
+// in-process workers and runner on the bundled model): upload → ready, GET /v1/models names the bundled
+// model, and `kvrag query --json` (a separate process) gets an answer whose citations are the uploaded
+// document's chunks and whose prompt reused the stored chunk artifacts.
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+const bin = resolve(import.meta.dirname, '../../bin/kvrag.js');
+const cleanEnv = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('KVRAG_')));
+const ADMIN = 'e2e-admin-key-0123456789abcdef';
+
+let child: ChildProcess;
+let url: string;
+let cwd: string;
+
+beforeAll(async () => {
+  cwd = mkdtempSync(join(tmpdir(), 'kvrag-serve-query-'));
+  child = spawn(process.execPath, [bin, 'serve'], {
+    cwd,
+    env: { ...cleanEnv, KVRAG_PORT: '0', KVRAG_ADMIN_KEY: ADMIN },
+    stdio: 'pipe',
+  });
+  let stderr = '';
+  url = await new Promise<string>((res, rej) => {
+    child.stderr?.on('data', (d: Buffer) => {
+      stderr += d.toString();
+      const m = stderr.match(/"msg":"kvrag listening".*?"url":"([^"]+)"/);
+      if (m) res(m[1]);
+    });
+    child.once('exit', (code) => rej(new Error(`serve exited with ${code}: ${stderr}`)));
+  });
+}, 90_000);
+afterAll(async () => {
+  if (child && child.exitCode === null) {
+    child.kill('SIGTERM');
+    await new Promise((r) => child.once('exit', r));
+  }
+  if (cwd) rmSync(cwd, { recursive: true, force: true });
+});
+
+async function call<T>(key: string, method: string, path: string, body?: unknown) {
+  const res = await fetch(`${url}${path}`, {
+    method,
+    headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  return { status: res.status, body: (await res.json()) as T };
+}
+
+function kvrag(args: string[]): Promise<{ code: number | null; out: string; err: string }> {
+  return new Promise((done) => {
+    let out = '';
+    let err = '';
+    const p = spawn(process.execPath, [bin, ...args], { env: cleanEnv, stdio: ['ignore', 'pipe', 'pipe'] });
+    p.stdout?.on('data', (d) => {
+      out += d;
+    });
+    p.stderr?.on('data', (d) => {
+      err += d;
+    });
+    p.once('exit', (code) => done({ code, out, err }));
+  });
+}
+
+describe('answers through kvrag serve', () => {
+  it('upload → ready → kvrag query cites the document and reuses its artifacts', async () => {
+    const tenant = await call<{ id: string }>(ADMIN, 'POST', '/v1/admin/tenants', { name: 'e2e' });
+    const k = (await call<{ key: string }>(ADMIN, 'POST', `/v1/admin/tenants/${tenant.body.id}/keys`, {}))
+      .body.key;
+    const coll = await call<{ id: string }>(k, 'POST', '/v1/collections', { name: 'e2e' });
+    expect(coll.status).toBe(201);
+    const doc = await call<{ id: string }>(k, 'POST', `/v1/collections/${coll.body.id}/documents`, {
+      filename: 'relay.md',
+      text: '# Relay\n\nThe relay moves outbox rows to the queue every few milliseconds.',
+    });
+    expect(doc.status).toBe(201);
+    let status = 'queued';
+    for (let i = 0; i < 240 && status !== 'ready' && status !== 'failed'; i++) {
+      status = (
+        await call<{ status: string }>(k, 'GET', `/v1/collections/${coll.body.id}/documents/${doc.body.id}`)
+      ).body.status;
+      if (status !== 'ready') await new Promise((r) => setTimeout(r, 250));
+    }
+    expect(status).toBe('ready');
+
+    const models = await call<{ object: string; data: { id: string; object: string }[] }>(
+      k,
+      'GET',
+      '/v1/models',
+    );
+    expect(models.status).toBe(200);
+    expect(models.body.data.map((m) => m.id)).toEqual(['kvrag-tiny']);
+
+    const r = await kvrag([
+      'query',
+      'What does the relay move?',
+      '--collection',
+      coll.body.id,
+      '--key',
+      k,
+      '--url',
+      url,
+      '--max-tokens',
+      '8',
+      '--json',
+    ]);
+    expect(r.err).toBe('');
+    expect(r.code).toBe(0);
+    const done = JSON.parse(r.out) as {
+      citations: { document_id: string; filename: string }[];
+      usage: { cached_tokens: number; completion_tokens: number };
+      runner: { id: string };
+    };
+    expect(done.citations.length).toBeGreaterThan(0);
+    for (const c of done.citations)
+      expect(c).toMatchObject({ document_id: doc.body.id, filename: 'relay.md' });
+    expect(done.usage.completion_tokens).toBeGreaterThan(0);
+    expect(done.usage.cached_tokens).toBeGreaterThan(0);
+    expect(done.runner.id).toBe('in-process');
+  }, 90_000);
+});
