@@ -6,6 +6,7 @@ import { z } from 'zod';
 import type { AppEnv } from '../services.ts';
 import { createKeySchema, createTenantSchema } from './admin.ts';
 import { createCollectionSchema } from './collections.ts';
+import { chatBodySchema } from './chat.ts';
 import { listDocumentsQuerySchema, updateDocumentSchema } from './documents.ts';
 import {
   ApiKey,
@@ -21,6 +22,7 @@ import {
   Tenant,
 } from './openapi-schemas.ts';
 import { listQuerySchema } from './pagination.ts';
+import { queryBodySchema } from './query.ts';
 import { searchBodySchema } from './search.ts';
 import { jsonUploadSchema } from './upload-body.ts';
 
@@ -67,7 +69,7 @@ function build() {
     info: {
       title: 'kvrag',
       version: '1',
-      description: 'RAG with precomputed chunk KV caches: collections, documents, search.',
+      description: 'RAG with precomputed chunk KV caches: collections, documents, search, answers.',
     },
     components: {
       schemas,
@@ -79,7 +81,7 @@ function build() {
         },
       },
       responses: Object.fromEntries(
-        [400, 401, 403, 404, 409, 413, 415, 503].map((c) => [
+        [400, 401, 403, 404, 409, 413, 415, 502, 503].map((c) => [
           `E${c}`,
           { description: `error ${c}`, ...json(ref(ErrorEnvelope)) },
         ]),
@@ -211,6 +213,72 @@ function build() {
           parameters: path('collection'),
           requestBody: json(ref(searchBodySchema)),
           responses: { ...ok(ref(SearchPage)), ...errors(400, 401, 403, 404) },
+        }),
+      },
+      '/v1/query': {
+        post: op(
+          'RAG answer over collections: plan → retrieve → route → generate. stream=true (default): SSE events plan, citations, token, done (usage, timings, plan, reuse) or error; stream=false: the done object with citations',
+          tenant,
+          {
+            requestBody: json(inline(queryBodySchema)),
+            responses: {
+              '200': {
+                description: 'The answer (SSE stream, or JSON when stream=false)',
+                content: {
+                  'text/event-stream': { schema: { type: 'string' } },
+                  'application/json': { schema: { type: 'object' } },
+                },
+              },
+              ...errors(400, 401, 403, 404, 415, 502, 503),
+            },
+          },
+        ),
+      },
+      '/v1/chat/completions': {
+        post: op(
+          'OpenAI-compatible chat completion (stream or not); RAG over collections through the `kvrag` extension field',
+          tenant,
+          {
+            requestBody: json(inline(chatBodySchema)),
+            responses: {
+              '200': {
+                description:
+                  'A chat.completion object, or chat.completion.chunk SSE data lines ending with [DONE]',
+                content: {
+                  'application/json': { schema: { type: 'object' } },
+                  'text/event-stream': { schema: { type: 'string' } },
+                },
+              },
+              ...errors(400, 401, 403, 404, 415, 502, 503),
+            },
+          },
+        ),
+      },
+      '/v1/models': {
+        get: op('Served models (OpenAI list format)', tenant, {
+          responses: {
+            ...ok({
+              type: 'object',
+              required: ['object', 'data'],
+              properties: {
+                object: { const: 'list' },
+                data: {
+                  type: 'array',
+                  items: {
+                    type: 'object',
+                    required: ['id', 'object', 'created', 'owned_by'],
+                    properties: {
+                      id: { type: 'string' },
+                      object: { const: 'model' },
+                      created: { type: 'integer' },
+                      owned_by: { type: 'string' },
+                    },
+                  },
+                },
+              },
+            }),
+            ...errors(401, 403, 503),
+          },
         }),
       },
       '/v1/jobs/{queue}/{id}': {

@@ -187,6 +187,22 @@ describe('answer routes (PGlite wire, in-process workers, real runner on a tiny 
     expect(noUser.status).toBe(400);
   });
 
+  it('documents the answer routes in /openapi.json', async () => {
+    const doc = await h.expectJson<{ paths: Record<string, Record<string, { requestBody?: unknown }>> }>(
+      200,
+      'GET',
+      '/openapi.json',
+      { key: null },
+    );
+    expect(Object.keys(doc.paths)).toEqual(
+      expect.arrayContaining(['/v1/query', '/v1/chat/completions', '/v1/models']),
+    );
+    const body = JSON.stringify(doc.paths['/v1/query'].post.requestBody);
+    for (const field of ['question', 'collection_ids', 'max_tokens', 'latency_budget_ms'])
+      expect(body).toContain(field);
+    expect(JSON.stringify(doc.paths['/v1/chat/completions'].post.requestBody)).toContain('stream_options');
+  });
+
   it('GET /v1/models lists the served models', async () => {
     const list = await h.expectJson(200, 'GET', '/v1/models', { key: tenant.key });
     expect(list).toEqual({
