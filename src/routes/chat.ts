@@ -120,12 +120,9 @@ export function chatRoutes(): Hono<AppEnv> {
       model: model.id,
     });
     const cacheable = deterministic(sampling);
-    const cacheKey = AnswerCache.key(tenantId, {
-      route: 'chat',
-      ...body,
-      stream: undefined,
-      stream_options: undefined,
-    });
+    const rbody = runnerBody(p, { messages }, sampling);
+    // keyed by what the runner would be asked (retrieved chunks included): new or changed documents miss
+    const cacheKey = AnswerCache.key(tenantId, { route: 'chat', model: p.model.fingerprint, rbody });
     const hit = cacheable ? svc.cache?.get(cacheKey) : undefined;
 
     const id = `chatcmpl-${crypto.randomUUID().replaceAll('-', '')}`;
@@ -149,7 +146,7 @@ export function chatRoutes(): Hono<AppEnv> {
       for await (const ev of svc.runners.generate(
         p.model.fingerprint,
         p.artifactKeys,
-        runnerBody(p, { messages }, sampling),
+        rbody,
         route,
         c.req.raw.signal,
       )) {

@@ -91,7 +91,9 @@ export function queryRoutes(): Hono<AppEnv> {
       model: body.model,
     };
     const p = await prepareAnswer(c, tenantId, input);
-    const cacheKey = AnswerCache.key(tenantId, { route: 'query', ...input, stream: undefined });
+    const rbody = runnerBody(p, { question: `\nQuestion: ${body.question}\nAnswer:` }, {});
+    // keyed by what the runner would be asked (retrieved chunks included): new or changed documents miss
+    const cacheKey = AnswerCache.key(tenantId, { route: 'query', model: p.model.fingerprint, rbody });
     const hit = svc.cache?.get(cacheKey);
     const citations = p.citations;
 
@@ -108,7 +110,7 @@ export function queryRoutes(): Hono<AppEnv> {
       const events = svc.runners.generate(
         p.model.fingerprint,
         p.artifactKeys,
-        runnerBody(p, { question: `\nQuestion: ${body.question}\nAnswer:` }, {}),
+        rbody,
         route,
         c.req.raw.signal,
       );

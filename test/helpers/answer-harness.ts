@@ -28,6 +28,8 @@ export interface AnswerHarness extends Harness {
   useSource(source: RunnerSource): void;
   /** A collection of the tenant (64-token chunks) with one document, ready. */
   ingest(key: string, text: string, filename?: string): Promise<{ collection: string; document: string }>;
+  /** Uploads a document to an existing collection and waits for `ready`; its id. */
+  upload(key: string, collection: string, text: string, filename?: string): Promise<string>;
 }
 
 export async function startAnswerHarness(): Promise<AnswerHarness> {
@@ -71,6 +73,23 @@ export async function startAnswerHarness(): Promise<AnswerHarness> {
   h.api.answer = answer;
   h.app.route('/v1', answerRoutes(64 * 1024));
 
+  const upload = async (key: string, collection: string, text: string, filename = 'doc.txt') => {
+    const doc = await h.expectJson<{ id: string }>(201, 'POST', `/v1/collections/${collection}/documents`, {
+      key,
+      json: { text, filename },
+    });
+    await waitFor(
+      async () => {
+        const [d] = await h.db.db.select().from(documents).where(eq(documents.id, doc.id));
+        if (d.status === 'failed') throw new Error(`document failed: ${d.error}`);
+        return d.status === 'ready';
+      },
+      'ready',
+      45_000,
+    );
+    return doc.id;
+  };
+
   return {
     ...h,
     runner,
@@ -85,21 +104,9 @@ export async function startAnswerHarness(): Promise<AnswerHarness> {
         key,
         json: { name: `c-${crypto.randomUUID().slice(0, 8)}`, chunking: { size: 64, overlap: 0 } },
       });
-      const doc = await h.expectJson<{ id: string }>(201, 'POST', `/v1/collections/${col.id}/documents`, {
-        key,
-        json: { text, filename },
-      });
-      await waitFor(
-        async () => {
-          const [d] = await h.db.db.select().from(documents).where(eq(documents.id, doc.id));
-          if (d.status === 'failed') throw new Error(`document failed: ${d.error}`);
-          return d.status === 'ready';
-        },
-        'ready',
-        45_000,
-      );
-      return { collection: col.id, document: doc.id };
+      return { collection: col.id, document: await upload(key, col.id, text, filename) };
     },
+    upload,
     async close() {
       await runner.stop({ graceMs: 0 });
       await workers.stop();

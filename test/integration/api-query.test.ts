@@ -132,6 +132,22 @@ describe('answer routes (PGlite wire, in-process workers, real runner on a tiny 
     expect(fresh.cached).toBe(false);
     expect(fresh.text).toBe(first.text);
     expect(fresh.usage).toEqual(first.usage);
+
+    // a new document retrieved for the question changes what the runner would be asked: a miss
+    const repeat = await h.expectJson<Done>(200, 'POST', '/v1/query', { key: tenant.key, json: body });
+    expect(repeat.cached).toBe(true);
+    const added = await h.upload(
+      tenant.key,
+      col.collection,
+      'The ember valley lies east of the cobalt valley.',
+      'more.txt',
+    );
+    const after = await h.expectJson<Done & { citations: Citation[] }>(200, 'POST', '/v1/query', {
+      key: tenant.key,
+      json: body,
+    });
+    expect(after.cached).toBe(false);
+    expect(after.citations.map((c) => c.document_id)).toContain(added);
   }, 60_000);
 
   it('keeps tenants apart and refuses bad input with envelopes', async () => {
@@ -202,6 +218,26 @@ describe('answer routes (PGlite wire, in-process workers, real runner on a tiny 
       expect(body).toContain(field);
     expect(JSON.stringify(doc.paths['/v1/chat/completions'].post.requestBody)).toContain('stream_options');
   });
+
+  it('chat completions without collections answer from the model alone', async () => {
+    const out = await h.expectJson<{
+      choices: { message: { content: string } }[];
+      usage: { completion_tokens: number };
+      kvrag: { citations: unknown[]; plan: { retrieval: { steps: unknown[] } } };
+    }>(200, 'POST', '/v1/chat/completions', {
+      key: tenant.key,
+      json: {
+        model: h.served.id,
+        messages: [{ role: 'user', content: 'Say hi.' }],
+        max_completion_tokens: 3,
+        seed: 7,
+      },
+    });
+    expect(out.usage.completion_tokens).toBeGreaterThan(0);
+    expect(out.usage.completion_tokens).toBeLessThanOrEqual(3);
+    expect(out.kvrag.citations).toEqual([]);
+    expect(out.kvrag.plan.retrieval.steps).toEqual([]);
+  }, 60_000);
 
   it('GET /v1/models lists the served models', async () => {
     const list = await h.expectJson(200, 'GET', '/v1/models', { key: tenant.key });
