@@ -29,9 +29,30 @@ export interface Selection {
 }
 
 /**
- * Mean per-key score p̂ of every cluster of head h for kv head g's query group.
- * q: [rows][heads·headDim] host floats.
+ * Mean per-key score p̂ of every cluster of head h from dots [count][k] = q·c (unscaled), one row per
+ * (query row, query head of the group).
  */
+export function scoreFromDots(h: HeadIndex, dots: Float32Array, count: number, scale: number): Float32Array {
+  const { k, starts } = h;
+  const score = new Float32Array(k);
+  const w = new Float32Array(k);
+  for (let r = 0; r < count; r++) {
+    const o = r * k;
+    let max = Number.NEGATIVE_INFINITY;
+    for (let j = 0; j < k; j++) if (dots[o + j] > max) max = dots[o + j];
+    let z = 0;
+    for (let j = 0; j < k; j++) {
+      const e = Math.exp((dots[o + j] - max) * scale);
+      w[j] = e;
+      z += (starts[j + 1] - starts[j]) * e;
+    }
+    const inv = 1 / (z * count);
+    for (let j = 0; j < k; j++) score[j] += w[j] * inv;
+  }
+  return score;
+}
+
+/** Mean per-key score p̂ of every cluster of head h for kv head g's query group. q: [rows][heads·headDim]. */
 export function scoreClusters(
   h: HeadIndex,
   q: Float32Array,
@@ -42,34 +63,21 @@ export function scoreClusters(
   headDim: number,
   scale: number,
 ): Float32Array {
-  const { k, centroids: c, starts } = h;
+  const { k, centroids: c } = h;
   const group = heads / kvHeads;
-  const score = new Float32Array(k);
-  const logit = new Float32Array(k);
+  const dots = new Float32Array(rows * group * k);
   for (let i = 0; i < rows; i++)
-    for (let hq = g * group; hq < (g + 1) * group; hq++) {
-      const qo = (i * heads + hq) * headDim;
-      let max = Number.NEGATIVE_INFINITY;
+    for (let t = 0; t < group; t++) {
+      const qo = (i * heads + g * group + t) * headDim;
+      const o = (i * group + t) * k;
       for (let j = 0; j < k; j++) {
         const co = j * headDim;
         let s = 0;
         for (let e = 0; e < headDim; e++) s += q[qo + e] * c[co + e];
-        s *= scale;
-        logit[j] = s;
-        if (s > max) max = s;
+        dots[o + j] = s;
       }
-      let z = 0;
-      for (let j = 0; j < k; j++) {
-        const w = Math.exp(logit[j] - max);
-        logit[j] = w;
-        z += (starts[j + 1] - starts[j]) * w;
-      }
-      const inv = 1 / z;
-      for (let j = 0; j < k; j++) score[j] += logit[j] * inv;
     }
-  const mean = 1 / (rows * group);
-  for (let j = 0; j < k; j++) score[j] *= mean;
-  return score;
+  return scoreFromDots(h, dots, rows * group, scale);
 }
 
 /** Which clusters to keep given their scores. */
@@ -87,13 +95,23 @@ export function chooseClusters(
   }
   const target = Math.ceil(mode.fraction * n) - window;
   if (target <= 0) return kept;
-  const byScore = Array.from({ length: h.k }, (_, j) => j).sort((a, b) => score[b] - score[a]);
-  let have = 0;
-  for (const j of byScore) {
-    if (have >= target) break;
-    kept.push(j);
-    have += clusterSize(h, j);
+  // The best clusters by score until the target: all clusters scoring ≥ the largest cut that still
+  // reaches it. Bisection over the f32 bit patterns of the scores (monotone for positive floats): exact,
+  // and O(31·k) instead of a sort.
+  const bits = new Uint32Array(score.buffer, score.byteOffset, score.length);
+  const reached = (cut: number) => {
+    let have = 0;
+    for (let j = 0; j < h.k; j++) if (bits[j] >= cut) have += h.starts[j + 1] - h.starts[j];
+    return have >= target;
+  };
+  let lo = 0; // reached(0): every cluster (target ≤ clustered keys, or all are kept anyway)
+  let hi = 0x7f800001; // above +inf: nothing
+  while (hi - lo > 1) {
+    const mid = lo + Math.floor((hi - lo) / 2);
+    if (reached(mid)) lo = mid;
+    else hi = mid;
   }
+  for (let j = 0; j < h.k; j++) if (bits[j] >= lo) kept.push(j);
   return kept;
 }
 
