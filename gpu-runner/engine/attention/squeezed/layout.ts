@@ -70,13 +70,7 @@ export class DeviceCentroids {
    * The selection (slots of the cluster-major layout) for one decode step of `layer`.
    * qHeads: [heads, d] on the device, the step's query (row h = query head h).
    */
-  select(
-    qHeads: Tensor,
-    heads: number,
-    layer: number,
-    mode: SelectMode,
-    offset = 0,
-  ): Selection {
+  select(qHeads: Tensor, heads: number, layer: number, mode: SelectMode, offset = 0): Selection {
     const { ix } = this;
     const b = this.ops.backend;
     const group = heads / ix.kvHeads;
