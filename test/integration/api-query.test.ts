@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { chunks, queryLog } from '../../src/db/schema.ts';
 import { AnswerCache } from '../../src/routing/answer-cache.ts';
 import type { CachedAnswer } from '../../src/routing/answer-services.ts';
+import { DEFAULT_SYSTEM } from '../../src/routes/answer.ts';
 import { type AnswerHarness, startAnswerHarness } from '../helpers/answer-harness.ts';
 import { envelope } from '../helpers/api-harness.ts';
 import { collectSse } from '../helpers/sse.ts';
@@ -51,10 +52,13 @@ describe('answer routes (PGlite wire, in-process workers, real runner on a tiny 
     await h?.close();
   });
 
+  const systemTokens = () => h.model.tokenizer.encode(DEFAULT_SYSTEM).length;
   const query = (json: unknown, key = tenant.key) => h.call('POST', '/v1/query', { key, json });
 
   it('streams plan, citations, tokens and done; citations are the document chunks; artifacts reused', async () => {
+    // fast quality: independent reuse (TurboRAG), every chunk from its artifact
     const res = await query({
+      quality: 'fast',
       question: 'Which record describes the cobalt valley?',
       collection_ids: [col.collection],
       max_tokens: 6,
@@ -87,8 +91,11 @@ describe('answer routes (PGlite wire, in-process workers, real runner on a tiny 
     expect(done.text).toBe(streamed);
     expect(done.usage.completion_tokens).toBeGreaterThan(0);
     expect(done.usage.completion_tokens).toBeLessThanOrEqual(6);
-    expect(done.plan.generation.reuse.mode).not.toBe('prefix');
-    expect(done.usage.cached_tokens).toBeGreaterThan(0);
+    expect(done.plan.generation.reuse.mode).toBe('independent');
+    // beyond the system prefix: the chunks' stored K/V was reused
+    const chunkTokens = citations.reduce((a, c) => a + rows.find((r) => r.id === c.chunk_id)!.tokenCount, 0);
+    expect(done.usage.cached_tokens).toBeGreaterThan(systemTokens());
+    expect(done.usage.cached_tokens).toBeGreaterThanOrEqual(systemTokens() + Math.floor(0.8 * chunkTokens));
     expect(done.usage.cached_tokens).toBeLessThan(done.usage.prompt_tokens);
     expect(done.reuse.cached_tokens).toBe(done.usage.cached_tokens);
     expect(done.timings.ttft_ms).toBeLessThanOrEqual(done.timings.total_ms);
@@ -148,6 +155,36 @@ describe('answer routes (PGlite wire, in-process workers, real runner on a tiny 
     });
     expect(after.cached).toBe(false);
     expect(after.citations.map((c) => c.document_id)).toContain(added);
+  }, 60_000);
+
+  it('applies filters and the latency budget of the request to retrieval', async () => {
+    const base = {
+      question: 'Which record describes the dune valley?',
+      collection_ids: [col.collection],
+      max_tokens: 2,
+      stream: false,
+    };
+    const all = await h.expectJson<Done & { citations: Citation[] }>(200, 'POST', '/v1/query', {
+      key: tenant.key,
+      json: base,
+    });
+    expect(all.citations.length).toBeGreaterThan(1);
+    // no chunk has lang=xx: nothing retrieved, the model answers without sources
+    const none = await h.expectJson<Done & { citations: Citation[] }>(200, 'POST', '/v1/query', {
+      key: tenant.key,
+      json: { ...base, filters: { type: 'eq', key: 'lang', value: 'xx' } },
+    });
+    expect(none.citations).toEqual([]);
+    // only the system prefix can come from a cache then
+    expect(none.usage.cached_tokens).toBeLessThanOrEqual(systemTokens());
+    const badFilter = await query({ ...base, filters: { type: 'near', key: 'lang', value: 1 } });
+    expect(badFilter.status).toBe(400);
+    // a 1 ms time-to-first-token budget leaves room for at most one stored chunk
+    const tight = await h.expectJson<
+      Done & { citations: Citation[]; plan: { budget: { limitedBy: string } } }
+    >(200, 'POST', '/v1/query', { key: tenant.key, json: { ...base, latency_budget_ms: 1 } });
+    expect(tight.plan.budget.limitedBy).toBe('latency');
+    expect(tight.citations.length).toBeLessThan(all.citations.length);
   }, 60_000);
 
   it('keeps tenants apart and refuses bad input with envelopes', async () => {
@@ -257,7 +294,7 @@ describe('answer routes (PGlite wire, in-process workers, real runner on a tiny 
         stream_options: { include_usage: true },
         max_tokens: 5,
         temperature: 0,
-        kvrag: { collection_ids: [col.collection] },
+        kvrag: { collection_ids: [col.collection], reuse: 'independent' },
       },
     });
     expect(res.status).toBe(200);
@@ -293,7 +330,7 @@ describe('answer routes (PGlite wire, in-process workers, real runner on a tiny 
       prompt_tokens_details: { cached_tokens: number };
     };
     expect(usage.total_tokens).toBe(usage.prompt_tokens + usage.completion_tokens);
-    expect(usage.prompt_tokens_details.cached_tokens).toBeGreaterThan(0);
+    expect(usage.prompt_tokens_details.cached_tokens).toBeGreaterThan(systemTokens());
     const finals = chunksOut.filter((c) => c.choices[0]?.finish_reason);
     expect(finals).toHaveLength(1);
     expect((finals[0].kvrag as { citations: Citation[] }).citations[0].document_id).toBe(col.document);
@@ -312,7 +349,7 @@ describe('answer routes (PGlite wire, in-process workers, real runner on a tiny 
         messages: [{ role: 'user', content: 'Which record describes the basalt valley?' }],
         max_tokens: 5,
         temperature: 0,
-        kvrag: { collection_ids: [col.collection] },
+        kvrag: { collection_ids: [col.collection], reuse: 'independent' },
       },
     });
     expect(plain.object).toBe('chat.completion');

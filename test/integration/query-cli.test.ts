@@ -6,6 +6,7 @@ import { type ServerType, serve } from '@hono/node-server';
 import { eq } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { chunks } from '../../src/db/schema.ts';
+import { DEFAULT_SYSTEM } from '../../src/routes/answer.ts';
 import { type AnswerHarness, startAnswerHarness } from '../helpers/answer-harness.ts';
 
 function run(args: string[]): Promise<{ code: number | null; out: string; err: string }> {
@@ -47,15 +48,16 @@ describe('kvrag query TEXT (HTTP API, real runner in-process)', () => {
 
   it('streams the answer, lists the sources and the usage; --json gives the done event', async () => {
     const args = ['Which lamp is green?', '--collection', col.collection, '--key', key, '--url', url];
-    const r = await run([...args, '--max-tokens', '4']);
+    const r = await run([...args, '--max-tokens', '4', '--reuse', 'independent']);
     expect(r.err).toBe('');
     expect(r.code).toBe(0);
     expect(r.out).toContain('Sources:');
     expect(r.out).toMatch(/\[1\] lamps\.txt #\d+ {2}score \d\.\d{3} {2}chunk [0-9a-f-]{36}/);
     const cachedLine = /prompt (\d+) tokens \(cached (\d+)\), completion (\d+)/.exec(r.out);
-    expect(Number(cachedLine?.[2])).toBeGreaterThan(0);
+    // more than the system prefix came from cache: the chunks' artifacts were reused
+    expect(Number(cachedLine?.[2])).toBeGreaterThan(h.model.tokenizer.encode(DEFAULT_SYSTEM).length);
 
-    const j = await run([...args, '--max-tokens', '4', '--json']);
+    const j = await run([...args, '--max-tokens', '4', '--reuse', 'independent', '--json']);
     expect(j.code).toBe(0);
     const done = JSON.parse(j.out) as { text: string; citations: { chunk_id: string }[] };
     const ids = (await h.db.db.select().from(chunks).where(eq(chunks.documentId, col.document))).map(
