@@ -67,7 +67,36 @@ export function buildHeadIndex(
     const size = starts[c + 1] - starts[c];
     for (let e = 0; e < d; e++) centroids[c * d + e] = sum[c * d + e] / size;
   }
-  return { k: kept, centroids, starts, order };
+  return groupSimilarClusters({ k: kept, centroids, starts, order }, d, opts.seed ?? 1);
+}
+
+/**
+ * Renumbers clusters so that similar ones are adjacent: a second k-means (√k groups) over the
+ * normalised centroids, clusters ordered by group. A query's selected clusters then tend to be
+ * neighbours, so in the cluster-major layout (layout.ts) they form longer runs of consecutive keys.
+ */
+function groupSimilarClusters(h: HeadIndex, d: number, seed: number): HeadIndex {
+  const { k } = h;
+  if (k < 16) return h;
+  const unit = new Float32Array(k * d);
+  for (let c = 0; c < k; c++) {
+    let s = 0;
+    for (let e = 0; e < d; e++) s += h.centroids[c * d + e] ** 2;
+    const inv = s > 0 ? 1 / Math.sqrt(s) : 0;
+    for (let e = 0; e < d; e++) unit[c * d + e] = h.centroids[c * d + e] * inv;
+  }
+  const groups = kmeans(unit, k, d, Math.ceil(Math.sqrt(k)), { seed: seed + 7919, iters: 8, seedSample: k });
+  const rank = Array.from({ length: k }, (_, c) => c).sort((a, b) => groups[a] - groups[b] || a - b);
+  const centroids = new Float32Array(k * d);
+  const starts = new Int32Array(k + 1);
+  const order = new Int32Array(h.order.length);
+  rank.forEach((c, i) => {
+    centroids.set(h.centroids.subarray(c * d, (c + 1) * d), i * d);
+    const members = h.order.subarray(h.starts[c], h.starts[c + 1]);
+    order.set(members, starts[i]);
+    starts[i + 1] = starts[i] + members.length;
+  });
+  return { k, centroids, starts, order };
 }
 
 /** Index of a whole artifact. layers[l].k: [kv_head][n][head_dim] (the artifact's LayerKV.k). */
