@@ -18,6 +18,7 @@ import {
 import {
   calibrateThreshold,
   readSqueezedSettings,
+  resolveControl,
   writeSqueezedSettings,
 } from '../../gpu-runner/engine/attention/squeezed/calibrate.ts';
 import { buildIndex } from '../../gpu-runner/engine/attention/squeezed/index.ts';
@@ -28,7 +29,11 @@ import {
   oracleSelection,
   relativeError,
 } from '../../gpu-runner/engine/attention/squeezed/metrics.ts';
-import { selectAll, selectLayer } from '../../gpu-runner/engine/attention/squeezed/select.ts';
+import {
+  selectAll,
+  selectLayer,
+  squeezedControlSchema,
+} from '../../gpu-runner/engine/attention/squeezed/select.ts';
 import {
   fixedKeys,
   syntheticContext,
@@ -162,7 +167,18 @@ describe('squeezed attention (host reference)', () => {
     try {
       expect(await readSqueezedSettings(dir)).toBeNull();
       await writeSqueezedSettings(dir, { v: 1, tau, keepFraction: 1 / 8, pc: 0.05, window: W, samples: 1 });
-      expect((await readSqueezedSettings(dir))?.tau).toBe(tau);
+      const settings = await readSqueezedSettings(dir);
+      expect(settings?.tau).toBe(tau);
+      // per-request controls resolve against the stored settings
+      const control = (x: unknown) => squeezedControlSchema.parse(x);
+      expect(resolveControl(control({ mode: 'off' }), settings)).toBeNull();
+      expect(resolveControl(control({ mode: 'threshold' }), settings)).toEqual({ kind: 'threshold', tau });
+      expect(resolveControl(control({ mode: 'budget', fraction: 0.125 }), null)).toEqual({
+        kind: 'budget',
+        fraction: 0.125,
+      });
+      expect(() => resolveControl(control({ mode: 'threshold' }), null)).toThrow(/calibrated/);
+      expect(() => control({ mode: 'budget', fraction: 2 })).toThrow();
     } finally {
       rmSync(dir, { recursive: true });
     }

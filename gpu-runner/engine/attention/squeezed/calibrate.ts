@@ -5,7 +5,7 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
-import { scoreClusters } from './select.ts';
+import { type SelectMode, type SqueezedControl, scoreClusters } from './select.ts';
 import type { SqueezedIndex } from './types.ts';
 
 export interface CalibrationSample {
@@ -79,4 +79,22 @@ export async function readSqueezedSettings(dir: string): Promise<SqueezedSetting
     throw err;
   }
   return squeezedSettingsSchema.parse(JSON.parse(text));
+}
+
+/**
+ * A request's control resolved against the model's settings: null = dense (off); threshold mode uses
+ * the request's τ or the calibrated one (and fails when neither exists).
+ */
+export function resolveControl(
+  control: SqueezedControl,
+  settings: SqueezedSettings | null,
+): SelectMode | null {
+  if (control.mode === 'off') return null;
+  if (control.mode === 'budget') return { kind: 'budget', fraction: control.fraction };
+  const tau = control.tau ?? settings?.tau;
+  if (tau === undefined)
+    throw new Error(
+      `squeezed threshold mode needs a calibrated τ (${SETTINGS_FILE} beside the model) or an explicit tau`,
+    );
+  return { kind: 'threshold', tau };
 }
