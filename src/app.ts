@@ -4,6 +4,7 @@
 import { Hono } from 'hono';
 import { AppError, asAppError, toEnvelope } from './errors.ts';
 import { adminRoutes } from './routes/admin.ts';
+import { answerRoutes } from './routes/answer-routes.ts';
 import { authenticate } from './routes/auth.ts';
 import { limitBody } from './routes/body-limit.ts';
 import { collectionRoutes } from './routes/collections.ts';
@@ -48,6 +49,8 @@ export function createApp(services: Services): Hono<AppEnv> {
   app.route('/v1/collections', documentRoutes());
   app.route('/v1/collections', searchRoutes());
   app.route('/v1/jobs', jobRoutes());
+  // query, chat completions and models: their own auth and body limit (outside the prefixes above)
+  app.route('/v1', answerRoutes(maxBodyBytes));
 
   app.notFound((c) => {
     const err = new AppError('not_found', `no route for ${c.req.method} ${new URL(c.req.url).pathname}`);

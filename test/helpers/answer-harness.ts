@@ -12,7 +12,6 @@ import { MemoryJobQueue } from '../../src/queue/memory.ts';
 import { AnswerCache } from '../../src/routing/answer-cache.ts';
 import type { AnswerModel, AnswerServices, CachedAnswer } from '../../src/routing/answer-services.ts';
 import { inProcessSource, RunnerPool, type RunnerSource } from '../../src/routing/runner-client.ts';
-import { answerRoutes } from '../../src/routes/answer-routes.ts';
 import { type RunningWorkers, startWorkers } from '../../workers/run.ts';
 import { loadServingModel, type ServingModel } from '../../workers/serving-model.ts';
 import { type Harness, startApiHarness } from './api-harness.ts';
@@ -71,7 +70,6 @@ export async function startAnswerHarness(): Promise<AnswerHarness> {
     cache: new AnswerCache<CachedAnswer>({ ttlMs: 60_000, maxEntries: 100 }),
   };
   h.api.answer = answer;
-  h.app.route('/v1', answerRoutes(64 * 1024));
 
   const upload = async (key: string, collection: string, text: string, filename = 'doc.txt') => {
     const doc = await h.expectJson<{ id: string }>(201, 'POST', `/v1/collections/${collection}/documents`, {

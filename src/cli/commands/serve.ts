@@ -9,7 +9,6 @@ import { loadConfig } from '../../config.ts';
 import { servingModelDir } from '../../model-dir.ts';
 import { type AnswerOptions, openAnswerServices } from '../../node-answer.ts';
 import { openNodeServices } from '../../node-services.ts';
-import { answerRoutes } from '../../routes/answer-routes.ts';
 import { parseOptions, UsageError } from '../args.ts';
 import type { Command } from '../command.ts';
 
@@ -80,8 +79,6 @@ export const command: Command = {
       if (services.api) services.api.answer = answer.answer;
 
       const app = createApp(services);
-      // query, chat completions and models (with their own auth); to move into createApp (src/app.ts)
-      app.route('/v1', answerRoutes(config.maxBodyBytes));
       const server = serve({ fetch: app.fetch, hostname: config.host, port: config.port });
       await new Promise<void>((resolve, reject) => {
         server.once('listening', resolve);
