@@ -9,6 +9,8 @@ import { eq } from 'drizzle-orm';
 import { createRunner, type Runner } from '../../gpu-runner/server/runner.ts';
 import { documents } from '../../src/db/schema.ts';
 import { MemoryJobQueue } from '../../src/queue/memory.ts';
+import type { JobQueue } from '../../src/queue/types.ts';
+import type { BlobStore } from '../../src/storage/blob-store.ts';
 import { AnswerCache } from '../../src/routing/answer-cache.ts';
 import type { AnswerModel, AnswerServices, CachedAnswer } from '../../src/routing/answer-services.ts';
 import { inProcessSource, RunnerPool, type RunnerSource } from '../../src/routing/runner-client.ts';
@@ -31,13 +33,20 @@ export interface AnswerHarness extends Harness {
   upload(key: string, collection: string, text: string, filename?: string): Promise<string>;
 }
 
-export async function startAnswerHarness(): Promise<AnswerHarness> {
+export interface AnswerHarnessOptions {
+  /** Default: the in-process queue. */
+  queue?: JobQueue;
+  /** Default: a FsBlobStore in a temp dir. */
+  blobs?: BlobStore;
+}
+
+export async function startAnswerHarness(opts: AnswerHarnessOptions = {}): Promise<AnswerHarness> {
   const models: TinyModels = tinyModels();
   const tmp = await mkdtemp(join(tmpdir(), 'kvrag-answer-'));
-  const h = await startApiHarness();
+  const h = await startApiHarness({ blobs: opts.blobs });
   const dir = models.make('m');
   const model = loadServingModel(dir);
-  const queue = new MemoryJobQueue();
+  const queue = opts.queue ?? new MemoryJobQueue();
   const workers: RunningWorkers = startWorkers(
     { db: h.db.db, blobs: h.blobs, embeddings: h.api.embeddings, model },
     queue,

@@ -11,6 +11,7 @@ import { loadConfig } from '../../src/config.ts';
 import { createPostgresDb, type DbHandle, queryRows } from '../../src/db/client.ts';
 import { createEmbeddingResolver } from '../../src/embeddings/resolver.ts';
 import type { ApiServices, AppEnv } from '../../src/services.ts';
+import type { BlobStore } from '../../src/storage/blob-store.ts';
 import { FsBlobStore } from '../../src/storage/fs.ts';
 import { type PgliteServer, startPgliteServer, TEST_POOL } from './pglite-server.ts';
 
@@ -26,7 +27,7 @@ export interface CallOptions {
 export interface Harness {
   app: Hono<AppEnv>;
   db: DbHandle;
-  blobs: FsBlobStore;
+  blobs: BlobStore;
   /** The app's API services; tests may attach or detach `jobs`. */
   api: ApiServices;
   call(method: string, path: string, opts?: CallOptions): Promise<Response>;
@@ -47,13 +48,15 @@ export interface Harness {
 export interface HarnessOptions {
   maxBodyBytes?: number;
   maxUploadBytes?: number;
+  /** Default: a FsBlobStore in a temp dir. */
+  blobs?: BlobStore;
 }
 
 export async function startApiHarness(opts: HarnessOptions = {}): Promise<Harness> {
   const server: PgliteServer = await startPgliteServer();
   const db = createPostgresDb(server.url, TEST_POOL);
   const dir = await mkdtemp(join(tmpdir(), 'kvrag-api-'));
-  const blobs = new FsBlobStore(join(dir, 'blobs'));
+  const blobs = opts.blobs ?? new FsBlobStore(join(dir, 'blobs'));
   const config = loadConfig({
     KVRAG_ADMIN_KEY: ADMIN_KEY,
     KVRAG_MAX_BODY_BYTES: String(opts.maxBodyBytes ?? 64 * 1024),

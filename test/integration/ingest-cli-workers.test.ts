@@ -9,6 +9,7 @@ import { type Harness, startApiHarness } from '../helpers/api-harness.ts';
 import { waitFor } from '../helpers/job-queue-suite.ts';
 import { type RedisTestServer, startRedis } from '../helpers/redis-server.ts';
 import { type TinyModels, tinyModels } from '../helpers/tiny-model.ts';
+import { FsBlobStore } from '../../src/storage/fs.ts';
 
 describe('kvrag workers (separate process, BullMQ on redis-server)', () => {
   let h: Harness;
@@ -29,6 +30,8 @@ describe('kvrag workers (separate process, BullMQ on redis-server)', () => {
 
   it('ingests an uploaded document and exits 0 on SIGTERM', async () => {
     if (h.db.kind !== 'postgres') throw new Error('the harness serves PGlite over the wire');
+    if (!(h.blobs instanceof FsBlobStore))
+      throw new Error('the default harness keeps blobs on the filesystem');
     let output = '';
     child = spawn(process.execPath, ['bin/kvrag.js', 'workers', '--sweep-every', '0'], {
       env: {
