@@ -15,8 +15,8 @@ import type { Plan, Quality, ReuseMode } from '../planning/plan.ts';
 import { finalizePlan, type PlannerContext, planQuery } from '../planning/planner.ts';
 import { parseAttributeFilter } from '../retrieval/filters.ts';
 import { type HybridHit, hybridSearch } from '../retrieval/hybrid.ts';
-import type { AnswerModel, AnswerServices, Citation } from '../routing/answer-services.ts';
-import type { RouteResult } from '../routing/runner-client.ts';
+import type { AnswerModel, AnswerServices, CachedAnswer, Citation } from '../routing/answer-services.ts';
+import type { RouteResult, RunnerUsage } from '../routing/runner-client.ts';
 import type { AppEnv } from '../services.ts';
 import { api } from './auth.ts';
 import { isUuid, notFound } from './validate.ts';
@@ -251,6 +251,61 @@ export const deterministic = (s: Sampling) => (s.temperature ?? 0) === 0 || s.se
 
 export function newRoute(): RouteResult {
   return { runnerId: '', failedOver: [] };
+}
+
+export interface AnswerRun {
+  answer: CachedAnswer;
+  /** ms from t0 to the first token (or to the cached answer). */
+  ttft: number;
+  /** Which runner answered; null for a cached answer. */
+  runner: { id: string; failed_over: string[] } | null;
+}
+
+/**
+ * Runs one generation for a prepared request — or replays `hit` from the answer cache — calling onToken for
+ * each text delta; stores the answer under `cacheKey` when one is given.
+ */
+export async function runAnswer(
+  svc: AnswerServices,
+  p: Prepared,
+  rbody: Record<string, unknown>,
+  opts: { t0: number; signal: AbortSignal; hit?: CachedAnswer; cacheKey?: string },
+  onToken: (t: string) => Promise<void>,
+): Promise<AnswerRun> {
+  if (opts.hit) {
+    if (opts.hit.text) await onToken(opts.hit.text);
+    return { answer: opts.hit, ttft: performance.now() - opts.t0, runner: null };
+  }
+  const route = newRoute();
+  let ttft = -1;
+  let text = '';
+  let usage: RunnerUsage | null = null;
+  for await (const ev of svc.runners.generate(
+    p.model.fingerprint,
+    p.artifactKeys,
+    rbody,
+    route,
+    opts.signal,
+  )) {
+    if (ev.type === 'token') {
+      if (ttft < 0) ttft = performance.now() - opts.t0;
+      text += ev.text;
+      await onToken(ev.text);
+    } else usage = ev.usage;
+  }
+  const answer: CachedAnswer = {
+    text: usage?.text ?? text,
+    finishReason: usage?.finishReason ?? 'stop',
+    usage: usage!,
+    plan: p.plan,
+    citations: p.citations,
+  };
+  if (opts.cacheKey !== undefined) svc.cache?.set(opts.cacheKey, answer);
+  return {
+    answer,
+    ttft: ttft < 0 ? performance.now() - opts.t0 : ttft,
+    runner: { id: route.runnerId, failed_over: route.failedOver },
+  };
 }
 
 /** The `[n]` markers of an answer that name one of its sources, in order of first appearance. */

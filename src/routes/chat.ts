@@ -11,10 +11,9 @@ import { z } from 'zod';
 import { AppError, asAppError, toEnvelope } from '../errors.ts';
 import { QUALITY, REUSE_MODES } from '../planning/plan.ts';
 import { AnswerCache } from '../routing/answer-cache.ts';
-import type { CachedAnswer } from '../routing/answer-services.ts';
 import type { RunnerUsage } from '../routing/runner-client.ts';
 import type { AppEnv } from '../services.ts';
-import { answerServices, deterministic, logQuery, newRoute, prepareAnswer, runnerBody } from './answer.ts';
+import { answerServices, deterministic, logQuery, prepareAnswer, runAnswer, runnerBody } from './answer.ts';
 import { requireTenant } from './auth.ts';
 import { jsonBody } from './validate.ts';
 
@@ -134,42 +133,14 @@ export function chatRoutes(): Hono<AppEnv> {
       runner,
     });
 
-    const run = async (onToken: (t: string) => Promise<void>) => {
-      if (hit) {
-        if (hit.text) await onToken(hit.text);
-        return { answer: hit, runner: null, ttft: performance.now() - t0 };
-      }
-      const route = newRoute();
-      let usage: RunnerUsage | null = null;
-      let text = '';
-      let ttft = -1;
-      for await (const ev of svc.runners.generate(
-        p.model.fingerprint,
-        p.artifactKeys,
+    const run = (onToken: (t: string) => Promise<void>) =>
+      runAnswer(
+        svc,
+        p,
         rbody,
-        route,
-        c.req.raw.signal,
-      )) {
-        if (ev.type === 'token') {
-          if (ttft < 0) ttft = performance.now() - t0;
-          text += ev.text;
-          await onToken(ev.text);
-        } else usage = ev.usage;
-      }
-      const answer: CachedAnswer = {
-        text: usage?.text ?? text,
-        finishReason: usage?.finishReason ?? 'stop',
-        usage: usage!,
-        plan: p.plan,
-        citations: p.citations,
-      };
-      if (cacheable) svc.cache?.set(cacheKey, answer);
-      return {
-        answer,
-        runner: { id: route.runnerId, failed_over: route.failedOver },
-        ttft: ttft < 0 ? performance.now() - t0 : ttft,
-      };
-    };
+        { t0, signal: c.req.raw.signal, hit, ...(cacheable ? { cacheKey } : {}) },
+        onToken,
+      );
     const log = (out: Awaited<ReturnType<typeof run>>) =>
       logQuery(
         c,

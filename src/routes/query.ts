@@ -9,16 +9,15 @@ import { z } from 'zod';
 import { asAppError, toEnvelope } from '../errors.ts';
 import { QUALITY, REUSE_MODES } from '../planning/plan.ts';
 import { AnswerCache } from '../routing/answer-cache.ts';
-import type { CachedAnswer } from '../routing/answer-services.ts';
 import type { RunnerUsage } from '../routing/runner-client.ts';
 import type { AppEnv } from '../services.ts';
 import {
   answerServices,
   citedNumbers,
   logQuery,
-  newRoute,
   type Prepared,
   prepareAnswer,
+  runAnswer,
   runnerBody,
 } from './answer.ts';
 import { requireTenant } from './auth.ts';
@@ -97,44 +96,9 @@ export function queryRoutes(): Hono<AppEnv> {
     const hit = svc.cache?.get(cacheKey);
     const citations = p.citations;
 
-    // Runs the generation, calling onToken for each delta; the full answer at the end.
-    const run = async (onToken: (t: string) => Promise<void>) => {
-      if (hit) {
-        if (hit.text) await onToken(hit.text);
-        return { answer: hit, ttft: performance.now() - t0, runner: null };
-      }
-      const route = newRoute();
-      let ttft = -1;
-      let text = '';
-      let usage: RunnerUsage | null = null;
-      const events = svc.runners.generate(
-        p.model.fingerprint,
-        p.artifactKeys,
-        rbody,
-        route,
-        c.req.raw.signal,
-      );
-      for await (const ev of events) {
-        if (ev.type === 'token') {
-          if (ttft < 0) ttft = performance.now() - t0;
-          text += ev.text;
-          await onToken(ev.text);
-        } else usage = ev.usage;
-      }
-      const answer: CachedAnswer = {
-        text: usage?.text ?? text,
-        finishReason: usage?.finishReason ?? 'stop',
-        usage: usage!,
-        plan: p.plan,
-        citations,
-      };
-      svc.cache?.set(cacheKey, answer);
-      return {
-        answer,
-        ttft: ttft < 0 ? performance.now() - t0 : ttft,
-        runner: { id: route.runnerId, failed_over: route.failedOver },
-      };
-    };
+    // Runs the generation (or replays the cached answer), calling onToken for each delta.
+    const run = (onToken: (t: string) => Promise<void>) =>
+      runAnswer(svc, p, rbody, { t0, signal: c.req.raw.signal, hit, cacheKey }, onToken);
     const finish = async (out: Awaited<ReturnType<typeof run>>) => {
       const timings = {
         retrieval_ms: round(p.retrievalMs),
