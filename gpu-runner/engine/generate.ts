@@ -6,7 +6,7 @@ import { Detokenizer } from './detokenizer.ts';
 import { SequenceKV } from './kv-cache.ts';
 import type { Model, StepInput } from './model.ts';
 import { Sampler, type SamplingInput } from './sampler.ts';
-import { scanStops } from './stop.ts';
+import { emitUntilStop } from './stop.ts';
 import type { TextTokenizer } from './tokenizer.ts';
 
 export interface GenerateRequest {
@@ -97,14 +97,10 @@ class Live {
   /** Streams safe text; true when a stop string ended the sequence. */
   #emit(final: boolean): boolean {
     const text = this.detok.text;
-    const scan = scanStops(text, this.emitted, this.req.stopStrings ?? []);
-    const end = scan.stopAt >= 0 ? scan.stopAt : final ? text.length : scan.safeEnd;
-    if (end > this.emitted) {
-      this.req.onText?.(text.slice(this.emitted, end));
-      this.emitted = end;
-    }
-    if (scan.stopAt >= 0) {
-      this.text = text.slice(0, scan.stopAt);
+    const r = emitUntilStop(text, this.emitted, this.req.stopStrings ?? [], final, this.req.onText);
+    this.emitted = r.emitted;
+    if (r.stopAt >= 0) {
+      this.text = text.slice(0, r.stopAt);
       this.finish = 'stop';
       return true;
     }

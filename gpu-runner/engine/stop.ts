@@ -31,3 +31,23 @@ export function scanStops(text: string, emitted: number, stops: readonly string[
   }
   return { safeEnd: Math.max(emitted, text.length - hold), stopAt: -1 };
 }
+
+/**
+ * Streams the part of `text` past `emitted` that can no longer turn into a stop string (all of it when
+ * `final`), up to the stop when one matched. Returns the new emitted length and the stop position (−1).
+ */
+export function emitUntilStop(
+  text: string,
+  emitted: number,
+  stops: readonly string[],
+  final: boolean,
+  onText?: (delta: string) => void,
+): { emitted: number; stopAt: number } {
+  const scan = scanStops(text, emitted, stops);
+  const end = scan.stopAt >= 0 ? scan.stopAt : final ? text.length : scan.safeEnd;
+  if (end > emitted) {
+    onText?.(text.slice(emitted, end));
+    emitted = end;
+  }
+  return { emitted, stopAt: scan.stopAt };
+}

@@ -5,7 +5,7 @@ import { Detokenizer } from '../engine/detokenizer.ts';
 import type { SequenceKV } from '../engine/kv-cache.ts';
 import type { ReuseMode } from '../engine/reuse/assemble.ts';
 import { Sampler, type SamplingInput } from '../engine/sampler.ts';
-import { scanStops } from '../engine/stop.ts';
+import { emitUntilStop } from '../engine/stop.ts';
 import type { TextTokenizer } from '../engine/tokenizer.ts';
 
 export type FinishReason = 'stop' | 'length' | 'aborted' | 'deadline' | 'shutdown' | 'error';
@@ -130,14 +130,10 @@ export class Sequence {
   /** Streams safe text; true when a stop string ended the sequence. */
   private emit(final: boolean): boolean {
     const text = this.detok.text;
-    const scan = scanStops(text, this.emitted, this.req.stopStrings ?? []);
-    const end = scan.stopAt >= 0 ? scan.stopAt : final ? text.length : scan.safeEnd;
-    if (end > this.emitted) {
-      this.req.onText?.(text.slice(this.emitted, end));
-      this.emitted = end;
-    }
-    if (scan.stopAt >= 0) {
-      this.text = text.slice(0, scan.stopAt);
+    const r = emitUntilStop(text, this.emitted, this.req.stopStrings ?? [], final, this.req.onText);
+    this.emitted = r.emitted;
+    if (r.stopAt >= 0) {
+      this.text = text.slice(0, r.stopAt);
       this.finish = 'stop';
       return true;
     }
