@@ -26,14 +26,7 @@ let h: AnswerHarness;
 
 beforeAll(async () => {
   [redis, s3] = await Promise.all([startRedis(), startS3()]);
-  blobs = new S3BlobStore({
-    bucket: s3.bucket,
-    endpoint: s3.endpoint,
-    region: s3.region,
-    accessKeyId: s3.accessKeyId,
-    secretAccessKey: s3.secretAccessKey,
-    forcePathStyle: true,
-  });
+  blobs = new S3BlobStore({ ...s3, forcePathStyle: true });
   queue = new BullMqJobQueue({ url: redis.url, prefix: 'full-stack' });
   h = await startAnswerHarness({ queue, blobs });
 }, 120_000);

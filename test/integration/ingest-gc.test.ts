@@ -240,14 +240,7 @@ describe('artifact gc and precompute-done (PGlite wire, fs blobs, s3rver)', () =
     let blobs: S3BlobStore;
     beforeAll(async () => {
       s3 = await startS3();
-      blobs = new S3BlobStore({
-        bucket: s3.bucket,
-        endpoint: s3.endpoint,
-        region: s3.region,
-        accessKeyId: s3.accessKeyId,
-        secretAccessKey: s3.secretAccessKey,
-        forcePathStyle: true,
-      });
+      blobs = new S3BlobStore({ ...s3, forcePathStyle: true });
     });
     afterAll(async () => {
       await blobs?.close?.();

@@ -33,14 +33,7 @@ let s3: S3TestServer;
 let store: S3BlobStore;
 beforeAll(async () => {
   s3 = await startS3();
-  store = new S3BlobStore({
-    bucket: s3.bucket,
-    endpoint: s3.endpoint,
-    region: s3.region,
-    accessKeyId: s3.accessKeyId,
-    secretAccessKey: s3.secretAccessKey,
-    forcePathStyle: true,
-  });
+  store = new S3BlobStore({ ...s3, forcePathStyle: true });
 });
 afterAll(async () => {
   await store?.close?.();
