@@ -56,3 +56,32 @@ describe('kvrag serve', () => {
     expect(s.stderr()).toContain('KVRAG_PORT');
   });
 });
+
+describe('npm start', () => {
+  it('runs kvrag serve through the package script (the README quick start)', async () => {
+    const root = resolve(import.meta.dirname, '../..');
+    const dataDir = mkdtempSync(join(tmpdir(), 'kvrag-npm-start-'));
+    dirs.push(dataDir);
+    const child = spawn('npm', ['start', '--silent'], {
+      cwd: root,
+      env: { ...cleanEnv, KVRAG_PORT: '0', KVRAG_DATA_DIR: dataDir },
+      stdio: 'pipe',
+      detached: true,
+    });
+    children.push(child);
+    let stderr = '';
+    const url = await new Promise<string>((res, rej) => {
+      child.stderr.on('data', (d: Buffer) => {
+        stderr += d.toString();
+        const m = stderr.match(/"msg":"kvrag listening".*?"url":"([^"]+)"/);
+        if (m) res(m[1]);
+      });
+      child.once('exit', (code) => rej(new Error(`npm start exited with ${code}: ${stderr}`)));
+    });
+    const health = await fetch(`${url}/healthz`);
+    expect(await health.json()).toEqual({ status: 'ok' });
+    // npm runs the script in its own shell: stop the whole process group.
+    process.kill(-child.pid!, 'SIGTERM');
+    await new Promise((r) => child.once('exit', r));
+  }, 60_000);
+});
