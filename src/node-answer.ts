@@ -75,6 +75,7 @@ export async function openAnswerServices(
     prefillTokensPerSec: PREFILL_TOKENS_PER_SEC,
     loadTokensPerSec: LOAD_TOKENS_PER_SEC,
     sparseBreakEven: Number.MAX_SAFE_INTEGER,
+    ...(Number(modelConfig.num_hidden_layers) > 0 ? { layers: Number(modelConfig.num_hidden_layers) } : {}),
   };
   return {
     answer: {

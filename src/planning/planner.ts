@@ -16,6 +16,8 @@ export interface ServedModel {
   loadTokensPerSec: number;
   /** Live-token length above which sparse prefill beats dense (from the model's sparse config). */
   sparseBreakEven: number;
+  /** Decoder layers, when known: `blend` needs layers past its check layer to save anything. */
+  layers?: number;
 }
 
 export interface PlanRequest {
@@ -56,6 +58,8 @@ export const PLANNER_DEFAULTS = {
   maxK: 50,
   blendRatio: 0.15,
   linkTokens: 16,
+  /** CacheBlend's check layer: layers 0..checkLayer are recomputed in full for every chunk token. */
+  blendCheckLayer: 1,
   qualityKnob: 0.5,
   /** Fixed contexts below this are attended densely: squeezing saves too little there. */
   squeezeFrom: 4096,
@@ -129,7 +133,7 @@ export function planQuery(req: PlanRequest, ctx: PlannerContext): Plan {
 
   const generation: GenerationPlan = {
     model: model.id,
-    reuse: reuseFor(req.reuse ?? 'auto', quality, 1),
+    reuse: reuseFor(req.reuse ?? 'auto', quality, 1, model.layers),
     squeezedBudget: null,
     sparsePrefill: 'off',
     maxTokens,
@@ -159,6 +163,7 @@ function reuseFor(
   requested: ReuseMode | 'auto',
   quality: Quality,
   readyShare: number,
+  layers?: number,
 ): GenerationPlan['reuse'] {
   if (requested !== 'auto') {
     if (requested === 'blend') return { mode: 'blend', blendRatio: PLANNER_DEFAULTS.blendRatio };
@@ -169,6 +174,11 @@ function reuseFor(
   // prompt only). Otherwise the requested quality decides how much cross-chunk attention is restored.
   if (quality === 'exact' || readyShare === 0) return { mode: 'prefix' };
   if (quality === 'fast') return { mode: 'independent' };
+  // A model with no layer past the check layer would recompute every chunk token in blend: restore
+  // cross-chunk attention with link (EPIC) instead.
+  if (layers !== undefined && layers <= PLANNER_DEFAULTS.blendCheckLayer + 1) {
+    return { mode: 'link', linkTokens: PLANNER_DEFAULTS.linkTokens };
+  }
   return { mode: 'blend', blendRatio: PLANNER_DEFAULTS.blendRatio };
 }
 
@@ -201,7 +211,12 @@ export function finalizePlan(
   }
   const kept = chunks.slice(0, use);
   const ready = kept.filter((c) => c.ready).length;
-  const reuse = reuseFor(req.reuse ?? 'auto', plan.quality, kept.length ? ready / kept.length : 0);
+  const reuse = reuseFor(
+    req.reuse ?? 'auto',
+    plan.quality,
+    kept.length ? ready / kept.length : 0,
+    model.layers,
+  );
 
   // With a latency budget, chunks that must be prefilled live (no artifact, or every chunk in an exact
   // mode) cost prefill time: drop the lowest-ranked ones until the estimate fits.

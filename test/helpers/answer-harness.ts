@@ -72,6 +72,7 @@ export async function startAnswerHarness(opts: AnswerHarnessOptions = {}): Promi
     prefillTokensPerSec: 2000,
     loadTokensPerSec: 200_000,
     sparseBreakEven: 1 << 20,
+    layers: e.config.layers,
   };
   const answer: AnswerServices = {
     runners: new RunnerPool(inProcessSource((r) => runner.app.fetch(r), e.fingerprint)),

@@ -102,6 +102,22 @@ describe('planner', () => {
     expect(mode('balanced', true)).toEqual({ mode: 'blend', blendRatio: 0.15 });
     expect(mode('exact', true)).toEqual({ mode: 'prefix' });
     expect(mode('fast', false)).toEqual({ mode: 'prefix' });
+    // A 2-layer model has nothing past blend's check layer: balanced quality links instead.
+    const shallow: PlannerContext = { ...ctx, models: [{ ...small, layers: 2 }, large] };
+    const shallowPlan = planQuery({ question, collections: ['c'], model: 'tiny' }, shallow);
+    expect(finalizePlan(shallowPlan, { question }, shallow, chunks(6, true)).plan.generation.reuse).toEqual({
+      mode: 'link',
+      linkTokens: 16,
+    });
+    const deep: PlannerContext = { ...ctx, models: [{ ...small, layers: 8 }, large] };
+    expect(
+      finalizePlan(
+        planQuery({ question, collections: ['c'], model: 'tiny' }, deep),
+        { question },
+        deep,
+        chunks(6, true),
+      ).plan.generation.reuse.mode,
+    ).toBe('blend');
     const explicit = finalizePlan(
       planQuery({ question, collections: ['c'], reuse: 'link' }, ctx),
       { question, reuse: 'link' },
