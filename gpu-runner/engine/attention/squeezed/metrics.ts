@@ -51,7 +51,7 @@ export function attentionRecall(
   n: number,
   sel: Selection,
 ): { mean: number; min: number } {
-  const { heads, kvHeads, headDim: d, scale } = geom;
+  const { heads, kvHeads } = geom;
   const group = heads / kvHeads;
   const s = new Float64Array(n);
   let sum = 0;
@@ -59,27 +59,40 @@ export function attentionRecall(
   for (let i = 0; i < m; i++)
     for (let h = 0; h < heads; h++) {
       const g = Math.floor(h / group);
-      const qo = (i * heads + h) * d;
-      let max = Number.NEGATIVE_INFINITY;
-      for (let j = 0; j < n; j++) {
-        const ko = (g * layer.cap + j) * d;
-        let dot = 0;
-        for (let e = 0; e < d; e++) dot += q[qo + e] * layer.k[ko + e];
-        s[j] = dot * scale;
-        if (s[j] > max) max = s[j];
-      }
-      let z = 0;
-      for (let j = 0; j < n; j++) {
-        s[j] = Math.exp(s[j] - max);
-        z += s[j];
-      }
-      let got = 0;
-      for (const j of sel.keys[g]) got += s[j];
-      const r = got / z;
+      denseSoftmax(q, (i * heads + h) * geom.headDim, g, geom, layer, n, s);
+      let r = 0;
+      for (const j of sel.keys[g]) r += s[j];
       sum += r;
       if (r < min) min = r;
     }
   return { mean: sum / (m * heads), min };
+}
+
+/** Dense softmax of one query row (q at offset qo) over kv head g's fixed keys [0, n), into out. */
+function denseSoftmax(
+  q: Float32Array,
+  qo: number,
+  g: number,
+  geom: AttnGeom,
+  layer: HostLayer,
+  n: number,
+  out: Float64Array,
+): void {
+  const { headDim: d, scale } = geom;
+  let max = Number.NEGATIVE_INFINITY;
+  for (let j = 0; j < n; j++) {
+    const ko = (g * layer.cap + j) * d;
+    let dot = 0;
+    for (let e = 0; e < d; e++) dot += q[qo + e] * layer.k[ko + e];
+    out[j] = dot * scale;
+    if (out[j] > max) max = out[j];
+  }
+  let z = 0;
+  for (let j = 0; j < n; j++) {
+    out[j] = Math.exp(out[j] - max);
+    z += out[j];
+  }
+  for (let j = 0; j < n; j++) out[j] /= z;
 }
 
 /** ‖a − b‖ / ‖b‖ */
@@ -105,7 +118,7 @@ export function oracleSelection(
   n: number,
   sizes: readonly number[],
 ): Selection {
-  const { heads, kvHeads, headDim: d, scale } = geom;
+  const { heads, kvHeads } = geom;
   const group = heads / kvHeads;
   const keys: Int32Array[] = [];
   const s = new Float64Array(n);
@@ -113,18 +126,8 @@ export function oracleSelection(
     const w = new Float64Array(n);
     for (let i = 0; i < m; i++)
       for (let h = g * group; h < (g + 1) * group; h++) {
-        const qo = (i * heads + h) * d;
-        let max = Number.NEGATIVE_INFINITY;
-        for (let j = 0; j < n; j++) {
-          const ko = (g * layer.cap + j) * d;
-          let dot = 0;
-          for (let e = 0; e < d; e++) dot += q[qo + e] * layer.k[ko + e];
-          s[j] = dot * scale;
-          if (s[j] > max) max = s[j];
-        }
-        let z = 0;
-        for (let j = 0; j < n; j++) z += Math.exp(s[j] - max);
-        for (let j = 0; j < n; j++) w[j] += Math.exp(s[j] - max) / z;
+        denseSoftmax(q, (i * heads + h) * geom.headDim, g, geom, layer, n, s);
+        for (let j = 0; j < n; j++) w[j] += s[j];
       }
     const order = Array.from({ length: n }, (_, j) => j).sort((a, b) => w[b] - w[a]);
     keys.push(Int32Array.from(order.slice(0, sizes[g])));
