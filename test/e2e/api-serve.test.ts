@@ -3,14 +3,13 @@
 // upload becomes a queued document with its raw bytes on disk, the in-process workers and runner take it to
 // `ready` with its chunk KV artifact stored, search finds it, and an upload over
 // KVRAG_MAX_UPLOAD_BYTES is refused with a 413 envelope.
-import { type ChildProcess, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { spawnServe, stopServe } from '../helpers/serve-process.ts';
 
-const bin = resolve(import.meta.dirname, '../../bin/kvrag.js');
-const cleanEnv = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('KVRAG_')));
 const ADMIN = 'e2e-admin-key-0123456789abcdef';
 
 let child: ChildProcess;
@@ -19,26 +18,15 @@ let cwd: string;
 
 beforeAll(async () => {
   cwd = mkdtempSync(join(tmpdir(), 'kvrag-api-serve-'));
-  child = spawn(process.execPath, [bin, 'serve'], {
+  const serve = spawnServe({
     cwd,
-    env: { ...cleanEnv, KVRAG_PORT: '0', KVRAG_ADMIN_KEY: ADMIN, KVRAG_MAX_UPLOAD_BYTES: '100000' },
-    stdio: 'pipe',
+    env: { KVRAG_PORT: '0', KVRAG_ADMIN_KEY: ADMIN, KVRAG_MAX_UPLOAD_BYTES: '100000' },
   });
-  let stderr = '';
-  url = await new Promise<string>((res, rej) => {
-    child.stderr?.on('data', (d: Buffer) => {
-      stderr += d.toString();
-      const m = stderr.match(/"msg":"kvrag listening".*?"url":"([^"]+)"/);
-      if (m) res(m[1]);
-    });
-    child.once('exit', (code) => rej(new Error(`serve exited with ${code}: ${stderr}`)));
-  });
+  child = serve.child;
+  url = await serve.url;
 });
 afterAll(async () => {
-  if (child && child.exitCode === null) {
-    child.kill('SIGTERM');
-    await new Promise((r) => child.once('exit', r));
-  }
+  await stopServe(child);
   if (cwd) rmSync(cwd, { recursive: true, force: true });
 });
 

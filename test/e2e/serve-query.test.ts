@@ -5,15 +5,14 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config.ts';
 import { servingModelDir } from '../../src/model-dir.ts';
 import { DEFAULT_SYSTEM } from '../../src/routes/answer.ts';
 import { loadServingModel } from '../../workers/serving-model.ts';
+import { cleanEnv, KVRAG_BIN, spawnServe, stopServe } from '../helpers/serve-process.ts';
 
-const bin = resolve(import.meta.dirname, '../../bin/kvrag.js');
-const cleanEnv = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('KVRAG_')));
 const ADMIN = 'e2e-admin-key-0123456789abcdef';
 
 let child: ChildProcess;
@@ -22,26 +21,12 @@ let cwd: string;
 
 beforeAll(async () => {
   cwd = mkdtempSync(join(tmpdir(), 'kvrag-serve-query-'));
-  child = spawn(process.execPath, [bin, 'serve'], {
-    cwd,
-    env: { ...cleanEnv, KVRAG_PORT: '0', KVRAG_ADMIN_KEY: ADMIN },
-    stdio: 'pipe',
-  });
-  let stderr = '';
-  url = await new Promise<string>((res, rej) => {
-    child.stderr?.on('data', (d: Buffer) => {
-      stderr += d.toString();
-      const m = stderr.match(/"msg":"kvrag listening".*?"url":"([^"]+)"/);
-      if (m) res(m[1]);
-    });
-    child.once('exit', (code) => rej(new Error(`serve exited with ${code}: ${stderr}`)));
-  });
+  const serve = spawnServe({ cwd, env: { KVRAG_PORT: '0', KVRAG_ADMIN_KEY: ADMIN } });
+  child = serve.child;
+  url = await serve.url;
 }, 90_000);
 afterAll(async () => {
-  if (child && child.exitCode === null) {
-    child.kill('SIGTERM');
-    await new Promise((r) => child.once('exit', r));
-  }
+  await stopServe(child);
   if (cwd) rmSync(cwd, { recursive: true, force: true });
 });
 
@@ -58,7 +43,10 @@ function kvrag(args: string[]): Promise<{ code: number | null; out: string; err:
   return new Promise((done) => {
     let out = '';
     let err = '';
-    const p = spawn(process.execPath, [bin, ...args], { env: cleanEnv, stdio: ['ignore', 'pipe', 'pipe'] });
+    const p = spawn(process.execPath, [KVRAG_BIN, ...args], {
+      env: cleanEnv,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     p.stdout?.on('data', (d) => {
       out += d;
     });

@@ -1,27 +1,12 @@
 // `kvrag serve` (what npm start runs) on a fresh directory with no configuration answers /healthz.
-import { type ChildProcess, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { REPO_ROOT, spawnServe } from '../helpers/serve-process.ts';
 
-const bin = resolve(import.meta.dirname, '../../bin/kvrag.js');
-const cleanEnv = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('KVRAG_')));
-
-function startServe(cwd: string, env: Record<string, string>) {
-  const child = spawn(process.execPath, [bin, 'serve'], { cwd, env: { ...cleanEnv, ...env }, stdio: 'pipe' });
-  let stderr = '';
-  const url = new Promise<string>((res, rej) => {
-    child.stderr.on('data', (d: Buffer) => {
-      stderr += d.toString();
-      const m = stderr.match(/"msg":"kvrag listening".*?"url":"([^"]+)"/);
-      if (m) res(m[1]);
-    });
-    child.once('exit', (code) => rej(new Error(`serve exited with ${code}: ${stderr}`)));
-  });
-  url.catch(() => {}); // awaited only by tests that expect the server to come up
-  return { child, url, stderr: () => stderr };
-}
+const startServe = (cwd: string, env: Record<string, string>) => spawnServe({ cwd, env });
 
 const dirs: string[] = [];
 const children: ChildProcess[] = [];
@@ -59,25 +44,15 @@ describe('kvrag serve', () => {
 
 describe('npm start', () => {
   it('runs kvrag serve through the package script (the README quick start)', async () => {
-    const root = resolve(import.meta.dirname, '../..');
     const dataDir = mkdtempSync(join(tmpdir(), 'kvrag-npm-start-'));
     dirs.push(dataDir);
-    const child = spawn('npm', ['start', '--silent'], {
-      cwd: root,
-      env: { ...cleanEnv, KVRAG_PORT: '0', KVRAG_DATA_DIR: dataDir },
-      stdio: 'pipe',
-      detached: true,
+    const { child, url: listening } = spawnServe({
+      cwd: REPO_ROOT,
+      env: { KVRAG_PORT: '0', KVRAG_DATA_DIR: dataDir },
+      command: { file: 'npm', args: ['start', '--silent'], detached: true },
     });
     children.push(child);
-    let stderr = '';
-    const url = await new Promise<string>((res, rej) => {
-      child.stderr.on('data', (d: Buffer) => {
-        stderr += d.toString();
-        const m = stderr.match(/"msg":"kvrag listening".*?"url":"([^"]+)"/);
-        if (m) res(m[1]);
-      });
-      child.once('exit', (code) => rej(new Error(`npm start exited with ${code}: ${stderr}`)));
-    });
+    const url = await listening;
     const health = await fetch(`${url}/healthz`);
     expect(await health.json()).toEqual({ status: 'ok' });
     // npm runs the script in its own shell: stop the whole process group.
