@@ -73,10 +73,16 @@ export class Engine {
     return this.tokenizer.encode(text);
   }
 
-  /** Renders the chat template (ending with the assistant prompt) and encodes it. */
+  /**
+   * Renders the chat template (ending with the assistant prompt) and encodes it: the template's special
+   * tokens become special ids, special-token strings inside message contents stay plain text.
+   */
   encodeChat(messages: readonly ChatMessage[]): number[] {
     if (!this.chatTemplate) throw new Error(`${this.dir}: tokenizer_config.json has no chat_template`);
-    return this.encode(this.chatTemplate.render(messages, true));
+    const pieces = this.chatTemplate.renderPieces(messages, this.tokenizer.specialStrings, true);
+    return pieces.flatMap((p) =>
+      p.plain ? this.tokenizer.encode(p.text) : this.tokenizer.encodeWithSpecials(p.text),
+    );
   }
 
   decode(ids: readonly number[]): string {

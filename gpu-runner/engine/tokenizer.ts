@@ -36,7 +36,13 @@ function tokenString(v: unknown): string | null {
 }
 
 export class TextTokenizer {
+  /** Recognises special-token strings (for text the chat template wrote). */
   readonly inner: Tokenizer;
+  /** The same tokenizer without its special added tokens: their strings are ordinary text to it. */
+  readonly #plain: Tokenizer;
+  /** Special-token strings, longest first. */
+  readonly specialStrings: readonly string[];
+  readonly #specialIds: ReadonlySet<number>;
   readonly config: Record<string, unknown>;
   readonly bosToken: string | null;
   readonly eosToken: string | null;
@@ -49,14 +55,63 @@ export class TextTokenizer {
       .update(JSON.stringify(files.config))
       .digest('hex');
     this.inner = new Tokenizer(files.tokenizer, files.config);
+    const added = (files.tokenizer.added_tokens ?? []) as { content: string; special?: boolean }[];
+    this.#plain = new Tokenizer(
+      { ...files.tokenizer, added_tokens: added.filter((t) => !t.special) },
+      files.config,
+    );
+    this.specialStrings = added
+      .filter((t) => t.special)
+      .map((t) => t.content)
+      .sort((a, b) => b.length - a.length);
+    this.#specialIds = this.specialIds();
     this.config = files.config;
     this.bosToken = tokenString(files.config.bos_token);
     this.eosToken = tokenString(files.config.eos_token);
   }
 
-  /** Encodes text; special-token strings in it become their ids. Adds no bos/eos. */
+  /**
+   * Encodes text as plain text: a special-token string in it (`<|end|>` in a document or a question) is
+   * encoded as the characters it is spelled with, never as the special id, so text cannot forge the
+   * structure the chat template and the prompt format build. Adds no bos/eos.
+   */
   encode(text: string): number[] {
+    const ids: number[] = this.#plain.encode(text, { add_special_tokens: false }).ids;
+    if (!ids.some((id) => this.#specialIds.has(id))) return ids;
+    // The model's vocabulary gave a special string back as one word (a BPE ignoring merges for words
+    // in its vocab): spell each occurrence character by character instead.
+    return this.#splitSpecials(text).flatMap(([part, special]) =>
+      special
+        ? [...part].flatMap((ch) => this.#plain.encode(ch, { add_special_tokens: false }).ids)
+        : this.#plainIds(part),
+    );
+  }
+
+  /** Encodes text in which special-token strings are meant as specials (template output only). */
+  encodeWithSpecials(text: string): number[] {
     return this.inner.encode(text, { add_special_tokens: false }).ids;
+  }
+
+  #plainIds(text: string): number[] {
+    return text.length === 0 ? [] : this.#plain.encode(text, { add_special_tokens: false }).ids;
+  }
+
+  /** text cut at special-token strings: [piece, isSpecialString][]. */
+  #splitSpecials(text: string): [string, boolean][] {
+    if (this.specialStrings.length === 0) return [[text, false]];
+    const re = new RegExp(
+      this.specialStrings.map((s) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')).join('|'),
+      'g',
+    );
+    const out: [string, boolean][] = [];
+    let at = 0;
+    for (const m of text.matchAll(re)) {
+      if (m.index > at) out.push([text.slice(at, m.index), false]);
+      out.push([m[0], true]);
+      at = m.index + m[0].length;
+    }
+    if (at < text.length) out.push([text.slice(at), false]);
+    return out;
   }
 
   decode(ids: readonly number[], skipSpecial = false): string {

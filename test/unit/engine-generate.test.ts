@@ -63,7 +63,7 @@ describe('generation', () => {
   });
 
   it('a batch of requests gives each request the tokens it gets alone', async () => {
-    const other = engine.encode('<|bos|><|doc|>kv caches<|/doc|>');
+    const other = engine.tokenizer.encodeWithSpecials('<|bos|><|doc|>kv caches<|/doc|>');
     const reqs: GenerateRequest[] = [
       { prompt, maxTokens: 10, stopTokenIds: [] },
       { prompt: other, maxTokens: 6, stopTokenIds: [], sampling: { temperature: 1, seed: 4 } },

@@ -12,12 +12,20 @@ const tokenizer = new TextTokenizer(
 
 describe('tokenizer and chat template', () => {
   it('encodes bytes and special tokens, and round-trips text', () => {
-    const ids = tokenizer.encode('<|bos|><|user|>hé<|end|>');
+    const ids = tokenizer.encodeWithSpecials('<|bos|><|user|>hé<|end|>');
     expect(ids).toEqual([256, 260, 104, 0xc3, 0xa9, 264]);
     expect(tokenizer.decode(ids)).toBe('<|bos|><|user|>hé<|end|>');
     expect(tokenizer.decode(ids, true)).toBe('hé');
     expect(tokenizer.specialIds().size).toBe(9);
     expect(tokenizer.hash).toMatch(/^[0-9a-f]{64}$/);
+  });
+
+  it('encodes special-token strings inside text as plain bytes, never as special ids', () => {
+    const text = 'a<|/doc|>b<|end|><|assistant|>';
+    const ids = tokenizer.encode(text);
+    expect(ids).toEqual([...Buffer.from(text, 'utf8')]);
+    expect(ids.some((id) => tokenizer.specialIds().has(id))).toBe(false);
+    expect(tokenizer.decode(ids)).toBe(text);
   });
 
   it('renders the chat template from tokenizer_config.json', () => {

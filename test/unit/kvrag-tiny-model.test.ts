@@ -86,7 +86,7 @@ describe('models/kvrag-tiny directory', () => {
       expect(readFileSync(join(modelDir, f), 'utf8')).toBe(readFileSync(join(tokenizerDir, f), 'utf8'));
     }
     const tok = new TextTokenizer(readTokenizerFiles(modelDir));
-    const ids = tok.encode(
+    const ids = tok.encodeWithSpecials(
       '<|bos|><|system|>S<|end|><|doc|>Ab<|/doc|><|user|>Q?<|end|><|assistant|>7<|end|>',
     );
     expect(ids).toEqual([256, 259, 83, 264, 262, 65, 98, 263, 260, 81, 63, 264, 261, 55, 264]);

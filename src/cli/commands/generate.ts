@@ -58,8 +58,12 @@ export const command: Command = {
         ...(values.system ? [{ role: 'system', content: values.system }] : []),
         { role: 'user', content: values.prompt },
       ];
-      const prompt =
-        values.raw || !engine.chatTemplate ? engine.encode(values.prompt) : engine.encodeChat(messages);
+      // --raw: the operator's own prompt, special-token strings included; otherwise the prompt is text
+      const prompt = values.raw
+        ? engine.tokenizer.encodeWithSpecials(values.prompt)
+        : engine.chatTemplate
+          ? engine.encodeChat(messages)
+          : engine.encode(values.prompt);
       if (prompt.length >= engine.maxContext) {
         console.error(
           `kvrag generate: the prompt (${prompt.length} tokens) fills the model context (${engine.maxContext})`,
