@@ -2,10 +2,13 @@
 // Request ids, the error envelope, body limits, auth, and the routes; no Node-only imports may be
 // reachable from here.
 import { Hono } from 'hono';
+import { routePath } from 'hono/route';
+import { ApiMetrics } from './api-metrics.ts';
 import { AppError, asAppError, toEnvelope } from './errors.ts';
 import { adminRoutes } from './routes/admin.ts';
 import { answerRoutes } from './routes/answer-routes.ts';
 import { authenticate } from './routes/auth.ts';
+import { MetricsRegistry, PROMETHEUS_CONTENT_TYPE } from './metrics.ts';
 import { limitBody } from './routes/body-limit.ts';
 import { collectionRoutes } from './routes/collections.ts';
 import { documentRoutes } from './routes/documents.ts';
@@ -24,16 +27,39 @@ export function createApp(services: Services): Hono<AppEnv> {
   const app = new Hono<AppEnv>();
   const { maxBodyBytes, maxUploadBytes } = services.config;
 
+  const registry = services.metrics ?? new MetricsRegistry();
+  const metrics = new ApiMetrics(registry);
+
+  // Request id (the caller's x-request-id when well-formed, else a new one; echoed in the response),
+  // then one access-log line and the request metrics once the response head is ready.
   app.use('*', async (c, next) => {
+    const t0 = performance.now();
     const incoming = c.req.header('x-request-id');
     const id = incoming && /^[\w.-]{1,128}$/.test(incoming) ? incoming : crypto.randomUUID();
     c.set('requestId', id);
     c.set('services', services);
+    c.set('metrics', metrics);
     c.header('x-request-id', id);
     await next();
+    const ms = performance.now() - t0;
+    // the matched route's pattern (bounded label values); a path no route matched is `unmatched`
+    const matched = routePath(c, -1);
+    const route = c.res.status === 404 && matched.endsWith('*') ? 'unmatched' : matched;
+    metrics.request(c.req.method, route, c.res.status, ms / 1000);
+    if (route !== '/metrics' && route !== '/healthz' && route !== '/readyz')
+      services.log?.('info', 'request', {
+        request_id: id,
+        method: c.req.method,
+        route,
+        status: c.res.status,
+        duration_ms: Math.round(ms * 10) / 10,
+      });
   });
 
   app.route('/', healthRoutes());
+  app.get('/metrics', async (c) =>
+    c.body(await registry.render(), 200, { 'content-type': PROMETHEUS_CONTENT_TYPE }),
+  );
   app.route('/', openApiRoutes());
 
   // Resource prefixes only (an unknown /v1 path stays a plain 404). Authenticate first: an anonymous

@@ -7,6 +7,7 @@ import { type DbHandle, openDatabase } from './db/client.ts';
 import { migrateDatabase } from './db/migrate.ts';
 import { createEmbeddingResolver } from './embeddings/resolver.ts';
 import { jsonLogger } from './log.ts';
+import { MetricsRegistry } from './metrics.ts';
 import { openQueue } from './queue/open.ts';
 import type { JobQueue } from './queue/types.ts';
 import type { Services } from './services.ts';
@@ -18,6 +19,8 @@ export interface NodeServices extends Services {
   blobs: BlobStore;
   /** BullMQ when KVRAG_REDIS_URL is set, else the in-process queue. */
   queue: JobQueue;
+  /** This process's metrics: the API's, and the workers' where they run here. */
+  metrics: MetricsRegistry;
   close(): Promise<void>;
 }
 
@@ -35,12 +38,19 @@ export async function openNodeServices(config: Config): Promise<NodeServices> {
     if (blobs.close) closers.push(() => blobs.close!());
     const queue = await openQueue(config, log);
     closers.push(() => queue.close());
+    // failed-auth counters shared by every API process when there is a Redis (else in memory, per app)
+    const authFailures = config.redisUrl
+      ? new (await import('./auth-failures-redis.ts')).RedisAuthFailures(config.redisUrl)
+      : undefined;
+    if (authFailures) closers.push(() => authFailures.close());
     return {
       config,
       log,
       db,
       blobs,
       queue,
+      authFailures,
+      metrics: new MetricsRegistry(),
       api: { db: db.db, blobs, embeddings: createEmbeddingResolver(), jobs: queue },
       readiness: {
         database: async () => {

@@ -1,10 +1,13 @@
 // What the API needs from the outside world, as interfaces; entries (Node serve, Workers) build it.
 // Type-only imports: nothing here may pull a Node-only module into the Workers build.
+import type { ApiMetrics } from './api-metrics.ts';
 import type { Config } from './config.ts';
 import type { Database } from './db/types.ts';
 import type { EmbeddingResolver } from './embeddings/resolver.ts';
 import type { AnswerServices } from './routing/answer-services.ts';
+import type { MetricsRegistry } from './metrics.ts';
 import type { JobQueue } from './queue/types.ts';
+import type { AuthFailureStore } from './routes/auth-failures.ts';
 import type { BlobStore } from './storage/blob-store.ts';
 
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
@@ -33,6 +36,13 @@ export interface Services {
   /** Readiness checks by component name (database, blobs, queue, runner); each throws when not ready. */
   readiness: Record<string, () => Promise<void>>;
   log?: Log;
+  /** Failed-authentication counters (Redis when configured); absent: in memory, per app. */
+  authFailures?: AuthFailureStore;
+  /**
+   * The process's metrics, served on GET /metrics (the API adds its own; the embedded serve adds the
+   * workers'). Absent: the app keeps its own registry.
+   */
+  metrics?: MetricsRegistry;
   /** Absent in a process that serves health only; /v1 routes then answer 503 `unavailable`. */
   api?: ApiServices;
 }
@@ -41,5 +51,5 @@ export interface Services {
 export type Principal = { kind: 'admin' } | { kind: 'tenant'; tenantId: string; keyId: string };
 
 export type AppEnv = {
-  Variables: { requestId: string; services: Services; principal: Principal };
+  Variables: { requestId: string; services: Services; principal: Principal; metrics: ApiMetrics };
 };

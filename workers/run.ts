@@ -3,6 +3,7 @@
 // own process (BullMQ); the embedded `kvrag serve` calls startWorkers in-process (in-process queue).
 // stop() is graceful: the relay finishes its pass, consumers stop taking jobs and wait for the running
 // ones, a sweep in progress completes. The queue itself belongs to the caller, who closes it after.
+import { MetricsRegistry } from '../src/metrics.ts';
 import type { NodeServices } from '../src/node-services.ts';
 import { MemoryJobQueue } from '../src/queue/memory.ts';
 import { DEFAULT_ATTEMPTS } from '../src/queue/rules.ts';
@@ -11,6 +12,7 @@ import type { WorkerDeps } from './deps.ts';
 import { errorText } from './deps.ts';
 import { type GcOptions, handleGc, sweepArtifacts } from './gc.ts';
 import { handleIngest } from './ingest.ts';
+import { WorkerMetrics } from './metrics.ts';
 import { type RelayLoop, type RelayLoopOptions, startOutboxRelay } from './outbox-relay.ts';
 import { handlePrecomputeDone } from './precompute-done.ts';
 import type { ServingModel } from './serving-model.ts';
@@ -24,6 +26,8 @@ export interface WorkersOptions {
   gc?: GcOptions;
   /** Period of the artifact sweep; 0 = no sweep (default 15 minutes). */
   sweepEveryMs?: number;
+  /** Where the job metrics go (served on /metrics by the caller); default: a registry of their own. */
+  metrics?: MetricsRegistry;
 }
 
 export interface RunningWorkers {
@@ -48,21 +52,29 @@ export function startWorkers(deps: WorkerDeps, queue: JobQueue, opts: WorkersOpt
   const relayOpts = typeof opts.relay === 'object' ? opts.relay : {};
   // the tries the relay gives an ingest job, so the last one can mark the document failed
   const ingestAttempts = relayOpts.optionsFor?.('ingest').attempts ?? DEFAULT_ATTEMPTS;
+  // every handler timed, counted and logged with its job id
+  const m = new WorkerMetrics(opts.metrics ?? new MetricsRegistry(), deps, queue);
   const consumers = [
     queue.consume(
       'ingest',
-      async (data, ctx) => {
+      m.wrap('ingest', async (data, ctx) => {
         const r = await handleIngest(deps, data, ctx, { maxAttempts: ingestAttempts });
         // its precompute jobs are committed in the outbox: relay them now rather than after the idle pause
         if (r.outcome === 'indexed' && r.precomputeJobs > 0) relay?.poke();
         return r;
-      },
+      }),
       { concurrency: c.ingest ?? 2 },
     ),
-    queue.consume('precompute-done', (data) => handlePrecomputeDone(deps, data), {
-      concurrency: c.precomputeDone ?? 4,
-    }),
-    queue.consume('gc', (data) => handleGc(deps, data), { concurrency: c.gc ?? 1 }),
+    queue.consume(
+      'precompute-done',
+      m.wrap('precompute-done', (data) => handlePrecomputeDone(deps, data)),
+      { concurrency: c.precomputeDone ?? 4 },
+    ),
+    queue.consume(
+      'gc',
+      m.wrap('gc', (data) => handleGc(deps, data)),
+      { concurrency: c.gc ?? 1 },
+    ),
   ];
   if (opts.relay !== false) {
     relay = startOutboxRelay(deps.db, queue, {

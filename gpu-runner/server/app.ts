@@ -102,9 +102,34 @@ export function createRunnerApp(core: RunnerCore, log?: Log): Hono<RunnerEnv> {
     };
     const req = await toSeqRequest(core, body, ac.signal);
     req.onText = (text) => push('token', { text });
+    const requestId = c.get('requestId');
+    // one log line per sequence, under the request id the API forwarded
     const done = core.scheduler.submit(req).then(
-      (usage) => push('done', usage),
-      (err) => push('error', toEnvelope(asAppError(err), c.get('requestId')).error),
+      (usage) => {
+        log?.('info', 'sequence finished', {
+          request_id: requestId,
+          mode: req.mode,
+          finish_reason: usage.finishReason,
+          prompt_tokens: usage.promptTokens,
+          cached_tokens: usage.cachedTokens,
+          prefill_tokens: usage.prefillTokens,
+          completion_tokens: usage.completionTokens,
+          preemptions: usage.preemptions,
+          queue_wait_ms: usage.timingsMs.queueWait,
+          ttft_ms: usage.timingsMs.ttft,
+          total_ms: usage.timingsMs.total,
+        });
+        push('done', usage);
+      },
+      (err) => {
+        const e = asAppError(err);
+        log?.(e.status >= 500 ? 'error' : 'warn', 'sequence failed', {
+          request_id: requestId,
+          code: e.code,
+          err: e.message,
+        });
+        push('error', toEnvelope(e, requestId).error);
+      },
     );
     return streamSSE(c, async (stream) => {
       stream.onAbort(() => ac.abort());

@@ -6,6 +6,7 @@
 // chunk's tokens — and with them its artifact key — stay those of the stored artifact.
 import { and, eq, inArray, sql } from 'drizzle-orm';
 import type { Context } from 'hono';
+import { routePath } from 'hono/route';
 import { chunks as chunksTable, collections, kvArtifacts, queryLog } from '../db/schema.ts';
 import { queryRows } from '../db/types.ts';
 import { assertSupportedDimension } from '../db/vector.ts';
@@ -269,7 +270,7 @@ export async function runAnswer(
   svc: AnswerServices,
   p: Prepared,
   rbody: Record<string, unknown>,
-  opts: { t0: number; signal: AbortSignal; hit?: CachedAnswer; cacheKey?: string },
+  opts: { t0: number; signal: AbortSignal; hit?: CachedAnswer; cacheKey?: string; requestId?: string },
   onToken: (t: string) => Promise<void>,
 ): Promise<AnswerRun> {
   if (opts.hit) {
@@ -286,6 +287,7 @@ export async function runAnswer(
     rbody,
     route,
     opts.signal,
+    opts.requestId,
   )) {
     if (ev.type === 'token') {
       if (ttft < 0) ttft = performance.now() - opts.t0;
@@ -318,7 +320,7 @@ export function citedNumbers(text: string, count: number): number[] {
   return out;
 }
 
-/** Writes one query_log row; a failure to log never fails the answer. */
+/** Writes one query_log row and the answer metrics; a failure to log never fails the answer. */
 export async function logQuery(
   c: Context<AppEnv>,
   tenantId: string,
@@ -327,6 +329,13 @@ export async function logQuery(
   timings: Record<string, number>,
   usage: Record<string, unknown>,
 ): Promise<void> {
+  c.get('metrics')?.answered({
+    route: routePath(c),
+    cachedAnswer: usage.cached_answer === true,
+    retrievalMs: timings.retrieval_ms ?? 0,
+    ttftMs: timings.ttft_ms ?? 0,
+    totalMs: timings.total_ms ?? 0,
+  });
   try {
     await api(c)
       .db.insert(queryLog)

@@ -138,7 +138,13 @@ export function chatRoutes(): Hono<AppEnv> {
         svc,
         p,
         rbody,
-        { t0, signal: c.req.raw.signal, hit, ...(cacheable ? { cacheKey } : {}) },
+        {
+          t0,
+          signal: c.req.raw.signal,
+          hit,
+          requestId: c.get('requestId'),
+          ...(cacheable ? { cacheKey } : {}),
+        },
         onToken,
       );
     const log = (out: Awaited<ReturnType<typeof run>>) =>

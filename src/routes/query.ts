@@ -98,7 +98,13 @@ export function queryRoutes(): Hono<AppEnv> {
 
     // Runs the generation (or replays the cached answer), calling onToken for each delta.
     const run = (onToken: (t: string) => Promise<void>) =>
-      runAnswer(svc, p, rbody, { t0, signal: c.req.raw.signal, hit, cacheKey }, onToken);
+      runAnswer(
+        svc,
+        p,
+        rbody,
+        { t0, signal: c.req.raw.signal, hit, cacheKey, requestId: c.get('requestId') },
+        onToken,
+      );
     const finish = async (out: Awaited<ReturnType<typeof run>>) => {
       const timings = {
         retrieval_ms: round(p.retrievalMs),

@@ -90,6 +90,7 @@ export async function* callRunner(
   runner: Pick<RunnerEndpoint, 'id' | 'url' | 'fetch'>,
   body: unknown,
   signal?: AbortSignal,
+  requestId?: string,
 ): AsyncGenerator<RunnerEvent> {
   let started = false;
   const fail = (m: string) => new RunnerCallError(runner.id, m, !started);
@@ -98,7 +99,11 @@ export async function* callRunner(
     res = await runner.fetch(
       new Request(`${strip(runner.url)}/v1/generate`, {
         method: 'POST',
-        headers: { 'content-type': 'application/json', accept: 'text/event-stream' },
+        headers: {
+          'content-type': 'application/json',
+          accept: 'text/event-stream',
+          ...(requestId ? { 'x-request-id': requestId } : {}),
+        },
         body: JSON.stringify(body),
         signal,
       }),
@@ -248,6 +253,8 @@ export class RunnerPool {
     body: unknown,
     route: RouteResult,
     signal?: AbortSignal,
+    /** Forwarded as x-request-id, so the runner's logs carry the API request's id. */
+    requestId?: string,
   ): AsyncGenerator<RunnerEvent> {
     const ranked = await this.rank(fingerprint, artifactKeys);
     if (ranked.length === 0)
@@ -257,7 +264,7 @@ export class RunnerPool {
       this.inflight.set(runner.id, (this.inflight.get(runner.id) ?? 0) + 1);
       let started = false;
       try {
-        for await (const ev of callRunner(runner, body, signal)) {
+        for await (const ev of callRunner(runner, body, signal, requestId)) {
           if (!started) {
             started = true;
             route.runnerId = runner.id;

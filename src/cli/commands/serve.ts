@@ -38,6 +38,7 @@ export const command: Command = {
       const model = loadServingModel(servingModelDir(config));
       const workers = startWorkers(workerDeps(services, model), services.queue, {
         concurrency: { ingest: config.maxConcurrentJobs },
+        metrics: services.metrics,
       });
       stops.push(() => workers.stop());
 

@@ -56,10 +56,17 @@ export const command: Command = {
         relay: !values['no-relay'],
         sweepEveryMs,
         gc: { maxIdleMs, graceMs },
+        metrics: services.metrics,
       });
+      const { startMetricsServer } = await import('../../../workers/metrics-server.ts');
+      const metricsServer =
+        config.metricsPort === undefined
+          ? undefined
+          : await startMetricsServer(services.metrics, config.metricsPort, config.host);
       log?.('info', 'kvrag workers running', {
         model: model.fingerprint,
         queue: config.redisUrl ? 'bullmq' : 'memory',
+        ...(metricsServer ? { metrics: `http://${config.host}:${metricsServer.port}/metrics` } : {}),
       });
       await new Promise<void>((resolve) => {
         process.once('SIGINT', resolve);
@@ -67,6 +74,7 @@ export const command: Command = {
       });
       log?.('info', 'workers shutting down: finishing running jobs');
       await workers.stop();
+      await metricsServer?.close();
     } finally {
       await services.close();
     }
