@@ -2,6 +2,7 @@
 // (+bias) → RoPE → KV write → causal GQA attention → o_proj → residual → RMSNorm → SwiGLU MLP →
 // residual] → final norm → lm_head. Written only against the Backend interface. Several sequences
 // run in one step: their new tokens are concatenated into one [T, hidden] activation.
+import { attendWithFixedContexts, type FixedContext } from './attention/squeezed/fixed-context.ts';
 import type { Backend, SeqSpan, Tensor } from './backends/types.ts';
 import type { SequenceKV } from './kv-cache.ts';
 import type { ModelConfig } from './model-config.ts';
@@ -67,7 +68,9 @@ export class Model {
     const idT = b.upload({ dtype: 'i32', shape: [ids.length], data: Int32Array.from(ids) });
     const posT = b.upload({ dtype: 'i32', shape: [positions.length], data: Int32Array.from(positions) });
     let x = b.gather(this.weights.embed, idT); // x: [T, hidden]
-    for (let l = 0; l < cfg.layers; l++) x = this.#layer(l, x, posT, spans);
+    // squeezed attention (DESIGN.md §4.2) for sequences with a fixed context, dense for the others
+    const fixed = inputs.some((i) => i.kv.squeezed) ? inputs.map((i) => i.kv.squeezed) : null;
+    for (let l = 0; l < cfg.layers; l++) x = this.#layer(l, x, posT, spans, fixed);
     b.free(idT);
     b.free(posT);
 
@@ -88,7 +91,13 @@ export class Model {
   }
 
   /** One decoder layer; consumes x and returns the new residual stream. */
-  #layer(l: number, x: Tensor, posT: Tensor, spans: SeqSpan[]): Tensor {
+  #layer(
+    l: number,
+    x: Tensor,
+    posT: Tensor,
+    spans: SeqSpan[],
+    fixed: (FixedContext | null)[] | null,
+  ): Tensor {
     const b = this.backend;
     const cfg = this.cfg;
     const w = this.weights.layers[l];
@@ -104,7 +113,10 @@ export class Model {
     b.kvWrite(l, k, v, spans);
     b.free(k);
     b.free(v);
-    const a = b.attention(q, l, spans, cfg.heads, 1 / Math.sqrt(cfg.headDim));
+    const scale = 1 / Math.sqrt(cfg.headDim);
+    const a = fixed
+      ? attendWithFixedContexts(b, q, l, spans, fixed, cfg.heads, scale)
+      : b.attention(q, l, spans, cfg.heads, scale);
     b.free(q);
     const o = b.matmul(a, w.o, w.oBias); // [T, hidden]
     b.free(a);

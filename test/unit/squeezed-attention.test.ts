@@ -151,7 +151,7 @@ describe('squeezed attention (host reference)', () => {
       }
     }
     const loose = selectLayer(ix, 0, q, 4, H, geom.scale, { kind: 'threshold', tau: 1e-30 });
-    const strict = selectLayer(ix, 0, q, 4, H, geom.scale, { kind: 'threshold', tau: 0.5 });
+    const strict = selectLayer(ix, 0, q, 4, H, geom.scale, { kind: 'threshold', tau: 1e9 });
     expect(loose.keys[0].length).toBe(N);
     expect(strict.keys[0].length).toBe(W);
   });
@@ -173,12 +173,17 @@ describe('squeezed attention (host reference)', () => {
       const control = (x: unknown) => squeezedControlSchema.parse(x);
       expect(resolveControl(control({ mode: 'off' }), settings)).toBeNull();
       expect(resolveControl(control({ mode: 'threshold' }), settings)).toEqual({ kind: 'threshold', tau });
-      expect(resolveControl(control({ mode: 'budget', fraction: 0.125 }), null)).toEqual({
+      expect(resolveControl(control({ mode: 'threshold', threshold: 2 }), null)).toEqual({
+        kind: 'threshold',
+        tau: 2,
+      });
+      expect(resolveControl(control({ mode: 'budget', budget: 0.125 }), null)).toEqual({
         kind: 'budget',
         fraction: 0.125,
       });
       expect(() => resolveControl(control({ mode: 'threshold' }), null)).toThrow(/calibrated/);
-      expect(() => control({ mode: 'budget', fraction: 2 })).toThrow();
+      expect(() => control({ mode: 'budget', budget: 2 })).toThrow();
+      expect(() => control({ mode: 'budget', fraction: 0.5 })).toThrow();
     } finally {
       rmSync(dir, { recursive: true });
     }

@@ -120,6 +120,29 @@ export interface Backend {
    * span are zero. The cache must already hold positions up to the span's last one (kvWrite first).
    */
   attention(q: Tensor, layer: number, spans: readonly SeqSpan[], heads: number, scale: number): Tensor;
+  /**
+   * Causal GQA attention restricted to key ranges (squeezed attention's step, DESIGN.md §4.2): like
+   * attention(), except that for span i with keys[i] ≠ null, query head h of kv head g attends only to
+   * the positions of keys[i][g] = [s0, e0, s1, e1, …] (disjoint [start, end) ranges, any order, each
+   * within the cache) that are also ≤ its own position (span.pos + row). One list serves the kv head's
+   * whole query group. A span with keys[i] = null is attended exactly as attention() does; a list
+   * [0, span.pos + span.count) reproduces attention() too. Rows with no key get zeros. → [M, heads·headDim].
+   * Optional while a backend lacks it: squeezed attention is then refused on that backend.
+   */
+  attentionRanges?(
+    q: Tensor,
+    layer: number,
+    spans: readonly SeqSpan[],
+    keys: readonly (readonly Int32Array[] | null)[],
+    heads: number,
+    scale: number,
+  ): Tensor;
+  /**
+   * Backends that run every op to completion on host memory (reference, wasm): a host copy of an f32
+   * tensor, synchronously, for decisions inside a step (squeezed attention's cluster selection). Backends
+   * that queue work (WebGPU) leave it out, and squeezed attention is refused on them.
+   */
+  readNow?(t: Tensor): Float32Array;
   /** Copies positions [start, start + count) of `layer` to the host (chunk KV artifacts). */
   kvRead(cache: KVCache, layer: number, start: number, count: number): Promise<KVBlock>;
   /** Host → cache: writes a KVBlock ([kv_head][count][head_dim]) at positions [start, start + count). */

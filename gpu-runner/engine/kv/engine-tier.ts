@@ -3,6 +3,8 @@
 // device → device (kvGather → rope → kvWrite) instead of decoding and uploading from the host. Byte
 // capacity, LRU by bytes over entries nobody holds, hit/miss/bytes counters; concurrent requests for the
 // same key load it once.
+import { parseIndex } from '../attention/squeezed/codec.ts';
+import type { SqueezedIndex } from '../attention/squeezed/types.ts';
 import type { Backend, KVCache } from '../backends/types.ts';
 import type { ModelConfig } from '../model-config.ts';
 import type { ArtifactStore } from './artifact-store.ts';
@@ -15,6 +17,13 @@ export interface ResidentKV {
   readonly cache: KVCache;
   /** Device bytes it occupies (K and V, every layer, f32). */
   readonly bytes: number;
+  /**
+   * The artifact's squeezed-attention index (DESIGN.md §4.2): parsed from its index section, or built
+   * later from the resident keys when the artifact had none (or a refused one, see indexNote).
+   */
+  index: SqueezedIndex | null;
+  /** Why the stored index was not used, when it was not. */
+  indexNote: string | null;
 }
 
 export interface AcquiredKV {
@@ -94,7 +103,7 @@ export class EngineTier {
   private async load(key: string): Promise<{ entry: Entry; tier: string; bytes: number } | null> {
     const loaded = await this.store.get(key);
     if (!loaded) return null;
-    const { header, layers } = loaded.artifact;
+    const { header, layers, index: indexBytes } = loaded.artifact;
     const c = this.cfg;
     if (header.layers !== c.layers || header.kvHeads !== c.kvHeads || header.headDim !== c.headDim) {
       throw new Error(
@@ -114,7 +123,16 @@ export class EngineTier {
     });
     const pins = this.waiting.get(key) ?? 0;
     this.waiting.delete(key);
-    const entry: Entry = { key, n: header.n, cache, bytes: this.bytesFor(header.n), pins };
+    let index: SqueezedIndex | null = null;
+    let indexNote: string | null = indexBytes ? null : 'no index section';
+    if (indexBytes) {
+      try {
+        index = parseIndex(indexBytes, header);
+      } catch (err) {
+        indexNote = (err as Error).message; // the K/V stay usable; the index is rebuilt when needed
+      }
+    }
+    const entry: Entry = { key, n: header.n, cache, bytes: this.bytesFor(header.n), pins, index, indexNote };
     this.entries.set(key, entry);
     this.s.bytesWritten += entry.bytes;
     this.s.residentBytes += entry.bytes;

@@ -1,6 +1,7 @@
 // Offline chunk prefill (DESIGN.md §4.1, TurboRAG): every chunk is prefilled alone at positions 0..n-1
 // and its post-RoPE K and V of every layer become one artifact under a content key. Several chunks share
 // one forward step (one sequence each) for throughput; chunks whose artifact is already stored are skipped.
+import { buildIndexSection, type IndexOptions } from '../attention/squeezed/index.ts';
 import type { Engine } from '../engine.ts';
 import type { SequenceKV } from '../kv-cache.ts';
 import {
@@ -19,6 +20,8 @@ export interface PrecomputeOptions {
   maxBatchTokens?: number;
   /** Recompute and overwrite even when some tier holds the key (e.g. after a refusal). */
   force?: boolean;
+  /** The squeezed-attention index stored with each artifact (DESIGN.md §4.2); false = none. Default {}. */
+  index?: IndexOptions | false;
 }
 
 export interface PrecomputeResult {
@@ -93,7 +96,9 @@ export async function precomputeChunks(
       for (const [j, i] of batch.entries()) {
         const ids = chunks[i].tokenIds;
         const layers = await readLayers(seqs[j], ids.length, engine.config.layers);
-        const bytes = encodeArtifact(chunkMeta(engine, ids, dtype), layers);
+        const meta = chunkMeta(engine, ids, dtype);
+        const index = opts.index === false ? undefined : buildIndexSection(layers, meta, opts.index ?? {});
+        const bytes = encodeArtifact(meta, layers, index);
         await store.put(results[i].key, bytes);
         results[i].bytes = bytes.byteLength;
       }

@@ -7,6 +7,11 @@
 //   blend       independent, then CacheBlend's selective recompute of chunk tokens
 //   link        independent, then EPIC's recompute of the first k tokens of each chunk not at slot 0
 // RoPE position = cache slot throughout, so artifacts (computed at 0..n-1) move by Δ = their offset.
+import { FixedContext, type PlacedBlock } from '../attention/squeezed/fixed-context.ts';
+import { buildIndex } from '../attention/squeezed/index.ts';
+import { toClusterMajor } from '../attention/squeezed/layout.ts';
+import type { SelectMode } from '../attention/squeezed/select.ts';
+import type { SqueezedIndex } from '../attention/squeezed/types.ts';
 import type { Tensor } from '../backends/types.ts';
 import type { Engine } from '../engine.ts';
 import type { KVDType } from '../kv/artifact-format.ts';
@@ -35,6 +40,23 @@ export interface AssembleRequest {
   linkTokens?: number;
   /** Extra cache room after the question (decode). Default 0. */
   reserve?: number;
+  /**
+   * Squeezed attention over the fixed context (DESIGN.md §4.2) for the question and every later step of
+   * this sequence; null/absent = dense. Resolve a request's control with resolveControl (calibrate.ts).
+   */
+  squeezed?: SelectMode | null;
+}
+
+/** How the fixed context was prepared for squeezed attention. */
+export interface SqueezedReport {
+  /** false with a reason when squeezed attention was asked for but not used */
+  used: boolean;
+  reason?: string;
+  /** blocks with an index: from their artifact, or built now (artifact without a usable index) */
+  indexedBlocks: number;
+  builtIndexes: number;
+  /** tokens of blocks without an index (prefilled live): attended in full */
+  unindexedTokens: number;
 }
 
 export interface AssembleReport {
@@ -52,7 +74,15 @@ export interface AssembleReport {
   bytesLoaded: Record<string, number>;
   /** Artifacts served per tier. */
   artifactsByTier: Record<string, number>;
-  timingsMs: { load: number; rotate: number; recompute: number; question: number; total: number };
+  timingsMs: {
+    load: number;
+    rotate: number;
+    recompute: number;
+    squeeze: number;
+    question: number;
+    total: number;
+  };
+  squeezed: SqueezedReport | null;
 }
 
 export interface Assembled {
@@ -105,7 +135,8 @@ export class Assembler {
       questionTokens: req.question.length,
       bytesLoaded: {},
       artifactsByTier: {},
-      timingsMs: { load: 0, rotate: 0, recompute: 0, question: 0, total: 0 },
+      timingsMs: { load: 0, rotate: 0, recompute: 0, squeeze: 0, question: 0, total: 0 },
+      squeezed: null,
     };
     const t0 = performance.now();
     const lap = async (phase: keyof AssembleReport['timingsMs'], from: number) => {
@@ -118,7 +149,9 @@ export class Assembler {
       const hasSystem = req.system.length > 0;
       // blocks taken from artifacts: none (full), the system prefix (prefix), all (others)
       const reused = req.mode === 'full' ? 0 : req.mode === 'prefix' ? (hasSystem ? 1 : 0) : blocks.length;
-      for (const block of blocks.slice(0, reused)) await this.placeBlock(kv, block, report);
+      const indexes: (SqueezedIndex | null)[] = blocks.map(() => null);
+      for (const [i, block] of blocks.slice(0, reused).entries())
+        indexes[i] = await this.placeBlock(kv, block, report, !!req.squeezed);
       if (reused < blocks.length) {
         const t = performance.now();
         const live = blocks.slice(reused).flatMap((bl) => [...bl.tokens]);
@@ -142,6 +175,11 @@ export class Assembler {
         report.cachedTokens -= sel.perLayerRows[sel.perLayerRows.length - 1] ?? 0;
         await lap('recompute', t);
       }
+      if (req.squeezed) {
+        const t = performance.now();
+        report.squeezed = await this.squeeze(kv, blocks, indexes, req.squeezed, report);
+        await lap('squeeze', t);
+      }
       const tq = performance.now();
       const out = await e.forward([{ kv, tokens: req.question }], 'last');
       await lap('question', tq);
@@ -153,8 +191,65 @@ export class Assembler {
     }
   }
 
-  /** Copies a block's artifact into kv at block.offset, re-rotating keys by Δ = offset. */
-  private async placeBlock(kv: SequenceKV, block: ChunkPlacement, report: AssembleReport): Promise<void> {
+  /**
+   * Puts the fixed context cluster-major in the cache (each indexed block per its index) and attaches
+   * the FixedContext that the question and every later step of kv attend through.
+   */
+  private async squeeze(
+    kv: SequenceKV,
+    blocks: readonly ChunkPlacement[],
+    indexes: readonly (SqueezedIndex | null)[],
+    mode: SelectMode,
+    report: AssembleReport,
+  ): Promise<SqueezedReport> {
+    const b = this.engine.backend;
+    const cfg = this.engine.config;
+    const rep: SqueezedReport = {
+      used: false,
+      indexedBlocks: indexes.filter(Boolean).length,
+      builtIndexes: report.squeezed?.builtIndexes ?? 0,
+      unindexedTokens: blocks.reduce((s, bl, i) => s + (indexes[i] ? 0 : bl.tokens.length), 0),
+    };
+    if (!b.attentionRanges || !b.readNow)
+      return { ...rep, reason: `backend ${b.name} lacks attentionRanges` };
+    if (blocks.length === 0) return { ...rep, reason: 'no fixed context' };
+    // cache order does not matter to attention over the fixed context (RoPE is applied): regroup by cluster
+    for (const [i, bl] of blocks.entries()) {
+      const ix = indexes[i];
+      if (!ix) continue;
+      for (let l = 0; l < cfg.layers; l++) {
+        const host = await kv.read(l, bl.offset, ix.n);
+        kv.load(l, bl.offset, { k: toClusterMajor(ix, l, host.k), v: toClusterMajor(ix, l, host.v) });
+      }
+    }
+    const placed: PlacedBlock[] = blocks.map((bl, i) => ({
+      offset: bl.offset,
+      n: bl.tokens.length,
+      index: indexes[i],
+    }));
+    kv.squeezed = new FixedContext(
+      b,
+      {
+        layers: cfg.layers,
+        heads: cfg.heads,
+        kvHeads: cfg.kvHeads,
+        headDim: cfg.headDim,
+        scale: 1 / Math.sqrt(cfg.headDim),
+      },
+      placed,
+      mode,
+      this.invFreq,
+    );
+    return { ...rep, used: true };
+  }
+
+  /** Copies a block's artifact into kv at block.offset, re-rotating keys by Δ = offset; returns its index when asked. */
+  private async placeBlock(
+    kv: SequenceKV,
+    block: ChunkPlacement,
+    report: AssembleReport,
+    wantIndex: boolean,
+  ): Promise<SqueezedIndex | null> {
     const b = this.engine.backend;
     const key = chunkKey(this.engine, block.tokens, this.dtype);
     let t = performance.now();
@@ -186,10 +281,31 @@ export class Assembler {
       });
       kv.length = Math.max(kv.length, block.offset + n);
       await b.sync();
+      report.timingsMs.rotate += performance.now() - t;
+      if (!wantIndex) return null;
+      if (!got.entry.index) {
+        // an artifact stored without a (usable) index: build it once from the resident keys, keep it
+        t = performance.now();
+        const layers = [];
+        for (let l = 0; l < this.engine.config.layers; l++)
+          layers.push(await b.kvRead(got.entry.cache, l, 0, n));
+        got.entry.index = buildIndex(layers, {
+          n,
+          kvHeads: this.engine.config.kvHeads,
+          headDim: this.engine.config.headDim,
+        });
+        report.squeezed = {
+          used: false,
+          indexedBlocks: 0,
+          unindexedTokens: 0,
+          builtIndexes: (report.squeezed?.builtIndexes ?? 0) + 1,
+        };
+        report.timingsMs.squeeze += performance.now() - t;
+      }
+      return got.entry.index;
     } finally {
       got.release();
     }
-    report.timingsMs.rotate += performance.now() - t;
   }
 
   dispose(): void {

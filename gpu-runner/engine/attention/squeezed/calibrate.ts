@@ -1,5 +1,6 @@
 // Calibration of the global threshold τ (DESIGN.md §4.2, SqueezeAILab): score every cluster of every
-// (layer, kv head) of a set of artifacts by the mean p̂ over its observation-window queries, weight it by
+// (layer, kv head) of a set of artifacts by the mean p̂ over its observation-window queries, relative to
+// the uniform weight (m·p̂, m = the artifact's clustered keys, as select.ts compares it), weight it by
 // its size (one vote per key), and take τ so that the keys scoring ≥ τ are `keepFraction` of all
 // clustered keys. τ is stored with the model's settings (squeezed.json beside the model).
 import { readFile, writeFile } from 'node:fs/promises';
@@ -16,7 +17,8 @@ export interface CalibrationSample {
 
 export const squeezedSettingsSchema = z.object({
   v: z.literal(1),
-  tau: z.number().positive().max(1),
+  /** relative to the uniform weight: keep clusters whose estimated per-key weight is ≥ tau / m */
+  tau: z.number().positive(),
   keepFraction: z.number().positive().max(1),
   pc: z.number().positive().max(1),
   window: z.number().int().nonnegative(),
@@ -46,8 +48,9 @@ export function calibrateThreshold(
       for (let g = 0; g < ix.kvHeads; g++) {
         const h = ix.heads[l * ix.kvHeads + g];
         const s = scoreClusters(h, q, rows, heads, ix.kvHeads, g, ix.headDim, scale);
+        const m = ix.n - ix.window;
         for (let c = 0; c < h.k; c++) {
-          scores.push(s[c]);
+          scores.push(s[c] * m);
           weights.push(h.starts[c + 1] - h.starts[c]);
         }
       }
@@ -90,11 +93,11 @@ export function resolveControl(
   settings: SqueezedSettings | null,
 ): SelectMode | null {
   if (control.mode === 'off') return null;
-  if (control.mode === 'budget') return { kind: 'budget', fraction: control.fraction };
-  const tau = control.tau ?? settings?.tau;
+  if (control.mode === 'budget') return { kind: 'budget', fraction: control.budget };
+  const tau = control.threshold ?? settings?.tau;
   if (tau === undefined)
     throw new Error(
-      `squeezed threshold mode needs a calibrated τ (${SETTINGS_FILE} beside the model) or an explicit tau`,
+      `squeezed threshold mode needs a calibrated τ (${SETTINGS_FILE} beside the model) or an explicit threshold`,
     );
   return { kind: 'threshold', tau };
 }

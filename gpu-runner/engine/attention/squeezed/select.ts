@@ -3,17 +3,20 @@
 //   p̂_c = exp(q·c_c·scale) / Σ_c' n_c'·exp(q·c_c'·scale)
 // (the estimated softmax weight of each key of c; n_c·p̂_c is the cluster's estimated mass). A kv head's
 // score is the mean of p̂ over its query group's heads and the block's rows (GQA: one selection serves
-// the whole group). Threshold mode keeps clusters with p̂ ≥ τ; budget mode keeps the best clusters by p̂
-// until a fraction of the fixed-context keys (window included) is reached. The window is always kept.
+// the whole group). Threshold mode keeps clusters with m·p̂ ≥ τ, m = the clustered keys (τ is relative
+// to the uniform weight 1/m, so one τ serves contexts of any length); budget mode keeps the best clusters
+// by p̂ until a fraction of the fixed-context keys (window included) is reached. The window is always kept.
 import { z } from 'zod';
 import { clusterSize, type HeadIndex, type SqueezedIndex } from './types.ts';
 
-/** Per-request control of squeezed attention. */
+/**
+ * Per-request control of squeezed attention: off (dense); threshold (relative τ, the model's calibrated
+ * one unless given); budget (fraction of the fixed-context keys attended).
+ */
 export const squeezedControlSchema = z.discriminatedUnion('mode', [
-  z.object({ mode: z.literal('off') }),
-  /** tau: the calibrated global threshold unless given. */
-  z.object({ mode: z.literal('threshold'), tau: z.number().positive().max(1).optional() }),
-  z.object({ mode: z.literal('budget'), fraction: z.number().positive().max(1) }),
+  z.object({ mode: z.literal('off') }).strict(),
+  z.object({ mode: z.literal('threshold'), threshold: z.number().positive().max(1e6).optional() }).strict(),
+  z.object({ mode: z.literal('budget'), budget: z.number().positive().max(1) }).strict(),
 ]);
 export type SqueezedControl = z.infer<typeof squeezedControlSchema>;
 
@@ -80,9 +83,9 @@ export function scoreClusters(
   return scoreFromDots(h, dots, rows * group, scale);
 }
 
-/** Which clusters to keep given their scores. */
+/** Which clusters to keep given their scores (n: fixed-context keys; window: keys always kept). */
 export function chooseClusters(
-  h: HeadIndex,
+  h: Pick<HeadIndex, 'k' | 'starts'>,
   score: Float32Array,
   n: number,
   window: number,
@@ -90,7 +93,8 @@ export function chooseClusters(
 ): number[] {
   const kept: number[] = [];
   if (mode.kind === 'threshold') {
-    for (let j = 0; j < h.k; j++) if (score[j] >= mode.tau) kept.push(j);
+    const clustered = n - window;
+    for (let j = 0; j < h.k; j++) if (score[j] * clustered >= mode.tau) kept.push(j);
     return kept;
   }
   const target = Math.ceil(mode.fraction * n) - window;

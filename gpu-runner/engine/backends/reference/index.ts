@@ -230,6 +230,63 @@ export class ReferenceBackend implements Backend {
     return new RefTensor([m, width], 'f32', out);
   }
 
+  attentionRanges(
+    q: Tensor,
+    layer: number,
+    spans: readonly SeqSpan[],
+    keys: readonly (readonly Int32Array[] | null)[],
+    heads: number,
+    scale: number,
+  ): Tensor {
+    const [m, width] = rows2(q);
+    const qs = f32(q, 'attentionRanges q');
+    const out = new Float32Array(m * width);
+    spans.forEach((s, si) => {
+      const c = cache(s.cache);
+      const { kvHeads, headDim } = c.spec;
+      if (width !== heads * headDim)
+        throw new Error(`attentionRanges: q [${q.shape}] for ${heads}×${headDim}`);
+      const group = heads / kvHeads;
+      const all = Int32Array.of(0, s.pos + s.count);
+      const lists = keys[si] ?? Array.from({ length: kvHeads }, () => all);
+      if (lists.length !== kvHeads)
+        throw new Error(`attentionRanges: ${lists.length} lists for ${kvHeads} kv heads`);
+      for (let i = 0; i < s.count; i++) {
+        const last = s.pos + i; // causal: positions ≤ last
+        for (let h = 0; h < heads; h++) {
+          const kvh = Math.floor(h / group);
+          const r = lists[kvh];
+          const pos: number[] = [];
+          for (let t = 0; t + 1 < r.length; t += 2) {
+            if (r[t] < 0 || r[t + 1] > c.spec.capacity || r[t] > r[t + 1])
+              throw new Error(`attentionRanges: bad range [${r[t]}, ${r[t + 1]})`);
+            for (let p = r[t]; p < Math.min(r[t + 1], last + 1); p++) pos.push(p);
+          }
+          if (pos.length === 0) continue;
+          const qo = (s.row + i) * width + h * headDim;
+          const base = c.offset(layer, kvh, 0);
+          const scores = new Float32Array(pos.length);
+          pos.forEach((p, j) => {
+            let dot = 0;
+            const ko = base + p * headDim;
+            for (let t = 0; t < headDim; t++) dot += qs[qo + t] * c.k[ko + t];
+            scores[j] = dot * scale;
+          });
+          softmaxRow(scores, 0, pos.length, scores, 0);
+          pos.forEach((p, j) => {
+            const vo = base + p * headDim;
+            for (let t = 0; t < headDim; t++) out[qo + t] += scores[j] * c.v[vo + t];
+          });
+        }
+      }
+    });
+    return new RefTensor([m, width], 'f32', out);
+  }
+
+  readNow(t: Tensor): Float32Array {
+    return f32(t, 'readNow()').slice();
+  }
+
   async kvRead(c: KVCache, layer: number, start: number, count: number): Promise<KVBlock> {
     const rc = cache(c);
     checkRange(rc, start, count);

@@ -3,6 +3,7 @@
 // read()/sync() only copy out. Pure data movement (slices, KV writes/reads) is done by the host on the
 // same memory (memcpy speed).
 import type { Backend, DType, HostTensor, KVBlock, KVCache, KVCacheSpec, SeqSpan, Tensor } from '../types.ts';
+import { attentionRangesWasm } from './ranges-attention.ts';
 import { HALF_IEEE, HALF_PRESCALED, type RuntimeOptions, WasmRuntime } from './runtime.ts';
 import {
   allocTensor,
@@ -245,6 +246,20 @@ export class WasmBackend implements Backend {
       });
     }
     return y;
+  }
+  attentionRanges(
+    q: Tensor,
+    layer: number,
+    spans: readonly SeqSpan[],
+    keys: readonly (readonly Int32Array[] | null)[],
+    heads: number,
+    scale: number,
+  ): Tensor {
+    return attentionRangesWasm(this.rt, q, layer, spans, keys, heads, scale);
+  }
+  readNow(t: Tensor): Float32Array {
+    const w = this.tensor(t, 'readNow()', 'f32');
+    return this.rt.mem.f32.slice(w.off >> 2, (w.off >> 2) + w.size);
   }
   async kvRead(c: KVCache, layer: number, start: number, count: number): Promise<KVBlock> {
     const wc = this.cache(c);

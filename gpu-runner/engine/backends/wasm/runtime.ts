@@ -94,8 +94,11 @@ export interface AttentionArgs {
   /** keys 0..nk-1 (dense and block-sparse) */
   nk: number;
   /** 1 = gathered: idx holds key positions per kv head, offs [kvHeads+1]; 2 = block-sparse: idx holds
-   * (start, end) ranges, offs [heads·nQB+1] per (head, query block of bq rows) */
-  mode?: 0 | 1 | 2;
+   * (start, end) ranges, offs [heads·nQB+1] per (head, query block of bq rows); 3 = grouped ranges:
+   * idx holds (start, end) ranges, offs [kvHeads+1] per kv head for its whole query group, causal */
+  mode?: 0 | 1 | 2 | 3;
+  /** modes 1 and 3: keys each row attends (for splitting the work over threads); default 64 */
+  work?: number;
   idx?: number;
   offs?: number;
   bq?: number;
@@ -253,7 +256,7 @@ export class WasmRuntime {
       a.mode === 2
         ? a.heads * Math.ceil(a.nq / (a.bq ?? 64))
         : a.kvHeads * Math.ceil((a.nq * a.heads) / a.kvHeads / 4);
-    const work = a.nq * a.heads * a.headDim * (a.mode === 1 ? 64 : a.nk);
+    const work = a.nq * a.heads * a.headDim * (a.mode === 1 || a.mode === 3 ? (a.work ?? 64) : a.nk);
     this.pool.run('attention', args, [9], this.parts(work, units));
   }
   /** Log-sum-exp merge of two partial attentions over disjoint keys: o*: [rows][H][d], lse*: [rows][H]. */

@@ -6,6 +6,9 @@
 //   1 gathered (squeezed attention): per kv head, an explicit list of key positions (no causal mask)
 //   2 block-sparse (sparse prefill): per (query head, query block of BQ rows), a list of key ranges
 //     [start, end) (disjoint), causal as in mode 0; a full range list reproduces dense attention
+//   3 grouped ranges (squeezed attention's step): per kv head, one list of key ranges [start, end) for
+//     its whole query group (rows grouped as in modes 0/1, so each key is loaded once for the group),
+//     causal as in mode 0
 // Optionally writes lse = m + log(l) per (query row, head) so partial results merge by log-sum-exp.
 import { argF, argI, argP, exp4, hsum4, madd, negInf4 } from './simd';
 
@@ -113,8 +116,9 @@ function runUnit(a: usize, S: usize, g: i32, nr: i32, i0: i32, h0: i32, G: i32, 
   } else {
     const offs = argP(a, 19);
     const ranges = argP(a, 18);
-    const o0 = load<i32>(offs + (<usize>u << 2));
-    const o1 = load<i32>(offs + (<usize>(u + 1) << 2));
+    const w = mode == 3 ? g : u; // mode 3: one range list per kv head
+    const o0 = load<i32>(offs + (<usize>w << 2));
+    const o1 = load<i32>(offs + (<usize>(w + 1) << 2));
     for (let p = o0; p < o1; p++) {
       const s = load<i32>(ranges + (<usize>p << 3));
       const e = min<i32>(load<i32>(ranges + (<usize>p << 3) + 4), klim);
