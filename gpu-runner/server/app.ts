@@ -186,7 +186,8 @@ async function toSeqRequest(core: RunnerCore, body: GenerateBody, signal: AbortS
     if (!e.chatTemplate)
       throw new AppError('bad_request', 'this model has no chat template; send `question`');
     question = e.encodeChat(body.messages);
-  } else question = e.encode(body.question!);
+  } else
+    question = typeof body.question === 'string' ? e.encode(body.question) : [...body.question!.tokenIds];
   const vocab = e.config.vocabSize;
   if ([system, ...chunks, question].some((t) => t.some((id) => id >= vocab)))
     throw new AppError('bad_request', 'token ids outside the vocabulary');

@@ -29,8 +29,8 @@ export const generateBodySchema = z
     /** System prefix, placed before the chunks. */
     system: z.union([z.string().max(1_000_000), contextBlockSchema]).optional(),
     chunks: z.array(contextBlockSchema).max(256).default([]),
-    /** The question as raw text (encoded as is) … */
-    question: z.string().min(1).max(1_000_000).optional(),
+    /** The question as raw text (encoded as plain text) or as token ids (a prompt format's own turn) … */
+    question: z.union([z.string().min(1).max(1_000_000), z.object({ tokenIds }).strict()]).optional(),
     /** … or chat messages, rendered with the model's chat template (ending with the assistant turn). */
     messages: z.array(messageSchema).min(1).max(256).optional(),
     maxTokens: z.number().int().min(1).max(32768).default(256),

@@ -15,6 +15,7 @@ const COMMANDS: Record<string, () => Promise<{ command: Command }>> = {
   relay: () => import('./commands/relay.ts'),
   runner: () => import('./commands/runner.ts'),
   query: () => import('./commands/query.ts'),
+  eval: () => import('./commands/eval.ts'),
 };
 
 function help(): string {

@@ -1,0 +1,275 @@
+// The quality harness behind `kvrag eval`: held-out episodes (./episodes.ts, a seed training never used)
+// are sent through an in-process runner's real POST /v1/generate (the same body, scheduler, reuse
+// assembly and greedy decoding as production) and scored by exact match (./score.ts). Variants are
+// compared on the same episodes: every reuse mode; squeezed-attention budgets over the fixed context
+// (on top of an artifact reuse mode, `independent` by default); sparse-prefill patterns (on `full`, where
+// the whole context is live). Squeezed and sparse are only measured when the runner's body schema
+// accepts their controls; otherwise the result names them unavailable.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { callRunner, type RunnerUsage } from '../../src/routing/runner-client.ts';
+import { FsBlobStore } from '../../src/storage/fs.ts';
+import type { CpuBackendKind } from '../engine/backends/cpu-backend.ts';
+import type { ReuseMode } from '../engine/reuse/assemble.ts';
+import { createRunner } from '../server/runner.ts';
+import { generateBodySchema } from '../server/schemas.ts';
+import {
+  type EpisodePrompt,
+  episodePrompt,
+  type FactType,
+  heldoutEpisodes,
+  promptTokens,
+} from './episodes.ts';
+import { scoreAnswer } from './score.ts';
+
+export const SPARSE_PATTERNS = ['a-shape', 'vertical-slash', 'block-sparse', 'flexprefill'] as const;
+export type SparsePattern = (typeof SPARSE_PATTERNS)[number];
+
+/** One way of serving the same prompt. */
+export type Variant =
+  | { kind: 'reuse'; mode: ReuseMode }
+  | { kind: 'squeezed'; mode: ReuseMode; budget: number; budgetLabel: string }
+  | { kind: 'sparse'; mode: ReuseMode; pattern: SparsePattern };
+
+export function variantLabel(v: Variant): string {
+  if (v.kind === 'reuse') return v.mode;
+  if (v.kind === 'squeezed') return `squeezed ${v.budgetLabel} (${v.mode})`;
+  return `sparse ${v.pattern} (${v.mode})`;
+}
+
+export interface EvalOptions {
+  modelDir: string;
+  backend?: CpuBackendKind;
+  threads?: number;
+  /** Held-out seed: episodes are seeded `heldout-{seed}-{suite}-full-{context}`. */
+  seed: number;
+  suites: readonly FactType[];
+  contexts: readonly number[];
+  /** Episodes per (suite, context). */
+  n: number;
+  modes: readonly ReuseMode[];
+  /** Squeezed budgets (fraction of fixed-context keys), with their labels ("1/8"). */
+  budgets: readonly { value: number; label: string }[];
+  /** Reuse mode the squeezed budgets run on. Default independent. */
+  squeezedMode?: ReuseMode;
+  patterns: readonly SparsePattern[];
+  blendRatio?: number;
+  linkTokens?: number;
+  /** Progress lines (stderr in the CLI). */
+  progress?: (line: string) => void;
+}
+
+export interface EvalMiss {
+  /** Index of the episode in its (suite, context) set. */
+  episode: number;
+  question: string;
+  gold: string;
+  predicted: string;
+  stop: 'end' | 'eos' | 'none';
+}
+
+export interface EvalCell {
+  suite: FactType;
+  context: number;
+  variant: string;
+  kind: Variant['kind'];
+  mode: ReuseMode;
+  budget: number | null;
+  pattern: SparsePattern | null;
+  n: number;
+  correct: number;
+  accuracy: number;
+  /** Mean prompt tokens (bos + system + chunks + question turn). */
+  meanPromptTokens: number;
+  /** Mean prompt tokens whose K/V came from stored chunk artifacts (0 for `full`). */
+  meanCachedTokens: number;
+  /** Mean runner time per request (queue + assembly/prefill + decode of the answer), ms. */
+  meanMs: number;
+  /** The first few misses, for reading. */
+  misses: EvalMiss[];
+}
+
+export interface EvalResult {
+  model: string;
+  fingerprint: string;
+  backend: string;
+  seed: number;
+  n: number;
+  suites: FactType[];
+  contexts: number[];
+  variants: string[];
+  /** Why a dimension was not measured (null = measured, or not asked for). */
+  unavailable: { squeezed: string | null; sparse: string | null };
+  cells: EvalCell[];
+  date: string;
+  wallS: number;
+}
+
+const MAX_MISSES = 3;
+
+/** Whether the runner's request body accepts a control (the dimension exists in this build). */
+export function runnerAccepts(extra: Record<string, unknown>): boolean {
+  return generateBodySchema.safeParse({ question: 'q', ...extra }).success;
+}
+
+function squeezedBody(v: Variant): Record<string, unknown> {
+  if (v.kind === 'squeezed') return { squeezed: { mode: 'budget', budget: v.budget } };
+  return runnerAccepts({ squeezed: { mode: 'off' } }) ? { squeezed: { mode: 'off' } } : {};
+}
+
+function sparseBody(v: Variant): Record<string, unknown> {
+  if (v.kind === 'sparse') return { sparse: { mode: 'pattern', pattern: v.pattern } };
+  return runnerAccepts({ sparse: { mode: 'off' } }) ? { sparse: { mode: 'off' } } : {};
+}
+
+/** The runner request for one episode under one variant: greedy, exactly answer + 1 tokens. */
+export function requestBody(
+  p: EpisodePrompt,
+  v: Variant,
+  opts: Pick<EvalOptions, 'blendRatio' | 'linkTokens'>,
+) {
+  return {
+    system: { tokenIds: p.system },
+    chunks: p.chunks.map((tokenIds) => ({ tokenIds })),
+    question: { tokenIds: p.question },
+    // ignoreEos: no token ends generation early, so the token right after the answer is seen as is
+    maxTokens: p.answer.length + 1,
+    ignoreEos: true,
+    sampling: { temperature: 0, topK: 0, topP: 1 },
+    reuse: {
+      mode: v.mode,
+      ...(v.mode === 'blend' && opts.blendRatio !== undefined ? { blendRatio: opts.blendRatio } : {}),
+      ...(v.mode === 'link' && opts.linkTokens !== undefined ? { linkTokens: opts.linkTokens } : {}),
+    },
+    ...squeezedBody(v),
+    ...sparseBody(v),
+  };
+}
+
+/** The variants asked for, minus the dimensions this runner does not offer (named in `unavailable`). */
+export function planVariants(opts: EvalOptions): {
+  variants: Variant[];
+  unavailable: EvalResult['unavailable'];
+} {
+  const variants: Variant[] = opts.modes.map((mode) => ({ kind: 'reuse', mode }));
+  const unavailable: EvalResult['unavailable'] = { squeezed: null, sparse: null };
+  const sqMode = opts.squeezedMode ?? 'independent';
+  if (opts.budgets.length > 0) {
+    if (runnerAccepts({ squeezed: { mode: 'budget', budget: 0.5 } }))
+      for (const b of opts.budgets)
+        variants.push({ kind: 'squeezed', mode: sqMode, budget: b.value, budgetLabel: b.label });
+    else
+      unavailable.squeezed =
+        'the runner does not offer per-request squeezed attention (body `squeezed: {mode: "budget"}` is refused)';
+  }
+  if (opts.patterns.length > 0) {
+    const refused = opts.patterns.filter((p) => !runnerAccepts({ sparse: { mode: 'pattern', pattern: p } }));
+    if (refused.length === 0)
+      for (const pattern of opts.patterns) variants.push({ kind: 'sparse', mode: 'full', pattern });
+    else
+      unavailable.sparse = `the runner does not offer sparse prefill pattern${refused.length > 1 ? 's' : ''} ${refused.join(', ')} (body \`sparse: {mode: "pattern"}\` is refused)`;
+  }
+  return { variants, unavailable };
+}
+
+export async function runEval(opts: EvalOptions): Promise<EvalResult> {
+  const started = performance.now();
+  const say = opts.progress ?? (() => {});
+  const { variants, unavailable } = planVariants(opts);
+  const tmp = mkdtempSync(join(tmpdir(), 'kvrag-eval-'));
+  const maxPrompt = Math.max(...opts.contexts) * 1.1 + 128;
+  const runner = await createRunner({
+    modelDir: opts.modelDir,
+    backend: opts.backend ?? 'auto',
+    threads: opts.threads,
+    blobs: new FsBlobStore(join(tmp, 'objects')),
+    // one episode's artifacts at a time are all the eval reuses; keep the host tier modest
+    kvHostBytes: 256 * 1024 * 1024,
+    scheduler: { kvBytes: Math.max(256 * 1024 * 1024, 2 * maxPrompt * 64 * 1024) },
+  });
+  const engine = runner.core.engine;
+  const target = { id: 'eval', url: 'http://eval.runner', fetch: (r: Request) => runner.app.fetch(r) };
+  const cells: EvalCell[] = [];
+  try {
+    await runner.start();
+    for (const context of opts.contexts) {
+      for (const suite of opts.suites) {
+        const t0 = performance.now();
+        const episodes = heldoutEpisodes(opts.seed, suite, context, opts.n);
+        const acc = variants.map((v) => ({
+          v,
+          correct: 0,
+          ms: 0,
+          tokens: 0,
+          cached: 0,
+          misses: [] as EvalMiss[],
+        }));
+        for (const [i, ep] of episodes.entries()) {
+          const p = episodePrompt(ep);
+          const total = promptTokens(p);
+          if (total + p.answer.length + 1 > engine.maxContext)
+            throw new Error(`episode of ${total} tokens does not fit the model context ${engine.maxContext}`);
+          for (const a of acc) {
+            let usage: (RunnerUsage & { tokens?: number[] }) | null = null;
+            for await (const ev of callRunner(target, requestBody(p, a.v, opts)))
+              if (ev.type === 'done') usage = ev.usage;
+            if (!usage?.tokens) throw new Error('runner finished without the generated tokens');
+            const s = scoreAnswer(usage.tokens, p.answer);
+            a.tokens += total;
+            a.ms += usage.timingsMs.total;
+            a.cached += usage.cachedTokens;
+            if (s.exact) a.correct++;
+            else if (a.misses.length < MAX_MISSES)
+              a.misses.push({
+                episode: i,
+                question: ep.qas[0].question,
+                gold: ep.qas[0].answer,
+                predicted: s.predicted,
+                stop: s.stop,
+              });
+          }
+          if ((i + 1) % 5 === 0 || i + 1 === episodes.length)
+            say(
+              `eval: ${suite} @${context}: ${i + 1}/${episodes.length} episodes (${((performance.now() - t0) / 1000).toFixed(0)} s) ` +
+                acc.map((a) => `${variantLabel(a.v)} ${a.correct}/${i + 1}`).join(', '),
+            );
+        }
+        for (const a of acc)
+          cells.push({
+            suite,
+            context,
+            variant: variantLabel(a.v),
+            kind: a.v.kind,
+            mode: a.v.mode,
+            budget: a.v.kind === 'squeezed' ? a.v.budget : null,
+            pattern: a.v.kind === 'sparse' ? a.v.pattern : null,
+            n: episodes.length,
+            correct: a.correct,
+            accuracy: episodes.length ? a.correct / episodes.length : 0,
+            meanPromptTokens: episodes.length ? a.tokens / episodes.length : 0,
+            meanCachedTokens: episodes.length ? a.cached / episodes.length : 0,
+            meanMs: episodes.length ? a.ms / episodes.length : 0,
+            misses: a.misses,
+          });
+      }
+    }
+  } finally {
+    await runner.stop({ graceMs: 1000 });
+    rmSync(tmp, { recursive: true, force: true });
+  }
+  return {
+    model: opts.modelDir,
+    fingerprint: engine.fingerprint,
+    backend: engine.backend.name,
+    seed: opts.seed,
+    n: opts.n,
+    suites: [...opts.suites],
+    contexts: [...opts.contexts],
+    variants: variants.map(variantLabel),
+    unavailable,
+    cells,
+    date: new Date().toISOString(),
+    wallS: (performance.now() - started) / 1000,
+  };
+}

@@ -1,0 +1,141 @@
+// `kvrag eval` end to end on a generated tiny model: held-out episodes through the in-process runner's
+// POST /v1/generate, scored by exact match. The model is random, so it answers wrongly; what is pinned is
+// that every mode really ran through the engine (full's answers are the engine's own greedy output,
+// independent's context came from chunk artifacts) and the shape of the table, JSON and files.
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadEngine } from '../../gpu-runner/engine/engine.ts';
+import { episodePrompt, heldoutEpisodes, promptTokens } from '../../gpu-runner/eval/episodes.ts';
+import { type EvalResult, runnerAccepts } from '../../gpu-runner/eval/run.ts';
+import { scoreAnswer } from '../../gpu-runner/eval/score.ts';
+import { command } from '../../src/cli/commands/eval.ts';
+import { captureStdout } from '../helpers/capture-stdout.ts';
+import { type TinyModels, tinyModels } from '../helpers/tiny-model.ts';
+
+let models: TinyModels;
+let out: string;
+let dir: string;
+let result: EvalResult;
+let table: string;
+
+const SEED = 314159;
+const CONTEXT = 160;
+const N = 2;
+const base = [
+  '--suite',
+  'kv,passkey',
+  '--context',
+  String(CONTEXT),
+  '--n',
+  String(N),
+  '--seed',
+  String(SEED),
+];
+
+beforeAll(async () => {
+  models = tinyModels();
+  dir = models.make('eval', { seed: 5 });
+  out = mkdtempSync(join(tmpdir(), 'kvrag-eval-out-'));
+  const args = [...base, '--modes', 'full,independent,blend', '--budgets', 'none', '--patterns', 'none'];
+  const common = ['--model', dir, '--backend', 'reference'];
+  const json = await captureStdout(() => command.run([...args, ...common, '--json', '--out', out]));
+  expect(json.code).toBe(0);
+  const lines = json.out.trim().split('\n');
+  expect(lines).toHaveLength(1); // exactly one JSON object
+  result = JSON.parse(lines[0]);
+  const text = await captureStdout(() =>
+    command.run([...base, '--modes', 'full', ...common, '--budgets', 'none', '--patterns', 'none']),
+  );
+  expect(text.code).toBe(0);
+  table = text.out;
+});
+
+afterAll(() => {
+  models?.cleanup();
+  if (out) rmSync(out, { recursive: true, force: true });
+});
+
+describe('kvrag eval', () => {
+  it('reports one cell per suite, context and variant, over the same episodes', () => {
+    expect(result.variants).toEqual(['full', 'independent', 'blend']);
+    expect(result.seed).toBe(SEED);
+    expect(result.cells).toHaveLength(2 * 3);
+    for (const c of result.cells) {
+      expect(c.context).toBe(CONTEXT);
+      expect(c.n).toBe(N);
+      expect(c.correct).toBeGreaterThanOrEqual(0);
+      expect(c.accuracy).toBeCloseTo(c.correct / N);
+      expect(c.misses.length).toBe(N - c.correct);
+    }
+  });
+
+  it('full answers are the engine’s own greedy output for the episode prompt', async () => {
+    const engine = await loadEngine(dir, { backend: 'reference' });
+    try {
+      for (const suite of ['kv', 'passkey'] as const) {
+        const cell = result.cells.find((c) => c.suite === suite && c.variant === 'full')!;
+        const eps = heldoutEpisodes(SEED, suite, CONTEXT, N);
+        const scored = [];
+        for (const ep of eps) {
+          const p = episodePrompt(ep);
+          const [g] = await engine.generate([
+            {
+              prompt: [...p.system, ...p.chunks.flat(), ...p.question],
+              maxTokens: p.answer.length + 1,
+              stopTokenIds: [],
+            },
+          ]);
+          scored.push({ q: ep.qas[0].question, s: scoreAnswer(g.tokens, p.answer) });
+        }
+        expect(cell.correct).toBe(scored.filter((x) => x.s.exact).length);
+        for (const m of cell.misses) expect(m.predicted).toBe(scored[m.episode].s.predicted);
+      }
+    } finally {
+      engine.dispose();
+    }
+  });
+
+  it('full prefills everything live; independent takes the whole context from chunk artifacts; blend recomputes some', () => {
+    for (const suite of ['kv', 'passkey'] as const) {
+      const context =
+        heldoutEpisodes(SEED, suite, CONTEXT, N)
+          .map((ep) => {
+            const p = episodePrompt(ep);
+            return promptTokens(p) - p.question.length;
+          })
+          .reduce((s, x) => s + x, 0) / N;
+      const cell = (v: string) => result.cells.find((c) => c.suite === suite && c.variant === v)!;
+      expect(cell('full').meanCachedTokens).toBe(0);
+      expect(cell('independent').meanCachedTokens).toBeCloseTo(context, 6);
+      expect(cell('blend').meanCachedTokens).toBeLessThan(context);
+      expect(cell('full').meanPromptTokens).toBeCloseTo(cell('independent').meanPromptTokens, 6);
+    }
+  });
+
+  it('names squeezed budgets and sparse patterns unavailable exactly when the runner refuses them', () => {
+    // this run asked for none, so nothing is unavailable
+    expect(result.unavailable).toEqual({ squeezed: null, sparse: null });
+    expect(runnerAccepts({ squeezed: { mode: 'bogus' } })).toBe(false);
+  });
+
+  it('writes results.md (tables, command), results.svg and results.json; prints a table without --json', () => {
+    const md = readFileSync(join(out, 'results.md'), 'utf8');
+    expect(md).toContain('npm run kvrag -- eval --suite kv,passkey');
+    expect(md).toMatch(/\| variant \| 160 tokens \|/);
+    expect(md).toMatch(/\| independent \| \d+% \(\d\/4\) \|/); // single-fact table: kv + passkey
+    const svg = readFileSync(join(out, 'results.svg'), 'utf8');
+    expect(svg.startsWith('<svg')).toBe(true);
+    expect(svg).toContain('independent');
+    expect(JSON.parse(readFileSync(join(out, 'results.json'), 'utf8')).cells).toHaveLength(6);
+    expect(table).toMatch(/suite kv\n\| variant \| 160 tokens \|/);
+    expect(table).toMatch(/\| full \| \d+% \(\d\/2\) \|/);
+  });
+
+  it('refuses the model’s own training seed and unknown options', async () => {
+    await expect(command.run(['--suite', 'nope'])).rejects.toThrow(/--suite: unknown "nope"/);
+    await expect(command.run(['--budgets', '2'])).rejects.toThrow(/not a fraction/);
+    await expect(command.run(['--seed', '20261122'])).rejects.toThrow(/trained with/);
+  });
+});
