@@ -61,6 +61,20 @@ export interface KVBlock {
   v: Float32Array;
 }
 
+/**
+ * Sparse prefill's key selection for one span (DESIGN.md §4.3), per kv head and query block: query block
+ * b holds the span's rows [b·blockSize, min((b + 1)·blockSize, count)). For kv head g and block b:
+ * ranges[g][b] = [s0, e0, s1, e1, …], disjoint [start, end) cache positions, each within
+ * [0, span.pos + span.count); columns[g][b] = further single cache positions ("vertical" keys), none of
+ * them inside a range of that block, no duplicates (order free). Every query head of g's group uses g's
+ * selection. Both may reach past a row's own position: the causal mask still applies (see sparseAttention).
+ */
+export interface SparsePlan {
+  blockSize: number;
+  ranges: Int32Array[][]; // [kv_head][query block] → flat (start, end) pairs
+  columns: Int32Array[][]; // [kv_head][query block] → positions
+}
+
 export interface Backend {
   /** 'reference' | 'wasm' | 'webgpu' */
   readonly name: string;
@@ -120,6 +134,25 @@ export interface Backend {
    * span are zero. The cache must already hold positions up to the span's last one (kvWrite first).
    */
   attention(q: Tensor, layer: number, spans: readonly SeqSpan[], heads: number, scale: number): Tensor;
+  /**
+   * Optional (sparse prefill, DESIGN.md §4.3; engines fall back to attention() without it): causal GQA
+   * attention of ONE span's queries over the keys `plan` selects. Query row span.row + i (position
+   * p = span.pos + i, query block b = floor(i / plan.blockSize)), head h (kv head g = floor(h / (heads /
+   * kvHeads))) attends to S = {keys in ranges[g][b] or columns[g][b]} ∩ [0, p], with an exact softmax
+   * over S: out = Σ_{j∈S} softmax_j(scale·q·k_j) v_j (any summation order / online softmax is fine, f32).
+   * Returns out: [span.count, heads·headDim] (the span's rows only: row i is q row span.row + i) and
+   * lse: [span.count, heads] = log Σ_{j∈S} exp(scale·q·k_j) (natural log; S empty → lse = -inf, out = 0).
+   * A plan with ranges[g][b] = [0, span.pos + span.count) everywhere reproduces attention() (≤ 1e-5).
+   * The caller frees both tensors.
+   */
+  sparseAttention?(
+    q: Tensor,
+    layer: number,
+    span: SeqSpan,
+    plan: SparsePlan,
+    heads: number,
+    scale: number,
+  ): { out: Tensor; lse: Tensor };
   /**
    * Causal GQA attention restricted to key ranges (squeezed attention's step, DESIGN.md §4.2): like
    * attention(), except that for span i with keys[i] ≠ null, query head h of kv head g attends only to

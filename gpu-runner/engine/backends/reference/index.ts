@@ -1,6 +1,17 @@
 // The `reference` backend: plain TypeScript, eager, readable — the oracle the other backends are
 // tested against. Every op runs to completion inside the call; read()/sync() only resolve.
-import type { Backend, DType, HostTensor, KVBlock, KVCache, KVCacheSpec, SeqSpan, Tensor } from '../types.ts';
+import type {
+  Backend,
+  DType,
+  HostTensor,
+  KVBlock,
+  KVCache,
+  KVCacheSpec,
+  SeqSpan,
+  SparsePlan,
+  Tensor,
+} from '../types.ts';
+import { sparseAttentionRef } from './sparse-attention.ts';
 import {
   cache,
   checkRange,
@@ -228,6 +239,17 @@ export class ReferenceBackend implements Backend {
       }
     }
     return new RefTensor([m, width], 'f32', out);
+  }
+
+  sparseAttention(
+    q: Tensor,
+    layer: number,
+    span: SeqSpan,
+    plan: SparsePlan,
+    heads: number,
+    scale: number,
+  ): { out: Tensor; lse: Tensor } {
+    return sparseAttentionRef(q, layer, span, plan, heads, scale);
   }
 
   attentionRanges(

@@ -2,9 +2,20 @@
 // runtime's shared memory; every op runs its kernel across the thread pool and returns when done, so
 // read()/sync() only copy out. Pure data movement (slices, KV writes/reads) is done by the host on the
 // same memory (memcpy speed).
-import type { Backend, DType, HostTensor, KVBlock, KVCache, KVCacheSpec, SeqSpan, Tensor } from '../types.ts';
+import type {
+  Backend,
+  DType,
+  HostTensor,
+  KVBlock,
+  KVCache,
+  KVCacheSpec,
+  SeqSpan,
+  SparsePlan,
+  Tensor,
+} from '../types.ts';
 import { attentionRangesWasm } from './ranges-attention.ts';
 import { HALF_IEEE, HALF_PRESCALED, type RuntimeOptions, WasmRuntime } from './runtime.ts';
+import { sparseAttentionWasm } from './sparse-attention.ts';
 import {
   allocTensor,
   asCache,
@@ -246,6 +257,16 @@ export class WasmBackend implements Backend {
       });
     }
     return y;
+  }
+  sparseAttention(
+    q: Tensor,
+    layer: number,
+    span: SeqSpan,
+    plan: SparsePlan,
+    heads: number,
+    scale: number,
+  ): { out: Tensor; lse: Tensor } {
+    return sparseAttentionWasm(this.rt, q, layer, span, plan, heads, scale);
   }
   attentionRanges(
     q: Tensor,

@@ -102,6 +102,9 @@ export interface AttentionArgs {
   idx?: number;
   offs?: number;
   bq?: number;
+  /** mode 2 only: gathered column positions and their offsets [heads·nQB+1] per (head, query block) */
+  cols?: number;
+  colOffs?: number;
 }
 
 export class WasmRuntime {
@@ -250,6 +253,8 @@ export class WasmRuntime {
       a.idx ?? 0,
       a.offs ?? 0,
       a.bq ?? 64,
+      a.cols ?? 0,
+      a.colOffs ?? 0,
     ];
     // work units: groups of ≤ 4 query rows sharing a kv head (mode 0/1) or (head, query block) (mode 2)
     const units =

@@ -5,7 +5,8 @@
 //   0 dense: keys 0..nk-1, causal when qpos0 ≥ 0 (query i sees keys ≤ qpos0 + i)
 //   1 gathered (squeezed attention): per kv head, an explicit list of key positions (no causal mask)
 //   2 block-sparse (sparse prefill): per (query head, query block of BQ rows), a list of key ranges
-//     [start, end) (disjoint), causal as in mode 0; a full range list reproduces dense attention
+//     [start, end) (disjoint), causal as in mode 0; a full range list reproduces dense attention;
+//     optionally also gathered columns per (head, query block): positions outside its ranges (args 21/22)
 //   3 grouped ranges (squeezed attention's step): per kv head, one list of key ranges [start, end) for
 //     its whole query group (rows grouped as in modes 0/1, so each key is loaded once for the group),
 //     causal as in mode 0
@@ -22,7 +23,8 @@ const NO_LIMIT: i32 = 0x7fffffff;
 
 // args: 0 q, 1 k, 2 v, 3 out, 4 lse (0 = none; [nq][H]), 5 nq, 6 H, 7 Hkv, 8 d, 9 scale (f32),
 // 10 row stride of q/out (floats), 11 kv head stride (floats), 12 kv position stride (floats),
-// 13 qpos0 (-1 = not causal), 14 nk, 15 scratch, 16 scratch bytes/thread, 17 mode, 18 idx, 19 offs, 20 BQ.
+// 13 qpos0 (-1 = not causal), 14 nk, 15 scratch, 16 scratch bytes/thread, 17 mode, 18 idx, 19 offs, 20 BQ,
+// 21 column positions (mode 2; 0 = none), 22 column offsets [H·nQB + 1] into arg 21.
 // q, out: [nq][H][d] (row stride arg 10); k, v: [kv_head][pos][d] via strides 11/12.
 export function attention(a: usize, part: i32, parts: i32, slot: i32): void {
   const H = argI(a, 6);
@@ -123,6 +125,13 @@ function runUnit(a: usize, S: usize, g: i32, nr: i32, i0: i32, h0: i32, G: i32, 
       const s = load<i32>(ranges + (<usize>p << 3));
       const e = min<i32>(load<i32>(ranges + (<usize>p << 3) + 4), klim);
       if (e > s) attendKeys(qp0, qp1, qp2, qp3, lim, kb, vb, skT, d, scale, s, 0, e - s, S);
+    }
+    const coffs = argP(a, 22);
+    if (coffs) {
+      const c0 = load<i32>(coffs + (<usize>u << 2));
+      const c1 = load<i32>(coffs + (<usize>(u + 1) << 2));
+      const cidx = argP(a, 21) + (<usize>c0 << 2);
+      if (c1 > c0) attendKeys(qp0, qp1, qp2, qp3, lim, kb, vb, skT, d, scale, 0, cidx, c1 - c0, S);
     }
   }
   // finalize: out = acc / l; lse = m + log l (rows with no keys: zeros and -inf)

@@ -1,0 +1,91 @@
+// Backend.sparseAttention on the wasm runtime (sparse prefill, DESIGN.md §4.3): the attention kernel's
+// mode 2 (key ranges per (query head, query block), causal) with gathered columns. The plan is per kv
+// head; every query head of a kv head's group gets its selection.
+import type { SeqSpan, SparsePlan, Tensor } from '../types.ts';
+import type { WasmRuntime } from './runtime.ts';
+import { allocTensor, asCache, asTensor, rows2, type WasmTensor } from './tensors.ts';
+
+function uploadInts(rt: WasmRuntime, data: Int32Array): WasmTensor {
+  const t = allocTensor(rt.mem, [Math.max(1, data.length)], 'i32');
+  rt.mem.i32.set(data, t.off >> 2);
+  return t;
+}
+
+/** out: [span.count, heads·headDim], lse: [span.count, heads] (see Backend.sparseAttention). */
+export function sparseAttentionWasm(
+  rt: WasmRuntime,
+  q: Tensor,
+  layer: number,
+  span: SeqSpan,
+  plan: SparsePlan,
+  heads: number,
+  scale: number,
+): { out: WasmTensor; lse: WasmTensor } {
+  const [, width] = rows2(q, 'sparseAttention');
+  const qt = asTensor(q, 'sparseAttention q', 'f32');
+  const c = asCache(span.cache);
+  const { kvHeads, headDim, capacity } = c.spec;
+  if (width !== heads * headDim) throw new Error(`sparseAttention: q [${q.shape}] for ${heads}×${headDim}`);
+  const limit = span.pos + span.count;
+  if (limit > capacity) throw new Error(`sparseAttention: positions beyond cache capacity ${capacity}`);
+  const bq = plan.blockSize;
+  const nQB = Math.ceil(span.count / bq);
+  if (plan.ranges.length !== kvHeads || plan.ranges.some((g) => g.length !== nQB))
+    throw new Error(`sparseAttention: plan must be [${kvHeads} kv heads][${nQB} query blocks]`);
+  const group = heads / kvHeads;
+  const offs = new Int32Array(heads * nQB + 1);
+  const coffs = new Int32Array(heads * nQB + 1);
+  for (let h = 0; h < heads; h++)
+    for (let b = 0; b < nQB; b++) {
+      const g = Math.floor(h / group);
+      const u = h * nQB + b;
+      offs[u + 1] = offs[u] + (plan.ranges[g][b].length >> 1);
+      coffs[u + 1] = coffs[u] + (plan.columns[g]?.[b]?.length ?? 0);
+    }
+  const ranges = new Int32Array(offs[heads * nQB] * 2);
+  const cols = new Int32Array(coffs[heads * nQB]);
+  for (let g = 0; g < kvHeads; g++)
+    for (let b = 0; b < nQB; b++) {
+      const rs = plan.ranges[g][b];
+      for (let i = 0; i + 1 < rs.length; i += 2)
+        if (rs[i] < 0 || rs[i + 1] > limit || rs[i] > rs[i + 1])
+          throw new Error(`sparseAttention: bad range [${rs[i]}, ${rs[i + 1]})`);
+      const cs = plan.columns[g]?.[b] ?? new Int32Array(0);
+      for (const p of cs) if (p < 0 || p >= limit) throw new Error(`sparseAttention: column ${p} outside`);
+      for (let h = g * group; h < (g + 1) * group; h++) {
+        ranges.set(rs, offs[h * nQB + b] * 2);
+        cols.set(cs, coffs[h * nQB + b]);
+      }
+    }
+  const idx = uploadInts(rt, ranges);
+  const off = uploadInts(rt, offs);
+  const hasCols = cols.length > 0;
+  const cidx = hasCols ? uploadInts(rt, cols) : undefined;
+  const coff = hasCols ? uploadInts(rt, coffs) : undefined;
+  const out = allocTensor(rt.mem, [span.count, width], 'f32');
+  const lse = allocTensor(rt.mem, [span.count, heads], 'f32');
+  rt.attention({
+    q: qt.off + span.row * width * 4,
+    k: c.k + c.offset(layer, 0, 0),
+    v: c.v + c.offset(layer, 0, 0),
+    out: out.off,
+    lse: lse.off,
+    nq: span.count,
+    heads,
+    kvHeads,
+    headDim,
+    scale,
+    kvHeadStride: capacity * headDim,
+    kvPosStride: headDim,
+    qpos0: span.pos,
+    nk: limit,
+    mode: 2,
+    idx: idx.off,
+    offs: off.off,
+    bq,
+    cols: cidx?.off,
+    colOffs: coff?.off,
+  });
+  for (const t of [idx, off, cidx, coff]) if (t) rt.mem.release(t.off);
+  return { out, lse };
+}
