@@ -59,6 +59,9 @@ export const ENV = {
   engineThreads: 'KVRAG_ENGINE_THREADS',
   maxContext: 'KVRAG_MAX_CONTEXT',
   adminKey: 'KVRAG_ADMIN_KEY',
+  authFailureLimit: 'KVRAG_AUTH_FAILURE_LIMIT',
+  authFailureWindowS: 'KVRAG_AUTH_FAILURE_WINDOW_S',
+  trustProxy: 'KVRAG_TRUST_PROXY',
   maxBodyBytes: 'KVRAG_MAX_BODY_BYTES',
   maxUploadBytes: 'KVRAG_MAX_UPLOAD_BYTES',
   maxConcurrentJobs: 'KVRAG_MAX_CONCURRENT_JOBS',
@@ -101,6 +104,11 @@ const shape = {
   /** Longest sequence (prompt + answer) the engine allocates for; default: the model's own limit. */
   maxContext: z.coerce.number().int().min(16).optional(),
   adminKey: z.string().min(16, 'must be at least 16 characters').optional(),
+  /** Failed authentications per client address (and per key prefix) in a window before 429; 0: off. */
+  authFailureLimit: z.coerce.number().int().min(0).default(20),
+  authFailureWindowS: z.coerce.number().int().min(1).max(86_400).default(60),
+  /** Take the client address from X-Forwarded-For (only behind a proxy that sets it). */
+  trustProxy: bool.default(false),
   maxBodyBytes: bytes.default(1024 * 1024),
   maxUploadBytes: bytes.default(20 * 1024 * 1024),
   maxConcurrentJobs: z.coerce.number().int().min(1).max(256).default(2),

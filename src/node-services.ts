@@ -38,12 +38,18 @@ export async function openNodeServices(config: Config): Promise<NodeServices> {
     if (blobs.close) closers.push(() => blobs.close!());
     const queue = await openQueue(config, log);
     closers.push(() => queue.close());
+    // failed-auth counters shared by every API process when there is a Redis (else in memory, per app)
+    const authFailures = config.redisUrl
+      ? new (await import('./auth-failures-redis.ts')).RedisAuthFailures(config.redisUrl)
+      : undefined;
+    if (authFailures) closers.push(() => authFailures.close());
     return {
       config,
       log,
       db,
       blobs,
       queue,
+      authFailures,
       metrics: new MetricsRegistry(),
       api: { db: db.db, blobs, embeddings: createEmbeddingResolver(), jobs: queue },
       readiness: {

@@ -7,6 +7,7 @@ import type { EmbeddingResolver } from './embeddings/resolver.ts';
 import type { AnswerServices } from './routing/answer-services.ts';
 import type { MetricsRegistry } from './metrics.ts';
 import type { JobQueue } from './queue/types.ts';
+import type { AuthFailureStore } from './auth-failure-store.ts';
 import type { BlobStore } from './storage/blob-store.ts';
 
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
@@ -35,6 +36,8 @@ export interface Services {
   /** Readiness checks by component name (database, blobs, queue, runner); each throws when not ready. */
   readiness: Record<string, () => Promise<void>>;
   log?: Log;
+  /** Failed-authentication counters (Redis when configured); absent: in memory, per app. */
+  authFailures?: AuthFailureStore;
   /**
    * The process's metrics, served on GET /metrics (the API adds its own; the embedded serve adds the
    * workers'). Absent: the app keeps its own registry.

@@ -1,11 +1,13 @@
 // Bearer authentication for /v1: the operator's admin key (config.adminKey) or a tenant's API key.
 // Unknown, malformed and revoked keys all get the same 401 envelope, so a caller learns nothing about
-// which keys exist. Route guards: requireTenant (tenant data routes), requireAdmin (admin routes).
+// which keys exist. Repeated failures from one address or against one key prefix are refused with 429
+// (auth-failures.ts). Route guards: requireTenant (tenant data routes), requireAdmin (admin routes).
 import { and, eq, isNull } from 'drizzle-orm';
 import type { Context, MiddlewareHandler } from 'hono';
 import { apiKeys } from '../db/schema.ts';
 import { AppError } from '../errors.ts';
 import type { ApiServices, AppEnv } from '../services.ts';
+import { authGuard } from './auth-failures.ts';
 import { constantTimeEqual, looksLikeApiKey, sha256Hex, visiblePrefix } from './keys.ts';
 
 /** The API dependencies, or 503 when this process was built without them. */
@@ -30,6 +32,8 @@ export function authenticate(): MiddlewareHandler<AppEnv> {
   let adminHash: Promise<string> | null = null;
   return async (c, next) => {
     const token = bearer(c.req.header('authorization'));
+    const guard = authGuard(c, looksLikeApiKey(token) ? visiblePrefix(token) : null);
+    await guard.check();
     const hash = await sha256Hex(token);
     const adminKey = c.get('services').config.adminKey;
     if (adminKey) {
@@ -39,7 +43,10 @@ export function authenticate(): MiddlewareHandler<AppEnv> {
         return next();
       }
     }
-    if (!looksLikeApiKey(token)) throw invalidKey();
+    if (!looksLikeApiKey(token)) {
+      await guard.fail();
+      throw invalidKey();
+    }
     const candidates = await api(c)
       .db.select({ id: apiKeys.id, tenantId: apiKeys.tenantId, keyHash: apiKeys.keyHash })
       .from(apiKeys)
@@ -47,7 +54,10 @@ export function authenticate(): MiddlewareHandler<AppEnv> {
     // compare against every candidate, not stopping at the first match
     let match: (typeof candidates)[number] | undefined;
     for (const k of candidates) if (constantTimeEqual(hash, k.keyHash)) match = k;
-    if (!match) throw invalidKey();
+    if (!match) {
+      await guard.fail();
+      throw invalidKey();
+    }
     c.set('principal', { kind: 'tenant', tenantId: match.tenantId, keyId: match.id });
     return next();
   };

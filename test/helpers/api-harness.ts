@@ -10,6 +10,7 @@ import { createApp } from '../../src/app.ts';
 import { loadConfig } from '../../src/config.ts';
 import { createPostgresDb, type DbHandle, queryRows } from '../../src/db/client.ts';
 import { createEmbeddingResolver } from '../../src/embeddings/resolver.ts';
+import type { AuthFailureStore } from '../../src/auth-failure-store.ts';
 import type { ApiServices, AppEnv } from '../../src/services.ts';
 import type { BlobStore } from '../../src/storage/blob-store.ts';
 import { FsBlobStore } from '../../src/storage/fs.ts';
@@ -50,6 +51,10 @@ export interface HarnessOptions {
   maxUploadBytes?: number;
   /** Default: a FsBlobStore in a temp dir. */
   blobs?: BlobStore;
+  /** More settings, by environment variable (KVRAG_AUTH_FAILURE_LIMIT, …). */
+  env?: Record<string, string>;
+  /** Failed-auth counters (default: in memory, per app). */
+  authFailures?: AuthFailureStore;
 }
 
 export async function startApiHarness(opts: HarnessOptions = {}): Promise<Harness> {
@@ -61,9 +66,10 @@ export async function startApiHarness(opts: HarnessOptions = {}): Promise<Harnes
     KVRAG_ADMIN_KEY: ADMIN_KEY,
     KVRAG_MAX_BODY_BYTES: String(opts.maxBodyBytes ?? 64 * 1024),
     KVRAG_MAX_UPLOAD_BYTES: String(opts.maxUploadBytes ?? 256 * 1024),
+    ...opts.env,
   });
   const api: ApiServices = { db: db.db, blobs, embeddings: createEmbeddingResolver() };
-  const app = createApp({ config, readiness: {}, api });
+  const app = createApp({ config, readiness: {}, api, authFailures: opts.authFailures });
 
   const call = (method: string, path: string, o: CallOptions = {}) => {
     const headers: Record<string, string> = { ...o.headers };
