@@ -1,0 +1,255 @@
+// Device ops of the webgpu backend beyond the Backend interface — the same methods as WasmAttentionOps,
+// for squeezed attention (4.2), sparse prefill (4.3) and k-means: attention over gathered keys and over
+// key ranges, each with its log-sum-exp, the merge, and k-means assignment.
+// Shapes: q/out [M, heads·headDim] rows of one span; lse [M, heads] f32 (-inf for an empty key set).
+import type { KVCache, SeqSpan, Tensor } from '../types.ts';
+import type { WebGPUBackend } from './backend.ts';
+import { GpuKVCache, GpuTensor } from './buffers.ts';
+import * as at from './kernels/attention.ts';
+import { grid1d, gridRows } from './kernels/common.ts';
+
+export interface PartialAttention {
+  out: Tensor;
+  lse: Tensor;
+}
+
+type Live = GpuTensor & { buffer: GPUBuffer };
+
+/** Keys per workgroup of gathered attention before it is split (flash decoding over the selection). */
+const KEYS_PER_SPLIT = 256;
+
+export class WebGPUAttentionOps {
+  readonly backend: WebGPUBackend;
+  constructor(backend: WebGPUBackend) {
+    this.backend = backend;
+  }
+
+  private tensor(t: Tensor, what: string): Live {
+    if (!(t instanceof GpuTensor) || !t.buffer) throw new Error(`${what}: not a live webgpu tensor`);
+    if (t.dtype !== 'f32') throw new Error(`${what} must be f32`);
+    return t as Live;
+  }
+  private geometry(q: Tensor, cache: KVCache, heads: number) {
+    if (q.shape.length !== 2) throw new Error(`attention: expected a 2-D q, got [${q.shape}]`);
+    const [m, width] = q.shape;
+    if (!(cache instanceof GpuKVCache) || !cache.k || !cache.v)
+      throw new Error('attention: not a live webgpu KV cache');
+    const { kvHeads, headDim, capacity } = cache.spec;
+    if (width !== heads * headDim) throw new Error(`attention: q [${q.shape}] for ${heads}×${headDim}`);
+    return {
+      m,
+      c: cache as GpuKVCache & { k: GPUBuffer; v: GPUBuffer },
+      kvHeads,
+      headDim,
+      capacity,
+      qt: this.tensor(q, 'attention q'),
+    };
+  }
+  private bind(t: Live) {
+    return { buffer: t.buffer, size: Math.max(4, t.bytes) };
+  }
+
+  /**
+   * Attention of every row of q over an explicit set of key positions per kv head (no causal mask):
+   * keys[g] lists positions of `layer` that kv head g's query group attends to. Rows with an empty set
+   * get out = 0, lse = -inf. Long selections are split over workgroups and combined by log-sum-exp.
+   */
+  gathered(
+    q: Tensor,
+    cache: KVCache,
+    layer: number,
+    keys: readonly Int32Array[],
+    heads: number,
+    scale: number,
+  ): PartialAttention {
+    const b = this.backend;
+    const { m, c, kvHeads, headDim, capacity, qt } = this.geometry(q, cache, heads);
+    if (keys.length !== kvHeads)
+      throw new Error(`gathered attention: ${keys.length} key lists for ${kvHeads} kv heads`);
+    const offs = new Uint32Array(kvHeads + 1);
+    keys.forEach((k, g) => {
+      for (const p of k)
+        if (p < 0 || p >= capacity) throw new Error(`gathered attention: position ${p} outside the cache`);
+      offs[g + 1] = offs[g] + k.length;
+    });
+    const flat = new Uint32Array(Math.max(1, offs[kvHeads]));
+    keys.forEach((k, g) => {
+      flat.set(k, offs[g]);
+    });
+    const longest = Math.max(0, ...keys.map((k) => k.length));
+    const splits = m * heads >= 256 ? 1 : Math.max(1, Math.min(32, Math.ceil(longest / KEYS_PER_SPLIT)));
+    const chunk = Math.max(64, Math.ceil(longest / splits / 64) * 64);
+    const used = Math.max(1, Math.ceil(longest / chunk));
+    const idx = b.uploadIndex(flat);
+    const off = b.uploadIndex(offs);
+    const out = b.alloc([m, heads * headDim], 'f32');
+    const lse = b.alloc([m, heads], 'f32');
+    const po = used === 1 ? out : b.alloc([m * heads * used, headDim], 'f32');
+    const pl = used === 1 ? lse : b.alloc([m * heads * used], 'f32');
+    b.rec.dispatch(
+      at.attentionPartial(1),
+      [
+        m,
+        heads,
+        kvHeads,
+        headDim,
+        scale,
+        capacity * headDim,
+        c.offset(layer, 0, 0),
+        0,
+        0,
+        chunk,
+        used,
+        0,
+        1,
+        1,
+        1,
+        0,
+      ],
+      [
+        this.bind(qt),
+        { buffer: c.k },
+        { buffer: c.v },
+        this.bind(idx),
+        this.bind(off),
+        this.bind(po),
+        this.bind(pl),
+      ],
+      [used, heads, m],
+    );
+    if (used > 1) {
+      b.rec.dispatch(
+        at.attentionCombineLse,
+        [m, heads, headDim, used, 0],
+        [this.bind(po), this.bind(pl), this.bind(out), this.bind(lse)],
+        gridRows(m * heads),
+      );
+      b.free(po);
+      b.free(pl);
+    }
+    b.free(idx);
+    b.free(off);
+    return { out, lse };
+  }
+
+  /**
+   * Causal attention of one span's rows over key ranges: ranges[h][b] = [s0, e0, s1, e1, ...], disjoint
+   * [start, end) ranges for query head h and query block b (rows b·blockSize.. of the span). Keys past a
+   * row's own position are masked. out/lse are [count, …].
+   */
+  ranges(
+    q: Tensor,
+    span: SeqSpan,
+    layer: number,
+    ranges: readonly (readonly (readonly number[])[])[],
+    blockSize: number,
+    heads: number,
+    scale: number,
+  ): PartialAttention {
+    const b = this.backend;
+    const { c, kvHeads, headDim, capacity, qt } = this.geometry(q, span.cache, heads);
+    const nQB = Math.ceil(span.count / blockSize);
+    if (ranges.length !== heads || ranges.some((h) => h.length !== nQB))
+      throw new Error(`sparse attention: ranges must be [${heads} heads][${nQB} query blocks]`);
+    const offs = new Uint32Array(heads * nQB + 1);
+    const flat: number[] = [];
+    for (let h = 0; h < heads; h++)
+      for (let qb = 0; qb < nQB; qb++) {
+        const rs = ranges[h][qb];
+        for (let i = 0; i + 1 < rs.length; i += 2) {
+          if (rs[i] < 0 || rs[i + 1] > capacity || rs[i] > rs[i + 1])
+            throw new Error(`sparse attention: bad range [${rs[i]}, ${rs[i + 1]})`);
+          flat.push(rs[i], rs[i + 1]);
+        }
+        offs[h * nQB + qb + 1] = flat.length / 2;
+      }
+    const idx = b.uploadIndex(Uint32Array.from(flat.length ? flat : [0]));
+    const off = b.uploadIndex(offs);
+    const out = b.alloc([span.count, heads * headDim], 'f32');
+    const lse = b.alloc([span.count, heads], 'f32');
+    const width = heads * headDim;
+    b.rec.dispatch(
+      at.attentionPartial(2),
+      [
+        span.count,
+        heads,
+        kvHeads,
+        headDim,
+        scale,
+        capacity * headDim,
+        c.offset(layer, 0, 0),
+        span.row * width,
+        span.pos,
+        0,
+        1,
+        0,
+        1,
+        nQB,
+        blockSize,
+        0,
+      ],
+      [
+        this.bind(qt),
+        { buffer: c.k },
+        { buffer: c.v },
+        this.bind(idx),
+        this.bind(off),
+        this.bind(out),
+        this.bind(lse),
+      ],
+      [1, heads, span.count],
+    );
+    b.free(idx);
+    b.free(off);
+    return { out, lse };
+  }
+
+  /** Exact combination of two partials over disjoint key sets (log-sum-exp weights). */
+  merge(a: PartialAttention, bp: PartialAttention, heads: number): PartialAttention {
+    const b = this.backend;
+    if (a.out.shape.length !== 2) throw new Error('merge: 2-D partials expected');
+    const [m, width] = a.out.shape;
+    if (bp.out.shape[0] !== m || bp.out.shape[1] !== width)
+      throw new Error('merge: partials of different shapes');
+    const out = b.alloc([m, width], 'f32');
+    const lse = b.alloc([m, heads], 'f32');
+    b.rec.dispatch(
+      at.attentionMerge,
+      [m, heads, width / heads],
+      [
+        this.bind(this.tensor(a.out, 'merge a.out')),
+        this.bind(this.tensor(a.lse, 'merge a.lse')),
+        this.bind(this.tensor(bp.out, 'merge b.out')),
+        this.bind(this.tensor(bp.lse, 'merge b.lse')),
+        this.bind(out),
+        this.bind(lse),
+      ],
+      grid1d(m * width),
+    );
+    return { out, lse };
+  }
+
+  /** k-means assignment: assign[i] = argmin_c ‖x_i − c‖², dist[i] that distance. points [n, d], centroids [c, d]. */
+  kmeansAssign(points: Tensor, centroids: Tensor): { assign: Tensor; dist: Tensor } {
+    const b = this.backend;
+    if (points.shape.length !== 2 || centroids.shape.length !== 2)
+      throw new Error('kmeansAssign: 2-D tensors expected');
+    const [n, d] = points.shape;
+    const [k, dc] = centroids.shape;
+    if (d !== dc) throw new Error(`kmeansAssign: points [${points.shape}] vs centroids [${centroids.shape}]`);
+    const pt = this.tensor(points, 'kmeansAssign points');
+    const ct = this.tensor(centroids, 'kmeansAssign centroids');
+    const assign = b.alloc([n], 'i32');
+    const dist = b.alloc([n], 'f32');
+    const cnorm = b.alloc([k], 'f32');
+    b.rec.dispatch(at.rowNorms, [k, d], [this.bind(ct), this.bind(cnorm)], grid1d(k));
+    b.rec.dispatch(
+      at.kmeansAssign,
+      [n, d, k],
+      [this.bind(pt), this.bind(ct), this.bind(cnorm), this.bind(assign), this.bind(dist)],
+      grid1d(n),
+    );
+    b.free(cnorm);
+    return { assign, dist };
+  }
+}
