@@ -173,6 +173,21 @@ export function planVariants(opts: EvalOptions): {
   return { variants, unavailable };
 }
 
+/** POST /v1/precompute for the blocks (at most 64 per request). */
+async function precompute(app: { fetch(r: Request): Response | Promise<Response> }, blocks: number[][]) {
+  for (let i = 0; i < blocks.length; i += 64) {
+    const res = await app.fetch(
+      new Request('http://eval.runner/v1/precompute', {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ chunks: blocks.slice(i, i + 64).map((tokenIds) => ({ tokenIds })) }),
+      }),
+    );
+    if (!res.ok)
+      throw new Error(`runner precompute failed (${res.status}): ${(await res.text()).slice(0, 300)}`);
+  }
+}
+
 export async function runEval(opts: EvalOptions): Promise<EvalResult> {
   const started = performance.now();
   const say = opts.progress ?? (() => {});
@@ -210,6 +225,8 @@ export async function runEval(opts: EvalOptions): Promise<EvalResult> {
           const total = promptTokens(p);
           if (total + p.answer.length + 1 > engine.maxContext)
             throw new Error(`episode of ${total} tokens does not fit the model context ${engine.maxContext}`);
+          // artifacts are computed offline in production: store them before any variant is timed
+          if (variants.some((v) => v.mode !== 'full')) await precompute(runner.app, [p.system, ...p.chunks]);
           for (const a of acc) {
             let usage: (RunnerUsage & { tokens?: number[] }) | null = null;
             for await (const ev of callRunner(target, requestBody(p, a.v, opts)))
