@@ -10,7 +10,10 @@
 // size), relative output error vs dense, keys and bytes touched. Engine end-to-end decode tokens/s
 // needs the engine integration (not there yet) and is reported as missing.
 import { buildIndex } from '../gpu-runner/engine/attention/squeezed/index.ts';
-import { squeezedAttentionWasm } from '../gpu-runner/engine/attention/squeezed/attend.ts';
+import {
+  attendWithFixedContexts,
+  FixedContext,
+} from '../gpu-runner/engine/attention/squeezed/fixed-context.ts';
 import {
   addSelection,
   attentionRecall,
@@ -18,7 +21,8 @@ import {
   oracleSelection,
   relativeError,
 } from '../gpu-runner/engine/attention/squeezed/metrics.ts';
-import { DeviceCentroids, toClusterMajor } from '../gpu-runner/engine/attention/squeezed/layout.ts';
+import { toClusterMajor } from '../gpu-runner/engine/attention/squeezed/layout.ts';
+import type { Selection } from '../gpu-runner/engine/attention/squeezed/select.ts';
 import type { SqueezedIndex } from '../gpu-runner/engine/attention/squeezed/types.ts';
 import {
   fixedKeys,
@@ -27,7 +31,6 @@ import {
 } from '../gpu-runner/engine/attention/squeezed/synthetic.ts';
 import { wasmAssigner } from '../gpu-runner/engine/attention/squeezed/wasm-assign.ts';
 import { createWasmBackend, WasmAttentionOps } from '../gpu-runner/engine/backends/wasm/index.ts';
-import { asTensor } from '../gpu-runner/engine/backends/wasm/tensors.ts';
 import { numberOption, parseOptions, UsageError } from '../src/cli/args.ts';
 import { emit, formatTable, percentile } from './_report.ts';
 
@@ -53,6 +56,16 @@ function clusterMajorCache(ix: SqueezedIndex, x: Float32Array, cap: number): Flo
   const out = x.slice();
   for (let g = 0; g < kvHeads; g++) out.set(major.subarray(g * n * d, (g + 1) * n * d), g * cap * d);
   return out;
+}
+
+/** Fixed-context slots [0, n) of per-kv-head range lists, as a Selection (for recall and stats). */
+function slotsOf(ranges: Int32Array[], n: number, centroidFloats: number): Selection {
+  const keys = ranges.map((r) => {
+    const out: number[] = [];
+    for (let t = 0; t < r.length; t += 2) for (let p = r[t]; p < Math.min(r[t + 1], n); p++) out.push(p);
+    return Int32Array.from(out);
+  });
+  return { keys, fixedKeys: n, centroidFloats };
 }
 
 const median = (xs: number[]) =>
@@ -98,7 +111,18 @@ export async function run(args: string[]): Promise<number> {
       const layer = { k: clusterMajorCache(ix, ctx.k, cap), v: clusterMajorCache(ix, ctx.v, cap), cap };
       const cache = wasm.createKVCache({ layers: 1, kvHeads: KVH, headDim: D, capacity: cap });
       wasm.kvLoad(cache, 0, 0, { k: layer.k, v: layer.v });
-      const centroids = new DeviceCentroids(ops, ix, scale);
+      // the engine's path: one block at offset 0 (no rotation), budget per FixedContext
+      const invFreq = wasm.upload({ dtype: 'f32', shape: [D / 2], data: new Float32Array(D / 2) });
+      const fcs = budgets.map(
+        (fraction) =>
+          new FixedContext(
+            wasm,
+            { layers: 1, ...geom },
+            [{ offset: 0, n, index: ix }],
+            { kind: 'budget', fraction },
+            invFreq,
+          ),
+      );
       const span = { cache, row: 0, count: 1, pos: cap - 1 };
       const qs = Array.from({ length: QUERIES }, (_, i) =>
         syntheticQueries(ctx, { rows: 1, heads: H, kvHeads: KVH, headDim: D, topics, seed: 1000 + i }),
@@ -115,7 +139,6 @@ export async function run(args: string[]): Promise<number> {
       }));
       for (const q of qs) {
         const qt = wasm.upload({ dtype: 'f32', shape: [1, H * D], data: q });
-        const qh = wasm.upload({ dtype: 'f32', shape: [H, D], data: q }); // the same query, one row per head
         const denseOut = wasm.attention(qt, 0, [span], H, scale);
         const ref = await wasm.read(denseOut);
         wasm.free(denseOut);
@@ -124,19 +147,19 @@ export async function run(args: string[]): Promise<number> {
           const a = performance.now();
           wasm.free(wasm.attention(qt, 0, [span], H, scale));
           dense.push(performance.now() - a);
-          budgets.forEach((fraction, bi) => {
+          budgets.forEach((_, bi) => {
+            const fc = fcs[bi];
             const s0 = performance.now();
-            const sel = centroids.select(qh, H, 0, { kind: 'budget', fraction });
+            const out = attendWithFixedContexts(wasm, qt, 0, [span], [fc], H, scale);
             const s1 = performance.now();
-            const out = squeezedAttentionWasm(ops, qt, span, 0, n, sel, geom);
+            const ranges = fc.keysFor(q, span, 0); // selection alone (scoring + choice + ranges)
             const s2 = performance.now();
-            sq[bi].total.push(s2 - s0);
-            sq[bi].select.push(s1 - s0);
+            sq[bi].total.push(s1 - s0);
+            sq[bi].select.push(s2 - s1);
             if (r === 0) {
+              const sel = slotsOf(ranges, n, ix.heads[0].k * D * KVH);
               const st = addSelection(emptyStats(), sel, D);
-              const off = asTensor(out.out, 'squeezed out', 'f32').off >> 2;
-              const o = wasm.rt.mem.f32.slice(off, off + H * D); // the wasm heap is host memory
-              sq[bi].err.push(relativeError(o, ref));
+              sq[bi].err.push(relativeError(wasm.readNow(out), ref));
               sq[bi].recall.push(attentionRecall(q, 1, geom, layer, n, sel).mean);
               sq[bi].oracle.push(
                 attentionRecall(
@@ -158,14 +181,13 @@ export async function run(args: string[]): Promise<number> {
               sq[bi].frac.push(st.fraction);
               sq[bi].bytes.push(st.bytesTouched);
             }
-            wasm.free(out.out);
-            wasm.free(out.lse);
+            wasm.free(out);
           });
         }
         wasm.free(qt);
-        wasm.free(qh);
       }
-      centroids.dispose();
+      for (const fc of fcs) fc.dispose();
+      wasm.free(invFreq);
       wasm.freeKVCache(cache);
       const denseMs = median(dense);
       budgets.forEach((fraction, bi) => {

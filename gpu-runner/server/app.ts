@@ -9,6 +9,7 @@ import { artifactObjectKey } from '../engine/kv/artifact-format.ts';
 import { precomputeChunks } from '../engine/kv/precompute.ts';
 import { blockTokens, type RunnerCore, tierStats } from './core.ts';
 import type { SeqRequest } from './sequence.ts';
+import { squeezedMode } from './squeezed-control.ts';
 import { type GenerateBody, generateBodySchema, precomputeBodySchema } from './schemas.ts';
 
 type RunnerEnv = { Variables: { requestId: string } };
@@ -198,6 +199,7 @@ async function toSeqRequest(core: RunnerCore, body: GenerateBody, signal: AbortS
     mode: body.reuse.mode,
     blendRatio: body.reuse.blendRatio,
     linkTokens: body.reuse.linkTokens,
+    squeezed: await squeezedMode(e, body.squeezed),
     maxTokens: body.maxTokens,
     sampling: body.sampling,
     stopTokenIds: body.ignoreEos ? [] : undefined,

@@ -1,5 +1,6 @@
 // Request bodies of the runner API (plain, versionless JSON checked with zod at the boundary).
 import { z } from 'zod';
+import { squeezedControlSchema } from '../engine/attention/squeezed/select.ts';
 import { REUSE_MODES } from '../engine/reuse/assemble.ts';
 import { samplingSchema } from '../engine/sampler.ts';
 
@@ -47,13 +48,21 @@ export const generateBodySchema = z
       .strict()
       .default({ mode: 'independent' }),
     /**
-     * Squeezed attention over the fixed context and sparse prefill of the question (DESIGN.md §4.2–4.3).
-     * The engine does not implement them yet: only `enabled: false` (dense attention) is accepted.
+     * Squeezed attention over the fixed context (DESIGN.md §4.2), reuse modes only: {mode: 'off'} (dense,
+     * the default) | {mode: 'threshold', threshold?} (relative τ; the model's calibrated one unless given)
+     * | {mode: 'budget', budget} (fraction of the fixed-context keys). Stats in the `done` event's `squeezed`.
      */
     squeezed: z
-      .object({ enabled: z.literal(false), budget: z.number().gt(0).max(1).optional() })
-      .strict()
+      .union([
+        squeezedControlSchema,
+        // the earlier placeholder, still sent by older API versions: dense
+        z
+          .object({ enabled: z.literal(false) })
+          .strict()
+          .transform(() => ({ mode: 'off' as const })),
+      ])
       .optional(),
+    /** Sparse prefill of the question (DESIGN.md §4.3): not implemented, only `enabled: false`. */
     sparse: z
       .object({ enabled: z.literal(false), pattern: z.string().max(64).optional() })
       .strict()

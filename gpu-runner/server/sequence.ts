@@ -1,6 +1,8 @@
 // One request inside the scheduler: its prompt (as the blocks reuse assembly needs), sampling, stop rules,
 // streaming callbacks, and where it stands (waiting → prefill → decode → finished). Plain state: the
 // scheduler decides what runs, this only accepts sampled tokens and turns them into text deltas.
+import type { FixedContext } from '../engine/attention/squeezed/fixed-context.ts';
+import type { SelectMode } from '../engine/attention/squeezed/select.ts';
 import { Detokenizer } from '../engine/detokenizer.ts';
 import type { SequenceKV } from '../engine/kv-cache.ts';
 import type { ReuseMode } from '../engine/reuse/assemble.ts';
@@ -18,6 +20,8 @@ export interface SeqRequest {
   mode: ReuseMode;
   blendRatio?: number;
   linkTokens?: number;
+  /** Squeezed attention over the fixed context (resolved control); null/absent = dense. */
+  squeezed?: SelectMode | null;
   maxTokens: number;
   sampling?: SamplingInput;
   stopTokenIds?: readonly number[];
@@ -48,6 +52,19 @@ export interface SeqUsage {
   bytesLoaded: Record<string, number>;
   preemptions: number;
   timingsMs: { queueWait: number; ttft: number; total: number; assemble: number };
+  /** When squeezed attention was asked for: fixed-context keys attended (Σ steps × layers × kv heads). */
+  squeezed?: SqueezedUsage;
+}
+
+export interface SqueezedUsage {
+  keysAttended: number;
+  /** keysAttended / fixed-context keys over the same steps, layers and kv heads (1 = dense) */
+  fraction: number;
+  bytesTouched: number;
+  /** fixed-context tokens without an index (attended in full) */
+  unindexedTokens: number;
+  /** why it was not used, when it was not (e.g. full mode, a backend without attentionRanges) */
+  note?: string;
 }
 
 export type SeqPhase = 'waiting' | 'prefill' | 'decode' | 'finished';
@@ -80,6 +97,9 @@ export class Sequence {
   assembleMs = 0;
   preemptions = 0;
   readonly bytesLoaded: Record<string, number> = {};
+  /** Fixed contexts this sequence attended through (one per assembly; their stats outlive the cache). */
+  readonly squeezed: FixedContext[] = [];
+  squeezedNote: string | undefined;
   resolve!: (u: SeqUsage) => void;
   readonly done: Promise<SeqUsage>;
 
@@ -175,6 +195,22 @@ export class Sequence {
         total: performance.now() - this.createdAt,
         assemble: this.assembleMs,
       },
+      ...(this.req.squeezed ? { squeezed: this.squeezedUsage() } : {}),
     };
+  }
+
+  private squeezedUsage(): SqueezedUsage {
+    const u: SqueezedUsage = { keysAttended: 0, fraction: 0, bytesTouched: 0, unindexedTokens: 0 };
+    let fixed = 0;
+    for (const { stats } of this.squeezed) {
+      u.keysAttended += stats.keysAttended;
+      u.bytesTouched += stats.bytesTouched;
+      u.unindexedTokens = stats.unindexedTokens;
+      fixed += stats.fixedKeys;
+    }
+    u.fraction = fixed > 0 ? u.keysAttended / fixed : 1;
+    if (this.squeezedNote) u.note = this.squeezedNote;
+    else if (this.squeezed.length === 0) u.note = 'no fixed context was assembled (full mode)';
+    return u;
   }
 }

@@ -61,9 +61,12 @@ export async function assembleSequence(
     mode: r.mode,
     blendRatio: r.blendRatio,
     linkTokens: r.linkTokens,
+    squeezed: r.squeezed ?? null,
     reserve: cap - seq.promptLength - seq.generated.length + question.length - 1,
   });
   seq.kv = out.kv;
+  if (out.kv.squeezed) seq.squeezed.push(out.kv.squeezed);
+  else if (r.squeezed) seq.squeezedNote = out.report.squeezed?.reason ?? 'not used';
   seq.assembleMs += performance.now() - t;
   const rep = out.report;
   if (seq.preemptions === 0) seq.cachedTokens = rep.cachedTokens;

@@ -153,6 +153,37 @@ describe('runner HTTP API', () => {
     expect(((await nf.json()) as { error: { code: string } }).error.code).toBe('not_found');
   });
 
+  it('squeezed attention over chunks: everything selected = dense text; a budget attends fewer keys', async () => {
+    const chunks = [
+      { text: 'The passkey is 4242. Remember it. '.repeat(5) },
+      { text: 'Cats sleep most of the day, and dogs do not. '.repeat(5) },
+    ];
+    const ask = { question: ' What is the passkey?', chunks, maxTokens: 8, ignoreEos: true };
+    const dense = await generate({ ...ask, reuse: { mode: 'independent' } });
+    const all = await generate({
+      ...ask,
+      reuse: { mode: 'independent' },
+      squeezed: { mode: 'budget', budget: 1 },
+    });
+    const some = await generate({
+      ...ask,
+      reuse: { mode: 'independent' },
+      squeezed: { mode: 'threshold', threshold: 1 },
+    });
+    const full = await generate({
+      ...ask,
+      reuse: { mode: 'full' },
+      squeezed: { mode: 'budget', budget: 0.5 },
+    });
+    expect(all.text).toBe(dense.text);
+    expect(dense.usage.squeezed).toBeUndefined();
+    expect(all.usage.squeezed).toMatchObject({ fraction: 1, unindexedTokens: 0 });
+    expect(all.usage.squeezed!.keysAttended).toBeGreaterThan(0);
+    expect(some.usage.squeezed!.fraction).toBeLessThan(1);
+    expect(some.usage.squeezed!.bytesTouched).toBeGreaterThan(0);
+    expect(full.usage.squeezed?.note).toMatch(/full mode/);
+  });
+
   it('malformed requests get 400 with the error envelope', async () => {
     const bad: [string, unknown][] = [
       ['not json', '{"question": '],
@@ -161,7 +192,9 @@ describe('runner HTTP API', () => {
       ['unknown field', { question: 'a', temperature: 1 }],
       ['negative maxTokens', { question: 'a', maxTokens: -1 }],
       ['bad reuse mode', { question: 'a', reuse: { mode: 'magic' } }],
-      ['squeezed not available', { question: 'a', squeezed: { enabled: true } }],
+      ['squeezed: unknown shape', { question: 'a', squeezed: { enabled: true } }],
+      ['squeezed: budget above 1', { question: 'a', squeezed: { mode: 'budget', budget: 2 } }],
+      ['squeezed: threshold, model not calibrated', { question: 'a', squeezed: { mode: 'threshold' } }],
       ['bad chunk', { question: 'a', chunks: [{ key: 'x', text: 'y' }] }],
       ['over the context', { question: 'a', maxTokens: 32768 }],
     ];
