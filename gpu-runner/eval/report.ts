@@ -89,6 +89,29 @@ export function resultsMarkdown(r: EvalResult, command: string, svgName: string 
       '',
     );
   }
+  const sq = r.variants.filter((v) => r.cells.some((c) => c.variant === v && c.kind === 'squeezed'));
+  if (sq.length > 0) {
+    lines.push(
+      '## Squeezed attention: fraction of fixed-context keys attended',
+      '',
+      "(mean over requests of the runner's `squeezed.fraction`: keys attended over fixed-context keys, question prefill and decode, every layer and kv head)",
+      '',
+      `| variant | ${r.contexts.map((c) => `${c} tokens`).join(' | ')} |`,
+      `|---|${r.contexts.map(() => '---:').join('|')}|`,
+    );
+    for (const v of sq) {
+      const cells = r.contexts.map((c) => {
+        const fs = r.cells
+          .filter((x) => x.variant === v && x.context === c && x.squeezedKeysFraction !== null)
+          .map((x) => x.squeezedKeysFraction!);
+        return fs.length ? `${(100 * (fs.reduce((a, b) => a + b, 0) / fs.length)).toFixed(1)}%` : '—';
+      });
+      lines.push(`| ${v} | ${cells.join(' | ')} |`);
+    }
+    lines.push('');
+  }
+  const notes = [...new Set(r.cells.flatMap((c) => c.notes.map((n) => `${c.variant}: ${n}`)))];
+  if (notes.length) lines.push('Runner notes:', '', ...notes.map((n) => `- ${n}`), '');
   const un = unavailableLines(r);
   if (un.length) lines.push(...un.map((l) => `- ${l}`), '');
   if (svgName) lines.push(`![exact match by variant and squeezed budget](${svgName})`, '');

@@ -84,6 +84,10 @@ export interface EvalCell {
   meanPromptTokens: number;
   /** Mean prompt tokens whose K/V came from stored chunk artifacts (0 for `full`). */
   meanCachedTokens: number;
+  /** Squeezed variants: mean fraction of fixed-context keys attended (runner's `done` stats); else null. */
+  squeezedKeysFraction: number | null;
+  /** Runner notes, e.g. why squeezed attention was not used for a request. */
+  notes: string[];
   /** Mean runner time per request (queue + assembly/prefill + decode of the answer), ms. */
   meanMs: number;
   /** The first few misses, for reading. */
@@ -107,6 +111,12 @@ export interface EvalResult {
 }
 
 const MAX_MISSES = 3;
+
+/** The runner's squeezed-attention stats in the `done` event (gpu-runner/server/sequence.ts). */
+interface SqueezedStats {
+  fraction: number;
+  note?: string;
+}
 
 /** Whether the runner's request body accepts a control (the dimension exists in this build). */
 export function runnerAccepts(extra: Record<string, unknown>): boolean {
@@ -218,6 +228,9 @@ export async function runEval(opts: EvalOptions): Promise<EvalResult> {
           ms: 0,
           tokens: 0,
           cached: 0,
+          frac: 0,
+          fracN: 0,
+          notes: new Set<string>(),
           misses: [] as EvalMiss[],
         }));
         for (const [i, ep] of episodes.entries()) {
@@ -228,7 +241,7 @@ export async function runEval(opts: EvalOptions): Promise<EvalResult> {
           // artifacts are computed offline in production: store them before any variant is timed
           if (variants.some((v) => v.mode !== 'full')) await precompute(runner.app, [p.system, ...p.chunks]);
           for (const a of acc) {
-            let usage: (RunnerUsage & { tokens?: number[] }) | null = null;
+            let usage: (RunnerUsage & { tokens?: number[]; squeezed?: SqueezedStats }) | null = null;
             for await (const ev of callRunner(target, requestBody(p, a.v, opts)))
               if (ev.type === 'done') usage = ev.usage;
             if (!usage?.tokens) throw new Error('runner finished without the generated tokens');
@@ -236,6 +249,11 @@ export async function runEval(opts: EvalOptions): Promise<EvalResult> {
             a.tokens += total;
             a.ms += usage.timingsMs.total;
             a.cached += usage.cachedTokens;
+            if (usage.squeezed) {
+              a.frac += usage.squeezed.fraction;
+              a.fracN++;
+              if (usage.squeezed.note) a.notes.add(usage.squeezed.note);
+            }
             if (s.exact) a.correct++;
             else if (a.misses.length < MAX_MISSES)
               a.misses.push({
@@ -267,6 +285,8 @@ export async function runEval(opts: EvalOptions): Promise<EvalResult> {
             meanPromptTokens: episodes.length ? a.tokens / episodes.length : 0,
             meanCachedTokens: episodes.length ? a.cached / episodes.length : 0,
             meanMs: episodes.length ? a.ms / episodes.length : 0,
+            squeezedKeysFraction: a.fracN > 0 ? a.frac / a.fracN : null,
+            notes: [...a.notes],
             misses: a.misses,
           });
       }
