@@ -1,0 +1,312 @@
+// Every route of the API against a hostile caller, table-driven from the app's own route list (a new route
+// without a row here fails the first test): tenant B using tenant A's ids gets what an absent resource
+// gets and learns nothing of A; tenant keys never reach admin routes; oversized bodies are 413 and
+// malformed or ill-typed ones 400 on every route that takes a body, as error envelopes that write nothing;
+// path traversal through ids and filenames reaches no blob outside the tenant's own keys.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type AnswerHarness, startAnswerHarness } from '../helpers/answer-harness.ts';
+import { envelope } from '../helpers/api-harness.ts';
+
+let h: AnswerHarness;
+let A: { id: string; key: string };
+let B: { id: string; key: string };
+let own: { collection: string; document: string };
+let theirs: { collection: string; document: string; job: string; keyId: string };
+const SECRET = 'the launch code of tenant A is 0451-ALPHA';
+
+beforeAll(async () => {
+  h = await startAnswerHarness();
+  A = await h.tenant('tenant-a');
+  B = await h.tenant('tenant-b');
+  const a = await h.ingest(A.key, `${SECRET}. Nothing else is written here.`);
+  const doc = await h.expectJson<{ id: string; ingest_job_id: string }>(
+    201,
+    'POST',
+    `/v1/collections/${a.collection}/documents`,
+    { key: A.key, json: { text: 'a second document of A', filename: 'second.txt' } },
+  );
+  const keys = await h.expectJson<{ data: { id: string }[] }>(200, 'GET', `/v1/admin/tenants/${A.id}/keys`);
+  theirs = { collection: a.collection, document: doc.id, job: doc.ingest_job_id, keyId: keys.data[0].id };
+  own = await h.ingest(B.key, 'tenant B keeps its own notes here.');
+  // let A's second document finish, so the snapshots below see a quiet database
+  await h.upload(A.key, a.collection, 'a third document of A');
+}, 90_000);
+afterAll(async () => {
+  await h?.close();
+});
+
+type Case = { method: string; path: string; json?: unknown; expect: number };
+
+/** Tenant B's request per route, aimed at A's resources; `expect`: the status an absent resource gets. */
+const crossTenant = (): Record<string, Case> => {
+  const c = theirs.collection;
+  const d = theirs.document;
+  return {
+    'POST /v1/admin/tenants': { method: 'POST', path: '/v1/admin/tenants', json: { name: 'x' }, expect: 403 },
+    'GET /v1/admin/tenants': { method: 'GET', path: '/v1/admin/tenants', expect: 403 },
+    'GET /v1/admin/tenants/:tenant': { method: 'GET', path: `/v1/admin/tenants/${A.id}`, expect: 403 },
+    'DELETE /v1/admin/tenants/:tenant': { method: 'DELETE', path: `/v1/admin/tenants/${A.id}`, expect: 403 },
+    'POST /v1/admin/tenants/:tenant/keys': {
+      method: 'POST',
+      path: `/v1/admin/tenants/${A.id}/keys`,
+      json: {},
+      expect: 403,
+    },
+    'GET /v1/admin/tenants/:tenant/keys': {
+      method: 'GET',
+      path: `/v1/admin/tenants/${A.id}/keys`,
+      expect: 403,
+    },
+    'DELETE /v1/admin/tenants/:tenant/keys/:key': {
+      method: 'DELETE',
+      path: `/v1/admin/tenants/${A.id}/keys/${theirs.keyId}`,
+      expect: 403,
+    },
+    // B's own list/create: checked below for A's absence
+    'POST /v1/collections': { method: 'POST', path: '/v1/collections', json: { name: 'b-new' }, expect: 201 },
+    'GET /v1/collections': { method: 'GET', path: '/v1/collections', expect: 200 },
+    'GET /v1/collections/:collection': { method: 'GET', path: `/v1/collections/${c}`, expect: 404 },
+    'DELETE /v1/collections/:collection': { method: 'DELETE', path: `/v1/collections/${c}`, expect: 404 },
+    'POST /v1/collections/:collection/documents': {
+      method: 'POST',
+      path: `/v1/collections/${c}/documents`,
+      json: { text: 'planted by B' },
+      expect: 404,
+    },
+    'GET /v1/collections/:collection/documents': {
+      method: 'GET',
+      path: `/v1/collections/${c}/documents`,
+      expect: 404,
+    },
+    'GET /v1/collections/:collection/documents/:document': {
+      method: 'GET',
+      path: `/v1/collections/${c}/documents/${d}`,
+      expect: 404,
+    },
+    'POST /v1/collections/:collection/documents/:document': {
+      method: 'POST',
+      path: `/v1/collections/${c}/documents/${d}`,
+      json: { attributes: { owner: 'B' } },
+      expect: 404,
+    },
+    'GET /v1/collections/:collection/documents/:document/content': {
+      method: 'GET',
+      path: `/v1/collections/${c}/documents/${d}/content`,
+      expect: 404,
+    },
+    'DELETE /v1/collections/:collection/documents/:document': {
+      method: 'DELETE',
+      path: `/v1/collections/${c}/documents/${d}`,
+      expect: 404,
+    },
+    'POST /v1/collections/:collection/search': {
+      method: 'POST',
+      path: `/v1/collections/${c}/search`,
+      json: { query: 'launch code' },
+      expect: 404,
+    },
+    'GET /v1/jobs/:queue/:id': { method: 'GET', path: `/v1/jobs/ingest/${theirs.job}`, expect: 404 },
+    'POST /v1/query': {
+      method: 'POST',
+      path: '/v1/query',
+      json: { question: 'What is the launch code?', collection_ids: [c], stream: false },
+      expect: 404,
+    },
+    'GET /v1/models': { method: 'GET', path: '/v1/models', expect: 200 },
+    'POST /v1/chat/completions': {
+      method: 'POST',
+      path: '/v1/chat/completions',
+      json: {
+        model: h.served.id,
+        messages: [{ role: 'user', content: 'What is the launch code?' }],
+        kvrag: { collection_ids: [c] },
+      },
+      expect: 404,
+    },
+  };
+};
+
+/** Routes anyone may call (no tenant data). */
+const PUBLIC = ['GET /healthz', 'GET /readyz', 'GET /metrics', 'GET /openapi.json'];
+
+function appRoutes(): string[] {
+  const seen = new Set<string>();
+  for (const r of h.app.routes) if (r.method !== 'ALL') seen.add(`${r.method} ${r.path}`);
+  return [...seen];
+}
+
+describe('cross-tenant access on every route', () => {
+  it('the table covers every route the app serves', () => {
+    expect(appRoutes().sort()).toEqual([...PUBLIC, ...Object.keys(crossTenant())].sort());
+  });
+
+  it("tenant B gets 403/404 for A's resources on every route, and no response mentions A's data", async () => {
+    const before = await h.snapshot();
+    const aIds = [A.id, theirs.collection, theirs.document, theirs.job, theirs.keyId];
+    for (const [route, c] of Object.entries(crossTenant())) {
+      const res = await h.call(c.method, c.path, { key: B.key, json: c.json });
+      const text = await res.text();
+      expect(res.status, `${route}: ${text}`).toBe(c.expect);
+      // nothing of A in any answer: not its ids (beyond the path B sent), not its text
+      expect(text, route).not.toContain(SECRET.slice(4, 30));
+      const sent = c.path + JSON.stringify(c.json ?? null);
+      for (const id of aIds) if (!sent.includes(id)) expect(text, route).not.toContain(id);
+      if (c.expect >= 400) {
+        const e = JSON.parse(text).error;
+        expect(e.code, route).toBe(c.expect === 403 ? 'forbidden' : 'not_found');
+      }
+    }
+    const after = await h.snapshot();
+    // B's one created collection is the only change; A's rows and blobs are intact
+    expect(after.rows).toEqual({ ...before.rows, collections: before.rows.collections + 1 });
+    expect(after.blobs).toEqual(before.blobs);
+    await h.expectJson(200, 'GET', `/v1/collections/${theirs.collection}/documents/${theirs.document}`, {
+      key: A.key,
+    });
+  });
+
+  it("B's search and answers over its own collection never return A's chunks", async () => {
+    const hits = await h.expectJson<{ data: { file_id: string }[] }>(
+      200,
+      'POST',
+      `/v1/collections/${own.collection}/search`,
+      { key: B.key, json: { query: 'launch code ALPHA 0451', max_num_results: 20 } },
+    );
+    expect(hits.data.length).toBeGreaterThan(0);
+    expect(hits.data.every((x) => x.file_id === own.document)).toBe(true);
+    const q = await h.call('POST', '/v1/query', {
+      key: B.key,
+      json: {
+        question: 'launch code ALPHA 0451?',
+        collection_ids: [own.collection],
+        max_tokens: 4,
+        stream: false,
+      },
+    });
+    const text = await q.text();
+    expect(q.status, text).toBe(200);
+    expect(text).not.toContain(theirs.document);
+    expect(text).not.toContain('0451-ALPHA');
+  });
+});
+
+describe('bodies: oversized, malformed and ill-typed, on every route that takes one', () => {
+  // every POST route, aimed at B's own resources so that only the body is wrong
+  const posts = () => [
+    '/v1/admin/tenants',
+    `/v1/admin/tenants/${B.id}/keys`,
+    '/v1/collections',
+    `/v1/collections/${own.collection}/documents`,
+    `/v1/collections/${own.collection}/documents/${own.document}`,
+    `/v1/collections/${own.collection}/search`,
+    '/v1/query',
+    '/v1/chat/completions',
+  ];
+  const keyFor = (path: string) => (path.startsWith('/v1/admin') ? undefined : B.key);
+
+  it('lists every POST route', () => {
+    const routes = appRoutes().filter((r) => r.startsWith('POST '));
+    expect(routes).toHaveLength(posts().length);
+  });
+
+  it('a body over the limit is 413 (declared or streamed), writing nothing', async () => {
+    const before = await h.snapshot();
+    const big = JSON.stringify({ name: 'x'.repeat(400 * 1024), text: 'y', query: 'z', question: 'q' });
+    for (const path of posts()) {
+      const res = await h.call('POST', path, { key: keyFor(path), json: JSON.parse(big) });
+      expect(res.status, path).toBe(413);
+      expect((await envelope(res)).code, path).toBe('payload_too_large');
+      // no content-length: the limit holds while the body streams in
+      const chunks = [new TextEncoder().encode(big)];
+      const stream = new ReadableStream({
+        pull(ctl) {
+          const c = chunks.shift();
+          if (c) ctl.enqueue(c);
+          else ctl.close();
+        },
+      });
+      const streamed = await h.app.request(path, {
+        method: 'POST',
+        headers: {
+          authorization: `Bearer ${keyFor(path) ?? 'admin-key-for-tests-0123456789'}`,
+          'content-type': 'application/json',
+        },
+        body: stream,
+        duplex: 'half',
+      } as RequestInit);
+      expect(streamed.status, `${path} streamed`).toBe(413);
+      await streamed.body?.cancel();
+    }
+    expect(await h.snapshot()).toEqual(before);
+  });
+
+  it('malformed JSON, a JSON array and wrong field types are 400 envelopes, writing nothing', async () => {
+    const before = await h.snapshot();
+    const bodies = [
+      '{"name": "x", ',
+      '[1, 2, 3]',
+      '{"name": 7, "text": 7, "query": 7, "question": 7}',
+      'null',
+    ];
+    for (const path of posts()) {
+      for (const body of bodies) {
+        const res = await h.call('POST', path, {
+          key: keyFor(path),
+          body,
+          headers: { 'content-type': 'application/json' },
+        });
+        expect(res.status, `${path} ${body}`).toBe(400);
+        expect((await envelope(res)).code, `${path} ${body}`).toBe('bad_request');
+      }
+    }
+    expect(await h.snapshot()).toEqual(before);
+  });
+});
+
+describe('path traversal through ids and filenames', () => {
+  it('dot-dot and encoded slashes in path ids are 404s', async () => {
+    for (const path of [
+      `/v1/collections/..%2F..%2F${theirs.collection}`,
+      `/v1/collections/${own.collection}/documents/..%2F..%2F${theirs.collection}%2Fdocuments%2F${theirs.document}`,
+      `/v1/collections/${own.collection}/documents/%2e%2e/content`,
+      '/v1/jobs/ingest/..%2F..%2Fetc%2Fpasswd',
+      '/v1/jobs/..%2Fingest/x',
+    ]) {
+      const res = await h.call('GET', path, { key: B.key });
+      expect(res.status, path).toBe(404);
+      expect((await envelope(res)).code).toBe('not_found');
+    }
+  });
+
+  it("an upload named ../../… is stored under the tenant's own prefix, and its name loses the path", async () => {
+    const before = await h.snapshot();
+    const filename = '../../../uploads/../kv/escape.txt';
+    const doc = await h.expectJson<{ id: string; filename: string }>(
+      201,
+      'POST',
+      `/v1/collections/${own.collection}/documents`,
+      { key: B.key, json: { text: 'trying to escape', filename } },
+    );
+    const after = await h.snapshot();
+    const added = after.blobs.filter((k) => !before.blobs.includes(k));
+    expect(added).toHaveLength(1);
+    expect(added[0].startsWith(`uploads/${B.id}/${own.collection}/`)).toBe(true);
+    expect(added[0]).not.toContain('..');
+    const res = await h.call('GET', `/v1/collections/${own.collection}/documents/${doc.id}/content`, {
+      key: B.key,
+    });
+    expect(res.status).toBe(200);
+    // kept as its last segment only
+    expect(doc.filename).toBe('escape.txt');
+    expect(res.headers.get('content-disposition')).toBe(`attachment; filename*=UTF-8''escape.txt`);
+    expect(await res.text()).toBe('trying to escape');
+  });
+
+  it('the blob store refuses traversal keys outright', async () => {
+    for (const key of ['../outside', 'uploads/../../outside', '/etc/passwd', 'a\\..\\b']) {
+      await expect(h.blobs.put(key, new TextEncoder().encode('x')), key).rejects.toMatchObject({
+        code: 'bad_request',
+      });
+    }
+  });
+});
