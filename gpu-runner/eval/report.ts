@@ -152,7 +152,7 @@ export function resultsSvg(r: EvalResult): string {
     const a = m.get(`${v}@${c}`);
     return a && a.n > 0 ? a.correct / a.n : null;
   };
-  const W = 960;
+  const W = 980;
   const H = 380;
   const top = 50;
   const plotH = 250;
@@ -220,7 +220,7 @@ export function resultsSvg(r: EvalResult): string {
       );
     }
     out.push(
-      `<text x="${(bx0 + bx1) / 2}" y="${top + plotH + 34}" text-anchor="middle">fraction of fixed-context keys attended (${esc(sq[0].mode)})</text>`,
+      `<text x="${(bx0 + bx1) / 2}" y="${top + plotH + 34}" text-anchor="middle">budget: fraction of fixed-context keys (${esc(sq[0].mode)})</text>`,
     );
     for (const [j, c] of r.contexts.entries()) {
       const pts = budgets

@@ -38,7 +38,7 @@ beforeAll(async () => {
   models = tinyModels();
   dir = models.make('eval', { seed: 5 });
   out = mkdtempSync(join(tmpdir(), 'kvrag-eval-out-'));
-  const args = [...base, '--modes', 'full,independent,blend', '--budgets', 'none', '--patterns', 'none'];
+  const args = [...base, '--modes', 'full,independent,blend', '--budgets', '1/2', '--patterns', 'none'];
   const common = ['--model', dir, '--backend', 'reference'];
   const json = await captureStdout(() => command.run([...args, ...common, '--json', '--out', out]));
   expect(json.code).toBe(0);
@@ -59,9 +59,9 @@ afterAll(() => {
 
 describe('kvrag eval', () => {
   it('reports one cell per suite, context and variant, over the same episodes', () => {
-    expect(result.variants).toEqual(['full', 'independent', 'blend']);
+    expect(result.variants).toEqual(['full', 'independent', 'blend', 'squeezed 1/2 (independent)']);
     expect(result.seed).toBe(SEED);
-    expect(result.cells).toHaveLength(2 * 3);
+    expect(result.cells).toHaveLength(2 * 4);
     for (const c of result.cells) {
       expect(c.context).toBe(CONTEXT);
       expect(c.n).toBe(N);
@@ -114,6 +114,18 @@ describe('kvrag eval', () => {
     }
   });
 
+  it('squeezed budgets run on independent and attend only part of the fixed context (runner stats)', () => {
+    for (const suite of ['kv', 'passkey'] as const) {
+      const sq = result.cells.find((c) => c.suite === suite && c.kind === 'squeezed')!;
+      const ind = result.cells.find((c) => c.suite === suite && c.variant === 'independent')!;
+      expect(sq).toMatchObject({ mode: 'independent', budget: 0.5, notes: [] });
+      expect(sq.meanCachedTokens).toBe(ind.meanCachedTokens);
+      expect(sq.squeezedKeysFraction).toBeGreaterThan(0);
+      expect(sq.squeezedKeysFraction).toBeLessThan(1);
+      expect(ind.squeezedKeysFraction).toBeNull();
+    }
+  });
+
   it('names squeezed budgets and sparse patterns unavailable exactly when the runner refuses them', () => {
     // this run asked for none, so nothing is unavailable
     expect(result.unavailable).toEqual({ squeezed: null, sparse: null });
@@ -128,7 +140,8 @@ describe('kvrag eval', () => {
     const svg = readFileSync(join(out, 'results.svg'), 'utf8');
     expect(svg.startsWith('<svg')).toBe(true);
     expect(svg).toContain('independent');
-    expect(JSON.parse(readFileSync(join(out, 'results.json'), 'utf8')).cells).toHaveLength(6);
+    expect(JSON.parse(readFileSync(join(out, 'results.json'), 'utf8')).cells).toHaveLength(8);
+    expect(md).toMatch(/\| squeezed 1\/2 \(independent\) \| \d+\.\d% \|/); // keys-attended table
     expect(table).toMatch(/suite kv\n\| variant \| 160 tokens \|/);
     expect(table).toMatch(/\| full \| \d+% \(\d\/2\) \|/);
   });
