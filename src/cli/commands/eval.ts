@@ -3,7 +3,7 @@
 // (gpu-runner/eval). Prints a table (or one JSON object with --json); --out DIR writes results.md and
 // results.svg. Progress goes to stderr.
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { isAbsolute, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { REUSE_MODES, type ReuseMode } from '../../../gpu-runner/engine/reuse/assemble.ts';
 import { FACT_TYPES, type FactType } from '../../../gpu-runner/eval/episodes.ts';
@@ -100,7 +100,9 @@ export const command: Command = {
     if (!['auto', 'wasm', 'reference'].includes(backend))
       throw new UsageError('--backend must be auto, wasm or reference');
     const threads = values.threads === undefined ? undefined : numberOption('threads', values.threads, 0);
-    const modelDir = values.model ?? DEFAULT_MODEL;
+    // the bundled model by its repository path (results.md names it), when run from inside the repository
+    const rel = relative(process.cwd(), DEFAULT_MODEL);
+    const modelDir = values.model ?? (rel.startsWith('..') || isAbsolute(rel) ? DEFAULT_MODEL : rel);
     if (!existsSync(join(modelDir, 'config.json')))
       throw new UsageError(`--model: ${modelDir} is not a model directory`);
     const trained = trainingSeed(modelDir);
