@@ -159,6 +159,53 @@ def make_episode(rng: random.Random, ctx_tokens: int, n_questions: int, mode: st
                    {"ctx_tokens_target": ctx_tokens})
 
 
+def make_train_episode(rng: random.Random, ctx_tokens: int, mode: str) -> Episode:
+    """A dense training episode: up to 12 planted facts over ~`ctx_tokens` of context and a question
+    branch for each (so one context prefill supervises many copied answers). A pass key in 60% of
+    episodes; the other facts are kv records (75%) or two-hop links (25%); a few extra unasked
+    records act as distractors. Each branch is exactly the single-question format."""
+    n_facts = rng.randint(1, max(2, min(12, ctx_tokens // 64)))
+    kinds: list[str] = ["passkey"] if rng.random() < 0.6 else []
+    while len(kinds) < n_facts:
+        kinds.append("twohop" if rng.random() < 0.25 else "kv")
+    rng.shuffle(kinds)
+    n_distractors = rng.randint(0, max(1, ctx_tokens // 512))
+    return make_episode(rng, ctx_tokens, len(kinds), mode, kinds=kinds, n_distractors=n_distractors)
+
+
+_COPY_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ0123456789"
+
+
+def copy_sequence(rng: random.Random, n_tokens: int) -> tuple[list[int], list[bool]]:
+    """Induction bootstrap: `<|bos|>` then random key/value pairs `K=V;` (filler between them) and then
+    lookups `K?V;` of those keys in random order; loss on every looked-up value byte. Tokens and
+    loss flags (token t is a target)."""
+    toks: list[int] = [BOS]
+    loss: list[bool] = [False]
+    pairs: list[tuple[str, str]] = []
+    used: set[str] = set()
+    ctx_budget = n_tokens * 2 // 3
+    while len(toks) < ctx_budget:
+        if rng.random() < 0.3:
+            t = encode(filler_sentence(rng) + " ")
+        else:
+            k = new_key(rng, used)
+            v = "".join(rng.choice(_COPY_ALPHABET) for _ in range(rng.randint(3, 8)))
+            pairs.append((k, v))
+            t = encode(f"{k}={v}; ")
+        toks += t
+        loss += [False] * len(t)
+    rng.shuffle(pairs)
+    for k, v in pairs:
+        if len(toks) >= n_tokens:
+            break
+        q = encode(f"{k}?")
+        a = encode(f"{v}; ")
+        toks += q + a
+        loss += [False] * len(q) + [True] * (len(a) - 1) + [False]
+    return toks, loss
+
+
 def encode(text: str) -> list[int]:
     return list(text.encode("utf-8"))
 
