@@ -5,6 +5,6 @@ import { createWebGPUBackend, type WebGPUMode } from '../../gpu-runner/engine/ba
 
 export const webgpuMode = (process.env.KVRAG_WEBGPU_ADAPTER ?? 'auto') as WebGPUMode;
 
-export function makeWebGPU(opts: { maxSplits?: number } = {}) {
+export function makeWebGPU(opts: { maxSplits?: number; keysPerSplit?: number } = {}) {
   return createWebGPUBackend({ mode: webgpuMode, ...opts });
 }

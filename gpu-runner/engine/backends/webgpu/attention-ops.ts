@@ -15,9 +15,6 @@ export interface PartialAttention {
 
 type Live = GpuTensor & { buffer: GPUBuffer };
 
-/** Keys per workgroup of gathered attention before it is split (flash decoding over the selection). */
-const KEYS_PER_SPLIT = 256;
-
 export class WebGPUAttentionOps {
   readonly backend: WebGPUBackend;
   constructor(backend: WebGPUBackend) {
@@ -77,7 +74,8 @@ export class WebGPUAttentionOps {
       flat.set(k, offs[g]);
     });
     const longest = Math.max(0, ...keys.map((k) => k.length));
-    const splits = m * heads >= 256 ? 1 : Math.max(1, Math.min(32, Math.ceil(longest / KEYS_PER_SPLIT)));
+    const splits =
+      m * heads >= 256 ? 1 : Math.max(1, Math.min(b.maxSplits, Math.ceil(longest / b.keysPerSplit)));
     const chunk = Math.max(64, Math.ceil(longest / splits / 64) * 64);
     const used = Math.max(1, Math.ceil(longest / chunk));
     const idx = b.uploadIndex(flat);

@@ -25,12 +25,11 @@ export interface WebGPUOptions {
   mode?: WebGPUMode;
   /** Keep host copies of uploaded tensors to restore them after device loss (default true). */
   restoreOnLoss?: boolean;
-  /** Splits of decode attention (flash decoding); default from the key count. */
+  /** Most splits of decode attention (flash decoding); default 32. */
   maxSplits?: number;
+  /** Keys per split below which decode attention is not split further; default 256. */
+  keysPerSplit?: number;
 }
-
-/** Keys per split below which decode attention is not split further. */
-const KEYS_PER_SPLIT = 256;
 
 export class WebGPUBackend implements Backend {
   readonly name = 'webgpu';
@@ -50,6 +49,13 @@ export class WebGPUBackend implements Backend {
   /** Bindings for kernels' unused inputs and outputs (two: one buffer may not be both in a dispatch). */
   private dummy: GPUBuffer;
   private dummyW: GPUBuffer;
+  /** Keys one attention workgroup takes before the key range is split over more (flash decoding). */
+  get keysPerSplit(): number {
+    return this.opts.keysPerSplit ?? 256;
+  }
+  get maxSplits(): number {
+    return this.opts.maxSplits ?? 32;
+  }
   /** Called after a device loss was recovered (the runner logs it). */
   onDeviceLost: ((reason: string) => void) | null = null;
 
@@ -115,6 +121,7 @@ export class WebGPUBackend implements Backend {
 
   /** Runs a readback so that a device loss rejects it with DeviceLostError. */
   private guard<T>(p: Promise<T>): Promise<T> {
+    const gen = this.generation;
     return new Promise<T>((resolve, reject) => {
       const fail = (e: Error) => reject(e);
       this.inflight.add(fail);
@@ -124,8 +131,12 @@ export class WebGPUBackend implements Backend {
           resolve(v);
         },
         (e: unknown) => {
-          this.inflight.delete(fail);
-          reject(this.recovering ? new DeviceLostError(String((e as Error)?.message ?? e)) : e);
+          // a map aborted by a lost device can settle before device.lost does: look again a task later
+          setTimeout(() => {
+            this.inflight.delete(fail);
+            const msg = String((e as Error)?.message ?? e);
+            reject(this.generation !== gen || this.recovering ? new DeviceLostError(msg) : e);
+          }, 0);
         },
       );
     });
@@ -416,7 +427,7 @@ export class WebGPUBackend implements Backend {
     const { kvHeads, headDim, capacity } = c.spec;
     const width = heads * headDim;
     const nk = s.pos + s.count;
-    const want = Math.min(this.opts.maxSplits ?? 32, Math.ceil(nk / KEYS_PER_SPLIT));
+    const want = Math.min(this.maxSplits, Math.ceil(nk / this.keysPerSplit));
     // split only when the grid would otherwise be too small to fill a GPU
     const splits = s.count * heads >= 256 ? 1 : Math.max(1, want);
     const chunk = splits === 1 ? nk : Math.ceil(nk / splits / 64) * 64;

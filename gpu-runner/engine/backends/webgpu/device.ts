@@ -88,7 +88,7 @@ async function adapterFor(
   throw new WebGPUUnavailableError(
     `no WebGPU adapter: tried ${tried.join(', ')}. On Linux a GPU needs its Vulkan driver (libvulkan1 and ` +
       'the vendor ICD; in containers the NVIDIA runtime with the graphics capability); the CPU fallback needs ' +
-      'Mesa (apt-get install libegl1 libegl-mesa0 libgles2 libgl1-mesa-dri) and KVRAG_WEBGPU=opengl.',
+      'Mesa (apt-get install libegl1 libegl-mesa0 libgles2 libgl1-mesa-dri) and KVRAG_WEBGPU_ADAPTER=opengl.',
   );
 }
 

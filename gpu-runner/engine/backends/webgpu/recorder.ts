@@ -34,9 +34,11 @@ export class Recorder {
   private arenaUsed = 0;
   /** Buffers to destroy once the batch that last used them is submitted. */
   private readonly doomed: GPUBuffer[] = [];
-  /** Dispatches recorded since the last submit (for stats). */
+  /** Dispatches recorded and batches submitted so far (stats, tests). */
   dispatches = 0;
   submits = 0;
+  /** Bytes copied back to the host so far. */
+  readbackBytes = 0;
 
   constructor(device: GPUDevice, pool: BufferPool) {
     this.device = device;
@@ -146,6 +148,7 @@ export class Recorder {
     parts: readonly { buffer: GPUBuffer; offset: number; bytes: number }[],
   ): Promise<ArrayBuffer> {
     const total = parts.reduce((n, p) => n + p.bytes, 0);
+    this.readbackBytes += total;
     const staging = this.device.createBuffer({ size: Math.max(4, total), usage: 0x01 | 0x08 }); // MAP_READ | COPY_DST
     const enc = this.copyEncoder();
     let o = 0;
