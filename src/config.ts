@@ -55,6 +55,7 @@ export const ENV = {
   runnerUrls: 'KVRAG_RUNNER_URLS',
   modelDir: 'KVRAG_MODEL_DIR',
   engineBackend: 'KVRAG_ENGINE_BACKEND',
+  webgpuAdapter: 'KVRAG_WEBGPU_ADAPTER',
   weightDType: 'KVRAG_WEIGHT_DTYPE',
   engineThreads: 'KVRAG_ENGINE_THREADS',
   maxContext: 'KVRAG_MAX_CONTEXT',
@@ -97,6 +98,8 @@ const shape = {
   /** Hugging Face model directory; default: the bundled model, models/kvrag-tiny in the kvrag package. */
   modelDir: z.string().trim().min(1).optional(),
   engineBackend: z.enum(['auto', 'reference', 'wasm', 'webgpu']).default('auto'),
+  /** webgpu backend's adapter: auto (a GPU, else OpenGL ES on Mesa llvmpipe), native (GPU only), opengl. */
+  webgpuAdapter: z.enum(['auto', 'native', 'opengl']).default('auto'),
   /** Device dtype of the weights: f16 halves memory and bandwidth; f32 is exact to the checkpoint. */
   weightDType: z.enum(['f32', 'f16']).default('f32'),
   /** Threads of the wasm backend; default: one per core. */

@@ -12,6 +12,7 @@ import type { RunnerRegistry } from '../../routing/registry.ts';
 import { openBlobStore } from '../../storage/open.ts';
 import { numberOption, parseOptions, UsageError } from '../args.ts';
 import type { Command } from '../command.ts';
+import { engineBackend } from '../engine-backend.ts';
 
 export const command: Command = {
   summary: 'Run an inference runner: runner HTTP API, precompute consumer, registry heartbeat.',
@@ -36,8 +37,6 @@ export const command: Command = {
     const config = loadConfig(process.env);
     const port = numberOption('port', values.port, config.runnerPort);
     if (!Number.isInteger(port) || port < 0 || port > 65535) throw new UsageError('--port must be 0..65535');
-    if (config.engineBackend === 'webgpu')
-      throw new UsageError('the webgpu backend is not available in this build');
     const log = jsonLogger(config.logLevel, { service: 'kvrag-runner' });
     const blobs = await openBlobStore(config);
     let queue: JobQueue | undefined;
@@ -57,7 +56,7 @@ export const command: Command = {
     const { createRunner } = await import('../../../gpu-runner/server/runner.ts');
     const runner = await createRunner({
       modelDir: servingModelDir(config),
-      backend: config.engineBackend,
+      backend: await engineBackend(config),
       threads: config.engineThreads,
       weightDType: config.weightDType,
       maxContext: config.maxContext,

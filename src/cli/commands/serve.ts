@@ -9,8 +9,9 @@ import { loadConfig } from '../../config.ts';
 import { servingModelDir } from '../../model-dir.ts';
 import { type AnswerOptions, openAnswerServices } from '../../node-answer.ts';
 import { openNodeServices } from '../../node-services.ts';
-import { parseOptions, UsageError } from '../args.ts';
+import { parseOptions } from '../args.ts';
 import type { Command } from '../command.ts';
+import { engineBackend } from '../engine-backend.ts';
 
 export const command: Command = {
   summary: 'Run the API, ingestion workers and a runner in one process (embedded mode by default).',
@@ -26,9 +27,6 @@ export const command: Command = {
       ...(values.host ? { host: values.host } : {}),
       ...(values['data-dir'] ? { dataDir: values['data-dir'] } : {}),
     });
-    if (config.engineBackend === 'webgpu') {
-      throw new UsageError('KVRAG_ENGINE_BACKEND=webgpu: the webgpu backend is not available in this build');
-    }
     const services = await openNodeServices(config);
     const log = services.log;
     const stops: (() => Promise<void>)[] = [];
@@ -47,7 +45,7 @@ export const command: Command = {
         const { createRunner } = await import('../../../gpu-runner/server/runner.ts');
         const runner = await createRunner({
           modelDir: servingModelDir(config),
-          backend: config.engineBackend,
+          backend: await engineBackend(config),
           threads: config.engineThreads,
           weightDType: config.weightDType,
           maxContext: config.maxContext,
