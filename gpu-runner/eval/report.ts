@@ -59,6 +59,12 @@ export function unavailableLines(r: EvalResult): string[] {
   return out;
 }
 
+/** "; <what> run on `mode` (<why>)" for the variants of a kind, or "" when there are none. */
+function modeNote(r: EvalResult, kind: 'squeezed' | 'sparse', what: string, why: string): string {
+  const modes = [...new Set(r.cells.filter((c) => c.kind === kind).map((c) => c.mode))];
+  return modes.length ? `; ${what} run on ${modes.map((m) => `\`${m}\``).join(', ')} (${why})` : '';
+}
+
 /** results.md: the command, the setup, one table per suite group. */
 export function resultsMarkdown(r: EvalResult, command: string, svgName: string | null): string {
   const groups: { title: string; suites: string[] }[] = [];
@@ -73,6 +79,7 @@ export function resultsMarkdown(r: EvalResult, command: string, svgName: string 
     '',
     `- model: \`${r.model}\` (fingerprint \`${r.fingerprint.slice(0, 16)}…\`), ${r.backend} backend`,
     `- episodes: gpu-runner/tools/train/EPISODES.md held-out sets, seed ${r.seed} (\`heldout-${r.seed}-{suite}-full-{context}\`; training never used it), ${r.n} per suite and context, the same episodes for every variant`,
+    `- settings: blend ratio ${r.blendRatio ?? 'the runner default (0.15)'}, link tokens ${r.linkTokens ?? 'the runner default (16)'}${modeNote(r, 'squeezed', 'squeezed budgets', 'the fixed context from artifacts')}${modeNote(r, 'sparse', 'sparse-prefill patterns', 'the prompt prefilled live')}`,
     '- exact match: the greedy answer equals the gold answer byte for byte and the next token is `<|end|>`',
     '- every request went through the runner API (POST /v1/generate in process: scheduler, reuse assembly, decoding)',
     `- run: ${r.date}, ${(r.wallS / 60).toFixed(1)} min wall`,

@@ -103,6 +103,9 @@ export interface EvalResult {
   suites: FactType[];
   contexts: number[];
   variants: string[];
+  /** blend's recompute ratio and link's recomputed tokens as sent; null = the runner's default. */
+  blendRatio: number | null;
+  linkTokens: number | null;
   /** Why a dimension was not measured (null = measured, or not asked for). */
   unavailable: { squeezed: string | null; sparse: string | null };
   cells: EvalCell[];
@@ -304,6 +307,8 @@ export async function runEval(opts: EvalOptions): Promise<EvalResult> {
     suites: [...opts.suites],
     contexts: [...opts.contexts],
     variants: variants.map(variantLabel),
+    blendRatio: opts.blendRatio ?? null,
+    linkTokens: opts.linkTokens ?? null,
     unavailable,
     cells,
     date: new Date().toISOString(),
