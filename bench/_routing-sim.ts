@@ -2,8 +2,10 @@
 // routing policies. Requests arrive as a Poisson process; each names a topic drawn from a Zipf law and k of
 // that topic's chunks; a runner has `slots` concurrent sequences and an LRU cache of `capacity` chunk
 // artifacts. Modelled TTFT = queue wait + question prefill + per chunk (hit: load from host memory,
-// miss: fetch from the object store); the slot is then held for the decode time. The router sees exact
-// in-flight counts (it sent them) and cache contents as of the last heartbeat.
+// miss: fetch from the object store, lognormal with mean missMs — object-store GETs have a long tail, and a
+// constant cost would make every all-miss request cost exactly the same, a tie no policy can break); the
+// slot is then held for the decode time. The router sees exact in-flight counts (it sent them) and cache
+// contents as of the last heartbeat.
 import { rankRunners, type RunnerView } from '../src/routing/select.ts';
 import { rng } from './_report.ts';
 
@@ -23,8 +25,38 @@ export interface SimParams {
   prefillMs: number;
   hitMs: number;
   missMs: number;
+  /** σ of the lognormal object-store fetch time (0 = always missMs). */
+  missSigma: number;
   decodeMs: number;
   seed: number;
+}
+
+/** The bench's cluster: 4 slots and 256 cached artifacts per runner, 12 chunks a topic, k = 8, Zipf 1. */
+export const SIM_DEFAULTS = {
+  slots: 4,
+  capacity: 256,
+  chunksPerTopic: 12,
+  k: 8,
+  zipf: 1.0,
+  heartbeatMs: 2000,
+  prefillMs: 30,
+  hitMs: 1,
+  missMs: 25,
+  missSigma: 0.5,
+  decodeMs: 100,
+  seed: 7,
+};
+
+/** Parameters for N runners at an offered load: 16·N topics, max(20000, 100·N) requests unless overridden. */
+export function simParams(runners: number, utilisation: number, over: Partial<SimParams> = {}): SimParams {
+  return {
+    ...SIM_DEFAULTS,
+    runners,
+    utilisation,
+    topics: 16 * runners,
+    requests: Math.max(20_000, 100 * runners),
+    ...over,
+  };
 }
 
 export interface SimResult {
@@ -32,6 +64,8 @@ export interface SimResult {
   hitRate: number;
   ttftP50: number;
   ttftP99: number;
+  /** Share of requests none of whose chunks was cached on the runner they went to. */
+  noHitShare: number;
   /** Busiest runner's busy time over the mean runner's. */
   imbalance: number;
 }
@@ -75,6 +109,12 @@ export function simulate(p: SimParams, policy: Policy): SimResult {
   const topicOf = zipfSampler(p.topics, p.zipf, rand);
   // Same request stream for every policy: the arrival/topic PRNG is separate from the routing PRNG.
   const routeRand = rng(p.seed ^ 0x5bd1e995);
+  // Fetch times: their own stream, so policies with fewer misses do not shift the others' draws.
+  const fetchRand = rng(p.seed ^ 0x27d4eb2f);
+  const fetchMs = () => {
+    const z = Math.sqrt(-2 * Math.log(1 - fetchRand())) * Math.cos(2 * Math.PI * fetchRand());
+    return p.missMs * Math.exp(p.missSigma * z - (p.missSigma * p.missSigma) / 2);
+  };
   const caches = Array.from({ length: p.runners }, () => new Lru(p.capacity));
   let seen = caches.map((c) => c.snapshot());
   let nextHeartbeat = p.heartbeatMs;
@@ -88,6 +128,7 @@ export function simulate(p: SimParams, policy: Policy): SimResult {
   const ttfts: number[] = [];
   let hits = 0;
   let lookups = 0;
+  let noHit = 0;
   let t = 0;
   for (let i = 0; i < p.requests; i++) {
     t += -Math.log(1 - rand()) / rate;
@@ -128,7 +169,8 @@ export function simulate(p: SimParams, policy: Policy): SimResult {
     }
     let h = 0;
     for (const c of chunks) if (caches[target].touch(c)) h++;
-    const prefill = p.prefillMs + h * p.hitMs + (p.k - h) * p.missMs;
+    let prefill = p.prefillMs + h * p.hitMs;
+    for (let j = h; j < p.k; j++) prefill += fetchMs();
     const slots = slotFree[target];
     let s = 0;
     for (let j = 1; j < slots.length; j++) if (slots[j] < slots[s]) s = j;
@@ -141,6 +183,7 @@ export function simulate(p: SimParams, policy: Policy): SimResult {
       ttfts.push(start - t + prefill);
       hits += h;
       lookups += p.k;
+      if (h === 0) noHit++;
     }
   }
   ttfts.sort((a, b) => a - b);
@@ -150,6 +193,7 @@ export function simulate(p: SimParams, policy: Policy): SimResult {
     hitRate: hits / lookups,
     ttftP50: ttfts[Math.floor(ttfts.length * 0.5)],
     ttftP99: ttfts[Math.min(ttfts.length - 1, Math.floor(ttfts.length * 0.99))],
+    noHitShare: noHit / ttfts.length,
     imbalance: Math.max(...busy) / mean,
   };
 }

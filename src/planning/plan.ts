@@ -15,7 +15,32 @@ export const retrievalStepSchema = z.object({
   query: z.string().min(1),
   k: z.number().int().positive(),
   filters: z.unknown().optional(),
+  /** After retrieval: chunks this step added (not found by an earlier step). */
+  found: z.number().int().min(0).optional(),
+  /** Iterative mode, after retrieval: share of the question's key terms the chunks so far contain. */
+  covered: z.number().min(0).max(1).optional(),
 });
+
+/** Why iterative retrieval stopped (src/planning/iterative.ts). */
+export const RETRIEVAL_STOPS = ['sufficient', 'max-steps', 'budget', 'no-sub-query', 'no-progress'] as const;
+export type RetrievalStop = (typeof RETRIEVAL_STOPS)[number];
+
+/** Squeezed attention over the fixed context, in the runner's request shape (gpu-runner/server/schemas.ts). */
+export const squeezedPlanSchema = z.discriminatedUnion('mode', [
+  z.object({ mode: z.literal('off') }),
+  /** The model's calibrated score threshold, or this one. */
+  z.object({ mode: z.literal('threshold'), threshold: z.number().gt(0).optional() }),
+  /** Keep the best clusters until this fraction of the fixed-context keys. */
+  z.object({ mode: z.literal('budget'), budget: z.number().gt(0).max(1) }),
+]);
+
+export const SPARSE_PATTERNS = ['a-shape', 'vertical-slash', 'block-sparse', 'flexprefill'] as const;
+
+/** Sparse prefill of the live tokens, in the runner's request shape. */
+export const sparsePlanSchema = z.discriminatedUnion('mode', [
+  z.object({ mode: z.enum(['off', 'auto']) }),
+  z.object({ mode: z.literal('pattern'), pattern: z.enum(SPARSE_PATTERNS) }),
+]);
 
 export const generationPlanSchema = z.object({
   model: z.string().min(1),
@@ -26,9 +51,10 @@ export const generationPlanSchema = z.object({
     /** EPIC: tokens recomputed at the head of every chunk but the first (link only). */
     linkTokens: z.number().int().min(0).optional(),
   }),
-  /** Fraction of fixed-context keys attended (squeezed attention); null = dense. */
-  squeezedBudget: z.number().gt(0).max(1).nullable(),
-  sparsePrefill: z.enum(['off', 'auto']),
+  /** Squeezed attention over the fixed context; `off` = dense. */
+  squeezed: squeezedPlanSchema,
+  /** Sparse prefill of the live tokens (question, and chunks prefilled live); `auto` = the model's config. */
+  sparse: sparsePlanSchema,
   maxTokens: z.number().int().positive(),
 });
 
@@ -48,6 +74,9 @@ export const planSchema = z.object({
     mode: z.enum(['single', 'iterative']),
     maxSteps: z.number().int().positive(),
     steps: z.array(retrievalStepSchema),
+    /** Iterative mode: why it stopped, and the question's key terms no chunk contains. */
+    stop: z.enum(RETRIEVAL_STOPS).optional(),
+    missingTerms: z.array(z.string()).optional(),
   }),
   /** Chunk order in the prompt: by score (best first) or best last (nearest the question). */
   chunkOrder: z.enum(['score-desc', 'score-asc']),

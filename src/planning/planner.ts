@@ -30,7 +30,7 @@ export interface PlanRequest {
   /** Cap on prompt tokens (compute budget). */
   computeBudgetTokens?: number;
   maxTokens?: number;
-  /** Explicit k (per collection, single-step); otherwise the budget decides. */
+  /** Explicit k per collection and step (later iterative steps take less when the budget is short). */
   k?: number;
   reuse?: ReuseMode | 'auto';
   /** Iterative retrieval (IterDRAG): sub-queries per step until sufficient, at most maxSteps. */
@@ -134,8 +134,8 @@ export function planQuery(req: PlanRequest, ctx: PlannerContext): Plan {
   const generation: GenerationPlan = {
     model: model.id,
     reuse: reuseFor(req.reuse ?? 'auto', quality, 1, model.layers),
-    squeezedBudget: null,
-    sparsePrefill: 'off',
+    squeezed: { mode: 'off' },
+    sparse: { mode: 'off' },
     maxTokens,
   };
   return {
@@ -149,14 +149,16 @@ export function planQuery(req: PlanRequest, ctx: PlannerContext): Plan {
   };
 }
 
-/** k for a later IterDRAG step: the remaining budget split evenly over the remaining steps. */
+/**
+ * k for a later IterDRAG step: the remaining budget split evenly over the remaining steps, and at least one
+ * chunk while one still fits (0: the budget is spent).
+ */
 export function nextStepK(plan: Plan, ctx: PlannerContext, step: number, usedTokens: number): number {
   const left = Math.max(0, plan.budget.documentTokens - usedTokens);
   const stepsLeft = Math.max(1, plan.retrieval.maxSteps - step + 1);
-  return Math.max(
-    0,
-    Math.min(ctx.maxK ?? PLANNER_DEFAULTS.maxK, Math.floor(left / stepsLeft / ctx.chunkTokens)),
-  );
+  const chunk = Math.max(1, ctx.chunkTokens);
+  const even = Math.floor(left / stepsLeft / chunk);
+  return Math.min(ctx.maxK ?? PLANNER_DEFAULTS.maxK, even > 0 ? even : left >= chunk ? 1 : 0);
 }
 
 function reuseFor(
@@ -235,23 +237,22 @@ export function finalizePlan(
   const fixedTokens = ctx.systemTokens + docTokens;
   const liveTokens =
     ctx.countTokens(req.question) + (reuse.mode === 'full' || reuse.mode === 'prefix' ? docTokens : 0);
-  const squeezedBudget =
+  // Squeezed attention over stored chunks only: a fixed context long enough to gain from it, not exact.
+  const squeezed: GenerationPlan['squeezed'] =
     fixedTokens < PLANNER_DEFAULTS.squeezeFrom ||
     plan.quality === 'exact' ||
     reuse.mode === 'full' ||
     reuse.mode === 'prefix'
-      ? null
-      : plan.quality === 'fast'
-        ? 1 / 8
-        : 1 / 3;
+      ? { mode: 'off' }
+      : { mode: 'budget', budget: plan.quality === 'fast' ? 1 / 8 : 1 / 3 };
   return {
     plan: {
       ...plan,
       generation: {
         ...plan.generation,
         reuse,
-        squeezedBudget,
-        sparsePrefill: liveTokens >= model.sparseBreakEven ? 'auto' : 'off',
+        squeezed,
+        sparse: { mode: liveTokens >= model.sparseBreakEven ? 'auto' : 'off' },
       },
     },
     use,

@@ -13,9 +13,10 @@ import { assertSupportedDimension } from '../db/vector.ts';
 import type { EmbeddingProviderId } from '../embeddings/types.ts';
 import { AppError } from '../errors.ts';
 import type { Plan, Quality, ReuseMode } from '../planning/plan.ts';
+import { runRetrieval } from '../planning/iterative.ts';
 import { finalizePlan, type PlannerContext, planQuery } from '../planning/planner.ts';
 import { parseAttributeFilter } from '../retrieval/filters.ts';
-import { type HybridHit, hybridSearch } from '../retrieval/hybrid.ts';
+import { hybridSearch } from '../retrieval/hybrid.ts';
 import type { AnswerModel, AnswerServices, CachedAnswer, Citation } from '../routing/answer-services.ts';
 import type { RouteResult, RunnerUsage } from '../routing/runner-client.ts';
 import type { AppEnv } from '../services.ts';
@@ -34,6 +35,10 @@ export interface RagInput {
   maxTokens?: number;
   latencyBudgetMs?: number;
   model?: string;
+  /** Chunks per collection and retrieval step; otherwise the token budget decides. */
+  k?: number;
+  /** Iterative retrieval (IterDRAG): at most this many steps. */
+  iterative?: { maxSteps: number };
 }
 
 export interface Prepared {
@@ -89,7 +94,7 @@ export async function prepareAnswer(
   const { db, embeddings } = api(c);
   const t0 = performance.now();
   const ids = [...new Set(input.collectionIds)];
-  const cols = [];
+  const cols: (typeof collections.$inferSelect)[] = [];
   for (const id of ids) {
     if (!isUuid(id)) throw notFound('collection', id);
     const [row] = await db
@@ -113,25 +118,29 @@ export async function prepareAnswer(
     maxTokens: input.maxTokens,
     latencyBudgetMs: input.latencyBudgetMs,
     model: input.model,
+    k: input.k,
+    iterative: input.iterative ?? (false as const),
   };
   const plan0 = planQuery(req, ctx);
   const model = a.models.find((m) => m.id === plan0.generation.model)!;
 
-  // single-step retrieval: every step of the plan (one per collection), merged by score
-  const hits: HybridHit[] = [];
-  for (const step of plan0.retrieval.steps) {
-    const col = cols.find((x) => x.id === step.collection)!;
-    const dimension = assertSupportedDimension(col.embeddingDim);
-    const provider = embeddings({
-      provider: col.embeddingProvider as EmbeddingProviderId,
-      model: col.embeddingModel,
-      dimension,
-    });
-    const [vector] = await provider.embed([step.query], 'query');
-    if (!vector || vector.length !== dimension)
-      throw new AppError('upstream_unavailable', 'the embedding provider returned no usable vector');
-    hits.push(
-      ...(await hybridSearch(db, {
+  // retrieval: every step of the plan (one per collection), and in iterative mode the sub-query steps
+  const { plan: planned, hits: ranked } = await runRetrieval(
+    plan0,
+    input.question,
+    ctx,
+    async (step) => {
+      const col = cols.find((x) => x.id === step.collection)!;
+      const dimension = assertSupportedDimension(col.embeddingDim);
+      const provider = embeddings({
+        provider: col.embeddingProvider as EmbeddingProviderId,
+        model: col.embeddingModel,
+        dimension,
+      });
+      const [vector] = await provider.embed([step.query], 'query');
+      if (!vector || vector.length !== dimension)
+        throw new AppError('upstream_unavailable', 'the embedding provider returned no usable vector');
+      return hybridSearch(db, {
         tenantId,
         collectionId: col.id,
         dimension,
@@ -139,17 +148,10 @@ export async function prepareAnswer(
         text: step.query,
         filter,
         limit: step.k,
-      })),
-    );
-  }
-  const seen = new Set<string>();
-  const ranked = hits
-    .sort((x, y) => y.score - x.score || x.chunkId.localeCompare(y.chunkId))
-    .filter((h) => {
-      if (seen.has(h.chunkId)) return false;
-      seen.add(h.chunkId);
-      return true;
-    });
+      });
+    },
+    { k: input.k },
+  );
 
   // artifact readiness for the serving model; the artifact key is the object key's file name
   const keyByHash = new Map<string, string>();
@@ -171,7 +173,7 @@ export async function prepareAnswer(
     }
   }
   const { plan, use } = finalizePlan(
-    plan0,
+    planned,
     req,
     ctx,
     // each chunk costs its tokens plus its "[n] " label block

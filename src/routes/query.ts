@@ -33,7 +33,14 @@ export const queryBodySchema = z.strictObject({
   stream: z.boolean().default(true),
   latency_budget_ms: z.number().int().min(1).max(600_000).optional(),
   model: z.string().min(1).max(256).optional(),
+  /** Chunks per collection and retrieval step (default: the token budget decides). */
+  k: z.number().int().min(1).max(50).optional(),
+  /** Iterative retrieval (IterDRAG): sub-query steps until the chunks cover the question, at most max_steps. */
+  iterative: z.union([z.boolean(), z.strictObject({ max_steps: z.number().int().min(1).max(8) })]).optional(),
 });
+
+/** Steps of iterative retrieval when the request says only `iterative: true`. */
+export const DEFAULT_ITERATIVE_STEPS = 3;
 
 /** Usage in the API's names, from the runner's done event. */
 export function usageOf(u: RunnerUsage) {
@@ -88,6 +95,13 @@ export function queryRoutes(): Hono<AppEnv> {
       maxTokens: body.max_tokens,
       latencyBudgetMs: body.latency_budget_ms,
       model: body.model,
+      k: body.k,
+      iterative:
+        body.iterative === true
+          ? { maxSteps: DEFAULT_ITERATIVE_STEPS }
+          : body.iterative
+            ? { maxSteps: body.iterative.max_steps }
+            : undefined,
     };
     const p = await prepareAnswer(c, tenantId, input);
     const rbody = runnerBody(p, { question: `\nQuestion: ${body.question}\nAnswer:` }, {});

@@ -2,7 +2,7 @@
 // one holding most of the plan's artifacts; send cold artifact sets where rendezvous hashing puts most of
 // their keys, so the same chunks meet the same runner; never pick a runner above the load bound
 // (consistent hashing with bounded loads: load + 1 ≤ ceil(c · (total load + 1) / n), c = 1.25).
-import { rendezvousScore } from './hash.ts';
+import { hash32 } from './hash.ts';
 
 export interface RunnerView {
   id: string;
@@ -38,9 +38,11 @@ export function loadBound(loads: readonly number[], loadFactor = 1.25): number {
 }
 
 /**
- * Runners in the order to try them: first those within the load bound by (held share, rendezvous home
- * share, lower load, rendezvous score of the whole set), then the rest by load — the fallbacks used when
- * earlier runners fail before the first token. Deterministic for the same inputs.
+ * Runners in the order to try them: first those within the load bound by held share; among runners holding
+ * the same share of a warm set, the less loaded first (then rendezvous home share); for a set no candidate
+ * holds, its rendezvous home first (then the less loaded), so the same cold chunks meet the same runner;
+ * ties by the rendezvous score of the whole set. Then the runners over the bound, by load — the fallbacks
+ * used when earlier runners fail before the first token. Deterministic for the same inputs.
  */
 export function rankRunners<R extends RunnerView>(
   req: RouteRequest,
@@ -56,11 +58,13 @@ export function rankRunners<R extends RunnerView>(
   // Rendezvous home of each key among all candidates (not only those within the bound, so the mapping of
   // keys to runners does not move when loads change).
   const homeVotes = new Map<string, number>();
+  const seeds = runners.map((r) => hash32(r.id));
   for (const key of keys) {
     let best = runners[0].id;
     let bestScore = -1;
-    for (const r of runners) {
-      const s = rendezvousScore(r.id, key);
+    for (let i = 0; i < runners.length; i++) {
+      const r = runners[i];
+      const s = hash32(key, seeds[i]);
       if (s > bestScore || (s === bestScore && r.id < best)) {
         bestScore = s;
         best = r.id;
@@ -70,17 +74,21 @@ export function rankRunners<R extends RunnerView>(
   }
   const setKey = keys.slice().sort().join('\n');
   const n = Math.max(1, keys.length);
-  const ranked = runners.map((runner) => ({
+  const ranked = runners.map((runner, i) => ({
     runner,
     held: keys.filter((k) => runner.holds(k)).length / n,
     home: (homeVotes.get(runner.id) ?? 0) / n,
     withinBound: runner.load + 1 <= bound,
-    tie: rendezvousScore(runner.id, setKey),
+    tie: hash32(setKey, seeds[i]),
   }));
   ranked.sort((a, b) => {
     if (a.withinBound !== b.withinBound) return a.withinBound ? -1 : 1;
     if (!a.withinBound) return a.runner.load - b.runner.load || b.tie - a.tie;
-    return b.held - a.held || b.home - a.home || a.runner.load - b.runner.load || b.tie - a.tie;
+    if (a.held !== b.held) return b.held - a.held;
+    // Equal holders of a warm set: the less loaded one, so one hot set does not pile onto its first home
+    // while its replicas idle (and push that home's other sets over the bound).
+    if (a.held > 0) return a.runner.load - b.runner.load || b.home - a.home || b.tie - a.tie;
+    return b.home - a.home || a.runner.load - b.runner.load || b.tie - a.tie;
   });
   return ranked.map(({ tie: _tie, ...r }) => r);
 }

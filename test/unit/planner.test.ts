@@ -145,13 +145,20 @@ describe('planner', () => {
 
   it('sets squeezed budgets for long fixed contexts and sparse prefill above the break-even', () => {
     const p = planQuery({ question, collections: ['c'], model: 'big', quality: 'fast' }, ctx);
-    expect(finalizePlan(p, { question }, ctx, chunks(4, true)).plan.generation.squeezedBudget).toBeNull();
-    expect(finalizePlan(p, { question }, ctx, chunks(20, true)).plan.generation.squeezedBudget).toBe(1 / 8);
+    expect(finalizePlan(p, { question }, ctx, chunks(4, true)).plan.generation.squeezed).toEqual({
+      mode: 'off',
+    });
+    expect(finalizePlan(p, { question }, ctx, chunks(20, true)).plan.generation.squeezed).toEqual({
+      mode: 'budget',
+      budget: 1 / 8,
+    });
     const exact = planQuery({ question, collections: ['c'], model: 'big', quality: 'exact' }, ctx);
     const long = finalizePlan(exact, { question }, ctx, chunks(20, true)).plan.generation;
-    expect(long.squeezedBudget).toBeNull();
-    expect(long.sparsePrefill).toBe('auto'); // 10K live tokens ≥ 8192
-    expect(finalizePlan(exact, { question }, ctx, chunks(4, true)).plan.generation.sparsePrefill).toBe('off');
+    expect(long.squeezed).toEqual({ mode: 'off' });
+    expect(long.sparse).toEqual({ mode: 'auto' }); // 10K live tokens ≥ 8192
+    expect(finalizePlan(exact, { question }, ctx, chunks(4, true)).plan.generation.sparse).toEqual({
+      mode: 'off',
+    });
   });
 
   it('plans iterative retrieval with the budget spread over the steps', () => {
