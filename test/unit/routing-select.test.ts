@@ -66,6 +66,60 @@ describe('rankRunners', () => {
     expect(over[0].runner.id).not.toBe('warm');
   });
 
+  it('keeps the holder over an idle cold runner exactly until it would pass 1.25x the average load', () => {
+    // others at load 2 and an idle cold runner; the holder's load rises one request at a time
+    for (let load = 0; load <= 12; load++) {
+      const pool = [
+        runner('warm', load, plan.artifactKeys),
+        runner('cold', 0),
+        runner('x', 2),
+        runner('y', 2),
+      ];
+      const total = load + 4;
+      const within = load + 1 <= Math.ceil((1.25 * (total + 1)) / 4);
+      expect(rankRunners(plan, pool)[0].runner.id, `holder at load ${load}`).toBe(within ? 'warm' : 'cold');
+    }
+    // the switch happens where the rule says: 3 → ceil(1.25 · 8 / 4) = 3 holds, 3 + 1 > 3 does not
+    expect(
+      rankRunners(plan, [
+        runner('warm', 2, plan.artifactKeys),
+        runner('cold', 0),
+        runner('x', 2),
+        runner('y', 2),
+      ])[0].runner.id,
+    ).toBe('warm');
+    expect(
+      rankRunners(plan, [
+        runner('warm', 3, plan.artifactKeys),
+        runner('cold', 0),
+        runner('x', 2),
+        runner('y', 2),
+      ])[0].runner.id,
+    ).toBe('cold');
+  });
+
+  it('spreads a warm set over its equal holders by load, and a cold set by rendezvous home first', () => {
+    // loads 1 + 0 + 1 + 1 (+1) → bound 2: everyone within it
+    const twin = [
+      runner('h1', 1, plan.artifactKeys),
+      runner('h2', 0, plan.artifactKeys),
+      runner('z', 1),
+      runner('w', 1),
+    ];
+    expect(
+      rankRunners(plan, twin)
+        .map((r) => r.runner.id)
+        .slice(0, 2),
+    ).toEqual(['h2', 'h1']);
+    // a cold set goes to its rendezvous home even when another runner is less loaded (within the bound)
+    const pool = Array.from({ length: 8 }, (_, i) => runner(`r${i}`, 1));
+    const home = rankRunners(plan, pool)[0].runner.id;
+    // all at 2 but one other runner at 1 (bound ceil(1.25 · 16 / 8) = 3): the home at 2 keeps the set
+    const other = pool.find((r) => r.id !== home)!.id;
+    const busier = pool.map((r) => runner(r.id, r.id === other ? 1 : 2));
+    expect(rankRunners(plan, busier)[0].runner.id).toBe(home);
+  });
+
   it('sends the same cold set to the same runner whatever the order of runners or keys', () => {
     const pool = Array.from({ length: 16 }, (_, i) => runner(`r${i}`, 0));
     const a = rankRunners(plan, pool)[0].runner.id;
