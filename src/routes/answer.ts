@@ -243,8 +243,9 @@ export function runnerBody(
       ...(g.reuse.blendRatio !== undefined ? { blendRatio: g.reuse.blendRatio } : {}),
       ...(g.reuse.linkTokens !== undefined ? { linkTokens: g.reuse.linkTokens } : {}),
     },
-    // the runner implements dense attention only for now (gpu-runner/server/schemas.ts)
-    squeezed: { enabled: false },
+    // squeezed attention as planned (the runner attends chunks without a squeezed index densely); sparse
+    // prefill is not forwarded yet: the runner accepts only {enabled: false} (gpu-runner/server/schemas.ts)
+    squeezed: g.squeezed,
     sparse: { enabled: false },
   };
 }

@@ -1,0 +1,70 @@
+// The runner request the answer routes build from a plan (runnerBody) must be one the runner accepts
+// (gpu-runner/server/schemas.ts generateBodySchema): reuse settings and the plan's squeezed-attention control
+// travel as planned; sparse prefill is not forwarded until the runner accepts more than {enabled: false}.
+import { describe, expect, it } from 'vitest';
+import { generateBodySchema } from '../../gpu-runner/server/schemas.ts';
+import type { GenerationPlan } from '../../src/planning/plan.ts';
+import { type PlannerContext, planQuery, type ServedModel } from '../../src/planning/planner.ts';
+import type { AnswerModel } from '../../src/routing/answer-services.ts';
+import { DEFAULT_SYSTEM, type Prepared, runnerBody } from '../../src/routes/answer.ts';
+
+const served: ServedModel = {
+  id: 'm',
+  contextTokens: 32768,
+  tier: 'small',
+  prefillTokensPerSec: 4000,
+  loadTokensPerSec: 400_000,
+  sparseBreakEven: 8192,
+};
+const ctx: PlannerContext = {
+  models: [served],
+  chunkTokens: 512,
+  systemTokens: 40,
+  countTokens: (t) => t.length,
+};
+const model: AnswerModel = { ...served, fingerprint: 'f'.repeat(64), chatTemplate: false, created: 1 };
+
+function prepared(generation: Partial<GenerationPlan>): Prepared {
+  const plan = planQuery({ question: 'q?', collections: ['c'] }, ctx);
+  return {
+    plan: { ...plan, generation: { ...plan.generation, ...generation } },
+    model,
+    citations: [],
+    artifactKeys: ['a'.repeat(64)],
+    context: { system: DEFAULT_SYSTEM, chunks: [{ text: '[1] ' }, { key: 'a'.repeat(64) }] },
+    retrievalMs: 0,
+  };
+}
+
+describe('plan → runner request', () => {
+  it('forwards every squeezed control the planner can emit, in a shape the runner accepts', () => {
+    for (const squeezed of [
+      { mode: 'off' },
+      { mode: 'budget', budget: 1 / 8 },
+      { mode: 'threshold' },
+      { mode: 'threshold', threshold: 2 },
+    ] as GenerationPlan['squeezed'][]) {
+      const body = runnerBody(prepared({ squeezed }), { question: 'Q' }, {});
+      const parsed = generateBodySchema.safeParse(body);
+      expect(parsed.success, JSON.stringify(parsed.error?.issues)).toBe(true);
+      expect(parsed.data?.squeezed).toEqual(squeezed);
+    }
+  });
+
+  it('forwards reuse settings, and keeps sparse prefill dense whatever the plan says', () => {
+    for (const sparse of [
+      { mode: 'off' },
+      { mode: 'auto' },
+      { mode: 'pattern', pattern: 'vertical-slash' },
+    ] as const) {
+      const body = runnerBody(
+        prepared({ sparse, reuse: { mode: 'blend', blendRatio: 0.15 } }),
+        { question: 'Q' },
+        { temperature: 0 },
+      );
+      const parsed = generateBodySchema.parse(body);
+      expect(parsed.reuse).toEqual({ mode: 'blend', blendRatio: 0.15 });
+      expect(parsed.sparse).toEqual({ enabled: false });
+    }
+  });
+});
