@@ -1,6 +1,6 @@
 // OpenAI-compatible POST /v1/chat/completions and GET /v1/models. RAG over the tenant's collections through
-// the extension field `kvrag: {collection_ids, filters?, quality?, reuse?}`: the last user message is the
-// retrieval query and the chunks become the runner's fixed context. Streaming follows OpenAI's format:
+// the extension field `kvrag: {collection_ids, filters?, quality?, reuse?, k?, iterative?}`: the last user
+// message is the retrieval query and the chunks become the runner's fixed context. Streaming follows OpenAI's format:
 // `data: {id, object: "chat.completion.chunk", created, model, choices: [{index, delta, finish_reason}]}`
 // (id and created constant), with stream_options.include_usage one last chunk with `choices: []` and
 // `usage`, then `data: [DONE]`. Non-stream: a `chat.completion` object. The citations and plan travel in
@@ -15,6 +15,7 @@ import type { RunnerUsage } from '../routing/runner-client.ts';
 import type { AppEnv } from '../services.ts';
 import { answerServices, deterministic, logQuery, prepareAnswer, runAnswer, runnerBody } from './answer.ts';
 import { requireTenant } from './auth.ts';
+import { iterativeOf, iterativeSchema, retrievalK } from './query.ts';
 import { jsonBody } from './validate.ts';
 
 const contentSchema = z.union([
@@ -50,6 +51,8 @@ export const chatBodySchema = z.object({
       filters: z.unknown().optional(),
       quality: z.enum(QUALITY).optional(),
       reuse: z.enum([...REUSE_MODES, 'auto']).optional(),
+      k: retrievalK,
+      iterative: iterativeSchema,
     })
     .optional(),
 });
@@ -115,6 +118,8 @@ export function chatRoutes(): Hono<AppEnv> {
       filters: body.kvrag?.filters,
       quality: body.kvrag?.quality,
       reuse: body.kvrag?.reuse,
+      k: body.kvrag?.k,
+      iterative: iterativeOf(body.kvrag?.iterative),
       maxTokens,
       model: model.id,
     });

@@ -23,6 +23,23 @@ import {
 import { requireTenant } from './auth.ts';
 import { jsonBody } from './validate.ts';
 
+/** Chunks per collection and retrieval step (default: the token budget decides). */
+export const retrievalK = z.number().int().min(1).max(50).optional();
+
+/** Iterative retrieval (IterDRAG): sub-query steps until the chunks cover the question, at most max_steps. */
+export const iterativeSchema = z
+  .union([z.boolean(), z.strictObject({ max_steps: z.number().int().min(1).max(8) })])
+  .optional();
+
+/** Steps of iterative retrieval when the request says only `iterative: true`. */
+export const DEFAULT_ITERATIVE_STEPS = 3;
+
+/** The planner's iterative option from the request's. */
+export function iterativeOf(v: z.infer<typeof iterativeSchema>): { maxSteps: number } | undefined {
+  if (v === true) return { maxSteps: DEFAULT_ITERATIVE_STEPS };
+  return v ? { maxSteps: v.max_steps } : undefined;
+}
+
 export const queryBodySchema = z.strictObject({
   question: z.string().trim().min(1).max(8192),
   collection_ids: z.array(z.string().min(1).max(64)).min(1).max(16),
@@ -33,14 +50,9 @@ export const queryBodySchema = z.strictObject({
   stream: z.boolean().default(true),
   latency_budget_ms: z.number().int().min(1).max(600_000).optional(),
   model: z.string().min(1).max(256).optional(),
-  /** Chunks per collection and retrieval step (default: the token budget decides). */
-  k: z.number().int().min(1).max(50).optional(),
-  /** Iterative retrieval (IterDRAG): sub-query steps until the chunks cover the question, at most max_steps. */
-  iterative: z.union([z.boolean(), z.strictObject({ max_steps: z.number().int().min(1).max(8) })]).optional(),
+  k: retrievalK,
+  iterative: iterativeSchema,
 });
-
-/** Steps of iterative retrieval when the request says only `iterative: true`. */
-export const DEFAULT_ITERATIVE_STEPS = 3;
 
 /** Usage in the API's names, from the runner's done event. */
 export function usageOf(u: RunnerUsage) {
@@ -96,12 +108,7 @@ export function queryRoutes(): Hono<AppEnv> {
       latencyBudgetMs: body.latency_budget_ms,
       model: body.model,
       k: body.k,
-      iterative:
-        body.iterative === true
-          ? { maxSteps: DEFAULT_ITERATIVE_STEPS }
-          : body.iterative
-            ? { maxSteps: body.iterative.max_steps }
-            : undefined,
+      iterative: iterativeOf(body.iterative),
     };
     const p = await prepareAnswer(c, tenantId, input);
     const rbody = runnerBody(p, { question: `\nQuestion: ${body.question}\nAnswer:` }, {});

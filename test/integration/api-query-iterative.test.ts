@@ -106,6 +106,24 @@ describe('POST /v1/query iterative retrieval (PGlite wire, real runner)', () => 
     expect(more.plan.retrieval.stop).toBe('no-progress');
   }, 60_000);
 
+  it('chat completions take the same option in their kvrag field and return the steps in the plan', async () => {
+    const question = 'Which station logs hail, and which town is it sited in?';
+    const out = await h.expectJson<{ kvrag: { plan: Plan } }>(200, 'POST', '/v1/chat/completions', {
+      key: tenant.key,
+      json: {
+        model: h.served.id,
+        messages: [{ role: 'user', content: question }],
+        max_tokens: 2,
+        kvrag: { collection_ids: [col.collection], k: 1, iterative: { max_steps: 3 } },
+      },
+    });
+    expect(out.kvrag.plan.retrieval.steps.map((s) => s.query)).toEqual([
+      question,
+      'which town is it sited in S12',
+    ]);
+    expect(out.kvrag.plan.retrieval.stop).toBe('sufficient');
+  }, 60_000);
+
   it('refuses malformed iterative options with a 400 envelope', async () => {
     for (const iterative of [{ max_steps: 0 }, { max_steps: 9 }, { steps: 2 }, 'yes']) {
       const res = await h.call('POST', '/v1/query', {
