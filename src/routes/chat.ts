@@ -1,6 +1,7 @@
 // OpenAI-compatible POST /v1/chat/completions and GET /v1/models. RAG over the tenant's collections through
 // the extension field `kvrag: {collection_ids, filters?, quality?, reuse?, k?, iterative?}`: the last user
-// message is the retrieval query and the chunks become the runner's fixed context. Streaming follows OpenAI's format:
+// message is the retrieval query and the chunks become the runner's fixed context. Streaming follows
+// OpenAI's format:
 // `data: {id, object: "chat.completion.chunk", created, model, choices: [{index, delta, finish_reason}]}`
 // (id and created constant), with stream_options.include_usage one last chunk with `choices: []` and
 // `usage`, then `data: [DONE]`. Non-stream: a `chat.completion` object. The citations and plan travel in
