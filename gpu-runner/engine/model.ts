@@ -2,6 +2,7 @@
 // (+bias) → RoPE → KV write → causal GQA attention → o_proj → residual → RMSNorm → SwiGLU MLP →
 // residual] → final norm → lm_head. Written only against the Backend interface. Several sequences
 // run in one step: their new tokens are concatenated into one [T, hidden] activation.
+import type { SparseAttend } from './attention/sparse/prefill.ts';
 import { attendWithFixedContexts, type FixedContext } from './attention/squeezed/fixed-context.ts';
 import type { Backend, SeqSpan, Tensor } from './backends/types.ts';
 import type { SequenceKV } from './kv-cache.ts';
@@ -70,7 +71,9 @@ export class Model {
     let x = b.gather(this.weights.embed, idT); // x: [T, hidden]
     // squeezed attention (DESIGN.md §4.2) for sequences with a fixed context, dense for the others
     const fixed = inputs.some((i) => i.kv.squeezed) ? inputs.map((i) => i.kv.squeezed) : null;
-    for (let l = 0; l < cfg.layers; l++) x = this.#layer(l, x, posT, spans, fixed);
+    // sparse prefill (DESIGN.md §4.3) for a sequence alone in its step, when its request asked for it
+    const sparse = !fixed && inputs.length === 1 ? inputs[0].kv.sparse : null;
+    for (let l = 0; l < cfg.layers; l++) x = this.#layer(l, x, posT, spans, fixed, sparse);
     b.free(idT);
     b.free(posT);
 
@@ -97,6 +100,7 @@ export class Model {
     posT: Tensor,
     spans: SeqSpan[],
     fixed: (FixedContext | null)[] | null,
+    sparse: SparseAttend | null = null,
   ): Tensor {
     const b = this.backend;
     const cfg = this.cfg;
@@ -116,7 +120,7 @@ export class Model {
     const scale = 1 / Math.sqrt(cfg.headDim);
     const a = fixed
       ? attendWithFixedContexts(b, q, l, spans, fixed, cfg.heads, scale)
-      : b.attention(q, l, spans, cfg.heads, scale);
+      : (sparse?.attend(b, l, q, spans, cfg.heads, scale) ?? b.attention(q, l, spans, cfg.heads, scale));
     b.free(q);
     const o = b.matmul(a, w.o, w.oBias); // [T, hidden]
     b.free(a);

@@ -13,7 +13,7 @@ import type { SparseConfig } from './config.ts';
 import { SpanEstimator } from './estimate.ts';
 import { planDensity, spanGeom } from './ranges.ts';
 import { selectPlan } from './select.ts';
-import { defaultParams, PATTERNS, type PatternParams, QUERY_BLOCK } from './types.ts';
+import { defaultParams, PATTERNS, type PatternParams } from './types.ts';
 
 export const sparseControlSchema = z.discriminatedUnion('mode', [
   z.object({ mode: z.literal('off') }).strict(),
@@ -31,11 +31,23 @@ export interface SparseStats {
   dense: boolean;
 }
 
+/** What the engine calls for a sequence's attention steps (SequenceKV.sparse): null = run dense. */
+export interface SparseAttend {
+  attend(
+    b: Backend,
+    layer: number,
+    q: Tensor,
+    spans: readonly SeqSpan[],
+    heads: number,
+    scale: number,
+  ): Tensor | null;
+}
+
 /** A forced pattern runs from this many queries (two query blocks); below it attention is dense. */
-export const PATTERN_MIN_TOKENS = 2 * QUERY_BLOCK;
+export const PATTERN_MIN_TOKENS = 128;
 
 /** Per request: decides per attention step whether to run sparse, runs it, and keeps the stats. */
-export class SparsePrefill {
+export class SparsePrefill implements SparseAttend {
   readonly control: SparseControl;
   readonly config: SparseConfig;
   readonly minTokens: number;

@@ -6,7 +6,7 @@ import { blockSparseSelection } from './patterns/block-sparse.ts';
 import { flexPrefillSelection } from './patterns/flexprefill.ts';
 import { verticalSlashSelection } from './patterns/vertical-slash.ts';
 import { toPlan } from './ranges.ts';
-import { type HeadSelection, type PatternParams, QUERY_BLOCK } from './types.ts';
+import { type HeadSelection, type PatternParams, PLAN_BLOCK } from './types.ts';
 
 export function selectHead(est: SpanEstimator, g: number, p: PatternParams): HeadSelection {
   switch (p.pattern) {
@@ -29,5 +29,5 @@ export function selectPlan(
   if (perHead.length !== est.geom.kvHeads)
     throw new Error(`sparse prefill: ${perHead.length} head patterns for ${est.geom.kvHeads} kv heads`);
   const sel = perHead.map((p, g) => selectHead(est, g, p));
-  return { plan: toPlan(sel, QUERY_BLOCK), used: sel.map((s) => s.used) };
+  return { plan: toPlan(sel, PLAN_BLOCK), used: sel.map((s) => s.used) };
 }

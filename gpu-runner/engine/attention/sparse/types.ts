@@ -4,8 +4,13 @@ import { z } from 'zod';
 export const PATTERNS = ['a-shape', 'vertical-slash', 'block-sparse', 'flexprefill'] as const;
 export type PatternName = (typeof PATTERNS)[number];
 
-/** Query rows per block of every plan (the kernel's unit); FlexPrefill estimates at twice that. */
+/** Rows and positions per block of the pooled estimates (block-sparse; FlexPrefill uses its own, 128). */
 export const QUERY_BLOCK = 64;
+/**
+ * Query rows per block of every plan (the kernel's unit). Small, because a kept diagonal costs each row
+ * of a block as many keys as the block has rows (the band [p0 − o, p1 − o) of a block's rows).
+ */
+export const PLAN_BLOCK = 16;
 
 export const aShapeParams = z.object({
   pattern: z.literal('a-shape'),

@@ -89,3 +89,44 @@ export function sparseAttentionWasm(
   for (const t of [idx, off, cidx, coff]) if (t) rt.mem.release(t.off);
   return { out, lse };
 }
+
+/**
+ * Dense causal attention of one span (the kernel attention() runs, mode 0) that also writes its
+ * log-sum-exp: the oracle sparse prefill is measured against. out: [span.count, heads·headDim],
+ * lse: [span.count, heads].
+ */
+export function denseAttentionWithLseWasm(
+  rt: WasmRuntime,
+  q: Tensor,
+  layer: number,
+  span: SeqSpan,
+  heads: number,
+  scale: number,
+): { out: WasmTensor; lse: WasmTensor } {
+  const [, width] = rows2(q, 'denseAttentionWithLse');
+  const qt = asTensor(q, 'denseAttentionWithLse q', 'f32');
+  const c = asCache(span.cache);
+  const { kvHeads, headDim, capacity } = c.spec;
+  if (width !== heads * headDim)
+    throw new Error(`denseAttentionWithLse: q [${q.shape}] for ${heads}×${headDim}`);
+  if (span.pos + span.count > capacity) throw new Error('denseAttentionWithLse: positions beyond capacity');
+  const out = allocTensor(rt.mem, [span.count, width], 'f32');
+  const lse = allocTensor(rt.mem, [span.count, heads], 'f32');
+  rt.attention({
+    q: qt.off + span.row * width * 4,
+    k: c.k + c.offset(layer, 0, 0),
+    v: c.v + c.offset(layer, 0, 0),
+    out: out.off,
+    lse: lse.off,
+    nq: span.count,
+    heads,
+    kvHeads,
+    headDim,
+    scale,
+    kvHeadStride: capacity * headDim,
+    kvPosStride: headDim,
+    qpos0: span.pos,
+    nk: span.pos + span.count,
+  });
+  return { out, lse };
+}

@@ -2,8 +2,8 @@
 // block keeps its top-k key blocks by pooled attention (summed over the kv head's query group) plus its
 // own (diagonal) block and the first block.
 import type { SpanEstimator } from '../estimate.ts';
-import { blockPositions, mergeRanges } from '../ranges.ts';
-import { type HeadSelection, QUERY_BLOCK } from '../types.ts';
+import { blockPositions, mergeRanges, queryBlocks } from '../ranges.ts';
+import { type HeadSelection, PLAN_BLOCK, QUERY_BLOCK, type SpanGeom } from '../types.ts';
 
 /** Pooled attention of query block b over key blocks for kv head g: summed over the group's heads. */
 export function groupBlockScores(
@@ -36,7 +36,6 @@ export function blockSparseSelection(est: SpanEstimator, g: number, topk: number
   const P = est.pooledProbs(B);
   const { nbq, nbk } = est.blockCounts(B);
   const ranges: Int32Array[] = [];
-  const columns: Int32Array[] = [];
   for (let b = 0; b < nbq; b++) {
     const [p0, p1] = blockPositions(geom, B, b);
     const own = Math.floor((p1 - 1) / B);
@@ -46,7 +45,22 @@ export function blockSparseSelection(est: SpanEstimator, g: number, topk: number
     cand.sort((x, y) => s[y] - s[x] || x - y);
     const keep = new Set([0, first, own, ...cand.filter((j) => j !== first).slice(0, topk)]);
     ranges.push(blocksToRanges(keep, B, p1));
+  }
+  return { ...toPlanBlocks(geom, ranges, B), used: 'block-sparse' };
+}
+
+/** Ranges chosen per query block of B rows, as plan blocks of PLAN_BLOCK rows (each its block's, clipped). */
+export function toPlanBlocks(
+  geom: SpanGeom,
+  perBlock: readonly Int32Array[],
+  B: number,
+): { ranges: Int32Array[]; columns: Int32Array[] } {
+  const ranges: Int32Array[] = [];
+  const columns: Int32Array[] = [];
+  for (let b = 0; b < queryBlocks(geom.count, PLAN_BLOCK); b++) {
+    const [, p1] = blockPositions(geom, PLAN_BLOCK, b);
+    ranges.push(mergeRanges(Array.from(perBlock[Math.floor((b * PLAN_BLOCK) / B)]), p1));
     columns.push(new Int32Array(0));
   }
-  return { ranges, columns, used: 'block-sparse' };
+  return { ranges, columns };
 }

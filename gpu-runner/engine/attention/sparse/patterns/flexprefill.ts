@@ -4,11 +4,10 @@
 // key blocks whose pooled attention reaches γ. Otherwise it keeps the fewest columns and the fewest
 // diagonals whose attention (from the last block of queries) reaches γ each: a Vertical-Slash head with
 // a budget that adapts to the input. Blocks of `block` (128) rows/positions; the kernel's query blocks
-// of 64 use their enclosing 128-block's selection.
+// of 16 use their enclosing 128-block's selection.
 import type { SpanEstimator } from '../estimate.ts';
-import { mergeRanges, queryBlocks } from '../ranges.ts';
-import { type HeadSelection, QUERY_BLOCK } from '../types.ts';
-import { blocksToRanges, groupBlockScores } from './block-sparse.ts';
+import type { HeadSelection } from '../types.ts';
+import { blocksToRanges, groupBlockScores, toPlanBlocks } from './block-sparse.ts';
 import {
   FORCED_COLUMNS,
   FORCED_DIAGONALS,
@@ -104,13 +103,7 @@ export function flexPrefillSelection(
     const keep = cumulativeIndices(s, gamma, minBudget, [...new Set([own, first, 0])]);
     perBlock.push(blocksToRanges(keep, B, last + 1));
   }
-  const ranges: Int32Array[] = [];
-  const columns: Int32Array[] = [];
-  for (let b = 0; b < queryBlocks(geom.count, QUERY_BLOCK); b++) {
-    const p1 = geom.pos0 + Math.min(geom.count, (b + 1) * QUERY_BLOCK);
-    ranges.push(mergeRanges(Array.from(perBlock[Math.floor((b * QUERY_BLOCK) / B)]), p1));
-    columns.push(new Int32Array(0));
-  }
+  const { ranges, columns } = toPlanBlocks(geom, perBlock, B);
   return { ranges, columns, used: 'flexprefill:query-aware', distance, queryAware };
 }
 

@@ -4,8 +4,8 @@
 // and the kept columns outside those ranges as gathered keys. The first 4 columns (sinks) and the first
 // 64 diagonals (the local window) are always kept. Per kv head: the group's query heads' attention is summed.
 import type { SpanEstimator } from '../estimate.ts';
-import { blockPositions, columnsOutside, mergeRanges, queryBlocks } from '../ranges.ts';
-import { type HeadSelection, QUERY_BLOCK, type SpanGeom } from '../types.ts';
+import { blockPositions, columnsOutside, queryBlocks } from '../ranges.ts';
+import { type HeadSelection, PLAN_BLOCK, type SpanGeom } from '../types.ts';
 
 export const FORCED_COLUMNS = 4;
 export const FORCED_DIAGONALS = 64;
@@ -49,7 +49,7 @@ export function topIndices(x: Float64Array, k: number, forced: number): Int32Arr
   return Int32Array.from([...Array.from({ length: f }, (_, i) => i), ...idx.slice(0, Math.max(0, k - f))]);
 }
 
-/** The selection of kept columns and diagonal offsets for query blocks of QUERY_BLOCK rows. */
+/** The selection of kept columns and diagonal offsets for query blocks of PLAN_BLOCK rows. */
 export function verticalSlashToSelection(
   g: SpanGeom,
   cols: Int32Array,
@@ -59,11 +59,20 @@ export function verticalSlashToSelection(
   const ranges: Int32Array[] = [];
   const columns: Int32Array[] = [];
   const sortedCols = Int32Array.from(cols).sort();
-  for (let b = 0; b < queryBlocks(g.count, QUERY_BLOCK); b++) {
-    const [p0, p1] = blockPositions(g, QUERY_BLOCK, b);
-    const pairs: number[] = [];
-    for (const o of offsets) if (p1 - o > 0) pairs.push(p0 - o, p1 - o);
-    const rs = mergeRanges(pairs, p1);
+  const desc = Int32Array.from(offsets).sort().reverse(); // band starts p0 − o ascending
+  const pairs: number[] = [];
+  for (let b = 0; b < queryBlocks(g.count, PLAN_BLOCK); b++) {
+    const [p0, p1] = blockPositions(g, PLAN_BLOCK, b);
+    pairs.length = 0;
+    for (const o of desc) {
+      const s = Math.max(0, p0 - o);
+      const e = Math.min(p1, p1 - o);
+      if (e <= s) continue;
+      const n = pairs.length;
+      if (n > 0 && s <= pairs[n - 1]) pairs[n - 1] = Math.max(pairs[n - 1], e);
+      else pairs.push(s, e);
+    }
+    const rs = Int32Array.from(pairs);
     ranges.push(rs);
     columns.push(columnsOutside(sortedCols, rs, p1));
   }

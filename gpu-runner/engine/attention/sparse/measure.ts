@@ -1,0 +1,158 @@
+// Measuring sparse prefill against dense on a real model (`kvrag bench prefill`, `kvrag sparse-search`):
+// a prefill whose attention steps are intercepted per layer. Each step runs dense attention with its
+// log-sum-exp (the oracle, timed), then every candidate pattern (estimate + selection + sparse kernel,
+// timed, with recall = exp(lse_sparse − lse_dense) averaged over rows and heads, relative output error
+// and density), and hands the dense output on, so later layers see exact inputs.
+import type { Backend, SeqSpan, SparsePlan, Tensor } from '../../backends/types.ts';
+import { SpanEstimator } from './estimate.ts';
+import type { SparseAttend } from './prefill.ts';
+import { massRecall, massRecallPerKvHead, relativeError } from './metrics.ts';
+import { fullSelection, planDensity, spanGeom, toPlan } from './ranges.ts';
+import { selectPlan } from './select.ts';
+import { type PatternParams, PLAN_BLOCK } from './types.ts';
+
+/** A candidate: one pattern's parameters for every kv head of a layer, or per layer. */
+export interface Candidate {
+  name: string;
+  params: (layer: number, kvHeads: number) => PatternParams[];
+}
+
+export interface CandidateResult {
+  name: string;
+  /** estimate + selection (host and device) */
+  estimateMs: number;
+  /** the sparse kernel */
+  kernelMs: number;
+  recall: number;
+  recallPerKvHead: number[];
+  relError: number;
+  density: number;
+  used: string[];
+}
+
+export interface LayerResult {
+  layer: number;
+  denseMs: number;
+  candidates: CandidateResult[];
+}
+
+const now = () => performance.now();
+
+/** Dense causal attention of one span (the span's rows only, as sparseAttention) with its lse [count, heads]. */
+export type DenseWithLse = (
+  q: Tensor,
+  layer: number,
+  span: SeqSpan,
+  heads: number,
+  scale: number,
+) => { out: Tensor; lse: Tensor };
+
+/** Thrown by a probe with `stop` after its last layer: the measurement is complete. */
+export class ProbeDone extends Error {
+  constructor() {
+    super('attention probe: measured every requested layer');
+  }
+}
+
+/**
+ * An attention interceptor (the SequenceKV.sparse slot's shape) that measures `candidates` on every
+ * layer of a single-span step and returns the dense output.
+ */
+export class AttentionProbe implements SparseAttend {
+  readonly results: LayerResult[] = [];
+  readonly #candidates: readonly Candidate[];
+  readonly #layers: ReadonlySet<number> | null;
+
+  readonly #dense: DenseWithLse | null;
+  readonly #stopAfter: number;
+
+  /**
+   * layers: the layers measured (null = all); with `stop`, the step ends (ProbeDone thrown) after the
+   * last of them, so later layers cost nothing. dense: attention() plus its lse in one pass (a backend
+   * kernel); without it the lse comes from a second pass through sparseAttention with the full plan.
+   */
+  constructor(
+    candidates: readonly Candidate[],
+    opts: { layers?: readonly number[] | null; stop?: boolean; dense?: DenseWithLse } = {},
+  ) {
+    this.#candidates = candidates;
+    this.#layers = opts.layers ? new Set(opts.layers) : null;
+    this.#dense = opts.dense ?? null;
+    this.#stopAfter = opts.stop && opts.layers ? Math.max(...opts.layers) : Number.POSITIVE_INFINITY;
+  }
+
+  attend(
+    b: Backend,
+    layer: number,
+    q: Tensor,
+    spans: readonly SeqSpan[],
+    heads: number,
+    scale: number,
+  ): Tensor | null {
+    if (spans.length !== 1 || !b.sparseAttention || !b.readNow) return null;
+    if (this.#layers && !this.#layers.has(layer)) return null;
+    const span = spans[0];
+    const { kvHeads, headDim } = span.cache.spec;
+    const geom = spanGeom(span, heads, kvHeads, headDim, scale);
+    // dense: attention() (or the backend's dense kernel with lse) for the time; the lse oracle from it
+    // or from a second pass through sparseAttention with the full plan
+    const t0 = now();
+    const withLse = this.#dense?.(q, layer, span, heads, scale);
+    const denseT = withLse ? withLse.out : b.attention(q, layer, spans, heads, scale);
+    const denseOut = b.readNow(denseT);
+    const denseMs = now() - t0;
+    let lseDense: Float32Array;
+    if (withLse) {
+      lseDense = b.readNow(withLse.lse);
+      b.free(withLse.lse);
+    } else {
+      const full = fullSelection(geom, PLAN_BLOCK);
+      const oracle = b.sparseAttention(
+        q,
+        layer,
+        span,
+        toPlan(Array(kvHeads).fill(full), PLAN_BLOCK),
+        heads,
+        scale,
+      );
+      lseDense = b.readNow(oracle.lse);
+      b.free(oracle.out);
+      b.free(oracle.lse);
+    }
+    const candidates: CandidateResult[] = [];
+    for (const c of this.#candidates) {
+      const t1 = now();
+      const est = new SpanEstimator(b, q, layer, span, geom);
+      let plan: SparsePlan;
+      let used: string[];
+      try {
+        ({ plan, used } = selectPlan(est, c.params(layer, kvHeads)));
+      } finally {
+        est.dispose();
+      }
+      const t2 = now();
+      const r = b.sparseAttention(q, layer, span, plan, heads, scale);
+      const out = b.readNow(r.out);
+      const t3 = now();
+      const lse = b.readNow(r.lse);
+      b.free(r.out);
+      b.free(r.lse);
+      candidates.push({
+        name: c.name,
+        estimateMs: t2 - t1,
+        kernelMs: t3 - t2,
+        recall: massRecall(lse, lseDense),
+        recallPerKvHead: massRecallPerKvHead(lse, lseDense, heads, kvHeads),
+        relError: relativeError(out, denseOut),
+        density: planDensity(plan, geom),
+        used: [...new Set(used)],
+      });
+    }
+    this.results.push({ layer, denseMs, candidates });
+    if (layer >= this.#stopAfter) {
+      b.free(denseT);
+      throw new ProbeDone();
+    }
+    return denseT;
+  }
+}
