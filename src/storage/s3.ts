@@ -13,6 +13,7 @@ import {
   S3Client,
   UploadPartCommand,
 } from '@aws-sdk/client-s3';
+import { AppError } from '../errors.ts';
 import type { BlobInfo, BlobStore, ByteRange, PutOptions } from './blob-store.ts';
 import { bodyChunks, fixedParts } from './bytes.ts';
 import { validateKey, validatePrefix, validateRange } from './keys.ts';
@@ -37,6 +38,12 @@ export interface S3BlobStoreOptions {
   listPageSize?: number;
   /** Use this client instead of building one from the settings above. */
   client?: S3Client;
+  /** Tries per request, the first included (default 3): 5xx, throttling and timeouts are retried. */
+  maxAttempts?: number;
+  /** Connecting may take this long (default 5 s). */
+  connectTimeoutMs?: number;
+  /** A connection silent this long (no response bytes) fails the try (default 30 s). */
+  idleTimeoutMs?: number;
 }
 
 type S3Error = { name?: string; $metadata?: { httpStatusCode?: number } };
@@ -44,6 +51,24 @@ const status = (err: unknown) => (err as S3Error)?.$metadata?.httpStatusCode;
 const isNotFound = (err: unknown) =>
   (err as S3Error)?.name === 'NoSuchKey' || (err as S3Error)?.name === 'NotFound' || status(err) === 404;
 const isInvalidRange = (err: unknown) => (err as S3Error)?.name === 'InvalidRange' || status(err) === 416;
+
+/**
+ * What a failed request (after the client's retries) becomes: 504 `timeout` or 502 `upstream_unavailable`
+ * naming the operation, the key and what the store said; both tell the caller a retry can help.
+ */
+function storeError(err: unknown, op: string, key: string): AppError {
+  if (err instanceof AppError) return err;
+  const e = err as S3Error & { message?: string; code?: string };
+  const http = status(err);
+  const what = `${e?.name ?? 'Error'}${http ? ` HTTP ${http}` : ''}: ${String(e?.message ?? err).slice(0, 200)}`;
+  const timedOut = e?.name === 'TimeoutError' || e?.code === 'ETIMEDOUT' || /timed? ?out/i.test(what);
+  return new AppError(
+    timedOut ? 'timeout' : 'upstream_unavailable',
+    `object store ${op} of "${key}" failed (${what})`,
+    undefined,
+    { cause: err },
+  );
+}
 
 export class S3BlobStore implements BlobStore {
   readonly bucket: string;
@@ -73,6 +98,12 @@ export class S3BlobStore implements BlobStore {
         // default CRC trailers on some requests.
         requestChecksumCalculation: 'WHEN_REQUIRED',
         responseChecksumValidation: 'WHEN_REQUIRED',
+        // a stalled store must fail the request (and be retried), never hang it
+        maxAttempts: opts.maxAttempts ?? 3,
+        requestHandler: {
+          connectionTimeout: opts.connectTimeoutMs ?? 5_000,
+          socketTimeout: opts.idleTimeoutMs ?? 30_000,
+        },
       });
   }
 
@@ -82,6 +113,18 @@ export class S3BlobStore implements BlobStore {
     opts?: PutOptions,
   ): Promise<BlobInfo> {
     validateKey(key);
+    try {
+      return await this.putUnchecked(key, body, opts);
+    } catch (err) {
+      throw storeError(err, 'put', key);
+    }
+  }
+
+  private async putUnchecked(
+    key: string,
+    body: Uint8Array | ReadableStream<Uint8Array>,
+    opts?: PutOptions,
+  ): Promise<BlobInfo> {
     const parts = fixedParts(bodyChunks(body), this.partSize)[Symbol.asyncIterator]();
     const first = await parts.next();
     const second = first.done ? first : await parts.next();
@@ -182,7 +225,7 @@ export class S3BlobStore implements BlobStore {
       if (isNotFound(err)) return null;
       // A range starting at or past the end: the object exists, the read is empty (as on every store).
       if (isInvalidRange(err)) return (await this.head(key)) ? 'empty' : null;
-      throw err;
+      throw storeError(err, 'get', key);
     }
   }
 
@@ -190,7 +233,11 @@ export class S3BlobStore implements BlobStore {
     const res = await this.getObject(key, range);
     if (res === null) return null;
     if (res === 'empty' || !res.Body) return new Uint8Array(0);
-    return await res.Body.transformToByteArray();
+    try {
+      return await res.Body.transformToByteArray();
+    } catch (err) {
+      throw storeError(err, 'get', key);
+    }
   }
 
   async getStream(key: string, range?: ByteRange): Promise<ReadableStream<Uint8Array> | null> {
@@ -207,7 +254,7 @@ export class S3BlobStore implements BlobStore {
       return { key, size: res.ContentLength ?? 0, etag: res.ETag, lastModified: res.LastModified };
     } catch (err) {
       if (isNotFound(err)) return null;
-      throw err;
+      throw storeError(err, 'head', key);
     }
   }
 
@@ -216,7 +263,7 @@ export class S3BlobStore implements BlobStore {
     try {
       await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: key }));
     } catch (err) {
-      if (!isNotFound(err)) throw err;
+      if (!isNotFound(err)) throw storeError(err, 'delete', key);
     }
   }
 
@@ -224,14 +271,18 @@ export class S3BlobStore implements BlobStore {
     validatePrefix(prefix);
     let token: string | undefined;
     do {
-      const page = await this.client.send(
-        new ListObjectsV2Command({
-          Bucket: this.bucket,
-          Prefix: prefix === '' ? undefined : prefix,
-          ContinuationToken: token,
-          MaxKeys: this.listPageSize,
-        }),
-      );
+      const page = await this.client
+        .send(
+          new ListObjectsV2Command({
+            Bucket: this.bucket,
+            Prefix: prefix === '' ? undefined : prefix,
+            ContinuationToken: token,
+            MaxKeys: this.listPageSize,
+          }),
+        )
+        .catch((err) => {
+          throw storeError(err, 'list', prefix);
+        });
       for (const o of page.Contents ?? []) {
         if (o.Key === undefined) continue;
         yield { key: o.Key, size: o.Size ?? 0, etag: o.ETag, lastModified: o.LastModified };

@@ -16,7 +16,7 @@ import type { AnswerModel, AnswerServices, CachedAnswer } from '../../src/routin
 import { inProcessSource, RunnerPool, type RunnerSource } from '../../src/routing/runner-client.ts';
 import { type RunningWorkers, startWorkers } from '../../workers/run.ts';
 import { loadServingModel, type ServingModel } from '../../workers/serving-model.ts';
-import { type Harness, startApiHarness } from './api-harness.ts';
+import { type Harness, type HarnessOptions, startApiHarness } from './api-harness.ts';
 import { waitFor } from './job-queue-suite.ts';
 import { type TinyModels, tinyModels } from './tiny-model.ts';
 
@@ -38,12 +38,14 @@ export interface AnswerHarnessOptions {
   queue?: JobQueue;
   /** Default: a FsBlobStore in a temp dir. */
   blobs?: BlobStore;
+  /** Passed to the API harness (database URL, settings). */
+  api?: Pick<HarnessOptions, 'dbVia' | 'env' | 'pool'>;
 }
 
 export async function startAnswerHarness(opts: AnswerHarnessOptions = {}): Promise<AnswerHarness> {
   const models: TinyModels = tinyModels();
   const tmp = await mkdtemp(join(tmpdir(), 'kvrag-answer-'));
-  const h = await startApiHarness({ blobs: opts.blobs });
+  const h = await startApiHarness({ ...opts.api, blobs: opts.blobs });
   const dir = models.make('m');
   const model = loadServingModel(dir);
   const queue = opts.queue ?? new MemoryJobQueue();

@@ -9,6 +9,7 @@ import type { Hono } from 'hono';
 import { createApp } from '../../src/app.ts';
 import { loadConfig } from '../../src/config.ts';
 import { createPostgresDb, type DbHandle, queryRows } from '../../src/db/client.ts';
+import type { PostgresOptions } from '../../src/db/postgres.ts';
 import { createEmbeddingResolver } from '../../src/embeddings/resolver.ts';
 import type { AuthFailureStore } from '../../src/auth-failure-store.ts';
 import type { ApiServices, AppEnv } from '../../src/services.ts';
@@ -55,11 +56,15 @@ export interface HarnessOptions {
   env?: Record<string, string>;
   /** Failed-auth counters (default: in memory, per app). */
   authFailures?: AuthFailureStore;
+  /** The URL to connect with instead of the PGlite server's own (a fault proxy in front of it). */
+  dbVia?: (serverUrl: string) => Promise<string>;
+  /** postgres.js options (default TEST_POOL). */
+  pool?: PostgresOptions;
 }
 
 export async function startApiHarness(opts: HarnessOptions = {}): Promise<Harness> {
   const server: PgliteServer = await startPgliteServer();
-  const db = createPostgresDb(server.url, TEST_POOL);
+  const db = createPostgresDb(opts.dbVia ? await opts.dbVia(server.url) : server.url, opts.pool ?? TEST_POOL);
   const dir = await mkdtemp(join(tmpdir(), 'kvrag-api-'));
   const blobs = opts.blobs ?? new FsBlobStore(join(dir, 'blobs'));
   const config = loadConfig({
