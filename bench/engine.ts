@@ -1,16 +1,19 @@
-// `kvrag bench engine [--json] [--backend reference,wasm]`: prefill and decode throughput of the engine
-// on each CPU backend (default: reference, and wasm where available), measured in one run.
+// `kvrag bench engine [--json] [--backend reference,wasm,webgpu]`: prefill and decode throughput of the
+// engine on each backend (default: reference, wasm where available, webgpu where an adapter exists —
+// labelled with its device; on Mesa llvmpipe those are not GPU numbers), measured in one run.
 // Uses --model DIR, or a generated model (hidden 256, 4 layers, 8 q / 2 kv heads, head_dim 32, vocab 272).
 // Reports prefill tokens/s (one sequence), decode tokens/s (one sequence, greedy) and batched decode
 // tokens/s (B sequences stepping together), plus the matmul GFLOP/s those imply.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { Backend } from '../gpu-runner/engine/backends/types.ts';
 import { wasmBackendAvailable } from '../gpu-runner/engine/backends/wasm/index.ts';
 import { type Engine, loadEngine } from '../gpu-runner/engine/engine.ts';
 import { makeTinyModel } from '../gpu-runner/tools/make-tiny-model.ts';
 import { numberOption, parseOptions, UsageError } from '../src/cli/args.ts';
 import { emit, formatTable } from './_report.ts';
+import { label as webgpuLabel, openBenchWebGPU, type WebGPULabel } from './_webgpu.ts';
 
 const BENCH_MODEL = {
   arch: 'llama' as const,
@@ -32,6 +35,8 @@ function matmulFlopsPerToken(e: Engine): number {
 
 interface Measurement {
   backend: string;
+  /** webgpu: the device it ran on */
+  device?: WebGPULabel;
   config: {
     hidden: number;
     layers: number;
@@ -104,10 +109,16 @@ export async function run(args: string[]): Promise<number> {
     batch: { type: 'string' },
     backend: { type: 'string' },
   });
-  const backends = (values.backend ?? (wasmBackendAvailable() ? 'reference,wasm' : 'reference')).split(',');
+  const defaults = wasmBackendAvailable() ? ['reference', 'wasm'] : ['reference'];
+  const probe = values.backend ? null : await openBenchWebGPU();
+  if (probe?.backend) {
+    defaults.push('webgpu');
+    probe.backend.dispose();
+  }
+  const backends = values.backend ? values.backend.split(',') : defaults;
   for (const b of backends) {
-    if (b !== 'reference' && b !== 'wasm')
-      throw new UsageError(`--backend: unknown backend "${b}" (reference, wasm)`);
+    if (b !== 'reference' && b !== 'wasm' && b !== 'webgpu')
+      throw new UsageError(`--backend: unknown backend "${b}" (reference, wasm, webgpu)`);
   }
   const promptTokens = numberOption('prompt-tokens', values['prompt-tokens'], 128);
   const decodeTokens = numberOption('decode-tokens', values['decode-tokens'], 32);
@@ -119,9 +130,20 @@ export async function run(args: string[]): Promise<number> {
     const prompt = Array.from({ length: promptTokens }, (_, i) => (i * 31 + 7) % 256);
     const results: Measurement[] = [];
     for (const b of backends) {
-      const engine = await loadEngine(dir, { backend: b as 'reference' | 'wasm' });
+      let backend: Backend | 'reference' | 'wasm' = b as 'reference' | 'wasm';
+      let device: WebGPULabel | undefined;
+      if (b === 'webgpu') {
+        const g = await openBenchWebGPU();
+        if (!g.backend) throw new UsageError(`--backend webgpu: ${g.note}`);
+        device = webgpuLabel(g.backend);
+        backend = g.backend;
+      }
+      const engine = await loadEngine(dir, { backend });
       try {
-        results.push(await measure(engine, prompt, decodeTokens, batch));
+        results.push({
+          ...(await measure(engine, prompt, decodeTokens, batch)),
+          ...(device ? { device } : {}),
+        });
       } finally {
         engine.dispose();
       }
@@ -148,7 +170,9 @@ export async function run(args: string[]): Promise<number> {
             'decode GFLOP/s',
           ],
           results.map((r) => [
-            r.backend,
+            r.device
+              ? `webgpu (${r.device.device}${r.device.software ? ', CPU rasteriser' : ''})`
+              : r.backend,
             r.prefillTokensPerS,
             r.decodeTokensPerS,
             r.batchDecodeTokensPerS,

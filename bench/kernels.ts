@@ -2,7 +2,8 @@
 // at prefill and decode shapes for the reference backend, wasm on 1 thread and on all threads, and
 // OpenBLAS sgemm (numpy on /usr/bin/python3, the peer) measured side by side in the same run (rounds
 // interleave wasm and OpenBLAS, best of each is kept); the machine's copy bandwidth; decode GB/s of
-// weights against it; and engine prefill/decode tokens/s per backend on a generated model.
+// weights against it; and engine prefill/decode tokens/s per backend on a generated model. The webgpu
+// backend joins (matmul GFLOP/s and engine rows) when an adapter exists, labelled with its device.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { availableParallelism, cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -19,6 +20,7 @@ import { makeTinyModel } from '../gpu-runner/tools/make-tiny-model.ts';
 import { numberOption, parseOptions, UsageError } from '../src/cli/args.ts';
 import { startBlasPeer } from './_blas-peer.ts';
 import { emit, formatTable, rng } from './_report.ts';
+import { label as webgpuLabel, openBenchWebGPU, webgpuMatmulGflops } from './_webgpu.ts';
 
 interface Shape {
   name: string;
@@ -212,6 +214,7 @@ export async function run(args: string[]): Promise<number> {
   const rt1 = threads > 1 ? await WasmRuntime.create({ threads: 1 }) : rtAll;
   const blas = await startBlasPeer(threads);
   const blas1 = threads > 1 ? await startBlasPeer(1) : blas;
+  const gpu = await openBenchWebGPU();
   try {
     const copyGBps = copyBandwidth(rtAll, seconds);
     const matmul = [];
@@ -236,10 +239,14 @@ export async function run(args: string[]): Promise<number> {
         if (blas1) blas1Cpu = Math.max(blas1Cpu, (await blas1.gflops(s.M, s.K, s.N, seconds / 2)).cpu);
       }
       const wasmGf = flops / tAll / 1e9;
+      const webgpuGflops = gpu.backend
+        ? await webgpuMatmulGflops(gpu.backend, s.M, s.K, s.N, x, w, w16)
+        : null;
       const weightBytes = s.N * s.K * (s.weights === 'f16' ? 2 : 4);
       matmul.push({
         ...s,
         referenceGflops: referenceGflops(s, x, w, w16),
+        webgpuGflops,
         wasm1Gflops: flops / t1 / 1e9,
         wasmGflops: wasmGf,
         openblasGflops: blas ? blasGf : null,
@@ -310,6 +317,23 @@ export async function run(args: string[]): Promise<number> {
             rounds,
           ),
         );
+        if (gpu.backend) {
+          const g = gpu.backend;
+          for (const wt of ['f32', 'f16'] as const) {
+            // the engine disposes its backend: each row opens its own device on the same adapter
+            rows.push(
+              await engineRow(
+                dir,
+                async () => (await openBenchWebGPU()).backend ?? g,
+                1,
+                wt,
+                prompt,
+                decodeTokens,
+                rounds,
+              ),
+            );
+          }
+        }
         engine = { config: BENCH_MODEL, promptTokens, decodeTokens, rows };
       } finally {
         rmSync(tmp, { recursive: true, force: true });
@@ -331,6 +355,8 @@ export async function run(args: string[]): Promise<number> {
       kernelVariant: rtAll.variant,
       copyGBps,
       peer: blas ? { name: 'OpenBLAS via numpy', threads, ...blas.info } : null,
+      webgpu: gpu.backend ? webgpuLabel(gpu.backend) : null,
+      webgpuNote: gpu.note,
       matmul,
       engine,
       summary: {
@@ -345,6 +371,7 @@ export async function run(args: string[]): Promise<number> {
   } finally {
     blas?.close();
     if (blas1 !== blas) blas1?.close();
+    gpu.backend?.dispose();
     await rtAll.close();
     if (rt1 !== rtAll) await rt1.close();
   }
@@ -356,6 +383,7 @@ function tables(r: {
   kernelVariant: string;
   copyGBps: number;
   peer: { blas: string } | null;
+  webgpuNote: string;
   matmul: Array<Shape & Record<string, number | string | null>>;
   engine: {
     config: typeof BENCH_MODEL;
@@ -368,6 +396,7 @@ function tables(r: {
   const out = [
     `kernels bench — ${r.cpu}, ${r.threads} threads, wasm kernels: ${r.kernelVariant}; peer: ${r.peer ? `OpenBLAS (${r.peer.blas})` : 'none (no python3/numpy)'}`,
     `copy bandwidth (read + write, all threads): ${r.copyGBps.toFixed(1)} GB/s`,
+    r.webgpuNote,
     '',
     formatTable(
       [
@@ -377,6 +406,7 @@ function tables(r: {
         `wasm ${r.threads}t GF/s`,
         'OpenBLAS GF/s',
         'wasm/OpenBLAS',
+        'webgpu GF/s',
         '1t GF/cpu-s wasm',
         'OpenBLAS',
         'ratio',
@@ -390,6 +420,7 @@ function tables(r: {
         m.wasmGflops,
         m.openblasGflops,
         m.wasmVsOpenblas,
+        m.webgpuGflops,
         m.wasm1CpuGflops,
         m.openblas1CpuGflops,
         m.wasmVsOpenblas1tCpu,

@@ -9,8 +9,11 @@ import {
   type DeviceInfo,
   WebGPUUnavailableError,
 } from '../../../gpu-runner/engine/backends/webgpu/index.ts';
+import { createReferenceBackend } from '../../../gpu-runner/engine/backends/reference/index.ts';
 import { loadEngine } from '../../../gpu-runner/engine/engine.ts';
+import { f32ToF16 } from '../../../gpu-runner/engine/half.ts';
 import { maxAbsDiff, tinyModels } from '../../helpers/tiny-model.ts';
+import { rand, relErr } from '../../helpers/wasm-runtime.ts';
 import { makeWebGPU } from '../../helpers/webgpu.ts';
 
 const models = tinyModels();
@@ -77,5 +80,35 @@ describe('webgpu device', () => {
     expect(backend.rec.readbackBytes).toBe(6 * 4); // one i32 token id per step
     engine.dispose();
     ref.dispose();
+  });
+
+  it('the subgroup-matrix matmul runs only where listed and after matching the tiled kernel', async () => {
+    const b = await makeWebGPU();
+    try {
+      if (!b.info.subgroupMatrix) {
+        expect(b.subgroupMatrix).toBe('unavailable'); // llvmpipe: no subgroup matrices
+        return;
+      }
+      expect(b.subgroupMatrix).toMatch(/^(on|off \()/);
+      const ref = createReferenceBackend();
+      const [M, K, N] = [64, 128, 96];
+      const x = rand(M * K, 1);
+      const w = f32ToF16(rand(N * K, 2, 0.5));
+      const want = await ref.read(
+        ref.matmul(
+          ref.upload({ dtype: 'f32', shape: [M, K], data: x }),
+          ref.upload({ dtype: 'f16', shape: [N, K], data: w }),
+        ),
+      );
+      const got = await b.read(
+        b.matmul(
+          b.upload({ dtype: 'f32', shape: [M, K], data: x }),
+          b.upload({ dtype: 'f16', shape: [N, K], data: w }),
+        ),
+      );
+      expect(relErr(got, want)).toBeLessThanOrEqual(b.subgroupMatrix === 'on' ? 5e-3 : 1e-6);
+    } finally {
+      b.dispose();
+    }
   });
 });

@@ -9,6 +9,7 @@ import { type DeviceInfo, openDevice, type WebGPUMode } from './device.ts';
 import { grid1d, gridRows } from './kernels/common.ts';
 import * as ew from './kernels/elementwise.ts';
 import { GEMV_ROWS, matmulGemv, matmulTiled, TILE_M, TILE_N } from './kernels/matmul.ts';
+import { matmulSubgroupMatrix, subgroupMatrixTile } from './kernels/subgroup-matrix.ts';
 import * as at from './kernels/attention.ts';
 import { type Binding, Recorder } from './recorder.ts';
 
@@ -29,7 +30,15 @@ export interface WebGPUOptions {
   maxSplits?: number;
   /** Keys per split below which decode attention is not split further; default 256. */
   keysPerSplit?: number;
+  /**
+   * Subgroup-matrix matmul for prefill with f16 weights where the adapter lists it (default true). It
+   * rounds activations to f16; it is used only after it matched the tiled kernel on the device.
+   */
+  subgroupMatrix?: boolean;
 }
+
+/** Rows from which an f16-weight matmul goes to the subgroup-matrix kernel (when it is on). */
+const SGM_MIN_ROWS = 16;
 
 export class WebGPUBackend implements Backend {
   readonly name = 'webgpu';
@@ -71,7 +80,61 @@ export class WebGPUBackend implements Backend {
   }
 
   static async create(opts: WebGPUOptions = {}): Promise<WebGPUBackend> {
-    return new WebGPUBackend(await openDevice(opts.mode ?? 'auto'), opts);
+    const b = new WebGPUBackend(await openDevice(opts.mode ?? 'auto'), opts);
+    await b.checkSubgroupMatrix();
+    return b;
+  }
+
+  /** 'on', 'unavailable' (adapter lists no f16→f32 configuration), or why it was turned off. */
+  subgroupMatrix = 'unavailable';
+
+  /**
+   * Turns the subgroup-matrix matmul on only if it compiles on this device and agrees with the tiled
+   * kernel on an f16-weight product (5e-3 relative: activations are rounded to f16 on that path).
+   */
+  private async checkSubgroupMatrix(): Promise<void> {
+    const cfg = this.info.subgroupMatrix;
+    if (!cfg) return;
+    if (this.opts.subgroupMatrix === false) {
+      this.subgroupMatrix = 'off (disabled by option)';
+      return;
+    }
+    const kernel = matmulSubgroupMatrix('f16', cfg);
+    try {
+      const module = this.device.createShaderModule({ code: kernel.wgsl });
+      await this.device.createComputePipelineAsync({
+        layout: 'auto',
+        compute: { module, entryPoint: 'main' },
+      });
+    } catch (err) {
+      this.subgroupMatrix = `off (does not compile: ${(err as Error).message.split('\n')[0]})`;
+      return;
+    }
+    const [M, K, N] = [40, 96, 72];
+    let seed = 1;
+    const r = () => {
+      seed = (seed * 1103515245 + 12345) >>> 0;
+      return seed / 2 ** 32 - 0.5;
+    };
+    const x = this.upload({ dtype: 'f32', shape: [M, K], data: Float32Array.from({ length: M * K }, r) });
+    const wh = Uint16Array.from(
+      { length: N * K },
+      () => 0x3000 + Math.floor((r() + 0.5) * 0x800) + (r() < 0 ? 0x8000 : 0),
+    );
+    const w = this.upload({ dtype: 'f16', shape: [N, K], data: wh });
+    const tiled = this.matmul(x, w);
+    this.subgroupMatrix = 'on';
+    const sgm = this.matmul(x, w);
+    const [a, b] = [await this.read(tiled), await this.read(sgm)];
+    for (const t of [x, w, tiled, sgm]) this.free(t);
+    let num = 0;
+    let den = 0;
+    for (let i = 0; i < a.length; i++) {
+      num = Math.max(num, Math.abs(a[i] - b[i]));
+      den = Math.max(den, Math.abs(a[i]));
+    }
+    if (!(num <= 5e-3 * den))
+      this.subgroupMatrix = `off (disagrees with the tiled kernel: ${(num / den).toExponential(2)})`;
   }
 
   // --- device loss --------------------------------------------------------------------------------
@@ -260,7 +323,14 @@ export class WebGPUBackend implements Backend {
     const y = this.alloc([M, N], 'f32');
     const dt = wt.dtype as 'f32' | 'f16';
     const bufs = [this.bind(xt), this.bind(wt), bt ? this.bind(bt) : this.none, this.bind(y)];
-    if (M <= GEMV_ROWS) {
+    const sgm = this.info.subgroupMatrix;
+    if (sgm && this.subgroupMatrix === 'on' && dt === 'f16' && M >= SGM_MIN_ROWS) {
+      const tile = subgroupMatrixTile(sgm);
+      this.rec.dispatch(matmulSubgroupMatrix(dt, sgm), [M, N, K, bt ? 1 : 0], bufs, [
+        Math.ceil(N / tile.cols),
+        Math.ceil(M / tile.rows),
+      ]);
+    } else if (M <= GEMV_ROWS) {
       this.rec.dispatch(matmulGemv(dt), [M, N, K, bt ? 1 : 0], bufs, gridRows(N));
     } else {
       if (Math.ceil(M / TILE_M) > 65535) throw new Error(`matmul: ${M} rows in one call`);

@@ -23,7 +23,7 @@ export interface DeviceInfo {
   f16: boolean;
   subgroups: boolean;
   /** Subgroup-matrix configurations with f16 inputs and f32 results (tensor cores), if any. */
-  subgroupMatrix: { M: number; N: number; K: number } | null;
+  subgroupMatrix: { M: number; N: number; K: number; subgroupSize: number } | null;
   /** True when Dawn runs on a CPU rasteriser (llvmpipe, SwiftShader): numbers are not GPU numbers. */
   software: boolean;
 }
@@ -93,11 +93,15 @@ async function adapterFor(
 }
 
 function subgroupMatrixConfig(adapter: GPUAdapter): DeviceInfo['subgroupMatrix'] {
-  const cfgs = (adapter.info as unknown as { subgroupMatrixConfigs?: Record<string, unknown>[] })
-    .subgroupMatrixConfigs;
-  for (const c of cfgs ?? []) {
+  const info = adapter.info as unknown as {
+    subgroupMatrixConfigs?: Record<string, unknown>[];
+    subgroupMaxSize?: number;
+  };
+  const subgroupSize = Number(info.subgroupMaxSize ?? 0);
+  if (!subgroupSize) return null;
+  for (const c of info.subgroupMatrixConfigs ?? []) {
     if (c.componentType === 'f16' && c.resultComponentType === 'f32')
-      return { M: Number(c.M), N: Number(c.N), K: Number(c.K) };
+      return { M: Number(c.M), N: Number(c.N), K: Number(c.K), subgroupSize };
   }
   return null;
 }
@@ -121,7 +125,7 @@ export async function openDevice(mode: WebGPUMode): Promise<OpenedDevice> {
   if (has('subgroups')) features.push('subgroups' as GPUFeatureName);
   let sgm = subgroupMatrixConfig(adapter);
   // subgroup matrices are an unsafe (experimental) API in Dawn: opt in only where the adapter lists them
-  if (sgm && has('chromium-experimental-subgroup-matrix') && has('shader-f16'))
+  if (sgm && has('chromium-experimental-subgroup-matrix') && has('shader-f16') && has('subgroups'))
     features.push('chromium-experimental-subgroup-matrix' as GPUFeatureName);
   else sgm = null;
   const requiredLimits: Record<string, number> = {};
