@@ -35,11 +35,16 @@ export function tierStats(core: RunnerCore): Record<string, TierStats> {
   return { engine: core.engineTier.stats(), ...core.store.stats() };
 }
 
-/** Token ids of a context block: a stored artifact's (by key), given ids, or encoded text. */
+/**
+ * Token ids of a context block: a stored artifact's (by key), given ids, or encoded text. A key whose
+ * artifact is missing (or was refused as corrupt and removed) falls back to the block's text, whose chunk
+ * the assembler then recomputes and stores again.
+ */
 export async function blockTokens(core: RunnerCore, block: ContextBlock): Promise<number[]> {
   if (block.tokenIds) return [...block.tokenIds];
-  if (block.text !== undefined) return core.engine.encode(block.text);
-  const got = await core.store.get(block.key!);
+  if (block.key === undefined) return core.engine.encode(block.text!);
+  const got = await core.store.get(block.key);
+  if (!got && block.text !== undefined) return core.engine.encode(block.text);
   if (!got)
     throw new AppError(
       'not_found',

@@ -48,7 +48,7 @@ export interface Prepared {
   /** Artifact keys of the chunks whose artifacts are ready (routing prefers runners holding them). */
   artifactKeys: string[];
   /** Runner /v1/generate body without the question/messages and sampling. */
-  context: { system: string; chunks: ({ key: string } | { text: string })[] };
+  context: { system: string; chunks: ({ key: string; text: string } | { text: string })[] };
   retrievalMs: number;
 }
 
@@ -184,10 +184,14 @@ export async function prepareAnswer(
   );
   const kept = ranked.slice(0, use);
   if (plan.chunkOrder === 'score-asc') kept.reverse();
-  const blocks: ({ key: string } | { text: string })[] = [];
+  const blocks: ({ key: string; text: string } | { text: string })[] = [];
   const citations: Citation[] = kept.map((h, i) => {
     const key = keyByHash.get(h.contentHash);
-    blocks.push({ text: `${i === 0 ? '' : '\n'}[${i + 1}] ` }, key ? { key } : { text: h.text });
+    // the text rides along with the key: a runner that finds the artifact gone or corrupt recomputes it
+    blocks.push(
+      { text: `${i === 0 ? '' : '\n'}[${i + 1}] ` },
+      key ? { key, text: h.text } : { text: h.text },
+    );
     return {
       n: i + 1,
       chunk_id: h.chunkId,

@@ -82,6 +82,8 @@ export interface TcpFaultProxy {
    * its COMMIT). Statement text is only on the wire when clients do not reuse prepared statements.
    */
   cutOn(pattern: RegExp, after?: RegExp): Promise<void>;
+  /** Cuts the connection whose server next sends bytes matching `pattern`, after passing them on. */
+  cutOnReply(pattern: RegExp): Promise<void>;
   /** Cuts every open connection now. */
   cutAll(): void;
   /** Connections cut so far. */
@@ -92,6 +94,7 @@ export interface TcpFaultProxy {
 export async function tcpFaultProxy(targetPort: number, targetHost = '127.0.0.1'): Promise<TcpFaultProxy> {
   const pairs = new Set<[Socket, Socket]>();
   let trigger: { pattern: RegExp; after?: RegExp; armed: Set<Socket>; hit: () => void } | null = null;
+  let replyTrigger: { pattern: RegExp; hit: () => void } | null = null;
   let cuts = 0;
   const cut = (pair: [Socket, Socket]) => {
     cuts++;
@@ -115,7 +118,19 @@ export async function tcpFaultProxy(targetPort: number, targetHost = '127.0.0.1'
       }
       upstream.write(d);
     });
-    upstream.on('data', (d) => client.write(d));
+    upstream.on('data', (d: Buffer) => {
+      if (replyTrigger?.pattern.test(d.toString('latin1'))) {
+        const t = replyTrigger;
+        replyTrigger = null;
+        // the bytes reach the client, then both sides are reset (as when the server process dies)
+        client.write(d, () => {
+          cut(pair);
+          t.hit();
+        });
+        return;
+      }
+      client.write(d);
+    });
     const end = () => {
       client.destroy();
       upstream.destroy();
@@ -133,6 +148,11 @@ export async function tcpFaultProxy(targetPort: number, targetHost = '127.0.0.1'
     cutOn(pattern, after) {
       return new Promise<void>((resolve) => {
         trigger = { pattern, after, armed: new Set(), hit: resolve };
+      });
+    },
+    cutOnReply(pattern) {
+      return new Promise<void>((resolve) => {
+        replyTrigger = { pattern, hit: resolve };
       });
     },
     cutAll() {
