@@ -186,13 +186,18 @@ export class FixedContext {
     }
     const qt = b.upload({ dtype: 'f32', shape: [count * group, d], data: qg });
     const logits = b.matmul(qt, t.c, t.logN); // [rows·group, k] = q·c·scale + log n_c
-    const mass = b.softmax(logits); // n_c·p̂_c per (row, head)
-    const m = b.readNow!(mass);
-    for (const x of [qt, logits, mass]) b.free(x);
-    const score = new Float32Array(t.k);
+    const massT = b.softmax(logits); // n_c·p̂_c per (row, head)
+    const mass = b.readNow!(massT);
+    for (const x of [qt, logits, massT]) b.free(x);
+    // p̂ averaged over the rows and the group's heads
+    const { k } = t;
     const rows = count * group;
-    for (let r = 0; r < rows; r++) for (let c = 0; c < t.k; c++) score[c] += m[r * t.k + c];
-    for (let c = 0; c < t.k; c++) score[c] /= rows * (t.starts[c + 1] - t.starts[c]);
+    const score = new Float32Array(k);
+    for (let r = 0; r < rows; r++) {
+      const o = r * k;
+      for (let c = 0; c < k; c++) score[c] += mass[o + c];
+    }
+    for (let c = 0; c < k; c++) score[c] /= rows * (t.starts[c + 1] - t.starts[c]);
     return chooseClusters({ k: t.k, starts: t.starts }, score, this.n, t.alwaysKeys, this.mode);
   }
 

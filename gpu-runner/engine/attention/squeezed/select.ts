@@ -100,24 +100,36 @@ export function chooseClusters(
   const target = Math.ceil(mode.fraction * n) - window;
   if (target <= 0) return kept;
   // The best clusters by score until the target: all clusters scoring ≥ the largest cut that still
-  // reaches it. Bisection over the f32 bit patterns of the scores (monotone for positive floats): exact,
-  // and O(31·k) instead of a sort.
+  // reaches it. Exact, in O(k): positive f32 scores order like their bit patterns, so a histogram of
+  // cluster sizes over the top 12 bits finds the bucket where the cut falls, and only that bucket's
+  // clusters are sorted.
   const bits = new Uint32Array(score.buffer, score.byteOffset, score.length);
-  const reached = (cut: number) => {
-    let have = 0;
-    for (let j = 0; j < h.k; j++) if (bits[j] >= cut) have += h.starts[j + 1] - h.starts[j];
-    return have >= target;
-  };
-  let lo = 0; // reached(0): every cluster (target ≤ clustered keys, or all are kept anyway)
-  let hi = 0x7f800001; // above +inf: nothing
-  while (hi - lo > 1) {
-    const mid = lo + Math.floor((hi - lo) / 2);
-    if (reached(mid)) lo = mid;
-    else hi = mid;
+  const size = (j: number) => h.starts[j + 1] - h.starts[j];
+  hist.fill(0);
+  for (let j = 0; j < h.k; j++) hist[Math.min(bits[j] >>> SHIFT, BUCKETS - 1)] += size(j);
+  let have = 0;
+  let bucket = BUCKETS - 1;
+  for (; bucket >= 0; bucket--) {
+    if (have + hist[bucket] >= target) break;
+    have += hist[bucket];
   }
-  for (let j = 0; j < h.k; j++) if (bits[j] >= lo) kept.push(j);
+  if (bucket < 0) return Array.from({ length: h.k }, (_, j) => j); // every cluster is not enough
+  const edge: number[] = [];
+  for (let j = 0; j < h.k; j++) if (Math.min(bits[j] >>> SHIFT, BUCKETS - 1) === bucket) edge.push(j);
+  edge.sort((a, b) => bits[b] - bits[a]);
+  let cut = 0;
+  for (const j of edge) {
+    have += size(j);
+    cut = bits[j];
+    if (have >= target) break;
+  }
+  for (let j = 0; j < h.k; j++) if (bits[j] >= cut) kept.push(j);
   return kept;
 }
+
+const SHIFT = 20;
+const BUCKETS = (0x7f800000 >>> SHIFT) + 1; // up to +inf
+const hist = new Float64Array(BUCKETS);
 
 /** Selected positions: the kept clusters' members then the window [n − window, n). */
 export function gatherKeys(h: HeadIndex, kept: readonly number[], n: number, window: number): Int32Array {

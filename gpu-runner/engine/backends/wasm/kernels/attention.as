@@ -19,6 +19,7 @@ const ACC: usize = 0; // [4][d ≤ 256] f32 accumulators
 const SC: usize = 4096; // [BK][4 rows] f32 scores / probabilities
 const VP: usize = 5120; // [BK] u32 value-row pointers
 const ST: usize = 5376; // m: f32x4, l: f32x4
+const PF: usize = 5408; // sink of the early loads that warm the next key range (mode 3)
 const NO_LIMIT: i32 = 0x7fffffff;
 
 // args: 0 q, 1 k, 2 v, 3 out, 4 lse (0 = none; [nq][H]), 5 nq, 6 H, 7 Hkv, 8 d, 9 scale (f32),
@@ -124,6 +125,13 @@ function runUnit(a: usize, S: usize, g: i32, nr: i32, i0: i32, h0: i32, G: i32, 
     for (let p = o0; p < o1; p++) {
       const s = load<i32>(ranges + (<usize>p << 3));
       const e = min<i32>(load<i32>(ranges + (<usize>p << 3) + 4), klim);
+      // short scattered ranges (squeezed attention's clusters) stall on each range's first keys: load the
+      // next range's first keys now, so they arrive while this range is computed
+      if (mode == 3 && p + 1 < o1) {
+        const s1 = load<i32>(ranges + (<usize>(p + 1) << 3));
+        const e1 = min<i32>(load<i32>(ranges + (<usize>(p + 1) << 3) + 4), klim);
+        touchKeys(kb, vb, skT, d, s1, min<i32>(e1 - s1, 64), S);
+      }
       if (e > s) attendKeys(qp0, qp1, qp2, qp3, lim, kb, vb, skT, d, scale, s, 0, e - s, S);
     }
     const coffs = argP(a, 22);
@@ -156,6 +164,18 @@ function runUnit(a: usize, S: usize, g: i32, nr: i32, i0: i32, h0: i32, G: i32, 
     for (let o: usize = 0; o < (<usize>d << 2); o += 16) v128.store(op + o, f32x4.mul(v128.load(ap + o), inv));
     if (lse) store<f32>(lse + ((<usize>i * H + h) << 2), lt > 0 ? mt + Mathf.log(lt) : -Infinity);
   }
+}
+
+/** Loads every cache line of the K and V rows of keys start..start+cnt-1 (kept live through a sink). */
+function touchKeys(kb: usize, vb: usize, skT: usize, d: i32, start: i32, cnt: i32, S: usize): void {
+  let x = v128.load(S + PF);
+  const db = <usize>d << 2;
+  for (let t = 0; t < cnt; t++) {
+    const kp = kb + <usize>(start + t) * skT;
+    const vp = vb + <usize>(start + t) * skT;
+    for (let o: usize = 0; o < db; o += 64) x = v128.or(x, v128.or(v128.load(kp + o), v128.load(vp + o)));
+  }
+  v128.store(S + PF, x);
 }
 
 /** Online-softmax update over `cnt` keys: positions start.. (idx = 0) or idx[0..cnt). */
