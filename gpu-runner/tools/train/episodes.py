@@ -176,6 +176,15 @@ def make_train_episode(rng: random.Random, ctx_tokens: int, mode: str) -> Episod
 _COPY_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ0123456789"
 
 
+def repeat_sequence(rng: random.Random, n_tokens: int) -> tuple[list[int], list[bool]]:
+    """Plain induction: `<|bos|>` then a random string of letters/digits (about n_tokens/2 bytes)
+    and its exact repetition; loss on every byte of the repetition (each is the byte after the
+    current byte's earlier occurrence)."""
+    n = rng.randint(8, max(9, n_tokens // 2 - 2))
+    s = encode("".join(rng.choice(_COPY_ALPHABET) for _ in range(n)) + " ")
+    return [BOS, *s, *s], [False] * (1 + len(s)) + [True] * len(s)
+
+
 def copy_sequence(rng: random.Random, n_tokens: int) -> tuple[list[int], list[bool]]:
     """Induction bootstrap: `<|bos|>` then random key/value pairs `K=V;` (filler between them) and then
     lookups `K?V;` of those keys in random order; loss on every looked-up value byte. Tokens and

@@ -217,3 +217,77 @@ def export_hf(model: LlamaForCausalLM, out_dir: str, tokenizer_dir: str, readme:
         shutil.copyfile(os.path.join(tokenizer_dir, name), os.path.join(out_dir, name))
     with open(os.path.join(out_dir, "README.md"), "w") as f:
         f.write(readme)
+
+
+# ---------------------------------------------------------------- structured initialisation
+
+@torch.no_grad()
+def induction_init(model: LlamaForCausalLM, seed: int = 0, n_id: int = 24, prev_pairs: int = 6):
+    """Write a working induction circuit into a freshly initialised model, so training starts with the
+    copy mechanism that a tiny model on a 2-core CPU budget otherwise finds only after a long loss
+    plateau (measured: no progress on plain repetition in 300+ steps). Everything stays trainable;
+    only the starting point changes.
+
+    Residual layout: dim 0 a constant (every embedding row has 1 there); dims A = 1..n_id a random
+    unit identity vector per token; B = the previous token's identity (written by layer 0, head 0);
+    C = the identity of the token that followed the previous occurrence of the current token
+    (written by layer 1, head 0); lm_head reads C back as a logit boost for that token.
+    - Layer 0 head 0 (a previous-token head): q and k are functions of the constant dim only, in the
+      `prev_pairs` highest-frequency RoPE pairs, k rotated by one position, so the score peaks at
+      offset -1. v copies A; o writes it to B.
+    - Layer 1 head 0 (the induction head): q reads A, k reads B, in the lowest-frequency RoPE pairs
+      (rotation-insensitive over the trained lengths when rope_theta is large), so the score peaks
+      where the previous token equals the current one; v copies A; o writes it to C.
+    Needs head_dim >= 2 * n_id and hidden_size > 3 * n_id.
+    """
+    c = model.config
+    D, h = c.head_dim, c.head_dim // 2
+    assert D >= 2 * n_id and c.hidden_size > 3 * n_id + 1
+    g = torch.Generator().manual_seed(seed)
+    A = slice(1, 1 + n_id)
+    B = slice(1 + n_id, 1 + 2 * n_id)
+    C = slice(1 + 2 * n_id, 1 + 3 * n_id)
+    emb = model.model.embed_tokens.weight
+    u = torch.randn(c.vocab_size, n_id, generator=g)
+    u = u / u.norm(dim=1, keepdim=True)
+    emb[:, 0] = 1.0
+    emb[:, A] = u
+    emb[:, B] = 0.0
+    emb[:, C] = 0.0
+    # magnitude of the constant dim after RMSNorm (the rest of the row is ~1 in norm + small noise)
+    xn = math.sqrt(c.hidden_size / 2.0)
+    inv = 1.0 / (c.rope_theta ** (torch.arange(0, D, 2, dtype=torch.float32) / D))
+    low = list(range(h - n_id // 2, h))  # lowest-frequency pairs
+    low_dims = low + [d + h for d in low]
+
+    # layer 0, q head 0 / kv head 0: previous-token head
+    a0 = model.model.layers[0].self_attn
+    a0.q_proj.weight[:D].zero_()
+    a0.k_proj.weight[:D].zero_()
+    amp = 9.0
+    for d in range(prev_pairs):
+        th = float(inv[d])
+        a0.q_proj.weight[d, 0] = amp / xn
+        a0.k_proj.weight[d, 0] = amp * math.cos(th) / xn
+        a0.k_proj.weight[d + h, 0] = amp * math.sin(th) / xn
+    a0.v_proj.weight[:D].zero_()
+    a0.v_proj.weight[:n_id, A] = torch.eye(n_id) / xn
+    a0.o_proj.weight[:, :D].zero_()
+    a0.o_proj.weight[B, :n_id] = torch.eye(n_id)
+    # layer 1, q head 0 / kv head 0: induction head (query: my identity; key: previous identity)
+    a1 = model.model.layers[1].self_attn
+    a1.q_proj.weight[:D].zero_()
+    a1.k_proj.weight[:D].zero_()
+    beta = 6.0
+    for i, d in enumerate(low_dims):
+        a1.q_proj.weight[d, A.start + i] = beta
+        a1.k_proj.weight[d, B.start + i] = beta
+    a1.v_proj.weight[:D].zero_()
+    a1.v_proj.weight[:n_id, A] = torch.eye(n_id) / xn
+    a1.o_proj.weight[:, :D].zero_()
+    a1.o_proj.weight[C, :n_id] = torch.eye(n_id)
+    # the MLPs must not overwrite the layout at the start
+    for layer in model.model.layers:
+        layer.mlp.down_proj.weight.mul_(0.1)
+    # lm_head: logit of token t += gamma * <u_t, C>
+    model.lm_head.weight[:, C] = 8.0 * u

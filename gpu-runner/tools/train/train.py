@@ -26,8 +26,8 @@ import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from episodes import (END, FACT_TYPES, Encoded, collate, copy_sequence, encode_episode,  # noqa: E402
-                      make_episode, make_train_episode)
-from model import LlamaConfig, LlamaForCausalLM, export_hf  # noqa: E402
+                      make_episode, make_train_episode, repeat_sequence)
+from model import LlamaConfig, LlamaForCausalLM, export_hf, induction_init  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.abspath(os.path.join(HERE, "..", "..", ".."))
@@ -37,22 +37,32 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser()
     p.add_argument("--seed", type=int, default=20261122)
     p.add_argument("--steps", type=int, default=100000, help="step cap (the time budget usually ends first)")
-    p.add_argument("--time-budget-s", type=float, default=4200.0,
+    p.add_argument("--time-budget-s", type=float, default=2700.0,
                    help="training seconds (excluding evals); curriculum and LR follow elapsed/budget, "
                         "because this machine is shared and steps/s varies several-fold")
     p.add_argument("--tokens-per-step", type=int, default=6144)
     p.add_argument("--micro-tokens", type=int, default=8192, help="padded tokens per micro-batch")
-    p.add_argument("--lr", type=float, default=3e-3)
+    p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--warmup", type=int, default=30)
     p.add_argument("--weight-decay", type=float, default=0.05)
     p.add_argument("--lm-weight", type=float, default=0.1,
                    help="weight of an auxiliary next-token loss on every in-segment token (context and "
                         "questions); 0 = answer tokens only")
+    p.add_argument("--repeat-share", type=float, default=0.05,
+                   help="share of plain-repetition induction sequences (episodes.repeat_sequence), "
+                        "like --copy-share")
     p.add_argument("--copy-share", type=float, default=0.15,
                    help="share of induction-bootstrap sequences (episodes.copy_sequence) in the first "
                         "half of the run; a third of it afterwards")
     p.add_argument("--block-share", type=float, default=0.5, help="share of block-diagonal episodes")
     p.add_argument("--max-ctx", type=int, default=4096)
+    p.add_argument("--short-range", default="128,512", help="LO,HI: the first curriculum phase")
+    p.add_argument("--unlock-loss", type=float, default=0.0,
+                   help="adaptive curriculum: stay in the first phase (short contexts, full bootstrap "
+                        "shares) until the RAG answer loss (EMA over ~20 steps) falls below this, or until "
+                        "--max-lock of the run; the later phases then share the remaining time. "
+                        "0 = purely time-based phases")
+    p.add_argument("--max-lock", type=float, default=0.5)
     p.add_argument("--ctx-range", default="", help="LO,HI: fixed context range instead of the curriculum")
     p.add_argument("--eval-every-s", type=float, default=900.0, help="training seconds between evals")
     p.add_argument("--eval-n", type=int, default=8, help="held-out episodes per (type, mode, length)")
@@ -76,6 +86,11 @@ def parse_args(argv=None):
     p.add_argument("--heads", type=int, default=3)
     p.add_argument("--kv-heads", type=int, default=1)
     p.add_argument("--head-dim", type=int, default=64)
+    p.add_argument("--rope-theta", type=float, default=1e6,
+                   help="large, so the induction head's lowest-frequency RoPE pairs barely rotate over 4K")
+    p.add_argument("--no-induction-init", action="store_true",
+                   help="plain random init instead of model.induction_init (which starts the model with "
+                        "a working previous-token + induction circuit)")
     return p.parse_args(argv)
 
 
@@ -91,12 +106,12 @@ def progress(step: int, elapsed: float, args) -> float:
     return min(1.0, step / max(1, args.steps))
 
 
-def curriculum(f: float, max_ctx: int) -> tuple[int, int]:
-    """Context-length range (tokens) at run fraction f: short contexts first, then up to max_ctx."""
+def curriculum(f: float, max_ctx: int, short: str = "128,512") -> tuple[int, int]:
+    """Context-length range (tokens) at curriculum fraction f: short contexts first, then up to max_ctx."""
     # the copy-from-context mechanism is learned on short, dense episodes (cheap steps, many answers);
     # long contexts then teach it to survive distance (RoPE positions up to max_ctx) and dilution
     if f < 0.3:
-        lo, hi = 128, 512
+        lo, hi = (int(x) for x in short.split(","))
     elif f < 0.5:
         lo, hi = 256, 1024
     elif f < 0.7:
@@ -106,22 +121,30 @@ def curriculum(f: float, max_ctx: int) -> tuple[int, int]:
     return lo, min(hi, max_ctx)
 
 
-def make_batch(seed: int, step: int, f: float, args):
-    """Deterministic per (seed, step, f); the log records each step's context length. About
+def make_batch(seed: int, step: int, f: float, args, bootstrap: bool | None = None):
+    """Deterministic per (seed, step, f, bootstrap); the log records each step's context length. About
     `tokens_per_step` tokens of dense training episodes (make_train_episode: many facts, a question
     branch per fact) plus a share of induction-bootstrap copy sequences of the same length."""
     rng = random.Random(seed * 1_000_003 + step)
-    lo, hi = curriculum(f, args.max_ctx)
+    lo, hi = curriculum(f, args.max_ctx, args.short_range)
     if args.ctx_range:
         lo, hi = (int(x) for x in args.ctx_range.split(","))
     # bias towards the long end of the range: long contexts are what the targets are about
     L = int(lo + (hi - lo) * math.sqrt(rng.random()))
-    copy_share = args.copy_share if f < 0.5 else args.copy_share / 3
+    if bootstrap is None:
+        bootstrap = f < 0.5
+    copy_share = args.copy_share if bootstrap else args.copy_share / 3
+    repeat_share = args.repeat_share if bootstrap else args.repeat_share / 3
     encs: list[Encoded] = []
     n_tok = 0
     while n_tok < args.tokens_per_step or not encs:
-        if rng.random() < copy_share:
+        r = rng.random()
+        if r < copy_share:
             toks, loss = copy_sequence(rng, L)
+            n = len(toks)
+            e = Encoded(toks, list(range(n)), [-1] * n, loss, "full", [])
+        elif r < copy_share + repeat_share:
+            toks, loss = repeat_sequence(rng, L)
             n = len(toks)
             e = Encoded(toks, list(range(n)), [-1] * n, loss, "full", [])
         else:
@@ -165,7 +188,8 @@ def accumulate_grads(model, encs, bf16: bool, lm_weight: float, micro_tokens: in
     """Backward over the step's sequences in micro-batches of similar length (sorted, at most
     `micro_tokens` padded tokens each), so padding and the [B, T, T] masks stay small. The gradient
     equals that of the whole batch's loss: answer CE averaged over all answer tokens plus lm_weight x
-    the in-segment next-token CE averaged over all in-segment tokens. Returns (loss, answer loss)."""
+    the in-segment next-token CE averaged over all in-segment tokens. Returns (loss, answer loss,
+    answer loss over the RAG episodes' answers alone)."""
     encs = sorted(encs, key=lambda e: len(e.tokens))
     groups: list[list] = [[]]
     for e in encs:
@@ -176,7 +200,8 @@ def accumulate_grads(model, encs, bf16: bool, lm_weight: float, micro_tokens: in
             g.append(e)
     n_ans = sum(sum(e.loss) for e in encs)
     n_lm = sum(sum(1 for a, b in zip(e.seg[1:], e.seg[:-1]) if a == b) for e in encs)
-    tot_ans, tot_lm = 0.0, 0.0
+    n_qa = sum(sum(e.loss) for e in encs if e.answers)
+    tot_ans, tot_lm, tot_qa = 0.0, 0.0, 0.0
     for g in groups:
         tokens, positions, targets, mask = collate(g)
         flat_t = targets.reshape(-1)
@@ -184,9 +209,12 @@ def accumulate_grads(model, encs, bf16: bool, lm_weight: float, micro_tokens: in
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             logits = model(tokens, positions, mask, hidden_only_at=None if lm_weight > 0 else idx)
         flat_l = logits.float().reshape(-1, logits.shape[-1])
-        ans = F.cross_entropy(flat_l[idx] if lm_weight > 0 else flat_l, flat_t[idx], reduction="sum")
+        ans_tok = F.cross_entropy(flat_l[idx] if lm_weight > 0 else flat_l, flat_t[idx], reduction="none")
+        ans = ans_tok.sum()
         loss = ans / n_ans
         tot_ans += float(ans)
+        is_qa = torch.tensor([bool(e.answers) for e in g])[idx // tokens.shape[1]]
+        tot_qa += float(ans_tok.detach()[is_qa].sum())
         if lm_weight > 0:
             lm = F.cross_entropy(flat_l, lm_targets(g, tokens.shape[1]).reshape(-1), ignore_index=-100,
                                  reduction="sum")
@@ -194,7 +222,7 @@ def accumulate_grads(model, encs, bf16: bool, lm_weight: float, micro_tokens: in
             tot_lm += float(lm)
         loss.backward()
     a = tot_ans / n_ans
-    return a + lm_weight * tot_lm / max(1, n_lm), a
+    return a + lm_weight * tot_lm / max(1, n_lm), a, tot_qa / max(1, n_qa)
 
 
 @torch.no_grad()
@@ -319,19 +347,25 @@ def main(argv=None):
     bf16 = not args.no_bf16
     cfg = LlamaConfig(num_hidden_layers=args.layers, hidden_size=args.hidden,
                       intermediate_size=args.intermediate, num_attention_heads=args.heads,
-                      num_key_value_heads=args.kv_heads, head_dim=args.head_dim)
+                      num_key_value_heads=args.kv_heads, head_dim=args.head_dim,
+                      rope_theta=args.rope_theta)
     model = LlamaForCausalLM(cfg)
+    if not args.no_induction_init:
+        induction_init(model, seed=args.seed)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.95),
                             weight_decay=args.weight_decay)
     os.makedirs(args.ckpt_dir, exist_ok=True)
     ckpt_path = os.path.join(args.ckpt_dir, "ckpt.pt")
     step, elapsed, tokens_seen, last_eval = 0, 0.0, 0, {}
+    unlocked_at: float | None = None  # training seconds at which the adaptive curriculum moved on
+    ema = None
     if args.resume and os.path.exists(ckpt_path):
         ck = torch.load(ckpt_path)
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["opt"])
         step, elapsed, tokens_seen = ck["step"], ck["elapsed"], ck["tokens_seen"]
         last_eval = ck.get("last_eval", {})
+        unlocked_at = ck.get("unlocked_at")
         torch.set_rng_state(ck["torch_rng"])
     n_params = sum(p.numel() for p in model.parameters())
     log({"event": "start", "seed": args.seed, "resumed_at": step, "params": n_params,
@@ -342,25 +376,37 @@ def main(argv=None):
     def save(step_now: int, final: bool = False):
         torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step_now,
                     "elapsed": elapsed, "tokens_seen": tokens_seen, "last_eval": last_eval,
-                    "torch_rng": torch.get_rng_state(), "args": vars(args)}, ckpt_path + ".tmp")
+                    "torch_rng": torch.get_rng_state(), "args": vars(args),
+                    "unlocked_at": unlocked_at}, ckpt_path + ".tmp")
         os.replace(ckpt_path + ".tmp", ckpt_path)
         export_hf(model, args.out_dir, args.tokenizer_dir,
                   model_card(cfg, n_params, step_now, final, args.seed, last_eval))
         log({"event": "checkpoint", "step": step_now, "ckpt": ckpt_path, "hf_dir": args.out_dir})
 
     model.train()
-    win_loss, win_ans, win_tok, win_n, win_t = 0.0, 0.0, 0, 0, time.time()
+    win_loss, win_ans, win_qa, win_tok, win_n, win_t = 0.0, 0.0, 0.0, 0, 0, time.time()
     next_eval = (elapsed // args.eval_every_s + 1) * args.eval_every_s
     next_ckpt = (elapsed // args.ckpt_every_s + 1) * args.ckpt_every_s
     while step < args.steps and progress(step, elapsed, args) < 1.0:
         t0 = time.time()
         f = progress(step, elapsed, args)
-        encs, L = make_batch(args.seed, step, f, args)
+        if args.unlock_loss > 0:
+            if unlocked_at is None and ((ema is not None and ema < args.unlock_loss) or f >= args.max_lock):
+                unlocked_at = elapsed
+                log({"event": "unlock", "step": step, "elapsed_s": round(elapsed, 1), "answer_loss_ema": ema})
+            if unlocked_at is None:
+                cf, boot = 0.0, True
+            else:
+                cf = 0.3 + 0.7 * (elapsed - unlocked_at) / max(1.0, args.time_budget_s - unlocked_at)
+                boot = False
+            encs, L = make_batch(args.seed, step, cf, args, boot)
+        else:
+            encs, L = make_batch(args.seed, step, f, args)
         lr = lr_at(step, f, args)
         for g in opt.param_groups:
             g["lr"] = lr
         opt.zero_grad(set_to_none=True)
-        loss, ans_loss = accumulate_grads(model, encs, bf16, args.lm_weight, args.micro_tokens)
+        loss, ans_loss, qa_loss = accumulate_grads(model, encs, bf16, args.lm_weight, args.micro_tokens)
         gn = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         step += 1
@@ -369,15 +415,17 @@ def main(argv=None):
         elapsed += time.time() - t0
         win_loss += float(loss)
         win_ans += float(ans_loss)
+        win_qa += qa_loss
+        ema = qa_loss if ema is None else 0.95 * ema + 0.05 * qa_loss
         win_tok += ntok
         win_n += 1
         if step % 10 == 0 or step == 1:
             log({"event": "train", "step": step, "loss": round(win_loss / win_n, 4),
-                 "answer_loss": round(win_ans / win_n, 4), "ctx": L,
+                 "answer_loss": round(win_ans / win_n, 4), "qa_loss": round(win_qa / win_n, 4), "ctx": L,
                  "seqs": len(encs), "lr": round(lr, 6), "grad_norm": round(float(gn), 3),
                  "tok_per_s": round(win_tok / (time.time() - win_t), 1), "tokens_seen": tokens_seen,
                  "elapsed_s": round(elapsed, 1), "progress": round(f, 4)})
-            win_loss, win_ans, win_tok, win_n, win_t = 0.0, 0.0, 0, 0, time.time()
+            win_loss, win_ans, win_qa, win_tok, win_n, win_t = 0.0, 0.0, 0.0, 0, 0, time.time()
         if elapsed >= next_eval and progress(step, elapsed, args) < 1.0:
             last_eval = run_eval(model, eval_sets, bf16, step, "eval")
             next_eval += args.eval_every_s
