@@ -1,4 +1,4 @@
-// Sparse prefill's kernel (Backend.sparseAttention, DESIGN.md §4.3) on the reference and wasm backends:
+// Sparse prefill's kernel (Backend.sparseAttention, DESIGN.md §4.3) on the reference, wasm and webgpu backends:
 // a full plan reproduces dense attention() (≤ 1e-5) and its lse recall is 1; a partial plan of ranges
 // and gathered columns equals softmax attention over exactly those keys (f64 TS), on both backends; its
 // density is the share of causal pairs it keeps and its recall the dense softmax mass on them.
@@ -10,6 +10,7 @@ import { createReferenceBackend } from '../../gpu-runner/engine/backends/referen
 import type { Backend, KVCache, SeqSpan, SparsePlan } from '../../gpu-runner/engine/backends/types.ts';
 import { createWasmBackend } from '../../gpu-runner/engine/backends/wasm/index.ts';
 import { rand } from '../helpers/wasm-runtime.ts';
+import { makeWebGPU } from '../helpers/webgpu.ts';
 
 const H = 4;
 const KVH = 2;
@@ -80,12 +81,17 @@ function naive(plan: SparsePlan): Float32Array {
 const maxAbs = (a: Float32Array, b: Float32Array) =>
   a.reduce((m, x, i) => Math.max(m, Math.abs(x - b[i])), 0);
 
-describe.each(['reference', 'wasm'])('sparseAttention on %s', (name) => {
+describe.each(['reference', 'wasm', 'webgpu'])('sparseAttention on %s', (name) => {
   let b: Backend;
   let cache: KVCache;
   let span: SeqSpan;
   beforeAll(async () => {
-    b = name === 'wasm' ? await createWasmBackend({ threads: 2, splitAll: true }) : createReferenceBackend();
+    b =
+      name === 'wasm'
+        ? await createWasmBackend({ threads: 2, splitAll: true })
+        : name === 'webgpu'
+          ? await makeWebGPU()
+          : createReferenceBackend();
     cache = b.createKVCache({ layers: 2, kvHeads: KVH, headDim: D, capacity: CAP });
     b.kvLoad(cache, 1, 0, { k: kHost, v: vHost });
     span = { cache, row: 0, count: COUNT, pos: POS };

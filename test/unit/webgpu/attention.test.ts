@@ -1,7 +1,8 @@
 // webgpu attention beyond the shared parity suite: split-KV (flash decoding) attention over hundreds of
 // keys against `reference` with the split forced small and off; the squeezed/sparse ops suite
 // (test/helpers/attention-ops-suite.ts) with and without splitting the gathered keys; an empty key
-// selection gives out 0 and lse -inf, and merging with it is the identity. Tolerance 1e-5 relative.
+// selection gives out 0 and lse -inf, and merging with it is the identity; attentionRanges against
+// `reference`. Tolerance 1e-5 relative.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createReferenceBackend } from '../../../gpu-runner/engine/backends/reference/index.ts';
 import type { Backend, KVCache, SeqSpan } from '../../../gpu-runner/engine/backends/types.ts';
@@ -72,5 +73,31 @@ describe('webgpu split-KV decode attention', () => {
     expect(await d.read(merged.out)).toEqual(await d.read(some.out));
     expect(await d.read(merged.lse)).toEqual(await d.read(some.lse));
     d.freeKVCache(cache);
+  });
+
+  it('attentionRanges (the squeezed attention step) matches reference: lists per kv head, and null = dense', async () => {
+    const d = devs[0];
+    const run = async (b: Backend) => {
+      const caches = [0, 1].map(() =>
+        b.createKVCache({ layers: 2, kvHeads: KVH, headDim: D, capacity: CAP }),
+      );
+      for (const c of caches) b.kvLoad(c, 1, 0, { k, v });
+      const qt = b.upload({ dtype: 'f32', shape: [5, H * D], data: q });
+      const spans: SeqSpan[] = [
+        { cache: caches[0], row: 0, count: 3, pos: 500 },
+        { cache: caches[1], row: 3, count: 1, pos: 420 },
+      ];
+      const lists = [[Int32Array.of(0, 64, 300, 420, 490, 503), Int32Array.of(100, 102, 495, 503)], null];
+      const out = await b.read(b.attentionRanges!(qt, 1, spans, lists, H, 0.2));
+      expect(() =>
+        b.attentionRanges!(qt, 1, spans, [[Int32Array.of(0, CAP + 1), Int32Array.of(0, 1)], null], H, 0.2),
+      ).toThrow(/bad range/);
+      for (const c of caches) b.freeKVCache(c);
+      return out;
+    };
+    const want = await run(ref);
+    const got = await run(d);
+    expect(relErr(got, want)).toBeLessThanOrEqual(1e-5);
+    expect(got.subarray(4 * H * D).every((x) => x === 0)).toBe(true); // row 4: no span
   });
 });

@@ -3,7 +3,17 @@
 // await the copy, so a greedy decode step reads back only its token ids. Device loss fails the reads in
 // flight (DeviceLostError), then a new device is opened and the uploaded tensors (weights) restored
 // from their host copies; tensors computed on the lost device and KV caches' contents are gone.
-import type { Backend, DType, HostTensor, KVBlock, KVCache, KVCacheSpec, SeqSpan, Tensor } from '../types.ts';
+import type {
+  Backend,
+  DType,
+  HostTensor,
+  KVBlock,
+  KVCache,
+  KVCacheSpec,
+  SeqSpan,
+  SparsePlan,
+  Tensor,
+} from '../types.ts';
 import { BufferPool, GpuKVCache, GpuTensor, tensorBytes } from './buffers.ts';
 import { type DeviceInfo, openDevice, type WebGPUMode } from './device.ts';
 import { grid1d, gridRows } from './kernels/common.ts';
@@ -539,6 +549,172 @@ export class WebGPUBackend implements Backend {
     );
     this.free(po);
     this.free(pl);
+  }
+  /**
+   * One span's attention over explicit key sets (kernel mode 3): ranges[g][b] and columns[g][b] per kv
+   * head g and query block b of `blockSize` rows, causally masked. Writes out rows at outRow (of y) and,
+   * when given, lse rows at 0.
+   */
+  private attendPlan(
+    qt: GpuTensor & { buffer: GPUBuffer },
+    c: GpuKVCache & { k: GPUBuffer; v: GPUBuffer },
+    layer: number,
+    s: SeqSpan,
+    heads: number,
+    scale: number,
+    ranges: readonly (readonly Int32Array[])[],
+    columns: readonly (readonly Int32Array[])[] | null,
+    blockSize: number,
+    limit: number,
+    what: string,
+    y: GpuTensor & { buffer: GPUBuffer },
+    outRow: number,
+    lse: (GpuTensor & { buffer: GPUBuffer }) | null,
+  ): void {
+    const { kvHeads, headDim, capacity } = c.spec;
+    const nqb = Math.ceil(s.count / blockSize);
+    if (ranges.length !== kvHeads || ranges.some((r) => r.length !== nqb))
+      throw new Error(`${what}: plan must be [${kvHeads} kv heads][${nqb} query blocks]`);
+    const nsel = kvHeads * nqb;
+    const offs = new Uint32Array(2 * nsel + 2);
+    const pairs: number[] = [];
+    const cols: number[] = [];
+    for (let g = 0; g < kvHeads; g++)
+      for (let b = 0; b < nqb; b++) {
+        const rs = ranges[g][b];
+        for (let i = 0; i + 1 < rs.length; i += 2) {
+          if (rs[i] < 0 || rs[i + 1] > limit || rs[i] > rs[i + 1])
+            throw new Error(`${what}: bad range [${rs[i]}, ${rs[i + 1]})`);
+          pairs.push(rs[i], rs[i + 1]);
+        }
+        offs[g * nqb + b + 1] = pairs.length / 2;
+        for (const j of columns?.[g]?.[b] ?? []) {
+          if (j < 0 || j >= limit) throw new Error(`${what}: column ${j} outside the span`);
+          cols.push(j);
+        }
+        offs[nsel + 1 + g * nqb + b + 1] = cols.length;
+      }
+    for (let i = nsel + 1; i < offs.length; i++) offs[i] += pairs.length;
+    const idx = this.uploadIndex(Uint32Array.from(pairs.length + cols.length ? [...pairs, ...cols] : [0]));
+    const off = this.uploadIndex(offs);
+    const width = heads * headDim;
+    this.rec.dispatch(
+      at.attentionPartial(3),
+      [
+        s.count,
+        heads,
+        kvHeads,
+        headDim,
+        scale,
+        capacity * headDim,
+        c.offset(layer, 0, 0),
+        s.row * width,
+        s.pos,
+        0,
+        1,
+        outRow * width,
+        lse ? 1 : 0,
+        nqb,
+        blockSize,
+        0,
+      ],
+      [
+        this.bind(qt),
+        { buffer: c.k },
+        { buffer: c.v },
+        this.bind(idx),
+        this.bind(off),
+        this.bind(y),
+        lse ? this.bind(lse) : this.noneW,
+      ],
+      [1, heads, s.count],
+    );
+    this.free(idx);
+    this.free(off);
+  }
+  sparseAttention(
+    q: Tensor,
+    layer: number,
+    span: SeqSpan,
+    plan: SparsePlan,
+    heads: number,
+    scale: number,
+  ): { out: Tensor; lse: Tensor } {
+    const [, width] = rows2(q, 'sparseAttention');
+    const qt = this.t(q, 'sparseAttention q', 'f32');
+    const c = this.c(span.cache);
+    if (width !== heads * c.spec.headDim)
+      throw new Error(`sparseAttention: q [${q.shape}] for ${heads}×${c.spec.headDim}`);
+    const limit = span.pos + span.count;
+    if (limit > c.spec.capacity) throw new Error('sparseAttention: positions beyond cache capacity');
+    const out = this.alloc([span.count, width], 'f32');
+    const lse = this.alloc([span.count, heads], 'f32');
+    try {
+      this.attendPlan(
+        qt,
+        c,
+        layer,
+        span,
+        heads,
+        scale,
+        plan.ranges,
+        plan.columns,
+        plan.blockSize,
+        limit,
+        'sparseAttention',
+        out,
+        0,
+        lse,
+      );
+    } catch (err) {
+      this.free(out);
+      this.free(lse);
+      throw err;
+    }
+    return { out, lse };
+  }
+  attentionRanges(
+    q: Tensor,
+    layer: number,
+    spans: readonly SeqSpan[],
+    keys: readonly (readonly Int32Array[] | null)[],
+    heads: number,
+    scale: number,
+  ): Tensor {
+    const [M, width] = rows2(q, 'attentionRanges');
+    const qt = this.t(q, 'attentionRanges q', 'f32');
+    const y = this.alloc([M, width], 'f32');
+    const covered = spans.reduce((n, s) => n + s.count, 0);
+    if (covered < M) this.rec.copyEncoder().clearBuffer(y.buffer, 0, M * width * 4);
+    spans.forEach((s, i) => {
+      const c = this.c(s.cache);
+      if (width !== heads * c.spec.headDim)
+        throw new Error(`attentionRanges: q [${q.shape}] for ${heads}×${c.spec.headDim}`);
+      if (s.pos + s.count > c.spec.capacity)
+        throw new Error(`attentionRanges: positions beyond cache capacity`);
+      const lists = keys[i];
+      if (!lists) return this.attendSpan(qt, y, c, layer, s, heads, scale);
+      if (lists.length !== c.spec.kvHeads)
+        throw new Error(`attentionRanges: ${lists.length} lists for ${c.spec.kvHeads} kv heads`);
+      const blocks = lists.map((l) => [l]);
+      this.attendPlan(
+        qt,
+        c,
+        layer,
+        s,
+        heads,
+        scale,
+        blocks,
+        null,
+        Math.max(1, s.count),
+        c.spec.capacity,
+        'attentionRanges',
+        y,
+        s.row,
+        null,
+      );
+    });
+    return y;
   }
   async kvRead(cache: KVCache, layer: number, start: number, count: number): Promise<KVBlock> {
     const c = this.c(cache);

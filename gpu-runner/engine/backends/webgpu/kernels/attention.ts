@@ -5,6 +5,8 @@
 //   0 causal dense: positions [0, qpos0 + row] — Backend.attention; split-KV over `splits` workgroups
 //   1 gathered:     positions idx[offs[g] .. offs[g+1]) for kv head g — squeezed attention's selection
 //   2 ranges:       [start, end) ranges per (query head, query block), causally masked — block-sparse
+//   3 plan:         ranges and gathered columns per (kv head, query block), causally masked —
+//                   Backend.sparseAttention and Backend.attentionRanges (one block spanning the rows)
 // With splits = 1 the kernel writes the normalised output straight into y (and lse if asked); with
 // more, it writes per-split partials that `combine` merges by log-sum-exp (flash decoding).
 // lse is stored as u32 bits so an empty key set can hold -inf without inf arithmetic in a shader.
@@ -24,7 +26,7 @@ struct P {
 }`;
 export const PARTIAL_PARAMS = 'uuuufuuuuuuuuuuu';
 
-export function attentionPartial(mode: 0 | 1 | 2): Kernel {
+export function attentionPartial(mode: 0 | 1 | 2 | 3): Kernel {
   return {
     name: `attention_partial_${mode}`,
     params: PARTIAL_PARAMS,
@@ -33,8 +35,11 @@ export function attentionPartial(mode: 0 | 1 | 2): Kernel {
 @group(0) @binding(1) var<storage, read> q: array<f32>;
 @group(0) @binding(2) var<storage, read> kc: array<f32>;
 @group(0) @binding(3) var<storage, read> vc: array<f32>;
-@group(0) @binding(4) var<storage, read> idx: array<u32>;   // mode 1: positions; mode 2: [start, end) pairs
-@group(0) @binding(5) var<storage, read> offs: array<u32>;  // mode 1: per kv head; mode 2: per (head, q block)
+// mode 1: positions; mode 2: [start, end) pairs; mode 3: pairs, then columns
+@group(0) @binding(4) var<storage, read> idx: array<u32>;
+// mode 1: per kv head; mode 2: pair offsets per (head, q block); mode 3: pair offsets per (kv head,
+// q block) [kvHeads·nqb + 1], then column offsets into idx [kvHeads·nqb + 1]
+@group(0) @binding(5) var<storage, read> offs: array<u32>;
 @group(0) @binding(6) var<storage, read_write> o: array<f32>;
 @group(0) @binding(7) var<storage, read_write> lse: array<u32>;
 var<workgroup> qs: array<f32, ${MAX_HEAD_DIM}>;
@@ -104,6 +109,21 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec
     for (var j0 = lo; j0 < hi; j0 += ${WG}u) {
       let j = j0 + t;
       tile(t, select(0u, idx[min(j, b - 1u)], j < hi), j < hi, kvBase);
+    }
+  } else if (${mode}u == 3u) {
+    let nsel = p.kvHeads * p.nqb;
+    let sel = g * p.nqb + row / p.bq;
+    for (var r = offs[sel]; r < offs[sel + 1u]; r++) {
+      let lo = idx[2u * r];
+      let hi = min(idx[2u * r + 1u], n);
+      for (var j0 = lo; j0 < hi; j0 += ${WG}u) { tile(t, j0 + t, j0 + t < hi, kvBase); }
+    }
+    let ca = offs[nsel + 1u + sel];
+    let cb = offs[nsel + 2u + sel];
+    for (var j0 = ca; j0 < cb; j0 += ${WG}u) {
+      let j = j0 + t;
+      let key = select(0u, idx[min(j, cb - 1u)], j < cb);
+      tile(t, key, j < cb && key < n, kvBase);
     }
   } else {
     let qb = row / p.bq;
