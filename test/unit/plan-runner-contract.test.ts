@@ -31,7 +31,10 @@ function prepared(generation: Partial<GenerationPlan>): Prepared {
     model,
     citations: [],
     artifactKeys: ['a'.repeat(64)],
-    context: { system: DEFAULT_SYSTEM, chunks: [{ text: '[1] ' }, { key: 'a'.repeat(64) }] },
+    context: {
+      system: DEFAULT_SYSTEM,
+      chunks: [{ text: '[1] ' }, { key: 'a'.repeat(64), text: 'A chunk.' }],
+    },
     retrievalMs: 0,
   };
 }
@@ -64,7 +67,9 @@ describe('plan → runner request', () => {
       );
       const parsed = generateBodySchema.parse(body);
       expect(parsed.reuse).toEqual({ mode: 'blend', blendRatio: 0.15 });
-      expect(parsed.sparse).toEqual({ enabled: false });
+      expect(body.sparse).toEqual({ enabled: false });
+      // dense, in the runner's older or newer reading
+      expect([{ enabled: false }, { mode: 'off' }]).toContainEqual(parsed.sparse);
     }
   });
 });

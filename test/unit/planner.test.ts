@@ -40,6 +40,8 @@ describe('planner', () => {
     expect(planQuery({ question, collections: ['c1', 'c2'] }, ctx)).toEqual(a);
     expect(planSchema.parse(a)).toEqual(a);
     expect(a.retrieval.steps.map((s) => s.collection)).toEqual(['c1', 'c2']);
+    const mixed = [...chunks(3, true), ...chunks(2, false)];
+    expect(finalizePlan(a, { question }, ctx, mixed)).toEqual(finalizePlan(a, { question }, ctx, mixed));
   });
 
   it('never plans more prompt than the model context holds', () => {
