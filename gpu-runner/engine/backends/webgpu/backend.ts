@@ -686,14 +686,18 @@ export class WebGPUBackend implements Backend {
     const y = this.alloc([M, width], 'f32');
     const covered = spans.reduce((n, s) => n + s.count, 0);
     if (covered < M) this.rec.copyEncoder().clearBuffer(y.buffer, 0, M * width * 4);
-    spans.forEach((s, i) => {
+    for (let i = 0; i < spans.length; i++) {
+      const s = spans[i];
       const c = this.c(s.cache);
       if (width !== heads * c.spec.headDim)
         throw new Error(`attentionRanges: q [${q.shape}] for ${heads}×${c.spec.headDim}`);
       if (s.pos + s.count > c.spec.capacity)
         throw new Error(`attentionRanges: positions beyond cache capacity`);
       const lists = keys[i];
-      if (!lists) return this.attendSpan(qt, y, c, layer, s, heads, scale);
+      if (!lists) {
+        this.attendSpan(qt, y, c, layer, s, heads, scale);
+        continue;
+      }
       if (lists.length !== c.spec.kvHeads)
         throw new Error(`attentionRanges: ${lists.length} lists for ${c.spec.kvHeads} kv heads`);
       const blocks = lists.map((l) => [l]);
@@ -713,7 +717,7 @@ export class WebGPUBackend implements Backend {
         s.row,
         null,
       );
-    });
+    }
     return y;
   }
   async kvRead(cache: KVCache, layer: number, start: number, count: number): Promise<KVBlock> {
