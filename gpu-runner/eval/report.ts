@@ -2,7 +2,7 @@
 // command, model and date) and a hand-written SVG plot: exact match by variant (grouped by context) and
 // exact match vs squeezed budget. Everything is computed from an EvalResult, so a saved --json result
 // renders the same way.
-import type { EvalResult } from './run.ts';
+import type { EvalCell, EvalResult } from './run.ts';
 
 const pct = (x: number) => `${(100 * x).toFixed(0)}`;
 
@@ -65,6 +65,37 @@ function modeNote(r: EvalResult, kind: 'squeezed' | 'sparse', what: string, why:
   return modes.length ? `; ${what} run on ${modes.map((m) => `\`${m}\``).join(', ')} (${why})` : '';
 }
 
+/** A table of a per-cell runner statistic (mean over suites) for the variants of one kind. */
+function statTable(
+  r: EvalResult,
+  kind: EvalCell['kind'],
+  stat: (c: EvalCell) => number | null,
+  title: string,
+  what: string,
+): string[] {
+  const vs = r.variants.filter((v) => r.cells.some((c) => c.variant === v && c.kind === kind));
+  if (vs.length === 0) return [];
+  const lines = [
+    `## ${title}`,
+    '',
+    `(${what})`,
+    '',
+    `| variant | ${r.contexts.map((c) => `${c} tokens`).join(' | ')} |`,
+    `|---|${r.contexts.map(() => '---:').join('|')}|`,
+  ];
+  for (const v of vs) {
+    const cells = r.contexts.map((ctx) => {
+      const xs = r.cells
+        .filter((c) => c.variant === v && c.context === ctx)
+        .map(stat)
+        .filter((x): x is number => x !== null);
+      return xs.length ? `${(100 * (xs.reduce((a, b) => a + b, 0) / xs.length)).toFixed(1)}%` : '—';
+    });
+    lines.push(`| ${v} | ${cells.join(' | ')} |`);
+  }
+  return [...lines, ''];
+}
+
 /** results.md: the command, the setup, one table per suite group. */
 export function resultsMarkdown(r: EvalResult, command: string, svgName: string | null): string {
   const groups: { title: string; suites: string[] }[] = [];
@@ -96,27 +127,22 @@ export function resultsMarkdown(r: EvalResult, command: string, svgName: string 
       '',
     );
   }
-  const sq = r.variants.filter((v) => r.cells.some((c) => c.variant === v && c.kind === 'squeezed'));
-  if (sq.length > 0) {
-    lines.push(
-      '## Squeezed attention: fraction of fixed-context keys attended',
-      '',
-      "(mean over requests of the runner's `squeezed.fraction`: keys attended over fixed-context keys, question prefill and decode, every layer and kv head)",
-      '',
-      `| variant | ${r.contexts.map((c) => `${c} tokens`).join(' | ')} |`,
-      `|---|${r.contexts.map(() => '---:').join('|')}|`,
-    );
-    for (const v of sq) {
-      const cells = r.contexts.map((c) => {
-        const fs = r.cells
-          .filter((x) => x.variant === v && x.context === c && x.squeezedKeysFraction !== null)
-          .map((x) => x.squeezedKeysFraction!);
-        return fs.length ? `${(100 * (fs.reduce((a, b) => a + b, 0) / fs.length)).toFixed(1)}%` : '—';
-      });
-      lines.push(`| ${v} | ${cells.join(' | ')} |`);
-    }
-    lines.push('');
-  }
+  lines.push(
+    ...statTable(
+      r,
+      'squeezed',
+      (c) => c.squeezedKeysFraction,
+      'Squeezed attention: fraction of fixed-context keys attended',
+      "mean over requests of the runner's `squeezed.fraction`: fixed-context keys attended ÷ all of them, over the question prefill and every decode step, layer and kv head",
+    ),
+    ...statTable(
+      r,
+      'sparse',
+      (c) => c.sparseDensity,
+      'Sparse prefill: density',
+      "mean over requests of the runner's `sparse.density`: attended ÷ dense causal (query, key) pairs of the live prefill, over layers and kv heads",
+    ),
+  );
   const notes = [...new Set(r.cells.flatMap((c) => c.notes.map((n) => `${c.variant}: ${n}`)))];
   if (notes.length) lines.push('Runner notes:', '', ...notes.map((n) => `- ${n}`), '');
   const un = unavailableLines(r);

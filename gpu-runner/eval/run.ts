@@ -86,6 +86,8 @@ export interface EvalCell {
   meanCachedTokens: number;
   /** Squeezed variants: mean fraction of fixed-context keys attended (runner's `done` stats); else null. */
   squeezedKeysFraction: number | null;
+  /** Sparse variants: mean attended ÷ dense causal (query, key) pairs of the live prefill (runner stats); else null. */
+  sparseDensity: number | null;
   /** Runner notes, e.g. why squeezed attention was not used for a request. */
   notes: string[];
   /** Mean runner time per request (queue + assembly/prefill + decode of the answer), ms. */
@@ -118,6 +120,14 @@ const MAX_MISSES = 3;
 /** The runner's squeezed-attention stats in the `done` event (gpu-runner/server/sequence.ts). */
 interface SqueezedStats {
   fraction: number;
+  note?: string;
+}
+
+/** The runner's sparse-prefill stats in the `done` event. */
+interface SparseStats {
+  pattern: string;
+  density: number;
+  dense: boolean;
   note?: string;
 }
 
@@ -233,6 +243,8 @@ export async function runEval(opts: EvalOptions): Promise<EvalResult> {
           cached: 0,
           frac: 0,
           fracN: 0,
+          dens: 0,
+          densN: 0,
           notes: new Set<string>(),
           misses: [] as EvalMiss[],
         }));
@@ -244,7 +256,9 @@ export async function runEval(opts: EvalOptions): Promise<EvalResult> {
           // artifacts are computed offline in production: store them before any variant is timed
           if (variants.some((v) => v.mode !== 'full')) await precompute(runner.app, [p.system, ...p.chunks]);
           for (const a of acc) {
-            let usage: (RunnerUsage & { tokens?: number[]; squeezed?: SqueezedStats }) | null = null;
+            let usage:
+              | (RunnerUsage & { tokens?: number[]; squeezed?: SqueezedStats; sparse?: SparseStats })
+              | null = null;
             for await (const ev of callRunner(target, requestBody(p, a.v, opts)))
               if (ev.type === 'done') usage = ev.usage;
             if (!usage?.tokens) throw new Error('runner finished without the generated tokens');
@@ -256,6 +270,12 @@ export async function runEval(opts: EvalOptions): Promise<EvalResult> {
               a.frac += usage.squeezed.fraction;
               a.fracN++;
               if (usage.squeezed.note) a.notes.add(usage.squeezed.note);
+            }
+            if (usage.sparse) {
+              a.dens += usage.sparse.density;
+              a.densN++;
+              if (usage.sparse.note) a.notes.add(usage.sparse.note);
+              if (usage.sparse.dense) a.notes.add('a request ran dense (no sparse step)');
             }
             if (s.exact) a.correct++;
             else if (a.misses.length < MAX_MISSES)
@@ -289,6 +309,7 @@ export async function runEval(opts: EvalOptions): Promise<EvalResult> {
             meanCachedTokens: episodes.length ? a.cached / episodes.length : 0,
             meanMs: episodes.length ? a.ms / episodes.length : 0,
             squeezedKeysFraction: a.fracN > 0 ? a.frac / a.fracN : null,
+            sparseDensity: a.densN > 0 ? a.dens / a.densN : null,
             notes: [...a.notes],
             misses: a.misses,
           });
