@@ -200,6 +200,7 @@ async function toSeqRequest(core: RunnerCore, body: GenerateBody, signal: AbortS
     blendRatio: body.reuse.blendRatio,
     linkTokens: body.reuse.linkTokens,
     squeezed: await squeezedMode(e, body.squeezed),
+    sparse: body.sparse ?? null,
     maxTokens: body.maxTokens,
     sampling: body.sampling,
     stopTokenIds: body.ignoreEos ? [] : undefined,

@@ -10,6 +10,8 @@
 // the front of the queue, to be recomputed from prompt + generated tokens when readmitted). Aborted
 // (client gone) and past-deadline sequences end at the next step and free their KV at once.
 import { AppError } from '../../src/errors.ts';
+import { sparseConfigFor } from '../engine/attention/sparse/config.ts';
+import { SparsePrefill } from '../engine/attention/sparse/prefill.ts';
 import type { Engine } from '../engine/engine.ts';
 import type { SequenceKV } from '../engine/kv-cache.ts';
 import type { Assembler } from '../engine/reuse/assemble.ts';
@@ -214,6 +216,7 @@ export class Scheduler {
       seq.kv = this.engine.newSequence(cap);
       seq.pending = seq.allTokens();
       seq.phase = 'prefill';
+      if (!(await this.prefillSparse(seq))) return 0;
       return this.planPrefill(seq, budget, plan);
     }
     // reuse modes: the context comes from artifacts; the question is prefilled like any prompt
@@ -225,6 +228,7 @@ export class Scheduler {
         return 1;
       }
       seq.phase = 'prefill';
+      if (!(await this.prefillSparse(seq))) return 1;
       return 1 + this.planPrefill(seq, budget - 1, plan);
     } catch (err) {
       // the assembler freed what it allocated; give back the reservation
@@ -232,6 +236,36 @@ export class Scheduler {
       seq.end('error', (err as Error).message);
       return 0;
     }
+  }
+
+  /**
+   * Sparse prefill (DESIGN.md §4.3) needs the live tokens in one step of their own: when the request asks
+   * for it and enough are pending, all but the last run now in a dedicated forward through the request's
+   * SparsePrefill (the last one goes through the plan and is sampled as usual). False if it failed (the
+   * sequence ended with the error).
+   */
+  private async prefillSparse(seq: Sequence): Promise<boolean> {
+    const control = seq.req.sparse;
+    if (!control || control.mode === 'off') return true;
+    const cfg = this.engine.config;
+    seq.sparse ??= new SparsePrefill(control, sparseConfigFor(this.engine.dir, cfg.layers, cfg.kvHeads));
+    const n = seq.pending.length - 1;
+    if (n < seq.sparse.minTokens) return true;
+    const kv = seq.kv!;
+    const tokens = seq.pending.splice(0, n);
+    const start = kv.length;
+    kv.sparse = seq.sparse;
+    try {
+      await this.engine.forward([{ kv, tokens }]);
+    } catch (err) {
+      seq.end('error', (err as Error).message);
+      return false;
+    } finally {
+      kv.sparse = null;
+    }
+    seq.keysAttended += causalKeys(start, n);
+    seq.prefillTokens += n;
+    return true;
   }
 
   /** Makes room for `n` more positions, growing the cache (preempting newer sequences if memory is short). */

@@ -1,5 +1,6 @@
 // Request bodies of the runner API (plain, versionless JSON checked with zod at the boundary).
 import { z } from 'zod';
+import { sparseControlSchema } from '../engine/attention/sparse/prefill.ts';
 import { squeezedControlSchema } from '../engine/attention/squeezed/select.ts';
 import { REUSE_MODES } from '../engine/reuse/assemble.ts';
 import { samplingSchema } from '../engine/sampler.ts';
@@ -68,10 +69,21 @@ export const generateBodySchema = z
           .transform(() => ({ mode: 'off' as const })),
       ])
       .optional(),
-    /** Sparse prefill of the question (DESIGN.md §4.3): not implemented, only `enabled: false`. */
+    /**
+     * Sparse prefill of a long live segment (DESIGN.md §4.3): {mode: 'off'} (dense, the default) |
+     * {mode: 'auto'} (the model's sparse.json: per-head patterns, dense below its break-even) |
+     * {mode: 'pattern', pattern} (one pattern for every head, from 128 live tokens). Stats in the `done`
+     * event's `sparse`.
+     */
     sparse: z
-      .object({ enabled: z.literal(false), pattern: z.string().max(64).optional() })
-      .strict()
+      .union([
+        sparseControlSchema,
+        // the earlier placeholder, still sent by older API versions: dense
+        z
+          .object({ enabled: z.literal(false), pattern: z.string().max(64).optional() })
+          .strict()
+          .transform(() => ({ mode: 'off' as const })),
+      ])
       .optional(),
     /** Per-request deadline, ms from arrival: the sequence ends with finish reason `deadline`. */
     deadlineMs: z.number().int().min(1).max(3_600_000).optional(),

@@ -1,6 +1,7 @@
 // One request inside the scheduler: its prompt (as the blocks reuse assembly needs), sampling, stop rules,
 // streaming callbacks, and where it stands (waiting → prefill → decode → finished). Plain state: the
 // scheduler decides what runs, this only accepts sampled tokens and turns them into text deltas.
+import type { SparseControl, SparsePrefill, SparseStats } from '../engine/attention/sparse/prefill.ts';
 import type { FixedContext } from '../engine/attention/squeezed/fixed-context.ts';
 import type { SelectMode } from '../engine/attention/squeezed/select.ts';
 import { Detokenizer } from '../engine/detokenizer.ts';
@@ -22,6 +23,8 @@ export interface SeqRequest {
   linkTokens?: number;
   /** Squeezed attention over the fixed context (resolved control); null/absent = dense. */
   squeezed?: SelectMode | null;
+  /** Sparse prefill of the live tokens (DESIGN.md §4.3); null/absent/off = dense. */
+  sparse?: SparseControl | null;
   maxTokens: number;
   sampling?: SamplingInput;
   stopTokenIds?: readonly number[];
@@ -54,6 +57,8 @@ export interface SeqUsage {
   timingsMs: { queueWait: number; ttft: number; total: number; assemble: number };
   /** When squeezed attention was asked for: fixed-context keys attended (Σ steps × layers × kv heads). */
   squeezed?: SqueezedUsage;
+  /** When sparse prefill was asked for: the patterns that ran, density, whether all of it ran dense. */
+  sparse?: SparseStats & { note?: string };
 }
 
 export interface SqueezedUsage {
@@ -100,6 +105,8 @@ export class Sequence {
   /** Fixed contexts this sequence attended through (one per assembly; their stats outlive the cache). */
   readonly squeezed: FixedContext[] = [];
   squeezedNote: string | undefined;
+  /** The request's sparse prefill (its stats outlive the cache); set at admission. */
+  sparse: SparsePrefill | null = null;
   resolve!: (u: SeqUsage) => void;
   readonly done: Promise<SeqUsage>;
 
@@ -196,7 +203,19 @@ export class Sequence {
         assemble: this.assembleMs,
       },
       ...(this.req.squeezed ? { squeezed: this.squeezedUsage() } : {}),
+      ...(this.req.sparse && this.req.sparse.mode !== 'off' ? { sparse: this.sparseUsage() } : {}),
     };
+  }
+
+  private sparseUsage(): SparseStats & { note?: string } {
+    if (!this.sparse) return { pattern: 'dense', density: 1, dense: true, note: 'no live prefill ran' };
+    const s = this.sparse.stats();
+    return s.dense
+      ? {
+          ...s,
+          note: `dense: fewer than ${this.sparse.minTokens} live tokens in one step, or a backend without it`,
+        }
+      : s;
   }
 
   private squeezedUsage(): SqueezedUsage {

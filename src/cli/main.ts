@@ -16,6 +16,7 @@ const COMMANDS: Record<string, () => Promise<{ command: Command }>> = {
   runner: () => import('./commands/runner.ts'),
   query: () => import('./commands/query.ts'),
   eval: () => import('./commands/eval.ts'),
+  'sparse-search': () => import('./commands/sparse-search.ts'),
 };
 
 function help(): string {

@@ -67,3 +67,16 @@ export function writeSparseConfig(modelDir: string, cfg: SparseConfig): string {
 export function headParams(cfg: SparseConfig, layer: number): PatternParams[] {
   return cfg.layers[layer];
 }
+
+const cached = new Map<string, SparseConfig>();
+
+/** The model's config (or the default one), read once per model directory. */
+export function sparseConfigFor(modelDir: string, layers: number, kvHeads: number): SparseConfig {
+  const key = `${modelDir}\0${layers}\0${kvHeads}`;
+  let c = cached.get(key);
+  if (!c) {
+    c = loadSparseConfig(modelDir, layers, kvHeads) ?? defaultSparseConfig(layers, kvHeads);
+    cached.set(key, c);
+  }
+  return c;
+}

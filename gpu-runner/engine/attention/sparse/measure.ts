@@ -27,6 +27,7 @@ export interface CandidateResult {
   recallPerKvHead: number[];
   relError: number;
   density: number;
+  densityPerKvHead: number[];
   used: string[];
 }
 
@@ -145,6 +146,9 @@ export class AttentionProbe implements SparseAttend {
         recallPerKvHead: massRecallPerKvHead(lse, lseDense, heads, kvHeads),
         relError: relativeError(out, denseOut),
         density: planDensity(plan, geom),
+        densityPerKvHead: plan.ranges.map((r, g) =>
+          planDensity({ blockSize: plan.blockSize, ranges: [r], columns: [plan.columns[g]] }, geom),
+        ),
         used: [...new Set(used)],
       });
     }
