@@ -67,6 +67,12 @@ describe('kvrag query TEXT (HTTP API, real runner in-process)', () => {
     for (const c of done.citations) expect(ids).toContain(c.chunk_id);
     // the answer printed before "Sources:" is the answer of the done event
     expect(r.out.slice(0, r.out.indexOf('\n\nSources:'))).toBe(done.text);
+
+    // iterative retrieval: the steps and why they stopped
+    const it = await run([...args, '--max-tokens', '2', '--k', '1', '--iterative', '3']);
+    expect(it.code).toBe(0);
+    expect(it.out).toContain('Retrieval steps:\n  1. "Which lamp is green?" (k 1) → 1 new chunks\n');
+    expect(it.out).toMatch(/ {2}stopped: (sufficient|max-steps|budget|no-sub-query|no-progress)/);
   }, 60_000);
 
   it('exits 1 with the error on an unknown collection or a bad key, non-zero on a usage error', async () => {

@@ -1,7 +1,8 @@
 // `kvrag query TEXT --collection ID --key KEY`: asks a running kvrag API (POST /v1/query, SSE) and prints
 // the answer as it streams, then its sources ([n] filename #chunk score) and one line of usage and timings
-// (cached tokens = prompt tokens reused from stored KV artifacts). --json prints the final `done` event
-// and the citations as one JSON object instead. Exit 0 on an answer, 1 when the API or a runner failed.
+// (cached tokens = prompt tokens reused from stored KV artifacts); with --iterative, the retrieval steps and
+// why they stopped. --json prints the final `done` event and the citations as one JSON object instead.
+// Exit 0 on an answer, 1 when the API or a runner failed.
 import { loadConfig } from '../../config.ts';
 import { readSse } from '../../routing/runner-client.ts';
 import { numberOption, parseOptions, UsageError } from '../args.ts';
@@ -18,7 +19,15 @@ interface Done {
   cited: number[];
   usage: { prompt_tokens: number; completion_tokens: number; cached_tokens: number };
   timings: { retrieval_ms: number; ttft_ms: number; total_ms: number };
-  plan: { generation: { reuse: { mode: string } } };
+  plan: {
+    generation: { reuse: { mode: string } };
+    retrieval: {
+      mode: string;
+      steps: { step: number; collection: string; query: string; k: number; found?: number }[];
+      stop?: string;
+      missingTerms?: string[];
+    };
+  };
   runner: { id: string } | null;
   cached: boolean;
 }
@@ -26,7 +35,7 @@ interface Done {
 export const command: Command = {
   summary: 'Ask a running kvrag API a question over collections; streams the answer and its sources.',
   usage:
-    'kvrag query TEXT --collection ID [--collection ID…] --key API_KEY [--url URL] [--max-tokens N] [--quality fast|balanced|exact] [--reuse MODE] [--json]',
+    'kvrag query TEXT --collection ID [--collection ID…] --key API_KEY [--url URL] [--max-tokens N] [--quality fast|balanced|exact] [--reuse MODE] [--k N] [--iterative MAX_STEPS] [--json]',
   async run(args) {
     const { values, positionals } = parseOptions(
       args,
@@ -38,6 +47,8 @@ export const command: Command = {
         'max-tokens': { type: 'string' },
         quality: { type: 'string' },
         reuse: { type: 'string' },
+        k: { type: 'string' },
+        iterative: { type: 'string' },
         json: { type: 'boolean' },
       },
       true,
@@ -58,6 +69,10 @@ export const command: Command = {
       ...(values['max-tokens'] ? { max_tokens: numberOption('max-tokens', values['max-tokens'], 256) } : {}),
       ...(values.quality ? { quality: values.quality } : {}),
       ...(values.reuse ? { reuse: values.reuse } : {}),
+      ...(values.k ? { k: numberOption('k', values.k, 1) } : {}),
+      ...(values.iterative
+        ? { iterative: { max_steps: numberOption('iterative', values.iterative, 3) } }
+        : {}),
     };
     const res = await fetch(`${base.replace(/\/+$/, '')}/v1/query`, {
       method: 'POST',
@@ -99,6 +114,15 @@ export const command: Command = {
           const mark = d.cited.includes(c.n) ? '*' : ' ';
           out(
             `${mark}[${c.n}] ${c.filename} #${c.ordinal}  score ${c.score.toFixed(3)}  chunk ${c.chunk_id}\n`,
+          );
+        }
+        const r = d.plan.retrieval;
+        if (r.mode === 'iterative') {
+          out('\nRetrieval steps:\n');
+          for (const s of r.steps)
+            out(`  ${s.step}. ${JSON.stringify(s.query)} (k ${s.k}) → ${s.found ?? 0} new chunks\n`);
+          out(
+            `  stopped: ${r.stop}${r.missingTerms?.length ? ` (not found: ${r.missingTerms.join(', ')})` : ''}\n`,
           );
         }
         const u = d.usage;
