@@ -51,6 +51,11 @@ export function deltaVsFull(r: EvalResult, variant: string, suites: readonly str
   });
 }
 
+export function stoppedLine(r: EvalResult): string {
+  const s = r.stopped!;
+  return `Stopped early (${s.reason}) in ${s.suite} @${s.context} after ${s.episodes} of ${r.n} episodes: cells show the episodes that ran, later cells are missing (—).`;
+}
+
 export function unavailableLines(r: EvalResult): string[] {
   const out: string[] = [];
   if (r.unavailable.squeezed)
@@ -147,6 +152,7 @@ export function resultsMarkdown(r: EvalResult, command: string, svgName: string 
   if (notes.length) lines.push('Runner notes:', '', ...notes.map((n) => `- ${n}`), '');
   const un = unavailableLines(r);
   if (un.length) lines.push(...un.map((l) => `- ${l}`), '');
+  if (r.stopped) lines.push(`- ${stoppedLine(r)}`, '');
   if (svgName) lines.push(`![exact match by variant and squeezed budget](${svgName})`, '');
   const misses = r.cells.filter((c) => c.misses.length > 0 && c.variant === 'full');
   if (misses.length) {
@@ -168,6 +174,7 @@ export function evalTable(r: EvalResult): string {
   ];
   for (const s of r.suites) lines.push('', `suite ${s}`, ...tableFor(r, [s]));
   lines.push(...unavailableLines(r).map((l) => `\n${l}`));
+  if (r.stopped) lines.push(`\n${stoppedLine(r)}`);
   return lines.join('\n');
 }
 

@@ -56,6 +56,8 @@ export interface EvalOptions {
   patterns: readonly SparsePattern[];
   blendRatio?: number;
   linkTokens?: number;
+  /** Stops before the next episode: the cells then hold the episodes that ran (result.stopped says where). */
+  signal?: AbortSignal;
   /** Progress lines (stderr in the CLI). */
   progress?: (line: string) => void;
 }
@@ -108,6 +110,8 @@ export interface EvalResult {
   /** blend's recompute ratio and link's recomputed tokens as sent; null = the runner's default. */
   blendRatio: number | null;
   linkTokens: number | null;
+  /** Where the run stopped early (signal), or null when every cell ran all its episodes. */
+  stopped: { reason: string; suite: FactType; context: number; episodes: number } | null;
   /** Why a dimension was not measured (null = measured, or not asked for). */
   unavailable: { squeezed: string | null; sparse: string | null };
   cells: EvalCell[];
@@ -229,6 +233,7 @@ export async function runEval(opts: EvalOptions): Promise<EvalResult> {
   const engine = runner.core.engine;
   const target = { id: 'eval', url: 'http://eval.runner', fetch: (r: Request) => runner.app.fetch(r) };
   const cells: EvalCell[] = [];
+  let stopped: EvalResult['stopped'] = null;
   try {
     await runner.start();
     for (const context of opts.contexts) {
@@ -248,7 +253,10 @@ export async function runEval(opts: EvalOptions): Promise<EvalResult> {
           notes: new Set<string>(),
           misses: [] as EvalMiss[],
         }));
+        let ran = 0;
         for (const [i, ep] of episodes.entries()) {
+          if (opts.signal?.aborted) break;
+          ran = i + 1;
           const p = episodePrompt(ep);
           const total = promptTokens(p);
           if (total + p.answer.length + 1 > engine.maxContext)
@@ -293,27 +301,32 @@ export async function runEval(opts: EvalOptions): Promise<EvalResult> {
                 acc.map((a) => `${variantLabel(a.v)} ${a.correct}/${i + 1}`).join(', '),
             );
         }
-        for (const a of acc)
-          cells.push({
-            suite,
-            context,
-            variant: variantLabel(a.v),
-            kind: a.v.kind,
-            mode: a.v.mode,
-            budget: a.v.kind === 'squeezed' ? a.v.budget : null,
-            pattern: a.v.kind === 'sparse' ? a.v.pattern : null,
-            n: episodes.length,
-            correct: a.correct,
-            accuracy: episodes.length ? a.correct / episodes.length : 0,
-            meanPromptTokens: episodes.length ? a.tokens / episodes.length : 0,
-            meanCachedTokens: episodes.length ? a.cached / episodes.length : 0,
-            meanMs: episodes.length ? a.ms / episodes.length : 0,
-            squeezedKeysFraction: a.fracN > 0 ? a.frac / a.fracN : null,
-            sparseDensity: a.densN > 0 ? a.dens / a.densN : null,
-            notes: [...a.notes],
-            misses: a.misses,
-          });
+        if (ran < episodes.length)
+          stopped = { reason: String(opts.signal?.reason ?? 'stopped'), suite, context, episodes: ran };
+        if (ran > 0)
+          for (const a of acc)
+            cells.push({
+              suite,
+              context,
+              variant: variantLabel(a.v),
+              kind: a.v.kind,
+              mode: a.v.mode,
+              budget: a.v.kind === 'squeezed' ? a.v.budget : null,
+              pattern: a.v.kind === 'sparse' ? a.v.pattern : null,
+              n: ran,
+              correct: a.correct,
+              accuracy: a.correct / ran,
+              meanPromptTokens: a.tokens / ran,
+              meanCachedTokens: a.cached / ran,
+              meanMs: a.ms / ran,
+              squeezedKeysFraction: a.fracN > 0 ? a.frac / a.fracN : null,
+              sparseDensity: a.densN > 0 ? a.dens / a.densN : null,
+              notes: [...a.notes],
+              misses: a.misses,
+            });
+        if (stopped) break;
       }
+      if (stopped) break;
     }
   } finally {
     await runner.stop({ graceMs: 1000 });
@@ -329,6 +342,7 @@ export async function runEval(opts: EvalOptions): Promise<EvalResult> {
     contexts: [...opts.contexts],
     variants: variants.map(variantLabel),
     blendRatio: opts.blendRatio ?? null,
+    stopped,
     linkTokens: opts.linkTokens ?? null,
     unavailable,
     cells,

@@ -146,6 +146,29 @@ describe('kvrag eval', () => {
     expect(table).toMatch(/\| full \| \d+% \(\d\/2\) \|/);
   });
 
+  it('--max-minutes stops before the next episode and says where', async () => {
+    const r = await captureStdout(() =>
+      command.run([
+        ...base,
+        ...['--modes', 'full', '--budgets', 'none', '--patterns', 'none'],
+        ...['--model', dir, '--backend', 'reference', '--max-minutes', '0.00001', '--json'],
+      ]),
+    );
+    const res = JSON.parse(r.out) as EvalResult;
+    expect(res.stopped).toMatchObject({
+      reason: '--max-minutes 0.00001 reached',
+      suite: 'kv',
+      context: CONTEXT,
+    });
+    const ran = res.stopped!.episodes;
+    expect(ran).toBeLessThan(N);
+    // the cells hold exactly the episodes that ran; nothing after the stop
+    expect(res.cells).toEqual(
+      ran === 0 ? [] : [expect.objectContaining({ suite: 'kv', variant: 'full', n: ran })],
+    );
+    expect(result.stopped).toBeNull();
+  });
+
   it('refuses the model’s own training seed and unknown options', async () => {
     await expect(command.run(['--suite', 'nope'])).rejects.toThrow(/--suite: unknown "nope"/);
     await expect(command.run(['--budgets', '2'])).rejects.toThrow(/not a fraction/);

@@ -59,7 +59,7 @@ export const command: Command = {
     'kvrag eval [--suite passkey|kv|twohop|all] [--context 512,2048,4096] [--n 10] [--seed 314159]',
     '           [--modes full,prefix,independent,blend,link] [--budgets 1,1/3,1/8,1/16|none] [--squeezed-mode independent]',
     '           [--patterns a-shape,vertical-slash,block-sparse,flexprefill|none] [--blend-ratio R] [--link-tokens K]',
-    '           [--model DIR] [--backend auto|wasm|reference] [--threads N] [--json] [--out DIR]',
+    '           [--model DIR] [--backend auto|wasm|reference] [--threads N] [--max-minutes M] [--json] [--out DIR]',
   ].join('\n'),
   async run(args) {
     const { values } = parseOptions(args, {
@@ -78,6 +78,7 @@ export const command: Command = {
       threads: { type: 'string' },
       json: { type: 'boolean', default: false },
       out: { type: 'string' },
+      'max-minutes': { type: 'string' },
     });
     const suites: FactType[] =
       values.suite === 'all' ? [...FACT_TYPES] : oneOf('suite', list(values.suite!), FACT_TYPES);
@@ -111,7 +112,23 @@ export const command: Command = {
         `--seed ${seed} is the seed ${modelDir} was trained with; held-out episodes need another`,
       );
 
+    // --max-minutes or Ctrl-C: finish the running episode, then report what ran (a second Ctrl-C exits)
+    const stop = new AbortController();
+    const maxMinutes =
+      values['max-minutes'] === undefined ? undefined : numberOption('max-minutes', values['max-minutes'], 0);
+    if (maxMinutes !== undefined && !(maxMinutes > 0)) throw new UsageError('--max-minutes must be positive');
+    const timer =
+      maxMinutes === undefined
+        ? null
+        : setTimeout(() => stop.abort(`--max-minutes ${maxMinutes} reached`), maxMinutes * 60_000);
+    const onSigint = () => {
+      process.stderr.write('eval: stopping after the running episode (Ctrl-C again to exit now)\n');
+      stop.abort('interrupted');
+      process.once('SIGINT', () => process.exit(130));
+    };
+    process.once('SIGINT', onSigint);
     const result = await runEval({
+      signal: stop.signal,
       modelDir,
       backend,
       threads,
@@ -132,6 +149,9 @@ export const command: Command = {
           ? undefined
           : numberOption('link-tokens', values['link-tokens'], 0),
       progress: (line) => process.stderr.write(`${line}\n`),
+    }).finally(() => {
+      if (timer) clearTimeout(timer);
+      process.off('SIGINT', onSigint);
     });
     if (values.out) {
       mkdirSync(values.out, { recursive: true });
