@@ -25,7 +25,8 @@ function aggregate(r: EvalResult, suites: readonly string[]): Map<string, Agg> {
   return m;
 }
 
-function tableFor(r: EvalResult, suites: readonly string[]): string[] {
+/** Markdown table: one row per variant, one column per context; exact match over the given suites. */
+export function tableFor(r: EvalResult, suites: readonly string[]): string[] {
   const m = aggregate(r, suites);
   const head = `| variant | ${r.contexts.map((c) => `${c} tokens`).join(' | ')} |`;
   const rule = `|---|${r.contexts.map(() => '---:').join('|')}|`;
