@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { chunks, documents } from '../../src/db/schema.ts';
 import { type Harness, startApiHarness } from '../helpers/api-harness.ts';
 import { waitFor } from '../helpers/job-queue-suite.ts';
+import { parseExposition } from '../helpers/prometheus.ts';
 import { type RedisTestServer, startRedis } from '../helpers/redis-server.ts';
 import { type TinyModels, tinyModels } from '../helpers/tiny-model.ts';
 import { FsBlobStore } from '../../src/storage/fs.ts';
@@ -41,6 +42,7 @@ describe('kvrag workers (separate process, BullMQ on redis-server)', () => {
         KVRAG_BLOB_STORE: `fs:${h.blobs.root}`,
         KVRAG_MODEL_DIR: models.make('m'),
         KVRAG_LOG_LEVEL: 'info',
+        KVRAG_METRICS_PORT: '0',
       },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
@@ -73,6 +75,12 @@ describe('kvrag workers (separate process, BullMQ on redis-server)', () => {
       1,
     );
     expect(output).toContain('kvrag workers running');
+    // its metrics listener (port 0: a free one, named in the start line) counts the ingest job
+    const metricsUrl = /"metrics":"([^"]+)"/.exec(output)![1];
+    await waitFor(async () => {
+      const x = parseExposition(await (await fetch(metricsUrl)).text());
+      return x.value('kvrag_worker_jobs_total', { queue: 'ingest', result: 'completed' }) === 1;
+    }, 'the ingest job on /metrics');
 
     child.kill('SIGTERM');
     expect(await exited).toBe(0);
