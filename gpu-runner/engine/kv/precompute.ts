@@ -1,6 +1,8 @@
 // Offline chunk prefill (DESIGN.md §4.1, TurboRAG): every chunk is prefilled alone at positions 0..n-1
 // and its post-RoPE K and V of every layer become one artifact under a content key. Several chunks share
 // one forward step (one sequence each) for throughput; chunks whose artifact is already stored are skipped.
+import { sparseConfigFor } from '../attention/sparse/config.ts';
+import { SparsePrefill } from '../attention/sparse/prefill.ts';
 import { buildIndexSection, type IndexOptions } from '../attention/squeezed/index.ts';
 import type { Engine } from '../engine.ts';
 import type { SequenceKV } from '../kv-cache.ts';
@@ -22,6 +24,12 @@ export interface PrecomputeOptions {
   force?: boolean;
   /** The squeezed-attention index stored with each artifact (DESIGN.md §4.2); false = none. Default {}. */
   index?: IndexOptions | false;
+  /**
+   * Sparse prefill of long chunks (DESIGN.md §4.3): 'auto' prefills a chunk that runs alone and reaches
+   * the model's break-even (sparse.json) with its per-head patterns. Default 'off': the artifact key does
+   * not record the approximation, so only deployments that accept approximate long-chunk K/V opt in.
+   */
+  sparse?: 'off' | 'auto';
 }
 
 export interface PrecomputeResult {
@@ -91,6 +99,10 @@ export async function precomputeChunks(
   const flush = async () => {
     if (batch.length === 0) return;
     const seqs = batch.map((i) => engine.newSequence(chunks[i].tokenIds.length));
+    if (opts.sparse === 'auto' && batch.length === 1) {
+      const c = engine.config;
+      seqs[0].sparse = new SparsePrefill({ mode: 'auto' }, sparseConfigFor(engine.dir, c.layers, c.kvHeads));
+    }
     try {
       await engine.forward(batch.map((i, j) => ({ kv: seqs[j], tokens: chunks[i].tokenIds })));
       for (const [j, i] of batch.entries()) {
