@@ -22,6 +22,8 @@ import { GEMV_ROWS, matmulGemv, matmulTiled, TILE_M, TILE_N } from './kernels/ma
 import { matmulSubgroupMatrix, subgroupMatrixTile } from './kernels/subgroup-matrix.ts';
 import * as at from './kernels/attention.ts';
 import { type Binding, Recorder } from './recorder.ts';
+import { checkSubgroupMatrix } from './subgroup-check.ts';
+import { attendPlan, attendSpan } from './attend.ts';
 
 export class DeviceLostError extends Error {
   readonly retryable = true;
@@ -98,10 +100,6 @@ export class WebGPUBackend implements Backend {
   /** 'on', 'unavailable' (adapter lists no f16→f32 configuration), or why it was turned off. */
   subgroupMatrix = 'unavailable';
 
-  /**
-   * Turns the subgroup-matrix matmul on only if it compiles on this device and agrees with the tiled
-   * kernel on an f16-weight product (5e-3 relative: activations are rounded to f16 on that path).
-   */
   private async checkSubgroupMatrix(): Promise<void> {
     const cfg = this.info.subgroupMatrix;
     if (!cfg) return;
@@ -109,42 +107,9 @@ export class WebGPUBackend implements Backend {
       this.subgroupMatrix = 'off (disabled by option)';
       return;
     }
-    const kernel = matmulSubgroupMatrix('f16', cfg);
-    try {
-      const module = this.device.createShaderModule({ code: kernel.wgsl });
-      await this.device.createComputePipelineAsync({
-        layout: 'auto',
-        compute: { module, entryPoint: 'main' },
-      });
-    } catch (err) {
-      this.subgroupMatrix = `off (does not compile: ${(err as Error).message.split('\n')[0]})`;
-      return;
-    }
-    const [M, K, N] = [40, 96, 72];
-    let seed = 1;
-    const r = () => {
-      seed = (seed * 1103515245 + 12345) >>> 0;
-      return seed / 2 ** 32 - 0.5;
-    };
-    const x = this.upload({ dtype: 'f32', shape: [M, K], data: Float32Array.from({ length: M * K }, r) });
-    const wh = Uint16Array.from(
-      { length: N * K },
-      () => 0x3000 + Math.floor((r() + 0.5) * 0x800) + (r() < 0 ? 0x8000 : 0),
-    );
-    const w = this.upload({ dtype: 'f16', shape: [N, K], data: wh });
-    const tiled = this.matmul(x, w);
-    this.subgroupMatrix = 'on';
-    const sgm = this.matmul(x, w);
-    const [a, b] = [await this.read(tiled), await this.read(sgm)];
-    for (const t of [x, w, tiled, sgm]) this.free(t);
-    let num = 0;
-    let den = 0;
-    for (let i = 0; i < a.length; i++) {
-      num = Math.max(num, Math.abs(a[i] - b[i]));
-      den = Math.max(den, Math.abs(a[i]));
-    }
-    if (!(num <= 5e-3 * den))
-      this.subgroupMatrix = `off (disagrees with the tiled kernel: ${(num / den).toExponential(2)})`;
+    this.subgroupMatrix = await checkSubgroupMatrix(this, cfg, (on) => {
+      this.subgroupMatrix = on ? 'on' : 'checking';
+    });
   }
 
   // --- device loss --------------------------------------------------------------------------------
@@ -250,7 +215,7 @@ export class WebGPUBackend implements Backend {
     }
   }
   /** A binding of exactly the tensor's bytes (so arrayLength and robustness see its real size). */
-  private bind(t: GpuTensor & { buffer: GPUBuffer }): Binding {
+  bind(t: GpuTensor & { buffer: GPUBuffer }): Binding {
     return { buffer: t.buffer, size: Math.max(4, t.bytes) };
   }
   get none(): Binding {
@@ -490,147 +455,9 @@ export class WebGPUBackend implements Backend {
       if (width !== heads * headDim) throw new Error(`attention: q [${q.shape}] for ${heads}×${headDim}`);
       if (s.pos + s.count > capacity)
         throw new Error(`attention: positions beyond cache capacity ${capacity}`);
-      this.attendSpan(qt, y, c, layer, s, heads, scale);
+      attendSpan(this, qt, y, c, layer, s, heads, scale);
     }
     return y;
-  }
-  /** One span's causal attention: split-KV (flash decoding) when few rows meet many keys. */
-  private attendSpan(
-    qt: GpuTensor & { buffer: GPUBuffer },
-    y: GpuTensor & { buffer: GPUBuffer },
-    c: GpuKVCache & { k: GPUBuffer; v: GPUBuffer },
-    layer: number,
-    s: SeqSpan,
-    heads: number,
-    scale: number,
-  ): void {
-    const { kvHeads, headDim, capacity } = c.spec;
-    const width = heads * headDim;
-    const nk = s.pos + s.count;
-    const want = Math.min(this.maxSplits, Math.ceil(nk / this.keysPerSplit));
-    // split only when the grid would otherwise be too small to fill a GPU
-    const splits = s.count * heads >= 256 ? 1 : Math.max(1, want);
-    const chunk = splits === 1 ? nk : Math.ceil(nk / splits / 64) * 64;
-    const used = Math.ceil(nk / chunk);
-    const base = [
-      s.count,
-      heads,
-      kvHeads,
-      headDim,
-      scale,
-      capacity * headDim,
-      c.offset(layer, 0, 0),
-      s.row * width,
-      s.pos,
-      chunk,
-    ];
-    if (used === 1) {
-      this.rec.dispatch(
-        at.attentionPartial(0),
-        [...base, 1, s.row * width, 0, 1, 1, 0],
-        [this.bind(qt), { buffer: c.k }, { buffer: c.v }, this.none, this.none, this.bind(y), this.noneW],
-        [1, heads, s.count],
-      );
-      return;
-    }
-    const po = this.alloc([s.count * heads * used, headDim], 'f32');
-    const pl = this.alloc([s.count * heads * used], 'f32');
-    this.rec.dispatch(
-      at.attentionPartial(0),
-      [...base, used, 0, 1, 1, 1, 0],
-      [this.bind(qt), { buffer: c.k }, { buffer: c.v }, this.none, this.none, this.bind(po), this.bind(pl)],
-      [used, heads, s.count],
-    );
-    this.rec.dispatch(
-      at.attentionCombine,
-      [s.count, heads, headDim, used, s.row * width],
-      [this.bind(po), this.bind(pl), this.bind(y)],
-      gridRows(s.count * heads),
-    );
-    this.free(po);
-    this.free(pl);
-  }
-  /**
-   * One span's attention over explicit key sets (kernel mode 3): ranges[g][b] and columns[g][b] per kv
-   * head g and query block b of `blockSize` rows, causally masked. Writes out rows at outRow (of y) and,
-   * when given, lse rows at 0.
-   */
-  private attendPlan(
-    qt: GpuTensor & { buffer: GPUBuffer },
-    c: GpuKVCache & { k: GPUBuffer; v: GPUBuffer },
-    layer: number,
-    s: SeqSpan,
-    heads: number,
-    scale: number,
-    ranges: readonly (readonly Int32Array[])[],
-    columns: readonly (readonly Int32Array[])[] | null,
-    blockSize: number,
-    limit: number,
-    what: string,
-    y: GpuTensor & { buffer: GPUBuffer },
-    outRow: number,
-    lse: (GpuTensor & { buffer: GPUBuffer }) | null,
-  ): void {
-    const { kvHeads, headDim, capacity } = c.spec;
-    const nqb = Math.ceil(s.count / blockSize);
-    if (ranges.length !== kvHeads || ranges.some((r) => r.length !== nqb))
-      throw new Error(`${what}: plan must be [${kvHeads} kv heads][${nqb} query blocks]`);
-    const nsel = kvHeads * nqb;
-    const offs = new Uint32Array(2 * nsel + 2);
-    const pairs: number[] = [];
-    const cols: number[] = [];
-    for (let g = 0; g < kvHeads; g++)
-      for (let b = 0; b < nqb; b++) {
-        const rs = ranges[g][b];
-        for (let i = 0; i + 1 < rs.length; i += 2) {
-          if (rs[i] < 0 || rs[i + 1] > limit || rs[i] > rs[i + 1])
-            throw new Error(`${what}: bad range [${rs[i]}, ${rs[i + 1]})`);
-          pairs.push(rs[i], rs[i + 1]);
-        }
-        offs[g * nqb + b + 1] = pairs.length / 2;
-        for (const j of columns?.[g]?.[b] ?? []) {
-          if (j < 0 || j >= limit) throw new Error(`${what}: column ${j} outside the span`);
-          cols.push(j);
-        }
-        offs[nsel + 1 + g * nqb + b + 1] = cols.length;
-      }
-    for (let i = nsel + 1; i < offs.length; i++) offs[i] += pairs.length;
-    const idx = this.uploadIndex(Uint32Array.from(pairs.length + cols.length ? [...pairs, ...cols] : [0]));
-    const off = this.uploadIndex(offs);
-    const width = heads * headDim;
-    this.rec.dispatch(
-      at.attentionPartial(3),
-      [
-        s.count,
-        heads,
-        kvHeads,
-        headDim,
-        scale,
-        capacity * headDim,
-        c.offset(layer, 0, 0),
-        s.row * width,
-        s.pos,
-        0,
-        1,
-        outRow * width,
-        lse ? 1 : 0,
-        nqb,
-        blockSize,
-        0,
-      ],
-      [
-        this.bind(qt),
-        { buffer: c.k },
-        { buffer: c.v },
-        this.bind(idx),
-        this.bind(off),
-        this.bind(y),
-        lse ? this.bind(lse) : this.noneW,
-      ],
-      [1, heads, s.count],
-    );
-    this.free(idx);
-    this.free(off);
   }
   sparseAttention(
     q: Tensor,
@@ -650,7 +477,8 @@ export class WebGPUBackend implements Backend {
     const out = this.alloc([span.count, width], 'f32');
     const lse = this.alloc([span.count, heads], 'f32');
     try {
-      this.attendPlan(
+      attendPlan(
+        this,
         qt,
         c,
         layer,
@@ -695,13 +523,14 @@ export class WebGPUBackend implements Backend {
         throw new Error(`attentionRanges: positions beyond cache capacity`);
       const lists = keys[i];
       if (!lists) {
-        this.attendSpan(qt, y, c, layer, s, heads, scale);
+        attendSpan(this, qt, y, c, layer, s, heads, scale);
         continue;
       }
       if (lists.length !== c.spec.kvHeads)
         throw new Error(`attentionRanges: ${lists.length} lists for ${c.spec.kvHeads} kv heads`);
       const blocks = lists.map((l) => [l]);
-      this.attendPlan(
+      attendPlan(
+        this,
         qt,
         c,
         layer,
