@@ -38,7 +38,7 @@ beforeAll(async () => {
   models = tinyModels();
   dir = models.make('eval', { seed: 5 });
   out = mkdtempSync(join(tmpdir(), 'kvrag-eval-out-'));
-  const args = [...base, '--modes', 'full,independent,blend', '--budgets', '1/2', '--patterns', 'none'];
+  const args = [...base, '--modes', 'full,independent,blend', '--budgets', '1/2', '--patterns', 'a-shape'];
   const common = ['--model', dir, '--backend', 'reference'];
   const json = await captureStdout(() => command.run([...args, ...common, '--json', '--out', out]));
   expect(json.code).toBe(0);
@@ -59,9 +59,15 @@ afterAll(() => {
 
 describe('kvrag eval', () => {
   it('reports one cell per suite, context and variant, over the same episodes', () => {
-    expect(result.variants).toEqual(['full', 'independent', 'blend', 'squeezed 1/2 (independent)']);
+    expect(result.variants).toEqual([
+      'full',
+      'independent',
+      'blend',
+      'squeezed 1/2 (independent)',
+      'sparse a-shape (full)',
+    ]);
     expect(result.seed).toBe(SEED);
-    expect(result.cells).toHaveLength(2 * 4);
+    expect(result.cells).toHaveLength(2 * 5);
     for (const c of result.cells) {
       expect(c.context).toBe(CONTEXT);
       expect(c.n).toBe(N);
@@ -126,6 +132,18 @@ describe('kvrag eval', () => {
     }
   });
 
+  it('sparse patterns prefill the whole prompt live with the runner’s sparse attention; a full mask answers as dense', () => {
+    for (const suite of ['kv', 'passkey'] as const) {
+      const sp = result.cells.find((c) => c.suite === suite && c.kind === 'sparse')!;
+      const full = result.cells.find((c) => c.suite === suite && c.variant === 'full')!;
+      expect(sp).toMatchObject({ mode: 'full', pattern: 'a-shape', meanCachedTokens: 0 });
+      expect(sp.sparseDensity).toBeGreaterThan(0);
+      expect(sp.sparseDensity).toBeLessThanOrEqual(1);
+      expect(full.sparseDensity).toBeNull();
+      if (sp.sparseDensity === 1) expect(sp.misses).toEqual(full.misses);
+    }
+  });
+
   it('names squeezed budgets and sparse patterns unavailable exactly when the runner refuses them', () => {
     // this run asked for none, so nothing is unavailable
     expect(result.unavailable).toEqual({ squeezed: null, sparse: null });
@@ -140,7 +158,7 @@ describe('kvrag eval', () => {
     const svg = readFileSync(join(out, 'results.svg'), 'utf8');
     expect(svg.startsWith('<svg')).toBe(true);
     expect(svg).toContain('independent');
-    expect(JSON.parse(readFileSync(join(out, 'results.json'), 'utf8')).cells).toHaveLength(8);
+    expect(JSON.parse(readFileSync(join(out, 'results.json'), 'utf8')).cells).toHaveLength(10);
     expect(md).toMatch(/\| squeezed 1\/2 \(independent\) \| \d+\.\d% \|/); // keys-attended table
     expect(table).toMatch(/suite kv\n\| variant \| 160 tokens \|/);
     expect(table).toMatch(/\| full \| \d+% \(\d\/2\) \|/);
