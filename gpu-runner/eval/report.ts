@@ -54,7 +54,7 @@ export function deltaVsFull(r: EvalResult, variant: string, suites: readonly str
 
 export function stoppedLine(r: EvalResult): string {
   const s = r.stopped!;
-  return `Stopped early (${s.reason}) in ${s.suite} @${s.context} after ${s.episodes} of ${r.n} episodes: cells show the episodes that ran, later cells are missing (—).`;
+  return `Stopped early (${s.reason}) after ${s.rounds} of ${s.of} episodes of every suite and context (episodes run round-robin; some cells have one more): each cell shows its own count.`;
 }
 
 export function unavailableLines(r: EvalResult): string[] {

@@ -110,8 +110,11 @@ export interface EvalResult {
   /** blend's recompute ratio and link's recomputed tokens as sent; null = the runner's default. */
   blendRatio: number | null;
   linkTokens: number | null;
-  /** Where the run stopped early (signal), or null when every cell ran all its episodes. */
-  stopped: { reason: string; suite: FactType; context: number; episodes: number } | null;
+  /**
+   * Stopped early (signal): `rounds` episodes of every (suite, context) ran, some cells one more; null when
+   * every cell ran all `of` episodes.
+   */
+  stopped: { reason: string; rounds: number; of: number } | null;
   /** Why a dimension was not measured (null = measured, or not asked for). */
   unavailable: { squeezed: string | null; sparse: string | null };
   cells: EvalCell[];
@@ -236,11 +239,15 @@ export async function runEval(opts: EvalOptions): Promise<EvalResult> {
   let stopped: EvalResult['stopped'] = null;
   try {
     await runner.start();
-    for (const context of opts.contexts) {
-      for (const suite of opts.suites) {
-        const t0 = performance.now();
-        const episodes = heldoutEpisodes(opts.seed, suite, context, opts.n);
-        const acc = variants.map((v) => ({
+    // one set of episodes per (context, suite); run round-robin, episode i of every set before episode
+    // i + 1 of any, so a run stopped early still has every cell, with n differing by at most one
+    const sets = opts.contexts.flatMap((context) =>
+      opts.suites.map((suite) => ({
+        context,
+        suite,
+        episodes: heldoutEpisodes(opts.seed, suite, context, opts.n),
+        ran: 0,
+        acc: variants.map((v) => ({
           v,
           correct: 0,
           ms: 0,
@@ -252,82 +259,91 @@ export async function runEval(opts: EvalOptions): Promise<EvalResult> {
           densN: 0,
           notes: new Set<string>(),
           misses: [] as EvalMiss[],
-        }));
-        let ran = 0;
-        for (const [i, ep] of episodes.entries()) {
-          if (opts.signal?.aborted) break;
-          ran = i + 1;
-          const p = episodePrompt(ep);
-          const total = promptTokens(p);
-          if (total + p.answer.length + 1 > engine.maxContext)
-            throw new Error(`episode of ${total} tokens does not fit the model context ${engine.maxContext}`);
-          // artifacts are computed offline in production: store them before any variant is timed
-          if (variants.some((v) => v.mode !== 'full')) await precompute(runner.app, [p.system, ...p.chunks]);
-          for (const a of acc) {
-            let usage:
-              | (RunnerUsage & { tokens?: number[]; squeezed?: SqueezedStats; sparse?: SparseStats })
-              | null = null;
-            for await (const ev of callRunner(target, requestBody(p, a.v, opts)))
-              if (ev.type === 'done') usage = ev.usage;
-            if (!usage?.tokens) throw new Error('runner finished without the generated tokens');
-            const s = scoreAnswer(usage.tokens, p.answer);
-            a.tokens += total;
-            a.ms += usage.timingsMs.total;
-            a.cached += usage.cachedTokens;
-            if (usage.squeezed) {
-              a.frac += usage.squeezed.fraction;
-              a.fracN++;
-              if (usage.squeezed.note) a.notes.add(usage.squeezed.note);
-            }
-            if (usage.sparse) {
-              a.dens += usage.sparse.density;
-              a.densN++;
-              if (usage.sparse.note) a.notes.add(usage.sparse.note);
-              if (usage.sparse.dense) a.notes.add('a request ran dense (no sparse step)');
-            }
-            if (s.exact) a.correct++;
-            else if (a.misses.length < MAX_MISSES)
-              a.misses.push({
-                episode: i,
-                question: ep.qas[0].question,
-                gold: ep.qas[0].answer,
-                predicted: s.predicted,
-                stop: s.stop,
-              });
-          }
-          if ((i + 1) % 5 === 0 || i + 1 === episodes.length)
-            say(
-              `eval: ${suite} @${context}: ${i + 1}/${episodes.length} episodes (${((performance.now() - t0) / 1000).toFixed(0)} s) ` +
-                acc.map((a) => `${variantLabel(a.v)} ${a.correct}/${i + 1}`).join(', '),
-            );
+        })),
+      })),
+    );
+    const t0 = performance.now();
+    rounds: for (let i = 0; i < opts.n; i++) {
+      for (const set of sets) {
+        if (opts.signal?.aborted) {
+          stopped = { reason: String(opts.signal.reason ?? 'stopped'), rounds: i, of: opts.n };
+          break rounds;
         }
-        if (ran < episodes.length)
-          stopped = { reason: String(opts.signal?.reason ?? 'stopped'), suite, context, episodes: ran };
-        if (ran > 0)
-          for (const a of acc)
-            cells.push({
-              suite,
-              context,
-              variant: variantLabel(a.v),
-              kind: a.v.kind,
-              mode: a.v.mode,
-              budget: a.v.kind === 'squeezed' ? a.v.budget : null,
-              pattern: a.v.kind === 'sparse' ? a.v.pattern : null,
-              n: ran,
-              correct: a.correct,
-              accuracy: a.correct / ran,
-              meanPromptTokens: a.tokens / ran,
-              meanCachedTokens: a.cached / ran,
-              meanMs: a.ms / ran,
-              squeezedKeysFraction: a.fracN > 0 ? a.frac / a.fracN : null,
-              sparseDensity: a.densN > 0 ? a.dens / a.densN : null,
-              notes: [...a.notes],
-              misses: a.misses,
+        const ep = set.episodes[i];
+        const p = episodePrompt(ep);
+        const total = promptTokens(p);
+        if (total + p.answer.length + 1 > engine.maxContext)
+          throw new Error(`episode of ${total} tokens does not fit the model context ${engine.maxContext}`);
+        // artifacts are computed offline in production: store them before any variant is timed
+        if (variants.some((v) => v.mode !== 'full')) await precompute(runner.app, [p.system, ...p.chunks]);
+        for (const a of set.acc) {
+          let usage:
+            | (RunnerUsage & { tokens?: number[]; squeezed?: SqueezedStats; sparse?: SparseStats })
+            | null = null;
+          for await (const ev of callRunner(target, requestBody(p, a.v, opts)))
+            if (ev.type === 'done') usage = ev.usage;
+          if (!usage?.tokens) throw new Error('runner finished without the generated tokens');
+          const s = scoreAnswer(usage.tokens, p.answer);
+          a.tokens += total;
+          a.ms += usage.timingsMs.total;
+          a.cached += usage.cachedTokens;
+          if (usage.squeezed) {
+            a.frac += usage.squeezed.fraction;
+            a.fracN++;
+            if (usage.squeezed.note) a.notes.add(usage.squeezed.note);
+          }
+          if (usage.sparse) {
+            a.dens += usage.sparse.density;
+            a.densN++;
+            if (usage.sparse.note) a.notes.add(usage.sparse.note);
+            if (usage.sparse.dense) a.notes.add('a request ran dense (no sparse step)');
+          }
+          if (s.exact) a.correct++;
+          else if (a.misses.length < MAX_MISSES)
+            a.misses.push({
+              episode: i,
+              question: ep.qas[0].question,
+              gold: ep.qas[0].answer,
+              predicted: s.predicted,
+              stop: s.stop,
             });
-        if (stopped) break;
+        }
+        set.ran = i + 1;
       }
-      if (stopped) break;
+      say(
+        `eval: ${i + 1}/${opts.n} episodes of every suite and context (${((performance.now() - t0) / 1000).toFixed(0)} s); ` +
+          sets
+            .map((set) => {
+              const shown = set.acc.filter(
+                (a) => a.v.kind === 'reuse' && ['full', 'independent'].includes(a.v.mode),
+              );
+              return `${set.suite}@${set.context} ${shown.map((a) => `${variantLabel(a.v)} ${a.correct}/${set.ran}`).join(' ')}`;
+            })
+            .join(', '),
+      );
     }
+    for (const set of sets)
+      if (set.ran > 0)
+        for (const a of set.acc)
+          cells.push({
+            suite: set.suite,
+            context: set.context,
+            variant: variantLabel(a.v),
+            kind: a.v.kind,
+            mode: a.v.mode,
+            budget: a.v.kind === 'squeezed' ? a.v.budget : null,
+            pattern: a.v.kind === 'sparse' ? a.v.pattern : null,
+            n: set.ran,
+            correct: a.correct,
+            accuracy: a.correct / set.ran,
+            meanPromptTokens: a.tokens / set.ran,
+            meanCachedTokens: a.cached / set.ran,
+            meanMs: a.ms / set.ran,
+            squeezedKeysFraction: a.fracN > 0 ? a.frac / a.fracN : null,
+            sparseDensity: a.densN > 0 ? a.dens / a.densN : null,
+            notes: [...a.notes],
+            misses: a.misses,
+          });
   } finally {
     await runner.stop({ graceMs: 1000 });
     rmSync(tmp, { recursive: true, force: true });
