@@ -247,10 +247,10 @@ export function runnerBody(
       ...(g.reuse.blendRatio !== undefined ? { blendRatio: g.reuse.blendRatio } : {}),
       ...(g.reuse.linkTokens !== undefined ? { linkTokens: g.reuse.linkTokens } : {}),
     },
-    // squeezed attention as planned (the runner attends chunks without a squeezed index densely); sparse
-    // prefill is not forwarded yet: the runner accepts only {enabled: false} (gpu-runner/server/schemas.ts)
+    // squeezed attention and sparse prefill as planned, in the runner's shapes (gpu-runner/server/schemas.ts);
+    // the runner attends chunks without a squeezed index densely, and prefills densely below break-even
     squeezed: g.squeezed,
-    sparse: { enabled: false },
+    sparse: g.sparse,
   };
 }
 

@@ -84,6 +84,9 @@ function doneEvent(
       prefill_tokens: a.usage.prefillTokens,
       keys_attended: a.usage.keysAttended ?? null,
       bytes_loaded: a.usage.bytesLoaded ?? {},
+      // what the runner ran of the plan's squeezed / sparse policies (its stats; null when not asked for)
+      squeezed: (a.usage as { squeezed?: unknown }).squeezed ?? null,
+      sparse: (a.usage as { sparse?: unknown }).sparse ?? null,
       runner_timings_ms: a.usage.timingsMs,
     },
     runner,

@@ -1,7 +1,8 @@
 // Iterative retrieval (IterDRAG) through POST /v1/query on real PGlite-over-wire, in-process workers and a
 // real runner: a two-hop question is answered from two retrieval steps (the second a sub-query built from
 // the unanswered clause and the entity the first step found), stops when its key terms are covered, stops
-// at the step cap when they cannot be, and every step is in the returned plan.
+// at the step cap when they cannot be, and every step is in the returned plan. The planned sparse-prefill
+// policy reaches the runner.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { chunks } from '../../src/db/schema.ts';
 import type { Plan } from '../../src/planning/plan.ts';
@@ -122,6 +123,27 @@ describe('POST /v1/query iterative retrieval (PGlite wire, real runner)', () => 
       'which town is it sited in S12',
     ]);
     expect(out.kvrag.plan.retrieval.stop).toBe('sufficient');
+  }, 60_000);
+
+  it('the runner takes the planned sparse-prefill policy', async () => {
+    // a model whose sparse break-even the question passes: the plan says auto, the runner runs it
+    const breakEven = h.served.sparseBreakEven;
+    h.served.sparseBreakEven = 8;
+    try {
+      const a = await ask({ question: 'Which station logs rain?', max_tokens: 3 });
+      expect(a.plan.generation.sparse).toEqual({ mode: 'auto' });
+      expect(a.runner?.id).toBe('in-process');
+      const done = a as unknown as {
+        usage: { completion_tokens: number };
+        reuse: { sparse: { pattern: string; dense: boolean } | null; squeezed: unknown };
+      };
+      expect(done.usage.completion_tokens).toBeGreaterThan(0);
+      // the runner reports what it ran: a question this short is prefilled densely
+      expect(done.reuse.sparse).toMatchObject({ pattern: 'dense', dense: true });
+      expect(done.reuse.squeezed).toBeNull();
+    } finally {
+      h.served.sparseBreakEven = breakEven;
+    }
   }, 60_000);
 
   it('refuses malformed iterative options with a 400 envelope', async () => {

@@ -1,6 +1,6 @@
 // The runner request the answer routes build from a plan (runnerBody) must be one the runner accepts
-// (gpu-runner/server/schemas.ts generateBodySchema): reuse settings and the plan's squeezed-attention control
-// travel as planned; sparse prefill is not forwarded until the runner accepts more than {enabled: false}.
+// (gpu-runner/server/schemas.ts generateBodySchema): reuse settings, the plan's squeezed-attention control
+// and its sparse-prefill policy travel as planned.
 import { describe, expect, it } from 'vitest';
 import { generateBodySchema } from '../../gpu-runner/server/schemas.ts';
 import type { GenerationPlan } from '../../src/planning/plan.ts';
@@ -54,7 +54,7 @@ describe('plan → runner request', () => {
     }
   });
 
-  it('forwards reuse settings, and keeps sparse prefill dense whatever the plan says', () => {
+  it('forwards reuse settings and every sparse-prefill policy, in a shape the runner accepts', () => {
     for (const sparse of [
       { mode: 'off' },
       { mode: 'auto' },
@@ -67,9 +67,7 @@ describe('plan → runner request', () => {
       );
       const parsed = generateBodySchema.parse(body);
       expect(parsed.reuse).toEqual({ mode: 'blend', blendRatio: 0.15 });
-      expect(body.sparse).toEqual({ enabled: false });
-      // dense, in the runner's older or newer reading
-      expect([{ enabled: false }, { mode: 'off' }]).toContainEqual(parsed.sparse);
+      expect(parsed.sparse).toEqual(sparse);
     }
   });
 });
