@@ -52,6 +52,11 @@ export function deltaVsFull(r: EvalResult, variant: string, suites: readonly str
   });
 }
 
+/** "20", or "7–8 of 20" for a run stopped early. */
+export function episodesPer(r: EvalResult): string {
+  return r.stopped ? `${r.stopped.rounds}–${r.stopped.rounds + 1} of ${r.n}` : String(r.n);
+}
+
 export function stoppedLine(r: EvalResult): string {
   const s = r.stopped!;
   return `Stopped early (${s.reason}) after ${s.rounds} of ${s.of} episodes of every suite and context (episodes run round-robin; some cells have one more): each cell shows its own count.`;
@@ -115,7 +120,7 @@ export function resultsMarkdown(r: EvalResult, command: string, svgName: string 
     `Regenerate: \`${command}\``,
     '',
     `- model: \`${r.model}\` (fingerprint \`${r.fingerprint.slice(0, 16)}…\`), ${r.backend} backend`,
-    `- episodes: gpu-runner/tools/train/EPISODES.md held-out sets, seed ${r.seed} (\`heldout-${r.seed}-{suite}-full-{context}\`; training never used it), ${r.n} per suite and context, the same episodes for every variant`,
+    `- episodes: gpu-runner/tools/train/EPISODES.md held-out sets, seed ${r.seed} (\`heldout-${r.seed}-{suite}-full-{context}\`; training never used it), ${episodesPer(r)} per suite and context, the same episodes for every variant`,
     `- settings: blend ratio ${r.blendRatio ?? 'the runner default (0.15)'}, link tokens ${r.linkTokens ?? 'the runner default (16)'}${modeNote(r, 'squeezed', 'squeezed budgets', 'the fixed context from artifacts')}${modeNote(r, 'sparse', 'sparse-prefill patterns', 'the prompt prefilled live')}`,
     '- exact match: the greedy answer equals the gold answer byte for byte and the next token is `<|end|>`',
     '- every request went through the runner API (POST /v1/generate in process: scheduler, reuse assembly, decoding)',
@@ -171,7 +176,7 @@ export function resultsMarkdown(r: EvalResult, command: string, svgName: string 
 /** The terminal table: every variant × context per suite, accuracy in %. */
 export function evalTable(r: EvalResult): string {
   const lines = [
-    `kvrag eval — ${r.model} on ${r.backend}, seed ${r.seed}, ${r.n} episodes per suite and context, ${(r.wallS / 60).toFixed(1)} min`,
+    `kvrag eval — ${r.model} on ${r.backend}, seed ${r.seed}, ${episodesPer(r)} episodes per suite and context, ${(r.wallS / 60).toFixed(1)} min`,
   ];
   for (const s of r.suites) lines.push('', `suite ${s}`, ...tableFor(r, [s]));
   lines.push(...unavailableLines(r).map((l) => `\n${l}`));
@@ -200,7 +205,7 @@ export function resultsSvg(r: EvalResult): string {
   const out: string[] = [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif" font-size="12">`,
     `<rect width="${W}" height="${H}" fill="white"/>`,
-    `<text x="${W / 2}" y="20" text-anchor="middle" font-size="14">kvrag eval: exact match, ${esc(r.suites.join(' + '))}, ${r.n} episodes per suite and context (${esc(r.date.slice(0, 10))})</text>`,
+    `<text x="${W / 2}" y="20" text-anchor="middle" font-size="14">kvrag eval: exact match, ${esc(r.suites.join(' + '))}, ${episodesPer(r)} episodes per suite and context (${esc(r.date.slice(0, 10))})</text>`,
   ];
   const yAxis = (x0: number, x1: number) => {
     for (let t = 0; t <= 100; t += 25) {
