@@ -128,7 +128,8 @@ export async function run(args: string[]): Promise<number> {
   try {
     const cfg = engine.config;
     const config =
-      loadSparseConfig(dir, cfg.layers, cfg.kvHeads) ?? defaultSparseConfig(cfg.layers, cfg.kvHeads);
+      loadSparseConfig(dir, cfg.layers, cfg.kvHeads, engine.fingerprint) ??
+      defaultSparseConfig(cfg.layers, cfg.kvHeads);
     const cands = candidates(values.pattern, config);
     const wholeMax = numberOption('whole-max', values['whole-max'], 16384);
     const layers = values.layers ? values.layers.split(',').map((s) => numberOption('layers', s, 0)) : null;

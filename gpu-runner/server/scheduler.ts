@@ -248,7 +248,8 @@ export class Scheduler {
     const control = seq.req.sparse;
     if (!control || control.mode === 'off') return true;
     const cfg = this.engine.config;
-    seq.sparse ??= new SparsePrefill(control, sparseConfigFor(this.engine.dir, cfg.layers, cfg.kvHeads));
+    const config = sparseConfigFor(this.engine.dir, cfg.layers, cfg.kvHeads, this.engine.fingerprint);
+    seq.sparse ??= new SparsePrefill(control, config);
     const n = seq.pending.length - 1;
     if (n < seq.sparse.minTokens) return true;
     const kv = seq.kv!;

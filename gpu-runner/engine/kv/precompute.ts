@@ -101,7 +101,8 @@ export async function precomputeChunks(
     const seqs = batch.map((i) => engine.newSequence(chunks[i].tokenIds.length));
     if (opts.sparse === 'auto' && batch.length === 1) {
       const c = engine.config;
-      seqs[0].sparse = new SparsePrefill({ mode: 'auto' }, sparseConfigFor(engine.dir, c.layers, c.kvHeads));
+      const config = sparseConfigFor(engine.dir, c.layers, c.kvHeads, engine.fingerprint);
+      seqs[0].sparse = new SparsePrefill({ mode: 'auto' }, config);
     }
     try {
       await engine.forward(batch.map((i, j) => ({ kv: seqs[j], tokens: chunks[i].tokenIds })));

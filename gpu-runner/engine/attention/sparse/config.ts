@@ -46,15 +46,21 @@ export function defaultSparseConfig(layers: number, kvHeads: number, model = 'de
   };
 }
 
-/** The config beside a model directory, or null when none; throws on a file that does not parse. */
-export function loadSparseConfig(modelDir: string, layers: number, kvHeads: number): SparseConfig | null {
+/**
+ * The config beside a model directory, or null when there is none or it is stale (searched on other
+ * weights: another fingerprint, or another layer / kv-head count); throws on a file that does not parse.
+ */
+export function loadSparseConfig(
+  modelDir: string,
+  layers: number,
+  kvHeads: number,
+  fingerprint?: string,
+): SparseConfig | null {
   const path = join(modelDir, SPARSE_CONFIG_FILE);
   if (!existsSync(path)) return null;
   const cfg = sparseConfigSchema.parse(JSON.parse(readFileSync(path, 'utf8')));
-  if (cfg.layers.length !== layers || cfg.layers.some((l) => l.length !== kvHeads))
-    throw new Error(
-      `${path}: patterns for ${cfg.layers.length} layers, the model has ${layers}×${kvHeads} kv heads`,
-    );
+  if (cfg.layers.length !== layers || cfg.layers.some((l) => l.length !== kvHeads)) return null;
+  if (fingerprint !== undefined && cfg.model !== fingerprint) return null;
   return cfg;
 }
 
@@ -71,11 +77,16 @@ export function headParams(cfg: SparseConfig, layer: number): PatternParams[] {
 const cached = new Map<string, SparseConfig>();
 
 /** The model's config (or the default one), read once per model directory. */
-export function sparseConfigFor(modelDir: string, layers: number, kvHeads: number): SparseConfig {
-  const key = `${modelDir}\0${layers}\0${kvHeads}`;
+export function sparseConfigFor(
+  modelDir: string,
+  layers: number,
+  kvHeads: number,
+  fingerprint?: string,
+): SparseConfig {
+  const key = `${modelDir}\0${layers}\0${kvHeads}\0${fingerprint}`;
   let c = cached.get(key);
   if (!c) {
-    c = loadSparseConfig(modelDir, layers, kvHeads) ?? defaultSparseConfig(layers, kvHeads);
+    c = loadSparseConfig(modelDir, layers, kvHeads, fingerprint) ?? defaultSparseConfig(layers, kvHeads);
     cached.set(key, c);
   }
   return c;
