@@ -56,6 +56,7 @@ export const ENV = {
   modelDir: 'KVRAG_MODEL_DIR',
   engineBackend: 'KVRAG_ENGINE_BACKEND',
   webgpuAdapter: 'KVRAG_WEBGPU_ADAPTER',
+  webgpuKvDType: 'KVRAG_WEBGPU_KV_DTYPE',
   weightDType: 'KVRAG_WEIGHT_DTYPE',
   engineThreads: 'KVRAG_ENGINE_THREADS',
   maxContext: 'KVRAG_MAX_CONTEXT',
@@ -100,6 +101,8 @@ const shape = {
   engineBackend: z.enum(['auto', 'reference', 'wasm', 'webgpu']).default('auto'),
   /** webgpu backend's adapter: auto (a GPU, else OpenGL ES on Mesa llvmpipe), native (GPU only), opengl. */
   webgpuAdapter: z.enum(['auto', 'native', 'opengl']).default('auto'),
+  /** webgpu backend's KV cache: f32 (exact), or f16 (half the memory; keys/values rounded to f16). */
+  webgpuKvDType: z.enum(['f32', 'f16']).default('f32'),
   /** Device dtype of the weights: f16 halves memory and bandwidth; f32 is exact to the checkpoint. */
   weightDType: z.enum(['f32', 'f16']).default('f32'),
   /** Threads of the wasm backend; default: one per core. */

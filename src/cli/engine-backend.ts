@@ -11,7 +11,7 @@ export async function engineBackend(config: Config): Promise<Backend | CpuBacken
     '../../gpu-runner/engine/backends/webgpu/index.ts'
   );
   try {
-    return await createWebGPUBackend({ mode: config.webgpuAdapter });
+    return await createWebGPUBackend({ mode: config.webgpuAdapter, kvDType: config.webgpuKvDType });
   } catch (err) {
     if (err instanceof WebGPUUnavailableError)
       throw new UsageError(`KVRAG_ENGINE_BACKEND=webgpu: ${err.message}`);

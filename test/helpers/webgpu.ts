@@ -5,6 +5,8 @@ import { createWebGPUBackend, type WebGPUMode } from '../../gpu-runner/engine/ba
 
 export const webgpuMode = (process.env.KVRAG_WEBGPU_ADAPTER ?? 'auto') as WebGPUMode;
 
-export function makeWebGPU(opts: { maxSplits?: number; keysPerSplit?: number } = {}) {
+export function makeWebGPU(
+  opts: { maxSplits?: number; keysPerSplit?: number; kvDType?: 'f32' | 'f16' } = {},
+) {
   return createWebGPUBackend({ mode: webgpuMode, ...opts });
 }

@@ -2,6 +2,7 @@
 // kind passes through untouched; no adapter is a usage error naming what to install.
 import { describe, expect, it } from 'vitest';
 import type { Backend } from '../../../gpu-runner/engine/backends/types.ts';
+import type { GpuKVCache } from '../../../gpu-runner/engine/backends/webgpu/buffers.ts';
 import { UsageError } from '../../../src/cli/args.ts';
 import { engineBackend } from '../../../src/cli/engine-backend.ts';
 import { loadConfig } from '../../../src/config.ts';
@@ -14,6 +15,16 @@ describe('engine backend from configuration', () => {
     )) as Backend;
     expect(b.name).toBe('webgpu');
     b.dispose();
+    const h = (await engineBackend(
+      loadConfig({
+        KVRAG_ENGINE_BACKEND: 'webgpu',
+        KVRAG_WEBGPU_ADAPTER: webgpuMode,
+        KVRAG_WEBGPU_KV_DTYPE: 'f16',
+      }),
+    )) as Backend;
+    const c = h.createKVCache({ layers: 1, kvHeads: 1, headDim: 2, capacity: 1 });
+    expect((c as GpuKVCache).dtype).toBe('f16');
+    h.dispose();
     expect(await engineBackend(loadConfig({ KVRAG_ENGINE_BACKEND: 'wasm' }))).toBe('wasm');
     expect(() => loadConfig({ KVRAG_WEBGPU_ADAPTER: 'metal' })).toThrow(/KVRAG_WEBGPU_ADAPTER/);
   });

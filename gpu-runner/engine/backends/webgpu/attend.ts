@@ -56,7 +56,7 @@ export function attendSpan(
   ];
   if (used === 1) {
     b.rec.dispatch(
-      at.attentionPartial(0),
+      at.attentionPartial(0, c.dtype),
       [...base, 1, s.row * width, 0, 1, 1, 0],
       [b.bind(qt), { buffer: c.k }, { buffer: c.v }, b.none, b.none, b.bind(y), b.noneW],
       [1, heads, s.count],
@@ -66,7 +66,7 @@ export function attendSpan(
   const po = b.alloc([s.count * heads * used, headDim], 'f32');
   const pl = b.alloc([s.count * heads * used], 'f32');
   b.rec.dispatch(
-    at.attentionPartial(0),
+    at.attentionPartial(0, c.dtype),
     [...base, used, 0, 1, 1, 1, 0],
     [b.bind(qt), { buffer: c.k }, { buffer: c.v }, b.none, b.none, b.bind(po), b.bind(pl)],
     [used, heads, s.count],
@@ -130,7 +130,7 @@ export function attendPlan(
   const off = b.uploadIndex(offs);
   const width = heads * headDim;
   b.rec.dispatch(
-    at.attentionPartial(3),
+    at.attentionPartial(3, c.dtype),
     [
       s.count,
       heads,

@@ -85,7 +85,7 @@ export class WebGPUAttentionOps {
     const po = used === 1 ? out : b.alloc([m * heads * used, headDim], 'f32');
     const pl = used === 1 ? lse : b.alloc([m * heads * used], 'f32');
     b.rec.dispatch(
-      at.attentionPartial(1),
+      at.attentionPartial(1, c.dtype),
       [
         m,
         heads,
@@ -167,7 +167,7 @@ export class WebGPUAttentionOps {
     const lse = b.alloc([span.count, heads], 'f32');
     const width = heads * headDim;
     b.rec.dispatch(
-      at.attentionPartial(2),
+      at.attentionPartial(2, c.dtype),
       [
         span.count,
         heads,

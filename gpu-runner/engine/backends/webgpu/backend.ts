@@ -14,6 +14,7 @@ import type {
   SparsePlan,
   Tensor,
 } from '../types.ts';
+import { f16Table, f32ToF16 } from '../../half.ts';
 import { BufferPool, GpuKVCache, GpuTensor, tensorBytes } from './buffers.ts';
 import { type DeviceInfo, openDevice, type WebGPUMode } from './device.ts';
 import { grid1d, gridRows } from './kernels/common.ts';
@@ -47,6 +48,11 @@ export interface WebGPUOptions {
    * rounds activations to f16; it is used only after it matched the tiled kernel on the device.
    */
   subgroupMatrix?: boolean;
+  /**
+   * KV cache storage: f32 (default; the reference's numbers) or f16 (half the memory and bandwidth; keys
+   * and values rounded to f16 when written, attention still in f32). Reads and loads stay f32 blocks.
+   */
+  kvDType?: 'f32' | 'f16';
 }
 
 /** Rows from which an f16-weight matmul goes to the subgroup-matrix kernel (when it is on). */
@@ -406,7 +412,10 @@ export class WebGPUBackend implements Backend {
   createKVCache(spec: KVCacheSpec): KVCache {
     if (spec.headDim > at.MAX_HEAD_DIM)
       throw new Error(`webgpu backend: head_dim ${spec.headDim} > ${at.MAX_HEAD_DIM}`);
-    const c = new GpuKVCache({ ...spec }, this.dummy, this.dummy, this.generation);
+    const dtype = this.opts.kvDType ?? 'f32';
+    if (dtype === 'f16' && spec.headDim % 2 !== 0)
+      throw new Error('webgpu backend: an f16 KV cache needs an even head_dim');
+    const c = new GpuKVCache({ ...spec }, dtype, this.dummy, this.dummy, this.generation);
     // new buffers are zero-filled by WebGPU, as the reference cache is
     c.k = this.device.createBuffer({ size: Math.max(16, c.bytes), usage: 0x80 | 0x04 | 0x08 });
     c.v = this.device.createBuffer({ size: Math.max(16, c.bytes), usage: 0x80 | 0x04 | 0x08 });
@@ -436,10 +445,10 @@ export class WebGPUBackend implements Backend {
         );
       }
       this.rec.dispatch(
-        at.kvWrite,
+        at.kvWrite(c.dtype),
         [s.count, kvHeads, headDim, s.row, s.pos, c.offset(layer, 0, 0), capacity],
         [this.bind(kt), this.bind(vt), { buffer: c.k }, { buffer: c.v }],
-        grid1d(s.count * width),
+        grid1d((s.count * width) / (c.dtype === 'f16' ? 2 : 1)),
       );
     }
   }
@@ -555,11 +564,16 @@ export class WebGPUBackend implements Backend {
     const { kvHeads, headDim } = c.spec;
     const n = kvHeads * count * headDim;
     if (n === 0) return { k: new Float32Array(0), v: new Float32Array(0) };
+    const eb = c.elementBytes;
     const parts: { buffer: GPUBuffer; offset: number; bytes: number }[] = [];
     for (const buf of [c.k, c.v])
       for (let h = 0; h < kvHeads; h++)
-        parts.push({ buffer: buf, offset: c.offset(layer, h, start) * 4, bytes: count * headDim * 4 });
-    const all = new Float32Array(await this.guard(this.rec.readback(parts)));
+        parts.push({ buffer: buf, offset: c.offset(layer, h, start) * eb, bytes: count * headDim * eb });
+    const bytes = await this.guard(this.rec.readback(parts));
+    const all =
+      c.dtype === 'f16'
+        ? Float32Array.from(new Uint16Array(bytes), (h) => f16Table[h])
+        : new Float32Array(bytes);
     return { k: all.slice(0, n), v: all.slice(n) };
   }
   kvLoad(cache: KVCache, layer: number, start: number, block: KVBlock): void {
@@ -573,20 +587,21 @@ export class WebGPUBackend implements Backend {
     // staged through fresh buffers and copied in order with the recorded work (a direct writeBuffer into
     // the cache would land before commands still being recorded)
     const n = block.k.length;
+    const eb = c.elementBytes;
     for (const [src, dst] of [
       [block.k, c.k],
       [block.v, c.v],
     ] as const) {
-      const tmp = this.alloc([n], 'f32', true);
-      this.write(tmp.buffer, src);
+      const tmp = this.alloc([n], c.dtype, true);
+      this.write(tmp.buffer, c.dtype === 'f16' ? f32ToF16(src) : src);
       const enc = this.rec.copyEncoder();
       for (let h = 0; h < kvHeads; h++)
         enc.copyBufferToBuffer(
           tmp.buffer,
-          h * count * headDim * 4,
+          h * count * headDim * eb,
           dst,
-          c.offset(layer, h, start) * 4,
-          count * headDim * 4,
+          c.offset(layer, h, start) * eb,
+          count * headDim * eb,
         );
       this.free(tmp);
     }
@@ -599,7 +614,7 @@ export class WebGPUBackend implements Backend {
     const k = this.alloc([count, width], 'f32');
     const v = this.alloc([count, width], 'f32');
     this.rec.dispatch(
-      at.kvGather,
+      at.kvGather(c.dtype),
       [count, kvHeads, headDim, start, c.offset(layer, 0, 0), capacity],
       [{ buffer: c.k }, { buffer: c.v }, this.bind(k), this.bind(v)],
       grid1d(count * width),

@@ -33,17 +33,23 @@ export function tensorBytes(size: number, dtype: DType): number {
   return dtype === 'f16' ? Math.ceil(size / 2) * 4 : size * 4;
 }
 
-// k, v: [layer][kv_head][pos][head_dim] f32, one buffer each
+// k, v: [layer][kv_head][pos][head_dim], f32 or f16 (two halves per u32 word), one buffer each
 export class GpuKVCache implements KVCache {
   readonly spec: KVCacheSpec;
+  readonly dtype: 'f32' | 'f16';
   k: GPUBuffer | null;
   v: GPUBuffer | null;
   generation: number;
-  constructor(spec: KVCacheSpec, k: GPUBuffer, v: GPUBuffer, generation: number) {
+  constructor(spec: KVCacheSpec, dtype: 'f32' | 'f16', k: GPUBuffer, v: GPUBuffer, generation: number) {
     this.spec = spec;
+    this.dtype = dtype;
     this.k = k;
     this.v = v;
     this.generation = generation;
+  }
+  /** Bytes per element. */
+  get elementBytes(): number {
+    return this.dtype === 'f16' ? 2 : 4;
   }
   /** Element offset of (layer, head, pos). */
   offset(layer: number, head: number, pos: number): number {
@@ -52,7 +58,7 @@ export class GpuKVCache implements KVCache {
   }
   get bytes(): number {
     const s = this.spec;
-    return s.layers * s.kvHeads * s.capacity * s.headDim * 4;
+    return Math.ceil((s.layers * s.kvHeads * s.capacity * s.headDim * this.elementBytes) / 4) * 4;
   }
 }
 

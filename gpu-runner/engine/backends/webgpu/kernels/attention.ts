@@ -11,7 +11,10 @@
 // more, it writes per-split partials that `combine` merges by log-sum-exp (flash decoding).
 // lse is stored as u32 bits so an empty key set can hold -inf without inf arithmetic in a shader.
 import type { Kernel } from '../recorder.ts';
-import { FLAT, FLAT_INDEX, WG } from './common.ts';
+import { FLAT, FLAT_INDEX, WG, weightReader } from './common.ts';
+
+/** KV cache element type: f32, or f16 packed two per u32 word. */
+export type KVDType = 'f32' | 'f16';
 
 export const MAX_HEAD_DIM = 4 * WG;
 const NEG_INF_BITS = '0xff800000u';
@@ -26,15 +29,15 @@ struct P {
 }`;
 export const PARTIAL_PARAMS = 'uuuufuuuuuuuuuuu';
 
-export function attentionPartial(mode: 0 | 1 | 2 | 3): Kernel {
+export function attentionPartial(mode: 0 | 1 | 2 | 3, kv: KVDType = 'f32'): Kernel {
   return {
-    name: `attention_partial_${mode}`,
+    name: `attention_partial_${mode}_${kv}`,
     params: PARTIAL_PARAMS,
     wgsl: /* wgsl */ `${PARAMS}
 @group(0) @binding(0) var<uniform> p: P;
 @group(0) @binding(1) var<storage, read> q: array<f32>;
-@group(0) @binding(2) var<storage, read> kc: array<f32>;
-@group(0) @binding(3) var<storage, read> vc: array<f32>;
+${weightReader(2, 'kc', 'kAt', kv)}
+${weightReader(3, 'vc', 'vAt', kv)}
 // mode 1: positions; mode 2: [start, end) pairs; mode 3: pairs, then columns
 @group(0) @binding(4) var<storage, read> idx: array<u32>;
 // mode 1: per kv head; mode 2: pair offsets per (head, q block); mode 3: pair offsets per (kv head,
@@ -56,7 +59,7 @@ fn tile(t: u32, key: u32, valid: bool, kvBase: u32) {
   if (valid) {
     let ko = kvBase + key * p.headDim;
     var dot = 0.0;
-    for (var d = 0u; d < p.headDim; d++) { dot += qs[d] * kc[ko + d]; }
+    for (var d = 0u; d < p.headDim; d++) { dot += qs[d] * kAt(ko + d); }
     s = dot * p.scale;
   }
   sc[t] = s;
@@ -77,7 +80,7 @@ fn tile(t: u32, key: u32, valid: bool, kvBase: u32) {
       let vo = kvBase + pk[j] * p.headDim;
       for (var a = 0u; a < 4u; a++) {
         let d = t + a * ${WG}u;
-        if (d < p.headDim) { acc[a] += w * vc[vo + d]; }
+        if (d < p.headDim) { acc[a] += w * vAt(vo + d); }
       }
     }
   }
@@ -244,40 +247,52 @@ struct P { rows: u32, heads: u32, headDim: u32 }
 }`,
 };
 
-/** Span rows of k, v ([M, kvHeads·headDim]) → cache positions; one invocation per element. */
-export const kvWrite: Kernel = {
-  name: 'kv_write',
-  params: 'uuuuuuu',
-  wgsl: /* wgsl */ `
+/**
+ * Span rows of k, v ([M, kvHeads·headDim]) → cache positions. f32: one invocation per element; f16: one
+ * per pair of elements (head_dim is even, so a pair never straddles heads) writing one packed word.
+ */
+export function kvWrite(kv: KVDType): Kernel {
+  const per = kv === 'f16' ? 2 : 1;
+  return {
+    name: `kv_write_${kv}`,
+    params: 'uuuuuuu',
+    wgsl: /* wgsl */ `
 struct P { count: u32, kvHeads: u32, headDim: u32, row: u32, pos: u32, layerOff: u32, capacity: u32 }
 @group(0) @binding(0) var<uniform> p: P;
 @group(0) @binding(1) var<storage, read> k: array<f32>;
 @group(0) @binding(2) var<storage, read> v: array<f32>;
-@group(0) @binding(3) var<storage, read_write> kc: array<f32>;
-@group(0) @binding(4) var<storage, read_write> vc: array<f32>;
+@group(0) @binding(3) var<storage, read_write> kc: array<${kv === 'f16' ? 'u32' : 'f32'}>;
+@group(0) @binding(4) var<storage, read_write> vc: array<${kv === 'f16' ? 'u32' : 'f32'}>;
 @compute @workgroup_size(${WG}) fn main(${FLAT}) {
   ${FLAT_INDEX}
   let width = p.kvHeads * p.headDim;
-  if (i >= p.count * width) { return; }
-  let r = i / width;
-  let c = i % width;
+  if (i * ${per}u >= p.count * width) { return; }
+  let r = (i * ${per}u) / width;
+  let c = (i * ${per}u) % width;
   let h = c / p.headDim;
   let dst = p.layerOff + (h * p.capacity + p.pos + r) * p.headDim + c % p.headDim;
   let src = (p.row + r) * width + c;
-  kc[dst] = k[src];
-  vc[dst] = v[src];
+  ${
+    kv === 'f16'
+      ? `kc[dst / 2u] = pack2x16float(vec2f(k[src], k[src + 1u]));
+  vc[dst / 2u] = pack2x16float(vec2f(v[src], v[src + 1u]));`
+      : `kc[dst] = k[src];
+  vc[dst] = v[src];`
+  }
 }`,
-};
+  };
+}
 
-/** Cache positions [start, start + count) → k, v: [count, kvHeads·headDim]. */
-export const kvGather: Kernel = {
-  name: 'kv_gather',
-  params: 'uuuuuu',
-  wgsl: /* wgsl */ `
+/** Cache positions [start, start + count) → k, v: [count, kvHeads·headDim] f32. */
+export function kvGather(kv: KVDType): Kernel {
+  return {
+    name: `kv_gather_${kv}`,
+    params: 'uuuuuu',
+    wgsl: /* wgsl */ `
 struct P { count: u32, kvHeads: u32, headDim: u32, start: u32, layerOff: u32, capacity: u32 }
 @group(0) @binding(0) var<uniform> p: P;
-@group(0) @binding(1) var<storage, read> kc: array<f32>;
-@group(0) @binding(2) var<storage, read> vc: array<f32>;
+${weightReader(1, 'kc', 'kAt', kv)}
+${weightReader(2, 'vc', 'vAt', kv)}
 @group(0) @binding(3) var<storage, read_write> k: array<f32>;
 @group(0) @binding(4) var<storage, read_write> v: array<f32>;
 @compute @workgroup_size(${WG}) fn main(${FLAT}) {
@@ -288,10 +303,11 @@ struct P { count: u32, kvHeads: u32, headDim: u32, start: u32, layerOff: u32, ca
   let c = i % width;
   let h = c / p.headDim;
   let src = p.layerOff + (h * p.capacity + p.start + r) * p.headDim + c % p.headDim;
-  k[i] = kc[src];
-  v[i] = vc[src];
+  k[i] = kAt(src);
+  v[i] = vAt(src);
 }`,
-};
+  };
+}
 
 /** assign[i] = argmin_c (‖c‖² − 2x·c), dist[i] = ‖x − c‖² of it; one invocation per point. */
 export const kmeansAssign: Kernel = {
