@@ -73,6 +73,8 @@ export class WebGPUBackend implements Backend {
   private readonly inflight = new Set<(err: Error) => void>();
   private disposed = false;
   private recovering: Promise<void> | null = null;
+  /** Set when no new device could be opened after a loss: every later call fails with it. */
+  private failed: DeviceLostError | null = null;
   /** Bindings for kernels' unused inputs and outputs (two: one buffer may not be both in a dispatch). */
   private dummy: GPUBuffer;
   private dummyW: GPUBuffer;
@@ -131,7 +133,14 @@ export class WebGPUBackend implements Backend {
     const err = new DeviceLostError(reason);
     for (const fail of this.inflight) fail(err);
     this.inflight.clear();
-    const opened = await openDevice(this.opts.mode ?? 'auto');
+    let opened: Awaited<ReturnType<typeof openDevice>>;
+    try {
+      opened = await openDevice(this.opts.mode ?? 'auto');
+    } catch (e) {
+      this.failed = new DeviceLostError(`${reason}; no new device: ${(e as Error).message}`);
+      this.recovering = null;
+      return;
+    }
     if (this.disposed) {
       opened.device.destroy();
       return;
@@ -161,6 +170,7 @@ export class WebGPUBackend implements Backend {
   /** Resolves once a lost device has been replaced (immediately when none was lost). */
   async ready(): Promise<void> {
     await this.recovering;
+    if (this.failed) throw this.failed;
   }
 
   /** Runs a readback so that a device loss rejects it with DeviceLostError. */
@@ -189,6 +199,7 @@ export class WebGPUBackend implements Backend {
   // --- helpers ------------------------------------------------------------------------------------
   private t(x: Tensor, what: string, dtype?: DType): GpuTensor & { buffer: GPUBuffer } {
     if (!(x instanceof GpuTensor)) throw new Error('webgpu backend: tensor from another backend');
+    if (this.failed) throw this.failed;
     if (!x.buffer) throw new Error('webgpu backend: tensor used after free()');
     if (x.generation !== this.generation)
       throw new DeviceLostError(`${what}: tensor computed on a device that was lost`);
@@ -239,6 +250,7 @@ export class WebGPUBackend implements Backend {
 
   // --- memory -------------------------------------------------------------------------------------
   upload(host: HostTensor): Tensor {
+    if (this.failed) throw this.failed;
     const n = host.shape.reduce((a, b) => a * b, 1);
     if (host.data.length !== n)
       throw new Error(`upload: ${host.data.length} values for shape [${host.shape}]`);
@@ -410,6 +422,7 @@ export class WebGPUBackend implements Backend {
 
   // --- KV cache and attention ---------------------------------------------------------------------
   createKVCache(spec: KVCacheSpec): KVCache {
+    if (this.failed) throw this.failed;
     if (spec.headDim > at.MAX_HEAD_DIM)
       throw new Error(`webgpu backend: head_dim ${spec.headDim} > ${at.MAX_HEAD_DIM}`);
     const dtype = this.opts.kvDType ?? 'f32';
