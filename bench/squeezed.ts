@@ -1,18 +1,22 @@
-// `kvrag bench squeezed [--context N] [--budget B] [--json] [--threads T] [--reps R] [--iters I]`:
+// `kvrag bench squeezed [--context N] [--budget B] [--json] [--threads T] [--reps R] [--iters I] [--pc P]
+//                       [--decode-context N] [--steps S]`:
 // squeezed attention (DESIGN.md §4.2) vs dense on the wasm backend, in one run, for synthetic fixed
 // contexts of 8K, 32K and 64K tokens (or --context N): one layer, 8 query heads over 2 kv heads (GQA
 // 4:1), head_dim 64, 32 live tokens after the context. Keys are a mixture of Gaussians around n/50
 // random unit directions (norm 4, noise 0.35); each decode query aims its group at 2 of its kv head's
-// directions (synthetic.ts). The fixed context sits in the cache cluster-major and the centroids on the
-// device (layout.ts): a step scores centroids with one matmul per kv head. Per budget (1/3, 1/8, 1/16 or --budget): decode-step attention time
-// (median over queries × reps; squeezed = centroid scoring + selection + gathered attention + live
-// attention + LSE merge) against dense attention, attention-mass recall (and an oracle top-k of the same
-// size), relative output error vs dense, keys and bytes touched. Engine end-to-end decode tokens/s
-// needs the engine integration (not there yet) and is reported as missing.
+// directions (synthetic.ts). The step runs the engine's own path: the fixed context cluster-major in the
+// cache, a FixedContext (centroid table on the device) and Backend.attentionRanges — squeezed = q read +
+// centroid scoring + selection + grouped key-range attention over the selected clusters, the window and
+// the live tokens. Per budget (1/3, 1/8, 1/16 or --budget): time of that step against dense attention
+// (median over queries × reps, each from a cold cache; wall clock and this thread's CPU time, which
+// preemption on a loaded machine does not inflate), attention-mass recall (and an oracle top-k of the
+// same size), relative output error vs dense, keys and bytes touched. Then engine end-to-end decode
+// tokens/s, dense vs each budget, over an assembled --decode-context (default 32K; 0 skips it).
 import { buildIndex, DEFAULT_PC } from '../gpu-runner/engine/attention/squeezed/index.ts';
 import {
   attendWithFixedContexts,
   FixedContext,
+  TWO_LEVEL_FROM,
 } from '../gpu-runner/engine/attention/squeezed/fixed-context.ts';
 import {
   addSelection,
@@ -33,6 +37,7 @@ import { wasmAssigner } from '../gpu-runner/engine/attention/squeezed/wasm-assig
 import { createWasmBackend, WasmAttentionOps } from '../gpu-runner/engine/backends/wasm/index.ts';
 import { numberOption, parseOptions, UsageError } from '../src/cli/args.ts';
 import { emit, formatTable, percentile } from './_report.ts';
+import { engineDecode } from './_squeezed-decode.ts';
 
 const H = 8;
 const KVH = 2;
@@ -68,18 +73,17 @@ function slotsOf(ranges: Int32Array[], n: number, centroidFloats: number): Selec
   return { keys, fixedKeys: n, centroidFloats };
 }
 
-// Larger than the CPU's last-level cache: writing it evicts the K/V a previous measurement left there.
-const flush = new Float32Array(64 << 20);
-let flushes = 0;
-function evictCaches(): void {
-  flush.fill(++flushes);
-}
+/** Layers of a bench step (each with its own copy of the context in the cache). */
+const LAYERS = 4;
 
 /** CPU time of this process in ms (threads = 1 runs every kernel on this thread): immune to preemption. */
 const cpuMs = () => {
   const u = process.cpuUsage();
   return (u.user + u.system) / 1000;
 };
+
+/** Engine decode: the fixed context is assembled from chunks of this many tokens. */
+const CHUNK_TOKENS = 2048;
 
 const median = (xs: number[]) =>
   percentile(
@@ -96,6 +100,9 @@ export async function run(args: string[]): Promise<number> {
     reps: { type: 'string' },
     iters: { type: 'string' },
     pc: { type: 'string' },
+    'decode-context': { type: 'string' },
+    'two-level-from': { type: 'string' },
+    steps: { type: 'string' },
   });
   const contexts = values.context ? [numberOption('context', values.context, 0)] : [8192, 32768, 65536];
   if (contexts.some((n) => !Number.isInteger(n) || n < 256))
@@ -104,6 +111,13 @@ export async function run(args: string[]): Promise<number> {
   const threads = numberOption('threads', values.threads, 1);
   const reps = numberOption('reps', values.reps, 5);
   const pc = numberOption('pc', values.pc, DEFAULT_PC);
+  const decodeContext = numberOption('decode-context', values['decode-context'], 32768);
+  const steps = numberOption('steps', values.steps, 16);
+  const twoLevelFrom = numberOption('two-level-from', values['two-level-from'], TWO_LEVEL_FROM);
+  if (!(Number.isInteger(decodeContext) && decodeContext >= 0 && decodeContext % CHUNK_TOKENS === 0))
+    throw new UsageError(
+      `--decode-context must be a multiple of ${CHUNK_TOKENS} (0 = skip the engine decode)`,
+    );
   if (!(pc > 0 && pc <= 1)) throw new UsageError('--pc must be in (0, 1]');
   const iters = numberOption('iters', values.iters, 4);
   const wasm = await createWasmBackend({ threads });
@@ -125,18 +139,21 @@ export async function run(args: string[]): Promise<number> {
       const buildS = (performance.now() - t0) / 1000;
       // The fixed context goes into the cache cluster-major (layout.ts); live tokens follow it.
       const layer = { k: clusterMajorCache(ix, ctx.k, cap), v: clusterMajorCache(ix, ctx.v, cap), cap };
-      const cache = wasm.createKVCache({ layers: 1, kvHeads: KVH, headDim: D, capacity: cap });
-      wasm.kvLoad(cache, 0, 0, { k: layer.k, v: layer.v });
+      // LAYERS layers with their own copies: a step runs them in turn, each from memory as in a model
+      const cache = wasm.createKVCache({ layers: LAYERS, kvHeads: KVH, headDim: D, capacity: cap });
+      for (let l = 0; l < LAYERS; l++) wasm.kvLoad(cache, l, 0, { k: layer.k, v: layer.v });
+      const ixAll = { ...ix, layers: LAYERS, heads: Array.from({ length: LAYERS }, () => ix.heads).flat() };
       // the engine's path: one block at offset 0 (no rotation), budget per FixedContext
       const invFreq = wasm.upload({ dtype: 'f32', shape: [D / 2], data: new Float32Array(D / 2) });
       const fcs = budgets.map(
         (fraction) =>
           new FixedContext(
             wasm,
-            { layers: 1, ...geom },
-            [{ offset: 0, n, index: ix }],
+            { layers: LAYERS, ...geom },
+            [{ offset: 0, n, index: ixAll }],
             { kind: 'budget', fraction },
             invFreq,
+            twoLevelFrom,
           ),
       );
       const span = { cache, row: 0, count: 1, pos: cap - 1 };
@@ -163,28 +180,32 @@ export async function run(args: string[]): Promise<number> {
         wasm.free(denseOut);
         for (let r = 0; r < reps; r++) {
           // dense and every budget measured back to back within a rep, so machine load hits them alike;
-          // each from a cold cache (as in a real step, where every layer has its own K/V)
-          evictCaches();
+          // a step = every layer in turn (per-layer times are that / LAYERS)
           const a = performance.now();
           const ac = cpuMs();
-          wasm.free(wasm.attention(qt, 0, [span], H, scale));
-          denseCpu.push(cpuMs() - ac);
-          dense.push(performance.now() - a);
+          for (let l = 0; l < LAYERS; l++) wasm.free(wasm.attention(qt, l, [span], H, scale));
+          denseCpu.push((cpuMs() - ac) / LAYERS);
+          dense.push((performance.now() - a) / LAYERS);
           budgets.forEach((_, bi) => {
             const fc = fcs[bi];
-            evictCaches();
             const s0 = performance.now();
             const c0 = cpuMs();
-            const out = attendWithFixedContexts(wasm, qt, 0, [span], [fc], H, scale);
+            let out = attendWithFixedContexts(wasm, qt, 0, [span], [fc], H, scale);
+            for (let l = 1; l < LAYERS; l++) {
+              wasm.free(out);
+              out = attendWithFixedContexts(wasm, qt, l, [span], [fc], H, scale);
+            }
             const c1 = cpuMs();
             const s1 = performance.now();
-            const ranges = fc.keysFor(q, span, 0); // selection alone (scoring + choice + ranges)
+            // selection alone (scoring + choice + ranges), every layer again
+            let ranges: Int32Array[] = [];
+            for (let l = LAYERS - 1; l >= 0; l--) ranges = fc.keysFor(q, span, l);
             const c2 = cpuMs();
             const s2 = performance.now();
-            sq[bi].total.push(s1 - s0);
-            sq[bi].totalCpu.push(c1 - c0);
-            sq[bi].select.push(s2 - s1);
-            sq[bi].selectCpu.push(c2 - c1);
+            sq[bi].total.push((s1 - s0) / LAYERS);
+            sq[bi].totalCpu.push((c1 - c0) / LAYERS);
+            sq[bi].select.push((s2 - s1) / LAYERS);
+            sq[bi].selectCpu.push((c2 - c1) / LAYERS);
             if (r === 0) {
               const sel = slotsOf(ranges, n, ix.heads[0].k * D * KVH);
               const st = addSelection(emptyStats(), sel, D);
@@ -261,10 +282,20 @@ export async function run(args: string[]): Promise<number> {
       reps,
       kmeansIters: iters,
       pc,
+      layers: LAYERS,
+      twoLevelFrom,
     },
     rows,
-    engineDecodeTokensPerS: null,
-    engineDecodeNote: 'missing: squeezed attention is not wired into the engine decode step yet',
+    engineDecode:
+      decodeContext > 0
+        ? await engineDecode({
+            chunks: decodeContext / CHUNK_TOKENS,
+            chunkTokens: CHUNK_TOKENS,
+            steps,
+            budgets,
+            threads,
+          })
+        : [],
   };
   emit(values.json, result, () =>
     [
@@ -310,7 +341,33 @@ export async function run(args: string[]): Promise<number> {
             ] as (string | number)[],
         ),
       ),
-      `engine end-to-end decode tokens/s: ${result.engineDecodeNote}`,
+      ...(result.engineDecode.length === 0
+        ? []
+        : [
+            `engine decode, generated Llama (8 / 2 kv heads × 64, 4 layers, hidden 512), ${steps} greedy steps over an assembled fixed context (chunks of ${CHUNK_TOKENS})`,
+            formatTable(
+              [
+                'context',
+                'attention',
+                'tok/s',
+                'speedup',
+                'cpu ms/token',
+                'cpu speedup',
+                'keys',
+                'same tokens',
+              ],
+              result.engineDecode.map((r) => [
+                r.context,
+                r.budget,
+                r.tokS,
+                r.speedup,
+                r.cpuMsPerToken,
+                r.cpuSpeedup,
+                r.keysFraction,
+                r.sameTokens,
+              ]),
+            ),
+          ]),
     ].join('\n'),
   );
   return 0;

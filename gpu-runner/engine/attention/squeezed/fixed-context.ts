@@ -1,9 +1,9 @@
 // Squeezed attention inside the engine (DESIGN.md §4.2): a request's fixed context — the blocks placed
 // in its cache before the question, each with its chunk's index — and the attention step that uses it.
 //
-// Per (layer, kv head) the blocks' clusters are concatenated into one table: centroids·scale (rotated
-// by each block's offset, like its keys) and log n_c on the device, and for every cluster the cache
-// slots it fills. Each block sits in the cache cluster-major (layout.ts: cluster c of a block at offset
+// Per (layer, kv head) the blocks' clusters are concatenated into one centroid table on the device
+// (centroid-table.ts: rotated by each block's offset like its keys, with log n_c; optionally a second
+// level of groups), and for every cluster the cache slots it fills. Each block sits in the cache cluster-major (layout.ts: cluster c of a block at offset
 // o fills slots [o + starts[c], o + starts[c+1]); the window keeps [o + n − W, o + n)), so a selection
 // is a short list of slot ranges. Blocks without an index (prefilled live, or an index refused) are
 // attended in full and counted as unindexed.
@@ -14,20 +14,22 @@
 // rounding). What is approximate: the clusters were chosen on the stored (f16) keys, and keys rewritten
 // by selective recompute (blend, link) keep their old cluster and centroid.
 //
-// A step (question prefill rows or one decode row of a sequence): per kv head, one matmul of the
-// group's queries with the centroid table plus log n_c, a row softmax (= n_c·p̂_c per query), p̂ averaged
-// over the group and the rows, then clusters chosen by threshold or budget (select.ts), then
+// A step (question prefill rows or one decode row of a sequence): per kv head, the group's queries
+// score the table (a matmul and a row softmax = n_c·p̂_c per query; p̂ averaged over the group and the
+// rows), clusters are chosen by threshold or budget (select.ts), then
 // Backend.attentionRanges over the chosen slot ranges + always-kept ranges + the live tokens [n, pos].
 import type { Backend, SeqSpan, Tensor } from '../../backends/types.ts';
+import {
+  buildCentroidTable,
+  type CentroidTable,
+  coalesce,
+  freeCentroidTable,
+  type PlacedBlock,
+  scoreTable,
+} from './centroid-table.ts';
 import { chooseClusters, type SelectMode } from './select.ts';
-import type { SqueezedIndex } from './types.ts';
 
-/** One block of the fixed context: cache positions [offset, offset + n), with its chunk's index or null. */
-export interface PlacedBlock {
-  offset: number;
-  n: number;
-  index: SqueezedIndex | null;
-}
+export { coalesce, type PlacedBlock };
 
 export interface FixedGeom {
   layers: number;
@@ -51,33 +53,13 @@ export interface FixedContextStats {
   unindexedTokens: number;
 }
 
-interface HeadTable {
-  k: number;
-  c: Tensor | null; // [k, d] centroids·scale, rotated to the block's offset
-  logN: Tensor | null; // [k] log n_c
-  starts: Int32Array; // [k + 1] cumulative cluster sizes (select.ts's CSR)
-  slot: Int32Array; // [k] first cache slot of each cluster
-  always: Int32Array; // coalesced [start, end) ranges always attended: windows and unindexed blocks
-  alwaysKeys: number;
-}
-
 const BYTES_PER_VALUE = 4; // the engine's cache is f32
-
-/** Sorts and merges [start, end) pairs. */
-export function coalesce(pairs: number[]): Int32Array {
-  const idx = Array.from({ length: pairs.length / 2 }, (_, i) => i).sort(
-    (a, b) => pairs[2 * a] - pairs[2 * b],
-  );
-  const out: number[] = [];
-  for (const i of idx) {
-    const s = pairs[2 * i];
-    const e = pairs[2 * i + 1];
-    if (e <= s) continue;
-    if (out.length > 0 && out[out.length - 1] >= s) out[out.length - 1] = Math.max(out[out.length - 1], e);
-    else out.push(s, e);
-  }
-  return Int32Array.from(out);
-}
+/**
+ * Clusters per (layer, kv head) from which the second level scores first. Off by default: on wasm it
+ * did not pay up to 64K tokens (3274 clusters per head: 0.79 → 1.13 ms selection per layer, cold), its
+ * gather + second matmul costing more than the table rows it skips; `bench squeezed --two-level-from`.
+ */
+export const TWO_LEVEL_FROM = Number.POSITIVE_INFINITY;
 
 export class FixedContext {
   readonly backend: Backend;
@@ -86,12 +68,13 @@ export class FixedContext {
   readonly n: number;
   readonly mode: SelectMode;
   readonly stats: FixedContextStats;
-  private readonly tables: HeadTable[]; // [layer·kvHeads + g]
+  private readonly tables: CentroidTable[]; // [layer·kvHeads + g]
   private disposed = false;
 
   /**
    * blocks: the fixed context in cache order, covering [0, n) without gaps; each indexed block already
    * sits cluster-major in the cache (toClusterMajor). invFreq: the model's RoPE [headDim/2] on the device.
+   * twoLevelFrom: clusters per head from which the second level is used.
    */
   constructor(
     backend: Backend,
@@ -99,6 +82,7 @@ export class FixedContext {
     blocks: readonly PlacedBlock[],
     mode: SelectMode,
     invFreq: Tensor,
+    twoLevelFrom = TWO_LEVEL_FROM,
   ) {
     if (!backend.attentionRanges || !backend.readNow)
       throw new Error(`squeezed attention: backend ${backend.name} lacks attentionRanges/readNow`);
@@ -121,84 +105,27 @@ export class FixedContext {
     };
     this.tables = [];
     for (let l = 0; l < geom.layers; l++)
-      for (let g = 0; g < geom.kvHeads; g++) this.tables.push(this.buildTable(blocks, l, g, invFreq));
-  }
-
-  private buildTable(blocks: readonly PlacedBlock[], l: number, g: number, invFreq: Tensor): HeadTable {
-    const b = this.backend;
-    const d = this.geom.headDim;
-    const always: number[] = [];
-    let k = 0;
-    for (const bl of blocks) k += bl.index ? bl.index.heads[l * bl.index.kvHeads + g].k : 0;
-    const starts = new Int32Array(k + 1);
-    const slot = new Int32Array(k);
-    const cent = new Float32Array(k * d);
-    const pos = new Int32Array(k);
-    let j = 0;
-    for (const bl of blocks) {
-      if (!bl.index) {
-        always.push(bl.offset, bl.offset + bl.n);
-        continue;
-      }
-      const ix = bl.index;
-      const h = ix.heads[l * ix.kvHeads + g];
-      for (let c = 0; c < h.k; c++, j++) {
-        starts[j + 1] = starts[j] + h.starts[c + 1] - h.starts[c];
-        slot[j] = bl.offset + h.starts[c];
-        pos[j] = bl.offset;
-        for (let e = 0; e < d; e++) cent[j * d + e] = h.centroids[c * d + e] * this.geom.scale;
-      }
-      always.push(bl.offset + bl.n - ix.window, bl.offset + bl.n);
-    }
-    const ranges = coalesce(always);
-    let alwaysKeys = 0;
-    for (let t = 0; t < ranges.length; t += 2) alwaysKeys += ranges[t + 1] - ranges[t];
-    if (k === 0) return { k, c: null, logN: null, starts, slot, always: ranges, alwaysKeys };
-    // rotate every centroid by its block's offset, as assembly re-rotates the block's keys
-    const raw = b.upload({ dtype: 'f32', shape: [k, d], data: cent });
-    const posT = b.upload({ dtype: 'i32', shape: [k], data: pos });
-    const c = b.rope(raw, posT, invFreq, d);
-    b.free(raw);
-    b.free(posT);
-    const logN = Float32Array.from({ length: k }, (_, i) => Math.log(starts[i + 1] - starts[i]));
-    return {
-      k,
-      c,
-      logN: b.upload({ dtype: 'f32', shape: [k], data: logN }),
-      starts,
-      slot,
-      always: ranges,
-      alwaysKeys,
-    };
+      for (let g = 0; g < geom.kvHeads; g++)
+        this.tables.push(buildCentroidTable(backend, blocks, l, g, geom, invFreq, twoLevelFrom));
   }
 
   /** Clusters worth attending for rows [row, row + count) of q ([M][heads·headDim] on the host). */
-  private chosen(q: Float32Array, row: number, count: number, layer: number, g: number): number[] {
-    const t = this.tables[layer * this.geom.kvHeads + g];
-    if (!t.c || !t.logN) return [];
+  private chosen(t: CentroidTable, q: Float32Array, row: number, count: number, g: number) {
+    if (!t.c) return { kept: [] as number[], rowsRead: 0 };
     const b = this.backend;
     const { heads, kvHeads, headDim: d } = this.geom;
     const group = heads / kvHeads;
-    const qg = new Float32Array(count * group * d);
+    const rows = count * group;
+    const qa = new Float32Array(rows * d);
     for (let i = 0; i < count; i++) {
       const from = ((row + i) * heads + g * group) * d;
-      qg.set(q.subarray(from, from + group * d), i * group * d);
+      qa.set(q.subarray(from, from + group * d), i * group * d);
     }
-    const qt = b.upload({ dtype: 'f32', shape: [count * group, d], data: qg });
-    const logits = b.matmul(qt, t.c, t.logN); // [rows·group, k] = q·c·scale + log n_c
-    const massT = b.softmax(logits); // n_c·p̂_c per (row, head)
-    const mass = b.readNow!(massT);
-    for (const x of [qt, logits, massT]) b.free(x);
-    // p̂ averaged over the rows and the group's heads
-    const { k } = t;
-    const rows = count * group;
-    const score = new Float32Array(k);
-    for (let r = 0; r < rows; r++) {
-      const o = r * k;
-      for (let c = 0; c < k; c++) score[c] += mass[o + c];
-    }
-    for (let c = 0; c < k; c++) score[c] /= rows * (t.starts[c + 1] - t.starts[c]);
-    return chooseClusters({ k: t.k, starts: t.starts }, score, this.n, t.alwaysKeys, this.mode);
+    const qt = b.upload({ dtype: 'f32', shape: [rows, d], data: qa });
+    const target = this.mode.kind === 'budget' ? Math.ceil(this.mode.fraction * this.n) - t.alwaysKeys : 0;
+    const { score, rowsRead } = scoreTable(b, t, qt, rows, Math.max(0, target));
+    b.free(qt);
+    return { kept: chooseClusters(t, score, this.n, t.alwaysKeys, this.mode), rowsRead };
   }
 
   /** Key ranges per kv head for one span of a step; adds to the stats. qHost: the step's q on the host. */
@@ -209,17 +136,14 @@ export class FixedContext {
     const lists: Int32Array[] = [];
     for (let g = 0; g < kvHeads; g++) {
       const t = this.tables[layer * kvHeads + g];
-      const pairs: number[] = Array.from(t.always);
+      const { kept, rowsRead } = this.chosen(t, qHost, span.row, span.count, g);
       let keys = t.alwaysKeys;
-      for (const c of this.chosen(qHost, span.row, span.count, layer, g)) {
-        pairs.push(t.slot[c], t.slot[c] + t.starts[c + 1] - t.starts[c]);
-        keys += t.starts[c + 1] - t.starts[c];
-      }
-      pairs.push(this.n, span.pos + span.count);
-      lists.push(coalesce(pairs));
+      for (const c of kept) keys += t.starts[c + 1] - t.starts[c];
+      lists.push(mergeRanges(t, kept, this.n, span.pos + span.count));
       this.stats.keysAttended += keys;
       this.stats.fixedKeys += this.n;
-      this.stats.bytesTouched += keys * 2 * d * BYTES_PER_VALUE + t.k * d * 4;
+      const rowBytes = d * (b16(this.backend) ? 2 : 4);
+      this.stats.bytesTouched += keys * 2 * d * BYTES_PER_VALUE + rowsRead * rowBytes;
     }
     this.stats.fraction = this.stats.fixedKeys > 0 ? this.stats.keysAttended / this.stats.fixedKeys : 0;
     return lists;
@@ -228,8 +152,34 @@ export class FixedContext {
   dispose(): void {
     if (this.disposed) return;
     this.disposed = true;
-    for (const t of this.tables) for (const x of [t.c, t.logN]) if (x) this.backend.free(x);
+    for (const t of this.tables) freeCentroidTable(this.backend, t);
   }
+}
+
+const b16 = (b: Backend) => b.weightDTypes.includes('f16');
+
+/**
+ * The step's key ranges in one linear pass: the kept clusters' slot runs (ascending: clusters are
+ * numbered in slot order) merged with the always-kept ranges (sorted), then the live tokens [n, end).
+ */
+function mergeRanges(t: CentroidTable, kept: readonly number[], n: number, end: number): Int32Array {
+  const out: number[] = [];
+  const push = (s: number, e: number) => {
+    if (out.length > 0 && out[out.length - 1] >= s) out[out.length - 1] = Math.max(out[out.length - 1], e);
+    else out.push(s, e);
+  };
+  let a = 0;
+  for (const c of kept) {
+    const s = t.slot[c];
+    while (a < t.always.length && t.always[a] <= s) {
+      push(t.always[a], t.always[a + 1]);
+      a += 2;
+    }
+    push(s, s + t.starts[c + 1] - t.starts[c]);
+  }
+  for (; a < t.always.length; a += 2) push(t.always[a], t.always[a + 1]);
+  push(n, end);
+  return Int32Array.from(out);
 }
 
 /**
