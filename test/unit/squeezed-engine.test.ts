@@ -2,14 +2,15 @@
 // round-trips through the artifact; an artifact without one still serves (index built at assembly);
 // with every cluster selected, the assembled question's logits and every decode step's logits equal
 // dense attention (reference ≤ 1e-5, wasm ≤ 1e-4); a small budget changes them and attends fewer keys;
-// FixedContext on a planted context always keeps the planted keys and stays close to the dense oracle.
+// FixedContext on a planted context always keeps the planted keys and stays close to the dense oracle
+// (also with the second level); the budget cut equals a sort-based reference.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseIndex } from '../../gpu-runner/engine/attention/squeezed/codec.ts';
 import { FixedContext } from '../../gpu-runner/engine/attention/squeezed/fixed-context.ts';
 import { buildIndex } from '../../gpu-runner/engine/attention/squeezed/index.ts';
 import { toClusterMajor } from '../../gpu-runner/engine/attention/squeezed/layout.ts';
 import { relativeError } from '../../gpu-runner/engine/attention/squeezed/metrics.ts';
-import type { SelectMode } from '../../gpu-runner/engine/attention/squeezed/select.ts';
+import { chooseClusters, type SelectMode } from '../../gpu-runner/engine/attention/squeezed/select.ts';
 import {
   fixedKeys,
   syntheticContext,
@@ -186,7 +187,12 @@ describe('FixedContext on a planted context (wasm)', () => {
       const denseT = b.attention(qt, 0, [{ cache: plain, row: 0, count: 1, pos: N + LIVE - 1 }], H, scale);
       const dense = await b.read(denseT);
       b.free(denseT);
-      for (const fraction of [1 / 16, 1 / 8, 1 / 3]) {
+      for (const [fraction, twoLevelFrom] of [
+        [1 / 16, Number.POSITIVE_INFINITY],
+        [1 / 8, Number.POSITIVE_INFINITY],
+        [1 / 3, Number.POSITIVE_INFINITY],
+        [1 / 8, 0], // second level: groups scored first
+      ]) {
         // one block at offset 0: no rotation, so the stored centroids are used as they are
         const fc = new FixedContext(
           b,
@@ -194,6 +200,7 @@ describe('FixedContext on a planted context (wasm)', () => {
           [{ offset: 0, n: N, index: ix }],
           { kind: 'budget', fraction },
           invFreq,
+          twoLevelFrom,
         );
         const span = { cache: grouped, row: 0, count: 1, pos: N + LIVE - 1 };
         const keys = fc.keysFor(q, span, 0);
@@ -208,7 +215,7 @@ describe('FixedContext on a planted context (wasm)', () => {
         const outT = b.attentionRanges(qt, 0, [span], [keys], H, scale);
         const err = relativeError(await b.read(outT), dense);
         b.free(outT);
-        if (fraction === 1 / 8) expect(err).toBeLessThan(0.2);
+        if (fraction === 1 / 8) expect(err, `two-level from ${twoLevelFrom}`).toBeLessThan(0.2);
         expect(fc.stats.fraction).toBeGreaterThanOrEqual(fraction);
         expect(fc.stats.fraction).toBeLessThan(fraction + 0.1);
         fc.dispose();
@@ -218,6 +225,40 @@ describe('FixedContext on a planted context (wasm)', () => {
       b.freeKVCache(grouped);
     } finally {
       b.dispose();
+    }
+  });
+});
+
+describe('budget cut', () => {
+  it('keeps exactly the best clusters by score until the target (ties included), like a sort', () => {
+    let seed = 7;
+    const rnd = () => {
+      seed = (seed * 1103515245 + 12345) & 0x7fffffff;
+      return seed / 0x7fffffff;
+    };
+    for (let trial = 0; trial < 20; trial++) {
+      const k = 50 + trial * 37;
+      const sizes = Array.from({ length: k }, () => 1 + Math.floor(rnd() * 40));
+      const starts = Int32Array.from([
+        0,
+        ...sizes.map((_, i) => sizes.slice(0, i + 1).reduce((a, b) => a + b, 0)),
+      ]);
+      // a spread of magnitudes (and some ties) so both the bucket and the in-bucket order matter
+      const score = Float32Array.from({ length: k }, () => (rnd() < 0.1 ? 0.5 : rnd() * 10 ** (-rnd() * 6)));
+      const n = starts[k] + 64;
+      const fraction = 0.05 + rnd() * 0.5;
+      const got = chooseClusters({ k, starts }, score, n, 64, { kind: 'budget', fraction });
+      const target = Math.ceil(fraction * n) - 64;
+      const byScore = Array.from({ length: k }, (_, j) => j).sort((a, b) => score[b] - score[a]);
+      let have = 0;
+      let cut = 0;
+      for (const j of byScore) {
+        have += sizes[j];
+        cut = score[j];
+        if (have >= target) break;
+      }
+      const want = Array.from({ length: k }, (_, j) => j).filter((j) => score[j] >= cut);
+      expect(got).toEqual(want);
     }
   });
 });
