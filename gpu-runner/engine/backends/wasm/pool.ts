@@ -107,6 +107,11 @@ export class ThreadPool {
     }
     const c = this.ctrl;
     this.tag = (this.tag + 1) & ((1 << TAG_BITS) - 1);
+    // First take the claim word away from the previous dispatch (new tag, no part left): a worker that
+    // woke late for it has read its tag and may be about to compare-exchange an old claim word; were
+    // that word still in place after OP/PARTS/DONE below change, it would run a part of this dispatch
+    // under the old tag and count it into DONE twice, and the wait below would never see DONE = n.
+    Atomics.store(c, CTRL.CLAIM, (this.tag << PART_BITS) | ((1 << PART_BITS) - 1));
     Atomics.store(c, CTRL.OP, op);
     Atomics.store(c, CTRL.ARGS, ARGS_OFFSET);
     Atomics.store(c, CTRL.PARTS, n);
@@ -119,6 +124,7 @@ export class ThreadPool {
     for (let i = 1; ; i++) {
       const d = Atomics.load(c, CTRL.DONE);
       if (d === n) break;
+      if (d > n) throw new Error(`kernel ${name}: ${d} parts done of ${n} (thread pool out of step)`);
       if (i > 4096) Atomics.wait(c, CTRL.DONE, d, 1);
     }
     const err = Atomics.exchange(c, CTRL.ERR, 0);
