@@ -199,7 +199,7 @@ export function resultsSvg(r: EvalResult): string {
     return a && a.n > 0 ? a.correct / a.n : null;
   };
   const W = 980;
-  const H = 380;
+  const H = 440;
   const top = 50;
   const plotH = 250;
   const out: string[] = [
@@ -239,7 +239,7 @@ export function resultsSvg(r: EvalResult): string {
     }
     const lx = gx + (gw * 0.8) / 2;
     out.push(
-      `<text x="${lx.toFixed(1)}" y="${top + plotH + 14}" text-anchor="end" transform="rotate(-30 ${lx.toFixed(1)} ${top + plotH + 14})">${esc(v)}</text>`,
+      `<text x="${lx.toFixed(1)}" y="${top + plotH + 14}" text-anchor="end" transform="rotate(-30 ${lx.toFixed(1)} ${top + plotH + 14})">${esc(v.replace(' (full)', ''))}</text>`,
     );
   }
   // (b) squeezed budgets
