@@ -25,6 +25,24 @@ export class RedisAuthFailures implements AuthFailureStore {
     this.redis.on('error', () => {});
   }
 
+  /**
+   * Resolves once the connection is up (true), or false after `timeoutMs`. Commands issued before that
+   * fail fast (no offline queue), so a failure counted while connecting is not counted at all.
+   */
+  async ready(timeoutMs = 5000): Promise<boolean> {
+    if (this.redis.status === 'ready') return true;
+    return new Promise((resolve) => {
+      const done = (ok: boolean) => {
+        clearTimeout(timer);
+        this.redis.off('ready', onReady);
+        resolve(ok);
+      };
+      const onReady = () => done(true);
+      const timer = setTimeout(() => done(false), timeoutMs);
+      this.redis.on('ready', onReady);
+    });
+  }
+
   async get(subject: string): Promise<FailureWindow> {
     const res = await this.redis.multi().get(key(subject)).pttl(key(subject)).exec();
     const count = Number(res?.[0]?.[1] ?? 0);

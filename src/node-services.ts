@@ -42,7 +42,11 @@ export async function openNodeServices(config: Config): Promise<NodeServices> {
     const authFailures = config.redisUrl
       ? new (await import('./auth-failures-redis.ts')).RedisAuthFailures(config.redisUrl)
       : undefined;
-    if (authFailures) closers.push(() => authFailures.close());
+    if (authFailures) {
+      closers.push(() => authFailures.close());
+      // until connected, failures are not counted (the guard lets requests through): start counted
+      if (!(await authFailures.ready())) log('warn', 'auth failure counters: redis not reachable yet');
+    }
     return {
       config,
       log,

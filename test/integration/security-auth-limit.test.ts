@@ -107,6 +107,8 @@ describe('failed-auth rate limiting on Redis', () => {
   beforeAll(async () => {
     redis = await startRedis();
     stores = [new RedisAuthFailures(redis.url), new RedisAuthFailures(redis.url)];
+    // a failure counted before a store has connected is dropped (no offline queue): wait for both
+    expect(await Promise.all(stores.map((s) => s.ready()))).toEqual([true, true]);
     const config = loadConfig({ KVRAG_ADMIN_KEY: ADMIN_KEY, ...env });
     apps = stores.map((authFailures) => createApp({ config, readiness: {}, api: h.api, authFailures }));
   });
