@@ -76,6 +76,11 @@ export async function openAnswerServices(
     loadTokensPerSec: LOAD_TOKENS_PER_SEC,
     sparseBreakEven: Number.MAX_SAFE_INTEGER,
     ...(Number(modelConfig.num_hidden_layers) > 0 ? { layers: Number(modelConfig.num_hidden_layers) } : {}),
+    // reuse.json beside the model: {"v": 1, "independentTrained": true} when it was trained with
+    // block-diagonal chunk attention (models/kvrag-tiny is)
+    ...(readJson(join(opts.modelDir, 'reuse.json')).independentTrained === true
+      ? { independentTrained: true }
+      : {}),
   };
   return {
     answer: {

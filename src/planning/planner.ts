@@ -18,6 +18,12 @@ export interface ServedModel {
   sparseBreakEven: number;
   /** Decoder layers, when known: `blend` needs layers past its check layer to save anything. */
   layers?: number;
+  /**
+   * Trained with block-diagonal chunk attention (TurboRAG / Block-Attention fine-tuning; `reuse.json`
+   * beside the model): independent chunks are in-distribution, so balanced quality serves `independent`
+   * instead of paying for blend's recompute.
+   */
+  independentTrained?: boolean;
 }
 
 export interface PlanRequest {
@@ -133,7 +139,7 @@ export function planQuery(req: PlanRequest, ctx: PlannerContext): Plan {
 
   const generation: GenerationPlan = {
     model: model.id,
-    reuse: reuseFor(req.reuse ?? 'auto', quality, 1, model.layers),
+    reuse: reuseFor(req.reuse ?? 'auto', quality, 1, model),
     squeezed: { mode: 'off' },
     sparse: { mode: 'off' },
     maxTokens,
@@ -165,7 +171,7 @@ function reuseFor(
   requested: ReuseMode | 'auto',
   quality: Quality,
   readyShare: number,
-  layers?: number,
+  model: Pick<ServedModel, 'layers' | 'independentTrained'>,
 ): GenerationPlan['reuse'] {
   if (requested !== 'auto') {
     if (requested === 'blend') return { mode: 'blend', blendRatio: PLANNER_DEFAULTS.blendRatio };
@@ -175,10 +181,10 @@ function reuseFor(
   // Nothing stored yet: every chunk is prefilled anyway, so do it exactly (prefix reuse of the system
   // prompt only). Otherwise the requested quality decides how much cross-chunk attention is restored.
   if (quality === 'exact' || readyShare === 0) return { mode: 'prefix' };
-  if (quality === 'fast') return { mode: 'independent' };
+  if (quality === 'fast' || model.independentTrained) return { mode: 'independent' };
   // A model with no layer past the check layer would recompute every chunk token in blend: restore
   // cross-chunk attention with link (EPIC) instead.
-  if (layers !== undefined && layers <= PLANNER_DEFAULTS.blendCheckLayer + 1) {
+  if (model.layers !== undefined && model.layers <= PLANNER_DEFAULTS.blendCheckLayer + 1) {
     return { mode: 'link', linkTokens: PLANNER_DEFAULTS.linkTokens };
   }
   return { mode: 'blend', blendRatio: PLANNER_DEFAULTS.blendRatio };
@@ -213,12 +219,7 @@ export function finalizePlan(
   }
   const kept = chunks.slice(0, use);
   const ready = kept.filter((c) => c.ready).length;
-  const reuse = reuseFor(
-    req.reuse ?? 'auto',
-    plan.quality,
-    kept.length ? ready / kept.length : 0,
-    model.layers,
-  );
+  const reuse = reuseFor(req.reuse ?? 'auto', plan.quality, kept.length ? ready / kept.length : 0, model);
 
   // With a latency budget, chunks that must be prefilled live (no artifact, or every chunk in an exact
   // mode) cost prefill time: drop the lowest-ranked ones until the estimate fits.

@@ -97,8 +97,6 @@ describe('answers through kvrag serve', () => {
       url,
       '--max-tokens',
       '8',
-      '--reuse',
-      'independent',
       '--json',
     ]);
     expect(r.err).toBe('');
@@ -107,7 +105,11 @@ describe('answers through kvrag serve', () => {
       citations: { document_id: string; filename: string }[];
       usage: { cached_tokens: number; completion_tokens: number };
       runner: { id: string };
+      plan: { generation: { reuse: { mode: string } } };
     };
+    // the bundled model was trained with block-diagonal chunks (reuse.json): the planner serves them
+    // independent at the default (balanced) quality
+    expect(done.plan.generation.reuse.mode).toBe('independent');
     expect(done.citations.length).toBeGreaterThan(0);
     for (const c of done.citations)
       expect(c).toMatchObject({ document_id: doc.body.id, filename: 'relay.md' });

@@ -111,6 +111,22 @@ describe('planner', () => {
       mode: 'link',
       linkTokens: 16,
     });
+    // A model trained with block-diagonal chunk attention serves independent chunks at balanced quality
+    // (exact quality and missing artifacts still prefill).
+    const trained: PlannerContext = {
+      ...ctx,
+      models: [{ ...small, layers: 8, independentTrained: true }, large],
+    };
+    const trainedMode = (quality: 'balanced' | 'exact', ready: boolean) =>
+      finalizePlan(
+        planQuery({ question, collections: ['c'], model: 'tiny', quality }, trained),
+        { question },
+        trained,
+        chunks(6, ready),
+      ).plan.generation.reuse;
+    expect(trainedMode('balanced', true)).toEqual({ mode: 'independent' });
+    expect(trainedMode('exact', true)).toEqual({ mode: 'prefix' });
+    expect(trainedMode('balanced', false)).toEqual({ mode: 'prefix' });
     const deep: PlannerContext = { ...ctx, models: [{ ...small, layers: 8 }, large] };
     expect(
       finalizePlan(
