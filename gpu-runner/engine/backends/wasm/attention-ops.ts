@@ -64,17 +64,12 @@ export class WasmAttentionOps {
     const r = this.result(m, heads, headDim);
     this.backend.rt.attention({
       q: qt.off,
-      k: c.k + c.offset(layer, 0, 0),
-      v: c.v + c.offset(layer, 0, 0),
+      ...c.layerArgs(layer),
       out: r.out.off,
       lse: r.lse.off,
       nq: m,
       heads,
-      kvHeads,
-      headDim,
       scale,
-      kvHeadStride: capacity * headDim,
-      kvPosStride: headDim,
       qpos0: -1,
       nk: capacity,
       mode: 1,
@@ -100,7 +95,7 @@ export class WasmAttentionOps {
     heads: number,
     scale: number,
   ): PartialAttention {
-    const { c, kvHeads, headDim, capacity, qt } = this.geometry(q, span.cache, heads);
+    const { c, headDim, capacity, qt } = this.geometry(q, span.cache, heads);
     const nQB = Math.ceil(span.count / blockSize);
     if (ranges.length !== heads || ranges.some((h) => h.length !== nQB))
       throw new Error(`sparse attention: ranges must be [${heads} heads][${nQB} query blocks]`);
@@ -121,17 +116,12 @@ export class WasmAttentionOps {
     const r = this.result(span.count, heads, headDim);
     this.backend.rt.attention({
       q: qt.off + span.row * heads * headDim * 4,
-      k: c.k + c.offset(layer, 0, 0),
-      v: c.v + c.offset(layer, 0, 0),
+      ...c.layerArgs(layer),
       out: r.out.off,
       lse: r.lse.off,
       nq: span.count,
       heads,
-      kvHeads,
-      headDim,
       scale,
-      kvHeadStride: capacity * headDim,
-      kvPosStride: headDim,
       qpos0: span.pos,
       nk: span.pos + span.count,
       mode: 2,

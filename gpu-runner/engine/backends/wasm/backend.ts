@@ -235,23 +235,18 @@ export class WasmBackend implements Backend {
     this.rt.mem.u8.fill(0, y.off, y.off + M * width * 4); // rows outside every span are zero
     for (const s of spans) {
       const c = this.cache(s.cache);
-      const { kvHeads, headDim, capacity } = c.spec;
+      const { headDim, capacity } = c.spec;
       if (width !== heads * headDim) throw new Error(`attention: q [${q.shape}] for ${heads}×${headDim}`);
       if (s.pos + s.count > capacity)
         throw new Error(`attention: positions beyond cache capacity ${capacity}`);
       const rowOff = s.row * width * 4;
       this.rt.attention({
         q: qt.off + rowOff,
-        k: c.k + c.offset(layer, 0, 0),
-        v: c.v + c.offset(layer, 0, 0),
+        ...c.layerArgs(layer),
         out: y.off + rowOff,
         nq: s.count,
         heads,
-        kvHeads,
-        headDim,
         scale,
-        kvHeadStride: capacity * headDim,
-        kvPosStride: headDim,
         qpos0: s.pos,
         nk: s.pos + s.count,
       });

@@ -32,16 +32,11 @@ export function attentionRangesWasm(
       const rowOff = s.row * width * 4;
       const common = {
         q: qt.off + rowOff,
-        k: c.k + c.offset(layer, 0, 0),
-        v: c.v + c.offset(layer, 0, 0),
+        ...c.layerArgs(layer),
         out: y.off + rowOff,
         nq: s.count,
         heads,
-        kvHeads,
-        headDim,
         scale,
-        kvHeadStride: capacity * headDim,
-        kvPosStride: headDim,
         qpos0: s.pos,
         nk: s.pos + s.count,
       };

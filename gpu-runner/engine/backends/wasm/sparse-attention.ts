@@ -66,17 +66,12 @@ export function sparseAttentionWasm(
   const lse = allocTensor(rt.mem, [span.count, heads], 'f32');
   rt.attention({
     q: qt.off + span.row * width * 4,
-    k: c.k + c.offset(layer, 0, 0),
-    v: c.v + c.offset(layer, 0, 0),
+    ...c.layerArgs(layer),
     out: out.off,
     lse: lse.off,
     nq: span.count,
     heads,
-    kvHeads,
-    headDim,
     scale,
-    kvHeadStride: capacity * headDim,
-    kvPosStride: headDim,
     qpos0: span.pos,
     nk: limit,
     mode: 2,
@@ -106,7 +101,7 @@ export function denseAttentionWithLseWasm(
   const [, width] = rows2(q, 'denseAttentionWithLse');
   const qt = asTensor(q, 'denseAttentionWithLse q', 'f32');
   const c = asCache(span.cache);
-  const { kvHeads, headDim, capacity } = c.spec;
+  const { headDim, capacity } = c.spec;
   if (width !== heads * headDim)
     throw new Error(`denseAttentionWithLse: q [${q.shape}] for ${heads}×${headDim}`);
   if (span.pos + span.count > capacity) throw new Error('denseAttentionWithLse: positions beyond capacity');
@@ -114,17 +109,12 @@ export function denseAttentionWithLseWasm(
   const lse = allocTensor(rt.mem, [span.count, heads], 'f32');
   rt.attention({
     q: qt.off + span.row * width * 4,
-    k: c.k + c.offset(layer, 0, 0),
-    v: c.v + c.offset(layer, 0, 0),
+    ...c.layerArgs(layer),
     out: out.off,
     lse: lse.off,
     nq: span.count,
     heads,
-    kvHeads,
-    headDim,
     scale,
-    kvHeadStride: capacity * headDim,
-    kvPosStride: headDim,
     qpos0: span.pos,
     nk: span.pos + span.count,
   });

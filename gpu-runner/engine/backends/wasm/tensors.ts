@@ -2,7 +2,7 @@
 // memory; these helpers resolve the Backend interface's opaque handles to them.
 import type { DType, KVCache, KVCacheSpec, Tensor } from '../types.ts';
 import type { DeviceMemory } from './memory.ts';
-import { HALF_IEEE } from './runtime.ts';
+import { type AttentionArgs, HALF_IEEE } from './runtime.ts';
 
 export const BYTES: Record<DType, number> = { f32: 4, f16: 2, i32: 4 };
 
@@ -37,6 +37,21 @@ export class WasmKVCache implements KVCache {
   offset(layer: number, head: number, pos: number): number {
     const { kvHeads, capacity, headDim } = this.spec;
     return (((layer * kvHeads + head) * capacity + pos) * headDim) << 2;
+  }
+  /** The attention kernel's view of one layer of this cache: K/V base offsets, geometry and strides. */
+  layerArgs(
+    layer: number,
+  ): Pick<AttentionArgs, 'k' | 'v' | 'kvHeads' | 'headDim' | 'kvHeadStride' | 'kvPosStride'> {
+    const { kvHeads, capacity, headDim } = this.spec;
+    const base = this.offset(layer, 0, 0);
+    return {
+      k: this.k + base,
+      v: this.v + base,
+      kvHeads,
+      headDim,
+      kvHeadStride: capacity * headDim,
+      kvPosStride: headDim,
+    };
   }
 }
 
