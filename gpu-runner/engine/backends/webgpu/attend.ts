@@ -23,6 +23,24 @@ export interface AttendHost {
   bind(t: Live): Binding;
 }
 
+/**
+ * The leading attention_partial parameters: query rows and heads, the cache layer's geometry (kv heads,
+ * head dim, scale, floats per kv head, the layer's base), the first query float and the first query's
+ * position. PARTIAL_PARAMS (kernels/attention.ts) lists them all.
+ */
+export function partialLead(
+  c: LiveCache,
+  layer: number,
+  rows: number,
+  heads: number,
+  scale: number,
+  qFloat: number,
+  qPos: number,
+): number[] {
+  const { kvHeads, headDim, capacity } = c.spec;
+  return [rows, heads, kvHeads, headDim, scale, capacity * headDim, c.offset(layer, 0, 0), qFloat, qPos];
+}
+
 /** One span's causal attention: split-KV (flash decoding) when few rows meet many keys. */
 export function attendSpan(
   b: AttendHost,
@@ -34,7 +52,7 @@ export function attendSpan(
   heads: number,
   scale: number,
 ): void {
-  const { kvHeads, headDim, capacity } = c.spec;
+  const { headDim } = c.spec;
   const width = heads * headDim;
   const nk = s.pos + s.count;
   const want = Math.min(b.maxSplits, Math.ceil(nk / b.keysPerSplit));
@@ -42,18 +60,7 @@ export function attendSpan(
   const splits = s.count * heads >= 256 ? 1 : Math.max(1, want);
   const chunk = splits === 1 ? nk : Math.ceil(nk / splits / 64) * 64;
   const used = Math.ceil(nk / chunk);
-  const base = [
-    s.count,
-    heads,
-    kvHeads,
-    headDim,
-    scale,
-    capacity * headDim,
-    c.offset(layer, 0, 0),
-    s.row * width,
-    s.pos,
-    chunk,
-  ];
+  const base = [...partialLead(c, layer, s.count, heads, scale, s.row * width, s.pos), chunk];
   if (used === 1) {
     b.rec.dispatch(
       at.attentionPartial(0, c.dtype),
@@ -102,7 +109,7 @@ export function attendPlan(
   outRow: number,
   lse: Live | null,
 ): void {
-  const { kvHeads, headDim, capacity } = c.spec;
+  const { kvHeads, headDim } = c.spec;
   const nqb = Math.ceil(s.count / blockSize);
   if (ranges.length !== kvHeads || ranges.some((r) => r.length !== nqb))
     throw new Error(`${what}: plan must be [${kvHeads} kv heads][${nqb} query blocks]`);
@@ -132,15 +139,7 @@ export function attendPlan(
   b.rec.dispatch(
     at.attentionPartial(3, c.dtype),
     [
-      s.count,
-      heads,
-      kvHeads,
-      headDim,
-      scale,
-      capacity * headDim,
-      c.offset(layer, 0, 0),
-      s.row * width,
-      s.pos,
+      ...partialLead(c, layer, s.count, heads, scale, s.row * width, s.pos),
       0,
       1,
       outRow * width,

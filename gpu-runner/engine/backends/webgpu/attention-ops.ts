@@ -5,6 +5,7 @@
 import type { KVCache, SeqSpan, Tensor } from '../types.ts';
 import type { WebGPUBackend } from './backend.ts';
 import { GpuKVCache, GpuTensor } from './buffers.ts';
+import { partialLead } from './attend.ts';
 import * as at from './kernels/attention.ts';
 import { grid1d, gridRows } from './kernels/common.ts';
 
@@ -86,24 +87,7 @@ export class WebGPUAttentionOps {
     const pl = used === 1 ? lse : b.alloc([m * heads * used], 'f32');
     b.rec.dispatch(
       at.attentionPartial(1, c.dtype),
-      [
-        m,
-        heads,
-        kvHeads,
-        headDim,
-        scale,
-        capacity * headDim,
-        c.offset(layer, 0, 0),
-        0,
-        0,
-        chunk,
-        used,
-        0,
-        1,
-        1,
-        1,
-        0,
-      ],
+      [...partialLead(c, layer, m, heads, scale, 0, 0), chunk, used, 0, 1, 1, 1, 0],
       [
         this.bind(qt),
         { buffer: c.k },
@@ -145,7 +129,7 @@ export class WebGPUAttentionOps {
     scale: number,
   ): PartialAttention {
     const b = this.backend;
-    const { c, kvHeads, headDim, capacity, qt } = this.geometry(q, span.cache, heads);
+    const { c, headDim, capacity, qt } = this.geometry(q, span.cache, heads);
     const nQB = Math.ceil(span.count / blockSize);
     if (ranges.length !== heads || ranges.some((h) => h.length !== nQB))
       throw new Error(`sparse attention: ranges must be [${heads} heads][${nQB} query blocks]`);
@@ -169,15 +153,7 @@ export class WebGPUAttentionOps {
     b.rec.dispatch(
       at.attentionPartial(2, c.dtype),
       [
-        span.count,
-        heads,
-        kvHeads,
-        headDim,
-        scale,
-        capacity * headDim,
-        c.offset(layer, 0, 0),
-        span.row * width,
-        span.pos,
+        ...partialLead(c, layer, span.count, heads, scale, span.row * width, span.pos),
         0,
         1,
         0,
