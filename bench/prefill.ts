@@ -24,7 +24,13 @@ import {
   ProbeDone,
 } from '../gpu-runner/engine/attention/sparse/measure.ts';
 import { SparsePrefill } from '../gpu-runner/engine/attention/sparse/prefill.ts';
-import { defaultParams, PATTERNS, type PatternName } from '../gpu-runner/engine/attention/sparse/types.ts';
+import { oracleDensity } from '../gpu-runner/engine/attention/sparse/oracle.ts';
+import {
+  defaultParams,
+  PATTERNS,
+  PLAN_BLOCK,
+  type PatternName,
+} from '../gpu-runner/engine/attention/sparse/types.ts';
 import { createWasmBackend } from '../gpu-runner/engine/backends/wasm/index.ts';
 import { denseAttentionWithLseWasm } from '../gpu-runner/engine/backends/wasm/sparse-attention.ts';
 import { type Engine, loadEngine } from '../gpu-runner/engine/engine.ts';
@@ -78,7 +84,41 @@ interface ContextResult {
     relError: number;
     density: number;
   }[];
+  /** the best any selection could do at recall 0.95 (oracle.ts), per layer and summed like the patterns */
+  oracle: {
+    layers: OracleLayer[];
+    /** mean over layers and kv heads */
+    rowDensity: number;
+    blockDensity: number;
+    /** dense ms ÷ (Σ over layers of dense ms × the layer's block density): the kernel-only ceiling */
+    maxSpeedup: number;
+  } | null;
   whole: { denseMs: number; sparseMs: number; speedup: number; pattern: string; density: number } | null;
+}
+
+interface OracleLayer {
+  layer: number;
+  rowDensity: number[];
+  blockDensity: number[];
+}
+
+const meanOf = (xs: number[]) => xs.reduce((a, x) => a + x, 0) / Math.max(1, xs.length);
+
+function oracleSummary(bounds: OracleLayer[], layers: LayerResult[]): ContextResult['oracle'] {
+  if (bounds.length === 0) return null;
+  let dense = 0;
+  let best = 0;
+  for (const b of bounds) {
+    const ms = layers.find((l) => l.layer === b.layer)?.denseMs ?? 0;
+    dense += ms;
+    best += ms * meanOf(b.blockDensity);
+  }
+  return {
+    layers: bounds,
+    rowDensity: meanOf(bounds.map((b) => meanOf(b.rowDensity))),
+    blockDensity: meanOf(bounds.map((b) => meanOf(b.blockDensity))),
+    maxSpeedup: best > 0 ? dense / best : 0,
+  };
 }
 
 function summarize(layers: LayerResult[]): ContextResult['attention'] {
@@ -115,7 +155,9 @@ export async function run(args: string[]): Promise<number> {
     threads: { type: 'string' },
     'no-whole': { type: 'boolean', default: false },
     'whole-max': { type: 'string' },
+    'no-oracle': { type: 'boolean', default: false },
   });
+  const oracle = !values['no-oracle'];
   const contexts = values.context
     ? values.context.split(',').map((s) => numberOption('context', s, 0))
     : DEFAULT_CONTEXTS;
@@ -139,14 +181,36 @@ export async function run(args: string[]): Promise<number> {
       const probe = new AttentionProbe(cands, {
         layers,
         stop: true,
+        keepQueries: oracle,
         dense: (q, l, span, heads, scale) => denseAttentionWithLseWasm(backend.rt, q, l, span, heads, scale),
       });
       const kv = new SequenceKV(engine.backend, cfg, n);
       kv.sparse = probe;
+      const bounds: OracleLayer[] = [];
       try {
-        await engine.forward([{ kv, tokens }]);
-      } catch (err) {
-        if (!(err instanceof ProbeDone)) throw err;
+        try {
+          await engine.forward([{ kv, tokens }]);
+        } catch (err) {
+          if (!(err instanceof ProbeDone)) throw err;
+        }
+        for (const [layer, q] of probe.queries) {
+          const { k } = await engine.backend.kvRead(kv.cache, layer, 0, n);
+          const r = oracleDensity(
+            {
+              q,
+              k,
+              rows: n,
+              pos: 0,
+              positions: n,
+              heads: cfg.heads,
+              kvHeads: cfg.kvHeads,
+              headDim: cfg.headDim,
+              scale: 1 / Math.sqrt(cfg.headDim),
+            },
+            { target: 0.95, blockSize: PLAN_BLOCK },
+          );
+          bounds.push({ layer, rowDensity: r.rowDensity, blockDensity: r.blockDensity });
+        }
       } finally {
         kv.free();
       }
@@ -163,7 +227,13 @@ export async function run(args: string[]): Promise<number> {
         const st = sparse.stats();
         whole = { denseMs, sparseMs, speedup: denseMs / sparseMs, pattern: st.pattern, density: st.density };
       }
-      results.push({ context: n, layers: probe.results, attention: summarize(probe.results), whole });
+      results.push({
+        context: n,
+        layers: probe.results,
+        attention: summarize(probe.results),
+        oracle: oracleSummary(bounds, probe.results),
+        whole,
+      });
       if (!values.json) process.stderr.write(`prefill ${n}: done\n`);
     }
     const breakEven: Record<string, number | null> = {};
@@ -208,6 +278,17 @@ export async function run(args: string[]): Promise<number> {
           r.whole?.speedup ?? 0,
           r.whole?.density ?? 0,
         ]);
+      const oracleRows: Cell[][] = results
+        .filter((r) => r.oracle)
+        .map((r) => [
+          `${r.context / 1024}K`,
+          r.oracle?.rowDensity ?? 0,
+          r.oracle?.blockDensity ?? 0,
+          r.oracle?.layers
+            .map((l) => `${l.layer}: ${l.blockDensity.map((d) => d.toFixed(2)).join('/')}`)
+            .join('  ') ?? '',
+          r.oracle?.maxSpeedup ?? 0,
+        ]);
       return [
         `attention of ${out.measured} (ms summed over layers; sparse = estimate + selection + kernel); wasm, ${out.config}`,
         formatTable(
@@ -224,6 +305,12 @@ export async function run(args: string[]): Promise<number> {
             'density',
           ],
           rows,
+        ),
+        '',
+        'oracle bound at recall 0.95 (exact dense probabilities; no pattern can keep fewer keys)',
+        formatTable(
+          ['context', 'per-row density', 'per-block density', 'block density by layer', 'max speedup'],
+          oracleRows,
         ),
         '',
         'whole prefill (wall ms)',

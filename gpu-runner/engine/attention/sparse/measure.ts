@@ -61,6 +61,9 @@ export class ProbeDone extends Error {
  */
 export class AttentionProbe implements SparseAttend {
   readonly results: LayerResult[] = [];
+  /** host copies of each measured layer's rotated queries [rows][heads·headDim], with `keepQueries` */
+  readonly queries = new Map<number, Float32Array>();
+  readonly #keepQueries: boolean;
   readonly #candidates: readonly Candidate[];
   readonly #layers: ReadonlySet<number> | null;
 
@@ -74,8 +77,14 @@ export class AttentionProbe implements SparseAttend {
    */
   constructor(
     candidates: readonly Candidate[],
-    opts: { layers?: readonly number[] | null; stop?: boolean; dense?: DenseWithLse } = {},
+    opts: {
+      layers?: readonly number[] | null;
+      stop?: boolean;
+      dense?: DenseWithLse;
+      keepQueries?: boolean;
+    } = {},
   ) {
+    this.#keepQueries = opts.keepQueries ?? false;
     this.#candidates = candidates;
     this.#layers = opts.layers ? new Set(opts.layers) : null;
     this.#dense = opts.dense ?? null;
@@ -95,6 +104,7 @@ export class AttentionProbe implements SparseAttend {
     const span = spans[0];
     const { kvHeads, headDim } = span.cache.spec;
     const geom = spanGeom(span, heads, kvHeads, headDim, scale);
+    if (this.#keepQueries) this.queries.set(layer, b.readNow(q));
     // dense: attention() (or the backend's dense kernel with lse) for the time; the lse oracle from it
     // or from a second pass through sparseAttention with the full plan
     const t0 = now();
