@@ -97,25 +97,21 @@ function plantFacts(rng: PyRandom, kinds: readonly FactType[], nDistractors: num
     } else if (kind === 'kv') {
       const k = newKey(rng, used);
       const v = newValue(rng);
-      facts.push(`Record ${k} has value ${v}.`);
+      facts.push(`Record ${k}: ${v}.`);
       qas.push({ kind, question: `What is the value of record ${k}?`, answer: v });
     } else {
       const k1 = newKey(rng, used);
       const k2 = newKey(rng, used);
       const v = newValue(rng);
-      facts.push(`Record ${k1} links to record ${k2}.`);
-      facts.push(`Record ${k2} has value ${v}.`);
-      qas.push({
-        kind,
-        question: `Follow the link from record ${k1}. What value do you reach?`,
-        answer: `${k2} -> ${v}`,
-      });
+      facts.push(`Record ${k1}: ${k2}.`);
+      facts.push(`Record ${k2}: ${v}.`);
+      qas.push({ kind, question: `Follow the link from record ${k1}?`, answer: `${k2}: ${v}` });
     }
   }
   for (let i = 0; i < nDistractors; i++) {
     // Python evaluates the f-string left to right: the key is drawn before the value
     const k = newKey(rng, used);
-    facts.push(`Record ${k} has value ${newValue(rng)}.`);
+    facts.push(`Record ${k}: ${newValue(rng)}.`);
   }
   return { facts, qas };
 }

@@ -100,12 +100,17 @@ describe('episode prompt (EPISODES.md layout)', () => {
     expect(p.question).toEqual([T.user, ...bytes(ep.qas[0].question), T.end, T.assistant]);
     expect(p.answer).toEqual(bytes(ep.qas[0].answer));
     expect(ep.qas[0].answer).toMatch(/^\d{6}$/);
-    // the context (bos + system + chunks) is the target length within ±5%
-    const context = promptTokens(p) - p.question.length;
-    expect(Math.abs(context - 512) / 512).toBeLessThan(0.05);
+    // the context (bos + system + chunks) is about the target length: chunks end on sentence
+    // boundaries, so single short episodes stray (up to ~18% at 512) while the set's mean stays close
+    const rel = heldoutEpisodes(314159, 'kv', 512, 40).map((e) => {
+      const ep2 = episodePrompt(e);
+      return (promptTokens(ep2) - ep2.question.length - 512) / 512;
+    });
+    expect(Math.abs(rel.reduce((a, x) => a + x, 0) / rel.length)).toBeLessThan(0.03);
+    for (const r of rel) expect(Math.abs(r)).toBeLessThan(0.25);
     // the asked fact is in exactly one chunk
     const key = ep.qas[0].question.match(/record (\w+)\?/)![1];
-    expect(ep.chunks.filter((c) => c.includes(`Record ${key} has value ${ep.qas[0].answer}.`))).toHaveLength(
+    expect(ep.chunks.filter((c) => c.includes(`Record ${key}: ${ep.qas[0].answer}.`))).toHaveLength(
       1,
     );
   });

@@ -93,18 +93,17 @@ def plant_facts(rng: random.Random, kinds: list[str], n_distractors: int) -> tup
             qas.append(QA("passkey", "What is the pass key?", p))
         elif kind == "kv":
             k, v = new_key(rng, used), new_value(rng)
-            facts.append(f"Record {k} has value {v}.")
+            facts.append(f"Record {k}: {v}.")
             qas.append(QA("kv", f"What is the value of record {k}?", v))
         elif kind == "twohop":
             k1, k2, v = new_key(rng, used), new_key(rng, used), new_value(rng)
-            facts.append(f"Record {k1} links to record {k2}.")
-            facts.append(f"Record {k2} has value {v}.")
-            qas.append(QA("twohop", f"Follow the link from record {k1}. What value do you reach?",
-                          f"{k2} -> {v}"))
+            facts.append(f"Record {k1}: {k2}.")
+            facts.append(f"Record {k2}: {v}.")
+            qas.append(QA("twohop", f"Follow the link from record {k1}?", f"{k2}: {v}"))
         else:
             raise ValueError(kind)
     for _ in range(n_distractors):
-        facts.append(f"Record {new_key(rng, used)} has value {new_value(rng)}.")
+        facts.append(f"Record {new_key(rng, used)}: {new_value(rng)}.")
     return facts, qas
 
 

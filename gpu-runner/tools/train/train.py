@@ -76,6 +76,8 @@ def parse_args(argv=None):
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--no-bf16", action="store_true")
     p.add_argument("--resume", action="store_true")
+    p.add_argument("--init-from", default="",
+                   help="start from this checkpoint's weights (a fine-tune: fresh optimizer, step 0, no induction init)")
     p.add_argument("--smoke", action="store_true", help="tiny run: 40 steps, short contexts")
     # small and few-headed for CPU throughput: retrieval needs induction circuitry, not capacity, and the
     # T x T passes scale with the number of query heads (4 heads of 64 trained ~2.5x faster than 8 of
@@ -296,8 +298,11 @@ def lr_at(step: int, f: float, args) -> float:
     return args.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, f))))
 
 
-def model_card(cfg: LlamaConfig, n_params: int, step: int, final: bool, seed: int, evals: dict) -> str:
+def model_card(cfg: LlamaConfig, n_params: int, step: int, final: bool, seed: int, evals: dict,
+               init_from: str = "") -> str:
     status = f"final (step {step})" if final else f"INTERMEDIATE export at step {step} (run not finished)"
+    if init_from:
+        status += f"; fine-tuned from the checkpoint {os.path.relpath(init_from, ROOT)} (an earlier run)"
     lines = [
         "# kvrag-tiny",
         "",
@@ -315,8 +320,8 @@ def model_card(cfg: LlamaConfig, n_params: int, step: int, final: bool, seed: in
         "",
         "## What it is trained to do (see the measured exact match below for what it actually does)",
         "Answer questions whose answer is copied from a chunk of the prompt, in the exact episode format:",
-        "a pass key, the value of a `Record XXXXX has value NNNNNN.` record, and a two-hop link",
-        "(`Record A links to record B.` + `Record B has value N.` -> answers `B -> N`). Trained with full",
+        "a pass key, the value of a `Record XXXXX: NNNNNN.` record, and a two-hop link",
+        "(`Record A: B.` + `Record B: N.` -> answers `B: N`). Trained with full",
         "causal attention and with block-diagonal chunk attention (chunks see only themselves, contiguous",
         "positions), so `independent` (TurboRAG-style) chunk KV reuse is in-distribution.",
         "",
@@ -350,7 +355,9 @@ def main(argv=None):
                       num_key_value_heads=args.kv_heads, head_dim=args.head_dim,
                       rope_theta=args.rope_theta)
     model = LlamaForCausalLM(cfg)
-    if not args.no_induction_init:
+    if args.init_from:
+        model.load_state_dict(torch.load(args.init_from)["model"])
+    elif not args.no_induction_init:
         induction_init(model, seed=args.seed)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.95),
                             weight_decay=args.weight_decay)
@@ -380,7 +387,7 @@ def main(argv=None):
                     "unlocked_at": unlocked_at}, ckpt_path + ".tmp")
         os.replace(ckpt_path + ".tmp", ckpt_path)
         export_hf(model, args.out_dir, args.tokenizer_dir,
-                  model_card(cfg, n_params, step_now, final, args.seed, last_eval))
+                  model_card(cfg, n_params, step_now, final, args.seed, last_eval, args.init_from))
         log({"event": "checkpoint", "step": step_now, "ckpt": ckpt_path, "hf_dir": args.out_dir})
 
     model.train()
