@@ -312,9 +312,16 @@ export async function run(args: string[]): Promise<number> {
           ['context', 'per-row density', 'per-block density', 'block density by layer', 'max speedup'],
           oracleRows,
         ),
-        '',
-        'whole prefill (wall ms)',
-        formatTable(['context', 'patterns run', 'dense ms', 'sparse ms', 'speedup', 'density'], wholeRows),
+        ...(wholeRows.length > 0
+          ? [
+              '',
+              'whole prefill (wall ms)',
+              formatTable(
+                ['context', 'patterns run', 'dense ms', 'sparse ms', 'speedup', 'density'],
+                wholeRows,
+              ),
+            ]
+          : []),
         '',
         `break-even (shortest measured context where the pattern's attention beats dense): ${Object.entries(
           breakEven,

@@ -110,8 +110,6 @@ describe('episode prompt (EPISODES.md layout)', () => {
     for (const r of rel) expect(Math.abs(r)).toBeLessThan(0.25);
     // the asked fact is in exactly one chunk
     const key = ep.qas[0].question.match(/record (\w+)\?/)![1];
-    expect(ep.chunks.filter((c) => c.includes(`Record ${key}: ${ep.qas[0].answer}.`))).toHaveLength(
-      1,
-    );
+    expect(ep.chunks.filter((c) => c.includes(`Record ${key}: ${ep.qas[0].answer}.`))).toHaveLength(1);
   });
 });
