@@ -238,14 +238,17 @@ export function finalizePlan(
   const fixedTokens = ctx.systemTokens + docTokens;
   const liveTokens =
     ctx.countTokens(req.question) + (reuse.mode === 'full' || reuse.mode === 'prefix' ? docTokens : 0);
-  // Squeezed attention over stored chunks only: a fixed context long enough to gain from it, not exact.
+  // Squeezed attention over stored chunks only, when the caller asked for speed over accuracy (`fast`)
+  // and the fixed context is long enough to gain from it. Not at `balanced`: it trades answers for
+  // speed in a way the planner cannot see (on kvrag-tiny, budget 1/3 cut exact match from 98–100% to
+  // 25–45%; README § Quality), so it is never a default.
   const squeezed: GenerationPlan['squeezed'] =
     fixedTokens < PLANNER_DEFAULTS.squeezeFrom ||
-    plan.quality === 'exact' ||
+    plan.quality !== 'fast' ||
     reuse.mode === 'full' ||
     reuse.mode === 'prefix'
       ? { mode: 'off' }
-      : { mode: 'budget', budget: plan.quality === 'fast' ? 1 / 8 : 1 / 3 };
+      : { mode: 'budget', budget: 1 / 8 };
   return {
     plan: {
       ...plan,

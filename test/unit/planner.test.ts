@@ -170,6 +170,11 @@ describe('planner', () => {
       mode: 'budget',
       budget: 1 / 8,
     });
+    // balanced never squeezes: the accuracy it costs is invisible to the planner
+    const balanced = planQuery({ question, collections: ['c'], model: 'big', quality: 'balanced' }, ctx);
+    expect(finalizePlan(balanced, { question }, ctx, chunks(20, true)).plan.generation.squeezed).toEqual({
+      mode: 'off',
+    });
     const exact = planQuery({ question, collections: ['c'], model: 'big', quality: 'exact' }, ctx);
     const long = finalizePlan(exact, { question }, ctx, chunks(20, true)).plan.generation;
     expect(long.squeezed).toEqual({ mode: 'off' });
