@@ -1,10 +1,12 @@
 // `kvrag bench prefill [--context N[,N…]] [--pattern P] [--model DIR] [--layers L,…] [--threads T]
-// [--no-whole] [--json]`: sparse prefill (DESIGN.md §4.3) vs dense on the wasm backend, in one run, on a
+// [--no-whole] [--no-oracle] [--json]`: sparse prefill (DESIGN.md §4.3) vs dense on the wasm backend, in one run, on a
 // real model (default models/kvrag-tiny; contexts past its trained length run on extrapolated RoPE) and a
 // retrieval-style prompt (long-input.ts). Per context (default 1K 2K 4K 8K 16K 32K; 64K with --context):
 // - attention, per layer: the dense attention() time vs each pattern's time (estimate + selection +
 //   sparse kernel, and the kernel alone), attention-mass recall (exp(lse_sparse − lse_dense), mean over
 //   rows and heads), relative output error, density; later layers always get the dense output;
+// - the oracle bound per measured layer (attention/sparse/oracle.ts): the fewest keys any per-row or
+//   block-granular selection could keep at recall 0.95, and the kernel-only speedup ceiling it implies;
 // - whole prefill: a plain dense forward vs a forward with sparse prefill (`auto`: the model's
 //   sparse.json, or FlexPrefill without one; the break-even is ignored here), wall time;
 // - the break-even: the shortest measured context where a pattern's attention (with its estimate)
