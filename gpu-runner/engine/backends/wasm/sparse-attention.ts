@@ -2,13 +2,56 @@
 // mode 2 (key ranges per (query head, query block), causal) with gathered columns. The plan is per kv
 // head; every query head of a kv head's group gets its selection.
 import type { SeqSpan, SparsePlan, Tensor } from '../types.ts';
-import type { WasmRuntime } from './runtime.ts';
+import type { AttentionArgs, WasmRuntime } from './runtime.ts';
 import { allocTensor, asCache, asTensor, rows2, type WasmTensor } from './tensors.ts';
 
 function uploadInts(rt: WasmRuntime, data: Int32Array): WasmTensor {
   const t = allocTensor(rt.mem, [Math.max(1, data.length)], 'i32');
   rt.mem.i32.set(data, t.off >> 2);
   return t;
+}
+
+/** One span's q and cache, checked: q is [rows, heads·headDim] and the span fits the cache. */
+function spanInputs(q: Tensor, span: SeqSpan, heads: number, op: string) {
+  const [, width] = rows2(q, op);
+  const qt = asTensor(q, `${op} q`, 'f32');
+  const c = asCache(span.cache);
+  const { headDim, capacity } = c.spec;
+  if (width !== heads * headDim) throw new Error(`${op}: q [${q.shape}] for ${heads}×${headDim}`);
+  const limit = span.pos + span.count;
+  if (limit > capacity) throw new Error(`${op}: positions beyond cache capacity ${capacity}`);
+  return { width, qt, c, limit };
+}
+
+/**
+ * The attention kernel over one span's rows, writing the output [span.count, width] and its
+ * log-sum-exp [span.count, heads]; `extra`: the mode and its index arguments (none: dense causal).
+ */
+function attendSpanWithLse(
+  rt: WasmRuntime,
+  inputs: ReturnType<typeof spanInputs>,
+  layer: number,
+  span: SeqSpan,
+  heads: number,
+  scale: number,
+  extra: Partial<AttentionArgs> = {},
+): { out: WasmTensor; lse: WasmTensor } {
+  const { width, qt, c, limit } = inputs;
+  const out = allocTensor(rt.mem, [span.count, width], 'f32');
+  const lse = allocTensor(rt.mem, [span.count, heads], 'f32');
+  rt.attention({
+    q: qt.off + span.row * width * 4,
+    ...c.layerArgs(layer),
+    out: out.off,
+    lse: lse.off,
+    nq: span.count,
+    heads,
+    scale,
+    qpos0: span.pos,
+    nk: limit,
+    ...extra,
+  });
+  return { out, lse };
 }
 
 /** out: [span.count, heads·headDim], lse: [span.count, heads] (see Backend.sparseAttention). */
@@ -21,13 +64,9 @@ export function sparseAttentionWasm(
   heads: number,
   scale: number,
 ): { out: WasmTensor; lse: WasmTensor } {
-  const [, width] = rows2(q, 'sparseAttention');
-  const qt = asTensor(q, 'sparseAttention q', 'f32');
-  const c = asCache(span.cache);
-  const { kvHeads, headDim, capacity } = c.spec;
-  if (width !== heads * headDim) throw new Error(`sparseAttention: q [${q.shape}] for ${heads}×${headDim}`);
-  const limit = span.pos + span.count;
-  if (limit > capacity) throw new Error(`sparseAttention: positions beyond cache capacity ${capacity}`);
+  const inputs = spanInputs(q, span, heads, 'sparseAttention');
+  const { limit } = inputs;
+  const { kvHeads } = inputs.c.spec;
   const bq = plan.blockSize;
   const nQB = Math.ceil(span.count / bq);
   if (plan.ranges.length !== kvHeads || plan.ranges.some((g) => g.length !== nQB))
@@ -62,27 +101,18 @@ export function sparseAttentionWasm(
   const hasCols = cols.length > 0;
   const cidx = hasCols ? uploadInts(rt, cols) : undefined;
   const coff = hasCols ? uploadInts(rt, coffs) : undefined;
-  const out = allocTensor(rt.mem, [span.count, width], 'f32');
-  const lse = allocTensor(rt.mem, [span.count, heads], 'f32');
-  rt.attention({
-    q: qt.off + span.row * width * 4,
-    ...c.layerArgs(layer),
-    out: out.off,
-    lse: lse.off,
-    nq: span.count,
-    heads,
-    scale,
-    qpos0: span.pos,
-    nk: limit,
-    mode: 2,
-    idx: idx.off,
-    offs: off.off,
-    bq,
-    cols: cidx?.off,
-    colOffs: coff?.off,
-  });
-  for (const t of [idx, off, cidx, coff]) if (t) rt.mem.release(t.off);
-  return { out, lse };
+  try {
+    return attendSpanWithLse(rt, inputs, layer, span, heads, scale, {
+      mode: 2,
+      idx: idx.off,
+      offs: off.off,
+      bq,
+      cols: cidx?.off,
+      colOffs: coff?.off,
+    });
+  } finally {
+    for (const t of [idx, off, cidx, coff]) if (t) rt.mem.release(t.off);
+  }
 }
 
 /**
@@ -98,25 +128,12 @@ export function denseAttentionWithLseWasm(
   heads: number,
   scale: number,
 ): { out: WasmTensor; lse: WasmTensor } {
-  const [, width] = rows2(q, 'denseAttentionWithLse');
-  const qt = asTensor(q, 'denseAttentionWithLse q', 'f32');
-  const c = asCache(span.cache);
-  const { headDim, capacity } = c.spec;
-  if (width !== heads * headDim)
-    throw new Error(`denseAttentionWithLse: q [${q.shape}] for ${heads}×${headDim}`);
-  if (span.pos + span.count > capacity) throw new Error('denseAttentionWithLse: positions beyond capacity');
-  const out = allocTensor(rt.mem, [span.count, width], 'f32');
-  const lse = allocTensor(rt.mem, [span.count, heads], 'f32');
-  rt.attention({
-    q: qt.off + span.row * width * 4,
-    ...c.layerArgs(layer),
-    out: out.off,
-    lse: lse.off,
-    nq: span.count,
+  return attendSpanWithLse(
+    rt,
+    spanInputs(q, span, heads, 'denseAttentionWithLse'),
+    layer,
+    span,
     heads,
     scale,
-    qpos0: span.pos,
-    nk: span.pos + span.count,
-  });
-  return { out, lse };
+  );
 }
