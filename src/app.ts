@@ -87,8 +87,8 @@ export function createApp(services: Services): Hono<AppEnv> {
     const err = asAppError(e);
     if (err.status >= 500)
       services.log?.('error', 'request failed', { request_id: c.get('requestId'), err: String(e) });
-    // The rest of a refused body may still be in flight: the server drops the connection, so tell the
-    // client not to reuse it (otherwise its next request on that socket fails).
+    // A refused body is drained only up to a cap (body-limit.ts), so its rest may still be in flight: the
+    // server drops the connection, so tell the client not to reuse it (its next request there would fail).
     if (err.code === 'payload_too_large') c.header('connection', 'close');
     return c.json(toEnvelope(err, c.get('requestId') ?? ''), err.status as 400);
   });

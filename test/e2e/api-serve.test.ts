@@ -2,8 +2,10 @@
 // admin key from the environment creates a tenant and key, the key creates a collection, a multipart
 // upload becomes a queued document with its raw bytes on disk, the in-process workers and runner take it to
 // `ready` with its chunk KV artifact stored, search finds it, and an upload over
-// KVRAG_MAX_UPLOAD_BYTES is refused with a 413 envelope.
+// KVRAG_MAX_UPLOAD_BYTES is refused with a 413 envelope that the client gets to read: the server drains the
+// refused body first, also when the client pauses mid-body (a reset socket would lose the response).
 import type { ChildProcess } from 'node:child_process';
+import { connect } from 'node:net';
 import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -39,6 +41,37 @@ async function call<T = Record<string, unknown>>(key: string, method: string, pa
   }
   const res = await fetch(`${url}${path}`, init);
   return { status: res.status, body: (await res.json()) as T, requestId: res.headers.get('x-request-id') };
+}
+
+/** POSTs `parts` over a plain socket, pausing `pauseMs` between them. Returns the raw response, the first
+ *  socket error, and whether the server ended the connection before the whole body was written: a client
+ *  like fetch/undici, still writing then, fails with EPIPE/ECONNRESET instead of reading the response. */
+function rawPost(headers: string[], parts: Buffer[], pauseMs: number) {
+  const { hostname, port } = new URL(url);
+  return new Promise<{ response: string; error?: string; endedMidBody: boolean }>((resolve) => {
+    const sock = connect(Number(port), hostname);
+    let response = '';
+    let error: string | undefined;
+    let sent = false;
+    let endedMidBody = false;
+    sock.on('data', (d) => {
+      response += d.toString();
+    });
+    sock.on('error', (e) => {
+      error ??= String(e);
+    });
+    sock.on('end', () => {
+      endedMidBody = !sent;
+    });
+    sock.on('close', () => resolve({ response, error, endedMidBody }));
+    sock.once('connect', async () => {
+      sock.write(`${headers.join('\r\n')}\r\n\r\n`);
+      for (const [i, p] of parts.entries()) {
+        if (i > 0) await new Promise((r) => setTimeout(r, pauseMs));
+        if (sock.writable) sock.write(p, i === parts.length - 1 ? () => (sent = true) : undefined);
+      }
+    });
+  });
 }
 
 describe('API over kvrag serve', () => {
@@ -115,6 +148,24 @@ describe('API over kvrag serve', () => {
     expect(refused.status).toBe(413);
     expect(refused.body.error.code).toBe('payload_too_large');
     expect(refused.body.error.request_id).toBe(refused.requestId);
+    // A client still sending when the limit is known (declared length) gets the whole 413, not a reset.
+    const half = Buffer.alloc(150_000, 'x');
+    const raw = await rawPost(
+      [
+        `POST /v1/collections/${coll.body.id}/documents HTTP/1.1`,
+        `host: ${new URL(url).host}`,
+        `authorization: Bearer ${k}`,
+        'content-type: multipart/form-data; boundary=b',
+        `content-length: ${2 * half.length}`,
+      ],
+      [half, half],
+      300,
+    );
+    expect(raw.error).toBeUndefined();
+    expect(raw.endedMidBody).toBe(false);
+    expect(raw.response).toMatch(/^HTTP\/1\.1 413 /);
+    expect(raw.response.toLowerCase()).toContain('connection: close');
+    expect(raw.response).toContain('"payload_too_large"');
     const list = await call<{ data: unknown[] }>(k, 'GET', `/v1/collections/${coll.body.id}/documents`);
     expect(list.body.data).toHaveLength(1);
 
