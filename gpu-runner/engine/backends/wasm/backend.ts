@@ -22,6 +22,7 @@ import {
   asTensor,
   prescaleHalves,
   rows2,
+  spanAttentionArgs,
   WasmKVCache,
   type WasmTensor,
 } from './tensors.ts';
@@ -234,22 +235,8 @@ export class WasmBackend implements Backend {
     const y = this.alloc([M, width], 'f32');
     this.rt.mem.u8.fill(0, y.off, y.off + M * width * 4); // rows outside every span are zero
     for (const s of spans) {
-      const c = this.cache(s.cache);
-      const { headDim, capacity } = c.spec;
-      if (width !== heads * headDim) throw new Error(`attention: q [${q.shape}] for ${heads}×${headDim}`);
-      if (s.pos + s.count > capacity)
-        throw new Error(`attention: positions beyond cache capacity ${capacity}`);
-      const rowOff = s.row * width * 4;
-      this.rt.attention({
-        q: qt.off + rowOff,
-        ...c.layerArgs(layer),
-        out: y.off + rowOff,
-        nq: s.count,
-        heads,
-        scale,
-        qpos0: s.pos,
-        nk: s.pos + s.count,
-      });
+      const { args } = spanAttentionArgs(qt, width, s, layer, heads, scale, 'attention');
+      this.rt.attention({ ...args, out: y.off + s.row * width * 4 });
     }
     return y;
   }

@@ -3,7 +3,7 @@
 // loaded once for the group's rows), causal — or mode 0 (dense causal) for spans without a list.
 import type { SeqSpan, Tensor } from '../types.ts';
 import type { WasmRuntime } from './runtime.ts';
-import { allocTensor, asCache, asTensor, rows2, type WasmTensor } from './tensors.ts';
+import { allocTensor, asTensor, rows2, spanAttentionArgs, type WasmTensor } from './tensors.ts';
 
 /** out: [M, heads·headDim] (see Backend.attentionRanges). */
 export function attentionRangesWasm(
@@ -22,24 +22,10 @@ export function attentionRangesWasm(
   const scratch: WasmTensor[] = [];
   try {
     spans.forEach((s, si) => {
-      const c = asCache(s.cache);
-      const { kvHeads, headDim, capacity } = c.spec;
-      if (width !== heads * headDim)
-        throw new Error(`attentionRanges: q [${q.shape}] for ${heads}×${headDim}`);
-      if (s.pos + s.count > capacity)
-        throw new Error(`attentionRanges: positions beyond capacity ${capacity}`);
+      const { c, args } = spanAttentionArgs(qt, width, s, layer, heads, scale, 'attentionRanges');
+      const { kvHeads, capacity } = c.spec;
       const lists = keys[si];
-      const rowOff = s.row * width * 4;
-      const common = {
-        q: qt.off + rowOff,
-        ...c.layerArgs(layer),
-        out: y.off + rowOff,
-        nq: s.count,
-        heads,
-        scale,
-        qpos0: s.pos,
-        nk: s.pos + s.count,
-      };
+      const common = { ...args, out: y.off + s.row * width * 4 };
       if (!lists) {
         rt.attention(common);
         return;

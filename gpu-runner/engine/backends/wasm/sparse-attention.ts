@@ -3,7 +3,7 @@
 // head; every query head of a kv head's group gets its selection.
 import type { SeqSpan, SparsePlan, Tensor } from '../types.ts';
 import type { AttentionArgs, WasmRuntime } from './runtime.ts';
-import { allocTensor, asCache, asTensor, rows2, type WasmTensor } from './tensors.ts';
+import { allocTensor, asTensor, rows2, spanAttentionArgs, type WasmTensor } from './tensors.ts';
 
 function uploadInts(rt: WasmRuntime, data: Int32Array): WasmTensor {
   const t = allocTensor(rt.mem, [Math.max(1, data.length)], 'i32');
@@ -12,15 +12,9 @@ function uploadInts(rt: WasmRuntime, data: Int32Array): WasmTensor {
 }
 
 /** One span's q and cache, checked: q is [rows, heads·headDim] and the span fits the cache. */
-function spanInputs(q: Tensor, span: SeqSpan, heads: number, op: string) {
+function spanInputs(q: Tensor, span: SeqSpan, layer: number, heads: number, scale: number, op: string) {
   const [, width] = rows2(q, op);
-  const qt = asTensor(q, `${op} q`, 'f32');
-  const c = asCache(span.cache);
-  const { headDim, capacity } = c.spec;
-  if (width !== heads * headDim) throw new Error(`${op}: q [${q.shape}] for ${heads}×${headDim}`);
-  const limit = span.pos + span.count;
-  if (limit > capacity) throw new Error(`${op}: positions beyond cache capacity ${capacity}`);
-  return { width, qt, c, limit };
+  return { width, ...spanAttentionArgs(asTensor(q, `${op} q`, 'f32'), width, span, layer, heads, scale, op) };
 }
 
 /**
@@ -30,27 +24,13 @@ function spanInputs(q: Tensor, span: SeqSpan, heads: number, op: string) {
 function attendSpanWithLse(
   rt: WasmRuntime,
   inputs: ReturnType<typeof spanInputs>,
-  layer: number,
   span: SeqSpan,
   heads: number,
-  scale: number,
   extra: Partial<AttentionArgs> = {},
 ): { out: WasmTensor; lse: WasmTensor } {
-  const { width, qt, c, limit } = inputs;
-  const out = allocTensor(rt.mem, [span.count, width], 'f32');
+  const out = allocTensor(rt.mem, [span.count, inputs.width], 'f32');
   const lse = allocTensor(rt.mem, [span.count, heads], 'f32');
-  rt.attention({
-    q: qt.off + span.row * width * 4,
-    ...c.layerArgs(layer),
-    out: out.off,
-    lse: lse.off,
-    nq: span.count,
-    heads,
-    scale,
-    qpos0: span.pos,
-    nk: limit,
-    ...extra,
-  });
+  rt.attention({ ...inputs.args, out: out.off, lse: lse.off, ...extra });
   return { out, lse };
 }
 
@@ -64,8 +44,8 @@ export function sparseAttentionWasm(
   heads: number,
   scale: number,
 ): { out: WasmTensor; lse: WasmTensor } {
-  const inputs = spanInputs(q, span, heads, 'sparseAttention');
-  const { limit } = inputs;
+  const inputs = spanInputs(q, span, layer, heads, scale, 'sparseAttention');
+  const limit = inputs.args.nk;
   const { kvHeads } = inputs.c.spec;
   const bq = plan.blockSize;
   const nQB = Math.ceil(span.count / bq);
@@ -102,7 +82,7 @@ export function sparseAttentionWasm(
   const cidx = hasCols ? uploadInts(rt, cols) : undefined;
   const coff = hasCols ? uploadInts(rt, coffs) : undefined;
   try {
-    return attendSpanWithLse(rt, inputs, layer, span, heads, scale, {
+    return attendSpanWithLse(rt, inputs, span, heads, {
       mode: 2,
       idx: idx.off,
       offs: off.off,
@@ -130,10 +110,8 @@ export function denseAttentionWithLseWasm(
 ): { out: WasmTensor; lse: WasmTensor } {
   return attendSpanWithLse(
     rt,
-    spanInputs(q, span, heads, 'denseAttentionWithLse'),
-    layer,
+    spanInputs(q, span, layer, heads, scale, 'denseAttentionWithLse'),
     span,
     heads,
-    scale,
   );
 }

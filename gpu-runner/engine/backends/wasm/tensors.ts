@@ -1,6 +1,6 @@
 // Device storage of the wasm backend: tensors and KV caches are byte ranges of the runtime's shared
 // memory; these helpers resolve the Backend interface's opaque handles to them.
-import type { DType, KVCache, KVCacheSpec, Tensor } from '../types.ts';
+import type { DType, KVCache, KVCacheSpec, SeqSpan, Tensor } from '../types.ts';
 import type { DeviceMemory } from './memory.ts';
 import { type AttentionArgs, HALF_IEEE } from './runtime.ts';
 
@@ -111,4 +111,35 @@ export function prescaleHalves(bits: Uint16Array): Uint16Array | null {
     out[i] = v;
   }
   return out;
+}
+
+/**
+ * One span of q checked against its cache (q's width is heads × the cache's headDim, the span's positions
+ * fit its capacity), and the attention kernel's dense causal arguments for the span's rows, all but where
+ * the output goes: q from the span's first row, K/V of `layer`, keys 0..span.pos+span.count.
+ */
+export function spanAttentionArgs(
+  qt: WasmTensor,
+  width: number,
+  span: SeqSpan,
+  layer: number,
+  heads: number,
+  scale: number,
+  op: string,
+): { c: WasmKVCache; args: Omit<AttentionArgs, 'out'> } {
+  const c = asCache(span.cache);
+  const { headDim, capacity } = c.spec;
+  if (width !== heads * headDim) throw new Error(`${op}: q [${qt.shape}] for ${heads}×${headDim}`);
+  const nk = span.pos + span.count;
+  if (nk > capacity) throw new Error(`${op}: positions beyond cache capacity ${capacity}`);
+  const args = {
+    q: qt.off + span.row * width * 4,
+    ...c.layerArgs(layer),
+    nq: span.count,
+    heads,
+    scale,
+    qpos0: span.pos,
+    nk,
+  };
+  return { c, args };
 }
