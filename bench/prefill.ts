@@ -308,12 +308,16 @@ export async function run(args: string[]): Promise<number> {
           ],
           rows,
         ),
-        '',
-        'oracle bound at recall 0.95 (exact dense probabilities; no pattern can keep fewer keys)',
-        formatTable(
-          ['context', 'per-row density', 'per-block density', 'block density by layer', 'max speedup'],
-          oracleRows,
-        ),
+        ...(oracleRows.length > 0
+          ? [
+              '',
+              'oracle bound at recall 0.95 (exact dense probabilities; no pattern can keep fewer keys)',
+              formatTable(
+                ['context', 'per-row density', 'per-block density', 'block density by layer', 'max speedup'],
+                oracleRows,
+              ),
+            ]
+          : []),
         ...(wholeRows.length > 0
           ? [
               '',
