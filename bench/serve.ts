@@ -14,7 +14,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { REUSE_MODES, type ReuseMode } from '../gpu-runner/engine/reuse/assemble.ts';
 import { createRunner, type Runner } from '../gpu-runner/server/runner.ts';
-import type { SeqUsage } from '../gpu-runner/server/sequence.ts';
+import type { SeqUsage } from '../gpu-runner/engine/generate/request.ts';
 import { makeTinyModel } from '../gpu-runner/tools/make-tiny-model.ts';
 import { numberOption, parseOptions, UsageError } from '../src/cli/args.ts';
 import { FsBlobStore } from '../src/storage/fs.ts';

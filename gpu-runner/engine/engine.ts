@@ -3,13 +3,18 @@
 //   const [r] = await engine.generate([{ prompt: engine.encodeChat([{role:'user', content:'hi'}]), maxTokens: 32 }]);
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { CpuBackendKind } from './backends/cpu-backend.ts';
-import { createReferenceBackend } from './backends/reference/index.ts';
+import { type BackendChoice, type BackendOptions, createBackend } from './backends/registry.ts';
 import type { Backend } from './backends/types.ts';
 import { type ChatMessage, ChatTemplate } from './chat-template.ts';
 import { ModelLoadError } from './errors.ts';
 import { modelFingerprint } from './fingerprint.ts';
-import { type GenerateRequest, type GenerateResult, generateBatch } from './generate.ts';
+import {
+  type GenerateRequest,
+  type GenerateResult,
+  generateRequest,
+  generateResult,
+} from './generate/request.ts';
+import { Scheduler } from './generate/scheduler.ts';
 import { SequenceKV } from './kv-cache.ts';
 import { type LogitRows, Model, type StepInput } from './model.ts';
 import { type ModelConfig, readModelConfig } from './model-config.ts';
@@ -18,11 +23,13 @@ import { loadWeights, type WeightDType } from './weights.ts';
 
 export interface EngineOptions {
   /**
-   * A backend instance, or a CPU backend kind: 'reference' (plain TS, the oracle), 'wasm' (SIMD +
-   * threads), 'auto' (wasm where available). Default 'reference'. Engine.dispose() disposes the
-   * backend either way.
+   * A backend instance, or one by name (backends/registry.ts): 'reference' (plain TS, the oracle),
+   * 'wasm' (SIMD + threads), 'webgpu', 'auto' (the best CPU backend here). Default 'reference'.
+   * Engine.dispose() disposes the backend either way.
    */
-  backend?: Backend | CpuBackendKind;
+  backend?: Backend | BackendChoice;
+  /** Options for a backend created by name (threads, webgpu adapter). */
+  backendOptions?: BackendOptions;
   /** Device dtype of weight matrices (BF16 files are always widened to f32 first). Default f32. */
   weightDType?: WeightDType;
   /** Cap on positions per sequence. Default: the model's max_position_embeddings (or sliding window). */
@@ -109,17 +116,25 @@ export class Engine {
     }
   }
 
-  /** Generates for several requests together (batched steps); results in request order. */
-  generate(requests: readonly GenerateRequest[]): Promise<GenerateResult[]> {
-    return generateBatch(
-      {
-        model: this.model,
-        tokenizer: this.tokenizer,
-        defaultStopIds: this.stopTokenIds,
-        maxContext: this.maxContext,
-      },
-      requests,
-    );
+  /**
+   * Generates for several requests together; results in request order. A local scheduler (the runner's
+   * continuous batching) runs them to completion: every prompt is prefilled in one step, then all live
+   * sequences decode together, each cache sized for its prompt + maxTokens up front.
+   */
+  async generate(requests: readonly GenerateRequest[]): Promise<GenerateResult[]> {
+    const all = Number.POSITIVE_INFINITY;
+    const s = new Scheduler(this, {
+      background: false,
+      maxRunning: all,
+      maxStepTokens: all,
+      kvBytes: all,
+      growBlock: all,
+    });
+    const seqs = requests.map((r) => s.enqueue(generateRequest(r)));
+    await s.run();
+    const failed = seqs.find((q) => q.finish === 'error');
+    if (failed) throw failed.cause;
+    return Promise.all(seqs.map(async (q) => generateResult(await q.done)));
   }
 
   dispose(): void {
@@ -148,20 +163,13 @@ function generationEosIds(dir: string): number[] {
   return ids as number[];
 }
 
-/** The wasm runtime is only imported when asked for, so the reference path never depends on it. */
-async function resolveBackend(b: Backend | CpuBackendKind): Promise<Backend> {
-  if (typeof b === 'object') return b;
-  if (b === 'reference') return createReferenceBackend();
-  const { createCpuBackend } = await import('./backends/cpu-backend.ts');
-  return createCpuBackend(b);
-}
-
 export async function loadEngine(dir: string, opts: EngineOptions = {}): Promise<Engine> {
   if (!existsSync(join(dir, 'config.json')))
     throw new ModelLoadError(dir, 'not a model directory (no config.json)');
   const config = readModelConfig(join(dir, 'config.json'));
   const tokenizer = new TextTokenizer(readTokenizerFiles(dir));
-  const backend = await resolveBackend(opts.backend ?? 'reference');
+  const choice = opts.backend ?? 'reference';
+  const backend = typeof choice === 'object' ? choice : await createBackend(choice, opts.backendOptions);
   try {
     const weights = loadWeights(dir, config, backend, opts.weightDType ?? 'f32');
     const fingerprint = modelFingerprint(dir);

@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { callRunner, type RunnerUsage } from '../../src/routing/runner-client.ts';
 import { FsBlobStore } from '../../src/storage/fs.ts';
-import type { CpuBackendKind } from '../engine/backends/cpu-backend.ts';
+import type { BackendChoice } from '../engine/backends/registry.ts';
 import type { ReuseMode } from '../engine/reuse/assemble.ts';
 import { createRunner } from '../server/runner.ts';
 import { generateBodySchema } from '../server/schemas.ts';
@@ -40,7 +40,7 @@ export function variantLabel(v: Variant): string {
 
 export interface EvalOptions {
   modelDir: string;
-  backend?: CpuBackendKind;
+  backend?: BackendChoice;
   threads?: number;
   /** Held-out seed: episodes are seeded `heldout-{seed}-{suite}-full-{context}`. */
   seed: number;
@@ -124,7 +124,7 @@ export interface EvalResult {
 
 const MAX_MISSES = 3;
 
-/** The runner's squeezed-attention stats in the `done` event (gpu-runner/server/sequence.ts). */
+/** The runner's squeezed-attention stats in the `done` event (gpu-runner/engine/generate/request.ts). */
 interface SqueezedStats {
   fraction: number;
   note?: string;

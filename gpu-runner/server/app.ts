@@ -5,10 +5,11 @@ import { streamSSE } from 'hono/streaming';
 import { AppError, asAppError, toEnvelope } from '../../src/errors.ts';
 import { parseWith } from '../../src/routes/validate.ts';
 import type { Log } from '../../src/services.ts';
+import { EngineError } from '../engine/errors.ts';
+import type { SeqRequest } from '../engine/generate/request.ts';
 import { artifactObjectKey } from '../engine/kv/artifact-format.ts';
 import { precomputeChunks } from '../engine/kv/precompute.ts';
 import { blockTokens, type RunnerCore, tierStats } from './core.ts';
-import type { SeqRequest } from './sequence.ts';
 import { squeezedMode } from './squeezed-control.ts';
 import { type GenerateBody, generateBodySchema, precomputeBodySchema } from './schemas.ts';
 
@@ -30,7 +31,7 @@ export function createRunnerApp(core: RunnerCore, log?: Log): Hono<RunnerEnv> {
     c.json(toEnvelope(new AppError('not_found', 'no such route'), c.get('requestId') ?? ''), 404),
   );
   app.onError((e, c) => {
-    const err = asAppError(e);
+    const err = toAppError(e);
     if (err.status >= 500)
       log?.('error', 'runner request failed', { request_id: c.get('requestId'), err: String(e) });
     return c.json(toEnvelope(err, c.get('requestId') ?? ''), err.status as 400);
@@ -123,7 +124,7 @@ export function createRunnerApp(core: RunnerCore, log?: Log): Hono<RunnerEnv> {
         push('done', usage);
       },
       (err) => {
-        const e = asAppError(err);
+        const e = toAppError(err);
         log?.(e.status >= 500 ? 'error' : 'warn', 'sequence failed', {
           request_id: requestId,
           code: e.code,
@@ -153,6 +154,11 @@ export function createRunnerApp(core: RunnerCore, log?: Log): Hono<RunnerEnv> {
   });
 
   return app;
+}
+
+/** The envelope error for anything thrown: an engine error keeps its code, the rest is internal. */
+function toAppError(e: unknown): AppError {
+  return e instanceof EngineError ? new AppError(e.code, e.message) : asAppError(e);
 }
 
 async function jsonOf(req: Request): Promise<unknown> {
@@ -189,9 +195,6 @@ async function toSeqRequest(core: RunnerCore, body: GenerateBody, signal: AbortS
     question = e.encodeChat(body.messages);
   } else
     question = typeof body.question === 'string' ? e.encode(body.question) : [...body.question!.tokenIds];
-  const vocab = e.config.vocabSize;
-  if ([system, ...chunks, question].some((t) => t.some((id) => id >= vocab)))
-    throw new AppError('bad_request', 'token ids outside the vocabulary');
   return {
     system,
     chunks: chunks.filter((c) => c.length > 0),

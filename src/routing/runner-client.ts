@@ -22,7 +22,7 @@ export interface RunnerEndpoint {
   fetch: FetchFn;
 }
 
-/** The runner's `done` event (gpu-runner/server/sequence.ts SeqUsage; only what the API reads). */
+/** The runner's `done` event (gpu-runner/engine/generate/request.ts SeqUsage; only what the API reads). */
 export interface RunnerUsage {
   finishReason: string;
   text: string;

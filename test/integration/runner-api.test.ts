@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createRunner, type Runner } from '../../gpu-runner/server/runner.ts';
-import type { SeqUsage } from '../../gpu-runner/server/sequence.ts';
+import type { SeqUsage } from '../../gpu-runner/engine/generate/request.ts';
 import { FsBlobStore } from '../../src/storage/fs.ts';
 import { collectSse, sseEvents } from '../helpers/sse.ts';
 import { tinyModels } from '../helpers/tiny-model.ts';

@@ -5,7 +5,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { heartbeatOf, startHeartbeat } from '../../gpu-runner/server/heartbeat-loop.ts';
 import { createRunner, type Runner } from '../../gpu-runner/server/runner.ts';
-import type { SeqUsage } from '../../gpu-runner/server/sequence.ts';
+import type { SeqUsage } from '../../gpu-runner/engine/generate/request.ts';
 import { BloomFilter } from '../../src/routing/bloom.ts';
 import { runnerHeartbeatSchema } from '../../src/routing/heartbeat.ts';
 import { MemoryRegistry } from '../../src/routing/registry.ts';

@@ -4,6 +4,7 @@
 import { sparseConfigFor } from '../attention/sparse/config.ts';
 import { SparsePrefill } from '../attention/sparse/prefill.ts';
 import { buildIndexSection, type IndexOptions } from '../attention/squeezed/index.ts';
+import type { SeqAttention } from '../attention/step-attention.ts';
 import type { Engine } from '../engine.ts';
 import type { SequenceKV } from '../kv-cache.ts';
 import {
@@ -99,13 +100,14 @@ export async function precomputeChunks(
   const flush = async () => {
     if (batch.length === 0) return;
     const seqs = batch.map((i) => engine.newSequence(chunks[i].tokenIds.length));
+    let attention: SeqAttention | null = null;
     if (opts.sparse === 'auto' && batch.length === 1) {
       const c = engine.config;
       const config = sparseConfigFor(engine.dir, c.layers, c.kvHeads, engine.fingerprint);
-      seqs[0].sparse = new SparsePrefill({ mode: 'auto' }, config);
+      attention = { kind: 'sparse', policy: new SparsePrefill({ mode: 'auto' }, config) };
     }
     try {
-      await engine.forward(batch.map((i, j) => ({ kv: seqs[j], tokens: chunks[i].tokenIds })));
+      await engine.forward(batch.map((i, j) => ({ kv: seqs[j], tokens: chunks[i].tokenIds, attention })));
       for (const [j, i] of batch.entries()) {
         const ids = chunks[i].tokenIds;
         const layers = await readLayers(seqs[j], ids.length, engine.config.layers);

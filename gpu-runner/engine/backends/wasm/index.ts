@@ -1,6 +1,5 @@
 // The `wasm` CPU backend: WebAssembly SIMD kernels (kernels/*.as, built from source by build.ts) run by
 // a worker_threads pool over one shared memory.
-export { createWasmBackend, WasmBackend } from './backend.ts';
+export { createWasmBackend, type WasmBackend, WasmKernels } from './backend.ts';
 export type { RuntimeOptions } from './runtime.ts';
 export { relaxedSimdSupported, simdSupported, WasmRuntime, wasmBackendAvailable } from './runtime.ts';
-export { type PartialAttention, WasmAttentionOps } from './attention-ops.ts';

@@ -1,10 +1,12 @@
-// Device ops of the wasm backend beyond the Backend interface, for squeezed attention (4.2), sparse
-// prefill (4.3) and the offline k-means: attention over gathered keys and over key ranges, each with
-// its log-sum-exp so partial results merge exactly, the merge itself, and k-means assignment.
+// Attention-kernel modes of the wasm backend that the Backend interface does not use, driven directly for
+// the attention-ops suite (attention-ops-suite.ts): attention over gathered keys (mode 1) and over key
+// ranges per query head (mode 2 without columns), each with its log-sum-exp so partial results merge
+// exactly, the merge kernel, and k-means assignment (bench/_wasm-kmeans.ts).
 // Shapes follow the Backend conventions: q/out [M, heads·headDim] rows of one span; lse [M, heads].
-import type { KVCache, SeqSpan, Tensor } from '../types.ts';
-import type { WasmBackend } from './backend.ts';
-import { allocTensor, asCache, asTensor, rows2, type WasmTensor } from './tensors.ts';
+import { wasmKmeansAssign } from '../../../bench/_wasm-kmeans.ts';
+import type { KVCache, SeqSpan, Tensor } from '../../../gpu-runner/engine/backends/types.ts';
+import type { WasmBackend } from '../../../gpu-runner/engine/backends/wasm/index.ts';
+import { allocTensor, uploadInts } from '../../../gpu-runner/engine/backends/wasm/tensors.ts';
 
 /** A partial attention result: out is normalised over its keys; lse = log Σ exp(score) over them. */
 export interface PartialAttention {
@@ -18,25 +20,34 @@ export class WasmAttentionOps {
     this.backend = backend;
   }
 
-  private upload(data: Int32Array): WasmTensor {
-    return asTensor(this.backend.upload({ dtype: 'i32', shape: [data.length], data }), 'index list');
+  private get rt() {
+    return this.backend.kernels.rt;
   }
-  private result(m: number, heads: number, headDim: number): { out: WasmTensor; lse: WasmTensor } {
-    const mem = this.backend.rt.mem;
-    return { out: allocTensor(mem, [m, heads * headDim], 'f32'), lse: allocTensor(mem, [m, heads], 'f32') };
+  private result(m: number, heads: number, headDim: number) {
+    const out = allocTensor(this.rt.mem, m * heads * headDim * 4);
+    const lse = allocTensor(this.rt.mem, m * heads * 4);
+    return {
+      out,
+      lse,
+      wrap: () => ({
+        out: this.backend.adopt(out, [m, heads * headDim]),
+        lse: this.backend.adopt(lse, [m, heads]),
+      }),
+    };
   }
   private geometry(q: Tensor, cache: KVCache, heads: number) {
-    const [m, width] = rows2(q, 'attention');
-    const c = asCache(cache);
+    if (q.shape.length !== 2) throw new Error(`attention: expected a 2-D q, got [${q.shape}]`);
+    const [m, width] = q.shape;
+    const c = this.backend.cacheOf(cache);
     const { kvHeads, headDim, capacity } = c.spec;
     if (width !== heads * headDim) throw new Error(`attention: q [${q.shape}] for ${heads}×${headDim}`);
-    return { m, c, kvHeads, headDim, capacity, qt: asTensor(q, 'attention q', 'f32') };
+    return { m, c, kvHeads, headDim, capacity, qt: this.backend.handleOf(q) };
   }
 
   /**
    * Attention of every row of q over an explicit set of key positions per kv head (no causal mask):
-   * keys[g] lists positions of `layer` that kv head g's query group attends to (squeezed attention's
-   * selected fixed-context keys). Rows with an empty set get out = 0, lse = -inf.
+   * keys[g] lists positions of `layer` that kv head g's query group attends to. Rows with an empty set
+   * get out = 0, lse = -inf.
    */
   gathered(
     q: Tensor,
@@ -59,10 +70,10 @@ export class WasmAttentionOps {
     keys.forEach((k, g) => {
       flat.set(k, offs[g]);
     });
-    const idx = this.upload(flat);
-    const off = this.upload(offs);
+    const idx = uploadInts(this.rt.mem, flat);
+    const off = uploadInts(this.rt.mem, offs);
     const r = this.result(m, heads, headDim);
-    this.backend.rt.attention({
+    this.rt.attention({
       q: qt.off,
       ...c.layerArgs(layer),
       out: r.out.off,
@@ -76,9 +87,9 @@ export class WasmAttentionOps {
       idx: idx.off,
       offs: off.off,
     });
-    this.backend.free(idx);
-    this.backend.free(off);
-    return r;
+    this.rt.mem.release(idx.off);
+    this.rt.mem.release(off.off);
+    return r.wrap();
   }
 
   /**
@@ -111,10 +122,10 @@ export class WasmAttentionOps {
         }
         offs[h * nQB + b + 1] = flat.length / 2;
       }
-    const idx = this.upload(Int32Array.from(flat));
-    const off = this.upload(offs);
+    const idx = uploadInts(this.rt.mem, Int32Array.from(flat));
+    const off = uploadInts(this.rt.mem, offs);
     const r = this.result(span.count, heads, headDim);
-    this.backend.rt.attention({
+    this.rt.attention({
       q: qt.off + span.row * heads * headDim * 4,
       ...c.layerArgs(layer),
       out: r.out.off,
@@ -129,51 +140,34 @@ export class WasmAttentionOps {
       offs: off.off,
       bq: blockSize,
     });
-    this.backend.free(idx);
-    this.backend.free(off);
-    return r;
+    this.rt.mem.release(idx.off);
+    this.rt.mem.release(off.off);
+    return r.wrap();
   }
 
   /** Exact combination of two partials over disjoint key sets (log-sum-exp weights). */
   merge(a: PartialAttention, b: PartialAttention, heads: number): PartialAttention {
-    const [m, width] = rows2(a.out, 'merge');
+    const [m, width] = a.out.shape;
     if (b.out.shape[0] !== m || b.out.shape[1] !== width)
       throw new Error('merge: partials of different shapes');
     const r = this.result(m, heads, width / heads);
-    this.backend.rt.attentionMerge(
-      asTensor(a.out, 'merge a.out', 'f32').off,
-      asTensor(a.lse, 'merge a.lse', 'f32').off,
-      asTensor(b.out, 'merge b.out', 'f32').off,
-      asTensor(b.lse, 'merge b.lse', 'f32').off,
+    const h = (t: Tensor) => this.backend.handleOf(t).off;
+    this.rt.attentionMerge(
+      h(a.out),
+      h(a.lse),
+      h(b.out),
+      h(b.lse),
       r.out.off,
       r.lse.off,
       m,
       heads,
       width / heads,
     );
-    return r;
+    return r.wrap();
   }
 
-  /** k-means assignment: assign[i] = argmin_c ‖x_i − c‖², dist[i] that distance. points [n, d], centroids [c, d]. */
+  /** k-means assignment: assign[i] = argmin_c ‖x_i − c‖², dist[i] that distance. */
   kmeansAssign(points: Tensor, centroids: Tensor): { assign: Tensor; dist: Tensor } {
-    const [n, d] = rows2(points, 'kmeansAssign');
-    const [k, dc] = rows2(centroids, 'kmeansAssign');
-    if (d !== dc) throw new Error(`kmeansAssign: points [${points.shape}] vs centroids [${centroids.shape}]`);
-    const pt = asTensor(points, 'kmeansAssign points', 'f32');
-    const ct = asTensor(centroids, 'kmeansAssign centroids', 'f32');
-    const f = this.backend.rt.mem.f32;
-    const cnorm = new Float32Array(k);
-    for (let j = 0; j < k; j++) {
-      let s = 0;
-      for (let e = 0; e < d; e++) s += f[(ct.off >> 2) + j * d + e] ** 2;
-      cnorm[j] = s;
-    }
-    const cn = asTensor(this.backend.upload({ dtype: 'f32', shape: [k], data: cnorm }), 'cnorm');
-    const mem = this.backend.rt.mem;
-    const assign = allocTensor(mem, [n], 'i32');
-    const dist = allocTensor(mem, [n], 'f32');
-    this.backend.rt.kmeansAssign(pt.off, ct.off, cn.off, assign.off, dist.off, n, d, k);
-    this.backend.free(cn);
-    return { assign, dist };
+    return wasmKmeansAssign(this.backend, points, centroids);
   }
 }
