@@ -7,6 +7,7 @@ import { wasmKmeansAssign } from '../../../bench/_wasm-kmeans.ts';
 import type { KVCache, SeqSpan, Tensor } from '../../../gpu-runner/engine/backends/types.ts';
 import type { WasmBackend } from '../../../gpu-runner/engine/backends/wasm/index.ts';
 import { allocTensor, uploadInts } from '../../../gpu-runner/engine/backends/wasm/tensors.ts';
+import { attentionGeometry, flatHeadRanges, flatKeyLists } from './lists.ts';
 
 /** A partial attention result: out is normalised over its keys; lse = log Σ exp(score) over them. */
 export interface PartialAttention {
@@ -36,12 +37,8 @@ export class WasmAttentionOps {
     };
   }
   private geometry(q: Tensor, cache: KVCache, heads: number) {
-    if (q.shape.length !== 2) throw new Error(`attention: expected a 2-D q, got [${q.shape}]`);
-    const [m, width] = q.shape;
     const c = this.backend.cacheOf(cache);
-    const { kvHeads, headDim, capacity } = c.spec;
-    if (width !== heads * headDim) throw new Error(`attention: q [${q.shape}] for ${heads}×${headDim}`);
-    return { m, c, kvHeads, headDim, capacity, qt: this.backend.handleOf(q) };
+    return { c, qt: this.backend.handleOf(q), ...attentionGeometry(q, c.spec, heads) };
   }
 
   /**
@@ -58,18 +55,7 @@ export class WasmAttentionOps {
     scale: number,
   ): PartialAttention {
     const { m, c, kvHeads, headDim, capacity, qt } = this.geometry(q, cache, heads);
-    if (keys.length !== kvHeads)
-      throw new Error(`gathered attention: ${keys.length} key lists for ${kvHeads} kv heads`);
-    const offs = new Int32Array(kvHeads + 1);
-    keys.forEach((k, g) => {
-      for (const p of k)
-        if (p < 0 || p >= capacity) throw new Error(`gathered attention: position ${p} outside the cache`);
-      offs[g + 1] = offs[g] + k.length;
-    });
-    const flat = new Int32Array(offs[kvHeads]);
-    keys.forEach((k, g) => {
-      flat.set(k, offs[g]);
-    });
+    const { flat, offs } = flatKeyLists(keys, kvHeads, capacity);
     const idx = uploadInts(this.rt.mem, flat);
     const off = uploadInts(this.rt.mem, offs);
     const r = this.result(m, heads, headDim);
@@ -107,23 +93,9 @@ export class WasmAttentionOps {
     scale: number,
   ): PartialAttention {
     const { c, headDim, capacity, qt } = this.geometry(q, span.cache, heads);
-    const nQB = Math.ceil(span.count / blockSize);
-    if (ranges.length !== heads || ranges.some((h) => h.length !== nQB))
-      throw new Error(`sparse attention: ranges must be [${heads} heads][${nQB} query blocks]`);
-    const offs = new Int32Array(heads * nQB + 1);
-    const flat: number[] = [];
-    for (let h = 0; h < heads; h++)
-      for (let b = 0; b < nQB; b++) {
-        const rs = ranges[h][b];
-        for (let i = 0; i + 1 < rs.length; i += 2) {
-          if (rs[i] < 0 || rs[i + 1] > capacity || rs[i] > rs[i + 1])
-            throw new Error(`sparse attention: bad range [${rs[i]}, ${rs[i + 1]})`);
-          flat.push(rs[i], rs[i + 1]);
-        }
-        offs[h * nQB + b + 1] = flat.length / 2;
-      }
-    const idx = uploadInts(this.rt.mem, Int32Array.from(flat));
-    const off = uploadInts(this.rt.mem, offs);
+    const plan = flatHeadRanges(ranges, heads, span.count, blockSize, capacity);
+    const idx = uploadInts(this.rt.mem, plan.ranges);
+    const off = uploadInts(this.rt.mem, plan.rangeOffs);
     const r = this.result(span.count, heads, headDim);
     this.rt.attention({
       q: qt.off + span.row * heads * headDim * 4,

@@ -9,6 +9,7 @@ import type { WebGPUBackend } from '../../../gpu-runner/engine/backends/webgpu/i
 import * as at from '../../../gpu-runner/engine/backends/webgpu/kernels/attention.ts';
 import { grid1d, gridRows } from '../../../gpu-runner/engine/backends/webgpu/kernels/common.ts';
 import type { Live } from '../../../gpu-runner/engine/backends/webgpu/memory.ts';
+import { attentionGeometry, flatHeadRanges, flatKeyLists } from './lists.ts';
 import type { PartialAttention } from './wasm.ts';
 
 export class WebGPUAttentionOps {
@@ -25,12 +26,8 @@ export class WebGPUAttentionOps {
     return this.d.live(this.backend.handleOf(t), what);
   }
   private geometry(q: Tensor, cache: KVCache, heads: number) {
-    if (q.shape.length !== 2) throw new Error(`attention: expected a 2-D q, got [${q.shape}]`);
-    const [m, width] = q.shape;
     const c = this.d.liveCache(this.backend.cacheOf(cache));
-    const { kvHeads, headDim, capacity } = c.spec;
-    if (width !== heads * headDim) throw new Error(`attention: q [${q.shape}] for ${heads}×${headDim}`);
-    return { m, c, kvHeads, headDim, capacity, qt: this.tensor(q, 'attention q') };
+    return { c, qt: this.tensor(q, 'attention q'), ...attentionGeometry(q, c.spec, heads) };
   }
   private bind(t: Live) {
     return this.d.bind(t);
@@ -54,18 +51,10 @@ export class WebGPUAttentionOps {
   ): PartialAttention {
     const b = this.d;
     const { m, c, kvHeads, headDim, capacity, qt } = this.geometry(q, cache, heads);
-    if (keys.length !== kvHeads)
-      throw new Error(`gathered attention: ${keys.length} key lists for ${kvHeads} kv heads`);
-    const offs = new Uint32Array(kvHeads + 1);
-    keys.forEach((k, g) => {
-      for (const p of k)
-        if (p < 0 || p >= capacity) throw new Error(`gathered attention: position ${p} outside the cache`);
-      offs[g + 1] = offs[g] + k.length;
-    });
-    const flat = new Uint32Array(Math.max(1, offs[kvHeads]));
-    keys.forEach((k, g) => {
-      flat.set(k, offs[g]);
-    });
+    const lists = flatKeyLists(keys, kvHeads, capacity);
+    const flat = new Int32Array(Math.max(1, lists.flat.length));
+    flat.set(lists.flat);
+    const offs = lists.offs;
     const longest = Math.max(0, ...keys.map((k) => k.length));
     const splits =
       m * heads >= 256 ? 1 : Math.max(1, Math.min(b.maxSplits, Math.ceil(longest / b.keysPerSplit)));
@@ -122,23 +111,10 @@ export class WebGPUAttentionOps {
   ): PartialAttention {
     const b = this.d;
     const { c, headDim, capacity, qt } = this.geometry(q, span.cache, heads);
-    const nQB = Math.ceil(span.count / blockSize);
-    if (ranges.length !== heads || ranges.some((h) => h.length !== nQB))
-      throw new Error(`sparse attention: ranges must be [${heads} heads][${nQB} query blocks]`);
-    const offs = new Uint32Array(heads * nQB + 1);
-    const flat: number[] = [];
-    for (let h = 0; h < heads; h++)
-      for (let qb = 0; qb < nQB; qb++) {
-        const rs = ranges[h][qb];
-        for (let i = 0; i + 1 < rs.length; i += 2) {
-          if (rs[i] < 0 || rs[i + 1] > capacity || rs[i] > rs[i + 1])
-            throw new Error(`sparse attention: bad range [${rs[i]}, ${rs[i + 1]})`);
-          flat.push(rs[i], rs[i + 1]);
-        }
-        offs[h * nQB + qb + 1] = flat.length / 2;
-      }
-    const idx = b.uploadIndex(Uint32Array.from(flat.length ? flat : [0]));
-    const off = b.uploadIndex(offs);
+    const plan = flatHeadRanges(ranges, heads, span.count, blockSize, capacity);
+    const nQB = plan.blocks;
+    const idx = b.uploadIndex(plan.ranges.length > 0 ? plan.ranges : Int32Array.of(0));
+    const off = b.uploadIndex(plan.rangeOffs);
     const out = b.alloc([span.count, heads * headDim], 'f32');
     const lse = b.alloc([span.count, heads], 'f32');
     const width = heads * headDim;
