@@ -2,9 +2,19 @@
 // arguments are validated here, once, for all backends — tensor ownership and liveness, dtypes, shapes,
 // spans against their caches, plans and key ranges (plan.ts) — and the kernel gets handles and sizes.
 // Tensors and caches handed to the engine are this layer's objects wrapping the kernels' handles.
-import { BackendArgumentError } from '../errors.ts';
 import { type DType, elements, type HostTensor, hostEntries, isDType } from './dtypes.ts';
-import type { AttentionCall, KernelSpan, Kernels } from './kernels.ts';
+import {
+  checkLayer,
+  checkPositions,
+  DeviceKVCache,
+  DeviceTensor,
+  fail,
+  kernelSpan,
+  liveCache,
+  liveHandle,
+  matrix,
+} from './handles.ts';
+import type { AttentionCall, Kernels } from './kernels.ts';
 import { flattenPlan, flattenRanges } from './plan.ts';
 import type {
   Backend,
@@ -21,35 +31,6 @@ import type {
 type AnyKernels = Kernels<any, any>;
 type Handle<K extends AnyKernels> = K extends Kernels<infer T, unknown> ? T : never;
 type CacheHandle<K extends AnyKernels> = K extends Kernels<unknown, infer C> ? C : never;
-
-class DeviceTensor<T> implements Tensor {
-  readonly shape: readonly number[];
-  readonly dtype: DType;
-  readonly owner: object;
-  handle: T | null;
-  /** Host copy of an uploaded i32 tensor: gather checks its ids (device-made ids are in range). */
-  readonly ints: Int32Array | null;
-  constructor(owner: object, shape: readonly number[], dtype: DType, handle: T, ints: Int32Array | null) {
-    this.owner = owner;
-    this.shape = shape;
-    this.dtype = dtype;
-    this.handle = handle;
-    this.ints = ints;
-  }
-}
-
-class DeviceKVCache<C> implements KVCache {
-  readonly spec: KVCacheSpec;
-  readonly owner: object;
-  handle: C | null;
-  constructor(owner: object, spec: KVCacheSpec, handle: C) {
-    this.owner = owner;
-    this.spec = spec;
-    this.handle = handle;
-  }
-}
-
-const fail = (op: string, problem: string) => new BackendArgumentError(op, problem);
 
 export class CheckedBackend<K extends AnyKernels> implements Backend {
   readonly kernels: K;
@@ -84,36 +65,12 @@ export class CheckedBackend<K extends AnyKernels> implements Backend {
     return this.#wrap(h, [...shape], dtype);
   }
 
-  // --- argument checks ----------------------------------------------------------------------------
-  /** The live handle of one of this backend's tensors, of one of `dtypes` when given. */
+  // --- argument checks (handles.ts) ---------------------------------------------------------------
   #h(t: Tensor, op: string, what: string, dtypes?: DType | readonly DType[]): Handle<K> {
-    if (!(t instanceof DeviceTensor) || t.owner !== this)
-      throw fail(op, `${what} is a tensor from another backend`);
-    if (t.handle === null) throw fail(op, `${what}: tensor used after free()`);
-    const allowed = typeof dtypes === 'string' ? [dtypes] : dtypes;
-    if (allowed && !allowed.includes(t.dtype))
-      throw fail(op, `${what} must be ${allowed.join(' or ')}, got ${t.dtype}`);
-    return t.handle as Handle<K>;
-  }
-  /** [rows, cols] of a 2-D tensor. */
-  #matrix(t: Tensor, op: string, what: string): [number, number] {
-    if (t.shape.length !== 2) throw fail(op, `${what} must be a 2-D tensor, got [${t.shape}]`);
-    return [t.shape[0], t.shape[1]];
+    return liveHandle<Handle<K>>(this, t, op, what, dtypes);
   }
   #cache(c: KVCache, op: string): { h: CacheHandle<K>; spec: KVCacheSpec } {
-    if (!(c instanceof DeviceKVCache) || c.owner !== this) throw fail(op, 'KV cache from another backend');
-    if (c.handle === null) throw fail(op, 'KV cache used after freeKVCache()');
-    return { h: c.handle as CacheHandle<K>, spec: c.spec };
-  }
-  #layer(op: string, layer: number, spec: KVCacheSpec): void {
-    if (!Number.isInteger(layer) || layer < 0 || layer >= spec.layers)
-      throw fail(op, `layer ${layer} outside [0, ${spec.layers})`);
-  }
-  #positions(op: string, spec: KVCacheSpec, start: number, count: number): void {
-    if (!Number.isInteger(start) || !Number.isInteger(count) || start < 0 || count < 0)
-      throw fail(op, `positions [${start}, +${count}) are not a range`);
-    if (start + count > spec.capacity)
-      throw fail(op, `KV cache positions [${start}, ${start + count}) outside capacity ${spec.capacity}`);
+    return liveCache<CacheHandle<K>>(this, c, op);
   }
   /** An attention call: the step's spans against q ([rows, heads·headDim]) and their caches. */
   #call(
@@ -124,20 +81,14 @@ export class CheckedBackend<K extends AnyKernels> implements Backend {
     heads: number,
     scale: number,
   ): AttentionCall<Handle<K>, CacheHandle<K>> {
-    const [rows, width] = this.#matrix(q, op, 'q');
-    const out: KernelSpan<CacheHandle<K>>[] = [];
-    for (const s of spans) {
-      const { h, spec } = this.#cache(s.cache, op);
-      this.#layer(op, layer, spec);
-      if (width !== heads * spec.headDim) throw fail(op, `q [${q.shape}] for ${heads}×${spec.headDim}`);
-      if (!Number.isInteger(heads) || heads < 1 || heads % spec.kvHeads !== 0)
-        throw fail(op, `${heads} query heads over ${spec.kvHeads} kv heads`);
-      if (!(s.row >= 0 && s.count >= 0 && s.row + s.count <= rows))
-        throw fail(op, `span rows [${s.row}, +${s.count}) outside q's ${rows}`);
-      if (!(s.pos >= 0) || s.pos + s.count > spec.capacity)
-        throw fail(op, `positions [${s.pos}, ${s.pos + s.count}) exceed cache capacity ${spec.capacity}`);
-      out.push({ cache: h, spec, row: s.row, count: s.count, pos: s.pos });
-    }
+    const [rows, width] = matrix(q, op, 'q');
+    const out = spans.map((s) => {
+      const k = kernelSpan<CacheHandle<K>>(this, op, s, rows, layer);
+      if (width !== heads * k.spec.headDim) throw fail(op, `q [${q.shape}] for ${heads}×${k.spec.headDim}`);
+      if (!Number.isInteger(heads) || heads < 1 || heads % k.spec.kvHeads !== 0)
+        throw fail(op, `${heads} query heads over ${k.spec.kvHeads} kv heads`);
+      return k;
+    });
     return { q: this.#h(q, op, 'q', 'f32'), rows, width, layer, spans: out, heads, scale };
   }
   #wrap(
@@ -187,8 +138,8 @@ export class CheckedBackend<K extends AnyKernels> implements Backend {
 
   // --- ops ----------------------------------------------------------------------------------------
   matmul(x: Tensor, w: Tensor, bias?: Tensor): Tensor {
-    const [m, k] = this.#matrix(x, 'matmul', 'x');
-    const [n, kw] = this.#matrix(w, 'matmul', 'w');
+    const [m, k] = matrix(x, 'matmul', 'x');
+    const [n, kw] = matrix(w, 'matmul', 'w');
     if (k !== kw) throw fail('matmul', `x [${x.shape}] · wᵀ [${w.shape}] inner dims differ`);
     const xh = this.#h(x, 'matmul', 'x', 'f32');
     const wh = this.#h(w, 'matmul', 'w', this.caps.weightDTypes);
@@ -197,14 +148,14 @@ export class CheckedBackend<K extends AnyKernels> implements Backend {
     return this.#wrap(this.kernels.matmul(xh, wh, w.dtype, bh, m, n, k), [m, n]);
   }
   rmsnorm(x: Tensor, w: Tensor, eps: number): Tensor {
-    const [m, d] = this.#matrix(x, 'rmsnorm', 'x');
+    const [m, d] = matrix(x, 'rmsnorm', 'x');
     const xh = this.#h(x, 'rmsnorm', 'x', 'f32');
     const wh = this.#h(w, 'rmsnorm', 'weight', 'f32');
     if (elements(w.shape) !== d) throw fail('rmsnorm', `weight [${w.shape}] for rows of ${d}`);
     return this.#wrap(this.kernels.rmsnorm(xh, wh, eps, m, d), [m, d]);
   }
   rope(x: Tensor, positions: Tensor, invFreq: Tensor, headDim: number): Tensor {
-    const [m, width] = this.#matrix(x, 'rope', 'x');
+    const [m, width] = matrix(x, 'rope', 'x');
     const xh = this.#h(x, 'rope', 'x', 'f32');
     const ph = this.#h(positions, 'rope', 'positions', 'i32');
     const fh = this.#h(invFreq, 'rope', 'invFreq', 'f32');
@@ -222,7 +173,7 @@ export class CheckedBackend<K extends AnyKernels> implements Backend {
     return this.#wrap(this.kernels.swiglu(gh, uh, size), [...gate.shape]);
   }
   softmax(x: Tensor): Tensor {
-    const [m, n] = this.#matrix(x, 'softmax', 'x');
+    const [m, n] = matrix(x, 'softmax', 'x');
     return this.#wrap(this.kernels.softmax(this.#h(x, 'softmax', 'x', 'f32'), m, n), [m, n]);
   }
   add(a: Tensor, b: Tensor): Tensor {
@@ -233,7 +184,7 @@ export class CheckedBackend<K extends AnyKernels> implements Backend {
     return this.#wrap(this.kernels.add(ah, bh, size), [...a.shape]);
   }
   gather(table: Tensor, ids: Tensor): Tensor {
-    const [v, d] = this.#matrix(table, 'gather', 'table');
+    const [v, d] = matrix(table, 'gather', 'table');
     const th = this.#h(table, 'gather', 'table', this.caps.weightDTypes);
     const ih = this.#h(ids, 'gather', 'ids', 'i32');
     const known = (ids as DeviceTensor<unknown>).ints;
@@ -243,7 +194,7 @@ export class CheckedBackend<K extends AnyKernels> implements Backend {
     return this.#wrap(this.kernels.gather(th, table.dtype, ih, m, d, v), [m, d]);
   }
   sliceRows(x: Tensor, start: number, count: number): Tensor {
-    const [m, d] = this.#matrix(x, 'sliceRows', 'x');
+    const [m, d] = matrix(x, 'sliceRows', 'x');
     if (
       !(Number.isInteger(start) && Number.isInteger(count) && start >= 0 && count >= 0 && start + count <= m)
     )
@@ -252,7 +203,7 @@ export class CheckedBackend<K extends AnyKernels> implements Backend {
     return this.#wrap(this.kernels.sliceRows(xh, start, count, d), [count, d]);
   }
   argmax(x: Tensor): Tensor {
-    const [m, n] = this.#matrix(x, 'argmax', 'x');
+    const [m, n] = matrix(x, 'argmax', 'x');
     return this.#wrap(this.kernels.argmax(this.#h(x, 'argmax', 'x', 'f32'), m, n), [m], 'i32');
   }
 
@@ -270,46 +221,38 @@ export class CheckedBackend<K extends AnyKernels> implements Backend {
     (cache as DeviceKVCache<unknown>).handle = null;
   }
   kvWrite(layer: number, k: Tensor, v: Tensor, spans: readonly SeqSpan[]): void {
-    const [rows, width] = this.#matrix(k, 'kvWrite', 'k');
+    const [rows, width] = matrix(k, 'kvWrite', 'k');
     if (v.shape.length !== 2 || v.shape[0] !== rows || v.shape[1] !== width)
       throw fail('kvWrite', `k [${k.shape}] vs v [${v.shape}]`);
     const kh = this.#h(k, 'kvWrite', 'k', 'f32');
     const vh = this.#h(v, 'kvWrite', 'v', 'f32');
-    const ks = spans.map((s) => {
-      const { h, spec } = this.#cache(s.cache, 'kvWrite');
-      this.#layer('kvWrite', layer, spec);
-      if (width !== spec.kvHeads * spec.headDim)
-        throw fail('kvWrite', `k [${k.shape}] but cache rows are ${spec.kvHeads * spec.headDim} wide`);
-      if (!(s.row >= 0 && s.count >= 0 && s.row + s.count <= rows))
-        throw fail('kvWrite', `span rows [${s.row}, +${s.count}) outside k's ${rows}`);
-      if (!(s.pos >= 0) || s.pos + s.count > spec.capacity)
-        throw fail(
-          'kvWrite',
-          `positions [${s.pos}, ${s.pos + s.count}) exceed cache capacity ${spec.capacity}`,
-        );
-      return { cache: h, spec, row: s.row, count: s.count, pos: s.pos };
+    const kspans = spans.map((s) => {
+      const ks = kernelSpan<CacheHandle<K>>(this, 'kvWrite', s, rows, layer);
+      const wide = ks.spec.kvHeads * ks.spec.headDim;
+      if (width !== wide) throw fail('kvWrite', `k [${k.shape}] but cache rows are ${wide} wide`);
+      return ks;
     });
-    this.kernels.kvWrite(layer, kh, vh, ks);
+    this.kernels.kvWrite(layer, kh, vh, kspans);
   }
   async kvRead(cache: KVCache, layer: number, start: number, count: number): Promise<KVBlock> {
     const { h, spec } = this.#cache(cache, 'kvRead');
-    this.#layer('kvRead', layer, spec);
-    this.#positions('kvRead', spec, start, count);
+    checkLayer('kvRead', layer, spec);
+    checkPositions('kvRead', spec, start, count);
     return this.kernels.kvRead(h, spec, layer, start, count);
   }
   kvLoad(cache: KVCache, layer: number, start: number, block: KVBlock): void {
     const { h, spec } = this.#cache(cache, 'kvLoad');
-    this.#layer('kvLoad', layer, spec);
+    checkLayer('kvLoad', layer, spec);
     const count = block.k.length / (spec.kvHeads * spec.headDim);
     if (!Number.isInteger(count) || block.v.length !== block.k.length)
       throw fail('kvLoad', 'block size mismatch');
-    this.#positions('kvLoad', spec, start, count);
+    checkPositions('kvLoad', spec, start, count);
     this.kernels.kvLoad(h, spec, layer, start, count, block);
   }
   kvGather(cache: KVCache, layer: number, start: number, count: number): { k: Tensor; v: Tensor } {
     const { h, spec } = this.#cache(cache, 'kvGather');
-    this.#layer('kvGather', layer, spec);
-    this.#positions('kvGather', spec, start, count);
+    checkLayer('kvGather', layer, spec);
+    checkPositions('kvGather', spec, start, count);
     const r = this.kernels.kvGather(h, spec, layer, start, count);
     const shape = [count, spec.kvHeads * spec.headDim];
     return { k: this.#wrap(r.k, shape), v: this.#wrap(r.v, shape) };
