@@ -49,9 +49,11 @@ export function liveHandle<T>(
   if (!(t instanceof DeviceTensor) || t.owner !== owner)
     throw fail(op, `${what} is a tensor from another backend`);
   if (t.handle === null) throw fail(op, `${what}: tensor used after free()`);
-  const allowed = typeof dtypes === 'string' ? [dtypes] : dtypes;
-  if (allowed && !allowed.includes(t.dtype))
-    throw fail(op, `${what} must be ${allowed.join(' or ')}, got ${t.dtype}`);
+  // a single dtype is compared without an array: this runs for every tensor argument of every op
+  if (dtypes !== undefined && (typeof dtypes === 'string' ? t.dtype !== dtypes : !dtypes.includes(t.dtype))) {
+    const want = typeof dtypes === 'string' ? dtypes : dtypes.join(' or ');
+    throw fail(op, `${what} must be ${want}, got ${t.dtype}`);
+  }
   return t.handle as T;
 }
 
