@@ -47,11 +47,8 @@ export function nativeNotExpected(): string | null {
   const why = cannotBuild();
   if (why) return why;
   try {
-    const require = createRequire(import.meta.url);
-    const fs = require('node:fs') as typeof import('node:fs');
     const flags =
-      fs
-        .readFileSync('/proc/cpuinfo', 'utf8')
+      readFileSync('/proc/cpuinfo', 'utf8')
         .match(/^flags\s*:(.*)$/m)?.[1]
         .split(/\s+/) ?? [];
     for (const f of ['avx2', 'fma', 'f16c']) if (!flags.includes(f)) return `this CPU lacks ${f}`;

@@ -17,10 +17,16 @@ void Pool::stop() {
   if (workers_.empty()) return;
   stop_.store(true);
   gen_.fetch_add(1);
-  gen_.notify_all();
+  wakeAll();
   for (auto& t : workers_) t.join();
   workers_.clear();
   stop_.store(false);
+}
+
+void Pool::wakeAll() {
+  if (sleepers_.load() == 0) return;
+  std::lock_guard<std::mutex> lk(sleep_);
+  wake_.notify_all();
 }
 
 void Pool::configure(int threads, int spinUs) {
@@ -45,7 +51,7 @@ void Pool::claim(uint32_t tag, int tid) {
       int zero = 0;
       err_.compare_exchange_strong(zero, 1 + tid);
     }
-    if (done_.fetch_add(1) + 1 == parts_) done_.notify_all();
+    done_.fetch_add(1);
   }
 }
 
@@ -53,9 +59,17 @@ void Pool::worker(int tid) {
   uint32_t seen = gen_.load();
   for (;;) {
     const auto until = Clock::now() + std::chrono::microseconds(spinUs_);
-    for (int i = 1; gen_.load(std::memory_order_acquire) == seen; i++) {
+    // (stop_ too: a worker that starts after stop() began has already seen its gen_ change)
+    for (int i = 1; gen_.load(std::memory_order_acquire) == seen && !stop_.load(); i++) {
       _mm_pause();
-      if ((i & 63) == 0 && Clock::now() > until) gen_.wait(seen);
+      if ((i & 63) == 0 && Clock::now() > until) {
+        // sleepers_ is raised before gen_ is checked under the lock, and the dispatcher stores gen_
+        // before it reads sleepers_: one of the two sees the other, so no wake-up is lost
+        std::unique_lock<std::mutex> lk(sleep_);
+        sleepers_.fetch_add(1);
+        wake_.wait(lk, [&] { return gen_.load() != seen || stop_.load(); });
+        sleepers_.fetch_sub(1);
+      }
     }
     seen = gen_.load();
     if (stop_.load()) return;
@@ -81,13 +95,13 @@ void Pool::run(int parts, const Fn& fn) {
   claim_.store(tag_ << PART_BITS);
   const uint32_t g = (gen_.load() & ~tagMask) + (1u << (32 - PART_BITS)) ;
   gen_.store(g | tag_);
-  gen_.notify_all();
+  wakeAll();
   claim(tag_, 0);
   for (int i = 1;; i++) {
     const int d = done_.load();
     if (d >= parts) break;
     if (i < 4096) _mm_pause();
-    else done_.wait(d);
+    else std::this_thread::yield();  // a descheduled worker holds the last part
   }
   const int e = err_.exchange(0);
   if (e) throw std::runtime_error("kernel part failed on pool thread " + std::to_string(e - 1));

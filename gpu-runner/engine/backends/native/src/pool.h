@@ -2,9 +2,10 @@
 // parts of one job with a compare-exchange on a generation-tagged counter, so a worker that wakes late
 // for an old job can never run a part of the next one, and a descheduled worker never holds up a job
 // it has not started. Workers poll for spinUs after a job (ops of a forward pass come back to back),
-// then sleep on a futex (std::atomic::wait). run() blocks until every part is done.
+// then sleep on a condition variable. run() blocks until every part is done.
 #pragma once
 #include <atomic>
+#include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <mutex>
@@ -28,6 +29,7 @@ class Pool {
   void stop();
   void worker(int tid);
   void claim(uint32_t tag, int tid);
+  void wakeAll();
 
   static constexpr int PART_BITS = 20;
   int threads_ = 1;
@@ -39,6 +41,9 @@ class Pool {
   std::atomic<int> done_{0};
   std::atomic<bool> stop_{false};
   std::atomic<int> err_{0};
+  std::mutex sleep_;  // guards sleeping workers' wait on gen_
+  std::condition_variable wake_;
+  std::atomic<int> sleepers_{0};
   const Fn* fn_ = nullptr;
   int parts_ = 0;
   uint32_t tag_ = 0;
