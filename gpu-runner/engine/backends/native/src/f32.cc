@@ -167,21 +167,23 @@ void matmulF(const MatmulF& a, int64_t n0, int64_t n1) {
 namespace kv {
 namespace KV_NS {
 double peakFma(int64_t iters) {
-  constexpr int C = 12;  // independent chains: FMA latency × pipes
-  V::v acc[C];
-  for (int c = 0; c < C; c++) acc[c] = V::set1(static_cast<float>(c));
-  const V::v a = V::set1(0.999f), b = V::set1(1e-7f);
-  for (int64_t i = 0; i < iters; i++) {
-#pragma GCC unroll 12
-    for (int c = 0; c < C; c++) acc[c] = V::fma(acc[c], a, b);
-    __asm__ volatile("" : "+x"(acc[0]), "+x"(acc[1]), "+x"(acc[2]), "+x"(acc[3]), "+x"(acc[4]), "+x"(acc[5]));
-  }
-  alignas(64) float sink[V::W];
-  V::v s = acc[0];
-  for (int c = 1; c < C; c++) s = V::add(s, acc[c]);
-  V::store(sink, s);
-  __asm__ volatile("" ::"m"(sink));
-  return static_cast<double>(iters) * C * V::W * 2;
+  // 12 independent FMAs per step on fixed registers (latency × pipes ≤ 12): the instruction's throughput
+#if KV_LEVEL == 512
+#define KV_FMA(r) "vfmadd231ps %%zmm13, %%zmm14, %%zmm" #r "\n\t"
+  __asm__ volatile("vxorps %%xmm13, %%xmm13, %%xmm13\n\tvxorps %%xmm14, %%xmm14, %%xmm14" ::: "xmm13", "xmm14");
+#else
+#define KV_FMA(r) "vfmadd231ps %%ymm13, %%ymm14, %%ymm" #r "\n\t"
+  __asm__ volatile("vxorps %%xmm13, %%xmm13, %%xmm13\n\tvxorps %%xmm14, %%xmm14, %%xmm14" ::: "xmm13", "xmm14");
+#endif
+  for (int64_t i = 0; i < iters; i++)
+    __asm__ volatile(KV_FMA(0) KV_FMA(1) KV_FMA(2) KV_FMA(3) KV_FMA(4) KV_FMA(5) KV_FMA(6) KV_FMA(7) KV_FMA(8)
+                         KV_FMA(9) KV_FMA(10) KV_FMA(11)
+                     :
+                     :
+                     : "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10",
+                       "xmm11", "xmm13", "xmm14");
+#undef KV_FMA
+  return static_cast<double>(iters) * 12 * V::W * 2;
 }
 }  // namespace KV_NS
 }  // namespace kv
