@@ -5,7 +5,7 @@
 // 8·d·Σq [M][K/32] for Q4_0's −8); matmul_q then sums, per (row, column) and block, I = Σ q_w·q_x with
 // dotS8 / dotU4 (./idot: relaxed-SIMD i8 dot products, or i16 multiply-adds) and y = Σ_b d_w·d_x·I
 // (− d_w·xc for Q4_0). 2 rows × 4 columns per pass share their loads; parts split the columns.
-import { argI, argP, halfToF32s, hsum, hsum4, setHalfScale, share } from './simd';
+import { argI, argP, halfToF32s, hsum, setHalfScale, share } from './simd';
 import { dotS8, dotU4 } from './idot';
 
 const Q8_0: i32 = 2;
@@ -124,10 +124,26 @@ function one(xq: usize, xd: usize, xc: usize, w: usize, bb: usize, nb: i32, K: i
   return hsum(acc) - corr;
 }
 
-/** y[m..m+1][j..j+3] (y points at [m][j], row stride N) for 4 consecutive weight rows from w. */
+/** [Σ lanes of a, of b, of c, of d] for i32x4 (a 4×4 transpose-add). */
+@inline function isum4(a: v128, b: v128, c: v128, d: v128): v128 {
+  const ab = i32x4.add(v128.shuffle<i32>(a, b, 0, 4, 1, 5), v128.shuffle<i32>(a, b, 2, 6, 3, 7));
+  const cd = i32x4.add(v128.shuffle<i32>(c, d, 0, 4, 1, 5), v128.shuffle<i32>(c, d, 2, 6, 3, 7));
+  return i32x4.add(v128.shuffle<i32>(ab, cd, 0, 1, 4, 5), v128.shuffle<i32>(ab, cd, 2, 3, 6, 7));
+}
+
+/** Σ q_w·q_x of one block with x's two vectors already loaded. */
+@inline function dotX(w: usize, x0: v128, x1: v128, q8: bool): v128 {
+  if (q8) return dotS8(dotS8(i32x4.splat(0), v128.load(w, 2), x0), v128.load(w, 18), x1);
+  const qs = v128.load(w, 2);
+  return dotU4(dotU4(i32x4.splat(0), v128.and(qs, i8x16.splat(15)), x0), i8x16.shr_u(qs, 4), x1);
+}
+
+/**
+ * y[m..m+1][j..j+3] (y points at [m][j], row stride N) for 4 consecutive weight rows from w. Per block the
+ * 4 columns' integer sums are reduced together (isum4) and scaled by d_w·d_x as one f32x4.
+ */
 function rows2cols4(xq: usize, xd: usize, xc: usize, w: usize, row: usize, bb: usize, nb: i32, K: i32, m: i32, q8: bool, y: usize, N: i32): void {
-  let a00 = f32x4.splat(0), a01 = f32x4.splat(0), a02 = f32x4.splat(0), a03 = f32x4.splat(0);
-  let a10 = f32x4.splat(0), a11 = f32x4.splat(0), a12 = f32x4.splat(0), a13 = f32x4.splat(0);
+  let acc0 = f32x4.splat(0), acc1 = f32x4.splat(0);
   let c0 = f32x4.splat(0), c1 = f32x4.splat(0);
   const x0 = xq + <usize>m * K;
   const x1 = x0 + <usize>K;
@@ -136,25 +152,19 @@ function rows2cols4(xq: usize, xd: usize, xc: usize, w: usize, row: usize, bb: u
   for (let b = 0; b < nb; b++) {
     const ob = <usize>b * bb;
     const xb = <usize>b << 5;
-    const d0 = f32x4.splat(load<f32>(xd + s0 + (<usize>b << 2)));
-    const d1 = f32x4.splat(load<f32>(xd + s1 + (<usize>b << 2)));
     const w0 = w + ob, w1 = w0 + row, w2 = w1 + row, w3 = w2 + row;
     const dw = f32x4(half(w0), half(w1), half(w2), half(w3));
-    const e0 = f32x4.mul(dw, d0);
-    const e1 = f32x4.mul(dw, d1);
-    a00 = f32x4.add(a00, f32x4.mul(f32x4.convert_i32x4_s(blockDot(w0, x0 + xb, q8)), f32x4.splat(f32x4.extract_lane(e0, 0))));
-    a01 = f32x4.add(a01, f32x4.mul(f32x4.convert_i32x4_s(blockDot(w1, x0 + xb, q8)), f32x4.splat(f32x4.extract_lane(e0, 1))));
-    a02 = f32x4.add(a02, f32x4.mul(f32x4.convert_i32x4_s(blockDot(w2, x0 + xb, q8)), f32x4.splat(f32x4.extract_lane(e0, 2))));
-    a03 = f32x4.add(a03, f32x4.mul(f32x4.convert_i32x4_s(blockDot(w3, x0 + xb, q8)), f32x4.splat(f32x4.extract_lane(e0, 3))));
-    a10 = f32x4.add(a10, f32x4.mul(f32x4.convert_i32x4_s(blockDot(w0, x1 + xb, q8)), f32x4.splat(f32x4.extract_lane(e1, 0))));
-    a11 = f32x4.add(a11, f32x4.mul(f32x4.convert_i32x4_s(blockDot(w1, x1 + xb, q8)), f32x4.splat(f32x4.extract_lane(e1, 1))));
-    a12 = f32x4.add(a12, f32x4.mul(f32x4.convert_i32x4_s(blockDot(w2, x1 + xb, q8)), f32x4.splat(f32x4.extract_lane(e1, 2))));
-    a13 = f32x4.add(a13, f32x4.mul(f32x4.convert_i32x4_s(blockDot(w3, x1 + xb, q8)), f32x4.splat(f32x4.extract_lane(e1, 3))));
+    const xa0 = v128.load(x0 + xb), xa1 = v128.load(x0 + xb, 16);
+    const xb0 = v128.load(x1 + xb), xb1 = v128.load(x1 + xb, 16);
+    const i0 = isum4(dotX(w0, xa0, xa1, q8), dotX(w1, xa0, xa1, q8), dotX(w2, xa0, xa1, q8), dotX(w3, xa0, xa1, q8));
+    const i1 = isum4(dotX(w0, xb0, xb1, q8), dotX(w1, xb0, xb1, q8), dotX(w2, xb0, xb1, q8), dotX(w3, xb0, xb1, q8));
+    acc0 = f32x4.add(acc0, f32x4.mul(f32x4.convert_i32x4_s(i0), f32x4.mul(dw, f32x4.splat(load<f32>(xd + s0 + (<usize>b << 2))))));
+    acc1 = f32x4.add(acc1, f32x4.mul(f32x4.convert_i32x4_s(i1), f32x4.mul(dw, f32x4.splat(load<f32>(xd + s1 + (<usize>b << 2))))));
     if (!q8) {
       c0 = f32x4.add(c0, f32x4.mul(dw, f32x4.splat(load<f32>(xc + s0 + (<usize>b << 2)))));
       c1 = f32x4.add(c1, f32x4.mul(dw, f32x4.splat(load<f32>(xc + s1 + (<usize>b << 2)))));
     }
   }
-  v128.store(y, f32x4.sub(hsum4(a00, a01, a02, a03), c0));
-  v128.store(y + (<usize>N << 2), f32x4.sub(hsum4(a10, a11, a12, a13), c1));
+  v128.store(y, f32x4.sub(acc0, c0));
+  v128.store(y + (<usize>N << 2), f32x4.sub(acc1, c1));
 }
