@@ -81,6 +81,8 @@ const CASES: Case[] = [
     capacity: 77,
     qStride: 200,
   },
+  // 22 queries × 3 heads = 66 rows: a last unit of 2 rows (64- and 32-row units) scores key by key
+  { name: 'row-chunk tail of 2 rows, causal', nq: 22, H: 6, Hkv: 2, d: 64, nk: 90, qpos0: 68, capacity: 96 },
   { name: 'decode, keys split and merged', nq: 1, H: 6, Hkv: 2, d: 64, nk: 700, qpos0: 699, capacity: 720 },
   {
     name: 'two decode rows, causal inside the split',

@@ -58,7 +58,7 @@ napi_value attentionFn(napi_env env, napi_callback_info info) {
     const int rowUnits = a.Hkv * rowChunks;
     const int threads = s.pool.threads();
     int kchunks = 1;
-    if (rowUnits < 2 * threads && a.nk >= 512) kchunks = std::min((a.nk + 255) / 256, (4 * threads + rowUnits - 1) / rowUnits);
+    if (rowUnits < 2 * threads && a.nk >= 512) kchunks = std::min((a.nk + 255) / 256, (8 * threads + rowUnits - 1) / rowUnits);
     const int kstep = ((a.nk + kchunks - 1) / kchunks + 63) / 64 * 64;
     kchunks = std::max(1, (a.nk + kstep - 1) / kstep);
     const int units = rowUnits * kchunks;

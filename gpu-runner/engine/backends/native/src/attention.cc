@@ -19,12 +19,17 @@ constexpr int W = V::W;
 constexpr int RMAX = 4 * W;
 constexpr int BK = 64;
 constexpr int ACC = W == 16 ? 24 : 12;  // accumulator registers
+// Units of at most this many rows (decode: one query's heads of a kv group) score key by key as dot
+// products (d/W FMAs and one reduction per key and row) instead of broadcasting key elements against
+// row lanes that would be mostly empty.
+constexpr int DOT_ROWS = 4;
 
 struct Scratch {
   float* qt;      // [256][RMAX]
   float* st;      // [BK][RMAX]
   int32_t* lim;   // [RMAX]
   float* alpha;   // [RMAX]
+  float* qr;      // [DOT_ROWS][256] scaled q rows (few-row units)
 };
 Scratch& scratch() {
   static thread_local Scratch s = [] {
@@ -33,6 +38,7 @@ Scratch& scratch() {
     t.st = static_cast<float*>(std::aligned_alloc(64, sizeof(float) * BK * RMAX));
     t.lim = static_cast<int32_t*>(std::aligned_alloc(64, sizeof(int32_t) * RMAX));
     t.alpha = static_cast<float*>(std::aligned_alloc(64, sizeof(float) * RMAX));
+    t.qr = static_cast<float*>(std::aligned_alloc(64, sizeof(float) * DOT_ROWS * 256));
     return t;
   }();
   return s;
@@ -69,6 +75,24 @@ void scores(const float* qt, const float* kp, int64_t ks, int d, int nb, float* 
       for (int v = 0; v < RV; v++) acc[v] = V::fma(kb, V::load(qt + dd * RMAX + v * W), acc[v]);
     }
     for (int v = 0; v < RV; v++) V::store(st + j * RMAX + v * W, acc[v]);
+  }
+}
+
+/** St[j][r] for rows r < R (≤ DOT_ROWS) as dot products of the scaled rows qr [R][d] with each key. */
+void scoresDot(const float* qr, int R, const float* kp, int64_t ks, int d, int nb, float* st) {
+  const int dv = d / W;
+  for (int j = 0; j < nb; j++) {
+    const float* kj = kp + j * ks;
+    for (int r = 0; r < R; r++) {
+      const float* q = qr + r * 256;
+      V::v a0 = V::mul(V::load(q), V::load(kj)), a1 = V::zero();
+      for (int c = 1; c + 1 < dv; c += 2) {
+        a1 = V::fma(V::load(q + c * W), V::load(kj + c * W), a1);
+        a0 = V::fma(V::load(q + (c + 1) * W), V::load(kj + (c + 1) * W), a0);
+      }
+      if ((dv & 1) == 0) a1 = V::fma(V::load(q + (dv - 1) * W), V::load(kj + (dv - 1) * W), a1);
+      st[j * RMAX + r] = V::hsum(V::add(a0, a1));
+    }
   }
 }
 
@@ -123,6 +147,8 @@ void attendRows(const Attention& a, int g, int r0, int R, int k0, int k1, const 
       const int h = g * G + flat % G;
       const float* qp = a.q + i * a.qStride + h * d;
       for (int dd = 0; dd < d; dd++) s.qt[dd * RMAX + r] = qp[dd] * a.scale;
+      if (R <= DOT_ROWS)
+        for (int dd = 0; dd < d; dd++) s.qr[r * 256 + dd] = qp[dd] * a.scale;
       const int lim = a.qpos0 >= 0 ? std::min(a.nk, a.qpos0 + i + 1) : a.nk;
       s.lim[r] = lim;
       kmax = std::max(kmax, std::min(lim, k1));
@@ -139,7 +165,8 @@ void attendRows(const Attention& a, int g, int r0, int R, int k0, int k1, const 
   const float* vb = a.v + g * a.kvHeadStride;
   for (int j0 = k0; j0 < kmax; j0 += BK) {
     const int nb = std::min(BK, kmax - j0);
-    scores<RV>(s.qt, kb + j0 * a.kvPosStride, a.kvPosStride, d, nb, s.st);
+    if (R <= DOT_ROWS) scoresDot(s.qr, R, kb + j0 * a.kvPosStride, a.kvPosStride, d, nb, s.st);
+    else scores<RV>(s.qt, kb + j0 * a.kvPosStride, a.kvPosStride, d, nb, s.st);
     if (j0 + nb > kmin)
       for (int j = 0; j < nb; j++)
         for (int v = 0; v < RV; v++)
