@@ -46,7 +46,15 @@ export interface NativeSection {
     threads: number;
   } | null;
   rows: Row[];
-  estimate: Array<{ weights: string; prefill512: number; prefill2048: number; decode: number }> | null;
+  /** from the wall-clock rates on all threads, and from one thread's per-CPU-second rates × threads (what
+   * an unloaded machine approaches if the threads scale) */
+  estimate: Array<{
+    basis: 'wall' | 'cpu';
+    weights: string;
+    prefill512: number;
+    prefill2048: number;
+    decode: number;
+  }> | null;
 }
 
 function ggmlBlocks(type: WasmQuantType, N: number, K: number, seed: number): Uint8Array {
@@ -234,7 +242,7 @@ export async function nativeSection(ctx: Ctx): Promise<NativeSection> {
       : { unavailable: load.reason },
     peak,
     rows,
-    estimate: k ? estimate(rows) : null,
+    estimate: k ? [...estimate(rows, 'wall', ctx.threads), ...estimate(rows, 'cpu', ctx.threads)] : null,
   };
 }
 
@@ -243,9 +251,21 @@ export async function nativeSection(ctx: Ctx): Promise<NativeSection> {
  * prefill's single lm_head row left out): prefill tok/s = 1 / (matmul ops / GEMM rate + attention ops at
  * the average context / attention rate); decode tok/s = weight bytes / GEMV weight bandwidth.
  */
-function estimate(rows: Row[]): NativeSection['estimate'] {
-  const rate = (kernel: string) => rows.find((r) => r.kernel.startsWith(kernel))?.native ?? Number.NaN;
-  const gbps = (kernel: string) => rows.find((r) => r.kernel.startsWith(kernel))?.nativeGBps ?? Number.NaN;
+function estimate(
+  rows: Row[],
+  basis: 'wall' | 'cpu',
+  threads: number,
+): NonNullable<NativeSection['estimate']> {
+  const row = (kernel: string) => rows.find((r) => r.kernel.startsWith(kernel));
+  const rate = (kernel: string) => {
+    const r = row(kernel);
+    return (basis === 'wall' ? r?.native : (r?.native1Cpu ?? Number.NaN) * threads) ?? Number.NaN;
+  };
+  // weight bytes per second at that rate (bytes per op as measured)
+  const gbps = (kernel: string) => {
+    const r = row(kernel);
+    return r?.native && r.nativeGBps ? (r.nativeGBps / r.native) * rate(kernel) : Number.NaN;
+  };
   const attn = rate('attention prefill');
   const attnOps = (n: number) => SMOL.layers * 4 * ((n + 1) / 2) * SMOL.heads * SMOL.headDim;
   return (['f32', 'q8_0', 'q4_0'] as const).map((kind) => {
@@ -253,6 +273,7 @@ function estimate(rows: Row[]): NativeSection['estimate'] {
     const prefill = (n: number) => 1 / ((2 * LAYER_PARAMS) / (gemm * 1e9) + attnOps(n) / (attn * 1e9));
     const bytesPerWeight = kind === 'f32' ? 4 : kind === 'q8_0' ? 34 / 32 : 18 / 32;
     return {
+      basis,
       weights: kind,
       prefill512: prefill(512),
       prefill2048: prefill(2048),
@@ -317,10 +338,10 @@ export function nativeTables(s: NativeSection): string {
   if (s.estimate) {
     out.push(
       '',
-      'SmolLM2-135M forward predicted from the native kernel rates above (matmuls + attention only); llama.cpp as measured in issue 20: F32 306 / 234 / 28.6, Q8_0 568 / 407 / 50.7',
+      'SmolLM2-135M forward predicted from the native kernel rates above (matmuls + attention only; wall: the rates on all threads as measured, cpu: one thread per CPU-second × threads); llama.cpp as measured in issue 20: F32 306 / 234 / 28.6, Q8_0 568 / 407 / 50.7',
       formatTable(
-        ['weights', 'prefill 512 tok/s', 'prefill 2048 tok/s', 'decode tok/s'],
-        s.estimate.map((e) => [e.weights, e.prefill512, e.prefill2048, e.decode]),
+        ['rates', 'weights', 'prefill 512 tok/s', 'prefill 2048 tok/s', 'decode tok/s'],
+        s.estimate.map((e) => [e.basis, e.weights, e.prefill512, e.prefill2048, e.decode]),
       ),
     );
   }
