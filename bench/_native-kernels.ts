@@ -3,7 +3,8 @@
 // or GOP/s (int8, 2 ops per multiply-add, so the two compare directly) for the native addon and the wasm
 // kernels side by side, OpenBLAS sgemm as the f32 peer, on the SmolLM2-135M shapes issue 20 measures
 // llama.cpp on; and what those rates predict for that model's forward pass. Native kernels run on the
-// wasm runtime's own shared memory (offsets, no copies), as the backend will call them.
+// wasm runtime's own shared memory (offsets, no copies), as the backend will call them. Decode rows use
+// 131072 weight rows so that no format's weights fit in the last-level cache.
 import { loadNativeKernels, type NativeKernels } from '../gpu-runner/engine/backends/native/index.ts';
 import { matmulQuantWasm, type WasmQuantType } from '../gpu-runner/engine/backends/wasm/quant-ops.ts';
 import type { WasmRuntime } from '../gpu-runner/engine/backends/wasm/runtime.ts';
@@ -80,10 +81,21 @@ interface Ctx {
   copyGBps: number;
 }
 
+/** allocations of the row being measured, released after it (decode weights are hundreds of MB) */
+const live: Array<[WasmRuntime, number]> = [];
+function alloc(rt: WasmRuntime, bytes: number): number {
+  const p = rt.mem.alloc(bytes);
+  live.push([rt, p]);
+  return p;
+}
+function releaseAll(): void {
+  for (const [rt, p] of live.splice(0)) rt.mem.release(p);
+}
+
 /** fills [n] f32 at a fresh allocation of rt with values in [-1, 1) */
 function putRandom(rt: WasmRuntime, n: number, seed: number): number {
   const r = rng(seed);
-  const p = rt.mem.alloc(n * 4);
+  const p = alloc(rt, n * 4);
   const f = rt.mem.f32;
   for (let i = 0; i < n; i++) f[p / 4 + i] = r() * 2 - 1;
   return p;
@@ -143,7 +155,8 @@ export async function nativeSection(ctx: Ctx): Promise<NativeSection> {
   const rows: Row[] = [];
   for (const [phase, M, K, N] of [
     ['prefill', 512, SMOL.hidden, SMOL.mlp],
-    ['decode', 1, SMOL.hidden, SMOL.vocab],
+    // 131072 rows: every format's weights (Q4_0 42 MB) exceed the 32 MB L3, so decode streams from memory
+    ['decode', 1, SMOL.hidden, 131072],
   ] as const) {
     const shape = `${M}×${K}×${N}`;
     const ops = 2 * M * N * K;
@@ -151,12 +164,12 @@ export async function nativeSection(ctx: Ctx): Promise<NativeSection> {
       // operands live in each runtime's memory; native reads the same bytes (packed copy for int8)
       const setup = (rt: WasmRuntime) => {
         const x = putRandom(rt, M * K, 1);
-        const y = rt.mem.alloc(M * N * 4);
+        const y = alloc(rt, M * N * 4);
         if (kind === 'f32') return { x, y, w: putRandom(rt, N * K, 2), packed: 0 };
         const blocks = ggmlBlocks(kind, N, K, 3);
-        const w = rt.mem.alloc(blocks.length);
+        const w = alloc(rt, blocks.length);
         rt.mem.u8.set(blocks, w);
-        const packed = k ? rt.mem.alloc(k.packedBytes(kind, N, K)) : 0;
+        const packed = k ? alloc(rt, k.packedBytes(kind, N, K)) : 0;
         if (k) k.packWeights(kind, rt.mem.u8, w, N, K, rt.mem.u8, packed);
         return { x, y, w, packed };
       };
@@ -174,6 +187,7 @@ export async function nativeSection(ctx: Ctx): Promise<NativeSection> {
           : () => kk.matmulQ(view(), kind, { x: o.x, w: o.packed, bias: 0, y: o.y, M, N, K });
       };
       const m = measure(ctx, k, ops, nat, wasm);
+      releaseAll();
       const blas = kind === 'f32' && ctx.blas ? (await ctx.blas.gflops(M, K, N, ctx.seconds)).wall : null;
       const bytes = (N * K * (kind === 'f32' ? 32 * 4 : kind === 'q8_0' ? 34 : 18)) / 32;
       rows.push({
@@ -199,7 +213,7 @@ export async function nativeSection(ctx: Ctx): Promise<NativeSection> {
       q: putRandom(rt, nq * heads * headDim, 4),
       k: putRandom(rt, kvHeads * nk * headDim, 5),
       v: putRandom(rt, kvHeads * nk * headDim, 6),
-      out: rt.mem.alloc(nq * heads * headDim * 4),
+      out: alloc(rt, nq * heads * headDim * 4),
     });
     const args = (o: ReturnType<typeof setup>) => ({
       ...o,
