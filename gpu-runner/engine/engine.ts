@@ -12,7 +12,7 @@ import { modelFingerprint } from './fingerprint.ts';
 import { type GenerateRequest, type GenerateResult, generateBatch } from './generate.ts';
 import { SequenceKV } from './kv-cache.ts';
 import { type LogitRows, Model, type StepInput } from './model.ts';
-import { type ModelConfig, readModelConfig } from './model-config.ts';
+import { loadModelConfig, type ModelConfig } from './model-config.ts';
 import { readTokenizerFiles, TextTokenizer } from './tokenizer.ts';
 import { loadWeights, type WeightDType } from './weights.ts';
 
@@ -156,10 +156,12 @@ async function resolveBackend(b: Backend | CpuBackendKind): Promise<Backend> {
   return createCpuBackend(b);
 }
 
+/**
+ * Loads a model: a Hugging Face directory, a GGUF file, or `ollama:NAME[:TAG]` (a GGUF in ollama's store;
+ * quantized GGUF tensors are dequantized at load, see gguf/weights.ts).
+ */
 export async function loadEngine(dir: string, opts: EngineOptions = {}): Promise<Engine> {
-  if (!existsSync(join(dir, 'config.json')))
-    throw new ModelLoadError(dir, 'not a model directory (no config.json)');
-  const config = readModelConfig(join(dir, 'config.json'));
+  const config = loadModelConfig(dir);
   const tokenizer = new TextTokenizer(readTokenizerFiles(dir));
   const backend = await resolveBackend(opts.backend ?? 'reference');
   try {
