@@ -76,6 +76,37 @@ describe('exported GGUF (F32) reloads as the same model', () => {
   }
 });
 
+describe('BF16 tensors', () => {
+  it('read as the BF16 safetensors of the same model', async () => {
+    const src = file('bf16-src.gguf');
+    exportGguf(llamaDir, src, 'F32');
+    // every tensor but rope_freqs rounded to bf16 (nearest even), as make-tiny-model writes BF16
+    const bf16 = rewriteGguf(src, file('bf16.gguf'), {
+      tensors: (ts) =>
+        ts.map((t) => {
+          if (t.name === 'rope_freqs.weight') return t;
+          return {
+            ...t,
+            type: 'BF16' as const,
+            data: () => {
+              const u = new Uint32Array(t.data().slice().buffer);
+              const out = new Uint16Array(u.length);
+              for (let i = 0; i < u.length; i++) out[i] = (u[i] + 0x7fff + ((u[i] >>> 16) & 1)) >>> 16;
+              return new Uint8Array(out.buffer);
+            },
+          };
+        }),
+    });
+    const ref = await logits(
+      models.make('llama-bf16', { arch: 'llama', bias: true, seed: 3, dtype: 'bf16' }),
+    );
+    const got = await logits(bf16);
+    expect(maxAbsDiff(ref.logits, got.logits)).toBeLessThanOrEqual(1e-5);
+    ref.engine.dispose();
+    got.engine.dispose();
+  });
+});
+
 /** A copy of the llama model whose matrices hold `roundTrip(matrix)` (what a quantized file decodes to). */
 function fakeQuantized(name: string, roundTrip: (x: Float32Array) => Float32Array): string {
   const dir = file(name);
