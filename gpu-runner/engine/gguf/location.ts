@@ -25,6 +25,7 @@ export function locateModel(model: string): ModelLocation {
   try {
     isFile = statSync(model).isFile();
   } catch {
+    if (model.endsWith('.gguf')) throw new ModelLoadError(model, 'no such file');
     return { kind: 'dir', dir: model }; // the directory loader names what is missing
   }
   if (!isFile) return { kind: 'dir', dir: model };
