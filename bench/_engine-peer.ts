@@ -65,6 +65,9 @@ const list = (name: string, v: string) =>
 /** Prompt of n token ids from the byte range (no special tokens). */
 const promptOf = (n: number) => Array.from({ length: n }, (_, i) => (i * 31 + 7) % 256);
 
+/** Progress on stderr: a full run takes many minutes. */
+const note = (line: string) => process.stderr.write(`${line}\n`);
+
 async function measureKvrag(
   engine: Engine,
   sizes: number[],
@@ -76,6 +79,7 @@ async function measureKvrag(
   for (const n of sizes) {
     const [r] = await engine.generate([{ prompt: promptOf(n), maxTokens: 1, stopTokenIds: [] }]);
     ttftMs[n] = r.ttftMs;
+    note(`  kvrag: ${n} tokens to first token in ${(r.ttftMs / 1000).toFixed(2)} s`);
   }
   const [r] = await engine.generate([{ prompt: decodePrompt, maxTokens: decode, stopTokenIds: [] }]);
   return { ttftMs, decodeTokensPerS: ((decode - 1) * 1000) / (r.totalMs - r.ttftMs), tokens: r.tokens };
@@ -89,7 +93,10 @@ async function measurePeer(
 ): Promise<Side> {
   await peer.decode(promptOf(8), 4); // warm-up: prefill and decode
   const ttftMs: Record<string, number> = {};
-  for (const n of sizes) ttftMs[n] = (await peer.ttft(promptOf(n))).ttftMs;
+  for (const n of sizes) {
+    ttftMs[n] = (await peer.ttft(promptOf(n))).ttftMs;
+    note(`  llama.cpp: ${n} tokens to first token in ${(ttftMs[n] / 1000).toFixed(2)} s`);
+  }
   const d = await peer.decode(decodePrompt, decode);
   return { ttftMs, decodeTokensPerS: 1000 / d.msPerToken, tokens: d.tokens };
 }
