@@ -149,8 +149,8 @@ export async function run(args: string[]): Promise<number> {
     if (values.model?.endsWith('.gguf')) {
       files = [
         {
-          format:
-            openGguf(values.model).metadata.get('general.file_type')?.value === 7 ? 'Q8_0' : 'as stored',
+          // the file's matrix type, as its first layer's q projection holds it
+          format: openGguf(values.model).tensors.get('blk.0.attn_q.weight')?.typeName ?? 'unknown',
           file: values.model,
         },
       ];
@@ -199,7 +199,12 @@ export async function run(args: string[]): Promise<number> {
       results.push({
         format,
         file,
-        kvragWeights: format === 'F32' ? 'f32' : `${format} dequantized to f32 at load`,
+        kvragWeights:
+          format === 'F32'
+            ? 'f32'
+            : format === 'F16'
+              ? 'F16 widened to f32'
+              : `${format} dequantized to f32 at load`,
         kvrag,
         llamacpp,
         greedyAgree: leadingAgreement(kvrag.tokens, llamacpp.tokens),
