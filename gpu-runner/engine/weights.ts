@@ -7,7 +7,7 @@ import type { Backend, HostTensor, Tensor } from './backends/types.ts';
 import { bf16ToF32, f16ToF32, f32ToF16 } from './half.ts';
 import { ModelLoadError } from './errors.ts';
 import { locateModel, openGguf } from './gguf/location.ts';
-import { ggufWeights } from './gguf/weights.ts';
+import { ggufWeights, type StoredTensor } from './gguf/weights.ts';
 import type { ModelConfig } from './model-config.ts';
 import {
   readSafetensorsHeader,
@@ -126,6 +126,11 @@ export interface WeightSource {
   fileOf(name: string): string;
   shape(name: string): readonly number[] | undefined;
   read(name: string, dtype: WeightDType): HostTensor;
+  /**
+   * GGUF only: the tensor as stored (quantized blocks untouched, rows in HF order) — what integer kernels
+   * will take once a backend accepts quantized weights; until then `read` dequantizes.
+   */
+  stored?(name: string): StoredTensor;
 }
 
 function safetensorsWeights(dir: string): WeightSource {
@@ -142,7 +147,7 @@ export function openWeights(model: string): WeightSource {
   const at = locateModel(model);
   if (at.kind === 'dir') return safetensorsWeights(at.dir);
   const g = ggufWeights(openGguf(at.file));
-  return { fileOf: () => g.path, shape: g.shape, read: g.read };
+  return { fileOf: () => g.path, shape: g.shape, read: g.read, stored: g.blocks };
 }
 
 function expectShape(src: WeightSource, name: string, shape: number[]): void {
