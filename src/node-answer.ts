@@ -7,8 +7,8 @@ import { basename, join } from 'node:path';
 import type { Config } from './config.ts';
 import { AnswerCache } from './routing/answer-cache.ts';
 import type { AnswerModel, AnswerServices, CachedAnswer } from './routing/answer-services.ts';
+import type { FetchFn } from '../contracts/runner-api.ts';
 import {
-  type FetchFn,
   inProcessSource,
   type RunnerSource,
   RunnerPool,

@@ -5,9 +5,10 @@ import {
   resolveControl,
   type SqueezedSettings,
 } from '../engine/attention/squeezed/calibrate.ts';
-import type { SelectMode, SqueezedControl } from '../engine/attention/squeezed/select.ts';
+import type { SqueezedControl } from '../../contracts/squeezed.ts';
+import type { SelectMode } from '../engine/attention/squeezed/select.ts';
 import type { Engine } from '../engine/engine.ts';
-import { AppError } from '../../src/errors.ts';
+import { AppError } from '../../contracts/errors.ts';
 
 const settings = new WeakMap<Engine, Promise<SqueezedSettings | null>>();
 

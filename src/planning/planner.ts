@@ -3,7 +3,8 @@
 // retrieved chunks and which of them have artifacts are known — reuse mode, squeezed budget, sparse policy.
 // Both are pure and deterministic: the same inputs give the same plan.
 import { estimateDifficulty } from './difficulty.ts';
-import type { GenerationPlan, Plan, Quality, RetrievalStep, ReuseMode } from './plan.ts';
+import type { ReuseMode } from '../../contracts/reuse.ts';
+import type { GenerationPlan, Plan, Quality, RetrievalStep } from './plan.ts';
 
 export interface ServedModel {
   /** Model id as clients name it (and the runner's fingerprint maps to it). */

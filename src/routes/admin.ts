@@ -10,7 +10,7 @@ import { api, requireAdmin } from './auth.ts';
 import { scheduleCollectionGc } from './collections.ts';
 import { generateApiKey } from './keys.ts';
 import { listQuerySchema, paginate, toPage } from './pagination.ts';
-import { tenantUploadPrefix } from './upload-keys.ts';
+import { tenantUploadPrefix } from '../storage/upload-keys.ts';
 import { jsonBody, notFound, pathId, queryParams, unixSeconds } from './validate.ts';
 
 export const createTenantSchema = z.strictObject({ name: z.string().trim().min(1).max(200) });

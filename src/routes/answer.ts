@@ -11,14 +11,17 @@ import { chunks as chunksTable, collections, kvArtifacts, queryLog } from '../db
 import { queryRows } from '../db/types.ts';
 import { assertSupportedDimension } from '../db/vector.ts';
 import type { EmbeddingProviderId } from '../embeddings/types.ts';
-import { AppError } from '../errors.ts';
-import type { Plan, Quality, ReuseMode } from '../planning/plan.ts';
+import { artifactKeyOf } from '../../contracts/artifacts.ts';
+import { AppError } from '../../contracts/errors.ts';
+import type { ReuseMode } from '../../contracts/reuse.ts';
+import type { Plan, Quality } from '../planning/plan.ts';
 import { runRetrieval } from '../planning/iterative.ts';
 import { finalizePlan, type PlannerContext, planQuery } from '../planning/planner.ts';
 import { parseAttributeFilter } from '../retrieval/filters.ts';
 import { hybridSearch } from '../retrieval/hybrid.ts';
 import type { AnswerModel, AnswerServices, CachedAnswer, Citation } from '../routing/answer-services.ts';
-import type { RouteResult, RunnerUsage } from '../routing/runner-client.ts';
+import type { RunnerUsage } from '../../contracts/runner-api.ts';
+import type { RouteResult } from '../routing/runner-client.ts';
 import type { AppEnv } from '../services.ts';
 import { api } from './auth.ts';
 import { isUuid, notFound } from './validate.ts';
@@ -168,8 +171,8 @@ export async function prepareAnswer(
         ),
       );
     for (const r of rows) {
-      const m = /([0-9a-f]{64})\.kv$/.exec(r.objectKey);
-      if (m) keyByHash.set(r.h, m[1]);
+      const key = artifactKeyOf(r.objectKey);
+      if (key) keyByHash.set(r.h, key);
     }
   }
   const { plan, use } = finalizePlan(
@@ -247,7 +250,7 @@ export function runnerBody(
       ...(g.reuse.blendRatio !== undefined ? { blendRatio: g.reuse.blendRatio } : {}),
       ...(g.reuse.linkTokens !== undefined ? { linkTokens: g.reuse.linkTokens } : {}),
     },
-    // squeezed attention and sparse prefill as planned, in the runner's shapes (gpu-runner/server/schemas.ts);
+    // squeezed attention and sparse prefill as planned, in the runner's shapes (contracts/runner-api.ts);
     // the runner attends chunks without a squeezed index densely, and prefills densely below break-even
     squeezed: g.squeezed,
     sparse: g.sparse,

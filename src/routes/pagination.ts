@@ -6,7 +6,7 @@ import { and, asc, desc, eq, type SQL, sql } from 'drizzle-orm';
 import type { PgColumn, PgTable } from 'drizzle-orm/pg-core';
 import { z } from 'zod';
 import type { Database } from '../db/types.ts';
-import { AppError } from '../errors.ts';
+import { AppError } from '../../contracts/errors.ts';
 import { isUuid } from './validate.ts';
 
 export const listQuerySchema = z.object({

@@ -6,10 +6,11 @@
 import { Hono } from 'hono';
 import { streamSSE } from 'hono/streaming';
 import { z } from 'zod';
-import { asAppError, toEnvelope } from '../errors.ts';
-import { QUALITY, REUSE_MODES } from '../planning/plan.ts';
+import { asAppError, toEnvelope } from '../../contracts/errors.ts';
+import { REUSE_MODES } from '../../contracts/reuse.ts';
+import { QUALITY } from '../planning/plan.ts';
 import { AnswerCache } from '../routing/answer-cache.ts';
-import type { RunnerUsage } from '../routing/runner-client.ts';
+import type { RunnerUsage } from '../../contracts/runner-api.ts';
 import type { AppEnv } from '../services.ts';
 import {
   answerServices,

@@ -2,19 +2,9 @@
 // as a 4xx AppError naming the offending fields.
 import type { Context } from 'hono';
 import { z } from 'zod';
-import { AppError } from '../errors.ts';
+import { AppError, parseWith } from '../../contracts/errors.ts';
 import { ATTRIBUTE_KEY, ATTRIBUTE_KEY_MAX, ATTRIBUTE_STRING_MAX } from '../retrieval/filters.ts';
 import type { AppEnv } from '../services.ts';
-
-function issuesMessage(what: string, error: z.ZodError): string {
-  return `invalid ${what}: ${error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ')}`;
-}
-
-export function parseWith<S extends z.ZodType>(schema: S, input: unknown, what: string): z.output<S> {
-  const r = schema.safeParse(input);
-  if (!r.success) throw new AppError('bad_request', issuesMessage(what, r.error), { issues: r.error.issues });
-  return r.data;
-}
 
 /** The body as JSON, validated; 415 for another content type, 400 for malformed JSON or a bad shape. */
 export async function jsonBody<S extends z.ZodType>(c: Context<AppEnv>, schema: S): Promise<z.output<S>> {

@@ -3,7 +3,8 @@
 import type { Plan } from '../planning/plan.ts';
 import type { ServedModel } from '../planning/planner.ts';
 import type { AnswerCache } from './answer-cache.ts';
-import type { RunnerPool, RunnerUsage } from './runner-client.ts';
+import type { RunnerUsage } from '../../contracts/runner-api.ts';
+import type { RunnerPool } from './runner-client.ts';
 
 /** A model the deployment serves: the planner's view plus what routing and prompting need. */
 export interface AnswerModel extends ServedModel {

@@ -3,12 +3,16 @@
 // mode — and answers POST /v1/generate with SSE `token` {text} events and one final `done` (its usage) or
 // `error` (an envelope's error object). RunnerPool lists candidates, ranks them with rankRunners and fails
 // over to the next one when a runner fails before its first token, so the client never sees it.
-import { AppError } from '../errors.ts';
-import { BloomFilter } from './bloom.ts';
-import type { RunnerRegistry } from './registry.ts';
+import { AppError } from '../../contracts/errors.ts';
+import { BloomFilter } from '../../contracts/bloom.ts';
+import type { RunnerRegistry } from '../../contracts/heartbeat.ts';
+import {
+  type FetchFn,
+  type GenerateRequest,
+  generateEventSchemas,
+  type RunnerEvent,
+} from '../../contracts/runner-api.ts';
 import { rankRunners } from './select.ts';
-
-export type FetchFn = (input: Request) => Response | Promise<Response>;
 
 /** A runner as the router sees it at one moment. */
 export interface RunnerEndpoint {
@@ -21,21 +25,6 @@ export interface RunnerEndpoint {
   holds(artifactKey: string): boolean;
   fetch: FetchFn;
 }
-
-/** The runner's `done` event (gpu-runner/server/sequence.ts SeqUsage; only what the API reads). */
-export interface RunnerUsage {
-  finishReason: string;
-  text: string;
-  promptTokens: number;
-  completionTokens: number;
-  cachedTokens: number;
-  prefillTokens: number;
-  keysAttended?: number;
-  bytesLoaded?: Record<string, number>;
-  timingsMs: { queueWait: number; ttft: number; total: number; assemble: number };
-}
-
-export type RunnerEvent = { type: 'token'; text: string } | { type: 'done'; usage: RunnerUsage };
 
 /** Where candidates come from: registry heartbeats, static URLs, or the in-process runner. */
 export interface RunnerSource {
@@ -88,7 +77,7 @@ export async function* readSse(
 /** One call to a runner's /v1/generate, as events. Throws RunnerCallError (beforeFirstToken set). */
 export async function* callRunner(
   runner: Pick<RunnerEndpoint, 'id' | 'url' | 'fetch'>,
-  body: unknown,
+  body: GenerateRequest,
   signal?: AbortSignal,
   requestId?: string,
 ): AsyncGenerator<RunnerEvent> {
@@ -122,19 +111,19 @@ export async function* callRunner(
   try {
     for await (const m of readSse(res.body)) {
       if (m.event === 'token') {
-        const { text } = JSON.parse(m.data) as { text: string };
+        const { text } = generateEventSchemas.token.parse(JSON.parse(m.data));
         started = true;
         yield { type: 'token', text };
       } else if (m.event === 'done') {
-        const usage = JSON.parse(m.data) as RunnerUsage;
+        const usage = generateEventSchemas.done.parse(JSON.parse(m.data));
         if (usage.finishReason === 'error' || usage.finishReason === 'shutdown') {
           throw fail(`sequence ended with ${usage.finishReason}`);
         }
         yield { type: 'done', usage };
         return;
       } else if (m.event === 'error') {
-        const err = JSON.parse(m.data) as { message?: string };
-        throw fail(err.message ?? 'error event');
+        const err = generateEventSchemas.error.safeParse(JSON.parse(m.data));
+        throw fail(err.success ? err.data.message : 'error event');
       }
     }
   } catch (e) {
@@ -250,7 +239,7 @@ export class RunnerPool {
   async *generate(
     fingerprint: string,
     artifactKeys: readonly string[],
-    body: unknown,
+    body: GenerateRequest,
     route: RouteResult,
     signal?: AbortSignal,
     /** Forwarded as x-request-id, so the runner's logs carry the API request's id. */

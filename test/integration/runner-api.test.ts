@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createRunner, type Runner } from '../../gpu-runner/server/runner.ts';
-import type { SeqUsage } from '../../gpu-runner/server/sequence.ts';
+import type { RunnerUsage } from '../../contracts/runner-api.ts';
 import { FsBlobStore } from '../../src/storage/fs.ts';
 import { collectSse, sseEvents } from '../helpers/sse.ts';
 import { tinyModels } from '../helpers/tiny-model.ts';
@@ -44,7 +44,7 @@ const post = (path: string, body: unknown, init: RequestInit = {}) =>
     ...init,
   });
 
-async function generate(body: Record<string, unknown>): Promise<{ text: string; usage: SeqUsage }> {
+async function generate(body: Record<string, unknown>): Promise<{ text: string; usage: RunnerUsage }> {
   const res = await post('/v1/generate', body);
   expect(res.status).toBe(200);
   expect(res.headers.get('content-type')).toMatch(/text\/event-stream/);
@@ -55,7 +55,7 @@ async function generate(body: Record<string, unknown>): Promise<{ text: string; 
     .filter((e) => e.event === 'token')
     .map((e) => (e.data as { text: string }).text)
     .join('');
-  return { text, usage: done.data as SeqUsage };
+  return { text, usage: done.data as RunnerUsage };
 }
 
 const questions = Array.from({ length: 16 }, (_, i) => `Q${i}: what is ${i} plus ${(i * 7) % 5}?`);

@@ -1,8 +1,8 @@
 // The runner request the answer routes build from a plan (runnerBody) must be one the runner accepts
-// (gpu-runner/server/schemas.ts generateBodySchema): reuse settings, the plan's squeezed-attention control
+// (contracts/runner-api.ts generateBodySchema): reuse settings, the plan's squeezed-attention control
 // and its sparse-prefill policy travel as planned.
 import { describe, expect, it } from 'vitest';
-import { generateBodySchema } from '../../gpu-runner/server/schemas.ts';
+import { generateBodySchema } from '../../contracts/runner-api.ts';
 import type { GenerationPlan } from '../../src/planning/plan.ts';
 import { type PlannerContext, planQuery, type ServedModel } from '../../src/planning/planner.ts';
 import type { AnswerModel } from '../../src/routing/answer-services.ts';

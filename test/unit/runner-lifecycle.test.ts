@@ -5,9 +5,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { heartbeatOf, startHeartbeat } from '../../gpu-runner/server/heartbeat-loop.ts';
 import { createRunner, type Runner } from '../../gpu-runner/server/runner.ts';
-import type { SeqUsage } from '../../gpu-runner/server/sequence.ts';
-import { BloomFilter } from '../../src/routing/bloom.ts';
-import { runnerHeartbeatSchema } from '../../src/routing/heartbeat.ts';
+import type { RunnerUsage } from '../../contracts/runner-api.ts';
+import { BloomFilter } from '../../contracts/bloom.ts';
+import { runnerHeartbeatSchema } from '../../contracts/heartbeat.ts';
 import { MemoryRegistry } from '../../src/routing/registry.ts';
 import { MemoryBlobStore } from '../../src/storage/memory.ts';
 import { sseEvents } from '../helpers/sse.ts';
@@ -110,8 +110,8 @@ describe('graceful stop', () => {
     let last: { event: string; data: unknown } | null = null;
     for await (const e of events) last = e;
     expect(last?.event).toBe('done');
-    expect((last!.data as SeqUsage).finishReason).toBe('length');
-    expect((last!.data as SeqUsage).completionTokens).toBe(24);
+    expect((last!.data as RunnerUsage).finishReason).toBe('length');
+    expect((last!.data as RunnerUsage).completionTokens).toBe(24);
     await stopping;
     expect(r.core.scheduler.stats().kvBytesInUse).toBe(0);
   });
@@ -128,8 +128,8 @@ describe('graceful stop', () => {
     let last: { event: string; data: unknown } | null = null;
     for await (const e of events) last = e;
     expect(last?.event).toBe('done');
-    expect((last!.data as SeqUsage).finishReason).toBe('shutdown');
-    expect((last!.data as SeqUsage).completionTokens).toBeLessThan(maxTokens);
+    expect((last!.data as RunnerUsage).finishReason).toBe('shutdown');
+    expect((last!.data as RunnerUsage).completionTokens).toBeLessThan(maxTokens);
     expect(r.core.scheduler.stats()).toMatchObject({ kvBytesInUse: 0, running: 0, waiting: 0 });
   });
 });

@@ -29,11 +29,8 @@ import {
   oracleSelection,
   relativeError,
 } from '../../gpu-runner/engine/attention/squeezed/metrics.ts';
-import {
-  selectAll,
-  selectLayer,
-  squeezedControlSchema,
-} from '../../gpu-runner/engine/attention/squeezed/select.ts';
+import { squeezedControlSchema } from '../../contracts/squeezed.ts';
+import { selectAll, selectLayer } from '../../gpu-runner/engine/attention/squeezed/select.ts';
 import {
   fixedKeys,
   syntheticContext,

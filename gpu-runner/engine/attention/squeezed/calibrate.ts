@@ -6,7 +6,8 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
-import { type SelectMode, type SqueezedControl, scoreClusters } from './select.ts';
+import type { SqueezedControl } from '../../../../contracts/squeezed.ts';
+import { type SelectMode, scoreClusters } from './select.ts';
 import type { SqueezedIndex } from './types.ts';
 
 export interface CalibrationSample {

@@ -2,17 +2,22 @@
 // length, for each reuse mode, squeezed budget and sparse-prefill pattern the runner offers
 // (gpu-runner/eval). Prints a table (or one JSON object with --json); --out DIR writes results.md and
 // results.svg. Progress goes to stderr.
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { isAbsolute, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { REUSE_MODES, type ReuseMode } from '../../../gpu-runner/engine/reuse/assemble.ts';
-import { FACT_TYPES, type FactType } from '../../../gpu-runner/eval/episodes.ts';
-import { evalTable, resultsMarkdown, resultsSvg } from '../../../gpu-runner/eval/report.ts';
-import { runEval, SPARSE_PATTERNS, type SparsePattern } from '../../../gpu-runner/eval/run.ts';
+import { REUSE_MODES, type ReuseMode } from '../../contracts/reuse.ts';
+import type { FetchFn, GenerateRequest, RunnerUsage } from '../../contracts/runner-api.ts';
+import { SPARSE_PATTERNS, type SparsePattern } from '../../contracts/sparse.ts';
+import { FACT_TYPES, type FactType } from '../../gpu-runner/eval/episodes.ts';
+import { evalTable, resultsMarkdown, resultsSvg } from '../../gpu-runner/eval/report.ts';
+import { runEval } from '../../gpu-runner/eval/run.ts';
+import { callRunner } from '../../src/routing/runner-client.ts';
+import { FsBlobStore } from '../../src/storage/fs.ts';
 import { numberOption, parseOptions, UsageError } from '../args.ts';
 import type { Command } from '../command.ts';
 
-const DEFAULT_MODEL = fileURLToPath(new URL('../../../models/kvrag-tiny', import.meta.url));
+const DEFAULT_MODEL = fileURLToPath(new URL('../../models/kvrag-tiny', import.meta.url));
 /** Held-out seed of the eval; the trainer seeds with --seed (20261122 by default), never this. */
 export const EVAL_SEED = 314159;
 const DEFAULTS = {
@@ -42,6 +47,13 @@ export function parseBudget(s: string): { value: number; label: string } {
   const value = m ? Number(m[1]) / (m[2] === undefined ? 1 : Number(m[2])) : Number.NaN;
   if (!(value > 0 && value <= 1)) throw new UsageError(`--budgets: "${s}" is not a fraction in (0, 1]`);
   return { value, label: s };
+}
+
+/** One request through the API's runner client (the SSE client production uses); the `done` usage. */
+async function generate(fetch: FetchFn, body: GenerateRequest): Promise<RunnerUsage> {
+  for await (const ev of callRunner({ id: 'eval', url: 'http://eval.runner', fetch }, body))
+    if (ev.type === 'done') return ev.usage;
+  throw new Error('runner stream ended without a done event');
 }
 
 /** The training seed the model card names ("seed N"), when there is one. */
@@ -127,7 +139,10 @@ export const command: Command = {
       process.once('SIGINT', () => process.exit(130));
     };
     process.once('SIGINT', onSigint);
+    const tmp = mkdtempSync(join(tmpdir(), 'kvrag-eval-'));
     const result = await runEval({
+      blobs: new FsBlobStore(join(tmp, 'objects')),
+      generate,
       signal: stop.signal,
       modelDir,
       backend,
@@ -152,6 +167,7 @@ export const command: Command = {
     }).finally(() => {
       if (timer) clearTimeout(timer);
       process.off('SIGINT', onSigint);
+      rmSync(tmp, { recursive: true, force: true });
     });
     if (values.out) {
       mkdirSync(values.out, { recursive: true });

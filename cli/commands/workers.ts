@@ -1,8 +1,8 @@
 // `kvrag workers`: the ingestion workers as their own process (distributed mode): the outbox relay and
 // the ingest, precompute-done and gc consumers on the configured queue (BullMQ when KVRAG_REDIS_URL is
 // set), plus the periodic artifact sweep. SIGINT/SIGTERM: stop taking jobs, finish the running ones, exit.
-import { loadConfig } from '../../config.ts';
-import { servingModelDir } from '../../model-dir.ts';
+import { loadConfig } from '../../src/config.ts';
+import { servingModelDir } from '../../src/model-dir.ts';
 import { parseOptions, UsageError } from '../args.ts';
 import type { Command } from '../command.ts';
 
@@ -39,9 +39,9 @@ export const command: Command = {
     const graceMs = duration('gc-grace', values['gc-grace']);
 
     const config = loadConfig(process.env);
-    const { openNodeServices } = await import('../../node-services.ts');
-    const { loadServingModel } = await import('../../../workers/serving-model.ts');
-    const { startWorkers, workerDeps } = await import('../../../workers/run.ts');
+    const { openNodeServices } = await import('../../src/node-services.ts');
+    const { loadServingModel } = await import('../../workers/serving-model.ts');
+    const { startWorkers, workerDeps } = await import('../../workers/run.ts');
 
     const services = await openNodeServices(config);
     const log = services.log;
@@ -58,7 +58,7 @@ export const command: Command = {
         gc: { maxIdleMs, graceMs },
         metrics: services.metrics,
       });
-      const { startMetricsServer } = await import('../../../workers/metrics-server.ts');
+      const { startMetricsServer } = await import('../../workers/metrics-server.ts');
       const metricsServer =
         config.metricsPort === undefined
           ? undefined

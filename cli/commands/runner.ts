@@ -4,12 +4,12 @@
 // <dataDir>/kv. SIGTERM/SIGINT: graceful stop (refuse new work, leave the registry, hand back the
 // running precompute job, let running requests finish for --grace-ms), then exit 0.
 import { join } from 'node:path';
-import { loadConfig } from '../../config.ts';
-import { servingModelDir } from '../../model-dir.ts';
-import { jsonLogger } from '../../log.ts';
-import type { JobQueue } from '../../queue/types.ts';
-import type { RunnerRegistry } from '../../routing/registry.ts';
-import { openBlobStore } from '../../storage/open.ts';
+import { loadConfig } from '../../src/config.ts';
+import { servingModelDir } from '../../src/model-dir.ts';
+import { jsonLogger } from '../../src/log.ts';
+import type { JobQueue } from '../../contracts/queue.ts';
+import type { RunnerRegistry } from '../../contracts/heartbeat.ts';
+import { openBlobStore } from '../../src/storage/open.ts';
 import { numberOption, parseOptions, UsageError } from '../args.ts';
 import type { Command } from '../command.ts';
 import { engineBackend } from '../engine-backend.ts';
@@ -43,8 +43,8 @@ export const command: Command = {
     let registry: RunnerRegistry | undefined;
     if (config.redisUrl) {
       const lockMs = numberOption('job-lock-ms', values['job-lock-ms'], 30_000);
-      const { BullMqJobQueue } = await import('../../queue/bullmq.ts');
-      const { RedisRegistry } = await import('../../routing/registry-redis.ts');
+      const { BullMqJobQueue } = await import('../../src/queue/bullmq.ts');
+      const { RedisRegistry } = await import('../../src/routing/registry-redis.ts');
       queue = new BullMqJobQueue({
         url: config.redisUrl,
         log,
@@ -53,7 +53,7 @@ export const command: Command = {
       });
       registry = new RedisRegistry(config.redisUrl);
     }
-    const { createRunner } = await import('../../../gpu-runner/server/runner.ts');
+    const { createRunner } = await import('../../gpu-runner/server/runner.ts');
     const runner = await createRunner({
       modelDir: servingModelDir(config),
       backend: await engineBackend(config),

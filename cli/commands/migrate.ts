@@ -1,9 +1,9 @@
 // `kvrag migrate`: applies the committed migrations to the configured database (KVRAG_DATABASE_URL, or
 // embedded PGlite under KVRAG_DATA_DIR/pg) and prints what it applied. Safe to run repeatedly and, on
 // Postgres, from several processes at once.
-import { loadConfig } from '../../config.ts';
-import { openDatabase } from '../../db/client.ts';
-import { listMigrations, migrateDatabase } from '../../db/migrate.ts';
+import { loadConfig } from '../../src/config.ts';
+import { openDatabase } from '../../src/db/client.ts';
+import { listMigrations, migrateDatabase } from '../../src/db/migrate.ts';
 import { parseOptions } from '../args.ts';
 import type { Command } from '../command.ts';
 

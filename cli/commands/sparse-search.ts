@@ -30,13 +30,13 @@ export const command: Command = {
     if (lengths.some((n) => !Number.isInteger(n) || n < 256))
       throw new UsageError('--break-even lengths ≥ 256');
     const threads = values.threads ? numberOption('threads', values.threads, 1) : undefined;
-    const { createWasmBackend } = await import('../../../gpu-runner/engine/backends/wasm/index.ts');
+    const { createWasmBackend } = await import('../../gpu-runner/engine/backends/wasm/index.ts');
     const { denseAttentionWithLseWasm } = await import(
-      '../../../gpu-runner/engine/backends/wasm/sparse-attention.ts'
+      '../../gpu-runner/engine/backends/wasm/sparse-attention.ts'
     );
-    const { loadEngine } = await import('../../../gpu-runner/engine/engine.ts');
-    const { searchPatterns } = await import('../../../gpu-runner/engine/attention/sparse/search.ts');
-    const { writeSparseConfig } = await import('../../../gpu-runner/engine/attention/sparse/config.ts');
+    const { loadEngine } = await import('../../gpu-runner/engine/engine.ts');
+    const { searchPatterns } = await import('../../gpu-runner/engine/attention/sparse/search.ts');
+    const { writeSparseConfig } = await import('../../gpu-runner/engine/attention/sparse/config.ts');
     const backend = await createWasmBackend(threads ? { threads } : {});
     const engine = await loadEngine(values.model, { backend });
     try {

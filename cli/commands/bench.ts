@@ -5,7 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { UsageError } from '../args.ts';
 import type { Command } from '../command.ts';
 
-const benchDir = fileURLToPath(new URL('../../../bench/', import.meta.url));
+const benchDir = fileURLToPath(new URL('../../bench/', import.meta.url));
 
 function available(): string[] {
   return readdirSync(benchDir)

@@ -1,6 +1,6 @@
 // `kvrag generate --model DIR --prompt TEXT`: loads a model directory and streams a completion to
 // stdout (the prompt goes through the model's chat template as a user message unless --raw).
-import { ModelLoadError } from '../../../gpu-runner/engine/errors.ts';
+import { ModelLoadError } from '../../gpu-runner/engine/errors.ts';
 import { numberOption, parseOptions, UsageError } from '../args.ts';
 import type { Command } from '../command.ts';
 
@@ -38,8 +38,8 @@ export const command: Command = {
       topP: numberOption('top-p', values['top-p'], 1),
       seed,
     };
-    const { loadEngine } = await import('../../../gpu-runner/engine/engine.ts');
-    const { samplingSchema } = await import('../../../gpu-runner/engine/sampler.ts');
+    const { loadEngine } = await import('../../gpu-runner/engine/engine.ts');
+    const { samplingSchema } = await import('../../contracts/runner-api.ts');
     const parsed = samplingSchema.safeParse(sampling);
     if (!parsed.success) throw new UsageError(`invalid sampling option: ${parsed.error.issues[0].message}`);
 

@@ -3,13 +3,13 @@
 // checking a parser on real documents.
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { AppError } from '../../errors.ts';
-import { chunkText } from '../../ingest/chunking.ts';
-import { parseDocument } from '../../ingest/parse/index.ts';
+import { AppError } from '../../contracts/errors.ts';
+import { chunkText } from '../../src/ingest/chunking.ts';
+import { parseDocument } from '../../src/ingest/parse/index.ts';
 import { numberOption, parseOptions, UsageError } from '../args.ts';
 import type { Command } from '../command.ts';
 
-const BYTE_TOKENIZER = fileURLToPath(new URL('../../../gpu-runner/tools/tokenizer/', import.meta.url));
+const BYTE_TOKENIZER = fileURLToPath(new URL('../../gpu-runner/tools/tokenizer/', import.meta.url));
 
 export const command: Command = {
   summary: 'Parse a document and print its chunks (token counts, offsets, pages); no database needed.',
@@ -35,7 +35,7 @@ export const command: Command = {
     } catch (err) {
       throw new UsageError(`cannot read ${file}: ${(err as Error).message}`);
     }
-    const { readTokenizerFiles, TextTokenizer } = await import('../../../gpu-runner/engine/tokenizer.ts');
+    const { readTokenizerFiles, TextTokenizer } = await import('../../gpu-runner/engine/tokenizer.ts');
     const tokenizer = new TextTokenizer(readTokenizerFiles(values.tokenizer ?? BYTE_TOKENIZER));
     const size = numberOption('size', values.size, 512);
     const overlap = numberOption('overlap', values.overlap, 64);

@@ -4,7 +4,7 @@
 // status change, and ends with a summary. Exit 0 when every file got there, 1 otherwise.
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { basename, join } from 'node:path';
-import { loadConfig } from '../../config.ts';
+import { loadConfig } from '../../src/config.ts';
 import { parseOptions, UsageError } from '../args.ts';
 import type { Command } from '../command.ts';
 

@@ -1,11 +1,11 @@
 // `kvrag relay`: the outbox relay as its own process (distributed mode): moves committed outbox rows to
 // BullMQ until SIGTERM/SIGINT, then finishes the pass in progress and exits. Embedded mode has no use
 // for it: its queue lives inside `kvrag serve`, which must relay in-process.
-import { loadConfig } from '../../config.ts';
-import { openDatabase } from '../../db/client.ts';
-import { jsonLogger } from '../../log.ts';
-import { BullMqJobQueue } from '../../queue/bullmq.ts';
-import { startOutboxRelay } from '../../../workers/outbox-relay.ts';
+import { loadConfig } from '../../src/config.ts';
+import { openDatabase } from '../../src/db/client.ts';
+import { jsonLogger } from '../../src/log.ts';
+import { BullMqJobQueue } from '../../src/queue/bullmq.ts';
+import { startOutboxRelay } from '../../workers/outbox-relay.ts';
 import { numberOption, parseOptions, UsageError } from '../args.ts';
 import type { Command } from '../command.ts';
 

@@ -4,11 +4,11 @@
 // SIGINT/SIGTERM: the API stops taking requests, workers finish their jobs, the runner its sequences.
 import { join } from 'node:path';
 import { serve } from '@hono/node-server';
-import { createApp } from '../../app.ts';
-import { loadConfig } from '../../config.ts';
-import { servingModelDir } from '../../model-dir.ts';
-import { type AnswerOptions, openAnswerServices } from '../../node-answer.ts';
-import { openNodeServices } from '../../node-services.ts';
+import { createApp } from '../../src/app.ts';
+import { loadConfig } from '../../src/config.ts';
+import { servingModelDir } from '../../src/model-dir.ts';
+import { type AnswerOptions, openAnswerServices } from '../../src/node-answer.ts';
+import { openNodeServices } from '../../src/node-services.ts';
 import { parseOptions } from '../args.ts';
 import type { Command } from '../command.ts';
 import { engineBackend } from '../engine-backend.ts';
@@ -31,8 +31,8 @@ export const command: Command = {
     const log = services.log;
     const stops: (() => Promise<void>)[] = [];
     try {
-      const { loadServingModel } = await import('../../../workers/serving-model.ts');
-      const { startWorkers, workerDeps } = await import('../../../workers/run.ts');
+      const { loadServingModel } = await import('../../workers/serving-model.ts');
+      const { startWorkers, workerDeps } = await import('../../workers/run.ts');
       const model = loadServingModel(servingModelDir(config));
       const workers = startWorkers(workerDeps(services, model), services.queue, {
         concurrency: { ingest: config.maxConcurrentJobs },
@@ -42,7 +42,7 @@ export const command: Command = {
 
       let inProcess: AnswerOptions['inProcess'];
       if (config.runnerUrls.length === 0) {
-        const { createRunner } = await import('../../../gpu-runner/server/runner.ts');
+        const { createRunner } = await import('../../gpu-runner/server/runner.ts');
         const runner = await createRunner({
           modelDir: servingModelDir(config),
           backend: await engineBackend(config),

@@ -3,8 +3,8 @@
 // (cached tokens = prompt tokens reused from stored KV artifacts); with --iterative, the retrieval steps and
 // why they stopped. --json prints the final `done` event and the citations as one JSON object instead.
 // Exit 0 on an answer, 1 when the API or a runner failed.
-import { loadConfig } from '../../config.ts';
-import { readSse } from '../../routing/runner-client.ts';
+import { loadConfig } from '../../src/config.ts';
+import { readSse } from '../../src/routing/runner-client.ts';
 import { numberOption, parseOptions, UsageError } from '../args.ts';
 import type { Command } from '../command.ts';
 

@@ -1,5 +1,5 @@
 // Entry of the `kvrag` CLI: dispatches to one file per command under ./commands.
-import { ConfigError } from '../config.ts';
+import { ConfigError } from '../src/config.ts';
 import { UsageError } from './args.ts';
 import type { Command } from './command.ts';
 

@@ -1,5 +1,6 @@
-// One error envelope for the whole service: {error: {code, message, request_id}}.
+// One error envelope for the whole service, API and runner alike: {error: {code, message, request_id}}.
 // Codes map to HTTP statuses here and nowhere else.
+import type { z } from 'zod';
 
 export const ERROR_STATUS = {
   bad_request: 400,
@@ -59,4 +60,17 @@ export function toEnvelope(err: AppError, requestId: string): ErrorEnvelope {
 export function asAppError(err: unknown): AppError {
   if (err instanceof AppError) return err;
   return new AppError('internal', 'internal error', undefined, { cause: err });
+}
+
+/** A zod failure as one line naming each offending field: `a.b: message; c: message`. */
+export function issuesText(error: z.ZodError): string {
+  return error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ');
+}
+
+/** Parses input at a boundary: the data, or AppError('bad_request') naming `what` and every problem. */
+export function parseWith<S extends z.ZodType>(schema: S, input: unknown, what: string): z.output<S> {
+  const r = schema.safeParse(input);
+  if (!r.success)
+    throw new AppError('bad_request', `invalid ${what}: ${issuesText(r.error)}`, { issues: r.error.issues });
+  return r.data;
 }

@@ -4,8 +4,9 @@
 // Consumers call parseJob(); a payload that matches no version can never succeed, so it throws
 // UnrecoverableJobError and the job fails at once instead of burning its retries.
 import { z } from 'zod';
-import type { EnqueueOptions, JobQueue } from './types.ts';
-import { UnrecoverableJobError } from './types.ts';
+import { issuesText } from './errors.ts';
+import type { EnqueueOptions, JobQueue } from './queue.ts';
+import { UnrecoverableJobError } from './queue.ts';
 
 const id = z.string().min(1).max(200);
 /** sha256 hex of a chunk's text: chunks.content_hash = kv_artifacts.chunk_hash. */
@@ -123,8 +124,7 @@ function schemaFor(name: JobName, data: unknown): z.ZodType {
 export function parseJob<N extends JobName>(name: N, data: unknown): JobPayload<N> {
   const parsed = schemaFor(name, data).safeParse(data);
   if (!parsed.success) {
-    const issues = parsed.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ');
-    throw new UnrecoverableJobError(`${name} job: invalid payload: ${issues}`);
+    throw new UnrecoverableJobError(`${name} job: invalid payload: ${issuesText(parsed.error)}`);
   }
   return parsed.data as JobPayload<N>;
 }
