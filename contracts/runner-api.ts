@@ -51,6 +51,7 @@ export type ContextBlock = z.infer<typeof contextBlockSchema>;
 export const chatMessageSchema = z
   .object({ role: z.enum(['system', 'user', 'assistant']), content: z.string().max(1_000_000) })
   .strict();
+export type ChatMessage = z.infer<typeof chatMessageSchema>;
 
 export const generateBodySchema = z
   .object({

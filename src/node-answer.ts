@@ -5,8 +5,8 @@
 import { readFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import type { Config } from './config.ts';
-import { AnswerCache } from './routing/answer-cache.ts';
-import type { AnswerModel, AnswerServices, CachedAnswer } from './routing/answer-services.ts';
+import { AnswerCache } from './answer/cache.ts';
+import type { AnswerModel, AnswerServices, CachedAnswer } from './answer/services.ts';
 import type { FetchFn } from '../contracts/runner-api.ts';
 import {
   inProcessSource,

@@ -4,7 +4,7 @@ import type { ApiMetrics } from './api-metrics.ts';
 import type { Config } from './config.ts';
 import type { Database } from './db/types.ts';
 import type { EmbeddingResolver } from './embeddings/resolver.ts';
-import type { AnswerServices } from './routing/answer-services.ts';
+import type { AnswerServices } from './answer/services.ts';
 import type { MetricsRegistry } from './metrics.ts';
 import type { JobQueue } from '../contracts/queue.ts';
 import type { AuthFailureStore } from './auth-failure-store.ts';

@@ -23,7 +23,8 @@ import { api, requireTenant } from './auth.ts';
 import { scheduleGc } from './job-outbox.ts';
 import { listQuerySchema, paginate, toPage } from './pagination.ts';
 import { uploadPrefix } from '../storage/upload-keys.ts';
-import { jsonBody, metadataSchema, notFound, pathId, queryParams, unixSeconds } from './validate.ts';
+import { notFound } from '../db/ids.ts';
+import { jsonBody, metadataSchema, pathId, queryParams, unixSeconds } from './validate.ts';
 
 export const embeddingChoiceSchema = z.strictObject({
   provider: z.enum(['hash', 'openai', 'workers-ai']).default('hash'),

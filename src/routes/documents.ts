@@ -19,7 +19,8 @@ import { sha256Hex } from './keys.ts';
 import { listQuerySchema, paginate, toPage } from './pagination.ts';
 import { readUpload } from './upload-body.ts';
 import { uploadKey } from '../storage/upload-keys.ts';
-import { attributesSchema, jsonBody, notFound, pathId, queryParams, unixSeconds } from './validate.ts';
+import { notFound } from '../db/ids.ts';
+import { attributesSchema, jsonBody, pathId, queryParams, unixSeconds } from './validate.ts';
 
 export const listDocumentsQuerySchema = listQuerySchema.extend({
   status: z.enum(DOCUMENT_STATUSES).optional(),

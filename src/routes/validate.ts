@@ -3,6 +3,7 @@
 import type { Context } from 'hono';
 import { z } from 'zod';
 import { AppError, parseWith } from '../../contracts/errors.ts';
+import { isUuid, notFound } from '../db/ids.ts';
 import { ATTRIBUTE_KEY, ATTRIBUTE_KEY_MAX, ATTRIBUTE_STRING_MAX } from '../retrieval/filters.ts';
 import type { AppEnv } from '../services.ts';
 
@@ -25,21 +26,12 @@ export function queryParams<S extends z.ZodType>(c: Context<AppEnv>, schema: S):
   return parseWith(schema, c.req.query(), 'query parameters');
 }
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-
 /** A path id; a malformed one names nothing that exists, so it is a 404 like an unknown one. */
 export function pathId(c: Context<AppEnv>, name: string, what: string): string {
   const v = c.req.param(name) ?? '';
-  if (!UUID.test(v)) throw notFound(what, v);
+  if (!isUuid(v)) throw notFound(what, v);
   return v.toLowerCase();
 }
-
-export function isUuid(v: string): boolean {
-  return UUID.test(v);
-}
-
-export const notFound = (what: string, id: string) =>
-  new AppError('not_found', `${what} ${JSON.stringify(id)} not found`);
 
 /** Unix seconds, as OpenAI objects carry them. */
 export const unixSeconds = (d: Date) => Math.floor(d.getTime() / 1000);

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config.ts';
 import { servingModelDir } from '../../src/model-dir.ts';
-import { DEFAULT_SYSTEM } from '../../src/routes/answer.ts';
+import { DEFAULT_SYSTEM } from '../../src/answer/prompt.ts';
 import { loadServingModel } from '../../workers/serving-model.ts';
 import { cleanEnv, KVRAG_BIN, spawnServe, stopServe } from '../helpers/serve-process.ts';
 
