@@ -13,11 +13,7 @@
 //   beats dense, per pattern.
 // Patterns: a-shape, vertical-slash, block-sparse, flexprefill (default parameters), `auto` (the config).
 import { join } from 'node:path';
-import {
-  defaultSparseConfig,
-  loadSparseConfig,
-  type SparseConfig,
-} from '../gpu-runner/engine/attention/sparse/config.ts';
+import type { SparseConfig } from '../gpu-runner/engine/attention/sparse/config.ts';
 import { longPrompt } from '../gpu-runner/engine/attention/sparse/long-input.ts';
 import {
   AttentionProbe,
@@ -167,9 +163,7 @@ export async function run(args: string[]): Promise<number> {
   const engine = await loadEngine(dir, { backend });
   try {
     const cfg = engine.config;
-    const config =
-      loadSparseConfig(dir, cfg.layers, cfg.kvHeads, engine.fingerprint) ??
-      defaultSparseConfig(cfg.layers, cfg.kvHeads);
+    const config = engine.sparseConfig;
     const cands = candidates(values.pattern, config);
     const wholeMax = numberOption('whole-max', values['whole-max'], 16384);
     const layers = values.layers ? values.layers.split(',').map((s) => numberOption('layers', s, 0)) : null;

@@ -4,6 +4,7 @@
 // in-memory) live in src/routing/ and the cli hands one to each side.
 import { z } from 'zod';
 import type { BloomJson } from './bloom.ts';
+import { modelProfileSchema } from './model-profile.ts';
 
 const count = z.number().int().min(0);
 
@@ -30,6 +31,8 @@ export const runnerHeartbeatSchema = z.object({
   artifacts: bloomSchema,
   /** ms since the epoch, set by the runner. */
   sentAt: z.number().int().positive(),
+  /** What the runner serves, as the planner needs it (absent from runners older than this field). */
+  model: modelProfileSchema.optional(),
 });
 
 export type RunnerHeartbeat = z.infer<typeof runnerHeartbeatSchema>;

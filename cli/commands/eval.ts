@@ -5,7 +5,6 @@
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { isAbsolute, join, relative } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { REUSE_MODES, type ReuseMode } from '../../contracts/reuse.ts';
 import type { FetchFn, GenerateRequest, RunnerUsage } from '../../contracts/runner-api.ts';
 import { SPARSE_PATTERNS, type SparsePattern } from '../../contracts/sparse.ts';
@@ -15,9 +14,9 @@ import { runEval } from '../../gpu-runner/eval/run.ts';
 import { callRunner } from '../../src/routing/runner-client.ts';
 import { FsBlobStore } from '../../src/storage/fs.ts';
 import { numberOption, parseOptions, UsageError } from '../args.ts';
+import { BUNDLED_MODEL_DIR } from '../model-dir.ts';
 import type { Command } from '../command.ts';
 
-const DEFAULT_MODEL = fileURLToPath(new URL('../../models/kvrag-tiny', import.meta.url));
 /** Held-out seed of the eval; the trainer seeds with --seed (20261122 by default), never this. */
 export const EVAL_SEED = 314159;
 const DEFAULTS = {
@@ -114,8 +113,8 @@ export const command: Command = {
       throw new UsageError('--backend must be auto, wasm or reference');
     const threads = values.threads === undefined ? undefined : numberOption('threads', values.threads, 0);
     // the bundled model by its repository path (results.md names it), when run from inside the repository
-    const rel = relative(process.cwd(), DEFAULT_MODEL);
-    const modelDir = values.model ?? (rel.startsWith('..') || isAbsolute(rel) ? DEFAULT_MODEL : rel);
+    const rel = relative(process.cwd(), BUNDLED_MODEL_DIR);
+    const modelDir = values.model ?? (rel.startsWith('..') || isAbsolute(rel) ? BUNDLED_MODEL_DIR : rel);
     if (!existsSync(join(modelDir, 'config.json')))
       throw new UsageError(`--model: ${modelDir} is not a model directory`);
     const trained = trainingSeed(modelDir);

@@ -5,7 +5,7 @@
 // running precompute job, let running requests finish for --grace-ms), then exit 0.
 import { join } from 'node:path';
 import { loadConfig } from '../../src/config.ts';
-import { servingModelDir } from '../../src/model-dir.ts';
+import { servingModelDir } from '../model-dir.ts';
 import { jsonLogger } from '../../src/log.ts';
 import type { JobQueue } from '../../contracts/queue.ts';
 import type { RunnerRegistry } from '../../contracts/heartbeat.ts';

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { serve } from '@hono/node-server';
 import { createApp } from '../../src/app.ts';
 import { loadConfig } from '../../src/config.ts';
-import { servingModelDir } from '../../src/model-dir.ts';
+import { servingModelDir } from '../model-dir.ts';
 import { type AnswerOptions, openAnswerServices } from '../../src/node-answer.ts';
 import { openNodeServices } from '../../src/node-services.ts';
 import { parseOptions } from '../args.ts';
@@ -62,18 +62,10 @@ export const command: Command = {
           const res = await runner.app.request('/readyz');
           if (!res.ok) throw new Error(`runner not ready (${res.status})`);
         };
-        const engine = runner.core.engine;
-        inProcess = {
-          fetch: (r) => runner.app.fetch(r),
-          maxContext: engine.maxContext,
-          chatTemplate: engine.chatTemplate !== null,
-        };
+        // the API plans from the profile the in-process runner's engine read from the model directory
+        inProcess = { fetch: (r) => runner.app.fetch(r), profile: runner.core.engine.profile };
       }
-      const answer = await openAnswerServices(config, {
-        modelDir: servingModelDir(config),
-        fingerprint: model.fingerprint,
-        inProcess,
-      });
+      const answer = await openAnswerServices(config, { inProcess });
       stops.push(() => answer.close());
       if (services.api) services.api.answer = answer.answer;
 

@@ -2,7 +2,7 @@
 // the ingest, precompute-done and gc consumers on the configured queue (BullMQ when KVRAG_REDIS_URL is
 // set), plus the periodic artifact sweep. SIGINT/SIGTERM: stop taking jobs, finish the running ones, exit.
 import { loadConfig } from '../../src/config.ts';
-import { servingModelDir } from '../../src/model-dir.ts';
+import { servingModelDir } from '../model-dir.ts';
 import { parseOptions, UsageError } from '../args.ts';
 import type { Command } from '../command.ts';
 

@@ -1,5 +1,5 @@
 // The runner's HTTP API (Hono): POST /v1/generate (SSE), POST /v1/precompute, GET /v1/artifacts/:key,
-// /healthz, /readyz, /metrics. Bodies are checked with zod; every error is the envelope of contracts/errors.ts
+// GET /v1/model (the model profile), /healthz, /readyz, /metrics. Bodies are checked with zod; every error is the envelope of contracts/errors.ts
 // (engine errors mapped in ./errors.ts).
 import { Hono } from 'hono';
 import { streamSSE } from 'hono/streaming';
@@ -43,6 +43,8 @@ export function createRunnerApp(core: RunnerCore, log?: Log): Hono<RunnerEnv> {
       ? c.json({ ready: true, fingerprint: core.engine.fingerprint })
       : c.json(toEnvelope(new AppError('unavailable', 'runner is not ready'), c.get('requestId')), 503),
   );
+  // what the API plans from (contracts/model-profile.ts); the same object rides in every heartbeat
+  app.get('/v1/model', (c) => c.json(core.engine.profile));
   app.get('/metrics', (c) =>
     c.text(
       core.metrics.render({ scheduler: () => core.scheduler.stats(), tiers: () => tierStats(core) }),
@@ -200,7 +202,7 @@ async function toSeqRequest(core: RunnerCore, body: GenerateBody, signal: AbortS
     mode: body.reuse.mode,
     blendRatio: body.reuse.blendRatio,
     linkTokens: body.reuse.linkTokens,
-    squeezed: await squeezedMode(e, body.squeezed),
+    squeezed: squeezedMode(e, body.squeezed),
     sparse: body.sparse ?? null,
     maxTokens: body.maxTokens,
     sampling: body.sampling,

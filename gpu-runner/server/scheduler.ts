@@ -10,7 +10,6 @@
 // the front of the queue, to be recomputed from prompt + generated tokens when readmitted). Aborted
 // (client gone) and past-deadline sequences end at the next step and free their KV at once.
 import { AppError } from '../../contracts/errors.ts';
-import { sparseConfigFor } from '../engine/attention/sparse/config.ts';
 import { SparsePrefill } from '../engine/attention/sparse/prefill.ts';
 import type { Engine } from '../engine/engine.ts';
 import type { SequenceKV } from '../engine/kv-cache.ts';
@@ -248,9 +247,7 @@ export class Scheduler {
   private async prefillSparse(seq: Sequence): Promise<boolean> {
     const control = seq.req.sparse;
     if (!control || control.mode === 'off') return true;
-    const cfg = this.engine.config;
-    const config = sparseConfigFor(this.engine.dir, cfg.layers, cfg.kvHeads, this.engine.fingerprint);
-    seq.sparse ??= new SparsePrefill(control, config);
+    seq.sparse ??= new SparsePrefill(control, this.engine.sparseConfig);
     const n = seq.pending.length - 1;
     if (n < seq.sparse.minTokens) return true;
     const kv = seq.kv!;

@@ -57,15 +57,22 @@ export interface Prepared {
   retrievalMs: number;
 }
 
-/** The deployment's answer services; `unavailable` when it has no runner to answer with. */
+/** The deployment's answer services; `unavailable` when it has no runners configured. */
 export function requireAnswerServices(answer: AnswerServices | undefined): AnswerServices {
-  if (!answer || answer.models.length === 0)
-    throw new AppError('unavailable', 'this server has no runners configured');
+  if (!answer) throw new AppError('unavailable', 'this server has no runners configured');
   return answer;
+}
+
+/** The served models; `unavailable` while no runner has reported one. */
+export async function servedModels(answer: AnswerServices): Promise<AnswerModel[]> {
+  const models = await answer.models.list();
+  if (models.length === 0) throw new AppError('unavailable', 'no runner has reported a model yet');
+  return models;
 }
 
 async function plannerContext(
   deps: AnswerDeps,
+  models: readonly AnswerModel[],
   tenantId: string,
   ids: readonly string[],
 ): Promise<PlannerContext> {
@@ -79,7 +86,7 @@ async function plannerContext(
     if (row?.avg) chunkTokens = Math.max(1, Math.ceil(Number(row.avg)));
   }
   return {
-    models: deps.answer.models,
+    models,
     chunkTokens,
     systemTokens: countTokens(deps.answer.system ?? DEFAULT_SYSTEM),
     countTokens,
@@ -89,6 +96,7 @@ async function plannerContext(
 /** Plans, retrieves and assembles the runner context for one RAG request of a tenant. */
 export async function prepareAnswer(deps: AnswerDeps, tenantId: string, input: RagInput): Promise<Prepared> {
   const a = requireAnswerServices(deps.answer);
+  const models = await servedModels(a);
   const { db, embeddings } = deps;
   const t0 = performance.now();
   const ids = [...new Set(input.collectionIds)];
@@ -104,9 +112,9 @@ export async function prepareAnswer(deps: AnswerDeps, tenantId: string, input: R
   }
   const filter =
     input.filters === undefined || input.filters === null ? undefined : parseAttributeFilter(input.filters);
-  if (input.model && !a.models.some((m) => m.id === input.model))
+  if (input.model && !models.some((m) => m.id === input.model))
     throw new AppError('not_found', `model "${input.model}" is not served here`);
-  const ctx = await plannerContext(deps, tenantId, ids);
+  const ctx = await plannerContext(deps, models, tenantId, ids);
   const req = {
     question: input.question,
     collections: ids,
@@ -120,7 +128,7 @@ export async function prepareAnswer(deps: AnswerDeps, tenantId: string, input: R
     iterative: input.iterative ?? (false as const),
   };
   const plan0 = planQuery(req, ctx);
-  const model = a.models.find((m) => m.id === plan0.generation.model)!;
+  const model = models.find((m) => m.id === plan0.generation.model)!;
 
   // retrieval: every step of the plan (one per collection), and in iterative mode the sub-query steps
   const { plan: planned, hits: ranked } = await runRetrieval(

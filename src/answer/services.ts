@@ -10,6 +10,7 @@ import type { Plan } from '../planning/plan.ts';
 import type { ServedModel } from '../planning/planner.ts';
 import type { RunnerPool } from '../routing/runner-client.ts';
 import type { AnswerCache } from './cache.ts';
+import type { ModelCatalog } from './models.ts';
 
 /** A model the deployment serves: the planner's view plus what routing and prompting need. */
 export interface AnswerModel extends ServedModel {
@@ -33,7 +34,8 @@ export interface CachedAnswer {
 /** The runners, served models, answer cache and system prefix of a deployment (ApiServices.answer). */
 export interface AnswerServices {
   runners: RunnerPool;
-  models: readonly AnswerModel[];
+  /** The models the runners report (models.ts): what the planner plans for. */
+  models: ModelCatalog;
   cache?: AnswerCache<CachedAnswer>;
   /** System prefix before the chunks (default: prompt.ts DEFAULT_SYSTEM). */
   system?: string;

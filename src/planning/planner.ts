@@ -15,8 +15,11 @@ export interface ServedModel {
   prefillTokensPerSec: number;
   /** Throughput of loading stored chunk K/V into the engine (tokens/s): far above prefill. */
   loadTokensPerSec: number;
-  /** Live-token length above which sparse prefill beats dense (from the model's sparse config). */
-  sparseBreakEven: number;
+  /**
+   * Live-token length from which sparse prefill beats dense, as measured for the model (its sparse.json);
+   * null when it was never measured: sparse prefill stays off.
+   */
+  sparseBreakEven: number | null;
   /** Decoder layers, when known: `blend` needs layers past its check layer to save anything. */
   layers?: number;
   /**
@@ -257,7 +260,9 @@ export function finalizePlan(
         ...plan.generation,
         reuse,
         squeezed,
-        sparse: { mode: liveTokens >= model.sparseBreakEven ? 'auto' : 'off' },
+        sparse: {
+          mode: model.sparseBreakEven !== null && liveTokens >= model.sparseBreakEven ? 'auto' : 'off',
+        },
       },
     },
     use,

@@ -13,7 +13,7 @@ import { AppError, asAppError, toEnvelope } from '../../contracts/errors.ts';
 import { REUSE_MODES } from '../../contracts/reuse.ts';
 import { QUALITY } from '../planning/plan.ts';
 import type { ChatMessage, RunnerUsage } from '../../contracts/runner-api.ts';
-import { prepareAnswer } from '../answer/prepare.ts';
+import { prepareAnswer, servedModels } from '../answer/prepare.ts';
 import { deterministic, runnerRequest } from '../answer/prompt.ts';
 import { answerCacheKey, runAnswer } from '../answer/run.ts';
 import type { AppEnv } from '../services.ts';
@@ -79,9 +79,9 @@ const finishOf = (r: string) => (r === 'length' || r === 'deadline' ? 'length' :
 export function chatRoutes(): Hono<AppEnv> {
   const r = new Hono<AppEnv>();
 
-  r.get('/models', (c) => {
+  r.get('/models', async (c) => {
     requireTenant(c);
-    const { models } = answerDeps(c).answer;
+    const models = await servedModels(answerDeps(c).answer);
     return c.json({
       object: 'list' as const,
       data: models.map((m) => ({
@@ -98,7 +98,7 @@ export function chatRoutes(): Hono<AppEnv> {
     const tenantId = requireTenant(c);
     const body = await jsonBody(c, chatBodySchema);
     const deps = answerDeps(c);
-    const model = deps.answer.models.find((m) => m.id === body.model);
+    const model = (await servedModels(deps.answer)).find((m) => m.id === body.model);
     if (!model) throw new AppError('not_found', `model "${body.model}" is not served here`);
     const messages: ChatMessage[] = body.messages.map((m) => ({
       role: m.role === 'developer' ? 'system' : m.role,

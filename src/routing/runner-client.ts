@@ -2,10 +2,13 @@
 // fetch function — global fetch for remote runners, or the in-process runner's `app.fetch` in embedded
 // mode — and answers POST /v1/generate with SSE `token` {text} events and one final `done` (its usage) or
 // `error` (an envelope's error object). RunnerPool lists candidates, ranks them with rankRunners and fails
-// over to the next one when a runner fails before its first token, so the client never sees it.
+// over to the next one when a runner fails before its first token, so the client never sees it. Each
+// source also says what model a runner serves (its profile: heartbeat, GET /v1/model, or the in-process
+// engine's), which is what the API plans from.
 import { AppError } from '../../contracts/errors.ts';
 import { BloomFilter } from '../../contracts/bloom.ts';
 import type { RunnerRegistry } from '../../contracts/heartbeat.ts';
+import { type ModelProfile, modelProfileSchema } from '../../contracts/model-profile.ts';
 import {
   type FetchFn,
   type GenerateRequest,
@@ -24,6 +27,8 @@ export interface RunnerEndpoint {
   load: number;
   holds(artifactKey: string): boolean;
   fetch: FetchFn;
+  /** The model it serves, when the runner has said (older runners' heartbeats do not carry it). */
+  profile?: ModelProfile;
 }
 
 /** Where candidates come from: registry heartbeats, static URLs, or the in-process runner. */
@@ -147,6 +152,7 @@ export function registrySource(registry: RunnerRegistry, fetchFn: FetchFn = (r) 
           load: hb.load.running + hb.load.waiting,
           holds: (k: string) => bloom.has(k),
           fetch: fetchFn,
+          ...(hb.model ? { profile: hb.model } : {}),
         };
       });
     },
@@ -155,7 +161,8 @@ export function registrySource(registry: RunnerRegistry, fetchFn: FetchFn = (r) 
 
 /**
  * Fixed runner URLs (KVRAG_RUNNER_URLS): each is asked GET /readyz (its fingerprint) at most every
- * `pollMs`; one that does not answer ready is left out until it does. Nothing is known of their artifacts.
+ * `pollMs`, and GET /v1/model (its profile) whenever its fingerprint is new; one that does not answer ready
+ * is left out until it does. Nothing is known of their artifacts.
  */
 export function staticSource(
   urls: readonly string[],
@@ -164,42 +171,62 @@ export function staticSource(
   const fetchFn = opts.fetch ?? ((r: Request) => fetch(r));
   const pollMs = opts.pollMs ?? 2000;
   const now = opts.now ?? Date.now;
-  const state = new Map<string, { at: number; fingerprint: string | null }>();
+  const state = new Map<string, { at: number; fingerprint: string | null; profile?: ModelProfile }>();
+  const getJson = async (url: string): Promise<unknown> => {
+    const res = await fetchFn(new Request(url, { signal: AbortSignal.timeout(2000) }));
+    if (res.ok) return res.json();
+    await res.body?.cancel();
+    return null;
+  };
   const probe = async (url: string) => {
     const s = state.get(url);
-    if (s && now() - s.at < pollMs) return s.fingerprint;
+    if (s && now() - s.at < pollMs) return s;
     let fingerprint: string | null = null;
+    let profile = s?.profile;
     try {
-      const res = await fetchFn(new Request(`${strip(url)}/readyz`, { signal: AbortSignal.timeout(2000) }));
-      if (res.ok) fingerprint = ((await res.json()) as { fingerprint?: string }).fingerprint ?? null;
-      else await res.body?.cancel();
+      fingerprint =
+        ((await getJson(`${strip(url)}/readyz`)) as { fingerprint?: string } | null)?.fingerprint ?? null;
+      if (fingerprint && profile?.fingerprint !== fingerprint) {
+        const p = modelProfileSchema.safeParse(await getJson(`${strip(url)}/v1/model`));
+        profile = p.success ? p.data : undefined;
+      }
     } catch {
       fingerprint = null;
     }
-    state.set(url, { at: now(), fingerprint });
-    return fingerprint;
+    const next = { at: now(), fingerprint, ...(profile ? { profile } : {}) };
+    state.set(url, next);
+    return next;
   };
   return {
     async list() {
-      const fps = await Promise.all(urls.map(probe));
-      return urls.flatMap((url, i) =>
-        fps[i]
-          ? [{ id: strip(url), url, models: [fps[i]!], load: 0, holds: () => false, fetch: fetchFn }]
-          : [],
-      );
+      const states = await Promise.all(urls.map(probe));
+      return urls.flatMap((url, i) => {
+        const { fingerprint, profile } = states[i];
+        if (!fingerprint) return [];
+        const r: RunnerEndpoint = {
+          id: strip(url),
+          url,
+          models: [fingerprint],
+          load: 0,
+          holds: () => false,
+          fetch: fetchFn,
+        };
+        return [profile?.fingerprint === fingerprint ? { ...r, profile } : r];
+      });
     },
   };
 }
 
-/** The single in-process runner of embedded mode, reached through its app's fetch. */
-export function inProcessSource(fetchFn: FetchFn, fingerprint: string, id = 'in-process'): RunnerSource {
+/** The single in-process runner of embedded mode, reached through its app's fetch; its engine's profile. */
+export function inProcessSource(fetchFn: FetchFn, profile: ModelProfile, id = 'in-process'): RunnerSource {
   const runner: RunnerEndpoint = {
     id,
     url: 'http://runner.local',
-    models: [fingerprint],
+    models: [profile.fingerprint],
     load: 0,
     holds: () => false,
     fetch: fetchFn,
+    profile,
   };
   return { list: async () => [runner] };
 }
@@ -219,9 +246,18 @@ export class RunnerPool {
     this.source = source;
   }
 
-  /** Fingerprints served by at least one live runner. */
-  async models(): Promise<string[]> {
-    return [...new Set((await this.source.list()).flatMap((r) => r.models))].sort();
+  /**
+   * Profiles of the models live runners serve, one per fingerprint; where runners of one model differ in
+   * their context cap, the smallest (a plan must fit whichever of them answers).
+   */
+  async profiles(): Promise<ModelProfile[]> {
+    const by = new Map<string, ModelProfile>();
+    for (const { profile: p } of await this.source.list()) {
+      if (!p) continue;
+      const seen = by.get(p.fingerprint);
+      by.set(p.fingerprint, seen && seen.contextTokens < p.contextTokens ? seen : p);
+    }
+    return [...by.values()].sort((a, b) => a.id.localeCompare(b.id));
   }
 
   /** Live runners serving `fingerprint`, best first for these artifacts. */

@@ -40,7 +40,7 @@ async function newRunner(extra: Partial<Parameters<typeof createRunner>[0]> = {}
 }
 
 describe('runner heartbeat', () => {
-  it('reports load, free KV memory and resident artifacts; expires after its TTL; leaves on stop', async () => {
+  it('reports load, free KV memory, resident artifacts and the model profile; expires after its TTL; leaves on stop', async () => {
     let now = 1_000_000;
     const registry = new MemoryRegistry(() => now);
     const r = await newRunner();
@@ -71,6 +71,10 @@ describe('runner heartbeat', () => {
       expect(hb.kvFreeBytes).toBe(s.kvBytesCapacity - s.kvBytesInUse);
       expect(hb.kvFreeBytes).toBeLessThan(s.kvBytesCapacity);
       expect(BloomFilter.fromJSON(hb.artifacts).has(artifacts[0].key)).toBe(true);
+      // the model's profile rides along, the same object GET /v1/model answers
+      const model = await (await r.app.fetch(new Request('http://x/v1/model'))).json();
+      expect(hb.model).toEqual(model);
+      expect(hb.model?.fingerprint).toBe(r.core.engine.fingerprint);
       ac.abort();
       await events.return(undefined);
 

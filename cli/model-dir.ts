@@ -1,7 +1,8 @@
-// Where the served model lives (Node only: the Workers build never loads a model).
+// Where the served model lives: the cli hands it to the runner and the workers (the API never reads it; it
+// plans from the profile the runners publish).
 import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { Config } from './config.ts';
+import type { Config } from '../src/config.ts';
 
 /** The bundled model, trained by gpu-runner/tools/train and shipped in the package. */
 export const BUNDLED_MODEL_DIR = fileURLToPath(new URL('../models/kvrag-tiny', import.meta.url));
