@@ -1,5 +1,5 @@
-// The object store behind one interface. Implementations: S3-compatible (s3.ts) and filesystem (fs.ts);
-// the in-memory one (memory.ts) is for unit tests only.
+// The object store behind one interface. Implementations in src/storage/: S3-compatible (s3.ts, r2.ts) and
+// filesystem (fs.ts); the in-memory one (memory.ts) is for unit tests only.
 
 export interface ByteRange {
   /** First byte, inclusive. */
@@ -21,7 +21,7 @@ export interface PutOptions {
 
 /**
  * Keys are `/`-separated segments (no empty, `.` or `..` segments, no backslash or control characters,
- * at most 1024 bytes; see keys.ts); a bad key or range is AppError('bad_request'). A range that starts
+ * at most 1024 bytes; see src/storage/keys.ts); a bad key or range is AppError('bad_request'). A range that starts
  * past the end reads as empty; an end past the end is clipped.
  */
 export interface BlobStore {

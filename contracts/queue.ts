@@ -1,13 +1,13 @@
-// The job queue behind one interface. Implementations: BullMQ on Redis (bullmq.ts) for distributed mode
-// and an in-process one (memory.ts) for embedded mode and unit tests. Payloads are plain data validated by
-// the versioned zod contracts in contracts.ts, never internal objects.
+// The job queue behind one interface. Implementations in src/queue/: BullMQ on Redis (bullmq.ts) for
+// distributed mode and an in-process one (memory.ts) for embedded mode and unit tests. Payloads are plain
+// data validated by the versioned zod contracts in jobs.ts, never internal objects.
 
 export type JobState = 'waiting' | 'delayed' | 'active' | 'completed' | 'failed';
 
 export interface EnqueueOptions {
   /**
    * Idempotency key: a job with an id that already exists (waiting, running, or kept after it finished)
-   * is not added again. 1-256 characters of A-Z a-z 0-9 . _ ~ @ + = -, not all digits (rules.ts).
+   * is not added again. 1-256 characters of A-Z a-z 0-9 . _ ~ @ + = -, not all digits (src/queue/rules.ts).
    */
   jobId?: string;
   /** Total tries including the first (default 5). */
