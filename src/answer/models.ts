@@ -4,7 +4,17 @@
 // of it is down a request is still planned and fails at routing (502 upstream_unavailable), as before any
 // runner failed; a newer profile of the same fingerprint replaces the older one.
 import type { ModelProfile } from '../../contracts/model-profile.ts';
-import type { AnswerModel } from './services.ts';
+import type { ServedModel } from '../planning/planner.ts';
+
+/** A model the deployment serves: the planner's view plus what routing and prompting need. */
+export interface AnswerModel extends ServedModel {
+  /** Runner model fingerprint (heartbeats and kv_artifacts are keyed by it). */
+  fingerprint: string;
+  /** Whether the runner can render chat messages with the model's template. */
+  chatTemplate: boolean;
+  /** Unix seconds, for GET /v1/models. */
+  created: number;
+}
 
 /** Throughput estimates for the planner's latency budget until runners report measured ones. */
 const PREFILL_TOKENS_PER_SEC = 2_000;

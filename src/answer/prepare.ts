@@ -19,12 +19,13 @@ import { queryRows } from '../db/types.ts';
 import { assertSupportedDimension } from '../db/vector.ts';
 import type { EmbeddingProviderId } from '../embeddings/types.ts';
 import { runRetrieval } from '../planning/iterative.ts';
-import type { Plan, Quality } from '../planning/plan.ts';
+import type { Quality } from '../planning/plan.ts';
 import { finalizePlan, type PlannerContext, planQuery } from '../planning/planner.ts';
 import { parseAttributeFilter } from '../retrieval/filters.ts';
 import { hybridSearch } from '../retrieval/hybrid.ts';
 import { countTokens, DEFAULT_SYSTEM } from './prompt.ts';
-import type { AnswerDeps, AnswerModel, AnswerServices, Citation } from './services.ts';
+import type { AnswerModel } from './models.ts';
+import type { AnswerDeps, AnswerServices, Citation, Prepared } from './services.ts';
 
 /** One RAG request of a tenant, as the use case takes it (routes map their bodies onto this). */
 export interface RagInput {
@@ -43,18 +44,6 @@ export interface RagInput {
   k?: number;
   /** Iterative retrieval (IterDRAG): at most this many steps. */
   iterative?: { maxSteps: number };
-}
-
-/** A request planned and retrieved, ready to send to a runner (prompt.ts builds the request). */
-export interface Prepared {
-  plan: Plan;
-  model: AnswerModel;
-  citations: Citation[];
-  /** Artifact keys of the chunks whose artifacts are ready (routing prefers runners holding them). */
-  artifactKeys: string[];
-  /** The runner request's fixed context: system prefix and the numbered chunk blocks. */
-  context: { system: string; chunks: ContextBlock[] };
-  retrievalMs: number;
 }
 
 /** The deployment's answer services; `unavailable` when it has no runners configured. */

@@ -3,7 +3,7 @@
 // plan's generation settings (max tokens, reuse mode, squeezed attention, sparse prefill) and sampling.
 // Also what the callers read back from an answer's text: its `[n]` citation markers.
 import type { ChatMessage, GenerateRequest } from '../../contracts/runner-api.ts';
-import type { Prepared } from './prepare.ts';
+import type { Prepared } from './services.ts';
 
 export const DEFAULT_SYSTEM =
   'Answer the question using the numbered sources below. Cite sources as [n] after the facts they support.\n';

@@ -13,8 +13,7 @@ import { queryLog } from '../db/schema.ts';
 import type { Plan } from '../planning/plan.ts';
 import type { RouteResult } from '../routing/runner-client.ts';
 import { AnswerCache } from './cache.ts';
-import type { Prepared } from './prepare.ts';
-import type { AnswerDeps, AnswerServices, CachedAnswer } from './services.ts';
+import type { AnswerDeps, AnswerServices, CachedAnswer, Prepared } from './services.ts';
 
 export interface AnswerRun {
   answer: CachedAnswer;

@@ -3,24 +3,13 @@
 // (ApiServices.answer). Types only. A route builds AnswerDeps from its request context
 // (src/routes/answer-context.ts); another caller (a second route family, a job) builds it from its own.
 import type { Log } from '../../contracts/log.ts';
-import type { RunnerUsage } from '../../contracts/runner-api.ts';
+import type { ContextBlock, RunnerUsage } from '../../contracts/runner-api.ts';
 import type { Database } from '../db/types.ts';
 import type { EmbeddingResolver } from '../embeddings/resolver.ts';
 import type { Plan } from '../planning/plan.ts';
-import type { ServedModel } from '../planning/planner.ts';
 import type { RunnerPool } from '../routing/runner-client.ts';
 import type { AnswerCache } from './cache.ts';
-import type { ModelCatalog } from './models.ts';
-
-/** A model the deployment serves: the planner's view plus what routing and prompting need. */
-export interface AnswerModel extends ServedModel {
-  /** Runner model fingerprint (heartbeats and kv_artifacts are keyed by it). */
-  fingerprint: string;
-  /** Whether the runner can render chat messages with the model's template. */
-  chatTemplate: boolean;
-  /** Unix seconds, for GET /v1/models. */
-  created: number;
-}
+import type { AnswerModel, ModelCatalog } from './models.ts';
 
 /** What one finished answer carries; what the answer cache stores. */
 export interface CachedAnswer {
@@ -57,4 +46,16 @@ export interface AnswerDeps {
   embeddings: EmbeddingResolver;
   answer: AnswerServices;
   log?: Log;
+}
+
+/** A request planned and retrieved, ready to send to a runner (prompt.ts builds the request). */
+export interface Prepared {
+  plan: Plan;
+  model: AnswerModel;
+  citations: Citation[];
+  /** Artifact keys of the chunks whose artifacts are ready (routing prefers runners holding them). */
+  artifactKeys: string[];
+  /** The runner request's fixed context: system prefix and the numbered chunk blocks. */
+  context: { system: string; chunks: ContextBlock[] };
+  retrievalMs: number;
 }

@@ -5,8 +5,8 @@ import { describe, expect, it } from 'vitest';
 import { generateBodySchema } from '../../contracts/runner-api.ts';
 import type { GenerationPlan } from '../../src/planning/plan.ts';
 import { type PlannerContext, planQuery, type ServedModel } from '../../src/planning/planner.ts';
-import type { AnswerModel } from '../../src/answer/services.ts';
-import type { Prepared } from '../../src/answer/prepare.ts';
+import type { AnswerModel } from '../../src/answer/models.ts';
+import type { Prepared } from '../../src/answer/services.ts';
 import { DEFAULT_SYSTEM, runnerRequest } from '../../src/answer/prompt.ts';
 
 const served: ServedModel = {
