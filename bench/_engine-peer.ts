@@ -15,7 +15,7 @@ import { type Engine, loadEngine } from '../gpu-runner/engine/engine.ts';
 import { type ExportType, exportGguf } from '../gpu-runner/engine/gguf/export.ts';
 import { openGguf } from '../gpu-runner/engine/gguf/location.ts';
 import { makeTinyModel, type TinyModelOptions } from '../gpu-runner/tools/make-tiny-model.ts';
-import { numberOption, parseOptions, UsageError } from '../src/cli/args.ts';
+import { numberOption, parseOptions, UsageError } from '../cli/args.ts';
 import { type Cell, emit, formatTable } from './_report.ts';
 import { type LlamaCppInfo, LlamaCppPeer } from './_llamacpp.ts';
 

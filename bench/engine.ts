@@ -12,7 +12,7 @@ import type { Backend } from '../gpu-runner/engine/backends/types.ts';
 import { wasmBackendAvailable } from '../gpu-runner/engine/backends/wasm/index.ts';
 import { type Engine, loadEngine } from '../gpu-runner/engine/engine.ts';
 import { makeTinyModel } from '../gpu-runner/tools/make-tiny-model.ts';
-import { numberOption, parseOptions, UsageError } from '../src/cli/args.ts';
+import { numberOption, parseOptions, UsageError } from '../cli/args.ts';
 import { emit, formatTable } from './_report.ts';
 import { label as webgpuLabel, openBenchWebGPU, type WebGPULabel } from './_webgpu.ts';
 

@@ -3,7 +3,7 @@
 // and the greedy tokens of both on one prompt — which agree for f32.
 import { describe, expect, it } from 'vitest';
 import { run } from '../../bench/engine.ts';
-import { UsageError } from '../../src/cli/args.ts';
+import { UsageError } from '../../cli/args.ts';
 import { captureStdout } from '../helpers/capture-stdout.ts';
 
 describe('bench engine --peer llamacpp', () => {

@@ -17,7 +17,7 @@ import { encodeSafetensors } from '../../../gpu-runner/engine/safetensors.ts';
 import { tinyTensors, TINY_DEFAULTS } from '../../../gpu-runner/tools/make-tiny-model.ts';
 import { loadServingModel } from '../../../workers/serving-model.ts';
 import type { Config } from '../../../src/config.ts';
-import { servingModelDir } from '../../../src/model-dir.ts';
+import { servingModelDir } from '../../../cli/model-dir.ts';
 import { rewriteGguf } from '../../helpers/gguf.ts';
 import { maxAbsDiff, tinyModels } from '../../helpers/tiny-model.ts';
 
