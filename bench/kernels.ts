@@ -17,7 +17,7 @@ import {
 import { loadEngine } from '../gpu-runner/engine/engine.ts';
 import { f32ToF16 } from '../gpu-runner/engine/half.ts';
 import { makeTinyModel } from '../gpu-runner/tools/make-tiny-model.ts';
-import { numberOption, parseOptions, UsageError } from '../src/cli/args.ts';
+import { numberOption, parseOptions, UsageError } from '../cli/args.ts';
 import { startBlasPeer } from './_blas-peer.ts';
 import { type NativeSection, nativeSection, nativeTables } from './_native-kernels.ts';
 import { emit, formatTable, rng } from './_report.ts';
