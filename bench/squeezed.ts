@@ -31,7 +31,7 @@ import {
 } from '../gpu-runner/engine/attention/squeezed/synthetic.ts';
 import { attendLayer } from '../gpu-runner/engine/attention/step-attention.ts';
 import { createWasmBackend } from '../gpu-runner/engine/backends/wasm/index.ts';
-import { numberOption, parseOptions, UsageError } from '../src/cli/args.ts';
+import { numberOption, parseOptions, UsageError } from '../cli/args.ts';
 import { emit, formatTable, percentile } from './_report.ts';
 import { wasmAssigner } from './_wasm-kmeans.ts';
 import { engineDecode } from './_squeezed-decode.ts';

@@ -1,5 +1,5 @@
-// The engine's errors. Each message names the file, the op or the request field and the problem; the
-// runner server maps them to its HTTP envelope (EngineError's code is the envelope's code).
+// The engine's errors. Each message names the file, the op or the request field and the problem. The
+// engine knows nothing of HTTP: the runner server maps these to its error envelope (server/errors.ts).
 
 /** A model directory that cannot be loaded. */
 export class ModelLoadError extends Error {
@@ -11,13 +11,25 @@ export class ModelLoadError extends Error {
   }
 }
 
-/** A generation request the engine refuses or cannot take now. `code` is the API error code. */
-export class EngineError extends Error {
-  readonly code: 'bad_request' | 'unavailable';
-  constructor(code: 'bad_request' | 'unavailable', message: string) {
+/**
+ * A request the engine cannot run as asked (an empty prompt, a prompt and max tokens past the context):
+ * the caller's mistake, which no retry fixes. The runner server answers it as 400 `bad_request`.
+ */
+export class InvalidRequestError extends Error {
+  constructor(message: string) {
     super(message);
-    this.name = 'EngineError';
-    this.code = code;
+    this.name = 'InvalidRequestError';
+  }
+}
+
+/**
+ * A request the engine cannot take now (its scheduler is shutting down); another runner may take it. The
+ * runner server answers it as 503 `unavailable`.
+ */
+export class NotAcceptingError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'NotAcceptingError';
   }
 }
 

@@ -1,17 +1,17 @@
 // The runner's HTTP API (Hono): POST /v1/generate (SSE), POST /v1/precompute, GET /v1/artifacts/:key,
-// /healthz, /readyz, /metrics. Bodies are checked with zod; every error is the envelope of src/errors.ts.
+// GET /v1/model (the model profile), /healthz, /readyz, /metrics. Bodies are checked with zod; every error is the envelope of contracts/errors.ts
+// (engine errors mapped in ./errors.ts).
 import { Hono } from 'hono';
 import { streamSSE } from 'hono/streaming';
-import { AppError, asAppError, toEnvelope } from '../../src/errors.ts';
-import { parseWith } from '../../src/routes/validate.ts';
-import type { Log } from '../../src/services.ts';
-import { EngineError } from '../engine/errors.ts';
+import { AppError, parseWith, toEnvelope } from '../../contracts/errors.ts';
+import type { Log } from '../../contracts/log.ts';
+import { artifactObjectKey, isArtifactKey } from '../../contracts/artifacts.ts';
 import type { SeqRequest } from '../engine/generate/request.ts';
-import { artifactObjectKey } from '../engine/kv/artifact-format.ts';
 import { precomputeChunks } from '../engine/kv/precompute.ts';
 import { blockTokens, type RunnerCore, tierStats } from './core.ts';
+import { runnerError } from './errors.ts';
 import { squeezedMode } from './squeezed-control.ts';
-import { type GenerateBody, generateBodySchema, precomputeBodySchema } from './schemas.ts';
+import { type GenerateBody, generateBodySchema, precomputeBodySchema } from '../../contracts/runner-api.ts';
 
 type RunnerEnv = { Variables: { requestId: string } };
 
@@ -31,7 +31,7 @@ export function createRunnerApp(core: RunnerCore, log?: Log): Hono<RunnerEnv> {
     c.json(toEnvelope(new AppError('not_found', 'no such route'), c.get('requestId') ?? ''), 404),
   );
   app.onError((e, c) => {
-    const err = toAppError(e);
+    const err = runnerError(e);
     if (err.status >= 500)
       log?.('error', 'runner request failed', { request_id: c.get('requestId'), err: String(e) });
     return c.json(toEnvelope(err, c.get('requestId') ?? ''), err.status as 400);
@@ -43,6 +43,8 @@ export function createRunnerApp(core: RunnerCore, log?: Log): Hono<RunnerEnv> {
       ? c.json({ ready: true, fingerprint: core.engine.fingerprint })
       : c.json(toEnvelope(new AppError('unavailable', 'runner is not ready'), c.get('requestId')), 503),
   );
+  // what the API plans from (contracts/model-profile.ts); the same object rides in every heartbeat
+  app.get('/v1/model', (c) => c.json(core.engine.profile));
   app.get('/metrics', (c) =>
     c.text(
       core.metrics.render({ scheduler: () => core.scheduler.stats(), tiers: () => tierStats(core) }),
@@ -55,7 +57,7 @@ export function createRunnerApp(core: RunnerCore, log?: Log): Hono<RunnerEnv> {
 
   app.get('/v1/artifacts/:key', async (c) => {
     const key = c.req.param('key');
-    if (!/^[0-9a-f]{64}$/.test(key))
+    if (!isArtifactKey(key))
       throw new AppError('bad_request', 'artifact key must be 64 lowercase hex characters');
     const tiers = { engine: core.engineTier.has(key), ...(await core.store.where(key)) };
     const order = ['engine', 'host', 'disk', 'object'] as const;
@@ -124,7 +126,7 @@ export function createRunnerApp(core: RunnerCore, log?: Log): Hono<RunnerEnv> {
         push('done', usage);
       },
       (err) => {
-        const e = toAppError(err);
+        const e = runnerError(err);
         log?.(e.status >= 500 ? 'error' : 'warn', 'sequence failed', {
           request_id: requestId,
           code: e.code,
@@ -154,11 +156,6 @@ export function createRunnerApp(core: RunnerCore, log?: Log): Hono<RunnerEnv> {
   });
 
   return app;
-}
-
-/** The envelope error for anything thrown: an engine error keeps its code, the rest is internal. */
-function toAppError(e: unknown): AppError {
-  return e instanceof EngineError ? new AppError(e.code, e.message) : asAppError(e);
 }
 
 async function jsonOf(req: Request): Promise<unknown> {
@@ -202,7 +199,7 @@ async function toSeqRequest(core: RunnerCore, body: GenerateBody, signal: AbortS
     mode: body.reuse.mode,
     blendRatio: body.reuse.blendRatio,
     linkTokens: body.reuse.linkTokens,
-    squeezed: await squeezedMode(e, body.squeezed),
+    squeezed: squeezedMode(e, body.squeezed),
     sparse: body.sparse ?? null,
     maxTokens: body.maxTokens,
     sampling: body.sampling,

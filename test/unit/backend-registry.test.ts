@@ -13,7 +13,7 @@ import {
 import type { WasmBackend } from '../../gpu-runner/engine/backends/wasm/index.ts';
 import { wasmBackendAvailable } from '../../gpu-runner/engine/backends/wasm/index.ts';
 import { loadEngine } from '../../gpu-runner/engine/engine.ts';
-import { engineBackend } from '../../src/cli/engine-backend.ts';
+import { engineBackend } from '../../cli/engine-backend.ts';
 import { loadConfig } from '../../src/config.ts';
 import { tinyModels } from '../helpers/tiny-model.ts';
 import { webgpuMode } from '../helpers/webgpu.ts';

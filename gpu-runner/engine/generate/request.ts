@@ -1,13 +1,11 @@
 // What a generation request is, how it can end and what it reports — for the runner's requests (prompt
 // as blocks, reuse modes, squeezed/sparse controls) and direct engine use alike (Engine.generate passes
 // its prompt as the question of a `full` request) — and the one check every request passes.
-import type { SparseControl, SparseStats } from '../attention/sparse/prefill.ts';
+import type { ReuseMode } from '../../../contracts/reuse.ts';
+import type { FinishReason, RunnerUsage, SamplingInput } from '../../../contracts/runner-api.ts';
+import type { SparseControl } from '../../../contracts/sparse.ts';
 import type { SelectMode } from '../attention/squeezed/select.ts';
-import { EngineError } from '../errors.ts';
-import type { ReuseMode } from '../reuse/types.ts';
-import type { SamplingInput } from '../sampler.ts';
-
-export type FinishReason = 'stop' | 'length' | 'aborted' | 'deadline' | 'shutdown' | 'error';
+import { InvalidRequestError } from '../errors.ts';
 
 /** Sampling, stop rules and streaming of one request. Token ids are already encoded. */
 export interface DecodeOptions {
@@ -41,41 +39,6 @@ export interface SeqRequest extends DecodeOptions {
   sparse?: SparseControl | null;
 }
 
-/** Usage and timings of a finished sequence (the SSE `done` event). */
-export interface SeqUsage {
-  finishReason: FinishReason;
-  error?: string;
-  text: string;
-  tokens: number[];
-  promptTokens: number;
-  completionTokens: number;
-  /** Prompt tokens whose K/V came from stored artifacts. */
-  cachedTokens: number;
-  /** Prompt tokens computed live (prefill, selective recompute, recompute after preemption). */
-  prefillTokens: number;
-  decodeTokens: number;
-  /** Dense causal attention: Σ over computed tokens of the keys each one attended (per layer and head). */
-  keysAttended: number;
-  bytesLoaded: Record<string, number>;
-  preemptions: number;
-  timingsMs: { queueWait: number; ttft: number; total: number; assemble: number };
-  /** When squeezed attention was asked for: fixed-context keys attended (Σ steps × layers × kv heads). */
-  squeezed?: SqueezedUsage;
-  /** When sparse prefill was asked for: the patterns that ran, density, whether all of it ran dense. */
-  sparse?: SparseStats & { note?: string };
-}
-
-export interface SqueezedUsage {
-  keysAttended: number;
-  /** keysAttended / fixed-context keys over the same steps, layers and kv heads (1 = dense) */
-  fraction: number;
-  bytesTouched: number;
-  /** fixed-context tokens without an index (attended in full) */
-  unindexedTokens: number;
-  /** why it was not used, when it was not (e.g. full mode, a backend without attentionRanges) */
-  note?: string;
-}
-
 export const promptLength = (r: SeqRequest): number =>
   r.system.length + r.chunks.reduce((s, c) => s + c.length, 0) + r.question.length;
 
@@ -87,9 +50,9 @@ export interface RequestLimits {
   canAssemble: boolean;
 }
 
-/** Throws EngineError('bad_request') naming the problem of a request that can never run. */
+/** Throws InvalidRequestError naming the problem of a request that can never run. */
 export function checkRequest(r: SeqRequest, limits: RequestLimits): void {
-  const bad = (message: string) => new EngineError('bad_request', message);
+  const bad = (message: string) => new InvalidRequestError(message);
   const prompt = promptLength(r);
   if (r.question.length === 0 && r.mode !== 'full') throw bad(`reuse mode ${r.mode} needs a question`);
   if (prompt === 0) throw bad('empty prompt');
@@ -122,7 +85,7 @@ export function generateRequest({ prompt, ...opts }: GenerateRequest): SeqReques
   return { system: [], chunks: [], question: prompt, mode: 'full', ...opts };
 }
 
-export function generateResult(u: SeqUsage): GenerateResult {
+export function generateResult(u: RunnerUsage): GenerateResult {
   return {
     tokens: u.tokens,
     text: u.text,

@@ -10,13 +10,14 @@
 // block when memory is short preempts the newest running sequences (their KV is freed and they go back to
 // the front of the queue, to be recomputed from prompt + generated tokens when readmitted). Aborted
 // (client gone) and past-deadline sequences end at the next step and free their KV at once.
-import { sparseConfigFor } from '../attention/sparse/config.ts';
+import type { RunnerUsage } from '../../../contracts/runner-api.ts';
+import type { SparseConfig } from '../attention/sparse/config.ts';
 import { SparsePrefill } from '../attention/sparse/prefill.ts';
-import { EngineError } from '../errors.ts';
+import { InvalidRequestError, NotAcceptingError } from '../errors.ts';
 import type { SequenceAssembler } from '../reuse/types.ts';
 import type { TextTokenizer } from '../tokenizer.ts';
 import { Mutex } from './mutex.ts';
-import { checkRequest, type SeqRequest, type SeqUsage } from './request.ts';
+import { checkRequest, type SeqRequest } from './request.ts';
 import { Sequence } from './sequence.ts';
 import { type StepEngine, type StepPlan, StepRunner } from './step-runner.ts';
 
@@ -25,9 +26,8 @@ export interface SchedulerEngine extends StepEngine {
   readonly tokenizer: TextTokenizer;
   readonly stopTokenIds: readonly number[];
   readonly maxContext: number;
-  /** Model directory and fingerprint: where the sparse prefill config is read from. */
-  readonly dir: string;
-  readonly fingerprint: string;
+  /** Sparse prefill per (layer, kv head), from the model profile. */
+  readonly sparseConfig: SparseConfig;
 }
 
 export interface SchedulerOptions {
@@ -61,7 +61,7 @@ export interface SchedulerObserver {
   firstToken?(ttftSec: number): void;
   interToken?(sec: number): void;
   step?(info: { tokens: number; decode: number; prefill: number; ms: number }): void;
-  finished?(u: SeqUsage): void;
+  finished?(u: RunnerUsage): void;
 }
 
 export interface SchedulerStats {
@@ -117,13 +117,13 @@ export class Scheduler {
   }
 
   /** Queues a request; resolves with its usage when it ends (any reason). Rejects bad requests at once. */
-  submit(req: SeqRequest): Promise<SeqUsage> {
+  submit(req: SeqRequest): Promise<RunnerUsage> {
     return this.enqueue(req).done;
   }
 
   /** Queues a request and returns its sequence (its `done` resolves with the usage). */
   enqueue(req: SeqRequest): Sequence {
-    if (!this.accepting) throw new EngineError('unavailable', 'runner is shutting down');
+    if (!this.accepting) throw new NotAcceptingError('runner is shutting down');
     const e = this.engine;
     checkRequest(req, {
       maxContext: e.maxContext,
@@ -132,7 +132,7 @@ export class Scheduler {
     });
     const seq = new Sequence(this.nextId++, req, e.tokenizer, e.stopTokenIds);
     if (this.capacityFor(seq) * this.bytesPerPosition > this.kvBytes)
-      throw new EngineError('bad_request', 'prompt does not fit the runner KV memory');
+      throw new InvalidRequestError('prompt does not fit the runner KV memory');
     this.waiting.push(seq);
     if (this.background) this.kick();
     return seq;
@@ -273,11 +273,7 @@ export class Scheduler {
   private planSparse(seq: Sequence, plan: StepPlan): void {
     const control = seq.req.sparse;
     if (!control || control.mode === 'off') return;
-    const cfg = this.engine.config;
-    seq.sparse ??= new SparsePrefill(
-      control,
-      sparseConfigFor(this.engine.dir, cfg.layers, cfg.kvHeads, this.engine.fingerprint),
-    );
+    seq.sparse ??= new SparsePrefill(control, this.engine.sparseConfig);
     const n = seq.pending.length - 1;
     if (n < seq.sparse.minTokens) return;
     plan.sparse.push({ seq, tokens: seq.pending.splice(0, n) });

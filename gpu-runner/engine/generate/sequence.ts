@@ -2,7 +2,8 @@
 // streaming callbacks, the resources it holds (KV cache, squeezed attention's fixed context) and where it
 // stands (waiting → prefill → decode → finished). The scheduler decides what runs; this accepts sampled
 // tokens, turns them into text deltas and stop decisions, and reports usage.
-import type { SparsePrefill, SparseStats } from '../attention/sparse/prefill.ts';
+import type { FinishReason, RunnerUsage, SparseStats, SqueezedUsage } from '../../../contracts/runner-api.ts';
+import type { SparsePrefill } from '../attention/sparse/prefill.ts';
 import type { FixedContext } from '../attention/squeezed/fixed-context.ts';
 import type { SeqAttention } from '../attention/step-attention.ts';
 import { Detokenizer } from '../detokenizer.ts';
@@ -10,13 +11,7 @@ import type { SequenceKV } from '../kv-cache.ts';
 import { Sampler } from '../sampler.ts';
 import { emitUntilStop } from '../stop.ts';
 import type { TextTokenizer } from '../tokenizer.ts';
-import {
-  type FinishReason,
-  promptLength,
-  type SeqRequest,
-  type SeqUsage,
-  type SqueezedUsage,
-} from './request.ts';
+import { promptLength, type SeqRequest } from './request.ts';
 
 export type SeqPhase = 'waiting' | 'prefill' | 'decode' | 'finished';
 
@@ -59,8 +54,8 @@ export class Sequence {
   squeezedNote: string | undefined;
   /** The request's sparse prefill (its stats outlive the cache); set at admission. */
   sparse: SparsePrefill | null = null;
-  resolve!: (u: SeqUsage) => void;
-  readonly done: Promise<SeqUsage>;
+  resolve!: (u: RunnerUsage) => void;
+  readonly done: Promise<RunnerUsage>;
 
   constructor(id: number, req: SeqRequest, tokenizer: TextTokenizer, defaultStopIds: readonly number[]) {
     this.id = id;
@@ -141,7 +136,7 @@ export class Sequence {
     this.finish = reason;
   }
 
-  usage(): SeqUsage {
+  usage(): RunnerUsage {
     const end = this.lastTokenAt > 0 ? this.lastTokenAt : performance.now();
     return {
       finishReason: this.finish ?? 'error',

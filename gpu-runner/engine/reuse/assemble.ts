@@ -28,7 +28,6 @@ import type {
   SqueezedReport,
 } from './types.ts';
 
-export { REUSE_MODES, type ReuseMode } from './types.ts';
 export type { AssembleReport, AssembleRequest, Assembled, SqueezedReport };
 
 export class Assembler implements SequenceAssembler {

@@ -1,12 +1,11 @@
-// What prompt assembly takes and gives (assemble.ts): the reuse modes, the request, the report and the
-// assembled sequence. Plain types, so the scheduler can name them without loading the assembler.
+// What prompt assembly takes and gives (assemble.ts): the request, the report and the assembled
+// sequence. Plain types, so the scheduler can name them without loading the assembler. The reuse modes
+// are the runner API's (contracts/reuse.ts).
+import type { ReuseMode } from '../../../contracts/reuse.ts';
 import type { FixedContext } from '../attention/squeezed/fixed-context.ts';
 import type { SelectMode } from '../attention/squeezed/select.ts';
 import type { SeqAttention } from '../attention/step-attention.ts';
 import type { SequenceKV } from '../kv-cache.ts';
-
-export const REUSE_MODES = ['full', 'prefix', 'independent', 'blend', 'link'] as const;
-export type ReuseMode = (typeof REUSE_MODES)[number];
 
 export interface AssembleRequest {
   /** System prefix token ids (may be empty). */

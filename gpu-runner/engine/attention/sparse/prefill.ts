@@ -8,30 +8,15 @@
 // `minTokens` queries (auto: the config's break-even), and a backend with sparseAttention + readNow
 // (caps). A request's SparsePrefill is the policy of its steps' `sparse` attention (step-attention.ts).
 // Everything else runs the dense attention() (counted as density 1).
-import { z } from 'zod';
+import type { SparseStats } from '../../../../contracts/runner-api.ts';
+import type { SparseControl } from '../../../../contracts/sparse.ts';
 import type { Backend, SeqSpan, Tensor } from '../../backends/types.ts';
 import type { SparseAttend } from '../step-attention.ts';
 import type { SparseConfig } from './config.ts';
 import { SpanEstimator } from './estimate.ts';
 import { planDensity, spanGeom } from './ranges.ts';
 import { selectPlan } from './select.ts';
-import { defaultParams, PATTERNS, type PatternParams } from './types.ts';
-
-export const sparseControlSchema = z.discriminatedUnion('mode', [
-  z.object({ mode: z.literal('off') }).strict(),
-  z.object({ mode: z.literal('auto') }).strict(),
-  z.object({ mode: z.literal('pattern'), pattern: z.enum(PATTERNS) }).strict(),
-]);
-export type SparseControl = z.infer<typeof sparseControlSchema>;
-
-export interface SparseStats {
-  /** patterns that ran ('+'-joined, FlexPrefill as flexprefill:query-aware / :vertical-slash), or 'dense' */
-  pattern: string;
-  /** attended ÷ dense causal (query, key) pairs over every attention step of the request */
-  density: number;
-  /** true when no step ran sparse */
-  dense: boolean;
-}
+import { defaultParams, type PatternParams } from './types.ts';
 
 /** A forced pattern runs from this many queries (two query blocks); below it attention is dense. */
 export const PATTERN_MIN_TOKENS = 128;
