@@ -3,7 +3,9 @@
 // matrices as ggml stores them, row by row: every run of `block` values of a row is one block of
 // `blockBytes` bytes (q8_0: an f16 scale d and 32 int8 q, value = d·q; q4_0: an f16 scale d and 16 bytes
 // of 4-bit q, low nibbles first, value = d·(q − 8)). A backend takes a block type once it lists it in
-// caps.weightDTypes (kernels.ts); until then uploading one is refused with the backend's name.
+// caps.weightDTypes (kernels.ts); until then uploading one is refused with the backend's name. The block
+// sizes are ggml's, from the quant codecs' table (quant/blocks.ts).
+import { BLOCK_LAYOUTS } from '../quant/blocks.ts';
 
 export type ElementDType = 'f32' | 'f16' | 'i32';
 export type BlockDType = 'q8_0' | 'q4_0';
@@ -27,8 +29,8 @@ export const DTYPES: Record<DType, DTypeInfo> = {
   f32: { block: 1, entries: 1 },
   f16: { block: 1, entries: 1 },
   i32: { block: 1, entries: 1 },
-  q8_0: { block: 32, entries: 34 },
-  q4_0: { block: 32, entries: 18 },
+  q8_0: { block: BLOCK_LAYOUTS.Q8_0.blockSize, entries: BLOCK_LAYOUTS.Q8_0.blockBytes },
+  q4_0: { block: BLOCK_LAYOUTS.Q4_0.blockSize, entries: BLOCK_LAYOUTS.Q4_0.blockBytes },
 };
 
 export function isDType(x: string): x is DType {

@@ -3,4 +3,4 @@
 export { createWasmBackend, type WasmBackend, WasmKernels } from './backend.ts';
 export type { RuntimeOptions } from './runtime.ts';
 export { relaxedSimdSupported, simdSupported, WasmRuntime, wasmBackendAvailable } from './runtime.ts';
-export { GGML_BLOCK_BYTES, matmulQuantWasm, type QuantMatmulArgs, type WasmQuantType } from './quant-ops.ts';
+export { matmulQuantWasm, type QuantMatmulArgs, type WasmQuantType } from './quant-ops.ts';
