@@ -11,7 +11,7 @@ import type { Backend, Tensor } from '../../gpu-runner/engine/backends/types.ts'
 import { type Engine, loadEngine } from '../../gpu-runner/engine/engine.ts';
 import { computeFingerprint } from '../../gpu-runner/engine/fingerprint.ts';
 import type { GoldenManifest } from '../../gpu-runner/tools/make-golden.ts';
-import { maxAbsDiff, tinyModels } from './tiny-model.ts';
+import { maxAbsDiff, rmsRel, tinyModels } from './tiny-model.ts';
 import { rand, relErr } from './wasm-runtime.ts';
 
 export interface ParityTolerances {
@@ -76,6 +76,34 @@ export function backendParitySuite(
         const a = await logitsAll(ref, prompt);
         const b = await logitsAll(dev, prompt);
         expect(maxAbsDiff(b, a)).toBeLessThanOrEqual(tol.logits);
+      },
+    );
+
+    it.each(['q8_0', 'q4_0'] as const)(
+      'llama (%s weights): logits within the rounding bound of the f32 reference',
+      async (dt) => {
+        // The reference computes exactly with the blocks' values, so rounding the weights to `dt` moves
+        // the f32 logits by E(dt) (rms relative). Integer kernels also round the activations to Q8_0
+        // blocks — the same 8-bit rounding, on blocks less uniform than the weights' (larger max/rms):
+        // allowed 2·E(q8_0) against the reference on the same blocks, and E(dt) + 2·E(q8_0) against f32.
+        const dir = models.make('llama-quant', { arch: 'llama', seed: 3 });
+        const f32 = await loadEngine(dir);
+        const ref = await loadEngine(dir, { weightDType: dt });
+        const ref8 = dt === 'q8_0' ? ref : await loadEngine(dir, { weightDType: 'q8_0' });
+        const dev = await loadEngine(dir, { weightDType: dt, backend: await make() });
+        engines.push(f32, ref, dev, ...(ref8 === ref ? [] : [ref8]));
+        if (!dev.backend.caps.weightDTypes.includes(dt)) {
+          expect(dev.model.weights.layers[0].q.dtype).toBe('f32'); // falls back to f32 weights
+          return;
+        }
+        expect(dev.model.weights.layers[0].q.dtype).toBe(dt);
+        const prompt = tokens(40, 2);
+        const [a, q, q8, d] = await Promise.all([f32, ref, ref8, dev].map((e) => logitsAll(e, prompt)));
+        const eDt = rmsRel(q, a);
+        const e8 = rmsRel(q8, a);
+        expect(e8).toBeGreaterThan(0);
+        expect(rmsRel(d, q)).toBeLessThanOrEqual(2 * e8);
+        expect(rmsRel(d, a)).toBeLessThanOrEqual(eDt + 2 * e8);
       },
     );
 
