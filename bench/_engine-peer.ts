@@ -3,35 +3,22 @@
 // generated model — by default SmolLM2-135M's shape — or from --model DIR; --model FILE.gguf uses that
 // file as is. Both engines load the same GGUF file. For each format: time to first token from an empty
 // cache at each size (prefill tok/s = size ÷ that time; TTFT rows are the same measurement), decode
-// tokens/s after a short prompt, and the greedy tokens of both on that prompt.
-// kvrag has no quantized kernels yet: it dequantizes a Q8_0 file to f32 at load, and says so.
+// tokens/s after a short prompt, and the greedy tokens of both on that prompt. kvrag runs on --backend
+// (default auto: native where the addon loads) and keeps a Q8_0 file's blocks as stored where the backend
+// takes them (else dequantized to f32), and says which.
 import { availableParallelism } from 'node:os';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { wasmBackendAvailable } from '../gpu-runner/engine/backends/wasm/index.ts';
+import { BACKENDS, type BackendName, resolveBackendName } from '../gpu-runner/engine/backends/registry.ts';
 import { type Engine, loadEngine } from '../gpu-runner/engine/engine.ts';
 import { type ExportType, exportGguf } from '../gpu-runner/engine/gguf/export.ts';
 import { openGguf } from '../gpu-runner/engine/gguf/location.ts';
-import { makeTinyModel, type TinyModelOptions } from '../gpu-runner/tools/make-tiny-model.ts';
+import { makeTinyModel } from '../gpu-runner/tools/make-tiny-model.ts';
 import { numberOption, parseOptions, UsageError } from '../cli/args.ts';
 import { type Cell, emit, formatTable } from './_report.ts';
 import { type LlamaCppInfo, LlamaCppPeer } from './_llamacpp.ts';
-
-/** Generated model shapes: SmolLM2-135M's, and a tiny one for smoke tests. */
-const SHAPES: Record<string, Partial<TinyModelOptions> & { label: string }> = {
-  smollm2: {
-    label: 'SmolLM2-135M-shaped',
-    hidden: 576,
-    layers: 30,
-    heads: 9,
-    kvHeads: 3,
-    headDim: 64,
-    intermediate: 1536,
-    vocab: 49152,
-  },
-  tiny: { label: 'tiny', hidden: 64, layers: 2, heads: 4, kvHeads: 2, headDim: 16, intermediate: 96 },
-};
+import { SHAPES } from './_shapes.ts';
 
 interface Side {
   /** ms to the first token, by prompt size */
@@ -136,9 +123,10 @@ export async function run(args: string[]): Promise<number> {
   if (!Number.isInteger(decode) || decode < 2) throw new UsageError('--decode-tokens must be an integer ≥ 2');
   const threads = numberOption('threads', values.threads, availableParallelism());
   const batchSize = numberOption('batch-size', values['batch-size'], 512);
-  const backendKind = values.backend ?? (wasmBackendAvailable() ? 'wasm' : 'reference');
-  if (backendKind !== 'wasm' && backendKind !== 'reference')
-    throw new UsageError(`--backend: "${backendKind}" (wasm, reference)`);
+  const cpu = BACKENDS.filter((b) => b.priority > 0).map((b) => b.name) as string[];
+  if (values.backend !== undefined && !cpu.includes(values.backend))
+    throw new UsageError(`--backend: "${values.backend}" (${cpu.join(', ')})`);
+  const backendKind = await resolveBackendName((values.backend as BackendName | undefined) ?? 'auto');
   const contextSize = Math.max(...sizes, decodePrompt.length + decode) + 8;
 
   const tmp = mkdtempSync(join(tmpdir(), 'kvrag-bench-peer-'));
@@ -170,6 +158,7 @@ export async function run(args: string[]): Promise<number> {
     for (const { format, file } of files) {
       const engine = await loadEngine(file, { backend: backendKind, backendOptions: { threads } });
       let kvrag: Side;
+      const held = engine.model.weights.layers[0].q.dtype;
       try {
         if (engine.maxContext < contextSize)
           throw new UsageError(
@@ -199,9 +188,9 @@ export async function run(args: string[]): Promise<number> {
         kvragWeights:
           format === 'F32'
             ? 'f32'
-            : format === 'F16'
-              ? 'F16 widened to f32'
-              : `${format} dequantized to f32 at load`,
+            : held === format.toLowerCase()
+              ? `${held} blocks as stored`
+              : `${format} as ${held} at load`,
         kvrag,
         llamacpp,
         greedyAgree: leadingAgreement(kvrag.tokens, llamacpp.tokens),
@@ -250,11 +239,7 @@ function table(r: {
   const c = r.config;
   const cols = ['metric'];
   for (const f of r.formats)
-    cols.push(
-      `kvrag ${f.format === 'F32' ? 'f32' : `${f.format} (as f32)`}`,
-      `llama.cpp ${f.format}`,
-      'kvrag ÷ llama.cpp',
-    );
+    cols.push(`kvrag ${f.format === 'F32' ? 'f32' : f.format}`, `llama.cpp ${f.format}`, 'kvrag ÷ llama.cpp');
   const rows: Cell[][] = [];
   const k = (n: number) => (n >= 1024 && n % 1024 === 0 ? `${n / 1024}K` : String(n));
   for (const n of r.prefill) {

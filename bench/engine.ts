@@ -1,7 +1,9 @@
-// `kvrag bench engine [--json] [--backend reference,wasm,webgpu]`: prefill and decode throughput of the
-// engine on each backend (default: reference, wasm where available, webgpu where an adapter exists —
-// labelled with its device; on Mesa llvmpipe those are not GPU numbers), measured in one run.
-// Uses --model DIR, or a generated model (hidden 256, 4 layers, 8 q / 2 kv heads, head_dim 32, vocab 272).
+// `kvrag bench engine [--json] [--backend reference,wasm,native,webgpu] [--weights f32|f16|q8_0|q4_0]
+// [--batch B]`: prefill and decode throughput of the engine on each backend (default: the CPU backends
+// that run here, webgpu where an adapter exists — labelled with its device; on Mesa llvmpipe those are
+// not GPU numbers), measured in one run, with the weight matrices kept as --weights (default: as stored).
+// Uses --model DIR, or a generated model: --shape smollm2 (SmolLM2-135M's shape) or tiny, default a small
+// one (hidden 256, 4 layers, 8 q / 2 kv heads, head_dim 32, vocab 272).
 // Reports prefill tokens/s (one sequence), decode tokens/s (one sequence, greedy) and batched decode
 // tokens/s (B sequences stepping together), plus the matmul GFLOP/s those imply.
 // `--peer llamacpp` runs kvrag and llama.cpp side by side instead (bench/_engine-peer.ts).
@@ -11,9 +13,11 @@ import { join } from 'node:path';
 import { BACKENDS, type BackendChoice } from '../gpu-runner/engine/backends/registry.ts';
 import type { Backend } from '../gpu-runner/engine/backends/types.ts';
 import { type Engine, loadEngine } from '../gpu-runner/engine/engine.ts';
+import { WEIGHT_DTYPES, type WeightDType } from '../gpu-runner/engine/weights.ts';
 import { makeTinyModel } from '../gpu-runner/tools/make-tiny-model.ts';
 import { numberOption, parseOptions, UsageError } from '../cli/args.ts';
 import { emit, formatTable } from './_report.ts';
+import { SHAPES } from './_shapes.ts';
 import { label as webgpuLabel, openBenchWebGPU, type WebGPULabel } from './_webgpu.ts';
 
 const BENCH_MODEL = {
@@ -36,6 +40,8 @@ function matmulFlopsPerToken(e: Engine): number {
 
 interface Measurement {
   backend: string;
+  /** device dtype of the weight matrices */
+  weights: string;
   /** webgpu: the device it ran on */
   device?: WebGPULabel;
   config: {
@@ -70,20 +76,21 @@ async function measure(
   const prefillMs = performance.now() - t;
   kv.free();
 
-  const [one] = await engine.generate([{ prompt, maxTokens: decodeTokens + 1, stopTokenIds: [] }]);
+  // decode after a 16-token prompt: one sequence, then `batch` sequences stepping together (one matmul
+  // of M = batch rows per weight per step), each with its own prompt
+  const decodeRequest = (b: number) => ({
+    prompt: prompt.slice(0, 16).map((x) => (x + b) % 256),
+    maxTokens: decodeTokens + 1,
+    stopTokenIds: [],
+  });
+  const [one] = await engine.generate([decodeRequest(0)]);
   const decodeMs = one.totalMs - one.ttftMs;
-
-  const many = await engine.generate(
-    Array.from({ length: batch }, (_, b) => ({
-      prompt: prompt.slice(0, 16).map((x) => (x + b) % 256),
-      maxTokens: decodeTokens + 1,
-      stopTokenIds: [],
-    })),
-  );
+  const many = await engine.generate(Array.from({ length: batch }, (_, b) => decodeRequest(b)));
   const batchDecodeMs = Math.max(...many.map((r) => r.totalMs - r.ttftMs));
   const c = engine.config;
   return {
     backend: engine.backend.name,
+    weights: engine.model.weights.layers[0].q.dtype,
     config: {
       hidden: c.hiddenSize,
       layers: c.layers,
@@ -111,6 +118,8 @@ export async function run(args: string[]): Promise<number> {
     'decode-tokens': { type: 'string' },
     batch: { type: 'string' },
     backend: { type: 'string' },
+    weights: { type: 'string' },
+    shape: { type: 'string' },
   });
   // CPU backends that run here (the registry's 'auto' candidates), then webgpu where an adapter opens
   const defaults: string[] = [];
@@ -126,13 +135,24 @@ export async function run(args: string[]): Promise<number> {
   for (const b of backends) {
     if (!names.includes(b)) throw new UsageError(`--backend: unknown backend "${b}" (${names.join(', ')})`);
   }
+  const weights = values.weights as WeightDType | undefined;
+  if (weights !== undefined && !WEIGHT_DTYPES.includes(weights))
+    throw new UsageError(`--weights: unknown "${weights}" (${WEIGHT_DTYPES.join(', ')})`);
   const promptTokens = numberOption('prompt-tokens', values['prompt-tokens'], 128);
   const decodeTokens = numberOption('decode-tokens', values['decode-tokens'], 32);
   const batch = numberOption('batch', values.batch, 4);
   const tmp = values.model ? null : mkdtempSync(join(tmpdir(), 'kvrag-bench-engine-'));
   try {
     const dir = values.model ?? join(tmp!, 'model');
-    if (tmp) makeTinyModel(dir, { ...BENCH_MODEL, seed: 1 });
+    if (values.shape !== undefined && !SHAPES[values.shape])
+      throw new UsageError(`--shape: "${values.shape}" (${Object.keys(SHAPES).join(', ')})`);
+    const shape = values.shape ? SHAPES[values.shape] : BENCH_MODEL;
+    if (tmp)
+      makeTinyModel(dir, {
+        ...shape,
+        seed: 1,
+        maxPositions: Math.max(512, promptTokens + decodeTokens + 16),
+      });
     const prompt = Array.from({ length: promptTokens }, (_, i) => (i * 31 + 7) % 256);
     const results: Measurement[] = [];
     for (const b of backends) {
@@ -144,7 +164,7 @@ export async function run(args: string[]): Promise<number> {
         device = webgpuLabel(g.backend);
         backend = g.backend;
       }
-      const engine = await loadEngine(dir, { backend });
+      const engine = await loadEngine(dir, { backend, weightDType: weights });
       try {
         results.push({
           ...(await measure(engine, prompt, decodeTokens, batch)),
@@ -156,7 +176,7 @@ export async function run(args: string[]): Promise<number> {
     }
     const c = results[0].config;
     const result = {
-      model: values.model ?? 'generated',
+      model: values.model ?? `generated${values.shape ? ` ${SHAPES[values.shape].label}` : ''}`,
       config: c,
       promptTokens,
       decodeTokens,
@@ -169,9 +189,11 @@ export async function run(args: string[]): Promise<number> {
         formatTable(
           [
             'backend',
+            'weights',
             'prefill tok/s',
             'decode tok/s',
             `decode ×${batch} tok/s`,
+            `×${batch} ÷ one`,
             'prefill GFLOP/s',
             'decode GFLOP/s',
           ],
@@ -179,14 +201,16 @@ export async function run(args: string[]): Promise<number> {
             r.device
               ? `webgpu (${r.device.device}${r.device.software ? ', CPU rasteriser' : ''})`
               : r.backend,
+            r.weights,
             r.prefillTokensPerS,
             r.decodeTokensPerS,
             r.batchDecodeTokensPerS,
+            `${(r.batchDecodeTokensPerS / r.decodeTokensPerS).toFixed(2)}×`,
             r.prefillGflops,
             r.decodeGflops,
           ]),
         ),
-        `prefill ${promptTokens} tokens; decode ${decodeTokens} tokens (one sequence, then ${batch} together)`,
+        `prefill ${promptTokens} tokens; decode ${decodeTokens} tokens after a 16-token prompt (one sequence, then ${batch} together)`,
       ].join('\n'),
     );
     return 0;

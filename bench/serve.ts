@@ -1,5 +1,6 @@
 // `kvrag bench serve [--concurrency 1,4,16] [--modes independent,full] [--requests N] [--chunks 4]
-//   [--chunk-tokens 128] [--question 16] [--max-tokens 16] [--model DIR] [--backend wasm|reference] [--json]`
+//   [--chunk-tokens 128] [--question 16] [--max-tokens 16] [--model DIR] [--backend wasm|native|reference]
+//   [--weights f32|f16|q8_0|q4_0] [--json]`
 // Serving throughput and TTFT of a runner over HTTP, reuse modes side by side in one run on the same
 // backend: an in-process runner (createRunner, loopback port) gets closed-loop SSE clients — `c` clients,
 // each sending its next request when the previous one ends — until --requests requests finished, at each
@@ -13,6 +14,8 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { REUSE_MODES, type ReuseMode } from '../contracts/reuse.ts';
+import { BACKENDS, type BackendName } from '../gpu-runner/engine/backends/registry.ts';
+import { WEIGHT_DTYPES, type WeightDType } from '../gpu-runner/engine/weights.ts';
 import { createRunner, type Runner } from '../gpu-runner/server/runner.ts';
 import type { RunnerUsage } from '../contracts/runner-api.ts';
 import { makeTinyModel } from '../gpu-runner/tools/make-tiny-model.ts';
@@ -54,13 +57,18 @@ export async function run(args: string[]): Promise<number> {
     'max-tokens': { type: 'string' },
     model: { type: 'string' },
     backend: { type: 'string', default: 'wasm' },
+    weights: { type: 'string' },
     json: { type: 'boolean' },
   });
   const levels = (values.concurrency ?? '').split(',').map((c) => numberOption('concurrency', c, 1));
   const modes = (values.modes ?? '').split(',') as ReuseMode[];
   for (const m of modes) if (!REUSE_MODES.includes(m)) throw new UsageError(`unknown reuse mode "${m}"`);
-  if (values.backend !== 'wasm' && values.backend !== 'reference')
-    throw new UsageError('--backend must be wasm or reference');
+  const cpu = BACKENDS.filter((b) => b.priority > 0).map((b) => b.name) as string[];
+  if (!cpu.includes(values.backend!)) throw new UsageError(`--backend must be one of ${cpu.join(', ')}`);
+  const backend = values.backend as BackendName;
+  const weights = values.weights as WeightDType | undefined;
+  if (weights !== undefined && !WEIGHT_DTYPES.includes(weights))
+    throw new UsageError(`--weights: unknown "${weights}" (${WEIGHT_DTYPES.join(', ')})`);
   const perLevel = numberOption('requests', values.requests, Math.max(16, ...levels));
   const k = numberOption('chunks', values.chunks, 4);
   const chunkTokens = numberOption('chunk-tokens', values['chunk-tokens'], 128);
@@ -82,7 +90,8 @@ export async function run(args: string[]): Promise<number> {
     }
     const r = await createRunner({
       modelDir: dir,
-      backend: values.backend,
+      backend,
+      weightDType: weights,
       blobs: new FsBlobStore(join(tmp, 'objects')),
       port: 0,
       host: '127.0.0.1',
@@ -185,6 +194,7 @@ export async function run(args: string[]): Promise<number> {
     const result = {
       bench: 'serve',
       backend: r.core.engine.backend.name,
+      weights: r.core.engine.model.weights.layers[0].q.dtype,
       model: values.model ?? 'generated',
       fingerprint: r.core.engine.fingerprint,
       chunks: k,

@@ -98,7 +98,7 @@ const shape = {
   runnerUrls: csvUrls.default([]),
   /** Hugging Face model directory; default: the bundled model, models/kvrag-tiny in the kvrag package. */
   modelDir: z.string().trim().min(1).optional(),
-  engineBackend: z.enum(['auto', 'reference', 'wasm', 'webgpu']).default('auto'),
+  engineBackend: z.enum(['auto', 'reference', 'wasm', 'native', 'webgpu']).default('auto'),
   /** webgpu backend's adapter: auto (a GPU, else OpenGL ES on Mesa llvmpipe), native (GPU only), opengl. */
   webgpuAdapter: z.enum(['auto', 'native', 'opengl']).default('auto'),
   /** webgpu backend's KV cache: f32 (exact), or f16 (half the memory; keys/values rounded to f16). */

@@ -6,6 +6,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CheckedBackend } from '../../gpu-runner/engine/backends/checked.ts';
 import type { Kernels } from '../../gpu-runner/engine/backends/kernels.ts';
 import {
+  createNativeBackend,
+  nativeBackendAvailable,
+} from '../../gpu-runner/engine/backends/native/backend.ts';
+import {
   createReferenceBackend,
   ReferenceKernels,
 } from '../../gpu-runner/engine/backends/reference/index.ts';
@@ -178,6 +182,7 @@ function checksSuite(name: string, make: () => Promise<Backend>): void {
 
 checksSuite('reference', async () => createReferenceBackend());
 checksSuite('wasm', () => createWasmBackend({ threads: 1 }));
+if (await nativeBackendAvailable()) checksSuite('native', () => createNativeBackend({ threads: 1 }));
 checksSuite('webgpu', () => makeWebGPU());
 
 describe('checking layer in front of the kernels', () => {

@@ -122,7 +122,14 @@ export class WasmKernels implements Kernels<WasmTensor, WasmKVCache> {
     this.rt.add(a.off, b.off, y.off, size);
     return y;
   }
-  gather(table: WasmTensor, tableDType: DType, ids: WasmTensor, M: number, D: number): WasmTensor {
+  gather(
+    table: WasmTensor,
+    tableDType: DType,
+    ids: WasmTensor,
+    M: number,
+    D: number,
+    _V: number,
+  ): WasmTensor {
     const y = this.alloc(M * D);
     if (isBlockDType(tableDType)) {
       // embeddings: the picked rows dequantized on the host (M rows of the step, not the whole table)
