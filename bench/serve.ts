@@ -1,6 +1,6 @@
 // `kvrag bench serve [--concurrency 1,4,16] [--modes independent,full] [--requests N] [--chunks 4]
 //   [--chunk-tokens 128] [--question 16] [--max-tokens 16] [--model DIR] [--backend wasm|native|reference]
-//   [--weights f32|f16|q8_0|q4_0] [--json]`
+//   [--weights f32|f16|q8_0|q4_0] [--shape smollm2|tiny] [--json]`
 // Serving throughput and TTFT of a runner over HTTP, reuse modes side by side in one run on the same
 // backend: an in-process runner (createRunner, loopback port) gets closed-loop SSE clients — `c` clients,
 // each sending its next request when the previous one ends — until --requests requests finished, at each
@@ -9,7 +9,8 @@
 // before timing, so `independent` loads them; `full` prefills them live), a distinct question, and
 // --max-tokens generated tokens (eos ignored). TTFT = request sent → first token event, at the client.
 // Throughput = generated tokens / wall time of the level. Without --model, a generated Llama (hidden 256,
-// 4 layers, byte vocab) with max_position_embeddings raised to fit.
+// 4 layers, byte vocab; --shape smollm2: SmolLM2-135M's shape, where decode reads 135M weights per step)
+// with max_position_embeddings raised to fit.
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -22,6 +23,7 @@ import { makeTinyModel } from '../gpu-runner/tools/make-tiny-model.ts';
 import { numberOption, parseOptions, UsageError } from '../cli/args.ts';
 import { FsBlobStore } from '../src/storage/fs.ts';
 import { emit, formatTable, percentile, rng } from './_report.ts';
+import { SHAPES } from './_shapes.ts';
 
 const BENCH_MODEL = {
   arch: 'llama' as const,
@@ -58,6 +60,7 @@ export async function run(args: string[]): Promise<number> {
     model: { type: 'string' },
     backend: { type: 'string', default: 'wasm' },
     weights: { type: 'string' },
+    shape: { type: 'string' },
     json: { type: 'boolean' },
   });
   const levels = (values.concurrency ?? '').split(',').map((c) => numberOption('concurrency', c, 1));
@@ -82,7 +85,9 @@ export async function run(args: string[]): Promise<number> {
   try {
     const dir = values.model ?? join(tmp, 'model');
     if (!values.model) {
-      makeTinyModel(dir, { ...BENCH_MODEL, seed: 1 });
+      if (values.shape !== undefined && !SHAPES[values.shape])
+        throw new UsageError(`--shape: "${values.shape}" (${Object.keys(SHAPES).join(', ')})`);
+      makeTinyModel(dir, { ...(values.shape ? SHAPES[values.shape] : BENCH_MODEL), seed: 1 });
       const cfgPath = join(dir, 'config.json');
       const cfg = JSON.parse(readFileSync(cfgPath, 'utf8'));
       cfg.max_position_embeddings = 2 ** Math.ceil(Math.log2(seqTokens));
@@ -195,7 +200,7 @@ export async function run(args: string[]): Promise<number> {
       bench: 'serve',
       backend: r.core.engine.backend.name,
       weights: r.core.engine.model.weights.layers[0].q.dtype,
-      model: values.model ?? 'generated',
+      model: values.model ?? `generated${values.shape ? ` ${SHAPES[values.shape].label}` : ''}`,
       fingerprint: r.core.engine.fingerprint,
       chunks: k,
       chunkTokens,

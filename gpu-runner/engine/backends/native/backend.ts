@@ -4,9 +4,9 @@
 // squeezed and sparse attention) stay wasm's with no copies. Q8_0 / Q4_0 weights are packed at upload
 // into the layout the int8 kernels read (the ggml bytes are not kept; embedding rows are unpacked on
 // gather). Two thread pools share the cores: the addon's (the caller plus threads − 1 native workers,
-// spinning 100 µs after a job) runs the matmuls and attention back to back; the wasm workers run the
-// light ops that are large enough to split and go to sleep at once (spinMs 0), so they do not hold a
-// core the next native op needs.
+// spinning 100 µs after a job) runs the matmuls and attention back to back; the wasm workers run only the
+// light ops large enough to be worth a wake-up (prefill-sized) and go to sleep at once (spinMs 0), so they
+// do not hold a core the next native op needs.
 import { availableParallelism } from 'node:os';
 import { BackendUnavailableError } from '../../errors.ts';
 import { CheckedBackend } from '../checked.ts';
@@ -21,6 +21,9 @@ import type { NativeKernels } from './kernels.ts';
 
 /** µs the native workers poll for the next job before sleeping (the ops of a layer come back to back). */
 const NATIVE_SPIN_US = 100;
+/** The wasm runtime's inline thresholds × this (WasmRuntime inlineScale): a 16-row decode step's light
+ * ops run on the calling thread; a prefill's still split over the wasm workers. */
+const LIGHT_INLINE_SCALE = 16;
 
 /** The addon's attention takes head dims that fill whole 16-float vectors. */
 function nativeAttentionFits(headDim: number): boolean {
@@ -104,7 +107,9 @@ export async function nativeBackendAvailable(): Promise<boolean> {
 }
 
 /** Loads the addon (building it when stale), sizes its pool to `threads`, starts the wasm runtime. */
-export async function createNativeBackend(opts: Omit<RuntimeOptions, 'spinMs'> = {}): Promise<NativeBackend> {
+export async function createNativeBackend(
+  opts: Omit<RuntimeOptions, 'spinMs' | 'inlineScale'> = {},
+): Promise<NativeBackend> {
   if (!wasmBackendAvailable())
     throw new BackendUnavailableError('the native backend needs WebAssembly SIMD and SharedArrayBuffer');
   const load = await loadNativeKernels();
@@ -112,6 +117,6 @@ export async function createNativeBackend(opts: Omit<RuntimeOptions, 'spinMs'> =
   const threads = opts.threads ?? availableParallelism();
   // one addon per process: its pool takes the threads of the backend created last
   load.kernels.configure({ threads, spinUs: NATIVE_SPIN_US });
-  const rt = await WasmRuntime.create({ ...opts, threads, spinMs: 0 });
+  const rt = await WasmRuntime.create({ ...opts, threads, spinMs: 0, inlineScale: LIGHT_INLINE_SCALE });
   return new CheckedBackend(new NativeWasmKernels(rt, load.kernels));
 }
