@@ -114,7 +114,13 @@ export function queryRoutes(): Hono<AppEnv> {
       iterative: iterativeOf(body.iterative),
     };
     const p = await prepareAnswer(c, tenantId, input);
-    const rbody = runnerBody(p, { question: `\nQuestion: ${body.question}\nAnswer:` }, {});
+    // a model with a chat template gets the question as its user turn (the answer then starts the assistant
+    // turn, as the model was tuned); a plain transcript ending in "Answer:" made models continue with the byte
+    // that follows a colon in the documents -- a space (" 482913")
+    const prompt = p.model.chatTemplate
+      ? { messages: [{ role: 'user' as const, content: body.question }] }
+      : { question: `\nQuestion: ${body.question}\nAnswer:` };
+    const rbody = runnerBody(p, prompt, {});
     // keyed by what the runner would be asked (retrieved chunks included): new or changed documents miss
     const cacheKey = AnswerCache.key(tenantId, { route: 'query', model: p.model.fingerprint, rbody });
     const hit = svc.cache?.get(cacheKey);
