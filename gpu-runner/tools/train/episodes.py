@@ -105,6 +105,30 @@ def new_setting_key(rng: random.Random, used: set[str]) -> str:
             return k
 
 
+def near_field_key(rng: random.Random, used: set[str], like: str) -> str:
+    """A field key with the same noun as `like` and another qualifier (`Admin port` near `Default port`)."""
+    noun = like.split(" ", 1)[1]
+    while True:
+        q = rng.choice(_FIELD_QUALIFIER)
+        k = q[0].upper() + q[1:] + " " + noun
+        if k not in used:
+            used.add(k)
+            return k
+
+
+def near_setting_key(rng: random.Random, used: set[str], like: str) -> str:
+    """A setting key that differs from `like` in one word (`write_timeout` near `read_timeout`)."""
+    section, _, name = like.rpartition(".")
+    parts = name.split("_")
+    while True:
+        i = rng.randrange(len(parts))
+        k = "_".join(parts[:i] + [rng.choice(_ID_WORD)] + parts[i + 1:])
+        k = f"{section}.{k}" if section else k
+        if k not in used:
+            used.add(k)
+            return k
+
+
 def new_setting_value(rng: random.Random) -> str:
     """A value as configuration references spell them: a number, a size or duration, a word, a path,
     a host:port or a ratio."""
@@ -165,21 +189,27 @@ class Episode:
                            "qas": [qa.__dict__ for qa in self.qas], "meta": self.meta}, ensure_ascii=False)
 
 
-def _table(rng: random.Random, used: set[str], asked: tuple[str, str], extra_rows: int) -> str:
-    """A two-column markdown table: header, rule, and the asked row among `extra_rows` others."""
+def _table(rng: random.Random, used: set[str], asked: tuple[str, str], extra_rows: int, hard: bool = False) -> str:
+    """A two-column markdown table: header, rule, and the asked row among `extra_rows` others (with
+    `hard`, each other row's key is near the asked one half the time)."""
     h1, h2 = rng.choice(_TABLE_HEADERS)
-    rows = [(new_setting_key(rng, used), new_setting_value(rng)) for _ in range(extra_rows)]
+    rows = [(near_setting_key(rng, used, asked[0]) if hard and rng.random() < 0.5 else new_setting_key(rng, used),
+             new_setting_value(rng)) for _ in range(extra_rows)]
     rows.insert(rng.randint(0, extra_rows), asked)
     return "\n".join([f"| {h1} | {h2} |", "|---|---|", *(f"| {k} | {v} |" for k, v in rows)])
 
 
 def plant_facts(rng: random.Random, kinds: list[str], distractors: list[str],
-                table_rows: int | None = None) -> tuple[list[Fact], list[QA], list[str]]:
+                table_rows: int | None = None, hard: bool = False) -> tuple[list[Fact], list[QA], list[str]]:
     """Facts (to scatter over chunks), the questions asked about them (in `kinds` order) and the
     strings filler must not contain (the keys, lower-cased). `distractors` lists the kind of each
     unasked extra fact (`kv`, `field` or `setting`); a table carries `table_rows` unasked rows
-    (drawn in 0..4 when None)."""
+    (drawn in 0..4 when None). `hard` (training only): half the field and setting distractors and
+    table rows get a key near an asked one -- the same noun (`Admin port` beside `Default port`) or
+    one identifier word changed -- as real configuration pages have them."""
     used: set[str] = set()
+    asked_fields: list[str] = []
+    asked_settings: list[str] = []
     facts: list[Fact] = []
     qas: list[QA] = []
     for kind in kinds:
@@ -198,16 +228,18 @@ def plant_facts(rng: random.Random, kinds: list[str], distractors: list[str],
             qas.append(QA("twohop", f"Follow the link from record {k1}?", f"{k2}: {v}"))
         elif kind == "field":
             k, v = new_field_key(rng, used), new_setting_value(rng)
+            asked_fields.append(k)
             facts.append(Fact(f"{k}: {v}", line=True))
             qas.append(QA("field", f"What is the {ascii_lower(k)}?", v))
         elif kind == "setting":
             k, v = new_setting_key(rng, used), new_setting_value(rng)
+            asked_settings.append(k)
             facts.append(Fact(f"{k} = {v}", line=True))
             qas.append(QA("setting", f"What is the value of {k}?", v))
         elif kind == "table":
             k, v = new_setting_key(rng, used), new_setting_value(rng)
             n = rng.randint(0, 4) if table_rows is None else table_rows
-            facts.append(Fact(_table(rng, used, (k, v), n), line=True))
+            facts.append(Fact(_table(rng, used, (k, v), n, hard), line=True))
             qas.append(QA("table", f"What does the table list for {k}?", v))
         else:
             raise ValueError(kind)
@@ -216,9 +248,13 @@ def plant_facts(rng: random.Random, kinds: list[str], distractors: list[str],
         if kind == "kv":
             facts.append(Fact(f"Record {new_key(rng, used)}: {new_value(rng)}."))
         elif kind == "field":
-            facts.append(Fact(f"{new_field_key(rng, used)}: {new_setting_value(rng)}", line=True))
+            near = hard and asked_fields and rng.random() < 0.5
+            k = near_field_key(rng, used, rng.choice(asked_fields)) if near else new_field_key(rng, used)
+            facts.append(Fact(f"{k}: {new_setting_value(rng)}", line=True))
         elif kind == "setting":
-            facts.append(Fact(f"{new_setting_key(rng, used)} = {new_setting_value(rng)}", line=True))
+            near = hard and asked_settings and rng.random() < 0.5
+            k = near_setting_key(rng, used, rng.choice(asked_settings)) if near else new_setting_key(rng, used)
+            facts.append(Fact(f"{k} = {new_setting_value(rng)}", line=True))
         else:
             raise ValueError(kind)
     forbid = sorted(ascii_lower(k) for k in used)
@@ -322,10 +358,11 @@ def make_episode(rng: random.Random, ctx_tokens: int, n_questions: int, mode: st
 
 
 def _episode(rng: random.Random, ctx_tokens: int, mode: str, kinds: list[str], distractors: list[str],
-             system: bool, filler: str, prose: list[list[str]] | None, table_rows: int | None) -> Episode:
+             system: bool, filler: str, prose: list[list[str]] | None, table_rows: int | None,
+             hard: bool = False) -> Episode:
     if filler not in FILLERS or (filler == "prose" and not prose):
         raise ValueError(f"filler {filler!r} (prose needs documents)")
-    facts, qas, forbid = plant_facts(rng, kinds, distractors, table_rows)
+    facts, qas, forbid = plant_facts(rng, kinds, distractors, table_rows, hard)
     overhead = 1 + (len(SYSTEM_TEXT) + 2 if system else 0) + sum(utf8len(f.text) + 1 for f in facts)
     chunks = build_chunks(rng, max(64, ctx_tokens - overhead), facts, filler, prose, forbid)
     return Episode(SYSTEM_TEXT if system else None, chunks, qas, mode,
@@ -342,8 +379,8 @@ def make_train_episode(rng: random.Random, ctx_tokens: int, mode: str, filler: s
     """A dense training episode: up to 12 planted facts over ~`ctx_tokens` of context and a question
     branch for each (so one context prefill supervises many copied answers). A pass key in
     `passkey_share` of episodes; the other facts drawn by `kinds_mix` (cumulative shares); a few extra
-    unasked records, fields or settings act as distractors. Each branch is exactly the
-    single-question format."""
+    unasked records, fields or settings act as distractors, half of the latter (and of the table rows)
+    with keys near an asked one. Each branch is exactly the single-question format."""
     n_facts = rng.randint(1, max(2, min(12, ctx_tokens // 64)))
     kinds: list[str] = ["passkey"] if rng.random() < passkey_share else []
     while len(kinds) < n_facts:
@@ -352,7 +389,7 @@ def make_train_episode(rng: random.Random, ctx_tokens: int, mode: str, filler: s
     rng.shuffle(kinds)
     n_distractors = rng.randint(0, max(1, ctx_tokens // 512))
     distractors = [rng.choice(("kv", "field", "setting")) for _ in range(n_distractors)]
-    return _episode(rng, ctx_tokens, mode, kinds, distractors, rng.random() < 0.8, filler, prose, None)
+    return _episode(rng, ctx_tokens, mode, kinds, distractors, rng.random() < 0.8, filler, prose, None, hard=True)
 
 
 _COPY_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ0123456789"
