@@ -23,11 +23,7 @@ $PY $T/train.py --init-from .kvrag/train/stage2/ckpt.pt --ckpt-dir .kvrag/train/
   --prose-share 0.6 --serving-share 0.2 --copy-share 0.06 --repeat-share 0.02 \
   --manifest $T/train-stage3-prose.tsv "$@" | tee $T/train-stage3.log
 $PY $T/golden.py
-for L in 2048 4096; do
-  for F in lexicon prose; do
-    $PY $T/episodes.py test/fixtures/kvrag-episodes/heldout-$L$([ $F = prose ] && echo -prose).jsonl $L 32 20261122 $F
-  done
-done
+for L in 2048 4096; do $PY $T/episodes.py test/fixtures/kvrag-episodes/heldout-$L.jsonl $L 32; done
 $PY $T/episodes.py test/fixtures/eval/heldout-314159-512.jsonl 512 2 314159
 $PY $T/episodes.py test/fixtures/eval/heldout-314159-512-prose.jsonl 512 2 314159 prose
 node_modules/.bin/node gpu-runner/tools/calibrate-squeezed.ts --model models/kvrag-tiny
