@@ -214,7 +214,7 @@ export function resultsSvg(r: EvalResult): string {
     `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif" font-size="12">`,
     `<title>kvrag eval: exact match by reuse mode, sparse-prefill pattern and squeezed budget</title>`,
     `<rect width="${W}" height="${H}" fill="white"/>`,
-    `<text x="${W / 2}" y="20" text-anchor="middle" font-size="14">kvrag eval: exact match, ${esc(r.suites.join(' + '))}, ${episodesPer(r)} episodes per suite and context (${esc(r.date.slice(0, 10))})</text>`,
+    `<text x="${W / 2}" y="20" text-anchor="middle" font-size="14">kvrag eval: exact match, ${esc(r.suites.join(' + '))} (${r.filler} filler), ${episodesPer(r)} episodes per suite and context (${esc(r.date.slice(0, 10))})</text>`,
   ];
   const yAxis = (x0: number, x1: number) => {
     for (let t = 0; t <= 100; t += 25) {
