@@ -11,7 +11,7 @@ import { episodePrompt, heldoutEpisodes, promptTokens } from '../../gpu-runner/e
 import { loadEvalProse } from '../../gpu-runner/eval/prose.ts';
 import { type EvalResult, runnerAccepts } from '../../gpu-runner/eval/run.ts';
 import { scoreAnswer } from '../../gpu-runner/eval/score.ts';
-import { command } from '../../src/cli/commands/eval.ts';
+import { command } from '../../cli/commands/eval.ts';
 import { captureStdout } from '../helpers/capture-stdout.ts';
 import { type TinyModels, tinyModels } from '../helpers/tiny-model.ts';
 

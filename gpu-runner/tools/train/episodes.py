@@ -463,9 +463,9 @@ def encode_episode(ep: Episode) -> Encoded:
     return _with_branches(toks, seg, ep, [USER])
 
 
-# The prompt kvrag's answer API builds (src/routes/answer.ts, EPISODES.md "Serving format"): the
-# system text, then a label block "[n] " (after a newline from the second on) before each chunk, then
-# the user turn through the chat template.
+# The prompt kvrag's answer API builds (src/answer/prepare.ts and prompt.ts, EPISODES.md "Serving
+# format"): the system text, then a label block "[n] " (after a newline from the second on) before each
+# chunk, then the user turn through the chat template.
 SERVING_SYSTEM = ("Answer the question using the numbered sources below. Cite sources as [n] after the "
                   "facts they support.\n")
 
