@@ -1,20 +1,14 @@
-// The README quick start's example end to end against a real served app: `kvrag serve` (embedded mode, the
-// bundled model), `kvrag ingest examples/harbor-config.md`, then the README's two questions through
-// `kvrag query` (streamed tokens and --json) and through POST /v1/chat/completions (greedy). The bundled
-// model must answer each with the exact value the document gives — the same bytes, no leading space.
+// The README quick start's example end to end against a real served app: `npm start` (kvrag serve in
+// embedded mode, the bundled model), `kvrag ingest examples/harbor-config.md`, then the README's two
+// questions through `kvrag query` (streamed tokens and --json) and through POST /v1/chat/completions
+// (greedy). The bundled model must answer each with the exact value the document gives — the same bytes,
+// no leading space.
 import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  cleanEnv,
-  KVRAG_BIN,
-  REPO_ROOT,
-  type ServeProcess,
-  spawnServe,
-  stopServe,
-} from '../helpers/serve-process.ts';
+import { cleanEnv, KVRAG_BIN, REPO_ROOT, type ServeProcess, spawnServe } from '../helpers/serve-process.ts';
 
 const ADMIN = 'e2e-admin-key-0123456789abcdef';
 const EXAMPLE = join(REPO_ROOT, 'examples/harbor-config.md');
@@ -22,13 +16,16 @@ const doc = readFileSync(EXAMPLE, 'utf8');
 
 /** The README's two questions, each with the value the example document states for it. */
 const QUESTIONS = [
-  { question: 'What is the default port?', answer: /^Default port: (.+)$/m.exec(doc)![1] },
   { question: 'What is the value of max_connections?', answer: /^max_connections = (.+)$/m.exec(doc)![1] },
+  {
+    question: 'What does the table list for cache_size?',
+    answer: /^\| cache_size \| (.+) \|$/m.exec(doc)![1],
+  },
 ];
 
 let serve: ServeProcess;
 let url: string;
-let cwd: string;
+let dataDir: string;
 let key: string;
 let collection: string;
 
@@ -60,8 +57,13 @@ function kvrag(args: string[]): Promise<{ code: number | null; out: string; err:
 }
 
 beforeAll(async () => {
-  cwd = mkdtempSync(join(tmpdir(), 'kvrag-quickstart-'));
-  serve = spawnServe({ cwd, env: { KVRAG_PORT: '0', KVRAG_ADMIN_KEY: ADMIN } });
+  dataDir = mkdtempSync(join(tmpdir(), 'kvrag-quickstart-'));
+  // as the README starts it (`KVRAG_ADMIN_KEY=… npm start` in the repository), its data in a fresh directory
+  serve = spawnServe({
+    cwd: REPO_ROOT,
+    env: { KVRAG_PORT: '0', KVRAG_ADMIN_KEY: ADMIN, KVRAG_DATA_DIR: dataDir },
+    command: { file: 'npm', args: ['start', '--silent'], detached: true },
+  });
   url = await serve.url;
   const tenant = await call<{ id: string }>(ADMIN, 'POST', '/v1/admin/tenants', { name: 'demo' });
   key = (await call<{ key: string }>(ADMIN, 'POST', `/v1/admin/tenants/${tenant.body.id}/keys`, {})).body.key;
@@ -77,8 +79,13 @@ beforeAll(async () => {
 }, 180_000);
 
 afterAll(async () => {
-  await stopServe(serve?.child);
-  if (cwd) rmSync(cwd, { recursive: true, force: true });
+  // npm runs the script in its own shell: stop the whole process group
+  const child = serve?.child;
+  if (child?.pid !== undefined && child.exitCode === null) {
+    process.kill(-child.pid, 'SIGTERM');
+    await new Promise((r) => child.once('exit', r));
+  }
+  if (dataDir) rmSync(dataDir, { recursive: true, force: true });
 });
 
 describe('README quick start: examples/harbor-config.md', () => {

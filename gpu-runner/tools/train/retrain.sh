@@ -8,7 +8,10 @@
 #     and the API's serving format (20%); contexts 256-1024 first, up to 4K
 # The committed stage 1 (train.log) ran on the earlier fact sentence `Record K has value V.`; this script
 # trains every stage on the current format (EPISODES.md), so its weights differ from the committed ones;
-# stage 3's prose depends on what this machine has installed (compare train-stage3-prose.tsv).
+# stage 3's prose depends on what this machine has installed (compare train-stage3-prose.tsv). The committed
+# stage 3 (train-stage3.log) ran steps 1-466 before its field/setting distractors and table rows got keys near
+# the asked one (`Admin port` beside `Default port`), and was resumed (--resume) for its last 13 steps with
+# them; this script trains all of stage 3 with them.
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 PY=/usr/bin/python3
