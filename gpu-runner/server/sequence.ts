@@ -54,12 +54,37 @@ export interface SeqUsage {
   keysAttended: number;
   bytesLoaded: Record<string, number>;
   preemptions: number;
-  timingsMs: { queueWait: number; ttft: number; total: number; assemble: number };
+  timingsMs: SeqTimings;
   /** When squeezed attention was asked for: fixed-context keys attended (Σ steps × layers × kv heads). */
   squeezed?: SqueezedUsage;
   /** When sparse prefill was asked for: the patterns that ran, density, whether all of it ran dense. */
   sparse?: SparseStats & { note?: string };
 }
+
+/**
+ * Milliseconds from arrival. ttft = queueWait + load + rotate + recompute + squeeze + prefill: the assembly
+ * phases (AssembleReport.timingsMs, 0 in full mode), then `prefill`, the rest up to the first token (the
+ * live prefill: the question in reuse modes, the whole prompt in full mode, and the first sample).
+ */
+export interface SeqTimings {
+  queueWait: number;
+  ttft: number;
+  total: number;
+  /** Assembly as a whole (load + rotate + recompute + squeeze + the question's first token). */
+  assemble: number;
+  /** Reading artifacts from their tiers (and computing missing ones). */
+  load: number;
+  /** Re-rotating the artifacts' keys to their positions. */
+  rotate: number;
+  /** Selective recompute (blend, link) and live prefill of blocks without artifacts during assembly. */
+  recompute: number;
+  /** Preparing the fixed context for squeezed attention. */
+  squeeze: number;
+  prefill: number;
+}
+
+/** The assembly phases a sequence's ttft is split into (summed over assemblies after preemption). */
+export type AssemblyPhases = Pick<SeqTimings, 'load' | 'rotate' | 'recompute' | 'squeeze'>;
 
 export interface SqueezedUsage {
   keysAttended: number;
@@ -100,6 +125,7 @@ export class Sequence {
   prefillTokens = 0;
   keysAttended = 0;
   assembleMs = 0;
+  readonly phaseMs: AssemblyPhases = { load: 0, rotate: 0, recompute: 0, squeeze: 0 };
   preemptions = 0;
   readonly bytesLoaded: Record<string, number> = {};
   /** Fixed contexts this sequence attended through (one per assembly; their stats outlive the cache). */
@@ -183,6 +209,10 @@ export class Sequence {
 
   usage(): SeqUsage {
     const end = this.lastTokenAt > 0 ? this.lastTokenAt : performance.now();
+    const queueWait = (this.admittedAt >= 0 ? this.admittedAt : end) - this.createdAt;
+    const ttft = this.firstTokenAt >= 0 ? this.firstTokenAt - this.createdAt : -1;
+    const p = this.phaseMs;
+    const assembly = p.load + p.rotate + p.recompute + p.squeeze;
     return {
       finishReason: this.finish ?? 'error',
       error: this.error,
@@ -197,10 +227,12 @@ export class Sequence {
       bytesLoaded: { ...this.bytesLoaded },
       preemptions: this.preemptions,
       timingsMs: {
-        queueWait: (this.admittedAt >= 0 ? this.admittedAt : end) - this.createdAt,
-        ttft: this.firstTokenAt >= 0 ? this.firstTokenAt - this.createdAt : -1,
+        queueWait,
+        ttft,
         total: performance.now() - this.createdAt,
         assemble: this.assembleMs,
+        ...p,
+        prefill: ttft < 0 ? -1 : Math.max(0, ttft - queueWait - assembly),
       },
       ...(this.req.squeezed ? { squeezed: this.squeezedUsage() } : {}),
       ...(this.req.sparse && this.req.sparse.mode !== 'off' ? { sparse: this.sparseUsage() } : {}),

@@ -64,10 +64,33 @@ export function usageOf(u: RunnerUsage) {
   };
 }
 
+/**
+ * The answer's TTFT (ms, as the API measured it) split into where it went: the API's retrieval, then the
+ * runner's queue wait and assembly phases and its live prefill up to the first token, and `other` — the
+ * rest (planning, routing, transport). Null for a cached answer (no prefill ran) or a runner that does not
+ * report the split.
+ */
+export function ttftSplit(retrievalMs: number, ttftMs: number, t: RunnerUsage['timingsMs'], cached: boolean) {
+  if (cached || t.prefill === undefined || t.prefill < 0) return null;
+  const runner = {
+    queue: t.queueWait,
+    load: t.load ?? 0,
+    rotate: t.rotate ?? 0,
+    recompute: t.recompute ?? 0,
+    squeeze: t.squeeze ?? 0,
+    prefill: t.prefill,
+  };
+  const parts = { retrieval: retrievalMs, ...runner };
+  const known = Object.values(parts).reduce((a, b) => a + b, 0);
+  const out: Record<string, number> = {};
+  for (const [k, v] of Object.entries({ ...parts, other: Math.max(0, ttftMs - known) })) out[k] = round(v);
+  return out as Record<keyof typeof parts | 'other', number>;
+}
+
 function doneEvent(
-  p: { plan: Prepared['plan']; citations: Prepared['citations'] },
+  p: { plan: Prepared['plan']; citations: Prepared['citations']; retrievalMs: number },
   a: { text: string; finishReason: string; usage: RunnerUsage },
-  timings: Record<string, number>,
+  timings: { retrieval_ms: number; ttft_ms: number; total_ms: number },
   runner: { id: string; failed_over: string[] } | null,
   cached: boolean,
 ) {
@@ -77,6 +100,7 @@ function doneEvent(
     cited: citedNumbers(a.text, p.citations.length),
     usage: usageOf(a.usage),
     timings,
+    ttft_split_ms: ttftSplit(p.retrievalMs, timings.ttft_ms, a.usage.timingsMs, cached),
     plan: p.plan,
     reuse: {
       mode: p.plan.generation.reuse.mode,

@@ -32,7 +32,21 @@ export interface RunnerUsage {
   prefillTokens: number;
   keysAttended?: number;
   bytesLoaded?: Record<string, number>;
-  timingsMs: { queueWait: number; ttft: number; total: number; assemble: number };
+  /**
+   * ms; the runner's ttft = queueWait + load + rotate + recompute + squeeze + prefill (SeqTimings in
+   * gpu-runner/server/sequence.ts). The split is absent from runners older than it.
+   */
+  timingsMs: {
+    queueWait: number;
+    ttft: number;
+    total: number;
+    assemble: number;
+    load?: number;
+    rotate?: number;
+    recompute?: number;
+    squeeze?: number;
+    prefill?: number;
+  };
 }
 
 export type RunnerEvent = { type: 'token'; text: string } | { type: 'done'; usage: RunnerUsage };
