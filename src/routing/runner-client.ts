@@ -5,6 +5,7 @@
 // over to the next one when a runner fails before its first token, so the client never sees it.
 import { AppError } from '../errors.ts';
 import { BloomFilter } from './bloom.ts';
+import type { RunnerHeartbeat } from './heartbeat.ts';
 import type { RunnerRegistry } from './registry.ts';
 import { rankRunners } from './select.ts';
 
@@ -20,6 +21,8 @@ export interface RunnerEndpoint {
   load: number;
   holds(artifactKey: string): boolean;
   fetch: FetchFn;
+  /** From its registry heartbeat (distributed mode): what it reported, and when (ms since the epoch). */
+  heartbeat?: Pick<RunnerHeartbeat, 'load' | 'kvFreeBytes' | 'sentAt'>;
 }
 
 /** The runner's `done` event (gpu-runner/server/sequence.ts SeqUsage; only what the API reads). */
@@ -172,6 +175,7 @@ export function registrySource(registry: RunnerRegistry, fetchFn: FetchFn = (r) 
           load: hb.load.running + hb.load.waiting,
           holds: (k: string) => bloom.has(k),
           fetch: fetchFn,
+          heartbeat: { load: hb.load, kvFreeBytes: hb.kvFreeBytes, sentAt: hb.sentAt },
         };
       });
     },
@@ -249,11 +253,14 @@ export class RunnerPool {
     return [...new Set((await this.source.list()).flatMap((r) => r.models))].sort();
   }
 
+  /** Every live runner, with what this pool has in flight there added to its load. */
+  async list(): Promise<RunnerEndpoint[]> {
+    return (await this.source.list()).map((r) => ({ ...r, load: r.load + (this.inflight.get(r.id) ?? 0) }));
+  }
+
   /** Live runners serving `fingerprint`, best first for these artifacts. */
   async rank(fingerprint: string, artifactKeys: readonly string[]): Promise<RunnerEndpoint[]> {
-    const live = (await this.source.list())
-      .filter((r) => r.models.includes(fingerprint))
-      .map((r) => ({ ...r, load: r.load + (this.inflight.get(r.id) ?? 0) }));
+    const live = (await this.list()).filter((r) => r.models.includes(fingerprint));
     return rankRunners({ artifactKeys }, live).map((x) => x.runner);
   }
 
