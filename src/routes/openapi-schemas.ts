@@ -249,8 +249,25 @@ export const QueryAnswer = named(
       prefill_tokens: z.number().int().describe('Prompt tokens computed live.'),
       keys_attended: z.number().nullable(),
       bytes_loaded: z.record(z.string(), bytes).describe('KV bytes read per artifact tier.'),
-      squeezed: z.unknown().nullable(),
-      sparse: z.unknown().nullable(),
+      squeezed: z
+        .object({
+          keysAttended: z.number(),
+          fraction: z.number().describe('Of the fixed-context keys (1 = dense).'),
+          bytesTouched: bytes,
+          unindexedTokens: z.number().int(),
+          note: z.string().optional(),
+        })
+        .nullable()
+        .describe("The runner's squeezed attention stats; null when the plan did not ask for it."),
+      sparse: z
+        .object({
+          pattern: z.string(),
+          density: z.number().describe('Attended ÷ dense causal pairs.'),
+          dense: z.boolean(),
+          note: z.string().optional(),
+        })
+        .nullable()
+        .describe("The runner's sparse prefill stats; null when the plan did not ask for it."),
       runner_timings_ms: z.record(z.string(), ms),
     }),
     runner: z.object({ id: z.string(), failed_over: z.array(z.string()) }).nullable(),
