@@ -52,6 +52,13 @@ export function App() {
       .finally(() => setChecking(false));
   }, []);
 
+  // an announcement stays for a while, then the status line clears
+  useEffect(() => {
+    if (!status) return;
+    const t = setTimeout(() => setStatus(''), 10_000);
+    return () => clearTimeout(t);
+  }, [status]);
+
   // a new page: move focus to its heading, so keyboard and screen reader users start there
   useEffect(() => {
     main.current?.querySelector<HTMLElement>('h1')?.focus();

@@ -269,8 +269,7 @@ function Answer(props: {
                 <button type="button" class="cite" onClick={() => props.onOpen(c)}>
                   <span class="cite-n">[{c.n}]</span> {c.filename}
                   <span class="hint">
-                    {' '}
-                    · chunk {c.ordinal} · score {c.score.toFixed(3)}
+                    &nbsp;· chunk {c.ordinal} · score {c.score.toFixed(3)}
                     {d?.cited.includes(c.n) ? ' · cited' : ''}
                   </span>
                 </button>

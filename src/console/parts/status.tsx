@@ -11,7 +11,8 @@ export function StatusSteps(props: { status: DocumentStatus; error?: string | nu
         <span class="badge">failed</span> {props.error ?? 'no reason recorded'}
       </span>
     );
-  const at = STEPS.indexOf(props.status);
+  // ready: every step done
+  const at = props.status === 'ready' ? STEPS.length : STEPS.indexOf(props.status);
   return (
     <span class={`status ${props.status === 'ready' ? 'ready' : 'working'}`}>
       <span class="badge">{props.status}</span>
