@@ -288,6 +288,10 @@ describe('web console in Chromium against kvrag serve', () => {
     await expect.poll(() => updated.textContent(), { timeout: 10_000 }).not.toBe(before);
     await expectAccessible('runners');
     await shot('runners');
+    await page.setViewportSize({ width: 360, height: 780 });
+    expect(await fitsWidth(360)).toBe(true);
+    await shot('runners-360px');
+    await page.setViewportSize({ width: 1280, height: 860 });
   });
 
   it('deletes a document after confirmation', async () => {
