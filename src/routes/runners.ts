@@ -7,16 +7,26 @@ import { scrapeRunner } from '../routing/runner-stats.ts';
 import type { AppEnv } from '../services.ts';
 import { answerServices } from './answer.ts';
 
+/** Scrapes are shared for this long: many open consoles cost a runner one /metrics read a second. */
+const SCRAPE_TTL_MS = 1000;
+
 export function runnerRoutes(): Hono<AppEnv> {
   const r = new Hono<AppEnv>();
+  // per runner pool (one per API process or Workers isolate): runner id → the last scrape and its time
+  const recent = new WeakMap<object, Map<string, { at: number; got: ReturnType<typeof scrapeRunner> }>>();
   r.get('/', async (c) => {
     const admin = c.get('principal')?.kind === 'admin';
     const svc = answerServices(c);
     const runners = await svc.runners.list();
     const now = Date.now();
+    let cache = recent.get(svc.runners);
+    if (!cache) recent.set(svc.runners, (cache = new Map()));
+    for (const [id, e] of cache) if (now - e.at >= SCRAPE_TTL_MS) cache.delete(id);
     const data = await Promise.all(
       runners.map(async (rn) => {
-        const scraped = await scrapeRunner(rn);
+        let hit = cache.get(rn.id);
+        if (!hit) cache.set(rn.id, (hit = { at: now, got: scrapeRunner(rn) }));
+        const scraped = await hit.got;
         const hb = rn.heartbeat;
         return {
           id: rn.id,

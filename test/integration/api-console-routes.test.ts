@@ -154,11 +154,58 @@ describe('console routes: document stats, chunks, runners', () => {
         stream: false,
       },
     });
-    const after = RunnerList.parse(await h.expectJson(200, 'GET', '/v1/runners', { key: tenant.key }));
-    expect(reads(after.data[0].metrics!.tiers)).toBeGreaterThan(reads(tiers));
-    expect(after.data[0].metrics!.requests).toBe(r.metrics!.requests + 1);
+    // scrapes are shared for a second: the next look after that sees the new reads
+    await expect
+      .poll(
+        async () => {
+          const after = RunnerList.parse(await h.expectJson(200, 'GET', '/v1/runners', { key: tenant.key }));
+          return [reads(after.data[0].metrics!.tiers) > reads(tiers), after.data[0].metrics!.requests];
+        },
+        { timeout: 5000, interval: 300 },
+      )
+      .toEqual([true, r.metrics!.requests + 1]);
 
     const admin = RunnerList.parse(await h.expectJson(200, 'GET', '/v1/runners', { key: ADMIN_KEY }));
     expect(admin.data[0].url).toBe('http://runner.local');
+  });
+
+  it('many looks within a second cost each runner one /metrics read; a runner that cannot be read says why', async () => {
+    let scrapes = 0;
+    const fetchRunner = (req: Request) => {
+      if (new URL(req.url).pathname === '/metrics') scrapes++;
+      return h.runner.app.fetch(req);
+    };
+    h.useSource({
+      list: async () => [
+        {
+          id: 'counted',
+          url: 'http://counted.local',
+          models: [h.served.fingerprint],
+          load: 0,
+          holds: () => false,
+          fetch: fetchRunner,
+        },
+        {
+          id: 'mute',
+          url: 'http://mute.local',
+          models: [h.served.fingerprint],
+          load: 0,
+          holds: () => false,
+          fetch: async () => new Response('down', { status: 503 }),
+        },
+      ],
+    });
+    const looks = await Promise.all(
+      Array.from({ length: 5 }, () => h.expectJson(200, 'GET', '/v1/runners', { key: tenant.key })),
+    );
+    expect(scrapes).toBe(1);
+    for (const l of looks) {
+      const [counted, mute] = RunnerList.parse(l).data;
+      expect(counted.metrics?.tiers.length).toBe(4);
+      expect(mute).toMatchObject({ id: 'mute', metrics: null, metrics_error: 'metrics answered HTTP 503' });
+    }
+    await new Promise((res) => setTimeout(res, 1100));
+    await h.expectJson(200, 'GET', '/v1/runners', { key: tenant.key });
+    expect(scrapes).toBe(2);
   });
 });
