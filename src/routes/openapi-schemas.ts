@@ -238,7 +238,9 @@ export const QueryAnswer = named(
         recompute: ms.describe('Selective recompute (blend, link) and chunks without artifacts.'),
         squeeze: ms.describe('Preparing squeezed attention over the fixed context.'),
         prefill: ms.describe('Live prefill up to the first token (the question; everything in full mode).'),
-        other: ms.describe('The rest: planning, routing, transport.'),
+        other: ms.describe(
+          "The rest: planning, routing, transport, and the runner reading the request (artifacts' token ids) before its sequence starts.",
+        ),
       })
       .nullable()
       .describe('ttft_ms split by where it went (the parts add up to it); null for a cached answer.'),

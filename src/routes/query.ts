@@ -67,8 +67,8 @@ export function usageOf(u: RunnerUsage) {
 /**
  * The answer's TTFT (ms, as the API measured it) split into where it went: the API's retrieval, then the
  * runner's queue wait and assembly phases and its live prefill up to the first token, and `other` — the
- * rest (planning, routing, transport). Null for a cached answer (no prefill ran) or a runner that does not
- * report the split.
+ * rest (planning, routing, transport, the runner reading the request before its sequence starts). Null
+ * for a cached answer (no prefill ran) or a runner that does not report the split.
  */
 export function ttftSplit(retrievalMs: number, ttftMs: number, t: RunnerUsage['timingsMs'], cached: boolean) {
   if (cached || t.prefill === undefined || t.prefill < 0) return null;
