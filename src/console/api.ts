@@ -25,6 +25,13 @@ export const session = {
   clear: () => sessionStorage.removeItem(KEY),
 };
 
+/** Fired on window when the API refuses the session's key (revoked meanwhile): the shell signs out. */
+export const UNAUTHORIZED_EVENT = 'kvrag:unauthorized';
+
+function refused(status: number, key: string | null): void {
+  if (status === 401 && key !== null && key === session.key()) dispatchEvent(new Event(UNAUTHORIZED_EVENT));
+}
+
 async function errorOf(res: Response): Promise<ApiError> {
   try {
     const body = (await res.json()) as { error?: { code?: string; message?: string } };
@@ -49,7 +56,10 @@ export async function call<T>(method: string, path: string, body?: unknown, key 
     headers: headers(key, body !== undefined),
     body: body === undefined ? undefined : JSON.stringify(body),
   });
-  if (!res.ok) throw await errorOf(res);
+  if (!res.ok) {
+    refused(res.status, key);
+    throw await errorOf(res);
+  }
   return (await res.json()) as T;
 }
 
@@ -88,6 +98,7 @@ export function uploadFile(collection: string, file: File, onProgress: (sent: nu
         onProgress(1);
         resolve({ status: xhr.status, document: body as DocumentObject });
       } else {
+        refused(xhr.status, key);
         const err = (body as { error?: { code: string; message: string } } | null)?.error;
         reject(new ApiError(xhr.status, err?.code ?? 'error', err?.message ?? `HTTP ${xhr.status}`));
       }
@@ -116,7 +127,10 @@ export async function streamQuery(body: Record<string, unknown>, on: QueryHandle
     body: JSON.stringify({ ...body, stream: true }),
     signal,
   });
-  if (!res.ok || !res.body) throw await errorOf(res);
+  if (!res.ok || !res.body) {
+    refused(res.status, session.key());
+    throw await errorOf(res);
+  }
   const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
   let buf = '';
   for (;;) {

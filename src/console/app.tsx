@@ -2,7 +2,7 @@
 // polite live region pages use to announce what happened. A tenant key sees its collections, documents,
 // search, ask and the runners; the admin key sees tenants (and their keys) and the runners.
 import { useCallback, useEffect, useRef, useState } from 'preact/hooks';
-import { session, whoIs } from './api.ts';
+import { session, UNAUTHORIZED_EVENT, whoIs } from './api.ts';
 import { AskPage } from './pages/ask.tsx';
 import { CollectionsPage } from './pages/collections.tsx';
 import { DocumentsPage } from './pages/documents.tsx';
@@ -52,6 +52,17 @@ export function App() {
       .finally(() => setChecking(false));
   }, []);
 
+  // the API refused this tab's key (revoked since sign-in): back to the sign-in form, saying why
+  useEffect(() => {
+    const onRefused = () => {
+      session.clear();
+      setRole(null);
+      setStatus('The API refused this key (revoked or deleted?): sign in again.');
+    };
+    addEventListener(UNAUTHORIZED_EVENT, onRefused);
+    return () => removeEventListener(UNAUTHORIZED_EVENT, onRefused);
+  }, []);
+
   // an announcement stays for a while, then the status line clears
   useEffect(() => {
     if (!status) return;
@@ -87,10 +98,7 @@ export function App() {
   if (!role)
     return (
       <ShellContext.Provider value={shell}>
-        <SignIn onSignedIn={signedIn} />
-        <p class="sr-only" role="status">
-          {status}
-        </p>
+        <SignIn onSignedIn={signedIn} notice={status} />
       </ShellContext.Provider>
     );
 

@@ -38,6 +38,8 @@ const shot = async (name: string) => {
 const expectAccessible = async (what: string) => {
   expect(await seriousAxeViolations(page), `axe on ${what}`).toEqual([]);
 };
+/** Waits for what the page shows (the machine may be loaded: generous, but still bounded). */
+const poll = <T>(fn: () => Promise<T> | T) => expect.poll(fn, { timeout: 20_000, interval: 100 });
 /** The page fits `width` CSS pixels: nothing scrolls sideways but tables inside their own box. */
 const fitsWidth = async (width: number) =>
   page.evaluate((w) => document.documentElement.scrollWidth <= w, width);
@@ -56,7 +58,7 @@ describe('web console in Chromium against kvrag serve', () => {
     await page.goto(f.url);
     await page.getByLabel('API key').fill(`kvrag_${'x'.repeat(43)}`);
     await page.getByRole('button', { name: 'Sign in' }).click();
-    await expect.poll(() => page.getByRole('alert').textContent()).toMatch(/refused/);
+    await poll(() => page.getByRole('alert').textContent()).toMatch(/refused/);
     expect(await page.evaluate(() => sessionStorage.getItem('kvrag.key'))).toBeNull();
     await expectAccessible('sign-in');
     await shot('wrong-key');
@@ -134,10 +136,10 @@ describe('web console in Chromium against kvrag serve', () => {
       .setInputFiles({ name: chosen.name, mimeType: chosen.type, buffer: Buffer.from(chosen.text) });
     // one progress bar per file, each run to the end
     const bars = page.locator('.uploads progress');
-    await expect.poll(() => bars.count()).toBe(2);
+    await poll(() => bars.count()).toBe(2);
     for (const file of RECORD_FILES) {
       const item = page.locator('.uploads li', { hasText: file.name });
-      await expect.poll(() => item.locator('.state').textContent()).toBe('uploaded');
+      await poll(() => item.locator('.state').textContent()).toBe('uploaded');
       expect(await item.locator('progress').getAttribute('value')).toBe('1');
     }
     await expect
@@ -160,7 +162,7 @@ describe('web console in Chromium against kvrag serve', () => {
     await page.getByLabel('Status').selectOption('failed');
     await page.getByText('No failed documents.').waitFor();
     await page.getByLabel('Status').selectOption('ready');
-    await expect.poll(() => page.locator('tr[data-status="ready"]').count()).toBe(2);
+    await poll(() => page.locator('tr[data-status="ready"]').count()).toBe(2);
     await page.getByLabel('Status').selectOption('');
   });
 
@@ -222,7 +224,7 @@ describe('web console in Chromium against kvrag serve', () => {
     await expectAccessible('ask: chunk dialog');
     await shot('ask-citation');
     await page.keyboard.press('Escape');
-    await expect.poll(() => dialog.count()).toBe(0);
+    await poll(() => dialog.count()).toBe(0);
     expect(await page.evaluate(() => document.activeElement?.textContent)).toContain('[1]');
 
     // the TTFT picture: its parts (legend) add up to the TTFT in its caption
@@ -274,7 +276,7 @@ describe('web console in Chromium against kvrag serve', () => {
     await shot('ask-360px');
     await page.goto(`${f.url}/#/documents/${collectionId}`);
     await page.getByRole('heading', { name: 'ledgers', level: 1 }).waitFor();
-    await expect.poll(() => page.locator('tr[data-status]').count()).toBe(2);
+    await poll(() => page.locator('tr[data-status]').count()).toBe(2);
     expect(await fitsWidth(360)).toBe(true);
     await expectAccessible('documents at 360 px');
     await shot('documents-360px');
@@ -296,7 +298,7 @@ describe('web console in Chromium against kvrag serve', () => {
     expect(reads).toBeGreaterThan(0); // the answers above read artifacts
     const updated = page.getByText(/^Updated /);
     const before = await updated.textContent();
-    await expect.poll(() => updated.textContent(), { timeout: 10_000 }).not.toBe(before);
+    await poll(() => updated.textContent()).not.toBe(before);
     await expectAccessible('runners');
     await shot('runners');
     await page.setViewportSize({ width: 360, height: 780 });
@@ -307,13 +309,13 @@ describe('web console in Chromium against kvrag serve', () => {
 
   it('deletes a document after confirmation', async () => {
     await page.goto(`${f.url}/#/documents/${collectionId}`);
-    await expect.poll(() => page.locator('tr[data-status]').count()).toBe(2);
+    await poll(() => page.locator('tr[data-status]').count()).toBe(2);
     await page.getByRole('button', { name: `Delete ${RECORD_FILES[0].name}` }).click();
     const dialog = page.getByRole('dialog');
     expect(await dialog.getByRole('heading').textContent()).toBe(`Delete ${RECORD_FILES[0].name}?`);
     await expectAccessible('delete confirmation');
     await dialog.getByRole('button', { name: 'Delete document' }).click();
-    await expect.poll(() => page.locator('tr[data-status]').count()).toBe(1);
+    await poll(() => page.locator('tr[data-status]').count()).toBe(1);
     const left = await f.api<{ data: { filename: string }[] }>(
       'GET',
       `/v1/collections/${collectionId}/documents`,
@@ -321,6 +323,29 @@ describe('web console in Chromium against kvrag serve', () => {
     );
     expect(left.body.data.map((d) => d.filename)).toEqual([RECORD_FILES[1].name]);
     await shot('document-deleted');
+  });
+
+  it('signs the tab out when its key is revoked meanwhile, saying why', async () => {
+    const tenants = await f.api<{ data: { id: string; name: string }[] }>(
+      'GET',
+      '/v1/admin/tenants',
+      ADMIN_KEY,
+    );
+    const acme = tenants.body.data.find((t) => t.name === 'acme')!;
+    const keys = await f.api<{ data: { id: string; prefix: string }[] }>(
+      'GET',
+      `/v1/admin/tenants/${acme.id}/keys`,
+      ADMIN_KEY,
+    );
+    const key = keys.body.data.find((k) => tenantKey.startsWith(k.prefix))!;
+    expect((await f.api('DELETE', `/v1/admin/tenants/${acme.id}/keys/${key.id}`, ADMIN_KEY)).status).toBe(
+      200,
+    );
+    // the documents page re-reads its list every few seconds: the refusal ends the session
+    await page.getByRole('heading', { name: 'kvrag console', level: 1 }).waitFor({ timeout: 15_000 });
+    expect(await page.locator('.notice').textContent()).toMatch(/refused this key/);
+    expect(await page.evaluate(() => sessionStorage.getItem('kvrag.key'))).toBeNull();
+    await shot('key-revoked');
   });
 
   it('reached nothing but the server under test', () => {

@@ -3,7 +3,7 @@
 import { useState } from 'preact/hooks';
 import { ApiError } from '../api.ts';
 
-export function SignIn(props: { onSignedIn: (key: string) => Promise<void> }) {
+export function SignIn(props: { onSignedIn: (key: string) => Promise<void>; notice?: string }) {
   const [key, setKey] = useState('');
   const [error, setError] = useState('');
   const [busy, setBusy] = useState(false);
@@ -29,6 +29,9 @@ export function SignIn(props: { onSignedIn: (key: string) => Promise<void> }) {
     <main class="sign-in" id="main">
       <h1 tabIndex={-1}>kvrag console</h1>
       <p>Sign in with a tenant API key, or with the admin key to manage tenants and keys.</p>
+      <p class="notice" role="status">
+        {props.notice}
+      </p>
       <form onSubmit={submit} autocomplete="off">
         <label for="api-key">API key</label>
         <input
