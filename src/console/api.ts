@@ -4,7 +4,7 @@
 import type { z } from 'zod';
 import type { Plan } from '../planning/plan.ts';
 import type * as S from '../routes/openapi-schemas.ts';
-import type { Citation } from '../routing/answer-services.ts';
+import type { Citation } from '../answer/services.ts';
 
 export class ApiError extends Error {
   readonly status: number;

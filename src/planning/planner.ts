@@ -3,7 +3,8 @@
 // retrieved chunks and which of them have artifacts are known — reuse mode, squeezed budget, sparse policy.
 // Both are pure and deterministic: the same inputs give the same plan.
 import { estimateDifficulty } from './difficulty.ts';
-import type { GenerationPlan, Plan, Quality, RetrievalStep, ReuseMode } from './plan.ts';
+import type { ReuseMode } from '../../contracts/reuse.ts';
+import type { GenerationPlan, Plan, Quality, RetrievalStep } from './plan.ts';
 
 export interface ServedModel {
   /** Model id as clients name it (and the runner's fingerprint maps to it). */
@@ -14,8 +15,11 @@ export interface ServedModel {
   prefillTokensPerSec: number;
   /** Throughput of loading stored chunk K/V into the engine (tokens/s): far above prefill. */
   loadTokensPerSec: number;
-  /** Live-token length above which sparse prefill beats dense (from the model's sparse config). */
-  sparseBreakEven: number;
+  /**
+   * Live-token length from which sparse prefill beats dense, as measured for the model (its sparse.json);
+   * null when it was never measured: sparse prefill stays off.
+   */
+  sparseBreakEven: number | null;
   /** Decoder layers, when known: `blend` needs layers past its check layer to save anything. */
   layers?: number;
   /**
@@ -290,14 +294,16 @@ export function finalizePlan(
   const squeezed: GenerationPlan['squeezed'] = squeezeWhy
     ? { mode: 'off' }
     : { mode: 'budget', budget: 1 / 8 };
-  const sparse: GenerationPlan['sparse'] = { mode: liveTokens >= model.sparseBreakEven ? 'auto' : 'off' };
-  const breakEven = Number.isFinite(model.sparseBreakEven) && model.sparseBreakEven < Number.MAX_SAFE_INTEGER;
+  const breakEven = model.sparseBreakEven;
+  const sparse: GenerationPlan['sparse'] = {
+    mode: breakEven !== null && liveTokens >= breakEven ? 'auto' : 'off',
+  };
   const sparseWhy =
-    sparse.mode === 'auto'
-      ? `${liveTokens} live tokens reach the model's sparse break-even (${model.sparseBreakEven}): its per-head patterns`
-      : breakEven
-        ? `dense: ${liveTokens} live tokens are under the model's sparse break-even (${model.sparseBreakEven})`
-        : `dense: sparse prefill never beat dense on this model (no break-even)`;
+    breakEven === null
+      ? `dense: sparse prefill never beat dense on this model (no break-even)`
+      : sparse.mode === 'auto'
+        ? `${liveTokens} live tokens reach the model's sparse break-even (${breakEven}): its per-head patterns`
+        : `dense: ${liveTokens} live tokens are under the model's sparse break-even (${breakEven})`;
   return {
     plan: {
       ...plan,

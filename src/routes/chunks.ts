@@ -5,7 +5,8 @@ import { Hono } from 'hono';
 import { chunks, documents } from '../db/schema.ts';
 import type { AppEnv } from '../services.ts';
 import { api, requireTenant } from './auth.ts';
-import { notFound, pathId } from './validate.ts';
+import { notFound } from '../db/ids.ts';
+import { pathId } from './validate.ts';
 
 export function chunkRoutes(): Hono<AppEnv> {
   const r = new Hono<AppEnv>();

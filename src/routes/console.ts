@@ -2,7 +2,7 @@
 // under /assets/. Served from Services.assets on Node; on Workers the platform serves the same build as
 // static assets before the Worker runs (wrangler.toml [assets]), so these routes see only a missing build.
 import { Hono } from 'hono';
-import { AppError } from '../errors.ts';
+import { AppError } from '../../contracts/errors.ts';
 import type { AppEnv } from '../services.ts';
 import { CONSOLE_CACHE, CONSOLE_HEADERS } from './console-headers.ts';
 

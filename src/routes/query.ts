@@ -6,20 +6,16 @@
 import { Hono } from 'hono';
 import { streamSSE } from 'hono/streaming';
 import { z } from 'zod';
-import { asAppError, toEnvelope } from '../errors.ts';
-import { QUALITY, REUSE_MODES } from '../planning/plan.ts';
-import { AnswerCache } from '../routing/answer-cache.ts';
-import type { RunnerUsage } from '../routing/runner-client.ts';
+import { asAppError, toEnvelope } from '../../contracts/errors.ts';
+import { REUSE_MODES } from '../../contracts/reuse.ts';
+import { QUALITY } from '../planning/plan.ts';
+import type { RunnerUsage } from '../../contracts/runner-api.ts';
+import { prepareAnswer } from '../answer/prepare.ts';
+import { citedNumbers, runnerRequest } from '../answer/prompt.ts';
+import { type AnswerRun, answerCacheKey, runAnswer } from '../answer/run.ts';
+import type { Prepared } from '../answer/services.ts';
 import type { AppEnv } from '../services.ts';
-import {
-  answerServices,
-  citedNumbers,
-  logQuery,
-  type Prepared,
-  prepareAnswer,
-  runAnswer,
-  runnerBody,
-} from './answer.ts';
+import { answerDeps, logAnswer } from './answer-context.ts';
 import { requireTenant } from './auth.ts';
 import { jsonBody } from './validate.ts';
 
@@ -64,56 +60,33 @@ export function usageOf(u: RunnerUsage) {
   };
 }
 
-/**
- * The answer's TTFT (ms, as the API measured it) split into where it went: the API's retrieval, then the
- * runner's queue wait and assembly phases and its live prefill up to the first token, and `other` — the
- * rest (planning, routing, transport, the runner reading the request before its sequence starts). Null
- * for a cached answer (no prefill ran) or a runner that does not report the split.
- */
-export function ttftSplit(retrievalMs: number, ttftMs: number, t: RunnerUsage['timingsMs'], cached: boolean) {
-  if (cached || t.prefill === undefined || t.prefill < 0) return null;
-  const runner = {
-    queue: t.queueWait,
-    load: t.load ?? 0,
-    rotate: t.rotate ?? 0,
-    recompute: t.recompute ?? 0,
-    squeeze: t.squeeze ?? 0,
-    prefill: t.prefill,
-  };
-  const parts = { retrieval: retrievalMs, ...runner };
-  const known = Object.values(parts).reduce((a, b) => a + b, 0);
-  const out: Record<string, number> = {};
-  for (const [k, v] of Object.entries({ ...parts, other: Math.max(0, ttftMs - known) })) out[k] = round(v);
-  return out as Record<keyof typeof parts | 'other', number>;
-}
-
 function doneEvent(
-  p: { plan: Prepared['plan']; citations: Prepared['citations']; retrievalMs: number },
-  a: { text: string; finishReason: string; usage: RunnerUsage },
+  p: { plan: Prepared['plan']; citations: Prepared['citations'] },
+  out: AnswerRun,
   timings: { retrieval_ms: number; ttft_ms: number; total_ms: number },
-  runner: { id: string; failed_over: string[] } | null,
   cached: boolean,
 ) {
+  const a = out.answer;
   return {
     text: a.text,
     finish_reason: a.finishReason,
     cited: citedNumbers(a.text, p.citations.length),
     usage: usageOf(a.usage),
     timings,
-    ttft_split_ms: ttftSplit(p.retrievalMs, timings.ttft_ms, a.usage.timingsMs, cached),
+    ttft_split_ms: out.ttftSplit && roundAll(out.ttftSplit),
     plan: p.plan,
     reuse: {
       mode: p.plan.generation.reuse.mode,
       cached_tokens: a.usage.cachedTokens,
       prefill_tokens: a.usage.prefillTokens,
-      keys_attended: a.usage.keysAttended ?? null,
-      bytes_loaded: a.usage.bytesLoaded ?? {},
+      keys_attended: a.usage.keysAttended,
+      bytes_loaded: a.usage.bytesLoaded,
       // what the runner ran of the plan's squeezed / sparse policies (its stats; null when not asked for)
-      squeezed: (a.usage as { squeezed?: unknown }).squeezed ?? null,
-      sparse: (a.usage as { sparse?: unknown }).sparse ?? null,
+      squeezed: a.usage.squeezed ?? null,
+      sparse: a.usage.sparse ?? null,
       runner_timings_ms: a.usage.timingsMs,
     },
-    runner,
+    runner: out.runner,
     cached,
   };
 }
@@ -124,7 +97,7 @@ export function queryRoutes(): Hono<AppEnv> {
     const t0 = performance.now();
     const tenantId = requireTenant(c);
     const body = await jsonBody(c, queryBodySchema);
-    const svc = answerServices(c);
+    const deps = answerDeps(c);
     const input = {
       question: body.question,
       collectionIds: body.collection_ids,
@@ -137,19 +110,18 @@ export function queryRoutes(): Hono<AppEnv> {
       k: body.k,
       iterative: iterativeOf(body.iterative),
     };
-    const p = await prepareAnswer(c, tenantId, input);
-    const rbody = runnerBody(p, { question: `\nQuestion: ${body.question}\nAnswer:` }, {});
-    // keyed by what the runner would be asked (retrieved chunks included): new or changed documents miss
-    const cacheKey = AnswerCache.key(tenantId, { route: 'query', model: p.model.fingerprint, rbody });
-    const hit = svc.cache?.get(cacheKey);
+    const p = await prepareAnswer(deps, tenantId, input);
+    const request = runnerRequest(p, { question: `\nQuestion: ${body.question}\nAnswer:` }, {});
+    const cacheKey = answerCacheKey(tenantId, 'query', p, request);
+    const hit = deps.answer.cache?.get(cacheKey);
     const citations = p.citations;
 
     // Runs the generation (or replays the cached answer), calling onToken for each delta.
     const run = (onToken: (t: string) => Promise<void>) =>
       runAnswer(
-        svc,
+        deps.answer,
         p,
-        rbody,
+        request,
         { t0, signal: c.req.raw.signal, hit, cacheKey, requestId: c.get('requestId') },
         onToken,
       );
@@ -159,8 +131,14 @@ export function queryRoutes(): Hono<AppEnv> {
         ttft_ms: round(out.ttft),
         total_ms: round(performance.now() - t0),
       };
-      const done = doneEvent(p, out.answer, timings, out.runner, !!hit);
-      await logQuery(c, tenantId, body.question, p.plan, timings, { ...done.usage, cached_answer: !!hit });
+      const done = doneEvent(p, out, timings, !!hit);
+      await logAnswer(c, deps, {
+        tenantId,
+        question: body.question,
+        plan: p.plan,
+        timings,
+        usage: { ...done.usage, cached_answer: !!hit },
+      });
       return done;
     };
 
@@ -184,3 +162,5 @@ export function queryRoutes(): Hono<AppEnv> {
 }
 
 const round = (x: number) => Math.round(x * 10) / 10;
+const roundAll = <K extends string>(o: Record<K, number>) =>
+  Object.fromEntries(Object.entries<number>(o).map(([k, v]) => [k, round(v)])) as Record<K, number>;

@@ -3,9 +3,10 @@
 // router's own connection to it), plus its heartbeat where a registry lists it. Any valid key may look
 // (tenant or admin); runner URLs are shown to the admin key only. Never unauthenticated.
 import { Hono } from 'hono';
+import { requireAnswerServices } from '../answer/prepare.ts';
 import { scrapeRunner } from '../routing/runner-stats.ts';
 import type { AppEnv } from '../services.ts';
-import { answerServices } from './answer.ts';
+import { api } from './auth.ts';
 
 /** Scrapes are shared for this long: many open consoles cost a runner one /metrics read a second. */
 const SCRAPE_TTL_MS = 1000;
@@ -16,8 +17,8 @@ export function runnerRoutes(): Hono<AppEnv> {
   const recent = new WeakMap<object, Map<string, { at: number; got: ReturnType<typeof scrapeRunner> }>>();
   r.get('/', async (c) => {
     const admin = c.get('principal')?.kind === 'admin';
-    const svc = answerServices(c);
-    const runners = await svc.runners.list();
+    const svc = requireAnswerServices(api(c).answer);
+    const [runners, models] = await Promise.all([svc.runners.list(), svc.models.list()]);
     const now = Date.now();
     let cache = recent.get(svc.runners);
     if (!cache) recent.set(svc.runners, (cache = new Map()));
@@ -34,7 +35,7 @@ export function runnerRoutes(): Hono<AppEnv> {
           ...(admin ? { url: rn.url } : {}),
           models: rn.models.map((fp) => ({
             fingerprint: fp,
-            id: svc.models.find((m) => m.fingerprint === fp)?.id ?? null,
+            id: models.find((m) => m.fingerprint === fp)?.id ?? null,
           })),
           /** Requests at the runner as the router counts them (heartbeat load + in flight from here). */
           load: rn.load,

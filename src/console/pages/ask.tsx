@@ -2,7 +2,7 @@
 // the plan and timings are drawn (parts/plan-picture.tsx); "same question with reuse off" asks again with
 // every chunk prefilled live and shows the TTFT ratio measured here, now.
 import type { Plan } from '../../planning/plan.ts';
-import type { Citation } from '../../routing/answer-services.ts';
+import type { Citation } from '../../answer/services.ts';
 import { useEffect, useRef, useState } from 'preact/hooks';
 import { type ChunkObject, call, type QueryDone, streamQuery } from '../api.ts';
 import { errorText } from '../shell.ts';
