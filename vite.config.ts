@@ -1,5 +1,6 @@
 // The web console's build (src/console → dist/console): Vite with Preact's automatic JSX runtime, no
-// other runtime dependency. Run by `npm run build` (and by `npm install`/`npm ci` through `prepare`).
+// other runtime dependency. Run through src/console/build.ts (`npm run build`, and `npm install`/`npm ci`
+// through `prepare`), which makes it a production build whatever NODE_ENV says.
 // Besides Vite's own per-file report it prints the bundle's total size, fails past BUDGET_GZIP_BYTES, and
 // writes the security headers into `_headers` for Workers static assets (wrangler.toml [assets]).
 // `npm run console:dev` serves the sources with the API of a running `npm start` behind /v1.
@@ -7,8 +8,11 @@ import { gzipSync } from 'node:zlib';
 import { defineConfig, type Plugin } from 'vite';
 import { CONSOLE_CACHE, CONSOLE_HEADERS } from './src/routes/console-headers.ts';
 
-/** The most the console's JS + CSS may weigh gzipped (it loads before anything shows). */
-const BUDGET_GZIP_BYTES = 60 * 1024;
+/**
+ * The most the console's JS + CSS may weigh gzipped (it loads before anything shows): 20.4 KiB when this
+ * was set, so room for the console to grow by half again before anyone has to look at what it pulls in.
+ */
+export const BUDGET_GZIP_BYTES = 32 * 1024;
 
 function consoleBuildReport(): Plugin {
   return {

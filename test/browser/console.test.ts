@@ -1,14 +1,18 @@
 // The web console in Debian's Chromium (playwright-core) against a real `kvrag serve` on loopback, one user
-// journey: a wrong key refused; the admin signs in by keyboard, makes a tenant and a key and switches to
-// it; a collection; two record files uploaded (one dropped, one chosen) that reach `ready` in the live
-// table; status filter; search with the query's terms marked; an answer streamed token by token whose
-// citation [1] opens the chunk holding the asked record; the TTFT picture; the same question with reuse off;
-// runners refreshing live; a document deleted. Every page passes axe-core with no serious violation, works
-// at 360 px, and the page never reaches beyond the server. Screenshots of each step: test-results/browser/.
+// journey: the page loads one production script and one stylesheet within the build's budget; a wrong key
+// refused; the admin signs in by keyboard, makes a tenant and a key and switches to it; a collection; two
+// record files uploaded (one dropped, one chosen) that reach `ready` in the live table; status filter;
+// search with the query's terms marked; an answer streamed token by token whose citation [1] opens the
+// chunk holding the asked record; the TTFT picture; the same question with reuse off; runners refreshing
+// live; a document deleted; a revoked key signing the tab out. Every page passes axe-core with no serious
+// violation, works at 360 px, and the page never reaches beyond the server. Screenshots of each step:
+// test-results/browser/.
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
+import { gzipSync } from 'node:zlib';
 import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { BUDGET_GZIP_BYTES } from '../../vite.config.ts';
 import { seriousAxeViolations } from '../helpers/browser.ts';
 import {
   ADMIN_KEY,
@@ -54,8 +58,28 @@ afterAll(async () => {
 });
 
 describe('web console in Chromium against kvrag serve', () => {
-  it('refuses a wrong key and says so', async () => {
+  it('loads one production script and one stylesheet, within the build budget', async () => {
+    const loaded: { url: string; type: string; body: Buffer }[] = [];
+    const onResponse = async (res: import('playwright-core').Response) => {
+      const type = res.request().resourceType();
+      if (type === 'script' || type === 'stylesheet')
+        loaded.push({ url: res.url(), type, body: await res.body() });
+    };
+    page.on('response', onResponse);
     await page.goto(f.url);
+    await page.getByLabel('API key').waitFor();
+    page.off('response', onResponse);
+    expect(loaded.map((r) => r.type).sort()).toEqual(['script', 'stylesheet']);
+    for (const r of loaded) expect(r.url).toMatch(new RegExp(`^${f.url}/assets/index-[\\w-]+\\.(js|css)$`));
+    const gz = loaded.reduce((n, r) => n + gzipSync(r.body, { level: 9 }).length, 0);
+    expect(gz).toBeLessThanOrEqual(BUDGET_GZIP_BYTES);
+    // a development bundle (Vite under NODE_ENV=test) carries every JSX element's source file and line
+    const script = loaded.find((r) => r.type === 'script')!.body.toString();
+    expect(script.includes(REPO_ROOT), 'the script names the source files').toBe(false);
+    expect(/lineNumber/.test(script), 'the script carries JSX source lines').toBe(false);
+  });
+
+  it('refuses a wrong key and says so', async () => {
     await page.getByLabel('API key').fill(`kvrag_${'x'.repeat(43)}`);
     await page.getByRole('button', { name: 'Sign in' }).click();
     await poll(() => page.getByRole('alert').textContent()).toMatch(/refused/);

@@ -9,9 +9,9 @@ import { type Browser, type BrowserContext, chromium, type Page } from 'playwrig
 import { REPO_ROOT } from './serve-process.ts';
 import { CHROMIUM } from './system-packages.ts';
 
-/** Rebuilds dist/console when its sources are newer than the build (src/console/prepare.ts). */
+/** Rebuilds dist/console when its sources are newer than the build (src/console/build.ts). */
 export function ensureConsoleBuild(): void {
-  execFileSync(process.execPath, [join(REPO_ROOT, 'src/console/prepare.ts')], {
+  execFileSync(process.execPath, [join(REPO_ROOT, 'src/console/build.ts')], {
     cwd: REPO_ROOT,
     stdio: 'pipe',
   });

@@ -66,10 +66,11 @@ export async function startConsoleFixture(
   ensureConsoleBuild();
   const dir = mkdtempSync(join(tmpdir(), 'kvrag-console-'));
   const serve = spawnServe({ cwd: dir, env: { KVRAG_PORT: '0', KVRAG_ADMIN_KEY: ADMIN_KEY } });
+  // Chromium starts while the server does (its database and model take the longer)
+  const launching = launchChromium();
   let browser: Browser | undefined;
   try {
-    const url = await serve.url;
-    const b = await launchChromium();
+    const [url, b] = await Promise.all([serve.url, launching]);
     browser = b;
     const { context, outside } = await sealedContext(b, url, opts);
     return {
@@ -93,7 +94,7 @@ export async function startConsoleFixture(
       },
     };
   } catch (e) {
-    await browser?.close();
+    await (browser ?? (await launching.catch(() => undefined)))?.close();
     await stopServe(serve.child);
     rmSync(dir, { recursive: true, force: true });
     throw e;

@@ -1,14 +1,28 @@
 // Collections: the tenant's list (documents per status), create one (embedding provider and size,
 // chunking), delete one after confirmation. Opening a collection goes to its documents.
 import { useState } from 'preact/hooks';
+import type { z } from 'zod';
+import type { SupportedDimension } from '../../db/schema.ts';
+import type { embeddingChoiceSchema } from '../../routes/collections.ts';
 import { type CollectionObject, call, type Page } from '../api.ts';
 import { errorText, useShell } from '../shell.ts';
 import { when } from '../format.ts';
 import { Confirm } from '../parts/dialog.tsx';
 import { usePoll } from '../parts/use-poll.ts';
 
-const PROVIDERS = ['hash', 'openai', 'workers-ai'] as const;
-const DIMENSIONS = [256, 384, 512, 768, 1024, 1536];
+type Provider = z.output<typeof embeddingChoiceSchema>['provider'];
+// keyed by the API's own lists (types only), so tsc fails here when one gains a member
+const PROVIDER_SET: Record<Provider, true> = { hash: true, openai: true, 'workers-ai': true };
+const DIMENSION_SET: Record<SupportedDimension, true> = {
+  256: true,
+  384: true,
+  512: true,
+  768: true,
+  1024: true,
+  1536: true,
+};
+const PROVIDERS = Object.keys(PROVIDER_SET) as Provider[];
+const DIMENSIONS = Object.keys(DIMENSION_SET).map(Number);
 
 /** The tenant's collections (first 100), refreshed every few seconds while shown. */
 export function useCollections(everyMs = 5000) {
@@ -126,7 +140,7 @@ export function CollectionsPage() {
 
 function CreateCollection(props: { onCreated: (c: CollectionObject) => Promise<void> }) {
   const [name, setName] = useState('');
-  const [provider, setProvider] = useState<(typeof PROVIDERS)[number]>('hash');
+  const [provider, setProvider] = useState<Provider>('hash');
   const [dimension, setDimension] = useState(384);
   const [size, setSize] = useState(512);
   const [overlap, setOverlap] = useState(64);
@@ -168,7 +182,7 @@ function CreateCollection(props: { onCreated: (c: CollectionObject) => Promise<v
         <select
           id="col-provider"
           value={provider}
-          onChange={(e) => setProvider(e.currentTarget.value as (typeof PROVIDERS)[number])}
+          onChange={(e) => setProvider(e.currentTarget.value as Provider)}
         >
           {PROVIDERS.map((p) => (
             <option key={p} value={p}>
