@@ -7,7 +7,7 @@
 // engine's), which is what the API plans from.
 import { AppError } from '../../contracts/errors.ts';
 import { BloomFilter } from '../../contracts/bloom.ts';
-import type { RunnerRegistry } from '../../contracts/heartbeat.ts';
+import type { RunnerHeartbeat, RunnerRegistry } from '../../contracts/heartbeat.ts';
 import { type ModelProfile, modelProfileSchema } from '../../contracts/model-profile.ts';
 import {
   type FetchFn,
@@ -27,6 +27,8 @@ export interface RunnerEndpoint {
   load: number;
   holds(artifactKey: string): boolean;
   fetch: FetchFn;
+  /** From its registry heartbeat (distributed mode): what it reported, and when (ms since the epoch). */
+  heartbeat?: Pick<RunnerHeartbeat, 'load' | 'kvFreeBytes' | 'sentAt'>;
   /** The model it serves, when the runner has said (older runners' heartbeats do not carry it). */
   profile?: ModelProfile;
 }
@@ -152,6 +154,7 @@ export function registrySource(registry: RunnerRegistry, fetchFn: FetchFn = (r) 
           load: hb.load.running + hb.load.waiting,
           holds: (k: string) => bloom.has(k),
           fetch: fetchFn,
+          heartbeat: { load: hb.load, kvFreeBytes: hb.kvFreeBytes, sentAt: hb.sentAt },
           ...(hb.model ? { profile: hb.model } : {}),
         };
       });
@@ -260,11 +263,14 @@ export class RunnerPool {
     return [...by.values()].sort((a, b) => a.id.localeCompare(b.id));
   }
 
+  /** Every live runner, with what this pool has in flight there added to its load. */
+  async list(): Promise<RunnerEndpoint[]> {
+    return (await this.source.list()).map((r) => ({ ...r, load: r.load + (this.inflight.get(r.id) ?? 0) }));
+  }
+
   /** Live runners serving `fingerprint`, best first for these artifacts. */
   async rank(fingerprint: string, artifactKeys: readonly string[]): Promise<RunnerEndpoint[]> {
-    const live = (await this.source.list())
-      .filter((r) => r.models.includes(fingerprint))
-      .map((r) => ({ ...r, load: r.load + (this.inflight.get(r.id) ?? 0) }));
+    const live = (await this.list()).filter((r) => r.models.includes(fingerprint));
     return rankRunners({ artifactKeys }, live).map((x) => x.runner);
   }
 

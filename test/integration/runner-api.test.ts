@@ -149,6 +149,20 @@ describe('runner HTTP API', () => {
     expect(reused.usage.cachedTokens).toBeGreaterThan(0);
     expect(Object.values(reused.usage.bytesLoaded).reduce((a, b) => a + b, 0)).toBeGreaterThan(0);
     expect(full.usage.cachedTokens).toBe(0);
+    // ttft split: queue wait + assembly phases + live prefill add up to the runner's ttft; loading and
+    // re-rotating stored K/V happen only when an artifact is reused, and full mode prefills everything live
+    for (const { usage } of [reused, full]) {
+      const n = expect.any(Number);
+      expect(usage.timingsMs).toMatchObject({ load: n, rotate: n, recompute: n, squeeze: n, prefill: n });
+      const t = usage.timingsMs as Required<typeof usage.timingsMs>;
+      const parts = t.queueWait + t.load + t.rotate + t.recompute + t.squeeze + t.prefill;
+      expect(parts).toBeCloseTo(t.ttft, 6);
+      expect(t.prefill).toBeGreaterThan(0);
+      expect(t.load + t.rotate + t.recompute + t.squeeze).toBeLessThanOrEqual(t.assemble);
+    }
+    expect(reused.usage.timingsMs.load).toBeGreaterThan(0);
+    expect(reused.usage.timingsMs.rotate).toBeGreaterThan(0);
+    expect(full.usage.timingsMs).toMatchObject({ load: 0, rotate: 0, recompute: 0, squeeze: 0, assemble: 0 });
     // an unknown key is a 404 envelope before any streaming
     const nf = await post('/v1/generate', { ...ask, chunks: [{ key: 'f'.repeat(64) }] });
     expect(nf.status).toBe(404);
