@@ -67,6 +67,13 @@ export const ENV = {
   maxBodyBytes: 'KVRAG_MAX_BODY_BYTES',
   maxUploadBytes: 'KVRAG_MAX_UPLOAD_BYTES',
   maxConcurrentJobs: 'KVRAG_MAX_CONCURRENT_JOBS',
+  maxDocumentChars: 'KVRAG_MAX_DOCUMENT_CHARS',
+  maxDocumentChunks: 'KVRAG_MAX_DOCUMENT_CHUNKS',
+  maxPdfPages: 'KVRAG_MAX_PDF_PAGES',
+  parseTimeoutS: 'KVRAG_PARSE_TIMEOUT_S',
+  parseMemoryMb: 'KVRAG_PARSE_MEMORY_MB',
+  reconcileAfterS: 'KVRAG_RECONCILE_AFTER_S',
+  reconcileAttempts: 'KVRAG_RECONCILE_ATTEMPTS',
   kvHostBytes: 'KVRAG_KV_HOST_BYTES',
   kvDiskBytes: 'KVRAG_KV_DISK_BYTES',
   logLevel: 'KVRAG_LOG_LEVEL',
@@ -118,6 +125,19 @@ const shape = {
   maxBodyBytes: bytes.default(1024 * 1024),
   maxUploadBytes: bytes.default(20 * 1024 * 1024),
   maxConcurrentJobs: z.coerce.number().int().min(1).max(256).default(2),
+  // Ingestion caps (src/ingest/limits.ts): a document over one ends `failed` naming it.
+  /** Characters of extracted text per document; default 4 × maxUploadBytes. */
+  maxDocumentChars: z.coerce.number().int().positive().optional(),
+  maxDocumentChunks: z.coerce.number().int().positive().default(10_000),
+  maxPdfPages: z.coerce.number().int().positive().default(2000),
+  /** Wall time of one document's parse + chunking, in a worker thread killed when over. */
+  parseTimeoutS: z.coerce.number().positive().max(3600).default(120),
+  /** Heap of that thread, and what a PDF's compressed streams may inflate to. */
+  parseMemoryMb: z.coerce.number().int().min(64).max(16_384).default(1024),
+  /** A document in queued…precomputing this long without progress is re-driven (workers/reconciler.ts). */
+  reconcileAfterS: z.coerce.number().positive().default(600),
+  /** Re-drives of one document before it is marked failed. */
+  reconcileAttempts: z.coerce.number().int().min(1).max(100).default(5),
   kvHostBytes: bytes.default(512 * 1024 * 1024),
   kvDiskBytes: bytes.default(4 * 1024 * 1024 * 1024),
   logLevel: z.enum(['debug', 'info', 'warn', 'error', 'silent']).default('info'),

@@ -4,6 +4,7 @@ import type { Database } from '../src/db/types.ts';
 import type { EmbeddingResolver } from '../src/embeddings/resolver.ts';
 import type { Log } from '../src/services.ts';
 import type { BlobStore } from '../src/storage/blob-store.ts';
+import type { DocumentParser } from './parse-pool.ts';
 import type { ServingModel } from './serving-model.ts';
 
 export interface WorkerDeps {
@@ -14,6 +15,11 @@ export interface WorkerDeps {
   embeddings: EmbeddingResolver;
   /** Tokenizer and fingerprint of the model whose KV artifacts this deployment serves. */
   model: ServingModel;
+  /**
+   * Parses and chunks uploads within the ingest limits (startWorkers gives a ParsePool: worker threads
+   * with a time limit). Absent: parsed on the calling thread, without limits.
+   */
+  parser?: DocumentParser;
   log?: Log;
 }
 

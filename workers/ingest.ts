@@ -1,7 +1,8 @@
 // The `ingest` job: one uploaded document from its raw blob to embedded chunks and scheduled precompute.
 //
 //   load document (tenant-scoped) + collection → status parsing → parse → chunking → chunk with the
-//   serving model's tokenizer at the collection's settings → embedding → embed with the collection's
+//   serving model's tokenizer at the collection's settings (both in a parse thread with a time limit,
+//   within the ingest limits: workers/parse-pool.ts) → embedding → embed with the collection's
 //   provider → ONE transaction: replace the document's chunks, look up their artifacts, set status
 //   `precomputing` (or `ready` when every artifact exists), add outbox `precompute` jobs for the missing.
 //
@@ -29,13 +30,14 @@ import type { Database } from '../src/db/types.ts';
 import type { EmbeddingProviderId } from '../src/embeddings/types.ts';
 import { AppError } from '../src/errors.ts';
 import { parseChunkingOptions } from '../src/ingest/chunking.ts';
-import { type PreparedChunk, prepareDocument } from '../src/ingest/prepare.ts';
+import { embedChunks, type PreparedChunk } from '../src/ingest/prepare.ts';
 import { parseJob } from '../src/queue/contracts.ts';
 import { addToOutbox } from '../src/queue/outbox.ts';
 import { DEFAULT_ATTEMPTS } from '../src/queue/rules.ts';
 import type { JobContext } from '../src/queue/types.ts';
 import { UnrecoverableJobError } from '../src/queue/types.ts';
 import { errorText, type WorkerDeps } from './deps.ts';
+import { inlineParser } from './parse-pool.ts';
 import { type MissingChunk, precomputeEntries } from './precompute-jobs.ts';
 
 export type IngestResult =
@@ -110,18 +112,18 @@ export async function handleIngest(
         `embedder dimension ${embedder.dimension} differs from the collection's ${collection.embeddingDim}`,
       );
     }
-    const prepared = await prepareDocument(
-      { data: raw, contentType: doc.contentType, filename: doc.filename },
+    // parse + chunk within the ingest limits, off this thread where a ParsePool is configured
+    const parsed = await (deps.parser ?? inlineParser(deps.model.tokenizer)).parse(
       {
-        tokenizer: deps.model.tokenizer,
-        embedder,
+        input: { data: raw, contentType: doc.contentType, filename: doc.filename },
         chunking: parseChunkingOptions(collection.chunkSettings),
-        signal: ctx.signal,
-        onStage: (stage) => setStatus(db, scope, stage),
       },
+      { signal: ctx.signal, onChunking: () => setStatus(db, scope, 'chunking') },
     );
-    if (prepared.chunks.length === 0) throw new AppError('bad_request', 'the document has no text to index');
-    return await storeChunks(deps, { ...scope, collectionId: doc.collectionId }, prepared.chunks);
+    if (parsed.chunks.length === 0) throw new AppError('bad_request', 'the document has no text to index');
+    await setStatus(db, scope, 'embedding');
+    const prepared = await embedChunks(parsed.chunks, embedder, { signal: ctx.signal });
+    return await storeChunks(deps, { ...scope, collectionId: doc.collectionId }, prepared, parsed.tokenIds);
   } catch (err) {
     if (err instanceof DocumentGone) {
       deps.log?.('info', 'ingest: document deleted meanwhile, nothing to do', { documentId: job.documentId });
@@ -154,24 +156,14 @@ async function markFailed(db: Database, s: Scope, message: string): Promise<void
   });
 }
 
+/** `tokenIds`: of each distinct chunk text, by content hash (computed with the chunks, off this thread). */
 async function storeChunks(
   deps: WorkerDeps,
   s: Scope & { collectionId: string },
   prepared: PreparedChunk[],
+  tokenIds: Map<string, number[]>,
 ): Promise<IngestResult> {
   const fingerprint = deps.model.fingerprint;
-  // token ids of each distinct chunk, for its precompute job: computed before the transaction opens
-  // (seconds for a long document), yielding to timers and I/O every ~50 ms
-  const tokenIds = new Map<string, number[]>();
-  let since = Date.now();
-  for (const c of prepared) {
-    if (tokenIds.has(c.contentHash)) continue;
-    tokenIds.set(c.contentHash, deps.model.tokenizer.encode(c.text));
-    if (Date.now() - since > 50) {
-      await new Promise((resolve) => setTimeout(resolve, 0));
-      since = Date.now();
-    }
-  }
   return deps.db.transaction(async (tx) => {
     // Locks the document against a concurrent delete; gone = deleted meanwhile.
     const [locked] = await tx.select({ id: documents.id }).from(documents).where(docWhere(s)).for('update');

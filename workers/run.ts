@@ -3,6 +3,8 @@
 // own process (BullMQ); the embedded `kvrag serve` calls startWorkers in-process (in-process queue).
 // stop() is graceful: the relay finishes its pass, consumers stop taking jobs and wait for the running
 // ones, a sweep in progress completes. The queue itself belongs to the caller, who closes it after.
+import { type Config, loadConfig } from '../src/config.ts';
+import { ingestLimits } from '../src/ingest/limits.ts';
 import { MetricsRegistry } from '../src/metrics.ts';
 import type { NodeServices } from '../src/node-services.ts';
 import { MemoryJobQueue } from '../src/queue/memory.ts';
@@ -14,6 +16,7 @@ import { type GcOptions, handleGc, sweepArtifacts } from './gc.ts';
 import { handleIngest } from './ingest.ts';
 import { WorkerMetrics } from './metrics.ts';
 import { type RelayLoop, type RelayLoopOptions, startOutboxRelay } from './outbox-relay.ts';
+import { ParsePool, type ParsePoolOptions } from './parse-pool.ts';
 import { handlePrecomputeDone } from './precompute-done.ts';
 import type { ServingModel } from './serving-model.ts';
 
@@ -28,6 +31,8 @@ export interface WorkersOptions {
   sweepEveryMs?: number;
   /** Where the job metrics go (served on /metrics by the caller); default: a registry of their own. */
   metrics?: MetricsRegistry;
+  /** Bounds of one document's parse (default: the configuration's defaults); see parse-pool.ts. */
+  parse?: Partial<Omit<ParsePoolOptions, 'modelDir'>>;
 }
 
 export interface RunningWorkers {
@@ -46,7 +51,21 @@ export function workerDeps(services: NodeServices, model: ServingModel): WorkerD
   };
 }
 
-export function startWorkers(deps: WorkerDeps, queue: JobQueue, opts: WorkersOptions = {}): RunningWorkers {
+/** The parse bounds of a configuration (what `kvrag serve` and `kvrag workers` pass as `parse`). */
+export function parseOptions(config: Config): Omit<ParsePoolOptions, 'modelDir'> {
+  return {
+    limits: ingestLimits(config),
+    timeoutMs: config.parseTimeoutS * 1000,
+    memoryMb: config.parseMemoryMb,
+  };
+}
+
+export function startWorkers(deps0: WorkerDeps, queue: JobQueue, opts: WorkersOptions = {}): RunningWorkers {
+  // parses run in worker threads unless the caller brought its own parser
+  const pool = deps0.parser
+    ? undefined
+    : new ParsePool({ ...parseOptions(loadConfig({})), ...opts.parse, modelDir: deps0.model.dir });
+  const deps: WorkerDeps = pool ? { ...deps0, parser: pool } : deps0;
   const c = opts.concurrency ?? {};
   let relay: RelayLoop | undefined;
   const relayOpts = typeof opts.relay === 'object' ? opts.relay : {};
@@ -108,6 +127,7 @@ export function startWorkers(deps: WorkerDeps, queue: JobQueue, opts: WorkersOpt
         await relay?.stop();
         await Promise.all(consumers.map((x) => x.close()));
         await sweeping;
+        await pool?.close();
       })();
       return stopping;
     },
