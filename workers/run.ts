@@ -52,7 +52,7 @@ export function workerDeps(services: NodeServices, model: ServingModel): WorkerD
 }
 
 /** The parse bounds of a configuration (what `kvrag serve` and `kvrag workers` pass as `parse`). */
-export function parseOptions(config: Config): Omit<ParsePoolOptions, 'modelDir'> {
+export function parsePoolOptions(config: Config): Omit<ParsePoolOptions, 'modelDir'> {
   return {
     limits: ingestLimits(config),
     timeoutMs: config.parseTimeoutS * 1000,
@@ -64,7 +64,7 @@ export function startWorkers(deps0: WorkerDeps, queue: JobQueue, opts: WorkersOp
   // parses run in worker threads unless the caller brought its own parser
   const pool = deps0.parser
     ? undefined
-    : new ParsePool({ ...parseOptions(loadConfig({})), ...opts.parse, modelDir: deps0.model.dir });
+    : new ParsePool({ ...parsePoolOptions(loadConfig({})), ...opts.parse, modelDir: deps0.model.dir });
   const deps: WorkerDeps = pool ? { ...deps0, parser: pool } : deps0;
   const c = opts.concurrency ?? {};
   let relay: RelayLoop | undefined;

@@ -32,11 +32,12 @@ export const command: Command = {
     const stops: (() => Promise<void>)[] = [];
     try {
       const { loadServingModel } = await import('../../../workers/serving-model.ts');
-      const { startWorkers, workerDeps } = await import('../../../workers/run.ts');
+      const { parsePoolOptions, startWorkers, workerDeps } = await import('../../../workers/run.ts');
       const model = loadServingModel(servingModelDir(config));
       const workers = startWorkers(workerDeps(services, model), services.queue, {
         concurrency: { ingest: config.maxConcurrentJobs },
         metrics: services.metrics,
+        parse: parsePoolOptions(config),
       });
       stops.push(() => workers.stop());
 

@@ -41,7 +41,7 @@ export const command: Command = {
     const config = loadConfig(process.env);
     const { openNodeServices } = await import('../../node-services.ts');
     const { loadServingModel } = await import('../../../workers/serving-model.ts');
-    const { startWorkers, workerDeps } = await import('../../../workers/run.ts');
+    const { parsePoolOptions, startWorkers, workerDeps } = await import('../../../workers/run.ts');
 
     const services = await openNodeServices(config);
     const log = services.log;
@@ -57,6 +57,7 @@ export const command: Command = {
         sweepEveryMs,
         gc: { maxIdleMs, graceMs },
         metrics: services.metrics,
+        parse: parsePoolOptions(config),
       });
       const { startMetricsServer } = await import('../../../workers/metrics-server.ts');
       const metricsServer =
