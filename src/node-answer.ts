@@ -1,12 +1,15 @@
 // Builds the answer routes' services on Node (kvrag serve): the runner pool — the in-process runner in
 // embedded mode; otherwise KVRAG_RUNNER_URLS polled for health, merged with registry heartbeats from Redis
 // when KVRAG_REDIS_URL is set (a heartbeat carries load and resident artifacts, so it wins for its URL) —
-// the served model read from the model directory, and the answer cache.
+// the served model read from the model directory, the answer cache, and the artifact-use recorder
+// (kv_artifacts.last_used_at, batched) when given the database.
 import { readFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import type { Config } from './config.ts';
+import type { Database } from './db/types.ts';
 import { AnswerCache } from './routing/answer-cache.ts';
 import type { AnswerModel, AnswerServices, CachedAnswer } from './routing/answer-services.ts';
+import { ArtifactUse } from './routing/artifact-use.ts';
 import {
   type FetchFn,
   inProcessSource,
@@ -15,12 +18,16 @@ import {
   registrySource,
   staticSource,
 } from './routing/runner-client.ts';
+import type { Log } from './services.ts';
 
 export interface AnswerOptions {
   modelDir: string;
   fingerprint: string;
   /** Embedded mode: the in-process runner's fetch and what its engine knows. */
   inProcess?: { fetch: FetchFn; maxContext: number; chatTemplate: boolean };
+  /** Where the artifacts answers use are recorded (absent: not recorded). */
+  db?: Database;
+  log?: Log;
 }
 
 /** Throughput estimates for the planner's latency budget until runners report measured ones. */
@@ -82,11 +89,14 @@ export async function openAnswerServices(
       ? { independentTrained: true }
       : {}),
   };
+  const artifactUse = opts.db ? new ArtifactUse(opts.db, { log: opts.log }) : undefined;
+  if (artifactUse) closers.push(() => artifactUse.close());
   return {
     answer: {
       runners: new RunnerPool(source),
       models: [model],
       cache: new AnswerCache<CachedAnswer>({ ttlMs: 60_000, maxEntries: 1000 }),
+      artifactUse,
     },
     async close() {
       for (const c of closers.reverse()) await c();

@@ -15,30 +15,39 @@
 //
 // Each status transition is its own committed update, so GET /v1/documents/:id shows progress. Every
 // update is conditional on the row still existing: a document deleted meanwhile makes the job a no-op.
-// Errors: bad input (a non-retryable AppError below 500: unparseable, empty, unknown provider) marks the
-// document `failed` with the message and throws UnrecoverableJobError (no retries); anything else
-// (database, blob store or embedder away) records the message on the document, keeps its status, and is
-// rethrown so the queue retries — on the last try the document ends `failed` instead, never stuck. A re-run replaces the chunks and writes the same outbox job ids: idempotent.
+// Errors: bad input (a non-retryable AppError below 500: unparseable, empty, over an ingest cap, unknown
+// provider) marks the document `failed` with the message and throws UnrecoverableJobError (no retries);
+// anything else (database, blob store or embedder away) records the message on the document, keeps its
+// status, and is rethrown so the queue retries — after the last try the reconciler (reconciler.ts)
+// re-drives the document later, and fails it only after bounded re-drives: never stuck, never failed for
+// an outage that ends. A re-run replaces the chunks and writes the same outbox job ids: idempotent (a
+// re-drive's job ids carry the document's re-drive count).
 //
 // Artifact lookup and gc: the artifacts this document relies on are read FOR SHARE inside the chunk
 // transaction; gc deletes artifacts only through FOR UPDATE SKIP LOCKED (workers/gc.ts). Either gc
 // committed first (the rows are gone, this lookup misses them and schedules precompute) or this lookup
 // locked them first (gc skips them, and after commit the new chunks reference them).
 import { and, eq, inArray } from 'drizzle-orm';
-import { chunks, collections, type DocumentStatus, documents, kvArtifacts } from '../src/db/schema.ts';
+import {
+  chunks,
+  collections,
+  type DocumentStatus,
+  documentJobs,
+  documents,
+  kvArtifacts,
+} from '../src/db/schema.ts';
 import type { Database } from '../src/db/types.ts';
 import type { EmbeddingProviderId } from '../src/embeddings/types.ts';
 import { AppError } from '../src/errors.ts';
 import { parseChunkingOptions } from '../src/ingest/chunking.ts';
 import { embedChunks, type PreparedChunk } from '../src/ingest/prepare.ts';
 import { parseJob } from '../src/queue/contracts.ts';
-import { addToOutbox } from '../src/queue/outbox.ts';
 import { DEFAULT_ATTEMPTS } from '../src/queue/rules.ts';
 import type { JobContext } from '../src/queue/types.ts';
 import { UnrecoverableJobError } from '../src/queue/types.ts';
 import { errorText, type WorkerDeps } from './deps.ts';
 import { inlineParser } from './parse-pool.ts';
-import { type MissingChunk, precomputeEntries } from './precompute-jobs.ts';
+import { type MissingChunk, schedulePrecompute } from './precompute-jobs.ts';
 
 export type IngestResult =
   | { outcome: 'deleted' }
@@ -123,7 +132,8 @@ export async function handleIngest(
     if (parsed.chunks.length === 0) throw new AppError('bad_request', 'the document has no text to index');
     await setStatus(db, scope, 'embedding');
     const prepared = await embedChunks(parsed.chunks, embedder, { signal: ctx.signal });
-    return await storeChunks(deps, { ...scope, collectionId: doc.collectionId }, prepared, parsed.tokenIds);
+    const target = { ...scope, collectionId: doc.collectionId, redrive: doc.redrives };
+    return await storeChunks(deps, target, prepared, parsed.tokenIds);
   } catch (err) {
     if (err instanceof DocumentGone) {
       deps.log?.('info', 'ingest: document deleted meanwhile, nothing to do', { documentId: job.documentId });
@@ -133,25 +143,35 @@ export async function handleIngest(
       await markFailed(db, scope, errorText(err));
       throw new UnrecoverableJobError(errorText(err));
     }
-    // transient: keep the status, show the reason, let the queue retry (a shutdown is no failure to show)
+    // transient: keep the status, show the reason, let the queue retry (a shutdown is no failure to show).
+    // After the queue's last try the document stays as it is: the reconciler re-drives it once the
+    // database, store or embedder is back, and fails it only after its own bounded re-drives.
     if (ctx.signal.aborted) throw err;
-    if (ctx.attempt >= (opts.maxAttempts ?? DEFAULT_ATTEMPTS)) {
-      await markFailed(db, scope, `gave up after ${ctx.attempt} tries: ${errorText(err)}`).catch(() => {});
-      throw err;
-    }
+    const last = ctx.attempt >= (opts.maxAttempts ?? DEFAULT_ATTEMPTS);
+    const note = last
+      ? `${ctx.attempt} tries failed, the reconciler retries later: ${errorText(err)}`
+      : `retrying: ${errorText(err)}`;
     await db
       .update(documents)
-      .set({ error: `retrying: ${errorText(err)}` })
+      .set({ error: note })
       .where(docWhere(scope))
       .catch(() => {});
     throw err;
   }
 }
 
-/** `failed` with the error, and no chunks (a re-run of a once-indexed document drops its old ones). */
-async function markFailed(db: Database, s: Scope, message: string): Promise<void> {
+/**
+ * `failed` with the error, no chunks (a re-run of a once-indexed document drops its old ones) and no jobs
+ * to wait on. Also the reconciler's last word on a document it gave up on.
+ */
+export async function markFailed(
+  db: Pick<Database, 'transaction'>,
+  s: Scope,
+  message: string,
+): Promise<void> {
   await db.transaction(async (tx) => {
     await tx.delete(chunks).where(and(eq(chunks.documentId, s.documentId), eq(chunks.tenantId, s.tenantId)));
+    await tx.delete(documentJobs).where(eq(documentJobs.documentId, s.documentId));
     await tx.update(documents).set({ status: 'failed', error: message }).where(docWhere(s));
   });
 }
@@ -159,7 +179,7 @@ async function markFailed(db: Database, s: Scope, message: string): Promise<void
 /** `tokenIds`: of each distinct chunk text, by content hash (computed with the chunks, off this thread). */
 async function storeChunks(
   deps: WorkerDeps,
-  s: Scope & { collectionId: string },
+  s: Scope & { collectionId: string; redrive: number },
   prepared: PreparedChunk[],
   tokenIds: Map<string, number[]>,
 ): Promise<IngestResult> {
@@ -219,8 +239,11 @@ async function storeChunks(
       });
     const status = missing.length === 0 ? 'ready' : 'precomputing';
     await tx.update(documents).set({ status, error: null }).where(docWhere(s));
-    const entries = precomputeEntries(fingerprint, s.documentId, missing);
-    for (const e of entries) await addToOutbox(tx, e);
-    return { outcome: 'indexed' as const, status, chunks: prepared.length, precomputeJobs: entries.length };
+    const jobs = await schedulePrecompute(
+      tx,
+      { fingerprint, tenantId: s.tenantId, documentId: s.documentId, redrive: s.redrive },
+      missing,
+    );
+    return { outcome: 'indexed' as const, status, chunks: prepared.length, precomputeJobs: jobs };
   });
 }

@@ -1,6 +1,8 @@
 // Runs the ingestion side of kvrag against a job queue: the outbox relay, the `ingest`,
-// `precompute-done` and `gc` consumers, and the periodic artifact sweep. `kvrag workers` runs it as its
-// own process (BullMQ); the embedded `kvrag serve` calls startWorkers in-process (in-process queue).
+// `precompute-done` and `gc` consumers, the periodic artifact sweep and the reconciler (documents without
+// progress are re-driven, reconciler.ts); parsing runs in worker threads (parse-pool.ts). `kvrag workers`
+// runs it as its own process (BullMQ); the embedded `kvrag serve` calls startWorkers in-process
+// (in-process queue).
 // stop() is graceful: the relay finishes its pass, consumers stop taking jobs and wait for the running
 // ones, a sweep in progress completes. The queue itself belongs to the caller, who closes it after.
 import { type Config, loadConfig } from '../src/config.ts';
@@ -18,6 +20,7 @@ import { WorkerMetrics } from './metrics.ts';
 import { type RelayLoop, type RelayLoopOptions, startOutboxRelay } from './outbox-relay.ts';
 import { ParsePool, type ParsePoolOptions } from './parse-pool.ts';
 import { handlePrecomputeDone } from './precompute-done.ts';
+import { type ReconcilerOptions, startReconciler } from './reconciler.ts';
 import type { ServingModel } from './serving-model.ts';
 
 export interface WorkersOptions {
@@ -33,6 +36,8 @@ export interface WorkersOptions {
   metrics?: MetricsRegistry;
   /** Bounds of one document's parse (default: the configuration's defaults); see parse-pool.ts. */
   parse?: Partial<Omit<ParsePoolOptions, 'modelDir'>>;
+  /** Re-driving documents without progress (reconciler.ts; default: the configuration's); false = off. */
+  reconcile?: ReconcilerOptions | false;
 }
 
 export interface RunningWorkers {
@@ -49,6 +54,11 @@ export function workerDeps(services: NodeServices, model: ServingModel): WorkerD
     model,
     log: services.log,
   };
+}
+
+/** The reconciler settings of a configuration (what `kvrag serve` and `kvrag workers` pass). */
+export function reconcilerOptions(config: Config): ReconcilerOptions {
+  return { afterMs: config.reconcileAfterS * 1000, attempts: config.reconcileAttempts };
 }
 
 /** The parse bounds of a configuration (what `kvrag serve` and `kvrag workers` pass as `parse`). */
@@ -104,6 +114,11 @@ export function startWorkers(deps0: WorkerDeps, queue: JobQueue, opts: WorkersOp
     });
   }
 
+  const reconciler =
+    opts.reconcile === false
+      ? undefined
+      : startReconciler(deps, queue, opts.reconcile ?? reconcilerOptions(loadConfig({})));
+
   const every = opts.sweepEveryMs ?? 15 * 60_000;
   let sweeping: Promise<void> | undefined;
   const timer =
@@ -124,6 +139,7 @@ export function startWorkers(deps0: WorkerDeps, queue: JobQueue, opts: WorkersOp
     stop() {
       stopping ??= (async () => {
         if (timer) clearInterval(timer);
+        await reconciler?.stop();
         await relay?.stop();
         await Promise.all(consumers.map((x) => x.close()));
         await sweeping;

@@ -7,12 +7,7 @@ import { artifactObjectKey, ARTIFACT_FORMAT_VERSION } from '../engine/kv/artifac
 import { precomputeChunks } from '../engine/kv/precompute.ts';
 import type { BlobStore } from '../../src/storage/blob-store.ts';
 import { enqueueJob, type PrecomputeJob, parseJob } from '../../src/queue/contracts.ts';
-import {
-  type Consumer,
-  type JobContext,
-  type JobQueue,
-  UnrecoverableJobError,
-} from '../../src/queue/types.ts';
+import { type Consumer, DeferJobError, type JobContext, type JobQueue } from '../../src/queue/types.ts';
 import type { Log } from '../../src/services.ts';
 import type { RunnerCore } from './core.ts';
 
@@ -20,6 +15,8 @@ export interface PrecomputeConsumerOptions {
   /** Chunks per engine batch; the job checks for shutdown between batches. Default 16. */
   batchChunks?: number;
   concurrency?: number;
+  /** How long a job of another model is left for a matching runner before this one looks again. */
+  deferMs?: number;
   log?: Log;
 }
 
@@ -49,9 +46,11 @@ export async function handlePrecompute(
 ): Promise<{ stored: number; skipped: number; failed: number }> {
   const e = core.engine;
   if (job.modelFingerprint !== e.fingerprint) {
-    // a runner of another model can never do this job
-    throw new UnrecoverableJobError(
+    // a runner of another model cannot do this job, but a runner of its model can (during a rolling
+    // update both serve): leave it for one, untried
+    throw new DeferJobError(
       `precompute job for model ${job.modelFingerprint}, this runner serves ${e.fingerprint}`,
+      opts.deferMs ?? 5000,
     );
   }
   const failed: { chunkHash: string; error: string }[] = [];

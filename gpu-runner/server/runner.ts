@@ -46,6 +46,8 @@ export interface RunnerOptions {
   scheduler?: Omit<SchedulerOptions, 'assembler' | 'observer' | 'mutex'>;
   /** Chunks per engine batch in precompute jobs (shutdown is checked between batches). Default 16. */
   precomputeBatch?: number;
+  /** How long a precompute job of another model is left for a runner of its model (default 5 s). */
+  precomputeDeferMs?: number;
   /** Consume `precompute` from this queue (and emit `precompute-done` to it). */
   queue?: JobQueue;
   /** Publish heartbeats here. */
@@ -151,6 +153,7 @@ export async function createRunner(opts: RunnerOptions): Promise<Runner> {
         consumer = startPrecomputeConsumer(core, opts.queue, opts.blobs, {
           log: opts.log,
           batchChunks: opts.precomputeBatch,
+          deferMs: opts.precomputeDeferMs,
         });
       if (opts.registry) {
         heartbeat = startHeartbeat(core, opts.registry, { intervalMs: opts.heartbeatMs, log: opts.log });

@@ -8,6 +8,7 @@
 //   stalledInterval, up to maxStalledCount times, then failed. CPU-heavy handlers must yield or the lock
 //   lapses under them;
 // - UnrecoverableJobError → BullMQ UnrecoverableError: failed at once, no retries;
+// - DeferJobError → moved to delayed for its delay without spending a try (BullMQ DelayedError);
 // - close(): workers first (each waits for its running handlers), then producers.
 import { DelayedError, type Job, Queue, UnrecoverableError, Worker } from 'bullmq';
 import type { Log } from '../services.ts';
@@ -21,7 +22,7 @@ import type {
   JobQueue,
   JobState,
 } from './types.ts';
-import { UnrecoverableJobError } from './types.ts';
+import { DeferJobError, UnrecoverableJobError } from './types.ts';
 
 export interface BullMqQueueOptions {
   /** redis:// or rediss:// URL. */
@@ -122,6 +123,11 @@ export class BullMqJobQueue implements JobQueue {
         if (shutdown.signal.aborted && token) {
           // Stopped by our own shutdown: hand the job back without spending one of its tries.
           await job.moveToDelayed(Date.now(), token);
+          throw new DelayedError();
+        }
+        if (err instanceof DeferJobError && token) {
+          // For another consumer: back to the queue after the delay, untried.
+          await job.moveToDelayed(Date.now() + err.delayMs, token);
           throw new DelayedError();
         }
         throw err;

@@ -1,6 +1,7 @@
 // In-process JobQueue for embedded mode and unit tests, with BullMQ's semantics where they apply: job id
 // dedupe while the job is kept, retries with exponential backoff, UnrecoverableJobError failing at once,
-// a failed set, per-consumer concurrency, delayed jobs and graceful close. Jobs live in this process's
+// DeferJobError putting the job back untried, a failed set, per-consumer concurrency, delayed jobs and
+// graceful close. Jobs live in this process's
 // memory only: a crash loses what was not yet done (embedded mode's trade-off; BullMQ keeps them).
 import { randomUUID } from 'node:crypto';
 import {
@@ -19,7 +20,7 @@ import type {
   JobQueue,
   JobState,
 } from './types.ts';
-import { UnrecoverableJobError } from './types.ts';
+import { DeferJobError, UnrecoverableJobError } from './types.ts';
 
 export interface MemoryQueueOptions {
   /** Completed jobs are kept (and their ids deduped) this long (default 24 h) … */
@@ -130,15 +131,24 @@ export class MemoryJobQueue implements JobQueue {
     return { close: () => this.closeConsumer(consumer) };
   }
 
-  /** Hands ready jobs to consumers with free slots, oldest first. */
+  /**
+   * Hands ready jobs to consumers with free slots, oldest first, one job per consumer in turn: consumers
+   * of a queue share its jobs as competing BullMQ workers do (a job one of them deferred reaches another).
+   */
   private pump(queue: string): void {
-    for (const c of this.consumers) {
-      if (c.queue !== queue || c.closed) continue;
-      while (c.running.size < c.concurrency) {
+    for (;;) {
+      let handed = false;
+      for (const c of [...this.consumers]) {
+        if (c.queue !== queue || c.closed || c.running.size >= c.concurrency) continue;
         const job = this.nextReady(queue);
         if (!job) return;
         this.run(c, job);
+        // next time, the other consumers first
+        this.consumers.delete(c);
+        this.consumers.add(c);
+        handed = true;
       }
+      if (!handed) return;
     }
   }
 
@@ -161,6 +171,8 @@ export class MemoryJobQueue implements JobQueue {
       } catch (err) {
         if (c.controller.signal.aborted) {
           job.state = 'waiting'; // stopped by a shutdown: not the job's fault, not a try
+        } else if (err instanceof DeferJobError) {
+          this.delay(job, err.delayMs); // for another consumer: not a try either
         } else {
           this.fail(job, err);
         }

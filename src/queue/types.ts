@@ -47,6 +47,19 @@ export class UnrecoverableJobError extends Error {
   }
 }
 
+/**
+ * Thrown by a handler that cannot do this job but another consumer can (a runner of another model during
+ * a rolling update): the job goes back to the queue after `delayMs` without spending one of its tries.
+ */
+export class DeferJobError extends Error {
+  readonly delayMs: number;
+  constructor(message: string, delayMs: number) {
+    super(message);
+    this.name = 'DeferJobError';
+    this.delayMs = delayMs;
+  }
+}
+
 export interface Consumer {
   close(): Promise<void>;
 }

@@ -184,6 +184,11 @@ export async function prepareAnswer(
   );
   const kept = ranked.slice(0, use);
   if (plan.chunkOrder === 'score-asc') kept.reverse();
+  // the plan uses these artifacts: keeps them from expiring as idle (--artifact-max-idle)
+  a.artifactUse?.record(
+    model.fingerprint,
+    kept.flatMap((h) => (keyByHash.has(h.contentHash) ? [h.contentHash] : [])),
+  );
   const blocks: ({ key: string; text: string } | { text: string })[] = [];
   const citations: Citation[] = kept.map((h, i) => {
     const key = keyByHash.get(h.contentHash);

@@ -30,6 +30,13 @@ export interface AnswerServices {
   cache?: AnswerCache<CachedAnswer>;
   /** System prefix before the chunks. */
   system?: string;
+  /** Notes the artifacts each plan uses (kv_artifacts.last_used_at, written in batches). */
+  artifactUse?: ArtifactUseSink;
+}
+
+/** Where the answer path notes the artifacts a plan used (artifact-use.ts writes them in batches). */
+export interface ArtifactUseSink {
+  record(fingerprint: string, chunkHashes: Iterable<string>): void;
 }
 
 export interface Citation {

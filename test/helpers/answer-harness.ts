@@ -12,9 +12,10 @@ import { MemoryJobQueue } from '../../src/queue/memory.ts';
 import type { JobQueue } from '../../src/queue/types.ts';
 import type { BlobStore } from '../../src/storage/blob-store.ts';
 import { AnswerCache } from '../../src/routing/answer-cache.ts';
+import { ArtifactUse } from '../../src/routing/artifact-use.ts';
 import type { AnswerModel, AnswerServices, CachedAnswer } from '../../src/routing/answer-services.ts';
 import { inProcessSource, RunnerPool, type RunnerSource } from '../../src/routing/runner-client.ts';
-import { type RunningWorkers, startWorkers } from '../../workers/run.ts';
+import { type RunningWorkers, startWorkers, type WorkersOptions } from '../../workers/run.ts';
 import { loadServingModel, type ServingModel } from '../../workers/serving-model.ts';
 import { type Harness, type HarnessOptions, startApiHarness } from './api-harness.ts';
 import { waitFor } from './job-queue-suite.ts';
@@ -25,6 +26,8 @@ export interface AnswerHarness extends Harness {
   model: ServingModel;
   served: AnswerModel;
   answer: AnswerServices;
+  /** The answers' artifact-use recorder (flush() writes last_used_at now). */
+  artifactUse: ArtifactUse;
   /** Replaces the pool's runner source (router tests). */
   useSource(source: RunnerSource): void;
   /** A collection of the tenant (64-token chunks) with one document, ready. */
@@ -40,6 +43,8 @@ export interface AnswerHarnessOptions {
   blobs?: BlobStore;
   /** Passed to the API harness (database URL, settings). */
   api?: Pick<HarnessOptions, 'dbVia' | 'env' | 'pool'>;
+  /** Passed to startWorkers over the defaults (relay every 20 ms, no sweep, no reconciler). */
+  workers?: WorkersOptions;
 }
 
 export async function startAnswerHarness(opts: AnswerHarnessOptions = {}): Promise<AnswerHarness> {
@@ -52,7 +57,7 @@ export async function startAnswerHarness(opts: AnswerHarnessOptions = {}): Promi
   const workers: RunningWorkers = startWorkers(
     { db: h.db.db, blobs: h.blobs, embeddings: h.api.embeddings, model },
     queue,
-    { relay: { idleMs: 20 }, sweepEveryMs: 0 },
+    { relay: { idleMs: 20 }, sweepEveryMs: 0, reconcile: false, ...opts.workers },
   );
   const runner = await createRunner({
     modelDir: dir,
@@ -76,10 +81,12 @@ export async function startAnswerHarness(opts: AnswerHarnessOptions = {}): Promi
     sparseBreakEven: 1 << 20,
     layers: e.config.layers,
   };
+  const artifactUse = new ArtifactUse(h.db.db);
   const answer: AnswerServices = {
     runners: new RunnerPool(inProcessSource((r) => runner.app.fetch(r), e.fingerprint)),
     models: [served],
     cache: new AnswerCache<CachedAnswer>({ ttlMs: 60_000, maxEntries: 100 }),
+    artifactUse,
   };
   h.api.answer = answer;
 
@@ -117,7 +124,9 @@ export async function startAnswerHarness(opts: AnswerHarnessOptions = {}): Promi
       return { collection: col.id, document: await upload(key, col.id, text, filename) };
     },
     upload,
+    artifactUse,
     async close() {
+      await artifactUse.close();
       await runner.stop({ graceMs: 0 });
       await workers.stop();
       await queue.close();

@@ -32,12 +32,15 @@ export const command: Command = {
     const stops: (() => Promise<void>)[] = [];
     try {
       const { loadServingModel } = await import('../../../workers/serving-model.ts');
-      const { parsePoolOptions, startWorkers, workerDeps } = await import('../../../workers/run.ts');
+      const { parsePoolOptions, reconcilerOptions, startWorkers, workerDeps } = await import(
+        '../../../workers/run.ts'
+      );
       const model = loadServingModel(servingModelDir(config));
       const workers = startWorkers(workerDeps(services, model), services.queue, {
         concurrency: { ingest: config.maxConcurrentJobs },
         metrics: services.metrics,
         parse: parsePoolOptions(config),
+        reconcile: reconcilerOptions(config),
       });
       stops.push(() => workers.stop());
 
@@ -74,6 +77,8 @@ export const command: Command = {
         modelDir: servingModelDir(config),
         fingerprint: model.fingerprint,
         inProcess,
+        db: services.db.db,
+        log,
       });
       stops.push(() => answer.close());
       if (services.api) services.api.answer = answer.answer;

@@ -41,7 +41,9 @@ export const command: Command = {
     const config = loadConfig(process.env);
     const { openNodeServices } = await import('../../node-services.ts');
     const { loadServingModel } = await import('../../../workers/serving-model.ts');
-    const { parsePoolOptions, startWorkers, workerDeps } = await import('../../../workers/run.ts');
+    const { parsePoolOptions, reconcilerOptions, startWorkers, workerDeps } = await import(
+      '../../../workers/run.ts'
+    );
 
     const services = await openNodeServices(config);
     const log = services.log;
@@ -58,6 +60,7 @@ export const command: Command = {
         gc: { maxIdleMs, graceMs },
         metrics: services.metrics,
         parse: parsePoolOptions(config),
+        reconcile: reconcilerOptions(config),
       });
       const { startMetricsServer } = await import('../../../workers/metrics-server.ts');
       const metricsServer =
