@@ -51,7 +51,12 @@ import { type MissingChunk, schedulePrecompute } from './precompute-jobs.ts';
 
 export type IngestResult =
   | { outcome: 'deleted' }
+  /** A late or repeated delivery for a document already past ingest: nothing to do. */
+  | { outcome: 'done'; status: DocumentStatus }
   | { outcome: 'indexed'; status: 'precomputing' | 'ready'; chunks: number; precomputeJobs: number };
+
+/** Statuses an ingest job has nothing left to do in (it is scheduled only for a `queued` document). */
+const PAST_INGEST: ReadonlySet<DocumentStatus> = new Set(['precomputing', 'ready', 'failed']);
 
 /** Rows per INSERT statement (postgres.js bind parameters stay well under the protocol limit). */
 const INSERT_BATCH = 200;
@@ -95,6 +100,9 @@ export async function handleIngest(
   try {
     const [doc] = await db.select().from(documents).where(docWhere(scope));
     if (!doc || doc.collectionId !== job.collectionId) throw new DocumentGone();
+    // a queue delivers at least once (a lost acknowledgement, a restored Redis): a repeat of a finished
+    // ingest must not take a ready document back through parsing
+    if (PAST_INGEST.has(doc.status)) return { outcome: 'done', status: doc.status };
     const [collection] = await db
       .select()
       .from(collections)

@@ -98,9 +98,22 @@ export class ParsePool implements DocumentParser {
   private readonly idle: Worker[] = [];
   private readonly live = new Set<Worker>();
   private closed = false;
+  private warming: Promise<void> | undefined;
 
   constructor(opts: ParsePoolOptions) {
     this.opts = opts;
+  }
+
+  /** Starts a thread ahead of the first document (loading modules and the tokenizer takes a while). */
+  warm(): void {
+    this.warming ??= this.spawn()
+      .then(
+        (w) => this.release(w),
+        () => {}, // the first parse spawns again and reports the error
+      )
+      .finally(() => {
+        this.warming = undefined;
+      });
   }
 
   /** A thread with the tokenizer loaded. */
@@ -153,6 +166,7 @@ export class ParsePool implements DocumentParser {
   async parse(task: ParseTask, opts: ParseCallOptions = {}): Promise<ParsedForIngest> {
     if (this.closed) throw new Error('the parse pool is closed');
     opts.signal?.throwIfAborted();
+    if (this.idle.length === 0 && this.warming) await this.warming;
     const w = this.idle.pop() ?? (await this.spawn());
     detach(w);
     w.ref();
@@ -207,6 +221,7 @@ export class ParsePool implements DocumentParser {
 
   async close(): Promise<void> {
     this.closed = true;
+    await this.warming;
     const all = [...this.live];
     this.idle.length = 0;
     this.live.clear();

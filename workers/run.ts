@@ -75,6 +75,7 @@ export function startWorkers(deps0: WorkerDeps, queue: JobQueue, opts: WorkersOp
   const pool = deps0.parser
     ? undefined
     : new ParsePool({ ...parsePoolOptions(loadConfig({})), ...opts.parse, modelDir: deps0.model.dir });
+  pool?.warm();
   const deps: WorkerDeps = pool ? { ...deps0, parser: pool } : deps0;
   const c = opts.concurrency ?? {};
   let relay: RelayLoop | undefined;

@@ -1,9 +1,9 @@
 // One behavioural suite for both JobQueue implementations (BullMQ on redis-server, in-process): delivery,
-// retries with growing backoff, the failed set, UnrecoverableJobError, job id dedupe, concurrency, delays
-// and graceful close. Backoffs are tens of milliseconds so the suite stays fast.
+// retries with growing backoff, the failed set, UnrecoverableJobError, DeferJobError, job id dedupe,
+// concurrency, delays and graceful close. Backoffs are tens of milliseconds so the suite stays fast.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { JobQueue } from '../../src/queue/types.ts';
-import { UnrecoverableJobError } from '../../src/queue/types.ts';
+import { DeferJobError, UnrecoverableJobError } from '../../src/queue/types.ts';
 
 export interface QueueFixture {
   queue: JobQueue;
@@ -107,6 +107,28 @@ export function jobQueueSuite(name: string, open: () => Promise<QueueFixture>): 
         active: 0,
       });
       await c.close();
+    });
+
+    it('puts a job back untried on DeferJobError, for another consumer to take', async () => {
+      const name = fresh();
+      let deferred = 0;
+      const picky = q.consume(name, async () => {
+        deferred++;
+        throw new DeferJobError('not mine', 200);
+      });
+      await q.enqueue(name, { n: 1 }, { jobId: 'for-another', attempts: 1 });
+      await waitFor(() => deferred > 0, 'the first consumer to take the job');
+      await waitFor(async () => (await q.getJob(name, 'for-another'))?.state === 'delayed', 'deferral');
+      expect(await q.getJob(name, 'for-another')).toMatchObject({ attemptsMade: 0 });
+      // a consumer that can do it; its only try is still there
+      const seen: unknown[] = [];
+      const able = q.consume(name, async (data) => {
+        seen.push(data);
+      });
+      await picky.close();
+      await waitFor(async () => (await q.getJob(name, 'for-another'))?.state === 'completed', 'completion');
+      expect(seen).toEqual([{ n: 1 }]);
+      await able.close();
     });
 
     it('fails a job at once on UnrecoverableJobError', async () => {

@@ -185,7 +185,7 @@ describe('workers in-process (MemoryJobQueue, PGlite wire, fs blobs)', () => {
     expect(job).toMatchObject({ state: 'completed', attemptsMade: 2 });
   });
 
-  it('marks the document failed when the last try fails transiently too', async () => {
+  it('leaves a document whose last try failed transiently to the reconciler, which fails it after its re-drives', async () => {
     const blobs = new FsBlobStore(dir);
     const id = await queuedDocument(blobs, 'A document whose embedder never comes back. '.repeat(3));
     const resolve = createEmbeddingResolver();
@@ -203,16 +203,34 @@ describe('workers in-process (MemoryJobQueue, PGlite wire, fs blobs)', () => {
         }),
       },
       queue,
-      { relay: { idleMs: 20, optionsFor: () => ({ attempts: 2, backoffMs: 20 }) }, sweepEveryMs: 0 },
+      {
+        relay: { idleMs: 20, optionsFor: () => ({ attempts: 2, backoffMs: 20 }) },
+        sweepEveryMs: 0,
+        reconcile: { afterMs: 400, everyMs: 100, attempts: 1 },
+      },
     );
     try {
-      await waitFor(async () => (await statusOf(id)).status === 'failed', 'failed');
+      // the queue's two tries fail: the document stays where it was, saying so
+      await waitFor(
+        async () => (await queue.getJob('ingest', `ingest-${id}`))?.state === 'failed',
+        'the first job to fail',
+      );
+      await waitFor(async () => (await statusOf(id)).error?.startsWith('2 tries failed'), 'the note');
+      expect((await statusOf(id)).status).not.toBe('failed');
+      // the reconciler re-drives it once (a job of its own), then gives up with the reason
+      await waitFor(async () => (await statusOf(id)).status === 'failed', 'failed', 20_000);
     } finally {
       await workers.stop();
       await queue.close();
     }
-    expect((await statusOf(id)).error).toBe('gave up after 2 tries: embedding server is away');
+    expect((await statusOf(id)).error).toBe(
+      'not ready after 1 re-drives: no progress in embedding ' +
+        '(last error: 2 tries failed, the reconciler retries later: embedding server is away)',
+    );
     expect(await db.db.select().from(chunks).where(eq(chunks.documentId, id))).toEqual([]);
-    expect(await queue.getJob('ingest', `ingest-${id}`)).toMatchObject({ state: 'failed', attemptsMade: 2 });
+    expect(await queue.getJob('ingest', `ingest-${id}-r1`)).toMatchObject({
+      state: 'failed',
+      attemptsMade: 2,
+    });
   });
 });

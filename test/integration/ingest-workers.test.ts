@@ -338,7 +338,7 @@ describe('ingestion workers (API + PGlite wire + BullMQ/redis-server + fs blobs)
       .map((r) => r.jobId)
       .sort();
 
-  it('re-running an ingest is idempotent: same chunks, same outbox jobs', async () => {
+  it('re-running an ingest is idempotent: same chunks, same outbox jobs; a late repeat changes nothing', async () => {
     const job = await seedDoc(`${LONG_TEXT.slice(0, 900)} (rerun)`);
     const snapshot = async () => ({
       chunks: (
@@ -355,6 +355,11 @@ describe('ingestion workers (API + PGlite wire + BullMQ/redis-server + fs blobs)
     expect(first).toMatchObject({ outcome: 'indexed', status: 'precomputing', chunks: before.chunks.length });
     expect(before.chunks.length).toBeGreaterThan(0);
     expect(before.jobs.length).toBeGreaterThan(0);
+    // a repeated delivery after the ingest finished: nothing to do, the document stays where it is
+    expect(await handleIngest(deps, job, ctx())).toEqual({ outcome: 'done', status: 'precomputing' });
+    expect(await snapshot()).toEqual(before);
+    // a retry of a try that died mid-way (the document still in a stage of ingest) does it all again
+    await h.db.db.update(documents).set({ status: 'embedding' }).where(eq(documents.id, job.documentId));
     const again = await handleIngest(deps, job, ctx());
     expect(again).toEqual(first);
     expect(await snapshot()).toEqual(before);
