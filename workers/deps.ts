@@ -2,8 +2,8 @@
 // S3, BullMQ) and the embedded `kvrag serve` (PGlite, filesystem, in-process queue).
 import type { Database } from '../src/db/types.ts';
 import type { EmbeddingResolver } from '../src/embeddings/resolver.ts';
-import type { Log } from '../src/services.ts';
-import type { BlobStore } from '../src/storage/blob-store.ts';
+import type { Log } from '../contracts/log.ts';
+import type { BlobStore } from '../contracts/blob-store.ts';
 import type { DocumentParser } from './parse-pool.ts';
 import type { ServingModel } from './serving-model.ts';
 

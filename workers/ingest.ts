@@ -38,13 +38,13 @@ import {
 } from '../src/db/schema.ts';
 import type { Database } from '../src/db/types.ts';
 import type { EmbeddingProviderId } from '../src/embeddings/types.ts';
-import { AppError } from '../src/errors.ts';
+import { AppError } from '../contracts/errors.ts';
 import { parseChunkingOptions } from '../src/ingest/chunking.ts';
 import { embedChunks, type PreparedChunk } from '../src/ingest/prepare.ts';
-import { parseJob } from '../src/queue/contracts.ts';
+import { parseJob } from '../contracts/jobs.ts';
 import { DEFAULT_ATTEMPTS } from '../src/queue/rules.ts';
-import type { JobContext } from '../src/queue/types.ts';
-import { UnrecoverableJobError } from '../src/queue/types.ts';
+import type { JobContext } from '../contracts/queue.ts';
+import { UnrecoverableJobError } from '../contracts/queue.ts';
 import { errorText, type WorkerDeps } from './deps.ts';
 import { inlineParser } from './parse-pool.ts';
 import { type MissingChunk, schedulePrecompute } from './precompute-jobs.ts';

@@ -6,8 +6,9 @@
 // the document fails with the limit named. Threads are reused between documents; each loads the serving
 // model's tokenizer once. inlineParser does the same work on the calling thread, for tests and tools.
 import { Worker } from 'node:worker_threads';
-import { AppError } from '../src/errors.ts';
-import type { ChunkingOptions, Tokenizer } from '../src/ingest/chunking.ts';
+import { AppError } from '../contracts/errors.ts';
+import type { Tokenizer } from '../contracts/tokenizer.ts';
+import type { ChunkingOptions } from '../src/ingest/chunking.ts';
 import { type IngestLimits, NO_LIMITS, overLimit } from '../src/ingest/limits.ts';
 import type { ParseInput } from '../src/ingest/parse/index.ts';
 import { chunkTokenIds, type PlacedChunk, parseAndChunk } from '../src/ingest/prepare.ts';

@@ -9,7 +9,7 @@
 import { and, eq, inArray, sql } from 'drizzle-orm';
 import { chunks, documents, kvArtifacts } from '../src/db/schema.ts';
 import { queryRows } from '../src/db/types.ts';
-import { parseJob } from '../src/queue/contracts.ts';
+import { parseJob } from '../contracts/jobs.ts';
 import type { WorkerDeps } from './deps.ts';
 
 export interface PrecomputeDoneResult {

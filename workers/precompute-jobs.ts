@@ -11,9 +11,9 @@
 // and precompute-done upserts, so the repeat costs runner time, never correctness.
 import { createHash } from 'node:crypto';
 import { eq } from 'drizzle-orm';
+import type { PrecomputeJob } from '../contracts/jobs.ts';
 import { documentJobs } from '../src/db/schema.ts';
 import type { Database } from '../src/db/types.ts';
-import type { PrecomputeJob } from '../src/queue/contracts.ts';
 import { addToOutbox, type OutboxEntry } from '../src/queue/outbox.ts';
 
 export const PRECOMPUTE_BATCH = 16;

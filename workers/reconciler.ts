@@ -20,7 +20,7 @@ import { and, eq, inArray, isNull, sql } from 'drizzle-orm';
 import { chunks, type Document, documentJobs, documents, kvArtifacts, outbox } from '../src/db/schema.ts';
 import { ingestJobId } from '../src/queue/job-ids.ts';
 import { addToOutbox } from '../src/queue/outbox.ts';
-import type { JobQueue, JobState } from '../src/queue/types.ts';
+import type { JobQueue, JobState } from '../contracts/queue.ts';
 import { errorText, type WorkerDeps } from './deps.ts';
 import { markFailed } from './ingest.ts';
 import { type MissingChunk, schedulePrecompute } from './precompute-jobs.ts';

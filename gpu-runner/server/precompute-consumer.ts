@@ -3,12 +3,13 @@
 // Postgres. Safe to run again after a crash: artifacts are content-keyed and skipped when stored, object
 // writes are atomic (a half-written artifact never appears under its key), and `precompute-done` carries
 // a job id derived from the precompute job, so a redelivered job cannot report twice.
-import { artifactObjectKey, ARTIFACT_FORMAT_VERSION } from '../engine/kv/artifact-format.ts';
+import { artifactObjectKey } from '../../contracts/artifacts.ts';
+import { ARTIFACT_FORMAT_VERSION } from '../engine/kv/artifact-format.ts';
 import { precomputeChunks } from '../engine/kv/precompute.ts';
-import type { BlobStore } from '../../src/storage/blob-store.ts';
-import { enqueueJob, type PrecomputeJob, parseJob } from '../../src/queue/contracts.ts';
-import { type Consumer, DeferJobError, type JobContext, type JobQueue } from '../../src/queue/types.ts';
-import type { Log } from '../../src/services.ts';
+import type { BlobStore } from '../../contracts/blob-store.ts';
+import { enqueueJob, type PrecomputeJob, parseJob } from '../../contracts/jobs.ts';
+import { type Consumer, DeferJobError, type JobContext, type JobQueue } from '../../contracts/queue.ts';
+import type { Log } from '../../contracts/log.ts';
 import type { RunnerCore } from './core.ts';
 
 export interface PrecomputeConsumerOptions {

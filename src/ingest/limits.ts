@@ -3,7 +3,7 @@
 // flate-compressed PDF stream can inflate a thousandfold) and chunking multiplies it again into runner
 // work. Each cap fails the document with a message naming the cap and its setting; nothing is stored.
 import { type Config, ENV } from '../config.ts';
-import { AppError } from '../errors.ts';
+import { AppError } from '../../contracts/errors.ts';
 
 export interface IngestLimits {
   /** Characters of extracted text. */

@@ -5,8 +5,9 @@
 //   embedChunks: embedding (kind 'document'), in batches.
 // prepareDocument does both; tests and the CLI use it directly.
 import type { EmbeddingProvider } from '../embeddings/types.ts';
-import { AppError } from '../errors.ts';
-import { type Chunk, type ChunkingOptions, chunkText, type Tokenizer } from './chunking.ts';
+import { AppError } from '../../contracts/errors.ts';
+import type { Tokenizer } from '../../contracts/tokenizer.ts';
+import { type Chunk, type ChunkingOptions, chunkText } from './chunking.ts';
 import { type IngestLimits, NO_LIMITS } from './limits.ts';
 import { type ParsedDocument, type ParseInput, parseDocument } from './parse/index.ts';
 

@@ -11,7 +11,7 @@
 // - DeferJobError → moved to delayed for its delay without spending a try (BullMQ DelayedError);
 // - close(): workers first (each waits for its running handlers), then producers.
 import { DelayedError, type Job, Queue, UnrecoverableError, Worker } from 'bullmq';
-import type { Log } from '../services.ts';
+import type { Log } from '../../contracts/log.ts';
 import { DEFAULT_ATTEMPTS, DEFAULT_BACKOFF_MS, validateJobId, validateQueueName } from './rules.ts';
 import type {
   ConsumeOptions,
@@ -21,8 +21,8 @@ import type {
   JobInfo,
   JobQueue,
   JobState,
-} from './types.ts';
-import { DeferJobError, UnrecoverableJobError } from './types.ts';
+} from '../../contracts/queue.ts';
+import { DeferJobError, UnrecoverableJobError } from '../../contracts/queue.ts';
 
 export interface BullMqQueueOptions {
   /** redis:// or rediss:// URL. */

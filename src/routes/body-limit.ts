@@ -8,7 +8,7 @@
 // (fetch/undici, most SDKs) would otherwise have the socket reset under them and report a network error
 // instead of the 413. Past those caps the 413 goes out with the rest unread and the connection closes.
 import type { MiddlewareHandler } from 'hono';
-import { AppError } from '../errors.ts';
+import { AppError } from '../../contracts/errors.ts';
 import type { AppEnv } from '../services.ts';
 
 /** At most this many bytes of a refused body are read and dropped before the connection is cut. */

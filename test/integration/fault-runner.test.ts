@@ -30,7 +30,7 @@ let document: string;
  */
 async function useRunners(fallback: boolean) {
   const primary = staticSource([`http://127.0.0.1:${proxy.port}`], { pollMs: 60_000 });
-  const second = inProcessSource((r) => h.runner.app.fetch(r), h.runner.core.engine.fingerprint);
+  const second = inProcessSource((r) => h.runner.app.fetch(r), h.runner.core.engine.profile);
   const source: RunnerSource = {
     // the fallback reports load, so the remote runner ranks first
     list: async () => [
@@ -161,7 +161,7 @@ describe('a corrupted chunk artifact', () => {
     });
     await fresh.start();
     try {
-      h.useSource(inProcessSource((r) => fresh.app.fetch(r), fresh.core.engine.fingerprint, 'fresh'));
+      h.useSource(inProcessSource((r) => fresh.app.fetch(r), fresh.core.engine.profile, 'fresh'));
       const res = await query('Who lights the beacon on the north tower?', 8);
       const events = await collectSse(res);
       expect(events.at(-1)!.event, JSON.stringify(events.at(-1))).toBe('done');

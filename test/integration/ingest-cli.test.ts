@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { type ServerType, serve } from '@hono/node-server';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MemoryJobQueue } from '../../src/queue/memory.ts';
-import { enqueueJob, type PrecomputeJob } from '../../src/queue/contracts.ts';
+import { enqueueJob, type PrecomputeJob } from '../../contracts/jobs.ts';
 import { type RunningWorkers, startWorkers } from '../../workers/run.ts';
 import { loadServingModel } from '../../workers/serving-model.ts';
 import { type Harness, startApiHarness } from '../helpers/api-harness.ts';

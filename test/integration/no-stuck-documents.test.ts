@@ -13,7 +13,7 @@ import { and, eq, inArray, isNull } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createRunner } from '../../gpu-runner/server/runner.ts';
 import { chunks, documents, kvArtifacts, outbox } from '../../src/db/schema.ts';
-import { enqueueJob } from '../../src/queue/contracts.ts';
+import { enqueueJob } from '../../contracts/jobs.ts';
 import { MemoryJobQueue } from '../../src/queue/memory.ts';
 import { sweepArtifacts } from '../../workers/gc.ts';
 import { reconcileOnce } from '../../workers/reconciler.ts';

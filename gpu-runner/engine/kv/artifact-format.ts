@@ -99,11 +99,6 @@ export function artifactKey(id: ArtifactIdentity): string {
   return h.digest('hex');
 }
 
-/** Object-store key of an artifact: kv/<fingerprint>/<hh>/<hash>.kv */
-export function artifactObjectKey(fingerprint: string, key: string): string {
-  return `kv/${fingerprint}/${key.slice(0, 2)}/${key}.kv`;
-}
-
 const align = (x: number) => Math.ceil(x / ALIGN) * ALIGN;
 const elemBytes = (d: KVDType) => (d === 'f16' ? 2 : 4);
 

@@ -4,7 +4,7 @@
 // between records. Walked iteratively: nesting depth cannot overflow the stack. Paths repeat on every
 // value, so the text can be far longer than the JSON (42 KB nested → 60 M characters): the walk counts
 // what it writes against the budget and stops at the cap, before the text exists.
-import { AppError } from '../../errors.ts';
+import { AppError } from '../../../contracts/errors.ts';
 import { TextBudget } from '../limits.ts';
 import { normalizeText } from './text.ts';
 

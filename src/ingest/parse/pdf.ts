@@ -8,7 +8,7 @@
 // keeps a stream's whole inflated content in memory (outside the JS heap, so no heap limit stops it), and
 // a few hundred KB of deflate can inflate to gigabytes.
 import { getDocumentProxy } from 'unpdf';
-import { AppError } from '../../errors.ts';
+import { AppError } from '../../../contracts/errors.ts';
 import { type IngestLimits, NO_LIMITS, overLimit, TextBudget } from '../limits.ts';
 import { normalizeText } from './text.ts';
 

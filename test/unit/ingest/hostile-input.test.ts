@@ -6,7 +6,7 @@
 // than … and was stopped" instead of hanging the run. The cap tests expect each cap to stop the document
 // with a message naming its setting.
 import { afterAll, describe, expect, it } from 'vitest';
-import { AppError } from '../../../src/errors.ts';
+import { AppError } from '../../../contracts/errors.ts';
 import { type IngestLimits, NO_LIMITS } from '../../../src/ingest/limits.ts';
 import type { ParseInput } from '../../../src/ingest/parse/index.ts';
 import { ParsePool } from '../../../workers/parse-pool.ts';
