@@ -1,6 +1,8 @@
 // Builds the answer routes' services on Node (kvrag serve): the runner pool — the in-process runner in
 // embedded mode; otherwise KVRAG_RUNNER_URLS polled for health, merged with registry heartbeats from Redis
-// when KVRAG_REDIS_URL is set (a heartbeat carries load and resident artifacts, so it wins for its URL) —
+// when KVRAG_REDIS_URL is set (a heartbeat carries load and resident artifacts, so it wins for its URL;
+// only heartbeats signed with the runner credential, and on the URL allow-list when one is set, count) —
+// every call carrying the runner credential —
 // the served model read from the model directory, and the answer cache.
 import { readFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
@@ -14,13 +16,16 @@ import {
   RunnerPool,
   registrySource,
   staticSource,
+  withRunnerToken,
 } from './routing/runner-client.ts';
+import type { Log } from './services.ts';
 
 export interface AnswerOptions {
   modelDir: string;
   fingerprint: string;
-  /** Embedded mode: the in-process runner's fetch and what its engine knows. */
+  /** Embedded mode: the in-process runner's fetch (credential attached) and what its engine knows. */
   inProcess?: { fetch: FetchFn; maxContext: number; chatTemplate: boolean };
+  log?: Log;
 }
 
 /** Throughput estimates for the planner's latency budget until runners report measured ones. */
@@ -54,12 +59,21 @@ export async function openAnswerServices(
   let source: RunnerSource;
   if (opts.inProcess) source = inProcessSource(opts.inProcess.fetch, opts.fingerprint);
   else {
-    source = staticSource(config.runnerUrls);
+    // the config refuses runner URLs without a token
+    const token = config.runnerToken!;
+    const authed = withRunnerToken((r) => fetch(r), token);
+    source = staticSource(config.runnerUrls, { fetch: authed });
     if (config.redisUrl) {
       const { RedisRegistry } = await import('./routing/registry-redis.ts');
       const registry = new RedisRegistry(config.redisUrl);
       closers.push(() => registry.close());
-      source = mergeSources(source, registrySource(registry));
+      const trust = {
+        tokens: [token, ...(config.runnerTokenPrevious ? [config.runnerTokenPrevious] : [])],
+        allow: config.runnerUrlAllowlist,
+      };
+      const refused = (id: string, url: string, reason: string) =>
+        opts.log?.('warn', 'runner heartbeat refused', { runner: id, url, reason });
+      source = mergeSources(source, registrySource(registry, authed, trust, refused));
     }
   }
   const modelConfig = readJson(join(opts.modelDir, 'config.json'));

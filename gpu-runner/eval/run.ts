@@ -8,7 +8,12 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { callRunner, type RunnerUsage } from '../../src/routing/runner-client.ts';
+import {
+  callRunner,
+  type FetchFn,
+  type RunnerUsage,
+  withRunnerToken,
+} from '../../src/routing/runner-client.ts';
 import { FsBlobStore } from '../../src/storage/fs.ts';
 import type { CpuBackendKind } from '../engine/backends/cpu-backend.ts';
 import type { ReuseMode } from '../engine/reuse/assemble.ts';
@@ -204,9 +209,9 @@ export function planVariants(opts: EvalOptions): {
 }
 
 /** POST /v1/precompute for the blocks (at most 64 per request). */
-async function precompute(app: { fetch(r: Request): Response | Promise<Response> }, blocks: number[][]) {
+async function precompute(fetchRunner: FetchFn, blocks: number[][]) {
   for (let i = 0; i < blocks.length; i += 64) {
-    const res = await app.fetch(
+    const res = await fetchRunner(
       new Request('http://eval.runner/v1/precompute', {
         method: 'POST',
         headers: { 'content-type': 'application/json' },
@@ -234,7 +239,9 @@ export async function runEval(opts: EvalOptions): Promise<EvalResult> {
     scheduler: { kvBytes: Math.max(256 * 1024 * 1024, 2 * maxPrompt * 64 * 1024) },
   });
   const engine = runner.core.engine;
-  const target = { id: 'eval', url: 'http://eval.runner', fetch: (r: Request) => runner.app.fetch(r) };
+  // the runner's own credential on every call, as the API sends it
+  const fetchRunner = withRunnerToken((r) => runner.app.fetch(r), runner.core.credential.current);
+  const target = { id: 'eval', url: 'http://eval.runner', fetch: fetchRunner };
   const cells: EvalCell[] = [];
   let stopped: EvalResult['stopped'] = null;
   try {
@@ -275,7 +282,7 @@ export async function runEval(opts: EvalOptions): Promise<EvalResult> {
         if (total + p.answer.length + 1 > engine.maxContext)
           throw new Error(`episode of ${total} tokens does not fit the model context ${engine.maxContext}`);
         // artifacts are computed offline in production: store them before any variant is timed
-        if (variants.some((v) => v.mode !== 'full')) await precompute(runner.app, [p.system, ...p.chunks]);
+        if (variants.some((v) => v.mode !== 'full')) await precompute(fetchRunner, [p.system, ...p.chunks]);
         for (const a of set.acc) {
           let usage:
             | (RunnerUsage & { tokens?: number[]; squeezed?: SqueezedStats; sparse?: SparseStats })

@@ -1,8 +1,9 @@
 // The runner's registry heartbeat (DESIGN.md §4.4): every `intervalMs` it publishes id, URL, model
 // fingerprint, load (running, waiting, cap), free KV memory and a Bloom filter of the artifacts it holds
-// close, with a TTL of a few intervals, so a runner that dies drops out of routing on its own.
+// close, with a TTL of a few intervals, so a runner that dies drops out of routing on its own. Each
+// heartbeat is signed with the runner credential: routers use only signed ones.
 import { BloomFilter } from '../../src/routing/bloom.ts';
-import type { RunnerHeartbeat } from '../../src/routing/heartbeat.ts';
+import { type RunnerHeartbeat, signHeartbeat } from '../../src/routing/heartbeat.ts';
 import type { RunnerRegistry } from '../../src/routing/registry.ts';
 import type { Log } from '../../src/services.ts';
 import { type RunnerCore, residentKeys } from './core.ts';
@@ -49,9 +50,11 @@ export function startHeartbeat(
   let stopped = false;
   let inflight: Promise<void> = Promise.resolve();
   const beat = () => {
-    inflight = registry.publish(heartbeatOf(core), ttl).catch((err) => {
-      opts.log?.('warn', 'heartbeat failed', { err: String(err) });
-    });
+    inflight = signHeartbeat(heartbeatOf(core), core.credential.current)
+      .then((hb) => registry.publish(hb, ttl))
+      .catch((err) => {
+        opts.log?.('warn', 'heartbeat failed', { err: String(err) });
+      });
     return inflight;
   };
   const timer = setInterval(() => {

@@ -17,8 +17,6 @@ import type { Log } from '../../src/services.ts';
 import type { RunnerCore } from './core.ts';
 
 export interface PrecomputeConsumerOptions {
-  /** Chunks per engine batch; the job checks for shutdown between batches. Default 16. */
-  batchChunks?: number;
   concurrency?: number;
   log?: Log;
 }
@@ -69,7 +67,8 @@ export async function handlePrecompute(
     if (problem) failed.push({ chunkHash: c.chunkHash, error: problem });
     else todo.push({ chunkHash: c.chunkHash, tokenIds });
   }
-  const batch = opts.batchChunks ?? 16;
+  // chunks per hold of the engine (the operator's cap); shutdown is checked between batches
+  const batch = core.limits.precomputeBatch;
   const artifacts: Done[] = [];
   let stored = 0;
   let skipped = 0;

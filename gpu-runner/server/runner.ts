@@ -19,7 +19,8 @@ import { DiskTier, HostTier } from '../engine/kv/tiers.ts';
 import { Assembler } from '../engine/reuse/assemble.ts';
 import type { WeightDType } from '../engine/weights.ts';
 import { createRunnerApp } from './app.ts';
-import type { RunnerCore } from './core.ts';
+import { type RunnerCredential, randomCredential } from './auth.ts';
+import { DEFAULT_RUNNER_LIMITS, type RunnerCore, type RunnerLimits } from './core.ts';
 import { type HeartbeatLoop, startHeartbeat } from './heartbeat-loop.ts';
 import { RunnerMetrics } from './metrics.ts';
 import { startPrecomputeConsumer } from './precompute-consumer.ts';
@@ -44,8 +45,13 @@ export interface RunnerOptions {
   kvEngineBytes?: number;
   dtype?: KVDType;
   scheduler?: Omit<SchedulerOptions, 'assembler' | 'observer' | 'mutex'>;
-  /** Chunks per engine batch in precompute jobs (shutdown is checked between batches). Default 16. */
-  precomputeBatch?: number;
+  /**
+   * Required on every route but /healthz (auth.ts). Absent: a random one, readable as core.credential
+   * (in-process callers); a runner is never open.
+   */
+  credential?: RunnerCredential;
+  /** Caps per request (core.ts RunnerLimits); each unset one takes its DEFAULT_RUNNER_LIMITS value. */
+  limits?: Partial<RunnerLimits>;
   /** Consume `precompute` from this queue (and emit `precompute-done` to it). */
   queue?: JobQueue;
   /** Publish heartbeats here. */
@@ -56,6 +62,7 @@ export interface RunnerOptions {
   url?: string;
   /** Listen here on start(); absent = no HTTP server (in-process use through app.fetch). */
   port?: number;
+  /** Default 127.0.0.1: other hosts reach the runner only where the operator opens it. */
   host?: string;
   log?: Log;
 }
@@ -124,6 +131,11 @@ export async function createRunner(opts: RunnerOptions): Promise<Runner> {
     metrics,
     dtype,
     ready: false,
+    credential: opts.credential ?? randomCredential(),
+    limits: {
+      ...DEFAULT_RUNNER_LIMITS,
+      ...Object.fromEntries(Object.entries(opts.limits ?? {}).filter(([, v]) => v !== undefined)),
+    },
   };
   const app = createRunnerApp(core, opts.log);
   let server: ServerType | null = null;
@@ -137,21 +149,17 @@ export async function createRunner(opts: RunnerOptions): Promise<Runner> {
       let bound: number | null = null;
       if (port !== undefined) {
         bound = await new Promise<number>((resolve, reject) => {
-          const s = serve({ fetch: app.fetch, port, hostname: opts.host ?? '0.0.0.0' }, (info) =>
+          const s = serve({ fetch: app.fetch, port, hostname: opts.host ?? '127.0.0.1' }, (info) =>
             resolve(info.port),
           );
           s.once('error', reject);
           server = s;
         });
         if (!opts.url)
-          core.url = `http://${opts.host && opts.host !== '0.0.0.0' ? opts.host : hostname()}:${bound}`;
+          core.url = `http://${(opts.host ?? '127.0.0.1') === '0.0.0.0' ? hostname() : (opts.host ?? '127.0.0.1')}:${bound}`;
       }
       core.ready = true;
-      if (opts.queue)
-        consumer = startPrecomputeConsumer(core, opts.queue, opts.blobs, {
-          log: opts.log,
-          batchChunks: opts.precomputeBatch,
-        });
+      if (opts.queue) consumer = startPrecomputeConsumer(core, opts.queue, opts.blobs, { log: opts.log });
       if (opts.registry) {
         heartbeat = startHeartbeat(core, opts.registry, { intervalMs: opts.heartbeatMs, log: opts.log });
         await heartbeat.beat();

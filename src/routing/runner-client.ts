@@ -5,10 +5,24 @@
 // over to the next one when a runner fails before its first token, so the client never sees it.
 import { AppError } from '../errors.ts';
 import { BloomFilter } from './bloom.ts';
+import { type HeartbeatTrust, heartbeatRefusal } from './heartbeat.ts';
 import type { RunnerRegistry } from './registry.ts';
 import { rankRunners } from './select.ts';
 
 export type FetchFn = (input: Request) => Response | Promise<Response>;
+
+/**
+ * `fetchFn` with the runner credential on every request (Authorization: Bearer), which runners require on
+ * every route but /healthz. Every way the API reaches a runner — remote URLs, registry heartbeats, the
+ * in-process app — goes through this.
+ */
+export function withRunnerToken(fetchFn: FetchFn, token: string): FetchFn {
+  return (req) => {
+    const authed = new Request(req);
+    authed.headers.set('authorization', `Bearer ${token}`);
+    return fetchFn(authed);
+  };
+}
 
 /** A runner as the router sees it at one moment. */
 export interface RunnerEndpoint {
@@ -113,8 +127,9 @@ export async function* callRunner(
   }
   if (!res.ok || !res.body) {
     const text = await res.text().catch(() => '');
-    // A 4xx means the request itself is wrong: every runner would say the same, so do not fail over.
-    if (res.status >= 400 && res.status < 500 && res.status !== 404 && res.status !== 429) {
+    // A 4xx means the request itself is wrong: every runner would say the same, so do not fail over. A
+    // refused credential (401/403) is this runner's configuration, not the request's: try the next one.
+    if (res.status >= 400 && res.status < 500 && ![401, 403, 404, 429].includes(res.status)) {
       throw new AppError('bad_request', `runner refused the request (${res.status}): ${text.slice(0, 300)}`);
     }
     throw fail(`HTTP ${res.status}: ${text.slice(0, 200)}`);
@@ -144,11 +159,27 @@ export async function* callRunner(
   throw fail('stream ended without a done event');
 }
 
-/** Runners from registry heartbeats (distributed mode): expired heartbeats are absent from list(). */
-export function registrySource(registry: RunnerRegistry, fetchFn: FetchFn = (r) => fetch(r)): RunnerSource {
+/**
+ * Runners from registry heartbeats (distributed mode): expired heartbeats are absent from list(), and so
+ * are those `trust` refuses (unsigned, signed with another credential, stale, or a URL off the allow-list):
+ * the registry is shared storage, not an authority. `onRefused` hears each refusal (for a log line).
+ */
+export function registrySource(
+  registry: RunnerRegistry,
+  fetchFn: FetchFn,
+  trust: HeartbeatTrust,
+  onRefused?: (runnerId: string, url: string, reason: string) => void,
+): RunnerSource {
+  const checked = new Map<string, boolean>();
   return {
     async list() {
-      const hbs = await registry.list();
+      const now = Date.now();
+      const all = await registry.list();
+      const refusals = await Promise.all(all.map((hb) => heartbeatRefusal(hb, trust, now, checked)));
+      const hbs = all.filter((hb, i) => {
+        if (refusals[i] !== null) onRefused?.(hb.id, hb.url, refusals[i]);
+        return refusals[i] === null;
+      });
       return hbs.map((hb) => {
         const bloom = BloomFilter.fromJSON(hb.artifacts);
         return {

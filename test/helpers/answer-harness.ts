@@ -13,7 +13,12 @@ import type { JobQueue } from '../../src/queue/types.ts';
 import type { BlobStore } from '../../src/storage/blob-store.ts';
 import { AnswerCache } from '../../src/routing/answer-cache.ts';
 import type { AnswerModel, AnswerServices, CachedAnswer } from '../../src/routing/answer-services.ts';
-import { inProcessSource, RunnerPool, type RunnerSource } from '../../src/routing/runner-client.ts';
+import {
+  inProcessSource,
+  RunnerPool,
+  type RunnerSource,
+  withRunnerToken,
+} from '../../src/routing/runner-client.ts';
 import { type RunningWorkers, startWorkers } from '../../workers/run.ts';
 import { loadServingModel, type ServingModel } from '../../workers/serving-model.ts';
 import { type Harness, type HarnessOptions, startApiHarness } from './api-harness.ts';
@@ -77,7 +82,12 @@ export async function startAnswerHarness(opts: AnswerHarnessOptions = {}): Promi
     layers: e.config.layers,
   };
   const answer: AnswerServices = {
-    runners: new RunnerPool(inProcessSource((r) => runner.app.fetch(r), e.fingerprint)),
+    runners: new RunnerPool(
+      inProcessSource(
+        withRunnerToken((r) => runner.app.fetch(r), runner.core.credential.current),
+        e.fingerprint,
+      ),
+    ),
     models: [served],
     cache: new AnswerCache<CachedAnswer>({ ttlMs: 60_000, maxEntries: 100 }),
   };

@@ -18,7 +18,7 @@ import { Service } from 'kubernetes-models/v1/Service';
 import { describe, expect, it } from 'vitest';
 import { parseAllDocuments, parse as parseYaml } from 'yaml';
 import { createRunnerApp } from '../../gpu-runner/server/app.ts';
-import type { RunnerCore } from '../../gpu-runner/server/core.ts';
+import { DEFAULT_RUNNER_LIMITS, type RunnerCore } from '../../gpu-runner/server/core.ts';
 import { RunnerMetrics } from '../../gpu-runner/server/metrics.ts';
 import { createApp } from '../../src/app.ts';
 import type { Command } from '../../src/cli/command.ts';
@@ -30,6 +30,8 @@ import { metricsApp } from '../../workers/metrics-server.ts';
 type Yaml = any;
 
 const ROOT = resolve(import.meta.dirname, '../..');
+/** The runner credential the probes send (the manifests take it from the secret). */
+const RUNNER_TOKEN = 'infra-test-runner-credential-0123456789abcdef';
 const INFRA = join(ROOT, 'infra');
 const KVRAG_KEYS = new Set<string>(Object.values(ENV));
 const dockerfiles = readdirSync(join(INFRA, 'docker')).filter((f) => f.endsWith('.Dockerfile'));
@@ -73,6 +75,8 @@ async function serves(kind: 'api' | 'runner' | 'workers', path: string): Promise
     scheduler: { stats: () => schedulerStats },
     engineTier: { stats: () => ({}) },
     store: { tierStats: () => ({}) },
+    credential: { current: RUNNER_TOKEN },
+    limits: DEFAULT_RUNNER_LIMITS,
   } as unknown as RunnerCore;
   return (await createRunnerApp(core).request(path)).status;
 }

@@ -7,7 +7,7 @@ import { heartbeatOf, startHeartbeat } from '../../gpu-runner/server/heartbeat-l
 import { createRunner, type Runner } from '../../gpu-runner/server/runner.ts';
 import type { SeqUsage } from '../../gpu-runner/server/sequence.ts';
 import { BloomFilter } from '../../src/routing/bloom.ts';
-import { runnerHeartbeatSchema } from '../../src/routing/heartbeat.ts';
+import { heartbeatRefusal, runnerHeartbeatSchema } from '../../src/routing/heartbeat.ts';
 import { MemoryRegistry } from '../../src/routing/registry.ts';
 import { MemoryBlobStore } from '../../src/storage/memory.ts';
 import { sseEvents } from '../helpers/sse.ts';
@@ -20,9 +20,11 @@ beforeAll(() => {
 });
 afterAll(() => models.cleanup());
 
+const TOKEN = 'runner-lifecycle-credential-0123456789abcdef';
+const auth = { authorization: `Bearer ${TOKEN}` };
 const json = (body: unknown): RequestInit => ({
   method: 'POST',
-  headers: { 'content-type': 'application/json' },
+  headers: { 'content-type': 'application/json', ...auth },
   body: JSON.stringify(body),
 });
 
@@ -33,6 +35,7 @@ async function newRunner(extra: Partial<Parameters<typeof createRunner>[0]> = {}
     blobs: new MemoryBlobStore(),
     id: 'r1',
     url: 'http://runner-1:8081',
+    credential: { current: TOKEN },
     ...extra,
   });
   await r.start();
@@ -77,6 +80,12 @@ describe('runner heartbeat', () => {
       const loop = startHeartbeat(r.core, registry, { intervalMs: 1000 });
       await loop.beat();
       expect((await registry.list()).map((x) => x.id)).toEqual(['r1']);
+      // signed with the runner credential: a router holding it accepts the heartbeat, one without refuses it
+      const [published] = await registry.list();
+      expect(await heartbeatRefusal(published, { tokens: [TOKEN] }, published.sentAt)).toBeNull();
+      expect(await heartbeatRefusal(published, { tokens: ['y'.repeat(40)] }, published.sentAt)).toMatch(
+        /signature/,
+      );
       now += 2999;
       expect(await registry.list()).toHaveLength(1);
       now += 2; // past 3 × interval without a beat: gone
@@ -100,7 +109,7 @@ describe('graceful stop', () => {
     const events = sseEvents(res);
     await events.next(); // streaming has begun
     const stopping = r.stop({ graceMs: 10_000 });
-    expect((await r.app.fetch(new Request('http://x/readyz'))).status).toBe(503);
+    expect((await r.app.fetch(new Request('http://x/readyz', { headers: auth }))).status).toBe(503);
     const refused = await r.app.fetch(new Request('http://x/v1/generate', json({ question: 'late' })));
     expect(refused.status).toBe(503);
     expect(((await refused.json()) as { error: { code: string; retryable: boolean } }).error).toMatchObject({

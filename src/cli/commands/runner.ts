@@ -1,5 +1,6 @@
 // `kvrag runner`: the runner process of a GPU/CPU runner container (DESIGN.md §4.4). Serves the runner
-// API on KVRAG_RUNNER_PORT, consumes `precompute` from BullMQ and heartbeats to the Redis registry when
+// API on KVRAG_RUNNER_HOST:KVRAG_RUNNER_PORT (127.0.0.1 unless configured) behind the runner credential
+// (KVRAG_RUNNER_TOKEN, required; KVRAG_RUNNER_TOKEN_PREVIOUS accepted during a rotation), consumes `precompute` from BullMQ and heartbeats to the Redis registry when
 // KVRAG_REDIS_URL is set, keeps artifacts in the configured object store with a local disk tier under
 // <dataDir>/kv. SIGTERM/SIGINT: graceful stop (refuse new work, leave the registry, hand back the
 // running precompute job, let running requests finish for --grace-ms), then exit 0.
@@ -35,6 +36,11 @@ export const command: Command = {
       'grace-ms': { type: 'string' },
     });
     const config = loadConfig(process.env);
+    if (!config.runnerToken)
+      throw new UsageError(
+        'set KVRAG_RUNNER_TOKEN (32+ characters, e.g. `openssl rand -hex 32`): the runner refuses every call ' +
+          'without it, and the API and workers send it',
+      );
     const port = numberOption('port', values.port, config.runnerPort);
     if (!Number.isInteger(port) || port < 0 || port > 65535) throw new UsageError('--port must be 0..65535');
     const log = jsonLogger(config.logLevel, { service: 'kvrag-runner' });
@@ -70,14 +76,23 @@ export const command: Command = {
         maxStepTokens: numberOption('step-tokens', values['step-tokens'], 256),
         kvBytes: numberOption('kv-bytes', values['kv-bytes'], 256 * 1024 * 1024),
       },
-      precomputeBatch: numberOption('precompute-batch', values['precompute-batch'], 16),
+      credential: { current: config.runnerToken, previous: config.runnerTokenPrevious },
+      limits: {
+        maxTokens: config.runnerMaxTokens,
+        maxDeadlineMs: config.runnerMaxDeadlineMs,
+        maxBodyBytes: config.runnerMaxBodyBytes,
+        precomputeBatch:
+          values['precompute-batch'] === undefined
+            ? config.runnerPrecomputeBatch
+            : numberOption('precompute-batch', values['precompute-batch'], 16),
+      },
       queue,
       registry,
       heartbeatMs: numberOption('heartbeat-ms', values['heartbeat-ms'], 2000),
       id: values.id,
       url: values.url,
       port,
-      host: values.host,
+      host: values.host ?? config.runnerHost,
       log,
     });
     const { port: bound } = await runner.start();

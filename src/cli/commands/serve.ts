@@ -9,6 +9,7 @@ import { loadConfig } from '../../config.ts';
 import { servingModelDir } from '../../model-dir.ts';
 import { type AnswerOptions, openAnswerServices } from '../../node-answer.ts';
 import { openNodeServices } from '../../node-services.ts';
+import { withRunnerToken } from '../../routing/runner-client.ts';
 import { parseOptions } from '../args.ts';
 import type { Command } from '../command.ts';
 import { engineBackend } from '../engine-backend.ts';
@@ -43,6 +44,11 @@ export const command: Command = {
       let inProcess: AnswerOptions['inProcess'];
       if (config.runnerUrls.length === 0) {
         const { createRunner } = await import('../../../gpu-runner/server/runner.ts');
+        const { randomCredential } = await import('../../../gpu-runner/server/auth.ts');
+        // the in-process runner wants its credential too: the configured one, else one for this process
+        const credential = config.runnerToken
+          ? { current: config.runnerToken, previous: config.runnerTokenPrevious }
+          : randomCredential();
         const runner = await createRunner({
           modelDir: servingModelDir(config),
           backend: await engineBackend(config),
@@ -54,17 +60,26 @@ export const command: Command = {
           kvDiskDir: join(config.dataDir, 'kv'),
           kvDiskBytes: config.kvDiskBytes,
           queue: services.queue,
+          credential,
+          limits: {
+            maxTokens: config.runnerMaxTokens,
+            maxDeadlineMs: config.runnerMaxDeadlineMs,
+            maxBodyBytes: config.runnerMaxBodyBytes,
+            precomputeBatch: config.runnerPrecomputeBatch,
+          },
           log,
         });
         await runner.start();
         stops.push(() => runner.stop());
+        const fetchRunner = withRunnerToken((r) => runner.app.fetch(r), credential.current);
         services.readiness.runner = async () => {
-          const res = await runner.app.request('/readyz');
+          const res = await fetchRunner(new Request('http://runner.local/readyz'));
+          await res.body?.cancel();
           if (!res.ok) throw new Error(`runner not ready (${res.status})`);
         };
         const engine = runner.core.engine;
         inProcess = {
-          fetch: (r) => runner.app.fetch(r),
+          fetch: fetchRunner,
           maxContext: engine.maxContext,
           chatTemplate: engine.chatTemplate !== null,
         };
@@ -73,6 +88,7 @@ export const command: Command = {
         modelDir: servingModelDir(config),
         fingerprint: model.fingerprint,
         inProcess,
+        log,
       });
       stops.push(() => answer.close());
       if (services.api) services.api.answer = answer.answer;
