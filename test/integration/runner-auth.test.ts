@@ -193,7 +193,11 @@ describe('caps from configuration', () => {
     // slow down the engine so 8 tokens take longer than the 400 ms cap: each step waits on the mutex
     const mutex = runner.core.scheduler.mutex;
     const run = mutex.run.bind(mutex);
-    mutex.run = (fn) => run(async () => (await new Promise((r) => setTimeout(r, 120)), fn()));
+    mutex.run = (fn) =>
+      run(async () => {
+        await new Promise((r) => setTimeout(r, 120));
+        return fn();
+      });
     try {
       const res = await fetch(
         `${base}/v1/generate`,
