@@ -4,6 +4,8 @@
 //   serving model's tokenizer at the collection's settings → embedding → embed with the collection's
 //   provider → ONE transaction: replace the document's chunks, look up their artifacts, set status
 //   `precomputing` (or `ready` when every artifact exists), add outbox `precompute` jobs for the missing.
+//   An artifact counts as existing only when this tenant already has the chunk in a ready document:
+//   dedupe across tenants would show in the status and timing (issue 19 §5), storage is shared anyway.
 //
 // Chunking: in the serving model's tokens (the tokenizer only is loaded, see serving-model.ts), at the
 // collection's `chunk_settings` — defaults 512 tokens per chunk, 64 tokens shared by consecutive chunks,
@@ -23,7 +25,7 @@
 // transaction; gc deletes artifacts only through FOR UPDATE SKIP LOCKED (workers/gc.ts). Either gc
 // committed first (the rows are gone, this lookup misses them and schedules precompute) or this lookup
 // locked them first (gc skips them, and after commit the new chunks reference them).
-import { and, eq, inArray } from 'drizzle-orm';
+import { and, eq, inArray, sql } from 'drizzle-orm';
 import { chunks, collections, type DocumentStatus, documents, kvArtifacts } from '../src/db/schema.ts';
 import type { Database } from '../src/db/types.ts';
 import type { EmbeddingProviderId } from '../src/embeddings/types.ts';
@@ -214,9 +216,14 @@ async function storeChunks(
             eq(kvArtifacts.modelFingerprint, fingerprint),
             eq(kvArtifacts.status, 'ready'),
             inArray(kvArtifacts.chunkHash, hashes.slice(i, i + INSERT_BATCH)),
+            // this tenant already has it in a ready document: another tenant's copy does not count, so
+            // neither the status nor the timing of this document tells whether someone else holds the text
+            sql`exists (select 1 from ${chunks} c join ${documents} d on d.id = c.document_id
+                  where c.tenant_id = ${s.tenantId} and c.content_hash = ${kvArtifacts.chunkHash}
+                    and d.status = 'ready')`,
           ),
         )
-        .for('share');
+        .for('share', { of: kvArtifacts });
       for (const r of rows) ready.add(r.h);
     }
     const missing: MissingChunk[] = hashes
