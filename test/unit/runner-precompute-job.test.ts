@@ -67,7 +67,7 @@ describe('runner precompute jobs', () => {
     const kept = await queue.getJob('precompute', 'pj-1');
     expect(kept?.state).toBe('completed');
     expect(JSON.stringify(kept?.data)).not.toContain('tokenIds');
-    expect((kept?.data as { chunks: { chunkHash: string }[] }).chunks[0].chunkHash).toBe(hash(1));
+    expect((kept!.data as { chunks: { chunkHash: string }[] }).chunks[0].chunkHash).toBe(hash(1));
   });
 
   it('a later try skips exactly what an earlier try checkpointed (and still holds), computes the rest', async () => {
