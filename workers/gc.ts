@@ -16,7 +16,13 @@
 //   and only artifacts whose row is older than graceMs are sweep candidates.
 // Rows go first (one transaction per batch), then their objects: a reader never finds a row whose object
 // was deleted before the row. An object whose delete fails is left to the orphan sweep.
+//
+// gc deletes only under the prefixes it owns: artifact objects (kv/<fp>/<hh>/<key>.kv, the shape
+// artifactObjectKey gives) and a tenant's own uploads (uploads/<tenant>/…). A row or job naming any other
+// key (a forged precompute-done before its claims were checked, a forged gc job) cannot make it delete
+// that object: the key is logged and left alone.
 import { sql } from 'drizzle-orm';
+import { isArtifactObjectKey } from '../gpu-runner/engine/kv/artifact-format.ts';
 import { kvArtifacts } from '../src/db/schema.ts';
 import type { Database } from '../src/db/types.ts';
 import { parseJob } from '../src/queue/contracts.ts';
@@ -99,6 +105,12 @@ export async function collectArtifacts(
     );
     total += gone.length;
     for (const { object_key } of gone) {
+      if (!isArtifactObjectKey(object_key)) {
+        opts.log?.('error', 'gc: artifact row named an object outside kv/; object left alone', {
+          key: object_key,
+        });
+        continue;
+      }
       await blobs.delete(object_key).catch((err: unknown) => {
         opts.log?.('warn', 'gc: artifact object left for the orphan sweep', {
           key: object_key,
@@ -145,18 +157,22 @@ export async function collectOrphanObjects(db: Exec, blobs: BlobStore, graceMs: 
 /** The `gc` job handler. Idempotent: deleting what is already gone is not an error. */
 export async function handleGc(deps: WorkerDeps, data: unknown): Promise<GcResult> {
   const job = parseJob('gc', data);
+  // a job may only delete its own tenant's uploads (a bad key or prefix could name any object)
+  const own = tenantUploadPrefix(job.tenantId);
+  const outside = [...job.blobKeys, ...(job.blobPrefix ? [job.blobPrefix] : [])].filter(
+    (k) => !k.startsWith(own) || k.split('/').includes('..'),
+  );
+  if (outside.length > 0) {
+    throw new UnrecoverableJobError(
+      `gc job: ${outside.map((k) => JSON.stringify(k)).join(', ')} outside the tenant's uploads`,
+    );
+  }
   let blobsDeleted = 0;
   for (const key of job.blobKeys) {
     await deps.blobs.delete(key);
     blobsDeleted++;
   }
   if (job.blobPrefix) {
-    // a job may only empty its own tenant's uploads (a bad prefix could name every object)
-    if (!job.blobPrefix.startsWith(tenantUploadPrefix(job.tenantId))) {
-      throw new UnrecoverableJobError(
-        `gc job: blobPrefix ${JSON.stringify(job.blobPrefix)} is outside the tenant's uploads`,
-      );
-    }
     const keys: string[] = [];
     for await (const b of deps.blobs.list(job.blobPrefix)) keys.push(b.key);
     for (const key of keys) await deps.blobs.delete(key);

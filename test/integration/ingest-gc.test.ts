@@ -149,6 +149,52 @@ describe('artifact gc and precompute-done (PGlite wire, fs blobs, s3rver)', () =
     ).rejects.toMatchObject({ name: 'UnrecoverableJobError' });
   });
 
+  it('gc deletes only under the prefixes it owns: blob keys of other tenants and rows naming non-artifact keys', async () => {
+    const victim = await seed([`victim text ${randomUUID()}`]);
+    const theirUpload = uploadKey(victim.tenantId, victim.collectionId, victim.documentId);
+    await fsBlobs.put(theirUpload, new TextEncoder().encode('their raw upload'));
+    // a gc job of one tenant naming another tenant's upload is refused before anything is deleted
+    const attacker = randomUUID();
+    await expect(
+      handleGc(depsFor(fsBlobs), {
+        v: 1,
+        tenantId: attacker,
+        collectionId: randomUUID(),
+        blobKeys: [uploadKey(attacker, randomUUID(), randomUUID()), theirUpload],
+      }),
+    ).rejects.toMatchObject({ name: 'UnrecoverableJobError' });
+    await expect(
+      handleGc(depsFor(fsBlobs), {
+        v: 1,
+        tenantId: attacker,
+        collectionId: randomUUID(),
+        blobKeys: [`uploads/${attacker}/../${victim.tenantId}/${victim.collectionId}/${victim.documentId}`],
+      }),
+    ).rejects.toMatchObject({ name: 'UnrecoverableJobError' });
+    expect(await exists(fsBlobs, theirUpload)).toBe(true);
+    // an unreferenced artifact row whose object key is that upload (written before claims were checked):
+    // the row goes, the upload stays
+    const h = sha256(`unreferenced ${randomUUID()}`);
+    await db.db.insert(kvArtifacts).values({
+      chunkHash: h,
+      modelFingerprint: FP,
+      objectKey: theirUpload,
+      bytes: 10,
+      formatVersion: 1,
+      status: 'ready',
+    });
+    expect(
+      await handleGc(depsFor(fsBlobs), {
+        v: 1,
+        tenantId: attacker,
+        collectionId: randomUUID(),
+        chunkHashes: [h],
+      }),
+    ).toMatchObject({ artifactsDeleted: 1 });
+    expect(await db.db.select().from(kvArtifacts).where(eq(kvArtifacts.chunkHash, h))).toEqual([]);
+    expect(await exists(fsBlobs, theirUpload)).toBe(true);
+  });
+
   it('sweep: unreferenced artifacts after the grace period, idle ones when configured, orphan objects', async () => {
     await db.db.delete(kvArtifacts);
     for await (const b of fsBlobs.list('kv/')) await fsBlobs.delete(b.key);
