@@ -107,7 +107,7 @@ export function artifactObjectKey(fingerprint: string, key: string): string {
 /** Whether `objectKey` has the shape artifactObjectKey gives (what gc may delete as an artifact). */
 export function isArtifactObjectKey(objectKey: string): boolean {
   const m = /^kv\/[A-Za-z0-9._-]{8,128}\/([0-9a-f]{2})\/([0-9a-f]{64})\.kv$/.exec(objectKey);
-  return m !== null && m[2].startsWith(m[1]);
+  return m?.[2].startsWith(m[1]) ?? false;
 }
 
 const align = (x: number) => Math.ceil(x / ALIGN) * ALIGN;
