@@ -21,6 +21,7 @@ import type { WeightDType } from '../engine/weights.ts';
 import { createRunnerApp } from './app.ts';
 import { type RunnerCredential, randomCredential } from './auth.ts';
 import { DEFAULT_RUNNER_LIMITS, type RunnerCore, type RunnerLimits } from './core.ts';
+import { type EvictionSweep, startEvictionSweep } from './evict-loop.ts';
 import { type HeartbeatLoop, startHeartbeat } from './heartbeat-loop.ts';
 import { RunnerMetrics } from './metrics.ts';
 import { startPrecomputeConsumer } from './precompute-consumer.ts';
@@ -56,6 +57,11 @@ export interface RunnerOptions {
   queue?: JobQueue;
   /** Publish heartbeats here. */
   registry?: RunnerRegistry;
+  /**
+   * How often local copies (engine memory, host, disk) are checked against the object store, and those it
+   * no longer holds (gc deleted them) dropped (evict-loop.ts). 0 = never. Default 5 minutes.
+   */
+  evictCheckMs?: number;
   heartbeatMs?: number;
   id?: string;
   /** The URL routers use to reach this runner. Default http://<hostname>:<port>. */
@@ -69,6 +75,8 @@ export interface RunnerOptions {
 
 export interface Runner {
   core: RunnerCore;
+  /** Drops local copies of artifacts gone from the object store (also runs every evictCheckMs). */
+  evictDeleted(): Promise<number>;
   app: Hono<{ Variables: { requestId: string } }>;
   /** Listens (when a port was given), starts consuming and heartbeating; resolves with the bound port. */
   start(): Promise<{ port: number | null }>;
@@ -141,10 +149,15 @@ export async function createRunner(opts: RunnerOptions): Promise<Runner> {
   let server: ServerType | null = null;
   let consumer: Consumer | null = null;
   let heartbeat: HeartbeatLoop | null = null;
+  const eviction: EvictionSweep = startEvictionSweep(core, {
+    intervalMs: opts.evictCheckMs ?? 5 * 60_000,
+    log: opts.log,
+  });
 
   return {
     core,
     app,
+    evictDeleted: () => eviction.sweep(),
     async start() {
       let bound: number | null = null;
       if (port !== undefined) {
@@ -169,6 +182,7 @@ export async function createRunner(opts: RunnerOptions): Promise<Runner> {
     },
     async stop({ graceMs = 30_000 } = {}) {
       core.ready = false;
+      await eviction.stop();
       await heartbeat?.stop();
       await consumer?.close();
       await scheduler.drain(graceMs);

@@ -19,7 +19,7 @@ export const command: Command = {
   summary: 'Run an inference runner: runner HTTP API, precompute consumer, registry heartbeat.',
   usage:
     'kvrag runner [--port N] [--host H] [--id ID] [--url URL] [--max-running N] [--step-tokens N] ' +
-    '[--kv-bytes N] [--engine-kv-bytes N] [--precompute-batch N] [--heartbeat-ms MS] [--job-lock-ms MS] [--grace-ms MS]',
+    '[--kv-bytes N] [--engine-kv-bytes N] [--precompute-batch N] [--heartbeat-ms MS] [--job-lock-ms MS] [--grace-ms MS] [--evict-check-ms MS]',
   async run(args) {
     const { values } = parseOptions(args, {
       port: { type: 'string' },
@@ -34,6 +34,7 @@ export const command: Command = {
       'heartbeat-ms': { type: 'string' },
       'job-lock-ms': { type: 'string' },
       'grace-ms': { type: 'string' },
+      'evict-check-ms': { type: 'string' },
     });
     const config = loadConfig(process.env);
     if (!config.runnerToken)
@@ -89,6 +90,7 @@ export const command: Command = {
       queue,
       registry,
       heartbeatMs: numberOption('heartbeat-ms', values['heartbeat-ms'], 2000),
+      evictCheckMs: numberOption('evict-check-ms', values['evict-check-ms'], 5 * 60_000),
       id: values.id,
       url: values.url,
       port,
