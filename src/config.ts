@@ -97,6 +97,8 @@ export const ENV = {
   maxBodyBytes: 'KVRAG_MAX_BODY_BYTES',
   maxUploadBytes: 'KVRAG_MAX_UPLOAD_BYTES',
   maxConcurrentJobs: 'KVRAG_MAX_CONCURRENT_JOBS',
+  outboxRetentionS: 'KVRAG_OUTBOX_RETENTION_S',
+  dbStatementTimeoutMs: 'KVRAG_DB_STATEMENT_TIMEOUT_MS',
   kvHostBytes: 'KVRAG_KV_HOST_BYTES',
   kvDiskBytes: 'KVRAG_KV_DISK_BYTES',
   logLevel: 'KVRAG_LOG_LEVEL',
@@ -172,6 +174,10 @@ const shape = {
   maxBodyBytes: bytes.default(1024 * 1024),
   maxUploadBytes: bytes.default(20 * 1024 * 1024),
   maxConcurrentJobs: z.coerce.number().int().min(1).max(256).default(2),
+  /** Delivered outbox rows are deleted after this many seconds (their payloads go with them); 0 = kept. */
+  outboxRetentionS: z.coerce.number().int().min(0).default(86_400),
+  /** Postgres statement_timeout of every connection (ms; 0 = none): no query holds a connection forever. */
+  dbStatementTimeoutMs: z.coerce.number().int().min(0).default(30_000),
   kvHostBytes: bytes.default(512 * 1024 * 1024),
   kvDiskBytes: bytes.default(4 * 1024 * 1024 * 1024),
   logLevel: z.enum(['debug', 'info', 'warn', 'error', 'silent']).default('info'),

@@ -37,6 +37,7 @@ export const command: Command = {
       const model = loadServingModel(servingModelDir(config));
       const workers = startWorkers(workerDeps(services, model), services.queue, {
         concurrency: { ingest: config.maxConcurrentJobs },
+        relay: { retentionMs: config.outboxRetentionS * 1000 },
         metrics: services.metrics,
       });
       stops.push(() => workers.stop());
