@@ -265,6 +265,28 @@ describe('upload', () => {
           }),
         400,
       ],
+      [
+        'a file part whose Content-Type is over 255 characters',
+        () =>
+          h.call('POST', docsPath(), {
+            key: a.key,
+            body: multipart(
+              new Blob(['ok'], { type: `text/plain; charset=utf-8; x=${'y'.repeat(300)}` }),
+              'a.txt',
+            ),
+          }),
+        400,
+      ],
+      [
+        'a request Content-Type over 255 characters',
+        () =>
+          h.call('POST', docsPath(), {
+            key: a.key,
+            body: multipart(new Blob(['ok']), 'a.txt'),
+            headers: { 'content-type': `multipart/form-data; boundary=${'b'.repeat(300)}` },
+          }),
+        400,
+      ],
       ['PDF as JSON text', () => uploadJson({ text: '%PDF-1.4', content_type: 'application/pdf' }), 400],
       [
         'wrong content type',
