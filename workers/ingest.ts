@@ -18,8 +18,9 @@
 // update is conditional on the row still existing: a document deleted meanwhile makes the job a no-op.
 // Errors: bad input (a non-retryable AppError below 500: unparseable, empty, unknown provider) marks the
 // document `failed` with the message and throws UnrecoverableJobError (no retries); anything else
-// (database, blob store or embedder away) records the message on the document, keeps its status, and is
-// rethrown so the queue retries — on the last try the document ends `failed` instead, never stuck. A re-run replaces the chunks and writes the same outbox job ids: idempotent.
+// (database, blob store or embedder away) records its kind on the document (tenantErrorText: no driver
+// errors or addresses; the worker log has the details), keeps its status, and is rethrown so the queue
+// retries — on the last try the document ends `failed` instead, never stuck. A re-run replaces the chunks and writes the same outbox job ids: idempotent.
 //
 // Artifact lookup and gc: the artifacts this document relies on are read FOR SHARE inside the chunk
 // transaction; gc deletes artifacts only through FOR UPDATE SKIP LOCKED (workers/gc.ts). Either gc
@@ -37,7 +38,7 @@ import { addToOutbox } from '../src/queue/outbox.ts';
 import { DEFAULT_ATTEMPTS } from '../src/queue/rules.ts';
 import type { JobContext } from '../src/queue/types.ts';
 import { UnrecoverableJobError } from '../src/queue/types.ts';
-import { errorText, type WorkerDeps } from './deps.ts';
+import { errorText, tenantErrorText, type WorkerDeps } from './deps.ts';
 import { type MissingChunk, precomputeEntries } from './precompute-jobs.ts';
 
 export type IngestResult =
@@ -136,12 +137,14 @@ export async function handleIngest(
     // transient: keep the status, show the reason, let the queue retry (a shutdown is no failure to show)
     if (ctx.signal.aborted) throw err;
     if (ctx.attempt >= (opts.maxAttempts ?? DEFAULT_ATTEMPTS)) {
-      await markFailed(db, scope, `gave up after ${ctx.attempt} tries: ${errorText(err)}`).catch(() => {});
+      await markFailed(db, scope, `gave up after ${ctx.attempt} tries: ${tenantErrorText(err)}`).catch(
+        () => {},
+      );
       throw err;
     }
     await db
       .update(documents)
-      .set({ error: `retrying: ${errorText(err)}` })
+      .set({ error: `retrying: ${tenantErrorText(err)}` })
       .where(docWhere(scope))
       .catch(() => {});
     throw err;
