@@ -5,13 +5,16 @@
 // hashes that no remaining chunk references. The periodic sweep does the same for every artifact (a
 // missed job, a runner's on-demand artifact nobody ingested), optionally expires artifacts unused for
 // longer than maxIdleMs — referenced or not: only the artifact goes, the runner recomputes it on demand
-// and the chunk keeps its status — and deletes artifact objects under `kv/` that have no row.
+// and the chunk keeps its status — deletes artifact objects under `kv/` that have no row, and upload
+// blobs under `uploads/` that no document names (an upload whose row was never committed).
 //
 // Races (READ COMMITTED Postgres):
 // - a chunk referencing a hash is being written while gc runs: artifacts are deleted only through
 //   `FOR UPDATE SKIP LOCKED`, and the ingest transaction reads the artifacts it relies on `FOR SHARE`
 //   (workers/ingest.ts). If ingest locked them first, gc skips them (after commit a chunk references
 //   them); if gc deleted first, ingest's locking read no longer sees them and schedules precompute.
+// - the upload route writes a blob and then commits its row: the sweep leaves uploads younger than graceMs
+//   alone, so only a blob whose row never came (the process died in between) is taken for an orphan;
 // - a runner stores an object and then reports it: the sweep leaves objects younger than graceMs alone,
 //   and only artifacts whose row is older than graceMs are sweep candidates.
 // Rows go first (one transaction per batch), then their objects: a reader never finds a row whose object
@@ -23,7 +26,7 @@
 // that object: the key is logged and left alone.
 import { sql } from 'drizzle-orm';
 import { isArtifactObjectKey } from '../gpu-runner/engine/kv/artifact-format.ts';
-import { kvArtifacts } from '../src/db/schema.ts';
+import { documents, kvArtifacts } from '../src/db/schema.ts';
 import type { Database } from '../src/db/types.ts';
 import { parseJob } from '../src/queue/contracts.ts';
 import { UnrecoverableJobError } from '../src/queue/types.ts';
@@ -33,6 +36,8 @@ import { errorText, type WorkerDeps } from './deps.ts';
 
 /** Where artifact objects live (gpu-runner/engine/kv/artifact-format.ts artifactObjectKey). */
 export const ARTIFACT_PREFIX = 'kv/';
+/** Where raw uploads live (src/routes/upload-keys.ts). */
+const UPLOAD_PREFIX = 'uploads/';
 const BATCH = 500;
 
 export interface GcOptions {
@@ -50,6 +55,8 @@ export interface GcResult {
   blobsDeleted: number;
   artifactsDeleted: number;
   orphanObjectsDeleted: number;
+  /** Upload blobs no document names (an upload whose transaction never committed), past the grace. */
+  orphanUploadsDeleted?: number;
 }
 
 type Exec = Pick<Database, 'execute' | 'transaction'>;
@@ -154,6 +161,49 @@ export async function collectOrphanObjects(db: Exec, blobs: BlobStore, graceMs: 
   return deleted;
 }
 
+/**
+ * Deletes upload blobs under uploads/ older than graceMs that no document row names: the upload route
+ * writes the blob before the row's transaction, and a process that dies in between leaves the blob
+ * behind (the route removes it itself when the transaction fails).
+ */
+export async function collectOrphanUploads(db: Exec, blobs: BlobStore, graceMs: number): Promise<number> {
+  const cutoff = Date.now() - graceMs;
+  let deleted = 0;
+  let batch: string[] = [];
+  const flush = async () => {
+    if (batch.length === 0) return;
+    const list = sql.join(
+      batch.map((k) => sql`${k}`),
+      sql`, `,
+    );
+    // named by a row's object_key, or at a row's own upload key (uploads/<tenant>/<collection>/<id>)
+    const known = await rows<{ key: string }>(
+      db,
+      sql`select object_key as key from ${documents} where object_key in (${list})
+          union all
+          select 'uploads/' || tenant_id || '/' || collection_id || '/' || id as key from ${documents}
+          where id::text in (${sql.join(
+            batch.map((k) => sql`${k.slice(k.lastIndexOf('/') + 1)}`),
+            sql`, `,
+          )})`,
+    );
+    const keep = new Set(known.map((r) => r.key));
+    for (const k of batch) {
+      if (keep.has(k)) continue;
+      await blobs.delete(k);
+      deleted++;
+    }
+    batch = [];
+  };
+  for await (const info of blobs.list(UPLOAD_PREFIX)) {
+    if (!info.lastModified || info.lastModified.getTime() > cutoff) continue;
+    batch.push(info.key);
+    if (batch.length >= BATCH) await flush();
+  }
+  await flush();
+  return deleted;
+}
+
 /** The `gc` job handler. Idempotent: deleting what is already gone is not an error. */
 export async function handleGc(deps: WorkerDeps, data: unknown): Promise<GcResult> {
   const job = parseJob('gc', data);
@@ -198,8 +248,9 @@ export async function sweepArtifacts(deps: WorkerDeps, opts: GcOptions = {}): Pr
     { maxIdleMs: opts.maxIdleMs, log: deps.log },
   );
   const orphanObjectsDeleted = await collectOrphanObjects(deps.db, deps.blobs, graceMs);
-  if (artifactsDeleted + orphanObjectsDeleted > 0) {
-    deps.log?.('info', 'gc sweep', { artifactsDeleted, orphanObjectsDeleted });
+  const orphanUploadsDeleted = await collectOrphanUploads(deps.db, deps.blobs, graceMs);
+  if (artifactsDeleted + orphanObjectsDeleted + orphanUploadsDeleted > 0) {
+    deps.log?.('info', 'gc sweep', { artifactsDeleted, orphanObjectsDeleted, orphanUploadsDeleted });
   }
-  return { blobsDeleted: 0, artifactsDeleted, orphanObjectsDeleted };
+  return { blobsDeleted: 0, artifactsDeleted, orphanObjectsDeleted, orphanUploadsDeleted };
 }

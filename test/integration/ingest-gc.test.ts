@@ -234,6 +234,24 @@ describe('artifact gc and precompute-done (PGlite wire, fs blobs, s3rver)', () =
     expect((await db.db.select().from(chunks).where(eq(chunks.contentHash, idle.hash))).length).toBe(1);
   });
 
+  it('sweep: upload blobs no document names (their transaction never committed) go after the grace period', async () => {
+    const s = await seed([`kept upload ${randomUUID()}`]);
+    const kept = uploadKey(s.tenantId, s.collectionId, s.documentId);
+    await db.db.update(documents).set({ objectKey: kept }).where(eq(documents.id, s.documentId));
+    const orphan = uploadKey(s.tenantId, s.collectionId, randomUUID());
+    // a row without object_key still owns the blob at its own upload key
+    const legacy = await seed([`legacy upload ${randomUUID()}`]);
+    const legacyKey = uploadKey(legacy.tenantId, legacy.collectionId, legacy.documentId);
+    for (const k of [kept, orphan, legacyKey]) await fsBlobs.put(k, new TextEncoder().encode('raw upload'));
+    // within the grace period nothing goes (an upload may be about to commit its row)
+    expect((await sweepArtifacts(depsFor(fsBlobs), { graceMs: 3600_000 })).orphanUploadsDeleted).toBe(0);
+    expect(await exists(fsBlobs, orphan)).toBe(true);
+    expect((await sweepArtifacts(depsFor(fsBlobs), { graceMs: 0 })).orphanUploadsDeleted).toBe(1);
+    expect(await exists(fsBlobs, orphan)).toBe(false);
+    expect(await exists(fsBlobs, kept)).toBe(true);
+    expect(await exists(fsBlobs, legacyKey)).toBe(true);
+  });
+
   it('precompute-done: upserts artifacts idempotently, readies complete documents, fails on a runner error', async () => {
     const shared = `shared ${randomUUID()}`;
     const t1 = [shared, `one ${randomUUID()}`];
