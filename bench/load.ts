@@ -16,8 +16,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { Agent, request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { REUSE_MODES } from '../gpu-runner/engine/reuse/assemble.ts';
-import { numberOption, parseOptions, UsageError } from '../src/cli/args.ts';
+import { REUSE_MODES } from '../contracts/reuse.ts';
+import { numberOption, parseOptions, UsageError } from '../cli/args.ts';
 import { emit, formatTable, percentile } from './_report.ts';
 
 const ROUTES = ['search', 'query'] as const;

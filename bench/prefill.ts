@@ -13,11 +13,7 @@
 //   beats dense, per pattern.
 // Patterns: a-shape, vertical-slash, block-sparse, flexprefill (default parameters), `auto` (the config).
 import { join } from 'node:path';
-import {
-  defaultSparseConfig,
-  loadSparseConfig,
-  type SparseConfig,
-} from '../gpu-runner/engine/attention/sparse/config.ts';
+import type { SparseConfig } from '../gpu-runner/engine/attention/sparse/config.ts';
 import { longPrompt } from '../gpu-runner/engine/attention/sparse/long-input.ts';
 import {
   AttentionProbe,
@@ -27,34 +23,30 @@ import {
 } from '../gpu-runner/engine/attention/sparse/measure.ts';
 import { SparsePrefill } from '../gpu-runner/engine/attention/sparse/prefill.ts';
 import { oracleDensity } from '../gpu-runner/engine/attention/sparse/oracle.ts';
-import {
-  defaultParams,
-  PATTERNS,
-  PLAN_BLOCK,
-  type PatternName,
-} from '../gpu-runner/engine/attention/sparse/types.ts';
+import { defaultParams, PLAN_BLOCK } from '../gpu-runner/engine/attention/sparse/types.ts';
+import { SPARSE_PATTERNS, type SparsePattern } from '../contracts/sparse.ts';
 import { createWasmBackend } from '../gpu-runner/engine/backends/wasm/index.ts';
 import { denseAttentionWithLseWasm } from '../gpu-runner/engine/backends/wasm/sparse-attention.ts';
 import { type Engine, loadEngine } from '../gpu-runner/engine/engine.ts';
 import { SequenceKV } from '../gpu-runner/engine/kv-cache.ts';
-import { numberOption, parseOptions, UsageError } from '../src/cli/args.ts';
+import { numberOption, parseOptions, UsageError } from '../cli/args.ts';
 import { type Cell, emit, formatTable } from './_report.ts';
 
 const DEFAULT_CONTEXTS = [1024, 2048, 4096, 8192, 16384, 32768];
 
 function candidates(pattern: string | undefined, config: SparseConfig): Candidate[] {
-  const fixed = (p: PatternName): Candidate => ({
+  const fixed = (p: SparsePattern): Candidate => ({
     name: p,
     params: (_l, kvHeads) => Array.from({ length: kvHeads }, () => defaultParams(p)),
   });
   const auto: Candidate = { name: 'auto', params: (l) => config.layers[l] };
   if (pattern === 'auto') return [auto];
   if (pattern) {
-    if (!(PATTERNS as readonly string[]).includes(pattern))
-      throw new UsageError(`--pattern must be one of ${[...PATTERNS, 'auto'].join(', ')}`);
-    return [fixed(pattern as PatternName)];
+    if (!(SPARSE_PATTERNS as readonly string[]).includes(pattern))
+      throw new UsageError(`--pattern must be one of ${[...SPARSE_PATTERNS, 'auto'].join(', ')}`);
+    return [fixed(pattern as SparsePattern)];
   }
-  return [...PATTERNS.map(fixed), auto];
+  return [...SPARSE_PATTERNS.map(fixed), auto];
 }
 
 /** Wall time of one prefill of `tokens` (a fresh cache), with an optional sparse-prefill policy. */
@@ -171,9 +163,7 @@ export async function run(args: string[]): Promise<number> {
   const engine = await loadEngine(dir, { backend });
   try {
     const cfg = engine.config;
-    const config =
-      loadSparseConfig(dir, cfg.layers, cfg.kvHeads, engine.fingerprint) ??
-      defaultSparseConfig(cfg.layers, cfg.kvHeads);
+    const config = engine.sparseConfig;
     const cands = candidates(values.pattern, config);
     const wholeMax = numberOption('whole-max', values['whole-max'], 16384);
     const layers = values.layers ? values.layers.split(',').map((s) => numberOption('layers', s, 0)) : null;
@@ -220,7 +210,7 @@ export async function run(args: string[]): Promise<number> {
       if (!values['no-whole'] && n <= wholeMax) {
         const sparse = new SparsePrefill(
           values.pattern && values.pattern !== 'auto'
-            ? { mode: 'pattern', pattern: values.pattern as PatternName }
+            ? { mode: 'pattern', pattern: values.pattern as SparsePattern }
             : { mode: 'auto' },
           { ...config, breakEven: 1 },
         );

@@ -2,7 +2,7 @@
 // Simulates N runners with Zipf-distributed chunk popularity and per-runner artifact caches, and compares
 // cache-aware routing (src/routing/select.ts, the code the API uses) with random and least-loaded routing
 // on artifact hit rate, p50/p99 modelled TTFT and load balance, on the same request stream.
-import { numberOption, parseOptions } from '../src/cli/args.ts';
+import { numberOption, parseOptions } from '../cli/args.ts';
 import { emit, formatTable } from './_report.ts';
 import { type Policy, SIM_DEFAULTS, type SimResult, simParams, simulate } from './_routing-sim.ts';
 

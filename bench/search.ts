@@ -5,7 +5,7 @@
 // with an attribute filter keeping ~1/4 of the chunks, and the recall@10 of the HNSW list against an
 // exact scan (index scans off) — the price of the approximate index — swept over hnsw.ef_search.
 import { sql } from 'drizzle-orm';
-import { numberOption, parseOptions } from '../src/cli/args.ts';
+import { numberOption, parseOptions } from '../cli/args.ts';
 import { createPgliteDb } from '../src/db/pglite.ts';
 import { migrateDatabase } from '../src/db/migrate.ts';
 import { chunks, collections, documents, type SupportedDimension, tenants } from '../src/db/schema.ts';

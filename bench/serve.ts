@@ -12,11 +12,11 @@
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { REUSE_MODES, type ReuseMode } from '../gpu-runner/engine/reuse/assemble.ts';
+import { REUSE_MODES, type ReuseMode } from '../contracts/reuse.ts';
 import { createRunner, type Runner } from '../gpu-runner/server/runner.ts';
-import type { SeqUsage } from '../gpu-runner/server/sequence.ts';
+import type { RunnerUsage } from '../contracts/runner-api.ts';
 import { makeTinyModel } from '../gpu-runner/tools/make-tiny-model.ts';
-import { numberOption, parseOptions, UsageError } from '../src/cli/args.ts';
+import { numberOption, parseOptions, UsageError } from '../cli/args.ts';
 import { FsBlobStore } from '../src/storage/fs.ts';
 import { emit, formatTable, percentile, rng } from './_report.ts';
 
@@ -132,7 +132,7 @@ export async function run(args: string[]): Promise<number> {
       });
       if (!res.ok || !res.body) throw new Error(`generate failed: ${res.status} ${await res.text()}`);
       let ttft = -1;
-      let usage: SeqUsage | null = null;
+      let usage: RunnerUsage | null = null;
       const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
       let buf = '';
       for (;;) {
@@ -157,7 +157,7 @@ export async function run(args: string[]): Promise<number> {
     for (const c of levels) {
       for (const mode of modes) {
         const ttfts: number[] = [];
-        const usages: SeqUsage[] = [];
+        const usages: RunnerUsage[] = [];
         let started = 0;
         const t0 = performance.now();
         await Promise.all(

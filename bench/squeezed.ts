@@ -35,7 +35,7 @@ import {
 } from '../gpu-runner/engine/attention/squeezed/synthetic.ts';
 import { wasmAssigner } from '../gpu-runner/engine/attention/squeezed/wasm-assign.ts';
 import { createWasmBackend, WasmAttentionOps } from '../gpu-runner/engine/backends/wasm/index.ts';
-import { numberOption, parseOptions, UsageError } from '../src/cli/args.ts';
+import { numberOption, parseOptions, UsageError } from '../cli/args.ts';
 import { emit, formatTable, percentile } from './_report.ts';
 import { engineDecode } from './_squeezed-decode.ts';
 

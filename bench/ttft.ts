@@ -18,15 +18,11 @@ import { EngineTier } from '../gpu-runner/engine/kv/engine-tier.ts';
 import { ObjectTier } from '../gpu-runner/engine/kv/object-tier.ts';
 import { chunkKey, precomputeChunks } from '../gpu-runner/engine/kv/precompute.ts';
 import { HostTier } from '../gpu-runner/engine/kv/tiers.ts';
-import {
-  type AssembleReport,
-  Assembler,
-  REUSE_MODES,
-  type ReuseMode,
-} from '../gpu-runner/engine/reuse/assemble.ts';
+import { type AssembleReport, Assembler } from '../gpu-runner/engine/reuse/assemble.ts';
+import { REUSE_MODES, type ReuseMode } from '../contracts/reuse.ts';
 import { makeTinyModel } from '../gpu-runner/tools/make-tiny-model.ts';
-import { numberOption, parseOptions, UsageError } from '../src/cli/args.ts';
-import type { BlobStore } from '../src/storage/blob-store.ts';
+import { numberOption, parseOptions, UsageError } from '../cli/args.ts';
+import type { BlobStore } from '../contracts/blob-store.ts';
 import { FsBlobStore } from '../src/storage/fs.ts';
 import { S3BlobStore } from '../src/storage/s3.ts';
 import { type Cell, emit, formatTable } from './_report.ts';

@@ -4,7 +4,7 @@
 import { Hono } from 'hono';
 import { routePath } from 'hono/route';
 import { ApiMetrics } from './api-metrics.ts';
-import { AppError, asAppError, toEnvelope } from './errors.ts';
+import { AppError, asAppError, toEnvelope } from '../contracts/errors.ts';
 import { adminRoutes } from './routes/admin.ts';
 import { answerRoutes } from './routes/answer-routes.ts';
 import { authenticate } from './routes/auth.ts';

@@ -10,7 +10,7 @@ import { AsyncLocalStorage } from 'node:async_hooks';
 import type { ExecutionContext, Hono } from 'hono';
 import { createApp } from './app.ts';
 import { type Config, ConfigError } from './config.ts';
-import { AppError, toEnvelope } from './errors.ts';
+import { AppError, toEnvelope } from '../contracts/errors.ts';
 import type { AppEnv, Services } from './services.ts';
 import { consoleLogger, openWorkerServices, type WorkerEnv, workerConfig } from './worker-services.ts';
 

@@ -1,5 +1,5 @@
 // Structured JSON logs, one object per line on stderr.
-import type { Log, LogLevel } from './services.ts';
+import type { Log, LogLevel } from '../contracts/log.ts';
 
 const ORDER: Record<LogLevel | 'silent', number> = { debug: 10, info: 20, warn: 30, error: 40, silent: 100 };
 

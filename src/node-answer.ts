@@ -2,42 +2,27 @@
 // embedded mode; otherwise KVRAG_RUNNER_URLS polled for health, merged with registry heartbeats from Redis
 // when KVRAG_REDIS_URL is set (a heartbeat carries load and resident artifacts, so it wins for its URL;
 // only heartbeats signed with the runner credential, and on the URL allow-list when one is set, count) —
-// every call carrying the runner credential —
-// the served model read from the model directory, and the answer cache.
-import { readFileSync } from 'node:fs';
-import { basename, join } from 'node:path';
+// every call carrying the runner credential — the served models as the runners report them
+// (src/answer/models.ts), and the answer cache.
+import type { Log } from '../contracts/log.ts';
+import type { ModelProfile } from '../contracts/model-profile.ts';
+import { type FetchFn, withRunnerToken } from '../contracts/runner-api.ts';
+import { AnswerCache } from './answer/cache.ts';
+import { ModelCatalog } from './answer/models.ts';
+import type { AnswerServices, CachedAnswer } from './answer/services.ts';
 import type { Config } from './config.ts';
-import { AnswerCache } from './routing/answer-cache.ts';
-import type { AnswerModel, AnswerServices, CachedAnswer } from './routing/answer-services.ts';
 import {
-  type FetchFn,
   inProcessSource,
-  type RunnerSource,
   RunnerPool,
+  type RunnerSource,
   registrySource,
   staticSource,
-  withRunnerToken,
 } from './routing/runner-client.ts';
-import type { Log } from './services.ts';
 
 export interface AnswerOptions {
-  modelDir: string;
-  fingerprint: string;
-  /** Embedded mode: the in-process runner's fetch (credential attached) and what its engine knows. */
-  inProcess?: { fetch: FetchFn; maxContext: number; chatTemplate: boolean };
+  /** Embedded mode: the in-process runner's fetch (credential attached) and its engine's profile. */
+  inProcess?: { fetch: FetchFn; profile: ModelProfile };
   log?: Log;
-}
-
-/** Throughput estimates for the planner's latency budget until runners report measured ones. */
-const PREFILL_TOKENS_PER_SEC = 2_000;
-const LOAD_TOKENS_PER_SEC = 200_000;
-
-function readJson(path: string): Record<string, unknown> {
-  try {
-    return JSON.parse(readFileSync(path, 'utf8')) as Record<string, unknown>;
-  } catch {
-    return {};
-  }
 }
 
 /** Static runners and registry heartbeats together; a heartbeat replaces the static entry of its URL. */
@@ -57,7 +42,7 @@ export async function openAnswerServices(
 ): Promise<{ answer: AnswerServices; close(): Promise<void> }> {
   const closers: (() => Promise<void>)[] = [];
   let source: RunnerSource;
-  if (opts.inProcess) source = inProcessSource(opts.inProcess.fetch, opts.fingerprint);
+  if (opts.inProcess) source = inProcessSource(opts.inProcess.fetch, opts.inProcess.profile);
   else {
     // the config refuses runner URLs without a token
     const token = config.runnerToken!;
@@ -76,30 +61,14 @@ export async function openAnswerServices(
       source = mergeSources(source, registrySource(registry, authed, trust, refused));
     }
   }
-  const modelConfig = readJson(join(opts.modelDir, 'config.json'));
-  const tokConfig = readJson(join(opts.modelDir, 'tokenizer_config.json'));
-  const positions = Number(modelConfig.max_position_embeddings) || 2048;
-  const model: AnswerModel = {
-    id: basename(opts.modelDir.replace(/\/+$/, '')),
-    fingerprint: opts.fingerprint,
-    chatTemplate: opts.inProcess?.chatTemplate ?? typeof tokConfig.chat_template === 'string',
-    created: Math.floor(Date.now() / 1000),
-    contextTokens: opts.inProcess?.maxContext ?? Math.min(config.maxContext ?? positions, positions),
-    tier: 'small',
-    prefillTokensPerSec: PREFILL_TOKENS_PER_SEC,
-    loadTokensPerSec: LOAD_TOKENS_PER_SEC,
-    sparseBreakEven: Number.MAX_SAFE_INTEGER,
-    ...(Number(modelConfig.num_hidden_layers) > 0 ? { layers: Number(modelConfig.num_hidden_layers) } : {}),
-    // reuse.json beside the model: {"v": 1, "independentTrained": true} when it was trained with
-    // block-diagonal chunk attention (models/kvrag-tiny is)
-    ...(readJson(join(opts.modelDir, 'reuse.json')).independentTrained === true
-      ? { independentTrained: true }
-      : {}),
-  };
+  const runners = new RunnerPool(source);
   return {
     answer: {
-      runners: new RunnerPool(source),
-      models: [model],
+      runners,
+      models: new ModelCatalog(() => runners.profiles(), {
+        seed: opts.inProcess ? [opts.inProcess.profile] : [],
+        maxContext: config.maxContext,
+      }),
       cache: new AnswerCache<CachedAnswer>({ ttlMs: 60_000, maxEntries: 1000 }),
     },
     async close() {

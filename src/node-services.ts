@@ -9,9 +9,9 @@ import { createEmbeddingResolver } from './embeddings/resolver.ts';
 import { jsonLogger } from './log.ts';
 import { MetricsRegistry } from './metrics.ts';
 import { openQueue } from './queue/open.ts';
-import type { JobQueue } from './queue/types.ts';
+import type { JobQueue } from '../contracts/queue.ts';
 import type { Services } from './services.ts';
-import type { BlobStore } from './storage/blob-store.ts';
+import type { BlobStore } from '../contracts/blob-store.ts';
 import { openBlobStore } from './storage/open.ts';
 
 export interface NodeServices extends Services {

@@ -4,14 +4,12 @@ import type { ApiMetrics } from './api-metrics.ts';
 import type { Config } from './config.ts';
 import type { Database } from './db/types.ts';
 import type { EmbeddingResolver } from './embeddings/resolver.ts';
-import type { AnswerServices } from './routing/answer-services.ts';
+import type { AnswerServices } from './answer/services.ts';
 import type { MetricsRegistry } from './metrics.ts';
-import type { JobQueue } from './queue/types.ts';
+import type { JobQueue } from '../contracts/queue.ts';
 import type { AuthFailureStore } from './auth-failure-store.ts';
-import type { BlobStore } from './storage/blob-store.ts';
-
-export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
-export type Log = (level: LogLevel, msg: string, fields?: Record<string, unknown>) => void;
+import type { Log } from '../contracts/log.ts';
+import type { BlobStore } from '../contracts/blob-store.ts';
 
 /** What the /v1 resource routes need. */
 export interface ApiServices {

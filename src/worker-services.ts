@@ -10,8 +10,9 @@ import { createPostgresDb } from './db/postgres.ts';
 import type { DbHandle } from './db/types.ts';
 import { createEmbeddingResolver } from './embeddings/resolver.ts';
 import type { WorkersAiBinding } from './embeddings/workers-ai.ts';
-import type { Log, LogLevel, Services } from './services.ts';
-import type { BlobStore } from './storage/blob-store.ts';
+import type { Log, LogLevel } from '../contracts/log.ts';
+import type { Services } from './services.ts';
+import type { BlobStore } from '../contracts/blob-store.ts';
 import { type R2BucketLike, R2BlobStore } from './storage/r2.ts';
 
 /**

@@ -11,15 +11,11 @@
 // Only the preamble and header are read (two range reads), never the K/V sections.
 import { createHash } from 'node:crypto';
 import { inArray } from 'drizzle-orm';
-import {
-  ArtifactError,
-  artifactKey,
-  artifactObjectKey,
-  type KVDType,
-} from '../gpu-runner/engine/kv/artifact-format.ts';
+import { artifactObjectKey } from '../contracts/artifacts.ts';
+import { ArtifactError, artifactKey, type KVDType } from '../gpu-runner/engine/kv/artifact-format.ts';
 import { ObjectTier } from '../gpu-runner/engine/kv/object-tier.ts';
 import { chunks } from '../src/db/schema.ts';
-import type { PrecomputeDoneJob } from '../src/queue/contracts.ts';
+import type { PrecomputeDoneJob } from '../contracts/jobs.ts';
 import { errorText, type WorkerDeps } from './deps.ts';
 
 type Claim = PrecomputeDoneJob['artifacts'][number];

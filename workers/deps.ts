@@ -1,10 +1,10 @@
 // What the ingestion workers need, as interfaces: the same object serves `kvrag workers` (Postgres,
 // S3, BullMQ) and the embedded `kvrag serve` (PGlite, filesystem, in-process queue).
 import type { Database } from '../src/db/types.ts';
-import { AppError, type ErrorCode } from '../src/errors.ts';
+import { AppError, type ErrorCode } from '../contracts/errors.ts';
 import type { EmbeddingResolver } from '../src/embeddings/resolver.ts';
-import type { Log } from '../src/services.ts';
-import type { BlobStore } from '../src/storage/blob-store.ts';
+import type { Log } from '../contracts/log.ts';
+import type { BlobStore } from '../contracts/blob-store.ts';
 import type { ServingModel } from './serving-model.ts';
 
 export interface WorkerDeps {

@@ -25,13 +25,13 @@
 // key (a forged precompute-done before its claims were checked, a forged gc job) cannot make it delete
 // that object: the key is logged and left alone.
 import { sql } from 'drizzle-orm';
-import { isArtifactObjectKey } from '../gpu-runner/engine/kv/artifact-format.ts';
+import { isArtifactObjectKey } from '../contracts/artifacts.ts';
 import { documents, kvArtifacts } from '../src/db/schema.ts';
 import type { Database } from '../src/db/types.ts';
-import { parseJob } from '../src/queue/contracts.ts';
-import { UnrecoverableJobError } from '../src/queue/types.ts';
-import { tenantUploadPrefix } from '../src/routes/upload-keys.ts';
-import type { BlobStore } from '../src/storage/blob-store.ts';
+import { parseJob } from '../contracts/jobs.ts';
+import { UnrecoverableJobError } from '../contracts/queue.ts';
+import { tenantUploadPrefix } from '../src/storage/upload-keys.ts';
+import type { BlobStore } from '../contracts/blob-store.ts';
 import { errorText, type WorkerDeps } from './deps.ts';
 
 /** Where artifact objects live (gpu-runner/engine/kv/artifact-format.ts artifactObjectKey). */

@@ -30,14 +30,14 @@ import { and, eq, inArray, sql } from 'drizzle-orm';
 import { chunks, collections, type DocumentStatus, documents, kvArtifacts } from '../src/db/schema.ts';
 import type { Database } from '../src/db/types.ts';
 import type { EmbeddingProviderId } from '../src/embeddings/types.ts';
-import { AppError } from '../src/errors.ts';
+import { AppError } from '../contracts/errors.ts';
 import { parseChunkingOptions } from '../src/ingest/chunking.ts';
 import { type PreparedChunk, prepareDocument } from '../src/ingest/prepare.ts';
-import { parseJob } from '../src/queue/contracts.ts';
+import { parseJob } from '../contracts/jobs.ts';
 import { addToOutbox } from '../src/queue/outbox.ts';
 import { DEFAULT_ATTEMPTS } from '../src/queue/rules.ts';
-import type { JobContext } from '../src/queue/types.ts';
-import { UnrecoverableJobError } from '../src/queue/types.ts';
+import type { JobContext } from '../contracts/queue.ts';
+import { UnrecoverableJobError } from '../contracts/queue.ts';
 import { errorText, tenantErrorText, type WorkerDeps } from './deps.ts';
 import { type MissingChunk, precomputeEntries } from './precompute-jobs.ts';
 

@@ -2,7 +2,7 @@
 // GET /healthz, for scrapers and liveness probes; everything else is a 404 envelope.
 import { type ServerType, serve } from '@hono/node-server';
 import { Hono } from 'hono';
-import { AppError, toEnvelope } from '../src/errors.ts';
+import { AppError, toEnvelope } from '../contracts/errors.ts';
 import { type MetricsRegistry, PROMETHEUS_CONTENT_TYPE } from '../src/metrics.ts';
 
 export interface MetricsServer {

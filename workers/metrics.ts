@@ -4,7 +4,7 @@
 import { isNull, sql } from 'drizzle-orm';
 import { outbox } from '../src/db/schema.ts';
 import { Counter, Gauge, Histogram, type MetricsRegistry } from '../src/metrics.ts';
-import type { JobContext, JobQueue, JobState } from '../src/queue/types.ts';
+import type { JobContext, JobQueue, JobState } from '../contracts/queue.ts';
 import type { WorkerDeps } from './deps.ts';
 import { errorText } from './deps.ts';
 

@@ -10,8 +10,8 @@
 import { asc, eq, inArray, isNull, sql } from 'drizzle-orm';
 import { outbox } from '../src/db/schema.ts';
 import type { Database } from '../src/db/types.ts';
-import type { EnqueueOptions, JobQueue } from '../src/queue/types.ts';
-import type { Log } from '../src/services.ts';
+import type { EnqueueOptions, JobQueue } from '../contracts/queue.ts';
+import type { Log } from '../contracts/log.ts';
 
 export interface RelayOptions {
   /** Rows per pass (default 100). */

@@ -15,7 +15,7 @@
 import { sql } from 'drizzle-orm';
 import { chunks, documents, kvArtifacts } from '../src/db/schema.ts';
 import { queryRows } from '../src/db/types.ts';
-import { parseJob } from '../src/queue/contracts.ts';
+import { parseJob } from '../contracts/jobs.ts';
 import { checkArtifactClaims } from './artifact-check.ts';
 import type { WorkerDeps } from './deps.ts';
 

@@ -10,7 +10,7 @@
 // documents sharing missing chunks at the same time both schedule them; artifacts are content-addressed
 // and precompute-done upserts, so the repeat costs runner time, never correctness.
 import { createHash } from 'node:crypto';
-import type { PrecomputeJob } from '../src/queue/contracts.ts';
+import type { PrecomputeJob } from '../contracts/jobs.ts';
 import type { OutboxEntry } from '../src/queue/outbox.ts';
 
 export const PRECOMPUTE_BATCH = 16;

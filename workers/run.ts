@@ -7,7 +7,7 @@ import { MetricsRegistry } from '../src/metrics.ts';
 import type { NodeServices } from '../src/node-services.ts';
 import { MemoryJobQueue } from '../src/queue/memory.ts';
 import { DEFAULT_ATTEMPTS } from '../src/queue/rules.ts';
-import type { JobQueue } from '../src/queue/types.ts';
+import type { JobQueue } from '../contracts/queue.ts';
 import type { WorkerDeps } from './deps.ts';
 import { errorText } from './deps.ts';
 import { type GcOptions, handleGc, sweepArtifacts } from './gc.ts';

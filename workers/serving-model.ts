@@ -4,7 +4,7 @@
 // the files are unchanged; only a stale or missing cache reads the weights once to recompute it.
 import { modelFingerprint } from '../gpu-runner/engine/fingerprint.ts';
 import { readTokenizerFiles, TextTokenizer } from '../gpu-runner/engine/tokenizer.ts';
-import type { Tokenizer } from '../src/ingest/chunking.ts';
+import type { Tokenizer } from '../contracts/tokenizer.ts';
 
 export interface ServingModel {
   /** kv_artifacts.model_fingerprint of the artifacts this deployment serves. */

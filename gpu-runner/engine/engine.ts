@@ -1,19 +1,20 @@
 // The engine: a loaded model directory on a backend. This is what the runner and the CLI construct:
 //   const engine = await loadEngine('models/tiny', { backend: 'reference' });
 //   const [r] = await engine.generate([{ prompt: engine.encodeChat([{role:'user', content:'hi'}]), maxTokens: 32 }]);
-import { existsSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import type { ModelProfile } from '../../contracts/model-profile.ts';
+import { defaultSparseConfig, type SparseConfig } from './attention/sparse/config.ts';
+import type { SqueezedSettings } from './attention/squeezed/calibrate.ts';
 import type { CpuBackendKind } from './backends/cpu-backend.ts';
 import { createReferenceBackend } from './backends/reference/index.ts';
 import type { Backend } from './backends/types.ts';
 import { type ChatMessage, ChatTemplate } from './chat-template.ts';
-import { ModelLoadError } from './errors.ts';
 import { modelFingerprint } from './fingerprint.ts';
 import { type GenerateRequest, type GenerateResult, generateBatch } from './generate.ts';
 import { SequenceKV } from './kv-cache.ts';
 import { type LogitRows, Model, type StepInput } from './model.ts';
-import { type ModelConfig, readModelConfig } from './model-config.ts';
-import { readTokenizerFiles, TextTokenizer } from './tokenizer.ts';
+import type { ModelConfig } from './model-config.ts';
+import { type ModelFiles, measuredSparseConfig, modelProfile, readModelFiles } from './model-profile.ts';
+import { TextTokenizer } from './tokenizer.ts';
 import { loadWeights, type WeightDType } from './weights.ts';
 
 export interface EngineOptions {
@@ -40,18 +41,24 @@ export class Engine {
   readonly maxContext: number;
   /** Ids that end generation by default: eos ids of config.json and generation_config.json, and the tokenizer's eos token. */
   readonly stopTokenIds: readonly number[];
+  /** Sparse prefill per (layer, kv head): sparse.json when searched on these weights, else the default. */
+  readonly sparseConfig: SparseConfig;
+  /** squeezed.json (the calibrated τ); null when never calibrated. */
+  readonly squeezedSettings: SqueezedSettings | null;
+  /** What the runner publishes of this model (GET /v1/model, heartbeats). */
+  readonly profile: ModelProfile;
 
   constructor(init: {
-    dir: string;
-    config: ModelConfig;
+    files: ModelFiles;
     tokenizer: TextTokenizer;
     fingerprint: string;
     backend: Backend;
     model: Model;
     maxContext: number;
   }) {
-    this.dir = init.dir;
-    this.config = init.config;
+    const { files } = init;
+    this.dir = files.dir;
+    this.config = files.config;
     this.tokenizer = init.tokenizer;
     this.fingerprint = init.fingerprint;
     this.backend = init.backend;
@@ -62,11 +69,20 @@ export class Engine {
     const eos = init.tokenizer.eosToken ? init.tokenizer.tokenId(init.tokenizer.eosToken) : undefined;
     this.stopTokenIds = [
       ...new Set([
-        ...init.config.eosTokenIds,
-        ...generationEosIds(init.dir),
+        ...files.config.eosTokenIds,
+        ...files.generationEosIds,
         ...(eos === undefined ? [] : [eos]),
       ]),
     ];
+    this.sparseConfig =
+      measuredSparseConfig(files, init.fingerprint) ??
+      defaultSparseConfig(files.config.layers, files.config.kvHeads);
+    this.squeezedSettings = files.squeezed;
+    this.profile = modelProfile(files, {
+      fingerprint: init.fingerprint,
+      maxContext: init.maxContext,
+      chatTemplate: this.chatTemplate !== null,
+    });
   }
 
   encode(text: string): number[] {
@@ -128,26 +144,6 @@ export class Engine {
   }
 }
 
-/** eos_token_id (a number or a list) from generation_config.json, when the file exists. */
-function generationEosIds(dir: string): number[] {
-  const path = join(dir, 'generation_config.json');
-  if (!existsSync(path)) return [];
-  let raw: { eos_token_id?: unknown };
-  try {
-    raw = JSON.parse(readFileSync(path, 'utf8'));
-  } catch (err) {
-    throw new ModelLoadError(path, `cannot read JSON: ${(err as Error).message}`);
-  }
-  const ids = Array.isArray(raw.eos_token_id)
-    ? raw.eos_token_id
-    : raw.eos_token_id === undefined
-      ? []
-      : [raw.eos_token_id];
-  if (!ids.every((i) => Number.isInteger(i) && i >= 0))
-    throw new ModelLoadError(path, 'eos_token_id must be token ids');
-  return ids as number[];
-}
-
 /** The wasm runtime is only imported when asked for, so the reference path never depends on it. */
 async function resolveBackend(b: Backend | CpuBackendKind): Promise<Backend> {
   if (typeof b === 'object') return b;
@@ -156,11 +152,14 @@ async function resolveBackend(b: Backend | CpuBackendKind): Promise<Backend> {
   return createCpuBackend(b);
 }
 
+/**
+ * Loads a model: a Hugging Face directory, a GGUF file, or `ollama:NAME[:TAG]` (a GGUF in ollama's store;
+ * quantized GGUF tensors are dequantized at load, see gguf/weights.ts).
+ */
 export async function loadEngine(dir: string, opts: EngineOptions = {}): Promise<Engine> {
-  if (!existsSync(join(dir, 'config.json')))
-    throw new ModelLoadError(dir, 'not a model directory (no config.json)');
-  const config = readModelConfig(join(dir, 'config.json'));
-  const tokenizer = new TextTokenizer(readTokenizerFiles(dir));
+  const files = readModelFiles(dir);
+  const { config } = files;
+  const tokenizer = new TextTokenizer(files.tokenizer);
   const backend = await resolveBackend(opts.backend ?? 'reference');
   try {
     const weights = loadWeights(dir, config, backend, opts.weightDType ?? 'f32');
@@ -168,7 +167,7 @@ export async function loadEngine(dir: string, opts: EngineOptions = {}): Promise
     const modelMax = Math.min(config.maxPositionEmbeddings, config.slidingWindow ?? Number.POSITIVE_INFINITY);
     const maxContext = Math.min(opts.maxContext ?? modelMax, modelMax);
     const model = new Model(config, weights, backend);
-    return new Engine({ dir, config, tokenizer, fingerprint, backend, model, maxContext });
+    return new Engine({ files, tokenizer, fingerprint, backend, model, maxContext });
   } catch (err) {
     // a backend made here is ours to free (this also stops a wasm backend's workers)
     if (typeof opts.backend !== 'object') backend.dispose();

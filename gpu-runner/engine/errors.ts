@@ -8,3 +8,14 @@ export class ModelLoadError extends Error {
     this.file = file;
   }
 }
+
+/**
+ * A request the engine cannot run as asked (an empty prompt, a prompt and max tokens past the context):
+ * the caller's mistake, which no retry fixes. The runner server answers it as 400 `bad_request`.
+ */
+export class InvalidRequestError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'InvalidRequestError';
+  }
+}

@@ -1,11 +1,12 @@
 // The generation loop: prefills several prompts in one step, then decodes all live sequences together
 // one token per step, with per-request sampling, stop tokens, stop strings, max tokens, and streaming
 // text deltas that never split a UTF-8 character or leak part of a stop string.
-import { AppError } from '../../src/errors.ts';
+import type { SamplingInput } from '../../contracts/runner-api.ts';
 import { Detokenizer } from './detokenizer.ts';
+import { InvalidRequestError } from './errors.ts';
 import { SequenceKV } from './kv-cache.ts';
 import type { Model, StepInput } from './model.ts';
-import { Sampler, type SamplingInput } from './sampler.ts';
+import { Sampler } from './sampler.ts';
 import { emitUntilStop } from './stop.ts';
 import type { TextTokenizer } from './tokenizer.ts';
 
@@ -62,14 +63,13 @@ class Live {
     this.detok = new Detokenizer(ctx.tokenizer);
     this.stopIds = new Set(req.stopTokenIds ?? ctx.defaultStopIds);
     const capacity = req.prompt.length + req.maxTokens;
-    // request problems: they reach the API as 400s
-    if (req.prompt.length === 0) throw new AppError('bad_request', 'empty prompt');
+    // request problems: the runner answers them as 400s
+    if (req.prompt.length === 0) throw new InvalidRequestError('empty prompt');
     if (!Number.isInteger(req.maxTokens) || req.maxTokens < 1) {
-      throw new AppError('bad_request', `max tokens must be a positive integer, got ${req.maxTokens}`);
+      throw new InvalidRequestError(`max tokens must be a positive integer, got ${req.maxTokens}`);
     }
     if (capacity > ctx.maxContext) {
-      throw new AppError(
-        'bad_request',
+      throw new InvalidRequestError(
         `prompt ${req.prompt.length} + max tokens ${req.maxTokens} exceed the model context ${ctx.maxContext}`,
       );
     }

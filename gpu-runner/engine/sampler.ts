@@ -1,20 +1,7 @@
 // Token sampling: greedy (temperature 0), or temperature → top-k → top-p → a draw from a seeded PRNG,
 // so a given seed reproduces the same tokens on any machine.
 import { randomInt } from 'node:crypto';
-import { z } from 'zod';
-
-export const samplingSchema = z.object({
-  /** 0 = greedy. */
-  temperature: z.number().min(0).max(10).default(0),
-  /** 0 = no top-k cut. */
-  topK: z.number().int().min(0).default(0),
-  /** 1 = no nucleus cut. */
-  topP: z.number().gt(0).max(1).default(1),
-  /** Unset: a fresh random seed per sequence. */
-  seed: z.number().int().min(0).max(0xffffffff).optional(),
-});
-export type SamplingParams = z.infer<typeof samplingSchema>;
-export type SamplingInput = z.input<typeof samplingSchema>;
+import { type SamplingInput, type SamplingParams, samplingSchema } from '../../contracts/runner-api.ts';
 
 /** mulberry32: a small, fast 32-bit PRNG; deterministic for a seed. Returns floats in [0, 1). */
 export function mulberry32(seed: number): () => number {

@@ -4,21 +4,20 @@
 // compared on the same episodes: every reuse mode; squeezed-attention budgets over the fixed context
 // (on top of an artifact reuse mode, `independent` by default); sparse-prefill patterns (on `full`, where
 // the whole context is live). Squeezed and sparse are only measured when the runner's body schema
-// accepts their controls; otherwise the result names them unavailable.
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+// accepts their controls; otherwise the result names them unavailable. The cli hands in the object store
+// the runner keeps artifacts in and the client that sends a request (the API's own runner client).
+import type { BlobStore } from '../../contracts/blob-store.ts';
+import type { ReuseMode } from '../../contracts/reuse.ts';
 import {
-  callRunner,
   type FetchFn,
+  type GenerateRequest,
+  generateBodySchema,
   type RunnerUsage,
   withRunnerToken,
-} from '../../src/routing/runner-client.ts';
-import { FsBlobStore } from '../../src/storage/fs.ts';
+} from '../../contracts/runner-api.ts';
+import type { SparsePattern } from '../../contracts/sparse.ts';
 import type { CpuBackendKind } from '../engine/backends/cpu-backend.ts';
-import type { ReuseMode } from '../engine/reuse/assemble.ts';
 import { createRunner } from '../server/runner.ts';
-import { generateBodySchema } from '../server/schemas.ts';
 import {
   type EpisodePrompt,
   episodePrompt,
@@ -27,9 +26,6 @@ import {
   promptTokens,
 } from './episodes.ts';
 import { scoreAnswer } from './score.ts';
-
-export const SPARSE_PATTERNS = ['a-shape', 'vertical-slash', 'block-sparse', 'flexprefill'] as const;
-export type SparsePattern = (typeof SPARSE_PATTERNS)[number];
 
 /** One way of serving the same prompt. */
 export type Variant =
@@ -65,6 +61,10 @@ export interface EvalOptions {
   signal?: AbortSignal;
   /** Progress lines (stderr in the CLI). */
   progress?: (line: string) => void;
+  /** Where the runner stores artifacts (the cli: a filesystem store in a temporary directory). */
+  blobs: BlobStore;
+  /** Sends one POST /v1/generate through `fetch` and returns the `done` event's usage. */
+  generate(fetch: FetchFn, body: GenerateRequest): Promise<RunnerUsage>;
 }
 
 export interface EvalMiss {
@@ -129,31 +129,17 @@ export interface EvalResult {
 
 const MAX_MISSES = 3;
 
-/** The runner's squeezed-attention stats in the `done` event (gpu-runner/server/sequence.ts). */
-interface SqueezedStats {
-  fraction: number;
-  note?: string;
-}
-
-/** The runner's sparse-prefill stats in the `done` event. */
-interface SparseStats {
-  pattern: string;
-  density: number;
-  dense: boolean;
-  note?: string;
-}
-
 /** Whether the runner's request body accepts a control (the dimension exists in this build). */
 export function runnerAccepts(extra: Record<string, unknown>): boolean {
   return generateBodySchema.safeParse({ question: 'q', ...extra }).success;
 }
 
-function squeezedBody(v: Variant): Record<string, unknown> {
+function squeezedBody(v: Variant): Pick<GenerateRequest, 'squeezed'> {
   if (v.kind === 'squeezed') return { squeezed: { mode: 'budget', budget: v.budget } };
   return runnerAccepts({ squeezed: { mode: 'off' } }) ? { squeezed: { mode: 'off' } } : {};
 }
 
-function sparseBody(v: Variant): Record<string, unknown> {
+function sparseBody(v: Variant): Pick<GenerateRequest, 'sparse'> {
   if (v.kind === 'sparse') return { sparse: { mode: 'pattern', pattern: v.pattern } };
   return runnerAccepts({ sparse: { mode: 'off' } }) ? { sparse: { mode: 'off' } } : {};
 }
@@ -163,7 +149,7 @@ export function requestBody(
   p: EpisodePrompt,
   v: Variant,
   opts: Pick<EvalOptions, 'blendRatio' | 'linkTokens'>,
-) {
+): GenerateRequest {
   return {
     system: { tokenIds: p.system },
     chunks: p.chunks.map((tokenIds) => ({ tokenIds })),
@@ -227,21 +213,19 @@ export async function runEval(opts: EvalOptions): Promise<EvalResult> {
   const started = performance.now();
   const say = opts.progress ?? (() => {});
   const { variants, unavailable } = planVariants(opts);
-  const tmp = mkdtempSync(join(tmpdir(), 'kvrag-eval-'));
   const maxPrompt = Math.max(...opts.contexts) * 1.1 + 128;
   const runner = await createRunner({
     modelDir: opts.modelDir,
     backend: opts.backend ?? 'auto',
     threads: opts.threads,
-    blobs: new FsBlobStore(join(tmp, 'objects')),
+    blobs: opts.blobs,
     // one episode's artifacts at a time are all the eval reuses; keep the host tier modest
     kvHostBytes: 256 * 1024 * 1024,
     scheduler: { kvBytes: Math.max(256 * 1024 * 1024, 2 * maxPrompt * 64 * 1024) },
   });
   const engine = runner.core.engine;
   // the runner's own credential on every call, as the API sends it
-  const fetchRunner = withRunnerToken((r) => runner.app.fetch(r), runner.core.credential.current);
-  const target = { id: 'eval', url: 'http://eval.runner', fetch: fetchRunner };
+  const fetch = withRunnerToken((r) => runner.app.fetch(r), runner.core.credential.current);
   const cells: EvalCell[] = [];
   let stopped: EvalResult['stopped'] = null;
   try {
@@ -282,14 +266,9 @@ export async function runEval(opts: EvalOptions): Promise<EvalResult> {
         if (total + p.answer.length + 1 > engine.maxContext)
           throw new Error(`episode of ${total} tokens does not fit the model context ${engine.maxContext}`);
         // artifacts are computed offline in production: store them before any variant is timed
-        if (variants.some((v) => v.mode !== 'full')) await precompute(fetchRunner, [p.system, ...p.chunks]);
+        if (variants.some((v) => v.mode !== 'full')) await precompute(fetch, [p.system, ...p.chunks]);
         for (const a of set.acc) {
-          let usage:
-            | (RunnerUsage & { tokens?: number[]; squeezed?: SqueezedStats; sparse?: SparseStats })
-            | null = null;
-          for await (const ev of callRunner(target, requestBody(p, a.v, opts)))
-            if (ev.type === 'done') usage = ev.usage;
-          if (!usage?.tokens) throw new Error('runner finished without the generated tokens');
+          const usage = await opts.generate(fetch, requestBody(p, a.v, opts));
           const s = scoreAnswer(usage.tokens, p.answer);
           a.tokens += total;
           a.ms += usage.timingsMs.total;
@@ -353,7 +332,6 @@ export async function runEval(opts: EvalOptions): Promise<EvalResult> {
           });
   } finally {
     await runner.stop({ graceMs: 1000 });
-    rmSync(tmp, { recursive: true, force: true });
   }
   return {
     model: opts.modelDir,

@@ -1,20 +1,21 @@
 // The runner's HTTP API (Hono): POST /v1/generate (SSE), POST /v1/precompute, GET /v1/artifacts/:key,
-// /healthz, /readyz, /metrics. Every route but /healthz requires the runner credential (auth.ts); bodies
-// are read under core.limits.maxBodyBytes while they stream in and checked with zod, generate requests
-// against the operator's caps (core.limits); every error is the envelope of src/errors.ts.
+// GET /v1/model (the model profile), /healthz, /readyz, /metrics. Every route but /healthz requires the
+// runner credential (auth.ts); bodies are read under core.limits.maxBodyBytes while they stream in and
+// checked with zod, generate requests against the operator's caps (core.limits); every error is the
+// envelope of contracts/errors.ts (engine errors mapped in ./errors.ts).
 import { Hono } from 'hono';
 import { readBodyLimited } from '../../contracts/http-body.ts';
 import { streamSSE } from 'hono/streaming';
-import { AppError, asAppError, toEnvelope } from '../../src/errors.ts';
-import { parseWith } from '../../src/routes/validate.ts';
-import type { Log } from '../../src/services.ts';
-import { artifactObjectKey } from '../engine/kv/artifact-format.ts';
+import { AppError, parseWith, toEnvelope } from '../../contracts/errors.ts';
+import type { Log } from '../../contracts/log.ts';
+import { artifactObjectKey, isArtifactKey } from '../../contracts/artifacts.ts';
 import { precomputeChunks } from '../engine/kv/precompute.ts';
 import { requireRunnerCredential } from './auth.ts';
 import { blockTokens, type RunnerCore, type RunnerLimits, tierStats } from './core.ts';
+import { runnerError } from './errors.ts';
 import type { SeqRequest } from './sequence.ts';
 import { squeezedMode } from './squeezed-control.ts';
-import { type GenerateBody, generateBodySchema, precomputeBodySchema } from './schemas.ts';
+import { type GenerateBody, generateBodySchema, precomputeBodySchema } from '../../contracts/runner-api.ts';
 
 type RunnerEnv = { Variables: { requestId: string } };
 
@@ -32,7 +33,7 @@ export function createRunnerApp(core: RunnerCore, log?: Log): Hono<RunnerEnv> {
     c.json(toEnvelope(new AppError('not_found', 'no such route'), c.get('requestId') ?? ''), 404),
   );
   app.onError((e, c) => {
-    const err = asAppError(e);
+    const err = runnerError(e);
     if (err.status >= 500)
       log?.('error', 'runner request failed', { request_id: c.get('requestId'), err: String(e) });
     return c.json(toEnvelope(err, c.get('requestId') ?? ''), err.status as 400);
@@ -46,6 +47,8 @@ export function createRunnerApp(core: RunnerCore, log?: Log): Hono<RunnerEnv> {
       ? c.json({ ready: true, fingerprint: core.engine.fingerprint })
       : c.json(toEnvelope(new AppError('unavailable', 'runner is not ready'), c.get('requestId')), 503),
   );
+  // what the API plans from (contracts/model-profile.ts); the same object rides in every heartbeat
+  app.get('/v1/model', (c) => c.json(core.engine.profile));
   app.get('/metrics', (c) =>
     c.text(
       core.metrics.render({ scheduler: () => core.scheduler.stats(), tiers: () => tierStats(core) }),
@@ -58,7 +61,7 @@ export function createRunnerApp(core: RunnerCore, log?: Log): Hono<RunnerEnv> {
 
   app.get('/v1/artifacts/:key', async (c) => {
     const key = c.req.param('key');
-    if (!/^[0-9a-f]{64}$/.test(key))
+    if (!isArtifactKey(key))
       throw new AppError('bad_request', 'artifact key must be 64 lowercase hex characters');
     const tiers = { engine: core.engineTier.has(key), ...(await core.store.where(key)) };
     const order = ['engine', 'host', 'disk', 'object'] as const;
@@ -135,7 +138,7 @@ export function createRunnerApp(core: RunnerCore, log?: Log): Hono<RunnerEnv> {
         push('done', usage);
       },
       (err) => {
-        const e = asAppError(err);
+        const e = runnerError(err);
         log?.(e.status >= 500 ? 'error' : 'warn', 'sequence failed', {
           request_id: requestId,
           code: e.code,
@@ -224,7 +227,7 @@ async function toSeqRequest(core: RunnerCore, body: GenerateBody, signal: AbortS
     mode: body.reuse.mode,
     blendRatio: body.reuse.blendRatio,
     linkTokens: body.reuse.linkTokens,
-    squeezed: await squeezedMode(e, body.squeezed),
+    squeezed: squeezedMode(e, body.squeezed),
     sparse: body.sparse ?? null,
     maxTokens: body.maxTokens,
     sampling: body.sampling,

@@ -6,7 +6,7 @@
 // compared (no early exit), so neither a token's length nor its prefix shows in the timing.
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { MiddlewareHandler } from 'hono';
-import { AppError } from '../../src/errors.ts';
+import { AppError } from '../../contracts/errors.ts';
 
 export interface RunnerCredential {
   current: string;

@@ -7,11 +7,11 @@ import type { ArtifactStore } from '../engine/kv/artifact-store.ts';
 import type { EngineTier } from '../engine/kv/engine-tier.ts';
 import type { DiskTier, HostTier, TierStats } from '../engine/kv/tiers.ts';
 import type { Assembler } from '../engine/reuse/assemble.ts';
-import { AppError } from '../../src/errors.ts';
+import { AppError } from '../../contracts/errors.ts';
 import type { RunnerCredential } from './auth.ts';
 import type { RunnerMetrics } from './metrics.ts';
 import type { Scheduler } from './scheduler.ts';
-import type { ContextBlock } from './schemas.ts';
+import type { ContextBlock } from '../../contracts/runner-api.ts';
 
 export interface RunnerCore {
   id: string;

@@ -4,7 +4,7 @@
 // key held locally and drops the local copies of those it no longer has. Every local copy was written
 // after its object (ArtifactStore.put writes the durable tier first), so a missing object means deleted.
 // An object store that does not answer ends the pass early; nothing is dropped on a guess.
-import type { Log } from '../../src/services.ts';
+import type { Log } from '../../contracts/log.ts';
 import { type RunnerCore, residentKeys } from './core.ts';
 
 export interface EvictionSweep {

@@ -1,11 +1,11 @@
 // The runner's registry heartbeat (DESIGN.md §4.4): every `intervalMs` it publishes id, URL, model
-// fingerprint, load (running, waiting, cap), free KV memory and a Bloom filter of the artifacts it holds
-// close, with a TTL of a few intervals, so a runner that dies drops out of routing on its own. Each
-// heartbeat is signed with the runner credential: routers use only signed ones.
-import { BloomFilter } from '../../src/routing/bloom.ts';
-import { type RunnerHeartbeat, signHeartbeat } from '../../src/routing/heartbeat.ts';
-import type { RunnerRegistry } from '../../src/routing/registry.ts';
-import type { Log } from '../../src/services.ts';
+// fingerprint, load (running, waiting, cap), free KV memory, a Bloom filter of the artifacts it holds
+// close and the model's profile (what the API plans from), with a TTL of a few intervals, so a runner that
+// dies drops out of routing on its own. Each heartbeat is signed with the runner credential: routers use
+// only signed ones.
+import { BloomFilter } from '../../contracts/bloom.ts';
+import { type RunnerHeartbeat, type RunnerRegistry, signHeartbeat } from '../../contracts/heartbeat.ts';
+import type { Log } from '../../contracts/log.ts';
 import { type RunnerCore, residentKeys } from './core.ts';
 
 export interface HeartbeatOptions {
@@ -30,6 +30,7 @@ export function heartbeatOf(core: RunnerCore): RunnerHeartbeat {
     kvFreeBytes: Math.max(0, s.kvBytesCapacity - s.kvBytesInUse),
     artifacts: bloom.toJSON(),
     sentAt: Date.now(),
+    model: core.engine.profile,
   };
 }
 

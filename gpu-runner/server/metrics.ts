@@ -2,7 +2,7 @@
 // scheduler feeds, plus gauges read at scrape time (queue, running sequences, KV memory, tier stats).
 import type { TierStats } from '../engine/kv/tiers.ts';
 import type { SchedulerObserver, SchedulerStats } from './scheduler.ts';
-import type { SeqUsage } from './sequence.ts';
+import type { RunnerUsage } from '../../contracts/runner-api.ts';
 
 const LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
 
@@ -67,7 +67,7 @@ export class RunnerMetrics implements SchedulerObserver {
     this.countToken();
   }
 
-  finished(u: SeqUsage): void {
+  finished(u: RunnerUsage): void {
     this.prompt += u.promptTokens;
     this.cached += u.cachedTokens;
     this.finishes.set(u.finishReason, (this.finishes.get(u.finishReason) ?? 0) + 1);

@@ -4,17 +4,18 @@
 // job (ctx.saveProgress) and a later try skips them, object writes are atomic (a half-written artifact
 // never appears under its key), and `precompute-done` carries a job id derived from the precompute job, so
 // a redelivered job cannot report twice. A completed job keeps no token ids or text (redactOnComplete).
-import { artifactObjectKey, ARTIFACT_FORMAT_VERSION } from '../engine/kv/artifact-format.ts';
+import { artifactObjectKey } from '../../contracts/artifacts.ts';
+import { ARTIFACT_FORMAT_VERSION } from '../engine/kv/artifact-format.ts';
 import { chunkKey, precomputeChunks } from '../engine/kv/precompute.ts';
-import type { BlobStore } from '../../src/storage/blob-store.ts';
-import { enqueueJob, type PrecomputeJob, parseJob, redactPrecomputeJob } from '../../src/queue/contracts.ts';
+import type { BlobStore } from '../../contracts/blob-store.ts';
+import { enqueueJob, type PrecomputeJob, parseJob, redactPrecomputeJob } from '../../contracts/jobs.ts';
 import {
   type Consumer,
   type JobContext,
   type JobQueue,
   UnrecoverableJobError,
-} from '../../src/queue/types.ts';
-import type { Log } from '../../src/services.ts';
+} from '../../contracts/queue.ts';
+import type { Log } from '../../contracts/log.ts';
 import type { RunnerCore } from './core.ts';
 
 export interface PrecomputeConsumerOptions {

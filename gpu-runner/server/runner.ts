@@ -4,10 +4,10 @@
 import { hostname } from 'node:os';
 import { type ServerType, serve } from '@hono/node-server';
 import type { Hono } from 'hono';
-import type { Consumer, JobQueue } from '../../src/queue/types.ts';
-import type { RunnerRegistry } from '../../src/routing/registry.ts';
-import type { Log } from '../../src/services.ts';
-import type { BlobStore } from '../../src/storage/blob-store.ts';
+import type { Consumer, JobQueue } from '../../contracts/queue.ts';
+import type { RunnerRegistry } from '../../contracts/heartbeat.ts';
+import type { Log } from '../../contracts/log.ts';
+import type { BlobStore } from '../../contracts/blob-store.ts';
 import type { Backend } from '../engine/backends/types.ts';
 import type { CpuBackendKind } from '../engine/backends/cpu-backend.ts';
 import { type Engine, loadEngine } from '../engine/engine.ts';

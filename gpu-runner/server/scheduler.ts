@@ -9,14 +9,14 @@
 // block when memory is short preempts the newest running sequences (their KV is freed and they go back to
 // the front of the queue, to be recomputed from prompt + generated tokens when readmitted). Aborted
 // (client gone) and past-deadline sequences end at the next step and free their KV at once.
-import { AppError } from '../../src/errors.ts';
-import { sparseConfigFor } from '../engine/attention/sparse/config.ts';
+import { AppError } from '../../contracts/errors.ts';
 import { SparsePrefill } from '../engine/attention/sparse/prefill.ts';
 import type { Engine } from '../engine/engine.ts';
 import type { SequenceKV } from '../engine/kv-cache.ts';
 import type { Assembler } from '../engine/reuse/assemble.ts';
 import { Mutex } from './mutex.ts';
-import { type SeqRequest, Sequence, type SeqUsage } from './sequence.ts';
+import type { RunnerUsage } from '../../contracts/runner-api.ts';
+import { type SeqRequest, Sequence } from './sequence.ts';
 import { assembleSequence, causalKeys, forwardAndSample, type PlannedInput } from './step-ops.ts';
 
 export interface SchedulerOptions {
@@ -45,7 +45,7 @@ export interface SchedulerObserver {
   firstToken?(ttftSec: number): void;
   interToken?(sec: number): void;
   step?(info: { tokens: number; decode: number; prefill: number; ms: number }): void;
-  finished?(u: SeqUsage): void;
+  finished?(u: RunnerUsage): void;
 }
 
 export interface SchedulerStats {
@@ -95,7 +95,7 @@ export class Scheduler {
   }
 
   /** Queues a request; resolves with its usage when it ends (any reason). Rejects bad requests at once. */
-  submit(req: SeqRequest): Promise<SeqUsage> {
+  submit(req: SeqRequest): Promise<RunnerUsage> {
     if (!this.accepting) throw new AppError('unavailable', 'runner is shutting down');
     const seq = new Sequence(this.nextId++, req, this.engine.tokenizer, this.engine.stopTokenIds);
     if (req.question.length === 0 && req.mode !== 'full')
@@ -247,9 +247,7 @@ export class Scheduler {
   private async prefillSparse(seq: Sequence): Promise<boolean> {
     const control = seq.req.sparse;
     if (!control || control.mode === 'off') return true;
-    const cfg = this.engine.config;
-    const config = sparseConfigFor(this.engine.dir, cfg.layers, cfg.kvHeads, this.engine.fingerprint);
-    seq.sparse ??= new SparsePrefill(control, config);
+    seq.sparse ??= new SparsePrefill(control, this.engine.sparseConfig);
     const n = seq.pending.length - 1;
     if (n < seq.sparse.minTokens) return true;
     const kv = seq.kv!;

@@ -1,17 +1,23 @@
 // One request inside the scheduler: its prompt (as the blocks reuse assembly needs), sampling, stop rules,
 // streaming callbacks, and where it stands (waiting → prefill → decode → finished). Plain state: the
 // scheduler decides what runs, this only accepts sampled tokens and turns them into text deltas.
-import type { SparseControl, SparsePrefill, SparseStats } from '../engine/attention/sparse/prefill.ts';
+import type {
+  FinishReason,
+  RunnerUsage,
+  SamplingInput,
+  SparseStats,
+  SqueezedUsage,
+} from '../../contracts/runner-api.ts';
+import type { SparseControl } from '../../contracts/sparse.ts';
+import type { SparsePrefill } from '../engine/attention/sparse/prefill.ts';
 import type { FixedContext } from '../engine/attention/squeezed/fixed-context.ts';
 import type { SelectMode } from '../engine/attention/squeezed/select.ts';
 import { Detokenizer } from '../engine/detokenizer.ts';
 import type { SequenceKV } from '../engine/kv-cache.ts';
-import type { ReuseMode } from '../engine/reuse/assemble.ts';
-import { Sampler, type SamplingInput } from '../engine/sampler.ts';
+import type { ReuseMode } from '../../contracts/reuse.ts';
+import { Sampler } from '../engine/sampler.ts';
 import { emitUntilStop } from '../engine/stop.ts';
 import type { TextTokenizer } from '../engine/tokenizer.ts';
-
-export type FinishReason = 'stop' | 'length' | 'aborted' | 'deadline' | 'shutdown' | 'error';
 
 /** What a client asks the scheduler for. Token ids are already encoded. */
 export interface SeqRequest {
@@ -35,41 +41,6 @@ export interface SeqRequest {
   deadline?: number;
   onText?: (delta: string) => void;
   onToken?: (id: number) => void;
-}
-
-/** Usage and timings of a finished sequence (the SSE `done` event). */
-export interface SeqUsage {
-  finishReason: FinishReason;
-  error?: string;
-  text: string;
-  tokens: number[];
-  promptTokens: number;
-  completionTokens: number;
-  /** Prompt tokens whose K/V came from stored artifacts. */
-  cachedTokens: number;
-  /** Prompt tokens computed live (prefill, selective recompute, recompute after preemption). */
-  prefillTokens: number;
-  decodeTokens: number;
-  /** Dense causal attention: Σ over computed tokens of the keys each one attended (per layer and head). */
-  keysAttended: number;
-  bytesLoaded: Record<string, number>;
-  preemptions: number;
-  timingsMs: { queueWait: number; ttft: number; total: number; assemble: number };
-  /** When squeezed attention was asked for: fixed-context keys attended (Σ steps × layers × kv heads). */
-  squeezed?: SqueezedUsage;
-  /** When sparse prefill was asked for: the patterns that ran, density, whether all of it ran dense. */
-  sparse?: SparseStats & { note?: string };
-}
-
-export interface SqueezedUsage {
-  keysAttended: number;
-  /** keysAttended / fixed-context keys over the same steps, layers and kv heads (1 = dense) */
-  fraction: number;
-  bytesTouched: number;
-  /** fixed-context tokens without an index (attended in full) */
-  unindexedTokens: number;
-  /** why it was not used, when it was not (e.g. full mode, a backend without attentionRanges) */
-  note?: string;
 }
 
 export type SeqPhase = 'waiting' | 'prefill' | 'decode' | 'finished';
@@ -107,8 +78,8 @@ export class Sequence {
   squeezedNote: string | undefined;
   /** The request's sparse prefill (its stats outlive the cache); set at admission. */
   sparse: SparsePrefill | null = null;
-  resolve!: (u: SeqUsage) => void;
-  readonly done: Promise<SeqUsage>;
+  resolve!: (u: RunnerUsage) => void;
+  readonly done: Promise<RunnerUsage>;
 
   constructor(id: number, req: SeqRequest, tokenizer: TextTokenizer, defaultStopIds: readonly number[]) {
     this.id = id;
@@ -181,7 +152,7 @@ export class Sequence {
     this.finish = reason;
   }
 
-  usage(): SeqUsage {
+  usage(): RunnerUsage {
     const end = this.lastTokenAt > 0 ? this.lastTokenAt : performance.now();
     return {
       finishReason: this.finish ?? 'error',

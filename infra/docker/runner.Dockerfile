@@ -32,6 +32,7 @@ WORKDIR /app
 COPY --from=deps /app/node_modules ./node_modules
 COPY package.json ./
 COPY bin ./bin
+COPY cli ./cli
 COPY contracts ./contracts
 COPY src ./src
 COPY workers ./workers

@@ -3,7 +3,7 @@
 // predicate, `embedding_dim = N`, with N a literal in the SQL text (a bound parameter cannot prove the
 // predicate under a generic plan). N is therefore validated against SUPPORTED_DIMENSIONS and inlined.
 import { type SQL, sql } from 'drizzle-orm';
-import { AppError } from '../errors.ts';
+import { AppError } from '../../contracts/errors.ts';
 import { chunks, SUPPORTED_DIMENSIONS, type SupportedDimension } from './schema.ts';
 
 export function isSupportedDimension(n: number): n is SupportedDimension {

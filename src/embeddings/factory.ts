@@ -2,7 +2,7 @@
 // embedding settings, configuration). The spec is validated with zod; secrets (API keys) and bindings
 // are passed in by the entry, never stored in the spec a collection keeps.
 import { z } from 'zod';
-import { AppError } from '../errors.ts';
+import { AppError } from '../../contracts/errors.ts';
 import { HASH_DEFAULT_DIMENSION, HashEmbeddingProvider } from './hash.ts';
 import { OpenAiEmbeddingProvider } from './openai.ts';
 import type { EmbeddingProvider } from './types.ts';

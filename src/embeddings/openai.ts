@@ -4,7 +4,7 @@
 // other 4xx, checks every vector's length against the collection's dimension, restores input order from
 // `index`. Web APIs only (global fetch): this file also runs on Workers.
 import { z } from 'zod';
-import { AppError } from '../errors.ts';
+import { AppError } from '../../contracts/errors.ts';
 import type { EmbeddingKind, EmbeddingProvider } from './types.ts';
 
 export interface OpenAiEmbeddingOptions {

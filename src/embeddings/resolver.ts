@@ -1,7 +1,7 @@
 // Which embedding providers a deployment offers to collections. A collection stores only
 // {provider, model, dimension}; endpoints and secrets are the deployment's (configuration, bindings), so
 // a tenant cannot make the service call an address of its choosing. Web APIs only (runs on Workers).
-import { AppError } from '../errors.ts';
+import { AppError } from '../../contracts/errors.ts';
 import { createEmbeddingProvider, type EmbeddingDeps } from './factory.ts';
 import { HASH_MODEL } from './hash.ts';
 import type { EmbeddingProvider, EmbeddingProviderId } from './types.ts';

@@ -2,7 +2,7 @@
 // `{ shape: [n, d], data: number[][] }`. Only the binding's shape is assumed here, no Workers types and no
 // Node-only imports, so the Workers build and Node tests both load this file.
 import { z } from 'zod';
-import { AppError } from '../errors.ts';
+import { AppError } from '../../contracts/errors.ts';
 import type { EmbeddingKind, EmbeddingProvider } from './types.ts';
 
 /** The part of the Workers AI binding this provider uses. */

@@ -6,13 +6,8 @@
 // Chunks are exact slices: text === doc.slice(startChar, endChar), trailing whitespace included, so with
 // overlap 0 the chunks concatenate back to the document. Web APIs only (crypto.subtle): runs on Workers.
 import { z } from 'zod';
-import { AppError } from '../errors.ts';
-
-/** The runner model's tokenizer, without special tokens (no BOS): counts must be those of the text. */
-export interface Tokenizer {
-  encode(text: string): number[];
-  decode(ids: number[]): string;
-}
+import { AppError } from '../../contracts/errors.ts';
+import type { Tokenizer } from '../../contracts/tokenizer.ts';
 
 export interface Chunk {
   /** 0-based position of the chunk in its document. */

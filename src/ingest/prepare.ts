@@ -1,8 +1,9 @@
 // One document from upload bytes to embedded chunks, without storage: parse → token-aware chunking →
 // embedding (kind 'document'). The ingest worker stores the result; tests and the CLI use it directly.
 import type { EmbeddingProvider } from '../embeddings/types.ts';
-import { AppError } from '../errors.ts';
-import { type Chunk, type ChunkingOptions, chunkText, type Tokenizer } from './chunking.ts';
+import { AppError } from '../../contracts/errors.ts';
+import type { Tokenizer } from '../../contracts/tokenizer.ts';
+import { type Chunk, type ChunkingOptions, chunkText } from './chunking.ts';
 import { type ParsedDocument, type ParseInput, parseDocument } from './parse/index.ts';
 
 export interface PreparedChunk extends Chunk {

@@ -1,9 +1,9 @@
 // The explicit plan returned with every answer (DESIGN.md §5): what will be retrieved, how the fixed
 // context is assembled and attended, and which model answers. Plain, versioned data.
 import { z } from 'zod';
-
-export const REUSE_MODES = ['full', 'prefix', 'independent', 'blend', 'link'] as const;
-export type ReuseMode = (typeof REUSE_MODES)[number];
+import { REUSE_MODES } from '../../contracts/reuse.ts';
+import { sparseControlSchema } from '../../contracts/sparse.ts';
+import { squeezedControlSchema } from '../../contracts/squeezed.ts';
 
 export const QUALITY = ['fast', 'balanced', 'exact'] as const;
 export type Quality = (typeof QUALITY)[number];
@@ -25,23 +25,6 @@ export const retrievalStepSchema = z.object({
 export const RETRIEVAL_STOPS = ['sufficient', 'max-steps', 'budget', 'no-sub-query', 'no-progress'] as const;
 export type RetrievalStop = (typeof RETRIEVAL_STOPS)[number];
 
-/** Squeezed attention over the fixed context, in the runner's request shape (gpu-runner/server/schemas.ts). */
-export const squeezedPlanSchema = z.discriminatedUnion('mode', [
-  z.object({ mode: z.literal('off') }),
-  /** The model's calibrated score threshold, or this one. */
-  z.object({ mode: z.literal('threshold'), threshold: z.number().gt(0).optional() }),
-  /** Keep the best clusters until this fraction of the fixed-context keys. */
-  z.object({ mode: z.literal('budget'), budget: z.number().gt(0).max(1) }),
-]);
-
-export const SPARSE_PATTERNS = ['a-shape', 'vertical-slash', 'block-sparse', 'flexprefill'] as const;
-
-/** Sparse prefill of the live tokens, in the runner's request shape. */
-export const sparsePlanSchema = z.discriminatedUnion('mode', [
-  z.object({ mode: z.enum(['off', 'auto']) }),
-  z.object({ mode: z.literal('pattern'), pattern: z.enum(SPARSE_PATTERNS) }),
-]);
-
 export const generationPlanSchema = z.object({
   model: z.string().min(1),
   reuse: z.object({
@@ -51,10 +34,10 @@ export const generationPlanSchema = z.object({
     /** EPIC: tokens recomputed at the head of every chunk but the first (link only). */
     linkTokens: z.number().int().min(0).optional(),
   }),
-  /** Squeezed attention over the fixed context; `off` = dense. */
-  squeezed: squeezedPlanSchema,
+  /** Squeezed attention over the fixed context, as the runner takes it; `off` = dense. */
+  squeezed: squeezedControlSchema,
   /** Sparse prefill of the live tokens (question, and chunks prefilled live); `auto` = the model's config. */
-  sparse: sparsePlanSchema,
+  sparse: sparseControlSchema,
   maxTokens: z.number().int().positive(),
 });
 

@@ -3,7 +3,8 @@
 // retrieved chunks and which of them have artifacts are known — reuse mode, squeezed budget, sparse policy.
 // Both are pure and deterministic: the same inputs give the same plan.
 import { estimateDifficulty } from './difficulty.ts';
-import type { GenerationPlan, Plan, Quality, RetrievalStep, ReuseMode } from './plan.ts';
+import type { ReuseMode } from '../../contracts/reuse.ts';
+import type { GenerationPlan, Plan, Quality, RetrievalStep } from './plan.ts';
 
 export interface ServedModel {
   /** Model id as clients name it (and the runner's fingerprint maps to it). */
@@ -14,8 +15,11 @@ export interface ServedModel {
   prefillTokensPerSec: number;
   /** Throughput of loading stored chunk K/V into the engine (tokens/s): far above prefill. */
   loadTokensPerSec: number;
-  /** Live-token length above which sparse prefill beats dense (from the model's sparse config). */
-  sparseBreakEven: number;
+  /**
+   * Live-token length from which sparse prefill beats dense, as measured for the model (its sparse.json);
+   * null when it was never measured: sparse prefill stays off.
+   */
+  sparseBreakEven: number | null;
   /** Decoder layers, when known: `blend` needs layers past its check layer to save anything. */
   layers?: number;
   /**
@@ -256,7 +260,9 @@ export function finalizePlan(
         ...plan.generation,
         reuse,
         squeezed,
-        sparse: { mode: liveTokens >= model.sparseBreakEven ? 'auto' : 'off' },
+        sparse: {
+          mode: model.sparseBreakEven !== null && liveTokens >= model.sparseBreakEven ? 'auto' : 'off',
+        },
       },
     },
     use,

@@ -10,7 +10,7 @@
 // - UnrecoverableJobError → BullMQ UnrecoverableError: failed at once, no retries;
 // - close(): workers first (each waits for its running handlers), then producers.
 import { DelayedError, type Job, Queue, UnrecoverableError, Worker } from 'bullmq';
-import type { Log } from '../services.ts';
+import type { Log } from '../../contracts/log.ts';
 import { DEFAULT_ATTEMPTS, DEFAULT_BACKOFF_MS, validateJobId, validateQueueName } from './rules.ts';
 import type {
   ConsumeOptions,
@@ -20,8 +20,8 @@ import type {
   JobInfo,
   JobQueue,
   JobState,
-} from './types.ts';
-import { UnrecoverableJobError } from './types.ts';
+} from '../../contracts/queue.ts';
+import { UnrecoverableJobError } from '../../contracts/queue.ts';
 
 export interface BullMqQueueOptions {
   /** redis:// or rediss:// URL. */

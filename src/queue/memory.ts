@@ -18,8 +18,8 @@ import type {
   JobInfo,
   JobQueue,
   JobState,
-} from './types.ts';
-import { UnrecoverableJobError } from './types.ts';
+} from '../../contracts/queue.ts';
+import { UnrecoverableJobError } from '../../contracts/queue.ts';
 
 export interface MemoryQueueOptions {
   /** Completed jobs are kept (and their ids deduped) this long (default 24 h) … */

@@ -4,7 +4,7 @@
 // the relay enqueues with the same id, so the queue dedupes a row relayed twice.
 import { outbox } from '../db/schema.ts';
 import type { Database } from '../db/types.ts';
-import { checkJob, isJobName, type JobInput, type JobName } from './contracts.ts';
+import { checkJob, isJobName, type JobInput, type JobName } from '../../contracts/jobs.ts';
 import { validateJobId, validateQueueName } from './rules.ts';
 
 /** Anything drizzle can insert through: the database or a transaction. */

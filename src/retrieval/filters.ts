@@ -6,7 +6,7 @@
 // strings (compared as text, byte order), a boolean only booleans. `ne` and `nin` are the exact
 // complements of `eq` and `in`: a chunk without the key matches them.
 import { z } from 'zod';
-import { AppError } from '../errors.ts';
+import { AppError } from '../../contracts/errors.ts';
 
 export const FILTER_MAX_DEPTH = 5;
 export const FILTER_MAX_NODES = 64;

@@ -10,8 +10,9 @@ import { api, requireAdmin } from './auth.ts';
 import { scheduleCollectionGc } from './collections.ts';
 import { generateApiKey } from './keys.ts';
 import { listQuerySchema, paginate, toPage } from './pagination.ts';
-import { tenantUploadPrefix } from './upload-keys.ts';
-import { jsonBody, notFound, pathId, queryParams, unixSeconds } from './validate.ts';
+import { tenantUploadPrefix } from '../storage/upload-keys.ts';
+import { notFound } from '../db/ids.ts';
+import { jsonBody, pathId, queryParams, unixSeconds } from './validate.ts';
 
 export const createTenantSchema = z.strictObject({ name: z.string().trim().min(1).max(200) });
 export const createKeySchema = z.strictObject({ name: z.string().trim().min(1).max(200).default('default') });

@@ -5,7 +5,7 @@
 // in process memory otherwise (embedded mode, Workers isolates). A missing Authorization header is not a
 // guess and is not counted. Web-standard code only (runs on Workers).
 import type { Context } from 'hono';
-import { AppError } from '../errors.ts';
+import { AppError } from '../../contracts/errors.ts';
 import { type AuthFailureStore, type FailureWindow, MemoryAuthFailures } from '../auth-failure-store.ts';
 import type { AppEnv, Services } from '../services.ts';
 

@@ -5,7 +5,7 @@
 import { and, eq, isNull } from 'drizzle-orm';
 import type { Context, MiddlewareHandler } from 'hono';
 import { apiKeys } from '../db/schema.ts';
-import { AppError } from '../errors.ts';
+import { AppError } from '../../contracts/errors.ts';
 import type { ApiServices, AppEnv } from '../services.ts';
 import { authGuard } from './auth-failures.ts';
 import { constantTimeEqual, looksLikeApiKey, sha256Hex, visiblePrefix } from './keys.ts';

@@ -4,7 +4,7 @@
 // buffer, which every handler here needs anyway (JSON, multipart).
 import type { MiddlewareHandler } from 'hono';
 import { readBodyLimited } from '../../contracts/http-body.ts';
-import { AppError } from '../errors.ts';
+import { AppError } from '../../contracts/errors.ts';
 import type { AppEnv } from '../services.ts';
 
 export { DRAIN_BYTES, DRAIN_MS } from '../../contracts/http-body.ts';

@@ -9,12 +9,15 @@
 import { Hono } from 'hono';
 import { streamSSE } from 'hono/streaming';
 import { z } from 'zod';
-import { AppError, asAppError, toEnvelope } from '../errors.ts';
-import { QUALITY, REUSE_MODES } from '../planning/plan.ts';
-import { AnswerCache } from '../routing/answer-cache.ts';
-import type { RunnerUsage } from '../routing/runner-client.ts';
+import { AppError, asAppError, toEnvelope } from '../../contracts/errors.ts';
+import { REUSE_MODES } from '../../contracts/reuse.ts';
+import { QUALITY } from '../planning/plan.ts';
+import type { ChatMessage, RunnerUsage } from '../../contracts/runner-api.ts';
+import { prepareAnswer, servedModels } from '../answer/prepare.ts';
+import { deterministic, runnerRequest } from '../answer/prompt.ts';
+import { answerCacheKey, runAnswer } from '../answer/run.ts';
 import type { AppEnv } from '../services.ts';
-import { answerServices, deterministic, logQuery, prepareAnswer, runAnswer, runnerBody } from './answer.ts';
+import { answerDeps, logAnswer } from './answer-context.ts';
 import { requireTenant } from './auth.ts';
 import { iterativeOf, iterativeSchema, retrievalK } from './query.ts';
 import { jsonBody } from './validate.ts';
@@ -58,8 +61,6 @@ export const chatBodySchema = z.object({
     .optional(),
 });
 
-type ChatMessage = { role: 'system' | 'user' | 'assistant'; content: string };
-
 const textOf = (c: z.infer<typeof contentSchema> | null) =>
   c === null ? '' : typeof c === 'string' ? c : c.map((p) => p.text).join('');
 
@@ -78,9 +79,9 @@ const finishOf = (r: string) => (r === 'length' || r === 'deadline' ? 'length' :
 export function chatRoutes(): Hono<AppEnv> {
   const r = new Hono<AppEnv>();
 
-  r.get('/models', (c) => {
+  r.get('/models', async (c) => {
     requireTenant(c);
-    const { models } = answerServices(c);
+    const models = await servedModels(answerDeps(c).answer);
     return c.json({
       object: 'list' as const,
       data: models.map((m) => ({
@@ -96,8 +97,8 @@ export function chatRoutes(): Hono<AppEnv> {
     const t0 = performance.now();
     const tenantId = requireTenant(c);
     const body = await jsonBody(c, chatBodySchema);
-    const svc = answerServices(c);
-    const model = svc.models.find((m) => m.id === body.model);
+    const deps = answerDeps(c);
+    const model = (await servedModels(deps.answer)).find((m) => m.id === body.model);
     if (!model) throw new AppError('not_found', `model "${body.model}" is not served here`);
     const messages: ChatMessage[] = body.messages.map((m) => ({
       role: m.role === 'developer' ? 'system' : m.role,
@@ -113,7 +114,7 @@ export function chatRoutes(): Hono<AppEnv> {
       seed: body.seed ?? undefined,
       stop: body.stop == null ? [] : typeof body.stop === 'string' ? [body.stop] : body.stop,
     };
-    const p = await prepareAnswer(c, tenantId, {
+    const p = await prepareAnswer(deps, tenantId, {
       question: lastUser.content,
       collectionIds: body.kvrag?.collection_ids ?? [],
       filters: body.kvrag?.filters,
@@ -125,10 +126,9 @@ export function chatRoutes(): Hono<AppEnv> {
       model: model.id,
     });
     const cacheable = deterministic(sampling);
-    const rbody = runnerBody(p, { messages }, sampling);
-    // keyed by what the runner would be asked (retrieved chunks included): new or changed documents miss
-    const cacheKey = AnswerCache.key(tenantId, { route: 'chat', model: p.model.fingerprint, rbody });
-    const hit = cacheable ? svc.cache?.get(cacheKey) : undefined;
+    const request = runnerRequest(p, { messages }, sampling);
+    const cacheKey = answerCacheKey(tenantId, 'chat', p, request);
+    const hit = cacheable ? deps.answer.cache?.get(cacheKey) : undefined;
 
     const id = `chatcmpl-${crypto.randomUUID().replaceAll('-', '')}`;
     const created = Math.floor(Date.now() / 1000);
@@ -141,9 +141,9 @@ export function chatRoutes(): Hono<AppEnv> {
 
     const run = (onToken: (t: string) => Promise<void>) =>
       runAnswer(
-        svc,
+        deps.answer,
         p,
-        rbody,
+        request,
         {
           t0,
           signal: c.req.raw.signal,
@@ -154,18 +154,17 @@ export function chatRoutes(): Hono<AppEnv> {
         onToken,
       );
     const log = (out: Awaited<ReturnType<typeof run>>) =>
-      logQuery(
-        c,
+      logAnswer(c, deps, {
         tenantId,
-        lastUser.content,
-        p.plan,
-        {
+        question: lastUser.content,
+        plan: p.plan,
+        timings: {
           retrieval_ms: Math.round(p.retrievalMs * 10) / 10,
           ttft_ms: Math.round(out.ttft * 10) / 10,
           total_ms: Math.round((performance.now() - t0) * 10) / 10,
         },
-        { ...usageOf(out.answer.usage), cached_answer: !!hit, route: 'chat' },
-      );
+        usage: { ...usageOf(out.answer.usage), cached_answer: !!hit, route: 'chat' },
+      });
 
     if (!body.stream) {
       const out = await run(async () => {});

@@ -17,13 +17,14 @@ import {
 import type { Database } from '../db/types.ts';
 import { assertSupportedDimension } from '../db/vector.ts';
 import { chunkingOptionsSchema } from '../ingest/chunking.ts';
-import { AppError } from '../errors.ts';
+import { AppError } from '../../contracts/errors.ts';
 import type { AppEnv } from '../services.ts';
 import { api, requireTenant } from './auth.ts';
 import { scheduleGc } from './job-outbox.ts';
 import { listQuerySchema, paginate, toPage } from './pagination.ts';
-import { uploadPrefix } from './upload-keys.ts';
-import { jsonBody, metadataSchema, notFound, pathId, queryParams, unixSeconds } from './validate.ts';
+import { uploadPrefix } from '../storage/upload-keys.ts';
+import { notFound } from '../db/ids.ts';
+import { jsonBody, metadataSchema, pathId, queryParams, unixSeconds } from './validate.ts';
 
 export const embeddingChoiceSchema = z.strictObject({
   provider: z.enum(['hash', 'openai', 'workers-ai']).default('hash'),

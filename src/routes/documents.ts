@@ -18,8 +18,9 @@ import { ingestJobId, scheduleGc, scheduleIngest } from './job-outbox.ts';
 import { sha256Hex } from './keys.ts';
 import { listQuerySchema, paginate, toPage } from './pagination.ts';
 import { readUpload } from './upload-body.ts';
-import { uploadKey } from './upload-keys.ts';
-import { attributesSchema, jsonBody, notFound, pathId, queryParams, unixSeconds } from './validate.ts';
+import { uploadKey } from '../storage/upload-keys.ts';
+import { notFound } from '../db/ids.ts';
+import { attributesSchema, jsonBody, pathId, queryParams, unixSeconds } from './validate.ts';
 
 export const listDocumentsQuerySchema = listQuerySchema.extend({
   status: z.enum(DOCUMENT_STATUSES).optional(),

@@ -1,9 +1,9 @@
 // The jobs the API schedules, written to the transactional outbox (src/queue/outbox.ts) in the caller's
 // transaction, so a job exists if and only if the state change that needs it committed; the relay
 // (workers/) moves rows to the queue. addToOutbox checks payloads against the versioned contracts of
-// src/queue/contracts.ts. Job ids are deterministic, so a retried request cannot schedule the same work
+// contracts/jobs.ts. Job ids are deterministic, so a retried request cannot schedule the same work
 // twice (outbox.job_id is unique; BullMQ refuses ids containing ':', hence '-').
-import type { JobInput } from '../queue/contracts.ts';
+import type { JobInput } from '../../contracts/jobs.ts';
 import { addToOutbox, type OutboxWriter } from '../queue/outbox.ts';
 
 export const ingestJobId = (documentId: string) => `ingest-${documentId}`;

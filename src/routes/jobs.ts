@@ -11,7 +11,8 @@ import { Hono } from 'hono';
 import { documents, outbox } from '../db/schema.ts';
 import type { AppEnv } from '../services.ts';
 import { api, requireTenant } from './auth.ts';
-import { notFound, unixSeconds } from './validate.ts';
+import { notFound } from '../db/ids.ts';
+import { unixSeconds } from './validate.ts';
 
 /** Queues whose jobs users may look up (the ones this API schedules). */
 export const VISIBLE_QUEUES = ['ingest', 'gc'] as const;

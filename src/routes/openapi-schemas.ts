@@ -3,7 +3,7 @@
 // *Object functions beside them, and the API tests check those against what is documented here.
 import { z } from 'zod';
 import { DOCUMENT_STATUSES } from '../db/schema.ts';
-import { ERROR_STATUS } from '../errors.ts';
+import { ERROR_STATUS } from '../../contracts/errors.ts';
 import { attributeFilterSchema } from '../retrieval/filters.ts';
 import { createKeySchema, createTenantSchema } from './admin.ts';
 import { createCollectionSchema } from './collections.ts';

@@ -6,8 +6,8 @@ import { and, asc, desc, eq, type SQL, sql } from 'drizzle-orm';
 import type { PgColumn, PgTable } from 'drizzle-orm/pg-core';
 import { z } from 'zod';
 import type { Database } from '../db/types.ts';
-import { AppError } from '../errors.ts';
-import { isUuid } from './validate.ts';
+import { AppError } from '../../contracts/errors.ts';
+import { isUuid } from '../db/ids.ts';
 
 export const listQuerySchema = z.object({
   limit: z.coerce.number().int().min(1).max(100).default(20),

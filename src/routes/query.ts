@@ -6,20 +6,16 @@
 import { Hono } from 'hono';
 import { streamSSE } from 'hono/streaming';
 import { z } from 'zod';
-import { asAppError, toEnvelope } from '../errors.ts';
-import { QUALITY, REUSE_MODES } from '../planning/plan.ts';
-import { AnswerCache } from '../routing/answer-cache.ts';
-import type { RunnerUsage } from '../routing/runner-client.ts';
+import { asAppError, toEnvelope } from '../../contracts/errors.ts';
+import { REUSE_MODES } from '../../contracts/reuse.ts';
+import { QUALITY } from '../planning/plan.ts';
+import type { RunnerUsage } from '../../contracts/runner-api.ts';
+import { prepareAnswer } from '../answer/prepare.ts';
+import { citedNumbers, runnerRequest } from '../answer/prompt.ts';
+import { answerCacheKey, runAnswer } from '../answer/run.ts';
+import type { Prepared } from '../answer/services.ts';
 import type { AppEnv } from '../services.ts';
-import {
-  answerServices,
-  citedNumbers,
-  logQuery,
-  type Prepared,
-  prepareAnswer,
-  runAnswer,
-  runnerBody,
-} from './answer.ts';
+import { answerDeps, logAnswer } from './answer-context.ts';
 import { requireTenant } from './auth.ts';
 import { jsonBody } from './validate.ts';
 
@@ -82,11 +78,11 @@ function doneEvent(
       mode: p.plan.generation.reuse.mode,
       cached_tokens: a.usage.cachedTokens,
       prefill_tokens: a.usage.prefillTokens,
-      keys_attended: a.usage.keysAttended ?? null,
-      bytes_loaded: a.usage.bytesLoaded ?? {},
+      keys_attended: a.usage.keysAttended,
+      bytes_loaded: a.usage.bytesLoaded,
       // what the runner ran of the plan's squeezed / sparse policies (its stats; null when not asked for)
-      squeezed: (a.usage as { squeezed?: unknown }).squeezed ?? null,
-      sparse: (a.usage as { sparse?: unknown }).sparse ?? null,
+      squeezed: a.usage.squeezed ?? null,
+      sparse: a.usage.sparse ?? null,
       runner_timings_ms: a.usage.timingsMs,
     },
     runner,
@@ -100,7 +96,7 @@ export function queryRoutes(): Hono<AppEnv> {
     const t0 = performance.now();
     const tenantId = requireTenant(c);
     const body = await jsonBody(c, queryBodySchema);
-    const svc = answerServices(c);
+    const deps = answerDeps(c);
     const input = {
       question: body.question,
       collectionIds: body.collection_ids,
@@ -113,19 +109,18 @@ export function queryRoutes(): Hono<AppEnv> {
       k: body.k,
       iterative: iterativeOf(body.iterative),
     };
-    const p = await prepareAnswer(c, tenantId, input);
-    const rbody = runnerBody(p, { question: `\nQuestion: ${body.question}\nAnswer:` }, {});
-    // keyed by what the runner would be asked (retrieved chunks included): new or changed documents miss
-    const cacheKey = AnswerCache.key(tenantId, { route: 'query', model: p.model.fingerprint, rbody });
-    const hit = svc.cache?.get(cacheKey);
+    const p = await prepareAnswer(deps, tenantId, input);
+    const request = runnerRequest(p, { question: `\nQuestion: ${body.question}\nAnswer:` }, {});
+    const cacheKey = answerCacheKey(tenantId, 'query', p, request);
+    const hit = deps.answer.cache?.get(cacheKey);
     const citations = p.citations;
 
     // Runs the generation (or replays the cached answer), calling onToken for each delta.
     const run = (onToken: (t: string) => Promise<void>) =>
       runAnswer(
-        svc,
+        deps.answer,
         p,
-        rbody,
+        request,
         { t0, signal: c.req.raw.signal, hit, cacheKey, requestId: c.get('requestId') },
         onToken,
       );
@@ -136,7 +131,13 @@ export function queryRoutes(): Hono<AppEnv> {
         total_ms: round(performance.now() - t0),
       };
       const done = doneEvent(p, out.answer, timings, out.runner, !!hit);
-      await logQuery(c, tenantId, body.question, p.plan, timings, { ...done.usage, cached_answer: !!hit });
+      await logAnswer(c, deps, {
+        tenantId,
+        question: body.question,
+        plan: p.plan,
+        timings,
+        usage: { ...done.usage, cached_answer: !!hit },
+      });
       return done;
     };
 

@@ -6,7 +6,7 @@ import { Hono } from 'hono';
 import { z } from 'zod';
 import { assertSupportedDimension } from '../db/vector.ts';
 import type { EmbeddingProviderId } from '../embeddings/types.ts';
-import { AppError } from '../errors.ts';
+import { AppError } from '../../contracts/errors.ts';
 import { attributeFilterSchema, parseAttributeFilter } from '../retrieval/filters.ts';
 import { hybridSearch } from '../retrieval/hybrid.ts';
 import type { AppEnv } from '../services.ts';

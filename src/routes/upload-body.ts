@@ -5,10 +5,10 @@
 // parsers support (detectFormat: 415 otherwise), and for PDFs the %PDF- signature.
 import type { Context } from 'hono';
 import { z } from 'zod';
-import { AppError } from '../errors.ts';
+import { AppError, parseWith } from '../../contracts/errors.ts';
 import { type DocumentFormat, detectFormat, parseContentType } from '../ingest/parse/index.ts';
 import type { AppEnv } from '../services.ts';
-import { attributesSchema, parseWith } from './validate.ts';
+import { attributesSchema } from './validate.ts';
 
 export interface Upload {
   bytes: Uint8Array;

@@ -2,19 +2,10 @@
 // as a 4xx AppError naming the offending fields.
 import type { Context } from 'hono';
 import { z } from 'zod';
-import { AppError } from '../errors.ts';
+import { AppError, parseWith } from '../../contracts/errors.ts';
+import { isUuid, notFound } from '../db/ids.ts';
 import { ATTRIBUTE_KEY, ATTRIBUTE_KEY_MAX, ATTRIBUTE_STRING_MAX } from '../retrieval/filters.ts';
 import type { AppEnv } from '../services.ts';
-
-function issuesMessage(what: string, error: z.ZodError): string {
-  return `invalid ${what}: ${error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ')}`;
-}
-
-export function parseWith<S extends z.ZodType>(schema: S, input: unknown, what: string): z.output<S> {
-  const r = schema.safeParse(input);
-  if (!r.success) throw new AppError('bad_request', issuesMessage(what, r.error), { issues: r.error.issues });
-  return r.data;
-}
 
 /** The body as JSON, validated; 415 for another content type, 400 for malformed JSON or a bad shape. */
 export async function jsonBody<S extends z.ZodType>(c: Context<AppEnv>, schema: S): Promise<z.output<S>> {
@@ -35,21 +26,12 @@ export function queryParams<S extends z.ZodType>(c: Context<AppEnv>, schema: S):
   return parseWith(schema, c.req.query(), 'query parameters');
 }
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-
 /** A path id; a malformed one names nothing that exists, so it is a 404 like an unknown one. */
 export function pathId(c: Context<AppEnv>, name: string, what: string): string {
   const v = c.req.param(name) ?? '';
-  if (!UUID.test(v)) throw notFound(what, v);
+  if (!isUuid(v)) throw notFound(what, v);
   return v.toLowerCase();
 }
-
-export function isUuid(v: string): boolean {
-  return UUID.test(v);
-}
-
-export const notFound = (what: string, id: string) =>
-  new AppError('not_found', `${what} ${JSON.stringify(id)} not found`);
 
 /** Unix seconds, as OpenAI objects carry them. */
 export const unixSeconds = (d: Date) => Math.floor(d.getTime() / 1000);

@@ -3,9 +3,12 @@
 //   kvrag:runner:<id>  → heartbeat JSON (expires with the TTL)
 //   kvrag:runners      → zset id → expiry ms (stale members trimmed on publish and list)
 import { Redis } from 'ioredis';
-import type { RunnerHeartbeat } from './heartbeat.ts';
-import { runnerHeartbeatSchema } from './heartbeat.ts';
-import { parseHeartbeat, type RunnerRegistry } from './registry.ts';
+import {
+  parseHeartbeat,
+  type RunnerHeartbeat,
+  type RunnerRegistry,
+  runnerHeartbeatSchema,
+} from '../../contracts/heartbeat.ts';
 
 const INDEX = 'kvrag:runners';
 const key = (id: string) => `kvrag:runner:${id}`;

@@ -2,27 +2,22 @@
 // fetch function — global fetch for remote runners, or the in-process runner's `app.fetch` in embedded
 // mode — and answers POST /v1/generate with SSE `token` {text} events and one final `done` (its usage) or
 // `error` (an envelope's error object). RunnerPool lists candidates, ranks them with rankRunners and fails
-// over to the next one when a runner fails before its first token, so the client never sees it.
-import { AppError } from '../errors.ts';
-import { BloomFilter } from './bloom.ts';
-import { type HeartbeatTrust, heartbeatRefusal } from './heartbeat.ts';
-import type { RunnerRegistry } from './registry.ts';
+// over to the next one when a runner fails before its first token, so the client never sees it. Each
+// source also says what model a runner serves (its profile: heartbeat, GET /v1/model, or the in-process
+// engine's), which is what the API plans from. Callers hand in a fetch that carries the runner credential
+// (contracts/runner-api.ts withRunnerToken).
+import { AppError } from '../../contracts/errors.ts';
+import { BloomFilter } from '../../contracts/bloom.ts';
+import type { RunnerRegistry } from '../../contracts/heartbeat.ts';
+import { type ModelProfile, modelProfileSchema } from '../../contracts/model-profile.ts';
+import {
+  type FetchFn,
+  type GenerateRequest,
+  generateEventSchemas,
+  type RunnerEvent,
+} from '../../contracts/runner-api.ts';
+import { type HeartbeatTrust, heartbeatRefusal } from './heartbeat-trust.ts';
 import { rankRunners } from './select.ts';
-
-export type FetchFn = (input: Request) => Response | Promise<Response>;
-
-/**
- * `fetchFn` with the runner credential on every request (Authorization: Bearer), which runners require on
- * every route but /healthz. Every way the API reaches a runner — remote URLs, registry heartbeats, the
- * in-process app — goes through this.
- */
-export function withRunnerToken(fetchFn: FetchFn, token: string): FetchFn {
-  return (req) => {
-    const authed = new Request(req);
-    authed.headers.set('authorization', `Bearer ${token}`);
-    return fetchFn(authed);
-  };
-}
 
 /** A runner as the router sees it at one moment. */
 export interface RunnerEndpoint {
@@ -34,22 +29,9 @@ export interface RunnerEndpoint {
   load: number;
   holds(artifactKey: string): boolean;
   fetch: FetchFn;
+  /** The model it serves, when the runner has said (older runners' heartbeats do not carry it). */
+  profile?: ModelProfile;
 }
-
-/** The runner's `done` event (gpu-runner/server/sequence.ts SeqUsage; only what the API reads). */
-export interface RunnerUsage {
-  finishReason: string;
-  text: string;
-  promptTokens: number;
-  completionTokens: number;
-  cachedTokens: number;
-  prefillTokens: number;
-  keysAttended?: number;
-  bytesLoaded?: Record<string, number>;
-  timingsMs: { queueWait: number; ttft: number; total: number; assemble: number };
-}
-
-export type RunnerEvent = { type: 'token'; text: string } | { type: 'done'; usage: RunnerUsage };
 
 /** Where candidates come from: registry heartbeats, static URLs, or the in-process runner. */
 export interface RunnerSource {
@@ -102,7 +84,7 @@ export async function* readSse(
 /** One call to a runner's /v1/generate, as events. Throws RunnerCallError (beforeFirstToken set). */
 export async function* callRunner(
   runner: Pick<RunnerEndpoint, 'id' | 'url' | 'fetch'>,
-  body: unknown,
+  body: GenerateRequest,
   signal?: AbortSignal,
   requestId?: string,
 ): AsyncGenerator<RunnerEvent> {
@@ -137,19 +119,19 @@ export async function* callRunner(
   try {
     for await (const m of readSse(res.body)) {
       if (m.event === 'token') {
-        const { text } = JSON.parse(m.data) as { text: string };
+        const { text } = generateEventSchemas.token.parse(JSON.parse(m.data));
         started = true;
         yield { type: 'token', text };
       } else if (m.event === 'done') {
-        const usage = JSON.parse(m.data) as RunnerUsage;
+        const usage = generateEventSchemas.done.parse(JSON.parse(m.data));
         if (usage.finishReason === 'error' || usage.finishReason === 'shutdown') {
           throw fail(`sequence ended with ${usage.finishReason}`);
         }
         yield { type: 'done', usage };
         return;
       } else if (m.event === 'error') {
-        const err = JSON.parse(m.data) as { message?: string };
-        throw fail(err.message ?? 'error event');
+        const err = generateEventSchemas.error.safeParse(JSON.parse(m.data));
+        throw fail(err.success ? err.data.message : 'error event');
       }
     }
   } catch (e) {
@@ -189,6 +171,7 @@ export function registrySource(
           load: hb.load.running + hb.load.waiting,
           holds: (k: string) => bloom.has(k),
           fetch: fetchFn,
+          ...(hb.model ? { profile: hb.model } : {}),
         };
       });
     },
@@ -197,7 +180,8 @@ export function registrySource(
 
 /**
  * Fixed runner URLs (KVRAG_RUNNER_URLS): each is asked GET /readyz (its fingerprint) at most every
- * `pollMs`; one that does not answer ready is left out until it does. Nothing is known of their artifacts.
+ * `pollMs`, and GET /v1/model (its profile) whenever its fingerprint is new; one that does not answer ready
+ * is left out until it does. Nothing is known of their artifacts.
  */
 export function staticSource(
   urls: readonly string[],
@@ -206,42 +190,62 @@ export function staticSource(
   const fetchFn = opts.fetch ?? ((r: Request) => fetch(r));
   const pollMs = opts.pollMs ?? 2000;
   const now = opts.now ?? Date.now;
-  const state = new Map<string, { at: number; fingerprint: string | null }>();
+  const state = new Map<string, { at: number; fingerprint: string | null; profile?: ModelProfile }>();
+  const getJson = async (url: string): Promise<unknown> => {
+    const res = await fetchFn(new Request(url, { signal: AbortSignal.timeout(2000) }));
+    if (res.ok) return res.json();
+    await res.body?.cancel();
+    return null;
+  };
   const probe = async (url: string) => {
     const s = state.get(url);
-    if (s && now() - s.at < pollMs) return s.fingerprint;
+    if (s && now() - s.at < pollMs) return s;
     let fingerprint: string | null = null;
+    let profile = s?.profile;
     try {
-      const res = await fetchFn(new Request(`${strip(url)}/readyz`, { signal: AbortSignal.timeout(2000) }));
-      if (res.ok) fingerprint = ((await res.json()) as { fingerprint?: string }).fingerprint ?? null;
-      else await res.body?.cancel();
+      fingerprint =
+        ((await getJson(`${strip(url)}/readyz`)) as { fingerprint?: string } | null)?.fingerprint ?? null;
+      if (fingerprint && profile?.fingerprint !== fingerprint) {
+        const p = modelProfileSchema.safeParse(await getJson(`${strip(url)}/v1/model`));
+        profile = p.success ? p.data : undefined;
+      }
     } catch {
       fingerprint = null;
     }
-    state.set(url, { at: now(), fingerprint });
-    return fingerprint;
+    const next = { at: now(), fingerprint, ...(profile ? { profile } : {}) };
+    state.set(url, next);
+    return next;
   };
   return {
     async list() {
-      const fps = await Promise.all(urls.map(probe));
-      return urls.flatMap((url, i) =>
-        fps[i]
-          ? [{ id: strip(url), url, models: [fps[i]!], load: 0, holds: () => false, fetch: fetchFn }]
-          : [],
-      );
+      const states = await Promise.all(urls.map(probe));
+      return urls.flatMap((url, i) => {
+        const { fingerprint, profile } = states[i];
+        if (!fingerprint) return [];
+        const r: RunnerEndpoint = {
+          id: strip(url),
+          url,
+          models: [fingerprint],
+          load: 0,
+          holds: () => false,
+          fetch: fetchFn,
+        };
+        return [profile?.fingerprint === fingerprint ? { ...r, profile } : r];
+      });
     },
   };
 }
 
-/** The single in-process runner of embedded mode, reached through its app's fetch. */
-export function inProcessSource(fetchFn: FetchFn, fingerprint: string, id = 'in-process'): RunnerSource {
+/** The single in-process runner of embedded mode, reached through its app's fetch; its engine's profile. */
+export function inProcessSource(fetchFn: FetchFn, profile: ModelProfile, id = 'in-process'): RunnerSource {
   const runner: RunnerEndpoint = {
     id,
     url: 'http://runner.local',
-    models: [fingerprint],
+    models: [profile.fingerprint],
     load: 0,
     holds: () => false,
     fetch: fetchFn,
+    profile,
   };
   return { list: async () => [runner] };
 }
@@ -261,9 +265,18 @@ export class RunnerPool {
     this.source = source;
   }
 
-  /** Fingerprints served by at least one live runner. */
-  async models(): Promise<string[]> {
-    return [...new Set((await this.source.list()).flatMap((r) => r.models))].sort();
+  /**
+   * Profiles of the models live runners serve, one per fingerprint; where runners of one model differ in
+   * their context cap, the smallest (a plan must fit whichever of them answers).
+   */
+  async profiles(): Promise<ModelProfile[]> {
+    const by = new Map<string, ModelProfile>();
+    for (const { profile: p } of await this.source.list()) {
+      if (!p) continue;
+      const seen = by.get(p.fingerprint);
+      by.set(p.fingerprint, seen && seen.contextTokens < p.contextTokens ? seen : p);
+    }
+    return [...by.values()].sort((a, b) => a.id.localeCompare(b.id));
   }
 
   /** Live runners serving `fingerprint`, best first for these artifacts. */
@@ -281,7 +294,7 @@ export class RunnerPool {
   async *generate(
     fingerprint: string,
     artifactKeys: readonly string[],
-    body: unknown,
+    body: GenerateRequest,
     route: RouteResult,
     signal?: AbortSignal,
     /** Forwarded as x-request-id, so the runner's logs carry the API request's id. */

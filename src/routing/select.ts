@@ -2,7 +2,7 @@
 // one holding most of the plan's artifacts; send cold artifact sets where rendezvous hashing puts most of
 // their keys, so the same chunks meet the same runner; never pick a runner above the load bound
 // (consistent hashing with bounded loads: load + 1 ≤ ceil(c · (total load + 1) / n), c = 1.25).
-import { hash32 } from './hash.ts';
+import { hash32 } from '../../contracts/hash.ts';
 
 export interface RunnerView {
   id: string;

@@ -9,8 +9,8 @@ import type { FileHandle } from 'node:fs/promises';
 import { mkdir, open, readdir, rename, rmdir, stat, unlink } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { Readable } from 'node:stream';
-import { AppError } from '../errors.ts';
-import type { BlobInfo, BlobStore, ByteRange, PutOptions } from './blob-store.ts';
+import { AppError } from '../../contracts/errors.ts';
+import type { BlobInfo, BlobStore, ByteRange, PutOptions } from '../../contracts/blob-store.ts';
 import { bodyChunks } from './bytes.ts';
 import { RESERVED_SEGMENT_PREFIX, resolveRange, validateKey, validatePrefix, validateRange } from './keys.ts';
 

@@ -1,7 +1,7 @@
 // Object key and byte-range rules shared by every BlobStore implementation, so a key that works on the
 // filesystem store works on S3 and the other way round, and no key can escape the filesystem root.
-import { AppError } from '../errors.ts';
-import type { ByteRange } from './blob-store.ts';
+import { AppError } from '../../contracts/errors.ts';
+import type { ByteRange } from '../../contracts/blob-store.ts';
 
 /** S3's limit on a key, in UTF-8 bytes. */
 export const MAX_KEY_BYTES = 1024;

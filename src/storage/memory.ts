@@ -1,5 +1,5 @@
 // In-memory blob store for unit tests: same key rules and range semantics as the real stores.
-import type { BlobInfo, BlobStore, ByteRange, PutOptions } from './blob-store.ts';
+import type { BlobInfo, BlobStore, ByteRange, PutOptions } from '../../contracts/blob-store.ts';
 import { bodyChunks, concatBytes } from './bytes.ts';
 import { resolveRange, validateKey, validatePrefix, validateRange } from './keys.ts';
 

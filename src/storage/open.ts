@@ -2,7 +2,7 @@
 // needs one (or the Workers build, which has neither node:fs nor wants the whole AWS SDK up front) does
 // not load the other.
 import { blobStoreSpec, type Config } from '../config.ts';
-import type { BlobStore } from './blob-store.ts';
+import type { BlobStore } from '../../contracts/blob-store.ts';
 
 export async function openBlobStore(config: Config): Promise<BlobStore> {
   const spec = blobStoreSpec(config);

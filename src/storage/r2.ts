@@ -3,7 +3,7 @@
 // bucket proxy) both load this file. Bodies up to one part go up as a single put; larger ones as a
 // multipart upload, aborted on error, so no half-written object ever becomes visible. R2 refuses a stream
 // of unknown length, so a streamed body is gathered part by part before it is sent.
-import type { BlobInfo, BlobStore, ByteRange, PutOptions } from './blob-store.ts';
+import type { BlobInfo, BlobStore, ByteRange, PutOptions } from '../../contracts/blob-store.ts';
 import { bodyChunks, fixedParts } from './bytes.ts';
 import { validateKey, validatePrefix, validateRange } from './keys.ts';
 

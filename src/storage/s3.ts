@@ -13,8 +13,8 @@ import {
   S3Client,
   UploadPartCommand,
 } from '@aws-sdk/client-s3';
-import { AppError } from '../errors.ts';
-import type { BlobInfo, BlobStore, ByteRange, PutOptions } from './blob-store.ts';
+import { AppError } from '../../contracts/errors.ts';
+import type { BlobInfo, BlobStore, ByteRange, PutOptions } from '../../contracts/blob-store.ts';
 import { bodyChunks, fixedParts } from './bytes.ts';
 import { validateKey, validatePrefix, validateRange } from './keys.ts';
 

@@ -5,7 +5,7 @@ import type { AddressInfo } from 'node:net';
 import { type ServerType, serve } from '@hono/node-server';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DEFAULT_SYSTEM } from '../../src/routes/answer.ts';
+import { DEFAULT_SYSTEM } from '../../src/answer/prompt.ts';
 import { type AnswerHarness, startAnswerHarness } from '../helpers/answer-harness.ts';
 
 describe('openai npm client → kvrag API over HTTP', () => {

@@ -8,8 +8,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config.ts';
-import { servingModelDir } from '../../src/model-dir.ts';
-import { DEFAULT_SYSTEM } from '../../src/routes/answer.ts';
+import { servingModelDir } from '../../cli/model-dir.ts';
+import { DEFAULT_SYSTEM } from '../../src/answer/prompt.ts';
 import { loadServingModel } from '../../workers/serving-model.ts';
 import { cleanEnv, KVRAG_BIN, spawnServe, stopServe } from '../helpers/serve-process.ts';
 

@@ -9,16 +9,13 @@ import { eq } from 'drizzle-orm';
 import { createRunner, type Runner } from '../../gpu-runner/server/runner.ts';
 import { documents } from '../../src/db/schema.ts';
 import { MemoryJobQueue } from '../../src/queue/memory.ts';
-import type { JobQueue } from '../../src/queue/types.ts';
-import type { BlobStore } from '../../src/storage/blob-store.ts';
-import { AnswerCache } from '../../src/routing/answer-cache.ts';
-import type { AnswerModel, AnswerServices, CachedAnswer } from '../../src/routing/answer-services.ts';
-import {
-  inProcessSource,
-  RunnerPool,
-  type RunnerSource,
-  withRunnerToken,
-} from '../../src/routing/runner-client.ts';
+import type { JobQueue } from '../../contracts/queue.ts';
+import type { BlobStore } from '../../contracts/blob-store.ts';
+import { withRunnerToken } from '../../contracts/runner-api.ts';
+import { AnswerCache } from '../../src/answer/cache.ts';
+import { type AnswerModel, ModelCatalog } from '../../src/answer/models.ts';
+import type { AnswerServices, CachedAnswer } from '../../src/answer/services.ts';
+import { inProcessSource, RunnerPool, type RunnerSource } from '../../src/routing/runner-client.ts';
 import { type RunningWorkers, startWorkers } from '../../workers/run.ts';
 import { loadServingModel, type ServingModel } from '../../workers/serving-model.ts';
 import { type Harness, type HarnessOptions, startApiHarness } from './api-harness.ts';
@@ -68,29 +65,19 @@ export async function startAnswerHarness(opts: AnswerHarnessOptions = {}): Promi
     queue,
   });
   await runner.start();
-  const e = runner.core.engine;
-  const served: AnswerModel = {
-    id: 'kvrag-tiny-test',
-    fingerprint: e.fingerprint,
-    chatTemplate: e.chatTemplate !== null,
-    created: 1_700_000_000,
-    contextTokens: e.maxContext,
-    tier: 'small',
-    prefillTokensPerSec: 2000,
-    loadTokensPerSec: 200_000,
-    sparseBreakEven: 1 << 20,
-    layers: e.config.layers,
-  };
+  const profile = runner.core.engine.profile;
   const answer: AnswerServices = {
     runners: new RunnerPool(
       inProcessSource(
         withRunnerToken((r) => runner.app.fetch(r), runner.core.credential.current),
-        e.fingerprint,
+        profile,
       ),
     ),
-    models: [served],
+    // the served model as the runner reports it (the pool may be swapped by useSource: read it per call)
+    models: new ModelCatalog(() => answer.runners.profiles(), { seed: [profile] }),
     cache: new AnswerCache<CachedAnswer>({ ttlMs: 60_000, maxEntries: 100 }),
   };
+  const [served] = await answer.models.list();
   h.api.answer = answer;
 
   const upload = async (key: string, collection: string, text: string, filename = 'doc.txt') => {

@@ -13,7 +13,7 @@ import type { PostgresOptions } from '../../src/db/postgres.ts';
 import { createEmbeddingResolver } from '../../src/embeddings/resolver.ts';
 import type { AuthFailureStore } from '../../src/auth-failure-store.ts';
 import type { ApiServices, AppEnv } from '../../src/services.ts';
-import type { BlobStore } from '../../src/storage/blob-store.ts';
+import type { BlobStore } from '../../contracts/blob-store.ts';
 import { FsBlobStore } from '../../src/storage/fs.ts';
 import { type PgliteServer, startPgliteServer, TEST_POOL } from './pglite-server.ts';
 

@@ -2,15 +2,11 @@
 // KV artifact — valid preamble and checksummed header with the chunk's token ids under its canonical key,
 // K/V of one layer, one head, one dimension, all zeros — so the precompute-done consumer's checks
 // (workers/artifact-check.ts) see exactly what a runner would have stored.
-import {
-  artifactKey,
-  artifactObjectKey,
-  encodeArtifact,
-  type KVDType,
-} from '../../gpu-runner/engine/kv/artifact-format.ts';
-import { enqueueJob, type PrecomputeJob } from '../../src/queue/contracts.ts';
-import type { Consumer, JobQueue } from '../../src/queue/types.ts';
-import type { BlobStore } from '../../src/storage/blob-store.ts';
+import { artifactObjectKey } from '../../contracts/artifacts.ts';
+import type { BlobStore } from '../../contracts/blob-store.ts';
+import { enqueueJob, type PrecomputeJob } from '../../contracts/jobs.ts';
+import type { Consumer, JobQueue } from '../../contracts/queue.ts';
+import { artifactKey, encodeArtifact, type KVDType } from '../../gpu-runner/engine/kv/artifact-format.ts';
 
 /** Stores the artifact of `tokenIds` under its canonical object key; returns the key and size. */
 export async function storeTinyArtifact(

@@ -2,7 +2,7 @@
 // streaming, a 50 MB object, ordered listing and key validation.
 import { createHash } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { BlobStore } from '../../src/storage/blob-store.ts';
+import type { BlobStore } from '../../contracts/blob-store.ts';
 
 export interface BlobStoreFixture {
   store: BlobStore;

@@ -2,8 +2,8 @@
 // retries with growing backoff, the failed set, UnrecoverableJobError, job id dedupe, concurrency, delays
 // and graceful close. Backoffs are tens of milliseconds so the suite stays fast.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { JobQueue } from '../../src/queue/types.ts';
-import { UnrecoverableJobError } from '../../src/queue/types.ts';
+import type { JobQueue } from '../../contracts/queue.ts';
+import { UnrecoverableJobError } from '../../contracts/queue.ts';
 
 export interface QueueFixture {
   queue: JobQueue;

@@ -3,9 +3,14 @@
 // the unanswered clause and the entity the first step found), stops when its key terms are covered, stops
 // at the step cap when they cannot be, and every step is in the returned plan. The planned sparse-prefill
 // policy reaches the runner.
+import { rmSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { defaultSparseConfig, writeSparseConfig } from '../../gpu-runner/engine/attention/sparse/config.ts';
+import { createRunner } from '../../gpu-runner/server/runner.ts';
 import { chunks } from '../../src/db/schema.ts';
 import type { Plan } from '../../src/planning/plan.ts';
+import { inProcessSource } from '../../src/routing/runner-client.ts';
+import { withRunnerToken } from '../../contracts/runner-api.ts';
 import { type AnswerHarness, startAnswerHarness } from '../helpers/answer-harness.ts';
 
 const STATIONS = ['S10', 'S11', 'S12', 'S13'];
@@ -125,10 +130,24 @@ describe('POST /v1/query iterative retrieval (PGlite wire, real runner)', () => 
     expect(out.kvrag.plan.retrieval.stop).toBe('sufficient');
   }, 60_000);
 
-  it('the runner takes the planned sparse-prefill policy', async () => {
-    // a model whose sparse break-even the question passes: the plan says auto, the runner runs it
-    const breakEven = h.served.sparseBreakEven;
-    h.served.sparseBreakEven = 8;
+  it('a runner whose sparse.json break-even the question passes: the plan says auto, the runner runs it', async () => {
+    // sparse.json searched on these weights, measured break-even 8 live tokens; a runner loaded on it reports
+    // the break-even in its profile, which is all the API plans from
+    const e = h.runner.core.engine;
+    expect(h.served.sparseBreakEven).toBeNull(); // the harness model has no sparse.json
+    const written = writeSparseConfig(e.dir, {
+      ...defaultSparseConfig(e.config.layers, e.config.kvHeads, e.fingerprint),
+      breakEven: 8,
+    });
+    const measured = await createRunner({ modelDir: e.dir, backend: 'reference', blobs: h.blobs });
+    await measured.start();
+    expect(measured.core.engine.profile.sparseBreakEven).toBe(8);
+    h.useSource(
+      inProcessSource(
+        withRunnerToken((r) => measured.app.fetch(r), measured.core.credential.current),
+        measured.core.engine.profile,
+      ),
+    );
     try {
       const a = await ask({ question: 'Which station logs rain?', max_tokens: 3 });
       expect(a.plan.generation.sparse).toEqual({ mode: 'auto' });
@@ -138,12 +157,24 @@ describe('POST /v1/query iterative retrieval (PGlite wire, real runner)', () => 
         reuse: { sparse: { pattern: string; dense: boolean } | null; squeezed: unknown };
       };
       expect(done.usage.completion_tokens).toBeGreaterThan(0);
-      // the runner reports what it ran: a question this short is prefilled densely
-      expect(done.reuse.sparse).toMatchObject({ pattern: 'dense', dense: true });
+      // the runner reports what it ran: with the same measured break-even, the question's live prefill ran
+      // sparse (per-head patterns of its sparse.json)
+      expect(done.reuse.sparse).toMatchObject({ dense: false });
+      expect(done.reuse.sparse?.pattern).not.toBe('dense');
       expect(done.reuse.squeezed).toBeNull();
     } finally {
-      h.served.sparseBreakEven = breakEven;
+      h.useSource(
+        inProcessSource(
+          withRunnerToken((r) => h.runner.app.fetch(r), h.runner.core.credential.current),
+          e.profile,
+        ),
+      );
+      await measured.stop({ graceMs: 0 });
+      rmSync(written);
     }
+    // the harness's own runner again: its profile (no measured break-even) replaces the other one
+    const back = await ask({ question: 'Which station logs rain?', max_tokens: 3 });
+    expect(back.plan.generation.sparse).toEqual({ mode: 'off' });
   }, 60_000);
 
   it('refuses malformed iterative options with a 400 envelope', async () => {

@@ -6,10 +6,11 @@ import { createServer } from 'node:net';
 import { eq } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { kvArtifacts } from '../../src/db/schema.ts';
-import { BloomFilter } from '../../src/routing/bloom.ts';
-import { type RunnerHeartbeat, signHeartbeat } from '../../src/routing/heartbeat.ts';
+import { BloomFilter } from '../../contracts/bloom.ts';
+import { type RunnerHeartbeat, signHeartbeat } from '../../contracts/heartbeat.ts';
 import { MemoryRegistry } from '../../src/routing/registry.ts';
-import { RunnerPool, registrySource, withRunnerToken } from '../../src/routing/runner-client.ts';
+import { withRunnerToken } from '../../contracts/runner-api.ts';
+import { RunnerPool, registrySource } from '../../src/routing/runner-client.ts';
 import { type AnswerHarness, startAnswerHarness } from '../helpers/answer-harness.ts';
 import { collectSse } from '../helpers/sse.ts';
 

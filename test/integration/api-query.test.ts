@@ -5,9 +5,9 @@
 import { eq } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { chunks, queryLog } from '../../src/db/schema.ts';
-import { AnswerCache } from '../../src/routing/answer-cache.ts';
-import type { CachedAnswer } from '../../src/routing/answer-services.ts';
-import { DEFAULT_SYSTEM } from '../../src/routes/answer.ts';
+import { AnswerCache } from '../../src/answer/cache.ts';
+import type { CachedAnswer } from '../../src/answer/services.ts';
+import { DEFAULT_SYSTEM } from '../../src/answer/prompt.ts';
 import { type AnswerHarness, startAnswerHarness } from '../helpers/answer-harness.ts';
 import { envelope } from '../helpers/api-harness.ts';
 import { collectSse } from '../helpers/sse.ts';

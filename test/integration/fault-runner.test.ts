@@ -11,12 +11,8 @@ import { eq } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createRunner, type Runner } from '../../gpu-runner/server/runner.ts';
 import { chunks, kvArtifacts } from '../../src/db/schema.ts';
-import {
-  inProcessSource,
-  type RunnerSource,
-  staticSource,
-  withRunnerToken,
-} from '../../src/routing/runner-client.ts';
+import { inProcessSource, type RunnerSource, staticSource } from '../../src/routing/runner-client.ts';
+import { withRunnerToken } from '../../contracts/runner-api.ts';
 import { type AnswerHarness, startAnswerHarness } from '../helpers/answer-harness.ts';
 import { type TcpFaultProxy, tcpFaultProxy } from '../helpers/fault-proxy.ts';
 import { collectSse, sseEvents } from '../helpers/sse.ts';
@@ -40,7 +36,7 @@ async function useRunners(fallback: boolean) {
   });
   const second = inProcessSource(
     withRunnerToken((r) => h.runner.app.fetch(r), h.runner.core.credential.current),
-    h.runner.core.engine.fingerprint,
+    h.runner.core.engine.profile,
   );
   const source: RunnerSource = {
     // the fallback reports load, so the remote runner ranks first
@@ -175,7 +171,7 @@ describe('a corrupted chunk artifact', () => {
       h.useSource(
         inProcessSource(
           withRunnerToken((r) => fresh.app.fetch(r), fresh.core.credential.current),
-          fresh.core.engine.fingerprint,
+          fresh.core.engine.profile,
           'fresh',
         ),
       );

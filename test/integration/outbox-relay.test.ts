@@ -7,7 +7,7 @@ import { createPostgresDb, type DbHandle } from '../../src/db/client.ts';
 import { outbox } from '../../src/db/schema.ts';
 import { BullMqJobQueue } from '../../src/queue/bullmq.ts';
 import { MemoryJobQueue } from '../../src/queue/memory.ts';
-import type { GcJob } from '../../src/queue/contracts.ts';
+import type { GcJob } from '../../contracts/jobs.ts';
 import { addToOutbox } from '../../src/queue/outbox.ts';
 import { pruneDeliveredOutbox, relayOnce, startOutboxRelay } from '../../workers/outbox-relay.ts';
 import { waitFor } from '../helpers/job-queue-suite.ts';

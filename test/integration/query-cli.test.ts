@@ -6,7 +6,7 @@ import { type ServerType, serve } from '@hono/node-server';
 import { eq } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { chunks } from '../../src/db/schema.ts';
-import { DEFAULT_SYSTEM } from '../../src/routes/answer.ts';
+import { DEFAULT_SYSTEM } from '../../src/answer/prompt.ts';
 import { type AnswerHarness, startAnswerHarness } from '../helpers/answer-harness.ts';
 
 function run(args: string[]): Promise<{ code: number | null; out: string; err: string }> {

@@ -1,12 +1,14 @@
 // The runner over real HTTP (@hono/node-server on a free port), tiny model on the reference backend
 // (exact), filesystem object store: SSE generation, 16 concurrent = one by one, disconnect frees KV,
-// precompute + artifacts + reuse by key, malformed bodies → 400 envelope, /metrics is Prometheus text.
+// precompute + artifacts + reuse by key, malformed bodies → 400 envelope, /metrics is Prometheus text,
+// GET /v1/model is the model profile.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createRunner, type Runner } from '../../gpu-runner/server/runner.ts';
-import type { SeqUsage } from '../../gpu-runner/server/sequence.ts';
+import { modelProfileSchema } from '../../contracts/model-profile.ts';
+import type { RunnerUsage } from '../../contracts/runner-api.ts';
 import { FsBlobStore } from '../../src/storage/fs.ts';
 import { collectSse, sseEvents } from '../helpers/sse.ts';
 import { tinyModels } from '../helpers/tiny-model.ts';
@@ -51,7 +53,7 @@ const post = (path: string, body: unknown, init: RequestInit = {}) =>
     headers: { 'content-type': 'application/json', ...auth, ...(init.headers as Record<string, string>) },
   });
 
-async function generate(body: Record<string, unknown>): Promise<{ text: string; usage: SeqUsage }> {
+async function generate(body: Record<string, unknown>): Promise<{ text: string; usage: RunnerUsage }> {
   const res = await post('/v1/generate', body);
   expect(res.status).toBe(200);
   expect(res.headers.get('content-type')).toMatch(/text\/event-stream/);
@@ -62,7 +64,7 @@ async function generate(body: Record<string, unknown>): Promise<{ text: string; 
     .filter((e) => e.event === 'token')
     .map((e) => (e.data as { text: string }).text)
     .join('');
-  return { text, usage: done.data as SeqUsage };
+  return { text, usage: done.data as RunnerUsage };
 }
 
 const questions = Array.from({ length: 16 }, (_, i) => `Q${i}: what is ${i} plus ${(i * 7) % 5}?`);
@@ -272,6 +274,25 @@ describe('runner HTTP API', () => {
   it('healthz and readyz answer', async () => {
     expect((await fetch(`${base}/healthz`)).status).toBe(200);
     expect((await get('/readyz')).status).toBe(200);
+  });
+
+  it('GET /v1/model publishes the profile the API plans from, in the contract shape', async () => {
+    const res = await get('/v1/model');
+    expect(res.status).toBe(200);
+    const profile = modelProfileSchema.parse(await res.json());
+    const e = runner.core.engine;
+    // what the model directory says: a 2-layer llama named by its directory, no sidecars
+    expect(profile).toEqual({
+      v: 1,
+      id: 'llama',
+      fingerprint: e.fingerprint,
+      contextTokens: e.maxContext,
+      layers: 2,
+      chatTemplate: e.chatTemplate !== null,
+      independentTrained: false,
+      sparseBreakEven: null,
+      squeezedThreshold: null,
+    });
   });
 });
 

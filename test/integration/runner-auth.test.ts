@@ -9,7 +9,7 @@ import { networkInterfaces } from 'node:os';
 import { connect } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createRunner, type Runner } from '../../gpu-runner/server/runner.ts';
-import type { SeqUsage } from '../../gpu-runner/server/sequence.ts';
+import type { RunnerUsage } from '../../contracts/runner-api.ts';
 import { MemoryBlobStore } from '../../src/storage/memory.ts';
 import { collectSse } from '../helpers/sse.ts';
 import { tinyModels } from '../helpers/tiny-model.ts';
@@ -52,6 +52,7 @@ const json = (body: unknown, headers: Record<string, string> = {}): RequestInit 
 const ROUTES: [string, string, (h: Record<string, string>) => RequestInit][] = [
   ['GET', '/readyz', (h) => ({ headers: h })],
   ['GET', '/metrics', (h) => ({ headers: h })],
+  ['GET', '/v1/model', (h) => ({ headers: h })],
   ['GET', `/v1/artifacts/${'a'.repeat(64)}`, (h) => ({ headers: h })],
   ['POST', '/v1/generate', (h) => json({ question: 'hello', maxTokens: 2 }, h)],
   ['POST', '/v1/precompute', (h) => json({ chunks: [{ text: 'never stored' }] }, h)],
@@ -205,8 +206,8 @@ describe('caps from configuration', () => {
       );
       const done = (await collectSse(res)).at(-1)!;
       expect(done.event).toBe('done');
-      expect((done.data as SeqUsage).finishReason).toBe('deadline');
-      expect((done.data as SeqUsage).completionTokens).toBeLessThan(8);
+      expect((done.data as RunnerUsage).finishReason).toBe('deadline');
+      expect((done.data as RunnerUsage).completionTokens).toBeLessThan(8);
     } finally {
       mutex.run = run;
     }

@@ -1,16 +1,16 @@
 // The runner client against real HTTP: a real runner (reference backend, tiny model) listening on a port.
 // callRunner streams its tokens and usage; staticSource lists it only while /readyz answers (polled at most
-// every pollMs); a runner stopped mid-list is skipped by the pool before the first token.
+// every pollMs), with the model profile it publishes at GET /v1/model (asked once per fingerprint); a runner
+// stopped mid-list is skipped by the pool before the first token.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createRunner, type Runner } from '../../gpu-runner/server/runner.ts';
+import { type FetchFn, withRunnerToken } from '../../contracts/runner-api.ts';
 import {
   callRunner,
-  type FetchFn,
   RunnerCallError,
   RunnerPool,
   readSse,
   staticSource,
-  withRunnerToken,
 } from '../../src/routing/runner-client.ts';
 import { MemoryBlobStore } from '../../src/storage/memory.ts';
 import { type TinyModels, tinyModels } from '../helpers/tiny-model.ts';
@@ -75,25 +75,30 @@ describe('runner client over HTTP', () => {
     }
   });
 
-  it('staticSource lists a runner only while it is ready, probing at most every pollMs', async () => {
+  it('staticSource lists a runner only while it is ready, probing at most every pollMs, with its profile', async () => {
     let t = 0;
-    let probes = 0;
+    const asked: string[] = [];
     const src = staticSource([url, 'http://127.0.0.1:1'], {
       pollMs: 1000,
       now: () => t,
       fetch: (r) => {
-        probes++;
+        asked.push(new URL(r.url).pathname);
         return authed(r);
       },
     });
     const first = await src.list();
     expect(first.map((r) => r.url)).toEqual([url]);
     expect(first[0].models).toEqual([runner.core.engine.fingerprint]);
+    expect(first[0].profile).toEqual(runner.core.engine.profile);
+    expect(first[0].profile).toMatchObject({ fingerprint: runner.core.engine.fingerprint, v: 1 });
     await src.list();
-    expect(probes).toBe(2); // cached within pollMs
+    // readiness of both, the live one's profile; nothing more within pollMs
+    expect(asked.sort()).toEqual(['/readyz', '/readyz', '/v1/model']);
     t += 1000;
-    await src.list();
-    expect(probes).toBe(4);
+    const again = await src.list();
+    expect(again[0].profile).toEqual(runner.core.engine.profile);
+    // readiness again; the profile of an unchanged fingerprint is not asked again
+    expect(asked.sort()).toEqual(['/readyz', '/readyz', '/readyz', '/readyz', '/v1/model']);
   });
 
   it('readSse joins events split across network chunks', async () => {

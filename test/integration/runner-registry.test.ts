@@ -2,9 +2,9 @@
 // heartbeating disappears when its TTL runs out, malformed entries are ignored.
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BloomFilter } from '../../src/routing/bloom.ts';
-import type { RunnerHeartbeat } from '../../src/routing/heartbeat.ts';
-import { MemoryRegistry, type RunnerRegistry } from '../../src/routing/registry.ts';
+import { BloomFilter } from '../../contracts/bloom.ts';
+import type { RunnerHeartbeat, RunnerRegistry } from '../../contracts/heartbeat.ts';
+import { MemoryRegistry } from '../../src/routing/registry.ts';
 import { RedisRegistry } from '../../src/routing/registry-redis.ts';
 import { startRedis } from '../helpers/redis-server.ts';
 

@@ -1,6 +1,6 @@
 // AnswerCache: TTL, LRU bound, key normalisation and tenant separation.
 import { describe, expect, it } from 'vitest';
-import { AnswerCache } from '../../src/routing/answer-cache.ts';
+import { AnswerCache } from '../../src/answer/cache.ts';
 
 describe('AnswerCache', () => {
   it('expires entries after the TTL', () => {

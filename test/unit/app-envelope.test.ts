@@ -2,7 +2,7 @@ import { Hono } from 'hono';
 import { describe, expect, it } from 'vitest';
 import { createApp } from '../../src/app.ts';
 import { loadConfig } from '../../src/config.ts';
-import { AppError } from '../../src/errors.ts';
+import { AppError } from '../../contracts/errors.ts';
 import type { Services } from '../../src/services.ts';
 
 function services(readiness: Services['readiness'] = {}): Services {

@@ -10,7 +10,7 @@ import { loadEngine } from '../../gpu-runner/engine/engine.ts';
 import { episodePrompt, heldoutEpisodes, promptTokens } from '../../gpu-runner/eval/episodes.ts';
 import { type EvalResult, runnerAccepts } from '../../gpu-runner/eval/run.ts';
 import { scoreAnswer } from '../../gpu-runner/eval/score.ts';
-import { command } from '../../src/cli/commands/eval.ts';
+import { command } from '../../cli/commands/eval.ts';
 import { captureStdout } from '../helpers/capture-stdout.ts';
 import { type TinyModels, tinyModels } from '../helpers/tiny-model.ts';
 

@@ -1,13 +1,9 @@
-// Who the router believes (src/routing/heartbeat.ts): heartbeats signed with the runner credential (the
+// Who the router believes (src/routing/heartbeat-trust.ts): heartbeats signed with the runner credential (the
 // current or the previous one), fresh, on an allowed origin; any change to a signed heartbeat breaks it.
 import { describe, expect, it } from 'vitest';
-import { BloomFilter } from '../../src/routing/bloom.ts';
-import {
-  heartbeatRefusal,
-  type RunnerHeartbeat,
-  signHeartbeat,
-  urlAllowed,
-} from '../../src/routing/heartbeat.ts';
+import { BloomFilter } from '../../contracts/bloom.ts';
+import { type RunnerHeartbeat, signHeartbeat } from '../../contracts/heartbeat.ts';
+import { heartbeatRefusal, urlAllowed } from '../../src/routing/heartbeat-trust.ts';
 
 const CURRENT = 'heartbeat-current-credential-0123456789abcdef';
 const PREVIOUS = 'heartbeat-previous-credential-0123456789abcdef';

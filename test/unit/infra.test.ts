@@ -22,7 +22,7 @@ import { createRunnerApp } from '../../gpu-runner/server/app.ts';
 import { DEFAULT_RUNNER_LIMITS, type RunnerCore } from '../../gpu-runner/server/core.ts';
 import { RunnerMetrics } from '../../gpu-runner/server/metrics.ts';
 import { createApp } from '../../src/app.ts';
-import type { Command } from '../../src/cli/command.ts';
+import type { Command } from '../../cli/command.ts';
 import { ENV, loadConfig } from '../../src/config.ts';
 import { MetricsRegistry } from '../../src/metrics.ts';
 import { metricsApp } from '../../workers/metrics-server.ts';
@@ -51,9 +51,9 @@ const isIgnored = (path: string) =>
 async function expectKvragCommand(argv: string[]): Promise<void> {
   expect(argv.slice(0, 2)).toEqual(['node', 'bin/kvrag.js']);
   const name = argv[2];
-  const file = join(ROOT, 'src/cli/commands', `${name}.ts`);
-  expect(existsSync(file), `src/cli/commands/${name}.ts`).toBe(true);
-  expect(readFileSync(join(ROOT, 'src/cli/main.ts'), 'utf8')).toContain(
+  const file = join(ROOT, 'cli/commands', `${name}.ts`);
+  expect(existsSync(file), `cli/commands/${name}.ts`).toBe(true);
+  expect(readFileSync(join(ROOT, 'cli/main.ts'), 'utf8')).toContain(
     `${name}: () => import('./commands/${name}.ts')`,
   );
   const { command } = (await import(file)) as { command: Command };

@@ -1,10 +1,10 @@
 import { crc32 } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
+import { artifactObjectKey } from '../../contracts/artifacts.ts';
 import {
   ArtifactError,
   type ArtifactMeta,
   artifactKey,
-  artifactObjectKey,
   decodeArtifact,
   decodeSection,
   encodeArtifact,

@@ -1,12 +1,13 @@
-// The runner request the answer routes build from a plan (runnerBody) must be one the runner accepts
-// (gpu-runner/server/schemas.ts generateBodySchema): reuse settings, the plan's squeezed-attention control
+// The runner request the answer use case builds from a plan (runnerRequest) must be one the runner accepts
+// (contracts/runner-api.ts generateBodySchema): reuse settings, the plan's squeezed-attention control
 // and its sparse-prefill policy travel as planned.
 import { describe, expect, it } from 'vitest';
-import { generateBodySchema } from '../../gpu-runner/server/schemas.ts';
+import { generateBodySchema } from '../../contracts/runner-api.ts';
 import type { GenerationPlan } from '../../src/planning/plan.ts';
 import { type PlannerContext, planQuery, type ServedModel } from '../../src/planning/planner.ts';
-import type { AnswerModel } from '../../src/routing/answer-services.ts';
-import { DEFAULT_SYSTEM, type Prepared, runnerBody } from '../../src/routes/answer.ts';
+import type { AnswerModel } from '../../src/answer/models.ts';
+import type { Prepared } from '../../src/answer/services.ts';
+import { DEFAULT_SYSTEM, runnerRequest } from '../../src/answer/prompt.ts';
 
 const served: ServedModel = {
   id: 'm',
@@ -47,7 +48,7 @@ describe('plan → runner request', () => {
       { mode: 'threshold' },
       { mode: 'threshold', threshold: 2 },
     ] as GenerationPlan['squeezed'][]) {
-      const body = runnerBody(prepared({ squeezed }), { question: 'Q' }, {});
+      const body = runnerRequest(prepared({ squeezed }), { question: 'Q' }, {});
       const parsed = generateBodySchema.safeParse(body);
       expect(parsed.success, JSON.stringify(parsed.error?.issues)).toBe(true);
       expect(parsed.data?.squeezed).toEqual(squeezed);
@@ -60,7 +61,7 @@ describe('plan → runner request', () => {
       { mode: 'auto' },
       { mode: 'pattern', pattern: 'vertical-slash' },
     ] as const) {
-      const body = runnerBody(
+      const body = runnerRequest(
         prepared({ sparse, reuse: { mode: 'blend', blendRatio: 0.15 } }),
         { question: 'Q' },
         { temperature: 0 },

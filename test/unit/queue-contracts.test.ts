@@ -1,9 +1,9 @@
 // The versioned job contracts: valid payloads pass (normalised), bad ones and unknown versions throw
 // UnrecoverableJobError naming the problem, and enqueueJob refuses to queue a bad payload.
 import { describe, expect, it } from 'vitest';
-import { checkJob, enqueueJob, JOB_NAMES, parseJob } from '../../src/queue/contracts.ts';
+import { checkJob, enqueueJob, JOB_NAMES, parseJob } from '../../contracts/jobs.ts';
 import { MemoryJobQueue } from '../../src/queue/memory.ts';
-import { UnrecoverableJobError } from '../../src/queue/types.ts';
+import { UnrecoverableJobError } from '../../contracts/queue.ts';
 
 const hash = 'a'.repeat(64);
 const fp = 'fp-0123456789abcdef';

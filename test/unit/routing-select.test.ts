@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { BloomFilter } from '../../src/routing/bloom.ts';
-import { runnerHeartbeatSchema } from '../../src/routing/heartbeat.ts';
+import { BloomFilter } from '../../contracts/bloom.ts';
+import { runnerHeartbeatSchema } from '../../contracts/heartbeat.ts';
 import { loadBound, rankRunners, type RunnerView } from '../../src/routing/select.ts';
 
 const runner = (id: string, load: number, held: string[] = []): RunnerView => ({

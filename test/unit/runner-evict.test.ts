@@ -6,7 +6,7 @@ import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { artifactObjectKey } from '../../gpu-runner/engine/kv/artifact-format.ts';
+import { artifactObjectKey } from '../../contracts/artifacts.ts';
 import { createRunner, type Runner } from '../../gpu-runner/server/runner.ts';
 import { MemoryBlobStore } from '../../src/storage/memory.ts';
 import { collectSse } from '../helpers/sse.ts';

@@ -5,9 +5,10 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { heartbeatOf, startHeartbeat } from '../../gpu-runner/server/heartbeat-loop.ts';
 import { createRunner, type Runner } from '../../gpu-runner/server/runner.ts';
-import type { SeqUsage } from '../../gpu-runner/server/sequence.ts';
-import { BloomFilter } from '../../src/routing/bloom.ts';
-import { heartbeatRefusal, runnerHeartbeatSchema } from '../../src/routing/heartbeat.ts';
+import type { RunnerUsage } from '../../contracts/runner-api.ts';
+import { BloomFilter } from '../../contracts/bloom.ts';
+import { runnerHeartbeatSchema } from '../../contracts/heartbeat.ts';
+import { heartbeatRefusal } from '../../src/routing/heartbeat-trust.ts';
 import { MemoryRegistry } from '../../src/routing/registry.ts';
 import { MemoryBlobStore } from '../../src/storage/memory.ts';
 import { sseEvents } from '../helpers/sse.ts';
@@ -43,7 +44,7 @@ async function newRunner(extra: Partial<Parameters<typeof createRunner>[0]> = {}
 }
 
 describe('runner heartbeat', () => {
-  it('reports load, free KV memory and resident artifacts; expires after its TTL; leaves on stop', async () => {
+  it('reports load, free KV memory, resident artifacts and the model profile; expires after its TTL; leaves on stop', async () => {
     let now = 1_000_000;
     const registry = new MemoryRegistry(() => now);
     const r = await newRunner();
@@ -74,6 +75,10 @@ describe('runner heartbeat', () => {
       expect(hb.kvFreeBytes).toBe(s.kvBytesCapacity - s.kvBytesInUse);
       expect(hb.kvFreeBytes).toBeLessThan(s.kvBytesCapacity);
       expect(BloomFilter.fromJSON(hb.artifacts).has(artifacts[0].key)).toBe(true);
+      // the model's profile rides along, the same object GET /v1/model answers
+      const model = await (await r.app.fetch(new Request('http://x/v1/model', { headers: auth }))).json();
+      expect(hb.model).toEqual(model);
+      expect(hb.model?.fingerprint).toBe(r.core.engine.fingerprint);
       ac.abort();
       await events.return(undefined);
 
@@ -119,8 +124,8 @@ describe('graceful stop', () => {
     let last: { event: string; data: unknown } | null = null;
     for await (const e of events) last = e;
     expect(last?.event).toBe('done');
-    expect((last!.data as SeqUsage).finishReason).toBe('length');
-    expect((last!.data as SeqUsage).completionTokens).toBe(24);
+    expect((last!.data as RunnerUsage).finishReason).toBe('length');
+    expect((last!.data as RunnerUsage).completionTokens).toBe(24);
     await stopping;
     expect(r.core.scheduler.stats().kvBytesInUse).toBe(0);
   });
@@ -137,8 +142,8 @@ describe('graceful stop', () => {
     let last: { event: string; data: unknown } | null = null;
     for await (const e of events) last = e;
     expect(last?.event).toBe('done');
-    expect((last!.data as SeqUsage).finishReason).toBe('shutdown');
-    expect((last!.data as SeqUsage).completionTokens).toBeLessThan(maxTokens);
+    expect((last!.data as RunnerUsage).finishReason).toBe('shutdown');
+    expect((last!.data as RunnerUsage).completionTokens).toBeLessThan(maxTokens);
     expect(r.core.scheduler.stats()).toMatchObject({ kvBytesInUse: 0, running: 0, waiting: 0 });
   });
 });

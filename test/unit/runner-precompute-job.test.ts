@@ -3,11 +3,11 @@
 // stored the same text), only what an earlier try of the same job checkpointed is skipped, the report names
 // the job's documents, and the completed job keeps no token ids.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { artifactObjectKey } from '../../gpu-runner/engine/kv/artifact-format.ts';
+import { artifactObjectKey } from '../../contracts/artifacts.ts';
 import { chunkKey } from '../../gpu-runner/engine/kv/precompute.ts';
 import { handlePrecompute } from '../../gpu-runner/server/precompute-consumer.ts';
 import { createRunner, type Runner } from '../../gpu-runner/server/runner.ts';
-import { enqueueJob, type PrecomputeDoneJob, parseJob } from '../../src/queue/contracts.ts';
+import { enqueueJob, type PrecomputeDoneJob, parseJob } from '../../contracts/jobs.ts';
 import { MemoryJobQueue } from '../../src/queue/memory.ts';
 import { MemoryBlobStore } from '../../src/storage/memory.ts';
 import { waitFor } from '../helpers/job-queue-suite.ts';

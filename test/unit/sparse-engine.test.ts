@@ -8,7 +8,7 @@ import { defaultSparseConfig, type SparseConfig } from '../../gpu-runner/engine/
 import { SparsePrefill } from '../../gpu-runner/engine/attention/sparse/prefill.ts';
 import { type Engine, loadEngine } from '../../gpu-runner/engine/engine.ts';
 import { Scheduler } from '../../gpu-runner/server/scheduler.ts';
-import { generateBodySchema } from '../../gpu-runner/server/schemas.ts';
+import { generateBodySchema } from '../../contracts/runner-api.ts';
 import type { SeqRequest } from '../../gpu-runner/server/sequence.ts';
 import { maxAbsDiff, tinyModels } from '../helpers/tiny-model.ts';
 

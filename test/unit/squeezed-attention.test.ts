@@ -17,7 +17,6 @@ import {
 } from '../../gpu-runner/engine/attention/squeezed/attend.ts';
 import {
   calibrateThreshold,
-  readSqueezedSettings,
   resolveControl,
   writeSqueezedSettings,
 } from '../../gpu-runner/engine/attention/squeezed/calibrate.ts';
@@ -29,11 +28,8 @@ import {
   oracleSelection,
   relativeError,
 } from '../../gpu-runner/engine/attention/squeezed/metrics.ts';
-import {
-  selectAll,
-  selectLayer,
-  squeezedControlSchema,
-} from '../../gpu-runner/engine/attention/squeezed/select.ts';
+import { squeezedControlSchema } from '../../contracts/squeezed.ts';
+import { selectAll, selectLayer } from '../../gpu-runner/engine/attention/squeezed/select.ts';
 import {
   fixedKeys,
   syntheticContext,
@@ -45,6 +41,7 @@ import {
   type WasmBackend,
   WasmAttentionOps,
 } from '../../gpu-runner/engine/backends/wasm/index.ts';
+import { readSqueezedSettings } from '../../gpu-runner/engine/model-profile.ts';
 
 const N = 2000; // fixed context
 const LIVE = 12; // live tokens after it
@@ -165,9 +162,9 @@ describe('squeezed attention (host reference)', () => {
     expect(kept).toBeLessThan(1 / 8 + 0.05);
     const dir = mkdtempSync(join(tmpdir(), 'squeezed-'));
     try {
-      expect(await readSqueezedSettings(dir)).toBeNull();
+      expect(readSqueezedSettings(dir)).toBeNull();
       await writeSqueezedSettings(dir, { v: 1, tau, keepFraction: 1 / 8, pc: 0.05, window: W, samples: 1 });
-      const settings = await readSqueezedSettings(dir);
+      const settings = readSqueezedSettings(dir);
       expect(settings?.tau).toBe(tau);
       // per-request controls resolve against the stored settings
       const control = (x: unknown) => squeezedControlSchema.parse(x);

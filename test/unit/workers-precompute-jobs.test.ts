@@ -2,7 +2,7 @@
 // ids that repeat for the same (model, document, chunks) and differ when any of them changes.
 import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { checkJob } from '../../src/queue/contracts.ts';
+import { checkJob } from '../../contracts/jobs.ts';
 import { validateJobId } from '../../src/queue/rules.ts';
 import { PRECOMPUTE_BATCH, precomputeEntries, precomputeJobId } from '../../workers/precompute-jobs.ts';
 

@@ -99,17 +99,6 @@ export function artifactKey(id: ArtifactIdentity): string {
   return h.digest('hex');
 }
 
-/** Object-store key of an artifact: kv/<fingerprint>/<hh>/<hash>.kv */
-export function artifactObjectKey(fingerprint: string, key: string): string {
-  return `kv/${fingerprint}/${key.slice(0, 2)}/${key}.kv`;
-}
-
-/** Whether `objectKey` has the shape artifactObjectKey gives (what gc may delete as an artifact). */
-export function isArtifactObjectKey(objectKey: string): boolean {
-  const m = /^kv\/[A-Za-z0-9._-]{8,128}\/([0-9a-f]{2})\/([0-9a-f]{64})\.kv$/.exec(objectKey);
-  return m?.[2].startsWith(m[1]) ?? false;
-}
-
 const align = (x: number) => Math.ceil(x / ALIGN) * ALIGN;
 const elemBytes = (d: KVDType) => (d === 'f16' ? 2 : 4);
 

@@ -1,10 +1,10 @@
 // The object-store tier: the durable home of every artifact (S3, R2, MinIO or a filesystem store behind
 // the BlobStore interface), at kv/<fingerprint>/<hh>/<key>.kv. Besides whole reads it reads single
 // sections by byte range: the preamble, then the header, then only the layers asked for.
-import type { BlobStore } from '../../../src/storage/blob-store.ts';
+import type { BlobStore } from '../../../contracts/blob-store.ts';
+import { artifactObjectKey } from '../../../contracts/artifacts.ts';
 import {
   type ArtifactHeader,
-  artifactObjectKey,
   decodeSection,
   type LayerKV,
   PREAMBLE_BYTES,

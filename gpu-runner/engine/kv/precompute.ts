@@ -1,7 +1,6 @@
 // Offline chunk prefill (DESIGN.md §4.1, TurboRAG): every chunk is prefilled alone at positions 0..n-1
 // and its post-RoPE K and V of every layer become one artifact under a content key. Several chunks share
 // one forward step (one sequence each) for throughput; chunks whose artifact is already stored are skipped.
-import { sparseConfigFor } from '../attention/sparse/config.ts';
 import { SparsePrefill } from '../attention/sparse/prefill.ts';
 import { buildIndexSection, type IndexOptions } from '../attention/squeezed/index.ts';
 import type { Engine } from '../engine.ts';
@@ -99,11 +98,8 @@ export async function precomputeChunks(
   const flush = async () => {
     if (batch.length === 0) return;
     const seqs = batch.map((i) => engine.newSequence(chunks[i].tokenIds.length));
-    if (opts.sparse === 'auto' && batch.length === 1) {
-      const c = engine.config;
-      const config = sparseConfigFor(engine.dir, c.layers, c.kvHeads, engine.fingerprint);
-      seqs[0].sparse = new SparsePrefill({ mode: 'auto' }, config);
-    }
+    if (opts.sparse === 'auto' && batch.length === 1)
+      seqs[0].sparse = new SparsePrefill({ mode: 'auto' }, engine.sparseConfig);
     try {
       await engine.forward(batch.map((i, j) => ({ kv: seqs[j], tokens: chunks[i].tokenIds })));
       for (const [j, i] of batch.entries()) {

@@ -3,6 +3,7 @@
 // restart: its index is rebuilt from the artifacts' own headers, and anything unreadable is removed.
 import { mkdir, open, readdir, readFile, rename, rm, stat, utimes } from 'node:fs/promises';
 import { join } from 'node:path';
+import { isArtifactKey } from '../../../contracts/artifacts.ts';
 import { ArtifactError, parseHeader, readPreamble } from './artifact-format.ts';
 
 export interface TierStats {
@@ -29,9 +30,8 @@ export interface ArtifactTier {
   stats(): TierStats;
 }
 
-const KEY = /^[0-9a-f]{64}$/;
 function checkKey(key: string): void {
-  if (!KEY.test(key)) throw new Error(`invalid artifact key "${key.slice(0, 80)}"`);
+  if (!isArtifactKey(key)) throw new Error(`invalid artifact key "${key.slice(0, 80)}"`);
 }
 
 export function emptyStats(capacityBytes: number): TierStats {
@@ -141,7 +141,7 @@ export class DiskTier implements ArtifactTier {
       for (const f of await readdir(join(dir, sub.name))) {
         const path = join(dir, sub.name, f);
         const key = f.endsWith('.kv') ? f.slice(0, -3) : '';
-        if (!KEY.test(key) || key.slice(0, 2) !== sub.name) {
+        if (!isArtifactKey(key) || key.slice(0, 2) !== sub.name) {
           if (f.includes('.tmp-')) await rm(path, { force: true }); // an interrupted write
           continue;
         }

@@ -7,6 +7,7 @@
 //   blend       independent, then CacheBlend's selective recompute of chunk tokens
 //   link        independent, then EPIC's recompute of the first k tokens of each chunk not at slot 0
 // RoPE position = cache slot throughout, so artifacts (computed at 0..n-1) move by Δ = their offset.
+import type { ReuseMode } from '../../../contracts/reuse.ts';
 import { FixedContext, type PlacedBlock } from '../attention/squeezed/fixed-context.ts';
 import { buildIndex } from '../attention/squeezed/index.ts';
 import { toClusterMajor } from '../attention/squeezed/layout.ts';
@@ -22,9 +23,6 @@ import type { SequenceKV } from '../kv-cache.ts';
 import { ropeInvFreq } from '../rope.ts';
 import { LayerStepper } from './layer-step.ts';
 import { blendChunks, type ChunkPlacement, linkChunks } from './selective.ts';
-
-export const REUSE_MODES = ['full', 'prefix', 'independent', 'blend', 'link'] as const;
-export type ReuseMode = (typeof REUSE_MODES)[number];
 
 export interface AssembleRequest {
   /** System prefix token ids (may be empty). */

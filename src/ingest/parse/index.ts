@@ -3,7 +3,7 @@
 // text/plain for a file whose extension names a richer text format) defers to the extension, then to
 // the %PDF- signature. Unsupported → AppError('unsupported_media_type'); empty, undecodable or malformed
 // → AppError('bad_request'). Web APIs only: runs on Workers.
-import { AppError } from '../../errors.ts';
+import { AppError } from '../../../contracts/errors.ts';
 import { parseHtml } from './html.ts';
 import { parseJson, parseJsonLines } from './json.ts';
 import { parseMarkdown } from './markdown.ts';

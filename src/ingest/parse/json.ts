@@ -2,7 +2,7 @@
 // field and its value. Strings, numbers and booleans are kept; null and empty strings are not. Records
 // (elements of a top-level array, lines of JSONL) are separated by a blank line so chunks prefer to end
 // between records. Walked iteratively: nesting depth cannot overflow the stack.
-import { AppError } from '../../errors.ts';
+import { AppError } from '../../../contracts/errors.ts';
 import { normalizeText } from './text.ts';
 
 const IDENT = /^[A-Za-z_$][\w$-]*$/;

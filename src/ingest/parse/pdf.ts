@@ -2,7 +2,7 @@
 // Workers and Node). One entry per page; pages are joined by a blank line and their offsets kept so a
 // chunk can cite its page. Scanned PDFs (images only) have no text and are rejected, not OCR'd.
 import { extractText, getDocumentProxy } from 'unpdf';
-import { AppError } from '../../errors.ts';
+import { AppError } from '../../../contracts/errors.ts';
 import { normalizeText } from './text.ts';
 
 export interface PdfPage {

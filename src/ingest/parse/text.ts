@@ -1,5 +1,5 @@
 // Bytes → text for every text format, and the whitespace normalisation all parsers end with.
-import { AppError } from '../../errors.ts';
+import { AppError } from '../../../contracts/errors.ts';
 
 /**
  * Decodes bytes strictly (invalid sequences are an error, not U+FFFD) with the charset from the content

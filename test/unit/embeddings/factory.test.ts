@@ -5,7 +5,7 @@ import { createEmbeddingProvider, parseEmbeddingSpec } from '../../../src/embedd
 import { hashEmbed } from '../../../src/embeddings/hash.ts';
 import { embeddingFingerprint } from '../../../src/embeddings/types.ts';
 import { type WorkersAiBinding, WorkersAiEmbeddingProvider } from '../../../src/embeddings/workers-ai.ts';
-import { AppError } from '../../../src/errors.ts';
+import { AppError } from '../../../contracts/errors.ts';
 
 /** An in-memory Workers AI binding with the real response shape ({shape, data}); records its calls. */
 function fakeAi(dim: number, opts: { fail?: boolean } = {}) {

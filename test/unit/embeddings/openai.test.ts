@@ -5,7 +5,7 @@ import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { hashEmbed } from '../../../src/embeddings/hash.ts';
 import { OpenAiEmbeddingProvider, planBatches, utf8Length } from '../../../src/embeddings/openai.ts';
-import { AppError } from '../../../src/errors.ts';
+import { AppError } from '../../../contracts/errors.ts';
 
 const DIM = 16;
 

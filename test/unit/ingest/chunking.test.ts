@@ -1,12 +1,7 @@
 import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import {
-  type Chunk,
-  chunkText,
-  parseChunkingOptions,
-  sha256Hex,
-  type Tokenizer,
-} from '../../../src/ingest/chunking.ts';
+import type { Tokenizer } from '../../../contracts/tokenizer.ts';
+import { type Chunk, chunkText, parseChunkingOptions, sha256Hex } from '../../../src/ingest/chunking.ts';
 
 /** Byte-level tokenizer: one token per UTF-8 byte (what the project's own models use). */
 const bytes: Tokenizer = {

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { AppError } from '../../../src/errors.ts';
+import { AppError } from '../../../contracts/errors.ts';
 import { detectFormat, type ParseInput, parseDocument } from '../../../src/ingest/parse/index.ts';
 import { minimalPdf } from '../../helpers/minimal-pdf.ts';
 

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { HashEmbeddingProvider } from '../../../src/embeddings/hash.ts';
-import type { Tokenizer } from '../../../src/ingest/chunking.ts';
+import type { Tokenizer } from '../../../contracts/tokenizer.ts';
 import { prepareDocument } from '../../../src/ingest/prepare.ts';
 
 const bytes: Tokenizer = {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { AppError } from '../../../src/errors.ts';
+import { AppError } from '../../../contracts/errors.ts';
 import {
   type AttributeFilter,
   compileFilter,

@@ -3,8 +3,8 @@
 import { describe, expect, it } from 'vitest';
 import type { Backend } from '../../../gpu-runner/engine/backends/types.ts';
 import type { GpuKVCache } from '../../../gpu-runner/engine/backends/webgpu/buffers.ts';
-import { UsageError } from '../../../src/cli/args.ts';
-import { engineBackend } from '../../../src/cli/engine-backend.ts';
+import { UsageError } from '../../../cli/args.ts';
+import { engineBackend } from '../../../cli/engine-backend.ts';
 import { loadConfig } from '../../../src/config.ts';
 import { webgpuMode } from '../../helpers/webgpu.ts';
 

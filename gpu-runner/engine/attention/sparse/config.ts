@@ -1,7 +1,8 @@
-// The per-model sparse prefill config, `sparse.json` beside the model (written by `kvrag sparse-search`):
-// a pattern per (layer, kv head) and the live-token length from which sparse prefill beats dense.
-// Without the file, every head runs DEFAULT_PATTERN and the break-even is DEFAULT_BREAK_EVEN.
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+// The per-model sparse prefill config, `sparse.json` beside the model (written by `kvrag sparse-search`,
+// read with the model's other files by ../../model-profile.ts): a pattern per (layer, kv head) and the
+// live-token length from which sparse prefill beats dense. Without the file (or with one searched on other
+// weights), every head runs DEFAULT_PATTERN and the break-even is DEFAULT_BREAK_EVEN.
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { defaultParams, type PatternParams, patternParams } from './types.ts';
@@ -47,21 +48,17 @@ export function defaultSparseConfig(layers: number, kvHeads: number, model = 'de
 }
 
 /**
- * The config beside a model directory, or null when there is none or it is stale (searched on other
- * weights: another fingerprint, or another layer / kv-head count); throws on a file that does not parse.
+ * The config when it was searched on these weights (same fingerprint, same layer and kv-head counts); null
+ * when it is stale. Reading sparse.json is gpu-runner/engine/model-profile.ts's job.
  */
-export function loadSparseConfig(
-  modelDir: string,
+export function matchSparseConfig(
+  cfg: SparseConfig,
   layers: number,
   kvHeads: number,
-  fingerprint?: string,
+  fingerprint: string,
 ): SparseConfig | null {
-  const path = join(modelDir, SPARSE_CONFIG_FILE);
-  if (!existsSync(path)) return null;
-  const cfg = sparseConfigSchema.parse(JSON.parse(readFileSync(path, 'utf8')));
   if (cfg.layers.length !== layers || cfg.layers.some((l) => l.length !== kvHeads)) return null;
-  if (fingerprint !== undefined && cfg.model !== fingerprint) return null;
-  return cfg;
+  return cfg.model === fingerprint ? cfg : null;
 }
 
 export function writeSparseConfig(modelDir: string, cfg: SparseConfig): string {
@@ -72,22 +69,4 @@ export function writeSparseConfig(modelDir: string, cfg: SparseConfig): string {
 
 export function headParams(cfg: SparseConfig, layer: number): PatternParams[] {
   return cfg.layers[layer];
-}
-
-const cached = new Map<string, SparseConfig>();
-
-/** The model's config (or the default one), read once per model directory. */
-export function sparseConfigFor(
-  modelDir: string,
-  layers: number,
-  kvHeads: number,
-  fingerprint?: string,
-): SparseConfig {
-  const key = `${modelDir}\0${layers}\0${kvHeads}\0${fingerprint}`;
-  let c = cached.get(key);
-  if (!c) {
-    c = loadSparseConfig(modelDir, layers, kvHeads, fingerprint) ?? defaultSparseConfig(layers, kvHeads);
-    cached.set(key, c);
-  }
-  return c;
 }

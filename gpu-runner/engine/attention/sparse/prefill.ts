@@ -7,29 +7,14 @@
 // Runs only where it can: one span alone in its step (its rows are the whole q), at least
 // `minTokens` queries (auto: the config's break-even), and a backend with sparseAttention + readNow.
 // Everything else runs the dense attention() (counted as density 1).
-import { z } from 'zod';
+import type { SparseStats } from '../../../../contracts/runner-api.ts';
+import type { SparseControl } from '../../../../contracts/sparse.ts';
 import type { Backend, SeqSpan, Tensor } from '../../backends/types.ts';
 import type { SparseConfig } from './config.ts';
 import { SpanEstimator } from './estimate.ts';
 import { planDensity, spanGeom } from './ranges.ts';
 import { selectPlan } from './select.ts';
-import { defaultParams, PATTERNS, type PatternParams } from './types.ts';
-
-export const sparseControlSchema = z.discriminatedUnion('mode', [
-  z.object({ mode: z.literal('off') }).strict(),
-  z.object({ mode: z.literal('auto') }).strict(),
-  z.object({ mode: z.literal('pattern'), pattern: z.enum(PATTERNS) }).strict(),
-]);
-export type SparseControl = z.infer<typeof sparseControlSchema>;
-
-export interface SparseStats {
-  /** patterns that ran ('+'-joined, FlexPrefill as flexprefill:query-aware / :vertical-slash), or 'dense' */
-  pattern: string;
-  /** attended ÷ dense causal (query, key) pairs over every attention step of the request */
-  density: number;
-  /** true when no step ran sparse */
-  dense: boolean;
-}
+import { defaultParams, type PatternParams } from './types.ts';
 
 /** What the engine calls for a sequence's attention steps (SequenceKV.sparse): null = run dense. */
 export interface SparseAttend {

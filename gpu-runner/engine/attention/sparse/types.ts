@@ -1,8 +1,6 @@
 // Sparse prefill (DESIGN.md §4.3): pattern names and parameters, and what a layer's choice looks like.
 import { z } from 'zod';
-
-export const PATTERNS = ['a-shape', 'vertical-slash', 'block-sparse', 'flexprefill'] as const;
-export type PatternName = (typeof PATTERNS)[number];
+import type { SparsePattern } from '../../../../contracts/sparse.ts';
 
 /** Rows and positions per block of the pooled estimates (block-sparse; FlexPrefill uses its own, 128). */
 export const QUERY_BLOCK = 64;
@@ -53,7 +51,7 @@ export const patternParams = z.discriminatedUnion('pattern', [
 export type PatternParams = z.infer<typeof patternParams>;
 
 /** Default parameters of a pattern (zod defaults). */
-export function defaultParams(pattern: PatternName): PatternParams {
+export function defaultParams(pattern: SparsePattern): PatternParams {
   return patternParams.parse({ pattern });
 }
 

@@ -3,10 +3,11 @@
 // the uniform weight (m·p̂, m = the artifact's clustered keys, as select.ts compares it), weight it by
 // its size (one vote per key), and take τ so that the keys scoring ≥ τ are `keepFraction` of all
 // clustered keys. τ is stored with the model's settings (squeezed.json beside the model).
-import { readFile, writeFile } from 'node:fs/promises';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
-import { type SelectMode, type SqueezedControl, scoreClusters } from './select.ts';
+import type { SqueezedControl } from '../../../../contracts/squeezed.ts';
+import { type SelectMode, scoreClusters } from './select.ts';
 import type { SqueezedIndex } from './types.ts';
 
 export interface CalibrationSample {
@@ -70,18 +71,6 @@ export async function writeSqueezedSettings(dir: string, s: SqueezedSettings): P
   const path = join(dir, SETTINGS_FILE);
   await writeFile(path, `${JSON.stringify(squeezedSettingsSchema.parse(s), null, 2)}\n`);
   return path;
-}
-
-/** The model's settings, or null when it was never calibrated; a malformed file throws. */
-export async function readSqueezedSettings(dir: string): Promise<SqueezedSettings | null> {
-  let text: string;
-  try {
-    text = await readFile(join(dir, SETTINGS_FILE), 'utf8');
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
-    throw err;
-  }
-  return squeezedSettingsSchema.parse(JSON.parse(text));
 }
 
 /**

@@ -6,19 +6,7 @@
 // the whole group). Threshold mode keeps clusters with m·p̂ ≥ τ, m = the clustered keys (τ is relative
 // to the uniform weight 1/m, so one τ serves contexts of any length); budget mode keeps the best clusters
 // by p̂ until a fraction of the fixed-context keys (window included) is reached. The window is always kept.
-import { z } from 'zod';
 import { clusterSize, type HeadIndex, type SqueezedIndex } from './types.ts';
-
-/**
- * Per-request control of squeezed attention: off (dense); threshold (relative τ, the model's calibrated
- * one unless given); budget (fraction of the fixed-context keys attended).
- */
-export const squeezedControlSchema = z.discriminatedUnion('mode', [
-  z.object({ mode: z.literal('off') }).strict(),
-  z.object({ mode: z.literal('threshold'), threshold: z.number().positive().max(1e6).optional() }).strict(),
-  z.object({ mode: z.literal('budget'), budget: z.number().positive().max(1) }).strict(),
-]);
-export type SqueezedControl = z.infer<typeof squeezedControlSchema>;
 
 export type SelectMode = { kind: 'threshold'; tau: number } | { kind: 'budget'; fraction: number };
 
