@@ -5,6 +5,8 @@
 //   within the ingest limits: workers/parse-pool.ts) → embedding → embed with the collection's
 //   provider → ONE transaction: replace the document's chunks, look up their artifacts, set status
 //   `precomputing` (or `ready` when every artifact exists), add outbox `precompute` jobs for the missing.
+//   An artifact counts as existing only when this tenant already has the chunk in a ready document:
+//   dedupe across tenants would show in the status and timing (issue 19 §5), storage is shared anyway.
 //
 // Chunking: in the serving model's tokens (the tokenizer only is loaded, see serving-model.ts), at the
 // collection's `chunk_settings` — defaults 512 tokens per chunk, 64 tokens shared by consecutive chunks,
@@ -17,17 +19,18 @@
 // update is conditional on the row still existing: a document deleted meanwhile makes the job a no-op.
 // Errors: bad input (a non-retryable AppError below 500: unparseable, empty, over an ingest cap, unknown
 // provider) marks the document `failed` with the message and throws UnrecoverableJobError (no retries);
-// anything else (database, blob store or embedder away) records the message on the document, keeps its
-// status, and is rethrown so the queue retries — after the last try the reconciler (reconciler.ts)
-// re-drives the document later, and fails it only after bounded re-drives: never stuck, never failed for
-// an outage that ends. A re-run replaces the chunks and writes the same outbox job ids: idempotent (a
-// re-drive's job ids carry the document's re-drive count).
+// anything else (database, blob store or embedder away) records its kind on the document (tenantErrorText:
+// no driver errors or addresses; the worker log has the details), keeps its status, and is rethrown so the
+// queue retries — after the last try the reconciler (reconciler.ts) re-drives the document later, and
+// fails it only after bounded re-drives: never stuck, never failed for an outage that ends. A re-run
+// replaces the chunks and writes the same outbox job ids: idempotent (a re-drive's job ids carry the
+// document's re-drive count).
 //
 // Artifact lookup and gc: the artifacts this document relies on are read FOR SHARE inside the chunk
 // transaction; gc deletes artifacts only through FOR UPDATE SKIP LOCKED (workers/gc.ts). Either gc
 // committed first (the rows are gone, this lookup misses them and schedules precompute) or this lookup
 // locked them first (gc skips them, and after commit the new chunks reference them).
-import { and, eq, inArray } from 'drizzle-orm';
+import { and, eq, inArray, sql } from 'drizzle-orm';
 import {
   chunks,
   collections,
@@ -45,7 +48,7 @@ import { parseJob } from '../contracts/jobs.ts';
 import { DEFAULT_ATTEMPTS } from '../src/queue/rules.ts';
 import type { JobContext } from '../contracts/queue.ts';
 import { UnrecoverableJobError } from '../contracts/queue.ts';
-import { errorText, type WorkerDeps } from './deps.ts';
+import { errorText, tenantErrorText, type WorkerDeps } from './deps.ts';
 import { inlineParser } from './parse-pool.ts';
 import { type MissingChunk, schedulePrecompute } from './precompute-jobs.ts';
 
@@ -157,8 +160,8 @@ export async function handleIngest(
     if (ctx.signal.aborted) throw err;
     const last = ctx.attempt >= (opts.maxAttempts ?? DEFAULT_ATTEMPTS);
     const note = last
-      ? `${ctx.attempt} tries failed, the reconciler retries later: ${errorText(err)}`
-      : `retrying: ${errorText(err)}`;
+      ? `${ctx.attempt} tries failed, the reconciler retries later: ${tenantErrorText(err)}`
+      : `retrying: ${tenantErrorText(err)}`;
     await db
       .update(documents)
       .set({ error: note })
@@ -234,9 +237,14 @@ async function storeChunks(
             eq(kvArtifacts.modelFingerprint, fingerprint),
             eq(kvArtifacts.status, 'ready'),
             inArray(kvArtifacts.chunkHash, hashes.slice(i, i + INSERT_BATCH)),
+            // this tenant already has it in a ready document: another tenant's copy does not count, so
+            // neither the status nor the timing of this document tells whether someone else holds the text
+            sql`exists (select 1 from ${chunks} c join ${documents} d on d.id = c.document_id
+                  where c.tenant_id = ${s.tenantId} and c.content_hash = ${kvArtifacts.chunkHash}
+                    and d.status = 'ready')`,
           ),
         )
-        .for('share');
+        .for('share', { of: kvArtifacts });
       for (const r of rows) ready.add(r.h);
     }
     const missing: MissingChunk[] = hashes

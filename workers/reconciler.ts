@@ -139,8 +139,17 @@ async function waitsOnLiveJob(deps: WorkerDeps, queue: JobQueue, doc: Candidate)
   return false;
 }
 
-/** The distinct chunks of a document without a ready artifact of the serving model, first occurrence first. */
-async function missingChunks(deps: WorkerDeps, documentId: string): Promise<MissingChunk[]> {
+/**
+ * The distinct chunks of a document without a ready artifact of the serving model, first occurrence first.
+ * As at ingest (workers/ingest.ts), an artifact counts only when this tenant already has the chunk in a
+ * ready document: another tenant's copy must not make this document ready (issue 19 §5, no cross-tenant
+ * side channel); its precompute is re-driven instead, and its own precompute-done readies it.
+ */
+async function missingChunks(
+  deps: WorkerDeps,
+  tenantId: string,
+  documentId: string,
+): Promise<MissingChunk[]> {
   const rows = await deps.db
     .select({ id: chunks.id, hash: chunks.contentHash, text: chunks.text })
     .from(chunks)
@@ -150,6 +159,9 @@ async function missingChunks(deps: WorkerDeps, documentId: string): Promise<Miss
         eq(kvArtifacts.chunkHash, chunks.contentHash),
         eq(kvArtifacts.modelFingerprint, deps.model.fingerprint),
         eq(kvArtifacts.status, 'ready'),
+        sql`exists (select 1 from ${chunks} c join ${documents} d on d.id = c.document_id
+              where c.tenant_id = ${tenantId} and c.content_hash = ${kvArtifacts.chunkHash}
+                and d.status = 'ready')`,
       ),
     )
     .where(and(eq(chunks.documentId, documentId), isNull(kvArtifacts.id)))
@@ -178,7 +190,7 @@ async function redrive(
 ): Promise<'redriven' | 'ready' | 'failed' | 'moved'> {
   const scope = { tenantId: doc.tenantId, documentId: doc.id };
   // computed before the row is locked (tokenizing can take a while); re-checked under the lock
-  const missing = doc.status === 'precomputing' ? await missingChunks(deps, doc.id) : [];
+  const missing = doc.status === 'precomputing' ? await missingChunks(deps, doc.tenantId, doc.id) : [];
   const outcome = await deps.db.transaction(async (tx) => {
     const [cur] = await tx
       .select({ id: documents.id })

@@ -55,7 +55,7 @@ export const command: Command = {
       }
       const workers = startWorkers(workerDeps(services, model), queue, {
         concurrency: { ingest: concurrency ?? config.maxConcurrentJobs },
-        relay: !values['no-relay'],
+        relay: values['no-relay'] ? false : { retentionMs: config.outboxRetentionS * 1000 },
         sweepEveryMs,
         gc: { maxIdleMs, graceMs },
         metrics: services.metrics,

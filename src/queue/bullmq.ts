@@ -113,9 +113,18 @@ export class BullMqJobQueue implements JobQueue {
     validateQueueName(queue);
     const shutdown = new AbortController();
     const processor = async (job: Job, token?: string) => {
-      const ctx: JobContext = { id: job.id!, attempt: job.attemptsMade + 1, signal: shutdown.signal };
+      const ctx: JobContext = {
+        id: job.id!,
+        attempt: job.attemptsMade + 1,
+        signal: shutdown.signal,
+        // BullMQ's progress starts as the number 0: only an object is a saved one
+        progress: typeof job.progress === 'object' ? job.progress : undefined,
+        saveProgress: (value) => job.updateProgress(value),
+      };
       try {
-        return await handler(job.data as T, ctx);
+        const result = await handler(job.data as T, ctx);
+        if (opts.redactOnComplete) await job.updateData(opts.redactOnComplete(job.data));
+        return result;
       } catch (err) {
         if (err instanceof UnrecoverableJobError || (err as Error)?.name === 'UnrecoverableJobError') {
           throw new UnrecoverableError((err as Error).message);

@@ -40,6 +40,8 @@ interface MemJob {
   attempts: number;
   backoffMs: number;
   failedReason?: string;
+  /** Saved by a try with ctx.saveProgress, read back by the next. */
+  progress?: Record<string, unknown>;
   finishedAt?: number;
   /** Enqueue order, for FIFO among ready jobs. */
   seq: number;
@@ -51,6 +53,7 @@ type Handler = (data: unknown, ctx: JobContext) => Promise<unknown>;
 interface MemConsumer {
   queue: string;
   handler: Handler;
+  redact?: (data: unknown) => unknown;
   concurrency: number;
   running: Set<Promise<void>>;
   controller: AbortController;
@@ -121,6 +124,7 @@ export class MemoryJobQueue implements JobQueue {
     const consumer: MemConsumer = {
       queue,
       handler: handler as Handler,
+      redact: opts.redactOnComplete,
       concurrency: Math.max(1, opts.concurrency ?? 1),
       running: new Set(),
       controller: new AbortController(),
@@ -162,11 +166,20 @@ export class MemoryJobQueue implements JobQueue {
 
   private run(c: MemConsumer, job: MemJob): void {
     job.state = 'active';
-    const ctx: JobContext = { id: job.id, attempt: job.attemptsMade + 1, signal: c.controller.signal };
+    const ctx: JobContext = {
+      id: job.id,
+      attempt: job.attemptsMade + 1,
+      signal: c.controller.signal,
+      progress: job.progress === undefined ? undefined : structuredClone(job.progress),
+      saveProgress: async (value) => {
+        job.progress = structuredClone(value);
+      },
+    };
     const p = (async () => {
       try {
         // A fresh copy per try: a handler that mutates its input cannot change what a retry sees.
         await c.handler(structuredClone(job.data), ctx);
+        if (c.redact) job.data = c.redact(job.data);
         this.finish(job, 'completed');
       } catch (err) {
         if (c.controller.signal.aborted) {

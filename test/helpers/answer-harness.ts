@@ -11,6 +11,7 @@ import { documents } from '../../src/db/schema.ts';
 import { MemoryJobQueue } from '../../src/queue/memory.ts';
 import type { JobQueue } from '../../contracts/queue.ts';
 import type { BlobStore } from '../../contracts/blob-store.ts';
+import { withRunnerToken } from '../../contracts/runner-api.ts';
 import { ArtifactUse } from '../../src/answer/artifact-use.ts';
 import { AnswerCache } from '../../src/answer/cache.ts';
 import { type AnswerModel, ModelCatalog } from '../../src/answer/models.ts';
@@ -72,7 +73,12 @@ export async function startAnswerHarness(opts: AnswerHarnessOptions = {}): Promi
   const profile = runner.core.engine.profile;
   const artifactUse = new ArtifactUse(h.db.db);
   const answer: AnswerServices = {
-    runners: new RunnerPool(inProcessSource((r) => runner.app.fetch(r), profile)),
+    runners: new RunnerPool(
+      inProcessSource(
+        withRunnerToken((r) => runner.app.fetch(r), runner.core.credential.current),
+        profile,
+      ),
+    ),
     // the served model as the runner reports it (the pool may be swapped by useSource: read it per call)
     models: new ModelCatalog(() => answer.runners.profiles(), { seed: [profile] }),
     cache: new AnswerCache<CachedAnswer>({ ttlMs: 60_000, maxEntries: 100 }),

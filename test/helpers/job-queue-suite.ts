@@ -229,6 +229,41 @@ export function jobQueueSuite(name: string, open: () => Promise<QueueFixture>): 
       await second.close();
     });
 
+    it('a later try reads back the progress an earlier try saved', async () => {
+      const name = fresh();
+      const seen: unknown[] = [];
+      const c = q.consume(name, async (_data, ctx) => {
+        seen.push(ctx.progress);
+        await ctx.saveProgress!({
+          done: [...((ctx.progress as { done?: number[] })?.done ?? []), ctx.attempt],
+        });
+        if (ctx.attempt < 3) throw new Error(`try ${ctx.attempt} fails after saving`);
+      });
+      await q.enqueue(name, {}, { jobId: 'resumable', attempts: 3, backoffMs: 20 });
+      await waitFor(async () => (await q.getJob(name, 'resumable'))?.state === 'completed', 'completion');
+      expect(seen).toEqual([undefined, { done: [1] }, { done: [1, 2] }]);
+      await c.close();
+    });
+
+    it('keeps only the redacted payload of a completed job; a failed one keeps its payload', async () => {
+      const name = fresh();
+      const redact = (d: unknown) => ({ kept: (d as { kept: string }).kept });
+      const c = q.consume(
+        name,
+        async (data) => {
+          if ((data as { fail?: boolean }).fail) throw new UnrecoverableJobError('no');
+        },
+        { redactOnComplete: redact },
+      );
+      await q.enqueue(name, { kept: 'id-1', secret: [1, 2, 3] }, { jobId: 'redacted' });
+      await q.enqueue(name, { kept: 'id-2', secret: [4], fail: true }, { jobId: 'failed-kept' });
+      await waitFor(async () => (await q.getJob(name, 'redacted'))?.state === 'completed', 'completion');
+      await waitFor(async () => (await q.getJob(name, 'failed-kept'))?.state === 'failed', 'failure');
+      expect((await q.getJob(name, 'redacted'))?.data).toEqual({ kept: 'id-1' });
+      expect((await q.getJob(name, 'failed-kept'))?.data).toEqual({ kept: 'id-2', secret: [4], fail: true });
+      await c.close();
+    });
+
     it('closes gracefully: waits for the running handler, which sees the shutdown signal', async () => {
       const name = fresh();
       let started = false;

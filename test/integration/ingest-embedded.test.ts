@@ -162,7 +162,8 @@ describe('workers in-process (MemoryJobQueue, PGlite wire, fs blobs)', () => {
               // other tests' documents may be relayed again here (their rows are marked once finished)
               if (!texts[0].startsWith(TEXT)) return inner.embed(texts, kind);
               calls++;
-              if (calls === 1) throw new AppError('upstream_unavailable', 'embedding server is away');
+              if (calls === 1)
+                throw new AppError('upstream_unavailable', 'embedding server http://10.0.0.7:8000 is away');
               errorSeen = (await statusOf(id)).error;
               return inner.embed(texts, kind);
             },
@@ -179,7 +180,8 @@ describe('workers in-process (MemoryJobQueue, PGlite wire, fs blobs)', () => {
       await queue.close();
     }
     // the second try saw the first one's reason on the document; success cleared it
-    expect(errorSeen).toBe('retrying: embedding server is away');
+    // what the tenant reads names the kind of failure, not the internal address (that is logged)
+    expect(errorSeen).toBe('retrying: an upstream service (such as the embedding provider) is unavailable');
     expect((await statusOf(id)).error).toBeNull();
     const job = await queue.getJob('ingest', `ingest-${id}`);
     expect(job).toMatchObject({ state: 'completed', attemptsMade: 2 });
@@ -198,7 +200,7 @@ describe('workers in-process (MemoryJobQueue, PGlite wire, fs blobs)', () => {
         embeddings: (choice) => ({
           ...resolve(choice),
           embed: async () => {
-            throw new AppError('upstream_unavailable', 'embedding server is away');
+            throw new Error('connect ECONNREFUSED 10.0.0.7:8000');
           },
         }),
       },
@@ -225,7 +227,7 @@ describe('workers in-process (MemoryJobQueue, PGlite wire, fs blobs)', () => {
     }
     expect((await statusOf(id)).error).toBe(
       'not ready after 1 re-drives: no progress in embedding ' +
-        '(last error: 2 tries failed, the reconciler retries later: embedding server is away)',
+        '(last error: 2 tries failed, the reconciler retries later: an internal error)',
     );
     expect(await db.db.select().from(chunks).where(eq(chunks.documentId, id))).toEqual([]);
     expect(await queue.getJob('ingest', `ingest-${id}-r1`)).toMatchObject({

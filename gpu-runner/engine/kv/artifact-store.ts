@@ -104,6 +104,17 @@ export class ArtifactStore {
     }
   }
 
+  /** Whether the durable tier (the object store) holds the key; null without one. */
+  async durable(key: string): Promise<boolean | null> {
+    const object = this.tiers.find((t) => t.name === 'object');
+    return object ? object.has(key) : null;
+  }
+
+  /** Removes the key from the local tiers (host memory, disk), leaving the object store alone. */
+  async evictLocal(key: string): Promise<void> {
+    for (const t of this.tiers) if (t.name !== 'object') await t.delete(key);
+  }
+
   /** Which tiers hold the key (without reading it). */
   async where(key: string): Promise<Record<string, boolean>> {
     const out: Record<string, boolean> = {};
