@@ -5,6 +5,7 @@
 // and against its documented schema.
 import { eq, inArray } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { withRunnerToken } from '../../contracts/runner-api.ts';
 import { chunks, kvArtifacts } from '../../src/db/schema.ts';
 import { Chunk, Document, RunnerList } from '../../src/routes/openapi-schemas.ts';
 import { readExposition } from '../../src/routing/runner-stats.ts';
@@ -121,7 +122,13 @@ describe('console routes: document stats, chunks, runners', () => {
       metrics_error: null,
     });
     expect(r.url).toBeUndefined(); // a tenant key never sees where runners live
-    const own = readExposition(await (await h.runner.app.request('/metrics')).text());
+    const own = readExposition(
+      await (
+        await h.runner.app.request('/metrics', {
+          headers: { authorization: `Bearer ${h.runner.core.credential.current}` },
+        })
+      ).text(),
+    );
     const sample = (name: string, tier: string) =>
       own.find((s) => s.name === name && s.labels.tier === tier)?.value ?? Number.NaN;
     const tiers = r.metrics!.tiers;
@@ -171,9 +178,10 @@ describe('console routes: document stats, chunks, runners', () => {
 
   it('many looks within a second cost each runner one /metrics read; a runner that cannot be read says why', async () => {
     let scrapes = 0;
+    const authed = withRunnerToken((r) => h.runner.app.fetch(r), h.runner.core.credential.current);
     const fetchRunner = (req: Request) => {
       if (new URL(req.url).pathname === '/metrics') scrapes++;
-      return h.runner.app.fetch(req);
+      return authed(req);
     };
     h.useSource({
       list: async () => [
