@@ -15,7 +15,7 @@ import {
   type RunnerUsage,
 } from '../../contracts/runner-api.ts';
 import type { SparsePattern } from '../../contracts/sparse.ts';
-import type { CpuBackendKind } from '../engine/backends/cpu-backend.ts';
+import type { BackendChoice } from '../engine/backends/registry.ts';
 import { createRunner } from '../server/runner.ts';
 import {
   type EpisodePrompt,
@@ -40,7 +40,7 @@ export function variantLabel(v: Variant): string {
 
 export interface EvalOptions {
   modelDir: string;
-  backend?: CpuBackendKind;
+  backend?: BackendChoice;
   threads?: number;
   /** Held-out seed: episodes are seeded `heldout-{seed}-{suite}-full-{context}`. */
   seed: number;
