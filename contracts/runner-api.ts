@@ -12,6 +12,19 @@ import { squeezedControlSchema } from './squeezed.ts';
 /** How a runner is reached: global fetch for a remote runner, or the in-process runner app's own fetch. */
 export type FetchFn = (input: Request) => Response | Promise<Response>;
 
+/**
+ * `fetchFn` with the runner credential on every request (Authorization: Bearer), which runners require on
+ * every route but /healthz. Every way a caller reaches a runner — remote URLs, registry heartbeats, the
+ * in-process app, the eval harness — goes through this.
+ */
+export function withRunnerToken(fetchFn: FetchFn, token: string): FetchFn {
+  return (req) => {
+    const authed = new Request(req);
+    authed.headers.set('authorization', `Bearer ${token}`);
+    return fetchFn(authed);
+  };
+}
+
 const tokenIds = z.array(z.number().int().nonnegative()).min(1).max(131072);
 
 /** Sampling of every generated token. */

@@ -223,6 +223,8 @@ export function documentRoutes(): Hono<AppEnv> {
         'content-type': doc.contentType,
         'content-length': String(doc.bytes),
         'content-disposition': `attachment; filename*=UTF-8''${encodeURIComponent(doc.filename)}`,
+        // the uploader chose the content and its type: a browser must not sniff HTML or script into it
+        'x-content-type-options': 'nosniff',
         'x-request-id': c.get('requestId'),
       },
     });

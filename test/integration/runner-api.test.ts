@@ -17,6 +17,11 @@ const models = tinyModels();
 const tmp = mkdtempSync(join(tmpdir(), 'kvrag-runner-api-'));
 let runner: Runner;
 let base: string;
+const TOKEN = 'runner-api-test-credential-0123456789abcdef';
+const PREVIOUS = 'runner-api-test-previous-credential-0123456789';
+const auth = { authorization: `Bearer ${TOKEN}` };
+/** GET with the runner credential. */
+const get = (path: string) => fetch(`${base}${path}`, { headers: auth });
 
 beforeAll(async () => {
   runner = await createRunner({
@@ -28,6 +33,8 @@ beforeAll(async () => {
     port: 0,
     host: '127.0.0.1',
     scheduler: { maxRunning: 16, maxStepTokens: 64, growBlock: 8 },
+    credential: { current: TOKEN, previous: PREVIOUS },
+    limits: { maxBodyBytes: 1024 * 1024 },
   });
   const { port } = await runner.start();
   base = `http://127.0.0.1:${port}`;
@@ -41,9 +48,9 @@ afterAll(async () => {
 const post = (path: string, body: unknown, init: RequestInit = {}) =>
   fetch(`${base}${path}`, {
     method: 'POST',
-    headers: { 'content-type': 'application/json' },
     body: typeof body === 'string' ? body : JSON.stringify(body),
     ...init,
+    headers: { 'content-type': 'application/json', ...auth, ...(init.headers as Record<string, string>) },
   });
 
 async function generate(body: Record<string, unknown>): Promise<{ text: string; usage: RunnerUsage }> {
@@ -105,7 +112,7 @@ describe('runner HTTP API', () => {
     while (runner.core.scheduler.stats().kvBytesInUse > 0 && Date.now() < until)
       await new Promise((r) => setTimeout(r, 20));
     expect(runner.core.scheduler.stats()).toMatchObject({ kvBytesInUse: 0, running: 0, waiting: 0 });
-    const metrics = await (await fetch(`${base}/metrics`)).text();
+    const metrics = await (await get('/metrics')).text();
     expect(metrics).toMatch(/^kvrag_runner_requests_total\{finish_reason="aborted"\} [1-9]/m);
     expect(metrics).toMatch(/^kvrag_runner_kv_bytes_in_use 0$/m);
   });
@@ -126,13 +133,13 @@ describe('runner HTTP API', () => {
     ).json()) as { artifacts: { key: string; skipped: boolean }[] };
     expect(again.artifacts[0]).toMatchObject({ key: artifacts[0].key, skipped: true });
 
-    const where = (await (await fetch(`${base}/v1/artifacts/${artifacts[0].key}`)).json()) as {
+    const where = (await (await get(`/v1/artifacts/${artifacts[0].key}`)).json()) as {
       present: boolean;
       tiers: Record<string, boolean>;
     };
     expect(where.present).toBe(true);
     expect(where.tiers.object).toBe(true);
-    const missing = (await (await fetch(`${base}/v1/artifacts/${'0'.repeat(64)}`)).json()) as {
+    const missing = (await (await get(`/v1/artifacts/${'0'.repeat(64)}`)).json()) as {
       present: boolean;
     };
     expect(missing.present).toBe(false);
@@ -235,7 +242,7 @@ describe('runner HTTP API', () => {
   });
 
   it('/metrics parses as Prometheus text exposition', async () => {
-    const res = await fetch(`${base}/metrics`);
+    const res = await get('/metrics');
     expect(res.headers.get('content-type')).toMatch(/^text\/plain; version=0\.0\.4/);
     const families = parsePrometheus(await res.text());
     for (const name of [
@@ -280,11 +287,11 @@ describe('runner HTTP API', () => {
 
   it('healthz and readyz answer', async () => {
     expect((await fetch(`${base}/healthz`)).status).toBe(200);
-    expect((await fetch(`${base}/readyz`)).status).toBe(200);
+    expect((await get('/readyz')).status).toBe(200);
   });
 
   it('GET /v1/model publishes the profile the API plans from, in the contract shape', async () => {
-    const res = await fetch(`${base}/v1/model`);
+    const res = await get('/v1/model');
     expect(res.status).toBe(200);
     const profile = modelProfileSchema.parse(await res.json());
     const e = runner.core.engine;

@@ -320,6 +320,8 @@ describe('path traversal through ids and filenames', () => {
     // kept as its last segment only
     expect(doc.filename).toBe('escape.txt');
     expect(res.headers.get('content-disposition')).toBe(`attachment; filename*=UTF-8''escape.txt`);
+    // the stored type is served as is, so browsers must not sniff another one (HTML in a text upload)
+    expect(res.headers.get('x-content-type-options')).toBe('nosniff');
     expect(await res.text()).toBe('trying to escape');
   });
 
