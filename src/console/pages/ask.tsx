@@ -1,69 +1,40 @@
-// Ask: a question over chosen collections, answered as a stream. Numbered citations open the cited chunk;
-// the plan and timings are drawn (parts/plan-picture.tsx); "same question with reuse off" asks again with
-// every chunk prefilled live and shows the TTFT ratio measured here, now.
-import type { Plan } from '../../planning/plan.ts';
+// Ask: a question over chosen collections, answered as a stream (parts/query-run.ts). Numbered citations
+// open the cited chunk (parts/chunk-dialog.tsx); the plan and timings are drawn (parts/plan-picture.tsx);
+// "same question with reuse off" asks again with every chunk prefilled live and shows the TTFT ratio
+// measured here, now (parts/reuse-compare.tsx).
+import { useRef, useState } from 'preact/hooks';
 import type { Citation } from '../../answer/services.ts';
-import { useEffect, useRef, useState } from 'preact/hooks';
-import { type ChunkObject, call, type QueryDone, streamQuery } from '../api.ts';
-import { errorText } from '../shell.ts';
+import type { REUSE_MODES } from '../../../contracts/reuse.ts';
+import type { QUALITY } from '../../planning/plan.ts';
 import { ms } from '../format.ts';
-import { Bars } from '../parts/bars.tsx';
-import { Dialog } from '../parts/dialog.tsx';
-import { Highlight, queryTerms } from '../parts/highlight.tsx';
+import { ChunkDialog } from '../parts/chunk-dialog.tsx';
+import { queryTerms } from '../parts/highlight.tsx';
 import { PlanDecisions, TierBytesPicture, TokensPicture, TtftPicture } from '../parts/plan-picture.tsx';
+import { type Run, runQuery } from '../parts/query-run.ts';
+import { ReuseOffCompare } from '../parts/reuse-compare.tsx';
 import { useCollections } from './collections.tsx';
 
-const QUALITIES = ['balanced', 'fast', 'exact'] as const;
-const REUSE = ['auto', 'independent', 'blend', 'link', 'prefix', 'full'] as const;
-
-interface Run {
-  body: Record<string, unknown>;
-  text: string;
-  /** token events received so far */
-  tokens: number;
-  citations: Citation[];
-  plan?: Plan;
-  done?: QueryDone;
-  error?: string;
-  /** ms, performance.now(): request sent, first token event here */
-  sentAt: number;
-  firstTokenAt?: number;
-  streaming: boolean;
-}
-
-/** Streams one /v1/query into a Run, calling `update` with each new state. */
-async function runQuery(body: Record<string, unknown>, update: (r: Run) => void, signal: AbortSignal) {
-  let run: Run = { body, text: '', tokens: 0, citations: [], sentAt: performance.now(), streaming: true };
-  const set = (p: Partial<Run>) => update((run = { ...run, ...p }));
-  set({});
-  try {
-    await streamQuery(
-      body,
-      {
-        plan: (plan) => set({ plan }),
-        citations: (citations) => set({ citations }),
-        token: (t) =>
-          set({
-            text: run.text + t,
-            tokens: run.tokens + 1,
-            firstTokenAt: run.firstTokenAt ?? performance.now(),
-          }),
-        done: (done) => set({ done, text: done.text }),
-      },
-      signal,
-    );
-    set({ streaming: false });
-  } catch (e) {
-    set({ streaming: false, error: errorText(e) });
-  }
-}
+type Quality = (typeof QUALITY)[number];
+type ReuseChoice = (typeof REUSE_MODES)[number] | 'auto';
+// keyed by the API's own lists (types only), so tsc fails here when one gains a member; in menu order
+const QUALITY_SET: Record<Quality, true> = { balanced: true, fast: true, exact: true };
+const REUSE_SET: Record<ReuseChoice, true> = {
+  auto: true,
+  independent: true,
+  blend: true,
+  link: true,
+  prefix: true,
+  full: true,
+};
+const QUALITIES = Object.keys(QUALITY_SET) as Quality[];
+const REUSE = Object.keys(REUSE_SET) as ReuseChoice[];
 
 export function AskPage(props: { collectionId?: string }) {
   const { list } = useCollections(30_000);
   const [picked, setPicked] = useState<string[]>(props.collectionId ? [props.collectionId] : []);
   const [question, setQuestion] = useState('');
-  const [quality, setQuality] = useState<(typeof QUALITIES)[number]>('balanced');
-  const [reuse, setReuse] = useState<(typeof REUSE)[number]>('auto');
+  const [quality, setQuality] = useState<Quality>('balanced');
+  const [reuse, setReuse] = useState<ReuseChoice>('auto');
   const [maxTokens, setMaxTokens] = useState(32);
   const [k, setK] = useState('');
   const [run, setRun] = useState<Run | null>(null);
@@ -287,110 +258,9 @@ function Answer(props: {
             <TokensPicture done={d} />
             <TierBytesPicture done={d} />
           </div>
-          <Compare run={run} compare={props.compare} onCompare={props.onCompare} />
+          <ReuseOffCompare run={run} compare={props.compare} onCompare={props.onCompare} />
         </section>
       )}
     </section>
-  );
-}
-
-/** TTFT after retrieval (ms): what the reuse mode changes (the split's parts but retrieval). */
-function afterRetrieval(d: QueryDone): number {
-  return d.ttft_split_ms ? d.timings.ttft_ms - d.ttft_split_ms.retrieval : d.timings.ttft_ms;
-}
-
-function Compare(props: { run: Run; compare: Run | null; onCompare: () => void }) {
-  const a = props.run.done!;
-  const b = props.compare?.done;
-  const mode = a.plan.generation.reuse.mode;
-  const ratio = b ? afterRetrieval(b) / afterRetrieval(a) : null;
-  const browser = (r: Run) => (r.firstTokenAt !== undefined ? r.firstTokenAt - r.sentAt : null);
-  return (
-    <div class="compare">
-      <button
-        type="button"
-        onClick={props.onCompare}
-        disabled={props.compare?.streaming || mode === 'full'}
-        aria-describedby="compare-hint"
-      >
-        Same question with reuse off
-      </button>
-      <p id="compare-hint" class="hint">
-        {mode === 'full'
-          ? 'This answer already ran without reuse.'
-          : 'Asks again in full mode: every chunk is prefilled live instead of loaded from its stored KV.'}
-      </p>
-      {props.compare?.error && (
-        <p class="error" role="alert">
-          {props.compare.error}
-        </p>
-      )}
-      {b && ratio !== null && (
-        <div data-testid="ttft-compare">
-          <Bars
-            id="compare"
-            label={`Time to first token after retrieval: reuse off takes ${ratio.toFixed(2)}× as long as ${mode}`}
-            parts={[
-              {
-                key: 'planned',
-                label: `${mode}${a.cached ? ' (cached)' : ''}`,
-                value: afterRetrieval(a),
-                text: ms(afterRetrieval(a)),
-                color: 2,
-              },
-              {
-                key: 'full',
-                label: `full${b.cached ? ' (cached)' : ''}`,
-                value: afterRetrieval(b),
-                text: ms(afterRetrieval(b)),
-                color: 6,
-              },
-            ]}
-          />
-          <p class="hint">
-            Measured by the server, without the retrieval both share. With it: {ms(a.timings.ttft_ms)} vs{' '}
-            {ms(b.timings.ttft_ms)}
-            {browser(props.run) !== null && browser(props.compare!) !== null
-              ? `; in this browser ${ms(browser(props.run))} vs ${ms(browser(props.compare!))}`
-              : ''}
-            .
-            {a.cached || b.cached
-              ? ' An answer from the answer cache ran no prefill: ask a new question to compare.'
-              : ''}
-          </p>
-        </div>
-      )}
-    </div>
-  );
-}
-
-function ChunkDialog(props: { citation: Citation; terms: string[]; onClose: () => void }) {
-  const [chunk, setChunk] = useState<ChunkObject | null>(null);
-  const [error, setError] = useState('');
-  const c = props.citation;
-  useEffect(() => {
-    call<ChunkObject>('GET', `/v1/chunks/${encodeURIComponent(c.chunk_id)}`)
-      .then(setChunk)
-      .catch((e) => setError(errorText(e)));
-  }, [c.chunk_id]);
-  return (
-    <Dialog title={`[${c.n}] ${c.filename}`} onClose={props.onClose} wide>
-      <p class="hint">
-        chunk {c.ordinal}
-        {chunk ? ` · ${chunk.token_count} tokens` : ''} · score {c.score.toFixed(3)}
-      </p>
-      {error && (
-        <p class="error" role="alert">
-          {error}
-        </p>
-      )}
-      {chunk ? (
-        <p class="chunk-text" data-chunk-id={chunk.id}>
-          <Highlight text={chunk.text} terms={props.terms} />
-        </p>
-      ) : (
-        !error && <p>Loading…</p>
-      )}
-    </Dialog>
   );
 }
