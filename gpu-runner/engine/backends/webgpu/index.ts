@@ -1,7 +1,13 @@
 // The `webgpu` backend: WGSL kernels on Dawn (the `webgpu` npm package) — Vulkan/Metal/D3D12 on a GPU,
 // OpenGL ES on Mesa llvmpipe as the CPU fallback CI runs on.
 export { DeviceLostError, WebGPUBackend, type WebGPUOptions } from './backend.ts';
-export { type DeviceInfo, type WebGPUMode, WebGPUUnavailableError } from './device.ts';
+export {
+  type AdapterReport,
+  type DeviceInfo,
+  probeAdapter,
+  type WebGPUMode,
+  WebGPUUnavailableError,
+} from './device.ts';
 export { WebGPUAttentionOps } from './attention-ops.ts';
 
 import { WebGPUBackend, type WebGPUOptions } from './backend.ts';
