@@ -1,0 +1,40 @@
+// Step 2 of the GPU check (bench/gpu-check.sh): the adapter Dawn picks for KVRAG_WEBGPU_ADAPTER (default
+// auto) and what it offers — features (subgroups, subgroup matrices, shader-f16), limits, the subgroup
+// matrix configurations — then what the webgpu backend makes of it: the device it opens, and whether its
+// subgroup-matrix kernel passed its start-up check (compiles, agrees with the tiled kernel). One JSON
+// object on stdout; a non-zero exit when no adapter opens.
+//
+//   node bench/gpu-check/adapter.ts
+import {
+  createWebGPUBackend,
+  probeAdapter,
+  type WebGPUMode,
+} from '../../gpu-runner/engine/backends/webgpu/index.ts';
+
+const mode = (process.env.KVRAG_WEBGPU_ADAPTER ?? 'auto') as WebGPUMode;
+const adapter = await probeAdapter(mode);
+const has = (f: string) => adapter.features.includes(f);
+const backend = await createWebGPUBackend({ mode });
+try {
+  const report = {
+    mode,
+    adapter,
+    features: {
+      'shader-f16': has('shader-f16'),
+      subgroups: has('subgroups'),
+      'chromium-experimental-subgroup-matrix': has('chromium-experimental-subgroup-matrix'),
+    },
+    backend: {
+      device: backend.info.description,
+      featureLevel: backend.info.featureLevel,
+      software: backend.info.software,
+      f16: backend.info.f16,
+      subgroups: backend.info.subgroups,
+      subgroupMatrixConfig: backend.info.subgroupMatrix,
+      subgroupMatrix: backend.subgroupMatrix,
+    },
+  };
+  process.stdout.write(`${JSON.stringify(report)}\n`);
+} finally {
+  backend.dispose();
+}
