@@ -38,6 +38,8 @@ case $budget in '' | *[!0-9]*) echo "gpu-check: --budget-s must be whole seconds
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 mkdir -p "$out" && out=$(cd "$out" && pwd) || exit 2
 carry=${KVRAG_GPU_CARRY:-$root/.gpu-carry}
+# prefix of the driver folders searched in step 1 (empty: /; test/unit/gpu-check.test.ts points it at a fake driver)
+sysroot=${KVRAG_GPU_CHECK_SYSROOT:-}
 start=$(date +%s)
 
 main() {
@@ -58,7 +60,10 @@ main() {
   untar_xz() { if command -v xz >/dev/null; then xz -dc "$1" | tar -x -C "$2"; else
     python3 -c 'import tarfile,sys; tarfile.open(sys.argv[1], "r:xz").extractall(sys.argv[2])' "$1" "$2"; fi; }
   node_ok() { "$1" -e 'const [a, b] = process.versions.node.split(".").map(Number); process.exit(a > 22 || (a === 22 && b >= 18) ? 0 : 1)' 2>/dev/null; }
-  in_cache() { ldconfig -p 2>/dev/null | grep -q "^[[:space:]]*$1 "; }
+  # the dynamic linker's cache (ldconfig lives in /sbin, which a minimal PATH may lack)
+  libs=$(PATH=$PATH:/sbin:/usr/sbin ldconfig -p 2>/dev/null)
+  in_cache() { grep -q "^[[:space:]]*$1 " <<<"$libs"; }
+  cached() { awk -v n="$1" '$1 == n { print $NF; exit }' <<<"$libs"; }
 
   # node: the checkout's pinned Node, else the carried one, else a system Node >= 22.18
   node_bin=
@@ -105,26 +110,26 @@ main() {
   elif [ $dry = 1 ]; then fact vulkan_loader "none (the dry run needs none)"
   else problem "no libvulkan.so.1: not installed, not carried ($carry/debs)"; fi
 
-  # the NVIDIA driver's libraries (libGLX_nvidia.so.0 is its Vulkan ICD; libcuda.so.1 for CUDA)
-  nv_dir=
+  # the NVIDIA driver's libraries (libGLX_nvidia.so.0 is its Vulkan ICD; libcuda.so.1 for CUDA): from the
+  # linker's cache, else from the driver's usual folders, which then go on LD_LIBRARY_PATH
+  glx=
   for n in libGLX_nvidia.so.0 libcuda.so.1; do
-    p=$(ldconfig -p 2>/dev/null | awk -v n="$n" '$1 == n { print $NF; exit }')
+    p=$(cached "$n")
     if [ -z "$p" ]; then
       for d in /usr/local/nvidia/lib64 /usr/local/nvidia/lib /usr/lib/x86_64-linux-gnu /usr/lib64 /usr/lib/x86_64-linux-gnu/nvidia/current; do
-        [ -e "$d/$n" ] && { p=$d/$n; nv_dir=$d; break; }
+        d=$sysroot$d
+        [ -e "$d/$n" ] && { p=$d/$n; export LD_LIBRARY_PATH=$LD_LIBRARY_PATH:$d; break; }
       done
     fi
     fact "driver_$n" "${p:-none}"
+    [ "$n" = libGLX_nvidia.so.0 ] && glx=$p
   done
-  [ -z "$nv_dir" ] || export LD_LIBRARY_PATH=$LD_LIBRARY_PATH:$nv_dir
-  glx=$(ldconfig -p 2>/dev/null | awk '$1 == "libGLX_nvidia.so.0" { print $NF; exit }')
-  [ -n "$glx" ] || { [ -n "$nv_dir" ] && [ -e "$nv_dir/libGLX_nvidia.so.0" ] && glx=$nv_dir/libGLX_nvidia.so.0; }
 
   # the NVIDIA Vulkan ICD: VK_DRIVER_FILES / VK_ICD_FILENAMES, the driver's folders, or one written here
   icd=
   given=${VK_DRIVER_FILES:-${VK_ICD_FILENAMES:-}}
-  for f in ${given//:/ } /usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json \
-    /usr/share/vulkan/icd.d/nvidia_icd*.json /etc/vulkan/icd.d/nvidia_icd*.json /usr/local/share/vulkan/icd.d/nvidia_icd*.json; do
+  for f in ${given//:/ } "$sysroot"/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json "$sysroot"/usr/share/vulkan/icd.d/nvidia_icd*.json \
+    "$sysroot"/etc/vulkan/icd.d/nvidia_icd*.json "$sysroot"/usr/local/share/vulkan/icd.d/nvidia_icd*.json; do
     [ -f "$f" ] && { icd=$f; fact icd_source found; break; }
   done
   if [ -z "$icd" ] && [ -n "$glx" ]; then
@@ -139,13 +144,13 @@ main() {
   elif [ $dry = 0 ]; then
     problem "no NVIDIA Vulkan ICD: no nvidia_icd.json and no libGLX_nvidia.so.0"
   fi
-  for f in /usr/local/nvidia/share/glvnd/egl_vendor.d/10_nvidia.json /usr/share/glvnd/egl_vendor.d/10_nvidia.json; do
+  for f in "$sysroot"/usr/local/nvidia/share/glvnd/egl_vendor.d/10_nvidia.json "$sysroot"/usr/share/glvnd/egl_vendor.d/10_nvidia.json; do
     [ $dry = 0 ] && [ -f "$f" ] && { export __EGL_VENDOR_LIBRARY_FILENAMES=$f; fact egl_vendor "$f"; break; }
   done
 
   # what the CUDA peer would need, and the GPU itself
   for n in libcudart.so.13 libcublas.so.13; do
-    p=$(ldconfig -p 2>/dev/null | awk -v n="$n" '$1 == n { print $NF; exit }')
+    p=$(cached "$n")
     for d in /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib; do
       [ -z "$p" ] && [ -e "$d/$n" ] && { p=$d/$n; export LD_LIBRARY_PATH=$LD_LIBRARY_PATH:$d; }
     done

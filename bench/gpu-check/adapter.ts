@@ -2,9 +2,10 @@
 // auto) and what it offers — features (subgroups, subgroup matrices, shader-f16), limits, the subgroup
 // matrix configurations — then what the webgpu backend makes of it: the device it opens, and whether its
 // subgroup-matrix kernel passed its start-up check (compiles, agrees with the tiled kernel). One JSON
-// object on stdout; a non-zero exit when no adapter opens.
+// object on stdout; a non-zero exit when no adapter opens, or with --hardware when the adapter is a CPU
+// rasteriser (llvmpipe, SwiftShader): then no GPU is in use and the later steps would not measure one.
 //
-//   node bench/gpu-check/adapter.ts
+//   node bench/gpu-check/adapter.ts [--hardware]
 import {
   createWebGPUBackend,
   probeAdapter,
@@ -12,6 +13,7 @@ import {
 } from '../../gpu-runner/engine/backends/webgpu/index.ts';
 
 const mode = (process.env.KVRAG_WEBGPU_ADAPTER ?? 'auto') as WebGPUMode;
+const hardware = process.argv.includes('--hardware');
 const adapter = await probeAdapter(mode);
 const has = (f: string) => adapter.features.includes(f);
 const backend = await createWebGPUBackend({ mode });
@@ -35,6 +37,10 @@ try {
     },
   };
   process.stdout.write(`${JSON.stringify(report)}\n`);
+  if (hardware && backend.info.software) {
+    console.error(`Dawn picked a CPU rasteriser (${backend.info.description}), not a GPU`);
+    process.exitCode = 1;
+  }
 } finally {
   backend.dispose();
 }

@@ -119,7 +119,8 @@ function leftOut() {
     if (!existsSync(dir))
       return { package: l.package, reason: 'left out of the carry (not installed where it was built)' };
     const bytes = size(filesOf(join('node_modules', l.package)));
-    if (!l.biggest) return { package: l.package, unpackedBytes: bytes, reason: `left out of the carry: ${l.why}` };
+    if (!l.biggest)
+      return { package: l.package, unpackedBytes: bytes, reason: `left out of the carry: ${l.why}` };
     const big = statSync(join(dir, l.biggest)).size;
     const mb = (n: number) => `${(n / 1e6).toFixed(0)} MB`;
     return {

@@ -23,6 +23,8 @@ export function peerAvailability(
   dryRun: boolean,
   manifestPath: string | null,
   hasVulkanIcd: boolean,
+  /** the folder holding node_modules (the repository root) */
+  root = '.',
 ): PeerAvailability[] {
   if (dryRun) {
     const why = "dry run: no GPU build is run; llama.cpp's CPU build stands in";
@@ -37,7 +39,7 @@ export function peerAvailability(
     : [];
   return (['cuda', 'vulkan'] as const).map((gpu) => {
     const b = BUILDS[gpu];
-    const lib = join('node_modules', b.pkg, b.lib);
+    const lib = join(root, 'node_modules', b.pkg, b.lib);
     if (!existsSync(lib)) {
       const left = excluded.find((e) => e.package === b.pkg);
       return { gpu, missing: `${b.pkg} is not in node_modules${left ? ` (${left.reason})` : ''}` };

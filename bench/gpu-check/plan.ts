@@ -1,6 +1,8 @@
 // What the GPU check runs (steps 2–5 of bench/gpu-check.sh; step 1, making the GPU usable, is the shell
 // script's): each step a child command with a time limit, in order of importance within the budget —
-// correctness first, then the kernels and the engine, then the peer comparison, then TTFT. The dry run
+// correctness first (adapter, parity), the kernels, then per model shape (smaller first) the model, the
+// engine and the llama.cpp peers on it, then TTFT. The webgpu steps need step 2 to have found an adapter
+// (on a GPU run a hardware one). The dry run
 // (`--dry-run`, what test/unit/gpu-check.test.ts runs on llvmpipe) has the same steps at tiny shapes,
 // one parity file, one model, and llama.cpp's CPU build standing in for its GPU builds.
 import { join } from 'node:path';
@@ -80,7 +82,7 @@ export function gpuCheckPlan(o: PlanOptions): StepSpec[] {
       id: 'adapter',
       part: 2,
       title: 'the adapter Dawn picks and its features',
-      argv: ['bench/gpu-check/adapter.ts'],
+      argv: ['bench/gpu-check/adapter.ts', ...(o.dryRun ? [] : ['--hardware'])],
       timeoutS: 60,
       output: 'json',
     },
@@ -100,25 +102,9 @@ export function gpuCheckPlan(o: PlanOptions): StepSpec[] {
       ],
       timeoutS: 180,
       output: 'vitest',
+      needs: ['adapter'],
     },
   ];
-  for (const shape of z.shapes)
-    steps.push({
-      id: `model:${shape}`,
-      part: 4,
-      title: `generate a ${shape}-shaped model (f16 weights)`,
-      argv: [
-        'bench/gpu-check/make-model.ts',
-        '--shape',
-        shape,
-        '--out',
-        model(shape),
-        '--max-positions',
-        z.maxPositions,
-      ],
-      timeoutS: 120,
-      output: 'json',
-    });
   steps.push({
     id: 'kernels',
     part: 4,
@@ -137,8 +123,27 @@ export function gpuCheckPlan(o: PlanOptions): StepSpec[] {
     ],
     timeoutS: 150,
     output: 'json',
+    needs: ['adapter'],
   });
-  for (const shape of z.shapes)
+  // per shape: its model, the engine on it, then the peers on the same weights — so the first shape's
+  // whole comparison is done before the larger model is generated
+  for (const shape of z.shapes) {
+    steps.push({
+      id: `model:${shape}`,
+      part: 4,
+      title: `generate a ${shape}-shaped model (f16 weights)`,
+      argv: [
+        'bench/gpu-check/make-model.ts',
+        '--shape',
+        shape,
+        '--out',
+        model(shape),
+        '--max-positions',
+        z.maxPositions,
+      ],
+      timeoutS: 120,
+      output: 'json',
+    });
     steps.push({
       id: `engine:${shape}`,
       part: 4,
@@ -163,10 +168,9 @@ export function gpuCheckPlan(o: PlanOptions): StepSpec[] {
       ],
       timeoutS: 120,
       output: 'json',
-      needs: [`model:${shape}`],
+      needs: ['adapter', `model:${shape}`],
     });
-  for (const peer of o.peers)
-    for (const shape of z.shapes)
+    for (const peer of o.peers)
       steps.push({
         id: `peer:${peer.gpu}:${shape}`,
         part: 5,
@@ -197,9 +201,10 @@ export function gpuCheckPlan(o: PlanOptions): StepSpec[] {
         ],
         timeoutS: 180,
         output: 'json',
-        needs: [`model:${shape}`],
+        needs: ['adapter', `model:${shape}`],
         ...(peer.missing ? { notRun: peer.missing } : {}),
       });
+  }
   steps.push({
     id: 'ttft',
     part: 4,
@@ -232,7 +237,7 @@ export function gpuCheckPlan(o: PlanOptions): StepSpec[] {
     ],
     timeoutS: 180,
     output: 'json',
-    ...(o.dryRun ? { needs: [`model:${z.shapes[0]}`] } : {}),
+    needs: ['adapter', ...(o.dryRun ? [`model:${z.shapes[0]}`] : [])],
   });
   return steps;
 }

@@ -190,7 +190,8 @@ async function runStep(s: StepSpec): Promise<StepRecord> {
   const unmet = (s.needs ?? []).filter((id) => records.find((r) => r.id === id)?.status !== 'passed');
   if (unmet.length) return { ...rec, reason: `needs ${unmet.join(', ')}, which did not pass` };
   const left = (deadline - Date.now()) / 1000;
-  if (left < 15) return { ...rec, reason: `time budget: ${left.toFixed(0)} s of ${budgetS} s left` };
+  if (left < 15)
+    return { ...rec, reason: `time budget: ${Math.max(0, left).toFixed(0)} s of ${budgetS} s left` };
   const limit = Math.min(s.timeoutS, left);
   process.stdout.write(`\n=== [gpu-check] step ${s.part} ${s.id}: ${s.title}\n$ ${rec.command}\n`);
   const t = Date.now();

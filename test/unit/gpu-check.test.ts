@@ -3,24 +3,34 @@
 // shapes, with llama.cpp's CPU build standing in for the GPU builds, which are reported as not run. The
 // report is one JSON object with every step's status and result, kept beside a log of everything printed.
 import { execFile } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { peerAvailability } from '../../bench/gpu-check/peers.ts';
 
 const dirs: string[] = [];
 afterAll(() => {
   for (const d of dirs) rmSync(d, { recursive: true, force: true });
 });
 
-function gpuCheck(...args: string[]): Promise<{ code: number; out: string; dir: string }> {
+function gpuCheck(
+  ...args: (string | Record<string, string>)[]
+): Promise<{ code: number; out: string; dir: string }> {
   const dir = mkdtempSync(join(tmpdir(), 'kvrag-gpu-check-test-'));
   dirs.push(dir);
+  const env = { ...process.env, ...(args.find((a) => typeof a === 'object') ?? {}) };
+  const argv = args.filter((a): a is string => typeof a === 'string');
   return new Promise((resolve) => {
-    execFile('bash', ['bench/gpu-check.sh', ...args, dir], { maxBuffer: 64 << 20 }, (err, stdout, stderr) => {
-      const code = err ? Number((err as { code?: number }).code ?? 1) : 0;
-      resolve({ code, out: stdout + stderr, dir });
-    });
+    execFile(
+      'bash',
+      ['bench/gpu-check.sh', ...argv, dir],
+      { maxBuffer: 64 << 20, env },
+      (err, stdout, stderr) => {
+        const code = err ? Number((err as { code?: number }).code ?? 1) : 0;
+        resolve({ code, out: stdout + stderr, dir });
+      },
+    );
   });
 }
 
@@ -31,7 +41,8 @@ describe('bench/gpu-check.sh --dry-run', () => {
   it('runs every step at tiny shapes on llvmpipe and reports each in one JSON object', {
     timeout: 240_000,
   }, async () => {
-    const { code, out, dir } = await gpuCheck('--dry-run');
+    // KVRAG_WEBGPU_ADAPTER empty: the script's own choice (opengl for a dry run)
+    const { code, out, dir } = await gpuCheck('--dry-run', { KVRAG_WEBGPU_ADAPTER: '' });
     expect(code, out.slice(-4000)).toBe(0);
     const r = report(dir);
     expect(r).toMatchObject({ kind: 'kvrag-gpu-check', dryRun: true, adapterMode: 'opengl' });
@@ -133,5 +144,77 @@ describe('bench/gpu-check.sh --dry-run', () => {
     expect(await exec(['--dry-run'])).toBe(2);
     expect(await exec(['--budget-s', 'ten', '/tmp/x'])).toBe(2);
     expect(await exec(['--frobnicate', '/tmp/x'])).toBe(2);
+  });
+});
+
+describe('the GPU run’s setup and peers', () => {
+  it('finds the NVIDIA driver in its folder, writes the Vulkan ICD for it and says what is missing', {
+    timeout: 60_000,
+  }, async () => {
+    const fake = mkdtempSync(join(tmpdir(), 'kvrag-gpu-check-driver-'));
+    const carry = mkdtempSync(join(tmpdir(), 'kvrag-gpu-check-carry-'));
+    dirs.push(fake, carry);
+    const lib = join(fake, 'usr/local/nvidia/lib64');
+    mkdirSync(lib, { recursive: true });
+    for (const n of ['libGLX_nvidia.so.0', 'libcuda.so.1']) writeFileSync(join(lib, n), '');
+    // a GPU run (no --dry-run) with no time left: step 1 only, every later step skipped
+    const { code, dir } = await gpuCheck('--budget-s', '0', {
+      KVRAG_GPU_CHECK_SYSROOT: fake,
+      KVRAG_GPU_CARRY: carry,
+      VK_DRIVER_FILES: '',
+      VK_ICD_FILENAMES: '',
+      KVRAG_WEBGPU_ADAPTER: '',
+    });
+    expect(code).toBe(1);
+    const r = report(dir);
+    expect(r).toMatchObject({ dryRun: false, adapterMode: 'native' });
+    const setup = (r.steps as Step[])[0].result as Record<string, string | string[]>;
+    expect(setup['driver_libGLX_nvidia.so.0']).toBe(join(lib, 'libGLX_nvidia.so.0'));
+    expect(setup['driver_libcuda.so.1']).toBe(join(lib, 'libcuda.so.1'));
+    expect(setup.icd_source).toBe(`written for ${join(lib, 'libGLX_nvidia.so.0')}`);
+    expect(setup.icd_library).toBe(join(lib, 'libGLX_nvidia.so.0'));
+    expect(String(setup.ld_library_path).split(':')).toContain(lib);
+    // the Vulkan loader: the system's, else (no carry here) a problem that names it
+    if (setup.vulkan_loader !== 'system') expect(String(setup.problem)).toMatch(/no libvulkan\.so\.1/);
+    for (const s of (r.steps as Step[]).slice(1)) expect(['skipped', 'not-run']).toContain(s.status);
+  });
+
+  it('step 2 of a GPU run refuses a CPU rasteriser: no GPU would be measured', {
+    timeout: 60_000,
+  }, async () => {
+    const { code, stdout, stderr } = await new Promise<{ code: number; stdout: string; stderr: string }>(
+      (resolve) =>
+        execFile(
+          process.execPath,
+          ['bench/gpu-check/adapter.ts', '--hardware'],
+          { env: { ...process.env, KVRAG_WEBGPU_ADAPTER: 'opengl' } },
+          (err, stdout, stderr) =>
+            resolve({ code: err ? Number((err as { code?: number }).code) : 0, stdout, stderr }),
+        ),
+    );
+    expect(code).toBe(1);
+    expect(JSON.parse(stdout.trim().split('\n').at(-1)!)).toMatchObject({ backend: { software: true } });
+    expect(stderr).toMatch(/Dawn picked a CPU rasteriser \(.*llvmpipe.*\), not a GPU/);
+  });
+
+  it('reports a llama.cpp GPU build that is not there as not run, with the carry manifest’s reason', () => {
+    const root = mkdtempSync(join(tmpdir(), 'kvrag-gpu-check-peers-'));
+    dirs.push(root);
+    const manifest = join(root, 'MANIFEST.json');
+    writeFileSync(
+      manifest,
+      JSON.stringify({
+        excluded: [{ package: '@node-llama-cpp/linux-x64-cuda', reason: 'left out: too big' }],
+      }),
+    );
+    expect(peerAvailability(false, manifest, true, root)).toEqual([
+      { gpu: 'cuda', missing: '@node-llama-cpp/linux-x64-cuda is not in node_modules (left out: too big)' },
+      { gpu: 'vulkan', missing: '@node-llama-cpp/linux-x64-vulkan is not in node_modules' },
+    ]);
+    expect(peerAvailability(true, null, false, root).map((p) => [p.gpu, p.missing === null])).toEqual([
+      ['cuda', false],
+      ['vulkan', false],
+      ['none', true],
+    ]);
   });
 });
