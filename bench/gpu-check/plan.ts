@@ -141,7 +141,8 @@ export function gpuCheckPlan(o: PlanOptions): StepSpec[] {
         '--max-positions',
         z.maxPositions,
       ],
-      timeoutS: 120,
+      // Qwen2.5-1.5B's shape: 1.5G seeded values generated on one core, 3 GB written
+      timeoutS: 180,
       output: 'json',
     });
     steps.push({
