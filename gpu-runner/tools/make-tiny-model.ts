@@ -175,9 +175,12 @@ export function tinyTensors(o: TinyModelOptions): { name: string; shape: number[
   return out;
 }
 
-/** writeFileSync, in writes of at most 1 GiB: one write call refuses more than 2 GiB (a Qwen2.5-1.5B-sized model is 3 GB). */
+/** writeFileSync in writes of at most 1 GiB: one write refuses over 2 GiB (a Qwen2.5-1.5B-sized model is 3 GB). */
 function writeFile(path: string, data: string | Buffer): void {
-  if (typeof data === 'string') return writeFileSync(path, data);
+  if (typeof data === 'string') {
+    writeFileSync(path, data);
+    return;
+  }
   const fd = openSync(path, 'w');
   try {
     for (let at = 0; at < data.length; ) at += writeSync(fd, data, at, Math.min(2 ** 30, data.length - at));
