@@ -12,8 +12,6 @@ import { availableParallelism } from 'node:os';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Backend } from '../gpu-runner/engine/backends/types.ts';
-import { createCpuBackend } from '../gpu-runner/engine/backends/cpu-backend.ts';
 import { wasmBackendAvailable } from '../gpu-runner/engine/backends/wasm/index.ts';
 import { type Engine, loadEngine } from '../gpu-runner/engine/engine.ts';
 import { type ExportType, exportGguf } from '../gpu-runner/engine/gguf/export.ts';
@@ -177,14 +175,19 @@ export async function run(args: string[]): Promise<number> {
     let config: Engine['config'] | null = null;
     let device: WebGPULabel | null = null;
     for (const { format, file } of files) {
-      let backend: Backend | 'reference';
+      // webgpu: opened here to label the device the numbers come from; CPU backends by name
+      let gpu: Awaited<ReturnType<typeof openBenchWebGPU>>['backend'] = null;
       if (backendKind === 'webgpu') {
         const g = await openBenchWebGPU();
         if (!g.backend) throw new UsageError(`--backend webgpu: ${g.note}`);
         device = webgpuLabel(g.backend);
-        backend = g.backend;
-      } else backend = backendKind === 'wasm' ? await createCpuBackend('wasm', { threads }) : 'reference';
-      const engine = await loadEngine(file, { backend, weightDType: weights });
+        gpu = g.backend;
+      }
+      const engine = await loadEngine(file, {
+        backend: gpu ?? backendKind,
+        backendOptions: { threads },
+        weightDType: weights,
+      });
       let kvrag: Side;
       try {
         if (engine.maxContext < contextSize)

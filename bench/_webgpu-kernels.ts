@@ -68,7 +68,7 @@ export async function runWebGPUKernels(args: string[]): Promise<number> {
     const opened = await openBenchWebGPU();
     sgm = opened.backend;
     const device = label(sgm ?? tiled.backend);
-    const useSgm = sgm?.subgroupMatrix === 'on' ? sgm : null;
+    const useSgm = sgm?.kernels.subgroupMatrix === 'on' ? sgm : null;
     const out: Row[] = [];
     const forecasts: Forecast[] = [];
     for (const s of shapes) {
@@ -104,7 +104,7 @@ export async function runWebGPUKernels(args: string[]): Promise<number> {
       backend: 'webgpu',
       device,
       weights: 'f16',
-      subgroupMatrix: sgm?.subgroupMatrix ?? 'unavailable',
+      subgroupMatrix: sgm?.kernels.subgroupMatrix ?? 'unavailable',
       rounds,
       matmul: out,
       forecasts,

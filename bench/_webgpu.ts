@@ -29,11 +29,11 @@ export async function openBenchWebGPU(
 
 export function label(b: WebGPUBackend): WebGPULabel {
   return {
-    device: b.info.description,
-    featureLevel: b.info.featureLevel,
-    software: b.info.software,
-    subgroupMatrix: b.info.subgroupMatrix !== null,
-    subgroupMatrixState: b.subgroupMatrix,
+    device: b.kernels.info.description,
+    featureLevel: b.kernels.info.featureLevel,
+    software: b.kernels.info.software,
+    subgroupMatrix: b.kernels.info.subgroupMatrix !== null,
+    subgroupMatrixState: b.kernels.subgroupMatrix,
   };
 }
 

@@ -17,6 +17,7 @@ const hardware = process.argv.includes('--hardware');
 const adapter = await probeAdapter(mode);
 const has = (f: string) => adapter.features.includes(f);
 const backend = await createWebGPUBackend({ mode });
+const { info } = backend.kernels;
 try {
   const report = {
     mode,
@@ -27,18 +28,18 @@ try {
       'chromium-experimental-subgroup-matrix': has('chromium-experimental-subgroup-matrix'),
     },
     backend: {
-      device: backend.info.description,
-      featureLevel: backend.info.featureLevel,
-      software: backend.info.software,
-      f16: backend.info.f16,
-      subgroups: backend.info.subgroups,
-      subgroupMatrixConfig: backend.info.subgroupMatrix,
-      subgroupMatrix: backend.subgroupMatrix,
+      device: info.description,
+      featureLevel: info.featureLevel,
+      software: info.software,
+      f16: info.f16,
+      subgroups: info.subgroups,
+      subgroupMatrixConfig: info.subgroupMatrix,
+      subgroupMatrix: backend.kernels.subgroupMatrix,
     },
   };
   process.stdout.write(`${JSON.stringify(report)}\n`);
-  if (hardware && backend.info.software) {
-    console.error(`Dawn picked a CPU rasteriser (${backend.info.description}), not a GPU`);
+  if (hardware && info.software) {
+    console.error(`Dawn picked a CPU rasteriser (${info.description}), not a GPU`);
     process.exitCode = 1;
   }
 } finally {
