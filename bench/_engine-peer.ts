@@ -1,24 +1,29 @@
 // `kvrag bench engine --peer llamacpp`: kvrag and llama.cpp (bench/_llamacpp.ts) side by side in one run,
-// on the same weights and the same token ids. The project writes the GGUF itself (F32 and Q8_0) from a
-// generated model — by default SmolLM2-135M's shape — or from --model DIR; --model FILE.gguf uses that
-// file as is. Both engines load the same GGUF file. For each format: time to first token from an empty
-// cache at each size (prefill tok/s = size ÷ that time; TTFT rows are the same measurement), decode
-// tokens/s after a short prompt, and the greedy tokens of both on that prompt. kvrag runs on --backend
-// (default auto: native where the addon loads) and keeps a Q8_0 file's blocks as stored where the backend
-// takes them (else dequantized to f32), and says which.
+// on the same weights and the same token ids. The project writes the GGUF itself (F32, F16 and Q8_0)
+// from a generated model — by default SmolLM2-135M's shape (bench/_shapes.ts) — or from --model DIR;
+// --model FILE.gguf uses that file as is. Both engines load the same GGUF file. For each format: time to
+// first token from an empty cache at each size (prefill tok/s = size ÷ that time; TTFT rows are the same
+// measurement), decode tokens/s after a short prompt, and the greedy tokens of both on that prompt.
+// kvrag runs on --backend (default auto: native where the addon loads, else wasm), or on webgpu
+// (`--backend webgpu`, the device labelled); it keeps a Q8_0 file's blocks as stored where the backend
+// takes them, or holds the matrices as `--weights` (f32, f16, q8_0, q4_0), and says which. llama.cpp
+// runs its CPU build, or its CUDA or Vulkan build with every layer offloaded (`--peer-gpu cuda|vulkan`:
+// the GPU check, bench/gpu-check.sh).
 import { availableParallelism } from 'node:os';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { BACKENDS, type BackendName, resolveBackendName } from '../gpu-runner/engine/backends/registry.ts';
 import { type Engine, loadEngine } from '../gpu-runner/engine/engine.ts';
+import { WEIGHT_DTYPES, type WeightDType } from '../gpu-runner/engine/weights.ts';
 import { type ExportType, exportGguf } from '../gpu-runner/engine/gguf/export.ts';
 import { openGguf } from '../gpu-runner/engine/gguf/location.ts';
 import { makeTinyModel } from '../gpu-runner/tools/make-tiny-model.ts';
 import { numberOption, parseOptions, UsageError } from '../cli/args.ts';
 import { type Cell, emit, formatTable } from './_report.ts';
-import { type LlamaCppInfo, LlamaCppPeer } from './_llamacpp.ts';
-import { SHAPES } from './_shapes.ts';
+import { type LlamaCppGpu, type LlamaCppInfo, LlamaCppPeer } from './_llamacpp.ts';
+import { modelShape } from './_shapes.ts';
+import { describe, label as webgpuLabel, openBenchWebGPU, type WebGPULabel } from './_webgpu.ts';
 
 interface Side {
   /** ms to the first token, by prompt size */
@@ -87,6 +92,12 @@ async function measurePeer(
   return { ttftMs, decodeTokensPerS: 1000 / d.msPerToken, tokens: d.tokens };
 }
 
+/** How kvrag holds a file's matrices on its backend (`held`: the device dtype of a q projection). */
+function heldAs(format: string, held: string): string {
+  if (format.toLowerCase() === held) return held;
+  return `${held} (${format} converted at load)`;
+}
+
 function leadingAgreement(a: number[], b: number[]): number {
   let k = 0;
   while (k < a.length && k < b.length && a[k] === b[k]) k++;
@@ -108,13 +119,22 @@ export async function run(args: string[]): Promise<number> {
     'batch-size': { type: 'string' },
     'flash-attention': { type: 'boolean', default: false },
     backend: { type: 'string' },
+    weights: { type: 'string' },
+    'peer-gpu': { type: 'string', default: 'none' },
   });
   if (values.peer !== 'llamacpp') throw new UsageError(`--peer: unknown peer "${values.peer}" (llamacpp)`);
-  const shape = SHAPES[values.shape!];
-  if (!shape) throw new UsageError(`--shape: "${values.shape}" (${Object.keys(SHAPES).join(', ')})`);
+  const shape = modelShape('shape', values.shape!);
   const formats = values.formats!.split(',').map((f) => f.toUpperCase());
   for (const f of formats)
-    if (f !== 'F32' && f !== 'Q8_0') throw new UsageError(`--formats: "${f}" (f32, q8_0)`);
+    if (f !== 'F32' && f !== 'F16' && f !== 'Q8_0')
+      throw new UsageError(`--formats: "${f}" (f32, f16, q8_0)`);
+  const weights = values.weights as WeightDType | undefined;
+  if (weights !== undefined && !WEIGHT_DTYPES.includes(weights))
+    throw new UsageError(`--weights: "${weights}" (${WEIGHT_DTYPES.join(', ')})`);
+  const peerGpu = ({ none: false, cuda: 'cuda', vulkan: 'vulkan' } as const)[
+    values['peer-gpu'] as 'none' | 'cuda' | 'vulkan'
+  ] as LlamaCppGpu | undefined;
+  if (peerGpu === undefined) throw new UsageError(`--peer-gpu: "${values['peer-gpu']}" (none, cuda, vulkan)`);
   const prefill = list('prefill', values.prefill!);
   const ttft = list('ttft', values.ttft!);
   const sizes = [...new Set([...prefill, ...ttft])].sort((a, b) => a - b);
@@ -124,9 +144,12 @@ export async function run(args: string[]): Promise<number> {
   const threads = numberOption('threads', values.threads, availableParallelism());
   const batchSize = numberOption('batch-size', values['batch-size'], 512);
   const cpu = BACKENDS.filter((b) => b.priority > 0).map((b) => b.name) as string[];
-  if (values.backend !== undefined && !cpu.includes(values.backend))
-    throw new UsageError(`--backend: "${values.backend}" (${cpu.join(', ')})`);
-  const backendKind = await resolveBackendName((values.backend as BackendName | undefined) ?? 'auto');
+  if (values.backend !== undefined && values.backend !== 'webgpu' && !cpu.includes(values.backend))
+    throw new UsageError(`--backend: "${values.backend}" (${[...cpu, 'webgpu'].join(', ')})`);
+  const backendKind =
+    values.backend === 'webgpu'
+      ? 'webgpu'
+      : await resolveBackendName((values.backend as BackendName | undefined) ?? 'auto');
   const contextSize = Math.max(...sizes, decodePrompt.length + decode) + 8;
 
   const tmp = mkdtempSync(join(tmpdir(), 'kvrag-bench-peer-'));
@@ -155,8 +178,21 @@ export async function run(args: string[]): Promise<number> {
     const results: FormatResult[] = [];
     let info: LlamaCppInfo | null = null;
     let config: Engine['config'] | null = null;
+    let device: WebGPULabel | null = null;
     for (const { format, file } of files) {
-      const engine = await loadEngine(file, { backend: backendKind, backendOptions: { threads } });
+      // webgpu: opened here to label the device the numbers come from; CPU backends by name
+      let gpu: Awaited<ReturnType<typeof openBenchWebGPU>>['backend'] = null;
+      if (backendKind === 'webgpu') {
+        const g = await openBenchWebGPU();
+        if (!g.backend) throw new UsageError(`--backend webgpu: ${g.note}`);
+        device = webgpuLabel(g.backend);
+        gpu = g.backend;
+      }
+      const engine = await loadEngine(file, {
+        backend: gpu ?? backendKind,
+        backendOptions: { threads },
+        weightDType: weights,
+      });
       let kvrag: Side;
       const held = engine.model.weights.layers[0].q.dtype;
       try {
@@ -174,6 +210,7 @@ export async function run(args: string[]): Promise<number> {
         threads,
         batchSize,
         flashAttention: values['flash-attention']!,
+        gpu: peerGpu,
       });
       let llamacpp: Side;
       try {
@@ -185,12 +222,7 @@ export async function run(args: string[]): Promise<number> {
       results.push({
         format,
         file,
-        kvragWeights:
-          format === 'F32'
-            ? 'f32'
-            : held === format.toLowerCase()
-              ? `${held} blocks as stored`
-              : `${format} as ${held} at load`,
+        kvragWeights: heldAs(format, held),
         kvrag,
         llamacpp,
         greedyAgree: leadingAgreement(kvrag.tokens, llamacpp.tokens),
@@ -209,7 +241,7 @@ export async function run(args: string[]): Promise<number> {
         vocab: c.vocabSize,
       },
       threads,
-      kvrag: { backend: backendKind },
+      kvrag: { backend: backendKind, weights: weights ?? 'as stored', ...(device ? { device } : {}) },
       llamacpp: { ...info!, batchSize, flashAttention: values['flash-attention']! },
       prefill,
       ttft,
@@ -228,7 +260,7 @@ function table(r: {
   model: string;
   config: Record<string, number>;
   threads: number;
-  kvrag: { backend: string };
+  kvrag: { backend: string; weights: string; device?: WebGPULabel };
   llamacpp: LlamaCppInfo & { batchSize: number; flashAttention: boolean };
   prefill: number[];
   ttft: number[];
@@ -239,7 +271,11 @@ function table(r: {
   const c = r.config;
   const cols = ['metric'];
   for (const f of r.formats)
-    cols.push(`kvrag ${f.format === 'F32' ? 'f32' : f.format}`, `llama.cpp ${f.format}`, 'kvrag ÷ llama.cpp');
+    cols.push(
+      `kvrag ${f.kvragWeights === f.format.toLowerCase() ? f.kvragWeights : `${f.format} (as ${f.kvragWeights.split(' ')[0]})`}`,
+      `llama.cpp ${f.format}`,
+      'kvrag ÷ llama.cpp',
+    );
   const rows: Cell[][] = [];
   const k = (n: number) => (n >= 1024 && n % 1024 === 0 ? `${n / 1024}K` : String(n));
   for (const n of r.prefill) {
@@ -274,9 +310,9 @@ function table(r: {
   const l = r.llamacpp;
   return [
     `engine vs llama.cpp — ${r.model} (hidden ${c.hidden}, ${c.layers} layers, ${c.heads}/${c.kvHeads} heads × ${c.headDim}, ffn ${c.intermediate}, vocab ${c.vocab}); ${r.threads} threads each`,
-    `llama.cpp: node-llama-cpp ${l.build} build, llama.cpp ${l.release}, CPU variant ${l.variant ?? 'unknown'}; batch ${l.batchSize}, flash attention ${l.flashAttention ? 'on' : 'off'}`,
+    `llama.cpp: node-llama-cpp ${l.build} ${l.gpu ? `${l.gpu} build (all layers on ${l.gpuDevices.join(', ') || 'the GPU'})` : 'CPU build'}, llama.cpp ${l.release}, CPU variant ${l.variant ?? 'unknown'}; batch ${l.batchSize}, flash attention ${l.flashAttention ? 'on' : 'off'}`,
     `  ${l.systemInfo}`,
-    `kvrag: ${r.kvrag.backend} backend; ${r.formats.map((f) => `${f.format}: ${f.kvragWeights}`).join('; ')}`,
+    `kvrag: ${r.kvrag.device ? describe(r.kvrag.device) : `${r.kvrag.backend} backend`}; ${r.formats.map((f) => `${f.format}: ${f.kvragWeights}`).join('; ')}`,
     formatTable(cols, rows),
     `kvrag ÷ llama.cpp: speed ratio (> 1: kvrag faster). TTFT = empty cache to first token; prefill tok/s = size ÷ TTFT.`,
     `decode: ${r.decodeTokens} greedy tokens after a ${r.decodePromptTokens}-token prompt, one sequence.`,

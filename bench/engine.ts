@@ -2,8 +2,8 @@
 // [--batch B]`: prefill and decode throughput of the engine on each backend (default: the CPU backends
 // that run here, webgpu where an adapter exists — labelled with its device; on Mesa llvmpipe those are
 // not GPU numbers), measured in one run, with the weight matrices kept as --weights (default: as stored).
-// Uses --model DIR, or a generated model: --shape smollm2 (SmolLM2-135M's shape) or tiny, default a small
-// one (hidden 256, 4 layers, 8 q / 2 kv heads, head_dim 32, vocab 272).
+// Uses --model DIR, or a generated model: by default hidden 256, 4 layers, 8 q / 2 kv heads, head_dim 32,
+// vocab 272; `--shape smollm2|qwen2.5-1.5b|tiny` for a real model's shape (bench/_shapes.ts).
 // Reports prefill tokens/s (one sequence), decode tokens/s (one sequence, greedy) and batched decode
 // tokens/s (B sequences stepping together), plus the matmul GFLOP/s those imply.
 // `--peer llamacpp` runs kvrag and llama.cpp side by side instead (bench/_engine-peer.ts).
@@ -17,7 +17,7 @@ import { WEIGHT_DTYPES, type WeightDType } from '../gpu-runner/engine/weights.ts
 import { makeTinyModel } from '../gpu-runner/tools/make-tiny-model.ts';
 import { numberOption, parseOptions, UsageError } from '../cli/args.ts';
 import { emit, formatTable } from './_report.ts';
-import { SHAPES } from './_shapes.ts';
+import { modelShape } from './_shapes.ts';
 import { label as webgpuLabel, openBenchWebGPU, type WebGPULabel } from './_webgpu.ts';
 
 const BENCH_MODEL = {
@@ -121,6 +121,8 @@ export async function run(args: string[]): Promise<number> {
     weights: { type: 'string' },
     shape: { type: 'string' },
   });
+  const shape = values.shape ? modelShape('shape', values.shape) : null;
+  if (shape && values.model) throw new UsageError('--shape and --model exclude each other');
   // CPU backends that run here (the registry's 'auto' candidates), then webgpu where an adapter opens
   const defaults: string[] = [];
   for (const e of [...BACKENDS].sort((a, b) => a.priority - b.priority))
@@ -144,12 +146,9 @@ export async function run(args: string[]): Promise<number> {
   const tmp = values.model ? null : mkdtempSync(join(tmpdir(), 'kvrag-bench-engine-'));
   try {
     const dir = values.model ?? join(tmp!, 'model');
-    if (values.shape !== undefined && !SHAPES[values.shape])
-      throw new UsageError(`--shape: "${values.shape}" (${Object.keys(SHAPES).join(', ')})`);
-    const shape = values.shape ? SHAPES[values.shape] : BENCH_MODEL;
     if (tmp)
       makeTinyModel(dir, {
-        ...shape,
+        ...(shape ?? BENCH_MODEL),
         seed: 1,
         maxPositions: Math.max(512, promptTokens + decodeTokens + 16),
       });
@@ -176,7 +175,8 @@ export async function run(args: string[]): Promise<number> {
     }
     const c = results[0].config;
     const result = {
-      model: values.model ?? `generated${values.shape ? ` ${SHAPES[values.shape].label}` : ''}`,
+      model: values.model ?? `generated ${shape?.label ?? ''}`.trim(),
+      weights: weights ?? 'as stored',
       config: c,
       promptTokens,
       decodeTokens,
@@ -185,7 +185,7 @@ export async function run(args: string[]): Promise<number> {
     };
     emit(values.json!, result, () =>
       [
-        `engine bench — ${result.model} model (hidden ${c.hidden}, ${c.layers} layers, ${c.heads}/${c.kvHeads} heads, vocab ${c.vocab})`,
+        `engine bench — ${result.model} model (hidden ${c.hidden}, ${c.layers} layers, ${c.heads}/${c.kvHeads} heads, vocab ${c.vocab}); weights ${result.weights}`,
         formatTable(
           [
             'backend',

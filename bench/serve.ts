@@ -23,7 +23,7 @@ import { makeTinyModel } from '../gpu-runner/tools/make-tiny-model.ts';
 import { numberOption, parseOptions, UsageError } from '../cli/args.ts';
 import { FsBlobStore } from '../src/storage/fs.ts';
 import { emit, formatTable, percentile, rng } from './_report.ts';
-import { SHAPES } from './_shapes.ts';
+import { modelShape } from './_shapes.ts';
 
 const BENCH_MODEL = {
   arch: 'llama' as const,
@@ -80,14 +80,14 @@ export async function run(args: string[]): Promise<number> {
   const systemTokens = 16;
   const seqTokens = systemTokens + k * chunkTokens + questionTokens + maxTokens;
 
+  const shape = values.shape ? modelShape('shape', values.shape) : null;
+  if (shape && values.model) throw new UsageError('--shape and --model exclude each other');
   const tmp = mkdtempSync(join(tmpdir(), 'kvrag-bench-serve-'));
   let runner: Runner | null = null;
   try {
     const dir = values.model ?? join(tmp, 'model');
     if (!values.model) {
-      if (values.shape !== undefined && !SHAPES[values.shape])
-        throw new UsageError(`--shape: "${values.shape}" (${Object.keys(SHAPES).join(', ')})`);
-      makeTinyModel(dir, { ...(values.shape ? SHAPES[values.shape] : BENCH_MODEL), seed: 1 });
+      makeTinyModel(dir, { ...(shape ?? BENCH_MODEL), seed: 1 });
       const cfgPath = join(dir, 'config.json');
       const cfg = JSON.parse(readFileSync(cfgPath, 'utf8'));
       cfg.max_position_embeddings = 2 ** Math.ceil(Math.log2(seqTokens));
@@ -105,6 +105,11 @@ export async function run(args: string[]): Promise<number> {
     runner = r;
     const { port } = await r.start();
     const base = `http://127.0.0.1:${port}`;
+    // the runner credential on every call, as the API sends it
+    const headers = {
+      'content-type': 'application/json',
+      authorization: `Bearer ${r.core.credential.current}`,
+    };
     const vocab = r.core.engine.config.vocabSize;
     if (r.core.engine.maxContext < seqTokens) throw new UsageError(`model context < ${seqTokens} tokens`);
 
@@ -116,7 +121,7 @@ export async function run(args: string[]): Promise<number> {
     const system = ids(systemTokens);
     const pre = await fetch(`${base}/v1/precompute`, {
       method: 'POST',
-      headers: { 'content-type': 'application/json' },
+      headers,
       body: JSON.stringify({ chunks: pool.map((tokenIds) => ({ tokenIds })).concat([{ tokenIds: system }]) }),
     });
     if (!pre.ok) throw new Error(`precompute failed: ${pre.status} ${await pre.text()}`);
@@ -129,7 +134,7 @@ export async function run(args: string[]): Promise<number> {
       const t0 = performance.now();
       const res = await fetch(`${base}/v1/generate`, {
         method: 'POST',
-        headers: { 'content-type': 'application/json' },
+        headers,
         body: JSON.stringify({
           system: { tokenIds: system },
           chunks,
@@ -200,7 +205,7 @@ export async function run(args: string[]): Promise<number> {
       bench: 'serve',
       backend: r.core.engine.backend.name,
       weights: r.core.engine.model.weights.layers[0].q.dtype,
-      model: values.model ?? `generated${values.shape ? ` ${SHAPES[values.shape].label}` : ''}`,
+      model: values.model ?? `generated ${shape?.label ?? ''}`.trim(),
       fingerprint: r.core.engine.fingerprint,
       chunks: k,
       chunkTokens,

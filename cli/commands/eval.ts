@@ -10,7 +10,7 @@ import type { FetchFn, GenerateRequest, RunnerUsage } from '../../contracts/runn
 import { SPARSE_PATTERNS, type SparsePattern } from '../../contracts/sparse.ts';
 import { BACKEND_CHOICES } from '../../gpu-runner/engine/backends/registry.ts';
 import { WEIGHT_DTYPES } from '../../gpu-runner/engine/weights.ts';
-import { FACT_TYPES, type FactType } from '../../gpu-runner/eval/episodes.ts';
+import { FACT_TYPES, type FactType, FILLERS, type Filler } from '../../gpu-runner/eval/episodes.ts';
 import { evalTable, resultsMarkdown, resultsSvg } from '../../gpu-runner/eval/report.ts';
 import { runEval } from '../../gpu-runner/eval/run.ts';
 import { callRunner } from '../../src/routing/runner-client.ts';
@@ -69,7 +69,8 @@ export const command: Command = {
   summary:
     'Exact-match accuracy on held-out retrieval episodes by context length, for each reuse mode, squeezed budget and sparse-prefill pattern.',
   usage: [
-    'kvrag eval [--suite passkey|kv|twohop|all] [--context 512,2048,4096] [--n 10] [--seed 314159]',
+    'kvrag eval [--suite passkey,kv,twohop,field,setting,table|all] [--filler lexicon|prose] [--context 512,2048,4096]',
+    '           [--n 10] [--seed 314159]',
     '           [--modes full,prefix,independent,blend,link] [--budgets 1,1/3,1/8,1/16|none] [--squeezed-mode independent]',
     '           [--patterns a-shape,vertical-slash,block-sparse,flexprefill|none] [--blend-ratio R] [--link-tokens K]',
     '           [--model DIR] [--backend auto|native|wasm|reference] [--weights f32|f16|q8_0|q4_0] [--threads N]',
@@ -78,6 +79,7 @@ export const command: Command = {
   async run(args) {
     const { values } = parseOptions(args, {
       suite: { type: 'string', default: DEFAULTS.suite },
+      filler: { type: 'string', default: 'lexicon' },
       context: { type: 'string', default: DEFAULTS.context },
       n: { type: 'string' },
       seed: { type: 'string' },
@@ -97,6 +99,7 @@ export const command: Command = {
     });
     const suites: FactType[] =
       values.suite === 'all' ? [...FACT_TYPES] : oneOf('suite', list(values.suite!), FACT_TYPES);
+    const [filler] = oneOf<Filler>('filler', [values.filler!], FILLERS);
     const contexts = list(values.context!).map((c) => numberOption('context', c, 0));
     for (const c of contexts)
       if (!Number.isInteger(c) || c < 64 || c > 131072)
@@ -154,6 +157,7 @@ export const command: Command = {
       weightDType,
       seed,
       suites,
+      filler,
       contexts,
       n,
       modes,

@@ -96,6 +96,12 @@ export function indexWeights(dir: string): WeightIndex {
     weightMap = parsed.weight_map;
     fileNames = [...new Set(Object.values(weightMap))].sort();
     for (const f of fileNames) {
+      // shards live beside the index: a path that leaves the model directory is refused, not read
+      if (typeof f !== 'string' || !/^[^/\\]+\.safetensors$/.test(f) || f.startsWith('..'))
+        throw new ModelLoadError(
+          indexPath,
+          `weight_map names ${JSON.stringify(f)}, not a file in the model directory`,
+        );
       if (!existsSync(join(dir, f)))
         throw new ModelLoadError(indexPath, `weight_map names "${f}", which is missing`);
     }

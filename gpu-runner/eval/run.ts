@@ -13,6 +13,7 @@ import {
   type GenerateRequest,
   generateBodySchema,
   type RunnerUsage,
+  withRunnerToken,
 } from '../../contracts/runner-api.ts';
 import type { SparsePattern } from '../../contracts/sparse.ts';
 import type { BackendChoice } from '../engine/backends/registry.ts';
@@ -22,9 +23,11 @@ import {
   type EpisodePrompt,
   episodePrompt,
   type FactType,
+  type Filler,
   heldoutEpisodes,
   promptTokens,
 } from './episodes.ts';
+import { loadEvalProse } from './prose.ts';
 import { scoreAnswer } from './score.ts';
 
 /** One way of serving the same prompt. */
@@ -48,6 +51,8 @@ export interface EvalOptions {
   /** Held-out seed: episodes are seeded `heldout-{seed}-{suite}-full-{context}`. */
   seed: number;
   suites: readonly FactType[];
+  /** The episodes' filler: the trainer's lexicon sentences, or the committed evaluation prose (./prose.ts). */
+  filler?: Filler;
   contexts: readonly number[];
   /** Episodes per (suite, context). */
   n: number;
@@ -114,6 +119,7 @@ export interface EvalResult {
   seed: number;
   n: number;
   suites: FactType[];
+  filler: Filler;
   contexts: number[];
   variants: string[];
   /** blend's recompute ratio and link's recomputed tokens as sent; null = the runner's default. */
@@ -199,9 +205,9 @@ export function planVariants(opts: EvalOptions): {
 }
 
 /** POST /v1/precompute for the blocks (at most 64 per request). */
-async function precompute(app: { fetch(r: Request): Response | Promise<Response> }, blocks: number[][]) {
+async function precompute(fetchRunner: FetchFn, blocks: number[][]) {
   for (let i = 0; i < blocks.length; i += 64) {
-    const res = await app.fetch(
+    const res = await fetchRunner(
       new Request('http://eval.runner/v1/precompute', {
         method: 'POST',
         headers: { 'content-type': 'application/json' },
@@ -229,9 +235,12 @@ export async function runEval(opts: EvalOptions): Promise<EvalResult> {
     scheduler: { kvBytes: Math.max(256 * 1024 * 1024, 2 * maxPrompt * 64 * 1024) },
   });
   const engine = runner.core.engine;
-  const fetch: FetchFn = (r) => runner.app.fetch(r);
+  // the runner's own credential on every call, as the API sends it
+  const fetch = withRunnerToken((r) => runner.app.fetch(r), runner.core.credential.current);
   const cells: EvalCell[] = [];
   let stopped: EvalResult['stopped'] = null;
+  const filler = opts.filler ?? 'lexicon';
+  const prose = filler === 'prose' ? loadEvalProse().map((d) => d.lines) : undefined;
   try {
     await runner.start();
     // one set of episodes per (context, suite); run round-robin, episode i of every set before episode
@@ -240,7 +249,7 @@ export async function runEval(opts: EvalOptions): Promise<EvalResult> {
       opts.suites.map((suite) => ({
         context,
         suite,
-        episodes: heldoutEpisodes(opts.seed, suite, context, opts.n),
+        episodes: heldoutEpisodes(opts.seed, suite, context, opts.n, filler, prose),
         ran: 0,
         acc: variants.map((v) => ({
           v,
@@ -270,7 +279,7 @@ export async function runEval(opts: EvalOptions): Promise<EvalResult> {
         if (total + p.answer.length + 1 > engine.maxContext)
           throw new Error(`episode of ${total} tokens does not fit the model context ${engine.maxContext}`);
         // artifacts are computed offline in production: store them before any variant is timed
-        if (variants.some((v) => v.mode !== 'full')) await precompute(runner.app, [p.system, ...p.chunks]);
+        if (variants.some((v) => v.mode !== 'full')) await precompute(fetch, [p.system, ...p.chunks]);
         for (const a of set.acc) {
           const usage = await opts.generate(fetch, requestBody(p, a.v, opts));
           const s = scoreAnswer(usage.tokens, p.answer);
@@ -345,6 +354,7 @@ export async function runEval(opts: EvalOptions): Promise<EvalResult> {
     seed: opts.seed,
     n: opts.n,
     suites: [...opts.suites],
+    filler,
     contexts: [...opts.contexts],
     variants: variants.map(variantLabel),
     blendRatio: opts.blendRatio ?? null,

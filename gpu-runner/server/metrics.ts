@@ -162,6 +162,12 @@ export class RunnerMetrics implements SchedulerObserver {
     per('bytesRead', 'kvrag_runner_tier_read_bytes_total', 'counter', 'Bytes read from the tier.');
     per('bytesWritten', 'kvrag_runner_tier_written_bytes_total', 'counter', 'Bytes written to the tier.');
     per('residentBytes', 'kvrag_runner_tier_resident_bytes', 'gauge', 'Bytes the tier holds.');
+    per(
+      'capacityBytes',
+      'kvrag_runner_tier_capacity_bytes',
+      'gauge',
+      'Bytes the tier may hold (+Inf: unbounded).',
+    );
     return `${out.join('\n')}\n`;
   }
 }

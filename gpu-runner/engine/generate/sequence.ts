@@ -2,7 +2,13 @@
 // streaming callbacks, the resources it holds (KV cache, squeezed attention's fixed context) and where it
 // stands (waiting → prefill → decode → finished). The scheduler decides what runs; this accepts sampled
 // tokens, turns them into text deltas and stop decisions, and reports usage.
-import type { FinishReason, RunnerUsage, SparseStats, SqueezedUsage } from '../../../contracts/runner-api.ts';
+import type {
+  AssemblyPhases,
+  FinishReason,
+  RunnerUsage,
+  SparseStats,
+  SqueezedUsage,
+} from '../../../contracts/runner-api.ts';
 import type { SparsePrefill } from '../attention/sparse/prefill.ts';
 import type { FixedContext } from '../attention/squeezed/fixed-context.ts';
 import type { SeqAttention } from '../attention/step-attention.ts';
@@ -45,6 +51,7 @@ export class Sequence {
   prefillTokens = 0;
   keysAttended = 0;
   assembleMs = 0;
+  readonly phaseMs: AssemblyPhases = { load: 0, rotate: 0, recompute: 0, squeeze: 0 };
   preemptions = 0;
   readonly bytesLoaded: Record<string, number> = {};
   /** Fixed contexts this sequence attended through (one per assembly; their stats outlive the cache). */
@@ -138,6 +145,10 @@ export class Sequence {
 
   usage(): RunnerUsage {
     const end = this.lastTokenAt > 0 ? this.lastTokenAt : performance.now();
+    const queueWait = (this.admittedAt >= 0 ? this.admittedAt : end) - this.createdAt;
+    const ttft = this.firstTokenAt >= 0 ? this.firstTokenAt - this.createdAt : -1;
+    const p = this.phaseMs;
+    const assembly = p.load + p.rotate + p.recompute + p.squeeze;
     return {
       finishReason: this.finish ?? 'error',
       error: this.error,
@@ -152,10 +163,12 @@ export class Sequence {
       bytesLoaded: { ...this.bytesLoaded },
       preemptions: this.preemptions,
       timingsMs: {
-        queueWait: (this.admittedAt >= 0 ? this.admittedAt : end) - this.createdAt,
-        ttft: this.firstTokenAt >= 0 ? this.firstTokenAt - this.createdAt : -1,
+        queueWait,
+        ttft,
         total: performance.now() - this.createdAt,
         assemble: this.assembleMs,
+        ...p,
+        prefill: ttft < 0 ? -1 : Math.max(0, ttft - queueWait - assembly),
       },
       ...(this.req.squeezed ? { squeezed: this.squeezedUsage() } : {}),
       ...(this.req.sparse && this.req.sparse.mode !== 'off' ? { sparse: this.sparseUsage() } : {}),

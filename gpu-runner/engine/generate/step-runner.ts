@@ -121,6 +121,8 @@ export class StepRunner {
     else if (r.squeezed) seq.squeezedNote = out.report.squeezed?.reason ?? 'not used';
     seq.assembleMs += performance.now() - t;
     const rep = out.report;
+    for (const phase of ['load', 'rotate', 'recompute', 'squeeze'] as const)
+      seq.phaseMs[phase] += rep.timingsMs[phase];
     if (seq.preemptions === 0) seq.cachedTokens = rep.cachedTokens;
     seq.prefillTokens += rep.recomputedTokens + rep.questionTokens;
     for (const [tier, b] of Object.entries(rep.bytesLoaded))
