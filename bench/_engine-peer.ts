@@ -14,6 +14,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { BACKENDS, type BackendName, resolveBackendName } from '../gpu-runner/engine/backends/registry.ts';
+import { type DType, isBlockDType } from '../gpu-runner/engine/backends/dtypes.ts';
 import { type Engine, loadEngine } from '../gpu-runner/engine/engine.ts';
 import { WEIGHT_DTYPES, type WeightDType } from '../gpu-runner/engine/weights.ts';
 import { type ExportType, exportGguf } from '../gpu-runner/engine/gguf/export.ts';
@@ -37,6 +38,8 @@ interface FormatResult {
   file: string;
   /** how kvrag held the weights */
   kvragWeights: string;
+  /** the device dtype of kvrag's matrices */
+  kvragDType: string;
   kvrag: Side;
   llamacpp: Side;
   /** leading greedy tokens on which both agree */
@@ -94,8 +97,8 @@ async function measurePeer(
 
 /** How kvrag holds a file's matrices on its backend (`held`: the device dtype of a q projection). */
 function heldAs(format: string, held: string): string {
-  if (format.toLowerCase() === held) return held;
-  return `${held} (${format} converted at load)`;
+  if (format.toLowerCase() !== held) return `${held} (${format} converted at load)`;
+  return isBlockDType(held as DType) ? `${held} blocks as stored` : held;
 }
 
 function leadingAgreement(a: number[], b: number[]): number {
@@ -223,6 +226,7 @@ export async function run(args: string[]): Promise<number> {
         format,
         file,
         kvragWeights: heldAs(format, held),
+        kvragDType: held,
         kvrag,
         llamacpp,
         greedyAgree: leadingAgreement(kvrag.tokens, llamacpp.tokens),
@@ -272,7 +276,7 @@ function table(r: {
   const cols = ['metric'];
   for (const f of r.formats)
     cols.push(
-      `kvrag ${f.kvragWeights === f.format.toLowerCase() ? f.kvragWeights : `${f.format} (as ${f.kvragWeights.split(' ')[0]})`}`,
+      `kvrag ${f.kvragDType === f.format.toLowerCase() ? f.format : `${f.format} (as ${f.kvragDType})`}`,
       `llama.cpp ${f.format}`,
       'kvrag ÷ llama.cpp',
     );
