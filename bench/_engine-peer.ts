@@ -314,7 +314,7 @@ function table(r: {
   const l = r.llamacpp;
   return [
     `engine vs llama.cpp — ${r.model} (hidden ${c.hidden}, ${c.layers} layers, ${c.heads}/${c.kvHeads} heads × ${c.headDim}, ffn ${c.intermediate}, vocab ${c.vocab}); ${r.threads} threads each`,
-    `llama.cpp: node-llama-cpp ${l.build} ${l.gpu ? `${l.gpu} build (all layers on ${l.gpuDevices.join(', ') || 'the GPU'})` : 'CPU build'}, llama.cpp ${l.release}, CPU variant ${l.variant ?? 'unknown'}; batch ${l.batchSize}, flash attention ${l.flashAttention ? 'on' : 'off'}`,
+    `llama.cpp: node-llama-cpp ${l.build} ${l.gpu ? `${l.gpu} build (all layers on ${l.gpuDevices.join(', ') || 'the GPU'})` : 'CPU build'}, llama.cpp ${l.release}, CPU variant ${l.variant ?? 'unknown'}; batch ${l.batchSize}, flash attention ${l.flashAttention ? 'on' : 'off'}, KV cache F16 (its default; kvrag's is f32)`,
     `  ${l.systemInfo}`,
     `kvrag: ${r.kvrag.device ? describe(r.kvrag.device) : `${r.kvrag.backend} backend`}; ${r.formats.map((f) => `${f.format}: ${f.kvragWeights}`).join('; ')}`,
     formatTable(cols, rows),

@@ -1,5 +1,5 @@
 // `kvrag bench engine [--json] [--backend reference,wasm,native,webgpu] [--weights f32|f16|q8_0|q4_0]
-// [--batch B]`: prefill and decode throughput of the engine on each backend (default: the CPU backends
+// [--batch B] [--threads N]`: prefill and decode throughput of the engine on each backend (default: the CPU backends
 // that run here, webgpu where an adapter exists — labelled with its device; on Mesa llvmpipe those are
 // not GPU numbers), measured in one run, with the weight matrices kept as --weights (default: as stored).
 // Uses --model DIR, or a generated model: by default hidden 256, 4 layers, 8 q / 2 kv heads, head_dim 32,
@@ -120,6 +120,7 @@ export async function run(args: string[]): Promise<number> {
     backend: { type: 'string' },
     weights: { type: 'string' },
     shape: { type: 'string' },
+    threads: { type: 'string' },
   });
   const shape = values.shape ? modelShape('shape', values.shape) : null;
   if (shape && values.model) throw new UsageError('--shape and --model exclude each other');
@@ -143,6 +144,7 @@ export async function run(args: string[]): Promise<number> {
   const promptTokens = numberOption('prompt-tokens', values['prompt-tokens'], 128);
   const decodeTokens = numberOption('decode-tokens', values['decode-tokens'], 32);
   const batch = numberOption('batch', values.batch, 4);
+  const threads = values.threads === undefined ? undefined : numberOption('threads', values.threads, 1);
   const tmp = values.model ? null : mkdtempSync(join(tmpdir(), 'kvrag-bench-engine-'));
   try {
     const dir = values.model ?? join(tmp!, 'model');
@@ -163,7 +165,11 @@ export async function run(args: string[]): Promise<number> {
         device = webgpuLabel(g.backend);
         backend = g.backend;
       }
-      const engine = await loadEngine(dir, { backend, weightDType: weights });
+      const engine = await loadEngine(dir, {
+        backend,
+        weightDType: weights,
+        ...(threads ? { backendOptions: { threads } } : {}),
+      });
       try {
         results.push({
           ...(await measure(engine, prompt, decodeTokens, batch)),
@@ -181,6 +187,7 @@ export async function run(args: string[]): Promise<number> {
       promptTokens,
       decodeTokens,
       batch,
+      threads: threads ?? 'all cores',
       results,
     };
     emit(values.json!, result, () =>
@@ -210,7 +217,7 @@ export async function run(args: string[]): Promise<number> {
             r.decodeGflops,
           ]),
         ),
-        `prefill ${promptTokens} tokens; decode ${decodeTokens} tokens after a 16-token prompt (one sequence, then ${batch} together)`,
+        `prefill ${promptTokens} tokens; decode ${decodeTokens} tokens after a 16-token prompt (one sequence, then ${batch} together); threads: ${result.threads}`,
       ].join('\n'),
     );
     return 0;

@@ -27,6 +27,8 @@ import { FsBlobStore } from '../src/storage/fs.ts';
 import { emit, formatTable, percentile, rng } from './_report.ts';
 import { modelShape } from './_shapes.ts';
 
+const mean = (xs: number[]) => xs.reduce((s, x) => s + x, 0) / xs.length;
+
 const BENCH_MODEL = {
   arch: 'llama' as const,
   hidden: 256,
@@ -46,6 +48,10 @@ interface Row {
   ttftP99Ms: number;
   /** Mean queue wait reported by the runner. */
   queueWaitMs: number;
+  /** Mean context assembly (artifact load, re-rotation, recompute) reported by the runner. */
+  assembleMs: number;
+  /** Mean ms per generated token after the first, per request (its decode steps, shared with the others). */
+  decodeMsPerToken: number;
   cachedTokensPerRequest: number;
   wallMs: number;
 }
@@ -205,7 +211,11 @@ export async function run(args: string[]): Promise<number> {
           tokensPerSec: tokens / (wall / 1000),
           ttftP50Ms: percentile(ttfts, 50),
           ttftP99Ms: percentile(ttfts, 99),
-          queueWaitMs: usages.reduce((s, u) => s + u.timingsMs.queueWait, 0) / usages.length,
+          queueWaitMs: mean(usages.map((u) => u.timingsMs.queueWait)),
+          assembleMs: mean(usages.map((u) => u.timingsMs.assemble)),
+          decodeMsPerToken: mean(
+            usages.map((u) => (u.timingsMs.total - u.timingsMs.ttft) / Math.max(1, u.completionTokens - 1)),
+          ),
           cachedTokensPerRequest: usages.reduce((s, u) => s + u.cachedTokens, 0) / usages.length,
           wallMs: wall,
         });
@@ -239,6 +249,8 @@ export async function run(args: string[]): Promise<number> {
           'TTFT p50 ms',
           'TTFT p99 ms',
           'queue ms',
+          'assemble ms',
+          'decode ms/tok',
           'cached tok',
           'tok/s ÷ full',
           'p50 ÷ full',
@@ -251,6 +263,8 @@ export async function run(args: string[]): Promise<number> {
           x.ttftP50Ms,
           x.ttftP99Ms,
           x.queueWaitMs,
+          x.assembleMs,
+          x.decodeMsPerToken,
           x.cachedTokensPerRequest,
           x.throughputVsFull,
           x.ttftP50VsFull,
