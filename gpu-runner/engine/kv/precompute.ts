@@ -87,7 +87,10 @@ export async function precomputeChunks(
     if (c.tokenIds.length > engine.maxContext)
       throw new Error(`chunk ${i}: ${c.tokenIds.length} tokens exceed the context ${engine.maxContext}`);
     const r = results[i];
-    const stored = !opts.force && Object.values(await store.where(r.key)).some(Boolean);
+    // stored = in the durable tier (the object store, where there is one): a copy left in a local tier
+    // after gc deleted the object would otherwise be "skipped" and never reach the object store again
+    const where = await store.where(r.key);
+    const stored = !opts.force && (where.object ?? Object.values(where).some(Boolean));
     if (stored || seen.has(r.key)) r.skipped = true;
     else todo.push(i);
     seen.add(r.key);
