@@ -26,6 +26,7 @@
 import { and, eq, inArray } from 'drizzle-orm';
 import { chunks, collections, type DocumentStatus, documents, kvArtifacts } from '../src/db/schema.ts';
 import type { Database } from '../src/db/types.ts';
+import { retriesExhausted } from '../src/documents/failure.ts';
 import type { EmbeddingProviderId } from '../src/embeddings/types.ts';
 import { AppError } from '../contracts/errors.ts';
 import { parseChunkingOptions } from '../src/ingest/chunking.ts';
@@ -115,7 +116,8 @@ export async function handleIngest(
       {
         tokenizer: deps.model.tokenizer,
         embedder,
-        chunking: parseChunkingOptions(collection.chunkSettings),
+        // a vector store file's own chunking, else the collection's
+        chunking: parseChunkingOptions(doc.chunkSettings ?? collection.chunkSettings),
         signal: ctx.signal,
         onStage: (stage) => setStatus(db, scope, stage),
       },
@@ -134,7 +136,7 @@ export async function handleIngest(
     // transient: keep the status, show the reason, let the queue retry (a shutdown is no failure to show)
     if (ctx.signal.aborted) throw err;
     if (ctx.attempt >= (opts.maxAttempts ?? DEFAULT_ATTEMPTS)) {
-      await markFailed(db, scope, `gave up after ${ctx.attempt} tries: ${errorText(err)}`).catch(() => {});
+      await markFailed(db, scope, retriesExhausted(ctx.attempt, errorText(err))).catch(() => {});
       throw err;
     }
     await db

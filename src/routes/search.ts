@@ -4,11 +4,8 @@
 // max_num_results (1–50) results, so has_more is false and next_page null.
 import { Hono } from 'hono';
 import { z } from 'zod';
-import { assertSupportedDimension } from '../db/vector.ts';
-import type { EmbeddingProviderId } from '../embeddings/types.ts';
-import { AppError } from '../../contracts/errors.ts';
+import { searchCollection } from '../retrieval/collection-search.ts';
 import { attributeFilterSchema, parseAttributeFilter } from '../retrieval/filters.ts';
-import { hybridSearch } from '../retrieval/hybrid.ts';
 import type { AppEnv } from '../services.ts';
 import { api, requireTenant } from './auth.ts';
 import { findCollection } from './collections.ts';
@@ -48,22 +45,8 @@ export function searchRoutes(): Hono<AppEnv> {
     const filter =
       body.filters === undefined || body.filters === null ? undefined : parseAttributeFilter(body.filters);
     const { db, embeddings } = api(c);
-    const dimension = assertSupportedDimension(collection.embeddingDim);
-    const provider = embeddings({
-      provider: collection.embeddingProvider as EmbeddingProviderId,
-      model: collection.embeddingModel,
-      dimension,
-    });
-    const [vector] = await provider.embed([body.query], 'query');
-    if (!vector || vector.length !== dimension) {
-      throw new AppError('upstream_unavailable', 'the embedding provider returned no usable vector');
-    }
-    const hits = await hybridSearch(db, {
-      tenantId,
-      collectionId: collection.id,
-      dimension,
-      vector: Array.from(vector),
-      text: body.query,
+    const hits = await searchCollection(db, embeddings, tenantId, collection, {
+      query: body.query,
       filter,
       limit: body.max_num_results,
       scoreThreshold: body.ranking_options.score_threshold,

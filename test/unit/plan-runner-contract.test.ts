@@ -31,6 +31,7 @@ function prepared(generation: Partial<GenerationPlan>): Prepared {
     plan: { ...plan, generation: { ...plan.generation, ...generation } },
     model,
     citations: [],
+    sources: [],
     artifactKeys: ['a'.repeat(64)],
     context: {
       system: DEFAULT_SYSTEM,
