@@ -109,6 +109,8 @@ export function fileBatchRoutes(): Hono<AppEnv> {
 
   r.post('/:vector_store/file_batches/:batch/cancel', async (c) => {
     const { batch } = await find(c);
+    // no body is taken (the SDKs send none); one that is sent must be an empty JSON object
+    if ((await c.req.raw.clone().text()) !== '') await jsonBody(c, z.strictObject({}));
     const cancelled = await cancelFileBatch({ ...api(c), log: c.get('services').log }, batch, nowOf(c));
     return c.json(await shaped(c, cancelled));
   });
