@@ -5,13 +5,22 @@ import { and, eq, sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { queryRows } from '../../src/db/client.ts';
 import { documents } from '../../src/db/schema.ts';
+import { isOpenAiPath } from '../../src/routes/openai/errors.ts';
+import {
+  FileBatch,
+  FileObject,
+  VectorStore,
+  VectorStoreFile,
+  VectorStoreSearchPage,
+} from '../../src/routes/openai/openapi.ts';
 import { type Harness, startApiHarness } from '../helpers/api-harness.ts';
 
 let h: Harness;
 let T: { id: string; key: string };
 let clock = new Date('2030-01-01T00:00:00Z');
 
-const call = <R = Record<string, unknown>>(status: number, method: string, path: string, json?: unknown) =>
+// biome-ignore lint/suspicious/noExplicitAny: JSON bodies under test, read field by field
+const call = <R = Record<string, any>>(status: number, method: string, path: string, json?: unknown) =>
   h.expectJson<R>(status, method, `/v1${path}`, { key: T.key, json });
 
 async function upload(text: string, name = 'f.txt'): Promise<string> {
@@ -250,5 +259,52 @@ describe('files', () => {
     expect(res.status).toBe(404);
     const body = (await res.json()) as { error: Record<string, unknown> };
     expect(body.error).toMatchObject({ type: 'invalid_request_error', code: 'not_found', param: null });
+  });
+});
+
+describe('/openapi.json', () => {
+  it('documents every OpenAI route, and the objects are the documented shapes, no field more', async () => {
+    const doc = await h.expectJson<{ paths: Record<string, Record<string, unknown>> }>(
+      200,
+      'GET',
+      '/openapi.json',
+      {
+        key: null,
+      },
+    );
+    let n = 0;
+    for (const r of h.app.routes) {
+      if (r.method === 'ALL' || !isOpenAiPath(r.path)) continue;
+      const p = r.path.replace(/:(\w+)/g, '{$1}');
+      expect(doc.paths[p]?.[r.method.toLowerCase()], `${r.method} ${p}`).toBeDefined();
+      n++;
+    }
+    // files 5, vector stores 6 (search included), store files 6, batches 4, responses 3, embeddings 1
+    expect(n).toBe(25);
+
+    const file = await upload('documented shapes');
+    const store = await call(200, 'POST', '/vector_stores', {
+      name: 'doc',
+      expires_after: { anchor: 'last_active_at', days: 3 },
+    });
+    const attached = await call(200, 'POST', `/vector_stores/${store.id}/files`, {
+      file_id: file,
+      chunking_strategy: { type: 'static', static: { max_chunk_size_tokens: 200, chunk_overlap_tokens: 20 } },
+    });
+    expect(attached.chunking_strategy).toEqual({
+      type: 'static',
+      static: { max_chunk_size_tokens: 200, chunk_overlap_tokens: 20 },
+    });
+    const other = await upload('another documented shape');
+    const batch = await call(200, 'POST', `/vector_stores/${store.id}/file_batches`, { file_ids: [other] });
+    const page = await call(200, 'POST', `/vector_stores/${store.id}/search`, { query: 'shapes' });
+    for (const [schema, value] of [
+      [FileObject, await call(200, 'GET', `/files/${file}`)],
+      [VectorStore, await call(200, 'GET', `/vector_stores/${store.id}`)],
+      [VectorStoreFile, attached],
+      [FileBatch, batch],
+      [VectorStoreSearchPage, page],
+    ] as const)
+      expect(schema.strict().safeParse(value).error).toBeUndefined();
   });
 });
