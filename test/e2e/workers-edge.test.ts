@@ -3,7 +3,8 @@
 // Hyperdrive binding pointed at PGlite on the Postgres wire and a Miniflare R2 bucket. Checks: the bundle
 // reaches no Node-only module; /healthz and /readyz answer; a tenant, key, collection and upload made
 // through the Worker land in Postgres, R2 and the outbox; chunks inserted directly are found by an
-// authenticated search; with S3 settings instead of R2 an upload lands in s3rver; a Worker without
+// authenticated search; OpenAI's Files and Vector Stores write to R2 and the outbox too; with S3 settings
+// instead of R2 an upload lands in s3rver; a Worker without
 // bindings still answers /healthz and refuses /v1 with 503.
 import { spawn } from 'node:child_process';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
@@ -158,6 +159,8 @@ afterAll(async () => {
 interface CallOptions {
   key?: string;
   json?: unknown;
+  /** A multipart body (OpenAI's file upload). */
+  form?: FormData;
   /** Which of the Miniflare workers (default: `kvrag`, the wrangler.toml bindings). */
   worker?: string;
 }
@@ -173,10 +176,17 @@ async function call(method: string, path: string, opts: CallOptions = {}) {
   const headers: Record<string, string> = {};
   if (opts.key) headers.authorization = `Bearer ${opts.key}`;
   if (opts.json !== undefined) headers['content-type'] = 'application/json';
+  let body: BodyInit | undefined = opts.json === undefined ? undefined : JSON.stringify(opts.json);
+  if (opts.form) {
+    // encoded here, boundary and all: the form as bytes crosses into workerd unchanged
+    const encoded = new Request('http://form.test', { method: 'POST', body: opts.form });
+    headers['content-type'] = encoded.headers.get('content-type')!;
+    body = await encoded.arrayBuffer();
+  }
   const res = await (await workerFetch(opts.worker ?? 'kvrag')).fetch(`http://kvrag.test${path}`, {
     method,
     headers,
-    body: opts.json === undefined ? undefined : JSON.stringify(opts.json),
+    body,
   });
   return { status: res.status, body: (await res.json()) as Record<string, unknown> & { data?: unknown } };
 }
@@ -322,6 +332,38 @@ describe('Workers build (wrangler bundle in workerd via Miniflare)', () => {
       json: { query: 'sourdough' },
     });
     expect(wrong.status).toBe(401);
+  });
+
+  it('serves OpenAI Files and Vector Stores: a file and its attached copy in R2, the ingest job in the outbox', async () => {
+    const { key } = await setupTenant('kvrag', 'edge-openai');
+    const form = new FormData();
+    form.set('file', new File(['Workers keep files in R2.'], 'w.txt', { type: 'text/plain' }));
+    form.set('purpose', 'assistants');
+    const file = await expectJson<{ id: string; object: string }>(200, 'POST', '/v1/files', { key, form });
+    expect(file.object).toBe('file');
+    const store = await expectJson<{ id: string; file_counts: { in_progress: number } }>(
+      200,
+      'POST',
+      '/v1/vector_stores',
+      { key, json: { name: 'edge', file_ids: [file.id], embedding: { dimension: DIM } } },
+    );
+    expect(store.file_counts.in_progress).toBe(1);
+    const [doc] = await db.db.select().from(documents).where(eq(documents.fileId, file.id));
+    const bucket = (await mf.getR2Bucket('BLOBS', 'kvrag')) as unknown as R2BucketLike;
+    for (const k of [`uploads/${doc.tenantId}/files/${file.id}`, doc.objectKey!])
+      expect(new TextDecoder().decode(await (await bucket.get(k))!.arrayBuffer())).toBe(
+        'Workers keep files in R2.',
+      );
+    const jobs = await db.db
+      .select()
+      .from(outbox)
+      .where(eq(outbox.jobId, `ingest-${doc.id}`));
+    expect(jobs).toHaveLength(1);
+    const missing = await call('GET', `/v1/vector_stores/${crypto.randomUUID()}`, { key });
+    expect(missing.status).toBe(404);
+    expect(missing.body).toMatchObject({
+      error: { type: 'invalid_request_error', code: 'not_found', param: null },
+    });
   });
 
   it('keeps uploads in an S3-compatible store when configured so (AWS SDK in workerd, s3rver)', async () => {
