@@ -4,6 +4,7 @@
 // leaves neither rows nor objects. Callers decide what identical content means (the document upload
 // route returns the existing document; the OpenAI surface answers a conflict) before calling.
 import type { BlobStore } from '../../contracts/blob-store.ts';
+import { AppError } from '../../contracts/errors.ts';
 import type { Log } from '../../contracts/log.ts';
 import { type Document, documents } from '../db/schema.ts';
 import type { Database } from '../db/types.ts';
@@ -16,10 +17,16 @@ export interface DocumentStore {
   log?: Log;
 }
 
+/** Content already in the blob store (an OpenAI File's upload): copied by streaming, never held whole. */
+export interface BlobCopy {
+  copyOf: string;
+  size: number;
+}
+
 export interface NewDocument {
   tenantId: string;
   collectionId: string;
-  bytes: Uint8Array;
+  bytes: Uint8Array | BlobCopy;
   filename: string;
   /** What the parsers will be told (charset included). */
   contentType: string;
@@ -32,6 +39,13 @@ export interface NewDocument {
   batchId?: string;
   /** Chunking when it differs from the collection's ({size, overlap}). */
   chunkSettings?: Record<string, unknown>;
+}
+
+async function bodyOf(blobs: BlobStore, b: Uint8Array | BlobCopy) {
+  if (b instanceof Uint8Array) return b;
+  const stream = await blobs.getStream(b.copyOf);
+  if (!stream) throw new AppError('internal', `the content to copy is missing from storage (${b.copyOf})`);
+  return stream;
 }
 
 /** A transaction of the database (what addDocuments hands `first`). */
@@ -54,7 +68,7 @@ export async function addDocuments(
       const id = crypto.randomUUID();
       const objectKey = uploadKey(d.tenantId, d.collectionId, id);
       placed.push({ id, objectKey });
-      await store.blobs.put(objectKey, d.bytes, { contentType: d.contentType });
+      await store.blobs.put(objectKey, await bodyOf(store.blobs, d.bytes), { contentType: d.contentType });
     }
     return await store.db.transaction(async (tx) => {
       await first?.(tx);
@@ -69,7 +83,7 @@ export async function addDocuments(
             collectionId: d.collectionId,
             filename: d.filename,
             contentType: d.contentType,
-            bytes: d.bytes.byteLength,
+            bytes: d.bytes instanceof Uint8Array ? d.bytes.byteLength : d.bytes.size,
             contentHash: d.contentHash,
             objectKey,
             status: 'queued',

@@ -11,7 +11,6 @@ import type { DocumentStore } from '../documents/add.ts';
 import { deleteDocumentBlobs, deleteDocumentRows } from '../documents/remove.ts';
 import { scheduleGc } from '../queue/job-outbox.ts';
 import { fileKey } from '../storage/upload-keys.ts';
-import { AppError } from '../../contracts/errors.ts';
 
 /** What a file may be uploaded for; kvrag reads every purpose's file the same way. */
 export const FILE_PURPOSES = ['assistants', 'batch', 'fine-tune', 'vision', 'user_data', 'evals'] as const;
@@ -77,13 +76,6 @@ export async function findFiles(db: Database, tenantId: string, ids: readonly st
 export async function findFile(db: Database, tenantId: string, id: string): Promise<FileRow> {
   const [row] = await findFiles(db, tenantId, [id]);
   return row;
-}
-
-/** The uploaded bytes; a missing blob is an internal error (the row promised them). */
-export async function fileBytes(store: DocumentStore, file: FileRow): Promise<Uint8Array> {
-  const bytes = await store.blobs.get(file.objectKey);
-  if (!bytes) throw new AppError('internal', `the bytes of file ${file.id} are missing from storage`);
-  return bytes;
 }
 
 /** Deletes the file and removes it from every vector store; 404 when the tenant has no such file. */

@@ -13,7 +13,6 @@ import { chunks, type Document, documents, type FileRow } from '../db/schema.ts'
 import type { Database } from '../db/types.ts';
 import type { HybridHit } from '../retrieval/hybrid.ts';
 import { addDocuments, type DocumentStore, type NewDocument, type Tx } from '../documents/add.ts';
-import { fileBytes } from './files.ts';
 
 /** A vector store file's id in SQL: its file's id, or the document's own for a plain upload. */
 export const vectorStoreFileId: SQL<string> = sql<string>`coalesce(${documents.fileId}, ${documents.id})`;
@@ -124,21 +123,19 @@ export async function attachFiles(
     if (twin) throw new AppError('conflict', `files ${twin} and ${i.file.id} have the same content`);
     hashes.set(i.file.contentHash, i.file.id);
   }
-  const docs: NewDocument[] = [];
-  for (const i of items) {
-    docs.push({
-      tenantId,
-      collectionId,
-      bytes: await fileBytes(store, i.file),
-      filename: i.file.filename,
-      contentType: i.file.contentType,
-      contentHash: i.file.contentHash,
-      attributes: i.attributes,
-      fileId: i.file.id,
-      batchId: opts.batchId,
-      chunkSettings: i.chunking ? { ...i.chunking } : undefined,
-    });
-  }
+  const docs: NewDocument[] = items.map((i) => ({
+    tenantId,
+    collectionId,
+    // the File's bytes, copied object to object
+    bytes: { copyOf: i.file.objectKey, size: i.file.bytes },
+    filename: i.file.filename,
+    contentType: i.file.contentType,
+    contentHash: i.file.contentHash,
+    attributes: i.attributes,
+    fileId: i.file.id,
+    batchId: opts.batchId,
+    chunkSettings: i.chunking ? { ...i.chunking } : undefined,
+  }));
   try {
     return await addDocuments(store, docs, opts.first);
   } catch (err) {
