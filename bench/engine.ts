@@ -4,6 +4,7 @@
 // Uses --model DIR, or a generated model (hidden 256, 4 layers, 8 q / 2 kv heads, head_dim 32, vocab 272).
 // Reports prefill tokens/s (one sequence), decode tokens/s (one sequence, greedy) and batched decode
 // tokens/s (B sequences stepping together), plus the matmul GFLOP/s those imply.
+// `--peer llamacpp` runs kvrag and llama.cpp side by side instead (bench/_engine-peer.ts).
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -101,6 +102,8 @@ async function measure(
 }
 
 export async function run(args: string[]): Promise<number> {
+  if (args.some((a) => a === '--peer' || a.startsWith('--peer=')))
+    return (await import('./_engine-peer.ts')).run(args);
   const { values } = parseOptions(args, {
     json: { type: 'boolean', default: false },
     model: { type: 'string' },

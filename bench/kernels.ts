@@ -19,7 +19,9 @@ import { f32ToF16 } from '../gpu-runner/engine/half.ts';
 import { makeTinyModel } from '../gpu-runner/tools/make-tiny-model.ts';
 import { numberOption, parseOptions, UsageError } from '../cli/args.ts';
 import { startBlasPeer } from './_blas-peer.ts';
+import { type NativeSection, nativeSection, nativeTables } from './_native-kernels.ts';
 import { emit, formatTable, rng } from './_report.ts';
+import { bestCpuGflops, bestTime, settle } from './_timing.ts';
 import { label as webgpuLabel, openBenchWebGPU, webgpuMatmulGflops } from './_webgpu.ts';
 
 interface Shape {
@@ -58,42 +60,6 @@ const BENCH_MODEL = {
   headDim: 64,
   intermediate: 1408,
 };
-
-/**
- * Shortest time (s) of one call of fn over at least `seconds` and at least `minCalls` calls: on a shared
- * machine the best call is the one that ran uninterrupted, and long calls need several tries to get one.
- */
-function bestTime(fn: () => void, seconds: number, minCalls = 5): number {
-  let best = Number.POSITIVE_INFINITY;
-  const end = performance.now() + seconds * 1000;
-  for (let i = 0; i < minCalls || performance.now() < end; i++) {
-    const t = performance.now();
-    fn();
-    best = Math.min(best, (performance.now() - t) / 1000);
-  }
-  return best;
-}
-
-/**
- * Best GFLOP per CPU-second of a single-threaded call (process CPU time; run when no pool worker is
- * awake): unlike wall time it does not depend on how often the shared machine preempts the thread.
- */
-function bestCpuGflops(fn: () => void, flops: number, calls: number): number {
-  let best = 0;
-  for (let i = 0; i < calls; i++) {
-    const c = process.cpuUsage();
-    fn();
-    const u = process.cpuUsage(c);
-    const s = (u.user + u.system) / 1e6;
-    if (s > 0) best = Math.max(best, flops / s / 1e9);
-  }
-  return best;
-}
-
-/** Lets pool workers that are still polling for a next op go to sleep (they poll ~2 ms). */
-function settle(): void {
-  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 10);
-}
 
 function randomData(n: number, seed: number): Float32Array {
   const r = rng(seed);
@@ -259,6 +225,8 @@ export async function run(args: string[]): Promise<number> {
         decodeVsCopyBandwidth: s.phase === 'decode' ? weightBytes / tAll / 1e9 / copyGBps : null,
       });
     }
+    settle();
+    const native = await nativeSection({ rtAll, rt1, blas, threads, seconds, rounds, copyGBps });
     let engine: {
       config: typeof BENCH_MODEL;
       promptTokens: number;
@@ -358,6 +326,7 @@ export async function run(args: string[]): Promise<number> {
       webgpu: gpu.backend ? webgpuLabel(gpu.backend) : null,
       webgpuNote: gpu.note,
       matmul,
+      native,
       engine,
       summary: {
         minPrefillWasmVsOpenblas: prefillRatios.length ? Math.min(...prefillRatios) : null,
@@ -385,6 +354,7 @@ function tables(r: {
   peer: { blas: string } | null;
   webgpuNote: string;
   matmul: Array<Shape & Record<string, number | string | null>>;
+  native: NativeSection;
   engine: {
     config: typeof BENCH_MODEL;
     promptTokens: number;
@@ -429,6 +399,7 @@ function tables(r: {
       ]),
     ),
   ];
+  out.push('', nativeTables(r.native));
   if (r.engine) {
     const c = r.engine.config;
     out.push(

@@ -7,7 +7,11 @@ import type { Config } from '../src/config.ts';
 /** The bundled model, trained by gpu-runner/tools/train and shipped in the package. */
 export const BUNDLED_MODEL_DIR = fileURLToPath(new URL('../models/kvrag-tiny', import.meta.url));
 
-/** KVRAG_MODEL_DIR (relative to the working directory) or the bundled model. */
+/**
+ * KVRAG_MODEL_DIR (a model directory or a GGUF file, relative to the working directory; or an ollama
+ * store reference `ollama:NAME[:TAG]`, passed on as is) or the bundled model.
+ */
 export function servingModelDir(config: Config): string {
-  return config.modelDir ? resolve(config.modelDir) : BUNDLED_MODEL_DIR;
+  if (!config.modelDir) return BUNDLED_MODEL_DIR;
+  return config.modelDir.startsWith('ollama:') ? config.modelDir : resolve(config.modelDir);
 }

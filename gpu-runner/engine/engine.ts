@@ -152,6 +152,10 @@ async function resolveBackend(b: Backend | CpuBackendKind): Promise<Backend> {
   return createCpuBackend(b);
 }
 
+/**
+ * Loads a model: a Hugging Face directory, a GGUF file, or `ollama:NAME[:TAG]` (a GGUF in ollama's store;
+ * quantized GGUF tensors are dequantized at load, see gguf/weights.ts).
+ */
 export async function loadEngine(dir: string, opts: EngineOptions = {}): Promise<Engine> {
   const files = readModelFiles(dir);
   const { config } = files;

@@ -2,9 +2,13 @@
 // dtype and contents, in name order — so two copies of the same model agree across machines and
 // processes, and any change to config or weights changes it. Computed once and cached next to the
 // model in `.kvrag-fingerprint.json`, keyed by the size and mtime of every file that went into it.
+// A GGUF file's fingerprint (gguf/fingerprint.ts) is cached beside it in `<file>.kvrag-fingerprint.json`
+// (not for a blob in ollama's store, which kvrag does not write into).
 import { createHash } from 'node:crypto';
 import { readFileSync, statSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
+import { computeGgufFingerprint } from './gguf/fingerprint.ts';
+import { locateModel, openGguf } from './gguf/location.ts';
 import { readTensorBytes } from './safetensors.ts';
 import { indexWeights } from './weights.ts';
 
@@ -42,7 +46,10 @@ export function computeFingerprint(dir: string): { fingerprint: string; files: s
 }
 
 /** The model's fingerprint, from the cache file when every input file is unchanged. */
-export function modelFingerprint(dir: string): string {
+export function modelFingerprint(model: string): string {
+  const at = locateModel(model);
+  if (at.kind === 'gguf') return ggufFingerprint(at.file, !at.ollama);
+  const dir = at.dir;
   const cachePath = join(dir, FINGERPRINT_FILE);
   try {
     const cached = JSON.parse(readFileSync(cachePath, 'utf8')) as CacheFile;
@@ -65,6 +72,34 @@ export function modelFingerprint(dir: string): string {
     writeFileSync(cachePath, `${JSON.stringify(body, null, 2)}\n`);
   } catch {
     // read-only model directory: the fingerprint is still correct, just not cached
+  }
+  return fingerprint;
+}
+
+function ggufFingerprint(file: string, cache: boolean): string {
+  const cachePath = join(dirname(file), `${basename(file)}${FINGERPRINT_FILE}`);
+  const stamps = JSON.stringify(fileStamps([file]));
+  if (cache) {
+    try {
+      const cached = JSON.parse(readFileSync(cachePath, 'utf8')) as CacheFile;
+      if (
+        cached.version === VERSION &&
+        /^[0-9a-f]{64}$/.test(cached.fingerprint) &&
+        JSON.stringify(cached.files) === stamps
+      )
+        return cached.fingerprint;
+    } catch {
+      // no cache or unreadable: recompute
+    }
+  }
+  const fingerprint = computeGgufFingerprint(openGguf(file));
+  if (cache) {
+    try {
+      const body: CacheFile = { version: VERSION, files: JSON.parse(stamps), fingerprint };
+      writeFileSync(cachePath, `${JSON.stringify(body, null, 2)}\n`);
+    } catch {
+      // read-only directory: still correct, just not cached
+    }
   }
   return fingerprint;
 }

@@ -1,9 +1,12 @@
 // Parses a Hugging Face config.json (Llama incl. llama3 rope scaling, Mistral, Qwen2) into the plain
 // ModelConfig the engine uses. Accepts `rope_parameters` (transformers ≥ 5) as well as top-level
-// `rope_theta` / `rope_scaling`.
-import { readFileSync } from 'node:fs';
+// `rope_theta` / `rope_scaling`. A GGUF file's metadata is read into the same fields (gguf/config.ts).
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { z } from 'zod';
 import { ModelLoadError } from './errors.ts';
+import { ggufConfigJson } from './gguf/config.ts';
+import { locateModel, openGguf } from './gguf/location.ts';
 
 export type Architecture = 'llama' | 'mistral' | 'qwen2';
 
@@ -17,7 +20,9 @@ export type RopeScaling =
       lowFreqFactor: number;
       highFreqFactor: number;
       originalMaxPositionEmbeddings: number;
-    };
+    }
+  /** GGUF `rope_freqs`: θ_i is divided by factors[i] (how llama.cpp stores llama3 scaling). */
+  | { type: 'factors'; factors: number[] };
 
 export interface RopeConfig {
   theta: number;
@@ -58,6 +63,7 @@ const ropeScalingSchema = z
     low_freq_factor: z.number().positive().optional(),
     high_freq_factor: z.number().positive().optional(),
     original_max_position_embeddings: z.number().int().positive().optional(),
+    factors: z.array(z.number().positive()).optional(),
   })
   .loose();
 
@@ -128,6 +134,9 @@ function parseRope(c: z.infer<typeof configSchema>): RopeConfig {
         },
       };
     }
+    case 'factors':
+      if (!params?.factors) throw new Error('rope scaling "factors" needs factors');
+      return { theta, scaling: { type: 'factors', factors: params.factors } };
     default:
       // yarn / longrope / dynamic scale magnitudes or depend on length: KV reuse could not re-rotate them.
       throw new Error(`unsupported rope scaling "${kind}" (supported: default, linear, llama3)`);
@@ -196,4 +205,13 @@ export function readModelConfig(path: string): ModelConfig {
     throw new ModelLoadError(path, `cannot read JSON: ${(err as Error).message}`);
   }
   return parseModelConfig(raw, path);
+}
+
+/** The config of a model directory (its config.json), a GGUF file or an `ollama:` reference. */
+export function loadModelConfig(model: string): ModelConfig {
+  const at = locateModel(model);
+  if (at.kind === 'gguf') return parseModelConfig(ggufConfigJson(openGguf(at.file)), at.file);
+  if (!existsSync(join(at.dir, 'config.json')))
+    throw new ModelLoadError(at.dir, 'not a model directory (no config.json)');
+  return readModelConfig(join(at.dir, 'config.json'));
 }

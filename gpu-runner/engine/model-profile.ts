@@ -20,7 +20,8 @@ import {
   squeezedSettingsSchema,
 } from './attention/squeezed/calibrate.ts';
 import { ModelLoadError } from './errors.ts';
-import { type ModelConfig, readModelConfig } from './model-config.ts';
+import { locateModel } from './gguf/location.ts';
+import { loadModelConfig, type ModelConfig, readModelConfig } from './model-config.ts';
 import { readTokenizerFiles, type TokenizerFiles } from './tokenizer.ts';
 
 export const REUSE_FILE = 'reuse.json';
@@ -33,8 +34,9 @@ export const reuseSettingsSchema = z.object({
 });
 export type ReuseSettings = z.infer<typeof reuseSettingsSchema>;
 
-/** What a model directory says besides its weights, parsed and validated. */
+/** What a model says besides its weights, parsed and validated. */
 export interface ModelFiles {
+  /** the model path as given: a directory, a .gguf file or an `ollama:` reference */
   dir: string;
   config: ModelConfig;
   tokenizer: TokenizerFiles;
@@ -73,8 +75,26 @@ const eosIdsSchema = z
   })
   .loose();
 
-/** Reads every file of a model directory but its weights. Throws ModelLoadError naming a bad file. */
-export function readModelFiles(dir: string): ModelFiles {
+/**
+ * Reads every file of a model but its weights: a Hugging Face directory, or a GGUF file / `ollama:` reference,
+ * whose metadata holds the config, tokenizer, chat template and eos ids. A GGUF model has no sidecars (several
+ * GGUF files may share a folder; ollama's store is not ours to write): not trained for independent chunks,
+ * no sparse search, no squeezed calibration. Throws ModelLoadError naming a bad file.
+ */
+export function readModelFiles(model: string): ModelFiles {
+  const at = locateModel(model);
+  if (at.kind === 'gguf') {
+    return {
+      dir: model,
+      config: loadModelConfig(model),
+      tokenizer: readTokenizerFiles(model),
+      generationEosIds: [],
+      reuse: { v: 1, independentTrained: false },
+      sparse: null,
+      squeezed: null,
+    };
+  }
+  const dir = at.dir;
   if (!existsSync(join(dir, 'config.json')))
     throw new ModelLoadError(dir, 'not a model directory (no config.json)');
   const gen = readSidecar(dir, 'generation_config.json', eosIdsSchema);
@@ -102,6 +122,12 @@ export function measuredSparseConfig(files: ModelFiles, fingerprint: string): Sp
   );
 }
 
+/** A model's name: the folder's or the GGUF file's (without .gguf), or the `ollama:` reference's NAME:TAG. */
+function modelId(model: string): string {
+  if (model.startsWith('ollama:')) return model.slice('ollama:'.length);
+  return basename(resolve(model)).replace(/\.gguf$/i, '');
+}
+
 /** What the runner publishes of a loaded model (GET /v1/model, heartbeats). */
 export function modelProfile(
   files: ModelFiles,
@@ -109,7 +135,7 @@ export function modelProfile(
 ): ModelProfile {
   return {
     v: 1,
-    id: basename(resolve(files.dir)),
+    id: modelId(files.dir),
     fingerprint: loaded.fingerprint,
     contextTokens: loaded.maxContext,
     layers: files.config.layers,

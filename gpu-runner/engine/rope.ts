@@ -7,7 +7,11 @@ export function ropeInvFreq(rope: RopeConfig, headDim: number): Float32Array {
   const inv = new Float32Array(half);
   for (let i = 0; i < half; i++) inv[i] = 1 / rope.theta ** ((2 * i) / headDim);
   const s = rope.scaling;
-  if (s.type === 'linear') {
+  if (s.type === 'factors') {
+    if (s.factors.length !== half)
+      throw new Error(`rope factors: ${s.factors.length} for ${half} frequencies`);
+    for (let i = 0; i < half; i++) inv[i] = inv[i] / s.factors[i];
+  } else if (s.type === 'linear') {
     for (let i = 0; i < half; i++) inv[i] = inv[i] / s.factor;
   } else if (s.type === 'llama3') {
     const lowWavelen = s.originalMaxPositionEmbeddings / s.lowFreqFactor;

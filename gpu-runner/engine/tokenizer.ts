@@ -1,10 +1,13 @@
 // The model's tokenizer (tokenizer.json via @huggingface/tokenizers) plus the special ids the engine
-// needs: bos, stop tokens, and the chat template from tokenizer_config.json.
+// needs: bos, stop tokens, and the chat template from tokenizer_config.json. A GGUF file's tokenizer
+// metadata is read into the same two objects (gguf/tokenizer.ts).
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Tokenizer } from '@huggingface/tokenizers';
 import { ModelLoadError } from './errors.ts';
+import { locateModel, openGguf } from './gguf/location.ts';
+import { ggufTokenizerFiles } from './gguf/tokenizer.ts';
 
 export interface TokenizerFiles {
   tokenizer: Record<string, unknown>;
@@ -19,7 +22,11 @@ function readJson(path: string): Record<string, unknown> {
   }
 }
 
-export function readTokenizerFiles(dir: string): TokenizerFiles {
+/** The tokenizer files of a model directory, or the tokenizer of a GGUF file / `ollama:` reference. */
+export function readTokenizerFiles(model: string): TokenizerFiles {
+  const at = locateModel(model);
+  if (at.kind === 'gguf') return ggufTokenizerFiles(openGguf(at.file));
+  const dir = at.dir;
   return {
     tokenizer: readJson(join(dir, 'tokenizer.json')),
     config: readJson(join(dir, 'tokenizer_config.json')),

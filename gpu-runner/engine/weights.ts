@@ -1,10 +1,13 @@
-// Loads a model's weights from model.safetensors or a sharded model.safetensors.index.json, checks
-// names and shapes against the config, converts BF16 → f32, and uploads them to a backend.
+// Loads a model's weights from model.safetensors or a sharded model.safetensors.index.json, or from a
+// GGUF file (gguf/weights.ts: HF names and layout, dequantized), checks names and shapes against the
+// config, converts BF16 → f32, and uploads them to a backend.
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Backend, HostTensor, Tensor } from './backends/types.ts';
 import { bf16ToF32, f16ToF32, f32ToF16 } from './half.ts';
 import { ModelLoadError } from './errors.ts';
+import { locateModel, openGguf } from './gguf/location.ts';
+import { ggufWeights, type StoredTensor } from './gguf/weights.ts';
 import type { ModelConfig } from './model-config.ts';
 import {
   readSafetensorsHeader,
@@ -117,36 +120,66 @@ export function readHostTensor(index: WeightIndex, name: string, dtype: WeightDT
   return { dtype: 'f32', shape, data: f32 };
 }
 
-function expectShape(index: WeightIndex, name: string, shape: number[]): void {
-  const entry = index.tensors.get(name);
-  if (!entry) throw new ModelLoadError(index.files[0]?.path ?? 'model', `missing tensor "${name}"`);
-  if (entry.info.shape.join(',') !== shape.join(',')) {
-    throw new ModelLoadError(
-      entry.file.path,
-      `tensor "${name}" has shape [${entry.info.shape}], expected [${shape}]`,
-    );
+/** What loading needs of a model's weight files, under Hugging Face tensor names and shapes. */
+export interface WeightSource {
+  /** the file holding `name` (for messages), or the model's first file */
+  fileOf(name: string): string;
+  shape(name: string): readonly number[] | undefined;
+  read(name: string, dtype: WeightDType): HostTensor;
+  /**
+   * GGUF only: the tensor as stored (quantized blocks untouched, rows in HF order) — what integer kernels
+   * will take once a backend accepts quantized weights; until then `read` dequantizes.
+   */
+  stored?(name: string): StoredTensor;
+}
+
+function safetensorsWeights(dir: string): WeightSource {
+  const index = indexWeights(dir);
+  return {
+    fileOf: (name) => index.tensors.get(name)?.file.path ?? index.files[0]?.path ?? dir,
+    shape: (name) => index.tensors.get(name)?.info.shape,
+    read: (name, dtype) => readHostTensor(index, name, dtype),
+  };
+}
+
+/** The weights of a model directory, a GGUF file or an `ollama:` reference. */
+export function openWeights(model: string): WeightSource {
+  const at = locateModel(model);
+  if (at.kind === 'dir') return safetensorsWeights(at.dir);
+  const g = ggufWeights(openGguf(at.file));
+  return { fileOf: () => g.path, shape: g.shape, read: g.read, stored: g.blocks };
+}
+
+function expectShape(src: WeightSource, name: string, shape: number[]): void {
+  const got = src.shape(name);
+  if (!got) throw new ModelLoadError(src.fileOf(name), `missing tensor "${name}"`);
+  if (got.join(',') !== shape.join(',')) {
+    throw new ModelLoadError(src.fileOf(name), `tensor "${name}" has shape [${got}], expected [${shape}]`);
   }
 }
 
-/** Loads and uploads all weights. Matrices go up as `dtype` (if the backend accepts it), the rest as f32. */
+/**
+ * Loads and uploads all weights of a model directory or GGUF file. Matrices go up as `dtype` (if the
+ * backend accepts it), the rest as f32.
+ */
 export function loadWeights(
-  dir: string,
+  model: string,
   cfg: ModelConfig,
   backend: Backend,
   dtype: WeightDType = 'f32',
 ): ModelWeights {
-  const index = indexWeights(dir);
+  const index = openWeights(model);
   const matDType: WeightDType = backend.weightDTypes.includes(dtype) ? dtype : 'f32';
   const { hiddenSize: d, heads, kvHeads, headDim, intermediateSize: f, vocabSize: vocab } = cfg;
   const load = (name: string, shape: number[], kind: WeightDType = 'f32'): Tensor => {
     expectShape(index, name, shape);
-    return backend.upload(readHostTensor(index, name, kind));
+    return backend.upload(index.read(name, kind));
   };
   // a bias the config declares must exist; one it does not declare must not (it would be ignored)
   const bias = (name: string, shape: number[], declared: boolean): Tensor | undefined => {
     if (declared) return load(name, shape);
-    const extra = index.tensors.get(name);
-    if (extra) throw new ModelLoadError(extra.file.path, `tensor "${name}" is not expected by config.json`);
+    if (index.shape(name))
+      throw new ModelLoadError(index.fileOf(name), `tensor "${name}" is not expected by config.json`);
     return undefined;
   };
   const embed = load('model.embed_tokens.weight', [vocab, d], matDType);
@@ -173,10 +206,10 @@ export function loadWeights(
     });
   }
   const norm = load('model.norm.weight', [d]);
-  const tied = cfg.tiedEmbeddings || !index.tensors.has('lm_head.weight');
+  const tied = cfg.tiedEmbeddings || !index.shape('lm_head.weight');
   if (!cfg.tiedEmbeddings && tied) {
     throw new ModelLoadError(
-      index.files[0].path,
+      index.fileOf('lm_head.weight'),
       'missing tensor "lm_head.weight" (tie_word_embeddings is false)',
     );
   }

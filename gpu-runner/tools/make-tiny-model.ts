@@ -30,6 +30,10 @@ export interface TinyModelOptions {
   intermediate: number;
   /** Llama only: `attention_bias` and `mlp_bias` (biases on q/k/v/o and gate/up/down). */
   bias: boolean;
+  /** Embedding rows (≥ the byte tokenizer's 272; rows past it are tokens no text encodes to). */
+  vocab: number;
+  /** max_position_embeddings */
+  maxPositions: number;
 }
 
 export const TINY_DEFAULTS: TinyModelOptions = {
@@ -44,6 +48,8 @@ export const TINY_DEFAULTS: TinyModelOptions = {
   headDim: 16,
   intermediate: 96,
   bias: false,
+  vocab: BYTE_VOCAB_SIZE,
+  maxPositions: 512,
 };
 
 /** xorshift32 → uniform in [-1, 1) with 2^-23 resolution (exact in f32). */
@@ -84,9 +90,9 @@ export function tinyConfigJson(o: TinyModelOptions): Record<string, unknown> {
     num_attention_heads: o.heads,
     num_key_value_heads: o.kvHeads,
     head_dim: o.headDim,
-    vocab_size: BYTE_VOCAB_SIZE,
+    vocab_size: o.vocab,
     hidden_act: 'silu',
-    max_position_embeddings: 512,
+    max_position_embeddings: o.maxPositions,
     bos_token_id: specialId('<|bos|>'),
     eos_token_id: [specialId('<|end|>'), specialId('<|eos|>')],
     torch_dtype: o.dtype === 'f32' ? 'float32' : o.dtype === 'bf16' ? 'bfloat16' : 'float16',
@@ -137,7 +143,9 @@ export function tinyTensors(o: TinyModelOptions): { name: string; shape: number[
     if (mean) for (let i = 0; i < data.length; i++) data[i] += mean;
     out.push({ name, shape, data });
   };
-  add('model.embed_tokens.weight', [BYTE_VOCAB_SIZE, d], 1);
+  if (o.vocab < BYTE_VOCAB_SIZE)
+    throw new Error(`vocab ${o.vocab} is smaller than the tokenizer's ${BYTE_VOCAB_SIZE}`);
+  add('model.embed_tokens.weight', [o.vocab, d], 1);
   for (let l = 0; l < o.layers; l++) {
     const p = `model.layers.${l}`;
     add(`${p}.input_layernorm.weight`, [d], 0.1, 1);
@@ -163,7 +171,7 @@ export function tinyTensors(o: TinyModelOptions): { name: string; shape: number[
     }
   }
   add('model.norm.weight', [d], 0.1, 1);
-  if (o.arch === 'llama') add('lm_head.weight', [BYTE_VOCAB_SIZE, d], 1 / Math.sqrt(d));
+  if (o.arch === 'llama') add('lm_head.weight', [o.vocab, d], 1 / Math.sqrt(d));
   return out;
 }
 

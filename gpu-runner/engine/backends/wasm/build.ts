@@ -20,6 +20,31 @@ const FMA_SOURCE: Record<KernelVariant, string> = {
   simd: '@inline export function fma(a: v128, b: v128, c: v128): v128 {\n  return f32x4.add(f32x4.mul(a, b), c);\n}\n',
 };
 
+// int8 dot products for kernels/quant.as, i32x4 partial sums of 4-element groups (only the lanes' total is
+// used). fma: relaxed SIMD's i8×i7 dot (one pmaddubsw-based sequence on x86); the i7 operand must be in
+// [0, 127], so Q8_0 multiplies |w| by x with w's sign moved onto x (w = −128, which ggml's quantizer never
+// writes, is exact only where the runtime treats the 0x80 byte as unsigned, as x86 does). simd: both
+// operands widened to i16 and multiplied-added exactly (i32x4.dot_i16x8_s).
+const IDOT_SOURCE: Record<KernelVariant, string> = {
+  fma: `@inline export function dotS8(acc: v128, w: v128, x: v128): v128 {
+  const neg = i8x16.lt_s(w, i8x16.splat(0));
+  return i32x4.relaxed_dot_i8x16_i7x16_add_s(i8x16.sub(v128.xor(x, neg), neg), i8x16.abs(w), acc);
+}
+@inline export function dotU4(acc: v128, w: v128, x: v128): v128 {
+  return i32x4.relaxed_dot_i8x16_i7x16_add_s(x, w, acc);
+}
+`,
+  simd: `@inline export function dotS8(acc: v128, w: v128, x: v128): v128 {
+  const lo = i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(w), i16x8.extend_low_i8x16_s(x));
+  const hi = i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(w), i16x8.extend_high_i8x16_s(x));
+  return i32x4.add(acc, i32x4.add(lo, hi));
+}
+@inline export function dotU4(acc: v128, w: v128, x: v128): v128 {
+  return dotS8(acc, w, x);
+}
+`,
+};
+
 // 16 pages initial; maximum 4 GiB (wasm32): a shared memory must declare one, it only reserves address space.
 // The module's own data (math tables of sinf/cosf/logf) sits below 64 KiB; the host allocates above it.
 const FLAGS = [
@@ -44,7 +69,7 @@ function ascVersion(): string {
 
 /** Sources keyed by the module names asc resolves (`./simd` → `simd.ts`). */
 function sources(variant: KernelVariant): Record<string, string> {
-  const out: Record<string, string> = { 'fma.ts': FMA_SOURCE[variant] };
+  const out: Record<string, string> = { 'fma.ts': FMA_SOURCE[variant], 'idot.ts': IDOT_SOURCE[variant] };
   for (const f of readdirSync(kernelDir).sort()) {
     if (f.endsWith('.as')) out[`${f.slice(0, -3)}.ts`] = readFileSync(join(kernelDir, f), 'utf8');
   }

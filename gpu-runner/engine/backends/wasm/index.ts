@@ -4,3 +4,4 @@ export { createWasmBackend, WasmBackend } from './backend.ts';
 export type { RuntimeOptions } from './runtime.ts';
 export { relaxedSimdSupported, simdSupported, WasmRuntime, wasmBackendAvailable } from './runtime.ts';
 export { type PartialAttention, WasmAttentionOps } from './attention-ops.ts';
+export { GGML_BLOCK_BYTES, matmulQuantWasm, type QuantMatmulArgs, type WasmQuantType } from './quant-ops.ts';

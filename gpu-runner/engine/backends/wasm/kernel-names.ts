@@ -12,6 +12,8 @@ export const KERNEL_NAMES = [
   'attention_merge',
   'kmeans_assign',
   'copy',
+  'quantize_q8',
+  'matmul_q',
 ] as const;
 
 export type KernelName = (typeof KERNEL_NAMES)[number];

@@ -5,3 +5,4 @@ export { matmul } from './matmul';
 export { rmsnorm, rope, swiglu, softmax, add, argmax, gather, copy } from './elementwise';
 export { attention, attention_merge } from './attention';
 export { kmeans_assign } from './kmeans';
+export { quantize_q8, matmul_q } from './quant';

@@ -1,0 +1,306 @@
+// `kvrag bench engine --peer llamacpp`: kvrag and llama.cpp (bench/_llamacpp.ts) side by side in one run,
+// on the same weights and the same token ids. The project writes the GGUF itself (F32 and Q8_0) from a
+// generated model — by default SmolLM2-135M's shape — or from --model DIR; --model FILE.gguf uses that
+// file as is. Both engines load the same GGUF file. For each format: time to first token from an empty
+// cache at each size (prefill tok/s = size ÷ that time; TTFT rows are the same measurement), decode
+// tokens/s after a short prompt, and the greedy tokens of both on that prompt.
+// kvrag has no quantized kernels yet: it dequantizes a Q8_0 file to f32 at load, and says so.
+import { availableParallelism } from 'node:os';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createCpuBackend } from '../gpu-runner/engine/backends/cpu-backend.ts';
+import { wasmBackendAvailable } from '../gpu-runner/engine/backends/wasm/index.ts';
+import { type Engine, loadEngine } from '../gpu-runner/engine/engine.ts';
+import { type ExportType, exportGguf } from '../gpu-runner/engine/gguf/export.ts';
+import { openGguf } from '../gpu-runner/engine/gguf/location.ts';
+import { makeTinyModel, type TinyModelOptions } from '../gpu-runner/tools/make-tiny-model.ts';
+import { numberOption, parseOptions, UsageError } from '../cli/args.ts';
+import { type Cell, emit, formatTable } from './_report.ts';
+import { type LlamaCppInfo, LlamaCppPeer } from './_llamacpp.ts';
+
+/** Generated model shapes: SmolLM2-135M's, and a tiny one for smoke tests. */
+const SHAPES: Record<string, Partial<TinyModelOptions> & { label: string }> = {
+  smollm2: {
+    label: 'SmolLM2-135M-shaped',
+    hidden: 576,
+    layers: 30,
+    heads: 9,
+    kvHeads: 3,
+    headDim: 64,
+    intermediate: 1536,
+    vocab: 49152,
+  },
+  tiny: { label: 'tiny', hidden: 64, layers: 2, heads: 4, kvHeads: 2, headDim: 16, intermediate: 96 },
+};
+
+interface Side {
+  /** ms to the first token, by prompt size */
+  ttftMs: Record<string, number>;
+  decodeTokensPerS: number;
+  tokens: number[];
+}
+
+interface FormatResult {
+  format: string;
+  file: string;
+  /** how kvrag held the weights */
+  kvragWeights: string;
+  kvrag: Side;
+  llamacpp: Side;
+  /** leading greedy tokens on which both agree */
+  greedyAgree: number;
+}
+
+const list = (name: string, v: string) =>
+  v
+    .split(',')
+    .filter(Boolean)
+    .map((x) => {
+      const n = Number(x);
+      if (!Number.isInteger(n) || n < 1) throw new UsageError(`--${name}: "${x}" is not a positive integer`);
+      return n;
+    });
+
+/** Prompt of n token ids from the byte range (no special tokens). */
+const promptOf = (n: number) => Array.from({ length: n }, (_, i) => (i * 31 + 7) % 256);
+
+/** Progress on stderr: a full run takes many minutes. */
+const note = (line: string) => process.stderr.write(`${line}\n`);
+
+async function measureKvrag(
+  engine: Engine,
+  sizes: number[],
+  decodePrompt: number[],
+  decode: number,
+): Promise<Side> {
+  await engine.generate([{ prompt: promptOf(8), maxTokens: 4, stopTokenIds: [] }]); // warm-up: prefill and decode
+  const ttftMs: Record<string, number> = {};
+  for (const n of sizes) {
+    const [r] = await engine.generate([{ prompt: promptOf(n), maxTokens: 1, stopTokenIds: [] }]);
+    ttftMs[n] = r.ttftMs;
+    note(`  kvrag: ${n} tokens to first token in ${(r.ttftMs / 1000).toFixed(2)} s`);
+  }
+  const [r] = await engine.generate([{ prompt: decodePrompt, maxTokens: decode, stopTokenIds: [] }]);
+  return { ttftMs, decodeTokensPerS: ((decode - 1) * 1000) / (r.totalMs - r.ttftMs), tokens: r.tokens };
+}
+
+async function measurePeer(
+  peer: LlamaCppPeer,
+  sizes: number[],
+  decodePrompt: number[],
+  decode: number,
+): Promise<Side> {
+  await peer.decode(promptOf(8), 4); // warm-up: prefill and decode
+  const ttftMs: Record<string, number> = {};
+  for (const n of sizes) {
+    ttftMs[n] = (await peer.ttft(promptOf(n))).ttftMs;
+    note(`  llama.cpp: ${n} tokens to first token in ${(ttftMs[n] / 1000).toFixed(2)} s`);
+  }
+  const d = await peer.decode(decodePrompt, decode);
+  return { ttftMs, decodeTokensPerS: 1000 / d.msPerToken, tokens: d.tokens };
+}
+
+function leadingAgreement(a: number[], b: number[]): number {
+  let k = 0;
+  while (k < a.length && k < b.length && a[k] === b[k]) k++;
+  return k;
+}
+
+export async function run(args: string[]): Promise<number> {
+  const { values } = parseOptions(args, {
+    peer: { type: 'string' },
+    json: { type: 'boolean', default: false },
+    model: { type: 'string' },
+    shape: { type: 'string', default: 'smollm2' },
+    formats: { type: 'string', default: 'f32,q8_0' },
+    prefill: { type: 'string', default: '512,2048,8192' },
+    ttft: { type: 'string', default: '4096,8192' },
+    'decode-prompt': { type: 'string' },
+    'decode-tokens': { type: 'string' },
+    threads: { type: 'string' },
+    'batch-size': { type: 'string' },
+    'flash-attention': { type: 'boolean', default: false },
+    backend: { type: 'string' },
+  });
+  if (values.peer !== 'llamacpp') throw new UsageError(`--peer: unknown peer "${values.peer}" (llamacpp)`);
+  const shape = SHAPES[values.shape!];
+  if (!shape) throw new UsageError(`--shape: "${values.shape}" (${Object.keys(SHAPES).join(', ')})`);
+  const formats = values.formats!.split(',').map((f) => f.toUpperCase());
+  for (const f of formats)
+    if (f !== 'F32' && f !== 'Q8_0') throw new UsageError(`--formats: "${f}" (f32, q8_0)`);
+  const prefill = list('prefill', values.prefill!);
+  const ttft = list('ttft', values.ttft!);
+  const sizes = [...new Set([...prefill, ...ttft])].sort((a, b) => a - b);
+  const decodePrompt = promptOf(numberOption('decode-prompt', values['decode-prompt'], 64));
+  const decode = numberOption('decode-tokens', values['decode-tokens'], 32);
+  if (!Number.isInteger(decode) || decode < 2) throw new UsageError('--decode-tokens must be an integer ≥ 2');
+  const threads = numberOption('threads', values.threads, availableParallelism());
+  const batchSize = numberOption('batch-size', values['batch-size'], 512);
+  const backendKind = values.backend ?? (wasmBackendAvailable() ? 'wasm' : 'reference');
+  if (backendKind !== 'wasm' && backendKind !== 'reference')
+    throw new UsageError(`--backend: "${backendKind}" (wasm, reference)`);
+  const contextSize = Math.max(...sizes, decodePrompt.length + decode) + 8;
+
+  const tmp = mkdtempSync(join(tmpdir(), 'kvrag-bench-peer-'));
+  try {
+    let files: { format: string; file: string }[];
+    let modelLabel: string;
+    if (values.model?.endsWith('.gguf')) {
+      files = [
+        {
+          // the file's matrix type, as its first layer's q projection holds it
+          format: openGguf(values.model).tensors.get('blk.0.attn_q.weight')?.typeName ?? 'unknown',
+          file: values.model,
+        },
+      ];
+      modelLabel = values.model;
+    } else {
+      const dir = values.model ?? join(tmp, 'model');
+      if (!values.model) makeTinyModel(dir, { ...shape, seed: 1, maxPositions: contextSize });
+      modelLabel = values.model ?? `generated ${shape.label}`;
+      files = formats.map((format) => {
+        const file = join(tmp, `model-${format}.gguf`);
+        exportGguf(dir, file, format as ExportType);
+        return { format, file };
+      });
+    }
+    const results: FormatResult[] = [];
+    let info: LlamaCppInfo | null = null;
+    let config: Engine['config'] | null = null;
+    for (const { format, file } of files) {
+      const engine = await loadEngine(file, {
+        backend: backendKind === 'wasm' ? await createCpuBackend('wasm', { threads }) : 'reference',
+      });
+      let kvrag: Side;
+      try {
+        if (engine.maxContext < contextSize)
+          throw new UsageError(
+            `${file}: context ${engine.maxContext} is below the ${contextSize} positions asked for`,
+          );
+        config = engine.config;
+        kvrag = await measureKvrag(engine, sizes, decodePrompt, decode);
+      } finally {
+        engine.dispose();
+      }
+      const peer = await LlamaCppPeer.open(file, {
+        contextSize,
+        threads,
+        batchSize,
+        flashAttention: values['flash-attention']!,
+      });
+      let llamacpp: Side;
+      try {
+        info = peer.info;
+        llamacpp = await measurePeer(peer, sizes, decodePrompt, decode);
+      } finally {
+        await peer.dispose();
+      }
+      results.push({
+        format,
+        file,
+        kvragWeights:
+          format === 'F32'
+            ? 'f32'
+            : format === 'F16'
+              ? 'F16 widened to f32'
+              : `${format} dequantized to f32 at load`,
+        kvrag,
+        llamacpp,
+        greedyAgree: leadingAgreement(kvrag.tokens, llamacpp.tokens),
+      });
+    }
+    const c = config!;
+    const result = {
+      model: modelLabel,
+      config: {
+        hidden: c.hiddenSize,
+        layers: c.layers,
+        heads: c.heads,
+        kvHeads: c.kvHeads,
+        headDim: c.headDim,
+        intermediate: c.intermediateSize,
+        vocab: c.vocabSize,
+      },
+      threads,
+      kvrag: { backend: backendKind },
+      llamacpp: { ...info!, batchSize, flashAttention: values['flash-attention']! },
+      prefill,
+      ttft,
+      decodePromptTokens: decodePrompt.length,
+      decodeTokens: decode,
+      formats: results,
+    };
+    emit(values.json!, result, () => table(result));
+    return 0;
+  } finally {
+    rmSync(tmp, { recursive: true, force: true });
+  }
+}
+
+function table(r: {
+  model: string;
+  config: Record<string, number>;
+  threads: number;
+  kvrag: { backend: string };
+  llamacpp: LlamaCppInfo & { batchSize: number; flashAttention: boolean };
+  prefill: number[];
+  ttft: number[];
+  decodePromptTokens: number;
+  decodeTokens: number;
+  formats: FormatResult[];
+}): string {
+  const c = r.config;
+  const cols = ['metric'];
+  for (const f of r.formats)
+    cols.push(
+      `kvrag ${f.format === 'F32' ? 'f32' : `${f.format} (as f32)`}`,
+      `llama.cpp ${f.format}`,
+      'kvrag ÷ llama.cpp',
+    );
+  const rows: Cell[][] = [];
+  const k = (n: number) => (n >= 1024 && n % 1024 === 0 ? `${n / 1024}K` : String(n));
+  for (const n of r.prefill) {
+    rows.push([
+      `prefill ${k(n)} tok/s`,
+      ...r.formats.flatMap((f) => {
+        const [a, b] = [(n * 1000) / f.kvrag.ttftMs[n], (n * 1000) / f.llamacpp.ttftMs[n]];
+        return [a, b, `${(a / b).toFixed(2)}×`];
+      }),
+    ]);
+  }
+  for (const n of r.ttft) {
+    rows.push([
+      `TTFT ${k(n)} prompt, s`,
+      ...r.formats.flatMap((f) => {
+        const [a, b] = [f.kvrag.ttftMs[n] / 1000, f.llamacpp.ttftMs[n] / 1000];
+        return [a, b, `${(b / a).toFixed(2)}×`];
+      }),
+    ]);
+  }
+  rows.push([
+    'decode tok/s',
+    ...r.formats.flatMap((f) => {
+      const [a, b] = [f.kvrag.decodeTokensPerS, f.llamacpp.decodeTokensPerS];
+      return [a, b, `${(a / b).toFixed(2)}×`];
+    }),
+  ]);
+  rows.push([
+    `greedy tokens agree`,
+    ...r.formats.flatMap((f) => [`${f.greedyAgree}/${r.decodeTokens}`, null, null]),
+  ]);
+  const l = r.llamacpp;
+  return [
+    `engine vs llama.cpp — ${r.model} (hidden ${c.hidden}, ${c.layers} layers, ${c.heads}/${c.kvHeads} heads × ${c.headDim}, ffn ${c.intermediate}, vocab ${c.vocab}); ${r.threads} threads each`,
+    `llama.cpp: node-llama-cpp ${l.build} build, llama.cpp ${l.release}, CPU variant ${l.variant ?? 'unknown'}; batch ${l.batchSize}, flash attention ${l.flashAttention ? 'on' : 'off'}`,
+    `  ${l.systemInfo}`,
+    `kvrag: ${r.kvrag.backend} backend; ${r.formats.map((f) => `${f.format}: ${f.kvragWeights}`).join('; ')}`,
+    formatTable(cols, rows),
+    `kvrag ÷ llama.cpp: speed ratio (> 1: kvrag faster). TTFT = empty cache to first token; prefill tok/s = size ÷ TTFT.`,
+    `decode: ${r.decodeTokens} greedy tokens after a ${r.decodePromptTokens}-token prompt, one sequence.`,
+    ...r.formats.map(
+      (f) =>
+        `greedy ${f.format}: kvrag ${JSON.stringify(f.kvrag.tokens)}\n${' '.repeat(8 + f.format.length)}llama.cpp ${JSON.stringify(f.llamacpp.tokens)}`,
+    ),
+  ].join('\n');
+}

@@ -1,0 +1,156 @@
+// Typed wrapper over the native addon (src/addon.cc). Every call takes the memory the operands live in
+// (a Uint8Array over it; for the wasm backend `new Uint8Array(memory.buffer)` of its shared memory) and
+// byte offsets, like WasmRuntime's methods, so the backend can call either on the same tensors.
+import type { AttentionArgs } from '../wasm/runtime.ts';
+import { HALF_IEEE } from '../wasm/runtime.ts';
+
+/** The addon's exports (positional arguments, byte offsets; see src/addon.cc). */
+export interface NativeAddon {
+  info(): { level: IsaLevel; levels: IsaLevel[]; threads: number; spinUs: number };
+  configure(level: string, threads: number, spinUs: number): void;
+  peak(kind: 'fma' | 'dot' | 'clock', iterations: number): number;
+  matmulF32(
+    mem: Uint8Array,
+    x: number,
+    w: number,
+    bias: number,
+    y: number,
+    M: number,
+    N: number,
+    K: number,
+    f16: number,
+    halfScale: number,
+  ): void;
+  packedBytes(type: number, N: number, K: number): number;
+  packWeights(
+    type: number,
+    src: Uint8Array,
+    srcOff: number,
+    N: number,
+    K: number,
+    dst: Uint8Array,
+    dstOff: number,
+  ): void;
+  matmulQ(
+    mem: Uint8Array,
+    x: number,
+    w: number,
+    bias: number,
+    y: number,
+    M: number,
+    N: number,
+    K: number,
+    type: number,
+  ): void;
+  attention(
+    mem: Uint8Array,
+    q: number,
+    k: number,
+    v: number,
+    out: number,
+    lse: number,
+    nq: number,
+    heads: number,
+    kvHeads: number,
+    headDim: number,
+    scale: number,
+    qStride: number,
+    kvHeadStride: number,
+    kvPosStride: number,
+    qpos0: number,
+    nk: number,
+  ): void;
+}
+
+export type IsaLevel = 'avx512vnni' | 'avx512' | 'avx2';
+export type QuantType = 'q8_0' | 'q4_0';
+const QTYPE: Record<QuantType, number> = { q8_0: 2, q4_0: 3 };
+
+export interface NativeMatmulArgs {
+  x: number;
+  w: number;
+  /** 0 = none */
+  bias: number;
+  y: number;
+  M: number;
+  N: number;
+  K: number;
+}
+
+/** Dense attention arguments, as the wasm runtime's (modes 1–3, gathered and sparse keys, are wasm-only). */
+export type NativeAttentionArgs = Omit<
+  AttentionArgs,
+  'mode' | 'work' | 'idx' | 'offs' | 'bq' | 'cols' | 'colOffs'
+>;
+
+export class NativeKernels {
+  private readonly addon: NativeAddon;
+  constructor(addon: NativeAddon) {
+    this.addon = addon;
+  }
+
+  /** ISA level in use, the levels this CPU supports (best first), pool threads and spin time. */
+  info(): ReturnType<NativeAddon['info']> {
+    return this.addon.info();
+  }
+  /** Lowers (or restores) the ISA level, resizes the pool (threads including the caller). */
+  configure(o: { level?: IsaLevel; threads?: number; spinUs?: number }): void {
+    const cur = this.addon.info();
+    this.addon.configure(o.level ?? '', o.threads ?? cur.threads, o.spinUs ?? cur.spinUs);
+  }
+  /** Per CPU-second of one thread: f32 flops (fma), int8 ops (dot) at the current level, or clock GHz·1e9. */
+  peak(kind: 'fma' | 'dot' | 'clock', iterations: number): number {
+    return this.addon.peak(kind, iterations);
+  }
+
+  /** y[M][N] = x[M][K] · w[N][K]ᵀ (+ bias); f16 weights with the wasm backend's exponent multiplier. */
+  matmul(mem: Uint8Array, a: NativeMatmulArgs & { f16: boolean; f16Scale?: number }): void {
+    // wasm's multiplier rebiases half bits (2^112 = IEEE); here halves are widened exactly, so only the
+    // remaining factor (2^-10 for the backend's pre-scaled halves) is applied
+    const halfScale = (a.f16Scale ?? HALF_IEEE) / HALF_IEEE;
+    this.addon.matmulF32(mem, a.x, a.w, a.bias, a.y, a.M, a.N, a.K, a.f16 ? 1 : 0, halfScale);
+  }
+
+  /** Bytes of N rows × K of `type` once packed for matmulQ (rows padded to a multiple of 16). */
+  packedBytes(type: QuantType, N: number, K: number): number {
+    return this.addon.packedBytes(QTYPE[type], N, K);
+  }
+  /** ggml blocks (rows [N][K/32]) at src+srcOff → the packed layout at dst+dstOff (packedBytes). */
+  packWeights(
+    type: QuantType,
+    src: Uint8Array,
+    srcOff: number,
+    N: number,
+    K: number,
+    dst: Uint8Array,
+    dstOff: number,
+  ): void {
+    this.addon.packWeights(QTYPE[type], src, srcOff, N, K, dst, dstOff);
+  }
+  /** y = x · wᵀ (+ bias) with w packed (packWeights); x is quantized to Q8_0 blocks on the fly. K % 32 = 0. */
+  matmulQ(mem: Uint8Array, type: QuantType, a: NativeMatmulArgs): void {
+    this.addon.matmulQ(mem, a.x, a.w, a.bias, a.y, a.M, a.N, a.K, QTYPE[type]);
+  }
+
+  /** Dense (optionally causal) GQA attention; q/out [nq][heads][headDim], k/v [kv_head][pos][headDim]. */
+  attention(mem: Uint8Array, a: NativeAttentionArgs): void {
+    this.addon.attention(
+      mem,
+      a.q,
+      a.k,
+      a.v,
+      a.out,
+      a.lse ?? 0,
+      a.nq,
+      a.heads,
+      a.kvHeads,
+      a.headDim,
+      a.scale,
+      a.qStride ?? a.heads * a.headDim,
+      a.kvHeadStride,
+      a.kvPosStride,
+      a.qpos0,
+      a.nk,
+    );
+  }
+}

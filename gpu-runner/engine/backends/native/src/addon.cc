@@ -1,0 +1,214 @@
+// N-API binding of the native CPU kernels. Every kernel takes the JS side's memory (a typed array or
+// ArrayBuffer; pass `new Uint8Array(sharedBuffer)` for a SharedArrayBuffer such as the wasm backend's
+// memory) and byte offsets into it; operands are bounds-checked before any kernel runs. The ISA level
+// is chosen by cpuid at load (best supported) and can be lowered with configure(); work is split over
+// the native pool (pool.h). Shapes and layouts: kernels.h.
+#include <ctime>
+#include "binding.h"
+#include "pack.h"
+
+namespace kv {
+namespace {
+
+/** runs f(n0, n1) over column ranges of `step` columns split into parts */
+template <typename F>
+void splitColumns(int64_t N, int64_t work, F&& f) {
+  const int64_t units = (N + 31) / 32;
+  const int parts = partsFor(work, units);
+  state().pool.run(parts, [&](int p, int) {
+    const int64_t u0 = units * p / parts, u1 = units * (p + 1) / parts;
+    f(u0 * 32, std::min(N, u1 * 32));
+  });
+}
+
+// --- kernels ------------------------------------------------------------------------------------------
+// matmulF32(mem, x, w, bias, y, M, N, K, f16, halfScale)
+napi_value matmulF32(napi_env env, napi_callback_info info) {
+  return guard(env, [&] {
+    Call c(env, info, 10, "matmulF32");
+    State& s = state();
+    const Mem m = memArg(c, 0);
+    const int64_t M = c.int64(5, "M", 1), N = c.int64(6, "N", 1), K = c.int64(7, "K", 1);
+    const bool f16 = c.num(8, "f16") != 0;
+    MatmulF a{};
+    a.x = m.at<const float>(c.int64(1, "x"), M * K * 4, "x");
+    a.w = m.at<const void>(c.int64(2, "w"), N * K * (f16 ? 2 : 4), "w");
+    const int64_t bias = c.int64(3, "bias");
+    a.bias = bias ? m.at<const float>(bias, N * 4, "bias") : nullptr;
+    a.y = m.at<float>(c.int64(4, "y"), M * N * 4, "y");
+    a.M = M, a.N = N, a.K = K, a.f16 = f16;
+    a.halfScale = static_cast<float>(c.num(9, "halfScale"));
+    std::lock_guard<std::mutex> lock(s.op);
+    splitColumns(N, M * N * K, [&](int64_t n0, int64_t n1) { s.level->matmulF(a, n0, n1); });
+    return undefinedValue(env);
+  });
+}
+
+int32_t quantType(const Call& c, size_t i) {
+  const int64_t t = c.int64(i, "type");
+  if (t != W_Q8_0 && t != W_Q4_0) throw Error("type must be 2 (Q8_0) or 3 (Q4_0)");
+  return static_cast<int32_t>(t);
+}
+
+// packedBytes(type, N, K)
+napi_value packedBytesFn(napi_env env, napi_callback_info info) {
+  return guard(env, [&] {
+    Call c(env, info, 3, "packedBytes");
+    const int32_t type = quantType(c, 0);
+    const int64_t N = c.int64(1, "N", 1), K = c.int64(2, "K", 32);
+    if (K % 32) throw Error("K must be a multiple of 32 for Q8_0/Q4_0");
+    napi_value out;
+    napi_create_double(env, static_cast<double>(packedBytes(type, N, K)), &out);
+    return out;
+  });
+}
+
+// packWeights(type, src, srcOff, N, K, dst, dstOff)
+napi_value packWeightsFn(napi_env env, napi_callback_info info) {
+  return guard(env, [&] {
+    Call c(env, info, 7, "packWeights");
+    const int32_t type = quantType(c, 0);
+    const int64_t N = c.int64(3, "N", 1), K = c.int64(4, "K", 32);
+    if (K % 32) throw Error("K must be a multiple of 32 for Q8_0/Q4_0");
+    const Mem src = memArg(c, 1), dst = memArg(c, 5);
+    const auto* sp = src.at<const uint8_t>(c.int64(2, "srcOff"), N * (K / 32) * ggmlBlockBytes(type), "src");
+    auto* dp = dst.at<uint8_t>(c.int64(6, "dstOff"), packedBytes(type, N, K), "dst");
+    packWeights(type, sp, N, K, dp);
+    return undefinedValue(env);
+  });
+}
+
+// matmulQ(mem, x, w, bias, y, M, N, K, type): w packed (packWeights)
+napi_value matmulQFn(napi_env env, napi_callback_info info) {
+  return guard(env, [&] {
+    Call c(env, info, 9, "matmulQ");
+    State& s = state();
+    const Mem m = memArg(c, 0);
+    const int64_t M = c.int64(5, "M", 1), N = c.int64(6, "N", 1), K = c.int64(7, "K", 32);
+    if (K % 32) throw Error("K must be a multiple of 32 for Q8_0/Q4_0");
+    MatmulQ a{};
+    a.type = quantType(c, 8);
+    const float* x = m.at<const float>(c.int64(1, "x"), M * K * 4, "x");
+    a.w = m.at<const uint8_t>(c.int64(2, "w"), packedBytes(a.type, N, K), "w");
+    const int64_t bias = c.int64(3, "bias");
+    a.bias = bias ? m.at<const float>(bias, N * 4, "bias") : nullptr;
+    a.y = m.at<float>(c.int64(4, "y"), M * N * 4, "y");
+    a.M = M, a.N = N, a.K = K;
+    std::lock_guard<std::mutex> lock(s.op);
+    const int64_t nb = K / 32;
+    const size_t need = static_cast<size_t>(M * K + 2 * M * nb * 4 + 64);
+    if (s.quant.size() < need) s.quant.resize(need);
+    uint8_t* base = s.quant.data();
+    a.qx.xd = reinterpret_cast<float*>(base);
+    a.qx.xc = a.qx.xd + M * nb;
+    a.qx.xq = reinterpret_cast<int8_t*>(a.qx.xc + M * nb);
+    const float off = s.level->weightOffset(a.type);
+    const int qparts = partsFor(M * K * 8, M);
+    s.pool.run(qparts, [&](int p, int) {
+      s.level->quantizeX(x, K, a.qx, M * p / qparts, M * (p + 1) / qparts, off);
+    });
+    splitColumns(N, M * N * K / 4, [&](int64_t n0, int64_t n1) { s.level->matmulQ(a, n0, n1); });
+    return undefinedValue(env);
+  });
+}
+
+// info(): { level, levels, threads, spinUs }
+napi_value infoFn(napi_env env, napi_callback_info) {
+  return guard(env, [&] {
+    State& s = state();
+    napi_value o, lv, arr, n;
+    napi_create_object(env, &o);
+    napi_create_string_utf8(env, s.level->name, NAPI_AUTO_LENGTH, &lv);
+    napi_set_named_property(env, o, "level", lv);
+    napi_create_array_with_length(env, s.supported.size(), &arr);
+    for (size_t i = 0; i < s.supported.size(); i++) {
+      napi_value e;
+      napi_create_string_utf8(env, s.supported[i].c_str(), NAPI_AUTO_LENGTH, &e);
+      napi_set_element(env, arr, static_cast<uint32_t>(i), e);
+    }
+    napi_set_named_property(env, o, "levels", arr);
+    napi_create_int32(env, s.pool.threads(), &n);
+    napi_set_named_property(env, o, "threads", n);
+    napi_create_int32(env, s.pool.spinUs(), &n);
+    napi_set_named_property(env, o, "spinUs", n);
+    return o;
+  });
+}
+
+// configure(level, threads, spinUs): level "" keeps the current one
+napi_value configureFn(napi_env env, napi_callback_info info) {
+  return guard(env, [&] {
+    Call c(env, info, 3, "configure");
+    State& s = state();
+    const std::string name = c.str(0);
+    std::lock_guard<std::mutex> lock(s.op);
+    if (!name.empty()) {
+      if (std::find(s.supported.begin(), s.supported.end(), name) == s.supported.end())
+        throw Error("ISA level " + name + " is not supported by this CPU");
+      s.level = findLevel(name);
+    }
+    s.pool.configure(static_cast<int>(c.int64(1, "threads", 1)), static_cast<int>(c.int64(2, "spinUs")));
+    return undefinedValue(env);
+  });
+}
+
+// peak(kind, iterations): per CPU-second of the calling thread (so a loaded machine does not lower it):
+// "fma" f32 flops, "dot" int8 ops (2 per multiply-add) of independent chains at the current level;
+// "clock" GHz from a chain of dependent adds (one per cycle).
+napi_value peakFn(napi_env env, napi_callback_info info) {
+  return guard(env, [&] {
+    Call c(env, info, 2, "peak");
+    State& s = state();
+    const std::string kind = c.str(0);
+    const int64_t iters = c.int64(1, "iterations", 1);
+    std::lock_guard<std::mutex> lock(s.op);
+    timespec t0, t1;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t0);
+    double ops = 0;
+    if (kind == "clock") {
+      uint64_t x = 0;
+      for (int64_t i = 0; i < iters; i += 8)
+        __asm__ volatile("add $1, %0\n\tadd $1, %0\n\tadd $1, %0\n\tadd $1, %0\n\t"
+                         "add $1, %0\n\tadd $1, %0\n\tadd $1, %0\n\tadd $1, %0" : "+r"(x));
+      ops = static_cast<double>(iters);
+    } else if (kind == "fma") {
+      ops = s.level->peakFma(iters);
+    } else if (kind == "dot") {
+      ops = s.level->peakDot(iters);
+    } else {
+      throw Error("peak kind must be fma, dot or clock");
+    }
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t1);
+    const double secs = static_cast<double>(t1.tv_sec - t0.tv_sec) + 1e-9 * static_cast<double>(t1.tv_nsec - t0.tv_nsec);
+    napi_value out;
+    napi_create_double(env, ops / secs, &out);
+    return out;
+  });
+}
+
+}  // namespace
+}  // namespace kv
+
+NAPI_MODULE_INIT() {
+  kv::State& s = kv::state();
+  if (s.supported.empty()) {
+    napi_throw_error(env, "KVRAG_NATIVE", "this CPU lacks AVX2 + FMA + F16C (or the OS does not save AVX state)");
+    return nullptr;
+  }
+  if (!s.level) {
+    s.level = kv::findLevel(s.supported.front());
+    s.pool.configure(1, 100);
+  }
+  const napi_property_descriptor props[] = {
+      {"info", nullptr, kv::infoFn, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"configure", nullptr, kv::configureFn, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"peak", nullptr, kv::peakFn, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"matmulF32", nullptr, kv::matmulF32, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"packedBytes", nullptr, kv::packedBytesFn, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"packWeights", nullptr, kv::packWeightsFn, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"matmulQ", nullptr, kv::matmulQFn, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"attention", nullptr, kv::attentionFn, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+  };
+  napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
+  return exports;
+}

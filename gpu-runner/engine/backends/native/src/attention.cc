@@ -1,0 +1,209 @@
+// Flash-style attention for one work unit, compiled once per ISA level (simd.h): up to 4 vectors of
+// rows (row r = query r0/G.., each a (query, head) pair of kv head g, GQA) against keys [k0, k1) in
+// tiles of BK. Scores are computed transposed, St[key][row], by broadcasting key elements against
+// q packed as Qt[dim][row] (scaled), so the online softmax (running max m, sum l, rescale alpha) is
+// vertical over rows, with no horizontal reductions; then O[row][:] = O·alpha + Σ_key p · V[key][:].
+// The unit leaves O unnormalised with m and l (AttnPartial); the driver (addon.cc) normalises or
+// merges several key ranges by log-sum-exp.
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include "kernels.h"
+#include "simd.h"
+
+namespace kv {
+namespace KV_NS {
+
+namespace {
+constexpr int W = V::W;
+constexpr int RMAX = 4 * W;
+constexpr int BK = 64;
+constexpr int ACC = W == 16 ? 24 : 12;  // accumulator registers
+// Units of at most this many rows (decode: one query's heads of a kv group) score key by key as dot
+// products (d/W FMAs and one reduction per key and row) instead of broadcasting key elements against
+// row lanes that would be mostly empty.
+constexpr int DOT_ROWS = 4;
+
+struct Scratch {
+  float* qt;      // [256][RMAX]
+  float* st;      // [BK][RMAX]
+  int32_t* lim;   // [RMAX]
+  float* alpha;   // [RMAX]
+  float* qr;      // [DOT_ROWS][256] scaled q rows (few-row units)
+};
+Scratch& scratch() {
+  static thread_local Scratch s = [] {
+    Scratch t;
+    t.qt = static_cast<float*>(std::aligned_alloc(64, sizeof(float) * 256 * RMAX));
+    t.st = static_cast<float*>(std::aligned_alloc(64, sizeof(float) * BK * RMAX));
+    t.lim = static_cast<int32_t*>(std::aligned_alloc(64, sizeof(int32_t) * RMAX));
+    t.alpha = static_cast<float*>(std::aligned_alloc(64, sizeof(float) * RMAX));
+    t.qr = static_cast<float*>(std::aligned_alloc(64, sizeof(float) * DOT_ROWS * 256));
+    return t;
+  }();
+  return s;
+}
+
+/** St[j][·] for keys kp[j·ks], j in [0, nb): MK keys per pass against RV row vectors of Qt. */
+template <int RV>
+void scores(const float* qt, const float* kp, int64_t ks, int d, int nb, float* st) {
+  constexpr int MK = ACC / RV;
+  int j = 0;
+  for (; j + MK <= nb; j += MK) {
+    V::v acc[MK][RV];
+    for (int a = 0; a < MK; a++)
+      for (int v = 0; v < RV; v++) acc[a][v] = V::zero();
+    const float* kj = kp + j * ks;
+    for (int dd = 0; dd < d; dd++) {
+      V::v qv[RV];
+      for (int v = 0; v < RV; v++) qv[v] = V::load(qt + dd * RMAX + v * W);
+#pragma GCC unroll 24
+      for (int a = 0; a < MK; a++) {
+        const V::v kb = V::set1(kj[a * ks + dd]);
+        for (int v = 0; v < RV; v++) acc[a][v] = V::fma(kb, qv[v], acc[a][v]);
+      }
+    }
+    for (int a = 0; a < MK; a++)
+      for (int v = 0; v < RV; v++) V::store(st + (j + a) * RMAX + v * W, acc[a][v]);
+  }
+  for (; j < nb; j++) {
+    V::v acc[RV];
+    for (int v = 0; v < RV; v++) acc[v] = V::zero();
+    const float* kj = kp + j * ks;
+    for (int dd = 0; dd < d; dd++) {
+      const V::v kb = V::set1(kj[dd]);
+      for (int v = 0; v < RV; v++) acc[v] = V::fma(kb, V::load(qt + dd * RMAX + v * W), acc[v]);
+    }
+    for (int v = 0; v < RV; v++) V::store(st + j * RMAX + v * W, acc[v]);
+  }
+}
+
+/** St[j][r] for rows r < R (≤ DOT_ROWS) as dot products of the scaled rows qr [R][d] with each key. */
+void scoresDot(const float* qr, int R, const float* kp, int64_t ks, int d, int nb, float* st) {
+  const int dv = d / W;
+  for (int j = 0; j < nb; j++) {
+    const float* kj = kp + j * ks;
+    for (int r = 0; r < R; r++) {
+      const float* q = qr + r * 256;
+      V::v a0 = V::mul(V::load(q), V::load(kj)), a1 = V::zero();
+      for (int c = 1; c + 1 < dv; c += 2) {
+        a1 = V::fma(V::load(q + c * W), V::load(kj + c * W), a1);
+        a0 = V::fma(V::load(q + (c + 1) * W), V::load(kj + (c + 1) * W), a0);
+      }
+      if ((dv & 1) == 0) a1 = V::fma(V::load(q + (dv - 1) * W), V::load(kj + (dv - 1) * W), a1);
+      st[j * RMAX + r] = V::hsum(V::add(a0, a1));
+    }
+  }
+}
+
+/** O rows [r, r + RO) × DC vectors of columns at c: O = O·alpha + Σ_j St[j][row] · V[j][c..]. */
+template <int RO, int DC>
+void accumulate(float* o, int d, int r, int c, const float* alpha, const float* st, const float* vp, int64_t vs,
+                int nb) {
+  V::v acc[RO][DC];
+  for (int t = 0; t < RO; t++) {
+    const V::v al = V::set1(alpha[r + t]);
+    for (int u = 0; u < DC; u++) acc[t][u] = V::mul(V::load(o + (r + t) * d + c + u * W), al);
+  }
+  for (int j = 0; j < nb; j++) {
+    V::v vv[DC];
+    for (int u = 0; u < DC; u++) vv[u] = V::load(vp + j * vs + c + u * W);
+    for (int t = 0; t < RO; t++) {
+      const V::v p = V::set1(st[j * RMAX + r + t]);
+      for (int u = 0; u < DC; u++) acc[t][u] = V::fma(p, vv[u], acc[t][u]);
+    }
+  }
+  for (int t = 0; t < RO; t++)
+    for (int u = 0; u < DC; u++) V::store(o + (r + t) * d + c + u * W, acc[t][u]);
+}
+
+template <int RO>
+void accumulateRows(float* o, int d, int r, const float* alpha, const float* st, const float* vp, int64_t vs,
+                    int nb) {
+  const int dv = d / W;
+  int c = 0;
+  for (; c + 4 <= dv; c += 4) accumulate<RO, 4>(o, d, r, c * W, alpha, st, vp, vs, nb);
+  switch (dv - c) {
+    case 3: accumulate<RO, 3>(o, d, r, c * W, alpha, st, vp, vs, nb); break;
+    case 2: accumulate<RO, 2>(o, d, r, c * W, alpha, st, vp, vs, nb); break;
+    case 1: accumulate<RO, 1>(o, d, r, c * W, alpha, st, vp, vs, nb); break;
+    default: break;
+  }
+}
+
+constexpr int RO = W == 16 ? 4 : 2;
+
+template <int RV>
+void attendRows(const Attention& a, int g, int r0, int R, int k0, int k1, const AttnPartial& out) {
+  Scratch& s = scratch();
+  const int d = a.d;
+  const int G = a.H / a.Hkv;
+  // Qt[dim][row] = q · scale; row limits from the causal mask
+  int kmax = k0, kmin = k1;
+  for (int r = 0; r < RV * W; r++) {
+    if (r < R) {
+      const int flat = r0 + r;
+      const int i = flat / G;
+      const int h = g * G + flat % G;
+      const float* qp = a.q + i * a.qStride + h * d;
+      for (int dd = 0; dd < d; dd++) s.qt[dd * RMAX + r] = qp[dd] * a.scale;
+      if (R <= DOT_ROWS)
+        for (int dd = 0; dd < d; dd++) s.qr[r * 256 + dd] = qp[dd] * a.scale;
+      const int lim = a.qpos0 >= 0 ? std::min(a.nk, a.qpos0 + i + 1) : a.nk;
+      s.lim[r] = lim;
+      kmax = std::max(kmax, std::min(lim, k1));
+      kmin = std::min(kmin, lim);
+    } else {
+      for (int dd = 0; dd < d; dd++) s.qt[dd * RMAX + r] = 0;
+      s.lim[r] = 0;
+    }
+    out.m[r] = -1e30f;
+    out.l[r] = 0;
+  }
+  std::fill(out.o, out.o + static_cast<int64_t>(RV * W) * d, 0.0f);
+  const float* kb = a.k + g * a.kvHeadStride;
+  const float* vb = a.v + g * a.kvHeadStride;
+  for (int j0 = k0; j0 < kmax; j0 += BK) {
+    const int nb = std::min(BK, kmax - j0);
+    if (R <= DOT_ROWS) scoresDot(s.qr, R, kb + j0 * a.kvPosStride, a.kvPosStride, d, nb, s.st);
+    else scores<RV>(s.qt, kb + j0 * a.kvPosStride, a.kvPosStride, d, nb, s.st);
+    if (j0 + nb > kmin)
+      for (int j = 0; j < nb; j++)
+        for (int v = 0; v < RV; v++)
+          V::store(s.st + j * RMAX + v * W, V::maskLess(V::load(s.st + j * RMAX + v * W), j0 + j, s.lim + v * W));
+    for (int v = 0; v < RV; v++) {
+      V::v mx = V::load(out.m + v * W);
+      for (int j = 0; j < nb; j++) mx = V::max(mx, V::load(s.st + j * RMAX + v * W));
+      const V::v mold = V::load(out.m + v * W);
+      V::v sum = V::zero();
+      for (int j = 0; j < nb; j++) {
+        const V::v p = vexp(V::sub(V::load(s.st + j * RMAX + v * W), mx));
+        V::store(s.st + j * RMAX + v * W, p);
+        sum = V::add(sum, p);
+      }
+      const V::v al = vexp(V::sub(mold, mx));
+      V::store(s.alpha + v * W, al);
+      V::store(out.l + v * W, V::fma(V::load(out.l + v * W), al, sum));
+      V::store(out.m + v * W, mx);
+    }
+    const float* vp = vb + j0 * a.kvPosStride;
+    int r = 0;
+    for (; r + RO <= R; r += RO) accumulateRows<RO>(out.o, d, r, s.alpha, s.st, vp, a.kvPosStride, nb);
+    for (; r < R; r++) accumulateRows<1>(out.o, d, r, s.alpha, s.st, vp, a.kvPosStride, nb);
+  }
+}
+}  // namespace
+
+int attnRowsMax() { return RMAX; }
+
+void attendUnit(const Attention& a, int g, int r0, int R, int k0, int k1, const AttnPartial& out) {
+  switch ((R + W - 1) / W) {
+    case 1: return attendRows<1>(a, g, r0, R, k0, k1, out);
+    case 2: return attendRows<2>(a, g, r0, R, k0, k1, out);
+    case 3: return attendRows<3>(a, g, r0, R, k0, k1, out);
+    default: return attendRows<4>(a, g, r0, R, k0, k1, out);
+  }
+}
+
+}  // namespace KV_NS
+}  // namespace kv

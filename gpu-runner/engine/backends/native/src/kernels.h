@@ -1,0 +1,94 @@
+// Kernel entry points shared by the binding (addon.cc) and the per-ISA translation units. Every kernel
+// works on caller-owned memory (pointers resolved from offsets into the JS side's buffer) and computes
+// the part of the output it is given ([n0, n1) columns, or unit ranges), so the pool can split it.
+#pragma once
+#include <cstdint>
+#include <cstddef>
+
+#define KV_EXPORT __attribute__((visibility("default")))
+
+namespace kv {
+
+enum WeightType : int32_t { W_F32 = 0, W_F16 = 1, W_Q8_0 = 2, W_Q4_0 = 3 };
+
+// y[M][N] = x[M][K] · w[N][K]ᵀ (+ bias[N]); w f32 or f16 (halves × halfScale = value).
+struct MatmulF {
+  const float* x;
+  const void* w;
+  const float* bias;  // nullptr = none
+  float* y;
+  int64_t M, N, K;
+  bool f16;
+  float halfScale;
+};
+
+// Activations quantized to Q8_0 blocks: xq [M][K] int8 (per 32-block scale xd [M][K/32]); xc [M][K/32] =
+// −offset · xd · Σ xq over the block, the correction for weights stored with +offset (see pack.cc).
+struct QuantX {
+  int8_t* xq;
+  float* xd;
+  float* xc;
+};
+
+// y = x · wᵀ with w packed by packWeights (Q8_0 / Q4_0, groups of 16 rows, see pack.cc).
+struct MatmulQ {
+  QuantX qx;
+  const uint8_t* w;
+  const float* bias;
+  float* y;
+  int64_t M, N, K;
+  int32_t type;  // W_Q8_0 or W_Q4_0
+};
+
+// Attention rows of one work unit: up to RMAX (query, head) rows sharing kv head g.
+// q, out: [nq][H][d] (row stride qStride floats); k, v: [kv_head][pos][d] via the strides.
+struct Attention {
+  const float* q;
+  const float* k;
+  const float* v;
+  float* out;
+  float* lse;  // [nq][H], nullptr = none
+  int32_t nq, H, Hkv, d;
+  float scale;
+  int64_t qStride, kvHeadStride, kvPosStride;
+  int32_t qpos0;  // query i sits at qpos0 + i; < 0 = no causal mask
+  int32_t nk;
+};
+
+// Partial result of one unit over a key range: o [R][d] unnormalised, m/l [R] running max and sum.
+struct AttnPartial {
+  float* o;
+  float* m;
+  float* l;
+};
+
+// Per-ISA entry points: f32.cc and attention.cc are compiled for avx2 and avx512, quant.cc for avx2 and
+// vnni (AVX-512 VNNI); the AVX-512 level without VNNI uses the avx2 int8 code. KV_NS names the namespace.
+#define KV_DECLARE_F(ns)                                                                          \
+  namespace ns {                                                                                  \
+  /* columns [n0, n1) of y (n0 a multiple of 16) */                                               \
+  KV_EXPORT void matmulF(const MatmulF&, int64_t n0, int64_t n1);                                           \
+  /* rows per attention unit: 4 vectors of the level's width */                                   \
+  KV_EXPORT int attnRowsMax();                                                                              \
+  /* unit rows r0..r0+R of kv head g (row r = query r / G, head g·G + r % G), keys [k0, k1) */    \
+  KV_EXPORT void attendUnit(const Attention&, int g, int r0, int R, int k0, int k1, const AttnPartial&);   \
+  /* f32 flops of `iters` steps of independent FMA chains (a peak-throughput probe) */            \
+  KV_EXPORT double peakFma(int64_t iters);                                                                  \
+  }
+#define KV_DECLARE_Q(ns)                                                                          \
+  namespace ns {                                                                                  \
+  /* the weight offset `type`'s kernel corrects for (packed u8 = q + offset; see pack.cc) */      \
+  KV_EXPORT float weightOffset(int32_t type);                                                               \
+  /* rows [m0, m1) of x [M][K] → QuantX with xc = −offset · xd · Σ xq */                            \
+  KV_EXPORT void quantizeX(const float* x, int64_t K, const QuantX&, int64_t m0, int64_t m1, float offset); \
+  /* columns [n0, n1) of y, n0 a multiple of 16 */                                                \
+  KV_EXPORT void matmulQ(const MatmulQ&, int64_t n0, int64_t n1);                                           \
+  /* int8 ops (2 per multiply-add) of `iters` steps of independent dot-product chains */         \
+  KV_EXPORT double peakDot(int64_t iters);                                                                  \
+  }
+KV_DECLARE_F(avx2)
+KV_DECLARE_F(avx512)
+KV_DECLARE_Q(avx2)
+KV_DECLARE_Q(vnni)
+
+}  // namespace kv
