@@ -264,7 +264,6 @@ export async function run(args: string[]): Promise<number> {
             linkTokens,
           });
           out.kv.free();
-          if (cell.temp === 'cold') asm.dispose();
           times[i].push(out.report.timingsMs.total);
           reports[i].push(out.report);
         }
@@ -286,9 +285,7 @@ export async function run(args: string[]): Promise<number> {
         });
       }
     }
-    warm.dispose();
     hot.tier.clear();
-    hot.dispose();
     const c = e.config;
     const result: TtftResult = {
       backend: e.backend.name,

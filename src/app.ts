@@ -8,6 +8,8 @@ import { AppError, asAppError, toEnvelope } from '../contracts/errors.ts';
 import { adminRoutes } from './routes/admin.ts';
 import { answerRoutes } from './routes/answer-routes.ts';
 import { authenticate } from './routes/auth.ts';
+import { chunkRoutes } from './routes/chunks.ts';
+import { consoleRoutes } from './routes/console.ts';
 import { MetricsRegistry, PROMETHEUS_CONTENT_TYPE } from './metrics.ts';
 import { limitBody } from './routes/body-limit.ts';
 import { collectionRoutes } from './routes/collections.ts';
@@ -17,12 +19,20 @@ import { jobRoutes } from './routes/jobs.ts';
 import { openApiRoutes } from './routes/openapi.ts';
 import { isOpenAiPath, OPENAI_PREFIXES, toOpenAiError } from './routes/openai/errors.ts';
 import { openAiRoutes } from './routes/openai/index.ts';
+import { runnerRoutes } from './routes/runners.ts';
 import { searchRoutes } from './routes/search.ts';
 import type { AppEnv, Services } from './services.ts';
 
 /** Multipart framing and JSON escaping on top of the document bytes themselves. */
 const UPLOAD_OVERHEAD_BYTES = 64 * 1024;
-const RESOURCE_PREFIXES = ['/v1/admin', '/v1/collections', '/v1/jobs', ...OPENAI_PREFIXES];
+const RESOURCE_PREFIXES = [
+  '/v1/admin',
+  '/v1/collections',
+  '/v1/jobs',
+  '/v1/chunks',
+  '/v1/runners',
+  ...OPENAI_PREFIXES,
+];
 const UPLOAD_PATH = /^\/v1\/(collections\/[^/]+\/documents|files)\/?$/;
 
 export function createApp(services: Services): Hono<AppEnv> {
@@ -63,6 +73,7 @@ export function createApp(services: Services): Hono<AppEnv> {
     c.body(await registry.render(), 200, { 'content-type': PROMETHEUS_CONTENT_TYPE }),
   );
   app.route('/', openApiRoutes());
+  app.route('/', consoleRoutes());
 
   // Resource prefixes only (an unknown /v1 path stays a plain 404). Authenticate first: an anonymous
   // caller cannot make the server read a large body.
@@ -77,6 +88,8 @@ export function createApp(services: Services): Hono<AppEnv> {
   app.route('/v1/collections', documentRoutes());
   app.route('/v1/collections', searchRoutes());
   app.route('/v1/jobs', jobRoutes());
+  app.route('/v1/chunks', chunkRoutes());
+  app.route('/v1/runners', runnerRoutes());
   // OpenAI's Files, Vector Stores, Responses and Embeddings, answering errors in OpenAI's shape
   app.route('/v1', openAiRoutes());
   // query, chat completions and models: their own auth and body limit (outside the prefixes above)

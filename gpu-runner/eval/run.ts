@@ -13,9 +13,10 @@ import {
   type GenerateRequest,
   generateBodySchema,
   type RunnerUsage,
+  withRunnerToken,
 } from '../../contracts/runner-api.ts';
 import type { SparsePattern } from '../../contracts/sparse.ts';
-import type { CpuBackendKind } from '../engine/backends/cpu-backend.ts';
+import type { BackendChoice } from '../engine/backends/registry.ts';
 import { createRunner } from '../server/runner.ts';
 import {
   type EpisodePrompt,
@@ -40,7 +41,7 @@ export function variantLabel(v: Variant): string {
 
 export interface EvalOptions {
   modelDir: string;
-  backend?: CpuBackendKind;
+  backend?: BackendChoice;
   threads?: number;
   /** Held-out seed: episodes are seeded `heldout-{seed}-{suite}-full-{context}`. */
   seed: number;
@@ -194,9 +195,9 @@ export function planVariants(opts: EvalOptions): {
 }
 
 /** POST /v1/precompute for the blocks (at most 64 per request). */
-async function precompute(app: { fetch(r: Request): Response | Promise<Response> }, blocks: number[][]) {
+async function precompute(fetchRunner: FetchFn, blocks: number[][]) {
   for (let i = 0; i < blocks.length; i += 64) {
-    const res = await app.fetch(
+    const res = await fetchRunner(
       new Request('http://eval.runner/v1/precompute', {
         method: 'POST',
         headers: { 'content-type': 'application/json' },
@@ -223,7 +224,8 @@ export async function runEval(opts: EvalOptions): Promise<EvalResult> {
     scheduler: { kvBytes: Math.max(256 * 1024 * 1024, 2 * maxPrompt * 64 * 1024) },
   });
   const engine = runner.core.engine;
-  const fetch: FetchFn = (r) => runner.app.fetch(r);
+  // the runner's own credential on every call, as the API sends it
+  const fetch = withRunnerToken((r) => runner.app.fetch(r), runner.core.credential.current);
   const cells: EvalCell[] = [];
   let stopped: EvalResult['stopped'] = null;
   try {
@@ -264,7 +266,7 @@ export async function runEval(opts: EvalOptions): Promise<EvalResult> {
         if (total + p.answer.length + 1 > engine.maxContext)
           throw new Error(`episode of ${total} tokens does not fit the model context ${engine.maxContext}`);
         // artifacts are computed offline in production: store them before any variant is timed
-        if (variants.some((v) => v.mode !== 'full')) await precompute(runner.app, [p.system, ...p.chunks]);
+        if (variants.some((v) => v.mode !== 'full')) await precompute(fetch, [p.system, ...p.chunks]);
         for (const a of set.acc) {
           const usage = await opts.generate(fetch, requestBody(p, a.v, opts));
           const s = scoreAnswer(usage.tokens, p.answer);

@@ -46,6 +46,7 @@ describe('schema', () => {
       'api_keys',
       'chunks',
       'collections',
+      'document_jobs',
       'documents',
       'file_batches',
       'files',

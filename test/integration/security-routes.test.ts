@@ -21,6 +21,7 @@ let theirs: {
   document: string;
   job: string;
   keyId: string;
+  chunk: string;
   file: string;
   batch: string;
   response: string;
@@ -39,6 +40,7 @@ beforeAll(async () => {
     { key: A.key, json: { text: 'a second document of A', filename: 'second.txt' } },
   );
   const keys = await h.expectJson<{ data: { id: string }[] }>(200, 'GET', `/v1/admin/tenants/${A.id}/keys`);
+  const [chunk] = await h.db.db.select().from(chunks).where(eq(chunks.documentId, a.document));
   // OpenAI's side: a file attached through a batch (ingested before the snapshots) and a stored response
   const aFile = await uploadFile(A.key, `${SECRET} (as a file).`);
   const aBatch = await attachBatch(A.key, a.collection, aFile);
@@ -51,6 +53,7 @@ beforeAll(async () => {
     document: doc.id,
     job: doc.ingest_job_id,
     keyId: keys.data[0].id,
+    chunk: chunk.id,
     file: aFile,
     batch: aBatch,
     response: resp.id,
@@ -160,6 +163,9 @@ const crossTenant = (): Record<string, Case> => {
       expect: 404,
     },
     'GET /v1/jobs/:queue/:id': { method: 'GET', path: `/v1/jobs/ingest/${theirs.job}`, expect: 404 },
+    'GET /v1/chunks/:chunk': { method: 'GET', path: `/v1/chunks/${theirs.chunk}`, expect: 404 },
+    // runners are shared by every tenant; what B sees of them names nothing of A
+    'GET /v1/runners': { method: 'GET', path: '/v1/runners', expect: 200 },
     'POST /v1/query': {
       method: 'POST',
       path: '/v1/query',
@@ -289,7 +295,15 @@ const crossTenant = (): Record<string, Case> => {
 };
 
 /** Routes anyone may call (no tenant data). */
-const PUBLIC = ['GET /healthz', 'GET /readyz', 'GET /metrics', 'GET /openapi.json'];
+const PUBLIC = [
+  'GET /healthz',
+  'GET /readyz',
+  'GET /metrics',
+  'GET /openapi.json',
+  // the web console's static files (no data; every call it makes is to the routes below)
+  'GET /',
+  'GET /assets/:file',
+];
 
 function appRoutes(): string[] {
   const seen = new Set<string>();
@@ -310,6 +324,7 @@ describe('cross-tenant access on every route', () => {
       theirs.document,
       theirs.job,
       theirs.keyId,
+      theirs.chunk,
       theirs.file,
       theirs.batch,
       theirs.response,
@@ -506,6 +521,8 @@ describe('path traversal through ids and filenames', () => {
     // kept as its last segment only
     expect(doc.filename).toBe('escape.txt');
     expect(res.headers.get('content-disposition')).toBe(`attachment; filename*=UTF-8''escape.txt`);
+    // the stored type is served as is, so browsers must not sniff another one (HTML in a text upload)
+    expect(res.headers.get('x-content-type-options')).toBe('nosniff');
     expect(await res.text()).toBe('trying to escape');
   });
 
