@@ -22,9 +22,11 @@ import {
   type EpisodePrompt,
   episodePrompt,
   type FactType,
+  type Filler,
   heldoutEpisodes,
   promptTokens,
 } from './episodes.ts';
+import { loadEvalProse } from './prose.ts';
 import { scoreAnswer } from './score.ts';
 
 /** One way of serving the same prompt. */
@@ -46,6 +48,8 @@ export interface EvalOptions {
   /** Held-out seed: episodes are seeded `heldout-{seed}-{suite}-full-{context}`. */
   seed: number;
   suites: readonly FactType[];
+  /** The episodes' filler: the trainer's lexicon sentences, or the committed evaluation prose (./prose.ts). */
+  filler?: Filler;
   contexts: readonly number[];
   /** Episodes per (suite, context). */
   n: number;
@@ -110,6 +114,7 @@ export interface EvalResult {
   seed: number;
   n: number;
   suites: FactType[];
+  filler: Filler;
   contexts: number[];
   variants: string[];
   /** blend's recompute ratio and link's recomputed tokens as sent; null = the runner's default. */
@@ -228,6 +233,8 @@ export async function runEval(opts: EvalOptions): Promise<EvalResult> {
   const fetch = withRunnerToken((r) => runner.app.fetch(r), runner.core.credential.current);
   const cells: EvalCell[] = [];
   let stopped: EvalResult['stopped'] = null;
+  const filler = opts.filler ?? 'lexicon';
+  const prose = filler === 'prose' ? loadEvalProse().map((d) => d.lines) : undefined;
   try {
     await runner.start();
     // one set of episodes per (context, suite); run round-robin, episode i of every set before episode
@@ -236,7 +243,7 @@ export async function runEval(opts: EvalOptions): Promise<EvalResult> {
       opts.suites.map((suite) => ({
         context,
         suite,
-        episodes: heldoutEpisodes(opts.seed, suite, context, opts.n),
+        episodes: heldoutEpisodes(opts.seed, suite, context, opts.n, filler, prose),
         ran: 0,
         acc: variants.map((v) => ({
           v,
@@ -340,6 +347,7 @@ export async function runEval(opts: EvalOptions): Promise<EvalResult> {
     seed: opts.seed,
     n: opts.n,
     suites: [...opts.suites],
+    filler,
     contexts: [...opts.contexts],
     variants: variants.map(variantLabel),
     blendRatio: opts.blendRatio ?? null,
