@@ -1,7 +1,7 @@
 // The official `openai` SDK against kvrag, unchanged: point it at kvrag's /v1 with a tenant API key.
 //   OPENAI_BASE_URL=http://127.0.0.1:8080/v1 OPENAI_API_KEY=kvrag_… node docs/openai-client.mjs
 // Uploads a file into a new vector store, searches it, asks a question with the file_search tool (plain,
-// then streamed), and deletes what it made. test/e2e/openai-serve.test.ts runs it against `kvrag serve`.
+// then streamed), and deletes what it made. test/e2e/openai-platform.test.ts runs it against `kvrag serve`.
 import OpenAI, { toFile } from 'openai';
 
 const client = new OpenAI(); // reads OPENAI_BASE_URL and OPENAI_API_KEY

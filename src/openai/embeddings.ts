@@ -5,13 +5,10 @@ import { AppError } from '../../contracts/errors.ts';
 import { isUuid } from '../db/ids.ts';
 import type { Database } from '../db/types.ts';
 import type { EmbeddingResolver } from '../embeddings/resolver.ts';
-import { HASH_MODEL } from '../embeddings/hash.ts';
+import { HASH_DEFAULT_DIMENSION, HASH_MODEL } from '../embeddings/hash.ts';
 import type { EmbeddingProvider } from '../embeddings/types.ts';
 import { collectionEmbedder } from '../retrieval/collection-search.ts';
 import { findVectorStores } from './vector-stores.ts';
-
-/** The hash model's dimension when the request names none. */
-const HASH_DEFAULT_DIMENSION = 384;
 
 /** The provider a `model` names; 400 for a dimension it does not produce, 404 for an unknown model. */
 export async function embeddingProviderFor(

@@ -13,6 +13,7 @@ import { api, requireTenant } from './auth.ts';
 import { listQuerySchema, paginate, toPage } from './pagination.ts';
 import { notFound } from '../db/ids.ts';
 import { collectionValues, insertCollection } from '../documents/collection.ts';
+import { HASH_DEFAULT_DIMENSION } from '../embeddings/hash.ts';
 import { removeCollection } from '../documents/remove.ts';
 import { documentCounts, emptyCounts, type StatusCounts } from '../documents/counts.ts';
 import { jsonBody, metadataSchema, pathId, queryParams, unixSeconds } from './validate.ts';
@@ -21,12 +22,19 @@ export const embeddingChoiceSchema = z.strictObject({
   provider: z.enum(['hash', 'openai', 'workers-ai']).default('hash'),
   /** Default: the provider's default model. */
   model: z.string().trim().min(1).max(200).optional(),
-  dimension: z.number().int().default(384).describe('One of 256, 384, 512, 768, 1024, 1536.'),
+  dimension: z
+    .number()
+    .int()
+    .default(HASH_DEFAULT_DIMENSION)
+    .describe('One of 256, 384, 512, 768, 1024, 1536.'),
 });
+
+/** A collection's (and a vector store's) embedding when the request names none. */
+export const DEFAULT_EMBEDDING = { provider: 'hash', dimension: HASH_DEFAULT_DIMENSION } as const;
 
 export const createCollectionSchema = z.strictObject({
   name: z.string().trim().min(1).max(200),
-  embedding: embeddingChoiceSchema.default({ provider: 'hash', dimension: 384 }),
+  embedding: embeddingChoiceSchema.default(DEFAULT_EMBEDDING),
   chunking: chunkingOptionsSchema.default({ size: 512, overlap: 64 }),
   metadata: metadataSchema.default({}),
 });

@@ -28,7 +28,7 @@ import {
 import { parseAttributeFilter } from '../../retrieval/filters.ts';
 import type { AppEnv } from '../../services.ts';
 import { api, requireTenant } from '../auth.ts';
-import { embeddingChoiceSchema } from '../collections.ts';
+import { DEFAULT_EMBEDDING, embeddingChoiceSchema } from '../collections.ts';
 import { paginate, toPage } from '../pagination.ts';
 import { jsonBody, metadataSchema, queryParams, unixSeconds } from '../validate.ts';
 import { chunkingOf, chunkingStrategySchema, nowOf, openAiListQuery, pathVectorStore } from './common.ts';
@@ -47,7 +47,7 @@ export const createVectorStoreSchema = z.strictObject({
   chunking_strategy: chunkingStrategySchema.optional(),
   expires_after: expiresAfterSchema.optional(),
   embedding: embeddingChoiceSchema
-    .default({ provider: 'hash', dimension: 384 })
+    .default(DEFAULT_EMBEDDING)
     .describe('kvrag extension: the embedding provider of the store, as for collections.'),
 });
 
