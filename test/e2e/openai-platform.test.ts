@@ -142,10 +142,11 @@ describe('openai SDK → Files and Vector Stores', () => {
     });
     expect(batch.file_counts).toEqual({ in_progress: 0, completed: 2, failed: 0, cancelled: 0, total: 2 });
     const inBatch = await all(
-      client.vectorStores.fileBatches.listFiles(batch.id, { vector_store_id: vs.id }),
+      client.vectorStores.fileBatches.listFiles(batch.id, { vector_store_id: vs.id, limit: 1 }),
     );
     const byName = new Map<string, string>();
     for (const f of inBatch) byName.set((await client.files.retrieve(f.id)).filename, f.id);
+    expect([...byName.keys()].sort()).toEqual(['g3.txt', 'g4.txt']);
     ids.g3 = byName.get('g3.txt')!;
     ids.g4 = byName.get('g4.txt')!;
     await client.vectorStores.files.update(ids.g3, {
@@ -165,8 +166,10 @@ describe('openai SDK → Files and Vector Stores', () => {
     expect(await all(client.vectorStores.files.list(vs.id, { filter: 'failed' }))).toEqual([]);
     const uploaded = await all(client.files.list({ limit: 2, purpose: 'assistants' }));
     expect(uploaded.map((f) => f.id).sort()).toEqual(Object.values(ids).sort());
+    const spare = await client.vectorStores.create({ name: 'spare' });
     const stores = await all(client.vectorStores.list({ limit: 1 }));
-    expect(stores.map((s) => s.id)).toContain(vs.id);
+    expect(stores.map((s) => s.id).sort()).toEqual([vs.id, spare.id].sort());
+    expect((await client.vectorStores.delete(spare.id)).deleted).toBe(true);
     const content = await all(client.vectorStores.files.content(ids.g2, { vector_store_id: vs.id }));
     expect(content.map((p) => p.text).join('')).toBe(TEXTS.g2);
   });
