@@ -1,7 +1,7 @@
 // /v1/vector_stores (OpenAI vector stores over kvrag collections, src/openai/vector-stores.ts): create
 // (name, file_ids, metadata, chunking_strategy, expires_after; kvrag's `embedding` choice as an
 // extension), list, retrieve (status, file_counts, usage_bytes), update, delete, and search (the hybrid
-// search; `query` a string or several, compound filters, score threshold). Any collection of the tenant
+// search; `query` a string or several, compound filters, score threshold, rewrite_query). Any collection of the tenant
 // is a vector store here.
 import { eq } from 'drizzle-orm';
 import { Hono } from 'hono';
@@ -25,6 +25,7 @@ import {
   type VectorStoreView,
   vectorStoreStats,
 } from '../../openai/vector-stores.ts';
+import { searchQuery } from '../../planning/iterative.ts';
 import { parseAttributeFilter } from '../../retrieval/filters.ts';
 import type { AppEnv } from '../../services.ts';
 import { api, requireTenant } from '../auth.ts';
@@ -72,7 +73,12 @@ const searchFields = {
       score_threshold: z.number().min(0).max(1).default(0),
     })
     .default({ score_threshold: 0 }),
-  rewrite_query: z.literal(false).default(false).describe('Query rewriting is not offered.'),
+  rewrite_query: z
+    .boolean()
+    .default(false)
+    .describe(
+      "Search with the query's content words only (question words and fillers dropped); search_query says what was searched.",
+    ),
 };
 /** What the route parses: filters go through parseAttributeFilter, which bounds depth before recursing. */
 export const vectorStoreSearchSchema = z.strictObject({ ...searchFields, filters: z.unknown().optional() });
@@ -199,7 +205,8 @@ export function vectorStoreRoutes(): Hono<AppEnv> {
     const now = nowOf(c);
     assertUsable([v], now);
     const { db, embeddings } = api(c);
-    const queries = typeof body.query === 'string' ? [body.query] : body.query;
+    const asked = typeof body.query === 'string' ? [body.query] : body.query;
+    const queries = body.rewrite_query ? asked.map(searchQuery) : asked;
     const hits = await searchVectorStores(db, embeddings, tenantId, [v], {
       queries,
       filter,
