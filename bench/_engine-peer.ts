@@ -3,7 +3,8 @@
 // from a generated model — by default SmolLM2-135M's shape (bench/_shapes.ts) — or from --model DIR;
 // --model FILE.gguf uses that file as is. Both engines load the same GGUF file. For each format: time to
 // first token from an empty cache at each size (prefill tok/s = size ÷ that time; TTFT rows are the same
-// measurement), decode tokens/s after a short prompt, and the greedy tokens of both on that prompt.
+// measurement), decode tokens/s after a short prompt, and the greedy tokens of both on that prompt (llama.cpp
+// with its default F16 KV cache, and again with F32 as kvrag keeps it).
 // kvrag runs on --backend (default auto: native where the addon loads, else wasm), or on webgpu
 // (`--backend webgpu`, the device labelled); it keeps a Q8_0 file's blocks as stored where the backend
 // takes them, or holds the matrices as `--weights` (f32, f16, q8_0, q4_0), and says which. llama.cpp
@@ -42,8 +43,10 @@ interface FormatResult {
   kvragDType: string;
   kvrag: Side;
   llamacpp: Side;
-  /** leading greedy tokens on which both agree */
+  /** leading greedy tokens on which both agree (llama.cpp with its default F16 KV cache) */
   greedyAgree: number;
+  /** llama.cpp's greedy tokens with an F32 KV cache, as kvrag keeps it, and the leading agreement */
+  greedyF32Kv: { tokens: number[]; agree: number };
 }
 
 const list = (name: string, v: string) =>
@@ -222,6 +225,22 @@ export async function run(args: string[]): Promise<number> {
       } finally {
         await peer.dispose();
       }
+      // the greedy check again with llama.cpp's KV cache in F32, as kvrag keeps it: the speed rows keep
+      // llama.cpp's default (F16), whose rounding alone can flip a near-tied token of random weights
+      const exact = await LlamaCppPeer.open(file, {
+        contextSize: decodePrompt.length + decode + 8,
+        threads,
+        batchSize,
+        flashAttention: values['flash-attention']!,
+        gpu: peerGpu,
+        kvCache: 'F32',
+      });
+      let f32KvTokens: number[];
+      try {
+        f32KvTokens = (await exact.decode(decodePrompt, decode)).tokens;
+      } finally {
+        await exact.dispose();
+      }
       results.push({
         format,
         file,
@@ -230,6 +249,7 @@ export async function run(args: string[]): Promise<number> {
         kvrag,
         llamacpp,
         greedyAgree: leadingAgreement(kvrag.tokens, llamacpp.tokens),
+        greedyF32Kv: { tokens: f32KvTokens, agree: leadingAgreement(kvrag.tokens, f32KvTokens) },
       });
     }
     const c = config!;
@@ -308,13 +328,17 @@ function table(r: {
     }),
   ]);
   rows.push([
-    `greedy tokens agree`,
+    `greedy tokens agree (llama.cpp KV F16)`,
     ...r.formats.flatMap((f) => [`${f.greedyAgree}/${r.decodeTokens}`, null, null]),
+  ]);
+  rows.push([
+    `greedy tokens agree (llama.cpp KV F32)`,
+    ...r.formats.flatMap((f) => [`${f.greedyF32Kv.agree}/${r.decodeTokens}`, null, null]),
   ]);
   const l = r.llamacpp;
   return [
     `engine vs llama.cpp — ${r.model} (hidden ${c.hidden}, ${c.layers} layers, ${c.heads}/${c.kvHeads} heads × ${c.headDim}, ffn ${c.intermediate}, vocab ${c.vocab}); ${r.threads} threads each`,
-    `llama.cpp: node-llama-cpp ${l.build} ${l.gpu ? `${l.gpu} build (all layers on ${l.gpuDevices.join(', ') || 'the GPU'})` : 'CPU build'}, llama.cpp ${l.release}, CPU variant ${l.variant ?? 'unknown'}; batch ${l.batchSize}, flash attention ${l.flashAttention ? 'on' : 'off'}, KV cache F16 (its default; kvrag's is f32)`,
+    `llama.cpp: node-llama-cpp ${l.build} ${l.gpu ? `${l.gpu} build (all layers on ${l.gpuDevices.join(', ') || 'the GPU'})` : 'CPU build'}, llama.cpp ${l.release}, CPU variant ${l.variant ?? 'unknown'}; batch ${l.batchSize}, flash attention ${l.flashAttention ? 'on' : 'off'}, KV cache F16 (its default; kvrag's is f32; the last greedy row reruns it with F32)`,
     `  ${l.systemInfo}`,
     `kvrag: ${r.kvrag.device ? describe(r.kvrag.device) : `${r.kvrag.backend} backend`}; ${r.formats.map((f) => `${f.format}: ${f.kvragWeights}`).join('; ')}`,
     formatTable(cols, rows),
@@ -322,7 +346,7 @@ function table(r: {
     `decode: ${r.decodeTokens} greedy tokens after a ${r.decodePromptTokens}-token prompt, one sequence.`,
     ...r.formats.map(
       (f) =>
-        `greedy ${f.format}: kvrag ${JSON.stringify(f.kvrag.tokens)}\n${' '.repeat(8 + f.format.length)}llama.cpp ${JSON.stringify(f.llamacpp.tokens)}`,
+        `greedy ${f.format}: kvrag ${JSON.stringify(f.kvrag.tokens)}\n${' '.repeat(8 + f.format.length)}llama.cpp ${JSON.stringify(f.llamacpp.tokens)}\n${' '.repeat(8 + f.format.length)}llama.cpp, KV F32 ${JSON.stringify(f.greedyF32Kv.tokens)}`,
     ),
   ].join('\n');
 }

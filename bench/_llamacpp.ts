@@ -74,6 +74,8 @@ export class LlamaCppPeer {
       batchSize: number;
       flashAttention: boolean;
       gpu?: LlamaCppGpu;
+      /** KV cache type of keys and values (default F16, llama.cpp's own default). */
+      kvCache?: 'F16' | 'F32';
     },
   ): Promise<LlamaCppPeer> {
     const gpu = opts.gpu ?? false;
@@ -99,6 +101,8 @@ export class LlamaCppPeer {
       threads: opts.threads,
       batchSize: opts.batchSize,
       flashAttention: opts.flashAttention,
+      experimentalKvCacheKeyType: opts.kvCache ?? 'F16',
+      experimentalKvCacheValueType: opts.kvCache ?? 'F16',
     });
     const info: LlamaCppInfo = {
       gpu,

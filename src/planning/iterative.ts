@@ -38,7 +38,7 @@ function norm(word: string): string {
   return w.length > 3 && w.endsWith('s') && !w.endsWith('ss') ? w.slice(0, -1) : w;
 }
 
-const WORD = /[\p{L}\p{N}][\p{L}\p{N}'’-]*/gu;
+const WORD = /[\p{L}\p{N}][\p{L}\p{N}_'’-]*/gu; // identifiers such as ef_search stay one word
 
 /** The words of a text, normalised. */
 function words(text: string): string[] {

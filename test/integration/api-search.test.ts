@@ -119,6 +119,13 @@ describe('search', () => {
       has_more: false,
       next_page: null,
     });
+    // rewrite_query: the question's content words are searched, and search_query says what was
+    const rewritten = await results({
+      query: 'How do I tune the HNSW index ef_search?',
+      rewrite_query: true,
+    });
+    expect(rewritten.search_query).toBe('tune HNSW index ef_search');
+    expect(rewritten.data[0].chunk_id).toBe(page.data[0].chunk_id);
     // as documented in /openapi.json, down to the result items
     expect(SearchPage.safeParse(page).success).toBe(true);
     for (const item of page.data)
@@ -278,6 +285,6 @@ describe('search', () => {
     expect(bad.status).toBe(400);
     expect((await search({})).status).toBe(400);
     expect((await search({ query: '' })).status).toBe(400);
-    expect((await search({ query: 'x', rewrite_query: true })).status).toBe(400);
+    expect((await search({ query: 'x', rewrite_query: 'yes' })).status).toBe(400);
   });
 });

@@ -49,6 +49,8 @@ describe('bench engine --peer llamacpp', () => {
     expect(q8.kvragWeights).toBe('q8_0 blocks as stored');
     expect(f32.llamacpp.tokens).toEqual(f32.kvrag.tokens);
     expect(f32.greedyAgree).toBe(10);
+    // the rerun with llama.cpp's KV cache in F32 (kvrag's own) agrees too
+    expect(f32.greedyF32Kv).toEqual({ tokens: f32.kvrag.tokens, agree: 10 });
   });
 
   it('refuses an unknown peer and format', async () => {
