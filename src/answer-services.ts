@@ -4,6 +4,7 @@
 // heartbeats, the batched artifact-use recorder) and src/worker-services.ts (Workers: KVRAG_RUNNER_URLS,
 // once per isolate). Workers-safe: fetch only, no timers (the pool polls runners lazily, the cache expires
 // entries when read), no Node-only import.
+import type { Log } from '../contracts/log.ts';
 import type { ModelProfile } from '../contracts/model-profile.ts';
 import { type FetchFn, withRunnerToken } from '../contracts/runner-api.ts';
 import { AnswerCache } from './answer/cache.ts';
@@ -22,12 +23,16 @@ export interface RemoteRunners {
   fetch: FetchFn;
 }
 
-/** KVRAG_RUNNER_URLS polled for health, every call with the credential; undefined when none is set. */
-export function remoteRunners(config: Config): RemoteRunners | undefined {
+/**
+ * KVRAG_RUNNER_URLS polled for health, every call with the credential; undefined when none is set. `log`
+ * hears a warning each time a runner goes down, with why (a refused credential, unreachable).
+ */
+export function remoteRunners(config: Config, log?: Log): RemoteRunners | undefined {
   if (config.runnerUrls.length === 0) return undefined;
   // the config refuses runner URLs without a token
   const authed = withRunnerToken((r) => fetch(r), config.runnerToken!);
-  return { source: staticSource(config.runnerUrls, { fetch: authed }), fetch: authed };
+  const onDown = (url: string, reason: string) => log?.('warn', 'runner not ready', { url, reason });
+  return { source: staticSource(config.runnerUrls, { fetch: authed, onDown }), fetch: authed };
 }
 
 /**

@@ -42,7 +42,7 @@ export async function openAnswerServices(
   let source: RunnerSource;
   if (opts.inProcess) source = inProcessSource(opts.inProcess.fetch, opts.inProcess.profile);
   else {
-    const remote = remoteRunners(config);
+    const remote = remoteRunners(config, opts.log);
     if (!remote) throw new Error('no runner: set KVRAG_RUNNER_URLS, or run the in-process runner');
     source = remote.source;
     if (config.redisUrl) {

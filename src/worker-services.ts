@@ -74,7 +74,7 @@ const answers = new WeakMap<object, AnswerServices | null>();
 export function workerAnswer(env: WorkerEnv, config: Config): AnswerServices | undefined {
   let answer = answers.get(env);
   if (answer === undefined) {
-    const remote = remoteRunners(config);
+    const remote = remoteRunners(config, consoleLogger(config.logLevel, { service: 'kvrag-edge' }));
     answer = remote ? answerServices(config, remote.source) : null;
     answers.set(env, answer);
   }
