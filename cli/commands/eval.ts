@@ -8,6 +8,8 @@ import { isAbsolute, join, relative } from 'node:path';
 import { REUSE_MODES, type ReuseMode } from '../../contracts/reuse.ts';
 import type { FetchFn, GenerateRequest, RunnerUsage } from '../../contracts/runner-api.ts';
 import { SPARSE_PATTERNS, type SparsePattern } from '../../contracts/sparse.ts';
+import { BACKEND_CHOICES } from '../../gpu-runner/engine/backends/registry.ts';
+import { WEIGHT_DTYPES } from '../../gpu-runner/engine/weights.ts';
 import { FACT_TYPES, type FactType, FILLERS, type Filler } from '../../gpu-runner/eval/episodes.ts';
 import { evalTable, resultsMarkdown, resultsSvg } from '../../gpu-runner/eval/report.ts';
 import { runEval } from '../../gpu-runner/eval/run.ts';
@@ -71,7 +73,8 @@ export const command: Command = {
     '           [--n 10] [--seed 314159]',
     '           [--modes full,prefix,independent,blend,link] [--budgets 1,1/3,1/8,1/16|none] [--squeezed-mode independent]',
     '           [--patterns a-shape,vertical-slash,block-sparse,flexprefill|none] [--blend-ratio R] [--link-tokens K]',
-    '           [--model DIR] [--backend auto|wasm|reference] [--threads N] [--max-minutes M] [--json] [--out DIR]',
+    '           [--model DIR] [--backend auto|native|wasm|reference] [--weights f32|f16|q8_0|q4_0] [--threads N]',
+    '           [--max-minutes M] [--json] [--out DIR]',
   ].join('\n'),
   async run(args) {
     const { values } = parseOptions(args, {
@@ -88,6 +91,7 @@ export const command: Command = {
       'link-tokens': { type: 'string' },
       model: { type: 'string' },
       backend: { type: 'string', default: 'auto' },
+      weights: { type: 'string' },
       threads: { type: 'string' },
       json: { type: 'boolean', default: false },
       out: { type: 'string' },
@@ -111,9 +115,10 @@ export const command: Command = {
         ? []
         : oneOf<SparsePattern>('patterns', list(values.patterns!), SPARSE_PATTERNS);
     const [squeezedMode] = oneOf<ReuseMode>('squeezed-mode', [values['squeezed-mode']!], REUSE_MODES);
-    const backend = values.backend as 'auto' | 'wasm' | 'reference';
-    if (!['auto', 'wasm', 'reference'].includes(backend))
-      throw new UsageError('--backend must be auto, wasm or reference');
+    const cpu = BACKEND_CHOICES.filter((b) => b !== 'webgpu');
+    const [backend] = oneOf('backend', [values.backend!], cpu);
+    const weightDType =
+      values.weights === undefined ? undefined : oneOf('weights', [values.weights], WEIGHT_DTYPES)[0];
     const threads = values.threads === undefined ? undefined : numberOption('threads', values.threads, 0);
     // the bundled model by its repository path (results.md names it), when run from inside the repository
     const rel = relative(process.cwd(), BUNDLED_MODEL_DIR);
@@ -149,6 +154,7 @@ export const command: Command = {
       modelDir,
       backend,
       threads,
+      weightDType,
       seed,
       suites,
       filler,

@@ -17,6 +17,7 @@ import {
 } from '../../contracts/runner-api.ts';
 import type { SparsePattern } from '../../contracts/sparse.ts';
 import type { BackendChoice } from '../engine/backends/registry.ts';
+import type { WeightDType } from '../engine/weights.ts';
 import { createRunner } from '../server/runner.ts';
 import {
   type EpisodePrompt,
@@ -45,6 +46,8 @@ export interface EvalOptions {
   modelDir: string;
   backend?: BackendChoice;
   threads?: number;
+  /** Device dtype of the weight matrices (default: as stored, see engine/weights.ts matrixDType). */
+  weightDType?: WeightDType;
   /** Held-out seed: episodes are seeded `heldout-{seed}-{suite}-full-{context}`. */
   seed: number;
   suites: readonly FactType[];
@@ -111,6 +114,8 @@ export interface EvalResult {
   model: string;
   fingerprint: string;
   backend: string;
+  /** the device dtype of the weight matrices (q/k/v/o, MLP; the embedding's may differ only by row length) */
+  weights: string;
   seed: number;
   n: number;
   suites: FactType[];
@@ -223,6 +228,7 @@ export async function runEval(opts: EvalOptions): Promise<EvalResult> {
     modelDir: opts.modelDir,
     backend: opts.backend ?? 'auto',
     threads: opts.threads,
+    weightDType: opts.weightDType,
     blobs: opts.blobs,
     // one episode's artifacts at a time are all the eval reuses; keep the host tier modest
     kvHostBytes: 256 * 1024 * 1024,
@@ -344,6 +350,7 @@ export async function runEval(opts: EvalOptions): Promise<EvalResult> {
     model: opts.modelDir,
     fingerprint: engine.fingerprint,
     backend: engine.backend.name,
+    weights: engine.model.weights.layers[0].q.dtype,
     seed: opts.seed,
     n: opts.n,
     suites: [...opts.suites],
