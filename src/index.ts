@@ -1,6 +1,8 @@
 // The Cloudflare Workers entry (wrangler.toml `main`): the same Hono app as `kvrag serve`, with services
-// built from the Worker's bindings per request (src/worker-services.ts). No Node-only module may be
-// reachable from here; test/e2e/workers-edge.test.ts checks wrangler's bundle.
+// built from the Worker's bindings per request (src/worker-services.ts) — answers included, routed to the
+// runners of KVRAG_RUNNER_URLS — and closed (artifact use written, database client ended) once the
+// response body has been sent, since a streamed answer still writes after the handler returns. No
+// Node-only module may be reachable from here; test/e2e/workers-edge.test.ts checks wrangler's bundle.
 //
 // The app is built once per isolate: Hono compiles its router on an app's first request (~2.5 ms of CPU
 // here, against ~0.02 ms for a request on a warm app), which a per-request app would pay every time.
@@ -66,6 +68,26 @@ function misconfigured(req: Request, err: ConfigError): Response {
   return Response.json(body, { status: 503, headers: { 'x-request-id': id } });
 }
 
+/**
+ * The response, with `close` run (through ctx.waitUntil) once its body has been sent or cancelled: a
+ * streamed answer still writes after the handler returned (its query_log row, a stored response, the
+ * artifacts it used), and postgres.js end() refuses queries issued after it.
+ */
+function afterBody(res: Response, ctx: ExecutionContext, close: () => Promise<void>): Response {
+  if (!res.body) {
+    ctx.waitUntil(close());
+    return res;
+  }
+  const { readable, writable } = new TransformStream<Uint8Array, Uint8Array>();
+  ctx.waitUntil(
+    res.body
+      .pipeTo(writable)
+      .catch(() => {}) // the client went away: the handler's own signal handling applies
+      .then(close),
+  );
+  return new Response(readable, res);
+}
+
 export default {
   async fetch(req: Request, env: WorkerEnv, ctx: ExecutionContext): Promise<Response> {
     let config: Config;
@@ -77,11 +99,13 @@ export default {
     }
     const app = appFor(env, config);
     const { services, close } = await openWorkerServices(env, config);
+    let res: Response;
     try {
-      return await current.run(services, () => app.fetch(req, env, ctx));
-    } finally {
-      // After the response is produced: the client ends once its queries are done (postgres.js end()).
+      res = await current.run(services, () => app.fetch(req, env, ctx));
+    } catch (err) {
       ctx.waitUntil(close());
+      throw err;
     }
+    return afterBody(res, ctx, close);
   },
 };

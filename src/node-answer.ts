@@ -1,26 +1,19 @@
-// Builds the answer routes' services on Node (kvrag serve): the runner pool — the in-process runner in
-// embedded mode; otherwise KVRAG_RUNNER_URLS polled for health, merged with registry heartbeats from Redis
-// when KVRAG_REDIS_URL is set (a heartbeat carries load and resident artifacts, so it wins for its URL;
-// only heartbeats signed with the runner credential, and on the URL allow-list when one is set, count) —
-// every call carrying the runner credential — the served models as the runners report them
-// (src/answer/models.ts), the answer cache, and the artifact-use recorder (kv_artifacts.last_used_at,
-// batched) when given the database.
+// Builds the answer routes' services on Node (kvrag serve) — the parts it shares with the Workers entry
+// (pool, served models, answer cache) through src/answer-services.ts — over the runner source: the
+// in-process runner in embedded mode; otherwise KVRAG_RUNNER_URLS polled for health, merged with registry
+// heartbeats from Redis when KVRAG_REDIS_URL is set (a heartbeat carries load and resident artifacts, so it
+// wins for its URL; only heartbeats signed with the runner credential, and on the URL allow-list when one
+// is set, count) — every call carrying the runner credential. Node-only here: the Redis registry and the
+// artifact-use recorder (kv_artifacts.last_used_at, batched on a timer) when given the database.
 import type { Log } from '../contracts/log.ts';
 import type { ModelProfile } from '../contracts/model-profile.ts';
-import { type FetchFn, withRunnerToken } from '../contracts/runner-api.ts';
+import type { FetchFn } from '../contracts/runner-api.ts';
+import { answerServices, remoteRunners } from './answer-services.ts';
 import { ArtifactUse } from './answer/artifact-use.ts';
-import { AnswerCache } from './answer/cache.ts';
-import { ModelCatalog } from './answer/models.ts';
-import type { AnswerServices, CachedAnswer } from './answer/services.ts';
+import type { AnswerServices } from './answer/services.ts';
 import type { Config } from './config.ts';
 import type { Database } from './db/types.ts';
-import {
-  inProcessSource,
-  RunnerPool,
-  type RunnerSource,
-  registrySource,
-  staticSource,
-} from './routing/runner-client.ts';
+import { inProcessSource, type RunnerSource, registrySource } from './routing/runner-client.ts';
 
 export interface AnswerOptions {
   /** Embedded mode: the in-process runner's fetch (credential attached) and its engine's profile. */
@@ -49,34 +42,27 @@ export async function openAnswerServices(
   let source: RunnerSource;
   if (opts.inProcess) source = inProcessSource(opts.inProcess.fetch, opts.inProcess.profile);
   else {
-    // the config refuses runner URLs without a token
-    const token = config.runnerToken!;
-    const authed = withRunnerToken((r) => fetch(r), token);
-    source = staticSource(config.runnerUrls, { fetch: authed });
+    const remote = remoteRunners(config, opts.log);
+    if (!remote) throw new Error('no runner: set KVRAG_RUNNER_URLS, or run the in-process runner');
+    source = remote.source;
     if (config.redisUrl) {
       const { RedisRegistry } = await import('./routing/registry-redis.ts');
       const registry = new RedisRegistry(config.redisUrl);
       closers.push(() => registry.close());
       const trust = {
-        tokens: [token, ...(config.runnerTokenPrevious ? [config.runnerTokenPrevious] : [])],
+        tokens: [config.runnerToken!, ...(config.runnerTokenPrevious ? [config.runnerTokenPrevious] : [])],
         allow: config.runnerUrlAllowlist,
       };
       const refused = (id: string, url: string, reason: string) =>
         opts.log?.('warn', 'runner heartbeat refused', { runner: id, url, reason });
-      source = mergeSources(source, registrySource(registry, authed, trust, refused));
+      source = mergeSources(source, registrySource(registry, remote.fetch, trust, refused));
     }
   }
   const artifactUse = opts.db ? new ArtifactUse(opts.db, { log: opts.log }) : undefined;
   if (artifactUse) closers.push(() => artifactUse.close());
-  const runners = new RunnerPool(source);
   return {
     answer: {
-      runners,
-      models: new ModelCatalog(() => runners.profiles(), {
-        seed: opts.inProcess ? [opts.inProcess.profile] : [],
-        maxContext: config.maxContext,
-      }),
-      cache: new AnswerCache<CachedAnswer>({ ttlMs: 60_000, maxEntries: 1000 }),
+      ...answerServices(config, source, { seed: opts.inProcess ? [opts.inProcess.profile] : [] }),
       artifactUse,
     },
     async close() {

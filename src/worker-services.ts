@@ -1,10 +1,17 @@
 // Builds the API's services on Cloudflare Workers from the Worker's env (bindings, vars, secrets): the edge
 // mode of DESIGN.md §3. Postgres through the Hyperdrive binding (postgres.js with named prepared
 // statements, a small pool created per request and closed after the response), blobs in the R2 bucket
-// binding (else S3 settings), Workers AI embeddings through the AI binding. Jobs reach the queue only
-// through the outbox the routes write; a Node `kvrag relay` moves them on. Nothing here may import a
-// Node-only module (test/unit/worker-bundle.test.ts checks the whole bundle).
+// binding (else S3 settings), Workers AI embeddings through the AI binding, answers from the runners of
+// KVRAG_RUNNER_URLS (src/answer-services.ts: pool, served models and answer cache built once per isolate;
+// every call carries KVRAG_RUNNER_TOKEN). Each request records the artifacts its answer used
+// (kv_artifacts.last_used_at, which the gc's --artifact-max-idle expiry reads) on its own database client,
+// written when the request closes. Jobs reach the queue only through the outbox the routes write; a Node
+// `kvrag relay` moves them on. Nothing here may import a Node-only module (test/e2e/workers-edge.test.ts
+// checks wrangler's bundle).
 import { sql } from 'drizzle-orm';
+import { answerServices, remoteRunners } from './answer-services.ts';
+import { ArtifactUse } from './answer/artifact-use.ts';
+import type { AnswerServices } from './answer/services.ts';
 import { blobStoreSpec, type Config, loadConfig } from './config.ts';
 import { createPostgresDb } from './db/postgres.ts';
 import type { DbHandle } from './db/types.ts';
@@ -59,6 +66,21 @@ export function workerConfig(env: WorkerEnv): Config {
   return config;
 }
 
+// Runner pool (its health polls), served models and answer cache, shared by an isolate's requests; keyed
+// like the configuration. null: no KVRAG_RUNNER_URLS, so the answer routes answer 503.
+const answers = new WeakMap<object, AnswerServices | null>();
+
+/** The isolate's answer services from KVRAG_RUNNER_URLS and KVRAG_RUNNER_TOKEN; undefined without runners. */
+export function workerAnswer(env: WorkerEnv, config: Config): AnswerServices | undefined {
+  let answer = answers.get(env);
+  if (answer === undefined) {
+    const remote = remoteRunners(config, consoleLogger(config.logLevel, { service: 'kvrag-edge' }));
+    answer = remote ? answerServices(config, remote.source) : null;
+    answers.set(env, answer);
+  }
+  return answer ?? undefined;
+}
+
 async function openBlobs(env: WorkerEnv, config: Config): Promise<BlobStore> {
   if (env.BLOBS) return new R2BlobStore(env.BLOBS);
   if (blobStoreSpec(config) === 's3') {
@@ -80,7 +102,10 @@ async function openBlobs(env: WorkerEnv, config: Config): Promise<BlobStore> {
 
 export interface WorkerServices {
   services: Services;
-  /** Ends the request's database client; the entry hands it to ctx.waitUntil once the response is out. */
+  /**
+   * Writes the artifact use the request noted, then ends its database client; the entry hands it to
+   * ctx.waitUntil once the response body has been sent.
+   */
   close(): Promise<void>;
 }
 
@@ -123,12 +148,24 @@ export async function openWorkerServices(env: WorkerEnv, config: Config): Promis
       await b.head('readyz-probe');
     };
   }
+  const shared = workerAnswer(env, config);
+  // per request, on the request's client: no timer, written by close() (a Worker keeps no batch across
+  // requests — an isolate may be evicted at any time — so each answer's use is one UPDATE)
+  const artifactUse = db && shared ? new ArtifactUse(db.db, { flushEveryMs: 0, log }) : undefined;
   const api =
-    db && blobs ? { db: db.db, blobs, embeddings: createEmbeddingResolver({ ai: env.AI }) } : undefined;
+    db && blobs
+      ? {
+          db: db.db,
+          blobs,
+          embeddings: createEmbeddingResolver({ ai: env.AI }),
+          ...(shared ? { answer: { ...shared, artifactUse } } : {}),
+        }
+      : undefined;
   const handle = db;
   return {
     services: { config, log, readiness, api },
     async close() {
+      await artifactUse?.close();
       await handle
         ?.close()
         .catch((err: unknown) => log('warn', 'closing the database client failed', { err: String(err) }));

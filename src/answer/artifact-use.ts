@@ -3,6 +3,8 @@
 // request: record() notes (model, chunk hash) pairs in memory, and flush() writes each model's pairs with
 // one UPDATE per 500 — every flushEveryMs, at once when maxPending pairs are waiting, and on close(). A
 // flush that fails keeps its pairs for the next one (up to a bound), so a database outage loses no use.
+// flushEveryMs 0 runs no timer (Workers: one recorder per request on the request's database client,
+// closed — written — after the response, before the client ends).
 import { and, eq, inArray, sql } from 'drizzle-orm';
 import { kvArtifacts } from '../db/schema.ts';
 import type { Database } from '../db/types.ts';
@@ -10,7 +12,7 @@ import type { Log } from '../../contracts/log.ts';
 import type { ArtifactUseSink } from './services.ts';
 
 export interface ArtifactUseOptions {
-  /** Default 30 s. */
+  /** Default 30 s; 0: no timer, pairs are written at maxPending and on close(). */
   flushEveryMs?: number;
   /** Default 1000. */
   maxPending?: number;
@@ -29,14 +31,17 @@ export class ArtifactUse implements ArtifactUseSink {
   private pending = new Map<string, Set<string>>();
   private size = 0;
   private flushing: Promise<number> | undefined;
-  private readonly timer: ReturnType<typeof setInterval>;
+  private readonly timer: ReturnType<typeof setInterval> | undefined;
 
   constructor(db: Pick<Database, 'update'>, opts: ArtifactUseOptions = {}) {
     this.db = db;
     this.maxPending = opts.maxPending ?? 1000;
     this.log = opts.log;
-    this.timer = setInterval(() => void this.flush(), opts.flushEveryMs ?? 30_000);
-    this.timer.unref();
+    const every = opts.flushEveryMs ?? 30_000;
+    if (every > 0) {
+      this.timer = setInterval(() => void this.flush(), every);
+      this.timer.unref();
+    }
   }
 
   record(fingerprint: string, chunkHashes: Iterable<string>): void {
@@ -91,7 +96,7 @@ export class ArtifactUse implements ArtifactUseSink {
 
   /** Stops the timer and writes what is left. */
   async close(): Promise<void> {
-    clearInterval(this.timer);
+    if (this.timer) clearInterval(this.timer);
     await this.flushing;
     await this.flush();
   }

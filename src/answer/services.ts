@@ -29,7 +29,7 @@ export interface AnswerServices {
   cache?: AnswerCache<CachedAnswer>;
   /** System prefix before the chunks (default: prompt.ts DEFAULT_SYSTEM). */
   system?: string;
-  /** Notes the artifacts each plan uses (kv_artifacts.last_used_at, written in batches). */
+  /** Notes the artifacts each plan uses (kv_artifacts.last_used_at; batched on Node, per request on Workers). */
   artifactUse?: ArtifactUseSink;
 }
 

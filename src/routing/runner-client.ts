@@ -184,37 +184,50 @@ export function registrySource(
 /**
  * Fixed runner URLs (KVRAG_RUNNER_URLS): each is asked GET /readyz (its fingerprint) at most every
  * `pollMs`, and GET /v1/model (its profile) whenever its fingerprint is new; one that does not answer ready
- * is left out until it does. Nothing is known of their artifacts.
+ * is left out until it does. Nothing is known of their artifacts. `onDown` hears why a runner is left out
+ * (a refused credential, unreachable, not ready), once each time it goes from ready (or unprobed) to down.
  */
 export function staticSource(
   urls: readonly string[],
-  opts: { fetch?: FetchFn; pollMs?: number; now?: () => number } = {},
+  opts: {
+    fetch?: FetchFn;
+    pollMs?: number;
+    now?: () => number;
+    onDown?: (url: string, reason: string) => void;
+  } = {},
 ): RunnerSource {
   const fetchFn = opts.fetch ?? ((r: Request) => fetch(r));
   const pollMs = opts.pollMs ?? 2000;
   const now = opts.now ?? Date.now;
   const state = new Map<string, { at: number; fingerprint: string | null; profile?: ModelProfile }>();
-  const getJson = async (url: string): Promise<unknown> => {
+  /** The body of a 2xx answer, else why not. */
+  const getJson = async (url: string): Promise<{ ok: true; body: unknown } | { ok: false; why: string }> => {
     const res = await fetchFn(new Request(url, { signal: AbortSignal.timeout(2000) }));
-    if (res.ok) return res.json();
+    if (res.ok) return { ok: true, body: await res.json() };
     await res.body?.cancel();
-    return null;
+    const refused = res.status === 401 || res.status === 403 ? ' (the runner refused the credential)' : '';
+    return { ok: false, why: `GET ${new URL(url).pathname} answered ${res.status}${refused}` };
   };
   const probe = async (url: string) => {
     const s = state.get(url);
     if (s && now() - s.at < pollMs) return s;
     let fingerprint: string | null = null;
     let profile = s?.profile;
+    let down: string | undefined;
     try {
-      fingerprint =
-        ((await getJson(`${strip(url)}/readyz`)) as { fingerprint?: string } | null)?.fingerprint ?? null;
+      const ready = await getJson(`${strip(url)}/readyz`);
+      if (ready.ok) fingerprint = (ready.body as { fingerprint?: string } | null)?.fingerprint ?? null;
+      down = ready.ok ? (fingerprint ? undefined : 'GET /readyz named no model') : ready.why;
       if (fingerprint && profile?.fingerprint !== fingerprint) {
-        const p = modelProfileSchema.safeParse(await getJson(`${strip(url)}/v1/model`));
+        const m = await getJson(`${strip(url)}/v1/model`);
+        const p = modelProfileSchema.safeParse(m.ok ? m.body : null);
         profile = p.success ? p.data : undefined;
       }
-    } catch {
+    } catch (e) {
       fingerprint = null;
+      down = `unreachable (${String(e)})`;
     }
+    if (down && (!s || s.fingerprint !== null)) opts.onDown?.(url, down);
     const next = { at: now(), fingerprint, ...(profile ? { profile } : {}) };
     state.set(url, next);
     return next;

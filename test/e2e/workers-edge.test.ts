@@ -4,19 +4,23 @@
 // reaches no Node-only module; /healthz and /readyz answer; a tenant, key, collection and upload made
 // through the Worker land in Postgres, R2 and the outbox; chunks inserted directly are found by an
 // authenticated search; OpenAI's Files and Vector Stores write to R2 and the outbox too, vector store search
-// (compound filter) and /v1/embeddings answer, /v1/responses is an OpenAI-shaped 503 (no runner routing on
-// Workers) and the Worker's /openapi.json documents the OpenAI routes; with S3 settings
-// instead of R2 an upload lands in s3rver; a Worker without
-// bindings still answers /healthz and refuses /v1 with 503.
-import { spawn } from 'node:child_process';
+// (compound filter) and /v1/embeddings answer, /v1/responses is an OpenAI-shaped 503 without runners
+// and the Worker's /openapi.json documents the OpenAI routes; with KVRAG_RUNNER_URLS pointed at a real
+// `kvrag runner` process (bundled model), /v1/query streams the runner's answer reusing chunk artifacts the
+// runner precomputed (their kv_artifacts.last_used_at written by the Worker), /v1/chat/completions answers,
+// /v1/responses with file_search streams, cites and is stored, /v1/models lists the runner's model, and a
+// runner refusing the Worker's credential leaves the answer routes 503; with S3 settings instead of R2 an
+// upload lands in s3rver; a Worker without bindings still answers /healthz and refuses /v1 with 503.
+import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { eq } from 'drizzle-orm';
+import { and, eq, inArray } from 'drizzle-orm';
 import { convertV4MiniflareOptions, Miniflare } from 'miniflare';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createPostgresDb, type DbHandle } from '../../src/db/client.ts';
-import { chunks, documents, outbox } from '../../src/db/schema.ts';
+import { chunks, documents, kvArtifacts, outbox, queryLog } from '../../src/db/schema.ts';
+import { citationMarks } from '../../src/answer/prompt.ts';
 import { CONSOLE_CACHE, CONSOLE_HEADERS } from '../../src/routes/console-headers.ts';
 import { createEmbeddingProvider } from '../../src/embeddings/factory.ts';
 import type { R2BucketLike } from '../../src/storage/r2.ts';
@@ -24,11 +28,14 @@ import { S3BlobStore } from '../../src/storage/s3.ts';
 import { sha256 } from '../helpers/db-fixtures.ts';
 import { type PgliteServer, startPgliteServer, TEST_POOL } from '../helpers/pglite-server.ts';
 import { type S3TestServer, startS3 } from '../helpers/s3-server.ts';
+import { cleanEnv, KVRAG_BIN, stopServe } from '../helpers/serve-process.ts';
+import { collectSse } from '../helpers/sse.ts';
 
 const ROOT = resolve(import.meta.dirname, '../..');
 const WRANGLER = join(ROOT, 'node_modules/wrangler/bin/wrangler.js');
 const ADMIN_KEY = 'admin-key-for-workers-e2e-0123456789';
 const DIM = 256;
+const RUNNER_TOKEN = 'workers-edge-runner-credential-0123456789';
 
 /**
  * Modules workerd implements natively: node:buffer, node:events, node:stream (nodejs_compat) and
@@ -88,13 +95,43 @@ let pg: PgliteServer;
 let db: DbHandle;
 let s3: S3TestServer;
 let mf: Miniflare;
+/** One `kvrag runner` (bundled model) the runner-backed Workers route to. */
+let runner: { child: ChildProcess; url: string };
+
+/** `kvrag runner` on a free port with the bundled model; resolves once it listens. */
+function startRunner(dataDir: string): Promise<{ child: ChildProcess; url: string }> {
+  const child = spawn(
+    process.execPath,
+    [KVRAG_BIN, 'runner', '--port', '0', '--host', '127.0.0.1', '--grace-ms', '1000'],
+    {
+      cwd: ROOT,
+      env: {
+        ...cleanEnv,
+        KVRAG_RUNNER_TOKEN: RUNNER_TOKEN,
+        KVRAG_DATA_DIR: dataDir,
+        KVRAG_LOG_LEVEL: 'warn',
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
+  let out = '';
+  return new Promise((res, rej) => {
+    child.stdout.on('data', (d: Buffer) => {
+      out += d.toString();
+      const m = /\{"listening":(\d+)/.exec(out);
+      if (m) res({ child, url: `http://127.0.0.1:${m[1]}` });
+    });
+    child.stderr.on('data', (d: Buffer) => (out += d.toString()));
+    child.once('exit', (code) => rej(new Error(`kvrag runner exited ${code}: ${out}`)));
+  });
+}
 
 beforeAll(async () => {
   outDir = await mkdtemp(join(tmpdir(), 'kvrag-worker-'));
   const toml = await readFile(join(ROOT, 'wrangler.toml'), 'utf8');
   compatibilityDate = /^compatibility_date\s*=\s*"([\d-]+)"/m.exec(toml)?.[1] ?? '';
   assetsDir = /^\[assets\]\s*\ndirectory\s*=\s*"([^"]+)"/m.exec(toml)?.[1] ?? '';
-  const [, server, s3server] = await Promise.all([
+  const [, server, s3server, started] = await Promise.all([
     run(process.execPath, [
       WRANGLER,
       'deploy',
@@ -106,9 +143,11 @@ beforeAll(async () => {
     ]),
     startPgliteServer(),
     startS3(),
+    startRunner(join(outDir, 'runner')),
   ]);
   pg = server;
   s3 = s3server;
+  runner = started;
   db = createPostgresDb(pg.url, TEST_POOL);
   metafile = JSON.parse(await readFile(join(outDir, 'meta.json'), 'utf8')) as Metafile;
   const worker = {
@@ -145,6 +184,32 @@ beforeAll(async () => {
             KVRAG_S3_FORCE_PATH_STYLE: 'true',
           },
         },
+        // Answers routed to the `kvrag runner` process, with its credential.
+        {
+          ...worker,
+          name: 'kvrag-runner',
+          hyperdrives: { HYPERDRIVE: pg.url },
+          r2Buckets: ['BLOBS'],
+          bindings: {
+            KVRAG_ADMIN_KEY: ADMIN_KEY,
+            KVRAG_LOG_LEVEL: 'warn',
+            KVRAG_RUNNER_URLS: runner.url,
+            KVRAG_RUNNER_TOKEN: RUNNER_TOKEN,
+          },
+        },
+        // The same runner, but a credential it refuses.
+        {
+          ...worker,
+          name: 'kvrag-wrong-token',
+          hyperdrives: { HYPERDRIVE: pg.url },
+          r2Buckets: ['BLOBS'],
+          bindings: {
+            KVRAG_ADMIN_KEY: ADMIN_KEY,
+            KVRAG_LOG_LEVEL: 'silent',
+            KVRAG_RUNNER_URLS: runner.url,
+            KVRAG_RUNNER_TOKEN: `${RUNNER_TOKEN.slice(0, -4)}zzzz`,
+          },
+        },
         // A secret that fails validation (an admin key under 16 characters).
         { ...worker, name: 'kvrag-misconfigured', bindings: { KVRAG_ADMIN_KEY: 'short-secret' } },
         // The same bundle with no database or blob binding: a deployment missing its setup.
@@ -157,6 +222,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await mf?.dispose();
+  await stopServe(runner?.child);
   await db?.close();
   await pg?.stop();
   await s3?.stop();
@@ -462,13 +528,23 @@ describe('Workers build (wrangler bundle in workerd via Miniflare)', () => {
     expect(emb.object).toBe('list');
     expect(emb.data[0].embedding).toEqual(Array.from(expected));
 
-    // the Workers build routes to no runner: responses answer 503 in OpenAI's shape, as /v1/query does
+    // a Worker without KVRAG_RUNNER_URLS routes to no runner: responses answer 503 in OpenAI's shape,
+    // /v1/query in kvrag's envelope
     const response = await call('POST', '/v1/responses', {
       key,
       json: { model: 'any', input: 'When?', tools: [{ type: 'file_search', vector_store_ids: [store.id] }] },
     });
     expect(response.status).toBe(503);
     expect(response.body).toMatchObject({ error: { type: 'server_error', code: 'unavailable' } });
+    const query = await call('POST', '/v1/query', {
+      key,
+      json: { question: 'When?', collection_ids: [store.id], stream: false },
+    });
+    expect(query.status).toBe(503);
+    expect(query.body).toMatchObject({
+      error: { code: 'unavailable', message: expect.stringContaining('no runners') },
+    });
+    expect(query.body.error).toHaveProperty('request_id');
     // and /openapi.json, served by the Worker, documents the OpenAI routes
     const spec = await expectJson<{ paths: Record<string, unknown> }>(200, 'GET', '/openapi.json');
     for (const path of [
@@ -480,6 +556,228 @@ describe('Workers build (wrangler bundle in workerd via Miniflare)', () => {
     ])
       expect(Object.keys(spec.paths)).toContain(path);
   });
+
+  it('answers from the runner of KVRAG_RUNNER_URLS: query, chat, responses with file_search, models', async () => {
+    const W = 'kvrag-runner';
+    const { key, collectionId } = await setupTenant(W, 'edge-answers');
+    const texts = [
+      'Gate G2 opens at noon and closes at six in the evening.',
+      'The cafeteria on floor three serves soup on Fridays.',
+    ];
+    const doc = await expectJson<{ id: string }>(201, 'POST', `/v1/collections/${collectionId}/documents`, {
+      worker: W,
+      key,
+      json: { text: texts.join('\n\n'), filename: 'gates.txt' },
+    });
+    const [row] = await db.db.select().from(documents).where(eq(documents.id, doc.id));
+    const vectors = await createEmbeddingProvider({ provider: 'hash', dimension: DIM }).embed(
+      texts,
+      'document',
+    );
+    await db.db.insert(chunks).values(
+      texts.map((text, i) => ({
+        tenantId: row.tenantId,
+        collectionId,
+        documentId: doc.id,
+        ordinal: i,
+        text,
+        tokenCount: text.split(/\s+/).length,
+        contentHash: sha256(text),
+        embedding: Array.from(vectors[i]),
+        embeddingDim: DIM,
+      })),
+    );
+    // the chunks' KV artifacts, precomputed by the runner itself (its object store), recorded ready as the
+    // precompute-done consumer would
+    const authed = { authorization: `Bearer ${RUNNER_TOKEN}`, 'content-type': 'application/json' };
+    const pre = (await (
+      await fetch(`${runner.url}/v1/precompute`, {
+        method: 'POST',
+        headers: authed,
+        body: JSON.stringify({ chunks: texts.map((text) => ({ text })) }),
+      })
+    ).json()) as { fingerprint: string; artifacts: { objectKey: string; bytes: number }[] };
+    await db.db.insert(kvArtifacts).values(
+      pre.artifacts.map((a, i) => ({
+        chunkHash: sha256(texts[i]),
+        modelFingerprint: pre.fingerprint,
+        objectKey: a.objectKey,
+        bytes: a.bytes,
+        formatVersion: 1,
+        status: 'ready' as const,
+      })),
+    );
+    const profile = (await (await fetch(`${runner.url}/v1/model`, { headers: authed })).json()) as {
+      id: string;
+      fingerprint: string;
+    };
+    expect(profile.fingerprint).toBe(pre.fingerprint);
+
+    // /v1/models: the model the runner reports
+    const models = await expectJson<{ data: { id: string; object: string }[] }>(200, 'GET', '/v1/models', {
+      worker: W,
+      key,
+    });
+    expect(models.data.map((m) => [m.id, m.object])).toEqual([[profile.id, 'model']]);
+
+    const worker = await workerFetch(W);
+    const post = (path: string, json: unknown) =>
+      worker.fetch(`http://kvrag.test${path}`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+        body: JSON.stringify(json),
+      });
+
+    // /v1/query streams plan, citations, the runner's tokens and done; the prompt reused the artifacts
+    const res = await post('/v1/query', {
+      question: 'When does gate G2 open?',
+      collection_ids: [collectionId],
+      max_tokens: 4,
+    });
+    expect(res.status).toBe(200);
+    expect(res.headers.get('content-type')).toMatch(/^text\/event-stream/);
+    const events = await collectSse(res);
+    const names = events.map((e) => e.event);
+    const tokens = events.filter((e) => e.event === 'token').map((e) => (e.data as { text: string }).text);
+    expect(names.slice(0, 2)).toEqual(['plan', 'citations']);
+    expect(tokens.length).toBeGreaterThan(0);
+    expect(names).toEqual(['plan', 'citations', ...tokens.map(() => 'token'), 'done']);
+    const cited = events[1].data as { document_id: string; chunk_id: string }[];
+    expect(cited.length).toBeGreaterThan(0);
+    expect(cited.every((c) => c.document_id === doc.id)).toBe(true);
+    const done = events.at(-1)!.data as {
+      text: string;
+      runner: { id: string };
+      usage: { completion_tokens: number };
+      reuse: { cached_tokens: number };
+    };
+    expect(done.text).toBe(tokens.join(''));
+    expect(done.runner.id).toBe(runner.url);
+    expect(done.usage.completion_tokens).toBeGreaterThan(0);
+    expect(done.usage.completion_tokens).toBeLessThanOrEqual(4);
+    expect(done.reuse.cached_tokens).toBeGreaterThan(0);
+    // its query_log row, written after the tokens were streamed (the request's database client outlives
+    // the handler until the body is sent)
+    const logged = await db.db.select().from(queryLog).where(eq(queryLog.tenantId, row.tenantId));
+    expect(logged.map((l) => l.question)).toEqual(['When does gate G2 open?']);
+    // the Worker recorded the artifacts the plan used (the gc's idle expiry reads last_used_at), once the
+    // response was sent (ctx.waitUntil): poll briefly
+    const hashes = texts.map(sha256);
+    let used: { h: string; at: Date | null }[] = [];
+    for (let i = 0; i < 100; i++) {
+      used = await db.db
+        .select({ h: kvArtifacts.chunkHash, at: kvArtifacts.lastUsedAt })
+        .from(kvArtifacts)
+        .where(
+          and(eq(kvArtifacts.modelFingerprint, pre.fingerprint), inArray(kvArtifacts.chunkHash, hashes)),
+        );
+      if (used.some((u) => u.at)) break;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    expect(used.filter((u) => u.at).length).toBe(cited.length);
+
+    // /v1/chat/completions: a chat.completion from the runner, kvrag's citations alongside
+    const chat = await post('/v1/chat/completions', {
+      model: profile.id,
+      messages: [{ role: 'user', content: 'When does gate G2 open?' }],
+      max_tokens: 4,
+      temperature: 0,
+      kvrag: { collection_ids: [collectionId] },
+    });
+    expect(chat.status).toBe(200);
+    const completion = (await chat.json()) as {
+      object: string;
+      model: string;
+      choices: { message: { role: string; content: string } }[];
+      usage: { completion_tokens: number };
+      kvrag: { citations: unknown[] };
+    };
+    expect(completion).toMatchObject({ object: 'chat.completion', model: profile.id });
+    expect(completion.choices[0].message.role).toBe('assistant');
+    expect(completion.choices[0].message.content.length).toBeGreaterThan(0);
+    expect(completion.usage.completion_tokens).toBeGreaterThan(0);
+    expect(completion.kvrag.citations.length).toBeGreaterThan(0);
+
+    // /v1/responses with file_search, streamed: the events end in response.completed/incomplete, the text's
+    // [n] markers become file_citation annotations naming the document, and the response was stored after
+    // the stream (the request's database client outlives the handler)
+    const streamed = await post('/v1/responses', {
+      model: profile.id,
+      input: 'When does gate G2 open?',
+      instructions: 'Answer with the number of the source, like [1].',
+      tools: [{ type: 'file_search', vector_store_ids: [collectionId] }],
+      include: ['file_search_call.results'],
+      max_output_tokens: 6,
+      temperature: 0,
+      stream: true,
+    });
+    expect(streamed.status).toBe(200);
+    const rEvents = (await collectSse(streamed)).map((e) => e.data as Record<string, unknown>);
+    const last = rEvents.at(-1)!;
+    expect(['response.completed', 'response.incomplete']).toContain(last.type);
+    const final = last.response as {
+      id: string;
+      output_text?: string;
+      output: {
+        type: string;
+        results?: { file_id: string; filename: string }[];
+        content?: { text: string; annotations: Record<string, unknown>[] }[];
+      }[];
+      kvrag: { runner: { id: string }; citations: { file_id: string }[] };
+    };
+    const search = final.output.find((o) => o.type === 'file_search_call')!;
+    expect(search.results!.length).toBeGreaterThan(0);
+    expect(search.results!.every((r) => r.file_id === doc.id && r.filename === 'gates.txt')).toBe(true);
+    const msg = final.output.find((o) => o.type === 'message')!;
+    const text = msg.content![0].text;
+    expect(text).toBe(
+      rEvents
+        .filter((e) => e.type === 'response.output_text.delta')
+        .map((e) => e.delta)
+        .join(''),
+    );
+    expect(final.kvrag.runner.id).toBe(runner.url);
+    expect(final.kvrag.citations.every((c) => c.file_id === doc.id)).toBe(true);
+    expect(msg.content![0].annotations).toEqual(
+      citationMarks(text, final.kvrag.citations.length).map(({ index }) => ({
+        type: 'file_citation',
+        file_id: doc.id,
+        filename: 'gates.txt',
+        index,
+      })),
+    );
+    const stored = await expectJson<{ id: string; output: unknown }>(
+      200,
+      'GET',
+      `/v1/responses/${final.id}`,
+      {
+        worker: W,
+        key,
+      },
+    );
+    expect(stored.output).toEqual(final.output);
+
+    // a runner that refuses the Worker's credential is never ready for it: no model to plan for, 503 in
+    // kvrag's envelope and in OpenAI's shape, nothing generated
+    const refused = await call('POST', '/v1/query', {
+      worker: 'kvrag-wrong-token',
+      key,
+      json: { question: 'When does gate G2 open?', collection_ids: [collectionId], stream: false },
+    });
+    expect(refused.status).toBe(503);
+    expect(refused.body).toMatchObject({ error: { code: 'unavailable' } });
+    const refusedResponse = await call('POST', '/v1/responses', {
+      worker: 'kvrag-wrong-token',
+      key,
+      json: {
+        model: profile.id,
+        input: 'When does gate G2 open?',
+        tools: [{ type: 'file_search', vector_store_ids: [collectionId] }],
+      },
+    });
+    expect(refusedResponse.status).toBe(503);
+    expect(refusedResponse.body).toMatchObject({ error: { type: 'server_error', code: 'unavailable' } });
+  }, 90_000);
 
   it('keeps uploads in an S3-compatible store when configured so (AWS SDK in workerd, s3rver)', async () => {
     expect(await expectJson(200, 'GET', '/readyz', { worker: 'kvrag-s3' })).toEqual({

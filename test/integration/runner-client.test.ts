@@ -1,7 +1,8 @@
 // The runner client against real HTTP: a real runner (reference backend, tiny model) listening on a port.
 // callRunner streams its tokens and usage; staticSource lists it only while /readyz answers (polled at most
-// every pollMs), with the model profile it publishes at GET /v1/model (asked once per fingerprint); a runner
-// stopped mid-list is skipped by the pool before the first token.
+// every pollMs), with the model profile it publishes at GET /v1/model (asked once per fingerprint), and
+// says once why one is down (unreachable, a refused credential); a runner stopped mid-list is skipped by
+// the pool before the first token.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createRunner, type Runner } from '../../gpu-runner/server/runner.ts';
 import { type FetchFn, withRunnerToken } from '../../contracts/runner-api.ts';
@@ -78,6 +79,7 @@ describe('runner client over HTTP', () => {
   it('staticSource lists a runner only while it is ready, probing at most every pollMs, with its profile', async () => {
     let t = 0;
     const asked: string[] = [];
+    const down: [string, string][] = [];
     const src = staticSource([url, 'http://127.0.0.1:1'], {
       pollMs: 1000,
       now: () => t,
@@ -85,6 +87,7 @@ describe('runner client over HTTP', () => {
         asked.push(new URL(r.url).pathname);
         return authed(r);
       },
+      onDown: (u, reason) => down.push([u, reason]),
     });
     const first = await src.list();
     expect(first.map((r) => r.url)).toEqual([url]);
@@ -99,6 +102,16 @@ describe('runner client over HTTP', () => {
     expect(again[0].profile).toEqual(runner.core.engine.profile);
     // readiness again; the profile of an unchanged fingerprint is not asked again
     expect(asked.sort()).toEqual(['/readyz', '/readyz', '/readyz', '/readyz', '/v1/model']);
+    // the dead URL was reported down once (on its first probe), not on every probe after
+    expect(down).toEqual([['http://127.0.0.1:1', expect.stringMatching(/^unreachable/)]]);
+  });
+
+  it('staticSource leaves out a runner that refuses the credential, saying so', async () => {
+    const down: [string, string][] = [];
+    const wrong = withRunnerToken((r) => fetch(r), `${runner.core.credential.current}-not-it`);
+    const src = staticSource([url], { fetch: wrong, onDown: (u, reason) => down.push([u, reason]) });
+    expect(await src.list()).toEqual([]);
+    expect(down).toEqual([[url, 'GET /readyz answered 401 (the runner refused the credential)']]);
   });
 
   it('readSse joins events split across network chunks', async () => {
