@@ -83,7 +83,7 @@ export function createRunnerApp(core: RunnerCore, log?: Log): Hono<RunnerEnv> {
         throw new AppError('bad_request', `chunk ${i} has token ids outside the vocabulary`);
     }
     const results = await core.scheduler.mutex.run(() =>
-      precomputeChunks(core.engine, core.store, chunks, { dtype: body.dtype }),
+      precomputeChunks(core.engine, core.store, chunks, { dtype: body.dtype ?? core.dtype }),
     );
     for (const r of results) core.metrics.precompute(r.skipped ? 'skipped' : 'stored', 1);
     return c.json({

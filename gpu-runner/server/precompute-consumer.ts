@@ -4,7 +4,7 @@
 // writes are atomic (a half-written artifact never appears under its key), and `precompute-done` carries
 // a job id derived from the precompute job, so a redelivered job cannot report twice.
 import { artifactObjectKey } from '../../contracts/artifacts.ts';
-import { ARTIFACT_FORMAT_VERSION } from '../engine/kv/artifact-format.ts';
+import { formatVersionFor } from '../engine/kv/artifact-format.ts';
 import { precomputeChunks } from '../engine/kv/precompute.ts';
 import type { BlobStore } from '../../contracts/blob-store.ts';
 import { enqueueJob, type PrecomputeJob, parseJob } from '../../contracts/jobs.ts';
@@ -88,7 +88,7 @@ export async function handlePrecompute(
         chunkHash: part[j].chunkHash,
         objectKey: artifactObjectKey(e.fingerprint, r.key),
         bytes: r.bytes,
-        formatVersion: ARTIFACT_FORMAT_VERSION,
+        formatVersion: formatVersionFor(core.dtype),
       });
     }
   }

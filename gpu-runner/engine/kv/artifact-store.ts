@@ -5,8 +5,8 @@
 import {
   ArtifactError,
   type ArtifactErrorReason,
-  type DecodedArtifact,
-  decodeArtifact,
+  type VerifiedArtifact,
+  verifyArtifact,
 } from './artifact-format.ts';
 import type { ObjectTier } from './object-tier.ts';
 import type { ArtifactTier, DiskTier, HostTier, TierStats } from './tiers.ts';
@@ -20,7 +20,8 @@ export interface ArtifactStoreOptions {
 }
 
 export interface LoadedArtifact {
-  artifact: DecodedArtifact;
+  /** Verified (header and every checksum), not decoded: sections are views into the tier's bytes. */
+  artifact: VerifiedArtifact;
   /** Tier it was found in. */
   tier: string;
   bytes: number;
@@ -56,9 +57,9 @@ export class ArtifactStore {
       const tier = this.tiers[i];
       const bytes = await tier.get(key);
       if (!bytes) continue;
-      let artifact: DecodedArtifact;
+      let artifact: VerifiedArtifact;
       try {
-        artifact = decodeArtifact(bytes, {
+        artifact = verifyArtifact(bytes, {
           key,
           fingerprint: this.fingerprint,
           tokenizerHash: this.tokenizerHash,

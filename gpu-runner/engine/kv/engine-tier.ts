@@ -7,6 +7,7 @@ import { parseIndex } from '../attention/squeezed/codec.ts';
 import type { SqueezedIndex } from '../attention/squeezed/types.ts';
 import type { Backend, KVCache } from '../backends/types.ts';
 import type { ModelConfig } from '../model-config.ts';
+import { decodeLayers } from './artifact-format.ts';
 import type { ArtifactStore } from './artifact-store.ts';
 import { emptyStats, type TierStats } from './tiers.ts';
 
@@ -103,7 +104,8 @@ export class EngineTier {
   private async load(key: string): Promise<{ entry: Entry; tier: string; bytes: number } | null> {
     const loaded = await this.store.get(key);
     if (!loaded) return null;
-    const { header, layers, index: indexBytes } = loaded.artifact;
+    const { header, index: indexBytes } = loaded.artifact;
+    const layers = decodeLayers(loaded.artifact);
     const c = this.cfg;
     if (header.layers !== c.layers || header.kvHeads !== c.kvHeads || header.headDim !== c.headDim) {
       throw new Error(
