@@ -1,13 +1,15 @@
 // `kvrag bench ttft [--context 2048,8192,16384] [--chunk-tokens 512] [--question 32] [--system 32]
-//   [--modes full,prefix,independent,blend,link] [--runs 3] [--model DIR] [--backend wasm|reference] [--temps warm,cold,hot] [--s3] [--json]`
+//   [--modes full,prefix,independent,blend,link] [--artifact-dtype f16,int8,int4] [--runs 3] [--model DIR]
+//   [--backend wasm|reference] [--temps warm,cold,hot] [--s3] [--json]`
 // Time to first token per reuse mode, measured side by side in one run: for each context length, k
 // chunks of --chunk-tokens tokens behind a system prefix, then a question. Each artifact mode runs warm
 // (artifacts in host memory, uploaded to the device per request) and cold (a fresh runner: empty host
 // memory, artifacts read from the object store — a FsBlobStore in a temp dir, whose files the OS page
 // cache may hold, or with --s3 the S3 protocol through a local s3rver). --temps adds `hot` (resident in
 // engine memory). TTFT = assembly (load, re-rotate, recompute) + question prefill up to the first token's
-// logits; median of --runs runs, interleaved across modes so machine noise hits all alike. Artifacts are
-// f16, precomputed once before timing. Without --model, a generated Llama (hidden 512, 8 layers, 4/2
+// logits; median of --runs runs, interleaved across modes and dtypes so machine noise hits all alike.
+// Artifacts are precomputed once per --artifact-dtype (default f16) before timing; every artifact mode
+// runs once per dtype, and each row reports the load time per MiB read. Without --model, a generated Llama (hidden 512, 8 layers, 4/2
 // heads of 64, intermediate 1408, byte vocab) with max_position_embeddings raised to fit the contexts.
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -19,6 +21,7 @@ import { ObjectTier } from '../gpu-runner/engine/kv/object-tier.ts';
 import { chunkKey, precomputeChunks } from '../gpu-runner/engine/kv/precompute.ts';
 import { HostTier } from '../gpu-runner/engine/kv/tiers.ts';
 import { type AssembleReport, Assembler } from '../gpu-runner/engine/reuse/assemble.ts';
+import { KV_DTYPES, type KVDType } from '../gpu-runner/engine/kv/artifact-format.ts';
 import { REUSE_MODES, type ReuseMode } from '../contracts/reuse.ts';
 import { makeTinyModel } from '../gpu-runner/tools/make-tiny-model.ts';
 import { numberOption, parseOptions, UsageError } from '../cli/args.ts';
@@ -45,11 +48,13 @@ export type TtftResult = {
   runs: number;
   blend: { ratio: number; checkLayer: number };
   linkTokens: number;
-  precompute: { tokens: number; ms: number; bytes: number };
+  /** One entry per artifact dtype: what precomputing every block took and weighs. */
+  precompute: { dtype: KVDType; tokens: number; ms: number; bytes: number; bytesPerToken: number }[];
   rows: Row[];
 };
 
 const mib = (b: number) => b / (1 << 20);
+const loadedBytes = (r: AssembleReport) => Object.values(r.bytesLoaded).reduce((s, b) => s + b, 0);
 
 /** The table for people (also renders a saved --json result). */
 export function ttftTable(r: TtftResult): string {
@@ -61,10 +66,12 @@ export function ttftTable(r: TtftResult): string {
       [
         'context',
         'mode',
+        'dtype',
         'artifacts',
         'TTFT',
         'full/mode',
         'load',
+        'ms/MiB',
         'rotate',
         'recompute',
         'question',
@@ -74,18 +81,27 @@ export function ttftTable(r: TtftResult): string {
       r.rows.map((row): Cell[] => [
         String(row.context),
         row.mode,
+        row.dtype ?? '—',
         { live: '—', hot: 'engine', warm: 'host', cold: 'object' }[row.temp],
         row.ttftMs,
         row.speedup,
         row.report.timingsMs.load,
+        row.loadMsPerMiB,
         row.report.timingsMs.rotate,
         row.report.timingsMs.recompute,
         row.report.timingsMs.question,
-        mib(Object.values(row.report.bytesLoaded).reduce((s, b) => s + b, 0)),
+        mib(loadedBytes(row.report)),
         Math.round(row.report.recomputedTokens),
       ]),
     ),
-    `precompute: ${r.precompute.tokens} tokens in ${(r.precompute.ms / 1000).toFixed(1)} s, ${mib(r.precompute.bytes).toFixed(1)} MiB of f16 artifacts`,
+    ...r.precompute.map((p) => {
+      const f16 = r.precompute.find((q) => q.dtype === 'f16');
+      const share =
+        f16 && p.dtype !== 'f16'
+          ? `, ${((100 * p.bytesPerToken) / f16.bytesPerToken).toFixed(1)}% of f16`
+          : '';
+      return `precompute ${p.dtype}: ${p.tokens} tokens in ${(p.ms / 1000).toFixed(1)} s, ${mib(p.bytes).toFixed(1)} MiB (${Math.round(p.bytesPerToken)} bytes per token${share}, squeezed index included)`;
+    }),
   ].join('\n');
 }
 
@@ -107,10 +123,14 @@ interface Row {
   context: number;
   chunks: number;
   mode: ReuseMode;
+  /** artifact dtype (null for `full`, which reads none) */
+  dtype: KVDType | null;
   temp: Temp;
   ttftMs: number;
   /** full's median TTFT / this row's. */
   speedup: number;
+  /** The median run's load time per MiB it read (null when it read nothing). */
+  loadMsPerMiB: number | null;
   runsMs: number[];
   /** The report of the median run (its split, bytes and token counts). */
   report: AssembleReport;
@@ -129,6 +149,14 @@ const median = (xs: number[]) => {
 function medianReport(reports: AssembleReport[]): AssembleReport {
   const sorted = [...reports].sort((a, b) => a.timingsMs.total - b.timingsMs.total);
   return sorted[Math.floor((sorted.length - 1) / 2)];
+}
+
+function parseDTypes(v: string): KVDType[] {
+  const out = v.split(',').map((d) => d.trim());
+  for (const d of out)
+    if (!(KV_DTYPES as readonly string[]).includes(d))
+      throw new UsageError(`--artifact-dtype: unknown dtype "${d}" (${KV_DTYPES.join(', ')})`);
+  return [...new Set(out)] as KVDType[];
 }
 
 function parseModes(v: string | undefined): ReuseMode[] {
@@ -154,6 +182,7 @@ export async function run(args: string[]): Promise<number> {
     'check-layer': { type: 'string' },
     'link-tokens': { type: 'string' },
     temps: { type: 'string', default: 'warm,cold' },
+    'artifact-dtype': { type: 'string', default: 'f16' },
     s3: { type: 'boolean', default: false },
   });
   const temps = (values.temps ?? '').split(',') as Temp[];
@@ -175,6 +204,7 @@ export async function run(args: string[]): Promise<number> {
     if (!Number.isInteger(c) || c < chunkTokens)
       throw new UsageError(`--context: ${c} is not a whole number of at least one chunk`);
   const modes = parseModes(values.modes);
+  const dtypes = parseDTypes(values['artifact-dtype'] ?? 'f16');
   const maxTokens = Math.max(...contexts) + systemTokens + questionTokens;
 
   const tmp = mkdtempSync(join(tmpdir(), 'kvrag-bench-ttft-'));
@@ -210,50 +240,79 @@ export async function run(args: string[]): Promise<number> {
     // warm: one host tier holding every artifact; the engine tier keeps nothing (capacity 0), so each
     // request uploads from host memory
     const warmStore = storeWith(new HostTier(Number.MAX_SAFE_INTEGER));
-    const warm = new Assembler(e, new EngineTier(e.backend, e.config, warmStore, 0));
+    const warm = new Map(
+      dtypes.map((d) => [
+        d,
+        new Assembler(e, new EngineTier(e.backend, e.config, warmStore, 0), { dtype: d }),
+      ]),
+    );
     // hot: the same artifacts kept resident on the device (engine tier without a byte limit)
-    const hot = new Assembler(e, new EngineTier(e.backend, e.config, warmStore, Number.MAX_SAFE_INTEGER));
+    const hot = new Map(
+      dtypes.map((d) => [
+        d,
+        new Assembler(e, new EngineTier(e.backend, e.config, warmStore, Number.MAX_SAFE_INTEGER), {
+          dtype: d,
+        }),
+      ]),
+    );
     const system = blockTokens(systemTokens, 0);
     const question = blockTokens(questionTokens, 9999);
     const allChunks = Array.from({ length: Math.max(...contexts) / chunkTokens }, (_, i) =>
       blockTokens(chunkTokens, i + 1),
     );
+    const blocks = [system, ...allChunks].filter((b) => b.length > 0);
+    const precompute: TtftResult['precompute'] = [];
     const t0 = performance.now();
-    const pre = await precomputeChunks(
-      e,
-      warmStore,
-      [system, ...allChunks].filter((b) => b.length > 0).map((tokenIds) => ({ tokenIds })),
-    );
-    const precomputeMs = performance.now() - t0;
-    const artifactBytes = pre.reduce((s, r) => s + r.bytes, 0);
+    for (const dtype of dtypes) {
+      const t = performance.now();
+      const pre = await precomputeChunks(
+        e,
+        warmStore,
+        blocks.map((tokenIds) => ({ tokenIds })),
+        { dtype },
+      );
+      const tokens = pre.reduce((s, r) => s + r.tokens, 0);
+      const bytes = pre.reduce((s, r) => s + r.bytes, 0);
+      precompute.push({ dtype, tokens, ms: performance.now() - t, bytes, bytesPerToken: bytes / tokens });
+    }
     // JIT and kernel warm-up on a small request
-    (await warm.assemble({ system, chunks: allChunks.slice(0, 1), question, mode: 'full' })).kv.free();
+    for (const asm of warm.values())
+      (
+        await asm.assemble({ system, chunks: allChunks.slice(0, 1), question, mode: 'independent' })
+      ).kv.free();
+    const first = warm.get(dtypes[0]);
+    if (first)
+      (await first.assemble({ system, chunks: allChunks.slice(0, 1), question, mode: 'full' })).kv.free();
 
     const rows: Row[] = [];
     for (const context of contexts) {
       const chunks = allChunks.slice(0, Math.floor(context / chunkTokens));
-      const cells = modes.flatMap((mode): { mode: ReuseMode; temp: Temp }[] =>
-        mode === 'full' ? [{ mode, temp: 'live' }] : temps.map((temp) => ({ mode, temp })),
+      const cells = modes.flatMap((mode): { mode: ReuseMode; dtype: KVDType | null; temp: Temp }[] =>
+        mode === 'full'
+          ? [{ mode, dtype: null, temp: 'live' }]
+          : dtypes.flatMap((dtype) => temps.map((temp) => ({ mode, dtype, temp }))),
       );
       if (temps.includes('hot')) {
-        for (const block of [system, ...chunks]) {
-          if (block.length > 0) (await hot.tier.acquire(chunkKey(e, block)))?.release();
-        }
+        for (const [dtype, asm] of hot)
+          for (const block of [system, ...chunks])
+            if (block.length > 0) (await asm.tier.acquire(chunkKey(e, block, dtype)))?.release();
       }
       const times = cells.map(() => [] as number[]);
       const reports = cells.map(() => [] as AssembleReport[]);
       for (let r = 0; r < runs; r++) {
         for (const [i, cell] of cells.entries()) {
           // cold: a fresh runner's store over the same object store
+          const dtype = cell.dtype ?? dtypes[0];
           const asm =
             cell.temp === 'hot'
-              ? hot
+              ? hot.get(dtype)!
               : cell.temp === 'cold'
                 ? new Assembler(
                     e,
                     new EngineTier(e.backend, e.config, storeWith(new HostTier(Number.MAX_SAFE_INTEGER)), 0),
+                    { dtype },
                   )
-                : warm;
+                : warm.get(dtype)!;
           const out = await asm.assemble({
             system,
             chunks,
@@ -275,20 +334,25 @@ export async function run(args: string[]): Promise<number> {
       const fullMs = median(times[0]);
       for (const [i, cell] of cells.entries()) {
         const ttftMs = median(times[i]);
+        const report = medianReport(reports[i]);
+        const loaded = mib(loadedBytes(report));
         rows.push({
           context,
           chunks: chunks.length,
           ...cell,
           ttftMs,
           speedup: fullMs / ttftMs,
+          loadMsPerMiB: loaded > 0 ? report.timingsMs.load / loaded : null,
           runsMs: times[i],
-          report: medianReport(reports[i]),
+          report,
         });
       }
     }
-    warm.dispose();
-    hot.tier.clear();
-    hot.dispose();
+    for (const asm of warm.values()) asm.dispose();
+    for (const asm of hot.values()) {
+      asm.tier.clear();
+      asm.dispose();
+    }
     const c = e.config;
     const result: TtftResult = {
       backend: e.backend.name,
@@ -308,7 +372,7 @@ export async function run(args: string[]): Promise<number> {
       runs,
       blend: { ratio: blendRatio, checkLayer },
       linkTokens,
-      precompute: { tokens: pre.reduce((s, r) => s + r.tokens, 0), ms: precomputeMs, bytes: artifactBytes },
+      precompute,
       rows,
     };
     emit(values.json ?? false, result, () => ttftTable(result));

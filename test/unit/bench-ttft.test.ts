@@ -60,12 +60,13 @@ describe('bench ttft', () => {
       if (row.mode === 'link') expect(row.report.recomputedTokens).toBe(4 * (row.context / 32));
       if (row.mode === 'full') expect(row.report.recomputedTokens).toBe(row.context + 8);
     }
-    expect(r.precompute.tokens).toBe(8 + 128);
+    expect(r.precompute.map((p) => [p.dtype, p.tokens])).toEqual([['f16', 8 + 128]]);
     const table = ttftTable(r);
-    expect(table).toContain('| 128     | independent |    object |');
+    expect(table).toContain('| 128     | independent |   f16 |    object |');
   });
 
-  it('refuses an unknown mode', async () => {
+  it('refuses an unknown mode or artifact dtype', async () => {
     await expect(run(['--modes', 'full,turbo'])).rejects.toThrow(/unknown mode "turbo"/);
+    await expect(run(['--artifact-dtype', 'f16,int2'])).rejects.toThrow(/unknown dtype "int2"/);
   });
 });
