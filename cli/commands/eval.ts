@@ -8,6 +8,7 @@ import { isAbsolute, join, relative } from 'node:path';
 import { REUSE_MODES, type ReuseMode } from '../../contracts/reuse.ts';
 import type { FetchFn, GenerateRequest, RunnerUsage } from '../../contracts/runner-api.ts';
 import { SPARSE_PATTERNS, type SparsePattern } from '../../contracts/sparse.ts';
+import { KV_DTYPES, type KVDType } from '../../gpu-runner/engine/kv/artifact-format.ts';
 import { FACT_TYPES, type FactType } from '../../gpu-runner/eval/episodes.ts';
 import { evalTable, resultsMarkdown, resultsSvg } from '../../gpu-runner/eval/report.ts';
 import { runEval } from '../../gpu-runner/eval/run.ts';
@@ -70,6 +71,7 @@ export const command: Command = {
     'kvrag eval [--suite passkey|kv|twohop|all] [--context 512,2048,4096] [--n 10] [--seed 314159]',
     '           [--modes full,prefix,independent,blend,link] [--budgets 1,1/3,1/8,1/16|none] [--squeezed-mode independent]',
     '           [--patterns a-shape,vertical-slash,block-sparse,flexprefill|none] [--blend-ratio R] [--link-tokens K]',
+    '           [--artifact-dtype f16,int8,int4] (each artifact variant once per chunk KV artifact dtype)',
     '           [--model DIR] [--backend auto|wasm|reference] [--threads N] [--max-minutes M] [--json] [--out DIR]',
   ].join('\n'),
   async run(args) {
@@ -84,6 +86,7 @@ export const command: Command = {
       patterns: { type: 'string', default: DEFAULTS.patterns },
       'blend-ratio': { type: 'string' },
       'link-tokens': { type: 'string' },
+      'artifact-dtype': { type: 'string' },
       model: { type: 'string' },
       backend: { type: 'string', default: 'auto' },
       threads: { type: 'string' },
@@ -107,6 +110,10 @@ export const command: Command = {
       values.patterns === 'none'
         ? []
         : oneOf<SparsePattern>('patterns', list(values.patterns!), SPARSE_PATTERNS);
+    const artifactDTypes =
+      values['artifact-dtype'] === undefined
+        ? undefined
+        : oneOf<KVDType>('artifact-dtype', list(values['artifact-dtype']), KV_DTYPES);
     const [squeezedMode] = oneOf<ReuseMode>('squeezed-mode', [values['squeezed-mode']!], REUSE_MODES);
     const backend = values.backend as 'auto' | 'wasm' | 'reference';
     if (!['auto', 'wasm', 'reference'].includes(backend))
@@ -154,6 +161,7 @@ export const command: Command = {
       budgets,
       squeezedMode,
       patterns,
+      artifactDTypes,
       blendRatio:
         values['blend-ratio'] === undefined
           ? undefined
