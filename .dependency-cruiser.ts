@@ -4,6 +4,8 @@
 //   cli/ (and bin/, bench/, test/)  may import everything; nothing below imports cli/
 //   workers/                        src/ (never src/routes/ or src/app.ts), gpu-runner/engine/, contracts/
 //   src/                            contracts/ only; inside src/ only app.ts imports routes/
+//   src/console/                    the browser console, a client of the HTTP API: the API's shapes as
+//                                   types only (routes' response schemas included); nothing imports it
 //   gpu-runner/                     contracts/ only; inside it engine/ ← server/ ← eval/ ← tools/
 //   contracts/                      nothing of the project (zod only, and no Node built-ins: the Workers
 //                                   build reaches it)
@@ -70,8 +72,23 @@ export const forbidden: IForbiddenRuleType[] = [
     name: 'domain-not-routes',
     comment: 'inside src/, routes are the top: only app.ts wires them; use cases never import a route',
     severity: 'error',
-    from: { path: '^src/', pathNot: '^src/(routes/|app\\.ts$)' },
+    from: { path: '^src/', pathNot: '^src/(routes/|app\\.ts$|console/)' },
     to: { path: '^src/routes/' },
+  },
+  {
+    name: 'console-takes-types-only',
+    comment:
+      'the console runs in the browser and talks HTTP: it takes the API shapes as types, never its code',
+    severity: 'error',
+    from: { path: '^src/console/' },
+    to: { path: PROJECT, pathNot: '^src/console/', dependencyTypesNot: ['type-only'] },
+  },
+  {
+    name: 'nothing-imports-console',
+    comment: 'the console is built by Vite into static files; no server code imports its sources',
+    severity: 'error',
+    from: { pathNot: '^(src/console|test)/' },
+    to: { path: '^src/console/' },
   },
   {
     name: 'only-entries-import-cli',

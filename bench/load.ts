@@ -1,8 +1,9 @@
 // `kvrag bench load [--concurrency 1,4,16,64] [--duration S] [--routes search,query] [--docs N] [--k N]
 //   [--max-tokens N] [--reuse MODE] [--timeout-ms MS] [--json]`
 // A bounded loopback load test of the embedded default: `kvrag serve` as a child process (PGlite, fs blobs,
-// in-process queue and workers, in-process CPU runner on the bundled model, all defaults; every KVRAG_*
-// setting of this shell is dropped) gets a small generated corpus (--docs documents, waited until
+// in-process queue and workers, in-process CPU runner on the bundled model behind a runner credential
+// (KVRAG_RUNNER_TOKEN, fresh per run: every API → runner call carries and is checked for it), all other
+// settings default; every KVRAG_* setting of this shell is dropped) gets a small generated corpus (--docs documents, waited until
 // `ready`), then closed-loop clients — `c` clients, each sending its next request when the previous one
 // ends — for --duration seconds per route and concurrency level (requests still in flight then are
 // awaited and counted), route by route. search: POST /v1/collections/:id/search. query: POST /v1/query,
@@ -10,6 +11,7 @@
 // question per request so the answer cache never serves it (its hits are reported and should be 0). Latency is request sent → whole response read, at the
 // client; an error is a network failure, a timeout or any status other than 200.
 import { type ChildProcess, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { Agent, request } from 'node:http';
 import { tmpdir } from 'node:os';
@@ -91,7 +93,13 @@ function startServe(dataDir: string): { child: ChildProcess; url: Promise<string
   const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('KVRAG_')));
   const child = spawn(process.execPath, [KVRAG_BIN, 'serve'], {
     cwd: dataDir,
-    env: { ...env, KVRAG_PORT: '0', KVRAG_DATA_DIR: join(dataDir, 'data'), KVRAG_ADMIN_KEY: ADMIN_KEY },
+    env: {
+      ...env,
+      KVRAG_PORT: '0',
+      KVRAG_DATA_DIR: join(dataDir, 'data'),
+      KVRAG_ADMIN_KEY: ADMIN_KEY,
+      KVRAG_RUNNER_TOKEN: randomBytes(32).toString('hex'),
+    },
     stdio: ['ignore', 'ignore', 'pipe'],
   });
   let log = '';

@@ -91,6 +91,11 @@ export async function run(args: string[]): Promise<number> {
     runner = r;
     const { port } = await r.start();
     const base = `http://127.0.0.1:${port}`;
+    // the runner credential on every call, as the API sends it
+    const headers = {
+      'content-type': 'application/json',
+      authorization: `Bearer ${r.core.credential.current}`,
+    };
     const vocab = r.core.engine.config.vocabSize;
     if (r.core.engine.maxContext < seqTokens) throw new UsageError(`model context < ${seqTokens} tokens`);
 
@@ -102,7 +107,7 @@ export async function run(args: string[]): Promise<number> {
     const system = ids(systemTokens);
     const pre = await fetch(`${base}/v1/precompute`, {
       method: 'POST',
-      headers: { 'content-type': 'application/json' },
+      headers,
       body: JSON.stringify({ chunks: pool.map((tokenIds) => ({ tokenIds })).concat([{ tokenIds: system }]) }),
     });
     if (!pre.ok) throw new Error(`precompute failed: ${pre.status} ${await pre.text()}`);
@@ -115,7 +120,7 @@ export async function run(args: string[]): Promise<number> {
       const t0 = performance.now();
       const res = await fetch(`${base}/v1/generate`, {
         method: 'POST',
-        headers: { 'content-type': 'application/json' },
+        headers,
         body: JSON.stringify({
           system: { tokenIds: system },
           chunks,

@@ -27,6 +27,12 @@ export function artifactObjectKey(fingerprint: string, key: string): string {
   return `kv/${fingerprint}/${key.slice(0, 2)}/${key}.kv`;
 }
 
+/** Whether `objectKey` has the shape artifactObjectKey gives (what gc may delete as an artifact). */
+export function isArtifactObjectKey(objectKey: string): boolean {
+  const m = /^kv\/[A-Za-z0-9._-]{8,128}\/([0-9a-f]{2})\/([0-9a-f]{64})\.kv$/.exec(objectKey);
+  return m?.[2].startsWith(m[1]) ?? false;
+}
+
 /** The artifact key inside an object key written by artifactObjectKey; null for anything else. */
 export function artifactKeyOf(objectKey: string): string | null {
   const m = /\/([0-9a-f]{64})\.kv$/.exec(objectKey);

@@ -47,6 +47,20 @@ export const PrecomputeJobV1 = z.object({
   chunks: z.array(PrecomputeChunkV1).min(1).max(1024),
 });
 
+/**
+ * A completed `precompute` job as kept by the queue (for id dedupe and lookups): the chunks' hashes and
+ * ids without their token ids or text, so a deleted document's content does not outlive it there.
+ */
+export function redactPrecomputeJob(data: unknown): unknown {
+  const job = data as { chunks?: Record<string, unknown>[] };
+  if (!Array.isArray(job?.chunks)) return data;
+  return {
+    ...job,
+    chunks: job.chunks.map(({ tokenIds: _ids, text: _text, ...rest }) => rest),
+    redacted: true,
+  };
+}
+
 /** `precompute-done`: what a runner stored, for the `kv_artifacts` rows and document status. */
 export const PrecomputeDoneJobV1 = z.object({
   v: z.literal(1),
@@ -64,6 +78,12 @@ export const PrecomputeDoneJobV1 = z.object({
   /** Chunks the runner could not compute (and why); the rest of the batch still counts. */
   failed: z.array(z.object({ chunkHash: sha256Hex, error: z.string().max(2000) })).default([]),
   runnerId: z.string().max(200).optional(),
+  /**
+   * The documents the precompute job was for (its chunks' documentId): only they move, so a tenant's
+   * document never turns ready (or failed) because another tenant's job computed the same text. Absent
+   * in jobs of older runners: every waiting document holding the chunks moves, as before.
+   */
+  documentIds: z.array(id).max(1024).optional(),
 });
 
 /**

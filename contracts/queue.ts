@@ -33,10 +33,23 @@ export interface JobContext {
   attempt: number;
   /** Aborted when the consumer is shutting down; long jobs should stop and let the job be retried. */
   signal: AbortSignal;
+  /** What an earlier try of this job saved with saveProgress (undefined on a fresh job). */
+  progress?: unknown;
+  /**
+   * Saves plain data that a later try of the same job (after a crash, a stall, a retry) reads back. Both
+   * queues provide it; a context built by hand (tests) may not.
+   */
+  saveProgress?(value: Record<string, unknown>): Promise<void>;
 }
 
 export interface ConsumeOptions {
   concurrency?: number;
+  /**
+   * What is kept of a job's payload once it completed (kept a while for id dedupe and status lookups):
+   * e.g. the precompute consumer drops chunk token ids and text, so deleted documents' content does not
+   * live on in the queue. Default: the payload as it was.
+   */
+  redactOnComplete?: (data: unknown) => unknown;
 }
 
 /** Thrown by a handler when retrying can never succeed (bad input): the job fails at once. */
@@ -44,6 +57,19 @@ export class UnrecoverableJobError extends Error {
   constructor(message: string) {
     super(message);
     this.name = 'UnrecoverableJobError';
+  }
+}
+
+/**
+ * Thrown by a handler that cannot do this job but another consumer can (a runner of another model during
+ * a rolling update): the job goes back to the queue after `delayMs` without spending one of its tries.
+ */
+export class DeferJobError extends Error {
+  readonly delayMs: number;
+  constructor(message: string, delayMs: number) {
+    super(message);
+    this.name = 'DeferJobError';
+    this.delayMs = delayMs;
   }
 }
 

@@ -12,6 +12,19 @@ import { squeezedControlSchema } from './squeezed.ts';
 /** How a runner is reached: global fetch for a remote runner, or the in-process runner app's own fetch. */
 export type FetchFn = (input: Request) => Response | Promise<Response>;
 
+/**
+ * `fetchFn` with the runner credential on every request (Authorization: Bearer), which runners require on
+ * every route but /healthz. Every way a caller reaches a runner — remote URLs, registry heartbeats, the
+ * in-process app, the eval harness — goes through this.
+ */
+export function withRunnerToken(fetchFn: FetchFn, token: string): FetchFn {
+  return (req) => {
+    const authed = new Request(req);
+    authed.headers.set('authorization', `Bearer ${token}`);
+    return fetchFn(authed);
+  };
+}
+
 const tokenIds = z.array(z.number().int().nonnegative()).min(1).max(131072);
 
 /** Sampling of every generated token. */
@@ -162,6 +175,33 @@ export const sparseStatsSchema = z.object({
 });
 export type SparseStats = z.infer<typeof sparseStatsSchema>;
 
+/**
+ * A sequence's timings, ms from its arrival at the runner; ttft is -1 (and prefill -1) when no token was
+ * produced. ttft = queueWait + load + rotate + recompute + squeeze + prefill: the assembly phases (0 in
+ * full mode; summed over assemblies after a preemption), then `prefill`, the rest up to the first token
+ * (the live prefill: the question in reuse modes, the whole prompt in full mode, and the first sample).
+ * The five parts are absent from runners older than the split.
+ */
+export const runnerTimingsSchema = z.object({
+  queueWait: z.number(),
+  ttft: z.number(),
+  total: z.number(),
+  /** Assembly as a whole (load + rotate + recompute + squeeze + the question's first token). */
+  assemble: z.number(),
+  /** Reading artifacts from their tiers (and computing missing ones). */
+  load: z.number().optional(),
+  /** Re-rotating the artifacts' keys to their positions. */
+  rotate: z.number().optional(),
+  /** Selective recompute (blend, link) and live prefill of blocks without artifacts during assembly. */
+  recompute: z.number().optional(),
+  /** Preparing the fixed context for squeezed attention. */
+  squeeze: z.number().optional(),
+  prefill: z.number().optional(),
+});
+export type RunnerTimings = z.infer<typeof runnerTimingsSchema>;
+/** The assembly phases a sequence's ttft is split into. */
+export type AssemblyPhases = Required<Pick<RunnerTimings, 'load' | 'rotate' | 'recompute' | 'squeeze'>>;
+
 /** Usage and timings of a finished sequence: the data of the SSE `done` event. */
 export const runnerUsageSchema = z.object({
   finishReason: z.enum(FINISH_REASONS),
@@ -181,8 +221,7 @@ export const runnerUsageSchema = z.object({
   /** Bytes read per artifact tier (engine, host, disk, object). */
   bytesLoaded: z.record(z.string(), count),
   preemptions: count,
-  /** ms; ttft is -1 when no token was produced. */
-  timingsMs: z.object({ queueWait: z.number(), ttft: z.number(), total: z.number(), assemble: z.number() }),
+  timingsMs: runnerTimingsSchema,
   squeezed: squeezedUsageSchema.optional(),
   sparse: sparseStatsSchema.extend({ note: z.string().optional() }).optional(),
 });

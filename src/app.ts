@@ -8,6 +8,8 @@ import { AppError, asAppError, toEnvelope } from '../contracts/errors.ts';
 import { adminRoutes } from './routes/admin.ts';
 import { answerRoutes } from './routes/answer-routes.ts';
 import { authenticate } from './routes/auth.ts';
+import { chunkRoutes } from './routes/chunks.ts';
+import { consoleRoutes } from './routes/console.ts';
 import { MetricsRegistry, PROMETHEUS_CONTENT_TYPE } from './metrics.ts';
 import { limitBody } from './routes/body-limit.ts';
 import { collectionRoutes } from './routes/collections.ts';
@@ -15,12 +17,13 @@ import { documentRoutes } from './routes/documents.ts';
 import { healthRoutes } from './routes/health.ts';
 import { jobRoutes } from './routes/jobs.ts';
 import { openApiRoutes } from './routes/openapi.ts';
+import { runnerRoutes } from './routes/runners.ts';
 import { searchRoutes } from './routes/search.ts';
 import type { AppEnv, Services } from './services.ts';
 
 /** Multipart framing and JSON escaping on top of the document bytes themselves. */
 const UPLOAD_OVERHEAD_BYTES = 64 * 1024;
-const RESOURCE_PREFIXES = ['/v1/admin', '/v1/collections', '/v1/jobs'];
+const RESOURCE_PREFIXES = ['/v1/admin', '/v1/collections', '/v1/jobs', '/v1/chunks', '/v1/runners'];
 const UPLOAD_PATH = /^\/v1\/collections\/[^/]+\/documents\/?$/;
 
 export function createApp(services: Services): Hono<AppEnv> {
@@ -61,6 +64,7 @@ export function createApp(services: Services): Hono<AppEnv> {
     c.body(await registry.render(), 200, { 'content-type': PROMETHEUS_CONTENT_TYPE }),
   );
   app.route('/', openApiRoutes());
+  app.route('/', consoleRoutes());
 
   // Resource prefixes only (an unknown /v1 path stays a plain 404). Authenticate first: an anonymous
   // caller cannot make the server read a large body.
@@ -75,6 +79,8 @@ export function createApp(services: Services): Hono<AppEnv> {
   app.route('/v1/collections', documentRoutes());
   app.route('/v1/collections', searchRoutes());
   app.route('/v1/jobs', jobRoutes());
+  app.route('/v1/chunks', chunkRoutes());
+  app.route('/v1/runners', runnerRoutes());
   // query, chat completions and models: their own auth and body limit (outside the prefixes above)
   app.route('/v1', answerRoutes(maxBodyBytes));
 

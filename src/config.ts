@@ -31,6 +31,28 @@ const csvUrls = z
   .transform((v) => (v === '' ? [] : v.split(',').map((s) => s.trim())))
   .pipe(z.array(z.url({ protocol: /^https?$/ })));
 
+/** A shared secret: long enough that guessing is hopeless, and printable (it travels in a header). */
+const secret = z
+  .string()
+  .trim()
+  .regex(
+    /^[\x21-\x7e]{32,512}$/,
+    'must be 32-512 printable characters without spaces (openssl rand -hex 32)',
+  );
+
+/** `scheme://host[:port]` patterns, `*` matching a run of host characters (`http://10.0.*:8081`). */
+const csvOrigins = z
+  .string()
+  .trim()
+  .transform((v) => (v === '' ? [] : v.split(',').map((s) => s.trim())))
+  .pipe(
+    z.array(
+      z
+        .string()
+        .regex(/^https?:\/\/[A-Za-z0-9.*[\]:-]+$/, 'must be scheme://host[:port], * allowed in the host'),
+    ),
+  );
+
 /** `fs:<dir>` for the filesystem store, `s3` for an S3-compatible store configured by the S3 settings. */
 const blobStore = z
   .string()
@@ -54,6 +76,14 @@ export const ENV = {
   s3SecretAccessKey: 'KVRAG_S3_SECRET_ACCESS_KEY',
   s3ForcePathStyle: 'KVRAG_S3_FORCE_PATH_STYLE',
   runnerUrls: 'KVRAG_RUNNER_URLS',
+  runnerToken: 'KVRAG_RUNNER_TOKEN',
+  runnerTokenPrevious: 'KVRAG_RUNNER_TOKEN_PREVIOUS',
+  runnerHost: 'KVRAG_RUNNER_HOST',
+  runnerUrlAllowlist: 'KVRAG_RUNNER_URL_ALLOWLIST',
+  runnerMaxTokens: 'KVRAG_RUNNER_MAX_TOKENS',
+  runnerMaxDeadlineMs: 'KVRAG_RUNNER_MAX_DEADLINE_MS',
+  runnerMaxBodyBytes: 'KVRAG_RUNNER_MAX_BODY_BYTES',
+  runnerPrecomputeBatch: 'KVRAG_RUNNER_PRECOMPUTE_BATCH',
   modelDir: 'KVRAG_MODEL_DIR',
   engineBackend: 'KVRAG_ENGINE_BACKEND',
   webgpuAdapter: 'KVRAG_WEBGPU_ADAPTER',
@@ -69,6 +99,15 @@ export const ENV = {
   maxUploadBytes: 'KVRAG_MAX_UPLOAD_BYTES',
   maxConcurrentJobs: 'KVRAG_MAX_CONCURRENT_JOBS',
   kvDType: 'KVRAG_KV_DTYPE',
+  maxDocumentChars: 'KVRAG_MAX_DOCUMENT_CHARS',
+  maxDocumentChunks: 'KVRAG_MAX_DOCUMENT_CHUNKS',
+  maxPdfPages: 'KVRAG_MAX_PDF_PAGES',
+  parseTimeoutS: 'KVRAG_PARSE_TIMEOUT_S',
+  parseMemoryMb: 'KVRAG_PARSE_MEMORY_MB',
+  reconcileAfterS: 'KVRAG_RECONCILE_AFTER_S',
+  reconcileAttempts: 'KVRAG_RECONCILE_ATTEMPTS',
+  outboxRetentionS: 'KVRAG_OUTBOX_RETENTION_S',
+  dbStatementTimeoutMs: 'KVRAG_DB_STATEMENT_TIMEOUT_MS',
   kvHostBytes: 'KVRAG_KV_HOST_BYTES',
   kvDiskBytes: 'KVRAG_KV_DISK_BYTES',
   logLevel: 'KVRAG_LOG_LEVEL',
@@ -98,6 +137,22 @@ const shape = {
   s3ForcePathStyle: bool.default(false),
   /** Remote runners; when empty, the runner runs in-process (embedded mode). */
   runnerUrls: csvUrls.default([]),
+  /**
+   * The runner credential: `kvrag runner` requires it on every route but /healthz and signs its registry
+   * heartbeats with it; the API sends it to runners and accepts only heartbeats signed with it.
+   */
+  runnerToken: secret.optional(),
+  /** The credential before the last rotation, still accepted (runners) and verified (heartbeats). */
+  runnerTokenPrevious: secret.optional(),
+  /** Address `kvrag runner` listens on (0.0.0.0 only where a network policy keeps others out). */
+  runnerHost: z.string().trim().min(1).default('127.0.0.1'),
+  /** Origins heartbeat URLs must match (`*` = any run of host characters); empty = any signed URL. */
+  runnerUrlAllowlist: csvOrigins.default([]),
+  /** Caps a runner puts on every request (the runner's own defaults when unset: 4096, 10 min, 16 MiB, 16). */
+  runnerMaxTokens: z.coerce.number().int().min(1).max(131072).optional(),
+  runnerMaxDeadlineMs: z.coerce.number().int().min(1000).max(86_400_000).optional(),
+  runnerMaxBodyBytes: bytes.optional(),
+  runnerPrecomputeBatch: z.coerce.number().int().min(1).max(1024).optional(),
   /** Hugging Face model directory; default: the bundled model, models/kvrag-tiny in the kvrag package. */
   modelDir: z.string().trim().min(1).optional(),
   engineBackend: z.enum(['auto', 'reference', 'wasm', 'webgpu']).default('auto'),
@@ -115,8 +170,16 @@ const shape = {
   /** Failed authentications per client address (and per key prefix) in a window before 429; 0: off. */
   authFailureLimit: z.coerce.number().int().min(0).default(20),
   authFailureWindowS: z.coerce.number().int().min(1).max(86_400).default(60),
-  /** Take the client address from X-Forwarded-For (only behind a proxy that sets it). */
-  trustProxy: bool.default(false),
+  /**
+   * Proxies in front of the API that append to X-Forwarded-For: the client address is the entry that many
+   * hops from the right (what the outermost trusted proxy saw). `false`/`0`: none (the socket peer);
+   * `true` = 1.
+   */
+  trustProxy: z
+    .enum(['true', 'false', 'yes', 'no'])
+    .transform((v) => (v === 'true' || v === 'yes' ? 1 : 0))
+    .or(z.coerce.number().int().min(0).max(16))
+    .default(0),
   maxBodyBytes: bytes.default(1024 * 1024),
   maxUploadBytes: bytes.default(20 * 1024 * 1024),
   maxConcurrentJobs: z.coerce.number().int().min(1).max(256).default(2),
@@ -125,12 +188,36 @@ const shape = {
    * bytes); default: the model's reuse.json `artifactDType`, else f16.
    */
   kvDType: z.enum(ARTIFACT_DTYPES).optional(),
+  // Ingestion caps (src/ingest/limits.ts): a document over one ends `failed` naming it.
+  /** Characters of extracted text per document; default 4 × maxUploadBytes. */
+  maxDocumentChars: z.coerce.number().int().positive().optional(),
+  maxDocumentChunks: z.coerce.number().int().positive().default(10_000),
+  maxPdfPages: z.coerce.number().int().positive().default(2000),
+  /** Wall time of one document's parse + chunking, in a worker thread killed when over. */
+  parseTimeoutS: z.coerce.number().positive().max(3600).default(120),
+  /** Heap of that thread, and what a PDF's compressed streams may inflate to. */
+  parseMemoryMb: z.coerce.number().int().min(64).max(16_384).default(1024),
+  /** A document in queued…precomputing this long without progress is re-driven (workers/reconciler.ts). */
+  reconcileAfterS: z.coerce.number().positive().default(600),
+  /** Re-drives of one document before it is marked failed. */
+  reconcileAttempts: z.coerce.number().int().min(1).max(100).default(5),
+  /** Delivered outbox rows are deleted after this many seconds (their payloads go with them); 0 = kept. */
+  outboxRetentionS: z.coerce.number().int().min(0).default(86_400),
+  /** Postgres statement_timeout of every connection (ms; 0 = none): no query holds a connection forever. */
+  dbStatementTimeoutMs: z.coerce.number().int().min(0).default(30_000),
   kvHostBytes: bytes.default(512 * 1024 * 1024),
   kvDiskBytes: bytes.default(4 * 1024 * 1024 * 1024),
   logLevel: z.enum(['debug', 'info', 'warn', 'error', 'silent']).default('info'),
 };
 
 const schema = z.object(shape).superRefine((c, ctx) => {
+  if (c.runnerUrls.length > 0 && !c.runnerToken) {
+    ctx.addIssue({
+      code: 'custom',
+      path: ['runnerToken'],
+      message: 'is required when KVRAG_RUNNER_URLS names remote runners (they refuse calls without it)',
+    });
+  }
   if (c.blobStore === 's3') {
     for (const k of ['s3Bucket', 's3AccessKeyId', 's3SecretAccessKey'] as const) {
       if (!c[k]) ctx.addIssue({ code: 'custom', path: [k], message: 'is required when KVRAG_BLOB_STORE=s3' });

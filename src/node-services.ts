@@ -9,6 +9,7 @@ import { createEmbeddingResolver } from './embeddings/resolver.ts';
 import { jsonLogger } from './log.ts';
 import { MetricsRegistry } from './metrics.ts';
 import { openQueue } from './queue/open.ts';
+import { consoleAssets } from './static-assets.ts';
 import type { JobQueue } from '../contracts/queue.ts';
 import type { Services } from './services.ts';
 import type { BlobStore } from '../contracts/blob-store.ts';
@@ -55,6 +56,7 @@ export async function openNodeServices(config: Config): Promise<NodeServices> {
       queue,
       authFailures,
       metrics: new MetricsRegistry(),
+      assets: consoleAssets(),
       api: { db: db.db, blobs, embeddings: createEmbeddingResolver(), jobs: queue },
       readiness: {
         database: async () => {

@@ -29,6 +29,15 @@ export interface ApiServices {
   now?: () => Date;
 }
 
+/**
+ * The web console's built files (src/console, built by Vite into dist/console). Absent where the platform
+ * serves them itself (Workers static assets) or where they were not built.
+ */
+export interface StaticAssets {
+  /** A file by its path in the build (`index.html`, `assets/index-1a2b3c.js`); null when absent. */
+  get(path: string): Promise<Uint8Array | null>;
+}
+
 export interface Services {
   config: Config;
   /** Readiness checks by component name (database, blobs, queue, runner); each throws when not ready. */
@@ -41,6 +50,8 @@ export interface Services {
    * workers'). Absent: the app keeps its own registry.
    */
   metrics?: MetricsRegistry;
+  /** The console's files, served at / (Node); absent: / says how to build them. */
+  assets?: StaticAssets;
   /** Absent in a process that serves health only; /v1 routes then answer 503 `unavailable`. */
   api?: ApiServices;
 }

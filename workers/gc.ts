@@ -5,19 +5,28 @@
 // hashes that no remaining chunk references. The periodic sweep does the same for every artifact (a
 // missed job, a runner's on-demand artifact nobody ingested), optionally expires artifacts unused for
 // longer than maxIdleMs — referenced or not: only the artifact goes, the runner recomputes it on demand
-// and the chunk keeps its status — and deletes artifact objects under `kv/` that have no row.
+// and the chunk keeps its status — deletes artifact objects under `kv/` that have no row, and upload
+// blobs under `uploads/` that no document names (an upload whose row was never committed).
 //
 // Races (READ COMMITTED Postgres):
 // - a chunk referencing a hash is being written while gc runs: artifacts are deleted only through
 //   `FOR UPDATE SKIP LOCKED`, and the ingest transaction reads the artifacts it relies on `FOR SHARE`
 //   (workers/ingest.ts). If ingest locked them first, gc skips them (after commit a chunk references
 //   them); if gc deleted first, ingest's locking read no longer sees them and schedules precompute.
+// - the upload route writes a blob and then commits its row: the sweep leaves uploads younger than graceMs
+//   alone, so only a blob whose row never came (the process died in between) is taken for an orphan;
 // - a runner stores an object and then reports it: the sweep leaves objects younger than graceMs alone,
 //   and only artifacts whose row is older than graceMs are sweep candidates.
 // Rows go first (one transaction per batch), then their objects: a reader never finds a row whose object
 // was deleted before the row. An object whose delete fails is left to the orphan sweep.
+//
+// gc deletes only under the prefixes it owns: artifact objects (kv/<fp>/<hh>/<key>.kv, the shape
+// artifactObjectKey gives) and a tenant's own uploads (uploads/<tenant>/…). A row or job naming any other
+// key (a forged precompute-done before its claims were checked, a forged gc job) cannot make it delete
+// that object: the key is logged and left alone.
 import { sql } from 'drizzle-orm';
-import { kvArtifacts } from '../src/db/schema.ts';
+import { isArtifactObjectKey } from '../contracts/artifacts.ts';
+import { documents, kvArtifacts } from '../src/db/schema.ts';
 import type { Database } from '../src/db/types.ts';
 import { parseJob } from '../contracts/jobs.ts';
 import { UnrecoverableJobError } from '../contracts/queue.ts';
@@ -27,6 +36,8 @@ import { errorText, type WorkerDeps } from './deps.ts';
 
 /** Where artifact objects live (gpu-runner/engine/kv/artifact-format.ts artifactObjectKey). */
 export const ARTIFACT_PREFIX = 'kv/';
+/** Where raw uploads live (src/routes/upload-keys.ts). */
+const UPLOAD_PREFIX = 'uploads/';
 const BATCH = 500;
 
 export interface GcOptions {
@@ -44,6 +55,8 @@ export interface GcResult {
   blobsDeleted: number;
   artifactsDeleted: number;
   orphanObjectsDeleted: number;
+  /** Upload blobs no document names (an upload whose transaction never committed), past the grace. */
+  orphanUploadsDeleted?: number;
 }
 
 type Exec = Pick<Database, 'execute' | 'transaction'>;
@@ -99,6 +112,12 @@ export async function collectArtifacts(
     );
     total += gone.length;
     for (const { object_key } of gone) {
+      if (!isArtifactObjectKey(object_key)) {
+        opts.log?.('error', 'gc: artifact row named an object outside kv/; object left alone', {
+          key: object_key,
+        });
+        continue;
+      }
       await blobs.delete(object_key).catch((err: unknown) => {
         opts.log?.('warn', 'gc: artifact object left for the orphan sweep', {
           key: object_key,
@@ -142,21 +161,68 @@ export async function collectOrphanObjects(db: Exec, blobs: BlobStore, graceMs: 
   return deleted;
 }
 
+/**
+ * Deletes upload blobs under uploads/ older than graceMs that no document row names: the upload route
+ * writes the blob before the row's transaction, and a process that dies in between leaves the blob
+ * behind (the route removes it itself when the transaction fails).
+ */
+export async function collectOrphanUploads(db: Exec, blobs: BlobStore, graceMs: number): Promise<number> {
+  const cutoff = Date.now() - graceMs;
+  let deleted = 0;
+  let batch: string[] = [];
+  const flush = async () => {
+    if (batch.length === 0) return;
+    const list = sql.join(
+      batch.map((k) => sql`${k}`),
+      sql`, `,
+    );
+    // named by a row's object_key, or at a row's own upload key (uploads/<tenant>/<collection>/<id>)
+    const known = await rows<{ key: string }>(
+      db,
+      sql`select object_key as key from ${documents} where object_key in (${list})
+          union all
+          select 'uploads/' || tenant_id || '/' || collection_id || '/' || id as key from ${documents}
+          where id::text in (${sql.join(
+            batch.map((k) => sql`${k.slice(k.lastIndexOf('/') + 1)}`),
+            sql`, `,
+          )})`,
+    );
+    const keep = new Set(known.map((r) => r.key));
+    for (const k of batch) {
+      if (keep.has(k)) continue;
+      await blobs.delete(k);
+      deleted++;
+    }
+    batch = [];
+  };
+  for await (const info of blobs.list(UPLOAD_PREFIX)) {
+    if (!info.lastModified || info.lastModified.getTime() > cutoff) continue;
+    batch.push(info.key);
+    if (batch.length >= BATCH) await flush();
+  }
+  await flush();
+  return deleted;
+}
+
 /** The `gc` job handler. Idempotent: deleting what is already gone is not an error. */
 export async function handleGc(deps: WorkerDeps, data: unknown): Promise<GcResult> {
   const job = parseJob('gc', data);
+  // a job may only delete its own tenant's uploads (a bad key or prefix could name any object)
+  const own = tenantUploadPrefix(job.tenantId);
+  const outside = [...job.blobKeys, ...(job.blobPrefix ? [job.blobPrefix] : [])].filter(
+    (k) => !k.startsWith(own) || k.split('/').includes('..'),
+  );
+  if (outside.length > 0) {
+    throw new UnrecoverableJobError(
+      `gc job: ${outside.map((k) => JSON.stringify(k)).join(', ')} outside the tenant's uploads`,
+    );
+  }
   let blobsDeleted = 0;
   for (const key of job.blobKeys) {
     await deps.blobs.delete(key);
     blobsDeleted++;
   }
   if (job.blobPrefix) {
-    // a job may only empty its own tenant's uploads (a bad prefix could name every object)
-    if (!job.blobPrefix.startsWith(tenantUploadPrefix(job.tenantId))) {
-      throw new UnrecoverableJobError(
-        `gc job: blobPrefix ${JSON.stringify(job.blobPrefix)} is outside the tenant's uploads`,
-      );
-    }
     const keys: string[] = [];
     for await (const b of deps.blobs.list(job.blobPrefix)) keys.push(b.key);
     for (const key of keys) await deps.blobs.delete(key);
@@ -182,8 +248,9 @@ export async function sweepArtifacts(deps: WorkerDeps, opts: GcOptions = {}): Pr
     { maxIdleMs: opts.maxIdleMs, log: deps.log },
   );
   const orphanObjectsDeleted = await collectOrphanObjects(deps.db, deps.blobs, graceMs);
-  if (artifactsDeleted + orphanObjectsDeleted > 0) {
-    deps.log?.('info', 'gc sweep', { artifactsDeleted, orphanObjectsDeleted });
+  const orphanUploadsDeleted = await collectOrphanUploads(deps.db, deps.blobs, graceMs);
+  if (artifactsDeleted + orphanObjectsDeleted + orphanUploadsDeleted > 0) {
+    deps.log?.('info', 'gc sweep', { artifactsDeleted, orphanObjectsDeleted, orphanUploadsDeleted });
   }
-  return { blobsDeleted: 0, artifactsDeleted, orphanObjectsDeleted };
+  return { blobsDeleted: 0, artifactsDeleted, orphanObjectsDeleted, orphanUploadsDeleted };
 }

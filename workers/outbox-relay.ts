@@ -96,9 +96,30 @@ export async function relayOnce(
   });
 }
 
+/** Deletes delivered rows older than retentionMs, a batch at a time; returns how many went. */
+export async function pruneDeliveredOutbox(db: Database, retentionMs: number, batch = 1000): Promise<number> {
+  let total = 0;
+  for (;;) {
+    const gone = await db.execute(
+      sql`delete from ${outbox} where id in (
+            select id from ${outbox}
+            where delivered_at < now() - ${`${Math.floor(retentionMs)} milliseconds`}::interval
+            limit ${batch})
+          returning id`,
+    );
+    const n = Array.isArray(gone) ? gone.length : ((gone as { rows?: unknown[] }).rows?.length ?? 0);
+    total += n;
+    if (n < batch) return total;
+  }
+}
+
 export interface RelayLoopOptions extends RelayOptions {
   /** Pause between passes when the outbox is drained (default 500 ms). */
   idleMs?: number;
+  /** Delivered rows older than this are deleted (default 24 h); 0 = keep them. */
+  retentionMs?: number;
+  /** How often the relay prunes delivered rows (default 60 s). */
+  pruneEveryMs?: number;
   /** Pause after a pass that threw, e.g. the database is away (default 2 s). */
   errorMs?: number;
 }
@@ -128,10 +149,17 @@ export function startOutboxRelay(db: Database, queue: JobQueue, opts: RelayLoopO
     }).finally(() => {
       wake = undefined;
     });
+  const retentionMs = opts.retentionMs ?? 24 * 3600_000;
+  let prunedAt = 0;
   const loop = (async () => {
     while (!stopped) {
       poked = false;
       try {
+        if (retentionMs > 0 && Date.now() - prunedAt >= (opts.pruneEveryMs ?? 60_000)) {
+          prunedAt = Date.now();
+          const pruned = await pruneDeliveredOutbox(db, retentionMs);
+          if (pruned > 0) opts.log?.('info', 'outbox: delivered rows past retention deleted', { pruned });
+        }
         const r = await relayOnce(db, queue, { ...opts, batchSize });
         if (r.delivered + r.failed + r.pending < batchSize || r.delivered === 0)
           await pause(opts.idleMs ?? 500);

@@ -10,8 +10,11 @@
 // documents sharing missing chunks at the same time both schedule them; artifacts are content-addressed
 // and precompute-done upserts, so the repeat costs runner time, never correctness.
 import { createHash } from 'node:crypto';
+import { eq } from 'drizzle-orm';
 import type { PrecomputeJob } from '../contracts/jobs.ts';
-import type { OutboxEntry } from '../src/queue/outbox.ts';
+import { documentJobs } from '../src/db/schema.ts';
+import type { Database } from '../src/db/types.ts';
+import { addToOutbox, type OutboxEntry } from '../src/queue/outbox.ts';
 
 export const PRECOMPUTE_BATCH = 16;
 
@@ -22,17 +25,27 @@ export interface MissingChunk {
   tokenIds: number[];
 }
 
-export function precomputeJobId(fingerprint: string, documentId: string, chunkHashes: string[]): string {
+export function precomputeJobId(
+  fingerprint: string,
+  documentId: string,
+  chunkHashes: string[],
+  redrive = 0,
+): string {
   const h = createHash('sha256').update(`kvrag-precompute-v1\n${fingerprint}\n${documentId}`);
+  if (redrive > 0) h.update(`\nredrive ${redrive}`);
   for (const c of chunkHashes) h.update(`\n${c}`);
   return `precompute-${h.digest('hex').slice(0, 48)}`;
 }
 
-/** Outbox entries for `missing` (in the given order), PRECOMPUTE_BATCH chunks per job. */
+/**
+ * Outbox entries for `missing` (in the given order), PRECOMPUTE_BATCH chunks per job; `redrive` is the
+ * document's re-drive count (workers/reconciler.ts), so a re-drive's jobs never collide with lost ones.
+ */
 export function precomputeEntries(
   fingerprint: string,
   documentId: string,
   missing: MissingChunk[],
+  redrive = 0,
   batchSize = PRECOMPUTE_BATCH,
 ): OutboxEntry<'precompute'>[] {
   const out: OutboxEntry<'precompute'>[] = [];
@@ -54,9 +67,35 @@ export function precomputeEntries(
         fingerprint,
         documentId,
         batch.map((c) => c.chunkHash),
+        redrive,
       ),
       payload,
     });
   }
   return out;
+}
+
+/**
+ * Schedules the precompute jobs of a document's missing chunks in the caller's transaction: their outbox
+ * rows, and their ids as the jobs the document waits on (document_jobs, replacing the previous ones).
+ */
+export async function schedulePrecompute(
+  tx: Pick<Database, 'insert' | 'delete'>,
+  s: { fingerprint: string; tenantId: string; documentId: string; redrive: number },
+  missing: MissingChunk[],
+): Promise<number> {
+  const entries = precomputeEntries(s.fingerprint, s.documentId, missing, s.redrive);
+  await tx.delete(documentJobs).where(eq(documentJobs.documentId, s.documentId));
+  for (const e of entries) await addToOutbox(tx, e);
+  for (let i = 0; i < entries.length; i += 500) {
+    await tx.insert(documentJobs).values(
+      entries.slice(i, i + 500).map((e) => ({
+        documentId: s.documentId,
+        tenantId: s.tenantId,
+        queue: e.queue,
+        jobId: e.jobId,
+      })),
+    );
+  }
+  return entries.length;
 }

@@ -1,8 +1,12 @@
 // Runs the ingestion side of kvrag against a job queue: the outbox relay, the `ingest`,
-// `precompute-done` and `gc` consumers, and the periodic artifact sweep. `kvrag workers` runs it as its
-// own process (BullMQ); the embedded `kvrag serve` calls startWorkers in-process (in-process queue).
+// `precompute-done` and `gc` consumers, the periodic artifact sweep and the reconciler (documents without
+// progress are re-driven, reconciler.ts); parsing runs in worker threads (parse-pool.ts). `kvrag workers`
+// runs it as its own process (BullMQ); the embedded `kvrag serve` calls startWorkers in-process
+// (in-process queue).
 // stop() is graceful: the relay finishes its pass, consumers stop taking jobs and wait for the running
 // ones, a sweep in progress completes. The queue itself belongs to the caller, who closes it after.
+import { type Config, loadConfig } from '../src/config.ts';
+import { ingestLimits } from '../src/ingest/limits.ts';
 import { MetricsRegistry } from '../src/metrics.ts';
 import type { NodeServices } from '../src/node-services.ts';
 import { MemoryJobQueue } from '../src/queue/memory.ts';
@@ -14,7 +18,9 @@ import { type GcOptions, handleGc, sweepArtifacts } from './gc.ts';
 import { handleIngest } from './ingest.ts';
 import { WorkerMetrics } from './metrics.ts';
 import { type RelayLoop, type RelayLoopOptions, startOutboxRelay } from './outbox-relay.ts';
+import { ParsePool, type ParsePoolOptions } from './parse-pool.ts';
 import { handlePrecomputeDone } from './precompute-done.ts';
+import { type ReconcilerOptions, startReconciler } from './reconciler.ts';
 import type { ServingModel } from './serving-model.ts';
 
 export interface WorkersOptions {
@@ -28,6 +34,10 @@ export interface WorkersOptions {
   sweepEveryMs?: number;
   /** Where the job metrics go (served on /metrics by the caller); default: a registry of their own. */
   metrics?: MetricsRegistry;
+  /** Bounds of one document's parse (default: the configuration's defaults); see parse-pool.ts. */
+  parse?: Partial<Omit<ParsePoolOptions, 'modelDir'>>;
+  /** Re-driving documents without progress (reconciler.ts; default: the configuration's); false = off. */
+  reconcile?: ReconcilerOptions | false;
 }
 
 export interface RunningWorkers {
@@ -46,7 +56,27 @@ export function workerDeps(services: NodeServices, model: ServingModel): WorkerD
   };
 }
 
-export function startWorkers(deps: WorkerDeps, queue: JobQueue, opts: WorkersOptions = {}): RunningWorkers {
+/** The reconciler settings of a configuration (what `kvrag serve` and `kvrag workers` pass). */
+export function reconcilerOptions(config: Config): ReconcilerOptions {
+  return { afterMs: config.reconcileAfterS * 1000, attempts: config.reconcileAttempts };
+}
+
+/** The parse bounds of a configuration (what `kvrag serve` and `kvrag workers` pass as `parse`). */
+export function parsePoolOptions(config: Config): Omit<ParsePoolOptions, 'modelDir'> {
+  return {
+    limits: ingestLimits(config),
+    timeoutMs: config.parseTimeoutS * 1000,
+    memoryMb: config.parseMemoryMb,
+  };
+}
+
+export function startWorkers(deps0: WorkerDeps, queue: JobQueue, opts: WorkersOptions = {}): RunningWorkers {
+  // parses run in worker threads unless the caller brought its own parser
+  const pool = deps0.parser
+    ? undefined
+    : new ParsePool({ ...parsePoolOptions(loadConfig({})), ...opts.parse, modelDir: deps0.model.dir });
+  pool?.warm();
+  const deps: WorkerDeps = pool ? { ...deps0, parser: pool } : deps0;
   const c = opts.concurrency ?? {};
   let relay: RelayLoop | undefined;
   const relayOpts = typeof opts.relay === 'object' ? opts.relay : {};
@@ -85,6 +115,11 @@ export function startWorkers(deps: WorkerDeps, queue: JobQueue, opts: WorkersOpt
     });
   }
 
+  const reconciler =
+    opts.reconcile === false
+      ? undefined
+      : startReconciler(deps, queue, opts.reconcile ?? reconcilerOptions(loadConfig({})));
+
   const every = opts.sweepEveryMs ?? 15 * 60_000;
   let sweeping: Promise<void> | undefined;
   const timer =
@@ -105,9 +140,11 @@ export function startWorkers(deps: WorkerDeps, queue: JobQueue, opts: WorkersOpt
     stop() {
       stopping ??= (async () => {
         if (timer) clearInterval(timer);
+        await reconciler?.stop();
         await relay?.stop();
         await Promise.all(consumers.map((x) => x.close()));
         await sweeping;
+        await pool?.close();
       })();
       return stopping;
     },

@@ -7,16 +7,20 @@ import { readTokenizerFiles, TextTokenizer } from '../gpu-runner/engine/tokenize
 import type { Tokenizer } from '../contracts/tokenizer.ts';
 
 export interface ServingModel {
+  /** The model directory (parse threads load the tokenizer from it). */
+  dir: string;
   /** kv_artifacts.model_fingerprint of the artifacts this deployment serves. */
   fingerprint: string;
   /** Encodes without special tokens: the ids a runner prefills for a chunk. */
   tokenizer: Tokenizer;
 }
 
-export function loadServingModel(modelDir: string): ServingModel {
+/** The model's tokenizer, without special tokens. */
+export function loadTokenizer(modelDir: string): Tokenizer {
   const text = new TextTokenizer(readTokenizerFiles(modelDir));
-  return {
-    fingerprint: modelFingerprint(modelDir),
-    tokenizer: { encode: (s) => text.encode(s), decode: (ids) => text.decode(ids) },
-  };
+  return { encode: (s) => text.encode(s), decode: (ids) => text.decode(ids) };
+}
+
+export function loadServingModel(modelDir: string): ServingModel {
+  return { dir: modelDir, fingerprint: modelFingerprint(modelDir), tokenizer: loadTokenizer(modelDir) };
 }

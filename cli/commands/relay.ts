@@ -28,7 +28,12 @@ export const command: Command = {
     const log = jsonLogger(config.logLevel, { service: 'kvrag-relay' });
     const db = await openDatabase(config);
     const queue = new BullMqJobQueue({ url: config.redisUrl, log });
-    const loop = startOutboxRelay(db.db, queue, { batchSize, idleMs, log });
+    const loop = startOutboxRelay(db.db, queue, {
+      batchSize,
+      idleMs,
+      log,
+      retentionMs: config.outboxRetentionS * 1000,
+    });
     log('info', 'outbox relay started', { batchSize, idleMs });
     await new Promise<void>((resolve) => {
       process.once('SIGTERM', () => resolve());

@@ -1,5 +1,6 @@
 // `kvrag runner`: the runner process of a GPU/CPU runner container (DESIGN.md §4.4). Serves the runner
-// API on KVRAG_RUNNER_PORT, consumes `precompute` from BullMQ and heartbeats to the Redis registry when
+// API on KVRAG_RUNNER_HOST:KVRAG_RUNNER_PORT (127.0.0.1 unless configured) behind the runner credential
+// (KVRAG_RUNNER_TOKEN, required; KVRAG_RUNNER_TOKEN_PREVIOUS accepted during a rotation), consumes `precompute` from BullMQ and heartbeats to the Redis registry when
 // KVRAG_REDIS_URL is set, keeps artifacts in the configured object store with a local disk tier under
 // <dataDir>/kv. SIGTERM/SIGINT: graceful stop (refuse new work, leave the registry, hand back the
 // running precompute job, let running requests finish for --grace-ms), then exit 0.
@@ -18,7 +19,7 @@ export const command: Command = {
   summary: 'Run an inference runner: runner HTTP API, precompute consumer, registry heartbeat.',
   usage:
     'kvrag runner [--port N] [--host H] [--id ID] [--url URL] [--max-running N] [--step-tokens N] ' +
-    '[--kv-bytes N] [--engine-kv-bytes N] [--precompute-batch N] [--heartbeat-ms MS] [--job-lock-ms MS] [--grace-ms MS]',
+    '[--kv-bytes N] [--engine-kv-bytes N] [--precompute-batch N] [--heartbeat-ms MS] [--job-lock-ms MS] [--grace-ms MS] [--evict-check-ms MS]',
   async run(args) {
     const { values } = parseOptions(args, {
       port: { type: 'string' },
@@ -33,8 +34,14 @@ export const command: Command = {
       'heartbeat-ms': { type: 'string' },
       'job-lock-ms': { type: 'string' },
       'grace-ms': { type: 'string' },
+      'evict-check-ms': { type: 'string' },
     });
     const config = loadConfig(process.env);
+    if (!config.runnerToken)
+      throw new UsageError(
+        'set KVRAG_RUNNER_TOKEN (32+ characters, e.g. `openssl rand -hex 32`): the runner refuses every call ' +
+          'without it, and the API and workers send it',
+      );
     const port = numberOption('port', values.port, config.runnerPort);
     if (!Number.isInteger(port) || port < 0 || port > 65535) throw new UsageError('--port must be 0..65535');
     const log = jsonLogger(config.logLevel, { service: 'kvrag-runner' });
@@ -71,14 +78,24 @@ export const command: Command = {
         maxStepTokens: numberOption('step-tokens', values['step-tokens'], 256),
         kvBytes: numberOption('kv-bytes', values['kv-bytes'], 256 * 1024 * 1024),
       },
-      precomputeBatch: numberOption('precompute-batch', values['precompute-batch'], 16),
+      credential: { current: config.runnerToken, previous: config.runnerTokenPrevious },
+      limits: {
+        maxTokens: config.runnerMaxTokens,
+        maxDeadlineMs: config.runnerMaxDeadlineMs,
+        maxBodyBytes: config.runnerMaxBodyBytes,
+        precomputeBatch:
+          values['precompute-batch'] === undefined
+            ? config.runnerPrecomputeBatch
+            : numberOption('precompute-batch', values['precompute-batch'], 16),
+      },
       queue,
       registry,
       heartbeatMs: numberOption('heartbeat-ms', values['heartbeat-ms'], 2000),
+      evictCheckMs: numberOption('evict-check-ms', values['evict-check-ms'], 5 * 60_000),
       id: values.id,
       url: values.url,
       port,
-      host: values.host,
+      host: values.host ?? config.runnerHost,
       log,
     });
     const { port: bound } = await runner.start();

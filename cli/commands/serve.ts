@@ -9,6 +9,7 @@ import { loadConfig } from '../../src/config.ts';
 import { servingModelDir } from '../model-dir.ts';
 import { type AnswerOptions, openAnswerServices } from '../../src/node-answer.ts';
 import { openNodeServices } from '../../src/node-services.ts';
+import { withRunnerToken } from '../../contracts/runner-api.ts';
 import { parseOptions } from '../args.ts';
 import type { Command } from '../command.ts';
 import { engineBackend } from '../engine-backend.ts';
@@ -32,17 +33,27 @@ export const command: Command = {
     const stops: (() => Promise<void>)[] = [];
     try {
       const { loadServingModel } = await import('../../workers/serving-model.ts');
-      const { startWorkers, workerDeps } = await import('../../workers/run.ts');
+      const { parsePoolOptions, reconcilerOptions, startWorkers, workerDeps } = await import(
+        '../../workers/run.ts'
+      );
       const model = loadServingModel(servingModelDir(config));
       const workers = startWorkers(workerDeps(services, model), services.queue, {
         concurrency: { ingest: config.maxConcurrentJobs },
+        relay: { retentionMs: config.outboxRetentionS * 1000 },
         metrics: services.metrics,
+        parse: parsePoolOptions(config),
+        reconcile: reconcilerOptions(config),
       });
       stops.push(() => workers.stop());
 
       let inProcess: AnswerOptions['inProcess'];
       if (config.runnerUrls.length === 0) {
         const { createRunner } = await import('../../gpu-runner/server/runner.ts');
+        const { randomCredential } = await import('../../gpu-runner/server/auth.ts');
+        // the in-process runner wants its credential too: the configured one, else one for this process
+        const credential = config.runnerToken
+          ? { current: config.runnerToken, previous: config.runnerTokenPrevious }
+          : randomCredential();
         const runner = await createRunner({
           modelDir: servingModelDir(config),
           backend: await engineBackend(config),
@@ -55,18 +66,27 @@ export const command: Command = {
           kvDiskDir: join(config.dataDir, 'kv'),
           kvDiskBytes: config.kvDiskBytes,
           queue: services.queue,
+          credential,
+          limits: {
+            maxTokens: config.runnerMaxTokens,
+            maxDeadlineMs: config.runnerMaxDeadlineMs,
+            maxBodyBytes: config.runnerMaxBodyBytes,
+            precomputeBatch: config.runnerPrecomputeBatch,
+          },
           log,
         });
         await runner.start();
         stops.push(() => runner.stop());
+        const fetchRunner = withRunnerToken((r) => runner.app.fetch(r), credential.current);
         services.readiness.runner = async () => {
-          const res = await runner.app.request('/readyz');
+          const res = await fetchRunner(new Request('http://runner.local/readyz'));
+          await res.body?.cancel();
           if (!res.ok) throw new Error(`runner not ready (${res.status})`);
         };
         // the API plans from the profile the in-process runner's engine read from the model directory
-        inProcess = { fetch: (r) => runner.app.fetch(r), profile: runner.core.engine.profile };
+        inProcess = { fetch: fetchRunner, profile: runner.core.engine.profile };
       }
-      const answer = await openAnswerServices(config, { inProcess });
+      const answer = await openAnswerServices(config, { inProcess, db: services.db.db, log });
       stops.push(() => answer.close());
       if (services.api) services.api.answer = answer.answer;
 

@@ -41,7 +41,9 @@ export const command: Command = {
     const config = loadConfig(process.env);
     const { openNodeServices } = await import('../../src/node-services.ts');
     const { loadServingModel } = await import('../../workers/serving-model.ts');
-    const { startWorkers, workerDeps } = await import('../../workers/run.ts');
+    const { parsePoolOptions, reconcilerOptions, startWorkers, workerDeps } = await import(
+      '../../workers/run.ts'
+    );
 
     const services = await openNodeServices(config);
     const log = services.log;
@@ -53,10 +55,12 @@ export const command: Command = {
       }
       const workers = startWorkers(workerDeps(services, model), queue, {
         concurrency: { ingest: concurrency ?? config.maxConcurrentJobs },
-        relay: !values['no-relay'],
+        relay: values['no-relay'] ? false : { retentionMs: config.outboxRetentionS * 1000 },
         sweepEveryMs,
         gc: { maxIdleMs, graceMs },
         metrics: services.metrics,
+        parse: parsePoolOptions(config),
+        reconcile: reconcilerOptions(config),
       });
       const { startMetricsServer } = await import('../../workers/metrics-server.ts');
       const metricsServer =

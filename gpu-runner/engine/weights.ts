@@ -69,6 +69,12 @@ export function indexWeights(dir: string): WeightIndex {
     weightMap = parsed.weight_map;
     fileNames = [...new Set(Object.values(weightMap))].sort();
     for (const f of fileNames) {
+      // shards live beside the index: a path that leaves the model directory is refused, not read
+      if (typeof f !== 'string' || !/^[^/\\]+\.safetensors$/.test(f) || f.startsWith('..'))
+        throw new ModelLoadError(
+          indexPath,
+          `weight_map names ${JSON.stringify(f)}, not a file in the model directory`,
+        );
       if (!existsSync(join(dir, f)))
         throw new ModelLoadError(indexPath, `weight_map names "${f}", which is missing`);
     }
@@ -169,7 +175,7 @@ export function loadWeights(
   dtype: WeightDType = 'f32',
 ): ModelWeights {
   const index = openWeights(model);
-  const matDType: WeightDType = backend.weightDTypes.includes(dtype) ? dtype : 'f32';
+  const matDType: WeightDType = backend.caps.weightDTypes.includes(dtype) ? dtype : 'f32';
   const { hiddenSize: d, heads, kvHeads, headDim, intermediateSize: f, vocabSize: vocab } = cfg;
   const load = (name: string, shape: number[], kind: WeightDType = 'f32'): Tensor => {
     expectShape(index, name, shape);

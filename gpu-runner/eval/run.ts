@@ -15,9 +15,10 @@ import {
   type GenerateRequest,
   generateBodySchema,
   type RunnerUsage,
+  withRunnerToken,
 } from '../../contracts/runner-api.ts';
 import type { SparsePattern } from '../../contracts/sparse.ts';
-import type { CpuBackendKind } from '../engine/backends/cpu-backend.ts';
+import type { BackendChoice } from '../engine/backends/registry.ts';
 import type { KVDType } from '../engine/kv/artifact-format.ts';
 import { createRunner, type Runner } from '../server/runner.ts';
 import {
@@ -48,7 +49,7 @@ export function variantLabel(v: Variant): string {
 
 export interface EvalOptions {
   modelDir: string;
-  backend?: CpuBackendKind;
+  backend?: BackendChoice;
   threads?: number;
   /** Held-out seed: episodes are seeded `heldout-{seed}-{suite}-full-{context}`. */
   seed: number;
@@ -212,9 +213,9 @@ export function planVariants(opts: EvalOptions): {
 }
 
 /** POST /v1/precompute for the blocks (at most 64 per request). */
-async function precompute(app: { fetch(r: Request): Response | Promise<Response> }, blocks: number[][]) {
+async function precompute(fetchRunner: FetchFn, blocks: number[][]) {
   for (let i = 0; i < blocks.length; i += 64) {
-    const res = await app.fetch(
+    const res = await fetchRunner(
       new Request('http://eval.runner/v1/precompute', {
         method: 'POST',
         headers: { 'content-type': 'application/json' },
@@ -252,10 +253,10 @@ export async function runEval(opts: EvalOptions): Promise<EvalResult> {
   const runners = new Map<KVDType | undefined, Runner>([[dtypes[0], runner]]);
   for (const dtype of dtypes.slice(1))
     runners.set(dtype, await createRunner({ ...runnerOpts, engine, dtype }));
-  const fetchFor =
-    (v: Variant): FetchFn =>
-    (r) =>
-      (runners.get(v.dtype) ?? runner).app.fetch(r);
+  // each runner's own credential on every call to it, as the API sends it
+  const fetchOf = (r: Runner): FetchFn => withRunnerToken((q) => r.app.fetch(q), r.core.credential.current);
+  const fetches = new Map([...runners].map(([dtype, r]) => [dtype, fetchOf(r)]));
+  const fetchFor = (v: Variant): FetchFn => fetches.get(v.dtype) ?? fetchOf(runner);
   const cells: EvalCell[] = [];
   let stopped: EvalResult['stopped'] = null;
   try {
@@ -297,7 +298,7 @@ export async function runEval(opts: EvalOptions): Promise<EvalResult> {
           throw new Error(`episode of ${total} tokens does not fit the model context ${engine.maxContext}`);
         // artifacts are computed offline in production: store them before any variant is timed
         if (variants.some((v) => v.mode !== 'full'))
-          for (const r of runners.values()) await precompute(r.app, [p.system, ...p.chunks]);
+          for (const f of fetches.values()) await precompute(f, [p.system, ...p.chunks]);
         for (const a of set.acc) {
           const usage = await opts.generate(fetchFor(a.v), requestBody(p, a.v, opts));
           const s = scoreAnswer(usage.tokens, p.answer);

@@ -1,21 +1,23 @@
 // The runner's HTTP API (Hono): POST /v1/generate (SSE), POST /v1/precompute, GET /v1/artifacts/:key,
-// GET /v1/model (the model profile), /healthz, /readyz, /metrics. Bodies are checked with zod; every error is the envelope of contracts/errors.ts
-// (engine errors mapped in ./errors.ts).
+// GET /v1/model (the model profile), /healthz, /readyz, /metrics. Every route but /healthz requires the
+// runner credential (auth.ts); bodies are read under core.limits.maxBodyBytes while they stream in and
+// checked with zod, generate requests against the operator's caps (core.limits); every error is the
+// envelope of contracts/errors.ts (engine errors mapped in ./errors.ts).
 import { Hono } from 'hono';
+import { readBodyLimited } from '../../contracts/http-body.ts';
 import { streamSSE } from 'hono/streaming';
 import { AppError, parseWith, toEnvelope } from '../../contracts/errors.ts';
 import type { Log } from '../../contracts/log.ts';
 import { artifactObjectKey, isArtifactKey } from '../../contracts/artifacts.ts';
+import type { SeqRequest } from '../engine/generate/request.ts';
 import { precomputeChunks } from '../engine/kv/precompute.ts';
-import { blockTokens, type RunnerCore, tierStats } from './core.ts';
+import { requireRunnerCredential } from './auth.ts';
+import { blockTokens, type RunnerCore, type RunnerLimits, tierStats } from './core.ts';
 import { runnerError } from './errors.ts';
-import type { SeqRequest } from './sequence.ts';
 import { squeezedMode } from './squeezed-control.ts';
 import { type GenerateBody, generateBodySchema, precomputeBodySchema } from '../../contracts/runner-api.ts';
 
 type RunnerEnv = { Variables: { requestId: string } };
-
-const MAX_BODY_BYTES = 16 * 1024 * 1024;
 
 export function createRunnerApp(core: RunnerCore, log?: Log): Hono<RunnerEnv> {
   const app = new Hono<RunnerEnv>();
@@ -38,6 +40,8 @@ export function createRunnerApp(core: RunnerCore, log?: Log): Hono<RunnerEnv> {
   });
 
   app.get('/healthz', (c) => c.json({ ok: true }));
+  const authenticate = requireRunnerCredential(core.credential);
+  app.use('*', (c, next) => (c.req.path === '/healthz' ? next() : authenticate(c, next)));
   app.get('/readyz', (c) =>
     core.ready
       ? c.json({ ready: true, fingerprint: core.engine.fingerprint })
@@ -73,7 +77,7 @@ export function createRunnerApp(core: RunnerCore, log?: Log): Hono<RunnerEnv> {
 
   app.post('/v1/precompute', async (c) => {
     if (!core.ready) throw new AppError('unavailable', 'runner is shutting down');
-    const body = parseWith(precomputeBodySchema, await jsonOf(c.req.raw), 'request body');
+    const body = parseWith(precomputeBodySchema, await jsonOf(c.req.raw, core.limits), 'request body');
     const chunks = body.chunks.map((ch) => ({ tokenIds: ch.tokenIds ?? core.engine.encode(ch.text!) }));
     for (const [i, ch] of chunks.entries()) {
       if (ch.tokenIds.length === 0) throw new AppError('bad_request', `chunk ${i} encodes to no tokens`);
@@ -82,9 +86,16 @@ export function createRunnerApp(core: RunnerCore, log?: Log): Hono<RunnerEnv> {
       if (ch.tokenIds.some((t) => t >= core.engine.config.vocabSize))
         throw new AppError('bad_request', `chunk ${i} has token ids outside the vocabulary`);
     }
-    const results = await core.scheduler.mutex.run(() =>
-      precomputeChunks(core.engine, core.store, chunks, { dtype: body.dtype ?? core.dtype }),
-    );
+    // at most precomputeBatch chunks per hold of the engine, so generation goes on between batches
+    const results = [];
+    for (let i = 0; i < chunks.length; i += core.limits.precomputeBatch) {
+      const part = chunks.slice(i, i + core.limits.precomputeBatch);
+      results.push(
+        ...(await core.scheduler.mutex.run(() =>
+          precomputeChunks(core.engine, core.store, part, { dtype: body.dtype ?? core.dtype }),
+        )),
+      );
+    }
     for (const r of results) core.metrics.precompute(r.skipped ? 'skipped' : 'stored', 1);
     return c.json({
       fingerprint: core.engine.fingerprint,
@@ -94,7 +105,8 @@ export function createRunnerApp(core: RunnerCore, log?: Log): Hono<RunnerEnv> {
 
   app.post('/v1/generate', async (c) => {
     if (!core.ready) throw new AppError('unavailable', 'runner is shutting down');
-    const body = parseWith(generateBodySchema, await jsonOf(c.req.raw), 'request body');
+    const body = parseWith(generateBodySchema, await jsonOf(c.req.raw, core.limits), 'request body');
+    checkCaps(body, core.limits);
     const ac = new AbortController();
     // the client going away (request signal) ends the sequence and frees its KV memory
     c.req.raw.signal.addEventListener('abort', () => ac.abort(), { once: true });
@@ -158,21 +170,34 @@ export function createRunnerApp(core: RunnerCore, log?: Log): Hono<RunnerEnv> {
   return app;
 }
 
-async function jsonOf(req: Request): Promise<unknown> {
+async function jsonOf(req: Request, limits: RunnerLimits): Promise<unknown> {
   const type = (req.headers.get('content-type') ?? '').split(';')[0].trim().toLowerCase();
   if (type !== 'application/json')
     throw new AppError('unsupported_media_type', 'send the request body as application/json');
-  const declared = Number(req.headers.get('content-length') ?? 0);
-  if (declared > MAX_BODY_BYTES)
-    throw new AppError('payload_too_large', `request body over ${MAX_BODY_BYTES} bytes`);
-  const text = await req.text();
-  if (text.length > MAX_BODY_BYTES)
-    throw new AppError('payload_too_large', `request body over ${MAX_BODY_BYTES} bytes`);
+  const got = await readBodyLimited(req, limits.maxBodyBytes);
+  if (!got.ok)
+    throw new AppError('payload_too_large', `request body is larger than the limit of ${got.limit} bytes`, {
+      limit_bytes: got.limit,
+    });
   try {
-    return JSON.parse(text);
+    return JSON.parse(new TextDecoder().decode(got.bytes));
   } catch {
     throw new AppError('bad_request', 'request body is not valid JSON');
   }
+}
+
+/** The operator's caps on one generate request (400 naming the cap). */
+function checkCaps(body: GenerateBody, limits: RunnerLimits): void {
+  if (body.maxTokens > limits.maxTokens)
+    throw new AppError(
+      'bad_request',
+      `maxTokens ${body.maxTokens} is over this runner's cap of ${limits.maxTokens}`,
+    );
+  if (body.deadlineMs !== undefined && body.deadlineMs > limits.maxDeadlineMs)
+    throw new AppError(
+      'bad_request',
+      `deadlineMs ${body.deadlineMs} is over this runner's cap of ${limits.maxDeadlineMs}`,
+    );
 }
 
 /** The scheduler's request from the API body: blocks resolved to token ids, the question encoded. */
@@ -192,9 +217,6 @@ async function toSeqRequest(core: RunnerCore, body: GenerateBody, signal: AbortS
     question = e.encodeChat(body.messages);
   } else
     question = typeof body.question === 'string' ? e.encode(body.question) : [...body.question!.tokenIds];
-  const vocab = e.config.vocabSize;
-  if ([system, ...chunks, question].some((t) => t.some((id) => id >= vocab)))
-    throw new AppError('bad_request', 'token ids outside the vocabulary');
   return {
     system,
     chunks: chunks.filter((c) => c.length > 0),
@@ -209,6 +231,7 @@ async function toSeqRequest(core: RunnerCore, body: GenerateBody, signal: AbortS
     stopTokenIds: body.ignoreEos ? [] : undefined,
     stopStrings: body.stop,
     signal,
-    deadline: body.deadlineMs === undefined ? undefined : performance.now() + body.deadlineMs,
+    // every sequence has a deadline: the request's, or the operator's cap
+    deadline: performance.now() + (body.deadlineMs ?? core.limits.maxDeadlineMs),
   };
 }

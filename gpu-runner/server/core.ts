@@ -8,8 +8,9 @@ import type { EngineTier } from '../engine/kv/engine-tier.ts';
 import type { DiskTier, HostTier, TierStats } from '../engine/kv/tiers.ts';
 import type { Assembler } from '../engine/reuse/assemble.ts';
 import { AppError } from '../../contracts/errors.ts';
+import type { RunnerCredential } from './auth.ts';
 import type { RunnerMetrics } from './metrics.ts';
-import type { Scheduler } from './scheduler.ts';
+import type { Scheduler } from '../engine/generate/scheduler.ts';
 import type { ContextBlock } from '../../contracts/runner-api.ts';
 
 export interface RunnerCore {
@@ -28,7 +29,32 @@ export interface RunnerCore {
   dtype: KVDType;
   /** False once shutdown began: /readyz answers 503 and new work is refused. */
   ready: boolean;
+  /** Required on every route but /healthz; the current token signs the heartbeats. */
+  credential: RunnerCredential;
+  limits: RunnerLimits;
 }
+
+/**
+ * What one caller may ask of a runner (the operator's caps, KVRAG_RUNNER_*): a request over a cap is
+ * refused with 400 naming it; a request without a deadline gets maxDeadlineMs.
+ */
+export interface RunnerLimits {
+  /** Largest `maxTokens` of a generate request. */
+  maxTokens: number;
+  /** Longest deadline of a sequence, ms from arrival (also the deadline of a request without one). */
+  maxDeadlineMs: number;
+  /** Largest request body, counted while it streams in. */
+  maxBodyBytes: number;
+  /** Chunks prefilled per hold of the engine (precompute jobs and POST /v1/precompute). */
+  precomputeBatch: number;
+}
+
+export const DEFAULT_RUNNER_LIMITS: RunnerLimits = {
+  maxTokens: 4096,
+  maxDeadlineMs: 600_000,
+  maxBodyBytes: 16 * 1024 * 1024,
+  precomputeBatch: 16,
+};
 
 /** Every tier's counters by name, engine memory included. */
 export function tierStats(core: RunnerCore): Record<string, TierStats> {

@@ -1,10 +1,10 @@
 // The runner's registry heartbeat (DESIGN.md §4.4): every `intervalMs` it publishes id, URL, model
 // fingerprint, load (running, waiting, cap), free KV memory, a Bloom filter of the artifacts it holds
 // close and the model's profile (what the API plans from), with a TTL of a few intervals, so a runner that
-// dies drops out of routing on its own.
+// dies drops out of routing on its own. Each heartbeat is signed with the runner credential: routers use
+// only signed ones.
 import { BloomFilter } from '../../contracts/bloom.ts';
-import type { RunnerHeartbeat } from '../../contracts/heartbeat.ts';
-import type { RunnerRegistry } from '../../contracts/heartbeat.ts';
+import { type RunnerHeartbeat, type RunnerRegistry, signHeartbeat } from '../../contracts/heartbeat.ts';
 import type { Log } from '../../contracts/log.ts';
 import { type RunnerCore, residentKeys } from './core.ts';
 
@@ -51,9 +51,11 @@ export function startHeartbeat(
   let stopped = false;
   let inflight: Promise<void> = Promise.resolve();
   const beat = () => {
-    inflight = registry.publish(heartbeatOf(core), ttl).catch((err) => {
-      opts.log?.('warn', 'heartbeat failed', { err: String(err) });
-    });
+    inflight = signHeartbeat(heartbeatOf(core), core.credential.current)
+      .then((hb) => registry.publish(hb, ttl))
+      .catch((err) => {
+        opts.log?.('warn', 'heartbeat failed', { err: String(err) });
+      });
     return inflight;
   };
   const timer = setInterval(() => {

@@ -8,8 +8,8 @@ import type { Consumer, JobQueue } from '../../contracts/queue.ts';
 import type { RunnerRegistry } from '../../contracts/heartbeat.ts';
 import type { Log } from '../../contracts/log.ts';
 import type { BlobStore } from '../../contracts/blob-store.ts';
+import type { BackendChoice } from '../engine/backends/registry.ts';
 import type { Backend } from '../engine/backends/types.ts';
-import type { CpuBackendKind } from '../engine/backends/cpu-backend.ts';
 import { type Engine, loadEngine } from '../engine/engine.ts';
 import type { KVDType } from '../engine/kv/artifact-format.ts';
 import { ArtifactStore } from '../engine/kv/artifact-store.ts';
@@ -20,17 +20,19 @@ import { readReuseSettings } from '../engine/model-profile.ts';
 import { Assembler } from '../engine/reuse/assemble.ts';
 import type { WeightDType } from '../engine/weights.ts';
 import { createRunnerApp } from './app.ts';
-import type { RunnerCore } from './core.ts';
+import { type RunnerCredential, randomCredential } from './auth.ts';
+import { DEFAULT_RUNNER_LIMITS, type RunnerCore, type RunnerLimits } from './core.ts';
+import { type EvictionSweep, startEvictionSweep } from './evict-loop.ts';
 import { type HeartbeatLoop, startHeartbeat } from './heartbeat-loop.ts';
 import { RunnerMetrics } from './metrics.ts';
 import { startPrecomputeConsumer } from './precompute-consumer.ts';
-import { Scheduler, type SchedulerOptions } from './scheduler.ts';
+import { Scheduler, type SchedulerOptions } from '../engine/generate/scheduler.ts';
 
 export interface RunnerOptions {
   /** A loaded engine (kept on stop) or a model directory (loaded here, disposed on stop). */
   engine?: Engine;
   modelDir?: string;
-  backend?: Backend | CpuBackendKind;
+  backend?: Backend | BackendChoice;
   threads?: number;
   weightDType?: WeightDType;
   maxContext?: number;
@@ -46,24 +48,39 @@ export interface RunnerOptions {
   /** Artifact dtype stored and read; default: the model's reuse.json `artifactDType`, else f16. */
   dtype?: KVDType;
   scheduler?: Omit<SchedulerOptions, 'assembler' | 'observer' | 'mutex'>;
-  /** Chunks per engine batch in precompute jobs (shutdown is checked between batches). Default 16. */
-  precomputeBatch?: number;
+  /**
+   * Required on every route but /healthz (auth.ts). Absent: a random one, readable as core.credential
+   * (in-process callers); a runner is never open.
+   */
+  credential?: RunnerCredential;
+  /** Caps per request (core.ts RunnerLimits); each unset one takes its DEFAULT_RUNNER_LIMITS value. */
+  limits?: Partial<RunnerLimits>;
+  /** How long a precompute job of another model is left for a runner of its model (default 5 s). */
+  precomputeDeferMs?: number;
   /** Consume `precompute` from this queue (and emit `precompute-done` to it). */
   queue?: JobQueue;
   /** Publish heartbeats here. */
   registry?: RunnerRegistry;
+  /**
+   * How often local copies (engine memory, host, disk) are checked against the object store, and those it
+   * no longer holds (gc deleted them) dropped (evict-loop.ts). 0 = never. Default 5 minutes.
+   */
+  evictCheckMs?: number;
   heartbeatMs?: number;
   id?: string;
   /** The URL routers use to reach this runner. Default http://<hostname>:<port>. */
   url?: string;
   /** Listen here on start(); absent = no HTTP server (in-process use through app.fetch). */
   port?: number;
+  /** Default 127.0.0.1: other hosts reach the runner only where the operator opens it. */
   host?: string;
   log?: Log;
 }
 
 export interface Runner {
   core: RunnerCore;
+  /** Drops local copies of artifacts gone from the object store (also runs every evictCheckMs). */
+  evictDeleted(): Promise<number>;
   app: Hono<{ Variables: { requestId: string } }>;
   /** Listens (when a port was given), starts consuming and heartbeating; resolves with the bound port. */
   start(): Promise<{ port: number | null }>;
@@ -77,17 +94,13 @@ export interface Runner {
 
 export async function createRunner(opts: RunnerOptions): Promise<Runner> {
   const owned = !opts.engine;
-  let backend: Backend | CpuBackendKind = opts.backend ?? 'auto';
-  if (typeof backend === 'string' && backend !== 'reference' && opts.threads) {
-    const { createCpuBackend } = await import('../engine/backends/cpu-backend.ts');
-    backend = await createCpuBackend(backend, { threads: opts.threads });
-  }
   if (!opts.engine && !opts.modelDir)
     throw new Error('createRunner: an engine or a model directory is needed');
   const engine =
     opts.engine ??
     (await loadEngine(opts.modelDir!, {
-      backend,
+      backend: opts.backend ?? 'auto',
+      backendOptions: { threads: opts.threads },
       weightDType: opts.weightDType,
       maxContext: opts.maxContext,
     }));
@@ -126,33 +139,43 @@ export async function createRunner(opts: RunnerOptions): Promise<Runner> {
     metrics,
     dtype,
     ready: false,
+    credential: opts.credential ?? randomCredential(),
+    limits: {
+      ...DEFAULT_RUNNER_LIMITS,
+      ...Object.fromEntries(Object.entries(opts.limits ?? {}).filter(([, v]) => v !== undefined)),
+    },
   };
   const app = createRunnerApp(core, opts.log);
   let server: ServerType | null = null;
   let consumer: Consumer | null = null;
   let heartbeat: HeartbeatLoop | null = null;
+  const eviction: EvictionSweep = startEvictionSweep(core, {
+    intervalMs: opts.evictCheckMs ?? 5 * 60_000,
+    log: opts.log,
+  });
 
   return {
     core,
     app,
+    evictDeleted: () => eviction.sweep(),
     async start() {
       let bound: number | null = null;
       if (port !== undefined) {
         bound = await new Promise<number>((resolve, reject) => {
-          const s = serve({ fetch: app.fetch, port, hostname: opts.host ?? '0.0.0.0' }, (info) =>
+          const s = serve({ fetch: app.fetch, port, hostname: opts.host ?? '127.0.0.1' }, (info) =>
             resolve(info.port),
           );
           s.once('error', reject);
           server = s;
         });
         if (!opts.url)
-          core.url = `http://${opts.host && opts.host !== '0.0.0.0' ? opts.host : hostname()}:${bound}`;
+          core.url = `http://${(opts.host ?? '127.0.0.1') === '0.0.0.0' ? hostname() : (opts.host ?? '127.0.0.1')}:${bound}`;
       }
       core.ready = true;
       if (opts.queue)
         consumer = startPrecomputeConsumer(core, opts.queue, opts.blobs, {
           log: opts.log,
-          batchChunks: opts.precomputeBatch,
+          deferMs: opts.precomputeDeferMs,
         });
       if (opts.registry) {
         heartbeat = startHeartbeat(core, opts.registry, { intervalMs: opts.heartbeatMs, log: opts.log });
@@ -163,12 +186,12 @@ export async function createRunner(opts: RunnerOptions): Promise<Runner> {
     },
     async stop({ graceMs = 30_000 } = {}) {
       core.ready = false;
+      await eviction.stop();
       await heartbeat?.stop();
       await consumer?.close();
       await scheduler.drain(graceMs);
       const s = server as ServerType | null;
       if (s) await new Promise<void>((resolve) => s.close(() => resolve()));
-      assembler.dispose();
       if (owned) engine.dispose();
       opts.log?.('info', 'runner stopped', { id: core.id });
     },

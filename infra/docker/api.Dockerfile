@@ -8,6 +8,16 @@ COPY package.json package-lock.json ./
 # production dependencies only; nothing needs an install script
 RUN npm ci --omit=dev --ignore-scripts && npm cache clean --force
 
+# the web console (src/console → dist/console) needs the dev dependencies (Vite, Preact) to build
+FROM node:24-bookworm-slim AS console
+WORKDIR /app
+COPY package.json package-lock.json ./
+RUN npm ci --ignore-scripts && npm cache clean --force
+COPY vite.config.ts ./
+COPY src/console ./src/console
+COPY src/routes/console-headers.ts ./src/routes/console-headers.ts
+RUN npm run build
+
 FROM node:24-bookworm-slim
 ENV NODE_ENV=production \
     KVRAG_HOST=0.0.0.0 \
@@ -24,6 +34,7 @@ COPY workers ./workers
 COPY gpu-runner ./gpu-runner
 COPY migrations ./migrations
 COPY models ./models
+COPY --from=console /app/dist/console ./dist/console
 RUN mkdir -p /var/lib/kvrag && chown node:node /var/lib/kvrag
 USER node
 EXPOSE 8080

@@ -179,6 +179,11 @@ export async function prepareAnswer(deps: AnswerDeps, tenantId: string, input: R
   );
   const kept = ranked.slice(0, use);
   if (plan.chunkOrder === 'score-asc') kept.reverse();
+  // the plan uses these artifacts: keeps them from expiring as idle (--artifact-max-idle)
+  a.artifactUse?.record(
+    model.fingerprint,
+    kept.flatMap((h) => (keyByHash.has(h.contentHash) ? [h.contentHash] : [])),
+  );
   const blocks: ContextBlock[] = [];
   const citations: Citation[] = kept.map((h, i) => {
     const key = keyByHash.get(h.contentHash);

@@ -7,8 +7,9 @@
 //   const out = await runAnswer(deps.answer, p, request, { t0, signal, hit: cache?.get(key), cacheKey: key },
 //     async (delta) => send(delta));
 //   out.answer   {text, finishReason, usage, plan, citations}   out.ttft   out.runner {id, failed_over} | null
+//   out.ttftSplit  {retrieval, queue, load, rotate, recompute, squeeze, prefill, other} ms | null
 //   await recordAnswer(deps, { tenantId, requestId, question, plan: p.plan, timings, usage });
-import type { GenerateRequest } from '../../contracts/runner-api.ts';
+import type { GenerateRequest, RunnerTimings } from '../../contracts/runner-api.ts';
 import { queryLog } from '../db/schema.ts';
 import type { Plan } from '../planning/plan.ts';
 import type { RouteResult } from '../routing/runner-client.ts';
@@ -21,6 +22,35 @@ export interface AnswerRun {
   ttft: number;
   /** Which runner answered; null for a cached answer. */
   runner: { id: string; failed_over: string[] } | null;
+  /** Where ttft went (ttftSplit); null for a cached answer or a runner that does not report its parts. */
+  ttftSplit: TtftSplit | null;
+}
+
+/** The parts of an answer's ttft, ms: they add up to it. */
+export type TtftSplit = Record<
+  'retrieval' | 'queue' | 'load' | 'rotate' | 'recompute' | 'squeeze' | 'prefill' | 'other',
+  number
+>;
+
+/**
+ * The answer's ttft (ms, as the API measured it from t0) split into where it went: the API's retrieval,
+ * then the runner's queue wait, assembly phases and live prefill up to the first token
+ * (contracts/runner-api.ts runnerTimingsSchema), and `other`: the rest (planning, routing, transport, the
+ * runner reading the request before its sequence starts). Null when the runner did not report its parts.
+ */
+export function ttftSplit(retrievalMs: number, ttftMs: number, t: RunnerTimings): TtftSplit | null {
+  if (t.prefill === undefined || t.prefill < 0) return null;
+  const parts = {
+    retrieval: retrievalMs,
+    queue: t.queueWait,
+    load: t.load ?? 0,
+    rotate: t.rotate ?? 0,
+    recompute: t.recompute ?? 0,
+    squeeze: t.squeeze ?? 0,
+    prefill: t.prefill,
+  };
+  const known = Object.values(parts).reduce((a, b) => a + b, 0);
+  return { ...parts, other: Math.max(0, ttftMs - known) };
 }
 
 export interface RunOptions {
@@ -62,7 +92,7 @@ export async function runAnswer(
 ): Promise<AnswerRun> {
   if (opts.hit) {
     if (opts.hit.text) await onToken(opts.hit.text);
-    return { answer: opts.hit, ttft: performance.now() - opts.t0, runner: null };
+    return { answer: opts.hit, ttft: performance.now() - opts.t0, runner: null, ttftSplit: null };
   }
   const route: RouteResult = { runnerId: '', failedOver: [] };
   let ttft = -1;
@@ -90,10 +120,12 @@ export async function runAnswer(
     citations: p.citations,
   };
   if (opts.cacheKey !== undefined) svc.cache?.set(opts.cacheKey, answer);
+  if (ttft < 0) ttft = performance.now() - opts.t0;
   return {
     answer,
-    ttft: ttft < 0 ? performance.now() - opts.t0 : ttft,
+    ttft,
     runner: { id: route.runnerId, failed_over: route.failedOver },
+    ttftSplit: ttftSplit(p.retrievalMs, ttft, answer.usage.timingsMs),
   };
 }
 

@@ -28,6 +28,13 @@ export interface AnswerServices {
   cache?: AnswerCache<CachedAnswer>;
   /** System prefix before the chunks (default: prompt.ts DEFAULT_SYSTEM). */
   system?: string;
+  /** Notes the artifacts each plan uses (kv_artifacts.last_used_at, written in batches). */
+  artifactUse?: ArtifactUseSink;
+}
+
+/** Where the answer path notes the artifacts a plan used (artifact-use.ts writes them in batches). */
+export interface ArtifactUseSink {
+  record(fingerprint: string, chunkHashes: Iterable<string>): void;
 }
 
 /** Source [n] of an answer: the chunk it is, in the API's names. */

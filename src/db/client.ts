@@ -12,6 +12,7 @@ export { createPostgresDb, type PostgresOptions } from './postgres.ts';
 export { type Database, type DbHandle, queryRows, type Schema } from './types.ts';
 
 export async function openDatabase(config: Config): Promise<DbHandle> {
-  if (config.databaseUrl) return createPostgresDb(config.databaseUrl);
+  if (config.databaseUrl)
+    return createPostgresDb(config.databaseUrl, { statementTimeoutMs: config.dbStatementTimeoutMs });
   return createPgliteDb(`${config.dataDir.replace(/\/+$/, '')}/pg`);
 }

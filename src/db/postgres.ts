@@ -10,6 +10,11 @@ export interface PostgresOptions {
   max?: number;
   /** Named prepared statements (default true; Hyperdrive wants true, transaction-mode PgBouncer false). */
   prepare?: boolean;
+  /**
+   * Postgres statement_timeout of every connection, ms (KVRAG_DB_STATEMENT_TIMEOUT_MS): a runaway query
+   * is cancelled instead of holding its connection (and its locks) forever. 0 or absent: the server's.
+   */
+  statementTimeoutMs?: number;
 }
 
 export function createPostgresDb(url: string, options: PostgresOptions = {}): DbHandle {
@@ -18,6 +23,10 @@ export function createPostgresDb(url: string, options: PostgresOptions = {}): Db
     prepare: options.prepare ?? true,
     // NOTICEs (e.g. "extension already exists") are not errors; keep them off stdout.
     onnotice: () => {},
+    // sent in the startup message, so it holds for every statement of every connection of the pool
+    ...(options.statementTimeoutMs
+      ? { connection: { statement_timeout: Math.floor(options.statementTimeoutMs) } }
+      : {}),
   });
   const db = drizzle(client, { schema });
   return { kind: 'postgres', db, url, client, close: () => client.end({ timeout: 5 }) };

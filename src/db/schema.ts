@@ -21,6 +21,7 @@ import {
   integer,
   jsonb,
   pgTable,
+  primaryKey,
   text,
   timestamp,
   uniqueIndex,
@@ -128,6 +129,8 @@ export const documents = pgTable(
     objectKey: text('object_key'),
     status: text('status').$type<DocumentStatus>().notNull().default('queued'),
     error: text('error'),
+    /** Times workers/reconciler.ts re-drove the document (its job ids carry it); bounded. */
+    redrives: integer('redrives').notNull().default(0),
     attributes: jsonb('attributes').$type<Record<string, unknown>>().notNull().default({}),
     createdAt: createdAt(),
     /** Set by drizzle on every update() through this schema; raw SQL updates must set it themselves. */
@@ -140,6 +143,8 @@ export const documents = pgTable(
     uniqueIndex('documents_collection_content_hash_uq').on(t.collectionId, t.contentHash),
     index('documents_tenant_idx').on(t.tenantId),
     index('documents_collection_status_idx').on(t.collectionId, t.status),
+    // the reconciler's scan: documents not yet ready or failed, oldest update first
+    index('documents_unfinished_idx').on(t.updatedAt).where(sql`${t.status} not in ('ready', 'failed')`),
     check('documents_status_valid', sql`${t.status} in (${inList(DOCUMENT_STATUSES)})`),
     check('documents_content_hash_hex', sql`${t.contentHash} ~ '^[0-9a-f]{64}$'`),
   ],
@@ -206,6 +211,24 @@ export const kvArtifacts = pgTable(
   ],
 );
 
+/**
+ * The queue jobs a document waits on after ingest (its precompute jobs), written with them: the
+ * reconciler asks the queue whether any is still alive before it re-drives a document.
+ */
+export const documentJobs = pgTable(
+  'document_jobs',
+  {
+    documentId: uuid('document_id')
+      .notNull()
+      .references(() => documents.id, { onDelete: 'cascade' }),
+    tenantId: tenantId(),
+    queue: text('queue').notNull(),
+    jobId: text('job_id').notNull(),
+    createdAt: createdAt(),
+  },
+  (t) => [primaryKey({ columns: [t.documentId, t.jobId] }), index('document_jobs_tenant_idx').on(t.tenantId)],
+);
+
 /** Transactional outbox: written in the same transaction as the state change, relayed to the queue. */
 export const outbox = pgTable(
   'outbox',
@@ -244,4 +267,5 @@ export type Document = typeof documents.$inferSelect;
 export type Chunk = typeof chunks.$inferSelect;
 export type KvArtifact = typeof kvArtifacts.$inferSelect;
 export type OutboxRow = typeof outbox.$inferSelect;
+export type DocumentJob = typeof documentJobs.$inferSelect;
 export type QueryLogRow = typeof queryLog.$inferSelect;

@@ -8,6 +8,7 @@
 import { z } from 'zod';
 import { AppError } from '../../contracts/errors.ts';
 import type { Tokenizer } from '../../contracts/tokenizer.ts';
+import { overLimit } from './limits.ts';
 
 export interface Chunk {
   /** 0-based position of the chunk in its document. */
@@ -273,8 +274,16 @@ function chooseEnd(
     return t >= size - slack && t <= size ? cand.pos[best] : cand.pos[iHi];
   }
   // no word boundary fits: cut between code points, as late as fits (at least one code point)
+  // (located like a word boundary: a few encodes guided by chars per token, not a bisection of them all)
   const cuts = codePointCuts(text, floor, limit);
-  const j = lastTrue(0, cuts.length - 1, (i) => count(start, cuts[i]) <= size);
+  const j = lastAtMost(
+    0,
+    cuts.length - 1,
+    size,
+    (i) => count(start, cuts[i]),
+    (i) => cuts[i] - start,
+    cpt,
+  );
   return j >= 0 ? cuts[j] : (cuts[0] ?? limit);
 }
 
@@ -316,17 +325,24 @@ export async function sha256Hex(text: string): Promise<string> {
   return Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, '0')).join('');
 }
 
-/** Chunks a document's text; see the file comment for the rules. Empty or blank text gives []. */
+/**
+ * Chunks a document's text; see the file comment for the rules. Empty or blank text gives []. More than
+ * `maxChunks` chunks is AppError('payload_too_large'), thrown as the chunk past the cap is found.
+ */
 export async function chunkText(
   text: string,
   tokenizer: Tokenizer,
   options?: ChunkingOptions,
+  maxChunks = Number.POSITIVE_INFINITY,
 ): Promise<Chunk[]> {
   // A long document is seconds of tokenizer work: timers and I/O get a turn every ~50 ms, so a queue
   // consumer keeps renewing its job lock and a server keeps answering meanwhile.
   const spans: ChunkSpan[] = [];
   let since = Date.now();
   for (const span of chunkSpans(text, tokenizer, options)) {
+    if (spans.length >= maxChunks) {
+      throw overLimit(`the document makes more than ${maxChunks} chunks`, 'maxDocumentChunks');
+    }
     spans.push(span);
     if (Date.now() - since > 50) {
       await new Promise((resolve) => setTimeout(resolve, 0));

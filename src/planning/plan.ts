@@ -39,6 +39,8 @@ export const generationPlanSchema = z.object({
   /** Sparse prefill of the live tokens (question, and chunks prefilled live); `auto` = the model's config. */
   sparse: sparseControlSchema,
   maxTokens: z.number().int().positive(),
+  /** Why the final plan chose its chunk count, reuse mode, squeezed budget and sparse policy (plain text). */
+  why: z.object({ k: z.string(), reuse: z.string(), squeezed: z.string(), sparse: z.string() }).optional(),
 });
 
 export const planSchema = z.object({

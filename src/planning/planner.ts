@@ -143,7 +143,7 @@ export function planQuery(req: PlanRequest, ctx: PlannerContext): Plan {
 
   const generation: GenerationPlan = {
     model: model.id,
-    reuse: reuseFor(req.reuse ?? 'auto', quality, 1, model),
+    reuse: reuseFor(req.reuse ?? 'auto', quality, 1, model).reuse,
     squeezed: { mode: 'off' },
     sparse: { mode: 'off' },
     maxTokens,
@@ -176,22 +176,49 @@ function reuseFor(
   quality: Quality,
   readyShare: number,
   model: Pick<ServedModel, 'layers' | 'independentTrained'>,
-): GenerationPlan['reuse'] {
+): { reuse: GenerationPlan['reuse']; why: string } {
   if (requested !== 'auto') {
-    if (requested === 'blend') return { mode: 'blend', blendRatio: PLANNER_DEFAULTS.blendRatio };
-    if (requested === 'link') return { mode: 'link', linkTokens: PLANNER_DEFAULTS.linkTokens };
-    return { mode: requested };
+    const why = `reuse ${requested} asked for by the request`;
+    if (requested === 'blend')
+      return { reuse: { mode: 'blend', blendRatio: PLANNER_DEFAULTS.blendRatio }, why };
+    if (requested === 'link')
+      return { reuse: { mode: 'link', linkTokens: PLANNER_DEFAULTS.linkTokens }, why };
+    return { reuse: { mode: requested }, why };
   }
   // Nothing stored yet: every chunk is prefilled anyway, so do it exactly (prefix reuse of the system
   // prompt only). Otherwise the requested quality decides how much cross-chunk attention is restored.
-  if (quality === 'exact' || readyShare === 0) return { mode: 'prefix' };
-  if (quality === 'fast' || model.independentTrained) return { mode: 'independent' };
+  if (quality === 'exact')
+    return {
+      reuse: { mode: 'prefix' },
+      why: 'exact quality: chunks prefilled together, only the system prefix reused',
+    };
+  if (readyShare === 0)
+    return {
+      reuse: { mode: 'prefix' },
+      why: 'no retrieved chunk has a stored KV artifact yet: all are prefilled',
+    };
+  if (quality === 'fast')
+    return {
+      reuse: { mode: 'independent' },
+      why: 'fast quality: every chunk from its stored artifact, re-rotated',
+    };
+  if (model.independentTrained)
+    return {
+      reuse: { mode: 'independent' },
+      why: 'the model was trained with block-diagonal chunk attention (reuse.json): independent chunks cost it nothing',
+    };
   // A model with no layer past the check layer would recompute every chunk token in blend: restore
   // cross-chunk attention with link (EPIC) instead.
   if (model.layers !== undefined && model.layers <= PLANNER_DEFAULTS.blendCheckLayer + 1) {
-    return { mode: 'link', linkTokens: PLANNER_DEFAULTS.linkTokens };
+    return {
+      reuse: { mode: 'link', linkTokens: PLANNER_DEFAULTS.linkTokens },
+      why: "balanced quality on a model with no layer past blend's check layer: link recomputes chunk heads",
+    };
   }
-  return { mode: 'blend', blendRatio: PLANNER_DEFAULTS.blendRatio };
+  return {
+    reuse: { mode: 'blend', blendRatio: PLANNER_DEFAULTS.blendRatio },
+    why: `balanced quality: blend recomputes the ${PLANNER_DEFAULTS.blendRatio * 100}% most deviating chunk tokens`,
+  };
 }
 
 export interface RetrievedChunk {
@@ -208,7 +235,7 @@ export interface RetrievedChunk {
  */
 export function finalizePlan(
   plan: Plan,
-  req: Pick<PlanRequest, 'reuse' | 'latencyBudgetMs' | 'question'>,
+  req: Pick<PlanRequest, 'reuse' | 'latencyBudgetMs' | 'question' | 'k'>,
   ctx: PlannerContext,
   chunks: readonly RetrievedChunk[],
 ): { plan: Plan; use: number } {
@@ -223,7 +250,14 @@ export function finalizePlan(
   }
   const kept = chunks.slice(0, use);
   const ready = kept.filter((c) => c.ready).length;
-  const reuse = reuseFor(req.reuse ?? 'auto', plan.quality, kept.length ? ready / kept.length : 0, model);
+  const { reuse, why: reuseWhy } = reuseFor(
+    req.reuse ?? 'auto',
+    plan.quality,
+    kept.length ? ready / kept.length : 0,
+    model,
+  );
+  const budget = `${plan.budget.documentTokens}-token document budget (limited by ${plan.budget.limitedBy})`;
+  let kWhy = `${use} of ${chunks.length} retrieved chunks fit the ${budget}`;
 
   // With a latency budget, chunks that must be prefilled live (no artifact, or every chunk in an exact
   // mode) cost prefill time: drop the lowest-ranked ones until the estimate fits.
@@ -235,8 +269,11 @@ export function finalizePlan(
         (ms, c) => ms + (c.tokens * 1000) / (live(c) ? model.prefillTokensPerSec : model.loadTokensPerSec),
         (qTokens * 1000) / model.prefillTokensPerSec,
       );
+    const before = use;
     while (use > 1 && estimateMs(chunks.slice(0, use)) > req.latencyBudgetMs) use--;
     docTokens = chunks.slice(0, use).reduce((a, c) => a + c.tokens, 0);
+    if (use < before)
+      kWhy += `; ${before - use} dropped to meet the ${req.latencyBudgetMs} ms latency budget`;
   }
 
   const fixedTokens = ctx.systemTokens + docTokens;
@@ -246,13 +283,27 @@ export function finalizePlan(
   // and the fixed context is long enough to gain from it. Not at `balanced`: it trades answers for
   // speed in a way the planner cannot see (on kvrag-tiny, budget 1/3 cut exact match from 98–100% to
   // 25–45%; README § Quality), so it is never a default.
-  const squeezed: GenerationPlan['squeezed'] =
-    fixedTokens < PLANNER_DEFAULTS.squeezeFrom ||
-    plan.quality !== 'fast' ||
-    reuse.mode === 'full' ||
-    reuse.mode === 'prefix'
-      ? { mode: 'off' }
-      : { mode: 'budget', budget: 1 / 8 };
+  const squeezeWhy =
+    reuse.mode === 'full' || reuse.mode === 'prefix'
+      ? `dense: chunks are prefilled live in ${reuse.mode} mode, so there is no stored index to select from`
+      : plan.quality !== 'fast'
+        ? `dense: squeezed attention only at fast quality (it costs accuracy the planner cannot see)`
+        : fixedTokens < PLANNER_DEFAULTS.squeezeFrom
+          ? `dense: a ${fixedTokens}-token fixed context is under ${PLANNER_DEFAULTS.squeezeFrom}, too short to gain`
+          : null;
+  const squeezed: GenerationPlan['squeezed'] = squeezeWhy
+    ? { mode: 'off' }
+    : { mode: 'budget', budget: 1 / 8 };
+  const breakEven = model.sparseBreakEven;
+  const sparse: GenerationPlan['sparse'] = {
+    mode: breakEven !== null && liveTokens >= breakEven ? 'auto' : 'off',
+  };
+  const sparseWhy =
+    breakEven === null
+      ? `dense: sparse prefill never beat dense on this model (no break-even)`
+      : sparse.mode === 'auto'
+        ? `${liveTokens} live tokens reach the model's sparse break-even (${breakEven}): its per-head patterns`
+        : `dense: ${liveTokens} live tokens are under the model's sparse break-even (${breakEven})`;
   return {
     plan: {
       ...plan,
@@ -260,8 +311,14 @@ export function finalizePlan(
         ...plan.generation,
         reuse,
         squeezed,
-        sparse: {
-          mode: model.sparseBreakEven !== null && liveTokens >= model.sparseBreakEven ? 'auto' : 'off',
+        sparse,
+        why: {
+          k: req.k !== undefined ? `k = ${req.k} per collection asked for by the request; ${kWhy}` : kWhy,
+          reuse: reuseWhy,
+          squeezed:
+            squeezeWhy ??
+            `fast quality over a ${fixedTokens}-token fixed context: keep the best 1/8 of its keys`,
+          sparse: sparseWhy,
         },
       },
     },

@@ -8,6 +8,7 @@
 //   stalledInterval, up to maxStalledCount times, then failed. CPU-heavy handlers must yield or the lock
 //   lapses under them;
 // - UnrecoverableJobError → BullMQ UnrecoverableError: failed at once, no retries;
+// - DeferJobError → moved to delayed for its delay without spending a try (BullMQ DelayedError);
 // - close(): workers first (each waits for its running handlers), then producers.
 import { DelayedError, type Job, Queue, UnrecoverableError, Worker } from 'bullmq';
 import type { Log } from '../../contracts/log.ts';
@@ -21,7 +22,7 @@ import type {
   JobQueue,
   JobState,
 } from '../../contracts/queue.ts';
-import { UnrecoverableJobError } from '../../contracts/queue.ts';
+import { DeferJobError, UnrecoverableJobError } from '../../contracts/queue.ts';
 
 export interface BullMqQueueOptions {
   /** redis:// or rediss:// URL. */
@@ -112,9 +113,18 @@ export class BullMqJobQueue implements JobQueue {
     validateQueueName(queue);
     const shutdown = new AbortController();
     const processor = async (job: Job, token?: string) => {
-      const ctx: JobContext = { id: job.id!, attempt: job.attemptsMade + 1, signal: shutdown.signal };
+      const ctx: JobContext = {
+        id: job.id!,
+        attempt: job.attemptsMade + 1,
+        signal: shutdown.signal,
+        // BullMQ's progress starts as the number 0: only an object is a saved one
+        progress: typeof job.progress === 'object' ? job.progress : undefined,
+        saveProgress: (value) => job.updateProgress(value),
+      };
       try {
-        return await handler(job.data as T, ctx);
+        const result = await handler(job.data as T, ctx);
+        if (opts.redactOnComplete) await job.updateData(opts.redactOnComplete(job.data));
+        return result;
       } catch (err) {
         if (err instanceof UnrecoverableJobError || (err as Error)?.name === 'UnrecoverableJobError') {
           throw new UnrecoverableError((err as Error).message);
@@ -122,6 +132,11 @@ export class BullMqJobQueue implements JobQueue {
         if (shutdown.signal.aborted && token) {
           // Stopped by our own shutdown: hand the job back without spending one of its tries.
           await job.moveToDelayed(Date.now(), token);
+          throw new DelayedError();
+        }
+        if (err instanceof DeferJobError && token) {
+          // For another consumer: back to the queue after the delay, untried.
+          await job.moveToDelayed(Date.now() + err.delayMs, token);
           throw new DelayedError();
         }
         throw err;

@@ -1,6 +1,7 @@
 // In-process JobQueue for embedded mode and unit tests, with BullMQ's semantics where they apply: job id
 // dedupe while the job is kept, retries with exponential backoff, UnrecoverableJobError failing at once,
-// a failed set, per-consumer concurrency, delayed jobs and graceful close. Jobs live in this process's
+// DeferJobError putting the job back untried, a failed set, per-consumer concurrency, delayed jobs and
+// graceful close. Jobs live in this process's
 // memory only: a crash loses what was not yet done (embedded mode's trade-off; BullMQ keeps them).
 import { randomUUID } from 'node:crypto';
 import {
@@ -19,7 +20,7 @@ import type {
   JobQueue,
   JobState,
 } from '../../contracts/queue.ts';
-import { UnrecoverableJobError } from '../../contracts/queue.ts';
+import { DeferJobError, UnrecoverableJobError } from '../../contracts/queue.ts';
 
 export interface MemoryQueueOptions {
   /** Completed jobs are kept (and their ids deduped) this long (default 24 h) … */
@@ -39,6 +40,8 @@ interface MemJob {
   attempts: number;
   backoffMs: number;
   failedReason?: string;
+  /** Saved by a try with ctx.saveProgress, read back by the next. */
+  progress?: Record<string, unknown>;
   finishedAt?: number;
   /** Enqueue order, for FIFO among ready jobs. */
   seq: number;
@@ -50,6 +53,7 @@ type Handler = (data: unknown, ctx: JobContext) => Promise<unknown>;
 interface MemConsumer {
   queue: string;
   handler: Handler;
+  redact?: (data: unknown) => unknown;
   concurrency: number;
   running: Set<Promise<void>>;
   controller: AbortController;
@@ -120,6 +124,7 @@ export class MemoryJobQueue implements JobQueue {
     const consumer: MemConsumer = {
       queue,
       handler: handler as Handler,
+      redact: opts.redactOnComplete,
       concurrency: Math.max(1, opts.concurrency ?? 1),
       running: new Set(),
       controller: new AbortController(),
@@ -130,15 +135,24 @@ export class MemoryJobQueue implements JobQueue {
     return { close: () => this.closeConsumer(consumer) };
   }
 
-  /** Hands ready jobs to consumers with free slots, oldest first. */
+  /**
+   * Hands ready jobs to consumers with free slots, oldest first, one job per consumer in turn: consumers
+   * of a queue share its jobs as competing BullMQ workers do (a job one of them deferred reaches another).
+   */
   private pump(queue: string): void {
-    for (const c of this.consumers) {
-      if (c.queue !== queue || c.closed) continue;
-      while (c.running.size < c.concurrency) {
+    for (;;) {
+      let handed = false;
+      for (const c of [...this.consumers]) {
+        if (c.queue !== queue || c.closed || c.running.size >= c.concurrency) continue;
         const job = this.nextReady(queue);
         if (!job) return;
         this.run(c, job);
+        // next time, the other consumers first
+        this.consumers.delete(c);
+        this.consumers.add(c);
+        handed = true;
       }
+      if (!handed) return;
     }
   }
 
@@ -152,15 +166,26 @@ export class MemoryJobQueue implements JobQueue {
 
   private run(c: MemConsumer, job: MemJob): void {
     job.state = 'active';
-    const ctx: JobContext = { id: job.id, attempt: job.attemptsMade + 1, signal: c.controller.signal };
+    const ctx: JobContext = {
+      id: job.id,
+      attempt: job.attemptsMade + 1,
+      signal: c.controller.signal,
+      progress: job.progress === undefined ? undefined : structuredClone(job.progress),
+      saveProgress: async (value) => {
+        job.progress = structuredClone(value);
+      },
+    };
     const p = (async () => {
       try {
         // A fresh copy per try: a handler that mutates its input cannot change what a retry sees.
         await c.handler(structuredClone(job.data), ctx);
+        if (c.redact) job.data = c.redact(job.data);
         this.finish(job, 'completed');
       } catch (err) {
         if (c.controller.signal.aborted) {
           job.state = 'waiting'; // stopped by a shutdown: not the job's fault, not a try
+        } else if (err instanceof DeferJobError) {
+          this.delay(job, err.delayMs); // for another consumer: not a try either
         } else {
           this.fail(job, err);
         }

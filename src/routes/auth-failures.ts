@@ -20,13 +20,20 @@ function storeOf(services: Services): AuthFailureStore {
 }
 
 /**
- * The caller's address: the first X-Forwarded-For hop when the operator says a proxy sets it
- * (KVRAG_TRUST_PROXY), else the socket's peer on Node, else Cloudflare's CF-Connecting-IP on Workers.
+ * The caller's address. Behind `trustedHops` proxies (KVRAG_TRUST_PROXY) that each append the address
+ * they saw to X-Forwarded-For, it is the entry `trustedHops` from the right: what the outermost trusted
+ * proxy saw. Entries further left were written by the client and prove nothing (a client can send any
+ * X-Forwarded-For it likes, so its first hop is never used). Otherwise the socket's peer on Node, else
+ * Cloudflare's CF-Connecting-IP on Workers.
  */
-export function clientAddress(c: Context<AppEnv>, trustProxy: boolean): string {
-  if (trustProxy) {
-    const hop = c.req.header('x-forwarded-for')?.split(',')[0]?.trim();
-    if (hop) return hop;
+export function clientAddress(c: Context<AppEnv>, trustedHops: number): string {
+  if (trustedHops > 0) {
+    const hops = (c.req.header('x-forwarded-for') ?? '')
+      .split(',')
+      .map((h) => h.trim())
+      .filter((h) => h !== '');
+    // a shorter chain did not pass every trusted proxy: its leftmost entry is still a proxy's
+    if (hops.length > 0) return hops[Math.max(0, hops.length - trustedHops)];
   }
   const peer = (c.env as { incoming?: { socket?: { remoteAddress?: string } } } | undefined)?.incoming?.socket
     ?.remoteAddress;

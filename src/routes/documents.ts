@@ -7,10 +7,11 @@
 // the transaction fails the blob is removed again, so a failed upload leaves neither rows nor objects.
 // Delete: the row goes (chunks cascade) together with a `gc` outbox row in one transaction, then the
 // blob is deleted (the gc job retries it and collects the KV artifacts).
-import { and, eq } from 'drizzle-orm';
+import { and, eq, inArray, sql } from 'drizzle-orm';
 import { Hono } from 'hono';
 import { z } from 'zod';
-import { chunks, type Document, DOCUMENT_STATUSES, documents } from '../db/schema.ts';
+import { chunks, type Document, DOCUMENT_STATUSES, documents, kvArtifacts } from '../db/schema.ts';
+import type { Database } from '../db/types.ts';
 import type { AppEnv } from '../services.ts';
 import { api, requireTenant } from './auth.ts';
 import { findCollection, isForeignKeyViolation, isUniqueViolation } from './collections.ts';
@@ -28,7 +29,43 @@ export const listDocumentsQuerySchema = listQuerySchema.extend({
 
 export const updateDocumentSchema = z.strictObject({ attributes: attributesSchema });
 
-export function documentObject(d: Document) {
+/** What ingestion produced for a document: its chunks, and the bytes of their stored KV artifacts. */
+export interface DocumentStats {
+  chunks: number;
+  artifactBytes: number;
+}
+
+/**
+ * Chunk counts and ready KV artifact bytes (every served model's; an artifact shared by two chunks of a
+ * document counted once) of the tenant's documents `ids`.
+ */
+export async function documentStats(
+  db: Database,
+  tenantId: string,
+  ids: readonly string[],
+): Promise<Map<string, DocumentStats>> {
+  const out = new Map(ids.map((id) => [id, { chunks: 0, artifactBytes: 0 }]));
+  if (ids.length === 0) return out;
+  const mine = and(eq(chunks.tenantId, tenantId), inArray(chunks.documentId, [...ids]));
+  const counts = await db
+    .select({ doc: chunks.documentId, n: sql<number>`count(*)::int` })
+    .from(chunks)
+    .where(mine)
+    .groupBy(chunks.documentId);
+  for (const r of counts) out.get(r.doc)!.chunks = Number(r.n);
+  const artifacts = await db
+    .selectDistinct({ doc: chunks.documentId, id: kvArtifacts.id, bytes: kvArtifacts.bytes })
+    .from(chunks)
+    .innerJoin(
+      kvArtifacts,
+      and(eq(kvArtifacts.chunkHash, chunks.contentHash), eq(kvArtifacts.status, 'ready')),
+    )
+    .where(mine);
+  for (const a of artifacts) out.get(a.doc)!.artifactBytes += Number(a.bytes ?? 0);
+  return out;
+}
+
+export function documentObject(d: Document, stats: DocumentStats = { chunks: 0, artifactBytes: 0 }) {
   return {
     id: d.id,
     object: 'document' as const,
@@ -42,6 +79,8 @@ export function documentObject(d: Document) {
     attributes: d.attributes,
     /** Follow ingestion with GET /v1/jobs/ingest/{ingest_job_id}. */
     ingest_job_id: ingestJobId(d.id),
+    chunk_count: stats.chunks,
+    artifact_bytes: stats.artifactBytes,
     created_at: unixSeconds(d.createdAt),
     updated_at: unixSeconds(d.updatedAt),
   };
@@ -130,7 +169,12 @@ export function documentRoutes(): Hono<AppEnv> {
         .orderBy(...order)
         .limit(limit),
     );
-    return c.json(toPage(rows, hasMore, documentObject));
+    const stats = await documentStats(
+      db,
+      tenantId,
+      rows.map((d) => d.id),
+    );
+    return c.json(toPage(rows, hasMore, (d) => documentObject(d, stats.get(d.id))));
   });
 
   const findDocument = async (c: Parameters<typeof findCollection>[0]) => {
@@ -151,7 +195,11 @@ export function documentRoutes(): Hono<AppEnv> {
     return row;
   };
 
-  r.get('/:collection/documents/:document', async (c) => c.json(documentObject(await findDocument(c))));
+  r.get('/:collection/documents/:document', async (c) => {
+    const doc = await findDocument(c);
+    const stats = await documentStats(api(c).db, doc.tenantId, [doc.id]);
+    return c.json(documentObject(doc, stats.get(doc.id)));
+  });
 
   // Replaces the document's attributes; search filters see them at once (merged under chunk attributes).
   r.post('/:collection/documents/:document', async (c) => {
@@ -175,6 +223,8 @@ export function documentRoutes(): Hono<AppEnv> {
         'content-type': doc.contentType,
         'content-length': String(doc.bytes),
         'content-disposition': `attachment; filename*=UTF-8''${encodeURIComponent(doc.filename)}`,
+        // the uploader chose the content and its type: a browser must not sniff HTML or script into it
+        'x-content-type-options': 'nosniff',
         'x-request-id': c.get('requestId'),
       },
     });

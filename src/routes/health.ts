@@ -1,4 +1,5 @@
-// GET /healthz (the process is up) and GET /readyz (every dependency answers).
+// GET /healthz (the process is up) and GET /readyz (every dependency answers). Both answer anyone, so
+// /readyz says only which check failed; why (host names, addresses, driver errors) goes to the log.
 import { Hono } from 'hono';
 import type { AppEnv } from '../services.ts';
 
@@ -16,7 +17,12 @@ export function healthRoutes(): Hono<AppEnv> {
           results[name] = 'ok';
         } catch (err) {
           ready = false;
-          results[name] = `error: ${(err as Error).message}`;
+          results[name] = 'error';
+          c.get('services').log?.('warn', 'readiness check failed', {
+            check: name,
+            err: (err as Error).message,
+            request_id: c.get('requestId'),
+          });
         }
       }),
     );

@@ -4,9 +4,10 @@
 // contracts/jobs.ts. Job ids are deterministic, so a retried request cannot schedule the same work
 // twice (outbox.job_id is unique; BullMQ refuses ids containing ':', hence '-').
 import type { JobInput } from '../../contracts/jobs.ts';
+import { ingestJobId } from '../queue/job-ids.ts';
 import { addToOutbox, type OutboxWriter } from '../queue/outbox.ts';
 
-export const ingestJobId = (documentId: string) => `ingest-${documentId}`;
+export { ingestJobId };
 export const gcJobId = (subjectId: string) => `gc-${subjectId}`;
 
 export async function scheduleIngest(tx: OutboxWriter, job: Omit<JobInput<'ingest'>, 'v'>): Promise<string> {

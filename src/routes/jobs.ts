@@ -2,7 +2,10 @@
 // transaction of the change that needs them), so the outbox row is the source of truth for existence and
 // ownership (its payload names the tenant): `pending` until the relay delivers it, then the queue's own
 // state when a queue is attached (waiting/active/completed/failed/delayed; `unknown` once the queue has
-// dropped a finished job). For `ingest` jobs the document's status comes along — what a user waits on.
+// dropped a finished job, 404 once the delivered outbox row is past its retention). For `ingest` jobs the
+// document's status comes along — what a user waits on. `last_error` never carries the queue's or the
+// relay's own error text (driver errors, addresses, stack lines): for an ingest job it is the document's
+// last_error, which the workers write for tenants; otherwise only that the job failed or is retrying.
 import { and, eq, sql } from 'drizzle-orm';
 import { Hono } from 'hono';
 import { documents, outbox } from '../db/schema.ts';
@@ -36,15 +39,20 @@ export function jobRoutes(): Hono<AppEnv> {
 
     let state: string = 'pending';
     let attempts = row.attempts;
-    let lastError = row.lastError;
+    let lastError = row.lastError ? 'not handed to the queue yet; retrying' : null;
     if (row.deliveredAt) {
       state = 'delivered';
+      lastError = null;
       if (jobs) {
         const job = await jobs.getJob(queue, id);
         state = job?.state ?? 'unknown';
         if (job) {
           attempts = job.attemptsMade;
-          lastError = job.failedReason ?? null;
+          if (job.failedReason)
+            lastError =
+              job.state === 'failed'
+                ? `the job failed; the service log has the reason (job ${id})`
+                : 'the last try failed; retrying';
         }
       }
     }
@@ -56,6 +64,7 @@ export function jobRoutes(): Hono<AppEnv> {
         .from(documents)
         .where(and(eq(documents.id, payload.documentId), eq(documents.tenantId, tenantId)));
       document = d ? { id: d.id, status: d.status, last_error: d.error ? { message: d.error } : null } : null;
+      if (d?.error) lastError = d.error;
     }
     return c.json({
       id,

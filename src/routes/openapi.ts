@@ -10,6 +10,7 @@ import { chatBodySchema } from './chat.ts';
 import { listDocumentsQuerySchema, updateDocumentSchema } from './documents.ts';
 import {
   ApiKey,
+  Chunk,
   Collection,
   Deleted,
   Document,
@@ -17,6 +18,8 @@ import {
   Job,
   listOf,
   NewApiKey,
+  QueryAnswer,
+  RunnerList,
   reg,
   SearchPage,
   Tenant,
@@ -225,8 +228,14 @@ function build() {
               '200': {
                 description: 'The answer (SSE stream, or JSON when stream=false)',
                 content: {
-                  'text/event-stream': { schema: { type: 'string' } },
-                  'application/json': { schema: { type: 'object' } },
+                  'text/event-stream': {
+                    schema: {
+                      type: 'string',
+                      description:
+                        'Events: plan (the Plan), citations ([{n, chunk_id, document_id, filename, score, ordinal}]), token ({text}), then done (QueryAnswer without object and citations) or error (the error object).',
+                    },
+                  },
+                  'application/json': { schema: ref(QueryAnswer) },
                 },
               },
               ...errors(400, 401, 403, 404, 415, 502, 503),
@@ -280,6 +289,19 @@ function build() {
             ...errors(401, 403, 503),
           },
         }),
+      },
+      '/v1/chunks/{chunk}': {
+        get: op('A chunk of your documents with its text (what citations and search hits point at)', tenant, {
+          parameters: path('chunk'),
+          responses: { ...ok(ref(Chunk)), ...errors(401, 403, 404) },
+        }),
+      },
+      '/v1/runners': {
+        get: op(
+          "Runners the API routes to: models, load, KV memory, artifact tier occupancy and hit rates (each runner's /metrics); URLs for the admin key only",
+          ['tenant API key or admin key'],
+          { responses: { ...ok(inline(RunnerList)), ...errors(401, 503) } },
+        ),
       },
       '/v1/jobs/{queue}/{id}': {
         get: op('Status of a job the API scheduled (ingest, gc)', tenant, {

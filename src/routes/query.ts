@@ -12,7 +12,7 @@ import { QUALITY } from '../planning/plan.ts';
 import type { RunnerUsage } from '../../contracts/runner-api.ts';
 import { prepareAnswer } from '../answer/prepare.ts';
 import { citedNumbers, runnerRequest } from '../answer/prompt.ts';
-import { answerCacheKey, runAnswer } from '../answer/run.ts';
+import { type AnswerRun, answerCacheKey, runAnswer } from '../answer/run.ts';
 import type { Prepared } from '../answer/services.ts';
 import type { AppEnv } from '../services.ts';
 import { answerDeps, logAnswer } from './answer-context.ts';
@@ -62,17 +62,18 @@ export function usageOf(u: RunnerUsage) {
 
 function doneEvent(
   p: { plan: Prepared['plan']; citations: Prepared['citations'] },
-  a: { text: string; finishReason: string; usage: RunnerUsage },
-  timings: Record<string, number>,
-  runner: { id: string; failed_over: string[] } | null,
+  out: AnswerRun,
+  timings: { retrieval_ms: number; ttft_ms: number; total_ms: number },
   cached: boolean,
 ) {
+  const a = out.answer;
   return {
     text: a.text,
     finish_reason: a.finishReason,
     cited: citedNumbers(a.text, p.citations.length),
     usage: usageOf(a.usage),
     timings,
+    ttft_split_ms: out.ttftSplit && roundAll(out.ttftSplit),
     plan: p.plan,
     reuse: {
       mode: p.plan.generation.reuse.mode,
@@ -85,7 +86,7 @@ function doneEvent(
       sparse: a.usage.sparse ?? null,
       runner_timings_ms: a.usage.timingsMs,
     },
-    runner,
+    runner: out.runner,
     cached,
   };
 }
@@ -130,7 +131,7 @@ export function queryRoutes(): Hono<AppEnv> {
         ttft_ms: round(out.ttft),
         total_ms: round(performance.now() - t0),
       };
-      const done = doneEvent(p, out.answer, timings, out.runner, !!hit);
+      const done = doneEvent(p, out, timings, !!hit);
       await logAnswer(c, deps, {
         tenantId,
         question: body.question,
@@ -161,3 +162,5 @@ export function queryRoutes(): Hono<AppEnv> {
 }
 
 const round = (x: number) => Math.round(x * 10) / 10;
+const roundAll = <K extends string>(o: Record<K, number>) =>
+  Object.fromEntries(Object.entries<number>(o).map(([k, v]) => [k, round(v)])) as Record<K, number>;

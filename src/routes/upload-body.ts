@@ -37,7 +37,15 @@ export function cleanFilename(name: string): string {
   return (base || 'document').slice(0, 255);
 }
 
+/** What the documents row and the ingest job hold of a content type (IngestJobV1 contentType). */
+const MAX_CONTENT_TYPE = 255;
+
 function check(bytes: Uint8Array, filename: string, contentType: string, max: number) {
+  if (contentType.length > MAX_CONTENT_TYPE)
+    throw new AppError(
+      'bad_request',
+      `the file's Content-Type is longer than ${MAX_CONTENT_TYPE} characters`,
+    );
   if (bytes.byteLength > max) {
     throw new AppError('payload_too_large', `document is larger than the limit of ${max} bytes`, {
       limit_bytes: max,

@@ -4,10 +4,11 @@
 // `error` (an envelope's error object). RunnerPool lists candidates, ranks them with rankRunners and fails
 // over to the next one when a runner fails before its first token, so the client never sees it. Each
 // source also says what model a runner serves (its profile: heartbeat, GET /v1/model, or the in-process
-// engine's), which is what the API plans from.
+// engine's), which is what the API plans from. Callers hand in a fetch that carries the runner credential
+// (contracts/runner-api.ts withRunnerToken).
 import { AppError } from '../../contracts/errors.ts';
 import { BloomFilter } from '../../contracts/bloom.ts';
-import type { RunnerRegistry } from '../../contracts/heartbeat.ts';
+import type { RunnerHeartbeat, RunnerRegistry } from '../../contracts/heartbeat.ts';
 import { type ModelProfile, modelProfileSchema } from '../../contracts/model-profile.ts';
 import {
   type FetchFn,
@@ -15,6 +16,7 @@ import {
   generateEventSchemas,
   type RunnerEvent,
 } from '../../contracts/runner-api.ts';
+import { type HeartbeatTrust, heartbeatRefusal } from './heartbeat-trust.ts';
 import { rankRunners } from './select.ts';
 
 /** A runner as the router sees it at one moment. */
@@ -27,6 +29,8 @@ export interface RunnerEndpoint {
   load: number;
   holds(artifactKey: string): boolean;
   fetch: FetchFn;
+  /** From its registry heartbeat (distributed mode): what it reported, and when (ms since the epoch). */
+  heartbeat?: Pick<RunnerHeartbeat, 'load' | 'kvFreeBytes' | 'sentAt'>;
   /** The model it serves, when the runner has said (older runners' heartbeats do not carry it). */
   profile?: ModelProfile;
 }
@@ -107,8 +111,9 @@ export async function* callRunner(
   }
   if (!res.ok || !res.body) {
     const text = await res.text().catch(() => '');
-    // A 4xx means the request itself is wrong: every runner would say the same, so do not fail over.
-    if (res.status >= 400 && res.status < 500 && res.status !== 404 && res.status !== 429) {
+    // A 4xx means the request itself is wrong: every runner would say the same, so do not fail over. A
+    // refused credential (401/403) is this runner's configuration, not the request's: try the next one.
+    if (res.status >= 400 && res.status < 500 && ![401, 403, 404, 429].includes(res.status)) {
       throw new AppError('bad_request', `runner refused the request (${res.status}): ${text.slice(0, 300)}`);
     }
     throw fail(`HTTP ${res.status}: ${text.slice(0, 200)}`);
@@ -138,11 +143,27 @@ export async function* callRunner(
   throw fail('stream ended without a done event');
 }
 
-/** Runners from registry heartbeats (distributed mode): expired heartbeats are absent from list(). */
-export function registrySource(registry: RunnerRegistry, fetchFn: FetchFn = (r) => fetch(r)): RunnerSource {
+/**
+ * Runners from registry heartbeats (distributed mode): expired heartbeats are absent from list(), and so
+ * are those `trust` refuses (unsigned, signed with another credential, stale, or a URL off the allow-list):
+ * the registry is shared storage, not an authority. `onRefused` hears each refusal (for a log line).
+ */
+export function registrySource(
+  registry: RunnerRegistry,
+  fetchFn: FetchFn,
+  trust: HeartbeatTrust,
+  onRefused?: (runnerId: string, url: string, reason: string) => void,
+): RunnerSource {
+  const checked = new Map<string, boolean>();
   return {
     async list() {
-      const hbs = await registry.list();
+      const now = Date.now();
+      const all = await registry.list();
+      const refusals = await Promise.all(all.map((hb) => heartbeatRefusal(hb, trust, now, checked)));
+      const hbs = all.filter((hb, i) => {
+        if (refusals[i] !== null) onRefused?.(hb.id, hb.url, refusals[i]);
+        return refusals[i] === null;
+      });
       return hbs.map((hb) => {
         const bloom = BloomFilter.fromJSON(hb.artifacts);
         return {
@@ -152,6 +173,7 @@ export function registrySource(registry: RunnerRegistry, fetchFn: FetchFn = (r) 
           load: hb.load.running + hb.load.waiting,
           holds: (k: string) => bloom.has(k),
           fetch: fetchFn,
+          heartbeat: { load: hb.load, kvFreeBytes: hb.kvFreeBytes, sentAt: hb.sentAt },
           ...(hb.model ? { profile: hb.model } : {}),
         };
       });
@@ -260,11 +282,14 @@ export class RunnerPool {
     return [...by.values()].sort((a, b) => a.id.localeCompare(b.id));
   }
 
+  /** Every live runner, with what this pool has in flight there added to its load. */
+  async list(): Promise<RunnerEndpoint[]> {
+    return (await this.source.list()).map((r) => ({ ...r, load: r.load + (this.inflight.get(r.id) ?? 0) }));
+  }
+
   /** Live runners serving `fingerprint`, best first for these artifacts. */
   async rank(fingerprint: string, artifactKeys: readonly string[]): Promise<RunnerEndpoint[]> {
-    const live = (await this.source.list())
-      .filter((r) => r.models.includes(fingerprint))
-      .map((r) => ({ ...r, load: r.load + (this.inflight.get(r.id) ?? 0) }));
+    const live = (await this.list()).filter((r) => r.models.includes(fingerprint));
     return rankRunners({ artifactKeys }, live).map((x) => x.runner);
   }
 

@@ -11,11 +11,13 @@ import { documents } from '../../src/db/schema.ts';
 import { MemoryJobQueue } from '../../src/queue/memory.ts';
 import type { JobQueue } from '../../contracts/queue.ts';
 import type { BlobStore } from '../../contracts/blob-store.ts';
+import { withRunnerToken } from '../../contracts/runner-api.ts';
+import { ArtifactUse } from '../../src/answer/artifact-use.ts';
 import { AnswerCache } from '../../src/answer/cache.ts';
 import { type AnswerModel, ModelCatalog } from '../../src/answer/models.ts';
 import type { AnswerServices, CachedAnswer } from '../../src/answer/services.ts';
 import { inProcessSource, RunnerPool, type RunnerSource } from '../../src/routing/runner-client.ts';
-import { type RunningWorkers, startWorkers } from '../../workers/run.ts';
+import { type RunningWorkers, startWorkers, type WorkersOptions } from '../../workers/run.ts';
 import { loadServingModel, type ServingModel } from '../../workers/serving-model.ts';
 import { type Harness, type HarnessOptions, startApiHarness } from './api-harness.ts';
 import { waitFor } from './job-queue-suite.ts';
@@ -26,6 +28,8 @@ export interface AnswerHarness extends Harness {
   model: ServingModel;
   served: AnswerModel;
   answer: AnswerServices;
+  /** The answers' artifact-use recorder (flush() writes last_used_at now). */
+  artifactUse: ArtifactUse;
   /** Replaces the pool's runner source (router tests). */
   useSource(source: RunnerSource): void;
   /** A collection of the tenant (64-token chunks) with one document, ready. */
@@ -41,6 +45,8 @@ export interface AnswerHarnessOptions {
   blobs?: BlobStore;
   /** Passed to the API harness (database URL, settings). */
   api?: Pick<HarnessOptions, 'dbVia' | 'env' | 'pool'>;
+  /** Passed to startWorkers over the defaults (relay every 20 ms, no sweep, no reconciler). */
+  workers?: WorkersOptions;
 }
 
 export async function startAnswerHarness(opts: AnswerHarnessOptions = {}): Promise<AnswerHarness> {
@@ -53,7 +59,7 @@ export async function startAnswerHarness(opts: AnswerHarnessOptions = {}): Promi
   const workers: RunningWorkers = startWorkers(
     { db: h.db.db, blobs: h.blobs, embeddings: h.api.embeddings, model },
     queue,
-    { relay: { idleMs: 20 }, sweepEveryMs: 0 },
+    { relay: { idleMs: 20 }, sweepEveryMs: 0, reconcile: false, ...opts.workers },
   );
   const runner = await createRunner({
     modelDir: dir,
@@ -65,11 +71,18 @@ export async function startAnswerHarness(opts: AnswerHarnessOptions = {}): Promi
   });
   await runner.start();
   const profile = runner.core.engine.profile;
+  const artifactUse = new ArtifactUse(h.db.db);
   const answer: AnswerServices = {
-    runners: new RunnerPool(inProcessSource((r) => runner.app.fetch(r), profile)),
+    runners: new RunnerPool(
+      inProcessSource(
+        withRunnerToken((r) => runner.app.fetch(r), runner.core.credential.current),
+        profile,
+      ),
+    ),
     // the served model as the runner reports it (the pool may be swapped by useSource: read it per call)
     models: new ModelCatalog(() => answer.runners.profiles(), { seed: [profile] }),
     cache: new AnswerCache<CachedAnswer>({ ttlMs: 60_000, maxEntries: 100 }),
+    artifactUse,
   };
   const [served] = await answer.models.list();
   h.api.answer = answer;
@@ -108,7 +121,9 @@ export async function startAnswerHarness(opts: AnswerHarnessOptions = {}): Promi
       return { collection: col.id, document: await upload(key, col.id, text, filename) };
     },
     upload,
+    artifactUse,
     async close() {
+      await artifactUse.close();
       await runner.stop({ graceMs: 0 });
       await workers.stop();
       await queue.close();

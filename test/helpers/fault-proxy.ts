@@ -2,7 +2,8 @@
 // - httpFaultProxy: an HTTP proxy (for s3rver) that answers the next N requests with an error status, or
 //   holds them without answering (a stalled store), and otherwise forwards them;
 // - tcpFaultProxy: a TCP proxy (for Postgres over the wire) that cuts a connection when the client sends
-//   bytes matching a pattern (a statement), before they reach the server, or cuts every connection at once.
+//   bytes matching a pattern (a statement), before they reach the server, or cuts every connection at once,
+//   or takes the server away (down(): no new connection, each open one cut as soon as it is idle) until up().
 import { createServer as createHttpServer, request as httpRequest, type IncomingMessage } from 'node:http';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 
@@ -86,13 +87,27 @@ export interface TcpFaultProxy {
   cutOnReply(pattern: RegExp): Promise<void>;
   /** Cuts every open connection now. */
   cutAll(): void;
+  /**
+   * The server goes away: new connections are refused (closed at once) and each open one is cut as soon
+   * as it is idle (the server's last message was ReadyForQuery, outside a transaction) — never inside a
+   * transaction, whose cut kills a postgres.js 3.4.9 client (see fault-ingest.test.ts). Until up().
+   */
+  down(): void;
+  up(): void;
   /** Connections cut so far. */
   cuts(): number;
   close(): Promise<void>;
 }
 
+/** Whether a chunk from a Postgres server ends with ReadyForQuery in the idle state ('Z', 5, 'I'). */
+const endsIdle = (d: Buffer) =>
+  d.length >= 6 && d[d.length - 6] === 0x5a && d.readInt32BE(d.length - 5) === 5 && d[d.length - 1] === 0x49;
+
 export async function tcpFaultProxy(targetPort: number, targetHost = '127.0.0.1'): Promise<TcpFaultProxy> {
   const pairs = new Set<[Socket, Socket]>();
+  /** Pairs whose server side last said it is idle. */
+  const idle = new Set<[Socket, Socket]>();
+  let isDown = false;
   let trigger: { pattern: RegExp; after?: RegExp; armed: Set<Socket>; hit: () => void } | null = null;
   let replyTrigger: { pattern: RegExp; hit: () => void } | null = null;
   let cuts = 0;
@@ -101,8 +116,13 @@ export async function tcpFaultProxy(targetPort: number, targetHost = '127.0.0.1'
     pair[0].destroy();
     pair[1].destroy();
     pairs.delete(pair);
+    idle.delete(pair);
   };
   const server: Server = createServer((client) => {
+    if (isDown) {
+      client.destroy();
+      return;
+    }
     const upstream = connect(targetPort, targetHost);
     const pair: [Socket, Socket] = [client, upstream];
     pairs.add(pair);
@@ -119,6 +139,12 @@ export async function tcpFaultProxy(targetPort: number, targetHost = '127.0.0.1'
       upstream.write(d);
     });
     upstream.on('data', (d: Buffer) => {
+      if (endsIdle(d)) idle.add(pair);
+      else idle.delete(pair);
+      if (isDown && idle.has(pair)) {
+        client.write(d, () => cut(pair));
+        return;
+      }
       if (replyTrigger?.pattern.test(d.toString('latin1'))) {
         const t = replyTrigger;
         replyTrigger = null;
@@ -157,6 +183,13 @@ export async function tcpFaultProxy(targetPort: number, targetHost = '127.0.0.1'
     },
     cutAll() {
       for (const p of [...pairs]) cut(p);
+    },
+    down() {
+      isDown = true;
+      for (const p of [...pairs]) if (idle.has(p)) cut(p);
+    },
+    up() {
+      isDown = false;
     },
     cuts: () => cuts,
     async close() {

@@ -1,9 +1,9 @@
 // One behavioural suite for both JobQueue implementations (BullMQ on redis-server, in-process): delivery,
-// retries with growing backoff, the failed set, UnrecoverableJobError, job id dedupe, concurrency, delays
-// and graceful close. Backoffs are tens of milliseconds so the suite stays fast.
+// retries with growing backoff, the failed set, UnrecoverableJobError, DeferJobError, job id dedupe,
+// concurrency, delays and graceful close. Backoffs are tens of milliseconds so the suite stays fast.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { JobQueue } from '../../contracts/queue.ts';
-import { UnrecoverableJobError } from '../../contracts/queue.ts';
+import { DeferJobError, UnrecoverableJobError } from '../../contracts/queue.ts';
 
 export interface QueueFixture {
   queue: JobQueue;
@@ -109,6 +109,28 @@ export function jobQueueSuite(name: string, open: () => Promise<QueueFixture>): 
       await c.close();
     });
 
+    it('puts a job back untried on DeferJobError, for another consumer to take', async () => {
+      const name = fresh();
+      let deferred = 0;
+      const picky = q.consume(name, async () => {
+        deferred++;
+        throw new DeferJobError('not mine', 200);
+      });
+      await q.enqueue(name, { n: 1 }, { jobId: 'for-another', attempts: 1 });
+      await waitFor(() => deferred > 0, 'the first consumer to take the job');
+      await waitFor(async () => (await q.getJob(name, 'for-another'))?.state === 'delayed', 'deferral');
+      expect(await q.getJob(name, 'for-another')).toMatchObject({ attemptsMade: 0 });
+      // a consumer that can do it; its only try is still there
+      const seen: unknown[] = [];
+      const able = q.consume(name, async (data) => {
+        seen.push(data);
+      });
+      await picky.close();
+      await waitFor(async () => (await q.getJob(name, 'for-another'))?.state === 'completed', 'completion');
+      expect(seen).toEqual([{ n: 1 }]);
+      await able.close();
+    });
+
     it('fails a job at once on UnrecoverableJobError', async () => {
       const name = fresh();
       let calls = 0;
@@ -205,6 +227,41 @@ export function jobQueueSuite(name: string, open: () => Promise<QueueFixture>): 
       );
       expect(attempts).toEqual([1]);
       await second.close();
+    });
+
+    it('a later try reads back the progress an earlier try saved', async () => {
+      const name = fresh();
+      const seen: unknown[] = [];
+      const c = q.consume(name, async (_data, ctx) => {
+        seen.push(ctx.progress);
+        await ctx.saveProgress!({
+          done: [...((ctx.progress as { done?: number[] })?.done ?? []), ctx.attempt],
+        });
+        if (ctx.attempt < 3) throw new Error(`try ${ctx.attempt} fails after saving`);
+      });
+      await q.enqueue(name, {}, { jobId: 'resumable', attempts: 3, backoffMs: 20 });
+      await waitFor(async () => (await q.getJob(name, 'resumable'))?.state === 'completed', 'completion');
+      expect(seen).toEqual([undefined, { done: [1] }, { done: [1, 2] }]);
+      await c.close();
+    });
+
+    it('keeps only the redacted payload of a completed job; a failed one keeps its payload', async () => {
+      const name = fresh();
+      const redact = (d: unknown) => ({ kept: (d as { kept: string }).kept });
+      const c = q.consume(
+        name,
+        async (data) => {
+          if ((data as { fail?: boolean }).fail) throw new UnrecoverableJobError('no');
+        },
+        { redactOnComplete: redact },
+      );
+      await q.enqueue(name, { kept: 'id-1', secret: [1, 2, 3] }, { jobId: 'redacted' });
+      await q.enqueue(name, { kept: 'id-2', secret: [4], fail: true }, { jobId: 'failed-kept' });
+      await waitFor(async () => (await q.getJob(name, 'redacted'))?.state === 'completed', 'completion');
+      await waitFor(async () => (await q.getJob(name, 'failed-kept'))?.state === 'failed', 'failure');
+      expect((await q.getJob(name, 'redacted'))?.data).toEqual({ kept: 'id-1' });
+      expect((await q.getJob(name, 'failed-kept'))?.data).toEqual({ kept: 'id-2', secret: [4], fail: true });
+      await c.close();
     });
 
     it('closes gracefully: waits for the running handler, which sees the shutdown signal', async () => {

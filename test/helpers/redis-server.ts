@@ -2,7 +2,7 @@
 // without persistence unless asked (aof: true keeps data across restart()). Killed on stop() and when the
 // test process exits.
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync, statSync, truncateSync } from 'node:fs';
 import { createServer, Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -15,12 +15,23 @@ export interface RedisTestServer {
   restart(): Promise<void>;
   /** Stops the server but keeps its port and data dir for up(): an outage. */
   down(): Promise<void>;
+  /**
+   * SIGKILL, as a crash; up() restarts it. A killed process loses nothing the kernel already has, so to
+   * model what `appendfsync everysec` loses when the machine goes down (up to a second of acknowledged
+   * writes), `truncateAofTo` cuts the append-only file back to an earlier aofBytes().
+   */
+  kill(opts?: { truncateAofTo?: number }): Promise<void>;
+  /** Size of the append-only file being appended to (Redis 7's *.incr.aof). */
+  aofBytes(): number;
   up(): Promise<void>;
 }
 
 export interface RedisOptions {
-  /** Append-only file with fsync on every write, so restart() keeps the data. */
-  aof?: boolean;
+  /**
+   * Append-only file: `true` fsyncs every write (restart() keeps everything), 'everysec' once a second
+   * (Redis's default; a kill loses up to a second of acknowledged writes).
+   */
+  aof?: boolean | 'everysec';
 }
 
 const live = new Set<ChildProcess>();
@@ -62,7 +73,8 @@ export async function startRedis(opts: RedisOptions = {}): Promise<RedisTestServ
 
   const launch = async () => {
     const args = ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', ''];
-    args.push(...(opts.aof ? ['--appendonly', 'yes', '--appendfsync', 'always'] : ['--appendonly', 'no']));
+    const fsync = opts.aof === 'everysec' ? 'everysec' : 'always';
+    args.push(...(opts.aof ? ['--appendonly', 'yes', '--appendfsync', fsync] : ['--appendonly', 'no']));
     // BullMQ needs keys to stay put: never evict.
     args.push('--maxmemory-policy', 'noeviction');
     const proc = spawn('redis-server', args, { stdio: ['ignore', 'pipe', 'pipe'] });
@@ -96,6 +108,17 @@ export async function startRedis(opts: RedisOptions = {}): Promise<RedisTestServ
     child = undefined;
   };
 
+  /** The newest *.incr.aof of Redis 7's multi-part append-only file. */
+  const incrAof = () => {
+    const aofDir = join(dir, 'appendonlydir');
+    const incr = readdirSync(aofDir)
+      .map((f) => /^appendonly\.aof\.(\d+)\.incr\.aof$/.exec(f))
+      .filter((m): m is RegExpExecArray => m !== null)
+      .sort((a, b) => Number(b[1]) - Number(a[1]));
+    if (!incr[0]) throw new Error(`no incremental append-only file in ${aofDir} (aof off?)`);
+    return join(aofDir, incr[0][0]);
+  };
+
   await launch();
   return {
     url: `redis://127.0.0.1:${port}`,
@@ -109,6 +132,15 @@ export async function startRedis(opts: RedisOptions = {}): Promise<RedisTestServ
       await launch();
     },
     down: halt,
+    async kill(o = {}) {
+      if (child && child.exitCode === null && child.signalCode === null) {
+        child.kill('SIGKILL');
+        await exited;
+      }
+      child = undefined;
+      if (o.truncateAofTo !== undefined) truncateSync(incrAof(), o.truncateAofTo);
+    },
+    aofBytes: () => statSync(incrAof()).size,
     up: launch,
   };
 }

@@ -11,7 +11,13 @@ export interface SystemNeed {
 
 const onPath = (bin: string) => () => spawnSync('sh', ['-c', `command -v ${bin}`]).status === 0;
 
-export const REQUIRED: SystemNeed[] = [{ pkg: 'redis-server', present: onPath('redis-server') }];
+/** Debian's Chromium: the browser the console's tests drive (test/helpers/browser.ts). */
+export const CHROMIUM = '/usr/bin/chromium';
+
+export const REQUIRED: SystemNeed[] = [
+  { pkg: 'redis-server', present: onPath('redis-server') },
+  { pkg: 'chromium', present: () => existsSync(CHROMIUM) },
+];
 
 /** Optional: live PyTorch golden recomputation runs only when these are present; never installed by tests. */
 export const hasTorch = (): boolean =>

@@ -265,6 +265,28 @@ describe('upload', () => {
           }),
         400,
       ],
+      [
+        'a file part whose Content-Type is over 255 characters',
+        () =>
+          h.call('POST', docsPath(), {
+            key: a.key,
+            body: multipart(
+              new Blob(['ok'], { type: `text/plain; charset=utf-8; x=${'y'.repeat(300)}` }),
+              'a.txt',
+            ),
+          }),
+        400,
+      ],
+      [
+        'a request Content-Type over 255 characters',
+        () =>
+          h.call('POST', docsPath(), {
+            key: a.key,
+            body: multipart(new Blob(['ok']), 'a.txt'),
+            headers: { 'content-type': `multipart/form-data; boundary=${'b'.repeat(300)}` },
+          }),
+        400,
+      ],
       ['PDF as JSON text', () => uploadJson({ text: '%PDF-1.4', content_type: 'application/pdf' }), 400],
       [
         'wrong content type',
@@ -445,7 +467,7 @@ describe('jobs', () => {
     });
   });
 
-  it('with a queue attached, a relayed job reports the queue’s state and failure reason', async () => {
+  it('with a queue attached, a relayed job reports the queue’s state, and that it failed without the queue’s error text', async () => {
     const doc = await h.expectJson<Doc>(201, 'POST', docsPath(), {
       key: a.key,
       json: { text: 'queued for real' },
@@ -469,7 +491,22 @@ describe('jobs', () => {
         job = await h.expectJson(200, 'GET', `/v1/jobs/ingest/${doc.ingest_job_id}`, { key: a.key });
       }
       await consumer.close();
-      expect(job).toMatchObject({ state: 'failed', attempts: 1, last_error: { message: 'parser exploded' } });
+      // the queue's own error text stays in the service log; the tenant learns that the job failed
+      expect(job).toMatchObject({
+        state: 'failed',
+        attempts: 1,
+        last_error: { message: expect.stringContaining('failed') },
+      });
+      expect(JSON.stringify(job)).not.toContain('parser exploded');
+      // once the worker wrote the document's tenant-facing error, that is the job's last_error
+      await h.db.db
+        .update(documents)
+        .set({ status: 'failed', error: 'the PDF has no pages' })
+        .where(eq(documents.id, doc.id));
+      const described = await h.expectJson(200, 'GET', `/v1/jobs/ingest/${doc.ingest_job_id}`, {
+        key: a.key,
+      });
+      expect(described).toMatchObject({ last_error: { message: 'the PDF has no pages' } });
       expect((await h.call('GET', `/v1/jobs/ingest/${doc.ingest_job_id}`, { key: b.key })).status).toBe(404);
     } finally {
       h.api.jobs = undefined;

@@ -10,6 +10,7 @@ import { createRunner } from '../../gpu-runner/server/runner.ts';
 import { chunks } from '../../src/db/schema.ts';
 import type { Plan } from '../../src/planning/plan.ts';
 import { inProcessSource } from '../../src/routing/runner-client.ts';
+import { withRunnerToken } from '../../contracts/runner-api.ts';
 import { type AnswerHarness, startAnswerHarness } from '../helpers/answer-harness.ts';
 
 const STATIONS = ['S10', 'S11', 'S12', 'S13'];
@@ -141,7 +142,12 @@ describe('POST /v1/query iterative retrieval (PGlite wire, real runner)', () => 
     const measured = await createRunner({ modelDir: e.dir, backend: 'reference', blobs: h.blobs });
     await measured.start();
     expect(measured.core.engine.profile.sparseBreakEven).toBe(8);
-    h.useSource(inProcessSource((r) => measured.app.fetch(r), measured.core.engine.profile));
+    h.useSource(
+      inProcessSource(
+        withRunnerToken((r) => measured.app.fetch(r), measured.core.credential.current),
+        measured.core.engine.profile,
+      ),
+    );
     try {
       const a = await ask({ question: 'Which station logs rain?', max_tokens: 3 });
       expect(a.plan.generation.sparse).toEqual({ mode: 'auto' });
@@ -157,7 +163,12 @@ describe('POST /v1/query iterative retrieval (PGlite wire, real runner)', () => 
       expect(done.reuse.sparse?.pattern).not.toBe('dense');
       expect(done.reuse.squeezed).toBeNull();
     } finally {
-      h.useSource(inProcessSource((r) => h.runner.app.fetch(r), e.profile));
+      h.useSource(
+        inProcessSource(
+          withRunnerToken((r) => h.runner.app.fetch(r), h.runner.core.credential.current),
+          e.profile,
+        ),
+      );
       await measured.stop({ graceMs: 0 });
       rmSync(written);
     }

@@ -7,8 +7,9 @@ import { eq } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { kvArtifacts } from '../../src/db/schema.ts';
 import { BloomFilter } from '../../contracts/bloom.ts';
-import type { RunnerHeartbeat } from '../../contracts/heartbeat.ts';
+import { type RunnerHeartbeat, signHeartbeat } from '../../contracts/heartbeat.ts';
 import { MemoryRegistry } from '../../src/routing/registry.ts';
+import { withRunnerToken } from '../../contracts/runner-api.ts';
 import { RunnerPool, registrySource } from '../../src/routing/runner-client.ts';
 import { type AnswerHarness, startAnswerHarness } from '../helpers/answer-harness.ts';
 import { collectSse } from '../helpers/sse.ts';
@@ -35,7 +36,7 @@ describe('router: failover before the first token, expired heartbeats (real runn
   const registry = new MemoryRegistry(() => clock);
   const calls = new Map<string, number>();
 
-  const hb = (id: string, url: string, held: string[], load = 0): RunnerHeartbeat => {
+  const unsigned = (id: string, url: string, held: string[], load = 0): RunnerHeartbeat => {
     const bloom = BloomFilter.forCapacity(64);
     for (const k of held) bloom.add(k);
     return {
@@ -49,6 +50,10 @@ describe('router: failover before the first token, expired heartbeats (real runn
       sentAt: clock,
     };
   };
+  // signed with the runner credential, as runners sign theirs
+  const hb = (id: string, url: string, held: string[], load = 0) =>
+    signHeartbeat(unsigned(id, url, held, load), h.runner.core.credential.current);
+  const trust = () => ({ tokens: [h.runner.core.credential.current] });
 
   beforeAll(async () => {
     h = await startAnswerHarness();
@@ -63,7 +68,9 @@ describe('router: failover before the first token, expired heartbeats (real runn
       calls.set(host, (calls.get(host) ?? 0) + 1);
       return host === 'good.runner' ? h.runner.app.fetch(req) : fetch(req);
     };
-    h.useSource(registrySource(registry, fetchFn));
+    h.useSource(
+      registrySource(registry, withRunnerToken(fetchFn, h.runner.core.credential.current), trust()),
+    );
     h.answer.cache = undefined;
   }, 60_000);
   afterAll(async () => {
@@ -72,8 +79,8 @@ describe('router: failover before the first token, expired heartbeats (real runn
 
   it('a runner failing before its first token is skipped invisibly; the next one answers', async () => {
     const dead = `127.0.0.1:${await closedPort()}`;
-    await registry.publish(hb('holder', `http://${dead}`, keys), 60_000);
-    await registry.publish(hb('good', 'http://good.runner', []), 60_000);
+    await registry.publish(await hb('holder', `http://${dead}`, keys), 60_000);
+    await registry.publish(await hb('good', 'http://good.runner', []), 60_000);
     const ranked = await h.answer.runners.rank(h.served.fingerprint, keys);
     expect(ranked.map((r) => r.id)).toEqual(['holder', 'good']);
 
@@ -99,7 +106,7 @@ describe('router: failover before the first token, expired heartbeats (real runn
 
   it('every runner failing before the first token ends the stream with one error event', async () => {
     await registry.remove('good');
-    await registry.publish(hb('dead', `http://127.0.0.1:${await closedPort()}`, keys), 60_000);
+    await registry.publish(await hb('dead', `http://127.0.0.1:${await closedPort()}`, keys), 60_000);
     const res = await h.call('POST', '/v1/query', {
       key: tenant.key,
       json: { question: 'Which station logs fog?', collection_ids: [col.collection], max_tokens: 4 },
@@ -122,8 +129,8 @@ describe('router: failover before the first token, expired heartbeats (real runn
   }, 60_000);
 
   it('a runner whose heartbeat expired is never called, though it claimed every artifact', async () => {
-    await registry.publish(hb('ghost', 'http://ghost.runner', keys), 1_000);
-    await registry.publish(hb('good', 'http://good.runner', []), 60_000);
+    await registry.publish(await hb('ghost', 'http://ghost.runner', keys), 1_000);
+    await registry.publish(await hb('good', 'http://good.runner', []), 60_000);
     expect((await h.answer.runners.rank(h.served.fingerprint, keys))[0].id).toBe('ghost');
     clock += 1_500; // the ghost stopped heartbeating; its TTL ran out
     for (const q of ['Which station logs rain?', 'Which station logs snow?']) {
@@ -142,9 +149,45 @@ describe('router: failover before the first token, expired heartbeats (real runn
     expect((await h.answer.runners.rank(h.served.fingerprint, keys)).map((r) => r.id)).toEqual(['good']);
   }, 60_000);
 
+  it('forged heartbeats are never used: unsigned, signed with another credential, stale, or off the allow-list', async () => {
+    // each claims every artifact and no load, so it would be ranked first if the router believed it
+    const forged: RunnerHeartbeat[] = [
+      unsigned('unsigned', 'http://evil.example:8081', keys),
+      await signHeartbeat(unsigned('other-key', 'http://evil.example:8081', keys), 'x'.repeat(64)),
+      // a real signature over one URL, with the URL swapped afterwards
+      { ...(await hb('swapped', 'http://good.runner', keys)), url: 'http://evil.example:8081' },
+      { ...unsigned('stale', 'http://good.runner', keys), sentAt: clock - 120_000 },
+    ];
+    forged[3] = await signHeartbeat(forged[3], h.runner.core.credential.current);
+    for (const f of forged) await registry.publish(f, 60_000);
+    await registry.publish(await hb('good', 'http://good.runner', []), 60_000);
+    const refused: string[] = [];
+    const pool = new RunnerPool(
+      registrySource(
+        registry,
+        (r) => fetch(r),
+        trust(),
+        (id, _url, reason) => refused.push(`${id}: ${reason}`),
+      ),
+    );
+    expect((await pool.rank(h.served.fingerprint, keys)).map((r) => r.id)).toEqual(['good']);
+    expect(refused.map((r) => r.split(':')[0]).sort()).toEqual(['other-key', 'stale', 'swapped', 'unsigned']);
+    // with an allow-list, a correctly signed heartbeat on another origin is refused as well
+    await registry.publish(await hb('signed-elsewhere', 'http://10.9.9.9:8081', keys), 60_000);
+    const listed = new RunnerPool(
+      registrySource(registry, (r) => fetch(r), {
+        ...trust(),
+        allow: ['http://good.runner', 'http://10.0.*.*:8081'],
+      }),
+    );
+    expect((await listed.rank(h.served.fingerprint, keys)).map((r) => r.id)).toEqual(['good']);
+    for (const id of ['unsigned', 'other-key', 'swapped', 'stale', 'signed-elsewhere'])
+      await registry.remove(id);
+  });
+
   it('bounded load: a holder far above the average load is passed over for an idle runner', async () => {
-    const pool = new RunnerPool(registrySource(registry));
-    await registry.publish(hb('busy-holder', 'http://busy.runner', keys, 10), 60_000);
+    const pool = new RunnerPool(registrySource(registry, (r) => fetch(r), trust()));
+    await registry.publish(await hb('busy-holder', 'http://busy.runner', keys, 10), 60_000);
     const ranked = await pool.rank(h.served.fingerprint, keys);
     expect(ranked.map((r) => r.id)).toEqual(['good', 'busy-holder']);
     await registry.remove('busy-holder');

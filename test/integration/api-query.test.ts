@@ -24,7 +24,10 @@ interface Done {
   cited: number[];
   usage: { prompt_tokens: number; completion_tokens: number; total_tokens: number; cached_tokens: number };
   timings: { retrieval_ms: number; ttft_ms: number; total_ms: number };
-  plan: { generation: { reuse: { mode: string }; maxTokens: number } };
+  ttft_split_ms: Record<string, number> | null;
+  plan: {
+    generation: { reuse: { mode: string }; maxTokens: number; why?: Record<string, string> };
+  };
   reuse: { cached_tokens: number; mode: string };
   runner: { id: string; failed_over: string[] } | null;
   cached: boolean;
@@ -99,6 +102,23 @@ describe('answer routes (PGlite wire, in-process workers, real runner on a tiny 
     expect(done.usage.cached_tokens).toBeLessThan(done.usage.prompt_tokens);
     expect(done.reuse.cached_tokens).toBe(done.usage.cached_tokens);
     expect(done.timings.ttft_ms).toBeLessThanOrEqual(done.timings.total_ms);
+    // where the ttft went: retrieval, then the runner's phases; the parts add up to the measured ttft
+    const split = done.ttft_split_ms!;
+    expect(Object.keys(split).sort()).toEqual(
+      ['load', 'other', 'prefill', 'queue', 'recompute', 'retrieval', 'rotate', 'squeeze'].sort(),
+    );
+    expect(split.retrieval).toBe(done.timings.retrieval_ms);
+    expect(split.load).toBeGreaterThan(0);
+    expect(split.prefill).toBeGreaterThan(0);
+    const sum = Object.values(split).reduce((a, b) => a + b, 0);
+    expect(Math.abs(sum - done.timings.ttft_ms)).toBeLessThanOrEqual(0.5); // each part rounded to 0.1 ms
+    // and why the plan is what it is
+    expect(done.plan.generation.why).toMatchObject({
+      reuse: expect.stringMatching(/^fast quality/),
+      k: expect.stringContaining(`${citations.length} of`),
+      squeezed: expect.stringMatching(/^dense: a \d+-token fixed context is under 4096/),
+      sparse: expect.stringMatching(/^dense/),
+    });
     expect(done.runner).toEqual({ id: 'in-process', failed_over: [] });
     expect(done.cached).toBe(false);
     for (const n of done.cited) expect(n).toBeLessThanOrEqual(citations.length);
@@ -128,6 +148,8 @@ describe('answer routes (PGlite wire, in-process workers, real runner on a tiny 
       json: { ...body, question: '  Where is the   ember valley? ' },
     });
     expect(again.cached).toBe(true);
+    expect(again.ttft_split_ms).toBeNull(); // no prefill ran for a cached answer
+    expect(first.ttft_split_ms?.prefill).toBeGreaterThan(0);
     expect(h.answer.cache!.hits).toBe(hits + 1);
     expect(again.text).toBe(first.text);
     expect(again.citations).toEqual(first.citations);

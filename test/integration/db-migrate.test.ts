@@ -49,6 +49,7 @@ describe('migrations over postgres.js', () => {
       'api_keys',
       'chunks',
       'collections',
+      'document_jobs',
       'documents',
       'kv_artifacts',
       'outbox',

@@ -42,7 +42,14 @@ describe('schema', () => {
       sql`select table_name from information_schema.tables where table_schema = 'public' and table_type = 'BASE TABLE'`,
     );
     const owned = tables.map((t) => t.table_name).filter((t) => !NOT_TENANT_OWNED.includes(t));
-    expect(owned.sort()).toEqual(['api_keys', 'chunks', 'collections', 'documents', 'query_log']);
+    expect(owned.sort()).toEqual([
+      'api_keys',
+      'chunks',
+      'collections',
+      'document_jobs',
+      'documents',
+      'query_log',
+    ]);
     const cols = await queryRows<{ table_name: string; data_type: string; is_nullable: string }>(
       handle.db,
       sql`select table_name, data_type, is_nullable from information_schema.columns

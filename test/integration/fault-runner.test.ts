@@ -12,6 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createRunner, type Runner } from '../../gpu-runner/server/runner.ts';
 import { chunks, kvArtifacts } from '../../src/db/schema.ts';
 import { inProcessSource, type RunnerSource, staticSource } from '../../src/routing/runner-client.ts';
+import { withRunnerToken } from '../../contracts/runner-api.ts';
 import { type AnswerHarness, startAnswerHarness } from '../helpers/answer-harness.ts';
 import { type TcpFaultProxy, tcpFaultProxy } from '../helpers/fault-proxy.ts';
 import { collectSse, sseEvents } from '../helpers/sse.ts';
@@ -29,8 +30,14 @@ let document: string;
  * once the remote runner has been probed ready (so a cut armed afterwards hits the generation, not the probe).
  */
 async function useRunners(fallback: boolean) {
-  const primary = staticSource([`http://127.0.0.1:${proxy.port}`], { pollMs: 60_000 });
-  const second = inProcessSource((r) => h.runner.app.fetch(r), h.runner.core.engine.profile);
+  const primary = staticSource([`http://127.0.0.1:${proxy.port}`], {
+    pollMs: 60_000,
+    fetch: withRunnerToken((r) => fetch(r), remote.core.credential.current),
+  });
+  const second = inProcessSource(
+    withRunnerToken((r) => h.runner.app.fetch(r), h.runner.core.credential.current),
+    h.runner.core.engine.profile,
+  );
   const source: RunnerSource = {
     // the fallback reports load, so the remote runner ranks first
     list: async () => [
@@ -161,7 +168,13 @@ describe('a corrupted chunk artifact', () => {
     });
     await fresh.start();
     try {
-      h.useSource(inProcessSource((r) => fresh.app.fetch(r), fresh.core.engine.profile, 'fresh'));
+      h.useSource(
+        inProcessSource(
+          withRunnerToken((r) => fresh.app.fetch(r), fresh.core.credential.current),
+          fresh.core.engine.profile,
+          'fresh',
+        ),
+      );
       const res = await query('Who lights the beacon on the north tower?', 8);
       const events = await collectSse(res);
       expect(events.at(-1)!.event, JSON.stringify(events.at(-1))).toBe('done');

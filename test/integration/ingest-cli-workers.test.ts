@@ -63,14 +63,18 @@ describe('kvrag workers (separate process, BullMQ on redis-server)', () => {
       key: tenant.key,
       json: { text: 'The workers process picks this up from the outbox. '.repeat(6), filename: 'cli.txt' },
     });
+    // the process starts first (seconds of module loading on a loaded machine: not what this measures)
+    await waitFor(() => output.includes('kvrag workers running'), 'the workers process to start', 120_000);
     await waitFor(
       async () => {
         const [d] = await h.db.db.select().from(documents).where(eq(documents.id, doc.id));
         return d.status === 'precomputing';
       },
-      `precomputing (workers output: ${output})`,
+      'precomputing',
       30_000,
-    );
+    ).catch((e: Error) => {
+      throw new Error(`${e.message} (workers output: ${output})`);
+    });
     expect((await h.db.db.select().from(chunks).where(eq(chunks.documentId, doc.id))).length).toBeGreaterThan(
       1,
     );
@@ -86,5 +90,5 @@ describe('kvrag workers (separate process, BullMQ on redis-server)', () => {
     expect(await exited).toBe(0);
     expect(output).toContain('workers shutting down');
     child = undefined;
-  });
+  }, 180_000);
 });

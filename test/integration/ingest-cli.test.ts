@@ -9,10 +9,10 @@ import { join } from 'node:path';
 import { type ServerType, serve } from '@hono/node-server';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MemoryJobQueue } from '../../src/queue/memory.ts';
-import { enqueueJob, type PrecomputeJob } from '../../contracts/jobs.ts';
 import { type RunningWorkers, startWorkers } from '../../workers/run.ts';
 import { loadServingModel } from '../../workers/serving-model.ts';
 import { type Harness, startApiHarness } from '../helpers/api-harness.ts';
+import { consumePrecompute } from '../helpers/artifact-runner.ts';
 import { type TinyModels, tinyModels } from '../helpers/tiny-model.ts';
 
 function run(args: string[]): Promise<{ code: number | null; out: string }> {
@@ -53,19 +53,8 @@ describe('kvrag ingest PATH… (HTTP API, workers in-process)', () => {
       relay: { idleMs: 50 },
       sweepEveryMs: 0,
     });
-    // the runner: every chunk's artifact "stored" and reported
-    queue.consume<PrecomputeJob>('precompute', async (job) => {
-      await enqueueJob(queue, 'precompute-done', {
-        v: 1,
-        modelFingerprint: job.modelFingerprint,
-        artifacts: job.chunks.map((c) => ({
-          chunkHash: c.chunkHash,
-          objectKey: `kv/${job.modelFingerprint}/${c.chunkHash.slice(0, 2)}/${c.chunkHash}.kv`,
-          bytes: 64,
-          formatVersion: 1,
-        })),
-      });
-    });
+    // the runner: every chunk's artifact stored and reported
+    consumePrecompute(queue, h.blobs);
   });
   afterAll(async () => {
     await workers?.stop();

@@ -162,7 +162,8 @@ describe('workers in-process (MemoryJobQueue, PGlite wire, fs blobs)', () => {
               // other tests' documents may be relayed again here (their rows are marked once finished)
               if (!texts[0].startsWith(TEXT)) return inner.embed(texts, kind);
               calls++;
-              if (calls === 1) throw new AppError('upstream_unavailable', 'embedding server is away');
+              if (calls === 1)
+                throw new AppError('upstream_unavailable', 'embedding server http://10.0.0.7:8000 is away');
               errorSeen = (await statusOf(id)).error;
               return inner.embed(texts, kind);
             },
@@ -179,13 +180,14 @@ describe('workers in-process (MemoryJobQueue, PGlite wire, fs blobs)', () => {
       await queue.close();
     }
     // the second try saw the first one's reason on the document; success cleared it
-    expect(errorSeen).toBe('retrying: embedding server is away');
+    // what the tenant reads names the kind of failure, not the internal address (that is logged)
+    expect(errorSeen).toBe('retrying: an upstream service (such as the embedding provider) is unavailable');
     expect((await statusOf(id)).error).toBeNull();
     const job = await queue.getJob('ingest', `ingest-${id}`);
     expect(job).toMatchObject({ state: 'completed', attemptsMade: 2 });
   });
 
-  it('marks the document failed when the last try fails transiently too', async () => {
+  it('leaves a document whose last try failed transiently to the reconciler, which fails it after its re-drives', async () => {
     const blobs = new FsBlobStore(dir);
     const id = await queuedDocument(blobs, 'A document whose embedder never comes back. '.repeat(3));
     const resolve = createEmbeddingResolver();
@@ -198,21 +200,39 @@ describe('workers in-process (MemoryJobQueue, PGlite wire, fs blobs)', () => {
         embeddings: (choice) => ({
           ...resolve(choice),
           embed: async () => {
-            throw new AppError('upstream_unavailable', 'embedding server is away');
+            throw new Error('connect ECONNREFUSED 10.0.0.7:8000');
           },
         }),
       },
       queue,
-      { relay: { idleMs: 20, optionsFor: () => ({ attempts: 2, backoffMs: 20 }) }, sweepEveryMs: 0 },
+      {
+        relay: { idleMs: 20, optionsFor: () => ({ attempts: 2, backoffMs: 20 }) },
+        sweepEveryMs: 0,
+        reconcile: { afterMs: 400, everyMs: 100, attempts: 1 },
+      },
     );
     try {
-      await waitFor(async () => (await statusOf(id)).status === 'failed', 'failed');
+      // the queue's two tries fail: the document stays where it was, saying so
+      await waitFor(
+        async () => (await queue.getJob('ingest', `ingest-${id}`))?.state === 'failed',
+        'the first job to fail',
+      );
+      await waitFor(async () => (await statusOf(id)).error?.startsWith('2 tries failed'), 'the note');
+      expect((await statusOf(id)).status).not.toBe('failed');
+      // the reconciler re-drives it once (a job of its own), then gives up with the reason
+      await waitFor(async () => (await statusOf(id)).status === 'failed', 'failed', 20_000);
     } finally {
       await workers.stop();
       await queue.close();
     }
-    expect((await statusOf(id)).error).toBe('gave up after 2 tries: embedding server is away');
+    expect((await statusOf(id)).error).toBe(
+      'not ready after 1 re-drives: no progress in embedding ' +
+        '(last error: 2 tries failed, the reconciler retries later: an internal error)',
+    );
     expect(await db.db.select().from(chunks).where(eq(chunks.documentId, id))).toEqual([]);
-    expect(await queue.getJob('ingest', `ingest-${id}`)).toMatchObject({ state: 'failed', attemptsMade: 2 });
+    expect(await queue.getJob('ingest', `ingest-${id}-r1`)).toMatchObject({
+      state: 'failed',
+      attemptsMade: 2,
+    });
   });
 });

@@ -5,7 +5,7 @@ import { randomUUID } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { eq, sql } from 'drizzle-orm';
+import { eq, inArray, sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createPostgresDb, type DbHandle } from '../../src/db/client.ts';
 import { chunks, documents, kvArtifacts } from '../../src/db/schema.ts';
@@ -21,6 +21,7 @@ import { handlePrecomputeDone } from '../../workers/precompute-done.ts';
 import { loadServingModel, type ServingModel } from '../../workers/serving-model.ts';
 import { insertChunks, rng, type Seeded, seedDocument, sha256, unitVector } from '../helpers/db-fixtures.ts';
 import { type PgliteServer, startPgliteServer, TEST_POOL } from '../helpers/pglite-server.ts';
+import { storeTinyArtifact } from '../helpers/artifact-runner.ts';
 import { type S3TestServer, startS3 } from '../helpers/s3-server.ts';
 import { type TinyModels, tinyModels } from '../helpers/tiny-model.ts';
 
@@ -148,6 +149,52 @@ describe('artifact gc and precompute-done (PGlite wire, fs blobs, s3rver)', () =
     ).rejects.toMatchObject({ name: 'UnrecoverableJobError' });
   });
 
+  it('gc deletes only under the prefixes it owns: blob keys of other tenants and rows naming non-artifact keys', async () => {
+    const victim = await seed([`victim text ${randomUUID()}`]);
+    const theirUpload = uploadKey(victim.tenantId, victim.collectionId, victim.documentId);
+    await fsBlobs.put(theirUpload, new TextEncoder().encode('their raw upload'));
+    // a gc job of one tenant naming another tenant's upload is refused before anything is deleted
+    const attacker = randomUUID();
+    await expect(
+      handleGc(depsFor(fsBlobs), {
+        v: 1,
+        tenantId: attacker,
+        collectionId: randomUUID(),
+        blobKeys: [uploadKey(attacker, randomUUID(), randomUUID()), theirUpload],
+      }),
+    ).rejects.toMatchObject({ name: 'UnrecoverableJobError' });
+    await expect(
+      handleGc(depsFor(fsBlobs), {
+        v: 1,
+        tenantId: attacker,
+        collectionId: randomUUID(),
+        blobKeys: [`uploads/${attacker}/../${victim.tenantId}/${victim.collectionId}/${victim.documentId}`],
+      }),
+    ).rejects.toMatchObject({ name: 'UnrecoverableJobError' });
+    expect(await exists(fsBlobs, theirUpload)).toBe(true);
+    // an unreferenced artifact row whose object key is that upload (written before claims were checked):
+    // the row goes, the upload stays
+    const h = sha256(`unreferenced ${randomUUID()}`);
+    await db.db.insert(kvArtifacts).values({
+      chunkHash: h,
+      modelFingerprint: FP,
+      objectKey: theirUpload,
+      bytes: 10,
+      formatVersion: 1,
+      status: 'ready',
+    });
+    expect(
+      await handleGc(depsFor(fsBlobs), {
+        v: 1,
+        tenantId: attacker,
+        collectionId: randomUUID(),
+        chunkHashes: [h],
+      }),
+    ).toMatchObject({ artifactsDeleted: 1 });
+    expect(await db.db.select().from(kvArtifacts).where(eq(kvArtifacts.chunkHash, h))).toEqual([]);
+    expect(await exists(fsBlobs, theirUpload)).toBe(true);
+  });
+
   it('sweep: unreferenced artifacts after the grace period, idle ones when configured, orphan objects', async () => {
     await db.db.delete(kvArtifacts);
     for await (const b of fsBlobs.list('kv/')) await fsBlobs.delete(b.key);
@@ -187,52 +234,188 @@ describe('artifact gc and precompute-done (PGlite wire, fs blobs, s3rver)', () =
     expect((await db.db.select().from(chunks).where(eq(chunks.contentHash, idle.hash))).length).toBe(1);
   });
 
+  it('sweep: upload blobs no document names (their transaction never committed) go after the grace period', async () => {
+    const s = await seed([`kept upload ${randomUUID()}`]);
+    const kept = uploadKey(s.tenantId, s.collectionId, s.documentId);
+    await db.db.update(documents).set({ objectKey: kept }).where(eq(documents.id, s.documentId));
+    const orphan = uploadKey(s.tenantId, s.collectionId, randomUUID());
+    // a row without object_key still owns the blob at its own upload key
+    const legacy = await seed([`legacy upload ${randomUUID()}`]);
+    const legacyKey = uploadKey(legacy.tenantId, legacy.collectionId, legacy.documentId);
+    for (const k of [kept, orphan, legacyKey]) await fsBlobs.put(k, new TextEncoder().encode('raw upload'));
+    // within the grace period nothing goes (an upload may be about to commit its row)
+    expect((await sweepArtifacts(depsFor(fsBlobs), { graceMs: 3600_000 })).orphanUploadsDeleted).toBe(0);
+    expect(await exists(fsBlobs, orphan)).toBe(true);
+    expect((await sweepArtifacts(depsFor(fsBlobs), { graceMs: 0 })).orphanUploadsDeleted).toBe(1);
+    expect(await exists(fsBlobs, orphan)).toBe(false);
+    expect(await exists(fsBlobs, kept)).toBe(true);
+    expect(await exists(fsBlobs, legacyKey)).toBe(true);
+  });
+
   it('precompute-done: upserts artifacts idempotently, readies complete documents, fails on a runner error', async () => {
     const shared = `shared ${randomUUID()}`;
-    const d1 = await seed([shared, `one ${randomUUID()}`]);
-    const d2 = await seed([shared, `two ${randomUUID()}`]);
-    const d3 = await seed([`three ${randomUUID()}`]);
+    const t1 = [shared, `one ${randomUUID()}`];
+    const t2 = [shared, `two ${randomUUID()}`];
+    const t3 = [`three ${randomUUID()}`];
+    const d1 = await seed(t1);
+    const d2 = await seed(t2);
+    const d3 = await seed(t3);
     await db.db.update(documents).set({ status: 'precomputing' });
-    const hashesOf = async (s: Seeded) =>
-      (
-        await db.db.select().from(chunks).where(eq(chunks.documentId, s.documentId)).orderBy(chunks.ordinal)
-      ).map((c) => c.contentHash);
-    const [h1, h2, h3] = [await hashesOf(d1), await hashesOf(d2), await hashesOf(d3)];
     const statusOf = async (s: Seeded) =>
       (await db.db.select().from(documents).where(eq(documents.id, s.documentId)))[0];
     const deps = depsFor(fsBlobs);
-    const done = (hs: string[], fp = FP, failed: { chunkHash: string; error: string }[] = []) =>
-      handlePrecomputeDone(deps, {
+    // the runner's report of `texts`: each artifact really stored under its canonical key
+    const done = async (
+      texts: string[],
+      opts: { fp?: string; failed?: { chunkHash: string; error: string }[]; documentIds?: string[] } = {},
+    ) => {
+      const fp = opts.fp ?? FP;
+      const artifacts = [];
+      for (const t of texts) {
+        const stored = await storeTinyArtifact(fsBlobs, fp, model.tokenizer.encode(t));
+        artifacts.push({ chunkHash: sha256(t), ...stored, formatVersion: 1 });
+      }
+      return handlePrecomputeDone(deps, {
         v: 1,
         modelFingerprint: fp,
-        artifacts: hs.map((h) => ({
-          chunkHash: h,
-          objectKey: objectKeyOf(fp, h),
-          bytes: 100,
-          formatVersion: 1,
-        })),
-        failed,
+        artifacts,
+        failed: opts.failed ?? [],
+        ...(opts.documentIds ? { documentIds: opts.documentIds } : {}),
       });
+    };
 
     // the shared chunk alone completes neither document
-    expect(await done([h1[0]])).toMatchObject({ artifacts: 1, ready: [], failed: [] });
-    // another model's artifacts are recorded but move no document
-    expect(await done([h1[1], h2[1]], OTHER_FP)).toMatchObject({ ready: [] });
+    expect(await done([t1[0]])).toMatchObject({ artifacts: 1, ready: [], failed: [] });
+    // another model's artifacts cannot be checked with this tokenizer: refused, nothing recorded or moved
+    const other = await done([t1[1], t2[1]], { fp: OTHER_FP });
+    expect(other).toMatchObject({ artifacts: 0, ready: [] });
+    expect(other.refused.map((r) => r.reason)).toEqual([
+      expect.stringMatching(/not the one/),
+      expect.anything(),
+    ]);
     expect((await statusOf(d1)).status).toBe('precomputing');
     // d1's last chunk: d1 ready, d2 still waiting
-    expect(await done([h1[1]])).toMatchObject({ ready: [d1.documentId] });
+    expect(await done([t1[1]])).toMatchObject({ ready: [d1.documentId] });
     expect((await statusOf(d2)).status).toBe('precomputing');
     // redelivery: no new row, no document moved twice
     const rows = (await db.db.select().from(kvArtifacts)).length;
-    expect(await done([h1[1]])).toMatchObject({ ready: [] });
+    expect(await done([t1[1]])).toMatchObject({ ready: [] });
     expect((await db.db.select().from(kvArtifacts)).length).toBe(rows);
-    // d2 completes; d3's chunk fails on the runner → d3 failed with the runner's error
-    const r = await done([h2[1]], FP, [{ chunkHash: h3[0], error: 'out of memory' }]);
+    // d2 completes; d3's chunk fails on the runner → d3 failed; the tenant reads that the runner could not
+    // compute it, not the runner's internals (those go to the log)
+    const r = await done([t2[1]], {
+      failed: [{ chunkHash: sha256(t3[0]), error: 'out of memory at 0x7f3a' }],
+    });
     expect(r).toMatchObject({ ready: [d2.documentId], failed: [d3.documentId] });
     expect((await statusOf(d2)).status).toBe('ready');
     const f = await statusOf(d3);
     expect(f.status).toBe('failed');
-    expect(f.error).toContain('out of memory');
+    expect(f.error).toContain('could not compute');
+    expect(f.error).not.toContain('out of memory');
+  });
+
+  it("precompute-done refuses forged claims: a key that is not the chunk's, an object that is not its artifact", async () => {
+    const [victim, attacker] = [`victim ${randomUUID()}`, `attacker ${randomUUID()}`];
+    const d = await seed([victim]);
+    await seed([attacker]);
+    await db.db.update(documents).set({ status: 'precomputing' }).where(eq(documents.id, d.documentId));
+    const deps = depsFor(fsBlobs);
+    const claim = (objectKey: string, bytes = 100) => ({
+      chunkHash: sha256(victim),
+      objectKey,
+      bytes,
+      formatVersion: 1,
+    });
+    const victimIds = model.tokenizer.encode(victim);
+    const canonical = await storeTinyArtifact(fsBlobs, FP, victimIds);
+    const theirs = await storeTinyArtifact(fsBlobs, FP, model.tokenizer.encode(attacker));
+    const forged = [
+      // the victim's chunk pointed at the attacker's artifact (answer poisoning)
+      claim(theirs.objectKey),
+      // ... or at any object at all (gc would later delete it)
+      claim(uploadKey(d.tenantId, d.collectionId, d.documentId)),
+      claim(`kv/${FP}/${sha256(victim).slice(0, 2)}/${sha256(victim)}.kv`),
+      // a hash no chunk has
+      { ...claim(canonical.objectKey), chunkHash: sha256(`nobody ${randomUUID()}`) },
+    ];
+    const r = await handlePrecomputeDone(deps, { v: 1, modelFingerprint: FP, artifacts: forged });
+    expect(r.artifacts).toBe(0);
+    expect(r.refused).toHaveLength(forged.length);
+    expect(r.ready).toEqual([]);
+    expect(
+      await db.db
+        .select()
+        .from(kvArtifacts)
+        .where(eq(kvArtifacts.chunkHash, sha256(victim))),
+    ).toEqual([]);
+    // the canonical key with garbage in it (not an artifact, or another chunk's bytes) is refused too
+    await fsBlobs.put(canonical.objectKey, (await fsBlobs.get(theirs.objectKey))!);
+    const swapped = await handlePrecomputeDone(deps, {
+      v: 1,
+      modelFingerprint: FP,
+      artifacts: [claim(canonical.objectKey)],
+    });
+    expect(swapped.artifacts).toBe(0);
+    expect(swapped.refused[0].reason).toMatch(/key/);
+    // the real artifact is accepted, with the size it really has
+    const real = await storeTinyArtifact(fsBlobs, FP, victimIds);
+    const ok = await handlePrecomputeDone(deps, {
+      v: 1,
+      modelFingerprint: FP,
+      artifacts: [claim(real.objectKey, 1)],
+    });
+    expect(ok).toMatchObject({ artifacts: 1, ready: [d.documentId] });
+    const [row] = await db.db
+      .select()
+      .from(kvArtifacts)
+      .where(eq(kvArtifacts.chunkHash, sha256(victim)));
+    expect(row).toMatchObject({ objectKey: real.objectKey, bytes: real.bytes });
+  });
+
+  it('precompute-done moves only the documents its job names: another tenant holding the same text waits for its own', async () => {
+    const text = `same text in two tenants ${randomUUID()}`;
+    const a = await seed([text]);
+    const b = await seed([text]);
+    const waiting = (...ss: Seeded[]) =>
+      db.db
+        .update(documents)
+        .set({ status: 'precomputing' })
+        .where(
+          inArray(
+            documents.id,
+            ss.map((x) => x.documentId),
+          ),
+        );
+    await waiting(a, b);
+    const deps = depsFor(fsBlobs);
+    const stored = await storeTinyArtifact(fsBlobs, FP, model.tokenizer.encode(text));
+    const report = (documentIds: string[], failed: { chunkHash: string; error: string }[] = []) =>
+      handlePrecomputeDone(deps, {
+        v: 1,
+        modelFingerprint: FP,
+        artifacts: failed.length ? [] : [{ chunkHash: sha256(text), ...stored, formatVersion: 1 }],
+        failed,
+        documentIds,
+      });
+    expect(await report([a.documentId])).toMatchObject({ ready: [a.documentId] });
+    const statusOf = async (s: Seeded) =>
+      (await db.db.select().from(documents).where(eq(documents.id, s.documentId)))[0].status;
+    expect(await statusOf(b)).toBe('precomputing');
+    expect(await report([b.documentId])).toMatchObject({ ready: [b.documentId] });
+    // a failure reported for one tenant's document does not fail the other's
+    const other = `failing text ${randomUUID()}`;
+    const c = await seed([other]);
+    const e = await seed([other]);
+    await waiting(c, e);
+    const failed = await report(
+      [c.documentId],
+      [{ chunkHash: sha256(other), error: 'token ids outside the vocabulary' }],
+    );
+    expect(failed.failed).toEqual([c.documentId]);
+    expect(await statusOf(e)).toBe('precomputing');
+    expect((await db.db.select().from(documents).where(eq(documents.id, c.documentId)))[0].error).toContain(
+      'token ids outside the vocabulary',
+    );
   });
 
   describe('on S3 (s3rver)', () => {

@@ -1,7 +1,7 @@
 // The transactional outbox and its relay against real components: PGlite served over the Postgres wire
 // protocol (postgres.js, as in production) and BullMQ on redis-server. Every outbox row must become
 // exactly one job run: with two relays at once, and after a relay dies between enqueue and commit.
-import { eq, isNull } from 'drizzle-orm';
+import { eq, isNull, sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createPostgresDb, type DbHandle } from '../../src/db/client.ts';
 import { outbox } from '../../src/db/schema.ts';
@@ -9,7 +9,7 @@ import { BullMqJobQueue } from '../../src/queue/bullmq.ts';
 import { MemoryJobQueue } from '../../src/queue/memory.ts';
 import type { GcJob } from '../../contracts/jobs.ts';
 import { addToOutbox } from '../../src/queue/outbox.ts';
-import { relayOnce, startOutboxRelay } from '../../workers/outbox-relay.ts';
+import { pruneDeliveredOutbox, relayOnce, startOutboxRelay } from '../../workers/outbox-relay.ts';
 import { waitFor } from '../helpers/job-queue-suite.ts';
 import { type PgliteServer, startPgliteServer, TEST_POOL } from '../helpers/pglite-server.ts';
 import { type RedisTestServer, startRedis } from '../helpers/redis-server.ts';
@@ -55,6 +55,40 @@ describe('outbox + relay (PGlite over the wire, BullMQ on redis-server)', () => 
     );
     return { runs, consumer };
   };
+
+  it('deletes delivered rows past the retention window; younger and undelivered rows stay', async () => {
+    await reset();
+    await db.db.transaction(async (tx) => {
+      for (const i of [1, 2, 3])
+        await addToOutbox(tx, { queue: 'gc', jobId: `gc-retained-${i}`, payload: gc(i) });
+    });
+    const q = openQueue(`retain${prefixN++}`);
+    expect((await relayOnce(db.db, q)).delivered).toBe(3);
+    // one delivered two days ago, one a minute ago; plus one never delivered, written long ago
+    await db.db.execute(
+      sql`update outbox set delivered_at = now() - interval '2 days' where job_id = 'gc-retained-1'`,
+    );
+    await db.db.execute(
+      sql`update outbox set delivered_at = now() - interval '1 minute' where job_id = 'gc-retained-2'`,
+    );
+    await db.db.execute(
+      sql`update outbox set delivered_at = null, created_at = now() - interval '9 days' where job_id = 'gc-retained-3'`,
+    );
+    expect(await pruneDeliveredOutbox(db.db, 24 * 3600_000, 1)).toBe(1);
+    const left = (await db.db.select({ id: outbox.jobId }).from(outbox)).map((r) => r.id).sort();
+    expect(left).toEqual(['gc-retained-2', 'gc-retained-3']);
+    // the relay loop prunes on its own
+    await db.db.execute(
+      sql`update outbox set delivered_at = now() - interval '2 days' where job_id = 'gc-retained-2'`,
+    );
+    const loop = startOutboxRelay(db.db, q, { idleMs: 20, retentionMs: 24 * 3600_000 });
+    try {
+      await waitFor(async () => (await db.db.select().from(outbox)).length === 1, 'pruned by the loop');
+    } finally {
+      await loop.stop();
+    }
+    await reset();
+  });
 
   it('writes outbox rows only with the transaction that carries them, once per job id', async () => {
     await reset();

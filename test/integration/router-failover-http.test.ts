@@ -10,7 +10,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { heartbeatOf } from '../../gpu-runner/server/heartbeat-loop.ts';
 import { createRunner, type Runner } from '../../gpu-runner/server/runner.ts';
 import { kvArtifacts } from '../../src/db/schema.ts';
+import { signHeartbeat } from '../../contracts/heartbeat.ts';
 import { MemoryRegistry } from '../../src/routing/registry.ts';
+import { withRunnerToken } from '../../contracts/runner-api.ts';
 import { registrySource } from '../../src/routing/runner-client.ts';
 import { type AnswerHarness, startAnswerHarness } from '../helpers/answer-harness.ts';
 import { collectSse } from '../helpers/sse.ts';
@@ -21,6 +23,8 @@ const TEXT = Array.from(
   (_, i) => `Beacon B${20 + i} blinks ${['red', 'green', 'blue', 'amber', 'white'][i]} at night.`,
 ).join('\n\n');
 const TTL = 6_000;
+/** The deployment's runner credential: both runners accept it and sign their heartbeats with it. */
+const TOKEN = 'router-failover-runner-token-0123456789abcdef';
 
 interface Done {
   text: string;
@@ -40,7 +44,8 @@ describe('router failover over real HTTP runners', () => {
   const runners = new Map<string, Runner>();
   const calls = new Map<string, number>();
 
-  const beat = async (id: string) => registry.publish(heartbeatOf(runners.get(id)!.core), TTL);
+  const beat = async (id: string) =>
+    registry.publish(await signHeartbeat(heartbeatOf(runners.get(id)!.core), TOKEN), TTL);
   const ask = async (question: string) => {
     const res = await h.call('POST', '/v1/query', {
       key: tenant.key,
@@ -71,6 +76,7 @@ describe('router failover over real HTTP runners', () => {
         dtype: 'f32',
         port: 0,
         host: '127.0.0.1',
+        credential: { current: TOKEN },
       });
       await r.start();
       runners.set(id, r);
@@ -78,11 +84,15 @@ describe('router failover over real HTTP runners', () => {
     expect(runners.get('holder')!.core.engine.fingerprint).toBe(h.served.fingerprint);
     // every call to a runner goes over the network; counted by runner port
     h.useSource(
-      registrySource(registry, (req) => {
-        const id = [...runners].find(([, r]) => req.url.startsWith(r.core.url))?.[0] ?? req.url;
-        calls.set(id, (calls.get(id) ?? 0) + 1);
-        return fetch(req);
-      }),
+      registrySource(
+        registry,
+        withRunnerToken((req) => {
+          const id = [...runners].find(([, r]) => req.url.startsWith(r.core.url))?.[0] ?? req.url;
+          calls.set(id, (calls.get(id) ?? 0) + 1);
+          return fetch(req);
+        }, TOKEN),
+        { tokens: [TOKEN] },
+      ),
     );
   }, 120_000);
   afterAll(async () => {

@@ -17,6 +17,11 @@ const models = tinyModels();
 const tmp = mkdtempSync(join(tmpdir(), 'kvrag-runner-api-'));
 let runner: Runner;
 let base: string;
+const TOKEN = 'runner-api-test-credential-0123456789abcdef';
+const PREVIOUS = 'runner-api-test-previous-credential-0123456789';
+const auth = { authorization: `Bearer ${TOKEN}` };
+/** GET with the runner credential. */
+const get = (path: string) => fetch(`${base}${path}`, { headers: auth });
 
 beforeAll(async () => {
   runner = await createRunner({
@@ -28,6 +33,8 @@ beforeAll(async () => {
     port: 0,
     host: '127.0.0.1',
     scheduler: { maxRunning: 16, maxStepTokens: 64, growBlock: 8 },
+    credential: { current: TOKEN, previous: PREVIOUS },
+    limits: { maxBodyBytes: 1024 * 1024 },
   });
   const { port } = await runner.start();
   base = `http://127.0.0.1:${port}`;
@@ -41,9 +48,9 @@ afterAll(async () => {
 const post = (path: string, body: unknown, init: RequestInit = {}) =>
   fetch(`${base}${path}`, {
     method: 'POST',
-    headers: { 'content-type': 'application/json' },
     body: typeof body === 'string' ? body : JSON.stringify(body),
     ...init,
+    headers: { 'content-type': 'application/json', ...auth, ...(init.headers as Record<string, string>) },
   });
 
 async function generate(body: Record<string, unknown>): Promise<{ text: string; usage: RunnerUsage }> {
@@ -105,7 +112,7 @@ describe('runner HTTP API', () => {
     while (runner.core.scheduler.stats().kvBytesInUse > 0 && Date.now() < until)
       await new Promise((r) => setTimeout(r, 20));
     expect(runner.core.scheduler.stats()).toMatchObject({ kvBytesInUse: 0, running: 0, waiting: 0 });
-    const metrics = await (await fetch(`${base}/metrics`)).text();
+    const metrics = await (await get('/metrics')).text();
     expect(metrics).toMatch(/^kvrag_runner_requests_total\{finish_reason="aborted"\} [1-9]/m);
     expect(metrics).toMatch(/^kvrag_runner_kv_bytes_in_use 0$/m);
   });
@@ -126,13 +133,13 @@ describe('runner HTTP API', () => {
     ).json()) as { artifacts: { key: string; skipped: boolean }[] };
     expect(again.artifacts[0]).toMatchObject({ key: artifacts[0].key, skipped: true });
 
-    const where = (await (await fetch(`${base}/v1/artifacts/${artifacts[0].key}`)).json()) as {
+    const where = (await (await get(`/v1/artifacts/${artifacts[0].key}`)).json()) as {
       present: boolean;
       tiers: Record<string, boolean>;
     };
     expect(where.present).toBe(true);
     expect(where.tiers.object).toBe(true);
-    const missing = (await (await fetch(`${base}/v1/artifacts/${'0'.repeat(64)}`)).json()) as {
+    const missing = (await (await get(`/v1/artifacts/${'0'.repeat(64)}`)).json()) as {
       present: boolean;
     };
     expect(missing.present).toBe(false);
@@ -149,6 +156,20 @@ describe('runner HTTP API', () => {
     expect(reused.usage.cachedTokens).toBeGreaterThan(0);
     expect(Object.values(reused.usage.bytesLoaded).reduce((a, b) => a + b, 0)).toBeGreaterThan(0);
     expect(full.usage.cachedTokens).toBe(0);
+    // ttft split: queue wait + assembly phases + live prefill add up to the runner's ttft; loading and
+    // re-rotating stored K/V happen only when an artifact is reused, and full mode prefills everything live
+    for (const { usage } of [reused, full]) {
+      const n = expect.any(Number);
+      expect(usage.timingsMs).toMatchObject({ load: n, rotate: n, recompute: n, squeeze: n, prefill: n });
+      const t = usage.timingsMs as Required<typeof usage.timingsMs>;
+      const parts = t.queueWait + t.load + t.rotate + t.recompute + t.squeeze + t.prefill;
+      expect(parts).toBeCloseTo(t.ttft, 6);
+      expect(t.prefill).toBeGreaterThan(0);
+      expect(t.load + t.rotate + t.recompute + t.squeeze).toBeLessThanOrEqual(t.assemble);
+    }
+    expect(reused.usage.timingsMs.load).toBeGreaterThan(0);
+    expect(reused.usage.timingsMs.rotate).toBeGreaterThan(0);
+    expect(full.usage.timingsMs).toMatchObject({ load: 0, rotate: 0, recompute: 0, squeeze: 0, assemble: 0 });
     // an unknown key is a 404 envelope before any streaming
     const nf = await post('/v1/generate', { ...ask, chunks: [{ key: 'f'.repeat(64) }] });
     expect(nf.status).toBe(404);
@@ -221,7 +242,7 @@ describe('runner HTTP API', () => {
   });
 
   it('/metrics parses as Prometheus text exposition', async () => {
-    const res = await fetch(`${base}/metrics`);
+    const res = await get('/metrics');
     expect(res.headers.get('content-type')).toMatch(/^text\/plain; version=0\.0\.4/);
     const families = parsePrometheus(await res.text());
     for (const name of [
@@ -266,11 +287,11 @@ describe('runner HTTP API', () => {
 
   it('healthz and readyz answer', async () => {
     expect((await fetch(`${base}/healthz`)).status).toBe(200);
-    expect((await fetch(`${base}/readyz`)).status).toBe(200);
+    expect((await get('/readyz')).status).toBe(200);
   });
 
   it('GET /v1/model publishes the profile the API plans from, in the contract shape', async () => {
-    const res = await fetch(`${base}/v1/model`);
+    const res = await get('/v1/model');
     expect(res.status).toBe(200);
     const profile = modelProfileSchema.parse(await res.json());
     const e = runner.core.engine;

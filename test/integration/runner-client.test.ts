@@ -4,7 +4,14 @@
 // stopped mid-list is skipped by the pool before the first token.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createRunner, type Runner } from '../../gpu-runner/server/runner.ts';
-import { callRunner, RunnerPool, readSse, staticSource } from '../../src/routing/runner-client.ts';
+import { type FetchFn, withRunnerToken } from '../../contracts/runner-api.ts';
+import {
+  callRunner,
+  RunnerCallError,
+  RunnerPool,
+  readSse,
+  staticSource,
+} from '../../src/routing/runner-client.ts';
 import { MemoryBlobStore } from '../../src/storage/memory.ts';
 import { type TinyModels, tinyModels } from '../helpers/tiny-model.ts';
 
@@ -12,6 +19,8 @@ describe('runner client over HTTP', () => {
   let models: TinyModels;
   let runner: Runner;
   let url: string;
+  /** Plain fetch with the runner's credential, as the API's is. */
+  let authed: FetchFn;
 
   beforeAll(async () => {
     models = tinyModels();
@@ -24,6 +33,7 @@ describe('runner client over HTTP', () => {
     });
     const { port } = await runner.start();
     url = `http://127.0.0.1:${port}`;
+    authed = withRunnerToken((r) => fetch(r), runner.core.credential.current);
   }, 30_000);
   afterAll(async () => {
     await runner?.stop({ graceMs: 0 });
@@ -33,7 +43,7 @@ describe('runner client over HTTP', () => {
   it('callRunner streams tokens then the usage; their text is the usage text', async () => {
     const events = [];
     for await (const e of callRunner(
-      { id: 'r', url, fetch: (r) => fetch(r) },
+      { id: 'r', url, fetch: authed },
       {
         question: 'hello',
         maxTokens: 4,
@@ -51,8 +61,18 @@ describe('runner client over HTTP', () => {
   });
 
   it('a bad request is a 400 AppError, not a failover', async () => {
-    const it = callRunner({ id: 'r', url, fetch: (r) => fetch(r) }, { maxTokens: 4 });
+    const it = callRunner({ id: 'r', url, fetch: authed }, { maxTokens: 4 });
     await expect(it.next()).rejects.toMatchObject({ code: 'bad_request' });
+  });
+
+  it('a runner refusing the credential is a runner failure (failover), not a bad request', async () => {
+    for (const fetchFn of [(r: Request) => fetch(r), withRunnerToken((r) => fetch(r), 'z'.repeat(40))]) {
+      const it = callRunner({ id: 'r', url, fetch: fetchFn }, { question: 'hello', maxTokens: 2 });
+      const err = await it.next().catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(RunnerCallError);
+      expect((err as RunnerCallError).beforeFirstToken).toBe(true);
+      expect((err as Error).message).toContain('401');
+    }
   });
 
   it('staticSource lists a runner only while it is ready, probing at most every pollMs, with its profile', async () => {
@@ -63,7 +83,7 @@ describe('runner client over HTTP', () => {
       now: () => t,
       fetch: (r) => {
         asked.push(new URL(r.url).pathname);
-        return fetch(r);
+        return authed(r);
       },
     });
     const first = await src.list();
@@ -109,7 +129,7 @@ describe('runner client over HTTP', () => {
           holds: () => true,
           fetch: (r) => fetch(r),
         },
-        { id: 'live', url, models: ['fp'], load: 0, holds: () => false, fetch: (r) => fetch(r) },
+        { id: 'live', url, models: ['fp'], load: 0, holds: () => false, fetch: authed },
       ],
     });
     const route = { runnerId: '', failedOver: [] as string[] };

@@ -97,6 +97,41 @@ describe('failed-auth rate limiting in memory', () => {
   });
 });
 
+describe('failed-auth rate limiting behind proxies (KVRAG_TRUST_PROXY = trusted hops)', () => {
+  // two proxies in front: the client's address is the second X-Forwarded-For entry from the right, and
+  // whatever the client wrote further left (a new fake first hop per guess) must not reset its count
+  const app = () =>
+    createApp({
+      config: loadConfig({ KVRAG_ADMIN_KEY: ADMIN_KEY, KVRAG_TRUST_PROXY: '2', ...env }),
+      readiness: {},
+      api: h.api,
+      authFailures: new MemoryAuthFailures(),
+    });
+  const via = (key: string, xff: string) => ({
+    headers: { authorization: `Bearer ${key}`, 'x-forwarded-for': xff },
+  });
+
+  it('spoofed leftmost hops do not escape the limit; the address two hops from the right is counted', async () => {
+    const a = app();
+    for (let i = 0; i < LIMIT; i++) {
+      const res = await a.request('/v1/collections', via(guess(i), `203.0.113.${i}, 198.51.100.7, 10.9.0.1`));
+      expect(res.status).toBe(401);
+    }
+    await expectLimited(
+      await a.request('/v1/collections', via(guess(50), '1.2.3.4, 198.51.100.7, 10.9.0.1')),
+    );
+    // another client behind the same proxies is not affected
+    expect((await a.request('/v1/admin/tenants', via(ADMIN_KEY, '198.51.100.8, 10.9.0.1'))).status).toBe(200);
+  });
+
+  it('a chain shorter than the trusted hops counts its leftmost entry (a proxy wrote it)', async () => {
+    const a = app();
+    for (let i = 0; i < LIMIT; i++)
+      expect((await a.request('/v1/collections', via(guess(i), '10.9.0.7'))).status).toBe(401);
+    await expectLimited(await a.request('/v1/collections', via(guess(9), '10.9.0.7')));
+  });
+});
+
 describe('failed-auth rate limiting on Redis', () => {
   let redis: RedisTestServer;
   let stores: RedisAuthFailures[];

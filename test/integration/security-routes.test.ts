@@ -14,7 +14,7 @@ let h: AnswerHarness;
 let A: { id: string; key: string };
 let B: { id: string; key: string };
 let own: { collection: string; document: string };
-let theirs: { collection: string; document: string; job: string; keyId: string };
+let theirs: { collection: string; document: string; job: string; keyId: string; chunk: string };
 const SECRET = 'the launch code of tenant A is 0451-ALPHA';
 
 beforeAll(async () => {
@@ -29,7 +29,14 @@ beforeAll(async () => {
     { key: A.key, json: { text: 'a second document of A', filename: 'second.txt' } },
   );
   const keys = await h.expectJson<{ data: { id: string }[] }>(200, 'GET', `/v1/admin/tenants/${A.id}/keys`);
-  theirs = { collection: a.collection, document: doc.id, job: doc.ingest_job_id, keyId: keys.data[0].id };
+  const [chunk] = await h.db.db.select().from(chunks).where(eq(chunks.documentId, a.document));
+  theirs = {
+    collection: a.collection,
+    document: doc.id,
+    job: doc.ingest_job_id,
+    keyId: keys.data[0].id,
+    chunk: chunk.id,
+  };
   own = await h.ingest(B.key, 'tenant B keeps its own notes here.');
   // let A's second document finish, so the snapshots below see a quiet database
   await h.upload(A.key, a.collection, 'a third document of A');
@@ -109,6 +116,9 @@ const crossTenant = (): Record<string, Case> => {
       expect: 404,
     },
     'GET /v1/jobs/:queue/:id': { method: 'GET', path: `/v1/jobs/ingest/${theirs.job}`, expect: 404 },
+    'GET /v1/chunks/:chunk': { method: 'GET', path: `/v1/chunks/${theirs.chunk}`, expect: 404 },
+    // runners are shared by every tenant; what B sees of them names nothing of A
+    'GET /v1/runners': { method: 'GET', path: '/v1/runners', expect: 200 },
     'POST /v1/query': {
       method: 'POST',
       path: '/v1/query',
@@ -130,7 +140,15 @@ const crossTenant = (): Record<string, Case> => {
 };
 
 /** Routes anyone may call (no tenant data). */
-const PUBLIC = ['GET /healthz', 'GET /readyz', 'GET /metrics', 'GET /openapi.json'];
+const PUBLIC = [
+  'GET /healthz',
+  'GET /readyz',
+  'GET /metrics',
+  'GET /openapi.json',
+  // the web console's static files (no data; every call it makes is to the routes below)
+  'GET /',
+  'GET /assets/:file',
+];
 
 function appRoutes(): string[] {
   const seen = new Set<string>();
@@ -145,7 +163,7 @@ describe('cross-tenant access on every route', () => {
 
   it("tenant B gets 403/404 for A's resources on every route, and no response mentions A's data", async () => {
     const before = await h.snapshot();
-    const aIds = [A.id, theirs.collection, theirs.document, theirs.job, theirs.keyId];
+    const aIds = [A.id, theirs.collection, theirs.document, theirs.job, theirs.keyId, theirs.chunk];
     for (const [route, c] of Object.entries(crossTenant())) {
       const res = await h.call(c.method, c.path, { key: B.key, json: c.json });
       const text = await res.text();
@@ -302,6 +320,8 @@ describe('path traversal through ids and filenames', () => {
     // kept as its last segment only
     expect(doc.filename).toBe('escape.txt');
     expect(res.headers.get('content-disposition')).toBe(`attachment; filename*=UTF-8''escape.txt`);
+    // the stored type is served as is, so browsers must not sniff another one (HTML in a text upload)
+    expect(res.headers.get('x-content-type-options')).toBe('nosniff');
     expect(await res.text()).toBe('trying to escape');
   });
 

@@ -24,20 +24,25 @@ describe('app skeleton', () => {
     expect(res.headers.get('x-request-id')).toMatch(/^[0-9a-f-]{36}$/);
   });
 
-  it('reports each failing readiness check and answers 503', async () => {
-    const app = createApp(
-      services({
+  it('names each failing readiness check and answers 503; why it failed goes to the log only', async () => {
+    const logged: { msg: string; fields?: Record<string, unknown> }[] = [];
+    const app = createApp({
+      ...services({
         database: async () => {},
         queue: async () => {
-          throw new Error('redis down');
+          throw new Error('connect ECONNREFUSED 10.20.30.40:6379 (redis down)');
         },
       }),
-    );
+      log: (_level, msg, fields) => logged.push({ msg, fields }),
+    });
     const res = await app.request('/readyz');
     expect(res.status).toBe(503);
-    expect(await res.json()).toEqual({
-      status: 'not_ready',
-      checks: { database: 'ok', queue: 'error: redis down' },
+    const text = await res.text();
+    expect(JSON.parse(text)).toEqual({ status: 'not_ready', checks: { database: 'ok', queue: 'error' } });
+    expect(text).not.toContain('10.20.30.40');
+    expect(logged).toContainEqual({
+      msg: 'readiness check failed',
+      fields: expect.objectContaining({ check: 'queue', err: expect.stringContaining('10.20.30.40') }),
     });
   });
 

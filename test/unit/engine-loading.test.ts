@@ -1,7 +1,16 @@
 // Loading model directories: config variants, and corrupted or truncated files failing with a message
 // that names the file and the problem.
-import { cpSync, readFileSync, rmSync, statSync, truncateSync, utimesSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import {
+  copyFileSync,
+  cpSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  truncateSync,
+  utimesSync,
+  writeFileSync,
+} from 'node:fs';
+import { basename, join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { loadEngine } from '../../gpu-runner/engine/engine.ts';
 import { FINGERPRINT_FILE, modelFingerprint } from '../../gpu-runner/engine/fingerprint.ts';
@@ -181,6 +190,30 @@ describe('corrupted or truncated model files', () => {
     await expect(loadEngine(dir2)).rejects.toThrow(
       /model-00001-of-00002\.safetensors: tensor "model.extra.weight" listed in the index is missing/,
     );
+  });
+
+  it('a weight_map path leaving the model directory is refused before anything is read', async () => {
+    const dir = copy({ shards: 2 });
+    // a real safetensors file outside the model directory, which the index tries to pull in
+    const outside = join(dir, '..', `outside-${Date.now()}.safetensors`);
+    copyFileSync(join(dir, 'model-00001-of-00002.safetensors'), outside);
+    try {
+      for (const bad of [
+        `../${basename(outside)}`,
+        outside,
+        'sub/../../x.safetensors',
+        'model-00001-of-00002.safetensors/../../x.safetensors',
+      ]) {
+        const index = JSON.parse(readFileSync(join(dir, 'model.safetensors.index.json'), 'utf8'));
+        const name = Object.keys(index.weight_map)[0];
+        index.weight_map[name] = bad;
+        const copyDir = copy({ shards: 2 });
+        writeFileSync(join(copyDir, 'model.safetensors.index.json'), JSON.stringify(index));
+        await expect(loadEngine(copyDir), bad).rejects.toThrow(/not a file in the model directory/);
+      }
+    } finally {
+      rmSync(outside, { force: true });
+    }
   });
 
   it('a missing model file or config', async () => {

@@ -15,10 +15,11 @@ import { Deployment } from 'kubernetes-models/apps/v1/Deployment';
 import { ConfigMap } from 'kubernetes-models/v1/ConfigMap';
 import { Secret } from 'kubernetes-models/v1/Secret';
 import { Service } from 'kubernetes-models/v1/Service';
+import { NetworkPolicy } from 'kubernetes-models/networking.k8s.io/v1/NetworkPolicy';
 import { describe, expect, it } from 'vitest';
 import { parseAllDocuments, parse as parseYaml } from 'yaml';
 import { createRunnerApp } from '../../gpu-runner/server/app.ts';
-import type { RunnerCore } from '../../gpu-runner/server/core.ts';
+import { DEFAULT_RUNNER_LIMITS, type RunnerCore } from '../../gpu-runner/server/core.ts';
 import { RunnerMetrics } from '../../gpu-runner/server/metrics.ts';
 import { createApp } from '../../src/app.ts';
 import type { Command } from '../../cli/command.ts';
@@ -30,6 +31,8 @@ import { metricsApp } from '../../workers/metrics-server.ts';
 type Yaml = any;
 
 const ROOT = resolve(import.meta.dirname, '../..');
+/** The runner credential the probes send (the manifests take it from the secret). */
+const RUNNER_TOKEN = 'infra-test-runner-credential-0123456789abcdef';
 const INFRA = join(ROOT, 'infra');
 const KVRAG_KEYS = new Set<string>(Object.values(ENV));
 const dockerfiles = readdirSync(join(INFRA, 'docker')).filter((f) => f.endsWith('.Dockerfile'));
@@ -58,8 +61,15 @@ async function expectKvragCommand(argv: string[]): Promise<void> {
     expect(command.usage, `kvrag ${name} ${flag}`).toContain(`[${flag}`);
 }
 
-/** Which routes answer: the API app, the runner app and the workers' metrics listener. */
-async function serves(kind: 'api' | 'runner' | 'workers', path: string): Promise<number> {
+/**
+ * Which routes answer: the API app, the runner app and the workers' metrics listener. `headers` are what
+ * the probe sends (the runner wants its credential on every route but /healthz).
+ */
+async function serves(
+  kind: 'api' | 'runner' | 'workers',
+  path: string,
+  headers: Record<string, string> = {},
+): Promise<number> {
   if (kind === 'api') {
     const app = createApp({ config: loadConfig({}), readiness: {} });
     return (await app.request(path)).status;
@@ -73,8 +83,16 @@ async function serves(kind: 'api' | 'runner' | 'workers', path: string): Promise
     scheduler: { stats: () => schedulerStats },
     engineTier: { stats: () => ({}) },
     store: { tierStats: () => ({}) },
+    credential: { current: RUNNER_TOKEN },
+    limits: DEFAULT_RUNNER_LIMITS,
   } as unknown as RunnerCore;
-  return (await createRunnerApp(core).request(path)).status;
+  return (await createRunnerApp(core).request(path, { headers })).status;
+}
+
+/** The headers a probe command (`node -e "fetch(url, {headers: …})"`) sends, env references resolved. */
+function probeHeaders(command: string, env: Record<string, string>): Record<string, string> {
+  const m = /authorization: 'Bearer ' \+ process\.env\.(\w+)/.exec(command);
+  return m ? { authorization: `Bearer ${env[m[1]]}` } : {};
 }
 const schedulerStats = {
   running: 0,
@@ -165,7 +183,13 @@ describe('Dockerfiles', () => {
         const url = /http:\/\/127\.0\.0\.1:(\d+)(\/\w+)/.exec(hc)!;
         expect(Number(url[1])).toBe(port);
         const kind = name.replace('.Dockerfile', '') as 'api' | 'runner' | 'workers';
-        expect(await serves(kind, url[2])).toBe(200);
+        // the runner's check sends the credential it is given at run time; without it, 401
+        const headers = probeHeaders(hc, { ...env, KVRAG_RUNNER_TOKEN: RUNNER_TOKEN });
+        expect(await serves(kind, url[2], headers)).toBe(200);
+        if (kind === 'runner') {
+          expect(headers.authorization).toBe(`Bearer ${RUNNER_TOKEN}`);
+          expect(await serves(kind, url[2])).toBe(401);
+        }
       });
     });
   }
@@ -182,10 +206,17 @@ describe('Dockerfiles', () => {
   });
 });
 
+/** What an operator sets for the `${X:?…}` variables (the compose file refuses to start without them). */
+const REQUIRED: Record<string, string> = {
+  KVRAG_ADMIN_KEY: 'sample-admin-key-0123456789',
+  KVRAG_RUNNER_TOKEN: RUNNER_TOKEN,
+  REDIS_PASSWORD: 'sample-redis-password',
+};
+
 /** Compose interpolation with the defaults a plain `up` would use (`${X:?…}` gets a sample value). */
 function interpolate(v: string): string {
   return v.replace(/\$\{(\w+)(?::-([^}]*)|:\?[^}]*)?\}/g, (_, name: string, dflt?: string) =>
-    dflt !== undefined ? dflt : name === 'KVRAG_ADMIN_KEY' ? 'sample-admin-key-0123456789' : '',
+    dflt !== undefined ? dflt : (REQUIRED[name] ?? ''),
   );
 }
 
@@ -205,6 +236,7 @@ function forAjv(schema: unknown): unknown {
 
 type ComposeService = {
   image?: string;
+  ports?: unknown[];
   build?: { context: string; dockerfile: string };
   command?: string[];
   environment?: Record<string, string>;
@@ -252,6 +284,28 @@ describe('docker compose', () => {
     expect(['api', 'workers', 'runner', 'migrate'].every((n) => services[n].build)).toBe(true);
   });
 
+  it('runners are closed: credential everywhere, no published port, Redis behind a password', () => {
+    const env = (name: string) =>
+      loadConfig(
+        Object.fromEntries(
+          Object.entries(services[name].environment ?? {}).map(([k, v]) => [k, interpolate(String(v))]),
+        ),
+      );
+    const [api, workers, runner] = ['api', 'workers', 'runner'].map(env);
+    // one credential: the runner requires it, the API sends it (and checks heartbeats with it)
+    for (const c of [api, workers, runner]) expect(c.runnerToken).toBe(RUNNER_TOKEN);
+    for (const f of ['api', 'workers', 'runner'])
+      expect(services[f].environment!.KVRAG_RUNNER_TOKEN).toMatch(/^\$\{KVRAG_RUNNER_TOKEN:\?/);
+    // the runner listens on the compose network only: no host port
+    expect(services.runner.ports).toBeUndefined();
+    expect(runner.runnerHost).toBe('0.0.0.0');
+    // Redis asks for a password and every client has it
+    const redis = services.redis.command!.map(interpolate).join(' ');
+    expect(redis).toContain(`--requirepass ${REQUIRED.REDIS_PASSWORD}`);
+    for (const c of [api, workers, runner])
+      expect(new URL(c.redisUrl!).password).toBe(REQUIRED.REDIS_PASSWORD);
+  });
+
   it('sets only KVRAG_* variables of src/config.ts, with values it accepts', () => {
     for (const [name, s] of Object.entries(services)) {
       const env = Object.fromEntries(
@@ -288,11 +342,18 @@ describe('Kubernetes manifests', () => {
       ConfigMap,
       Secret,
       ScaledObject,
+      NetworkPolicy,
     };
-    const all = [...runner, ...config, ...docs('runner-scaledobject.yaml')];
+    const all = [
+      ...runner,
+      ...config,
+      ...docs('runner-scaledobject.yaml'),
+      ...docs('runner-networkpolicy.yaml'),
+    ];
     expect(all.map((d) => d.kind).sort()).toEqual([
       'ConfigMap',
       'Deployment',
+      'NetworkPolicy',
       'ScaledObject',
       'Secret',
       'Service',
@@ -305,17 +366,38 @@ describe('Kubernetes manifests', () => {
   it('the runner asks for a GPU, probes routes the runner serves, and runs a real command', async () => {
     expect(container.resources.limits['nvidia.com/gpu']).toBe(1);
     expect(container.resources.requests['nvidia.com/gpu']).toBe(1);
-    expect(container.readinessProbe.httpGet.path).toBe('/readyz');
-    for (const probe of ['readinessProbe', 'livenessProbe', 'startupProbe']) {
-      expect(container[probe].httpGet.port).toBe('http');
-      expect(await serves('runner', container[probe].httpGet.path), probe).toBe(200);
-    }
     await expectKvragCommand(container.args);
-    const env = Object.fromEntries([
-      ...container.env.filter((e: Yaml) => e.value !== undefined).map((e: Yaml) => [e.name, e.value]),
-      ...Object.entries(config.find((d) => d.kind === 'ConfigMap')!.data),
-      ...Object.entries(config.find((d) => d.kind === 'Secret')!.stringData),
-    ]);
+    const secret = config.find((d) => d.kind === 'Secret')!.stringData as Record<string, string>;
+    // the pod's environment as the kubelet builds it: envFrom, then env (secret refs resolved, $(VAR)
+    // references expanded from what is defined before)
+    const env: Record<string, string> = {
+      ...config.find((d) => d.kind === 'ConfigMap')!.data,
+      ...secret,
+    };
+    for (const e of container.env as Yaml[]) {
+      if (e.valueFrom?.secretKeyRef) env[e.name] = secret[e.valueFrom.secretKeyRef.key];
+      else if (e.value !== undefined)
+        env[e.name] = String(e.value).replace(/\$\((\w+)\)/g, (_, n: string) => env[n] ?? '');
+    }
+    // liveness and startup: /healthz over HTTP (open); readiness: /readyz with the runner credential, asked
+    // from inside the pod (exec), refused without it
+    for (const probe of ['livenessProbe', 'startupProbe']) {
+      expect(container[probe].httpGet.port).toBe('http');
+      expect(container[probe].httpGet.path).toBe('/healthz');
+      expect(await serves('runner', '/healthz'), probe).toBe(200);
+    }
+    const ready = container.readinessProbe.exec.command as string[];
+    expect(ready.slice(0, 2)).toEqual(['node', '-e']);
+    const target = /fetch\('http:\/\/127\.0\.0\.1:(\d+)(\/\w+)'/.exec(ready[2])!;
+    expect(target[2]).toBe('/readyz');
+    const runnerEnv = { ...env, KVRAG_RUNNER_TOKEN: RUNNER_TOKEN };
+    expect(await serves('runner', '/readyz', probeHeaders(ready[2], runnerEnv))).toBe(200);
+    expect(await serves('runner', '/readyz')).toBe(401);
+    expect(Number(target[1])).toBe(loadConfig(env).runnerPort);
+    // Redis: the password from the secret is in the URL every runner uses
+    expect(new URL(loadConfig(env).redisUrl!).password).toBe(secret.REDIS_PASSWORD);
+    expect(loadConfig(env).runnerToken).toBe(secret.KVRAG_RUNNER_TOKEN);
+    expect(loadConfig(env).runnerHost).toBe('0.0.0.0');
     for (const k of Object.keys(env).filter((k) => k.startsWith('KVRAG_')))
       expect(KVRAG_KEYS, k).toContain(k);
     const settings = loadConfig(env as Record<string, string>);
@@ -327,12 +409,46 @@ describe('Kubernetes manifests', () => {
     expect(container.args).toContain(`http://$(POD_IP):${settings.runnerPort}`);
   });
 
+  it('a NetworkPolicy lets only the API and the workers (and Prometheus, for /metrics) reach runner pods', () => {
+    const [np] = docs('runner-networkpolicy.yaml');
+    expect(np.spec.podSelector.matchLabels).toEqual({
+      'app.kubernetes.io/name': deployment.spec.template.metadata.labels['app.kubernetes.io/name'],
+    });
+    expect(np.spec.policyTypes).toEqual(['Ingress']);
+    const port = container.ports[0].containerPort;
+    const peers = np.spec.ingress.flatMap((rule: Yaml) => {
+      expect(rule.ports).toEqual([{ protocol: 'TCP', port }]);
+      return rule.from;
+    });
+    // no rule admits everyone: each names its pods
+    for (const p of peers) expect(p.podSelector, JSON.stringify(p)).toBeDefined();
+    const inNamespace = peers.filter((p: Yaml) => !p.namespaceSelector);
+    expect(inNamespace).toEqual([
+      {
+        podSelector: {
+          matchExpressions: [
+            { key: 'app.kubernetes.io/name', operator: 'In', values: ['kvrag-api', 'kvrag-workers'] },
+          ],
+        },
+      },
+    ]);
+    const other = peers.filter((p: Yaml) => p.namespaceSelector);
+    expect(other.map((p: Yaml) => p.podSelector.matchLabels['app.kubernetes.io/name'])).toEqual([
+      'prometheus',
+    ]);
+    const kustomize = parseYaml(readFileSync(join(INFRA, 'k8s', 'kustomization.yaml'), 'utf8'));
+    expect(kustomize.resources).toContain('runner-networkpolicy.yaml');
+  });
+
   it("scales the runner Deployment on the precompute queue and the runners' admission queue", async () => {
     const [so] = docs('runner-scaledobject.yaml');
     expect(so.spec.scaleTargetRef.name).toBe(deployment.metadata.name);
     const redis = so.spec.triggers.find((t: Yaml) => t.type === 'redis');
     // BullMQ keeps a queue's waiting jobs in the list <prefix>:<queue>:wait; kvrag's prefix is "kvrag"
     expect(redis.metadata.listName).toBe('kvrag:precompute:wait');
+    // Redis wants its password; KEDA reads it from the runner container's env (from the secret)
+    const pw = container.env.find((e: Yaml) => e.name === redis.metadata.passwordFromEnv);
+    expect(pw.valueFrom.secretKeyRef).toEqual({ name: 'kvrag-secrets', key: 'REDIS_PASSWORD' });
     expect(readFileSync(join(ROOT, 'src/queue/bullmq.ts'), 'utf8')).toContain("opts.prefix ?? 'kvrag'");
     const prom = so.spec.triggers.find((t: Yaml) => t.type === 'prometheus');
     const metric = /\b(kvrag_\w+)\b/.exec(prom.metadata.query)![1];

@@ -56,6 +56,15 @@ const ALLOWED: Record<string, string> = {
     "import type { Log } from '../contracts/log.ts';\nexport const domain = (l: Log) => l('x');\n",
   'src/routes/thing.ts': "import { domain } from '../domain.ts';\nexport const route = domain;\n",
   'src/app.ts': "import { route } from './routes/thing.ts';\nexport const app = route;\n",
+  // the browser console takes the API's shapes as types, the routes' included
+  'src/console/api.ts': [
+    "import type { Log } from '../../contracts/log.ts';",
+    "import type { route } from '../routes/thing.ts';",
+    "import { helper } from './helper.ts';",
+    'export type Shapes = [Log, typeof route, typeof helper];',
+    '',
+  ].join('\n'),
+  'src/console/helper.ts': 'export const helper = 1;\n',
   'gpu-runner/engine/tokenizer.ts':
     "import { code } from '../../contracts/errors.ts';\nexport const tok = code;\n",
   'gpu-runner/server/app.ts': "import { tok } from '../engine/tokenizer.ts';\nexport const server = tok;\n",
@@ -104,6 +113,16 @@ const WRONG: { file: string; source: string; expected: string[] }[] = [
     file: 'src/bad-route-user.ts',
     source: "import { route } from './routes/thing.ts';\nexport const x = route;\n",
     expected: ['domain-not-routes: src/bad-route-user.ts → src/routes/thing.ts'],
+  },
+  {
+    file: 'src/console/bad-runtime.ts',
+    source: "import { domain } from '../domain.ts';\nexport const x = domain;\n",
+    expected: ['console-takes-types-only: src/console/bad-runtime.ts → src/domain.ts'],
+  },
+  {
+    file: 'src/bad-console-user.ts',
+    source: "import { helper } from './console/helper.ts';\nexport const x = helper;\n",
+    expected: ['nothing-imports-console: src/bad-console-user.ts → src/console/helper.ts'],
   },
   {
     file: 'gpu-runner/engine/bad-src.ts',

@@ -184,6 +184,46 @@ describe('planner', () => {
     });
   });
 
+  it('says why it chose each part of the final plan, in the words of the branch taken', () => {
+    const why = (
+      quality: 'fast' | 'balanced' | 'exact',
+      n: number,
+      extra: { reuse?: 'full'; k?: number } = {},
+    ) =>
+      finalizePlan(
+        planQuery({ question, collections: ['c'], model: 'big', quality, ...extra }, ctx),
+        { question, ...extra },
+        ctx,
+        chunks(n, true),
+      ).plan.generation.why!;
+    const fast = why('fast', 20);
+    expect(fast.squeezed).toMatch(/^fast quality over a \d+-token fixed context: keep the best 1\/8/);
+    expect(fast.reuse).toMatch(/^fast quality/);
+    expect(fast.k).toMatch(
+      /^20 of 20 retrieved chunks fit the \d+-token document budget \(limited by context\)/,
+    );
+    expect(why('fast', 4).squeezed).toMatch(/under 4096/);
+    expect(why('balanced', 20).squeezed).toMatch(/only at fast quality/);
+    const exact = why('exact', 20);
+    expect(exact.reuse).toMatch(/^exact quality/);
+    expect(exact.squeezed).toMatch(/prefilled live in prefix mode/);
+    expect(exact.sparse).toMatch(/reach the model's sparse break-even \(8192\)/);
+    expect(why('exact', 4).sparse).toMatch(/^dense: \d+ live tokens are under the model's sparse break-even/);
+    const asked = why('balanced', 4, { reuse: 'full', k: 4 });
+    expect(asked.reuse).toBe('reuse full asked for by the request');
+    expect(asked.k).toMatch(/^k = 4 per collection asked for by the request/);
+    // nothing stored: prefix, and the reason says so
+    const cold = finalizePlan(
+      planQuery({ question, collections: ['c'] }, ctx),
+      { question },
+      ctx,
+      chunks(3, false),
+    );
+    expect(cold.plan.generation.reuse).toEqual({ mode: 'prefix' });
+    expect(cold.plan.generation.why!.reuse).toMatch(/no retrieved chunk has a stored KV artifact/);
+    expect(planSchema.parse(cold.plan)).toEqual(cold.plan);
+  });
+
   it('plans iterative retrieval with the budget spread over the steps', () => {
     const p = planQuery({ question, collections: ['c'], model: 'big', iterative: { maxSteps: 3 } }, ctx);
     expect(p.retrieval.mode).toBe('iterative');

@@ -8,6 +8,7 @@ import { createRunner, type Runner } from '../../gpu-runner/server/runner.ts';
 import type { RunnerUsage } from '../../contracts/runner-api.ts';
 import { BloomFilter } from '../../contracts/bloom.ts';
 import { runnerHeartbeatSchema } from '../../contracts/heartbeat.ts';
+import { heartbeatRefusal } from '../../src/routing/heartbeat-trust.ts';
 import { MemoryRegistry } from '../../src/routing/registry.ts';
 import { MemoryBlobStore } from '../../src/storage/memory.ts';
 import { sseEvents } from '../helpers/sse.ts';
@@ -20,9 +21,11 @@ beforeAll(() => {
 });
 afterAll(() => models.cleanup());
 
+const TOKEN = 'runner-lifecycle-credential-0123456789abcdef';
+const auth = { authorization: `Bearer ${TOKEN}` };
 const json = (body: unknown): RequestInit => ({
   method: 'POST',
-  headers: { 'content-type': 'application/json' },
+  headers: { 'content-type': 'application/json', ...auth },
   body: JSON.stringify(body),
 });
 
@@ -33,6 +36,7 @@ async function newRunner(extra: Partial<Parameters<typeof createRunner>[0]> = {}
     blobs: new MemoryBlobStore(),
     id: 'r1',
     url: 'http://runner-1:8081',
+    credential: { current: TOKEN },
     ...extra,
   });
   await r.start();
@@ -72,7 +76,7 @@ describe('runner heartbeat', () => {
       expect(hb.kvFreeBytes).toBeLessThan(s.kvBytesCapacity);
       expect(BloomFilter.fromJSON(hb.artifacts).has(artifacts[0].key)).toBe(true);
       // the model's profile rides along, the same object GET /v1/model answers
-      const model = await (await r.app.fetch(new Request('http://x/v1/model'))).json();
+      const model = await (await r.app.fetch(new Request('http://x/v1/model', { headers: auth }))).json();
       expect(hb.model).toEqual(model);
       expect(hb.model?.fingerprint).toBe(r.core.engine.fingerprint);
       ac.abort();
@@ -81,6 +85,12 @@ describe('runner heartbeat', () => {
       const loop = startHeartbeat(r.core, registry, { intervalMs: 1000 });
       await loop.beat();
       expect((await registry.list()).map((x) => x.id)).toEqual(['r1']);
+      // signed with the runner credential: a router holding it accepts the heartbeat, one without refuses it
+      const [published] = await registry.list();
+      expect(await heartbeatRefusal(published, { tokens: [TOKEN] }, published.sentAt)).toBeNull();
+      expect(await heartbeatRefusal(published, { tokens: ['y'.repeat(40)] }, published.sentAt)).toMatch(
+        /signature/,
+      );
       now += 2999;
       expect(await registry.list()).toHaveLength(1);
       now += 2; // past 3 × interval without a beat: gone
@@ -104,7 +114,7 @@ describe('graceful stop', () => {
     const events = sseEvents(res);
     await events.next(); // streaming has begun
     const stopping = r.stop({ graceMs: 10_000 });
-    expect((await r.app.fetch(new Request('http://x/readyz'))).status).toBe(503);
+    expect((await r.app.fetch(new Request('http://x/readyz', { headers: auth }))).status).toBe(503);
     const refused = await r.app.fetch(new Request('http://x/v1/generate', json({ question: 'late' })));
     expect(refused.status).toBe(503);
     expect(((await refused.json()) as { error: { code: string; retryable: boolean } }).error).toMatchObject({

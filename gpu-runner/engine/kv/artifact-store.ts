@@ -57,16 +57,8 @@ export class ArtifactStore {
       const tier = this.tiers[i];
       const bytes = await tier.get(key);
       if (!bytes) continue;
-      let artifact: VerifiedArtifact;
-      try {
-        artifact = verifyArtifact(bytes, {
-          key,
-          fingerprint: this.fingerprint,
-          tokenizerHash: this.tokenizerHash,
-        });
-      } catch (err) {
-        if (!(err instanceof ArtifactError)) throw err;
-        this.refusals[err.reason] = (this.refusals[err.reason] ?? 0) + 1;
+      const artifact = this.verify(key, bytes);
+      if (!artifact) {
         await tier.markCorrupt(key);
         continue;
       }
@@ -79,6 +71,49 @@ export class ArtifactStore {
   /** Stores an encoded artifact in every tier, the durable one first. */
   async put(key: string, bytes: Uint8Array): Promise<void> {
     for (const t of [...this.tiers].reverse()) await t.put(key, bytes);
+  }
+
+  /**
+   * Makes sure the durable tier (the lowest: the object store where there is one) holds the key, since
+   * the rest of the system only knows of artifacts there: 'stored' when it does already, 'copied' when a
+   * copy from an upper tier was verified and written down (a disk tier can outlive the object, e.g. after
+   * a delete and gc of its chunk), null when no tier holds a good copy and the caller must compute it.
+   */
+  async ensureDurable(key: string): Promise<'stored' | 'copied' | null> {
+    const durable = this.tiers[this.tiers.length - 1];
+    if (await durable.has(key)) return 'stored';
+    for (const tier of this.tiers.slice(0, -1)) {
+      const bytes = await tier.get(key);
+      if (!bytes || !this.verify(key, bytes)) {
+        if (bytes) await tier.markCorrupt(key);
+        continue;
+      }
+      await durable.put(key, bytes);
+      return 'copied';
+    }
+    return null;
+  }
+
+  /** Checks checksums, model, tokenizer and key (nothing decoded); a refusal is counted by its reason. */
+  private verify(key: string, bytes: Uint8Array): VerifiedArtifact | null {
+    try {
+      return verifyArtifact(bytes, { key, fingerprint: this.fingerprint, tokenizerHash: this.tokenizerHash });
+    } catch (err) {
+      if (!(err instanceof ArtifactError)) throw err;
+      this.refusals[err.reason] = (this.refusals[err.reason] ?? 0) + 1;
+      return null;
+    }
+  }
+
+  /** Whether the durable tier (the object store) holds the key; null without one. */
+  async durable(key: string): Promise<boolean | null> {
+    const object = this.tiers.find((t) => t.name === 'object');
+    return object ? object.has(key) : null;
+  }
+
+  /** Removes the key from the local tiers (host memory, disk), leaving the object store alone. */
+  async evictLocal(key: string): Promise<void> {
+    for (const t of this.tiers) if (t.name !== 'object') await t.delete(key);
   }
 
   /** Which tiers hold the key (without reading it). */

@@ -185,6 +185,18 @@ export class EngineTier {
     this.s.entries = this.entries.size;
   }
 
+  /** Keys resident in engine memory. */
+  keys(): string[] {
+    return [...this.entries.keys()];
+  }
+
+  /** Frees the key's entry unless a sequence is copying from it right now; whether it is gone. */
+  forget(key: string): boolean {
+    const e = this.entries.get(key);
+    if (e && e.pins === 0) this.drop(e);
+    return !this.entries.has(key);
+  }
+
   /** Frees every unpinned entry (e.g. before the backend is disposed). */
   clear(): void {
     for (const e of [...this.entries.values()]) if (e.pins === 0) this.drop(e);

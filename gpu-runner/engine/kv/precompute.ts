@@ -1,8 +1,10 @@
 // Offline chunk prefill (DESIGN.md §4.1, TurboRAG): every chunk is prefilled alone at positions 0..n-1
 // and its post-RoPE K and V of every layer become one artifact under a content key. Several chunks share
-// one forward step (one sequence each) for throughput; chunks whose artifact is already stored are skipped.
+// one forward step (one sequence each) for throughput; chunks whose artifact the durable tier (the object
+// store) already holds are skipped, and one only a local tier holds is copied down instead of recomputed.
 import { SparsePrefill } from '../attention/sparse/prefill.ts';
 import { buildIndexSection, type IndexOptions } from '../attention/squeezed/index.ts';
+import type { SeqAttention } from '../attention/step-attention.ts';
 import type { Engine } from '../engine.ts';
 import type { SequenceKV } from '../kv-cache.ts';
 import {
@@ -19,7 +21,7 @@ export interface PrecomputeOptions {
   dtype?: KVDType;
   /** Upper bound on the tokens of one batched forward step. Default 4096. */
   maxBatchTokens?: number;
-  /** Recompute and overwrite even when some tier holds the key (e.g. after a refusal). */
+  /** Recompute and overwrite even when a tier holds the key (e.g. after a refusal). */
   force?: boolean;
   /** The squeezed-attention index stored with each artifact (DESIGN.md §4.2); false = none. Default {}. */
   index?: IndexOptions | false;
@@ -87,7 +89,8 @@ export async function precomputeChunks(
     if (c.tokenIds.length > engine.maxContext)
       throw new Error(`chunk ${i}: ${c.tokenIds.length} tokens exceed the context ${engine.maxContext}`);
     const r = results[i];
-    const stored = !opts.force && Object.values(await store.where(r.key)).some(Boolean);
+    // a copy in a local tier only counts once the durable tier holds it too (copied up if need be)
+    const stored = !opts.force && (await store.ensureDurable(r.key)) !== null;
     if (stored || seen.has(r.key)) r.skipped = true;
     else todo.push(i);
     seen.add(r.key);
@@ -98,10 +101,12 @@ export async function precomputeChunks(
   const flush = async () => {
     if (batch.length === 0) return;
     const seqs = batch.map((i) => engine.newSequence(chunks[i].tokenIds.length));
-    if (opts.sparse === 'auto' && batch.length === 1)
-      seqs[0].sparse = new SparsePrefill({ mode: 'auto' }, engine.sparseConfig);
+    const attention: SeqAttention | null =
+      opts.sparse === 'auto' && batch.length === 1
+        ? { kind: 'sparse', policy: new SparsePrefill({ mode: 'auto' }, engine.sparseConfig) }
+        : null;
     try {
-      await engine.forward(batch.map((i, j) => ({ kv: seqs[j], tokens: chunks[i].tokenIds })));
+      await engine.forward(batch.map((i, j) => ({ kv: seqs[j], tokens: chunks[i].tokenIds, attention })));
       for (const [j, i] of batch.entries()) {
         const ids = chunks[i].tokenIds;
         const layers = await readLayers(seqs[j], ids.length, engine.config.layers);

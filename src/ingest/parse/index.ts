@@ -4,6 +4,7 @@
 // the %PDF- signature. Unsupported → AppError('unsupported_media_type'); empty, undecodable or malformed
 // → AppError('bad_request'). Web APIs only: runs on Workers.
 import { AppError } from '../../../contracts/errors.ts';
+import { type IngestLimits, NO_LIMITS, TextBudget, tooMuchText } from '../limits.ts';
 import { parseHtml } from './html.ts';
 import { parseJson, parseJsonLines } from './json.ts';
 import { parseMarkdown } from './markdown.ts';
@@ -73,8 +74,13 @@ export function parseContentType(header: string | undefined): { mediaType: strin
   const [type, ...params] = header.split(';');
   let charset: string | undefined;
   for (const p of params) {
-    const m = /^\s*charset\s*=\s*"?([^";]+)"?\s*$/i.exec(p);
-    if (m) charset = m[1].trim();
+    // split by hand: `\s*` around a value that may hold spaces backtracks over every split of a run
+    const eq = p.indexOf('=');
+    if (eq < 0 || p.slice(0, eq).trim().toLowerCase() !== 'charset') continue;
+    let value = p.slice(eq + 1).trim();
+    if (value.length >= 2 && value.startsWith('"') && value.endsWith('"')) value = value.slice(1, -1);
+    value = value.trim();
+    if (value !== '' && !value.includes('"')) charset = value;
   }
   return { mediaType: type.trim().toLowerCase(), charset };
 }
@@ -109,14 +115,22 @@ export function detectFormat(input: ParseInput): DocumentFormat {
   );
 }
 
-export async function parseDocument(input: ParseInput): Promise<ParsedDocument> {
+/**
+ * Parses an upload. `limits` caps the text (JSON is counted while it is walked, a PDF while pdf.js
+ * streams it; the other formats cannot grow past their input and are checked after), the PDF pages and
+ * what a PDF's streams inflate to: over a cap is AppError('payload_too_large') naming it.
+ */
+export async function parseDocument(
+  input: ParseInput,
+  limits: Omit<IngestLimits, 'maxChunks'> = NO_LIMITS,
+): Promise<ParsedDocument> {
   const format = detectFormat(input);
   if (input.data.length === 0) throw new AppError('bad_request', 'document is empty');
   if (format === 'pdf') {
     if (typeof input.data === 'string') throw new AppError('bad_request', 'a PDF must be sent as bytes');
     // loaded on first use: pdf.js is large and most documents are not PDFs
     const { parsePdf } = await import('./pdf.ts');
-    const { text, pages } = await parsePdf(input.data);
+    const { text, pages } = await parsePdf(input.data, limits);
     return { format, text, pages };
   }
   const source = decodeText(input.data, parseContentType(input.contentType).charset);
@@ -138,12 +152,13 @@ export async function parseDocument(input: ParseInput): Promise<ParsedDocument> 
       break;
     }
     case 'json':
-      doc = { format, text: parseJson(source) };
+      doc = { format, text: parseJson(source, new TextBudget(limits.maxChars)) };
       break;
     case 'jsonl':
-      doc = { format, text: parseJsonLines(source) };
+      doc = { format, text: parseJsonLines(source, new TextBudget(limits.maxChars)) };
       break;
   }
+  if (doc.text.length > limits.maxChars) throw tooMuchText(limits.maxChars);
   requireText(doc.text, `the ${format} document`);
   if (doc.title === undefined) delete doc.title;
   return doc;

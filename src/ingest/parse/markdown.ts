@@ -78,15 +78,86 @@ function tableRow(line: string): string {
   return cells.join(' | ');
 }
 
+// Line patterns. Each is anchored and none lets two quantifiers compete for the same run of characters
+// (a `[ \t]*` beside another `[ \t]*` or a lazy `.*?`), so a failing match gives up in one pass over the
+// line. ATX headings and table separators are scanned by hand below: their regexes had such competing
+// quantifiers and took seconds on a line with a long run of spaces.
 const FENCE = /^ {0,3}(`{3,}|~{3,})/;
-const ATX = /^ {0,3}(#{1,6})(?:[ \t]+(.*?))?(?:[ \t]+#+)?[ \t]*$/;
 const SETEXT = /^ {0,3}(=+|-+)[ \t]*$/;
 const HR = /^ {0,3}([-*_])(?:[ \t]*\1){2,}[ \t]*$/;
-const TABLE_SEP = /^ {0,3}\|?[ \t]*:?-+:?[ \t]*(\|[ \t]*:?-+:?[ \t]*)*\|?[ \t]*$/;
 const REF_DEF = /^ {0,3}\[[^\]]+\]:[ \t]*\S+/;
 const LIST = /^[ \t]*(?:[-*+]|\d{1,9}[.)])[ \t]+(?:\[[ xX]\][ \t]+)?/;
-const QUOTE = /^ {0,3}>[ \t]?/;
 const RAW_BLOCK = /^ {0,3}<(script|style|textarea)(?:\s|>|$)/i;
+
+const isSpaceOrTab = (c: string | undefined) => c === ' ' || c === '\t';
+
+/** End of `line` without its trailing spaces and tabs, at least `from`. */
+function trimmedEnd(line: string, from: number): number {
+  let end = line.length;
+  while (end > from && isSpaceOrTab(line[end - 1])) end--;
+  return end;
+}
+
+/** Index after up to three leading spaces. */
+function indent(line: string): number {
+  let i = 0;
+  while (i < 3 && line[i] === ' ') i++;
+  return i;
+}
+
+/** `### text ###` → level and text; null when the line is no ATX heading. */
+export function atxHeading(line: string): { level: number; text: string } | null {
+  let i = indent(line);
+  const hashes = i;
+  while (line[i] === '#') i++;
+  const level = i - hashes;
+  if (level < 1 || level > 6 || (i < line.length && !isSpaceOrTab(line[i]))) return null;
+  let end = trimmedEnd(line, i);
+  // an optional closing run of #, preceded by a space or tab (or making up the whole content)
+  let close = end;
+  while (close > i && line[close - 1] === '#') close--;
+  if (close < end && (close === i || isSpaceOrTab(line[close - 1])))
+    end = trimmedEnd(line.slice(0, close), i);
+  while (i < end && isSpaceOrTab(line[i])) i++;
+  return { level, text: line.slice(i, end) };
+}
+
+/** `| --- | :-: |`: cells of dashes with optional alignment colons, between optional outer pipes. */
+export function isTableSeparator(line: string): boolean {
+  let body = line.slice(indent(line), trimmedEnd(line, 0));
+  if (body.startsWith('|')) body = body.slice(1);
+  if (body.endsWith('|')) body = body.slice(0, -1);
+  return body.split('|').every((cell) => {
+    let a = 0;
+    let b = cell.length;
+    while (a < b && isSpaceOrTab(cell[a])) a++;
+    while (b > a && isSpaceOrTab(cell[b - 1])) b--;
+    if (cell[a] === ':') a++;
+    if (b > a && cell[b - 1] === ':') b--;
+    if (a >= b) return false;
+    for (let k = a; k < b; k++) if (cell[k] !== '-') return false;
+    return true;
+  });
+}
+
+/** The line without its block-quote markers (`> > text` → `text`). */
+function unquote(line: string): string {
+  let at = 0;
+  for (;;) {
+    let i = at;
+    while (i - at < 3 && line[i] === ' ') i++;
+    if (line[i] !== '>') return line.slice(at);
+    i++;
+    if (isSpaceOrTab(line[i])) i++;
+    at = i;
+  }
+}
+
+/** `| a | b |` (after trimming): a table row outside a table. */
+const isPipeRow = (line: string) => {
+  const t = line.trim();
+  return t.length >= 2 && t.startsWith('|') && t.endsWith('|');
+};
 
 export interface MarkdownResult {
   text: string;
@@ -112,6 +183,7 @@ export function parseMarkdown(source: string): MarkdownResult {
   let prevRaw = '';
   // inside a raw <script>/<style> block (CommonMark HTML block type 1): the closing tag that ends it
   let rawBlockEnd: string | null = null;
+  let heading: ReturnType<typeof atxHeading>;
   for (const raw of lines) {
     if (rawBlockEnd !== null) {
       if (raw.toLowerCase().includes(rawBlockEnd)) rawBlockEnd = null;
@@ -135,8 +207,7 @@ export function parseMarkdown(source: string): MarkdownResult {
       prevRaw = raw;
       continue;
     }
-    let line = raw;
-    while (QUOTE.test(line)) line = line.replace(QUOTE, '');
+    const line = unquote(raw);
     const fm = FENCE.exec(line);
     if (fm) {
       fence = fm[1];
@@ -158,15 +229,15 @@ export function parseMarkdown(source: string): MarkdownResult {
       out.push('');
     } else if (HR.test(line)) {
       out.push('');
-    } else if (ATX.test(line)) {
-      const text = inline(ATX.exec(line)?.[2] ?? '');
-      if (ATX.exec(line)?.[1] === '#' && title === undefined && text) title = text;
+    } else if ((heading = atxHeading(line))) {
+      const text = inline(heading.text);
+      if (heading.level === 1 && title === undefined && text) title = text;
       out.push('', text, '');
-    } else if (TABLE_SEP.test(line) && line.includes('-') && (line.includes('|') || inTable)) {
+    } else if ((line.includes('|') || inTable) && isTableSeparator(line)) {
       const header = out.at(-1);
       if (header !== undefined && prevRaw.includes('|')) out[out.length - 1] = tableRow(prevRaw);
       inTable = true;
-    } else if (inTable || /^\s*\|.*\|\s*$/.test(line)) {
+    } else if (inTable || isPipeRow(line)) {
       out.push(tableRow(line));
     } else {
       out.push(inline(line.replace(LIST, '').trim()));

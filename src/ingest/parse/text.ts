@@ -24,18 +24,41 @@ export function decodeText(data: Uint8Array | string, charset?: string): string 
   }
 }
 
+/** Space, tab or no-break space: what a line may not end with. */
+const isBlank = (c: number) => c === 0x20 || c === 0x09 || c === 0xa0;
+
+/**
+ * Drops the blanks at the end of every line in one pass. (The regex `/[ \t\u00a0]+$/gm` does the same
+ * but retries from every position inside a run of blanks that does not end the line, scanning to the
+ * run's end each time: 'x' + 80,000 spaces + 'y' took 17 s.)
+ */
+function trimLineEnds(text: string): string {
+  const lines: string[] = [];
+  let start = 0;
+  for (;;) {
+    const nl = text.indexOf('\n', start);
+    const stop = nl < 0 ? text.length : nl;
+    let end = stop;
+    while (end > start && isBlank(text.charCodeAt(end - 1))) end--;
+    lines.push(end === stop ? text.slice(start, stop) : text.slice(start, end));
+    if (nl < 0) return lines.join('\n');
+    start = nl + 1;
+  }
+}
+
 /**
  * Newlines to \n, no NUL (a binary file sent as text), form feeds as paragraph breaks, no trailing
- * spaces, at most one blank line in a row, trimmed. Idempotent.
+ * spaces, at most one blank line in a row, trimmed. Idempotent. Linear in the text whatever it holds:
+ * every regex below matches single characters or one run at a time, never backtracking over a run.
  */
 export function normalizeText(text: string): string {
   if (text.includes('\u0000'))
     throw new AppError('bad_request', 'document contains NUL bytes: binary content sent as text?');
-  return text
+  const lines = text
     .replace(/\r\n?|\u2028|\u2029/g, '\n')
     .replace(/\f/g, '\n\n')
-    .replace(/\p{Cc}/gu, (c) => (c === '\n' || c === '\t' ? c : ''))
-    .replace(/[ \t\u00a0]+$/gm, '')
+    .replace(/\p{Cc}/gu, (c) => (c === '\n' || c === '\t' ? c : ''));
+  return trimLineEnds(lines)
     .replace(/\n{3,}/g, '\n\n')
     .trim();
 }

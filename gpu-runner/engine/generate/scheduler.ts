@@ -1,0 +1,344 @@
+// Continuous batching over one engine (DESIGN.md §4.4) — the one generation loop: the runner serves
+// requests through it in the background, and Engine.generate runs one to completion. Each step the
+// scheduler plans and the step runner (step-runner.ts) executes:
+//   1. every decoding sequence feeds its last token (1 token each), oldest first;
+//   2. prefilling sequences take the rest of the step's token budget in chunks (chunked prefill);
+//   3. waiting sequences are admitted in FIFO order while the running cap and KV memory allow; a request
+//      with reuse mode ≠ full gets its context assembled from chunk artifacts at admission, then its
+//      question is prefilled in chunks like any prompt (batched with the others), then it decodes.
+// KV memory is reserved per sequence in blocks of `growBlock` positions; a sequence that needs another
+// block when memory is short preempts the newest running sequences (their KV is freed and they go back to
+// the front of the queue, to be recomputed from prompt + generated tokens when readmitted). Aborted
+// (client gone) and past-deadline sequences end at the next step and free their KV at once.
+import type { RunnerUsage } from '../../../contracts/runner-api.ts';
+import type { SparseConfig } from '../attention/sparse/config.ts';
+import { SparsePrefill } from '../attention/sparse/prefill.ts';
+import { InvalidRequestError, NotAcceptingError } from '../errors.ts';
+import type { SequenceAssembler } from '../reuse/types.ts';
+import type { TextTokenizer } from '../tokenizer.ts';
+import { Mutex } from './mutex.ts';
+import { checkRequest, type SeqRequest } from './request.ts';
+import { Sequence } from './sequence.ts';
+import { type StepEngine, type StepPlan, StepRunner } from './step-runner.ts';
+
+/** What scheduling needs of an engine (Engine has it all). */
+export interface SchedulerEngine extends StepEngine {
+  readonly tokenizer: TextTokenizer;
+  readonly stopTokenIds: readonly number[];
+  readonly maxContext: number;
+  /** Sparse prefill per (layer, kv head), from the model profile. */
+  readonly sparseConfig: SparseConfig;
+}
+
+export interface SchedulerOptions {
+  /** Cap on sequences holding KV memory at once. Default 16. */
+  maxRunning?: number;
+  /** Tokens one forward step may carry (decode tokens + prefill chunks). Default 256. */
+  maxStepTokens?: number;
+  /** Device bytes all sequences' KV caches may use together. Default 256 MiB. */
+  kvBytes?: number;
+  /** Positions reserved at a time beyond what a sequence holds. Default 32. */
+  growBlock?: number;
+  /**
+   * Reuse-mode admissions (artifact assembly + question prefill, each its own forward) per step, so a
+   * burst of arrivals does not stall the running sequences' decode for a whole burst. Default 4.
+   */
+  maxAssembliesPerStep?: number;
+  /** Needed for reuse modes other than `full`. */
+  assembler?: SequenceAssembler;
+  /** Serialises engine use with other work (the precompute consumer). */
+  mutex?: Mutex;
+  observer?: SchedulerObserver;
+  /**
+   * true (default): submit() starts a background loop that steps while there is work, yielding to the
+   * event loop between steps (streaming, disconnects, arrivals). false: the caller drives run().
+   */
+  background?: boolean;
+}
+
+/** Hooks for metrics. Seconds. */
+export interface SchedulerObserver {
+  firstToken?(ttftSec: number): void;
+  interToken?(sec: number): void;
+  step?(info: { tokens: number; decode: number; prefill: number; ms: number }): void;
+  finished?(u: RunnerUsage): void;
+}
+
+export interface SchedulerStats {
+  running: number;
+  waiting: number;
+  maxRunning: number;
+  kvBytesInUse: number;
+  kvBytesCapacity: number;
+  steps: number;
+  preemptions: number;
+}
+
+export class Scheduler {
+  readonly engine: SchedulerEngine;
+  readonly maxRunning: number;
+  readonly maxStepTokens: number;
+  readonly kvBytes: number;
+  readonly growBlock: number;
+  readonly maxAssembliesPerStep: number;
+  readonly mutex: Mutex;
+  private readonly canAssemble: boolean;
+  private readonly observer: SchedulerObserver;
+  private readonly runner: StepRunner;
+  private readonly background: boolean;
+  /** Bytes of K and V per position of one sequence (every layer, f32). */
+  readonly bytesPerPosition: number;
+  private readonly waiting: Sequence[] = [];
+  /** Admission order: first = oldest. */
+  private readonly running: Sequence[] = [];
+  /** KV positions reserved per running sequence (its cache's capacity, or what it grows to this step). */
+  private readonly reserved = new Map<Sequence, number>();
+  private nextId = 1;
+  private loop: Promise<void> | null = null;
+  private accepting = true;
+  private steps = 0;
+  private preemptions = 0;
+  private used = 0;
+
+  constructor(engine: SchedulerEngine, opts: SchedulerOptions = {}) {
+    this.engine = engine;
+    this.maxRunning = opts.maxRunning ?? 16;
+    this.maxStepTokens = opts.maxStepTokens ?? 256;
+    this.kvBytes = opts.kvBytes ?? 256 * 1024 * 1024;
+    this.growBlock = opts.growBlock ?? 32;
+    this.maxAssembliesPerStep = opts.maxAssembliesPerStep ?? 4;
+    this.canAssemble = opts.assembler !== undefined;
+    this.mutex = opts.mutex ?? new Mutex();
+    this.observer = opts.observer ?? {};
+    this.background = opts.background ?? true;
+    this.runner = new StepRunner(engine, opts.assembler, (seq, id) => this.acceptSampled(seq, id));
+    const c = engine.config;
+    this.bytesPerPosition = 2 * c.layers * c.kvHeads * c.headDim * 4;
+  }
+
+  /** Queues a request; resolves with its usage when it ends (any reason). Rejects bad requests at once. */
+  submit(req: SeqRequest): Promise<RunnerUsage> {
+    return this.enqueue(req).done;
+  }
+
+  /** Queues a request and returns its sequence (its `done` resolves with the usage). */
+  enqueue(req: SeqRequest): Sequence {
+    if (!this.accepting) throw new NotAcceptingError('runner is shutting down');
+    const e = this.engine;
+    checkRequest(req, {
+      maxContext: e.maxContext,
+      vocabSize: e.config.vocabSize,
+      canAssemble: this.canAssemble,
+    });
+    const seq = new Sequence(this.nextId++, req, e.tokenizer, e.stopTokenIds);
+    if (this.capacityFor(seq) * this.bytesPerPosition > this.kvBytes)
+      throw new InvalidRequestError('prompt does not fit the runner KV memory');
+    this.waiting.push(seq);
+    if (this.background) this.kick();
+    return seq;
+  }
+
+  stats(): SchedulerStats {
+    return {
+      running: this.running.length,
+      waiting: this.waiting.length,
+      maxRunning: this.maxRunning,
+      kvBytesInUse: this.used,
+      kvBytesCapacity: this.kvBytes,
+      steps: this.steps,
+      preemptions: this.preemptions,
+    };
+  }
+
+  get idle(): boolean {
+    return this.running.length === 0 && this.waiting.length === 0;
+  }
+
+  /** Steps until every queued sequence has ended (the caller's loop; as nano-vllm's generate). */
+  async run(): Promise<void> {
+    while (!this.idle) await this.step();
+  }
+
+  /**
+   * Stops taking requests and lets what is queued or running finish for up to `graceMs`; whatever is
+   * left then ends with finish reason 'shutdown' (the client sees the reason and can retry elsewhere).
+   */
+  async drain(graceMs: number): Promise<void> {
+    this.accepting = false;
+    const until = performance.now() + graceMs;
+    while (!this.idle && performance.now() < until) {
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    for (const s of [...this.running, ...this.waiting]) s.end('shutdown');
+    this.kick();
+    await this.loop;
+  }
+
+  private kick(): void {
+    if (this.loop) return;
+    this.loop = this.runInBackground().finally(() => {
+      this.loop = null;
+      if (!this.idle) this.kick();
+    });
+  }
+
+  private async runInBackground(): Promise<void> {
+    while (!this.idle) {
+      await this.mutex.run(() => this.step());
+      // let the event loop deliver streamed text, disconnects and new requests between steps
+      await new Promise((r) => setImmediate(r));
+    }
+  }
+
+  /** One step: reap, plan, execute (the step runner), reap. */
+  async step(): Promise<void> {
+    this.reap();
+    const t0 = performance.now();
+    const plan = this.plan();
+    const decode = plan.batch.filter((p) => p.seq.phase === 'decode').length;
+    const tokens = plan.batch.reduce((s, p) => s + p.tokens.length, 0);
+    if (plan.admit.length + plan.batch.length > 0) await this.runner.execute(plan);
+    this.steps++;
+    this.observer.step?.({ tokens, decode, prefill: tokens - decode, ms: performance.now() - t0 });
+    this.reap();
+  }
+
+  // --- planning -----------------------------------------------------------------------------------
+  private plan(): StepPlan {
+    const plan: StepPlan = { grow: [], admit: [], sparse: [], batch: [] };
+    let budget = this.maxStepTokens;
+    for (const seq of [...this.running]) {
+      if (seq.phase !== 'decode' || budget < 1) continue;
+      if (!this.reserve(seq, 1, plan)) continue; // preempted itself
+      plan.batch.push({ seq, tokens: [seq.next], sample: true });
+      budget--;
+    }
+    for (const seq of this.running) {
+      if (seq.phase !== 'prefill' || budget < 1) continue;
+      budget -= this.planChunk(seq, budget, plan);
+    }
+    let assemblies = 0;
+    while (budget > 0 && this.waiting.length > 0 && this.running.length < this.maxRunning) {
+      const seq = this.waiting[0];
+      const cap = this.capacityFor(seq);
+      // FIFO: nobody overtakes the head, whether it waits for memory or for the next step's assemblies
+      if (this.used + cap * this.bytesPerPosition > this.kvBytes) break;
+      if (seq.req.mode !== 'full' && assemblies++ >= this.maxAssembliesPerStep) break;
+      this.waiting.shift();
+      budget -= this.planAdmission(seq, cap, budget, plan);
+    }
+    return plan;
+  }
+
+  /** Positions reserved when a sequence is admitted: what it holds plus one block, within its maximum. */
+  private capacityFor(seq: Sequence): number {
+    return Math.min(seq.maxLength, seq.promptLength + seq.generated.length + this.growBlock);
+  }
+
+  /** Plans the next chunk of a sequence's pending prompt; returns the tokens it takes. */
+  private planChunk(seq: Sequence, budget: number, plan: StepPlan): number {
+    const n = Math.min(seq.pending.length, budget);
+    if (n === 0) return 0;
+    const tokens = seq.pending.splice(0, n);
+    plan.batch.push({ seq, tokens, sample: seq.pending.length === 0 });
+    return n;
+  }
+
+  /** Reserves KV memory for a sequence and plans its start; returns the step budget it uses. */
+  private planAdmission(seq: Sequence, cap: number, budget: number, plan: StepPlan): number {
+    if (seq.admittedAt < 0) seq.admittedAt = performance.now();
+    this.running.push(seq);
+    this.reserved.set(seq, cap);
+    this.used += cap * this.bytesPerPosition;
+    seq.phase = 'prefill';
+    // full: the whole prompt (and what was generated before a preemption) is prefilled live; reuse
+    // modes: the assembly computes the first question token, the rest is prefilled like any prompt
+    const live = seq.allTokens();
+    const assembled =
+      seq.req.mode === 'full' ? 0 : live.length - seq.req.question.length - seq.generated.length + 1;
+    seq.pending = live.slice(assembled);
+    const sample = assembled > 0 && seq.pending.length === 0;
+    plan.admit.push({ seq, capacity: cap, sample });
+    if (sample) return 1;
+    this.planSparse(seq, plan);
+    const used = assembled > 0 ? 1 : 0;
+    return used + this.planChunk(seq, budget - used, plan);
+  }
+
+  /**
+   * Sparse prefill (DESIGN.md §4.3) needs the live tokens in one step of their own: when the request asks
+   * for it and enough are pending, all but the last run first in a forward of their own through the
+   * request's SparsePrefill (the last one goes through the batch and is sampled as usual).
+   */
+  private planSparse(seq: Sequence, plan: StepPlan): void {
+    const control = seq.req.sparse;
+    if (!control || control.mode === 'off') return;
+    seq.sparse ??= new SparsePrefill(control, this.engine.sparseConfig);
+    const n = seq.pending.length - 1;
+    if (n < seq.sparse.minTokens) return;
+    plan.sparse.push({ seq, tokens: seq.pending.splice(0, n) });
+  }
+
+  /** Makes room for `n` more positions: reserves another block (preempting newer sequences if short). */
+  private reserve(seq: Sequence, n: number, plan: StepPlan): boolean {
+    const have = this.reserved.get(seq)!;
+    if (seq.kv!.length + n <= have) return true;
+    const grown = Math.min(seq.maxLength, have + Math.max(n, this.growBlock));
+    const need = (grown - have) * this.bytesPerPosition;
+    while (this.used + need > this.kvBytes) {
+      const victim = this.running.findLast((s) => s !== seq && this.reserved.has(s));
+      if (!victim || this.running.indexOf(victim) < this.running.indexOf(seq)) {
+        this.preempt(seq);
+        return false;
+      }
+      this.preempt(victim);
+    }
+    this.reserved.set(seq, grown);
+    this.used += need;
+    plan.grow.push({ seq, capacity: grown });
+    return true;
+  }
+
+  /** Frees a sequence's KV and puts it back at the head of the queue (recomputed when readmitted). */
+  private preempt(seq: Sequence): void {
+    this.release(seq);
+    this.running.splice(this.running.indexOf(seq), 1);
+    seq.phase = 'waiting';
+    seq.pending = [];
+    seq.preemptions++;
+    this.preemptions++;
+    this.waiting.unshift(seq);
+  }
+
+  private release(seq: Sequence): void {
+    this.used -= (this.reserved.get(seq) ?? 0) * this.bytesPerPosition;
+    this.reserved.delete(seq);
+    seq.release();
+  }
+
+  private acceptSampled(seq: Sequence, id: number): void {
+    const prev = seq.lastTokenAt;
+    seq.accept(id);
+    if (prev < 0) this.observer.firstToken?.((seq.firstTokenAt - seq.createdAt) / 1000);
+    else this.observer.interToken?.((seq.lastTokenAt - prev) / 1000);
+  }
+
+  /** Ends aborted and late sequences, frees finished ones and resolves their promises. */
+  private reap(): void {
+    const now = performance.now();
+    for (const list of [this.running, this.waiting]) {
+      for (let i = list.length - 1; i >= 0; i--) {
+        const s = list[i];
+        if (!s.finish && s.req.signal?.aborted) s.end('aborted');
+        if (!s.finish && s.req.deadline !== undefined && now > s.req.deadline) s.end('deadline');
+        if (!s.finish) continue;
+        this.release(s);
+        list.splice(i, 1);
+        s.phase = 'finished';
+        const u = s.usage();
+        this.observer.finished?.(u);
+        s.resolve(u);
+      }
+    }
+  }
+}
