@@ -9,7 +9,6 @@ import { availableParallelism } from 'node:os';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createCpuBackend } from '../gpu-runner/engine/backends/cpu-backend.ts';
 import { wasmBackendAvailable } from '../gpu-runner/engine/backends/wasm/index.ts';
 import { type Engine, loadEngine } from '../gpu-runner/engine/engine.ts';
 import { type ExportType, exportGguf } from '../gpu-runner/engine/gguf/export.ts';
@@ -169,9 +168,7 @@ export async function run(args: string[]): Promise<number> {
     let info: LlamaCppInfo | null = null;
     let config: Engine['config'] | null = null;
     for (const { format, file } of files) {
-      const engine = await loadEngine(file, {
-        backend: backendKind === 'wasm' ? await createCpuBackend('wasm', { threads }) : 'reference',
-      });
+      const engine = await loadEngine(file, { backend: backendKind, backendOptions: { threads } });
       let kvrag: Side;
       try {
         if (engine.maxContext < contextSize)

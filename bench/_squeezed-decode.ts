@@ -95,7 +95,7 @@ export async function engineDecode(opts: {
         const t0 = performance.now();
         const c0 = cpuMs();
         for (let i = 0; i < opts.steps; i++) {
-          const logits = await engine.forward([{ kv: a.kv, tokens: [next] }]);
+          const logits = await engine.forward([{ kv: a.kv, tokens: [next], attention: a.attention }]);
           next = logits.indexOf(Math.max(...logits));
           tokens.push(next);
         }
@@ -105,10 +105,10 @@ export async function engineDecode(opts: {
           tokens,
           tokS: (opts.steps * 1000) / wall,
           cpuMsPerToken: cpu / opts.steps,
-          frac: a.kv.squeezed?.stats.fraction ?? 1,
+          frac: a.fixed?.stats.fraction ?? 1,
         };
       } finally {
-        a.kv.free();
+        a.free();
       }
     };
     await decode(null); // warm-up: artifacts resident in engine memory, kernels compiled
@@ -139,7 +139,6 @@ export async function engineDecode(opts: {
       });
     }
     tier.clear();
-    asm.dispose();
     return rows;
   } finally {
     engine.dispose();

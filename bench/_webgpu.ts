@@ -24,10 +24,10 @@ export async function openBenchWebGPU(): Promise<{ backend: WebGPUBackend | null
 
 export function label(b: WebGPUBackend): WebGPULabel {
   return {
-    device: b.info.description,
-    featureLevel: b.info.featureLevel,
-    software: b.info.software,
-    subgroupMatrix: b.info.subgroupMatrix !== null,
+    device: b.kernels.info.description,
+    featureLevel: b.kernels.info.featureLevel,
+    software: b.kernels.info.software,
+    subgroupMatrix: b.kernels.info.subgroupMatrix !== null,
   };
 }
 

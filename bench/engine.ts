@@ -8,8 +8,8 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { BACKENDS, type BackendChoice } from '../gpu-runner/engine/backends/registry.ts';
 import type { Backend } from '../gpu-runner/engine/backends/types.ts';
-import { wasmBackendAvailable } from '../gpu-runner/engine/backends/wasm/index.ts';
 import { type Engine, loadEngine } from '../gpu-runner/engine/engine.ts';
 import { makeTinyModel } from '../gpu-runner/tools/make-tiny-model.ts';
 import { numberOption, parseOptions, UsageError } from '../cli/args.ts';
@@ -112,16 +112,19 @@ export async function run(args: string[]): Promise<number> {
     batch: { type: 'string' },
     backend: { type: 'string' },
   });
-  const defaults = wasmBackendAvailable() ? ['reference', 'wasm'] : ['reference'];
+  // CPU backends that run here (the registry's 'auto' candidates), then webgpu where an adapter opens
+  const defaults: string[] = [];
+  for (const e of [...BACKENDS].sort((a, b) => a.priority - b.priority))
+    if (e.priority > 0 && (await e.available())) defaults.push(e.name);
   const probe = values.backend ? null : await openBenchWebGPU();
   if (probe?.backend) {
     defaults.push('webgpu');
     probe.backend.dispose();
   }
   const backends = values.backend ? values.backend.split(',') : defaults;
+  const names: string[] = BACKENDS.map((e) => e.name);
   for (const b of backends) {
-    if (b !== 'reference' && b !== 'wasm' && b !== 'webgpu')
-      throw new UsageError(`--backend: unknown backend "${b}" (reference, wasm, webgpu)`);
+    if (!names.includes(b)) throw new UsageError(`--backend: unknown backend "${b}" (${names.join(', ')})`);
   }
   const promptTokens = numberOption('prompt-tokens', values['prompt-tokens'], 128);
   const decodeTokens = numberOption('decode-tokens', values['decode-tokens'], 32);
@@ -133,7 +136,7 @@ export async function run(args: string[]): Promise<number> {
     const prompt = Array.from({ length: promptTokens }, (_, i) => (i * 31 + 7) % 256);
     const results: Measurement[] = [];
     for (const b of backends) {
-      let backend: Backend | 'reference' | 'wasm' = b as 'reference' | 'wasm';
+      let backend: Backend | BackendChoice = b as BackendChoice;
       let device: WebGPULabel | undefined;
       if (b === 'webgpu') {
         const g = await openBenchWebGPU();

@@ -26,7 +26,6 @@ import { oracleDensity } from '../gpu-runner/engine/attention/sparse/oracle.ts';
 import { defaultParams, PLAN_BLOCK } from '../gpu-runner/engine/attention/sparse/types.ts';
 import { SPARSE_PATTERNS, type SparsePattern } from '../contracts/sparse.ts';
 import { createWasmBackend } from '../gpu-runner/engine/backends/wasm/index.ts';
-import { denseAttentionWithLseWasm } from '../gpu-runner/engine/backends/wasm/sparse-attention.ts';
 import { type Engine, loadEngine } from '../gpu-runner/engine/engine.ts';
 import { SequenceKV } from '../gpu-runner/engine/kv-cache.ts';
 import { numberOption, parseOptions, UsageError } from '../cli/args.ts';
@@ -52,10 +51,9 @@ function candidates(pattern: string | undefined, config: SparseConfig): Candidat
 /** Wall time of one prefill of `tokens` (a fresh cache), with an optional sparse-prefill policy. */
 async function prefillMs(engine: Engine, tokens: number[], sparse: SparsePrefill | null): Promise<number> {
   const kv = new SequenceKV(engine.backend, engine.config, tokens.length);
-  kv.sparse = sparse;
   try {
     const t0 = performance.now();
-    await engine.forward([{ kv, tokens }]);
+    await engine.forward([{ kv, tokens, attention: sparse ? { kind: 'sparse', policy: sparse } : null }]);
     return performance.now() - t0;
   } finally {
     kv.free();
@@ -174,14 +172,12 @@ export async function run(args: string[]): Promise<number> {
         layers,
         stop: true,
         keepQueries: oracle,
-        dense: (q, l, span, heads, scale) => denseAttentionWithLseWasm(backend.rt, q, l, span, heads, scale),
       });
       const kv = new SequenceKV(engine.backend, cfg, n);
-      kv.sparse = probe;
       const bounds: OracleLayer[] = [];
       try {
         try {
-          await engine.forward([{ kv, tokens }]);
+          await engine.forward([{ kv, tokens, attention: { kind: 'sparse', policy: probe } }]);
         } catch (err) {
           if (!(err instanceof ProbeDone)) throw err;
         }

@@ -13,11 +13,7 @@
 // same size), relative output error vs dense, keys and bytes touched. Then engine end-to-end decode
 // tokens/s, dense vs each budget, over an assembled --decode-context (default 32K; 0 skips it).
 import { buildIndex, DEFAULT_PC } from '../gpu-runner/engine/attention/squeezed/index.ts';
-import {
-  attendWithFixedContexts,
-  FixedContext,
-  TWO_LEVEL_FROM,
-} from '../gpu-runner/engine/attention/squeezed/fixed-context.ts';
+import { FixedContext, TWO_LEVEL_FROM } from '../gpu-runner/engine/attention/squeezed/fixed-context.ts';
 import {
   addSelection,
   attentionRecall,
@@ -33,10 +29,11 @@ import {
   syntheticContext,
   syntheticQueries,
 } from '../gpu-runner/engine/attention/squeezed/synthetic.ts';
-import { wasmAssigner } from '../gpu-runner/engine/attention/squeezed/wasm-assign.ts';
-import { createWasmBackend, WasmAttentionOps } from '../gpu-runner/engine/backends/wasm/index.ts';
+import { attendLayer } from '../gpu-runner/engine/attention/step-attention.ts';
+import { createWasmBackend } from '../gpu-runner/engine/backends/wasm/index.ts';
 import { numberOption, parseOptions, UsageError } from '../cli/args.ts';
 import { emit, formatTable, percentile } from './_report.ts';
+import { wasmAssigner } from './_wasm-kmeans.ts';
 import { engineDecode } from './_squeezed-decode.ts';
 
 const H = 8;
@@ -121,7 +118,6 @@ export async function run(args: string[]): Promise<number> {
   if (!(pc > 0 && pc <= 1)) throw new UsageError('--pc must be in (0, 1]');
   const iters = numberOption('iters', values.iters, 4);
   const wasm = await createWasmBackend({ threads });
-  const ops = new WasmAttentionOps(wasm);
   const scale = 1 / Math.sqrt(D);
   const geom = { heads: H, kvHeads: KVH, headDim: D, scale };
   const rows: Record<string, number | string>[] = [];
@@ -134,7 +130,7 @@ export async function run(args: string[]): Promise<number> {
       const ix = buildIndex(
         [{ k: fixedKeys(ctx, KVH, n, D) }],
         { n, kvHeads: KVH, headDim: D },
-        { iters, pc, assign: wasmAssigner(ops) },
+        { iters, pc, assign: wasmAssigner(wasm) },
       );
       const buildS = (performance.now() - t0) / 1000;
       // The fixed context goes into the cache cluster-major (layout.ts); live tokens follow it.
@@ -190,10 +186,11 @@ export async function run(args: string[]): Promise<number> {
             const fc = fcs[bi];
             const s0 = performance.now();
             const c0 = cpuMs();
-            let out = attendWithFixedContexts(wasm, qt, 0, [span], [fc], H, scale);
+            const ranged = [{ kind: 'ranges' as const, source: fc }];
+            let out = attendLayer(wasm, qt, 0, [span], ranged, H, scale);
             for (let l = 1; l < LAYERS; l++) {
               wasm.free(out);
-              out = attendWithFixedContexts(wasm, qt, l, [span], [fc], H, scale);
+              out = attendLayer(wasm, qt, l, [span], ranged, H, scale);
             }
             const c1 = cpuMs();
             const s1 = performance.now();

@@ -323,7 +323,6 @@ export async function run(args: string[]): Promise<number> {
             linkTokens,
           });
           out.kv.free();
-          if (cell.temp === 'cold') asm.dispose();
           times[i].push(out.report.timingsMs.total);
           reports[i].push(out.report);
         }
@@ -348,11 +347,7 @@ export async function run(args: string[]): Promise<number> {
         });
       }
     }
-    for (const asm of warm.values()) asm.dispose();
-    for (const asm of hot.values()) {
-      asm.tier.clear();
-      asm.dispose();
-    }
+    for (const asm of hot.values()) asm.tier.clear();
     const c = e.config;
     const result: TtftResult = {
       backend: e.backend.name,

@@ -31,9 +31,6 @@ export const command: Command = {
       throw new UsageError('--break-even lengths ≥ 256');
     const threads = values.threads ? numberOption('threads', values.threads, 1) : undefined;
     const { createWasmBackend } = await import('../../gpu-runner/engine/backends/wasm/index.ts');
-    const { denseAttentionWithLseWasm } = await import(
-      '../../gpu-runner/engine/backends/wasm/sparse-attention.ts'
-    );
     const { loadEngine } = await import('../../gpu-runner/engine/engine.ts');
     const { searchPatterns } = await import('../../gpu-runner/engine/attention/sparse/search.ts');
     const { writeSparseConfig } = await import('../../gpu-runner/engine/attention/sparse/config.ts');
@@ -44,7 +41,6 @@ export const command: Command = {
         context,
         targetRecall: target,
         breakEvenLengths: lengths,
-        dense: (q, l, span, heads, scale) => denseAttentionWithLseWasm(backend.rt, q, l, span, heads, scale),
         log: (line) => process.stderr.write(`${line}\n`),
       });
       if (values['dry-run']) process.stdout.write(`${JSON.stringify(config, null, 1)}\n`);

@@ -4,12 +4,17 @@
 import type { ModelProfile } from '../../contracts/model-profile.ts';
 import { defaultSparseConfig, type SparseConfig } from './attention/sparse/config.ts';
 import type { SqueezedSettings } from './attention/squeezed/calibrate.ts';
-import type { CpuBackendKind } from './backends/cpu-backend.ts';
-import { createReferenceBackend } from './backends/reference/index.ts';
+import { type BackendChoice, type BackendOptions, createBackend } from './backends/registry.ts';
 import type { Backend } from './backends/types.ts';
 import { type ChatMessage, ChatTemplate } from './chat-template.ts';
 import { modelFingerprint } from './fingerprint.ts';
-import { type GenerateRequest, type GenerateResult, generateBatch } from './generate.ts';
+import {
+  type GenerateRequest,
+  type GenerateResult,
+  generateRequest,
+  generateResult,
+} from './generate/request.ts';
+import { Scheduler } from './generate/scheduler.ts';
 import { SequenceKV } from './kv-cache.ts';
 import { type LogitRows, Model, type StepInput } from './model.ts';
 import type { ModelConfig } from './model-config.ts';
@@ -19,11 +24,13 @@ import { loadWeights, type WeightDType } from './weights.ts';
 
 export interface EngineOptions {
   /**
-   * A backend instance, or a CPU backend kind: 'reference' (plain TS, the oracle), 'wasm' (SIMD +
-   * threads), 'auto' (wasm where available). Default 'reference'. Engine.dispose() disposes the
-   * backend either way.
+   * A backend instance, or one by name (backends/registry.ts): 'reference' (plain TS, the oracle),
+   * 'wasm' (SIMD + threads), 'webgpu', 'auto' (the best CPU backend here). Default 'reference'.
+   * Engine.dispose() disposes the backend either way.
    */
-  backend?: Backend | CpuBackendKind;
+  backend?: Backend | BackendChoice;
+  /** Options for a backend created by name (threads, webgpu adapter). */
+  backendOptions?: BackendOptions;
   /** Device dtype of weight matrices (BF16 files are always widened to f32 first). Default f32. */
   weightDType?: WeightDType;
   /** Cap on positions per sequence. Default: the model's max_position_embeddings (or sliding window). */
@@ -125,31 +132,31 @@ export class Engine {
     }
   }
 
-  /** Generates for several requests together (batched steps); results in request order. */
-  generate(requests: readonly GenerateRequest[]): Promise<GenerateResult[]> {
-    return generateBatch(
-      {
-        model: this.model,
-        tokenizer: this.tokenizer,
-        defaultStopIds: this.stopTokenIds,
-        maxContext: this.maxContext,
-      },
-      requests,
-    );
+  /**
+   * Generates for several requests together; results in request order. A local scheduler (the runner's
+   * continuous batching) runs them to completion: every prompt is prefilled in one step, then all live
+   * sequences decode together, each cache sized for its prompt + maxTokens up front.
+   */
+  async generate(requests: readonly GenerateRequest[]): Promise<GenerateResult[]> {
+    const all = Number.POSITIVE_INFINITY;
+    const s = new Scheduler(this, {
+      background: false,
+      maxRunning: all,
+      maxStepTokens: all,
+      kvBytes: all,
+      growBlock: all,
+    });
+    const seqs = requests.map((r) => s.enqueue(generateRequest(r)));
+    await s.run();
+    const failed = seqs.find((q) => q.finish === 'error');
+    if (failed) throw failed.cause;
+    return Promise.all(seqs.map(async (q) => generateResult(await q.done)));
   }
 
   dispose(): void {
     this.model.dispose();
     this.backend.dispose();
   }
-}
-
-/** The wasm runtime is only imported when asked for, so the reference path never depends on it. */
-async function resolveBackend(b: Backend | CpuBackendKind): Promise<Backend> {
-  if (typeof b === 'object') return b;
-  if (b === 'reference') return createReferenceBackend();
-  const { createCpuBackend } = await import('./backends/cpu-backend.ts');
-  return createCpuBackend(b);
 }
 
 /**
@@ -160,7 +167,8 @@ export async function loadEngine(dir: string, opts: EngineOptions = {}): Promise
   const files = readModelFiles(dir);
   const { config } = files;
   const tokenizer = new TextTokenizer(files.tokenizer);
-  const backend = await resolveBackend(opts.backend ?? 'reference');
+  const choice = opts.backend ?? 'reference';
+  const backend = typeof choice === 'object' ? choice : await createBackend(choice, opts.backendOptions);
   try {
     const weights = loadWeights(dir, config, backend, opts.weightDType ?? 'f32');
     const fingerprint = modelFingerprint(dir);

@@ -1,8 +1,6 @@
 // A sequence's preallocated KV cache plus how much of it is filled. The storage lives on the backend
 // (k, v: [layer][kv_head][pos][head_dim], post-RoPE keys); this tracks the valid length and gives
 // position-range access for chunk KV artifacts (read to host, load from host).
-import type { SparseAttend } from './attention/sparse/prefill.ts';
-import type { FixedContext } from './attention/squeezed/fixed-context.ts';
 import type { Backend, KVBlock, KVCache } from './backends/types.ts';
 import type { ModelConfig } from './model-config.ts';
 
@@ -11,10 +9,6 @@ export class SequenceKV {
   readonly cache: KVCache;
   /** Positions [0, length) hold valid K/V. */
   length = 0;
-  /** Squeezed attention over the fixed context [0, squeezed.n), when the request asked for it; freed with the cache. */
-  squeezed: FixedContext | null = null;
-  /** Sparse prefill of this sequence's long steps (DESIGN.md §4.3), when its request asked for it. */
-  sparse: SparseAttend | null = null;
   #freed = false;
 
   constructor(backend: Backend, cfg: ModelConfig, capacity: number) {
@@ -66,8 +60,6 @@ export class SequenceKV {
   free(): void {
     if (this.#freed) return;
     this.#freed = true;
-    this.squeezed?.dispose();
-    this.squeezed = null;
     this.backend.freeKVCache(this.cache);
   }
 }

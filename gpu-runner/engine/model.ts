@@ -1,9 +1,10 @@
 // The decoder forward pass (Llama / Mistral / Qwen2): embeddings → per layer [RMSNorm → q/k/v
 // (+bias) → RoPE → KV write → causal GQA attention → o_proj → residual → RMSNorm → SwiGLU MLP →
 // residual] → final norm → lm_head. Written only against the Backend interface. Several sequences
-// run in one step: their new tokens are concatenated into one [T, hidden] activation.
-import type { SparseAttend } from './attention/sparse/prefill.ts';
-import { attendWithFixedContexts, type FixedContext } from './attention/squeezed/fixed-context.ts';
+// run in one step: their new tokens are concatenated into one [T, hidden] activation. `layer` is the one
+// decoder layer body: forward() runs it over a step's rows, and the reuse modes' selective recompute
+// (reuse/layer-step.ts) drives it layer by layer over rows it picks.
+import { attendLayer, type SeqAttention } from './attention/step-attention.ts';
 import type { Backend, SeqSpan, Tensor } from './backends/types.ts';
 import type { SequenceKV } from './kv-cache.ts';
 import type { ModelConfig } from './model-config.ts';
@@ -19,22 +20,47 @@ export interface StepInput {
    * (attending only to its own slots) as if it sat at a later position of a longer prompt.
    */
   ropeOffset?: number;
+  /** How this sequence's queries attend (step-attention.ts); absent = dense. */
+  attention?: SeqAttention | null;
 }
 
 /** Which rows of the final hidden states get logits. */
 export type LogitRows = 'last' | 'all';
 
+/**
+ * The rows one layer call computes: each row is one token at a cache position of some sequence;
+ * spans group them (SeqSpan), posT holds their RoPE positions (i32 [rows]).
+ */
+export interface LayerRows {
+  spans: readonly SeqSpan[];
+  posT: Tensor;
+  /** attention[i]: how spans[i] attends (missing = dense). */
+  attention?: readonly (SeqAttention | null | undefined)[];
+}
+
+/**
+ * Looks at a layer's fresh tensors before they are used; a hook that keeps one copies it (sliceRows,
+ * kvGather are ordered with the layer's work) and reads the copy after the layer returns.
+ */
+export interface LayerHooks {
+  /** post-RoPE queries [rows, heads·headDim] */
+  queries?(q: Tensor): void;
+  /** post-RoPE keys [rows, kvHeads·headDim], before they overwrite the cache */
+  keys?(k: Tensor): void;
+}
+
 export class Model {
   readonly cfg: ModelConfig;
   readonly backend: Backend;
   readonly weights: ModelWeights;
-  readonly #invFreq: Tensor; // [headDim/2]
+  /** The model's RoPE inverse frequencies on the device: [headDim/2] (rope scaling applied). */
+  readonly invFreq: Tensor;
 
   constructor(cfg: ModelConfig, weights: ModelWeights, backend: Backend) {
     this.cfg = cfg;
     this.weights = weights;
     this.backend = backend;
-    this.#invFreq = backend.upload({
+    this.invFreq = backend.upload({
       dtype: 'f32',
       shape: [cfg.headDim / 2],
       data: ropeInvFreq(cfg.rope, cfg.headDim),
@@ -48,7 +74,6 @@ export class Model {
    */
   forward(inputs: readonly StepInput[], rows: LogitRows = 'last'): Tensor {
     const b = this.backend;
-    const cfg = this.cfg;
     const ids: number[] = [];
     const positions: number[] = [];
     const spans: SeqSpan[] = [];
@@ -63,20 +88,14 @@ export class Model {
         positions.push(kv.length + i + ropeOffset);
       });
     }
-    for (const t of ids) {
-      if (!Number.isInteger(t) || t < 0 || t >= cfg.vocabSize) throw new Error(`token id ${t} outside vocab`);
-    }
-    const idT = b.upload({ dtype: 'i32', shape: [ids.length], data: Int32Array.from(ids) });
+    let x = this.embed(ids); // x: [T, hidden]
     const posT = b.upload({ dtype: 'i32', shape: [positions.length], data: Int32Array.from(positions) });
-    let x = b.gather(this.weights.embed, idT); // x: [T, hidden]
-    // squeezed attention (DESIGN.md §4.2) for sequences with a fixed context, dense for the others
-    const fixed = inputs.some((i) => i.kv.squeezed) ? inputs.map((i) => i.kv.squeezed) : null;
-    // sparse prefill (DESIGN.md §4.3) for a sequence alone in its step, when its request asked for it
-    const sparse = !fixed && inputs.length === 1 ? inputs[0].kv.sparse : null;
-    for (let l = 0; l < cfg.layers; l++) x = this.#layer(l, x, posT, spans, fixed, sparse);
-    b.free(idT);
-    b.free(posT);
-
+    const step: LayerRows = { spans, posT, attention: inputs.map((i) => i.attention) };
+    try {
+      for (let l = 0; l < this.cfg.layers; l++) x = this.layer(l, x, step);
+    } finally {
+      b.free(posT);
+    }
     if (rows === 'last') {
       const last = spans.map((s) => s.row + s.count - 1);
       const lastT = b.upload({ dtype: 'i32', shape: [last.length], data: Int32Array.from(last) });
@@ -85,7 +104,7 @@ export class Model {
       b.free(x);
       x = picked;
     }
-    const h = b.rmsnorm(x, this.weights.norm, cfg.rmsNormEps);
+    const h = b.rmsnorm(x, this.weights.norm, this.cfg.rmsNormEps);
     b.free(x);
     const logits = b.matmul(h, this.weights.lmHead); // [rows, vocab]
     b.free(h);
@@ -93,15 +112,25 @@ export class Model {
     return logits;
   }
 
-  /** One decoder layer; consumes x and returns the new residual stream. */
-  #layer(
-    l: number,
-    x: Tensor,
-    posT: Tensor,
-    spans: SeqSpan[],
-    fixed: (FixedContext | null)[] | null,
-    sparse: SparseAttend | null = null,
-  ): Tensor {
+  /** Token embeddings: [tokens, hidden]; ids are checked against the vocabulary. */
+  embed(tokens: readonly number[]): Tensor {
+    const b = this.backend;
+    for (const t of tokens) {
+      if (!Number.isInteger(t) || t < 0 || t >= this.cfg.vocabSize)
+        throw new Error(`token id ${t} outside vocab`);
+    }
+    const ids = b.upload({ dtype: 'i32', shape: [tokens.length], data: Int32Array.from(tokens) });
+    const x = b.gather(this.weights.embed, ids);
+    b.free(ids);
+    return x;
+  }
+
+  /**
+   * Decoder layer `l` over `rows`: consumes x ([rows, hidden]) and returns the new residual stream. The
+   * rows' fresh K/V are written to their caches at their positions before attention, so each row attends
+   * causally over its cache (cached and fresh entries alike).
+   */
+  layer(l: number, x: Tensor, rows: LayerRows, hooks: LayerHooks = {}): Tensor {
     const b = this.backend;
     const cfg = this.cfg;
     const w = this.weights.layers[l];
@@ -110,17 +139,17 @@ export class Model {
     const k0 = b.matmul(h, w.k, w.kBias); // [T, kvHeads·headDim]
     const v = b.matmul(h, w.v, w.vBias); // [T, kvHeads·headDim]
     b.free(h);
-    const q = b.rope(q0, posT, this.#invFreq, cfg.headDim);
-    const k = b.rope(k0, posT, this.#invFreq, cfg.headDim);
+    const q = b.rope(q0, rows.posT, this.invFreq, cfg.headDim);
+    const k = b.rope(k0, rows.posT, this.invFreq, cfg.headDim);
     b.free(q0);
     b.free(k0);
-    b.kvWrite(l, k, v, spans);
+    hooks.queries?.(q);
+    hooks.keys?.(k);
+    b.kvWrite(l, k, v, rows.spans);
     b.free(k);
     b.free(v);
     const scale = 1 / Math.sqrt(cfg.headDim);
-    const a = fixed
-      ? attendWithFixedContexts(b, q, l, spans, fixed, cfg.heads, scale)
-      : (sparse?.attend(b, l, q, spans, cfg.heads, scale) ?? b.attention(q, l, spans, cfg.heads, scale));
+    const a = attendLayer(b, q, l, rows.spans, rows.attention ?? [], cfg.heads, scale);
     b.free(q);
     const o = b.matmul(a, w.o, w.oBias); // [T, hidden]
     b.free(a);
@@ -143,6 +172,6 @@ export class Model {
   }
 
   dispose(): void {
-    this.backend.free(this.#invFreq);
+    this.backend.free(this.invFreq);
   }
 }

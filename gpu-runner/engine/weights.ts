@@ -169,7 +169,7 @@ export function loadWeights(
   dtype: WeightDType = 'f32',
 ): ModelWeights {
   const index = openWeights(model);
-  const matDType: WeightDType = backend.weightDTypes.includes(dtype) ? dtype : 'f32';
+  const matDType: WeightDType = backend.caps.weightDTypes.includes(dtype) ? dtype : 'f32';
   const { hiddenSize: d, heads, kvHeads, headDim, intermediateSize: f, vocabSize: vocab } = cfg;
   const load = (name: string, shape: number[], kind: WeightDType = 'f32'): Tensor => {
     expectShape(index, name, shape);

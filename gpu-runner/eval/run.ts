@@ -17,7 +17,7 @@ import {
   type RunnerUsage,
 } from '../../contracts/runner-api.ts';
 import type { SparsePattern } from '../../contracts/sparse.ts';
-import type { CpuBackendKind } from '../engine/backends/cpu-backend.ts';
+import type { BackendChoice } from '../engine/backends/registry.ts';
 import type { KVDType } from '../engine/kv/artifact-format.ts';
 import { createRunner, type Runner } from '../server/runner.ts';
 import {
@@ -48,7 +48,7 @@ export function variantLabel(v: Variant): string {
 
 export interface EvalOptions {
   modelDir: string;
-  backend?: CpuBackendKind;
+  backend?: BackendChoice;
   threads?: number;
   /** Held-out seed: episodes are seeded `heldout-{seed}-{suite}-full-{context}`. */
   seed: number;

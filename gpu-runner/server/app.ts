@@ -6,10 +6,10 @@ import { streamSSE } from 'hono/streaming';
 import { AppError, parseWith, toEnvelope } from '../../contracts/errors.ts';
 import type { Log } from '../../contracts/log.ts';
 import { artifactObjectKey, isArtifactKey } from '../../contracts/artifacts.ts';
+import type { SeqRequest } from '../engine/generate/request.ts';
 import { precomputeChunks } from '../engine/kv/precompute.ts';
 import { blockTokens, type RunnerCore, tierStats } from './core.ts';
 import { runnerError } from './errors.ts';
-import type { SeqRequest } from './sequence.ts';
 import { squeezedMode } from './squeezed-control.ts';
 import { type GenerateBody, generateBodySchema, precomputeBodySchema } from '../../contracts/runner-api.ts';
 
@@ -192,9 +192,6 @@ async function toSeqRequest(core: RunnerCore, body: GenerateBody, signal: AbortS
     question = e.encodeChat(body.messages);
   } else
     question = typeof body.question === 'string' ? e.encode(body.question) : [...body.question!.tokenIds];
-  const vocab = e.config.vocabSize;
-  if ([system, ...chunks, question].some((t) => t.some((id) => id >= vocab)))
-    throw new AppError('bad_request', 'token ids outside the vocabulary');
   return {
     system,
     chunks: chunks.filter((c) => c.length > 0),

@@ -9,7 +9,7 @@ import type { DiskTier, HostTier, TierStats } from '../engine/kv/tiers.ts';
 import type { Assembler } from '../engine/reuse/assemble.ts';
 import { AppError } from '../../contracts/errors.ts';
 import type { RunnerMetrics } from './metrics.ts';
-import type { Scheduler } from './scheduler.ts';
+import type { Scheduler } from '../engine/generate/scheduler.ts';
 import type { ContextBlock } from '../../contracts/runner-api.ts';
 
 export interface RunnerCore {

@@ -1,7 +1,7 @@
 // Prometheus text exposition (format 0.0.4), written by hand: a few histograms and counters the
 // scheduler feeds, plus gauges read at scrape time (queue, running sequences, KV memory, tier stats).
 import type { TierStats } from '../engine/kv/tiers.ts';
-import type { SchedulerObserver, SchedulerStats } from './scheduler.ts';
+import type { SchedulerObserver, SchedulerStats } from '../engine/generate/scheduler.ts';
 import type { RunnerUsage } from '../../contracts/runner-api.ts';
 
 const LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];

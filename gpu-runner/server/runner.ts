@@ -8,8 +8,8 @@ import type { Consumer, JobQueue } from '../../contracts/queue.ts';
 import type { RunnerRegistry } from '../../contracts/heartbeat.ts';
 import type { Log } from '../../contracts/log.ts';
 import type { BlobStore } from '../../contracts/blob-store.ts';
+import type { BackendChoice } from '../engine/backends/registry.ts';
 import type { Backend } from '../engine/backends/types.ts';
-import type { CpuBackendKind } from '../engine/backends/cpu-backend.ts';
 import { type Engine, loadEngine } from '../engine/engine.ts';
 import type { KVDType } from '../engine/kv/artifact-format.ts';
 import { ArtifactStore } from '../engine/kv/artifact-store.ts';
@@ -24,13 +24,13 @@ import type { RunnerCore } from './core.ts';
 import { type HeartbeatLoop, startHeartbeat } from './heartbeat-loop.ts';
 import { RunnerMetrics } from './metrics.ts';
 import { startPrecomputeConsumer } from './precompute-consumer.ts';
-import { Scheduler, type SchedulerOptions } from './scheduler.ts';
+import { Scheduler, type SchedulerOptions } from '../engine/generate/scheduler.ts';
 
 export interface RunnerOptions {
   /** A loaded engine (kept on stop) or a model directory (loaded here, disposed on stop). */
   engine?: Engine;
   modelDir?: string;
-  backend?: Backend | CpuBackendKind;
+  backend?: Backend | BackendChoice;
   threads?: number;
   weightDType?: WeightDType;
   maxContext?: number;
@@ -77,17 +77,13 @@ export interface Runner {
 
 export async function createRunner(opts: RunnerOptions): Promise<Runner> {
   const owned = !opts.engine;
-  let backend: Backend | CpuBackendKind = opts.backend ?? 'auto';
-  if (typeof backend === 'string' && backend !== 'reference' && opts.threads) {
-    const { createCpuBackend } = await import('../engine/backends/cpu-backend.ts');
-    backend = await createCpuBackend(backend, { threads: opts.threads });
-  }
   if (!opts.engine && !opts.modelDir)
     throw new Error('createRunner: an engine or a model directory is needed');
   const engine =
     opts.engine ??
     (await loadEngine(opts.modelDir!, {
-      backend,
+      backend: opts.backend ?? 'auto',
+      backendOptions: { threads: opts.threads },
       weightDType: opts.weightDType,
       maxContext: opts.maxContext,
     }));
@@ -168,7 +164,6 @@ export async function createRunner(opts: RunnerOptions): Promise<Runner> {
       await scheduler.drain(graceMs);
       const s = server as ServerType | null;
       if (s) await new Promise<void>((resolve) => s.close(() => resolve()));
-      assembler.dispose();
       if (owned) engine.dispose();
       opts.log?.('info', 'runner stopped', { id: core.id });
     },

@@ -5,7 +5,7 @@
 // 2e-5 relative to the output magnitude. Run by the wasm and webgpu tests.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Backend, KVCache, Tensor } from '../../gpu-runner/engine/backends/types.ts';
-import type { WasmAttentionOps } from '../../gpu-runner/engine/backends/wasm/index.ts';
+import type { WasmAttentionOps } from './attention-ops/wasm.ts';
 import { rand, relErr } from './wasm-runtime.ts';
 
 const H = 4;

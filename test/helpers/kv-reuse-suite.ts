@@ -58,7 +58,6 @@ export function reuseIdentitySuite(
       w = await reuseWorld(dir, await backend());
     });
     afterAll(() => {
-      w?.asm.dispose();
       w?.tier.clear();
       w?.engine.dispose();
       models.cleanup();

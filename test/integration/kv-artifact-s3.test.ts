@@ -144,7 +144,6 @@ describe.each(KV_DTYPES)('%s artifacts of a real engine on S3', (dtype) => {
         mode: 'independent',
       });
       out.kv.free();
-      asm.dispose();
       expect(reader.refusals.checksum).toBe(1);
       expect(out.report.precomputedTokens).toBe(chunk.length);
       expect(await store.get(object.objectKey(r.key))).toEqual(good);

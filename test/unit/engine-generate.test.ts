@@ -2,8 +2,8 @@
 // streaming.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Engine, loadEngine } from '../../gpu-runner/engine/engine.ts';
+import type { GenerateRequest } from '../../gpu-runner/engine/generate/request.ts';
 import { InvalidRequestError } from '../../gpu-runner/engine/errors.ts';
-import type { GenerateRequest } from '../../gpu-runner/engine/generate.ts';
 import { argmax } from '../../gpu-runner/engine/sampler.ts';
 import { tinyModels } from '../helpers/tiny-model.ts';
 

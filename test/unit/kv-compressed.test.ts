@@ -84,8 +84,6 @@ describe.each(KV_DTYPES)('%s artifacts through the engine tier', (dtype) => {
     expect(maxAbsDiff(warm.logits, want.logits)).toBeLessThanOrEqual(1e-5);
     expect(maxAbsDiff(hot.logits, want.logits)).toBeLessThanOrEqual(1e-5);
     w.asm.tier.clear();
-    w.asm.dispose();
-    twin.asm.dispose();
   });
 
   it('a corrupt section is refused and recomputed; the good copy replaces it', async () => {
@@ -109,7 +107,6 @@ describe.each(KV_DTYPES)('%s artifacts through the engine tier', (dtype) => {
     again.kv.free();
     expect(again.report.precomputedTokens).toBe(0);
     expect(maxAbsDiff(again.logits, out.logits)).toBe(0);
-    w.asm.dispose();
   });
 });
 

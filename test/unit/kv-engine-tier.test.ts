@@ -139,7 +139,6 @@ describe('refused artifacts are recomputed, never used', () => {
     );
     // the recomputed copy replaced the corrupt one
     expect(decodeArtifact((await host.get(r.key)) ?? new Uint8Array()).header.key).toBe(r.key);
-    asm.dispose();
   });
 
   it("another model's artifact stored under this model's key", async () => {
@@ -165,7 +164,6 @@ describe('refused artifacts are recomputed, never used', () => {
     });
     const out = await asm.assemble({ system: [], chunks: [chunks[1]], question, mode: 'independent' });
     out.kv.free();
-    asm.dispose();
     expect(Object.values(store.refusals).reduce((a, b) => a + (b ?? 0), 0)).toBe(1);
     expect(out.report.precomputedTokens).toBe(chunks[1].length);
     expect(maxAbsDiff(out.logits, await liveLogits(engine, [...chunks[1], ...question]))).toBeLessThanOrEqual(
@@ -289,7 +287,6 @@ describe('EngineTier', () => {
     expect(warm.report.artifactsByTier).toEqual({ engine: 2 });
     expect(maxAbsDiff(warm.logits, cold.logits)).toBe(0);
     asm.tier.clear();
-    asm.dispose();
   });
 });
 

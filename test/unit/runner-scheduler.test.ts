@@ -7,8 +7,8 @@ import { ArtifactStore } from '../../gpu-runner/engine/kv/artifact-store.ts';
 import { EngineTier } from '../../gpu-runner/engine/kv/engine-tier.ts';
 import { HostTier } from '../../gpu-runner/engine/kv/tiers.ts';
 import { Assembler } from '../../gpu-runner/engine/reuse/assemble.ts';
-import { Scheduler } from '../../gpu-runner/server/scheduler.ts';
-import type { SeqRequest } from '../../gpu-runner/server/sequence.ts';
+import { Scheduler } from '../../gpu-runner/engine/generate/scheduler.ts';
+import type { SeqRequest } from '../../gpu-runner/engine/generate/request.ts';
 import { tinyModels } from '../helpers/tiny-model.ts';
 
 const models = tinyModels();
@@ -106,7 +106,6 @@ describe('scheduler', () => {
     expect(busy.stats().preemptions).toBeGreaterThan(0);
     expect(usages.every((u) => u.cachedTokens > 0)).toBe(true);
     expect(busy.stats().kvBytesInUse).toBe(0);
-    assembler.dispose();
   });
 
   it('seeded sampling gives the same tokens batched as alone (host-side sampling path)', async () => {

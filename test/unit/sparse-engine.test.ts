@@ -7,9 +7,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { defaultSparseConfig, type SparseConfig } from '../../gpu-runner/engine/attention/sparse/config.ts';
 import { SparsePrefill } from '../../gpu-runner/engine/attention/sparse/prefill.ts';
 import { type Engine, loadEngine } from '../../gpu-runner/engine/engine.ts';
-import { Scheduler } from '../../gpu-runner/server/scheduler.ts';
+import { Scheduler } from '../../gpu-runner/engine/generate/scheduler.ts';
 import { generateBodySchema } from '../../contracts/runner-api.ts';
-import type { SeqRequest } from '../../gpu-runner/server/sequence.ts';
+import type { SeqRequest } from '../../gpu-runner/engine/generate/request.ts';
 import { maxAbsDiff, tinyModels } from '../helpers/tiny-model.ts';
 
 const models = tinyModels();
@@ -28,9 +28,9 @@ const prompt = () =>
 
 async function prefill(sparse: SparsePrefill | null): Promise<Float32Array> {
   const kv = engine.newSequence(N);
-  kv.sparse = sparse;
   try {
-    return await engine.forward([{ kv, tokens: prompt() }]);
+    const attention = sparse ? { kind: 'sparse' as const, policy: sparse } : null;
+    return await engine.forward([{ kv, tokens: prompt(), attention }]);
   } finally {
     kv.free();
   }

@@ -2,7 +2,8 @@
 // cluster structure (mixture of Gaussians around topic directions; queries aimed at a few topics):
 // selecting everything equals dense (host and wasm, ≤ 1e-5); planted keys aligned with the query are
 // always selected; recall and relative error are measured against the dense oracle and improve with
-// the budget; budget mode keeps ≈ the requested fraction; wasm equals the host reference for the same
+// the budget; budget mode keeps ≈ the requested fraction; the engine's step on wasm (the selection's
+// key ranges + the live tokens through Backend.attentionRanges) equals the host reference for the same
 // selection; calibration's τ keeps ≈ its fraction; stats count keys and bytes.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -13,7 +14,6 @@ import {
   denseAttentionHost,
   type HostLayer,
   squeezedAttentionHost,
-  squeezedAttentionWasm,
 } from '../../gpu-runner/engine/attention/squeezed/attend.ts';
 import {
   calibrateThreshold,
@@ -36,11 +36,8 @@ import {
   syntheticQueries,
 } from '../../gpu-runner/engine/attention/squeezed/synthetic.ts';
 import type { KVCache } from '../../gpu-runner/engine/backends/types.ts';
-import {
-  createWasmBackend,
-  type WasmBackend,
-  WasmAttentionOps,
-} from '../../gpu-runner/engine/backends/wasm/index.ts';
+import { coalesce } from '../../gpu-runner/engine/attention/squeezed/centroid-table.ts';
+import { createWasmBackend, type WasmBackend } from '../../gpu-runner/engine/backends/wasm/index.ts';
 import { readSqueezedSettings } from '../../gpu-runner/engine/model-profile.ts';
 
 const N = 2000; // fixed context
@@ -197,13 +194,11 @@ describe('squeezed attention (host reference)', () => {
   });
 });
 
-describe('squeezed attention on wasm', () => {
+describe('squeezed attention on wasm (the engine step: key ranges through attentionRanges)', () => {
   let wasm: WasmBackend;
-  let ops: WasmAttentionOps;
   let cache: KVCache;
   beforeAll(async () => {
     wasm = await createWasmBackend({ threads: 2, splitAll: true });
-    ops = new WasmAttentionOps(wasm);
     cache = wasm.createKVCache({ layers: 1, kvHeads: KVH, headDim: D, capacity: CAP });
     wasm.kvLoad(cache, 0, 0, { k: ctx.k, v: ctx.v });
   });
@@ -212,10 +207,12 @@ describe('squeezed attention on wasm', () => {
   const run = async (q: Float32Array, rows: number, sel: ReturnType<typeof selectAll>) => {
     const qt = wasm.upload({ dtype: 'f32', shape: [rows, H * D], data: q });
     const span = { cache, row: 0, count: rows, pos: CAP - rows };
-    const r = squeezedAttentionWasm(ops, qt, span, 0, N, sel, geom);
+    // per kv head: the selected fixed-context keys as ranges, then the live tokens [N, pos]
+    const keys = sel.keys.map((k) => coalesce([...[...k].flatMap((p) => [p, p + 1]), N, CAP]));
+    const r = wasm.attentionRanges(qt, 0, [span], [keys], H, geom.scale);
     const dense = wasm.attention(qt, 0, [span], H, geom.scale);
-    const out = { squeezed: await wasm.read(r.out), dense: await wasm.read(dense) };
-    for (const t of [qt, r.out, r.lse, dense]) wasm.free(t);
+    const out = { squeezed: await wasm.read(r), dense: await wasm.read(dense) };
+    for (const t of [qt, r, dense]) wasm.free(t);
     return out;
   };
 

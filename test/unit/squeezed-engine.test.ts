@@ -20,7 +20,7 @@ import type { Backend } from '../../gpu-runner/engine/backends/types.ts';
 import { createWasmBackend } from '../../gpu-runner/engine/backends/wasm/index.ts';
 import { decodeLayers } from '../../gpu-runner/engine/kv/artifact-format.ts';
 import { chunkKey, precomputeChunks } from '../../gpu-runner/engine/kv/precompute.ts';
-import type { SequenceKV } from '../../gpu-runner/engine/kv-cache.ts';
+import type { Assembled } from '../../gpu-runner/engine/reuse/assemble.ts';
 import { type ReuseWorld, reuseWorld, seqTokens } from '../helpers/kv-reuse-suite.ts';
 import { maxAbsDiff, tinyModels } from '../helpers/tiny-model.ts';
 
@@ -34,7 +34,7 @@ const STEPS = 6;
 async function run(
   w: ReuseWorld,
   squeezed: SelectMode | null,
-): Promise<{ logits: Float32Array[]; kv: SequenceKV }> {
+): Promise<{ logits: Float32Array[]; out: Assembled }> {
   const out = await w.asm.assemble({
     system: SYSTEM,
     chunks: CHUNKS,
@@ -47,9 +47,9 @@ async function run(
   for (let s = 0; s < STEPS; s++) {
     const last = logits[logits.length - 1];
     const next = last.indexOf(Math.max(...last));
-    logits.push(await w.engine.forward([{ kv: out.kv, tokens: [next] }]));
+    logits.push(await w.engine.forward([{ kv: out.kv, tokens: [next], attention: out.attention }]));
   }
-  return { logits, kv: out.kv };
+  return { logits, out };
 }
 
 function engineSuite(name: string, backend: () => Promise<Backend | 'reference'>, tol: number) {
@@ -68,7 +68,6 @@ function engineSuite(name: string, backend: () => Promise<Backend | 'reference'>
     });
     afterAll(() => {
       w.tier.clear();
-      w.asm.dispose();
       w.engine.dispose();
       models.cleanup();
     });
@@ -93,18 +92,18 @@ function engineSuite(name: string, backend: () => Promise<Backend | 'reference'>
       const dense = await run(w, null);
       const all = await run(w, { kind: 'budget', fraction: 1 });
       try {
-        expect(all.kv.squeezed).not.toBeNull();
-        expect(dense.kv.squeezed).toBeNull();
+        expect(all.out.fixed).not.toBeNull();
+        expect(dense.out.fixed).toBeNull();
         for (let s = 0; s <= STEPS; s++)
           expect(maxAbsDiff(all.logits[s], dense.logits[s])).toBeLessThanOrEqual(tol);
-        const st = all.kv.squeezed!.stats;
+        const st = all.out.fixed!.stats;
         expect(st.fraction).toBe(1);
         // question (1 step) + STEPS decode steps, every layer and kv head, the whole fixed context
         const n = SYSTEM.length + CHUNKS.reduce((a, c) => a + c.length, 0);
         expect(st.fixedKeys).toBe((1 + STEPS) * 2 * 2 * n);
       } finally {
-        dense.kv.free();
-        all.kv.free();
+        dense.out.free();
+        all.out.free();
       }
     });
 
@@ -112,15 +111,15 @@ function engineSuite(name: string, backend: () => Promise<Backend | 'reference'>
       const dense = await run(w, null);
       const few = await run(w, { kind: 'budget', fraction: 1 / 4 });
       try {
-        const st = few.kv.squeezed!.stats;
+        const st = few.out.fixed!.stats;
         expect(st.fraction).toBeGreaterThanOrEqual(1 / 4);
         expect(st.fraction).toBeLessThan(0.6);
         expect(st.bytesTouched).toBeLessThan(st.fixedKeys * 2 * 16 * 4);
         expect(maxAbsDiff(few.logits[0], dense.logits[0])).toBeGreaterThan(tol);
         // (how close depends on attention structure, which a random tiny model lacks: see the planted test)
       } finally {
-        dense.kv.free();
-        few.kv.free();
+        dense.out.free();
+        few.out.free();
       }
     });
 
@@ -143,8 +142,8 @@ function engineSuite(name: string, backend: () => Promise<Backend | 'reference'>
         expect(again.report.squeezed).toMatchObject({ used: true, builtIndexes: 0, indexedBlocks: 1 });
         expect(maxAbsDiff(first.logits, again.logits)).toBe(0);
       } finally {
-        first.kv.free();
-        again.kv.free();
+        first.free();
+        again.free();
       }
     });
   });

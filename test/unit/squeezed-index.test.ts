@@ -8,7 +8,8 @@ import { encodeIndex, IndexError, parseIndex } from '../../gpu-runner/engine/att
 import { assignHost, prng } from '../../gpu-runner/engine/attention/squeezed/kmeans.ts';
 import { fixedKeys, syntheticContext } from '../../gpu-runner/engine/attention/squeezed/synthetic.ts';
 import type { SqueezedIndex } from '../../gpu-runner/engine/attention/squeezed/types.ts';
-import { createWasmBackend, WasmAttentionOps } from '../../gpu-runner/engine/backends/wasm/index.ts';
+import { wasmKmeansAssign } from '../../bench/_wasm-kmeans.ts';
+import { createWasmBackend } from '../../gpu-runner/engine/backends/wasm/index.ts';
 import {
   type ArtifactMeta,
   decodeArtifact,
@@ -149,7 +150,6 @@ describe('k-means assignment on wasm', () => {
   it('matches the TS nearest-centroid assignment', async () => {
     const wasm = await createWasmBackend({ threads: 1 });
     try {
-      const ops = new WasmAttentionOps(wasm);
       const rand = prng(5);
       const n = 300;
       const k = 17;
@@ -157,7 +157,7 @@ describe('k-means assignment on wasm', () => {
       const c = Float32Array.from({ length: k * D }, () => rand() * 2 - 1);
       const pt = wasm.upload({ dtype: 'f32', shape: [n, D], data: x });
       const ct = wasm.upload({ dtype: 'f32', shape: [k, D], data: c });
-      const { assign, dist } = ops.kmeansAssign(pt, ct);
+      const { assign, dist } = wasmKmeansAssign(wasm, pt, ct);
       const got = await wasm.readInt(assign);
       for (const t of [pt, ct, assign, dist]) wasm.free(t);
       expect([...got]).toEqual([...assignHost(x, n, D, c, k)]);

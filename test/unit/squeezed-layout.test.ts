@@ -1,24 +1,22 @@
-// Cluster-major layout with device-resident centroids (layout.ts) on the wasm backend: the permuted
-// fixed context with everything selected equals dense attention over the original layout (≤ 1e-5);
-// the device scoring (matmul + softmax with log n_c bias) keeps the same keys as the host selection
-// (select.ts) up to one boundary cluster; a budget of 1/8 on the permuted cache keeps its recall.
+// Cluster-major layout (layout.ts) with the engine's squeezed step on wasm — FixedContext scoring its
+// device centroid table and listing key ranges, Backend.attentionRanges attending over them: the
+// permuted fixed context with everything selected equals dense attention over the original layout
+// (≤ 1e-5); the device scoring keeps the same keys as the host selection (select.ts) up to one boundary
+// cluster, with the same recall.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type AttnGeom, squeezedAttentionWasm } from '../../gpu-runner/engine/attention/squeezed/attend.ts';
+import type { AttnGeom } from '../../gpu-runner/engine/attention/squeezed/attend.ts';
+import { FixedContext } from '../../gpu-runner/engine/attention/squeezed/fixed-context.ts';
 import { buildIndex } from '../../gpu-runner/engine/attention/squeezed/index.ts';
-import { DeviceCentroids, toClusterMajor } from '../../gpu-runner/engine/attention/squeezed/layout.ts';
+import { toClusterMajor } from '../../gpu-runner/engine/attention/squeezed/layout.ts';
 import { attentionRecall, relativeError } from '../../gpu-runner/engine/attention/squeezed/metrics.ts';
-import { selectLayer } from '../../gpu-runner/engine/attention/squeezed/select.ts';
+import { type Selection, selectLayer } from '../../gpu-runner/engine/attention/squeezed/select.ts';
 import {
   fixedKeys,
   syntheticContext,
   syntheticQueries,
 } from '../../gpu-runner/engine/attention/squeezed/synthetic.ts';
-import type { KVCache } from '../../gpu-runner/engine/backends/types.ts';
-import {
-  createWasmBackend,
-  type WasmBackend,
-  WasmAttentionOps,
-} from '../../gpu-runner/engine/backends/wasm/index.ts';
+import type { KVCache, Tensor } from '../../gpu-runner/engine/backends/types.ts';
+import { createWasmBackend, type WasmBackend } from '../../gpu-runner/engine/backends/wasm/index.ts';
 
 const N = 3000;
 const LIVE = 8;
@@ -41,35 +39,47 @@ function majorCache(x: Float32Array): Float32Array {
 
 describe('squeezed attention, cluster-major layout on wasm', () => {
   let wasm: WasmBackend;
-  let ops: WasmAttentionOps;
   let plain: KVCache;
   let major: KVCache;
-  let centroids: DeviceCentroids;
+  let invFreq: Tensor;
   const majorK = majorCache(ctx.k);
   const majorV = majorCache(ctx.v);
   beforeAll(async () => {
     wasm = await createWasmBackend({ threads: 2 });
-    ops = new WasmAttentionOps(wasm);
     plain = wasm.createKVCache({ layers: 1, kvHeads: KVH, headDim: D, capacity: CAP });
     major = wasm.createKVCache({ layers: 1, kvHeads: KVH, headDim: D, capacity: CAP });
     wasm.kvLoad(plain, 0, 0, { k: ctx.k, v: ctx.v });
     wasm.kvLoad(major, 0, 0, { k: majorK, v: majorV });
-    centroids = new DeviceCentroids(ops, ix, geom.scale);
+    // the block sits at offset 0: its centroids are rotated by Δ = 0
+    invFreq = wasm.upload({ dtype: 'f32', shape: [D / 2], data: new Float32Array(D / 2) });
   });
-  afterAll(() => {
-    centroids.dispose();
-    wasm.dispose();
-  });
+  afterAll(() => wasm.dispose());
 
+  /** One decode step over the permuted cache through a FixedContext of `fraction`, and dense on the plain one. */
   const step = async (q: Float32Array, fraction: number) => {
+    const fc = new FixedContext(
+      wasm,
+      { layers: 1, ...geom },
+      [{ offset: 0, n: N, index: ix }],
+      { kind: 'budget', fraction },
+      invFreq,
+    );
     const qt = wasm.upload({ dtype: 'f32', shape: [1, H * D], data: q });
-    const qh = wasm.upload({ dtype: 'f32', shape: [H, D], data: q });
-    const sel = centroids.select(qh, H, 0, { kind: 'budget', fraction });
     const span = (cache: KVCache) => ({ cache, row: 0, count: 1, pos: CAP - 1 });
-    const r = squeezedAttentionWasm(ops, qt, span(major), 0, N, sel, geom);
+    const ranges = fc.keysFor(q, span(major), 0);
+    const r = wasm.attentionRanges(qt, 0, [span(major)], [ranges], H, geom.scale);
     const d = wasm.attention(qt, 0, [span(plain)], H, geom.scale);
-    const out = { sel, squeezed: await wasm.read(r.out), dense: await wasm.read(d) };
-    for (const t of [qt, qh, r.out, r.lse, d]) wasm.free(t);
+    // the selection as slots of the fixed context (the live range [N, CAP) left out)
+    const keys = ranges.map((rs) => {
+      const slots: number[] = [];
+      for (let i = 0; i < rs.length; i += 2)
+        for (let t = rs[i]; t < Math.min(rs[i + 1], N); t++) slots.push(t);
+      return Int32Array.from(slots);
+    });
+    const sel: Selection = { keys, fixedKeys: N, centroidFloats: 0 };
+    const out = { sel, squeezed: await wasm.read(r), dense: await wasm.read(d) };
+    for (const t of [qt, r, d]) wasm.free(t);
+    fc.dispose();
     return out;
   };
 

@@ -1,30 +1,29 @@
-// The Backend interface: every compute backend (reference TS, wasm SIMD, WebGPU) implements it, and the
-// engine (gpu-runner/engine/model.ts) only talks to it. Tensors are device-resident, opaque handles;
-// ops *enqueue* work and return handles synchronously; only readbacks (read/readInt/kvRead) and sync()
-// await completion. A backend that executes eagerly (reference) simply does the work inside the call.
+// The Backend interface the engine (gpu-runner/engine/model.ts and the attention code) talks to. Every
+// backend is the one checking layer (checked.ts) over that backend's kernels (kernels.ts): the checking
+// layer validates each op's arguments once and calls the kernel. Tensors are device-resident, opaque
+// handles; ops *enqueue* work and return handles synchronously; only readbacks (read/readInt/kvRead)
+// and sync() await completion. A backend that executes eagerly (reference) does the work inside the call.
 //
 // Conventions for every op:
 // - Activations are f32, row-major, 2-D `[rows, cols]`. Token rows of all sequences in one step are
 //   concatenated: row r belongs to exactly one sequence span (see SeqSpan).
-// - Weights are f32 or f16 (bf16 is converted to f32 by the loader before upload).
+// - Weights are f32, f16 or (where a backend lists them in caps.weightDTypes) ggml block formats;
+//   bf16 is converted to f32 by the loader before upload.
 // - Integer tensors (token ids, positions, row indices) are i32, 1-D.
 // - Ops never mutate their inputs, except the kv* ops which write the cache they are given.
 // - Every returned tensor is owned by the caller, who frees it with free() when done (backends pool
 //   memory; freeing a tensor twice or using it after free is an error).
+// - A wrong argument (shape, dtype, a tensor of another backend or freed, a range outside a cache) throws
+//   BackendArgumentError naming the op; an op the backend lacks (see caps) throws too.
+import type { DType, HostTensor } from './dtypes.ts';
 
-export type DType = 'f32' | 'f16' | 'i32';
+export type { DType, HostTensor } from './dtypes.ts';
 
-/** A device-resident tensor: an opaque handle. Backends attach their own storage to it. */
+/** A device-resident tensor: an opaque handle. */
 export interface Tensor {
   readonly shape: readonly number[];
   readonly dtype: DType;
 }
-
-/** Host-side tensor data to upload. f16 data is IEEE half bits. */
-export type HostTensor =
-  | { dtype: 'f32'; shape: readonly number[]; data: Float32Array }
-  | { dtype: 'f16'; shape: readonly number[]; data: Uint16Array }
-  | { dtype: 'i32'; shape: readonly number[]; data: Int32Array };
 
 /** Shape of one sequence's preallocated KV cache. */
 export interface KVCacheSpec {
@@ -37,7 +36,7 @@ export interface KVCacheSpec {
 
 /**
  * One sequence's KV cache on the device.
- * k, v: [layer][kv_head][position][head_dim], keys stored post-RoPE, f32.
+ * k, v: [layer][kv_head][position][head_dim], keys stored post-RoPE.
  * The cache does not track a length: the engine knows which positions are valid.
  */
 export interface KVCache {
@@ -75,11 +74,24 @@ export interface SparsePlan {
   columns: Int32Array[][]; // [kv_head][query block] → positions
 }
 
-export interface Backend {
-  /** 'reference' | 'wasm' | 'webgpu' */
-  readonly name: string;
-  /** Weight dtypes this backend's matmul/gather accept (f32 is always accepted). */
+/** What a backend can do beyond the ops every backend has: data, checked by callers before they ask. */
+export interface Capabilities {
+  /** Weight dtypes matmul/gather accept (f32 always). */
   readonly weightDTypes: readonly DType[];
+  /** Element type the KV cache keeps on the device (reads and loads are f32 either way). */
+  readonly kvDType: 'f32' | 'f16';
+  /** readNow: a synchronous host copy inside a step (backends that run each op to completion). */
+  readonly readNow: boolean;
+  /** sparseAttention (sparse prefill). */
+  readonly sparseAttention: boolean;
+  /** attentionRanges (squeezed attention). */
+  readonly attentionRanges: boolean;
+}
+
+export interface Backend {
+  /** 'reference' | 'wasm' | 'webgpu' | … (registry.ts) */
+  readonly name: string;
+  readonly caps: Capabilities;
 
   // --- memory -----------------------------------------------------------------------------------
   upload(host: HostTensor): Tensor;
@@ -87,6 +99,11 @@ export interface Backend {
   read(t: Tensor): Promise<Float32Array>;
   /** Device → host for i32 tensors. */
   readInt(t: Tensor): Promise<Int32Array>;
+  /**
+   * caps.readNow only: a host copy of an f32 tensor, synchronously, for decisions inside a step (squeezed
+   * attention's cluster selection, sparse prefill's estimate). Backends that queue work (WebGPU) lack it.
+   */
+  readNow(t: Tensor): Float32Array;
   free(t: Tensor): void;
   /** Awaits completion of everything enqueued so far. */
   sync(): Promise<void>;
@@ -94,7 +111,7 @@ export interface Backend {
   dispose(): void;
 
   // --- ops (enqueue; return a new tensor) -------------------------------------------------------
-  /** y = x · wᵀ (+ bias). x: [M, K] f32; w: [N, K] f32|f16; bias: [N] f32 → [M, N] f32. */
+  /** y = x · wᵀ (+ bias). x: [M, K] f32; w: [N, K] of a weight dtype; bias: [N] f32 → [M, N] f32. */
   matmul(x: Tensor, w: Tensor, bias?: Tensor): Tensor;
   /** y = x / sqrt(mean(x²) + eps) · w, per row. x: [M, D]; w: [D] f32 → [M, D]. */
   rmsnorm(x: Tensor, w: Tensor, eps: number): Tensor;
@@ -111,7 +128,7 @@ export interface Backend {
   softmax(x: Tensor): Tensor;
   /** a + b, same shape (residual). */
   add(a: Tensor, b: Tensor): Tensor;
-  /** Row gather: table: [V, D] f32|f16; ids: i32 [M] → [M, D] f32 (embeddings; picking rows). */
+  /** Row gather: table: [V, D] of a weight dtype or f32; ids: i32 [M] → [M, D] f32. */
   gather(table: Tensor, ids: Tensor): Tensor;
   /** Rows [start, start + count) of x: [M, D] → [count, D]. */
   sliceRows(x: Tensor, start: number, count: number): Tensor;
@@ -135,17 +152,17 @@ export interface Backend {
    */
   attention(q: Tensor, layer: number, spans: readonly SeqSpan[], heads: number, scale: number): Tensor;
   /**
-   * Optional (sparse prefill, DESIGN.md §4.3; engines fall back to attention() without it): causal GQA
-   * attention of ONE span's queries over the keys `plan` selects. Query row span.row + i (position
-   * p = span.pos + i, query block b = floor(i / plan.blockSize)), head h (kv head g = floor(h / (heads /
-   * kvHeads))) attends to S = {keys in ranges[g][b] or columns[g][b]} ∩ [0, p], with an exact softmax
-   * over S: out = Σ_{j∈S} softmax_j(scale·q·k_j) v_j (any summation order / online softmax is fine, f32).
+   * caps.sparseAttention only (sparse prefill, DESIGN.md §4.3): causal GQA attention of ONE span's
+   * queries over the keys `plan` selects. Query row span.row + i (position p = span.pos + i, query block
+   * b = floor(i / plan.blockSize)), head h (kv head g = floor(h / (heads / kvHeads))) attends to
+   * S = {keys in ranges[g][b] or columns[g][b]} ∩ [0, p], with an exact softmax over S:
+   * out = Σ_{j∈S} softmax_j(scale·q·k_j) v_j (any summation order / online softmax is fine, f32).
    * Returns out: [span.count, heads·headDim] (the span's rows only: row i is q row span.row + i) and
    * lse: [span.count, heads] = log Σ_{j∈S} exp(scale·q·k_j) (natural log; S empty → lse = -inf, out = 0).
    * A plan with ranges[g][b] = [0, span.pos + span.count) everywhere reproduces attention() (≤ 1e-5).
    * The caller frees both tensors.
    */
-  sparseAttention?(
+  sparseAttention(
     q: Tensor,
     layer: number,
     span: SeqSpan,
@@ -154,15 +171,15 @@ export interface Backend {
     scale: number,
   ): { out: Tensor; lse: Tensor };
   /**
-   * Causal GQA attention restricted to key ranges (squeezed attention's step, DESIGN.md §4.2): like
-   * attention(), except that for span i with keys[i] ≠ null, query head h of kv head g attends only to
-   * the positions of keys[i][g] = [s0, e0, s1, e1, …] (disjoint [start, end) ranges, any order, each
-   * within the cache) that are also ≤ its own position (span.pos + row). One list serves the kv head's
-   * whole query group. A span with keys[i] = null is attended exactly as attention() does; a list
-   * [0, span.pos + span.count) reproduces attention() too. Rows with no key get zeros. → [M, heads·headDim].
-   * Optional while a backend lacks it: squeezed attention is then refused on that backend.
+   * caps.attentionRanges only (squeezed attention's step, DESIGN.md §4.2): causal GQA attention
+   * restricted to key ranges: like attention(), except that for span i with keys[i] ≠ null, query head h
+   * of kv head g attends only to the positions of keys[i][g] = [s0, e0, s1, e1, …] (disjoint [start, end)
+   * ranges, any order, each within the cache) that are also ≤ its own position (span.pos + row). One list
+   * serves the kv head's whole query group. A span with keys[i] = null is attended exactly as attention()
+   * does; a list [0, span.pos + span.count) reproduces attention() too. Rows with no key get zeros.
+   * → [M, heads·headDim].
    */
-  attentionRanges?(
+  attentionRanges(
     q: Tensor,
     layer: number,
     spans: readonly SeqSpan[],
@@ -170,12 +187,6 @@ export interface Backend {
     heads: number,
     scale: number,
   ): Tensor;
-  /**
-   * Backends that run every op to completion on host memory (reference, wasm): a host copy of an f32
-   * tensor, synchronously, for decisions inside a step (squeezed attention's cluster selection). Backends
-   * that queue work (WebGPU) leave it out, and squeezed attention is refused on them.
-   */
-  readNow?(t: Tensor): Float32Array;
   /** Copies positions [start, start + count) of `layer` to the host (chunk KV artifacts). */
   kvRead(cache: KVCache, layer: number, start: number, count: number): Promise<KVBlock>;
   /** Host → cache: writes a KVBlock ([kv_head][count][head_dim]) at positions [start, start + count). */

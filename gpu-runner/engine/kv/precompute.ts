@@ -3,6 +3,7 @@
 // one forward step (one sequence each) for throughput; chunks whose artifact is already stored are skipped.
 import { SparsePrefill } from '../attention/sparse/prefill.ts';
 import { buildIndexSection, type IndexOptions } from '../attention/squeezed/index.ts';
+import type { SeqAttention } from '../attention/step-attention.ts';
 import type { Engine } from '../engine.ts';
 import type { SequenceKV } from '../kv-cache.ts';
 import {
@@ -98,10 +99,12 @@ export async function precomputeChunks(
   const flush = async () => {
     if (batch.length === 0) return;
     const seqs = batch.map((i) => engine.newSequence(chunks[i].tokenIds.length));
-    if (opts.sparse === 'auto' && batch.length === 1)
-      seqs[0].sparse = new SparsePrefill({ mode: 'auto' }, engine.sparseConfig);
+    const attention: SeqAttention | null =
+      opts.sparse === 'auto' && batch.length === 1
+        ? { kind: 'sparse', policy: new SparsePrefill({ mode: 'auto' }, engine.sparseConfig) }
+        : null;
     try {
-      await engine.forward(batch.map((i, j) => ({ kv: seqs[j], tokens: chunks[i].tokenIds })));
+      await engine.forward(batch.map((i, j) => ({ kv: seqs[j], tokens: chunks[i].tokenIds, attention })));
       for (const [j, i] of batch.entries()) {
         const ids = chunks[i].tokenIds;
         const layers = await readLayers(seqs[j], ids.length, engine.config.layers);

@@ -7,107 +7,38 @@
 //   blend       independent, then CacheBlend's selective recompute of chunk tokens
 //   link        independent, then EPIC's recompute of the first k tokens of each chunk not at slot 0
 // RoPE position = cache slot throughout, so artifacts (computed at 0..n-1) move by Δ = their offset.
-import type { ReuseMode } from '../../../contracts/reuse.ts';
 import { FixedContext, type PlacedBlock } from '../attention/squeezed/fixed-context.ts';
 import { buildIndex } from '../attention/squeezed/index.ts';
 import { toClusterMajor } from '../attention/squeezed/layout.ts';
 import type { SelectMode } from '../attention/squeezed/select.ts';
 import type { SqueezedIndex } from '../attention/squeezed/types.ts';
-import type { Tensor } from '../backends/types.ts';
+import type { SeqAttention } from '../attention/step-attention.ts';
 import type { Engine } from '../engine.ts';
 import type { KVDType } from '../kv/artifact-format.ts';
 import type { AcquiredKV, EngineTier } from '../kv/engine-tier.ts';
 import { chunkKey, precomputeChunks } from '../kv/precompute.ts';
 import { copyRotated } from '../kv/rerotate.ts';
 import type { SequenceKV } from '../kv-cache.ts';
-import { ropeInvFreq } from '../rope.ts';
-import { LayerStepper } from './layer-step.ts';
 import { blendChunks, type ChunkPlacement, linkChunks } from './selective.ts';
+import type {
+  AssembleReport,
+  AssembleRequest,
+  Assembled,
+  SequenceAssembler,
+  SqueezedReport,
+} from './types.ts';
 
-export interface AssembleRequest {
-  /** System prefix token ids (may be empty). */
-  system: readonly number[];
-  chunks: readonly (readonly number[])[];
-  question: readonly number[];
-  mode: ReuseMode;
-  /** blend: fraction of chunk tokens recomputed after the check layer. Default 0.15. */
-  blendRatio?: number;
-  /** blend: layer whose key deviation selects tokens. Default 1. */
-  checkLayer?: number;
-  /** link: tokens recomputed at the start of each chunk. Default 16. */
-  linkTokens?: number;
-  /** Extra cache room after the question (decode). Default 0. */
-  reserve?: number;
-  /**
-   * Squeezed attention over the fixed context (DESIGN.md §4.2) for the question and every later step of
-   * this sequence; null/absent = dense. Resolve a request's control with resolveControl (calibrate.ts).
-   */
-  squeezed?: SelectMode | null;
-}
+export type { AssembleReport, AssembleRequest, Assembled, SqueezedReport };
 
-/** How the fixed context was prepared for squeezed attention. */
-export interface SqueezedReport {
-  /** false with a reason when squeezed attention was asked for but not used */
-  used: boolean;
-  reason?: string;
-  /** blocks with an index: from their artifact, or built now (artifact without a usable index) */
-  indexedBlocks: number;
-  builtIndexes: number;
-  /** tokens of blocks without an index (prefilled live): attended in full */
-  unindexedTokens: number;
-}
-
-export interface AssembleReport {
-  mode: ReuseMode;
-  /** Tokens in the sequence after the question. */
-  tokens: number;
-  /** Tokens whose K/V came from artifacts and were kept (not overwritten by recompute). */
-  cachedTokens: number;
-  /** Tokens' worth of live compute (all layers) before the question: prefill or selective recompute. */
-  recomputedTokens: number;
-  /** Tokens prefilled because their artifact was missing or refused (they are stored for next time). */
-  precomputedTokens: number;
-  questionTokens: number;
-  /** Bytes read per tier ('engine' = device bytes copied from resident artifacts). */
-  bytesLoaded: Record<string, number>;
-  /** Artifacts served per tier. */
-  artifactsByTier: Record<string, number>;
-  timingsMs: {
-    load: number;
-    rotate: number;
-    recompute: number;
-    squeeze: number;
-    question: number;
-    total: number;
-  };
-  squeezed: SqueezedReport | null;
-}
-
-export interface Assembled {
-  kv: SequenceKV;
-  /** Logits of the question's last token: [vocab]. */
-  logits: Float32Array;
-  report: AssembleReport;
-}
-
-export class Assembler {
+export class Assembler implements SequenceAssembler {
   readonly engine: Engine;
   readonly tier: EngineTier;
   readonly dtype: KVDType;
-  private readonly stepper: LayerStepper;
-  private readonly invFreq: Tensor; // [headDim/2]
 
   constructor(engine: Engine, tier: EngineTier, opts: { dtype?: KVDType } = {}) {
     this.engine = engine;
     this.tier = tier;
     this.dtype = opts.dtype ?? 'f16';
-    this.stepper = new LayerStepper(engine.model);
-    const d = engine.config.headDim;
-    this.invFreq = engine.backend.upload({
-      dtype: 'f32',
-      shape: [d / 2],
-      data: ropeInvFreq(engine.config.rope, d),
-    });
   }
 
   /** Builds the sequence and prefills the question. The caller frees result.kv. */
@@ -136,6 +67,7 @@ export class Assembler {
       timingsMs: { load: 0, rotate: 0, recompute: 0, squeeze: 0, question: 0, total: 0 },
       squeezed: null,
     };
+    let fixed: FixedContext | null = null;
     const t0 = performance.now();
     const lap = async (phase: keyof AssembleReport['timingsMs'], from: number) => {
       await b.sync();
@@ -163,11 +95,11 @@ export class Assembler {
         const t = performance.now();
         const sel =
           req.mode === 'blend'
-            ? await blendChunks(this.stepper, kv, chunkBlocks, {
+            ? await blendChunks(e.model, kv, chunkBlocks, {
                 ratio: req.blendRatio ?? 0.15,
                 checkLayer: req.checkLayer ?? 1,
               })
-            : await linkChunks(this.stepper, kv, chunkBlocks, { linkTokens: req.linkTokens ?? 16 });
+            : await linkChunks(e.model, kv, chunkBlocks, { linkTokens: req.linkTokens ?? 16 });
         report.recomputedTokens += sel.recomputedTokens;
         // tokens recomputed in the last layer no longer hold any cached K/V there
         report.cachedTokens -= sel.perLayerRows[sel.perLayerRows.length - 1] ?? 0;
@@ -175,23 +107,36 @@ export class Assembler {
       }
       if (req.squeezed) {
         const t = performance.now();
-        report.squeezed = await this.squeeze(kv, blocks, indexes, req.squeezed, report);
+        ({ report: report.squeezed, fixed } = await this.squeeze(kv, blocks, indexes, req.squeezed, report));
         await lap('squeeze', t);
       }
+      const attention: SeqAttention | null = fixed ? { kind: 'ranges', source: fixed } : null;
       const tq = performance.now();
-      const out = await e.forward([{ kv, tokens: req.question }], 'last');
+      const out = await e.forward([{ kv, tokens: req.question, attention }], 'last');
       await lap('question', tq);
       report.timingsMs.total = performance.now() - t0;
-      return { kv, logits: out, report };
+      const owned = fixed;
+      return {
+        kv,
+        fixed,
+        attention,
+        logits: out,
+        report,
+        free: () => {
+          kv.free();
+          owned?.dispose();
+        },
+      };
     } catch (err) {
       kv.free();
+      fixed?.dispose();
       throw err;
     }
   }
 
   /**
-   * Puts the fixed context cluster-major in the cache (each indexed block per its index) and attaches
-   * the FixedContext that the question and every later step of kv attend through.
+   * Puts the fixed context cluster-major in the cache (each indexed block per its index) and builds the
+   * FixedContext that the question and every later step of the sequence attend through.
    */
   private async squeeze(
     kv: SequenceKV,
@@ -199,7 +144,7 @@ export class Assembler {
     indexes: readonly (SqueezedIndex | null)[],
     mode: SelectMode,
     report: AssembleReport,
-  ): Promise<SqueezedReport> {
+  ): Promise<{ report: SqueezedReport; fixed: FixedContext | null }> {
     const b = this.engine.backend;
     const cfg = this.engine.config;
     const rep: SqueezedReport = {
@@ -208,9 +153,9 @@ export class Assembler {
       builtIndexes: report.squeezed?.builtIndexes ?? 0,
       unindexedTokens: blocks.reduce((s, bl, i) => s + (indexes[i] ? 0 : bl.tokens.length), 0),
     };
-    if (!b.attentionRanges || !b.readNow)
-      return { ...rep, reason: `backend ${b.name} lacks attentionRanges` };
-    if (blocks.length === 0) return { ...rep, reason: 'no fixed context' };
+    if (!b.caps.attentionRanges || !b.caps.readNow)
+      return { report: { ...rep, reason: `backend ${b.name} lacks attentionRanges` }, fixed: null };
+    if (blocks.length === 0) return { report: { ...rep, reason: 'no fixed context' }, fixed: null };
     // cache order does not matter to attention over the fixed context (RoPE is applied): regroup by cluster
     for (const [i, bl] of blocks.entries()) {
       const ix = indexes[i];
@@ -225,7 +170,7 @@ export class Assembler {
       n: bl.tokens.length,
       index: indexes[i],
     }));
-    kv.squeezed = new FixedContext(
+    const fixed = new FixedContext(
       b,
       {
         layers: cfg.layers,
@@ -236,9 +181,9 @@ export class Assembler {
       },
       placed,
       mode,
-      this.invFreq,
+      this.engine.model.invFreq,
     );
-    return { ...rep, used: true };
+    return { report: { ...rep, used: true }, fixed };
   }
 
   /** Copies a block's artifact into kv at block.offset, re-rotating keys by Δ = offset; returns its index when asked. */
@@ -270,7 +215,7 @@ export class Assembler {
     try {
       const n = block.tokens.length;
       kv.ensureRoom(0);
-      copyRotated(b, this.invFreq, {
+      copyRotated(b, this.engine.model.invFreq, {
         src: got.entry.cache,
         srcStart: 0,
         count: n,
@@ -304,10 +249,5 @@ export class Assembler {
     } finally {
       got.release();
     }
-  }
-
-  dispose(): void {
-    this.stepper.dispose();
-    this.engine.backend.free(this.invFreq);
   }
 }

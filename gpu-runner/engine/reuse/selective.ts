@@ -4,9 +4,10 @@
 //     the later layers, their fresh K/V scattered over the cached ones.
 //   link (EPIC): the first k tokens of every chunk that does not start the sequence run all layers fresh.
 // Recomputed tokens attend over the whole cache before them (cached and fresh K/V alike).
-import type { Tensor } from '../backends/types.ts';
+import type { Backend, Tensor } from '../backends/types.ts';
 import type { SequenceKV } from '../kv-cache.ts';
-import type { LayerStepper } from './layer-step.ts';
+import type { Model } from '../model.ts';
+import { freeRows, positionRuns, rowSet, selectRows } from './layer-step.ts';
 
 export interface ChunkPlacement {
   /** Cache slot of the chunk's first token. */
@@ -16,38 +17,31 @@ export interface ChunkPlacement {
 
 /** Runs layers over `positions` (ascending) of kv; optional selection after `checkLayer`. */
 async function recompute(
-  stepper: LayerStepper,
+  model: Model,
   kv: SequenceKV,
   positions: number[],
   tokens: number[],
   select?: { checkLayer: number; keep(scores: Float64Array): number[] },
 ): Promise<{ perLayerRows: number[] }> {
-  const b = stepper.backend;
-  const layers = stepper.model.cfg.layers;
-  let rows = stepper.rows(kv, positions);
-  let x: Tensor = stepper.embed(tokens);
+  const b = model.backend;
+  let rows = rowSet(b, kv, positions);
+  let x: Tensor = model.embed(tokens);
   const perLayerRows: number[] = [];
   try {
-    for (let l = 0; l < layers; l++) {
+    for (let l = 0; l < model.cfg.layers; l++) {
       if (rows.positions.length === 0) {
         perLayerRows.push(0);
         continue;
       }
       perLayerRows.push(rows.positions.length);
-      const scored: { s?: Float64Array } = {};
-      const onKeys =
-        select && l === select.checkLayer
-          ? async (k: Tensor) => {
-              scored.s = await keyDeviation(stepper, kv, l, rows.positions, k);
-            }
-          : undefined;
-      x = await stepper.layer(l, x, rows, onKeys);
-      if (scored.s && select) {
-        const keep = select.keep(scored.s);
+      const deviation = select && l === select.checkLayer ? new KeyDeviation(b, kv, l, rows.positions) : null;
+      x = model.layer(l, x, rows, deviation ? { keys: (k) => deviation.snapshot(k) } : {});
+      if (deviation && select) {
+        const keep = select.keep(await deviation.scores());
         if (keep.length < rows.positions.length) {
-          const next = stepper.select(kv, rows, x, keep);
+          const next = selectRows(b, kv, rows, x, keep);
           b.free(x);
-          stepper.freeRows(rows);
+          freeRows(b, rows);
           rows = next.rows;
           x = next.x;
         }
@@ -55,45 +49,66 @@ async function recompute(
     }
   } finally {
     b.free(x);
-    stepper.freeRows(rows);
+    freeRows(b, rows);
   }
   const last = positions[positions.length - 1];
   if (last !== undefined) kv.length = Math.max(kv.length, last + 1);
   return { perLayerRows };
 }
 
-/** Σ over kv heads and dims of (k_fresh − k_cached)² per row, before the fresh keys are written. */
-async function keyDeviation(
-  stepper: LayerStepper,
-  kv: SequenceKV,
-  layer: number,
-  positions: readonly number[],
-  fresh: Tensor,
-): Promise<Float64Array> {
-  const b = stepper.backend;
-  const f = await b.read(fresh); // [rows, kvHeads·headDim]
-  const width = f.length / positions.length;
-  const out = new Float64Array(positions.length);
-  // cached keys come in contiguous runs (a chunk's tokens are contiguous)
-  let i = 0;
-  while (i < positions.length) {
-    let j = i + 1;
-    while (j < positions.length && positions[j] === positions[j - 1] + 1) j++;
-    const { k, v } = b.kvGather(kv.cache, layer, positions[i], j - i);
-    const cached = await b.read(k);
-    b.free(k);
-    b.free(v);
-    for (let r = i; r < j; r++) {
-      let s = 0;
-      for (let t = 0; t < width; t++) {
-        const d = f[r * width + t] - cached[(r - i) * width + t];
-        s += d * d;
-      }
-      out[r] = s;
-    }
-    i = j;
+/**
+ * CacheBlend's score: Σ over kv heads and dims of (k_fresh − k_cached)² per row. snapshot() copies the
+ * fresh keys and the cached ones they are about to overwrite (device copies, ordered before the write);
+ * scores() reads them back.
+ */
+class KeyDeviation {
+  readonly #b: Backend;
+  readonly #kv: SequenceKV;
+  readonly #layer: number;
+  readonly #positions: readonly number[];
+  #fresh: Tensor | null = null;
+  #cached: Tensor[] = []; // per run of contiguous positions: [run, kvHeads·headDim]
+
+  constructor(b: Backend, kv: SequenceKV, layer: number, positions: readonly number[]) {
+    this.#b = b;
+    this.#kv = kv;
+    this.#layer = layer;
+    this.#positions = positions;
   }
-  return out;
+
+  snapshot(k: Tensor): void {
+    const b = this.#b;
+    this.#fresh = b.sliceRows(k, 0, k.shape[0]);
+    for (const [i, n] of positionRuns(this.#positions)) {
+      const g = b.kvGather(this.#kv.cache, this.#layer, this.#positions[i], n);
+      b.free(g.v);
+      this.#cached.push(g.k);
+    }
+  }
+
+  async scores(): Promise<Float64Array> {
+    const b = this.#b;
+    if (!this.#fresh) throw new Error('key deviation: no keys were seen');
+    const f = await b.read(this.#fresh); // [rows, kvHeads·headDim]
+    b.free(this.#fresh);
+    const width = f.length / this.#positions.length;
+    const out = new Float64Array(this.#positions.length);
+    const runs = positionRuns(this.#positions);
+    for (const [r, [i, n]] of runs.entries()) {
+      const cached = await b.read(this.#cached[r]);
+      b.free(this.#cached[r]);
+      for (let row = i; row < i + n; row++) {
+        let s = 0;
+        for (let t = 0; t < width; t++) {
+          const d = f[row * width + t] - cached[(row - i) * width + t];
+          s += d * d;
+        }
+        out[row] = s;
+      }
+    }
+    this.#cached = [];
+    return out;
+  }
 }
 
 /** Indices of the ⌈ratio·n⌉ largest scores, ascending (ties: earlier index first). */
@@ -117,7 +132,7 @@ function summarize(perLayerRows: number[]): SelectiveReport {
 }
 
 export async function blendChunks(
-  stepper: LayerStepper,
+  model: Model,
   kv: SequenceKV,
   chunks: readonly ChunkPlacement[],
   opts: { ratio: number; checkLayer: number },
@@ -131,8 +146,8 @@ export async function blendChunks(
       tokens.push(t);
     });
   }
-  const checkLayer = Math.min(opts.checkLayer, stepper.model.cfg.layers - 1);
-  const { perLayerRows } = await recompute(stepper, kv, positions, tokens, {
+  const checkLayer = Math.min(opts.checkLayer, model.cfg.layers - 1);
+  const { perLayerRows } = await recompute(model, kv, positions, tokens, {
     checkLayer,
     keep: (scores) => topIndices(scores, opts.ratio),
   });
@@ -140,7 +155,7 @@ export async function blendChunks(
 }
 
 export async function linkChunks(
-  stepper: LayerStepper,
+  model: Model,
   kv: SequenceKV,
   chunks: readonly ChunkPlacement[],
   opts: { linkTokens: number },
@@ -155,7 +170,7 @@ export async function linkChunks(
       tokens.push(c.tokens[i]);
     }
   }
-  if (positions.length === 0) return summarize(new Array(stepper.model.cfg.layers).fill(0));
-  const { perLayerRows } = await recompute(stepper, kv, positions, tokens);
+  if (positions.length === 0) return summarize(new Array(model.cfg.layers).fill(0));
+  const { perLayerRows } = await recompute(model, kv, positions, tokens);
   return summarize(perLayerRows);
 }

@@ -6,7 +6,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createReferenceBackend } from '../../../gpu-runner/engine/backends/reference/index.ts';
 import type { Backend, KVCache, SeqSpan } from '../../../gpu-runner/engine/backends/types.ts';
-import { WebGPUAttentionOps, type WebGPUBackend } from '../../../gpu-runner/engine/backends/webgpu/index.ts';
+import type { WebGPUBackend } from '../../../gpu-runner/engine/backends/webgpu/index.ts';
+import { WebGPUAttentionOps } from '../../helpers/attention-ops/webgpu.ts';
 import { attentionOpsSuite } from '../../helpers/attention-ops-suite.ts';
 import { makeWebGPU } from '../../helpers/webgpu.ts';
 import { rand, relErr } from '../../helpers/wasm-runtime.ts';
@@ -56,7 +57,7 @@ describe('webgpu split-KV decode attention', () => {
       expect(relErr(got, want)).toBeLessThanOrEqual(1e-5);
       expect(got.subarray(4 * H * D).every((x) => x === 0)).toBe(true);
     }
-    expect(devs[0].rec.dispatches).toBeGreaterThan(devs[2].rec.dispatches); // the split path ran (combine)
+    expect(devs[0].kernels.dev.rec.dispatches).toBeGreaterThan(devs[2].kernels.dev.rec.dispatches); // the split path ran (combine)
   });
 
   it('an empty key selection: out 0, lse -inf; merging with it changes nothing', async () => {
@@ -88,9 +89,9 @@ describe('webgpu split-KV decode attention', () => {
         { cache: caches[1], row: 3, count: 1, pos: 420 },
       ];
       const lists = [[Int32Array.of(0, 64, 300, 420, 490, 503), Int32Array.of(100, 102, 495, 503)], null];
-      const out = await b.read(b.attentionRanges!(qt, 1, spans, lists, H, 0.2));
+      const out = await b.read(b.attentionRanges(qt, 1, spans, lists, H, 0.2));
       expect(() =>
-        b.attentionRanges!(qt, 1, spans, [[Int32Array.of(0, CAP + 1), Int32Array.of(0, 1)], null], H, 0.2),
+        b.attentionRanges(qt, 1, spans, [[Int32Array.of(0, CAP + 1), Int32Array.of(0, 1)], null], H, 0.2),
       ).toThrow(/bad range/);
       for (const c of caches) b.freeKVCache(c);
       return out;

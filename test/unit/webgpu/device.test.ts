@@ -28,17 +28,17 @@ describe('webgpu device', () => {
     const engine = await loadEngine(dir, { backend });
     const want = await ref.forward([{ kv: ref.newSequence(32), tokens: prompt }]);
     let lost = '';
-    backend.onDeviceLost = (reason) => {
+    backend.kernels.dev.onDeviceLost = (reason) => {
       lost = reason;
     };
     const kv = engine.newSequence(32);
     const logits = engine.model.forward([{ kv, tokens: prompt }], 'last');
     const pending = backend.read(logits);
-    backend.device.destroy(); // what a driver reset or a GPU falling off the bus looks like to Dawn
+    backend.kernels.dev.device.destroy(); // what a driver reset or a GPU falling off the bus looks like to Dawn
     const err = await pending.catch((e: unknown) => e);
     expect(err).toBeInstanceOf(DeviceLostError);
     expect((err as DeviceLostError).retryable).toBe(true);
-    await backend.ready();
+    await backend.kernels.ready();
     expect(lost).toMatch(/destroyed/);
     await expect(backend.read(logits)).rejects.toThrow(DeviceLostError); // computed on the lost device
     const again = await engine.forward([{ kv: engine.newSequence(32), tokens: prompt }]);
@@ -50,7 +50,7 @@ describe('webgpu device', () => {
   it('a native adapter opens a hardware device or fails with what to install', async () => {
     const got: DeviceInfo | Error = await createWebGPUBackend({ mode: 'native' }).then(
       (b) => {
-        const info = b.info;
+        const info = b.kernels.info;
         b.dispose();
         return info;
       },
@@ -73,11 +73,11 @@ describe('webgpu device', () => {
     const engine = await loadEngine(dir, { backend });
     const req = { prompt: prompt.slice(0, 9), maxTokens: 6, stopTokenIds: [] };
     const [a] = await ref.generate([req]);
-    const before = backend.rec.submits;
+    const before = backend.kernels.dev.rec.submits;
     const [b] = await engine.generate([req]);
     expect(b.tokens).toEqual(a.tokens);
-    expect(backend.rec.submits - before).toBe(6); // prefill + 5 decode steps, one readback each
-    expect(backend.rec.readbackBytes).toBe(6 * 4); // one i32 token id per step
+    expect(backend.kernels.dev.rec.submits - before).toBe(6); // prefill + 5 decode steps, one readback each
+    expect(backend.kernels.dev.rec.readbackBytes).toBe(6 * 4); // one i32 token id per step
     engine.dispose();
     ref.dispose();
   });
@@ -85,11 +85,11 @@ describe('webgpu device', () => {
   it('the subgroup-matrix matmul runs only where listed and after matching the tiled kernel', async () => {
     const b = await makeWebGPU();
     try {
-      if (!b.info.subgroupMatrix) {
-        expect(b.subgroupMatrix).toBe('unavailable'); // llvmpipe: no subgroup matrices
+      if (!b.kernels.info.subgroupMatrix) {
+        expect(b.kernels.subgroupMatrix).toBe('unavailable'); // llvmpipe: no subgroup matrices
         return;
       }
-      expect(b.subgroupMatrix).toMatch(/^(on|off \()/);
+      expect(b.kernels.subgroupMatrix).toMatch(/^(on|off \()/);
       const ref = createReferenceBackend();
       const [M, K, N] = [64, 128, 96];
       const x = rand(M * K, 1);
@@ -106,7 +106,7 @@ describe('webgpu device', () => {
           b.upload({ dtype: 'f16', shape: [N, K], data: w }),
         ),
       );
-      expect(relErr(got, want)).toBeLessThanOrEqual(b.subgroupMatrix === 'on' ? 5e-3 : 1e-6);
+      expect(relErr(got, want)).toBeLessThanOrEqual(b.kernels.subgroupMatrix === 'on' ? 5e-3 : 1e-6);
     } finally {
       b.dispose();
     }

@@ -2,7 +2,7 @@
 // kind passes through untouched; no adapter is a usage error naming what to install.
 import { describe, expect, it } from 'vitest';
 import type { Backend } from '../../../gpu-runner/engine/backends/types.ts';
-import type { GpuKVCache } from '../../../gpu-runner/engine/backends/webgpu/buffers.ts';
+import type { WebGPUBackend } from '../../../gpu-runner/engine/backends/webgpu/index.ts';
 import { UsageError } from '../../../cli/args.ts';
 import { engineBackend } from '../../../cli/engine-backend.ts';
 import { loadConfig } from '../../../src/config.ts';
@@ -21,9 +21,10 @@ describe('engine backend from configuration', () => {
         KVRAG_WEBGPU_ADAPTER: webgpuMode,
         KVRAG_WEBGPU_KV_DTYPE: 'f16',
       }),
-    )) as Backend;
+    )) as WebGPUBackend;
     const c = h.createKVCache({ layers: 1, kvHeads: 1, headDim: 2, capacity: 1 });
-    expect((c as GpuKVCache).dtype).toBe('f16');
+    expect(h.cacheOf(c).dtype).toBe('f16');
+    expect(h.caps.kvDType).toBe('f16');
     h.dispose();
     expect(await engineBackend(loadConfig({ KVRAG_ENGINE_BACKEND: 'wasm' }))).toBe('wasm');
     expect(() => loadConfig({ KVRAG_WEBGPU_ADAPTER: 'metal' })).toThrow(/KVRAG_WEBGPU_ADAPTER/);

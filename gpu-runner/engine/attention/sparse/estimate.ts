@@ -25,7 +25,7 @@ export class SpanEstimator {
   readonly #pooled = new Map<number, Float32Array>();
 
   constructor(b: Backend, q: Tensor, layer: number, span: SeqSpan, geom: SpanGeom) {
-    if (!b.readNow) throw new Error(`sparse prefill: backend ${b.name} has no synchronous readback`);
+    if (!b.caps.readNow) throw new Error(`sparse prefill: backend ${b.name} has no synchronous readback`);
     this.#b = b;
     this.#q = q;
     this.#span = span;
@@ -35,13 +35,11 @@ export class SpanEstimator {
   }
 
   static supported(b: Backend): boolean {
-    return typeof b.readNow === 'function' && typeof b.sparseAttention === 'function';
+    return b.caps.readNow && b.caps.sparseAttention;
   }
 
   #read(t: Tensor): Float32Array {
-    const r = this.#b.readNow?.(t);
-    if (!r) throw new Error('sparse prefill: no synchronous readback');
-    return r;
+    return this.#b.readNow(t);
   }
 
   #keysTensor(): Tensor {

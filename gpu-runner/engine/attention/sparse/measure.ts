@@ -1,11 +1,11 @@
 // Measuring sparse prefill against dense on a real model (`kvrag bench prefill`, `kvrag sparse-search`):
-// a prefill whose attention steps are intercepted per layer. Each step runs dense attention with its
-// log-sum-exp (the oracle, timed), then every candidate pattern (estimate + selection + sparse kernel,
+// a prefill whose attention steps are intercepted per layer. Each step runs dense attention (timed) and,
+// untimed, its log-sum-exp oracle (sparseAttention with the full plan), then every candidate pattern (estimate + selection + sparse kernel,
 // timed, with recall = exp(lse_sparse − lse_dense) averaged over rows and heads, relative output error
 // and density), and hands the dense output on, so later layers see exact inputs.
 import type { Backend, SeqSpan, SparsePlan, Tensor } from '../../backends/types.ts';
+import type { SparseAttend } from '../step-attention.ts';
 import { SpanEstimator } from './estimate.ts';
-import type { SparseAttend } from './prefill.ts';
 import { massRecall, massRecallPerKvHead, relativeError } from './metrics.ts';
 import { fullSelection, planDensity, spanGeom, toPlan } from './ranges.ts';
 import { selectPlan } from './select.ts';
@@ -39,15 +39,6 @@ export interface LayerResult {
 
 const now = () => performance.now();
 
-/** Dense causal attention of one span (the span's rows only, as sparseAttention) with its lse [count, heads]. */
-export type DenseWithLse = (
-  q: Tensor,
-  layer: number,
-  span: SeqSpan,
-  heads: number,
-  scale: number,
-) => { out: Tensor; lse: Tensor };
-
 /** Thrown by a probe with `stop` after its last layer: the measurement is complete. */
 export class ProbeDone extends Error {
   constructor() {
@@ -56,8 +47,8 @@ export class ProbeDone extends Error {
 }
 
 /**
- * An attention interceptor (the SequenceKV.sparse slot's shape) that measures `candidates` on every
- * layer of a single-span step and returns the dense output.
+ * An attention interceptor (a step's `sparse` attention policy, step-attention.ts) that measures
+ * `candidates` on every layer of a single-span step and returns the dense output.
  */
 export class AttentionProbe implements SparseAttend {
   readonly results: LayerResult[] = [];
@@ -66,28 +57,23 @@ export class AttentionProbe implements SparseAttend {
   readonly #keepQueries: boolean;
   readonly #candidates: readonly Candidate[];
   readonly #layers: ReadonlySet<number> | null;
-
-  readonly #dense: DenseWithLse | null;
   readonly #stopAfter: number;
 
   /**
    * layers: the layers measured (null = all); with `stop`, the step ends (ProbeDone thrown) after the
-   * last of them, so later layers cost nothing. dense: attention() plus its lse in one pass (a backend
-   * kernel); without it the lse comes from a second pass through sparseAttention with the full plan.
+   * last of them, so later layers cost nothing.
    */
   constructor(
     candidates: readonly Candidate[],
     opts: {
       layers?: readonly number[] | null;
       stop?: boolean;
-      dense?: DenseWithLse;
       keepQueries?: boolean;
     } = {},
   ) {
     this.#keepQueries = opts.keepQueries ?? false;
     this.#candidates = candidates;
     this.#layers = opts.layers ? new Set(opts.layers) : null;
-    this.#dense = opts.dense ?? null;
     this.#stopAfter = opts.stop && opts.layers ? Math.max(...opts.layers) : Number.POSITIVE_INFINITY;
   }
 
@@ -99,37 +85,30 @@ export class AttentionProbe implements SparseAttend {
     heads: number,
     scale: number,
   ): Tensor | null {
-    if (spans.length !== 1 || !b.sparseAttention || !b.readNow) return null;
+    if (spans.length !== 1 || !b.caps.sparseAttention || !b.caps.readNow) return null;
     if (this.#layers && !this.#layers.has(layer)) return null;
     const span = spans[0];
     const { kvHeads, headDim } = span.cache.spec;
     const geom = spanGeom(span, heads, kvHeads, headDim, scale);
     if (this.#keepQueries) this.queries.set(layer, b.readNow(q));
-    // dense: attention() (or the backend's dense kernel with lse) for the time; the lse oracle from it
-    // or from a second pass through sparseAttention with the full plan
+    // dense: attention() for the time; the lse oracle from a second pass through sparseAttention with the
+    // full plan (untimed)
     const t0 = now();
-    const withLse = this.#dense?.(q, layer, span, heads, scale);
-    const denseT = withLse ? withLse.out : b.attention(q, layer, spans, heads, scale);
+    const denseT = b.attention(q, layer, spans, heads, scale);
     const denseOut = b.readNow(denseT);
     const denseMs = now() - t0;
-    let lseDense: Float32Array;
-    if (withLse) {
-      lseDense = b.readNow(withLse.lse);
-      b.free(withLse.lse);
-    } else {
-      const full = fullSelection(geom, PLAN_BLOCK);
-      const oracle = b.sparseAttention(
-        q,
-        layer,
-        span,
-        toPlan(Array(kvHeads).fill(full), PLAN_BLOCK),
-        heads,
-        scale,
-      );
-      lseDense = b.readNow(oracle.lse);
-      b.free(oracle.out);
-      b.free(oracle.lse);
-    }
+    const full = fullSelection(geom, PLAN_BLOCK);
+    const oracle = b.sparseAttention(
+      q,
+      layer,
+      span,
+      toPlan(Array(kvHeads).fill(full), PLAN_BLOCK),
+      heads,
+      scale,
+    );
+    const lseDense = b.readNow(oracle.lse);
+    b.free(oracle.out);
+    b.free(oracle.lse);
     const candidates: CandidateResult[] = [];
     for (const c of this.#candidates) {
       const t1 = now();

@@ -5,28 +5,18 @@
 // heads), and whether everything ran dense.
 //
 // Runs only where it can: one span alone in its step (its rows are the whole q), at least
-// `minTokens` queries (auto: the config's break-even), and a backend with sparseAttention + readNow.
+// `minTokens` queries (auto: the config's break-even), and a backend with sparseAttention + readNow
+// (caps). A request's SparsePrefill is the policy of its steps' `sparse` attention (step-attention.ts).
 // Everything else runs the dense attention() (counted as density 1).
 import type { SparseStats } from '../../../../contracts/runner-api.ts';
 import type { SparseControl } from '../../../../contracts/sparse.ts';
 import type { Backend, SeqSpan, Tensor } from '../../backends/types.ts';
+import type { SparseAttend } from '../step-attention.ts';
 import type { SparseConfig } from './config.ts';
 import { SpanEstimator } from './estimate.ts';
 import { planDensity, spanGeom } from './ranges.ts';
 import { selectPlan } from './select.ts';
 import { defaultParams, type PatternParams } from './types.ts';
-
-/** What the engine calls for a sequence's attention steps (SequenceKV.sparse): null = run dense. */
-export interface SparseAttend {
-  attend(
-    b: Backend,
-    layer: number,
-    q: Tensor,
-    spans: readonly SeqSpan[],
-    heads: number,
-    scale: number,
-  ): Tensor | null;
-}
 
 /** A forced pattern runs from this many queries (two query blocks); below it attention is dense. */
 export const PATTERN_MIN_TOKENS = 128;
@@ -80,7 +70,7 @@ export class SparsePrefill implements SparseAttend {
       }
       return null;
     };
-    if (spans.length !== 1 || !SpanEstimator.supported(b) || !b.sparseAttention) return dense();
+    if (spans.length !== 1 || !SpanEstimator.supported(b)) return dense();
     const span = spans[0];
     if (span.count < this.minTokens || span.row !== 0 || span.count !== q.shape[0]) return dense();
     const { kvHeads, headDim } = span.cache.spec;

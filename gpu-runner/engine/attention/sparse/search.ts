@@ -9,7 +9,7 @@ import type { Engine } from '../../engine.ts';
 import { SequenceKV } from '../../kv-cache.ts';
 import type { SparseConfig } from './config.ts';
 import { longPrompt } from './long-input.ts';
-import { AttentionProbe, type Candidate, type DenseWithLse, type LayerResult, ProbeDone } from './measure.ts';
+import { AttentionProbe, type Candidate, type LayerResult, ProbeDone } from './measure.ts';
 import { type PatternParams, patternParams } from './types.ts';
 
 /** The candidate grid: each pattern at a few budgets. */
@@ -46,16 +46,15 @@ export interface SearchOptions {
   /** lengths of the break-even measurement (layer 0) */
   breakEvenLengths: readonly number[];
   grid?: readonly PatternParams[];
-  dense?: DenseWithLse;
   log?: (line: string) => void;
 }
 
 /** One probed prefill of n prompt tokens (the probe stops after its last layer). */
 async function probeRun(engine: Engine, n: number, probe: AttentionProbe): Promise<LayerResult[]> {
   const kv = new SequenceKV(engine.backend, engine.config, n);
-  kv.sparse = probe;
   try {
-    await engine.forward([{ kv, tokens: longPrompt(engine.tokenizer, n, 11) }]);
+    const attention = { kind: 'sparse' as const, policy: probe };
+    await engine.forward([{ kv, tokens: longPrompt(engine.tokenizer, n, 11), attention }]);
   } catch (err) {
     if (!(err instanceof ProbeDone)) throw err;
   } finally {
@@ -74,11 +73,7 @@ export async function searchPatterns(engine: Engine, opts: SearchOptions): Promi
   }));
   const all = Array.from({ length: cfg.layers }, (_, l) => l);
   log(`search: ${grid.length} candidates × ${cfg.layers} layers at ${opts.context} tokens`);
-  const results = await probeRun(
-    engine,
-    opts.context,
-    new AttentionProbe(cands, { layers: all, dense: opts.dense }),
-  );
+  const results = await probeRun(engine, opts.context, new AttentionProbe(cands, { layers: all }));
   const layers: PatternParams[][] = [];
   const recall: number[][] = [];
   const density: number[][] = [];
@@ -116,11 +111,7 @@ export async function searchPatterns(engine: Engine, opts: SearchOptions): Promi
   const auto: Candidate = { name: 'auto', params: (l) => layers[l] };
   const timings: [number, number, number][] = [];
   for (const n of opts.breakEvenLengths) {
-    const [r] = await probeRun(
-      engine,
-      n,
-      new AttentionProbe([auto], { layers: [0], stop: true, dense: opts.dense }),
-    );
+    const [r] = await probeRun(engine, n, new AttentionProbe([auto], { layers: [0], stop: true }));
     const c = r.candidates[0];
     timings.push([n, r.denseMs, c.estimateMs + c.kernelMs]);
     log(

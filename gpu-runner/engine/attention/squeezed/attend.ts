@@ -1,10 +1,8 @@
 // Squeezed attention for one layer (DESIGN.md §4.2): exact attention over the selected fixed-context
 // keys, dense causal attention over the live tokens after them, merged by log-sum-exp — on the host
-// (reference, f64 accumulation) and on the wasm backend through WasmAttentionOps. Also the dense
-// oracle. Layout: the fixed context holds cache positions [0, n) and live tokens start at n; query row i
-// sits at position pos0 + i.
-import type { SeqSpan, Tensor } from '../../backends/types.ts';
-import type { PartialAttention, WasmAttentionOps } from '../../backends/wasm/attention-ops.ts';
+// (f64 accumulation), the oracle the engine's path (FixedContext + Backend.attentionRanges) is tested
+// against. Also the dense oracle. Layout: the fixed context holds cache positions [0, n) and live
+// tokens start at n; query row i sits at position pos0 + i.
 import type { Selection } from './select.ts';
 
 export interface AttnGeom {
@@ -116,28 +114,4 @@ export function squeezedAttentionHost(
   const fixed = attendKeysHost(q, m, geom, layer, (g) => sel.keys[g]);
   const live = attendKeysHost(q, m, geom, layer, (_, i) => range(n, pos0 + i + 1));
   return mergeHost(fixed, live, m, geom.heads, geom.headDim);
-}
-
-/**
- * The same on the wasm backend: q holds span.count rows (the span's own rows, starting at row 0 of q
- * when span.row = 0); the cache holds the fixed context at [0, n) and live tokens from n.
- */
-export function squeezedAttentionWasm(
-  ops: WasmAttentionOps,
-  q: Tensor,
-  span: SeqSpan,
-  layer: number,
-  n: number,
-  sel: Selection,
-  geom: AttnGeom,
-): PartialAttention {
-  const { heads, scale } = geom;
-  const qs = span.row === 0 && q.shape[0] === span.count ? q : ops.backend.sliceRows(q, span.row, span.count);
-  const fixed = ops.gathered(qs, span.cache, layer, sel.keys, heads, scale);
-  const liveRanges = Array.from({ length: heads }, () => [[n, span.pos + span.count]]);
-  const live = ops.ranges(q, span, layer, liveRanges, span.count, heads, scale);
-  const merged = ops.merge(fixed, live, heads);
-  for (const t of [fixed.out, fixed.lse, live.out, live.lse]) ops.backend.free(t);
-  if (qs !== q) ops.backend.free(qs);
-  return merged;
 }

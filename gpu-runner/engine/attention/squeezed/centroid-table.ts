@@ -61,7 +61,7 @@ export function coalesce(pairs: number[]): Int32Array {
 /** Rotated rows [rows, d] as a device table (f16 where the backend takes it). */
 function uploadRows(b: Backend, rows: Float32Array, d: number): Tensor {
   const shape = [rows.length / d, d];
-  return b.weightDTypes.includes('f16')
+  return b.caps.weightDTypes.includes('f16')
     ? b.upload({ dtype: 'f16', shape, data: f32ToF16(rows) })
     : b.upload({ dtype: 'f32', shape, data: rows });
 }

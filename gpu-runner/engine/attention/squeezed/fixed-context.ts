@@ -17,8 +17,10 @@
 // A step (question prefill rows or one decode row of a sequence): per kv head, the group's queries
 // score the table (a matmul and a row softmax = n_c·p̂_c per query; p̂ averaged over the group and the
 // rows), clusters are chosen by threshold or budget (select.ts), then
-// Backend.attentionRanges over the chosen slot ranges + always-kept ranges + the live tokens [n, pos].
+// Backend.attentionRanges over the chosen slot ranges + always-kept ranges + the live tokens [n, pos]
+// (a FixedContext is the KeyRangeSource of a sequence's `ranges` attention, step-attention.ts).
 import type { Backend, SeqSpan, Tensor } from '../../backends/types.ts';
+import type { KeyRangeSource } from '../step-attention.ts';
 import {
   buildCentroidTable,
   type CentroidTable,
@@ -61,7 +63,7 @@ const BYTES_PER_VALUE = 4; // the engine's cache is f32
  */
 export const TWO_LEVEL_FROM = Number.POSITIVE_INFINITY;
 
-export class FixedContext {
+export class FixedContext implements KeyRangeSource {
   readonly backend: Backend;
   readonly geom: FixedGeom;
   /** Fixed-context positions [0, n); live tokens start at n. */
@@ -84,7 +86,7 @@ export class FixedContext {
     invFreq: Tensor,
     twoLevelFrom = TWO_LEVEL_FROM,
   ) {
-    if (!backend.attentionRanges || !backend.readNow)
+    if (!backend.caps.attentionRanges || !backend.caps.readNow)
       throw new Error(`squeezed attention: backend ${backend.name} lacks attentionRanges/readNow`);
     this.backend = backend;
     this.geom = geom;
@@ -156,7 +158,7 @@ export class FixedContext {
   }
 }
 
-const b16 = (b: Backend) => b.weightDTypes.includes('f16');
+const b16 = (b: Backend) => b.caps.weightDTypes.includes('f16');
 
 /**
  * The step's key ranges in one linear pass: the kept clusters' slot runs (ascending: clusters are
@@ -180,23 +182,4 @@ function mergeRanges(t: CentroidTable, kept: readonly number[], n: number, end: 
   for (; a < t.always.length; a += 2) push(t.always[a], t.always[a + 1]);
   push(n, end);
   return Int32Array.from(out);
-}
-
-/**
- * The attention of one decoder layer when some sequences of the step have a fixed context: those
- * spans attend to their selected ranges (+ live tokens), the others densely. Drop-in for
- * Backend.attention. fixed[i] belongs to spans[i].
- */
-export function attendWithFixedContexts(
-  b: Backend,
-  q: Tensor,
-  layer: number,
-  spans: readonly SeqSpan[],
-  fixed: readonly (FixedContext | null)[],
-  heads: number,
-  scale: number,
-): Tensor {
-  const qHost = b.readNow!(q);
-  const keys = spans.map((s, i) => fixed[i]?.keysFor(qHost, s, layer) ?? null);
-  return b.attentionRanges!(q, layer, spans, keys, heads, scale);
 }

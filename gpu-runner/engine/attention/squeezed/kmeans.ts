@@ -1,6 +1,6 @@
 // Seeded k-means for the squeezed-attention index (DESIGN.md §4.2): k-means++ seeding on a bounded
 // sample, then a bounded number of Lloyd iterations over every point. The nearest-centroid step is
-// pluggable so the wasm kernel (WasmAttentionOps.kmeansAssign) can do the O(n·k·d) part.
+// pluggable so a kernel (the wasm one in bench/_wasm-kmeans.ts) can do the O(n·k·d) part.
 
 /** labels[i] = argmin_c ‖x_i − c‖². points: [n][d], centroids: [k][d]. */
 export type Assigner = (

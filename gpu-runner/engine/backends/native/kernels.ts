@@ -1,6 +1,7 @@
 // Typed wrapper over the native addon (src/addon.cc). Every call takes the memory the operands live in
 // (a Uint8Array over it; for the wasm backend `new Uint8Array(memory.buffer)` of its shared memory) and
 // byte offsets, like WasmRuntime's methods, so the backend can call either on the same tensors.
+import type { BlockDType } from '../dtypes.ts';
 import type { AttentionArgs } from '../wasm/runtime.ts';
 import { HALF_IEEE } from '../wasm/runtime.ts';
 
@@ -63,7 +64,8 @@ export interface NativeAddon {
 }
 
 export type IsaLevel = 'avx512vnni' | 'avx512' | 'avx2';
-export type QuantType = 'q8_0' | 'q4_0';
+/** The block dtypes of backends/dtypes.ts. */
+export type QuantType = BlockDType;
 const QTYPE: Record<QuantType, number> = { q8_0: 2, q4_0: 3 };
 
 export interface NativeMatmulArgs {

@@ -1,63 +1,53 @@
 // The `reference` backend: plain TypeScript, eager, readable — the oracle the other backends are
-// tested against. Every op runs to completion inside the call; read()/sync() only resolve.
-import type {
-  Backend,
-  DType,
-  HostTensor,
-  KVBlock,
-  KVCache,
-  KVCacheSpec,
-  SeqSpan,
-  SparsePlan,
-  Tensor,
-} from '../types.ts';
-import { sparseAttentionRef } from './sparse-attention.ts';
-import {
-  cache,
-  checkRange,
-  f32,
-  i32,
-  RefKVCache,
-  RefTensor,
-  ref,
-  rows2,
-  softmaxRow,
-  weightRow,
-} from './storage.ts';
+// tested against. Every kernel runs to completion inside the call; read()/sync() only resolve. A tensor's
+// handle is its typed array. Arguments arrive checked by the checking layer (../checked.ts).
+import { CheckedBackend } from '../checked.ts';
+import type { DType, HostTensor } from '../dtypes.ts';
+import type { AttentionCall, KernelSpan, Kernels } from '../kernels.ts';
+import type { FlatPlan } from '../plan.ts';
+import type { KVBlock, KVCacheSpec } from '../types.ts';
+import { attentionRef, sparseAttentionRef } from './attention.ts';
+import { RefKVCache, type Storage, softmaxRow, weightRow } from './storage.ts';
 
-export class ReferenceBackend implements Backend {
+const f32 = (t: Storage) => t as Float32Array;
+type Call = AttentionCall<Storage, RefKVCache>;
+
+export class ReferenceKernels implements Kernels<Storage, RefKVCache> {
   readonly name = 'reference';
   readonly weightDTypes: readonly DType[] = ['f32', 'f16'];
+  readonly kvDType = 'f32' as const;
 
-  upload(host: HostTensor): Tensor {
-    const n = host.shape.reduce((a, b) => a * b, 1);
-    if (host.data.length !== n)
-      throw new Error(`upload: ${host.data.length} values for shape [${host.shape}]`);
-    return new RefTensor([...host.shape], host.dtype, host.data.slice());
+  upload(host: HostTensor): Storage {
+    return host.data.slice();
   }
-  async read(t: Tensor): Promise<Float32Array> {
-    return f32(t, 'read()').slice();
+  async read(t: Storage): Promise<Float32Array> {
+    return f32(t).slice();
   }
-  async readInt(t: Tensor): Promise<Int32Array> {
-    return i32(t, 'readInt()').slice();
+  async readInt(t: Storage): Promise<Int32Array> {
+    return (t as Int32Array).slice();
   }
-  free(t: Tensor): void {
-    ref(t).data = null;
+  readNow(t: Storage): Float32Array {
+    return f32(t).slice();
   }
+  free(): void {}
   async sync(): Promise<void> {}
   dispose(): void {}
 
-  matmul(x: Tensor, w: Tensor, bias?: Tensor): Tensor {
-    const [m, k] = rows2(x);
-    const [n, kw] = rows2(w);
-    if (k !== kw) throw new Error(`matmul: x [${x.shape}] · wᵀ [${w.shape}] inner dims differ`);
-    const xs = f32(x, 'matmul x');
-    const wr = ref(w);
-    const b = bias ? f32(bias, 'matmul bias') : null;
+  matmul(
+    x: Storage,
+    w: Storage,
+    wDType: DType,
+    bias: Storage | null,
+    m: number,
+    n: number,
+    k: number,
+  ): Storage {
+    const xs = f32(x);
+    const b = bias ? f32(bias) : null;
     const out = new Float32Array(m * n);
     const tmp = new Float32Array(k);
     for (let j = 0; j < n; j++) {
-      const row = weightRow(wr, j, k, tmp);
+      const row = weightRow(w, wDType, j, k, tmp);
       for (let i = 0; i < m; i++) {
         let acc = 0;
         const xo = i * k;
@@ -65,13 +55,12 @@ export class ReferenceBackend implements Backend {
         out[i * n + j] = b ? acc + b[j] : acc;
       }
     }
-    return new RefTensor([m, n], 'f32', out);
+    return out;
   }
 
-  rmsnorm(x: Tensor, w: Tensor, eps: number): Tensor {
-    const [m, d] = rows2(x);
-    const xs = f32(x, 'rmsnorm x');
-    const ws = f32(w, 'rmsnorm weight');
+  rmsnorm(x: Storage, w: Storage, eps: number, m: number, d: number): Storage {
+    const xs = f32(x);
+    const ws = f32(w);
     const out = new Float32Array(m * d);
     for (let i = 0; i < m; i++) {
       let ss = 0;
@@ -79,20 +68,14 @@ export class ReferenceBackend implements Backend {
       const inv = Math.fround(1 / Math.sqrt(Math.fround(ss / d) + eps));
       for (let t = 0; t < d; t++) out[i * d + t] = Math.fround(xs[i * d + t] * inv) * ws[t];
     }
-    return new RefTensor([m, d], 'f32', out);
+    return out;
   }
 
-  rope(x: Tensor, positions: Tensor, invFreq: Tensor, headDim: number): Tensor {
-    const [m, width] = rows2(x);
-    const xs = f32(x, 'rope x');
-    const pos = i32(positions, 'rope positions');
-    const freq = f32(invFreq, 'rope invFreq');
+  rope(x: Storage, positions: Storage, invFreq: Storage, m: number, width: number, headDim: number): Storage {
+    const xs = f32(x);
+    const pos = positions as Int32Array;
+    const freq = f32(invFreq);
     const half = headDim / 2;
-    if (width % headDim !== 0 || freq.length !== half || pos.length !== m) {
-      throw new Error(
-        `rope: x [${x.shape}], positions [${pos.length}], invFreq [${freq.length}], headDim ${headDim}`,
-      );
-    }
     const out = new Float32Array(m * width);
     const cos = new Float32Array(half);
     const sin = new Float32Array(half);
@@ -112,90 +95,69 @@ export class ReferenceBackend implements Backend {
         }
       }
     }
-    return new RefTensor([m, width], 'f32', out);
+    return out;
   }
 
-  swiglu(gate: Tensor, up: Tensor): Tensor {
-    const g = f32(gate, 'swiglu gate');
-    const u = f32(up, 'swiglu up');
-    if (g.length !== u.length) throw new Error(`swiglu: [${gate.shape}] vs [${up.shape}]`);
-    const out = new Float32Array(g.length);
-    for (let i = 0; i < g.length; i++) out[i] = (g[i] / (1 + Math.exp(-g[i]))) * u[i];
-    return new RefTensor([...gate.shape], 'f32', out);
+  swiglu(gate: Storage, up: Storage, size: number): Storage {
+    const g = f32(gate);
+    const u = f32(up);
+    const out = new Float32Array(size);
+    for (let i = 0; i < size; i++) out[i] = (g[i] / (1 + Math.exp(-g[i]))) * u[i];
+    return out;
   }
 
-  softmax(x: Tensor): Tensor {
-    const [m, n] = rows2(x);
-    const xs = f32(x, 'softmax x');
+  softmax(x: Storage, m: number, n: number): Storage {
     const out = new Float32Array(m * n);
-    for (let i = 0; i < m; i++) softmaxRow(xs, i * n, n, out, i * n);
-    return new RefTensor([m, n], 'f32', out);
+    for (let i = 0; i < m; i++) softmaxRow(f32(x), i * n, n, out, i * n);
+    return out;
   }
 
-  add(a: Tensor, b: Tensor): Tensor {
-    const as = f32(a, 'add a');
-    const bs = f32(b, 'add b');
-    if (as.length !== bs.length) throw new Error(`add: [${a.shape}] vs [${b.shape}]`);
-    const out = new Float32Array(as.length);
-    for (let i = 0; i < as.length; i++) out[i] = as[i] + bs[i];
-    return new RefTensor([...a.shape], 'f32', out);
+  add(a: Storage, b: Storage, size: number): Storage {
+    const as = f32(a);
+    const bs = f32(b);
+    const out = new Float32Array(size);
+    for (let i = 0; i < size; i++) out[i] = as[i] + bs[i];
+    return out;
   }
 
-  gather(table: Tensor, ids: Tensor): Tensor {
-    const [v, d] = rows2(table);
-    const idx = i32(ids, 'gather ids');
-    const t = ref(table);
-    const out = new Float32Array(idx.length * d);
+  gather(table: Storage, tableDType: DType, ids: Storage, m: number, d: number): Storage {
+    const idx = ids as Int32Array;
+    const out = new Float32Array(m * d);
     const tmp = new Float32Array(d);
-    for (let i = 0; i < idx.length; i++) {
-      if (idx[i] < 0 || idx[i] >= v) throw new Error(`gather: index ${idx[i]} outside [0, ${v})`);
-      out.set(weightRow(t, idx[i], d, tmp), i * d);
-    }
-    return new RefTensor([idx.length, d], 'f32', out);
+    for (let i = 0; i < m; i++) out.set(weightRow(table, tableDType, idx[i], d, tmp), i * d);
+    return out;
   }
 
-  sliceRows(x: Tensor, start: number, count: number): Tensor {
-    const [m, d] = rows2(x);
-    if (start < 0 || count < 0 || start + count > m)
-      throw new Error(`sliceRows: [${start}, +${count}) of ${m}`);
-    const xs = f32(x, 'sliceRows x');
-    return new RefTensor([count, d], 'f32', xs.slice(start * d, (start + count) * d));
+  sliceRows(x: Storage, start: number, count: number, d: number): Storage {
+    return f32(x).slice(start * d, (start + count) * d);
   }
 
-  argmax(x: Tensor): Tensor {
-    const [m, n] = rows2(x);
-    const xs = f32(x, 'argmax x');
+  argmax(x: Storage, m: number, n: number): Storage {
+    const xs = f32(x);
     const out = new Int32Array(m);
     for (let i = 0; i < m; i++) {
       let best = 0;
       for (let j = 1; j < n; j++) if (xs[i * n + j] > xs[i * n + best]) best = j;
       out[i] = best;
     }
-    return new RefTensor([m], 'i32', out);
+    return out;
   }
 
-  createKVCache(spec: KVCacheSpec): KVCache {
-    return new RefKVCache({ ...spec });
+  createKVCache(spec: KVCacheSpec): RefKVCache {
+    return new RefKVCache(spec);
   }
-  freeKVCache(c: KVCache): void {
-    const rc = cache(c);
-    rc.k = new Float32Array(0);
-    rc.v = new Float32Array(0);
+  freeKVCache(c: RefKVCache): void {
+    c.k = new Float32Array(0);
+    c.v = new Float32Array(0);
   }
 
-  kvWrite(layer: number, k: Tensor, v: Tensor, spans: readonly SeqSpan[]): void {
-    const ks = f32(k, 'kvWrite k');
-    const vs = f32(v, 'kvWrite v');
+  kvWrite(layer: number, k: Storage, v: Storage, spans: readonly KernelSpan<RefKVCache>[]): void {
+    const ks = f32(k);
+    const vs = f32(v);
     for (const s of spans) {
-      const c = cache(s.cache);
-      const { kvHeads, headDim, capacity } = c.spec;
+      const c = s.cache;
+      const { kvHeads, headDim } = s.spec;
       const width = kvHeads * headDim;
-      if (k.shape[1] !== width) throw new Error(`kvWrite: k [${k.shape}] but cache rows are ${width} wide`);
-      if (s.pos < 0 || s.pos + s.count > capacity) {
-        throw new Error(
-          `kvWrite: positions [${s.pos}, ${s.pos + s.count}) exceed cache capacity ${capacity}`,
-        );
-      }
       for (let i = 0; i < s.count; i++) {
         for (let h = 0; h < kvHeads; h++) {
           const src = (s.row + i) * width + h * headDim;
@@ -207,154 +169,68 @@ export class ReferenceBackend implements Backend {
     }
   }
 
-  attention(q: Tensor, layer: number, spans: readonly SeqSpan[], heads: number, scale: number): Tensor {
-    const [m, width] = rows2(q);
-    const qs = f32(q, 'attention q');
-    const out = new Float32Array(m * width);
-    for (const s of spans) {
-      const c = cache(s.cache);
-      const { kvHeads, headDim } = c.spec;
-      if (width !== heads * headDim) throw new Error(`attention: q [${q.shape}] for ${heads}×${headDim}`);
-      const group = heads / kvHeads;
-      const scores = new Float32Array(s.pos + s.count);
-      for (let i = 0; i < s.count; i++) {
-        const n = s.pos + i + 1; // causal: positions 0..pos+i
-        for (let h = 0; h < heads; h++) {
-          const kvh = Math.floor(h / group);
-          const qo = (s.row + i) * width + h * headDim;
-          const base = c.offset(layer, kvh, 0);
-          for (let j = 0; j < n; j++) {
-            let dot = 0;
-            const ko = base + j * headDim;
-            for (let t = 0; t < headDim; t++) dot += qs[qo + t] * c.k[ko + t];
-            scores[j] = dot * scale;
-          }
-          softmaxRow(scores, 0, n, scores, 0);
-          for (let j = 0; j < n; j++) {
-            const p = scores[j];
-            const vo = base + j * headDim;
-            for (let t = 0; t < headDim; t++) out[qo + t] += p * c.v[vo + t];
-          }
-        }
-      }
-    }
-    return new RefTensor([m, width], 'f32', out);
+  attention(call: Call): Storage {
+    return attentionRef(call, null);
+  }
+  sparseAttention(call: Call, plan: FlatPlan): { out: Storage; lse: Storage } {
+    return sparseAttentionRef(call, plan);
+  }
+  attentionRanges(call: Call, keys: readonly (FlatPlan | null)[]): Storage {
+    return attentionRef(call, keys);
   }
 
-  sparseAttention(
-    q: Tensor,
+  async kvRead(
+    c: RefKVCache,
+    spec: KVCacheSpec,
     layer: number,
-    span: SeqSpan,
-    plan: SparsePlan,
-    heads: number,
-    scale: number,
-  ): { out: Tensor; lse: Tensor } {
-    return sparseAttentionRef(q, layer, span, plan, heads, scale);
-  }
-
-  attentionRanges(
-    q: Tensor,
-    layer: number,
-    spans: readonly SeqSpan[],
-    keys: readonly (readonly Int32Array[] | null)[],
-    heads: number,
-    scale: number,
-  ): Tensor {
-    const [m, width] = rows2(q);
-    const qs = f32(q, 'attentionRanges q');
-    const out = new Float32Array(m * width);
-    spans.forEach((s, si) => {
-      const c = cache(s.cache);
-      const { kvHeads, headDim } = c.spec;
-      if (width !== heads * headDim)
-        throw new Error(`attentionRanges: q [${q.shape}] for ${heads}×${headDim}`);
-      const group = heads / kvHeads;
-      const all = Int32Array.of(0, s.pos + s.count);
-      const lists = keys[si] ?? Array.from({ length: kvHeads }, () => all);
-      if (lists.length !== kvHeads)
-        throw new Error(`attentionRanges: ${lists.length} lists for ${kvHeads} kv heads`);
-      for (let i = 0; i < s.count; i++) {
-        const last = s.pos + i; // causal: positions ≤ last
-        for (let h = 0; h < heads; h++) {
-          const kvh = Math.floor(h / group);
-          const r = lists[kvh];
-          const pos: number[] = [];
-          for (let t = 0; t + 1 < r.length; t += 2) {
-            if (r[t] < 0 || r[t + 1] > c.spec.capacity || r[t] > r[t + 1])
-              throw new Error(`attentionRanges: bad range [${r[t]}, ${r[t + 1]})`);
-            for (let p = r[t]; p < Math.min(r[t + 1], last + 1); p++) pos.push(p);
-          }
-          if (pos.length === 0) continue;
-          const qo = (s.row + i) * width + h * headDim;
-          const base = c.offset(layer, kvh, 0);
-          const scores = new Float32Array(pos.length);
-          pos.forEach((p, j) => {
-            let dot = 0;
-            const ko = base + p * headDim;
-            for (let t = 0; t < headDim; t++) dot += qs[qo + t] * c.k[ko + t];
-            scores[j] = dot * scale;
-          });
-          softmaxRow(scores, 0, pos.length, scores, 0);
-          pos.forEach((p, j) => {
-            const vo = base + p * headDim;
-            for (let t = 0; t < headDim; t++) out[qo + t] += scores[j] * c.v[vo + t];
-          });
-        }
-      }
-    });
-    return new RefTensor([m, width], 'f32', out);
-  }
-
-  readNow(t: Tensor): Float32Array {
-    return f32(t, 'readNow()').slice();
-  }
-
-  async kvRead(c: KVCache, layer: number, start: number, count: number): Promise<KVBlock> {
-    const rc = cache(c);
-    checkRange(rc, start, count);
-    const { kvHeads, headDim } = rc.spec;
+    start: number,
+    count: number,
+  ): Promise<KVBlock> {
+    const { kvHeads, headDim } = spec;
     const k = new Float32Array(kvHeads * count * headDim);
     const v = new Float32Array(kvHeads * count * headDim);
     for (let h = 0; h < kvHeads; h++) {
-      const src = rc.offset(layer, h, start);
-      k.set(rc.k.subarray(src, src + count * headDim), h * count * headDim);
-      v.set(rc.v.subarray(src, src + count * headDim), h * count * headDim);
+      const src = c.offset(layer, h, start);
+      k.set(c.k.subarray(src, src + count * headDim), h * count * headDim);
+      v.set(c.v.subarray(src, src + count * headDim), h * count * headDim);
     }
     return { k, v };
   }
 
-  kvLoad(c: KVCache, layer: number, start: number, block: KVBlock): void {
-    const rc = cache(c);
-    const { kvHeads, headDim } = rc.spec;
-    const count = block.k.length / (kvHeads * headDim);
-    if (!Number.isInteger(count) || block.v.length !== block.k.length)
-      throw new Error('kvLoad: block size mismatch');
-    checkRange(rc, start, count);
+  kvLoad(
+    c: RefKVCache,
+    spec: KVCacheSpec,
+    layer: number,
+    start: number,
+    count: number,
+    block: KVBlock,
+  ): void {
+    const { kvHeads, headDim } = spec;
     for (let h = 0; h < kvHeads; h++) {
-      const dst = rc.offset(layer, h, start);
-      rc.k.set(block.k.subarray(h * count * headDim, (h + 1) * count * headDim), dst);
-      rc.v.set(block.v.subarray(h * count * headDim, (h + 1) * count * headDim), dst);
+      const dst = c.offset(layer, h, start);
+      c.k.set(block.k.subarray(h * count * headDim, (h + 1) * count * headDim), dst);
+      c.v.set(block.v.subarray(h * count * headDim, (h + 1) * count * headDim), dst);
     }
   }
 
-  kvGather(c: KVCache, layer: number, start: number, count: number): { k: Tensor; v: Tensor } {
-    const rc = cache(c);
-    checkRange(rc, start, count);
-    const { kvHeads, headDim } = rc.spec;
+  kvGather(c: RefKVCache, spec: KVCacheSpec, layer: number, start: number, count: number) {
+    const { kvHeads, headDim } = spec;
     const width = kvHeads * headDim;
     const k = new Float32Array(count * width);
     const v = new Float32Array(count * width);
     for (let p = 0; p < count; p++) {
       for (let h = 0; h < kvHeads; h++) {
-        const src = rc.offset(layer, h, start + p);
-        k.set(rc.k.subarray(src, src + headDim), p * width + h * headDim);
-        v.set(rc.v.subarray(src, src + headDim), p * width + h * headDim);
+        const src = c.offset(layer, h, start + p);
+        k.set(c.k.subarray(src, src + headDim), p * width + h * headDim);
+        v.set(c.v.subarray(src, src + headDim), p * width + h * headDim);
       }
     }
-    return { k: new RefTensor([count, width], 'f32', k), v: new RefTensor([count, width], 'f32', v) };
+    return { k: k as Storage, v: v as Storage };
   }
 }
 
-export function createReferenceBackend(): Backend {
-  return new ReferenceBackend();
+export type ReferenceBackend = CheckedBackend<ReferenceKernels>;
+
+export function createReferenceBackend(): ReferenceBackend {
+  return new CheckedBackend(new ReferenceKernels());
 }

@@ -1,12 +1,14 @@
 // Q8_0 / Q4_0 weight matmul on the wasm runtime (kernels/quant.as): the activations are quantized to
 // Q8_0 blocks into scratch taken from the runtime's memory for the call, then multiplied with integer
 // dot products against the weights in ggml's own block layout (no repacking).
+// Not yet a kernel of the backend (WasmKernels.matmul takes f32/f16 weights): the backends README says
+// where it slots in.
+import type { BlockDType } from '../dtypes.ts';
 import type { WasmRuntime } from './runtime.ts';
 
-export type WasmQuantType = 'q8_0' | 'q4_0';
+/** The block dtypes of backends/dtypes.ts (block sizes and bytes there). */
+export type WasmQuantType = BlockDType;
 const QTYPE: Record<WasmQuantType, number> = { q8_0: 2, q4_0: 3 };
-/** bytes of one ggml block of 32 weights */
-export const GGML_BLOCK_BYTES: Record<WasmQuantType, number> = { q8_0: 34, q4_0: 18 };
 
 export interface QuantMatmulArgs {
   /** f32 [M][K] */

@@ -1,33 +1,26 @@
 // Device storage of the wasm backend: tensors and KV caches are byte ranges of the runtime's shared
-// memory; these helpers resolve the Backend interface's opaque handles to them.
-import type { DType, KVCache, KVCacheSpec, SeqSpan, Tensor } from '../types.ts';
+// memory; the checking layer hands the kernels these handles.
+import type { KVCacheSpec } from '../types.ts';
 import type { DeviceMemory } from './memory.ts';
 import { type AttentionArgs, HALF_IEEE } from './runtime.ts';
 
-export const BYTES: Record<DType, number> = { f32: 4, f16: 2, i32: 4 };
-
-export class WasmTensor implements Tensor {
-  readonly shape: readonly number[];
-  readonly dtype: DType;
-  readonly size: number;
-  /** byte offset in the runtime memory; -1 once freed */
-  off: number;
+/** A tensor's bytes in the runtime memory. */
+export class WasmTensor {
+  /** byte offset in the runtime memory */
+  readonly off: number;
   /** f16 only: the kernels' exponent multiplier (HALF_PRESCALED when stored by prescaleHalves) */
-  halfScale: number;
-  constructor(shape: readonly number[], dtype: DType, off: number, halfScale = HALF_IEEE) {
-    this.shape = shape;
-    this.dtype = dtype;
-    this.size = shape.reduce((a, b) => a * b, 1);
+  readonly halfScale: number;
+  constructor(off: number, halfScale = HALF_IEEE) {
     this.off = off;
     this.halfScale = halfScale;
   }
 }
 
 // k, v: [layer][kv_head][pos][head_dim] f32, each at its own offset
-export class WasmKVCache implements KVCache {
+export class WasmKVCache {
   readonly spec: KVCacheSpec;
-  k: number;
-  v: number;
+  readonly k: number;
+  readonly v: number;
   constructor(spec: KVCacheSpec, k: number, v: number) {
     this.spec = spec;
     this.k = k;
@@ -55,27 +48,16 @@ export class WasmKVCache implements KVCache {
   }
 }
 
-export function rows2(t: Tensor, op: string): [number, number] {
-  if (t.shape.length !== 2) throw new Error(`wasm ${op}: expected a 2-D tensor, got [${t.shape}]`);
-  return [t.shape[0], t.shape[1]];
+/** `bytes` of fresh memory as a tensor handle. */
+export function allocTensor(mem: DeviceMemory, bytes: number): WasmTensor {
+  return new WasmTensor(mem.alloc(bytes));
 }
 
-export function asTensor(t: Tensor, what: string, dtype?: DType): WasmTensor {
-  if (!(t instanceof WasmTensor)) throw new Error(`wasm backend: ${what} is a tensor from another backend`);
-  if (t.off < 0) throw new Error(`wasm backend: ${what} used after free()`);
-  if (dtype && t.dtype !== dtype) throw new Error(`wasm backend: ${what} must be ${dtype}, got ${t.dtype}`);
+/** An i32 list copied into fresh memory (≥ one entry, so an empty list still has an offset). */
+export function uploadInts(mem: DeviceMemory, data: Int32Array): WasmTensor {
+  const t = allocTensor(mem, Math.max(1, data.length) * 4);
+  mem.i32.set(data, t.off >> 2);
   return t;
-}
-
-export function asCache(c: KVCache): WasmKVCache {
-  if (!(c instanceof WasmKVCache)) throw new Error('wasm backend: KV cache from another backend');
-  if (c.k < 0) throw new Error('wasm backend: KV cache used after freeKVCache()');
-  return c;
-}
-
-export function allocTensor(mem: DeviceMemory, shape: readonly number[], dtype: DType): WasmTensor {
-  const n = shape.reduce((a, b) => a * b, 1);
-  return new WasmTensor([...shape], dtype, mem.alloc(n * BYTES[dtype]));
 }
 
 /**
@@ -111,35 +93,4 @@ export function prescaleHalves(bits: Uint16Array): Uint16Array | null {
     out[i] = v;
   }
   return out;
-}
-
-/**
- * One span of q checked against its cache (q's width is heads × the cache's headDim, the span's positions
- * fit its capacity), and the attention kernel's dense causal arguments for the span's rows, all but where
- * the output goes: q from the span's first row, K/V of `layer`, keys 0..span.pos+span.count.
- */
-export function spanAttentionArgs(
-  qt: WasmTensor,
-  width: number,
-  span: SeqSpan,
-  layer: number,
-  heads: number,
-  scale: number,
-  op: string,
-): { c: WasmKVCache; args: Omit<AttentionArgs, 'out'> } {
-  const c = asCache(span.cache);
-  const { headDim, capacity } = c.spec;
-  if (width !== heads * headDim) throw new Error(`${op}: q [${qt.shape}] for ${heads}×${headDim}`);
-  const nk = span.pos + span.count;
-  if (nk > capacity) throw new Error(`${op}: positions beyond cache capacity ${capacity}`);
-  const args = {
-    q: qt.off + span.row * width * 4,
-    ...c.layerArgs(layer),
-    nq: span.count,
-    heads,
-    scale,
-    qpos0: span.pos,
-    nk,
-  };
-  return { c, args };
 }

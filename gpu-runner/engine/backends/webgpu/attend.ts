@@ -1,27 +1,16 @@
-// Attention dispatch of the webgpu backend (kernels/attention.ts): a span's causal attention, split over
-// workgroups along the keys when few query rows meet many keys (flash decoding), and attention over an
-// explicit plan of key ranges and gathered columns (sparse prefill, squeezed attention's ranges).
-import type { SeqSpan } from '../types.ts';
+// Attention of the webgpu backend (kernels/attention.ts): a span's causal attention, split over
+// workgroups along the keys when few query rows meet many keys (flash decoding), and attention over a
+// flat plan of key ranges and gathered columns per kv head and query block (sparse prefill; squeezed
+// attention's ranges are a one-block plan). Arguments arrive checked (../checked.ts).
+import type { AttentionCall, KernelSpan } from '../kernels.ts';
+import type { FlatPlan } from '../plan.ts';
 import type { GpuKVCache, GpuTensor } from './buffers.ts';
 import * as at from './kernels/attention.ts';
 import { gridRows } from './kernels/common.ts';
-import type { Binding, Recorder } from './recorder.ts';
+import type { Live, LiveCache, WebGPUDevice } from './memory.ts';
 
-type Live = GpuTensor & { buffer: GPUBuffer };
-type LiveCache = GpuKVCache & { k: GPUBuffer; v: GPUBuffer };
-
-/** What these functions need of the backend. */
-export interface AttendHost {
-  rec: Recorder;
-  readonly keysPerSplit: number;
-  readonly maxSplits: number;
-  readonly none: Binding;
-  readonly noneW: Binding;
-  alloc(shape: readonly number[], dtype: 'f32' | 'i32'): Live;
-  uploadIndex(data: Int32Array | Uint32Array): Live;
-  free(t: GpuTensor): void;
-  bind(t: Live): Binding;
-}
+type Span = KernelSpan<GpuKVCache>;
+type Call = AttentionCall<GpuTensor, GpuKVCache>;
 
 /**
  * The leading attention_partial parameters: query rows and heads, the cache layer's geometry (kv heads,
@@ -42,101 +31,84 @@ export function partialLead(
 }
 
 /** One span's causal attention: split-KV (flash decoding) when few rows meet many keys. */
-export function attendSpan(
-  b: AttendHost,
+function attendSpan(
+  d: WebGPUDevice,
   qt: Live,
   y: Live,
   c: LiveCache,
   layer: number,
-  s: SeqSpan,
+  s: Span,
   heads: number,
   scale: number,
 ): void {
   const { headDim } = c.spec;
   const width = heads * headDim;
   const nk = s.pos + s.count;
-  const want = Math.min(b.maxSplits, Math.ceil(nk / b.keysPerSplit));
+  const want = Math.min(d.maxSplits, Math.ceil(nk / d.keysPerSplit));
   // split only when the grid would otherwise be too small to fill a GPU
   const splits = s.count * heads >= 256 ? 1 : Math.max(1, want);
   const chunk = splits === 1 ? nk : Math.ceil(nk / splits / 64) * 64;
   const used = Math.ceil(nk / chunk);
   const base = [...partialLead(c, layer, s.count, heads, scale, s.row * width, s.pos), chunk];
   if (used === 1) {
-    b.rec.dispatch(
+    d.rec.dispatch(
       at.attentionPartial(0, c.dtype),
       [...base, 1, s.row * width, 0, 1, 1, 0],
-      [b.bind(qt), { buffer: c.k }, { buffer: c.v }, b.none, b.none, b.bind(y), b.noneW],
+      [d.bind(qt), { buffer: c.k }, { buffer: c.v }, d.none, d.none, d.bind(y), d.noneW],
       [1, heads, s.count],
     );
     return;
   }
-  const po = b.alloc([s.count * heads * used, headDim], 'f32');
-  const pl = b.alloc([s.count * heads * used], 'f32');
-  b.rec.dispatch(
+  const po = d.alloc([s.count * heads * used, headDim], 'f32');
+  const pl = d.alloc([s.count * heads * used], 'f32');
+  d.rec.dispatch(
     at.attentionPartial(0, c.dtype),
     [...base, used, 0, 1, 1, 1, 0],
-    [b.bind(qt), { buffer: c.k }, { buffer: c.v }, b.none, b.none, b.bind(po), b.bind(pl)],
+    [d.bind(qt), { buffer: c.k }, { buffer: c.v }, d.none, d.none, d.bind(po), d.bind(pl)],
     [used, heads, s.count],
   );
-  b.rec.dispatch(
+  d.rec.dispatch(
     at.attentionCombine,
     [s.count, heads, headDim, used, s.row * width],
-    [b.bind(po), b.bind(pl), b.bind(y)],
+    [d.bind(po), d.bind(pl), d.bind(y)],
     gridRows(s.count * heads),
   );
-  b.free(po);
-  b.free(pl);
+  d.free(po);
+  d.free(pl);
 }
+
 /**
- * One span's attention over explicit key sets (kernel mode 3): ranges[g][b] and columns[g][b] per kv
- * head g and query block b of `blockSize` rows, causally masked. Writes out rows at outRow (of y) and,
- * when given, lse rows at 0.
+ * One span's attention over a flat plan (kernel mode 3), causally masked. Writes out rows at outRow
+ * (of y) and, when given, lse rows at 0.
  */
-export function attendPlan(
-  b: AttendHost,
+function attendPlan(
+  d: WebGPUDevice,
   qt: Live,
   c: LiveCache,
   layer: number,
-  s: SeqSpan,
+  s: Span,
   heads: number,
   scale: number,
-  ranges: readonly (readonly Int32Array[])[],
-  columns: readonly (readonly Int32Array[])[] | null,
-  blockSize: number,
-  limit: number,
-  what: string,
+  plan: FlatPlan,
   y: Live,
   outRow: number,
   lse: Live | null,
 ): void {
-  const { kvHeads, headDim } = c.spec;
-  const nqb = Math.ceil(s.count / blockSize);
-  if (ranges.length !== kvHeads || ranges.some((r) => r.length !== nqb))
-    throw new Error(`${what}: plan must be [${kvHeads} kv heads][${nqb} query blocks]`);
-  const nsel = kvHeads * nqb;
-  const offs = new Uint32Array(2 * nsel + 2);
-  const pairs: number[] = [];
-  const cols: number[] = [];
-  for (let g = 0; g < kvHeads; g++)
-    for (let b = 0; b < nqb; b++) {
-      const rs = ranges[g][b];
-      for (let i = 0; i + 1 < rs.length; i += 2) {
-        if (rs[i] < 0 || rs[i + 1] > limit || rs[i] > rs[i + 1])
-          throw new Error(`${what}: bad range [${rs[i]}, ${rs[i + 1]})`);
-        pairs.push(rs[i], rs[i + 1]);
-      }
-      offs[g * nqb + b + 1] = pairs.length / 2;
-      for (const j of columns?.[g]?.[b] ?? []) {
-        if (j < 0 || j >= limit) throw new Error(`${what}: column ${j} outside the span`);
-        cols.push(j);
-      }
-      offs[nsel + 1 + g * nqb + b + 1] = cols.length;
-    }
-  for (let i = nsel + 1; i < offs.length; i++) offs[i] += pairs.length;
-  const idx = b.uploadIndex(Uint32Array.from(pairs.length + cols.length ? [...pairs, ...cols] : [0]));
-  const off = b.uploadIndex(offs);
-  const width = heads * headDim;
-  b.rec.dispatch(
+  const units = plan.kvHeads * plan.blocks;
+  const pairs = plan.ranges.length;
+  // offs: pair offsets per unit [units + 1], then column offsets into idx (after the pairs) [units + 1]
+  const offs = new Uint32Array(2 * units + 2);
+  for (let u = 0; u <= units; u++) {
+    offs[u] = plan.rangeOffs[u];
+    offs[units + 1 + u] = pairs + plan.colOffs[u];
+  }
+  const idx = new Uint32Array(Math.max(1, pairs + plan.cols.length));
+  idx.set(plan.ranges);
+  idx.set(plan.cols, pairs);
+  const idxT = d.uploadIndex(idx);
+  const offT = d.uploadIndex(offs);
+  const width = heads * c.spec.headDim;
+  d.rec.dispatch(
     at.attentionPartial(3, c.dtype),
     [
       ...partialLead(c, layer, s.count, heads, scale, s.row * width, s.pos),
@@ -144,21 +116,59 @@ export function attendPlan(
       1,
       outRow * width,
       lse ? 1 : 0,
-      nqb,
-      blockSize,
+      plan.blocks,
+      plan.blockSize,
       0,
     ],
     [
-      b.bind(qt),
+      d.bind(qt),
       { buffer: c.k },
       { buffer: c.v },
-      b.bind(idx),
-      b.bind(off),
-      b.bind(y),
-      lse ? b.bind(lse) : b.noneW,
+      d.bind(idxT),
+      d.bind(offT),
+      d.bind(y),
+      lse ? d.bind(lse) : d.noneW,
     ],
     [1, heads, s.count],
   );
-  b.free(idx);
-  b.free(off);
+  d.free(idxT);
+  d.free(offT);
+}
+
+/** q [rows, width] → [rows, width]; keys[i]: span i's one-block plan, or null (dense); absent = all dense. */
+export function attention(
+  d: WebGPUDevice,
+  { q, rows, width, layer, spans, heads, scale }: Call,
+  keys: readonly (FlatPlan | null)[] | null,
+): GpuTensor {
+  const qt = d.live(q);
+  const y = d.alloc([rows, width], 'f32');
+  const covered = spans.reduce((n, s) => n + s.count, 0);
+  if (covered < rows) d.rec.copyEncoder().clearBuffer(y.buffer, 0, rows * width * 4); // rows outside spans: 0
+  spans.forEach((s, i) => {
+    const c = d.liveCache(s.cache);
+    const plan = keys?.[i];
+    if (plan) attendPlan(d, qt, c, layer, s, heads, scale, plan, y, s.row, null);
+    else attendSpan(d, qt, y, c, layer, s, heads, scale);
+  });
+  return y;
+}
+
+/** One span over its plan: out [count, width], lse [count, heads]. */
+export function sparseAttention(
+  d: WebGPUDevice,
+  { q, width, layer, spans, heads, scale }: Call,
+  plan: FlatPlan,
+): { out: GpuTensor; lse: GpuTensor } {
+  const span = spans[0];
+  const out = d.alloc([span.count, width], 'f32');
+  const lse = d.alloc([span.count, heads], 'f32');
+  try {
+    attendPlan(d, d.live(q), d.liveCache(span.cache), layer, span, heads, scale, plan, out, 0, lse);
+  } catch (err) {
+    d.free(out);
+    d.free(lse);
+    throw err;
+  }
+  return { out, lse };
 }

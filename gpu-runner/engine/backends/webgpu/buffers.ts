@@ -3,11 +3,12 @@
 // of size classes. A freed buffer may be handed to a later op's output at once (the command stream is
 // ordered), but to a host write (queue.writeBuffer runs before the commands still being recorded) only
 // after the batch that last used it has been submitted.
-import type { DType, KVCache, KVCacheSpec, Tensor } from '../types.ts';
+import type { DType } from '../dtypes.ts';
+import type { KVCacheSpec } from '../types.ts';
 
 export const USAGE_STORAGE = 0x80 | 0x04 | 0x08; // STORAGE | COPY_SRC | COPY_DST
 
-export class GpuTensor implements Tensor {
+export class GpuTensor {
   readonly shape: readonly number[];
   readonly dtype: DType;
   /** Elements. */
@@ -15,8 +16,8 @@ export class GpuTensor implements Tensor {
   buffer: GPUBuffer | null;
   /** Bytes the data takes (f16: 2 per element, rounded up to 4). */
   readonly bytes: number;
-  /** Host copy of an uploaded tensor: lets gather() check ids, and restores the tensor after device loss. */
-  host: Float32Array | Uint16Array | Int32Array | null = null;
+  /** Host copy of an uploaded tensor: restores it after device loss. */
+  host: Float32Array | Uint16Array | Int32Array | Uint8Array | null = null;
   /** Device generation the buffer belongs to (after a device loss older tensors are dead). */
   generation: number;
   constructor(shape: readonly number[], dtype: DType, buffer: GPUBuffer, generation: number) {
@@ -34,13 +35,19 @@ export function tensorBytes(size: number, dtype: DType): number {
 }
 
 // k, v: [layer][kv_head][pos][head_dim], f32 or f16 (two halves per u32 word), one buffer each
-export class GpuKVCache implements KVCache {
+export class GpuKVCache {
   readonly spec: KVCacheSpec;
   readonly dtype: 'f32' | 'f16';
   k: GPUBuffer | null;
   v: GPUBuffer | null;
   generation: number;
-  constructor(spec: KVCacheSpec, dtype: 'f32' | 'f16', k: GPUBuffer, v: GPUBuffer, generation: number) {
+  constructor(
+    spec: KVCacheSpec,
+    dtype: 'f32' | 'f16',
+    k: GPUBuffer | null,
+    v: GPUBuffer | null,
+    generation: number,
+  ) {
     this.spec = spec;
     this.dtype = dtype;
     this.k = k;

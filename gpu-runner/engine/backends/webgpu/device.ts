@@ -4,10 +4,11 @@
 // featureLevel 'core'. Without one, `opengl` forces Dawn's OpenGL ES backend at featureLevel
 // 'compatibility', which runs on Mesa llvmpipe (CPU): correct, not fast — what CI uses.
 import { createRequire } from 'node:module';
+import { BackendUnavailableError } from '../../errors.ts';
 
 export type WebGPUMode = 'auto' | 'native' | 'opengl';
 
-export class WebGPUUnavailableError extends Error {
+export class WebGPUUnavailableError extends BackendUnavailableError {
   constructor(message: string) {
     super(message);
     this.name = 'WebGPUUnavailableError';

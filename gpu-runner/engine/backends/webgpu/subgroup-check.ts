@@ -10,14 +10,15 @@ type Config = NonNullable<DeviceInfo['subgroupMatrix']>;
 
 /** 'on', or 'off (why)'. `use(true)` routes the backend's f16 matmuls to the kernel, `use(false)` back. */
 export async function checkSubgroupMatrix(
-  b: Backend & { device: GPUDevice },
+  b: Backend,
+  device: GPUDevice,
   cfg: Config,
   use: (on: boolean) => void,
 ): Promise<string> {
   const kernel = matmulSubgroupMatrix('f16', cfg);
   try {
-    const module = b.device.createShaderModule({ code: kernel.wgsl });
-    await b.device.createComputePipelineAsync({ layout: 'auto', compute: { module, entryPoint: 'main' } });
+    const module = device.createShaderModule({ code: kernel.wgsl });
+    await device.createComputePipelineAsync({ layout: 'auto', compute: { module, entryPoint: 'main' } });
   } catch (err) {
     return `off (does not compile: ${(err as Error).message.split('\n')[0]})`;
   }

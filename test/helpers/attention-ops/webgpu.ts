@@ -1,20 +1,16 @@
-// Device ops of the webgpu backend beyond the Backend interface — the same methods as WasmAttentionOps,
-// for squeezed attention (4.2), sparse prefill (4.3) and k-means: attention over gathered keys and over
-// key ranges, each with its log-sum-exp, the merge, and k-means assignment.
+// Attention-kernel modes of the webgpu backend that the Backend interface does not use, driven directly
+// for the attention-ops suite (attention-ops-suite.ts) — the same methods as WasmAttentionOps: attention
+// over gathered keys (mode 1, split over workgroups like decode) and over key ranges per query head
+// (mode 2), each with its log-sum-exp, the merge, and k-means assignment.
 // Shapes: q/out [M, heads·headDim] rows of one span; lse [M, heads] f32 (-inf for an empty key set).
-import type { KVCache, SeqSpan, Tensor } from '../types.ts';
-import type { WebGPUBackend } from './backend.ts';
-import { GpuKVCache, GpuTensor } from './buffers.ts';
-import { partialLead } from './attend.ts';
-import * as at from './kernels/attention.ts';
-import { grid1d, gridRows } from './kernels/common.ts';
-
-export interface PartialAttention {
-  out: Tensor;
-  lse: Tensor;
-}
-
-type Live = GpuTensor & { buffer: GPUBuffer };
+import type { KVCache, SeqSpan, Tensor } from '../../../gpu-runner/engine/backends/types.ts';
+import { partialLead } from '../../../gpu-runner/engine/backends/webgpu/attend.ts';
+import type { WebGPUBackend } from '../../../gpu-runner/engine/backends/webgpu/index.ts';
+import * as at from '../../../gpu-runner/engine/backends/webgpu/kernels/attention.ts';
+import { grid1d, gridRows } from '../../../gpu-runner/engine/backends/webgpu/kernels/common.ts';
+import type { Live } from '../../../gpu-runner/engine/backends/webgpu/memory.ts';
+import { attentionGeometry, flatHeadRanges, flatKeyLists } from './lists.ts';
+import type { PartialAttention } from './wasm.ts';
 
 export class WebGPUAttentionOps {
   readonly backend: WebGPUBackend;
@@ -22,29 +18,22 @@ export class WebGPUAttentionOps {
     this.backend = backend;
   }
 
+  private get d() {
+    return this.backend.kernels.dev;
+  }
   private tensor(t: Tensor, what: string): Live {
-    if (!(t instanceof GpuTensor) || !t.buffer) throw new Error(`${what}: not a live webgpu tensor`);
     if (t.dtype !== 'f32') throw new Error(`${what} must be f32`);
-    return t as Live;
+    return this.d.live(this.backend.handleOf(t), what);
   }
   private geometry(q: Tensor, cache: KVCache, heads: number) {
-    if (q.shape.length !== 2) throw new Error(`attention: expected a 2-D q, got [${q.shape}]`);
-    const [m, width] = q.shape;
-    if (!(cache instanceof GpuKVCache) || !cache.k || !cache.v)
-      throw new Error('attention: not a live webgpu KV cache');
-    const { kvHeads, headDim, capacity } = cache.spec;
-    if (width !== heads * headDim) throw new Error(`attention: q [${q.shape}] for ${heads}×${headDim}`);
-    return {
-      m,
-      c: cache as GpuKVCache & { k: GPUBuffer; v: GPUBuffer },
-      kvHeads,
-      headDim,
-      capacity,
-      qt: this.tensor(q, 'attention q'),
-    };
+    const c = this.d.liveCache(this.backend.cacheOf(cache));
+    return { c, qt: this.tensor(q, 'attention q'), ...attentionGeometry(q, c.spec, heads) };
   }
   private bind(t: Live) {
-    return { buffer: t.buffer, size: Math.max(4, t.bytes) };
+    return this.d.bind(t);
+  }
+  private wrap(out: Live, lse: Live, m: number, width: number, heads: number): PartialAttention {
+    return { out: this.backend.adopt(out, [m, width]), lse: this.backend.adopt(lse, [m, heads]) };
   }
 
   /**
@@ -60,20 +49,12 @@ export class WebGPUAttentionOps {
     heads: number,
     scale: number,
   ): PartialAttention {
-    const b = this.backend;
+    const b = this.d;
     const { m, c, kvHeads, headDim, capacity, qt } = this.geometry(q, cache, heads);
-    if (keys.length !== kvHeads)
-      throw new Error(`gathered attention: ${keys.length} key lists for ${kvHeads} kv heads`);
-    const offs = new Uint32Array(kvHeads + 1);
-    keys.forEach((k, g) => {
-      for (const p of k)
-        if (p < 0 || p >= capacity) throw new Error(`gathered attention: position ${p} outside the cache`);
-      offs[g + 1] = offs[g] + k.length;
-    });
-    const flat = new Uint32Array(Math.max(1, offs[kvHeads]));
-    keys.forEach((k, g) => {
-      flat.set(k, offs[g]);
-    });
+    const lists = flatKeyLists(keys, kvHeads, capacity);
+    const flat = new Int32Array(Math.max(1, lists.flat.length));
+    flat.set(lists.flat);
+    const offs = lists.offs;
     const longest = Math.max(0, ...keys.map((k) => k.length));
     const splits =
       m * heads >= 256 ? 1 : Math.max(1, Math.min(b.maxSplits, Math.ceil(longest / b.keysPerSplit)));
@@ -111,7 +92,7 @@ export class WebGPUAttentionOps {
     }
     b.free(idx);
     b.free(off);
-    return { out, lse };
+    return this.wrap(out, lse, m, heads * headDim, heads);
   }
 
   /**
@@ -128,25 +109,12 @@ export class WebGPUAttentionOps {
     heads: number,
     scale: number,
   ): PartialAttention {
-    const b = this.backend;
+    const b = this.d;
     const { c, headDim, capacity, qt } = this.geometry(q, span.cache, heads);
-    const nQB = Math.ceil(span.count / blockSize);
-    if (ranges.length !== heads || ranges.some((h) => h.length !== nQB))
-      throw new Error(`sparse attention: ranges must be [${heads} heads][${nQB} query blocks]`);
-    const offs = new Uint32Array(heads * nQB + 1);
-    const flat: number[] = [];
-    for (let h = 0; h < heads; h++)
-      for (let qb = 0; qb < nQB; qb++) {
-        const rs = ranges[h][qb];
-        for (let i = 0; i + 1 < rs.length; i += 2) {
-          if (rs[i] < 0 || rs[i + 1] > capacity || rs[i] > rs[i + 1])
-            throw new Error(`sparse attention: bad range [${rs[i]}, ${rs[i + 1]})`);
-          flat.push(rs[i], rs[i + 1]);
-        }
-        offs[h * nQB + qb + 1] = flat.length / 2;
-      }
-    const idx = b.uploadIndex(Uint32Array.from(flat.length ? flat : [0]));
-    const off = b.uploadIndex(offs);
+    const plan = flatHeadRanges(ranges, heads, span.count, blockSize, capacity);
+    const nQB = plan.blocks;
+    const idx = b.uploadIndex(plan.ranges.length > 0 ? plan.ranges : Int32Array.of(0));
+    const off = b.uploadIndex(plan.rangeOffs);
     const out = b.alloc([span.count, heads * headDim], 'f32');
     const lse = b.alloc([span.count, heads], 'f32');
     const width = heads * headDim;
@@ -175,12 +143,12 @@ export class WebGPUAttentionOps {
     );
     b.free(idx);
     b.free(off);
-    return { out, lse };
+    return this.wrap(out, lse, span.count, width, heads);
   }
 
   /** Exact combination of two partials over disjoint key sets (log-sum-exp weights). */
   merge(a: PartialAttention, bp: PartialAttention, heads: number): PartialAttention {
-    const b = this.backend;
+    const b = this.d;
     if (a.out.shape.length !== 2) throw new Error('merge: 2-D partials expected');
     const [m, width] = a.out.shape;
     if (bp.out.shape[0] !== m || bp.out.shape[1] !== width)
@@ -200,12 +168,12 @@ export class WebGPUAttentionOps {
       ],
       grid1d(m * width),
     );
-    return { out, lse };
+    return this.wrap(out, lse, m, width, heads);
   }
 
   /** k-means assignment: assign[i] = argmin_c ‖x_i − c‖², dist[i] that distance. points [n, d], centroids [c, d]. */
   kmeansAssign(points: Tensor, centroids: Tensor): { assign: Tensor; dist: Tensor } {
-    const b = this.backend;
+    const b = this.d;
     if (points.shape.length !== 2 || centroids.shape.length !== 2)
       throw new Error('kmeansAssign: 2-D tensors expected');
     const [n, d] = points.shape;
@@ -224,6 +192,6 @@ export class WebGPUAttentionOps {
       grid1d(n),
     );
     b.free(cnorm);
-    return { assign, dist };
+    return { assign: this.backend.adopt(assign, [n], 'i32'), dist: this.backend.adopt(dist, [n]) };
   }
 }

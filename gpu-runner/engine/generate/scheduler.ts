@@ -1,5 +1,6 @@
-// Continuous batching over one Engine (DESIGN.md §4.4). Each step the scheduler plans, the engine
-// executes one batched forward:
+// Continuous batching over one engine (DESIGN.md §4.4) — the one generation loop: the runner serves
+// requests through it in the background, and Engine.generate runs one to completion. Each step the
+// scheduler plans and the step runner (step-runner.ts) executes:
 //   1. every decoding sequence feeds its last token (1 token each), oldest first;
 //   2. prefilling sequences take the rest of the step's token budget in chunks (chunked prefill);
 //   3. waiting sequences are admitted in FIFO order while the running cap and KV memory allow; a request
@@ -9,15 +10,25 @@
 // block when memory is short preempts the newest running sequences (their KV is freed and they go back to
 // the front of the queue, to be recomputed from prompt + generated tokens when readmitted). Aborted
 // (client gone) and past-deadline sequences end at the next step and free their KV at once.
-import { AppError } from '../../contracts/errors.ts';
-import { SparsePrefill } from '../engine/attention/sparse/prefill.ts';
-import type { Engine } from '../engine/engine.ts';
-import type { SequenceKV } from '../engine/kv-cache.ts';
-import type { Assembler } from '../engine/reuse/assemble.ts';
+import type { RunnerUsage } from '../../../contracts/runner-api.ts';
+import type { SparseConfig } from '../attention/sparse/config.ts';
+import { SparsePrefill } from '../attention/sparse/prefill.ts';
+import { InvalidRequestError, NotAcceptingError } from '../errors.ts';
+import type { SequenceAssembler } from '../reuse/types.ts';
+import type { TextTokenizer } from '../tokenizer.ts';
 import { Mutex } from './mutex.ts';
-import type { RunnerUsage } from '../../contracts/runner-api.ts';
-import { type SeqRequest, Sequence } from './sequence.ts';
-import { assembleSequence, causalKeys, forwardAndSample, type PlannedInput } from './step-ops.ts';
+import { checkRequest, type SeqRequest } from './request.ts';
+import { Sequence } from './sequence.ts';
+import { type StepEngine, type StepPlan, StepRunner } from './step-runner.ts';
+
+/** What scheduling needs of an engine (Engine has it all). */
+export interface SchedulerEngine extends StepEngine {
+  readonly tokenizer: TextTokenizer;
+  readonly stopTokenIds: readonly number[];
+  readonly maxContext: number;
+  /** Sparse prefill per (layer, kv head), from the model profile. */
+  readonly sparseConfig: SparseConfig;
+}
 
 export interface SchedulerOptions {
   /** Cap on sequences holding KV memory at once. Default 16. */
@@ -34,10 +45,15 @@ export interface SchedulerOptions {
    */
   maxAssembliesPerStep?: number;
   /** Needed for reuse modes other than `full`. */
-  assembler?: Assembler;
+  assembler?: SequenceAssembler;
   /** Serialises engine use with other work (the precompute consumer). */
   mutex?: Mutex;
   observer?: SchedulerObserver;
+  /**
+   * true (default): submit() starts a background loop that steps while there is work, yielding to the
+   * event loop between steps (streaming, disconnects, arrivals). false: the caller drives run().
+   */
+  background?: boolean;
 }
 
 /** Hooks for metrics. Seconds. */
@@ -59,20 +75,24 @@ export interface SchedulerStats {
 }
 
 export class Scheduler {
-  readonly engine: Engine;
+  readonly engine: SchedulerEngine;
   readonly maxRunning: number;
   readonly maxStepTokens: number;
   readonly kvBytes: number;
   readonly growBlock: number;
   readonly maxAssembliesPerStep: number;
   readonly mutex: Mutex;
-  private readonly assembler: Assembler | undefined;
+  private readonly canAssemble: boolean;
   private readonly observer: SchedulerObserver;
+  private readonly runner: StepRunner;
+  private readonly background: boolean;
   /** Bytes of K and V per position of one sequence (every layer, f32). */
   readonly bytesPerPosition: number;
   private readonly waiting: Sequence[] = [];
   /** Admission order: first = oldest. */
   private readonly running: Sequence[] = [];
+  /** KV positions reserved per running sequence (its cache's capacity, or what it grows to this step). */
+  private readonly reserved = new Map<Sequence, number>();
   private nextId = 1;
   private loop: Promise<void> | null = null;
   private accepting = true;
@@ -80,41 +100,42 @@ export class Scheduler {
   private preemptions = 0;
   private used = 0;
 
-  constructor(engine: Engine, opts: SchedulerOptions = {}) {
+  constructor(engine: SchedulerEngine, opts: SchedulerOptions = {}) {
     this.engine = engine;
     this.maxRunning = opts.maxRunning ?? 16;
     this.maxStepTokens = opts.maxStepTokens ?? 256;
     this.kvBytes = opts.kvBytes ?? 256 * 1024 * 1024;
     this.growBlock = opts.growBlock ?? 32;
     this.maxAssembliesPerStep = opts.maxAssembliesPerStep ?? 4;
-    this.assembler = opts.assembler;
+    this.canAssemble = opts.assembler !== undefined;
     this.mutex = opts.mutex ?? new Mutex();
     this.observer = opts.observer ?? {};
+    this.background = opts.background ?? true;
+    this.runner = new StepRunner(engine, opts.assembler, (seq, id) => this.acceptSampled(seq, id));
     const c = engine.config;
     this.bytesPerPosition = 2 * c.layers * c.kvHeads * c.headDim * 4;
   }
 
   /** Queues a request; resolves with its usage when it ends (any reason). Rejects bad requests at once. */
   submit(req: SeqRequest): Promise<RunnerUsage> {
-    if (!this.accepting) throw new AppError('unavailable', 'runner is shutting down');
-    const seq = new Sequence(this.nextId++, req, this.engine.tokenizer, this.engine.stopTokenIds);
-    if (req.question.length === 0 && req.mode !== 'full')
-      throw new AppError('bad_request', `reuse mode ${req.mode} needs a question`);
-    if (seq.promptLength === 0) throw new AppError('bad_request', 'empty prompt');
-    if (!Number.isInteger(req.maxTokens) || req.maxTokens < 1)
-      throw new AppError('bad_request', 'maxTokens must be a positive integer');
-    if (seq.maxLength > this.engine.maxContext)
-      throw new AppError(
-        'bad_request',
-        `prompt ${seq.promptLength} + maxTokens ${req.maxTokens} exceed the model context ${this.engine.maxContext}`,
-      );
+    return this.enqueue(req).done;
+  }
+
+  /** Queues a request and returns its sequence (its `done` resolves with the usage). */
+  enqueue(req: SeqRequest): Sequence {
+    if (!this.accepting) throw new NotAcceptingError('runner is shutting down');
+    const e = this.engine;
+    checkRequest(req, {
+      maxContext: e.maxContext,
+      vocabSize: e.config.vocabSize,
+      canAssemble: this.canAssemble,
+    });
+    const seq = new Sequence(this.nextId++, req, e.tokenizer, e.stopTokenIds);
     if (this.capacityFor(seq) * this.bytesPerPosition > this.kvBytes)
-      throw new AppError('bad_request', 'prompt does not fit the runner KV memory');
-    if (req.mode !== 'full' && !this.assembler)
-      throw new AppError('bad_request', `reuse mode ${req.mode} needs an artifact store`);
+      throw new InvalidRequestError('prompt does not fit the runner KV memory');
     this.waiting.push(seq);
-    this.kick();
-    return seq.done;
+    if (this.background) this.kick();
+    return seq;
   }
 
   stats(): SchedulerStats {
@@ -129,6 +150,15 @@ export class Scheduler {
     };
   }
 
+  get idle(): boolean {
+    return this.running.length === 0 && this.waiting.length === 0;
+  }
+
+  /** Steps until every queued sequence has ended (the caller's loop; as nano-vllm's generate). */
+  async run(): Promise<void> {
+    while (!this.idle) await this.step();
+  }
+
   /**
    * Stops taking requests and lets what is queued or running finish for up to `graceMs`; whatever is
    * left then ends with finish reason 'shutdown' (the client sees the reason and can retry elsewhere).
@@ -136,7 +166,7 @@ export class Scheduler {
   async drain(graceMs: number): Promise<void> {
     this.accepting = false;
     const until = performance.now() + graceMs;
-    while ((this.running.length > 0 || this.waiting.length > 0) && performance.now() < until) {
+    while (!this.idle && performance.now() < until) {
       await new Promise((r) => setTimeout(r, 10));
     }
     for (const s of [...this.running, ...this.waiting]) s.end('shutdown');
@@ -146,35 +176,46 @@ export class Scheduler {
 
   private kick(): void {
     if (this.loop) return;
-    this.loop = this.run().finally(() => {
+    this.loop = this.runInBackground().finally(() => {
       this.loop = null;
-      if (this.running.length > 0 || this.waiting.length > 0) this.kick();
+      if (!this.idle) this.kick();
     });
   }
 
-  private async run(): Promise<void> {
-    while (this.running.length > 0 || this.waiting.length > 0) {
+  private async runInBackground(): Promise<void> {
+    while (!this.idle) {
       await this.mutex.run(() => this.step());
       // let the event loop deliver streamed text, disconnects and new requests between steps
       await new Promise((r) => setImmediate(r));
     }
   }
 
-  /** One scheduling step: reap, plan, execute, sample. */
-  private async step(): Promise<void> {
+  /** One step: reap, plan, execute (the step runner), reap. */
+  async step(): Promise<void> {
     this.reap();
     const t0 = performance.now();
-    const plan: PlannedInput[] = [];
+    const plan = this.plan();
+    const decode = plan.batch.filter((p) => p.seq.phase === 'decode').length;
+    const tokens = plan.batch.reduce((s, p) => s + p.tokens.length, 0);
+    if (plan.admit.length + plan.batch.length > 0) await this.runner.execute(plan);
+    this.steps++;
+    this.observer.step?.({ tokens, decode, prefill: tokens - decode, ms: performance.now() - t0 });
+    this.reap();
+  }
+
+  // --- planning -----------------------------------------------------------------------------------
+  private plan(): StepPlan {
+    const plan: StepPlan = { grow: [], admit: [], sparse: [], batch: [] };
     let budget = this.maxStepTokens;
     for (const seq of [...this.running]) {
       if (seq.phase !== 'decode' || budget < 1) continue;
-      if (!this.ensureRoom(seq, 1)) continue; // preempted itself
-      plan.push({ seq, tokens: [seq.next], sample: true });
+      if (!this.reserve(seq, 1, plan)) continue; // preempted itself
+      plan.batch.push({ seq, tokens: [seq.next], sample: true });
       budget--;
     }
     for (const seq of this.running) {
       if (seq.phase !== 'prefill' || budget < 1) continue;
-      budget -= this.planPrefill(seq, budget, plan);
+      budget -= this.planChunk(seq, budget, plan);
     }
     let assemblies = 0;
     while (budget > 0 && this.waiting.length > 0 && this.running.length < this.maxRunning) {
@@ -184,14 +225,9 @@ export class Scheduler {
       if (this.used + cap * this.bytesPerPosition > this.kvBytes) break;
       if (seq.req.mode !== 'full' && assemblies++ >= this.maxAssembliesPerStep) break;
       this.waiting.shift();
-      budget -= await this.admit(seq, cap, budget, plan);
+      budget -= this.planAdmission(seq, cap, budget, plan);
     }
-    const decode = plan.filter((p) => p.seq.phase === 'decode').length;
-    if (plan.length > 0) await this.execute(plan);
-    this.steps++;
-    const tokens = plan.reduce((s, p) => s + p.tokens.length, 0);
-    this.observer.step?.({ tokens, decode, prefill: tokens - decode, ms: performance.now() - t0 });
-    this.reap();
+    return plan;
   }
 
   /** Positions reserved when a sequence is admitted: what it holds plus one block, within its maximum. */
@@ -199,94 +235,69 @@ export class Scheduler {
     return Math.min(seq.maxLength, seq.promptLength + seq.generated.length + this.growBlock);
   }
 
-  private planPrefill(seq: Sequence, budget: number, plan: PlannedInput[]): number {
+  /** Plans the next chunk of a sequence's pending prompt; returns the tokens it takes. */
+  private planChunk(seq: Sequence, budget: number, plan: StepPlan): number {
     const n = Math.min(seq.pending.length, budget);
     if (n === 0) return 0;
     const tokens = seq.pending.splice(0, n);
-    plan.push({ seq, tokens, sample: seq.pending.length === 0 });
+    plan.batch.push({ seq, tokens, sample: seq.pending.length === 0 });
     return n;
   }
 
-  /** Takes KV memory for a sequence and starts it; returns the step budget it used. */
-  private async admit(seq: Sequence, cap: number, budget: number, plan: PlannedInput[]): Promise<number> {
+  /** Reserves KV memory for a sequence and plans its start; returns the step budget it uses. */
+  private planAdmission(seq: Sequence, cap: number, budget: number, plan: StepPlan): number {
     if (seq.admittedAt < 0) seq.admittedAt = performance.now();
     this.running.push(seq);
+    this.reserved.set(seq, cap);
     this.used += cap * this.bytesPerPosition;
-    if (seq.req.mode === 'full') {
-      seq.kv = this.engine.newSequence(cap);
-      seq.pending = seq.allTokens();
-      seq.phase = 'prefill';
-      if (!(await this.prefillSparse(seq))) return 0;
-      return this.planPrefill(seq, budget, plan);
-    }
-    // reuse modes: the context comes from artifacts; the question is prefilled like any prompt
-    try {
-      const next = await assembleSequence(this.assembler!, seq, cap);
-      if (next !== null) {
-        seq.phase = 'decode';
-        this.acceptSampled(seq, next);
-        return 1;
-      }
-      seq.phase = 'prefill';
-      if (!(await this.prefillSparse(seq))) return 1;
-      return 1 + this.planPrefill(seq, budget - 1, plan);
-    } catch (err) {
-      // the assembler freed what it allocated; give back the reservation
-      this.used -= cap * this.bytesPerPosition;
-      seq.end('error', (err as Error).message);
-      return 0;
-    }
+    seq.phase = 'prefill';
+    // full: the whole prompt (and what was generated before a preemption) is prefilled live; reuse
+    // modes: the assembly computes the first question token, the rest is prefilled like any prompt
+    const live = seq.allTokens();
+    const assembled =
+      seq.req.mode === 'full' ? 0 : live.length - seq.req.question.length - seq.generated.length + 1;
+    seq.pending = live.slice(assembled);
+    const sample = assembled > 0 && seq.pending.length === 0;
+    plan.admit.push({ seq, capacity: cap, sample });
+    if (sample) return 1;
+    this.planSparse(seq, plan);
+    const used = assembled > 0 ? 1 : 0;
+    return used + this.planChunk(seq, budget - used, plan);
   }
 
   /**
    * Sparse prefill (DESIGN.md §4.3) needs the live tokens in one step of their own: when the request asks
-   * for it and enough are pending, all but the last run now in a dedicated forward through the request's
-   * SparsePrefill (the last one goes through the plan and is sampled as usual). False if it failed (the
-   * sequence ended with the error).
+   * for it and enough are pending, all but the last run first in a forward of their own through the
+   * request's SparsePrefill (the last one goes through the batch and is sampled as usual).
    */
-  private async prefillSparse(seq: Sequence): Promise<boolean> {
+  private planSparse(seq: Sequence, plan: StepPlan): void {
     const control = seq.req.sparse;
-    if (!control || control.mode === 'off') return true;
+    if (!control || control.mode === 'off') return;
     seq.sparse ??= new SparsePrefill(control, this.engine.sparseConfig);
     const n = seq.pending.length - 1;
-    if (n < seq.sparse.minTokens) return true;
-    const kv = seq.kv!;
-    const tokens = seq.pending.splice(0, n);
-    const start = kv.length;
-    kv.sparse = seq.sparse;
-    try {
-      await this.engine.forward([{ kv, tokens }]);
-    } catch (err) {
-      seq.end('error', (err as Error).message);
-      return false;
-    } finally {
-      kv.sparse = null;
-    }
-    seq.keysAttended += causalKeys(start, n);
-    seq.prefillTokens += n;
-    return true;
+    if (n < seq.sparse.minTokens) return;
+    plan.sparse.push({ seq, tokens: seq.pending.splice(0, n) });
   }
 
-  /** Makes room for `n` more positions, growing the cache (preempting newer sequences if memory is short). */
-  private ensureRoom(seq: Sequence, n: number): boolean {
-    const kv = seq.kv!;
-    if (kv.length + n <= kv.capacity) return true;
-    const newCap = Math.min(seq.maxLength, kv.capacity + Math.max(n, this.growBlock));
-    const need = (newCap - kv.capacity) * this.bytesPerPosition;
+  /** Makes room for `n` more positions: reserves another block (preempting newer sequences if short). */
+  private reserve(seq: Sequence, n: number, plan: StepPlan): boolean {
+    const have = this.reserved.get(seq)!;
+    if (seq.kv!.length + n <= have) return true;
+    const grown = Math.min(seq.maxLength, have + Math.max(n, this.growBlock));
+    const need = (grown - have) * this.bytesPerPosition;
     while (this.used + need > this.kvBytes) {
-      const victim = this.running.findLast((s) => s !== seq && s.kv);
+      const victim = this.running.findLast((s) => s !== seq && this.reserved.has(s));
       if (!victim || this.running.indexOf(victim) < this.running.indexOf(seq)) {
         this.preempt(seq);
         return false;
       }
       this.preempt(victim);
     }
-    this.pendingGrowth.set(seq, newCap);
+    this.reserved.set(seq, grown);
     this.used += need;
+    plan.grow.push({ seq, capacity: grown });
     return true;
   }
-
-  private readonly pendingGrowth = new Map<Sequence, number>();
 
   /** Frees a sequence's KV and puts it back at the head of the queue (recomputed when readmitted). */
   private preempt(seq: Sequence): void {
@@ -300,42 +311,9 @@ export class Scheduler {
   }
 
   private release(seq: Sequence): void {
-    if (!seq.kv) return;
-    const grown = this.pendingGrowth.get(seq);
-    this.used -= (grown ?? seq.kv.capacity) * this.bytesPerPosition;
-    this.pendingGrowth.delete(seq);
-    seq.kv.free();
-    seq.kv = null;
-  }
-
-  /** Copies a cache into a larger one (the memory was reserved by ensureRoom). */
-  private async grow(seq: Sequence, cap: number): Promise<void> {
-    const old = seq.kv!;
-    const kv: SequenceKV = this.engine.newSequence(cap);
-    for (let l = 0; l < this.engine.config.layers; l++) kv.load(l, 0, await old.read(l, 0, old.length));
-    old.free();
-    seq.kv = kv;
-  }
-
-  private async execute(plan: PlannedInput[]): Promise<void> {
-    for (const [seq, cap] of this.pendingGrowth) await this.grow(seq, cap);
-    this.pendingGrowth.clear();
-    let pick: (i: number) => number;
-    try {
-      pick = await forwardAndSample(this.engine, plan);
-    } catch (err) {
-      for (const p of plan) p.seq.end('error', (err as Error).message);
-      return;
-    }
-    plan.forEach((p, i) => {
-      const s = p.seq;
-      const start = s.kv!.length - p.tokens.length;
-      s.keysAttended += causalKeys(start, p.tokens.length);
-      if (s.phase === 'prefill') s.prefillTokens += p.tokens.length;
-      if (!p.sample) return;
-      s.phase = 'decode';
-      this.acceptSampled(s, pick(i));
-    });
+    this.used -= (this.reserved.get(seq) ?? 0) * this.bytesPerPosition;
+    this.reserved.delete(seq);
+    seq.release();
   }
 
   private acceptSampled(seq: Sequence, id: number): void {

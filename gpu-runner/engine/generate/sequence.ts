@@ -1,47 +1,17 @@
 // One request inside the scheduler: its prompt (as the blocks reuse assembly needs), sampling, stop rules,
-// streaming callbacks, and where it stands (waiting → prefill → decode → finished). Plain state: the
-// scheduler decides what runs, this only accepts sampled tokens and turns them into text deltas.
-import type {
-  FinishReason,
-  RunnerUsage,
-  SamplingInput,
-  SparseStats,
-  SqueezedUsage,
-} from '../../contracts/runner-api.ts';
-import type { SparseControl } from '../../contracts/sparse.ts';
-import type { SparsePrefill } from '../engine/attention/sparse/prefill.ts';
-import type { FixedContext } from '../engine/attention/squeezed/fixed-context.ts';
-import type { SelectMode } from '../engine/attention/squeezed/select.ts';
-import { Detokenizer } from '../engine/detokenizer.ts';
-import type { SequenceKV } from '../engine/kv-cache.ts';
-import type { ReuseMode } from '../../contracts/reuse.ts';
-import { Sampler } from '../engine/sampler.ts';
-import { emitUntilStop } from '../engine/stop.ts';
-import type { TextTokenizer } from '../engine/tokenizer.ts';
-
-/** What a client asks the scheduler for. Token ids are already encoded. */
-export interface SeqRequest {
-  system: readonly number[];
-  chunks: readonly (readonly number[])[];
-  question: readonly number[];
-  mode: ReuseMode;
-  blendRatio?: number;
-  linkTokens?: number;
-  /** Squeezed attention over the fixed context (resolved control); null/absent = dense. */
-  squeezed?: SelectMode | null;
-  /** Sparse prefill of the live tokens (DESIGN.md §4.3); null/absent/off = dense. */
-  sparse?: SparseControl | null;
-  maxTokens: number;
-  sampling?: SamplingInput;
-  stopTokenIds?: readonly number[];
-  stopStrings?: readonly string[];
-  /** Client gone: the sequence ends and its KV memory is freed at the next step. */
-  signal?: AbortSignal;
-  /** Absolute time (ms, performance.now() clock) after which the sequence ends with 'deadline'. */
-  deadline?: number;
-  onText?: (delta: string) => void;
-  onToken?: (id: number) => void;
-}
+// streaming callbacks, the resources it holds (KV cache, squeezed attention's fixed context) and where it
+// stands (waiting → prefill → decode → finished). The scheduler decides what runs; this accepts sampled
+// tokens, turns them into text deltas and stop decisions, and reports usage.
+import type { FinishReason, RunnerUsage, SparseStats, SqueezedUsage } from '../../../contracts/runner-api.ts';
+import type { SparsePrefill } from '../attention/sparse/prefill.ts';
+import type { FixedContext } from '../attention/squeezed/fixed-context.ts';
+import type { SeqAttention } from '../attention/step-attention.ts';
+import { Detokenizer } from '../detokenizer.ts';
+import type { SequenceKV } from '../kv-cache.ts';
+import { Sampler } from '../sampler.ts';
+import { emitUntilStop } from '../stop.ts';
+import type { TextTokenizer } from '../tokenizer.ts';
+import { promptLength, type SeqRequest } from './request.ts';
 
 export type SeqPhase = 'waiting' | 'prefill' | 'decode' | 'finished';
 
@@ -54,6 +24,8 @@ export class Sequence {
   readonly createdAt = performance.now();
   phase: SeqPhase = 'waiting';
   kv: SequenceKV | null = null;
+  /** How the current cache's steps attend (squeezed: its fixed context's ranges); null = dense. */
+  attention: SeqAttention | null = null;
   /** Tokens still to prefill live (full mode, or recompute after preemption). */
   pending: number[] = [];
   /** Generated tokens (stop tokens excluded). */
@@ -64,6 +36,8 @@ export class Sequence {
   text = '';
   finish: FinishReason | null = null;
   error: string | undefined;
+  /** What was thrown when the sequence ended with 'error'. */
+  cause: unknown;
   admittedAt = -1;
   firstTokenAt = -1;
   lastTokenAt = -1;
@@ -75,6 +49,8 @@ export class Sequence {
   readonly bytesLoaded: Record<string, number> = {};
   /** Fixed contexts this sequence attended through (one per assembly; their stats outlive the cache). */
   readonly squeezed: FixedContext[] = [];
+  /** The fixed context of the current cache, freed with it. */
+  fixed: FixedContext | null = null;
   squeezedNote: string | undefined;
   /** The request's sparse prefill (its stats outlive the cache); set at admission. */
   sparse: SparsePrefill | null = null;
@@ -93,9 +69,7 @@ export class Sequence {
   }
 
   get promptLength(): number {
-    return (
-      this.req.system.length + this.req.chunks.reduce((s, c) => s + c.length, 0) + this.req.question.length
-    );
+    return promptLength(this.req);
   }
 
   /** Every token the sequence's cache must hold to continue: the prompt, then what was generated. */
@@ -138,9 +112,19 @@ export class Sequence {
     return false;
   }
 
-  end(reason: FinishReason, error?: string): void {
+  /** Frees the cache and its fixed context (preemption, the end). */
+  release(): void {
+    this.kv?.free();
+    this.kv = null;
+    this.fixed?.dispose();
+    this.fixed = null;
+    this.attention = null;
+  }
+
+  end(reason: FinishReason, cause?: unknown): void {
     if (this.finish) return;
-    this.error = error;
+    this.cause = cause;
+    this.error = cause === undefined ? undefined : cause instanceof Error ? cause.message : String(cause);
     if (reason === 'stop' || reason === 'length') {
       this.detok.flush();
       if (this.emit(true)) return;
