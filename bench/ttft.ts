@@ -22,6 +22,7 @@ import { chunkKey, precomputeChunks } from '../gpu-runner/engine/kv/precompute.t
 import { HostTier } from '../gpu-runner/engine/kv/tiers.ts';
 import { type AssembleReport, Assembler } from '../gpu-runner/engine/reuse/assemble.ts';
 import { KV_DTYPES, type KVDType } from '../gpu-runner/engine/kv/artifact-format.ts';
+import { defaultQuant, isQuantized, sectionLayout } from '../gpu-runner/engine/kv/kv-codec.ts';
 import { REUSE_MODES, type ReuseMode } from '../contracts/reuse.ts';
 import { makeTinyModel } from '../gpu-runner/tools/make-tiny-model.ts';
 import { numberOption, parseOptions, UsageError } from '../cli/args.ts';
@@ -49,7 +50,16 @@ export type TtftResult = {
   blend: { ratio: number; checkLayer: number };
   linkTokens: number;
   /** One entry per artifact dtype: what precomputing every block took and weighs. */
-  precompute: { dtype: KVDType; tokens: number; ms: number; bytes: number; bytesPerToken: number }[];
+  precompute: {
+    dtype: KVDType;
+    tokens: number;
+    ms: number;
+    /** whole artifacts: K/V sections, headers, padding and the squeezed-attention index */
+    bytes: number;
+    bytesPerToken: number;
+    /** the K/V sections alone (what the dtype changes; the index is the same for every dtype) */
+    kvBytesPerToken: number;
+  }[];
   rows: Row[];
 };
 
@@ -96,11 +106,13 @@ export function ttftTable(r: TtftResult): string {
     ),
     ...r.precompute.map((p) => {
       const f16 = r.precompute.find((q) => q.dtype === 'f16');
-      const share =
-        f16 && p.dtype !== 'f16'
-          ? `, ${((100 * p.bytesPerToken) / f16.bytesPerToken).toFixed(1)}% of f16`
-          : '';
-      return `precompute ${p.dtype}: ${p.tokens} tokens in ${(p.ms / 1000).toFixed(1)} s, ${mib(p.bytes).toFixed(1)} MiB (${Math.round(p.bytesPerToken)} bytes per token${share}, squeezed index included)`;
+      const share = (x: number, y: number) =>
+        f16 && p.dtype !== 'f16' ? ` (${((100 * x) / y).toFixed(1)}% of f16)` : '';
+      return (
+        `precompute ${p.dtype}: ${p.tokens} tokens in ${(p.ms / 1000).toFixed(1)} s, ${mib(p.bytes).toFixed(1)} MiB; ` +
+        `bytes per token: K/V ${Math.round(p.kvBytesPerToken)}${share(p.kvBytesPerToken, f16?.kvBytesPerToken ?? 1)}, ` +
+        `whole artifact with the squeezed index ${Math.round(p.bytesPerToken)}${share(p.bytesPerToken, f16?.bytesPerToken ?? 1)}`
+      );
     }),
   ].join('\n');
 }
@@ -273,7 +285,23 @@ export async function run(args: string[]): Promise<number> {
       );
       const tokens = pre.reduce((s, r) => s + r.tokens, 0);
       const bytes = pre.reduce((s, r) => s + r.bytes, 0);
-      precompute.push({ dtype, tokens, ms: performance.now() - t, bytes, bytesPerToken: bytes / tokens });
+      const c = e.config;
+      const quant = isQuantized(dtype) ? defaultQuant(dtype, c.headDim) : null;
+      const kvBytes = blocks.reduce((sum, b) => {
+        const g = { kvHeads: c.kvHeads, n: b.length, headDim: c.headDim };
+        return (
+          sum +
+          c.layers * (sectionLayout(dtype, 'k', g, quant).bytes + sectionLayout(dtype, 'v', g, quant).bytes)
+        );
+      }, 0);
+      precompute.push({
+        dtype,
+        tokens,
+        ms: performance.now() - t,
+        bytes,
+        bytesPerToken: bytes / tokens,
+        kvBytesPerToken: kvBytes / tokens,
+      });
     }
     // JIT and kernel warm-up on a small request
     for (const asm of warm.values())

@@ -1,11 +1,13 @@
-// Compressed chunk artifacts (int8, int4) through the engine tier, for every dtype: a request assembled
-// from them attends over exactly the values the codec decodes (the same request over f32 artifacts holding
-// those values gives the same logits), hot and warm alike; a corrupt compressed section is refused and
+// Compressed chunk artifacts (int8, int4) through the engine tier, for every dtype, on the reference
+// backend (kvUnpack on the host) and wasm (the kv_unpack kernel): a request assembled from them attends
+// over exactly the values the codec decodes (the same request over f32 artifacts holding those values
+// gives the same logits), hot and warm alike; a corrupt compressed section is refused and
 // recomputed, and the recomputed artifact replaces it. A runner stores the dtype its model's reuse.json
 // names unless told otherwise.
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createWasmBackend } from '../../gpu-runner/engine/backends/wasm/index.ts';
 import { type Engine, loadEngine } from '../../gpu-runner/engine/engine.ts';
 import {
   decodeLayers,
@@ -26,13 +28,15 @@ import { maxAbsDiff, tinyModels } from '../helpers/tiny-model.ts';
 
 const models = tinyModels();
 let engine: Engine;
+let wasm: Engine;
 beforeAll(async () => {
-  engine = await loadEngine(
-    models.make('c', { layers: 3, seed: 5, hidden: 64, heads: 4, kvHeads: 2, headDim: 16 }),
-  );
+  const dir = models.make('c', { layers: 3, seed: 5, hidden: 64, heads: 4, kvHeads: 2, headDim: 16 });
+  engine = await loadEngine(dir);
+  wasm = await loadEngine(dir, { backend: await createWasmBackend({ threads: 2, splitAll: true }) });
 });
 afterAll(() => {
   engine.dispose();
+  wasm.dispose();
   models.cleanup();
 });
 
@@ -41,7 +45,7 @@ const chunks = [seqTokens(40, 2), seqTokens(23, 3)];
 const question = seqTokens(5, 4);
 const request = { system, chunks, question, mode: 'independent' as const };
 
-function world(dtype: (typeof KV_DTYPES)[number], engineBytes: number) {
+function world(engine: Engine, dtype: (typeof KV_DTYPES)[number], engineBytes: number) {
   const host = new HostTier(64 << 20);
   const store = new ArtifactStore({
     fingerprint: engine.fingerprint,
@@ -54,9 +58,13 @@ function world(dtype: (typeof KV_DTYPES)[number], engineBytes: number) {
   return { host, store, asm };
 }
 
-describe.each(KV_DTYPES)('%s artifacts through the engine tier', (dtype) => {
+const cases = KV_DTYPES.flatMap((dtype) => (['reference', 'wasm'] as const).map((b) => [dtype, b] as const));
+describe.each(cases)('%s artifacts through the engine tier (%s)', (dtype, backend) => {
+  const on = () => (backend === 'wasm' ? wasm : engine);
   it('attend over exactly the decoded values, hot and warm', async () => {
-    const w = world(dtype, 64 << 20);
+    const engine = on();
+    expect(engine.backend.caps.kvUnpack).toBe(backend === 'wasm');
+    const w = world(engine, dtype, 64 << 20);
     await precomputeChunks(
       engine,
       w.store,
@@ -64,7 +72,7 @@ describe.each(KV_DTYPES)('%s artifacts through the engine tier', (dtype) => {
       { dtype },
     );
     // the same blocks as f32 artifacts holding exactly what the `dtype` artifacts decode to
-    const twin = world('f32', 0);
+    const twin = world(engine, 'f32', 0);
     for (const block of [system, ...chunks]) {
       const bytes = await w.host.get(chunkKey(engine, block, dtype));
       if (!bytes) throw new Error('not stored');
@@ -87,7 +95,8 @@ describe.each(KV_DTYPES)('%s artifacts through the engine tier', (dtype) => {
   });
 
   it('a corrupt section is refused and recomputed; the good copy replaces it', async () => {
-    const w = world(dtype, 0);
+    const engine = on();
+    const w = world(engine, dtype, 0);
     const [r] = await precomputeChunks(engine, w.store, [{ tokenIds: chunks[0] }], { dtype });
     const good = await w.host.get(r.key);
     if (!good) throw new Error('not stored');

@@ -9,6 +9,7 @@
 // A reader fetches the preamble, then the header, then only the sections it needs. Zero padding between
 // sections is part of the check: any flipped byte of a whole artifact is refused.
 import { crc32 } from 'node:zlib';
+import type { PackedKVSpec } from '../backends/types.ts';
 import {
   ArtifactError,
   type ArtifactHeader,
@@ -182,6 +183,12 @@ export function decodeSection(
 ): Float32Array {
   checkSection(ref, bytes, 'section');
   return decodeSectionValues(h.dtype, part, h, h.quant ?? null, bytes);
+}
+
+/** What a backend needs to hold and decode the artifact's sections (Backend.uploadPackedKV). */
+export function packedSpec(h: ArtifactHeader): PackedKVSpec {
+  const { layers, kvHeads, headDim, n, dtype } = h;
+  return { layers, kvHeads, headDim, n, dtype, quant: h.quant ? { ...h.quant } : null };
 }
 
 /** Every layer of a verified artifact decoded to f32 on the host (reference decoder). */
