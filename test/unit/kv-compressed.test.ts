@@ -22,6 +22,7 @@ import { chunkKey, chunkMeta, precomputeChunks } from '../../gpu-runner/engine/k
 import { HostTier } from '../../gpu-runner/engine/kv/tiers.ts';
 import { Assembler } from '../../gpu-runner/engine/reuse/assemble.ts';
 import { createRunner } from '../../gpu-runner/server/runner.ts';
+import { withRunnerToken } from '../../contracts/runner-api.ts';
 import { MemoryBlobStore } from '../../src/storage/memory.ts';
 import { seqTokens } from '../helpers/kv-reuse-suite.ts';
 import { maxAbsDiff, tinyModels } from '../helpers/tiny-model.ts';
@@ -139,7 +140,8 @@ describe('the artifact dtype a runner stores', () => {
       try {
         await runner.start();
         expect(runner.core.dtype).toBe(want);
-        const res = await runner.app.fetch(
+        const fetch = withRunnerToken((r) => runner.app.fetch(r), runner.core.credential.current);
+        const res = await fetch(
           new Request('http://runner/v1/precompute', {
             method: 'POST',
             headers: { 'content-type': 'application/json' },
