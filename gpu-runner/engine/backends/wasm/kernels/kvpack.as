@@ -31,7 +31,13 @@ export function kv_unpack(a: usize, part: i32, parts: i32, slot: i32): void {
   const headStride = argI(a, 12);
   const delta = argI(a, 13);
   const freq = argP(a, 14);
-  const cs = argP(a, 15) + <usize>slot * argP(a, 16); // cos[half] then sin[half]
+  // scratch, all f32 [d]: cos[half] | sin[half]; the current key group's steps; its minima; a value
+  // row's step per channel
+  const cs = argP(a, 15) + <usize>slot * argP(a, 16);
+  const gSteps = cs + (<usize>d << 2);
+  const gMins = gSteps + (<usize>d << 2);
+  const vSteps = gMins + (<usize>d << 2);
+  let group = -1;
   const half = d >> 1;
   setHalfScale(HALF_IEEE);
   const rotate = isKey && freq != 0 && delta != 0;
@@ -53,9 +59,18 @@ export function kv_unpack(a: usize, part: i32, parts: i32, slot: i32): void {
     else {
       const codes = src + <usize>r * rowBytes;
       if (isKey) {
-        const p = <usize>(h * groups + t / kg) * d;
-        dequantKeys(codes, steps + (p << 1), mins + (p << 1), out, d, dtype == INT8);
-      } else dequantValues(codes, steps + ((<usize>r * (d / vg)) << 1), out, d, vg, dtype == INT8);
+        // a key group's steps and minima serve its kg rows: widened once, when the rows reach it
+        const g = h * groups + t / kg;
+        if (g != group) {
+          widenHalves(steps + ((<usize>g * d) << 1), gSteps, d);
+          widenHalves(mins + ((<usize>g * d) << 1), gMins, d);
+          group = g;
+        }
+        dequantKeys(codes, gSteps, gMins, out, d, dtype == INT8);
+      } else {
+        rowSteps(steps + ((<usize>r * (d / vg)) << 1), vSteps, d, vg);
+        dequantValues(codes, vSteps, out, d, dtype == INT8);
+      }
     }
     if (rotate) rotateRow(out, cs, half);
   }
@@ -73,11 +88,6 @@ function widenHalves(p: usize, out: usize, d: i32): void {
   for (; c < d; c++) store<f32>(out + (<usize>c << 2), halfToF32s(load<u16>(p + (<usize>c << 1))));
 }
 
-/** Four f32 lanes from four halves at p. */
-@inline function halves4(p: usize): v128 {
-  return halvesLo(v128.load64_zero(p), halfMask(), halfScale());
-}
-
 /** Code of channel c, unsigned form: int8 byte c; int4 nibble (c < d/2: low of byte c; else high of c − d/2). */
 @inline function codeAt(codes: usize, c: i32, d: i32, int8: bool): i32 {
   if (int8) return <i32>load<u8>(codes + <usize>c);
@@ -85,10 +95,10 @@ function widenHalves(p: usize, out: usize, d: i32): void {
   return c < half ? <i32>load<u8>(codes + <usize>c) & 15 : <i32>load<u8>(codes + <usize>(c - half)) >> 4;
 }
 
-/** x[c] = min[c] + step[c]·q[c], 4 channels from 4 unsigned codes (i32 lanes). */
+/** x[c] = min[c] + step[c]·q[c], 4 channels from 4 unsigned codes (i32 lanes); steps, mins: f32 [d]. */
 @inline function keys4(q: v128, steps: usize, mins: usize, c: i32, out: usize): void {
-  const o = <usize>c;
-  v128.store(out + (o << 2), madd(f32x4.convert_i32x4_u(q), halves4(steps + (o << 1)), halves4(mins + (o << 1))));
+  const o = <usize>c << 2;
+  v128.store(out + o, madd(f32x4.convert_i32x4_u(q), v128.load(steps + o), v128.load(mins + o)));
 }
 
 /** 16 u8 lanes → four i32x4 (unsigned) stored as keys for channels c..c+15. */
@@ -116,52 +126,58 @@ function dequantKeys(codes: usize, steps: usize, mins: usize, out: usize, d: i32
     c = d;
   }
   for (; c < d; c++) {
-    const o = <usize>c << 1;
-    const x = halfToF32s(load<u16>(mins + o)) + halfToF32s(load<u16>(steps + o)) * <f32>codeAt(codes, c, d, int8);
-    store<f32>(out + (<usize>c << 2), x);
+    const o = <usize>c << 2;
+    store<f32>(out + o, load<f32>(mins + o) + load<f32>(steps + o) * <f32>codeAt(codes, c, d, int8));
   }
 }
 
-/** x[c] = step·q for 4 channels of one value group (q: signed i32 lanes). */
-@inline function values4(q: v128, step: v128, c: i32, out: usize): void {
-  v128.store(out + (<usize>c << 2), f32x4.mul(f32x4.convert_i32x4_s(q), step));
+/** A value row's steps (one f16 per vg channels) spread to one f32 per channel: no division per lane. */
+function rowSteps(steps: usize, out: usize, d: i32, vg: i32): void {
+  for (let g = 0; g < d / vg; g++) {
+    const s = halfToF32s(load<u16>(steps + (<usize>g << 1)));
+    const v = f32x4.splat(s);
+    let c = g * vg;
+    const end = c + vg;
+    for (; c + 4 <= end; c += 4) v128.store(out + (<usize>c << 2), v);
+    for (; c < end; c++) store<f32>(out + (<usize>c << 2), s);
+  }
 }
 
-/** 16 i8 lanes (signed) → values for channels c..c+15, the step of each 4-channel run read per run. */
-@inline function values16(b: v128, steps: usize, vg: i32, c: i32, out: usize): void {
+/** x[c] = step[c]·q[c] for 4 channels (q: signed i32 lanes; steps: f32 per channel). */
+@inline function values4(q: v128, steps: usize, c: i32, out: usize): void {
+  const o = <usize>c << 2;
+  v128.store(out + o, f32x4.mul(f32x4.convert_i32x4_s(q), v128.load(steps + o)));
+}
+
+/** 16 i8 lanes (signed) → values for channels c..c+15. */
+@inline function values16(b: v128, steps: usize, c: i32, out: usize): void {
   const lo = i16x8.extend_low_i8x16_s(b);
   const hi = i16x8.extend_high_i8x16_s(b);
-  values4(i32x4.extend_low_i16x8_s(lo), stepOf(steps, c, vg), c, out);
-  values4(i32x4.extend_high_i16x8_s(lo), stepOf(steps, c + 4, vg), c + 4, out);
-  values4(i32x4.extend_low_i16x8_s(hi), stepOf(steps, c + 8, vg), c + 8, out);
-  values4(i32x4.extend_high_i16x8_s(hi), stepOf(steps, c + 12, vg), c + 12, out);
+  values4(i32x4.extend_low_i16x8_s(lo), steps, c, out);
+  values4(i32x4.extend_high_i16x8_s(lo), steps, c + 4, out);
+  values4(i32x4.extend_low_i16x8_s(hi), steps, c + 8, out);
+  values4(i32x4.extend_high_i16x8_s(hi), steps, c + 12, out);
 }
 
-@inline function stepOf(steps: usize, c: i32, vg: i32): v128 {
-  return f32x4.splat(halfToF32s(load<u16>(steps + (<usize>(c / vg) << 1))));
-}
-
-function dequantValues(codes: usize, steps: usize, out: usize, d: i32, vg: i32, int8: bool): void {
+function dequantValues(codes: usize, steps: usize, out: usize, d: i32, int8: bool): void {
   let c = 0;
-  if ((vg & 3) == 0) {
-    if (int8) {
-      for (; c + 16 <= d; c += 16) values16(v128.load(codes + <usize>c), steps, vg, c, out);
-    } else if (((d >> 1) & 15) == 0) {
-      const half = d >> 1;
-      const low = i8x16.splat(15);
-      const eight = i8x16.splat(8);
-      for (let j = 0; j < half; j += 16) {
-        const b = v128.load(codes + <usize>j);
-        values16(i8x16.sub(v128.and(b, low), eight), steps, vg, j, out);
-        values16(i8x16.sub(i8x16.shr_u(b, 4), eight), steps, vg, half + j, out);
-      }
-      c = d;
+  if (int8) {
+    for (; c + 16 <= d; c += 16) values16(v128.load(codes + <usize>c), steps, c, out);
+  } else if (((d >> 1) & 15) == 0) {
+    const half = d >> 1;
+    const low = i8x16.splat(15);
+    const eight = i8x16.splat(8);
+    for (let j = 0; j < half; j += 16) {
+      const b = v128.load(codes + <usize>j);
+      values16(i8x16.sub(v128.and(b, low), eight), steps, j, out);
+      values16(i8x16.sub(i8x16.shr_u(b, 4), eight), steps, half + j, out);
     }
+    c = d;
   }
   for (; c < d; c++) {
     const u = codeAt(codes, c, d, int8);
     const q = int8 ? (u << 24) >> 24 : u - 8;
-    store<f32>(out + (<usize>c << 2), halfToF32s(load<u16>(steps + (<usize>(c / vg) << 1))) * <f32>q);
+    store<f32>(out + (<usize>c << 2), load<f32>(steps + (<usize>c << 2)) * <f32>q);
   }
 }
 
