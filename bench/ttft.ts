@@ -6,11 +6,13 @@
 // (artifacts in host memory, uploaded to the device per request) and cold (a fresh runner: empty host
 // memory, artifacts read from the object store — a FsBlobStore in a temp dir, whose files the OS page
 // cache may hold, or with --s3 the S3 protocol through a local s3rver). --temps adds `hot` (resident in
-// engine memory). TTFT = assembly (load, re-rotate, recompute) + question prefill up to the first token's
-// logits; median of --runs runs, interleaved across modes and dtypes so machine noise hits all alike.
-// Artifacts are precomputed once per --artifact-dtype (default f16) before timing; every artifact mode
-// runs once per dtype, and each row reports the load time per MiB read. Without --model, a generated Llama (hidden 512, 8 layers, 4/2
-// heads of 64, intermediate 1408, byte vocab) with max_position_embeddings raised to fit the contexts.
+// engine memory, packed as stored). TTFT = assembly + question prefill up to the first token's logits:
+// load (tier read, checksums, the sections copied to the device), rotate (kvUnpack: widening or
+// dequantizing and re-rotating the keys in one pass), recompute; median of --runs runs, interleaved across
+// modes and dtypes so machine noise hits all alike. Artifacts are precomputed once per --artifact-dtype
+// (default f16) before timing; every artifact mode runs once per dtype, and each row reports load ms per
+// MiB read. Without --model, a generated Llama (hidden 512, 8 layers, 4/2 heads of 64, intermediate 1408,
+// byte vocab) with max_position_embeddings raised to fit the contexts.
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';

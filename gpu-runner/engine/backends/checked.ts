@@ -15,7 +15,7 @@ import {
   matrix,
 } from './handles.ts';
 import type { AttentionCall, Kernels } from './kernels.ts';
-import { checkPackedUpload, checkUnpack, DevicePackedKV, unpackOnHost } from './packed-kv.ts';
+import { checkUnpack, livePacked, unpack, uploadPacked } from './packed-kv.ts';
 import { flattenPlan, flattenRanges } from './plan.ts';
 import type {
   Backend,
@@ -268,51 +268,19 @@ export class CheckedBackend<K extends AnyKernels> implements Backend {
     bytes: Uint8Array,
     offsets: { k: readonly number[]; v: readonly number[] },
   ): PackedKV {
-    const { from, to } = checkPackedUpload(spec, bytes, offsets);
-    const s: PackedKVSpec = { ...spec, quant: spec.quant ? { ...spec.quant } : null };
-    // only the span holding the sections travels; offsets become relative to it
-    const rel = { k: offsets.k.map((o) => o - from), v: offsets.v.map((o) => o - from) };
-    const span = bytes.subarray(from, to);
-    return this.caps.kvUnpack
-      ? new DevicePackedKV(this, s, span.byteLength, rel, this.kernels.uploadBytes!(span), null)
-      : new DevicePackedKV(this, s, span.byteLength, rel, null, span.slice());
+    return uploadPacked(this, this.kernels, this.caps.kvUnpack, spec, bytes, offsets);
   }
   freePackedKV(p: PackedKV): void {
-    const d = this.#packed(p, 'freePackedKV');
+    const d = livePacked<Handle<K>>(this, p, 'freePackedKV');
     if (d.handle !== null) this.kernels.free(d.handle);
     d.handle = null;
     d.host = null;
   }
   kvUnpack(cache: KVCache, layer: number, pos: number, src: PackedKV, delta: number, invFreq: Tensor): void {
     const { h, spec } = this.#cache(cache, 'kvUnpack');
-    const p = this.#packed(src, 'kvUnpack');
-    checkUnpack(spec, layer, pos, p.spec);
-    if (!Number.isInteger(delta)) throw fail('kvUnpack', `delta ${delta} is not a whole number of positions`);
-    const fh = this.#h(invFreq, 'kvUnpack', 'invFreq', 'f32');
-    if (invFreq.shape.length !== 1 || invFreq.shape[0] !== spec.headDim / 2)
-      throw fail('kvUnpack', `invFreq [${invFreq.shape}] for head dim ${spec.headDim}`);
-    if (p.handle === null) {
-      unpackOnHost(this.kernels, h, spec, layer, pos, p, delta, fh);
-      return;
-    }
-    for (const part of ['k', 'v'] as const)
-      this.kernels.kvUnpack!(
-        h,
-        spec,
-        layer,
-        pos,
-        part,
-        p.handle,
-        p.offsets[part][layer],
-        p.spec,
-        delta,
-        part === 'k' ? fh : null,
-      );
-  }
-  #packed(p: PackedKV, op: string): DevicePackedKV<Handle<K>> {
-    if (!(p instanceof DevicePackedKV) || p.owner !== this) throw fail(op, 'packed KV from another backend');
-    if (p.freed) throw fail(op, 'packed KV used after freePackedKV()');
-    return p as DevicePackedKV<Handle<K>>;
+    const p = livePacked<Handle<K>>(this, src, 'kvUnpack');
+    checkUnpack(spec, layer, pos, p.spec, delta, invFreq.shape);
+    unpack(this.kernels, h, spec, layer, pos, p, delta, this.#h(invFreq, 'kvUnpack', 'invFreq', 'f32'));
   }
 
   // --- attention ----------------------------------------------------------------------------------

@@ -66,8 +66,41 @@ export function checkPackedUpload(
   return { from, to };
 }
 
-/** kvUnpack's checks: the packed artifact fits the cache's geometry and positions. */
-export function checkUnpack(spec: KVCacheSpec, layer: number, pos: number, src: PackedKVSpec): void {
+/** uploadPackedKV: checks, then the span holding the sections to the device (kernel path) or a host copy. */
+export function uploadPacked<T>(
+  owner: object,
+  kernels: Kernels<T, unknown>,
+  kernelPath: boolean,
+  spec: PackedKVSpec,
+  bytes: Uint8Array,
+  offsets: { k: readonly number[]; v: readonly number[] },
+): DevicePackedKV<T> {
+  const { from, to } = checkPackedUpload(spec, bytes, offsets);
+  const s: PackedKVSpec = { ...spec, quant: spec.quant ? { ...spec.quant } : null };
+  // only the span holding the sections travels; offsets become relative to it
+  const rel = { k: offsets.k.map((o) => o - from), v: offsets.v.map((o) => o - from) };
+  const span = bytes.subarray(from, to);
+  return kernelPath
+    ? new DevicePackedKV(owner, s, span.byteLength, rel, kernels.uploadBytes!(span), null)
+    : new DevicePackedKV<T>(owner, s, span.byteLength, rel, null, span.slice());
+}
+
+/** One of `owner`'s packed artifacts, not freed. */
+export function livePacked<T>(owner: object, p: PackedKV, op: string): DevicePackedKV<T> {
+  if (!(p instanceof DevicePackedKV) || p.owner !== owner) throw fail(op, 'packed KV from another backend');
+  if (p.freed) throw fail(op, 'packed KV used after freePackedKV()');
+  return p as DevicePackedKV<T>;
+}
+
+/** kvUnpack's checks: the packed artifact fits the cache's geometry and positions; delta and invFreq. */
+export function checkUnpack(
+  spec: KVCacheSpec,
+  layer: number,
+  pos: number,
+  src: PackedKVSpec,
+  delta: number,
+  invFreqShape: readonly number[],
+): void {
   const op = 'kvUnpack';
   checkLayer(op, layer, spec);
   if (src.layers !== spec.layers || src.kvHeads !== spec.kvHeads || src.headDim !== spec.headDim)
@@ -76,10 +109,34 @@ export function checkUnpack(spec: KVCacheSpec, layer: number, pos: number, src: 
       `artifact ${src.layers}×${src.kvHeads}×${src.headDim} into a ${spec.layers}×${spec.kvHeads}×${spec.headDim} cache`,
     );
   checkPositions(op, spec, pos, src.n);
+  if (!Number.isInteger(delta)) throw fail(op, `delta ${delta} is not a whole number of positions`);
+  if (invFreqShape.length !== 1 || invFreqShape[0] !== spec.headDim / 2)
+    throw fail(op, `invFreq [${invFreqShape}] for head dim ${spec.headDim}`);
+}
+
+/** kvUnpack (arguments checked): the backend's kernel per section, or the host path. */
+export function unpack<T, C>(
+  kernels: Kernels<T, C>,
+  c: C,
+  spec: KVCacheSpec,
+  layer: number,
+  pos: number,
+  p: DevicePackedKV<T>,
+  delta: number,
+  invFreq: T,
+): void {
+  if (p.handle === null) {
+    unpackOnHost(kernels, c, spec, layer, pos, p, delta, invFreq);
+    return;
+  }
+  for (const part of ['k', 'v'] as const) {
+    const at = p.offsets[part][layer];
+    kernels.kvUnpack!(c, spec, layer, pos, part, p.handle, at, p.spec, delta, part === 'k' ? invFreq : null);
+  }
 }
 
 /** The host path: reference decode, kvLoad, and (keys moved) kvGather → rope by delta → kvWrite. */
-export function unpackOnHost<T, C>(
+function unpackOnHost<T, C>(
   kernels: Kernels<T, C>,
   c: C,
   spec: KVCacheSpec,
