@@ -1,10 +1,13 @@
 // `kvrag bench engine --peer llamacpp`: kvrag and llama.cpp (bench/_llamacpp.ts) side by side in one run,
-// on the same weights and the same token ids. The project writes the GGUF itself (F32 and Q8_0) from a
-// generated model — by default SmolLM2-135M's shape — or from --model DIR; --model FILE.gguf uses that
-// file as is. Both engines load the same GGUF file. For each format: time to first token from an empty
-// cache at each size (prefill tok/s = size ÷ that time; TTFT rows are the same measurement), decode
-// tokens/s after a short prompt, and the greedy tokens of both on that prompt.
-// kvrag has no quantized kernels yet: it dequantizes a Q8_0 file to f32 at load, and says so.
+// on the same weights and the same token ids. The project writes the GGUF itself (F32, F16 and Q8_0)
+// from a generated model — by default SmolLM2-135M's shape (bench/_shapes.ts) — or from --model DIR;
+// --model FILE.gguf uses that file as is. Both engines load the same GGUF file. For each format: time to
+// first token from an empty cache at each size (prefill tok/s = size ÷ that time; TTFT rows are the same
+// measurement), decode tokens/s after a short prompt, and the greedy tokens of both on that prompt.
+// kvrag runs on wasm or reference (CPU), or on webgpu (`--backend webgpu`, the device labelled), with
+// its weights held as f32 or f16 (`--weights`); llama.cpp runs its CPU build, or its CUDA or Vulkan
+// build with every layer offloaded (`--peer-gpu cuda|vulkan`: the GPU check, bench/gpu-check.sh).
+// kvrag has no quantized kernels yet: it dequantizes a Q8_0 file at load, and says so.
 import { availableParallelism } from 'node:os';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -13,25 +16,12 @@ import { wasmBackendAvailable } from '../gpu-runner/engine/backends/wasm/index.t
 import { type Engine, loadEngine } from '../gpu-runner/engine/engine.ts';
 import { type ExportType, exportGguf } from '../gpu-runner/engine/gguf/export.ts';
 import { openGguf } from '../gpu-runner/engine/gguf/location.ts';
-import { makeTinyModel, type TinyModelOptions } from '../gpu-runner/tools/make-tiny-model.ts';
+import { makeTinyModel } from '../gpu-runner/tools/make-tiny-model.ts';
 import { numberOption, parseOptions, UsageError } from '../cli/args.ts';
 import { type Cell, emit, formatTable } from './_report.ts';
-import { type LlamaCppInfo, LlamaCppPeer } from './_llamacpp.ts';
-
-/** Generated model shapes: SmolLM2-135M's, and a tiny one for smoke tests. */
-const SHAPES: Record<string, Partial<TinyModelOptions> & { label: string }> = {
-  smollm2: {
-    label: 'SmolLM2-135M-shaped',
-    hidden: 576,
-    layers: 30,
-    heads: 9,
-    kvHeads: 3,
-    headDim: 64,
-    intermediate: 1536,
-    vocab: 49152,
-  },
-  tiny: { label: 'tiny', hidden: 64, layers: 2, heads: 4, kvHeads: 2, headDim: 16, intermediate: 96 },
-};
+import { type LlamaCppGpu, type LlamaCppInfo, LlamaCppPeer } from './_llamacpp.ts';
+import { modelShape } from './_shapes.ts';
+import { describe, label as webgpuLabel, openBenchWebGPU, type WebGPULabel } from './_webgpu.ts';
 
 interface Side {
   /** ms to the first token, by prompt size */
@@ -100,6 +90,14 @@ async function measurePeer(
   return { ttftMs, decodeTokensPerS: 1000 / d.msPerToken, tokens: d.tokens };
 }
 
+/** How kvrag holds a file's matrices on its backend. */
+function heldAs(format: string, weights: 'f32' | 'f16'): string {
+  if (format.toLowerCase() === weights) return weights;
+  if (format === 'F32' || format === 'F16')
+    return `${format} ${weights === 'f16' ? 'rounded' : 'widened'} to ${weights}`;
+  return `${format} dequantized to ${weights} at load`;
+}
+
 function leadingAgreement(a: number[], b: number[]): number {
   let k = 0;
   while (k < a.length && k < b.length && a[k] === b[k]) k++;
@@ -121,13 +119,21 @@ export async function run(args: string[]): Promise<number> {
     'batch-size': { type: 'string' },
     'flash-attention': { type: 'boolean', default: false },
     backend: { type: 'string' },
+    weights: { type: 'string', default: 'f32' },
+    'peer-gpu': { type: 'string', default: 'none' },
   });
   if (values.peer !== 'llamacpp') throw new UsageError(`--peer: unknown peer "${values.peer}" (llamacpp)`);
-  const shape = SHAPES[values.shape!];
-  if (!shape) throw new UsageError(`--shape: "${values.shape}" (${Object.keys(SHAPES).join(', ')})`);
+  const shape = modelShape('shape', values.shape!);
   const formats = values.formats!.split(',').map((f) => f.toUpperCase());
   for (const f of formats)
-    if (f !== 'F32' && f !== 'Q8_0') throw new UsageError(`--formats: "${f}" (f32, q8_0)`);
+    if (f !== 'F32' && f !== 'F16' && f !== 'Q8_0')
+      throw new UsageError(`--formats: "${f}" (f32, f16, q8_0)`);
+  const weights = values.weights;
+  if (weights !== 'f32' && weights !== 'f16') throw new UsageError(`--weights: "${weights}" (f32, f16)`);
+  const peerGpu = ({ none: false, cuda: 'cuda', vulkan: 'vulkan' } as const)[
+    values['peer-gpu'] as 'none' | 'cuda' | 'vulkan'
+  ] as LlamaCppGpu | undefined;
+  if (peerGpu === undefined) throw new UsageError(`--peer-gpu: "${values['peer-gpu']}" (none, cuda, vulkan)`);
   const prefill = list('prefill', values.prefill!);
   const ttft = list('ttft', values.ttft!);
   const sizes = [...new Set([...prefill, ...ttft])].sort((a, b) => a - b);
@@ -137,8 +143,8 @@ export async function run(args: string[]): Promise<number> {
   const threads = numberOption('threads', values.threads, availableParallelism());
   const batchSize = numberOption('batch-size', values['batch-size'], 512);
   const backendKind = values.backend ?? (wasmBackendAvailable() ? 'wasm' : 'reference');
-  if (backendKind !== 'wasm' && backendKind !== 'reference')
-    throw new UsageError(`--backend: "${backendKind}" (wasm, reference)`);
+  if (backendKind !== 'wasm' && backendKind !== 'reference' && backendKind !== 'webgpu')
+    throw new UsageError(`--backend: "${backendKind}" (wasm, reference, webgpu)`);
   const contextSize = Math.max(...sizes, decodePrompt.length + decode) + 8;
 
   const tmp = mkdtempSync(join(tmpdir(), 'kvrag-bench-peer-'));
@@ -167,8 +173,21 @@ export async function run(args: string[]): Promise<number> {
     const results: FormatResult[] = [];
     let info: LlamaCppInfo | null = null;
     let config: Engine['config'] | null = null;
+    let device: WebGPULabel | null = null;
     for (const { format, file } of files) {
-      const engine = await loadEngine(file, { backend: backendKind, backendOptions: { threads } });
+      // webgpu: opened here to label the device the numbers come from; CPU backends by name
+      let gpu: Awaited<ReturnType<typeof openBenchWebGPU>>['backend'] = null;
+      if (backendKind === 'webgpu') {
+        const g = await openBenchWebGPU();
+        if (!g.backend) throw new UsageError(`--backend webgpu: ${g.note}`);
+        device = webgpuLabel(g.backend);
+        gpu = g.backend;
+      }
+      const engine = await loadEngine(file, {
+        backend: gpu ?? backendKind,
+        backendOptions: { threads },
+        weightDType: weights,
+      });
       let kvrag: Side;
       try {
         if (engine.maxContext < contextSize)
@@ -185,6 +204,7 @@ export async function run(args: string[]): Promise<number> {
         threads,
         batchSize,
         flashAttention: values['flash-attention']!,
+        gpu: peerGpu,
       });
       let llamacpp: Side;
       try {
@@ -196,12 +216,7 @@ export async function run(args: string[]): Promise<number> {
       results.push({
         format,
         file,
-        kvragWeights:
-          format === 'F32'
-            ? 'f32'
-            : format === 'F16'
-              ? 'F16 widened to f32'
-              : `${format} dequantized to f32 at load`,
+        kvragWeights: heldAs(format, weights),
         kvrag,
         llamacpp,
         greedyAgree: leadingAgreement(kvrag.tokens, llamacpp.tokens),
@@ -220,7 +235,7 @@ export async function run(args: string[]): Promise<number> {
         vocab: c.vocabSize,
       },
       threads,
-      kvrag: { backend: backendKind },
+      kvrag: { backend: backendKind, weights, ...(device ? { device } : {}) },
       llamacpp: { ...info!, batchSize, flashAttention: values['flash-attention']! },
       prefill,
       ttft,
@@ -239,7 +254,7 @@ function table(r: {
   model: string;
   config: Record<string, number>;
   threads: number;
-  kvrag: { backend: string };
+  kvrag: { backend: string; weights: string; device?: WebGPULabel };
   llamacpp: LlamaCppInfo & { batchSize: number; flashAttention: boolean };
   prefill: number[];
   ttft: number[];
@@ -251,7 +266,7 @@ function table(r: {
   const cols = ['metric'];
   for (const f of r.formats)
     cols.push(
-      `kvrag ${f.format === 'F32' ? 'f32' : `${f.format} (as f32)`}`,
+      `kvrag ${f.kvragWeights === r.kvrag.weights ? f.kvragWeights : `${f.format} (as ${r.kvrag.weights})`}`,
       `llama.cpp ${f.format}`,
       'kvrag ÷ llama.cpp',
     );
@@ -289,9 +304,9 @@ function table(r: {
   const l = r.llamacpp;
   return [
     `engine vs llama.cpp — ${r.model} (hidden ${c.hidden}, ${c.layers} layers, ${c.heads}/${c.kvHeads} heads × ${c.headDim}, ffn ${c.intermediate}, vocab ${c.vocab}); ${r.threads} threads each`,
-    `llama.cpp: node-llama-cpp ${l.build} build, llama.cpp ${l.release}, CPU variant ${l.variant ?? 'unknown'}; batch ${l.batchSize}, flash attention ${l.flashAttention ? 'on' : 'off'}`,
+    `llama.cpp: node-llama-cpp ${l.build} ${l.gpu ? `${l.gpu} build (all layers on ${l.gpuDevices.join(', ') || 'the GPU'})` : 'CPU build'}, llama.cpp ${l.release}, CPU variant ${l.variant ?? 'unknown'}; batch ${l.batchSize}, flash attention ${l.flashAttention ? 'on' : 'off'}`,
     `  ${l.systemInfo}`,
-    `kvrag: ${r.kvrag.backend} backend; ${r.formats.map((f) => `${f.format}: ${f.kvragWeights}`).join('; ')}`,
+    `kvrag: ${r.kvrag.device ? describe(r.kvrag.device) : `${r.kvrag.backend} backend`}; ${r.formats.map((f) => `${f.format}: ${f.kvragWeights}`).join('; ')}`,
     formatTable(cols, rows),
     `kvrag ÷ llama.cpp: speed ratio (> 1: kvrag faster). TTFT = empty cache to first token; prefill tok/s = size ÷ TTFT.`,
     `decode: ${r.decodeTokens} greedy tokens after a ${r.decodePromptTokens}-token prompt, one sequence.`,

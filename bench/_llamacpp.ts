@@ -1,10 +1,19 @@
-// llama.cpp as a benchmark peer, through node-llama-cpp's prebuilt CPU build (a devDependency; nothing is
-// downloaded or compiled at run time: `build: 'never'`). The prebuilt package holds one libggml-cpu
-// variant per x86 family (haswell, skylakex, icelake, zen4, …) and ggml loads the best one for this CPU;
-// `variant` reports which one this process mapped.
+// llama.cpp as a benchmark peer, through node-llama-cpp's prebuilt builds (a devDependency; nothing is
+// downloaded or compiled at run time: `build: 'never'`): the CPU build by default, or the CUDA or Vulkan
+// build (`gpu`, every layer offloaded) where its package (@node-llama-cpp/linux-x64-cuda, -vulkan) and
+// the GPU's libraries are present. The prebuilt packages hold one libggml-cpu variant per x86 family
+// (haswell, skylakex, icelake, zen4, …) and ggml loads the best one for this CPU; `variant` reports
+// which one this process mapped.
 import { readFileSync } from 'node:fs';
 
+/** Which llama.cpp build runs the model: the CPU build, or a GPU build with every layer offloaded. */
+export type LlamaCppGpu = false | 'cuda' | 'vulkan';
+
 export interface LlamaCppInfo {
+  /** false (CPU build) or the GPU build in use ('cuda', 'vulkan') */
+  gpu: LlamaCppGpu;
+  /** the GPU devices llama.cpp sees (empty for the CPU build) */
+  gpuDevices: string[];
   /** node-llama-cpp's build type ("prebuilt" here) and llama.cpp release */
   build: string;
   release: string;
@@ -59,8 +68,15 @@ export class LlamaCppPeer {
 
   static async open(
     modelPath: string,
-    opts: { contextSize: number; threads: number; batchSize: number; flashAttention: boolean },
+    opts: {
+      contextSize: number;
+      threads: number;
+      batchSize: number;
+      flashAttention: boolean;
+      gpu?: LlamaCppGpu;
+    },
   ): Promise<LlamaCppPeer> {
+    const gpu = opts.gpu ?? false;
     let lib: NodeLlamaCpp;
     try {
       lib = await import('node-llama-cpp');
@@ -68,12 +84,16 @@ export class LlamaCppPeer {
       throw new Error(`--peer llamacpp needs the node-llama-cpp devDependency: ${(err as Error).message}`);
     }
     const llama = await lib.getLlama({
-      gpu: false,
+      gpu,
       build: 'never',
       progressLogs: false,
       logLevel: lib.LlamaLogLevel.error,
     });
-    const model = await llama.loadModel({ modelPath, gpuLayers: 0 });
+    if (llama.gpu !== gpu) {
+      await llama.dispose();
+      throw new Error(`llama.cpp: asked for the ${gpu || 'CPU'} build, got ${llama.gpu || 'CPU'}`);
+    }
+    const model = await llama.loadModel({ modelPath, gpuLayers: gpu ? 'max' : 0 });
     const context = await model.createContext({
       contextSize: opts.contextSize,
       threads: opts.threads,
@@ -81,6 +101,8 @@ export class LlamaCppPeer {
       flashAttention: opts.flashAttention,
     });
     const info: LlamaCppInfo = {
+      gpu,
+      gpuDevices: gpu ? await llama.getGpuDeviceNames() : [],
       build: llama.buildType,
       release: llama.llamaCppRelease.release,
       variant: loadedVariant(),

@@ -1,21 +1,26 @@
 // The webgpu backend in the benchmarks: opened when an adapter exists (KVRAG_WEBGPU_ADAPTER picks it,
 // default auto), labelled with the device, and flagged when the device is a CPU rasteriser (Mesa
 // llvmpipe): those numbers check the path runs, they are not GPU numbers.
-import type { WebGPUBackend } from '../gpu-runner/engine/backends/webgpu/index.ts';
+import type { WebGPUBackend, WebGPUOptions } from '../gpu-runner/engine/backends/webgpu/index.ts';
 import { createWebGPUBackend, type WebGPUMode } from '../gpu-runner/engine/backends/webgpu/index.ts';
 
 export interface WebGPULabel {
   device: string;
   featureLevel: string;
   software: boolean;
+  /** the adapter lists an f16 → f32 subgroup-matrix configuration */
   subgroupMatrix: boolean;
+  /** whether the backend uses it: 'on', or 'off (why)' / 'unavailable' */
+  subgroupMatrixState: string;
 }
 
 /** A webgpu backend, or null (with the reason) when no adapter can be opened. */
-export async function openBenchWebGPU(): Promise<{ backend: WebGPUBackend | null; note: string }> {
+export async function openBenchWebGPU(
+  opts: Omit<WebGPUOptions, 'mode'> = {},
+): Promise<{ backend: WebGPUBackend | null; note: string }> {
   const mode = (process.env.KVRAG_WEBGPU_ADAPTER ?? 'auto') as WebGPUMode;
   try {
-    const backend = await createWebGPUBackend({ mode });
+    const backend = await createWebGPUBackend({ ...opts, mode });
     return { backend, note: describe(label(backend)) };
   } catch (err) {
     return { backend: null, note: `webgpu: not measured (${(err as Error).message.split('. ')[0]})` };
@@ -28,11 +33,12 @@ export function label(b: WebGPUBackend): WebGPULabel {
     featureLevel: b.kernels.info.featureLevel,
     software: b.kernels.info.software,
     subgroupMatrix: b.kernels.info.subgroupMatrix !== null,
+    subgroupMatrixState: b.kernels.subgroupMatrix,
   };
 }
 
 export function describe(l: WebGPULabel): string {
-  return `webgpu device: ${l.device} (featureLevel ${l.featureLevel}${l.subgroupMatrix ? ', subgroup matrices' : ''})${
+  return `webgpu device: ${l.device} (featureLevel ${l.featureLevel}${l.subgroupMatrix ? `, subgroup matrices ${l.subgroupMatrixState}` : ''})${
     l.software ? ' — a CPU rasteriser: these webgpu numbers are not GPU numbers' : ''
   }`;
 }

@@ -1,7 +1,9 @@
 // `kvrag bench engine [--json] [--backend reference,wasm,webgpu]`: prefill and decode throughput of the
 // engine on each backend (default: reference, wasm where available, webgpu where an adapter exists —
 // labelled with its device; on Mesa llvmpipe those are not GPU numbers), measured in one run.
-// Uses --model DIR, or a generated model (hidden 256, 4 layers, 8 q / 2 kv heads, head_dim 32, vocab 272).
+// Uses --model DIR, or a generated model: by default hidden 256, 4 layers, 8 q / 2 kv heads, head_dim 32,
+// vocab 272; `--shape smollm2|qwen2.5-1.5b|tiny` for a real model's shape (bench/_shapes.ts). `--weights f16`
+// keeps the matrices as f16 on the device (KVRAG_WEIGHT_DTYPE's choice; default f32).
 // Reports prefill tokens/s (one sequence), decode tokens/s (one sequence, greedy) and batched decode
 // tokens/s (B sequences stepping together), plus the matmul GFLOP/s those imply.
 // `--peer llamacpp` runs kvrag and llama.cpp side by side instead (bench/_engine-peer.ts).
@@ -14,6 +16,7 @@ import { type Engine, loadEngine } from '../gpu-runner/engine/engine.ts';
 import { makeTinyModel } from '../gpu-runner/tools/make-tiny-model.ts';
 import { numberOption, parseOptions, UsageError } from '../cli/args.ts';
 import { emit, formatTable } from './_report.ts';
+import { modelShape } from './_shapes.ts';
 import { label as webgpuLabel, openBenchWebGPU, type WebGPULabel } from './_webgpu.ts';
 
 const BENCH_MODEL = {
@@ -111,7 +114,13 @@ export async function run(args: string[]): Promise<number> {
     'decode-tokens': { type: 'string' },
     batch: { type: 'string' },
     backend: { type: 'string' },
+    shape: { type: 'string' },
+    weights: { type: 'string', default: 'f32' },
   });
+  const shape = values.shape ? modelShape('shape', values.shape) : null;
+  if (shape && values.model) throw new UsageError('--shape and --model exclude each other');
+  const weights = values.weights;
+  if (weights !== 'f32' && weights !== 'f16') throw new UsageError(`--weights: "${weights}" (f32, f16)`);
   // CPU backends that run here (the registry's 'auto' candidates), then webgpu where an adapter opens
   const defaults: string[] = [];
   for (const e of [...BACKENDS].sort((a, b) => a.priority - b.priority))
@@ -132,7 +141,12 @@ export async function run(args: string[]): Promise<number> {
   const tmp = values.model ? null : mkdtempSync(join(tmpdir(), 'kvrag-bench-engine-'));
   try {
     const dir = values.model ?? join(tmp!, 'model');
-    if (tmp) makeTinyModel(dir, { ...BENCH_MODEL, seed: 1 });
+    if (tmp)
+      makeTinyModel(dir, {
+        ...(shape ?? BENCH_MODEL),
+        seed: 1,
+        maxPositions: Math.max(512, promptTokens + decodeTokens + 8),
+      });
     const prompt = Array.from({ length: promptTokens }, (_, i) => (i * 31 + 7) % 256);
     const results: Measurement[] = [];
     for (const b of backends) {
@@ -144,7 +158,7 @@ export async function run(args: string[]): Promise<number> {
         device = webgpuLabel(g.backend);
         backend = g.backend;
       }
-      const engine = await loadEngine(dir, { backend });
+      const engine = await loadEngine(dir, { backend, weightDType: weights });
       try {
         results.push({
           ...(await measure(engine, prompt, decodeTokens, batch)),
@@ -156,7 +170,8 @@ export async function run(args: string[]): Promise<number> {
     }
     const c = results[0].config;
     const result = {
-      model: values.model ?? 'generated',
+      model: values.model ?? `generated ${shape?.label ?? ''}`.trim(),
+      weights,
       config: c,
       promptTokens,
       decodeTokens,
@@ -165,7 +180,7 @@ export async function run(args: string[]): Promise<number> {
     };
     emit(values.json!, result, () =>
       [
-        `engine bench — ${result.model} model (hidden ${c.hidden}, ${c.layers} layers, ${c.heads}/${c.kvHeads} heads, vocab ${c.vocab})`,
+        `engine bench — ${result.model} model (hidden ${c.hidden}, ${c.layers} layers, ${c.heads}/${c.kvHeads} heads, vocab ${c.vocab}); ${weights} weights`,
         formatTable(
           [
             'backend',

@@ -4,6 +4,7 @@
 // interleave wasm and OpenBLAS, best of each is kept); the machine's copy bandwidth; decode GB/s of
 // weights against it; and engine prefill/decode tokens/s per backend on a generated model. The webgpu
 // backend joins (matmul GFLOP/s and engine rows) when an adapter exists, labelled with its device.
+// `--backend webgpu` measures the webgpu kernels alone on real models' shapes (bench/_webgpu-kernels.ts).
 import { mkdtempSync, rmSync } from 'node:fs';
 import { availableParallelism, cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -160,6 +161,12 @@ async function engineRow(
 }
 
 export async function run(args: string[]): Promise<number> {
+  const backendAt = args.findIndex((a) => a === '--backend' || a.startsWith('--backend='));
+  if (backendAt >= 0) {
+    const name = args[backendAt].includes('=') ? args[backendAt].split('=')[1] : args[backendAt + 1];
+    if (name !== 'webgpu') throw new UsageError(`--backend: "${name}" (webgpu; omit it for the CPU kernels)`);
+    return (await import('./_webgpu-kernels.ts')).runWebGPUKernels(args);
+  }
   const { values } = parseOptions(args, {
     json: { type: 'boolean', default: false },
     threads: { type: 'string' },

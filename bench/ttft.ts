@@ -1,6 +1,6 @@
 // `kvrag bench ttft [--context 2048,8192,16384] [--chunk-tokens 512] [--question 32] [--system 32]
 //   [--modes full,prefix,independent,blend,link] [--artifact-dtype f16,int8,int4] [--runs 3] [--model DIR]
-//   [--backend wasm|reference] [--temps warm,cold,hot] [--s3] [--json]`
+//   [--backend wasm|reference|webgpu] [--weights f32|f16] [--temps warm,cold,hot] [--s3] [--json]`
 // Time to first token per reuse mode, measured side by side in one run: for each context length, k
 // chunks of --chunk-tokens tokens behind a system prefix, then a question. Each artifact mode runs warm
 // (artifacts in host memory, uploaded to the device per request) and cold (a fresh runner: empty host
@@ -30,11 +30,14 @@ import { makeTinyModel } from '../gpu-runner/tools/make-tiny-model.ts';
 import { numberOption, parseOptions, UsageError } from '../cli/args.ts';
 import type { BlobStore } from '../contracts/blob-store.ts';
 import { FsBlobStore } from '../src/storage/fs.ts';
-import { S3BlobStore } from '../src/storage/s3.ts';
 import { type Cell, emit, formatTable } from './_report.ts';
+import { openBenchWebGPU } from './_webgpu.ts';
 
 export type TtftResult = {
   backend: string;
+  /** webgpu: the device, as bench/_webgpu.ts describes it */
+  device?: string;
+  weights: 'f32' | 'f16';
   model: string;
   config: {
     hidden: number;
@@ -72,7 +75,7 @@ const loadedBytes = (r: AssembleReport) => Object.values(r.bytesLoaded).reduce((
 export function ttftTable(r: TtftResult): string {
   const c = r.config;
   return [
-    `TTFT by reuse mode — ${r.backend} backend, ${r.model} model (hidden ${c.hidden}, ${c.layers} layers, ${c.heads}/${c.kvHeads} heads × ${c.headDim}, intermediate ${c.intermediate})`,
+    `TTFT by reuse mode — ${r.device ?? `${r.backend} backend`}, ${r.model} model (hidden ${c.hidden}, ${c.layers} layers, ${c.heads}/${c.kvHeads} heads × ${c.headDim}, intermediate ${c.intermediate})`,
     `system ${r.systemTokens} + k × ${r.chunkTokens}-token chunks + ${r.questionTokens}-token question; median of ${r.runs}; blend r=${r.blend.ratio} check layer ${r.blend.checkLayer}; link k=${r.linkTokens}; times in ms`,
     formatTable(
       [
@@ -198,14 +201,17 @@ export async function run(args: string[]): Promise<number> {
     temps: { type: 'string', default: 'warm,cold' },
     'artifact-dtype': { type: 'string', default: 'f16' },
     s3: { type: 'boolean', default: false },
+    weights: { type: 'string', default: 'f32' },
   });
   const temps = (values.temps ?? '').split(',') as Temp[];
   for (const t of temps)
     if (!(TEMPS as readonly string[]).includes(t))
       throw new UsageError(`--temps: "${t}" (${TEMPS.join(', ')})`);
   const backend = values.backend;
-  if (backend !== 'wasm' && backend !== 'reference')
-    throw new UsageError(`--backend: "${backend}" (wasm, reference)`);
+  if (backend !== 'wasm' && backend !== 'reference' && backend !== 'webgpu')
+    throw new UsageError(`--backend: "${backend}" (wasm, reference, webgpu)`);
+  const weights = values.weights;
+  if (weights !== 'f32' && weights !== 'f16') throw new UsageError(`--weights: "${weights}" (f32, f16)`);
   const chunkTokens = numberOption('chunk-tokens', values['chunk-tokens'], 512);
   const questionTokens = numberOption('question', values.question, 32);
   const systemTokens = numberOption('system', values.system, 32);
@@ -233,13 +239,26 @@ export async function run(args: string[]): Promise<number> {
       cfg.max_position_embeddings = 2 ** Math.ceil(Math.log2(maxTokens));
       writeFileSync(cfgPath, JSON.stringify(cfg));
     }
-    const e = await loadEngine(dir, { backend });
+    let device: string | undefined;
+    let opened: Awaited<ReturnType<typeof openBenchWebGPU>>['backend'] = null;
+    if (backend === 'webgpu') {
+      const g = await openBenchWebGPU();
+      if (!g.backend) throw new UsageError(`--backend webgpu: ${g.note}`);
+      device = g.note;
+      opened = g.backend;
+    }
+    const e = await loadEngine(dir, {
+      backend: opened ?? (backend as 'wasm' | 'reference'),
+      weightDType: weights,
+    });
     engine = e;
     if (e.maxContext < maxTokens) throw new UsageError(`model context ${e.maxContext} < ${maxTokens} tokens`);
     let blobs: BlobStore = new FsBlobStore(join(tmp, 'objects'));
     if (values.s3) {
       // the S3 protocol through s3rver on loopback (the test helper's server: a dev dependency)
       const { startS3 } = await import('../test/helpers/s3-server.ts');
+      // loaded only here: the AWS SDK is not needed (nor carried to the GPU check) without --s3
+      const { S3BlobStore } = await import('../src/storage/s3.ts');
       const srv = await startS3('kvrag-bench');
       stopS3 = srv.stop;
       blobs = new S3BlobStore({ ...srv, forcePathStyle: true });
@@ -381,6 +400,8 @@ export async function run(args: string[]): Promise<number> {
     const c = e.config;
     const result: TtftResult = {
       backend: e.backend.name,
+      ...(device ? { device } : {}),
+      weights,
       model: values.model ?? 'generated',
       config: {
         hidden: c.hiddenSize,

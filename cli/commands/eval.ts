@@ -9,7 +9,7 @@ import { REUSE_MODES, type ReuseMode } from '../../contracts/reuse.ts';
 import type { FetchFn, GenerateRequest, RunnerUsage } from '../../contracts/runner-api.ts';
 import { SPARSE_PATTERNS, type SparsePattern } from '../../contracts/sparse.ts';
 import { KV_DTYPES, type KVDType } from '../../gpu-runner/engine/kv/artifact-format.ts';
-import { FACT_TYPES, type FactType } from '../../gpu-runner/eval/episodes.ts';
+import { FACT_TYPES, type FactType, FILLERS, type Filler } from '../../gpu-runner/eval/episodes.ts';
 import { evalTable, resultsMarkdown, resultsSvg } from '../../gpu-runner/eval/report.ts';
 import { runEval } from '../../gpu-runner/eval/run.ts';
 import { callRunner } from '../../src/routing/runner-client.ts';
@@ -68,7 +68,8 @@ export const command: Command = {
   summary:
     'Exact-match accuracy on held-out retrieval episodes by context length, for each reuse mode, squeezed budget and sparse-prefill pattern.',
   usage: [
-    'kvrag eval [--suite passkey|kv|twohop|all] [--context 512,2048,4096] [--n 10] [--seed 314159]',
+    'kvrag eval [--suite passkey,kv,twohop,field,setting,table|all] [--filler lexicon|prose] [--context 512,2048,4096]',
+    '           [--n 10] [--seed 314159]',
     '           [--modes full,prefix,independent,blend,link] [--budgets 1,1/3,1/8,1/16|none] [--squeezed-mode independent]',
     '           [--patterns a-shape,vertical-slash,block-sparse,flexprefill|none] [--blend-ratio R] [--link-tokens K]',
     '           [--artifact-dtype f16,int8,int4] (each artifact variant once per chunk KV artifact dtype)',
@@ -77,6 +78,7 @@ export const command: Command = {
   async run(args) {
     const { values } = parseOptions(args, {
       suite: { type: 'string', default: DEFAULTS.suite },
+      filler: { type: 'string', default: 'lexicon' },
       context: { type: 'string', default: DEFAULTS.context },
       n: { type: 'string' },
       seed: { type: 'string' },
@@ -96,6 +98,7 @@ export const command: Command = {
     });
     const suites: FactType[] =
       values.suite === 'all' ? [...FACT_TYPES] : oneOf('suite', list(values.suite!), FACT_TYPES);
+    const [filler] = oneOf<Filler>('filler', [values.filler!], FILLERS);
     const contexts = list(values.context!).map((c) => numberOption('context', c, 0));
     for (const c of contexts)
       if (!Number.isInteger(c) || c < 64 || c > 131072)
@@ -155,6 +158,7 @@ export const command: Command = {
       threads,
       seed,
       suites,
+      filler,
       contexts,
       n,
       modes,

@@ -120,7 +120,8 @@ export function resultsMarkdown(r: EvalResult, command: string, svgName: string 
     `Regenerate: \`${command}\``,
     '',
     `- model: \`${r.model}\` (fingerprint \`${r.fingerprint.slice(0, 16)}…\`), ${r.backend} backend`,
-    `- episodes: gpu-runner/tools/train/EPISODES.md held-out sets, seed ${r.seed} (\`heldout-${r.seed}-{suite}-full-{context}\`; training never used it), ${episodesPer(r)} per suite and context, the same episodes for every variant`,
+    `- episodes: gpu-runner/tools/train/EPISODES.md held-out sets, seed ${r.seed} (\`heldout-${r.seed}-{suite}-full-{context}${r.filler === 'lexicon' ? '' : `-${r.filler}`}\`; training never used it), ${episodesPer(r)} per suite and context, the same episodes for every variant`,
+    `- filler: ${fillerNote(r)}`,
     `- settings: blend ratio ${r.blendRatio ?? 'the runner default (0.15)'}, link tokens ${r.linkTokens ?? 'the runner default (16)'}${modeNote(r, 'squeezed', 'squeezed budgets', 'the fixed context from artifacts')}${modeNote(r, 'sparse', 'sparse-prefill patterns', 'the prompt prefilled live')}`,
     '- exact match: the greedy answer equals the gold answer byte for byte and the next token is `<|end|>`',
     '- every request went through the runner API (POST /v1/generate in process: scheduler, reuse assembly, decoding)',
@@ -173,10 +174,17 @@ export function resultsMarkdown(r: EvalResult, command: string, svgName: string 
   return `${lines.join('\n')}`;
 }
 
+/** What the episodes' filler text was. */
+export function fillerNote(r: EvalResult): string {
+  return r.filler === 'prose'
+    ? '`prose` — lines of the committed evaluation prose (gpu-runner/eval/prose: MIT-licensed READMEs that training excludes)'
+    : "`lexicon` — the trainer's generated sentences (`The {adj} {noun} {verb} the {adj} {noun}…`)";
+}
+
 /** The terminal table: every variant × context per suite, accuracy in %. */
 export function evalTable(r: EvalResult): string {
   const lines = [
-    `kvrag eval — ${r.model} on ${r.backend}, seed ${r.seed}, ${episodesPer(r)} episodes per suite and context, ${(r.wallS / 60).toFixed(1)} min`,
+    `kvrag eval — ${r.model} on ${r.backend}, seed ${r.seed}, ${r.filler} filler, ${episodesPer(r)} episodes per suite and context, ${(r.wallS / 60).toFixed(1)} min`,
   ];
   for (const s of r.suites) lines.push('', `suite ${s}`, ...tableFor(r, [s]));
   lines.push(...unavailableLines(r).map((l) => `\n${l}`));
@@ -206,7 +214,7 @@ export function resultsSvg(r: EvalResult): string {
     `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif" font-size="12">`,
     `<title>kvrag eval: exact match by reuse mode, sparse-prefill pattern and squeezed budget</title>`,
     `<rect width="${W}" height="${H}" fill="white"/>`,
-    `<text x="${W / 2}" y="20" text-anchor="middle" font-size="14">kvrag eval: exact match, ${esc(r.suites.join(' + '))}, ${episodesPer(r)} episodes per suite and context (${esc(r.date.slice(0, 10))})</text>`,
+    `<text x="${W / 2}" y="20" text-anchor="middle" font-size="14">kvrag eval: exact match, ${esc(r.suites.join(' + '))} (${r.filler} filler), ${episodesPer(r)} episodes per suite and context (${esc(r.date.slice(0, 10))})</text>`,
   ];
   const yAxis = (x0: number, x1: number) => {
     for (let t = 0; t <= 100; t += 25) {

@@ -25,9 +25,11 @@ import {
   type EpisodePrompt,
   episodePrompt,
   type FactType,
+  type Filler,
   heldoutEpisodes,
   promptTokens,
 } from './episodes.ts';
+import { loadEvalProse } from './prose.ts';
 import { scoreAnswer } from './score.ts';
 
 /**
@@ -54,6 +56,8 @@ export interface EvalOptions {
   /** Held-out seed: episodes are seeded `heldout-{seed}-{suite}-full-{context}`. */
   seed: number;
   suites: readonly FactType[];
+  /** The episodes' filler: the trainer's lexicon sentences, or the committed evaluation prose (./prose.ts). */
+  filler?: Filler;
   contexts: readonly number[];
   /** Episodes per (suite, context). */
   n: number;
@@ -122,6 +126,7 @@ export interface EvalResult {
   seed: number;
   n: number;
   suites: FactType[];
+  filler: Filler;
   contexts: number[];
   variants: string[];
   /** blend's recompute ratio and link's recomputed tokens as sent; null = the runner's default. */
@@ -259,6 +264,8 @@ export async function runEval(opts: EvalOptions): Promise<EvalResult> {
   const fetchFor = (v: Variant): FetchFn => fetches.get(v.dtype) ?? fetchOf(runner);
   const cells: EvalCell[] = [];
   let stopped: EvalResult['stopped'] = null;
+  const filler = opts.filler ?? 'lexicon';
+  const prose = filler === 'prose' ? loadEvalProse().map((d) => d.lines) : undefined;
   try {
     for (const r of runners.values()) await r.start();
     // one set of episodes per (context, suite); run round-robin, episode i of every set before episode
@@ -267,7 +274,7 @@ export async function runEval(opts: EvalOptions): Promise<EvalResult> {
       opts.suites.map((suite) => ({
         context,
         suite,
-        episodes: heldoutEpisodes(opts.seed, suite, context, opts.n),
+        episodes: heldoutEpisodes(opts.seed, suite, context, opts.n, filler, prose),
         ran: 0,
         acc: variants.map((v) => ({
           v,
@@ -374,6 +381,7 @@ export async function runEval(opts: EvalOptions): Promise<EvalResult> {
     seed: opts.seed,
     n: opts.n,
     suites: [...opts.suites],
+    filler,
     contexts: [...opts.contexts],
     variants: variants.map(variantLabel),
     blendRatio: opts.blendRatio ?? null,

@@ -6,7 +6,7 @@
 //
 //   node gpu-runner/tools/make-tiny-model.ts --out DIR [--arch llama|qwen2] [--dtype f32|bf16|f16]
 //        [--seed N] [--shards N] [--bias]
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { f32ToF16 } from '../engine/half.ts';
@@ -175,13 +175,27 @@ export function tinyTensors(o: TinyModelOptions): { name: string; shape: number[
   return out;
 }
 
+/** writeFileSync in writes of at most 1 GiB: one write refuses over 2 GiB (a Qwen2.5-1.5B-sized model is 3 GB). */
+function writeFile(path: string, data: string | Buffer): void {
+  if (typeof data === 'string') {
+    writeFileSync(path, data);
+    return;
+  }
+  const fd = openSync(path, 'w');
+  try {
+    for (let at = 0; at < data.length; ) at += writeSync(fd, data, at, Math.min(2 ** 30, data.length - at));
+  } finally {
+    closeSync(fd);
+  }
+}
+
 /** Writes the model directory; returns the list of files written. */
 export function makeTinyModel(dir: string, options: Partial<TinyModelOptions> = {}): string[] {
   const o = { ...TINY_DEFAULTS, ...options };
   mkdirSync(dir, { recursive: true });
   const written: string[] = [];
   const write = (name: string, data: string | Buffer) => {
-    writeFileSync(join(dir, name), data);
+    writeFile(join(dir, name), data);
     written.push(name);
   };
   write('config.json', `${JSON.stringify(tinyConfigJson(o), null, 2)}\n`);

@@ -23,6 +23,18 @@ export interface Sampling {
   stop?: string[];
 }
 
+/**
+ * The prompt of a bare question (POST /v1/query). A model with a chat template gets it as its user turn, so
+ * the answer starts the assistant turn, as the model was tuned; without one, a plain transcript ending in
+ * "Answer:". That transcript made templated models continue with the byte that follows a colon in the
+ * documents -- a space (" 482913").
+ */
+export function questionPrompt(p: Prepared, question: string): Prompt {
+  return p.model.chatTemplate
+    ? { messages: [{ role: 'user', content: question }] }
+    : { question: `\nQuestion: ${question}\nAnswer:` };
+}
+
 /** The runner request for a prepared answer and a prompt. */
 export function runnerRequest(p: Prepared, prompt: Prompt, s: Sampling): GenerateRequest {
   const g = p.plan.generation;

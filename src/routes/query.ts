@@ -11,7 +11,7 @@ import { REUSE_MODES } from '../../contracts/reuse.ts';
 import { QUALITY } from '../planning/plan.ts';
 import type { RunnerUsage } from '../../contracts/runner-api.ts';
 import { prepareAnswer } from '../answer/prepare.ts';
-import { citedNumbers, runnerRequest } from '../answer/prompt.ts';
+import { citedNumbers, questionPrompt, runnerRequest } from '../answer/prompt.ts';
 import { type AnswerRun, answerCacheKey, runAnswer } from '../answer/run.ts';
 import type { Prepared } from '../answer/services.ts';
 import type { AppEnv } from '../services.ts';
@@ -111,7 +111,7 @@ export function queryRoutes(): Hono<AppEnv> {
       iterative: iterativeOf(body.iterative),
     };
     const p = await prepareAnswer(deps, tenantId, input);
-    const request = runnerRequest(p, { question: `\nQuestion: ${body.question}\nAnswer:` }, {});
+    const request = runnerRequest(p, questionPrompt(p, body.question), {});
     const cacheKey = answerCacheKey(tenantId, 'query', p, request);
     const hit = deps.answer.cache?.get(cacheKey);
     const citations = p.citations;

@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadEngine } from '../../gpu-runner/engine/engine.ts';
 import { episodePrompt, heldoutEpisodes, promptTokens } from '../../gpu-runner/eval/episodes.ts';
 import { parseHeader } from '../../gpu-runner/engine/kv/artifact-format.ts';
+import { loadEvalProse } from '../../gpu-runner/eval/prose.ts';
 import { type EvalResult, runEval, runnerAccepts } from '../../gpu-runner/eval/run.ts';
 import { scoreAnswer } from '../../gpu-runner/eval/score.ts';
 import { command } from '../../cli/commands/eval.ts';
@@ -227,8 +228,31 @@ describe('kvrag eval', () => {
     );
   });
 
+  it('--filler prose: the episodes are built on the committed evaluation prose, and the result says so', async () => {
+    const r = await captureStdout(() =>
+      command.run([
+        ...['--suite', 'setting,table', '--filler', 'prose', '--context', String(CONTEXT), '--n', '1'],
+        ...['--modes', 'full', '--budgets', 'none', '--patterns', 'none'],
+        ...['--model', dir, '--backend', 'reference', '--json'],
+      ]),
+    );
+    const res = JSON.parse(r.out) as EvalResult;
+    expect(res.filler).toBe('prose');
+    expect(result.filler).toBe('lexicon');
+    expect(res.cells.map((c) => c.suite)).toEqual(['setting', 'table']);
+    // the prompt the runner saw is the prose episode's (its token count), not the lexicon one's
+    const prose = loadEvalProse().map((d) => d.lines);
+    for (const c of res.cells) {
+      const [ep] = heldoutEpisodes(SEED, c.suite, CONTEXT, 1, 'prose', prose);
+      const [lex] = heldoutEpisodes(SEED, c.suite, CONTEXT, 1);
+      expect(c.meanPromptTokens).toBe(promptTokens(episodePrompt(ep)));
+      expect(c.meanPromptTokens).not.toBe(promptTokens(episodePrompt(lex)));
+    }
+  });
+
   it('refuses the model’s own training seed and unknown options', async () => {
     await expect(command.run(['--suite', 'nope'])).rejects.toThrow(/--suite: unknown "nope"/);
+    await expect(command.run(['--filler', 'poetry'])).rejects.toThrow(/--filler: unknown "poetry"/);
     await expect(command.run(['--budgets', '2'])).rejects.toThrow(/not a fraction/);
     await expect(command.run(['--seed', '20261122'])).rejects.toThrow(/trained with/);
   });

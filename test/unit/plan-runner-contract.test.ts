@@ -7,7 +7,7 @@ import type { GenerationPlan } from '../../src/planning/plan.ts';
 import { type PlannerContext, planQuery, type ServedModel } from '../../src/planning/planner.ts';
 import type { AnswerModel } from '../../src/answer/models.ts';
 import type { Prepared } from '../../src/answer/services.ts';
-import { DEFAULT_SYSTEM, runnerRequest } from '../../src/answer/prompt.ts';
+import { DEFAULT_SYSTEM, questionPrompt, runnerRequest } from '../../src/answer/prompt.ts';
 
 const served: ServedModel = {
   id: 'm',
@@ -25,11 +25,11 @@ const ctx: PlannerContext = {
 };
 const model: AnswerModel = { ...served, fingerprint: 'f'.repeat(64), chatTemplate: false, created: 1 };
 
-function prepared(generation: Partial<GenerationPlan>): Prepared {
+function prepared(generation: Partial<GenerationPlan>, chatTemplate = false): Prepared {
   const plan = planQuery({ question: 'q?', collections: ['c'] }, ctx);
   return {
     plan: { ...plan, generation: { ...plan.generation, ...generation } },
-    model,
+    model: { ...model, chatTemplate },
     citations: [],
     artifactKeys: ['a'.repeat(64)],
     context: {
@@ -70,5 +70,20 @@ describe('plan → runner request', () => {
       expect(parsed.reuse).toEqual({ mode: 'blend', blendRatio: 0.15 });
       expect(parsed.sparse).toEqual(sparse);
     }
+  });
+
+  it('sends a bare question (POST /v1/query) as the user turn of a model with a chat template', () => {
+    // through the template the answer starts the assistant turn; a transcript ending in "Answer:" made the
+    // bundled model continue with the byte after a colon in its documents, a space (" 482913")
+    const chat = generateBodySchema.parse(
+      runnerRequest(prepared({}, true), questionPrompt(prepared({}, true), 'Q?'), {}),
+    );
+    expect(chat.messages).toEqual([{ role: 'user', content: 'Q?' }]);
+    expect(chat.question).toBeUndefined();
+    const plain = generateBodySchema.parse(
+      runnerRequest(prepared({}), questionPrompt(prepared({}), 'Q?'), {}),
+    );
+    expect(plain.question).toBe('\nQuestion: Q?\nAnswer:');
+    expect(plain.messages).toBeUndefined();
   });
 });

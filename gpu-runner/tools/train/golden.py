@@ -15,46 +15,16 @@ import hashlib
 import json
 import os
 import random
-import struct
 import sys
 
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from episodes import END, EOS, collate, encode_episode, make_episode  # noqa: E402
-from model import LlamaConfig, LlamaForCausalLM  # noqa: E402
+from model import load_hf  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.abspath(os.path.join(HERE, "..", "..", ".."))
-
-
-def read_safetensors(path: str) -> dict[str, torch.Tensor]:
-    with open(path, "rb") as f:
-        data = f.read()
-    (n,) = struct.unpack("<Q", data[:8])
-    header = json.loads(data[8:8 + n])
-    out = {}
-    for name, info in header.items():
-        if name == "__metadata__":
-            continue
-        assert info["dtype"] == "F32", (name, info["dtype"])
-        a, b = info["data_offsets"]
-        buf = bytearray(data[8 + n + a:8 + n + b])
-        out[name] = torch.frombuffer(buf, dtype=torch.float32).reshape(info["shape"]).clone()
-    return out
-
-
-def load_hf(model_dir: str) -> LlamaForCausalLM:
-    with open(os.path.join(model_dir, "config.json")) as f:
-        raw = json.load(f)
-    fields = LlamaConfig.__dataclass_fields__
-    cfg = LlamaConfig(**{k: v for k, v in raw.items() if k in fields})
-    model = LlamaForCausalLM(cfg)
-    sd = read_safetensors(os.path.join(model_dir, "model.safetensors"))
-    if cfg.tie_word_embeddings:
-        sd["lm_head.weight"] = sd["model.embed_tokens.weight"]
-    model.load_state_dict(sd, strict=True)
-    return model.eval()
 
 
 @torch.no_grad()
@@ -86,8 +56,10 @@ def main():
         sha = hashlib.sha256(f.read()).hexdigest()
     rng = random.Random("golden-kvrag-tiny")
     cases = []
-    for kind, nd in (("passkey", 0), ("kv", 2), ("twohop", 2)):
-        enc = encode_episode(make_episode(rng, 160, 1, "full", kinds=[kind], n_distractors=nd, system=True))
+    for kind, nd in (("passkey", 0), ("kv", 2), ("twohop", 2), ("field", 2), ("setting", 2), ("table", 0)):
+        dk = kind if kind in ("field", "setting") else "kv"
+        enc = encode_episode(make_episode(rng, 160, 1, "full", kinds=[kind], n_distractors=nd, system=True,
+                                          distractor_kind=dk, table_rows=2))
         start = enc.answers[0][0]
         ids = greedy(model, enc)
         cases.append({"kind": kind, "prompt_ids": enc.tokens[:start], "gold_answer": enc.answers[0][2].answer,

@@ -183,6 +183,37 @@ def write_safetensors(path: str, tensors: dict[str, torch.Tensor], metadata: dic
     os.replace(tmp, path)
 
 
+def read_safetensors(path: str) -> dict[str, torch.Tensor]:
+    """The F32 tensors of a safetensors file (what write_safetensors writes)."""
+    with open(path, "rb") as f:
+        data = f.read()
+    (n,) = struct.unpack("<Q", data[:8])
+    header = json.loads(data[8:8 + n])
+    out = {}
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        assert info["dtype"] == "F32", (name, info["dtype"])
+        a, b = info["data_offsets"]
+        buf = bytearray(data[8 + n + a:8 + n + b])
+        out[name] = torch.frombuffer(buf, dtype=torch.float32).reshape(info["shape"]).clone()
+    return out
+
+
+def load_hf(model_dir: str) -> LlamaForCausalLM:
+    """An exported HF directory (config.json + model.safetensors) read back, in eval mode."""
+    with open(os.path.join(model_dir, "config.json")) as f:
+        raw = json.load(f)
+    fields = LlamaConfig.__dataclass_fields__
+    cfg = LlamaConfig(**{k: v for k, v in raw.items() if k in fields})
+    model = LlamaForCausalLM(cfg)
+    sd = read_safetensors(os.path.join(model_dir, "model.safetensors"))
+    if cfg.tie_word_embeddings:
+        sd["lm_head.weight"] = sd["model.embed_tokens.weight"]
+    model.load_state_dict(sd, strict=True)
+    return model.eval()
+
+
 def hf_config(c: LlamaConfig) -> dict:
     d = asdict(c)
     d.update({

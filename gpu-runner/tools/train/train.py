@@ -26,8 +26,9 @@ import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from episodes import (END, FACT_TYPES, Encoded, collate, copy_sequence, encode_episode,  # noqa: E402
-                      make_episode, make_train_episode, repeat_sequence)
-from model import LlamaConfig, LlamaForCausalLM, export_hf, induction_init  # noqa: E402
+                      encode_serving, heldout_episodes, make_train_episode, repeat_sequence)
+from model import LlamaConfig, LlamaForCausalLM, export_hf, induction_init, load_hf  # noqa: E402
+from prose import collect, manifest_digest, write_manifest  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.abspath(os.path.join(HERE, "..", "..", ".."))
@@ -65,6 +66,7 @@ def parse_args(argv=None):
     p.add_argument("--max-lock", type=float, default=0.5)
     p.add_argument("--ctx-range", default="", help="LO,HI: fixed context range instead of the curriculum")
     p.add_argument("--eval-every-s", type=float, default=900.0, help="training seconds between evals")
+    p.add_argument("--eval-at-start", action="store_true", help="evaluate the starting weights first")
     p.add_argument("--eval-n", type=int, default=8, help="held-out episodes per (type, mode, length)")
     p.add_argument("--eval-lens", default="512,2048")
     p.add_argument("--final-eval-lens", default="2048,4096")
@@ -77,7 +79,19 @@ def parse_args(argv=None):
     p.add_argument("--no-bf16", action="store_true")
     p.add_argument("--resume", action="store_true")
     p.add_argument("--init-from", default="",
-                   help="start from this checkpoint's weights (a fine-tune: fresh optimizer, step 0, no induction init)")
+                   help="start from these weights, a checkpoint (.pt) or an exported HF directory (a fine-tune: "
+                        "fresh optimizer, step 0, no induction init)")
+    p.add_argument("--kinds", default="kv:0.75,twohop:0.25",
+                   help="KIND:SHARE,... the asked facts besides the pass key in training episodes "
+                        "(episodes.make_train_episode); the unasked distractors are drawn from its kv/field/setting")
+    p.add_argument("--passkey-share", type=float, default=0.6, help="training episodes with a pass key")
+    p.add_argument("--prose-share", type=float, default=0.0,
+                   help="share of training episodes whose filler is real prose collected from the machine's "
+                        "documentation (prose.py; its held-out files feed the prose evals); 0 = lexicon only")
+    p.add_argument("--serving-share", type=float, default=0.0,
+                   help="share of training episodes encoded in the API's serving format (episodes.encode_serving)")
+    p.add_argument("--manifest", default="",
+                   help="write the prose manifest (paths, sizes, hashes, train/held-out) here")
     p.add_argument("--smoke", action="store_true", help="tiny run: 40 steps, short contexts")
     # small and few-headed for CPU throughput: retrieval needs induction circuitry, not capacity, and the
     # T x T passes scale with the number of query heads (4 heads of 64 trained ~2.5x faster than 8 of
@@ -123,6 +137,23 @@ def curriculum(f: float, max_ctx: int, short: str = "128,512") -> tuple[int, int
     return lo, min(hi, max_ctx)
 
 
+def parse_kinds(spec: str) -> tuple[tuple[str, float], ...]:
+    """"kv:0.75,twohop:0.25" -> cumulative shares (("kv", 0.75), ("twohop", 1.0))."""
+    parts = [(k, float(v)) for k, v in (x.split(":") for x in spec.split(","))]
+    total = sum(v for _, v in parts)
+    out, acc = [], 0.0
+    for k, v in parts:
+        if k not in FACT_TYPES or k == "passkey":
+            raise SystemExit(f"--kinds: unknown kind {k!r}")
+        acc += v / total
+        out.append((k, acc))
+    out[-1] = (out[-1][0], 1.0)
+    return tuple(out)
+
+
+PROSE: dict[str, list[list[str]]] = {"train": [], "heldout": []}
+
+
 def make_batch(seed: int, step: int, f: float, args, bootstrap: bool | None = None):
     """Deterministic per (seed, step, f, bootstrap); the log records each step's context length. About
     `tokens_per_step` tokens of dense training episodes (make_train_episode: many facts, a question
@@ -151,25 +182,29 @@ def make_batch(seed: int, step: int, f: float, args, bootstrap: bool | None = No
             e = Encoded(toks, list(range(n)), [-1] * n, loss, "full", [])
         else:
             mode = "block" if rng.random() < args.block_share else "full"
-            e = encode_episode(make_train_episode(rng, L, mode))
+            filler = "prose" if rng.random() < args.prose_share else "lexicon"
+            ep = make_train_episode(rng, L, mode, filler, PROSE["train"], parse_kinds(args.kinds),
+                                    args.passkey_share)
+            e = encode_serving(ep) if rng.random() < args.serving_share else encode_episode(ep)
         encs.append(e)
         n_tok += len(e.tokens)
     return encs, L
 
 
-def heldout(seed: int, lengths: list[int], n: int):
-    """Fixed held-out single-question episodes: {(kind, mode, length): [Encoded]}."""
+def heldout(seed: int, lengths: list[int], n: int, kinds: list[str], fillers: list[str], serving: bool):
+    """Fixed held-out single-question episodes: {(kind[/filler][/serving], mode, length): [Encoded]}, seeded
+    per mode (episodes.heldout_episodes); prose from the held-out split of the collected documents. With
+    `serving`, the prose kv/field/setting episodes are also encoded in the API's serving format."""
     out = {}
     for L in lengths:
-        for kind in FACT_TYPES:
-            for mode in ("full", "block"):
-                rng = random.Random(f"heldout-{seed}-{kind}-{mode}-{L}")
-                eps = []
-                for _ in range(n):
-                    nd = 0 if kind == "passkey" else 3
-                    eps.append(encode_episode(make_episode(rng, L, 1, mode, kinds=[kind],
-                                                           n_distractors=nd, system=True)))
-                out[(kind, mode, L)] = eps
+        for kind in kinds:
+            for filler in fillers:
+                for mode in ("full", "block"):
+                    eps = heldout_episodes(seed, kind, L, n, filler, PROSE["heldout"], mode)
+                    name = kind if filler == "lexicon" else f"{kind}/{filler}"
+                    out[(name, mode, L)] = [encode_episode(e) for e in eps]
+                    if serving and filler == "prose" and kind in ("kv", "field", "setting"):
+                        out[(f"{name}/serving", mode, L)] = [encode_serving(e) for e in eps]
     return out
 
 
@@ -281,7 +316,9 @@ def run_eval(model, sets, bf16: bool, step: int, tag: str, samples: bool = True)
     if samples:
         smp = []
         for (kind, mode, L), encs in sets.items():
-            if mode == "full" and L == min(k[2] for k in sets):
+            # one greedy sample per fact type and filler at the shortest length (decoding without a KV
+            # cache is slow), not for the serving-format copies
+            if mode == "full" and L == min(k[2] for k in sets) and not kind.endswith("/serving"):
                 e = encs[0]
                 smp.append({"kind": kind, "gold": e.answers[0][2].answer,
                             "greedy": greedy_decode(model, e, bf16)})
@@ -319,15 +356,18 @@ def model_card(cfg: LlamaConfig, n_params: int, step: int, final: bool, seed: in
         "  `<|bos|>` then `<|role|>content<|end|>` per message, generation prompt `<|assistant|>`.",
         "",
         "## What it is trained to do (see the measured exact match below for what it actually does)",
-        "Answer questions whose answer is copied from a chunk of the prompt, in the exact episode format:",
-        "a pass key, the value of a `Record XXXXX: NNNNNN.` record, and a two-hop link",
-        "(`Record A: B.` + `Record B: N.` -> answers `B: N`). Trained with full",
+        "Answer questions whose answer is copied from a chunk of the prompt, in the episode format and in",
+        "the prompt kvrag's answer API builds (EPISODES.md, \"Serving format\"): a pass key, the value of a",
+        "`Record XXXXX: NNNNNN.` record, a two-hop link (`Record A: B.` + `Record B: N.` -> answers `B: N`),",
+        "a `Default port: 8080` line, a `max_pool_size = 512` setting and a `| key | value |` table row,",
+        "in generated filler sentences or in real documentation prose. Trained with full",
         "causal attention and with block-diagonal chunk attention (chunks see only themselves, contiguous",
         "positions), so `independent` (TurboRAG-style) chunk KV reuse is in-distribution.",
         "",
         "## What it cannot do",
         "Anything else: no general knowledge, no free-form text, no instructions beyond the templates.",
-        "Contexts beyond 4096 tokens were never trained; other fact phrasings are out of distribution.",
+        "Contexts beyond 4096 tokens were never trained; other fact phrasings and questions are out of",
+        "distribution.",
         "Retrieval is only as good as the table below: a short CPU run may not have learned to copy.",
         "",
         "## Held-out exact match at this export (teacher-forced argmax == greedy exact match)",
@@ -355,7 +395,10 @@ def main(argv=None):
                       num_key_value_heads=args.kv_heads, head_dim=args.head_dim,
                       rope_theta=args.rope_theta)
     model = LlamaForCausalLM(cfg)
-    if args.init_from:
+    if args.init_from and os.path.isdir(args.init_from):
+        model.load_state_dict(load_hf(args.init_from).state_dict())
+        model.train()
+    elif args.init_from:
         model.load_state_dict(torch.load(args.init_from)["model"])
     elif not args.no_induction_init:
         induction_init(model, seed=args.seed)
@@ -375,10 +418,26 @@ def main(argv=None):
         unlocked_at = ck.get("unlocked_at")
         torch.set_rng_state(ck["torch_rng"])
     n_params = sum(p.numel() for p in model.parameters())
-    log({"event": "start", "seed": args.seed, "resumed_at": step, "params": n_params,
+    prose_info = {}
+    if args.prose_share > 0:
+        t0 = time.time()
+        train_docs, held_docs, manifest = collect()
+        PROSE["train"] = [d.lines for d in train_docs]
+        PROSE["heldout"] = [d.lines for d in held_docs]
+        if args.manifest:
+            write_manifest(args.manifest, manifest)
+        prose_info = {"train_docs": len(train_docs), "heldout_docs": len(held_docs),
+                      "train_bytes": sum(r.get("bytes", 0) for r in manifest if r["use"] == "train"),
+                      "excluded": sum(1 for r in manifest if r["use"].startswith("excluded")),
+                      "manifest_digest": manifest_digest(manifest), "collect_s": round(time.time() - t0, 1)}
+    log({"event": "start", "prose": prose_info, "seed": args.seed, "resumed_at": step, "params": n_params,
          "config": asdict(cfg), "args": vars(args), "torch": torch.__version__, "bf16": bf16,
          "ld_preload": os.environ.get("LD_PRELOAD", "")})
-    eval_sets = heldout(args.seed, [int(x) for x in args.eval_lens.split(",")], args.eval_n)
+    kinds = ["passkey", *[k for k, _ in parse_kinds(args.kinds)]]
+    fillers = ["lexicon", "prose"] if args.prose_share > 0 else ["lexicon"]
+    serving = args.serving_share > 0
+    eval_sets = heldout(args.seed, [int(x) for x in args.eval_lens.split(",")], args.eval_n, kinds, fillers,
+                        serving)
 
     def save(step_now: int, final: bool = False):
         torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step_now,
@@ -390,6 +449,8 @@ def main(argv=None):
                   model_card(cfg, n_params, step_now, final, args.seed, last_eval, args.init_from))
         log({"event": "checkpoint", "step": step_now, "ckpt": ckpt_path, "hf_dir": args.out_dir})
 
+    if args.eval_at_start:
+        last_eval = run_eval(model, eval_sets, bf16, step, "start_eval", samples=False)
     model.train()
     win_loss, win_ans, win_qa, win_tok, win_n, win_t = 0.0, 0.0, 0.0, 0, 0, time.time()
     next_eval = (elapsed // args.eval_every_s + 1) * args.eval_every_s
@@ -441,7 +502,8 @@ def main(argv=None):
             save(step)
             next_ckpt += args.ckpt_every_s
             win_t = time.time()
-    final_sets = heldout(args.seed, [int(x) for x in args.final_eval_lens.split(",")], args.final_eval_n)
+    final_sets = heldout(args.seed, [int(x) for x in args.final_eval_lens.split(",")], args.final_eval_n, kinds,
+                         fillers, serving)
     last_eval = run_eval(model, {**eval_sets, **final_sets}, bf16, step, "final_eval")
     save(step, final=True)
     log({"event": "done", "step": step, "elapsed_s": round(elapsed, 1), "tokens_seen": tokens_seen})

@@ -107,6 +107,52 @@ function subgroupMatrixConfig(adapter: GPUAdapter): DeviceInfo['subgroupMatrix']
   return null;
 }
 
+/** What an adapter offers, as plain data (the GPU check prints it: bench/gpu-check). */
+export interface AdapterReport {
+  featureLevel: 'core' | 'compatibility';
+  /** GPUAdapterInfo's fields (vendor, architecture, device, description, subgroup sizes, Dawn's extras) */
+  info: Record<string, unknown>;
+  features: string[];
+  limits: Record<string, number>;
+}
+
+const INFO_FIELDS = [
+  'vendor',
+  'architecture',
+  'device',
+  'description',
+  'subgroupMinSize',
+  'subgroupMaxSize',
+  'isFallbackAdapter',
+  'subgroupMatrixConfigs',
+];
+
+/** The adapter `mode` selects, described field by field (Dawn's objects do not serialise themselves). */
+export async function probeAdapter(mode: WebGPUMode): Promise<AdapterReport> {
+  const { adapter, level } = await adapterFor(mode);
+  const info: Record<string, unknown> = {};
+  const src = adapter.info as unknown as Record<string, unknown>;
+  for (const k of INFO_FIELDS) {
+    const v = src[k];
+    // subgroupMatrixConfigs: an array of Dawn objects; copy their fields
+    info[k] = Array.isArray(v) ? v.map((c) => ({ ...fieldsOf(c) })) : v;
+  }
+  const limits: Record<string, number> = {};
+  const lim = adapter.limits as unknown as Record<string, number>;
+  for (const k of Object.keys(fieldsOf(lim))) limits[k] = Number(lim[k]);
+  return { featureLevel: level, info, features: [...adapter.features].map(String).sort(), limits };
+}
+
+/** Own and inherited enumerable fields of a Dawn object (WebIDL attributes live on the prototype). */
+function fieldsOf(o: unknown): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const k in o as object) {
+    const v = (o as Record<string, unknown>)[k];
+    if (typeof v !== 'function') out[k] = v;
+  }
+  return out;
+}
+
 const LIMITS = [
   'maxStorageBuffersPerShaderStage',
   'maxStorageBufferBindingSize',
