@@ -1,6 +1,7 @@
 // `kvrag bench ttft [--context 2048,8192,16384] [--chunk-tokens 512] [--question 32] [--system 32]
 //   [--modes full,prefix,independent,blend,link] [--artifact-dtype f16,int8,int4] [--runs 3] [--model DIR]
-//   [--backend wasm|reference|webgpu] [--weights f32|f16] [--temps warm,cold,hot] [--s3] [--json]`
+//   [--shape smollm2|qwen2.5-1.5b|tiny] [--backend wasm|reference|webgpu] [--weights f32|f16]
+//   [--temps warm,cold,hot] [--s3] [--json]`
 // Time to first token per reuse mode, measured side by side in one run: for each context length, k
 // chunks of --chunk-tokens tokens behind a system prefix, then a question. Each artifact mode runs warm
 // (artifacts in host memory, uploaded to the device per request) and cold (a fresh runner: empty host
@@ -12,8 +13,9 @@
 // modes and dtypes so machine noise hits all alike. Artifacts are precomputed once per --artifact-dtype
 // (default f16) before timing; every artifact mode runs once per dtype, and each row reports load ms per
 // MiB read. Without --model, a generated Llama (hidden 512, 8 layers, 4/2 heads of 64, intermediate 1408,
-// byte vocab) with max_position_embeddings raised to fit the contexts.
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+// byte vocab), or with --shape a real model's shape (bench/_shapes.ts), random weights, with
+// max_position_embeddings raised to fit the contexts.
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type Engine, loadEngine } from '../gpu-runner/engine/engine.ts';
@@ -31,6 +33,7 @@ import { numberOption, parseOptions, UsageError } from '../cli/args.ts';
 import type { BlobStore } from '../contracts/blob-store.ts';
 import { FsBlobStore } from '../src/storage/fs.ts';
 import { type Cell, emit, formatTable } from './_report.ts';
+import { modelShape } from './_shapes.ts';
 import { openBenchWebGPU } from './_webgpu.ts';
 
 export type TtftResult = {
@@ -188,6 +191,7 @@ export async function run(args: string[]): Promise<number> {
   const { values } = parseOptions(args, {
     json: { type: 'boolean', default: false },
     model: { type: 'string' },
+    shape: { type: 'string' },
     backend: { type: 'string', default: 'wasm' },
     context: { type: 'string', default: '2048,8192,16384' },
     'chunk-tokens': { type: 'string' },
@@ -203,6 +207,8 @@ export async function run(args: string[]): Promise<number> {
     s3: { type: 'boolean', default: false },
     weights: { type: 'string', default: 'f32' },
   });
+  const shape = values.shape ? modelShape('shape', values.shape) : null;
+  if (shape && values.model) throw new UsageError('--shape and --model exclude each other');
   const temps = (values.temps ?? '').split(',') as Temp[];
   for (const t of temps)
     if (!(TEMPS as readonly string[]).includes(t))
@@ -232,13 +238,12 @@ export async function run(args: string[]): Promise<number> {
   let stopS3: (() => Promise<void>) | null = null;
   try {
     const dir = values.model ?? join(tmp, 'model');
-    if (!values.model) {
-      makeTinyModel(dir, { ...BENCH_MODEL, seed: 1 });
-      const cfgPath = join(dir, 'config.json');
-      const cfg = JSON.parse(readFileSync(cfgPath, 'utf8'));
-      cfg.max_position_embeddings = 2 ** Math.ceil(Math.log2(maxTokens));
-      writeFileSync(cfgPath, JSON.stringify(cfg));
-    }
+    if (!values.model)
+      makeTinyModel(dir, {
+        ...(shape ?? BENCH_MODEL),
+        seed: 1,
+        maxPositions: 2 ** Math.ceil(Math.log2(maxTokens)),
+      });
     let device: string | undefined;
     let opened: Awaited<ReturnType<typeof openBenchWebGPU>>['backend'] = null;
     if (backend === 'webgpu') {
@@ -402,7 +407,7 @@ export async function run(args: string[]): Promise<number> {
       backend: e.backend.name,
       ...(device ? { device } : {}),
       weights,
-      model: values.model ?? 'generated',
+      model: values.model ?? `generated ${shape?.label ?? ''}`.trim(),
       config: {
         hidden: c.hiddenSize,
         layers: c.layers,
