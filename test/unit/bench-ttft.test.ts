@@ -69,8 +69,9 @@ describe('bench ttft', () => {
   it('--shape generates a model of that shape, its context raised to fit', async () => {
     const { code, out } = await captureStdout(() =>
       run([
-        ...['--json', '--shape', 'tiny', '--backend', 'reference', '--context', '1024', '--chunk-tokens', '512'],
-        ...['--question', '2', '--system', '0', '--runs', '1', '--modes', 'independent', '--temps', 'warm'],
+        ...['--json', '--shape', 'tiny', '--backend', 'reference', '--context', '1024'],
+        ...['--chunk-tokens', '512', '--question', '2', '--system', '0', '--runs', '1'],
+        ...['--modes', 'independent', '--temps', 'warm'],
       ]),
     );
     expect(code).toBe(0);
