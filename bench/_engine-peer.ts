@@ -4,16 +4,19 @@
 // --model FILE.gguf uses that file as is. Both engines load the same GGUF file. For each format: time to
 // first token from an empty cache at each size (prefill tok/s = size ÷ that time; TTFT rows are the same
 // measurement), decode tokens/s after a short prompt, and the greedy tokens of both on that prompt.
-// kvrag runs on wasm or reference (CPU), or on webgpu (`--backend webgpu`, the device labelled), with
-// its weights held as f32 or f16 (`--weights`); llama.cpp runs its CPU build, or its CUDA or Vulkan
-// build with every layer offloaded (`--peer-gpu cuda|vulkan`: the GPU check, bench/gpu-check.sh).
-// kvrag has no quantized kernels yet: it dequantizes a Q8_0 file at load, and says so.
+// kvrag runs on --backend (default auto: native where the addon loads, else wasm), or on webgpu
+// (`--backend webgpu`, the device labelled); it keeps a Q8_0 file's blocks as stored where the backend
+// takes them, or holds the matrices as `--weights` (f32, f16, q8_0, q4_0), and says which. llama.cpp
+// runs its CPU build, or its CUDA or Vulkan build with every layer offloaded (`--peer-gpu cuda|vulkan`:
+// the GPU check, bench/gpu-check.sh).
 import { availableParallelism } from 'node:os';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { wasmBackendAvailable } from '../gpu-runner/engine/backends/wasm/index.ts';
+import { BACKENDS, type BackendName, resolveBackendName } from '../gpu-runner/engine/backends/registry.ts';
+import { type DType, isBlockDType } from '../gpu-runner/engine/backends/dtypes.ts';
 import { type Engine, loadEngine } from '../gpu-runner/engine/engine.ts';
+import { WEIGHT_DTYPES, type WeightDType } from '../gpu-runner/engine/weights.ts';
 import { type ExportType, exportGguf } from '../gpu-runner/engine/gguf/export.ts';
 import { openGguf } from '../gpu-runner/engine/gguf/location.ts';
 import { makeTinyModel } from '../gpu-runner/tools/make-tiny-model.ts';
@@ -35,6 +38,8 @@ interface FormatResult {
   file: string;
   /** how kvrag held the weights */
   kvragWeights: string;
+  /** the device dtype of kvrag's matrices */
+  kvragDType: string;
   kvrag: Side;
   llamacpp: Side;
   /** leading greedy tokens on which both agree */
@@ -90,12 +95,10 @@ async function measurePeer(
   return { ttftMs, decodeTokensPerS: 1000 / d.msPerToken, tokens: d.tokens };
 }
 
-/** How kvrag holds a file's matrices on its backend. */
-function heldAs(format: string, weights: 'f32' | 'f16'): string {
-  if (format.toLowerCase() === weights) return weights;
-  if (format === 'F32' || format === 'F16')
-    return `${format} ${weights === 'f16' ? 'rounded' : 'widened'} to ${weights}`;
-  return `${format} dequantized to ${weights} at load`;
+/** How kvrag holds a file's matrices on its backend (`held`: the device dtype of a q projection). */
+function heldAs(format: string, held: string): string {
+  if (format.toLowerCase() !== held) return `${held} (${format} converted at load)`;
+  return isBlockDType(held as DType) ? `${held} blocks as stored` : held;
 }
 
 function leadingAgreement(a: number[], b: number[]): number {
@@ -119,7 +122,7 @@ export async function run(args: string[]): Promise<number> {
     'batch-size': { type: 'string' },
     'flash-attention': { type: 'boolean', default: false },
     backend: { type: 'string' },
-    weights: { type: 'string', default: 'f32' },
+    weights: { type: 'string' },
     'peer-gpu': { type: 'string', default: 'none' },
   });
   if (values.peer !== 'llamacpp') throw new UsageError(`--peer: unknown peer "${values.peer}" (llamacpp)`);
@@ -128,8 +131,9 @@ export async function run(args: string[]): Promise<number> {
   for (const f of formats)
     if (f !== 'F32' && f !== 'F16' && f !== 'Q8_0')
       throw new UsageError(`--formats: "${f}" (f32, f16, q8_0)`);
-  const weights = values.weights;
-  if (weights !== 'f32' && weights !== 'f16') throw new UsageError(`--weights: "${weights}" (f32, f16)`);
+  const weights = values.weights as WeightDType | undefined;
+  if (weights !== undefined && !WEIGHT_DTYPES.includes(weights))
+    throw new UsageError(`--weights: "${weights}" (${WEIGHT_DTYPES.join(', ')})`);
   const peerGpu = ({ none: false, cuda: 'cuda', vulkan: 'vulkan' } as const)[
     values['peer-gpu'] as 'none' | 'cuda' | 'vulkan'
   ] as LlamaCppGpu | undefined;
@@ -142,9 +146,13 @@ export async function run(args: string[]): Promise<number> {
   if (!Number.isInteger(decode) || decode < 2) throw new UsageError('--decode-tokens must be an integer ≥ 2');
   const threads = numberOption('threads', values.threads, availableParallelism());
   const batchSize = numberOption('batch-size', values['batch-size'], 512);
-  const backendKind = values.backend ?? (wasmBackendAvailable() ? 'wasm' : 'reference');
-  if (backendKind !== 'wasm' && backendKind !== 'reference' && backendKind !== 'webgpu')
-    throw new UsageError(`--backend: "${backendKind}" (wasm, reference, webgpu)`);
+  const cpu = BACKENDS.filter((b) => b.priority > 0).map((b) => b.name) as string[];
+  if (values.backend !== undefined && values.backend !== 'webgpu' && !cpu.includes(values.backend))
+    throw new UsageError(`--backend: "${values.backend}" (${[...cpu, 'webgpu'].join(', ')})`);
+  const backendKind =
+    values.backend === 'webgpu'
+      ? 'webgpu'
+      : await resolveBackendName((values.backend as BackendName | undefined) ?? 'auto');
   const contextSize = Math.max(...sizes, decodePrompt.length + decode) + 8;
 
   const tmp = mkdtempSync(join(tmpdir(), 'kvrag-bench-peer-'));
@@ -189,6 +197,7 @@ export async function run(args: string[]): Promise<number> {
         weightDType: weights,
       });
       let kvrag: Side;
+      const held = engine.model.weights.layers[0].q.dtype;
       try {
         if (engine.maxContext < contextSize)
           throw new UsageError(
@@ -216,7 +225,8 @@ export async function run(args: string[]): Promise<number> {
       results.push({
         format,
         file,
-        kvragWeights: heldAs(format, weights),
+        kvragWeights: heldAs(format, held),
+        kvragDType: held,
         kvrag,
         llamacpp,
         greedyAgree: leadingAgreement(kvrag.tokens, llamacpp.tokens),
@@ -235,7 +245,7 @@ export async function run(args: string[]): Promise<number> {
         vocab: c.vocabSize,
       },
       threads,
-      kvrag: { backend: backendKind, weights, ...(device ? { device } : {}) },
+      kvrag: { backend: backendKind, weights: weights ?? 'as stored', ...(device ? { device } : {}) },
       llamacpp: { ...info!, batchSize, flashAttention: values['flash-attention']! },
       prefill,
       ttft,
@@ -266,7 +276,7 @@ function table(r: {
   const cols = ['metric'];
   for (const f of r.formats)
     cols.push(
-      `kvrag ${f.kvragWeights === r.kvrag.weights ? f.kvragWeights : `${f.format} (as ${r.kvrag.weights})`}`,
+      `kvrag ${f.kvragDType === f.format.toLowerCase() ? f.format : `${f.format} (as ${f.kvragDType})`}`,
       `llama.cpp ${f.format}`,
       'kvrag ÷ llama.cpp',
     );
@@ -304,7 +314,7 @@ function table(r: {
   const l = r.llamacpp;
   return [
     `engine vs llama.cpp — ${r.model} (hidden ${c.hidden}, ${c.layers} layers, ${c.heads}/${c.kvHeads} heads × ${c.headDim}, ffn ${c.intermediate}, vocab ${c.vocab}); ${r.threads} threads each`,
-    `llama.cpp: node-llama-cpp ${l.build} ${l.gpu ? `${l.gpu} build (all layers on ${l.gpuDevices.join(', ') || 'the GPU'})` : 'CPU build'}, llama.cpp ${l.release}, CPU variant ${l.variant ?? 'unknown'}; batch ${l.batchSize}, flash attention ${l.flashAttention ? 'on' : 'off'}`,
+    `llama.cpp: node-llama-cpp ${l.build} ${l.gpu ? `${l.gpu} build (all layers on ${l.gpuDevices.join(', ') || 'the GPU'})` : 'CPU build'}, llama.cpp ${l.release}, CPU variant ${l.variant ?? 'unknown'}; batch ${l.batchSize}, flash attention ${l.flashAttention ? 'on' : 'off'}, KV cache F16 (its default; kvrag's is f32)`,
     `  ${l.systemInfo}`,
     `kvrag: ${r.kvrag.device ? describe(r.kvrag.device) : `${r.kvrag.backend} backend`}; ${r.formats.map((f) => `${f.format}: ${f.kvragWeights}`).join('; ')}`,
     formatTable(cols, rows),

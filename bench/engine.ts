@@ -1,9 +1,9 @@
-// `kvrag bench engine [--json] [--backend reference,wasm,webgpu]`: prefill and decode throughput of the
-// engine on each backend (default: reference, wasm where available, webgpu where an adapter exists —
-// labelled with its device; on Mesa llvmpipe those are not GPU numbers), measured in one run.
+// `kvrag bench engine [--json] [--backend reference,wasm,native,webgpu] [--weights f32|f16|q8_0|q4_0]
+// [--batch B] [--threads N]`: prefill and decode throughput of the engine on each backend (default: the CPU backends
+// that run here, webgpu where an adapter exists — labelled with its device; on Mesa llvmpipe those are
+// not GPU numbers), measured in one run, with the weight matrices kept as --weights (default: as stored).
 // Uses --model DIR, or a generated model: by default hidden 256, 4 layers, 8 q / 2 kv heads, head_dim 32,
-// vocab 272; `--shape smollm2|qwen2.5-1.5b|tiny` for a real model's shape (bench/_shapes.ts). `--weights f16`
-// keeps the matrices as f16 on the device (KVRAG_WEIGHT_DTYPE's choice; default f32).
+// vocab 272; `--shape smollm2|qwen2.5-1.5b|tiny` for a real model's shape (bench/_shapes.ts).
 // Reports prefill tokens/s (one sequence), decode tokens/s (one sequence, greedy) and batched decode
 // tokens/s (B sequences stepping together), plus the matmul GFLOP/s those imply.
 // `--peer llamacpp` runs kvrag and llama.cpp side by side instead (bench/_engine-peer.ts).
@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import { BACKENDS, type BackendChoice } from '../gpu-runner/engine/backends/registry.ts';
 import type { Backend } from '../gpu-runner/engine/backends/types.ts';
 import { type Engine, loadEngine } from '../gpu-runner/engine/engine.ts';
+import { WEIGHT_DTYPES, type WeightDType } from '../gpu-runner/engine/weights.ts';
 import { makeTinyModel } from '../gpu-runner/tools/make-tiny-model.ts';
 import { numberOption, parseOptions, UsageError } from '../cli/args.ts';
 import { emit, formatTable } from './_report.ts';
@@ -39,6 +40,8 @@ function matmulFlopsPerToken(e: Engine): number {
 
 interface Measurement {
   backend: string;
+  /** device dtype of the weight matrices */
+  weights: string;
   /** webgpu: the device it ran on */
   device?: WebGPULabel;
   config: {
@@ -73,20 +76,21 @@ async function measure(
   const prefillMs = performance.now() - t;
   kv.free();
 
-  const [one] = await engine.generate([{ prompt, maxTokens: decodeTokens + 1, stopTokenIds: [] }]);
+  // decode after a 16-token prompt: one sequence, then `batch` sequences stepping together (one matmul
+  // of M = batch rows per weight per step), each with its own prompt
+  const decodeRequest = (b: number) => ({
+    prompt: prompt.slice(0, 16).map((x) => (x + b) % 256),
+    maxTokens: decodeTokens + 1,
+    stopTokenIds: [],
+  });
+  const [one] = await engine.generate([decodeRequest(0)]);
   const decodeMs = one.totalMs - one.ttftMs;
-
-  const many = await engine.generate(
-    Array.from({ length: batch }, (_, b) => ({
-      prompt: prompt.slice(0, 16).map((x) => (x + b) % 256),
-      maxTokens: decodeTokens + 1,
-      stopTokenIds: [],
-    })),
-  );
+  const many = await engine.generate(Array.from({ length: batch }, (_, b) => decodeRequest(b)));
   const batchDecodeMs = Math.max(...many.map((r) => r.totalMs - r.ttftMs));
   const c = engine.config;
   return {
     backend: engine.backend.name,
+    weights: engine.model.weights.layers[0].q.dtype,
     config: {
       hidden: c.hiddenSize,
       layers: c.layers,
@@ -114,13 +118,12 @@ export async function run(args: string[]): Promise<number> {
     'decode-tokens': { type: 'string' },
     batch: { type: 'string' },
     backend: { type: 'string' },
+    weights: { type: 'string' },
     shape: { type: 'string' },
-    weights: { type: 'string', default: 'f32' },
+    threads: { type: 'string' },
   });
   const shape = values.shape ? modelShape('shape', values.shape) : null;
   if (shape && values.model) throw new UsageError('--shape and --model exclude each other');
-  const weights = values.weights;
-  if (weights !== 'f32' && weights !== 'f16') throw new UsageError(`--weights: "${weights}" (f32, f16)`);
   // CPU backends that run here (the registry's 'auto' candidates), then webgpu where an adapter opens
   const defaults: string[] = [];
   for (const e of [...BACKENDS].sort((a, b) => a.priority - b.priority))
@@ -135,9 +138,13 @@ export async function run(args: string[]): Promise<number> {
   for (const b of backends) {
     if (!names.includes(b)) throw new UsageError(`--backend: unknown backend "${b}" (${names.join(', ')})`);
   }
+  const weights = values.weights as WeightDType | undefined;
+  if (weights !== undefined && !WEIGHT_DTYPES.includes(weights))
+    throw new UsageError(`--weights: unknown "${weights}" (${WEIGHT_DTYPES.join(', ')})`);
   const promptTokens = numberOption('prompt-tokens', values['prompt-tokens'], 128);
   const decodeTokens = numberOption('decode-tokens', values['decode-tokens'], 32);
   const batch = numberOption('batch', values.batch, 4);
+  const threads = values.threads === undefined ? undefined : numberOption('threads', values.threads, 1);
   const tmp = values.model ? null : mkdtempSync(join(tmpdir(), 'kvrag-bench-engine-'));
   try {
     const dir = values.model ?? join(tmp!, 'model');
@@ -145,7 +152,7 @@ export async function run(args: string[]): Promise<number> {
       makeTinyModel(dir, {
         ...(shape ?? BENCH_MODEL),
         seed: 1,
-        maxPositions: Math.max(512, promptTokens + decodeTokens + 8),
+        maxPositions: Math.max(512, promptTokens + decodeTokens + 16),
       });
     const prompt = Array.from({ length: promptTokens }, (_, i) => (i * 31 + 7) % 256);
     const results: Measurement[] = [];
@@ -158,7 +165,11 @@ export async function run(args: string[]): Promise<number> {
         device = webgpuLabel(g.backend);
         backend = g.backend;
       }
-      const engine = await loadEngine(dir, { backend, weightDType: weights });
+      const engine = await loadEngine(dir, {
+        backend,
+        weightDType: weights,
+        ...(threads ? { backendOptions: { threads } } : {}),
+      });
       try {
         results.push({
           ...(await measure(engine, prompt, decodeTokens, batch)),
@@ -171,22 +182,25 @@ export async function run(args: string[]): Promise<number> {
     const c = results[0].config;
     const result = {
       model: values.model ?? `generated ${shape?.label ?? ''}`.trim(),
-      weights,
+      weights: weights ?? 'as stored',
       config: c,
       promptTokens,
       decodeTokens,
       batch,
+      threads: threads ?? 'all cores',
       results,
     };
     emit(values.json!, result, () =>
       [
-        `engine bench — ${result.model} model (hidden ${c.hidden}, ${c.layers} layers, ${c.heads}/${c.kvHeads} heads, vocab ${c.vocab}); ${weights} weights`,
+        `engine bench — ${result.model} model (hidden ${c.hidden}, ${c.layers} layers, ${c.heads}/${c.kvHeads} heads, vocab ${c.vocab}); weights ${result.weights}`,
         formatTable(
           [
             'backend',
+            'weights',
             'prefill tok/s',
             'decode tok/s',
             `decode ×${batch} tok/s`,
+            `×${batch} ÷ one`,
             'prefill GFLOP/s',
             'decode GFLOP/s',
           ],
@@ -194,14 +208,16 @@ export async function run(args: string[]): Promise<number> {
             r.device
               ? `webgpu (${r.device.device}${r.device.software ? ', CPU rasteriser' : ''})`
               : r.backend,
+            r.weights,
             r.prefillTokensPerS,
             r.decodeTokensPerS,
             r.batchDecodeTokensPerS,
+            `${(r.batchDecodeTokensPerS / r.decodeTokensPerS).toFixed(2)}×`,
             r.prefillGflops,
             r.decodeGflops,
           ]),
         ),
-        `prefill ${promptTokens} tokens; decode ${decodeTokens} tokens (one sequence, then ${batch} together)`,
+        `prefill ${promptTokens} tokens; decode ${decodeTokens} tokens after a 16-token prompt (one sequence, then ${batch} together); threads: ${result.threads}`,
       ].join('\n'),
     );
     return 0;

@@ -1,24 +1,33 @@
 // `kvrag bench serve [--concurrency 1,4,16] [--modes independent,full] [--requests N] [--chunks 4]
-//   [--chunk-tokens 128] [--question 16] [--max-tokens 16] [--model DIR] [--backend wasm|reference] [--json]`
+//   [--chunk-tokens 128] [--question 16] [--max-tokens 16] [--model DIR] [--backend wasm|native|reference]
+//   [--weights f32|f16|q8_0|q4_0] [--shape smollm2|tiny] [--json]`
 // Serving throughput and TTFT of a runner over HTTP, reuse modes side by side in one run on the same
 // backend: an in-process runner (createRunner, loopback port) gets closed-loop SSE clients — `c` clients,
 // each sending its next request when the previous one ends — until --requests requests finished, at each
 // concurrency and reuse mode (interleaved: every concurrency runs all modes before the next one).
 // Each request: a system prefix, --chunks chunks from a pool of distinct chunks (precomputed as artifacts
 // before timing, so `independent` loads them; `full` prefills them live), a distinct question, and
-// --max-tokens generated tokens (eos ignored). TTFT = request sent → first token event, at the client.
+// --max-tokens generated tokens (eos ignored). TTFT = request sent → first token event, at the client
+// (the runner's TTFT where the first token has no text). KV memory fits every client of the top level.
 // Throughput = generated tokens / wall time of the level. Without --model, a generated Llama (hidden 256,
-// 4 layers, byte vocab) with max_position_embeddings raised to fit.
+// 4 layers, byte vocab; --shape smollm2: SmolLM2-135M's shape, where decode reads 135M weights per step)
+// with max_position_embeddings raised to fit.
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { REUSE_MODES, type ReuseMode } from '../contracts/reuse.ts';
+import { BACKENDS, type BackendName } from '../gpu-runner/engine/backends/registry.ts';
+import { loadModelConfig } from '../gpu-runner/engine/model-config.ts';
+import { WEIGHT_DTYPES, type WeightDType } from '../gpu-runner/engine/weights.ts';
 import { createRunner, type Runner } from '../gpu-runner/server/runner.ts';
 import type { RunnerUsage } from '../contracts/runner-api.ts';
 import { makeTinyModel } from '../gpu-runner/tools/make-tiny-model.ts';
 import { numberOption, parseOptions, UsageError } from '../cli/args.ts';
 import { FsBlobStore } from '../src/storage/fs.ts';
 import { emit, formatTable, percentile, rng } from './_report.ts';
+import { modelShape } from './_shapes.ts';
+
+const mean = (xs: number[]) => xs.reduce((s, x) => s + x, 0) / xs.length;
 
 const BENCH_MODEL = {
   arch: 'llama' as const,
@@ -39,6 +48,10 @@ interface Row {
   ttftP99Ms: number;
   /** Mean queue wait reported by the runner. */
   queueWaitMs: number;
+  /** Mean context assembly (artifact load, re-rotation, recompute) reported by the runner. */
+  assembleMs: number;
+  /** Mean ms per generated token after the first, per request (its decode steps, shared with the others). */
+  decodeMsPerToken: number;
   cachedTokensPerRequest: number;
   wallMs: number;
 }
@@ -54,13 +67,19 @@ export async function run(args: string[]): Promise<number> {
     'max-tokens': { type: 'string' },
     model: { type: 'string' },
     backend: { type: 'string', default: 'wasm' },
+    weights: { type: 'string' },
+    shape: { type: 'string' },
     json: { type: 'boolean' },
   });
   const levels = (values.concurrency ?? '').split(',').map((c) => numberOption('concurrency', c, 1));
   const modes = (values.modes ?? '').split(',') as ReuseMode[];
   for (const m of modes) if (!REUSE_MODES.includes(m)) throw new UsageError(`unknown reuse mode "${m}"`);
-  if (values.backend !== 'wasm' && values.backend !== 'reference')
-    throw new UsageError('--backend must be wasm or reference');
+  const cpu = BACKENDS.filter((b) => b.priority > 0).map((b) => b.name) as string[];
+  if (!cpu.includes(values.backend!)) throw new UsageError(`--backend must be one of ${cpu.join(', ')}`);
+  const backend = values.backend as BackendName;
+  const weights = values.weights as WeightDType | undefined;
+  if (weights !== undefined && !WEIGHT_DTYPES.includes(weights))
+    throw new UsageError(`--weights: unknown "${weights}" (${WEIGHT_DTYPES.join(', ')})`);
   const perLevel = numberOption('requests', values.requests, Math.max(16, ...levels));
   const k = numberOption('chunks', values.chunks, 4);
   const chunkTokens = numberOption('chunk-tokens', values['chunk-tokens'], 128);
@@ -69,24 +88,34 @@ export async function run(args: string[]): Promise<number> {
   const systemTokens = 16;
   const seqTokens = systemTokens + k * chunkTokens + questionTokens + maxTokens;
 
+  const shape = values.shape ? modelShape('shape', values.shape) : null;
+  if (shape && values.model) throw new UsageError('--shape and --model exclude each other');
   const tmp = mkdtempSync(join(tmpdir(), 'kvrag-bench-serve-'));
   let runner: Runner | null = null;
   try {
     const dir = values.model ?? join(tmp, 'model');
     if (!values.model) {
-      makeTinyModel(dir, { ...BENCH_MODEL, seed: 1 });
+      makeTinyModel(dir, { ...(shape ?? BENCH_MODEL), seed: 1 });
       const cfgPath = join(dir, 'config.json');
       const cfg = JSON.parse(readFileSync(cfgPath, 'utf8'));
       cfg.max_position_embeddings = 2 ** Math.ceil(Math.log2(seqTokens));
       writeFileSync(cfgPath, JSON.stringify(cfg));
     }
+    // KV memory for every client at the highest level at once (f32 K and V, every layer; the scheduler
+    // reserves a sequence's positions in blocks of 32), so concurrency is not capped by the default 256 MiB
+    const mc = loadModelConfig(dir);
+    const kvBytes = Math.max(
+      256 * 1024 * 1024,
+      Math.max(...levels) * (seqTokens + 64) * 2 * mc.layers * mc.kvHeads * mc.headDim * 4,
+    );
     const r = await createRunner({
       modelDir: dir,
-      backend: values.backend,
+      backend,
+      weightDType: weights,
       blobs: new FsBlobStore(join(tmp, 'objects')),
       port: 0,
       host: '127.0.0.1',
-      scheduler: { maxRunning: Math.max(...levels), maxStepTokens: 512 },
+      scheduler: { maxRunning: Math.max(...levels), maxStepTokens: 512, kvBytes },
     });
     runner = r;
     const { port } = await r.start();
@@ -147,7 +176,9 @@ export async function run(args: string[]): Promise<number> {
         }
       }
       if (!usage) throw new Error('stream ended without a done event');
-      return { ttft, usage };
+      // a first token with no text of its own (a random model's id outside the byte range) sends no token
+      // event: then the runner's own TTFT (arrival → first token) stands in
+      return { ttft: ttft < 0 ? usage.timingsMs.ttft : ttft, usage };
     };
 
     // warm-up: one request per mode (JIT, engine-tier residency)
@@ -180,7 +211,11 @@ export async function run(args: string[]): Promise<number> {
           tokensPerSec: tokens / (wall / 1000),
           ttftP50Ms: percentile(ttfts, 50),
           ttftP99Ms: percentile(ttfts, 99),
-          queueWaitMs: usages.reduce((s, u) => s + u.timingsMs.queueWait, 0) / usages.length,
+          queueWaitMs: mean(usages.map((u) => u.timingsMs.queueWait)),
+          assembleMs: mean(usages.map((u) => u.timingsMs.assemble)),
+          decodeMsPerToken: mean(
+            usages.map((u) => (u.timingsMs.total - u.timingsMs.ttft) / Math.max(1, u.completionTokens - 1)),
+          ),
           cachedTokensPerRequest: usages.reduce((s, u) => s + u.cachedTokens, 0) / usages.length,
           wallMs: wall,
         });
@@ -190,7 +225,8 @@ export async function run(args: string[]): Promise<number> {
     const result = {
       bench: 'serve',
       backend: r.core.engine.backend.name,
-      model: values.model ?? 'generated',
+      weights: r.core.engine.model.weights.layers[0].q.dtype,
+      model: values.model ?? `generated ${shape?.label ?? ''}`.trim(),
       fingerprint: r.core.engine.fingerprint,
       chunks: k,
       chunkTokens,
@@ -213,6 +249,8 @@ export async function run(args: string[]): Promise<number> {
           'TTFT p50 ms',
           'TTFT p99 ms',
           'queue ms',
+          'assemble ms',
+          'decode ms/tok',
           'cached tok',
           'tok/s ÷ full',
           'p50 ÷ full',
@@ -225,6 +263,8 @@ export async function run(args: string[]): Promise<number> {
           x.ttftP50Ms,
           x.ttftP99Ms,
           x.queueWaitMs,
+          x.assembleMs,
+          x.decodeMsPerToken,
           x.cachedTokensPerRequest,
           x.throughputVsFull,
           x.ttftP50VsFull,

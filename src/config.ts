@@ -155,13 +155,17 @@ const shape = {
   runnerPrecomputeBatch: z.coerce.number().int().min(1).max(1024).optional(),
   /** Hugging Face model directory; default: the bundled model, models/kvrag-tiny in the kvrag package. */
   modelDir: z.string().trim().min(1).optional(),
-  engineBackend: z.enum(['auto', 'reference', 'wasm', 'webgpu']).default('auto'),
+  engineBackend: z.enum(['auto', 'reference', 'wasm', 'native', 'webgpu']).default('auto'),
   /** webgpu backend's adapter: auto (a GPU, else OpenGL ES on Mesa llvmpipe), native (GPU only), opengl. */
   webgpuAdapter: z.enum(['auto', 'native', 'opengl']).default('auto'),
   /** webgpu backend's KV cache: f32 (exact), or f16 (half the memory; keys/values rounded to f16). */
   webgpuKvDType: z.enum(['f32', 'f16']).default('f32'),
-  /** Device dtype of the weights: f16 halves memory and bandwidth; f32 is exact to the checkpoint. */
-  weightDType: z.enum(['f32', 'f16']).default('f32'),
+  /**
+   * Device dtype of the weight matrices: f32 (exact to the checkpoint), f16 (half the bytes), q8_0 / q4_0
+   * (ggml blocks: ~1/4 and ~1/7 of f32, multiplied by integer kernels; quantized at load unless a GGUF
+   * file holds them). Unset: as stored (GGUF Q8_0/Q4_0 kept, Q4_K/Q6_K as q8_0, floats f32).
+   */
+  weightDType: z.enum(['f32', 'f16', 'q8_0', 'q4_0']).optional(),
   /** Threads of the wasm backend; default: one per core. */
   engineThreads: z.coerce.number().int().min(1).max(256).optional(),
   /** Longest sequence (prompt + answer) the engine allocates for; default: the model's own limit. */

@@ -8,7 +8,9 @@ import { isAbsolute, join, relative } from 'node:path';
 import { REUSE_MODES, type ReuseMode } from '../../contracts/reuse.ts';
 import type { FetchFn, GenerateRequest, RunnerUsage } from '../../contracts/runner-api.ts';
 import { SPARSE_PATTERNS, type SparsePattern } from '../../contracts/sparse.ts';
+import { BACKEND_CHOICES } from '../../gpu-runner/engine/backends/registry.ts';
 import { KV_DTYPES, type KVDType } from '../../gpu-runner/engine/kv/artifact-format.ts';
+import { WEIGHT_DTYPES } from '../../gpu-runner/engine/weights.ts';
 import { FACT_TYPES, type FactType, FILLERS, type Filler } from '../../gpu-runner/eval/episodes.ts';
 import { evalTable, resultsMarkdown, resultsSvg } from '../../gpu-runner/eval/report.ts';
 import { runEval } from '../../gpu-runner/eval/run.ts';
@@ -73,7 +75,8 @@ export const command: Command = {
     '           [--modes full,prefix,independent,blend,link] [--budgets 1,1/3,1/8,1/16|none] [--squeezed-mode independent]',
     '           [--patterns a-shape,vertical-slash,block-sparse,flexprefill|none] [--blend-ratio R] [--link-tokens K]',
     '           [--artifact-dtype f16,int8,int4] (each artifact variant once per chunk KV artifact dtype)',
-    '           [--model DIR] [--backend auto|wasm|reference] [--threads N] [--max-minutes M] [--json] [--out DIR]',
+    '           [--model DIR] [--backend auto|native|wasm|reference] [--weights f32|f16|q8_0|q4_0] [--threads N]',
+    '           [--max-minutes M] [--json] [--out DIR]',
   ].join('\n'),
   async run(args) {
     const { values } = parseOptions(args, {
@@ -91,6 +94,7 @@ export const command: Command = {
       'artifact-dtype': { type: 'string' },
       model: { type: 'string' },
       backend: { type: 'string', default: 'auto' },
+      weights: { type: 'string' },
       threads: { type: 'string' },
       json: { type: 'boolean', default: false },
       out: { type: 'string' },
@@ -118,9 +122,10 @@ export const command: Command = {
         ? undefined
         : oneOf<KVDType>('artifact-dtype', list(values['artifact-dtype']), KV_DTYPES);
     const [squeezedMode] = oneOf<ReuseMode>('squeezed-mode', [values['squeezed-mode']!], REUSE_MODES);
-    const backend = values.backend as 'auto' | 'wasm' | 'reference';
-    if (!['auto', 'wasm', 'reference'].includes(backend))
-      throw new UsageError('--backend must be auto, wasm or reference');
+    const cpu = BACKEND_CHOICES.filter((b) => b !== 'webgpu');
+    const [backend] = oneOf('backend', [values.backend!], cpu);
+    const weightDType =
+      values.weights === undefined ? undefined : oneOf('weights', [values.weights], WEIGHT_DTYPES)[0];
     const threads = values.threads === undefined ? undefined : numberOption('threads', values.threads, 0);
     // the bundled model by its repository path (results.md names it), when run from inside the repository
     const rel = relative(process.cwd(), BUNDLED_MODEL_DIR);
@@ -156,6 +161,7 @@ export const command: Command = {
       modelDir,
       backend,
       threads,
+      weightDType,
       seed,
       suites,
       filler,

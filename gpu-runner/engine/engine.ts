@@ -31,7 +31,11 @@ export interface EngineOptions {
   backend?: Backend | BackendChoice;
   /** Options for a backend created by name (threads, webgpu adapter). */
   backendOptions?: BackendOptions;
-  /** Device dtype of weight matrices (BF16 files are always widened to f32 first). Default f32. */
+  /**
+   * Device dtype of weight matrices: f32, f16, or q8_0 / q4_0 blocks (quantized at load unless the GGUF
+   * file holds them). Default: as stored (weights.ts matrixDType: GGUF Q8_0/Q4_0 kept, Q4_K/Q6_K as
+   * q8_0, floats f32). A dtype the backend does not take falls back to f32.
+   */
   weightDType?: WeightDType;
   /** Cap on positions per sequence. Default: the model's max_position_embeddings (or sliding window). */
   maxContext?: number;
@@ -161,7 +165,7 @@ export class Engine {
 
 /**
  * Loads a model: a Hugging Face directory, a GGUF file, or `ollama:NAME[:TAG]` (a GGUF in ollama's store;
- * quantized GGUF tensors are dequantized at load, see gguf/weights.ts).
+ * its quantized tensors stay blocks where the backend takes them, see weights.ts matrixDType).
  */
 export async function loadEngine(dir: string, opts: EngineOptions = {}): Promise<Engine> {
   const files = readModelFiles(dir);
@@ -170,7 +174,7 @@ export async function loadEngine(dir: string, opts: EngineOptions = {}): Promise
   const choice = opts.backend ?? 'reference';
   const backend = typeof choice === 'object' ? choice : await createBackend(choice, opts.backendOptions);
   try {
-    const weights = loadWeights(dir, config, backend, opts.weightDType ?? 'f32');
+    const weights = loadWeights(dir, config, backend, opts.weightDType);
     const fingerprint = modelFingerprint(dir);
     const modelMax = Math.min(config.maxPositionEmbeddings, config.slidingWindow ?? Number.POSITIVE_INFINITY);
     const maxContext = Math.min(opts.maxContext ?? modelMax, modelMax);

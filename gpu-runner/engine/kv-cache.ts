@@ -50,6 +50,24 @@ export class SequenceKV {
     this.length = Math.max(this.length, start + count);
   }
 
+  /**
+   * Copies every layer's positions [0, other.length) of another cache on the device into this empty one
+   * (growing a sequence's cache: no round trip through the host).
+   */
+  copyFrom(other: SequenceKV): void {
+    if (this.length !== 0) throw new Error('copyFrom: the cache is not empty');
+    const n = other.length;
+    this.ensureRoom(n);
+    const b = this.backend;
+    for (let l = 0; n > 0 && l < this.cache.spec.layers; l++) {
+      const { k, v } = b.kvGather(other.cache, l, 0, n);
+      b.kvWrite(l, k, v, [{ cache: this.cache, row: 0, count: n, pos: 0 }]);
+      b.free(k);
+      b.free(v);
+    }
+    this.length = n;
+  }
+
   /** Drops positions from `length` on (e.g. to reuse a shared prefix). */
   truncate(length: number): void {
     if (length < 0 || length > this.length)

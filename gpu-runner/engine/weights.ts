@@ -1,14 +1,19 @@
 // Loads a model's weights from model.safetensors or a sharded model.safetensors.index.json, or from a
-// GGUF file (gguf/weights.ts: HF names and layout, dequantized), checks names and shapes against the
-// config, converts BF16 → f32, and uploads them to a backend.
+// GGUF file (gguf/weights.ts: HF names and layout), checks names and shapes against the config and
+// uploads them to a backend. Matrices go up in one device dtype each (matrixDType): f32, f16, or ggml
+// Q8_0 / Q4_0 blocks — GGUF blocks of that type as stored, anything else quantized here; norms and
+// biases are always f32.
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { BLOCK_QUANT, type BlockDType, type DType, isBlockDType } from './backends/dtypes.ts';
 import type { Backend, HostTensor, Tensor } from './backends/types.ts';
 import { bf16ToF32, f16ToF32, f32ToF16 } from './half.ts';
 import { ModelLoadError } from './errors.ts';
 import { locateModel, openGguf } from './gguf/location.ts';
 import { ggufWeights, type StoredTensor } from './gguf/weights.ts';
 import type { ModelConfig } from './model-config.ts';
+import { BLOCK_LAYOUTS } from './quant/blocks.ts';
+import { quantize } from './quant/codecs.ts';
 import {
   readSafetensorsHeader,
   readTensorBytes,
@@ -42,8 +47,30 @@ export interface ModelWeights {
   lmHead: Tensor; // [vocab, hidden] (the embedding itself when tied)
 }
 
-/** The dtype matrices are kept in on the device; norms and biases are always f32. */
-export type WeightDType = 'f32' | 'f16';
+/** Device dtypes a weight matrix can be kept in. */
+export const WEIGHT_DTYPES = ['f32', 'f16', 'q8_0', 'q4_0'] as const;
+export type WeightDType = (typeof WEIGHT_DTYPES)[number];
+
+/**
+ * The device dtype of one matrix stored as `stored` (a safetensors or ggml type name) with rows of
+ * `rowLength`: `want`, or when unset what is stored — ggml Q8_0 / Q4_0 blocks kept, Q4_K / Q6_K as Q8_0
+ * (the nearest block type the kernels take: re-quantizing to Q4_0 would add a second 4-bit rounding as
+ * large as the first, Q8_0's adds ~1/16 of it), floats f32. A block type needs rows of whole blocks, and
+ * a dtype the backend does not take falls back to f32.
+ */
+export function matrixDType(
+  stored: string,
+  want: WeightDType | undefined,
+  takes: readonly DType[],
+  rowLength: number,
+): WeightDType {
+  const asStored: WeightDType =
+    stored === 'Q8_0' || stored === 'Q4_K' || stored === 'Q6_K' ? 'q8_0' : stored === 'Q4_0' ? 'q4_0' : 'f32';
+  const d = want ?? asStored;
+  if (!takes.includes(d)) return 'f32';
+  if (isBlockDType(d) && rowLength % BLOCK_LAYOUTS[BLOCK_QUANT[d]].blockSize !== 0) return 'f32';
+  return d;
+}
 
 /** The safetensors files of a model directory, and which file holds each tensor. */
 export interface WeightIndex {
@@ -104,7 +131,7 @@ export function indexWeights(dir: string): WeightIndex {
 }
 
 /** Reads one tensor as host f32 or f16 data. */
-export function readHostTensor(index: WeightIndex, name: string, dtype: WeightDType): HostTensor {
+export function readHostTensor(index: WeightIndex, name: string, dtype: 'f32' | 'f16'): HostTensor {
   const entry = index.tensors.get(name);
   if (!entry) throw new ModelLoadError(index.files[0]?.path ?? 'model', `missing tensor "${name}"`);
   const { file, info } = entry;
@@ -131,11 +158,11 @@ export interface WeightSource {
   /** the file holding `name` (for messages), or the model's first file */
   fileOf(name: string): string;
   shape(name: string): readonly number[] | undefined;
-  read(name: string, dtype: WeightDType): HostTensor;
-  /**
-   * GGUF only: the tensor as stored (quantized blocks untouched, rows in HF order) — what integer kernels
-   * will take once a backend accepts quantized weights; until then `read` dequantizes.
-   */
+  /** the stored type: F32 / F16 / BF16, or a ggml block type (Q8_0, Q4_0, Q4_K, Q6_K) in a GGUF file */
+  storedType(name: string): string | undefined;
+  /** the tensor as f32 (widened or dequantized) or f16 */
+  read(name: string, dtype: 'f32' | 'f16'): HostTensor;
+  /** GGUF only: the tensor as stored (quantized blocks untouched, rows in HF order) */
   stored?(name: string): StoredTensor;
 }
 
@@ -144,6 +171,7 @@ function safetensorsWeights(dir: string): WeightSource {
   return {
     fileOf: (name) => index.tensors.get(name)?.file.path ?? index.files[0]?.path ?? dir,
     shape: (name) => index.tensors.get(name)?.info.shape,
+    storedType: (name) => index.tensors.get(name)?.info.dtype,
     read: (name, dtype) => readHostTensor(index, name, dtype),
   };
 }
@@ -153,7 +181,19 @@ export function openWeights(model: string): WeightSource {
   const at = locateModel(model);
   if (at.kind === 'dir') return safetensorsWeights(at.dir);
   const g = ggufWeights(openGguf(at.file));
-  return { fileOf: () => g.path, shape: g.shape, read: g.read, stored: g.blocks };
+  return { fileOf: () => g.path, shape: g.shape, storedType: g.type, read: g.read, stored: g.blocks };
+}
+
+/** One tensor as host data of `dtype`: block types as stored when the file holds them, else quantized. */
+export function readWeight(src: WeightSource, name: string, dtype: WeightDType): HostTensor {
+  if (!isBlockDType(dtype)) return src.read(name, dtype);
+  const type = BLOCK_QUANT[dtype];
+  if (src.stored && src.storedType(name) === type) {
+    const t = src.stored(name);
+    return { dtype, shape: t.shape, data: t.data };
+  }
+  const f = src.read(name, 'f32');
+  return { dtype: dtype as BlockDType, shape: f.shape, data: quantize(type, f.data as Float32Array) };
 }
 
 function expectShape(src: WeightSource, name: string, shape: number[]): void {
@@ -165,21 +205,25 @@ function expectShape(src: WeightSource, name: string, shape: number[]): void {
 }
 
 /**
- * Loads and uploads all weights of a model directory or GGUF file. Matrices go up as `dtype` (if the
- * backend accepts it), the rest as f32.
+ * Loads and uploads all weights of a model directory or GGUF file. Matrices go up as `dtype`, or unset
+ * as stored (matrixDType), each narrowed to what the backend takes; norms and biases as f32.
  */
 export function loadWeights(
   model: string,
   cfg: ModelConfig,
   backend: Backend,
-  dtype: WeightDType = 'f32',
+  dtype?: WeightDType,
 ): ModelWeights {
   const index = openWeights(model);
-  const matDType: WeightDType = backend.caps.weightDTypes.includes(dtype) ? dtype : 'f32';
   const { hiddenSize: d, heads, kvHeads, headDim, intermediateSize: f, vocabSize: vocab } = cfg;
-  const load = (name: string, shape: number[], kind: WeightDType = 'f32'): Tensor => {
+  const load = (name: string, shape: number[]): Tensor => {
     expectShape(index, name, shape);
-    return backend.upload(index.read(name, kind));
+    return backend.upload(index.read(name, 'f32'));
+  };
+  const matrix = (name: string, shape: number[]): Tensor => {
+    expectShape(index, name, shape);
+    const device = matrixDType(index.storedType(name)!, dtype, backend.caps.weightDTypes, shape[1]);
+    return backend.upload(readWeight(index, name, device));
   };
   // a bias the config declares must exist; one it does not declare must not (it would be ignored)
   const bias = (name: string, shape: number[], declared: boolean): Tensor | undefined => {
@@ -188,24 +232,24 @@ export function loadWeights(
       throw new ModelLoadError(index.fileOf(name), `tensor "${name}" is not expected by config.json`);
     return undefined;
   };
-  const embed = load('model.embed_tokens.weight', [vocab, d], matDType);
+  const embed = matrix('model.embed_tokens.weight', [vocab, d]);
   const layers: LayerWeights[] = [];
   for (let l = 0; l < cfg.layers; l++) {
     const p = `model.layers.${l}`;
     layers.push({
       inputNorm: load(`${p}.input_layernorm.weight`, [d]),
-      q: load(`${p}.self_attn.q_proj.weight`, [heads * headDim, d], matDType),
-      k: load(`${p}.self_attn.k_proj.weight`, [kvHeads * headDim, d], matDType),
-      v: load(`${p}.self_attn.v_proj.weight`, [kvHeads * headDim, d], matDType),
-      o: load(`${p}.self_attn.o_proj.weight`, [d, heads * headDim], matDType),
+      q: matrix(`${p}.self_attn.q_proj.weight`, [heads * headDim, d]),
+      k: matrix(`${p}.self_attn.k_proj.weight`, [kvHeads * headDim, d]),
+      v: matrix(`${p}.self_attn.v_proj.weight`, [kvHeads * headDim, d]),
+      o: matrix(`${p}.self_attn.o_proj.weight`, [d, heads * headDim]),
       qBias: bias(`${p}.self_attn.q_proj.bias`, [heads * headDim], cfg.qkvBias),
       kBias: bias(`${p}.self_attn.k_proj.bias`, [kvHeads * headDim], cfg.qkvBias),
       vBias: bias(`${p}.self_attn.v_proj.bias`, [kvHeads * headDim], cfg.qkvBias),
       oBias: bias(`${p}.self_attn.o_proj.bias`, [d], cfg.oBias),
       postNorm: load(`${p}.post_attention_layernorm.weight`, [d]),
-      gate: load(`${p}.mlp.gate_proj.weight`, [f, d], matDType),
-      up: load(`${p}.mlp.up_proj.weight`, [f, d], matDType),
-      down: load(`${p}.mlp.down_proj.weight`, [d, f], matDType),
+      gate: matrix(`${p}.mlp.gate_proj.weight`, [f, d]),
+      up: matrix(`${p}.mlp.up_proj.weight`, [f, d]),
+      down: matrix(`${p}.mlp.down_proj.weight`, [d, f]),
       gateBias: bias(`${p}.mlp.gate_proj.bias`, [f], cfg.mlpBias),
       upBias: bias(`${p}.mlp.up_proj.bias`, [f], cfg.mlpBias),
       downBias: bias(`${p}.mlp.down_proj.bias`, [d], cfg.mlpBias),
@@ -219,6 +263,6 @@ export function loadWeights(
       'missing tensor "lm_head.weight" (tie_word_embeddings is false)',
     );
   }
-  const lmHead = tied ? embed : load('lm_head.weight', [vocab, d], matDType);
+  const lmHead = tied ? embed : matrix('lm_head.weight', [vocab, d]);
   return { embed, layers, norm, lmHead };
 }

@@ -20,6 +20,7 @@ import {
 import type { SparsePattern } from '../../contracts/sparse.ts';
 import type { BackendChoice } from '../engine/backends/registry.ts';
 import type { KVDType } from '../engine/kv/artifact-format.ts';
+import type { WeightDType } from '../engine/weights.ts';
 import { createRunner, type Runner } from '../server/runner.ts';
 import {
   type EpisodePrompt,
@@ -53,6 +54,8 @@ export interface EvalOptions {
   modelDir: string;
   backend?: BackendChoice;
   threads?: number;
+  /** Device dtype of the weight matrices (default: as stored, see engine/weights.ts matrixDType). */
+  weightDType?: WeightDType;
   /** Held-out seed: episodes are seeded `heldout-{seed}-{suite}-full-{context}`. */
   seed: number;
   suites: readonly FactType[];
@@ -123,6 +126,8 @@ export interface EvalResult {
   model: string;
   fingerprint: string;
   backend: string;
+  /** the device dtype of the weight matrices (q/k/v/o, MLP; the embedding's may differ only by row length) */
+  weights: string;
   seed: number;
   n: number;
   suites: FactType[];
@@ -251,6 +256,7 @@ export async function runEval(opts: EvalOptions): Promise<EvalResult> {
     modelDir: opts.modelDir,
     backend: opts.backend ?? 'auto',
     threads: opts.threads,
+    weightDType: opts.weightDType,
     dtype: dtypes[0],
   });
   const engine = runner.core.engine;
@@ -378,6 +384,7 @@ export async function runEval(opts: EvalOptions): Promise<EvalResult> {
     model: opts.modelDir,
     fingerprint: engine.fingerprint,
     backend: engine.backend.name,
+    weights: engine.model.weights.layers[0].q.dtype,
     seed: opts.seed,
     n: opts.n,
     suites: [...opts.suites],

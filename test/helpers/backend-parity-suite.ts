@@ -6,12 +6,15 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { BLOCK_QUANT } from '../../gpu-runner/engine/backends/dtypes.ts';
 import { createReferenceBackend } from '../../gpu-runner/engine/backends/reference/index.ts';
 import type { Backend, Tensor } from '../../gpu-runner/engine/backends/types.ts';
 import { type Engine, loadEngine } from '../../gpu-runner/engine/engine.ts';
 import { computeFingerprint } from '../../gpu-runner/engine/fingerprint.ts';
+import { dequantize, quantize } from '../../gpu-runner/engine/quant/codecs.ts';
 import type { GoldenManifest } from '../../gpu-runner/tools/make-golden.ts';
-import { maxAbsDiff, tinyModels } from './tiny-model.ts';
+import { quantizedActivationBound } from './quant-ref.ts';
+import { maxAbsDiff, rmsRel, tinyModels } from './tiny-model.ts';
 import { rand, relErr } from './wasm-runtime.ts';
 
 export interface ParityTolerances {
@@ -76,6 +79,34 @@ export function backendParitySuite(
         const a = await logitsAll(ref, prompt);
         const b = await logitsAll(dev, prompt);
         expect(maxAbsDiff(b, a)).toBeLessThanOrEqual(tol.logits);
+      },
+    );
+
+    it.each(['q8_0', 'q4_0'] as const)(
+      'llama (%s weights): logits within the rounding bound of the f32 reference',
+      async (dt) => {
+        // The reference computes exactly with the blocks' values, so rounding the weights to `dt` moves
+        // the f32 logits by E(dt) (rms relative). Integer kernels also round the activations to Q8_0
+        // blocks — the same 8-bit rounding, on blocks less uniform than the weights' (larger max/rms):
+        // allowed 2·E(q8_0) against the reference on the same blocks, and E(dt) + 2·E(q8_0) against f32.
+        const dir = models.make('llama-quant', { arch: 'llama', seed: 3 });
+        const f32 = await loadEngine(dir);
+        const ref = await loadEngine(dir, { weightDType: dt });
+        const ref8 = dt === 'q8_0' ? ref : await loadEngine(dir, { weightDType: 'q8_0' });
+        const dev = await loadEngine(dir, { weightDType: dt, backend: await make() });
+        engines.push(f32, ref, dev, ...(ref8 === ref ? [] : [ref8]));
+        if (!dev.backend.caps.weightDTypes.includes(dt)) {
+          expect(dev.model.weights.layers[0].q.dtype).toBe('f32'); // falls back to f32 weights
+          return;
+        }
+        expect(dev.model.weights.layers[0].q.dtype).toBe(dt);
+        const prompt = tokens(40, 2);
+        const [a, q, q8, d] = await Promise.all([f32, ref, ref8, dev].map((e) => logitsAll(e, prompt)));
+        const eDt = rmsRel(q, a);
+        const e8 = rmsRel(q8, a);
+        expect(e8).toBeGreaterThan(0);
+        expect(rmsRel(d, q)).toBeLessThanOrEqual(2 * e8);
+        expect(rmsRel(d, a)).toBeLessThanOrEqual(eDt + 2 * e8);
       },
     );
 
@@ -254,6 +285,34 @@ export function backendParitySuite(
           ),
           0,
         );
+      }
+    });
+
+    it('q8_0 / q4_0 weights: gathered rows equal the reference, matmul within the activation rounding', async () => {
+      // 37 rows: not a whole number of the native packing's 16-row groups
+      const [N, K] = [37, 64];
+      for (const dt of ['q8_0', 'q4_0'] as const) {
+        if (!dev.caps.weightDTypes.includes(dt)) continue;
+        const data = quantize(BLOCK_QUANT[dt], rand(N * K, 9));
+        const w = both((b) => b.upload({ dtype: dt, shape: [N, K], data }));
+        const ids = both((b) => b.upload({ dtype: 'i32', shape: [4], data: Int32Array.of(0, 36, 17, 16) }));
+        await same(
+          both((b) => (b === ref ? b.gather(w[0], ids[0]) : b.gather(w[1], ids[1]))),
+          0,
+        );
+        const wf = dequantize(BLOCK_QUANT[dt], data, N * K);
+        const bias = rand(N, 5);
+        for (const M of [1, 5]) {
+          const x = rand(M * K, M + 3);
+          const y = both((b) => {
+            const xt = b.upload({ dtype: 'f32', shape: [M, K], data: x });
+            const bt = b.upload({ dtype: 'f32', shape: [N], data: bias });
+            return b.matmul(xt, b === ref ? w[0] : w[1], bt);
+          });
+          const [a, d] = [await ref.read(y[0]), await dev.read(y[1])];
+          const bound = quantizedActivationBound(x, wf, M, N, K);
+          for (let i = 0; i < M * N; i++) expect(Math.abs(d[i] - a[i])).toBeLessThanOrEqual(bound[i]);
+        }
       }
     });
 

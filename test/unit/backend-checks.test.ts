@@ -6,6 +6,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CheckedBackend } from '../../gpu-runner/engine/backends/checked.ts';
 import type { Kernels } from '../../gpu-runner/engine/backends/kernels.ts';
 import {
+  createNativeBackend,
+  nativeBackendAvailable,
+} from '../../gpu-runner/engine/backends/native/backend.ts';
+import {
   createReferenceBackend,
   ReferenceKernels,
 } from '../../gpu-runner/engine/backends/reference/index.ts';
@@ -160,16 +164,25 @@ function checksSuite(name: string, make: () => Promise<Backend>): void {
       other.dispose();
     });
 
-    it('a block weight dtype no kernel takes is refused at upload, naming the backend', () => {
-      expect(() => f.b.upload({ dtype: 'q8_0', shape: [2, 32], data: new Uint8Array(2 * 34) })).toThrow(
-        new RegExp(`backend ${f.b.name} does not take q8_0 tensors`),
-      );
+    it('block weights: rows of whole blocks where the kernels take them, else refused naming the backend', () => {
+      const q8 = (shape: number[], bytes: number) =>
+        f.b.upload({ dtype: 'q8_0', shape, data: new Uint8Array(bytes) });
+      if (!f.b.caps.weightDTypes.includes('q8_0')) {
+        expect(() => q8([2, 32], 2 * 34)).toThrow(
+          new RegExp(`backend ${f.b.name} does not take q8_0 tensors`),
+        );
+        return;
+      }
+      expect(q8([2, 32], 2 * 34).dtype).toBe('q8_0');
+      expect(() => q8([2, 40], 2 * 34)).toThrow(/upload: .*rows hold whole blocks of 32, got \[2,40\]/);
+      expect(() => q8([2, 32], 2 * 34 + 1)).toThrow(/upload: 69 values for shape \[2,32\] \(q8_0\)/);
     });
   });
 }
 
 checksSuite('reference', async () => createReferenceBackend());
 checksSuite('wasm', () => createWasmBackend({ threads: 1 }));
+if (await nativeBackendAvailable()) checksSuite('native', () => createNativeBackend({ threads: 1 }));
 checksSuite('webgpu', () => makeWebGPU());
 
 describe('checking layer in front of the kernels', () => {
@@ -214,7 +227,7 @@ describe('checking layer in front of the kernels', () => {
       attentionRanges: true,
       kvDType: 'f32',
     });
-    expect(ref.caps.weightDTypes).toEqual(['f32', 'f16']);
+    expect(ref.caps.weightDTypes).toEqual(['f32', 'f16', 'q8_0', 'q4_0']);
     // kernels without the optional ones: the capabilities say so and the ops are refused by name
     const base = new ReferenceKernels();
     const optional = ['readNow', 'sparseAttention', 'attentionRanges'];

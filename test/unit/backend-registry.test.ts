@@ -1,5 +1,6 @@
 // The backend registry (gpu-runner/engine/backends/registry.ts): one list of backends with unique names;
-// 'auto' resolves to the available backend of highest priority above 0 (never webgpu, priority 0);
+// 'auto' resolves to the available backend of highest priority above 0 (native where the addon loads,
+// never webgpu, priority 0);
 // creating by name passes its options (wasm threads, webgpu adapter) and gives a checked backend whose
 // capabilities match; an unknown name is refused with the names there are; the engine and the serving
 // configuration go through it.
@@ -10,6 +11,11 @@ import {
   createBackend,
   resolveBackendName,
 } from '../../gpu-runner/engine/backends/registry.ts';
+import {
+  type NativeBackend,
+  nativeBackendAvailable,
+} from '../../gpu-runner/engine/backends/native/backend.ts';
+import { nativeNotExpected } from '../../gpu-runner/engine/backends/native/index.ts';
 import type { WasmBackend } from '../../gpu-runner/engine/backends/wasm/index.ts';
 import { wasmBackendAvailable } from '../../gpu-runner/engine/backends/wasm/index.ts';
 import { loadEngine } from '../../gpu-runner/engine/engine.ts';
@@ -33,7 +39,10 @@ describe('backend registry', () => {
     ranked.sort((a, b) => b.priority - a.priority);
     const auto = await resolveBackendName('auto');
     expect(auto).toBe(ranked[0].name);
-    expect(auto).toBe(wasmBackendAvailable() ? 'wasm' : 'reference');
+    // native where the addon loads (it must where the machine can build it), else wasm, else reference
+    const native = await nativeBackendAvailable();
+    if (nativeNotExpected() === null) expect(native).toBe(true);
+    expect(auto).toBe(native ? 'native' : wasmBackendAvailable() ? 'wasm' : 'reference');
     expect(BACKENDS.find((b) => b.name === 'webgpu')?.priority).toBe(0);
     expect(await resolveBackendName('reference')).toBe('reference');
   });
@@ -47,6 +56,14 @@ describe('backend registry', () => {
     expect(wasm.name).toBe('wasm');
     expect(wasm.kernels.threads).toBe(1);
     wasm.dispose();
+    if (await nativeBackendAvailable()) {
+      const native = (await createBackend('native', { threads: 2 })) as NativeBackend;
+      expect(native.name).toBe('native');
+      expect(native.kernels.threads).toBe(2);
+      expect(native.kernels.native.info().threads).toBe(2);
+      expect(native.caps.weightDTypes).toEqual(['f32', 'f16', 'q8_0', 'q4_0']);
+      native.dispose();
+    }
     const gpu = await createBackend('webgpu', { webgpu: { mode: webgpuMode, kvDType: 'f16' } });
     expect(gpu.name).toBe('webgpu');
     expect(gpu.caps).toMatchObject({ readNow: false, kvDType: 'f16' });
@@ -55,7 +72,7 @@ describe('backend registry', () => {
 
   it('refuses an unknown name, naming the backends there are', async () => {
     await expect(createBackend('cuda' as 'wasm')).rejects.toThrow(
-      /unknown backend "cuda" \(auto, reference, wasm, webgpu\)/,
+      /unknown backend "cuda" \(auto, reference, wasm, native, webgpu\)/,
     );
   });
 

@@ -5,7 +5,7 @@
 // of 4-bit q, low nibbles first, value = d·(q − 8)). A backend takes a block type once it lists it in
 // caps.weightDTypes (kernels.ts); until then uploading one is refused with the backend's name. The block
 // sizes are ggml's, from the quant codecs' table (quant/blocks.ts).
-import { BLOCK_LAYOUTS } from '../quant/blocks.ts';
+import { BLOCK_LAYOUTS, type QuantType } from '../quant/blocks.ts';
 
 export type ElementDType = 'f32' | 'f16' | 'i32';
 export type BlockDType = 'q8_0' | 'q4_0';
@@ -32,6 +32,13 @@ export const DTYPES: Record<DType, DTypeInfo> = {
   q8_0: { block: BLOCK_LAYOUTS.Q8_0.blockSize, entries: BLOCK_LAYOUTS.Q8_0.blockBytes },
   q4_0: { block: BLOCK_LAYOUTS.Q4_0.blockSize, entries: BLOCK_LAYOUTS.Q4_0.blockBytes },
 };
+
+/** The quant codecs' name of each block dtype (quant/blocks.ts, quant/codecs.ts). */
+export const BLOCK_QUANT = { q8_0: 'Q8_0', q4_0: 'Q4_0' } as const satisfies Record<BlockDType, QuantType>;
+
+export function isBlockDType(x: string): x is BlockDType {
+  return Object.hasOwn(BLOCK_QUANT, x);
+}
 
 export function isDType(x: string): x is DType {
   return Object.hasOwn(DTYPES, x);

@@ -1,6 +1,6 @@
 // The one list of backends and how to pick one. `auto` takes the available backend of highest priority
-// above 0; a backend of priority 0 is used only when named (webgpu: without a GPU it would run on a CPU
-// rasteriser). Each backend's code is imported only when it is checked for or created, so the reference
+// above 0 (native where the addon loads, else wasm, else reference); a backend of priority 0 is used only
+// when named (webgpu: without a GPU it would run on a CPU rasteriser). Each backend's code is imported only when it is checked for or created, so the reference
 // path never loads the wasm runtime or Dawn.
 import { BackendUnavailableError } from '../errors.ts';
 import type { Backend } from './types.ts';
@@ -45,6 +45,19 @@ export const BACKENDS = [
       if (!wasmBackendAvailable())
         throw new BackendUnavailableError('the wasm backend needs WebAssembly SIMD and SharedArrayBuffer');
       return createWasmBackend(opts.threads ? { threads: opts.threads } : {});
+    },
+  },
+  {
+    // the wasm backend with matmul and dense attention in the N-API addon (native/backend.ts)
+    name: 'native',
+    priority: 3,
+    async available() {
+      const { nativeBackendAvailable } = await import('./native/backend.ts');
+      return nativeBackendAvailable();
+    },
+    async create(opts: BackendOptions) {
+      const { createNativeBackend } = await import('./native/backend.ts');
+      return createNativeBackend(opts.threads ? { threads: opts.threads } : {});
     },
   },
   {

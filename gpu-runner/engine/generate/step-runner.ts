@@ -62,18 +62,18 @@ export class StepRunner {
   }
 
   async execute(plan: StepPlan): Promise<void> {
-    for (const { seq, capacity } of plan.grow) await this.grow(seq, capacity);
+    for (const { seq, capacity } of plan.grow) this.grow(seq, capacity);
     for (const a of plan.admit) await this.admit(a.seq, a.capacity, a.sample);
     for (const { seq, tokens } of plan.sparse) if (!seq.finish) await this.prefillSparse(seq, tokens);
     const batch = plan.batch.filter((p) => !p.seq.finish);
     if (batch.length > 0) await this.forwardBatch(batch);
   }
 
-  /** Copies a cache into a larger one. */
-  private async grow(seq: Sequence, capacity: number): Promise<void> {
+  /** Copies a cache into a larger one (on the device). */
+  private grow(seq: Sequence, capacity: number): void {
     const old = seq.kv!;
     const kv = this.engine.newSequence(capacity);
-    for (let l = 0; l < this.engine.config.layers; l++) kv.load(l, 0, await old.read(l, 0, old.length));
+    kv.copyFrom(old);
     old.free();
     seq.kv = kv;
   }

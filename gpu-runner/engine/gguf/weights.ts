@@ -1,8 +1,8 @@
 // A GGUF file's tensors under their Hugging Face names, in HF layout: shapes [out, in] (GGUF stores
 // dims fastest-first), llama q/k rows back in rotate-half order (rope-layout.ts). `blocks` gives a
-// tensor exactly as stored (quantized blocks untouched, only whole rows reordered) — the form the
-// backends' integer kernels will take; `read` dequantizes it to f32 (or keeps/makes f16), which is what
-// the backends take today.
+// tensor exactly as stored (quantized blocks untouched, only whole rows reordered) — what the backends'
+// integer kernels take for Q8_0 / Q4_0 (weights.ts readWeight); `read` dequantizes it to f32 (or
+// keeps/makes f16).
 import type { HostTensor } from '../backends/types.ts';
 import { ModelLoadError } from '../errors.ts';
 import { bf16ToF32, f16ToF32, f32ToF16 } from '../half.ts';
@@ -25,6 +25,8 @@ export interface GgufWeights {
   path: string;
   names(): string[];
   shape(name: string): number[] | undefined;
+  /** the ggml type name (F32, F16, BF16, Q8_0, …) */
+  type(name: string): GgmlLoadType | undefined;
   blocks(name: string): StoredTensor;
   read(name: string, dtype: 'f32' | 'f16'): HostTensor;
 }
@@ -67,6 +69,7 @@ export function ggufWeights(file: GgufFile): GgufWeights {
       const info = byHf.get(name);
       return info ? [...info.dims].reverse() : undefined;
     },
+    type: (name) => byHf.get(name)?.typeName as GgmlLoadType | undefined,
     blocks,
     read(name, dtype) {
       const t = blocks(name);

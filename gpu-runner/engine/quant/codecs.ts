@@ -155,12 +155,17 @@ const DEQUANT: Record<QuantType, (src: Uint8Array, out: Float32Array) => void> =
 
 /** Dequantizes `n` elements of `type` from `src` (exactly quantBytes(type, n) bytes) to f32. */
 export function dequantize(type: QuantType, src: Uint8Array, n: number): Float32Array {
-  const want = quantBytes(type, n);
-  if (src.byteLength !== want)
-    throw new Error(`${type}: ${n} elements need ${want} bytes, got ${src.byteLength}`);
   const out = new Float32Array(n);
-  DEQUANT[type](src, out);
+  dequantizeInto(type, src, out);
   return out;
+}
+
+/** As dequantize, into `out` (its length is the element count): a row at a time without allocating. */
+export function dequantizeInto(type: QuantType, src: Uint8Array, out: Float32Array): void {
+  const want = quantBytes(type, out.length);
+  if (src.byteLength !== want)
+    throw new Error(`${type}: ${out.length} elements need ${want} bytes, got ${src.byteLength}`);
+  DEQUANT[type](src, out);
 }
 
 /** Quantizes f32 data (length a multiple of 32) to Q8_0 or Q4_0 blocks. */

@@ -43,6 +43,16 @@ export interface NativeAddon {
     K: number,
     type: number,
   ): void;
+  gatherQ(
+    mem: Uint8Array,
+    w: number,
+    ids: number,
+    y: number,
+    M: number,
+    N: number,
+    K: number,
+    type: number,
+  ): void;
   attention(
     mem: Uint8Array,
     q: number,
@@ -132,6 +142,15 @@ export class NativeKernels {
   /** y = x · wᵀ (+ bias) with w packed (packWeights); x is quantized to Q8_0 blocks on the fly. K % 32 = 0. */
   matmulQ(mem: Uint8Array, type: QuantType, a: NativeMatmulArgs): void {
     this.addon.matmulQ(mem, a.x, a.w, a.bias, a.y, a.M, a.N, a.K, QTYPE[type]);
+  }
+
+  /** y [M][K] f32 = rows ids (i32 [M], each in [0, N)) of packed weights w (N rows × K), dequantized. */
+  gatherQ(
+    mem: Uint8Array,
+    type: QuantType,
+    a: { w: number; ids: number; y: number; M: number; N: number; K: number },
+  ): void {
+    this.addon.gatherQ(mem, a.w, a.ids, a.y, a.M, a.N, a.K, QTYPE[type]);
   }
 
   /** Dense (optionally causal) GQA attention; q/out [nq][heads][headDim], k/v [kv_head][pos][headDim]. */

@@ -14,7 +14,8 @@ type Call = AttentionCall<Storage, RefKVCache>;
 
 export class ReferenceKernels implements Kernels<Storage, RefKVCache> {
   readonly name = 'reference';
-  readonly weightDTypes: readonly DType[] = ['f32', 'f16'];
+  /** block weights are dequantized a row at a time: the exact product with the stored weights */
+  readonly weightDTypes: readonly DType[] = ['f32', 'f16', 'q8_0', 'q4_0'];
   readonly kvDType = 'f32' as const;
 
   upload(host: HostTensor): Storage {

@@ -1,7 +1,8 @@
 // Storage of the reference backend: a tensor is a plain typed array (its handle), a KV cache two
 // Float32Arrays; and the row helpers the kernels share.
 import { f16Table } from '../../half.ts';
-import type { DType } from '../dtypes.ts';
+import { dequantizeInto } from '../../quant/codecs.ts';
+import { BLOCK_QUANT, DTYPES, type DType, isBlockDType } from '../dtypes.ts';
 import type { KVCacheSpec } from '../types.ts';
 
 export type Storage = Float32Array | Uint16Array | Int32Array | Uint8Array;
@@ -23,9 +24,15 @@ export class RefKVCache {
   }
 }
 
-/** Row `r` of a [*, D] f32 or f16 weight as f32 numbers, written into `out`. */
+/** Row `r` of a [*, D] f32, f16 or block-quantized weight as f32 numbers, written into `out`. */
 export function weightRow(w: Storage, dtype: DType, r: number, d: number, out: Float32Array): Float32Array {
   if (dtype === 'f32') return (w as Float32Array).subarray(r * d, r * d + d);
+  if (isBlockDType(dtype)) {
+    // a row is d / block blocks of `entries` bytes (dtypes.ts)
+    const rowBytes = (d / DTYPES[dtype].block) * DTYPES[dtype].entries;
+    dequantizeInto(BLOCK_QUANT[dtype], (w as Uint8Array).subarray(r * rowBytes, (r + 1) * rowBytes), out);
+    return out;
+  }
   const bits = w as Uint16Array;
   for (let i = 0; i < d; i++) out[i] = f16Table[bits[r * d + i]];
   return out;

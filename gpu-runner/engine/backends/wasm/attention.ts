@@ -11,8 +11,9 @@ import { allocTensor, uploadInts, type WasmKVCache, type WasmTensor } from './te
 type Span = KernelSpan<WasmKVCache>;
 type Call = AttentionCall<WasmTensor, WasmKVCache>;
 
-/** The kernel's dense causal arguments for one span's rows, all but where the output goes. */
-function spanArgs(q: WasmTensor, width: number, s: Span, layer: number, heads: number, scale: number) {
+/** The kernel's dense causal arguments for one span's rows, all but where the output goes (the native
+ * backend's attention takes the same). */
+export function spanArgs(q: WasmTensor, width: number, s: Span, layer: number, heads: number, scale: number) {
   return {
     q: q.off + s.row * width * 4,
     ...s.cache.layerArgs(layer),

@@ -2,21 +2,24 @@
 // and KV caches live in the runtime's shared memory; every op runs its kernel across the thread pool and
 // returns when done, so read()/sync() only copy out. Pure data movement (slices, KV writes/reads) is done
 // by the host on the same memory (memcpy speed).
+import { dequantizeInto } from '../../quant/codecs.ts';
 import { CheckedBackend } from '../checked.ts';
-import type { DType, HostTensor } from '../dtypes.ts';
+import { BLOCK_QUANT, DTYPES, type DType, type HostTensor, isBlockDType } from '../dtypes.ts';
 import type { AttentionCall, KernelSpan, Kernels } from '../kernels.ts';
 import type { FlatPlan } from '../plan.ts';
 import { sectionLayout } from '../../kv/kv-codec.ts';
 import type { KVBlock, KVCacheSpec, PackedKVSpec } from '../types.ts';
 import { attentionWasm, sparseAttentionWasm } from './attention.ts';
+import { matmulQuantWasm } from './quant-ops.ts';
 import { HALF_IEEE, HALF_PRESCALED, type RuntimeOptions, WasmRuntime } from './runtime.ts';
 import { allocTensor, prescaleHalves, WasmKVCache, WasmTensor } from './tensors.ts';
 
 type Call = AttentionCall<WasmTensor, WasmKVCache>;
 
 export class WasmKernels implements Kernels<WasmTensor, WasmKVCache> {
-  readonly name = 'wasm';
-  readonly weightDTypes: readonly DType[] = ['f32', 'f16'];
+  readonly name: string = 'wasm';
+  /** q8_0 / q4_0 weights stay ggml blocks in memory (matmulQuantWasm reads them as stored) */
+  readonly weightDTypes: readonly DType[] = ['f32', 'f16', 'q8_0', 'q4_0'];
   readonly kvDType = 'f32' as const;
   readonly rt: WasmRuntime;
   private disposed = false;
@@ -77,6 +80,10 @@ export class WasmKernels implements Kernels<WasmTensor, WasmKVCache> {
     K: number,
   ) {
     const y = this.alloc(M * N);
+    if (isBlockDType(wDType)) {
+      matmulQuantWasm(this.rt, wDType, { x: x.off, w: w.off, bias: bias ? bias.off : 0, y: y.off, M, N, K });
+      return y;
+    }
     const f16 = wDType === 'f16';
     this.rt.matmul({
       x: x.off,
@@ -116,8 +123,28 @@ export class WasmKernels implements Kernels<WasmTensor, WasmKVCache> {
     this.rt.add(a.off, b.off, y.off, size);
     return y;
   }
-  gather(table: WasmTensor, tableDType: DType, ids: WasmTensor, M: number, D: number): WasmTensor {
+  gather(
+    table: WasmTensor,
+    tableDType: DType,
+    ids: WasmTensor,
+    M: number,
+    D: number,
+    _V: number,
+  ): WasmTensor {
     const y = this.alloc(M * D);
+    if (isBlockDType(tableDType)) {
+      // embeddings: the picked rows dequantized on the host (M rows of the step, not the whole table)
+      const { block, entries } = DTYPES[tableDType];
+      const rowBytes = (D / block) * entries;
+      const m = this.rt.mem;
+      const idx = m.i32.subarray(ids.off >> 2, (ids.off >> 2) + M);
+      for (let i = 0; i < M; i++) {
+        const src = table.off + idx[i] * rowBytes;
+        const out = m.f32.subarray((y.off >> 2) + i * D, (y.off >> 2) + (i + 1) * D);
+        dequantizeInto(BLOCK_QUANT[tableDType], m.u8.subarray(src, src + rowBytes), out);
+      }
+      return y;
+    }
     this.rt.gather(table.off, ids.off, y.off, M, D, tableDType === 'f16', table.halfScale);
     return y;
   }

@@ -1,8 +1,7 @@
 // Q8_0 / Q4_0 weight matmul on the wasm runtime (kernels/quant.as): the activations are quantized to
 // Q8_0 blocks into scratch taken from the runtime's memory for the call, then multiplied with integer
-// dot products against the weights in ggml's own block layout (no repacking).
-// Not yet a kernel of the backend (WasmKernels.matmul takes f32/f16 weights): the backends README says
-// where it slots in.
+// dot products against the weights in ggml's own block layout (no repacking). WasmKernels.matmul calls
+// it for q8_0 / q4_0 weights.
 import type { BlockDType } from '../dtypes.ts';
 import type { WasmRuntime } from './runtime.ts';
 

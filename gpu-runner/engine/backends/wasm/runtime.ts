@@ -53,6 +53,12 @@ export interface RuntimeOptions {
   spinMs?: number;
   /** Split every op into parts, however small (tests use it to exercise the parallel paths). */
   splitAll?: boolean;
+  /**
+   * Multiplies every op's inline threshold (default 1): the native backend (../native/backend.ts) runs
+   * the light ops on the calling thread up to 16× larger sizes, so a batched decode step does not wake
+   * the wasm workers between its matmuls (on a busy machine a wake-up costs more than those ops).
+   */
+  inlineScale?: number;
 }
 
 export interface MatmulArgs {
@@ -136,12 +142,20 @@ export class WasmRuntime {
   readonly variant: KernelVariant;
   private readonly scratch: number;
   private readonly splitAll: boolean;
+  private readonly inlineScale: number;
 
-  private constructor(mem: DeviceMemory, pool: ThreadPool, variant: KernelVariant, splitAll: boolean) {
+  private constructor(
+    mem: DeviceMemory,
+    pool: ThreadPool,
+    variant: KernelVariant,
+    splitAll: boolean,
+    inlineScale: number,
+  ) {
     this.mem = mem;
     this.pool = pool;
     this.variant = variant;
     this.splitAll = splitAll;
+    this.inlineScale = inlineScale;
     this.scratch = mem.alloc(SCRATCH_BYTES * pool.threads);
   }
 
@@ -154,7 +168,13 @@ export class WasmRuntime {
       threads: opts.threads ?? availableParallelism(),
       spinMs: opts.spinMs,
     });
-    return new WasmRuntime(new DeviceMemory(memory), pool, variant, opts.splitAll ?? false);
+    return new WasmRuntime(
+      new DeviceMemory(memory),
+      pool,
+      variant,
+      opts.splitAll ?? false,
+      opts.inlineScale ?? 1,
+    );
   }
 
   get threads(): number {
@@ -171,12 +191,12 @@ export class WasmRuntime {
    * a few parts per thread so threads that start late or run slow are evened out.
    */
   parts(work: number, units: number, inlineBelow = 1 << 17): number {
-    if (!this.splitAll && (this.threads === 1 || work < inlineBelow)) return 1;
+    if (!this.splitAll && (this.threads === 1 || work < inlineBelow * this.inlineScale)) return 1;
     return Math.max(1, Math.min(units, this.threads * 4));
   }
   /** As parts(), for ops whose parts may be many small ones (decode matvec). */
   private partsUpTo(work: number, units: number, inlineBelow: number): number {
-    if (!this.splitAll && (this.threads === 1 || work < inlineBelow)) return 1;
+    if (!this.splitAll && (this.threads === 1 || work < inlineBelow * this.inlineScale)) return 1;
     return Math.max(1, units);
   }
 

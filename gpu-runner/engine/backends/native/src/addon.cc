@@ -112,6 +112,24 @@ napi_value matmulQFn(napi_env env, napi_callback_info info) {
   });
 }
 
+// gatherQ(mem, w, ids, y, M, N, K, type): y[m] = row ids[m] of packed w (N rows × K), dequantized
+napi_value gatherQFn(napi_env env, napi_callback_info info) {
+  return guard(env, [&] {
+    Call c(env, info, 8, "gatherQ");
+    const Mem m = memArg(c, 0);
+    const int64_t M = c.int64(4, "M", 0), N = c.int64(5, "N", 1), K = c.int64(6, "K", 32);
+    if (K % 32) throw Error("K must be a multiple of 32 for Q8_0/Q4_0");
+    const int32_t type = quantType(c, 7);
+    const auto* w = m.at<const uint8_t>(c.int64(1, "w"), packedBytes(type, N, K), "w");
+    const auto* ids = m.at<const int32_t>(c.int64(2, "ids"), M * 4, "ids");
+    float* y = m.at<float>(c.int64(3, "y"), M * K * 4, "y");
+    for (int64_t i = 0; i < M; i++)
+      if (ids[i] < 0 || ids[i] >= N) throw Error("ids: row " + std::to_string(ids[i]) + " outside the weights");
+    for (int64_t i = 0; i < M; i++) unpackRow(type, w, K, ids[i], y + i * K);
+    return undefinedValue(env);
+  });
+}
+
 // info(): { level, levels, threads, spinUs }
 napi_value infoFn(napi_env env, napi_callback_info) {
   return guard(env, [&] {
@@ -207,6 +225,7 @@ NAPI_MODULE_INIT() {
       {"packedBytes", nullptr, kv::packedBytesFn, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"packWeights", nullptr, kv::packWeightsFn, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"matmulQ", nullptr, kv::matmulQFn, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"gatherQ", nullptr, kv::gatherQFn, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"attention", nullptr, kv::attentionFn, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);

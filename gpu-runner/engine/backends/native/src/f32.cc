@@ -132,11 +132,10 @@ float* packBuffer() {
 void matmulF(const MatmulF& a, int64_t n0, int64_t n1) {
   if (n0 >= n1) return;
   if (a.M < GEMV_ROWS) {
-    for (int64_t i = 0; i < a.M; i++) {
-      const float* x = a.x + i * a.K;
-      float* y = a.y + i * a.N;
-      for (int64_t n = n0; n < n1; n += 4) gemv4(a, x, n, static_cast<int>(std::min<int64_t>(4, n1 - n)), y + n);
-    }
+    // rows inside the column loop: each 4-row slice of w is read from memory once and reused from L1
+    for (int64_t n = n0; n < n1; n += 4)
+      for (int64_t i = 0; i < a.M; i++)
+        gemv4(a, a.x + i * a.K, n, static_cast<int>(std::min<int64_t>(4, n1 - n)), a.y + i * a.N + n);
     return;
   }
   float* p = packBuffer();

@@ -5,7 +5,9 @@
 // Packed: per group of 16 rows (the last one padded with zero scales), per block: 16 f16 scales
 // (32 bytes), then Q8_0: [8 k/4 steps][16 rows][4 k] bytes of q + 128 (512 bytes); Q4_0: [4 pairs of
 // k/4 steps][16 rows][4 k] bytes holding step 2p in the low and step 2p+1 in the high nibble (256 bytes).
-// Same byte count as ggml for N a multiple of 16.
+// Same byte count as ggml for N a multiple of 16. unpackRow reads one row back as f32 (embedding gathers
+// from a packed table).
+#include <cmath>
 #include <cstring>
 #include "kernels.h"
 #include "pack.h"
@@ -56,6 +58,43 @@ void packWeights(int32_t type, const uint8_t* src, int64_t N, int64_t K, uint8_t
               q[p * 64 + c * 4 + t] = static_cast<uint8_t>(lo | (hi << 4));
             }
       }
+    }
+  }
+}
+
+namespace {
+/** IEEE half bits → float (exact; the baseline build has no F16C) */
+float halfToFloat(uint16_t h) {
+  const int32_t e = (h >> 10) & 0x1f;
+  const int32_t m = h & 0x3ff;
+  float v;
+  if (e == 0) v = std::ldexp(static_cast<float>(m), -24);
+  else if (e == 31) v = m ? NAN : INFINITY;
+  else v = std::ldexp(static_cast<float>(m | 0x400), e - 25);
+  return (h & 0x8000) ? -v : v;
+}
+}  // namespace
+
+void unpackRow(int32_t type, const uint8_t* packed, int64_t K, int64_t row, float* out) {
+  const int64_t nb = K / 32;
+  const int64_t pb = packedBlockBytes(type);
+  const int64_t g = row / 16;
+  const int c = static_cast<int>(row % 16);
+  for (int64_t b = 0; b < nb; b++) {
+    const uint8_t* blk = packed + (g * nb + b) * pb;
+    uint16_t bits;
+    std::memcpy(&bits, blk + 2 * c, 2);
+    const float d = halfToFloat(bits);
+    const uint8_t* q = blk + 32;
+    for (int k = 0; k < 32; k++) {
+      int v;
+      if (type == W_Q8_0) {
+        v = static_cast<int>(q[(k / 4) * 64 + c * 4 + k % 4]) - 128;
+      } else {
+        const uint8_t byte = q[(k / 8) * 64 + c * 4 + k % 4];
+        v = ((k % 8) < 4 ? byte & 0x0f : byte >> 4) - 8;
+      }
+      out[b * 32 + k] = static_cast<float>(v) * d;
     }
   }
 }
