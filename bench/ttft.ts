@@ -1,16 +1,21 @@
 // `kvrag bench ttft [--context 2048,8192,16384] [--chunk-tokens 512] [--question 32] [--system 32]
-//   [--modes full,prefix,independent,blend,link] [--runs 3] [--model DIR] [--backend wasm|reference|webgpu]
-//   [--weights f32|f16] [--temps warm,cold,hot] [--s3] [--json]`
+//   [--modes full,prefix,independent,blend,link] [--artifact-dtype f16,int8,int4] [--runs 3] [--model DIR]
+//   [--shape smollm2|qwen2.5-1.5b|tiny] [--backend wasm|reference|webgpu] [--weights f32|f16]
+//   [--temps warm,cold,hot] [--s3] [--json]`
 // Time to first token per reuse mode, measured side by side in one run: for each context length, k
 // chunks of --chunk-tokens tokens behind a system prefix, then a question. Each artifact mode runs warm
 // (artifacts in host memory, uploaded to the device per request) and cold (a fresh runner: empty host
 // memory, artifacts read from the object store — a FsBlobStore in a temp dir, whose files the OS page
 // cache may hold, or with --s3 the S3 protocol through a local s3rver). --temps adds `hot` (resident in
-// engine memory). TTFT = assembly (load, re-rotate, recompute) + question prefill up to the first token's
-// logits; median of --runs runs, interleaved across modes so machine noise hits all alike. Artifacts are
-// f16, precomputed once before timing. Without --model, a generated Llama (hidden 512, 8 layers, 4/2
-// heads of 64, intermediate 1408, byte vocab) with max_position_embeddings raised to fit the contexts.
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+// engine memory, packed as stored). TTFT = assembly + question prefill up to the first token's logits:
+// load (tier read, checksums, the sections copied to the device), rotate (kvUnpack: widening or
+// dequantizing and re-rotating the keys in one pass), recompute; median of --runs runs, interleaved across
+// modes and dtypes so machine noise hits all alike. Artifacts are precomputed once per --artifact-dtype
+// (default f16) before timing; every artifact mode runs once per dtype, and each row reports load ms per
+// MiB read. Without --model, a generated Llama (hidden 512, 8 layers, 4/2 heads of 64, intermediate 1408,
+// byte vocab), or with --shape a real model's shape (bench/_shapes.ts), random weights, with
+// max_position_embeddings raised to fit the contexts.
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type Engine, loadEngine } from '../gpu-runner/engine/engine.ts';
@@ -20,12 +25,15 @@ import { ObjectTier } from '../gpu-runner/engine/kv/object-tier.ts';
 import { chunkKey, precomputeChunks } from '../gpu-runner/engine/kv/precompute.ts';
 import { HostTier } from '../gpu-runner/engine/kv/tiers.ts';
 import { type AssembleReport, Assembler } from '../gpu-runner/engine/reuse/assemble.ts';
+import { KV_DTYPES, type KVDType } from '../gpu-runner/engine/kv/artifact-format.ts';
+import { defaultQuant, isQuantized, sectionLayout } from '../gpu-runner/engine/kv/kv-codec.ts';
 import { REUSE_MODES, type ReuseMode } from '../contracts/reuse.ts';
 import { makeTinyModel } from '../gpu-runner/tools/make-tiny-model.ts';
 import { numberOption, parseOptions, UsageError } from '../cli/args.ts';
 import type { BlobStore } from '../contracts/blob-store.ts';
 import { FsBlobStore } from '../src/storage/fs.ts';
 import { type Cell, emit, formatTable } from './_report.ts';
+import { modelShape } from './_shapes.ts';
 import { openBenchWebGPU } from './_webgpu.ts';
 
 export type TtftResult = {
@@ -49,11 +57,22 @@ export type TtftResult = {
   runs: number;
   blend: { ratio: number; checkLayer: number };
   linkTokens: number;
-  precompute: { tokens: number; ms: number; bytes: number };
+  /** One entry per artifact dtype: what precomputing every block took and weighs. */
+  precompute: {
+    dtype: KVDType;
+    tokens: number;
+    ms: number;
+    /** whole artifacts: K/V sections, headers, padding and the squeezed-attention index */
+    bytes: number;
+    bytesPerToken: number;
+    /** the K/V sections alone (what the dtype changes; the index is the same for every dtype) */
+    kvBytesPerToken: number;
+  }[];
   rows: Row[];
 };
 
 const mib = (b: number) => b / (1 << 20);
+const loadedBytes = (r: AssembleReport) => Object.values(r.bytesLoaded).reduce((s, b) => s + b, 0);
 
 /** The table for people (also renders a saved --json result). */
 export function ttftTable(r: TtftResult): string {
@@ -65,10 +84,12 @@ export function ttftTable(r: TtftResult): string {
       [
         'context',
         'mode',
+        'dtype',
         'artifacts',
         'TTFT',
         'full/mode',
         'load',
+        'ms/MiB',
         'rotate',
         'recompute',
         'question',
@@ -78,18 +99,29 @@ export function ttftTable(r: TtftResult): string {
       r.rows.map((row): Cell[] => [
         String(row.context),
         row.mode,
+        row.dtype ?? '—',
         { live: '—', hot: 'engine', warm: 'host', cold: 'object' }[row.temp],
         row.ttftMs,
         row.speedup,
         row.report.timingsMs.load,
+        row.loadMsPerMiB,
         row.report.timingsMs.rotate,
         row.report.timingsMs.recompute,
         row.report.timingsMs.question,
-        mib(Object.values(row.report.bytesLoaded).reduce((s, b) => s + b, 0)),
+        mib(loadedBytes(row.report)),
         Math.round(row.report.recomputedTokens),
       ]),
     ),
-    `precompute: ${r.precompute.tokens} tokens in ${(r.precompute.ms / 1000).toFixed(1)} s, ${mib(r.precompute.bytes).toFixed(1)} MiB of f16 artifacts`,
+    ...r.precompute.map((p) => {
+      const f16 = r.precompute.find((q) => q.dtype === 'f16');
+      const share = (x: number, y: number) =>
+        f16 && p.dtype !== 'f16' ? ` (${((100 * x) / y).toFixed(1)}% of f16)` : '';
+      return (
+        `precompute ${p.dtype}: ${p.tokens} tokens in ${(p.ms / 1000).toFixed(1)} s, ${mib(p.bytes).toFixed(1)} MiB; ` +
+        `bytes per token: K/V ${Math.round(p.kvBytesPerToken)}${share(p.kvBytesPerToken, f16?.kvBytesPerToken ?? 1)}, ` +
+        `whole artifact with the squeezed index ${Math.round(p.bytesPerToken)}${share(p.bytesPerToken, f16?.bytesPerToken ?? 1)}`
+      );
+    }),
   ].join('\n');
 }
 
@@ -111,10 +143,14 @@ interface Row {
   context: number;
   chunks: number;
   mode: ReuseMode;
+  /** artifact dtype (null for `full`, which reads none) */
+  dtype: KVDType | null;
   temp: Temp;
   ttftMs: number;
   /** full's median TTFT / this row's. */
   speedup: number;
+  /** The median run's load time per MiB it read (null when it read nothing). */
+  loadMsPerMiB: number | null;
   runsMs: number[];
   /** The report of the median run (its split, bytes and token counts). */
   report: AssembleReport;
@@ -135,6 +171,14 @@ function medianReport(reports: AssembleReport[]): AssembleReport {
   return sorted[Math.floor((sorted.length - 1) / 2)];
 }
 
+function parseDTypes(v: string): KVDType[] {
+  const out = v.split(',').map((d) => d.trim());
+  for (const d of out)
+    if (!(KV_DTYPES as readonly string[]).includes(d))
+      throw new UsageError(`--artifact-dtype: unknown dtype "${d}" (${KV_DTYPES.join(', ')})`);
+  return [...new Set(out)] as KVDType[];
+}
+
 function parseModes(v: string | undefined): ReuseMode[] {
   const modes = (v ?? REUSE_MODES.join(',')).split(',');
   for (const m of modes)
@@ -147,6 +191,7 @@ export async function run(args: string[]): Promise<number> {
   const { values } = parseOptions(args, {
     json: { type: 'boolean', default: false },
     model: { type: 'string' },
+    shape: { type: 'string' },
     backend: { type: 'string', default: 'wasm' },
     context: { type: 'string', default: '2048,8192,16384' },
     'chunk-tokens': { type: 'string' },
@@ -158,9 +203,12 @@ export async function run(args: string[]): Promise<number> {
     'check-layer': { type: 'string' },
     'link-tokens': { type: 'string' },
     temps: { type: 'string', default: 'warm,cold' },
+    'artifact-dtype': { type: 'string', default: 'f16' },
     s3: { type: 'boolean', default: false },
     weights: { type: 'string', default: 'f32' },
   });
+  const shape = values.shape ? modelShape('shape', values.shape) : null;
+  if (shape && values.model) throw new UsageError('--shape and --model exclude each other');
   const temps = (values.temps ?? '').split(',') as Temp[];
   for (const t of temps)
     if (!(TEMPS as readonly string[]).includes(t))
@@ -182,6 +230,7 @@ export async function run(args: string[]): Promise<number> {
     if (!Number.isInteger(c) || c < chunkTokens)
       throw new UsageError(`--context: ${c} is not a whole number of at least one chunk`);
   const modes = parseModes(values.modes);
+  const dtypes = parseDTypes(values['artifact-dtype'] ?? 'f16');
   const maxTokens = Math.max(...contexts) + systemTokens + questionTokens;
 
   const tmp = mkdtempSync(join(tmpdir(), 'kvrag-bench-ttft-'));
@@ -189,13 +238,12 @@ export async function run(args: string[]): Promise<number> {
   let stopS3: (() => Promise<void>) | null = null;
   try {
     const dir = values.model ?? join(tmp, 'model');
-    if (!values.model) {
-      makeTinyModel(dir, { ...BENCH_MODEL, seed: 1 });
-      const cfgPath = join(dir, 'config.json');
-      const cfg = JSON.parse(readFileSync(cfgPath, 'utf8'));
-      cfg.max_position_embeddings = 2 ** Math.ceil(Math.log2(maxTokens));
-      writeFileSync(cfgPath, JSON.stringify(cfg));
-    }
+    if (!values.model)
+      makeTinyModel(dir, {
+        ...(shape ?? BENCH_MODEL),
+        seed: 1,
+        maxPositions: 2 ** Math.ceil(Math.log2(maxTokens)),
+      });
     let device: string | undefined;
     let opened: Awaited<ReturnType<typeof openBenchWebGPU>>['backend'] = null;
     if (backend === 'webgpu') {
@@ -230,50 +278,95 @@ export async function run(args: string[]): Promise<number> {
     // warm: one host tier holding every artifact; the engine tier keeps nothing (capacity 0), so each
     // request uploads from host memory
     const warmStore = storeWith(new HostTier(Number.MAX_SAFE_INTEGER));
-    const warm = new Assembler(e, new EngineTier(e.backend, e.config, warmStore, 0));
+    const warm = new Map(
+      dtypes.map((d) => [
+        d,
+        new Assembler(e, new EngineTier(e.backend, e.config, warmStore, 0), { dtype: d }),
+      ]),
+    );
     // hot: the same artifacts kept resident on the device (engine tier without a byte limit)
-    const hot = new Assembler(e, new EngineTier(e.backend, e.config, warmStore, Number.MAX_SAFE_INTEGER));
+    const hot = new Map(
+      dtypes.map((d) => [
+        d,
+        new Assembler(e, new EngineTier(e.backend, e.config, warmStore, Number.MAX_SAFE_INTEGER), {
+          dtype: d,
+        }),
+      ]),
+    );
     const system = blockTokens(systemTokens, 0);
     const question = blockTokens(questionTokens, 9999);
     const allChunks = Array.from({ length: Math.max(...contexts) / chunkTokens }, (_, i) =>
       blockTokens(chunkTokens, i + 1),
     );
+    const blocks = [system, ...allChunks].filter((b) => b.length > 0);
+    const precompute: TtftResult['precompute'] = [];
     const t0 = performance.now();
-    const pre = await precomputeChunks(
-      e,
-      warmStore,
-      [system, ...allChunks].filter((b) => b.length > 0).map((tokenIds) => ({ tokenIds })),
-    );
-    const precomputeMs = performance.now() - t0;
-    const artifactBytes = pre.reduce((s, r) => s + r.bytes, 0);
+    for (const dtype of dtypes) {
+      const t = performance.now();
+      const pre = await precomputeChunks(
+        e,
+        warmStore,
+        blocks.map((tokenIds) => ({ tokenIds })),
+        { dtype },
+      );
+      const tokens = pre.reduce((s, r) => s + r.tokens, 0);
+      const bytes = pre.reduce((s, r) => s + r.bytes, 0);
+      const c = e.config;
+      const quant = isQuantized(dtype) ? defaultQuant(dtype, c.headDim) : null;
+      const kvBytes = blocks.reduce((sum, b) => {
+        const g = { kvHeads: c.kvHeads, n: b.length, headDim: c.headDim };
+        return (
+          sum +
+          c.layers * (sectionLayout(dtype, 'k', g, quant).bytes + sectionLayout(dtype, 'v', g, quant).bytes)
+        );
+      }, 0);
+      precompute.push({
+        dtype,
+        tokens,
+        ms: performance.now() - t,
+        bytes,
+        bytesPerToken: bytes / tokens,
+        kvBytesPerToken: kvBytes / tokens,
+      });
+    }
     // JIT and kernel warm-up on a small request
-    (await warm.assemble({ system, chunks: allChunks.slice(0, 1), question, mode: 'full' })).kv.free();
+    for (const asm of warm.values())
+      (
+        await asm.assemble({ system, chunks: allChunks.slice(0, 1), question, mode: 'independent' })
+      ).kv.free();
+    const first = warm.get(dtypes[0]);
+    if (first)
+      (await first.assemble({ system, chunks: allChunks.slice(0, 1), question, mode: 'full' })).kv.free();
 
     const rows: Row[] = [];
     for (const context of contexts) {
       const chunks = allChunks.slice(0, Math.floor(context / chunkTokens));
-      const cells = modes.flatMap((mode): { mode: ReuseMode; temp: Temp }[] =>
-        mode === 'full' ? [{ mode, temp: 'live' }] : temps.map((temp) => ({ mode, temp })),
+      const cells = modes.flatMap((mode): { mode: ReuseMode; dtype: KVDType | null; temp: Temp }[] =>
+        mode === 'full'
+          ? [{ mode, dtype: null, temp: 'live' }]
+          : dtypes.flatMap((dtype) => temps.map((temp) => ({ mode, dtype, temp }))),
       );
       if (temps.includes('hot')) {
-        for (const block of [system, ...chunks]) {
-          if (block.length > 0) (await hot.tier.acquire(chunkKey(e, block)))?.release();
-        }
+        for (const [dtype, asm] of hot)
+          for (const block of [system, ...chunks])
+            if (block.length > 0) (await asm.tier.acquire(chunkKey(e, block, dtype)))?.release();
       }
       const times = cells.map(() => [] as number[]);
       const reports = cells.map(() => [] as AssembleReport[]);
       for (let r = 0; r < runs; r++) {
         for (const [i, cell] of cells.entries()) {
           // cold: a fresh runner's store over the same object store
+          const dtype = cell.dtype ?? dtypes[0];
           const asm =
             cell.temp === 'hot'
-              ? hot
+              ? hot.get(dtype)!
               : cell.temp === 'cold'
                 ? new Assembler(
                     e,
                     new EngineTier(e.backend, e.config, storeWith(new HostTier(Number.MAX_SAFE_INTEGER)), 0),
+                    { dtype },
                   )
-                : warm;
+                : warm.get(dtype)!;
           const out = await asm.assemble({
             system,
             chunks,
@@ -294,24 +387,27 @@ export async function run(args: string[]): Promise<number> {
       const fullMs = median(times[0]);
       for (const [i, cell] of cells.entries()) {
         const ttftMs = median(times[i]);
+        const report = medianReport(reports[i]);
+        const loaded = mib(loadedBytes(report));
         rows.push({
           context,
           chunks: chunks.length,
           ...cell,
           ttftMs,
           speedup: fullMs / ttftMs,
+          loadMsPerMiB: loaded > 0 ? report.timingsMs.load / loaded : null,
           runsMs: times[i],
-          report: medianReport(reports[i]),
+          report,
         });
       }
     }
-    hot.tier.clear();
+    for (const asm of hot.values()) asm.tier.clear();
     const c = e.config;
     const result: TtftResult = {
       backend: e.backend.name,
       ...(device ? { device } : {}),
       weights,
-      model: values.model ?? 'generated',
+      model: values.model ?? `generated ${shape?.label ?? ''}`.trim(),
       config: {
         hidden: c.hiddenSize,
         layers: c.layers,
@@ -327,7 +423,7 @@ export async function run(args: string[]): Promise<number> {
       runs,
       blend: { ratio: blendRatio, checkLayer },
       linkTokens,
-      precompute: { tokens: pre.reduce((s, r) => s + r.tokens, 0), ms: precomputeMs, bytes: artifactBytes },
+      precompute,
       rows,
     };
     emit(values.json ?? false, result, () => ttftTable(result));

@@ -6,6 +6,14 @@ import { z } from 'zod';
 
 const ARTIFACT_KEY = /^[0-9a-f]{64}$/;
 
+/**
+ * How an artifact stores K and V: f32, f16, or quantized int8 / int4 (KIVI-style: keys per channel, values
+ * per token; gpu-runner/engine/kv/kv-codec.ts). A runner stores and reads one of them; the dtype is part
+ * of the key.
+ */
+export const ARTIFACT_DTYPES = ['f32', 'f16', 'int8', 'int4'] as const;
+export type ArtifactDType = (typeof ARTIFACT_DTYPES)[number];
+
 export const artifactKeySchema = z
   .string()
   .regex(ARTIFACT_KEY, 'must be a 64-character lowercase hex artifact key');

@@ -4,7 +4,7 @@
 // reports. The API builds requests with these types (src/answer/) and parses `done` with the same schema
 // the runner's sequences fill in, so the two sides cannot drift.
 import { z } from 'zod';
-import { artifactKeySchema } from './artifacts.ts';
+import { ARTIFACT_DTYPES, artifactKeySchema } from './artifacts.ts';
 import { reuseControlSchema } from './reuse.ts';
 import { sparseControlSchema } from './sparse.ts';
 import { squeezedControlSchema } from './squeezed.ts';
@@ -138,7 +138,8 @@ export const precomputeBodySchema = z
       )
       .min(1)
       .max(64),
-    dtype: z.enum(['f16', 'f32']).default('f16'),
+    /** Artifact dtype; default: the runner's own (the one its requests read). */
+    dtype: z.enum(ARTIFACT_DTYPES).optional(),
   })
   .strict();
 export type PrecomputeBody = z.infer<typeof precomputeBodySchema>;

@@ -1,6 +1,7 @@
 // Every setting of kvrag, in one zod schema. Nothing else reads the environment: entries call
 // loadConfig(process.env) (Node) or loadConfig(env) (Workers bindings) once and pass the result down.
 import { z } from 'zod';
+import { ARTIFACT_DTYPES } from '../contracts/artifacts.ts';
 
 const bool = z
   .enum(['true', 'false', '1', '0', 'yes', 'no'])
@@ -97,6 +98,7 @@ export const ENV = {
   maxBodyBytes: 'KVRAG_MAX_BODY_BYTES',
   maxUploadBytes: 'KVRAG_MAX_UPLOAD_BYTES',
   maxConcurrentJobs: 'KVRAG_MAX_CONCURRENT_JOBS',
+  kvDType: 'KVRAG_KV_DTYPE',
   maxDocumentChars: 'KVRAG_MAX_DOCUMENT_CHARS',
   maxDocumentChunks: 'KVRAG_MAX_DOCUMENT_CHUNKS',
   maxPdfPages: 'KVRAG_MAX_PDF_PAGES',
@@ -185,6 +187,11 @@ const shape = {
   maxBodyBytes: bytes.default(1024 * 1024),
   maxUploadBytes: bytes.default(20 * 1024 * 1024),
   maxConcurrentJobs: z.coerce.number().int().min(1).max(256).default(2),
+  /**
+   * Chunk KV artifact dtype runners store and read: f16, f32, or int8 / int4 (a half / a quarter of f16's
+   * bytes); default: the model's reuse.json `artifactDType`, else f16.
+   */
+  kvDType: z.enum(ARTIFACT_DTYPES).optional(),
   // Ingestion caps (src/ingest/limits.ts): a document over one ends `failed` naming it.
   /** Characters of extracted text per document; default 4 × maxUploadBytes. */
   maxDocumentChars: z.coerce.number().int().positive().optional(),

@@ -9,6 +9,7 @@ import { REUSE_MODES, type ReuseMode } from '../../contracts/reuse.ts';
 import type { FetchFn, GenerateRequest, RunnerUsage } from '../../contracts/runner-api.ts';
 import { SPARSE_PATTERNS, type SparsePattern } from '../../contracts/sparse.ts';
 import { BACKEND_CHOICES } from '../../gpu-runner/engine/backends/registry.ts';
+import { KV_DTYPES, type KVDType } from '../../gpu-runner/engine/kv/artifact-format.ts';
 import { WEIGHT_DTYPES } from '../../gpu-runner/engine/weights.ts';
 import { FACT_TYPES, type FactType, FILLERS, type Filler } from '../../gpu-runner/eval/episodes.ts';
 import { evalTable, resultsMarkdown, resultsSvg } from '../../gpu-runner/eval/report.ts';
@@ -73,6 +74,7 @@ export const command: Command = {
     '           [--n 10] [--seed 314159]',
     '           [--modes full,prefix,independent,blend,link] [--budgets 1,1/3,1/8,1/16|none] [--squeezed-mode independent]',
     '           [--patterns a-shape,vertical-slash,block-sparse,flexprefill|none] [--blend-ratio R] [--link-tokens K]',
+    '           [--artifact-dtype f16,int8,int4] (each artifact variant once per chunk KV artifact dtype)',
     '           [--model DIR] [--backend auto|native|wasm|reference] [--weights f32|f16|q8_0|q4_0] [--threads N]',
     '           [--max-minutes M] [--json] [--out DIR]',
   ].join('\n'),
@@ -89,6 +91,7 @@ export const command: Command = {
       patterns: { type: 'string', default: DEFAULTS.patterns },
       'blend-ratio': { type: 'string' },
       'link-tokens': { type: 'string' },
+      'artifact-dtype': { type: 'string' },
       model: { type: 'string' },
       backend: { type: 'string', default: 'auto' },
       weights: { type: 'string' },
@@ -114,6 +117,10 @@ export const command: Command = {
       values.patterns === 'none'
         ? []
         : oneOf<SparsePattern>('patterns', list(values.patterns!), SPARSE_PATTERNS);
+    const artifactDTypes =
+      values['artifact-dtype'] === undefined
+        ? undefined
+        : oneOf<KVDType>('artifact-dtype', list(values['artifact-dtype']), KV_DTYPES);
     const [squeezedMode] = oneOf<ReuseMode>('squeezed-mode', [values['squeezed-mode']!], REUSE_MODES);
     const cpu = BACKEND_CHOICES.filter((b) => b !== 'webgpu');
     const [backend] = oneOf('backend', [values.backend!], cpu);
@@ -164,6 +171,7 @@ export const command: Command = {
       budgets,
       squeezedMode,
       patterns,
+      artifactDTypes,
       blendRatio:
         values['blend-ratio'] === undefined
           ? undefined

@@ -66,6 +66,7 @@ export const command: Command = {
       backend: await engineBackend(config),
       threads: config.engineThreads,
       weightDType: config.weightDType,
+      dtype: config.kvDType,
       maxContext: config.maxContext,
       blobs,
       kvHostBytes: config.kvHostBytes,

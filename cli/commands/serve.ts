@@ -59,6 +59,7 @@ export const command: Command = {
           backend: await engineBackend(config),
           threads: config.engineThreads,
           weightDType: config.weightDType,
+          dtype: config.kvDType,
           maxContext: config.maxContext,
           blobs: services.blobs,
           kvHostBytes: config.kvHostBytes,

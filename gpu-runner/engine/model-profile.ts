@@ -7,6 +7,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 import { z } from 'zod';
+import { ARTIFACT_DTYPES } from '../../contracts/artifacts.ts';
 import type { ModelProfile } from '../../contracts/model-profile.ts';
 import {
   matchSparseConfig,
@@ -26,10 +27,15 @@ import { readTokenizerFiles, type TokenizerFiles } from './tokenizer.ts';
 
 export const REUSE_FILE = 'reuse.json';
 
-/** reuse.json: {"v": 1, "independentTrained": true} for a model trained with block-diagonal chunk attention. */
+/**
+ * reuse.json: {"v": 1, "independentTrained": true} for a model trained with block-diagonal chunk attention;
+ * `artifactDType`: the chunk KV artifact dtype its runners store by default (where `kvrag eval` showed the
+ * answers hold at it).
+ */
 export const reuseSettingsSchema = z.object({
   v: z.literal(1),
   independentTrained: z.boolean().default(false),
+  artifactDType: z.enum(ARTIFACT_DTYPES).optional(),
   note: z.string().optional(),
 });
 export type ReuseSettings = z.infer<typeof reuseSettingsSchema>;
@@ -104,10 +110,17 @@ export function readModelFiles(model: string): ModelFiles {
     config: readModelConfig(join(dir, 'config.json')),
     tokenizer: readTokenizerFiles(dir),
     generationEosIds: eos === undefined ? [] : Array.isArray(eos) ? eos : [eos],
-    reuse: readSidecar(dir, REUSE_FILE, reuseSettingsSchema) ?? { v: 1, independentTrained: false },
+    reuse: readReuseSettings(dir),
     sparse: readSidecar(dir, SPARSE_CONFIG_FILE, sparseConfigSchema),
     squeezed: readSqueezedSettings(dir),
   };
+}
+
+/** reuse.json beside a model (a GGUF file or ollama reference has none): the defaults when absent. */
+export function readReuseSettings(model: string): ReuseSettings {
+  const at = locateModel(model);
+  const none: ReuseSettings = { v: 1, independentTrained: false };
+  return at.kind === 'gguf' ? none : (readSidecar(at.dir, REUSE_FILE, reuseSettingsSchema) ?? none);
 }
 
 /** squeezed.json beside a model: null when it was never calibrated; ModelLoadError when malformed. */

@@ -3,7 +3,9 @@
 // assembly and greedy decoding as production) and scored by exact match (./score.ts). Variants are
 // compared on the same episodes: every reuse mode; squeezed-attention budgets over the fixed context
 // (on top of an artifact reuse mode, `independent` by default); sparse-prefill patterns (on `full`, where
-// the whole context is live). Squeezed and sparse are only measured when the runner's body schema
+// the whole context is live); with artifactDTypes, every artifact variant once per artifact dtype (one
+// runner per dtype over the same engine, each storing and reading its own artifacts). Squeezed and
+// sparse are only measured when the runner's body schema
 // accepts their controls; otherwise the result names them unavailable. The cli hands in the object store
 // the runner keeps artifacts in and the client that sends a request (the API's own runner client).
 import type { BlobStore } from '../../contracts/blob-store.ts';
@@ -17,8 +19,9 @@ import {
 } from '../../contracts/runner-api.ts';
 import type { SparsePattern } from '../../contracts/sparse.ts';
 import type { BackendChoice } from '../engine/backends/registry.ts';
+import type { KVDType } from '../engine/kv/artifact-format.ts';
 import type { WeightDType } from '../engine/weights.ts';
-import { createRunner } from '../server/runner.ts';
+import { createRunner, type Runner } from '../server/runner.ts';
 import {
   type EpisodePrompt,
   episodePrompt,
@@ -30,15 +33,20 @@ import {
 import { loadEvalProse } from './prose.ts';
 import { scoreAnswer } from './score.ts';
 
-/** One way of serving the same prompt. */
-export type Variant =
+/**
+ * One way of serving the same prompt. `dtype`: the artifact dtype its runner stores and reads, when the
+ * eval compares several (absent: the runner's default; `full` and sparse variants read no artifacts).
+ */
+export type Variant = (
   | { kind: 'reuse'; mode: ReuseMode }
   | { kind: 'squeezed'; mode: ReuseMode; budget: number; budgetLabel: string }
-  | { kind: 'sparse'; mode: ReuseMode; pattern: SparsePattern };
+  | { kind: 'sparse'; mode: ReuseMode; pattern: SparsePattern }
+) & { dtype?: KVDType };
 
 export function variantLabel(v: Variant): string {
-  if (v.kind === 'reuse') return v.mode;
-  if (v.kind === 'squeezed') return `squeezed ${v.budgetLabel} (${v.mode})`;
+  const dt = v.dtype ? ` ${v.dtype}` : '';
+  if (v.kind === 'reuse') return `${v.mode}${dt}`;
+  if (v.kind === 'squeezed') return `squeezed ${v.budgetLabel} (${v.mode}${dt})`;
   return `sparse ${v.pattern} (${v.mode})`;
 }
 
@@ -64,6 +72,8 @@ export interface EvalOptions {
   patterns: readonly SparsePattern[];
   blendRatio?: number;
   linkTokens?: number;
+  /** Artifact dtypes to compare (each artifact variant runs once per dtype); absent: the runner's default. */
+  artifactDTypes?: readonly KVDType[];
   /** Stops before the next episode: the cells then hold the episodes that ran (result.stopped says where). */
   signal?: AbortSignal;
   /** Progress lines (stderr in the CLI). */
@@ -89,6 +99,8 @@ export interface EvalCell {
   variant: string;
   kind: Variant['kind'];
   mode: ReuseMode;
+  /** artifact dtype of the variant when the eval compared several; else null */
+  dtype: KVDType | null;
   budget: number | null;
   pattern: SparsePattern | null;
   n: number;
@@ -183,13 +195,19 @@ export function planVariants(opts: EvalOptions): {
   variants: Variant[];
   unavailable: EvalResult['unavailable'];
 } {
-  const variants: Variant[] = opts.modes.map((mode) => ({ kind: 'reuse', mode }));
+  // an artifact variant per dtype asked for; `full` reads no artifacts and runs once
+  const dtypes: (KVDType | undefined)[] = opts.artifactDTypes?.length
+    ? [...opts.artifactDTypes]
+    : [undefined];
+  const perDType = (v: Variant): Variant[] =>
+    v.mode === 'full' ? [v] : dtypes.map((dtype) => (dtype ? { ...v, dtype } : v));
+  const variants: Variant[] = opts.modes.flatMap((mode) => perDType({ kind: 'reuse', mode }));
   const unavailable: EvalResult['unavailable'] = { squeezed: null, sparse: null };
   const sqMode = opts.squeezedMode ?? 'independent';
   if (opts.budgets.length > 0) {
     if (runnerAccepts({ squeezed: { mode: 'budget', budget: 0.5 } }))
       for (const b of opts.budgets)
-        variants.push({ kind: 'squeezed', mode: sqMode, budget: b.value, budgetLabel: b.label });
+        variants.push(...perDType({ kind: 'squeezed', mode: sqMode, budget: b.value, budgetLabel: b.label }));
     else
       unavailable.squeezed =
         'the runner does not offer per-request squeezed attention (body `squeezed: {mode: "budget"}` is refused)';
@@ -224,25 +242,38 @@ export async function runEval(opts: EvalOptions): Promise<EvalResult> {
   const say = opts.progress ?? (() => {});
   const { variants, unavailable } = planVariants(opts);
   const maxPrompt = Math.max(...opts.contexts) * 1.1 + 128;
-  const runner = await createRunner({
-    modelDir: opts.modelDir,
-    backend: opts.backend ?? 'auto',
-    threads: opts.threads,
-    weightDType: opts.weightDType,
+  const runnerOpts = {
     blobs: opts.blobs,
     // one episode's artifacts at a time are all the eval reuses; keep the host tier modest
     kvHostBytes: 256 * 1024 * 1024,
     scheduler: { kvBytes: Math.max(256 * 1024 * 1024, 2 * maxPrompt * 64 * 1024) },
+  };
+  // the artifact dtypes compared ([undefined]: the runner's default); variants without one use the first runner
+  const named = [...new Set(variants.flatMap((v) => (v.dtype ? [v.dtype] : [])))];
+  const dtypes: (KVDType | undefined)[] = named.length ? named : [undefined];
+  const runner = await createRunner({
+    ...runnerOpts,
+    modelDir: opts.modelDir,
+    backend: opts.backend ?? 'auto',
+    threads: opts.threads,
+    weightDType: opts.weightDType,
+    dtype: dtypes[0],
   });
   const engine = runner.core.engine;
-  // the runner's own credential on every call, as the API sends it
-  const fetch = withRunnerToken((r) => runner.app.fetch(r), runner.core.credential.current);
+  // one runner per further artifact dtype, over the same engine
+  const runners = new Map<KVDType | undefined, Runner>([[dtypes[0], runner]]);
+  for (const dtype of dtypes.slice(1))
+    runners.set(dtype, await createRunner({ ...runnerOpts, engine, dtype }));
+  // each runner's own credential on every call to it, as the API sends it
+  const fetchOf = (r: Runner): FetchFn => withRunnerToken((q) => r.app.fetch(q), r.core.credential.current);
+  const fetches = new Map([...runners].map(([dtype, r]) => [dtype, fetchOf(r)]));
+  const fetchFor = (v: Variant): FetchFn => fetches.get(v.dtype) ?? fetchOf(runner);
   const cells: EvalCell[] = [];
   let stopped: EvalResult['stopped'] = null;
   const filler = opts.filler ?? 'lexicon';
   const prose = filler === 'prose' ? loadEvalProse().map((d) => d.lines) : undefined;
   try {
-    await runner.start();
+    for (const r of runners.values()) await r.start();
     // one set of episodes per (context, suite); run round-robin, episode i of every set before episode
     // i + 1 of any, so a run stopped early still has every cell, with n differing by at most one
     const sets = opts.contexts.flatMap((context) =>
@@ -279,9 +310,10 @@ export async function runEval(opts: EvalOptions): Promise<EvalResult> {
         if (total + p.answer.length + 1 > engine.maxContext)
           throw new Error(`episode of ${total} tokens does not fit the model context ${engine.maxContext}`);
         // artifacts are computed offline in production: store them before any variant is timed
-        if (variants.some((v) => v.mode !== 'full')) await precompute(fetch, [p.system, ...p.chunks]);
+        if (variants.some((v) => v.mode !== 'full'))
+          for (const f of fetches.values()) await precompute(f, [p.system, ...p.chunks]);
         for (const a of set.acc) {
-          const usage = await opts.generate(fetch, requestBody(p, a.v, opts));
+          const usage = await opts.generate(fetchFor(a.v), requestBody(p, a.v, opts));
           const s = scoreAnswer(usage.tokens, p.answer);
           a.tokens += total;
           a.ms += usage.timingsMs.total;
@@ -330,6 +362,7 @@ export async function runEval(opts: EvalOptions): Promise<EvalResult> {
             variant: variantLabel(a.v),
             kind: a.v.kind,
             mode: a.v.mode,
+            dtype: a.v.dtype ?? null,
             budget: a.v.kind === 'squeezed' ? a.v.budget : null,
             pattern: a.v.kind === 'sparse' ? a.v.pattern : null,
             n: set.ran,
@@ -344,7 +377,8 @@ export async function runEval(opts: EvalOptions): Promise<EvalResult> {
             misses: a.misses,
           });
   } finally {
-    await runner.stop({ graceMs: 1000 });
+    // the first runner owns the engine: stop it last
+    for (const r of [...runners.values()].reverse()) await r.stop({ graceMs: 1000 });
   }
   return {
     model: opts.modelDir,

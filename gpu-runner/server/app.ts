@@ -92,7 +92,7 @@ export function createRunnerApp(core: RunnerCore, log?: Log): Hono<RunnerEnv> {
       const part = chunks.slice(i, i + core.limits.precomputeBatch);
       results.push(
         ...(await core.scheduler.mutex.run(() =>
-          precomputeChunks(core.engine, core.store, part, { dtype: body.dtype }),
+          precomputeChunks(core.engine, core.store, part, { dtype: body.dtype ?? core.dtype }),
         )),
       );
     }

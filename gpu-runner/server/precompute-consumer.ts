@@ -5,7 +5,7 @@
 // never appears under its key), and `precompute-done` carries a job id derived from the precompute job, so
 // a redelivered job cannot report twice. A completed job keeps no token ids or text (redactOnComplete).
 import { artifactObjectKey } from '../../contracts/artifacts.ts';
-import { ARTIFACT_FORMAT_VERSION } from '../engine/kv/artifact-format.ts';
+import { formatVersionFor } from '../engine/kv/artifact-format.ts';
 import { chunkKey, precomputeChunks } from '../engine/kv/precompute.ts';
 import type { BlobStore } from '../../contracts/blob-store.ts';
 import { enqueueJob, type PrecomputeJob, parseJob, redactPrecomputeJob } from '../../contracts/jobs.ts';
@@ -101,7 +101,7 @@ export async function handlePrecompute(
         chunkHash: c.chunkHash,
         objectKey: artifactObjectKey(e.fingerprint, c.key),
         bytes,
-        formatVersion: ARTIFACT_FORMAT_VERSION,
+        formatVersion: formatVersionFor(core.dtype),
       });
       own.add(c.key);
     }

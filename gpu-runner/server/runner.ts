@@ -16,6 +16,7 @@ import { ArtifactStore } from '../engine/kv/artifact-store.ts';
 import { EngineTier } from '../engine/kv/engine-tier.ts';
 import { ObjectTier } from '../engine/kv/object-tier.ts';
 import { DiskTier, HostTier } from '../engine/kv/tiers.ts';
+import { readReuseSettings } from '../engine/model-profile.ts';
 import { Assembler } from '../engine/reuse/assemble.ts';
 import type { WeightDType } from '../engine/weights.ts';
 import { createRunnerApp } from './app.ts';
@@ -44,6 +45,7 @@ export interface RunnerOptions {
   kvDiskBytes?: number;
   /** Engine-memory tier (resident artifacts on the device) bytes. Default 128 MiB. */
   kvEngineBytes?: number;
+  /** Artifact dtype stored and read; default: the model's reuse.json `artifactDType`, else f16. */
   dtype?: KVDType;
   scheduler?: Omit<SchedulerOptions, 'assembler' | 'observer' | 'mutex'>;
   /**
@@ -113,7 +115,7 @@ export async function createRunner(opts: RunnerOptions): Promise<Runner> {
     disk,
     object: new ObjectTier(opts.blobs, engine.fingerprint),
   });
-  const dtype = opts.dtype ?? 'f16';
+  const dtype = opts.dtype ?? readReuseSettings(engine.dir).artifactDType ?? 'f16';
   const engineTier = new EngineTier(
     engine.backend,
     engine.config,

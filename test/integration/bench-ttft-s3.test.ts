@@ -1,4 +1,5 @@
-// `kvrag bench ttft --s3`: cold artifacts read over the S3 protocol from a local s3rver.
+// `kvrag bench ttft --s3`: cold artifacts read over the S3 protocol from a local s3rver, for each
+// --artifact-dtype.
 import { afterAll, describe, expect, it } from 'vitest';
 import { run, type TtftResult } from '../../bench/ttft.ts';
 import { captureStdout } from '../helpers/capture-stdout.ts';
@@ -22,11 +23,20 @@ describe('bench ttft --s3', () => {
       '32',
     ];
     const { out } = await captureStdout(() =>
-      run([...args, '--question', '4', '--system', '8', '--runs', '1', '--modes', 'independent', '--s3']),
+      run([
+        ...args,
+        ...['--question', '4', '--system', '8', '--runs', '1', '--modes', 'independent', '--s3'],
+        ...['--artifact-dtype', 'f16,int4'],
+      ]),
     );
     const r = JSON.parse(out) as TtftResult;
-    const cold = r.rows.find((x) => x.temp === 'cold');
-    expect(cold?.report.artifactsByTier).toEqual({ object: 3 });
-    expect(cold?.report.bytesLoaded.object).toBe(r.precompute.bytes);
+    expect(r.precompute.map((p) => p.dtype)).toEqual(['f16', 'int4']);
+    for (const p of r.precompute) {
+      const cold = r.rows.find((x) => x.temp === 'cold' && x.dtype === p.dtype);
+      expect(cold?.report.artifactsByTier).toEqual({ object: 3 });
+      expect(cold?.report.bytesLoaded.object).toBe(p.bytes);
+      expect(cold?.loadMsPerMiB).toBeGreaterThan(0);
+    }
+    expect(r.precompute[1].bytes).toBeLessThan(r.precompute[0].bytes / 2);
   });
 });

@@ -3,6 +3,7 @@
 // independent prefills only the question with artifacts from the tier the row names, and the ratios are
 // full's TTFT over the row's.
 import { afterAll, describe, expect, it } from 'vitest';
+import { MODEL_SHAPES } from '../../bench/_shapes.ts';
 import { run, type TtftResult, ttftTable } from '../../bench/ttft.ts';
 import { captureStdout } from '../helpers/capture-stdout.ts';
 import { tinyModels } from '../helpers/tiny-model.ts';
@@ -60,12 +61,35 @@ describe('bench ttft', () => {
       if (row.mode === 'link') expect(row.report.recomputedTokens).toBe(4 * (row.context / 32));
       if (row.mode === 'full') expect(row.report.recomputedTokens).toBe(row.context + 8);
     }
-    expect(r.precompute.tokens).toBe(8 + 128);
+    expect(r.precompute.map((p) => [p.dtype, p.tokens])).toEqual([['f16', 8 + 128]]);
     const table = ttftTable(r);
-    expect(table).toContain('| 128     | independent |    object |');
+    expect(table).toContain('| 128     | independent |   f16 |    object |');
   });
 
-  it('refuses an unknown mode', async () => {
+  it('--shape generates a model of that shape, its context raised to fit', async () => {
+    const { code, out } = await captureStdout(() =>
+      run([
+        ...['--json', '--shape', 'tiny', '--backend', 'reference', '--context', '1024'],
+        ...['--chunk-tokens', '512', '--question', '2', '--system', '0', '--runs', '1'],
+        ...['--modes', 'independent', '--temps', 'warm'],
+      ]),
+    );
+    expect(code).toBe(0);
+    const r = JSON.parse(out) as TtftResult;
+    const { label, hidden, layers, heads, kvHeads, headDim, intermediate } = MODEL_SHAPES.tiny;
+    expect(r.model).toBe(`generated ${label}`);
+    expect(r.config).toMatchObject({ hidden, layers, heads, kvHeads, headDim, intermediate });
+    // 1026 tokens: past the tiny shape's own 512 positions
+    expect(r.rows.map((x) => [x.mode, x.report.tokens])).toEqual([
+      ['full', 1026],
+      ['independent', 1026],
+    ]);
+  });
+
+  it('refuses an unknown mode, artifact dtype or shape, and --shape with --model', async () => {
     await expect(run(['--modes', 'full,turbo'])).rejects.toThrow(/unknown mode "turbo"/);
+    await expect(run(['--artifact-dtype', 'f16,int2'])).rejects.toThrow(/unknown dtype "int2"/);
+    await expect(run(['--shape', 'gpt5'])).rejects.toThrow(/--shape: unknown shape "gpt5"/);
+    await expect(run(['--shape', 'tiny', '--model', '/nonexistent'])).rejects.toThrow(/exclude each other/);
   });
 });

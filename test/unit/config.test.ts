@@ -30,8 +30,10 @@ describe('config', () => {
       KVRAG_RUNNER_TOKEN: 'a'.repeat(64),
       KVRAG_S3_FORCE_PATH_STYLE: 'true',
       KVRAG_BLOB_STORE: 'fs:/var/kvrag',
+      KVRAG_KV_DTYPE: 'int4',
     });
     expect(c.port).toBe(9000);
+    expect(c.kvDType).toBe('int4');
     expect(c.runnerUrls).toEqual(['http://r1:8081', 'http://r2:8081']);
     expect(c.s3ForcePathStyle).toBe(true);
     expect(blobStoreSpec(c)).toBe('fs:/var/kvrag');
@@ -46,8 +48,14 @@ describe('config', () => {
       KVRAG_PORT: 'eighty',
       KVRAG_DATABASE_URL: 'mysql://x',
       KVRAG_LOG_LEVEL: 'loud',
+      KVRAG_KV_DTYPE: 'int2',
     });
-    expect(issues.map((i) => i.env).sort()).toEqual(['KVRAG_DATABASE_URL', 'KVRAG_LOG_LEVEL', 'KVRAG_PORT']);
+    expect(issues.map((i) => i.env).sort()).toEqual([
+      'KVRAG_DATABASE_URL',
+      'KVRAG_KV_DTYPE',
+      'KVRAG_LOG_LEVEL',
+      'KVRAG_PORT',
+    ]);
     const msg = new ConfigError(issues).message;
     expect(msg).toContain('KVRAG_PORT');
     expect(msg).toContain('postgres: or postgresql:');

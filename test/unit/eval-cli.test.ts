@@ -8,10 +8,13 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadEngine } from '../../gpu-runner/engine/engine.ts';
 import { episodePrompt, heldoutEpisodes, promptTokens } from '../../gpu-runner/eval/episodes.ts';
+import { parseHeader } from '../../gpu-runner/engine/kv/artifact-format.ts';
 import { loadEvalProse } from '../../gpu-runner/eval/prose.ts';
-import { type EvalResult, runnerAccepts } from '../../gpu-runner/eval/run.ts';
+import { type EvalResult, runEval, runnerAccepts } from '../../gpu-runner/eval/run.ts';
 import { scoreAnswer } from '../../gpu-runner/eval/score.ts';
 import { command } from '../../cli/commands/eval.ts';
+import { callRunner } from '../../src/routing/runner-client.ts';
+import { MemoryBlobStore } from '../../src/storage/memory.ts';
 import { captureStdout } from '../helpers/capture-stdout.ts';
 import { type TinyModels, tinyModels } from '../helpers/tiny-model.ts';
 
@@ -181,6 +184,48 @@ describe('kvrag eval', () => {
     for (const c of res.cells) expect([ran, ran + 1]).toContain(c.n);
     if (ran > 0) expect(res.cells.map((c) => c.suite).sort()).toEqual(['kv', 'passkey']);
     expect(result.stopped).toBeNull();
+  });
+
+  it('--artifact-dtype runs each artifact variant once per dtype, from artifacts of that dtype', async () => {
+    const blobs = new MemoryBlobStore();
+    const r = await runEval({
+      modelDir: dir,
+      backend: 'reference',
+      seed: SEED,
+      suites: ['kv'],
+      contexts: [CONTEXT],
+      n: 1,
+      modes: ['full', 'independent'],
+      budgets: [],
+      patterns: [],
+      artifactDTypes: ['f16', 'int4'],
+      blobs,
+      generate: async (fetch, body) => {
+        for await (const ev of callRunner({ id: 'eval', url: 'http://eval.runner', fetch }, body))
+          if (ev.type === 'done') return ev.usage;
+        throw new Error('no done event');
+      },
+    });
+    expect(r.variants).toEqual(['full', 'independent f16', 'independent int4']);
+    expect(r.cells.map((c) => [c.variant, c.dtype])).toEqual([
+      ['full', null],
+      ['independent f16', 'f16'],
+      ['independent int4', 'int4'],
+    ]);
+    const context =
+      r.cells[0].meanPromptTokens - episodePrompt(heldoutEpisodes(SEED, 'kv', CONTEXT, 1)[0]).question.length;
+    for (const c of r.cells.slice(1)) expect(c.meanCachedTokens).toBeCloseTo(context, 6);
+    // the store holds every block once per dtype
+    const dtypes: string[] = [];
+    for await (const b of blobs.list('kv/')) {
+      const bytes = await blobs.get(b.key);
+      if (bytes) dtypes.push(parseHeader(bytes).dtype);
+    }
+    expect(dtypes.filter((d) => d === 'int4').length).toBe(dtypes.filter((d) => d === 'f16').length);
+    expect(dtypes.length).toBeGreaterThan(0);
+    await expect(command.run(['--artifact-dtype', 'int3'])).rejects.toThrow(
+      /--artifact-dtype: unknown "int3"/,
+    );
   });
 
   it('--filler prose: the episodes are built on the committed evaluation prose, and the result says so', async () => {

@@ -5,11 +5,12 @@
 // warm requests device → device; a cold request reads the object store and promotes to host memory.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Engine, loadEngine } from '../../gpu-runner/engine/engine.ts';
-import { decodeArtifact } from '../../gpu-runner/engine/kv/artifact-format.ts';
+import { decodeArtifact, decodeLayers } from '../../gpu-runner/engine/kv/artifact-format.ts';
 import { ArtifactStore } from '../../gpu-runner/engine/kv/artifact-store.ts';
 import { EngineTier } from '../../gpu-runner/engine/kv/engine-tier.ts';
 import { ObjectTier } from '../../gpu-runner/engine/kv/object-tier.ts';
 import { chunkKey, precomputeChunks } from '../../gpu-runner/engine/kv/precompute.ts';
+import { readPacked } from '../../gpu-runner/engine/kv/rerotate.ts';
 import { HostTier } from '../../gpu-runner/engine/kv/tiers.ts';
 import { Assembler } from '../../gpu-runner/engine/reuse/assemble.ts';
 import { MemoryBlobStore } from '../../src/storage/memory.ts';
@@ -85,9 +86,10 @@ describe('precomputeChunks', () => {
       if (!a || !b) throw new Error('artifact missing');
       expect(a.header.tokenIds).toEqual(chunks[i]);
       expect(a.header.fingerprint).toBe(engine.fingerprint);
+      const [la, lb] = [decodeLayers(a), decodeLayers(b)];
       for (let l = 0; l < engine.config.layers; l++) {
-        expect(maxAbsDiff(a.layers[l].k, b.layers[l].k)).toBeLessThanOrEqual(1e-5);
-        expect(maxAbsDiff(a.layers[l].v, b.layers[l].v)).toBeLessThanOrEqual(1e-5);
+        expect(maxAbsDiff(la[l].k, lb[l].k)).toBeLessThanOrEqual(1e-5);
+        expect(maxAbsDiff(la[l].v, lb[l].v)).toBeLessThanOrEqual(1e-5);
       }
     }
   });
@@ -199,9 +201,13 @@ describe('EngineTier', () => {
   it('keeps device bytes within capacity, evicting the least recently used', async () => {
     const store = storeFor(engine);
     const [a, b, c] = await keysOf(store, same);
-    const probe = new EngineTier(engine.backend, engine.config, store, 0);
-    const per = probe.bytesFor(10);
-    expect(per).toBe(2 * engine.config.layers * engine.config.kvHeads * 10 * engine.config.headDim * 4);
+    // an entry holds the artifact's sections as stored (f16 here) and the padding between them
+    const probe = await new EngineTier(engine.backend, engine.config, store, 0).acquire(a);
+    const per = probe?.entry.bytes ?? 0;
+    probe?.release();
+    const sections = 2 * engine.config.layers * engine.config.kvHeads * 10 * engine.config.headDim * 2;
+    expect(per).toBeGreaterThanOrEqual(sections);
+    expect(per).toBeLessThan(sections + 64 * 2 * engine.config.layers);
     const tier = new EngineTier(engine.backend, engine.config, store, 2 * per);
     const use = async (k: string) => (await tier.acquire(k))?.release();
     await use(a);
@@ -221,10 +227,11 @@ describe('EngineTier', () => {
   it('never evicts an entry someone holds; releases it afterwards', async () => {
     const store = storeFor(engine);
     const [a, b] = await keysOf(store, same);
-    const tier = new EngineTier(engine.backend, engine.config, store, tierBytes(1));
+    const one = await entryBytes(store, a);
+    const tier = new EngineTier(engine.backend, engine.config, store, one);
     const held = await tier.acquire(a);
     const other = await tier.acquire(b);
-    expect(tier.stats().residentBytes).toBe(tierBytes(2)); // over capacity while both are held
+    expect(tier.stats().residentBytes).toBe(2 * one); // over capacity while both are held
     other?.release();
     expect(tier.has(b)).toBe(false);
     expect(tier.has(a)).toBe(true);
@@ -246,7 +253,7 @@ describe('EngineTier', () => {
     const got = await Promise.all([tier.acquire(a), tier.acquire(a), tier.acquire(a)]);
     expect(host.stats().hits).toBe(1);
     expect(got.map((g) => g?.tier)).toEqual(['host', 'engine', 'engine']);
-    expect(new Set(got.map((g) => g?.entry.cache)).size).toBe(1);
+    expect(new Set(got.map((g) => g?.entry.packed)).size).toBe(1);
     for (const g of got) g?.release();
     expect(await tier.acquire('0'.repeat(64))).toBeNull();
     tier.clear();
@@ -263,10 +270,10 @@ describe('EngineTier', () => {
     x?.release();
     expect(tier.has(a)).toBe(true); // y still holds it
     if (!y) throw new Error('not acquired');
-    const { k, v } = engine.backend.kvGather(y.entry.cache, 0, 0, 10); // still allocated
-    engine.backend.free(k);
-    engine.backend.free(v);
+    const decoded = await readPacked(engine.backend, engine.model.invFreq, y.entry.packed); // still allocated
+    expect(decoded).toHaveLength(engine.config.layers);
     y.release();
+    expect(() => engine.backend.freePackedKV(y.entry.packed)).toThrow(/after freePackedKV/);
     expect(tier.has(a)).toBe(false);
     expect(tier.stats()).toMatchObject({ residentBytes: 0, entries: 0, evictions: 2 });
   });
@@ -303,5 +310,9 @@ describe('EngineTier', () => {
   });
 });
 
-const tierBytes = (n: number) =>
-  n * 2 * engine.config.layers * engine.config.kvHeads * 10 * engine.config.headDim * 4;
+/** Device bytes of the artifact `key` resident in an engine tier. */
+async function entryBytes(store: ArtifactStore, key: string): Promise<number> {
+  const got = await new EngineTier(engine.backend, engine.config, store, 0).acquire(key);
+  got?.release();
+  return got?.entry.bytes ?? 0;
+}

@@ -6,18 +6,22 @@ import { ArtifactStore } from '../../gpu-runner/engine/kv/artifact-store.ts';
 import {
   type ArtifactMeta,
   artifactKey,
+  decodeLayers,
   encodeArtifact,
+  KV_DTYPES,
+  type KVDType,
+  sectionOf,
 } from '../../gpu-runner/engine/kv/artifact-format.ts';
 import { ObjectTier } from '../../gpu-runner/engine/kv/object-tier.ts';
 import { DiskTier, HostTier } from '../../gpu-runner/engine/kv/tiers.ts';
 import { MemoryBlobStore } from '../../src/storage/memory.ts';
 
 const FP = 'f'.repeat(64);
-function artifact(seed: number, n = 16): { key: string; bytes: Uint8Array } {
+function artifact(seed: number, n = 16, dtype: KVDType = 'f16'): { key: string; bytes: Uint8Array } {
   const meta: ArtifactMeta = {
     fingerprint: FP,
     tokenizerHash: 'tok',
-    dtype: 'f16',
+    dtype,
     tokenIds: Array.from({ length: n }, (_, i) => (seed * 31 + i) % 256),
     layers: 2,
     kvHeads: 2,
@@ -62,22 +66,25 @@ describe('host tier', () => {
 });
 
 describe('disk tier', () => {
-  it('survives a restart: the index is rebuilt from the headers, in LRU order, within capacity', async () => {
-    const dir = tempDir();
-    const arts = [1, 2, 3].map((s) => artifact(s));
-    const size = Math.max(...arts.map((a) => a.bytes.byteLength));
-    const disk = await DiskTier.open(dir, size * 10);
-    for (const a of arts) await disk.put(a.key, a.bytes);
-    const reopened = await DiskTier.open(dir, size * 10);
-    expect(reopened.keys().sort()).toEqual(arts.map((a) => a.key).sort());
-    expect(reopened.stats().residentBytes).toBe(arts.reduce((n, a) => n + a.bytes.byteLength, 0));
-    expect(await reopened.get(arts[1].key)).toEqual(arts[1].bytes);
-    // Reopen with room for two: the least recently used goes.
-    const small = await DiskTier.open(dir, size * 2);
-    expect(small.stats().entries).toBe(2);
-    expect(small.stats().residentBytes).toBeLessThanOrEqual(size * 2);
-    expect(await small.has(arts[1].key)).toBe(true);
-  });
+  it.each(KV_DTYPES)(
+    'survives a restart (%s): the index is rebuilt from the headers, in LRU order, within capacity',
+    async (dtype) => {
+      const dir = tempDir();
+      const arts = [1, 2, 3].map((s) => artifact(s, 16, dtype));
+      const size = Math.max(...arts.map((a) => a.bytes.byteLength));
+      const disk = await DiskTier.open(dir, size * 10);
+      for (const a of arts) await disk.put(a.key, a.bytes);
+      const reopened = await DiskTier.open(dir, size * 10);
+      expect(reopened.keys().sort()).toEqual(arts.map((a) => a.key).sort());
+      expect(reopened.stats().residentBytes).toBe(arts.reduce((n, a) => n + a.bytes.byteLength, 0));
+      expect(await reopened.get(arts[1].key)).toEqual(arts[1].bytes);
+      // Reopen with room for two: the least recently used goes.
+      const small = await DiskTier.open(dir, size * 2);
+      expect(small.stats().entries).toBe(2);
+      expect(small.stats().residentBytes).toBeLessThanOrEqual(size * 2);
+      expect(await small.has(arts[1].key)).toBe(true);
+    },
+  );
 
   it('removes unreadable files and interrupted writes when it opens', async () => {
     const dir = tempDir();
@@ -97,11 +104,11 @@ describe('disk tier', () => {
   });
 });
 
-describe('artifact store', () => {
+describe.each(KV_DTYPES)('artifact store, %s artifacts', (dtype) => {
   it('reads through the tiers, promotes hits, and loads a key once for concurrent readers', async () => {
     const blobs = new MemoryBlobStore();
     const object = new ObjectTier(blobs, FP);
-    const a = artifact(11);
+    const a = artifact(11, 16, dtype);
     await object.put(a.key, a.bytes);
     const host = new HostTier(1 << 20);
     const disk = await DiskTier.open(tempDir(), 1 << 20);
@@ -113,20 +120,30 @@ describe('artifact store', () => {
     expect(object.stats().hits).toBe(1);
     expect(await store.where(a.key)).toEqual({ host: true, disk: true, object: true });
     expect((await store.get(a.key))?.tier).toBe('host');
-    expect(await store.get(artifact(12).key)).toBeNull();
+    expect(await store.get(artifact(12, 16, dtype).key)).toBeNull();
   });
 
   it('refuses a corrupt copy, drops it from its tier, and falls through to a good one', async () => {
     const object = new ObjectTier(new MemoryBlobStore(), FP);
     const host = new HostTier(1 << 20);
-    const a = artifact(21);
+    const a = artifact(21, 16, dtype);
     await object.put(a.key, a.bytes);
+    // one bit of the last layer's V section (for int8/int4: its codes) in the host copy
     const flipped = a.bytes.slice();
-    flipped[flipped.length - 3] ^= 1;
+    const good = await new ArtifactStore({
+      fingerprint: FP,
+      tokenizerHash: 'tok',
+      host: new HostTier(1 << 20),
+      object,
+    }).get(a.key);
+    if (!good) throw new Error('not stored');
+    const v1 = sectionOf(good.artifact, 'v', 1);
+    flipped[v1.byteOffset - a.bytes.byteOffset + 3] ^= 1;
     await host.put(a.key, flipped);
     const store = new ArtifactStore({ fingerprint: FP, tokenizerHash: 'tok', host, object });
     const got = await store.get(a.key);
     expect(got?.tier).toBe('object');
+    expect(decodeLayers(got!.artifact)).toEqual(decodeLayers(good.artifact));
     expect(store.refusals.checksum).toBe(1);
     expect(host.stats().corrupt).toBe(1);
     // The good copy was promoted back over the corrupt one.

@@ -18,6 +18,7 @@ import {
 } from '../../gpu-runner/engine/attention/squeezed/synthetic.ts';
 import type { Backend } from '../../gpu-runner/engine/backends/types.ts';
 import { createWasmBackend } from '../../gpu-runner/engine/backends/wasm/index.ts';
+import { decodeLayers } from '../../gpu-runner/engine/kv/artifact-format.ts';
 import { chunkKey, precomputeChunks } from '../../gpu-runner/engine/kv/precompute.ts';
 import type { Assembled } from '../../gpu-runner/engine/reuse/assemble.ts';
 import { type ReuseWorld, reuseWorld, seqTokens } from '../helpers/kv-reuse-suite.ts';
@@ -74,7 +75,8 @@ function engineSuite(name: string, backend: () => Promise<Backend | 'reference'>
     it('precompute stores the index section; it round-trips through the artifact', async () => {
       const got = await w.store.get(chunkKey(w.engine, CHUNKS[0], 'f32'));
       expect(got?.artifact.index).toBeTruthy();
-      const { header, layers, index } = got!.artifact;
+      const { header, index } = got!.artifact;
+      const layers = decodeLayers(got!.artifact);
       const parsed = parseIndex(index!, header);
       const rebuilt = buildIndex(
         layers,

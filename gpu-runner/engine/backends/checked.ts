@@ -15,6 +15,7 @@ import {
   matrix,
 } from './handles.ts';
 import type { AttentionCall, Kernels } from './kernels.ts';
+import { checkUnpack, livePacked, unpack, uploadPacked } from './packed-kv.ts';
 import { flattenPlan, flattenRanges } from './plan.ts';
 import type {
   Backend,
@@ -22,6 +23,8 @@ import type {
   KVBlock,
   KVCache,
   KVCacheSpec,
+  PackedKV,
+  PackedKVSpec,
   SeqSpan,
   SparsePlan,
   Tensor,
@@ -44,6 +47,7 @@ export class CheckedBackend<K extends AnyKernels> implements Backend {
       readNow: typeof kernels.readNow === 'function',
       sparseAttention: typeof kernels.sparseAttention === 'function',
       attentionRanges: typeof kernels.attentionRanges === 'function',
+      kvUnpack: typeof kernels.kvUnpack === 'function' && typeof kernels.uploadBytes === 'function',
     };
   }
 
@@ -256,6 +260,27 @@ export class CheckedBackend<K extends AnyKernels> implements Backend {
     const r = this.kernels.kvGather(h, spec, layer, start, count);
     const shape = [count, spec.kvHeads * spec.headDim];
     return { k: this.#wrap(r.k, shape), v: this.#wrap(r.v, shape) };
+  }
+
+  // --- packed chunk KV artifacts (packed-kv.ts) ------------------------------------------------------
+  uploadPackedKV(
+    spec: PackedKVSpec,
+    bytes: Uint8Array,
+    offsets: { k: readonly number[]; v: readonly number[] },
+  ): PackedKV {
+    return uploadPacked(this, this.kernels, this.caps.kvUnpack, spec, bytes, offsets);
+  }
+  freePackedKV(p: PackedKV): void {
+    const d = livePacked<Handle<K>>(this, p, 'freePackedKV');
+    if (d.handle !== null) this.kernels.free(d.handle);
+    d.handle = null;
+    d.host = null;
+  }
+  kvUnpack(cache: KVCache, layer: number, pos: number, src: PackedKV, delta: number, invFreq: Tensor): void {
+    const { h, spec } = this.#cache(cache, 'kvUnpack');
+    const p = livePacked<Handle<K>>(this, src, 'kvUnpack');
+    checkUnpack(spec, layer, pos, p.spec, delta, invFreq.shape);
+    unpack(this.kernels, h, spec, layer, pos, p, delta, this.#h(invFreq, 'kvUnpack', 'invFreq', 'f32'));
   }
 
   // --- attention ----------------------------------------------------------------------------------

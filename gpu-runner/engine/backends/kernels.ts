@@ -11,7 +11,7 @@
 // that delegates to another's, e.g. native kernels over the wasm memory) and a registry entry.
 import type { DType, HostTensor } from './dtypes.ts';
 import type { FlatPlan } from './plan.ts';
-import type { KVBlock, KVCacheSpec } from './types.ts';
+import type { KVBlock, KVCacheSpec, PackedKVSpec } from './types.ts';
 
 /** One sequence span of a step, its cache resolved to the backend's handle. */
 export interface KernelSpan<C> {
@@ -83,4 +83,24 @@ export interface Kernels<T, C> {
   sparseAttention?(call: AttentionCall<T, C>, plan: FlatPlan): { out: T; lse: T };
   /** keys[i]: span i's ranges per kv head as a one-block plan, or null = dense causal. → [rows, width] */
   attentionRanges?(call: AttentionCall<T, C>, keys: readonly (FlatPlan | null)[]): T;
+
+  // --- packed chunk KV (both or neither; without them the checking layer decodes on the host) -------
+  /** Bytes as stored → a device handle, freed with free(). */
+  uploadBytes?(bytes: Uint8Array): T;
+  /**
+   * One section (layer `layer`'s `part` of a packed artifact, at byte `offset` of src) → cache rows
+   * [pos, pos + packed.n) of every kv head; keys rotated by delta when invFreq is given.
+   */
+  kvUnpack?(
+    c: C,
+    spec: KVCacheSpec,
+    layer: number,
+    pos: number,
+    part: 'k' | 'v',
+    src: T,
+    offset: number,
+    packed: PackedKVSpec,
+    delta: number,
+    invFreq: T | null,
+  ): void;
 }

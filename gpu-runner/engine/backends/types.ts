@@ -15,6 +15,8 @@
 //   memory; freeing a tensor twice or using it after free is an error).
 // - A wrong argument (shape, dtype, a tensor of another backend or freed, a range outside a cache) throws
 //   BackendArgumentError naming the op; an op the backend lacks (see caps) throws too.
+import type { ArtifactDType } from '../../../contracts/artifacts.ts';
+import type { QuantParams } from '../kv/kv-codec.ts';
 import type { DType, HostTensor } from './dtypes.ts';
 
 export type { DType, HostTensor } from './dtypes.ts';
@@ -86,6 +88,32 @@ export interface Capabilities {
   readonly sparseAttention: boolean;
   /** attentionRanges (squeezed attention). */
   readonly attentionRanges: boolean;
+  /**
+   * kvUnpack runs as one device kernel (widen or dequantize, and re-rotate keys, in one pass); without it
+   * the checking layer decodes on the host and re-rotates with kvGather/rope/kvWrite (same results).
+   */
+  readonly kvUnpack: boolean;
+}
+
+/** Shape and encoding of one chunk KV artifact's sections (gpu-runner/engine/kv/kv-codec.ts). */
+export interface PackedKVSpec {
+  layers: number;
+  kvHeads: number;
+  headDim: number;
+  /** tokens, at positions 0..n−1 */
+  n: number;
+  dtype: ArtifactDType;
+  /** int8/int4 group sizes; null for f32/f16 */
+  quant: QuantParams | null;
+}
+
+/**
+ * One chunk KV artifact's K and V sections on the device, as stored (not decoded): what the engine-memory
+ * tier keeps resident, decoded into a sequence's cache by kvUnpack. bytes: the device bytes it holds.
+ */
+export interface PackedKV {
+  readonly spec: PackedKVSpec;
+  readonly bytes: number;
 }
 
 export interface Backend {
@@ -196,4 +224,20 @@ export interface Backend {
    * each [count, kvHeads·headDim] (the kvWrite layout), e.g. to re-rotate with rope() and write back.
    */
   kvGather(cache: KVCache, layer: number, start: number, count: number): { k: Tensor; v: Tensor };
+  /**
+   * Host → device copy of an artifact's K/V sections as stored. `bytes` holds them; `offsets.k[l]` and
+   * `offsets.v[l]` are where layer l's sections start in it (their sizes follow from spec).
+   */
+  uploadPackedKV(
+    spec: PackedKVSpec,
+    bytes: Uint8Array,
+    offsets: { k: readonly number[]; v: readonly number[] },
+  ): PackedKV;
+  freePackedKV(p: PackedKV): void;
+  /**
+   * Decodes layer `layer` of `src` (K and V of its n tokens) into cache positions [pos, pos + n) of the same
+   * layer, keys re-rotated by Δ = delta with invFreq ([headDim/2] f32, as rope()): a stored chunk moved
+   * from 0..n−1 to pos..pos+n−1 takes delta = pos.
+   */
+  kvUnpack(cache: KVCache, layer: number, pos: number, src: PackedKV, delta: number, invFreq: Tensor): void;
 }

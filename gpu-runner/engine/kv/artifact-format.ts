@@ -2,86 +2,46 @@
 // at positions 0..n-1: post-RoPE K and V of every layer, then an optional squeezed-attention index.
 //
 // Layout (all integers little-endian; sections start on 64-byte boundaries so each is range-readable):
-//   preamble, 32 bytes: magic "KVRAGKV\0" | u32 format version | u32 header length | u32 crc32(header)
-//                       | u32 reserved (0) | u64 total bytes
-//   header: UTF-8 JSON (ArtifactHeader), including every section's offset, length and crc32
-//   sections: k[0], v[0], k[1], v[1], …, each [kv_head][position][head_dim] in the artifact dtype
+//   preamble and JSON header (artifact-header.ts)
+//   sections: k[0], v[0], k[1], v[1], …, each one layer's K or V in the artifact dtype (kv-codec.ts), with
+//             its own crc32 in the header
 //   index section (optional): opaque bytes of the squeezed-attention index
-// A reader fetches the preamble, then the header, then only the sections it needs.
-import { createHash } from 'node:crypto';
+// A reader fetches the preamble, then the header, then only the sections it needs. Zero padding between
+// sections is part of the check: any flipped byte of a whole artifact is refused.
 import { crc32 } from 'node:zlib';
-import { z } from 'zod';
-import { f16ToF32, f32ToF16 } from '../half.ts';
+import type { PackedKVSpec } from '../backends/types.ts';
+import {
+  ArtifactError,
+  type ArtifactHeader,
+  type ArtifactMeta,
+  artifactKey,
+  formatVersionFor,
+  MAGIC,
+  PREAMBLE_BYTES,
+  parseHeader,
+  readPreamble,
+  type SectionRef,
+} from './artifact-header.ts';
+import { decodeSectionValues, defaultQuant, encodeSection, isQuantized } from './kv-codec.ts';
 
-export const ARTIFACT_FORMAT_VERSION = 1;
-export const PREAMBLE_BYTES = 32;
-const MAGIC = new TextEncoder().encode('KVRAGKV\0');
+export {
+  ARTIFACT_FORMAT_VERSION,
+  ArtifactError,
+  type ArtifactErrorReason,
+  type ArtifactHeader,
+  type ArtifactIdentity,
+  type ArtifactMeta,
+  artifactKey,
+  formatVersionFor,
+  MAX_HEADER_BYTES,
+  PREAMBLE_BYTES,
+  parseHeader,
+  readPreamble,
+  type SectionRef,
+} from './artifact-header.ts';
+export { KV_DTYPES, type KVDType } from './kv-codec.ts';
+
 const ALIGN = 64;
-/** Upper bound on a header's size; a larger claimed length is a hostile or corrupt file. */
-export const MAX_HEADER_BYTES = 1 << 22;
-
-export type KVDType = 'f16' | 'f32';
-
-export type ArtifactErrorReason =
-  | 'truncated'
-  | 'bad-magic'
-  | 'version'
-  | 'header'
-  | 'checksum'
-  | 'fingerprint'
-  | 'tokenizer'
-  | 'key';
-
-/** An artifact that must not be used; `reason` says why. The caller recomputes it. */
-export class ArtifactError extends Error {
-  readonly reason: ArtifactErrorReason;
-  constructor(reason: ArtifactErrorReason, message: string) {
-    super(`KV artifact refused (${reason}): ${message}`);
-    this.name = 'ArtifactError';
-    this.reason = reason;
-  }
-}
-
-const sectionSchema = z.object({
-  offset: z.number().int().nonnegative(),
-  bytes: z.number().int().nonnegative(),
-  crc32: z.number().int().nonnegative().max(0xffffffff),
-});
-export type SectionRef = z.infer<typeof sectionSchema>;
-
-/** What identifies the contents: the key hashes fingerprint, format version, dtype and token ids. */
-export interface ArtifactIdentity {
-  fingerprint: string;
-  dtype: KVDType;
-  tokenIds: readonly number[];
-}
-
-export interface ArtifactMeta extends ArtifactIdentity {
-  tokenizerHash: string;
-  layers: number;
-  kvHeads: number;
-  headDim: number;
-  /** RoPE parameters the keys were rotated with (re-rotation must use the same). */
-  rope: { theta: number; scaling: unknown };
-}
-
-const headerSchema = z.object({
-  v: z.literal(ARTIFACT_FORMAT_VERSION),
-  key: z.string().regex(/^[0-9a-f]{64}$/),
-  fingerprint: z.string().regex(/^[0-9a-f]{64}$/),
-  tokenizerHash: z.string().min(1).max(128),
-  dtype: z.enum(['f16', 'f32']),
-  tokenIds: z.array(z.number().int().nonnegative()),
-  n: z.number().int().positive(),
-  layers: z.number().int().positive().max(1024),
-  kvHeads: z.number().int().positive().max(1024),
-  headDim: z.number().int().positive().max(4096),
-  rope: z.object({ theta: z.number().positive(), scaling: z.unknown() }),
-  sections: z.object({ k: z.array(sectionSchema), v: z.array(sectionSchema) }),
-  index: sectionSchema.nullable(),
-  totalBytes: z.number().int().positive(),
-});
-export type ArtifactHeader = z.infer<typeof headerSchema>;
 
 /** One layer's K and V on the host, f32: [kv_head][position][head_dim]. */
 export interface LayerKV {
@@ -89,23 +49,7 @@ export interface LayerKV {
   v: Float32Array;
 }
 
-/** Content key: sha256 over (model fingerprint, format version, dtype, token ids). Hex. */
-export function artifactKey(id: ArtifactIdentity): string {
-  const h = createHash('sha256');
-  h.update(`kvrag-kv\0${id.fingerprint}\0v${ARTIFACT_FORMAT_VERSION}\0${id.dtype}\0`);
-  const ids = new Uint32Array(id.tokenIds.length);
-  ids.set(id.tokenIds);
-  h.update(new Uint8Array(ids.buffer));
-  return h.digest('hex');
-}
-
 const align = (x: number) => Math.ceil(x / ALIGN) * ALIGN;
-const elemBytes = (d: KVDType) => (d === 'f16' ? 2 : 4);
-
-function toDType(x: Float32Array, dtype: KVDType): Uint8Array {
-  const out = dtype === 'f16' ? f32ToF16(x) : Float32Array.from(x);
-  return new Uint8Array(out.buffer, out.byteOffset, out.byteLength);
-}
 
 /** Serialises an artifact. layers[l].k/v: [kv_head][n][head_dim] f32; stored in meta.dtype. */
 export function encodeArtifact(
@@ -117,18 +61,22 @@ export function encodeArtifact(
   const perSection = meta.kvHeads * n * meta.headDim;
   if (n === 0) throw new Error('an artifact needs at least one token');
   if (layers.length !== meta.layers) throw new Error(`expected ${meta.layers} layers, got ${layers.length}`);
+  const version = formatVersionFor(meta.dtype);
+  const quant = isQuantized(meta.dtype) ? (meta.quant ?? defaultQuant(meta.dtype, meta.headDim)) : null;
+  const geometry = { kvHeads: meta.kvHeads, n, headDim: meta.headDim };
   const payloads: Uint8Array[] = [];
   for (const [l, layer] of layers.entries()) {
-    for (const part of [layer.k, layer.v]) {
-      if (part.length !== perSection)
-        throw new Error(`layer ${l}: expected ${perSection} values, got ${part.length}`);
-      payloads.push(toDType(part, meta.dtype));
+    for (const part of ['k', 'v'] as const) {
+      if (layer[part].length !== perSection)
+        throw new Error(`layer ${l}: expected ${perSection} values, got ${layer[part].length}`);
+      payloads.push(encodeSection(meta.dtype, part, geometry, quant, layer[part]));
     }
   }
   const build = (offsets: number[], total: number, indexRef: SectionRef | null) => {
     const refs = payloads.map((p, i) => ({ offset: offsets[i], bytes: p.byteLength, crc32: crc32(p) >>> 0 }));
+    // field order is part of the bytes: version 1 artifacts are byte-identical to what version 1 wrote
     const header: ArtifactHeader = {
-      v: ARTIFACT_FORMAT_VERSION,
+      v: version,
       key: artifactKey(meta),
       fingerprint: meta.fingerprint,
       tokenizerHash: meta.tokenizerHash,
@@ -139,6 +87,7 @@ export function encodeArtifact(
       kvHeads: meta.kvHeads,
       headDim: meta.headDim,
       rope: meta.rope,
+      ...(quant ? { quant: { keyGroup: quant.keyGroup, valueGroup: quant.valueGroup } } : {}),
       sections: { k: refs.filter((_, i) => i % 2 === 0), v: refs.filter((_, i) => i % 2 === 1) },
       index: indexRef,
       totalBytes: total,
@@ -166,7 +115,7 @@ export function encodeArtifact(
     const out = new Uint8Array(total);
     const dv = new DataView(out.buffer);
     out.set(MAGIC, 0);
-    dv.setUint32(8, ARTIFACT_FORMAT_VERSION, true);
+    dv.setUint32(8, version, true);
     dv.setUint32(12, header.byteLength, true);
     dv.setUint32(16, crc32(header) >>> 0, true);
     dv.setUint32(20, 0, true);
@@ -180,99 +129,75 @@ export function encodeArtifact(
   }
 }
 
-/** Reads the preamble: how many bytes (from 0) hold preamble + header. */
-export function readPreamble(bytes: Uint8Array): {
-  headerBytes: number;
-  headerCrc: number;
-  totalBytes: number;
-} {
-  if (bytes.byteLength < PREAMBLE_BYTES)
-    throw new ArtifactError('truncated', `${bytes.byteLength} bytes, no preamble`);
-  for (let i = 0; i < MAGIC.length; i++) {
-    if (bytes[i] !== MAGIC[i]) throw new ArtifactError('bad-magic', 'not a kvrag KV artifact');
-  }
-  const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const version = dv.getUint32(8, true);
-  if (version !== ARTIFACT_FORMAT_VERSION) {
-    throw new ArtifactError(
-      'version',
-      `format version ${version}, this build reads ${ARTIFACT_FORMAT_VERSION}`,
-    );
-  }
-  const len = dv.getUint32(12, true);
-  if (len === 0 || len > MAX_HEADER_BYTES)
-    throw new ArtifactError('header', `header length ${len} out of range`);
-  const total = Number(dv.getBigUint64(24, true));
-  return { headerBytes: PREAMBLE_BYTES + len, headerCrc: dv.getUint32(16, true), totalBytes: total };
+/** A whole artifact whose header and every checksum were verified; sections are views into `bytes`. */
+export interface VerifiedArtifact {
+  header: ArtifactHeader;
+  bytes: Uint8Array;
+  index: Uint8Array | null;
 }
 
-/**
- * Parses and validates the header from the first bytes of an artifact (at least preamble + header).
- * Checks the header checksum, the schema, section bounds, sizes and non-overlap, the key, and — when
- * `expect` is given — the model fingerprint and tokenizer.
- */
-export function parseHeader(
+/** Throws ArtifactError('checksum') unless `bytes` (one section's) match its crc32. */
+export function checkSection(ref: SectionRef, bytes: Uint8Array, what: string): void {
+  if (bytes.byteLength !== ref.bytes)
+    throw new ArtifactError('truncated', `${what}: ${bytes.byteLength} of ${ref.bytes} bytes`);
+  if (crc32(bytes) >>> 0 !== ref.crc32)
+    throw new ArtifactError('checksum', `${what} at ${ref.offset}: checksum mismatch`);
+}
+
+/** Verifies a whole artifact held in memory: header, every section's checksum, zero padding. No copies. */
+export function verifyArtifact(
   bytes: Uint8Array,
   expect?: { fingerprint?: string; tokenizerHash?: string; key?: string },
-): ArtifactHeader {
-  const pre = readPreamble(bytes);
-  if (bytes.byteLength < pre.headerBytes) {
-    throw new ArtifactError('truncated', `header needs ${pre.headerBytes} bytes, have ${bytes.byteLength}`);
+): VerifiedArtifact {
+  const header = parseHeader(bytes, expect);
+  if (bytes.byteLength !== header.totalBytes) {
+    throw new ArtifactError('truncated', `${bytes.byteLength} bytes, header says ${header.totalBytes}`);
   }
-  const raw = bytes.subarray(PREAMBLE_BYTES, pre.headerBytes);
-  if (crc32(raw) >>> 0 !== pre.headerCrc) throw new ArtifactError('checksum', 'header checksum mismatch');
-  let parsed: ArtifactHeader;
-  try {
-    parsed = headerSchema.parse(JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(raw)));
-  } catch (err) {
-    throw new ArtifactError('header', `invalid header: ${(err as Error).message.slice(0, 200)}`);
+  const at = (r: SectionRef) => bytes.subarray(r.offset, r.offset + r.bytes);
+  const sections = [...header.sections.k, ...header.sections.v, ...(header.index ? [header.index] : [])];
+  sections.sort((a, b) => a.offset - b.offset);
+  let from = readPreamble(bytes).headerBytes;
+  for (const s of [...sections, { offset: header.totalBytes, bytes: 0, crc32: 0 }]) {
+    for (let i = from; i < s.offset; i++) {
+      if (bytes[i] !== 0) throw new ArtifactError('checksum', `non-zero padding at byte ${i}`);
+    }
+    if (s.offset < header.totalBytes)
+      checkSection(s, at(s), s === header.index ? 'index section' : 'section');
+    from = s.offset + s.bytes;
   }
-  const h = parsed;
-  if (h.totalBytes !== pre.totalBytes)
-    throw new ArtifactError('header', 'total length disagrees with the preamble');
-  if (h.tokenIds.length !== h.n)
-    throw new ArtifactError('header', `n = ${h.n} but ${h.tokenIds.length} token ids`);
-  const want = h.kvHeads * h.n * h.headDim * elemBytes(h.dtype);
-  if (h.sections.k.length !== h.layers || h.sections.v.length !== h.layers) {
-    throw new ArtifactError('header', 'section count does not match the layer count');
-  }
-  const all = [...h.sections.k, ...h.sections.v, ...(h.index ? [h.index] : [])].sort(
-    (a, b) => a.offset - b.offset,
-  );
-  let end = pre.headerBytes;
-  for (const s of all) {
-    if (s.offset < end) throw new ArtifactError('header', `section at ${s.offset} overlaps the previous one`);
-    end = s.offset + s.bytes;
-    if (end > h.totalBytes) throw new ArtifactError('header', `section at ${s.offset} runs past the end`);
-  }
-  for (const s of [...h.sections.k, ...h.sections.v]) {
-    if (s.bytes !== want) throw new ArtifactError('header', `section of ${s.bytes} bytes, expected ${want}`);
-  }
-  if (artifactKey(h) !== h.key) throw new ArtifactError('key', 'content key does not match the token ids');
-  if (expect?.key && expect.key !== h.key)
-    throw new ArtifactError('key', `asked for ${expect.key}, got ${h.key}`);
-  if (expect?.fingerprint && expect.fingerprint !== h.fingerprint) {
-    throw new ArtifactError(
-      'fingerprint',
-      `computed by model ${h.fingerprint.slice(0, 12)}…, not this model`,
-    );
-  }
-  if (expect?.tokenizerHash && expect.tokenizerHash !== h.tokenizerHash) {
-    throw new ArtifactError('tokenizer', 'computed with a different tokenizer');
-  }
-  return h;
+  return { header, bytes, index: header.index ? at(header.index) : null };
 }
 
-/** Decodes one section's bytes (checksum verified) to f32 [kv_head][n][head_dim]. */
-export function decodeSection(h: ArtifactHeader, ref: SectionRef, bytes: Uint8Array): Float32Array {
-  if (bytes.byteLength !== ref.bytes)
-    throw new ArtifactError('truncated', `section: ${bytes.byteLength} of ${ref.bytes} bytes`);
-  if (crc32(bytes) >>> 0 !== ref.crc32)
-    throw new ArtifactError('checksum', `section at ${ref.offset}: checksum mismatch`);
-  const copy = bytes.slice(); // own, aligned buffer
-  return h.dtype === 'f16'
-    ? f16ToF32(new Uint16Array(copy.buffer, 0, copy.byteLength / 2))
-    : new Float32Array(copy.buffer, 0, copy.byteLength / 4);
+/** One layer's K or V of a verified artifact: its bytes, a view. */
+export function sectionOf(a: VerifiedArtifact, part: 'k' | 'v', layer: number): Uint8Array {
+  const ref = a.header.sections[part][layer];
+  return a.bytes.subarray(ref.offset, ref.offset + ref.bytes);
+}
+
+/** Decodes one section's bytes (checksum verified here) to f32 [kv_head][n][head_dim]: the reference decoder. */
+export function decodeSection(
+  h: ArtifactHeader,
+  part: 'k' | 'v',
+  ref: SectionRef,
+  bytes: Uint8Array,
+): Float32Array {
+  checkSection(ref, bytes, 'section');
+  return decodeSectionValues(h.dtype, part, h, h.quant ?? null, bytes);
+}
+
+/** What a backend needs to hold and decode the artifact's sections (Backend.uploadPackedKV). */
+export function packedSpec(h: ArtifactHeader): PackedKVSpec {
+  const { layers, kvHeads, headDim, n, dtype } = h;
+  return { layers, kvHeads, headDim, n, dtype, quant: h.quant ? { ...h.quant } : null };
+}
+
+/** Every layer of a verified artifact decoded to f32 on the host (reference decoder). */
+export function decodeLayers(a: VerifiedArtifact): LayerKV[] {
+  const h = a.header;
+  return h.sections.k.map((_, l) => ({
+    k: decodeSectionValues(h.dtype, 'k', h, h.quant ?? null, sectionOf(a, 'k', l)),
+    v: decodeSectionValues(h.dtype, 'v', h, h.quant ?? null, sectionOf(a, 'v', l)),
+  }));
 }
 
 export interface DecodedArtifact {
@@ -281,35 +206,11 @@ export interface DecodedArtifact {
   index: Uint8Array | null;
 }
 
-/** Parses and fully verifies a whole artifact held in memory. */
+/** Parses, fully verifies and decodes a whole artifact held in memory (index copied out). */
 export function decodeArtifact(
   bytes: Uint8Array,
   expect?: { fingerprint?: string; tokenizerHash?: string; key?: string },
 ): DecodedArtifact {
-  const header = parseHeader(bytes, expect);
-  if (bytes.byteLength !== header.totalBytes) {
-    throw new ArtifactError('truncated', `${bytes.byteLength} bytes, header says ${header.totalBytes}`);
-  }
-  const at = (r: SectionRef) => bytes.subarray(r.offset, r.offset + r.bytes);
-  // Alignment padding carries no data, but it must be zero: any flipped byte in the file is refused.
-  const sections = [...header.sections.k, ...header.sections.v, ...(header.index ? [header.index] : [])];
-  sections.sort((a, b) => a.offset - b.offset);
-  let from = readPreamble(bytes).headerBytes;
-  for (const s of [...sections, { offset: header.totalBytes, bytes: 0 }]) {
-    for (let i = from; i < s.offset; i++) {
-      if (bytes[i] !== 0) throw new ArtifactError('checksum', `non-zero padding at byte ${i}`);
-    }
-    from = s.offset + s.bytes;
-  }
-  const layers = header.sections.k.map((k, l) => ({
-    k: decodeSection(header, k, at(k)),
-    v: decodeSection(header, header.sections.v[l], at(header.sections.v[l])),
-  }));
-  let index: Uint8Array | null = null;
-  if (header.index) {
-    index = at(header.index).slice();
-    if (crc32(index) >>> 0 !== header.index.crc32)
-      throw new ArtifactError('checksum', 'index section checksum mismatch');
-  }
-  return { header, layers, index };
+  const a = verifyArtifact(bytes, expect);
+  return { header: a.header, layers: decodeLayers(a), index: a.index ? a.index.slice() : null };
 }

@@ -5,8 +5,8 @@
 import {
   ArtifactError,
   type ArtifactErrorReason,
-  type DecodedArtifact,
-  decodeArtifact,
+  type VerifiedArtifact,
+  verifyArtifact,
 } from './artifact-format.ts';
 import type { ObjectTier } from './object-tier.ts';
 import type { ArtifactTier, DiskTier, HostTier, TierStats } from './tiers.ts';
@@ -20,7 +20,8 @@ export interface ArtifactStoreOptions {
 }
 
 export interface LoadedArtifact {
-  artifact: DecodedArtifact;
+  /** Verified (header and every checksum), not decoded: sections are views into the tier's bytes. */
+  artifact: VerifiedArtifact;
   /** Tier it was found in. */
   tier: string;
   bytes: number;
@@ -93,10 +94,10 @@ export class ArtifactStore {
     return null;
   }
 
-  /** Decodes to check checksums, model, tokenizer and key; a refusal is counted by its reason. */
-  private verify(key: string, bytes: Uint8Array): DecodedArtifact | null {
+  /** Checks checksums, model, tokenizer and key (nothing decoded); a refusal is counted by its reason. */
+  private verify(key: string, bytes: Uint8Array): VerifiedArtifact | null {
     try {
-      return decodeArtifact(bytes, { key, fingerprint: this.fingerprint, tokenizerHash: this.tokenizerHash });
+      return verifyArtifact(bytes, { key, fingerprint: this.fingerprint, tokenizerHash: this.tokenizerHash });
     } catch (err) {
       if (!(err instanceof ArtifactError)) throw err;
       this.refusals[err.reason] = (this.refusals[err.reason] ?? 0) + 1;

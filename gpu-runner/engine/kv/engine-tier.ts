@@ -1,21 +1,23 @@
-// Engine-memory tier: chunk artifacts resident on the device as K/V caches of their own (f32, positions
-// 0..n-1, post-RoPE), above the ArtifactStore's host → disk → object tiers. A warm request copies K/V
-// device → device (kvGather → rope → kvWrite) instead of decoding and uploading from the host. Byte
-// capacity, LRU by bytes over entries nobody holds, hit/miss/bytes counters; concurrent requests for the
-// same key load it once.
+// Engine-memory tier: chunk artifacts resident on the device as stored (packed: f16, int8 or int4 sections,
+// positions 0..n-1, post-RoPE), above the ArtifactStore's host → disk → object tiers. A request decodes
+// them straight into its own cache with kvUnpack (widen or dequantize and re-rotate keys in one pass), so
+// an artifact read from a lower tier is copied to the device once, as it is, and a resident one is not
+// copied at all. Byte capacity (packed bytes: an int4 artifact takes a quarter of an f16 one), LRU by bytes
+// over entries nobody holds, hit/miss/bytes counters; concurrent requests for the same key load it once.
 import { parseIndex } from '../attention/squeezed/codec.ts';
 import type { SqueezedIndex } from '../attention/squeezed/types.ts';
-import type { Backend, KVCache } from '../backends/types.ts';
+import type { Backend, PackedKV } from '../backends/types.ts';
 import type { ModelConfig } from '../model-config.ts';
+import { packedSpec } from './artifact-format.ts';
 import type { ArtifactStore } from './artifact-store.ts';
 import { emptyStats, type TierStats } from './tiers.ts';
 
-/** One resident artifact. cache k, v: [layer][kv_head][0..n)[head_dim], f32. */
+/** One resident artifact: its K/V sections of every layer, packed as stored. */
 export interface ResidentKV {
   readonly key: string;
   readonly n: number;
-  readonly cache: KVCache;
-  /** Device bytes it occupies (K and V, every layer, f32). */
+  readonly packed: PackedKV;
+  /** Device bytes it occupies (its sections as stored). */
   readonly bytes: number;
   /**
    * The artifact's squeezed-attention index (DESIGN.md §4.2): parsed from its index section, or built
@@ -30,7 +32,7 @@ export interface AcquiredKV {
   entry: ResidentKV;
   /** Where it came from: 'engine' (already resident) or the store tier that served it. */
   tier: string;
-  /** Bytes read from that tier (for 'engine', device bytes the caller will copy). */
+  /** Bytes read from that tier (for 'engine', the packed device bytes the caller will decode). */
   bytes: number;
   /** Lets the entry be evicted again; call once when done copying from it. */
   release(): void;
@@ -59,11 +61,6 @@ export class EngineTier {
     this.cfg = cfg;
     this.store = store;
     this.s = emptyStats(capacityBytes);
-  }
-
-  /** Device bytes an artifact of n tokens occupies here. */
-  bytesFor(n: number): number {
-    return 2 * this.cfg.layers * this.cfg.kvHeads * n * this.cfg.headDim * 4;
   }
 
   has(key: string): boolean {
@@ -103,7 +100,7 @@ export class EngineTier {
   private async load(key: string): Promise<{ entry: Entry; tier: string; bytes: number } | null> {
     const loaded = await this.store.get(key);
     if (!loaded) return null;
-    const { header, layers, index: indexBytes } = loaded.artifact;
+    const { header, index: indexBytes, bytes } = loaded.artifact;
     const c = this.cfg;
     if (header.layers !== c.layers || header.kvHeads !== c.kvHeads || header.headDim !== c.headDim) {
       throw new Error(
@@ -112,14 +109,10 @@ export class EngineTier {
     }
     if (header.rope.theta !== c.rope.theta)
       throw new Error(`artifact ${key}: rope theta ${header.rope.theta}, model ${c.rope.theta}`);
-    const cache = this.backend.createKVCache({
-      layers: c.layers,
-      kvHeads: c.kvHeads,
-      headDim: c.headDim,
-      capacity: header.n,
-    });
-    layers.forEach((block, l) => {
-      this.backend.kvLoad(cache, l, 0, block);
+    // the sections go to the device as read (one copy of the span that holds them, no decoding here)
+    const packed = this.backend.uploadPackedKV(packedSpec(header), bytes, {
+      k: header.sections.k.map((r) => r.offset),
+      v: header.sections.v.map((r) => r.offset),
     });
     const pins = this.waiting.get(key) ?? 0;
     this.waiting.delete(key);
@@ -132,7 +125,7 @@ export class EngineTier {
         indexNote = (err as Error).message; // the K/V stay usable; the index is rebuilt when needed
       }
     }
-    const entry: Entry = { key, n: header.n, cache, bytes: this.bytesFor(header.n), pins, index, indexNote };
+    const entry: Entry = { key, n: header.n, packed, bytes: packed.bytes, pins, index, indexNote };
     this.entries.set(key, entry);
     this.s.bytesWritten += entry.bytes;
     this.s.residentBytes += entry.bytes;
@@ -178,7 +171,7 @@ export class EngineTier {
 
   private drop(e: Entry): void {
     this.entries.delete(e.key);
-    this.backend.freeKVCache(e.cache);
+    this.backend.freePackedKV(e.packed);
     this.s.residentBytes -= e.bytes;
     this.s.entries = this.entries.size;
   }

@@ -78,7 +78,7 @@ export class ObjectTier implements ArtifactTier {
       const b = await this.store.get(ok, { start: ref.offset, end: ref.offset + ref.bytes - 1 });
       if (!b) throw new Error(`artifact ${key} disappeared while reading layer ${layer}`);
       this.s.bytesRead += b.byteLength;
-      return decodeSection(header, ref, b);
+      return decodeSection(header, part, ref, b);
     };
     return { k: await read('k'), v: await read('v') };
   }

@@ -1,7 +1,7 @@
 // RoPE re-rotation of cached keys on the device (DESIGN.md §4.1): keys stored post-RoPE at position p
-// move to p + Δ by rotating each rotate-half pair by Δ·θ_i — the Backend rope op given Δ as the position.
-// Values do not depend on position and are copied as they are.
-import type { Backend, KVCache } from '../backends/types.ts';
+// move to p + Δ by rotating each rotate-half pair by Δ·θ_i — the Backend rope op given Δ as the position,
+// or, for packed artifacts, kvUnpack's rotation fused into the decode. Values do not depend on position.
+import type { Backend, KVBlock, KVCache, PackedKV, Tensor } from '../backends/types.ts';
 
 export interface RotatedCopy {
   src: KVCache;
@@ -39,5 +39,29 @@ export function copyRotated(b: Backend, invFreq: Parameters<Backend['rope']>[2],
     }
   } finally {
     if (deltaT) b.free(deltaT);
+  }
+}
+
+/**
+ * Decodes a packed artifact (positions 0..n−1) into dst at positions [pos, pos + n) of every layer, keys
+ * re-rotated by Δ = pos: one kvUnpack per layer (widening or dequantization and rotation in one pass).
+ */
+export function unpackRotated(b: Backend, invFreq: Tensor, src: PackedKV, dst: KVCache, pos: number): void {
+  for (let l = 0; l < src.spec.layers; l++) b.kvUnpack(dst, l, pos, src, pos, invFreq);
+}
+
+/** A packed artifact's K/V of every layer on the host at its own positions: [kv_head][n][head_dim] f32. */
+export async function readPacked(b: Backend, invFreq: Tensor, src: PackedKV): Promise<KVBlock[]> {
+  const { layers, kvHeads, headDim, n } = src.spec;
+  const tmp = b.createKVCache({ layers, kvHeads, headDim, capacity: n });
+  try {
+    const out: KVBlock[] = [];
+    for (let l = 0; l < layers; l++) {
+      b.kvUnpack(tmp, l, 0, src, 0, invFreq);
+      out.push(await b.kvRead(tmp, l, 0, n));
+    }
+    return out;
+  } finally {
+    b.freeKVCache(tmp);
   }
 }

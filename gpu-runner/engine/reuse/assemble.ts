@@ -17,7 +17,7 @@ import type { Engine } from '../engine.ts';
 import type { KVDType } from '../kv/artifact-format.ts';
 import type { AcquiredKV, EngineTier } from '../kv/engine-tier.ts';
 import { chunkKey, precomputeChunks } from '../kv/precompute.ts';
-import { copyRotated } from '../kv/rerotate.ts';
+import { readPacked, unpackRotated } from '../kv/rerotate.ts';
 import type { SequenceKV } from '../kv-cache.ts';
 import { blendChunks, type ChunkPlacement, linkChunks } from './selective.ts';
 import type {
@@ -80,8 +80,23 @@ export class Assembler implements SequenceAssembler {
       // blocks taken from artifacts: none (full), the system prefix (prefix), all (others)
       const reused = req.mode === 'full' ? 0 : req.mode === 'prefix' ? (hasSystem ? 1 : 0) : blocks.length;
       const indexes: (SqueezedIndex | null)[] = blocks.map(() => null);
-      for (const [i, block] of blocks.slice(0, reused).entries())
-        indexes[i] = await this.placeBlock(kv, block, report, !!req.squeezed);
+      // every artifact is asked for at once: reads from slower tiers (disk, object store) overlap each
+      // other and the decoding of the blocks placed before them
+      const pending = blocks
+        .slice(0, reused)
+        .map((bl) => this.tier.acquire(chunkKey(this.engine, bl.tokens, this.dtype)));
+      for (const p of pending) p.catch(() => {}); // a failed read surfaces where it is awaited
+      try {
+        for (const [i, block] of blocks.slice(0, reused).entries())
+          indexes[i] = await this.placeBlock(kv, block, pending[i], report, !!req.squeezed);
+      } finally {
+        // handles are released once each: this frees the ones of blocks a failure left unplaced
+        for (const p of pending)
+          p.then(
+            (g) => g?.release(),
+            () => {},
+          );
+      }
       if (reused < blocks.length) {
         const t = performance.now();
         const live = blocks.slice(reused).flatMap((bl) => [...bl.tokens]);
@@ -186,17 +201,21 @@ export class Assembler implements SequenceAssembler {
     return { report: { ...rep, used: true }, fixed };
   }
 
-  /** Copies a block's artifact into kv at block.offset, re-rotating keys by Δ = offset; returns its index when asked. */
+  /**
+   * Decodes a block's artifact (`acquired`: the engine tier's handle on it, or null when no tier has it)
+   * into kv at block.offset, keys re-rotated by Δ = offset; returns its index when asked.
+   */
   private async placeBlock(
     kv: SequenceKV,
     block: ChunkPlacement,
+    acquired: Promise<AcquiredKV | null>,
     report: AssembleReport,
     wantIndex: boolean,
   ): Promise<SqueezedIndex | null> {
     const b = this.engine.backend;
     const key = chunkKey(this.engine, block.tokens, this.dtype);
     let t = performance.now();
-    let got: AcquiredKV | null = await this.tier.acquire(key);
+    let got: AcquiredKV | null = await acquired;
     if (!got) {
       // missing or refused in every tier: compute it now (and store it), then use it
       await precomputeChunks(this.engine, this.tier.store, [{ tokenIds: block.tokens }], {
@@ -215,13 +234,7 @@ export class Assembler implements SequenceAssembler {
     try {
       const n = block.tokens.length;
       kv.ensureRoom(0);
-      copyRotated(b, this.engine.model.invFreq, {
-        src: got.entry.cache,
-        srcStart: 0,
-        count: n,
-        dst: kv.cache,
-        dstPos: block.offset,
-      });
+      unpackRotated(b, this.engine.model.invFreq, got.entry.packed, kv.cache, block.offset);
       kv.length = Math.max(kv.length, block.offset + n);
       await b.sync();
       report.timingsMs.rotate += performance.now() - t;
@@ -229,9 +242,7 @@ export class Assembler implements SequenceAssembler {
       if (!got.entry.index) {
         // an artifact stored without a (usable) index: build it once from the resident keys, keep it
         t = performance.now();
-        const layers = [];
-        for (let l = 0; l < this.engine.config.layers; l++)
-          layers.push(await b.kvRead(got.entry.cache, l, 0, n));
+        const layers = await readPacked(b, this.engine.model.invFreq, got.entry.packed);
         got.entry.index = buildIndex(layers, {
           n,
           kvHeads: this.engine.config.kvHeads,

@@ -7,7 +7,8 @@ import { CheckedBackend } from '../checked.ts';
 import { BLOCK_QUANT, DTYPES, type DType, type HostTensor, isBlockDType } from '../dtypes.ts';
 import type { AttentionCall, KernelSpan, Kernels } from '../kernels.ts';
 import type { FlatPlan } from '../plan.ts';
-import type { KVBlock, KVCacheSpec } from '../types.ts';
+import { sectionLayout } from '../../kv/kv-codec.ts';
+import type { KVBlock, KVCacheSpec, PackedKVSpec } from '../types.ts';
 import { attentionWasm, sparseAttentionWasm } from './attention.ts';
 import { matmulQuantWasm } from './quant-ops.ts';
 import { HALF_IEEE, HALF_PRESCALED, type RuntimeOptions, WasmRuntime } from './runtime.ts';
@@ -232,6 +233,42 @@ export class WasmKernels implements Kernels<WasmTensor, WasmKVCache> {
       f.set(block.k.subarray(h * count * headDim, (h + 1) * count * headDim), (c.k >> 2) + o);
       f.set(block.v.subarray(h * count * headDim, (h + 1) * count * headDim), (c.v >> 2) + o);
     }
+  }
+  uploadBytes(bytes: Uint8Array): WasmTensor {
+    const t = allocTensor(this.rt.mem, Math.max(1, bytes.byteLength));
+    this.rt.mem.u8.set(bytes, t.off);
+    return t;
+  }
+  kvUnpack(
+    c: WasmKVCache,
+    spec: KVCacheSpec,
+    layer: number,
+    pos: number,
+    part: 'k' | 'v',
+    src: WasmTensor,
+    offset: number,
+    packed: PackedKVSpec,
+    delta: number,
+    invFreq: WasmTensor | null,
+  ): void {
+    const lay = sectionLayout(packed.dtype, part, packed, packed.quant);
+    this.rt.kvUnpack({
+      src: src.off + offset,
+      dst: (part === 'k' ? c.k : c.v) + c.offset(layer, 0, pos),
+      dtype: packed.dtype,
+      part,
+      kvHeads: spec.kvHeads,
+      n: packed.n,
+      headDim: spec.headDim,
+      keyGroup: packed.quant?.keyGroup ?? 1,
+      valueGroup: packed.quant?.valueGroup ?? 1,
+      rowBytes: lay.row,
+      steps: lay.steps,
+      mins: lay.mins,
+      headStride: spec.capacity * spec.headDim,
+      delta,
+      invFreq: invFreq?.off ?? 0,
+    });
   }
   kvGather(c: WasmKVCache, spec: KVCacheSpec, layer: number, start: number, count: number) {
     const { kvHeads, headDim } = spec;

@@ -14,6 +14,7 @@ export const KERNEL_NAMES = [
   'copy',
   'quantize_q8',
   'matmul_q',
+  'kv_unpack',
 ] as const;
 
 export type KernelName = (typeof KERNEL_NAMES)[number];

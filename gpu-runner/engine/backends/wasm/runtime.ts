@@ -113,6 +113,29 @@ export interface AttentionArgs {
   colOffs?: number;
 }
 
+const KV_DTYPE_CODE = { f32: 0, f16: 1, int8: 2, int4: 3 } as const;
+
+/** kvUnpack's arguments: byte offsets into the memory, sizes, the section's layout (kv-codec.ts). */
+export interface KVUnpackArgs {
+  src: number;
+  dst: number;
+  dtype: keyof typeof KV_DTYPE_CODE;
+  part: 'k' | 'v';
+  kvHeads: number;
+  n: number;
+  headDim: number;
+  /** quantized sections: group sizes (1 otherwise), code row bytes, steps/minima offsets within src */
+  keyGroup: number;
+  valueGroup: number;
+  rowBytes: number;
+  steps: number;
+  mins: number;
+  headStride: number;
+  /** keys: position delta and invFreq offset (0 = no rotation) */
+  delta: number;
+  invFreq: number;
+}
+
 export class WasmRuntime {
   readonly mem: DeviceMemory;
   readonly pool: ThreadPool;
@@ -307,6 +330,34 @@ export class WasmRuntime {
   /** Copies `bytes` from src to dst (non-overlapping), split over the threads from 1 MiB. */
   copy(src: number, dst: number, bytes: number): void {
     this.pool.run('copy', [src, dst, bytes], [], this.parts(bytes, Math.ceil(bytes / 65536), 1 << 20));
+  }
+  /**
+   * One chunk KV artifact section (kv-codec.ts layout, at `src`) → rows [kv_head][n][headDim] of a cache
+   * layer at `dst` (kv heads `headStride` floats apart): f32 copied, f16 widened, int8/int4 dequantized;
+   * keys re-rotated by Δ = delta when invFreq ≠ 0.
+   */
+  kvUnpack(a: KVUnpackArgs): void {
+    const args = [
+      a.src,
+      a.dst,
+      KV_DTYPE_CODE[a.dtype],
+      a.part === 'k' ? 1 : 0,
+      a.kvHeads,
+      a.n,
+      a.headDim,
+      a.keyGroup,
+      a.valueGroup,
+      a.steps,
+      a.mins,
+      a.rowBytes,
+      a.headStride,
+      a.delta,
+      a.invFreq,
+      this.scratch,
+      SCRATCH_BYTES,
+    ];
+    const rows = a.kvHeads * a.n;
+    this.pool.run('kv_unpack', args, [], this.parts(rows * a.headDim * 4, rows, 1 << 18));
   }
   /** assign (i32 [n]) = argmin_c ‖x − c‖²; dist ([n], optional) = that distance; cnorm [c] = ‖c‖². */
   kmeansAssign(

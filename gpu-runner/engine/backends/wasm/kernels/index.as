@@ -6,3 +6,4 @@ export { rmsnorm, rope, swiglu, softmax, add, argmax, gather, copy } from './ele
 export { attention, attention_merge } from './attention';
 export { kmeans_assign } from './kmeans';
 export { quantize_q8, matmul_q } from './quant';
+export { kv_unpack } from './kvpack';

@@ -1,0 +1,33 @@
+// `kvrag bench kv-load` on a tiny shape: one row per dtype, the kvUnpack path and the path it replaced
+// put the same keys and values in the cache, and the int8/int4 contexts weigh about a half / a quarter of
+// f16's.
+import { describe, expect, it } from 'vitest';
+import { type KvLoadResult, kvLoadTable, run } from '../../bench/kv-load.ts';
+import { captureStdout } from '../helpers/capture-stdout.ts';
+
+describe('bench kv-load', () => {
+  it('times every dtype side by side and checks both paths agree', async () => {
+    const { code, out } = await captureStdout(() =>
+      run([
+        ...['--json', '--tokens', '96', '--chunk-tokens', '32', '--layers', '2', '--kv-heads', '2'],
+        ...['--head-dim', '64', '--runs', '2', '--threads', '2'],
+      ]),
+    );
+    expect(code).toBe(0);
+    const r = JSON.parse(out) as KvLoadResult;
+    expect(r.rows.map((x) => x.dtype)).toEqual(['f16', 'int8', 'int4']);
+    for (const x of r.rows) {
+      // keys: the two paths rotate with f32 sin/cos of their own; values are identical
+      expect(x.maxDiff).toBeLessThan(1e-4);
+      expect(x.msPerMiB).toBeCloseTo(x.loadMs / (x.bytes / 2 ** 20), 9);
+    }
+    const [f16, int8, int4] = r.rows.map((x) => x.bytes);
+    expect(int8 / f16).toBeLessThan(0.56);
+    expect(int4 / f16).toBeLessThan(0.32);
+    expect(kvLoadTable(r)).toContain('| int4  |');
+  });
+
+  it('refuses an unknown dtype', async () => {
+    await expect(run(['--artifact-dtype', 'f16,int3'])).rejects.toThrow(/unknown dtype "int3"/);
+  });
+});
