@@ -196,7 +196,7 @@ export async function run(args: string[]): Promise<number> {
             const s1 = performance.now();
             // selection alone (scoring + choice + ranges), every layer again
             let ranges: Int32Array[] = [];
-            for (let l = LAYERS - 1; l >= 0; l--) ranges = fc.keysFor(q, span, l);
+            for (let l = LAYERS - 1; l >= 0; l--) ranges = fc.keysFor(q, span, l).keys;
             const c2 = cpuMs();
             const s2 = performance.now();
             sq[bi].total.push((s1 - s0) / LAYERS);

@@ -106,7 +106,7 @@ describe('squeezed index', () => {
       refuse(good.subarray(0, 20));
       refuse(good.subarray(0, good.byteLength - 4));
       refuse(withWord(0, 0x12345678));
-      refuse(withWord(1, 2));
+      refuse(withWord(1, 3));
       refuse(good, { ...geom, headDim: 8 });
       refuse(withWord(3, N + 1)); // window > n
       const longer = new Uint8Array(good.byteLength + 4);

@@ -10,6 +10,22 @@ export interface HeadIndex {
   starts: Int32Array;
   /** order: [clustered] positions grouped by cluster. */
   order: Int32Array;
+  /**
+   * Summaries (index format v2; null in v1 artifacts): radius [k] = max over members ‖k − c‖ (raw keys,
+   * so q·k ≤ q·c + ‖q‖·radius for every member, an upper bound RoPE leaves unchanged); values [k][headDim]
+   * = the members' mean value (null when built without values); win = the same for the window's keys
+   * [clustered, n), null when the window is empty (its value null without values).
+   */
+  radius: Float32Array | null;
+  values: Float32Array | null;
+  win: WindowSummary | null;
+}
+
+/** The window keys of one head as one cluster: centroid [headDim], radius, mean value [headDim] or null. */
+export interface WindowSummary {
+  centroid: Float32Array;
+  radius: number;
+  value: Float32Array | null;
 }
 
 export interface SqueezedIndex {
