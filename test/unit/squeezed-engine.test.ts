@@ -96,9 +96,10 @@ function engineSuite(name: string, backend: () => Promise<Backend | 'reference'>
           expect(maxAbsDiff(all.logits[s], dense.logits[s])).toBeLessThanOrEqual(tol);
         const st = all.out.fixed!.stats;
         expect(st.fraction).toBe(1);
-        // question (1 step) + STEPS decode steps, every layer and kv head, the whole fixed context
+        // the question's rows (each selects for itself) + STEPS decode steps, every layer and kv head,
+        // the whole fixed context
         const n = SYSTEM.length + CHUNKS.reduce((a, c) => a + c.length, 0);
-        expect(st.fixedKeys).toBe((1 + STEPS) * 2 * 2 * n);
+        expect(st.fixedKeys).toBe((QUESTION.length + STEPS) * 2 * 2 * n);
       } finally {
         dense.out.free();
         all.out.free();

@@ -42,7 +42,8 @@ export type SeqAttention =
 
 /**
  * The attention of one decoder layer over a step's spans; attention[i] belongs to spans[i] (missing or
- * null = dense). Any `ranges` span makes the step one attentionRanges call (the others dense in it); a
+ * null = dense). Any `ranges` span makes the step one attentionRanges call (the others dense in it; its
+ * rows each with their own selection); a
  * `ranges` span with a dropped partial is attended by sparseAttention over its ranges instead (which gives
  * the log-sum-exp) and merged with the partial on the host. A `sparse` span is honoured when it is alone
  * in its step. → [M, heads·headDim], owned by the caller.
@@ -58,20 +59,33 @@ export function attendLayer(
 ): Tensor {
   if (attention.some((a) => a?.kind === 'ranges')) {
     const qHost = b.readNow(q);
-    const chosen = spans.map((s, i) => {
+    // a `ranges` span of several rows (a question's prefill) selects per row: one row's keys are not
+    // another's, and one selection for the block serves none of them well
+    const rowSpans: SeqSpan[] = [];
+    const sources: (KeyRangeSource | null)[] = [];
+    spans.forEach((s, i) => {
       const a = attention[i];
-      return a?.kind === 'ranges' ? a.source.keysFor(qHost, s, layer) : null;
+      if (a?.kind !== 'ranges' || s.count <= 1) {
+        rowSpans.push(s);
+        sources.push(a?.kind === 'ranges' ? a.source : null);
+        return;
+      }
+      for (let r = 0; r < s.count; r++) {
+        rowSpans.push({ cache: s.cache, row: s.row + r, count: 1, pos: s.pos + r });
+        sources.push(a.source);
+      }
     });
+    const chosen = rowSpans.map((s, i) => sources[i]?.keysFor(qHost, s, layer) ?? null);
     if (chosen.every((c) => !c?.dropped))
       return b.attentionRanges(
         q,
         layer,
-        spans,
+        rowSpans,
         chosen.map((c) => c?.keys ?? null),
         heads,
         scale,
       );
-    return attendMerged(b, q, layer, spans, chosen, heads, scale);
+    return attendMerged(b, q, layer, rowSpans, chosen, heads, scale);
   }
   const only = spans.length === 1 ? attention[0] : null;
   const sparse = only?.kind === 'sparse' ? only.policy.attend(b, layer, q, spans, heads, scale) : null;

@@ -15,7 +15,7 @@
 // estimate of the global normalisation; clusters of other groups score 0.
 import type { Backend, Tensor } from '../../backends/types.ts';
 import { f32ToF16 } from '../../half.ts';
-import { boundScores, queryBounds } from './select.ts';
+import { boundExtra, boundScores, queryBounds } from './select.ts';
 import type { SqueezedIndex } from './types.ts';
 
 /** One block of the fixed context: cache positions [offset, offset + n), with its chunk's index or null. */
@@ -35,10 +35,11 @@ export interface CentroidTable {
   c: Tensor | null;
   logN: Tensor | null;
   logNHost: Float32Array;
-  /** [k] radius of each row's keys (0 where the index has none) */
+  /** [k][d/2] pair radii of each row's keys (0 where the index has none), and on the device */
   radius: Float32Array;
-  /** [k][d] mean value of each row's keys, null when a block's index has no value means */
-  values: Float32Array | null;
+  rad: Tensor | null;
+  /** [d][k] mean value of each row's keys, transposed, on the device; null when a block's index has none */
+  values: Tensor | null;
   /** [k + 1] cumulative cluster sizes (select.ts's CSR) */
   starts: Int32Array;
   /** [k] first cache slot of each cluster */
@@ -97,7 +98,7 @@ export function buildCentroidTable(
   blocks.forEach((bl, i) => {
     k += bl.index ? bl.index.heads[l * bl.index.kvHeads + g].k + (winRow(i) ? 1 : 0) : 0;
   });
-  const radius = new Float32Array(k);
+  const radius = new Float32Array((k * d) / 2);
   let values: Float32Array | null = new Float32Array(k * d);
   const starts = new Int32Array(k + 1);
   const slot = new Int32Array(k);
@@ -121,7 +122,7 @@ export function buildCentroidTable(
       slot[j] = bl.offset + h.starts[c];
       pos.push(bl.offset);
       for (let e = 0; e < d; e++) rows.push(h.centroids[c * d + e] * geom.scale);
-      radius[j] = h.radius?.[c] ?? 0;
+      if (h.radius) radius.set(h.radius.subarray((c * d) / 2, ((c + 1) * d) / 2), (j * d) / 2);
       if (values && h.values) values.set(h.values.subarray(c * d, (c + 1) * d), j * d);
     }
     if (two)
@@ -146,7 +147,7 @@ export function buildCentroidTable(
       slot[j] = bl.offset + bl.n - ix.window;
       pos.push(bl.offset);
       for (let e = 0; e < d; e++) rows.push(w.centroid[e] * geom.scale);
-      radius[j] = w.radius;
+      radius.set(w.radius, (j * d) / 2);
       if (values && w.value) values.set(w.value, j * d);
       else values = null;
       j++;
@@ -163,6 +164,7 @@ export function buildCentroidTable(
       logN: null,
       logNHost,
       radius,
+      rad: null,
       values: null,
       starts,
       slot,
@@ -197,11 +199,31 @@ export function buildCentroidTable(
         keys: Float64Array.from(groupKeys),
       }
     : null;
-  return { k, c, logN, logNHost, radius, values, starts, slot, groups, always: ranges, alwaysKeys };
+  const rad = uploadRows(b, radius, d / 2);
+  let valuesT: Tensor | null = null;
+  if (values) {
+    const vt = new Float32Array(d * k); // [d][k]
+    for (let c2 = 0; c2 < k; c2++) for (let e = 0; e < d; e++) vt[e * k + c2] = values[c2 * d + e];
+    valuesT = uploadRows(b, vt, k);
+  }
+  return {
+    k,
+    c,
+    logN,
+    logNHost,
+    radius,
+    rad,
+    values: valuesT,
+    starts,
+    slot,
+    groups,
+    always: ranges,
+    alwaysKeys,
+  };
 }
 
 export function freeCentroidTable(b: Backend, t: CentroidTable): void {
-  for (const x of [t.c, t.logN, t.groups?.c, t.groups?.logN]) if (x) b.free(x);
+  for (const x of [t.c, t.logN, t.rad, t.values, t.groups?.c, t.groups?.logN]) if (x) b.free(x);
 }
 
 /** Mean over rows of softmax(q · tableᵀ + bias): [cols]. q: [rows, d] on the device. */
@@ -225,8 +247,8 @@ function meanSoftmax(
 }
 
 /** Logits q · tableᵀ + bias on the host: [rows, cols]. q: [rows, d] on the device. */
-function logitsOf(b: Backend, qa: Tensor, table: Tensor, bias: Tensor): Float32Array {
-  const logits = b.matmul(qa, table, bias);
+function logitsOf(b: Backend, qa: Tensor, table: Tensor, bias: Tensor | null): Float32Array {
+  const logits = bias ? b.matmul(qa, table, bias) : b.matmul(qa, table);
   const out = b.readNow!(logits);
   b.free(logits);
   return out;
@@ -259,8 +281,12 @@ export function scoreTable(
   const bound = queryBounds(qHost, rows, d, scale);
   if (!t.groups) {
     const logits = logitsOf(b, qa, t.c!, t.logN!);
+    // the bound's extra logits Σ_i ‖q_i‖·r_ci·scale: one more matmul, [rows, d/2] × radiiᵀ
+    const bq = b.upload({ dtype: 'f32', shape: [rows, d / 2], data: bound });
+    const extra = logitsOf(b, bq, t.rad!, null);
+    b.free(bq);
     const lse = new Float32Array(rows);
-    const score = boundScores(logits, rows, t.k, t.logNHost, bound, t.radius, lse);
+    const score = boundScores(logits, rows, t.k, t.logNHost, extra, lse);
     return { score, rowsRead: t.k, logits, lse };
   }
   const score = new Float32Array(t.k);
@@ -289,17 +315,20 @@ export function scoreTable(
   const logits = logitsOf(b, qa, sub, bias);
   b.free(sub);
   b.free(bias);
-  const cm = boundScores(
-    logits,
-    rows,
-    ids.length,
-    subLogN,
-    bound,
-    Float32Array.from(ids, (c) => t.radius[c]),
-  );
+  const extra = boundExtra(bound, gatherRows(t.radius, ids, d / 2), rows, ids.length);
+  const cm = boundScores(logits, rows, ids.length, subLogN, extra);
   // normalised within the kept groups: scaled by their share of the estimated mass
   ids.forEach((c, i) => {
     score[c] = cm[i] * mass;
   });
   return { score, rowsRead: gr.count + ids.length, logits: null, lse: null };
+}
+
+/** Rows ids of x [*, w] → [ids, w]. */
+function gatherRows(x: Float32Array, ids: readonly number[], w: number): Float32Array {
+  const out = new Float32Array(ids.length * w);
+  ids.forEach((c, i) => {
+    out.set(x.subarray(c * w, (c + 1) * w), i * w);
+  });
+  return out;
 }

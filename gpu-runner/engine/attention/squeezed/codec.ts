@@ -1,9 +1,9 @@
 // The artifact's index section (DESIGN.md §4.2), little-endian, every field 4 bytes:
 //   magic "KVSQ" | u32 version | u32 n | u32 window | u32 layers | u32 kvHeads | u32 headDim
 //   then per (layer, kv head): u32 k | f32 centroids [k][headDim] | i32 starts [k+1] | i32 order [n − window]
-//   version 2 adds, per head after its order: f32 radius [k] | u32 flags (1: value means present) |
-//   [f32 value means [k][headDim]] | when window > 0: f32 window centroid [headDim] | f32 window radius |
-//   [f32 window mean value [headDim]] (bracketed parts only with flag 1).
+//   version 2 adds, per head after its order: f32 pair radii [k][headDim/2] | u32 flags (1: value means
+//   present) | [f32 value means [k][headDim]] | when window > 0: f32 window centroid [headDim] | f32 window
+//   pair radii [headDim/2] | [f32 window mean value [headDim]] (bracketed parts only with flag 1).
 // Version 1 sections (no summaries) still read: their heads have radius/values/win null.
 // parseIndex validates every count against the bytes present and the artifact's geometry before it
 // allocates, and checks starts/order describe a partition of the clustered positions: a hostile or
@@ -28,7 +28,7 @@ export function encodeIndex(ix: SqueezedIndex): Uint8Array {
   const v2 = ix.heads.every((h) => h.radius && (ix.window === 0 || h.win));
   const summaryWords = (h: (typeof ix.heads)[number]) => {
     const vals = h.values ? 1 : 0;
-    return h.k + 1 + vals * h.k * d + (ix.window > 0 ? d + 1 + vals * d : 0);
+    return (h.k * d) / 2 + 1 + vals * h.k * d + (ix.window > 0 ? d + d / 2 + vals * d : 0);
   };
   let words = HEADER_WORDS;
   for (const h of ix.heads) words += 1 + h.k * d + h.k + 1 + clustered + (v2 ? summaryWords(h) : 0);
@@ -49,7 +49,7 @@ export function encodeIndex(ix: SqueezedIndex): Uint8Array {
     at += clustered;
     if (!v2) continue;
     f.set(h.radius!, at);
-    at += h.k;
+    at += (h.k * d) / 2;
     const vals = h.values !== null && (ix.window === 0 || h.win!.value !== null);
     u[at++] = vals ? 1 : 0;
     if (vals) {
@@ -58,8 +58,8 @@ export function encodeIndex(ix: SqueezedIndex): Uint8Array {
     }
     if (ix.window === 0) continue;
     f.set(h.win!.centroid, at);
-    f[at + d] = h.win!.radius;
-    at += d + 1;
+    f.set(h.win!.radius, at + d);
+    at += d + d / 2;
     if (vals) {
       f.set(h.win!.value!, at);
       at += d;
@@ -129,19 +129,21 @@ export function parseIndex(
       heads.push({ k, centroids, starts, order, radius: null, values: null, win: null });
       continue;
     }
-    need(k + 1, `head ${hi} radii`);
-    const radius = floats(k, 'radius');
+    if (headDim % 2 !== 0) throw new IndexError(`odd head_dim ${headDim}`);
+    const half = headDim / 2;
+    need(k * half + 1, `head ${hi} radii`);
+    const radius = floats(k * half, 'radius');
     if (radius.some((r) => r < 0)) throw new IndexError(`head ${hi}: negative radius`);
     const flags = word(at++);
     if (flags > 1) throw new IndexError(`head ${hi}: flags ${flags}`);
-    const winWords = window > 0 ? headDim + 1 + flags * headDim : 0;
+    const winWords = window > 0 ? headDim + half + flags * headDim : 0;
     need(flags * k * headDim + winWords, `head ${hi} summaries`);
     const values = flags ? floats(k * headDim, 'value mean') : null;
     let win = null;
     if (window > 0) {
       const centroid = floats(headDim, 'window centroid');
-      const [r] = floats(1, 'window radius');
-      if (r < 0) throw new IndexError(`head ${hi}: negative radius`);
+      const r = floats(half, 'window radius');
+      if (r.some((x) => x < 0)) throw new IndexError(`head ${hi}: negative radius`);
       win = { centroid, radius: r, value: flags ? floats(headDim, 'window value') : null };
     }
     heads.push({ k, centroids, starts, order, radius, values, win });

@@ -102,6 +102,10 @@ export class FixedContext implements KeyRangeSource {
       at += bl.n;
     }
     this.n = at;
+    if (mode.kind === 'budget' && mode.perHead && mode.perHead.length !== geom.layers * geom.kvHeads)
+      throw new Error(
+        `squeezed attention: ${mode.perHead.length} head budgets for ${geom.layers}×${geom.kvHeads} (layer, kv head)`,
+      );
     this.stats = {
       keysAttended: 0,
       fixedKeys: 0,
@@ -163,7 +167,7 @@ export class FixedContext implements KeyRangeSource {
           out: new Float32Array(span.count * heads * d),
           lse: new Float32Array(span.count * heads).fill(Number.NEGATIVE_INFINITY),
         };
-        droppedShare(t, kept, logits, span.count, heads / kvHeads, g, heads, d, dropped);
+        droppedShare(this.backend, t, kept, logits, span.count, heads / kvHeads, g, heads, d, dropped);
       }
       this.stats.keysAttended += keys;
       this.stats.fixedKeys += this.n;
@@ -184,10 +188,12 @@ export class FixedContext implements KeyRangeSource {
 /**
  * The clusters of table t not kept, as one partial per (step row, query head of kv head g's group):
  * softmax over their logits (q·c·scale + log n_c: each centroid stands for its n_c keys) of their mean
- * values. logits: [count·group][k] (row i·group + j = step row i, head g·group + j). Writes into `into`
- * (out [count][heads·d], lse [count][heads]).
+ * values — the weights on the host (from the scoring's logits), their product with the mean values on the
+ * device (one matmul, [rows, k] × values [d, k]ᵀ). logits: [count·group][k] (row i·group + j = step row i,
+ * head g·group + j). Writes into `into` (out [count][heads·d], lse [count][heads]).
  */
 function droppedShare(
+  b: Backend,
   t: CentroidTable,
   kept: readonly number[],
   logits: Float32Array,
@@ -199,28 +205,33 @@ function droppedShare(
   into: DroppedPartial,
 ): void {
   const { k } = t;
-  const values = t.values!;
+  const rows = count * group;
   const drop = new Uint8Array(k).fill(1);
   for (const c of kept) drop[c] = 0;
-  const acc = new Float64Array(d);
+  const w = new Float32Array(rows * k);
+  const m = new Float64Array(rows);
+  const z = new Float64Array(rows);
+  for (let r = 0; r < rows; r++) {
+    const o = r * k;
+    let max = Number.NEGATIVE_INFINITY;
+    for (let c = 0; c < k; c++) if (drop[c] && logits[o + c] > max) max = logits[o + c];
+    let s = 0;
+    for (let c = 0; c < k; c++) if (drop[c]) s += w[o + c] = Math.exp(logits[o + c] - max);
+    m[r] = max;
+    z[r] = s;
+  }
+  const wt = b.upload({ dtype: 'f32', shape: [rows, k], data: w });
+  const outT = b.matmul(wt, t.values!);
+  const out = b.readNow(outT);
+  b.free(wt);
+  b.free(outT);
   for (let i = 0; i < count; i++)
     for (let j = 0; j < group; j++) {
-      const o = (i * group + j) * k;
-      let max = Number.NEGATIVE_INFINITY;
-      for (let c = 0; c < k; c++) if (drop[c] && logits[o + c] > max) max = logits[o + c];
-      acc.fill(0);
-      let z = 0;
-      for (let c = 0; c < k; c++) {
-        if (!drop[c]) continue;
-        const w = Math.exp(logits[o + c] - max);
-        z += w;
-        const vo = c * d;
-        for (let e = 0; e < d; e++) acc[e] += w * values[vo + e];
-      }
+      const r = i * group + j;
       const h = g * group + j;
       const oo = (i * heads + h) * d;
-      for (let e = 0; e < d; e++) into.out[oo + e] = acc[e] / z;
-      into.lse[i * heads + h] = max + Math.log(z);
+      for (let e = 0; e < d; e++) into.out[oo + e] = out[r * d + e] / z[r];
+      into.lse[i * heads + h] = m[r] + Math.log(z[r]);
     }
 }
 

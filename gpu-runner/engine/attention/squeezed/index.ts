@@ -10,7 +10,7 @@ import { type Assigner, kmeans } from './kmeans.ts';
 import type { HeadIndex, SqueezedIndex, WindowSummary } from './types.ts';
 
 export interface IndexOptions {
-  /** clusters = ceil(pc · clustered keys); default 0.05. */
+  /** clusters = ceil(pc · clustered keys); default 0.1 (clusters of ~10 keys: a budget of 1/8 holds enough). */
   pc?: number;
   /** observation window W; default 64. */
   window?: number;
@@ -22,7 +22,7 @@ export interface IndexOptions {
   assign?: Assigner;
 }
 
-export const DEFAULT_PC = 0.05;
+export const DEFAULT_PC = 0.1;
 export const DEFAULT_WINDOW = 64;
 
 /**
@@ -88,7 +88,7 @@ export function buildHeadIndex(
 
 type Clusters = Pick<HeadIndex, 'k' | 'centroids' | 'starts' | 'order'>;
 
-/** Radius and mean value of each cluster of h and of the window [clustered, n). keys, values: [n][d]. */
+/** Pair radii and mean value of each cluster of h and of the window [clustered, n). keys, values: [n][d]. */
 export function summariseClusters(
   h: Clusters,
   keys: Float32Array,
@@ -97,18 +97,22 @@ export function summariseClusters(
   d: number,
 ): Pick<HeadIndex, 'radius' | 'values' | 'win'> {
   const { k, centroids, starts, order } = h;
-  const radius = new Float32Array(k);
+  const half = d / 2;
+  const radius = new Float32Array(k * half);
   const means = values ? new Float32Array(k * d) : null;
-  const farthest = (c: Float32Array | ArrayLike<number>, co: number, p: number) => {
-    let s = 0;
-    for (let e = 0; e < d; e++) s += (keys[p * d + e] - c[co + e]) ** 2;
-    return Math.sqrt(s);
+  /** per pair i: max(r[i], ‖(key p − c) on pair i‖) */
+  const widen = (r: Float32Array, ro: number, c: Float32Array, co: number, p: number) => {
+    for (let i = 0; i < half; i++) {
+      const a = keys[p * d + i] - c[co + i];
+      const b = keys[p * d + i + half] - c[co + i + half];
+      r[ro + i] = Math.max(r[ro + i], Math.sqrt(a * a + b * b));
+    }
   };
   for (let c = 0; c < k; c++) {
     const size = starts[c + 1] - starts[c];
     for (let t = starts[c]; t < starts[c + 1]; t++) {
       const p = order[t];
-      radius[c] = Math.max(radius[c], farthest(centroids, c * d, p));
+      widen(radius, c * half, centroids, c * d, p);
       if (means) for (let e = 0; e < d; e++) means[c * d + e] += values![p * d + e] / size;
     }
   }
@@ -123,9 +127,9 @@ export function summariseClusters(
         centroid[e] += keys[p * d + e] / w;
         if (values) value[e] += values[p * d + e] / w;
       }
-    let r = 0;
-    for (let p = clustered; p < n; p++) r = Math.max(r, farthest(centroid, 0, p));
-    win = { centroid, radius: Math.fround(r), value: values ? value : null };
+    const r = new Float32Array(half);
+    for (let p = clustered; p < n; p++) widen(r, 0, centroid, 0, p);
+    win = { centroid, radius: r, value: values ? value : null };
   }
   return { radius, values: means, win };
 }
