@@ -252,3 +252,35 @@ function approxSuite(name: 'reference' | 'wasm', tol: number) {
 
 approxSuite('reference', 2e-3);
 approxSuite('wasm', 2e-3);
+
+describe('exact part of a merged step: sparseAttention with one block and no columns', () => {
+  it('wasm (its grouped ranges kernel) equals the reference backend, out and lse', async () => {
+    const [wasm, ref] = [await createBackend('wasm', { threads: 2 }), await createBackend('reference')];
+    try {
+      const ctx = syntheticContext({ cap: CAP, kvHeads: KVH, headDim: D, topics: 12, seed: 3 });
+      const rows = 3;
+      const q = syntheticQueries(ctx, { rows, heads: H, kvHeads: KVH, headDim: D, topics: 12, seed: 9 });
+      const plan = {
+        blockSize: rows,
+        ranges: [[Int32Array.of(5, 90, 300, 420, N, CAP)], [Int32Array.of(0, 40, N - 3, CAP)]],
+        columns: [[new Int32Array(0)], [new Int32Array(0)]],
+      };
+      const run = async (b: Backend) => {
+        const cache = b.createKVCache({ layers: 1, kvHeads: KVH, headDim: D, capacity: CAP });
+        b.kvLoad(cache, 0, 0, { k: ctx.k, v: ctx.v });
+        const qt = b.upload({ dtype: 'f32', shape: [rows, H * D], data: q });
+        const r = b.sparseAttention(qt, 0, { cache, row: 0, count: rows, pos: CAP - rows }, plan, H, scale);
+        const got = { out: await b.read(r.out), lse: await b.read(r.lse) };
+        for (const t of [r.out, r.lse, qt]) b.free(t);
+        b.freeKVCache(cache);
+        return got;
+      };
+      const [w, r] = [await run(wasm), await run(ref)];
+      expect(relativeError(w.out, r.out)).toBeLessThanOrEqual(1e-5);
+      for (let i = 0; i < r.lse.length; i++) expect(w.lse[i]).toBeCloseTo(r.lse[i], 4);
+    } finally {
+      wasm.dispose();
+      ref.dispose();
+    }
+  });
+});
