@@ -90,17 +90,25 @@ export const PrecomputeDoneJobV1 = z.object({
  * `gc`: storage no longer referenced after a delete. Rows are already gone when it runs: the worker
  * deletes the blobs (idempotent) and the KV artifacts of `chunkHashes` that no remaining chunk uses.
  */
-export const GcJobV1 = z.object({
-  v: z.literal(1),
-  tenantId: id,
-  collectionId: id,
-  /** Absent when the whole collection was deleted. */
-  documentId: id.optional(),
-  blobKeys: z.array(objectKey).default([]),
-  /** Every blob under this prefix goes too (collection deletes). */
-  blobPrefix: objectKey.optional(),
-  chunkHashes: z.array(sha256Hex).default([]),
-});
+export const GcJobV1 = z
+  .object({
+    v: z.literal(1),
+    tenantId: id,
+    /** Absent for storage outside collections (an OpenAI File's upload, a deleted tenant's files). */
+    collectionId: id.optional(),
+    /** Absent when the whole collection was deleted. */
+    documentId: id.optional(),
+    /** The OpenAI File whose upload `blobKeys` names. */
+    fileId: id.optional(),
+    blobKeys: z.array(objectKey).default([]),
+    /** Every blob under this prefix goes too (collection and tenant deletes). */
+    blobPrefix: objectKey.optional(),
+    chunkHashes: z.array(sha256Hex).default([]),
+  })
+  .refine((j) => j.collectionId || j.fileId || j.blobPrefix, {
+    message: 'collectionId, fileId or blobPrefix is required',
+    path: ['collectionId'],
+  });
 
 /** Every version each queue's consumers accept, by version number. */
 export const JOB_CONTRACTS = {

@@ -17,14 +17,23 @@ import { documentRoutes } from './routes/documents.ts';
 import { healthRoutes } from './routes/health.ts';
 import { jobRoutes } from './routes/jobs.ts';
 import { openApiRoutes } from './routes/openapi.ts';
+import { isOpenAiPath, OPENAI_PREFIXES, toOpenAiError } from './routes/openai/errors.ts';
+import { openAiRoutes } from './routes/openai/index.ts';
 import { runnerRoutes } from './routes/runners.ts';
 import { searchRoutes } from './routes/search.ts';
 import type { AppEnv, Services } from './services.ts';
 
 /** Multipart framing and JSON escaping on top of the document bytes themselves. */
 const UPLOAD_OVERHEAD_BYTES = 64 * 1024;
-const RESOURCE_PREFIXES = ['/v1/admin', '/v1/collections', '/v1/jobs', '/v1/chunks', '/v1/runners'];
-const UPLOAD_PATH = /^\/v1\/collections\/[^/]+\/documents\/?$/;
+const RESOURCE_PREFIXES = [
+  '/v1/admin',
+  '/v1/collections',
+  '/v1/jobs',
+  '/v1/chunks',
+  '/v1/runners',
+  ...OPENAI_PREFIXES,
+];
+const UPLOAD_PATH = /^\/v1\/(collections\/[^/]+\/documents|files)\/?$/;
 
 export function createApp(services: Services): Hono<AppEnv> {
   const app = new Hono<AppEnv>();
@@ -81,12 +90,18 @@ export function createApp(services: Services): Hono<AppEnv> {
   app.route('/v1/jobs', jobRoutes());
   app.route('/v1/chunks', chunkRoutes());
   app.route('/v1/runners', runnerRoutes());
+  // OpenAI's Files, Vector Stores, Responses and Embeddings, answering errors in OpenAI's shape
+  app.route('/v1', openAiRoutes());
   // query, chat completions and models: their own auth and body limit (outside the prefixes above)
   app.route('/v1', answerRoutes(maxBodyBytes));
 
+  // kvrag's envelope, or OpenAI's shape of it on the OpenAI routes (the SDKs raise their typed errors)
+  const errorBody = (path: string, err: AppError, requestId: string) =>
+    isOpenAiPath(path) ? toOpenAiError(err, requestId) : toEnvelope(err, requestId);
+
   app.notFound((c) => {
     const err = new AppError('not_found', `no route for ${c.req.method} ${new URL(c.req.url).pathname}`);
-    return c.json(toEnvelope(err, c.get('requestId') ?? ''), 404);
+    return c.json(errorBody(c.req.path, err, c.get('requestId') ?? ''), 404);
   });
 
   app.onError((e, c) => {
@@ -96,7 +111,7 @@ export function createApp(services: Services): Hono<AppEnv> {
     // A refused body is drained only up to a cap (body-limit.ts), so its rest may still be in flight: the
     // server drops the connection, so tell the client not to reuse it (its next request there would fail).
     if (err.code === 'payload_too_large') c.header('connection', 'close');
-    return c.json(toEnvelope(err, c.get('requestId') ?? ''), err.status as 400);
+    return c.json(errorBody(c.req.path, err, c.get('requestId') ?? ''), err.status as 400);
   });
 
   return app;

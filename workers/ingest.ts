@@ -136,7 +136,8 @@ export async function handleIngest(
     const parsed = await (deps.parser ?? inlineParser(deps.model.tokenizer)).parse(
       {
         input: { data: raw, contentType: doc.contentType, filename: doc.filename },
-        chunking: parseChunkingOptions(collection.chunkSettings),
+        // a vector store file's own chunking, else the collection's
+        chunking: parseChunkingOptions(doc.chunkSettings ?? collection.chunkSettings),
       },
       { signal: ctx.signal, onChunking: () => setStatus(db, scope, 'chunking') },
     );

@@ -18,6 +18,7 @@
 // processes reconcile side by side, and a document that moved on meanwhile is left alone.
 import { and, eq, inArray, isNull, sql } from 'drizzle-orm';
 import { chunks, type Document, documentJobs, documents, kvArtifacts, outbox } from '../src/db/schema.ts';
+import { retriesExhausted } from '../src/documents/failure.ts';
 import { ingestJobId } from '../src/queue/job-ids.ts';
 import { addToOutbox } from '../src/queue/outbox.ts';
 import type { JobQueue, JobState } from '../contracts/queue.ts';
@@ -212,7 +213,7 @@ async function redrive(
     }
     if (doc.redrives >= attempts || (doc.status !== 'precomputing' && !doc.objectKey)) {
       const last = doc.error ? ` (last error: ${doc.error})` : '';
-      const reason = `not ready after ${doc.redrives} re-drives: no progress in ${doc.status}${last}`;
+      const reason = retriesExhausted(doc.redrives, `no progress in ${doc.status}${last}`);
       await markFailed(tx, scope, reason.slice(0, 2000));
       return 'failed' as const;
     }

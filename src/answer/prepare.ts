@@ -7,6 +7,7 @@
 //   const p = await prepareAnswer(deps, tenantId, { question, collectionIds: [id] });
 //   p.plan        the plan returned with the answer (retrieval steps, reuse mode, squeezed, sparse, model)
 //   p.citations   source [n] → chunk, document, filename, score
+//   p.sources     source [n] → the retrieved chunk itself (text, attributes, file id)
 //   p.context     {system, chunks}: the runner request's fixed context (prompt.ts adds the question)
 import { and, eq, inArray, sql } from 'drizzle-orm';
 import { artifactKeyOf } from '../../contracts/artifacts.ts';
@@ -16,13 +17,11 @@ import type { ContextBlock } from '../../contracts/runner-api.ts';
 import { isUuid, notFound } from '../db/ids.ts';
 import { chunks as chunksTable, collections, kvArtifacts } from '../db/schema.ts';
 import { queryRows } from '../db/types.ts';
-import { assertSupportedDimension } from '../db/vector.ts';
-import type { EmbeddingProviderId } from '../embeddings/types.ts';
 import { runRetrieval } from '../planning/iterative.ts';
 import type { Quality } from '../planning/plan.ts';
 import { finalizePlan, type PlannerContext, planQuery } from '../planning/planner.ts';
 import { parseAttributeFilter } from '../retrieval/filters.ts';
-import { hybridSearch } from '../retrieval/hybrid.ts';
+import { searchCollection } from '../retrieval/collection-search.ts';
 import { countTokens, DEFAULT_SYSTEM } from './prompt.ts';
 import type { AnswerModel } from './models.ts';
 import type { AnswerDeps, AnswerServices, Citation, Prepared } from './services.ts';
@@ -44,6 +43,10 @@ export interface RagInput {
   k?: number;
   /** Iterative retrieval (IterDRAG): at most this many steps. */
   iterative?: { maxSteps: number };
+  /** Drop retrieved chunks whose normalised hybrid score is below this (0–1). */
+  scoreThreshold?: number;
+  /** Hybrid search list weights (default 1 : 1). */
+  weights?: { vector: number; text: number };
 }
 
 /** The deployment's answer services; `unavailable` when it has no runners configured. */
@@ -124,27 +127,14 @@ export async function prepareAnswer(deps: AnswerDeps, tenantId: string, input: R
     plan0,
     input.question,
     ctx,
-    async (step) => {
-      const col = cols.find((x) => x.id === step.collection)!;
-      const dimension = assertSupportedDimension(col.embeddingDim);
-      const provider = embeddings({
-        provider: col.embeddingProvider as EmbeddingProviderId,
-        model: col.embeddingModel,
-        dimension,
-      });
-      const [vector] = await provider.embed([step.query], 'query');
-      if (!vector || vector.length !== dimension)
-        throw new AppError('upstream_unavailable', 'the embedding provider returned no usable vector');
-      return hybridSearch(db, {
-        tenantId,
-        collectionId: col.id,
-        dimension,
-        vector: Array.from(vector),
-        text: step.query,
+    async (step) =>
+      searchCollection(db, embeddings, tenantId, cols.find((x) => x.id === step.collection)!, {
+        query: step.query,
         filter,
         limit: step.k,
-      });
-    },
+        scoreThreshold: input.scoreThreshold,
+        weights: input.weights,
+      }),
     { k: input.k },
   );
 
@@ -205,6 +195,7 @@ export async function prepareAnswer(deps: AnswerDeps, tenantId: string, input: R
     plan,
     model,
     citations,
+    sources: kept,
     artifactKeys: kept.flatMap((h) => keyByHash.get(h.contentHash) ?? []),
     context: { system: a.system ?? DEFAULT_SYSTEM, chunks: blocks },
     retrievalMs: performance.now() - t0,

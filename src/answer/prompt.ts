@@ -67,15 +67,30 @@ export function runnerRequest(p: Prepared, prompt: Prompt, s: Sampling): Generat
   };
 }
 
+/** Whether the runner stopped an answer for its length (max tokens, or the deadline) rather than its end. */
+export const stoppedEarly = (finishReason: string) =>
+  finishReason === 'length' || finishReason === 'deadline';
+
 /** Whether repeated identical requests give the same answer (greedy, or seeded sampling). */
 export const deterministic = (s: Sampling) => (s.temperature ?? 0) === 0 || s.seed !== undefined;
 
-/** The `[n]` markers of an answer that name one of its sources, in order of first appearance. */
-export function citedNumbers(text: string, count: number): number[] {
-  const out: number[] = [];
+/** One `[n]` marker of an answer naming source n, at `index` (UTF-16 offset of its `[`) in the text. */
+export interface CitationMark {
+  n: number;
+  index: number;
+}
+
+/** Every `[n]` marker of an answer that names one of its `count` sources, in order of appearance. */
+export function citationMarks(text: string, count: number): CitationMark[] {
+  const out: CitationMark[] = [];
   for (const m of text.matchAll(/\[(\d{1,3})\]/g)) {
     const n = Number(m[1]);
-    if (n >= 1 && n <= count && !out.includes(n)) out.push(n);
+    if (n >= 1 && n <= count) out.push({ n, index: m.index });
   }
   return out;
+}
+
+/** The sources an answer cites, in order of first appearance. */
+export function citedNumbers(text: string, count: number): number[] {
+  return [...new Set(citationMarks(text, count).map((m) => m.n))];
 }

@@ -7,6 +7,7 @@ import type { ContextBlock, RunnerUsage } from '../../contracts/runner-api.ts';
 import type { Database } from '../db/types.ts';
 import type { EmbeddingResolver } from '../embeddings/resolver.ts';
 import type { Plan } from '../planning/plan.ts';
+import type { HybridHit } from '../retrieval/hybrid.ts';
 import type { RunnerPool } from '../routing/runner-client.ts';
 import type { AnswerCache } from './cache.ts';
 import type { AnswerModel, ModelCatalog } from './models.ts';
@@ -60,6 +61,8 @@ export interface Prepared {
   plan: Plan;
   model: AnswerModel;
   citations: Citation[];
+  /** The retrieved chunks behind the citations, in the same order (source [n] = sources[n - 1]). */
+  sources: HybridHit[];
   /** Artifact keys of the chunks whose artifacts are ready (routing prefers runners holding them). */
   artifactKeys: string[];
   /** The runner request's fixed context: system prefix and the numbered chunk blocks. */

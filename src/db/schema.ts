@@ -12,6 +12,7 @@
 // the custom migration that follows the generated one). Queries must use the same expression and the
 // same predicate with N as a literal to hit it — use the helpers in ./vector.ts.
 import { sql } from 'drizzle-orm';
+import type { ChatMessage } from '../../contracts/runner-api.ts';
 import {
   bigint,
   bigserial,
@@ -112,6 +113,65 @@ export const collections = pgTable(
   ],
 );
 
+/**
+ * OpenAI Files (/v1/files, src/openai/files.ts): uploads kept on their own, under the tenant's uploads
+ * (`uploads/<tenant>/files/<id>`), until attached to vector stores. Attaching one copies its bytes into a
+ * document of the collection, which then lives its own life (its own blob, chunks and gc).
+ */
+export const files = pgTable(
+  'files',
+  {
+    id: id(),
+    tenantId: tenantId(),
+    filename: text('filename').notNull(),
+    purpose: text('purpose').notNull(),
+    contentType: text('content_type').notNull(),
+    bytes: bigint('bytes', { mode: 'number' }).notNull(),
+    /** sha256 hex of the bytes. */
+    contentHash: text('content_hash').notNull(),
+    objectKey: text('object_key').notNull(),
+    createdAt: createdAt(),
+  },
+  (t) => [
+    index('files_tenant_created_idx').on(t.tenantId, t.createdAt),
+    check('files_content_hash_hex', sql`${t.contentHash} ~ '^[0-9a-f]{64}$'`),
+  ],
+);
+
+/**
+ * What OpenAI's vector stores add to a collection (every collection is a vector store; one created through
+ * /v1/vector_stores has a row here): a name that need not be unique, the expiry policy and the last use.
+ */
+export const vectorStores = pgTable('vector_stores', {
+  collectionId: uuid('collection_id')
+    .primaryKey()
+    .references(() => collections.id, { onDelete: 'cascade' }),
+  tenantId: tenantId(),
+  name: text('name'),
+  /** `expires_after: {anchor: "last_active_at", days}`; null = never. */
+  expiresAfterDays: integer('expires_after_days'),
+  lastActiveAt: timestamp('last_active_at', { withTimezone: true }).notNull().defaultNow(),
+});
+
+/**
+ * A vector store file batch: the documents it attached carry its id; the files it cancelled are gone
+ * (their documents deleted) and only counted here.
+ */
+export const fileBatches = pgTable(
+  'file_batches',
+  {
+    id: id(),
+    tenantId: tenantId(),
+    collectionId: uuid('collection_id')
+      .notNull()
+      .references(() => collections.id, { onDelete: 'cascade' }),
+    createdAt: createdAt(),
+    cancelledAt: timestamp('cancelled_at', { withTimezone: true }),
+    cancelledFiles: integer('cancelled_files').notNull().default(0),
+  },
+  (t) => [index('file_batches_collection_idx').on(t.collectionId)],
+);
+
 export const documents = pgTable(
   'documents',
   {
@@ -132,6 +192,12 @@ export const documents = pgTable(
     /** Times workers/reconciler.ts re-drove the document (its job ids carry it); bounded. */
     redrives: integer('redrives').notNull().default(0),
     attributes: jsonb('attributes').$type<Record<string, unknown>>().notNull().default({}),
+    /** The OpenAI File this document was attached from (its vector store file id); null for uploads. */
+    fileId: uuid('file_id').references(() => files.id, { onDelete: 'set null' }),
+    /** The file batch that attached it. */
+    batchId: uuid('batch_id').references(() => fileBatches.id, { onDelete: 'set null' }),
+    /** Chunking of this document when it differs from its collection's (a vector store file's own). */
+    chunkSettings: jsonb('chunk_settings').$type<Record<string, unknown>>(),
     createdAt: createdAt(),
     /** Set by drizzle on every update() through this schema; raw SQL updates must set it themselves. */
     updatedAt: timestamp('updated_at', { withTimezone: true })
@@ -143,6 +209,9 @@ export const documents = pgTable(
     uniqueIndex('documents_collection_content_hash_uq').on(t.collectionId, t.contentHash),
     index('documents_tenant_idx').on(t.tenantId),
     index('documents_collection_status_idx').on(t.collectionId, t.status),
+    uniqueIndex('documents_collection_file_uq').on(t.collectionId, t.fileId),
+    index('documents_file_idx').on(t.fileId),
+    index('documents_batch_idx').on(t.batchId),
     // the reconciler's scan: documents not yet ready or failed, oldest update first
     index('documents_unfinished_idx').on(t.updatedAt).where(sql`${t.status} not in ('ready', 'failed')`),
     check('documents_status_valid', sql`${t.status} in (${inList(DOCUMENT_STATUSES)})`),
@@ -260,6 +329,25 @@ export const queryLog = pgTable(
   (t) => [index('query_log_tenant_created_idx').on(t.tenantId, t.createdAt)],
 );
 
+/**
+ * Stored OpenAI responses (/v1/responses, src/openai/responses/): the response object as returned, and
+ * the conversation it ended (every message up to and including its input), which a follow-up with
+ * `previous_response_id` continues.
+ */
+export const responses = pgTable(
+  'responses',
+  {
+    id: id(),
+    tenantId: tenantId(),
+    /** No foreign key: a previous response may be deleted while its follow-ups stay. */
+    previousResponseId: uuid('previous_response_id'),
+    body: jsonb('body').$type<Record<string, unknown>>().notNull(),
+    conversation: jsonb('conversation').$type<ChatMessage[]>().notNull(),
+    createdAt: createdAt(),
+  },
+  (t) => [index('responses_tenant_created_idx').on(t.tenantId, t.createdAt)],
+);
+
 export type Tenant = typeof tenants.$inferSelect;
 export type ApiKey = typeof apiKeys.$inferSelect;
 export type Collection = typeof collections.$inferSelect;
@@ -269,3 +357,7 @@ export type KvArtifact = typeof kvArtifacts.$inferSelect;
 export type OutboxRow = typeof outbox.$inferSelect;
 export type DocumentJob = typeof documentJobs.$inferSelect;
 export type QueryLogRow = typeof queryLog.$inferSelect;
+export type FileRow = typeof files.$inferSelect;
+export type VectorStoreRow = typeof vectorStores.$inferSelect;
+export type FileBatch = typeof fileBatches.$inferSelect;
+export type ResponseRow = typeof responses.$inferSelect;

@@ -45,14 +45,33 @@ function words(text: string): string[] {
   return (text.match(WORD) ?? []).map(norm);
 }
 
-/** Content words of a question, in order, each once: what retrieved chunks must cover. */
-export function keyTerms(text: string): string[] {
+/** Content words of a text as written, in order, each once (by their normalised form). */
+function contentWords(text: string): string[] {
+  const seen = new Set<string>();
   const out: string[] = [];
-  for (const w of words(text)) {
-    if (STOPWORDS.has(w) || (w.length < 3 && !/\d/.test(w))) continue;
-    if (!out.includes(w)) out.push(w);
+  for (const w of text.match(WORD) ?? []) {
+    const n = norm(w);
+    const stop = STOPWORDS.has(n) || STOPWORDS.has(w.toLowerCase()); // "does" folds to "doe"
+    if (stop || (n.length < 3 && !/\d/.test(n)) || seen.has(n)) continue;
+    seen.add(n);
+    out.push(w);
   }
   return out;
+}
+
+/** Content words of a question, normalised, in order, each once: what retrieved chunks must cover. */
+export function keyTerms(text: string): string[] {
+  return contentWords(text).map(norm);
+}
+
+/**
+ * A natural-language question rewritten for search (vector store search's `rewrite_query`): its content
+ * words as written, without question words, fillers or repeats ("What is the default port of the
+ * server?" → "default port server"); the question itself when no content word is left.
+ */
+export function searchQuery(question: string): string {
+  const terms = contentWords(question);
+  return terms.length > 0 ? terms.join(' ') : question.trim();
 }
 
 /** Clauses of a question: split at commas, semicolons and joining words; those with a key term. */

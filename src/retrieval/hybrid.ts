@@ -45,6 +45,8 @@ export interface HybridQuery {
 export interface HybridHit {
   chunkId: string;
   documentId: string;
+  /** The OpenAI File the document was attached from (its vector store file id); null for uploads. */
+  fileId: string | null;
   filename: string;
   ordinal: number;
   text: string;
@@ -128,6 +130,7 @@ export async function hybridSearch(db: Database, q: HybridQuery): Promise<Hybrid
       chunkAttributes: chunks.attributes,
       documentAttributes: documents.attributes,
       filename: documents.filename,
+      fileId: documents.fileId,
     })
     .from(chunks)
     .innerJoin(documents, eq(documents.id, chunks.documentId))
@@ -142,6 +145,7 @@ export async function hybridSearch(db: Database, q: HybridQuery): Promise<Hybrid
     hits.push({
       chunkId: r.id,
       documentId: r.documentId,
+      fileId: r.fileId,
       filename: r.filename,
       ordinal: r.ordinal,
       text: r.text,

@@ -7,10 +7,11 @@ import { z } from 'zod';
 import { type ApiKey, apiKeys, collections, type Tenant, tenants } from '../db/schema.ts';
 import type { AppEnv } from '../services.ts';
 import { api, requireAdmin } from './auth.ts';
-import { scheduleCollectionGc } from './collections.ts';
+import { scheduleCollectionGc } from '../documents/remove.ts';
 import { generateApiKey } from './keys.ts';
 import { listQuerySchema, paginate, toPage } from './pagination.ts';
-import { tenantUploadPrefix } from '../storage/upload-keys.ts';
+import { filesPrefix, tenantUploadPrefix } from '../storage/upload-keys.ts';
+import { scheduleGc } from '../queue/job-outbox.ts';
 import { notFound } from '../db/ids.ts';
 import { jsonBody, pathId, queryParams, unixSeconds } from './validate.ts';
 
@@ -68,7 +69,8 @@ export function adminRoutes(): Hono<AppEnv> {
     return c.json(tenantObject(row));
   });
 
-  // Everything the tenant owns goes (rows cascade); one gc job per collection collects its storage.
+  // Everything the tenant owns goes (rows cascade); one gc job per collection collects its storage, and one
+  // the tenant's OpenAI Files.
   r.delete('/tenants/:tenant', async (c) => {
     const id = pathId(c, 'tenant', 'tenant');
     const { db, blobs } = api(c);
@@ -80,6 +82,8 @@ export function adminRoutes(): Hono<AppEnv> {
         .from(collections)
         .where(eq(collections.tenantId, id));
       for (const col of owned) await scheduleCollectionGc(tx, id, col.id);
+      // OpenAI Files live outside collections: one more job for them
+      await scheduleGc(tx, { tenantId: id, blobPrefix: filesPrefix(id) }, `files-${id}`);
       await tx.delete(tenants).where(eq(tenants.id, id));
       return true;
     });

@@ -14,7 +14,7 @@ import { REUSE_MODES } from '../../contracts/reuse.ts';
 import { QUALITY } from '../planning/plan.ts';
 import type { ChatMessage, RunnerUsage } from '../../contracts/runner-api.ts';
 import { prepareAnswer, servedModels } from '../answer/prepare.ts';
-import { deterministic, runnerRequest } from '../answer/prompt.ts';
+import { deterministic, runnerRequest, stoppedEarly } from '../answer/prompt.ts';
 import { answerCacheKey, runAnswer } from '../answer/run.ts';
 import type { AppEnv } from '../services.ts';
 import { answerDeps, logAnswer } from './answer-context.ts';
@@ -74,7 +74,7 @@ function usageOf(u: RunnerUsage) {
 }
 
 /** OpenAI finish reasons from the runner's. */
-const finishOf = (r: string) => (r === 'length' || r === 'deadline' ? 'length' : 'stop');
+const finishOf = (r: string) => (stoppedEarly(r) ? 'length' : 'stop');
 
 export function chatRoutes(): Hono<AppEnv> {
   const r = new Hono<AppEnv>();

@@ -2,47 +2,44 @@
 // delete (documents and chunks cascade; blobs and KV artifacts are collected by a `gc` job written to the
 // outbox in the same transaction). Every query is scoped by the caller's tenant; another tenant's
 // collection is a 404, exactly like a missing one.
-import { and, eq, inArray, sql } from 'drizzle-orm';
+import { and, eq } from 'drizzle-orm';
 import type { Context } from 'hono';
 import { Hono } from 'hono';
 import { z } from 'zod';
-import {
-  type Collection,
-  chunks,
-  collections,
-  DOCUMENT_STATUSES,
-  type DocumentStatus,
-  documents,
-} from '../db/schema.ts';
-import type { Database } from '../db/types.ts';
-import { assertSupportedDimension } from '../db/vector.ts';
+import { type Collection, collections } from '../db/schema.ts';
 import { chunkingOptionsSchema } from '../ingest/chunking.ts';
-import { AppError } from '../../contracts/errors.ts';
 import type { AppEnv } from '../services.ts';
 import { api, requireTenant } from './auth.ts';
-import { scheduleGc } from './job-outbox.ts';
 import { listQuerySchema, paginate, toPage } from './pagination.ts';
-import { uploadPrefix } from '../storage/upload-keys.ts';
 import { notFound } from '../db/ids.ts';
+import { collectionValues, insertCollection } from '../documents/collection.ts';
+import { HASH_DEFAULT_DIMENSION } from '../embeddings/hash.ts';
+import { removeCollection } from '../documents/remove.ts';
+import { documentCounts, emptyCounts, type StatusCounts } from '../documents/counts.ts';
 import { jsonBody, metadataSchema, pathId, queryParams, unixSeconds } from './validate.ts';
 
 export const embeddingChoiceSchema = z.strictObject({
   provider: z.enum(['hash', 'openai', 'workers-ai']).default('hash'),
   /** Default: the provider's default model. */
   model: z.string().trim().min(1).max(200).optional(),
-  dimension: z.number().int().default(384).describe('One of 256, 384, 512, 768, 1024, 1536.'),
+  dimension: z
+    .number()
+    .int()
+    .default(HASH_DEFAULT_DIMENSION)
+    .describe('One of 256, 384, 512, 768, 1024, 1536.'),
 });
+
+/** A collection's (and a vector store's) embedding when the request names none. */
+export const DEFAULT_EMBEDDING = { provider: 'hash', dimension: HASH_DEFAULT_DIMENSION } as const;
 
 export const createCollectionSchema = z.strictObject({
   name: z.string().trim().min(1).max(200),
-  embedding: embeddingChoiceSchema.default({ provider: 'hash', dimension: 384 }),
+  embedding: embeddingChoiceSchema.default(DEFAULT_EMBEDDING),
   chunking: chunkingOptionsSchema.default({ size: 512, overlap: 64 }),
   metadata: metadataSchema.default({}),
 });
 
-type Counts = Record<DocumentStatus, number> & { total: number };
-
-export function collectionObject(c: Collection, counts?: Counts) {
+export function collectionObject(c: Collection, counts?: StatusCounts) {
   return {
     id: c.id,
     object: 'collection' as const,
@@ -53,26 +50,6 @@ export function collectionObject(c: Collection, counts?: Counts) {
     metadata: c.metadata,
     document_counts: counts ?? emptyCounts(),
   };
-}
-
-const emptyCounts = (): Counts =>
-  Object.fromEntries([...DOCUMENT_STATUSES.map((s) => [s, 0]), ['total', 0]]) as Counts;
-
-/** Documents per status of each collection. */
-async function documentCounts(db: Database, tenantId: string, ids: string[]): Promise<Map<string, Counts>> {
-  const out = new Map(ids.map((id) => [id, emptyCounts()]));
-  if (ids.length === 0) return out;
-  const rows = await db
-    .select({ collectionId: documents.collectionId, status: documents.status, n: sql<number>`count(*)::int` })
-    .from(documents)
-    .where(and(eq(documents.tenantId, tenantId), inArray(documents.collectionId, ids)))
-    .groupBy(documents.collectionId, documents.status);
-  for (const r of rows) {
-    const c = out.get(r.collectionId)!;
-    c[r.status] = Number(r.n);
-    c.total += Number(r.n);
-  }
-  return out;
 }
 
 /** The caller's collection named by the `:collection` path parameter, or 404. */
@@ -86,69 +63,15 @@ export async function findCollection(c: Context<AppEnv>, tenantId: string): Prom
   return row;
 }
 
-/**
- * Writes the `gc` job for a collection about to be deleted (same transaction as the delete): its upload
- * blobs and the chunk hashes whose KV artifacts may now be unreferenced.
- */
-export async function scheduleCollectionGc(
-  tx: Pick<Database, 'insert' | 'select' | 'selectDistinct'>,
-  tenantId: string,
-  collectionId: string,
-): Promise<void> {
-  const hashes = await tx
-    .selectDistinct({ h: chunks.contentHash })
-    .from(chunks)
-    .where(and(eq(chunks.tenantId, tenantId), eq(chunks.collectionId, collectionId)));
-  const keys = await tx
-    .select({ k: documents.objectKey })
-    .from(documents)
-    .where(and(eq(documents.tenantId, tenantId), eq(documents.collectionId, collectionId)));
-  await scheduleGc(tx, {
-    tenantId,
-    collectionId,
-    blobKeys: keys.flatMap((k) => (k.k ? [k.k] : [])),
-    blobPrefix: uploadPrefix(tenantId, collectionId),
-    chunkHashes: hashes.map((h) => h.h),
-  });
-}
-
-/** The SQLSTATE of a failed statement (drizzle wraps the driver error in `cause`). */
-function sqlState(err: unknown): string | undefined {
-  const e = err as { code?: string; cause?: { code?: string } };
-  return e?.cause?.code ?? e?.code;
-}
-export const isUniqueViolation = (err: unknown) => sqlState(err) === '23505';
-export const isForeignKeyViolation = (err: unknown) => sqlState(err) === '23503';
-
 export function collectionRoutes(): Hono<AppEnv> {
   const r = new Hono<AppEnv>();
 
   r.post('/', async (c) => {
     const tenantId = requireTenant(c);
     const body = await jsonBody(c, createCollectionSchema);
-    const dimension = assertSupportedDimension(body.embedding.dimension);
-    const deps = api(c);
-    // builds the provider once to check the deployment offers it, and to learn its model name
-    const provider = deps.embeddings({ ...body.embedding, dimension });
-    try {
-      const [row] = await deps.db
-        .insert(collections)
-        .values({
-          tenantId,
-          name: body.name,
-          embeddingProvider: provider.id,
-          embeddingModel: provider.model,
-          embeddingDim: provider.dimension,
-          chunkSettings: body.chunking,
-          metadata: body.metadata,
-        })
-        .returning();
-      return c.json(collectionObject(row), 201);
-    } catch (err) {
-      if (isUniqueViolation(err))
-        throw new AppError('conflict', `a collection named ${JSON.stringify(body.name)} exists`);
-      throw err;
-    }
+    const { db, embeddings } = api(c);
+    const row = await insertCollection(db, collectionValues(embeddings, tenantId, body));
+    return c.json(collectionObject(row), 201);
   });
 
   r.get('/', async (c) => {
@@ -186,17 +109,8 @@ export function collectionRoutes(): Hono<AppEnv> {
   r.delete('/:collection', async (c) => {
     const tenantId = requireTenant(c);
     const row = await findCollection(c, tenantId);
-    const { db, blobs, log } = { ...api(c), log: c.get('services').log };
-    await db.transaction(async (tx) => {
-      await scheduleCollectionGc(tx, tenantId, row.id);
-      await tx.delete(collections).where(and(eq(collections.id, row.id), eq(collections.tenantId, tenantId)));
-    });
-    // Best effort now; the gc job retries whatever is left.
-    try {
-      for await (const b of blobs.list(uploadPrefix(tenantId, row.id))) await blobs.delete(b.key);
-    } catch (err) {
-      log?.('warn', 'collection blobs left for gc', { collection: row.id, err: String(err) });
-    }
+    if (!(await removeCollection({ ...api(c), log: c.get('services').log }, tenantId, row.id)))
+      throw notFound('collection', row.id);
     return c.json({ id: row.id, object: 'collection.deleted' as const, deleted: true });
   });
 

@@ -2,11 +2,9 @@
 // pagination, status filter), update attributes, raw content, delete.
 //
 // Upload: validated before anything is written (upload-body.ts); identical content already in the
-// collection returns that document (200, not 201); otherwise the raw bytes go to the blob store, then the
-// document row (status `queued`) and the `ingest` job's outbox row are written in ONE transaction. If
-// the transaction fails the blob is removed again, so a failed upload leaves neither rows nor objects.
-// Delete: the row goes (chunks cascade) together with a `gc` outbox row in one transaction, then the
-// blob is deleted (the gc job retries it and collects the KV artifacts).
+// collection returns that document (200, not 201); otherwise src/documents/add.ts stores it (blob, then
+// row + `ingest` outbox row in one transaction; nothing left behind on failure). Delete:
+// src/documents/remove.ts (row + `gc` outbox row in one transaction, then the blob).
 import { and, eq, inArray, sql } from 'drizzle-orm';
 import { Hono } from 'hono';
 import { z } from 'zod';
@@ -14,12 +12,14 @@ import { chunks, type Document, DOCUMENT_STATUSES, documents, kvArtifacts } from
 import type { Database } from '../db/types.ts';
 import type { AppEnv } from '../services.ts';
 import { api, requireTenant } from './auth.ts';
-import { findCollection, isForeignKeyViolation, isUniqueViolation } from './collections.ts';
-import { ingestJobId, scheduleGc, scheduleIngest } from './job-outbox.ts';
+import { findCollection } from './collections.ts';
+import { isForeignKeyViolation, isUniqueViolation } from '../db/errors.ts';
+import { addDocuments } from '../documents/add.ts';
+import { removeDocuments } from '../documents/remove.ts';
+import { ingestJobId } from '../queue/job-outbox.ts';
 import { sha256Hex } from './keys.ts';
 import { listQuerySchema, paginate, toPage } from './pagination.ts';
 import { readUpload } from './upload-body.ts';
-import { uploadKey } from '../storage/upload-keys.ts';
 import { notFound } from '../db/ids.ts';
 import { attributesSchema, jsonBody, pathId, queryParams, unixSeconds } from './validate.ts';
 
@@ -105,41 +105,20 @@ export function documentRoutes(): Hono<AppEnv> {
     const found = await existing();
     if (found) return c.json(documentObject(found), 200);
 
-    const id = crypto.randomUUID();
-    const objectKey = uploadKey(tenantId, collection.id, id);
-    await blobs.put(objectKey, upload.bytes, { contentType: upload.contentType });
     try {
-      const row = await db.transaction(async (tx) => {
-        const [doc] = await tx
-          .insert(documents)
-          .values({
-            id,
-            tenantId,
-            collectionId: collection.id,
-            filename: upload.filename,
-            contentType: upload.contentType,
-            bytes: upload.bytes.byteLength,
-            contentHash,
-            objectKey,
-            status: 'queued',
-            attributes: upload.attributes,
-          })
-          .returning();
-        await scheduleIngest(tx, {
+      const [row] = await addDocuments({ db, blobs, log: services.log }, [
+        {
           tenantId,
           collectionId: collection.id,
-          documentId: id,
-          objectKey,
-          contentType: upload.contentType,
+          bytes: upload.bytes,
           filename: upload.filename,
-        });
-        return doc;
-      });
+          contentType: upload.contentType,
+          contentHash,
+          attributes: upload.attributes,
+        },
+      ]);
       return c.json(documentObject(row), 201);
     } catch (err) {
-      await blobs.delete(objectKey).catch((e: unknown) => {
-        services.log?.('warn', 'orphan upload blob left', { key: objectKey, err: String(e) });
-      });
       // an identical upload committed first: that one is the document
       if (isUniqueViolation(err)) {
         const winner = await existing();
@@ -232,29 +211,7 @@ export function documentRoutes(): Hono<AppEnv> {
 
   r.delete('/:collection/documents/:document', async (c) => {
     const doc = await findDocument(c);
-    const { db, blobs } = api(c);
-    await db.transaction(async (tx) => {
-      const hashes = await tx
-        .selectDistinct({ h: chunks.contentHash })
-        .from(chunks)
-        .where(and(eq(chunks.tenantId, doc.tenantId), eq(chunks.documentId, doc.id)));
-      await tx.delete(documents).where(and(eq(documents.id, doc.id), eq(documents.tenantId, doc.tenantId)));
-      await scheduleGc(tx, {
-        tenantId: doc.tenantId,
-        collectionId: doc.collectionId,
-        documentId: doc.id,
-        blobKeys: doc.objectKey ? [doc.objectKey] : [],
-        chunkHashes: hashes.map((h) => h.h),
-      });
-    });
-    if (doc.objectKey) {
-      await blobs.delete(doc.objectKey).catch((err: unknown) => {
-        c.get('services').log?.('warn', 'document blob left for gc', {
-          key: doc.objectKey,
-          err: String(err),
-        });
-      });
-    }
+    await removeDocuments({ ...api(c), log: c.get('services').log }, [doc]);
     return c.json({ id: doc.id, object: 'document.deleted' as const, deleted: true });
   });
 

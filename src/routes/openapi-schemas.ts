@@ -13,7 +13,7 @@ import { searchBodySchema } from './search.ts';
 import { jsonUploadSchema } from './upload-body.ts';
 
 export const reg = z.registry<{ id: string }>();
-const named = <S extends z.ZodType>(id: string, s: S): S => {
+export const named = <S extends z.ZodType>(id: string, s: S): S => {
   reg.add(s, { id });
   return s;
 };

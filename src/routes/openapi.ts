@@ -28,6 +28,7 @@ import { listQuerySchema } from './pagination.ts';
 import { queryBodySchema } from './query.ts';
 import { searchBodySchema } from './search.ts';
 import { jsonUploadSchema } from './upload-body.ts';
+import { openAiPaths } from './openai/openapi.ts';
 
 function build() {
   const { schemas } = z.toJSONSchema(reg, {
@@ -72,7 +73,8 @@ function build() {
     info: {
       title: 'kvrag',
       version: '1',
-      description: 'RAG with precomputed chunk KV caches: collections, documents, search, answers.',
+      description:
+        'RAG with precomputed chunk KV caches: collections, documents, search, answers; OpenAI’s Files, Vector Stores, Responses (file_search) and Embeddings.',
     },
     components: {
       schemas,
@@ -309,6 +311,7 @@ function build() {
           responses: { ...ok(ref(Job)), ...errors(401, 403, 404) },
         }),
       },
+      ...openAiPaths({ ref, inline, json, query, path, op }),
     },
   };
 }

@@ -2,7 +2,7 @@
 // creation time, default desc), `after` / `before` = the id of an object from a previous page. Keyset
 // over (created_at, id), compared inside Postgres (a subquery reads the cursor row) so microsecond
 // timestamps never round-trip through JS dates. A cursor that names no object in scope is a 400.
-import { and, asc, desc, eq, type SQL, sql } from 'drizzle-orm';
+import { and, asc, desc, type SQL, sql } from 'drizzle-orm';
 import type { PgColumn, PgTable } from 'drizzle-orm/pg-core';
 import { z } from 'zod';
 import type { Database } from '../db/types.ts';
@@ -25,21 +25,25 @@ export interface Page<T> {
   has_more: boolean;
 }
 
-interface Keyed {
-  id: PgColumn;
+/** The keyset of a list: the object id as the API shows it, and the creation time. */
+export interface Keyed {
+  id: PgColumn | SQL;
   createdAt: PgColumn;
 }
 
 /**
  * One page of `table` rows matching `scope` (which must include the tenant). `select` runs the query:
- * it receives the where clause (scope ∧ cursor), the order and the row limit to apply.
+ * it receives the where clause (scope ∧ cursor), the order and the row limit to apply. `key` names the
+ * keyset when the listed id is not the table's own `id` column (a vector store file is listed by its
+ * file id); the cursor row is looked up within `scope`, so an id need only be unique there.
  */
-export async function paginate<R extends { id: string }>(
+export async function paginate<R>(
   db: Database,
-  table: PgTable & Keyed,
+  table: PgTable,
   scope: SQL,
   q: ListQuery,
   select: (where: SQL, orderBy: SQL[], limit: number) => Promise<R[]>,
+  key: Keyed = table as unknown as Keyed,
 ): Promise<{ rows: R[]; hasMore: boolean }> {
   if (q.after && q.before) throw new AppError('bad_request', 'pass either `after` or `before`, not both');
   const cursor = q.after ?? q.before;
@@ -52,9 +56,9 @@ export async function paginate<R extends { id: string }>(
       isUuid(cursor) &&
       (
         await db
-          .select({ id: table.id })
+          .select({ id: sql`1` })
           .from(table)
-          .where(and(scope, eq(table.id, cursor)))
+          .where(and(scope, sql`${key.id} = ${cursor}`))
           .limit(1)
       ).length > 0;
     if (!exists)
@@ -62,11 +66,11 @@ export async function paginate<R extends { id: string }>(
     const op = sql.raw(ascending ? '>' : '<');
     where = and(
       scope,
-      sql`(${table.createdAt}, ${table.id}) ${op} (select ${table.createdAt}, ${table.id} from ${table} where ${table.id} = ${cursor})`,
+      sql`(${key.createdAt}, ${key.id}) ${op} (select ${key.createdAt}, ${key.id} from ${table} where ${scope} and ${key.id} = ${cursor})`,
     )!;
   }
   const dir = ascending ? asc : desc;
-  const rows = await select(where, [dir(table.createdAt), dir(table.id)], q.limit + 1);
+  const rows = await select(where, [dir(key.createdAt), dir(key.id)], q.limit + 1);
   const hasMore = rows.length > q.limit;
   const page = rows.slice(0, q.limit);
   if (backwards) page.reverse();

@@ -1,14 +1,13 @@
 // POST /v1/collections/:collection/search — hybrid search (src/retrieval/hybrid.ts) shaped like OpenAI's
 // vector store search: {object: "vector_store.search_results.page", search_query, data: [{file_id,
 // filename, score, attributes, content: [{type: "text", text}]}], has_more, next_page}. One page: at most
-// max_num_results (1–50) results, so has_more is false and next_page null.
+// max_num_results (1–50) results, so has_more is false and next_page null. rewrite_query searches the
+// query's content words (src/planning/iterative.ts searchQuery), and search_query is what was searched.
 import { Hono } from 'hono';
 import { z } from 'zod';
-import { assertSupportedDimension } from '../db/vector.ts';
-import type { EmbeddingProviderId } from '../embeddings/types.ts';
-import { AppError } from '../../contracts/errors.ts';
+import { searchQuery } from '../planning/iterative.ts';
+import { searchCollection } from '../retrieval/collection-search.ts';
 import { attributeFilterSchema, parseAttributeFilter } from '../retrieval/filters.ts';
-import { hybridSearch } from '../retrieval/hybrid.ts';
 import type { AppEnv } from '../services.ts';
 import { api, requireTenant } from './auth.ts';
 import { findCollection } from './collections.ts';
@@ -28,7 +27,12 @@ const searchFields = {
         .describe('Drop results below this normalised RRF score (1 = first in both rankings).'),
     })
     .default({ ranker: 'auto', score_threshold: 0 }),
-  rewrite_query: z.literal(false).default(false).describe('Query rewriting is not offered.'),
+  rewrite_query: z
+    .boolean()
+    .default(false)
+    .describe(
+      "Search with the query's content words only (question words and fillers dropped); search_query says what was searched.",
+    ),
 };
 
 /** The documented body (filters as their schema). */
@@ -48,29 +52,16 @@ export function searchRoutes(): Hono<AppEnv> {
     const filter =
       body.filters === undefined || body.filters === null ? undefined : parseAttributeFilter(body.filters);
     const { db, embeddings } = api(c);
-    const dimension = assertSupportedDimension(collection.embeddingDim);
-    const provider = embeddings({
-      provider: collection.embeddingProvider as EmbeddingProviderId,
-      model: collection.embeddingModel,
-      dimension,
-    });
-    const [vector] = await provider.embed([body.query], 'query');
-    if (!vector || vector.length !== dimension) {
-      throw new AppError('upstream_unavailable', 'the embedding provider returned no usable vector');
-    }
-    const hits = await hybridSearch(db, {
-      tenantId,
-      collectionId: collection.id,
-      dimension,
-      vector: Array.from(vector),
-      text: body.query,
+    const query = body.rewrite_query ? searchQuery(body.query) : body.query;
+    const hits = await searchCollection(db, embeddings, tenantId, collection, {
+      query,
       filter,
       limit: body.max_num_results,
       scoreThreshold: body.ranking_options.score_threshold,
     });
     return c.json({
       object: 'vector_store.search_results.page' as const,
-      search_query: body.query,
+      search_query: query,
       data: hits.map((h) => ({
         file_id: h.documentId,
         filename: h.filename,

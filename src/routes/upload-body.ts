@@ -17,6 +17,8 @@ export interface Upload {
   contentType: string;
   format: DocumentFormat;
   attributes: Record<string, string | number | boolean>;
+  /** The other text fields of a multipart form (OpenAI's `purpose`), as sent. */
+  fields: Record<string, string>;
 }
 
 export const jsonUploadSchema = z.strictObject({
@@ -88,7 +90,7 @@ async function readJson(c: Context<AppEnv>, maxBytes: number): Promise<Upload> {
   const format = check(bytes, filename, contentType, maxBytes);
   if (format === 'pdf')
     throw new AppError('bad_request', 'send PDFs as multipart/form-data, not as JSON text');
-  return { bytes, filename, contentType, format, attributes: body.attributes };
+  return { bytes, filename, contentType, format, attributes: body.attributes, fields: {} };
 }
 
 async function readMultipart(c: Context<AppEnv>, maxBytes: number): Promise<Upload> {
@@ -117,5 +119,7 @@ async function readMultipart(c: Context<AppEnv>, maxBytes: number): Promise<Uplo
   const contentType = file.type || 'application/octet-stream';
   const bytes = new Uint8Array(await file.arrayBuffer());
   const format = check(bytes, filename, contentType, maxBytes);
-  return { bytes, filename, contentType, format, attributes };
+  const fields: Record<string, string> = {};
+  for (const [name, value] of form.entries()) if (typeof value === 'string') fields[name] = value;
+  return { bytes, filename, contentType, format, attributes, fields };
 }

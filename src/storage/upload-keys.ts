@@ -10,3 +10,8 @@ export const uploadPrefix = (tenantId: string, collectionId: string) =>
 
 export const uploadKey = (tenantId: string, collectionId: string, documentId: string) =>
   `${uploadPrefix(tenantId, collectionId)}${documentId}`;
+
+/** OpenAI Files of a tenant (src/openai/files.ts); `files` is never a collection id (those are uuids). */
+export const filesPrefix = (tenantId: string) => `uploads/${tenantId}/files/`;
+
+export const fileKey = (tenantId: string, fileId: string) => `${filesPrefix(tenantId)}${fileId}`;

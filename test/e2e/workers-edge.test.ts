@@ -3,7 +3,10 @@
 // Hyperdrive binding pointed at PGlite on the Postgres wire and a Miniflare R2 bucket. Checks: the bundle
 // reaches no Node-only module; /healthz and /readyz answer; a tenant, key, collection and upload made
 // through the Worker land in Postgres, R2 and the outbox; chunks inserted directly are found by an
-// authenticated search; with S3 settings instead of R2 an upload lands in s3rver; a Worker without
+// authenticated search; OpenAI's Files and Vector Stores write to R2 and the outbox too, vector store search
+// (compound filter) and /v1/embeddings answer, /v1/responses is an OpenAI-shaped 503 (no runner routing on
+// Workers) and the Worker's /openapi.json documents the OpenAI routes; with S3 settings
+// instead of R2 an upload lands in s3rver; a Worker without
 // bindings still answers /healthz and refuses /v1 with 503.
 import { spawn } from 'node:child_process';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
@@ -163,6 +166,8 @@ afterAll(async () => {
 interface CallOptions {
   key?: string;
   json?: unknown;
+  /** A multipart body (OpenAI's file upload). */
+  form?: FormData;
   /** Which of the Miniflare workers (default: `kvrag`, the wrangler.toml bindings). */
   worker?: string;
 }
@@ -178,10 +183,17 @@ async function call(method: string, path: string, opts: CallOptions = {}) {
   const headers: Record<string, string> = {};
   if (opts.key) headers.authorization = `Bearer ${opts.key}`;
   if (opts.json !== undefined) headers['content-type'] = 'application/json';
+  let body: BodyInit | undefined = opts.json === undefined ? undefined : JSON.stringify(opts.json);
+  if (opts.form) {
+    // encoded here, boundary and all: the form as bytes crosses into workerd unchanged
+    const encoded = new Request('http://form.test', { method: 'POST', body: opts.form });
+    headers['content-type'] = encoded.headers.get('content-type')!;
+    body = await encoded.arrayBuffer();
+  }
   const res = await (await workerFetch(opts.worker ?? 'kvrag')).fetch(`http://kvrag.test${path}`, {
     method,
     headers,
-    body: opts.json === undefined ? undefined : JSON.stringify(opts.json),
+    body,
   });
   return { status: res.status, body: (await res.json()) as Record<string, unknown> & { data?: unknown } };
 }
@@ -353,6 +365,120 @@ describe('Workers build (wrangler bundle in workerd via Miniflare)', () => {
       json: { query: 'sourdough' },
     });
     expect(wrong.status).toBe(401);
+  });
+
+  it('serves OpenAI Files, Vector Stores, search and embeddings: copies in R2, ingest jobs in the outbox', async () => {
+    const { key } = await setupTenant('kvrag', 'edge-openai');
+    const form = new FormData();
+    form.set('file', new File(['Workers keep files in R2.'], 'w.txt', { type: 'text/plain' }));
+    form.set('purpose', 'assistants');
+    const file = await expectJson<{ id: string; object: string }>(200, 'POST', '/v1/files', { key, form });
+    expect(file.object).toBe('file');
+    const store = await expectJson<{ id: string; file_counts: { in_progress: number } }>(
+      200,
+      'POST',
+      '/v1/vector_stores',
+      { key, json: { name: 'edge', file_ids: [file.id], embedding: { dimension: DIM } } },
+    );
+    expect(store.file_counts.in_progress).toBe(1);
+    const [doc] = await db.db.select().from(documents).where(eq(documents.fileId, file.id));
+    const bucket = (await mf.getR2Bucket('BLOBS', 'kvrag')) as unknown as R2BucketLike;
+    for (const k of [`uploads/${doc.tenantId}/files/${file.id}`, doc.objectKey!])
+      expect(new TextDecoder().decode(await (await bucket.get(k))!.arrayBuffer())).toBe(
+        'Workers keep files in R2.',
+      );
+    const jobs = await db.db
+      .select()
+      .from(outbox)
+      .where(eq(outbox.jobId, `ingest-${doc.id}`));
+    expect(jobs).toHaveLength(1);
+    const missing = await call('GET', `/v1/vector_stores/${crypto.randomUUID()}`, { key });
+    expect(missing.status).toBe(404);
+    expect(missing.body).toMatchObject({
+      error: { type: 'invalid_request_error', code: 'not_found', param: null },
+    });
+
+    // a second file attached with attributes; chunks for both as the ingest worker would write them
+    // (hash embeddings, as the store says); search with a compound filter finds only the matching file
+    const form2 = new FormData();
+    form2.set('file', new File(['Gate G2 opens at noon.'], 'g2.txt', { type: 'text/plain' }));
+    form2.set('purpose', 'assistants');
+    const file2 = await expectJson<{ id: string }>(200, 'POST', '/v1/files', { key, form: form2 });
+    const attached = await expectJson<{ status: string; attributes: unknown }>(
+      200,
+      'POST',
+      `/v1/vector_stores/${store.id}/files`,
+      { key, json: { file_id: file2.id, attributes: { gate: 'G2', floor: 2 } } },
+    );
+    expect(attached).toMatchObject({ status: 'in_progress', attributes: { gate: 'G2', floor: 2 } });
+    const docs = await db.db.select().from(documents).where(eq(documents.collectionId, store.id));
+    const texts = new Map([
+      [file.id, 'Workers keep files in R2.'],
+      [file2.id, 'Gate G2 opens at noon.'],
+    ]);
+    const embedder = createEmbeddingProvider({ provider: 'hash', dimension: DIM });
+    for (const d of docs) {
+      const text = texts.get(d.fileId!)!;
+      const [vector] = await embedder.embed([text], 'document');
+      await db.db.insert(chunks).values({
+        tenantId: d.tenantId,
+        collectionId: store.id,
+        documentId: d.id,
+        ordinal: 0,
+        text,
+        tokenCount: text.split(/\s+/).length,
+        contentHash: sha256(text),
+        embedding: Array.from(vector),
+        embeddingDim: DIM,
+      });
+    }
+    const filters = {
+      type: 'or',
+      filters: [
+        { type: 'eq', key: 'gate', value: 'G2' },
+        { type: 'gte', key: 'floor', value: 3 },
+      ],
+    };
+    const page = await expectJson<SearchPage>(200, 'POST', `/v1/vector_stores/${store.id}/search`, {
+      key,
+      json: { query: ['files', 'gate noon'], filters },
+    });
+    expect(page.object).toBe('vector_store.search_results.page');
+    expect(page.data.map((d) => [d.file_id, d.filename])).toEqual([[file2.id, 'g2.txt']]);
+    const unfiltered = await expectJson<SearchPage>(200, 'POST', `/v1/vector_stores/${store.id}/search`, {
+      key,
+      json: { query: ['files', 'gate noon'] },
+    });
+    expect(new Set(unfiltered.data.map((d) => d.file_id))).toEqual(new Set([file.id, file2.id]));
+
+    // embeddings with the store's provider: the vector its search compares against
+    const emb = await expectJson<{ object: string; data: { embedding: number[] }[] }>(
+      200,
+      'POST',
+      '/v1/embeddings',
+      { key, json: { model: store.id, input: 'Gate G2 opens at noon.', encoding_format: 'float' } },
+    );
+    const [expected] = await embedder.embed(['Gate G2 opens at noon.'], 'document');
+    expect(emb.object).toBe('list');
+    expect(emb.data[0].embedding).toEqual(Array.from(expected));
+
+    // the Workers build routes to no runner: responses answer 503 in OpenAI's shape, as /v1/query does
+    const response = await call('POST', '/v1/responses', {
+      key,
+      json: { model: 'any', input: 'When?', tools: [{ type: 'file_search', vector_store_ids: [store.id] }] },
+    });
+    expect(response.status).toBe(503);
+    expect(response.body).toMatchObject({ error: { type: 'server_error', code: 'unavailable' } });
+    // and /openapi.json, served by the Worker, documents the OpenAI routes
+    const spec = await expectJson<{ paths: Record<string, unknown> }>(200, 'GET', '/openapi.json');
+    for (const path of [
+      '/v1/files',
+      '/v1/vector_stores/{vector_store}/search',
+      '/v1/vector_stores/{vector_store}/file_batches',
+      '/v1/responses',
+      '/v1/embeddings',
+    ])
+      expect(Object.keys(spec.paths)).toContain(path);
   });
 
   it('keeps uploads in an S3-compatible store when configured so (AWS SDK in workerd, s3rver)', async () => {

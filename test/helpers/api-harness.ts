@@ -111,7 +111,18 @@ export async function startApiHarness(opts: HarnessOptions = {}): Promise<Harnes
     },
     async snapshot() {
       const rows: Record<string, number> = {};
-      for (const t of ['tenants', 'api_keys', 'collections', 'documents', 'chunks', 'outbox']) {
+      for (const t of [
+        'tenants',
+        'api_keys',
+        'collections',
+        'documents',
+        'chunks',
+        'outbox',
+        'files',
+        'vector_stores',
+        'file_batches',
+        'responses',
+      ]) {
         const [r] = await queryRows<{ n: number }>(
           db.db,
           sql`select count(*)::int as n from ${sql.identifier(t)}`,

@@ -103,7 +103,7 @@ describe('admin: tenants and keys', () => {
     expect(await h.snapshot()).toEqual(before);
   });
 
-  it('deleting a tenant removes its keys, collections, documents and blobs, and schedules gc', async () => {
+  it('deleting a tenant removes its keys, collections, documents, files and blobs, and schedules gc', async () => {
     const keep = await h.tenant('keeper');
     const gone = await h.tenant('leaver');
     const mk = async (t: { key: string }, name: string) => {
@@ -119,8 +119,13 @@ describe('admin: tenants and keys', () => {
     };
     const keptColl = await mk(keep, 'k');
     const goneColls = [await mk(gone, 'g1'), await mk(gone, 'g2')];
+    // and an OpenAI File, which lives outside collections
+    const form = new FormData();
+    form.set('file', new File(['a file of the leaver'], 'f.txt', { type: 'text/plain' }));
+    form.set('purpose', 'assistants');
+    await h.expectJson(200, 'POST', '/v1/files', { key: gone.key, body: form });
     const before = await h.snapshot();
-    expect(before.blobs.filter((k) => k.startsWith(`uploads/${gone.id}/`))).toHaveLength(2);
+    expect(before.blobs.filter((k) => k.startsWith(`uploads/${gone.id}/`))).toHaveLength(3);
 
     expect(await h.expectJson(200, 'DELETE', `/v1/admin/tenants/${gone.id}`)).toEqual({
       id: gone.id,
@@ -135,8 +140,14 @@ describe('admin: tenants and keys', () => {
       api_keys: before.rows.api_keys - 1,
       collections: before.rows.collections - 2,
       documents: before.rows.documents - 2,
-      outbox: before.rows.outbox + 2,
+      files: before.rows.files - 1,
+      outbox: before.rows.outbox + 3,
     });
+    const [files] = await h.db.db
+      .select()
+      .from(outbox)
+      .where(eq(outbox.jobId, `gc-files-${gone.id}`));
+    expect(files.payload).toMatchObject({ tenantId: gone.id, blobPrefix: `uploads/${gone.id}/files/` });
     for (const c of goneColls) {
       const [gc] = await h.db.db
         .select()

@@ -51,10 +51,14 @@ describe('migrations over postgres.js', () => {
       'collections',
       'document_jobs',
       'documents',
+      'file_batches',
+      'files',
       'kv_artifacts',
       'outbox',
       'query_log',
+      'responses',
       'tenants',
+      'vector_stores',
     ]);
     const ext = await queryRows(handle.db, sql`select extname from pg_extension where extname = 'vector'`);
     expect(ext).toEqual([{ extname: 'vector' }]);

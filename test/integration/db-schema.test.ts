@@ -48,7 +48,11 @@ describe('schema', () => {
       'collections',
       'document_jobs',
       'documents',
+      'file_batches',
+      'files',
       'query_log',
+      'responses',
+      'vector_stores',
     ]);
     const cols = await queryRows<{ table_name: string; data_type: string; is_nullable: string }>(
       handle.db,

@@ -12,7 +12,7 @@ import { chunks, collections, documents, tenants } from '../../src/db/schema.ts'
 import { createEmbeddingResolver } from '../../src/embeddings/resolver.ts';
 import { AppError } from '../../contracts/errors.ts';
 import { MemoryJobQueue } from '../../src/queue/memory.ts';
-import { scheduleIngest } from '../../src/routes/job-outbox.ts';
+import { scheduleIngest } from '../../src/queue/job-outbox.ts';
 import { uploadKey } from '../../src/storage/upload-keys.ts';
 import { FsBlobStore } from '../../src/storage/fs.ts';
 import { startWorkers } from '../../workers/run.ts';

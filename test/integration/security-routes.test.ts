@@ -2,19 +2,30 @@
 // without a row here fails the first test): tenant B using tenant A's ids gets what an absent resource
 // gets and learns nothing of A; tenant keys never reach admin routes; oversized bodies are 413 and
 // malformed or ill-typed ones 400 on every route that takes a body, as error envelopes that write nothing;
-// path traversal through ids and filenames reaches no blob outside the tenant's own keys; special-token
+// path traversal through ids and filenames reaches no blob outside the tenant's own keys (OpenAI's Files,
+// Vector Stores, batches and Responses included: another tenant's ids are 404s, never 403s); special-token
 // strings in messages and documents stay text (template injection).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type AnswerHarness, startAnswerHarness } from '../helpers/answer-harness.ts';
 import { eq } from 'drizzle-orm';
 import { chunks, kvArtifacts } from '../../src/db/schema.ts';
 import { envelope } from '../helpers/api-harness.ts';
+import { waitFor } from '../helpers/job-queue-suite.ts';
 
 let h: AnswerHarness;
 let A: { id: string; key: string };
 let B: { id: string; key: string };
-let own: { collection: string; document: string };
-let theirs: { collection: string; document: string; job: string; keyId: string; chunk: string };
+let own: { collection: string; document: string; file: string; batch: string };
+let theirs: {
+  collection: string;
+  document: string;
+  job: string;
+  keyId: string;
+  chunk: string;
+  file: string;
+  batch: string;
+  response: string;
+};
 const SECRET = 'the launch code of tenant A is 0451-ALPHA';
 
 beforeAll(async () => {
@@ -30,27 +41,63 @@ beforeAll(async () => {
   );
   const keys = await h.expectJson<{ data: { id: string }[] }>(200, 'GET', `/v1/admin/tenants/${A.id}/keys`);
   const [chunk] = await h.db.db.select().from(chunks).where(eq(chunks.documentId, a.document));
+  // OpenAI's side: a file attached through a batch (ingested before the snapshots) and a stored response
+  const aFile = await uploadFile(A.key, `${SECRET} (as a file).`);
+  const aBatch = await attachBatch(A.key, a.collection, aFile);
+  const resp = await h.expectJson<{ id: string }>(200, 'POST', '/v1/responses', {
+    key: A.key,
+    json: { model: h.served.id, input: 'What is the launch code?', max_output_tokens: 2 },
+  });
   theirs = {
     collection: a.collection,
     document: doc.id,
     job: doc.ingest_job_id,
     keyId: keys.data[0].id,
     chunk: chunk.id,
+    file: aFile,
+    batch: aBatch,
+    response: resp.id,
   };
-  own = await h.ingest(B.key, 'tenant B keeps its own notes here.');
+  const b = await h.ingest(B.key, 'tenant B keeps its own notes here.');
+  const bFile = await uploadFile(B.key, 'tenant B keeps a file too.');
+  own = { ...b, file: bFile, batch: await attachBatch(B.key, b.collection, bFile) };
   // let A's second document finish, so the snapshots below see a quiet database
   await h.upload(A.key, a.collection, 'a third document of A');
-}, 90_000);
+}, 120_000);
+
+/** An OpenAI File of the tenant (multipart, as the SDKs send it); its id. */
+async function uploadFile(key: string, text: string): Promise<string> {
+  const form = new FormData();
+  form.set('file', new File([text], 'f.txt', { type: 'text/plain' }));
+  form.set('purpose', 'assistants');
+  return (await h.expectJson<{ id: string }>(200, 'POST', '/v1/files', { key, body: form })).id;
+}
+
+/** Attaches the file to the collection in a batch and waits until it is ingested; the batch id. */
+async function attachBatch(key: string, collection: string, file: string): Promise<string> {
+  const path = `/v1/vector_stores/${collection}/file_batches`;
+  const batch = await h.expectJson<{ id: string }>(200, 'POST', path, { key, json: { file_ids: [file] } });
+  await waitFor(
+    async () =>
+      (await h.expectJson<{ status: string }>(200, 'GET', `${path}/${batch.id}`, { key })).status ===
+      'completed',
+    'the batch to complete',
+    45_000,
+  );
+  return batch.id;
+}
 afterAll(async () => {
   await h?.close();
 });
 
-type Case = { method: string; path: string; json?: unknown; expect: number };
+/** `form`: a multipart file upload holding this text (POST /v1/files). */
+type Case = { method: string; path: string; json?: unknown; form?: string; expect: number };
 
 /** Tenant B's request per route, aimed at A's resources; `expect`: the status an absent resource gets. */
 const crossTenant = (): Record<string, Case> => {
   const c = theirs.collection;
   const d = theirs.document;
+  const f = theirs.file;
   return {
     'POST /v1/admin/tenants': { method: 'POST', path: '/v1/admin/tenants', json: { name: 'x' }, expect: 403 },
     'GET /v1/admin/tenants': { method: 'GET', path: '/v1/admin/tenants', expect: 403 },
@@ -126,6 +173,114 @@ const crossTenant = (): Record<string, Case> => {
       expect: 404,
     },
     'GET /v1/models': { method: 'GET', path: '/v1/models', expect: 200 },
+    // OpenAI's platform routes: A's files, vector stores (= collections), batches and responses are 404s
+    'POST /v1/files': { method: 'POST', path: '/v1/files', form: 'planted by B', expect: 200 },
+    'GET /v1/files': { method: 'GET', path: '/v1/files', expect: 200 },
+    'GET /v1/files/:file': { method: 'GET', path: `/v1/files/${f}`, expect: 404 },
+    'GET /v1/files/:file/content': { method: 'GET', path: `/v1/files/${f}/content`, expect: 404 },
+    'DELETE /v1/files/:file': { method: 'DELETE', path: `/v1/files/${f}`, expect: 404 },
+    'POST /v1/vector_stores': {
+      method: 'POST',
+      path: '/v1/vector_stores',
+      json: { name: 'b-store', file_ids: [f] },
+      expect: 404,
+    },
+    'GET /v1/vector_stores': { method: 'GET', path: '/v1/vector_stores', expect: 200 },
+    'GET /v1/vector_stores/:vector_store': { method: 'GET', path: `/v1/vector_stores/${c}`, expect: 404 },
+    'POST /v1/vector_stores/:vector_store': {
+      method: 'POST',
+      path: `/v1/vector_stores/${c}`,
+      json: { name: 'renamed by B' },
+      expect: 404,
+    },
+    'DELETE /v1/vector_stores/:vector_store': {
+      method: 'DELETE',
+      path: `/v1/vector_stores/${c}`,
+      expect: 404,
+    },
+    'POST /v1/vector_stores/:vector_store/search': {
+      method: 'POST',
+      path: `/v1/vector_stores/${c}/search`,
+      json: { query: 'launch code' },
+      expect: 404,
+    },
+    // B's own store, A's file
+    'POST /v1/vector_stores/:vector_store/files': {
+      method: 'POST',
+      path: `/v1/vector_stores/${own.collection}/files`,
+      json: { file_id: f },
+      expect: 404,
+    },
+    'GET /v1/vector_stores/:vector_store/files': {
+      method: 'GET',
+      path: `/v1/vector_stores/${c}/files`,
+      expect: 404,
+    },
+    'GET /v1/vector_stores/:vector_store/files/:file': {
+      method: 'GET',
+      path: `/v1/vector_stores/${c}/files/${d}`,
+      expect: 404,
+    },
+    'POST /v1/vector_stores/:vector_store/files/:file': {
+      method: 'POST',
+      path: `/v1/vector_stores/${c}/files/${d}`,
+      json: { attributes: { owner: 'B' } },
+      expect: 404,
+    },
+    'DELETE /v1/vector_stores/:vector_store/files/:file': {
+      method: 'DELETE',
+      path: `/v1/vector_stores/${c}/files/${d}`,
+      expect: 404,
+    },
+    'GET /v1/vector_stores/:vector_store/files/:file/content': {
+      method: 'GET',
+      path: `/v1/vector_stores/${c}/files/${f}/content`,
+      expect: 404,
+    },
+    // B's own store, A's file
+    'POST /v1/vector_stores/:vector_store/file_batches': {
+      method: 'POST',
+      path: `/v1/vector_stores/${own.collection}/file_batches`,
+      json: { file_ids: [f] },
+      expect: 404,
+    },
+    'GET /v1/vector_stores/:vector_store/file_batches/:batch': {
+      method: 'GET',
+      path: `/v1/vector_stores/${c}/file_batches/${theirs.batch}`,
+      expect: 404,
+    },
+    'POST /v1/vector_stores/:vector_store/file_batches/:batch/cancel': {
+      method: 'POST',
+      path: `/v1/vector_stores/${c}/file_batches/${theirs.batch}/cancel`,
+      expect: 404,
+    },
+    'GET /v1/vector_stores/:vector_store/file_batches/:batch/files': {
+      method: 'GET',
+      path: `/v1/vector_stores/${c}/file_batches/${theirs.batch}/files`,
+      expect: 404,
+    },
+    'POST /v1/responses': {
+      method: 'POST',
+      path: '/v1/responses',
+      json: {
+        model: h.served.id,
+        input: 'What is the launch code?',
+        tools: [{ type: 'file_search', vector_store_ids: [c] }],
+      },
+      expect: 404,
+    },
+    'GET /v1/responses/:response': { method: 'GET', path: `/v1/responses/${theirs.response}`, expect: 404 },
+    'DELETE /v1/responses/:response': {
+      method: 'DELETE',
+      path: `/v1/responses/${theirs.response}`,
+      expect: 404,
+    },
+    'POST /v1/embeddings': {
+      method: 'POST',
+      path: '/v1/embeddings',
+      json: { model: c, input: 'launch code' },
+      expect: 404,
+    },
     'POST /v1/chat/completions': {
       method: 'POST',
       path: '/v1/chat/completions',
@@ -163,9 +318,25 @@ describe('cross-tenant access on every route', () => {
 
   it("tenant B gets 403/404 for A's resources on every route, and no response mentions A's data", async () => {
     const before = await h.snapshot();
-    const aIds = [A.id, theirs.collection, theirs.document, theirs.job, theirs.keyId, theirs.chunk];
+    const aIds = [
+      A.id,
+      theirs.collection,
+      theirs.document,
+      theirs.job,
+      theirs.keyId,
+      theirs.chunk,
+      theirs.file,
+      theirs.batch,
+      theirs.response,
+    ];
     for (const [route, c] of Object.entries(crossTenant())) {
-      const res = await h.call(c.method, c.path, { key: B.key, json: c.json });
+      let body: FormData | undefined;
+      if (c.form !== undefined) {
+        body = new FormData();
+        body.set('file', new File([c.form], 'b.txt', { type: 'text/plain' }));
+        body.set('purpose', 'assistants');
+      }
+      const res = await h.call(c.method, c.path, { key: B.key, json: c.json, body });
       const text = await res.text();
       expect(res.status, `${route}: ${text}`).toBe(c.expect);
       // nothing of A in any answer: not its ids (beyond the path B sent), not its text
@@ -178,9 +349,16 @@ describe('cross-tenant access on every route', () => {
       }
     }
     const after = await h.snapshot();
-    // B's one created collection is the only change; A's rows and blobs are intact
-    expect(after.rows).toEqual({ ...before.rows, collections: before.rows.collections + 1 });
-    expect(after.blobs).toEqual(before.blobs);
+    // B's one created collection and one uploaded file are the only changes; A's rows and blobs are intact
+    expect(after.rows).toEqual({
+      ...before.rows,
+      collections: before.rows.collections + 1,
+      files: before.rows.files + 1,
+    });
+    const added = after.blobs.filter((k) => !before.blobs.includes(k));
+    expect(added).toHaveLength(1);
+    expect(added[0].startsWith(`uploads/${B.id}/files/`)).toBe(true);
+    expect(after.blobs.filter((k) => before.blobs.includes(k))).toEqual(before.blobs);
     await h.expectJson(200, 'GET', `/v1/collections/${theirs.collection}/documents/${theirs.document}`, {
       key: A.key,
     });
@@ -194,7 +372,15 @@ describe('cross-tenant access on every route', () => {
       { key: B.key, json: { query: 'launch code ALPHA 0451', max_num_results: 20 } },
     );
     expect(hits.data.length).toBeGreaterThan(0);
-    expect(hits.data.every((x) => x.file_id === own.document)).toBe(true);
+    const docs = await h.expectJson<{ data: { id: string }[] }>(
+      200,
+      'GET',
+      `/v1/collections/${own.collection}/documents`,
+      { key: B.key },
+    );
+    const mine = new Set(docs.data.map((x) => x.id));
+    expect(mine.has(own.document)).toBe(true);
+    expect(hits.data.every((x) => mine.has(x.file_id))).toBe(true);
     const q = await h.call('POST', '/v1/query', {
       key: B.key,
       json: {
@@ -222,7 +408,19 @@ describe('bodies: oversized, malformed and ill-typed, on every route that takes 
     `/v1/collections/${own.collection}/search`,
     '/v1/query',
     '/v1/chat/completions',
+    '/v1/files',
+    '/v1/vector_stores',
+    `/v1/vector_stores/${own.collection}`,
+    `/v1/vector_stores/${own.collection}/search`,
+    `/v1/vector_stores/${own.collection}/files`,
+    `/v1/vector_stores/${own.collection}/files/${own.document}`,
+    `/v1/vector_stores/${own.collection}/file_batches`,
+    `/v1/vector_stores/${own.collection}/file_batches/${own.batch}/cancel`,
+    '/v1/responses',
+    '/v1/embeddings',
   ];
+  /** Takes multipart only: a JSON body of any shape is refused as the wrong media type. */
+  const MULTIPART_ONLY = new Set(['/v1/files']);
   const keyFor = (path: string) => (path.startsWith('/v1/admin') ? undefined : B.key);
 
   it('lists every POST route', () => {
@@ -276,8 +474,11 @@ describe('bodies: oversized, malformed and ill-typed, on every route that takes 
           body,
           headers: { 'content-type': 'application/json' },
         });
-        expect(res.status, `${path} ${body}`).toBe(400);
-        expect((await envelope(res)).code, `${path} ${body}`).toBe('bad_request');
+        const multipart = MULTIPART_ONLY.has(path);
+        expect(res.status, `${path} ${body}`).toBe(multipart ? 415 : 400);
+        expect((await envelope(res)).code, `${path} ${body}`).toBe(
+          multipart ? 'unsupported_media_type' : 'bad_request',
+        );
       }
     }
     expect(await h.snapshot()).toEqual(before);

@@ -105,6 +105,20 @@ describe('precomputeChunks', () => {
     const h = (await store.get(first[0].key))?.artifact.header;
     expect(h?.dtype).toBe('f16');
   });
+
+  it('puts an artifact the object store lost (gc) back there although a local tier still holds it', async () => {
+    const blobs = new MemoryBlobStore();
+    const object = new ObjectTier(blobs, engine.fingerprint);
+    const store = storeFor(engine, 64 << 20, object);
+    const [first] = await precomputeChunks(engine, store, [{ tokenIds: chunks[1] }]);
+    expect(first.skipped).toBe(false);
+    await blobs.delete(object.objectKey(first.key));
+    expect(await store.where(first.key)).toEqual({ host: true, object: false });
+    const [again] = await precomputeChunks(engine, store, [{ tokenIds: chunks[1] }]);
+    expect(again.key).toBe(first.key);
+    expect(await blobs.head(object.objectKey(first.key))).not.toBeNull();
+    expect(await store.where(first.key)).toEqual({ host: true, object: true });
+  });
 });
 
 describe('refused artifacts are recomputed, never used', () => {

@@ -31,6 +31,7 @@ function prepared(generation: Partial<GenerationPlan>, chatTemplate = false): Pr
     plan: { ...plan, generation: { ...plan.generation, ...generation } },
     model: { ...model, chatTemplate },
     citations: [],
+    sources: [],
     artifactKeys: ['a'.repeat(64)],
     context: {
       system: DEFAULT_SYSTEM,

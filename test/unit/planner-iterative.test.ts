@@ -10,6 +10,7 @@ import {
   missingTerms,
   nextSubQuery,
   runRetrieval,
+  searchQuery,
 } from '../../src/planning/iterative.ts';
 import { type PlannerContext, planQuery, type ServedModel } from '../../src/planning/planner.ts';
 
@@ -60,6 +61,15 @@ describe('iterative retrieval', () => {
     // asked already: the missing terms themselves, then nothing
     expect(nextSubQuery(q, ['town'], [], [q, 'which town is it sited in'])).toBe('town');
     expect(nextSubQuery(q, ['town'], [], [q, 'which town is it sited in', 'town'])).toBeNull();
+  });
+
+  it('rewrites a question for search: its content words as written, each once', () => {
+    expect(searchQuery('What is the default port of the server, and which Port does it log?')).toBe(
+      'default port server log',
+    );
+    expect(searchQuery('Who keeps gate G2?')).toBe('keeps gate G2');
+    // nothing but question words: the question itself is searched
+    expect(searchQuery('  What is it? ')).toBe('What is it?');
   });
 
   it('follows a three-hop chain until the question is covered', async () => {

@@ -98,7 +98,7 @@ describe('job contracts', () => {
 
   it('checks payloads on the producer side before they are queued', async () => {
     const q = new MemoryJobQueue();
-    // @ts-expect-error: missing fields is exactly what the check is for
+    // a gc job without anything to collect
     expect(() => checkJob('gc', { v: 1, tenantId: 't' })).toThrow(/collectionId/);
     // @ts-expect-error
     await expect(async () => enqueueJob(q, 'gc', { v: 1 }, { jobId: 'gc-x' })).rejects.toThrow();

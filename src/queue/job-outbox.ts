@@ -4,8 +4,8 @@
 // contracts/jobs.ts. Job ids are deterministic, so a retried request cannot schedule the same work
 // twice (outbox.job_id is unique; BullMQ refuses ids containing ':', hence '-').
 import type { JobInput } from '../../contracts/jobs.ts';
-import { ingestJobId } from '../queue/job-ids.ts';
-import { addToOutbox, type OutboxWriter } from '../queue/outbox.ts';
+import { ingestJobId } from './job-ids.ts';
+import { addToOutbox, type OutboxWriter } from './outbox.ts';
 
 export { ingestJobId };
 export const gcJobId = (subjectId: string) => `gc-${subjectId}`;
@@ -16,8 +16,14 @@ export async function scheduleIngest(tx: OutboxWriter, job: Omit<JobInput<'inges
   return jobId;
 }
 
-export async function scheduleGc(tx: OutboxWriter, job: Omit<JobInput<'gc'>, 'v'>): Promise<string> {
-  const jobId = gcJobId(job.documentId ?? job.collectionId);
+/** `subject` names the job (default: the document, file or collection it collects after). */
+export async function scheduleGc(
+  tx: OutboxWriter,
+  job: Omit<JobInput<'gc'>, 'v'>,
+  subject = job.documentId ?? job.fileId ?? job.collectionId,
+): Promise<string> {
+  if (!subject) throw new Error('a gc job needs a subject: a document, file or collection, or one given');
+  const jobId = gcJobId(subject);
   await addToOutbox(tx, { queue: 'gc', jobId, payload: { v: 1, ...job } });
   return jobId;
 }
