@@ -259,8 +259,9 @@ export interface TableScores {
   score: Float32Array;
   /** table rows read */
   rowsRead: number;
-  /** [rows][k] logits q·c·scale + log n_c and [rows] their log-sum-exp; null with the second level */
+  /** [rows][k] logits q·c·scale + log n_c, their row softmax and [rows] log-sum-exp; null with the second level */
   logits: Float32Array | null;
+  probs: Float32Array | null;
   lse: Float32Array | null;
 }
 
@@ -280,14 +281,19 @@ export function scoreTable(
   const d = qHost.length / rows;
   const bound = queryBounds(qHost, rows, d, scale);
   if (!t.groups) {
-    const logits = logitsOf(b, qa, t.c!, t.logN!);
+    const logitsT = b.matmul(qa, t.c!, t.logN!);
+    const pT = b.softmax(logitsT);
+    const logits = b.readNow!(logitsT);
+    const probs = b.readNow!(pT);
+    b.free(logitsT);
+    b.free(pT);
     // the bound's extra logits Σ_i ‖q_i‖·r_ci·scale: one more matmul, [rows, d/2] × radiiᵀ
     const bq = b.upload({ dtype: 'f32', shape: [rows, d / 2], data: bound });
     const extra = logitsOf(b, bq, t.rad!, null);
     b.free(bq);
     const lse = new Float32Array(rows);
-    const score = boundScores(logits, rows, t.k, t.logNHost, extra, lse);
-    return { score, rowsRead: t.k, logits, lse };
+    const score = boundScores(logits, rows, t.k, t.logNHost, extra, lse, probs);
+    return { score, rowsRead: t.k, logits, probs, lse };
   }
   const score = new Float32Array(t.k);
   const gr = t.groups;
@@ -321,7 +327,7 @@ export function scoreTable(
   ids.forEach((c, i) => {
     score[c] = cm[i] * mass;
   });
-  return { score, rowsRead: gr.count + ids.length, logits: null, lse: null };
+  return { score, rowsRead: gr.count + ids.length, logits: null, probs: null, lse: null };
 }
 
 /** Rows ids of x [*, w] → [ids, w]. */

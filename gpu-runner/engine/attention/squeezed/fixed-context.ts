@@ -125,7 +125,7 @@ export class FixedContext implements KeyRangeSource {
    */
   private chosen(ti: number, q: Float32Array, row: number, count: number, g: number, live: number) {
     const t = this.tables[ti];
-    if (!t.c) return { kept: [] as number[], rowsRead: 0, logits: null, lse: null };
+    if (!t.c) return { kept: [] as number[], rowsRead: 0, probs: null, lse: null };
     const b = this.backend;
     const { heads, kvHeads, headDim: d } = this.geom;
     const group = heads / kvHeads;
@@ -144,7 +144,12 @@ export class FixedContext implements KeyRangeSource {
     const target = mode.kind === 'budget' ? Math.ceil(mode.fraction * this.n) - spent : 0;
     const s = scoreTable(b, t, qt, qa, rows, Math.max(0, target), this.geom.scale);
     b.free(qt);
-    return { kept: chooseClusters(t, s.score, this.n, spent, mode), ...s };
+    return {
+      kept: chooseClusters(t, s.score, this.n, spent, mode),
+      rowsRead: s.rowsRead,
+      probs: s.probs,
+      lse: s.lse,
+    };
   }
 
   /** Key ranges per kv head for one span of a step; adds to the stats. qHost: the step's q on the host. */
@@ -158,16 +163,16 @@ export class FixedContext implements KeyRangeSource {
     for (let g = 0; g < kvHeads; g++) {
       const ti = layer * kvHeads + g;
       const t = this.tables[ti];
-      const { kept, rowsRead, logits } = this.chosen(ti, qHost, span.row, span.count, g, live);
+      const { kept, rowsRead, probs, lse } = this.chosen(ti, qHost, span.row, span.count, g, live);
       let keys = t.alwaysKeys;
       for (const c of kept) keys += t.starts[c + 1] - t.starts[c];
       lists.push(mergeRanges(t, kept, this.n, span.pos + span.count));
-      if (this.mode.approximate !== false && t.values && logits && kept.length < t.k) {
+      if (this.mode.approximate !== false && t.values && probs && lse && kept.length < t.k) {
         dropped ??= {
           out: new Float32Array(span.count * heads * d),
           lse: new Float32Array(span.count * heads).fill(Number.NEGATIVE_INFINITY),
         };
-        droppedShare(this.backend, t, kept, logits, span.count, heads / kvHeads, g, heads, d, dropped);
+        droppedShare(this.backend, t, kept, probs, lse, span.count, heads / kvHeads, g, heads, d, dropped);
       }
       this.stats.keysAttended += keys;
       this.stats.fixedKeys += this.n;
@@ -188,15 +193,17 @@ export class FixedContext implements KeyRangeSource {
 /**
  * The clusters of table t not kept, as one partial per (step row, query head of kv head g's group):
  * softmax over their logits (q·c·scale + log n_c: each centroid stands for its n_c keys) of their mean
- * values — the weights on the host (from the scoring's logits), their product with the mean values on the
- * device (one matmul, [rows, k] × values [d, k]ᵀ). logits: [count·group][k] (row i·group + j = step row i,
- * head g·group + j). Writes into `into` (out [count][heads·d], lse [count][heads]).
+ * values — the weights are the scoring's softmax p restricted to them (no exp on the host), their product
+ * with the mean values on the device (one matmul, [rows, k] × values [d, k]ᵀ). probs: [count·group][k],
+ * lse: [count·group] (row i·group + j = step row i, head g·group + j). Writes into `into` (out
+ * [count][heads·d], lse [count][heads]).
  */
 function droppedShare(
   b: Backend,
   t: CentroidTable,
   kept: readonly number[],
-  logits: Float32Array,
+  probs: Float32Array,
+  lse: Float32Array,
   count: number,
   group: number,
   g: number,
@@ -206,20 +213,10 @@ function droppedShare(
 ): void {
   const { k } = t;
   const rows = count * group;
-  const drop = new Uint8Array(k).fill(1);
-  for (const c of kept) drop[c] = 0;
-  const w = new Float32Array(rows * k);
-  const m = new Float64Array(rows);
+  const w = probs.slice();
+  for (let r = 0; r < rows; r++) for (const c of kept) w[r * k + c] = 0;
   const z = new Float64Array(rows);
-  for (let r = 0; r < rows; r++) {
-    const o = r * k;
-    let max = Number.NEGATIVE_INFINITY;
-    for (let c = 0; c < k; c++) if (drop[c] && logits[o + c] > max) max = logits[o + c];
-    let s = 0;
-    for (let c = 0; c < k; c++) if (drop[c]) s += w[o + c] = Math.exp(logits[o + c] - max);
-    m[r] = max;
-    z[r] = s;
-  }
+  for (let r = 0; r < rows; r++) for (let c = 0; c < k; c++) z[r] += w[r * k + c];
   const wt = b.upload({ dtype: 'f32', shape: [rows, k], data: w });
   const outT = b.matmul(wt, t.values!);
   const out = b.readNow(outT);
@@ -228,10 +225,11 @@ function droppedShare(
   for (let i = 0; i < count; i++)
     for (let j = 0; j < group; j++) {
       const r = i * group + j;
+      if (!(z[r] > 0)) continue; // the dropped clusters' share underflows: nothing to add (lse −∞)
       const h = g * group + j;
       const oo = (i * heads + h) * d;
       for (let e = 0; e < d; e++) into.out[oo + e] = out[r * d + e] / z[r];
-      into.lse[i * heads + h] = m[r] + Math.log(z[r]);
+      into.lse[i * heads + h] = lse[r] + Math.log(z[r]);
     }
 }
 

@@ -42,7 +42,8 @@ export interface Selection {
 /**
  * Bound-aware per-key score u of each of k clusters, averaged over rows, from logits [rows][k] =
  * q·c·scale + log n_c. logN: [k]; extra: [rows][k] = Σ_i ‖q_i‖·r_ci·scale (boundExtra; null: the mean
- * estimate). lse (out, optional): [rows] log Σ_c exp(logits) per row.
+ * estimate). lse (out, optional): [rows] log Σ_c exp(logits) per row. probs (optional): the logits' row
+ * softmax, when a device computed it (then one exp per cluster and row instead of two).
  */
 export function boundScores(
   logits: Float32Array,
@@ -51,18 +52,27 @@ export function boundScores(
   logN: Float32Array,
   extra: Float32Array | null,
   lse?: Float32Array,
+  probs?: Float32Array,
 ): Float32Array {
   const score = new Float32Array(k);
   for (let r = 0; r < rows; r++) {
     const o = r * k;
-    let max = Number.NEGATIVE_INFINITY;
-    for (let j = 0; j < k; j++) if (logits[o + j] > max) max = logits[o + j];
-    let z = 0;
-    for (let j = 0; j < k; j++) z += Math.exp(logits[o + j] - max);
-    const l = max + Math.log(z);
+    let l: number;
+    if (probs) {
+      let best = 0;
+      for (let j = 1; j < k; j++) if (probs[o + j] > probs[o + best]) best = j;
+      l = logits[o + best] - Math.log(probs[o + best]); // p = exp(logit − lse), exact at the largest p
+    } else {
+      let max = Number.NEGATIVE_INFINITY;
+      for (let j = 0; j < k; j++) if (logits[o + j] > max) max = logits[o + j];
+      let z = 0;
+      for (let j = 0; j < k; j++) z += Math.exp(logits[o + j] - max);
+      l = max + Math.log(z);
+    }
     if (lse) lse[r] = l;
-    for (let j = 0; j < k; j++)
-      score[j] += Math.exp(logits[o + j] - logN[j] + (extra ? BOUND_WEIGHT * extra[o + j] : 0) - l) / rows;
+    const lift = (j: number) => (extra ? BOUND_WEIGHT * extra[o + j] : 0) - logN[j];
+    if (probs) for (let j = 0; j < k; j++) score[j] += (probs[o + j] * Math.exp(lift(j))) / rows;
+    else for (let j = 0; j < k; j++) score[j] += Math.exp(logits[o + j] + lift(j) - l) / rows;
   }
   return score;
 }
