@@ -6,8 +6,10 @@
 // random unit directions (norm 4, noise 0.35); each decode query aims its group at 2 of its kv head's
 // directions (synthetic.ts). The step runs the engine's own path: the fixed context cluster-major in the
 // cache, a FixedContext (centroid table on the device) and Backend.attentionRanges — squeezed = q read +
-// centroid scoring + selection + grouped key-range attention over the selected clusters, the window and
-// the live tokens. Per budget (1/3, 1/8, 1/16 or --budget): time of that step against dense attention
+// centroid scoring (with the bound) + selection + grouped key-range attention over the selected clusters,
+// the window and the live tokens, and — `approximated` rows — the dropped clusters' share (centroid keys
+// weighted by size with their mean values, merged by log-sum-exp); `dropped` rows discard them. Per
+// budget (1/3, 1/8, 1/16 or --budget) and both: time of that step against dense attention
 // (median over queries × reps, each from a cold cache; wall clock and this thread's CPU time, which
 // preemption on a loaded machine does not inflate), attention-mass recall (and an oracle top-k of the
 // same size), relative output error vs dense, keys and bytes touched. Then engine end-to-end decode
@@ -128,7 +130,7 @@ export async function run(args: string[]): Promise<number> {
       const ctx = syntheticContext({ cap, kvHeads: KVH, headDim: D, topics, seed: n });
       const t0 = performance.now();
       const ix = buildIndex(
-        [{ k: fixedKeys(ctx, KVH, n, D) }],
+        [{ k: fixedKeys(ctx, KVH, n, D), v: fixedKeys({ ...ctx, k: ctx.v }, KVH, n, D) }],
         { n, kvHeads: KVH, headDim: D },
         { iters, pc, assign: wasmAssigner(wasm) },
       );
@@ -141,13 +143,18 @@ export async function run(args: string[]): Promise<number> {
       const ixAll = { ...ix, layers: LAYERS, heads: Array.from({ length: LAYERS }, () => ix.heads).flat() };
       // the engine's path: one block at offset 0 (no rotation), budget per FixedContext
       const invFreq = wasm.upload({ dtype: 'f32', shape: [D / 2], data: new Float32Array(D / 2) });
-      const fcs = budgets.map(
-        (fraction) =>
+      // per budget: the dropped clusters approximated (the default), then dropped
+      const variants = budgets.flatMap((fraction) => [
+        { fraction, approximate: true },
+        { fraction, approximate: false },
+      ]);
+      const fcs = variants.map(
+        ({ fraction, approximate }) =>
           new FixedContext(
             wasm,
             { layers: LAYERS, ...geom },
             [{ offset: 0, n, index: ixAll }],
-            { kind: 'budget', fraction },
+            { kind: 'budget', fraction, approximate },
             invFreq,
             twoLevelFrom,
           ),
@@ -158,7 +165,7 @@ export async function run(args: string[]): Promise<number> {
       );
       const dense: number[] = [];
       const denseCpu: number[] = [];
-      const sq = budgets.map(() => ({
+      const sq = variants.map(() => ({
         total: [] as number[],
         totalCpu: [] as number[],
         select: [] as number[],
@@ -182,7 +189,7 @@ export async function run(args: string[]): Promise<number> {
           for (let l = 0; l < LAYERS; l++) wasm.free(wasm.attention(qt, l, [span], H, scale));
           denseCpu.push((cpuMs() - ac) / LAYERS);
           dense.push((performance.now() - a) / LAYERS);
-          budgets.forEach((_, bi) => {
+          variants.forEach((_, bi) => {
             const fc = fcs[bi];
             const s0 = performance.now();
             const c0 = cpuMs();
@@ -196,7 +203,7 @@ export async function run(args: string[]): Promise<number> {
             const s1 = performance.now();
             // selection alone (scoring + choice + ranges), every layer again
             let ranges: Int32Array[] = [];
-            for (let l = LAYERS - 1; l >= 0; l--) ranges = fc.keysFor(q, span, l);
+            for (let l = LAYERS - 1; l >= 0; l--) ranges = fc.keysFor(q, span, l).keys;
             const c2 = cpuMs();
             const s2 = performance.now();
             sq[bi].total.push((s1 - s0) / LAYERS);
@@ -238,12 +245,13 @@ export async function run(args: string[]): Promise<number> {
       wasm.freeKVCache(cache);
       const denseMs = median(dense);
       const denseCpuMs = median(denseCpu);
-      budgets.forEach((fraction, bi) => {
+      variants.forEach(({ fraction, approximate }, bi) => {
         const s = sq[bi];
         const mean = (xs: number[]) => xs.reduce((x, y) => x + y, 0) / xs.length;
         rows.push({
           context: n,
           budget: `1/${Math.round(1 / fraction)}`,
+          dropped: approximate ? 'approximated' : 'dropped',
           clusters: ix.heads[0].k,
           indexBuildS: buildS,
           denseMs,
@@ -301,6 +309,7 @@ export async function run(args: string[]): Promise<number> {
         [
           'context',
           'budget',
+          'rest',
           'dense ms',
           'squeezed ms',
           'speedup',
@@ -321,6 +330,7 @@ export async function run(args: string[]): Promise<number> {
             [
               r.context,
               r.budget,
+              r.dropped,
               r.denseMs,
               r.squeezedMs,
               r.speedup,

@@ -2,12 +2,17 @@
 // squeezed.json beside it: prompts are the project's RAG episodes (gpu-runner/eval/episodes.ts, a
 // calibration seed distinct from the held-out sets), each prefilled whole; per layer the queries of its
 // observation window (the last W tokens, holding the question turn) score the clusters of the rest, and
-// τ is the size-weighted quantile keeping `keep` of the clustered keys (calibrate.ts).
+// τ is the size-weighted quantile keeping `keep` of the clustered keys, scored as selection scores them
+// (bound-aware); the per-head budget weights come from the same samples' true attention (calibrate.ts).
 //
 //   node gpu-runner/tools/calibrate-squeezed.ts --model models/kvrag-tiny [--keep 0.125] [--episodes 12]
 //        [--context 2048] [--backend wasm]
 import { parseArgs } from 'node:util';
-import { calibrateThreshold, writeSqueezedSettings } from '../engine/attention/squeezed/calibrate.ts';
+import {
+  calibrateHeadWeights,
+  calibrateThreshold,
+  writeSqueezedSettings,
+} from '../engine/attention/squeezed/calibrate.ts';
 import { DEFAULT_PC, DEFAULT_WINDOW } from '../engine/attention/squeezed/index.ts';
 import { observationSample } from '../engine/attention/squeezed/observe.ts';
 import { loadEngine } from '../engine/engine.ts';
@@ -41,16 +46,20 @@ try {
     samples.push(await observationSample(engine, tokens));
   }
   const c = engine.config;
-  const tau = calibrateThreshold(samples, c.heads, 1 / Math.sqrt(c.headDim), keep);
+  const scale = 1 / Math.sqrt(c.headDim);
+  const tau = calibrateThreshold(samples, c.heads, scale, keep);
+  const headWeights = calibrateHeadWeights(samples, c.heads, scale, keep);
   const path = await writeSqueezedSettings(values.model!, {
-    v: 1,
+    v: 2,
     tau,
     keepFraction: keep,
     pc: DEFAULT_PC,
     window: DEFAULT_WINDOW,
     samples: samples.length,
+    headWeights,
   });
   console.log(`τ = ${tau} (keeps ${keep} of the clustered keys over ${samples.length} episodes) → ${path}`);
+  console.log(`budget weights per (layer, kv head): ${headWeights.map((w) => w.toFixed(3)).join(' ')}`);
 } finally {
   engine.dispose();
 }

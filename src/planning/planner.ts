@@ -77,6 +77,11 @@ export const PLANNER_DEFAULTS = {
   firstStepShare: 0.5,
 };
 
+/** Squeezed budget per quality level (null = dense), from the eval (see finalizePlan). */
+const SQUEEZED_BUDGET: Record<Quality, number | null> = { fast: 1 / 8, balanced: 1 / 3, exact: null };
+
+const budgetLabel = (b: number) => `1/${Math.round(1 / b)}`;
+
 function chooseModel(req: PlanRequest, ctx: PlannerContext, difficulty: number): ServedModel {
   if (ctx.models.length === 0) throw new Error('planner: no model is served');
   if (req.model) {
@@ -279,21 +284,21 @@ export function finalizePlan(
   const fixedTokens = ctx.systemTokens + docTokens;
   const liveTokens =
     ctx.countTokens(req.question) + (reuse.mode === 'full' || reuse.mode === 'prefix' ? docTokens : 0);
-  // Squeezed attention over stored chunks only, when the caller asked for speed over accuracy (`fast`)
-  // and the fixed context is long enough to gain from it. Not at `balanced`: it trades answers for
-  // speed in a way the planner cannot see (on kvrag-tiny, budget 1/3 cut exact match from 98–100% to
-  // 25–45%; README § Quality), so it is never a default.
+  // Squeezed attention over stored chunks only, over fixed contexts long enough to gain, at the budget
+  // the eval (`kvrag eval`, docs/eval/squeezed) shows each quality level can afford on kvrag-tiny:
+  // `balanced` keeps 1/3 of the keys (exact match 97–100% vs full's 98–100% at 2K and 4K tokens),
+  // `fast` 1/8 (70%: it trades answers for speed); `exact` never squeezes.
+  const sqBudget = SQUEEZED_BUDGET[plan.quality];
   const squeezeWhy =
     reuse.mode === 'full' || reuse.mode === 'prefix'
       ? `dense: chunks are prefilled live in ${reuse.mode} mode, so there is no stored index to select from`
-      : plan.quality !== 'fast'
-        ? `dense: squeezed attention only at fast quality (it costs accuracy the planner cannot see)`
+      : sqBudget === null
+        ? `dense: squeezed attention costs answers the planner cannot see; ${plan.quality} quality attends every key`
         : fixedTokens < PLANNER_DEFAULTS.squeezeFrom
           ? `dense: a ${fixedTokens}-token fixed context is under ${PLANNER_DEFAULTS.squeezeFrom}, too short to gain`
           : null;
-  const squeezed: GenerationPlan['squeezed'] = squeezeWhy
-    ? { mode: 'off' }
-    : { mode: 'budget', budget: 1 / 8 };
+  const squeezed: GenerationPlan['squeezed'] =
+    squeezeWhy || sqBudget === null ? { mode: 'off' } : { mode: 'budget', budget: sqBudget };
   const breakEven = model.sparseBreakEven;
   const sparse: GenerationPlan['sparse'] = {
     mode: breakEven !== null && liveTokens >= breakEven ? 'auto' : 'off',
@@ -317,7 +322,7 @@ export function finalizePlan(
           reuse: reuseWhy,
           squeezed:
             squeezeWhy ??
-            `fast quality over a ${fixedTokens}-token fixed context: keep the best 1/8 of its keys`,
+            `${plan.quality} quality over a ${fixedTokens}-token fixed context: keep the best ${budgetLabel(sqBudget!)} of its keys`,
           sparse: sparseWhy,
         },
       },

@@ -170,9 +170,13 @@ describe('planner', () => {
       mode: 'budget',
       budget: 1 / 8,
     });
-    // balanced never squeezes: the accuracy it costs is invisible to the planner
+    // balanced squeezes at the budget the eval shows keeps the answer (1/3), never under 4096 tokens
     const balanced = planQuery({ question, collections: ['c'], model: 'big', quality: 'balanced' }, ctx);
     expect(finalizePlan(balanced, { question }, ctx, chunks(20, true)).plan.generation.squeezed).toEqual({
+      mode: 'budget',
+      budget: 1 / 3,
+    });
+    expect(finalizePlan(balanced, { question }, ctx, chunks(4, true)).plan.generation.squeezed).toEqual({
       mode: 'off',
     });
     const exact = planQuery({ question, collections: ['c'], model: 'big', quality: 'exact' }, ctx);
@@ -203,7 +207,9 @@ describe('planner', () => {
       /^20 of 20 retrieved chunks fit the \d+-token document budget \(limited by context\)/,
     );
     expect(why('fast', 4).squeezed).toMatch(/under 4096/);
-    expect(why('balanced', 20).squeezed).toMatch(/only at fast quality/);
+    expect(why('balanced', 20).squeezed).toMatch(
+      /^balanced quality over a \d+-token fixed context: keep the best 1\/3/,
+    );
     const exact = why('exact', 20);
     expect(exact.reuse).toMatch(/^exact quality/);
     expect(exact.squeezed).toMatch(/prefilled live in prefix mode/);

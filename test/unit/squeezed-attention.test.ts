@@ -123,15 +123,17 @@ describe('squeezed attention (host reference)', () => {
     console.log('squeezed host, n=2000 d=32 8:2 heads:', JSON.stringify(rows));
     expect(rows[1].recall).toBeGreaterThan(0.9);
     expect(rows[1].error).toBeLessThan(0.15);
-    // Clusters lose little against an oracle keeping the same number of keys by their true weight.
-    for (const r of rows) expect(r.recall).toBeGreaterThan(r.oracleRecall - 0.1);
+    // Clusters lose little against an oracle keeping the same number of keys by their true weight — once
+    // the budget holds a few clusters beside the window (at 1/16 the window takes half of it and the
+    // budget is never exceeded, so whole clusters are a coarse unit there).
+    for (const r of rows.slice(1)) expect(r.recall).toBeGreaterThan(r.oracleRecall - 0.1);
     for (let i = 1; i < rows.length; i++) {
       expect(rows[i].recall).toBeGreaterThanOrEqual(rows[i - 1].recall - 1e-9);
     }
     expect(rows[2].error).toBeLessThan(rows[0].error);
   });
 
-  it('budget mode keeps ≈ the requested fraction; threshold mode follows τ', () => {
+  it('budget mode keeps at most the requested fraction, within a cluster; threshold mode follows τ', () => {
     const q = queries(4, 9);
     for (const fraction of [1 / 16, 1 / 8, 1 / 3]) {
       const sel = selectLayer(ix, 0, q, 4, H, geom.scale, { kind: 'budget', fraction });
@@ -139,8 +141,8 @@ describe('squeezed attention (host reference)', () => {
         const h = ix.heads[g];
         let largest = 0;
         for (let c = 0; c < h.k; c++) largest = Math.max(largest, h.starts[c + 1] - h.starts[c]);
-        expect(sel.keys[g].length).toBeGreaterThanOrEqual(Math.ceil(fraction * N));
-        expect(sel.keys[g].length).toBeLessThan(Math.ceil(fraction * N) + largest);
+        expect(sel.keys[g].length).toBeLessThanOrEqual(Math.ceil(fraction * N)); // never exceeded
+        expect(sel.keys[g].length).toBeGreaterThan(Math.ceil(fraction * N) - largest);
         for (let p = N - W; p < N; p++) expect(sel.keys[g]).toContain(p);
       }
     }

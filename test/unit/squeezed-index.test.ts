@@ -3,7 +3,11 @@
 // the index section round trip through encodeArtifact/decodeArtifact, hostile bytes refused with
 // IndexError (never a crash or a huge allocation), and the wasm k-means assignment matching TS.
 import { describe, expect, it } from 'vitest';
-import { buildIndex, buildIndexSection } from '../../gpu-runner/engine/attention/squeezed/index.ts';
+import {
+  buildIndex,
+  buildIndexSection,
+  DEFAULT_PC,
+} from '../../gpu-runner/engine/attention/squeezed/index.ts';
 import { encodeIndex, IndexError, parseIndex } from '../../gpu-runner/engine/attention/squeezed/codec.ts';
 import { assignHost, prng } from '../../gpu-runner/engine/attention/squeezed/kmeans.ts';
 import { fixedKeys, syntheticContext } from '../../gpu-runner/engine/attention/squeezed/synthetic.ts';
@@ -50,7 +54,7 @@ describe('squeezed index', () => {
     const clustered = N - W;
     for (const [hi, h] of ix.heads.entries()) {
       expect(h.k).toBeGreaterThan(0);
-      expect(h.k).toBeLessThanOrEqual(Math.ceil(0.05 * clustered));
+      expect(h.k).toBeLessThanOrEqual(Math.ceil(DEFAULT_PC * clustered));
       expect([...h.order].sort((a, b) => a - b)).toEqual(Array.from({ length: clustered }, (_, i) => i));
       const l = Math.floor(hi / KVH);
       const g = hi % KVH;
@@ -106,7 +110,7 @@ describe('squeezed index', () => {
       refuse(good.subarray(0, 20));
       refuse(good.subarray(0, good.byteLength - 4));
       refuse(withWord(0, 0x12345678));
-      refuse(withWord(1, 2));
+      refuse(withWord(1, 3));
       refuse(good, { ...geom, headDim: 8 });
       refuse(withWord(3, N + 1)); // window > n
       const longer = new Uint8Array(good.byteLength + 4);

@@ -66,7 +66,7 @@ describe('squeezed attention, cluster-major layout on wasm', () => {
     );
     const qt = wasm.upload({ dtype: 'f32', shape: [1, H * D], data: q });
     const span = (cache: KVCache) => ({ cache, row: 0, count: 1, pos: CAP - 1 });
-    const ranges = fc.keysFor(q, span(major), 0);
+    const ranges = fc.keysFor(q, span(major), 0).keys;
     const r = wasm.attentionRanges(qt, 0, [span(major)], [ranges], H, geom.scale);
     const d = wasm.attention(qt, 0, [span(plain)], H, geom.scale);
     // the selection as slots of the fixed context (the live range [N, CAP) left out)

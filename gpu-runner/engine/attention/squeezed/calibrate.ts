@@ -3,27 +3,38 @@
 // the uniform weight (m·p̂, m = the artifact's clustered keys, as select.ts compares it), weight it by
 // its size (one vote per key), and take τ so that the keys scoring ≥ τ are `keepFraction` of all
 // clustered keys. τ is stored with the model's settings (squeezed.json beside the model).
+//
+// Per-head budgets (calibrateHeadWeights): how concentrated each (layer, kv head) is — per sample, the
+// window queries' true attention over the clustered keys, sorted, as a curve of the mass the best x% of
+// the keys hold (averaged over samples) — and, for the calibration budget f, the split of f × heads over
+// the heads that maximises the summed mass (greedy on the curves' increments, which is optimal because a
+// sorted curve is concave; every head keeps at least f/4). The weights (each head's share ÷ f, mean 1)
+// scale a request's budget per head (select.ts headFractions): the request's budget is their average.
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
 import type { SqueezedControl } from '../../../../contracts/squeezed.ts';
-import { type SelectMode, scoreClusters } from './select.ts';
+import { headFractions, type SelectMode, scoreClusters } from './select.ts';
 import type { SqueezedIndex } from './types.ts';
 
 export interface CalibrationSample {
   index: SqueezedIndex;
   /** windowQueries[layer]: [rows][heads·headDim], the queries of the artifact's observation window. */
   windowQueries: readonly Float32Array[];
+  /** keys[layer]: [kv_head][n][head_dim] (for per-head budgets; absent: none calibrated). */
+  keys?: readonly Float32Array[];
 }
 
 export const squeezedSettingsSchema = z.object({
-  v: z.literal(1),
+  v: z.union([z.literal(1), z.literal(2)]),
   /** relative to the uniform weight: keep clusters whose estimated per-key weight is ≥ tau / m */
   tau: z.number().positive(),
   keepFraction: z.number().positive().max(1),
   pc: z.number().positive().max(1),
   window: z.number().int().nonnegative(),
   samples: z.number().int().positive(),
+  /** v2: budget weight per (layer, kv head) [layers·kvHeads], mean 1 (absent: one budget for all heads) */
+  headWeights: z.array(z.number().positive().finite()).min(1).optional(),
 });
 export type SqueezedSettings = z.infer<typeof squeezedSettingsSchema>;
 
@@ -67,6 +78,88 @@ export function calibrateThreshold(
   return Math.max(scores[order[order.length - 1]], Number.MIN_VALUE);
 }
 
+/** Grid of the concentration curves: the mass held by the best j/GRID of a head's clustered keys. */
+const GRID = 128;
+
+/** Concentration curve of every (layer, kv head), averaged over the samples: [layers·kvHeads][GRID + 1]. */
+export function concentrationCurves(
+  samples: readonly CalibrationSample[],
+  heads: number,
+  scale: number,
+): Float64Array[] {
+  const first = samples[0].index;
+  const units = first.layers * first.kvHeads;
+  const curves = Array.from({ length: units }, () => new Float64Array(GRID + 1));
+  for (const { index: ix, windowQueries, keys } of samples) {
+    if (!keys) throw new Error("per-head budgets need the samples' keys");
+    if (ix.layers * ix.kvHeads !== units) throw new Error('calibration samples of different models');
+    const { n, kvHeads, headDim: d } = ix;
+    const m = n - ix.window;
+    const group = heads / kvHeads;
+    for (let l = 0; l < ix.layers; l++) {
+      const q = windowQueries[l];
+      const rows = q.length / (heads * d);
+      for (let g = 0; g < kvHeads; g++) {
+        const k = keys[l].subarray(g * n * d, (g + 1) * n * d);
+        const mass = new Float64Array(m);
+        const s = new Float64Array(m);
+        for (let r = 0; r < rows; r++)
+          for (let t = 0; t < group; t++) {
+            const qo = (r * heads + g * group + t) * d;
+            let max = Number.NEGATIVE_INFINITY;
+            for (let p = 0; p < m; p++) {
+              let dot = 0;
+              for (let e = 0; e < d; e++) dot += q[qo + e] * k[p * d + e];
+              s[p] = dot * scale;
+              if (s[p] > max) max = s[p];
+            }
+            let z = 0;
+            for (let p = 0; p < m; p++) z += s[p] = Math.exp(s[p] - max);
+            for (let p = 0; p < m; p++) mass[p] += s[p] / z / (rows * group);
+          }
+        mass.sort().reverse();
+        const curve = curves[l * kvHeads + g];
+        let have = 0;
+        let p = 0;
+        for (let j = 1; j <= GRID; j++) {
+          for (const end = Math.round((j / GRID) * m); p < end; p++) have += mass[p];
+          curve[j] += have / samples.length;
+        }
+      }
+    }
+  }
+  return curves;
+}
+
+/** Budget weight per (layer, kv head), mean 1, for the calibration budget `fraction` (see above). */
+export function calibrateHeadWeights(
+  samples: readonly CalibrationSample[],
+  heads: number,
+  scale: number,
+  fraction: number,
+): number[] {
+  if (samples.length === 0) throw new Error('calibration needs at least one artifact');
+  const curves = concentrationCurves(samples, heads, scale);
+  const units = curves.length;
+  const total = Math.max(units, Math.round(fraction * GRID * units));
+  const floor = Math.max(1, Math.floor((fraction * GRID) / 4));
+  const alloc = curves.map(() => Math.min(GRID, floor));
+  for (let spent = alloc.reduce((a, b) => a + b, 0); spent < total; spent++) {
+    let best = -1;
+    let gain = Number.NEGATIVE_INFINITY;
+    curves.forEach((c, i) => {
+      if (alloc[i] < GRID && c[alloc[i] + 1] - c[alloc[i]] > gain) {
+        gain = c[alloc[i] + 1] - c[alloc[i]];
+        best = i;
+      }
+    });
+    if (best < 0) break;
+    alloc[best]++;
+  }
+  const sum = alloc.reduce((a, b) => a + b, 0);
+  return alloc.map((a) => (a * units) / sum);
+}
+
 export async function writeSqueezedSettings(dir: string, s: SqueezedSettings): Promise<string> {
   const path = join(dir, SETTINGS_FILE);
   await writeFile(path, `${JSON.stringify(squeezedSettingsSchema.parse(s), null, 2)}\n`);
@@ -82,7 +175,12 @@ export function resolveControl(
   settings: SqueezedSettings | null,
 ): SelectMode | null {
   if (control.mode === 'off') return null;
-  if (control.mode === 'budget') return { kind: 'budget', fraction: control.budget };
+  if (control.mode === 'budget') {
+    const w = settings?.headWeights;
+    return w
+      ? { kind: 'budget', fraction: control.budget, perHead: headFractions(w, control.budget) }
+      : { kind: 'budget', fraction: control.budget };
+  }
   const tau = control.threshold ?? settings?.tau;
   if (tau === undefined)
     throw new Error(

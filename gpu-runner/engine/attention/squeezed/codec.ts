@@ -1,12 +1,16 @@
 // The artifact's index section (DESIGN.md §4.2), little-endian, every field 4 bytes:
 //   magic "KVSQ" | u32 version | u32 n | u32 window | u32 layers | u32 kvHeads | u32 headDim
 //   then per (layer, kv head): u32 k | f32 centroids [k][headDim] | i32 starts [k+1] | i32 order [n − window]
+//   version 2 adds, per head after its order: f32 pair radii [k][headDim/2] | u32 flags (1: value means
+//   present) | [f32 value means [k][headDim]] | when window > 0: f32 window centroid [headDim] | f32 window
+//   pair radii [headDim/2] | [f32 window mean value [headDim]] (bracketed parts only with flag 1).
+// Version 1 sections (no summaries) still read: their heads have radius/values/win null.
 // parseIndex validates every count against the bytes present and the artifact's geometry before it
 // allocates, and checks starts/order describe a partition of the clustered positions: a hostile or
 // corrupt section is refused with IndexError, never crashes or over-allocates.
 import { clusteredCount, type HeadIndex, type SqueezedIndex } from './types.ts';
 
-export const INDEX_FORMAT_VERSION = 1;
+export const INDEX_FORMAT_VERSION = 2;
 const MAGIC = 0x5153564b; // "KVSQ" read as a little-endian u32
 const HEADER_WORDS = 7;
 
@@ -20,13 +24,19 @@ export class IndexError extends Error {
 export function encodeIndex(ix: SqueezedIndex): Uint8Array {
   const clustered = clusteredCount(ix);
   if (ix.heads.length !== ix.layers * ix.kvHeads) throw new Error('encodeIndex: heads ≠ layers × kvHeads');
+  const d = ix.headDim;
+  const v2 = ix.heads.every((h) => h.radius && (ix.window === 0 || h.win));
+  const summaryWords = (h: (typeof ix.heads)[number]) => {
+    const vals = h.values ? 1 : 0;
+    return (h.k * d) / 2 + 1 + vals * h.k * d + (ix.window > 0 ? d + d / 2 + vals * d : 0);
+  };
   let words = HEADER_WORDS;
-  for (const h of ix.heads) words += 1 + h.k * ix.headDim + h.k + 1 + clustered;
+  for (const h of ix.heads) words += 1 + h.k * d + h.k + 1 + clustered + (v2 ? summaryWords(h) : 0);
   const out = new ArrayBuffer(words * 4);
   const u = new Uint32Array(out);
   const f = new Float32Array(out);
   const i32 = new Int32Array(out);
-  u.set([MAGIC, INDEX_FORMAT_VERSION, ix.n, ix.window, ix.layers, ix.kvHeads, ix.headDim]);
+  u.set([MAGIC, v2 ? INDEX_FORMAT_VERSION : 1, ix.n, ix.window, ix.layers, ix.kvHeads, ix.headDim]);
   let at = HEADER_WORDS;
   for (const h of ix.heads) {
     if (h.order.length !== clustered || h.starts.length !== h.k + 1) throw new Error('encodeIndex: bad head');
@@ -37,6 +47,23 @@ export function encodeIndex(ix: SqueezedIndex): Uint8Array {
     at += h.k + 1;
     i32.set(h.order, at);
     at += clustered;
+    if (!v2) continue;
+    f.set(h.radius!, at);
+    at += (h.k * d) / 2;
+    const vals = h.values !== null && (ix.window === 0 || h.win!.value !== null);
+    u[at++] = vals ? 1 : 0;
+    if (vals) {
+      f.set(h.values!, at);
+      at += h.k * d;
+    }
+    if (ix.window === 0) continue;
+    f.set(h.win!.centroid, at);
+    f.set(h.win!.radius, at + d);
+    at += d + d / 2;
+    if (vals) {
+      f.set(h.win!.value!, at);
+      at += d;
+    }
   }
   return new Uint8Array(out);
 }
@@ -51,7 +78,8 @@ export function parseIndex(
   const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const word = (i: number) => dv.getUint32(i * 4, true);
   if (word(0) !== MAGIC) throw new IndexError('bad magic');
-  if (word(1) !== INDEX_FORMAT_VERSION) throw new IndexError(`version ${word(1)}`);
+  const version = word(1);
+  if (version !== 1 && version !== INDEX_FORMAT_VERSION) throw new IndexError(`version ${version}`);
   const [n, window, layers, kvHeads, headDim] = [2, 3, 4, 5, 6].map(word);
   if (n !== expect.n || layers !== expect.layers || kvHeads !== expect.kvHeads || headDim !== expect.headDim)
     throw new IndexError(`geometry ${n}/${layers}/${kvHeads}/${headDim} does not match the artifact`);
@@ -70,13 +98,17 @@ export function parseIndex(
     if (k > clustered || (clustered > 0 && k === 0))
       throw new IndexError(`head ${hi}: ${k} clusters for ${clustered} keys`);
     need(k * headDim + k + 1 + clustered, `head ${hi}`);
-    const centroids = new Float32Array(k * headDim);
-    for (let i = 0; i < centroids.length; i++) {
-      const x = dv.getFloat32((at + i) * 4, true);
-      if (!Number.isFinite(x)) throw new IndexError(`head ${hi}: non-finite centroid`);
-      centroids[i] = x;
-    }
-    at += k * headDim;
+    const floats = (count: number, what: string) => {
+      const out = new Float32Array(count);
+      for (let i = 0; i < count; i++) {
+        const x = dv.getFloat32((at + i) * 4, true);
+        if (!Number.isFinite(x)) throw new IndexError(`head ${hi}: non-finite ${what}`);
+        out[i] = x;
+      }
+      at += count;
+      return out;
+    };
+    const centroids = floats(k * headDim, 'centroid');
     const starts = new Int32Array(k + 1);
     for (let c = 0; c <= k; c++) starts[c] = dv.getInt32((at + c) * 4, true);
     at += k + 1;
@@ -93,7 +125,28 @@ export function parseIndex(
       order[i] = p;
     }
     at += clustered;
-    heads.push({ k, centroids, starts, order });
+    if (version === 1) {
+      heads.push({ k, centroids, starts, order, radius: null, values: null, win: null });
+      continue;
+    }
+    if (headDim % 2 !== 0) throw new IndexError(`odd head_dim ${headDim}`);
+    const half = headDim / 2;
+    need(k * half + 1, `head ${hi} radii`);
+    const radius = floats(k * half, 'radius');
+    if (radius.some((r) => r < 0)) throw new IndexError(`head ${hi}: negative radius`);
+    const flags = word(at++);
+    if (flags > 1) throw new IndexError(`head ${hi}: flags ${flags}`);
+    const winWords = window > 0 ? headDim + half + flags * headDim : 0;
+    need(flags * k * headDim + winWords, `head ${hi} summaries`);
+    const values = flags ? floats(k * headDim, 'value mean') : null;
+    let win = null;
+    if (window > 0) {
+      const centroid = floats(headDim, 'window centroid');
+      const r = floats(half, 'window radius');
+      if (r.some((x) => x < 0)) throw new IndexError(`head ${hi}: negative radius`);
+      win = { centroid, radius: r, value: flags ? floats(headDim, 'window value') : null };
+    }
+    heads.push({ k, centroids, starts, order, radius, values, win });
   }
   if (at !== total) throw new IndexError(`${(total - at) * 4} trailing bytes`);
   return { n, window, layers, kvHeads, headDim, heads };

@@ -16,11 +16,15 @@
 //
 // A step (question prefill rows or one decode row of a sequence): per kv head, the group's queries
 // score the table (a matmul and a row softmax = n_c·p̂_c per query; p̂ averaged over the group and the
-// rows), clusters are chosen by threshold or budget (select.ts), then
-// Backend.attentionRanges over the chosen slot ranges + always-kept ranges + the live tokens [n, pos]
-// (a FixedContext is the KeyRangeSource of a sequence's `ranges` attention, step-attention.ts).
+// rows; bound-aware, select.ts), clusters are chosen by threshold or budget (per-head budgets when the
+// mode has them; the budget counts the always-kept keys and the live tokens), then attention over the
+// chosen slot ranges + always-kept ranges + the live tokens [n, pos] (a FixedContext is the KeyRangeSource
+// of a sequence's `ranges` attention, step-attention.ts). The clusters not chosen are not discarded when
+// the mode approximates (the default, where the indexes carry value means): per query head they form one
+// more partial — softmax over their logits q·c·scale + log n_c with their mean values, clustered-attention
+// style, from the logits the scoring already computed — merged with the exact part by log-sum-exp.
 import type { Backend, SeqSpan, Tensor } from '../../backends/types.ts';
-import type { KeyRangeSource } from '../step-attention.ts';
+import type { DroppedPartial, KeyRangeSource, RangeChoice } from '../step-attention.ts';
 import {
   buildCentroidTable,
   type CentroidTable,
@@ -98,6 +102,10 @@ export class FixedContext implements KeyRangeSource {
       at += bl.n;
     }
     this.n = at;
+    if (mode.kind === 'budget' && mode.perHead && mode.perHead.length !== geom.layers * geom.kvHeads)
+      throw new Error(
+        `squeezed attention: ${mode.perHead.length} head budgets for ${geom.layers}×${geom.kvHeads} (layer, kv head)`,
+      );
     this.stats = {
       keysAttended: 0,
       fixedKeys: 0,
@@ -111,9 +119,13 @@ export class FixedContext implements KeyRangeSource {
         this.tables.push(buildCentroidTable(backend, blocks, l, g, geom, invFreq, twoLevelFrom));
   }
 
-  /** Clusters worth attending for rows [row, row + count) of q ([M][heads·headDim] on the host). */
-  private chosen(t: CentroidTable, q: Float32Array, row: number, count: number, g: number) {
-    if (!t.c) return { kept: [] as number[], rowsRead: 0 };
+  /**
+   * Clusters worth attending for rows [row, row + count) of q ([M][heads·headDim] on the host), table
+   * t = layer·kvHeads + g; live: live tokens the rows attend (inside the budget).
+   */
+  private chosen(ti: number, q: Float32Array, row: number, count: number, g: number, live: number) {
+    const t = this.tables[ti];
+    if (!t.c) return { kept: [] as number[], rowsRead: 0, probs: null, lse: null };
     const b = this.backend;
     const { heads, kvHeads, headDim: d } = this.geom;
     const group = heads / kvHeads;
@@ -124,31 +136,51 @@ export class FixedContext implements KeyRangeSource {
       qa.set(q.subarray(from, from + group * d), i * group * d);
     }
     const qt = b.upload({ dtype: 'f32', shape: [rows, d], data: qa });
-    const target = this.mode.kind === 'budget' ? Math.ceil(this.mode.fraction * this.n) - t.alwaysKeys : 0;
-    const { score, rowsRead } = scoreTable(b, t, qt, rows, Math.max(0, target));
+    const mode: SelectMode =
+      this.mode.kind === 'budget' && this.mode.perHead
+        ? { kind: 'budget', fraction: this.mode.perHead[ti] }
+        : this.mode;
+    const spent = t.alwaysKeys + live;
+    const target = mode.kind === 'budget' ? Math.ceil(mode.fraction * this.n) - spent : 0;
+    const s = scoreTable(b, t, qt, qa, rows, Math.max(0, target), this.geom.scale);
     b.free(qt);
-    return { kept: chooseClusters(t, score, this.n, t.alwaysKeys, this.mode), rowsRead };
+    return {
+      kept: chooseClusters(t, s.score, this.n, spent, mode),
+      rowsRead: s.rowsRead,
+      probs: s.probs,
+      lse: s.lse,
+    };
   }
 
   /** Key ranges per kv head for one span of a step; adds to the stats. qHost: the step's q on the host. */
-  keysFor(qHost: Float32Array, span: SeqSpan, layer: number): Int32Array[] {
+  keysFor(qHost: Float32Array, span: SeqSpan, layer: number): RangeChoice {
     if (this.disposed) throw new Error('fixed context used after dispose()');
     if (span.pos < this.n) throw new Error('squeezed attention: a query inside the fixed context');
-    const { kvHeads, headDim: d } = this.geom;
+    const { kvHeads, heads, headDim: d } = this.geom;
     const lists: Int32Array[] = [];
+    const live = span.pos + span.count - this.n;
+    let dropped: DroppedPartial | null = null;
     for (let g = 0; g < kvHeads; g++) {
-      const t = this.tables[layer * kvHeads + g];
-      const { kept, rowsRead } = this.chosen(t, qHost, span.row, span.count, g);
+      const ti = layer * kvHeads + g;
+      const t = this.tables[ti];
+      const { kept, rowsRead, probs, lse } = this.chosen(ti, qHost, span.row, span.count, g, live);
       let keys = t.alwaysKeys;
       for (const c of kept) keys += t.starts[c + 1] - t.starts[c];
       lists.push(mergeRanges(t, kept, this.n, span.pos + span.count));
+      if (this.mode.approximate !== false && t.values && probs && lse && kept.length < t.k) {
+        dropped ??= {
+          out: new Float32Array(span.count * heads * d),
+          lse: new Float32Array(span.count * heads).fill(Number.NEGATIVE_INFINITY),
+        };
+        droppedShare(this.backend, t, kept, probs, lse, span.count, heads / kvHeads, g, heads, d, dropped);
+      }
       this.stats.keysAttended += keys;
       this.stats.fixedKeys += this.n;
       const rowBytes = d * (b16(this.backend) ? 2 : 4);
       this.stats.bytesTouched += keys * 2 * d * BYTES_PER_VALUE + rowsRead * rowBytes;
     }
     this.stats.fraction = this.stats.fixedKeys > 0 ? this.stats.keysAttended / this.stats.fixedKeys : 0;
-    return lists;
+    return { keys: lists, dropped };
   }
 
   dispose(): void {
@@ -156,6 +188,49 @@ export class FixedContext implements KeyRangeSource {
     this.disposed = true;
     for (const t of this.tables) freeCentroidTable(this.backend, t);
   }
+}
+
+/**
+ * The clusters of table t not kept, as one partial per (step row, query head of kv head g's group):
+ * softmax over their logits (q·c·scale + log n_c: each centroid stands for its n_c keys) of their mean
+ * values — the weights are the scoring's softmax p restricted to them (no exp on the host), their product
+ * with the mean values on the device (one matmul, [rows, k] × values [d, k]ᵀ). probs: [count·group][k],
+ * lse: [count·group] (row i·group + j = step row i, head g·group + j). Writes into `into` (out
+ * [count][heads·d], lse [count][heads]).
+ */
+function droppedShare(
+  b: Backend,
+  t: CentroidTable,
+  kept: readonly number[],
+  probs: Float32Array,
+  lse: Float32Array,
+  count: number,
+  group: number,
+  g: number,
+  heads: number,
+  d: number,
+  into: DroppedPartial,
+): void {
+  const { k } = t;
+  const rows = count * group;
+  const w = probs.slice();
+  for (let r = 0; r < rows; r++) for (const c of kept) w[r * k + c] = 0;
+  const z = new Float64Array(rows);
+  for (let r = 0; r < rows; r++) for (let c = 0; c < k; c++) z[r] += w[r * k + c];
+  const wt = b.upload({ dtype: 'f32', shape: [rows, k], data: w });
+  const outT = b.matmul(wt, t.values!);
+  const out = b.readNow(outT);
+  b.free(wt);
+  b.free(outT);
+  for (let i = 0; i < count; i++)
+    for (let j = 0; j < group; j++) {
+      const r = i * group + j;
+      if (!(z[r] > 0)) continue; // the dropped clusters' share underflows: nothing to add (lse −∞)
+      const h = g * group + j;
+      const oo = (i * heads + h) * d;
+      for (let e = 0; e < d; e++) into.out[oo + e] = out[r * d + e] / z[r];
+      into.lse[i * heads + h] = lse[r] + Math.log(z[r]);
+    }
 }
 
 const b16 = (b: Backend) => b.caps.weightDTypes.includes('f16');

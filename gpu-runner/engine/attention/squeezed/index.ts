@@ -1,13 +1,16 @@
 // The squeezed-attention index of one chunk artifact (DESIGN.md §4.2): per (layer, kv head), k-means
 // over the L2-normalised keys of positions [0, n − W) — the last W (observation window) are never
 // clustered and always attended — with centroids = means of the raw keys, so q·c estimates the
-// cluster's logits. Built once at precompute and stored as the artifact's index section.
+// cluster's logits. Built once at precompute and stored as the artifact's index section, with each
+// cluster's radius (for bound-aware selection) and mean value (for the dropped clusters' approximated
+// share), and the same summary of the window's keys (so the window of a block that does not end the
+// fixed context can be selected like a cluster).
 import { encodeIndex } from './codec.ts';
 import { type Assigner, kmeans } from './kmeans.ts';
-import type { HeadIndex, SqueezedIndex } from './types.ts';
+import type { HeadIndex, SqueezedIndex, WindowSummary } from './types.ts';
 
 export interface IndexOptions {
-  /** clusters = ceil(pc · clustered keys); default 0.05. */
+  /** clusters = ceil(pc · clustered keys); default 0.1 (clusters of ~10 keys: a budget of 1/8 holds enough). */
   pc?: number;
   /** observation window W; default 64. */
   window?: number;
@@ -19,18 +22,30 @@ export interface IndexOptions {
   assign?: Assigner;
 }
 
-export const DEFAULT_PC = 0.05;
+export const DEFAULT_PC = 0.1;
 export const DEFAULT_WINDOW = 64;
 
-/** Index of one head. keys: [n][d] raw keys of that (layer, kv head); only [0, clustered) are used. */
+/**
+ * Index of one head. keys, values: [n][d] raw keys and values of that (layer, kv head); [0, clustered)
+ * are clustered, [clustered, n) is the window (summarised). Without values no value means are kept.
+ */
 export function buildHeadIndex(
   keys: Float32Array,
   clustered: number,
   d: number,
   opts: IndexOptions = {},
+  values: Float32Array | null = null,
 ): HeadIndex {
-  if (clustered === 0)
-    return { k: 0, centroids: new Float32Array(0), starts: new Int32Array(1), order: new Int32Array(0) };
+  const n = keys.length / d;
+  if (clustered === 0) {
+    const empty = {
+      k: 0,
+      centroids: new Float32Array(0),
+      starts: new Int32Array(1),
+      order: new Int32Array(0),
+    };
+    return { ...empty, ...summariseClusters(empty, keys, values, n, d) };
+  }
   const k = Math.min(clustered, Math.ceil((opts.pc ?? DEFAULT_PC) * clustered));
   const unit = new Float32Array(clustered * d);
   for (let i = 0; i < clustered; i++) {
@@ -67,7 +82,56 @@ export function buildHeadIndex(
     const size = starts[c + 1] - starts[c];
     for (let e = 0; e < d; e++) centroids[c * d + e] = sum[c * d + e] / size;
   }
-  return groupSimilarClusters({ k: kept, centroids, starts, order }, d, opts.seed ?? 1);
+  const grouped = groupSimilarClusters({ k: kept, centroids, starts, order }, d, opts.seed ?? 1);
+  return { ...grouped, ...summariseClusters(grouped, keys, values, n, d) };
+}
+
+type Clusters = Pick<HeadIndex, 'k' | 'centroids' | 'starts' | 'order'>;
+
+/** Pair radii and mean value of each cluster of h and of the window [clustered, n). keys, values: [n][d]. */
+export function summariseClusters(
+  h: Clusters,
+  keys: Float32Array,
+  values: Float32Array | null,
+  n: number,
+  d: number,
+): Pick<HeadIndex, 'radius' | 'values' | 'win'> {
+  const { k, centroids, starts, order } = h;
+  const half = d / 2;
+  const radius = new Float32Array(k * half);
+  const means = values ? new Float32Array(k * d) : null;
+  /** per pair i: max(r[i], ‖(key p − c) on pair i‖) */
+  const widen = (r: Float32Array, ro: number, c: Float32Array, co: number, p: number) => {
+    for (let i = 0; i < half; i++) {
+      const a = keys[p * d + i] - c[co + i];
+      const b = keys[p * d + i + half] - c[co + i + half];
+      r[ro + i] = Math.max(r[ro + i], Math.sqrt(a * a + b * b));
+    }
+  };
+  for (let c = 0; c < k; c++) {
+    const size = starts[c + 1] - starts[c];
+    for (let t = starts[c]; t < starts[c + 1]; t++) {
+      const p = order[t];
+      widen(radius, c * half, centroids, c * d, p);
+      if (means) for (let e = 0; e < d; e++) means[c * d + e] += values![p * d + e] / size;
+    }
+  }
+  const clustered = order.length;
+  const w = n - clustered;
+  let win: WindowSummary | null = null;
+  if (w > 0) {
+    const centroid = new Float32Array(d);
+    const value = new Float32Array(d);
+    for (let p = clustered; p < n; p++)
+      for (let e = 0; e < d; e++) {
+        centroid[e] += keys[p * d + e] / w;
+        if (values) value[e] += values[p * d + e] / w;
+      }
+    const r = new Float32Array(half);
+    for (let p = clustered; p < n; p++) widen(r, 0, centroid, 0, p);
+    win = { centroid, radius: r, value: values ? value : null };
+  }
+  return { radius, values: means, win };
 }
 
 /**
@@ -75,7 +139,7 @@ export function buildHeadIndex(
  * normalised centroids, clusters ordered by group. A query's selected clusters then tend to be
  * neighbours, so in the cluster-major layout (layout.ts) they form longer runs of consecutive keys.
  */
-function groupSimilarClusters(h: HeadIndex, d: number, seed: number): HeadIndex {
+function groupSimilarClusters(h: Clusters, d: number, seed: number): Clusters {
   const { k } = h;
   if (k < 16) return h;
   const unit = new Float32Array(k * d);
@@ -99,9 +163,12 @@ function groupSimilarClusters(h: HeadIndex, d: number, seed: number): HeadIndex 
   return { k, centroids, starts, order };
 }
 
-/** Index of a whole artifact. layers[l].k: [kv_head][n][head_dim] (the artifact's LayerKV.k). */
+/**
+ * Index of a whole artifact. layers[l].k, .v: [kv_head][n][head_dim] (the artifact's LayerKV); without
+ * v the index has no value means (and encodes as format v1).
+ */
 export function buildIndex(
-  layers: readonly { k: Float32Array }[],
+  layers: readonly { k: Float32Array; v?: Float32Array }[],
   geom: { n: number; kvHeads: number; headDim: number },
   opts: IndexOptions = {},
 ): SqueezedIndex {
@@ -114,7 +181,9 @@ export function buildIndex(
       throw new Error(`layer ${l}: keys are not [${kvHeads}][${n}][${d}]`);
     for (let g = 0; g < kvHeads; g++) {
       const keys = layer.k.subarray(g * n * d, (g + 1) * n * d);
-      heads.push(buildHeadIndex(keys, clustered, d, { ...opts, seed: (opts.seed ?? 1) + l * 1009 + g }));
+      const values = layer.v ? layer.v.subarray(g * n * d, (g + 1) * n * d) : null;
+      const seed = (opts.seed ?? 1) + l * 1009 + g;
+      heads.push(buildHeadIndex(keys, clustered, d, { ...opts, seed }, values));
     }
   });
   return { n, window, layers: layers.length, kvHeads, headDim: d, heads };
@@ -125,7 +194,7 @@ export function buildIndex(
  * encodeArtifact(meta, layers, buildIndexSection(layers, meta)).
  */
 export function buildIndexSection(
-  layers: readonly { k: Float32Array }[],
+  layers: readonly { k: Float32Array; v?: Float32Array }[],
   meta: { tokenIds: readonly number[]; kvHeads: number; headDim: number },
   opts: IndexOptions = {},
 ): Uint8Array {

@@ -1,7 +1,8 @@
 // Calibration samples for squeezed attention (DESIGN.md §4.2) from a real model: a prompt is prefilled
 // layer by layer, and at every layer the queries of its last W positions (the observation window, which
 // holds the question turn) are kept together with the keys, from which the index over [0, n − W) is
-// built exactly as precompute builds it. calibrate.ts turns samples into the global τ.
+// built exactly as precompute builds it. calibrate.ts turns samples into the global τ and the per-head
+// budget weights.
 import type { Engine } from '../../engine.ts';
 import { freeRows, rowSet } from '../../reuse/layer-step.ts';
 import type { CalibrationSample } from './calibrate.ts';
@@ -40,7 +41,7 @@ export async function observationSample(
     const layers = [];
     for (let l = 0; l < cfg.layers; l++) layers.push(await kv.read(l, 0, n));
     const index = buildIndex(layers, { n, kvHeads: cfg.kvHeads, headDim: cfg.headDim }, { ...opts, window });
-    return { index, windowQueries };
+    return { index, windowQueries, keys: layers.map((x) => x.k) };
   } finally {
     freeRows(b, rows);
     kv.free();

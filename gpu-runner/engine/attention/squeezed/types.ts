@@ -10,6 +10,23 @@ export interface HeadIndex {
   starts: Int32Array;
   /** order: [clustered] positions grouped by cluster. */
   order: Int32Array;
+  /**
+   * Summaries (index format v2; null in v1 artifacts): radius [k][headDim/2] = per RoPE pair (channels i,
+   * i + headDim/2) the max over members of ‖(k − c) restricted to the pair‖, so q·k ≤ q·c + Σ_i ‖q_i‖·r_i
+   * for every member — an upper bound RoPE leaves unchanged (it rotates each pair); values [k][headDim]
+   * = the members' mean value (null when built without values); win = the same for the window's keys
+   * [clustered, n), null when the window is empty (its value null without values).
+   */
+  radius: Float32Array | null;
+  values: Float32Array | null;
+  win: WindowSummary | null;
+}
+
+/** The window keys of one head as one cluster: centroid [headDim], pair radii [headDim/2], mean value [headDim] or null. */
+export interface WindowSummary {
+  centroid: Float32Array;
+  radius: Float32Array;
+  value: Float32Array | null;
 }
 
 export interface SqueezedIndex {

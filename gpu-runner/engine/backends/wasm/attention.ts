@@ -1,7 +1,8 @@
 // Attention kernels of the wasm backend, all one AssemblyScript kernel (kernels/attention.as) in its
 // modes: 0 dense causal per span; 2 key ranges per (query head, query block) plus gathered columns, with
 // log-sum-exp (sparse prefill: the plan is per kv head, so each query head of a group gets its kv head's
-// selection); 3 key ranges per kv head for its whole query group, causal (squeezed attention's step).
+// selection); 3 key ranges per kv head for its whole query group, causal (squeezed attention's step,
+// and a sparse plan of one block without columns, with its lse).
 // Arguments arrive checked (checked.ts) and plans flattened (plan.ts).
 import type { AttentionCall, KernelSpan } from '../kernels.ts';
 import type { FlatPlan } from '../plan.ts';
@@ -65,6 +66,8 @@ export function sparseAttentionWasm(
   plan: FlatPlan,
 ): { out: WasmTensor; lse: WasmTensor } {
   const span = spans[0];
+  if (plan.blocks === 1 && plan.cols.length === 0)
+    return rangesWithLse(rt, span, q, width, layer, heads, scale, plan);
   const group = heads / plan.kvHeads;
   const nqb = plan.blocks;
   // mode 2 indexes (query head, query block): every head of a group repeats its kv head's lists
@@ -106,5 +109,40 @@ export function sparseAttentionWasm(
     return { out, lse };
   } finally {
     for (const t of [idx, off, cidx, coff]) if (t) rt.mem.release(t.off);
+  }
+}
+
+/**
+ * A one-block plan without columns (squeezed attention's exact part when it merges with an approximated
+ * one): mode 3, each key read once for its kv head's group, with the lse.
+ */
+function rangesWithLse(
+  rt: WasmRuntime,
+  span: Span,
+  q: WasmTensor,
+  width: number,
+  layer: number,
+  heads: number,
+  scale: number,
+  plan: FlatPlan,
+): { out: WasmTensor; lse: WasmTensor } {
+  const idx = uploadInts(rt.mem, plan.ranges);
+  const offs = uploadInts(rt.mem, plan.rangeOffs);
+  try {
+    const out = allocTensor(rt.mem, span.count * width * 4);
+    const lse = allocTensor(rt.mem, span.count * heads * 4);
+    const work = Math.max(1, Math.ceil(plan.rangeKeys / plan.kvHeads));
+    rt.attention({
+      ...spanArgs(q, width, span, layer, heads, scale),
+      out: out.off,
+      lse: lse.off,
+      mode: 3,
+      idx: idx.off,
+      offs: offs.off,
+      work,
+    });
+    return { out, lse };
+  } finally {
+    for (const t of [idx, offs]) rt.mem.release(t.off);
   }
 }
