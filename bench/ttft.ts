@@ -1,6 +1,6 @@
 // `kvrag bench ttft [--context 2048,8192,16384] [--chunk-tokens 512] [--question 32] [--system 32]
 //   [--modes full,prefix,independent,blend,link] [--artifact-dtype f16,int8,int4] [--runs 3] [--model DIR]
-//   [--shape smollm2|qwen2.5-1.5b|tiny] [--backend wasm|reference|webgpu] [--weights f32|f16]
+//   [--shape smollm2|qwen2.5-1.5b|tiny] [--backend auto|native|wasm|reference|webgpu] [--weights f32|f16]
 //   [--temps warm,cold,hot] [--s3] [--json]`
 // Time to first token per reuse mode, measured side by side in one run: for each context length, k
 // chunks of --chunk-tokens tokens behind a system prefix, then a question. Each artifact mode runs warm
@@ -18,6 +18,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { BACKENDS, type BackendName, resolveBackendName } from '../gpu-runner/engine/backends/registry.ts';
 import { type Engine, loadEngine } from '../gpu-runner/engine/engine.ts';
 import { ArtifactStore } from '../gpu-runner/engine/kv/artifact-store.ts';
 import { EngineTier } from '../gpu-runner/engine/kv/engine-tier.ts';
@@ -192,7 +193,7 @@ export async function run(args: string[]): Promise<number> {
     json: { type: 'boolean', default: false },
     model: { type: 'string' },
     shape: { type: 'string' },
-    backend: { type: 'string', default: 'wasm' },
+    backend: { type: 'string', default: 'auto' },
     context: { type: 'string', default: '2048,8192,16384' },
     'chunk-tokens': { type: 'string' },
     question: { type: 'string' },
@@ -213,9 +214,13 @@ export async function run(args: string[]): Promise<number> {
   for (const t of temps)
     if (!(TEMPS as readonly string[]).includes(t))
       throw new UsageError(`--temps: "${t}" (${TEMPS.join(', ')})`);
-  const backend = values.backend;
-  if (backend !== 'wasm' && backend !== 'reference' && backend !== 'webgpu')
-    throw new UsageError(`--backend: "${backend}" (wasm, reference, webgpu)`);
+  // a CPU backend of the registry by name, `auto` (what the runner picks: native where its addon loads,
+  // else wasm) or webgpu
+  const cpu = BACKENDS.filter((b) => b.priority > 0).map((b) => b.name) as string[];
+  if (values.backend !== 'auto' && values.backend !== 'webgpu' && !cpu.includes(values.backend!))
+    throw new UsageError(`--backend: "${values.backend}" (auto, ${[...cpu, 'webgpu'].join(', ')})`);
+  const backend =
+    values.backend === 'webgpu' ? 'webgpu' : await resolveBackendName(values.backend as BackendName | 'auto');
   const weights = values.weights;
   if (weights !== 'f32' && weights !== 'f16') throw new UsageError(`--weights: "${weights}" (f32, f16)`);
   const chunkTokens = numberOption('chunk-tokens', values['chunk-tokens'], 512);
@@ -253,7 +258,7 @@ export async function run(args: string[]): Promise<number> {
       opened = g.backend;
     }
     const e = await loadEngine(dir, {
-      backend: opened ?? (backend as 'wasm' | 'reference'),
+      backend: opened ?? (backend as BackendName),
       weightDType: weights,
     });
     engine = e;
