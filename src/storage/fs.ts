@@ -3,7 +3,6 @@
 // directory), and the directory is fsynced so the rename survives a crash. Content types are not kept.
 // Unlike S3, a key cannot be both an object and a "directory" of other objects (`a` and `a/b`): such a
 // put fails with AppError('conflict').
-import { Buffer } from 'node:buffer';
 import { randomUUID } from 'node:crypto';
 import type { Dirent } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
@@ -89,10 +88,7 @@ export class FsBlobStore implements BlobStore {
     try {
       const { size } = await fh.stat();
       const { start, endExclusive } = resolveRange(range, size);
-      // not zero-filled first (the read overwrites it; a short read returns only what was read): a
-      // zeroed buffer is touched twice, which doubled the cost of reading an 8K context's artifacts
-      const raw = Buffer.allocUnsafeSlow(endExclusive - start);
-      const out = new Uint8Array(raw.buffer, raw.byteOffset, raw.byteLength);
+      const out = new Uint8Array(endExclusive - start);
       let off = 0;
       while (off < out.byteLength) {
         const { bytesRead } = await fh.read(out, off, out.byteLength - off, start + off);
