@@ -3,12 +3,11 @@
 // questions through `kvrag query` (streamed tokens and --json) and through POST /v1/chat/completions
 // (greedy). The bundled model must answer each with the exact value the document gives — the same bytes,
 // no leading space.
-import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { cleanEnv, KVRAG_BIN, REPO_ROOT, type ServeProcess, spawnServe } from '../helpers/serve-process.ts';
+import { callJson, REPO_ROOT, runKvrag, type ServeProcess, spawnServe } from '../helpers/serve-process.ts';
 
 const ADMIN = 'e2e-admin-key-0123456789abcdef';
 const EXAMPLE = join(REPO_ROOT, 'examples/harbor-config.md');
@@ -29,32 +28,8 @@ let dataDir: string;
 let key: string;
 let collection: string;
 
-async function call<T>(k: string, method: string, path: string, body?: unknown) {
-  const res = await fetch(`${url}${path}`, {
-    method,
-    headers: { authorization: `Bearer ${k}`, 'content-type': 'application/json' },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  return { status: res.status, body: (await res.json()) as T };
-}
-
-function kvrag(args: string[]): Promise<{ code: number | null; out: string; err: string }> {
-  return new Promise((done) => {
-    let out = '';
-    let err = '';
-    const p = spawn(process.execPath, [KVRAG_BIN, ...args], {
-      env: cleanEnv,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    p.stdout?.on('data', (d) => {
-      out += d;
-    });
-    p.stderr?.on('data', (d) => {
-      err += d;
-    });
-    p.once('exit', (code) => done({ code, out, err }));
-  });
-}
+const call = <T>(k: string, method: string, path: string, body?: unknown) =>
+  callJson<T>(url, k, method, path, body);
 
 beforeAll(async () => {
   dataDir = mkdtempSync(join(tmpdir(), 'kvrag-quickstart-'));
@@ -74,7 +49,7 @@ beforeAll(async () => {
   });
   expect(coll.status).toBe(201);
   collection = coll.body.id;
-  const ing = await kvrag(['ingest', '--url', url, '--key', key, '--collection', collection, EXAMPLE]);
+  const ing = await runKvrag(['ingest', '--url', url, '--key', key, '--collection', collection, EXAMPLE]);
   expect(ing.code, ing.err).toBe(0);
 }, 180_000);
 
@@ -99,13 +74,13 @@ describe('README quick start: examples/harbor-config.md', () => {
     'kvrag query "$question" answers $answer',
     async ({ question, answer }) => {
       const common = ['query', question, '--url', url, '--key', key, '--collection', collection];
-      const json = await kvrag([...common, '--json']);
+      const json = await runKvrag([...common, '--json']);
       expect(json.code, json.err).toBe(0);
       const done = JSON.parse(json.out) as { text: string; citations: { filename: string }[] };
       expect(done.text).toBe(answer);
       expect(done.citations.map((c) => c.filename)).toContain('harbor-config.md');
       // the streamed tokens, as the terminal shows them: the answer, then the sources
-      const streamed = await kvrag(common);
+      const streamed = await runKvrag(common);
       expect(streamed.code, streamed.err).toBe(0);
       expect(streamed.out.startsWith(`${answer}\n\nSources:\n`)).toBe(true);
     },

@@ -2,7 +2,7 @@
 // in-process workers and runner on the bundled model): upload → ready, GET /v1/models names the bundled
 // model, and `kvrag query --json` (a separate process) gets an answer whose citations are the uploaded
 // document's chunks and whose prompt reused the stored chunk artifacts.
-import { type ChildProcess, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -11,7 +11,7 @@ import { loadConfig } from '../../src/config.ts';
 import { servingModelDir } from '../../cli/model-dir.ts';
 import { DEFAULT_SYSTEM } from '../../src/answer/prompt.ts';
 import { loadServingModel } from '../../workers/serving-model.ts';
-import { cleanEnv, KVRAG_BIN, spawnServe, stopServe } from '../helpers/serve-process.ts';
+import { callJson, runKvrag, spawnServe, stopServe } from '../helpers/serve-process.ts';
 
 const ADMIN = 'e2e-admin-key-0123456789abcdef';
 
@@ -30,32 +30,8 @@ afterAll(async () => {
   if (cwd) rmSync(cwd, { recursive: true, force: true });
 });
 
-async function call<T>(key: string, method: string, path: string, body?: unknown) {
-  const res = await fetch(`${url}${path}`, {
-    method,
-    headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  return { status: res.status, body: (await res.json()) as T };
-}
-
-function kvrag(args: string[]): Promise<{ code: number | null; out: string; err: string }> {
-  return new Promise((done) => {
-    let out = '';
-    let err = '';
-    const p = spawn(process.execPath, [KVRAG_BIN, ...args], {
-      env: cleanEnv,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    p.stdout?.on('data', (d) => {
-      out += d;
-    });
-    p.stderr?.on('data', (d) => {
-      err += d;
-    });
-    p.once('exit', (code) => done({ code, out, err }));
-  });
-}
+const call = <T>(k: string, method: string, path: string, body?: unknown) =>
+  callJson<T>(url, k, method, path, body);
 
 describe('answers through kvrag serve', () => {
   it('upload → ready → kvrag query cites the document and reuses its artifacts', async () => {
@@ -86,7 +62,7 @@ describe('answers through kvrag serve', () => {
     expect(models.status).toBe(200);
     expect(models.body.data.map((m) => m.id)).toEqual(['kvrag-tiny']);
 
-    const r = await kvrag([
+    const r = await runKvrag([
       'query',
       'What does the relay move?',
       '--collection',

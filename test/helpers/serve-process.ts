@@ -1,4 +1,5 @@
-// Runs `kvrag serve` (or `npm start`) as a child process and waits for its "kvrag listening" log line.
+// Runs `kvrag serve` (or `npm start`) as a child process and waits for its "kvrag listening" log line;
+// runs one `kvrag` CLI command to its exit; calls a served API with JSON.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { resolve } from 'node:path';
 
@@ -47,4 +48,33 @@ export async function stopServe(child: ChildProcess | undefined): Promise<void> 
   if (!child || child.exitCode !== null) return;
   child.kill('SIGTERM');
   await new Promise((r) => child.once('exit', r));
+}
+
+/** Runs `node bin/kvrag.js ...args` with the clean environment to its exit: its code, stdout and stderr. */
+export function runKvrag(args: string[]): Promise<{ code: number | null; out: string; err: string }> {
+  return new Promise((done) => {
+    let out = '';
+    let err = '';
+    const p = spawn(process.execPath, [KVRAG_BIN, ...args], {
+      env: cleanEnv,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    p.stdout?.on('data', (d) => {
+      out += d;
+    });
+    p.stderr?.on('data', (d) => {
+      err += d;
+    });
+    p.once('exit', (code) => done({ code, out, err }));
+  });
+}
+
+/** One JSON request to a served API with a Bearer key: the status and the parsed body. */
+export async function callJson<T>(url: string, key: string, method: string, path: string, body?: unknown) {
+  const res = await fetch(`${url}${path}`, {
+    method,
+    headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  return { status: res.status, body: (await res.json()) as T };
 }
