@@ -13,6 +13,14 @@ import { api, requireTenant } from './auth.ts';
 import { findCollection } from './collections.ts';
 import { jsonBody } from './validate.ts';
 
+/** `rewrite_query` of both search routes (this one and vector store search): planning/iterative.ts searchQuery. */
+export const rewriteQueryField = z
+  .boolean()
+  .default(false)
+  .describe(
+    "Search with the query's content words only (question words and fillers dropped); search_query says what was searched.",
+  );
+
 const searchFields = {
   query: z.string().trim().min(1).max(4096),
   max_num_results: z.number().int().min(1).max(50).default(10),
@@ -27,12 +35,7 @@ const searchFields = {
         .describe('Drop results below this normalised RRF score (1 = first in both rankings).'),
     })
     .default({ ranker: 'auto', score_threshold: 0 }),
-  rewrite_query: z
-    .boolean()
-    .default(false)
-    .describe(
-      "Search with the query's content words only (question words and fillers dropped); search_query says what was searched.",
-    ),
+  rewrite_query: rewriteQueryField,
 };
 
 /** The documented body (filters as their schema). */

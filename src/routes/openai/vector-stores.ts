@@ -29,6 +29,7 @@ import { searchQuery } from '../../planning/iterative.ts';
 import { parseAttributeFilter } from '../../retrieval/filters.ts';
 import type { AppEnv } from '../../services.ts';
 import { api, requireTenant } from '../auth.ts';
+import { rewriteQueryField } from '../search.ts';
 import { DEFAULT_EMBEDDING, embeddingChoiceSchema } from '../collections.ts';
 import { paginate, toPage } from '../pagination.ts';
 import { jsonBody, metadataSchema, queryParams, unixSeconds } from '../validate.ts';
@@ -73,12 +74,7 @@ const searchFields = {
       score_threshold: z.number().min(0).max(1).default(0),
     })
     .default({ score_threshold: 0 }),
-  rewrite_query: z
-    .boolean()
-    .default(false)
-    .describe(
-      "Search with the query's content words only (question words and fillers dropped); search_query says what was searched.",
-    ),
+  rewrite_query: rewriteQueryField,
 };
 /** What the route parses: filters go through parseAttributeFilter, which bounds depth before recursing. */
 export const vectorStoreSearchSchema = z.strictObject({ ...searchFields, filters: z.unknown().optional() });
