@@ -8,9 +8,12 @@
 // memory, artifacts read from the object store — a FsBlobStore in a temp dir, whose files the OS page
 // cache may hold, or with --s3 the S3 protocol through a local s3rver). --temps adds `hot` (resident in
 // engine memory, packed as stored). TTFT = assembly + question prefill up to the first token's logits:
-// load (tier read, checksums, the sections copied to the device), rotate (kvUnpack: widening or
-// dequantizing and re-rotating the keys in one pass), recompute; median of --runs runs, interleaved across
-// modes and dtypes so machine noise hits all alike. Artifacts are precomputed once per --artifact-dtype
+// load (tier read, checksums, the sections copied to the device; from the object store, read layer by
+// layer straight into device memory), rotate (kvUnpack: widening or dequantizing and re-rotating the keys
+// in one pass), recompute; `independent` is layer-wise — the question's layer l runs once layer l of every
+// block is placed — so load, rotate and question overlap, and `wait` is how long the question's layers
+// stood waiting for loads; median of --runs runs, interleaved across modes and dtypes so machine noise
+// hits all alike. Artifacts are precomputed once per --artifact-dtype
 // (default f16) before timing; every artifact mode runs once per dtype, and each row reports load ms per
 // MiB read. Without --model, a generated Llama (hidden 512, 8 layers, 4/2 heads of 64, intermediate 1408,
 // byte vocab), or with --shape a real model's shape (bench/_shapes.ts), random weights, with
@@ -94,6 +97,7 @@ export function ttftTable(r: TtftResult): string {
         'rotate',
         'recompute',
         'question',
+        'wait',
         'MiB loaded',
         'recomputed tok',
       ],
@@ -109,6 +113,7 @@ export function ttftTable(r: TtftResult): string {
         row.report.timingsMs.rotate,
         row.report.timingsMs.recompute,
         row.report.timingsMs.question,
+        row.report.timingsMs.wait,
         mib(loadedBytes(row.report)),
         Math.round(row.report.recomputedTokens),
       ]),

@@ -29,6 +29,11 @@ export interface BlobStore {
   put(key: string, body: Uint8Array | ReadableStream<Uint8Array>, opts?: PutOptions): Promise<BlobInfo>;
   /** Reads the object (or a byte range of it); null when absent. */
   get(key: string, range?: ByteRange): Promise<Uint8Array | null>;
+  /**
+   * Optional: reads the object's bytes from `start` into `dst` (the caller's memory, no buffer of the
+   * store's own); how many bytes were read (fewer than dst holds at the object's end), null when absent.
+   */
+  readInto?(key: string, start: number, dst: Uint8Array): Promise<number | null>;
   /** Streams the object (or a range); null when absent. */
   getStream(key: string, range?: ByteRange): Promise<ReadableStream<Uint8Array> | null>;
   head(key: string): Promise<BlobInfo | null>;

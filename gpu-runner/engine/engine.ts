@@ -127,8 +127,15 @@ export class Engine {
    * One forward step over several sequences (appends their K/V); returns host logits:
    * [inputs, vocab] for 'last', [total new tokens, vocab] for 'all'.
    */
-  async forward(inputs: readonly StepInput[], rows: LogitRows = 'last'): Promise<Float32Array> {
-    const t = this.model.forward(inputs, rows);
+  async forward(
+    inputs: readonly StepInput[],
+    rows: LogitRows = 'last',
+    /** Layer l starts once ready(l) resolves (Model.forwardWhenReady); absent = at once. */
+    ready?: (layer: number) => Promise<void>,
+  ): Promise<Float32Array> {
+    const t = ready
+      ? await this.model.forwardWhenReady(inputs, rows, ready)
+      : this.model.forward(inputs, rows);
     try {
       return await this.backend.read(t);
     } finally {

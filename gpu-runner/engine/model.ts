@@ -73,6 +73,43 @@ export class Model {
    * or [T, vocab] for 'all' (every new token, sequences concatenated). The caller frees it.
    */
   forward(inputs: readonly StepInput[], rows: LogitRows = 'last'): Tensor {
+    const run = this.startStep(inputs);
+    try {
+      for (let l = 0; l < this.cfg.layers; l++) run.x = this.layer(l, run.x, run.step);
+    } finally {
+      this.backend.free(run.step.posT);
+    }
+    return this.finishStep(inputs, run.x, run.step.spans, rows);
+  }
+
+  /**
+   * forward(), but layer l starts only once `ready(l)` resolves: the cache entries it attends to may still
+   * be arriving (layer-wise loading of reused KV, reuse/assemble.ts). A rejection ends the step.
+   */
+  async forwardWhenReady(
+    inputs: readonly StepInput[],
+    rows: LogitRows,
+    ready: (layer: number) => Promise<void>,
+  ): Promise<Tensor> {
+    const run = this.startStep(inputs);
+    try {
+      for (let l = 0; l < this.cfg.layers; l++) {
+        try {
+          await ready(l);
+        } catch (err) {
+          this.backend.free(run.x); // layer() consumes x; here no layer has taken it
+          throw err;
+        }
+        run.x = this.layer(l, run.x, run.step);
+      }
+    } finally {
+      this.backend.free(run.step.posT);
+    }
+    return this.finishStep(inputs, run.x, run.step.spans, rows);
+  }
+
+  /** A step's embedded rows (x: [T, hidden]) and their spans and positions. */
+  private startStep(inputs: readonly StepInput[]): { x: Tensor; step: LayerRows & { spans: SeqSpan[] } } {
     const b = this.backend;
     const ids: number[] = [];
     const positions: number[] = [];
@@ -88,14 +125,20 @@ export class Model {
         positions.push(kv.length + i + ropeOffset);
       });
     }
-    let x = this.embed(ids); // x: [T, hidden]
+    const x = this.embed(ids); // x: [T, hidden]
     const posT = b.upload({ dtype: 'i32', shape: [positions.length], data: Int32Array.from(positions) });
-    const step: LayerRows = { spans, posT, attention: inputs.map((i) => i.attention) };
-    try {
-      for (let l = 0; l < this.cfg.layers; l++) x = this.layer(l, x, step);
-    } finally {
-      b.free(posT);
-    }
+    return { x, step: { spans, posT, attention: inputs.map((i) => i.attention) } };
+  }
+
+  /** The final norm and lm_head over the rows asked for; the sequences' lengths move past their tokens. */
+  private finishStep(
+    inputs: readonly StepInput[],
+    out: Tensor,
+    spans: readonly SeqSpan[],
+    rows: LogitRows,
+  ): Tensor {
+    const b = this.backend;
+    let x = out;
     if (rows === 'last') {
       const last = spans.map((s) => s.row + s.count - 1);
       const lastT = b.upload({ dtype: 'i32', shape: [last.length], data: Int32Array.from(last) });

@@ -89,13 +89,20 @@ export class FsBlobStore implements BlobStore {
       const { size } = await fh.stat();
       const { start, endExclusive } = resolveRange(range, size);
       const out = new Uint8Array(endExclusive - start);
-      let off = 0;
-      while (off < out.byteLength) {
-        const { bytesRead } = await fh.read(out, off, out.byteLength - off, start + off);
-        if (bytesRead === 0) break; // truncated underneath us: cannot happen with rename-only writes
-        off += bytesRead;
-      }
-      return off === out.byteLength ? out : out.subarray(0, off);
+      const got = await readFully(fh, start, out);
+      return got === out.byteLength ? out : out.subarray(0, got);
+    } finally {
+      await fh.close();
+    }
+  }
+
+  async readInto(key: string, start: number, dst: Uint8Array): Promise<number | null> {
+    const path = this.pathOf(key);
+    validateRange({ start });
+    const fh = await openExisting(path);
+    if (!fh) return null;
+    try {
+      return await readFully(fh, start, dst);
     } finally {
       await fh.close();
     }
@@ -208,6 +215,17 @@ async function openExisting(path: string): Promise<FileHandle | null> {
     if (code(err) === 'ENOENT' || code(err) === 'ENOTDIR' || code(err) === 'EISDIR') return null;
     throw err;
   }
+}
+
+/** Reads into all of `dst` from `start` unless the file ends first; the bytes read. */
+async function readFully(fh: FileHandle, start: number, dst: Uint8Array): Promise<number> {
+  let off = 0;
+  while (off < dst.byteLength) {
+    const { bytesRead } = await fh.read(dst, off, dst.byteLength - off, start + off);
+    if (bytesRead === 0) break; // the end of the file (a range past it, or truncated underneath us)
+    off += bytesRead;
+  }
+  return off;
 }
 
 async function writeFully(fh: FileHandle, chunk: Uint8Array): Promise<void> {

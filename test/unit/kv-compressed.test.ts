@@ -1,10 +1,13 @@
 // Compressed chunk artifacts (int8, int4) through the engine tier, for every dtype, on the reference
 // backend (kvUnpack on the host) and wasm (the kv_unpack kernel): a request assembled from them attends
 // over exactly the values the codec decodes (the same request over f32 artifacts holding those values
-// gives the same logits), hot and warm alike; a corrupt compressed section is refused and
-// recomputed, and the recomputed artifact replaces it. A runner stores the dtype its model's reuse.json
+// gives the same logits), hot and warm alike, and read layer by layer from the object store (the
+// filesystem store, in place) as from host memory; a corrupt compressed section, in host memory or in the
+// object store midway through a layer-wise read, is refused and recomputed, and the recomputed artifact
+// replaces it. A runner stores the dtype its model's reuse.json
 // names unless told otherwise.
-import { writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createWasmBackend } from '../../gpu-runner/engine/backends/wasm/index.ts';
@@ -19,10 +22,12 @@ import {
 import { ArtifactStore } from '../../gpu-runner/engine/kv/artifact-store.ts';
 import { EngineTier } from '../../gpu-runner/engine/kv/engine-tier.ts';
 import { chunkKey, chunkMeta, precomputeChunks } from '../../gpu-runner/engine/kv/precompute.ts';
+import { ObjectTier } from '../../gpu-runner/engine/kv/object-tier.ts';
 import { HostTier } from '../../gpu-runner/engine/kv/tiers.ts';
 import { Assembler } from '../../gpu-runner/engine/reuse/assemble.ts';
 import { createRunner } from '../../gpu-runner/server/runner.ts';
 import { withRunnerToken } from '../../contracts/runner-api.ts';
+import { FsBlobStore } from '../../src/storage/fs.ts';
 import { MemoryBlobStore } from '../../src/storage/memory.ts';
 import { seqTokens } from '../helpers/kv-reuse-suite.ts';
 import { maxAbsDiff, tinyModels } from '../helpers/tiny-model.ts';
@@ -46,17 +51,22 @@ const chunks = [seqTokens(40, 2), seqTokens(23, 3)];
 const question = seqTokens(5, 4);
 const request = { system, chunks, question, mode: 'independent' as const };
 
-function world(engine: Engine, dtype: (typeof KV_DTYPES)[number], engineBytes: number) {
+function world(
+  engine: Engine,
+  dtype: (typeof KV_DTYPES)[number],
+  engineBytes: number,
+  objects?: FsBlobStore,
+) {
   const host = new HostTier(64 << 20);
   const store = new ArtifactStore({
     fingerprint: engine.fingerprint,
     tokenizerHash: engine.tokenizer.hash,
     host,
+    object: objects ? new ObjectTier(objects, engine.fingerprint) : undefined,
   });
-  const asm = new Assembler(engine, new EngineTier(engine.backend, engine.config, store, engineBytes), {
-    dtype,
-  });
-  return { host, store, asm };
+  // one layer per read: the object-store cases read every artifact layer by layer
+  const tier = new EngineTier(engine.backend, engine.config, store, engineBytes, { readBytes: 1 });
+  return { host, store, asm: new Assembler(engine, tier, { dtype }) };
 }
 
 const cases = KV_DTYPES.flatMap((dtype) => (['reference', 'wasm'] as const).map((b) => [dtype, b] as const));
@@ -117,6 +127,42 @@ describe.each(cases)('%s artifacts through the engine tier (%s)', (dtype, backen
     again.kv.free();
     expect(again.report.precomputedTokens).toBe(0);
     expect(maxAbsDiff(again.logits, out.logits)).toBe(0);
+  });
+
+  it('read layer by layer from the object store into device memory: the same logits as from host memory', async () => {
+    const engine = on();
+    const objects = new FsBlobStore(mkdtempSync(join(tmpdir(), 'kvrag-kvc-')));
+    try {
+      const w = world(engine, dtype, 0, objects);
+      await precomputeChunks(
+        engine,
+        w.store,
+        [system, ...chunks].map((tokenIds) => ({ tokenIds })),
+        { dtype },
+      );
+      const warm = await w.asm.assemble(request);
+      warm.kv.free();
+      expect(warm.report.artifactsByTier).toEqual({ host: 3 });
+      // a fresh runner over the same object store; one section of the second chunk corrupted there
+      const key = chunkKey(engine, chunks[1], dtype);
+      const objectKey = new ObjectTier(objects, engine.fingerprint).objectKey(key);
+      const good = (await objects.get(objectKey))!;
+      const bad = good.slice();
+      const v2 = sectionOf(verifyArtifact(good), 'v', 2);
+      bad[v2.byteOffset + 5] ^= 0x08;
+      await objects.put(objectKey, bad);
+      const cold = world(engine, dtype, 0, objects);
+      const out = await cold.asm.assemble(request);
+      out.kv.free();
+      // the refused one was recomputed, stored in every tier, and taken from host memory
+      expect(out.report.artifactsByTier).toEqual({ object: 3, host: 1 });
+      expect(cold.store.refusals).toEqual({ checksum: 1 });
+      expect(out.report.precomputedTokens).toBe(chunks[1].length);
+      expect(await objects.get(objectKey)).toEqual(good); // recomputed and written back
+      expect(maxAbsDiff(out.logits, warm.logits)).toBe(0);
+    } finally {
+      rmSync(objects.root, { recursive: true, force: true });
+    }
   });
 });
 

@@ -15,7 +15,7 @@ import {
   matrix,
 } from './handles.ts';
 import type { AttentionCall, Kernels } from './kernels.ts';
-import { checkUnpack, livePacked, unpack, uploadPacked } from './packed-kv.ts';
+import { checkUnpack, livePacked, reservePacked, unpack, uploadPacked } from './packed-kv.ts';
 import { flattenPlan, flattenRanges } from './plan.ts';
 import type {
   Backend,
@@ -47,7 +47,7 @@ export class CheckedBackend<K extends AnyKernels> implements Backend {
       readNow: typeof kernels.readNow === 'function',
       sparseAttention: typeof kernels.sparseAttention === 'function',
       attentionRanges: typeof kernels.attentionRanges === 'function',
-      kvUnpack: typeof kernels.kvUnpack === 'function' && typeof kernels.uploadBytes === 'function',
+      kvUnpack: typeof kernels.kvUnpack === 'function' && typeof kernels.reserveBytes === 'function',
     };
   }
 
@@ -269,6 +269,13 @@ export class CheckedBackend<K extends AnyKernels> implements Backend {
     offsets: { k: readonly number[]; v: readonly number[] },
   ): PackedKV {
     return uploadPacked(this, this.kernels, this.caps.kvUnpack, spec, bytes, offsets);
+  }
+  reservePackedKV(
+    spec: PackedKVSpec,
+    offsets: { k: readonly number[]; v: readonly number[] },
+    bytes: number,
+  ): { packed: PackedKV; target: Uint8Array } {
+    return reservePacked(this, this.kernels, this.caps.kvUnpack, spec, offsets, bytes);
   }
   freePackedKV(p: PackedKV): void {
     const d = livePacked<Handle<K>>(this, p, 'freePackedKV');

@@ -85,8 +85,11 @@ export interface Kernels<T, C> {
   attentionRanges?(call: AttentionCall<T, C>, keys: readonly (FlatPlan | null)[]): T;
 
   // --- packed chunk KV (both or neither; without them the checking layer decodes on the host) -------
-  /** Bytes as stored → a device handle, freed with free(). */
-  uploadBytes?(bytes: Uint8Array): T;
+  /**
+   * `bytes` bytes of device memory the host writes in place (a CPU backend's memory is host memory):
+   * the handle, freed with free(), and a view of exactly those bytes.
+   */
+  reserveBytes?(bytes: number): { handle: T; view: Uint8Array };
   /**
    * One section (layer `layer`'s `part` of a packed artifact, at byte `offset` of src) → cache rows
    * [pos, pos + packed.n) of every kv head; keys rotated by delta when invFreq is given.

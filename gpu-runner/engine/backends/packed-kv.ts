@@ -35,13 +35,13 @@ export class DevicePackedKV<T> implements PackedKV {
   }
 }
 
-/** Validates an upload; returns the span [from, to) of `bytes` that holds every section. */
-export function checkPackedUpload(
+/** Validates the spec and that each section (offsets into a span of `span` bytes) lies inside it. */
+function checkPackedLayout(
+  op: string,
   spec: PackedKVSpec,
-  bytes: Uint8Array,
+  span: number,
   offsets: { k: readonly number[]; v: readonly number[] },
 ): { from: number; to: number } {
-  const op = 'uploadPackedKV';
   const { layers, kvHeads, headDim, n, dtype, quant } = spec;
   if (![layers, kvHeads, headDim, n].every((x) => Number.isInteger(x) && x >= 1))
     throw fail(op, `layers ${layers}, kv heads ${kvHeads}, head dim ${headDim}, n ${n}`);
@@ -52,18 +52,57 @@ export function checkPackedUpload(
   } else if (quant) throw fail(op, `group sizes on a ${dtype} artifact`);
   if (offsets.k.length !== layers || offsets.v.length !== layers)
     throw fail(op, `${offsets.k.length}/${offsets.v.length} section offsets for ${layers} layers`);
-  let from = bytes.byteLength;
+  let from = span;
   let to = 0;
   for (const part of ['k', 'v'] as const) {
     const size = sectionLayout(dtype, part, spec, quant).bytes;
     for (const o of offsets[part]) {
-      if (!Number.isInteger(o) || o < 0 || o + size > bytes.byteLength)
-        throw fail(op, `a ${part} section at ${o} (+${size}) outside ${bytes.byteLength} bytes`);
+      if (!Number.isInteger(o) || o < 0 || o + size > span)
+        throw fail(op, `a ${part} section at ${o} (+${size}) outside ${span} bytes`);
       from = Math.min(from, o);
       to = Math.max(to, o + size);
     }
   }
   return { from, to };
+}
+
+/** Validates an upload; returns the span [from, to) of `bytes` that holds every section. */
+export function checkPackedUpload(
+  spec: PackedKVSpec,
+  bytes: Uint8Array,
+  offsets: { k: readonly number[]; v: readonly number[] },
+): { from: number; to: number } {
+  return checkPackedLayout('uploadPackedKV', spec, bytes.byteLength, offsets);
+}
+
+const copySpec = (spec: PackedKVSpec): PackedKVSpec => ({
+  ...spec,
+  quant: spec.quant ? { ...spec.quant } : null,
+});
+
+/**
+ * reservePackedKV: device memory of `bytes` bytes for an artifact's sections (offsets relative to it),
+ * and where the host writes them: a view of the device memory itself (kernel path: a CPU backend's
+ * device memory is host memory) or the host copy the host path decodes from. Either way nothing is copied
+ * after the caller has written the bytes.
+ */
+export function reservePacked<T>(
+  owner: object,
+  kernels: Kernels<T, unknown>,
+  kernelPath: boolean,
+  spec: PackedKVSpec,
+  offsets: { k: readonly number[]; v: readonly number[] },
+  bytes: number,
+): { packed: DevicePackedKV<T>; target: Uint8Array } {
+  if (!Number.isInteger(bytes) || bytes < 1) throw fail('reservePackedKV', `${bytes} bytes`);
+  checkPackedLayout('reservePackedKV', spec, bytes, offsets);
+  const rel = { k: [...offsets.k], v: [...offsets.v] };
+  if (kernelPath) {
+    const { handle, view } = kernels.reserveBytes!(bytes);
+    return { packed: new DevicePackedKV(owner, copySpec(spec), bytes, rel, handle, null), target: view };
+  }
+  const host = new Uint8Array(bytes);
+  return { packed: new DevicePackedKV<T>(owner, copySpec(spec), bytes, rel, null, host), target: host };
 }
 
 /** uploadPackedKV: checks, then the span holding the sections to the device (kernel path) or a host copy. */
@@ -76,13 +115,11 @@ export function uploadPacked<T>(
   offsets: { k: readonly number[]; v: readonly number[] },
 ): DevicePackedKV<T> {
   const { from, to } = checkPackedUpload(spec, bytes, offsets);
-  const s: PackedKVSpec = { ...spec, quant: spec.quant ? { ...spec.quant } : null };
   // only the span holding the sections travels; offsets become relative to it
   const rel = { k: offsets.k.map((o) => o - from), v: offsets.v.map((o) => o - from) };
-  const span = bytes.subarray(from, to);
-  return kernelPath
-    ? new DevicePackedKV(owner, s, span.byteLength, rel, kernels.uploadBytes!(span), null)
-    : new DevicePackedKV<T>(owner, s, span.byteLength, rel, null, span.slice());
+  const { packed, target } = reservePacked(owner, kernels, kernelPath, spec, rel, to - from);
+  target.set(bytes.subarray(from, to));
+  return packed;
 }
 
 /** One of `owner`'s packed artifacts, not freed. */

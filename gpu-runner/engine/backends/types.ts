@@ -233,6 +233,16 @@ export interface Backend {
     bytes: Uint8Array,
     offsets: { k: readonly number[]; v: readonly number[] },
   ): PackedKV;
+  /**
+   * Device memory for an artifact's sections that the caller writes in place, e.g. by reading them from
+   * storage straight into `target` (no staging copy): `bytes` long, with `offsets` relative to its start.
+   * The packed artifact is usable once every section has been written; free it with freePackedKV.
+   */
+  reservePackedKV(
+    spec: PackedKVSpec,
+    offsets: { k: readonly number[]; v: readonly number[] },
+    bytes: number,
+  ): { packed: PackedKV; target: Uint8Array };
   freePackedKV(p: PackedKV): void;
   /**
    * Decodes layer `layer` of `src` (K and V of its n tokens) into cache positions [pos, pos + n) of the same

@@ -5,11 +5,13 @@
 import {
   ArtifactError,
   type ArtifactErrorReason,
+  type ArtifactHeader,
+  parseHeader,
   type VerifiedArtifact,
   verifyArtifact,
 } from './artifact-format.ts';
 import type { ObjectTier } from './object-tier.ts';
-import type { ArtifactTier, DiskTier, HostTier, TierStats } from './tiers.ts';
+import { type ArtifactTier, type DiskTier, type HostTier, isRanged, type TierStats } from './tiers.ts';
 
 export interface ArtifactStoreOptions {
   fingerprint: string;
@@ -26,6 +28,26 @@ export interface LoadedArtifact {
   tier: string;
   bytes: number;
 }
+
+/**
+ * An artifact to be read in parts from a lower tier (disk, object store) straight into the caller's
+ * memory: its header is verified; each section's checksum is the reader's to check (checkSection).
+ */
+export interface RangedArtifact {
+  tier: string;
+  header: ArtifactHeader;
+  /** Bytes of the preamble and header (what was read so far). */
+  headBytes: number;
+  /** Reads bytes [offset, offset + dst.byteLength) of the artifact into dst; false when it is gone. */
+  read(offset: number, dst: Uint8Array): Promise<boolean>;
+  /** The reader refused a part (checksum, truncation): counted, and the artifact dropped from its tier. */
+  refuse(err: ArtifactError): Promise<void>;
+}
+
+/** Where an artifact is: whole and verified in host memory, or in a tier that reads it by range. */
+export type LocatedArtifact =
+  | { kind: 'whole'; loaded: LoadedArtifact }
+  | { kind: 'ranged'; ranged: RangedArtifact };
 
 export class ArtifactStore {
   readonly fingerprint: string;
@@ -68,6 +90,58 @@ export class ArtifactStore {
     return null;
   }
 
+  /**
+   * Like get, but an artifact below host memory is not read whole: the first tier that holds it with a
+   * valid header is returned for reading by range (e.g. layer by layer into device memory), and nothing
+   * is promoted — the bytes go where the caller reads them, not through a host copy. A header refused is
+   * counted and dropped from its tier, and the walk goes on. null when no tier holds the key.
+   */
+  async locate(key: string): Promise<LocatedArtifact | null> {
+    for (let i = 0; i < this.tiers.length; i++) {
+      const tier = this.tiers[i];
+      if (!isRanged(tier)) {
+        const bytes = await tier.get(key);
+        if (!bytes) continue;
+        const artifact = this.verify(key, bytes);
+        if (!artifact) {
+          await tier.markCorrupt(key);
+          continue;
+        }
+        for (let j = 0; j < i; j++) await this.tiers[j].put(key, bytes);
+        return { kind: 'whole', loaded: { artifact, tier: tier.name, bytes: bytes.byteLength } };
+      }
+      const head = await tier.readHead(key);
+      if (!head) continue;
+      let header: ArtifactHeader;
+      try {
+        header = parseHeader(head, { key, fingerprint: this.fingerprint, tokenizerHash: this.tokenizerHash });
+      } catch (err) {
+        if (!(err instanceof ArtifactError)) throw err;
+        this.countRefusal(err);
+        await tier.markCorrupt(key);
+        continue;
+      }
+      return {
+        kind: 'ranged',
+        ranged: {
+          tier: tier.name,
+          header,
+          headBytes: head.byteLength,
+          read: (offset, dst) => tier.readInto(key, offset, dst),
+          refuse: async (err) => {
+            this.countRefusal(err);
+            await tier.markCorrupt(key);
+          },
+        },
+      };
+    }
+    return null;
+  }
+
+  private countRefusal(err: ArtifactError): void {
+    this.refusals[err.reason] = (this.refusals[err.reason] ?? 0) + 1;
+  }
+
   /** Stores an encoded artifact in every tier, the durable one first. */
   async put(key: string, bytes: Uint8Array): Promise<void> {
     for (const t of [...this.tiers].reverse()) await t.put(key, bytes);
@@ -100,7 +174,7 @@ export class ArtifactStore {
       return verifyArtifact(bytes, { key, fingerprint: this.fingerprint, tokenizerHash: this.tokenizerHash });
     } catch (err) {
       if (!(err instanceof ArtifactError)) throw err;
-      this.refusals[err.reason] = (this.refusals[err.reason] ?? 0) + 1;
+      this.countRefusal(err);
       return null;
     }
   }

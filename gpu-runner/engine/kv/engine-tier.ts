@@ -1,15 +1,20 @@
 // Engine-memory tier: chunk artifacts resident on the device as stored (packed: f16, int8 or int4 sections,
 // positions 0..n-1, post-RoPE), above the ArtifactStore's host → disk → object tiers. A request decodes
 // them straight into its own cache with kvUnpack (widen or dequantize and re-rotate keys in one pass), so
-// an artifact read from a lower tier is copied to the device once, as it is, and a resident one is not
-// copied at all. Byte capacity (packed bytes: an int4 artifact takes a quarter of an f16 one), LRU by bytes
-// over entries nobody holds, hit/miss/bytes counters; concurrent requests for the same key load it once.
+// an artifact is copied to the device once, as it is, and a resident one is not copied at all. One held in
+// host memory is uploaded whole; one in a lower tier (disk, object store) is read layer by layer straight
+// into the device memory reserved for it (no host buffer, no promotion copy), each section's checksum
+// checked where it landed, and each layer usable as soon as it is there (ResidentKV.ready): a request's
+// question can start its first layers while later ones still arrive (LMCache's layer-wise retrieval).
+// Byte capacity (packed bytes: an int4 artifact takes a quarter of an f16 one), LRU by bytes over entries
+// nobody holds, hit/miss/bytes counters; concurrent requests for the same key load it once.
 import { parseIndex } from '../attention/squeezed/codec.ts';
 import type { SqueezedIndex } from '../attention/squeezed/types.ts';
 import type { Backend, PackedKV } from '../backends/types.ts';
 import type { ModelConfig } from '../model-config.ts';
-import { packedSpec } from './artifact-format.ts';
-import type { ArtifactStore } from './artifact-store.ts';
+import { type ArtifactHeader, ArtifactError, checkSection, packedSpec } from './artifact-format.ts';
+import type { ArtifactStore, LoadedArtifact, RangedArtifact } from './artifact-store.ts';
+import { readLayerwise } from './layerwise.ts';
 import { emptyStats, type TierStats } from './tiers.ts';
 
 /** One resident artifact: its K/V sections of every layer, packed as stored. */
@@ -26,6 +31,12 @@ export interface ResidentKV {
   index: SqueezedIndex | null;
   /** Why the stored index was not used, when it was not. */
   indexNote: string | null;
+  /**
+   * Resolves once layer `layer`'s K and V are on the device and verified (at once for an artifact uploaded
+   * whole); rejects when a section of a layer-wise read is refused or cannot be read — the entry is then
+   * dropped and the artifact must be recomputed.
+   */
+  ready(layer: number): Promise<void>;
 }
 
 export interface AcquiredKV {
@@ -40,7 +51,15 @@ export interface AcquiredKV {
 
 interface Entry extends ResidentKV {
   pins: number;
+  /** a layer-wise read is still writing into the device memory: never freed meanwhile */
+  loading: boolean;
+  /** a layer-wise read failed: out of the map, freed when the last holder lets go */
+  failed: boolean;
+  /** reads the index section on first use (layer-wise reads leave it for when it is asked for) */
+  readIndex: (() => Promise<void>) | null;
 }
+
+const allReady = (): Promise<void> => Promise.resolve();
 
 export class EngineTier {
   readonly name = 'engine';
@@ -56,7 +75,17 @@ export class EngineTier {
   >();
   private readonly s: TierStats;
 
-  constructor(backend: Backend, cfg: ModelConfig, store: ArtifactStore, capacityBytes: number) {
+  /** Bytes one layer-wise read asks for at least (layerwise.ts READ_BYTES by default). */
+  private readonly readBytes: number | undefined;
+
+  constructor(
+    backend: Backend,
+    cfg: ModelConfig,
+    store: ArtifactStore,
+    capacityBytes: number,
+    opts: { readBytes?: number } = {},
+  ) {
+    this.readBytes = opts.readBytes;
     this.backend = backend;
     this.cfg = cfg;
     this.store = store;
@@ -98,9 +127,25 @@ export class EngineTier {
   }
 
   private async load(key: string): Promise<{ entry: Entry; tier: string; bytes: number } | null> {
-    const loaded = await this.store.get(key);
-    if (!loaded) return null;
-    const { header, index: indexBytes, bytes } = loaded.artifact;
+    const found = await this.store.locate(key);
+    if (!found) return null;
+    const header = found.kind === 'whole' ? found.loaded.artifact.header : found.ranged.header;
+    this.checkShape(key, header);
+    const pins = this.waiting.get(key) ?? 0;
+    this.waiting.delete(key);
+    const entry =
+      found.kind === 'whole'
+        ? this.uploadWhole(key, found.loaded, pins)
+        : this.readRanged(key, found.ranged, pins);
+    this.entries.set(key, entry);
+    this.s.bytesWritten += entry.bytes;
+    this.s.residentBytes += entry.bytes;
+    this.s.entries = this.entries.size;
+    const bytes = found.kind === 'whole' ? found.loaded.bytes : found.ranged.headBytes + entry.bytes;
+    return { entry, tier: found.kind === 'whole' ? found.loaded.tier : found.ranged.tier, bytes };
+  }
+
+  private checkShape(key: string, header: ArtifactHeader): void {
     const c = this.cfg;
     if (header.layers !== c.layers || header.kvHeads !== c.kvHeads || header.headDim !== c.headDim) {
       throw new Error(
@@ -109,28 +154,105 @@ export class EngineTier {
     }
     if (header.rope.theta !== c.rope.theta)
       throw new Error(`artifact ${key}: rope theta ${header.rope.theta}, model ${c.rope.theta}`);
+  }
+
+  /** A verified whole artifact from host memory: its sections to the device in one copy. */
+  private uploadWhole(key: string, loaded: LoadedArtifact, pins: number): Entry {
+    const { header, index: indexBytes, bytes } = loaded.artifact;
     // the sections go to the device as read (one copy of the span that holds them, no decoding here)
     const packed = this.backend.uploadPackedKV(packedSpec(header), bytes, {
       k: header.sections.k.map((r) => r.offset),
       v: header.sections.v.map((r) => r.offset),
     });
-    const pins = this.waiting.get(key) ?? 0;
-    this.waiting.delete(key);
-    let index: SqueezedIndex | null = null;
-    let indexNote: string | null = indexBytes ? null : 'no index section';
-    if (indexBytes) {
-      try {
-        index = parseIndex(indexBytes, header);
-      } catch (err) {
-        indexNote = (err as Error).message; // the K/V stay usable; the index is rebuilt when needed
-      }
+    const entry = this.newEntry(key, header, packed, pins, allReady);
+    if (indexBytes) this.parseIndexInto(entry, header, indexBytes);
+    else entry.indexNote = 'no index section';
+    return entry;
+  }
+
+  /**
+   * An artifact in a lower tier: device memory reserved for its sections, which are read into it layer by
+   * layer in the background (readLayerwise); entry.ready(l) says when layer l is there.
+   */
+  private readRanged(key: string, src: RangedArtifact, pins: number): Entry {
+    const h = src.header;
+    const from = Math.min(...h.sections.k.map((r) => r.offset), ...h.sections.v.map((r) => r.offset));
+    const to = Math.max(...[...h.sections.k, ...h.sections.v].map((r) => r.offset + r.bytes));
+    const rel = (r: { offset: number }) => r.offset - from;
+    const { packed, target } = this.backend.reservePackedKV(
+      packedSpec(h),
+      { k: h.sections.k.map(rel), v: h.sections.v.map(rel) },
+      to - from,
+    );
+    const layers = readLayerwise(h, from, target, src.read, this.readBytes);
+    const entry = this.newEntry(key, h, packed, pins, (l) => layers.ready(l));
+    entry.loading = true;
+    layers.done.then(
+      () => {
+        entry.loading = false;
+        this.evict();
+      },
+      async (err: unknown) => {
+        entry.loading = false;
+        entry.failed = true;
+        if (this.entries.get(key) === entry) this.drop(entry, false);
+        if (entry.pins === 0) this.backend.freePackedKV(entry.packed);
+        if (err instanceof ArtifactError) await src.refuse(err).catch(() => {});
+      },
+    );
+    const ix = h.index;
+    if (!ix) entry.indexNote = 'no index section';
+    else
+      entry.readIndex = async () => {
+        const bytes = new Uint8Array(ix.bytes);
+        try {
+          if (!(await src.read(ix.offset, bytes))) throw new Error('index section could not be read');
+          checkSection(ix, bytes, 'index section');
+          this.parseIndexInto(entry, h, bytes);
+        } catch (err) {
+          entry.indexNote = (err as Error).message; // the K/V stay usable; the index is rebuilt when needed
+        }
+      };
+    return entry;
+  }
+
+  private newEntry(
+    key: string,
+    header: ArtifactHeader,
+    packed: PackedKV,
+    pins: number,
+    ready: (layer: number) => Promise<void>,
+  ): Entry {
+    return {
+      key,
+      n: header.n,
+      packed,
+      bytes: packed.bytes,
+      pins,
+      index: null,
+      indexNote: null,
+      ready,
+      loading: false,
+      failed: false,
+      readIndex: null,
+    };
+  }
+
+  private parseIndexInto(entry: Entry, header: ArtifactHeader, bytes: Uint8Array): void {
+    try {
+      entry.index = parseIndex(bytes, header);
+    } catch (err) {
+      entry.indexNote = (err as Error).message; // the K/V stay usable; the index is rebuilt when needed
     }
-    const entry: Entry = { key, n: header.n, packed, bytes: packed.bytes, pins, index, indexNote };
-    this.entries.set(key, entry);
-    this.s.bytesWritten += entry.bytes;
-    this.s.residentBytes += entry.bytes;
-    this.s.entries = this.entries.size;
-    return { entry, tier: loaded.tier, bytes: loaded.bytes };
+  }
+
+  /** The entry's stored squeezed-attention index (read now if a layer-wise load left it); null if none. */
+  async indexOf(e: ResidentKV): Promise<SqueezedIndex | null> {
+    const entry = e as Entry;
+    const read = entry.readIndex;
+    entry.readIndex = null;
+    if (read) await read();
+    return entry.index;
   }
 
   private pin(e: Entry, tier: string, bytes: number): AcquiredKV {
@@ -149,7 +271,9 @@ export class EngineTier {
         if (released) return;
         released = true;
         e.pins--;
-        this.evict();
+        if (e.failed) {
+          if (e.pins === 0) this.backend.freePackedKV(e.packed);
+        } else this.evict();
       },
     };
   }
@@ -163,15 +287,16 @@ export class EngineTier {
   private evict(): void {
     for (const e of [...this.entries.values()]) {
       if (this.s.residentBytes <= this.s.capacityBytes) break;
-      if (e.pins > 0) continue;
+      if (e.pins > 0 || e.loading) continue;
       this.drop(e);
       this.s.evictions++;
     }
   }
 
-  private drop(e: Entry): void {
+  /** Takes the entry out of the tier; frees its device memory unless told not to (a holder still reads). */
+  private drop(e: Entry, free = true): void {
     this.entries.delete(e.key);
-    this.backend.freePackedKV(e.packed);
+    if (free) this.backend.freePackedKV(e.packed);
     this.s.residentBytes -= e.bytes;
     this.s.entries = this.entries.size;
   }
@@ -184,13 +309,13 @@ export class EngineTier {
   /** Frees the key's entry unless a sequence is copying from it right now; whether it is gone. */
   forget(key: string): boolean {
     const e = this.entries.get(key);
-    if (e && e.pins === 0) this.drop(e);
+    if (e && e.pins === 0 && !e.loading) this.drop(e);
     return !this.entries.has(key);
   }
 
   /** Frees every unpinned entry (e.g. before the backend is disposed). */
   clear(): void {
-    for (const e of [...this.entries.values()]) if (e.pins === 0) this.drop(e);
+    for (const e of [...this.entries.values()]) if (e.pins === 0 && !e.loading) this.drop(e);
   }
 
   stats(): TierStats {

@@ -11,9 +11,9 @@ import {
   parseHeader,
   readPreamble,
 } from './artifact-format.ts';
-import { type ArtifactTier, emptyStats, type TierStats } from './tiers.ts';
+import { emptyStats, type RangedTier, type TierStats } from './tiers.ts';
 
-export class ObjectTier implements ArtifactTier {
+export class ObjectTier implements RangedTier {
   readonly name = 'object';
   private readonly s: TierStats = emptyStats(Number.POSITIVE_INFINITY);
   private readonly store: BlobStore;
@@ -57,16 +57,46 @@ export class ObjectTier implements ArtifactTier {
     await this.delete(key);
   }
 
-  /** Reads and validates only the header (two range reads). null when the artifact is absent. */
-  async readHeader(key: string): Promise<ArtifactHeader | null> {
+  /** The preamble and header bytes (two range reads); null when the artifact is absent. */
+  async readHead(key: string): Promise<Uint8Array | null> {
     const ok = this.objectKey(key);
     const pre = await this.store.get(ok, { start: 0, end: PREAMBLE_BYTES - 1 });
-    if (!pre) return null;
+    if (!pre) {
+      this.s.misses++;
+      return null;
+    }
     const { headerBytes } = readPreamble(pre);
     const head = await this.store.get(ok, { start: 0, end: headerBytes - 1 });
-    if (!head) return null;
+    if (!head) {
+      this.s.misses++;
+      return null;
+    }
+    this.s.hits++;
     this.s.bytesRead += pre.byteLength + head.byteLength;
-    return parseHeader(head, { key, fingerprint: this.fingerprint });
+    return head;
+  }
+
+  /** Reads and validates only the header (two range reads). null when the artifact is absent. */
+  async readHeader(key: string): Promise<ArtifactHeader | null> {
+    const head = await this.readHead(key);
+    return head ? parseHeader(head, { key, fingerprint: this.fingerprint }) : null;
+  }
+
+  /**
+   * Reads a byte range into dst: in place where the store can (the filesystem store), else through the
+   * store's own buffer (S3: the bytes arrive from the network in buffers of their own anyway).
+   */
+  async readInto(key: string, offset: number, dst: Uint8Array): Promise<boolean> {
+    const ok = this.objectKey(key);
+    let got: number;
+    if (this.store.readInto) got = (await this.store.readInto(ok, offset, dst)) ?? -1;
+    else {
+      const b = await this.store.get(ok, { start: offset, end: offset + dst.byteLength - 1 });
+      if (b) dst.set(b.subarray(0, dst.byteLength));
+      got = b ? b.byteLength : -1;
+    }
+    if (got > 0) this.s.bytesRead += got;
+    return got === dst.byteLength;
   }
 
   /** Reads one layer's K and V by byte range, checksums verified. */

@@ -47,7 +47,19 @@ export function copyRotated(b: Backend, invFreq: Parameters<Backend['rope']>[2],
  * re-rotated by Δ = pos: one kvUnpack per layer (widening or dequantization and rotation in one pass).
  */
 export function unpackRotated(b: Backend, invFreq: Tensor, src: PackedKV, dst: KVCache, pos: number): void {
-  for (let l = 0; l < src.spec.layers; l++) b.kvUnpack(dst, l, pos, src, pos, invFreq);
+  for (let l = 0; l < src.spec.layers; l++) unpackLayer(b, invFreq, src, dst, pos, l);
+}
+
+/** unpackRotated for one layer (layer-wise loading places each layer as it arrives). */
+export function unpackLayer(
+  b: Backend,
+  invFreq: Tensor,
+  src: PackedKV,
+  dst: KVCache,
+  pos: number,
+  layer: number,
+): void {
+  b.kvUnpack(dst, layer, pos, src, pos, invFreq);
 }
 
 /** A packed artifact's K/V of every layer on the host at its own positions: [kv_head][n][head_dim] f32. */

@@ -4,7 +4,7 @@
 import { mkdir, open, readdir, readFile, rename, rm, stat, utimes } from 'node:fs/promises';
 import { join } from 'node:path';
 import { isArtifactKey } from '../../../contracts/artifacts.ts';
-import { ArtifactError, parseHeader, readPreamble } from './artifact-format.ts';
+import { ArtifactError, PREAMBLE_BYTES, parseHeader, readPreamble } from './artifact-format.ts';
 
 export interface TierStats {
   hits: number;
@@ -29,6 +29,20 @@ export interface ArtifactTier {
   markCorrupt(key: string): Promise<void>;
   stats(): TierStats;
 }
+
+/**
+ * A tier whose artifacts can be read in parts, straight into the caller's memory (disk, object store):
+ * the front (preamble and header) first, then only the byte ranges wanted — a layer's sections, in order.
+ */
+export interface RangedTier extends ArtifactTier {
+  /** The preamble and header bytes (not yet validated: the store parses them); null when absent. */
+  readHead(key: string): Promise<Uint8Array | null>;
+  /** Reads bytes [offset, offset + dst.byteLength) into dst; false when the artifact is gone or shorter. */
+  readInto(key: string, offset: number, dst: Uint8Array): Promise<boolean>;
+}
+
+export const isRanged = (t: ArtifactTier): t is RangedTier =>
+  typeof (t as Partial<RangedTier>).readInto === 'function';
 
 function checkKey(key: string): void {
   if (!isArtifactKey(key)) throw new Error(`invalid artifact key "${key.slice(0, 80)}"`);
@@ -117,7 +131,7 @@ interface DiskEntry {
 }
 
 /** Local-disk tier: one file per artifact at <dir>/<hh>/<key>.kv, written atomically (temp + rename). */
-export class DiskTier implements ArtifactTier {
+export class DiskTier implements RangedTier {
   readonly name = 'disk';
   private readonly index = new Map<string, DiskEntry>();
   private readonly s: TierStats;
@@ -252,22 +266,64 @@ export class DiskTier implements ArtifactTier {
     return [...this.index.keys()];
   }
 
+  async readHead(key: string): Promise<Uint8Array | null> {
+    if (!this.index.has(key)) {
+      this.s.misses++;
+      return null;
+    }
+    try {
+      const head = await readHeadBytes(this.path(key));
+      this.s.hits++;
+      this.s.bytesRead += head.byteLength;
+      return head;
+    } catch {
+      this.s.misses++;
+      return null;
+    }
+  }
+
+  async readInto(key: string, offset: number, dst: Uint8Array): Promise<boolean> {
+    let fh: Awaited<ReturnType<typeof open>>;
+    try {
+      fh = await open(this.path(key), 'r');
+    } catch {
+      return false;
+    }
+    try {
+      let got = 0;
+      while (got < dst.byteLength) {
+        const { bytesRead } = await fh.read(dst, got, dst.byteLength - got, offset + got);
+        if (bytesRead === 0) return false;
+        got += bytesRead;
+      }
+      this.s.bytesRead += got;
+      return true;
+    } finally {
+      await fh.close();
+    }
+  }
+
   stats(): TierStats {
     return { ...this.s, entries: this.index.size };
   }
 }
 
-/** Reads just the preamble and header of an artifact file. */
-async function readHeaderFile(path: string) {
+/** The preamble and header bytes of an artifact file (unvalidated beyond the preamble). */
+async function readHeadBytes(path: string): Promise<Uint8Array> {
   const fh = await open(path, 'r');
   try {
-    const pre = Buffer.alloc(32);
-    await fh.read(pre, 0, 32, 0);
-    const { headerBytes } = readPreamble(new Uint8Array(pre));
-    const head = Buffer.alloc(headerBytes);
+    const pre = new Uint8Array(PREAMBLE_BYTES);
+    await fh.read(pre, 0, PREAMBLE_BYTES, 0);
+    const { headerBytes } = readPreamble(pre);
+    const head = new Uint8Array(headerBytes);
     const { bytesRead } = await fh.read(head, 0, headerBytes, 0);
-    return parseHeader(new Uint8Array(head.buffer, head.byteOffset, bytesRead));
+    return head.subarray(0, bytesRead);
   } finally {
     await fh.close();
   }
+}
+
+/** Reads just the preamble and header of an artifact file. */
+async function readHeaderFile(path: string) {
+  return parseHeader(await readHeadBytes(path));
 }

@@ -3,7 +3,10 @@
 //   full        prefill everything live (the baseline)
 //   prefix      the system prefix from its artifact (exact), the rest prefilled live
 //   independent every block from its artifact, keys re-rotated by Δ = slot offset (TurboRAG); only the
-//               question is prefilled; chunks never attend to each other
+//               question is prefilled; chunks never attend to each other. Dense, it is layer-wise: each
+//               block's layers are placed as they arrive (EngineTier reads lower tiers layer by layer) and
+//               the question's layer l starts once layer l of every block is placed, so loading overlaps
+//               the question's earlier layers (LMCache's layer-wise retrieval)
 //   blend       independent, then CacheBlend's selective recompute of chunk tokens
 //   link        independent, then EPIC's recompute of the first k tokens of each chunk not at slot 0
 // RoPE position = cache slot throughout, so artifacts (computed at 0..n-1) move by Δ = their offset.
@@ -14,10 +17,10 @@ import type { SelectMode } from '../attention/squeezed/select.ts';
 import type { SqueezedIndex } from '../attention/squeezed/types.ts';
 import type { SeqAttention } from '../attention/step-attention.ts';
 import type { Engine } from '../engine.ts';
-import type { KVDType } from '../kv/artifact-format.ts';
+import { ArtifactError, type KVDType } from '../kv/artifact-format.ts';
 import type { AcquiredKV, EngineTier } from '../kv/engine-tier.ts';
 import { chunkKey, precomputeChunks } from '../kv/precompute.ts';
-import { readPacked, unpackRotated } from '../kv/rerotate.ts';
+import { readPacked, unpackLayer } from '../kv/rerotate.ts';
 import type { SequenceKV } from '../kv-cache.ts';
 import { blendChunks, type ChunkPlacement, linkChunks } from './selective.ts';
 import type {
@@ -64,10 +67,11 @@ export class Assembler implements SequenceAssembler {
       questionTokens: req.question.length,
       bytesLoaded: {},
       artifactsByTier: {},
-      timingsMs: { load: 0, rotate: 0, recompute: 0, squeeze: 0, question: 0, total: 0 },
+      timingsMs: { load: 0, rotate: 0, recompute: 0, squeeze: 0, question: 0, wait: 0, total: 0 },
       squeezed: null,
     };
     let fixed: FixedContext | null = null;
+    let pendingPlacements: Promise<unknown> | null = null;
     const t0 = performance.now();
     const lap = async (phase: keyof AssembleReport['timingsMs'], from: number) => {
       await b.sync();
@@ -81,21 +85,23 @@ export class Assembler implements SequenceAssembler {
       const reused = req.mode === 'full' ? 0 : req.mode === 'prefix' ? (hasSystem ? 1 : 0) : blocks.length;
       const indexes: (SqueezedIndex | null)[] = blocks.map(() => null);
       // every artifact is asked for at once: reads from slower tiers (disk, object store) overlap each
-      // other and the decoding of the blocks placed before them
-      const pending = blocks
+      // other, the placing of the layers that are already there and (layer-wise) the question's layers
+      kv.length = Math.max(kv.length, ...blocks.slice(0, reused).map((bl) => bl.offset + bl.tokens.length));
+      const placing = blocks
         .slice(0, reused)
-        .map((bl) => this.tier.acquire(chunkKey(this.engine, bl.tokens, this.dtype)));
-      for (const p of pending) p.catch(() => {}); // a failed read surfaces where it is awaited
-      try {
-        for (const [i, block] of blocks.slice(0, reused).entries())
-          indexes[i] = await this.placeBlock(kv, block, pending[i], report, !!req.squeezed);
-      } finally {
-        // handles are released once each: this frees the ones of blocks a failure left unplaced
-        for (const p of pending)
-          p.then(
-            (g) => g?.release(),
-            () => {},
-          );
+        .map((bl) => new BlockPlacement(this, kv, bl, report, t0, !!req.squeezed));
+      const layerwise = req.mode === 'independent' && !req.squeezed && reused > 0;
+      pendingPlacements = Promise.allSettled(placing.map((p) => p.done));
+      let ready: ((layer: number) => Promise<void>) | undefined;
+      if (layerwise)
+        ready = async (layer: number) => {
+          const t = performance.now();
+          await Promise.all(placing.map((p) => p.placed(layer)));
+          report.timingsMs.wait += performance.now() - t;
+        };
+      else {
+        for (const [i, p] of placing.entries()) indexes[i] = await p.done;
+        pendingPlacements = null;
       }
       if (reused < blocks.length) {
         const t = performance.now();
@@ -127,8 +133,10 @@ export class Assembler implements SequenceAssembler {
       }
       const attention: SeqAttention | null = fixed ? { kind: 'ranges', source: fixed } : null;
       const tq = performance.now();
-      const out = await e.forward([{ kv, tokens: req.question, attention }], 'last');
+      const out = await e.forward([{ kv, tokens: req.question, attention }], 'last', ready);
       await lap('question', tq);
+      if (pendingPlacements) await Promise.all(placing.map((p) => p.done)); // every layer was placed
+      pendingPlacements = null;
       report.timingsMs.total = performance.now() - t0;
       const owned = fixed;
       return {
@@ -143,6 +151,8 @@ export class Assembler implements SequenceAssembler {
         },
       };
     } catch (err) {
+      // placements still running write into kv: let them finish (or fail) before it is freed
+      await pendingPlacements;
       kv.free();
       fixed?.dispose();
       throw err;
@@ -200,65 +210,118 @@ export class Assembler implements SequenceAssembler {
     );
     return { report: { ...rep, used: true }, fixed };
   }
+}
 
-  /**
-   * Decodes a block's artifact (`acquired`: the engine tier's handle on it, or null when no tier has it)
-   * into kv at block.offset, keys re-rotated by Δ = offset; returns its index when asked.
-   */
-  private async placeBlock(
+/**
+ * One block taken from its artifact: acquired from the engine tier (computed and stored first when no tier
+ * has a good copy), each layer decoded into the sequence's cache at block.offset (keys re-rotated by
+ * Δ = offset) as soon as it is on the device. A layer-wise read refused midway is recomputed, and the
+ * layers not yet placed come from the new artifact (the same values: the chunk's prefill is deterministic).
+ */
+class BlockPlacement {
+  /** Resolves to the block's index (when asked for) once every layer is placed. */
+  readonly done: Promise<SqueezedIndex | null>;
+  private readonly gates: { promise: Promise<void>; resolve(): void }[];
+  private failure: unknown = null;
+
+  constructor(
+    asm: Assembler,
     kv: SequenceKV,
     block: ChunkPlacement,
-    acquired: Promise<AcquiredKV | null>,
     report: AssembleReport,
+    t0: number,
+    wantIndex: boolean,
+  ) {
+    this.gates = Array.from({ length: asm.engine.config.layers }, () => {
+      let resolve!: () => void;
+      const promise = new Promise<void>((r) => {
+        resolve = r;
+      });
+      return { promise, resolve };
+    });
+    this.done = this.run(asm, kv, block, report, t0, wantIndex);
+    this.done.then(
+      () => {},
+      (err: unknown) => {
+        this.failure = err;
+        for (const g of this.gates) g.resolve(); // waiters look at `failure`
+      },
+    );
+  }
+
+  /** Resolves once layer `layer` is in the cache; rejects when the placement failed. */
+  async placed(layer: number): Promise<void> {
+    await this.gates[layer].promise;
+    if (this.failure) throw this.failure;
+  }
+
+  private async run(
+    asm: Assembler,
+    kv: SequenceKV,
+    block: ChunkPlacement,
+    report: AssembleReport,
+    t0: number,
     wantIndex: boolean,
   ): Promise<SqueezedIndex | null> {
-    const b = this.engine.backend;
-    const key = chunkKey(this.engine, block.tokens, this.dtype);
-    let t = performance.now();
-    let got: AcquiredKV | null = await acquired;
-    if (!got) {
-      // missing or refused in every tier: compute it now (and store it), then use it
-      await precomputeChunks(this.engine, this.tier.store, [{ tokenIds: block.tokens }], {
-        dtype: this.dtype,
-        force: true,
-      });
-      report.precomputedTokens += block.tokens.length;
-      got = await this.tier.acquire(key);
-      if (!got) throw new Error(`artifact ${key} missing right after it was computed`);
-    }
-    report.bytesLoaded[got.tier] = (report.bytesLoaded[got.tier] ?? 0) + got.bytes;
-    report.artifactsByTier[got.tier] = (report.artifactsByTier[got.tier] ?? 0) + 1;
-    await b.sync();
-    report.timingsMs.load += performance.now() - t;
-    t = performance.now();
+    const e = asm.engine;
+    const b = e.backend;
+    const key = chunkKey(e, block.tokens, asm.dtype);
+    const layers = e.config.layers;
+    let got: AcquiredKV | null = await asm.tier.acquire(key);
+    let layer = 0;
     try {
-      const n = block.tokens.length;
-      kv.ensureRoom(0);
-      unpackRotated(b, this.engine.model.invFreq, got.entry.packed, kv.cache, block.offset);
-      kv.length = Math.max(kv.length, block.offset + n);
-      await b.sync();
-      report.timingsMs.rotate += performance.now() - t;
-      if (!wantIndex) return null;
-      if (!got.entry.index) {
-        // an artifact stored without a (usable) index: build it once from the resident keys, keep it
-        t = performance.now();
-        const layers = await readPacked(b, this.engine.model.invFreq, got.entry.packed);
-        got.entry.index = buildIndex(layers, {
-          n,
-          kvHeads: this.engine.config.kvHeads,
-          headDim: this.engine.config.headDim,
-        });
-        report.squeezed = {
-          used: false,
-          indexedBlocks: 0,
-          unindexedTokens: 0,
-          builtIndexes: (report.squeezed?.builtIndexes ?? 0) + 1,
-        };
-        report.timingsMs.squeeze += performance.now() - t;
+      for (let attempt = 0; ; attempt++) {
+        if (!got) {
+          // missing or refused in every tier: compute it now (and store it), then use it
+          await precomputeChunks(e, asm.tier.store, [{ tokenIds: block.tokens }], {
+            dtype: asm.dtype,
+            force: true,
+          });
+          report.precomputedTokens += block.tokens.length;
+          got = await asm.tier.acquire(key);
+          if (!got) throw new Error(`artifact ${key} missing right after it was computed`);
+        }
+        report.bytesLoaded[got.tier] = (report.bytesLoaded[got.tier] ?? 0) + got.bytes;
+        report.artifactsByTier[got.tier] = (report.artifactsByTier[got.tier] ?? 0) + 1;
+        try {
+          for (; layer < layers; layer++) {
+            await got.entry.ready(layer);
+            const t = performance.now();
+            unpackLayer(b, e.model.invFreq, got.entry.packed, kv.cache, block.offset, layer);
+            report.timingsMs.rotate += performance.now() - t;
+            this.gates[layer].resolve();
+          }
+          break;
+        } catch (err) {
+          // a layer-wise read refused (or lost) midway: the tier dropped it; recompute once
+          if (attempt > 0 || !(err instanceof ArtifactError)) throw err;
+          got.release();
+          got = null;
+        }
       }
-      return got.entry.index;
+      report.timingsMs.load = Math.max(report.timingsMs.load, performance.now() - t0);
+      if (!wantIndex) return null;
+      const entry = got.entry;
+      const stored = await asm.tier.indexOf(entry);
+      if (stored) return stored;
+      // an artifact stored without a (usable) index: build it once from the resident keys, keep it
+      const t = performance.now();
+      const host = await readPacked(b, e.model.invFreq, entry.packed);
+      entry.index = buildIndex(host, {
+        n: block.tokens.length,
+        kvHeads: e.config.kvHeads,
+        headDim: e.config.headDim,
+      });
+      report.squeezed = {
+        used: false,
+        indexedBlocks: 0,
+        unindexedTokens: 0,
+        builtIndexes: (report.squeezed?.builtIndexes ?? 0) + 1,
+      };
+      report.timingsMs.squeeze += performance.now() - t;
+      return entry.index;
     } finally {
-      got.release();
+      got?.release();
     }
   }
 }

@@ -55,12 +55,20 @@ export interface AssembleReport {
   bytesLoaded: Record<string, number>;
   /** Artifacts served per tier. */
   artifactsByTier: Record<string, number>;
+  /**
+   * load: until every artifact byte is on the device and verified; rotate: kvUnpack (widen / dequantize
+   * and re-rotate keys); question: its prefill up to the logits. With layer-wise loading (`independent`,
+   * dense) these overlap: the question's layer l runs once layer l of every block is placed, so
+   * load + rotate + question exceeds total; `wait` is how long the question's layers stood waiting for
+   * loads (0 when everything arrived in time).
+   */
   timingsMs: {
     load: number;
     rotate: number;
     recompute: number;
     squeeze: number;
     question: number;
+    wait: number;
     total: number;
   };
   squeezed: SqueezedReport | null;

@@ -234,10 +234,10 @@ export class WasmKernels implements Kernels<WasmTensor, WasmKVCache> {
       f.set(block.v.subarray(h * count * headDim, (h + 1) * count * headDim), (c.v >> 2) + o);
     }
   }
-  uploadBytes(bytes: Uint8Array): WasmTensor {
-    const t = allocTensor(this.rt.mem, Math.max(1, bytes.byteLength));
-    this.rt.mem.u8.set(bytes, t.off);
-    return t;
+  reserveBytes(bytes: number): { handle: WasmTensor; view: Uint8Array } {
+    const t = allocTensor(this.rt.mem, Math.max(1, bytes));
+    // the memory is shared: this view stays valid (and the same bytes) when the memory grows later
+    return { handle: t, view: new Uint8Array(this.rt.mem.memory.buffer, t.off, bytes) };
   }
   kvUnpack(
     c: WasmKVCache,
