@@ -11,6 +11,9 @@
 //   before   what loading did before kvUnpack: decode on the host (TypeScript), kvLoad into a cache of its
 //            own, then kvGather → rope → kvWrite into the sequence (verify not included)
 //   memcpy   copying the same artifact bytes on the host (Uint8Array.set), the bandwidth peer
+//   object   the same artifacts from a filesystem object store onto the device (no unpack), every one asked
+//            for at once: read layer by layer straight into device memory and checked there (now), and
+//            read whole into a fresh buffer, verified and uploaded (before) — bench/_kv-object-load.ts
 // ms/MiB is per MiB of artifact bytes read; maxDiff is the largest |before − kvUnpack| over the cache
 // (the two paths must agree: 0 for values, f32 rounding of the rotation for keys).
 import { availableParallelism } from 'node:os';
@@ -28,6 +31,7 @@ import {
 } from '../gpu-runner/engine/kv/artifact-format.ts';
 import { copyRotated } from '../gpu-runner/engine/kv/rerotate.ts';
 import { numberOption, parseOptions, UsageError } from '../cli/args.ts';
+import { type ObjectLoad, objectLoad } from './_kv-object-load.ts';
 import { type Cell, emit, formatTable } from './_report.ts';
 
 export interface KvLoadRow {
@@ -43,6 +47,11 @@ export interface KvLoadRow {
   beforeMs: number;
   memcpyMs: number;
   maxDiff: number;
+  /** object store → device, now and before (see the header); ms/MiB of what each read */
+  objectMs: number;
+  objectMsPerMiB: number;
+  objectBeforeMs: number;
+  objectBeforeMsPerMiB: number;
 }
 
 export interface KvLoadResult {
@@ -73,6 +82,11 @@ export function kvLoadTable(r: KvLoadResult): string {
         'before/load',
         'memcpy',
         'maxDiff',
+        'object',
+        'ms/MiB',
+        'object before',
+        'ms/MiB',
+        'before/now',
       ],
       r.rows.map((x): Cell[] => [
         x.dtype,
@@ -86,6 +100,11 @@ export function kvLoadTable(r: KvLoadResult): string {
         x.beforeMs / (x.unpackMs + x.uploadMs),
         x.memcpyMs,
         x.maxDiff.toExponential(1),
+        x.objectMs,
+        x.objectMsPerMiB,
+        x.objectBeforeMs,
+        x.objectBeforeMsPerMiB,
+        x.objectBeforeMs / x.objectMs,
       ]),
     ),
   ].join('\n');
@@ -162,6 +181,7 @@ export async function run(args: string[]): Promise<number> {
   const spec = { layers, kvHeads, headDim, capacity: shape.tokens };
   const seq = b.createKVCache(spec);
   const ref = b.createKVCache(spec);
+  const objects = new Map<KVDType, ObjectLoad>();
   try {
     const data = Array.from({ length: chunks }, (_, c) =>
       Array.from({ length: layers }, (_, l) => synthetic(n, kvHeads, headDim, c * 1000 + l)),
@@ -185,9 +205,10 @@ export async function run(args: string[]): Promise<number> {
       ]),
     );
     const rows: KvLoadRow[] = [];
-    const samples = new Map(
-      dtypes.map((dt) => [dt, [] as Omit<KvLoadRow, 'dtype' | 'bytes' | 'msPerMiB'>[]]),
-    );
+    type Sample = Omit<KvLoadRow, 'dtype' | 'bytes' | 'msPerMiB' | 'objectMsPerMiB' | 'objectBeforeMsPerMiB'>;
+    const samples = new Map(dtypes.map((dt) => [dt, [] as Sample[]]));
+    for (const [dtype, arts] of artifacts)
+      objects.set(dtype, await objectLoad(b, { layers, kvHeads, headDim, rope: { theta: 10000 } }, arts));
     const sink = new Uint8Array(Math.max(...[...artifacts.values()].map((as) => as[0].byteLength)) * chunks);
     // run −1 warms up (JIT, first touch of the memory) and is not counted
     for (let r = -1; r < runs; r++) {
@@ -220,6 +241,9 @@ export async function run(args: string[]): Promise<number> {
           }
         });
         const maxDiff = r === 0 ? await maxAbsDiff(b, seq, ref, layers, shape.tokens) : 0;
+        const obj = objects.get(dtype)!;
+        const objectMs = await time(b, obj.now);
+        const objectBeforeMs = await time(b, obj.before);
         if (r < 0) continue;
         samples.get(dtype)!.push({
           verifyMs,
@@ -229,6 +253,8 @@ export async function run(args: string[]): Promise<number> {
           beforeMs,
           memcpyMs,
           maxDiff,
+          objectMs,
+          objectBeforeMs,
         });
       }
     }
@@ -248,12 +274,17 @@ export async function run(args: string[]): Promise<number> {
         beforeMs: m((x) => x.beforeMs),
         memcpyMs: m((x) => x.memcpyMs),
         maxDiff: Math.max(...xs.map((x) => x.maxDiff)),
+        objectMs: m((x) => x.objectMs),
+        objectMsPerMiB: m((x) => x.objectMs) / mib(objects.get(dtype)!.bytes.now),
+        objectBeforeMs: m((x) => x.objectBeforeMs),
+        objectBeforeMsPerMiB: m((x) => x.objectBeforeMs) / mib(objects.get(dtype)!.bytes.before),
       });
     }
     const result: KvLoadResult = { backend: b.name, threads, shape, runs, rows };
     emit(values.json ?? false, result, () => kvLoadTable(result));
     return 0;
   } finally {
+    for (const o of objects.values()) o.dispose();
     b.freeKVCache(seq);
     b.freeKVCache(ref);
     b.free(invFreq);

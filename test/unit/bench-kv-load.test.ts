@@ -1,6 +1,7 @@
 // `kvrag bench kv-load` on a tiny shape: one row per dtype, the kvUnpack path and the path it replaced
-// put the same keys and values in the cache, and the int8/int4 contexts weigh about a half / a quarter of
-// f16's.
+// put the same keys and values in the cache, the object-store paths (layer-wise into device memory, and
+// whole into a fresh buffer as before) both run, and the int8/int4 contexts weigh about a half / a quarter
+// of f16's.
 import { describe, expect, it } from 'vitest';
 import { type KvLoadResult, kvLoadTable, run } from '../../bench/kv-load.ts';
 import { captureStdout } from '../helpers/capture-stdout.ts';
@@ -20,6 +21,13 @@ describe('bench kv-load', () => {
       // keys: the two paths rotate with f32 sin/cos of their own; values are identical
       expect(x.maxDiff).toBeLessThan(1e-4);
       expect(x.msPerMiB).toBeCloseTo(x.loadMs / (x.bytes / 2 ** 20), 9);
+      // both object-store paths ran; the layer-wise one reads no more than the whole objects (these
+      // artifacts carry no index: only the tail padding differs)
+      expect(x.objectMs).toBeGreaterThan(0);
+      expect(x.objectBeforeMs).toBeGreaterThan(0);
+      expect(x.objectMs / x.objectMsPerMiB).toBeLessThanOrEqual(
+        x.objectBeforeMs / x.objectBeforeMsPerMiB + 1e-9,
+      );
     }
     const [f16, int8, int4] = r.rows.map((x) => x.bytes);
     expect(int8 / f16).toBeLessThan(0.56);

@@ -49,6 +49,11 @@ export interface AcquiredKV {
   release(): void;
 }
 
+/** What the tier checks an artifact against: the model's KV geometry and RoPE base. */
+export type KVShape = Pick<ModelConfig, 'layers' | 'kvHeads' | 'headDim'> & {
+  rope: Pick<ModelConfig['rope'], 'theta'>;
+};
+
 interface Entry extends ResidentKV {
   pins: number;
   /** a layer-wise read is still writing into the device memory: never freed meanwhile */
@@ -65,7 +70,7 @@ export class EngineTier {
   readonly name = 'engine';
   readonly store: ArtifactStore;
   private readonly backend: Backend;
-  private readonly cfg: ModelConfig;
+  private readonly cfg: KVShape;
   private readonly entries = new Map<string, Entry>(); // LRU order: first = least recently used
   /** Requests awaiting each in-flight load. */
   private readonly waiting = new Map<string, number>();
@@ -80,7 +85,7 @@ export class EngineTier {
 
   constructor(
     backend: Backend,
-    cfg: ModelConfig,
+    cfg: KVShape,
     store: ArtifactStore,
     capacityBytes: number,
     opts: { readBytes?: number } = {},

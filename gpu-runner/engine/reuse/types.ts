@@ -56,7 +56,8 @@ export interface AssembleReport {
   /** Artifacts served per tier. */
   artifactsByTier: Record<string, number>;
   /**
-   * load: until every artifact byte is on the device and verified; rotate: kvUnpack (widen / dequantize
+   * load: from the start until every artifact's K/V bytes are on the device and verified (wall clock; the
+   * reads of lower tiers run beside everything else); rotate: kvUnpack (widen / dequantize
    * and re-rotate keys); question: its prefill up to the logits. With layer-wise loading (`independent`,
    * dense) these overlap: the question's layer l runs once layer l of every block is placed, so
    * load + rotate + question exceeds total; `wait` is how long the question's layers stood waiting for
