@@ -19,6 +19,7 @@ import {
   decodeSectionValues,
   defaultQuant,
   encodeSection,
+  hadamardRows,
   isQuantized,
   sectionLayout,
 } from '../../gpu-runner/engine/kv/kv-codec.ts';
@@ -173,7 +174,9 @@ describe('compressed sections (int8, int4)', () => {
   it('keys: per channel and token group, each value within half a step of its group', () => {
     for (const dtype of ['int8', 'int4'] as const) {
       const g = geometry(150, 16, 2);
-      const q = defaultQuant(dtype, g.headDim);
+      // as stored without the key rotation (int4's default rotates: the bound holds in the rotated basis)
+      const { keyGroup, valueGroup } = defaultQuant(dtype, g.headDim);
+      const q = { keyGroup, valueGroup };
       const { k } = realistic(g);
       const got = decodeSectionValues(dtype, 'k', g, q, encodeSection(dtype, 'k', g, q, k));
       const top = dtype === 'int8' ? 255 : 15;
@@ -189,6 +192,25 @@ describe('compressed sections (int8, int4)', () => {
             for (const t of ts) expect(Math.abs(got[at(t)] - k[at(t)])).toBeLessThanOrEqual(bound);
           }
     }
+  });
+
+  it('int4 keys rotated by H/√d (the default) decode as the rotated keys quantized and rotated back', () => {
+    const g = geometry(150, 64, 2);
+    const q = defaultQuant('int4', g.headDim);
+    expect(q.keyTransform).toBe('hadamard');
+    expect(defaultQuant('int4', 48).keyTransform).toBeUndefined(); // not a power of two
+    const { k } = realistic(g);
+    const plain = { keyGroup: q.keyGroup, valueGroup: q.valueGroup };
+    const rotated = decodeSectionValues('int4', 'k', g, q, encodeSection('int4', 'k', g, q, k));
+    // decoding rotates back: the same as quantizing the rotated keys as they are and rotating the result
+    const hk = Float32Array.from(k);
+    hadamardRows(hk, g.headDim);
+    const viaPlain = decodeSectionValues('int4', 'k', g, plain, encodeSection('int4', 'k', g, plain, hk));
+    hadamardRows(viaPlain, g.headDim);
+    expect(maxDiff(rotated, viaPlain)).toBeLessThan(1e-5);
+    // H is orthonormal and its own inverse
+    hadamardRows(hk, g.headDim);
+    expect(maxDiff(hk, k)).toBeLessThan(1e-4);
   });
 
   it('values: per token and channel group, the largest magnitude kept, the rest within half a step', () => {
@@ -306,6 +328,12 @@ describe('compressed sections (int8, int4)', () => {
     expect(refused(() => parseHeader(forge(f16, (h) => (h.quant = { keyGroup: 8, valueGroup: 8 }))))).toBe(
       'header',
     );
+    const rot = (t: string) => (h: Record<string, unknown>) => {
+      h.quant = { ...(h.quant as object), keyTransform: t };
+    };
+    expect(refused(() => parseHeader(forge(int8, rot('fourier'))))).toBe('header');
+    const odd = encodeArtifact({ ...meta('int8'), headDim: 12 }, layers({ ...meta('int8'), headDim: 12 }));
+    expect(refused(() => parseHeader(forge(odd, rot('hadamard'))))).toBe('header'); // 12: not a power of two
     const future = int8.slice();
     new DataView(future.buffer).setUint32(8, 3, true);
     expect(refused(() => parseHeader(future))).toBe('version');

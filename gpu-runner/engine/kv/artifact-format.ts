@@ -87,7 +87,15 @@ export function encodeArtifact(
       kvHeads: meta.kvHeads,
       headDim: meta.headDim,
       rope: meta.rope,
-      ...(quant ? { quant: { keyGroup: quant.keyGroup, valueGroup: quant.valueGroup } } : {}),
+      ...(quant
+        ? {
+            quant: {
+              keyGroup: quant.keyGroup,
+              valueGroup: quant.valueGroup,
+              ...(quant.keyTransform ? { keyTransform: quant.keyTransform } : {}),
+            },
+          }
+        : {}),
       sections: { k: refs.filter((_, i) => i % 2 === 0), v: refs.filter((_, i) => i % 2 === 1) },
       index: indexRef,
       totalBytes: total,

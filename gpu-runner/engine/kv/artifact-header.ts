@@ -89,7 +89,14 @@ const headerSchema = z.object({
   headDim: z.number().int().positive().max(4096),
   rope: z.object({ theta: z.number().positive(), scaling: z.unknown() }),
   /** version 2, int8/int4 only */
-  quant: z.object({ keyGroup: z.number().int(), valueGroup: z.number().int() }).strict().optional(),
+  quant: z
+    .object({
+      keyGroup: z.number().int(),
+      valueGroup: z.number().int(),
+      keyTransform: z.literal('hadamard').optional(),
+    })
+    .strict()
+    .optional(),
   sections: z.object({ k: z.array(sectionSchema), v: z.array(sectionSchema) }),
   index: sectionSchema.nullable(),
   totalBytes: z.number().int().positive(),

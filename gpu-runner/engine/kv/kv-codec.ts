@@ -17,6 +17,8 @@
 //            reads one byte per pair). K codes unsigned; V codes two's complement (int8) or offset by 8 (int4).
 //     steps  f16: K [kv_head][ceil(n/G)][head_dim]; V [kv_head][n][head_dim/valueGroup]
 //     minima f16 (K only): [kv_head][ceil(n/G)][head_dim]
+//   With quant.keyTransform 'hadamard' (int4's default) the key codes, steps and minima describe each key
+//   row multiplied by H/√head_dim (hadamardRows); decoding multiplies by it again.
 import { ARTIFACT_DTYPES, type ArtifactDType } from '../../../contracts/artifacts.ts';
 import { f16Table, f32ToF16 } from '../half.ts';
 
@@ -33,6 +35,13 @@ export interface QuantParams {
   keyGroup: number;
   /** channels per value step of a token */
   valueGroup: number;
+  /**
+   * 'hadamard': each key row (one head vector) is multiplied by the orthonormal Hadamard matrix
+   * H/√head_dim before it is quantized, and again (H is its own inverse) after it is dequantized: the
+   * rotation spreads the keys' outlier channels over all channels, so their per-channel ranges are alike.
+   * Absent: keys quantized as they are (every artifact written before it existed).
+   */
+  keyTransform?: 'hadamard';
 }
 
 /**
@@ -43,13 +52,44 @@ export interface QuantParams {
  */
 export const DEFAULT_QUANT: Record<QuantDType, QuantParams> = {
   int8: { keyGroup: 128, valueGroup: 64 },
-  int4: { keyGroup: 64, valueGroup: 64 },
+  int4: { keyGroup: 64, valueGroup: 64, keyTransform: 'hadamard' },
 };
 
-/** The params a new artifact of `dtype` uses for this head_dim (valueGroup at most head_dim). */
+/** Whether keys of this head_dim can take the Hadamard rotation (a power of two, at least 4). */
+export const hadamardFits = (headDim: number): boolean => headDim >= 4 && (headDim & (headDim - 1)) === 0;
+
+/**
+ * The params a new artifact of `dtype` uses for this head_dim (valueGroup at most head_dim; the key
+ * rotation only where the head_dim takes it).
+ */
 export function defaultQuant(dtype: QuantDType, headDim: number): QuantParams {
   const d = DEFAULT_QUANT[dtype];
-  return { keyGroup: d.keyGroup, valueGroup: headDim % d.valueGroup === 0 ? d.valueGroup : headDim };
+  return {
+    keyGroup: d.keyGroup,
+    valueGroup: headDim % d.valueGroup === 0 ? d.valueGroup : headDim,
+    ...(d.keyTransform && hadamardFits(headDim) ? { keyTransform: d.keyTransform } : {}),
+  };
+}
+
+/**
+ * In place: row ← (H/√d)·row for each row of d values, H the Sylvester Hadamard matrix (fast
+ * Walsh–Hadamard butterflies, f64). Orthonormal and symmetric, so applying it twice gives the row back.
+ */
+export function hadamardRows(x: Float32Array | Float64Array, d: number): void {
+  const scale = 1 / Math.sqrt(d);
+  const row = new Float64Array(d);
+  for (let at = 0; at < x.length; at += d) {
+    for (let c = 0; c < d; c++) row[c] = x[at + c];
+    for (let h = 1; h < d; h *= 2)
+      for (let i = 0; i < d; i += 2 * h)
+        for (let j = i; j < i + h; j++) {
+          const a = row[j];
+          const b = row[j + h];
+          row[j] = a + b;
+          row[j + h] = a - b;
+        }
+    for (let c = 0; c < d; c++) x[at + c] = row[c] * scale;
+  }
 }
 
 export interface SectionGeometry {
@@ -76,6 +116,8 @@ export function quantProblem(dtype: QuantDType, g: SectionGeometry, q: QuantPara
   if (!Number.isInteger(q.valueGroup) || q.valueGroup < 1 || g.headDim % q.valueGroup !== 0)
     return `valueGroup ${q.valueGroup} does not divide head_dim ${g.headDim}`;
   if (dtype === 'int4' && g.headDim % 2 !== 0) return `int4 needs an even head_dim, got ${g.headDim}`;
+  if (q.keyTransform !== undefined && (q.keyTransform !== 'hadamard' || !hadamardFits(g.headDim)))
+    return `key transform ${q.keyTransform} does not fit head_dim ${g.headDim}`;
   return null;
 }
 
@@ -110,7 +152,11 @@ export function encodeSection(
   if (dtype === 'f16') return new Uint8Array(f32ToF16(x).buffer);
   const lay = sectionLayout(dtype, part, g, q);
   const out = new Uint8Array(lay.bytes);
-  if (part === 'k') encodeKeys(dtype, g, q!, x, out, lay);
+  if (part === 'k' && q?.keyTransform === 'hadamard') {
+    const rotated = Float32Array.from(x);
+    hadamardRows(rotated, g.headDim);
+    encodeKeys(dtype, g, q, rotated, out, lay);
+  } else if (part === 'k') encodeKeys(dtype, g, q!, x, out, lay);
   else encodeValues(dtype, g, q!, x, out, lay);
   return out;
 }
@@ -243,6 +289,7 @@ export function decodeSectionValues(
           out[(h * n + t) * d + c] =
             half(lay.mins + (p + c) * 2) + half(lay.steps + (p + c) * 2) * code((h * n + t) * lay.row, c);
       }
+    if (q!.keyTransform === 'hadamard') hadamardRows(out, d);
     return out;
   }
   const per = d / q!.valueGroup;

@@ -268,6 +268,7 @@ export class WasmKernels implements Kernels<WasmTensor, WasmKVCache> {
       headStride: spec.capacity * spec.headDim,
       delta,
       invFreq: invFreq?.off ?? 0,
+      hadamard: part === 'k' && packed.quant?.keyTransform === 'hadamard',
     });
   }
   kvGather(c: WasmKVCache, spec: KVCacheSpec, layer: number, start: number, count: number) {

@@ -134,6 +134,8 @@ export interface KVUnpackArgs {
   /** keys: position delta and invFreq offset (0 = no rotation) */
   delta: number;
   invFreq: number;
+  /** keys stored Hadamard-rotated (quant.keyTransform) */
+  hadamard: boolean;
 }
 
 export class WasmRuntime {
@@ -355,6 +357,7 @@ export class WasmRuntime {
       a.invFreq,
       this.scratch,
       SCRATCH_BYTES,
+      a.hadamard ? 1 : 0,
     ];
     const rows = a.kvHeads * a.n;
     this.pool.run('kv_unpack', args, [], this.parts(rows * a.headDim * 4, rows, 1 << 18));

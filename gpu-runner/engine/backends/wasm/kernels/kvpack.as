@@ -14,7 +14,9 @@ const HALF_IEEE: f32 = reinterpret<f32>(0x77800000); // 2^112: halves as stored
 // 2 int8, 3 int4), 3 1 = keys / 0 = values, 4 kvHeads, 5 n, 6 headDim, 7 keyGroup, 8 valueGroup,
 // 9 steps (byte offset in src), 10 mins (byte offset in src), 11 code row bytes, 12 dst floats between kv
 // heads, 13 Δ (i32 position delta; keys only), 14 invFreq ([headDim/2] f32; 0 = no rotation),
-// 15 scratch, 16 scratch bytes per thread. Rotation: angle f32(Δ · invFreq[i]), as the rope kernel.
+// 15 scratch, 16 scratch bytes per thread, 17 1 = keys stored Hadamard-rotated (int8/int4: each
+// dequantized row multiplied by H/√headDim before the RoPE rotation; headDim a power of two ≥ 4).
+// Rotation: angle f32(Δ · invFreq[i]), as the rope kernel.
 export function kv_unpack(a: usize, part: i32, parts: i32, slot: i32): void {
   const src = argP(a, 0);
   const dst = argP(a, 1);
@@ -31,6 +33,7 @@ export function kv_unpack(a: usize, part: i32, parts: i32, slot: i32): void {
   const headStride = argI(a, 12);
   const delta = argI(a, 13);
   const freq = argP(a, 14);
+  const hadamard = argI(a, 17) == 1;
   // scratch, all f32 [d]: cos[half] | sin[half]; the current key group's steps; its minima; a value
   // row's step per channel
   const cs = argP(a, 15) + <usize>slot * argP(a, 16);
@@ -67,6 +70,7 @@ export function kv_unpack(a: usize, part: i32, parts: i32, slot: i32): void {
           group = g;
         }
         dequantKeys(codes, gSteps, gMins, out, d, dtype == INT8);
+        if (hadamard) hadamardRow(out, d);
       } else {
         rowSteps(steps + ((<usize>r * (d / vg)) << 1), vSteps, d, vg);
         dequantValues(codes, vSteps, out, d, dtype == INT8);
@@ -179,6 +183,37 @@ function dequantValues(codes: usize, steps: usize, out: usize, d: i32, int8: boo
     const q = int8 ? (u << 24) >> 24 : u - 8;
     store<f32>(out + (<usize>c << 2), load<f32>(steps + (<usize>c << 2)) * <f32>q);
   }
+}
+
+/**
+ * In place: row ← (H/√d)·row, H the Sylvester Hadamard matrix (kv-codec.ts hadamardRows): the butterflies
+ * within each 4-lane vector (strides 1 and 2) by shuffles, then those across vectors (strides 4 … d/2).
+ * The stages commute, so this order gives the same transform.
+ */
+function hadamardRow(row: usize, d: i32): void {
+  const scale = f32x4.splat(1 / Mathf.sqrt(<f32>d));
+  const alt = f32x4(1, -1, 1, -1);
+  const pairs = f32x4(1, 1, -1, -1);
+  for (let c = 0; c < d; c += 4) {
+    const o = row + (<usize>c << 2);
+    const v = f32x4.mul(v128.load(o), scale);
+    const s1 = f32x4.add(v128.shuffle<f32>(v, v, 0, 0, 2, 2), f32x4.mul(v128.shuffle<f32>(v, v, 1, 1, 3, 3), alt));
+    const s2 = f32x4.add(
+      v128.shuffle<f32>(s1, s1, 0, 1, 0, 1),
+      f32x4.mul(v128.shuffle<f32>(s1, s1, 2, 3, 2, 3), pairs),
+    );
+    v128.store(o, s2);
+  }
+  for (let h = 4; h < d; h <<= 1)
+    for (let i = 0; i < d; i += h << 1)
+      for (let j = i; j < i + h; j += 4) {
+        const p = row + (<usize>j << 2);
+        const q = row + (<usize>(j + h) << 2);
+        const x = v128.load(p);
+        const y = v128.load(q);
+        v128.store(p, f32x4.add(x, y));
+        v128.store(q, f32x4.sub(x, y));
+      }
 }
 
 /** In place: (x_i, x_{i+half}) → (x·cos − y·sin, y·cos + x·sin) with cos/sin tables at cs. */
