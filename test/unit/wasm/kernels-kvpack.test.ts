@@ -1,7 +1,7 @@
 // wasm kv_unpack (chunk KV artifact section → cache rows, keys re-rotated) against the reference decoder
 // (kv-codec.ts) plus a straightforward rotation, threads 1 and 2, every artifact dtype, head dims that take
 // the SIMD paths (64) and the scalar tails (12, 20), keys stored with and without the Hadamard rotation
-// (head dims 16 and 64). Tolerances: exact without rotation (the same f32
+// (head dims 8 to 128: every blocking of its butterflies). Tolerances: exact without rotation (the same f32
 // products); with rotation 1e-5 relative (f32 sin/cos of AssemblyScript vs f64 rounded to f32).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WasmRuntime } from '../../../gpu-runner/engine/backends/wasm/runtime.ts';
@@ -44,7 +44,7 @@ describe.each([1, 2])('wasm kv_unpack, %i thread(s)', (threads) => {
   const cases: [KVDType, number, 'hadamard' | 'none' | 'default'][] = [
     ...KV_DTYPES.flatMap((dt) => [64, 12, 20].map((d): [KVDType, number, 'default'] => [dt, d, 'default'])),
     ...(['int8', 'int4'] as const).flatMap((dt) =>
-      [16, 64].flatMap((d) =>
+      [8, 16, 32, 64, 128].flatMap((d) =>
         (['hadamard', 'none'] as const).map((t): [KVDType, number, typeof t] => [dt, d, t]),
       ),
     ),

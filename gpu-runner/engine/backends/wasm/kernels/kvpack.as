@@ -185,35 +185,85 @@ function dequantValues(codes: usize, steps: usize, out: usize, d: i32, int8: boo
   }
 }
 
+/** The Hadamard butterflies of strides 1 and 2 inside one 4-lane vector. */
+@inline function hadamard4(v: v128): v128 {
+  const s1 = f32x4.add(
+    v128.shuffle<f32>(v, v, 0, 0, 2, 2),
+    f32x4.mul(v128.shuffle<f32>(v, v, 1, 1, 3, 3), f32x4(1, -1, 1, -1)),
+  );
+  return f32x4.add(
+    v128.shuffle<f32>(s1, s1, 0, 1, 0, 1),
+    f32x4.mul(v128.shuffle<f32>(s1, s1, 2, 3, 2, 3), f32x4(1, 1, -1, -1)),
+  );
+}
+
 /**
- * In place: row ← (H/√d)·row, H the Sylvester Hadamard matrix (kv-codec.ts hadamardRows): the butterflies
- * within each 4-lane vector (strides 1 and 2) by shuffles, then those across vectors (strides 4 … d/2).
- * The stages commute, so this order gives the same transform.
+ * In place: row ← (H/√d)·row, H the Sylvester Hadamard matrix (kv-codec.ts hadamardRows). The butterfly
+ * stages commute, so they run in register blocks: strides 1–8 on each 16-float block (shuffles inside a
+ * vector, then across its four vectors), then strides 16 and up two at a time (radix 4), a last single
+ * stride when their count is odd. One pass over the row per two stages.
  */
 function hadamardRow(row: usize, d: i32): void {
   const scale = f32x4.splat(1 / Mathf.sqrt(<f32>d));
-  const alt = f32x4(1, -1, 1, -1);
-  const pairs = f32x4(1, 1, -1, -1);
-  for (let c = 0; c < d; c += 4) {
-    const o = row + (<usize>c << 2);
-    const v = f32x4.mul(v128.load(o), scale);
-    const s1 = f32x4.add(v128.shuffle<f32>(v, v, 0, 0, 2, 2), f32x4.mul(v128.shuffle<f32>(v, v, 1, 1, 3, 3), alt));
-    const s2 = f32x4.add(
-      v128.shuffle<f32>(s1, s1, 0, 1, 0, 1),
-      f32x4.mul(v128.shuffle<f32>(s1, s1, 2, 3, 2, 3), pairs),
-    );
-    v128.store(o, s2);
+  if (d < 16) {
+    for (let c = 0; c < d; c += 4) {
+      const o = row + (<usize>c << 2);
+      v128.store(o, hadamard4(f32x4.mul(v128.load(o), scale)));
+    }
+    if (d == 8) {
+      const x = v128.load(row);
+      const y = v128.load(row, 16);
+      v128.store(row, f32x4.add(x, y));
+      v128.store(row, f32x4.sub(x, y), 16);
+    }
+    return;
   }
-  for (let h = 4; h < d; h <<= 1)
+  for (let c = 0; c < d; c += 16) {
+    const o = row + (<usize>c << 2);
+    const a = hadamard4(f32x4.mul(v128.load(o), scale));
+    const b = hadamard4(f32x4.mul(v128.load(o, 16), scale));
+    const e = hadamard4(f32x4.mul(v128.load(o, 32), scale));
+    const f = hadamard4(f32x4.mul(v128.load(o, 48), scale));
+    const a1 = f32x4.add(a, b);
+    const b1 = f32x4.sub(a, b);
+    const e1 = f32x4.add(e, f);
+    const f1 = f32x4.sub(e, f);
+    v128.store(o, f32x4.add(a1, e1));
+    v128.store(o, f32x4.add(b1, f1), 16);
+    v128.store(o, f32x4.sub(a1, e1), 32);
+    v128.store(o, f32x4.sub(b1, f1), 48);
+  }
+  let h = 16;
+  for (; h * 4 <= d; h <<= 2) {
+    const hb = <usize>h << 2;
+    for (let i = 0; i < d; i += h << 2)
+      for (let j = i; j < i + h; j += 4) {
+        const p = row + (<usize>j << 2);
+        const p0 = v128.load(p);
+        const p1 = v128.load(p + hb);
+        const p2 = v128.load(p + 2 * hb);
+        const p3 = v128.load(p + 3 * hb);
+        const q0 = f32x4.add(p0, p1);
+        const q1 = f32x4.sub(p0, p1);
+        const q2 = f32x4.add(p2, p3);
+        const q3 = f32x4.sub(p2, p3);
+        v128.store(p, f32x4.add(q0, q2));
+        v128.store(p + hb, f32x4.add(q1, q3));
+        v128.store(p + 2 * hb, f32x4.sub(q0, q2));
+        v128.store(p + 3 * hb, f32x4.sub(q1, q3));
+      }
+  }
+  for (; h < d; h <<= 1) {
+    const hb = <usize>h << 2;
     for (let i = 0; i < d; i += h << 1)
       for (let j = i; j < i + h; j += 4) {
         const p = row + (<usize>j << 2);
-        const q = row + (<usize>(j + h) << 2);
         const x = v128.load(p);
-        const y = v128.load(q);
+        const y = v128.load(p + hb);
         v128.store(p, f32x4.add(x, y));
-        v128.store(q, f32x4.sub(x, y));
+        v128.store(p + hb, f32x4.sub(x, y));
       }
+  }
 }
 
 /** In place: (x_i, x_{i+half}) → (x·cos − y·sin, y·cos + x·sin) with cos/sin tables at cs. */
