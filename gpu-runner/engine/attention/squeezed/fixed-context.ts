@@ -33,6 +33,15 @@ import {
   type PlacedBlock,
   scoreTable,
 } from './centroid-table.ts';
+import {
+  buildKeySketch,
+  type KeySketch,
+  keptRanges,
+  keyWeights,
+  leftOutShare,
+  pickKeys,
+  scoreKeys,
+} from './key-sketch.ts';
 import { chooseClusters, type SelectMode } from './select.ts';
 
 export { coalesce, type PlacedBlock };
@@ -75,12 +84,16 @@ export class FixedContext implements KeyRangeSource {
   readonly mode: SelectMode;
   readonly stats: FixedContextStats;
   private readonly tables: CentroidTable[]; // [layer·kvHeads + g]
+  /** per-key scoring (key-sketch.ts), [layer·kvHeads + g]; null = clusters scored by their centroids */
+  private readonly sketches: KeySketch[] | null;
   private disposed = false;
 
   /**
    * blocks: the fixed context in cache order, covering [0, n) without gaps; each indexed block already
    * sits cluster-major in the cache (toClusterMajor). invFreq: the model's RoPE [headDim/2] on the device.
-   * twoLevelFrom: clusters per head from which the second level is used.
+   * twoLevelFrom: clusters per head from which the second level is used. keys: the fixed context's keys
+   * per layer ([kv_head][n][d], cache order) for per-key scoring (the default when given; mode.scoring
+   * 'clusters' scores the centroid table instead).
    */
   constructor(
     backend: Backend,
@@ -89,6 +102,7 @@ export class FixedContext implements KeyRangeSource {
     mode: SelectMode,
     invFreq: Tensor,
     twoLevelFrom = TWO_LEVEL_FROM,
+    keys: readonly Float32Array[] | null = null,
   ) {
     if (!backend.caps.attentionRanges || !backend.caps.readNow)
       throw new Error(`squeezed attention: backend ${backend.name} lacks attentionRanges/readNow`);
@@ -114,9 +128,69 @@ export class FixedContext implements KeyRangeSource {
       unindexedTokens: blocks.reduce((s, bl) => s + (bl.index ? 0 : bl.n), 0),
     };
     this.tables = [];
+    const perKey = keys !== null && mode.scoring !== 'clusters';
+    if (perKey && keys.length !== geom.layers) throw new Error('fixed context: keys of every layer needed');
+    this.sketches = perKey ? [] : null;
+    const { kvHeads, headDim: d } = geom;
     for (let l = 0; l < geom.layers; l++)
-      for (let g = 0; g < geom.kvHeads; g++)
-        this.tables.push(buildCentroidTable(backend, blocks, l, g, geom, invFreq, twoLevelFrom));
+      for (let g = 0; g < kvHeads; g++) {
+        if (this.sketches) {
+          const k = keys![l].subarray(g * this.n * d, (g + 1) * this.n * d);
+          this.sketches.push(buildKeySketch(k, blocks, l, g, d));
+        } else this.tables.push(buildCentroidTable(backend, blocks, l, g, geom, invFreq, twoLevelFrom));
+      }
+  }
+
+  /** The budget fraction of table ti (per-head budgets when the mode has them). */
+  private fractionOf(ti: number): number {
+    const m = this.mode;
+    if (m.kind !== 'budget') return 1;
+    return m.perHead ? m.perHead[ti] : m.fraction;
+  }
+
+  /** keysFor with per-key scores: kv head g of layer l for the span's rows. */
+  private keysByScore(qHost: Float32Array, span: SeqSpan, ti: number, g: number, into: RangeChoice): void {
+    const s = this.sketches![ti];
+    const { heads, kvHeads, headDim: d } = this.geom;
+    const group = heads / kvHeads;
+    const rows = span.count * group;
+    const qa = new Float32Array(rows * d);
+    for (let i = 0; i < span.count; i++) {
+      const from = ((span.row + i) * heads + g * group) * d;
+      qa.set(qHost.subarray(from, from + group * d), i * group * d);
+    }
+    const live = span.pos + span.count - this.n;
+    const { logits, max, lse } = scoreKeys(s, qa, rows, this.geom.scale);
+    const w = keyWeights(s, logits, lse, rows);
+    const rule =
+      this.mode.kind === 'budget'
+        ? { take: Math.ceil(this.fractionOf(ti) * this.n) - s.alwaysKeys - live }
+        : { tau: this.mode.tau };
+    const keep =
+      this.mode.kind === 'budget' && this.fractionOf(ti) >= 1
+        ? new Uint8Array(s.n).fill(1)
+        : pickKeys(s, w, rule);
+    let kept = 0;
+    for (let j = 0; j < s.n; j++) kept += keep[j];
+    into.keys.push(keptRanges(s, keep, span.pos + span.count));
+    if (this.mode.approximate !== false && s.values && kept + s.alwaysKeys < s.n) {
+      const part = leftOutShare(s, keep, logits, max, rows);
+      into.dropped ??= {
+        out: new Float32Array(span.count * heads * d),
+        lse: new Float32Array(span.count * heads).fill(Number.NEGATIVE_INFINITY),
+      };
+      for (let i = 0; i < span.count; i++)
+        for (let j = 0; j < group; j++) {
+          const r = i * group + j;
+          const h = g * group + j;
+          into.dropped.out.set(part.out.subarray(r * d, (r + 1) * d), (i * heads + h) * d);
+          into.dropped.lse[i * heads + h] = part.lse[r];
+        }
+    }
+    const keys = kept + s.alwaysKeys;
+    this.stats.keysAttended += keys;
+    this.stats.fixedKeys += this.n;
+    this.stats.bytesTouched += keys * 2 * d * BYTES_PER_VALUE + s.n * (d + 4);
   }
 
   /**
@@ -157,6 +231,12 @@ export class FixedContext implements KeyRangeSource {
     if (this.disposed) throw new Error('fixed context used after dispose()');
     if (span.pos < this.n) throw new Error('squeezed attention: a query inside the fixed context');
     const { kvHeads, heads, headDim: d } = this.geom;
+    if (this.sketches) {
+      const out: RangeChoice = { keys: [], dropped: null };
+      for (let g = 0; g < kvHeads; g++) this.keysByScore(qHost, span, layer * kvHeads + g, g, out);
+      this.stats.fraction = this.stats.keysAttended / this.stats.fixedKeys;
+      return out;
+    }
     const lists: Int32Array[] = [];
     const live = span.pos + span.count - this.n;
     let dropped: DroppedPartial | null = null;

@@ -20,8 +20,18 @@ import { clusterSize, type HeadIndex, type SqueezedIndex } from './types.ts';
  * (layer, kv head) [layers·kvHeads] (headFractions), overriding `fraction` (their mean).
  */
 export type SelectMode =
-  | { kind: 'threshold'; tau: number; approximate?: boolean }
-  | { kind: 'budget'; fraction: number; perHead?: readonly number[]; approximate?: boolean };
+  | { kind: 'threshold'; tau: number; approximate?: boolean; scoring?: Scoring }
+  | {
+      kind: 'budget';
+      fraction: number;
+      perHead?: readonly number[];
+      approximate?: boolean;
+      scoring?: Scoring;
+    };
+
+/** How a step ranks the fixed context: every key by its int8 copy (key-sketch.ts, the default where the
+ * keys are given) or the clusters by their centroids. */
+export type Scoring = 'keys' | 'clusters';
 
 /**
  * λ: how much of the radius bound the score adds (1 = the upper bound, which on kvrag-tiny is so loose
