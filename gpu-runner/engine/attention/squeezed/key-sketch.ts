@@ -66,8 +66,7 @@ export function buildKeySketch(
 ): KeySketch {
   const n = keys.length / d;
   const group = new Int32Array(n).fill(-1);
-  const vals: Float32Array[] = [];
-  let withValues = true;
+  const vals: (Float32Array | null)[] = []; // each group's mean value (null: the index has none)
   const always: number[] = [];
   for (const bl of blocks) {
     if (!bl.index) {
@@ -77,22 +76,22 @@ export function buildKeySketch(
     const h = bl.index.heads[l * bl.index.kvHeads + g];
     for (let c = 0; c < h.k; c++) {
       group.fill(vals.length, bl.offset + h.starts[c], bl.offset + h.starts[c + 1]);
-      if (h.values) vals.push(h.values.subarray(c * d, (c + 1) * d));
-      else withValues = false;
-      if (!h.values) vals.push(new Float32Array(d));
+      vals.push(h.values ? h.values.subarray(c * d, (c + 1) * d) : null);
     }
     const w = bl.index.window;
     if (w > 0) {
       group.fill(vals.length, bl.offset + bl.n - w, bl.offset + bl.n);
-      if (h.win?.value) vals.push(h.win.value);
-      else {
-        withValues = false;
-        vals.push(new Float32Array(d));
-      }
+      vals.push(h.win?.value ?? null);
     }
   }
-  const values = withValues ? new Float32Array(vals.length * d) : null;
-  if (values) vals.forEach((v, i) => values.set(v, i * d));
+  let values: Float32Array | null = new Float32Array(vals.length * d);
+  for (const [i, v] of vals.entries()) {
+    if (!v) {
+      values = null;
+      break;
+    }
+    values.set(v, i * d);
+  }
   const { q8, scale } = quantizeRows(keys, n, d);
   const ranges = Int32Array.from(always);
   let alwaysKeys = 0;
