@@ -34,6 +34,8 @@ export interface RangeChoice {
 export interface KeyRangeSource {
   /** qHost: the step's q [M][heads·headDim]. */
   keysFor(qHost: Float32Array, span: SeqSpan, layer: number): RangeChoice;
+  /** The whole attention of a step with one span ([M, heads·headDim]), fused where the backend can; null: use keysFor. */
+  attend?(q: Tensor, layer: number, span: SeqSpan, heads: number, scale: number): Tensor | null;
 }
 
 export type SeqAttention =
@@ -58,6 +60,9 @@ export function attendLayer(
   scale: number,
 ): Tensor {
   if (attention.some((a) => a?.kind === 'ranges')) {
+    const one = spans.length === 1 && attention[0]?.kind === 'ranges' ? attention[0].source : null;
+    const fused = one?.attend?.(q, layer, spans[0], heads, scale);
+    if (fused) return fused;
     const qHost = b.readNow(q);
     // a `ranges` span of several rows (a question's prefill) selects per row: one row's keys are not
     // another's, and one selection for the block serves none of them well

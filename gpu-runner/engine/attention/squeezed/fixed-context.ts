@@ -42,6 +42,7 @@ import {
   pickKeys,
   scoreKeys,
 } from './key-sketch.ts';
+import { type KeepRule, NativeSketches } from './native-step.ts';
 import { chooseClusters, type SelectMode } from './select.ts';
 
 export { coalesce, type PlacedBlock };
@@ -86,6 +87,8 @@ export class FixedContext implements KeyRangeSource {
   private readonly tables: CentroidTable[]; // [layer·kvHeads + g]
   /** per-key scoring (key-sketch.ts), [layer·kvHeads + g]; null = clusters scored by their centroids */
   private readonly sketches: KeySketch[] | null;
+  /** the fused step on the native backend (native-step.ts), null elsewhere */
+  private readonly native: NativeSketches | null;
   private disposed = false;
 
   /**
@@ -139,6 +142,47 @@ export class FixedContext implements KeyRangeSource {
           this.sketches.push(buildKeySketch(k, blocks, l, g, d));
         } else this.tables.push(buildCentroidTable(backend, blocks, l, g, geom, invFreq, twoLevelFrom));
       }
+    this.native = this.sketches && mode.fused !== false ? NativeSketches.of(backend, this.sketches) : null;
+  }
+
+  /** What sketch ti keeps in a step with `live` live tokens: the budget's keys, or τ (take −1). */
+  private ruleOf(ti: number, live: number): KeepRule {
+    const s = this.sketches![ti];
+    if (this.mode.kind === 'threshold') return { take: -1, tau: this.mode.tau };
+    const f = this.fractionOf(ti);
+    const selectable = s.n - s.alwaysKeys;
+    const take = f >= 1 ? selectable : Math.ceil(f * this.n) - s.alwaysKeys - live;
+    return { take: Math.max(0, Math.min(selectable, take)), tau: 0 };
+  }
+
+  private count(ti: number, kept: number): void {
+    const s = this.sketches![ti];
+    const keys = kept + s.alwaysKeys;
+    const d = this.geom.headDim;
+    this.stats.keysAttended += keys;
+    this.stats.fixedKeys += this.n;
+    this.stats.bytesTouched += keys * 2 * d * BYTES_PER_VALUE + s.n * (d + 4);
+    this.stats.fraction = this.stats.keysAttended / this.stats.fixedKeys;
+  }
+
+  /**
+   * The step's attention for one span in one fused native call per row and kv head (native-step.ts), or
+   * null where there is none (not the native backend, clusters scored): then keysFor + attentionRanges.
+   */
+  attend(q: Tensor, layer: number, span: SeqSpan, heads: number, scale: number): Tensor | null {
+    if (!this.native) return null;
+    if (this.disposed) throw new Error('fixed context used after dispose()');
+    if (span.pos < this.n) throw new Error('squeezed attention: a query inside the fixed context');
+    return this.native.attend(
+      q,
+      layer,
+      span,
+      heads,
+      scale,
+      (ti, live) => this.ruleOf(ti, live),
+      (ti, kept) => this.count(ti, kept),
+      this.mode.approximate !== false,
+    );
   }
 
   /** The budget fraction of table ti (per-head budgets when the mode has them). */
@@ -159,17 +203,9 @@ export class FixedContext implements KeyRangeSource {
       const from = ((span.row + i) * heads + g * group) * d;
       qa.set(qHost.subarray(from, from + group * d), i * group * d);
     }
-    const live = span.pos + span.count - this.n;
     const { logits, max, lse } = scoreKeys(s, qa, rows, this.geom.scale);
     const w = keyWeights(s, logits, lse, rows);
-    const rule =
-      this.mode.kind === 'budget'
-        ? { take: Math.ceil(this.fractionOf(ti) * this.n) - s.alwaysKeys - live }
-        : { tau: this.mode.tau };
-    const keep =
-      this.mode.kind === 'budget' && this.fractionOf(ti) >= 1
-        ? new Uint8Array(s.n).fill(1)
-        : pickKeys(s, w, rule);
+    const keep = pickKeys(s, w, this.ruleOf(ti, span.pos + span.count - this.n));
     let kept = 0;
     for (let j = 0; j < s.n; j++) kept += keep[j];
     into.keys.push(keptRanges(s, keep, span.pos + span.count));
@@ -187,10 +223,7 @@ export class FixedContext implements KeyRangeSource {
           into.dropped.lse[i * heads + h] = part.lse[r];
         }
     }
-    const keys = kept + s.alwaysKeys;
-    this.stats.keysAttended += keys;
-    this.stats.fixedKeys += this.n;
-    this.stats.bytesTouched += keys * 2 * d * BYTES_PER_VALUE + s.n * (d + 4);
+    this.count(ti, kept);
   }
 
   /**
@@ -234,7 +267,6 @@ export class FixedContext implements KeyRangeSource {
     if (this.sketches) {
       const out: RangeChoice = { keys: [], dropped: null };
       for (let g = 0; g < kvHeads; g++) this.keysByScore(qHost, span, layer * kvHeads + g, g, out);
-      this.stats.fraction = this.stats.keysAttended / this.stats.fixedKeys;
       return out;
     }
     const lists: Int32Array[] = [];
@@ -267,6 +299,7 @@ export class FixedContext implements KeyRangeSource {
     if (this.disposed) return;
     this.disposed = true;
     for (const t of this.tables) freeCentroidTable(this.backend, t);
+    this.native?.free();
   }
 }
 

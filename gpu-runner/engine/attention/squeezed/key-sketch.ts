@@ -131,33 +131,29 @@ export function scoreKeys(
   return { logits, max, lse };
 }
 
-/** Per slot: the best estimated weight over rows, log-domain (max_r s_rj − lse_r); −∞ for slots always attended. */
+/** Per slot: the best estimated softmax weight over rows, max_r exp(s_rj − lse_r); −1 for slots always attended. */
 export function keyWeights(
   s: KeySketch,
   logits: Float32Array,
   lse: Float32Array,
   rows: number,
 ): Float32Array {
-  const w = new Float32Array(s.n).fill(Number.NEGATIVE_INFINITY);
+  const w = new Float32Array(s.n);
   for (let r = 0; r < rows; r++)
     for (let j = 0; j < s.n; j++) {
-      const v = logits[r * s.n + j] - lse[r];
+      const v = Math.exp(logits[r * s.n + j] - lse[r]);
       if (v > w[j]) w[j] = v;
     }
-  for (let j = 0; j < s.n; j++) if (s.group[j] < 0) w[j] = Number.NEGATIVE_INFINITY;
+  for (let j = 0; j < s.n; j++) if (s.group[j] < 0) w[j] = -1;
   return w;
 }
 
-/** Keep mask [n]: the `take` best slots by weight (ties by slot), or those with m·exp(w) ≥ τ. */
-export function pickKeys(
-  s: KeySketch,
-  w: Float32Array,
-  rule: { take: number } | { tau: number },
-): Uint8Array {
+/** Keep mask [n]: the `take` best slots by weight (ties by slot), or (take −1) those with m·w ≥ τ. */
+export function pickKeys(s: KeySketch, w: Float32Array, rule: { take: number; tau: number }): Uint8Array {
   const keep = new Uint8Array(s.n);
   const selectable = s.n - s.alwaysKeys;
-  if ('tau' in rule) {
-    const cut = Math.log(rule.tau / Math.max(1, selectable));
+  if (rule.take < 0) {
+    const cut = rule.tau / Math.max(1, selectable);
     for (let j = 0; j < s.n; j++) if (s.group[j] >= 0 && w[j] >= cut) keep[j] = 1;
     return keep;
   }

@@ -1,0 +1,118 @@
+// Squeezed attention's step fused into one native call per (row, kv head) on the `native` backend
+// (backends/native/src/squeezed.cc): int8 scoring of every fixed-context key, the budget's best keys,
+// exact attention over them + the always-attended ranges + the live tokens, and the left-out keys' share
+// merged by log-sum-exp — what key-sketch.ts computes on the host, without reading q back, uploading
+// ranges or merging on the host. The sketches live in the wasm memory the cache lives in.
+import { CheckedBackend } from '../../backends/checked.ts';
+import { NativeWasmKernels } from '../../backends/native/backend.ts';
+import type { Backend, SeqSpan, Tensor } from '../../backends/types.ts';
+import { allocTensor, type WasmKVCache, type WasmTensor } from '../../backends/wasm/tensors.ts';
+import type { KeySketch } from './key-sketch.ts';
+
+/** Byte offsets of one sketch's arrays in the wasm memory (0 = none). */
+interface Placed {
+  k8: number;
+  ks: number;
+  grp: number;
+  gvals: number;
+  always: number;
+}
+
+/** What a step keeps of sketch ti: take keys (budget) or those above τ (take −1). */
+export type KeepRule = { take: number; tau: number };
+
+export class NativeSketches {
+  private readonly b: CheckedBackend<NativeWasmKernels>;
+  private readonly sketches: readonly KeySketch[];
+  private readonly placed: Placed[];
+
+  /** The fused path for these sketches, or null when the backend is not `native`. */
+  static of(b: Backend, sketches: readonly KeySketch[]): NativeSketches | null {
+    if (!(b instanceof CheckedBackend) || !(b.kernels instanceof NativeWasmKernels)) return null;
+    return new NativeSketches(b as CheckedBackend<NativeWasmKernels>, sketches);
+  }
+
+  private constructor(b: CheckedBackend<NativeWasmKernels>, sketches: readonly KeySketch[]) {
+    this.b = b;
+    this.sketches = sketches;
+    const mem = b.kernels.rt.mem;
+    const put = (x: ArrayBufferView | null) => {
+      if (!x || x.byteLength === 0) return 0;
+      const off = mem.alloc(x.byteLength);
+      mem.u8.set(new Uint8Array(x.buffer, x.byteOffset, x.byteLength), off);
+      return off;
+    };
+    this.placed = sketches.map((s) => ({
+      k8: put(s.q8),
+      ks: put(s.kScale),
+      grp: put(s.group),
+      gvals: put(s.values),
+      always: put(s.always),
+    }));
+  }
+
+  /**
+   * Attention of span's rows (each row its own selection) → [rows, heads·d] (rows outside the span zero).
+   * rule(ti, live): what sketch ti keeps with `live` live tokens attended; kept(ti, keys): per row.
+   */
+  attend(
+    q: Tensor,
+    layer: number,
+    span: SeqSpan,
+    heads: number,
+    scale: number,
+    rule: (ti: number, live: number) => KeepRule,
+    kept: (ti: number, keys: number) => void,
+    approximate: boolean,
+  ): Tensor {
+    const { b } = this;
+    const mem = b.kernels.rt.mem;
+    const [rows, width] = q.shape;
+    const qh = b.handleOf(q) as WasmTensor;
+    const cache = b.cacheOf(span.cache) as WasmKVCache;
+    const la = cache.layerArgs(layer);
+    const kvHeads = la.kvHeads;
+    const d = width / heads;
+    const group = heads / kvHeads;
+    const n = this.sketches[0].n;
+    const y = allocTensor(mem, rows * width * 4);
+    mem.u8.fill(0, y.off, y.off + rows * width * 4);
+    for (let r = 0; r < span.count; r++) {
+      const end = span.pos + r + 1;
+      for (let g = 0; g < kvHeads; g++) {
+        const ti = layer * kvHeads + g;
+        const s = this.sketches[ti];
+        const p = this.placed[ti];
+        const at = ((span.row + r) * width + g * group * d) * 4;
+        const { take, tau } = rule(ti, end - n);
+        const keys = b.kernels.native.squeezedStep(mem.u8, {
+          q: qh.off + at,
+          out: y.off + at,
+          G: group,
+          headDim: d,
+          scale,
+          k8: p.k8,
+          ks: p.ks,
+          grp: p.grp,
+          n,
+          gvals: approximate ? p.gvals : 0,
+          groups: s.groups,
+          K: la.k + g * la.kvHeadStride * 4,
+          V: la.v + g * la.kvHeadStride * 4,
+          always: p.always,
+          alwaysPairs: s.always.length / 2,
+          end,
+          take,
+          tau,
+        });
+        kept(ti, keys);
+      }
+    }
+    return b.adopt(y, [rows, width]);
+  }
+
+  free(): void {
+    const mem = this.b.kernels.rt.mem;
+    for (const p of this.placed) for (const off of Object.values(p)) if (off) mem.release(off);
+  }
+}
