@@ -33,7 +33,7 @@ describe('per-key scoring', () => {
     for (let p = 0; p < n; p++) keys[p * d] = p % 2 === 0 ? 3 : -3;
     keys[157 * d] = 0;
     keys[157 * d + 1] = 5;
-    const ix = buildIndex([{ k: keys, v: null }], { n, kvHeads: 1, headDim: d }, { window: 0, pc: 0.0025 });
+    const ix = buildIndex([{ k: keys }], { n, kvHeads: 1, headDim: d }, { window: 0, pc: 0.0025 });
     expect(ix.heads[0].k).toBe(1);
     const s = buildKeySketch(keys, [{ offset: 0, n, index: ix }], 0, 0, d);
     const q = new Float32Array(d);
