@@ -22,6 +22,7 @@ import {
 } from '../../gpu-runner/engine/attention/squeezed/synthetic.ts';
 import { attendLayer } from '../../gpu-runner/engine/attention/step-attention.ts';
 import { nativeBackendAvailable } from '../../gpu-runner/engine/backends/native/backend.ts';
+import { loadNativeKernels } from '../../gpu-runner/engine/backends/native/index.ts';
 import { createBackend } from '../../gpu-runner/engine/backends/registry.ts';
 import type { Backend } from '../../gpu-runner/engine/backends/types.ts';
 
@@ -45,7 +46,7 @@ describe('per-key scoring', () => {
   });
 });
 
-const N = 640;
+const N = 645; // not a multiple of the native layout's 16-key blocks
 const LIVE = 6;
 const CAP = N + LIVE;
 const H = 4;
@@ -163,18 +164,28 @@ function keysSuite(name: 'reference' | 'native') {
       }
     });
 
-    it('the fused step equals the host path (keys kept and output)', () => {
+    it('the fused step equals the host path (keys kept and output) at every ISA level', async () => {
+      const load = name === 'native' ? await loadNativeKernels() : null;
+      const levels = load?.ok ? load.kernels.info().levels : [null];
+      const was = load?.ok ? load.kernels.info().level : null;
       const modes: SelectMode[] = [
         { kind: 'budget', fraction: 1 / 8 },
         { kind: 'budget', fraction: 1 / 16, approximate: false },
         { kind: 'budget', fraction: 1 / 3, perHead: [0.2, 0.46] },
         { kind: 'threshold', tau: 2 },
       ];
-      for (const mode of modes) {
-        const fused = step(mode);
-        const host = step({ ...mode, fused: false });
-        expect(fused.stats.keysAttended).toBe(host.stats.keysAttended);
-        expect(relativeError(fused.out, host.out)).toBeLessThanOrEqual(1e-5);
+      try {
+        for (const level of levels) {
+          if (level && load?.ok) load.kernels.configure({ level });
+          for (const mode of modes) {
+            const fused = step(mode);
+            const host = step({ ...mode, fused: false });
+            expect(fused.stats.keysAttended).toBe(host.stats.keysAttended);
+            expect(relativeError(fused.out, host.out)).toBeLessThanOrEqual(1e-5);
+          }
+        }
+      } finally {
+        if (was && load?.ok) load.kernels.configure({ level: was });
       }
     });
   });

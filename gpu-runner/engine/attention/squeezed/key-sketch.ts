@@ -44,7 +44,7 @@ export function quantizeRows(
   for (let r = 0; r < rows; r++) {
     let m = 0;
     for (let e = 0; e < d; e++) m = Math.max(m, Math.abs(x[r * d + e]));
-    const s = m / 127;
+    const s = Math.fround(m / 127);
     scale[r] = s;
     if (s === 0) continue;
     for (let e = 0; e < d; e++) q8[r * d + e] = Math.round(x[r * d + e] / s);
@@ -99,7 +99,10 @@ export function buildKeySketch(
   return { n, d, q8, kScale: scale, group, groups: vals.length, values, always: ranges, alwaysKeys };
 }
 
-/** Estimated logits of every slot: [rows][n] = (q8_r · k8_j)·qs_r·ks_j·scale, with [rows] max and log-sum-exp. */
+/**
+ * Estimated logits of every slot: [rows][n] = ((q8_r · k8_j)·f_r)·ks_j in f32 (f_r = qs_r·scale rounded to
+ * f32: the native kernel's roundings), with [rows] max and log-sum-exp.
+ */
 export function scoreKeys(
   s: KeySketch,
   q: Float32Array,
@@ -112,14 +115,14 @@ export function scoreKeys(
   const max = new Float32Array(rows).fill(Number.NEGATIVE_INFINITY);
   const lse = new Float32Array(rows);
   for (let r = 0; r < rows; r++) {
-    const f = qs[r] * scale;
+    const f = Math.fround(qs[r] * scale);
     const qo = r * d;
     let m = Number.NEGATIVE_INFINITY;
     for (let j = 0; j < n; j++) {
       let acc = 0;
       const ko = j * d;
       for (let e = 0; e < d; e++) acc += q8[qo + e] * k8[ko + e];
-      const v = acc * f * kScale[j];
+      const v = Math.fround(Math.fround(acc * f) * kScale[j]);
       logits[r * n + j] = v;
       if (v > m) m = v;
     }

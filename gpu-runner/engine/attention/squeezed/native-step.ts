@@ -12,6 +12,7 @@ import type { KeySketch } from './key-sketch.ts';
 /** Byte offsets of one sketch's arrays in the wasm memory (0 = none). */
 interface Placed {
   k8: number;
+  ksum: number;
   ks: number;
   grp: number;
   gvals: number;
@@ -42,13 +43,17 @@ export class NativeSketches {
       mem.u8.set(new Uint8Array(x.buffer, x.byteOffset, x.byteLength), off);
       return off;
     };
-    this.placed = sketches.map((s) => ({
-      k8: put(s.q8),
-      ks: put(s.kScale),
+    this.placed = sketches.map((s) => {
+      const { k8, ksum, ks } = interleave(s);
+      return {
+        k8: put(k8),
+        ksum: put(ksum),
+        ks: put(ks),
       grp: put(s.group),
       gvals: put(s.values),
-      always: put(s.always),
-    }));
+        always: put(s.always),
+      };
+    });
   }
 
   /**
@@ -92,6 +97,7 @@ export class NativeSketches {
           headDim: d,
           scale,
           k8: p.k8,
+          ksum: p.ksum,
           ks: p.ks,
           grp: p.grp,
           n,
@@ -115,4 +121,33 @@ export class NativeSketches {
     const mem = this.b.kernels.rt.mem;
     for (const p of this.placed) for (const off of Object.values(p)) if (off) mem.release(off);
   }
+}
+
+/** Keys per block of the kernel's int8 layout (src/squeezed.h SQ_BLOCK). */
+const BLOCK = 16;
+
+/**
+ * A sketch's int8 keys in the kernel's layout: blocks of 16 keys, 4 dims at a time ([n/16][d/4][16][4],
+ * n padded with zero keys), the Σ of each key's int8 values and the scales, both padded.
+ */
+function interleave(s: KeySketch): { k8: Int8Array; ksum: Int32Array; ks: Float32Array } {
+  const { n, d } = s;
+  const npad = Math.ceil(n / BLOCK) * BLOCK;
+  const T = d / 4;
+  const k8 = new Int8Array(npad * d);
+  const ksum = new Int32Array(npad);
+  const ks = new Float32Array(npad);
+  ks.set(s.kScale);
+  for (let j = 0; j < n; j++) {
+    const b = Math.floor(j / BLOCK);
+    const i = j % BLOCK;
+    let sum = 0;
+    for (let e = 0; e < d; e++) {
+      const x = s.q8[j * d + e];
+      sum += x;
+      k8[((b * T + (e >> 2)) * BLOCK + i) * 4 + (e & 3)] = x;
+    }
+    ksum[j] = sum;
+  }
+  return { k8, ksum, ks };
 }

@@ -84,7 +84,9 @@ export interface NativeSqueezedStep {
   G: number;
   headDim: number;
   scale: number;
+  /** int8 keys in blocks of 16 ([n/16][d/4][16][4], n padded to 16) and [n padded] Σ of each key's int8 */
   k8: number;
+  ksum: number;
   ks: number;
   grp: number;
   n: number;
@@ -189,6 +191,7 @@ export class NativeKernels {
       a.headDim,
       a.scale,
       a.k8,
+      a.ksum,
       a.ks,
       a.grp,
       a.n,

@@ -16,7 +16,8 @@ struct SqueezedStep {
   float* out;      // [G][d]
   int G, d;
   double scale;
-  const int8_t* k8;    // [n][d] int8 keys in cache order
+  const int8_t* k8;    // int8 keys in cache order, in blocks of 16 keys: [n/16][d/4][16 keys][4] (n padded)
+  const int32_t* ksum; // [n] Σ_e k8[j][e] (VNNI's unsigned-query correction)
   const float* ks;     // [n] their scales
   const int32_t* grp;  // [n] summary group, −1 = always attended
   int64_t n;
@@ -31,10 +32,16 @@ struct SqueezedStep {
   double tau;    // threshold: keep when selectable · weight ≥ tau
 };
 
+/** Keys per block of the interleaved int8 layout. */
+constexpr int SQ_BLOCK = 16;
+
+/** One step; returns the keys kept (not counting always-attended ranges). AVX2, or AVX-512 VNNI. */
 namespace avx2 {
-/** One step; returns the keys kept (not counting always-attended ranges). */
 KV_EXPORT int64_t squeezedStep(const SqueezedStep& a);
 }  // namespace avx2
+namespace vnni {
+KV_EXPORT int64_t squeezedStep(const SqueezedStep& a);
+}  // namespace vnni
 
 napi_value squeezedStepFn(napi_env env, napi_callback_info info);
 
