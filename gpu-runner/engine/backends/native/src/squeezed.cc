@@ -49,6 +49,17 @@ inline float hmax(__m256 v) {
 
 constexpr int MAXG = 16;
 
+/** K and V rows of slot j towards the cache (`lines` lines each). */
+template <int HINT>
+inline void prefetchRow(const SqueezedStep& a, int32_t j, int lines) {
+  const char* kp = reinterpret_cast<const char*>(a.K + static_cast<int64_t>(j) * a.d);
+  const char* vp = reinterpret_cast<const char*>(a.V + static_cast<int64_t>(j) * a.d);
+  for (int c = 0; c < lines; c++) {
+    _mm_prefetch(kp + 64 * c, static_cast<_mm_hint>(HINT));
+    _mm_prefetch(vp + 64 * c, static_cast<_mm_hint>(HINT));
+  }
+}
+
 struct Scratch {
   std::vector<float> logit, ex, w, sel;
   std::vector<int32_t> keys, edge;
@@ -125,7 +136,7 @@ float kthWeight(Scratch& S, const float* w, int64_t n, int64_t take) {
 
 int64_t squeezedStep(const SqueezedStep& a) {
   static thread_local Scratch S;
-  const int G = a.G, d = a.d, T = d / 4;
+  const int G = a.G, d = a.d;
   const int64_t n = a.n, npad = (n + SQ_BLOCK - 1) / SQ_BLOCK * SQ_BLOCK;
   // the group's queries in int8, one scale each (key-sketch.ts quantizeRows), 4 dims per int32
   alignas(64) int32_t q4[MAXG][64];
@@ -211,7 +222,7 @@ int64_t squeezedStep(const SqueezedStep& a) {
   // one pass over the gathered rows (prefetched PF keys ahead: a selection is scattered), weights
   // exp(s − max_h) against the estimated logits' max — the left-out share's reference too, so the two
   // parts add without rescaling (an exact logit above it by the int8 error stays far from overflow)
-  constexpr int PF = 12;
+  constexpr int PF = 8, PF2 = 32;  // rows into L1 8 keys ahead, into L2 32 ahead
   const float sc = static_cast<float>(a.scale);
   std::vector<float>& acc = S.wg;  // [G][2][d]: exact, then left-out
   acc.assign(static_cast<size_t>(G) * 2 * d, 0.0f);
@@ -228,14 +239,8 @@ int64_t squeezedStep(const SqueezedStep& a) {
       ref[h] = std::max(ref[h], hsum(s8) * sc);
     }
   for (int64_t i = 0; i < nk; i++) {
-    if (i + PF < nk) {
-      const char* kp = reinterpret_cast<const char*>(a.K + static_cast<int64_t>(S.keys[i + PF]) * d);
-      const char* vp = reinterpret_cast<const char*>(a.V + static_cast<int64_t>(S.keys[i + PF]) * d);
-      for (int c = 0; c < lines; c++) {
-        _mm_prefetch(kp + 64 * c, _MM_HINT_T0);
-        _mm_prefetch(vp + 64 * c, _MM_HINT_T0);
-      }
-    }
+    if (i + PF < nk) prefetchRow<_MM_HINT_T0>(a, S.keys[i + PF], lines);
+    if (i + PF2 < nk) prefetchRow<_MM_HINT_T1>(a, S.keys[i + PF2], lines);
     const float* kr = a.K + static_cast<int64_t>(S.keys[i]) * d;
     const float* vr = a.V + static_cast<int64_t>(S.keys[i]) * d;
     alignas(32) float sv[MAXG] = {};
@@ -255,36 +260,41 @@ int64_t squeezedStep(const SqueezedStep& a) {
         _mm256_storeu_ps(o + e, _mm256_fmadd_ps(p8, _mm256_loadu_ps(vr + e), _mm256_loadu_ps(o + e)));
     }
   }
-  // the left-out slots' share: Σ exp(logit − max) per group (groups are runs of slots) × its mean value
+  // the left-out slots' share: Σ exp(logit − max) per group (groups are runs of slots) × its mean value,
+  // every head in one pass over the runs
   const bool approx = a.gvals && kept < selectable;
-  for (int h = 0; h < G; h++) {
-    const float* o = acc.data() + h * 2 * d;
-    float* oa = acc.data() + h * 2 * d + d;
-    float* dst = a.out + h * d;
-    double za = 0;
-    if (approx) {
-      const float* ex = S.ex.data() + h * npad;
-      int64_t j = 0;
-      while (j < n) {
-        const int32_t g = a.grp[j];
-        float run = 0;
-        int64_t e = j;
-        for (; e < n && a.grp[e] == g; e++) run += S.keep[e] ? 0.0f : ex[e];
-        j = e;
-        if (g < 0 || run == 0) continue;
-        za += run;
-        const __m256 w8 = _mm256_set1_ps(run);
-        const float* gv = a.gvals + static_cast<int64_t>(g) * d;
+  double za[MAXG] = {};
+  if (approx) {
+    int64_t j = 0;
+    while (j < n) {
+      const int32_t g = a.grp[j];
+      float run[MAXG] = {};
+      int64_t e = j;
+      for (; e < n && a.grp[e] == g; e++) {
+        const float off = S.keep[e] ? 0.0f : 1.0f;
+        for (int h = 0; h < G; h++) run[h] += off * S.ex[h * npad + e];
+      }
+      j = e;
+      if (g < 0) continue;
+      const float* gv = a.gvals + static_cast<int64_t>(g) * d;
+      for (int h = 0; h < G; h++) {
+        if (run[h] == 0) continue;
+        za[h] += run[h];
+        float* oa = acc.data() + h * 2 * d + d;
+        const __m256 w8 = _mm256_set1_ps(run[h]);
         for (int c = 0; c < d; c += 8)
           _mm256_storeu_ps(oa + c, _mm256_fmadd_ps(w8, _mm256_loadu_ps(gv + c), _mm256_loadu_ps(oa + c)));
       }
     }
+  }
+  for (int h = 0; h < G; h++) {
+    const float* o = acc.data() + h * 2 * d;
+    float* oa = acc.data() + h * 2 * d + d;
+    float* dst = a.out + h * d;
     const float rs = std::exp(mx[h] - ref[h]);  // the left-out share was against mx
-    za *= rs;
-    for (int e = 0; e < d; e++) oa[e] *= rs;
-    const double den = el[h] + za;
+    const double den = el[h] + za[h] * rs;
     const double inv = den > 0 ? 1.0 / den : 0.0;
-    for (int e = 0; e < d; e++) dst[e] = static_cast<float>((o[e] + oa[e]) * inv);
+    for (int e = 0; e < d; e++) dst[e] = static_cast<float>((o[e] + oa[e] * rs) * inv);
   }
   return kept;
 }
