@@ -59,7 +59,9 @@ export async function engineDecode(opts: {
   const cfg = JSON.parse(readFileSync(cfgPath, 'utf8'));
   cfg.max_position_embeddings = context + 256;
   writeFileSync(cfgPath, JSON.stringify(cfg));
-  const engine = await loadEngine(dir, { backend: await createBackend(opts.backend, { threads: opts.threads }) });
+  const engine = await loadEngine(dir, {
+    backend: await createBackend(opts.backend, { threads: opts.threads }),
+  });
   try {
     const store = new ArtifactStore({
       fingerprint: engine.fingerprint,

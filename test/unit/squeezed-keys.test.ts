@@ -6,10 +6,12 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FixedContext } from '../../gpu-runner/engine/attention/squeezed/fixed-context.ts';
 import { buildIndex } from '../../gpu-runner/engine/attention/squeezed/index.ts';
+import { calibrateKeyThreshold } from '../../gpu-runner/engine/attention/squeezed/calibrate.ts';
 import {
   buildKeySketch,
   keyWeights,
   pickKeys,
+  plainSketch,
   scoreKeys,
 } from '../../gpu-runner/engine/attention/squeezed/key-sketch.ts';
 import { toClusterMajor } from '../../gpu-runner/engine/attention/squeezed/layout.ts';
@@ -43,6 +45,36 @@ describe('per-key scoring', () => {
     const keep = pickKeys(s, keyWeights(s, logits, lse, 1), { take: 4, tau: 0 });
     expect(keep[157]).toBe(1);
     expect(keep.reduce((a, b) => a + b, 0)).toBe(4);
+  });
+});
+
+describe('per-key threshold calibration', () => {
+  it("τ keeps the calibrated share of the window rows' keys when threshold mode scores them", () => {
+    const n = 700;
+    const w = 64;
+    const kvh = 2;
+    const h = 4;
+    const d = 16;
+    const ctx = syntheticContext({ cap: n, kvHeads: kvh, headDim: d, topics: 20, seed: 3 });
+    const keys = fixedKeys(ctx, kvh, n, d);
+    const ix = buildIndex([{ k: keys }], { n, kvHeads: kvh, headDim: d }, { window: w, pc: 0.05 });
+    const q = syntheticQueries(ctx, { rows: w, heads: h, kvHeads: kvh, headDim: d, topics: 20, seed: 9 });
+    const sc = 1 / Math.sqrt(d);
+    const tau = calibrateKeyThreshold([{ index: ix, windowQueries: [q], keys: [keys] }], h, sc, 1 / 8, 1);
+    let kept = 0;
+    let all = 0;
+    for (let g = 0; g < kvh; g++) {
+      const s = plainSketch(keys.subarray(g * n * d, (g * n + n - w) * d), d);
+      for (let r = 0; r < w; r++) {
+        const from = (r * h + g * (h / kvh)) * d;
+        const { logits, lse } = scoreKeys(s, q.subarray(from, from + (h / kvh) * d), h / kvh, sc);
+        const keep = pickKeys(s, keyWeights(s, logits, lse, h / kvh), { take: -1, tau });
+        kept += keep.reduce((a, b) => a + b, 0);
+        all += s.n;
+      }
+    }
+    expect(kept / all).toBeGreaterThanOrEqual(1 / 8);
+    expect(kept / all).toBeLessThan(1 / 8 + 0.01);
   });
 });
 

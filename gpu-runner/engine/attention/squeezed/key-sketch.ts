@@ -99,6 +99,23 @@ export function buildKeySketch(
   return { n, d, q8, kScale: scale, group, groups: vals.length, values, always: ranges, alwaysKeys };
 }
 
+/** A sketch of plain keys [n][d] with no groups and nothing always attended (calibration). */
+export function plainSketch(keys: Float32Array, d: number): KeySketch {
+  const n = keys.length / d;
+  const { q8, scale } = quantizeRows(keys, n, d);
+  return {
+    n,
+    d,
+    q8,
+    kScale: scale,
+    group: new Int32Array(n),
+    groups: 1,
+    values: null,
+    always: new Int32Array(0),
+    alwaysKeys: 0,
+  };
+}
+
 /**
  * Estimated logits of every slot: [rows][n] = ((q8_r · k8_j)·f_r)·ks_j in f32 (f_r = qs_r·scale rounded to
  * f32: the native kernel's roundings), with [rows] max and log-sum-exp.

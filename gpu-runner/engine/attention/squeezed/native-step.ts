@@ -49,8 +49,8 @@ export class NativeSketches {
         k8: put(k8),
         ksum: put(ksum),
         ks: put(ks),
-      grp: put(s.group),
-      gvals: put(s.values),
+        grp: put(s.group),
+        gvals: put(s.values),
         always: put(s.always),
       };
     });
