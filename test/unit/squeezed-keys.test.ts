@@ -196,6 +196,55 @@ function keysSuite(name: 'reference' | 'native') {
       }
     });
 
+    it('a step of two squeezed sequences and a dense one: fused equals the host path', () => {
+      const run = (fused: boolean) => {
+        const caches = [0, 1, 2].map(() =>
+          b.createKVCache({ layers: 1, kvHeads: KVH, headDim: D, capacity: CAP }),
+        );
+        b.kvLoad(caches[0], 0, 0, { k: major(ctx.k), v: major(ctx.v) });
+        b.kvLoad(caches[1], 0, 0, { k: major(ctx.k), v: major(ctx.v) });
+        b.kvLoad(caches[2], 0, 0, { k: ctx.k, v: ctx.v });
+        const invFreq = b.upload({ dtype: 'f32', shape: [D / 2], data: new Float32Array(D / 2) });
+        const fcs = [1 / 8, 1 / 16].map(
+          (fraction) =>
+            new FixedContext(
+              b,
+              { layers: 1, heads: H, kvHeads: KVH, headDim: D, scale },
+              [{ offset: 0, n: N, index: ix }],
+              { kind: 'budget', fraction, fused },
+              invFreq,
+              undefined,
+              [fixedMajor(ctx.k)],
+            ),
+        );
+        const q3 = new Float32Array(3 * H * D);
+        for (let r = 0; r < 3; r++) q3.set(q, r * H * D);
+        const qt = b.upload({ dtype: 'f32', shape: [3, H * D], data: q3 });
+        const spans = caches.map((cache, row) => ({ cache, row, count: 1, pos: CAP - 1 }));
+        const outT = attendLayer(
+          b,
+          qt,
+          0,
+          spans,
+          [{ kind: 'ranges', source: fcs[0] }, { kind: 'ranges', source: fcs[1] }, null],
+          H,
+          scale,
+        );
+        const out = b.readNow(outT);
+        const keys = fcs.map((f) => f.stats.keysAttended);
+        for (const t of [outT, qt, invFreq]) b.free(t);
+        for (const f of fcs) f.dispose();
+        for (const c of caches) b.freeKVCache(c);
+        return { out, keys };
+      };
+      const fused = run(true);
+      const host = run(false);
+      expect(fused.keys).toEqual(host.keys);
+      expect(relativeError(fused.out, host.out)).toBeLessThanOrEqual(1e-5);
+      // the dense row is dense attention
+      expect(relativeError(fused.out.subarray(2 * H * D), dense)).toBeLessThanOrEqual(1e-5);
+    });
+
     it('the fused step equals the host path (keys kept and output) at every ISA level', async () => {
       const load = name === 'native' ? await loadNativeKernels() : null;
       const levels = load?.ok ? load.kernels.info().levels : [null];

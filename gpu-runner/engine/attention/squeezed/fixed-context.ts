@@ -169,7 +169,14 @@ export class FixedContext implements KeyRangeSource {
    * The step's attention for one span in one fused native call per row and kv head (native-step.ts), or
    * null where there is none (not the native backend, clusters scored): then keysFor + attentionRanges.
    */
-  attend(q: Tensor, layer: number, span: SeqSpan, heads: number, scale: number): Tensor | null {
+  attend(
+    q: Tensor,
+    layer: number,
+    span: SeqSpan,
+    heads: number,
+    scale: number,
+    into?: Tensor,
+  ): Tensor | null {
     if (!this.native) return null;
     if (this.disposed) throw new Error('fixed context used after dispose()');
     if (span.pos < this.n) throw new Error('squeezed attention: a query inside the fixed context');
@@ -182,7 +189,12 @@ export class FixedContext implements KeyRangeSource {
       (ti, live) => this.ruleOf(ti, live),
       (ti, kept) => this.count(ti, kept),
       this.mode.approximate !== false,
+      into,
     );
+  }
+
+  fuses(): boolean {
+    return this.native !== null;
   }
 
   /** The budget fraction of table ti (per-head budgets when the mode has them). */

@@ -57,7 +57,8 @@ export class NativeSketches {
   }
 
   /**
-   * Attention of span's rows (each row its own selection) → [rows, heads·d] (rows outside the span zero).
+   * Attention of span's rows (each row its own selection) → [rows, heads·d] (rows outside the span zero),
+   * or written into `into`'s rows of the span (then returned).
    * rule(ti, live): what sketch ti keeps with `live` live tokens attended; kept(ti, keys): per row.
    */
   attend(
@@ -69,6 +70,7 @@ export class NativeSketches {
     rule: (ti: number, live: number) => KeepRule,
     kept: (ti: number, keys: number) => void,
     approximate: boolean,
+    into?: Tensor,
   ): Tensor {
     const { b } = this;
     const mem = b.kernels.rt.mem;
@@ -80,8 +82,8 @@ export class NativeSketches {
     const d = width / heads;
     const group = heads / kvHeads;
     const n = this.sketches[0].n;
-    const y = allocTensor(mem, rows * width * 4);
-    mem.u8.fill(0, y.off, y.off + rows * width * 4);
+    const y = into ? (b.handleOf(into) as WasmTensor) : allocTensor(mem, rows * width * 4);
+    if (!into) mem.u8.fill(0, y.off, y.off + rows * width * 4);
     for (let r = 0; r < span.count; r++) {
       const end = span.pos + r + 1;
       for (let g = 0; g < kvHeads; g++) {
@@ -114,7 +116,7 @@ export class NativeSketches {
         kept(ti, keys);
       }
     }
-    return b.adopt(y, [rows, width]);
+    return into ?? b.adopt(y, [rows, width]);
   }
 
   free(): void {
