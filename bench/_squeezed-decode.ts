@@ -1,15 +1,15 @@
 // End-to-end engine decode with squeezed attention vs dense (part of `kvrag bench squeezed`): a generated
 // Llama (8 query / 2 kv heads × 64, 4 layers, hidden 512; max positions raised to fit the context) on
-// the wasm backend; `chunks` chunks of random byte tokens are precomputed (with their index section) and
+// the native backend (or wasm: `backend`); `chunks` chunks of random byte tokens are precomputed (with their index section) and
 // assembled `independent` into one fixed context; then greedy decode of `steps` tokens with the engine's
 // forward, once dense and once per budget, each on its own assembled sequence. Tokens/s by wall clock and
-// by CPU time (one wasm thread: every kernel runs on this thread).
+// by CPU time (threads 1: every kernel runs on this thread).
 import { readFileSync, writeFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { SelectMode } from '../gpu-runner/engine/attention/squeezed/select.ts';
-import { createWasmBackend } from '../gpu-runner/engine/backends/wasm/index.ts';
+import { createBackend } from '../gpu-runner/engine/backends/registry.ts';
 import { loadEngine } from '../gpu-runner/engine/engine.ts';
 import { ArtifactStore } from '../gpu-runner/engine/kv/artifact-store.ts';
 import { EngineTier } from '../gpu-runner/engine/kv/engine-tier.ts';
@@ -42,6 +42,7 @@ export async function engineDecode(opts: {
   steps: number;
   budgets: number[];
   threads: number;
+  backend: 'native' | 'wasm';
 }): Promise<DecodeRow[]> {
   const dir = await mkdtemp(join(tmpdir(), 'kvrag-sq-decode-'));
   const context = opts.chunks * opts.chunkTokens;
@@ -58,7 +59,9 @@ export async function engineDecode(opts: {
   const cfg = JSON.parse(readFileSync(cfgPath, 'utf8'));
   cfg.max_position_embeddings = context + 256;
   writeFileSync(cfgPath, JSON.stringify(cfg));
-  const engine = await loadEngine(dir, { backend: await createWasmBackend({ threads: opts.threads }) });
+  const engine = await loadEngine(dir, {
+    backend: await createBackend(opts.backend, { threads: opts.threads }),
+  });
   try {
     const store = new ArtifactStore({
       fingerprint: engine.fingerprint,

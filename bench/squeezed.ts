@@ -1,15 +1,18 @@
 // `kvrag bench squeezed [--context N] [--budget B] [--json] [--threads T] [--reps R] [--iters I] [--pc P]
-//                       [--decode-context N] [--steps S]`:
-// squeezed attention (DESIGN.md §4.2) vs dense on the wasm backend, in one run, for synthetic fixed
+//                       [--decode-context N] [--steps S] [--backend native|wasm]`:
+// squeezed attention (DESIGN.md §4.2) vs dense on the native backend (wasm where the addon is not
+// there, or --backend wasm), in one run, for synthetic fixed
 // contexts of 8K, 32K and 64K tokens (or --context N): one layer, 8 query heads over 2 kv heads (GQA
 // 4:1), head_dim 64, 32 live tokens after the context. Keys are a mixture of Gaussians around n/50
 // random unit directions (norm 4, noise 0.35); each decode query aims its group at 2 of its kv head's
 // directions (synthetic.ts). The step runs the engine's own path: the fixed context cluster-major in the
-// cache, a FixedContext (centroid table on the device) and Backend.attentionRanges — squeezed = q read +
-// centroid scoring (with the bound) + selection + grouped key-range attention over the selected clusters,
-// the window and the live tokens, and — `approximated` rows — the dropped clusters' share (centroid keys
-// weighted by size with their mean values, merged by log-sum-exp); `dropped` rows discard them. Per
-// budget (1/3, 1/8, 1/16 or --budget) and both: time of that step against dense attention
+// cache and a FixedContext. Scoring `keys` (the default): every key scored from its int8 copy, exact
+// attention over the budget's best keys + the live tokens, and — `approximated` rows — the left-out keys'
+// share (their own logits, their cluster's mean value, merged by log-sum-exp); `dropped` rows discard it;
+// on the native backend one fused call per kv head (native-step.ts). Scoring `clusters` (the earlier
+// method, for comparison): q read + centroid scoring (with the bound) + selection + grouped key-range
+// attention over the selected clusters and the window + the dropped clusters' share on the host. Per
+// budget (1/3, 1/8, 1/16 or --budget) and each: time of that step against dense attention
 // (median over queries × reps, each from a cold cache; wall clock and this thread's CPU time, which
 // preemption on a loaded machine does not inflate), attention-mass recall (and an oracle top-k of the
 // same size), relative output error vs dense, keys and bytes touched. Then engine end-to-end decode
@@ -32,7 +35,9 @@ import {
   syntheticQueries,
 } from '../gpu-runner/engine/attention/squeezed/synthetic.ts';
 import { attendLayer } from '../gpu-runner/engine/attention/step-attention.ts';
-import { createWasmBackend } from '../gpu-runner/engine/backends/wasm/index.ts';
+import { nativeBackendAvailable } from '../gpu-runner/engine/backends/native/backend.ts';
+import { createBackend } from '../gpu-runner/engine/backends/registry.ts';
+import type { WasmBackend } from '../gpu-runner/engine/backends/wasm/index.ts';
 import { numberOption, parseOptions, UsageError } from '../cli/args.ts';
 import { emit, formatTable, percentile } from './_report.ts';
 import { wasmAssigner } from './_wasm-kmeans.ts';
@@ -102,7 +107,11 @@ export async function run(args: string[]): Promise<number> {
     'decode-context': { type: 'string' },
     'two-level-from': { type: 'string' },
     steps: { type: 'string' },
+    backend: { type: 'string' },
   });
+  const backendName = values.backend ?? ((await nativeBackendAvailable()) ? 'native' : 'wasm');
+  if (backendName !== 'native' && backendName !== 'wasm')
+    throw new UsageError(`--backend must be native or wasm, got "${values.backend}"`);
   const contexts = values.context ? [numberOption('context', values.context, 0)] : [8192, 32768, 65536];
   if (contexts.some((n) => !Number.isInteger(n) || n < 256))
     throw new UsageError('--context must be an integer ≥ 256');
@@ -119,7 +128,7 @@ export async function run(args: string[]): Promise<number> {
     );
   if (!(pc > 0 && pc <= 1)) throw new UsageError('--pc must be in (0, 1]');
   const iters = numberOption('iters', values.iters, 4);
-  const wasm = await createWasmBackend({ threads });
+  const wasm = (await createBackend(backendName, { threads })) as WasmBackend;
   const scale = 1 / Math.sqrt(D);
   const geom = { heads: H, kvHeads: KVH, headDim: D, scale };
   const rows: Record<string, number | string>[] = [];
@@ -143,20 +152,25 @@ export async function run(args: string[]): Promise<number> {
       const ixAll = { ...ix, layers: LAYERS, heads: Array.from({ length: LAYERS }, () => ix.heads).flat() };
       // the engine's path: one block at offset 0 (no rotation), budget per FixedContext
       const invFreq = wasm.upload({ dtype: 'f32', shape: [D / 2], data: new Float32Array(D / 2) });
-      // per budget: the dropped clusters approximated (the default), then dropped
+      // per budget: keys scored, the left-out share approximated (the default), then dropped; clusters scored
       const variants = budgets.flatMap((fraction) => [
-        { fraction, approximate: true },
-        { fraction, approximate: false },
+        { fraction, approximate: true, scoring: 'keys' as const },
+        { fraction, approximate: false, scoring: 'keys' as const },
+        { fraction, approximate: true, scoring: 'clusters' as const },
       ]);
+      // the fixed keys per layer [kv_head][n][d] in cache order (per-key scoring's int8 copy is made of them)
+      const fixedK = new Float32Array(KVH * n * D);
+      for (let g = 0; g < KVH; g++) fixedK.set(layer.k.subarray(g * cap * D, (g * cap + n) * D), g * n * D);
       const fcs = variants.map(
-        ({ fraction, approximate }) =>
+        ({ fraction, approximate, scoring }) =>
           new FixedContext(
             wasm,
             { layers: LAYERS, ...geom },
             [{ offset: 0, n, index: ixAll }],
-            { kind: 'budget', fraction, approximate },
+            { kind: 'budget', fraction, approximate, scoring },
             invFreq,
             twoLevelFrom,
+            Array.from({ length: LAYERS }, () => fixedK),
           ),
       );
       const span = { cache, row: 0, count: 1, pos: cap - 1 };
@@ -201,15 +215,17 @@ export async function run(args: string[]): Promise<number> {
             }
             const c1 = cpuMs();
             const s1 = performance.now();
-            // selection alone (scoring + choice + ranges), every layer again
+            // selection alone (scoring + choice + ranges), every layer again: the host path's (fused
+            // steps do not separate it; their selection is timed only inside the step)
+            const fused = variants[bi].scoring === 'keys' && wasm.name === 'native';
             let ranges: Int32Array[] = [];
-            for (let l = LAYERS - 1; l >= 0; l--) ranges = fc.keysFor(q, span, l).keys;
+            if (!fused || r === 0) for (let l = LAYERS - 1; l >= 0; l--) ranges = fc.keysFor(q, span, l).keys;
             const c2 = cpuMs();
             const s2 = performance.now();
             sq[bi].total.push((s1 - s0) / LAYERS);
             sq[bi].totalCpu.push((c1 - c0) / LAYERS);
-            sq[bi].select.push((s2 - s1) / LAYERS);
-            sq[bi].selectCpu.push((c2 - c1) / LAYERS);
+            if (!fused) sq[bi].select.push((s2 - s1) / LAYERS);
+            if (!fused) sq[bi].selectCpu.push((c2 - c1) / LAYERS);
             if (r === 0) {
               const sel = slotsOf(ranges, n, ix.heads[0].k * D * KVH);
               const st = addSelection(emptyStats(), sel, D);
@@ -245,25 +261,27 @@ export async function run(args: string[]): Promise<number> {
       wasm.freeKVCache(cache);
       const denseMs = median(dense);
       const denseCpuMs = median(denseCpu);
-      variants.forEach(({ fraction, approximate }, bi) => {
+      variants.forEach(({ fraction, approximate, scoring }, bi) => {
         const s = sq[bi];
+        const sel = s.select.length > 0;
         const mean = (xs: number[]) => xs.reduce((x, y) => x + y, 0) / xs.length;
         rows.push({
           context: n,
           budget: `1/${Math.round(1 / fraction)}`,
+          scoring,
           dropped: approximate ? 'approximated' : 'dropped',
           clusters: ix.heads[0].k,
           indexBuildS: buildS,
           denseMs,
           squeezedMs: median(s.total),
-          selectMs: median(s.select),
+          selectMs: sel ? median(s.select) : '—',
           speedup: denseMs / median(s.total),
           denseCpuMs,
           squeezedCpuMs: median(s.totalCpu),
-          selectCpuMs: median(s.selectCpu),
+          selectCpuMs: sel ? median(s.selectCpu) : '—',
           cpuSpeedup: denseCpuMs / median(s.totalCpu),
-          attendMs: median(s.total.map((x, i) => x - s.select[i])),
-          attendSpeedup: denseMs / median(s.total.map((x, i) => x - s.select[i])),
+          attendMs: sel ? median(s.total.map((x, i) => x - s.select[i])) : '—',
+          attendSpeedup: sel ? denseMs / median(s.total.map((x, i) => x - s.select[i])) : '—',
           keysFraction: mean(s.frac),
           recall: mean(s.recall),
           oracleRecall: mean(s.oracle),
@@ -277,7 +295,7 @@ export async function run(args: string[]): Promise<number> {
     wasm.dispose();
   }
   const result = {
-    backend: `wasm, ${threads} thread(s)`,
+    backend: `${wasm.name}, ${threads} thread(s)`,
     geometry: {
       heads: H,
       kvHeads: KVH,
@@ -299,6 +317,7 @@ export async function run(args: string[]): Promise<number> {
             steps,
             budgets,
             threads,
+            backend: backendName,
           })
         : [],
   };
@@ -309,6 +328,7 @@ export async function run(args: string[]): Promise<number> {
         [
           'context',
           'budget',
+          'scoring',
           'rest',
           'dense ms',
           'squeezed ms',
@@ -330,6 +350,7 @@ export async function run(args: string[]): Promise<number> {
             [
               r.context,
               r.budget,
+              r.scoring,
               r.dropped,
               r.denseMs,
               r.squeezedMs,

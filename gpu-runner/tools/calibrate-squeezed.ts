@@ -2,15 +2,15 @@
 // squeezed.json beside it: prompts are the project's RAG episodes (gpu-runner/eval/episodes.ts, a
 // calibration seed distinct from the held-out sets), each prefilled whole; per layer the queries of its
 // observation window (the last W tokens, holding the question turn) score the clusters of the rest, and
-// τ is the size-weighted quantile keeping `keep` of the clustered keys, scored as selection scores them
-// (bound-aware); the per-head budget weights come from the same samples' true attention (calibrate.ts).
+// τ keeps `keep` of the clustered keys per window row, scored as a decode step scores them (per key, from
+// their int8 copy: calibrate.ts calibrateKeyThreshold); the per-head budget weights come from the same samples' true attention (calibrate.ts).
 //
 //   node gpu-runner/tools/calibrate-squeezed.ts --model models/kvrag-tiny [--keep 0.125] [--episodes 12]
 //        [--context 2048] [--backend wasm]
 import { parseArgs } from 'node:util';
 import {
   calibrateHeadWeights,
-  calibrateThreshold,
+  calibrateKeyThreshold,
   writeSqueezedSettings,
 } from '../engine/attention/squeezed/calibrate.ts';
 import { DEFAULT_PC, DEFAULT_WINDOW } from '../engine/attention/squeezed/index.ts';
@@ -47,10 +47,10 @@ try {
   }
   const c = engine.config;
   const scale = 1 / Math.sqrt(c.headDim);
-  const tau = calibrateThreshold(samples, c.heads, scale, keep);
+  const tau = calibrateKeyThreshold(samples, c.heads, scale, keep);
   const headWeights = calibrateHeadWeights(samples, c.heads, scale, keep);
   const path = await writeSqueezedSettings(values.model!, {
-    v: 2,
+    v: 3,
     tau,
     keepFraction: keep,
     pc: DEFAULT_PC,
@@ -58,7 +58,9 @@ try {
     samples: samples.length,
     headWeights,
   });
-  console.log(`τ = ${tau} (keeps ${keep} of the clustered keys over ${samples.length} episodes) → ${path}`);
+  console.log(
+    `per-key τ = ${tau} (keeps ${keep} of the clustered keys over ${samples.length} episodes) → ${path}`,
+  );
   console.log(`budget weights per (layer, kv head): ${headWeights.map((w) => w.toFixed(3)).join(' ')}`);
 } finally {
   engine.dispose();

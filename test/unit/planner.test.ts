@@ -168,13 +168,13 @@ describe('planner', () => {
     });
     expect(finalizePlan(p, { question }, ctx, chunks(20, true)).plan.generation.squeezed).toEqual({
       mode: 'budget',
-      budget: 1 / 8,
+      budget: 1 / 16,
     });
-    // balanced squeezes at the budget the eval shows keeps the answer (1/3), never under 4096 tokens
+    // balanced squeezes at the budget the eval shows keeps the answer (1/8), never under 4096 tokens
     const balanced = planQuery({ question, collections: ['c'], model: 'big', quality: 'balanced' }, ctx);
     expect(finalizePlan(balanced, { question }, ctx, chunks(20, true)).plan.generation.squeezed).toEqual({
       mode: 'budget',
-      budget: 1 / 3,
+      budget: 1 / 8,
     });
     expect(finalizePlan(balanced, { question }, ctx, chunks(4, true)).plan.generation.squeezed).toEqual({
       mode: 'off',
@@ -201,14 +201,14 @@ describe('planner', () => {
         chunks(n, true),
       ).plan.generation.why!;
     const fast = why('fast', 20);
-    expect(fast.squeezed).toMatch(/^fast quality over a \d+-token fixed context: keep the best 1\/8/);
+    expect(fast.squeezed).toMatch(/^fast quality over a \d+-token fixed context: keep the best 1\/16/);
     expect(fast.reuse).toMatch(/^fast quality/);
     expect(fast.k).toMatch(
       /^20 of 20 retrieved chunks fit the \d+-token document budget \(limited by context\)/,
     );
     expect(why('fast', 4).squeezed).toMatch(/under 4096/);
     expect(why('balanced', 20).squeezed).toMatch(
-      /^balanced quality over a \d+-token fixed context: keep the best 1\/3/,
+      /^balanced quality over a \d+-token fixed context: keep the best 1\/8/,
     );
     const exact = why('exact', 20);
     expect(exact.reuse).toMatch(/^exact quality/);

@@ -168,7 +168,12 @@ describe('squeezed attention (host reference)', () => {
       // per-request controls resolve against the stored settings
       const control = (x: unknown) => squeezedControlSchema.parse(x);
       expect(resolveControl(control({ mode: 'off' }), settings)).toBeNull();
-      expect(resolveControl(control({ mode: 'threshold' }), settings)).toEqual({ kind: 'threshold', tau });
+      // a version-1 τ was calibrated for clusters: threshold mode scores clusters with it
+      expect(resolveControl(control({ mode: 'threshold' }), settings)).toEqual({
+        kind: 'threshold',
+        tau,
+        scoring: 'clusters',
+      });
       expect(resolveControl(control({ mode: 'threshold', threshold: 2 }), null)).toEqual({
         kind: 'threshold',
         tau: 2,

@@ -34,6 +34,20 @@ export interface RangeChoice {
 export interface KeyRangeSource {
   /** qHost: the step's q [M][heads·headDim]. */
   keysFor(qHost: Float32Array, span: SeqSpan, layer: number): RangeChoice;
+  /**
+   * The attention of one span's rows, fused where the backend can: written into `into` ([M, heads·headDim],
+   * the span's rows only) when given, else a new [M, heads·headDim] tensor (other rows zero); null: use keysFor.
+   */
+  attend?(
+    q: Tensor,
+    layer: number,
+    span: SeqSpan,
+    heads: number,
+    scale: number,
+    into?: Tensor,
+  ): Tensor | null;
+  /** Whether attend() would run (so a step can plan on it before calling). */
+  fuses?(): boolean;
 }
 
 export type SeqAttention =
@@ -58,6 +72,23 @@ export function attendLayer(
   scale: number,
 ): Tensor {
   if (attention.some((a) => a?.kind === 'ranges')) {
+    const ranged = spans.map((_, i) => {
+      const a = attention[i];
+      return a?.kind === 'ranges' ? a.source : null;
+    });
+    if (ranged.every((r) => !r || r.fuses?.())) {
+      // every squeezed span fused: one call per squeezed span, the other spans dense in one call
+      const dense = spans.filter((_, i) => !ranged[i]);
+      const y = dense.length > 0 ? b.attention(q, layer, dense, heads, scale) : null;
+      let out = y;
+      spans.forEach((s, i) => {
+        const r = ranged[i];
+        if (!r) return;
+        const got = r.attend!(q, layer, s, heads, scale, out ?? undefined);
+        out ??= got;
+      });
+      if (out) return out;
+    }
     const qHost = b.readNow(q);
     // a `ranges` span of several rows (a question's prefill) selects per row: one row's keys are not
     // another's, and one selection for the block serves none of them well

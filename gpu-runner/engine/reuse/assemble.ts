@@ -190,6 +190,11 @@ export class Assembler implements SequenceAssembler {
         kv.load(l, bl.offset, { k: toClusterMajor(ix, l, host.k), v: toClusterMajor(ix, l, host.v) });
       }
     }
+    // the fixed context's keys, cache order, per layer [kv_head][n][d]: per-key scoring's int8 copy
+    const n = blocks.reduce((t, bl) => t + bl.tokens.length, 0);
+    const keys: Float32Array[] = [];
+    if (mode.scoring !== 'clusters')
+      for (let l = 0; l < cfg.layers; l++) keys.push((await kv.read(l, 0, n)).k);
     const placed: PlacedBlock[] = blocks.map((bl, i) => ({
       offset: bl.offset,
       n: bl.tokens.length,
@@ -207,6 +212,8 @@ export class Assembler implements SequenceAssembler {
       placed,
       mode,
       this.engine.model.invFreq,
+      undefined,
+      mode.scoring !== 'clusters' ? keys : null,
     );
     return { report: { ...rep, used: true }, fixed };
   }

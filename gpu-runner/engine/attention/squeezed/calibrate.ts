@@ -2,7 +2,10 @@
 // (layer, kv head) of a set of artifacts by the mean p̂ over its observation-window queries, relative to
 // the uniform weight (m·p̂, m = the artifact's clustered keys, as select.ts compares it), weight it by
 // its size (one vote per key), and take τ so that the keys scoring ≥ τ are `keepFraction` of all
-// clustered keys. τ is stored with the model's settings (squeezed.json beside the model).
+// clustered keys. τ is stored with the model's settings (squeezed.json beside the model). With per-key
+// scoring (key-sketch.ts, settings v3: calibrateKeyThreshold) the votes are (window row, key) pairs: m·w,
+// w = a key's best estimated softmax weight over the kv head's query group for that row, as a decode step
+// scores it.
 //
 // Per-head budgets (calibrateHeadWeights): how concentrated each (layer, kv head) is — per sample, the
 // window queries' true attention over the clustered keys, sorted, as a curve of the mass the best x% of
@@ -14,6 +17,7 @@ import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
 import type { SqueezedControl } from '../../../../contracts/squeezed.ts';
+import { keyWeights, plainSketch, scoreKeys } from './key-sketch.ts';
 import { headFractions, type SelectMode, scoreClusters } from './select.ts';
 import type { SqueezedIndex } from './types.ts';
 
@@ -26,8 +30,9 @@ export interface CalibrationSample {
 }
 
 export const squeezedSettingsSchema = z.object({
-  v: z.union([z.literal(1), z.literal(2)]),
-  /** relative to the uniform weight: keep clusters whose estimated per-key weight is ≥ tau / m */
+  /** 1, 2: τ for clusters scored by their centroids; 3: τ for per-key scores (key-sketch.ts) */
+  v: z.union([z.literal(1), z.literal(2), z.literal(3)]),
+  /** relative to the uniform weight: keep clusters (v1, v2) or keys (v3) whose estimated weight is ≥ tau / m */
   tau: z.number().positive(),
   keepFraction: z.number().positive().max(1),
   pc: z.number().positive().max(1),
@@ -39,6 +44,51 @@ export const squeezedSettingsSchema = z.object({
 export type SqueezedSettings = z.infer<typeof squeezedSettingsSchema>;
 
 export const SETTINGS_FILE = 'squeezed.json';
+
+/**
+ * Per-key τ: over every `rowStep`-th window row of every sample, layer and kv head, the votes m·w_j of the
+ * clustered keys j (m of them; w_j = max over the group's heads of the row's estimated softmax weight);
+ * τ keeps keepFraction of the votes. Needs the samples' keys.
+ */
+export function calibrateKeyThreshold(
+  samples: readonly CalibrationSample[],
+  heads: number,
+  scale: number,
+  keepFraction: number,
+  rowStep = 4,
+): number {
+  if (samples.length === 0) throw new Error('calibration needs at least one artifact');
+  const votes: Float64Array[] = [];
+  for (const { index: ix, windowQueries, keys } of samples) {
+    if (!keys || keys.length !== ix.layers) throw new Error("per-key calibration needs every layer's keys");
+    const { kvHeads, headDim: d } = ix;
+    const group = heads / kvHeads;
+    const m = ix.n - ix.window;
+    if (m <= 0) continue;
+    for (let l = 0; l < ix.layers; l++) {
+      const q = windowQueries[l];
+      const rows = q.length / (heads * d);
+      for (let g = 0; g < kvHeads; g++) {
+        const s = plainSketch(keys[l].subarray(g * ix.n * d, (g * ix.n + m) * d), d);
+        for (let r = 0; r < rows; r += rowStep) {
+          const from = (r * heads + g * group) * d;
+          const { logits, lse } = scoreKeys(s, q.subarray(from, from + group * d), group, scale);
+          votes.push(Float64Array.from(keyWeights(s, logits, lse, group), (w) => w * m));
+        }
+      }
+    }
+  }
+  const all = new Float64Array(votes.reduce((t, v) => t + v.length, 0));
+  let at = 0;
+  for (const v of votes) {
+    all.set(v, at);
+    at += v.length;
+  }
+  if (all.length === 0) throw new Error('calibration: no clustered keys in the samples');
+  all.sort();
+  const idx = Math.min(all.length - 1, Math.max(0, all.length - Math.ceil(keepFraction * all.length)));
+  return Math.max(all[idx], Number.MIN_VALUE);
+}
 
 /** τ such that keys with p̂ ≥ τ make up keepFraction of the clustered keys of the samples. */
 export function calibrateThreshold(
@@ -186,5 +236,8 @@ export function resolveControl(
     throw new Error(
       `squeezed threshold mode needs a calibrated τ (${SETTINGS_FILE} beside the model) or an explicit threshold`,
     );
-  return { kind: 'threshold', tau };
+  // a τ calibrated for clusters (settings v1, v2) is not one for keys: it selects as it was calibrated
+  return control.threshold === undefined && settings && settings.v < 3
+    ? { kind: 'threshold', tau, scoring: 'clusters' }
+    : { kind: 'threshold', tau };
 }

@@ -33,6 +33,16 @@ import {
   type PlacedBlock,
   scoreTable,
 } from './centroid-table.ts';
+import {
+  buildKeySketch,
+  type KeySketch,
+  keptRanges,
+  keyWeights,
+  leftOutShare,
+  pickKeys,
+  scoreKeys,
+} from './key-sketch.ts';
+import { type KeepRule, NativeSketches } from './native-step.ts';
 import { chooseClusters, type SelectMode } from './select.ts';
 
 export { coalesce, type PlacedBlock };
@@ -75,12 +85,18 @@ export class FixedContext implements KeyRangeSource {
   readonly mode: SelectMode;
   readonly stats: FixedContextStats;
   private readonly tables: CentroidTable[]; // [layer·kvHeads + g]
+  /** per-key scoring (key-sketch.ts), [layer·kvHeads + g]; null = clusters scored by their centroids */
+  private readonly sketches: KeySketch[] | null;
+  /** the fused step on the native backend (native-step.ts), null elsewhere */
+  private readonly native: NativeSketches | null;
   private disposed = false;
 
   /**
    * blocks: the fixed context in cache order, covering [0, n) without gaps; each indexed block already
    * sits cluster-major in the cache (toClusterMajor). invFreq: the model's RoPE [headDim/2] on the device.
-   * twoLevelFrom: clusters per head from which the second level is used.
+   * twoLevelFrom: clusters per head from which the second level is used. keys: the fixed context's keys
+   * per layer ([kv_head][n][d], cache order) for per-key scoring (the default when given; mode.scoring
+   * 'clusters' scores the centroid table instead).
    */
   constructor(
     backend: Backend,
@@ -89,6 +105,7 @@ export class FixedContext implements KeyRangeSource {
     mode: SelectMode,
     invFreq: Tensor,
     twoLevelFrom = TWO_LEVEL_FROM,
+    keys: readonly Float32Array[] | null = null,
   ) {
     if (!backend.caps.attentionRanges || !backend.caps.readNow)
       throw new Error(`squeezed attention: backend ${backend.name} lacks attentionRanges/readNow`);
@@ -114,9 +131,111 @@ export class FixedContext implements KeyRangeSource {
       unindexedTokens: blocks.reduce((s, bl) => s + (bl.index ? 0 : bl.n), 0),
     };
     this.tables = [];
+    const perKey = keys !== null && mode.scoring !== 'clusters';
+    if (perKey && keys.length !== geom.layers) throw new Error('fixed context: keys of every layer needed');
+    this.sketches = perKey ? [] : null;
+    const { kvHeads, headDim: d } = geom;
     for (let l = 0; l < geom.layers; l++)
-      for (let g = 0; g < geom.kvHeads; g++)
-        this.tables.push(buildCentroidTable(backend, blocks, l, g, geom, invFreq, twoLevelFrom));
+      for (let g = 0; g < kvHeads; g++) {
+        if (this.sketches) {
+          const k = keys![l].subarray(g * this.n * d, (g + 1) * this.n * d);
+          this.sketches.push(buildKeySketch(k, blocks, l, g, d));
+        } else this.tables.push(buildCentroidTable(backend, blocks, l, g, geom, invFreq, twoLevelFrom));
+      }
+    this.native = this.sketches && mode.fused !== false ? NativeSketches.of(backend, this.sketches) : null;
+  }
+
+  /** What sketch ti keeps in a step with `live` live tokens: the budget's keys, or τ (take −1). */
+  private ruleOf(ti: number, live: number): KeepRule {
+    const s = this.sketches![ti];
+    if (this.mode.kind === 'threshold') return { take: -1, tau: this.mode.tau };
+    const f = this.fractionOf(ti);
+    const selectable = s.n - s.alwaysKeys;
+    const take = f >= 1 ? selectable : Math.ceil(f * this.n) - s.alwaysKeys - live;
+    return { take: Math.max(0, Math.min(selectable, take)), tau: 0 };
+  }
+
+  private count(ti: number, kept: number): void {
+    const s = this.sketches![ti];
+    const keys = kept + s.alwaysKeys;
+    const d = this.geom.headDim;
+    this.stats.keysAttended += keys;
+    this.stats.fixedKeys += this.n;
+    this.stats.bytesTouched += keys * 2 * d * BYTES_PER_VALUE + s.n * (d + 4);
+    this.stats.fraction = this.stats.keysAttended / this.stats.fixedKeys;
+  }
+
+  /**
+   * The step's attention for one span in one fused native call per row and kv head (native-step.ts), or
+   * null where there is none (not the native backend, clusters scored): then keysFor + attentionRanges.
+   */
+  attend(
+    q: Tensor,
+    layer: number,
+    span: SeqSpan,
+    heads: number,
+    scale: number,
+    into?: Tensor,
+  ): Tensor | null {
+    if (!this.native) return null;
+    if (this.disposed) throw new Error('fixed context used after dispose()');
+    if (span.pos < this.n) throw new Error('squeezed attention: a query inside the fixed context');
+    return this.native.attend(
+      q,
+      layer,
+      span,
+      heads,
+      scale,
+      (ti, live) => this.ruleOf(ti, live),
+      (ti, kept) => this.count(ti, kept),
+      this.mode.approximate !== false,
+      into,
+    );
+  }
+
+  fuses(): boolean {
+    return this.native !== null;
+  }
+
+  /** The budget fraction of table ti (per-head budgets when the mode has them). */
+  private fractionOf(ti: number): number {
+    const m = this.mode;
+    if (m.kind !== 'budget') return 1;
+    return m.perHead ? m.perHead[ti] : m.fraction;
+  }
+
+  /** keysFor with per-key scores: kv head g of layer l for the span's rows. */
+  private keysByScore(qHost: Float32Array, span: SeqSpan, ti: number, g: number, into: RangeChoice): void {
+    const s = this.sketches![ti];
+    const { heads, kvHeads, headDim: d } = this.geom;
+    const group = heads / kvHeads;
+    const rows = span.count * group;
+    const qa = new Float32Array(rows * d);
+    for (let i = 0; i < span.count; i++) {
+      const from = ((span.row + i) * heads + g * group) * d;
+      qa.set(qHost.subarray(from, from + group * d), i * group * d);
+    }
+    const { logits, max, lse } = scoreKeys(s, qa, rows, this.geom.scale);
+    const w = keyWeights(s, logits, lse, rows);
+    const keep = pickKeys(s, w, this.ruleOf(ti, span.pos + span.count - this.n));
+    let kept = 0;
+    for (let j = 0; j < s.n; j++) kept += keep[j];
+    into.keys.push(keptRanges(s, keep, span.pos + span.count));
+    if (this.mode.approximate !== false && s.values && kept + s.alwaysKeys < s.n) {
+      const part = leftOutShare(s, keep, logits, max, rows);
+      into.dropped ??= {
+        out: new Float32Array(span.count * heads * d),
+        lse: new Float32Array(span.count * heads).fill(Number.NEGATIVE_INFINITY),
+      };
+      for (let i = 0; i < span.count; i++)
+        for (let j = 0; j < group; j++) {
+          const r = i * group + j;
+          const h = g * group + j;
+          into.dropped.out.set(part.out.subarray(r * d, (r + 1) * d), (i * heads + h) * d);
+          into.dropped.lse[i * heads + h] = part.lse[r];
+        }
+    }
+    this.count(ti, kept);
   }
 
   /**
@@ -157,6 +276,11 @@ export class FixedContext implements KeyRangeSource {
     if (this.disposed) throw new Error('fixed context used after dispose()');
     if (span.pos < this.n) throw new Error('squeezed attention: a query inside the fixed context');
     const { kvHeads, heads, headDim: d } = this.geom;
+    if (this.sketches) {
+      const out: RangeChoice = { keys: [], dropped: null };
+      for (let g = 0; g < kvHeads; g++) this.keysByScore(qHost, span, layer * kvHeads + g, g, out);
+      return out;
+    }
     const lists: Int32Array[] = [];
     const live = span.pos + span.count - this.n;
     let dropped: DroppedPartial | null = null;
@@ -187,6 +311,7 @@ export class FixedContext implements KeyRangeSource {
     if (this.disposed) return;
     this.disposed = true;
     for (const t of this.tables) freeCentroidTable(this.backend, t);
+    this.native?.free();
   }
 }
 

@@ -19,9 +19,19 @@ import { clusterSize, type HeadIndex, type SqueezedIndex } from './types.ts';
  * their size, with their mean value (needs value means in the index). perHead: budget mode's fraction per
  * (layer, kv head) [layers·kvHeads] (headFractions), overriding `fraction` (their mean).
  */
-export type SelectMode =
-  | { kind: 'threshold'; tau: number; approximate?: boolean }
-  | { kind: 'budget'; fraction: number; perHead?: readonly number[]; approximate?: boolean };
+export type SelectMode = (
+  | { kind: 'threshold'; tau: number }
+  | { kind: 'budget'; fraction: number; perHead?: readonly number[] }
+) & {
+  approximate?: boolean;
+  scoring?: Scoring;
+  /** false: never the fused native step (native-step.ts), always keysFor + attentionRanges */
+  fused?: boolean;
+};
+
+/** How a step ranks the fixed context: every key by its int8 copy (key-sketch.ts, the default where the
+ * keys are given) or the clusters by their centroids. */
+export type Scoring = 'keys' | 'clusters';
 
 /**
  * λ: how much of the radius bound the score adds (1 = the upper bound, which on kvrag-tiny is so loose

@@ -66,7 +66,14 @@ const UNITS: Unit[] = [
     flags: [...AVX512, '-mavx512vnni', '-DKV_VNNI=1', '-DKV_NS=vnni'],
     isa: true,
   },
-  ...['addon.cc', 'attention-driver.cc', 'cpu.cc', 'pack.cc', 'pool.cc'].map((src) => ({
+  { src: 'squeezed.cc', obj: 'squeezed-avx2.o', flags: [...AVX2, '-DKV_VNNI=0', '-DKV_NS=avx2'], isa: true },
+  {
+    src: 'squeezed.cc',
+    obj: 'squeezed-vnni.o',
+    flags: [...AVX512, '-mavx512vnni', '-DKV_VNNI=1', '-DKV_NS=vnni'],
+    isa: true,
+  },
+  ...['addon.cc', 'attention-driver.cc', 'cpu.cc', 'pack.cc', 'pool.cc', 'squeezed-driver.cc'].map((src) => ({
     src,
     obj: src.replace('.cc', '.o'),
     flags: [],

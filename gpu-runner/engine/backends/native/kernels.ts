@@ -71,6 +71,34 @@ export interface NativeAddon {
     qpos0: number,
     nk: number,
   ): void;
+  squeezedStep(mem: Uint8Array, ...args: number[]): number;
+}
+
+/**
+ * Squeezed attention's fused step for one row and kv head (src/squeezed.h; the reference is
+ * attention/squeezed/key-sketch.ts): byte offsets; gvals / always 0 = none; take −1 = threshold tau.
+ */
+export interface NativeSqueezedStep {
+  q: number;
+  out: number;
+  G: number;
+  headDim: number;
+  scale: number;
+  /** int8 keys in blocks of 16 ([n/16][d/4][16][4], n padded to 16) and [n padded] Σ of each key's int8 */
+  k8: number;
+  ksum: number;
+  ks: number;
+  grp: number;
+  n: number;
+  gvals: number;
+  groups: number;
+  K: number;
+  V: number;
+  always: number;
+  alwaysPairs: number;
+  end: number;
+  take: number;
+  tau: number;
 }
 
 export type IsaLevel = 'avx512vnni' | 'avx512' | 'avx2';
@@ -151,6 +179,32 @@ export class NativeKernels {
     a: { w: number; ids: number; y: number; M: number; N: number; K: number },
   ): void {
     this.addon.gatherQ(mem, a.w, a.ids, a.y, a.M, a.N, a.K, QTYPE[type]);
+  }
+
+  /** Squeezed attention's fused step (NativeSqueezedStep); returns the keys kept. */
+  squeezedStep(mem: Uint8Array, a: NativeSqueezedStep): number {
+    return this.addon.squeezedStep(
+      mem,
+      a.q,
+      a.out,
+      a.G,
+      a.headDim,
+      a.scale,
+      a.k8,
+      a.ksum,
+      a.ks,
+      a.grp,
+      a.n,
+      a.gvals,
+      a.groups,
+      a.K,
+      a.V,
+      a.always,
+      a.alwaysPairs,
+      a.end,
+      a.take,
+      a.tau,
+    );
   }
 
   /** Dense (optionally causal) GQA attention; q/out [nq][heads][headDim], k/v [kv_head][pos][headDim]. */

@@ -5,6 +5,7 @@
 // the native pool (pool.h). Shapes and layouts: kernels.h.
 #include <ctime>
 #include "binding.h"
+#include "squeezed.h"
 #include "pack.h"
 
 namespace kv {
@@ -227,6 +228,7 @@ NAPI_MODULE_INIT() {
       {"matmulQ", nullptr, kv::matmulQFn, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"gatherQ", nullptr, kv::gatherQFn, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"attention", nullptr, kv::attentionFn, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"squeezedStep", nullptr, kv::squeezedStepFn, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;

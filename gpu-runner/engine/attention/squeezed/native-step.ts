@@ -1,0 +1,155 @@
+// Squeezed attention's step fused into one native call per (row, kv head) on the `native` backend
+// (backends/native/src/squeezed.cc): int8 scoring of every fixed-context key, the budget's best keys,
+// exact attention over them + the always-attended ranges + the live tokens, and the left-out keys' share
+// merged by log-sum-exp — what key-sketch.ts computes on the host, without reading q back, uploading
+// ranges or merging on the host. The sketches live in the wasm memory the cache lives in.
+import { CheckedBackend } from '../../backends/checked.ts';
+import { NativeWasmKernels } from '../../backends/native/backend.ts';
+import type { Backend, SeqSpan, Tensor } from '../../backends/types.ts';
+import { allocTensor, type WasmKVCache, type WasmTensor } from '../../backends/wasm/tensors.ts';
+import type { KeySketch } from './key-sketch.ts';
+
+/** Byte offsets of one sketch's arrays in the wasm memory (0 = none). */
+interface Placed {
+  k8: number;
+  ksum: number;
+  ks: number;
+  grp: number;
+  gvals: number;
+  always: number;
+}
+
+/** What a step keeps of sketch ti: take keys (budget) or those above τ (take −1). */
+export type KeepRule = { take: number; tau: number };
+
+export class NativeSketches {
+  private readonly b: CheckedBackend<NativeWasmKernels>;
+  private readonly sketches: readonly KeySketch[];
+  private readonly placed: Placed[];
+
+  /** The fused path for these sketches, or null when the backend is not `native`. */
+  static of(b: Backend, sketches: readonly KeySketch[]): NativeSketches | null {
+    if (!(b instanceof CheckedBackend) || !(b.kernels instanceof NativeWasmKernels)) return null;
+    return new NativeSketches(b as CheckedBackend<NativeWasmKernels>, sketches);
+  }
+
+  private constructor(b: CheckedBackend<NativeWasmKernels>, sketches: readonly KeySketch[]) {
+    this.b = b;
+    this.sketches = sketches;
+    const mem = b.kernels.rt.mem;
+    const put = (x: ArrayBufferView | null) => {
+      if (!x || x.byteLength === 0) return 0;
+      const off = mem.alloc(x.byteLength);
+      mem.u8.set(new Uint8Array(x.buffer, x.byteOffset, x.byteLength), off);
+      return off;
+    };
+    this.placed = sketches.map((s) => {
+      const { k8, ksum, ks } = interleave(s);
+      return {
+        k8: put(k8),
+        ksum: put(ksum),
+        ks: put(ks),
+        grp: put(s.group),
+        gvals: put(s.values),
+        always: put(s.always),
+      };
+    });
+  }
+
+  /**
+   * Attention of span's rows (each row its own selection) → [rows, heads·d] (rows outside the span zero),
+   * or written into `into`'s rows of the span (then returned).
+   * rule(ti, live): what sketch ti keeps with `live` live tokens attended; kept(ti, keys): per row.
+   */
+  attend(
+    q: Tensor,
+    layer: number,
+    span: SeqSpan,
+    heads: number,
+    scale: number,
+    rule: (ti: number, live: number) => KeepRule,
+    kept: (ti: number, keys: number) => void,
+    approximate: boolean,
+    into?: Tensor,
+  ): Tensor {
+    const { b } = this;
+    const mem = b.kernels.rt.mem;
+    const [rows, width] = q.shape;
+    const qh = b.handleOf(q) as WasmTensor;
+    const cache = b.cacheOf(span.cache) as WasmKVCache;
+    const la = cache.layerArgs(layer);
+    const kvHeads = la.kvHeads;
+    const d = width / heads;
+    const group = heads / kvHeads;
+    const n = this.sketches[0].n;
+    const y = into ? (b.handleOf(into) as WasmTensor) : allocTensor(mem, rows * width * 4);
+    if (!into) mem.u8.fill(0, y.off, y.off + rows * width * 4);
+    for (let r = 0; r < span.count; r++) {
+      const end = span.pos + r + 1;
+      for (let g = 0; g < kvHeads; g++) {
+        const ti = layer * kvHeads + g;
+        const s = this.sketches[ti];
+        const p = this.placed[ti];
+        const at = ((span.row + r) * width + g * group * d) * 4;
+        const { take, tau } = rule(ti, end - n);
+        const keys = b.kernels.native.squeezedStep(mem.u8, {
+          q: qh.off + at,
+          out: y.off + at,
+          G: group,
+          headDim: d,
+          scale,
+          k8: p.k8,
+          ksum: p.ksum,
+          ks: p.ks,
+          grp: p.grp,
+          n,
+          gvals: approximate ? p.gvals : 0,
+          groups: s.groups,
+          K: la.k + g * la.kvHeadStride * 4,
+          V: la.v + g * la.kvHeadStride * 4,
+          always: p.always,
+          alwaysPairs: s.always.length / 2,
+          end,
+          take,
+          tau,
+        });
+        kept(ti, keys);
+      }
+    }
+    return into ?? b.adopt(y, [rows, width]);
+  }
+
+  free(): void {
+    const mem = this.b.kernels.rt.mem;
+    for (const p of this.placed) for (const off of Object.values(p)) if (off) mem.release(off);
+  }
+}
+
+/** Keys per block of the kernel's int8 layout (src/squeezed.h SQ_BLOCK). */
+const BLOCK = 16;
+
+/**
+ * A sketch's int8 keys in the kernel's layout: blocks of 16 keys, 4 dims at a time ([n/16][d/4][16][4],
+ * n padded with zero keys), the Σ of each key's int8 values and the scales, both padded.
+ */
+function interleave(s: KeySketch): { k8: Int8Array; ksum: Int32Array; ks: Float32Array } {
+  const { n, d } = s;
+  const npad = Math.ceil(n / BLOCK) * BLOCK;
+  const T = d / 4;
+  const k8 = new Int8Array(npad * d);
+  const ksum = new Int32Array(npad);
+  const ks = new Float32Array(npad);
+  ks.set(s.kScale);
+  for (let j = 0; j < n; j++) {
+    const b = Math.floor(j / BLOCK);
+    const i = j % BLOCK;
+    let sum = 0;
+    for (let e = 0; e < d; e++) {
+      const x = s.q8[j * d + e];
+      sum += x;
+      k8[((b * T + (e >> 2)) * BLOCK + i) * 4 + (e & 3)] = x;
+    }
+    ksum[j] = sum;
+  }
+  return { k8, ksum, ks };
+}

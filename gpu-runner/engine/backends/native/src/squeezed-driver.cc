@@ -1,0 +1,56 @@
+// squeezedStep(mem, q, out, G, d, scale, k8, ksum, ks, grp, n, gvals, groups, K, V, always, alwaysPairs,
+// end, take, tau) → keys kept (the AVX-512 VNNI kernel at that level, else AVX2). Byte offsets into mem (0 = none for gvals / always); every range is checked
+// before the kernel (squeezed.cc) runs. K, V: the layer's kv head at position 0, rows of d floats.
+#include "binding.h"
+#include "squeezed.h"
+
+namespace kv {
+
+napi_value squeezedStepFn(napi_env env, napi_callback_info info) {
+  return guard(env, [&] {
+    Call c(env, info, 20, "squeezedStep");
+    State& s = state();
+    const Mem mem = memArg(c, 0);
+    SqueezedStep a{};
+    a.G = static_cast<int>(c.int64(3, "G", 1));
+    a.d = static_cast<int>(c.int64(4, "headDim", 16));
+    if (a.G > 16) throw Error("squeezedStep: at most 16 query heads per kv head");
+    if (a.d % 16 || a.d > 256) throw Error("squeezedStep: headDim must be a multiple of 16 and ≤ 256");
+    a.scale = c.num(5, "scale");
+    a.n = c.int64(10, "n", 0);
+    a.groups = c.int64(12, "groups", 0);
+    a.alwaysPairs = c.int64(16, "alwaysPairs", 0);
+    a.end = c.int64(17, "end", a.n);
+    const double take = c.num(18, "take");
+    if (take != std::floor(take) || take < -1) throw Error("squeezedStep: take must be an integer ≥ −1");
+    a.take = static_cast<int64_t>(take);
+    a.tau = c.num(19, "tau");
+    const int64_t qd = static_cast<int64_t>(a.G) * a.d * 4;
+    const int64_t npad = (a.n + SQ_BLOCK - 1) / SQ_BLOCK * SQ_BLOCK;
+    a.q = mem.at<const float>(c.int64(1, "q"), qd, "q");
+    a.out = mem.at<float>(c.int64(2, "out"), qd, "out");
+    a.k8 = mem.at<const int8_t>(c.int64(6, "k8"), npad * a.d, "k8");
+    a.ksum = mem.at<const int32_t>(c.int64(7, "ksum"), npad * 4, "ksum");
+    a.ks = mem.at<const float>(c.int64(8, "ks"), npad * 4, "ks");
+    a.grp = mem.at<const int32_t>(c.int64(9, "grp"), a.n * 4, "grp");
+    const int64_t gv = c.int64(11, "gvals");
+    a.gvals = gv ? mem.at<const float>(gv, a.groups * a.d * 4, "gvals") : nullptr;
+    a.K = mem.at<const float>(c.int64(13, "K"), a.end * a.d * 4, "K");
+    a.V = mem.at<const float>(c.int64(14, "V"), a.end * a.d * 4, "V");
+    const int64_t al = c.int64(15, "always");
+    a.always = al ? mem.at<const int32_t>(al, a.alwaysPairs * 8, "always") : nullptr;
+    if (!a.always) a.alwaysPairs = 0;
+    for (int64_t j = 0; j < a.n; j++)
+      if (a.grp[j] >= a.groups) throw Error("squeezedStep: a slot's group is outside [−1, groups)");
+    for (int64_t p = 0; p < a.alwaysPairs; p++)
+      if (a.always[2 * p] < 0 || a.always[2 * p] > a.always[2 * p + 1] || a.always[2 * p + 1] > a.n)
+        throw Error("squeezedStep: an always-attended range is outside [0, n)");
+    std::lock_guard<std::mutex> lock(s.op);
+    napi_value out;
+    const bool vnni = std::string(s.level->name) == "avx512vnni";
+    napi_create_double(env, static_cast<double>(vnni ? vnni::squeezedStep(a) : avx2::squeezedStep(a)), &out);
+    return out;
+  });
+}
+
+}  // namespace kv

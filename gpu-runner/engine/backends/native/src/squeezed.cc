@@ -1,0 +1,303 @@
+// Squeezed attention's fused decode step (squeezed.h), compiled twice: AVX2 (KV_VNNI=0: maddubs on the
+// sign-folded query) and AVX-512 VNNI (KV_VNNI=1: vpdpbusd on the query + 128, corrected by 128·Σk).
+// The int8 keys sit in blocks of 16 keys, 4 dims at a time ([n/16][d/4][16][4]), so one instruction
+// scores 16 (VNNI) or 8 (AVX2) keys against 4 dims of a query without horizontal sums. Logits are
+// (float(q8·k8) · f_h) · ks_j in f32, the same roundings as key-sketch.ts. Scratch is the calling
+// thread's (calls are serialised by the driver).
+#include <immintrin.h>
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <vector>
+#include "squeezed.h"
+
+namespace kv {
+namespace KV_NS {
+namespace {
+
+/** e^x for x ≤ 0 (Cephes' expf polynomial, relative error ~1e-7; below −87 → ~0). */
+inline __m256 exp8(__m256 x) {
+  x = _mm256_max_ps(x, _mm256_set1_ps(-87.0f));
+  const __m256 fx = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m256 r = _mm256_fnmadd_ps(fx, _mm256_set1_ps(0.693359375f), x);
+  r = _mm256_fnmadd_ps(fx, _mm256_set1_ps(-2.12194440e-4f), r);
+  __m256 p = _mm256_set1_ps(1.9875691500E-4f);
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507E-3f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073E-3f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894E-2f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459E-1f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201E-1f));
+  const __m256 y = _mm256_add_ps(_mm256_fmadd_ps(p, _mm256_mul_ps(r, r), r), _mm256_set1_ps(1.0f));
+  const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(fx), _mm256_set1_epi32(127)), 23);
+  return _mm256_mul_ps(y, _mm256_castsi256_ps(e));
+}
+
+inline float hsum(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+inline float hmax(__m256 v) {
+  __m128 s = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_max_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_max_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+constexpr int MAXG = 16;
+
+/** K and V rows of slot j towards the cache (`lines` lines each). */
+template <int HINT>
+inline void prefetchRow(const SqueezedStep& a, int32_t j, int lines) {
+  const char* kp = reinterpret_cast<const char*>(a.K + static_cast<int64_t>(j) * a.d);
+  const char* vp = reinterpret_cast<const char*>(a.V + static_cast<int64_t>(j) * a.d);
+  for (int c = 0; c < lines; c++) {
+    _mm_prefetch(kp + 64 * c, static_cast<_mm_hint>(HINT));
+    _mm_prefetch(vp + 64 * c, static_cast<_mm_hint>(HINT));
+  }
+}
+
+struct Scratch {
+  std::vector<float> logit, ex, w, sel;
+  std::vector<int32_t> keys, edge;
+  std::vector<uint8_t> keep;
+  std::vector<float> wg;
+  std::vector<uint32_t> hist;
+};
+
+/** logits [G][npad] of every slot (f32, as key-sketch.ts's scoreKeys). */
+void scoreAll(const SqueezedStep& a, const int32_t (*q4)[64], const float* f, float* logit, int64_t npad) {
+  const int G = a.G, T = a.d / 4;
+  for (int64_t b = 0; b < npad / SQ_BLOCK; b++) {
+    const int8_t* kb = a.k8 + b * T * SQ_BLOCK * 4;
+#if KV_VNNI
+    __m512i acc[MAXG];
+    for (int h = 0; h < G; h++) acc[h] = _mm512_setzero_si512();
+    for (int t = 0; t < T; t++) {
+      const __m512i kv = _mm512_loadu_si512(kb + t * 64);
+      for (int h = 0; h < G; h++) acc[h] = _mm512_dpbusd_epi32(acc[h], _mm512_set1_epi32(q4[h][t]), kv);
+    }
+    const __m512i corr = _mm512_slli_epi32(_mm512_loadu_si512(a.ksum + b * SQ_BLOCK), 7);
+    const __m512 ks = _mm512_loadu_ps(a.ks + b * SQ_BLOCK);
+    for (int h = 0; h < G; h++) {
+      const __m512 v = _mm512_cvtepi32_ps(_mm512_sub_epi32(acc[h], corr));
+      _mm512_storeu_ps(logit + h * npad + b * SQ_BLOCK, _mm512_mul_ps(_mm512_mul_ps(v, _mm512_set1_ps(f[h])), ks));
+    }
+#else
+    const __m256i ones = _mm256_set1_epi16(1);
+    for (int half = 0; half < 2; half++) {
+      __m256i acc[MAXG];
+      for (int h = 0; h < G; h++) acc[h] = _mm256_setzero_si256();
+      for (int t = 0; t < T; t++) {
+        const __m256i kv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(kb + t * 64 + half * 32));
+        for (int h = 0; h < G; h++) {
+          const __m256i qb = _mm256_set1_epi32(q4[h][t]);
+          const __m256i p = _mm256_maddubs_epi16(_mm256_abs_epi8(qb), _mm256_sign_epi8(kv, qb));
+          acc[h] = _mm256_add_epi32(acc[h], _mm256_madd_epi16(p, ones));
+        }
+      }
+      const __m256 ks = _mm256_loadu_ps(a.ks + b * SQ_BLOCK + half * 8);
+      for (int h = 0; h < G; h++) {
+        const __m256 v = _mm256_cvtepi32_ps(acc[h]);
+        _mm256_storeu_ps(logit + h * npad + b * SQ_BLOCK + half * 8,
+                         _mm256_mul_ps(_mm256_mul_ps(v, _mm256_set1_ps(f[h])), ks));
+      }
+    }
+#endif
+  }
+}
+
+/** The take-th largest of the selectable weights (w ≥ 0), by a histogram of their bits then the edge bucket. */
+float kthWeight(Scratch& S, const float* w, int64_t n, int64_t take) {
+  constexpr int SHIFT = 19, BUCKETS = (0x3f800000 >> SHIFT) + 1;  // weights in [0, 1]
+  S.hist.assign(BUCKETS, 0);
+  const uint32_t* bits = reinterpret_cast<const uint32_t*>(w);
+  for (int64_t j = 0; j < n; j++)
+    if (w[j] >= 0) S.hist[std::min<uint32_t>(bits[j] >> SHIFT, BUCKETS - 1)]++;
+  int64_t above = 0;
+  int bucket = BUCKETS - 1;
+  for (; bucket > 0; bucket--) {
+    if (above + S.hist[bucket] >= take) break;
+    above += S.hist[bucket];
+  }
+  S.sel.clear();
+  for (int64_t j = 0; j < n; j++)
+    if (w[j] >= 0 && static_cast<int>(std::min<uint32_t>(bits[j] >> SHIFT, BUCKETS - 1)) == bucket)
+      S.sel.push_back(w[j]);
+  const int64_t k = take - above - 1;
+  std::nth_element(S.sel.begin(), S.sel.begin() + k, S.sel.end(), std::greater<float>());
+  return S.sel[k];
+}
+
+}  // namespace
+
+int64_t squeezedStep(const SqueezedStep& a) {
+  static thread_local Scratch S;
+  const int G = a.G, d = a.d;
+  const int64_t n = a.n, npad = (n + SQ_BLOCK - 1) / SQ_BLOCK * SQ_BLOCK;
+  // the group's queries in int8, one scale each (key-sketch.ts quantizeRows), 4 dims per int32
+  alignas(64) int32_t q4[MAXG][64];
+  float f[MAXG];
+  for (int h = 0; h < G; h++) {
+    const float* q = a.q + h * d;
+    float m = 0;
+    for (int e = 0; e < d; e++) m = std::max(m, std::fabs(q[e]));
+    const float s = m / 127.0f;
+    f[h] = static_cast<float>(static_cast<double>(s) * a.scale);
+    int8_t q8[256];
+    for (int e = 0; e < d; e++)
+      q8[e] = s == 0 ? 0 : static_cast<int8_t>(std::floor(static_cast<double>(q[e]) / s + 0.5));
+#if KV_VNNI
+    for (int e = 0; e < d; e++) q8[e] = static_cast<int8_t>(static_cast<uint8_t>(q8[e] + 128));
+#endif
+    std::memcpy(q4[h], q8, d);
+  }
+  S.logit.resize(G * npad);
+  S.ex.resize(G * npad);
+  scoreAll(a, q4, f, S.logit.data(), npad);
+  // per head: max, e = exp(logit − max), z
+  float mx[MAXG];
+  float invz[MAXG];
+  const int64_t n8 = n / 8 * 8;
+  for (int h = 0; h < G; h++) {
+    const float* l = S.logit.data() + h * npad;
+    float* ex = S.ex.data() + h * npad;
+    __m256 m8 = _mm256_set1_ps(-INFINITY);
+    for (int64_t j = 0; j < n8; j += 8) m8 = _mm256_max_ps(m8, _mm256_loadu_ps(l + j));
+    float m = hmax(m8);
+    for (int64_t j = n8; j < n; j++) m = std::max(m, l[j]);
+    mx[h] = m;
+    m8 = _mm256_set1_ps(m);
+    __m256 zs = _mm256_setzero_ps();
+    for (int64_t j = 0; j < n8; j += 8) {
+      const __m256 v = exp8(_mm256_sub_ps(_mm256_loadu_ps(l + j), m8));
+      _mm256_storeu_ps(ex + j, v);
+      zs = _mm256_add_ps(zs, v);
+    }
+    double z = hsum(zs);
+    for (int64_t j = n8; j < n; j++) {
+      ex[j] = std::exp(l[j] - m);
+      z += ex[j];
+    }
+    invz[h] = static_cast<float>(1.0 / z);
+  }
+  // weight of each selectable slot: the best estimated softmax weight over the group's heads (−1: always)
+  S.w.resize(n);
+  int64_t selectable = 0;
+  for (int64_t j = 0; j < n; j++) {
+    float best = 0;
+    for (int h = 0; h < G; h++) best = std::max(best, S.ex[h * npad + j] * invz[h]);
+    const bool on = a.grp[j] >= 0;
+    S.w[j] = on ? best : -1.0f;
+    selectable += on;
+  }
+  S.keep.assign(n, 0);
+  int64_t kept = 0;
+  if (a.take < 0) {
+    const float cut = static_cast<float>(a.tau / static_cast<double>(std::max<int64_t>(1, selectable)));
+    for (int64_t j = 0; j < n; j++)
+      if (a.grp[j] >= 0 && S.w[j] >= cut) S.keep[j] = 1, kept++;
+  } else if (a.take > 0) {
+    const int64_t take = std::min(a.take, selectable);
+    const float t = kthWeight(S, S.w.data(), n, take);
+    int64_t above = 0;
+    for (int64_t j = 0; j < n; j++) above += S.w[j] > t;
+    int64_t ties = take - above;
+    for (int64_t j = 0; j < n; j++) {
+      if (a.grp[j] < 0) continue;
+      if (S.w[j] > t || (S.w[j] == t && ties-- > 0)) S.keep[j] = 1, kept++;
+    }
+  }
+  // exact attention over kept slots, always-attended ranges and live tokens [n, end)
+  S.keys.clear();
+  for (int64_t j = 0; j < n; j++)
+    if (S.keep[j]) S.keys.push_back(static_cast<int32_t>(j));
+  for (int64_t p = 0; p < a.alwaysPairs; p++)
+    for (int32_t j = a.always[2 * p]; j < a.always[2 * p + 1]; j++) S.keys.push_back(j);
+  for (int64_t j = n; j < a.end; j++) S.keys.push_back(static_cast<int32_t>(j));
+  const int64_t nk = static_cast<int64_t>(S.keys.size());
+  // one pass over the gathered rows (prefetched PF keys ahead: a selection is scattered), weights
+  // exp(s − max_h) against the estimated logits' max — the left-out share's reference too, so the two
+  // parts add without rescaling (an exact logit above it by the int8 error stays far from overflow)
+  constexpr int PF = 8, PF2 = 32;  // rows into L1 8 keys ahead, into L2 32 ahead
+  const float sc = static_cast<float>(a.scale);
+  std::vector<float>& acc = S.wg;  // [G][2][d]: exact, then left-out
+  acc.assign(static_cast<size_t>(G) * 2 * d, 0.0f);
+  float el[MAXG] = {};
+  const int lines = d * 4 / 64;
+  // the reference: the estimated max, or a live token's logit above it (live keys have no int8 copy)
+  float ref[MAXG];
+  for (int h = 0; h < G; h++) ref[h] = mx[h];
+  for (int64_t j = n; j < a.end; j++)
+    for (int h = 0; h < G; h++) {
+      __m256 s8 = _mm256_setzero_ps();
+      for (int e = 0; e < d; e += 8)
+        s8 = _mm256_fmadd_ps(_mm256_loadu_ps(a.q + h * d + e), _mm256_loadu_ps(a.K + j * d + e), s8);
+      ref[h] = std::max(ref[h], hsum(s8) * sc);
+    }
+  for (int64_t i = 0; i < nk; i++) {
+    if (i + PF < nk) prefetchRow<_MM_HINT_T0>(a, S.keys[i + PF], lines);
+    if (i + PF2 < nk) prefetchRow<_MM_HINT_T1>(a, S.keys[i + PF2], lines);
+    const float* kr = a.K + static_cast<int64_t>(S.keys[i]) * d;
+    const float* vr = a.V + static_cast<int64_t>(S.keys[i]) * d;
+    alignas(32) float sv[MAXG] = {};
+    for (int h = 0; h < G; h++) {
+      const float* q = a.q + h * d;
+      __m256 s8 = _mm256_setzero_ps();
+      for (int e = 0; e < d; e += 8) s8 = _mm256_fmadd_ps(_mm256_loadu_ps(q + e), _mm256_loadu_ps(kr + e), s8);
+      sv[h] = std::min(hsum(s8) * sc - ref[h], 80.0f);
+    }
+    for (int h = 0; h < G; h += 8) _mm256_store_ps(sv + h, exp8(_mm256_load_ps(sv + h)));
+    for (int h = 0; h < G; h++) {
+      const float p = sv[h];
+      el[h] += p;
+      float* o = acc.data() + h * 2 * d;
+      const __m256 p8 = _mm256_set1_ps(p);
+      for (int e = 0; e < d; e += 8)
+        _mm256_storeu_ps(o + e, _mm256_fmadd_ps(p8, _mm256_loadu_ps(vr + e), _mm256_loadu_ps(o + e)));
+    }
+  }
+  // the left-out slots' share: Σ exp(logit − max) per group (groups are runs of slots) × its mean value,
+  // every head in one pass over the runs
+  const bool approx = a.gvals && kept < selectable;
+  double za[MAXG] = {};
+  if (approx) {
+    int64_t j = 0;
+    while (j < n) {
+      const int32_t g = a.grp[j];
+      float run[MAXG] = {};
+      int64_t e = j;
+      for (; e < n && a.grp[e] == g; e++) {
+        const float off = S.keep[e] ? 0.0f : 1.0f;
+        for (int h = 0; h < G; h++) run[h] += off * S.ex[h * npad + e];
+      }
+      j = e;
+      if (g < 0) continue;
+      const float* gv = a.gvals + static_cast<int64_t>(g) * d;
+      for (int h = 0; h < G; h++) {
+        if (run[h] == 0) continue;
+        za[h] += run[h];
+        float* oa = acc.data() + h * 2 * d + d;
+        const __m256 w8 = _mm256_set1_ps(run[h]);
+        for (int c = 0; c < d; c += 8)
+          _mm256_storeu_ps(oa + c, _mm256_fmadd_ps(w8, _mm256_loadu_ps(gv + c), _mm256_loadu_ps(oa + c)));
+      }
+    }
+  }
+  for (int h = 0; h < G; h++) {
+    const float* o = acc.data() + h * 2 * d;
+    float* oa = acc.data() + h * 2 * d + d;
+    float* dst = a.out + h * d;
+    const float rs = std::exp(mx[h] - ref[h]);  // the left-out share was against mx
+    const double den = el[h] + za[h] * rs;
+    const double inv = den > 0 ? 1.0 / den : 0.0;
+    for (int e = 0; e < d; e++) dst[e] = static_cast<float>((o[e] + oa[e] * rs) * inv);
+  }
+  return kept;
+}
+
+}  // namespace KV_NS
+}  // namespace kv

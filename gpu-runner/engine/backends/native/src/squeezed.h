@@ -1,0 +1,48 @@
+// Squeezed attention's fused decode step (squeezed.cc, squeezed-driver.cc): per-key int8 scoring of a
+// fixed context, top-budget selection, exact attention over the kept keys + always-attended ranges + live
+// tokens, and the left-out keys' share (their own logits, their group's mean value) merged by
+// log-sum-exp — one call per (row, kv head) instead of five host passes. The reference it must equal is
+// gpu-runner/engine/attention/squeezed/key-sketch.ts.
+#pragma once
+#define NAPI_VERSION 8
+#include <node_api.h>
+#include <cstdint>
+#include "kernels.h"
+
+namespace kv {
+
+struct SqueezedStep {
+  const float* q;  // [G][d] the kv head's query group, one row
+  float* out;      // [G][d]
+  int G, d;
+  double scale;
+  const int8_t* k8;    // int8 keys in cache order, in blocks of 16 keys: [n/16][d/4][16 keys][4] (n padded)
+  const int32_t* ksum; // [n] Σ_e k8[j][e] (VNNI's unsigned-query correction)
+  const float* ks;     // [n] their scales
+  const int32_t* grp;  // [n] summary group, −1 = always attended
+  int64_t n;
+  const float* gvals;  // [groups][d] group mean values, null = drop-only
+  int64_t groups;
+  const float* K;  // this layer and kv head: [pos][d]
+  const float* V;
+  const int32_t* always;  // [start, end) pairs, sorted
+  int64_t alwaysPairs;
+  int64_t end;   // live tokens [n, end)
+  int64_t take;  // budget: keys to keep; < 0 → threshold
+  double tau;    // threshold: keep when selectable · weight ≥ tau
+};
+
+/** Keys per block of the interleaved int8 layout. */
+constexpr int SQ_BLOCK = 16;
+
+/** One step; returns the keys kept (not counting always-attended ranges). AVX2, or AVX-512 VNNI. */
+namespace avx2 {
+KV_EXPORT int64_t squeezedStep(const SqueezedStep& a);
+}  // namespace avx2
+namespace vnni {
+KV_EXPORT int64_t squeezedStep(const SqueezedStep& a);
+}  // namespace vnni
+
+napi_value squeezedStepFn(napi_env env, napi_callback_info info);
+
+}  // namespace kv

@@ -1,0 +1,276 @@
+// Per-key squeezed attention (key-sketch.ts, issue 23): every fixed-context key scored from its int8 copy,
+// exact attention over the budget's best keys, the left-out keys approximated (their own logits, their
+// cluster's mean value). A planted key inside a large cluster is kept; everything kept equals dense;
+// nothing kept equals the left-out approximation computed directly; approximating beats dropping; the
+// fused native step (native-step.ts, src/squeezed.cc) equals the host path.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { FixedContext } from '../../gpu-runner/engine/attention/squeezed/fixed-context.ts';
+import { buildIndex } from '../../gpu-runner/engine/attention/squeezed/index.ts';
+import { calibrateKeyThreshold } from '../../gpu-runner/engine/attention/squeezed/calibrate.ts';
+import {
+  buildKeySketch,
+  keyWeights,
+  pickKeys,
+  plainSketch,
+  scoreKeys,
+} from '../../gpu-runner/engine/attention/squeezed/key-sketch.ts';
+import { toClusterMajor } from '../../gpu-runner/engine/attention/squeezed/layout.ts';
+import { relativeError } from '../../gpu-runner/engine/attention/squeezed/metrics.ts';
+import type { SelectMode } from '../../gpu-runner/engine/attention/squeezed/select.ts';
+import {
+  fixedKeys,
+  syntheticContext,
+  syntheticQueries,
+} from '../../gpu-runner/engine/attention/squeezed/synthetic.ts';
+import { attendLayer } from '../../gpu-runner/engine/attention/step-attention.ts';
+import { nativeBackendAvailable } from '../../gpu-runner/engine/backends/native/backend.ts';
+import { loadNativeKernels } from '../../gpu-runner/engine/backends/native/index.ts';
+import { createBackend } from '../../gpu-runner/engine/backends/registry.ts';
+import type { Backend } from '../../gpu-runner/engine/backends/types.ts';
+
+describe('per-key scoring', () => {
+  it('keeps a single matching key inside a large cluster', () => {
+    const d = 16;
+    const n = 400; // one cluster of 400 keys ±3·e1 (mean ≈ 0) and one planted key 5·e2
+    const keys = new Float32Array(n * d);
+    for (let p = 0; p < n; p++) keys[p * d] = p % 2 === 0 ? 3 : -3;
+    keys[157 * d] = 0;
+    keys[157 * d + 1] = 5;
+    const ix = buildIndex([{ k: keys }], { n, kvHeads: 1, headDim: d }, { window: 0, pc: 0.0025 });
+    expect(ix.heads[0].k).toBe(1);
+    const s = buildKeySketch(keys, [{ offset: 0, n, index: ix }], 0, 0, d);
+    const q = new Float32Array(d);
+    q[1] = 4;
+    const { logits, lse } = scoreKeys(s, q, 1, 1 / Math.sqrt(d));
+    const keep = pickKeys(s, keyWeights(s, logits, lse, 1), { take: 4, tau: 0 });
+    expect(keep[157]).toBe(1);
+    expect(keep.reduce((a, b) => a + b, 0)).toBe(4);
+  });
+});
+
+describe('per-key threshold calibration', () => {
+  it("τ keeps the calibrated share of the window rows' keys when threshold mode scores them", () => {
+    const n = 700;
+    const w = 64;
+    const kvh = 2;
+    const h = 4;
+    const d = 16;
+    const ctx = syntheticContext({ cap: n, kvHeads: kvh, headDim: d, topics: 20, seed: 3 });
+    const keys = fixedKeys(ctx, kvh, n, d);
+    const ix = buildIndex([{ k: keys }], { n, kvHeads: kvh, headDim: d }, { window: w, pc: 0.05 });
+    const q = syntheticQueries(ctx, { rows: w, heads: h, kvHeads: kvh, headDim: d, topics: 20, seed: 9 });
+    const sc = 1 / Math.sqrt(d);
+    const tau = calibrateKeyThreshold([{ index: ix, windowQueries: [q], keys: [keys] }], h, sc, 1 / 8, 1);
+    let kept = 0;
+    let all = 0;
+    for (let g = 0; g < kvh; g++) {
+      const s = plainSketch(keys.subarray(g * n * d, (g * n + n - w) * d), d);
+      for (let r = 0; r < w; r++) {
+        const from = (r * h + g * (h / kvh)) * d;
+        const { logits, lse } = scoreKeys(s, q.subarray(from, from + (h / kvh) * d), h / kvh, sc);
+        const keep = pickKeys(s, keyWeights(s, logits, lse, h / kvh), { take: -1, tau });
+        kept += keep.reduce((a, b) => a + b, 0);
+        all += s.n;
+      }
+    }
+    expect(kept / all).toBeGreaterThanOrEqual(1 / 8);
+    expect(kept / all).toBeLessThan(1 / 8 + 0.01);
+  });
+});
+
+const N = 645; // not a multiple of the native layout's 16-key blocks
+const LIVE = 6;
+const CAP = N + LIVE;
+const H = 4;
+const KVH = 2;
+const D = 16;
+const scale = 1 / Math.sqrt(D);
+
+function keysSuite(name: 'reference' | 'native') {
+  describe(`FixedContext with per-key scores (${name})`, () => {
+    let b: Backend;
+    const ctx = syntheticContext({ cap: CAP, kvHeads: KVH, headDim: D, topics: 24, seed: 21 });
+    const q = syntheticQueries(ctx, { rows: 1, heads: H, kvHeads: KVH, headDim: D, topics: 24, seed: 5 });
+    const ix = buildIndex(
+      [{ k: fixedKeys(ctx, KVH, N, D), v: fixedKeys({ ...ctx, k: ctx.v }, KVH, N, D) }],
+      { n: N, kvHeads: KVH, headDim: D },
+      { window: 16, pc: 0.05 },
+    );
+    const fixedMajor = (x: Float32Array) => toClusterMajor(ix, 0, fixedKeys({ ...ctx, k: x }, KVH, N, D));
+    const major = (x: Float32Array) => {
+      const m = fixedMajor(x);
+      const out = x.slice();
+      for (let g = 0; g < KVH; g++) out.set(m.subarray(g * N * D, (g + 1) * N * D), g * CAP * D);
+      return out;
+    };
+    let dense: Float32Array;
+    beforeAll(async () => {
+      b = await createBackend(name, { threads: 2 });
+      const plain = b.createKVCache({ layers: 1, kvHeads: KVH, headDim: D, capacity: CAP });
+      b.kvLoad(plain, 0, 0, { k: ctx.k, v: ctx.v });
+      const qt = b.upload({ dtype: 'f32', shape: [1, H * D], data: q });
+      const denseT = b.attention(qt, 0, [{ cache: plain, row: 0, count: 1, pos: CAP - 1 }], H, scale);
+      dense = await b.read(denseT);
+      for (const t of [denseT, qt]) b.free(t);
+      b.freeKVCache(plain);
+    });
+    afterAll(() => b.dispose());
+
+    const step = (mode: SelectMode) => {
+      const cache = b.createKVCache({ layers: 1, kvHeads: KVH, headDim: D, capacity: CAP });
+      b.kvLoad(cache, 0, 0, { k: major(ctx.k), v: major(ctx.v) });
+      const invFreq = b.upload({ dtype: 'f32', shape: [D / 2], data: new Float32Array(D / 2) });
+      const fc = new FixedContext(
+        b,
+        { layers: 1, heads: H, kvHeads: KVH, headDim: D, scale },
+        [{ offset: 0, n: N, index: ix }],
+        mode,
+        invFreq,
+        undefined,
+        [fixedMajor(ctx.k)],
+      );
+      const qt = b.upload({ dtype: 'f32', shape: [1, H * D], data: q });
+      const span = { cache, row: 0, count: 1, pos: CAP - 1 };
+      const outT = attendLayer(b, qt, 0, [span], [{ kind: 'ranges', source: fc }], H, scale);
+      const out = b.readNow(outT);
+      const stats = { ...fc.stats };
+      for (const t of [outT, qt, invFreq]) b.free(t);
+      fc.dispose();
+      b.freeKVCache(cache);
+      return { out, stats };
+    };
+
+    it('everything kept equals dense attention', () => {
+      for (const fused of [true, false]) {
+        const all = step({ kind: 'budget', fraction: 1, fused });
+        expect(all.stats.fraction).toBe(1);
+        expect(relativeError(all.out, dense)).toBeLessThanOrEqual(1e-5);
+      }
+    });
+
+    it('nothing kept equals the left-out keys at their f32 logits with their cluster mean values ⊕ the window and live tokens', () => {
+      // budget 0: only what is always attended — here nothing, so the window is approximated too
+      const none = step({ kind: 'budget', fraction: 1e-6 });
+      expect(none.stats.keysAttended).toBe(0);
+      const k = ctx.k;
+      const v = ctx.v;
+      const km = major(k);
+      const want = new Float32Array(H * D);
+      for (let h = 0; h < H; h++) {
+        const g = Math.floor(h / (H / KVH));
+        const hd = ix.heads[g];
+        const mean = (slot: number): Float32Array => {
+          if (slot >= N - ix.window) return hd.win!.value!;
+          let c = 0;
+          while (hd.starts[c + 1] <= slot) c++;
+          return hd.values!.subarray(c * D, (c + 1) * D);
+        };
+        const logit = (slot: number, src: Float32Array) => {
+          let s = 0;
+          for (let e = 0; e < D; e++) s += q[h * D + e] * src[(g * CAP + slot) * D + e];
+          return s * scale;
+        };
+        const ls = Array.from({ length: CAP }, (_, p) => logit(p, km));
+        const mx = Math.max(...ls);
+        let z = 0;
+        const acc = new Float64Array(D);
+        for (let p = 0; p < CAP; p++) {
+          const w = Math.exp(ls[p] - mx);
+          z += w;
+          const val = p < N ? mean(p) : v.subarray((g * CAP + p) * D, (g * CAP + p + 1) * D);
+          for (let e = 0; e < D; e++) acc[e] += w * val[e];
+        }
+        for (let e = 0; e < D; e++) want[h * D + e] = acc[e] / z;
+      }
+      // the int8 logits differ from f32 ones by ~1% of |q|·|k|/127 per key
+      expect(relativeError(none.out, want)).toBeLessThanOrEqual(2e-2);
+    });
+
+    it('approximating the left-out keys is closer to dense than dropping them, at the same keys', () => {
+      for (const fraction of [1 / 16, 1 / 8]) {
+        const approx = step({ kind: 'budget', fraction });
+        const drop = step({ kind: 'budget', fraction, approximate: false });
+        expect(approx.stats.keysAttended).toBe(drop.stats.keysAttended);
+        expect(approx.stats.fraction).toBeLessThanOrEqual(fraction);
+        expect(relativeError(approx.out, dense)).toBeLessThan(relativeError(drop.out, dense));
+      }
+    });
+
+    it('a step of two squeezed sequences and a dense one: fused equals the host path', () => {
+      const run = (fused: boolean) => {
+        const caches = [0, 1, 2].map(() =>
+          b.createKVCache({ layers: 1, kvHeads: KVH, headDim: D, capacity: CAP }),
+        );
+        b.kvLoad(caches[0], 0, 0, { k: major(ctx.k), v: major(ctx.v) });
+        b.kvLoad(caches[1], 0, 0, { k: major(ctx.k), v: major(ctx.v) });
+        b.kvLoad(caches[2], 0, 0, { k: ctx.k, v: ctx.v });
+        const invFreq = b.upload({ dtype: 'f32', shape: [D / 2], data: new Float32Array(D / 2) });
+        const fcs = [1 / 8, 1 / 16].map(
+          (fraction) =>
+            new FixedContext(
+              b,
+              { layers: 1, heads: H, kvHeads: KVH, headDim: D, scale },
+              [{ offset: 0, n: N, index: ix }],
+              { kind: 'budget', fraction, fused },
+              invFreq,
+              undefined,
+              [fixedMajor(ctx.k)],
+            ),
+        );
+        const q3 = new Float32Array(3 * H * D);
+        for (let r = 0; r < 3; r++) q3.set(q, r * H * D);
+        const qt = b.upload({ dtype: 'f32', shape: [3, H * D], data: q3 });
+        const spans = caches.map((cache, row) => ({ cache, row, count: 1, pos: CAP - 1 }));
+        const outT = attendLayer(
+          b,
+          qt,
+          0,
+          spans,
+          [{ kind: 'ranges', source: fcs[0] }, { kind: 'ranges', source: fcs[1] }, null],
+          H,
+          scale,
+        );
+        const out = b.readNow(outT);
+        const keys = fcs.map((f) => f.stats.keysAttended);
+        for (const t of [outT, qt, invFreq]) b.free(t);
+        for (const f of fcs) f.dispose();
+        for (const c of caches) b.freeKVCache(c);
+        return { out, keys };
+      };
+      const fused = run(true);
+      const host = run(false);
+      expect(fused.keys).toEqual(host.keys);
+      expect(relativeError(fused.out, host.out)).toBeLessThanOrEqual(1e-5);
+      // the dense row is dense attention
+      expect(relativeError(fused.out.subarray(2 * H * D), dense)).toBeLessThanOrEqual(1e-5);
+    });
+
+    it('the fused step equals the host path (keys kept and output) at every ISA level', async () => {
+      const load = name === 'native' ? await loadNativeKernels() : null;
+      const levels = load?.ok ? load.kernels.info().levels : [null];
+      const was = load?.ok ? load.kernels.info().level : null;
+      const modes: SelectMode[] = [
+        { kind: 'budget', fraction: 1 / 8 },
+        { kind: 'budget', fraction: 1 / 16, approximate: false },
+        { kind: 'budget', fraction: 1 / 3, perHead: [0.2, 0.46] },
+        { kind: 'threshold', tau: 2 },
+      ];
+      try {
+        for (const level of levels) {
+          if (level && load?.ok) load.kernels.configure({ level });
+          for (const mode of modes) {
+            const fused = step(mode);
+            const host = step({ ...mode, fused: false });
+            expect(fused.stats.keysAttended).toBe(host.stats.keysAttended);
+            expect(relativeError(fused.out, host.out)).toBeLessThanOrEqual(1e-5);
+          }
+        }
+      } finally {
+        if (was && load?.ok) load.kernels.configure({ level: was });
+      }
+    });
+  });
+}
+
+keysSuite('reference');
+if (await nativeBackendAvailable()) keysSuite('native');
