@@ -7,6 +7,8 @@
 //   blend       independent, then CacheBlend's selective recompute of chunk tokens
 //   link        independent, then EPIC's recompute of the first k tokens of each chunk not at slot 0
 // RoPE position = cache slot throughout, so artifacts (computed at 0..n-1) move by Δ = their offset.
+// place() builds the context alone (the scheduler prefills the question in its batched steps, and starts
+// reading a waiting request's artifacts early through prefetch()); assemble() is place + the question.
 import { FixedContext, type PlacedBlock } from '../attention/squeezed/fixed-context.ts';
 import { buildIndex } from '../attention/squeezed/index.ts';
 import { toClusterMajor } from '../attention/squeezed/layout.ts';
@@ -19,16 +21,21 @@ import type { AcquiredKV, EngineTier } from '../kv/engine-tier.ts';
 import { chunkKey, precomputeChunks } from '../kv/precompute.ts';
 import { readPacked, unpackRotated } from '../kv/rerotate.ts';
 import type { SequenceKV } from '../kv-cache.ts';
+import { ArtifactPrefetch } from './prefetch.ts';
 import { blendChunks, type ChunkPlacement, linkChunks } from './selective.ts';
 import type {
   AssembleReport,
   AssembleRequest,
   Assembled,
+  ContextRequest,
+  PlaceRequest,
+  Placed,
+  Prefetch,
   SequenceAssembler,
   SqueezedReport,
 } from './types.ts';
 
-export type { AssembleReport, AssembleRequest, Assembled, SqueezedReport };
+export type { AssembleReport, AssembleRequest, Assembled, Placed, SqueezedReport };
 
 export class Assembler implements SequenceAssembler {
   readonly engine: Engine;
@@ -43,25 +50,61 @@ export class Assembler implements SequenceAssembler {
 
   /** Builds the sequence and prefills the question. The caller frees result.kv. */
   async assemble(req: AssembleRequest): Promise<Assembled> {
+    if (req.question.length === 0) throw new Error('assemble: empty question');
+    const e = this.engine;
+    const context = contextBlocks(req).reduce((s, bl) => s + bl.tokens.length, 0);
+    const placed = await this.place({ ...req, capacity: context + req.question.length + (req.reserve ?? 0) });
+    try {
+      const tq = performance.now();
+      const logits = await e.forward(
+        [{ kv: placed.kv, tokens: req.question, attention: placed.attention }],
+        'last',
+      );
+      await e.backend.sync();
+      const rep = placed.report;
+      rep.tokens += req.question.length;
+      rep.questionTokens = req.question.length;
+      rep.timingsMs.question = performance.now() - tq;
+      rep.timingsMs.total += rep.timingsMs.question;
+      return { ...placed, logits };
+    } catch (err) {
+      placed.free();
+      throw err;
+    }
+  }
+
+  /** Starts reading the artifacts a later place() of this context takes (the engine tier's handles). */
+  prefetch(req: ContextRequest): Prefetch {
+    const p = new ArtifactPrefetch();
+    for (const bl of reusedBlocks(req)) p.add(this.key(bl.tokens), this.tier.acquire(this.key(bl.tokens)));
+    return p;
+  }
+
+  /**
+   * Builds a sequence's cache of `capacity` positions holding the context by reuse mode, its question not
+   * yet prefilled. Artifacts come from `prefetched` where it holds them (then it is spent), else from the
+   * tier now. The caller frees result.kv.
+   */
+  async place(req: PlaceRequest, prefetched?: Prefetch | null): Promise<Placed> {
     const e = this.engine;
     const b = e.backend;
-    if (req.question.length === 0) throw new Error('assemble: empty question');
-    const blocks: ChunkPlacement[] = [];
-    let at = 0;
-    for (const tokens of [req.system, ...req.chunks]) {
-      if (tokens.length === 0) continue;
-      blocks.push({ offset: at, tokens });
-      at += tokens.length;
+    const blocks = contextBlocks(req);
+    const context = blocks.reduce((s, bl) => s + bl.tokens.length, 0);
+    const ahead = prefetched instanceof ArtifactPrefetch ? prefetched : null;
+    let kv: SequenceKV;
+    try {
+      kv = e.newSequence(req.capacity);
+    } catch (err) {
+      prefetched?.release();
+      throw err;
     }
-    const context = at;
-    const kv = e.newSequence(context + req.question.length + (req.reserve ?? 0));
     const report: AssembleReport = {
       mode: req.mode,
-      tokens: context + req.question.length,
+      tokens: context,
       cachedTokens: 0,
       recomputedTokens: 0,
       precomputedTokens: 0,
-      questionTokens: req.question.length,
+      questionTokens: 0,
       bytesLoaded: {},
       artifactsByTier: {},
       timingsMs: { load: 0, rotate: 0, recompute: 0, squeeze: 0, question: 0, total: 0 },
@@ -77,14 +120,14 @@ export class Assembler implements SequenceAssembler {
     };
     try {
       const hasSystem = req.system.length > 0;
-      // blocks taken from artifacts: none (full), the system prefix (prefix), all (others)
-      const reused = req.mode === 'full' ? 0 : req.mode === 'prefix' ? (hasSystem ? 1 : 0) : blocks.length;
+      const reused = reusedBlocks(req).length;
       const indexes: (SqueezedIndex | null)[] = blocks.map(() => null);
-      // every artifact is asked for at once: reads from slower tiers (disk, object store) overlap each
-      // other and the decoding of the blocks placed before them
+      // every artifact is asked for at once (unless prefetched already): reads from slower tiers (disk,
+      // object store) overlap each other and the decoding of the blocks placed before them
       const pending = blocks
         .slice(0, reused)
-        .map((bl) => this.tier.acquire(chunkKey(this.engine, bl.tokens, this.dtype)));
+        .map((bl) => ahead?.take(this.key(bl.tokens)) ?? this.tier.acquire(this.key(bl.tokens)));
+      prefetched?.release(); // what it held beyond these
       for (const p of pending) p.catch(() => {}); // a failed read surfaces where it is awaited
       try {
         for (const [i, block] of blocks.slice(0, reused).entries())
@@ -126,16 +169,12 @@ export class Assembler implements SequenceAssembler {
         await lap('squeeze', t);
       }
       const attention: SeqAttention | null = fixed ? { kind: 'ranges', source: fixed } : null;
-      const tq = performance.now();
-      const out = await e.forward([{ kv, tokens: req.question, attention }], 'last');
-      await lap('question', tq);
       report.timingsMs.total = performance.now() - t0;
       const owned = fixed;
       return {
         kv,
         fixed,
         attention,
-        logits: out,
         report,
         free: () => {
           kv.free();
@@ -147,6 +186,10 @@ export class Assembler implements SequenceAssembler {
       fixed?.dispose();
       throw err;
     }
+  }
+
+  private key(tokens: readonly number[]): string {
+    return chunkKey(this.engine, tokens, this.dtype);
   }
 
   /**
@@ -213,7 +256,7 @@ export class Assembler implements SequenceAssembler {
     wantIndex: boolean,
   ): Promise<SqueezedIndex | null> {
     const b = this.engine.backend;
-    const key = chunkKey(this.engine, block.tokens, this.dtype);
+    const key = this.key(block.tokens);
     let t = performance.now();
     let got: AcquiredKV | null = await acquired;
     if (!got) {
@@ -261,4 +304,24 @@ export class Assembler implements SequenceAssembler {
       got.release();
     }
   }
+}
+
+/** The context's non-empty blocks at their cache offsets: [system][chunk 1]…[chunk k]. */
+function contextBlocks(req: ContextRequest): ChunkPlacement[] {
+  const blocks: ChunkPlacement[] = [];
+  let at = 0;
+  for (const tokens of [req.system, ...req.chunks]) {
+    if (tokens.length === 0) continue;
+    blocks.push({ offset: at, tokens });
+    at += tokens.length;
+  }
+  return blocks;
+}
+
+/** The leading blocks taken from artifacts: none (full), the system prefix (prefix), all (the others). */
+function reusedBlocks(req: ContextRequest): ChunkPlacement[] {
+  const blocks = contextBlocks(req);
+  if (req.mode === 'full') return [];
+  if (req.mode === 'prefix') return req.system.length > 0 ? blocks.slice(0, 1) : [];
+  return blocks;
 }
