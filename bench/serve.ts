@@ -215,6 +215,9 @@ export async function run(args: string[]): Promise<number> {
     const rows: Row[] = [];
     for (const c of levels) {
       for (const mode of modes) {
+        // `c` open connections before timing: the clients share the runner's event loop, where opening
+        // connections during the level would let requests in one per step
+        await Promise.all(Array.from({ length: c }, () => fetch(`${base}/healthz`).then((x) => x.text())));
         const steps0 = r.core.scheduler.stats().steps;
         const t0 = performance.now();
         const { ttfts, usages } = await level(mode, c);
