@@ -5,10 +5,13 @@
 // backend: an in-process runner (createRunner, loopback port) gets closed-loop SSE clients — `c` clients,
 // each sending its next request when the previous one ends — until --requests requests finished, at each
 // concurrency and reuse mode (interleaved: every concurrency runs all modes before the next one).
-// Each request: a system prefix, --chunks chunks from a pool of distinct chunks (precomputed as artifacts
-// before timing, so `independent` loads them; `full` prefills them live), a distinct question, and
-// --max-tokens generated tokens (eos ignored). TTFT = request sent → first token event, at the client
-// (the runner's TTFT where the first token has no text). KV memory fits every client of the top level.
+// Each request: a system prefix, --chunks chunks of its own (like concurrent users whose retrievals differ:
+// request j of a level gets chunks j·k … j·k+k−1 of a pool of requests × k distinct chunks, precomputed as
+// artifacts before timing, so `independent` loads them and `full` prefills them live), a distinct
+// question, and --max-tokens generated tokens (eos ignored). Every level walks the same chunk sets in the
+// same order after a warm-up pass over all of them, so each starts from the same artifact-tier state.
+// TTFT = request sent → first token event, at the client (the runner's TTFT where the first token has no
+// text). KV memory fits every client of the top level.
 // Throughput = generated tokens / wall time of the level. Without --model, a generated Llama (hidden 256,
 // 4 layers, byte vocab; --shape smollm2: SmolLM2-135M's shape, where decode reads 135M weights per step)
 // with max_position_embeddings raised to fit.
@@ -20,7 +23,7 @@ import { BACKENDS, type BackendName } from '../gpu-runner/engine/backends/regist
 import { loadModelConfig } from '../gpu-runner/engine/model-config.ts';
 import { WEIGHT_DTYPES, type WeightDType } from '../gpu-runner/engine/weights.ts';
 import { createRunner, type Runner } from '../gpu-runner/server/runner.ts';
-import type { RunnerUsage } from '../contracts/runner-api.ts';
+import { MAX_PRECOMPUTE_CHUNKS, type RunnerUsage } from '../contracts/runner-api.ts';
 import { makeTinyModel } from '../gpu-runner/tools/make-tiny-model.ts';
 import { numberOption, parseOptions, UsageError } from '../cli/args.ts';
 import { FsBlobStore } from '../src/storage/fs.ts';
@@ -50,9 +53,13 @@ interface Row {
   queueWaitMs: number;
   /** Mean context assembly (artifact load, re-rotation, recompute) reported by the runner. */
   assembleMs: number;
+  /** Mean live prefill before the first token (the question, batched with other sequences' work). */
+  prefillMs: number;
   /** Mean ms per generated token after the first, per request (its decode steps, shared with the others). */
   decodeMsPerToken: number;
   cachedTokensPerRequest: number;
+  /** Scheduler steps (batched forwards) the level took. */
+  steps: number;
   wallMs: number;
 }
 
@@ -128,23 +135,27 @@ export async function run(args: string[]): Promise<number> {
     const vocab = r.core.engine.config.vocabSize;
     if (r.core.engine.maxContext < seqTokens) throw new UsageError(`model context < ${seqTokens} tokens`);
 
-    // a pool of distinct chunks (token ids), precomputed before timing
+    // a pool of distinct chunks (token ids), a chunk set per request of a level, precomputed before timing
     const rand = rng(7);
     const ids = (n: number) =>
       Array.from({ length: n }, () => 32 + Math.floor(rand() * Math.min(200, vocab - 32)));
-    const pool = Array.from({ length: 4 * k }, () => ids(chunkTokens));
+    const pool = Array.from({ length: perLevel * k }, () => ids(chunkTokens));
     const system = ids(systemTokens);
-    const pre = await fetch(`${base}/v1/precompute`, {
-      method: 'POST',
-      headers,
-      body: JSON.stringify({ chunks: pool.map((tokenIds) => ({ tokenIds })).concat([{ tokenIds: system }]) }),
-    });
-    if (!pre.ok) throw new Error(`precompute failed: ${pre.status} ${await pre.text()}`);
+    const all = pool.concat([system]);
+    for (let i = 0; i < all.length; i += MAX_PRECOMPUTE_CHUNKS) {
+      const pre = await fetch(`${base}/v1/precompute`, {
+        method: 'POST',
+        headers,
+        body: JSON.stringify({
+          chunks: all.slice(i, i + MAX_PRECOMPUTE_CHUNKS).map((tokenIds) => ({ tokenIds })),
+        }),
+      });
+      if (!pre.ok) throw new Error(`precompute failed: ${pre.status} ${await pre.text()}`);
+    }
 
-    let n = 0;
-    const request = async (mode: ReuseMode) => {
-      const i = n++;
-      const chunks = Array.from({ length: k }, (_, j) => ({ tokenIds: pool[(i * k + j) % pool.length] }));
+    // i: the request's index within its level (its chunk set)
+    const request = async (mode: ReuseMode, i: number) => {
+      const chunks = Array.from({ length: k }, (_, j) => ({ tokenIds: pool[i * k + j] }));
       const question = String.fromCharCode(...ids(questionTokens).map((t) => 97 + (t % 26)));
       const t0 = performance.now();
       const res = await fetch(`${base}/v1/generate`, {
@@ -181,26 +192,35 @@ export async function run(args: string[]): Promise<number> {
       return { ttft: ttft < 0 ? usage.timingsMs.ttft : ttft, usage };
     };
 
-    // warm-up: one request per mode (JIT, engine-tier residency)
-    for (const m of modes) await request(m);
+    // `c` closed-loop clients until perLevel requests finished
+    const level = async (mode: ReuseMode, c: number) => {
+      const ttfts: number[] = [];
+      const usages: RunnerUsage[] = [];
+      let started = 0;
+      await Promise.all(
+        Array.from({ length: c }, async () => {
+          while (started < perLevel) {
+            const got = await request(mode, started++);
+            ttfts.push(got.ttft);
+            usages.push(got.usage);
+          }
+        }),
+      );
+      return { ttfts, usages };
+    };
+    // warm-up (JIT; the artifact tiers): one request per mode, and a pass over every chunk set at the top
+    // concurrency for the modes that read artifacts
+    for (const m of modes) await (m === 'full' ? request(m, 0) : level(m, Math.max(...levels)));
 
     const rows: Row[] = [];
     for (const c of levels) {
       for (const mode of modes) {
-        const ttfts: number[] = [];
-        const usages: RunnerUsage[] = [];
-        let started = 0;
+        // `c` open connections before timing: the clients share the runner's event loop, where opening
+        // connections during the level would let requests in one per step
+        await Promise.all(Array.from({ length: c }, () => fetch(`${base}/healthz`).then((x) => x.text())));
+        const steps0 = r.core.scheduler.stats().steps;
         const t0 = performance.now();
-        await Promise.all(
-          Array.from({ length: c }, async () => {
-            while (started < perLevel) {
-              started++;
-              const got = await request(mode);
-              ttfts.push(got.ttft);
-              usages.push(got.usage);
-            }
-          }),
-        );
+        const { ttfts, usages } = await level(mode, c);
         const wall = performance.now() - t0;
         ttfts.sort((a, b) => a - b);
         const tokens = usages.reduce((s, u) => s + u.completionTokens, 0);
@@ -213,10 +233,12 @@ export async function run(args: string[]): Promise<number> {
           ttftP99Ms: percentile(ttfts, 99),
           queueWaitMs: mean(usages.map((u) => u.timingsMs.queueWait)),
           assembleMs: mean(usages.map((u) => u.timingsMs.assemble)),
+          prefillMs: mean(usages.map((u) => u.timingsMs.prefill ?? 0)),
           decodeMsPerToken: mean(
             usages.map((u) => (u.timingsMs.total - u.timingsMs.ttft) / Math.max(1, u.completionTokens - 1)),
           ),
           cachedTokensPerRequest: usages.reduce((s, u) => s + u.cachedTokens, 0) / usages.length,
+          steps: r.core.scheduler.stats().steps - steps0,
           wallMs: wall,
         });
       }
@@ -250,8 +272,10 @@ export async function run(args: string[]): Promise<number> {
           'TTFT p99 ms',
           'queue ms',
           'assemble ms',
+          'prefill ms',
           'decode ms/tok',
           'cached tok',
+          'steps',
           'tok/s ÷ full',
           'p50 ÷ full',
         ],
@@ -264,8 +288,10 @@ export async function run(args: string[]): Promise<number> {
           x.ttftP99Ms,
           x.queueWaitMs,
           x.assembleMs,
+          x.prefillMs,
           x.decodeMsPerToken,
           x.cachedTokensPerRequest,
+          x.steps,
           x.throughputVsFull,
           x.ttftP50VsFull,
         ]),

@@ -124,6 +124,9 @@ export type GenerateBody = z.output<typeof generateBodySchema>;
 /** The request as a client writes it (defaults optional). */
 export type GenerateRequest = z.input<typeof generateBodySchema>;
 
+/** Chunks one POST /v1/precompute may carry. */
+export const MAX_PRECOMPUTE_CHUNKS = 64;
+
 export const precomputeBodySchema = z
   .object({
     chunks: z
@@ -137,7 +140,7 @@ export const precomputeBodySchema = z
           ),
       )
       .min(1)
-      .max(64),
+      .max(MAX_PRECOMPUTE_CHUNKS),
     /** Artifact dtype; default: the runner's own (the one its requests read). */
     dtype: z.enum(ARTIFACT_DTYPES).optional(),
   })

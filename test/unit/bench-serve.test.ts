@@ -19,6 +19,7 @@ interface Result {
     ttftP50Ms: number;
     ttftP99Ms: number;
     cachedTokensPerRequest: number;
+    steps: number;
     throughputVsFull: number;
   }[];
 }
@@ -57,6 +58,9 @@ describe('bench serve', () => {
       // system prefix (16) + 2 chunks of 16 come from artifacts in independent mode, none in full
       expect(row.cachedTokensPerRequest).toBe(row.mode === 'full' ? 0 : 48);
       if (row.mode === 'full') expect(row.throughputVsFull).toBe(1);
+      // each request takes 3 steps at least (one per generated token); at concurrency 1 they run one
+      // after another, at 3 they can share steps
+      expect(row.steps).toBeGreaterThanOrEqual(row.concurrency === 1 ? 3 * 3 : 3);
     }
   });
 });

@@ -3,9 +3,13 @@
 // scheduler plans and the step runner (step-runner.ts) executes:
 //   1. every decoding sequence feeds its last token (1 token each), oldest first;
 //   2. prefilling sequences take the rest of the step's token budget in chunks (chunked prefill);
-//   3. waiting sequences are admitted in FIFO order while the running cap and KV memory allow; a request
-//      with reuse mode ≠ full gets its context assembled from chunk artifacts at admission, then its
-//      question is prefilled in chunks like any prompt (batched with the others), then it decodes.
+//   3. waiting sequences are admitted in FIFO order while the running cap and KV memory allow, all that fit
+//      in one step; a request with reuse mode ≠ full gets its context placed from chunk artifacts at
+//      admission (their reads started while it waited: the first `maxRunning` waiting requests prefetch),
+//      then its whole question is prefilled in chunks like any prompt — in the same batched forward as
+//      the other admissions' questions, the prefill chunks and the decode tokens — then it decodes.
+// So a burst of arrivals costs the decoding sequences one step of at most maxStepTokens rows (Sarathi-
+// style chunked prefill), not a forward per arrival.
 // KV memory is reserved per sequence in blocks of `growBlock` positions; a sequence that needs another
 // block when memory is short preempts the newest running sequences (their KV is freed and they go back to
 // the front of the queue, to be recomputed from prompt + generated tokens when readmitted). Aborted
@@ -40,8 +44,8 @@ export interface SchedulerOptions {
   /** Positions reserved at a time beyond what a sequence holds. Default 32. */
   growBlock?: number;
   /**
-   * Reuse-mode admissions (artifact assembly + question prefill, each its own forward) per step, so a
-   * burst of arrivals does not stall the running sequences' decode for a whole burst. Default 4.
+   * Reuse-mode admissions (a context placed from artifacts: unpacking and re-rotating their K/V, plus
+   * any selective recompute) per step; their questions go into the step's batch. Default 16.
    */
   maxAssembliesPerStep?: number;
   /** Needed for reuse modes other than `full`. */
@@ -82,7 +86,7 @@ export class Scheduler {
   readonly growBlock: number;
   readonly maxAssembliesPerStep: number;
   readonly mutex: Mutex;
-  private readonly canAssemble: boolean;
+  private readonly assembler: SequenceAssembler | null;
   private readonly observer: SchedulerObserver;
   private readonly runner: StepRunner;
   private readonly background: boolean;
@@ -106,8 +110,8 @@ export class Scheduler {
     this.maxStepTokens = opts.maxStepTokens ?? 256;
     this.kvBytes = opts.kvBytes ?? 256 * 1024 * 1024;
     this.growBlock = opts.growBlock ?? 32;
-    this.maxAssembliesPerStep = opts.maxAssembliesPerStep ?? 4;
-    this.canAssemble = opts.assembler !== undefined;
+    this.maxAssembliesPerStep = opts.maxAssembliesPerStep ?? 16;
+    this.assembler = opts.assembler ?? null;
     this.mutex = opts.mutex ?? new Mutex();
     this.observer = opts.observer ?? {};
     this.background = opts.background ?? true;
@@ -128,12 +132,13 @@ export class Scheduler {
     checkRequest(req, {
       maxContext: e.maxContext,
       vocabSize: e.config.vocabSize,
-      canAssemble: this.canAssemble,
+      canAssemble: this.assembler !== null,
     });
     const seq = new Sequence(this.nextId++, req, e.tokenizer, e.stopTokenIds);
     if (this.capacityFor(seq) * this.bytesPerPosition > this.kvBytes)
       throw new InvalidRequestError('prompt does not fit the runner KV memory');
     this.waiting.push(seq);
+    this.prefetchWaiting();
     if (this.background) this.kick();
     return seq;
   }
@@ -227,7 +232,22 @@ export class Scheduler {
       this.waiting.shift();
       budget -= this.planAdmission(seq, cap, budget, plan);
     }
+    this.prefetchWaiting();
     return plan;
+  }
+
+  /**
+   * Starts the artifact reads of the first `maxRunning` waiting reuse-mode requests (those admitted soon),
+   * so their I/O overlaps the steps before their admission; the rest wait their turn (each read pins its
+   * artifact in engine memory until placed).
+   */
+  private prefetchWaiting(): void {
+    const asm = this.assembler;
+    if (!asm) return;
+    for (const seq of this.waiting.slice(0, this.maxRunning)) {
+      if (seq.req.mode === 'full' || seq.prefetched || seq.finish) continue;
+      seq.prefetched = asm.prefetch(seq.req);
+    }
   }
 
   /** Positions reserved when a sequence is admitted: what it holds plus one block, within its maximum. */
@@ -252,17 +272,13 @@ export class Scheduler {
     this.used += cap * this.bytesPerPosition;
     seq.phase = 'prefill';
     // full: the whole prompt (and what was generated before a preemption) is prefilled live; reuse
-    // modes: the assembly computes the first question token, the rest is prefilled like any prompt
+    // modes: the context is placed at admission, the question (and what was generated) prefilled live
     const live = seq.allTokens();
-    const assembled =
-      seq.req.mode === 'full' ? 0 : live.length - seq.req.question.length - seq.generated.length + 1;
-    seq.pending = live.slice(assembled);
-    const sample = assembled > 0 && seq.pending.length === 0;
-    plan.admit.push({ seq, capacity: cap, sample });
-    if (sample) return 1;
+    const placed = seq.req.mode === 'full' ? 0 : live.length - seq.req.question.length - seq.generated.length;
+    seq.pending = live.slice(placed);
+    plan.admit.push({ seq, capacity: cap });
     this.planSparse(seq, plan);
-    const used = assembled > 0 ? 1 : 0;
-    return used + this.planChunk(seq, budget - used, plan);
+    return this.planChunk(seq, budget, plan);
   }
 
   /**

@@ -14,6 +14,7 @@ import type { FixedContext } from '../attention/squeezed/fixed-context.ts';
 import type { SeqAttention } from '../attention/step-attention.ts';
 import { Detokenizer } from '../detokenizer.ts';
 import type { SequenceKV } from '../kv-cache.ts';
+import type { Prefetch } from '../reuse/types.ts';
 import { Sampler } from '../sampler.ts';
 import { emitUntilStop } from '../stop.ts';
 import type { TextTokenizer } from '../tokenizer.ts';
@@ -59,6 +60,8 @@ export class Sequence {
   /** The fixed context of the current cache, freed with it. */
   fixed: FixedContext | null = null;
   squeezedNote: string | undefined;
+  /** Its artifacts being read ahead while it waits (reuse modes); spent at admission. */
+  prefetched: Prefetch | null = null;
   /** The request's sparse prefill (its stats outlive the cache); set at admission. */
   sparse: SparsePrefill | null = null;
   resolve!: (u: RunnerUsage) => void;
@@ -119,8 +122,10 @@ export class Sequence {
     return false;
   }
 
-  /** Frees the cache and its fixed context (preemption, the end). */
+  /** Frees the cache, its fixed context and what it prefetched (preemption, the end). */
   release(): void {
+    this.prefetched?.release();
+    this.prefetched = null;
     this.kv?.free();
     this.kv = null;
     this.fixed?.dispose();

@@ -1,7 +1,9 @@
 // The step runner executes what the scheduler planned for one step (DESIGN.md §7.6): grow caches whose
-// memory was reserved, admit sequences (a fresh cache, or a reuse-mode context assembled from artifacts),
-// run planned sparse prefills in forwards of their own, then one batched forward over every planned input
-// and sample the next token where an input ends a prompt or is a decode step. A failure ends only the
+// memory was reserved, admit sequences (a fresh cache, or a reuse-mode context placed from artifacts —
+// its question is prefilled in the batch like any prompt), run planned sparse prefills in forwards of
+// their own, then one batched forward over every planned input (decode tokens and prefill chunks of all
+// sequences: the weights are read once for all rows) and sample the next token where an input ends a
+// prompt or is a decode step. A failure ends only the
 // sequences it touched (finish reason 'error'); the scheduler frees them at its next reap.
 import type { Backend } from '../backends/types.ts';
 import type { SequenceKV } from '../kv-cache.ts';
@@ -31,10 +33,10 @@ export interface StepPlan {
   /** caches to enlarge to `capacity` positions (copied) */
   grow: { seq: Sequence; capacity: number }[];
   /**
-   * sequences starting now: `full` gets an empty cache of `capacity`; a reuse mode gets its context and
-   * first question token assembled; `sample`: the assembly's logits give its next token (nothing pending)
+   * sequences starting now: `full` gets an empty cache of `capacity`; a reuse mode gets its context placed
+   * (the question, and after a preemption what was generated, are left pending for the batch)
    */
-  admit: { seq: Sequence; capacity: number; sample: boolean }[];
+  admit: { seq: Sequence; capacity: number }[];
   /** live tokens prefilled through the sequence's sparse prefill, each in a forward of its own */
   sparse: { seq: Sequence; tokens: number[] }[];
   batch: PlannedInput[];
@@ -63,7 +65,7 @@ export class StepRunner {
 
   async execute(plan: StepPlan): Promise<void> {
     for (const { seq, capacity } of plan.grow) this.grow(seq, capacity);
-    for (const a of plan.admit) await this.admit(a.seq, a.capacity, a.sample);
+    for (const a of plan.admit) await this.admit(a.seq, a.capacity);
     for (const { seq, tokens } of plan.sparse) if (!seq.finish) await this.prefillSparse(seq, tokens);
     const batch = plan.batch.filter((p) => !p.seq.finish);
     if (batch.length > 0) await this.forwardBatch(batch);
@@ -78,17 +80,13 @@ export class StepRunner {
     seq.kv = kv;
   }
 
-  private async admit(seq: Sequence, capacity: number, sample: boolean): Promise<void> {
+  private async admit(seq: Sequence, capacity: number): Promise<void> {
     if (seq.req.mode === 'full') {
       seq.kv = this.engine.newSequence(capacity);
       return;
     }
     try {
-      const next = await this.assemble(seq, capacity);
-      if (sample) {
-        seq.phase = 'decode';
-        this.accept(seq, next());
-      }
+      await this.place(seq, capacity);
     } catch (err) {
       // the assembler freed what it allocated
       seq.end('error', err);
@@ -96,24 +94,26 @@ export class StepRunner {
   }
 
   /**
-   * Builds a reuse-mode sequence's cache with `capacity` positions: the context from artifacts and the
-   * first question token (plus, after a preemption, what was generated) through the assembler; the rest
-   * was left pending by the planner. Records usage; returns the sampler of the assembly's logits.
+   * Builds a reuse-mode sequence's cache with `capacity` positions holding its context from artifacts
+   * (through its prefetch when it has one) and records usage; the planner left the rest pending.
    */
-  private async assemble(seq: Sequence, capacity: number): Promise<() => number> {
+  private async place(seq: Sequence, capacity: number): Promise<void> {
     const r = seq.req;
-    const context = r.system.length + r.chunks.reduce((s, c) => s + c.length, 0);
     const t = performance.now();
-    const out = await this.assembler!.assemble({
-      system: r.system,
-      chunks: r.chunks,
-      question: r.question.slice(0, 1), // reuse modes always have a question (checkRequest)
-      mode: r.mode,
-      blendRatio: r.blendRatio,
-      linkTokens: r.linkTokens,
-      squeezed: r.squeezed ?? null,
-      reserve: capacity - context - 1,
-    });
+    const prefetched = seq.prefetched;
+    seq.prefetched = null; // place() spends it, whether it succeeds or not
+    const out = await this.assembler!.place(
+      {
+        system: r.system,
+        chunks: r.chunks,
+        mode: r.mode,
+        blendRatio: r.blendRatio,
+        linkTokens: r.linkTokens,
+        squeezed: r.squeezed ?? null,
+        capacity,
+      },
+      prefetched,
+    );
     seq.kv = out.kv;
     seq.fixed = out.fixed;
     seq.attention = out.attention;
@@ -124,13 +124,11 @@ export class StepRunner {
     for (const phase of ['load', 'rotate', 'recompute', 'squeeze'] as const)
       seq.phaseMs[phase] += rep.timingsMs[phase];
     if (seq.preemptions === 0) seq.cachedTokens = rep.cachedTokens;
-    seq.prefillTokens += rep.recomputedTokens + rep.questionTokens;
+    seq.prefillTokens += rep.recomputedTokens;
     for (const [tier, b] of Object.entries(rep.bytesLoaded))
       seq.bytesLoaded[tier] = (seq.bytesLoaded[tier] ?? 0) + b;
-    // the first question token exactly; selectively recomputed tokens as if they sat at positions 0..r-1
-    seq.keysAttended +=
-      causalKeys(rep.tokens - rep.questionTokens, rep.questionTokens) + causalKeys(0, rep.recomputedTokens);
-    return () => seq.sampler.sample(out.logits);
+    // selectively recomputed tokens as if they sat at positions 0..r-1
+    seq.keysAttended += causalKeys(0, rep.recomputedTokens);
   }
 
   /** Live tokens through the sequence's sparse prefill (DESIGN.md §4.3), alone in a forward. */

@@ -10,6 +10,8 @@
 //   blend       independent, then CacheBlend's selective recompute of chunk tokens
 //   link        independent, then EPIC's recompute of the first k tokens of each chunk not at slot 0
 // RoPE position = cache slot throughout, so artifacts (computed at 0..n-1) move by Δ = their offset.
+// place() builds the context alone (the scheduler prefills the question in its batched steps, and starts
+// reading a waiting request's artifacts early through prefetch()); assemble() is place + the question.
 import { FixedContext, type PlacedBlock } from '../attention/squeezed/fixed-context.ts';
 import { buildIndex } from '../attention/squeezed/index.ts';
 import { toClusterMajor } from '../attention/squeezed/layout.ts';
@@ -22,16 +24,21 @@ import type { AcquiredKV, EngineTier } from '../kv/engine-tier.ts';
 import { chunkKey, precomputeChunks } from '../kv/precompute.ts';
 import { readPacked, unpackLayer } from '../kv/rerotate.ts';
 import type { SequenceKV } from '../kv-cache.ts';
+import { ArtifactPrefetch } from './prefetch.ts';
 import { blendChunks, type ChunkPlacement, linkChunks } from './selective.ts';
 import type {
   AssembleReport,
   AssembleRequest,
   Assembled,
+  ContextRequest,
+  PlaceRequest,
+  Placed,
+  Prefetch,
   SequenceAssembler,
   SqueezedReport,
 } from './types.ts';
 
-export type { AssembleReport, AssembleRequest, Assembled, SqueezedReport };
+export type { AssembleReport, AssembleRequest, Assembled, Placed, SqueezedReport };
 
 export class Assembler implements SequenceAssembler {
   readonly engine: Engine;
@@ -46,25 +53,82 @@ export class Assembler implements SequenceAssembler {
 
   /** Builds the sequence and prefills the question. The caller frees result.kv. */
   async assemble(req: AssembleRequest): Promise<Assembled> {
+    if (req.question.length === 0) throw new Error('assemble: empty question');
+    const e = this.engine;
+    const context = contextBlocks(req).reduce((s, bl) => s + bl.tokens.length, 0);
+    const { placed, ready, placing } = await this.build(
+      { ...req, capacity: context + req.question.length + (req.reserve ?? 0) },
+      null,
+      true,
+    );
+    try {
+      const tq = performance.now();
+      const logits = await e.forward(
+        [{ kv: placed.kv, tokens: req.question, attention: placed.attention }],
+        'last',
+        ready,
+      );
+      await placing; // every layer was placed
+      await e.backend.sync();
+      const rep = placed.report;
+      rep.tokens += req.question.length;
+      rep.questionTokens = req.question.length;
+      rep.timingsMs.question = performance.now() - tq;
+      rep.timingsMs.total += rep.timingsMs.question;
+      return { ...placed, logits };
+    } catch (err) {
+      // placements still running write into the cache: let them finish (or fail) before it is freed
+      await placing?.catch(() => {});
+      placed.free();
+      throw err;
+    }
+  }
+
+  /** Starts reading the artifacts a later place() of this context takes (the engine tier's handles). */
+  prefetch(req: ContextRequest): Prefetch {
+    const p = new ArtifactPrefetch();
+    for (const bl of reusedBlocks(req)) p.add(this.key(bl.tokens), this.tier.acquire(this.key(bl.tokens)));
+    return p;
+  }
+
+  /**
+   * Builds a sequence's cache of `capacity` positions holding the context by reuse mode, its question not
+   * yet prefilled. Artifacts come from `prefetched` where it holds them (then it is spent), else from the
+   * tier now. The caller frees result.kv.
+   */
+  async place(req: PlaceRequest, prefetched?: Prefetch | null): Promise<Placed> {
+    return (await this.build(req, prefetched ?? null, false)).placed;
+  }
+
+  /**
+   * place(), and with `layerwise` (dense `independent` only) it returns before the blocks are placed:
+   * `ready(l)` resolves once layer l of every block is in the cache (the question's forward waits on it),
+   * `placing` once all are (or rejects with the failure; the cache must not be freed before it settles).
+   */
+  private async build(
+    req: PlaceRequest,
+    prefetched: Prefetch | null,
+    layerwise: boolean,
+  ): Promise<{ placed: Placed; ready?: (layer: number) => Promise<void>; placing: Promise<void> | null }> {
     const e = this.engine;
     const b = e.backend;
-    if (req.question.length === 0) throw new Error('assemble: empty question');
-    const blocks: ChunkPlacement[] = [];
-    let at = 0;
-    for (const tokens of [req.system, ...req.chunks]) {
-      if (tokens.length === 0) continue;
-      blocks.push({ offset: at, tokens });
-      at += tokens.length;
+    const blocks = contextBlocks(req);
+    const context = blocks.reduce((s, bl) => s + bl.tokens.length, 0);
+    const ahead = prefetched instanceof ArtifactPrefetch ? prefetched : null;
+    let kv: SequenceKV;
+    try {
+      kv = e.newSequence(req.capacity);
+    } catch (err) {
+      prefetched?.release();
+      throw err;
     }
-    const context = at;
-    const kv = e.newSequence(context + req.question.length + (req.reserve ?? 0));
     const report: AssembleReport = {
       mode: req.mode,
-      tokens: context + req.question.length,
+      tokens: context,
       cachedTokens: 0,
       recomputedTokens: 0,
       precomputedTokens: 0,
-      questionTokens: req.question.length,
+      questionTokens: 0,
       bytesLoaded: {},
       artifactsByTier: {},
       timingsMs: { load: 0, rotate: 0, recompute: 0, squeeze: 0, question: 0, wait: 0, total: 0 },
@@ -72,6 +136,7 @@ export class Assembler implements SequenceAssembler {
     };
     let fixed: FixedContext | null = null;
     let pendingPlacements: Promise<unknown> | null = null;
+    let ready: ((layer: number) => Promise<void>) | undefined;
     const t0 = performance.now();
     const lap = async (phase: keyof AssembleReport['timingsMs'], from: number) => {
       await b.sync();
@@ -81,19 +146,20 @@ export class Assembler implements SequenceAssembler {
     };
     try {
       const hasSystem = req.system.length > 0;
-      // blocks taken from artifacts: none (full), the system prefix (prefix), all (others)
-      const reused = req.mode === 'full' ? 0 : req.mode === 'prefix' ? (hasSystem ? 1 : 0) : blocks.length;
+      const reused = reusedBlocks(req).length;
       const indexes: (SqueezedIndex | null)[] = blocks.map(() => null);
-      // every artifact is asked for at once: reads from slower tiers (disk, object store) overlap each
-      // other, the placing of the layers that are already there and (layer-wise) the question's layers
+      // every artifact is asked for at once (or taken from the prefetch): reads from slower tiers (disk,
+      // object store) overlap each other, the placing of the layers that are already there and
+      // (layer-wise) the question's layers
       kv.length = Math.max(kv.length, ...blocks.slice(0, reused).map((bl) => bl.offset + bl.tokens.length));
-      const placing = blocks
-        .slice(0, reused)
-        .map((bl) => new BlockPlacement(this, kv, bl, report, t0, !!req.squeezed));
-      const layerwise = req.mode === 'independent' && !req.squeezed && reused > 0;
+      const placing = blocks.slice(0, reused).map((bl) => {
+        const key = this.key(bl.tokens);
+        const acquired = ahead?.take(key) ?? this.tier.acquire(key);
+        return new BlockPlacement(this, kv, bl, acquired, report, t0, !!req.squeezed);
+      });
+      prefetched?.release(); // what it held beyond these
       pendingPlacements = Promise.allSettled(placing.map((p) => p.done));
-      let ready: ((layer: number) => Promise<void>) | undefined;
-      if (layerwise)
+      if (layerwise && req.mode === 'independent' && !req.squeezed && reused > 0)
         ready = async (layer: number) => {
           const t = performance.now();
           await Promise.all(placing.map((p) => p.placed(layer)));
@@ -132,24 +198,21 @@ export class Assembler implements SequenceAssembler {
         await lap('squeeze', t);
       }
       const attention: SeqAttention | null = fixed ? { kind: 'ranges', source: fixed } : null;
-      const tq = performance.now();
-      const out = await e.forward([{ kv, tokens: req.question, attention }], 'last', ready);
-      await lap('question', tq);
-      if (pendingPlacements) await Promise.all(placing.map((p) => p.done)); // every layer was placed
-      pendingPlacements = null;
       report.timingsMs.total = performance.now() - t0;
       const owned = fixed;
-      return {
+      const placed: Placed = {
         kv,
         fixed,
         attention,
-        logits: out,
         report,
         free: () => {
           kv.free();
           owned?.dispose();
         },
       };
+      const all = pendingPlacements && Promise.all(placing.map((p) => p.done)).then(() => {});
+      all?.catch(() => {}); // a failure surfaces where the caller awaits it
+      return { placed, ready, placing: all };
     } catch (err) {
       // placements still running write into kv: let them finish (or fail) before it is freed
       await pendingPlacements;
@@ -157,6 +220,10 @@ export class Assembler implements SequenceAssembler {
       fixed?.dispose();
       throw err;
     }
+  }
+
+  private key(tokens: readonly number[]): string {
+    return chunkKey(this.engine, tokens, this.dtype);
   }
 
   /**
@@ -235,6 +302,7 @@ class BlockPlacement {
     asm: Assembler,
     kv: SequenceKV,
     block: ChunkPlacement,
+    acquired: Promise<AcquiredKV | null>,
     report: AssembleReport,
     t0: number,
     wantIndex: boolean,
@@ -246,7 +314,7 @@ class BlockPlacement {
       });
       return { promise, resolve };
     });
-    this.done = this.run(asm, kv, block, report, t0, wantIndex);
+    this.done = this.run(asm, kv, block, acquired, report, t0, wantIndex);
     this.done.then(
       () => {},
       (err: unknown) => {
@@ -266,6 +334,7 @@ class BlockPlacement {
     asm: Assembler,
     kv: SequenceKV,
     block: ChunkPlacement,
+    acquired: Promise<AcquiredKV | null>,
     report: AssembleReport,
     t0: number,
     wantIndex: boolean,
@@ -274,7 +343,7 @@ class BlockPlacement {
     const b = e.backend;
     const key = chunkKey(e, block.tokens, asm.dtype);
     const layers = e.config.layers;
-    let got: AcquiredKV | null = await asm.tier.acquire(key);
+    let got: AcquiredKV | null = await acquired;
     let layer = 0;
     try {
       for (let attempt = 0; ; attempt++) {
@@ -337,4 +406,24 @@ class BlockPlacement {
       got?.release();
     }
   }
+}
+
+/** The context's non-empty blocks at their cache offsets: [system][chunk 1]…[chunk k]. */
+function contextBlocks(req: ContextRequest): ChunkPlacement[] {
+  const blocks: ChunkPlacement[] = [];
+  let at = 0;
+  for (const tokens of [req.system, ...req.chunks]) {
+    if (tokens.length === 0) continue;
+    blocks.push({ offset: at, tokens });
+    at += tokens.length;
+  }
+  return blocks;
+}
+
+/** The leading blocks taken from artifacts: none (full), the system prefix (prefix), all (the others). */
+function reusedBlocks(req: ContextRequest): ChunkPlacement[] {
+  const blocks = contextBlocks(req);
+  if (req.mode === 'full') return [];
+  if (req.mode === 'prefix') return req.system.length > 0 ? blocks.slice(0, 1) : [];
+  return blocks;
 }

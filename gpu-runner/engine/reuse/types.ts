@@ -7,11 +7,11 @@ import type { SelectMode } from '../attention/squeezed/select.ts';
 import type { SeqAttention } from '../attention/step-attention.ts';
 import type { SequenceKV } from '../kv-cache.ts';
 
-export interface AssembleRequest {
+/** The context of a prompt: [system prefix][chunk 1]…[chunk k], and how it is reused. */
+export interface ContextRequest {
   /** System prefix token ids (may be empty). */
   system: readonly number[];
   chunks: readonly (readonly number[])[];
-  question: readonly number[];
   mode: ReuseMode;
   /** blend: fraction of chunk tokens recomputed after the check layer. Default 0.15. */
   blendRatio?: number;
@@ -19,13 +19,23 @@ export interface AssembleRequest {
   checkLayer?: number;
   /** link: tokens recomputed at the start of each chunk. Default 16. */
   linkTokens?: number;
-  /** Extra cache room after the question (decode). Default 0. */
-  reserve?: number;
   /**
    * Squeezed attention over the fixed context (DESIGN.md §4.2) for the question and every later step of
    * this sequence; null/absent = dense. Resolve a request's control with resolveControl (calibrate.ts).
    */
   squeezed?: SelectMode | null;
+}
+
+/** A whole prompt: the context, then the question prefilled over it (Assembler.assemble). */
+export interface AssembleRequest extends ContextRequest {
+  question: readonly number[];
+  /** Extra cache room after the question (decode). Default 0. */
+  reserve?: number;
+}
+
+/** The context placed in a cache of `capacity` positions; the caller prefills the question (place). */
+export interface PlaceRequest extends ContextRequest {
+  capacity: number;
 }
 
 /** How the fixed context was prepared for squeezed attention. */
@@ -42,7 +52,7 @@ export interface SqueezedReport {
 
 export interface AssembleReport {
   mode: ReuseMode;
-  /** Tokens in the sequence after the question. */
+  /** Tokens in the sequence after the question (place: the context's). */
   tokens: number;
   /** Tokens whose K/V came from artifacts and were kept (not overwritten by recompute). */
   cachedTokens: number;
@@ -75,20 +85,35 @@ export interface AssembleReport {
   squeezed: SqueezedReport | null;
 }
 
-export interface Assembled {
+/** A placed context: the cache holds [system][chunks…], nothing of the question yet. */
+export interface Placed {
   kv: SequenceKV;
   /** Squeezed attention's fixed context when it is used (its stats outlive the cache), else null. */
   fixed: FixedContext | null;
   /** How later steps of this sequence attend: pass it with every step input (null = dense). */
   attention: SeqAttention | null;
-  /** Logits of the question's last token: [vocab]. */
-  logits: Float32Array;
   report: AssembleReport;
   /** Frees the cache and the fixed context. */
   free(): void;
 }
 
+export interface Assembled extends Placed {
+  /** Logits of the question's last token: [vocab]. */
+  logits: Float32Array;
+}
+
+/**
+ * A request's artifacts being read into engine memory ahead of its admission (each held there until it is
+ * placed): place() takes the handles it needs; release() lets go of the rest (a request that ends waiting).
+ */
+export interface Prefetch {
+  release(): void;
+}
+
 /** What the scheduler needs of an assembler. */
 export interface SequenceAssembler {
-  assemble(req: AssembleRequest): Promise<Assembled>;
+  /** Starts reading the artifacts of a context that will be placed later (I/O overlaps the steps before). */
+  prefetch(req: ContextRequest): Prefetch;
+  /** Places a context (from its prefetch when given); the question is prefilled by the caller's steps. */
+  place(req: PlaceRequest, prefetched?: Prefetch | null): Promise<Placed>;
 }

@@ -1,0 +1,180 @@
+// How the scheduler admits and prefills (reference backend, exact): reuse-mode requests that arrive
+// together are admitted in one step, their contexts placed from artifacts and their questions prefilled in
+// one batched forward (no forward of its own per admission), giving the same tokens as each alone; a long
+// prefill is chunked so a decoding sequence still gets a token every step; a waiting request's artifacts
+// are read into engine memory before its admission and let go when it ends while waiting.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type Engine, loadEngine } from '../../gpu-runner/engine/engine.ts';
+import type { SeqRequest } from '../../gpu-runner/engine/generate/request.ts';
+import { Scheduler } from '../../gpu-runner/engine/generate/scheduler.ts';
+import { ArtifactStore } from '../../gpu-runner/engine/kv/artifact-store.ts';
+import { EngineTier } from '../../gpu-runner/engine/kv/engine-tier.ts';
+import { chunkKey } from '../../gpu-runner/engine/kv/precompute.ts';
+import { HostTier } from '../../gpu-runner/engine/kv/tiers.ts';
+import { Assembler } from '../../gpu-runner/engine/reuse/assemble.ts';
+import { tinyModels } from '../helpers/tiny-model.ts';
+
+const models = tinyModels();
+let engine: Engine;
+let store: ArtifactStore;
+/** An assembler over its own (empty) engine tier on the shared store. */
+const assemblerWithTier = () => {
+  const tier = new EngineTier(engine.backend, engine.config, store, 64 << 20);
+  return { tier, assembler: new Assembler(engine, tier, { dtype: 'f32' }) };
+};
+beforeAll(async () => {
+  engine = await loadEngine(models.make('admission', { arch: 'llama', seed: 11 }));
+  store = new ArtifactStore({
+    fingerprint: engine.fingerprint,
+    tokenizerHash: engine.tokenizer.hash,
+    host: new HostTier(64 << 20),
+  });
+});
+afterAll(() => {
+  engine.dispose();
+  models.cleanup();
+});
+
+const docs = ['Paris is in France. ', 'The Nile is long. ', 'Water boils at 100 C. ', 'Cats purr. '];
+const reuseReq = (i: number, maxTokens = 8): SeqRequest => ({
+  system: engine.encode('You answer briefly.'),
+  chunks: [engine.encode(docs[i % 4]), engine.encode(docs[(i + 1) % 4])],
+  question: engine.encode(`Question ${i}: ${'why '.repeat(i)}?`),
+  mode: 'independent',
+  maxTokens,
+  stopTokenIds: [],
+});
+
+/** Counts Model.forward calls while `fn` runs. */
+async function countForwards(fn: () => Promise<void>): Promise<number> {
+  const model = engine.model;
+  const forward = model.forward;
+  let calls = 0;
+  model.forward = (...args) => {
+    calls++;
+    return forward.apply(model, args);
+  };
+  try {
+    await fn();
+  } finally {
+    model.forward = forward;
+  }
+  return calls;
+}
+
+describe('scheduler admission', () => {
+  it('admits reuse-mode arrivals in one step and prefills their questions in one forward', async () => {
+    const reqs = [0, 1, 2, 3].map((i) => reuseReq(i));
+    const { assembler } = assemblerWithTier();
+    // alone, one at a time (this also stores every chunk's artifact)
+    const solo = new Scheduler(engine, { maxRunning: 1, assembler });
+    const alone: number[][] = [];
+    for (const r of reqs) alone.push((await solo.submit(r)).tokens);
+
+    const steps: { decode: number; prefill: number }[] = [];
+    const busy = new Scheduler(engine, {
+      assembler,
+      background: false,
+      observer: { step: (s) => steps.push(s) },
+    });
+    const seqs = reqs.map((r) => busy.enqueue(r));
+    const forwards = await countForwards(() => busy.step());
+    // one step: every context placed from artifacts, every question through one batched forward
+    expect(forwards).toBe(1);
+    expect(steps[0]).toEqual(
+      expect.objectContaining({ decode: 0, prefill: reqs.reduce((s, r) => s + r.question.length, 0) }),
+    );
+    expect(seqs.map((s) => s.generated.length)).toEqual([1, 1, 1, 1]);
+    // then they decode together: one forward per step
+    const more = await countForwards(() => busy.run());
+    const usages = await Promise.all(seqs.map((s) => s.done));
+    expect(more).toBe(steps.length - 1);
+    expect(usages.map((u) => u.tokens)).toEqual(alone);
+    for (const [i, u] of usages.entries()) {
+      const r = reqs[i];
+      expect(u.cachedTokens).toBe(r.system.length + r.chunks.flat().length);
+      expect(u.prefillTokens).toBe(r.question.length);
+      expect(u.timingsMs.load).toBeGreaterThanOrEqual(0);
+      expect(u.timingsMs.rotate).toBeGreaterThan(0);
+      expect(u.timingsMs.prefill).toBeGreaterThanOrEqual(0);
+    }
+    expect(busy.stats().kvBytesInUse).toBe(0);
+  });
+
+  it('a long prefill runs in chunks while a decoding sequence gets a token every step', async () => {
+    const budget = 16;
+    const short = { ...reuseReq(1, 40), question: engine.encode('Why?') };
+    const long: SeqRequest = {
+      system: [],
+      chunks: [],
+      question: engine.encode('A long prompt. '.repeat(12)),
+      mode: 'full',
+      maxTokens: 4,
+      stopTokenIds: [],
+    };
+    const { assembler } = assemblerWithTier();
+    const solo = new Scheduler(engine, { maxRunning: 1, assembler });
+    const longAlone = (await solo.submit(long)).tokens;
+    const shortAlone = (await solo.submit(short)).tokens;
+
+    const s = new Scheduler(engine, { assembler, maxStepTokens: budget, background: false });
+    const a = s.enqueue(short);
+    await s.step(); // its question prefilled, first token sampled
+    expect(a.phase).toBe('decode');
+    const b = s.enqueue(long);
+    // each step: a's decode token, then b's prefill takes the rest of the budget
+    const prefillSteps = Math.ceil(long.question.length / (budget - 1));
+    expect(prefillSteps).toBeGreaterThan(1);
+    for (let i = 0; i < prefillSteps; i++) {
+      const before = a.generated.length;
+      expect(b.generated.length).toBe(0);
+      await s.step();
+      expect(a.generated.length).toBe(before + 1);
+    }
+    expect(b.generated.length).toBe(1);
+    await s.run();
+    expect((await a.done).tokens).toEqual(shortAlone);
+    expect((await b.done).tokens).toEqual(longAlone);
+  });
+
+  it("reads a waiting request's artifacts ahead and lets go of them when it ends waiting", async () => {
+    const { assembler } = assemblerWithTier();
+    await new Scheduler(engine, { assembler }).submit(reuseReq(2)); // stores its artifacts
+    const { tier, assembler: fresh } = assemblerWithTier();
+    const r = reuseReq(2, 4);
+    const keys = [r.system, ...r.chunks].map((t) => chunkKey(engine, t, 'f32'));
+    expect(keys.some((k) => tier.has(k))).toBe(false);
+
+    const s = new Scheduler(engine, { assembler: fresh, maxRunning: 1, background: false });
+    const first = s.enqueue({ ...reuseReq(0, 40), mode: 'full' });
+    await s.step();
+    const ac = new AbortController();
+    const waiting = s.enqueue({ ...r, signal: ac.signal });
+    await s.step();
+    // the reads run on their own (host tier → engine memory), whatever the steps do
+    for (let i = 0; i < 100 && !keys.every((k) => tier.has(k)); i++)
+      await new Promise((done) => setImmediate(done));
+    // still queued behind `first`, its artifacts already in engine memory and held there
+    expect(waiting.phase).toBe('waiting');
+    expect(keys.every((k) => tier.has(k))).toBe(true);
+    expect(keys.map((k) => tier.forget(k))).toEqual(keys.map(() => false));
+    ac.abort();
+    await s.step();
+    expect((await waiting.done).finishReason).toBe('aborted');
+    expect(keys.map((k) => tier.forget(k))).toEqual(keys.map(() => true));
+    await s.run();
+    expect((await first.done).finishReason).toBe('length');
+
+    // served from its prefetch: each artifact read from the store once, no second engine-tier lookup
+    const again = new Scheduler(engine, { assembler: fresh, maxRunning: 1, background: false });
+    const blocker = again.enqueue({ ...reuseReq(0, 6), mode: 'full' });
+    const served = again.enqueue(r);
+    await again.run();
+    const u = await served.done;
+    expect(u.finishReason).toBe('length');
+    expect((await blocker.done).finishReason).toBe('length');
+    expect(tier.stats().misses).toBe(2 * keys.length);
+    expect(tier.stats().hits).toBe(0);
+    expect(u.bytesLoaded.host).toBeGreaterThan(0);
+  });
+});
