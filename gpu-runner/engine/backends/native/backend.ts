@@ -11,8 +11,7 @@ import { availableParallelism } from 'node:os';
 import { BackendUnavailableError } from '../../errors.ts';
 import { CheckedBackend } from '../checked.ts';
 import { type DType, type HostTensor, isBlockDType } from '../dtypes.ts';
-import type { AttentionCall } from '../kernels.ts';
-import { spanArgs } from '../wasm/attention.ts';
+import type { AttentionCall, KernelSpan } from '../kernels.ts';
 import { WasmKernels } from '../wasm/backend.ts';
 import { type RuntimeOptions, WasmRuntime, wasmBackendAvailable } from '../wasm/runtime.ts';
 import { allocTensor, type WasmKVCache, WasmTensor } from '../wasm/tensors.ts';
@@ -86,15 +85,57 @@ export class NativeWasmKernels extends WasmKernels {
     return y;
   }
 
+  override swiglu(gate: WasmTensor, up: WasmTensor, size: number): WasmTensor {
+    const y = allocTensor(this.rt.mem, size * 4);
+    this.native.swiglu(this.rt.mem.u8, { gate: gate.off, up: up.off, y: y.off, size });
+    return y;
+  }
+
+  /** Every span's rows in one addon call (a decode batch writes 16 sequences' K/V at once). */
+  override kvWrite(
+    layer: number,
+    k: WasmTensor,
+    v: WasmTensor,
+    spans: readonly KernelSpan<WasmKVCache>[],
+  ): void {
+    if (spans.length === 0) return;
+    const { kvHeads, headDim } = spans[0].spec;
+    const ws = spans.map((s) => {
+      const c = s.cache;
+      const base = c.offset(layer, 0, s.pos);
+      return {
+        dk: c.k + base,
+        dv: c.v + base,
+        kvHeadStride: c.spec.capacity * headDim,
+        row: s.row,
+        count: s.count,
+      };
+    });
+    this.native.kvWrite(this.rt.mem.u8, { k: k.off, v: v.off, width: kvHeads * headDim, headDim, spans: ws });
+  }
+
+  /** Dense causal attention of every span in one addon call: the units of all sequences share the pool. */
   override attention(call: AttentionCall<WasmTensor, WasmKVCache>): WasmTensor {
     const { q, rows, width, layer, spans, heads, scale } = call;
     if (spans.length === 0 || !nativeAttentionFits(spans[0].spec.headDim)) return super.attention(call);
     const y = allocTensor(this.rt.mem, rows * width * 4);
     this.rt.mem.u8.fill(0, y.off, y.off + rows * width * 4); // rows outside every span are zero
-    for (const s of spans) {
-      const args = { ...spanArgs(q, width, s, layer, heads, scale), out: y.off + s.row * width * 4 };
-      this.native.attention(this.rt.mem.u8, args);
-    }
+    const args = spans.map((s) => ({
+      ...s.cache.layerArgs(layer),
+      row: s.row,
+      nq: s.count,
+      qpos0: s.pos,
+      nk: s.pos + s.count,
+    }));
+    this.native.attentionSpans(this.rt.mem.u8, {
+      q: q.off,
+      out: y.off,
+      heads,
+      headDim: spans[0].spec.headDim,
+      scale,
+      qStride: width,
+      spans: args,
+    });
     return y;
   }
 }
