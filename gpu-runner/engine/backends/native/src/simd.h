@@ -34,6 +34,7 @@ struct V {
   static inline v zeroBelow(v a, v x, v lo) { return _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(x, lo, _CMP_GE_OQ), a); }
   static inline v div(v a, v b) { return _mm512_div_ps(a, b); }
   static inline float hsum(v a) { return _mm512_reduce_add_ps(a); }
+  static inline float hmax(v a) { return _mm512_reduce_max_ps(a); }
   /** lanes where idx < lim keep a, the rest become -inf (idx, lim: i32 lanes) */
   static inline v maskLess(v a, int idx, const int32_t* lim) {
     __mmask16 m = _mm512_cmpgt_epi32_mask(_mm512_loadu_si512(lim), _mm512_set1_epi32(idx));
@@ -71,6 +72,12 @@ struct V {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
     s = _mm_add_ps(s, _mm_movehl_ps(s, s));
     s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+  }
+  static inline float hmax(v a) {
+    __m128 s = _mm_max_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+    s = _mm_max_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_max_ss(s, _mm_movehdup_ps(s));
     return _mm_cvtss_f32(s);
   }
   static inline v maskLess(v a, int idx, const int32_t* lim) {
