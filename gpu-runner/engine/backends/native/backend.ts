@@ -119,7 +119,10 @@ export class NativeWasmKernels extends WasmKernels {
     const { q, rows, width, layer, spans, heads, scale } = call;
     if (spans.length === 0 || !nativeAttentionFits(spans[0].spec.headDim)) return super.attention(call);
     const y = allocTensor(this.rt.mem, rows * width * 4);
-    this.rt.mem.u8.fill(0, y.off, y.off + rows * width * 4); // rows outside every span are zero
+    // rows outside every span are zero; spans that tile the rows in order (a step's) leave none
+    let next = 0;
+    for (const s of spans) if (s.row === next) next += s.count;
+    if (next !== rows) this.rt.mem.u8.fill(0, y.off, y.off + rows * width * 4);
     const args = spans.map((s) => ({
       ...s.cache.layerArgs(layer),
       row: s.row,

@@ -16,7 +16,7 @@ namespace KV_NS {
 
 namespace {
 constexpr int64_t GROUP = 16;
-/** up to this many rows (a decode batch) the VNNI kernel takes all rows in one pass */
+/** up to this many rows (one decode step, or a batch of them) the VNNI kernel takes all rows in one pass */
 constexpr int DECODE_ROWS = 16;
 constexpr int64_t SCALE_BYTES = 32;  // 16 f16 scales per block
 
@@ -151,6 +151,7 @@ constexpr int64_t PF_BLOCKS = 4;
  */
 template <int R>
 void microRows(const MatmulQ& a, int64_t m, int64_t n) {
+  constexpr int S = R <= 2 ? 4 : R <= 8 ? 2 : 1;
   const int64_t nb = a.K / 32;
   const int64_t bb = blockBytes(a.type);
   const uint8_t* wg = a.w + (n / GROUP) * nb * bb;
@@ -164,8 +165,11 @@ void microRows(const MatmulQ& a, int64_t m, int64_t n) {
     const uint8_t* blk = wg + b * bb;
     if (b + PF_BLOCKS < nb)
       for (int64_t line = 0; line < bb; line += 64) _mm_prefetch(reinterpret_cast<const char*>(blk + PF_BLOCKS * bb + line), _MM_HINT_T0);
-    __m512i ia[R];
-    for (int r = 0; r < R; r++) ia[r] = _mm512_setzero_si512();
+    // S sets of R integer accumulators (k/4 step kq goes to set kq % S), summed after the block: few
+    // rows still get enough independent dot-product chains; integer sums, so the result is the same
+    __m512i ia[S][R];
+    for (int c = 0; c < S; c++)
+      for (int r = 0; r < R; r++) ia[c][r] = _mm512_setzero_si512();
 #pragma GCC unroll 8
     for (int kq = 0; kq < 8; kq++) {
       __m512i w;
@@ -177,12 +181,14 @@ void microRows(const MatmulQ& a, int64_t m, int64_t n) {
       }
 #pragma GCC unroll 16
       for (int r = 0; r < R; r++)
-        ia[r] = _mm512_dpbusd_epi32(ia[r], w, _mm512_set1_epi32(x4(xr + r * a.K + b * 32 + kq * 4)));
+        ia[kq % S][r] = _mm512_dpbusd_epi32(ia[kq % S][r], w, _mm512_set1_epi32(x4(xr + r * a.K + b * 32 + kq * 4)));
     }
+    for (int c = 1; c < S; c++)
+      for (int r = 0; r < R; r++) ia[0][r] = _mm512_add_epi32(ia[0][r], ia[c][r]);
     const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk)));
 #pragma GCC unroll 16
     for (int r = 0; r < R; r++) {
-      const __m512 t = _mm512_fmadd_ps(_mm512_cvtepi32_ps(ia[r]), _mm512_set1_ps(xd[r * nb + b]),
+      const __m512 t = _mm512_fmadd_ps(_mm512_cvtepi32_ps(ia[0][r]), _mm512_set1_ps(xd[r * nb + b]),
                                        _mm512_set1_ps(xc[r * nb + b]));
       _mm512_store_ps(acc[r], _mm512_fmadd_ps(t, dw, _mm512_load_ps(acc[r])));
     }
