@@ -1,9 +1,9 @@
-// The `native` backend: the wasm backend's kernels with the heavy ones — matmul (f32, f16, Q8_0 / Q4_0)
-// and dense causal attention — run by the N-API addon (native/kernels.ts) on the same shared memory by
-// byte offsets, so tensors, caches, uploads and the light ops (norms, RoPE, SwiGLU, adds, KV copies,
-// squeezed and sparse attention) stay wasm's with no copies. Q8_0 / Q4_0 weights are packed at upload
-// into the layout the int8 kernels read (the ggml bytes are not kept; embedding rows are unpacked on
-// gather). Two thread pools share the cores: the addon's (the caller plus threads − 1 native workers,
+// The `native` backend: the wasm backend's kernels with the heavy ones — matmul (f32, f16, Q8_0 / Q4_0),
+// dense causal attention (one call for all of a step's sequences), the KV writes and SwiGLU — run by the
+// N-API addon (native/kernels.ts) on the same shared memory by byte offsets, so tensors, caches, uploads
+// and the other light ops (norms, RoPE, adds, squeezed and sparse attention) stay wasm's with no copies.
+// Q8_0 / Q4_0 weights are packed at upload into the layout the int8 kernels read (the ggml bytes are not
+// kept; embedding rows are unpacked on gather). Two thread pools share the cores: the addon's (the caller plus threads − 1 native workers,
 // spinning 100 µs after a job) runs the matmuls and attention back to back; the wasm workers run only the
 // light ops large enough to be worth a wake-up (prefill-sized) and go to sleep at once (spinMs 0), so they
 // do not hold a core the next native op needs.
