@@ -1,4 +1,4 @@
-// The native backend (wasm's kernels with matmul and dense attention in the N-API addon) against the
+// The native backend (wasm's kernels with matmul, dense attention, KV writes and SwiGLU in the N-API addon) against the
 // reference backend (test/helpers/backend-parity-suite.ts): 1 and 2 threads at the best ISA level this CPU
 // has, and 2 threads at the lowest (AVX2: the int8 kernels without VNNI). Where the machine should build
 // the addon and did not, the suite fails with the loader's reason instead of skipping.
