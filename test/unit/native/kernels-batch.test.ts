@@ -3,7 +3,7 @@
 // attention() per span — decode spans of different lengths and caches, a prefill chunk, a span long
 // enough that alone its keys are split and merged; the Q8_0/Q4_0 matmul of up to 16 rows (one pass per
 // column group) equals each row multiplied alone, bit for bit; kvWrite puts each span's rows where
-// the cache layout says; swiglu matches its formula.
+// the cache layout says; swiglu matches its formula; argmax picks each row's first largest value.
 import { describe, expect, it } from 'vitest';
 import { expectNativeWhereExpected, kernels, nativeCases } from '../../helpers/native.ts';
 import { TestMemory } from '../../helpers/native-memory.ts';
@@ -181,6 +181,31 @@ describe.each(nativeCases)('native decode-batch kernels, %s, %i thread(s)', (lev
         }
       // positions before the span stay untouched (NaN from mem.out)
       expect(Number.isNaN(gk[s.pos - 1])).toBe(true);
+    }
+  });
+
+  it('argmax: the first index of each row’s largest value, ties and tails included', () => {
+    const k = kernels(level, threads);
+    const mem = new TestMemory();
+    for (const [M, N] of [
+      [16, 49152 + 5],
+      [3, 7],
+      [2, 40],
+    ]) {
+      const x = rand(M * N, M + N);
+      // row 0: the largest value twice (the first one wins); row 1: the largest in the tail
+      x[5] = 3;
+      x[N - 3] = 3;
+      x[N + N - 1] = 4;
+      const px = mem.putF32(x);
+      const out = mem.alloc(M * 4);
+      k.argmax(mem.u8, { x: px, out, M, N });
+      const got = new Int32Array(mem.memory.buffer, out, M);
+      for (let m = 0; m < M; m++) {
+        let best = 0;
+        for (let j = 1; j < N; j++) if (x[m * N + j] > x[m * N + best]) best = j;
+        expect(got[m]).toBe(best);
+      }
     }
   });
 

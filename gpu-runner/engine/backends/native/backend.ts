@@ -1,5 +1,5 @@
 // The `native` backend: the wasm backend's kernels with the heavy ones — matmul (f32, f16, Q8_0 / Q4_0),
-// dense causal attention (one call for all of a step's sequences), the KV writes and SwiGLU — run by the
+// dense causal attention (one call for all of a step's sequences), the KV writes, SwiGLU and argmax — run by the
 // N-API addon (native/kernels.ts) on the same shared memory by byte offsets, so tensors, caches, uploads
 // and the other light ops (norms, RoPE, adds, squeezed and sparse attention) stay wasm's with no copies.
 // Q8_0 / Q4_0 weights are packed at upload into the layout the int8 kernels read (the ggml bytes are not
@@ -88,6 +88,12 @@ export class NativeWasmKernels extends WasmKernels {
   override swiglu(gate: WasmTensor, up: WasmTensor, size: number): WasmTensor {
     const y = allocTensor(this.rt.mem, size * 4);
     this.native.swiglu(this.rt.mem.u8, { gate: gate.off, up: up.off, y: y.off, size });
+    return y;
+  }
+
+  override argmax(x: WasmTensor, M: number, N: number): WasmTensor {
+    const y = allocTensor(this.rt.mem, M * 4);
+    if (M > 0 && N > 0) this.native.argmax(this.rt.mem.u8, { x: x.off, out: y.off, M, N });
     return y;
   }
 

@@ -83,6 +83,7 @@ export interface NativeAddon {
   ): void;
   kvWrite(mem: Uint8Array, k: number, v: number, width: number, headDim: number, spans: Float64Array): void;
   swiglu(mem: Uint8Array, gate: number, up: number, y: number, size: number): void;
+  argmax(mem: Uint8Array, x: number, out: number, M: number, N: number): void;
 }
 
 export type IsaLevel = 'avx512vnni' | 'avx512' | 'avx2';
@@ -269,5 +270,10 @@ export class NativeKernels {
   /** y [size] = gate · sigmoid(gate) · up */
   swiglu(mem: Uint8Array, a: { gate: number; up: number; y: number; size: number }): void {
     this.addon.swiglu(mem, a.gate, a.up, a.y, a.size);
+  }
+
+  /** out i32 [M] = the first index of each row's largest value, x f32 [M][N] (N < 2^24; NaN never wins) */
+  argmax(mem: Uint8Array, a: { x: number; out: number; M: number; N: number }): void {
+    this.addon.argmax(mem, a.x, a.out, a.M, a.N);
   }
 }

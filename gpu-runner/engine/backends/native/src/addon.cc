@@ -191,6 +191,23 @@ napi_value swigluFn(napi_env env, napi_callback_info info) {
   });
 }
 
+// argmax(mem, x, out, M, N): out i32 [M] = first index of each row's largest value (x f32 [M][N])
+napi_value argmaxFn(napi_env env, napi_callback_info info) {
+  return guard(env, [&] {
+    Call c(env, info, 5, "argmax");
+    State& s = state();
+    const Mem m = memArg(c, 0);
+    const int64_t M = c.int64(3, "M", 0), N = c.int64(4, "N", 1);
+    if (N >= (int64_t{1} << 24)) throw Error("argmax: N must be below 2^24");
+    const float* x = m.at<const float>(c.int64(1, "x"), M * N * 4, "x");
+    auto* out = m.at<int32_t>(c.int64(2, "out"), M * 4, "out");
+    std::lock_guard<std::mutex> lock(s.op);
+    const int parts = partsFor(M * N, M);
+    s.pool.run(parts, [&](int p, int) { s.level->argmax(x, N, out, M * p / parts, M * (p + 1) / parts); });
+    return undefinedValue(env);
+  });
+}
+
 // info(): { level, levels, threads, spinUs }
 napi_value infoFn(napi_env env, napi_callback_info) {
   return guard(env, [&] {
@@ -291,6 +308,7 @@ NAPI_MODULE_INIT() {
       {"attentionSpans", nullptr, kv::attentionSpansFn, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"kvWrite", nullptr, kv::kvWriteFn, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"swiglu", nullptr, kv::swigluFn, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"argmax", nullptr, kv::argmaxFn, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;

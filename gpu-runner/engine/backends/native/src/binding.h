@@ -28,15 +28,16 @@ struct Level {
   void (*matmulQ)(const MatmulQ&, int64_t, int64_t);
   double (*peakDot)(int64_t);
   void (*swiglu)(const float*, const float*, float*, int64_t, int64_t);
+  void (*argmax)(const float*, int64_t, int32_t*, int64_t, int64_t);
 };
 
 inline const Level LEVELS[] = {
     {"avx512vnni", avx512::matmulF, avx512::attnRowsMax, avx512::attendUnit, avx512::peakFma, vnni::weightOffset,
-     vnni::quantizeX, vnni::matmulQ, vnni::peakDot, avx512::swiglu},
+     vnni::quantizeX, vnni::matmulQ, vnni::peakDot, avx512::swiglu, avx512::argmax},
     {"avx512", avx512::matmulF, avx512::attnRowsMax, avx512::attendUnit, avx512::peakFma, avx2::weightOffset,
-     avx2::quantizeX, avx2::matmulQ, avx2::peakDot, avx512::swiglu},
+     avx2::quantizeX, avx2::matmulQ, avx2::peakDot, avx512::swiglu, avx512::argmax},
     {"avx2", avx2::matmulF, avx2::attnRowsMax, avx2::attendUnit, avx2::peakFma, avx2::weightOffset, avx2::quantizeX,
-     avx2::matmulQ, avx2::peakDot, avx2::swiglu},
+     avx2::matmulQ, avx2::peakDot, avx2::swiglu, avx2::argmax},
 };
 
 struct State {

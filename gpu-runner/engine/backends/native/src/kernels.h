@@ -76,6 +76,8 @@ struct AttnPartial {
   KV_EXPORT double peakFma(int64_t iters);                                                                  \
   /* y[i] = gate[i] · sigmoid(gate[i]) · up[i] for i in [i0, i1) */                              \
   KV_EXPORT void swiglu(const float* gate, const float* up, float* y, int64_t i0, int64_t i1);              \
+  /* out[m] = first index of the largest of row m of x [*][N] (NaN never wins), rows [m0, m1) */       \
+  KV_EXPORT void argmax(const float* x, int64_t N, int32_t* out, int64_t m0, int64_t m1);                   \
   }
 #define KV_DECLARE_Q(ns)                                                                          \
   namespace ns {                                                                                  \
