@@ -129,22 +129,23 @@ export async function collectArtifacts(
   }
 }
 
-/** Deletes objects under kv/ older than graceMs that no kv_artifacts row names. */
-export async function collectOrphanObjects(db: Exec, blobs: BlobStore, graceMs: number): Promise<number> {
-  const cutoff = Date.now() - graceMs;
+/**
+ * Deletes the objects under `prefix` older than `cutoff` (ms since the epoch) that `known` does not
+ * name, `BATCH` keys at a time; `known(keys)` answers which of the keys a row still names. An object
+ * without a modification time counts as old unless `keepUndated`.
+ */
+async function sweepOrphans(
+  blobs: BlobStore,
+  prefix: string,
+  cutoff: number,
+  keepUndated: boolean,
+  known: (keys: string[]) => Promise<Set<string>>,
+): Promise<number> {
   let deleted = 0;
   let batch: string[] = [];
   const flush = async () => {
     if (batch.length === 0) return;
-    const list = sql.join(
-      batch.map((k) => sql`${k}`),
-      sql`, `,
-    );
-    const known = await rows<{ object_key: string }>(
-      db,
-      sql`select object_key from ${kvArtifacts} where object_key in (${list})`,
-    );
-    const keep = new Set(known.map((r) => r.object_key));
+    const keep = await known(batch);
     for (const k of batch) {
       if (keep.has(k)) continue;
       await blobs.delete(k);
@@ -152,13 +153,31 @@ export async function collectOrphanObjects(db: Exec, blobs: BlobStore, graceMs: 
     }
     batch = [];
   };
-  for await (const info of blobs.list(ARTIFACT_PREFIX)) {
-    if (info.lastModified && info.lastModified.getTime() > cutoff) continue;
+  for await (const info of blobs.list(prefix)) {
+    const t = info.lastModified?.getTime();
+    if (t === undefined ? keepUndated : t > cutoff) continue;
     batch.push(info.key);
     if (batch.length >= BATCH) await flush();
   }
   await flush();
   return deleted;
+}
+
+const sqlList = (values: string[]) =>
+  sql.join(
+    values.map((v) => sql`${v}`),
+    sql`, `,
+  );
+
+/** Deletes objects under kv/ older than graceMs that no kv_artifacts row names. */
+export async function collectOrphanObjects(db: Exec, blobs: BlobStore, graceMs: number): Promise<number> {
+  return sweepOrphans(blobs, ARTIFACT_PREFIX, Date.now() - graceMs, false, async (keys) => {
+    const known = await rows<{ object_key: string }>(
+      db,
+      sql`select object_key from ${kvArtifacts} where object_key in (${sqlList(keys)})`,
+    );
+    return new Set(known.map((r) => r.object_key));
+  });
 }
 
 /**
@@ -167,41 +186,18 @@ export async function collectOrphanObjects(db: Exec, blobs: BlobStore, graceMs: 
  * behind (the route removes it itself when the transaction fails).
  */
 export async function collectOrphanUploads(db: Exec, blobs: BlobStore, graceMs: number): Promise<number> {
-  const cutoff = Date.now() - graceMs;
-  let deleted = 0;
-  let batch: string[] = [];
-  const flush = async () => {
-    if (batch.length === 0) return;
-    const list = sql.join(
-      batch.map((k) => sql`${k}`),
-      sql`, `,
-    );
+  return sweepOrphans(blobs, UPLOAD_PREFIX, Date.now() - graceMs, true, async (keys) => {
     // named by a row's object_key, or at a row's own upload key (uploads/<tenant>/<collection>/<id>)
+    const ids = keys.map((k) => k.slice(k.lastIndexOf('/') + 1));
     const known = await rows<{ key: string }>(
       db,
-      sql`select object_key as key from ${documents} where object_key in (${list})
+      sql`select object_key as key from ${documents} where object_key in (${sqlList(keys)})
           union all
           select 'uploads/' || tenant_id || '/' || collection_id || '/' || id as key from ${documents}
-          where id::text in (${sql.join(
-            batch.map((k) => sql`${k.slice(k.lastIndexOf('/') + 1)}`),
-            sql`, `,
-          )})`,
+          where id::text in (${sqlList(ids)})`,
     );
-    const keep = new Set(known.map((r) => r.key));
-    for (const k of batch) {
-      if (keep.has(k)) continue;
-      await blobs.delete(k);
-      deleted++;
-    }
-    batch = [];
-  };
-  for await (const info of blobs.list(UPLOAD_PREFIX)) {
-    if (!info.lastModified || info.lastModified.getTime() > cutoff) continue;
-    batch.push(info.key);
-    if (batch.length >= BATCH) await flush();
-  }
-  await flush();
-  return deleted;
+    return new Set(known.map((r) => r.key));
+  });
 }
 
 /** The `gc` job handler. Idempotent: deleting what is already gone is not an error. */

@@ -343,6 +343,8 @@ export const responses = pgTable(
     previousResponseId: uuid('previous_response_id'),
     body: jsonb('body').$type<Record<string, unknown>>().notNull(),
     conversation: jsonb('conversation').$type<ChatMessage[]>().notNull(),
+    /** This turn's own input items (src/openai/responses/objects.ts InputItem), for GET …/input_items. */
+    inputItems: jsonb('input_items').$type<Record<string, unknown>[]>().notNull().default([]),
     createdAt: createdAt(),
   },
   (t) => [index('responses_tenant_created_idx').on(t.tenantId, t.createdAt)],

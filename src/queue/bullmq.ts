@@ -9,7 +9,12 @@
 //   lapses under them;
 // - UnrecoverableJobError → BullMQ UnrecoverableError: failed at once, no retries;
 // - DeferJobError → moved to delayed for its delay without spending a try (BullMQ DelayedError);
-// - close(): workers first (each waits for its running handlers), then producers.
+// - close(): workers first (each waits for its running handlers, at most one lock duration), then
+//   producers;
+// - reconnects: a worker's connections retry 250 ms doubling to 2 s (BullMQ's default grows to 20 s). A
+//   worker closed while its blocking connection waits out a retry never finishes closing — the `end`
+//   event it waits for does not come (BullMQ #4656) — so a worker's close is bounded by its lock
+//   duration: by then any job it held is another worker's to take (stalled check) anyway.
 import { DelayedError, type Job, Queue, UnrecoverableError, Worker } from 'bullmq';
 import type { Log } from '../../contracts/log.ts';
 import { DEFAULT_ATTEMPTS, DEFAULT_BACKOFF_MS, validateJobId, validateQueueName } from './rules.ts';
@@ -43,6 +48,9 @@ export interface BullMqQueueOptions {
   keepFailedSec?: number;
   log?: Log;
 }
+
+/** Delay before a worker connection's `times`-th reconnect: 250 ms doubling, at most 2 s. */
+export const reconnectDelayMs = (times: number) => Math.min(250 * 2 ** Math.max(0, times - 1), 2000);
 
 /** BullMQ's states folded onto the JobQueue's five. */
 const STATE: Record<string, JobState> = {
@@ -143,7 +151,7 @@ export class BullMqJobQueue implements JobQueue {
       }
     };
     const worker = new Worker(queue, processor, {
-      connection: { url: this.opts.url, maxRetriesPerRequest: null },
+      connection: { url: this.opts.url, maxRetriesPerRequest: null, retryStrategy: reconnectDelayMs },
       prefix: this.prefix,
       concurrency: Math.max(1, opts.concurrency ?? 1),
       lockDuration: this.opts.lockDurationMs ?? 30_000,
@@ -165,7 +173,23 @@ export class BullMqJobQueue implements JobQueue {
 
   private async closeWorker(worker: Worker): Promise<void> {
     this.workers.get(worker)?.abort();
-    await worker.close();
+    const boundMs = this.opts.lockDurationMs ?? 30_000;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const closed = await Promise.race([
+      worker.close().then(() => true),
+      new Promise<false>((r) => {
+        timer = setTimeout(() => r(false), boundMs);
+      }),
+    ]);
+    clearTimeout(timer);
+    if (!closed) {
+      this.opts.log?.('warn', 'worker did not finish closing within its lock duration; left behind', {
+        queue: worker.name,
+        ms: boundMs,
+      });
+      // what BullMQ's close would not end: its connections, so they stop retrying
+      void worker.disconnect().catch(() => {});
+    }
     this.workers.delete(worker);
   }
 

@@ -86,3 +86,34 @@ export function toPage<R extends { id: string }, T>(rows: R[], hasMore: boolean,
     has_more: hasMore,
   };
 }
+
+/**
+ * One page of a list held in memory (`items` in ascending order, each id unique), with the same `limit`,
+ * `order`, `after` / `before` rules as `paginate`: the stored input items of a response.
+ */
+export function pageOf<T extends { id: string }>(items: readonly T[], q: ListQuery): Page<T> {
+  if (q.after && q.before) throw new AppError('bad_request', 'pass either `after` or `before`, not both');
+  const ordered = q.order === 'asc' ? [...items] : [...items].reverse();
+  const cursor = q.after ?? q.before;
+  let from = 0;
+  let to = ordered.length;
+  if (cursor !== undefined) {
+    const at = ordered.findIndex((it) => it.id === cursor);
+    if (at < 0)
+      throw new AppError('bad_request', `invalid cursor: no object ${JSON.stringify(cursor)} in this list`);
+    if (q.after !== undefined) from = at + 1;
+    else to = at;
+  }
+  // `before` takes the `limit` items just before the cursor, as `paginate` does walking backwards
+  const start = q.before !== undefined ? Math.max(from, to - q.limit) : from;
+  const end = Math.min(to, start + q.limit);
+  const data = ordered.slice(start, end);
+  const hasMore = q.before !== undefined ? start > from : end < to;
+  return {
+    object: 'list',
+    data,
+    first_id: data[0]?.id ?? null,
+    last_id: data.at(-1)?.id ?? null,
+    has_more: hasMore,
+  };
+}

@@ -320,11 +320,52 @@ describe('openai SDK → Files and Vector Stores', () => {
       const earlier = Buffer.byteLength(params().input) + Buffer.byteLength(first.output_text);
       expect(next.usage!.input_tokens - alone.usage!.input_tokens).toBeGreaterThanOrEqual(earlier);
       await expect(client.responses.retrieve(alone.id)).rejects.toBeInstanceOf(OpenAI.NotFoundError);
+      // its input items are this turn's own, not the first turn's
+      const listed = await client.responses.inputItems.list(next.id);
+      expect(listed.data.map((it) => it.type === 'message' && it.role)).toEqual(['user']);
+      const item = listed.data[0];
+      if (item.type !== 'message') throw new Error('not a message');
+      expect(item.id).toMatch(/^msg_[0-9a-f]{32}$/);
+      expect(item.content).toEqual([{ type: 'input_text', text: 'And gate G3?' }]);
 
       await client.responses.delete(next.id);
       await expect(client.responses.retrieve(next.id)).rejects.toBeInstanceOf(OpenAI.NotFoundError);
       // the first one stays until deleted itself
       expect((await client.responses.retrieve(first.id)).id).toBe(first.id);
+    }, 60_000);
+
+    it('lists a response’s input items page by page, in either order, as the request gave them', async () => {
+      const given = [
+        { role: 'developer' as const, content: 'Answer briefly.' },
+        { id: 'msg_given', role: 'assistant' as const, content: 'Gate G2 opens at dawn.' },
+        { role: 'user' as const, content: [{ type: 'input_text' as const, text: 'And gate G3?' }] },
+      ];
+      const r = await client.responses.create({ ...params(), input: given });
+      const asc: string[] = [];
+      // limit 1: the SDK's auto-pagination follows has_more / after through three pages
+      for await (const it of client.responses.inputItems.list(r.id, { limit: 1, order: 'asc' })) {
+        if (it.type !== 'message') throw new Error(`unexpected ${it.type}`);
+        const part = it.content[0];
+        asc.push(`${it.role}:${'text' in part ? part.text : ''}`);
+        if (it.role === 'assistant') expect(it.id).toBe('msg_given');
+      }
+      expect(asc).toEqual([
+        'developer:Answer briefly.',
+        'assistant:Gate G2 opens at dawn.',
+        'user:And gate G3?',
+      ]);
+      const desc = await client.responses.inputItems.list(r.id);
+      expect(desc.data.map((it) => it.type === 'message' && it.role)).toEqual([
+        'user',
+        'assistant',
+        'developer',
+      ]);
+      expect(desc.has_more).toBe(false);
+      await expect(client.responses.inputItems.list(r.id, { after: 'msg_nowhere' })).rejects.toBeInstanceOf(
+        OpenAI.BadRequestError,
+      );
+      await client.responses.delete(r.id);
+      await expect(client.responses.inputItems.list(r.id)).rejects.toBeInstanceOf(OpenAI.NotFoundError);
     }, 60_000);
   });
 

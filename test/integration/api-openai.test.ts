@@ -279,8 +279,8 @@ describe('/openapi.json', () => {
       expect(doc.paths[p]?.[r.method.toLowerCase()], `${r.method} ${p}`).toBeDefined();
       n++;
     }
-    // files 5, vector stores 6 (search included), store files 6, batches 4, responses 3, embeddings 1
-    expect(n).toBe(25);
+    // files 5, vector stores 6 (search included), store files 6, batches 4, responses 4, embeddings 1
+    expect(n).toBe(26);
 
     const file = await upload('documented shapes');
     const store = await call(200, 'POST', '/vector_stores', {

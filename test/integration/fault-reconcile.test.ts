@@ -56,10 +56,7 @@ beforeAll(async () => {
 }, 120_000);
 afterAll(async () => {
   pgproxy?.up();
-  // KNOWN: after Redis is SIGKILLed and restarted, the harness's close can hang (seen in the merged tree
-  // at commit d97f63f; cause not found yet: BullMQ's blocking connection is the suspect). Bounded so
-  // the file reports its tests; the leak is recorded in README § Not yet.
-  await Promise.race([h?.close(), new Promise((r) => setTimeout(r, 20_000))]);
+  await h?.close();
   await pgproxy?.close();
   await redis?.stop();
 });

@@ -107,6 +107,41 @@ describe('BullMQ specifics', () => {
     }
   });
 
+  it('a consumer resumes after a Redis crash, and closes within its lock duration while Redis is down', async () => {
+    const lockMs = 1500;
+    const q = new BullMqJobQueue({
+      url: redis.url,
+      prefix: 'crash',
+      lockDurationMs: lockMs,
+      stalledIntervalMs: 500,
+    });
+    try {
+      const runs: number[] = [];
+      const c = q.consume('crash', async (data: { n: number }) => {
+        runs.push(data.n);
+      });
+      const done = (id: string) => async () => (await q.getJob('crash', id))?.state === 'completed';
+      await q.enqueue('crash', { n: 1 }, { jobId: 'before' });
+      await waitFor(done('before'), 'job before the crash');
+      // a crash of a few seconds: the worker's blocking connection retries every ≤ 2 s meanwhile
+      await redis.kill();
+      await new Promise((r) => setTimeout(r, 4000));
+      await redis.up();
+      await q.enqueue('crash', { n: 2 }, { jobId: 'after' });
+      await waitFor(done('after'), 'job after the crash');
+      expect(runs).toEqual([1, 2]);
+      // down again, the blocking connection between retries: BullMQ's own close would wait for ever
+      await redis.kill();
+      await new Promise((r) => setTimeout(r, 1000));
+      const t0 = performance.now();
+      await c.close();
+      expect(performance.now() - t0).toBeLessThan(lockMs + 5000);
+    } finally {
+      await redis.up();
+      await q.close();
+    }
+  }, 60_000);
+
   it('openQueue picks BullMQ with a Redis URL and the in-process queue without', async () => {
     const dist = await openQueue(loadConfig({ KVRAG_REDIS_URL: redis.url }));
     const embedded = await openQueue(loadConfig({}));

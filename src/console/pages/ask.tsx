@@ -13,6 +13,7 @@ import { PlanDecisions, TierBytesPicture, TokensPicture, TtftPicture } from '../
 import { type Run, runQuery } from '../parts/query-run.ts';
 import { ReuseOffCompare } from '../parts/reuse-compare.tsx';
 import { useCollections } from './collections.tsx';
+import { ErrorLine, Field, Select } from '../parts/form-bits.tsx';
 
 type Quality = (typeof QUALITY)[number];
 type ReuseChoice = (typeof REUSE_MODES)[number] | 'auto';
@@ -89,8 +90,7 @@ export function AskPage(props: { collectionId?: string }) {
             </label>
           ))}
         </fieldset>
-        <div class="field full">
-          <label for="ask-question">Question</label>
+        <Field id="ask-question" label="Question" class="full">
           <textarea
             id="ask-question"
             required
@@ -101,37 +101,20 @@ export function AskPage(props: { collectionId?: string }) {
               if (e.key === 'Enter' && (e.ctrlKey || e.metaKey)) e.currentTarget.form?.requestSubmit();
             }}
           />
-        </div>
-        <div class="field">
-          <label for="ask-quality">Quality</label>
-          <select
-            id="ask-quality"
-            value={quality}
-            onChange={(e) => setQuality(e.currentTarget.value as typeof quality)}
-          >
-            {QUALITIES.map((q) => (
-              <option key={q} value={q}>
-                {q}
-              </option>
-            ))}
-          </select>
-        </div>
-        <div class="field">
-          <label for="ask-reuse">Reuse mode</label>
-          <select
+        </Field>
+        <Field id="ask-quality" label="Quality">
+          <Select id="ask-quality" value={quality} options={QUALITIES} onChange={setQuality} />
+        </Field>
+        <Field id="ask-reuse" label="Reuse mode">
+          <Select
             id="ask-reuse"
             value={reuse}
-            onChange={(e) => setReuse(e.currentTarget.value as typeof reuse)}
-          >
-            {REUSE.map((m) => (
-              <option key={m} value={m}>
-                {m === 'auto' ? 'auto (planner decides)' : m}
-              </option>
-            ))}
-          </select>
-        </div>
-        <div class="field">
-          <label for="ask-max">Max tokens</label>
+            options={REUSE}
+            onChange={setReuse}
+            text={(m) => (m === 'auto' ? 'auto (planner decides)' : m)}
+          />
+        </Field>
+        <Field id="ask-max" label="Max tokens">
           <input
             id="ask-max"
             type="number"
@@ -140,9 +123,8 @@ export function AskPage(props: { collectionId?: string }) {
             value={maxTokens}
             onInput={(e) => setMaxTokens(Number(e.currentTarget.value))}
           />
-        </div>
-        <div class="field">
-          <label for="ask-k">Chunks per collection (k)</label>
+        </Field>
+        <Field id="ask-k" label="Chunks per collection (k)">
           <input
             id="ask-k"
             type="number"
@@ -152,7 +134,7 @@ export function AskPage(props: { collectionId?: string }) {
             value={k}
             onInput={(e) => setK(e.currentTarget.value)}
           />
-        </div>
+        </Field>
         <div class="field end">
           <button type="submit" class="primary" disabled={chosen.length === 0 || run?.streaming}>
             {run?.streaming ? 'Answering…' : 'Ask'}
@@ -210,11 +192,7 @@ function Answer(props: {
   return (
     <section class="answer" aria-labelledby="answer-h">
       <h2 id="answer-h">Answer</h2>
-      {run.error && (
-        <p class="error" role="alert">
-          {run.error}
-        </p>
-      )}
+      <ErrorLine error={run.error} />
       <p
         class="answer-text"
         aria-busy={run.streaming}

@@ -7,7 +7,9 @@ import type { embeddingChoiceSchema } from '../../routes/collections.ts';
 import { type CollectionObject, call, type Page } from '../api.ts';
 import { errorText, useShell } from '../shell.ts';
 import { when } from '../format.ts';
+import { DataTable, Loaded } from '../parts/data-table.tsx';
 import { Confirm } from '../parts/dialog.tsx';
+import { DangerButton, ErrorLine, Field, Select } from '../parts/form-bits.tsx';
 import { usePoll } from '../parts/use-poll.ts';
 
 type Provider = z.output<typeof embeddingChoiceSchema>['provider'];
@@ -56,63 +58,30 @@ export function CollectionsPage() {
         }}
       />
       <h2>Your collections</h2>
-      {error && (
-        <p class="error" role="alert">
-          {error}
-        </p>
-      )}
-      {list === null ? (
-        <p>Loading…</p>
-      ) : list.length === 0 ? (
-        <p>No collections yet: create one above.</p>
-      ) : (
-        <div class="table-wrap">
-          <table>
-            <thead>
-              <tr>
-                <th scope="col">Name</th>
-                <th scope="col">Embedding</th>
-                <th scope="col">Chunking</th>
-                <th scope="col">Documents</th>
-                <th scope="col">Created</th>
-                <th scope="col">
-                  <span class="sr-only">Actions</span>
-                </th>
-              </tr>
-            </thead>
-            <tbody>
-              {list.map((c) => (
-                <tr key={c.id}>
-                  <th scope="row">
-                    <a href={`#/documents/${c.id}`}>{c.name}</a>
-                  </th>
-                  <td>
-                    {c.embedding.provider} · {c.embedding.dimension}
-                  </td>
-                  <td>
-                    {c.chunking.size} / {c.chunking.overlap} overlap
-                  </td>
-                  <td>
-                    {c.document_counts.ready} ready of {c.document_counts.total}
-                    {c.document_counts.failed > 0 && `, ${c.document_counts.failed} failed`}
-                  </td>
-                  <td>{when(c.created_at)}</td>
-                  <td>
-                    <button
-                      type="button"
-                      class="danger small"
-                      onClick={() => setDeleting(c)}
-                      aria-label={`Delete collection ${c.name}`}
-                    >
-                      Delete
-                    </button>
-                  </td>
-                </tr>
-              ))}
-            </tbody>
-          </table>
-        </div>
-      )}
+      <ErrorLine error={error} />
+      <Loaded rows={list} empty="No collections yet: create one above.">
+        {(rows) => (
+          <DataTable
+            rows={rows}
+            rowKey={(c) => c.id}
+            header={{ head: 'Name', cell: (c) => <a href={`#/documents/${c.id}`}>{c.name}</a> }}
+            columns={[
+              { head: 'Embedding', cell: (c) => `${c.embedding.provider} · ${c.embedding.dimension}` },
+              { head: 'Chunking', cell: (c) => `${c.chunking.size} / ${c.chunking.overlap} overlap` },
+              {
+                head: 'Documents',
+                cell: (c) =>
+                  `${c.document_counts.ready} ready of ${c.document_counts.total}` +
+                  (c.document_counts.failed > 0 ? `, ${c.document_counts.failed} failed` : ''),
+              },
+              { head: 'Created', cell: (c) => when(c.created_at) },
+            ]}
+            actions={(c) => (
+              <DangerButton label={`Delete collection ${c.name}`} onClick={() => setDeleting(c)} />
+            )}
+          />
+        )}
+      </Loaded>
       {deleting && (
         <Confirm
           title={`Delete collection ${deleting.name}?`}
@@ -167,8 +136,7 @@ function CreateCollection(props: { onCreated: (c: CollectionObject) => Promise<v
   return (
     <form class="card form-grid" onSubmit={submit} aria-labelledby="create-collection-h">
       <h2 id="create-collection-h">New collection</h2>
-      <div class="field">
-        <label for="col-name">Name</label>
+      <Field id="col-name" label="Name">
         <input
           id="col-name"
           required
@@ -176,33 +144,14 @@ function CreateCollection(props: { onCreated: (c: CollectionObject) => Promise<v
           value={name}
           onInput={(e) => setName(e.currentTarget.value)}
         />
-      </div>
-      <div class="field">
-        <label for="col-provider">Embedding provider</label>
-        <select
-          id="col-provider"
-          value={provider}
-          onChange={(e) => setProvider(e.currentTarget.value as Provider)}
-        >
-          {PROVIDERS.map((p) => (
-            <option key={p} value={p}>
-              {p}
-            </option>
-          ))}
-        </select>
-      </div>
-      <div class="field">
-        <label for="col-dim">Dimension</label>
-        <select id="col-dim" value={dimension} onChange={(e) => setDimension(Number(e.currentTarget.value))}>
-          {DIMENSIONS.map((d) => (
-            <option key={d} value={d}>
-              {d}
-            </option>
-          ))}
-        </select>
-      </div>
-      <div class="field">
-        <label for="col-size">Chunk size (tokens)</label>
+      </Field>
+      <Field id="col-provider" label="Embedding provider">
+        <Select id="col-provider" value={provider} options={PROVIDERS} onChange={setProvider} />
+      </Field>
+      <Field id="col-dim" label="Dimension">
+        <Select id="col-dim" value={dimension} options={DIMENSIONS} onChange={setDimension} />
+      </Field>
+      <Field id="col-size" label="Chunk size (tokens)">
         <input
           id="col-size"
           type="number"
@@ -211,9 +160,8 @@ function CreateCollection(props: { onCreated: (c: CollectionObject) => Promise<v
           value={size}
           onInput={(e) => setSize(Number(e.currentTarget.value))}
         />
-      </div>
-      <div class="field">
-        <label for="col-overlap">Overlap (tokens)</label>
+      </Field>
+      <Field id="col-overlap" label="Overlap (tokens)">
         <input
           id="col-overlap"
           type="number"
@@ -222,17 +170,13 @@ function CreateCollection(props: { onCreated: (c: CollectionObject) => Promise<v
           value={overlap}
           onInput={(e) => setOverlap(Number(e.currentTarget.value))}
         />
-      </div>
+      </Field>
       <div class="field end">
         <button type="submit" class="primary" disabled={busy}>
           {busy ? 'Creating…' : 'Create collection'}
         </button>
       </div>
-      {error && (
-        <p class="error full" role="alert">
-          {error}
-        </p>
-      )}
+      <ErrorLine error={error} full />
     </form>
   );
 }

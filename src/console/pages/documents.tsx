@@ -12,12 +12,16 @@ import {
 } from '../api.ts';
 import { errorText, useShell } from '../shell.ts';
 import { bytes, when } from '../format.ts';
+import { DataTable, Loaded } from '../parts/data-table.tsx';
 import { Confirm } from '../parts/dialog.tsx';
+import { DangerButton, ErrorLine, Field, Select } from '../parts/form-bits.tsx';
 import { StatusSteps } from '../parts/status.tsx';
 import { UploadZone } from '../parts/upload-zone.tsx';
 import { usePoll } from '../parts/use-poll.ts';
 
 const SETTLED: readonly DocumentStatus[] = ['ready', 'failed'];
+/** The status filter's choices: '' is all. */
+const FILTERS: readonly (DocumentStatus | '')[] = ['', ...DOCUMENT_STATUSES];
 
 export function DocumentsPage(props: { collectionId: string }) {
   const id = props.collectionId;
@@ -63,11 +67,7 @@ export function DocumentsPage(props: { collectionId: string }) {
           <a href={`#/ask/${id}`}>Ask this collection</a> · <a href={`#/search/${id}`}>Search it</a>
         </p>
       )}
-      {error && (
-        <p class="error" role="alert">
-          {error}
-        </p>
-      )}
+      <ErrorLine error={error} />
       <UploadZone
         collectionId={id}
         onUploaded={async (doc, status) => {
@@ -81,84 +81,48 @@ export function DocumentsPage(props: { collectionId: string }) {
       />
       <div class="row between">
         <h2>Documents</h2>
-        <div class="field inline">
-          <label for="doc-filter">Status</label>
-          <select
+        <Field id="doc-filter" label="Status" class="inline">
+          <Select
             id="doc-filter"
             value={filter}
-            onChange={(e) => {
-              setFilter(e.currentTarget.value as DocumentStatus | '');
+            options={FILTERS}
+            text={(s) => s || 'all'}
+            onChange={(s) => {
+              setFilter(s);
               setDocs(null);
             }}
-          >
-            <option value="">all</option>
-            {DOCUMENT_STATUSES.map((s) => (
-              <option key={s} value={s}>
-                {s}
-              </option>
-            ))}
-          </select>
-        </div>
+          />
+        </Field>
       </div>
-      {docs === null ? (
-        <p>Loading…</p>
-      ) : docs.data.length === 0 ? (
-        <p>{filter ? `No ${filter} documents.` : 'No documents yet: drop files above.'}</p>
-      ) : (
-        <div class="table-wrap">
-          <table class="documents">
-            <caption class="sr-only">
-              Documents{filter ? ` with status ${filter}` : ''}, newest first{busy ? ', updating live' : ''}
-            </caption>
-            <thead>
-              <tr>
-                <th scope="col">File</th>
-                <th scope="col">Status</th>
-                <th scope="col" class="num">
-                  Chunks
-                </th>
-                <th scope="col" class="num">
-                  Artifacts
-                </th>
-                <th scope="col" class="num">
-                  Size
-                </th>
-                <th scope="col">Updated</th>
-                <th scope="col">
-                  <span class="sr-only">Actions</span>
-                </th>
-              </tr>
-            </thead>
-            <tbody>
-              {docs.data.map((d) => (
-                <tr key={d.id} data-status={d.status}>
-                  <th scope="row" class="filename">
-                    {d.filename}
-                  </th>
-                  <td>
-                    <StatusSteps status={d.status} error={d.last_error?.message} />
-                  </td>
-                  <td class="num">{d.chunk_count}</td>
-                  <td class="num">{bytes(d.artifact_bytes)}</td>
-                  <td class="num">{bytes(d.bytes)}</td>
-                  <td>{when(d.updated_at)}</td>
-                  <td>
-                    <button
-                      type="button"
-                      class="danger small"
-                      onClick={() => setDeleting(d)}
-                      aria-label={`Delete ${d.filename}`}
-                    >
-                      Delete
-                    </button>
-                  </td>
-                </tr>
-              ))}
-            </tbody>
-          </table>
-          {docs.has_more && <p class="hint">Showing the newest 100; filter by status to narrow.</p>}
-        </div>
-      )}
+      <Loaded
+        rows={docs?.data ?? null}
+        empty={filter ? `No ${filter} documents.` : 'No documents yet: drop files above.'}
+      >
+        {(rows) => (
+          <DataTable
+            class="documents"
+            caption={`Documents${filter ? ` with status ${filter}` : ''}, newest first${busy ? ', updating live' : ''}`}
+            hiddenCaption
+            rows={rows}
+            rowKey={(d) => d.id}
+            rowAttrs={(d) => ({ 'data-status': d.status })}
+            header={{ head: 'File', class: 'filename', cell: (d) => d.filename }}
+            columns={[
+              {
+                head: 'Status',
+                cell: (d) => <StatusSteps status={d.status} error={d.last_error?.message} />,
+              },
+              { head: 'Chunks', num: true, cell: (d) => d.chunk_count },
+              { head: 'Artifacts', num: true, cell: (d) => bytes(d.artifact_bytes) },
+              { head: 'Size', num: true, cell: (d) => bytes(d.bytes) },
+              { head: 'Updated', cell: (d) => when(d.updated_at) },
+            ]}
+            actions={(d) => <DangerButton label={`Delete ${d.filename}`} onClick={() => setDeleting(d)} />}
+          >
+            {docs?.has_more && <p class="hint">Showing the newest 100; filter by status to narrow.</p>}
+          </DataTable>
+        )}
+      </Loaded>
       {deleting && (
         <Confirm
           title={`Delete ${deleting.filename}?`}

@@ -6,6 +6,8 @@ import type { Role } from '../shell.ts';
 import { errorText } from '../shell.ts';
 import { bytes, ms, percent } from '../format.ts';
 import { usePoll } from '../parts/use-poll.ts';
+import { DataTable } from '../parts/data-table.tsx';
+import { ErrorLine } from '../parts/form-bits.tsx';
 
 export function RunnersPage(props: { role: Role }) {
   const [runners, setRunners] = useState<RunnerObject[] | null>(null);
@@ -40,11 +42,7 @@ export function RunnersPage(props: { role: Role }) {
           every 2 s
         </label>
       </div>
-      {error && (
-        <p class="error" role="alert">
-          {error}
-        </p>
-      )}
+      <ErrorLine error={error} />
       {runners?.length === 0 && <p>No runner is live.</p>}
       <div class="runners">
         {(runners ?? []).map((r) => (
@@ -84,11 +82,7 @@ function RunnerCard(props: { runner: RunnerObject }) {
           </span>
         ))}
       </p>
-      {r.metrics_error && (
-        <p class="error" role="alert">
-          {r.metrics_error}
-        </p>
-      )}
+      <ErrorLine error={r.metrics_error} />
       <dl class="facts">
         <div>
           <dt>Load</dt>
@@ -124,48 +118,34 @@ function RunnerCard(props: { runner: RunnerObject }) {
             max={m.kv_bytes_capacity}
             text={`${bytes(m.kv_bytes_in_use)} of ${bytes(m.kv_bytes_capacity)}`}
           />
-          <div class="table-wrap">
-            <table class="tiers">
-              <caption>Artifact tiers</caption>
-              <thead>
-                <tr>
-                  <th scope="col">Tier</th>
-                  <th scope="col">Occupancy</th>
-                  <th scope="col" class="num">
-                    Hits
-                  </th>
-                  <th scope="col" class="num">
-                    Misses
-                  </th>
-                  <th scope="col" class="num">
-                    Hit rate
-                  </th>
-                </tr>
-              </thead>
-              <tbody>
-                {m.tiers.map((t) => (
-                  <tr key={t.name} data-tier={t.name}>
-                    <th scope="row">{t.name}</th>
-                    <td>
-                      <Meter
-                        label={`${t.name} tier occupancy`}
-                        value={t.resident_bytes}
-                        max={t.capacity_bytes}
-                        text={
-                          t.capacity_bytes
-                            ? `${bytes(t.resident_bytes)} of ${bytes(t.capacity_bytes)}`
-                            : bytes(t.resident_bytes)
-                        }
-                      />
-                    </td>
-                    <td class="num">{t.hits}</td>
-                    <td class="num">{t.misses}</td>
-                    <td class="num">{percent(t.hit_rate)}</td>
-                  </tr>
-                ))}
-              </tbody>
-            </table>
-          </div>
+          <DataTable
+            class="tiers"
+            caption="Artifact tiers"
+            rows={m.tiers}
+            rowKey={(t) => t.name}
+            rowAttrs={(t) => ({ 'data-tier': t.name })}
+            header={{ head: 'Tier', cell: (t) => t.name }}
+            columns={[
+              {
+                head: 'Occupancy',
+                cell: (t) => (
+                  <Meter
+                    label={`${t.name} tier occupancy`}
+                    value={t.resident_bytes}
+                    max={t.capacity_bytes}
+                    text={
+                      t.capacity_bytes
+                        ? `${bytes(t.resident_bytes)} of ${bytes(t.capacity_bytes)}`
+                        : bytes(t.resident_bytes)
+                    }
+                  />
+                ),
+              },
+              { head: 'Hits', num: true, cell: (t) => t.hits },
+              { head: 'Misses', num: true, cell: (t) => t.misses },
+              { head: 'Hit rate', num: true, cell: (t) => percent(t.hit_rate) },
+            ]}
+          />
         </>
       )}
     </article>

@@ -6,6 +6,7 @@ import { call, type SearchHit } from '../api.ts';
 import { errorText } from '../shell.ts';
 import { Highlight, queryTerms } from '../parts/highlight.tsx';
 import { useCollections } from './collections.tsx';
+import { ErrorLine, Field } from '../parts/form-bits.tsx';
 
 const OPS = ['eq', 'ne', 'gt', 'gte', 'lt', 'lte'] as const;
 interface FilterRow {
@@ -71,8 +72,7 @@ export function SearchPage(props: { collectionId?: string }) {
         Search
       </h1>
       <form class="card form-grid" onSubmit={submit}>
-        <div class="field">
-          <label for="search-collection">Collection</label>
+        <Field id="search-collection" label="Collection">
           <select
             id="search-collection"
             value={chosen}
@@ -84,9 +84,8 @@ export function SearchPage(props: { collectionId?: string }) {
               </option>
             ))}
           </select>
-        </div>
-        <div class="field wide">
-          <label for="search-query">Query</label>
+        </Field>
+        <Field id="search-query" label="Query" class="wide">
           <input
             id="search-query"
             type="search"
@@ -94,9 +93,8 @@ export function SearchPage(props: { collectionId?: string }) {
             value={query}
             onInput={(e) => setQuery(e.currentTarget.value)}
           />
-        </div>
-        <div class="field">
-          <label for="search-max">Results</label>
+        </Field>
+        <Field id="search-max" label="Results">
           <input
             id="search-max"
             type="number"
@@ -105,9 +103,8 @@ export function SearchPage(props: { collectionId?: string }) {
             value={max}
             onInput={(e) => setMax(Number(e.currentTarget.value))}
           />
-        </div>
-        <div class="field">
-          <label for="search-threshold">Score threshold</label>
+        </Field>
+        <Field id="search-threshold" label="Score threshold">
           <input
             id="search-threshold"
             type="number"
@@ -117,7 +114,7 @@ export function SearchPage(props: { collectionId?: string }) {
             value={threshold}
             onInput={(e) => setThreshold(Number(e.currentTarget.value))}
           />
-        </div>
+        </Field>
         <fieldset class="full filters">
           <legend>Attribute filters (all must hold)</legend>
           {rows.map((r, i) => (
@@ -176,11 +173,7 @@ export function SearchPage(props: { collectionId?: string }) {
           </button>
         </div>
       </form>
-      {error && (
-        <p class="error" role="alert">
-          {error}
-        </p>
-      )}
+      <ErrorLine error={error} />
       {hits && (
         <section aria-labelledby="results-h" aria-live="polite">
           <h2 id="results-h">

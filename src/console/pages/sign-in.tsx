@@ -2,6 +2,7 @@
 // storage only; the form never submits anywhere, so it never reaches a URL or the server's logs.
 import { useState } from 'preact/hooks';
 import { ApiError } from '../api.ts';
+import { ErrorLine } from '../parts/form-bits.tsx';
 
 export function SignIn(props: { onSignedIn: (key: string) => Promise<void>; notice?: string }) {
   const [key, setKey] = useState('');
@@ -49,11 +50,7 @@ export function SignIn(props: { onSignedIn: (key: string) => Promise<void>; noti
         <button type="submit" class="primary" disabled={busy || key.trim() === ''}>
           {busy ? 'Signing in…' : 'Sign in'}
         </button>
-        {error && (
-          <p id="sign-in-error" class="error" role="alert">
-            {error}
-          </p>
-        )}
+        <ErrorLine id="sign-in-error" error={error} />
       </form>
       <p class="hint">The key stays in this browser tab (session storage) and is sent only to this server.</p>
     </main>

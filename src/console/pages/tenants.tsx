@@ -4,7 +4,9 @@ import { useState } from 'preact/hooks';
 import { type ApiKeyObject, call, type NewApiKeyObject, type Page, type TenantObject } from '../api.ts';
 import { errorText, useShell } from '../shell.ts';
 import { when } from '../format.ts';
+import { DataTable, Loaded } from '../parts/data-table.tsx';
 import { Confirm } from '../parts/dialog.tsx';
+import { DangerButton, ErrorLine, Field } from '../parts/form-bits.tsx';
 import { usePoll } from '../parts/use-poll.ts';
 
 export function TenantsPage() {
@@ -43,8 +45,7 @@ export function TenantsPage() {
       </h1>
       <form class="card form-grid" onSubmit={create}>
         <h2 class="full">New tenant</h2>
-        <div class="field wide">
-          <label for="tenant-name">Name</label>
+        <Field id="tenant-name" label="Name" class="wide">
           <input
             id="tenant-name"
             required
@@ -52,66 +53,43 @@ export function TenantsPage() {
             value={name}
             onInput={(e) => setName(e.currentTarget.value)}
           />
-        </div>
+        </Field>
         <div class="field end">
           <button type="submit" class="primary">
             Create tenant
           </button>
         </div>
-        {error && (
-          <p class="error full" role="alert">
-            {error}
-          </p>
-        )}
+        <ErrorLine error={error} full />
       </form>
-      {tenants === null ? (
-        <p>Loading…</p>
-      ) : (
-        <div class="table-wrap">
-          <table>
-            <caption>Tenants</caption>
-            <thead>
-              <tr>
-                <th scope="col">Name</th>
-                <th scope="col">Id</th>
-                <th scope="col">Created</th>
-                <th scope="col">
-                  <span class="sr-only">Actions</span>
-                </th>
-              </tr>
-            </thead>
-            <tbody>
-              {tenants.map((t) => (
-                <tr key={t.id} aria-selected={selected?.id === t.id}>
-                  <th scope="row">{t.name}</th>
-                  <td>
-                    <code>{t.id}</code>
-                  </td>
-                  <td>{when(t.created_at)}</td>
-                  <td class="actions-cell">
-                    <button
-                      type="button"
-                      class="small"
-                      onClick={() => setSelected(t)}
-                      aria-label={`API keys of ${t.name}`}
-                    >
-                      Keys
-                    </button>
-                    <button
-                      type="button"
-                      class="danger small"
-                      onClick={() => setDeleting(t)}
-                      aria-label={`Delete tenant ${t.name}`}
-                    >
-                      Delete
-                    </button>
-                  </td>
-                </tr>
-              ))}
-            </tbody>
-          </table>
-        </div>
-      )}
+      <Loaded rows={tenants}>
+        {(rows) => (
+          <DataTable
+            caption="Tenants"
+            rows={rows}
+            rowKey={(t) => t.id}
+            rowAttrs={(t) => ({ 'aria-selected': selected?.id === t.id })}
+            header={{ head: 'Name', cell: (t) => t.name }}
+            columns={[
+              { head: 'Id', cell: (t) => <code>{t.id}</code> },
+              { head: 'Created', cell: (t) => when(t.created_at) },
+            ]}
+            actionsClass="actions-cell"
+            actions={(t) => (
+              <>
+                <button
+                  type="button"
+                  class="small"
+                  onClick={() => setSelected(t)}
+                  aria-label={`API keys of ${t.name}`}
+                >
+                  Keys
+                </button>
+                <DangerButton label={`Delete tenant ${t.name}`} onClick={() => setDeleting(t)} />
+              </>
+            )}
+          />
+        )}
+      </Loaded>
       {selected && <Keys key={selected.id} tenant={selected} />}
       {deleting && (
         <Confirm
@@ -168,8 +146,7 @@ function Keys(props: { tenant: TenantObject }) {
     <section class="card" aria-labelledby="keys-h">
       <h2 id="keys-h">API keys of {t.name}</h2>
       <form class="row" onSubmit={create}>
-        <div class="field">
-          <label for="key-name">Key name</label>
+        <Field id="key-name" label="Key name">
           <input
             id="key-name"
             required
@@ -177,16 +154,12 @@ function Keys(props: { tenant: TenantObject }) {
             value={keyName}
             onInput={(e) => setKeyName(e.currentTarget.value)}
           />
-        </div>
+        </Field>
         <button type="submit" class="primary">
           Create key
         </button>
       </form>
-      {error && (
-        <p class="error" role="alert">
-          {error}
-        </p>
-      )}
+      <ErrorLine error={error} />
       {made && (
         <section class="new-key" aria-label="New key">
           <p>This key is shown once. Copy it now:</p>
@@ -209,46 +182,25 @@ function Keys(props: { tenant: TenantObject }) {
         </section>
       )}
       {keys && (
-        <div class="table-wrap">
-          <table>
-            <caption class="sr-only">Keys of {t.name}</caption>
-            <thead>
-              <tr>
-                <th scope="col">Name</th>
-                <th scope="col">Prefix</th>
-                <th scope="col">Created</th>
-                <th scope="col">State</th>
-                <th scope="col">
-                  <span class="sr-only">Actions</span>
-                </th>
-              </tr>
-            </thead>
-            <tbody>
-              {keys.map((k) => (
-                <tr key={k.id}>
-                  <th scope="row">{k.name}</th>
-                  <td>
-                    <code>{k.prefix}…</code>
-                  </td>
-                  <td>{when(k.created_at)}</td>
-                  <td>{k.revoked_at ? `revoked ${when(k.revoked_at)}` : 'active'}</td>
-                  <td>
-                    {!k.revoked_at && (
-                      <button
-                        type="button"
-                        class="danger small"
-                        onClick={() => setRevoking(k)}
-                        aria-label={`Revoke key ${k.name} (${k.prefix})`}
-                      >
-                        Revoke
-                      </button>
-                    )}
-                  </td>
-                </tr>
-              ))}
-            </tbody>
-          </table>
-        </div>
+        <DataTable
+          caption={`Keys of ${t.name}`}
+          hiddenCaption
+          rows={keys}
+          rowKey={(k) => k.id}
+          header={{ head: 'Name', cell: (k) => k.name }}
+          columns={[
+            { head: 'Prefix', cell: (k) => <code>{k.prefix}…</code> },
+            { head: 'Created', cell: (k) => when(k.created_at) },
+            { head: 'State', cell: (k) => (k.revoked_at ? `revoked ${when(k.revoked_at)}` : 'active') },
+          ]}
+          actions={(k) =>
+            !k.revoked_at && (
+              <DangerButton label={`Revoke key ${k.name} (${k.prefix})`} onClick={() => setRevoking(k)}>
+                Revoke
+              </DangerButton>
+            )
+          }
+        />
       )}
       {revoking && (
         <Confirm

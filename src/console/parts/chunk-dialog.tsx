@@ -5,6 +5,7 @@ import { type ChunkObject, call } from '../api.ts';
 import { errorText } from '../shell.ts';
 import { Dialog } from './dialog.tsx';
 import { Highlight } from './highlight.tsx';
+import { ErrorLine } from './form-bits.tsx';
 
 export function ChunkDialog(props: { citation: Citation; terms: string[]; onClose: () => void }) {
   const [chunk, setChunk] = useState<ChunkObject | null>(null);
@@ -21,11 +22,7 @@ export function ChunkDialog(props: { citation: Citation; terms: string[]; onClos
         chunk {c.ordinal}
         {chunk ? ` · ${chunk.token_count} tokens` : ''} · score {c.score.toFixed(3)}
       </p>
-      {error && (
-        <p class="error" role="alert">
-          {error}
-        </p>
-      )}
+      <ErrorLine error={error} />
       {chunk ? (
         <p class="chunk-text" data-chunk-id={chunk.id}>
           <Highlight text={chunk.text} terms={props.terms} />

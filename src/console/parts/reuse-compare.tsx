@@ -4,6 +4,7 @@ import type { QueryDone } from '../api.ts';
 import { ms } from '../format.ts';
 import { Bars } from './bars.tsx';
 import type { Run } from './query-run.ts';
+import { ErrorLine } from './form-bits.tsx';
 
 /** TTFT after retrieval (ms): what the reuse mode changes (the split's parts but retrieval). */
 function afterRetrieval(d: QueryDone): number {
@@ -31,11 +32,7 @@ export function ReuseOffCompare(props: { run: Run; compare: Run | null; onCompar
           ? 'This answer already ran without reuse.'
           : 'Asks again in full mode: every chunk is prefilled live instead of loaded from its stored KV.'}
       </p>
-      {props.compare?.error && (
-        <p class="error" role="alert">
-          {props.compare.error}
-        </p>
-      )}
+      <ErrorLine error={props.compare?.error} />
       {b && ratio !== null && (
         <div data-testid="ttft-compare">
           <Bars

@@ -51,6 +51,24 @@ export interface OutputMessage {
 
 export type OutputItem = FileSearchCall | OutputMessage;
 
+/** A message given as input, as GET /v1/responses/{id}/input_items lists it. */
+export interface InputMessage {
+  id: string;
+  type: 'message';
+  role: 'user' | 'system' | 'developer';
+  status: 'completed';
+  content: { type: 'input_text'; text: string }[];
+}
+
+/**
+ * One input item of a response, kept as the request gave it (ids given to messages that had none):
+ * earlier assistant turns handed back are output messages, file_search_call items keep their fields.
+ */
+export type InputItem =
+  | InputMessage
+  | OutputMessage
+  | ({ id: string; type: 'file_search_call' } & Record<string, unknown>);
+
 export function fileSearchResults(sources: readonly HybridHit[]): FileSearchResult[] {
   return sources.map((h) => ({
     file_id: fileIdOfHit(h),

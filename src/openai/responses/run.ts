@@ -26,6 +26,7 @@ import {
   type FileSearchCall,
   fileCitations,
   fileSearchResults,
+  type InputItem,
   itemId,
   type OutputItem,
   type OutputMessage,
@@ -48,6 +49,8 @@ export interface ResponseInput {
   model: string;
   /** This turn's input items as chat messages (developer → system). */
   messages: ChatMessage[];
+  /** The same items as given (stored for GET …/input_items). */
+  inputItems: InputItem[];
   instructions?: string;
   previousResponseId?: string;
   /** The file_search tool, unless absent or tool_choice is `none`. */
@@ -256,6 +259,7 @@ async function runResponse(
         previousResponseId: previousId,
         body: response,
         conversation: [...conversation, { role: 'assistant', content: text }],
+        inputItems: input.inputItems,
       });
     await emit(incomplete ? 'response.incomplete' : 'response.completed', { response });
     return { response, question, prepared: p, answer: run };
@@ -281,6 +285,7 @@ async function runResponse(
         previousResponseId: previousId,
         body: response,
         conversation,
+        inputItems: input.inputItems,
       }).catch(() => {});
     return { response, question };
   }

@@ -6,6 +6,7 @@ import type { ChatMessage } from '../../../contracts/runner-api.ts';
 import { isUuid, notFound } from '../../db/ids.ts';
 import { type ResponseRow, responses } from '../../db/schema.ts';
 import type { Database } from '../../db/types.ts';
+import type { InputItem } from './objects.ts';
 
 export interface StoredResponse {
   id: string;
@@ -13,10 +14,20 @@ export interface StoredResponse {
   previousResponseId: string | null;
   body: Record<string, unknown>;
   conversation: ChatMessage[];
+  /** This turn's own input items (not the earlier turns'), listed by GET …/input_items. */
+  inputItems: InputItem[];
 }
 
 export async function saveResponse(db: Database, r: StoredResponse): Promise<void> {
-  await db.insert(responses).values(r);
+  await db
+    .insert(responses)
+    .values({ ...r, inputItems: r.inputItems as unknown as Record<string, unknown>[] });
+}
+
+/** The input items of the tenant's stored response, in the order given; 404 as `loadResponse`. */
+export async function loadInputItems(db: Database, tenantId: string, id: string): Promise<InputItem[]> {
+  const row = await loadResponse(db, tenantId, id);
+  return row.inputItems as unknown as InputItem[];
 }
 
 /** The tenant's stored response; 404 otherwise (another tenant's id included). */

@@ -131,6 +131,20 @@ export const ResponseObject = named(
     })
     .passthrough(),
 );
+export const ResponseInputItem = named(
+  'ResponseInputItem',
+  z
+    .object({
+      id: z.string().describe('The id given with the item, or msg_… / fs_… when it had none.'),
+      type: z.enum(['message', 'file_search_call']),
+      role: z.enum(['user', 'system', 'developer', 'assistant']).optional(),
+      status: z.string().optional(),
+      content: z
+        .array(z.object({ type: z.enum(['input_text', 'output_text']), text: z.string() }).passthrough())
+        .optional(),
+    })
+    .passthrough(),
+);
 export const OpenAiErrorObject = named(
   'OpenAIError',
   z.object({
@@ -321,6 +335,16 @@ export function openAiPaths(d: DocHelpers): Record<string, Record<string, unknow
         parameters: d.path('response'),
         responses: { ...deleted('response'), ...errors(401, 403, 404) },
       }),
+    },
+    '/v1/responses/{response}/input_items': {
+      get: d.op(
+        'List the input items of a stored response (this turn’s own; not the earlier turns’)',
+        tenant,
+        {
+          parameters: [...d.path('response'), ...d.query(openAiListQuery)],
+          responses: { ...ok(listOf(ResponseInputItem)), ...errors(400, 401, 403, 404) },
+        },
+      ),
     },
     '/v1/embeddings': {
       post: d.op('Embeddings with a vector store’s provider (model = its id) or the hash model', tenant, {

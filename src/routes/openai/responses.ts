@@ -10,27 +10,34 @@ import { AppError } from '../../../contracts/errors.ts';
 import { REUSE_MODES } from '../../../contracts/reuse.ts';
 import type { ChatMessage } from '../../../contracts/runner-api.ts';
 import { createResponse, type ResponseInput, type ResponseRun } from '../../openai/responses/run.ts';
-import { deleteResponse, loadResponse } from '../../openai/responses/store.ts';
+import { type InputItem, itemId, outputText } from '../../openai/responses/objects.ts';
+import { deleteResponse, loadInputItems, loadResponse } from '../../openai/responses/store.ts';
 import { QUALITY } from '../../planning/plan.ts';
 import type { AppEnv } from '../../services.ts';
 import { answerDeps, logAnswer } from '../answer-context.ts';
 import { api, requireTenant } from '../auth.ts';
 import { iterativeOf, iterativeSchema } from '../query.ts';
 import { jsonBody, metadataSchema, queryParams } from '../validate.ts';
-import { nowOf } from './common.ts';
+import { pageOf } from '../pagination.ts';
+import { nowOf, openAiListQuery } from './common.ts';
 
 const text = z.string().max(1_000_000);
 const contentPart = z.union([
   z.object({ type: z.literal('input_text'), text }),
   z.object({ type: z.literal('output_text'), text }),
 ]);
+const itemIdField = z.string().min(1).max(128).optional();
 const messageItem = z.object({
+  id: itemIdField,
   type: z.literal('message').optional(),
   role: z.enum(['user', 'system', 'developer', 'assistant']),
   content: z.union([text, z.array(contentPart).max(64)]),
 });
-/** A file_search_call handed back as input (manual conversation state): kept out of the prompt. */
-const fileSearchCallItem = z.object({ type: z.literal('file_search_call') });
+/**
+ * A file_search_call handed back as input (manual conversation state): kept out of the prompt, its fields
+ * kept for GET …/input_items.
+ */
+const fileSearchCallItem = z.object({ id: itemIdField, type: z.literal('file_search_call') }).passthrough();
 
 const fileSearchTool = z.strictObject({
   type: z.literal('file_search'),
@@ -93,16 +100,46 @@ type ResponseBody = z.output<typeof responseBodySchema>;
 function messagesOf(input: ResponseBody['input']): ChatMessage[] {
   if (typeof input === 'string') return [{ role: 'user', content: input }];
   return input.flatMap((item) =>
-    'role' in item
+    item.type !== 'file_search_call'
       ? [
           {
             role: item.role === 'developer' ? ('system' as const) : item.role,
-            content:
-              typeof item.content === 'string' ? item.content : item.content.map((p) => p.text).join(''),
+            content: partText(item.content),
           },
         ]
       : [],
   );
+}
+
+const partText = (content: string | { text: string }[]) =>
+  typeof content === 'string' ? content : content.map((p) => p.text).join('');
+
+/**
+ * The input items as stored for GET …/input_items: messages as OpenAI lists them (an assistant turn as an
+ * output message), each with its given id or a new one; file_search_call items as given.
+ */
+function inputItemsOf(input: ResponseBody['input']): InputItem[] {
+  const items = typeof input === 'string' ? [{ role: 'user' as const, content: input }] : input;
+  return items.map((item): InputItem => {
+    if (item.type === 'file_search_call') return { ...item, id: item.id ?? itemId('fs') };
+    const id = item.id ?? itemId('msg');
+    const textOf = partText(item.content);
+    if (item.role === 'assistant')
+      return {
+        id,
+        type: 'message',
+        role: 'assistant',
+        status: 'completed',
+        content: [outputText(textOf, [])],
+      };
+    return {
+      id,
+      type: 'message',
+      role: item.role,
+      status: 'completed',
+      content: [{ type: 'input_text', text: textOf }],
+    };
+  });
 }
 
 /** The use case's input from the body. */
@@ -116,6 +153,7 @@ function inputOf(body: ResponseBody): ResponseInput {
   return {
     model: body.model,
     messages: messagesOf(body.input),
+    inputItems: inputItemsOf(body.input),
     instructions: body.instructions ?? undefined,
     previousResponseId: body.previous_response_id ?? undefined,
     fileSearch: tool && {
@@ -204,6 +242,14 @@ export function responseRoutes(): Hono<AppEnv> {
       throw new AppError('bad_request', 'streaming a stored response again is not offered');
     const row = await loadResponse(api(c).db, tenantId, c.req.param('response'));
     return c.json(row.body);
+  });
+
+  r.get('/:response/input_items', async (c) => {
+    const tenantId = requireTenant(c);
+    // `include` names extra fields of output items; input items here have none to add
+    const q = queryParams(c, openAiListQuery.extend({ include: z.unknown().optional() }));
+    const items = await loadInputItems(api(c).db, tenantId, c.req.param('response'));
+    return c.json(pageOf(items, q));
   });
 
   r.delete('/:response', async (c) => {

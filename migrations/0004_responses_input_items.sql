@@ -1,0 +1,1 @@
+ALTER TABLE "responses" ADD COLUMN "input_items" jsonb DEFAULT '[]'::jsonb NOT NULL;
