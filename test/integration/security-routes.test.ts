@@ -270,6 +270,11 @@ const crossTenant = (): Record<string, Case> => {
       expect: 404,
     },
     'GET /v1/responses/:response': { method: 'GET', path: `/v1/responses/${theirs.response}`, expect: 404 },
+    'GET /v1/responses/:response/input_items': {
+      method: 'GET',
+      path: `/v1/responses/${theirs.response}/input_items`,
+      expect: 404,
+    },
     'DELETE /v1/responses/:response': {
       method: 'DELETE',
       path: `/v1/responses/${theirs.response}`,
