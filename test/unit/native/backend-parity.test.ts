@@ -1,7 +1,7 @@
-// The native backend (wasm's kernels with matmul and dense attention in the N-API addon) against the
-// reference backend (test/helpers/backend-parity-suite.ts): 1 and 2 threads at the best ISA level this CPU
-// has, and 2 threads at the lowest (AVX2: the int8 kernels without VNNI). Where the machine should build
-// the addon and did not, the suite fails with the loader's reason instead of skipping.
+// The native backend (wasm's kernels with matmul, dense attention, KV writes and SwiGLU in the N-API
+// addon) against the reference backend (test/helpers/backend-parity-suite.ts): 1 and 2 threads at the best
+// ISA level this CPU has, and 2 threads at the lowest (AVX2: the int8 kernels without VNNI). Where the
+// machine should build the addon and did not, the suite fails with the loader's reason instead of skipping.
 // Tolerances: the wasm backend's — logits 1e-4 absolute (FMA sums in another order, the kernels' exp),
 // KV cache and identities 1e-5, ops 1e-5 relative (rope 2e-5, wasm's), f16-weight matmul 1e-6 (halves
 // widened exactly, f32 sums).

@@ -17,8 +17,9 @@ import {
 } from '../../helpers/quant-ref.ts';
 import { matmulRef, rand, relErr } from '../../helpers/wasm-runtime.ts';
 
-// tails in every dimension: M = 1 (decode), M < 4, M around the 12/6-row micro-kernels, N odd and past
-// 16/32-column strips, K not a multiple of 16 (f32) or of 64 (int8), K beyond one 512 block
+// tails in every dimension: M = 1 (decode), M < 4, M = 16 (a decode batch in one pass), M around the
+// 12/6-row micro-kernels, N odd and past 16/32-column strips, K not a multiple of 16 (f32) or of 64
+// (int8), K beyond one 512 block
 const F_SHAPES: Array<[number, number, number]> = [
   [1, 37, 70],
   [3, 5, 33],
@@ -30,6 +31,7 @@ const Q_SHAPES: Array<[number, number, number]> = [
   [1, 37, 96],
   [2, 16, 32],
   [7, 83, 160],
+  [16, 70, 192],
   [19, 50, 608],
   [64, 129, 256],
 ];

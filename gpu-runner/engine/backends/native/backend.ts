@@ -1,9 +1,9 @@
-// The `native` backend: the wasm backend's kernels with the heavy ones — matmul (f32, f16, Q8_0 / Q4_0)
-// and dense causal attention — run by the N-API addon (native/kernels.ts) on the same shared memory by
-// byte offsets, so tensors, caches, uploads and the light ops (norms, RoPE, SwiGLU, adds, KV copies,
-// squeezed and sparse attention) stay wasm's with no copies. Q8_0 / Q4_0 weights are packed at upload
-// into the layout the int8 kernels read (the ggml bytes are not kept; embedding rows are unpacked on
-// gather). Two thread pools share the cores: the addon's (the caller plus threads − 1 native workers,
+// The `native` backend: the wasm backend's kernels with the heavy ones — matmul (f32, f16, Q8_0 / Q4_0),
+// dense causal attention (one call for all of a step's sequences), the KV writes, SwiGLU and argmax — run by the
+// N-API addon (native/kernels.ts) on the same shared memory by byte offsets, so tensors, caches, uploads
+// and the other light ops (norms, RoPE, adds, squeezed and sparse attention) stay wasm's with no copies.
+// Q8_0 / Q4_0 weights are packed at upload into the layout the int8 kernels read (the ggml bytes are not
+// kept; embedding rows are unpacked on gather). Two thread pools share the cores: the addon's (the caller plus threads − 1 native workers,
 // spinning 100 µs after a job) runs the matmuls and attention back to back; the wasm workers run only the
 // light ops large enough to be worth a wake-up (prefill-sized) and go to sleep at once (spinMs 0), so they
 // do not hold a core the next native op needs.
@@ -11,8 +11,7 @@ import { availableParallelism } from 'node:os';
 import { BackendUnavailableError } from '../../errors.ts';
 import { CheckedBackend } from '../checked.ts';
 import { type DType, type HostTensor, isBlockDType } from '../dtypes.ts';
-import type { AttentionCall } from '../kernels.ts';
-import { spanArgs } from '../wasm/attention.ts';
+import type { AttentionCall, KernelSpan } from '../kernels.ts';
 import { WasmKernels } from '../wasm/backend.ts';
 import { type RuntimeOptions, WasmRuntime, wasmBackendAvailable } from '../wasm/runtime.ts';
 import { allocTensor, type WasmKVCache, WasmTensor } from '../wasm/tensors.ts';
@@ -86,15 +85,66 @@ export class NativeWasmKernels extends WasmKernels {
     return y;
   }
 
+  override swiglu(gate: WasmTensor, up: WasmTensor, size: number): WasmTensor {
+    const y = allocTensor(this.rt.mem, size * 4);
+    this.native.swiglu(this.rt.mem.u8, { gate: gate.off, up: up.off, y: y.off, size });
+    return y;
+  }
+
+  override argmax(x: WasmTensor, M: number, N: number): WasmTensor {
+    const y = allocTensor(this.rt.mem, M * 4);
+    if (M > 0 && N > 0) this.native.argmax(this.rt.mem.u8, { x: x.off, out: y.off, M, N });
+    return y;
+  }
+
+  /** Every span's rows in one addon call (a decode batch writes 16 sequences' K/V at once). */
+  override kvWrite(
+    layer: number,
+    k: WasmTensor,
+    v: WasmTensor,
+    spans: readonly KernelSpan<WasmKVCache>[],
+  ): void {
+    if (spans.length === 0) return;
+    const { kvHeads, headDim } = spans[0].spec;
+    const ws = spans.map((s) => {
+      const c = s.cache;
+      const base = c.offset(layer, 0, s.pos);
+      return {
+        dk: c.k + base,
+        dv: c.v + base,
+        kvHeadStride: c.spec.capacity * headDim,
+        row: s.row,
+        count: s.count,
+      };
+    });
+    this.native.kvWrite(this.rt.mem.u8, { k: k.off, v: v.off, width: kvHeads * headDim, headDim, spans: ws });
+  }
+
+  /** Dense causal attention of every span in one addon call: the units of all sequences share the pool. */
   override attention(call: AttentionCall<WasmTensor, WasmKVCache>): WasmTensor {
     const { q, rows, width, layer, spans, heads, scale } = call;
     if (spans.length === 0 || !nativeAttentionFits(spans[0].spec.headDim)) return super.attention(call);
     const y = allocTensor(this.rt.mem, rows * width * 4);
-    this.rt.mem.u8.fill(0, y.off, y.off + rows * width * 4); // rows outside every span are zero
-    for (const s of spans) {
-      const args = { ...spanArgs(q, width, s, layer, heads, scale), out: y.off + s.row * width * 4 };
-      this.native.attention(this.rt.mem.u8, args);
-    }
+    // rows outside every span are zero; spans that tile the rows in order (a step's) leave none
+    let next = 0;
+    for (const s of spans) if (s.row === next) next += s.count;
+    if (next !== rows) this.rt.mem.u8.fill(0, y.off, y.off + rows * width * 4);
+    const args = spans.map((s) => ({
+      ...s.cache.layerArgs(layer),
+      row: s.row,
+      nq: s.count,
+      qpos0: s.pos,
+      nk: s.pos + s.count,
+    }));
+    this.native.attentionSpans(this.rt.mem.u8, {
+      q: q.off,
+      out: y.off,
+      heads,
+      headDim: spans[0].spec.headDim,
+      scale,
+      qStride: width,
+      spans: args,
+    });
     return y;
   }
 }

@@ -59,6 +59,18 @@ const UNITS: Unit[] = [
     flags: [...AVX512, '-DKV_LEVEL=512', '-DKV_NS=avx512'],
     isa: true,
   },
+  {
+    src: 'elementwise.cc',
+    obj: 'elementwise-avx2.o',
+    flags: [...AVX2, '-DKV_LEVEL=256', '-DKV_NS=avx2'],
+    isa: true,
+  },
+  {
+    src: 'elementwise.cc',
+    obj: 'elementwise-avx512.o',
+    flags: [...AVX512, '-DKV_LEVEL=512', '-DKV_NS=avx512'],
+    isa: true,
+  },
   { src: 'quant.cc', obj: 'quant-avx2.o', flags: [...AVX2, '-DKV_VNNI=0', '-DKV_NS=avx2'], isa: true },
   {
     src: 'quant.cc',

@@ -5,7 +5,15 @@ import { createRequire } from 'node:module';
 import { addonPath, buildAddon, cannotBuild, isFresh, readStatus } from './build.ts';
 import { type NativeAddon, NativeKernels } from './kernels.ts';
 
-export type { IsaLevel, NativeAttentionArgs, NativeMatmulArgs, QuantType } from './kernels.ts';
+export type {
+  IsaLevel,
+  NativeAttentionArgs,
+  NativeAttentionSpan,
+  NativeAttentionSpansArgs,
+  NativeKVWriteSpan,
+  NativeMatmulArgs,
+  QuantType,
+} from './kernels.ts';
 export { NativeKernels } from './kernels.ts';
 
 export type NativeLoad = { ok: true; kernels: NativeKernels } | { ok: false; reason: string };

@@ -71,6 +71,19 @@ export interface NativeAddon {
     qpos0: number,
     nk: number,
   ): void;
+  attentionSpans(
+    mem: Uint8Array,
+    q: number,
+    out: number,
+    heads: number,
+    headDim: number,
+    scale: number,
+    qStride: number,
+    spans: Float64Array,
+  ): void;
+  kvWrite(mem: Uint8Array, k: number, v: number, width: number, headDim: number, spans: Float64Array): void;
+  swiglu(mem: Uint8Array, gate: number, up: number, y: number, size: number): void;
+  argmax(mem: Uint8Array, x: number, out: number, M: number, N: number): void;
   squeezedStep(mem: Uint8Array, ...args: number[]): number;
 }
 
@@ -115,6 +128,46 @@ export interface NativeMatmulArgs {
   M: number;
   N: number;
   K: number;
+}
+
+/** One span of a batched attention call: its rows of q/out, its K/V (one layer of a cache) and key count. */
+export interface NativeAttentionSpan {
+  /** byte offsets of the layer's K and V, head 0 position 0 */
+  k: number;
+  v: number;
+  kvHeads: number;
+  /** floats between kv heads and between positions */
+  kvHeadStride: number;
+  kvPosStride: number;
+  /** first row of q / out */
+  row: number;
+  nq: number;
+  /** query i sits at qpos0 + i (causal); −1 = no mask */
+  qpos0: number;
+  nk: number;
+}
+
+/** Several spans in one attention call (a decode batch): q / out [rows][qStride], one span per sequence. */
+export interface NativeAttentionSpansArgs {
+  q: number;
+  out: number;
+  heads: number;
+  headDim: number;
+  scale: number;
+  /** floats between q / out rows; default heads · headDim */
+  qStride?: number;
+  spans: readonly NativeAttentionSpan[];
+}
+
+/** One span of a KV write: rows [row, row + count) of k / v go to positions 0.. at dk / dv. */
+export interface NativeKVWriteSpan {
+  /** byte offsets of the span's first position in kv head 0 of the layer */
+  dk: number;
+  dv: number;
+  /** floats between kv heads of the cache */
+  kvHeadStride: number;
+  row: number;
+  count: number;
 }
 
 /** Dense attention arguments, as the wasm runtime's (modes 1–3, gathered and sparse keys, are wasm-only). */
@@ -227,5 +280,54 @@ export class NativeKernels {
       a.qpos0,
       a.nk,
     );
+  }
+
+  /**
+   * Dense GQA attention of several spans in one call (their units split over the pool together): span i
+   * reads q / out rows [row, row + nq) and its own K/V and key count. No lse.
+   */
+  attentionSpans(mem: Uint8Array, a: NativeAttentionSpansArgs): void {
+    const f = new Float64Array(a.spans.length * 9);
+    let o = 0;
+    for (const s of a.spans) {
+      f[o++] = s.k;
+      f[o++] = s.v;
+      f[o++] = s.kvHeads;
+      f[o++] = s.kvHeadStride;
+      f[o++] = s.kvPosStride;
+      f[o++] = s.row;
+      f[o++] = s.nq;
+      f[o++] = s.qpos0;
+      f[o++] = s.nk;
+    }
+    const qStride = a.qStride ?? a.heads * a.headDim;
+    this.addon.attentionSpans(mem, a.q, a.out, a.heads, a.headDim, a.scale, qStride, f);
+  }
+
+  /** k, v [*][width = kvHeads · headDim] rows → cache positions, per span (one call for a step's spans). */
+  kvWrite(
+    mem: Uint8Array,
+    a: { k: number; v: number; width: number; headDim: number; spans: readonly NativeKVWriteSpan[] },
+  ): void {
+    const f = new Float64Array(a.spans.length * 5);
+    let o = 0;
+    for (const s of a.spans) {
+      f[o++] = s.dk;
+      f[o++] = s.dv;
+      f[o++] = s.kvHeadStride;
+      f[o++] = s.row;
+      f[o++] = s.count;
+    }
+    this.addon.kvWrite(mem, a.k, a.v, a.width, a.headDim, f);
+  }
+
+  /** y [size] = gate · sigmoid(gate) · up */
+  swiglu(mem: Uint8Array, a: { gate: number; up: number; y: number; size: number }): void {
+    this.addon.swiglu(mem, a.gate, a.up, a.y, a.size);
+  }
+
+  /** out i32 [M] = the first index of each row's largest value, x f32 [M][N] (N < 2^24; NaN never wins) */
+  argmax(mem: Uint8Array, a: { x: number; out: number; M: number; N: number }): void {
+    this.addon.argmax(mem, a.x, a.out, a.M, a.N);
   }
 }

@@ -131,6 +131,84 @@ napi_value gatherQFn(napi_env env, napi_callback_info info) {
   });
 }
 
+// kvWrite(mem, k, v, width, headDim, spans): rows of k and v [*][width] (width = kvHeads · headDim) into
+// caches; spans: Float64Array of 5 per span: dk, dv (byte offsets of the span's first position in head
+// 0 of the layer), kvHeadStride (floats between heads), row (first source row), count — row row + i goes
+// to position i of every head: dk + (h · kvHeadStride + i · headDim) · 4
+napi_value kvWriteFn(napi_env env, napi_callback_info info) {
+  constexpr int SPAN_FIELDS = 5;
+  return guard(env, [&] {
+    Call c(env, info, 6, "kvWrite");
+    const Mem m = memArg(c, 0);
+    const int64_t width = c.int64(3, "width", 1), d = c.int64(4, "headDim", 1);
+    if (width % d) throw Error("kvWrite: width must be a multiple of headDim");
+    const int64_t kvHeads = width / d;
+    const Mem desc = memArg(c, 5);
+    if (desc.bytes % (SPAN_FIELDS * 8)) throw Error("kvWrite: spans must hold 5 numbers per span");
+    const int64_t count = desc.bytes / (SPAN_FIELDS * 8);
+    const int64_t k0 = c.int64(1, "k"), v0 = c.int64(2, "v");
+    for (int64_t i = 0; i < count; i++) {
+      double f[SPAN_FIELDS];
+      std::memcpy(f, desc.data + i * SPAN_FIELDS * 8, sizeof f);
+      for (double x : f)
+        if (!std::isfinite(x) || x != std::floor(x) || x < 0 || x > 9.0e15)
+          throw Error("kvWrite: span " + std::to_string(i) + " fields must be integers ≥ 0");
+      const int64_t headStride = static_cast<int64_t>(f[2]), row = static_cast<int64_t>(f[3]);
+      const int64_t n = static_cast<int64_t>(f[4]);
+      if (n == 0) continue;
+      if (kvHeads > 1 && headStride < n * d) throw Error("kvWrite: kvHeadStride overlaps the span's rows");
+      const int64_t dst = ((kvHeads - 1) * headStride + n * d) * 4;
+      float* dk = m.at<float>(static_cast<int64_t>(f[0]), dst, "dk");
+      float* dv = m.at<float>(static_cast<int64_t>(f[1]), dst, "dv");
+      const float* sk = m.at<const float>(k0 + row * width * 4, n * width * 4, "k");
+      const float* sv = m.at<const float>(v0 + row * width * 4, n * width * 4, "v");
+      for (int64_t h = 0; h < kvHeads; h++)
+        for (int64_t r = 0; r < n; r++) {
+          std::memcpy(dk + h * headStride + r * d, sk + r * width + h * d, d * 4);
+          std::memcpy(dv + h * headStride + r * d, sv + r * width + h * d, d * 4);
+        }
+    }
+    return undefinedValue(env);
+  });
+}
+
+// swiglu(mem, gate, up, y, size): y = gate · sigmoid(gate) · up
+napi_value swigluFn(napi_env env, napi_callback_info info) {
+  return guard(env, [&] {
+    Call c(env, info, 5, "swiglu");
+    State& s = state();
+    const Mem m = memArg(c, 0);
+    const int64_t n = c.int64(4, "size", 0);
+    const float* g = m.at<const float>(c.int64(1, "gate"), n * 4, "gate");
+    const float* u = m.at<const float>(c.int64(2, "up"), n * 4, "up");
+    float* y = m.at<float>(c.int64(3, "y"), n * 4, "y");
+    std::lock_guard<std::mutex> lock(s.op);
+    const int64_t units = (n + 255) / 256;
+    const int parts = partsFor(n, units);
+    s.pool.run(parts, [&](int p, int) {
+      s.level->swiglu(g, u, y, std::min(n, units * p / parts * 256), std::min(n, units * (p + 1) / parts * 256));
+    });
+    return undefinedValue(env);
+  });
+}
+
+// argmax(mem, x, out, M, N): out i32 [M] = first index of each row's largest value (x f32 [M][N])
+napi_value argmaxFn(napi_env env, napi_callback_info info) {
+  return guard(env, [&] {
+    Call c(env, info, 5, "argmax");
+    State& s = state();
+    const Mem m = memArg(c, 0);
+    const int64_t M = c.int64(3, "M", 0), N = c.int64(4, "N", 1);
+    if (N >= (int64_t{1} << 24)) throw Error("argmax: N must be below 2^24");
+    const float* x = m.at<const float>(c.int64(1, "x"), M * N * 4, "x");
+    auto* out = m.at<int32_t>(c.int64(2, "out"), M * 4, "out");
+    std::lock_guard<std::mutex> lock(s.op);
+    const int parts = partsFor(M * N, M);
+    s.pool.run(parts, [&](int p, int) { s.level->argmax(x, N, out, M * p / parts, M * (p + 1) / parts); });
+    return undefinedValue(env);
+  });
+}
+
 // info(): { level, levels, threads, spinUs }
 napi_value infoFn(napi_env env, napi_callback_info) {
   return guard(env, [&] {
@@ -228,6 +306,10 @@ NAPI_MODULE_INIT() {
       {"matmulQ", nullptr, kv::matmulQFn, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"gatherQ", nullptr, kv::gatherQFn, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"attention", nullptr, kv::attentionFn, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"attentionSpans", nullptr, kv::attentionSpansFn, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"kvWrite", nullptr, kv::kvWriteFn, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"swiglu", nullptr, kv::swigluFn, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"argmax", nullptr, kv::argmaxFn, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"squeezedStep", nullptr, kv::squeezedStepFn, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);

@@ -1,8 +1,12 @@
 // attention(mem, q, k, v, out, lse, nq, H, Hkv, d, scale, qStride, kvHeadStride, kvPosStride, qpos0, nk)
-// Splits the (query, head) rows of each kv head into units of up to attnRowsMax rows (GQA: a unit's rows
-// share K/V tiles). Enough units (prefill): each attends all its keys and normalises in place; units are
-// claimed heaviest first (the causal mask gives later queries more keys). Few units (decode): every unit's
-// keys are also split into chunks run in parallel, then merged by log-sum-exp.
+// attentionSpans(mem, q, out, H, d, scale, qStride, spans): several spans (sequences of one step, each
+// its own rows of q/out and its own K/V and key count) in one call — a decode batch's attention.
+// One driver for both: the (query, head) rows of each span's kv heads are split into units of up to
+// attnRowsMax rows (GQA: a unit's rows share K/V tiles), the units of every span together over the
+// pool. Enough units (prefill, or a batch of decode spans): each attends all its keys and normalises
+// in place; units are claimed heaviest first (the causal mask gives later queries more keys). Few units
+// (one decode span): every unit's keys are also split into chunks run in parallel, then merged by
+// log-sum-exp.
 #include <cmath>
 #include "binding.h"
 
@@ -21,6 +25,125 @@ void finish(const Attention& a, int g, int r0, int R, const float* o, const floa
     if (a.lse) a.lse[i * a.H + h] = l[r] > 0 ? m[r] + std::log(l[r]) : -INFINITY;
   }
 }
+
+/** One work unit: rows [r0, r0 + R) of kv head g of span `span`, keys [k0, k1). */
+struct Unit {
+  int span, g, r0, R, k0, k1;
+  /** partial slot of a key chunk (merged after the run); −1: the thread's slot, finished in place */
+  int slot;
+  /** keys × rows it attends (for the heaviest-first order) */
+  int64_t cost;
+};
+
+/** Runs every span's attention (all share H, Hkv, d) over the pool. */
+void runAttention(State& s, const std::vector<Attention>& spans) {
+  const int RMAX = s.level->attnRowsMax();
+  const int threads = s.pool.threads();
+  const int G = spans[0].H / spans[0].Hkv;
+  int rowUnits = 0;
+  int64_t work = 0;
+  for (const Attention& a : spans) {
+    rowUnits += a.Hkv * ((a.nq * G + RMAX - 1) / RMAX);
+    work += static_cast<int64_t>(a.nq) * a.H * a.d * std::max(1, a.nk);
+  }
+  std::vector<Unit> units;
+  int chunked = 0;  // partial slots of split spans
+  for (int si = 0; si < static_cast<int>(spans.size()); si++) {
+    const Attention& a = spans[si];
+    const int rowsPerHead = a.nq * G;
+    const int rowChunks = (rowsPerHead + RMAX - 1) / RMAX;
+    int kchunks = 1;
+    if (rowUnits < 2 * threads && a.nk >= 512)
+      kchunks = std::min((a.nk + 255) / 256, (8 * threads + rowUnits - 1) / rowUnits);
+    const int kstep = ((a.nk + kchunks - 1) / kchunks + 63) / 64 * 64;
+    kchunks = std::max(1, (a.nk + kstep - 1) / kstep);
+    for (int rc = 0; rc < rowChunks; rc++)
+      for (int g = 0; g < a.Hkv; g++) {
+        const int r0 = rc * RMAX, R = std::min(RMAX, rowsPerHead - r0);
+        // the unit's last query sees keys up to qpos0 + its index (all keys without a mask)
+        const int last = (r0 + R - 1) / G;
+        const int lim = a.qpos0 >= 0 ? std::min(a.nk, a.qpos0 + last + 1) : a.nk;
+        for (int kc = 0; kc < kchunks; kc++) {
+          const int k0 = kc * kstep, k1 = kchunks == 1 ? a.nk : std::min(a.nk, (kc + 1) * kstep);
+          const int64_t keys = std::max(0, std::min(lim, k1) - k0);
+          units.push_back({si, g, r0, R, k0, k1, kchunks == 1 ? -1 : chunked++, keys * R});
+        }
+      }
+  }
+  std::stable_sort(units.begin(), units.end(), [](const Unit& x, const Unit& y) { return x.cost > y.cost; });
+  const int64_t per = static_cast<int64_t>(RMAX) * spans[0].d + 2 * RMAX;  // floats of one partial
+  const int slots = threads + chunked;
+  if (s.partials.size() < static_cast<size_t>(per * slots)) s.partials.resize(per * slots);
+  float* base = s.partials.data();
+  auto partial = [&](int slot) {
+    float* p = base + per * slot;
+    return AttnPartial{p, p + static_cast<int64_t>(RMAX) * spans[0].d, p + static_cast<int64_t>(RMAX) * spans[0].d + RMAX};
+  };
+  const int n = static_cast<int>(units.size());
+  auto runUnit = [&](const Unit& u, int tid) {
+    const Attention& a = spans[u.span];
+    if (u.slot < 0) {
+      const AttnPartial pt = partial(tid);
+      s.level->attendUnit(a, u.g, u.r0, u.R, u.k0, u.k1, pt);
+      finish(a, u.g, u.r0, u.R, pt.o, pt.m, pt.l);
+    } else {
+      s.level->attendUnit(a, u.g, u.r0, u.R, u.k0, u.k1, partial(threads + u.slot));
+    }
+  };
+  if (threads == 1 || work < (1 << 17)) {
+    for (const Unit& u : units) runUnit(u, 0);
+  } else {
+    s.pool.run(n, [&](int p, int tid) { runUnit(units[p], tid); });
+  }
+  if (chunked == 0) return;
+  // merge each split row unit's key chunks (its units sit together in `units` only before the sort:
+  // gather them by (span, g, r0))
+  std::vector<const Unit*> split;
+  for (const Unit& u : units)
+    if (u.slot >= 0) split.push_back(&u);
+  std::stable_sort(split.begin(), split.end(), [](const Unit* x, const Unit* y) {
+    if (x->span != y->span) return x->span < y->span;
+    if (x->g != y->g) return x->g < y->g;
+    if (x->r0 != y->r0) return x->r0 < y->r0;
+    return x->k0 < y->k0;
+  });
+  const int d = spans[0].d;
+  std::vector<float> o(static_cast<size_t>(RMAX) * d), m(RMAX), l(RMAX);
+  for (size_t i = 0; i < split.size();) {
+    size_t j = i;
+    while (j < split.size() && split[j]->span == split[i]->span && split[j]->g == split[i]->g &&
+           split[j]->r0 == split[i]->r0)
+      j++;
+    const Unit& u = *split[i];
+    for (int r = 0; r < u.R; r++) {
+      float mx = -1e30f;
+      for (size_t c = i; c < j; c++) mx = std::max(mx, partial(threads + split[c]->slot).m[r]);
+      float lsum = 0;
+      std::fill(o.begin() + r * d, o.begin() + (r + 1) * d, 0.0f);
+      for (size_t c = i; c < j; c++) {
+        const AttnPartial pt = partial(threads + split[c]->slot);
+        if (pt.l[r] <= 0) continue;
+        const float w = std::exp(pt.m[r] - mx);
+        lsum += pt.l[r] * w;
+        for (int dd = 0; dd < d; dd++) o[r * d + dd] += pt.o[r * d + dd] * w;
+      }
+      m[r] = mx;
+      l[r] = lsum;
+    }
+    finish(spans[u.span], u.g, u.r0, u.R, o.data(), m.data(), l.data());
+    i = j;
+  }
+}
+
+void checkHeads(const Attention& a) {
+  if (a.H % a.Hkv) throw Error("attention: heads must be a multiple of kvHeads");
+  if (a.d % 16 || a.d > 256) throw Error("attention: headDim must be a multiple of 16 and ≤ 256");
+}
+
+/** bytes of K (or V) the span reads from its base offset */
+int64_t kvBytes(const Attention& a) {
+  return a.nk == 0 ? 0 : ((a.Hkv - 1) * a.kvHeadStride + (a.nk - 1) * a.kvPosStride + a.d) * 4;
+}
 }  // namespace
 
 napi_value attentionFn(napi_env env, napi_callback_info info) {
@@ -33,8 +156,7 @@ napi_value attentionFn(napi_env env, napi_callback_info info) {
     a.H = static_cast<int32_t>(c.int64(7, "heads", 1));
     a.Hkv = static_cast<int32_t>(c.int64(8, "kvHeads", 1));
     a.d = static_cast<int32_t>(c.int64(9, "headDim", 16));
-    if (a.H % a.Hkv) throw Error("attention: heads must be a multiple of kvHeads");
-    if (a.d % 16 || a.d > 256) throw Error("attention: headDim must be a multiple of 16 and ≤ 256");
+    checkHeads(a);
     a.scale = static_cast<float>(c.num(10, "scale"));
     a.qStride = c.int64(11, "qStride", a.H * a.d);
     a.kvHeadStride = c.int64(12, "kvHeadStride", 0);
@@ -43,75 +165,68 @@ napi_value attentionFn(napi_env env, napi_callback_info info) {
     a.nk = static_cast<int32_t>(c.int64(15, "nk", 0));
     const int64_t qBytes = ((a.nq - 1) * a.qStride + a.H * a.d) * 4;
     a.q = mem.at<const float>(c.int64(1, "q"), qBytes, "q");
-    const int64_t kvBytes = a.nk == 0 ? 0 : ((a.Hkv - 1) * a.kvHeadStride + (a.nk - 1) * a.kvPosStride + a.d) * 4;
-    a.k = mem.at<const float>(c.int64(2, "k"), kvBytes, "k");
-    a.v = mem.at<const float>(c.int64(3, "v"), kvBytes, "v");
+    a.k = mem.at<const float>(c.int64(2, "k"), kvBytes(a), "k");
+    a.v = mem.at<const float>(c.int64(3, "v"), kvBytes(a), "v");
     a.out = mem.at<float>(c.int64(4, "out"), qBytes, "out");
     const int64_t lse = c.int64(5, "lse");
     a.lse = lse ? mem.at<float>(lse, static_cast<int64_t>(a.nq) * a.H * 4, "lse") : nullptr;
-
     std::lock_guard<std::mutex> lock(s.op);
-    const int RMAX = s.level->attnRowsMax();
-    const int G = a.H / a.Hkv;
-    const int rowsPerHead = a.nq * G;
-    const int rowChunks = (rowsPerHead + RMAX - 1) / RMAX;
-    const int rowUnits = a.Hkv * rowChunks;
-    const int threads = s.pool.threads();
-    int kchunks = 1;
-    if (rowUnits < 2 * threads && a.nk >= 512) kchunks = std::min((a.nk + 255) / 256, (8 * threads + rowUnits - 1) / rowUnits);
-    const int kstep = ((a.nk + kchunks - 1) / kchunks + 63) / 64 * 64;
-    kchunks = std::max(1, (a.nk + kstep - 1) / kstep);
-    const int units = rowUnits * kchunks;
-    const int64_t per = static_cast<int64_t>(RMAX) * a.d + 2 * RMAX;  // floats of one partial
-    const int slots = kchunks == 1 ? threads : units;
-    if (s.partials.size() < static_cast<size_t>(per * slots)) s.partials.resize(per * slots);
-    float* base = s.partials.data();
-    auto partial = [&](int slot) {
-      float* p = base + per * slot;
-      return AttnPartial{p, p + static_cast<int64_t>(RMAX) * a.d, p + static_cast<int64_t>(RMAX) * a.d + RMAX};
-    };
-    const int64_t work = static_cast<int64_t>(a.nq) * a.H * a.d * std::max(1, a.nk);
-    const int parts = s.pool.threads() == 1 || work < (1 << 17) ? 1 : units;
-    s.pool.run(parts == 1 ? 1 : units, [&](int p, int tid) {
-      for (int u = parts == 1 ? 0 : p; u < (parts == 1 ? units : p + 1); u++) {
-        if (kchunks == 1) {
-          // heaviest first: the last row chunks hold the latest queries
-          const int rc = rowChunks - 1 - u / a.Hkv, g = u % a.Hkv;
-          const int r0 = rc * RMAX, R = std::min(RMAX, rowsPerHead - r0);
-          const AttnPartial pt = partial(tid);
-          s.level->attendUnit(a, g, r0, R, 0, a.nk, pt);
-          finish(a, g, r0, R, pt.o, pt.m, pt.l);
-        } else {
-          const int ru = u / kchunks, kc = u % kchunks;
-          const int rc = ru / a.Hkv, g = ru % a.Hkv;
-          const int r0 = rc * RMAX, R = std::min(RMAX, rowsPerHead - r0);
-          s.level->attendUnit(a, g, r0, R, kc * kstep, std::min(a.nk, (kc + 1) * kstep), partial(u));
-        }
-      }
-    });
-    if (kchunks > 1) {
-      std::vector<float> o(static_cast<size_t>(RMAX) * a.d), m(RMAX), l(RMAX);
-      for (int ru = 0; ru < rowUnits; ru++) {
-        const int rc = ru / a.Hkv, g = ru % a.Hkv;
-        const int r0 = rc * RMAX, R = std::min(RMAX, rowsPerHead - r0);
-        for (int r = 0; r < R; r++) {
-          float mx = -1e30f;
-          for (int kc = 0; kc < kchunks; kc++) mx = std::max(mx, partial(ru * kchunks + kc).m[r]);
-          float lsum = 0;
-          std::fill(o.begin() + r * a.d, o.begin() + (r + 1) * a.d, 0.0f);
-          for (int kc = 0; kc < kchunks; kc++) {
-            const AttnPartial pt = partial(ru * kchunks + kc);
-            if (pt.l[r] <= 0) continue;
-            const float w = std::exp(pt.m[r] - mx);
-            lsum += pt.l[r] * w;
-            for (int dd = 0; dd < a.d; dd++) o[r * a.d + dd] += pt.o[r * a.d + dd] * w;
-          }
-          m[r] = mx;
-          l[r] = lsum;
-        }
-        finish(a, g, r0, R, o.data(), m.data(), l.data());
-      }
+    runAttention(s, {a});
+    return undefinedValue(env);
+  });
+}
+
+// spans: Float64Array of SPAN_FIELDS per span: k, v (byte offsets), kvHeads, kvHeadStride, kvPosStride
+// (floats), row (first q/out row), nq, qpos0, nk
+napi_value attentionSpansFn(napi_env env, napi_callback_info info) {
+  constexpr int SPAN_FIELDS = 9;
+  return guard(env, [&] {
+    Call c(env, info, 8, "attentionSpans");
+    State& s = state();
+    const Mem mem = memArg(c, 0);
+    Attention base{};
+    base.H = static_cast<int32_t>(c.int64(3, "heads", 1));
+    base.d = static_cast<int32_t>(c.int64(4, "headDim", 16));
+    base.scale = static_cast<float>(c.num(5, "scale"));
+    base.qStride = c.int64(6, "qStride", base.H * base.d);
+    const Mem desc = memArg(c, 7);
+    if (desc.bytes % (SPAN_FIELDS * 8)) throw Error("attentionSpans: spans must hold 9 numbers per span");
+    const int64_t count = desc.bytes / (SPAN_FIELDS * 8);
+    if (count == 0) return undefinedValue(env);
+    const int64_t q0 = c.int64(1, "q"), out0 = c.int64(2, "out");
+    std::vector<Attention> spans;
+    spans.reserve(count);
+    for (int64_t i = 0; i < count; i++) {
+      double f[SPAN_FIELDS];
+      std::memcpy(f, desc.data + i * SPAN_FIELDS * 8, sizeof f);
+      auto field = [&](int j, const char* what, int64_t lo) {
+        const double v = f[j];
+        if (!std::isfinite(v) || v != std::floor(v) || v < static_cast<double>(lo) || v > 9.0e15)
+          throw Error("attentionSpans: span " + std::to_string(i) + " " + what + " must be an integer ≥ " +
+                      std::to_string(lo));
+        return static_cast<int64_t>(v);
+      };
+      Attention a = base;
+      a.Hkv = static_cast<int32_t>(field(2, "kvHeads", 1));
+      checkHeads(a);
+      if (i > 0 && a.Hkv != spans[0].Hkv) throw Error("attentionSpans: every span must have the same kvHeads");
+      a.kvHeadStride = field(3, "kvHeadStride", 0);
+      a.kvPosStride = field(4, "kvPosStride", a.d);
+      const int64_t row = field(5, "row", 0);
+      a.nq = static_cast<int32_t>(field(6, "nq", 1));
+      a.qpos0 = static_cast<int32_t>(field(7, "qpos0", -1));
+      a.nk = static_cast<int32_t>(field(8, "nk", 0));
+      const int64_t off = row * a.qStride * 4;
+      const int64_t qBytes = ((a.nq - 1) * a.qStride + a.H * a.d) * 4;
+      a.q = mem.at<const float>(q0 + off, qBytes, "q");
+      a.out = mem.at<float>(out0 + off, qBytes, "out");
+      a.k = mem.at<const float>(field(0, "k", 0), kvBytes(a), "k");
+      a.v = mem.at<const float>(field(1, "v", 0), kvBytes(a), "v");
+      a.lse = nullptr;
+      spans.push_back(a);
     }
+    std::lock_guard<std::mutex> lock(s.op);
+    runAttention(s, spans);
     return undefinedValue(env);
   });
 }

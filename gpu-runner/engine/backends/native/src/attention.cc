@@ -3,7 +3,8 @@
 // tiles of BK. Scores are computed transposed, St[key][row], by broadcasting key elements against
 // q packed as Qt[dim][row] (scaled), so the online softmax (running max m, sum l, rescale alpha) is
 // vertical over rows, with no horizontal reductions; then O[row][:] = O·alpha + Σ_key p · V[key][:].
-// The unit leaves O unnormalised with m and l (AttnPartial); the driver (addon.cc) normalises or
+// Units of a few rows (decode) take attendFew instead: dot products per key, softmax along the keys.
+// The unit leaves O unnormalised with m and l (AttnPartial); the driver (attention-driver.cc) normalises or
 // merges several key ranges by log-sum-exp.
 #include <algorithm>
 #include <cmath>
@@ -19,9 +20,9 @@ constexpr int W = V::W;
 constexpr int RMAX = 4 * W;
 constexpr int BK = 64;
 constexpr int ACC = W == 16 ? 24 : 12;  // accumulator registers
-// Units of at most this many rows (decode: one query's heads of a kv group) score key by key as dot
-// products (d/W FMAs and one reduction per key and row) instead of broadcasting key elements against
-// row lanes that would be mostly empty.
+// Units of at most this many rows (decode: one query's heads of a kv group) run attendFew: key by key as
+// dot products (d/W FMAs and one reduction per key and row), softmax along the keys, instead of
+// broadcasting key elements against row lanes that would be mostly empty.
 constexpr int DOT_ROWS = 4;
 
 struct Scratch {
@@ -78,24 +79,6 @@ void scores(const float* qt, const float* kp, int64_t ks, int d, int nb, float* 
   }
 }
 
-/** St[j][r] for rows r < R (≤ DOT_ROWS) as dot products of the scaled rows qr [R][d] with each key. */
-void scoresDot(const float* qr, int R, const float* kp, int64_t ks, int d, int nb, float* st) {
-  const int dv = d / W;
-  for (int j = 0; j < nb; j++) {
-    const float* kj = kp + j * ks;
-    for (int r = 0; r < R; r++) {
-      const float* q = qr + r * 256;
-      V::v a0 = V::mul(V::load(q), V::load(kj)), a1 = V::zero();
-      for (int c = 1; c + 1 < dv; c += 2) {
-        a1 = V::fma(V::load(q + c * W), V::load(kj + c * W), a1);
-        a0 = V::fma(V::load(q + (c + 1) * W), V::load(kj + (c + 1) * W), a0);
-      }
-      if ((dv & 1) == 0) a1 = V::fma(V::load(q + (dv - 1) * W), V::load(kj + (dv - 1) * W), a1);
-      st[j * RMAX + r] = V::hsum(V::add(a0, a1));
-    }
-  }
-}
-
 /** O rows [r, r + RO) × DC vectors of columns at c: O = O·alpha + Σ_j St[j][row] · V[j][c..]. */
 template <int RO, int DC>
 void accumulate(float* o, int d, int r, int c, const float* alpha, const float* st, const float* vp, int64_t vs,
@@ -147,8 +130,6 @@ void attendRows(const Attention& a, int g, int r0, int R, int k0, int k1, const 
       const int h = g * G + flat % G;
       const float* qp = a.q + i * a.qStride + h * d;
       for (int dd = 0; dd < d; dd++) s.qt[dd * RMAX + r] = qp[dd] * a.scale;
-      if (R <= DOT_ROWS)
-        for (int dd = 0; dd < d; dd++) s.qr[r * 256 + dd] = qp[dd] * a.scale;
       const int lim = a.qpos0 >= 0 ? std::min(a.nk, a.qpos0 + i + 1) : a.nk;
       s.lim[r] = lim;
       kmax = std::max(kmax, std::min(lim, k1));
@@ -165,8 +146,7 @@ void attendRows(const Attention& a, int g, int r0, int R, int k0, int k1, const 
   const float* vb = a.v + g * a.kvHeadStride;
   for (int j0 = k0; j0 < kmax; j0 += BK) {
     const int nb = std::min(BK, kmax - j0);
-    if (R <= DOT_ROWS) scoresDot(s.qr, R, kb + j0 * a.kvPosStride, a.kvPosStride, d, nb, s.st);
-    else scores<RV>(s.qt, kb + j0 * a.kvPosStride, a.kvPosStride, d, nb, s.st);
+    scores<RV>(s.qt, kb + j0 * a.kvPosStride, a.kvPosStride, d, nb, s.st);
     if (j0 + nb > kmin)
       for (int j = 0; j < nb; j++)
         for (int v = 0; v < RV; v++)
@@ -192,11 +172,110 @@ void attendRows(const Attention& a, int g, int r0, int R, int k0, int k1, const 
     for (; r < R; r++) accumulateRows<1>(out.o, d, r, s.alpha, s.st, vp, a.kvPosStride, nb);
   }
 }
+/** O rows [0, R) × DC vectors of columns at c: O = O·alpha + Σ_j P[r][j] · V[j][c..] (P rows of BK). */
+template <int R, int DC>
+void accumulateFew(float* o, int d, int c, const float* alpha, const float* p, const float* vp, int64_t vs, int nb) {
+  V::v acc[R][DC];
+  for (int r = 0; r < R; r++) {
+    const V::v al = V::set1(alpha[r]);
+    for (int u = 0; u < DC; u++) acc[r][u] = V::mul(V::load(o + r * d + c + u * W), al);
+  }
+  for (int j = 0; j < nb; j++) {
+    V::v vv[DC];
+    for (int u = 0; u < DC; u++) vv[u] = V::load(vp + j * vs + c + u * W);
+    for (int r = 0; r < R; r++) {
+      const V::v pr = V::set1(p[r * BK + j]);
+      for (int u = 0; u < DC; u++) acc[r][u] = V::fma(pr, vv[u], acc[r][u]);
+    }
+  }
+  for (int r = 0; r < R; r++)
+    for (int u = 0; u < DC; u++) V::store(o + r * d + c + u * W, acc[r][u]);
+}
+
+/**
+ * Units of R ≤ DOT_ROWS rows (decode: one query's heads of a kv group): each key is scored against the
+ * R rows as dot products (one K load for all rows), the softmax runs along the keys (P[r][j] rows), and
+ * each V vector is loaded once for all R rows.
+ */
+template <int R>
+void attendFew(const Attention& a, int g, int r0, int k0, int k1, const AttnPartial& out) {
+  Scratch& s = scratch();
+  const int d = a.d;
+  const int dv = d / W;
+  const int G = a.H / a.Hkv;
+  float* qr = s.qr;  // [R][256] scaled q rows
+  float* p = s.st;   // [R][BK] scores, then probabilities
+  int lim[R];
+  int kmax = k0;
+  for (int r = 0; r < R; r++) {
+    const int flat = r0 + r;
+    const int i = flat / G;
+    const float* qp = a.q + i * a.qStride + (g * G + flat % G) * d;
+    const V::v sc = V::set1(a.scale);
+    for (int c = 0; c < dv; c++) V::store(qr + r * 256 + c * W, V::mul(V::load(qp + c * W), sc));
+    lim[r] = a.qpos0 >= 0 ? std::min(a.nk, a.qpos0 + i + 1) : a.nk;
+    kmax = std::max(kmax, std::min(lim[r], k1));
+    out.m[r] = -1e30f;
+    out.l[r] = 0;
+  }
+  std::fill(out.o, out.o + static_cast<int64_t>(R) * d, 0.0f);
+  const float* kb = a.k + g * a.kvHeadStride;
+  const float* vb = a.v + g * a.kvHeadStride;
+  float alpha[R];
+  for (int j0 = k0; j0 < kmax; j0 += BK) {
+    const int nb = std::min(BK, kmax - j0);
+    for (int j = 0; j < nb; j++) {
+      const float* kj = kb + static_cast<int64_t>(j0 + j) * a.kvPosStride;
+      V::v acc[R];
+      for (int r = 0; r < R; r++) acc[r] = V::zero();
+      for (int c = 0; c < dv; c++) {
+        const V::v kv = V::load(kj + c * W);
+        for (int r = 0; r < R; r++) acc[r] = V::fma(V::load(qr + r * 256 + c * W), kv, acc[r]);
+      }
+      for (int r = 0; r < R; r++) p[r * BK + j] = j0 + j < lim[r] ? V::hsum(acc[r]) : -INFINITY;
+    }
+    for (int r = 0; r < R; r++) {
+      float* pr = p + r * BK;
+      V::v mv = V::set1(out.m[r]);
+      int j = 0;
+      for (; j + W <= nb; j += W) mv = V::max(mv, V::load(pr + j));
+      float mx = V::hmax(mv);
+      for (; j < nb; j++) mx = std::max(mx, pr[j]);
+      const V::v mxv = V::set1(mx);
+      V::v sum = V::zero();
+      for (j = 0; j + W <= nb; j += W) {
+        const V::v e = vexp(V::sub(V::load(pr + j), mxv));
+        V::store(pr + j, e);
+        sum = V::add(sum, e);
+      }
+      if (j < nb) {
+        const V::v e = vexp(V::sub(V::loadn(pr + j, nb - j), mxv));
+        V::storen(pr + j, e, nb - j);
+        sum = V::add(sum, V::loadn(pr + j, nb - j));
+      }
+      alpha[r] = std::exp(out.m[r] - mx);
+      out.l[r] = out.l[r] * alpha[r] + V::hsum(sum);
+      out.m[r] = mx;
+    }
+    const float* vp = vb + static_cast<int64_t>(j0) * a.kvPosStride;
+    constexpr int DC = W == 16 ? 4 : 2;
+    int c = 0;
+    for (; c + DC <= dv; c += DC) accumulateFew<R, DC>(out.o, d, c * W, alpha, p, vp, a.kvPosStride, nb);
+    for (; c < dv; c++) accumulateFew<R, 1>(out.o, d, c * W, alpha, p, vp, a.kvPosStride, nb);
+  }
+}
 }  // namespace
 
 int attnRowsMax() { return RMAX; }
 
 void attendUnit(const Attention& a, int g, int r0, int R, int k0, int k1, const AttnPartial& out) {
+  switch (R) {
+    case 1: return attendFew<1>(a, g, r0, k0, k1, out);
+    case 2: return attendFew<2>(a, g, r0, k0, k1, out);
+    case 3: return attendFew<3>(a, g, r0, k0, k1, out);
+    case 4: return attendFew<4>(a, g, r0, k0, k1, out);
+    default: break;
+  }
   switch ((R + W - 1) / W) {
     case 1: return attendRows<1>(a, g, r0, R, k0, k1, out);
     case 2: return attendRows<2>(a, g, r0, R, k0, k1, out);

@@ -27,15 +27,17 @@ struct Level {
   void (*quantizeX)(const float*, int64_t, const QuantX&, int64_t, int64_t, float);
   void (*matmulQ)(const MatmulQ&, int64_t, int64_t);
   double (*peakDot)(int64_t);
+  void (*swiglu)(const float*, const float*, float*, int64_t, int64_t);
+  void (*argmax)(const float*, int64_t, int32_t*, int64_t, int64_t);
 };
 
 inline const Level LEVELS[] = {
     {"avx512vnni", avx512::matmulF, avx512::attnRowsMax, avx512::attendUnit, avx512::peakFma, vnni::weightOffset,
-     vnni::quantizeX, vnni::matmulQ, vnni::peakDot},
+     vnni::quantizeX, vnni::matmulQ, vnni::peakDot, avx512::swiglu, avx512::argmax},
     {"avx512", avx512::matmulF, avx512::attnRowsMax, avx512::attendUnit, avx512::peakFma, avx2::weightOffset,
-     avx2::quantizeX, avx2::matmulQ, avx2::peakDot},
+     avx2::quantizeX, avx2::matmulQ, avx2::peakDot, avx512::swiglu, avx512::argmax},
     {"avx2", avx2::matmulF, avx2::attnRowsMax, avx2::attendUnit, avx2::peakFma, avx2::weightOffset, avx2::quantizeX,
-     avx2::matmulQ, avx2::peakDot},
+     avx2::matmulQ, avx2::peakDot, avx2::swiglu, avx2::argmax},
 };
 
 struct State {
@@ -146,5 +148,6 @@ inline int partsFor(int64_t work, int64_t units) {
 }
 
 napi_value attentionFn(napi_env env, napi_callback_info info);
+napi_value attentionSpansFn(napi_env env, napi_callback_info info);
 
 }  // namespace kv

@@ -62,7 +62,7 @@ struct AttnPartial {
   float* l;
 };
 
-// Per-ISA entry points: f32.cc and attention.cc are compiled for avx2 and avx512, quant.cc for avx2 and
+// Per-ISA entry points: f32.cc, attention.cc and elementwise.cc are compiled for avx2 and avx512, quant.cc for avx2 and
 // vnni (AVX-512 VNNI); the AVX-512 level without VNNI uses the avx2 int8 code. KV_NS names the namespace.
 #define KV_DECLARE_F(ns)                                                                          \
   namespace ns {                                                                                  \
@@ -74,6 +74,10 @@ struct AttnPartial {
   KV_EXPORT void attendUnit(const Attention&, int g, int r0, int R, int k0, int k1, const AttnPartial&);   \
   /* f32 flops of `iters` steps of independent FMA chains (a peak-throughput probe) */            \
   KV_EXPORT double peakFma(int64_t iters);                                                                  \
+  /* y[i] = gate[i] · sigmoid(gate[i]) · up[i] for i in [i0, i1) */                              \
+  KV_EXPORT void swiglu(const float* gate, const float* up, float* y, int64_t i0, int64_t i1);              \
+  /* out[m] = first index of the largest of row m of x [*][N] (NaN never wins), rows [m0, m1) */       \
+  KV_EXPORT void argmax(const float* x, int64_t N, int32_t* out, int64_t m0, int64_t m1);                   \
   }
 #define KV_DECLARE_Q(ns)                                                                          \
   namespace ns {                                                                                  \

@@ -34,6 +34,11 @@ struct V {
   static inline v zeroBelow(v a, v x, v lo) { return _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(x, lo, _CMP_GE_OQ), a); }
   static inline v div(v a, v b) { return _mm512_div_ps(a, b); }
   static inline float hsum(v a) { return _mm512_reduce_add_ps(a); }
+  static inline float hmax(v a) { return _mm512_reduce_max_ps(a); }
+  /** a where x > y (ordered), b elsewhere */
+  static inline v selectGt(v a, v b, v x, v y) { return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(x, y, _CMP_GT_OQ), b, a); }
+  /** lane indices 0..W-1 as floats */
+  static inline v iota() { return _mm512_setr_ps(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15); }
   /** lanes where idx < lim keep a, the rest become -inf (idx, lim: i32 lanes) */
   static inline v maskLess(v a, int idx, const int32_t* lim) {
     __mmask16 m = _mm512_cmpgt_epi32_mask(_mm512_loadu_si512(lim), _mm512_set1_epi32(idx));
@@ -71,6 +76,14 @@ struct V {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
     s = _mm_add_ps(s, _mm_movehl_ps(s, s));
     s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+  }
+  static inline v selectGt(v a, v b, v x, v y) { return _mm256_blendv_ps(b, a, _mm256_cmp_ps(x, y, _CMP_GT_OQ)); }
+  static inline v iota() { return _mm256_setr_ps(0, 1, 2, 3, 4, 5, 6, 7); }
+  static inline float hmax(v a) {
+    __m128 s = _mm_max_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+    s = _mm_max_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_max_ss(s, _mm_movehdup_ps(s));
     return _mm_cvtss_f32(s);
   }
   static inline v maskLess(v a, int idx, const int32_t* lim) {
