@@ -78,7 +78,7 @@ export const PLANNER_DEFAULTS = {
 };
 
 /** Squeezed budget per quality level (null = dense), from the eval (see finalizePlan). */
-const SQUEEZED_BUDGET: Record<Quality, number | null> = { fast: 1 / 16, balanced: 1 / 8, exact: null };
+const SQUEEZED_BUDGET: Record<Quality, number | null> = { fast: 1 / 16, balanced: null, exact: null };
 
 const budgetLabel = (b: number) => `1/${Math.round(1 / b)}`;
 
@@ -287,14 +287,17 @@ export function finalizePlan(
   // Squeezed attention over stored chunks only, over fixed contexts long enough to gain, at the budget
   // the eval (`kvrag eval`, docs/eval/squeezed) shows each quality level can afford on kvrag-tiny:
   // with per-key scoring, 1/3, 1/8 and 1/16 each score what full scores (59/60 at 2K, 60/60 at 4K tokens),
-  // so `balanced` keeps 1/8 of the keys (within 2 points of full) and `fast` 1/16 (within 5); `exact`
-  // never squeezes.
+  // so `fast` keeps 1/16 of the keys. `balanced` could keep 1/8 on answers alone, but squeezed decode is
+  // still slower than dense on the native backend (`kvrag bench squeezed`: 0.71× at 8K, 0.53× at 32K), so
+  // the default level attends every key until it gains; `exact` never squeezes.
   const sqBudget = SQUEEZED_BUDGET[plan.quality];
   const squeezeWhy =
     reuse.mode === 'full' || reuse.mode === 'prefix'
       ? `dense: chunks are prefilled live in ${reuse.mode} mode, so there is no stored index to select from`
       : sqBudget === null
-        ? `dense: squeezed attention costs answers the planner cannot see; ${plan.quality} quality attends every key`
+        ? plan.quality === 'balanced'
+          ? 'dense: squeezed decode is not yet faster than dense on the runners (bench squeezed); balanced quality attends every key'
+          : `dense: squeezed attention costs answers the planner cannot see; ${plan.quality} quality attends every key`
         : fixedTokens < PLANNER_DEFAULTS.squeezeFrom
           ? `dense: a ${fixedTokens}-token fixed context is under ${PLANNER_DEFAULTS.squeezeFrom}, too short to gain`
           : null;
