@@ -76,18 +76,27 @@ export class ArtifactStore {
 
   private async load(key: string): Promise<LoadedArtifact | null> {
     for (let i = 0; i < this.tiers.length; i++) {
-      const tier = this.tiers[i];
-      const bytes = await tier.get(key);
-      if (!bytes) continue;
-      const artifact = this.verify(key, bytes);
-      if (!artifact) {
-        await tier.markCorrupt(key);
-        continue;
-      }
-      for (let j = 0; j < i; j++) await this.tiers[j].put(key, bytes);
-      return { artifact, tier: tier.name, bytes: bytes.byteLength };
+      const loaded = await this.readWhole(i, key);
+      if (loaded) return loaded;
     }
     return null;
+  }
+
+  /**
+   * The artifact read whole from tier i and verified, promoted into the tiers above it; null when tier i
+   * does not hold it or holds a copy refused (then marked corrupt there).
+   */
+  private async readWhole(i: number, key: string): Promise<LoadedArtifact | null> {
+    const tier = this.tiers[i];
+    const bytes = await tier.get(key);
+    if (!bytes) return null;
+    const artifact = this.verify(key, bytes);
+    if (!artifact) {
+      await tier.markCorrupt(key);
+      return null;
+    }
+    for (let j = 0; j < i; j++) await this.tiers[j].put(key, bytes);
+    return { artifact, tier: tier.name, bytes: bytes.byteLength };
   }
 
   /**
@@ -100,15 +109,9 @@ export class ArtifactStore {
     for (let i = 0; i < this.tiers.length; i++) {
       const tier = this.tiers[i];
       if (!isRanged(tier)) {
-        const bytes = await tier.get(key);
-        if (!bytes) continue;
-        const artifact = this.verify(key, bytes);
-        if (!artifact) {
-          await tier.markCorrupt(key);
-          continue;
-        }
-        for (let j = 0; j < i; j++) await this.tiers[j].put(key, bytes);
-        return { kind: 'whole', loaded: { artifact, tier: tier.name, bytes: bytes.byteLength } };
+        const loaded = await this.readWhole(i, key);
+        if (loaded) return { kind: 'whole', loaded };
+        continue;
       }
       const head = await tier.readHead(key);
       if (!head) continue;
