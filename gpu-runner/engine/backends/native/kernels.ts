@@ -114,6 +114,17 @@ export interface NativeSqueezedStep {
   tau: number;
 }
 
+/**
+ * Span records as the addon reads them: [span][field] f64, the fields in the order given (the order the
+ * addon's span loop takes them in src/addon.cc).
+ */
+function packSpans<S>(spans: readonly S[], fields: readonly (keyof S & string)[]): Float64Array {
+  const f = new Float64Array(spans.length * fields.length);
+  let o = 0;
+  for (const s of spans) for (const k of fields) f[o++] = s[k] as number;
+  return f;
+}
+
 export type IsaLevel = 'avx512vnni' | 'avx512' | 'avx2';
 /** The block dtypes of backends/dtypes.ts. */
 export type QuantType = BlockDType;
@@ -287,19 +298,17 @@ export class NativeKernels {
    * reads q / out rows [row, row + nq) and its own K/V and key count. No lse.
    */
   attentionSpans(mem: Uint8Array, a: NativeAttentionSpansArgs): void {
-    const f = new Float64Array(a.spans.length * 9);
-    let o = 0;
-    for (const s of a.spans) {
-      f[o++] = s.k;
-      f[o++] = s.v;
-      f[o++] = s.kvHeads;
-      f[o++] = s.kvHeadStride;
-      f[o++] = s.kvPosStride;
-      f[o++] = s.row;
-      f[o++] = s.nq;
-      f[o++] = s.qpos0;
-      f[o++] = s.nk;
-    }
+    const f = packSpans(a.spans, [
+      'k',
+      'v',
+      'kvHeads',
+      'kvHeadStride',
+      'kvPosStride',
+      'row',
+      'nq',
+      'qpos0',
+      'nk',
+    ]);
     const qStride = a.qStride ?? a.heads * a.headDim;
     this.addon.attentionSpans(mem, a.q, a.out, a.heads, a.headDim, a.scale, qStride, f);
   }
@@ -309,15 +318,7 @@ export class NativeKernels {
     mem: Uint8Array,
     a: { k: number; v: number; width: number; headDim: number; spans: readonly NativeKVWriteSpan[] },
   ): void {
-    const f = new Float64Array(a.spans.length * 5);
-    let o = 0;
-    for (const s of a.spans) {
-      f[o++] = s.dk;
-      f[o++] = s.dv;
-      f[o++] = s.kvHeadStride;
-      f[o++] = s.row;
-      f[o++] = s.count;
-    }
+    const f = packSpans(a.spans, ['dk', 'dv', 'kvHeadStride', 'row', 'count']);
     this.addon.kvWrite(mem, a.k, a.v, a.width, a.headDim, f);
   }
 
