@@ -26,6 +26,7 @@ process.once('exit', () => {
 });
 
 export async function startS3(bucket = 'kvrag-test'): Promise<S3TestServer> {
+  let stopped = false;
   const dir = await mkdtemp(join(tmpdir(), 'kvrag-s3rver-'));
   const child = spawn(process.execPath, ['--openssl-legacy-provider', SCRIPT, dir, bucket], {
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -34,6 +35,10 @@ export async function startS3(bucket = 'kvrag-test'): Promise<S3TestServer> {
   let stderr = '';
   child.stderr!.on('data', (d) => (stderr += d));
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  // a server that dies under a test fails it with ECONNREFUSED: say why it died
+  child.once('exit', (code, signal) => {
+    if (!stopped) console.error(`s3rver exited during the test (${signal ?? code})\n${stderr}`);
+  });
   const port = await new Promise<number>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`s3rver did not start in 15 s\n${stderr}`)), 15_000);
     child.once('exit', (code) => reject(new Error(`s3rver exited with ${code}\n${stderr}`)));
@@ -47,7 +52,6 @@ export async function startS3(bucket = 'kvrag-test'): Promise<S3TestServer> {
     await rm(dir, { recursive: true, force: true });
     throw err;
   });
-  let stopped = false;
   return {
     endpoint: `http://127.0.0.1:${port}`,
     bucket,

@@ -110,6 +110,30 @@ describe.each(['f16', 'int4'] as const)('readLayerwise (%s)', (dtype) => {
     expect(await outcome(r)).toEqual([true, true, 'checksum', 'checksum']);
   });
 
+  it('rejects the layers only after the refused copy is dropped (a write-back cannot race the delete)', async () => {
+    const a = artifact(dtype);
+    const bad = a.bytes.slice();
+    bad[a.h.sections.k[1].offset] ^= 0x01;
+    const events: string[] = [];
+    let dropped!: () => void;
+    const r = readLayerwise(a.h, a.from, new Uint8Array(a.to - a.from), reader(bad, []), 1, (err) => {
+      events.push(`refused ${err.reason}`);
+      return new Promise<void>((resolve) => {
+        dropped = () => {
+          events.push('dropped');
+          resolve();
+        };
+      });
+    });
+    const layer1 = r.ready(1).catch(() => events.push('layer 1 rejected'));
+    await r.ready(0);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+    expect(events).toEqual(['refused checksum']); // the drop is still in flight: nobody told yet
+    dropped();
+    await layer1;
+    expect(events).toEqual(['refused checksum', 'dropped', 'layer 1 rejected']);
+  });
+
   it('refuses non-zero padding between sections and a short read', async () => {
     const a = artifact(dtype);
     const k1 = a.h.sections.k[1];

@@ -12,7 +12,7 @@ import { parseIndex } from '../attention/squeezed/codec.ts';
 import type { SqueezedIndex } from '../attention/squeezed/types.ts';
 import type { Backend, PackedKV } from '../backends/types.ts';
 import type { ModelConfig } from '../model-config.ts';
-import { type ArtifactHeader, ArtifactError, checkSection, packedSpec } from './artifact-format.ts';
+import { type ArtifactHeader, checkSection, packedSpec } from './artifact-format.ts';
 import type { ArtifactStore, LoadedArtifact, RangedArtifact } from './artifact-store.ts';
 import { readLayerwise } from './layerwise.ts';
 import { emptyStats, type TierStats } from './tiers.ts';
@@ -189,7 +189,7 @@ export class EngineTier {
       { k: h.sections.k.map(rel), v: h.sections.v.map(rel) },
       to - from,
     );
-    const layers = readLayerwise(h, from, target, src.read, this.readBytes);
+    const layers = readLayerwise(h, from, target, src.read, this.readBytes, (err) => src.refuse(err));
     const entry = this.newEntry(key, h, packed, pins, (l) => layers.ready(l));
     entry.loading = true;
     layers.done.then(
@@ -197,12 +197,11 @@ export class EngineTier {
         entry.loading = false;
         this.evict();
       },
-      async (err: unknown) => {
+      () => {
         entry.loading = false;
         entry.failed = true;
         if (this.entries.get(key) === entry) this.drop(entry, false);
         if (entry.pins === 0) this.backend.freePackedKV(entry.packed);
-        if (err instanceof ArtifactError) await src.refuse(err).catch(() => {});
       },
     );
     const ix = h.index;

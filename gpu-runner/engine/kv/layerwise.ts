@@ -4,7 +4,9 @@
 // object store is not sent a request per section). Each read is checked where it landed — every section's
 // crc32 and the zero padding between — before its layers are declared ready, so a consumer can decode
 // layer l while layers after it are still on their way. Reads of one artifact run one after another; a
-// refused or missing part rejects every layer not yet ready and `done`.
+// refused or missing part rejects every layer not yet ready and `done` — after `onRefused` has finished,
+// so a consumer that recomputes the artifact writes it back only once the refused copy is gone (else the
+// tier's delete of the bad copy could land after, and remove, the good one).
 import { ArtifactError, type ArtifactHeader, checkSection, type SectionRef } from './artifact-format.ts';
 
 /** Bytes one read asks for at least by default (whole layers; the last read takes what is left). */
@@ -77,6 +79,7 @@ export function readLayerwise(
   target: Uint8Array,
   read: (offset: number, dst: Uint8Array) => Promise<boolean>,
   readBytes = READ_BYTES,
+  onRefused: (err: ArtifactError) => Promise<void> = async () => {},
 ): LayerwiseRead {
   const gates = h.sections.k.map(() => deferred());
   const run = async () => {
@@ -98,7 +101,10 @@ export function readLayerwise(
       for (const l of g.layers) gates[l].resolve();
     }
   };
-  const done = run();
+  const done = run().catch(async (err: unknown) => {
+    if (err instanceof ArtifactError) await onRefused(err).catch(() => {});
+    throw err;
+  });
   done.catch((err: unknown) => {
     for (const g of gates) g.reject(err);
   });
