@@ -24,6 +24,9 @@ constexpr int ACC = W == 16 ? 24 : 12;  // accumulator registers
 // dot products (d/W FMAs and one reduction per key and row), softmax along the keys, instead of
 // broadcasting key elements against row lanes that would be mostly empty.
 constexpr int DOT_ROWS = 4;
+// few-row units prefetch K this many keys ahead (1-thread CPU time of a 16-sequence decode step's
+// attention over 560 keys: −23%; 8 or 32 keys measured the same)
+constexpr int PF_KEYS = 16;
 
 struct Scratch {
   float* qt;      // [256][RMAX]
@@ -226,6 +229,14 @@ void attendFew(const Attention& a, int g, int r0, int k0, int k1, const AttnPart
     const int nb = std::min(BK, kmax - j0);
     for (int j = 0; j < nb; j++) {
       const float* kj = kb + static_cast<int64_t>(j0 + j) * a.kvPosStride;
+      // a decode batch's K/V rows come from memory (16 caches of ~26 MB): ask for key j + PF_KEYS and for
+      // this block's value row j (read by the accumulation below) while the scores compute
+      const float* vj = vb + static_cast<int64_t>(j0 + j) * a.kvPosStride;
+      const bool kAhead = j0 + j + PF_KEYS < kmax;
+      for (int c = 0; c < d; c += 16) {
+        _mm_prefetch(reinterpret_cast<const char*>(vj + c), _MM_HINT_T0);
+        if (kAhead) _mm_prefetch(reinterpret_cast<const char*>(kj + PF_KEYS * a.kvPosStride + c), _MM_HINT_T0);
+      }
       V::v acc[R];
       for (int r = 0; r < R; r++) acc[r] = V::zero();
       for (int c = 0; c < dv; c++) {
