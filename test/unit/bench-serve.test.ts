@@ -17,7 +17,10 @@ interface Result {
     requests: number;
     tokensPerSec: number;
     ttftP50Ms: number;
+    ttftP95Ms: number;
     ttftP99Ms: number;
+    runnerTtftP50Ms: number;
+    runnerTtftP95Ms: number;
     cachedTokensPerRequest: number;
     steps: number;
     throughputVsFull: number;
@@ -54,7 +57,12 @@ describe('bench serve', () => {
     for (const row of r.rows) {
       expect(row.requests).toBe(3);
       expect(row.tokensPerSec).toBeGreaterThan(0);
-      expect(row.ttftP99Ms).toBeGreaterThanOrEqual(row.ttftP50Ms);
+      expect(row.ttftP95Ms).toBeGreaterThanOrEqual(row.ttftP50Ms);
+      expect(row.ttftP99Ms).toBeGreaterThanOrEqual(row.ttftP95Ms);
+      // the runner's TTFT (arrival → first token) is part of the client's (sent → first text)
+      expect(row.runnerTtftP50Ms).toBeGreaterThan(0);
+      expect(row.runnerTtftP95Ms).toBeGreaterThanOrEqual(row.runnerTtftP50Ms);
+      expect(row.runnerTtftP50Ms).toBeLessThanOrEqual(row.ttftP50Ms);
       // system prefix (16) + 2 chunks of 16 come from artifacts in independent mode, none in full
       expect(row.cachedTokensPerRequest).toBe(row.mode === 'full' ? 0 : 48);
       if (row.mode === 'full') expect(row.throughputVsFull).toBe(1);
