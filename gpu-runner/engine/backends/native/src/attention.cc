@@ -195,6 +195,23 @@ void accumulateFew(float* o, int d, int c, const float* alpha, const float* p, c
     for (int u = 0; u < DC; u++) V::store(o + r * d + c + u * W, acc[r][u]);
 }
 
+/** [Σa0, Σa1, Σa2, Σa3]: four horizontal sums in one tree (pairs interleaved, then the 128-bit lanes). */
+inline __m128 sum4(V::v a0, V::v a1, V::v a2, V::v a3) {
+#if KV_LEVEL == 512
+  const __m512 t0 = _mm512_add_ps(_mm512_unpacklo_ps(a0, a1), _mm512_unpackhi_ps(a0, a1));
+  const __m512 t1 = _mm512_add_ps(_mm512_unpacklo_ps(a2, a3), _mm512_unpackhi_ps(a2, a3));
+  const __m512 t = _mm512_add_ps(_mm512_shuffle_ps(t0, t1, _MM_SHUFFLE(1, 0, 1, 0)),
+                                 _mm512_shuffle_ps(t0, t1, _MM_SHUFFLE(3, 2, 3, 2)));
+  const __m256 h = _mm256_add_ps(_mm512_castps512_ps256(t), _mm512_extractf32x8_ps(t, 1));
+#else
+  const __m256 t0 = _mm256_add_ps(_mm256_unpacklo_ps(a0, a1), _mm256_unpackhi_ps(a0, a1));
+  const __m256 t1 = _mm256_add_ps(_mm256_unpacklo_ps(a2, a3), _mm256_unpackhi_ps(a2, a3));
+  const __m256 h = _mm256_add_ps(_mm256_shuffle_ps(t0, t1, _MM_SHUFFLE(1, 0, 1, 0)),
+                                 _mm256_shuffle_ps(t0, t1, _MM_SHUFFLE(3, 2, 3, 2)));
+#endif
+  return _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+}
+
 /**
  * Units of R ≤ DOT_ROWS rows (decode: one query's heads of a kv group): each key is scored against the
  * R rows as dot products (one K load for all rows), the softmax runs along the keys (P[r][j] rows), and
@@ -227,7 +244,38 @@ void attendFew(const Attention& a, int g, int r0, int k0, int k1, const AttnPart
   float alpha[R];
   for (int j0 = k0; j0 < kmax; j0 += BK) {
     const int nb = std::min(BK, kmax - j0);
-    for (int j = 0; j < nb; j++) {
+    int j = 0;
+    // four keys at a time: their R·4 dot products summed horizontally together (sum4), not one by one
+    for (; j + 4 <= nb; j += 4) {
+      const float* kj = kb + static_cast<int64_t>(j0 + j) * a.kvPosStride;
+      const float* vj = vb + static_cast<int64_t>(j0 + j) * a.kvPosStride;
+      const bool kAhead = j0 + j + 4 + PF_KEYS <= kmax;
+      for (int t = 0; t < 4; t++)
+        for (int c = 0; c < d; c += 16) {
+          _mm_prefetch(reinterpret_cast<const char*>(vj + t * a.kvPosStride + c), _MM_HINT_T0);
+          if (kAhead) _mm_prefetch(reinterpret_cast<const char*>(kj + (PF_KEYS + t) * a.kvPosStride + c), _MM_HINT_T0);
+        }
+      V::v acc[R][4];
+      for (int r = 0; r < R; r++)
+        for (int t = 0; t < 4; t++) acc[r][t] = V::zero();
+      for (int c = 0; c < dv; c++) {
+        V::v kv[4];
+        for (int t = 0; t < 4; t++) kv[t] = V::load(kj + t * a.kvPosStride + c * W);
+        for (int r = 0; r < R; r++) {
+          const V::v qv = V::load(qr + r * 256 + c * W);
+          for (int t = 0; t < 4; t++) acc[r][t] = V::fma(qv, kv[t], acc[r][t]);
+        }
+      }
+      for (int r = 0; r < R; r++) {
+        __m128 sc = sum4(acc[r][0], acc[r][1], acc[r][2], acc[r][3]);
+        // keys at or past the row's limit get -inf
+        const __m128i pos = _mm_add_epi32(_mm_set1_epi32(j0 + j), _mm_setr_epi32(0, 1, 2, 3));
+        const __m128 ok = _mm_castsi128_ps(_mm_cmpgt_epi32(_mm_set1_epi32(lim[r]), pos));
+        sc = _mm_blendv_ps(_mm_set1_ps(-INFINITY), sc, ok);
+        _mm_storeu_ps(p + r * BK + j, sc);
+      }
+    }
+    for (; j < nb; j++) {
       const float* kj = kb + static_cast<int64_t>(j0 + j) * a.kvPosStride;
       // a decode batch's K/V rows come from memory (16 caches of ~26 MB): ask for key j + PF_KEYS and for
       // this block's value row j (read by the accumulation below) while the scores compute
