@@ -137,6 +137,37 @@ describe('scheduler admission', () => {
     expect((await b.done).tokens).toEqual(longAlone);
   });
 
+  it('the background loop admits the arrivals of the turn that woke it in its first step', async () => {
+    const req = (q: string): SeqRequest => ({
+      system: [],
+      chunks: [],
+      question: engine.encode(q),
+      mode: 'full',
+      maxTokens: 3,
+      stopTokenIds: [],
+    });
+    const reqs = [req('First question?'), req('A second one, a bit longer?')];
+    const solo = new Scheduler(engine, { maxRunning: 1 });
+    const alone: number[][] = [];
+    for (const r of reqs) alone.push((await solo.submit(r)).tokens);
+
+    const steps: { decode: number; prefill: number }[] = [];
+    const s = new Scheduler(engine, { observer: { step: (x) => steps.push(x) } });
+    // two I/O callbacks of one event-loop turn (as two HTTP requests read in one poll phase): the first
+    // wakes the idle loop, the second arrives before the loop's first step
+    const done = await new Promise<Promise<unknown>[]>((resolve) => {
+      const out: Promise<unknown>[] = [];
+      setImmediate(() => out.push(s.submit(reqs[0])));
+      setImmediate(() => resolve([...out, s.submit(reqs[1])]));
+    });
+    const usages = (await Promise.all(done)) as Awaited<ReturnType<Scheduler['submit']>>[];
+    expect(steps[0]).toEqual(
+      expect.objectContaining({ decode: 0, prefill: reqs[0].question.length + reqs[1].question.length }),
+    );
+    expect(steps).toHaveLength(3); // one step for both prompts, then a decode step per further token
+    expect(usages.map((u) => u.tokens)).toEqual(alone);
+  });
+
   it("reads a waiting request's artifacts ahead and lets go of them when it ends waiting", async () => {
     const { assembler } = assemblerWithTier();
     await new Scheduler(engine, { assembler }).submit(reuseReq(2)); // stores its artifacts

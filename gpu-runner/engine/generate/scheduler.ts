@@ -189,9 +189,11 @@ export class Scheduler {
 
   private async runInBackground(): Promise<void> {
     while (!this.idle) {
-      await this.mutex.run(() => this.step());
-      // let the event loop deliver streamed text, disconnects and new requests between steps
+      // let the event loop deliver streamed text, disconnects and new requests before each step — also
+      // before the first: requests read in the same turn as the one that woke the loop (concurrent HTTP
+      // arrivals) join its first step instead of waiting for a step that admits it alone
       await new Promise((r) => setImmediate(r));
+      await this.mutex.run(() => this.step());
     }
   }
 
