@@ -7,7 +7,7 @@
 // fixed context can be selected like a cluster).
 import { encodeIndex } from './codec.ts';
 import { type Assigner, kmeans } from './kmeans.ts';
-import type { HeadIndex, SqueezedIndex, WindowSummary } from './types.ts';
+import type { ClusterIndex, HeadClusters, HeadIndex, SqueezedIndex, WindowSummary } from './types.ts';
 
 export interface IndexOptions {
   /** clusters = ceil(pc · clustered keys); default 0.1 (clusters of ~10 keys: a budget of 1/8 holds enough). */
@@ -71,22 +71,57 @@ export function buildHeadIndex(
   for (let c = 0; c < kept; c++) starts[c + 1] += starts[c];
   const fill = starts.slice(0, kept);
   const order = new Int32Array(clustered);
-  const sum = new Float64Array(kept * d);
-  for (let i = 0; i < clustered; i++) {
-    const c = remap[labels[i]];
-    order[fill[c]++] = i;
-    for (let e = 0; e < d; e++) sum[c * d + e] += keys[i * d + e];
-  }
-  const centroids = new Float32Array(kept * d);
-  for (let c = 0; c < kept; c++) {
-    const size = starts[c + 1] - starts[c];
-    for (let e = 0; e < d; e++) centroids[c * d + e] = sum[c * d + e] / size;
-  }
-  const grouped = groupSimilarClusters({ k: kept, centroids, starts, order }, d, opts.seed ?? 1);
+  for (let i = 0; i < clustered; i++) order[fill[remap[labels[i]]]++] = i;
+  const members = { k: kept, starts, order };
+  const grouped = groupSimilarClusters(
+    { ...members, centroids: clusterMeans(members, keys, d) },
+    d,
+    opts.seed ?? 1,
+  );
   return { ...grouped, ...summariseClusters(grouped, keys, values, n, d) };
 }
 
 type Clusters = Pick<HeadIndex, 'k' | 'centroids' | 'starts' | 'order'>;
+
+/** Each cluster's mean raw key [k][d] (summed in f64, members in order). keys: [n][d]. */
+function clusterMeans(h: HeadClusters, keys: Float32Array, d: number): Float32Array {
+  const sum = new Float64Array(d);
+  const centroids = new Float32Array(h.k * d);
+  for (let c = 0; c < h.k; c++) {
+    sum.fill(0);
+    for (let t = h.starts[c]; t < h.starts[c + 1]; t++) {
+      const p = h.order[t] * d;
+      for (let e = 0; e < d; e++) sum[e] += keys[p + e];
+    }
+    const size = h.starts[c + 1] - h.starts[c];
+    for (let e = 0; e < d; e++) centroids[c * d + e] = sum[e] / size;
+  }
+  return centroids;
+}
+
+/**
+ * A stored v3 index made whole (codec.ts): each head's centroids, radii, value means and window summary
+ * derived from the artifact's own K/V. layers[l].k, .v: [kv_head][n][head_dim], the decoded artifact.
+ */
+export function completeIndex(
+  ix: ClusterIndex,
+  layers: readonly { k: Float32Array; v: Float32Array }[],
+): SqueezedIndex {
+  const { n, kvHeads, headDim: d } = ix;
+  if (layers.length !== ix.layers)
+    throw new Error(`completeIndex: ${layers.length} layers, index ${ix.layers}`);
+  const heads = ix.heads.map((h, hi) => {
+    const l = Math.floor(hi / kvHeads);
+    const g = hi % kvHeads;
+    const keys = layers[l].k.subarray(g * n * d, (g + 1) * n * d);
+    const values = layers[l].v.subarray(g * n * d, (g + 1) * n * d);
+    if (keys.length !== n * d)
+      throw new Error(`completeIndex: layer ${l} keys are not [${kvHeads}][${n}][${d}]`);
+    const clusters = { ...h, centroids: clusterMeans(h, keys, d) };
+    return { ...clusters, ...summariseClusters(clusters, keys, values, n, d) };
+  });
+  return { ...ix, heads };
+}
 
 /** Pair radii and mean value of each cluster of h and of the window [clustered, n). keys, values: [n][d]. */
 export function summariseClusters(
