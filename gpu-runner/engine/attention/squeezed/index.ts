@@ -74,7 +74,7 @@ export function buildHeadIndex(
   for (let i = 0; i < clustered; i++) order[fill[remap[labels[i]]]++] = i;
   const members = { k: kept, starts, order };
   const grouped = groupSimilarClusters(
-    { ...members, centroids: clusterMeans(members, keys, d) },
+    { ...members, centroids: rowMeans(members, keys, d) },
     d,
     opts.seed ?? 1,
   );
@@ -83,8 +83,8 @@ export function buildHeadIndex(
 
 type Clusters = Pick<HeadIndex, 'k' | 'centroids' | 'starts' | 'order'>;
 
-/** Each cluster's mean raw key [k][d] (summed in f64, members in order). keys: [n][d]. */
-function clusterMeans(h: HeadClusters, keys: Float32Array, d: number): Float32Array {
+/** Each cluster's mean row of x [k][d] (summed in f64, members in order): centroids of keys, value means. x: [n][d]. */
+function rowMeans(h: HeadClusters, keys: Float32Array, d: number): Float32Array {
   const sum = new Float64Array(d);
   const centroids = new Float32Array(h.k * d);
   for (let c = 0; c < h.k; c++) {
@@ -117,7 +117,7 @@ export function completeIndex(
     const values = layers[l].v.subarray(g * n * d, (g + 1) * n * d);
     if (keys.length !== n * d)
       throw new Error(`completeIndex: layer ${l} keys are not [${kvHeads}][${n}][${d}]`);
-    const clusters = { ...h, centroids: clusterMeans(h, keys, d) };
+    const clusters = { ...h, centroids: rowMeans(h, keys, d) };
     return { ...clusters, ...summariseClusters(clusters, keys, values, n, d) };
   });
   return { ...ix, heads };
@@ -134,39 +134,51 @@ export function summariseClusters(
   const { k, centroids, starts, order } = h;
   const half = d / 2;
   const radius = new Float32Array(k * half);
-  const means = values ? new Float32Array(k * d) : null;
-  /** per pair i: max(r[i], ‖(key p − c) on pair i‖) */
-  const widen = (r: Float32Array, ro: number, c: Float32Array, co: number, p: number) => {
-    for (let i = 0; i < half; i++) {
-      const a = keys[p * d + i] - c[co + i];
-      const b = keys[p * d + i + half] - c[co + i + half];
-      r[ro + i] = Math.max(r[ro + i], Math.sqrt(a * a + b * b));
-    }
-  };
-  for (let c = 0; c < k; c++) {
-    const size = starts[c + 1] - starts[c];
-    for (let t = starts[c]; t < starts[c + 1]; t++) {
-      const p = order[t];
-      widen(radius, c * half, centroids, c * d, p);
-      if (means) for (let e = 0; e < d; e++) means[c * d + e] += values![p * d + e] / size;
-    }
-  }
+  for (let c = 0; c < k; c++)
+    pairRadii(keys, order, starts[c], starts[c + 1], centroids, c * d, d, radius, c * half);
   const clustered = order.length;
-  const w = n - clustered;
   let win: WindowSummary | null = null;
-  if (w > 0) {
-    const centroid = new Float32Array(d);
-    const value = new Float32Array(d);
-    for (let p = clustered; p < n; p++)
-      for (let e = 0; e < d; e++) {
-        centroid[e] += keys[p * d + e] / w;
-        if (values) value[e] += values[p * d + e] / w;
-      }
+  if (n > clustered) {
+    const self = {
+      k: 1,
+      starts: Int32Array.of(0, n - clustered),
+      order: Int32Array.from({ length: n - clustered }, (_, i) => clustered + i),
+    };
+    const centroid = rowMeans(self, keys, d);
     const r = new Float32Array(half);
-    for (let p = clustered; p < n; p++) widen(r, 0, centroid, 0, p);
-    win = { centroid, radius: r, value: values ? value : null };
+    pairRadii(keys, self.order, 0, n - clustered, centroid, 0, d, r, 0);
+    win = { centroid, radius: r, value: values ? rowMeans(self, values, d) : null };
   }
-  return { radius, values: means, win };
+  return { radius, values: values ? rowMeans(h, values, d) : null, win };
+}
+
+/**
+ * Per RoPE pair i (channels i, i + d/2) the largest ‖(key − c) on pair i‖ over the keys at positions
+ * order[t0..t1), into r[ro..ro + d/2); c: the centroid at c[co..]. keys: [n][d].
+ */
+function pairRadii(
+  keys: Float32Array,
+  order: Int32Array,
+  t0: number,
+  t1: number,
+  c: Float32Array,
+  co: number,
+  d: number,
+  r: Float32Array,
+  ro: number,
+): void {
+  const half = d / 2;
+  const r2 = new Float64Array(half); // squared: one square root per pair at the end
+  for (let t = t0; t < t1; t++) {
+    const at = order[t] * d;
+    for (let i = 0; i < half; i++) {
+      const a = keys[at + i] - c[co + i];
+      const b = keys[at + i + half] - c[co + i + half];
+      const s = a * a + b * b;
+      if (s > r2[i]) r2[i] = s;
+    }
+  }
+  for (let i = 0; i < half; i++) r[ro + i] = Math.sqrt(r2[i]);
 }
 
 /**
