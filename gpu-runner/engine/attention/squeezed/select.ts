@@ -27,6 +27,11 @@ export type SelectMode = (
   scoring?: Scoring;
   /** false: never the fused native step (native-step.ts), always keysFor + attentionRanges */
   fused?: boolean;
+  /**
+   * per-key scoring's prefilter (key-sketch.ts): keys scored per key = this × the budget's keys, from the
+   * best-bounded groups (default DEFAULT_FACTOR); 0 scores every key
+   */
+  prefilter?: number;
 };
 
 /** How a step ranks the fixed context: every key by its int8 copy (key-sketch.ts, the default where the
