@@ -18,7 +18,7 @@
 // same size), relative output error vs dense, keys and bytes touched. Then engine end-to-end decode
 // tokens/s, dense vs each budget, over an assembled --decode-context (default 32K; 0 skips it).
 import { buildIndex, DEFAULT_PC } from '../gpu-runner/engine/attention/squeezed/index.ts';
-import { DEFAULT_FACTOR } from '../gpu-runner/engine/attention/squeezed/key-sketch.ts';
+import { DEFAULT_PREFILTER } from '../gpu-runner/engine/attention/squeezed/key-sketch.ts';
 import { FixedContext, TWO_LEVEL_FROM } from '../gpu-runner/engine/attention/squeezed/fixed-context.ts';
 import {
   addSelection,
@@ -130,8 +130,9 @@ export async function run(args: string[]): Promise<number> {
     );
   if (!(pc > 0 && pc <= 1)) throw new UsageError('--pc must be in (0, 1]');
   const iters = numberOption('iters', values.iters, 4);
-  const prefilter = numberOption('prefilter', values.prefilter, DEFAULT_FACTOR);
-  if (!(prefilter >= 0)) throw new UsageError('--prefilter must be ≥ 0 (0 = every key scored)');
+  const prefilter = numberOption('prefilter', values.prefilter, DEFAULT_PREFILTER);
+  if (!(prefilter >= 0 && prefilter <= 1))
+    throw new UsageError('--prefilter must be a share of the keys in [0, 1] (0 = every key scored)');
   const wasm = (await createBackend(backendName, { threads })) as WasmBackend;
   const scale = 1 / Math.sqrt(D);
   const geom = { heads: H, kvHeads: KVH, headDim: D, scale };

@@ -42,7 +42,7 @@ import {
   pickKeys,
   prefilter,
   scoreKeys,
-  DEFAULT_FACTOR,
+  DEFAULT_PREFILTER,
 } from './key-sketch.ts';
 import { type KeepRule, NativeSketches } from './native-step.ts';
 import { chooseClusters, type SelectMode } from './select.ts';
@@ -191,14 +191,14 @@ export class FixedContext implements KeyRangeSource {
       (ti, live) => this.ruleOf(ti, live),
       (ti, kept) => this.count(ti, kept),
       this.mode.approximate !== false,
-      this.factor(),
+      this.prefilter(),
       into,
     );
   }
 
-  /** The prefilter's factor (0: every key scored). */
-  private factor(): number {
-    return this.mode.prefilter ?? DEFAULT_FACTOR;
+  /** The prefilter's share of the keys scored per key (0: every key). */
+  private prefilter(): number {
+    return this.mode.prefilter ?? DEFAULT_PREFILTER;
   }
 
   fuses(): boolean {
@@ -224,7 +224,7 @@ export class FixedContext implements KeyRangeSource {
       qa.set(qHost.subarray(from, from + group * d), i * group * d);
     }
     const rule = this.ruleOf(ti, span.pos + span.count - this.n);
-    const pre = prefilter(s, qa, rows, this.geom.scale, rule.take, this.factor());
+    const pre = prefilter(s, qa, rows, this.geom.scale, rule.take, this.prefilter());
     const { logits, max, lse, valid } = scoreKeys(s, qa, rows, this.geom.scale, pre);
     const w = keyWeights(s, logits, lse, rows, valid);
     const keep = pickKeys(s, w, rule);

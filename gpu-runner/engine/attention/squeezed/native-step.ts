@@ -7,7 +7,7 @@ import { CheckedBackend } from '../../backends/checked.ts';
 import { NativeWasmKernels } from '../../backends/native/backend.ts';
 import type { Backend, SeqSpan, Tensor } from '../../backends/types.ts';
 import { allocTensor, type WasmKVCache, type WasmTensor } from '../../backends/wasm/tensors.ts';
-import type { KeySketch } from './key-sketch.ts';
+import { candidateKeys, type KeySketch } from './key-sketch.ts';
 
 /** Byte offsets of one sketch's arrays in the wasm memory (0 = none). */
 interface Placed {
@@ -78,7 +78,7 @@ export class NativeSketches {
    * Attention of span's rows (each row its own selection) → [rows, heads·d] (rows outside the span zero),
    * or written into `into`'s rows of the span (then returned).
    * rule(ti, live): what sketch ti keeps with `live` live tokens attended; kept(ti, keys): per row.
-   * factor: the prefilter's (key-sketch.ts; 0 = every key scored).
+   * prefilter: the share of selectable keys scored per key (key-sketch.ts; 0 = every key).
    */
   attend(
     q: Tensor,
@@ -89,7 +89,7 @@ export class NativeSketches {
     rule: (ti: number, live: number) => KeepRule,
     kept: (ti: number, keys: number) => void,
     approximate: boolean,
-    factor: number,
+    prefilter: number,
     into?: Tensor,
   ): Tensor {
     const { b } = this;
@@ -140,7 +140,7 @@ export class NativeSketches {
           gs8: p.gs8,
           gssum: p.gssum,
           gss: p.gss,
-          factor,
+          want: candidateKeys(s, take, prefilter),
         });
         kept(ti, keys);
       }

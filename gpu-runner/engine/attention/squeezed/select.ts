@@ -28,8 +28,8 @@ export type SelectMode = (
   /** false: never the fused native step (native-step.ts), always keysFor + attentionRanges */
   fused?: boolean;
   /**
-   * per-key scoring's prefilter (key-sketch.ts): keys scored per key = this × the budget's keys, from the
-   * best-bounded groups (default DEFAULT_FACTOR); 0 scores every key
+   * per-key scoring's prefilter (key-sketch.ts): the share of the keys scored per key, from the
+   * best-bounded groups, at least the budget's (default DEFAULT_PREFILTER); 0 scores every key
    */
   prefilter?: number;
 };

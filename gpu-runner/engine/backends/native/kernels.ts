@@ -122,8 +122,8 @@ export interface NativeSqueezedStep {
   gs8: number;
   gssum: number;
   gss: number;
-  /** the prefilter's factor (candidates = factor·take keys); 0 = every key scored */
-  factor: number;
+  /** the prefilter's keys scored per key (≥ take); −1 = every key */
+  want: number;
 }
 
 /**
@@ -288,7 +288,7 @@ export class NativeKernels {
       a.gs8,
       a.gssum,
       a.gss,
-      a.factor,
+      a.want,
     );
   }
 

@@ -1,5 +1,5 @@
 // squeezedStep(mem, q, out, G, d, scale, k8, ksum, ks, grp, n, gvals, groups, K, V, always, alwaysPairs,
-// end, take, tau, gStart, gLen, gm8, gmsum, gms, gs8, gssum, gss, factor) → keys kept (the AVX-512 VNNI kernel at that level, else AVX2). Byte offsets into mem (0 = none for gvals / always); every range is checked
+// end, take, tau, gStart, gLen, gm8, gmsum, gms, gs8, gssum, gss, want) → keys kept (the AVX-512 VNNI kernel at that level, else AVX2). Byte offsets into mem (0 = none for gvals / always); every range is checked
 // before the kernel (squeezed.cc) runs. K, V: the layer's kv head at position 0, rows of d floats.
 #include "binding.h"
 #include "squeezed.h"
@@ -54,8 +54,7 @@ napi_value squeezedStepFn(napi_env env, napi_callback_info info) {
       a.gssum = mem.at<const int32_t>(tab[4], gpad * 4, "gssum");
       a.gss = mem.at<const float>(tab[5], gpad * 4, "gss");
     }
-    a.factor = c.num(28, "factor");
-    if (!(a.factor >= 0)) throw Error("squeezedStep: factor must be ≥ 0");
+    a.want = c.int64(28, "want", -1);
     for (int64_t g = 0, at = 0; g < a.groups; g++) {
       if (a.gLen[g] < 0 || a.gStart[g] < at || a.gStart[g] + static_cast<int64_t>(a.gLen[g]) > a.n)
         throw Error("squeezedStep: groups must be ascending, disjoint runs inside [0, n)");

@@ -239,9 +239,9 @@ int64_t squeezedStep(const SqueezedStep& a) {
   }
   int64_t selectable = 0;
   for (int64_t g = 0; g < NG; g++) selectable += a.gLen[g];
-  // candidates: every group, or (prefilter) the best-bounded groups until factor · take keys
+  // candidates: every group, or (prefilter) the best-bounded groups until `want` keys
   S.cand.assign(NG, 1);
-  const bool pre = a.take >= 0 && a.factor > 0 && a.gm8 && a.factor * a.take < selectable;
+  const bool pre = a.take >= 0 && a.want >= 0 && a.gm8 && a.want < selectable;
   // mx_h: the reference of every exp (max of the candidates' logits and the groups' est); gm_h: max est
   float mx[MAXG], gm[MAXG];
   for (int h = 0; h < G; h++) mx[h] = -INFINITY, gm[h] = -INFINITY;
@@ -256,9 +256,8 @@ int64_t squeezedStep(const SqueezedStep& a) {
     std::sort(S.order.begin(), S.order.end(),
               [sc](int32_t x, int32_t y) { return sc[x] > sc[y] || (sc[x] == sc[y] && x < y); });
     std::fill(S.cand.begin(), S.cand.end(), 0);
-    const double want = a.factor * static_cast<double>(a.take);
     int64_t got = 0;
-    for (int64_t i = 0; i < NG && got < want; i++) S.cand[S.order[i]] = 1, got += a.gLen[S.order[i]];
+    for (int64_t i = 0; i < NG && got < a.want; i++) S.cand[S.order[i]] = 1, got += a.gLen[S.order[i]];
     for (int h = 0; h < G; h++) mx[h] = gm[h];
   }
   // the 16-key blocks holding candidate slots, ascending (groups are runs in slot order)
