@@ -298,6 +298,7 @@ function keysSuite(name: 'reference' | 'native') {
         { kind: 'budget', fraction: 1 / 8 },
         { kind: 'budget', fraction: 1 / 8, prefilter: 0 },
         { kind: 'budget', fraction: 1 / 16, prefilter: 0.25 },
+        { kind: 'budget', fraction: 1 / 8, prefilter: 3 / 8, approximate: false },
         { kind: 'budget', fraction: 1 / 16, approximate: false },
         { kind: 'budget', fraction: 1 / 3, perHead: [0.2, 0.46] },
         { kind: 'threshold', tau: 2 },

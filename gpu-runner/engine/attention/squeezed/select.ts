@@ -29,7 +29,7 @@ export type SelectMode = (
   fused?: boolean;
   /**
    * per-key scoring's prefilter (key-sketch.ts): the share of the keys scored per key, from the
-   * best-bounded groups, at least the budget's (default DEFAULT_PREFILTER); 0 scores every key
+   * best-bounded groups, at least the budget's (default DEFAULT_PREFILTER = 0: every key scored)
    */
   prefilter?: number;
 };
