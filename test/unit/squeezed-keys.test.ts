@@ -2,7 +2,9 @@
 // exact attention over the budget's best keys, the left-out keys approximated (their own logits, their
 // cluster's mean value). A planted key inside a large cluster is kept; everything kept equals dense;
 // nothing kept equals the left-out approximation computed directly; approximating beats dropping; the
-// fused native step (native-step.ts, src/squeezed.cc) equals the host path.
+// fused native step (native-step.ts, src/squeezed.cc) equals the host path. The prefilter (groups ranked by
+// mean + λ·spread before per-key scoring): the planted key's group is scored though its mean ranks lower;
+// with no group scored the step is clustered attention.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FixedContext } from '../../gpu-runner/engine/attention/squeezed/fixed-context.ts';
 import { buildIndex } from '../../gpu-runner/engine/attention/squeezed/index.ts';
@@ -12,6 +14,7 @@ import {
   keyWeights,
   pickKeys,
   plainSketch,
+  prefilter,
   scoreKeys,
 } from '../../gpu-runner/engine/attention/squeezed/key-sketch.ts';
 import { toClusterMajor } from '../../gpu-runner/engine/attention/squeezed/layout.ts';
@@ -45,6 +48,42 @@ describe('per-key scoring', () => {
     const keep = pickKeys(s, keyWeights(s, logits, lse, 1, valid), { take: 4, tau: 0 });
     expect(keep[157]).toBe(1);
     expect(keep.reduce((a, b) => a + b, 0)).toBe(4);
+  });
+
+  it("the prefilter scores the planted key's group although another group's mean matches q better", () => {
+    const d = 16;
+    const m = 200; // block A: ±3·e1 (mean ≈ 0) with one planted key 5·e2; block B: ±3·e1 + 1·e2
+    const keys = new Float32Array(2 * m * d);
+    for (let p = 0; p < 2 * m; p++) {
+      keys[p * d] = p % 2 === 0 ? 3 : -3;
+      if (p >= m) keys[p * d + 1] = 1;
+    }
+    keys[57 * d] = 0;
+    keys[57 * d + 1] = 5;
+    const blocks = [0, m].map((offset) => ({
+      offset,
+      n: m,
+      index: buildIndex(
+        [{ k: keys.slice(offset * d, (offset + m) * d) }],
+        { n: m, kvHeads: 1, headDim: d },
+        {
+          window: 0,
+          pc: 0.005,
+        },
+      ),
+    }));
+    expect(blocks.map((b) => b.index.heads[0].k)).toEqual([1, 1]);
+    const s = buildKeySketch(keys, blocks, 0, 0, d);
+    const q = new Float32Array(d);
+    q[1] = 4;
+    const scale = 1 / Math.sqrt(d);
+    // half the keys scored per key: one group; by mean B wins (4 vs ~0.1), by the bound's margin A does
+    const pre = prefilter(s, q, 1, scale, 4, 0.5);
+    expect(pre && Array.from(pre.cand)).toEqual([1, 0]);
+    const { logits, lse, valid } = scoreKeys(s, q, 1, scale, pre);
+    const keep = pickKeys(s, keyWeights(s, logits, lse, 1, valid), { take: 4, tau: 0 });
+    expect(keep[57]).toBe(1);
+    expect(keep.subarray(m).reduce((a, b) => a + b, 0)).toBe(0);
   });
 });
 
