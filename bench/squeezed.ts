@@ -18,6 +18,7 @@
 // same size), relative output error vs dense, keys and bytes touched. Then engine end-to-end decode
 // tokens/s, dense vs each budget, over an assembled --decode-context (default 32K; 0 skips it).
 import { buildIndex, DEFAULT_PC } from '../gpu-runner/engine/attention/squeezed/index.ts';
+import { DEFAULT_PREFILTER } from '../gpu-runner/engine/attention/squeezed/key-sketch.ts';
 import { FixedContext, TWO_LEVEL_FROM } from '../gpu-runner/engine/attention/squeezed/fixed-context.ts';
 import {
   addSelection,
@@ -106,6 +107,7 @@ export async function run(args: string[]): Promise<number> {
     pc: { type: 'string' },
     'decode-context': { type: 'string' },
     'two-level-from': { type: 'string' },
+    prefilter: { type: 'string' },
     steps: { type: 'string' },
     backend: { type: 'string' },
   });
@@ -128,6 +130,9 @@ export async function run(args: string[]): Promise<number> {
     );
   if (!(pc > 0 && pc <= 1)) throw new UsageError('--pc must be in (0, 1]');
   const iters = numberOption('iters', values.iters, 4);
+  const prefilter = numberOption('prefilter', values.prefilter, DEFAULT_PREFILTER);
+  if (!(prefilter >= 0 && prefilter <= 1))
+    throw new UsageError('--prefilter must be a share of the keys in [0, 1] (0 = every key scored)');
   const wasm = (await createBackend(backendName, { threads })) as WasmBackend;
   const scale = 1 / Math.sqrt(D);
   const geom = { heads: H, kvHeads: KVH, headDim: D, scale };
@@ -167,7 +172,7 @@ export async function run(args: string[]): Promise<number> {
             wasm,
             { layers: LAYERS, ...geom },
             [{ offset: 0, n, index: ixAll }],
-            { kind: 'budget', fraction, approximate, scoring },
+            { kind: 'budget', fraction, approximate, scoring, prefilter },
             invFreq,
             twoLevelFrom,
             Array.from({ length: LAYERS }, () => fixedK),

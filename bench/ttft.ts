@@ -37,6 +37,7 @@ import { numberOption, parseOptions, UsageError } from '../cli/args.ts';
 import type { BlobStore } from '../contracts/blob-store.ts';
 import { FsBlobStore } from '../src/storage/fs.ts';
 import { type Cell, emit, formatTable } from './_report.ts';
+import { type IndexCost, indexCost } from './_index-cost.ts';
 import { modelShape } from './_shapes.ts';
 import { openBenchWebGPU } from './_webgpu.ts';
 
@@ -71,6 +72,8 @@ export type TtftResult = {
     bytesPerToken: number;
     /** the K/V sections alone (what the dtype changes; the index is the same for every dtype) */
     kvBytesPerToken: number;
+    /** the squeezed index of the largest context's blocks: what completing it costs a squeezed plan */
+    index: IndexCost;
   }[];
   rows: Row[];
 };
@@ -126,6 +129,15 @@ export function ttftTable(r: TtftResult): string {
         `precompute ${p.dtype}: ${p.tokens} tokens in ${(p.ms / 1000).toFixed(1)} s, ${mib(p.bytes).toFixed(1)} MiB; ` +
         `bytes per token: K/V ${Math.round(p.kvBytesPerToken)}${share(p.kvBytesPerToken, f16?.kvBytesPerToken ?? 1)}, ` +
         `whole artifact with the squeezed index ${Math.round(p.bytesPerToken)}${share(p.bytesPerToken, f16?.bytesPerToken ?? 1)}`
+      );
+    }),
+    ...r.precompute.map(({ dtype, index: x }) => {
+      const ms = (v: number) => v.toFixed(1);
+      return (
+        `squeezed index ${dtype} (squeezed plans only, once per resident block), ${x.tokens} tokens: v3 section ` +
+        `${Math.round(x.v3Bytes / x.tokens)} B/token, parse ${ms(x.parseMs)} ms + K/V read back ${ms(x.readMs)} ms + ` +
+        `statistics derived ${ms(x.deriveMs)} ms; the same index as a v2 section: ${Math.round(x.v2Bytes / x.tokens)} B/token, ` +
+        `parse ${ms(x.v2ParseMs)} ms`
       );
     }),
   ].join('\n');
@@ -330,13 +342,15 @@ export async function run(args: string[]): Promise<number> {
           c.layers * (sectionLayout(dtype, 'k', g, quant).bytes + sectionLayout(dtype, 'v', g, quant).bytes)
         );
       }, 0);
+      const ms = performance.now() - t;
       precompute.push({
         dtype,
         tokens,
-        ms: performance.now() - t,
+        ms,
         bytes,
         bytesPerToken: bytes / tokens,
         kvBytesPerToken: kvBytes / tokens,
+        index: await indexCost(e, warmStore, blocks, dtype),
       });
     }
     // JIT and kernel warm-up on a small request

@@ -7,7 +7,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseIndex } from '../../gpu-runner/engine/attention/squeezed/codec.ts';
 import { FixedContext } from '../../gpu-runner/engine/attention/squeezed/fixed-context.ts';
-import { buildIndex } from '../../gpu-runner/engine/attention/squeezed/index.ts';
+import { buildIndex, completeIndex } from '../../gpu-runner/engine/attention/squeezed/index.ts';
 import { toClusterMajor } from '../../gpu-runner/engine/attention/squeezed/layout.ts';
 import { relativeError } from '../../gpu-runner/engine/attention/squeezed/metrics.ts';
 import { chooseClusters, type SelectMode } from '../../gpu-runner/engine/attention/squeezed/select.ts';
@@ -77,7 +77,9 @@ function engineSuite(name: string, backend: () => Promise<Backend | 'reference'>
       expect(got?.artifact.index).toBeTruthy();
       const { header, index } = got!.artifact;
       const layers = decodeLayers(got!.artifact);
-      const parsed = parseIndex(index!, header);
+      const stored = parseIndex(index!, header);
+      if (stored.kind !== 'clusters') throw new Error(`a ${stored.kind} index, not v3's clusters`);
+      const parsed = completeIndex(stored.index, layers);
       const rebuilt = buildIndex(
         layers,
         { n: header.n, kvHeads: header.kvHeads, headDim: header.headDim },

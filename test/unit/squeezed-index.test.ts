@@ -1,17 +1,26 @@
 // The squeezed-attention index (DESIGN.md §4.2): k-means structure (a partition of the clustered
 // positions, centroids = means of the raw keys, ceil(pc·n) clusters at most, deterministic per seed),
-// the index section round trip through encodeArtifact/decodeArtifact, hostile bytes refused with
-// IndexError (never a crash or a huge allocation), and the wasm k-means assignment matching TS.
+// the index section round trip through encodeArtifact/decodeArtifact (v3: the clusters alone, statistics
+// derived from the artifact's K/V; v1/v2 sections still read), hostile bytes refused with IndexError
+// (never a crash or a huge allocation), and the wasm k-means assignment matching TS.
 import { describe, expect, it } from 'vitest';
+import {
+  bitsFor,
+  encodeIndex,
+  INDEX_FORMAT_VERSION,
+  IndexError,
+  parseIndex,
+} from '../../gpu-runner/engine/attention/squeezed/codec.ts';
+import { encodeIndexV2 } from '../../gpu-runner/engine/attention/squeezed/codec-v2.ts';
 import {
   buildIndex,
   buildIndexSection,
+  completeIndex,
   DEFAULT_PC,
 } from '../../gpu-runner/engine/attention/squeezed/index.ts';
-import { encodeIndex, IndexError, parseIndex } from '../../gpu-runner/engine/attention/squeezed/codec.ts';
 import { assignHost, prng } from '../../gpu-runner/engine/attention/squeezed/kmeans.ts';
 import { fixedKeys, syntheticContext } from '../../gpu-runner/engine/attention/squeezed/synthetic.ts';
-import type { SqueezedIndex } from '../../gpu-runner/engine/attention/squeezed/types.ts';
+import type { SqueezedIndex, StoredIndex } from '../../gpu-runner/engine/attention/squeezed/types.ts';
 import { wasmKmeansAssign } from '../../bench/_wasm-kmeans.ts';
 import { createWasmBackend } from '../../gpu-runner/engine/backends/wasm/index.ts';
 import {
@@ -74,78 +83,115 @@ describe('squeezed index', () => {
     expect(encodeIndex(again)).toEqual(encodeIndex(ix));
   });
 
-  it('round-trips as the artifact index section', () => {
+  it('stores the clusters alone (v3) and completes to the built index from the artifact K/V', () => {
     const section = buildIndexSection(layers, meta, { window: W, seed: 3 });
+    expect(new DataView(section.buffer).getUint32(4, true)).toBe(INDEX_FORMAT_VERSION);
+    // front + per head: k and its labels, bitsFor(k) bits per clustered position
+    const words = ix.heads.reduce((s, h) => s + 1 + Math.ceil(((N - W) * bitsFor(h.k)) / 32), 7);
+    expect(section.byteLength).toBe(words * 4);
     const bytes = encodeArtifact(meta, layers, section);
     const decoded = decodeArtifact(bytes);
     expect(decoded.index).not.toBeNull();
-    const back = parseIndex(decoded.index as Uint8Array, {
-      n: decoded.header.n,
-      layers: decoded.header.layers,
-      kvHeads: decoded.header.kvHeads,
-      headDim: decoded.header.headDim,
-    });
-    expect(back).toEqual(ix);
+    const stored = parseIndex(decoded.index as Uint8Array, decoded.header);
+    expect(stored.kind).toBe('clusters');
+    if (stored.kind !== 'clusters') return;
+    for (const [hi, h] of stored.index.heads.entries()) {
+      expect(h.starts).toEqual(ix.heads[hi].starts);
+      expect(h.order).toEqual(ix.heads[hi].order);
+    }
+    // the statistics derived from the (exact, f32) decoded K/V are the builder's, bit for bit
+    expect(completeIndex(stored.index, decoded.layers)).toEqual(ix);
+  });
+
+  it('reads the sections stored before v3 (v2: f32 statistics; v1: none) as complete indexes', () => {
+    const v2 = encodeIndexV2(ix);
+    expect(new DataView(v2.buffer).getUint32(4, true)).toBe(2);
+    expect(v2.byteLength).toBeGreaterThan(10 * encodeIndex(ix).byteLength);
+    expect(parseIndex(v2, geom)).toEqual({ kind: 'complete', index: ix });
+    const v1: SqueezedIndex = {
+      ...ix,
+      heads: ix.heads.map((h) => ({ ...h, radius: null, values: null, win: null })),
+    };
+    const b1 = encodeIndexV2(v1);
+    expect(new DataView(b1.buffer).getUint32(4, true)).toBe(1);
+    expect(parseIndex(b1, geom)).toEqual({ kind: 'complete', index: v1 });
   });
 
   it('keeps everything in the window when the chunk is shorter than it', () => {
-    const short = Array.from({ length: LAYERS }, (_, l) => ({
-      k: fixedKeys(syntheticContext({ cap: 30, kvHeads: KVH, headDim: D, topics: 3, seed: l }), KVH, 30, D),
-    }));
+    const short = Array.from({ length: LAYERS }, (_, l) => {
+      const ctx = syntheticContext({ cap: 30, kvHeads: KVH, headDim: D, topics: 3, seed: l });
+      return { k: fixedKeys(ctx, KVH, 30, D), v: ctx.v.slice() };
+    });
     const small = buildIndex(short, { n: 30, kvHeads: KVH, headDim: D }, { window: W });
     expect(small.window).toBe(30);
     expect(small.heads.every((h) => h.k === 0)).toBe(true);
-    expect(parseIndex(encodeIndex(small), { ...geom, n: 30 })).toEqual(small);
+    const stored = parseIndex(encodeIndex(small), { ...geom, n: 30 });
+    expect(stored.kind === 'clusters' && completeIndex(stored.index, short)).toEqual(small);
   });
 
   describe('hostile bytes', () => {
     const good = encodeIndex(ix);
+    const legacy = encodeIndexV2(ix);
     const refuse = (bytes: Uint8Array, g = geom) => expect(() => parseIndex(bytes, g)).toThrow(IndexError);
-    const withWord = (at: number, value: number) => {
-      const b = good.slice();
+    const withWord = (at: number, value: number, from = good) => {
+      const b = from.slice();
       new DataView(b.buffer).setUint32(at * 4, value >>> 0, true);
       return b;
     };
     it('refuses truncation, bad magic, versions, geometry and trailing bytes', () => {
-      refuse(good.subarray(0, 20));
-      refuse(good.subarray(0, good.byteLength - 4));
-      refuse(withWord(0, 0x12345678));
-      refuse(withWord(1, 3));
-      refuse(good, { ...geom, headDim: 8 });
-      refuse(withWord(3, N + 1)); // window > n
-      const longer = new Uint8Array(good.byteLength + 4);
-      longer.set(good);
-      refuse(longer);
+      for (const b of [good, legacy]) {
+        refuse(b.subarray(0, 20));
+        refuse(b.subarray(0, b.byteLength - 4));
+        refuse(withWord(0, 0x12345678, b));
+        refuse(withWord(1, INDEX_FORMAT_VERSION + 1, b));
+        refuse(b, { ...geom, headDim: 8 });
+        refuse(withWord(3, N + 1, b)); // window > n
+        const longer = new Uint8Array(b.byteLength + 4);
+        longer.set(b);
+        refuse(longer);
+      }
     });
     it('refuses a huge cluster count without allocating for it', () => {
-      refuse(withWord(7, 0xffffffff));
-      refuse(withWord(7, 0x7fffffff));
-      refuse(withWord(7, 0));
+      for (const b of [good, legacy]) {
+        refuse(withWord(7, 0xffffffff, b));
+        refuse(withWord(7, 0x7fffffff, b));
+        refuse(withWord(7, 0, b));
+      }
     });
-    it('refuses starts and order that do not partition the keys', () => {
+    it('refuses labels naming no cluster and clusters without members (v3)', () => {
+      const k0 = ix.heads[0].k;
+      expect(k0).toBeLessThan(2 ** bitsFor(k0)); // so a label can be out of range
+      refuse(withWord(8, 0xffffffff)); // labels ≥ k
+      refuse(withWord(7, k0 + 1)); // same bits per label, cluster k0 empty
+    });
+    it('refuses v2 starts and order that do not partition the keys', () => {
       const k0 = ix.heads[0].k;
       const startsAt = 8 + k0 * D;
-      refuse(withWord(startsAt + 1, 0)); // empty first cluster
-      refuse(withWord(startsAt + k0, N)); // last start ≠ clustered
+      refuse(withWord(startsAt + 1, 0, legacy)); // empty first cluster
+      refuse(withWord(startsAt + k0, N, legacy)); // last start ≠ clustered
       const orderAt = startsAt + k0 + 1;
-      refuse(withWord(orderAt, ix.heads[0].order[1])); // duplicate position
-      refuse(withWord(orderAt, -1));
-      refuse(withWord(8, 0x7fc00000)); // NaN centroid
+      refuse(withWord(orderAt, ix.heads[0].order[1], legacy)); // duplicate position
+      refuse(withWord(orderAt, -1, legacy));
+      refuse(withWord(8, 0x7fc00000, legacy)); // NaN centroid
     });
     it('random corruption is either refused with IndexError or parses into a valid partition', () => {
       const rand = prng(99);
-      for (let t = 0; t < 300; t++) {
-        const b = good.slice();
-        const flips = 1 + Math.floor(rand() * 4);
-        for (let f = 0; f < flips; f++) b[Math.floor(rand() * b.length)] = Math.floor(rand() * 256);
-        let parsed: SqueezedIndex | null = null;
-        try {
-          parsed = parseIndex(b, geom);
-        } catch (err) {
-          expect(err).toBeInstanceOf(IndexError);
+      for (const from of [good, legacy])
+        for (let t = 0; t < 300; t++) {
+          const b = from.slice();
+          const flips = 1 + Math.floor(rand() * 4);
+          for (let f = 0; f < flips; f++) b[Math.floor(rand() * b.length)] = Math.floor(rand() * 256);
+          let parsed: StoredIndex | null = null;
+          try {
+            parsed = parseIndex(b, geom);
+          } catch (err) {
+            expect(err).toBeInstanceOf(IndexError);
+          }
+          for (const h of parsed?.index.heads ?? []) {
+            expect(h.starts[h.k]).toBe(N - W);
+            expect([...h.order].sort((x, y) => x - y)).toEqual(Array.from({ length: N - W }, (_, i) => i));
+          }
         }
-        if (parsed) for (const h of parsed.heads) expect(h.starts[h.k]).toBe(N - W);
-      }
     });
   });
 });

@@ -2,7 +2,9 @@
 // exact attention over the budget's best keys, the left-out keys approximated (their own logits, their
 // cluster's mean value). A planted key inside a large cluster is kept; everything kept equals dense;
 // nothing kept equals the left-out approximation computed directly; approximating beats dropping; the
-// fused native step (native-step.ts, src/squeezed.cc) equals the host path.
+// fused native step (native-step.ts, src/squeezed.cc) equals the host path. The prefilter (groups ranked by
+// mean + λ·spread before per-key scoring): the planted key's group is scored though its mean ranks lower;
+// with no group scored the step is clustered attention.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FixedContext } from '../../gpu-runner/engine/attention/squeezed/fixed-context.ts';
 import { buildIndex } from '../../gpu-runner/engine/attention/squeezed/index.ts';
@@ -12,6 +14,7 @@ import {
   keyWeights,
   pickKeys,
   plainSketch,
+  prefilter,
   scoreKeys,
 } from '../../gpu-runner/engine/attention/squeezed/key-sketch.ts';
 import { toClusterMajor } from '../../gpu-runner/engine/attention/squeezed/layout.ts';
@@ -41,10 +44,46 @@ describe('per-key scoring', () => {
     const s = buildKeySketch(keys, [{ offset: 0, n, index: ix }], 0, 0, d);
     const q = new Float32Array(d);
     q[1] = 4;
-    const { logits, lse } = scoreKeys(s, q, 1, 1 / Math.sqrt(d));
-    const keep = pickKeys(s, keyWeights(s, logits, lse, 1), { take: 4, tau: 0 });
+    const { logits, lse, valid } = scoreKeys(s, q, 1, 1 / Math.sqrt(d));
+    const keep = pickKeys(s, keyWeights(s, logits, lse, 1, valid), { take: 4, tau: 0 });
     expect(keep[157]).toBe(1);
     expect(keep.reduce((a, b) => a + b, 0)).toBe(4);
+  });
+
+  it("the prefilter scores the planted key's group although another group's mean matches q better", () => {
+    const d = 16;
+    const m = 200; // block A: ±3·e1 (mean ≈ 0) with one planted key 5·e2; block B: ±3·e1 + 1·e2
+    const keys = new Float32Array(2 * m * d);
+    for (let p = 0; p < 2 * m; p++) {
+      keys[p * d] = p % 2 === 0 ? 3 : -3;
+      if (p >= m) keys[p * d + 1] = 1;
+    }
+    keys[57 * d] = 0;
+    keys[57 * d + 1] = 5;
+    const blocks = [0, m].map((offset) => ({
+      offset,
+      n: m,
+      index: buildIndex(
+        [{ k: keys.slice(offset * d, (offset + m) * d) }],
+        { n: m, kvHeads: 1, headDim: d },
+        {
+          window: 0,
+          pc: 0.005,
+        },
+      ),
+    }));
+    expect(blocks.map((b) => b.index.heads[0].k)).toEqual([1, 1]);
+    const s = buildKeySketch(keys, blocks, 0, 0, d);
+    const q = new Float32Array(d);
+    q[1] = 4;
+    const scale = 1 / Math.sqrt(d);
+    // half the keys scored per key: one group; by mean B wins (4 vs ~0.1), by the bound's margin A does
+    const pre = prefilter(s, q, 1, scale, 4, 0.5);
+    expect(pre && Array.from(pre.cand)).toEqual([1, 0]);
+    const { logits, lse, valid } = scoreKeys(s, q, 1, scale, pre);
+    const keep = pickKeys(s, keyWeights(s, logits, lse, 1, valid), { take: 4, tau: 0 });
+    expect(keep[57]).toBe(1);
+    expect(keep.subarray(m).reduce((a, b) => a + b, 0)).toBe(0);
   });
 });
 
@@ -67,8 +106,8 @@ describe('per-key threshold calibration', () => {
       const s = plainSketch(keys.subarray(g * n * d, (g * n + n - w) * d), d);
       for (let r = 0; r < w; r++) {
         const from = (r * h + g * (h / kvh)) * d;
-        const { logits, lse } = scoreKeys(s, q.subarray(from, from + (h / kvh) * d), h / kvh, sc);
-        const keep = pickKeys(s, keyWeights(s, logits, lse, h / kvh), { take: -1, tau });
+        const { logits, lse, valid } = scoreKeys(s, q.subarray(from, from + (h / kvh) * d), h / kvh, sc);
+        const keep = pickKeys(s, keyWeights(s, logits, lse, h / kvh, valid), { take: -1, tau });
         kept += keep.reduce((a, b) => a + b, 0);
         all += s.n;
       }
@@ -149,8 +188,9 @@ function keysSuite(name: 'reference' | 'native') {
     });
 
     it('nothing kept equals the left-out keys at their f32 logits with their cluster mean values ⊕ the window and live tokens', () => {
-      // budget 0: only what is always attended — here nothing, so the window is approximated too
-      const none = step({ kind: 'budget', fraction: 1e-6 });
+      // budget 0: only what is always attended — here nothing, so the window is approximated too; every
+      // key scored (prefilter 0), so each left-out key joins with its own logit
+      const none = step({ kind: 'budget', fraction: 1e-6, prefilter: 0 });
       expect(none.stats.keysAttended).toBe(0);
       const k = ctx.k;
       const v = ctx.v;
@@ -183,6 +223,50 @@ function keysSuite(name: 'reference' | 'native') {
         for (let e = 0; e < D; e++) want[h * D + e] = acc[e] / z;
       }
       // the int8 logits differ from f32 ones by ~1% of |q|·|k|/127 per key
+      expect(relativeError(none.out, want)).toBeLessThanOrEqual(2e-2);
+    });
+
+    it('nothing kept with the prefilter equals clustered attention (each group as len·exp(q·mean key) with its mean value) ⊕ live tokens', () => {
+      // a share below one key: no group is scored per key
+      const none = step({ kind: 'budget', fraction: 1e-6, prefilter: 1e-6 });
+      expect(none.stats.keysAttended).toBe(0);
+      const km = major(ctx.k);
+      const want = new Float32Array(H * D);
+      for (let h = 0; h < H; h++) {
+        const g = Math.floor(h / (H / KVH));
+        const hd = ix.heads[g];
+        // groups: the clusters (cluster-major runs) and the window, each [start, end) with its mean value
+        const groups: [number, number, Float32Array][] = [];
+        for (let c = 0; c < hd.k; c++)
+          groups.push([hd.starts[c], hd.starts[c + 1], hd.values!.subarray(c * D, (c + 1) * D)]);
+        groups.push([N - ix.window, N, hd.win!.value!]);
+        const terms: [number, Float32Array][] = []; // (log weight, value)
+        for (const [a, b2, val] of groups) {
+          if (b2 === a) continue;
+          let s = 0;
+          for (let e = 0; e < D; e++) {
+            let m = 0;
+            for (let p = a; p < b2; p++) m += km[(g * CAP + p) * D + e];
+            s += (q[h * D + e] * m) / (b2 - a);
+          }
+          terms.push([s * scale + Math.log(b2 - a), val]);
+        }
+        for (let p = N; p < CAP; p++) {
+          let s = 0;
+          for (let e = 0; e < D; e++) s += q[h * D + e] * ctx.k[(g * CAP + p) * D + e];
+          terms.push([s * scale, ctx.v.subarray((g * CAP + p) * D, (g * CAP + p + 1) * D)]);
+        }
+        const mx = Math.max(...terms.map(([l]) => l));
+        let z = 0;
+        const acc = new Float64Array(D);
+        for (const [l, val] of terms) {
+          const w = Math.exp(l - mx);
+          z += w;
+          for (let e = 0; e < D; e++) acc[e] += w * val[e];
+        }
+        for (let e = 0; e < D; e++) want[h * D + e] = acc[e] / z;
+      }
+      // the mean keys are scored from their int8 copies (~1% of |q|·|mean|/127)
       expect(relativeError(none.out, want)).toBeLessThanOrEqual(2e-2);
     });
 
@@ -251,6 +335,9 @@ function keysSuite(name: 'reference' | 'native') {
       const was = load?.ok ? load.kernels.info().level : null;
       const modes: SelectMode[] = [
         { kind: 'budget', fraction: 1 / 8 },
+        { kind: 'budget', fraction: 1 / 8, prefilter: 0 },
+        { kind: 'budget', fraction: 1 / 16, prefilter: 0.25 },
+        { kind: 'budget', fraction: 1 / 8, prefilter: 3 / 8, approximate: false },
         { kind: 'budget', fraction: 1 / 16, approximate: false },
         { kind: 'budget', fraction: 1 / 3, perHead: [0.2, 0.46] },
         { kind: 'threshold', tau: 2 },

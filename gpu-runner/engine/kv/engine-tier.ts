@@ -9,7 +9,7 @@
 // Byte capacity (packed bytes: an int4 artifact takes a quarter of an f16 one), LRU by bytes over entries
 // nobody holds, hit/miss/bytes counters; concurrent requests for the same key load it once.
 import { parseIndex } from '../attention/squeezed/codec.ts';
-import type { SqueezedIndex } from '../attention/squeezed/types.ts';
+import type { ClusterIndex, SqueezedIndex, StoredIndex } from '../attention/squeezed/types.ts';
 import type { Backend, PackedKV } from '../backends/types.ts';
 import type { ModelConfig } from '../model-config.ts';
 import { type ArtifactHeader, checkSection, packedSpec } from './artifact-format.ts';
@@ -25,8 +25,9 @@ export interface ResidentKV {
   /** Device bytes it occupies (its sections as stored). */
   readonly bytes: number;
   /**
-   * The artifact's squeezed-attention index (DESIGN.md §4.2): parsed from its index section, or built
-   * later from the resident keys when the artifact had none (or a refused one, see indexNote).
+   * The artifact's complete squeezed-attention index (DESIGN.md §4.2): parsed from a v1/v2 index section,
+   * derived from the resident K/V and a v3 section's clusters, or built from the resident keys when the
+   * artifact had none (or a refused one, see indexNote) — the last two by the assembler (indexOf).
    */
   index: SqueezedIndex | null;
   /** Why the stored index was not used, when it was not. */
@@ -60,8 +61,10 @@ interface Entry extends ResidentKV {
   loading: boolean;
   /** a layer-wise read failed: out of the map, freed when the last holder lets go */
   failed: boolean;
-  /** reads the index section on first use (layer-wise reads leave it for when it is asked for) */
+  /** reads and parses the index section on first use (dense plans never do) */
   readIndex: (() => Promise<void>) | null;
+  /** a v3 section's clusters, until the assembler completes them into `index` */
+  clusters: ClusterIndex | null;
 }
 
 const allReady = (): Promise<void> => Promise.resolve();
@@ -170,8 +173,10 @@ export class EngineTier {
       v: header.sections.v.map((r) => r.offset),
     });
     const entry = this.newEntry(key, header, packed, pins, allReady);
-    if (indexBytes) this.parseIndexInto(entry, header, indexBytes);
-    else entry.indexNote = 'no index section';
+    if (indexBytes) {
+      const copy = indexBytes.slice(); // small (v3), and the host tier may drop the artifact's bytes
+      entry.readIndex = async () => this.parseIndexInto(entry, header, copy);
+    } else entry.indexNote = 'no index section';
     return entry;
   }
 
@@ -239,24 +244,31 @@ export class EngineTier {
       loading: false,
       failed: false,
       readIndex: null,
+      clusters: null,
     };
   }
 
   private parseIndexInto(entry: Entry, header: ArtifactHeader, bytes: Uint8Array): void {
     try {
-      entry.index = parseIndex(bytes, header);
+      const stored = parseIndex(bytes, header);
+      if (stored.kind === 'complete') entry.index = stored.index;
+      else entry.clusters = stored.index;
     } catch (err) {
       entry.indexNote = (err as Error).message; // the K/V stay usable; the index is rebuilt when needed
     }
   }
 
-  /** The entry's stored squeezed-attention index (read now if a layer-wise load left it); null if none. */
-  async indexOf(e: ResidentKV): Promise<SqueezedIndex | null> {
+  /**
+   * The entry's index (its section read and parsed now, on first use): complete, or a v3 section's
+   * clusters whose statistics the caller derives from the K/V (completeIndex) into entry.index; null if none.
+   */
+  async indexOf(e: ResidentKV): Promise<StoredIndex | null> {
     const entry = e as Entry;
     const read = entry.readIndex;
     entry.readIndex = null;
     if (read) await read();
-    return entry.index;
+    if (entry.index) return { kind: 'complete', index: entry.index };
+    return entry.clusters ? { kind: 'clusters', index: entry.clusters } : null;
   }
 
   private pin(e: Entry, tier: string, bytes: number): AcquiredKV {

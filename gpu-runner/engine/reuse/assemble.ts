@@ -13,7 +13,7 @@
 // place() builds the context alone (the scheduler prefills the question in its batched steps, and starts
 // reading a waiting request's artifacts early through prefetch()); assemble() is place + the question.
 import { FixedContext, type PlacedBlock } from '../attention/squeezed/fixed-context.ts';
-import { buildIndex } from '../attention/squeezed/index.ts';
+import { buildIndex, completeIndex } from '../attention/squeezed/index.ts';
 import { toClusterMajor } from '../attention/squeezed/layout.ts';
 import type { SelectMode } from '../attention/squeezed/select.ts';
 import type { SqueezedIndex } from '../attention/squeezed/types.ts';
@@ -385,21 +385,25 @@ class BlockPlacement {
       if (!wantIndex) return null;
       const entry = got.entry;
       const stored = await asm.tier.indexOf(entry);
-      if (stored) return stored;
-      // an artifact stored without a (usable) index: build it once from the resident keys, keep it
+      if (stored?.kind === 'complete') return stored.index;
+      // a v3 index stores the clusters alone: their statistics come from the resident K/V, once. An
+      // artifact stored without a (usable) index: build it once from the resident keys. Either is kept.
       const t = performance.now();
       const host = await readPacked(b, e.model.invFreq, entry.packed);
-      entry.index = buildIndex(host, {
-        n: block.tokens.length,
-        kvHeads: e.config.kvHeads,
-        headDim: e.config.headDim,
-      });
-      report.squeezed = {
-        used: false,
-        indexedBlocks: 0,
-        unindexedTokens: 0,
-        builtIndexes: (report.squeezed?.builtIndexes ?? 0) + 1,
-      };
+      if (stored) entry.index = completeIndex(stored.index, host);
+      else {
+        entry.index = buildIndex(host, {
+          n: block.tokens.length,
+          kvHeads: e.config.kvHeads,
+          headDim: e.config.headDim,
+        });
+        report.squeezed = {
+          used: false,
+          indexedBlocks: 0,
+          unindexedTokens: 0,
+          builtIndexes: (report.squeezed?.builtIndexes ?? 0) + 1,
+        };
+      }
       report.timingsMs.squeeze += performance.now() - t;
       return entry.index;
     } finally {

@@ -72,8 +72,8 @@ export function calibrateKeyThreshold(
         const s = plainSketch(keys[l].subarray(g * ix.n * d, (g * ix.n + m) * d), d);
         for (let r = 0; r < rows; r += rowStep) {
           const from = (r * heads + g * group) * d;
-          const { logits, lse } = scoreKeys(s, q.subarray(from, from + group * d), group, scale);
-          votes.push(Float64Array.from(keyWeights(s, logits, lse, group), (w) => w * m));
+          const { logits, lse, valid } = scoreKeys(s, q.subarray(from, from + group * d), group, scale);
+          votes.push(Float64Array.from(keyWeights(s, logits, lse, group, valid), (w) => w * m));
         }
       }
     }

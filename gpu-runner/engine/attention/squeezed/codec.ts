@@ -1,153 +1,117 @@
-// The artifact's index section (DESIGN.md §4.2), little-endian, every field 4 bytes:
-//   magic "KVSQ" | u32 version | u32 n | u32 window | u32 layers | u32 kvHeads | u32 headDim
-//   then per (layer, kv head): u32 k | f32 centroids [k][headDim] | i32 starts [k+1] | i32 order [n − window]
-//   version 2 adds, per head after its order: f32 pair radii [k][headDim/2] | u32 flags (1: value means
-//   present) | [f32 value means [k][headDim]] | when window > 0: f32 window centroid [headDim] | f32 window
-//   pair radii [headDim/2] | [f32 window mean value [headDim]] (bracketed parts only with flag 1).
-// Version 1 sections (no summaries) still read: their heads have radius/values/win null.
-// parseIndex validates every count against the bytes present and the artifact's geometry before it
-// allocates, and checks starts/order describe a partition of the clustered positions: a hostile or
-// corrupt section is refused with IndexError, never crashes or over-allocates.
-import { clusteredCount, type HeadIndex, type SqueezedIndex } from './types.ts';
+// The artifact's index section (DESIGN.md §4.2), format v3: the clusters alone. Little-endian u32 words:
+//   front (codec-header.ts: magic "KVSQ" | version 3 | n | window | layers | kvHeads | headDim)
+//   per (layer, kv head): u32 k | labels: ceil((n − window)·b / 32) words, b = bitsFor(k), the cluster of
+//   clustered position p in bits [p·b, (p+1)·b) of the word stream (least significant first), the bits
+//   past the last label zero.
+// The statistics (centroids, pair radii, value means, the window's summary) are the artifact's own K/V
+// summarised, so they are not stored: completeIndex (index.ts) derives them from the decoded K/V when a
+// squeezed plan first needs the index. A head's members are ascending within their cluster, as the
+// builder writes them, so the labels give back its starts/order exactly. On the SmolLM2-135M shape (30
+// layers × 3 kv heads, ~45 clusters per 512-token chunk: 6 bits) that is ~68 bytes per token where v2's
+// f32 statistics took ~5.5 KB (f16 K/V: 23 KB).
+// Sections of format v1/v2 (codec-v2.ts) still read, as complete indexes. parseIndex validates every
+// count against the bytes present and the artifact's geometry before it allocates and checks the labels
+// name only non-empty clusters: a hostile or corrupt section is refused with IndexError.
+import { HEADER_WORDS, IndexError, type IndexGeometry, readFront, writeFront } from './codec-header.ts';
+import { parseIndexV2 } from './codec-v2.ts';
+import {
+  type ClusterIndex,
+  clusteredCount,
+  type HeadClusters,
+  type SqueezedIndex,
+  type StoredIndex,
+} from './types.ts';
 
-export const INDEX_FORMAT_VERSION = 2;
-const MAGIC = 0x5153564b; // "KVSQ" read as a little-endian u32
-const HEADER_WORDS = 7;
+export { IndexError } from './codec-header.ts';
 
-export class IndexError extends Error {
-  constructor(message: string) {
-    super(`squeezed index refused: ${message}`);
-    this.name = 'IndexError';
-  }
-}
+export const INDEX_FORMAT_VERSION = 3;
 
-export function encodeIndex(ix: SqueezedIndex): Uint8Array {
+/** Bits per label for k clusters (0 when there is at most one). */
+export const bitsFor = (k: number) => (k <= 1 ? 0 : 32 - Math.clz32(k - 1));
+
+const labelWords = (clustered: number, k: number) => Math.ceil((clustered * bitsFor(k)) / 32);
+
+/** The v3 section of an index (its statistics, if any, are not stored). */
+export function encodeIndex(ix: SqueezedIndex | ClusterIndex): Uint8Array {
   const clustered = clusteredCount(ix);
   if (ix.heads.length !== ix.layers * ix.kvHeads) throw new Error('encodeIndex: heads ≠ layers × kvHeads');
-  const d = ix.headDim;
-  const v2 = ix.heads.every((h) => h.radius && (ix.window === 0 || h.win));
-  const summaryWords = (h: (typeof ix.heads)[number]) => {
-    const vals = h.values ? 1 : 0;
-    return (h.k * d) / 2 + 1 + vals * h.k * d + (ix.window > 0 ? d + d / 2 + vals * d : 0);
-  };
   let words = HEADER_WORDS;
-  for (const h of ix.heads) words += 1 + h.k * d + h.k + 1 + clustered + (v2 ? summaryWords(h) : 0);
-  const out = new ArrayBuffer(words * 4);
-  const u = new Uint32Array(out);
-  const f = new Float32Array(out);
-  const i32 = new Int32Array(out);
-  u.set([MAGIC, v2 ? INDEX_FORMAT_VERSION : 1, ix.n, ix.window, ix.layers, ix.kvHeads, ix.headDim]);
+  for (const h of ix.heads) words += 1 + labelWords(clustered, h.k);
+  const u = new Uint32Array(words);
+  writeFront(u, { ...ix, version: INDEX_FORMAT_VERSION });
   let at = HEADER_WORDS;
   for (const h of ix.heads) {
     if (h.order.length !== clustered || h.starts.length !== h.k + 1) throw new Error('encodeIndex: bad head');
     u[at++] = h.k;
-    f.set(h.centroids, at);
-    at += h.k * ix.headDim;
-    i32.set(h.starts, at);
-    at += h.k + 1;
-    i32.set(h.order, at);
-    at += clustered;
-    if (!v2) continue;
-    f.set(h.radius!, at);
-    at += (h.k * d) / 2;
-    const vals = h.values !== null && (ix.window === 0 || h.win!.value !== null);
-    u[at++] = vals ? 1 : 0;
-    if (vals) {
-      f.set(h.values!, at);
-      at += h.k * d;
-    }
-    if (ix.window === 0) continue;
-    f.set(h.win!.centroid, at);
-    f.set(h.win!.radius, at + d);
-    at += d + d / 2;
-    if (vals) {
-      f.set(h.win!.value!, at);
-      at += d;
-    }
+    const b = bitsFor(h.k);
+    if (b > 0)
+      for (let c = 0; c < h.k; c++)
+        for (let t = h.starts[c]; t < h.starts[c + 1]; t++) {
+          const bit = h.order[t] * b;
+          const w = at + (bit >>> 5);
+          const off = bit & 31;
+          u[w] |= c << off;
+          if (off + b > 32) u[w + 1] |= c >>> (32 - off);
+        }
+    at += labelWords(clustered, h.k);
   }
-  return new Uint8Array(out);
+  return new Uint8Array(u.buffer);
 }
 
-/** Parses an index section; `expect` is the artifact's geometry (header n, layers, kvHeads, headDim). */
-export function parseIndex(
-  bytes: Uint8Array,
-  expect: { n: number; layers: number; kvHeads: number; headDim: number },
-): SqueezedIndex {
-  if (bytes.byteLength % 4 !== 0 || bytes.byteLength < HEADER_WORDS * 4)
-    throw new IndexError(`${bytes.byteLength} bytes is not an index`);
+/** Parses an index section of any version; `expect` is the artifact's geometry (header n, layers, kvHeads, headDim). */
+export function parseIndex(bytes: Uint8Array, expect: IndexGeometry): StoredIndex {
+  const front = readFront(bytes, expect);
+  if (front.version === 1 || front.version === 2)
+    return { kind: 'complete', index: parseIndexV2(bytes, front) };
+  if (front.version !== INDEX_FORMAT_VERSION) throw new IndexError(`version ${front.version}`);
+  const { n, window, layers, kvHeads, headDim } = front;
   const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const word = (i: number) => dv.getUint32(i * 4, true);
-  if (word(0) !== MAGIC) throw new IndexError('bad magic');
-  const version = word(1);
-  if (version !== 1 && version !== INDEX_FORMAT_VERSION) throw new IndexError(`version ${version}`);
-  const [n, window, layers, kvHeads, headDim] = [2, 3, 4, 5, 6].map(word);
-  if (n !== expect.n || layers !== expect.layers || kvHeads !== expect.kvHeads || headDim !== expect.headDim)
-    throw new IndexError(`geometry ${n}/${layers}/${kvHeads}/${headDim} does not match the artifact`);
-  if (window > n) throw new IndexError(`window ${window} > n ${n}`);
   const clustered = n - window;
   const total = bytes.byteLength / 4;
+  const labels = new Uint32Array(clustered);
   let at = HEADER_WORDS;
-  const need = (words: number, what: string) => {
-    if (at + words > total) throw new IndexError(`truncated in ${what}`);
-  };
-  const heads: HeadIndex[] = [];
-  const seen = new Uint8Array(clustered);
+  const heads: HeadClusters[] = [];
   for (let hi = 0; hi < layers * kvHeads; hi++) {
-    need(1, 'cluster count');
+    if (at + 1 > total) throw new IndexError('truncated in cluster count');
     const k = word(at++);
     if (k > clustered || (clustered > 0 && k === 0))
       throw new IndexError(`head ${hi}: ${k} clusters for ${clustered} keys`);
-    need(k * headDim + k + 1 + clustered, `head ${hi}`);
-    const floats = (count: number, what: string) => {
-      const out = new Float32Array(count);
-      for (let i = 0; i < count; i++) {
-        const x = dv.getFloat32((at + i) * 4, true);
-        if (!Number.isFinite(x)) throw new IndexError(`head ${hi}: non-finite ${what}`);
-        out[i] = x;
-      }
-      at += count;
-      return out;
-    };
-    const centroids = floats(k * headDim, 'centroid');
+    const b = bitsFor(k);
+    const nw = labelWords(clustered, k);
+    if (at + nw > total) throw new IndexError(`truncated in head ${hi}`);
+    const count = new Int32Array(k);
+    const mask = b === 32 ? 0xffffffff : (1 << b) - 1;
+    for (let p = 0; p < clustered && b > 0; p++) {
+      const bit = p * b;
+      const w = at + (bit >>> 5);
+      const off = bit & 31;
+      let c = word(w) >>> off;
+      if (off + b > 32) c |= word(w + 1) << (32 - off);
+      c = (c & mask) >>> 0;
+      if (c >= k) throw new IndexError(`head ${hi}: label ${c} of ${k} clusters`);
+      labels[p] = c;
+      count[c]++;
+    }
+    if (b === 0) {
+      labels.fill(0); // one cluster (k = 1) or none
+      count.fill(clustered);
+    }
+    const used = clustered * b;
+    if (used % 32 !== 0 && word(at + nw - 1) >>> (used % 32) !== 0)
+      throw new IndexError(`head ${hi}: non-zero bits after the labels`);
+    at += nw;
     const starts = new Int32Array(k + 1);
-    for (let c = 0; c <= k; c++) starts[c] = dv.getInt32((at + c) * 4, true);
-    at += k + 1;
-    if (starts[0] !== 0 || starts[k] !== clustered)
-      throw new IndexError(`head ${hi}: starts do not span the keys`);
-    for (let c = 0; c < k; c++)
-      if (starts[c + 1] <= starts[c]) throw new IndexError(`head ${hi}: empty or decreasing cluster ${c}`);
+    for (let c = 0; c < k; c++) {
+      if (count[c] === 0) throw new IndexError(`head ${hi}: empty cluster ${c}`);
+      starts[c + 1] = starts[c] + count[c];
+    }
+    // members ascending within their cluster (counting sort by label)
+    const fill = starts.slice(0, k);
     const order = new Int32Array(clustered);
-    seen.fill(0);
-    for (let i = 0; i < clustered; i++) {
-      const p = dv.getInt32((at + i) * 4, true);
-      if (p < 0 || p >= clustered || seen[p]) throw new IndexError(`head ${hi}: order is not a permutation`);
-      seen[p] = 1;
-      order[i] = p;
-    }
-    at += clustered;
-    if (version === 1) {
-      heads.push({ k, centroids, starts, order, radius: null, values: null, win: null });
-      continue;
-    }
-    if (headDim % 2 !== 0) throw new IndexError(`odd head_dim ${headDim}`);
-    const half = headDim / 2;
-    need(k * half + 1, `head ${hi} radii`);
-    const radius = floats(k * half, 'radius');
-    if (radius.some((r) => r < 0)) throw new IndexError(`head ${hi}: negative radius`);
-    const flags = word(at++);
-    if (flags > 1) throw new IndexError(`head ${hi}: flags ${flags}`);
-    const winWords = window > 0 ? headDim + half + flags * headDim : 0;
-    need(flags * k * headDim + winWords, `head ${hi} summaries`);
-    const values = flags ? floats(k * headDim, 'value mean') : null;
-    let win = null;
-    if (window > 0) {
-      const centroid = floats(headDim, 'window centroid');
-      const r = floats(half, 'window radius');
-      if (r.some((x) => x < 0)) throw new IndexError(`head ${hi}: negative radius`);
-      win = { centroid, radius: r, value: flags ? floats(headDim, 'window value') : null };
-    }
-    heads.push({ k, centroids, starts, order, radius, values, win });
+    for (let p = 0; p < clustered; p++) order[fill[labels[p]]++] = p;
+    heads.push({ k, starts, order });
   }
   if (at !== total) throw new IndexError(`${(total - at) * 4} trailing bytes`);
-  return { n, window, layers, kvHeads, headDim, heads };
+  return { kind: 'clusters', index: { n, window, layers, kvHeads, headDim, heads } };
 }

@@ -40,7 +40,9 @@ import {
   keyWeights,
   leftOutShare,
   pickKeys,
+  prefilter,
   scoreKeys,
+  DEFAULT_PREFILTER,
 } from './key-sketch.ts';
 import { type KeepRule, NativeSketches } from './native-step.ts';
 import { chooseClusters, type SelectMode } from './select.ts';
@@ -189,8 +191,14 @@ export class FixedContext implements KeyRangeSource {
       (ti, live) => this.ruleOf(ti, live),
       (ti, kept) => this.count(ti, kept),
       this.mode.approximate !== false,
+      this.prefilter(),
       into,
     );
+  }
+
+  /** The prefilter's share of the keys scored per key (0: every key). */
+  private prefilter(): number {
+    return this.mode.prefilter ?? DEFAULT_PREFILTER;
   }
 
   fuses(): boolean {
@@ -215,14 +223,16 @@ export class FixedContext implements KeyRangeSource {
       const from = ((span.row + i) * heads + g * group) * d;
       qa.set(qHost.subarray(from, from + group * d), i * group * d);
     }
-    const { logits, max, lse } = scoreKeys(s, qa, rows, this.geom.scale);
-    const w = keyWeights(s, logits, lse, rows);
-    const keep = pickKeys(s, w, this.ruleOf(ti, span.pos + span.count - this.n));
+    const rule = this.ruleOf(ti, span.pos + span.count - this.n);
+    const pre = prefilter(s, qa, rows, this.geom.scale, rule.take, this.prefilter());
+    const { logits, max, lse, valid } = scoreKeys(s, qa, rows, this.geom.scale, pre);
+    const w = keyWeights(s, logits, lse, rows, valid);
+    const keep = pickKeys(s, w, rule);
     let kept = 0;
     for (let j = 0; j < s.n; j++) kept += keep[j];
     into.keys.push(keptRanges(s, keep, span.pos + span.count));
     if (this.mode.approximate !== false && s.values && kept + s.alwaysKeys < s.n) {
-      const part = leftOutShare(s, keep, logits, max, rows);
+      const part = leftOutShare(s, keep, logits, max, rows, pre);
       into.dropped ??= {
         out: new Float32Array(span.count * heads * d),
         lse: new Float32Array(span.count * heads).fill(Number.NEGATIVE_INFINITY),

@@ -7,7 +7,7 @@
 // fixed context can be selected like a cluster).
 import { encodeIndex } from './codec.ts';
 import { type Assigner, kmeans } from './kmeans.ts';
-import type { HeadIndex, SqueezedIndex, WindowSummary } from './types.ts';
+import type { ClusterIndex, HeadClusters, HeadIndex, SqueezedIndex, WindowSummary } from './types.ts';
 
 export interface IndexOptions {
   /** clusters = ceil(pc · clustered keys); default 0.1 (clusters of ~10 keys: a budget of 1/8 holds enough). */
@@ -71,22 +71,57 @@ export function buildHeadIndex(
   for (let c = 0; c < kept; c++) starts[c + 1] += starts[c];
   const fill = starts.slice(0, kept);
   const order = new Int32Array(clustered);
-  const sum = new Float64Array(kept * d);
-  for (let i = 0; i < clustered; i++) {
-    const c = remap[labels[i]];
-    order[fill[c]++] = i;
-    for (let e = 0; e < d; e++) sum[c * d + e] += keys[i * d + e];
-  }
-  const centroids = new Float32Array(kept * d);
-  for (let c = 0; c < kept; c++) {
-    const size = starts[c + 1] - starts[c];
-    for (let e = 0; e < d; e++) centroids[c * d + e] = sum[c * d + e] / size;
-  }
-  const grouped = groupSimilarClusters({ k: kept, centroids, starts, order }, d, opts.seed ?? 1);
+  for (let i = 0; i < clustered; i++) order[fill[remap[labels[i]]]++] = i;
+  const members = { k: kept, starts, order };
+  const grouped = groupSimilarClusters(
+    { ...members, centroids: rowMeans(members, keys, d) },
+    d,
+    opts.seed ?? 1,
+  );
   return { ...grouped, ...summariseClusters(grouped, keys, values, n, d) };
 }
 
 type Clusters = Pick<HeadIndex, 'k' | 'centroids' | 'starts' | 'order'>;
+
+/** Each cluster's mean row of x [k][d] (summed in f64, members in order): centroids of keys, value means. x: [n][d]. */
+function rowMeans(h: HeadClusters, keys: Float32Array, d: number): Float32Array {
+  const sum = new Float64Array(d);
+  const centroids = new Float32Array(h.k * d);
+  for (let c = 0; c < h.k; c++) {
+    sum.fill(0);
+    for (let t = h.starts[c]; t < h.starts[c + 1]; t++) {
+      const p = h.order[t] * d;
+      for (let e = 0; e < d; e++) sum[e] += keys[p + e];
+    }
+    const size = h.starts[c + 1] - h.starts[c];
+    for (let e = 0; e < d; e++) centroids[c * d + e] = sum[e] / size;
+  }
+  return centroids;
+}
+
+/**
+ * A stored v3 index made whole (codec.ts): each head's centroids, radii, value means and window summary
+ * derived from the artifact's own K/V. layers[l].k, .v: [kv_head][n][head_dim], the decoded artifact.
+ */
+export function completeIndex(
+  ix: ClusterIndex,
+  layers: readonly { k: Float32Array; v: Float32Array }[],
+): SqueezedIndex {
+  const { n, kvHeads, headDim: d } = ix;
+  if (layers.length !== ix.layers)
+    throw new Error(`completeIndex: ${layers.length} layers, index ${ix.layers}`);
+  const heads = ix.heads.map((h, hi) => {
+    const l = Math.floor(hi / kvHeads);
+    const g = hi % kvHeads;
+    const keys = layers[l].k.subarray(g * n * d, (g + 1) * n * d);
+    const values = layers[l].v.subarray(g * n * d, (g + 1) * n * d);
+    if (keys.length !== n * d)
+      throw new Error(`completeIndex: layer ${l} keys are not [${kvHeads}][${n}][${d}]`);
+    const clusters = { ...h, centroids: rowMeans(h, keys, d) };
+    return { ...clusters, ...summariseClusters(clusters, keys, values, n, d) };
+  });
+  return { ...ix, heads };
+}
 
 /** Pair radii and mean value of each cluster of h and of the window [clustered, n). keys, values: [n][d]. */
 export function summariseClusters(
@@ -99,39 +134,51 @@ export function summariseClusters(
   const { k, centroids, starts, order } = h;
   const half = d / 2;
   const radius = new Float32Array(k * half);
-  const means = values ? new Float32Array(k * d) : null;
-  /** per pair i: max(r[i], ‖(key p − c) on pair i‖) */
-  const widen = (r: Float32Array, ro: number, c: Float32Array, co: number, p: number) => {
-    for (let i = 0; i < half; i++) {
-      const a = keys[p * d + i] - c[co + i];
-      const b = keys[p * d + i + half] - c[co + i + half];
-      r[ro + i] = Math.max(r[ro + i], Math.sqrt(a * a + b * b));
-    }
-  };
-  for (let c = 0; c < k; c++) {
-    const size = starts[c + 1] - starts[c];
-    for (let t = starts[c]; t < starts[c + 1]; t++) {
-      const p = order[t];
-      widen(radius, c * half, centroids, c * d, p);
-      if (means) for (let e = 0; e < d; e++) means[c * d + e] += values![p * d + e] / size;
-    }
-  }
+  for (let c = 0; c < k; c++)
+    pairRadii(keys, order, starts[c], starts[c + 1], centroids, c * d, d, radius, c * half);
   const clustered = order.length;
-  const w = n - clustered;
   let win: WindowSummary | null = null;
-  if (w > 0) {
-    const centroid = new Float32Array(d);
-    const value = new Float32Array(d);
-    for (let p = clustered; p < n; p++)
-      for (let e = 0; e < d; e++) {
-        centroid[e] += keys[p * d + e] / w;
-        if (values) value[e] += values[p * d + e] / w;
-      }
+  if (n > clustered) {
+    const self = {
+      k: 1,
+      starts: Int32Array.of(0, n - clustered),
+      order: Int32Array.from({ length: n - clustered }, (_, i) => clustered + i),
+    };
+    const centroid = rowMeans(self, keys, d);
     const r = new Float32Array(half);
-    for (let p = clustered; p < n; p++) widen(r, 0, centroid, 0, p);
-    win = { centroid, radius: r, value: values ? value : null };
+    pairRadii(keys, self.order, 0, n - clustered, centroid, 0, d, r, 0);
+    win = { centroid, radius: r, value: values ? rowMeans(self, values, d) : null };
   }
-  return { radius, values: means, win };
+  return { radius, values: values ? rowMeans(h, values, d) : null, win };
+}
+
+/**
+ * Per RoPE pair i (channels i, i + d/2) the largest ‖(key − c) on pair i‖ over the keys at positions
+ * order[t0..t1), into r[ro..ro + d/2); c: the centroid at c[co..]. keys: [n][d].
+ */
+function pairRadii(
+  keys: Float32Array,
+  order: Int32Array,
+  t0: number,
+  t1: number,
+  c: Float32Array,
+  co: number,
+  d: number,
+  r: Float32Array,
+  ro: number,
+): void {
+  const half = d / 2;
+  const r2 = new Float64Array(half); // squared: one square root per pair at the end
+  for (let t = t0; t < t1; t++) {
+    const at = order[t] * d;
+    for (let i = 0; i < half; i++) {
+      const a = keys[at + i] - c[co + i];
+      const b = keys[at + i + half] - c[co + i + half];
+      const s = a * a + b * b;
+      if (s > r2[i]) r2[i] = s;
+    }
+  }
+  for (let i = 0; i < half; i++) r[ro + i] = Math.sqrt(r2[i]);
 }
 
 /**

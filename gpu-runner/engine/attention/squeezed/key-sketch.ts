@@ -14,7 +14,35 @@
 // estimated softmax weight exp(s_hj − lse_h) (a key one head needs is kept for the group). Budget mode
 // keeps the `take` best; threshold mode keeps those with m·weight ≥ τ (m: selectable keys, so τ is
 // relative to the uniform weight). Slots of blocks without an index are always attended.
+//
+// Prefilter (budget mode, a share > 0): scoring every key reads the whole int8 copy each step. Instead the
+// groups — runs of slots, since the fixed context sits cluster-major — are ranked first by an upper bound
+// of their members' logits (q·mean + |q|·spread, spread = max |k − mean| per dim, Quest-style), mixed
+// with the mean as the cluster scoring does (q·mean + λ·|q|·spread, λ = BOUND_WEIGHT); both tables int8
+// and scored like the keys, so the pass reads 2·d bytes per group. The
+// best groups until a share of the keys (DEFAULT_PREFILTER, at least the budget's) are scored per key; the others join the left-out share as
+// len·exp(q·mean) with their mean value (clustered attention). Group ranks are normalised per query head
+// by the clustered log-sum-exp L_h = log Σ_g len_g·exp(q_h·mean_g), so a group wins if one head needs it.
 import type { PlacedBlock } from './centroid-table.ts';
+import { BOUND_WEIGHT } from './select.ts';
+
+/**
+ * Share of the selectable keys scored per key (prefilter), from the best-bounded groups — at least the
+ * budget's keys; 0 (the default) scores every key. Measured (`kvrag bench squeezed --prefilter 0.375`,
+ * 32K, 1/8): no faster than scoring every key — the scattered reads of the candidate blocks and the group
+ * pass cost what the skipped int8 keys saved, and the kept rows' gather dominates either way — with
+ * recall 0.914 against 0.922. A share, not a multiple of the budget: 3× budget 1/16 lost kvrag-tiny's
+ * answers (67–72% against 98–100%), 3/8 at 1/8 and 1/16 kept them (README, issue 23).
+ */
+export const DEFAULT_PREFILTER = 0;
+
+/** Keys the prefilter scores per key for a step keeping `take` (−1: no prefilter, every key scored). */
+export function candidateKeys(s: KeySketch, take: number, share: number): number {
+  const selectable = s.n - s.alwaysKeys;
+  if (!(take >= 0 && share > 0)) return -1;
+  const want = Math.max(take, Math.floor(share * selectable));
+  return want < selectable ? want : -1;
+}
 
 export interface KeySketch {
   /** fixed-context slots [0, n) and head dim */
@@ -31,6 +59,39 @@ export interface KeySketch {
   /** coalesced [start, end) slot ranges always attended (blocks without an index) */
   always: Int32Array;
   alwaysKeys: number;
+  /** [groups] each group's run of slots [gStart, gStart + gLen) (ascending, disjoint) */
+  gStart: Int32Array;
+  gLen: Int32Array;
+  /** [groups][d] int8 mean key and max |k − mean| per dim, a scale per group each (quantizeRows) */
+  gMean8: Int8Array;
+  gMeanScale: Float32Array;
+  gSpread8: Int8Array;
+  gSpreadScale: Float32Array;
+}
+
+/** keys [n][d] → per group (runs of slots) its mean key and spread max |k − mean| per dim, in int8. */
+function groupStats(keys: Float32Array, d: number, gStart: Int32Array, gLen: Int32Array) {
+  const G = gStart.length;
+  const mean = new Float32Array(G * d);
+  const spread = new Float32Array(G * d);
+  for (let g = 0; g < G; g++) {
+    const a = gStart[g];
+    const b = a + gLen[g];
+    if (b === a) continue;
+    for (let j = a; j < b; j++) for (let e = 0; e < d; e++) mean[g * d + e] += keys[j * d + e];
+    for (let e = 0; e < d; e++) mean[g * d + e] /= b - a;
+    for (let j = a; j < b; j++)
+      for (let e = 0; e < d; e++) {
+        const x = Math.abs(keys[j * d + e] - mean[g * d + e]);
+        if (x > spread[g * d + e]) spread[g * d + e] = x;
+      }
+  }
+  const m = quantizeRows(mean, G, d);
+  const sp = quantizeRows(spread, G, d);
+  // the rank adds BOUND_WEIGHT of the bound's margin (the whole bound ranks kvrag-tiny's groups by their
+  // spread, as it did clusters by their radius): folded into the spread table's scales
+  for (let g = 0; g < G; g++) sp.scale[g] = Math.fround(sp.scale[g] * BOUND_WEIGHT);
+  return { gMean8: m.q8, gMeanScale: m.scale, gSpread8: sp.q8, gSpreadScale: sp.scale };
 }
 
 /** Rows x [rows][d] → int8 [rows][d] with a scale per row (max |x| / 127). */
@@ -67,6 +128,7 @@ export function buildKeySketch(
   const n = keys.length / d;
   const group = new Int32Array(n).fill(-1);
   const vals: (Float32Array | null)[] = []; // each group's mean value (null: the index has none)
+  const runs: number[] = []; // each group's [start, len)
   const always: number[] = [];
   for (const bl of blocks) {
     if (!bl.index) {
@@ -76,11 +138,13 @@ export function buildKeySketch(
     const h = bl.index.heads[l * bl.index.kvHeads + g];
     for (let c = 0; c < h.k; c++) {
       group.fill(vals.length, bl.offset + h.starts[c], bl.offset + h.starts[c + 1]);
+      runs.push(bl.offset + h.starts[c], h.starts[c + 1] - h.starts[c]);
       vals.push(h.values ? h.values.subarray(c * d, (c + 1) * d) : null);
     }
     const w = bl.index.window;
     if (w > 0) {
       group.fill(vals.length, bl.offset + bl.n - w, bl.offset + bl.n);
+      runs.push(bl.offset + bl.n - w, w);
       vals.push(h.win?.value ?? null);
     }
   }
@@ -96,13 +160,30 @@ export function buildKeySketch(
   const ranges = Int32Array.from(always);
   let alwaysKeys = 0;
   for (let t = 0; t < ranges.length; t += 2) alwaysKeys += ranges[t + 1] - ranges[t];
-  return { n, d, q8, kScale: scale, group, groups: vals.length, values, always: ranges, alwaysKeys };
+  const gStart = Int32Array.from({ length: vals.length }, (_, i) => runs[2 * i]);
+  const gLen = Int32Array.from({ length: vals.length }, (_, i) => runs[2 * i + 1]);
+  return {
+    n,
+    d,
+    q8,
+    kScale: scale,
+    group,
+    groups: vals.length,
+    values,
+    always: ranges,
+    alwaysKeys,
+    gStart,
+    gLen,
+    ...groupStats(keys, d, gStart, gLen),
+  };
 }
 
 /** A sketch of plain keys [n][d] with no groups and nothing always attended (calibration). */
 export function plainSketch(keys: Float32Array, d: number): KeySketch {
   const n = keys.length / d;
   const { q8, scale } = quantizeRows(keys, n, d);
+  const gStart = Int32Array.of(0);
+  const gLen = Int32Array.of(n);
   return {
     n,
     d,
@@ -113,29 +194,105 @@ export function plainSketch(keys: Float32Array, d: number): KeySketch {
     values: null,
     always: new Int32Array(0),
     alwaysKeys: 0,
+    gStart,
+    gLen,
+    ...groupStats(keys, d, gStart, gLen),
   };
+}
+
+/** A step's prefilter: the groups scored per key and the other groups' clustered mass. */
+export interface Prefilter {
+  /** [groups] 1 = scored per key */
+  cand: Uint8Array;
+  /** [rows][groups] exp(est_rg − gm_r), est_rg = scale·q_r·mean_g */
+  em: Float32Array;
+  /** [rows] max_g est_rg */
+  gm: Float32Array;
+}
+
+/**
+ * The prefilter of a budget step (null when every key is scored: threshold mode, share 0, or the share
+ * covers the selectable keys). q: [rows][d] f32. Groups are ranked by max_r (ub_rg − L_r), ties by
+ * index, and taken until their keys reach candidateKeys (src/squeezed.cc's groupPass: the same int8
+ * roundings; L_r up to the order of its sums).
+ */
+export function prefilter(
+  s: KeySketch,
+  q: Float32Array,
+  rows: number,
+  scale: number,
+  take: number,
+  share: number,
+): Prefilter | null {
+  const want = candidateKeys(s, take, share);
+  if (want < 0) return null;
+  const { groups: G, d, gLen } = s;
+  const { q8, scale: qs } = quantizeRows(q, rows, d);
+  const em = new Float32Array(rows * G);
+  const gm = new Float32Array(rows);
+  const score = new Float64Array(G).fill(Number.NEGATIVE_INFINITY);
+  const ub = new Float64Array(G);
+  for (let r = 0; r < rows; r++) {
+    const f = Math.fround(qs[r] * scale);
+    let m = Number.NEGATIVE_INFINITY;
+    for (let g = 0; g < G; g++) {
+      let dm = 0;
+      let ds = 0;
+      for (let e = 0; e < d; e++) {
+        const x = q8[r * d + e];
+        dm += x * s.gMean8[g * d + e];
+        ds += Math.abs(x) * s.gSpread8[g * d + e];
+      }
+      const est = Math.fround(Math.fround(dm * f) * s.gMeanScale[g]);
+      em[r * G + g] = est;
+      ub[g] = Math.fround(Math.fround(Math.fround(ds * f) * s.gSpreadScale[g]) + est);
+      if (est > m) m = est;
+    }
+    gm[r] = m;
+    let z = 0;
+    for (let g = 0; g < G; g++) {
+      em[r * G + g] = Math.exp(em[r * G + g] - m);
+      z += gLen[g] * em[r * G + g];
+    }
+    const L = Math.fround(m + Math.log(z));
+    for (let g = 0; g < G; g++) score[g] = Math.max(score[g], Math.fround(ub[g] - L));
+  }
+  const order = Array.from({ length: G }, (_, g) => g).sort((x, y) => score[y] - score[x] || x - y);
+  const cand = new Uint8Array(G);
+  let got = 0;
+  for (let i = 0; i < G && got < want; i++) {
+    cand[order[i]] = 1;
+    got += gLen[order[i]];
+  }
+  return { cand, em, gm };
 }
 
 /**
  * Estimated logits of every slot: [rows][n] = ((q8_r · k8_j)·f_r)·ks_j in f32 (f_r = qs_r·scale rounded to
- * f32: the native kernel's roundings), with [rows] max and log-sum-exp.
+ * f32: the native kernel's roundings), −∞ off the candidates (always-attended slots, groups the prefilter
+ * left out); valid [n] marks the candidates; [rows] max (with the prefilter's gm) and log-sum-exp (with
+ * the other groups' clustered mass).
  */
 export function scoreKeys(
   s: KeySketch,
   q: Float32Array,
   rows: number,
   scale: number,
-): { logits: Float32Array; max: Float32Array; lse: Float32Array } {
+  pre: Prefilter | null = null,
+): { logits: Float32Array; max: Float32Array; lse: Float32Array; valid: Uint8Array } {
   const { n, d, q8: k8, kScale } = s;
   const { q8, scale: qs } = quantizeRows(q, rows, d);
-  const logits = new Float32Array(rows * n);
-  const max = new Float32Array(rows).fill(Number.NEGATIVE_INFINITY);
+  const valid = new Uint8Array(n);
+  for (let j = 0; j < n; j++) valid[j] = s.group[j] >= 0 && (!pre || pre.cand[s.group[j]]) ? 1 : 0;
+  const logits = new Float32Array(rows * n).fill(Number.NEGATIVE_INFINITY);
+  const max = new Float32Array(rows);
   const lse = new Float32Array(rows);
   for (let r = 0; r < rows; r++) {
     const f = Math.fround(qs[r] * scale);
     const qo = r * d;
-    let m = Number.NEGATIVE_INFINITY;
+    let m = pre ? pre.gm[r] : Number.NEGATIVE_INFINITY;
     for (let j = 0; j < n; j++) {
+      if (!valid[j]) continue;
       let acc = 0;
       const ko = j * d;
       for (let e = 0; e < d; e++) acc += q8[qo + e] * k8[ko + e];
@@ -143,32 +300,46 @@ export function scoreKeys(
       logits[r * n + j] = v;
       if (v > m) m = v;
     }
+    if (m === Number.NEGATIVE_INFINITY) m = 0;
     let z = 0;
-    for (let j = 0; j < n; j++) z += Math.exp(logits[r * n + j] - m);
+    for (let j = 0; j < n; j++) if (valid[j]) z += Math.exp(logits[r * n + j] - m);
+    if (pre) z += otherMass(s, pre, r) * Math.exp(pre.gm[r] - m);
     max[r] = m;
-    lse[r] = m + Math.log(z);
+    lse[r] = z > 0 ? m + Math.log(z) : m;
   }
-  return { logits, max, lse };
+  return { logits, max, lse, valid };
 }
 
-/** Per slot: the best estimated softmax weight over rows, max_r exp(s_rj − lse_r); −1 for slots always attended. */
+/** Σ over the groups the prefilter left out of len·exp(est − gm) for row r. */
+function otherMass(s: KeySketch, pre: Prefilter, r: number): number {
+  let z = 0;
+  for (let g = 0; g < s.groups; g++) if (!pre.cand[g]) z += s.gLen[g] * pre.em[r * s.groups + g];
+  return z;
+}
+
+/** Per slot: the best estimated softmax weight over rows, max_r exp(s_rj − lse_r); −1 off the candidates. */
 export function keyWeights(
   s: KeySketch,
   logits: Float32Array,
   lse: Float32Array,
   rows: number,
+  valid: Uint8Array,
 ): Float32Array {
   const w = new Float32Array(s.n);
   for (let r = 0; r < rows; r++)
     for (let j = 0; j < s.n; j++) {
+      if (!valid[j]) continue;
       const v = Math.exp(logits[r * s.n + j] - lse[r]);
       if (v > w[j]) w[j] = v;
     }
-  for (let j = 0; j < s.n; j++) if (s.group[j] < 0) w[j] = -1;
+  for (let j = 0; j < s.n; j++) if (!valid[j]) w[j] = -1;
   return w;
 }
 
-/** Keep mask [n]: the `take` best slots by weight (ties by slot), or (take −1) those with m·w ≥ τ. */
+/**
+ * Keep mask [n]: the `take` best candidates (w ≥ 0) by weight (ties by slot), or (take −1) those with
+ * m·w ≥ τ (m: selectable slots).
+ */
 export function pickKeys(s: KeySketch, w: Float32Array, rule: { take: number; tau: number }): Uint8Array {
   const keep = new Uint8Array(s.n);
   const selectable = s.n - s.alwaysKeys;
@@ -177,14 +348,16 @@ export function pickKeys(s: KeySketch, w: Float32Array, rule: { take: number; ta
     for (let j = 0; j < s.n; j++) if (s.group[j] >= 0 && w[j] >= cut) keep[j] = 1;
     return keep;
   }
-  const take = Math.min(rule.take, selectable);
+  let cands = 0;
+  for (let j = 0; j < s.n; j++) if (s.group[j] >= 0 && w[j] >= 0) cands++;
+  const take = Math.min(rule.take, cands);
   if (take <= 0) return keep;
   const t = kthLargest(w, take);
   let above = 0;
   for (let j = 0; j < s.n; j++) if (w[j] > t) above++;
   let ties = take - above;
   for (let j = 0; j < s.n; j++) {
-    if (s.group[j] < 0) continue;
+    if (s.group[j] < 0 || w[j] < 0) continue;
     if (w[j] > t) keep[j] = 1;
     else if (w[j] === t && ties > 0) {
       keep[j] = 1;
@@ -223,8 +396,9 @@ export function kthLargest(x: Float32Array, k: number): number {
 }
 
 /**
- * The left-out keys' share per row: Σ_j∉keep exp(s_rj − max_r)·v̄_group(j) / Z_r and lse_r = max_r + log Z_r
- * (−∞ and zeros where nothing is left out). out: [rows][d], lse: [rows]. Needs s.values.
+ * The left-out keys' share per row: Σ_j∉keep exp(s_rj − max_r)·v̄_group(j) / Z_r plus the groups the
+ * prefilter left out, len_g·exp(est_rg − max_r)·v̄_g, and lse_r = max_r + log Z_r (−∞ and zeros where
+ * nothing is left out). out: [rows][d], lse: [rows]. Needs s.values.
  */
 export function leftOutShare(
   s: KeySketch,
@@ -232,6 +406,7 @@ export function leftOutShare(
   logits: Float32Array,
   max: Float32Array,
   rows: number,
+  pre: Prefilter | null = null,
 ): { out: Float32Array; lse: Float32Array } {
   const { n, d, groups } = s;
   const values = s.values!;
@@ -242,10 +417,20 @@ export function leftOutShare(
     wg.fill(0);
     let z = 0;
     for (let j = 0; j < n; j++) {
-      if (keep[j] || s.group[j] < 0) continue;
-      const e = Math.exp(logits[r * n + j] - max[r]);
+      const l = logits[r * n + j];
+      if (keep[j] || s.group[j] < 0 || l === Number.NEGATIVE_INFINITY) continue;
+      const e = Math.exp(l - max[r]);
       wg[s.group[j]] += e;
       z += e;
+    }
+    if (pre) {
+      const rel = Math.exp(pre.gm[r] - max[r]);
+      for (let g = 0; g < groups; g++) {
+        if (pre.cand[g]) continue;
+        const e = s.gLen[g] * pre.em[r * groups + g] * rel;
+        wg[g] += e;
+        z += e;
+      }
     }
     if (!(z > 0)) continue;
     for (let c = 0; c < groups; c++) {

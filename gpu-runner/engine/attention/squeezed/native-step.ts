@@ -7,7 +7,7 @@ import { CheckedBackend } from '../../backends/checked.ts';
 import { NativeWasmKernels } from '../../backends/native/backend.ts';
 import type { Backend, SeqSpan, Tensor } from '../../backends/types.ts';
 import { allocTensor, type WasmKVCache, type WasmTensor } from '../../backends/wasm/tensors.ts';
-import type { KeySketch } from './key-sketch.ts';
+import { candidateKeys, type KeySketch } from './key-sketch.ts';
 
 /** Byte offsets of one sketch's arrays in the wasm memory (0 = none). */
 interface Placed {
@@ -17,6 +17,14 @@ interface Placed {
   grp: number;
   gvals: number;
   always: number;
+  gStart: number;
+  gLen: number;
+  gm8: number;
+  gmsum: number;
+  gms: number;
+  gs8: number;
+  gssum: number;
+  gss: number;
 }
 
 /** What a step keeps of sketch ti: take keys (budget) or those above τ (take −1). */
@@ -44,7 +52,9 @@ export class NativeSketches {
       return off;
     };
     this.placed = sketches.map((s) => {
-      const { k8, ksum, ks } = interleave(s);
+      const { k8, ksum, ks } = interleave(s.q8, s.kScale, s.n, s.d);
+      const gm = interleave(s.gMean8, s.gMeanScale, s.groups, s.d);
+      const gs = interleave(s.gSpread8, s.gSpreadScale, s.groups, s.d);
       return {
         k8: put(k8),
         ksum: put(ksum),
@@ -52,6 +62,14 @@ export class NativeSketches {
         grp: put(s.group),
         gvals: put(s.values),
         always: put(s.always),
+        gStart: put(s.gStart),
+        gLen: put(s.gLen),
+        gm8: put(gm.k8),
+        gmsum: put(gm.ksum),
+        gms: put(gm.ks),
+        gs8: put(gs.k8),
+        gssum: put(gs.ksum),
+        gss: put(gs.ks),
       };
     });
   }
@@ -60,6 +78,7 @@ export class NativeSketches {
    * Attention of span's rows (each row its own selection) → [rows, heads·d] (rows outside the span zero),
    * or written into `into`'s rows of the span (then returned).
    * rule(ti, live): what sketch ti keeps with `live` live tokens attended; kept(ti, keys): per row.
+   * prefilter: the share of selectable keys scored per key (key-sketch.ts; 0 = every key).
    */
   attend(
     q: Tensor,
@@ -70,6 +89,7 @@ export class NativeSketches {
     rule: (ti: number, live: number) => KeepRule,
     kept: (ti: number, keys: number) => void,
     approximate: boolean,
+    prefilter: number,
     into?: Tensor,
   ): Tensor {
     const { b } = this;
@@ -112,6 +132,15 @@ export class NativeSketches {
           end,
           take,
           tau,
+          gStart: p.gStart,
+          gLen: p.gLen,
+          gm8: p.gm8,
+          gmsum: p.gmsum,
+          gms: p.gms,
+          gs8: p.gs8,
+          gssum: p.gssum,
+          gss: p.gss,
+          want: candidateKeys(s, take, prefilter),
         });
         kept(ti, keys);
       }
@@ -129,25 +158,29 @@ export class NativeSketches {
 const BLOCK = 16;
 
 /**
- * A sketch's int8 keys in the kernel's layout: blocks of 16 keys, 4 dims at a time ([n/16][d/4][16][4],
- * n padded with zero keys), the Σ of each key's int8 values and the scales, both padded.
+ * int8 rows [n][d] (a scale each) in the kernel's layout: blocks of 16 rows, 4 dims at a time
+ * ([n/16][d/4][16][4], n padded with zero rows), the Σ of each row's int8 values and the scales, both
+ * padded. The keys, and the prefilter's group tables.
  */
-function interleave(s: KeySketch): { k8: Int8Array; ksum: Int32Array; ks: Float32Array } {
-  const { n, d } = s;
+function interleave(
+  q8: Int8Array,
+  scale: Float32Array,
+  n: number,
+  d: number,
+): { k8: Int8Array; ksum: Int32Array; ks: Float32Array } {
   const npad = Math.ceil(n / BLOCK) * BLOCK;
-  const T = d / 4;
   const k8 = new Int8Array(npad * d);
   const ksum = new Int32Array(npad);
   const ks = new Float32Array(npad);
-  ks.set(s.kScale);
+  ks.set(scale);
   for (let j = 0; j < n; j++) {
     const b = Math.floor(j / BLOCK);
     const i = j % BLOCK;
     let sum = 0;
     for (let e = 0; e < d; e++) {
-      const x = s.q8[j * d + e];
+      const x = q8[j * d + e];
       sum += x;
-      k8[((b * T + (e >> 2)) * BLOCK + i) * 4 + (e & 3)] = x;
+      k8[((b * (d / 4) + (e >> 2)) * BLOCK + i) * 4 + (e & 3)] = x;
     }
     ksum[j] = sum;
   }

@@ -27,6 +27,11 @@ export type SelectMode = (
   scoring?: Scoring;
   /** false: never the fused native step (native-step.ts), always keysFor + attentionRanges */
   fused?: boolean;
+  /**
+   * per-key scoring's prefilter (key-sketch.ts): the share of the keys scored per key, from the
+   * best-bounded groups, at least the budget's (default DEFAULT_PREFILTER = 0: every key scored)
+   */
+  prefilter?: number;
 };
 
 /** How a step ranks the fixed context: every key by its int8 copy (key-sketch.ts, the default where the

@@ -40,6 +40,24 @@ export interface SqueezedIndex {
   heads: HeadIndex[];
 }
 
+/** One head's clusters alone (CSR over the clustered positions, members ascending): what format v3 stores. */
+export type HeadClusters = Pick<HeadIndex, 'k' | 'starts' | 'order'>;
+
+/**
+ * An index as format v3 stores it: the clusters of every head without their statistics (centroids, radii,
+ * value means), which are the artifact's own K/V summarised and are derived from them when the index is
+ * first needed (completeIndex in index.ts).
+ */
+export interface ClusterIndex extends Omit<SqueezedIndex, 'heads'> {
+  /** heads[layer·kvHeads + g] */
+  heads: HeadClusters[];
+}
+
+/** What an index section holds: a complete index (format v1/v2) or its clusters only (v3). */
+export type StoredIndex =
+  | { kind: 'complete'; index: SqueezedIndex }
+  | { kind: 'clusters'; index: ClusterIndex };
+
 /** Clustered positions of a head's index (n − window, at least 0). */
 export const clusteredCount = (ix: Pick<SqueezedIndex, 'n' | 'window'>) => Math.max(0, ix.n - ix.window);
 

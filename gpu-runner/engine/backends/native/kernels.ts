@@ -112,6 +112,18 @@ export interface NativeSqueezedStep {
   end: number;
   take: number;
   tau: number;
+  /** [groups] int32 runs of slots */
+  gStart: number;
+  gLen: number;
+  /** the groups' mean keys and spreads, int8 in k8 / ksum / ks's layout (0 = none: no prefilter) */
+  gm8: number;
+  gmsum: number;
+  gms: number;
+  gs8: number;
+  gssum: number;
+  gss: number;
+  /** the prefilter's keys scored per key (≥ take); −1 = every key */
+  want: number;
 }
 
 /**
@@ -268,6 +280,15 @@ export class NativeKernels {
       a.end,
       a.take,
       a.tau,
+      a.gStart,
+      a.gLen,
+      a.gm8,
+      a.gmsum,
+      a.gms,
+      a.gs8,
+      a.gssum,
+      a.gss,
+      a.want,
     );
   }
 

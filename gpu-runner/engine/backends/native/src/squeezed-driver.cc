@@ -1,5 +1,5 @@
 // squeezedStep(mem, q, out, G, d, scale, k8, ksum, ks, grp, n, gvals, groups, K, V, always, alwaysPairs,
-// end, take, tau) → keys kept (the AVX-512 VNNI kernel at that level, else AVX2). Byte offsets into mem (0 = none for gvals / always); every range is checked
+// end, take, tau, gStart, gLen, gm8, gmsum, gms, gs8, gssum, gss, want) → keys kept (the AVX-512 VNNI kernel at that level, else AVX2). Byte offsets into mem (0 = none for gvals / always); every range is checked
 // before the kernel (squeezed.cc) runs. K, V: the layer's kv head at position 0, rows of d floats.
 #include "binding.h"
 #include "squeezed.h"
@@ -8,7 +8,7 @@ namespace kv {
 
 napi_value squeezedStepFn(napi_env env, napi_callback_info info) {
   return guard(env, [&] {
-    Call c(env, info, 20, "squeezedStep");
+    Call c(env, info, 29, "squeezedStep");
     State& s = state();
     const Mem mem = memArg(c, 0);
     SqueezedStep a{};
@@ -40,6 +40,26 @@ napi_value squeezedStepFn(napi_env env, napi_callback_info info) {
     const int64_t al = c.int64(15, "always");
     a.always = al ? mem.at<const int32_t>(al, a.alwaysPairs * 8, "always") : nullptr;
     if (!a.always) a.alwaysPairs = 0;
+    a.gStart = mem.at<const int32_t>(c.int64(20, "gStart"), a.groups * 4, "gStart");
+    a.gLen = mem.at<const int32_t>(c.int64(21, "gLen"), a.groups * 4, "gLen");
+    // the group tables (0 = none: no prefilter): int8 rows in the keys' layout, groups padded to 16
+    const int64_t gpad = (a.groups + SQ_BLOCK - 1) / SQ_BLOCK * SQ_BLOCK;
+    const int64_t tab[6] = {c.int64(22, "gm8"), c.int64(23, "gmsum"), c.int64(24, "gms"),
+                            c.int64(25, "gs8"), c.int64(26, "gssum"), c.int64(27, "gss")};
+    if (tab[0] && tab[1] && tab[2] && tab[3] && tab[4] && tab[5] && a.groups > 0) {
+      a.gm8 = mem.at<const int8_t>(tab[0], gpad * a.d, "gm8");
+      a.gmsum = mem.at<const int32_t>(tab[1], gpad * 4, "gmsum");
+      a.gms = mem.at<const float>(tab[2], gpad * 4, "gms");
+      a.gs8 = mem.at<const int8_t>(tab[3], gpad * a.d, "gs8");
+      a.gssum = mem.at<const int32_t>(tab[4], gpad * 4, "gssum");
+      a.gss = mem.at<const float>(tab[5], gpad * 4, "gss");
+    }
+    a.want = c.int64(28, "want", -1);
+    for (int64_t g = 0, at = 0; g < a.groups; g++) {
+      if (a.gLen[g] < 0 || a.gStart[g] < at || a.gStart[g] + static_cast<int64_t>(a.gLen[g]) > a.n)
+        throw Error("squeezedStep: groups must be ascending, disjoint runs inside [0, n)");
+      at = a.gStart[g] + a.gLen[g];
+    }
     for (int64_t j = 0; j < a.n; j++)
       if (a.grp[j] >= a.groups) throw Error("squeezedStep: a slot's group is outside [−1, groups)");
     for (int64_t p = 0; p < a.alwaysPairs; p++)

@@ -7,8 +7,9 @@
 #include <immintrin.h>
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
-#include <vector>
+#include <new>
 #include "squeezed.h"
 
 namespace kv {
@@ -60,53 +61,127 @@ inline void prefetchRow(const SqueezedStep& a, int32_t j, int lines) {
   }
 }
 
-struct Scratch {
-  std::vector<float> logit, ex, w, sel;
-  std::vector<int32_t> keys, edge;
-  std::vector<uint8_t> keep;
-  std::vector<float> wg;
-  std::vector<uint32_t> hist;
+/**
+ * A growable scratch array. Internal linkage (anonymous namespace), unlike std::vector's members, whose
+ * shared COMDAT copies the per-ISA objects would otherwise trade (build.ts localizes them).
+ */
+template <class T>
+struct Buf {
+  T* p = nullptr;
+  size_t len = 0, cap = 0;
+  Buf() = default;
+  Buf(const Buf&) = delete;
+  Buf& operator=(const Buf&) = delete;
+  ~Buf() { std::free(p); }
+  void reserve(size_t n) {
+    if (n <= cap) return;
+    cap = std::max(n, cap * 2);
+    p = static_cast<T*>(std::realloc(p, cap * sizeof(T)));
+    if (!p) throw std::bad_alloc();
+  }
+  void resize(size_t n) { reserve(n), len = n; }
+  void assign(size_t n, T v) { resize(n), std::fill(p, p + n, v); }
+  void clear() { len = 0; }
+  void push_back(T v) { reserve(len + 1), p[len++] = v; }
+  bool empty() const { return len == 0; }
+  T& back() { return p[len - 1]; }
+  size_t size() const { return len; }
+  T* data() { return p; }
+  T* begin() { return p; }
+  T* end() { return p + len; }
+  T& operator[](size_t i) { return p[i]; }
 };
 
-/** logits [G][npad] of every slot (f32, as key-sketch.ts's scoreKeys). */
-void scoreAll(const SqueezedStep& a, const int32_t (*q4)[64], const float* f, float* logit, int64_t npad) {
+struct Scratch {
+  Buf<float> logit, ex, w, sel, est, ub, wg;
+  Buf<int32_t> keys, blocks, order;
+  Buf<uint8_t> keep, cand, valid;
+  Buf<uint32_t> hist;
+};
+
+/**
+ * logits of the 16 rows of block b of an int8 table in the keys' layout (k8 / ksum / ks) for every head:
+ * out[h·stride + i] (f32, as key-sketch.ts's scoreKeys).
+ */
+inline void scoreBlock(const SqueezedStep& a, const int8_t* k8, const int32_t* ksum, const float* kscale,
+                       const int32_t (*q4)[64], const float* f, int64_t b, float* out, int64_t stride) {
   const int G = a.G, T = a.d / 4;
-  for (int64_t b = 0; b < npad / SQ_BLOCK; b++) {
-    const int8_t* kb = a.k8 + b * T * SQ_BLOCK * 4;
+  const int8_t* kb = k8 + b * T * SQ_BLOCK * 4;
 #if KV_VNNI
-    __m512i acc[MAXG];
-    for (int h = 0; h < G; h++) acc[h] = _mm512_setzero_si512();
-    for (int t = 0; t < T; t++) {
-      const __m512i kv = _mm512_loadu_si512(kb + t * 64);
-      for (int h = 0; h < G; h++) acc[h] = _mm512_dpbusd_epi32(acc[h], _mm512_set1_epi32(q4[h][t]), kv);
-    }
-    const __m512i corr = _mm512_slli_epi32(_mm512_loadu_si512(a.ksum + b * SQ_BLOCK), 7);
-    const __m512 ks = _mm512_loadu_ps(a.ks + b * SQ_BLOCK);
-    for (int h = 0; h < G; h++) {
-      const __m512 v = _mm512_cvtepi32_ps(_mm512_sub_epi32(acc[h], corr));
-      _mm512_storeu_ps(logit + h * npad + b * SQ_BLOCK, _mm512_mul_ps(_mm512_mul_ps(v, _mm512_set1_ps(f[h])), ks));
-    }
+  __m512i acc[MAXG];
+  for (int h = 0; h < G; h++) acc[h] = _mm512_setzero_si512();
+  for (int t = 0; t < T; t++) {
+    const __m512i kv = _mm512_loadu_si512(kb + t * 64);
+    for (int h = 0; h < G; h++) acc[h] = _mm512_dpbusd_epi32(acc[h], _mm512_set1_epi32(q4[h][t]), kv);
+  }
+  const __m512i corr = _mm512_slli_epi32(_mm512_loadu_si512(ksum + b * SQ_BLOCK), 7);
+  const __m512 ks = _mm512_loadu_ps(kscale + b * SQ_BLOCK);
+  for (int h = 0; h < G; h++) {
+    const __m512 v = _mm512_cvtepi32_ps(_mm512_sub_epi32(acc[h], corr));
+    _mm512_storeu_ps(out + h * stride, _mm512_mul_ps(_mm512_mul_ps(v, _mm512_set1_ps(f[h])), ks));
+  }
 #else
-    const __m256i ones = _mm256_set1_epi16(1);
-    for (int half = 0; half < 2; half++) {
-      __m256i acc[MAXG];
-      for (int h = 0; h < G; h++) acc[h] = _mm256_setzero_si256();
-      for (int t = 0; t < T; t++) {
-        const __m256i kv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(kb + t * 64 + half * 32));
-        for (int h = 0; h < G; h++) {
-          const __m256i qb = _mm256_set1_epi32(q4[h][t]);
-          const __m256i p = _mm256_maddubs_epi16(_mm256_abs_epi8(qb), _mm256_sign_epi8(kv, qb));
-          acc[h] = _mm256_add_epi32(acc[h], _mm256_madd_epi16(p, ones));
-        }
-      }
-      const __m256 ks = _mm256_loadu_ps(a.ks + b * SQ_BLOCK + half * 8);
+  const __m256i ones = _mm256_set1_epi16(1);
+  for (int half = 0; half < 2; half++) {
+    __m256i acc[MAXG];
+    for (int h = 0; h < G; h++) acc[h] = _mm256_setzero_si256();
+    for (int t = 0; t < T; t++) {
+      const __m256i kv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(kb + t * 64 + half * 32));
       for (int h = 0; h < G; h++) {
-        const __m256 v = _mm256_cvtepi32_ps(acc[h]);
-        _mm256_storeu_ps(logit + h * npad + b * SQ_BLOCK + half * 8,
-                         _mm256_mul_ps(_mm256_mul_ps(v, _mm256_set1_ps(f[h])), ks));
+        const __m256i qb = _mm256_set1_epi32(q4[h][t]);
+        const __m256i p = _mm256_maddubs_epi16(_mm256_abs_epi8(qb), _mm256_sign_epi8(kv, qb));
+        acc[h] = _mm256_add_epi32(acc[h], _mm256_madd_epi16(p, ones));
       }
     }
+    const __m256 ks = _mm256_loadu_ps(kscale + b * SQ_BLOCK + half * 8);
+    for (int h = 0; h < G; h++) {
+      const __m256 v = _mm256_cvtepi32_ps(acc[h]);
+      _mm256_storeu_ps(out + h * stride + half * 8, _mm256_mul_ps(_mm256_mul_ps(v, _mm256_set1_ps(f[h])), ks));
+    }
+  }
 #endif
+}
+
+/**
+ * The prefilter's group pass: est_hg = q_h·mean_g and ub_hg = est_hg + |q_h|·spread_g (an upper bound of
+ * every member's logit, up to int8 rounding), both scored like the keys from int8 tables; each group's
+ * rank score max_h (ub_hg − L_h), L_h the clustered log-sum-exp log Σ_g len_g·exp(est_hg). Out, rows of
+ * stride NGp (groups padded to 16): em [G][NGp] = exp(est − M_h), M [G] = max_g est_hg, score [groups];
+ * ub scratch [G][NGp]. qa4: |q| in int8 as q4.
+ */
+void groupPass(const SqueezedStep& a, const int32_t (*q4)[64], const int32_t (*qa4)[64], const float* f,
+               int64_t NGp, float* em, float* ub, float* score, float* M) {
+  const int G = a.G;
+  const int64_t NG = a.groups;
+  float* est = em;
+  for (int64_t b = 0; b < NGp / SQ_BLOCK; b++) {
+    scoreBlock(a, a.gm8, a.gmsum, a.gms, q4, f, b, est + b * SQ_BLOCK, NGp);
+    scoreBlock(a, a.gs8, a.gssum, a.gss, qa4, f, b, ub + b * SQ_BLOCK, NGp);
+  }
+  for (int h = 0; h < G; h++)
+    for (int64_t g = 0; g < NG; g++) ub[h * NGp + g] += est[h * NGp + g];
+  for (int64_t g = 0; g < NG; g++) score[g] = -INFINITY;
+  const int64_t g8 = NG / 8 * 8;
+  for (int h = 0; h < G; h++) {
+    float* eh = est + h * NGp;
+    float m = -INFINITY;
+    for (int64_t g = 0; g < NG; g++) m = std::max(m, eh[g]);
+    M[h] = m;
+    const __m256 m8 = _mm256_set1_ps(m);
+    __m256 z8 = _mm256_setzero_ps();
+    for (int64_t g = 0; g < g8; g += 8) {
+      const __m256 e = exp8(_mm256_sub_ps(_mm256_loadu_ps(eh + g), m8));
+      _mm256_storeu_ps(eh + g, e);
+      const __m256 len = _mm256_cvtepi32_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.gLen + g)));
+      z8 = _mm256_fmadd_ps(len, e, z8);
+    }
+    double z = hsum(z8);
+    for (int64_t g = g8; g < NG; g++) {
+      eh[g] = std::exp(eh[g] - m);
+      z += a.gLen[g] * eh[g];
+    }
+    const float L = static_cast<float>(m + std::log(z));
+    for (int64_t g = 0; g < NG; g++) score[g] = std::max(score[g], ub[h * NGp + g] - L);
   }
 }
 
@@ -128,7 +203,7 @@ float kthWeight(Scratch& S, const float* w, int64_t n, int64_t take) {
     if (w[j] >= 0 && static_cast<int>(std::min<uint32_t>(bits[j] >> SHIFT, BUCKETS - 1)) == bucket)
       S.sel.push_back(w[j]);
   const int64_t k = take - above - 1;
-  std::nth_element(S.sel.begin(), S.sel.begin() + k, S.sel.end(), std::greater<float>());
+  std::nth_element(S.sel.begin(), S.sel.begin() + k, S.sel.end(), [](float x, float y) { return x > y; });
   return S.sel[k];
 }
 
@@ -137,9 +212,10 @@ float kthWeight(Scratch& S, const float* w, int64_t n, int64_t take) {
 int64_t squeezedStep(const SqueezedStep& a) {
   static thread_local Scratch S;
   const int G = a.G, d = a.d;
-  const int64_t n = a.n, npad = (n + SQ_BLOCK - 1) / SQ_BLOCK * SQ_BLOCK;
+  const int64_t n = a.n, npad = (n + SQ_BLOCK - 1) / SQ_BLOCK * SQ_BLOCK, NG = a.groups;
+  const int64_t NGp = (NG + SQ_BLOCK - 1) / SQ_BLOCK * SQ_BLOCK;
   // the group's queries in int8, one scale each (key-sketch.ts quantizeRows), 4 dims per int32
-  alignas(64) int32_t q4[MAXG][64];
+  alignas(64) int32_t q4[MAXG][64], qa4[MAXG][64];
   float f[MAXG];
   for (int h = 0; h < G; h++) {
     const float* q = a.q + h * d;
@@ -150,25 +226,82 @@ int64_t squeezedStep(const SqueezedStep& a) {
     int8_t q8[256];
     for (int e = 0; e < d; e++)
       q8[e] = s == 0 ? 0 : static_cast<int8_t>(std::floor(static_cast<double>(q[e]) / s + 0.5));
+    int8_t qa[256];
+    for (int e = 0; e < d; e++) qa[e] = static_cast<int8_t>(std::abs(q8[e]));
 #if KV_VNNI
-    for (int e = 0; e < d; e++) q8[e] = static_cast<int8_t>(static_cast<uint8_t>(q8[e] + 128));
+    for (int e = 0; e < d; e++) {
+      q8[e] = static_cast<int8_t>(static_cast<uint8_t>(q8[e] + 128));
+      qa[e] = static_cast<int8_t>(static_cast<uint8_t>(qa[e] + 128));
+    }
 #endif
     std::memcpy(q4[h], q8, d);
+    std::memcpy(qa4[h], qa, d);
   }
-  S.logit.resize(G * npad);
-  S.ex.resize(G * npad);
-  scoreAll(a, q4, f, S.logit.data(), npad);
-  // per head: max, e = exp(logit − max), z
-  float mx[MAXG];
-  float invz[MAXG];
-  const int64_t n8 = n / 8 * 8;
+  int64_t selectable = 0;
+  for (int64_t g = 0; g < NG; g++) selectable += a.gLen[g];
+  // candidates: every group, or (prefilter) the best-bounded groups until `want` keys
+  S.cand.assign(NG, 1);
+  const bool pre = a.take >= 0 && a.want >= 0 && a.gm8 && a.want < selectable;
+  // mx_h: the reference of every exp (max of the candidates' logits and the groups' est); gm_h: max est
+  float mx[MAXG], gm[MAXG];
+  for (int h = 0; h < G; h++) mx[h] = -INFINITY, gm[h] = -INFINITY;
+  if (pre) {
+    S.est.resize(G * NGp);
+    S.ub.resize(G * NGp);
+    S.sel.resize(NG);
+    groupPass(a, q4, qa4, f, NGp, S.est.data(), S.ub.data(), S.sel.data(), gm);
+    S.order.resize(NG);
+    for (int64_t g = 0; g < NG; g++) S.order[g] = static_cast<int32_t>(g);
+    const float* sc = S.sel.data();
+    std::sort(S.order.begin(), S.order.end(),
+              [sc](int32_t x, int32_t y) { return sc[x] > sc[y] || (sc[x] == sc[y] && x < y); });
+    std::fill(S.cand.begin(), S.cand.end(), 0);
+    int64_t got = 0;
+    for (int64_t i = 0; i < NG && got < a.want; i++) S.cand[S.order[i]] = 1, got += a.gLen[S.order[i]];
+    for (int h = 0; h < G; h++) mx[h] = gm[h];
+  }
+  // the 16-key blocks holding candidate slots, ascending (groups are runs in slot order)
+  S.blocks.clear();
+  if (!pre) {
+    for (int64_t b = 0; b < npad / SQ_BLOCK; b++) S.blocks.push_back(static_cast<int32_t>(b));
+  } else {
+    for (int64_t g = 0; g < NG; g++) {
+      if (!S.cand[g] || a.gLen[g] == 0) continue;
+      const int32_t b0 = a.gStart[g] / SQ_BLOCK, b1 = (a.gStart[g] + a.gLen[g] - 1) / SQ_BLOCK;
+      for (int32_t b = b0; b <= b1; b++)
+        if (S.blocks.empty() || S.blocks.back() < b) S.blocks.push_back(b);
+    }
+  }
+  const int64_t nb = static_cast<int64_t>(S.blocks.size()), nc = nb * SQ_BLOCK;  // compact slots
+  S.logit.resize(G * nc + 8);
+  S.ex.resize(G * nc + 8);
+  S.valid.resize(nc);
+  const int64_t blockBytes = static_cast<int64_t>(d) * SQ_BLOCK;
+  for (int64_t i = 0; i < nb; i++) {
+    const int64_t b = S.blocks[i];
+    if (i + 2 < nb) {  // candidate blocks are runs with gaps: the hardware prefetcher misses each gap
+      const char* nx = reinterpret_cast<const char*>(a.k8) + S.blocks[i + 2] * blockBytes;
+      for (int64_t c = 0; c < blockBytes; c += 64) _mm_prefetch(nx + c, _MM_HINT_T0);
+    }
+    scoreBlock(a, a.k8, a.ksum, a.ks, q4, f, b, S.logit.data() + i * SQ_BLOCK, nc);
+    for (int k = 0; k < SQ_BLOCK; k++) {
+      const int64_t j = b * SQ_BLOCK + k;
+      S.valid[i * SQ_BLOCK + k] = j < n && a.grp[j] >= 0 && S.cand[a.grp[j]];
+    }
+  }
+  // per head: max, e = exp(logit − max) (0 off the candidates), z with the other groups' mass
+  float invz[MAXG], rel[MAXG];
+  const int64_t n8 = nc / 8 * 8;
   for (int h = 0; h < G; h++) {
-    const float* l = S.logit.data() + h * npad;
-    float* ex = S.ex.data() + h * npad;
+    float* l = S.logit.data() + h * nc;
+    float* ex = S.ex.data() + h * nc;
+    for (int64_t j = 0; j < nc; j++)
+      if (!S.valid[j]) l[j] = -INFINITY;
     __m256 m8 = _mm256_set1_ps(-INFINITY);
     for (int64_t j = 0; j < n8; j += 8) m8 = _mm256_max_ps(m8, _mm256_loadu_ps(l + j));
-    float m = hmax(m8);
-    for (int64_t j = n8; j < n; j++) m = std::max(m, l[j]);
+    float m = std::max(mx[h], hmax(m8));
+    for (int64_t j = n8; j < nc; j++) m = std::max(m, l[j]);
+    if (m == -INFINITY) m = 0;  // nothing selectable
     mx[h] = m;
     m8 = _mm256_set1_ps(m);
     __m256 zs = _mm256_setzero_ps();
@@ -178,43 +311,53 @@ int64_t squeezedStep(const SqueezedStep& a) {
       zs = _mm256_add_ps(zs, v);
     }
     double z = hsum(zs);
-    for (int64_t j = n8; j < n; j++) {
+    for (int64_t j = n8; j < nc; j++) {
       ex[j] = std::exp(l[j] - m);
       z += ex[j];
     }
-    invz[h] = static_cast<float>(1.0 / z);
+    if (pre) {
+      double zo = 0;  // the other groups' mass, against gm_h
+      const float* em = S.est.data() + h * NGp;
+      for (int64_t g = 0; g < NG; g++)
+        if (!S.cand[g]) zo += a.gLen[g] * em[g];
+      rel[h] = std::exp(gm[h] - m);
+      z += zo * rel[h];
+    }
+    invz[h] = z > 0 ? static_cast<float>(1.0 / z) : 0.0f;
   }
-  // weight of each selectable slot: the best estimated softmax weight over the group's heads (−1: always)
-  S.w.resize(n);
-  int64_t selectable = 0;
-  for (int64_t j = 0; j < n; j++) {
-    float best = 0;
-    for (int h = 0; h < G; h++) best = std::max(best, S.ex[h * npad + j] * invz[h]);
-    const bool on = a.grp[j] >= 0;
-    S.w[j] = on ? best : -1.0f;
-    selectable += on;
+  // weight of each candidate slot: the best estimated softmax weight over the group's heads (−1: not one)
+  S.w.resize(nc);
+  int64_t cands = 0;
+  for (int64_t j = 0; j < nc; j += 8) {  // nc is a multiple of 16
+    __m256 best = _mm256_setzero_ps();
+    for (int h = 0; h < G; h++)
+      best = _mm256_max_ps(best, _mm256_mul_ps(_mm256_loadu_ps(S.ex.data() + h * nc + j), _mm256_set1_ps(invz[h])));
+    const __m128i v8 = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(S.valid.data() + j));
+    const __m256 on = _mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_cvtepu8_epi32(v8), _mm256_setzero_si256()));
+    _mm256_storeu_ps(S.w.data() + j, _mm256_blendv_ps(_mm256_set1_ps(-1.0f), best, on));
+    cands += __builtin_popcount(static_cast<unsigned>(_mm256_movemask_ps(on)));
   }
-  S.keep.assign(n, 0);
+  S.keep.assign(nc, 0);
   int64_t kept = 0;
   if (a.take < 0) {
     const float cut = static_cast<float>(a.tau / static_cast<double>(std::max<int64_t>(1, selectable)));
-    for (int64_t j = 0; j < n; j++)
-      if (a.grp[j] >= 0 && S.w[j] >= cut) S.keep[j] = 1, kept++;
-  } else if (a.take > 0) {
-    const int64_t take = std::min(a.take, selectable);
-    const float t = kthWeight(S, S.w.data(), n, take);
+    for (int64_t j = 0; j < nc; j++)
+      if (S.valid[j] && S.w[j] >= cut) S.keep[j] = 1, kept++;
+  } else if (a.take > 0 && cands > 0) {
+    const int64_t take = std::min(a.take, cands);
+    const float t = kthWeight(S, S.w.data(), nc, take);
     int64_t above = 0;
-    for (int64_t j = 0; j < n; j++) above += S.w[j] > t;
+    for (int64_t j = 0; j < nc; j++) above += S.w[j] > t;
     int64_t ties = take - above;
-    for (int64_t j = 0; j < n; j++) {
-      if (a.grp[j] < 0) continue;
+    for (int64_t j = 0; j < nc; j++) {
+      if (!S.valid[j]) continue;
       if (S.w[j] > t || (S.w[j] == t && ties-- > 0)) S.keep[j] = 1, kept++;
     }
   }
   // exact attention over kept slots, always-attended ranges and live tokens [n, end)
   S.keys.clear();
-  for (int64_t j = 0; j < n; j++)
-    if (S.keep[j]) S.keys.push_back(static_cast<int32_t>(j));
+  for (int64_t j = 0; j < nc; j++)
+    if (S.keep[j]) S.keys.push_back(S.blocks[j / SQ_BLOCK] * SQ_BLOCK + static_cast<int32_t>(j % SQ_BLOCK));
   for (int64_t p = 0; p < a.alwaysPairs; p++)
     for (int32_t j = a.always[2 * p]; j < a.always[2 * p + 1]; j++) S.keys.push_back(j);
   for (int64_t j = n; j < a.end; j++) S.keys.push_back(static_cast<int32_t>(j));
@@ -224,7 +367,7 @@ int64_t squeezedStep(const SqueezedStep& a) {
   // parts add without rescaling (an exact logit above it by the int8 error stays far from overflow)
   constexpr int PF = 8, PF2 = 32;  // rows into L1 8 keys ahead, into L2 32 ahead
   const float sc = static_cast<float>(a.scale);
-  std::vector<float>& acc = S.wg;  // [G][2][d]: exact, then left-out
+  Buf<float>& acc = S.wg;  // [G][2][d]: exact, then left-out
   acc.assign(static_cast<size_t>(G) * 2 * d, 0.0f);
   float el[MAXG] = {};
   const int lines = d * 4 / 64;
@@ -260,32 +403,36 @@ int64_t squeezedStep(const SqueezedStep& a) {
         _mm256_storeu_ps(o + e, _mm256_fmadd_ps(p8, _mm256_loadu_ps(vr + e), _mm256_loadu_ps(o + e)));
     }
   }
-  // the left-out slots' share: Σ exp(logit − max) per group (groups are runs of slots) × its mean value,
-  // every head in one pass over the runs
+  // the left-out share: candidates not kept, Σ exp(logit − max) per group (a group's candidates are a run
+  // of compact slots) × its mean value; other groups len · exp(est − max) × theirs
   const bool approx = a.gvals && kept < selectable;
   double za[MAXG] = {};
-  if (approx) {
-    int64_t j = 0;
-    while (j < n) {
-      const int32_t g = a.grp[j];
-      float run[MAXG] = {};
-      int64_t e = j;
-      for (; e < n && a.grp[e] == g; e++) {
-        const float off = S.keep[e] ? 0.0f : 1.0f;
-        for (int h = 0; h < G; h++) run[h] += off * S.ex[h * npad + e];
-      }
-      j = e;
-      if (g < 0) continue;
-      const float* gv = a.gvals + static_cast<int64_t>(g) * d;
-      for (int h = 0; h < G; h++) {
-        if (run[h] == 0) continue;
-        za[h] += run[h];
-        float* oa = acc.data() + h * 2 * d + d;
-        const __m256 w8 = _mm256_set1_ps(run[h]);
-        for (int c = 0; c < d; c += 8)
-          _mm256_storeu_ps(oa + c, _mm256_fmadd_ps(w8, _mm256_loadu_ps(gv + c), _mm256_loadu_ps(oa + c)));
-      }
+  auto addShare = [&](int64_t g, const float* run) {
+    const float* gv = a.gvals + g * d;
+    for (int h = 0; h < G; h++) {
+      if (run[h] == 0) continue;
+      za[h] += run[h];
+      float* oa = acc.data() + h * 2 * d + d;
+      const __m256 w8 = _mm256_set1_ps(run[h]);
+      for (int c = 0; c < d; c += 8)
+        _mm256_storeu_ps(oa + c, _mm256_fmadd_ps(w8, _mm256_loadu_ps(gv + c), _mm256_loadu_ps(oa + c)));
     }
+  };
+  if (approx) {
+    // per group and head: Σ exp(logit − max) of its candidates not kept, or len · exp(est − max) where
+    // the prefilter left the group out; then each group's mean value once for every head
+    S.ub.assign(static_cast<size_t>(NG) * G, 0.0f);
+    float* wg = S.ub.data();
+    for (int64_t j = 0; j < nc; j++) {
+      if (!S.valid[j] || S.keep[j]) continue;
+      float* to = wg + static_cast<int64_t>(a.grp[S.blocks[j / SQ_BLOCK] * SQ_BLOCK + j % SQ_BLOCK]) * G;
+      for (int h = 0; h < G; h++) to[h] += S.ex[h * nc + j];
+    }
+    if (pre)
+      for (int64_t g = 0; g < NG; g++)
+        if (!S.cand[g])
+          for (int h = 0; h < G; h++) wg[g * G + h] = a.gLen[g] * S.est[h * NGp + g] * rel[h];
+    for (int64_t g = 0; g < NG; g++) addShare(g, wg + g * G);
   }
   for (int h = 0; h < G; h++) {
     const float* o = acc.data() + h * 2 * d;

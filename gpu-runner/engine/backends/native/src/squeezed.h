@@ -30,6 +30,19 @@ struct SqueezedStep {
   int64_t end;   // live tokens [n, end)
   int64_t take;  // budget: keys to keep; < 0 → threshold
   double tau;    // threshold: keep when selectable · weight ≥ tau
+  // the prefilter (budget mode, 0 ≤ want < selectable keys): groups ranked by a bound, per-key scoring only
+  // inside the best until `want` keys; the others join the left-out share as size · exp(q·mean key)
+  const int32_t* gStart;  // [groups] first slot of each group (groups are runs of slots, in slot order)
+  const int32_t* gLen;    // [groups] its slots
+  // [groups] mean key and max |k − mean| per dim of each group, int8 in the keys' block layout (groups
+  // padded to 16) with their Σ and scales, as k8 / ksum / ks
+  const int8_t* gm8;
+  const int32_t* gmsum;
+  const float* gms;
+  const int8_t* gs8;
+  const int32_t* gssum;
+  const float* gss;
+  int64_t want;  // keys scored per key (≥ take); −1 = every key
 };
 
 /** Keys per block of the interleaved int8 layout. */
