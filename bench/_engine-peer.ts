@@ -3,7 +3,7 @@
 // from a generated model — by default SmolLM2-135M's shape (bench/_shapes.ts) — or from --model DIR;
 // --model FILE.gguf uses that file as is. Both engines load the same GGUF file. For each format: time to
 // first token from an empty cache at each size (prefill tok/s = size ÷ that time; TTFT rows are the same
-// measurement), decode tokens/s after a short prompt, and the greedy tokens of both on that prompt (llama.cpp
+// measurement), decode tokens/s after a short prompt (median of 3 runs), and the greedy tokens of both on that prompt (llama.cpp
 // with its default F16 KV cache, and again with F32 as kvrag keeps it).
 // kvrag runs on --backend (default auto: native where the addon loads, else wasm), or on webgpu
 // (`--backend webgpu`, the device labelled); it keeps a Q8_0 file's blocks as stored where the backend
@@ -62,6 +62,14 @@ const list = (name: string, v: string) =>
 /** Prompt of n token ids from the byte range (no special tokens). */
 const promptOf = (n: number) => Array.from({ length: n }, (_, i) => (i * 31 + 7) % 256);
 
+/**
+ * Decode is memory-bound (F32: every weight read per token) and one 32-token run lasts about a second, so
+ * a neighbour's burst on the VM's memory moves a single run by ±30%: each side's decode is the median of
+ * this many runs (greedy tokens from the first; they are the same each run).
+ */
+const DECODE_RUNS = 3;
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+
 /** Progress on stderr: a full run takes many minutes. */
 const note = (line: string) => process.stderr.write(`${line}\n`);
 
@@ -78,8 +86,12 @@ async function measureKvrag(
     ttftMs[n] = r.ttftMs;
     note(`  kvrag: ${n} tokens to first token in ${(r.ttftMs / 1000).toFixed(2)} s`);
   }
-  const [r] = await engine.generate([{ prompt: decodePrompt, maxTokens: decode, stopTokenIds: [] }]);
-  return { ttftMs, decodeTokensPerS: ((decode - 1) * 1000) / (r.totalMs - r.ttftMs), tokens: r.tokens };
+  const runs: { tokPerS: number; tokens: number[] }[] = [];
+  for (let i = 0; i < DECODE_RUNS; i++) {
+    const [r] = await engine.generate([{ prompt: decodePrompt, maxTokens: decode, stopTokenIds: [] }]);
+    runs.push({ tokPerS: ((decode - 1) * 1000) / (r.totalMs - r.ttftMs), tokens: r.tokens });
+  }
+  return { ttftMs, decodeTokensPerS: median(runs.map((r) => r.tokPerS)), tokens: runs[0].tokens };
 }
 
 async function measurePeer(
@@ -94,8 +106,12 @@ async function measurePeer(
     ttftMs[n] = (await peer.ttft(promptOf(n))).ttftMs;
     note(`  llama.cpp: ${n} tokens to first token in ${(ttftMs[n] / 1000).toFixed(2)} s`);
   }
-  const d = await peer.decode(decodePrompt, decode);
-  return { ttftMs, decodeTokensPerS: 1000 / d.msPerToken, tokens: d.tokens };
+  const runs: { tokPerS: number; tokens: number[] }[] = [];
+  for (let i = 0; i < DECODE_RUNS; i++) {
+    const d = await peer.decode(decodePrompt, decode);
+    runs.push({ tokPerS: 1000 / d.msPerToken, tokens: d.tokens });
+  }
+  return { ttftMs, decodeTokensPerS: median(runs.map((r) => r.tokPerS)), tokens: runs[0].tokens };
 }
 
 /** How kvrag holds a file's matrices on its backend (`held`: the device dtype of a q projection). */

@@ -18,7 +18,7 @@ import { engineBackend } from '../engine-backend.ts';
 export const command: Command = {
   summary: 'Run an inference runner: runner HTTP API, precompute consumer, registry heartbeat.',
   usage:
-    'kvrag runner [--port N] [--host H] [--id ID] [--url URL] [--max-running N] [--step-tokens N] ' +
+    'kvrag runner [--port N] [--host H] [--id ID] [--url URL] [--max-running N] [--step-tokens N] [--batch-window-ms MS] ' +
     '[--kv-bytes N] [--engine-kv-bytes N] [--precompute-batch N] [--heartbeat-ms MS] [--job-lock-ms MS] [--grace-ms MS] [--evict-check-ms MS]',
   async run(args) {
     const { values } = parseOptions(args, {
@@ -28,6 +28,7 @@ export const command: Command = {
       url: { type: 'string' },
       'max-running': { type: 'string' },
       'step-tokens': { type: 'string' },
+      'batch-window-ms': { type: 'string' },
       'kv-bytes': { type: 'string' },
       'engine-kv-bytes': { type: 'string' },
       'precompute-batch': { type: 'string' },
@@ -76,6 +77,7 @@ export const command: Command = {
       scheduler: {
         maxRunning: numberOption('max-running', values['max-running'], 16),
         maxStepTokens: numberOption('step-tokens', values['step-tokens'], 256),
+        batchWindowMs: numberOption('batch-window-ms', values['batch-window-ms'], 10),
         kvBytes: numberOption('kv-bytes', values['kv-bytes'], 256 * 1024 * 1024),
       },
       credential: { current: config.runnerToken, previous: config.runnerTokenPrevious },

@@ -168,6 +168,32 @@ describe('scheduler admission', () => {
     expect(usages.map((u) => u.tokens)).toEqual(alone);
   });
 
+  it('a burst whose requests arrive a few ms apart shares the first step (the admission window)', async () => {
+    const req = (i: number): SeqRequest => ({
+      system: [],
+      chunks: [],
+      question: engine.encode(`Burst question ${i}?`),
+      mode: 'full',
+      maxTokens: 2,
+      stopTokenIds: [],
+    });
+    // four arrivals ~1 ms apart (later event-loop turns, as a burst's HTTP requests are parsed)
+    const burst = async (opts: { batchWindowMs?: number }) => {
+      const steps: { prefill: number }[] = [];
+      const s = new Scheduler(engine, { ...opts, observer: { step: (x) => steps.push(x) } });
+      const done: Promise<unknown>[] = [];
+      for (let i = 0; i < 4; i++) {
+        done.push(s.submit(req(i)));
+        await new Promise((r) => setTimeout(r, 1));
+      }
+      await Promise.all(done);
+      return steps.filter((x) => x.prefill > 0).length;
+    };
+    // the window's cap is wide here so a stalled machine cannot end it early: the gap rule is what is tested
+    expect(await burst({ batchWindowMs: 1000 })).toBe(1); // one step prefills all four questions
+    expect(await burst({ batchWindowMs: 0 })).toBeGreaterThan(1); // stepping at once admits them apart
+  });
+
   it("reads a waiting request's artifacts ahead and lets go of them when it ends waiting", async () => {
     const { assembler } = assemblerWithTier();
     await new Scheduler(engine, { assembler }).submit(reuseReq(2)); // stores its artifacts
