@@ -5,27 +5,29 @@
 // ranges or merging on the host. The sketches live in the wasm memory the cache lives in.
 import { CheckedBackend } from '../../backends/checked.ts';
 import { NativeWasmKernels } from '../../backends/native/backend.ts';
+import type { NativeSqueezedStep } from '../../backends/native/kernels.ts';
 import type { Backend, SeqSpan, Tensor } from '../../backends/types.ts';
 import { allocTensor, type WasmKVCache, type WasmTensor } from '../../backends/wasm/tensors.ts';
 import { candidateKeys, type KeySketch } from './key-sketch.ts';
 
-/** Byte offsets of one sketch's arrays in the wasm memory (0 = none). */
-interface Placed {
-  k8: number;
-  ksum: number;
-  ks: number;
-  grp: number;
-  gvals: number;
-  always: number;
-  gStart: number;
-  gLen: number;
-  gm8: number;
-  gmsum: number;
-  gms: number;
-  gs8: number;
-  gssum: number;
-  gss: number;
-}
+/** Byte offsets of one sketch's arrays in the wasm memory (0 = none): those fields of the kernel's arguments. */
+type Placed = Pick<
+  NativeSqueezedStep,
+  | 'k8'
+  | 'ksum'
+  | 'ks'
+  | 'grp'
+  | 'gvals'
+  | 'always'
+  | 'gStart'
+  | 'gLen'
+  | 'gm8'
+  | 'gmsum'
+  | 'gms'
+  | 'gs8'
+  | 'gssum'
+  | 'gss'
+>;
 
 /** What a step keeps of sketch ti: take keys (budget) or those above τ (take −1). */
 export type KeepRule = { take: number; tau: number };
