@@ -12,6 +12,7 @@ import { BackendUnavailableError } from '../../errors.ts';
 import { CheckedBackend } from '../checked.ts';
 import { type DType, type HostTensor, isBlockDType } from '../dtypes.ts';
 import type { AttentionCall, KernelSpan } from '../kernels.ts';
+import type { KVCacheSpec, PackedKVSpec } from '../types.ts';
 import { WasmKernels } from '../wasm/backend.ts';
 import { type RuntimeOptions, WasmRuntime, wasmBackendAvailable } from '../wasm/runtime.ts';
 import { allocTensor, type WasmKVCache, WasmTensor } from '../wasm/tensors.ts';
@@ -118,6 +119,23 @@ export class NativeWasmKernels extends WasmKernels {
       };
     });
     this.native.kvWrite(this.rt.mem.u8, { k: k.off, v: v.off, width: kvHeads * headDim, headDim, spans: ws });
+  }
+
+  /** A packed artifact section into the cache by the addon's kv_unpack (the same arguments as wasm's). */
+  override kvUnpack(
+    c: WasmKVCache,
+    spec: KVCacheSpec,
+    layer: number,
+    pos: number,
+    part: 'k' | 'v',
+    src: WasmTensor,
+    offset: number,
+    packed: PackedKVSpec,
+    delta: number,
+    invFreq: WasmTensor | null,
+  ): void {
+    const args = this.unpackArgs(c, spec, layer, pos, part, src, offset, packed, delta, invFreq);
+    this.native.kvUnpack(this.rt.mem.u8, args);
   }
 
   /** Dense causal attention of every span in one addon call: the units of all sequences share the pool. */

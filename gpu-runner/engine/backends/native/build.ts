@@ -85,7 +85,27 @@ const UNITS: Unit[] = [
     flags: [...AVX512, '-mavx512vnni', '-DKV_VNNI=1', '-DKV_NS=vnni'],
     isa: true,
   },
-  ...['addon.cc', 'attention-driver.cc', 'cpu.cc', 'pack.cc', 'pool.cc', 'squeezed-driver.cc'].map((src) => ({
+  {
+    src: 'kvunpack.cc',
+    obj: 'kvunpack-avx2.o',
+    flags: [...AVX2, '-DKV_LEVEL=256', '-DKV_NS=avx2'],
+    isa: true,
+  },
+  {
+    src: 'kvunpack.cc',
+    obj: 'kvunpack-avx512.o',
+    flags: [...AVX512, '-DKV_LEVEL=512', '-DKV_NS=avx512'],
+    isa: true,
+  },
+  ...[
+    'addon.cc',
+    'attention-driver.cc',
+    'cpu.cc',
+    'pack.cc',
+    'pool.cc',
+    'squeezed-driver.cc',
+    'kvunpack-driver.cc',
+  ].map((src) => ({
     src,
     obj: src.replace('.cc', '.o'),
     flags: [],

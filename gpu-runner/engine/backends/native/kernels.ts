@@ -2,8 +2,8 @@
 // (a Uint8Array over it; for the wasm backend `new Uint8Array(memory.buffer)` of its shared memory) and
 // byte offsets, like WasmRuntime's methods, so the backend can call either on the same tensors.
 import type { BlockDType } from '../dtypes.ts';
-import type { AttentionArgs } from '../wasm/runtime.ts';
-import { HALF_IEEE } from '../wasm/runtime.ts';
+import type { AttentionArgs, KVUnpackArgs } from '../wasm/runtime.ts';
+import { HALF_IEEE, KV_DTYPE_CODE } from '../wasm/runtime.ts';
 
 /** The addon's exports (positional arguments, byte offsets; see src/addon.cc). */
 export interface NativeAddon {
@@ -85,6 +85,7 @@ export interface NativeAddon {
   swiglu(mem: Uint8Array, gate: number, up: number, y: number, size: number): void;
   argmax(mem: Uint8Array, x: number, out: number, M: number, N: number): void;
   squeezedStep(mem: Uint8Array, ...args: number[]): number;
+  kvUnpack(mem: Uint8Array, ...args: number[]): void;
 }
 
 /**
@@ -341,6 +342,32 @@ export class NativeKernels {
   ): void {
     const f = packSpans(a.spans, ['dk', 'dv', 'kvHeadStride', 'row', 'count']);
     this.addon.kvWrite(mem, a.k, a.v, a.width, a.headDim, f);
+  }
+
+  /**
+   * One chunk KV artifact section → rows of a cache layer (the wasm kernel's arguments, KVUnpackArgs):
+   * widened or dequantized, Hadamard-rotated keys rotated back, keys re-rotated by Δ, in one pass per row.
+   */
+  kvUnpack(mem: Uint8Array, a: KVUnpackArgs): void {
+    this.addon.kvUnpack(
+      mem,
+      a.src,
+      a.dst,
+      KV_DTYPE_CODE[a.dtype],
+      a.part === 'k' ? 1 : 0,
+      a.kvHeads,
+      a.n,
+      a.headDim,
+      a.keyGroup,
+      a.valueGroup,
+      a.rowBytes,
+      a.steps,
+      a.mins,
+      a.headStride,
+      a.delta,
+      a.invFreq,
+      a.hadamard ? 1 : 0,
+    );
   }
 
   /** y [size] = gate · sigmoid(gate) · up */

@@ -11,7 +11,7 @@ import { sectionLayout } from '../../kv/kv-codec.ts';
 import type { KVBlock, KVCacheSpec, PackedKVSpec } from '../types.ts';
 import { attentionWasm, sparseAttentionWasm } from './attention.ts';
 import { matmulQuantWasm } from './quant-ops.ts';
-import { HALF_IEEE, HALF_PRESCALED, type RuntimeOptions, WasmRuntime } from './runtime.ts';
+import { HALF_IEEE, HALF_PRESCALED, type KVUnpackArgs, type RuntimeOptions, WasmRuntime } from './runtime.ts';
 import { allocTensor, prescaleHalves, WasmKVCache, WasmTensor } from './tensors.ts';
 
 type Call = AttentionCall<WasmTensor, WasmKVCache>;
@@ -252,8 +252,23 @@ export class WasmKernels implements Kernels<WasmTensor, WasmKVCache> {
     delta: number,
     invFreq: WasmTensor | null,
   ): void {
+    this.rt.kvUnpack(this.unpackArgs(c, spec, layer, pos, part, src, offset, packed, delta, invFreq));
+  }
+  /** kvUnpack's arguments as byte offsets into the memory (the wasm and the native kernel take the same). */
+  protected unpackArgs(
+    c: WasmKVCache,
+    spec: KVCacheSpec,
+    layer: number,
+    pos: number,
+    part: 'k' | 'v',
+    src: WasmTensor,
+    offset: number,
+    packed: PackedKVSpec,
+    delta: number,
+    invFreq: WasmTensor | null,
+  ): KVUnpackArgs {
     const lay = sectionLayout(packed.dtype, part, packed, packed.quant);
-    this.rt.kvUnpack({
+    return {
       src: src.off + offset,
       dst: (part === 'k' ? c.k : c.v) + c.offset(layer, 0, pos),
       dtype: packed.dtype,
@@ -270,7 +285,7 @@ export class WasmKernels implements Kernels<WasmTensor, WasmKVCache> {
       delta,
       invFreq: invFreq?.off ?? 0,
       hadamard: part === 'k' && packed.quant?.keyTransform === 'hadamard',
-    });
+    };
   }
   kvGather(c: WasmKVCache, spec: KVCacheSpec, layer: number, start: number, count: number) {
     const { kvHeads, headDim } = spec;

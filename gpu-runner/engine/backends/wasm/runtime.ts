@@ -113,7 +113,8 @@ export interface AttentionArgs {
   colOffs?: number;
 }
 
-const KV_DTYPE_CODE = { f32: 0, f16: 1, int8: 2, int4: 3 } as const;
+/** kvUnpack's dtype codes (the wasm and native kernels' `dtype` argument). */
+export const KV_DTYPE_CODE = { f32: 0, f16: 1, int8: 2, int4: 3 } as const;
 
 /** kvUnpack's arguments: byte offsets into the memory, sizes, the section's layout (kv-codec.ts). */
 export interface KVUnpackArgs {

@@ -149,5 +149,6 @@ inline int partsFor(int64_t work, int64_t units) {
 
 napi_value attentionFn(napi_env env, napi_callback_info info);
 napi_value attentionSpansFn(napi_env env, napi_callback_info info);
+napi_value kvUnpackFn(napi_env env, napi_callback_info info);
 
 }  // namespace kv
