@@ -1,8 +1,9 @@
-// Packed chunk KV artifacts at the Backend interface: uploadPackedKV / kvUnpack / freePackedKV. The wasm
-// kernel path and the checking layer's host path (reference backend) put the same values in the cache for
-// every dtype, keys re-rotated as rope() would (1e-5: f32 sin/cos of the two); wrong arguments are refused
+// Packed chunk KV artifacts at the Backend interface: uploadPackedKV / kvUnpack / freePackedKV. The kernel
+// paths (wasm's kv_unpack, and the native backend's addon kernel where the addon is built) and the
+// checking layer's host path (reference backend) put the same values in the cache for every dtype, keys re-rotated as rope() would (1e-5: f32 sin/cos of the two); wrong arguments are refused
 // with BackendArgumentError naming the op, before anything is written.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createNativeBackend } from '../../gpu-runner/engine/backends/native/backend.ts';
 import { createReferenceBackend } from '../../gpu-runner/engine/backends/reference/index.ts';
 import type { Backend, PackedKV, PackedKVSpec, Tensor } from '../../gpu-runner/engine/backends/types.ts';
 import { createWasmBackend } from '../../gpu-runner/engine/backends/wasm/index.ts';
@@ -15,6 +16,7 @@ import {
   type KVDType,
   sectionLayout,
 } from '../../gpu-runner/engine/kv/kv-codec.ts';
+import { native } from '../helpers/native.ts';
 import { rand, relErr } from '../helpers/wasm-runtime.ts';
 
 const G = { layers: 2, kvHeads: 2, headDim: 16, n: 21 };
@@ -50,13 +52,16 @@ function packed(dtype: KVDType): {
 
 let ref: Backend;
 let wasm: Backend;
+let nat: Backend | null = null;
 beforeAll(async () => {
   ref = createReferenceBackend();
   wasm = await createWasmBackend({ threads: 2, splitAll: true });
+  if (native.ok) nat = await createNativeBackend({ threads: 2 });
 });
 afterAll(() => {
   ref.dispose();
   wasm.dispose();
+  nat?.dispose();
 });
 
 const invFreqOf = (b: Backend): Tensor =>
@@ -80,12 +85,19 @@ async function unpacked(b: Backend, dtype: KVDType, pos: number, delta: number) 
   return out;
 }
 
-describe('packed KV: kernel path (wasm) = host path (reference)', () => {
+// the native backend where the addon is built (test/unit/native/addon.test.ts fails where it should be)
+const kernelPaths: [string, () => Backend][] = [
+  ['wasm', () => wasm],
+  ...(native.ok ? [['native', () => nat!] as [string, () => Backend]] : []),
+];
+
+describe.each(kernelPaths)('packed KV: kernel path (%s) = host path (reference)', (_, kernelBackend) => {
   it.each(KV_DTYPES)('%s, at position 7, keys re-rotated by 7 and by −3', async (dtype) => {
-    expect([ref.caps.kvUnpack, wasm.caps.kvUnpack]).toEqual([false, true]);
+    const kb = kernelBackend();
+    expect([ref.caps.kvUnpack, kb.caps.kvUnpack]).toEqual([false, true]);
     for (const delta of [7, -3, 0]) {
       const a = await unpacked(ref, dtype, 7, delta);
-      const b = await unpacked(wasm, dtype, 7, delta);
+      const b = await unpacked(kb, dtype, 7, delta);
       for (let l = 0; l < G.layers; l++) {
         expect(b[l].v).toEqual(a[l].v);
         if (delta === 0) expect(b[l].k).toEqual(a[l].k);
@@ -96,10 +108,11 @@ describe('packed KV: kernel path (wasm) = host path (reference)', () => {
 
   it('holds the span of the sections only: bytes = first section start to last section end', () => {
     const { spec, bytes, offsets } = packed('int4');
-    const p = wasm.uploadPackedKV(spec, bytes, offsets);
+    const kb = kernelBackend();
+    const p = kb.uploadPackedKV(spec, bytes, offsets);
     const last = offsets.v[G.layers - 1] + sectionLayout('int4', 'v', spec, spec.quant).bytes;
     expect(p.bytes).toBe(last - 8);
-    wasm.freePackedKV(p);
+    kb.freePackedKV(p);
   });
 });
 

@@ -1,5 +1,6 @@
 // The `native` backend: the wasm backend's kernels with the heavy ones — matmul (f32, f16, Q8_0 / Q4_0),
-// dense causal attention (one call for all of a step's sequences), the KV writes, SwiGLU and argmax — run by the
+// dense causal attention (one call for all of a step's sequences), the KV writes, the packed chunk KV unpack
+// (kvUnpack), SwiGLU and argmax — run by the
 // N-API addon (native/kernels.ts) on the same shared memory by byte offsets, so tensors, caches, uploads
 // and the other light ops (norms, RoPE, adds, squeezed and sparse attention) stay wasm's with no copies.
 // Q8_0 / Q4_0 weights are packed at upload into the layout the int8 kernels read (the ggml bytes are not

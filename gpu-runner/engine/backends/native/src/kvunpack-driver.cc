@@ -68,9 +68,11 @@ napi_value kvUnpackFn(napi_env env, napi_callback_info info) {
     }
     auto* rowsFn = std::strcmp(s.level->name, "avx2") == 0 ? avx2::kvUnpackRows : avx512::kvUnpackRows;
     std::lock_guard<std::mutex> lock(s.op);
-    // a 512-token section is ~10^5 floats: worth splitting (the workers spin between ops)
-    const int parts =
-        s.pool.threads() == 1 || rows * d < (1 << 14) ? 1 : static_cast<int>(std::min<int64_t>(rows, s.pool.threads()));
+    // a 512-token section is ~10^5 floats: worth splitting (the workers spin between ops), in a few parts
+    // per thread so that a worker descheduled mid-part holds up little of it
+    const int parts = s.pool.threads() == 1 || rows * d < (1 << 14)
+                          ? 1
+                          : static_cast<int>(std::min<int64_t>(rows / 64, s.pool.threads() * 4));
     s.pool.run(parts, [&](int p, int) { rowsFn(a, rows * p / parts, rows * (p + 1) / parts); });
     return undefinedValue(env);
   });

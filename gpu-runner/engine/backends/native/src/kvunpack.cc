@@ -308,7 +308,7 @@ void kvUnpackRows(const KvUnpack& a, int64_t r0, int64_t r1) {
   if (fitsRegisters(a, 1)) return rowsInRegisters<1>(a, r0, r1);
   if (fitsRegisters(a, 2)) return rowsInRegisters<2>(a, r0, r1);
   if (fitsRegisters(a, 4)) return rowsInRegisters<4>(a, r0, r1);
-  if (fitsRegisters(a, 8)) return rowsInRegisters<8>(a, r0, r1);
+  if (W == 16 && fitsRegisters(a, 8)) return rowsInRegisters<8>(a, r0, r1);  // AVX2: 8 rows spill
   const int d = a.d;
   const int64_t n = a.n;
   const bool quantized = a.dtype == KV_INT8 || a.dtype == KV_INT4;
