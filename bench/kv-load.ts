@@ -1,9 +1,10 @@
 // `kvrag bench kv-load [--tokens 8192] [--chunk-tokens 512] [--layers 30] [--kv-heads 3] [--head-dim 64]
-//   [--artifact-dtype f16,int8,int4] [--runs 5] [--threads N] [--json]`
+//   [--artifact-dtype f16,int8,int4] [--runs 5] [--threads N] [--backend auto|native|wasm] [--json]`
 // The load path of chunk KV artifacts alone, at SmolLM2-135M's KV shape by default: a context of --tokens
 // tokens in chunks of --chunk-tokens, each chunk's artifact (synthetic post-RoPE keys with outlier
 // channels, values of mixed scale; no squeezed index) taken from host memory into one sequence's cache on
-// the wasm backend at its offset, keys re-rotated there. Per dtype, side by side in one run (median of
+// a CPU backend with the packed-KV kernels (--backend: auto, what the runner picks — native where its addon
+// loads, else wasm) at its offset, keys re-rotated there. Per dtype, side by side in one run (median of
 // --runs after one uncounted warm-up, the paths interleaved so machine noise hits all alike):
 //   verify   header and every section's crc32 (ArtifactStore)
 //   upload   the sections as stored into device memory (Backend.uploadPackedKV: one copy)
@@ -18,7 +19,7 @@
 // (the two paths must agree: 0 for values, f32 rounding of the rotation for keys).
 import { availableParallelism } from 'node:os';
 import type { Backend, KVCache, PackedKV } from '../gpu-runner/engine/backends/types.ts';
-import { createWasmBackend } from '../gpu-runner/engine/backends/wasm/index.ts';
+import { createBackend, resolveBackendName } from '../gpu-runner/engine/backends/registry.ts';
 import {
   type ArtifactMeta,
   decodeLayers,
@@ -153,7 +154,10 @@ export async function run(args: string[]): Promise<number> {
     'artifact-dtype': { type: 'string', default: 'f16,int8,int4' },
     runs: { type: 'string' },
     threads: { type: 'string' },
+    backend: { type: 'string', default: 'auto' },
   });
+  if (!['auto', 'native', 'wasm'].includes(values.backend ?? ''))
+    throw new UsageError(`--backend: "${values.backend}" (auto, native, wasm)`);
   const shape = {
     tokens: numberOption('tokens', values.tokens, 8192),
     chunkTokens: numberOption('chunk-tokens', values['chunk-tokens'], 512),
@@ -169,7 +173,9 @@ export async function run(args: string[]): Promise<number> {
       throw new UsageError(`--artifact-dtype: unknown dtype "${d}" (${KV_DTYPES.join(', ')})`);
   const runs = numberOption('runs', values.runs, 5);
   const threads = numberOption('threads', values.threads, availableParallelism());
-  const b = await createWasmBackend({ threads });
+  const b = await createBackend(await resolveBackendName(values.backend as 'auto' | 'native' | 'wasm'), {
+    threads,
+  });
   const { layers, kvHeads, headDim, chunkTokens: n } = shape;
   const chunks = shape.tokens / n;
   const d2 = headDim / 2;
