@@ -336,63 +336,49 @@ export function keyWeights(
   return w;
 }
 
+/** Slots per block of a budget step's choice (the native kernel's int8 block, src/squeezed.h SQ_BLOCK). */
+export const PICK_BLOCK = 16;
+
 /**
- * Keep mask [n]: the `take` best candidates (w ≥ 0) by weight (ties by slot), or (take −1) those with
- * m·w ≥ τ (m: selectable slots).
+ * Keep mask [n]. Budget (take ≥ 0): the slots sit cluster-major, so the choice is by blocks of
+ * PICK_BLOCK slots in cache order ([16i, 16i + 16)), ranked by their best candidate's weight (ties by
+ * block): the best ⌊take/16⌋ blocks keep all their candidates, the next block its best candidates (ties by
+ * slot) up to take — a block's one matching key keeps its block, and the kept rows are read as runs of
+ * contiguous rows instead of scattered single rows. Threshold (take −1): the candidates with m·w ≥ τ (m:
+ * selectable slots), per key.
  */
 export function pickKeys(s: KeySketch, w: Float32Array, rule: { take: number; tau: number }): Uint8Array {
   const keep = new Uint8Array(s.n);
   const selectable = s.n - s.alwaysKeys;
+  const cand = (j: number) => s.group[j] >= 0 && w[j] >= 0;
   if (rule.take < 0) {
     const cut = rule.tau / Math.max(1, selectable);
     for (let j = 0; j < s.n; j++) if (s.group[j] >= 0 && w[j] >= cut) keep[j] = 1;
     return keep;
   }
-  let cands = 0;
-  for (let j = 0; j < s.n; j++) if (s.group[j] >= 0 && w[j] >= 0) cands++;
-  const take = Math.min(rule.take, cands);
-  if (take <= 0) return keep;
-  const t = kthLargest(w, take);
-  let above = 0;
-  for (let j = 0; j < s.n; j++) if (w[j] > t) above++;
-  let ties = take - above;
-  for (let j = 0; j < s.n; j++) {
-    if (s.group[j] < 0 || w[j] < 0) continue;
-    if (w[j] > t) keep[j] = 1;
-    else if (w[j] === t && ties > 0) {
-      keep[j] = 1;
-      ties--;
-    }
+  if (rule.take <= 0) return keep;
+  const blocks = Math.ceil(s.n / PICK_BLOCK);
+  const best = new Float32Array(blocks).fill(-1);
+  for (let j = 0; j < s.n; j++) if (cand(j) && w[j] > best[j >> 4]) best[j >> 4] = w[j];
+  const order = Array.from({ length: blocks }, (_, i) => i)
+    .filter((i) => best[i] >= 0)
+    .sort((x, y) => best[y] - best[x] || x - y);
+  const full = Math.floor(rule.take / PICK_BLOCK);
+  let kept = 0;
+  for (const i of order.slice(0, full))
+    for (let j = i * PICK_BLOCK; j < Math.min(s.n, (i + 1) * PICK_BLOCK); j++)
+      if (cand(j)) {
+        keep[j] = 1;
+        kept++;
+      }
+  if (order.length > full && kept < rule.take) {
+    const i = order[full];
+    const lanes: number[] = [];
+    for (let j = i * PICK_BLOCK; j < Math.min(s.n, (i + 1) * PICK_BLOCK); j++) if (cand(j)) lanes.push(j);
+    lanes.sort((x, y) => w[y] - w[x] || x - y);
+    for (const j of lanes.slice(0, rule.take - kept)) keep[j] = 1;
   }
   return keep;
-}
-
-/** The k-th largest of x (1-based), by quickselect on a copy. */
-export function kthLargest(x: Float32Array, k: number): number {
-  const a = x.slice();
-  let lo = 0;
-  let hi = a.length - 1;
-  const want = k - 1;
-  while (lo < hi) {
-    const p = a[(lo + hi) >>> 1];
-    let i = lo;
-    let j = hi;
-    while (i <= j) {
-      while (a[i] > p) i++;
-      while (a[j] < p) j--;
-      if (i <= j) {
-        const t = a[i];
-        a[i] = a[j];
-        a[j] = t;
-        i++;
-        j--;
-      }
-    }
-    if (want <= j) hi = j;
-    else if (want >= i) lo = i;
-    else return a[want];
-  }
-  return a[want];
 }
 
 /**
