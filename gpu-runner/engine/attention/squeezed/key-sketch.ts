@@ -213,8 +213,9 @@ export interface Prefilter {
 /**
  * The prefilter of a budget step (null when every key is scored: threshold mode, share 0, or the share
  * covers the selectable keys). q: [rows][d] f32. Groups are ranked by max_r (ub_rg − L_r), ties by
- * index, and taken until their keys reach candidateKeys (src/squeezed.cc's groupPass: the same int8
- * roundings; L_r up to the order of its sums).
+ * index, and the best ⌈want·groups / selectable⌉ of them scored per key (want = candidateKeys: that many
+ * keys at the mean group size; src/squeezed.cc's groupPass: the same int8 roundings; L_r up to the order
+ * of its sums).
  */
 export function prefilter(
   s: KeySketch,
@@ -257,13 +258,11 @@ export function prefilter(
     const L = Math.fround(m + Math.log(z));
     for (let g = 0; g < G; g++) score[g] = Math.max(score[g], Math.fround(ub[g] - L));
   }
+  // the best ⌈want·groups / selectable⌉ groups: want keys at the mean group size
+  const top = Math.min(G, Math.ceil((want * G) / (s.n - s.alwaysKeys)));
   const order = Array.from({ length: G }, (_, g) => g).sort((x, y) => score[y] - score[x] || x - y);
   const cand = new Uint8Array(G);
-  let got = 0;
-  for (let i = 0; i < G && got < want; i++) {
-    cand[order[i]] = 1;
-    got += gLen[order[i]];
-  }
+  for (const g of order.slice(0, top)) cand[g] = 1;
   return { cand, em, gm };
 }
 
@@ -342,9 +341,9 @@ export const PICK_BLOCK = 16;
 /**
  * Keep mask [n]. Budget (take ≥ 0): the slots sit cluster-major, so the choice is by blocks of
  * PICK_BLOCK slots in cache order ([16i, 16i + 16)), ranked by their best candidate's weight (ties by
- * block): the best ⌊take/16⌋ blocks keep all their candidates, the next block its best candidates (ties by
- * slot) up to take — a block's one matching key keeps its block, and the kept rows are read as runs of
- * contiguous rows instead of scattered single rows. Threshold (take −1): the candidates with m·w ≥ τ (m:
+ * block) and taken in that order, every candidate of a block kept, while ⌊(take − kept)/16⌋ more blocks
+ * fit; then the next block's best candidates (ties by slot) up to take — a block's one matching key keeps
+ * its block, and the kept rows are read as runs of contiguous rows instead of scattered single rows. Threshold (take −1): the candidates with m·w ≥ τ (m:
  * selectable slots), per key.
  */
 export function pickKeys(s: KeySketch, w: Float32Array, rule: { take: number; tau: number }): Uint8Array {
@@ -363,20 +362,27 @@ export function pickKeys(s: KeySketch, w: Float32Array, rule: { take: number; ta
   const order = Array.from({ length: blocks }, (_, i) => i)
     .filter((i) => best[i] >= 0)
     .sort((x, y) => best[y] - best[x] || x - y);
-  const full = Math.floor(rule.take / PICK_BLOCK);
+  // rounds of ⌊(take − kept)/16⌋ more blocks (a block's candidates may be fewer than 16), then one
+  // block's best candidates up to take
+  const lanes = (i: number) => {
+    const out: number[] = [];
+    for (let j = i * PICK_BLOCK; j < Math.min(s.n, (i + 1) * PICK_BLOCK); j++) if (cand(j)) out.push(j);
+    return out;
+  };
   let kept = 0;
-  for (const i of order.slice(0, full))
-    for (let j = i * PICK_BLOCK; j < Math.min(s.n, (i + 1) * PICK_BLOCK); j++)
-      if (cand(j)) {
+  let at = 0;
+  for (let full = Math.floor(rule.take / PICK_BLOCK); full > 0 && at < order.length; ) {
+    for (const i of order.slice(at, at + full))
+      for (const j of lanes(i)) {
         keep[j] = 1;
         kept++;
       }
-  if (order.length > full && kept < rule.take) {
-    const i = order[full];
-    const lanes: number[] = [];
-    for (let j = i * PICK_BLOCK; j < Math.min(s.n, (i + 1) * PICK_BLOCK); j++) if (cand(j)) lanes.push(j);
-    lanes.sort((x, y) => w[y] - w[x] || x - y);
-    for (const j of lanes.slice(0, rule.take - kept)) keep[j] = 1;
+    at = Math.min(order.length, at + full);
+    full = Math.floor((rule.take - kept) / PICK_BLOCK);
+  }
+  if (at < order.length && kept < rule.take) {
+    const top = lanes(order[at]).sort((x, y) => w[y] - w[x] || x - y);
+    for (const j of top.slice(0, rule.take - kept)) keep[j] = 1;
   }
   return keep;
 }

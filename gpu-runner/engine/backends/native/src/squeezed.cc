@@ -195,9 +195,41 @@ inline uint32_t laneMask(int64_t m) { return m >= 32 ? ~0u : (1u << m) - 1; }
 void attendRows(const SqueezedStep& a, int64_t base, uint32_t mask, const float* ref, float sc, float* acc,
                 float* el) {
   const int G = a.G, d = a.d;
-  alignas(32) float p[MAXG][SQ_BLOCK];
+  alignas(64) float p[MAXG][SQ_BLOCK];
   int lane[SQ_BLOCK], m = 0;
   for (uint32_t r = mask; r; r &= r - 1) lane[m++] = __builtin_ctz(r);
+#if KV_VNNI
+  // AVX-512: a row's d floats in d/16 registers, each head's dot as two chains and one reduction; the
+  // outputs of a head in ≤ 16 registers over the block's lanes
+  for (int i = 0; i < m; i++) {
+    const float* kr = a.K + (base + lane[i]) * d;
+    for (int h = 0; h < G; h++) {
+      const float* q = a.q + h * d;
+      __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
+      int e = 0;
+      for (; e + 32 <= d; e += 32) {
+        s0 = _mm512_fmadd_ps(_mm512_loadu_ps(q + e), _mm512_loadu_ps(kr + e), s0);
+        s1 = _mm512_fmadd_ps(_mm512_loadu_ps(q + e + 16), _mm512_loadu_ps(kr + e + 16), s1);
+      }
+      if (e < d) s0 = _mm512_fmadd_ps(_mm512_loadu_ps(q + e), _mm512_loadu_ps(kr + e), s0);
+      p[h][i] = std::min(_mm512_reduce_add_ps(_mm512_add_ps(s0, s1)) * sc - ref[h], 80.0f);
+    }
+  }
+  for (int h = 0; h < G; h++) {
+    for (int i = 0; i < m; i += 8) _mm256_store_ps(p[h] + i, exp8(_mm256_load_ps(p[h] + i)));
+    for (int i = 0; i < m; i++) el[h] += p[h][i];
+    float* o = acc + h * 2 * d;
+    __m512 ov[16];
+    const int nv = d / 16;
+    for (int c = 0; c < nv; c++) ov[c] = _mm512_loadu_ps(o + 16 * c);
+    for (int i = 0; i < m; i++) {
+      const __m512 w = _mm512_set1_ps(p[h][i]);
+      const float* vr = a.V + (base + lane[i]) * d;
+      for (int c = 0; c < nv; c++) ov[c] = _mm512_fmadd_ps(w, _mm512_loadu_ps(vr + 16 * c), ov[c]);
+    }
+    for (int c = 0; c < nv; c++) _mm512_storeu_ps(o + 16 * c, ov[c]);
+  }
+#else
   for (int i = 0; i < m; i++) {
     const float* kr = a.K + (base + lane[i]) * d;
     for (int h = 0; h < G; h++) p[h][i] = std::min(dot(a.q + h * d, kr, d) * sc - ref[h], 80.0f);
@@ -218,12 +250,14 @@ void attendRows(const SqueezedStep& a, int64_t base, uint32_t mask, const float*
       _mm256_storeu_ps(o + e + 8, o1);
     }
   }
+#endif
 }
 
 /**
  * The budget's choice (key-sketch.ts pickKeys): compact blocks ranked by their best candidate's weight
- * (ties by block, i.e. by cache block: compact blocks ascend), the best ⌊take/16⌋ keep every candidate,
- * the next one its best candidates (ties by slot) up to take. Marks S.keep; returns the keys kept.
+ * (ties by block, i.e. by cache block: compact blocks ascend), taken in rounds while ⌊(take − kept)/16⌋ > 0
+ * (each round that many more blocks, every candidate of them kept), then the next block's best candidates
+ * (ties by slot) up to take. Marks S.keep; returns the keys kept.
  */
 int64_t pickBlocks(Scratch& S, int64_t nb, int64_t take) {
   const float* w = S.w.data();
@@ -236,16 +270,20 @@ int64_t pickBlocks(Scratch& S, int64_t nb, int64_t take) {
   }
   const float* bs = S.bs.data();
   auto better = [bs](int32_t x, int32_t y) { return bs[x] > bs[y] || (bs[x] == bs[y] && x < y); };
-  const int64_t full = take / SQ_BLOCK, cnt = static_cast<int64_t>(S.order.size());
-  if (full < cnt) std::nth_element(S.order.begin(), S.order.begin() + full, S.order.end(), better);
-  int64_t kept = 0;
-  for (int64_t t = 0; t < std::min(full, cnt); t++)
-    for (int64_t j = S.order[t] * SQ_BLOCK, e = j + SQ_BLOCK; j < e; j++)
-      if (w[j] >= 0) S.keep[j] = 1, kept++;
-  if (cnt > full && kept < take) {
+  const int64_t cnt = static_cast<int64_t>(S.order.size());
+  int64_t kept = 0, at = 0;
+  for (int64_t full = take / SQ_BLOCK; full > 0 && at < cnt; full = (take - kept) / SQ_BLOCK) {
+    const int64_t to = std::min(cnt, at + full);
+    if (to < cnt) std::nth_element(S.order.begin() + at, S.order.begin() + to, S.order.end(), better);
+    for (; at < to; at++)
+      for (int64_t j = S.order[at] * SQ_BLOCK, e = j + SQ_BLOCK; j < e; j++)
+        if (w[j] >= 0) S.keep[j] = 1, kept++;
+  }
+  if (at < cnt && kept < take) {
+    if (at + 1 < cnt) std::nth_element(S.order.begin() + at, S.order.begin() + at, S.order.end(), better);
     int32_t lanes[SQ_BLOCK];
     int m = 0;
-    for (int32_t j = S.order[full] * SQ_BLOCK, e = j + SQ_BLOCK; j < e; j++)
+    for (int32_t j = S.order[at] * SQ_BLOCK, e = j + SQ_BLOCK; j < e; j++)
       if (w[j] >= 0) lanes[m++] = j;
     std::sort(lanes, lanes + m, [w](int32_t x, int32_t y) { return w[x] > w[y] || (w[x] == w[y] && x < y); });
     for (int i = 0; i < m && kept < take; i++) S.keep[lanes[i]] = 1, kept++;
@@ -296,14 +334,16 @@ int64_t squeezedStep(const SqueezedStep& a) {
     S.ub.resize(G * NGp);
     S.sel.resize(NG);
     groupPass(a, q4, qa4, f, NGp, S.est.data(), S.ub.data(), S.sel.data(), gm);
+    // the best ⌈want·groups / selectable⌉ groups (want keys at the mean group size; key-sketch.ts prefilter)
+    const int64_t top = std::min<int64_t>(NG, (a.want * NG + selectable - 1) / selectable);
     S.order.resize(NG);
     for (int64_t g = 0; g < NG; g++) S.order[g] = static_cast<int32_t>(g);
     const float* sc = S.sel.data();
-    std::sort(S.order.begin(), S.order.end(),
-              [sc](int32_t x, int32_t y) { return sc[x] > sc[y] || (sc[x] == sc[y] && x < y); });
+    if (top < NG)
+      std::nth_element(S.order.begin(), S.order.begin() + top, S.order.end(),
+                       [sc](int32_t x, int32_t y) { return sc[x] > sc[y] || (sc[x] == sc[y] && x < y); });
     std::fill(S.cand.begin(), S.cand.end(), 0);
-    int64_t got = 0;
-    for (int64_t i = 0; i < NG && got < a.want; i++) S.cand[S.order[i]] = 1, got += a.gLen[S.order[i]];
+    for (int64_t i = 0; i < top; i++) S.cand[S.order[i]] = 1;
     for (int h = 0; h < G; h++) mx[h] = gm[h];
   }
   // the 16-key blocks holding candidate slots, ascending (groups are runs in slot order)
