@@ -363,33 +363,59 @@ int64_t squeezedStep(const SqueezedStep& a) {
   S.ex.resize(G * nc + 8);
   S.valid.resize(nc);
   const int64_t blockBytes = static_cast<int64_t>(d) * SQ_BLOCK;
+  // per block: its logits, its candidate lanes (off them −∞) and the heads' running max
+  __m256 hm[MAXG];
+  for (int h = 0; h < G; h++) hm[h] = _mm256_set1_ps(-INFINITY);
+  const __m256i bitsLo = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
+  const __m256i bitsHi = _mm256_slli_epi32(bitsLo, 8);
+  const __m128i byteBits = _mm_setr_epi8(1, 2, 4, 8, 16, 32, 64, -128, 1, 2, 4, 8, 16, 32, 64, -128);
+  const __m128i byteSel = _mm_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
   for (int64_t i = 0; i < nb; i++) {
     const int64_t b = S.blocks[i];
     if (i + 2 < nb) {  // candidate blocks are runs with gaps: the hardware prefetcher misses each gap
       const char* nx = reinterpret_cast<const char*>(a.k8) + S.blocks[i + 2] * blockBytes;
       for (int64_t c = 0; c < blockBytes; c += 64) _mm_prefetch(nx + c, _MM_HINT_T0);
     }
-    scoreBlock(a, a.k8, a.ksum, a.ks, q4, f, b, S.logit.data() + i * SQ_BLOCK, nc);
-    for (int k = 0; k < SQ_BLOCK; k++) {
-      const int64_t j = b * SQ_BLOCK + k;
-      S.valid[i * SQ_BLOCK + k] = j < n && a.grp[j] >= 0 && S.cand[a.grp[j]];
+    float* lb = S.logit.data() + i * SQ_BLOCK;
+    scoreBlock(a, a.k8, a.ksum, a.ks, q4, f, b, lb, nc);
+    uint32_t vm = 0;
+    const int64_t j0 = b * SQ_BLOCK;
+    if (!pre && j0 + SQ_BLOCK <= n) {
+      const __m256i g0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.grp + j0));
+      const __m256i g1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.grp + j0 + 8));
+      const __m256i neg = _mm256_set1_epi32(-1);
+      vm = static_cast<uint32_t>(_mm256_movemask_ps(_mm256_castsi256_ps(_mm256_cmpgt_epi32(g0, neg)))) |
+           static_cast<uint32_t>(_mm256_movemask_ps(_mm256_castsi256_ps(_mm256_cmpgt_epi32(g1, neg)))) << 8;
+    } else {
+      for (int k = 0; k < SQ_BLOCK; k++) {
+        const int64_t j = j0 + k;
+        if (j < n && a.grp[j] >= 0 && S.cand[a.grp[j]]) vm |= 1u << k;
+      }
+    }
+    const __m128i vb = _mm_cmpeq_epi8(_mm_and_si128(_mm_shuffle_epi8(_mm_cvtsi32_si128(static_cast<int>(vm)), byteSel), byteBits), byteBits);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(S.valid.data() + i * SQ_BLOCK), _mm_and_si128(vb, _mm_set1_epi8(1)));
+    const __m256i vmv = _mm256_set1_epi32(static_cast<int>(vm));
+    const __m256 on0 = _mm256_castsi256_ps(_mm256_cmpeq_epi32(_mm256_and_si256(vmv, bitsLo), bitsLo));
+    const __m256 on1 = _mm256_castsi256_ps(_mm256_cmpeq_epi32(_mm256_and_si256(vmv, bitsHi), bitsHi));
+    const __m256 ninf = _mm256_set1_ps(-INFINITY);
+    for (int h = 0; h < G; h++) {
+      float* l = lb + h * nc;
+      const __m256 l0 = _mm256_blendv_ps(ninf, _mm256_loadu_ps(l), on0);
+      const __m256 l1 = _mm256_blendv_ps(ninf, _mm256_loadu_ps(l + 8), on1);
+      if (vm != 0xffff) _mm256_storeu_ps(l, l0), _mm256_storeu_ps(l + 8, l1);
+      hm[h] = _mm256_max_ps(hm[h], _mm256_max_ps(l0, l1));
     }
   }
-  // per head: max, e = exp(logit − max) (0 off the candidates), z with the other groups' mass
+  // per head: e = exp(logit − max) (~0 off the candidates), z with the other groups' mass
   float invz[MAXG], rel[MAXG];
   const int64_t n8 = nc / 8 * 8;
   for (int h = 0; h < G; h++) {
     float* l = S.logit.data() + h * nc;
     float* ex = S.ex.data() + h * nc;
-    for (int64_t j = 0; j < nc; j++)
-      if (!S.valid[j]) l[j] = -INFINITY;
-    __m256 m8 = _mm256_set1_ps(-INFINITY);
-    for (int64_t j = 0; j < n8; j += 8) m8 = _mm256_max_ps(m8, _mm256_loadu_ps(l + j));
-    float m = std::max(mx[h], hmax(m8));
-    for (int64_t j = n8; j < nc; j++) m = std::max(m, l[j]);
+    float m = std::max(mx[h], hmax(hm[h]));
     if (m == -INFINITY) m = 0;  // nothing selectable
     mx[h] = m;
-    m8 = _mm256_set1_ps(m);
+    const __m256 m8 = _mm256_set1_ps(m);
     __m256 zs = _mm256_setzero_ps();
     for (int64_t j = 0; j < n8; j += 8) {
       const __m256 v = exp8(_mm256_sub_ps(_mm256_loadu_ps(l + j), m8));
@@ -451,16 +477,16 @@ int64_t squeezedStep(const SqueezedStep& a) {
   for (int64_t i = 0; i < nb; i++) {
     const __m128i k16 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(S.keep.data() + i * SQ_BLOCK));
     const uint32_t m = static_cast<uint32_t>(_mm_movemask_epi8(_mm_cmpgt_epi8(k16, _mm_setzero_si128())));
-    if (m) S.kb.push_back(S.blocks[i]), S.km.push_back(m);
+    if (m) S.kb.push_back(static_cast<int32_t>(i)), S.km.push_back(m);
   }
   const int64_t rowBytes = static_cast<int64_t>(d) * 4;
   for (int64_t t = 0; t < static_cast<int64_t>(S.kb.size()); t++) {
     if (t + 1 < static_cast<int64_t>(S.kb.size())) {  // the next kept block's rows towards L1
-      const char* kp = reinterpret_cast<const char*>(a.K) + S.kb[t + 1] * SQ_BLOCK * rowBytes;
-      const char* vp = reinterpret_cast<const char*>(a.V) + S.kb[t + 1] * SQ_BLOCK * rowBytes;
+      const char* kp = reinterpret_cast<const char*>(a.K) + S.blocks[S.kb[t + 1]] * SQ_BLOCK * rowBytes;
+      const char* vp = reinterpret_cast<const char*>(a.V) + S.blocks[S.kb[t + 1]] * SQ_BLOCK * rowBytes;
       for (int64_t c = 0; c < SQ_BLOCK * rowBytes; c += 64) _mm_prefetch(kp + c, _MM_HINT_T0), _mm_prefetch(vp + c, _MM_HINT_T0);
     }
-    attendRows(a, static_cast<int64_t>(S.kb[t]) * SQ_BLOCK, S.km[t], ref, sc, acc.data(), el);
+    attendRows(a, static_cast<int64_t>(S.blocks[S.kb[t]]) * SQ_BLOCK, S.km[t], ref, sc, acc.data(), el);
   }
   for (int64_t p = 0; p < a.alwaysPairs; p++)
     for (int64_t j = a.always[2 * p]; j < a.always[2 * p + 1]; j += SQ_BLOCK)
@@ -489,9 +515,9 @@ int64_t squeezedStep(const SqueezedStep& a) {
     float* wg = S.ub.data();
     // kept slots out of the sums; then each scored group's run of compact slots summed per head (a
     // candidate group's blocks are all compact blocks, consecutive there as in the cache)
-    for (int64_t j = 0; j < nc; j++)
-      if (S.keep[j])
-        for (int h = 0; h < G; h++) S.ex[h * nc + j] = 0;
+    for (int64_t t = 0; t < static_cast<int64_t>(S.kb.size()); t++)
+      for (uint32_t r = S.km[t]; r; r &= r - 1)
+        for (int h = 0; h < G; h++) S.ex[h * nc + S.kb[t] * SQ_BLOCK + __builtin_ctz(r)] = 0;
     S.inv.assign(npad / SQ_BLOCK, -1);
     for (int64_t i = 0; i < nb; i++) S.inv[S.blocks[i]] = static_cast<int32_t>(i);
     for (int64_t g = 0; g < NG; g++) {
