@@ -497,17 +497,6 @@ int64_t squeezedStep(const SqueezedStep& a) {
   // of compact slots) × its mean value; other groups len · exp(est − max) × theirs
   const bool approx = a.gvals && kept < selectable;
   double za[MAXG] = {};
-  auto addShare = [&](int64_t g, const float* run) {
-    const float* gv = a.gvals + g * d;
-    for (int h = 0; h < G; h++) {
-      if (run[h] == 0) continue;
-      za[h] += run[h];
-      float* oa = acc.data() + h * 2 * d + d;
-      const __m256 w8 = _mm256_set1_ps(run[h]);
-      for (int c = 0; c < d; c += 8)
-        _mm256_storeu_ps(oa + c, _mm256_fmadd_ps(w8, _mm256_loadu_ps(gv + c), _mm256_loadu_ps(oa + c)));
-    }
-  };
   if (approx) {
     // per group and head: Σ exp(logit − max) of its candidates not kept, or len · exp(est − max) where
     // the prefilter left the group out; then each group's mean value once for every head
@@ -537,7 +526,24 @@ int64_t squeezedStep(const SqueezedStep& a) {
       for (int64_t g = 0; g < NG; g++)
         if (!S.cand[g])
           for (int h = 0; h < G; h++) wg[g * G + h] = a.gLen[g] * S.est[h * NGp + g] * rel[h];
-    for (int64_t g = 0; g < NG; g++) addShare(g, wg + g * G);
+    // Σ_g wg[g][h]·v̄_g per head, 64 outputs at a time in registers across the groups
+    for (int h = 0; h < G; h++) {
+      for (int64_t g = 0; g < NG; g++) za[h] += wg[g * G + h];
+      float* oa = acc.data() + h * 2 * d + d;
+      for (int c0 = 0; c0 < d; c0 += 64) {
+        const int nv = std::min(64, d - c0) / 8;
+        __m256 o8[8];
+        for (int k = 0; k < nv; k++) o8[k] = _mm256_loadu_ps(oa + c0 + 8 * k);
+        for (int64_t g = 0; g < NG; g++) {
+          const float w = wg[g * G + h];
+          if (w == 0) continue;
+          const __m256 w8 = _mm256_set1_ps(w);
+          const float* gv = a.gvals + g * d + c0;
+          for (int k = 0; k < nv; k++) o8[k] = _mm256_fmadd_ps(w8, _mm256_loadu_ps(gv + 8 * k), o8[k]);
+        }
+        for (int k = 0; k < nv; k++) _mm256_storeu_ps(oa + c0 + 8 * k, o8[k]);
+      }
+    }
   }
   for (int h = 0; h < G; h++) {
     const float* o = acc.data() + h * 2 * d;
