@@ -253,6 +253,21 @@ void attendRows(const SqueezedStep& a, int64_t base, uint32_t mask, const float*
 #endif
 }
 
+/** oa[0, 8·NV) += Σ_g w[g·stride]·gv[g·d + 0, 8·NV), the outputs in registers across the groups. */
+template <int NV>
+void addGroups(const float* w, int stride, int64_t groups, const float* gv, int d, float* oa) {
+  __m256 o[NV];
+  for (int k = 0; k < NV; k++) o[k] = _mm256_loadu_ps(oa + 8 * k);
+  for (int64_t g = 0; g < groups; g++) {
+    const float x = w[g * stride];
+    if (x == 0) continue;
+    const __m256 x8 = _mm256_set1_ps(x);
+    const float* v = gv + g * d;
+    for (int k = 0; k < NV; k++) o[k] = _mm256_fmadd_ps(x8, _mm256_loadu_ps(v + 8 * k), o[k]);
+  }
+  for (int k = 0; k < NV; k++) _mm256_storeu_ps(oa + 8 * k, o[k]);
+}
+
 /**
  * The budget's choice (key-sketch.ts pickKeys): compact blocks ranked by their best candidate's weight
  * (ties by block, i.e. by cache block: compact blocks ascend), taken in rounds while ⌊(take − kept)/16⌋ > 0
@@ -532,16 +547,10 @@ int64_t squeezedStep(const SqueezedStep& a) {
       float* oa = acc.data() + h * 2 * d + d;
       for (int c0 = 0; c0 < d; c0 += 64) {
         const int nv = std::min(64, d - c0) / 8;
-        __m256 o8[8];
-        for (int k = 0; k < nv; k++) o8[k] = _mm256_loadu_ps(oa + c0 + 8 * k);
-        for (int64_t g = 0; g < NG; g++) {
-          const float w = wg[g * G + h];
-          if (w == 0) continue;
-          const __m256 w8 = _mm256_set1_ps(w);
-          const float* gv = a.gvals + g * d + c0;
-          for (int k = 0; k < nv; k++) o8[k] = _mm256_fmadd_ps(w8, _mm256_loadu_ps(gv + 8 * k), o8[k]);
-        }
-        for (int k = 0; k < nv; k++) _mm256_storeu_ps(oa + c0 + 8 * k, o8[k]);
+        if (nv == 8) addGroups<8>(wg + h, G, NG, a.gvals + c0, d, oa + c0);
+        else if (nv == 6) addGroups<6>(wg + h, G, NG, a.gvals + c0, d, oa + c0);
+        else if (nv == 4) addGroups<4>(wg + h, G, NG, a.gvals + c0, d, oa + c0);
+        else addGroups<2>(wg + h, G, NG, a.gvals + c0, d, oa + c0);
       }
     }
   }
