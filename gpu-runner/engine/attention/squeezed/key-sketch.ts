@@ -12,8 +12,11 @@
 //
 // Selection score of key j for a kv head: max over the step's rows and the group's query heads of the
 // estimated softmax weight exp(s_hj − lse_h) (a key one head needs is kept for the group). Budget mode
-// keeps the `take` best; threshold mode keeps those with m·weight ≥ τ (m: selectable keys, so τ is
-// relative to the uniform weight). Slots of blocks without an index are always attended.
+// keeps `take` keys by 16-slot blocks of the cluster-major cache, each ranked by its best key (pickKeys:
+// one matching key keeps its block, and the kept rows are contiguous runs, not scattered rows — issue 23,
+// session 6: the scattered gather cost most of the step); threshold mode keeps those with m·weight ≥ τ
+// (m: selectable keys, so τ is relative to the uniform weight). Slots of blocks without an index are
+// always attended.
 //
 // Prefilter (budget mode, a share > 0): scoring every key reads the whole int8 copy each step. Instead the
 // groups — runs of slots, since the fixed context sits cluster-major — are ranked first by an upper bound

@@ -1,5 +1,5 @@
 // Squeezed attention's step fused into one native call per (row, kv head) on the `native` backend
-// (backends/native/src/squeezed.cc): int8 scoring of every fixed-context key, the budget's best keys,
+// (backends/native/src/squeezed.cc): int8 scoring of every fixed-context key, the budget's best 16-slot blocks,
 // exact attention over them + the always-attended ranges + the live tokens, and the left-out keys' share
 // merged by log-sum-exp — what key-sketch.ts computes on the host, without reading q back, uploading
 // ranges or merging on the host. The sketches live in the wasm memory the cache lives in.
