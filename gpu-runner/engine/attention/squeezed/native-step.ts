@@ -37,9 +37,11 @@ export class NativeSketches {
   private readonly sketches: readonly KeySketch[];
   private readonly placed: Placed[];
 
-  /** The fused path for these sketches, or null when the backend is not `native`. */
+  /** The fused path for these sketches, or null when the backend is not `native` or its KV cache is not f32
+   * (the fused kernel reads f32 K/V; an f16 cache takes keysFor + attentionRanges). */
   static of(b: Backend, sketches: readonly KeySketch[]): NativeSketches | null {
     if (!(b instanceof CheckedBackend) || !(b.kernels instanceof NativeWasmKernels)) return null;
+    if (b.kernels.kvDType !== 'f32') return null;
     return new NativeSketches(b as CheckedBackend<NativeWasmKernels>, sketches);
   }
 

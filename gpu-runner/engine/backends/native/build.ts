@@ -85,6 +85,7 @@ const UNITS: Unit[] = [
     flags: [...AVX512, '-mavx512vnni', '-DKV_VNNI=1', '-DKV_NS=vnni'],
     isa: true,
   },
+  { src: 'kv-half.cc', obj: 'kv-half.o', flags: AVX2, isa: true },
   ...['addon.cc', 'attention-driver.cc', 'cpu.cc', 'pack.cc', 'pool.cc', 'squeezed-driver.cc'].map((src) => ({
     src,
     obj: src.replace('.cc', '.o'),
