@@ -1,6 +1,6 @@
 // `kvrag bench serve [--concurrency 1,4,16] [--modes independent,full] [--requests N] [--chunks 4]
 //   [--chunk-tokens 128] [--question 16] [--max-tokens 16] [--model DIR] [--backend wasm|native|reference]
-//   [--weights f32|f16|q8_0|q4_0] [--shape smollm2|tiny] [--json]`
+//   [--weights f32|f16|q8_0|q4_0] [--kv-cache f16|f32] [--shape smollm2|tiny] [--json]`
 // Serving throughput and TTFT of a runner over HTTP, reuse modes side by side in one run on the same
 // backend: an in-process runner (createRunner, loopback port) gets closed-loop SSE clients — `c` clients,
 // each sending its next request when the previous one ends — until --requests requests finished, at each
@@ -16,7 +16,8 @@
 // KV memory fits every client of the top level.
 // Throughput = generated tokens / wall time of the level. Without --model, a generated Llama (hidden 256,
 // 4 layers, byte vocab; --shape smollm2: SmolLM2-135M's shape, where decode reads 135M weights per step)
-// with max_position_embeddings raised to fit.
+// with max_position_embeddings raised to fit. --kv-cache: the native backend's KV cache element type (the
+// runner's default, f16, unless given).
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -81,6 +82,7 @@ export async function run(args: string[]): Promise<number> {
     model: { type: 'string' },
     backend: { type: 'string', default: 'wasm' },
     weights: { type: 'string' },
+    'kv-cache': { type: 'string' },
     shape: { type: 'string' },
     json: { type: 'boolean' },
   });
@@ -90,6 +92,9 @@ export async function run(args: string[]): Promise<number> {
   const cpu = BACKENDS.filter((b) => b.priority > 0).map((b) => b.name) as string[];
   if (!cpu.includes(values.backend!)) throw new UsageError(`--backend must be one of ${cpu.join(', ')}`);
   const backend = values.backend as BackendName;
+  const kvCache = values['kv-cache'];
+  if (kvCache !== undefined && kvCache !== 'f16' && kvCache !== 'f32')
+    throw new UsageError(`--kv-cache must be f16 or f32, not "${kvCache}"`);
   const weights = values.weights as WeightDType | undefined;
   if (weights !== undefined && !WEIGHT_DTYPES.includes(weights))
     throw new UsageError(`--weights: unknown "${weights}" (${WEIGHT_DTYPES.join(', ')})`);
@@ -125,6 +130,7 @@ export async function run(args: string[]): Promise<number> {
       modelDir: dir,
       backend,
       weightDType: weights,
+      ...(kvCache ? { kvCacheDType: kvCache } : {}),
       blobs: new FsBlobStore(join(tmp, 'objects')),
       port: 0,
       host: '127.0.0.1',
@@ -258,6 +264,7 @@ export async function run(args: string[]): Promise<number> {
       bench: 'serve',
       backend: r.core.engine.backend.name,
       weights: r.core.engine.model.weights.layers[0].q.dtype,
+      kvCache: r.core.engine.backend.caps.kvDType,
       model: values.model ?? `generated ${shape?.label ?? ''}`.trim(),
       fingerprint: r.core.engine.fingerprint,
       chunks: k,

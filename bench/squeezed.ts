@@ -7,7 +7,7 @@
 // random unit directions (norm 4, noise 0.35); each decode query aims its group at 2 of its kv head's
 // directions (synthetic.ts). The step runs the engine's own path: the fixed context cluster-major in the
 // cache and a FixedContext. Scoring `keys` (the default): every key scored from its int8 copy, exact
-// attention over the budget's best keys + the live tokens, and — `approximated` rows — the left-out keys'
+// attention over the budget's best 16-slot blocks (ranked by their best key) + the live tokens, and — `approximated` rows — the left-out keys'
 // share (their own logits, their cluster's mean value, merged by log-sum-exp); `dropped` rows discard it;
 // on the native backend one fused call per kv head (native-step.ts). Scoring `clusters` (the earlier
 // method, for comparison): q read + centroid scoring (with the bound) + selection + grouped key-range

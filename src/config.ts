@@ -88,6 +88,7 @@ export const ENV = {
   engineBackend: 'KVRAG_ENGINE_BACKEND',
   webgpuAdapter: 'KVRAG_WEBGPU_ADAPTER',
   webgpuKvDType: 'KVRAG_WEBGPU_KV_DTYPE',
+  nativeKvDType: 'KVRAG_NATIVE_KV_DTYPE',
   weightDType: 'KVRAG_WEIGHT_DTYPE',
   engineThreads: 'KVRAG_ENGINE_THREADS',
   maxContext: 'KVRAG_MAX_CONTEXT',
@@ -160,6 +161,11 @@ const shape = {
   webgpuAdapter: z.enum(['auto', 'native', 'opengl']).default('auto'),
   /** webgpu backend's KV cache: f32 (exact), or f16 (half the memory; keys/values rounded to f16). */
   webgpuKvDType: z.enum(['f32', 'f16']).default('f32'),
+  /**
+   * native backend's KV cache in the runner: f16 (half the bytes a decode step's attention reads; keys and
+   * values rounded to f16; squeezed attention then takes its unfused path), or f32 (exact).
+   */
+  nativeKvDType: z.enum(['f32', 'f16']).default('f16'),
   /**
    * Device dtype of the weight matrices: f32 (exact to the checkpoint), f16 (half the bytes), q8_0 / q4_0
    * (ggml blocks: ~1/4 and ~1/7 of f32, multiplied by integer kernels; quantized at load unless a GGUF

@@ -59,6 +59,7 @@ export const command: Command = {
           backend: await engineBackend(config),
           threads: config.engineThreads,
           weightDType: config.weightDType,
+          kvCacheDType: config.nativeKvDType,
           dtype: config.kvDType,
           maxContext: config.maxContext,
           blobs: services.blobs,

@@ -257,6 +257,9 @@ export async function runEval(opts: EvalOptions): Promise<EvalResult> {
     backend: opts.backend ?? 'auto',
     threads: opts.threads,
     weightDType: opts.weightDType,
+    // exact K/V: the reuse modes' scores compare against f32 caches (and squeezed attention's fused
+    // native step needs them), not the serving default's f16 rounding
+    kvCacheDType: 'f32',
     dtype: dtypes[0],
   });
   const engine = runner.core.engine;

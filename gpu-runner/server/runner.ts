@@ -36,6 +36,12 @@ export interface RunnerOptions {
   threads?: number;
   weightDType?: WeightDType;
   maxContext?: number;
+  /**
+   * The native backend's KV cache element type when the backend is created here (default f16: a decode
+   * step's attention reads half the bytes, as llama.cpp's default cache type; squeezed attention's fused
+   * native step needs f32, and takes its unfused path over an f16 cache).
+   */
+  kvCacheDType?: 'f32' | 'f16';
   /** The object store: durable home of artifacts. */
   blobs: BlobStore;
   /** Host-memory artifact tier bytes. Default 256 MiB. */
@@ -100,7 +106,7 @@ export async function createRunner(opts: RunnerOptions): Promise<Runner> {
     opts.engine ??
     (await loadEngine(opts.modelDir!, {
       backend: opts.backend ?? 'auto',
-      backendOptions: { threads: opts.threads },
+      backendOptions: { threads: opts.threads, kvDType: opts.kvCacheDType ?? 'f16' },
       weightDType: opts.weightDType,
       maxContext: opts.maxContext,
     }));

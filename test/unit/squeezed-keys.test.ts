@@ -11,7 +11,9 @@ import { buildIndex } from '../../gpu-runner/engine/attention/squeezed/index.ts'
 import { calibrateKeyThreshold } from '../../gpu-runner/engine/attention/squeezed/calibrate.ts';
 import {
   buildKeySketch,
+  type KeySketch,
   keyWeights,
+  PICK_BLOCK,
   pickKeys,
   plainSketch,
   prefilter,
@@ -84,6 +86,42 @@ describe('per-key scoring', () => {
     const keep = pickKeys(s, keyWeights(s, logits, lse, 1, valid), { take: 4, tau: 0 });
     expect(keep[57]).toBe(1);
     expect(keep.subarray(m).reduce((a, b) => a + b, 0)).toBe(0);
+  });
+});
+
+describe('the budget by 16-slot blocks', () => {
+  it('keeps whole blocks by their best key, fills the budget in rounds, then one block by its best keys', () => {
+    // 8 blocks of 16 slots; slots 16..19 always attended (a block without index), so block 1 has 12
+    // candidates; weights: block b's slots at 0.01·b, with one strong key 0.5 in block 5
+    const n = 8 * PICK_BLOCK;
+    const group = new Int32Array(n);
+    group.fill(-1, 16, 20);
+    const s = { n, alwaysKeys: 4, group } as unknown as KeySketch;
+    const w = new Float32Array(n);
+    for (let j = 0; j < n; j++)
+      w[j] = group[j] < 0 ? -1 : 0.01 * Math.floor(j / PICK_BLOCK) + 1e-5 * (j % 16);
+    w[5 * PICK_BLOCK + 3] = 0.5;
+    const kept = (keep: Uint8Array) => keep.reduce((a, b) => a + b, 0);
+    const blockOf = (keep: Uint8Array, b: number) =>
+      kept(keep.subarray(b * PICK_BLOCK, (b + 1) * PICK_BLOCK));
+    // 40 keys: blocks 5 (the strong key), 7 (best weights then) → 32; then 8 of block 6's best slots
+    const k40 = pickKeys(s, w, { take: 40, tau: 0 });
+    expect(kept(k40)).toBe(40);
+    expect([5, 7].map((b) => blockOf(k40, b))).toEqual([16, 16]);
+    expect(Array.from(k40.subarray(6 * PICK_BLOCK, 7 * PICK_BLOCK))).toEqual([
+      ...Array(8).fill(0),
+      ...Array(8).fill(1),
+    ]);
+    // six blocks whole in the first round (96 keys), then the next block (1) by its best 12: all it has
+    const all = pickKeys(s, w, { take: 6 * 16 + 12, tau: 0 });
+    expect(kept(all)).toBe(6 * 16 + 12);
+    expect(blockOf(all, 0)).toBe(0);
+    expect(Array.from(all.subarray(16, 20))).toEqual([0, 0, 0, 0]);
+    // fewer than a block: the best block's best keys only
+    const k3 = pickKeys(s, w, { take: 3, tau: 0 });
+    expect(kept(k3)).toBe(3);
+    expect(k3[5 * PICK_BLOCK + 3]).toBe(1);
+    expect(blockOf(k3, 5)).toBe(3);
   });
 });
 

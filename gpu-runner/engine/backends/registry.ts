@@ -9,6 +9,8 @@ import type { WebGPUOptions } from './webgpu/memory.ts';
 export interface BackendOptions {
   /** CPU backends: threads including the calling one (default: available cores). */
   threads?: number;
+  /** native: the KV caches' element type (default f32; webgpu takes its own in `webgpu`). */
+  kvDType?: 'f32' | 'f16';
   /** webgpu: adapter mode, KV dtype, … */
   webgpu?: WebGPUOptions;
 }
@@ -57,7 +59,10 @@ export const BACKENDS = [
     },
     async create(opts: BackendOptions) {
       const { createNativeBackend } = await import('./native/backend.ts');
-      return createNativeBackend(opts.threads ? { threads: opts.threads } : {});
+      return createNativeBackend({
+        ...(opts.threads ? { threads: opts.threads } : {}),
+        ...(opts.kvDType ? { kvDType: opts.kvDType } : {}),
+      });
     },
   },
   {

@@ -3,7 +3,10 @@
 // units' row chunks, chunked prefill (qpos0 > 0), no mask, q rows with a wider stride, K/V read from a
 // cache with spare capacity, and decode shapes whose keys are split into chunks merged by log-sum-exp.
 // Tolerance 2e-5 of the output magnitude; lse within 1e-5 absolute.
+// The same cases over an f16 KV cache (K/V stored as IEEE halves, widened by the kernel): against the
+// reference on the halves' exact f32 values, so the f32 bound holds unchanged (only the storage differs).
 import { describe, expect, it } from 'vitest';
+import { f16ToF32, f32ToF16 } from '../../../gpu-runner/engine/half.ts';
 import { expectNativeWhereExpected, kernels, nativeCases } from '../../helpers/native.ts';
 import { TestMemory } from '../../helpers/native-memory.ts';
 import { rand, relErr } from '../../helpers/wasm-runtime.ts';
@@ -100,21 +103,30 @@ it('native addon loaded where expected', () => {
   expectNativeWhereExpected();
 });
 
+const KV_TYPES = [['f32'], ['f16']] as const;
+
 describe.each(nativeCases)('native attention, %s, %i thread(s)', (level, threads) => {
-  it.each(CASES)('$name', (c) => {
+  it.each(CASES.flatMap((c) => KV_TYPES.map(([t]) => ({ ...c, kv: t }))))('$name ($kv K/V)', (c) => {
     const kern = kernels(level, threads);
     const mem = new TestMemory();
     const qs = c.qStride ?? c.H * c.d;
     const q = rand(c.nq * qs, c.nq + c.d, 2);
-    const k = rand(c.Hkv * c.capacity * c.d, c.nk, 2);
-    const v = rand(c.Hkv * c.capacity * c.d, c.nk + 1);
+    const half = c.kv === 'f16';
+    // an f16 cache holds the halves; the reference attends their exact values
+    const kh = f32ToF16(rand(c.Hkv * c.capacity * c.d, c.nk, 2));
+    const vh = f32ToF16(rand(c.Hkv * c.capacity * c.d, c.nk + 1));
+    const k = half ? f16ToF32(kh) : rand(c.Hkv * c.capacity * c.d, c.nk, 2);
+    const v = half ? f16ToF32(vh) : rand(c.Hkv * c.capacity * c.d, c.nk + 1);
+    const put = (x: Float32Array, h: Uint16Array) =>
+      half ? mem.putBytes(new Uint8Array(h.buffer, h.byteOffset, h.byteLength)) : mem.putF32(x);
     const scale = 1 / Math.sqrt(c.d);
     const out = mem.out(c.nq * qs);
     const lse = mem.out(c.nq * c.H);
     const args = {
+      half,
       q: mem.putF32(q),
-      k: mem.putF32(k),
-      v: mem.putF32(v),
+      k: put(k, kh),
+      v: put(v, vh),
       out,
       lse,
       nq: c.nq,

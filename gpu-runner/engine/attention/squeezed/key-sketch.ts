@@ -12,8 +12,11 @@
 //
 // Selection score of key j for a kv head: max over the step's rows and the group's query heads of the
 // estimated softmax weight exp(s_hj − lse_h) (a key one head needs is kept for the group). Budget mode
-// keeps the `take` best; threshold mode keeps those with m·weight ≥ τ (m: selectable keys, so τ is
-// relative to the uniform weight). Slots of blocks without an index are always attended.
+// keeps `take` keys by 16-slot blocks of the cluster-major cache, each ranked by its best key (pickKeys:
+// one matching key keeps its block, and the kept rows are contiguous runs, not scattered rows — issue 23,
+// session 6: the scattered gather cost most of the step); threshold mode keeps those with m·weight ≥ τ
+// (m: selectable keys, so τ is relative to the uniform weight). Slots of blocks without an index are
+// always attended.
 //
 // Prefilter (budget mode, a share > 0): scoring every key reads the whole int8 copy each step. Instead the
 // groups — runs of slots, since the fixed context sits cluster-major — are ranked first by an upper bound
@@ -213,8 +216,9 @@ export interface Prefilter {
 /**
  * The prefilter of a budget step (null when every key is scored: threshold mode, share 0, or the share
  * covers the selectable keys). q: [rows][d] f32. Groups are ranked by max_r (ub_rg − L_r), ties by
- * index, and taken until their keys reach candidateKeys (src/squeezed.cc's groupPass: the same int8
- * roundings; L_r up to the order of its sums).
+ * index, and the best ⌈want·groups / selectable⌉ of them scored per key (want = candidateKeys: that many
+ * keys at the mean group size; src/squeezed.cc's groupPass: the same int8 roundings; L_r up to the order
+ * of its sums).
  */
 export function prefilter(
   s: KeySketch,
@@ -257,13 +261,11 @@ export function prefilter(
     const L = Math.fround(m + Math.log(z));
     for (let g = 0; g < G; g++) score[g] = Math.max(score[g], Math.fround(ub[g] - L));
   }
+  // the best ⌈want·groups / selectable⌉ groups: want keys at the mean group size
+  const top = Math.min(G, Math.ceil((want * G) / (s.n - s.alwaysKeys)));
   const order = Array.from({ length: G }, (_, g) => g).sort((x, y) => score[y] - score[x] || x - y);
   const cand = new Uint8Array(G);
-  let got = 0;
-  for (let i = 0; i < G && got < want; i++) {
-    cand[order[i]] = 1;
-    got += gLen[order[i]];
-  }
+  for (const g of order.slice(0, top)) cand[g] = 1;
   return { cand, em, gm };
 }
 
@@ -336,63 +338,56 @@ export function keyWeights(
   return w;
 }
 
+/** Slots per block of a budget step's choice (the native kernel's int8 block, src/squeezed.h SQ_BLOCK). */
+export const PICK_BLOCK = 16;
+
 /**
- * Keep mask [n]: the `take` best candidates (w ≥ 0) by weight (ties by slot), or (take −1) those with
- * m·w ≥ τ (m: selectable slots).
+ * Keep mask [n]. Budget (take ≥ 0): the slots sit cluster-major, so the choice is by blocks of
+ * PICK_BLOCK slots in cache order ([16i, 16i + 16)), ranked by their best candidate's weight (ties by
+ * block) and taken in that order, every candidate of a block kept, while ⌊(take − kept)/16⌋ more blocks
+ * fit; then the next block's best candidates (ties by slot) up to take — a block's one matching key keeps
+ * its block, and the kept rows are read as runs of contiguous rows instead of scattered single rows. Threshold (take −1): the candidates with m·w ≥ τ (m:
+ * selectable slots), per key.
  */
 export function pickKeys(s: KeySketch, w: Float32Array, rule: { take: number; tau: number }): Uint8Array {
   const keep = new Uint8Array(s.n);
   const selectable = s.n - s.alwaysKeys;
+  const cand = (j: number) => s.group[j] >= 0 && w[j] >= 0;
   if (rule.take < 0) {
     const cut = rule.tau / Math.max(1, selectable);
     for (let j = 0; j < s.n; j++) if (s.group[j] >= 0 && w[j] >= cut) keep[j] = 1;
     return keep;
   }
-  let cands = 0;
-  for (let j = 0; j < s.n; j++) if (s.group[j] >= 0 && w[j] >= 0) cands++;
-  const take = Math.min(rule.take, cands);
-  if (take <= 0) return keep;
-  const t = kthLargest(w, take);
-  let above = 0;
-  for (let j = 0; j < s.n; j++) if (w[j] > t) above++;
-  let ties = take - above;
-  for (let j = 0; j < s.n; j++) {
-    if (s.group[j] < 0 || w[j] < 0) continue;
-    if (w[j] > t) keep[j] = 1;
-    else if (w[j] === t && ties > 0) {
-      keep[j] = 1;
-      ties--;
-    }
+  if (rule.take <= 0) return keep;
+  const blocks = Math.ceil(s.n / PICK_BLOCK);
+  const best = new Float32Array(blocks).fill(-1);
+  for (let j = 0; j < s.n; j++) if (cand(j) && w[j] > best[j >> 4]) best[j >> 4] = w[j];
+  const order = Array.from({ length: blocks }, (_, i) => i)
+    .filter((i) => best[i] >= 0)
+    .sort((x, y) => best[y] - best[x] || x - y);
+  // rounds of ⌊(take − kept)/16⌋ more blocks (a block's candidates may be fewer than 16), then one
+  // block's best candidates up to take
+  const lanes = (i: number) => {
+    const out: number[] = [];
+    for (let j = i * PICK_BLOCK; j < Math.min(s.n, (i + 1) * PICK_BLOCK); j++) if (cand(j)) out.push(j);
+    return out;
+  };
+  let kept = 0;
+  let at = 0;
+  for (let full = Math.floor(rule.take / PICK_BLOCK); full > 0 && at < order.length; ) {
+    for (const i of order.slice(at, at + full))
+      for (const j of lanes(i)) {
+        keep[j] = 1;
+        kept++;
+      }
+    at = Math.min(order.length, at + full);
+    full = Math.floor((rule.take - kept) / PICK_BLOCK);
+  }
+  if (at < order.length && kept < rule.take) {
+    const top = lanes(order[at]).sort((x, y) => w[y] - w[x] || x - y);
+    for (const j of top.slice(0, rule.take - kept)) keep[j] = 1;
   }
   return keep;
-}
-
-/** The k-th largest of x (1-based), by quickselect on a copy. */
-export function kthLargest(x: Float32Array, k: number): number {
-  const a = x.slice();
-  let lo = 0;
-  let hi = a.length - 1;
-  const want = k - 1;
-  while (lo < hi) {
-    const p = a[(lo + hi) >>> 1];
-    let i = lo;
-    let j = hi;
-    while (i <= j) {
-      while (a[i] > p) i++;
-      while (a[j] < p) j--;
-      if (i <= j) {
-        const t = a[i];
-        a[i] = a[j];
-        a[j] = t;
-        i++;
-        j--;
-      }
-    }
-    if (want <= j) hi = j;
-    else if (want >= i) lo = i;
-    else return a[want];
-  }
-  return a[want];
 }
 
 /**

@@ -1,5 +1,5 @@
 // Squeezed attention's step fused into one native call per (row, kv head) on the `native` backend
-// (backends/native/src/squeezed.cc): int8 scoring of every fixed-context key, the budget's best keys,
+// (backends/native/src/squeezed.cc): int8 scoring of every fixed-context key, the budget's best 16-slot blocks,
 // exact attention over them + the always-attended ranges + the live tokens, and the left-out keys' share
 // merged by log-sum-exp — what key-sketch.ts computes on the host, without reading q back, uploading
 // ranges or merging on the host. The sketches live in the wasm memory the cache lives in.
@@ -37,9 +37,11 @@ export class NativeSketches {
   private readonly sketches: readonly KeySketch[];
   private readonly placed: Placed[];
 
-  /** The fused path for these sketches, or null when the backend is not `native`. */
+  /** The fused path for these sketches, or null when the backend is not `native` or its KV cache is not f32
+   * (the fused kernel reads f32 K/V; an f16 cache takes keysFor + attentionRanges). */
   static of(b: Backend, sketches: readonly KeySketch[]): NativeSketches | null {
     if (!(b instanceof CheckedBackend) || !(b.kernels instanceof NativeWasmKernels)) return null;
+    if (b.kernels.kvDType !== 'f32') return null;
     return new NativeSketches(b as CheckedBackend<NativeWasmKernels>, sketches);
   }
 

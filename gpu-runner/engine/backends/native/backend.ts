@@ -8,15 +8,19 @@
 // spinning 100 µs after a job) runs the matmuls and attention back to back; the wasm workers run only the
 // light ops large enough to be worth a wake-up (prefill-sized) and go to sleep at once (spinMs 0), so they
 // do not hold a core the next native op needs.
+// KV caches are f32, or IEEE halves with kvDType 'f16' (half-kv.ts: the addon narrows on write and widens
+// on load, every other reader and writer goes through strided f16 ↔ f32 copies).
 import { availableParallelism } from 'node:os';
 import { BackendUnavailableError } from '../../errors.ts';
 import { CheckedBackend } from '../checked.ts';
 import { type DType, type HostTensor, isBlockDType } from '../dtypes.ts';
 import type { AttentionCall, KernelSpan } from '../kernels.ts';
-import type { KVCacheSpec, PackedKVSpec } from '../types.ts';
+import type { FlatPlan } from '../plan.ts';
+import type { KVBlock, KVCacheSpec, PackedKVSpec } from '../types.ts';
 import { WasmKernels } from '../wasm/backend.ts';
 import { type RuntimeOptions, WasmRuntime, wasmBackendAvailable } from '../wasm/runtime.ts';
-import { allocTensor, type WasmKVCache, WasmTensor } from '../wasm/tensors.ts';
+import { allocTensor, WasmKVCache, WasmTensor } from '../wasm/tensors.ts';
+import { gatherHalf, loadHalf, narrowInto, readHalf, unpackScratch, widenSpans } from './half-kv.ts';
 import { loadNativeKernels } from './index.ts';
 import type { NativeKernels } from './kernels.ts';
 
@@ -31,13 +35,20 @@ function nativeAttentionFits(headDim: number): boolean {
   return headDim % 16 === 0 && headDim <= 256;
 }
 
+/** Element type of the native backend's KV caches. */
+export type NativeKVDType = 'f32' | 'f16';
+
+type Call = AttentionCall<WasmTensor, WasmKVCache>;
+
 export class NativeWasmKernels extends WasmKernels {
   override readonly name: string = 'native';
+  override readonly kvDType: NativeKVDType;
   readonly native: NativeKernels;
 
-  constructor(rt: WasmRuntime, native: NativeKernels) {
+  constructor(rt: WasmRuntime, native: NativeKernels, kvDType: NativeKVDType = 'f32') {
     super(rt);
     this.native = native;
+    this.kvDType = kvDType;
   }
 
   override upload(host: HostTensor): WasmTensor {
@@ -99,30 +110,39 @@ export class NativeWasmKernels extends WasmKernels {
     return y;
   }
 
-  /** Every span's rows in one addon call (a decode batch writes 16 sequences' K/V at once). */
-  override kvWrite(
-    layer: number,
-    k: WasmTensor,
-    v: WasmTensor,
-    spans: readonly KernelSpan<WasmKVCache>[],
-  ): void {
-    if (spans.length === 0) return;
-    const { kvHeads, headDim } = spans[0].spec;
-    const ws = spans.map((s) => {
-      const c = s.cache;
-      const base = c.offset(layer, 0, s.pos);
-      return {
-        dk: c.k + base,
-        dv: c.v + base,
-        kvHeadStride: c.spec.capacity * headDim,
-        row: s.row,
-        count: s.count,
-      };
-    });
-    this.native.kvWrite(this.rt.mem.u8, { k: k.off, v: v.off, width: kvHeads * headDim, headDim, spans: ws });
+  // --- KV cache: f32 as wasm's, or f16 (half-kv.ts) -----------------------------------------------
+  override createKVCache(spec: KVCacheSpec): WasmKVCache {
+    if (this.kvDType === 'f32') return super.createKVCache(spec);
+    const bytes = spec.layers * spec.kvHeads * spec.capacity * spec.headDim * 2;
+    return new WasmKVCache(spec, this.rt.mem.alloc(bytes), this.rt.mem.alloc(bytes), true);
   }
-
-  /** A packed artifact section into the cache by the addon's kv_unpack (the same arguments as wasm's). */
+  override async kvRead(c: WasmKVCache, spec: KVCacheSpec, layer: number, start: number, count: number) {
+    if (!c.half) return super.kvRead(c, spec, layer, start, count);
+    return readHalf(this.rt, this.native, c, layer, start, count);
+  }
+  override kvLoad(
+    c: WasmKVCache,
+    spec: KVCacheSpec,
+    layer: number,
+    start: number,
+    count: number,
+    block: KVBlock,
+  ) {
+    if (!c.half) {
+      super.kvLoad(c, spec, layer, start, count, block);
+      return;
+    }
+    loadHalf(this.rt, this.native, c, layer, start, count, block);
+  }
+  override kvGather(c: WasmKVCache, spec: KVCacheSpec, layer: number, start: number, count: number) {
+    if (!c.half) return super.kvGather(c, spec, layer, start, count);
+    return gatherHalf(this.rt, this.native, c, layer, start, count);
+  }
+  /**
+   * f32 caches: the addon's kv_unpack (native/src/kvunpack.cc). f16: an f16 section is copied (keys
+   * re-rotated) by the addon; other dtypes go through the addon's kv_unpack into an f32 scratch layer,
+   * narrowed into the cache.
+   */
   override kvUnpack(
     c: WasmKVCache,
     spec: KVCacheSpec,
@@ -135,21 +155,112 @@ export class NativeWasmKernels extends WasmKernels {
     delta: number,
     invFreq: WasmTensor | null,
   ): void {
-    const args = this.unpackArgs(c, spec, layer, pos, part, src, offset, packed, delta, invFreq);
-    this.native.kvUnpack(this.rt.mem.u8, args);
+    // the addon's kv_unpack (the wasm kernel's arguments): one pass per row into f32 rows
+    const unpackF32 = (dst: WasmKVCache, dstSpec: KVCacheSpec, l: number, at: number) =>
+      this.native.kvUnpack(
+        this.rt.mem.u8,
+        this.unpackArgs(dst, dstSpec, l, at, part, src, offset, packed, delta, invFreq),
+      );
+    if (!c.half) {
+      unpackF32(c, spec, layer, pos);
+      return;
+    }
+    if (packed.dtype === 'f16') {
+      this.native.kvUnpackHalf(this.rt.mem.u8, {
+        src: src.off + offset,
+        dst: (part === 'k' ? c.k : c.v) + c.offset(layer, 0, pos),
+        kvHeads: spec.kvHeads,
+        n: packed.n,
+        headDim: spec.headDim,
+        headStride: spec.capacity * spec.headDim,
+        delta: part === 'k' ? delta : 0,
+        invFreq: invFreq?.off ?? 0,
+      });
+      return;
+    }
+    const tmp = unpackScratch(this.rt, c, packed.n);
+    try {
+      unpackF32(tmp, tmp.spec, 0, 0);
+      narrowInto(this.rt, this.native, c, layer, pos, part, tmp.k, packed.n, packed.n * spec.headDim);
+    } finally {
+      this.rt.mem.release(tmp.k);
+    }
+  }
+  /** f16: the wasm sparse prefill over an f32 copy of the layer's written positions. */
+  override sparseAttention(call: Call, plan: FlatPlan): { out: WasmTensor; lse: WasmTensor } {
+    if (!call.spans.some((s) => s.cache.half)) return super.sparseAttention(call, plan);
+    const w = widenSpans(this.rt, this.native, call.spans, call.layer);
+    try {
+      return super.sparseAttention({ ...call, layer: 0, spans: w.spans }, plan);
+    } finally {
+      w.free();
+    }
+  }
+  /** f16: the wasm key-range attention over f32 copies of the layer's written positions. */
+  override attentionRanges(call: Call, keys: readonly (FlatPlan | null)[]): WasmTensor {
+    if (!call.spans.some((s) => s.cache.half)) return super.attentionRanges(call, keys);
+    const w = widenSpans(this.rt, this.native, call.spans, call.layer);
+    try {
+      return super.attentionRanges({ ...call, layer: 0, spans: w.spans }, keys);
+    } finally {
+      w.free();
+    }
+  }
+
+  /** Every span's rows in one addon call (a decode batch writes 16 sequences' K/V at once). */
+  override kvWrite(
+    layer: number,
+    k: WasmTensor,
+    v: WasmTensor,
+    spans: readonly KernelSpan<WasmKVCache>[],
+  ): void {
+    if (spans.length === 0) return;
+    const { kvHeads, headDim } = spans[0].spec;
+    const half = spans[0].cache.half;
+    if (spans.some((s) => s.cache.half !== half)) throw new Error('kvWrite: f16 and f32 caches in one call');
+    const ws = spans.map((s) => {
+      const c = s.cache;
+      const base = c.offset(layer, 0, s.pos);
+      return {
+        dk: c.k + base,
+        dv: c.v + base,
+        kvHeadStride: c.spec.capacity * headDim,
+        row: s.row,
+        count: s.count,
+      };
+    });
+    this.native.kvWrite(this.rt.mem.u8, {
+      k: k.off,
+      v: v.off,
+      width: kvHeads * headDim,
+      headDim,
+      spans: ws,
+      half,
+    });
   }
 
   /** Dense causal attention of every span in one addon call: the units of all sequences share the pool. */
-  override attention(call: AttentionCall<WasmTensor, WasmKVCache>): WasmTensor {
+  override attention(call: Call): WasmTensor {
     const { q, rows, width, layer, spans, heads, scale } = call;
-    if (spans.length === 0 || !nativeAttentionFits(spans[0].spec.headDim)) return super.attention(call);
+    const half = spans.length > 0 && spans[0].cache.half;
+    if (spans.some((s) => s.cache.half !== half))
+      throw new Error('attention: f16 and f32 caches in one call');
+    if (spans.length === 0 || !nativeAttentionFits(spans[0].spec.headDim)) {
+      if (!half) return super.attention(call);
+      const w = widenSpans(this.rt, this.native, spans, layer);
+      try {
+        return super.attention({ ...call, layer: 0, spans: w.spans });
+      } finally {
+        w.free();
+      }
+    }
     const y = allocTensor(this.rt.mem, rows * width * 4);
     // rows outside every span are zero; spans that tile the rows in order (a step's) leave none
     let next = 0;
     for (const s of spans) if (s.row === next) next += s.count;
     if (next !== rows) this.rt.mem.u8.fill(0, y.off, y.off + rows * width * 4);
     const args = spans.map((s) => ({
-      ...s.cache.layerArgs(layer),
+      ...s.cache.layerView(layer),
       row: s.row,
       nq: s.count,
       qpos0: s.pos,
@@ -163,6 +274,7 @@ export class NativeWasmKernels extends WasmKernels {
       scale,
       qStride: width,
       spans: args,
+      half,
     });
     return y;
   }
@@ -175,9 +287,12 @@ export async function nativeBackendAvailable(): Promise<boolean> {
   return wasmBackendAvailable() && (await loadNativeKernels()).ok;
 }
 
-/** Loads the addon (building it when stale), sizes its pool to `threads`, starts the wasm runtime. */
+/**
+ * Loads the addon (building it when stale), sizes its pool to `threads`, starts the wasm runtime.
+ * kvDType: the KV caches' element type (f32 by default; f16 halves the bytes decode attention reads).
+ */
 export async function createNativeBackend(
-  opts: Omit<RuntimeOptions, 'spinMs' | 'inlineScale'> = {},
+  opts: Omit<RuntimeOptions, 'spinMs' | 'inlineScale'> & { kvDType?: NativeKVDType } = {},
 ): Promise<NativeBackend> {
   if (!wasmBackendAvailable())
     throw new BackendUnavailableError('the native backend needs WebAssembly SIMD and SharedArrayBuffer');
@@ -186,6 +301,7 @@ export async function createNativeBackend(
   const threads = opts.threads ?? availableParallelism();
   // one addon per process: its pool takes the threads of the backend created last
   load.kernels.configure({ threads, spinUs: NATIVE_SPIN_US });
-  const rt = await WasmRuntime.create({ ...opts, threads, spinMs: 0, inlineScale: LIGHT_INLINE_SCALE });
-  return new CheckedBackend(new NativeWasmKernels(rt, load.kernels));
+  const { kvDType, ...rtOpts } = opts;
+  const rt = await WasmRuntime.create({ ...rtOpts, threads, spinMs: 0, inlineScale: LIGHT_INLINE_SCALE });
+  return new CheckedBackend(new NativeWasmKernels(rt, load.kernels, kvDType));
 }

@@ -97,6 +97,7 @@ const UNITS: Unit[] = [
     flags: [...AVX512, '-DKV_LEVEL=512', '-DKV_NS=avx512'],
     isa: true,
   },
+  { src: 'kv-half.cc', obj: 'kv-half.o', flags: AVX2, isa: true },
   ...[
     'addon.cc',
     'attention-driver.cc',

@@ -70,6 +70,7 @@ export interface NativeAddon {
     kvPosStride: number,
     qpos0: number,
     nk: number,
+    half: number,
   ): void;
   attentionSpans(
     mem: Uint8Array,
@@ -80,8 +81,41 @@ export interface NativeAddon {
     scale: number,
     qStride: number,
     spans: Float64Array,
+    half: number,
   ): void;
-  kvWrite(mem: Uint8Array, k: number, v: number, width: number, headDim: number, spans: Float64Array): void;
+  kvWrite(
+    mem: Uint8Array,
+    k: number,
+    v: number,
+    width: number,
+    headDim: number,
+    spans: Float64Array,
+    half: number,
+  ): void;
+  kvConvert(
+    mem: Uint8Array,
+    src: number,
+    dst: number,
+    heads: number,
+    rows: number,
+    width: number,
+    srcHeadStride: number,
+    srcRowStride: number,
+    dstHeadStride: number,
+    dstRowStride: number,
+    toHalf: number,
+  ): void;
+  kvUnpackHalf(
+    mem: Uint8Array,
+    src: number,
+    dst: number,
+    kvHeads: number,
+    n: number,
+    headDim: number,
+    headStride: number,
+    delta: number,
+    invFreq: number,
+  ): void;
   swiglu(mem: Uint8Array, gate: number, up: number, y: number, size: number): void;
   argmax(mem: Uint8Array, x: number, out: number, M: number, N: number): void;
   squeezedStep(mem: Uint8Array, ...args: number[]): number;
@@ -160,7 +194,7 @@ export interface NativeAttentionSpan {
   k: number;
   v: number;
   kvHeads: number;
-  /** floats between kv heads and between positions */
+  /** elements between kv heads and between positions */
   kvHeadStride: number;
   kvPosStride: number;
   /** first row of q / out */
@@ -181,6 +215,8 @@ export interface NativeAttentionSpansArgs {
   /** floats between q / out rows; default heads · headDim */
   qStride?: number;
   spans: readonly NativeAttentionSpan[];
+  /** K/V are IEEE halves (an f16 KV cache); default f32 */
+  half?: boolean;
 }
 
 /** One span of a KV write: rows [row, row + count) of k / v go to positions 0.. at dk / dv. */
@@ -188,17 +224,35 @@ export interface NativeKVWriteSpan {
   /** byte offsets of the span's first position in kv head 0 of the layer */
   dk: number;
   dv: number;
-  /** floats between kv heads of the cache */
+  /** elements between kv heads of the cache */
   kvHeadStride: number;
   row: number;
   count: number;
 }
 
-/** Dense attention arguments, as the wasm runtime's (modes 1–3, gathered and sparse keys, are wasm-only). */
+/**
+ * A strided f16 ↔ f32 copy of heads × rows × width elements (an f16 KV cache's loads and reads): byte
+ * offsets, strides in elements of each side; toHalf: src f32 → dst halves, else src halves → dst f32.
+ */
+export interface NativeKVConvert {
+  src: number;
+  dst: number;
+  heads: number;
+  rows: number;
+  width: number;
+  srcHeadStride: number;
+  srcRowStride: number;
+  dstHeadStride: number;
+  dstRowStride: number;
+  toHalf: boolean;
+}
+
+/** Dense attention arguments, as the wasm runtime's (modes 1–3, gathered and sparse keys, are wasm-only),
+ * plus whether K/V are IEEE halves. */
 export type NativeAttentionArgs = Omit<
   AttentionArgs,
   'mode' | 'work' | 'idx' | 'offs' | 'bq' | 'cols' | 'colOffs'
->;
+> & { half?: boolean };
 
 export class NativeKernels {
   private readonly addon: NativeAddon;
@@ -312,6 +366,7 @@ export class NativeKernels {
       a.kvPosStride,
       a.qpos0,
       a.nk,
+      a.half ? 1 : 0,
     );
   }
 
@@ -332,16 +387,64 @@ export class NativeKernels {
       'nk',
     ]);
     const qStride = a.qStride ?? a.heads * a.headDim;
-    this.addon.attentionSpans(mem, a.q, a.out, a.heads, a.headDim, a.scale, qStride, f);
+    this.addon.attentionSpans(mem, a.q, a.out, a.heads, a.headDim, a.scale, qStride, f, a.half ? 1 : 0);
   }
 
-  /** k, v [*][width = kvHeads · headDim] rows → cache positions, per span (one call for a step's spans). */
+  /**
+   * k, v [*][width = kvHeads · headDim] f32 rows → cache positions, per span (one call for a step's spans);
+   * half: the caches hold IEEE halves (rounded to nearest even).
+   */
   kvWrite(
     mem: Uint8Array,
-    a: { k: number; v: number; width: number; headDim: number; spans: readonly NativeKVWriteSpan[] },
+    a: {
+      k: number;
+      v: number;
+      width: number;
+      headDim: number;
+      spans: readonly NativeKVWriteSpan[];
+      half?: boolean;
+    },
   ): void {
     const f = packSpans(a.spans, ['dk', 'dv', 'kvHeadStride', 'row', 'count']);
-    this.addon.kvWrite(mem, a.k, a.v, a.width, a.headDim, f);
+    this.addon.kvWrite(mem, a.k, a.v, a.width, a.headDim, f, a.half ? 1 : 0);
+  }
+
+  /**
+   * An f16 artifact section ([kv_head][n][headDim] halves at src) → an f16 cache layer at dst (kv heads
+   * headStride elements apart): copied; keys re-rotated by Δ = delta where invFreq ≠ 0 (byte offset of
+   * [headDim/2] f32) and delta ≠ 0.
+   */
+  kvUnpackHalf(
+    mem: Uint8Array,
+    a: {
+      src: number;
+      dst: number;
+      kvHeads: number;
+      n: number;
+      headDim: number;
+      headStride: number;
+      delta: number;
+      invFreq: number;
+    },
+  ): void {
+    this.addon.kvUnpackHalf(mem, a.src, a.dst, a.kvHeads, a.n, a.headDim, a.headStride, a.delta, a.invFreq);
+  }
+
+  /** A strided f16 ↔ f32 copy (NativeKVConvert). */
+  kvConvert(mem: Uint8Array, a: NativeKVConvert): void {
+    this.addon.kvConvert(
+      mem,
+      a.src,
+      a.dst,
+      a.heads,
+      a.rows,
+      a.width,
+      a.srcHeadStride,
+      a.srcRowStride,
+      a.dstHeadStride,
+      a.dstRowStride,
+      a.toHalf ? 1 : 0,
+    );
   }
 
   /**

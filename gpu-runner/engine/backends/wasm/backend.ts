@@ -20,7 +20,7 @@ export class WasmKernels implements Kernels<WasmTensor, WasmKVCache> {
   readonly name: string = 'wasm';
   /** q8_0 / q4_0 weights stay ggml blocks in memory (matmulQuantWasm reads them as stored) */
   readonly weightDTypes: readonly DType[] = ['f32', 'f16', 'q8_0', 'q4_0'];
-  readonly kvDType = 'f32' as const;
+  readonly kvDType: 'f32' | 'f16' = 'f32';
   readonly rt: WasmRuntime;
   private disposed = false;
 

@@ -16,25 +16,36 @@ export class WasmTensor {
   }
 }
 
-// k, v: [layer][kv_head][pos][head_dim] f32, each at its own offset
+// k, v: [layer][kv_head][pos][head_dim] f32 (or IEEE halves: an f16 cache, the native backend's option),
+// each at its own offset
 export class WasmKVCache {
   readonly spec: KVCacheSpec;
   readonly k: number;
   readonly v: number;
-  constructor(spec: KVCacheSpec, k: number, v: number) {
+  /** elements are IEEE halves (only the native backend's kernels read and write such a cache) */
+  readonly half: boolean;
+  constructor(spec: KVCacheSpec, k: number, v: number, half = false) {
     this.spec = spec;
     this.k = k;
     this.v = v;
+    this.half = half;
+  }
+  /** bytes of one element */
+  get elementBytes(): number {
+    return this.half ? 2 : 4;
   }
   /** byte offset of (layer, head, pos) from the start of k or v */
   offset(layer: number, head: number, pos: number): number {
     const { kvHeads, capacity, headDim } = this.spec;
-    return (((layer * kvHeads + head) * capacity + pos) * headDim) << 2;
+    return ((layer * kvHeads + head) * capacity + pos) * headDim * this.elementBytes;
   }
-  /** The attention kernel's view of one layer of this cache: K/V base offsets, geometry and strides. */
-  layerArgs(
-    layer: number,
-  ): Pick<AttentionArgs, 'k' | 'v' | 'kvHeads' | 'headDim' | 'kvHeadStride' | 'kvPosStride'> {
+  /** One layer of this cache as an attention kernel reads it: K/V base offsets, geometry, strides in elements. */
+  layerView(layer: number): Pick<
+    AttentionArgs,
+    'k' | 'v' | 'kvHeads' | 'headDim' | 'kvHeadStride' | 'kvPosStride'
+  > & {
+    half: boolean;
+  } {
     const { kvHeads, capacity, headDim } = this.spec;
     const base = this.offset(layer, 0, 0);
     return {
@@ -44,7 +55,16 @@ export class WasmKVCache {
       headDim,
       kvHeadStride: capacity * headDim,
       kvPosStride: headDim,
+      half: this.half,
     };
+  }
+  /** The f32 attention kernels' view of one layer (wasm's, the fused squeezed step); an f16 cache throws. */
+  layerArgs(
+    layer: number,
+  ): Pick<AttentionArgs, 'k' | 'v' | 'kvHeads' | 'headDim' | 'kvHeadStride' | 'kvPosStride'> {
+    if (this.half) throw new Error('an f16 KV cache has no f32 view: widen it first (native backend)');
+    const { half: _, ...args } = this.layerView(layer);
+    return args;
   }
 }
 

@@ -131,10 +131,11 @@ napi_value gatherQFn(napi_env env, napi_callback_info info) {
   });
 }
 
-// kvWrite(mem, k, v, width, headDim, spans): rows of k and v [*][width] (width = kvHeads · headDim) into
-// caches; spans: Float64Array of 5 per span: dk, dv (byte offsets of the span's first position in head
-// 0 of the layer), kvHeadStride (floats between heads), row (first source row), count — row row + i goes
-// to position i of every head: dk + (h · kvHeadStride + i · headDim) · 4
+// kvWrite(mem, k, v, width, headDim, spans[, half]): rows of k and v [*][width] (width = kvHeads · headDim)
+// into caches; spans: Float64Array of 5 per span: dk, dv (byte offsets of the span's first position in head
+// 0 of the layer), kvHeadStride (elements between heads), row (first source row), count — row row + i goes
+// to position i of every head: dk + (h · kvHeadStride + i · headDim) · element bytes; half ≠ 0: the caches
+// hold IEEE halves (rounded to nearest even), else f32
 napi_value kvWriteFn(napi_env env, napi_callback_info info) {
   constexpr int SPAN_FIELDS = 5;
   return guard(env, [&] {
@@ -147,6 +148,8 @@ napi_value kvWriteFn(napi_env env, napi_callback_info info) {
     if (desc.bytes % (SPAN_FIELDS * 8)) throw Error("kvWrite: spans must hold 5 numbers per span");
     const int64_t count = desc.bytes / (SPAN_FIELDS * 8);
     const int64_t k0 = c.int64(1, "k"), v0 = c.int64(2, "v");
+    const bool half = c.argc > 6 && c.int64(6, "half") != 0;
+    const int64_t eb = half ? 2 : 4;
     for (int64_t i = 0; i < count; i++) {
       double f[SPAN_FIELDS];
       std::memcpy(f, desc.data + i * SPAN_FIELDS * 8, sizeof f);
@@ -157,17 +160,81 @@ napi_value kvWriteFn(napi_env env, napi_callback_info info) {
       const int64_t n = static_cast<int64_t>(f[4]);
       if (n == 0) continue;
       if (kvHeads > 1 && headStride < n * d) throw Error("kvWrite: kvHeadStride overlaps the span's rows");
-      const int64_t dst = ((kvHeads - 1) * headStride + n * d) * 4;
-      float* dk = m.at<float>(static_cast<int64_t>(f[0]), dst, "dk");
-      float* dv = m.at<float>(static_cast<int64_t>(f[1]), dst, "dv");
+      const int64_t dst = ((kvHeads - 1) * headStride + n * d) * eb;
+      uint8_t* dk = m.at<uint8_t>(static_cast<int64_t>(f[0]), dst, "dk");
+      uint8_t* dv = m.at<uint8_t>(static_cast<int64_t>(f[1]), dst, "dv");
       const float* sk = m.at<const float>(k0 + row * width * 4, n * width * 4, "k");
       const float* sv = m.at<const float>(v0 + row * width * 4, n * width * 4, "v");
       for (int64_t h = 0; h < kvHeads; h++)
         for (int64_t r = 0; r < n; r++) {
-          std::memcpy(dk + h * headStride + r * d, sk + r * width + h * d, d * 4);
-          std::memcpy(dv + h * headStride + r * d, sv + r * width + h * d, d * 4);
+          const int64_t at = (h * headStride + r * d) * eb;
+          if (half) {
+            toHalf(sk + r * width + h * d, reinterpret_cast<uint16_t*>(dk + at), d);
+            toHalf(sv + r * width + h * d, reinterpret_cast<uint16_t*>(dv + at), d);
+          } else {
+            std::memcpy(dk + at, sk + r * width + h * d, d * 4);
+            std::memcpy(dv + at, sv + r * width + h * d, d * 4);
+          }
         }
     }
+    return undefinedValue(env);
+  });
+}
+
+// kvConvert(mem, src, dst, heads, rows, width, srcHeadStride, srcRowStride, dstHeadStride, dstRowStride,
+// toHalf): heads × rows × width elements between an f16 KV cache and f32 (strides in elements of each
+// side): toHalf ≠ 0: src f32 → dst halves (loads into the cache), else src halves → dst f32 (reads)
+napi_value kvConvertFn(napi_env env, napi_callback_info info) {
+  return guard(env, [&] {
+    Call c(env, info, 11, "kvConvert");
+    const Mem m = memArg(c, 0);
+    const int64_t heads = c.int64(3, "heads"), rows = c.int64(4, "rows"), width = c.int64(5, "width");
+    const int64_t shs = c.int64(6, "srcHeadStride"), srs = c.int64(7, "srcRowStride");
+    const int64_t dhs = c.int64(8, "dstHeadStride"), drs = c.int64(9, "dstRowStride");
+    const bool narrow = c.int64(10, "toHalf") != 0;
+    if (heads == 0 || rows == 0 || width == 0) return undefinedValue(env);
+    const int64_t sb = narrow ? 4 : 2, db = narrow ? 2 : 4;
+    uint8_t* src = m.at<uint8_t>(c.int64(1, "src"), ((heads - 1) * shs + (rows - 1) * srs + width) * sb, "src");
+    uint8_t* dst = m.at<uint8_t>(c.int64(2, "dst"), ((heads - 1) * dhs + (rows - 1) * drs + width) * db, "dst");
+    for (int64_t h = 0; h < heads; h++)
+      for (int64_t r = 0; r < rows; r++) {
+        uint8_t* s = src + (h * shs + r * srs) * sb;
+        uint8_t* d = dst + (h * dhs + r * drs) * db;
+        if (narrow) toHalf(reinterpret_cast<const float*>(s), reinterpret_cast<uint16_t*>(d), width);
+        else fromHalf(reinterpret_cast<const uint16_t*>(s), reinterpret_cast<float*>(d), width);
+      }
+    return undefinedValue(env);
+  });
+}
+
+// kvUnpackHalf(mem, src, dst, kvHeads, n, headDim, headStride, delta, invFreq): an f16 artifact section
+// ([kv_head][n][headDim] halves at src) → an f16 cache layer at dst (kv heads headStride elements apart);
+// invFreq ≠ 0 (byte offset of [headDim/2] f32) and delta ≠ 0: keys re-rotated by Δ = delta, angle
+// f32(Δ · invFreq[i]) as the rope kernel
+napi_value kvUnpackHalfFn(napi_env env, napi_callback_info info) {
+  return guard(env, [&] {
+    Call c(env, info, 9, "kvUnpackHalf");
+    const Mem m = memArg(c, 0);
+    const int64_t kvHeads = c.int64(3, "kvHeads", 1), n = c.int64(4, "n"), d = c.int64(5, "headDim", 2);
+    const int64_t headStride = c.int64(6, "headStride");
+    if (d % 2 || d > 512) throw Error("kvUnpackHalf: headDim must be even and ≤ 512");
+    if (kvHeads > 1 && headStride < n * d) throw Error("kvUnpackHalf: headStride overlaps a head's rows");
+    const double delta = c.num(7, "delta");
+    const int64_t freq = c.int64(8, "invFreq");
+    if (n == 0) return undefinedValue(env);
+    const auto* src = m.at<const uint16_t>(c.int64(1, "src"), kvHeads * n * d * 2, "src");
+    auto* dst = m.at<uint16_t>(c.int64(2, "dst"), ((kvHeads - 1) * headStride + n * d) * 2, "dst");
+    std::vector<float> cs;
+    if (freq != 0 && delta != 0) {
+      const float* f = m.at<const float>(freq, d / 2 * 4, "invFreq");
+      cs.resize(d);
+      for (int64_t i = 0; i < d / 2; i++) {
+        const float ang = static_cast<float>(delta) * f[i];
+        cs[i] = std::cos(ang);
+        cs[d / 2 + i] = std::sin(ang);
+      }
+    }
+    unpackHalf(src, dst, kvHeads, n, d, headStride, cs.empty() ? nullptr : cs.data());
     return undefinedValue(env);
   });
 }
@@ -308,6 +375,8 @@ NAPI_MODULE_INIT() {
       {"attention", nullptr, kv::attentionFn, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"attentionSpans", nullptr, kv::attentionSpansFn, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"kvWrite", nullptr, kv::kvWriteFn, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"kvConvert", nullptr, kv::kvConvertFn, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"kvUnpackHalf", nullptr, kv::kvUnpackHalfFn, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"swiglu", nullptr, kv::swigluFn, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"argmax", nullptr, kv::argmaxFn, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"squeezedStep", nullptr, kv::squeezedStepFn, nullptr, nullptr, nullptr, napi_enumerable, nullptr},

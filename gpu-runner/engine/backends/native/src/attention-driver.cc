@@ -1,6 +1,7 @@
-// attention(mem, q, k, v, out, lse, nq, H, Hkv, d, scale, qStride, kvHeadStride, kvPosStride, qpos0, nk)
-// attentionSpans(mem, q, out, H, d, scale, qStride, spans): several spans (sequences of one step, each
+// attention(mem, q, k, v, out, lse, nq, H, Hkv, d, scale, qStride, kvHeadStride, kvPosStride, qpos0, nk[, half])
+// attentionSpans(mem, q, out, H, d, scale, qStride, spans[, half]): several spans (sequences of one step, each
 // its own rows of q/out and its own K/V and key count) in one call — a decode batch's attention.
+// half ≠ 0: K/V are IEEE halves (an f16 KV cache; strides in elements either way).
 // One driver for both: the (query, head) rows of each span's kv heads are split into units of up to
 // attnRowsMax rows (GQA: a unit's rows share K/V tiles), the units of every span together over the
 // pool. Enough units (prefill, or a batch of decode spans): each attends all its keys and normalises
@@ -140,9 +141,14 @@ void checkHeads(const Attention& a) {
   if (a.d % 16 || a.d > 256) throw Error("attention: headDim must be a multiple of 16 and ≤ 256");
 }
 
-/** bytes of K (or V) the span reads from its base offset */
+/** bytes of K (or V) the span reads from its base offset (f32 or half elements) */
 int64_t kvBytes(const Attention& a) {
-  return a.nk == 0 ? 0 : ((a.Hkv - 1) * a.kvHeadStride + (a.nk - 1) * a.kvPosStride + a.d) * 4;
+  return a.nk == 0 ? 0 : ((a.Hkv - 1) * a.kvHeadStride + (a.nk - 1) * a.kvPosStride + a.d) * (a.half ? 2 : 4);
+}
+
+/** the optional trailing `half` flag (K/V stored as IEEE halves) at argument i */
+bool halfArg(const Call& c, size_t i) {
+  return c.argc > i && c.int64(i, "half") != 0;
 }
 }  // namespace
 
@@ -163,6 +169,7 @@ napi_value attentionFn(napi_env env, napi_callback_info info) {
     a.kvPosStride = c.int64(13, "kvPosStride", a.d);
     a.qpos0 = static_cast<int32_t>(c.int64(14, "qpos0", -1));
     a.nk = static_cast<int32_t>(c.int64(15, "nk", 0));
+    a.half = halfArg(c, 16);
     const int64_t qBytes = ((a.nq - 1) * a.qStride + a.H * a.d) * 4;
     a.q = mem.at<const float>(c.int64(1, "q"), qBytes, "q");
     a.k = mem.at<const float>(c.int64(2, "k"), kvBytes(a), "k");
@@ -189,6 +196,7 @@ napi_value attentionSpansFn(napi_env env, napi_callback_info info) {
     base.d = static_cast<int32_t>(c.int64(4, "headDim", 16));
     base.scale = static_cast<float>(c.num(5, "scale"));
     base.qStride = c.int64(6, "qStride", base.H * base.d);
+    base.half = halfArg(c, 8);
     const Mem desc = memArg(c, 7);
     if (desc.bytes % (SPAN_FIELDS * 8)) throw Error("attentionSpans: spans must hold 9 numbers per span");
     const int64_t count = desc.bytes / (SPAN_FIELDS * 8);

@@ -6,6 +6,8 @@
 // Units of a few rows (decode) take attendFew instead: dot products per key, softmax along the keys.
 // The unit leaves O unnormalised with m and l (AttnPartial); the driver (attention-driver.cc) normalises or
 // merges several key ranges by log-sum-exp.
+// An f16 cache (Attention::half): attendFew widens K/V vectors as it loads them (vcvtph2ps: a decode step
+// reads half the bytes); attendRows widens each BK-key tile of K and V into f32 scratch first.
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
@@ -34,6 +36,8 @@ struct Scratch {
   int32_t* lim;   // [RMAX]
   float* alpha;   // [RMAX]
   float* qr;      // [DOT_ROWS][256] scaled q rows (few-row units)
+  float* kt;      // [BK][256] a tile of K widened from halves (attendRows over an f16 cache)
+  float* vt;      // [BK][256] the same tile of V
 };
 Scratch& scratch() {
   static thread_local Scratch s = [] {
@@ -43,9 +47,31 @@ Scratch& scratch() {
     t.lim = static_cast<int32_t*>(std::aligned_alloc(64, sizeof(int32_t) * RMAX));
     t.alpha = static_cast<float*>(std::aligned_alloc(64, sizeof(float) * RMAX));
     t.qr = static_cast<float*>(std::aligned_alloc(64, sizeof(float) * DOT_ROWS * 256));
+    t.kt = static_cast<float*>(std::aligned_alloc(64, sizeof(float) * BK * 256));
+    t.vt = static_cast<float*>(std::aligned_alloc(64, sizeof(float) * BK * 256));
     return t;
   }();
   return s;
+}
+
+/** W K/V elements at p as f32: f32 as stored, halves widened */
+template <typename E>
+inline V::v loadKV(const E* p);
+template <>
+inline V::v loadKV<float>(const float* p) {
+  return V::load(p);
+}
+template <>
+inline V::v loadKV<uint16_t>(const uint16_t* p) {
+  return V::half(p);
+}
+
+/** rows [j0, j0 + nb) of one kv head's halves (position stride ps) → dst [nb][d] f32 */
+void widenTile(const uint16_t* src, int64_t ps, int j0, int nb, int d, float* dst) {
+  for (int j = 0; j < nb; j++) {
+    const uint16_t* r = src + static_cast<int64_t>(j0 + j) * ps;
+    for (int c = 0; c < d; c += W) V::store(dst + j * d + c, V::half(r + c));
+  }
 }
 
 /** St[j][·] for keys kp[j·ks], j in [0, nb): MK keys per pass against RV row vectors of Qt. */
@@ -147,9 +173,17 @@ void attendRows(const Attention& a, int g, int r0, int R, int k0, int k1, const 
   std::fill(out.o, out.o + static_cast<int64_t>(RV * W) * d, 0.0f);
   const float* kb = a.k + g * a.kvHeadStride;
   const float* vb = a.v + g * a.kvHeadStride;
+  const uint16_t* khb = reinterpret_cast<const uint16_t*>(a.k) + g * a.kvHeadStride;
+  const uint16_t* vhb = reinterpret_cast<const uint16_t*>(a.v) + g * a.kvHeadStride;
+  // f32 tile rows and their stride: the cache's own, or the widened scratch of an f16 cache
+  const int64_t ts = a.half ? d : a.kvPosStride;
   for (int j0 = k0; j0 < kmax; j0 += BK) {
     const int nb = std::min(BK, kmax - j0);
-    scores<RV>(s.qt, kb + j0 * a.kvPosStride, a.kvPosStride, d, nb, s.st);
+    if (a.half) {
+      widenTile(khb, a.kvPosStride, j0, nb, d, s.kt);
+      widenTile(vhb, a.kvPosStride, j0, nb, d, s.vt);
+    }
+    scores<RV>(s.qt, a.half ? s.kt : kb + j0 * a.kvPosStride, ts, d, nb, s.st);
     if (j0 + nb > kmin)
       for (int j = 0; j < nb; j++)
         for (int v = 0; v < RV; v++)
@@ -169,15 +203,15 @@ void attendRows(const Attention& a, int g, int r0, int R, int k0, int k1, const 
       V::store(out.l + v * W, V::fma(V::load(out.l + v * W), al, sum));
       V::store(out.m + v * W, mx);
     }
-    const float* vp = vb + j0 * a.kvPosStride;
+    const float* vp = a.half ? s.vt : vb + j0 * a.kvPosStride;
     int r = 0;
-    for (; r + RO <= R; r += RO) accumulateRows<RO>(out.o, d, r, s.alpha, s.st, vp, a.kvPosStride, nb);
-    for (; r < R; r++) accumulateRows<1>(out.o, d, r, s.alpha, s.st, vp, a.kvPosStride, nb);
+    for (; r + RO <= R; r += RO) accumulateRows<RO>(out.o, d, r, s.alpha, s.st, vp, ts, nb);
+    for (; r < R; r++) accumulateRows<1>(out.o, d, r, s.alpha, s.st, vp, ts, nb);
   }
 }
 /** O rows [0, R) × DC vectors of columns at c: O = O·alpha + Σ_j P[r][j] · V[j][c..] (P rows of BK). */
-template <int R, int DC>
-void accumulateFew(float* o, int d, int c, const float* alpha, const float* p, const float* vp, int64_t vs, int nb) {
+template <int R, int DC, typename E>
+void accumulateFew(float* o, int d, int c, const float* alpha, const float* p, const E* vp, int64_t vs, int nb) {
   V::v acc[R][DC];
   for (int r = 0; r < R; r++) {
     const V::v al = V::set1(alpha[r]);
@@ -185,7 +219,7 @@ void accumulateFew(float* o, int d, int c, const float* alpha, const float* p, c
   }
   for (int j = 0; j < nb; j++) {
     V::v vv[DC];
-    for (int u = 0; u < DC; u++) vv[u] = V::load(vp + j * vs + c + u * W);
+    for (int u = 0; u < DC; u++) vv[u] = loadKV(vp + j * vs + c + u * W);
     for (int r = 0; r < R; r++) {
       const V::v pr = V::set1(p[r * BK + j]);
       for (int u = 0; u < DC; u++) acc[r][u] = V::fma(pr, vv[u], acc[r][u]);
@@ -217,7 +251,7 @@ inline __m128 sum4(V::v a0, V::v a1, V::v a2, V::v a3) {
  * R rows as dot products (one K load for all rows), the softmax runs along the keys (P[r][j] rows), and
  * each V vector is loaded once for all R rows.
  */
-template <int R>
+template <int R, typename E>
 void attendFew(const Attention& a, int g, int r0, int k0, int k1, const AttnPartial& out) {
   Scratch& s = scratch();
   const int d = a.d;
@@ -239,19 +273,20 @@ void attendFew(const Attention& a, int g, int r0, int k0, int k1, const AttnPart
     out.l[r] = 0;
   }
   std::fill(out.o, out.o + static_cast<int64_t>(R) * d, 0.0f);
-  const float* kb = a.k + g * a.kvHeadStride;
-  const float* vb = a.v + g * a.kvHeadStride;
+  const E* kb = reinterpret_cast<const E*>(a.k) + g * a.kvHeadStride;
+  const E* vb = reinterpret_cast<const E*>(a.v) + g * a.kvHeadStride;
+  constexpr int LINE = 64 / sizeof(E);  // elements per cache line (prefetches)
   float alpha[R];
   for (int j0 = k0; j0 < kmax; j0 += BK) {
     const int nb = std::min(BK, kmax - j0);
     int j = 0;
     // four keys at a time: their R·4 dot products summed horizontally together (sum4), not one by one
     for (; j + 4 <= nb; j += 4) {
-      const float* kj = kb + static_cast<int64_t>(j0 + j) * a.kvPosStride;
-      const float* vj = vb + static_cast<int64_t>(j0 + j) * a.kvPosStride;
+      const E* kj = kb + static_cast<int64_t>(j0 + j) * a.kvPosStride;
+      const E* vj = vb + static_cast<int64_t>(j0 + j) * a.kvPosStride;
       const bool kAhead = j0 + j + 4 + PF_KEYS <= kmax;
       for (int t = 0; t < 4; t++)
-        for (int c = 0; c < d; c += 16) {
+        for (int c = 0; c < d; c += LINE) {
           _mm_prefetch(reinterpret_cast<const char*>(vj + t * a.kvPosStride + c), _MM_HINT_T0);
           if (kAhead) _mm_prefetch(reinterpret_cast<const char*>(kj + (PF_KEYS + t) * a.kvPosStride + c), _MM_HINT_T0);
         }
@@ -260,7 +295,7 @@ void attendFew(const Attention& a, int g, int r0, int k0, int k1, const AttnPart
         for (int t = 0; t < 4; t++) acc[r][t] = V::zero();
       for (int c = 0; c < dv; c++) {
         V::v kv[4];
-        for (int t = 0; t < 4; t++) kv[t] = V::load(kj + t * a.kvPosStride + c * W);
+        for (int t = 0; t < 4; t++) kv[t] = loadKV(kj + t * a.kvPosStride + c * W);
         for (int r = 0; r < R; r++) {
           const V::v qv = V::load(qr + r * 256 + c * W);
           for (int t = 0; t < 4; t++) acc[r][t] = V::fma(qv, kv[t], acc[r][t]);
@@ -276,19 +311,19 @@ void attendFew(const Attention& a, int g, int r0, int k0, int k1, const AttnPart
       }
     }
     for (; j < nb; j++) {
-      const float* kj = kb + static_cast<int64_t>(j0 + j) * a.kvPosStride;
+      const E* kj = kb + static_cast<int64_t>(j0 + j) * a.kvPosStride;
       // a decode batch's K/V rows come from memory (16 caches of ~26 MB): ask for key j + PF_KEYS and for
       // this block's value row j (read by the accumulation below) while the scores compute
-      const float* vj = vb + static_cast<int64_t>(j0 + j) * a.kvPosStride;
+      const E* vj = vb + static_cast<int64_t>(j0 + j) * a.kvPosStride;
       const bool kAhead = j0 + j + PF_KEYS < kmax;
-      for (int c = 0; c < d; c += 16) {
+      for (int c = 0; c < d; c += LINE) {
         _mm_prefetch(reinterpret_cast<const char*>(vj + c), _MM_HINT_T0);
         if (kAhead) _mm_prefetch(reinterpret_cast<const char*>(kj + PF_KEYS * a.kvPosStride + c), _MM_HINT_T0);
       }
       V::v acc[R];
       for (int r = 0; r < R; r++) acc[r] = V::zero();
       for (int c = 0; c < dv; c++) {
-        const V::v kv = V::load(kj + c * W);
+        const V::v kv = loadKV(kj + c * W);
         for (int r = 0; r < R; r++) acc[r] = V::fma(V::load(qr + r * 256 + c * W), kv, acc[r]);
       }
       for (int r = 0; r < R; r++) p[r * BK + j] = j0 + j < lim[r] ? V::hsum(acc[r]) : -INFINITY;
@@ -316,7 +351,7 @@ void attendFew(const Attention& a, int g, int r0, int k0, int k1, const AttnPart
       out.l[r] = out.l[r] * alpha[r] + V::hsum(sum);
       out.m[r] = mx;
     }
-    const float* vp = vb + static_cast<int64_t>(j0) * a.kvPosStride;
+    const E* vp = vb + static_cast<int64_t>(j0) * a.kvPosStride;
     constexpr int DC = W == 16 ? 4 : 2;
     int c = 0;
     for (; c + DC <= dv; c += DC) accumulateFew<R, DC>(out.o, d, c * W, alpha, p, vp, a.kvPosStride, nb);
@@ -328,13 +363,20 @@ void attendFew(const Attention& a, int g, int r0, int k0, int k1, const AttnPart
 int attnRowsMax() { return RMAX; }
 
 void attendUnit(const Attention& a, int g, int r0, int R, int k0, int k1, const AttnPartial& out) {
-  switch (R) {
-    case 1: return attendFew<1>(a, g, r0, k0, k1, out);
-    case 2: return attendFew<2>(a, g, r0, k0, k1, out);
-    case 3: return attendFew<3>(a, g, r0, k0, k1, out);
-    case 4: return attendFew<4>(a, g, r0, k0, k1, out);
-    default: break;
-  }
+  if (a.half) switch (R) {
+      case 1: return attendFew<1, uint16_t>(a, g, r0, k0, k1, out);
+      case 2: return attendFew<2, uint16_t>(a, g, r0, k0, k1, out);
+      case 3: return attendFew<3, uint16_t>(a, g, r0, k0, k1, out);
+      case 4: return attendFew<4, uint16_t>(a, g, r0, k0, k1, out);
+      default: break;
+    }
+  else switch (R) {
+      case 1: return attendFew<1, float>(a, g, r0, k0, k1, out);
+      case 2: return attendFew<2, float>(a, g, r0, k0, k1, out);
+      case 3: return attendFew<3, float>(a, g, r0, k0, k1, out);
+      case 4: return attendFew<4, float>(a, g, r0, k0, k1, out);
+      default: break;
+    }
   switch ((R + W - 1) / W) {
     case 1: return attendRows<1>(a, g, r0, R, k0, k1, out);
     case 2: return attendRows<2>(a, g, r0, R, k0, k1, out);

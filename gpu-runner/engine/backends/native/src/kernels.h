@@ -41,11 +41,13 @@ struct MatmulQ {
 };
 
 // Attention rows of one work unit: up to RMAX (query, head) rows sharing kv head g.
-// q, out: [nq][H][d] (row stride qStride floats); k, v: [kv_head][pos][d] via the strides.
+// q, out: [nq][H][d] (row stride qStride floats); k, v: [kv_head][pos][d] via the strides (in elements),
+// f32, or IEEE halves when `half` (an f16 KV cache: k and v then point at uint16_t).
 struct Attention {
   const float* q;
   const float* k;
   const float* v;
+  bool half;
   float* out;
   float* lse;  // [nq][H], nullptr = none
   int32_t nq, H, Hkv, d;
@@ -79,6 +81,14 @@ struct AttnPartial {
   /* out[m] = first index of the largest of row m of x [*][N] (NaN never wins), rows [m0, m1) */       \
   KV_EXPORT void argmax(const float* x, int64_t N, int32_t* out, int64_t m0, int64_t m1);                   \
   }
+
+// f32 ↔ IEEE half rows (an f16 KV cache's writes and reads; kv-half.cc, F16C): n values each.
+KV_EXPORT void toHalf(const float* src, uint16_t* dst, int64_t n);
+KV_EXPORT void fromHalf(const uint16_t* src, float* dst, int64_t n);
+// An f16 artifact section (rows [kv_head][n][d] halves) → an f16 cache layer (kv heads headStride elements
+// apart): copied; cs = cos[d/2] | sin[d/2] re-rotates every rotate-half pair (keys moved by Δ), nullptr = none.
+KV_EXPORT void unpackHalf(const uint16_t* src, uint16_t* dst, int64_t kvHeads, int64_t n, int64_t d,
+                          int64_t headStride, const float* cs);
 #define KV_DECLARE_Q(ns)                                                                          \
   namespace ns {                                                                                  \
   /* the weight offset `type`'s kernel corrects for (packed u8 = q + offset; see pack.cc) */      \

@@ -50,17 +50,6 @@ inline float hmax(__m256 v) {
 
 constexpr int MAXG = 16;
 
-/** K and V rows of slot j towards the cache (`lines` lines each). */
-template <int HINT>
-inline void prefetchRow(const SqueezedStep& a, int32_t j, int lines) {
-  const char* kp = reinterpret_cast<const char*>(a.K + static_cast<int64_t>(j) * a.d);
-  const char* vp = reinterpret_cast<const char*>(a.V + static_cast<int64_t>(j) * a.d);
-  for (int c = 0; c < lines; c++) {
-    _mm_prefetch(kp + 64 * c, static_cast<_mm_hint>(HINT));
-    _mm_prefetch(vp + 64 * c, static_cast<_mm_hint>(HINT));
-  }
-}
-
 /**
  * A growable scratch array. Internal linkage (anonymous namespace), unlike std::vector's members, whose
  * shared COMDAT copies the per-ISA objects would otherwise trade (build.ts localizes them).
@@ -93,10 +82,10 @@ struct Buf {
 };
 
 struct Scratch {
-  Buf<float> logit, ex, w, sel, est, ub, wg;
-  Buf<int32_t> keys, blocks, order;
+  Buf<float> logit, ex, w, sel, est, ub, wg, bs;
+  Buf<int32_t> blocks, order, inv, kb;
   Buf<uint8_t> keep, cand, valid;
-  Buf<uint32_t> hist;
+  Buf<uint32_t> km;
 };
 
 /**
@@ -185,26 +174,136 @@ void groupPass(const SqueezedStep& a, const int32_t (*q4)[64], const int32_t (*q
   }
 }
 
-/** The take-th largest of the selectable weights (w ≥ 0), by a histogram of their bits then the edge bucket. */
-float kthWeight(Scratch& S, const float* w, int64_t n, int64_t take) {
-  constexpr int SHIFT = 19, BUCKETS = (0x3f800000 >> SHIFT) + 1;  // weights in [0, 1]
-  S.hist.assign(BUCKETS, 0);
-  const uint32_t* bits = reinterpret_cast<const uint32_t*>(w);
-  for (int64_t j = 0; j < n; j++)
-    if (w[j] >= 0) S.hist[std::min<uint32_t>(bits[j] >> SHIFT, BUCKETS - 1)]++;
-  int64_t above = 0;
-  int bucket = BUCKETS - 1;
-  for (; bucket > 0; bucket--) {
-    if (above + S.hist[bucket] >= take) break;
-    above += S.hist[bucket];
+/** q · k over d floats (two chains). */
+inline float dot(const float* q, const float* k, int d) {
+  __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
+  for (int e = 0; e < d; e += 16) {
+    s0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + e), _mm256_loadu_ps(k + e), s0);
+    s1 = _mm256_fmadd_ps(_mm256_loadu_ps(q + e + 8), _mm256_loadu_ps(k + e + 8), s1);
   }
-  S.sel.clear();
-  for (int64_t j = 0; j < n; j++)
-    if (w[j] >= 0 && static_cast<int>(std::min<uint32_t>(bits[j] >> SHIFT, BUCKETS - 1)) == bucket)
-      S.sel.push_back(w[j]);
-  const int64_t k = take - above - 1;
-  std::nth_element(S.sel.begin(), S.sel.begin() + k, S.sel.end(), [](float x, float y) { return x > y; });
-  return S.sel[k];
+  return hsum(_mm256_add_ps(s0, s1));
+}
+
+/** The first m lanes of a block. */
+inline uint32_t laneMask(int64_t m) { return m >= 32 ? ~0u : (1u << m) - 1; }
+
+/**
+ * Exact attention of the group's heads over rows base + lane (lanes set in mask, < SQ_BLOCK) of K / V:
+ * p = exp(q_h·k·sc − ref_h) (capped at e^80), el_h += p, acc[h][0..d) += p · v. The rows' scores first,
+ * then their exps 8 lanes at a time, then each head's d outputs accumulated in registers over the lanes.
+ */
+void attendRows(const SqueezedStep& a, int64_t base, uint32_t mask, const float* ref, float sc, float* acc,
+                float* el) {
+  const int G = a.G, d = a.d;
+  alignas(64) float p[MAXG][SQ_BLOCK];
+  int lane[SQ_BLOCK], m = 0;
+  for (uint32_t r = mask; r; r &= r - 1) lane[m++] = __builtin_ctz(r);
+#if KV_VNNI
+  // AVX-512: a row's d floats in d/16 registers, each head's dot as two chains and one reduction; the
+  // outputs of a head in ≤ 16 registers over the block's lanes
+  for (int i = 0; i < m; i++) {
+    const float* kr = a.K + (base + lane[i]) * d;
+    for (int h = 0; h < G; h++) {
+      const float* q = a.q + h * d;
+      __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
+      int e = 0;
+      for (; e + 32 <= d; e += 32) {
+        s0 = _mm512_fmadd_ps(_mm512_loadu_ps(q + e), _mm512_loadu_ps(kr + e), s0);
+        s1 = _mm512_fmadd_ps(_mm512_loadu_ps(q + e + 16), _mm512_loadu_ps(kr + e + 16), s1);
+      }
+      if (e < d) s0 = _mm512_fmadd_ps(_mm512_loadu_ps(q + e), _mm512_loadu_ps(kr + e), s0);
+      p[h][i] = std::min(_mm512_reduce_add_ps(_mm512_add_ps(s0, s1)) * sc - ref[h], 80.0f);
+    }
+  }
+  for (int h = 0; h < G; h++) {
+    for (int i = 0; i < m; i += 8) _mm256_store_ps(p[h] + i, exp8(_mm256_load_ps(p[h] + i)));
+    for (int i = 0; i < m; i++) el[h] += p[h][i];
+    float* o = acc + h * 2 * d;
+    __m512 ov[16];
+    const int nv = d / 16;
+    for (int c = 0; c < nv; c++) ov[c] = _mm512_loadu_ps(o + 16 * c);
+    for (int i = 0; i < m; i++) {
+      const __m512 w = _mm512_set1_ps(p[h][i]);
+      const float* vr = a.V + (base + lane[i]) * d;
+      for (int c = 0; c < nv; c++) ov[c] = _mm512_fmadd_ps(w, _mm512_loadu_ps(vr + 16 * c), ov[c]);
+    }
+    for (int c = 0; c < nv; c++) _mm512_storeu_ps(o + 16 * c, ov[c]);
+  }
+#else
+  for (int i = 0; i < m; i++) {
+    const float* kr = a.K + (base + lane[i]) * d;
+    for (int h = 0; h < G; h++) p[h][i] = std::min(dot(a.q + h * d, kr, d) * sc - ref[h], 80.0f);
+  }
+  for (int h = 0; h < G; h++) {
+    for (int i = 0; i < m; i += 8) _mm256_store_ps(p[h] + i, exp8(_mm256_load_ps(p[h] + i)));
+    for (int i = 0; i < m; i++) el[h] += p[h][i];
+    float* o = acc + h * 2 * d;
+    for (int e = 0; e < d; e += 16) {
+      __m256 o0 = _mm256_loadu_ps(o + e), o1 = _mm256_loadu_ps(o + e + 8);
+      for (int i = 0; i < m; i++) {
+        const __m256 w = _mm256_set1_ps(p[h][i]);
+        const float* vr = a.V + (base + lane[i]) * d + e;
+        o0 = _mm256_fmadd_ps(w, _mm256_loadu_ps(vr), o0);
+        o1 = _mm256_fmadd_ps(w, _mm256_loadu_ps(vr + 8), o1);
+      }
+      _mm256_storeu_ps(o + e, o0);
+      _mm256_storeu_ps(o + e + 8, o1);
+    }
+  }
+#endif
+}
+
+/** oa[0, 8·NV) += Σ_g w[g·stride]·gv[g·d + 0, 8·NV), the outputs in registers across the groups. */
+template <int NV>
+void addGroups(const float* w, int stride, int64_t groups, const float* gv, int d, float* oa) {
+  __m256 o[NV];
+  for (int k = 0; k < NV; k++) o[k] = _mm256_loadu_ps(oa + 8 * k);
+  for (int64_t g = 0; g < groups; g++) {
+    const float x = w[g * stride];
+    if (x == 0) continue;
+    const __m256 x8 = _mm256_set1_ps(x);
+    const float* v = gv + g * d;
+    for (int k = 0; k < NV; k++) o[k] = _mm256_fmadd_ps(x8, _mm256_loadu_ps(v + 8 * k), o[k]);
+  }
+  for (int k = 0; k < NV; k++) _mm256_storeu_ps(oa + 8 * k, o[k]);
+}
+
+/**
+ * The budget's choice (key-sketch.ts pickKeys): compact blocks ranked by their best candidate's weight
+ * (ties by block, i.e. by cache block: compact blocks ascend), taken in rounds while ⌊(take − kept)/16⌋ > 0
+ * (each round that many more blocks, every candidate of them kept), then the next block's best candidates
+ * (ties by slot) up to take. Marks S.keep; returns the keys kept.
+ */
+int64_t pickBlocks(Scratch& S, int64_t nb, int64_t take) {
+  const float* w = S.w.data();
+  S.bs.resize(nb);
+  S.order.clear();
+  for (int64_t i = 0; i < nb; i++) {
+    const float b = hmax(_mm256_max_ps(_mm256_loadu_ps(w + i * SQ_BLOCK), _mm256_loadu_ps(w + i * SQ_BLOCK + 8)));
+    S.bs[i] = b;
+    if (b >= 0) S.order.push_back(static_cast<int32_t>(i));
+  }
+  const float* bs = S.bs.data();
+  auto better = [bs](int32_t x, int32_t y) { return bs[x] > bs[y] || (bs[x] == bs[y] && x < y); };
+  const int64_t cnt = static_cast<int64_t>(S.order.size());
+  int64_t kept = 0, at = 0;
+  for (int64_t full = take / SQ_BLOCK; full > 0 && at < cnt; full = (take - kept) / SQ_BLOCK) {
+    const int64_t to = std::min(cnt, at + full);
+    if (to < cnt) std::nth_element(S.order.begin() + at, S.order.begin() + to, S.order.end(), better);
+    for (; at < to; at++)
+      for (int64_t j = S.order[at] * SQ_BLOCK, e = j + SQ_BLOCK; j < e; j++)
+        if (w[j] >= 0) S.keep[j] = 1, kept++;
+  }
+  if (at < cnt && kept < take) {
+    if (at + 1 < cnt) std::nth_element(S.order.begin() + at, S.order.begin() + at, S.order.end(), better);
+    int32_t lanes[SQ_BLOCK];
+    int m = 0;
+    for (int32_t j = S.order[at] * SQ_BLOCK, e = j + SQ_BLOCK; j < e; j++)
+      if (w[j] >= 0) lanes[m++] = j;
+    std::sort(lanes, lanes + m, [w](int32_t x, int32_t y) { return w[x] > w[y] || (w[x] == w[y] && x < y); });
+    for (int i = 0; i < m && kept < take; i++) S.keep[lanes[i]] = 1, kept++;
+  }
+  return kept;
 }
 
 }  // namespace
@@ -250,14 +349,16 @@ int64_t squeezedStep(const SqueezedStep& a) {
     S.ub.resize(G * NGp);
     S.sel.resize(NG);
     groupPass(a, q4, qa4, f, NGp, S.est.data(), S.ub.data(), S.sel.data(), gm);
+    // the best ⌈want·groups / selectable⌉ groups (want keys at the mean group size; key-sketch.ts prefilter)
+    const int64_t top = std::min<int64_t>(NG, (a.want * NG + selectable - 1) / selectable);
     S.order.resize(NG);
     for (int64_t g = 0; g < NG; g++) S.order[g] = static_cast<int32_t>(g);
     const float* sc = S.sel.data();
-    std::sort(S.order.begin(), S.order.end(),
-              [sc](int32_t x, int32_t y) { return sc[x] > sc[y] || (sc[x] == sc[y] && x < y); });
+    if (top < NG)
+      std::nth_element(S.order.begin(), S.order.begin() + top, S.order.end(),
+                       [sc](int32_t x, int32_t y) { return sc[x] > sc[y] || (sc[x] == sc[y] && x < y); });
     std::fill(S.cand.begin(), S.cand.end(), 0);
-    int64_t got = 0;
-    for (int64_t i = 0; i < NG && got < a.want; i++) S.cand[S.order[i]] = 1, got += a.gLen[S.order[i]];
+    for (int64_t i = 0; i < top; i++) S.cand[S.order[i]] = 1;
     for (int h = 0; h < G; h++) mx[h] = gm[h];
   }
   // the 16-key blocks holding candidate slots, ascending (groups are runs in slot order)
@@ -277,33 +378,59 @@ int64_t squeezedStep(const SqueezedStep& a) {
   S.ex.resize(G * nc + 8);
   S.valid.resize(nc);
   const int64_t blockBytes = static_cast<int64_t>(d) * SQ_BLOCK;
+  // per block: its logits, its candidate lanes (off them −∞) and the heads' running max
+  __m256 hm[MAXG];
+  for (int h = 0; h < G; h++) hm[h] = _mm256_set1_ps(-INFINITY);
+  const __m256i bitsLo = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
+  const __m256i bitsHi = _mm256_slli_epi32(bitsLo, 8);
+  const __m128i byteBits = _mm_setr_epi8(1, 2, 4, 8, 16, 32, 64, -128, 1, 2, 4, 8, 16, 32, 64, -128);
+  const __m128i byteSel = _mm_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
   for (int64_t i = 0; i < nb; i++) {
     const int64_t b = S.blocks[i];
     if (i + 2 < nb) {  // candidate blocks are runs with gaps: the hardware prefetcher misses each gap
       const char* nx = reinterpret_cast<const char*>(a.k8) + S.blocks[i + 2] * blockBytes;
       for (int64_t c = 0; c < blockBytes; c += 64) _mm_prefetch(nx + c, _MM_HINT_T0);
     }
-    scoreBlock(a, a.k8, a.ksum, a.ks, q4, f, b, S.logit.data() + i * SQ_BLOCK, nc);
-    for (int k = 0; k < SQ_BLOCK; k++) {
-      const int64_t j = b * SQ_BLOCK + k;
-      S.valid[i * SQ_BLOCK + k] = j < n && a.grp[j] >= 0 && S.cand[a.grp[j]];
+    float* lb = S.logit.data() + i * SQ_BLOCK;
+    scoreBlock(a, a.k8, a.ksum, a.ks, q4, f, b, lb, nc);
+    uint32_t vm = 0;
+    const int64_t j0 = b * SQ_BLOCK;
+    if (!pre && j0 + SQ_BLOCK <= n) {
+      const __m256i g0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.grp + j0));
+      const __m256i g1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.grp + j0 + 8));
+      const __m256i neg = _mm256_set1_epi32(-1);
+      vm = static_cast<uint32_t>(_mm256_movemask_ps(_mm256_castsi256_ps(_mm256_cmpgt_epi32(g0, neg)))) |
+           static_cast<uint32_t>(_mm256_movemask_ps(_mm256_castsi256_ps(_mm256_cmpgt_epi32(g1, neg)))) << 8;
+    } else {
+      for (int k = 0; k < SQ_BLOCK; k++) {
+        const int64_t j = j0 + k;
+        if (j < n && a.grp[j] >= 0 && S.cand[a.grp[j]]) vm |= 1u << k;
+      }
+    }
+    const __m128i vb = _mm_cmpeq_epi8(_mm_and_si128(_mm_shuffle_epi8(_mm_cvtsi32_si128(static_cast<int>(vm)), byteSel), byteBits), byteBits);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(S.valid.data() + i * SQ_BLOCK), _mm_and_si128(vb, _mm_set1_epi8(1)));
+    const __m256i vmv = _mm256_set1_epi32(static_cast<int>(vm));
+    const __m256 on0 = _mm256_castsi256_ps(_mm256_cmpeq_epi32(_mm256_and_si256(vmv, bitsLo), bitsLo));
+    const __m256 on1 = _mm256_castsi256_ps(_mm256_cmpeq_epi32(_mm256_and_si256(vmv, bitsHi), bitsHi));
+    const __m256 ninf = _mm256_set1_ps(-INFINITY);
+    for (int h = 0; h < G; h++) {
+      float* l = lb + h * nc;
+      const __m256 l0 = _mm256_blendv_ps(ninf, _mm256_loadu_ps(l), on0);
+      const __m256 l1 = _mm256_blendv_ps(ninf, _mm256_loadu_ps(l + 8), on1);
+      if (vm != 0xffff) _mm256_storeu_ps(l, l0), _mm256_storeu_ps(l + 8, l1);
+      hm[h] = _mm256_max_ps(hm[h], _mm256_max_ps(l0, l1));
     }
   }
-  // per head: max, e = exp(logit − max) (0 off the candidates), z with the other groups' mass
+  // per head: e = exp(logit − max) (~0 off the candidates), z with the other groups' mass
   float invz[MAXG], rel[MAXG];
   const int64_t n8 = nc / 8 * 8;
   for (int h = 0; h < G; h++) {
     float* l = S.logit.data() + h * nc;
     float* ex = S.ex.data() + h * nc;
-    for (int64_t j = 0; j < nc; j++)
-      if (!S.valid[j]) l[j] = -INFINITY;
-    __m256 m8 = _mm256_set1_ps(-INFINITY);
-    for (int64_t j = 0; j < n8; j += 8) m8 = _mm256_max_ps(m8, _mm256_loadu_ps(l + j));
-    float m = std::max(mx[h], hmax(m8));
-    for (int64_t j = n8; j < nc; j++) m = std::max(m, l[j]);
+    float m = std::max(mx[h], hmax(hm[h]));
     if (m == -INFINITY) m = 0;  // nothing selectable
     mx[h] = m;
-    m8 = _mm256_set1_ps(m);
+    const __m256 m8 = _mm256_set1_ps(m);
     __m256 zs = _mm256_setzero_ps();
     for (int64_t j = 0; j < n8; j += 8) {
       const __m256 v = exp8(_mm256_sub_ps(_mm256_loadu_ps(l + j), m8));
@@ -344,95 +471,88 @@ int64_t squeezedStep(const SqueezedStep& a) {
     for (int64_t j = 0; j < nc; j++)
       if (S.valid[j] && S.w[j] >= cut) S.keep[j] = 1, kept++;
   } else if (a.take > 0 && cands > 0) {
-    const int64_t take = std::min(a.take, cands);
-    const float t = kthWeight(S, S.w.data(), nc, take);
-    int64_t above = 0;
-    for (int64_t j = 0; j < nc; j++) above += S.w[j] > t;
-    int64_t ties = take - above;
-    for (int64_t j = 0; j < nc; j++) {
-      if (!S.valid[j]) continue;
-      if (S.w[j] > t || (S.w[j] == t && ties-- > 0)) S.keep[j] = 1, kept++;
-    }
+    kept = pickBlocks(S, nb, a.take);
   }
-  // exact attention over kept slots, always-attended ranges and live tokens [n, end)
-  S.keys.clear();
-  for (int64_t j = 0; j < nc; j++)
-    if (S.keep[j]) S.keys.push_back(S.blocks[j / SQ_BLOCK] * SQ_BLOCK + static_cast<int32_t>(j % SQ_BLOCK));
-  for (int64_t p = 0; p < a.alwaysPairs; p++)
-    for (int32_t j = a.always[2 * p]; j < a.always[2 * p + 1]; j++) S.keys.push_back(j);
-  for (int64_t j = n; j < a.end; j++) S.keys.push_back(static_cast<int32_t>(j));
-  const int64_t nk = static_cast<int64_t>(S.keys.size());
-  // one pass over the gathered rows (prefetched PF keys ahead: a selection is scattered), weights
-  // exp(s − max_h) against the estimated logits' max — the left-out share's reference too, so the two
+  // exact attention over the kept slots (by compact block: rows of a block are contiguous in the cache,
+  // and a budget keeps whole blocks), the always-attended ranges and the live tokens [n, end), weights
+  // exp(s − ref_h) against the estimated logits' max — the left-out share's reference too, so the two
   // parts add without rescaling (an exact logit above it by the int8 error stays far from overflow)
-  constexpr int PF = 8, PF2 = 32;  // rows into L1 8 keys ahead, into L2 32 ahead
   const float sc = static_cast<float>(a.scale);
   Buf<float>& acc = S.wg;  // [G][2][d]: exact, then left-out
   acc.assign(static_cast<size_t>(G) * 2 * d, 0.0f);
   float el[MAXG] = {};
-  const int lines = d * 4 / 64;
   // the reference: the estimated max, or a live token's logit above it (live keys have no int8 copy)
   float ref[MAXG];
   for (int h = 0; h < G; h++) ref[h] = mx[h];
   for (int64_t j = n; j < a.end; j++)
-    for (int h = 0; h < G; h++) {
-      __m256 s8 = _mm256_setzero_ps();
-      for (int e = 0; e < d; e += 8)
-        s8 = _mm256_fmadd_ps(_mm256_loadu_ps(a.q + h * d + e), _mm256_loadu_ps(a.K + j * d + e), s8);
-      ref[h] = std::max(ref[h], hsum(s8) * sc);
-    }
-  for (int64_t i = 0; i < nk; i++) {
-    if (i + PF < nk) prefetchRow<_MM_HINT_T0>(a, S.keys[i + PF], lines);
-    if (i + PF2 < nk) prefetchRow<_MM_HINT_T1>(a, S.keys[i + PF2], lines);
-    const float* kr = a.K + static_cast<int64_t>(S.keys[i]) * d;
-    const float* vr = a.V + static_cast<int64_t>(S.keys[i]) * d;
-    alignas(32) float sv[MAXG] = {};
-    for (int h = 0; h < G; h++) {
-      const float* q = a.q + h * d;
-      __m256 s8 = _mm256_setzero_ps();
-      for (int e = 0; e < d; e += 8) s8 = _mm256_fmadd_ps(_mm256_loadu_ps(q + e), _mm256_loadu_ps(kr + e), s8);
-      sv[h] = std::min(hsum(s8) * sc - ref[h], 80.0f);
-    }
-    for (int h = 0; h < G; h += 8) _mm256_store_ps(sv + h, exp8(_mm256_load_ps(sv + h)));
-    for (int h = 0; h < G; h++) {
-      const float p = sv[h];
-      el[h] += p;
-      float* o = acc.data() + h * 2 * d;
-      const __m256 p8 = _mm256_set1_ps(p);
-      for (int e = 0; e < d; e += 8)
-        _mm256_storeu_ps(o + e, _mm256_fmadd_ps(p8, _mm256_loadu_ps(vr + e), _mm256_loadu_ps(o + e)));
-    }
+    for (int h = 0; h < G; h++) ref[h] = std::max(ref[h], dot(a.q + h * d, a.K + j * d, d) * sc);
+  // kept compact blocks and their lanes
+  S.kb.clear();
+  S.km.clear();
+  for (int64_t i = 0; i < nb; i++) {
+    const __m128i k16 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(S.keep.data() + i * SQ_BLOCK));
+    const uint32_t m = static_cast<uint32_t>(_mm_movemask_epi8(_mm_cmpgt_epi8(k16, _mm_setzero_si128())));
+    if (m) S.kb.push_back(static_cast<int32_t>(i)), S.km.push_back(m);
   }
+  const int64_t rowBytes = static_cast<int64_t>(d) * 4;
+  for (int64_t t = 0; t < static_cast<int64_t>(S.kb.size()); t++) {
+    if (t + 1 < static_cast<int64_t>(S.kb.size())) {  // the next kept block's rows towards L1
+      const char* kp = reinterpret_cast<const char*>(a.K) + S.blocks[S.kb[t + 1]] * SQ_BLOCK * rowBytes;
+      const char* vp = reinterpret_cast<const char*>(a.V) + S.blocks[S.kb[t + 1]] * SQ_BLOCK * rowBytes;
+      for (int64_t c = 0; c < SQ_BLOCK * rowBytes; c += 64) _mm_prefetch(kp + c, _MM_HINT_T0), _mm_prefetch(vp + c, _MM_HINT_T0);
+    }
+    attendRows(a, static_cast<int64_t>(S.blocks[S.kb[t]]) * SQ_BLOCK, S.km[t], ref, sc, acc.data(), el);
+  }
+  for (int64_t p = 0; p < a.alwaysPairs; p++)
+    for (int64_t j = a.always[2 * p]; j < a.always[2 * p + 1]; j += SQ_BLOCK)
+      attendRows(a, j, laneMask(std::min<int64_t>(SQ_BLOCK, a.always[2 * p + 1] - j)), ref, sc, acc.data(), el);
+  for (int64_t j = n; j < a.end; j += SQ_BLOCK)
+    attendRows(a, j, laneMask(std::min<int64_t>(SQ_BLOCK, a.end - j)), ref, sc, acc.data(), el);
   // the left-out share: candidates not kept, Σ exp(logit − max) per group (a group's candidates are a run
   // of compact slots) × its mean value; other groups len · exp(est − max) × theirs
   const bool approx = a.gvals && kept < selectable;
   double za[MAXG] = {};
-  auto addShare = [&](int64_t g, const float* run) {
-    const float* gv = a.gvals + g * d;
-    for (int h = 0; h < G; h++) {
-      if (run[h] == 0) continue;
-      za[h] += run[h];
-      float* oa = acc.data() + h * 2 * d + d;
-      const __m256 w8 = _mm256_set1_ps(run[h]);
-      for (int c = 0; c < d; c += 8)
-        _mm256_storeu_ps(oa + c, _mm256_fmadd_ps(w8, _mm256_loadu_ps(gv + c), _mm256_loadu_ps(oa + c)));
-    }
-  };
   if (approx) {
     // per group and head: Σ exp(logit − max) of its candidates not kept, or len · exp(est − max) where
     // the prefilter left the group out; then each group's mean value once for every head
     S.ub.assign(static_cast<size_t>(NG) * G, 0.0f);
     float* wg = S.ub.data();
-    for (int64_t j = 0; j < nc; j++) {
-      if (!S.valid[j] || S.keep[j]) continue;
-      float* to = wg + static_cast<int64_t>(a.grp[S.blocks[j / SQ_BLOCK] * SQ_BLOCK + j % SQ_BLOCK]) * G;
-      for (int h = 0; h < G; h++) to[h] += S.ex[h * nc + j];
+    // kept slots out of the sums; then each scored group's run of compact slots summed per head (a
+    // candidate group's blocks are all compact blocks, consecutive there as in the cache)
+    for (int64_t t = 0; t < static_cast<int64_t>(S.kb.size()); t++)
+      for (uint32_t r = S.km[t]; r; r &= r - 1)
+        for (int h = 0; h < G; h++) S.ex[h * nc + S.kb[t] * SQ_BLOCK + __builtin_ctz(r)] = 0;
+    S.inv.assign(npad / SQ_BLOCK, -1);
+    for (int64_t i = 0; i < nb; i++) S.inv[S.blocks[i]] = static_cast<int32_t>(i);
+    for (int64_t g = 0; g < NG; g++) {
+      if (!S.cand[g] || a.gLen[g] == 0) continue;
+      const int64_t c0 = static_cast<int64_t>(S.inv[a.gStart[g] / SQ_BLOCK]) * SQ_BLOCK + a.gStart[g] % SQ_BLOCK;
+      const int64_t len = a.gLen[g], l8 = len / 8 * 8;
+      for (int h = 0; h < G; h++) {
+        const float* ex = S.ex.data() + h * nc + c0;
+        __m256 z8 = _mm256_setzero_ps();
+        for (int64_t t = 0; t < l8; t += 8) z8 = _mm256_add_ps(z8, _mm256_loadu_ps(ex + t));
+        float z = hsum(z8);
+        for (int64_t t = l8; t < len; t++) z += ex[t];
+        wg[g * G + h] = z;
+      }
     }
     if (pre)
       for (int64_t g = 0; g < NG; g++)
         if (!S.cand[g])
           for (int h = 0; h < G; h++) wg[g * G + h] = a.gLen[g] * S.est[h * NGp + g] * rel[h];
-    for (int64_t g = 0; g < NG; g++) addShare(g, wg + g * G);
+    // Σ_g wg[g][h]·v̄_g per head, 64 outputs at a time in registers across the groups
+    for (int h = 0; h < G; h++) {
+      for (int64_t g = 0; g < NG; g++) za[h] += wg[g * G + h];
+      float* oa = acc.data() + h * 2 * d + d;
+      for (int c0 = 0; c0 < d; c0 += 64) {
+        const int nv = std::min(64, d - c0) / 8;
+        if (nv == 8) addGroups<8>(wg + h, G, NG, a.gvals + c0, d, oa + c0);
+        else if (nv == 6) addGroups<6>(wg + h, G, NG, a.gvals + c0, d, oa + c0);
+        else if (nv == 4) addGroups<4>(wg + h, G, NG, a.gvals + c0, d, oa + c0);
+        else addGroups<2>(wg + h, G, NG, a.gvals + c0, d, oa + c0);
+      }
+    }
   }
   for (int h = 0; h < G; h++) {
     const float* o = acc.data() + h * 2 * d;
