@@ -1,7 +1,8 @@
 // The native kv_unpack (chunk KV artifact section → cache rows: f16 widened, int8/int4 dequantized,
 // Hadamard-stored keys rotated back, keys re-rotated by Δ) on every ISA level and on 1 and 2 threads,
-// held to the cases and tolerances of the wasm kernel (helpers/kv-unpack-cases.ts); and its argument
-// checks, which refuse before anything is written.
+// held to the cases and tolerances of the wasm kernel (helpers/kv-unpack-cases.ts); into f16 caches
+// (the row writer narrows): every value the f32 row rounded to the nearest half; and its argument checks,
+// which refuse before anything is written.
 import { describe, expect, it } from 'vitest';
 import { checkUnpackCase, KV_UNPACK_CASES } from '../../helpers/kv-unpack-cases.ts';
 import { expectNativeWhereExpected, kernels, nativeCases } from '../../helpers/native.ts';
@@ -23,6 +24,29 @@ describe.each(nativeCases)('native kv_unpack, %s, %i thread(s)', (level, threads
         const freq = mem.putF32(inv);
         k.kvUnpack(mem.u8, { ...args, src, dst: dst + dstOffset, invFreq: freq });
         return mem.getF32(dst, cache.length);
+      });
+    },
+  );
+
+  it.each(KV_UNPACK_CASES.filter(([dt, d, , n]) => dt !== 'f16' && [64, 12, 8].includes(d) && n < 100))(
+    'f16 cache: %s, head_dim %i, key transform %s, %i tokens = the f32 rows rounded to halves',
+    (dtype, d, transform, n) => {
+      const k = kernels(level, threads);
+      checkUnpackCase(dtype, d, transform, n, (bytes, cache, inv, { dstOffset, ...args }) => {
+        const mem = new TestMemory();
+        const src = mem.putBytes(bytes);
+        const freq = mem.putF32(inv);
+        const dst = mem.putF32(cache);
+        k.kvUnpack(mem.u8, { ...args, src, dst: dst + dstOffset, invFreq: freq });
+        const f32 = mem.getF32(dst, cache.length);
+        // the same section into an f16 cache of the same geometry (−7 is a half: untouched rows stay)
+        const half = mem.alloc(cache.length * 2);
+        new Uint16Array(mem.memory.buffer, half, cache.length).fill(0xc700);
+        k.kvUnpack(mem.u8, { ...args, src, dst: half + dstOffset / 2, invFreq: freq }, true);
+        const got = new Uint16Array(mem.memory.buffer.slice(half, half + cache.length * 2));
+        const want = new Uint16Array(Float16Array.from(f32).buffer);
+        expect(got).toEqual(want);
+        return f32;
       });
     },
   );

@@ -20,7 +20,7 @@ import type { KVBlock, KVCacheSpec, PackedKVSpec } from '../types.ts';
 import { WasmKernels } from '../wasm/backend.ts';
 import { type RuntimeOptions, WasmRuntime, wasmBackendAvailable } from '../wasm/runtime.ts';
 import { allocTensor, WasmKVCache, WasmTensor } from '../wasm/tensors.ts';
-import { gatherHalf, loadHalf, narrowInto, readHalf, unpackScratch, widenSpans } from './half-kv.ts';
+import { gatherHalf, loadHalf, readHalf, widenSpans } from './half-kv.ts';
 import { loadNativeKernels } from './index.ts';
 import type { NativeKernels } from './kernels.ts';
 
@@ -139,9 +139,9 @@ export class NativeWasmKernels extends WasmKernels {
     return gatherHalf(this.rt, this.native, c, layer, start, count);
   }
   /**
-   * f32 caches: the addon's kv_unpack (native/src/kvunpack.cc). f16: an f16 section is copied (keys
-   * re-rotated) by the addon; other dtypes go through the addon's kv_unpack into an f32 scratch layer,
-   * narrowed into the cache.
+   * The addon's kv_unpack (native/src/kvunpack.cc), into f32 caches and, for int8/int4/f32 sections, f16
+   * caches (rows narrowed as they are written); an f16 section into an f16 cache is copied (keys
+   * re-rotated) by the addon's kvUnpackHalf.
    */
   override kvUnpack(
     c: WasmKVCache,
@@ -155,36 +155,22 @@ export class NativeWasmKernels extends WasmKernels {
     delta: number,
     invFreq: WasmTensor | null,
   ): void {
-    // the addon's kv_unpack (the wasm kernel's arguments): one pass per row into f32 rows
-    const unpackF32 = (dst: WasmKVCache, dstSpec: KVCacheSpec, l: number, at: number) =>
-      this.native.kvUnpack(
-        this.rt.mem.u8,
-        this.unpackArgs(dst, dstSpec, l, at, part, src, offset, packed, delta, invFreq),
-      );
-    if (!c.half) {
-      unpackF32(c, spec, layer, pos);
+    // the addon's kv_unpack (the wasm kernel's arguments): one pass per row, written as the cache holds it
+    if (!c.half || packed.dtype !== 'f16') {
+      const args = this.unpackArgs(c, spec, layer, pos, part, src, offset, packed, delta, invFreq);
+      this.native.kvUnpack(this.rt.mem.u8, args, c.half);
       return;
     }
-    if (packed.dtype === 'f16') {
-      this.native.kvUnpackHalf(this.rt.mem.u8, {
-        src: src.off + offset,
-        dst: (part === 'k' ? c.k : c.v) + c.offset(layer, 0, pos),
-        kvHeads: spec.kvHeads,
-        n: packed.n,
-        headDim: spec.headDim,
-        headStride: spec.capacity * spec.headDim,
-        delta: part === 'k' ? delta : 0,
-        invFreq: invFreq?.off ?? 0,
-      });
-      return;
-    }
-    const tmp = unpackScratch(this.rt, c, packed.n);
-    try {
-      unpackF32(tmp, tmp.spec, 0, 0);
-      narrowInto(this.rt, this.native, c, layer, pos, part, tmp.k, packed.n, packed.n * spec.headDim);
-    } finally {
-      this.rt.mem.release(tmp.k);
-    }
+    this.native.kvUnpackHalf(this.rt.mem.u8, {
+      src: src.off + offset,
+      dst: (part === 'k' ? c.k : c.v) + c.offset(layer, 0, pos),
+      kvHeads: spec.kvHeads,
+      n: packed.n,
+      headDim: spec.headDim,
+      headStride: spec.capacity * spec.headDim,
+      delta: part === 'k' ? delta : 0,
+      invFreq: invFreq?.off ?? 0,
+    });
   }
   /** f16: the wasm sparse prefill over an f32 copy of the layer's written positions. */
   override sparseAttention(call: Call, plan: FlatPlan): { out: WasmTensor; lse: WasmTensor } {

@@ -1,8 +1,8 @@
 // The native backend's f16 KV cache (kvDType 'f16'): K/V stored as IEEE halves in the wasm memory, so a
 // decode step's attention reads half the bytes (the addon widens on load). The addon's kernels write it
-// (kvWrite narrows) and read it (dense attention); everything else that reads or fills a cache goes
-// through these strided f16 ↔ f32 copies (kvConvert): host reads and loads, kvGather, artifact unpacks
-// (the wasm kv_unpack writes f32 rows into a scratch layer, narrowed here), and the wasm attention modes
+// (kvWrite and the artifact unpack narrow as they write) and read it (dense attention); everything else that reads or fills a cache goes
+// through these strided f16 ↔ f32 copies (kvConvert): host reads and loads, kvGather, and the wasm
+// attention modes
 // (sparse prefill, key ranges), which attend over an f32 copy of the layer's written positions.
 import type { KernelSpan } from '../kernels.ts';
 import type { KVBlock, KVCacheSpec } from '../types.ts';
@@ -128,13 +128,6 @@ export function loadHalf(
   } finally {
     rt.mem.release(tmp);
   }
-}
-
-/** A one-layer f32 scratch cache of `n` positions for the wasm kv_unpack to write (k and v share it). */
-export function unpackScratch(rt: WasmRuntime, c: WasmKVCache, n: number): WasmKVCache {
-  const { kvHeads, headDim } = c.spec;
-  const off = rt.mem.alloc(Math.max(1, kvHeads * n * headDim) * 4);
-  return new WasmKVCache({ layers: 1, kvHeads, headDim, capacity: Math.max(1, n) }, off, off);
 }
 
 /**

@@ -451,7 +451,7 @@ export class NativeKernels {
    * One chunk KV artifact section → rows of a cache layer (the wasm kernel's arguments, KVUnpackArgs):
    * widened or dequantized, Hadamard-rotated keys rotated back, keys re-rotated by Δ, in one pass per row.
    */
-  kvUnpack(mem: Uint8Array, a: KVUnpackArgs): void {
+  kvUnpack(mem: Uint8Array, a: KVUnpackArgs, half = false): void {
     this.addon.kvUnpack(
       mem,
       a.src,
@@ -470,6 +470,7 @@ export class NativeKernels {
       a.delta,
       a.invFreq,
       a.hadamard ? 1 : 0,
+      half ? 1 : 0,
     );
   }
 

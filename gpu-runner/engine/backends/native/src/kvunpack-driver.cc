@@ -1,9 +1,10 @@
 // kvUnpack(mem, src, dst, dtype, isKey, kvHeads, n, headDim, keyGroup, valueGroup, rowBytes, steps, mins,
-// headStride, delta, invFreq, hadamard): one artifact section at byte offset src (kv-codec.ts layout;
+// headStride, delta, invFreq, hadamard[, half]): one artifact section at byte offset src (kv-codec.ts layout;
 // steps / mins are byte offsets within the section, quantized dtypes only) → cache rows at dst (kv head
 // 0, first position; kv heads headStride floats apart). dtype 0 f32, 1 f16, 2 int8, 3 int4; keys
 // re-rotated by Δ = delta when invFreq (a byte offset of [headDim/2] f32) ≠ 0, the angle f32(Δ · invFreq[i])
-// as the rope kernel's; hadamard = 1: int8/int4 keys stored multiplied by H/√headDim. Every range is
+// as the rope kernel's; hadamard = 1: int8/int4 keys stored multiplied by H/√headDim; half = 1: the cache
+// holds IEEE halves (dst, headStride in halves; rounded to nearest even). Every range is
 // checked before the kernel (kvunpack.cc) runs; rows are split over the pool.
 #include "binding.h"
 #include "kvunpack.h"
@@ -29,6 +30,7 @@ napi_value kvUnpackFn(napi_env env, napi_callback_info info) {
     const int64_t delta = c.int64(14, "delta", -(int64_t{1} << 31));
     const int64_t invFreq = c.int64(15, "invFreq");
     a.hadamard = c.int64(16, "hadamard") != 0;
+    const bool half = c.argc > 17 && c.int64(17, "half") != 0;
     const int64_t d = a.d, n = a.n, rows = int64_t{a.kvHeads} * n;
     const bool quantized = a.dtype == KV_INT8 || a.dtype == KV_INT4;
     if (d > KV_UNPACK_MAX_D) throw Error("kvUnpack: headDim above " + std::to_string(KV_UNPACK_MAX_D));
@@ -51,7 +53,9 @@ napi_value kvUnpackFn(napi_env env, napi_callback_info info) {
       if (a.isKey) a.mins = m.at<const uint16_t>(src + c.int64(12, "mins"), stepBytes, "mins");
     }
     if (rows == 0) return undefinedValue(env);
-    a.dst = m.at<float>(c.int64(2, "dst"), ((a.kvHeads - 1) * a.headStride + n * d) * 4, "dst");
+    const int64_t dstElems = (a.kvHeads - 1) * a.headStride + n * d;
+    if (half) a.dstHalf = m.at<uint16_t>(c.int64(2, "dst"), dstElems * 2, "dst");
+    else a.dst = m.at<float>(c.int64(2, "dst"), dstElems * 4, "dst");
     // cos [d/2] then sin [d/2] of f32(Δ · invFreq[i]), as the rope kernel computes them
     std::vector<float> cs;
     if (a.isKey && invFreq != 0 && delta != 0) {

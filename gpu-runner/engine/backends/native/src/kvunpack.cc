@@ -174,18 +174,37 @@ void rotateRow(float* row, const float* cs, int half) {
 
 #if KV_LEVEL == 512
 inline void stream(float* p, V::v a) { _mm512_stream_ps(p, a); }
+/** W floats → W IEEE halves (nearest even) at p: streamed when aligned, else stored */
+inline void halves(uint16_t* p, V::v a) {
+  const __m256i h = _mm512_cvtps_ph(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  if (reinterpret_cast<uintptr_t>(p) % 32 == 0) _mm256_stream_si256(reinterpret_cast<__m256i*>(p), h);
+  else _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), h);
+}
 #else
 inline void stream(float* p, V::v a) { _mm256_stream_ps(p, a); }
+inline void halves(uint16_t* p, V::v a) {
+  const __m128i h = _mm256_cvtps_ph(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  if (reinterpret_cast<uintptr_t>(p) % 16 == 0) _mm_stream_si128(reinterpret_cast<__m128i*>(p), h);
+  else _mm_storeu_si128(reinterpret_cast<__m128i*>(p), h);
+}
 #endif
+inline uint16_t toHalf(float x) { return _cvtss_sh(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
 
 /**
- * The row writer: a decoded row of d floats into the cache row at dst (the cache's element type: f32).
- * Whole vectors at vector-aligned addresses are streamed (non-temporal: the cache rows are not read into
- * the CPU cache before they are overwritten, halving the memory traffic of a write-only pass; the caller
- * fences before the rows are read); the rest is stored plainly.
+ * The row writer: a decoded row of d floats into the cache row `off` elements past the cache start, f32
+ * (dst) or f16 (dstHalf). Whole vectors at vector-aligned addresses are streamed (non-temporal: the
+ * cache rows are not read into the CPU cache before they are overwritten, halving the memory traffic of a
+ * write-only pass; the caller fences before the rows are read); the rest is stored plainly.
  */
-inline void writeRow(float* dst, const float* row, int d) {
+inline void writeRow(const KvUnpack& a, int64_t off, const float* row, int d) {
   int c = 0;
+  if (a.dstHalf) {
+    uint16_t* dst = a.dstHalf + off;
+    for (; c + W <= d; c += W) halves(dst + c, V::load(row + c));
+    for (; c < d; c++) dst[c] = toHalf(row[c]);
+    return;
+  }
+  float* dst = a.dst + off;
   for (; c < d && (reinterpret_cast<uintptr_t>(dst + c) % (W * 4)) != 0; c++) dst[c] = row[c];
   for (; c + W <= d; c += W) stream(dst + c, V::load(row + c));
   for (; c < d; c++) dst[c] = row[c];
@@ -211,7 +230,12 @@ struct Cursor {
 
 /** The row writer, for a row held in NV registers (d = NV · W). */
 template <int NV>
-inline void writeRowV(float* dst, const V::v* x) {
+inline void writeRowV(const KvUnpack& a, int64_t off, const V::v* x) {
+  if (a.dstHalf) {
+    for (int i = 0; i < NV; i++) halves(a.dstHalf + off + i * W, x[i]);
+    return;
+  }
+  float* dst = a.dst + off;
   if (reinterpret_cast<uintptr_t>(dst) % (W * 4) == 0)
     for (int i = 0; i < NV; i++) stream(dst + i * W, x[i]);
   else
@@ -297,7 +321,7 @@ void rowsInRegisters(const KvUnpack& a, int64_t r0, int64_t r1) {
         x[i] = V::sub(V::mul(u, c[i]), V::mul(v, sn[i]));
         x[H + i] = V::add(V::mul(v, c[i]), V::mul(u, sn[i]));
       }
-    writeRowV<NV>(a.dst + at.h * a.headStride + at.t * d, x);
+    writeRowV<NV>(a, at.h * a.headStride + at.t * d, x);
   }
   _mm_sfence();  // the streamed rows are visible before the pool reports this part done
 }
@@ -346,7 +370,7 @@ void kvUnpackRows(const KvUnpack& a, int64_t r0, int64_t r1) {
       dequantValues(a.src + r * a.rowBytes, vSteps, row, d, int8);
     }
     if (a.cs) rotateRow(row, a.cs, d >> 1);
-    writeRow(a.dst + at.h * a.headStride + at.t * d, row, d);
+    writeRow(a, at.h * a.headStride + at.t * d, row, d);
   }
   _mm_sfence();  // the streamed rows are visible before the pool reports this part done
 }

@@ -3,8 +3,8 @@
 // one pass per row while it is in L1: f32 copied, f16 widened (F16C), int8/int4 dequantized (keys
 // min + step·q per channel and token group, values step·q per token and channel group), keys stored
 // Hadamard-rotated multiplied by H/√d again (butterflies in registers), keys moved to a new position
-// re-rotated by Δ (each rotate-half pair). The decoded row is handed to a row writer (writeRow in
-// kvunpack.cc), the only part that knows the cache's element type (f32 now).
+// re-rotated by Δ (each rotate-half pair). The decoded row is handed to a row writer (writeRow /
+// writeRowV in kvunpack.cc), the only part that knows the cache's element type (f32, or f16 halves).
 #pragma once
 #include <cstdint>
 #include "kernels.h"
@@ -20,7 +20,8 @@ struct KvUnpack {
   const uint8_t* src;    // the section: codes (or values) [kv_head][n][row]
   const uint16_t* steps;  // f16: keys [kv_head][ceil(n/kg)][d], values [kv_head][n][d/vg]; null for f32/f16
   const uint16_t* mins;   // f16 keys only: [kv_head][ceil(n/kg)][d]
-  float* dst;             // the cache at kv head 0, first position
+  float* dst;             // the cache at kv head 0, first position (f32 cache)
+  uint16_t* dstHalf;      // or: an f16 cache (IEEE halves, rounded to nearest even); dst is then null
   int32_t dtype;          // KvDtype
   bool isKey;
   bool hadamard;          // keys stored multiplied by H/√d (int8/int4)
