@@ -163,7 +163,7 @@ const shape = {
   webgpuKvDType: z.enum(['f32', 'f16']).default('f32'),
   /**
    * native backend's KV cache in the runner: f16 (half the bytes a decode step's attention reads; keys and
-   * values rounded to f16; squeezed attention then takes its unfused path), or f32 (exact).
+   * values rounded to f16; a squeezed request's cache stays f32 for the fused step), or f32 (exact).
    */
   nativeKvDType: z.enum(['f32', 'f16']).default('f16'),
   /**

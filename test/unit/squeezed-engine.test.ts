@@ -16,6 +16,11 @@ import {
   syntheticContext,
   syntheticQueries,
 } from '../../gpu-runner/engine/attention/squeezed/synthetic.ts';
+import {
+  createNativeBackend,
+  type NativeBackend,
+  nativeBackendAvailable,
+} from '../../gpu-runner/engine/backends/native/backend.ts';
 import type { Backend } from '../../gpu-runner/engine/backends/types.ts';
 import { createWasmBackend } from '../../gpu-runner/engine/backends/wasm/index.ts';
 import { decodeLayers } from '../../gpu-runner/engine/kv/artifact-format.ts';
@@ -155,6 +160,47 @@ function engineSuite(name: string, backend: () => Promise<Backend | 'reference'>
 
 engineSuite('reference', async () => 'reference', 1e-5);
 engineSuite('wasm', async () => createWasmBackend({ threads: 2 }), 1e-4);
+
+// A runner's native backend keeps f16 caches (KVRAG_NATIVE_KV_DTYPE); a squeezed sequence's cache is created
+// exact (f32, reuse/assemble.ts) so the fused native step serves its decode, a dense sequence's stays f16.
+if (await nativeBackendAvailable())
+  describe('squeezed attention through the engine (native, f16 caches)', () => {
+    const models = tinyModels();
+    let w: ReuseWorld;
+    beforeAll(async () => {
+      const dir = models.make('sq16', { layers: 2, seed: 5, hidden: 64, heads: 4, kvHeads: 2, headDim: 16 });
+      w = await reuseWorld(dir, await createNativeBackend({ threads: 2, kvDType: 'f16' }));
+      await precomputeChunks(
+        w.engine,
+        w.store,
+        [SYSTEM, ...CHUNKS].map((tokenIds) => ({ tokenIds })),
+        { dtype: 'f32', index: INDEX },
+      );
+    });
+    afterAll(() => {
+      w.tier.clear();
+      w.engine.dispose();
+      models.cleanup();
+    });
+
+    it('a squeezed sequence gets an f32 cache and the fused step; a dense one an f16 cache; logits agree', async () => {
+      const b = w.engine.backend as NativeBackend;
+      const dense = await run(w, null);
+      const all = await run(w, { kind: 'budget', fraction: 1 });
+      try {
+        expect(b.cacheOf(dense.out.kv.cache).half).toBe(true);
+        expect(b.cacheOf(all.out.kv.cache).half).toBe(false);
+        const span = { cache: all.out.kv.cache, row: 0, count: 1, pos: all.out.kv.length };
+        expect(all.out.fixed!.fuses(span)).toBe(true);
+        // every cluster selected = dense; the dense sequence's K/V carry f16 rounding (kv-f16.test.ts's bound)
+        for (let s = 0; s <= STEPS; s++)
+          expect(maxAbsDiff(all.logits[s], dense.logits[s])).toBeLessThanOrEqual(1e-2);
+      } finally {
+        dense.out.free();
+        all.out.free();
+      }
+    });
+  });
 
 describe('FixedContext on a planted context (wasm)', () => {
   const N = 2048;

@@ -32,6 +32,7 @@ import { nativeBackendAvailable } from '../../gpu-runner/engine/backends/native/
 import { loadNativeKernels } from '../../gpu-runner/engine/backends/native/index.ts';
 import { createBackend } from '../../gpu-runner/engine/backends/registry.ts';
 import type { Backend } from '../../gpu-runner/engine/backends/types.ts';
+import { f16ToF32, f32ToF16 } from '../../gpu-runner/engine/half.ts';
 
 describe('per-key scoring', () => {
   it('keeps a single matching key inside a large cluster', () => {
@@ -399,3 +400,70 @@ function keysSuite(name: 'reference' | 'native') {
 
 keysSuite('reference');
 if (await nativeBackendAvailable()) keysSuite('native');
+
+// A runner's native backend keeps f16 caches by default (KVRAG_NATIVE_KV_DTYPE); a squeezed request's cache is
+// created exact (KVCacheOptions, reuse/assemble.ts) so the fused step, which reads f32 K/V, serves it. Over an
+// f16 cache the same FixedContext takes the host path (keysFor + attentionRanges over widened K/V).
+if (await nativeBackendAvailable())
+  describe('squeezed attention over a native backend with f16 caches', () => {
+    it('fuses over an exact cache, takes the host path over an f16 cache, and both equal the f32 host path', async () => {
+      const b = await createBackend('native', { threads: 2, kvDType: 'f16' });
+      try {
+        const ctx = syntheticContext({ cap: CAP, kvHeads: KVH, headDim: D, topics: 24, seed: 21 });
+        const q = syntheticQueries(ctx, { rows: 1, heads: H, kvHeads: KVH, headDim: D, topics: 24, seed: 5 });
+        // values exact in f16, so the f16 cache holds the same K/V as the f32 one
+        const r16 = (x: Float32Array) => f16ToF32(f32ToF16(x));
+        const k = r16(ctx.k);
+        const v = r16(ctx.v);
+        const ix = buildIndex(
+          [{ k: fixedKeys({ ...ctx, k }, KVH, N, D), v: fixedKeys({ ...ctx, k: v }, KVH, N, D) }],
+          { n: N, kvHeads: KVH, headDim: D },
+          { window: 16, pc: 0.05 },
+        );
+        const fixedMajor = (x: Float32Array) => toClusterMajor(ix, 0, fixedKeys({ ...ctx, k: x }, KVH, N, D));
+        const major = (x: Float32Array) => {
+          const m = fixedMajor(x);
+          const out = x.slice();
+          for (let g = 0; g < KVH; g++) out.set(m.subarray(g * N * D, (g + 1) * N * D), g * CAP * D);
+          return out;
+        };
+        const spec = { layers: 1, kvHeads: KVH, headDim: D, capacity: CAP };
+        const run = (exact: boolean, fused: boolean) => {
+          const cache = b.createKVCache(spec, { exact });
+          b.kvLoad(cache, 0, 0, { k: major(k), v: major(v) });
+          const invFreq = b.upload({ dtype: 'f32', shape: [D / 2], data: new Float32Array(D / 2) });
+          const fc = new FixedContext(
+            b,
+            { layers: 1, heads: H, kvHeads: KVH, headDim: D, scale },
+            [{ offset: 0, n: N, index: ix }],
+            { kind: 'budget', fraction: 1 / 8, fused },
+            invFreq,
+            undefined,
+            [fixedMajor(k)],
+          );
+          const qt = b.upload({ dtype: 'f32', shape: [1, H * D], data: q });
+          const span = { cache, row: 0, count: 1, pos: CAP - 1 };
+          const fuses = fc.fuses(span);
+          const outT = attendLayer(b, qt, 0, [span], [{ kind: 'ranges', source: fc }], H, scale);
+          const out = b.readNow(outT);
+          const kept = fc.stats.keysAttended;
+          for (const t of [outT, qt, invFreq]) b.free(t);
+          fc.dispose();
+          b.freeKVCache(cache);
+          return { fuses, out, kept };
+        };
+        const exact = run(true, true);
+        const half = run(false, true);
+        const host = run(true, false);
+        expect(exact.fuses).toBe(true);
+        expect(half.fuses).toBe(false);
+        expect(host.fuses).toBe(false);
+        expect(exact.kept).toBe(host.kept);
+        expect(half.kept).toBe(host.kept);
+        expect(relativeError(exact.out, host.out)).toBeLessThanOrEqual(1e-5);
+        expect(relativeError(half.out, host.out)).toBeLessThanOrEqual(1e-5);
+      } finally {
+        b.dispose();
+      }
+    });
+  });

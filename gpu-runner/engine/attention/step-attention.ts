@@ -47,7 +47,7 @@ export interface KeyRangeSource {
     into?: Tensor,
   ): Tensor | null;
   /** Whether attend() would run (so a step can plan on it before calling). */
-  fuses?(): boolean;
+  fuses?(span: SeqSpan): boolean;
 }
 
 export type SeqAttention =
@@ -76,7 +76,7 @@ export function attendLayer(
       const a = attention[i];
       return a?.kind === 'ranges' ? a.source : null;
     });
-    if (ranged.every((r) => !r || r.fuses?.())) {
+    if (ranged.every((r, i) => !r || r.fuses?.(spans[i]))) {
       // every squeezed span fused: one call per squeezed span, the other spans dense in one call
       const dense = spans.filter((_, i) => !ranged[i]);
       const y = dense.length > 0 ? b.attention(q, layer, dense, heads, scale) : null;

@@ -117,7 +117,8 @@ export class Assembler implements SequenceAssembler {
     const ahead = prefetched instanceof ArtifactPrefetch ? prefetched : null;
     let kv: SequenceKV;
     try {
-      kv = e.newSequence(req.capacity);
+      // squeezed attention's fused native step reads f32 K/V every decode step: no f16 cache for it
+      kv = e.newSequence(req.capacity, req.squeezed ? { exact: true } : undefined);
     } catch (err) {
       prefetched?.release();
       throw err;

@@ -129,7 +129,7 @@ describe.skipIf(!native.ok)('native f16 KV cache', () => {
       v: round(rand(2 * n * d, 20 + i, 2)),
     }));
     const setup = (b: Backend) =>
-      lens.map((n, i) => {
+      lens.map((_, i) => {
         const c = b.createKVCache(SPEC);
         b.kvLoad(c, 1, 0, blocks[i]);
         return c;

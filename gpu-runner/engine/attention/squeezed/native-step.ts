@@ -37,11 +37,9 @@ export class NativeSketches {
   private readonly sketches: readonly KeySketch[];
   private readonly placed: Placed[];
 
-  /** The fused path for these sketches, or null when the backend is not `native` or its KV cache is not f32
-   * (the fused kernel reads f32 K/V; an f16 cache takes keysFor + attentionRanges). */
+  /** The fused path for these sketches, or null when the backend is not `native`. */
   static of(b: Backend, sketches: readonly KeySketch[]): NativeSketches | null {
     if (!(b instanceof CheckedBackend) || !(b.kernels instanceof NativeWasmKernels)) return null;
-    if (b.kernels.kvDType !== 'f32') return null;
     return new NativeSketches(b as CheckedBackend<NativeWasmKernels>, sketches);
   }
 
@@ -84,6 +82,12 @@ export class NativeSketches {
    * rule(ti, live): what sketch ti keeps with `live` live tokens attended; kept(ti, keys): per row.
    * prefilter: the share of selectable keys scored per key (key-sketch.ts; 0 = every key).
    */
+  /** Whether the fused kernel reads the span's cache: f32 only (an f16 cache, KVCacheOptions, takes keysFor
+   * + attentionRanges). */
+  reads(span: SeqSpan): boolean {
+    return !(this.b.cacheOf(span.cache) as WasmKVCache).half;
+  }
+
   attend(
     q: Tensor,
     layer: number,
