@@ -1,7 +1,7 @@
 // `kvrag bench ttft [--context 2048,8192,16384] [--chunk-tokens 512] [--question 32] [--system 32]
 //   [--modes full,prefix,independent,blend,link] [--artifact-dtype f16,int8,int4] [--runs 3] [--model DIR]
 //   [--shape smollm2|qwen2.5-1.5b|tiny] [--backend auto|native|wasm|reference|webgpu] [--weights f32|f16]
-//   [--temps warm,cold,hot] [--s3] [--json]`
+//   [--temps warm,cold,hot] [--kv-cache f32|f16] [--s3] [--json]`
 // Time to first token per reuse mode, measured side by side in one run: for each context length, k
 // chunks of --chunk-tokens tokens behind a system prefix, then a question. Each artifact mode runs warm
 // (artifacts in host memory, uploaded to the device per request) and cold (a fresh runner: empty host
@@ -17,7 +17,8 @@
 // (default f16) before timing; every artifact mode runs once per dtype, and each row reports load ms per
 // MiB read. Without --model, a generated Llama (hidden 512, 8 layers, 4/2 heads of 64, intermediate 1408,
 // byte vocab), or with --shape a real model's shape (bench/_shapes.ts), random weights, with
-// max_position_embeddings raised to fit the contexts.
+// max_position_embeddings raised to fit the contexts. --kv-cache: the native backend's KV cache element type
+// (default: a runner's, f16 on native — KVRAG_NATIVE_KV_DTYPE; other backends keep f32).
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -43,6 +44,8 @@ import { openBenchWebGPU } from './_webgpu.ts';
 
 export type TtftResult = {
   backend: string;
+  /** the engine's KV cache element type (the native backend's --kv-cache) */
+  kvCache: 'f32' | 'f16';
   /** webgpu: the device, as bench/_webgpu.ts describes it */
   device?: string;
   weights: 'f32' | 'f16';
@@ -85,7 +88,7 @@ const loadedBytes = (r: AssembleReport) => Object.values(r.bytesLoaded).reduce((
 export function ttftTable(r: TtftResult): string {
   const c = r.config;
   return [
-    `TTFT by reuse mode — ${r.device ?? `${r.backend} backend`}, ${r.model} model (hidden ${c.hidden}, ${c.layers} layers, ${c.heads}/${c.kvHeads} heads × ${c.headDim}, intermediate ${c.intermediate})`,
+    `TTFT by reuse mode — ${r.device ?? `${r.backend} backend`}, ${r.kvCache ?? 'f32'} KV cache, ${r.model} model (hidden ${c.hidden}, ${c.layers} layers, ${c.heads}/${c.kvHeads} heads × ${c.headDim}, intermediate ${c.intermediate})`,
     `system ${r.systemTokens} + k × ${r.chunkTokens}-token chunks + ${r.questionTokens}-token question; median of ${r.runs}; blend r=${r.blend.ratio} check layer ${r.blend.checkLayer}; link k=${r.linkTokens}; times in ms`,
     formatTable(
       [
@@ -224,6 +227,7 @@ export async function run(args: string[]): Promise<number> {
     'artifact-dtype': { type: 'string', default: 'f16' },
     s3: { type: 'boolean', default: false },
     weights: { type: 'string', default: 'f32' },
+    'kv-cache': { type: 'string' },
   });
   const shape = values.shape ? modelShape('shape', values.shape) : null;
   if (shape && values.model) throw new UsageError('--shape and --model exclude each other');
@@ -240,6 +244,11 @@ export async function run(args: string[]): Promise<number> {
     values.backend === 'webgpu' ? 'webgpu' : await resolveBackendName(values.backend as BackendName | 'auto');
   const weights = values.weights;
   if (weights !== 'f32' && weights !== 'f16') throw new UsageError(`--weights: "${weights}" (f32, f16)`);
+  const kvCache = values['kv-cache'] ?? (backend === 'native' ? 'f16' : undefined);
+  if (kvCache !== undefined && kvCache !== 'f16' && kvCache !== 'f32')
+    throw new UsageError(`--kv-cache must be f16 or f32, not "${kvCache}"`);
+  if (kvCache === 'f16' && backend !== 'native')
+    throw new UsageError(`--kv-cache f16: only the native backend keeps f16 caches (backend: ${backend})`);
   const chunkTokens = numberOption('chunk-tokens', values['chunk-tokens'], 512);
   const questionTokens = numberOption('question', values.question, 32);
   const systemTokens = numberOption('system', values.system, 32);
@@ -277,6 +286,7 @@ export async function run(args: string[]): Promise<number> {
     const e = await loadEngine(dir, {
       backend: opened ?? (backend as BackendName),
       weightDType: weights,
+      ...(kvCache ? { backendOptions: { kvDType: kvCache } } : {}),
     });
     engine = e;
     if (e.maxContext < maxTokens) throw new UsageError(`model context ${e.maxContext} < ${maxTokens} tokens`);
@@ -429,6 +439,7 @@ export async function run(args: string[]): Promise<number> {
     const c = e.config;
     const result: TtftResult = {
       backend: e.backend.name,
+      kvCache: e.backend.caps.kvDType,
       ...(device ? { device } : {}),
       weights,
       model: values.model ?? `generated ${shape?.label ?? ''}`.trim(),
