@@ -57,24 +57,40 @@ async function run(
   return { logits, out };
 }
 
+/**
+ * Inside a describe: a reuse world on `backend` (a 2-layer tiny model) with SYSTEM and CHUNKS precomputed
+ * with their squeezed index before the suite's tests, disposed after them. → the world, once set up.
+ */
+function suiteWorld(backend: () => Promise<Backend | 'reference'>): () => ReuseWorld {
+  const models = tinyModels();
+  let w: ReuseWorld | null = null;
+  beforeAll(async () => {
+    const dir = models.make('sq', { layers: 2, seed: 5, hidden: 64, heads: 4, kvHeads: 2, headDim: 16 });
+    w = await reuseWorld(dir, await backend());
+    await precomputeChunks(
+      w.engine,
+      w.store,
+      [SYSTEM, ...CHUNKS].map((tokenIds) => ({ tokenIds })),
+      { dtype: 'f32', index: INDEX },
+    );
+  });
+  afterAll(() => {
+    w?.tier.clear();
+    w?.engine.dispose();
+    models.cleanup();
+  });
+  return () => {
+    if (!w) throw new Error('suiteWorld: used before its beforeAll ran');
+    return w;
+  };
+}
+
 function engineSuite(name: string, backend: () => Promise<Backend | 'reference'>, tol: number) {
   describe(`squeezed attention through the engine (${name})`, () => {
-    const models = tinyModels();
+    const world = suiteWorld(backend);
     let w: ReuseWorld;
-    beforeAll(async () => {
-      const dir = models.make('sq', { layers: 2, seed: 5, hidden: 64, heads: 4, kvHeads: 2, headDim: 16 });
-      w = await reuseWorld(dir, await backend());
-      await precomputeChunks(
-        w.engine,
-        w.store,
-        [SYSTEM, ...CHUNKS].map((tokenIds) => ({ tokenIds })),
-        { dtype: 'f32', index: INDEX },
-      );
-    });
-    afterAll(() => {
-      w.tier.clear();
-      w.engine.dispose();
-      models.cleanup();
+    beforeAll(() => {
+      w = world();
     });
 
     it('precompute stores the index section; it round-trips through the artifact', async () => {
@@ -165,22 +181,10 @@ engineSuite('wasm', async () => createWasmBackend({ threads: 2 }), 1e-4);
 // exact (f32, reuse/assemble.ts) so the fused native step serves its decode, a dense sequence's stays f16.
 if (await nativeBackendAvailable())
   describe('squeezed attention through the engine (native, f16 caches)', () => {
-    const models = tinyModels();
+    const world = suiteWorld(() => createNativeBackend({ threads: 2, kvDType: 'f16' }));
     let w: ReuseWorld;
-    beforeAll(async () => {
-      const dir = models.make('sq16', { layers: 2, seed: 5, hidden: 64, heads: 4, kvHeads: 2, headDim: 16 });
-      w = await reuseWorld(dir, await createNativeBackend({ threads: 2, kvDType: 'f16' }));
-      await precomputeChunks(
-        w.engine,
-        w.store,
-        [SYSTEM, ...CHUNKS].map((tokenIds) => ({ tokenIds })),
-        { dtype: 'f32', index: INDEX },
-      );
-    });
-    afterAll(() => {
-      w.tier.clear();
-      w.engine.dispose();
-      models.cleanup();
+    beforeAll(() => {
+      w = world();
     });
 
     it('a squeezed sequence gets an f32 cache and the fused step; a dense one an f16 cache; logits agree', async () => {

@@ -164,23 +164,32 @@ const KVH = 2;
 const D = 16;
 const scale = 1 / Math.sqrt(D);
 
+/**
+ * The squeezed index of a synthetic context's N fixed keys (k, v: its cache [kv_head][CAP][D]) and the
+ * cluster-major layouts: of the fixed keys alone ([kv_head][N][D]) and of the whole cache (live rows kept).
+ */
+function clustered(ctx: ReturnType<typeof syntheticContext>, k: Float32Array, v: Float32Array) {
+  const ix = buildIndex(
+    [{ k: fixedKeys({ ...ctx, k }, KVH, N, D), v: fixedKeys({ ...ctx, k: v }, KVH, N, D) }],
+    { n: N, kvHeads: KVH, headDim: D },
+    { window: 16, pc: 0.05 },
+  );
+  const fixedMajor = (x: Float32Array) => toClusterMajor(ix, 0, fixedKeys({ ...ctx, k: x }, KVH, N, D));
+  const major = (x: Float32Array) => {
+    const m = fixedMajor(x);
+    const out = x.slice();
+    for (let g = 0; g < KVH; g++) out.set(m.subarray(g * N * D, (g + 1) * N * D), g * CAP * D);
+    return out;
+  };
+  return { ix, fixedMajor, major };
+}
+
 function keysSuite(name: 'reference' | 'native') {
   describe(`FixedContext with per-key scores (${name})`, () => {
     let b: Backend;
     const ctx = syntheticContext({ cap: CAP, kvHeads: KVH, headDim: D, topics: 24, seed: 21 });
     const q = syntheticQueries(ctx, { rows: 1, heads: H, kvHeads: KVH, headDim: D, topics: 24, seed: 5 });
-    const ix = buildIndex(
-      [{ k: fixedKeys(ctx, KVH, N, D), v: fixedKeys({ ...ctx, k: ctx.v }, KVH, N, D) }],
-      { n: N, kvHeads: KVH, headDim: D },
-      { window: 16, pc: 0.05 },
-    );
-    const fixedMajor = (x: Float32Array) => toClusterMajor(ix, 0, fixedKeys({ ...ctx, k: x }, KVH, N, D));
-    const major = (x: Float32Array) => {
-      const m = fixedMajor(x);
-      const out = x.slice();
-      for (let g = 0; g < KVH; g++) out.set(m.subarray(g * N * D, (g + 1) * N * D), g * CAP * D);
-      return out;
-    };
+    const { ix, fixedMajor, major } = clustered(ctx, ctx.k, ctx.v);
     let dense: Float32Array;
     beforeAll(async () => {
       b = await createBackend(name, { threads: 2 });
@@ -415,18 +424,7 @@ if (await nativeBackendAvailable())
         const r16 = (x: Float32Array) => f16ToF32(f32ToF16(x));
         const k = r16(ctx.k);
         const v = r16(ctx.v);
-        const ix = buildIndex(
-          [{ k: fixedKeys({ ...ctx, k }, KVH, N, D), v: fixedKeys({ ...ctx, k: v }, KVH, N, D) }],
-          { n: N, kvHeads: KVH, headDim: D },
-          { window: 16, pc: 0.05 },
-        );
-        const fixedMajor = (x: Float32Array) => toClusterMajor(ix, 0, fixedKeys({ ...ctx, k: x }, KVH, N, D));
-        const major = (x: Float32Array) => {
-          const m = fixedMajor(x);
-          const out = x.slice();
-          for (let g = 0; g < KVH; g++) out.set(m.subarray(g * N * D, (g + 1) * N * D), g * CAP * D);
-          return out;
-        };
+        const { ix, fixedMajor, major } = clustered(ctx, k, v);
         const spec = { layers: 1, kvHeads: KVH, headDim: D, capacity: CAP };
         const run = (exact: boolean, fused: boolean) => {
           const cache = b.createKVCache(spec, { exact });
