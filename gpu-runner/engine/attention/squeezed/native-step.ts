@@ -76,18 +76,18 @@ export class NativeSketches {
     });
   }
 
-  /**
-   * Attention of span's rows (each row its own selection) → [rows, heads·d] (rows outside the span zero),
-   * or written into `into`'s rows of the span (then returned).
-   * rule(ti, live): what sketch ti keeps with `live` live tokens attended; kept(ti, keys): per row.
-   * prefilter: the share of selectable keys scored per key (key-sketch.ts; 0 = every key).
-   */
   /** Whether the fused kernel reads the span's cache: f32 only (an f16 cache, KVCacheOptions, takes keysFor
    * + attentionRanges). */
   reads(span: SeqSpan): boolean {
     return !(this.b.cacheOf(span.cache) as WasmKVCache).half;
   }
 
+  /**
+   * Attention of span's rows (each row its own selection) → [rows, heads·d] (rows outside the span zero),
+   * or written into `into`'s rows of the span (then returned).
+   * rule(ti, live): what sketch ti keeps with `live` live tokens attended; kept(ti, keys): per row.
+   * prefilter: the share of selectable keys scored per key (key-sketch.ts; 0 = every key).
+   */
   attend(
     q: Tensor,
     layer: number,
