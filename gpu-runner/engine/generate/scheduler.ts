@@ -25,6 +25,9 @@ import { checkRequest, type SeqRequest } from './request.ts';
 import { Sequence } from './sequence.ts';
 import { type StepEngine, type StepPlan, StepRunner } from './step-runner.ts';
 
+/** A background step lets the event loop run between layers once it has held it this long (ms). */
+const BREATHE_MS = 1;
+
 /** What scheduling needs of an engine (Engine has it all). */
 export interface SchedulerEngine extends StepEngine {
   readonly tokenizer: TextTokenizer;
@@ -110,6 +113,8 @@ export class Scheduler {
   private steps = 0;
   private preemptions = 0;
   private used = 0;
+  /** When the background loop last let the event loop run (breathe). */
+  private heldSince = 0;
 
   constructor(engine: SchedulerEngine, opts: SchedulerOptions = {}) {
     this.engine = engine;
@@ -123,7 +128,12 @@ export class Scheduler {
     this.mutex = opts.mutex ?? new Mutex();
     this.observer = opts.observer ?? {};
     this.background = opts.background ?? true;
-    this.runner = new StepRunner(engine, opts.assembler, (seq, id) => this.acceptSampled(seq, id));
+    this.runner = new StepRunner(
+      engine,
+      opts.assembler,
+      (seq, id) => this.acceptSampled(seq, id),
+      this.background ? () => this.breathe() : undefined,
+    );
     const c = engine.config;
     this.bytesPerPosition = 2 * c.layers * c.kvHeads * c.headDim * 4;
   }
@@ -202,8 +212,22 @@ export class Scheduler {
       // before the first: requests read in the same turn as the one that woke the loop (concurrent HTTP
       // arrivals) join its first step instead of waiting for a step that admits it alone
       await new Promise((r) => setImmediate(r));
+      this.heldSince = performance.now();
       await this.mutex.run(() => this.step());
     }
+  }
+
+  /**
+   * Between two layers of a background step's forward: when the step has held the event loop for
+   * BREATHE_MS, one turn of it (setImmediate) — requests arriving during a step are read, checked and
+   * queued before it ends, so they join the next step, and streamed text goes out; each HTTP request needs
+   * several turns, which one turn between steps gave it one step at a time. Nothing here touches the
+   * step's sequences: enqueue() only appends to the waiting list, and reap() runs between steps.
+   */
+  private async breathe(): Promise<void> {
+    if (performance.now() - this.heldSince < BREATHE_MS) return;
+    await new Promise((r) => setImmediate(r));
+    this.heldSince = performance.now();
   }
 
   /**
