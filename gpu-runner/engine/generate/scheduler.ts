@@ -19,6 +19,7 @@ import type { SparseConfig } from '../attention/sparse/config.ts';
 import { SparsePrefill } from '../attention/sparse/prefill.ts';
 import { InvalidRequestError, NotAcceptingError } from '../errors.ts';
 import type { SequenceAssembler } from '../reuse/types.ts';
+import type { ModelConfig } from '../model-config.ts';
 import type { TextTokenizer } from '../tokenizer.ts';
 import { Mutex } from './mutex.ts';
 import { checkRequest, type SeqRequest } from './request.ts';
@@ -27,6 +28,11 @@ import { type StepEngine, type StepPlan, StepRunner } from './step-runner.ts';
 
 /** A background step lets the event loop run between layers once it has held it this long (ms). */
 const BREATHE_MS = 1;
+
+/** Bytes of K and V per cache position of one sequence, every layer, with `dtype` elements. */
+export function kvBytesPerPosition(c: ModelConfig, dtype: 'f32' | 'f16'): number {
+  return 2 * c.layers * c.kvHeads * c.headDim * (dtype === 'f16' ? 2 : 4);
+}
 
 /** What scheduling needs of an engine (Engine has it all). */
 export interface SchedulerEngine extends StepEngine {
@@ -100,7 +106,10 @@ export class Scheduler {
   private readonly observer: SchedulerObserver;
   private readonly runner: StepRunner;
   private readonly background: boolean;
-  /** Bytes of K and V per position of one sequence (every layer, f32). */
+  /**
+   * Bytes of K and V per position of one sequence's cache (every layer) in the backend's KV element type
+   * (f16 on a runner's native backend by default); an exact cache (f32) counts kvBytesPerPosition(…, 'f32').
+   */
   readonly bytesPerPosition: number;
   private readonly waiting: Sequence[] = [];
   /** Admission order: first = oldest. */
@@ -134,8 +143,7 @@ export class Scheduler {
       (seq, id) => this.acceptSampled(seq, id),
       this.background ? () => this.breathe() : undefined,
     );
-    const c = engine.config;
-    this.bytesPerPosition = 2 * c.layers * c.kvHeads * c.headDim * 4;
+    this.bytesPerPosition = kvBytesPerPosition(engine.config, engine.backend.caps.kvDType);
   }
 
   /** Queues a request; resolves with its usage when it ends (any reason). Rejects bad requests at once. */
@@ -153,7 +161,7 @@ export class Scheduler {
       canAssemble: this.assembler !== null,
     });
     const seq = new Sequence(this.nextId++, req, e.tokenizer, e.stopTokenIds);
-    if (this.capacityFor(seq) * this.bytesPerPosition > this.kvBytes)
+    if (this.capacityFor(seq) * this.bytesPer(seq) > this.kvBytes)
       throw new InvalidRequestError('prompt does not fit the runner KV memory');
     this.waiting.push(seq);
     this.prefetchWaiting();
@@ -278,7 +286,7 @@ export class Scheduler {
       const seq = this.waiting[0];
       const cap = this.capacityFor(seq);
       // FIFO: nobody overtakes the head, whether it waits for memory or for the next step's assemblies
-      if (this.used + cap * this.bytesPerPosition > this.kvBytes) break;
+      if (this.used + cap * this.bytesPer(seq) > this.kvBytes) break;
       if (seq.req.mode !== 'full' && assemblies++ >= this.maxAssembliesPerStep) break;
       this.waiting.shift();
       budget -= this.planAdmission(seq, cap, budget, plan);
@@ -301,6 +309,15 @@ export class Scheduler {
     }
   }
 
+  /**
+   * Bytes per position of a sequence's cache: f32 where the assembler places the context in an exact
+   * cache (a squeezed request in a reuse mode: the fused squeezed step reads f32), else the backend's.
+   */
+  private bytesPer(seq: Sequence): number {
+    const exact = seq.req.mode !== 'full' && seq.req.squeezed;
+    return exact ? kvBytesPerPosition(this.engine.config, 'f32') : this.bytesPerPosition;
+  }
+
   /** Positions reserved when a sequence is admitted: what it holds plus one block, within its maximum. */
   private capacityFor(seq: Sequence): number {
     return Math.min(seq.maxLength, seq.promptLength + seq.generated.length + this.growBlock);
@@ -320,7 +337,7 @@ export class Scheduler {
     if (seq.admittedAt < 0) seq.admittedAt = performance.now();
     this.running.push(seq);
     this.reserved.set(seq, cap);
-    this.used += cap * this.bytesPerPosition;
+    this.used += cap * this.bytesPer(seq);
     seq.phase = 'prefill';
     // full: the whole prompt (and what was generated before a preemption) is prefilled live; reuse
     // modes: the context is placed at admission, the question (and what was generated) prefilled live
@@ -351,7 +368,7 @@ export class Scheduler {
     const have = this.reserved.get(seq)!;
     if (seq.kv!.length + n <= have) return true;
     const grown = Math.min(seq.maxLength, have + Math.max(n, this.growBlock));
-    const need = (grown - have) * this.bytesPerPosition;
+    const need = (grown - have) * this.bytesPer(seq);
     while (this.used + need > this.kvBytes) {
       const victim = this.running.findLast((s) => s !== seq && this.reserved.has(s));
       if (!victim || this.running.indexOf(victim) < this.running.indexOf(seq)) {
@@ -378,7 +395,7 @@ export class Scheduler {
   }
 
   private release(seq: Sequence): void {
-    this.used -= (this.reserved.get(seq) ?? 0) * this.bytesPerPosition;
+    this.used -= (this.reserved.get(seq) ?? 0) * this.bytesPer(seq);
     this.reserved.delete(seq);
     seq.release();
   }
