@@ -58,9 +58,10 @@ export interface SchedulerOptions {
    */
   maxAssembliesPerStep?: number;
   /**
-   * A burst reaching an idle runner: its first step waits while requests keep arriving (until 2 ms bring
-   * none) for at most this long, so the burst shares the first step (dynamic batching's queue delay). A
-   * lone request waits ~2 ms. 0: step at once. Default 10.
+   * A burst reaching an idle runner: its first step waits while requests keep arriving or are being read
+   * (arriving(): until 2 ms bring none and none is being read) for at most this long, so the burst shares
+   * the first step (dynamic batching's queue delay). A lone request waits ~2 ms. 0: step at once.
+   * Default 10.
    */
   batchWindowMs?: number;
   /** Needed for reuse modes other than `full`. */
@@ -122,6 +123,8 @@ export class Scheduler {
   private steps = 0;
   private preemptions = 0;
   private used = 0;
+  /** Requests being read (arriving()) that have not reached enqueue() or failed yet. */
+  private reading = 0;
   /** When the background loop last let the event loop run (breathe). */
   private heldSince = 0;
 
@@ -167,6 +170,20 @@ export class Scheduler {
     this.prefetchWaiting();
     if (this.background) this.kick();
     return seq;
+  }
+
+  /**
+   * A request is being read (the runner's HTTP body, validation, tokenization) and will be submitted or
+   * refused: an idle scheduler's admission window keeps gathering until it has (see gatherBurst). Call the
+   * returned function once, after submit() or on failure.
+   */
+  arriving(): () => void {
+    this.reading++;
+    let open = true;
+    return () => {
+      if (open) this.reading--;
+      open = false;
+    };
   }
 
   stats(): SchedulerStats {
@@ -239,17 +256,17 @@ export class Scheduler {
   }
 
   /**
-   * Woken from idle: waits while arrivals keep coming — until two 1 ms sleeps in a row brought none, or
-   * batchWindowMs passed. A burst's requests are read over several event-loop turns (HTTP parsing,
-   * validation, tokenization); without this the first step starts with the first of them, blocks the
-   * loop for its forward, and the rest trickle in a step at a time, each admission a prefill of its own.
+   * Woken from idle: waits while arrivals keep coming — until two 1 ms sleeps in a row brought none while
+   * no request was being read (arriving()), or batchWindowMs passed. A burst's requests are read over
+   * several event-loop turns (HTTP parsing, validation, tokenization); without this the first step starts
+   * with the first of them and the rest join a step later (read between its layers, breathe()).
    */
   private async gatherBurst(): Promise<void> {
     const until = performance.now() + this.batchWindowMs;
     let seen = this.waiting.length;
     for (let quiet = 0; quiet < 2 && performance.now() < until; ) {
       await new Promise((r) => setTimeout(r, 1));
-      quiet = this.waiting.length > seen ? 0 : quiet + 1;
+      quiet = this.waiting.length > seen || this.reading > 0 ? 0 : quiet + 1;
       seen = this.waiting.length;
     }
   }
