@@ -25,6 +25,7 @@ import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { REUSE_MODES, type ReuseMode } from '../contracts/reuse.ts';
 import { BACKENDS, type BackendName } from '../gpu-runner/engine/backends/registry.ts';
+import { kvBytesPerPosition } from '../gpu-runner/engine/generate/scheduler.ts';
 import { loadModelConfig } from '../gpu-runner/engine/model-config.ts';
 import { WEIGHT_DTYPES, type WeightDType } from '../gpu-runner/engine/weights.ts';
 import { createRunner, type Runner } from '../gpu-runner/server/runner.ts';
@@ -128,12 +129,12 @@ export async function run(args: string[]): Promise<number> {
       cfg.max_position_embeddings = 2 ** Math.ceil(Math.log2(seqTokens));
       writeFileSync(cfgPath, JSON.stringify(cfg));
     }
-    // KV memory for every client at the highest level at once (f32 K and V, every layer; the scheduler
-    // reserves a sequence's positions in blocks of 32), so concurrency is not capped by the default 256 MiB
-    const mc = loadModelConfig(dir);
+    // KV memory for every client at the highest level at once (counted as f32 K and V, every layer, whatever
+    // the cache type; the scheduler reserves a sequence's positions in blocks of 32), so concurrency is not
+    // capped by the default 256 MiB
     const kvBytes = Math.max(
       256 * 1024 * 1024,
-      Math.max(...levels) * (seqTokens + 64) * 2 * mc.layers * mc.kvHeads * mc.headDim * 4,
+      Math.max(...levels) * (seqTokens + 64) * kvBytesPerPosition(loadModelConfig(dir), 'f32'),
     );
     const r = await createRunner({
       modelDir: dir,
