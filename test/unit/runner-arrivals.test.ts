@@ -2,7 +2,8 @@
 // layers once a step has held it for a while, so a request sent over HTTP during a long step is parsed,
 // checked and queued before that step ends, and joins the next step (not one step per event-loop turn).
 // Real runner over a loopback port (reference backend); the long step is a forward whose layers each
-// spin a few ms, so every layer boundary is a point where the loop runs.
+// spin a few ms, so every layer boundary is a point where the loop runs. What runs there cannot corrupt the
+// step: a drain (shutdown) at a layer boundary ends the sequence with the tokens it had, none added after.
 import { afterAll, describe, expect, it } from 'vitest';
 import { createRunner } from '../../gpu-runner/server/runner.ts';
 import type { RunnerUsage } from '../../contracts/runner-api.ts';
@@ -15,51 +16,60 @@ afterAll(() => models.cleanup());
 
 const TOKEN = 'runner-arrivals-credential-0123456789abcdef';
 
+/** A runner on a real port, its generate calls, and a switch that makes each layer of a step spin 3 ms. */
+async function slowRunner(layers: number) {
+  const r = await createRunner({
+    modelDir: models.make(`arrivals-${layers}`, { arch: 'llama', seed: 9, layers }),
+    backend: 'reference',
+    blobs: new MemoryBlobStore(),
+    credential: { current: TOKEN },
+    port: 0,
+    host: '127.0.0.1',
+  });
+  const { port } = await r.start();
+  const base = `http://127.0.0.1:${port}`;
+  const generate = async (question: string, maxTokens = 3): Promise<RunnerUsage> => {
+    const res = await fetch(`${base}/v1/generate`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${TOKEN}` },
+      body: JSON.stringify({ question, maxTokens, ignoreEos: true }),
+    });
+    const done = (await collectSse(res)).find((e) => e.event === 'done');
+    return done!.data as RunnerUsage;
+  };
+  // a connection open already, as a client of a busy runner has one
+  await (await fetch(`${base}/healthz`)).text();
+  // once per layer (swiglu): `onLayer` runs, then the layer spins 3 ms while `slow` holds
+  const b = r.core.engine.backend;
+  const swiglu = b.swiglu.bind(b);
+  const ctl = { slow: true, onLayer: () => {} };
+  b.swiglu = (g, u) => {
+    if (ctl.slow) {
+      ctl.onLayer();
+      const until = performance.now() + 3;
+      while (performance.now() < until) {}
+    }
+    return swiglu(g, u);
+  };
+  return { r, generate, ctl };
+}
+
 describe('runner arrivals during a step', () => {
   it('a request sent during a long step is queued before the step ends and joins the next step', async () => {
-    const layers = 24;
-    const r = await createRunner({
-      modelDir: models.make('arrivals', { arch: 'llama', seed: 9, layers }),
-      backend: 'reference',
-      blobs: new MemoryBlobStore(),
-      credential: { current: TOKEN },
-      port: 0,
-      host: '127.0.0.1',
-    });
-    const { port } = await r.start();
-    const base = `http://127.0.0.1:${port}`;
-    const generate = async (question: string): Promise<RunnerUsage> => {
-      const res = await fetch(`${base}/v1/generate`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json', authorization: `Bearer ${TOKEN}` },
-        body: JSON.stringify({ question, maxTokens: 3, ignoreEos: true }),
-      });
-      const done = (await collectSse(res)).find((e) => e.event === 'done');
-      return done!.data as RunnerUsage;
-    };
+    const { r, generate, ctl } = await slowRunner(24);
     try {
-      // a connection open already, as a client of a busy runner has one
-      await (await fetch(`${base}/healthz`)).text();
       const sched = r.core.scheduler;
-      const b = r.core.engine.backend;
-      // every layer of the first step spins (once per layer: swiglu); its first layer sends the second request
-      const swiglu = b.swiglu.bind(b);
-      let slow = true;
+      // the first layer of the first step sends the second request
       let second: Promise<RunnerUsage> | null = null;
-      b.swiglu = (g, u) => {
-        if (slow) {
-          second ??= generate('And the second one?');
-          const until = performance.now() + 3;
-          while (performance.now() < until) {}
-        }
-        return swiglu(g, u);
+      ctl.onLayer = () => {
+        second ??= generate('And the second one?');
       };
       // the scheduler's holdings at the end of each step
       const held: { step: number; sequences: number }[] = [];
       const step = sched.step.bind(sched);
       sched.step = async () => {
         await step();
-        slow = false;
+        ctl.slow = false;
         const s = sched.stats();
         held.push({ step: s.steps, sequences: s.running + s.waiting });
       };
@@ -72,6 +82,27 @@ describe('runner arrivals during a step', () => {
       expect(a.completionTokens).toBe(3);
       expect(c.completionTokens).toBe(3);
       expect(sched.stats().steps).toBe(4);
+    } finally {
+      await r.stop({ graceMs: 0 });
+    }
+  });
+
+  it('a scheduler drained during a step ends its sequences with the tokens sent before', async () => {
+    const { r, generate, ctl } = await slowRunner(8);
+    const sched = r.core.scheduler;
+    let drained: Promise<void> | null = null;
+    // the second step's first layer drains the scheduler (no grace, as a runner's stop does): the sequence
+    // ends at a breathe between that step's layers, before the step's token is accepted
+    ctl.onLayer = () => {
+      if (sched.stats().steps === 1) drained ??= sched.drain(0);
+    };
+    try {
+      const usage = await generate('Stop me halfway?', 6);
+      await drained;
+      expect(drained).not.toBeNull();
+      expect(usage.finishReason).toBe('shutdown');
+      expect(usage.completionTokens).toBe(1); // the first step's token only
+      expect(usage.tokens).toHaveLength(1);
     } finally {
       await r.stop({ graceMs: 0 });
     }

@@ -418,6 +418,8 @@ export class Scheduler {
   }
 
   private acceptSampled(seq: Sequence, id: number): void {
+    // ended while its step ran (drain() at a breathe between layers): what the client was sent stands
+    if (seq.finish) return;
     const prev = seq.lastTokenAt;
     seq.accept(id);
     if (prev < 0) this.observer.firstToken?.((seq.firstTokenAt - seq.createdAt) / 1000);
