@@ -191,9 +191,12 @@ export async function run(args: string[]): Promise<number> {
     const worker = clients;
     const level = (msg: LevelMsg) =>
       new Promise<LevelDone>((resolve, reject) => {
+        const onError = (err: Error) => reject(new Error(`bench clients failed: ${err.message}`));
         const onExit = (code: number) => reject(new Error(`bench clients exited (${code})`));
+        worker.once('error', onError);
         worker.once('exit', onExit);
         worker.once('message', (m: { ok: true; done: LevelDone } | { ok: false; error: string }) => {
+          worker.off('error', onError);
           worker.off('exit', onExit);
           if (m.ok) resolve(m.done);
           else reject(new Error(`bench clients: ${m.error}`));
