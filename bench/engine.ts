@@ -162,9 +162,13 @@ export async function run(args: string[]): Promise<number> {
   const batch = numberOption('batch', values.batch, 4);
   const threads = values.threads === undefined ? undefined : numberOption('threads', values.threads, 1);
   const context = numberOption('context', values.context, 16);
+  if (!Number.isInteger(context) || context < 1)
+    throw new UsageError(`--context: ${context} is not a positive number of prompt tokens`);
   const kvCache = values['kv-cache'];
   if (kvCache !== undefined && kvCache !== 'f32' && kvCache !== 'f16')
     throw new UsageError(`--kv-cache: "${kvCache}" is not f32 or f16`);
+  if (kvCache !== undefined && backends.some((b) => b !== 'native'))
+    throw new UsageError(`--kv-cache ${kvCache}: only the native backend takes a cache type`);
   const pages = (values['huge-pages'] ?? 'on').split(',');
   if (pages.length === 0 || pages.some((p) => p !== 'on' && p !== 'off'))
     throw new UsageError(`--huge-pages: "${values['huge-pages']}" is not on, off or on,off`);
