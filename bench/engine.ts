@@ -1,11 +1,16 @@
 // `kvrag bench engine [--json] [--backend reference,wasm,native,webgpu] [--weights f32|f16|q8_0|q4_0]
-// [--batch B] [--threads N]`: prefill and decode throughput of the engine on each backend (default: the CPU backends
+// [--batch B] [--threads N] [--context N] [--kv-cache f32|f16] [--huge-pages on|off|on,off]`: prefill and
+// decode throughput of the engine on each backend (default: the CPU backends
 // that run here, webgpu where an adapter exists — labelled with its device; on Mesa llvmpipe those are
 // not GPU numbers), measured in one run, with the weight matrices kept as --weights (default: as stored).
 // Uses --model DIR, or a generated model: by default hidden 256, 4 layers, 8 q / 2 kv heads, head_dim 32,
 // vocab 272; `--shape smollm2|qwen2.5-1.5b|tiny` for a real model's shape (bench/_shapes.ts).
 // Reports prefill tokens/s (one sequence), decode tokens/s (one sequence, greedy) and batched decode
-// tokens/s (B sequences stepping together), plus the matmul GFLOP/s those imply.
+// tokens/s (B sequences stepping together) with their ms per step, plus the matmul GFLOP/s those imply.
+// Decode runs after a --context-token prompt (default 16; a runner's decode after an assembled context is
+// ~530), through Engine.generate — the runner's scheduler and step runner. --kv-cache: the native backend's
+// cache type (default f32, the library's; a runner's is f16). --huge-pages: the native backend with its
+// memory on transparent huge pages (on, the default), on 4 KiB pages (off), or both side by side.
 // `--peer llamacpp` runs kvrag and llama.cpp side by side instead (bench/_engine-peer.ts).
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -40,6 +45,8 @@ function matmulFlopsPerToken(e: Engine): number {
 
 interface Measurement {
   backend: string;
+  /** native: whether its memory was advised onto huge pages (and the OS took it) */
+  hugePages?: boolean;
   /** device dtype of the weight matrices */
   weights: string;
   /** webgpu: the device it ran on */
@@ -56,6 +63,9 @@ interface Measurement {
   prefillTokensPerS: number;
   decodeTokensPerS: number;
   batchDecodeTokensPerS: number;
+  /** ms of one decode step: one sequence, and `batch` sequences together */
+  decodeStepMs: number;
+  batchStepMs: number;
   prefillGflops: number;
   decodeGflops: number;
 }
@@ -65,6 +75,7 @@ async function measure(
   prompt: number[],
   decodeTokens: number,
   batch: number,
+  context: number,
 ): Promise<Measurement> {
   const flops = matmulFlopsPerToken(engine);
   // warm-up (JIT, kernel instantiation) on a short prompt
@@ -76,10 +87,10 @@ async function measure(
   const prefillMs = performance.now() - t;
   kv.free();
 
-  // decode after a 16-token prompt: one sequence, then `batch` sequences stepping together (one matmul
-  // of M = batch rows per weight per step), each with its own prompt
+  // decode after a `context`-token prompt: one sequence, then `batch` sequences stepping together (one
+  // matmul of M = batch rows per weight per step), each with its own prompt
   const decodeRequest = (b: number) => ({
-    prompt: prompt.slice(0, 16).map((x) => (x + b) % 256),
+    prompt: Array.from({ length: context }, (_, i) => (i * 31 + 7 + b) % 256),
     maxTokens: decodeTokens + 1,
     stopTokenIds: [],
   });
@@ -103,6 +114,8 @@ async function measure(
     prefillTokensPerS: (prompt.length * 1000) / prefillMs,
     decodeTokensPerS: (decodeTokens * 1000) / decodeMs,
     batchDecodeTokensPerS: (batch * decodeTokens * 1000) / batchDecodeMs,
+    decodeStepMs: decodeMs / decodeTokens,
+    batchStepMs: batchDecodeMs / decodeTokens,
     prefillGflops: (prompt.length * flops) / prefillMs / 1e6,
     decodeGflops: (decodeTokens * flops) / decodeMs / 1e6,
   };
@@ -121,6 +134,9 @@ export async function run(args: string[]): Promise<number> {
     weights: { type: 'string' },
     shape: { type: 'string' },
     threads: { type: 'string' },
+    context: { type: 'string' },
+    'kv-cache': { type: 'string' },
+    'huge-pages': { type: 'string' },
   });
   const shape = values.shape ? modelShape('shape', values.shape) : null;
   if (shape && values.model) throw new UsageError('--shape and --model exclude each other');
@@ -145,6 +161,17 @@ export async function run(args: string[]): Promise<number> {
   const decodeTokens = numberOption('decode-tokens', values['decode-tokens'], 32);
   const batch = numberOption('batch', values.batch, 4);
   const threads = values.threads === undefined ? undefined : numberOption('threads', values.threads, 1);
+  const context = numberOption('context', values.context, 16);
+  if (!Number.isInteger(context) || context < 1)
+    throw new UsageError(`--context: ${context} is not a positive number of prompt tokens`);
+  const kvCache = values['kv-cache'];
+  if (kvCache !== undefined && kvCache !== 'f32' && kvCache !== 'f16')
+    throw new UsageError(`--kv-cache: "${kvCache}" is not f32 or f16`);
+  if (kvCache !== undefined && backends.some((b) => b !== 'native'))
+    throw new UsageError(`--kv-cache ${kvCache}: only the native backend takes a cache type`);
+  const pages = (values['huge-pages'] ?? 'on').split(',');
+  if (pages.length === 0 || pages.some((p) => p !== 'on' && p !== 'off'))
+    throw new UsageError(`--huge-pages: "${values['huge-pages']}" is not on, off or on,off`);
   const tmp = values.model ? null : mkdtempSync(join(tmpdir(), 'kvrag-bench-engine-'));
   try {
     const dir = values.model ?? join(tmp!, 'model');
@@ -152,11 +179,15 @@ export async function run(args: string[]): Promise<number> {
       makeTinyModel(dir, {
         ...(shape ?? BENCH_MODEL),
         seed: 1,
-        maxPositions: Math.max(512, promptTokens + decodeTokens + 16),
+        maxPositions: Math.max(512, promptTokens + decodeTokens + 16, context + decodeTokens + 16),
       });
     const prompt = Array.from({ length: promptTokens }, (_, i) => (i * 31 + 7) % 256);
     const results: Measurement[] = [];
-    for (const b of backends) {
+    // the native backend once per --huge-pages setting, the others once
+    const runs: { b: string; huge?: boolean }[] = backends.flatMap((b) =>
+      b === 'native' ? pages.map((p) => ({ b, huge: p === 'on' })) : [{ b }],
+    );
+    for (const { b, huge } of runs) {
       let backend: Backend | BackendChoice = b as BackendChoice;
       let device: WebGPULabel | undefined;
       if (b === 'webgpu') {
@@ -168,12 +199,18 @@ export async function run(args: string[]): Promise<number> {
       const engine = await loadEngine(dir, {
         backend,
         weightDType: weights,
-        ...(threads ? { backendOptions: { threads } } : {}),
+        backendOptions: {
+          ...(threads ? { threads } : {}),
+          ...(kvCache ? { kvDType: kvCache } : {}),
+          ...(huge === undefined ? {} : { hugePages: huge }),
+        },
       });
       try {
+        const kernels = (engine.backend as { kernels?: { hugePages?: boolean } }).kernels;
         results.push({
-          ...(await measure(engine, prompt, decodeTokens, batch)),
+          ...(await measure(engine, prompt, decodeTokens, batch, context)),
           ...(device ? { device } : {}),
+          ...(huge === undefined ? {} : { hugePages: kernels?.hugePages === true }),
         });
       } finally {
         engine.dispose();
@@ -186,6 +223,8 @@ export async function run(args: string[]): Promise<number> {
       config: c,
       promptTokens,
       decodeTokens,
+      context,
+      kvCache: kvCache ?? 'f32',
       batch,
       threads: threads ?? 'all cores',
       results,
@@ -201,23 +240,29 @@ export async function run(args: string[]): Promise<number> {
             'decode tok/s',
             `decode ×${batch} tok/s`,
             `×${batch} ÷ one`,
+            'step ms one',
+            `step ms ×${batch}`,
             'prefill GFLOP/s',
             'decode GFLOP/s',
           ],
           results.map((r) => [
             r.device
               ? `webgpu (${r.device.device}${r.device.software ? ', CPU rasteriser' : ''})`
-              : r.backend,
+              : r.hugePages === undefined
+                ? r.backend
+                : `${r.backend} (${r.hugePages ? 'huge pages' : '4 KiB pages'})`,
             r.weights,
             r.prefillTokensPerS,
             r.decodeTokensPerS,
             r.batchDecodeTokensPerS,
             `${(r.batchDecodeTokensPerS / r.decodeTokensPerS).toFixed(2)}×`,
+            r.decodeStepMs,
+            r.batchStepMs,
             r.prefillGflops,
             r.decodeGflops,
           ]),
         ),
-        `prefill ${promptTokens} tokens; decode ${decodeTokens} tokens after a 16-token prompt (one sequence, then ${batch} together); threads: ${result.threads}`,
+        `prefill ${promptTokens} tokens; decode ${decodeTokens} tokens after a ${context}-token prompt (one sequence, then ${batch} together); KV cache ${result.kvCache} (native); threads: ${result.threads}`,
       ].join('\n'),
     );
     return 0;

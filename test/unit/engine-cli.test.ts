@@ -4,6 +4,8 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, describe, expect, it } from 'vitest';
 import { loadEngine } from '../../gpu-runner/engine/engine.ts';
+import { run as benchEngine } from '../../bench/engine.ts';
+import { expectNativeWhereExpected, native } from '../helpers/native.ts';
 import { tinyModels } from '../helpers/tiny-model.ts';
 
 const run = promisify(execFile);
@@ -77,5 +79,61 @@ describe('kvrag bench engine', () => {
     for (const k of ['prefillTokensPerS', 'decodeTokensPerS', 'batchDecodeTokensPerS']) {
       expect(out.results[0][k]).toBeGreaterThan(0);
     }
+  });
+
+  it('decodes after a --context-token prompt on the native backend, once per --huge-pages setting', async () => {
+    expectNativeWhereExpected();
+    if (!native.ok) return;
+    const dir = models.make('llama-ctx', { seed: 4, maxPositions: 128 });
+    const { stdout } = await run(process.execPath, [
+      bin,
+      'bench',
+      'engine',
+      '--json',
+      '--model',
+      dir,
+      '--backend',
+      'native',
+      '--prompt-tokens',
+      '8',
+      '--decode-tokens',
+      '3',
+      '--batch',
+      '2',
+      '--context',
+      '40',
+      '--kv-cache',
+      'f16',
+      '--huge-pages',
+      'off,on',
+      '--threads',
+      '1',
+    ]);
+    const out = JSON.parse(stdout);
+    expect(out).toMatchObject({ context: 40, kvCache: 'f16', batch: 2 });
+    expect(out.results.map((r: { hugePages: boolean }) => r.hugePages)).toEqual([
+      false,
+      process.platform === 'linux',
+    ]);
+    for (const r of out.results) {
+      expect(r.backend).toBe('native');
+      expect(r.batchStepMs).toBeGreaterThan(0);
+      expect(r.decodeStepMs).toBeGreaterThan(0);
+      // ms per step and tokens/s are two views of the same timing
+      expect(r.batchDecodeTokensPerS).toBeCloseTo((2 * 1000) / r.batchStepMs, 6);
+    }
+  });
+
+  it('refuses a bad --kv-cache, --huge-pages or --context, and a cache type for a non-native backend', async () => {
+    await expect(benchEngine(['--backend', 'native', '--kv-cache', 'f8'])).rejects.toThrow(
+      /--kv-cache: "f8" is not f32 or f16/,
+    );
+    await expect(benchEngine(['--backend', 'reference', '--kv-cache', 'f16'])).rejects.toThrow(
+      /--kv-cache f16: only the native backend/,
+    );
+    await expect(benchEngine(['--backend', 'native', '--huge-pages', 'maybe'])).rejects.toThrow(
+      /--huge-pages: "maybe" is not on, off or on,off/,
+    );
+    await expect(benchEngine(['--backend', 'reference', '--context', '0'])).rejects.toThrow(/--context/);
   });
 });

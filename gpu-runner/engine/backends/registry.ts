@@ -11,6 +11,8 @@ export interface BackendOptions {
   threads?: number;
   /** native: the KV caches' element type (default f32; webgpu takes its own in `webgpu`). */
   kvDType?: 'f32' | 'f16';
+  /** native: back the memory with transparent huge pages (default true; native/backend.ts). */
+  hugePages?: boolean;
   /** webgpu: adapter mode, KV dtype, … */
   webgpu?: WebGPUOptions;
 }
@@ -62,6 +64,7 @@ export const BACKENDS = [
       return createNativeBackend({
         ...(opts.threads ? { threads: opts.threads } : {}),
         ...(opts.kvDType ? { kvDType: opts.kvDType } : {}),
+        ...(opts.hugePages === undefined ? {} : { hugePages: opts.hugePages }),
       });
     },
   },

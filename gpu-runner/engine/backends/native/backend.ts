@@ -10,6 +10,9 @@
 // do not hold a core the next native op needs.
 // KV caches are f32, or IEEE halves with kvDType 'f16' (half-kv.ts: the addon narrows on write and widens
 // on load, every other reader and writer goes through strided f16 ↔ f32 copies).
+// The wasm memory is advised onto transparent huge pages (hugePages, default on; Linux, where THP is not
+// 'never'): a 16-sequence decode step reads 16 caches' layers and every weight matrix, and with 4 KiB pages
+// each of those streams crosses a page (a TLB miss and a page walk) every 4 KiB.
 import { availableParallelism } from 'node:os';
 import { BackendUnavailableError } from '../../errors.ts';
 import { CheckedBackend } from '../checked.ts';
@@ -19,6 +22,7 @@ import type { FlatPlan } from '../plan.ts';
 import type { KVBlock, KVCacheSpec, PackedKVSpec } from '../types.ts';
 import { WasmKernels } from '../wasm/backend.ts';
 import { type RuntimeOptions, WasmRuntime, wasmBackendAvailable } from '../wasm/runtime.ts';
+import { MAX_MEMORY_BYTES } from '../wasm/memory.ts';
 import { allocTensor, WasmKVCache, WasmTensor } from '../wasm/tensors.ts';
 import { gatherHalf, loadHalf, readHalf, widenSpans } from './half-kv.ts';
 import { loadNativeKernels } from './index.ts';
@@ -44,6 +48,8 @@ export class NativeWasmKernels extends WasmKernels {
   override readonly name: string = 'native';
   override readonly kvDType: NativeKVDType;
   readonly native: NativeKernels;
+  /** Whether the OS took the advice to back this backend's memory with huge pages (createNativeBackend). */
+  hugePages = false;
 
   constructor(rt: WasmRuntime, native: NativeKernels, kvDType: NativeKVDType = 'f32') {
     super(rt);
@@ -262,9 +268,13 @@ export async function nativeBackendAvailable(): Promise<boolean> {
 /**
  * Loads the addon (building it when stale), sizes its pool to `threads`, starts the wasm runtime.
  * kvDType: the KV caches' element type (f32 by default; f16 halves the bytes decode attention reads).
+ * hugePages (default true): advise the memory onto transparent huge pages before anything is stored.
  */
 export async function createNativeBackend(
-  opts: Omit<RuntimeOptions, 'spinMs' | 'inlineScale'> & { kvDType?: NativeKVDType } = {},
+  opts: Omit<RuntimeOptions, 'spinMs' | 'inlineScale'> & {
+    kvDType?: NativeKVDType;
+    hugePages?: boolean;
+  } = {},
 ): Promise<NativeBackend> {
   if (!wasmBackendAvailable())
     throw new BackendUnavailableError('the native backend needs WebAssembly SIMD and SharedArrayBuffer');
@@ -273,7 +283,10 @@ export async function createNativeBackend(
   const threads = opts.threads ?? availableParallelism();
   // one addon per process: its pool takes the threads of the backend created last
   load.kernels.configure({ threads, spinUs: NATIVE_SPIN_US });
-  const { kvDType, ...rtOpts } = opts;
+  const { kvDType, hugePages = true, ...rtOpts } = opts;
   const rt = await WasmRuntime.create({ ...rtOpts, threads, spinMs: 0, inlineScale: LIGHT_INLINE_SCALE });
-  return new CheckedBackend(new NativeWasmKernels(rt, load.kernels, kvDType));
+  const kernels = new NativeWasmKernels(rt, load.kernels, kvDType);
+  // the whole reservation, so the pages the memory grows into (weights, caches) are covered too
+  if (hugePages) kernels.hugePages = load.kernels.adviseHugePages(rt.mem.u8, MAX_MEMORY_BYTES);
+  return new CheckedBackend(kernels);
 }

@@ -9,6 +9,7 @@ import { HALF_IEEE, KV_DTYPE_CODE } from '../wasm/runtime.ts';
 export interface NativeAddon {
   info(): { level: IsaLevel; levels: IsaLevel[]; threads: number; spinUs: number };
   configure(level: string, threads: number, spinUs: number): void;
+  adviseHugePages(mem: Uint8Array, reservedBytes: number): boolean;
   peak(kind: 'fma' | 'dot' | 'clock', iterations: number): number;
   matmulF32(
     mem: Uint8Array,
@@ -257,6 +258,14 @@ export class NativeKernels {
   configure(o: { level?: IsaLevel; threads?: number; spinUs?: number }): void {
     const cur = this.addon.info();
     this.addon.configure(o.level ?? '', o.threads ?? cur.threads, o.spinUs ?? cur.spinUs);
+  }
+  /**
+   * Asks the OS to back a memory's pages with transparent huge pages, including pages it grows into
+   * later: reservedBytes = what its mapping reserves from its start (a wasm memory: its declared maximum).
+   * Whether the advice was taken (false where the OS has none); the kernel's THP mode decides the rest.
+   */
+  adviseHugePages(mem: Uint8Array, reservedBytes: number): boolean {
+    return this.addon.adviseHugePages(mem, reservedBytes);
   }
   /** Per CPU-second of one thread: f32 flops (fma), int8 ops (dot) at the current level, or clock GHz·1e9. */
   peak(kind: 'fma' | 'dot' | 'clock', iterations: number): number {

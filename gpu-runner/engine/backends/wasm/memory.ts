@@ -6,6 +6,8 @@ import { HEAP_BASE } from './kernel-names.ts';
 const ALIGN = 64;
 const PAGE = 65536;
 const MAX_PAGES = 65536;
+/** Bytes a shared memory reserves up front (its declared maximum: shared memories never move). */
+export const MAX_MEMORY_BYTES = MAX_PAGES * PAGE;
 
 export function createSharedMemory(): WebAssembly.Memory {
   return new WebAssembly.Memory({ initial: 16, maximum: MAX_PAGES, shared: true });

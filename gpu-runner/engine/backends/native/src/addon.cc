@@ -3,6 +3,7 @@
 // memory) and byte offsets into it; operands are bounds-checked before any kernel runs. The ISA level
 // is chosen by cpuid at load (best supported) and can be lowered with configure(); work is split over
 // the native pool (pool.h). Shapes and layouts: kernels.h.
+#include <sys/mman.h>
 #include <ctime>
 #include "binding.h"
 #include "squeezed.h"
@@ -318,6 +319,30 @@ napi_value peakFn(napi_env env, napi_callback_info info) {
   });
 }
 
+// adviseHugePages(mem, reservedBytes) → bool: asks the kernel to back [mem's start, + reservedBytes) with
+// transparent huge pages (madvise MADV_HUGEPAGE, 2 MiB-aligned inside the range); reservedBytes must not
+// pass the mapping mem lives in (a wasm memory: its declared maximum, reserved up front), so pages it
+// grows into later are covered too. A decode step reads 16 KV caches and every weight matrix: with 4 KiB
+// pages each is hundreds of TLB misses and page walks per layer. false where the OS has no such advice.
+napi_value adviseHugePagesFn(napi_env env, napi_callback_info info) {
+  return guard(env, [&] {
+    Call c(env, info, 2, "adviseHugePages");
+    const Mem m = memArg(c, 0);
+    const int64_t bytes = c.int64(1, "reservedBytes", 0);
+    bool ok = false;
+#ifdef MADV_HUGEPAGE
+    constexpr uintptr_t HUGE = uintptr_t{2} << 20;
+    const uintptr_t a = reinterpret_cast<uintptr_t>(m.data);
+    const uintptr_t lo = (a + HUGE - 1) & ~(HUGE - 1);
+    const uintptr_t hi = (a + static_cast<uintptr_t>(bytes)) & ~(HUGE - 1);
+    ok = hi > lo && madvise(reinterpret_cast<void*>(lo), hi - lo, MADV_HUGEPAGE) == 0;
+#endif
+    napi_value out;
+    napi_get_boolean(env, ok, &out);
+    return out;
+  });
+}
+
 }  // namespace
 }  // namespace kv
 
@@ -348,6 +373,7 @@ NAPI_MODULE_INIT() {
       {"argmax", nullptr, kv::argmaxFn, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"squeezedStep", nullptr, kv::squeezedStepFn, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"kvUnpack", nullptr, kv::kvUnpackFn, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"adviseHugePages", nullptr, kv::adviseHugePagesFn, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;
