@@ -6,19 +6,22 @@
 // 4:1), head_dim 64, 32 live tokens after the context. Keys are a mixture of Gaussians around n/50
 // random unit directions (norm 4, noise 0.35); each decode query aims its group at 2 of its kv head's
 // directions (synthetic.ts). The step runs the engine's own path: the fixed context cluster-major in the
-// cache and a FixedContext. Scoring `keys` (the default): every key scored from its int8 copy, exact
-// attention over the budget's best 16-slot blocks (ranked by their best key) + the live tokens, and — `approximated` rows — the left-out keys'
-// share (their own logits, their cluster's mean value, merged by log-sum-exp); `dropped` rows discard it;
+// cache and a FixedContext. Scoring `keys` (the default): every 16-slot block of the cluster-major cache
+// scored by an upper bound of q·k from its keys' channel ranges (int8 centre + half-width, key-sketch.ts),
+// exact attention over the budget's best blocks + the live tokens, and — `approximated` rows — the
+// left-out slots' share (per cluster: slots left out × exp(q·mean key), its mean value, merged by
+// log-sum-exp); `dropped` rows discard it;
 // on the native backend one fused call per kv head (native-step.ts). Scoring `clusters` (the earlier
 // method, for comparison): q read + centroid scoring (with the bound) + selection + grouped key-range
 // attention over the selected clusters and the window + the dropped clusters' share on the host. Per
-// budget (1/3, 1/8, 1/16 or --budget) and each: time of that step against dense attention
+// budget (1/3, 1/8, 1/16 or --budget) and each: time of that step against dense attention over the same
+// f32 cache (a squeezed request's cache, KVCacheOptions.exact) and — native — over an f16 cache (a dense
+// request's default on a native runner: `dense f16` columns, the ratio the planner's choice faces)
 // (median over queries × reps, each from a cold cache; wall clock and this thread's CPU time, which
 // preemption on a loaded machine does not inflate), attention-mass recall (and an oracle top-k of the
 // same size), relative output error vs dense, keys and bytes touched. Then engine end-to-end decode
 // tokens/s, dense vs each budget, over an assembled --decode-context (default 32K; 0 skips it).
 import { buildIndex, DEFAULT_PC } from '../gpu-runner/engine/attention/squeezed/index.ts';
-import { DEFAULT_PREFILTER } from '../gpu-runner/engine/attention/squeezed/key-sketch.ts';
 import { FixedContext, TWO_LEVEL_FROM } from '../gpu-runner/engine/attention/squeezed/fixed-context.ts';
 import {
   addSelection,
@@ -107,7 +110,6 @@ export async function run(args: string[]): Promise<number> {
     pc: { type: 'string' },
     'decode-context': { type: 'string' },
     'two-level-from': { type: 'string' },
-    prefilter: { type: 'string' },
     steps: { type: 'string' },
     backend: { type: 'string' },
   });
@@ -130,10 +132,12 @@ export async function run(args: string[]): Promise<number> {
     );
   if (!(pc > 0 && pc <= 1)) throw new UsageError('--pc must be in (0, 1]');
   const iters = numberOption('iters', values.iters, 4);
-  const prefilter = numberOption('prefilter', values.prefilter, DEFAULT_PREFILTER);
-  if (!(prefilter >= 0 && prefilter <= 1))
-    throw new UsageError('--prefilter must be a share of the keys in [0, 1] (0 = every key scored)');
   const wasm = (await createBackend(backendName, { threads })) as WasmBackend;
+  // dense over an f16 cache: what a dense request reads on a native runner (its default KV dtype)
+  const half =
+    backendName === 'native'
+      ? ((await createBackend('native', { threads, kvDType: 'f16' })) as WasmBackend)
+      : null;
   const scale = 1 / Math.sqrt(D);
   const geom = { heads: H, kvHeads: KVH, headDim: D, scale };
   const rows: Record<string, number | string>[] = [];
@@ -154,6 +158,9 @@ export async function run(args: string[]): Promise<number> {
       // LAYERS layers with their own copies: a step runs them in turn, each from memory as in a model
       const cache = wasm.createKVCache({ layers: LAYERS, kvHeads: KVH, headDim: D, capacity: cap });
       for (let l = 0; l < LAYERS; l++) wasm.kvLoad(cache, l, 0, { k: layer.k, v: layer.v });
+      const halfCache = half?.createKVCache({ layers: LAYERS, kvHeads: KVH, headDim: D, capacity: cap });
+      if (half && halfCache)
+        for (let l = 0; l < LAYERS; l++) half.kvLoad(halfCache, l, 0, { k: layer.k, v: layer.v });
       const ixAll = { ...ix, layers: LAYERS, heads: Array.from({ length: LAYERS }, () => ix.heads).flat() };
       // the engine's path: one block at offset 0 (no rotation), budget per FixedContext
       const invFreq = wasm.upload({ dtype: 'f32', shape: [D / 2], data: new Float32Array(D / 2) });
@@ -163,7 +170,7 @@ export async function run(args: string[]): Promise<number> {
         { fraction, approximate: false, scoring: 'keys' as const },
         { fraction, approximate: true, scoring: 'clusters' as const },
       ]);
-      // the fixed keys per layer [kv_head][n][d] in cache order (per-key scoring's int8 copy is made of them)
+      // the fixed keys per layer [kv_head][n][d] in cache order (the blocks' bounds are built from them)
       const fixedK = new Float32Array(KVH * n * D);
       for (let g = 0; g < KVH; g++) fixedK.set(layer.k.subarray(g * cap * D, (g * cap + n) * D), g * n * D);
       const fcs = variants.map(
@@ -172,7 +179,7 @@ export async function run(args: string[]): Promise<number> {
             wasm,
             { layers: LAYERS, ...geom },
             [{ offset: 0, n, index: ixAll }],
-            { kind: 'budget', fraction, approximate, scoring, prefilter },
+            { kind: 'budget', fraction, approximate, scoring },
             invFreq,
             twoLevelFrom,
             Array.from({ length: LAYERS }, () => fixedK),
@@ -184,6 +191,8 @@ export async function run(args: string[]): Promise<number> {
       );
       const dense: number[] = [];
       const denseCpu: number[] = [];
+      const denseHalf: number[] = [];
+      const denseHalfCpu: number[] = [];
       const sq = variants.map(() => ({
         total: [] as number[],
         totalCpu: [] as number[],
@@ -200,6 +209,8 @@ export async function run(args: string[]): Promise<number> {
         const denseOut = wasm.attention(qt, 0, [span], H, scale);
         const ref = await wasm.read(denseOut);
         wasm.free(denseOut);
+        const qHalf = half?.upload({ dtype: 'f32', shape: [1, H * D], data: q });
+        const halfSpan = halfCache ? { ...span, cache: halfCache } : null;
         for (let r = 0; r < reps; r++) {
           // dense and every budget measured back to back within a rep, so machine load hits them alike;
           // a step = every layer in turn (per-layer times are that / LAYERS)
@@ -208,6 +219,13 @@ export async function run(args: string[]): Promise<number> {
           for (let l = 0; l < LAYERS; l++) wasm.free(wasm.attention(qt, l, [span], H, scale));
           denseCpu.push((cpuMs() - ac) / LAYERS);
           dense.push((performance.now() - a) / LAYERS);
+          if (half && qHalf && halfSpan) {
+            const ha = performance.now();
+            const hc = cpuMs();
+            for (let l = 0; l < LAYERS; l++) half.free(half.attention(qHalf, l, [halfSpan], H, scale));
+            denseHalfCpu.push((cpuMs() - hc) / LAYERS);
+            denseHalf.push((performance.now() - ha) / LAYERS);
+          }
           variants.forEach((_, bi) => {
             const fc = fcs[bi];
             const s0 = performance.now();
@@ -260,12 +278,16 @@ export async function run(args: string[]): Promise<number> {
           });
         }
         wasm.free(qt);
+        if (qHalf) half?.free(qHalf);
       }
+      if (halfCache) half?.freeKVCache(halfCache);
       for (const fc of fcs) fc.dispose();
       wasm.free(invFreq);
       wasm.freeKVCache(cache);
       const denseMs = median(dense);
       const denseCpuMs = median(denseCpu);
+      const halfMs = denseHalf.length > 0 ? median(denseHalf) : null;
+      const halfCpuMs = denseHalfCpu.length > 0 ? median(denseHalfCpu) : null;
       variants.forEach(({ fraction, approximate, scoring }, bi) => {
         const s = sq[bi];
         const sel = s.select.length > 0;
@@ -285,6 +307,9 @@ export async function run(args: string[]): Promise<number> {
           squeezedCpuMs: median(s.totalCpu),
           selectCpuMs: sel ? median(s.selectCpu) : '—',
           cpuSpeedup: denseCpuMs / median(s.totalCpu),
+          denseF16Ms: halfMs ?? '—',
+          speedupF16: halfMs !== null ? halfMs / median(s.total) : '—',
+          cpuSpeedupF16: halfCpuMs !== null ? halfCpuMs / median(s.totalCpu) : '—',
           attendMs: sel ? median(s.total.map((x, i) => x - s.select[i])) : '—',
           attendSpeedup: sel ? denseMs / median(s.total.map((x, i) => x - s.select[i])) : '—',
           keysFraction: mean(s.frac),
@@ -298,6 +323,7 @@ export async function run(args: string[]): Promise<number> {
     }
   } finally {
     wasm.dispose();
+    half?.dispose();
   }
   const result = {
     backend: `${wasm.name}, ${threads} thread(s)`,
@@ -342,6 +368,9 @@ export async function run(args: string[]): Promise<number> {
           'squeezed cpu ms',
           '(select cpu ms)',
           'cpu speedup',
+          'dense f16 ms',
+          'speedup f16',
+          'cpu speedup f16',
           'keys',
           'recall',
           'oracle recall',
@@ -364,6 +393,9 @@ export async function run(args: string[]): Promise<number> {
               r.squeezedCpuMs,
               r.selectCpuMs,
               r.cpuSpeedup,
+              r.denseF16Ms,
+              r.speedupF16,
+              r.cpuSpeedupF16,
               r.keysFraction,
               r.recall,
               r.oracleRecall,

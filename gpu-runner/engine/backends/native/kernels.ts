@@ -132,14 +132,24 @@ export interface NativeSqueezedStep {
   G: number;
   headDim: number;
   scale: number;
-  /** int8 keys in blocks of 16 ([n/16][d/4][16][4], n padded to 16) and [n padded] Σ of each key's int8 */
-  k8: number;
-  ksum: number;
-  ks: number;
-  grp: number;
   n: number;
-  gvals: number;
   groups: number;
+  /** [groups] int32 runs of slots */
+  gStart: number;
+  gLen: number;
+  gvals: number;
+  /** the groups' mean keys, int8 in blocks of 16 rows ([rows/16][d/4][16][4], rows padded to 16), [rows]
+   * Σ of each row's int8 and its scale */
+  gm8: number;
+  gmsum: number;
+  gms: number;
+  /** the 16-slot blocks' channel centres and half-widths, the same layout */
+  bm8: number;
+  bmsum: number;
+  bms: number;
+  bh8: number;
+  bhsum: number;
+  bhs: number;
   K: number;
   V: number;
   always: number;
@@ -147,18 +157,6 @@ export interface NativeSqueezedStep {
   end: number;
   take: number;
   tau: number;
-  /** [groups] int32 runs of slots */
-  gStart: number;
-  gLen: number;
-  /** the groups' mean keys and spreads, int8 in k8 / ksum / ks's layout (0 = none: no prefilter) */
-  gm8: number;
-  gmsum: number;
-  gms: number;
-  gs8: number;
-  gssum: number;
-  gss: number;
-  /** the prefilter's keys scored per key (≥ take); −1 = every key */
-  want: number;
 }
 
 /**
@@ -321,13 +319,20 @@ export class NativeKernels {
       a.G,
       a.headDim,
       a.scale,
-      a.k8,
-      a.ksum,
-      a.ks,
-      a.grp,
       a.n,
-      a.gvals,
       a.groups,
+      a.gStart,
+      a.gLen,
+      a.gvals,
+      a.gm8,
+      a.gmsum,
+      a.gms,
+      a.bm8,
+      a.bmsum,
+      a.bms,
+      a.bh8,
+      a.bhsum,
+      a.bhs,
       a.K,
       a.V,
       a.always,
@@ -335,15 +340,6 @@ export class NativeKernels {
       a.end,
       a.take,
       a.tau,
-      a.gStart,
-      a.gLen,
-      a.gm8,
-      a.gmsum,
-      a.gms,
-      a.gs8,
-      a.gssum,
-      a.gss,
-      a.want,
     );
   }
 
