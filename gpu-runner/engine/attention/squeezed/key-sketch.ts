@@ -59,6 +59,8 @@ export interface KeySketch {
   bHalf8: Int8Array;
   bHalfScale: Float32Array;
   bCount: Int32Array;
+  /** [blocks] the first group overlapping each block (groups: none) */
+  bFirst: Int32Array;
 }
 
 /** keys [n][d] → per group (runs of slots) its mean key in int8. */
@@ -77,7 +79,7 @@ function groupMeans(keys: Float32Array, d: number, gStart: Int32Array, gLen: Int
 }
 
 /** keys [n][d] and slot groups → per 16-slot block the centre / half-width of its selectable keys. */
-function blockBounds(keys: Float32Array, d: number, n: number, group: Int32Array) {
+function blockBounds(keys: Float32Array, d: number, n: number, group: Int32Array, groups: number) {
   const blocks = Math.ceil(n / PICK_BLOCK);
   const mid = new Float32Array(blocks * d);
   const half = new Float32Array(blocks * d);
@@ -105,7 +107,10 @@ function blockBounds(keys: Float32Array, d: number, n: number, group: Int32Array
   const m = quantizeRows(mid, blocks, d);
   const h = quantizeRows(half, blocks, d, true);
   for (let b = 0; b < blocks; b++) h.scale[b] = Math.fround(h.scale[b] * BLOCK_BOUND);
-  return { blocks, bMid8: m.q8, bMidScale: m.scale, bHalf8: h.q8, bHalfScale: h.scale, bCount };
+  // groups are ascending runs: a block's first group is the smallest label among its slots
+  const bFirst = new Int32Array(blocks).fill(groups);
+  for (let j = 0; j < n; j++) if (group[j] >= 0 && group[j] < bFirst[j >> 4]) bFirst[j >> 4] = group[j];
+  return { blocks, bMid8: m.q8, bMidScale: m.scale, bHalf8: h.q8, bHalfScale: h.scale, bCount, bFirst };
 }
 
 /** Rows x [rows][d] → int8 [rows][d] with a scale per row (max |x| / 127); up: rounded up (≥ 0 rows). */
@@ -191,7 +196,7 @@ export function buildKeySketch(
     gStart,
     gLen,
     ...groupMeans(keys, d, gStart, gLen),
-    ...blockBounds(keys, d, n, group),
+    ...blockBounds(keys, d, n, group, vals.length),
   };
 }
 
@@ -213,7 +218,7 @@ export function plainSketch(keys: Float32Array, d: number): KeySketch {
     gStart,
     gLen,
     ...groupMeans(keys, d, gStart, gLen),
-    ...blockBounds(keys, d, n, group),
+    ...blockBounds(keys, d, n, group, 1),
   };
 }
 

@@ -25,6 +25,8 @@ type Placed = Pick<
   | 'bh8'
   | 'bhsum'
   | 'bhs'
+  | 'bCount'
+  | 'bFirst'
   | 'always'
 >;
 
@@ -69,15 +71,11 @@ export class NativeSketches {
         bh8: put(bh.k8),
         bhsum: put(bh.ksum),
         bhs: put(bh.ks),
+        bCount: put(s.bCount),
+        bFirst: put(s.bFirst),
         always: put(s.always),
       };
     });
-  }
-
-  /** Whether the fused kernel reads the span's cache: f32 only (an f16 cache, KVCacheOptions, takes keysFor
-   * + attentionRanges). */
-  reads(span: SeqSpan): boolean {
-    return !(this.b.cacheOf(span.cache) as WasmKVCache).half;
   }
 
   /**
@@ -101,7 +99,8 @@ export class NativeSketches {
     const [rows, width] = q.shape;
     const qh = b.handleOf(q) as WasmTensor;
     const cache = b.cacheOf(span.cache) as WasmKVCache;
-    const la = cache.layerArgs(layer);
+    const la = cache.layerView(layer); // f32 or f16 K/V: the kernel reads either
+    const eb = cache.elementBytes;
     const kvHeads = la.kvHeads;
     const d = width / heads;
     const group = heads / kvHeads;
@@ -126,12 +125,13 @@ export class NativeSketches {
           n,
           groups: s.groups,
           gvals: approximate ? p.gvals : 0,
-          K: la.k + g * la.kvHeadStride * 4,
-          V: la.v + g * la.kvHeadStride * 4,
+          K: la.k + g * la.kvHeadStride * eb,
+          V: la.v + g * la.kvHeadStride * eb,
           alwaysPairs: s.always.length / 2,
           end,
           take,
           tau,
+          half: la.half ? 1 : 0,
         });
         kept(ti, keys);
       }

@@ -157,6 +157,11 @@ export interface NativeSqueezedStep {
   end: number;
   take: number;
   tau: number;
+  /** 1: K / V are IEEE halves (an f16 cache), 0: f32 */
+  half: number;
+  /** [⌈n/16⌉] int32: each block's selectable slots and its first group (groups: none) */
+  bCount: number;
+  bFirst: number;
 }
 
 /**
@@ -340,6 +345,9 @@ export class NativeKernels {
       a.end,
       a.take,
       a.tau,
+      a.half,
+      a.bCount,
+      a.bFirst,
     );
   }
 

@@ -1,7 +1,7 @@
 // squeezedStep(mem, q, out, G, d, scale, n, groups, gStart, gLen, gvals, gm8, gmsum, gms, bm8, bmsum, bms,
-// bh8, bhsum, bhs, K, V, always, alwaysPairs, end, take, tau) → keys kept (the AVX-512 VNNI kernel at
+// bh8, bhsum, bhs, K, V, always, alwaysPairs, end, take, tau, half, bCount, bFirst) → keys kept (the AVX-512 VNNI kernel at
 // that level, else AVX2). Byte offsets into mem (0 = none for gvals / always); every range is checked
-// before the kernel (squeezed.cc) runs. K, V: the layer's kv head at position 0, rows of d floats.
+// before the kernel (squeezed.cc) runs. K, V: the layer's kv head at position 0, rows of d floats (half: IEEE halves).
 #include "binding.h"
 #include "squeezed.h"
 
@@ -9,7 +9,7 @@ namespace kv {
 
 napi_value squeezedStepFn(napi_env env, napi_callback_info info) {
   return guard(env, [&] {
-    Call c(env, info, 27, "squeezedStep");
+    Call c(env, info, 30, "squeezedStep");
     State& s = state();
     const Mem mem = memArg(c, 0);
     SqueezedStep a{};
@@ -26,6 +26,7 @@ napi_value squeezedStepFn(napi_env env, napi_callback_info info) {
     if (take != std::floor(take) || take < -1) throw Error("squeezedStep: take must be an integer ≥ −1");
     a.take = static_cast<int64_t>(take);
     a.tau = c.num(26, "tau");
+    a.half = c.int64(27, "half", 0) != 0;
     const int64_t qd = static_cast<int64_t>(a.G) * a.d * 4;
     a.q = mem.at<const float>(c.int64(1, "q"), qd, "q");
     a.out = mem.at<float>(c.int64(2, "out"), qd, "out");
@@ -49,10 +50,17 @@ napi_value squeezedStepFn(napi_env env, napi_callback_info info) {
       a.bhsum = mem.at<const int32_t>(c.int64(18, "bhsum"), bpad * 4, "bhsum");
       a.bhs = mem.at<const float>(c.int64(19, "bhs"), bpad * 4, "bhs");
     }
+    const int64_t nb = (a.n + pad - 1) / pad;
+    a.bCount = mem.at<const int32_t>(c.int64(28, "bCount"), nb * 4, "bCount");
+    a.bFirst = mem.at<const int32_t>(c.int64(29, "bFirst"), nb * 4, "bFirst");
+    for (int64_t b = 0; b < nb; b++)
+      if (a.bCount[b] < 0 || a.bCount[b] > pad || a.bFirst[b] < 0 || a.bFirst[b] > a.groups)
+        throw Error("squeezedStep: a block's count or first group is out of range");
     // rows read: kept lanes (< n) and live tokens (< end)
     const int64_t rows = std::max(a.end, a.n);
-    a.K = mem.at<const float>(c.int64(20, "K"), rows * a.d * 4, "K");
-    a.V = mem.at<const float>(c.int64(21, "V"), rows * a.d * 4, "V");
+    const int64_t eb = a.half ? 2 : 4;
+    a.K = mem.at<const void>(c.int64(20, "K"), rows * a.d * eb, "K");
+    a.V = mem.at<const void>(c.int64(21, "V"), rows * a.d * eb, "V");
     const int64_t al = c.int64(22, "always");
     a.always = al ? mem.at<const int32_t>(al, a.alwaysPairs * 8, "always") : nullptr;
     if (!a.always) a.alwaysPairs = 0;

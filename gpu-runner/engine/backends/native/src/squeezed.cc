@@ -13,6 +13,10 @@
 #include <new>
 #include "squeezed.h"
 
+#ifndef KV_SQ_PF
+#define KV_SQ_PF 2
+#endif
+
 namespace kv {
 namespace KV_NS {
 namespace {
@@ -84,7 +88,7 @@ struct Buf {
 
 struct Scratch {
   Buf<float> est, ub, rank, wg, acc;
-  Buf<int32_t> order, bcount, bfirst, left, kb;
+  Buf<int32_t> order, left, kb;
   Buf<uint32_t> km;
 };
 
@@ -144,72 +148,126 @@ inline float dot(const float* q, const float* k, int d) {
 /** The first m lanes of a block. */
 inline uint32_t laneMask(int64_t m) { return m >= 32 ? ~0u : (1u << m) - 1; }
 
-/**
- * Exact attention of the group's heads over rows base + lane (lanes set in mask, < SQ_BLOCK) of K / V:
- * p = exp(q_h·k·sc − ref_h) (capped at e^80), el_h += p, acc[h][0..d) += p · v. The rows' scores first,
- * then their exps 8 lanes at a time, then each head's d outputs accumulated in registers over the lanes.
- */
-void attendRows(const SqueezedStep& a, int64_t base, uint32_t mask, const float* ref, float sc, float* acc,
-                float* el) {
-  const int G = a.G, d = a.d;
-  alignas(64) float p[MAXG][SQ_BLOCK];
-  int lane[SQ_BLOCK], m = 0;
-  for (uint32_t r = mask; r; r &= r - 1) lane[m++] = __builtin_ctz(r);
 #if KV_VNNI
-  // AVX-512: a row's d floats in d/16 registers, each head's dot as two chains and one reduction; the
-  // outputs of a head in ≤ 16 registers over the block's lanes
-  for (int i = 0; i < m; i++) {
-    const float* kr = a.K + (base + lane[i]) * d;
-    for (int h = 0; h < G; h++) {
-      const float* q = a.q + h * d;
-      __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
-      int e = 0;
-      for (; e + 32 <= d; e += 32) {
-        s0 = _mm512_fmadd_ps(_mm512_loadu_ps(q + e), _mm512_loadu_ps(kr + e), s0);
-        s1 = _mm512_fmadd_ps(_mm512_loadu_ps(q + e + 16), _mm512_loadu_ps(kr + e + 16), s1);
-      }
-      if (e < d) s0 = _mm512_fmadd_ps(_mm512_loadu_ps(q + e), _mm512_loadu_ps(kr + e), s0);
-      p[h][i] = std::min(_mm512_reduce_add_ps(_mm512_add_ps(s0, s1)) * sc - ref[h], 80.0f);
-    }
-  }
-  for (int h = 0; h < G; h++) {
-    for (int i = 0; i < m; i += 8) _mm256_store_ps(p[h] + i, exp8(_mm256_load_ps(p[h] + i)));
-    for (int i = 0; i < m; i++) el[h] += p[h][i];
-    float* o = acc + h * 2 * d;
-    __m512 ov[16];
-    const int nv = d / 16;
-    for (int c = 0; c < nv; c++) ov[c] = _mm512_loadu_ps(o + 16 * c);
-    for (int i = 0; i < m; i++) {
-      const __m512 w = _mm512_set1_ps(p[h][i]);
-      const float* vr = a.V + (base + lane[i]) * d;
-      for (int c = 0; c < nv; c++) ov[c] = _mm512_fmadd_ps(w, _mm512_loadu_ps(vr + 16 * c), ov[c]);
-    }
-    for (int c = 0; c < nv; c++) _mm512_storeu_ps(o + 16 * c, ov[c]);
-  }
+#define KV_DENSE avx512
 #else
-  for (int i = 0; i < m; i++) {
-    const float* kr = a.K + (base + lane[i]) * d;
-    for (int h = 0; h < G; h++) p[h][i] = std::min(dot(a.q + h * d, kr, d) * sc - ref[h], 80.0f);
+#define KV_DENSE avx2
+#endif
+
+/**
+ * The exact part, merged online by log-sum-exp: per head the running max M, Σ exp(s − M) and Σ exp(s − M)·v
+ * ([G][2][d] acc, the first d of each head). Each contiguous run of rows goes to the dense kernel's decode
+ * unit (attention.cc attendUnit: four keys a dot-product tree, K prefetched ahead, V loaded once for the
+ * heads), the same code as a dense step.
+ */
+struct Exact {
+  const SqueezedStep& a;
+  Attention att{};
+  float* acc;
+  float M[MAXG], el[MAXG];
+  alignas(64) float po[MAXG * 256];
+  float pm[MAXG], pl[MAXG];
+  Exact(const SqueezedStep& s, float* accum) : a(s), acc(accum) {
+    att.q = s.q;
+    att.k = static_cast<const float*>(s.K);
+    att.v = static_cast<const float*>(s.V);
+    att.half = s.half;
+    att.out = nullptr;
+    att.lse = nullptr;
+    att.nq = 1;
+    att.H = s.G;
+    att.Hkv = 1;
+    att.d = s.d;
+    att.scale = static_cast<float>(s.scale);
+    att.qStride = static_cast<int64_t>(s.G) * s.d;
+    att.kvHeadStride = 0;
+    att.kvPosStride = s.d;
+    att.qpos0 = -1;
+    att.nk = static_cast<int32_t>(std::max(s.end, s.n));
+    for (int h = 0; h < s.G; h++) M[h] = -INFINITY, el[h] = 0;
   }
-  for (int h = 0; h < G; h++) {
-    for (int i = 0; i < m; i += 8) _mm256_store_ps(p[h] + i, exp8(_mm256_load_ps(p[h] + i)));
-    for (int i = 0; i < m; i++) el[h] += p[h][i];
-    float* o = acc + h * 2 * d;
-    for (int e = 0; e < d; e += 16) {
-      __m256 o0 = _mm256_loadu_ps(o + e), o1 = _mm256_loadu_ps(o + e + 8);
-      for (int i = 0; i < m; i++) {
-        const __m256 w = _mm256_set1_ps(p[h][i]);
-        const float* vr = a.V + (base + lane[i]) * d + e;
-        o0 = _mm256_fmadd_ps(w, _mm256_loadu_ps(vr), o0);
-        o1 = _mm256_fmadd_ps(w, _mm256_loadu_ps(vr + 8), o1);
-      }
-      _mm256_storeu_ps(o + e, o0);
-      _mm256_storeu_ps(o + e + 8, o1);
+  /** rows [k0, k1) */
+  void run(int64_t k0, int64_t k1) {
+    if (k1 <= k0) return;
+    KV_DENSE::attendUnit(att, 0, 0, a.G, static_cast<int>(k0), static_cast<int>(k1), AttnPartial{po, pm, pl});
+    merge();
+  }
+  /** whole 16-row blocks (ascending), in one call where the group has ≤ 4 heads, else run by run */
+  void blocks(const int32_t* list, int64_t nb) {
+    if (nb == 0) return;
+    if (KV_DENSE::attendBlocks(a.q, static_cast<float>(a.scale), a.K, a.V, a.half, a.G, a.d, list, nb, po, pm, pl))
+      return merge();
+    for (int64_t t = 0; t < nb;) {
+      int64_t u = t + 1;
+      while (u < nb && list[u] == list[u - 1] + 1) u++;
+      run(static_cast<int64_t>(list[t]) * SQ_BLOCK, static_cast<int64_t>(list[u - 1] + 1) * SQ_BLOCK);
+      t = u;
     }
   }
-#endif
+  /** the partial (po, pm, pl) into the running sums */
+  void merge() {
+    const int G = a.G, d = a.d;
+    for (int h = 0; h < G; h++) {
+      float* o = acc + h * 2 * d;
+      if (pm[h] > M[h]) {  // rescale what is there to the new max
+        const float r = M[h] == -INFINITY ? 0.0f : std::exp(M[h] - pm[h]);
+        el[h] *= r;
+        for (int e = 0; e < d; e++) o[e] *= r;
+        M[h] = pm[h];
+      }
+      const float w = std::exp(pm[h] - M[h]);
+      el[h] += pl[h] * w;
+      for (int e = 0; e < d; e++) o[e] += po[h * d + e] * w;
+    }
+  }
+  /** lanes of the block at base (mask bits), as runs of consecutive lanes */
+  void lanes(int64_t base, uint32_t mask) {
+    while (mask) {
+      const int i = __builtin_ctz(mask);
+      const int len = __builtin_ctz(~(mask >> i));
+      run(base + i, base + i + len);
+      mask &= ~(laneMask(len) << i);
+    }
+  }
+};
+
+#if KV_VNNI
+/**
+ * Heads [h0, h0 + HB) of acc's left-out halves (acc [G][2][d], the second d of each head), dims
+ * [c0, c0 + 16·NV): += Σ_g wg[g·G + h]·gv[g·d + …] — every group's value row read once for the heads, the
+ * outputs in registers across the groups.
+ */
+template <int NV>
+void addGroups(const float* wg, int G, int h0, int HB, int64_t groups, const float* gv, int d, int c0, float* acc) {
+  __m512 o[4][NV];
+  for (int i = 0; i < HB; i++)
+    for (int c = 0; c < NV; c++) o[i][c] = _mm512_loadu_ps(acc + (h0 + i) * 2 * d + d + c0 + 16 * c);
+  for (int64_t g = 0; g < groups; g++) {
+    const float* w = wg + g * G + h0;
+    __m512 v[NV];
+    const float* row = gv + g * d + c0;
+    for (int c = 0; c < NV; c++) v[c] = _mm512_loadu_ps(row + 16 * c);
+    for (int i = 0; i < HB; i++) {
+      const __m512 x = _mm512_set1_ps(w[i]);
+      for (int c = 0; c < NV; c++) o[i][c] = _mm512_fmadd_ps(x, v[c], o[i][c]);
+    }
+  }
+  for (int i = 0; i < HB; i++)
+    for (int c = 0; c < NV; c++) _mm512_storeu_ps(acc + (h0 + i) * 2 * d + d + c0 + 16 * c, o[i][c]);
 }
 
+/** acc's left-out halves += Σ_g wg[g][h]·v̄_g: 64 dims × 4 heads at a time (16 registers). */
+void addAllGroups(const float* wg, int G, int64_t groups, const float* gv, int d, float* acc) {
+  for (int c0 = 0; c0 < d; c0 += 64)
+    for (int h0 = 0; h0 < G; h0 += 4) {
+      const int hb = std::min(4, G - h0), nv = std::min(64, d - c0) / 16;
+      if (nv == 4) addGroups<4>(wg, G, h0, hb, groups, gv, d, c0, acc);
+      else if (nv == 3) addGroups<3>(wg, G, h0, hb, groups, gv, d, c0, acc);
+      else if (nv == 2) addGroups<2>(wg, G, h0, hb, groups, gv, d, c0, acc);
+      else addGroups<1>(wg, G, h0, hb, groups, gv, d, c0, acc);
+    }
+}
+#else
 /** oa[0, 8·NV) += Σ_g w[g·stride]·gv[g·d + 0, 8·NV), the outputs in registers across the groups. */
 template <int NV>
 void addGroups(const float* w, int stride, int64_t groups, const float* gv, int d, float* oa) {
@@ -224,6 +282,21 @@ void addGroups(const float* w, int stride, int64_t groups, const float* gv, int 
   }
   for (int k = 0; k < NV; k++) _mm256_storeu_ps(oa + 8 * k, o[k]);
 }
+
+/** acc's left-out halves += Σ_g wg[g][h]·v̄_g: per head, 64 outputs at a time in registers. */
+void addAllGroups(const float* wg, int G, int64_t groups, const float* gv, int d, float* acc) {
+  for (int h = 0; h < G; h++) {
+    float* oa = acc + h * 2 * d + d;
+    for (int c0 = 0; c0 < d; c0 += 64) {
+      const int nv = std::min(64, d - c0) / 8;
+      if (nv == 8) addGroups<8>(wg + h, G, groups, gv + c0, d, oa + c0);
+      else if (nv == 6) addGroups<6>(wg + h, G, groups, gv + c0, d, oa + c0);
+      else if (nv == 4) addGroups<4>(wg + h, G, groups, gv + c0, d, oa + c0);
+      else addGroups<2>(wg + h, G, groups, gv + c0, d, oa + c0);
+    }
+  }
+}
+#endif
 
 /** Σ over groups overlapping block b (from bfirst) of their slots as lanes of the block. */
 inline uint32_t laneSel(const SqueezedStep& a, const int32_t* bfirst, int64_t b) {
@@ -274,8 +347,10 @@ int64_t squeezedStep(const SqueezedStep& a) {
   const int64_t g8 = NG / 8 * 8;
   for (int h = 0; h < G; h++) {
     float* eh = est + h * NGp;
-    float m = -INFINITY;
-    for (int64_t g = 0; g < NG; g++) m = std::max(m, eh[g]);
+    __m256 m8v = _mm256_set1_ps(-INFINITY);
+    for (int64_t g = 0; g < g8; g += 8) m8v = _mm256_max_ps(m8v, _mm256_loadu_ps(eh + g));
+    float m = hmax(m8v);
+    for (int64_t g = g8; g < NG; g++) m = std::max(m, eh[g]);
     if (m == -INFINITY) m = 0;
     gmax[h] = m;
     const __m256 m8 = _mm256_set1_ps(m);
@@ -293,18 +368,11 @@ int64_t squeezedStep(const SqueezedStep& a) {
     }
     L[h] = z > 0 ? static_cast<float>(m + std::log(z)) : m;
   }
-  // per block: its selectable slots and the first group overlapping it (groups are ascending runs)
-  S.bcount.assign(NB, 0);
-  S.bfirst.assign(NB, static_cast<int32_t>(NG));
+  // per block: its selectable slots and the first group overlapping it (the sketch's, key-sketch.ts)
+  const int32_t* bcount = a.bCount;
+  const int32_t* bfirst = a.bFirst;
   int64_t selectable = 0;
-  for (int64_t g = NG - 1; g >= 0; g--) {
-    const int64_t s = a.gStart[g], e = s + a.gLen[g];
-    selectable += e - s;
-    for (int64_t b = s / SQ_BLOCK; b * SQ_BLOCK < e; b++) {
-      S.bcount[b] += static_cast<int32_t>(std::min(e, (b + 1) * SQ_BLOCK) - std::max(s, b * SQ_BLOCK));
-      S.bfirst[b] = static_cast<int32_t>(g);
-    }
-  }
+  for (int64_t g = 0; g < NG; g++) selectable += a.gLen[g];
   // blocks: ub_hb = q_h·centre_b + |q_h|·half_b; rank_b = max_h (ub_hb − L_h), −∞ without selectable slots
   S.ub.resize(static_cast<size_t>(G) * NBp + 8);
   S.rank.resize(NBp);
@@ -335,7 +403,7 @@ int64_t squeezedStep(const SqueezedStep& a) {
   int64_t kept = 0;
   S.order.clear();
   for (int64_t b = 0; b < NB; b++)
-    if (S.bcount[b] > 0) S.order.push_back(static_cast<int32_t>(b));
+    if (bcount[b] > 0) S.order.push_back(static_cast<int32_t>(b));
   const int64_t cnt = static_cast<int64_t>(S.order.size());
   const float sc = static_cast<float>(a.scale);
   if (a.take < 0) {
@@ -343,7 +411,7 @@ int64_t squeezedStep(const SqueezedStep& a) {
     for (int64_t i = 0; i < cnt; i++) {
       const int32_t b = S.order[i];
       if (std::exp(static_cast<double>(rank[b])) >= cut)
-        S.kb.push_back(b), S.km.push_back(laneSel(a, S.bfirst.data(), b)), kept += S.bcount[b];
+        S.kb.push_back(b), S.km.push_back(laneSel(a, bfirst, b)), kept += __builtin_popcount(S.km.back());
     }
   } else if (a.take > 0) {
     auto better = [rank](int32_t x, int32_t y) { return rank[x] > rank[y] || (rank[x] == rank[y] && x < y); };
@@ -352,7 +420,7 @@ int64_t squeezedStep(const SqueezedStep& a) {
       const int64_t to = std::min(cnt, at + full);
       if (to < cnt) std::nth_element(S.order.begin() + at, S.order.begin() + to, S.order.end(), better);
       for (; at < to; at++)
-        S.kb.push_back(S.order[at]), S.km.push_back(laneSel(a, S.bfirst.data(), S.order[at])), kept += S.bcount[S.order[at]];
+        S.kb.push_back(S.order[at]), S.km.push_back(laneSel(a, bfirst, S.order[at])), kept += __builtin_popcount(S.km.back());
     }
     if (at < cnt && kept < a.take) {
       // the next block's best slots by their exact logits (max_h q_h·k·scale − L_h, ties by slot)
@@ -361,9 +429,17 @@ int64_t squeezedStep(const SqueezedStep& a) {
       int32_t lane[SQ_BLOCK];
       float v[SQ_BLOCK];
       int m = 0;
-      for (uint32_t r = laneSel(a, S.bfirst.data(), b); r; r &= r - 1) {
+      for (uint32_t r = laneSel(a, bfirst, b); r; r &= r - 1) {
         const int i = __builtin_ctz(r);
-        const float* kr = a.K + (static_cast<int64_t>(b) * SQ_BLOCK + i) * d;
+        const int64_t row = static_cast<int64_t>(b) * SQ_BLOCK + i;
+        alignas(64) float wide[256];
+        const float* kr = static_cast<const float*>(a.K) + row * d;
+        if (a.half) {
+          const uint16_t* hr = static_cast<const uint16_t*>(a.K) + row * d;
+          for (int e = 0; e < d; e += 8)
+            _mm256_store_ps(wide + e, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(hr + e))));
+          kr = wide;
+        }
         float best = -INFINITY;
         for (int h = 0; h < G; h++) best = std::max(best, dot(a.q + h * d, kr, d) * sc - L[h]);
         lane[m] = i, v[i] = best, m++;
@@ -386,33 +462,19 @@ int64_t squeezedStep(const SqueezedStep& a) {
     for (int64_t i = 0; i < k; i++) S.kb[i] = S.left[2 * i], S.km[i] = static_cast<uint32_t>(S.left[2 * i + 1]);
   }
   const int64_t nk = static_cast<int64_t>(S.kb.size());
-  // exact attention over the kept lanes, the always-attended ranges and the live tokens [n, end), weights
-  // exp(s − ref_h): ref_h the largest of the groups' max estimate, the kept blocks' bounds and the live
-  // tokens' logits (the left-out share is against gmax_h and rescaled once)
-  float ref[MAXG];
-  for (int h = 0; h < G; h++) {
-    ref[h] = gmax[h];
-    for (int64_t i = 0; i < nk; i++) ref[h] = std::max(ref[h], ub[h * NBp + S.kb[i]]);
-  }
-  for (int64_t j = n; j < a.end; j++)
-    for (int h = 0; h < G; h++) ref[h] = std::max(ref[h], dot(a.q + h * d, a.K + j * d, d) * sc);
+  // exact attention: kept blocks (whole ones joined into runs of rows), the always-attended ranges and the
+  // live tokens [n, end)
   Buf<float>& acc = S.acc;  // [G][2][d]: exact, then left-out
   acc.assign(static_cast<size_t>(G) * 2 * d, 0.0f);
-  float el[MAXG] = {};
-  const int64_t rowBytes = static_cast<int64_t>(d) * 4;
-  for (int64_t t = 0; t < nk; t++) {
-    if (t + 1 < nk) {  // the next kept block's rows towards L1 (kept blocks are runs with gaps)
-      const char* kp = reinterpret_cast<const char*>(a.K) + S.kb[t + 1] * SQ_BLOCK * rowBytes;
-      const char* vp = reinterpret_cast<const char*>(a.V) + S.kb[t + 1] * SQ_BLOCK * rowBytes;
-      for (int64_t c = 0; c < SQ_BLOCK * rowBytes; c += 64) _mm_prefetch(kp + c, _MM_HINT_T0), _mm_prefetch(vp + c, _MM_HINT_T0);
-    }
-    attendRows(a, static_cast<int64_t>(S.kb[t]) * SQ_BLOCK, S.km[t], ref, sc, acc.data(), el);
-  }
-  for (int64_t p = 0; p < a.alwaysPairs; p++)
-    for (int64_t j = a.always[2 * p]; j < a.always[2 * p + 1]; j += SQ_BLOCK)
-      attendRows(a, j, laneMask(std::min<int64_t>(SQ_BLOCK, a.always[2 * p + 1] - j)), ref, sc, acc.data(), el);
-  for (int64_t j = n; j < a.end; j += SQ_BLOCK)
-    attendRows(a, j, laneMask(std::min<int64_t>(SQ_BLOCK, a.end - j)), ref, sc, acc.data(), el);
+  Exact ex(a, acc.data());
+  constexpr uint32_t FULL = (1u << SQ_BLOCK) - 1;
+  S.order.clear();  // whole blocks: one list; the partial block by its lanes
+  for (int64_t t = 0; t < nk; t++)
+    if (S.km[t] == FULL) S.order.push_back(S.kb[t]);
+    else ex.lanes(static_cast<int64_t>(S.kb[t]) * SQ_BLOCK, S.km[t]);
+  ex.blocks(S.order.data(), static_cast<int64_t>(S.order.size()));
+  for (int64_t p = 0; p < a.alwaysPairs; p++) ex.run(a.always[2 * p], a.always[2 * p + 1]);
+  ex.run(n, a.end);
   // the left-out share: per group its slots not kept × e_hg, with its mean value
   const bool approx = a.gvals && kept < selectable;
   double za[MAXG] = {};
@@ -421,7 +483,7 @@ int64_t squeezedStep(const SqueezedStep& a) {
     for (int64_t g = 0; g < NG; g++) S.left[g] = a.gLen[g];
     for (int64_t t = 0; t < nk; t++) {
       const int64_t j0 = static_cast<int64_t>(S.kb[t]) * SQ_BLOCK, j1 = j0 + SQ_BLOCK;
-      for (int64_t g = S.bfirst[S.kb[t]]; g < NG && a.gStart[g] < j1; g++) {
+      for (int64_t g = bfirst[S.kb[t]]; g < NG && a.gStart[g] < j1; g++) {
         const int64_t s = std::max<int64_t>(a.gStart[g], j0), e = std::min<int64_t>(a.gStart[g] + a.gLen[g], j1);
         if (e > s) S.left[g] -= __builtin_popcount(S.km[t] & (laneMask(e - s) << (s - j0)));
       }
@@ -430,27 +492,21 @@ int64_t squeezedStep(const SqueezedStep& a) {
     float* wg = S.wg.data();
     for (int64_t g = 0; g < NG; g++)
       for (int h = 0; h < G; h++) wg[g * G + h] = S.left[g] > 0 ? S.left[g] * est[h * NGp + g] : 0.0f;
-    // Σ_g wg[g][h]·v̄_g per head, 64 outputs at a time in registers across the groups
-    for (int h = 0; h < G; h++) {
+    for (int h = 0; h < G; h++)
       for (int64_t g = 0; g < NG; g++) za[h] += wg[g * G + h];
-      float* oa = acc.data() + h * 2 * d + d;
-      for (int c0 = 0; c0 < d; c0 += 64) {
-        const int nv = std::min(64, d - c0) / 8;
-        if (nv == 8) addGroups<8>(wg + h, G, NG, a.gvals + c0, d, oa + c0);
-        else if (nv == 6) addGroups<6>(wg + h, G, NG, a.gvals + c0, d, oa + c0);
-        else if (nv == 4) addGroups<4>(wg + h, G, NG, a.gvals + c0, d, oa + c0);
-        else addGroups<2>(wg + h, G, NG, a.gvals + c0, d, oa + c0);
-      }
-    }
+    addAllGroups(wg, G, NG, a.gvals, d, acc.data());
   }
+  // exact (against M_h) ⊕ left-out (against gmax_h), both moved to the larger of the two
   for (int h = 0; h < G; h++) {
     const float* o = acc.data() + h * 2 * d;
     const float* oa = acc.data() + h * 2 * d + d;
     float* dst = a.out + h * d;
-    const float rs = std::exp(gmax[h] - ref[h]);  // the left-out share was against gmax
-    const double den = el[h] + za[h] * rs;
+    const float F = std::max(ex.M[h], gmax[h]);
+    const float re = ex.M[h] == -INFINITY ? 0.0f : std::exp(ex.M[h] - F);
+    const float ra = std::exp(gmax[h] - F);
+    const double den = ex.el[h] * re + za[h] * ra;
     const double inv = den > 0 ? 1.0 / den : 0.0;
-    for (int e = 0; e < d; e++) dst[e] = static_cast<float>((o[e] + oa[e] * rs) * inv);
+    for (int e = 0; e < d; e++) dst[e] = static_cast<float>((o[e] * re + oa[e] * ra) * inv);
   }
   return kept;
 }
