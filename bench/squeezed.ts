@@ -14,9 +14,10 @@
 // on the native backend one fused call per kv head (native-step.ts). Scoring `clusters` (the earlier
 // method, for comparison): q read + centroid scoring (with the bound) + selection + grouped key-range
 // attention over the selected clusters and the window + the dropped clusters' share on the host. Per
-// budget (1/3, 1/8, 1/16 or --budget) and each: time of that step against dense attention over the same
-// f32 cache (a squeezed request's cache, KVCacheOptions.exact) and — native — over an f16 cache (a dense
-// request's default on a native runner: `dense f16` columns, the ratio the planner's choice faces)
+// budget (1/3, 1/8, 1/16 or --budget) and each: time of that step against dense attention over an f32
+// cache (`dense` columns) and — native — over an f16 cache (`dense f16`: a runner's default KV dtype, for
+// dense and squeezed requests alike, so the ratio the planner's choice faces); the squeezed step reads
+// the f16 cache on native (a runner's), the f32 one on wasm
 // (median over queries × reps, each from a cold cache; wall clock and this thread's CPU time, which
 // preemption on a loaded machine does not inflate), attention-mass recall (and an oracle top-k of the
 // same size), relative output error vs dense, keys and bytes touched. Then engine end-to-end decode
@@ -164,6 +165,9 @@ export async function run(args: string[]): Promise<number> {
       const ixAll = { ...ix, layers: LAYERS, heads: Array.from({ length: LAYERS }, () => ix.heads).flat() };
       // the engine's path: one block at offset 0 (no rotation), budget per FixedContext
       const invFreq = wasm.upload({ dtype: 'f32', shape: [D / 2], data: new Float32Array(D / 2) });
+      const sqInvFreq = half
+        ? half.upload({ dtype: 'f32', shape: [D / 2], data: new Float32Array(D / 2) })
+        : invFreq;
       // per budget: keys scored, the left-out share approximated (the default), then dropped; clusters scored
       const variants = budgets.flatMap((fraction) => [
         { fraction, approximate: true, scoring: 'keys' as const },
@@ -173,14 +177,17 @@ export async function run(args: string[]): Promise<number> {
       // the fixed keys per layer [kv_head][n][d] in cache order (the blocks' bounds are built from them)
       const fixedK = new Float32Array(KVH * n * D);
       for (let g = 0; g < KVH; g++) fixedK.set(layer.k.subarray(g * cap * D, (g * cap + n) * D), g * n * D);
+      // squeezed requests read the runner's cache: f16 on native (the fused step reads f16 rows)
+      const sqb = half ?? wasm;
+      const sqCache = halfCache ?? cache;
       const fcs = variants.map(
         ({ fraction, approximate, scoring }) =>
           new FixedContext(
-            wasm,
+            sqb,
             { layers: LAYERS, ...geom },
             [{ offset: 0, n, index: ixAll }],
             { kind: 'budget', fraction, approximate, scoring },
-            invFreq,
+            sqInvFreq,
             twoLevelFrom,
             Array.from({ length: LAYERS }, () => fixedK),
           ),
@@ -211,6 +218,8 @@ export async function run(args: string[]): Promise<number> {
         wasm.free(denseOut);
         const qHalf = half?.upload({ dtype: 'f32', shape: [1, H * D], data: q });
         const halfSpan = halfCache ? { ...span, cache: halfCache } : null;
+        const sqQ = qHalf ?? qt;
+        const sqSpan = halfSpan ?? span;
         for (let r = 0; r < reps; r++) {
           // dense and every budget measured back to back within a rep, so machine load hits them alike;
           // a step = every layer in turn (per-layer times are that / LAYERS)
@@ -231,18 +240,18 @@ export async function run(args: string[]): Promise<number> {
             const s0 = performance.now();
             const c0 = cpuMs();
             const ranged = [{ kind: 'ranges' as const, source: fc }];
-            let out = attendLayer(wasm, qt, 0, [span], ranged, H, scale);
+            let out = attendLayer(sqb, sqQ, 0, [sqSpan], ranged, H, scale);
             for (let l = 1; l < LAYERS; l++) {
-              wasm.free(out);
-              out = attendLayer(wasm, qt, l, [span], ranged, H, scale);
+              sqb.free(out);
+              out = attendLayer(sqb, sqQ, l, [sqSpan], ranged, H, scale);
             }
             const c1 = cpuMs();
             const s1 = performance.now();
             // selection alone (scoring + choice + ranges), every layer again: the host path's (fused
             // steps do not separate it; their selection is timed only inside the step)
-            const fused = variants[bi].scoring === 'keys' && wasm.name === 'native';
+            const fused = variants[bi].scoring === 'keys' && sqb.name === 'native';
             let ranges: Int32Array[] = [];
-            if (!fused || r === 0) for (let l = LAYERS - 1; l >= 0; l--) ranges = fc.keysFor(q, span, l).keys;
+            if (!fused || r === 0) for (let l = LAYERS - 1; l >= 0; l--) ranges = fc.keysFor(q, sqSpan, l).keys;
             const c2 = cpuMs();
             const s2 = performance.now();
             sq[bi].total.push((s1 - s0) / LAYERS);
@@ -252,7 +261,7 @@ export async function run(args: string[]): Promise<number> {
             if (r === 0) {
               const sel = slotsOf(ranges, n, ix.heads[0].k * D * KVH);
               const st = addSelection(emptyStats(), sel, D);
-              sq[bi].err.push(relativeError(wasm.readNow(out), ref));
+              sq[bi].err.push(relativeError(sqb.readNow(out), ref));
               sq[bi].recall.push(attentionRecall(q, 1, geom, layer, n, sel).mean);
               sq[bi].oracle.push(
                 attentionRecall(
@@ -274,14 +283,15 @@ export async function run(args: string[]): Promise<number> {
               sq[bi].frac.push(st.fraction);
               sq[bi].bytes.push(st.bytesTouched);
             }
-            wasm.free(out);
+            sqb.free(out);
           });
         }
         wasm.free(qt);
         if (qHalf) half?.free(qHalf);
       }
-      if (halfCache) half?.freeKVCache(halfCache);
       for (const fc of fcs) fc.dispose();
+      if (halfCache) half?.freeKVCache(halfCache);
+      if (half) half.free(sqInvFreq);
       wasm.free(invFreq);
       wasm.freeKVCache(cache);
       const denseMs = median(dense);
