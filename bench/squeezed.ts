@@ -6,11 +6,9 @@
 // 4:1), head_dim 64, 32 live tokens after the context. Keys are a mixture of Gaussians around n/50
 // random unit directions (norm 4, noise 0.35); each decode query aims its group at 2 of its kv head's
 // directions (synthetic.ts). The step runs the engine's own path: the fixed context cluster-major in the
-// cache and a FixedContext. Scoring `keys` (the default): every 16-slot block of the cluster-major cache
-// scored by an upper bound of q·k from its keys' channel ranges (int8 centre + half-width, key-sketch.ts),
-// exact attention over the budget's best blocks + the live tokens, and — `approximated` rows — the
-// left-out slots' share (per cluster: slots left out × exp(q·mean key), its mean value, merged by
-// log-sum-exp); `dropped` rows discard it;
+// cache and a FixedContext. Scoring `keys` (the default): every key scored from its int8 copy, exact
+// attention over the budget's best 16-slot blocks (ranked by their best key) + the live tokens, and — `approximated` rows — the left-out keys'
+// share (their own logits, their cluster's mean value, merged by log-sum-exp); `dropped` rows discard it;
 // on the native backend one fused call per kv head (native-step.ts). Scoring `clusters` (the earlier
 // method, for comparison): q read + centroid scoring (with the bound) + selection + grouped key-range
 // attention over the selected clusters and the window + the dropped clusters' share on the host. Per
@@ -23,6 +21,7 @@
 // same size), relative output error vs dense, keys and bytes touched. Then engine end-to-end decode
 // tokens/s, dense vs each budget, over an assembled --decode-context (default 32K; 0 skips it).
 import { buildIndex, DEFAULT_PC } from '../gpu-runner/engine/attention/squeezed/index.ts';
+import { DEFAULT_PREFILTER } from '../gpu-runner/engine/attention/squeezed/key-sketch.ts';
 import { FixedContext, TWO_LEVEL_FROM } from '../gpu-runner/engine/attention/squeezed/fixed-context.ts';
 import {
   addSelection,
@@ -111,6 +110,7 @@ export async function run(args: string[]): Promise<number> {
     pc: { type: 'string' },
     'decode-context': { type: 'string' },
     'two-level-from': { type: 'string' },
+    prefilter: { type: 'string' },
     steps: { type: 'string' },
     backend: { type: 'string' },
   });
@@ -133,6 +133,9 @@ export async function run(args: string[]): Promise<number> {
     );
   if (!(pc > 0 && pc <= 1)) throw new UsageError('--pc must be in (0, 1]');
   const iters = numberOption('iters', values.iters, 4);
+  const prefilter = numberOption('prefilter', values.prefilter, DEFAULT_PREFILTER);
+  if (!(prefilter >= 0 && prefilter <= 1))
+    throw new UsageError('--prefilter must be a share of the keys in [0, 1] (0 = every key scored)');
   const wasm = (await createBackend(backendName, { threads })) as WasmBackend;
   // dense over an f16 cache: what a dense request reads on a native runner (its default KV dtype)
   const half =
@@ -174,19 +177,18 @@ export async function run(args: string[]): Promise<number> {
         { fraction, approximate: false, scoring: 'keys' as const },
         { fraction, approximate: true, scoring: 'clusters' as const },
       ]);
-      // the fixed keys per layer [kv_head][n][d] in cache order (the blocks' bounds are built from them)
+      // the fixed keys per layer [kv_head][n][d] in cache order (per-key scoring's int8 copy is made of them)
       const fixedK = new Float32Array(KVH * n * D);
       for (let g = 0; g < KVH; g++) fixedK.set(layer.k.subarray(g * cap * D, (g * cap + n) * D), g * n * D);
       // squeezed requests read the runner's cache: f16 on native (the fused step reads f16 rows)
       const sqb = half ?? wasm;
-      const sqCache = halfCache ?? cache;
       const fcs = variants.map(
         ({ fraction, approximate, scoring }) =>
           new FixedContext(
             sqb,
             { layers: LAYERS, ...geom },
             [{ offset: 0, n, index: ixAll }],
-            { kind: 'budget', fraction, approximate, scoring },
+            { kind: 'budget', fraction, approximate, scoring, prefilter },
             sqInvFreq,
             twoLevelFrom,
             Array.from({ length: LAYERS }, () => fixedK),

@@ -2,8 +2,8 @@
 // squeezed.json beside it: prompts are the project's RAG episodes (gpu-runner/eval/episodes.ts, a
 // calibration seed distinct from the held-out sets), each prefilled whole; per layer the queries of its
 // observation window (the last W tokens, holding the question turn) score the clusters of the rest, and
-// τ keeps `keep` of the clustered keys per window row, scored as a decode step scores them (by their
-// 16-slot blocks' bounds: calibrate.ts calibrateKeyThreshold); the per-head budget weights come from the same samples' true attention (calibrate.ts).
+// τ keeps `keep` of the clustered keys per window row, scored as a decode step scores them (per key, from
+// their int8 copy: calibrate.ts calibrateKeyThreshold); the per-head budget weights come from the same samples' true attention (calibrate.ts).
 //
 //   node gpu-runner/tools/calibrate-squeezed.ts --model models/kvrag-tiny [--keep 0.125] [--episodes 12]
 //        [--context 2048] [--backend wasm]

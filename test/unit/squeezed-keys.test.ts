@@ -1,9 +1,10 @@
-// Block-bound squeezed attention (key-sketch.ts, issue 23): every 16-slot block of the cluster-major cache
-// ranked by an upper bound of q·k from its keys' channel ranges, exact attention over the budget's best
-// blocks, the left-out slots approximated per cluster (slots left out × exp(q·mean key), its mean value).
-// A planted key inside a large cluster is kept, and its block outranks blocks whose mean matches q better;
-// everything kept equals dense; nothing kept equals clustered attention; approximating beats dropping; the
-// fused native step (native-step.ts, src/squeezed.cc) equals the host path at every ISA level.
+// Per-key squeezed attention (key-sketch.ts, issue 23): every fixed-context key scored from its int8 copy,
+// exact attention over the budget's best keys, the left-out keys approximated (their own logits, their
+// cluster's mean value). A planted key inside a large cluster is kept; everything kept equals dense;
+// nothing kept equals the left-out approximation computed directly; approximating beats dropping; the
+// fused native step (native-step.ts, src/squeezed.cc) equals the host path. The prefilter (groups ranked by
+// mean + λ·spread before per-key scoring): the planted key's group is scored though its mean ranks lower;
+// with no group scored the step is clustered attention.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FixedContext } from '../../gpu-runner/engine/attention/squeezed/fixed-context.ts';
 import { buildIndex } from '../../gpu-runner/engine/attention/squeezed/index.ts';
@@ -11,11 +12,12 @@ import { calibrateKeyThreshold } from '../../gpu-runner/engine/attention/squeeze
 import {
   buildKeySketch,
   type KeySketch,
+  keyWeights,
   PICK_BLOCK,
   pickKeys,
   plainSketch,
-  type StepScores,
-  scoreStep,
+  prefilter,
+  scoreKeys,
 } from '../../gpu-runner/engine/attention/squeezed/key-sketch.ts';
 import { toClusterMajor } from '../../gpu-runner/engine/attention/squeezed/layout.ts';
 import { relativeError } from '../../gpu-runner/engine/attention/squeezed/metrics.ts';
@@ -32,7 +34,7 @@ import { createBackend } from '../../gpu-runner/engine/backends/registry.ts';
 import type { Backend } from '../../gpu-runner/engine/backends/types.ts';
 import { f16ToF32, f32ToF16 } from '../../gpu-runner/engine/half.ts';
 
-describe('block-bound scoring', () => {
+describe('per-key scoring', () => {
   it('keeps a single matching key inside a large cluster', () => {
     const d = 16;
     const n = 400; // one cluster of 400 keys ±3·e1 (mean ≈ 0) and one planted key 5·e2
@@ -45,20 +47,13 @@ describe('block-bound scoring', () => {
     const s = buildKeySketch(keys, [{ offset: 0, n, index: ix }], 0, 0, d);
     const q = new Float32Array(d);
     q[1] = 4;
-    const scale = 1 / Math.sqrt(d);
-    const sc = scoreStep(s, q, 1, scale);
-    // fewer keys than a block: the best block's best keys by their exact logits
-    const keep = pickKeys(s, sc, q, 1, scale, { take: 4, tau: 0 });
+    const { logits, lse, valid } = scoreKeys(s, q, 1, 1 / Math.sqrt(d));
+    const keep = pickKeys(s, keyWeights(s, logits, lse, 1, valid), { take: 4, tau: 0 });
     expect(keep[157]).toBe(1);
     expect(keep.reduce((a, b) => a + b, 0)).toBe(4);
-    // one block: the planted key's whole block
-    const one = pickKeys(s, sc, q, 1, scale, { take: PICK_BLOCK, tau: 0 });
-    const blk = Math.floor(157 / PICK_BLOCK);
-    expect(one.subarray(blk * PICK_BLOCK, (blk + 1) * PICK_BLOCK).reduce((a, b) => a + b, 0)).toBe(PICK_BLOCK);
-    expect(one.reduce((a, b) => a + b, 0)).toBe(PICK_BLOCK);
   });
 
-  it("the planted key's block outranks blocks whose mean key matches q better", () => {
+  it("the prefilter scores the planted key's group although another group's mean matches q better", () => {
     const d = 16;
     const m = 200; // block A: ±3·e1 (mean ≈ 0) with one planted key 5·e2; block B: ±3·e1 + 1·e2
     const keys = new Float32Array(2 * m * d);
@@ -74,7 +69,10 @@ describe('block-bound scoring', () => {
       index: buildIndex(
         [{ k: keys.slice(offset * d, (offset + m) * d) }],
         { n: m, kvHeads: 1, headDim: d },
-        { window: 0, pc: 0.005 },
+        {
+          window: 0,
+          pc: 0.005,
+        },
       ),
     }));
     expect(blocks.map((b) => b.index.heads[0].k)).toEqual([1, 1]);
@@ -82,40 +80,33 @@ describe('block-bound scoring', () => {
     const q = new Float32Array(d);
     q[1] = 4;
     const scale = 1 / Math.sqrt(d);
-    // the planted key's block has mean 5/16 along e2, every block of B 1
-    const blk = Math.floor(57 / PICK_BLOCK);
-    let meanA = 0;
-    for (let j = blk * PICK_BLOCK; j < (blk + 1) * PICK_BLOCK; j++) meanA += keys[j * d + 1] / PICK_BLOCK;
-    expect(meanA).toBeLessThan(1);
-    const sc = scoreStep(s, q, 1, scale);
-    const keep = pickKeys(s, sc, q, 1, scale, { take: PICK_BLOCK, tau: 0 });
+    // half the keys scored per key: one group; by mean B wins (4 vs ~0.1), by the bound's margin A does
+    const pre = prefilter(s, q, 1, scale, 4, 0.5);
+    expect(pre && Array.from(pre.cand)).toEqual([1, 0]);
+    const { logits, lse, valid } = scoreKeys(s, q, 1, scale, pre);
+    const keep = pickKeys(s, keyWeights(s, logits, lse, 1, valid), { take: 4, tau: 0 });
     expect(keep[57]).toBe(1);
     expect(keep.subarray(m).reduce((a, b) => a + b, 0)).toBe(0);
   });
 });
 
 describe('the budget by 16-slot blocks', () => {
-  it('keeps whole blocks by rank, fills the budget in rounds, then one block by its keys\' exact logits', () => {
+  it('keeps whole blocks by their best key, fills the budget in rounds, then one block by its best keys', () => {
     // 8 blocks of 16 slots; slots 16..19 always attended (a block without index), so block 1 has 12
-    // selectable slots; block b ranks 0.01·b, block 5 0.5; keys (d = 1) rise with the lane, one strong
-    // key in block 5
+    // candidates; weights: block b's slots at 0.01·b, with one strong key 0.5 in block 5
     const n = 8 * PICK_BLOCK;
     const group = new Int32Array(n);
     group.fill(-1, 16, 20);
-    const keys = new Float32Array(n);
-    for (let j = 0; j < n; j++) keys[j] = 1e-3 * (j % PICK_BLOCK);
-    keys[5 * PICK_BLOCK + 3] = 1;
-    const bCount = Int32Array.from({ length: 8 }, (_, b) => (b === 1 ? 12 : PICK_BLOCK));
-    const s = { n, d: 1, keys, alwaysKeys: 4, group, blocks: 8, bCount } as unknown as KeySketch;
-    const rank = Float32Array.from({ length: 8 }, (_, b) => (b === 5 ? 0.5 : 0.01 * b));
-    const sc = { rank, lse: Float32Array.of(0) } as unknown as StepScores;
-    const q = Float32Array.of(1);
-    const pick = (take: number) => pickKeys(s, sc, q, 1, 1, { take, tau: 0 });
+    const s = { n, alwaysKeys: 4, group } as unknown as KeySketch;
+    const w = new Float32Array(n);
+    for (let j = 0; j < n; j++)
+      w[j] = group[j] < 0 ? -1 : 0.01 * Math.floor(j / PICK_BLOCK) + 1e-5 * (j % 16);
+    w[5 * PICK_BLOCK + 3] = 0.5;
     const kept = (keep: Uint8Array) => keep.reduce((a, b) => a + b, 0);
     const blockOf = (keep: Uint8Array, b: number) =>
       kept(keep.subarray(b * PICK_BLOCK, (b + 1) * PICK_BLOCK));
-    // 40 keys: blocks 5, 7 (best ranks) → 32; then block 6's 8 best keys (its last lanes)
-    const k40 = pick(40);
+    // 40 keys: blocks 5 (the strong key), 7 (best weights then) → 32; then 8 of block 6's best slots
+    const k40 = pickKeys(s, w, { take: 40, tau: 0 });
     expect(kept(k40)).toBe(40);
     expect([5, 7].map((b) => blockOf(k40, b))).toEqual([16, 16]);
     expect(Array.from(k40.subarray(6 * PICK_BLOCK, 7 * PICK_BLOCK))).toEqual([
@@ -123,19 +114,19 @@ describe('the budget by 16-slot blocks', () => {
       ...Array(8).fill(1),
     ]);
     // six blocks whole in the first round (96 keys), then the next block (1) by its best 12: all it has
-    const all = pick(6 * 16 + 12);
+    const all = pickKeys(s, w, { take: 6 * 16 + 12, tau: 0 });
     expect(kept(all)).toBe(6 * 16 + 12);
     expect(blockOf(all, 0)).toBe(0);
     expect(Array.from(all.subarray(16, 20))).toEqual([0, 0, 0, 0]);
     // fewer than a block: the best block's best keys only
-    const k3 = pick(3);
+    const k3 = pickKeys(s, w, { take: 3, tau: 0 });
     expect(kept(k3)).toBe(3);
     expect(k3[5 * PICK_BLOCK + 3]).toBe(1);
     expect(blockOf(k3, 5)).toBe(3);
   });
 });
 
-describe('block-bound threshold calibration', () => {
+describe('per-key threshold calibration', () => {
   it("τ keeps the calibrated share of the window rows' keys when threshold mode scores them", () => {
     const n = 700;
     const w = 64;
@@ -154,8 +145,8 @@ describe('block-bound threshold calibration', () => {
       const s = plainSketch(keys.subarray(g * n * d, (g * n + n - w) * d), d);
       for (let r = 0; r < w; r++) {
         const from = (r * h + g * (h / kvh)) * d;
-        const qg = q.subarray(from, from + (h / kvh) * d);
-        const keep = pickKeys(s, scoreStep(s, qg, h / kvh, sc), qg, h / kvh, sc, { take: -1, tau });
+        const { logits, lse, valid } = scoreKeys(s, q.subarray(from, from + (h / kvh) * d), h / kvh, sc);
+        const keep = pickKeys(s, keyWeights(s, logits, lse, h / kvh, valid), { take: -1, tau });
         kept += keep.reduce((a, b) => a + b, 0);
         all += s.n;
       }
@@ -194,7 +185,7 @@ function clustered(ctx: ReturnType<typeof syntheticContext>, k: Float32Array, v:
 }
 
 function keysSuite(name: 'reference' | 'native') {
-  describe(`FixedContext with block-bound scores (${name})`, () => {
+  describe(`FixedContext with per-key scores (${name})`, () => {
     let b: Backend;
     const ctx = syntheticContext({ cap: CAP, kvHeads: KVH, headDim: D, topics: 24, seed: 21 });
     const q = syntheticQueries(ctx, { rows: 1, heads: H, kvHeads: KVH, headDim: D, topics: 24, seed: 5 });
@@ -244,9 +235,48 @@ function keysSuite(name: 'reference' | 'native') {
       }
     });
 
-    it('nothing kept equals clustered attention (each group as len·exp(q·mean key) with its mean value) ⊕ live tokens', () => {
-      // budget 0: only what is always attended — here nothing, so the window is approximated too
-      const none = step({ kind: 'budget', fraction: 1e-6 });
+    it('nothing kept equals the left-out keys at their f32 logits with their cluster mean values ⊕ the window and live tokens', () => {
+      // budget 0: only what is always attended — here nothing, so the window is approximated too; every
+      // key scored (prefilter 0), so each left-out key joins with its own logit
+      const none = step({ kind: 'budget', fraction: 1e-6, prefilter: 0 });
+      expect(none.stats.keysAttended).toBe(0);
+      const k = ctx.k;
+      const v = ctx.v;
+      const km = major(k);
+      const want = new Float32Array(H * D);
+      for (let h = 0; h < H; h++) {
+        const g = Math.floor(h / (H / KVH));
+        const hd = ix.heads[g];
+        const mean = (slot: number): Float32Array => {
+          if (slot >= N - ix.window) return hd.win!.value!;
+          let c = 0;
+          while (hd.starts[c + 1] <= slot) c++;
+          return hd.values!.subarray(c * D, (c + 1) * D);
+        };
+        const logit = (slot: number, src: Float32Array) => {
+          let s = 0;
+          for (let e = 0; e < D; e++) s += q[h * D + e] * src[(g * CAP + slot) * D + e];
+          return s * scale;
+        };
+        const ls = Array.from({ length: CAP }, (_, p) => logit(p, km));
+        const mx = Math.max(...ls);
+        let z = 0;
+        const acc = new Float64Array(D);
+        for (let p = 0; p < CAP; p++) {
+          const w = Math.exp(ls[p] - mx);
+          z += w;
+          const val = p < N ? mean(p) : v.subarray((g * CAP + p) * D, (g * CAP + p + 1) * D);
+          for (let e = 0; e < D; e++) acc[e] += w * val[e];
+        }
+        for (let e = 0; e < D; e++) want[h * D + e] = acc[e] / z;
+      }
+      // the int8 logits differ from f32 ones by ~1% of |q|·|k|/127 per key
+      expect(relativeError(none.out, want)).toBeLessThanOrEqual(2e-2);
+    });
+
+    it('nothing kept with the prefilter equals clustered attention (each group as len·exp(q·mean key) with its mean value) ⊕ live tokens', () => {
+      // a share below one key: no group is scored per key
+      const none = step({ kind: 'budget', fraction: 1e-6, prefilter: 1e-6 });
       expect(none.stats.keysAttended).toBe(0);
       const km = major(ctx.k);
       const want = new Float32Array(H * D);
@@ -353,8 +383,9 @@ function keysSuite(name: 'reference' | 'native') {
       const was = load?.ok ? load.kernels.info().level : null;
       const modes: SelectMode[] = [
         { kind: 'budget', fraction: 1 / 8 },
-        { kind: 'budget', fraction: 1 / 8, approximate: false },
-        { kind: 'budget', fraction: 0.2 },
+        { kind: 'budget', fraction: 1 / 8, prefilter: 0 },
+        { kind: 'budget', fraction: 1 / 16, prefilter: 0.25 },
+        { kind: 'budget', fraction: 1 / 8, prefilter: 3 / 8, approximate: false },
         { kind: 'budget', fraction: 1 / 16, approximate: false },
         { kind: 'budget', fraction: 1 / 3, perHead: [0.2, 0.46] },
         { kind: 'threshold', tau: 2 },

@@ -2,10 +2,10 @@
 // (layer, kv head) of a set of artifacts by the mean p̂ over its observation-window queries, relative to
 // the uniform weight (m·p̂, m = the artifact's clustered keys, as select.ts compares it), weight it by
 // its size (one vote per key), and take τ so that the keys scoring ≥ τ are `keepFraction` of all
-// clustered keys. τ is stored with the model's settings (squeezed.json beside the model). With block-bound
+// clustered keys. τ is stored with the model's settings (squeezed.json beside the model). With per-key
 // scoring (key-sketch.ts, settings v3: calibrateKeyThreshold) the votes are (window row, key) pairs: m·w,
-// w = the estimated weight exp(rank) of the key's 16-slot block for that row (its bound's best over the kv
-// head's query group), as a decode step scores it.
+// w = a key's best estimated softmax weight over the kv head's query group for that row, as a decode step
+// scores it.
 //
 // Per-head budgets (calibrateHeadWeights): how concentrated each (layer, kv head) is — per sample, the
 // window queries' true attention over the clustered keys, sorted, as a curve of the mass the best x% of
@@ -17,7 +17,7 @@ import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
 import type { SqueezedControl } from '../../../../contracts/squeezed.ts';
-import { PICK_BLOCK, plainSketch, scoreStep } from './key-sketch.ts';
+import { keyWeights, plainSketch, scoreKeys } from './key-sketch.ts';
 import { headFractions, type SelectMode, scoreClusters } from './select.ts';
 import type { SqueezedIndex } from './types.ts';
 
@@ -72,9 +72,8 @@ export function calibrateKeyThreshold(
         const s = plainSketch(keys[l].subarray(g * ix.n * d, (g * ix.n + m) * d), d);
         for (let r = 0; r < rows; r += rowStep) {
           const from = (r * heads + g * group) * d;
-          const { rank } = scoreStep(s, q.subarray(from, from + group * d), group, scale);
-          // one vote per key: its block's estimated weight
-          votes.push(Float64Array.from({ length: s.n }, (_, j) => Math.exp(rank[Math.floor(j / PICK_BLOCK)]) * m));
+          const { logits, lse, valid } = scoreKeys(s, q.subarray(from, from + group * d), group, scale);
+          votes.push(Float64Array.from(keyWeights(s, logits, lse, group, valid), (w) => w * m));
         }
       }
     }

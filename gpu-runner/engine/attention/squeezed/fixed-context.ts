@@ -37,9 +37,12 @@ import {
   buildKeySketch,
   type KeySketch,
   keptRanges,
+  keyWeights,
   leftOutShare,
   pickKeys,
-  scoreStep,
+  prefilter,
+  scoreKeys,
+  DEFAULT_PREFILTER,
 } from './key-sketch.ts';
 import { type KeepRule, NativeSketches } from './native-step.ts';
 import { chooseClusters, type SelectMode } from './select.ts';
@@ -84,7 +87,7 @@ export class FixedContext implements KeyRangeSource {
   readonly mode: SelectMode;
   readonly stats: FixedContextStats;
   private readonly tables: CentroidTable[]; // [layer·kvHeads + g]
-  /** block-bound scoring (key-sketch.ts), [layer·kvHeads + g]; null = clusters scored by their centroids */
+  /** per-key scoring (key-sketch.ts), [layer·kvHeads + g]; null = clusters scored by their centroids */
   private readonly sketches: KeySketch[] | null;
   /** the fused step on the native backend (native-step.ts), null elsewhere */
   private readonly native: NativeSketches | null;
@@ -94,7 +97,7 @@ export class FixedContext implements KeyRangeSource {
    * blocks: the fixed context in cache order, covering [0, n) without gaps; each indexed block already
    * sits cluster-major in the cache (toClusterMajor). invFreq: the model's RoPE [headDim/2] on the device.
    * twoLevelFrom: clusters per head from which the second level is used. keys: the fixed context's keys
-   * per layer ([kv_head][n][d], cache order) for block-bound scoring (the default when given; mode.scoring
+   * per layer ([kv_head][n][d], cache order) for per-key scoring (the default when given; mode.scoring
    * 'clusters' scores the centroid table instead).
    */
   constructor(
@@ -160,9 +163,7 @@ export class FixedContext implements KeyRangeSource {
     const d = this.geom.headDim;
     this.stats.keysAttended += keys;
     this.stats.fixedKeys += this.n;
-    // kept K/V rows, the block bounds (two int8 rows + a scale each), the group means (int8 key, f32 value)
-    this.stats.bytesTouched +=
-      keys * 2 * d * BYTES_PER_VALUE + s.blocks * 2 * (d + 4) + s.groups * (d + 4 + d * 4);
+    this.stats.bytesTouched += keys * 2 * d * BYTES_PER_VALUE + s.n * (d + 4);
     this.stats.fraction = this.stats.keysAttended / this.stats.fixedKeys;
   }
 
@@ -190,8 +191,14 @@ export class FixedContext implements KeyRangeSource {
       (ti, live) => this.ruleOf(ti, live),
       (ti, kept) => this.count(ti, kept),
       this.mode.approximate !== false,
+      this.prefilter(),
       into,
     );
+  }
+
+  /** The prefilter's share of the keys scored per key (0: every key). */
+  private prefilter(): number {
+    return this.mode.prefilter ?? DEFAULT_PREFILTER;
   }
 
   fuses(_span: SeqSpan): boolean {
@@ -205,7 +212,7 @@ export class FixedContext implements KeyRangeSource {
     return m.perHead ? m.perHead[ti] : m.fraction;
   }
 
-  /** keysFor with block-bound scores: kv head g of layer l for the span's rows. */
+  /** keysFor with per-key scores: kv head g of layer l for the span's rows. */
   private keysByScore(qHost: Float32Array, span: SeqSpan, ti: number, g: number, into: RangeChoice): void {
     const s = this.sketches![ti];
     const { heads, kvHeads, headDim: d } = this.geom;
@@ -217,13 +224,15 @@ export class FixedContext implements KeyRangeSource {
       qa.set(qHost.subarray(from, from + group * d), i * group * d);
     }
     const rule = this.ruleOf(ti, span.pos + span.count - this.n);
-    const sc = scoreStep(s, qa, rows, this.geom.scale);
-    const keep = pickKeys(s, sc, qa, rows, this.geom.scale, rule);
+    const pre = prefilter(s, qa, rows, this.geom.scale, rule.take, this.prefilter());
+    const { logits, max, lse, valid } = scoreKeys(s, qa, rows, this.geom.scale, pre);
+    const w = keyWeights(s, logits, lse, rows, valid);
+    const keep = pickKeys(s, w, rule);
     let kept = 0;
     for (let j = 0; j < s.n; j++) kept += keep[j];
     into.keys.push(keptRanges(s, keep, span.pos + span.count));
     if (this.mode.approximate !== false && s.values && kept + s.alwaysKeys < s.n) {
-      const part = leftOutShare(s, keep, sc, rows);
+      const part = leftOutShare(s, keep, logits, max, rows, pre);
       into.dropped ??= {
         out: new Float32Array(span.count * heads * d),
         lse: new Float32Array(span.count * heads).fill(Number.NEGATIVE_INFINITY),

@@ -1,42 +1,59 @@
-// Block-bound scoring of a fixed context (DESIGN.md §4.2; Quest's per-page channel bounds, here on the
-// 16-slot blocks of the cluster-major cache): per (layer, kv head), for every block of PICK_BLOCK slots in
-// cache order, the per-channel range [lo, hi] of its selectable keys, kept as its centre and half-width
-// (int8, a scale per block each). A step scores blocks, not keys: the upper bound of q·k over a block is
-// q·centre + |q|·half-width (= Σ_e max(q_e·lo_e, q_e·hi_e)), so one matching key lifts its block's bound
-// however many others sit beside it, and 32K keys cost 2048 bound rows (two int8 rows each) instead of
-// 32768 key rows. The bound's margin enters the rank with weight BLOCK_BOUND (1 = the bound itself).
+// Per-key scoring of a fixed context (DESIGN.md §4.2; the cheap-score-every-key idea of SparQ and Loki,
+// here with int8 keys): per (layer, kv head) an int8 copy of the fixed-context keys in cache order (one
+// scale per key, max |k| / 127) scores every key for a step's queries — a quarter of the f32 keys' bytes
+// and no values — and attention is exact over the best keys only. A cluster's mean hides the one key a
+// copying head needs (the probe of issue 23: its cluster ranked 25th–55th of 88); a per-key score does not.
 //
 // What is not attended is not discarded: each slot belongs to a summary group (a cluster of its block's
-// index, or the block's window — runs of slots), and per group the slots left out join the softmax as
-// out_g · exp(q·mean key_g) with the group's mean value (clustered attention, the group means int8 like
-// the bounds), merged with the exact part by log-sum-exp. Near-uniform heads keep their output that way;
-// a concentrated head's few heavy blocks are attended exactly.
+// index, or the block's window), and the keys left out join the softmax with their own (int8) logits and
+// their group's mean value — per query head Σ_j∈out exp(s_j)·v̄_group(j), merged with the exact part by
+// log-sum-exp (clustered attention's value approximation with per-key weights). Near-uniform heads keep
+// their output that way; a concentrated head's few heavy keys are attended exactly.
 //
-// Rank of block b for a kv head: max over the step's rows and the group's query heads of ub_hb − L_h,
-// L_h = log Σ_g len_g·exp(q_h·mean_g) (the clustered log-sum-exp: a block wins if one head needs it).
-// Budget mode keeps whole blocks in rank order while they fit, then the next block's best keys by their
-// exact logits (pickKeys); threshold mode keeps the blocks with m·exp(rank) ≥ τ (m: selectable keys, so
-// τ is relative to the uniform weight). Slots of blocks without an index are always attended. The bounds
-// are built here, from the cluster-major keys at their final (re-rotated) positions — they are not in the
-// artifact: the 16-slot blocks depend on where a chunk lands and RoPE's rotation by the block's offset
-// changes every channel's range. Live (decoded) tokens need none: they are always attended exactly.
+// Selection score of key j for a kv head: max over the step's rows and the group's query heads of the
+// estimated softmax weight exp(s_hj − lse_h) (a key one head needs is kept for the group). Budget mode
+// keeps `take` keys by 16-slot blocks of the cluster-major cache, each ranked by its best key (pickKeys:
+// one matching key keeps its block, and the kept rows are contiguous runs, not scattered rows — issue 23,
+// session 6: the scattered gather cost most of the step); threshold mode keeps those with m·weight ≥ τ
+// (m: selectable keys, so τ is relative to the uniform weight). Slots of blocks without an index are
+// always attended.
+//
+// Prefilter (budget mode, a share > 0): scoring every key reads the whole int8 copy each step. Instead the
+// groups — runs of slots, since the fixed context sits cluster-major — are ranked first by an upper bound
+// of their members' logits (q·mean + |q|·spread, spread = max |k − mean| per dim, Quest-style), mixed
+// with the mean as the cluster scoring does (q·mean + λ·|q|·spread, λ = BOUND_WEIGHT); both tables int8
+// and scored like the keys, so the pass reads 2·d bytes per group. The
+// best groups until a share of the keys (DEFAULT_PREFILTER, at least the budget's) are scored per key; the others join the left-out share as
+// len·exp(q·mean) with their mean value (clustered attention). Group ranks are normalised per query head
+// by the clustered log-sum-exp L_h = log Σ_g len_g·exp(q_h·mean_g), so a group wins if one head needs it.
 import type { PlacedBlock } from './centroid-table.ts';
-
-/** Slots per block of a step's choice (the native kernel's block, src/squeezed.h SQ_BLOCK). */
-export const PICK_BLOCK = 16;
+import { BOUND_WEIGHT } from './select.ts';
 
 /**
- * λ: the share of the bound's margin (|q|·half-width) in a block's rank, 1 = Quest's upper bound.
- * Measured (`kvrag bench squeezed`, 32K, 1/8) and on the eval: see README (issue 23).
+ * Share of the selectable keys scored per key (prefilter), from the best-bounded groups — at least the
+ * budget's keys; 0 (the default) scores every key. Measured (`kvrag bench squeezed --prefilter 0.375`,
+ * 32K, 1/8): no faster than scoring every key — the scattered reads of the candidate blocks and the group
+ * pass cost what the skipped int8 keys saved, and the kept rows' gather dominates either way — with
+ * recall 0.914 against 0.922. A share, not a multiple of the budget: 3× budget 1/16 lost kvrag-tiny's
+ * answers (67–72% against 98–100%), 3/8 at 1/8 and 1/16 kept them (README, issue 23).
  */
-export const BLOCK_BOUND = 1;
+export const DEFAULT_PREFILTER = 0;
+
+/** Keys the prefilter scores per key for a step keeping `take` (−1: no prefilter, every key scored). */
+export function candidateKeys(s: KeySketch, take: number, share: number): number {
+  const selectable = s.n - s.alwaysKeys;
+  if (!(take >= 0 && share > 0)) return -1;
+  const want = Math.max(take, Math.floor(share * selectable));
+  return want < selectable ? want : -1;
+}
 
 export interface KeySketch {
   /** fixed-context slots [0, n) and head dim */
   n: number;
   d: number;
-  /** [n][d] the f32 keys in cache order (not a copy: the partial block's keys are ranked exactly) */
-  keys: Float32Array;
+  /** [n][d] int8 keys in cache order and [n] their scales */
+  q8: Int8Array;
+  kScale: Float32Array;
   /** [n] summary group of each slot (a block's cluster or its window), −1 = always attended */
   group: Int32Array;
   groups: number;
@@ -48,77 +65,43 @@ export interface KeySketch {
   /** [groups] each group's run of slots [gStart, gStart + gLen) (ascending, disjoint) */
   gStart: Int32Array;
   gLen: Int32Array;
-  /** [groups][d] int8 mean key of each group, a scale per group (quantizeRows) */
+  /** [groups][d] int8 mean key and max |k − mean| per dim, a scale per group each (quantizeRows) */
   gMean8: Int8Array;
   gMeanScale: Float32Array;
-  /** ⌈n / 16⌉ blocks: [blocks][d] int8 centre and half-width (× BLOCK_BOUND in the scale) of the
-   * selectable keys' channel ranges; [blocks] selectable slots of each (0: not a candidate) */
-  blocks: number;
-  bMid8: Int8Array;
-  bMidScale: Float32Array;
-  bHalf8: Int8Array;
-  bHalfScale: Float32Array;
-  bCount: Int32Array;
-  /** [blocks] the first group overlapping each block (groups: none) */
-  bFirst: Int32Array;
+  gSpread8: Int8Array;
+  gSpreadScale: Float32Array;
 }
 
-/** keys [n][d] → per group (runs of slots) its mean key in int8. */
-function groupMeans(keys: Float32Array, d: number, gStart: Int32Array, gLen: Int32Array) {
+/** keys [n][d] → per group (runs of slots) its mean key and spread max |k − mean| per dim, in int8. */
+function groupStats(keys: Float32Array, d: number, gStart: Int32Array, gLen: Int32Array) {
   const G = gStart.length;
   const mean = new Float32Array(G * d);
+  const spread = new Float32Array(G * d);
   for (let g = 0; g < G; g++) {
     const a = gStart[g];
     const b = a + gLen[g];
     if (b === a) continue;
     for (let j = a; j < b; j++) for (let e = 0; e < d; e++) mean[g * d + e] += keys[j * d + e];
     for (let e = 0; e < d; e++) mean[g * d + e] /= b - a;
+    for (let j = a; j < b; j++)
+      for (let e = 0; e < d; e++) {
+        const x = Math.abs(keys[j * d + e] - mean[g * d + e]);
+        if (x > spread[g * d + e]) spread[g * d + e] = x;
+      }
   }
   const m = quantizeRows(mean, G, d);
-  return { gMean8: m.q8, gMeanScale: m.scale };
+  const sp = quantizeRows(spread, G, d);
+  // the rank adds BOUND_WEIGHT of the bound's margin (the whole bound ranks kvrag-tiny's groups by their
+  // spread, as it did clusters by their radius): folded into the spread table's scales
+  for (let g = 0; g < G; g++) sp.scale[g] = Math.fround(sp.scale[g] * BOUND_WEIGHT);
+  return { gMean8: m.q8, gMeanScale: m.scale, gSpread8: sp.q8, gSpreadScale: sp.scale };
 }
 
-/** keys [n][d] and slot groups → per 16-slot block the centre / half-width of its selectable keys. */
-function blockBounds(keys: Float32Array, d: number, n: number, group: Int32Array, groups: number) {
-  const blocks = Math.ceil(n / PICK_BLOCK);
-  const mid = new Float32Array(blocks * d);
-  const half = new Float32Array(blocks * d);
-  const bCount = new Int32Array(blocks);
-  const lo = new Float32Array(d);
-  const hi = new Float32Array(d);
-  for (let b = 0; b < blocks; b++) {
-    lo.fill(Number.POSITIVE_INFINITY);
-    hi.fill(Number.NEGATIVE_INFINITY);
-    for (let j = b * PICK_BLOCK; j < Math.min(n, (b + 1) * PICK_BLOCK); j++) {
-      if (group[j] < 0) continue;
-      bCount[b]++;
-      for (let e = 0; e < d; e++) {
-        const x = keys[j * d + e];
-        if (x < lo[e]) lo[e] = x;
-        if (x > hi[e]) hi[e] = x;
-      }
-    }
-    if (bCount[b] === 0) continue;
-    for (let e = 0; e < d; e++) {
-      mid[b * d + e] = (lo[e] + hi[e]) / 2;
-      half[b * d + e] = (hi[e] - lo[e]) / 2;
-    }
-  }
-  const m = quantizeRows(mid, blocks, d);
-  const h = quantizeRows(half, blocks, d, true);
-  for (let b = 0; b < blocks; b++) h.scale[b] = Math.fround(h.scale[b] * BLOCK_BOUND);
-  // groups are ascending runs: a block's first group is the smallest label among its slots
-  const bFirst = new Int32Array(blocks).fill(groups);
-  for (let j = 0; j < n; j++) if (group[j] >= 0 && group[j] < bFirst[j >> 4]) bFirst[j >> 4] = group[j];
-  return { blocks, bMid8: m.q8, bMidScale: m.scale, bHalf8: h.q8, bHalfScale: h.scale, bCount, bFirst };
-}
-
-/** Rows x [rows][d] → int8 [rows][d] with a scale per row (max |x| / 127); up: rounded up (≥ 0 rows). */
+/** Rows x [rows][d] → int8 [rows][d] with a scale per row (max |x| / 127). */
 export function quantizeRows(
   x: Float32Array,
   rows: number,
   d: number,
-  up = false,
 ): { q8: Int8Array; scale: Float32Array } {
   const q8 = new Int8Array(rows * d);
   const scale = new Float32Array(rows);
@@ -128,10 +111,7 @@ export function quantizeRows(
     const s = Math.fround(m / 127);
     scale[r] = s;
     if (s === 0) continue;
-    for (let e = 0; e < d; e++) {
-      const v = x[r * d + e] / s;
-      q8[r * d + e] = up ? Math.min(127, Math.ceil(v)) : Math.round(v);
-    }
+    for (let e = 0; e < d; e++) q8[r * d + e] = Math.round(x[r * d + e] / s);
   }
   return { q8, scale };
 }
@@ -179,6 +159,7 @@ export function buildKeySketch(
     }
     values.set(v, i * d);
   }
+  const { q8, scale } = quantizeRows(keys, n, d);
   const ranges = Int32Array.from(always);
   let alwaysKeys = 0;
   for (let t = 0; t < ranges.length; t += 2) alwaysKeys += ranges[t + 1] - ranges[t];
@@ -187,7 +168,8 @@ export function buildKeySketch(
   return {
     n,
     d,
-    keys,
+    q8,
+    kScale: scale,
     group,
     groups: vals.length,
     values,
@@ -195,122 +177,206 @@ export function buildKeySketch(
     alwaysKeys,
     gStart,
     gLen,
-    ...groupMeans(keys, d, gStart, gLen),
-    ...blockBounds(keys, d, n, group, vals.length),
+    ...groupStats(keys, d, gStart, gLen),
   };
 }
 
-/** A sketch of plain keys [n][d]: one group, nothing always attended (calibration). */
+/** A sketch of plain keys [n][d] with no groups and nothing always attended (calibration). */
 export function plainSketch(keys: Float32Array, d: number): KeySketch {
   const n = keys.length / d;
+  const { q8, scale } = quantizeRows(keys, n, d);
   const gStart = Int32Array.of(0);
   const gLen = Int32Array.of(n);
-  const group = new Int32Array(n);
   return {
     n,
     d,
-    keys,
-    group,
+    q8,
+    kScale: scale,
+    group: new Int32Array(n),
     groups: 1,
     values: null,
     always: new Int32Array(0),
     alwaysKeys: 0,
     gStart,
     gLen,
-    ...groupMeans(keys, d, gStart, gLen),
-    ...blockBounds(keys, d, n, group, 1),
+    ...groupStats(keys, d, gStart, gLen),
   };
 }
 
-/** A step's scores: per group its estimated logit, per row the clustered log-sum-exp, per block its rank. */
-export interface StepScores {
-  /** [rows][groups] est_rg = ((q8_r·mean8_g)·f_r)·scale_g in f32 (f_r = qs_r·scale: the kernel's roundings) */
-  est: Float32Array;
-  /** [rows] max_g est_rg and L_r = max + log Σ_g len_g·exp(est_rg − max) */
-  gmax: Float32Array;
-  lse: Float32Array;
-  /** [blocks] max_r (ub_rb − L_r); −∞ for a block without selectable slots */
-  rank: Float32Array;
+/** A step's prefilter: the groups scored per key and the other groups' clustered mass. */
+export interface Prefilter {
+  /** [groups] 1 = scored per key */
+  cand: Uint8Array;
+  /** [rows][groups] exp(est_rg − gm_r), est_rg = scale·q_r·mean_g */
+  em: Float32Array;
+  /** [rows] max_g est_rg */
+  gm: Float32Array;
 }
 
-/** int8 row dot products a[ra]·b[rb] over d (|a| when abs). */
-function dot8(a: Int8Array, ra: number, b: Int8Array, rb: number, d: number, abs: boolean): number {
-  let acc = 0;
-  for (let e = 0; e < d; e++) acc += (abs ? Math.abs(a[ra + e]) : a[ra + e]) * b[rb + e];
-  return acc;
-}
-
-/** Scores of a step's queries q [rows][d] (f32; one kv head's query group for one or more positions). */
-export function scoreStep(s: KeySketch, q: Float32Array, rows: number, scale: number): StepScores {
-  const { d, groups: G, blocks: B } = s;
+/**
+ * The prefilter of a budget step (null when every key is scored: threshold mode, share 0, or the share
+ * covers the selectable keys). q: [rows][d] f32. Groups are ranked by max_r (ub_rg − L_r), ties by
+ * index, and the best ⌈want·groups / selectable⌉ of them scored per key (want = candidateKeys: that many
+ * keys at the mean group size; src/squeezed.cc's groupPass: the same int8 roundings; L_r up to the order
+ * of its sums).
+ */
+export function prefilter(
+  s: KeySketch,
+  q: Float32Array,
+  rows: number,
+  scale: number,
+  take: number,
+  share: number,
+): Prefilter | null {
+  const want = candidateKeys(s, take, share);
+  if (want < 0) return null;
+  const { groups: G, d, gLen } = s;
   const { q8, scale: qs } = quantizeRows(q, rows, d);
-  const est = new Float32Array(rows * G);
-  const gmax = new Float32Array(rows);
-  const lse = new Float32Array(rows);
-  const rank = new Float32Array(B).fill(Number.NEGATIVE_INFINITY);
+  const em = new Float32Array(rows * G);
+  const gm = new Float32Array(rows);
+  const score = new Float64Array(G).fill(Number.NEGATIVE_INFINITY);
+  const ub = new Float64Array(G);
   for (let r = 0; r < rows; r++) {
     const f = Math.fround(qs[r] * scale);
     let m = Number.NEGATIVE_INFINITY;
     for (let g = 0; g < G; g++) {
-      const v = Math.fround(Math.fround(dot8(q8, r * d, s.gMean8, g * d, d, false) * f) * s.gMeanScale[g]);
-      est[r * G + g] = v;
+      let dm = 0;
+      let ds = 0;
+      for (let e = 0; e < d; e++) {
+        const x = q8[r * d + e];
+        dm += x * s.gMean8[g * d + e];
+        ds += Math.abs(x) * s.gSpread8[g * d + e];
+      }
+      const est = Math.fround(Math.fround(dm * f) * s.gMeanScale[g]);
+      em[r * G + g] = est;
+      ub[g] = Math.fround(Math.fround(Math.fround(ds * f) * s.gSpreadScale[g]) + est);
+      if (est > m) m = est;
+    }
+    gm[r] = m;
+    let z = 0;
+    for (let g = 0; g < G; g++) {
+      em[r * G + g] = Math.exp(em[r * G + g] - m);
+      z += gLen[g] * em[r * G + g];
+    }
+    const L = Math.fround(m + Math.log(z));
+    for (let g = 0; g < G; g++) score[g] = Math.max(score[g], Math.fround(ub[g] - L));
+  }
+  // the best ⌈want·groups / selectable⌉ groups: want keys at the mean group size
+  const top = Math.min(G, Math.ceil((want * G) / (s.n - s.alwaysKeys)));
+  const order = Array.from({ length: G }, (_, g) => g).sort((x, y) => score[y] - score[x] || x - y);
+  const cand = new Uint8Array(G);
+  for (const g of order.slice(0, top)) cand[g] = 1;
+  return { cand, em, gm };
+}
+
+/**
+ * Estimated logits of every slot: [rows][n] = ((q8_r · k8_j)·f_r)·ks_j in f32 (f_r = qs_r·scale rounded to
+ * f32: the native kernel's roundings), −∞ off the candidates (always-attended slots, groups the prefilter
+ * left out); valid [n] marks the candidates; [rows] max (with the prefilter's gm) and log-sum-exp (with
+ * the other groups' clustered mass).
+ */
+export function scoreKeys(
+  s: KeySketch,
+  q: Float32Array,
+  rows: number,
+  scale: number,
+  pre: Prefilter | null = null,
+): { logits: Float32Array; max: Float32Array; lse: Float32Array; valid: Uint8Array } {
+  const { n, d, q8: k8, kScale } = s;
+  const { q8, scale: qs } = quantizeRows(q, rows, d);
+  const valid = new Uint8Array(n);
+  for (let j = 0; j < n; j++) valid[j] = s.group[j] >= 0 && (!pre || pre.cand[s.group[j]]) ? 1 : 0;
+  const logits = new Float32Array(rows * n).fill(Number.NEGATIVE_INFINITY);
+  const max = new Float32Array(rows);
+  const lse = new Float32Array(rows);
+  for (let r = 0; r < rows; r++) {
+    const f = Math.fround(qs[r] * scale);
+    const qo = r * d;
+    let m = pre ? pre.gm[r] : Number.NEGATIVE_INFINITY;
+    for (let j = 0; j < n; j++) {
+      if (!valid[j]) continue;
+      let acc = 0;
+      const ko = j * d;
+      for (let e = 0; e < d; e++) acc += q8[qo + e] * k8[ko + e];
+      const v = Math.fround(Math.fround(acc * f) * kScale[j]);
+      logits[r * n + j] = v;
       if (v > m) m = v;
     }
     if (m === Number.NEGATIVE_INFINITY) m = 0;
     let z = 0;
-    for (let g = 0; g < G; g++) z += s.gLen[g] * Math.exp(est[r * G + g] - m);
-    gmax[r] = m;
-    lse[r] = z > 0 ? Math.fround(m + Math.log(z)) : m;
-    for (let b = 0; b < B; b++) {
-      if (s.bCount[b] === 0) continue;
-      const c = Math.fround(Math.fround(dot8(q8, r * d, s.bMid8, b * d, d, false) * f) * s.bMidScale[b]);
-      const u = Math.fround(Math.fround(dot8(q8, r * d, s.bHalf8, b * d, d, true) * f) * s.bHalfScale[b]);
-      const x = Math.fround(Math.fround(c + u) - lse[r]);
-      if (x > rank[b]) rank[b] = x;
-    }
+    for (let j = 0; j < n; j++) if (valid[j]) z += Math.exp(logits[r * n + j] - m);
+    if (pre) z += otherMass(s, pre, r) * Math.exp(pre.gm[r] - m);
+    max[r] = m;
+    lse[r] = z > 0 ? m + Math.log(z) : m;
   }
-  return { est, gmax, lse, rank };
+  return { logits, max, lse, valid };
 }
 
-/** The selectable slots of block b, in slot order. */
-function lanes(s: KeySketch, b: number): number[] {
-  const out: number[] = [];
-  for (let j = b * PICK_BLOCK; j < Math.min(s.n, (b + 1) * PICK_BLOCK); j++) if (s.group[j] >= 0) out.push(j);
-  return out;
+/** Σ over the groups the prefilter left out of len·exp(est − gm) for row r. */
+function otherMass(s: KeySketch, pre: Prefilter, r: number): number {
+  let z = 0;
+  for (let g = 0; g < s.groups; g++) if (!pre.cand[g]) z += s.gLen[g] * pre.em[r * s.groups + g];
+  return z;
 }
+
+/** Per slot: the best estimated softmax weight over rows, max_r exp(s_rj − lse_r); −1 off the candidates. */
+export function keyWeights(
+  s: KeySketch,
+  logits: Float32Array,
+  lse: Float32Array,
+  rows: number,
+  valid: Uint8Array,
+): Float32Array {
+  const w = new Float32Array(s.n);
+  for (let r = 0; r < rows; r++)
+    for (let j = 0; j < s.n; j++) {
+      if (!valid[j]) continue;
+      const v = Math.exp(logits[r * s.n + j] - lse[r]);
+      if (v > w[j]) w[j] = v;
+    }
+  for (let j = 0; j < s.n; j++) if (!valid[j]) w[j] = -1;
+  return w;
+}
+
+/** Slots per block of a budget step's choice (the native kernel's int8 block, src/squeezed.h SQ_BLOCK). */
+export const PICK_BLOCK = 16;
 
 /**
- * Keep mask [n]. Budget (take ≥ 0): blocks ranked (ties by block) and taken in that order in rounds of
- * ⌊(take − kept)/16⌋ more blocks, each with all its selectable slots; then the next block's slots by
- * their exact logits (max over rows of q_r·k·scale − L_r, ties by slot) up to take — a block's one
- * matching key keeps its block, and kept rows are runs of contiguous rows. Threshold (take −1): the blocks
- * with m·exp(rank) ≥ τ (m: selectable slots). q: the step's queries [rows][d] (the partial block).
+ * Keep mask [n]. Budget (take ≥ 0): the slots sit cluster-major, so the choice is by blocks of
+ * PICK_BLOCK slots in cache order ([16i, 16i + 16)), ranked by their best candidate's weight (ties by
+ * block) and taken in that order, every candidate of a block kept, while ⌊(take − kept)/16⌋ more blocks
+ * fit; then the next block's best candidates (ties by slot) up to take — a block's one matching key keeps
+ * its block, and the kept rows are read as runs of contiguous rows instead of scattered single rows. Threshold (take −1): the candidates with m·w ≥ τ (m:
+ * selectable slots), per key.
  */
-export function pickKeys(
-  s: KeySketch,
-  sc: StepScores,
-  q: Float32Array,
-  rows: number,
-  scale: number,
-  rule: { take: number; tau: number },
-): Uint8Array {
+export function pickKeys(s: KeySketch, w: Float32Array, rule: { take: number; tau: number }): Uint8Array {
   const keep = new Uint8Array(s.n);
-  const { rank } = sc;
+  const selectable = s.n - s.alwaysKeys;
+  const cand = (j: number) => s.group[j] >= 0 && w[j] >= 0;
   if (rule.take < 0) {
-    const cut = rule.tau / Math.max(1, s.n - s.alwaysKeys);
-    for (let b = 0; b < s.blocks; b++)
-      if (s.bCount[b] > 0 && Math.exp(rank[b]) >= cut) for (const j of lanes(s, b)) keep[j] = 1;
+    const cut = rule.tau / Math.max(1, selectable);
+    for (let j = 0; j < s.n; j++) if (s.group[j] >= 0 && w[j] >= cut) keep[j] = 1;
     return keep;
   }
   if (rule.take <= 0) return keep;
-  const order = Array.from({ length: s.blocks }, (_, i) => i)
-    .filter((i) => s.bCount[i] > 0)
-    .sort((x, y) => rank[y] - rank[x] || x - y);
+  const blocks = Math.ceil(s.n / PICK_BLOCK);
+  const best = new Float32Array(blocks).fill(-1);
+  for (let j = 0; j < s.n; j++) if (cand(j) && w[j] > best[j >> 4]) best[j >> 4] = w[j];
+  const order = Array.from({ length: blocks }, (_, i) => i)
+    .filter((i) => best[i] >= 0)
+    .sort((x, y) => best[y] - best[x] || x - y);
+  // rounds of ⌊(take − kept)/16⌋ more blocks (a block's candidates may be fewer than 16), then one
+  // block's best candidates up to take
+  const lanes = (i: number) => {
+    const out: number[] = [];
+    for (let j = i * PICK_BLOCK; j < Math.min(s.n, (i + 1) * PICK_BLOCK); j++) if (cand(j)) out.push(j);
+    return out;
+  };
   let kept = 0;
   let at = 0;
   for (let full = Math.floor(rule.take / PICK_BLOCK); full > 0 && at < order.length; ) {
     for (const i of order.slice(at, at + full))
-      for (const j of lanes(s, i)) {
+      for (const j of lanes(i)) {
         keep[j] = 1;
         kept++;
       }
@@ -318,57 +384,56 @@ export function pickKeys(
     full = Math.floor((rule.take - kept) / PICK_BLOCK);
   }
   if (at < order.length && kept < rule.take) {
-    const { d } = s;
-    const score = (j: number) => {
-      let best = Number.NEGATIVE_INFINITY;
-      for (let r = 0; r < rows; r++) {
-        let acc = 0;
-        for (let e = 0; e < d; e++) acc += q[r * d + e] * s.keys[j * d + e];
-        best = Math.max(best, Math.fround(Math.fround(Math.fround(acc) * scale) - sc.lse[r]));
-      }
-      return best;
-    };
-    const ls = lanes(s, order[at]).map((j) => ({ j, v: score(j) }));
-    ls.sort((x, y) => y.v - x.v || x.j - y.j);
-    for (const { j } of ls.slice(0, rule.take - kept)) keep[j] = 1;
+    const top = lanes(order[at]).sort((x, y) => w[y] - w[x] || x - y);
+    for (const j of top.slice(0, rule.take - kept)) keep[j] = 1;
   }
   return keep;
 }
 
 /**
- * The left-out keys' share per row: per group, its slots not kept as out_g·exp(est_rg − gmax_r) with its
- * mean value, normalised, and lse_r = gmax_r + log Z_r (−∞ and zeros where nothing is left out). out:
- * [rows][d], lse: [rows]. Needs s.values.
+ * The left-out keys' share per row: Σ_j∉keep exp(s_rj − max_r)·v̄_group(j) / Z_r plus the groups the
+ * prefilter left out, len_g·exp(est_rg − max_r)·v̄_g, and lse_r = max_r + log Z_r (−∞ and zeros where
+ * nothing is left out). out: [rows][d], lse: [rows]. Needs s.values.
  */
 export function leftOutShare(
   s: KeySketch,
   keep: Uint8Array,
-  sc: StepScores,
+  logits: Float32Array,
+  max: Float32Array,
   rows: number,
+  pre: Prefilter | null = null,
 ): { out: Float32Array; lse: Float32Array } {
-  const { d, groups } = s;
+  const { n, d, groups } = s;
   const values = s.values!;
   const out = new Float32Array(rows * d);
   const lse = new Float32Array(rows).fill(Number.NEGATIVE_INFINITY);
-  const left = new Int32Array(groups);
-  for (let g = 0; g < groups; g++) {
-    left[g] = s.gLen[g];
-    for (let j = s.gStart[g]; j < s.gStart[g] + s.gLen[g]; j++) left[g] -= keep[j];
-  }
   const wg = new Float64Array(groups);
   for (let r = 0; r < rows; r++) {
+    wg.fill(0);
     let z = 0;
-    for (let g = 0; g < groups; g++) {
-      wg[g] = left[g] > 0 ? left[g] * Math.exp(sc.est[r * groups + g] - sc.gmax[r]) : 0;
-      z += wg[g];
+    for (let j = 0; j < n; j++) {
+      const l = logits[r * n + j];
+      if (keep[j] || s.group[j] < 0 || l === Number.NEGATIVE_INFINITY) continue;
+      const e = Math.exp(l - max[r]);
+      wg[s.group[j]] += e;
+      z += e;
+    }
+    if (pre) {
+      const rel = Math.exp(pre.gm[r] - max[r]);
+      for (let g = 0; g < groups; g++) {
+        if (pre.cand[g]) continue;
+        const e = s.gLen[g] * pre.em[r * groups + g] * rel;
+        wg[g] += e;
+        z += e;
+      }
     }
     if (!(z > 0)) continue;
-    for (let g = 0; g < groups; g++) {
-      if (wg[g] === 0) continue;
-      const f = wg[g] / z;
-      for (let e = 0; e < d; e++) out[r * d + e] += f * values[g * d + e];
+    for (let c = 0; c < groups; c++) {
+      if (wg[c] === 0) continue;
+      const f = wg[c] / z;
+      for (let e = 0; e < d; e++) out[r * d + e] += f * values[c * d + e];
     }
-    lse[r] = sc.gmax[r] + Math.log(z);
+    lse[r] = max[r] + Math.log(z);
   }
   return { out, lse };
 }

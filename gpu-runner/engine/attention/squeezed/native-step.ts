@@ -1,5 +1,5 @@
 // Squeezed attention's step fused into one native call per (row, kv head) on the `native` backend
-// (backends/native/src/squeezed.cc): int8 scoring of every 16-slot block's channel bounds, the budget's best blocks,
+// (backends/native/src/squeezed.cc): int8 scoring of every fixed-context key, the budget's best 16-slot blocks,
 // exact attention over them + the always-attended ranges + the live tokens, and the left-out keys' share
 // merged by log-sum-exp — what key-sketch.ts computes on the host, without reading q back, uploading
 // ranges or merging on the host. The sketches live in the wasm memory the cache lives in.
@@ -8,26 +8,25 @@ import { NativeWasmKernels } from '../../backends/native/backend.ts';
 import type { NativeSqueezedStep } from '../../backends/native/kernels.ts';
 import type { Backend, SeqSpan, Tensor } from '../../backends/types.ts';
 import { allocTensor, type WasmKVCache, type WasmTensor } from '../../backends/wasm/tensors.ts';
-import type { KeySketch } from './key-sketch.ts';
+import { candidateKeys, type KeySketch } from './key-sketch.ts';
 
 /** Byte offsets of one sketch's arrays in the wasm memory (0 = none): those fields of the kernel's arguments. */
 type Placed = Pick<
   NativeSqueezedStep,
+  | 'k8'
+  | 'ksum'
+  | 'ks'
+  | 'grp'
+  | 'gvals'
+  | 'always'
   | 'gStart'
   | 'gLen'
-  | 'gvals'
   | 'gm8'
   | 'gmsum'
   | 'gms'
-  | 'bm8'
-  | 'bmsum'
-  | 'bms'
-  | 'bh8'
-  | 'bhsum'
-  | 'bhs'
-  | 'bCount'
-  | 'bFirst'
-  | 'always'
+  | 'gs8'
+  | 'gssum'
+  | 'gss'
 >;
 
 /** What a step keeps of sketch ti: take keys (budget) or those above τ (take −1). */
@@ -55,25 +54,24 @@ export class NativeSketches {
       return off;
     };
     this.placed = sketches.map((s) => {
+      const { k8, ksum, ks } = interleave(s.q8, s.kScale, s.n, s.d);
       const gm = interleave(s.gMean8, s.gMeanScale, s.groups, s.d);
-      const bm = interleave(s.bMid8, s.bMidScale, s.blocks, s.d);
-      const bh = interleave(s.bHalf8, s.bHalfScale, s.blocks, s.d);
+      const gs = interleave(s.gSpread8, s.gSpreadScale, s.groups, s.d);
       return {
+        k8: put(k8),
+        ksum: put(ksum),
+        ks: put(ks),
+        grp: put(s.group),
+        gvals: put(s.values),
+        always: put(s.always),
         gStart: put(s.gStart),
         gLen: put(s.gLen),
-        gvals: put(s.values),
         gm8: put(gm.k8),
         gmsum: put(gm.ksum),
         gms: put(gm.ks),
-        bm8: put(bm.k8),
-        bmsum: put(bm.ksum),
-        bms: put(bm.ks),
-        bh8: put(bh.k8),
-        bhsum: put(bh.ksum),
-        bhs: put(bh.ks),
-        bCount: put(s.bCount),
-        bFirst: put(s.bFirst),
-        always: put(s.always),
+        gs8: put(gs.k8),
+        gssum: put(gs.ksum),
+        gss: put(gs.ks),
       };
     });
   }
@@ -82,6 +80,7 @@ export class NativeSketches {
    * Attention of span's rows (each row its own selection) → [rows, heads·d] (rows outside the span zero),
    * or written into `into`'s rows of the span (then returned).
    * rule(ti, live): what sketch ti keeps with `live` live tokens attended; kept(ti, keys): per row.
+   * prefilter: the share of selectable keys scored per key (key-sketch.ts; 0 = every key).
    */
   attend(
     q: Tensor,
@@ -92,6 +91,7 @@ export class NativeSketches {
     rule: (ti: number, live: number) => KeepRule,
     kept: (ti: number, keys: number) => void,
     approximate: boolean,
+    prefilter: number,
     into?: Tensor,
   ): Tensor {
     const { b } = this;
@@ -116,21 +116,34 @@ export class NativeSketches {
         const at = ((span.row + r) * width + g * group * d) * 4;
         const { take, tau } = rule(ti, end - n);
         const keys = b.kernels.native.squeezedStep(mem.u8, {
-          ...p,
           q: qh.off + at,
           out: y.off + at,
           G: group,
           headDim: d,
           scale,
+          k8: p.k8,
+          ksum: p.ksum,
+          ks: p.ks,
+          grp: p.grp,
           n,
-          groups: s.groups,
           gvals: approximate ? p.gvals : 0,
+          groups: s.groups,
           K: la.k + g * la.kvHeadStride * eb,
           V: la.v + g * la.kvHeadStride * eb,
+          always: p.always,
           alwaysPairs: s.always.length / 2,
           end,
           take,
           tau,
+          gStart: p.gStart,
+          gLen: p.gLen,
+          gm8: p.gm8,
+          gmsum: p.gmsum,
+          gms: p.gms,
+          gs8: p.gs8,
+          gssum: p.gssum,
+          gss: p.gss,
+          want: candidateKeys(s, take, prefilter),
           half: la.half ? 1 : 0,
         });
         kept(ti, keys);
@@ -151,7 +164,7 @@ const BLOCK = 16;
 /**
  * int8 rows [n][d] (a scale each) in the kernel's layout: blocks of 16 rows, 4 dims at a time
  * ([n/16][d/4][16][4], n padded with zero rows), the Σ of each row's int8 values and the scales, both
- * padded. The groups' mean keys and the blocks' bound tables.
+ * padded. The keys, and the prefilter's group tables.
  */
 function interleave(
   q8: Int8Array,

@@ -27,10 +27,15 @@ export type SelectMode = (
   scoring?: Scoring;
   /** false: never the fused native step (native-step.ts), always keysFor + attentionRanges */
   fused?: boolean;
+  /**
+   * per-key scoring's prefilter (key-sketch.ts): the share of the keys scored per key, from the
+   * best-bounded groups, at least the budget's (default DEFAULT_PREFILTER = 0: every key scored)
+   */
+  prefilter?: number;
 };
 
-/** How a step ranks the fixed context: its 16-slot blocks by their keys' channel bounds (key-sketch.ts, the
- * default where the keys are given) or the clusters by their centroids. */
+/** How a step ranks the fixed context: every key by its int8 copy (key-sketch.ts, the default where the
+ * keys are given) or the clusters by their centroids. */
 export type Scoring = 'keys' | 'clusters';
 
 /**

@@ -132,24 +132,14 @@ export interface NativeSqueezedStep {
   G: number;
   headDim: number;
   scale: number;
+  /** int8 keys in blocks of 16 ([n/16][d/4][16][4], n padded to 16) and [n padded] Σ of each key's int8 */
+  k8: number;
+  ksum: number;
+  ks: number;
+  grp: number;
   n: number;
-  groups: number;
-  /** [groups] int32 runs of slots */
-  gStart: number;
-  gLen: number;
   gvals: number;
-  /** the groups' mean keys, int8 in blocks of 16 rows ([rows/16][d/4][16][4], rows padded to 16), [rows]
-   * Σ of each row's int8 and its scale */
-  gm8: number;
-  gmsum: number;
-  gms: number;
-  /** the 16-slot blocks' channel centres and half-widths, the same layout */
-  bm8: number;
-  bmsum: number;
-  bms: number;
-  bh8: number;
-  bhsum: number;
-  bhs: number;
+  groups: number;
   K: number;
   V: number;
   always: number;
@@ -157,11 +147,20 @@ export interface NativeSqueezedStep {
   end: number;
   take: number;
   tau: number;
+  /** [groups] int32 runs of slots */
+  gStart: number;
+  gLen: number;
+  /** the groups' mean keys and spreads, int8 in k8 / ksum / ks's layout (0 = none: no prefilter) */
+  gm8: number;
+  gmsum: number;
+  gms: number;
+  gs8: number;
+  gssum: number;
+  gss: number;
+  /** the prefilter's keys scored per key (≥ take); −1 = every key */
+  want: number;
   /** 1: K / V are IEEE halves (an f16 cache), 0: f32 */
   half: number;
-  /** [⌈n/16⌉] int32: each block's selectable slots and its first group (groups: none) */
-  bCount: number;
-  bFirst: number;
 }
 
 /**
@@ -324,20 +323,13 @@ export class NativeKernels {
       a.G,
       a.headDim,
       a.scale,
+      a.k8,
+      a.ksum,
+      a.ks,
+      a.grp,
       a.n,
-      a.groups,
-      a.gStart,
-      a.gLen,
       a.gvals,
-      a.gm8,
-      a.gmsum,
-      a.gms,
-      a.bm8,
-      a.bmsum,
-      a.bms,
-      a.bh8,
-      a.bhsum,
-      a.bhs,
+      a.groups,
       a.K,
       a.V,
       a.always,
@@ -345,9 +337,16 @@ export class NativeKernels {
       a.end,
       a.take,
       a.tau,
+      a.gStart,
+      a.gLen,
+      a.gm8,
+      a.gmsum,
+      a.gms,
+      a.gs8,
+      a.gssum,
+      a.gss,
+      a.want,
       a.half,
-      a.bCount,
-      a.bFirst,
     );
   }
 

@@ -1,6 +1,5 @@
-// squeezedStep(mem, q, out, G, d, scale, n, groups, gStart, gLen, gvals, gm8, gmsum, gms, bm8, bmsum, bms,
-// bh8, bhsum, bhs, K, V, always, alwaysPairs, end, take, tau, half, bCount, bFirst) → keys kept (the AVX-512 VNNI kernel at
-// that level, else AVX2). Byte offsets into mem (0 = none for gvals / always); every range is checked
+// squeezedStep(mem, q, out, G, d, scale, k8, ksum, ks, grp, n, gvals, groups, K, V, always, alwaysPairs,
+// end, take, tau, gStart, gLen, gm8, gmsum, gms, gs8, gssum, gss, want, half) → keys kept (the AVX-512 VNNI kernel at that level, else AVX2). Byte offsets into mem (0 = none for gvals / always); every range is checked
 // before the kernel (squeezed.cc) runs. K, V: the layer's kv head at position 0, rows of d floats (half: IEEE halves).
 #include "binding.h"
 #include "squeezed.h"
@@ -18,57 +17,53 @@ napi_value squeezedStepFn(napi_env env, napi_callback_info info) {
     if (a.G > 16) throw Error("squeezedStep: at most 16 query heads per kv head");
     if (a.d % 16 || a.d > 256) throw Error("squeezedStep: headDim must be a multiple of 16 and ≤ 256");
     a.scale = c.num(5, "scale");
-    a.n = c.int64(6, "n", 0);
-    a.groups = c.int64(7, "groups", 0);
-    a.alwaysPairs = c.int64(23, "alwaysPairs", 0);
-    a.end = c.int64(24, "end", a.n);
-    const double take = c.num(25, "take");
+    a.n = c.int64(10, "n", 0);
+    a.groups = c.int64(12, "groups", 0);
+    a.alwaysPairs = c.int64(16, "alwaysPairs", 0);
+    a.end = c.int64(17, "end", a.n);
+    const double take = c.num(18, "take");
     if (take != std::floor(take) || take < -1) throw Error("squeezedStep: take must be an integer ≥ −1");
     a.take = static_cast<int64_t>(take);
-    a.tau = c.num(26, "tau");
-    a.half = c.int64(27, "half", 0) != 0;
+    a.tau = c.num(19, "tau");
     const int64_t qd = static_cast<int64_t>(a.G) * a.d * 4;
+    const int64_t npad = (a.n + SQ_BLOCK - 1) / SQ_BLOCK * SQ_BLOCK;
     a.q = mem.at<const float>(c.int64(1, "q"), qd, "q");
     a.out = mem.at<float>(c.int64(2, "out"), qd, "out");
-    const int64_t pad = SQ_BLOCK;
-    const int64_t gpad = (a.groups + pad - 1) / pad * pad;
-    const int64_t bpad = ((a.n + pad - 1) / pad + pad - 1) / pad * pad;
-    if (a.groups > 0) {
-      a.gStart = mem.at<const int32_t>(c.int64(8, "gStart"), a.groups * 4, "gStart");
-      a.gLen = mem.at<const int32_t>(c.int64(9, "gLen"), a.groups * 4, "gLen");
-      const int64_t gv = c.int64(10, "gvals");
-      a.gvals = gv ? mem.at<const float>(gv, a.groups * a.d * 4, "gvals") : nullptr;
-      a.gm8 = mem.at<const int8_t>(c.int64(11, "gm8"), gpad * a.d, "gm8");
-      a.gmsum = mem.at<const int32_t>(c.int64(12, "gmsum"), gpad * 4, "gmsum");
-      a.gms = mem.at<const float>(c.int64(13, "gms"), gpad * 4, "gms");
-    }
-    if (a.n > 0) {
-      a.bm8 = mem.at<const int8_t>(c.int64(14, "bm8"), bpad * a.d, "bm8");
-      a.bmsum = mem.at<const int32_t>(c.int64(15, "bmsum"), bpad * 4, "bmsum");
-      a.bms = mem.at<const float>(c.int64(16, "bms"), bpad * 4, "bms");
-      a.bh8 = mem.at<const int8_t>(c.int64(17, "bh8"), bpad * a.d, "bh8");
-      a.bhsum = mem.at<const int32_t>(c.int64(18, "bhsum"), bpad * 4, "bhsum");
-      a.bhs = mem.at<const float>(c.int64(19, "bhs"), bpad * 4, "bhs");
-    }
-    const int64_t nb = (a.n + pad - 1) / pad;
-    a.bCount = mem.at<const int32_t>(c.int64(28, "bCount"), nb * 4, "bCount");
-    a.bFirst = mem.at<const int32_t>(c.int64(29, "bFirst"), nb * 4, "bFirst");
-    for (int64_t b = 0; b < nb; b++)
-      if (a.bCount[b] < 0 || a.bCount[b] > pad || a.bFirst[b] < 0 || a.bFirst[b] > a.groups)
-        throw Error("squeezedStep: a block's count or first group is out of range");
-    // rows read: kept lanes (< n) and live tokens (< end)
-    const int64_t rows = std::max(a.end, a.n);
+    a.k8 = mem.at<const int8_t>(c.int64(6, "k8"), npad * a.d, "k8");
+    a.ksum = mem.at<const int32_t>(c.int64(7, "ksum"), npad * 4, "ksum");
+    a.ks = mem.at<const float>(c.int64(8, "ks"), npad * 4, "ks");
+    a.grp = mem.at<const int32_t>(c.int64(9, "grp"), a.n * 4, "grp");
+    const int64_t gv = c.int64(11, "gvals");
+    a.gvals = gv ? mem.at<const float>(gv, a.groups * a.d * 4, "gvals") : nullptr;
+    a.half = c.int64(29, "half", 0) != 0;
     const int64_t eb = a.half ? 2 : 4;
-    a.K = mem.at<const void>(c.int64(20, "K"), rows * a.d * eb, "K");
-    a.V = mem.at<const void>(c.int64(21, "V"), rows * a.d * eb, "V");
-    const int64_t al = c.int64(22, "always");
+    a.K = mem.at<const void>(c.int64(13, "K"), a.end * a.d * eb, "K");
+    a.V = mem.at<const void>(c.int64(14, "V"), a.end * a.d * eb, "V");
+    const int64_t al = c.int64(15, "always");
     a.always = al ? mem.at<const int32_t>(al, a.alwaysPairs * 8, "always") : nullptr;
     if (!a.always) a.alwaysPairs = 0;
+    a.gStart = mem.at<const int32_t>(c.int64(20, "gStart"), a.groups * 4, "gStart");
+    a.gLen = mem.at<const int32_t>(c.int64(21, "gLen"), a.groups * 4, "gLen");
+    // the group tables (0 = none: no prefilter): int8 rows in the keys' layout, groups padded to 16
+    const int64_t gpad = (a.groups + SQ_BLOCK - 1) / SQ_BLOCK * SQ_BLOCK;
+    const int64_t tab[6] = {c.int64(22, "gm8"), c.int64(23, "gmsum"), c.int64(24, "gms"),
+                            c.int64(25, "gs8"), c.int64(26, "gssum"), c.int64(27, "gss")};
+    if (tab[0] && tab[1] && tab[2] && tab[3] && tab[4] && tab[5] && a.groups > 0) {
+      a.gm8 = mem.at<const int8_t>(tab[0], gpad * a.d, "gm8");
+      a.gmsum = mem.at<const int32_t>(tab[1], gpad * 4, "gmsum");
+      a.gms = mem.at<const float>(tab[2], gpad * 4, "gms");
+      a.gs8 = mem.at<const int8_t>(tab[3], gpad * a.d, "gs8");
+      a.gssum = mem.at<const int32_t>(tab[4], gpad * 4, "gssum");
+      a.gss = mem.at<const float>(tab[5], gpad * 4, "gss");
+    }
+    a.want = c.int64(28, "want", -1);
     for (int64_t g = 0, at = 0; g < a.groups; g++) {
       if (a.gLen[g] < 0 || a.gStart[g] < at || a.gStart[g] + static_cast<int64_t>(a.gLen[g]) > a.n)
         throw Error("squeezedStep: groups must be ascending, disjoint runs inside [0, n)");
       at = a.gStart[g] + a.gLen[g];
     }
+    for (int64_t j = 0; j < a.n; j++)
+      if (a.grp[j] >= a.groups) throw Error("squeezedStep: a slot's group is outside [−1, groups)");
     for (int64_t p = 0; p < a.alwaysPairs; p++)
       if (a.always[2 * p] < 0 || a.always[2 * p] > a.always[2 * p + 1] || a.always[2 * p + 1] > a.n)
         throw Error("squeezedStep: an always-attended range is outside [0, n)");

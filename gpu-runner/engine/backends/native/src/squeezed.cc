@@ -1,10 +1,9 @@
 // Squeezed attention's fused decode step (squeezed.h), compiled twice: AVX2 (KV_VNNI=0: maddubs on the
-// sign-folded query) and AVX-512 VNNI (KV_VNNI=1: vpdpbusd on the query + 128, corrected by 128·Σrow).
-// The int8 tables (the groups' mean keys, the blocks' channel centres and half-widths) sit in blocks of
-// 16 rows, 4 dims at a time ([rows/16][d/4][16][4]), so one instruction scores 16 (VNNI) or 8 (AVX2) rows
-// against 4 dims of a query without horizontal sums. Scores are (float(q8·row8) · f_h) · scale_row in
-// f32, the same roundings as key-sketch.ts. Scratch is the calling thread's (calls are serialised by the
-// driver).
+// sign-folded query) and AVX-512 VNNI (KV_VNNI=1: vpdpbusd on the query + 128, corrected by 128·Σk).
+// The int8 keys sit in blocks of 16 keys, 4 dims at a time ([n/16][d/4][16][4]), so one instruction
+// scores 16 (VNNI) or 8 (AVX2) keys against 4 dims of a query without horizontal sums. Logits are
+// (float(q8·k8) · f_h) · ks_j in f32, the same roundings as key-sketch.ts. Scratch is the calling
+// thread's (calls are serialised by the driver).
 #include <immintrin.h>
 #include <algorithm>
 #include <cmath>
@@ -12,10 +11,6 @@
 #include <cstring>
 #include <new>
 #include "squeezed.h"
-
-#ifndef KV_SQ_PF
-#define KV_SQ_PF 2
-#endif
 
 namespace kv {
 namespace KV_NS {
@@ -87,8 +82,9 @@ struct Buf {
 };
 
 struct Scratch {
-  Buf<float> est, ub, rank, wg, acc;
-  Buf<int32_t> order, left, kb;
+  Buf<float> logit, ex, w, sel, est, ub, wg, bs;
+  Buf<int32_t> blocks, order, inv, kb;
+  Buf<uint8_t> keep, cand, valid;
   Buf<uint32_t> km;
 };
 
@@ -133,6 +129,49 @@ inline void scoreBlock(const SqueezedStep& a, const int8_t* k8, const int32_t* k
     }
   }
 #endif
+}
+
+/**
+ * The prefilter's group pass: est_hg = q_h·mean_g and ub_hg = est_hg + |q_h|·spread_g (an upper bound of
+ * every member's logit, up to int8 rounding), both scored like the keys from int8 tables; each group's
+ * rank score max_h (ub_hg − L_h), L_h the clustered log-sum-exp log Σ_g len_g·exp(est_hg). Out, rows of
+ * stride NGp (groups padded to 16): em [G][NGp] = exp(est − M_h), M [G] = max_g est_hg, score [groups];
+ * ub scratch [G][NGp]. qa4: |q| in int8 as q4.
+ */
+void groupPass(const SqueezedStep& a, const int32_t (*q4)[64], const int32_t (*qa4)[64], const float* f,
+               int64_t NGp, float* em, float* ub, float* score, float* M) {
+  const int G = a.G;
+  const int64_t NG = a.groups;
+  float* est = em;
+  for (int64_t b = 0; b < NGp / SQ_BLOCK; b++) {
+    scoreBlock(a, a.gm8, a.gmsum, a.gms, q4, f, b, est + b * SQ_BLOCK, NGp);
+    scoreBlock(a, a.gs8, a.gssum, a.gss, qa4, f, b, ub + b * SQ_BLOCK, NGp);
+  }
+  for (int h = 0; h < G; h++)
+    for (int64_t g = 0; g < NG; g++) ub[h * NGp + g] += est[h * NGp + g];
+  for (int64_t g = 0; g < NG; g++) score[g] = -INFINITY;
+  const int64_t g8 = NG / 8 * 8;
+  for (int h = 0; h < G; h++) {
+    float* eh = est + h * NGp;
+    float m = -INFINITY;
+    for (int64_t g = 0; g < NG; g++) m = std::max(m, eh[g]);
+    M[h] = m;
+    const __m256 m8 = _mm256_set1_ps(m);
+    __m256 z8 = _mm256_setzero_ps();
+    for (int64_t g = 0; g < g8; g += 8) {
+      const __m256 e = exp8(_mm256_sub_ps(_mm256_loadu_ps(eh + g), m8));
+      _mm256_storeu_ps(eh + g, e);
+      const __m256 len = _mm256_cvtepi32_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.gLen + g)));
+      z8 = _mm256_fmadd_ps(len, e, z8);
+    }
+    double z = hsum(z8);
+    for (int64_t g = g8; g < NG; g++) {
+      eh[g] = std::exp(eh[g] - m);
+      z += a.gLen[g] * eh[g];
+    }
+    const float L = static_cast<float>(m + std::log(z));
+    for (int64_t g = 0; g < NG; g++) score[g] = std::max(score[g], ub[h * NGp + g] - L);
+  }
 }
 
 /** q · k over d floats (two chains). */
@@ -298,15 +337,42 @@ void addAllGroups(const float* wg, int G, int64_t groups, const float* gv, int d
 }
 #endif
 
-/** Σ over groups overlapping block b (from bfirst) of their slots as lanes of the block. */
-inline uint32_t laneSel(const SqueezedStep& a, const int32_t* bfirst, int64_t b) {
-  const int64_t j0 = b * SQ_BLOCK, j1 = j0 + SQ_BLOCK;
-  uint32_t m = 0;
-  for (int64_t g = bfirst[b]; g < a.groups && a.gStart[g] < j1; g++) {
-    const int64_t s = std::max<int64_t>(a.gStart[g], j0), e = std::min<int64_t>(a.gStart[g] + a.gLen[g], j1);
-    if (e > s) m |= laneMask(e - s) << (s - j0);
+/**
+ * The budget's choice (key-sketch.ts pickKeys): compact blocks ranked by their best candidate's weight
+ * (ties by block, i.e. by cache block: compact blocks ascend), taken in rounds while ⌊(take − kept)/16⌋ > 0
+ * (each round that many more blocks, every candidate of them kept), then the next block's best candidates
+ * (ties by slot) up to take. Marks S.keep; returns the keys kept.
+ */
+int64_t pickBlocks(Scratch& S, int64_t nb, int64_t take) {
+  const float* w = S.w.data();
+  S.bs.resize(nb);
+  S.order.clear();
+  for (int64_t i = 0; i < nb; i++) {
+    const float b = hmax(_mm256_max_ps(_mm256_loadu_ps(w + i * SQ_BLOCK), _mm256_loadu_ps(w + i * SQ_BLOCK + 8)));
+    S.bs[i] = b;
+    if (b >= 0) S.order.push_back(static_cast<int32_t>(i));
   }
-  return m;
+  const float* bs = S.bs.data();
+  auto better = [bs](int32_t x, int32_t y) { return bs[x] > bs[y] || (bs[x] == bs[y] && x < y); };
+  const int64_t cnt = static_cast<int64_t>(S.order.size());
+  int64_t kept = 0, at = 0;
+  for (int64_t full = take / SQ_BLOCK; full > 0 && at < cnt; full = (take - kept) / SQ_BLOCK) {
+    const int64_t to = std::min(cnt, at + full);
+    if (to < cnt) std::nth_element(S.order.begin() + at, S.order.begin() + to, S.order.end(), better);
+    for (; at < to; at++)
+      for (int64_t j = S.order[at] * SQ_BLOCK, e = j + SQ_BLOCK; j < e; j++)
+        if (w[j] >= 0) S.keep[j] = 1, kept++;
+  }
+  if (at < cnt && kept < take) {
+    if (at + 1 < cnt) std::nth_element(S.order.begin() + at, S.order.begin() + at, S.order.end(), better);
+    int32_t lanes[SQ_BLOCK];
+    int m = 0;
+    for (int32_t j = S.order[at] * SQ_BLOCK, e = j + SQ_BLOCK; j < e; j++)
+      if (w[j] >= 0) lanes[m++] = j;
+    std::sort(lanes, lanes + m, [w](int32_t x, int32_t y) { return w[x] > w[y] || (w[x] == w[y] && x < y); });
+    for (int i = 0; i < m && kept < take; i++) S.keep[lanes[i]] = 1, kept++;
+  }
+  return kept;
 }
 
 }  // namespace
@@ -314,9 +380,9 @@ inline uint32_t laneSel(const SqueezedStep& a, const int32_t* bfirst, int64_t b)
 int64_t squeezedStep(const SqueezedStep& a) {
   static thread_local Scratch S;
   const int G = a.G, d = a.d;
-  const int64_t n = a.n, NG = a.groups, NB = (n + SQ_BLOCK - 1) / SQ_BLOCK;
-  const int64_t NGp = (NG + SQ_BLOCK - 1) / SQ_BLOCK * SQ_BLOCK, NBp = (NB + SQ_BLOCK - 1) / SQ_BLOCK * SQ_BLOCK;
-  // the group's queries in int8, one scale each (key-sketch.ts quantizeRows), 4 dims per int32; |q| too
+  const int64_t n = a.n, npad = (n + SQ_BLOCK - 1) / SQ_BLOCK * SQ_BLOCK, NG = a.groups;
+  const int64_t NGp = (NG + SQ_BLOCK - 1) / SQ_BLOCK * SQ_BLOCK;
+  // the group's queries in int8, one scale each (key-sketch.ts quantizeRows), 4 dims per int32
   alignas(64) int32_t q4[MAXG][64], qa4[MAXG][64];
   float f[MAXG];
   for (int h = 0; h < G; h++) {
@@ -339,171 +405,209 @@ int64_t squeezedStep(const SqueezedStep& a) {
     std::memcpy(q4[h], q8, d);
     std::memcpy(qa4[h], qa, d);
   }
-  // groups: est_hg = q_h·mean_g, then e_hg = exp(est − gmax_h) in place; L_h = gmax_h + log Σ len_g·e_hg
-  S.est.resize(static_cast<size_t>(G) * NGp + 8);
-  float* est = S.est.data();
-  for (int64_t b = 0; b < NGp / SQ_BLOCK; b++) scoreBlock(a, a.gm8, a.gmsum, a.gms, q4, f, b, est + b * SQ_BLOCK, NGp);
-  float gmax[MAXG], L[MAXG];
-  const int64_t g8 = NG / 8 * 8;
-  for (int h = 0; h < G; h++) {
-    float* eh = est + h * NGp;
-    __m256 m8v = _mm256_set1_ps(-INFINITY);
-    for (int64_t g = 0; g < g8; g += 8) m8v = _mm256_max_ps(m8v, _mm256_loadu_ps(eh + g));
-    float m = hmax(m8v);
-    for (int64_t g = g8; g < NG; g++) m = std::max(m, eh[g]);
-    if (m == -INFINITY) m = 0;
-    gmax[h] = m;
-    const __m256 m8 = _mm256_set1_ps(m);
-    __m256 z8 = _mm256_setzero_ps();
-    for (int64_t g = 0; g < g8; g += 8) {
-      const __m256 e = exp8(_mm256_sub_ps(_mm256_loadu_ps(eh + g), m8));
-      _mm256_storeu_ps(eh + g, e);
-      const __m256 len = _mm256_cvtepi32_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.gLen + g)));
-      z8 = _mm256_fmadd_ps(len, e, z8);
-    }
-    double z = hsum(z8);
-    for (int64_t g = g8; g < NG; g++) {
-      eh[g] = std::exp(eh[g] - m);
-      z += a.gLen[g] * eh[g];
-    }
-    L[h] = z > 0 ? static_cast<float>(m + std::log(z)) : m;
-  }
-  // per block: its selectable slots and the first group overlapping it (the sketch's, key-sketch.ts)
-  const int32_t* bcount = a.bCount;
-  const int32_t* bfirst = a.bFirst;
   int64_t selectable = 0;
   for (int64_t g = 0; g < NG; g++) selectable += a.gLen[g];
-  // blocks: ub_hb = q_h·centre_b + |q_h|·half_b; rank_b = max_h (ub_hb − L_h), −∞ without selectable slots
-  S.ub.resize(static_cast<size_t>(G) * NBp + 8);
-  S.rank.resize(NBp);
-  float* ub = S.ub.data();
-  float* rank = S.rank.data();
-  alignas(64) float u16[MAXG][SQ_BLOCK];
-  for (int64_t b = 0; b < NBp / SQ_BLOCK; b++) {
-    float* c = ub + b * SQ_BLOCK;
-    scoreBlock(a, a.bm8, a.bmsum, a.bms, q4, f, b, c, NBp);
-    scoreBlock(a, a.bh8, a.bhsum, a.bhs, qa4, f, b, u16[0], SQ_BLOCK);
-    __m256 r0 = _mm256_set1_ps(-INFINITY), r1 = r0;
-    for (int h = 0; h < G; h++) {
-      float* ch = c + h * NBp;
-      const __m256 l = _mm256_set1_ps(L[h]);
-      const __m256 x0 = _mm256_add_ps(_mm256_loadu_ps(ch), _mm256_load_ps(u16[h]));
-      const __m256 x1 = _mm256_add_ps(_mm256_loadu_ps(ch + 8), _mm256_load_ps(u16[h] + 8));
-      _mm256_storeu_ps(ch, x0);
-      _mm256_storeu_ps(ch + 8, x1);
-      r0 = _mm256_max_ps(r0, _mm256_sub_ps(x0, l));
-      r1 = _mm256_max_ps(r1, _mm256_sub_ps(x1, l));
-    }
-    _mm256_storeu_ps(rank + b * SQ_BLOCK, r0);
-    _mm256_storeu_ps(rank + b * SQ_BLOCK + 8, r1);
+  // candidates: every group, or (prefilter) the best-bounded groups until `want` keys
+  S.cand.assign(NG, 1);
+  const bool pre = a.take >= 0 && a.want >= 0 && a.gm8 && a.want < selectable;
+  // mx_h: the reference of every exp (max of the candidates' logits and the groups' est); gm_h: max est
+  float mx[MAXG], gm[MAXG];
+  for (int h = 0; h < G; h++) mx[h] = -INFINITY, gm[h] = -INFINITY;
+  if (pre) {
+    S.est.resize(G * NGp);
+    S.ub.resize(G * NGp);
+    S.sel.resize(NG);
+    groupPass(a, q4, qa4, f, NGp, S.est.data(), S.ub.data(), S.sel.data(), gm);
+    // the best ⌈want·groups / selectable⌉ groups (want keys at the mean group size; key-sketch.ts prefilter)
+    const int64_t top = std::min<int64_t>(NG, (a.want * NG + selectable - 1) / selectable);
+    S.order.resize(NG);
+    for (int64_t g = 0; g < NG; g++) S.order[g] = static_cast<int32_t>(g);
+    const float* sc = S.sel.data();
+    if (top < NG)
+      std::nth_element(S.order.begin(), S.order.begin() + top, S.order.end(),
+                       [sc](int32_t x, int32_t y) { return sc[x] > sc[y] || (sc[x] == sc[y] && x < y); });
+    std::fill(S.cand.begin(), S.cand.end(), 0);
+    for (int64_t i = 0; i < top; i++) S.cand[S.order[i]] = 1;
+    for (int h = 0; h < G; h++) mx[h] = gm[h];
   }
-  // the choice (key-sketch.ts pickKeys): kept blocks and their lanes
-  S.kb.clear();
-  S.km.clear();
-  int64_t kept = 0;
-  S.order.clear();
-  for (int64_t b = 0; b < NB; b++)
-    if (bcount[b] > 0) S.order.push_back(static_cast<int32_t>(b));
-  const int64_t cnt = static_cast<int64_t>(S.order.size());
-  const float sc = static_cast<float>(a.scale);
-  if (a.take < 0) {
-    const double cut = a.tau / static_cast<double>(std::max<int64_t>(1, selectable));
-    for (int64_t i = 0; i < cnt; i++) {
-      const int32_t b = S.order[i];
-      if (std::exp(static_cast<double>(rank[b])) >= cut)
-        S.kb.push_back(b), S.km.push_back(laneSel(a, bfirst, b)), kept += __builtin_popcount(S.km.back());
+  // the 16-key blocks holding candidate slots, ascending (groups are runs in slot order)
+  S.blocks.clear();
+  if (!pre) {
+    for (int64_t b = 0; b < npad / SQ_BLOCK; b++) S.blocks.push_back(static_cast<int32_t>(b));
+  } else {
+    for (int64_t g = 0; g < NG; g++) {
+      if (!S.cand[g] || a.gLen[g] == 0) continue;
+      const int32_t b0 = a.gStart[g] / SQ_BLOCK, b1 = (a.gStart[g] + a.gLen[g] - 1) / SQ_BLOCK;
+      for (int32_t b = b0; b <= b1; b++)
+        if (S.blocks.empty() || S.blocks.back() < b) S.blocks.push_back(b);
     }
-  } else if (a.take > 0) {
-    auto better = [rank](int32_t x, int32_t y) { return rank[x] > rank[y] || (rank[x] == rank[y] && x < y); };
-    int64_t at = 0;
-    for (int64_t full = a.take / SQ_BLOCK; full > 0 && at < cnt; full = (a.take - kept) / SQ_BLOCK) {
-      const int64_t to = std::min(cnt, at + full);
-      if (to < cnt) std::nth_element(S.order.begin() + at, S.order.begin() + to, S.order.end(), better);
-      for (; at < to; at++)
-        S.kb.push_back(S.order[at]), S.km.push_back(laneSel(a, bfirst, S.order[at])), kept += __builtin_popcount(S.km.back());
+  }
+  const int64_t nb = static_cast<int64_t>(S.blocks.size()), nc = nb * SQ_BLOCK;  // compact slots
+  S.logit.resize(G * nc + 8);
+  S.ex.resize(G * nc + 8);
+  S.valid.resize(nc);
+  const int64_t blockBytes = static_cast<int64_t>(d) * SQ_BLOCK;
+  // per block: its logits, its candidate lanes (off them −∞) and the heads' running max
+  __m256 hm[MAXG];
+  for (int h = 0; h < G; h++) hm[h] = _mm256_set1_ps(-INFINITY);
+  const __m256i bitsLo = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
+  const __m256i bitsHi = _mm256_slli_epi32(bitsLo, 8);
+  const __m128i byteBits = _mm_setr_epi8(1, 2, 4, 8, 16, 32, 64, -128, 1, 2, 4, 8, 16, 32, 64, -128);
+  const __m128i byteSel = _mm_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
+  for (int64_t i = 0; i < nb; i++) {
+    const int64_t b = S.blocks[i];
+    if (i + 2 < nb) {  // candidate blocks are runs with gaps: the hardware prefetcher misses each gap
+      const char* nx = reinterpret_cast<const char*>(a.k8) + S.blocks[i + 2] * blockBytes;
+      for (int64_t c = 0; c < blockBytes; c += 64) _mm_prefetch(nx + c, _MM_HINT_T0);
     }
-    if (at < cnt && kept < a.take) {
-      // the next block's best slots by their exact logits (max_h q_h·k·scale − L_h, ties by slot)
-      if (at + 1 < cnt) std::nth_element(S.order.begin() + at, S.order.begin() + at, S.order.end(), better);
-      const int32_t b = S.order[at];
-      int32_t lane[SQ_BLOCK];
-      float v[SQ_BLOCK];
-      int m = 0;
-      for (uint32_t r = laneSel(a, bfirst, b); r; r &= r - 1) {
-        const int i = __builtin_ctz(r);
-        const int64_t row = static_cast<int64_t>(b) * SQ_BLOCK + i;
-        alignas(64) float wide[256];
-        const float* kr = static_cast<const float*>(a.K) + row * d;
-        if (a.half) {
-          const uint16_t* hr = static_cast<const uint16_t*>(a.K) + row * d;
-          for (int e = 0; e < d; e += 8)
-            _mm256_store_ps(wide + e, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(hr + e))));
-          kr = wide;
-        }
-        float best = -INFINITY;
-        for (int h = 0; h < G; h++) best = std::max(best, dot(a.q + h * d, kr, d) * sc - L[h]);
-        lane[m] = i, v[i] = best, m++;
+    float* lb = S.logit.data() + i * SQ_BLOCK;
+    scoreBlock(a, a.k8, a.ksum, a.ks, q4, f, b, lb, nc);
+    uint32_t vm = 0;
+    const int64_t j0 = b * SQ_BLOCK;
+    if (!pre && j0 + SQ_BLOCK <= n) {
+      const __m256i g0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.grp + j0));
+      const __m256i g1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.grp + j0 + 8));
+      const __m256i neg = _mm256_set1_epi32(-1);
+      vm = static_cast<uint32_t>(_mm256_movemask_ps(_mm256_castsi256_ps(_mm256_cmpgt_epi32(g0, neg)))) |
+           static_cast<uint32_t>(_mm256_movemask_ps(_mm256_castsi256_ps(_mm256_cmpgt_epi32(g1, neg)))) << 8;
+    } else {
+      for (int k = 0; k < SQ_BLOCK; k++) {
+        const int64_t j = j0 + k;
+        if (j < n && a.grp[j] >= 0 && S.cand[a.grp[j]]) vm |= 1u << k;
       }
-      std::sort(lane, lane + m, [&v](int32_t x, int32_t y) { return v[x] > v[y] || (v[x] == v[y] && x < y); });
-      uint32_t mask = 0;
-      for (int i = 0; i < m && kept < a.take; i++) mask |= 1u << lane[i], kept++;
-      S.kb.push_back(b), S.km.push_back(mask);
+    }
+    const __m128i vb = _mm_cmpeq_epi8(_mm_and_si128(_mm_shuffle_epi8(_mm_cvtsi32_si128(static_cast<int>(vm)), byteSel), byteBits), byteBits);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(S.valid.data() + i * SQ_BLOCK), _mm_and_si128(vb, _mm_set1_epi8(1)));
+    const __m256i vmv = _mm256_set1_epi32(static_cast<int>(vm));
+    const __m256 on0 = _mm256_castsi256_ps(_mm256_cmpeq_epi32(_mm256_and_si256(vmv, bitsLo), bitsLo));
+    const __m256 on1 = _mm256_castsi256_ps(_mm256_cmpeq_epi32(_mm256_and_si256(vmv, bitsHi), bitsHi));
+    const __m256 ninf = _mm256_set1_ps(-INFINITY);
+    for (int h = 0; h < G; h++) {
+      float* l = lb + h * nc;
+      const __m256 l0 = _mm256_blendv_ps(ninf, _mm256_loadu_ps(l), on0);
+      const __m256 l1 = _mm256_blendv_ps(ninf, _mm256_loadu_ps(l + 8), on1);
+      if (vm != 0xffff) _mm256_storeu_ps(l, l0), _mm256_storeu_ps(l + 8, l1);
+      hm[h] = _mm256_max_ps(hm[h], _mm256_max_ps(l0, l1));
     }
   }
-  // kept blocks in cache order (runs of rows read forward); masks follow their blocks
-  {
-    const int64_t k = static_cast<int64_t>(S.kb.size());
-    S.order.resize(k);
-    for (int64_t i = 0; i < k; i++) S.order[i] = static_cast<int32_t>(i);
-    const int32_t* kb = S.kb.data();
-    std::sort(S.order.begin(), S.order.end(), [kb](int32_t x, int32_t y) { return kb[x] < kb[y]; });
-    S.left.resize(2 * k);
-    for (int64_t i = 0; i < k; i++) S.left[2 * i] = S.kb[S.order[i]], S.left[2 * i + 1] = static_cast<int32_t>(S.km[S.order[i]]);
-    for (int64_t i = 0; i < k; i++) S.kb[i] = S.left[2 * i], S.km[i] = static_cast<uint32_t>(S.left[2 * i + 1]);
+  // per head: e = exp(logit − max) (~0 off the candidates), z with the other groups' mass
+  float invz[MAXG], rel[MAXG];
+  const int64_t n8 = nc / 8 * 8;
+  for (int h = 0; h < G; h++) {
+    float* l = S.logit.data() + h * nc;
+    float* ex = S.ex.data() + h * nc;
+    float m = std::max(mx[h], hmax(hm[h]));
+    if (m == -INFINITY) m = 0;  // nothing selectable
+    mx[h] = m;
+    const __m256 m8 = _mm256_set1_ps(m);
+    __m256 zs = _mm256_setzero_ps();
+    for (int64_t j = 0; j < n8; j += 8) {
+      const __m256 v = exp8(_mm256_sub_ps(_mm256_loadu_ps(l + j), m8));
+      _mm256_storeu_ps(ex + j, v);
+      zs = _mm256_add_ps(zs, v);
+    }
+    double z = hsum(zs);
+    for (int64_t j = n8; j < nc; j++) {
+      ex[j] = std::exp(l[j] - m);
+      z += ex[j];
+    }
+    if (pre) {
+      double zo = 0;  // the other groups' mass, against gm_h
+      const float* em = S.est.data() + h * NGp;
+      for (int64_t g = 0; g < NG; g++)
+        if (!S.cand[g]) zo += a.gLen[g] * em[g];
+      rel[h] = std::exp(gm[h] - m);
+      z += zo * rel[h];
+    }
+    invz[h] = z > 0 ? static_cast<float>(1.0 / z) : 0.0f;
   }
-  const int64_t nk = static_cast<int64_t>(S.kb.size());
-  // exact attention: kept blocks (whole ones joined into runs of rows), the always-attended ranges and the
-  // live tokens [n, end)
-  Buf<float>& acc = S.acc;  // [G][2][d]: exact, then left-out
+  // weight of each candidate slot: the best estimated softmax weight over the group's heads (−1: not one)
+  S.w.resize(nc);
+  int64_t cands = 0;
+  for (int64_t j = 0; j < nc; j += 8) {  // nc is a multiple of 16
+    __m256 best = _mm256_setzero_ps();
+    for (int h = 0; h < G; h++)
+      best = _mm256_max_ps(best, _mm256_mul_ps(_mm256_loadu_ps(S.ex.data() + h * nc + j), _mm256_set1_ps(invz[h])));
+    const __m128i v8 = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(S.valid.data() + j));
+    const __m256 on = _mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_cvtepu8_epi32(v8), _mm256_setzero_si256()));
+    _mm256_storeu_ps(S.w.data() + j, _mm256_blendv_ps(_mm256_set1_ps(-1.0f), best, on));
+    cands += __builtin_popcount(static_cast<unsigned>(_mm256_movemask_ps(on)));
+  }
+  S.keep.assign(nc, 0);
+  int64_t kept = 0;
+  if (a.take < 0) {
+    const float cut = static_cast<float>(a.tau / static_cast<double>(std::max<int64_t>(1, selectable)));
+    for (int64_t j = 0; j < nc; j++)
+      if (S.valid[j] && S.w[j] >= cut) S.keep[j] = 1, kept++;
+  } else if (a.take > 0 && cands > 0) {
+    kept = pickBlocks(S, nb, a.take);
+  }
+  // exact attention over the kept slots — whole kept blocks (a budget keeps whole blocks; rows of a block
+  // are contiguous in the cache) in one list, a block's kept lanes as runs otherwise — the always-attended
+  // ranges and the live tokens [n, end), merged online by log-sum-exp (Exact)
+  Buf<float>& acc = S.wg;  // [G][2][d]: exact, then left-out
   acc.assign(static_cast<size_t>(G) * 2 * d, 0.0f);
   Exact ex(a, acc.data());
+  S.kb.clear();
+  S.km.clear();
+  for (int64_t i = 0; i < nb; i++) {
+    const __m128i k16 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(S.keep.data() + i * SQ_BLOCK));
+    const uint32_t m = static_cast<uint32_t>(_mm_movemask_epi8(_mm_cmpgt_epi8(k16, _mm_setzero_si128())));
+    if (m) S.kb.push_back(static_cast<int32_t>(i)), S.km.push_back(m);
+  }
   constexpr uint32_t FULL = (1u << SQ_BLOCK) - 1;
-  S.order.clear();  // whole blocks: one list; the partial block by its lanes
-  for (int64_t t = 0; t < nk; t++)
-    if (S.km[t] == FULL) S.order.push_back(S.kb[t]);
-    else ex.lanes(static_cast<int64_t>(S.kb[t]) * SQ_BLOCK, S.km[t]);
+  S.order.clear();  // the whole kept blocks, ascending (compact blocks ascend with the cache's)
+  for (int64_t t = 0; t < static_cast<int64_t>(S.kb.size()); t++)
+    if (S.km[t] == FULL) S.order.push_back(S.blocks[S.kb[t]]);
+    else ex.lanes(static_cast<int64_t>(S.blocks[S.kb[t]]) * SQ_BLOCK, S.km[t]);
   ex.blocks(S.order.data(), static_cast<int64_t>(S.order.size()));
   for (int64_t p = 0; p < a.alwaysPairs; p++) ex.run(a.always[2 * p], a.always[2 * p + 1]);
   ex.run(n, a.end);
-  // the left-out share: per group its slots not kept × e_hg, with its mean value
+  // the left-out share: candidates not kept, Σ exp(logit − max) per group (a group's candidates are a run
+  // of compact slots) × its mean value; other groups len · exp(est − max) × theirs
   const bool approx = a.gvals && kept < selectable;
   double za[MAXG] = {};
   if (approx) {
-    S.left.resize(NG);
-    for (int64_t g = 0; g < NG; g++) S.left[g] = a.gLen[g];
-    for (int64_t t = 0; t < nk; t++) {
-      const int64_t j0 = static_cast<int64_t>(S.kb[t]) * SQ_BLOCK, j1 = j0 + SQ_BLOCK;
-      for (int64_t g = bfirst[S.kb[t]]; g < NG && a.gStart[g] < j1; g++) {
-        const int64_t s = std::max<int64_t>(a.gStart[g], j0), e = std::min<int64_t>(a.gStart[g] + a.gLen[g], j1);
-        if (e > s) S.left[g] -= __builtin_popcount(S.km[t] & (laneMask(e - s) << (s - j0)));
+    // per group and head: Σ exp(logit − max) of its candidates not kept, or len · exp(est − max) where
+    // the prefilter left the group out; then each group's mean value once for every head
+    S.ub.assign(static_cast<size_t>(NG) * G, 0.0f);
+    float* wg = S.ub.data();
+    // kept slots out of the sums; then each scored group's run of compact slots summed per head (a
+    // candidate group's blocks are all compact blocks, consecutive there as in the cache)
+    for (int64_t t = 0; t < static_cast<int64_t>(S.kb.size()); t++)
+      for (uint32_t r = S.km[t]; r; r &= r - 1)
+        for (int h = 0; h < G; h++) S.ex[h * nc + S.kb[t] * SQ_BLOCK + __builtin_ctz(r)] = 0;
+    S.inv.assign(npad / SQ_BLOCK, -1);
+    for (int64_t i = 0; i < nb; i++) S.inv[S.blocks[i]] = static_cast<int32_t>(i);
+    for (int64_t g = 0; g < NG; g++) {
+      if (!S.cand[g] || a.gLen[g] == 0) continue;
+      const int64_t c0 = static_cast<int64_t>(S.inv[a.gStart[g] / SQ_BLOCK]) * SQ_BLOCK + a.gStart[g] % SQ_BLOCK;
+      const int64_t len = a.gLen[g], l8 = len / 8 * 8;
+      for (int h = 0; h < G; h++) {
+        const float* ex = S.ex.data() + h * nc + c0;
+        __m256 z8 = _mm256_setzero_ps();
+        for (int64_t t = 0; t < l8; t += 8) z8 = _mm256_add_ps(z8, _mm256_loadu_ps(ex + t));
+        float z = hsum(z8);
+        for (int64_t t = l8; t < len; t++) z += ex[t];
+        wg[g * G + h] = z;
       }
     }
-    S.wg.resize(static_cast<size_t>(NG) * G);
-    float* wg = S.wg.data();
-    for (int64_t g = 0; g < NG; g++)
-      for (int h = 0; h < G; h++) wg[g * G + h] = S.left[g] > 0 ? S.left[g] * est[h * NGp + g] : 0.0f;
+    if (pre)
+      for (int64_t g = 0; g < NG; g++)
+        if (!S.cand[g])
+          for (int h = 0; h < G; h++) wg[g * G + h] = a.gLen[g] * S.est[h * NGp + g] * rel[h];
     for (int h = 0; h < G; h++)
       for (int64_t g = 0; g < NG; g++) za[h] += wg[g * G + h];
     addAllGroups(wg, G, NG, a.gvals, d, acc.data());
   }
-  // exact (against M_h) ⊕ left-out (against gmax_h), both moved to the larger of the two
+  // exact (against M_h) ⊕ left-out (against mx_h), both moved to the larger of the two
   for (int h = 0; h < G; h++) {
     const float* o = acc.data() + h * 2 * d;
     const float* oa = acc.data() + h * 2 * d + d;
     float* dst = a.out + h * d;
-    const float F = std::max(ex.M[h], gmax[h]);
+    const float F = std::max(ex.M[h], mx[h]);
     const float re = ex.M[h] == -INFINITY ? 0.0f : std::exp(ex.M[h] - F);
-    const float ra = std::exp(gmax[h] - F);
+    const float ra = std::exp(mx[h] - F);
     const double den = ex.el[h] * re + za[h] * ra;
     const double inv = den > 0 ? 1.0 / den : 0.0;
     for (int e = 0; e < d; e++) dst[e] = static_cast<float>((o[e] * re + oa[e] * ra) * inv);

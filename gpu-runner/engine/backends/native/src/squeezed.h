@@ -1,8 +1,8 @@
-// Squeezed attention's fused decode step (squeezed.cc, squeezed-driver.cc): per 16-slot block of a fixed
-// context an upper bound of q·k from its keys' channel ranges (int8 centre + half-width), the budget's best
-// blocks, exact attention over their rows + always-attended ranges + live tokens, and the left-out slots'
-// share (per group: slots left out × exp(q·mean key), the group's mean value) merged by log-sum-exp — one
-// call per (row, kv head). The reference it must equal is gpu-runner/engine/attention/squeezed/key-sketch.ts.
+// Squeezed attention's fused decode step (squeezed.cc, squeezed-driver.cc): per-key int8 scoring of a
+// fixed context, top-budget selection, exact attention over the kept keys + always-attended ranges + live
+// tokens, and the left-out keys' share (their own logits, their group's mean value) merged by
+// log-sum-exp — one call per (row, kv head) instead of five host passes. The reference it must equal is
+// gpu-runner/engine/attention/squeezed/key-sketch.ts.
 #pragma once
 #define NAPI_VERSION 8
 #include <node_api.h>
@@ -16,24 +16,13 @@ struct SqueezedStep {
   float* out;      // [G][d]
   int G, d;
   double scale;
-  int64_t n;  // fixed-context slots; blocks of SQ_BLOCK slots [16b, 16b + 16), ⌈n/16⌉ of them
+  const int8_t* k8;    // int8 keys in cache order, in blocks of 16 keys: [n/16][d/4][16 keys][4] (n padded)
+  const int32_t* ksum; // [n] Σ_e k8[j][e] (VNNI's unsigned-query correction)
+  const float* ks;     // [n] their scales
+  const int32_t* grp;  // [n] summary group, −1 = always attended
+  int64_t n;
+  const float* gvals;  // [groups][d] group mean values, null = drop-only
   int64_t groups;
-  const int32_t* gStart;  // [groups] first slot of each group (groups are runs of slots, ascending)
-  const int32_t* gLen;    // [groups] its slots
-  const float* gvals;     // [groups][d] group mean values, null = drop-only
-  // int8 tables in blocks of 16 rows ([rows/16][d/4][16][4], rows padded to 16) with each row's Σ and scale:
-  // the groups' mean keys (rows = groups) and the blocks' channel centres and half-widths (rows = blocks)
-  const int8_t* gm8;
-  const int32_t* gmsum;
-  const float* gms;
-  const int8_t* bm8;
-  const int32_t* bmsum;
-  const float* bms;
-  const int8_t* bh8;
-  const int32_t* bhsum;
-  const float* bhs;
-  const int32_t* bCount;  // [⌈n/16⌉] selectable slots of each block
-  const int32_t* bFirst;  // [⌈n/16⌉] first group overlapping each block (groups: none)
   const void* K;  // this layer and kv head: [pos][d], f32 or (half) IEEE halves
   const void* V;
   bool half;
@@ -41,10 +30,23 @@ struct SqueezedStep {
   int64_t alwaysPairs;
   int64_t end;   // live tokens [n, end)
   int64_t take;  // budget: keys to keep; < 0 → threshold
-  double tau;    // threshold: keep a block when selectable · exp(rank) ≥ tau
+  double tau;    // threshold: keep when selectable · weight ≥ tau
+  // the prefilter (budget mode, 0 ≤ want < selectable keys): groups ranked by a bound, per-key scoring only
+  // inside the best until `want` keys; the others join the left-out share as size · exp(q·mean key)
+  const int32_t* gStart;  // [groups] first slot of each group (groups are runs of slots, in slot order)
+  const int32_t* gLen;    // [groups] its slots
+  // [groups] mean key and max |k − mean| per dim of each group, int8 in the keys' block layout (groups
+  // padded to 16) with their Σ and scales, as k8 / ksum / ks
+  const int8_t* gm8;
+  const int32_t* gmsum;
+  const float* gms;
+  const int8_t* gs8;
+  const int32_t* gssum;
+  const float* gss;
+  int64_t want;  // keys scored per key (≥ take); −1 = every key
 };
 
-/** Slots per block (the choice's unit) and rows per block of the interleaved int8 tables. */
+/** Keys per block of the interleaved int8 layout. */
 constexpr int SQ_BLOCK = 16;
 
 /** One step; returns the keys kept (not counting always-attended ranges). AVX2, or AVX-512 VNNI. */
