@@ -253,7 +253,8 @@ export async function run(args: string[]): Promise<number> {
             // steps do not separate it; their selection is timed only inside the step)
             const fused = variants[bi].scoring === 'keys' && sqb.name === 'native';
             let ranges: Int32Array[] = [];
-            if (!fused || r === 0) for (let l = LAYERS - 1; l >= 0; l--) ranges = fc.keysFor(q, sqSpan, l).keys;
+            if (!fused || r === 0)
+              for (let l = LAYERS - 1; l >= 0; l--) ranges = fc.keysFor(q, sqSpan, l).keys;
             const c2 = cpuMs();
             const s2 = performance.now();
             sq[bi].total.push((s1 - s0) / LAYERS);
