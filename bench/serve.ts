@@ -2,7 +2,8 @@
 //   [--chunk-tokens 128] [--question 16] [--max-tokens 16] [--model DIR] [--backend wasm|native|reference]
 //   [--weights f32|f16|q8_0|q4_0] [--kv-cache f16|f32] [--shape smollm2|tiny] [--json]`
 // Serving throughput and TTFT of a runner over HTTP, reuse modes side by side in one run on the same
-// backend: an in-process runner (createRunner, loopback port) gets closed-loop SSE clients — `c` clients,
+// backend: an in-process runner (createRunner, loopback port) gets closed-loop SSE clients from a worker
+// thread (serve-clients.ts: their own event loop, as real clients are other processes) — `c` clients,
 // each sending its next request when the previous one ends — until --requests requests finished, at each
 // concurrency and reuse mode (interleaved: every concurrency runs all modes before the next one).
 // Each request: a system prefix, --chunks chunks of its own (like concurrent users whose retrievals differ:
@@ -21,17 +22,20 @@
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Worker } from 'node:worker_threads';
 import { REUSE_MODES, type ReuseMode } from '../contracts/reuse.ts';
 import { BACKENDS, type BackendName } from '../gpu-runner/engine/backends/registry.ts';
+import { kvBytesPerPosition } from '../gpu-runner/engine/generate/scheduler.ts';
 import { loadModelConfig } from '../gpu-runner/engine/model-config.ts';
 import { WEIGHT_DTYPES, type WeightDType } from '../gpu-runner/engine/weights.ts';
 import { createRunner, type Runner } from '../gpu-runner/server/runner.ts';
-import { MAX_PRECOMPUTE_CHUNKS, type RunnerUsage } from '../contracts/runner-api.ts';
+import { MAX_PRECOMPUTE_CHUNKS } from '../contracts/runner-api.ts';
 import { makeTinyModel } from '../gpu-runner/tools/make-tiny-model.ts';
 import { numberOption, parseOptions, UsageError } from '../cli/args.ts';
 import { FsBlobStore } from '../src/storage/fs.ts';
 import { emit, formatTable, percentile, rng } from './_report.ts';
 import { modelShape } from './_shapes.ts';
+import type { ClientsInit, LevelDone, LevelMsg } from './serve-clients.ts';
 
 const mean = (xs: number[]) => xs.reduce((s, x) => s + x, 0) / xs.length;
 
@@ -67,6 +71,11 @@ interface Row {
   cachedTokensPerRequest: number;
   /** Scheduler steps (batched forwards) the level took. */
   steps: number;
+  /**
+   * Steps per wave of `concurrency` requests (steps × concurrency / requests): --max-tokens when a wave's
+   * requests share every step, more when they reach the scheduler a step or more apart.
+   */
+  stepsPerWave: number;
   wallMs: number;
 }
 
@@ -110,6 +119,7 @@ export async function run(args: string[]): Promise<number> {
   if (shape && values.model) throw new UsageError('--shape and --model exclude each other');
   const tmp = mkdtempSync(join(tmpdir(), 'kvrag-bench-serve-'));
   let runner: Runner | null = null;
+  let clients: Worker | null = null;
   try {
     const dir = values.model ?? join(tmp, 'model');
     if (!values.model) {
@@ -119,12 +129,12 @@ export async function run(args: string[]): Promise<number> {
       cfg.max_position_embeddings = 2 ** Math.ceil(Math.log2(seqTokens));
       writeFileSync(cfgPath, JSON.stringify(cfg));
     }
-    // KV memory for every client at the highest level at once (f32 K and V, every layer; the scheduler
-    // reserves a sequence's positions in blocks of 32), so concurrency is not capped by the default 256 MiB
-    const mc = loadModelConfig(dir);
+    // KV memory for every client at the highest level at once (counted as f32 K and V, every layer, whatever
+    // the cache type; the scheduler reserves a sequence's positions in blocks of 32), so concurrency is not
+    // capped by the default 256 MiB
     const kvBytes = Math.max(
       256 * 1024 * 1024,
-      Math.max(...levels) * (seqTokens + 64) * 2 * mc.layers * mc.kvHeads * mc.headDim * 4,
+      Math.max(...levels) * (seqTokens + 64) * kvBytesPerPosition(loadModelConfig(dir), 'f32'),
     );
     const r = await createRunner({
       modelDir: dir,
@@ -165,75 +175,50 @@ export async function run(args: string[]): Promise<number> {
       if (!pre.ok) throw new Error(`precompute failed: ${pre.status} ${await pre.text()}`);
     }
 
-    // i: the request's index within its level (its chunk set)
-    const request = async (mode: ReuseMode, i: number) => {
-      const chunks = Array.from({ length: k }, (_, j) => ({ tokenIds: pool[i * k + j] }));
-      const question = String.fromCharCode(...ids(questionTokens).map((t) => 97 + (t % 26)));
-      const t0 = performance.now();
-      const res = await fetch(`${base}/v1/generate`, {
-        method: 'POST',
-        headers,
-        body: JSON.stringify({
-          system: { tokenIds: system },
-          chunks,
-          question,
-          maxTokens,
-          ignoreEos: true,
-          reuse: { mode },
-        }),
+    // the clients: a worker thread with its own event loop (bench/serve-clients.ts), as real clients are
+    // other processes; the runner's loop only serves
+    const init: ClientsInit = {
+      base,
+      headers,
+      pool,
+      k,
+      system,
+      questionTokens,
+      maxTokens,
+      perLevel,
+    };
+    clients = new Worker(new URL('./serve-clients.ts', import.meta.url), { workerData: init });
+    const worker = clients;
+    const level = (msg: LevelMsg) =>
+      new Promise<LevelDone>((resolve, reject) => {
+        const onError = (err: Error) => reject(new Error(`bench clients failed: ${err.message}`));
+        const onExit = (code: number) => reject(new Error(`bench clients exited (${code})`));
+        worker.once('error', onError);
+        worker.once('exit', onExit);
+        worker.once('message', (m: { ok: true; done: LevelDone } | { ok: false; error: string }) => {
+          worker.off('error', onError);
+          worker.off('exit', onExit);
+          if (m.ok) resolve(m.done);
+          else reject(new Error(`bench clients: ${m.error}`));
+        });
+        worker.postMessage(msg);
       });
-      if (!res.ok || !res.body) throw new Error(`generate failed: ${res.status} ${await res.text()}`);
-      let ttft = -1;
-      let usage: RunnerUsage | null = null;
-      const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
-      let buf = '';
-      for (;;) {
-        const { done, value } = await reader.read();
-        if (done) break;
-        buf += value;
-        if (ttft < 0 && buf.includes('event: token')) ttft = performance.now() - t0;
-        const at = buf.indexOf('event: done');
-        if (at >= 0) {
-          const end = buf.indexOf('\n\n', at);
-          if (end >= 0) usage = JSON.parse(buf.slice(buf.indexOf('data:', at) + 5, end).trim());
-        }
-      }
-      if (!usage) throw new Error('stream ended without a done event');
-      // a first token with no text of its own (a random model's id outside the byte range) sends no token
-      // event: then the runner's own TTFT (arrival → first token) stands in
-      return { ttft: ttft < 0 ? usage.timingsMs.ttft : ttft, usage };
-    };
-
-    // `c` closed-loop clients until perLevel requests finished
-    const level = async (mode: ReuseMode, c: number) => {
-      const ttfts: number[] = [];
-      const usages: RunnerUsage[] = [];
-      let started = 0;
-      await Promise.all(
-        Array.from({ length: c }, async () => {
-          while (started < perLevel) {
-            const got = await request(mode, started++);
-            ttfts.push(got.ttft);
-            usages.push(got.usage);
-          }
-        }),
-      );
-      return { ttfts, usages };
-    };
     // warm-up (JIT; the artifact tiers): one request per mode, and a pass over every chunk set at the top
     // concurrency for the modes that read artifacts
-    for (const m of modes) await (m === 'full' ? request(m, 0) : level(m, Math.max(...levels)));
+    for (const mode of modes)
+      await level(
+        mode === 'full'
+          ? { mode, c: 1, requests: 1, connect: false }
+          : { mode, c: Math.max(...levels), connect: true },
+      );
 
     const rows: Row[] = [];
     for (const c of levels) {
       for (const mode of modes) {
-        // `c` open connections before timing: the clients share the runner's event loop, where opening
-        // connections during the level would let requests in one per step
-        await Promise.all(Array.from({ length: c }, () => fetch(`${base}/healthz`).then((x) => x.text())));
+        // `c` open connections before timing (the clients open them, then start the level)
         const steps0 = r.core.scheduler.stats().steps;
-        const t0 = performance.now();
-        const { ttfts, usages } = await level(mode, c);
-        const wall = performance.now() - t0;
+        const { ttfts, usages, wallMs: wall } = await level({ mode, c, connect: true });
+        const steps = r.core.scheduler.stats().steps - steps0;
         ttfts.sort((a, b) => a - b);
         const runnerTtfts = usages.map((u) => u.timingsMs.ttft).sort((a, b) => a - b);
         const tokens = usages.reduce((s, u) => s + u.completionTokens, 0);
@@ -254,7 +239,8 @@ export async function run(args: string[]): Promise<number> {
             usages.map((u) => (u.timingsMs.total - u.timingsMs.ttft) / Math.max(1, u.completionTokens - 1)),
           ),
           cachedTokensPerRequest: usages.reduce((s, u) => s + u.cachedTokens, 0) / usages.length,
-          steps: r.core.scheduler.stats().steps - steps0,
+          steps,
+          stepsPerWave: (steps * c) / usages.length,
           wallMs: wall,
         });
       }
@@ -296,6 +282,7 @@ export async function run(args: string[]): Promise<number> {
           'decode ms/tok',
           'cached tok',
           'steps',
+          'steps/wave',
           'tok/s ÷ full',
           'p50 ÷ full',
         ],
@@ -315,6 +302,7 @@ export async function run(args: string[]): Promise<number> {
           x.decodeMsPerToken,
           x.cachedTokensPerRequest,
           x.steps,
+          x.stepsPerWave,
           x.throughputVsFull,
           x.ttftP50VsFull,
         ]),
@@ -322,6 +310,7 @@ export async function run(args: string[]): Promise<number> {
     );
     return 0;
   } finally {
+    await clients?.terminate();
     await runner?.stop({ graceMs: 0 });
     rmSync(tmp, { recursive: true, force: true });
   }

@@ -3,7 +3,7 @@
 // runner credential (auth.ts); bodies are read under core.limits.maxBodyBytes while they stream in and
 // checked with zod, generate requests against the operator's caps (core.limits); every error is the
 // envelope of contracts/errors.ts (engine errors mapped in ./errors.ts).
-import { Hono } from 'hono';
+import { type Context, Hono } from 'hono';
 import { readBodyLimited } from '../../contracts/http-body.ts';
 import { streamSSE } from 'hono/streaming';
 import { AppError, parseWith, toEnvelope } from '../../contracts/errors.ts';
@@ -105,6 +105,17 @@ export function createRunnerApp(core: RunnerCore, log?: Log): Hono<RunnerEnv> {
 
   app.post('/v1/generate', async (c) => {
     if (!core.ready) throw new AppError('unavailable', 'runner is shutting down');
+    // an idle scheduler's admission window waits for this request while it is read (a burst's first step)
+    const read = core.scheduler.arriving();
+    try {
+      return await generate(c);
+    } finally {
+      read();
+    }
+  });
+
+  /** POST /v1/generate once admitted to be read: body, caps, the sequence queued, the SSE stream. */
+  const generate = async (c: Context<RunnerEnv>) => {
     const body = parseWith(generateBodySchema, await jsonOf(c.req.raw, core.limits), 'request body');
     checkCaps(body, core.limits);
     const ac = new AbortController();
@@ -165,7 +176,7 @@ export function createRunnerApp(core: RunnerCore, log?: Log): Hono<RunnerEnv> {
         wake = null;
       }
     });
-  });
+  };
 
   return app;
 }

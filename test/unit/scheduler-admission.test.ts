@@ -194,6 +194,33 @@ describe('scheduler admission', () => {
     expect(await burst({ batchWindowMs: 0 })).toBeGreaterThan(1); // stepping at once admits them apart
   });
 
+  it('the admission window waits for a request still being read, however long its read takes', async () => {
+    const req = (i: number): SeqRequest => ({
+      system: [],
+      chunks: [],
+      question: engine.encode(`Slow arrival ${i}?`),
+      mode: 'full',
+      maxTokens: 2,
+      stopTokenIds: [],
+    });
+    // the first request is queued; the second is announced as being read and reaches submit() 20 ms later
+    // (a long body, a long text to tokenize) — past the window's 2 quiet ms, within its cap
+    const firstStepPrefills = async (announce: boolean) => {
+      const steps: { prefill: number }[] = [];
+      const s = new Scheduler(engine, { batchWindowMs: 1000, observer: { step: (x) => steps.push(x) } });
+      const read = announce ? s.arriving() : () => {};
+      const first = s.submit(req(0));
+      await new Promise((r) => setTimeout(r, 20));
+      const second = s.submit(req(1));
+      read();
+      await Promise.all([first, second]);
+      return steps[0].prefill;
+    };
+    const [a, b] = [req(0).question.length, req(1).question.length];
+    expect(await firstStepPrefills(true)).toBe(a + b); // both questions in the first step
+    expect(await firstStepPrefills(false)).toBe(a); // unannounced, the window closed after 2 quiet ms
+  });
+
   it("reads a waiting request's artifacts ahead and lets go of them when it ends waiting", async () => {
     const { assembler } = assemblerWithTier();
     await new Scheduler(engine, { assembler }).submit(reuseReq(2)); // stores its artifacts

@@ -19,11 +19,20 @@ import type { SparseConfig } from '../attention/sparse/config.ts';
 import { SparsePrefill } from '../attention/sparse/prefill.ts';
 import { InvalidRequestError, NotAcceptingError } from '../errors.ts';
 import type { SequenceAssembler } from '../reuse/types.ts';
+import type { ModelConfig } from '../model-config.ts';
 import type { TextTokenizer } from '../tokenizer.ts';
 import { Mutex } from './mutex.ts';
 import { checkRequest, type SeqRequest } from './request.ts';
 import { Sequence } from './sequence.ts';
 import { type StepEngine, type StepPlan, StepRunner } from './step-runner.ts';
+
+/** A background step lets the event loop run between layers once it has held it this long (ms). */
+const BREATHE_MS = 1;
+
+/** Bytes of K and V per cache position of one sequence, every layer, with `dtype` elements. */
+export function kvBytesPerPosition(c: ModelConfig, dtype: 'f32' | 'f16'): number {
+  return 2 * c.layers * c.kvHeads * c.headDim * (dtype === 'f16' ? 2 : 4);
+}
 
 /** What scheduling needs of an engine (Engine has it all). */
 export interface SchedulerEngine extends StepEngine {
@@ -49,9 +58,10 @@ export interface SchedulerOptions {
    */
   maxAssembliesPerStep?: number;
   /**
-   * A burst reaching an idle runner: its first step waits while requests keep arriving (until 2 ms bring
-   * none) for at most this long, so the burst shares the first step (dynamic batching's queue delay). A
-   * lone request waits ~2 ms. 0: step at once. Default 10.
+   * A burst reaching an idle runner: its first step waits while requests keep arriving or are being read
+   * (arriving(): until 2 ms bring none and none is being read) for at most this long, so the burst shares
+   * the first step (dynamic batching's queue delay). A lone request waits ~2 ms. 0: step at once.
+   * Default 10.
    */
   batchWindowMs?: number;
   /** Needed for reuse modes other than `full`. */
@@ -97,7 +107,10 @@ export class Scheduler {
   private readonly observer: SchedulerObserver;
   private readonly runner: StepRunner;
   private readonly background: boolean;
-  /** Bytes of K and V per position of one sequence (every layer, f32). */
+  /**
+   * Bytes of K and V per position of one sequence's cache (every layer) in the backend's KV element type
+   * (f16 on a runner's native backend by default); an exact cache (f32) counts kvBytesPerPosition(…, 'f32').
+   */
   readonly bytesPerPosition: number;
   private readonly waiting: Sequence[] = [];
   /** Admission order: first = oldest. */
@@ -110,6 +123,10 @@ export class Scheduler {
   private steps = 0;
   private preemptions = 0;
   private used = 0;
+  /** Requests being read (arriving()) that have not reached enqueue() or failed yet. */
+  private reading = 0;
+  /** When the background loop last let the event loop run (breathe). */
+  private heldSince = 0;
 
   constructor(engine: SchedulerEngine, opts: SchedulerOptions = {}) {
     this.engine = engine;
@@ -123,9 +140,13 @@ export class Scheduler {
     this.mutex = opts.mutex ?? new Mutex();
     this.observer = opts.observer ?? {};
     this.background = opts.background ?? true;
-    this.runner = new StepRunner(engine, opts.assembler, (seq, id) => this.acceptSampled(seq, id));
-    const c = engine.config;
-    this.bytesPerPosition = 2 * c.layers * c.kvHeads * c.headDim * 4;
+    this.runner = new StepRunner(
+      engine,
+      opts.assembler,
+      (seq, id) => this.acceptSampled(seq, id),
+      this.background ? () => this.breathe() : undefined,
+    );
+    this.bytesPerPosition = kvBytesPerPosition(engine.config, engine.backend.caps.kvDType);
   }
 
   /** Queues a request; resolves with its usage when it ends (any reason). Rejects bad requests at once. */
@@ -143,12 +164,26 @@ export class Scheduler {
       canAssemble: this.assembler !== null,
     });
     const seq = new Sequence(this.nextId++, req, e.tokenizer, e.stopTokenIds);
-    if (this.capacityFor(seq) * this.bytesPerPosition > this.kvBytes)
+    if (this.capacityFor(seq) * this.bytesPer(seq) > this.kvBytes)
       throw new InvalidRequestError('prompt does not fit the runner KV memory');
     this.waiting.push(seq);
     this.prefetchWaiting();
     if (this.background) this.kick();
     return seq;
+  }
+
+  /**
+   * A request is being read (the runner's HTTP body, validation, tokenization) and will be submitted or
+   * refused: an idle scheduler's admission window keeps gathering until it has (see gatherBurst). Call the
+   * returned function once, after submit() or on failure.
+   */
+  arriving(): () => void {
+    this.reading++;
+    let open = true;
+    return () => {
+      if (open) this.reading--;
+      open = false;
+    };
   }
 
   stats(): SchedulerStats {
@@ -202,22 +237,36 @@ export class Scheduler {
       // before the first: requests read in the same turn as the one that woke the loop (concurrent HTTP
       // arrivals) join its first step instead of waiting for a step that admits it alone
       await new Promise((r) => setImmediate(r));
+      this.heldSince = performance.now();
       await this.mutex.run(() => this.step());
     }
   }
 
   /**
-   * Woken from idle: waits while arrivals keep coming — until two 1 ms sleeps in a row brought none, or
-   * batchWindowMs passed. A burst's requests are read over several event-loop turns (HTTP parsing,
-   * validation, tokenization); without this the first step starts with the first of them, blocks the
-   * loop for its forward, and the rest trickle in a step at a time, each admission a prefill of its own.
+   * Between two layers of a background step's forward: when the step has held the event loop for
+   * BREATHE_MS, one turn of it (setImmediate) — requests arriving during a step are read, checked and
+   * queued before it ends, so they join the next step, and streamed text goes out; each HTTP request needs
+   * several turns, which one turn between steps gave it one step at a time. Nothing here touches the
+   * step's sequences: enqueue() only appends to the waiting list, and reap() runs between steps.
+   */
+  private async breathe(): Promise<void> {
+    if (performance.now() - this.heldSince < BREATHE_MS) return;
+    await new Promise((r) => setImmediate(r));
+    this.heldSince = performance.now();
+  }
+
+  /**
+   * Woken from idle: waits while arrivals keep coming — until two 1 ms sleeps in a row brought none while
+   * no request was being read (arriving()), or batchWindowMs passed. A burst's requests are read over
+   * several event-loop turns (HTTP parsing, validation, tokenization); without this the first step starts
+   * with the first of them and the rest join a step later (read between its layers, breathe()).
    */
   private async gatherBurst(): Promise<void> {
     const until = performance.now() + this.batchWindowMs;
     let seen = this.waiting.length;
     for (let quiet = 0; quiet < 2 && performance.now() < until; ) {
       await new Promise((r) => setTimeout(r, 1));
-      quiet = this.waiting.length > seen ? 0 : quiet + 1;
+      quiet = this.waiting.length > seen || this.reading > 0 ? 0 : quiet + 1;
       seen = this.waiting.length;
     }
   }
@@ -254,7 +303,7 @@ export class Scheduler {
       const seq = this.waiting[0];
       const cap = this.capacityFor(seq);
       // FIFO: nobody overtakes the head, whether it waits for memory or for the next step's assemblies
-      if (this.used + cap * this.bytesPerPosition > this.kvBytes) break;
+      if (this.used + cap * this.bytesPer(seq) > this.kvBytes) break;
       if (seq.req.mode !== 'full' && assemblies++ >= this.maxAssembliesPerStep) break;
       this.waiting.shift();
       budget -= this.planAdmission(seq, cap, budget, plan);
@@ -277,6 +326,15 @@ export class Scheduler {
     }
   }
 
+  /**
+   * Bytes per position of a sequence's cache: f32 where the assembler places the context in an exact
+   * cache (a squeezed request in a reuse mode: the fused squeezed step reads f32), else the backend's.
+   */
+  private bytesPer(seq: Sequence): number {
+    const exact = seq.req.mode !== 'full' && seq.req.squeezed;
+    return exact ? kvBytesPerPosition(this.engine.config, 'f32') : this.bytesPerPosition;
+  }
+
   /** Positions reserved when a sequence is admitted: what it holds plus one block, within its maximum. */
   private capacityFor(seq: Sequence): number {
     return Math.min(seq.maxLength, seq.promptLength + seq.generated.length + this.growBlock);
@@ -296,7 +354,7 @@ export class Scheduler {
     if (seq.admittedAt < 0) seq.admittedAt = performance.now();
     this.running.push(seq);
     this.reserved.set(seq, cap);
-    this.used += cap * this.bytesPerPosition;
+    this.used += cap * this.bytesPer(seq);
     seq.phase = 'prefill';
     // full: the whole prompt (and what was generated before a preemption) is prefilled live; reuse
     // modes: the context is placed at admission, the question (and what was generated) prefilled live
@@ -327,7 +385,7 @@ export class Scheduler {
     const have = this.reserved.get(seq)!;
     if (seq.kv!.length + n <= have) return true;
     const grown = Math.min(seq.maxLength, have + Math.max(n, this.growBlock));
-    const need = (grown - have) * this.bytesPerPosition;
+    const need = (grown - have) * this.bytesPer(seq);
     while (this.used + need > this.kvBytes) {
       const victim = this.running.findLast((s) => s !== seq && this.reserved.has(s));
       if (!victim || this.running.indexOf(victim) < this.running.indexOf(seq)) {
@@ -354,12 +412,14 @@ export class Scheduler {
   }
 
   private release(seq: Sequence): void {
-    this.used -= (this.reserved.get(seq) ?? 0) * this.bytesPerPosition;
+    this.used -= (this.reserved.get(seq) ?? 0) * this.bytesPer(seq);
     this.reserved.delete(seq);
     seq.release();
   }
 
   private acceptSampled(seq: Sequence, id: number): void {
+    // ended while its step ran (drain() at a breathe between layers): what the client was sent stands
+    if (seq.finish) return;
     const prev = seq.lastTokenAt;
     seq.accept(id);
     if (prev < 0) this.observer.firstToken?.((seq.firstTokenAt - seq.createdAt) / 1000);

@@ -52,15 +52,22 @@ export class StepRunner {
   private readonly assembler: SequenceAssembler | undefined;
   /** Hands a sampled token to its sequence (the scheduler observes it). */
   private readonly accept: (seq: Sequence, id: number) => void;
+  /**
+   * Awaited before each layer of the batched forward (Model.forwardWhenReady) where given: the runner's
+   * scheduler lets the event loop read arrivals and write streams there. Absent: one synchronous forward.
+   */
+  private readonly pause: ((layer: number) => Promise<void>) | undefined;
 
   constructor(
     engine: StepEngine,
     assembler: SequenceAssembler | undefined,
     accept: (seq: Sequence, id: number) => void,
+    pause?: (layer: number) => Promise<void>,
   ) {
     this.engine = engine;
     this.assembler = assembler;
     this.accept = accept;
+    this.pause = pause;
   }
 
   async execute(plan: StepPlan): Promise<void> {
@@ -173,9 +180,11 @@ export class StepRunner {
    */
   private async forwardAndSample(batch: PlannedInput[]): Promise<(i: number) => number> {
     const b = this.engine.backend;
-    const logits = this.engine.model.forward(
-      batch.map((p) => ({ kv: p.seq.kv!, tokens: p.tokens, attention: p.seq.attention })),
-    );
+    const inputs = batch.map((p) => ({ kv: p.seq.kv!, tokens: p.tokens, attention: p.seq.attention }));
+    const model = this.engine.model;
+    const logits = this.pause
+      ? await model.forwardWhenReady(inputs, 'last', this.pause)
+      : model.forward(inputs);
     try {
       if (batch.every((p) => !p.sample || p.seq.sampler.greedy)) {
         const idx = b.argmax(logits);

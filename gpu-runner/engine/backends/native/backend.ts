@@ -139,9 +139,9 @@ export class NativeWasmKernels extends WasmKernels {
     return gatherHalf(this.rt, this.native, c, layer, start, count);
   }
   /**
-   * The addon's kv_unpack (native/src/kvunpack.cc), into f32 caches and, for int8/int4/f32 sections, f16
-   * caches (rows narrowed as they are written); an f16 section into an f16 cache is copied (keys
-   * re-rotated) by the addon's kvUnpackHalf.
+   * The addon's kv_unpack (native/src/kvunpack.cc): every section dtype, into f32 caches or f16 caches (rows
+   * narrowed as they are written; an f16 section into an f16 cache widens and narrows exactly, keys
+   * re-rotated in f32).
    */
   override kvUnpack(
     c: WasmKVCache,
@@ -155,22 +155,8 @@ export class NativeWasmKernels extends WasmKernels {
     delta: number,
     invFreq: WasmTensor | null,
   ): void {
-    // the addon's kv_unpack (the wasm kernel's arguments): one pass per row, written as the cache holds it
-    if (!c.half || packed.dtype !== 'f16') {
-      const args = this.unpackArgs(c, spec, layer, pos, part, src, offset, packed, delta, invFreq);
-      this.native.kvUnpack(this.rt.mem.u8, args, c.half);
-      return;
-    }
-    this.native.kvUnpackHalf(this.rt.mem.u8, {
-      src: src.off + offset,
-      dst: (part === 'k' ? c.k : c.v) + c.offset(layer, 0, pos),
-      kvHeads: spec.kvHeads,
-      n: packed.n,
-      headDim: spec.headDim,
-      headStride: spec.capacity * spec.headDim,
-      delta: part === 'k' ? delta : 0,
-      invFreq: invFreq?.off ?? 0,
-    });
+    const args = this.unpackArgs(c, spec, layer, pos, part, src, offset, packed, delta, invFreq);
+    this.native.kvUnpack(this.rt.mem.u8, args, c.half);
   }
   /** f16: the wasm sparse prefill over an f32 copy of the layer's written positions. */
   override sparseAttention(call: Call, plan: FlatPlan): { out: WasmTensor; lse: WasmTensor } {

@@ -105,17 +105,6 @@ export interface NativeAddon {
     dstRowStride: number,
     toHalf: number,
   ): void;
-  kvUnpackHalf(
-    mem: Uint8Array,
-    src: number,
-    dst: number,
-    kvHeads: number,
-    n: number,
-    headDim: number,
-    headStride: number,
-    delta: number,
-    invFreq: number,
-  ): void;
   swiglu(mem: Uint8Array, gate: number, up: number, y: number, size: number): void;
   argmax(mem: Uint8Array, x: number, out: number, M: number, N: number): void;
   squeezedStep(mem: Uint8Array, ...args: number[]): number;
@@ -410,27 +399,6 @@ export class NativeKernels {
   ): void {
     const f = packSpans(a.spans, ['dk', 'dv', 'kvHeadStride', 'row', 'count']);
     this.addon.kvWrite(mem, a.k, a.v, a.width, a.headDim, f, a.half ? 1 : 0);
-  }
-
-  /**
-   * An f16 artifact section ([kv_head][n][headDim] halves at src) → an f16 cache layer at dst (kv heads
-   * headStride elements apart): copied; keys re-rotated by Δ = delta where invFreq ≠ 0 (byte offset of
-   * [headDim/2] f32) and delta ≠ 0.
-   */
-  kvUnpackHalf(
-    mem: Uint8Array,
-    a: {
-      src: number;
-      dst: number;
-      kvHeads: number;
-      n: number;
-      headDim: number;
-      headStride: number;
-      delta: number;
-      invFreq: number;
-    },
-  ): void {
-    this.addon.kvUnpackHalf(mem, a.src, a.dst, a.kvHeads, a.n, a.headDim, a.headStride, a.delta, a.invFreq);
   }
 
   /** A strided f16 ↔ f32 copy (NativeKVConvert). */

@@ -207,38 +207,6 @@ napi_value kvConvertFn(napi_env env, napi_callback_info info) {
   });
 }
 
-// kvUnpackHalf(mem, src, dst, kvHeads, n, headDim, headStride, delta, invFreq): an f16 artifact section
-// ([kv_head][n][headDim] halves at src) → an f16 cache layer at dst (kv heads headStride elements apart);
-// invFreq ≠ 0 (byte offset of [headDim/2] f32) and delta ≠ 0: keys re-rotated by Δ = delta, angle
-// f32(Δ · invFreq[i]) as the rope kernel
-napi_value kvUnpackHalfFn(napi_env env, napi_callback_info info) {
-  return guard(env, [&] {
-    Call c(env, info, 9, "kvUnpackHalf");
-    const Mem m = memArg(c, 0);
-    const int64_t kvHeads = c.int64(3, "kvHeads", 1), n = c.int64(4, "n"), d = c.int64(5, "headDim", 2);
-    const int64_t headStride = c.int64(6, "headStride");
-    if (d % 2 || d > 512) throw Error("kvUnpackHalf: headDim must be even and ≤ 512");
-    if (kvHeads > 1 && headStride < n * d) throw Error("kvUnpackHalf: headStride overlaps a head's rows");
-    const double delta = c.num(7, "delta");
-    const int64_t freq = c.int64(8, "invFreq");
-    if (n == 0) return undefinedValue(env);
-    const auto* src = m.at<const uint16_t>(c.int64(1, "src"), kvHeads * n * d * 2, "src");
-    auto* dst = m.at<uint16_t>(c.int64(2, "dst"), ((kvHeads - 1) * headStride + n * d) * 2, "dst");
-    std::vector<float> cs;
-    if (freq != 0 && delta != 0) {
-      const float* f = m.at<const float>(freq, d / 2 * 4, "invFreq");
-      cs.resize(d);
-      for (int64_t i = 0; i < d / 2; i++) {
-        const float ang = static_cast<float>(delta) * f[i];
-        cs[i] = std::cos(ang);
-        cs[d / 2 + i] = std::sin(ang);
-      }
-    }
-    unpackHalf(src, dst, kvHeads, n, d, headStride, cs.empty() ? nullptr : cs.data());
-    return undefinedValue(env);
-  });
-}
-
 // swiglu(mem, gate, up, y, size): y = gate · sigmoid(gate) · up
 napi_value swigluFn(napi_env env, napi_callback_info info) {
   return guard(env, [&] {
@@ -376,7 +344,6 @@ NAPI_MODULE_INIT() {
       {"attentionSpans", nullptr, kv::attentionSpansFn, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"kvWrite", nullptr, kv::kvWriteFn, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"kvConvert", nullptr, kv::kvConvertFn, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
-      {"kvUnpackHalf", nullptr, kv::kvUnpackHalfFn, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"swiglu", nullptr, kv::swigluFn, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"argmax", nullptr, kv::argmaxFn, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"squeezedStep", nullptr, kv::squeezedStepFn, nullptr, nullptr, nullptr, napi_enumerable, nullptr},

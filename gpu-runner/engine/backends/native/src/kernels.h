@@ -85,10 +85,6 @@ struct AttnPartial {
 // f32 ↔ IEEE half rows (an f16 KV cache's writes and reads; kv-half.cc, F16C): n values each.
 KV_EXPORT void toHalf(const float* src, uint16_t* dst, int64_t n);
 KV_EXPORT void fromHalf(const uint16_t* src, float* dst, int64_t n);
-// An f16 artifact section (rows [kv_head][n][d] halves) → an f16 cache layer (kv heads headStride elements
-// apart): copied; cs = cos[d/2] | sin[d/2] re-rotates every rotate-half pair (keys moved by Δ), nullptr = none.
-KV_EXPORT void unpackHalf(const uint16_t* src, uint16_t* dst, int64_t kvHeads, int64_t n, int64_t d,
-                          int64_t headStride, const float* cs);
 #define KV_DECLARE_Q(ns)                                                                          \
   namespace ns {                                                                                  \
   /* the weight offset `type`'s kernel corrects for (packed u8 = q + offset; see pack.cc) */      \
