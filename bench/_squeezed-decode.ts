@@ -60,7 +60,11 @@ export async function engineDecode(opts: {
   cfg.max_position_embeddings = context + 256;
   writeFileSync(cfgPath, JSON.stringify(cfg));
   const engine = await loadEngine(dir, {
-    backend: await createBackend(opts.backend, { threads: opts.threads }),
+    // a runner's KV dtype: f16 caches on native (dense and squeezed requests alike), f32 on wasm
+    backend: await createBackend(opts.backend, {
+      threads: opts.threads,
+      ...(opts.backend === 'native' ? { kvDType: 'f16' as const } : {}),
+    }),
   });
   try {
     const store = new ArtifactStore({

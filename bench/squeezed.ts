@@ -12,7 +12,10 @@
 // on the native backend one fused call per kv head (native-step.ts). Scoring `clusters` (the earlier
 // method, for comparison): q read + centroid scoring (with the bound) + selection + grouped key-range
 // attention over the selected clusters and the window + the dropped clusters' share on the host. Per
-// budget (1/3, 1/8, 1/16 or --budget) and each: time of that step against dense attention
+// budget (1/3, 1/8, 1/16 or --budget) and each: time of that step against dense attention over an f32
+// cache (`dense` columns) and — native — over an f16 cache (`dense f16`: a runner's default KV dtype, for
+// dense and squeezed requests alike, so the ratio the planner's choice faces); the squeezed step reads
+// the f16 cache on native (a runner's), the f32 one on wasm
 // (median over queries × reps, each from a cold cache; wall clock and this thread's CPU time, which
 // preemption on a loaded machine does not inflate), attention-mass recall (and an oracle top-k of the
 // same size), relative output error vs dense, keys and bytes touched. Then engine end-to-end decode
@@ -134,6 +137,11 @@ export async function run(args: string[]): Promise<number> {
   if (!(prefilter >= 0 && prefilter <= 1))
     throw new UsageError('--prefilter must be a share of the keys in [0, 1] (0 = every key scored)');
   const wasm = (await createBackend(backendName, { threads })) as WasmBackend;
+  // dense over an f16 cache: what a dense request reads on a native runner (its default KV dtype)
+  const half =
+    backendName === 'native'
+      ? ((await createBackend('native', { threads, kvDType: 'f16' })) as WasmBackend)
+      : null;
   const scale = 1 / Math.sqrt(D);
   const geom = { heads: H, kvHeads: KVH, headDim: D, scale };
   const rows: Record<string, number | string>[] = [];
@@ -154,9 +162,15 @@ export async function run(args: string[]): Promise<number> {
       // LAYERS layers with their own copies: a step runs them in turn, each from memory as in a model
       const cache = wasm.createKVCache({ layers: LAYERS, kvHeads: KVH, headDim: D, capacity: cap });
       for (let l = 0; l < LAYERS; l++) wasm.kvLoad(cache, l, 0, { k: layer.k, v: layer.v });
+      const halfCache = half?.createKVCache({ layers: LAYERS, kvHeads: KVH, headDim: D, capacity: cap });
+      if (half && halfCache)
+        for (let l = 0; l < LAYERS; l++) half.kvLoad(halfCache, l, 0, { k: layer.k, v: layer.v });
       const ixAll = { ...ix, layers: LAYERS, heads: Array.from({ length: LAYERS }, () => ix.heads).flat() };
       // the engine's path: one block at offset 0 (no rotation), budget per FixedContext
       const invFreq = wasm.upload({ dtype: 'f32', shape: [D / 2], data: new Float32Array(D / 2) });
+      const sqInvFreq = half
+        ? half.upload({ dtype: 'f32', shape: [D / 2], data: new Float32Array(D / 2) })
+        : invFreq;
       // per budget: keys scored, the left-out share approximated (the default), then dropped; clusters scored
       const variants = budgets.flatMap((fraction) => [
         { fraction, approximate: true, scoring: 'keys' as const },
@@ -166,14 +180,16 @@ export async function run(args: string[]): Promise<number> {
       // the fixed keys per layer [kv_head][n][d] in cache order (per-key scoring's int8 copy is made of them)
       const fixedK = new Float32Array(KVH * n * D);
       for (let g = 0; g < KVH; g++) fixedK.set(layer.k.subarray(g * cap * D, (g * cap + n) * D), g * n * D);
+      // squeezed requests read the runner's cache: f16 on native (the fused step reads f16 rows)
+      const sqb = half ?? wasm;
       const fcs = variants.map(
         ({ fraction, approximate, scoring }) =>
           new FixedContext(
-            wasm,
+            sqb,
             { layers: LAYERS, ...geom },
             [{ offset: 0, n, index: ixAll }],
             { kind: 'budget', fraction, approximate, scoring, prefilter },
-            invFreq,
+            sqInvFreq,
             twoLevelFrom,
             Array.from({ length: LAYERS }, () => fixedK),
           ),
@@ -184,6 +200,8 @@ export async function run(args: string[]): Promise<number> {
       );
       const dense: number[] = [];
       const denseCpu: number[] = [];
+      const denseHalf: number[] = [];
+      const denseHalfCpu: number[] = [];
       const sq = variants.map(() => ({
         total: [] as number[],
         totalCpu: [] as number[],
@@ -200,6 +218,10 @@ export async function run(args: string[]): Promise<number> {
         const denseOut = wasm.attention(qt, 0, [span], H, scale);
         const ref = await wasm.read(denseOut);
         wasm.free(denseOut);
+        const qHalf = half?.upload({ dtype: 'f32', shape: [1, H * D], data: q });
+        const halfSpan = halfCache ? { ...span, cache: halfCache } : null;
+        const sqQ = qHalf ?? qt;
+        const sqSpan = halfSpan ?? span;
         for (let r = 0; r < reps; r++) {
           // dense and every budget measured back to back within a rep, so machine load hits them alike;
           // a step = every layer in turn (per-layer times are that / LAYERS)
@@ -208,23 +230,31 @@ export async function run(args: string[]): Promise<number> {
           for (let l = 0; l < LAYERS; l++) wasm.free(wasm.attention(qt, l, [span], H, scale));
           denseCpu.push((cpuMs() - ac) / LAYERS);
           dense.push((performance.now() - a) / LAYERS);
+          if (half && qHalf && halfSpan) {
+            const ha = performance.now();
+            const hc = cpuMs();
+            for (let l = 0; l < LAYERS; l++) half.free(half.attention(qHalf, l, [halfSpan], H, scale));
+            denseHalfCpu.push((cpuMs() - hc) / LAYERS);
+            denseHalf.push((performance.now() - ha) / LAYERS);
+          }
           variants.forEach((_, bi) => {
             const fc = fcs[bi];
             const s0 = performance.now();
             const c0 = cpuMs();
             const ranged = [{ kind: 'ranges' as const, source: fc }];
-            let out = attendLayer(wasm, qt, 0, [span], ranged, H, scale);
+            let out = attendLayer(sqb, sqQ, 0, [sqSpan], ranged, H, scale);
             for (let l = 1; l < LAYERS; l++) {
-              wasm.free(out);
-              out = attendLayer(wasm, qt, l, [span], ranged, H, scale);
+              sqb.free(out);
+              out = attendLayer(sqb, sqQ, l, [sqSpan], ranged, H, scale);
             }
             const c1 = cpuMs();
             const s1 = performance.now();
             // selection alone (scoring + choice + ranges), every layer again: the host path's (fused
             // steps do not separate it; their selection is timed only inside the step)
-            const fused = variants[bi].scoring === 'keys' && wasm.name === 'native';
+            const fused = variants[bi].scoring === 'keys' && sqb.name === 'native';
             let ranges: Int32Array[] = [];
-            if (!fused || r === 0) for (let l = LAYERS - 1; l >= 0; l--) ranges = fc.keysFor(q, span, l).keys;
+            if (!fused || r === 0)
+              for (let l = LAYERS - 1; l >= 0; l--) ranges = fc.keysFor(q, sqSpan, l).keys;
             const c2 = cpuMs();
             const s2 = performance.now();
             sq[bi].total.push((s1 - s0) / LAYERS);
@@ -234,7 +264,7 @@ export async function run(args: string[]): Promise<number> {
             if (r === 0) {
               const sel = slotsOf(ranges, n, ix.heads[0].k * D * KVH);
               const st = addSelection(emptyStats(), sel, D);
-              sq[bi].err.push(relativeError(wasm.readNow(out), ref));
+              sq[bi].err.push(relativeError(sqb.readNow(out), ref));
               sq[bi].recall.push(attentionRecall(q, 1, geom, layer, n, sel).mean);
               sq[bi].oracle.push(
                 attentionRecall(
@@ -256,16 +286,21 @@ export async function run(args: string[]): Promise<number> {
               sq[bi].frac.push(st.fraction);
               sq[bi].bytes.push(st.bytesTouched);
             }
-            wasm.free(out);
+            sqb.free(out);
           });
         }
         wasm.free(qt);
+        if (qHalf) half?.free(qHalf);
       }
       for (const fc of fcs) fc.dispose();
+      if (halfCache) half?.freeKVCache(halfCache);
+      if (half) half.free(sqInvFreq);
       wasm.free(invFreq);
       wasm.freeKVCache(cache);
       const denseMs = median(dense);
       const denseCpuMs = median(denseCpu);
+      const halfMs = denseHalf.length > 0 ? median(denseHalf) : null;
+      const halfCpuMs = denseHalfCpu.length > 0 ? median(denseHalfCpu) : null;
       variants.forEach(({ fraction, approximate, scoring }, bi) => {
         const s = sq[bi];
         const sel = s.select.length > 0;
@@ -285,6 +320,9 @@ export async function run(args: string[]): Promise<number> {
           squeezedCpuMs: median(s.totalCpu),
           selectCpuMs: sel ? median(s.selectCpu) : '—',
           cpuSpeedup: denseCpuMs / median(s.totalCpu),
+          denseF16Ms: halfMs ?? '—',
+          speedupF16: halfMs !== null ? halfMs / median(s.total) : '—',
+          cpuSpeedupF16: halfCpuMs !== null ? halfCpuMs / median(s.totalCpu) : '—',
           attendMs: sel ? median(s.total.map((x, i) => x - s.select[i])) : '—',
           attendSpeedup: sel ? denseMs / median(s.total.map((x, i) => x - s.select[i])) : '—',
           keysFraction: mean(s.frac),
@@ -298,6 +336,7 @@ export async function run(args: string[]): Promise<number> {
     }
   } finally {
     wasm.dispose();
+    half?.dispose();
   }
   const result = {
     backend: `${wasm.name}, ${threads} thread(s)`,
@@ -342,6 +381,9 @@ export async function run(args: string[]): Promise<number> {
           'squeezed cpu ms',
           '(select cpu ms)',
           'cpu speedup',
+          'dense f16 ms',
+          'speedup f16',
+          'cpu speedup f16',
           'keys',
           'recall',
           'oracle recall',
@@ -364,6 +406,9 @@ export async function run(args: string[]): Promise<number> {
               r.squeezedCpuMs,
               r.selectCpuMs,
               r.cpuSpeedup,
+              r.denseF16Ms,
+              r.speedupF16,
+              r.cpuSpeedupF16,
               r.keysFraction,
               r.recall,
               r.oracleRecall,

@@ -117,8 +117,8 @@ export class Assembler implements SequenceAssembler {
     const ahead = prefetched instanceof ArtifactPrefetch ? prefetched : null;
     let kv: SequenceKV;
     try {
-      // squeezed attention's fused native step reads f32 K/V every decode step: no f16 cache for it
-      kv = e.newSequence(req.capacity, req.squeezed ? { exact: true } : undefined);
+      // the runner's cache dtype for squeezed requests too: the fused native step reads f16 K/V rows
+      kv = e.newSequence(req.capacity);
     } catch (err) {
       prefetched?.release();
       throw err;

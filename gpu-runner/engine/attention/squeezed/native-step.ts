@@ -76,12 +76,6 @@ export class NativeSketches {
     });
   }
 
-  /** Whether the fused kernel reads the span's cache: f32 only (an f16 cache, KVCacheOptions, takes keysFor
-   * + attentionRanges). */
-  reads(span: SeqSpan): boolean {
-    return !(this.b.cacheOf(span.cache) as WasmKVCache).half;
-  }
-
   /**
    * Attention of span's rows (each row its own selection) → [rows, heads·d] (rows outside the span zero),
    * or written into `into`'s rows of the span (then returned).
@@ -105,7 +99,8 @@ export class NativeSketches {
     const [rows, width] = q.shape;
     const qh = b.handleOf(q) as WasmTensor;
     const cache = b.cacheOf(span.cache) as WasmKVCache;
-    const la = cache.layerArgs(layer);
+    const la = cache.layerView(layer); // f32 or f16 K/V: the kernel reads either
+    const eb = cache.elementBytes;
     const kvHeads = la.kvHeads;
     const d = width / heads;
     const group = heads / kvHeads;
@@ -133,8 +128,8 @@ export class NativeSketches {
           n,
           gvals: approximate ? p.gvals : 0,
           groups: s.groups,
-          K: la.k + g * la.kvHeadStride * 4,
-          V: la.v + g * la.kvHeadStride * 4,
+          K: la.k + g * la.kvHeadStride * eb,
+          V: la.v + g * la.kvHeadStride * eb,
           always: p.always,
           alwaysPairs: s.always.length / 2,
           end,
@@ -149,6 +144,7 @@ export class NativeSketches {
           gssum: p.gssum,
           gss: p.gss,
           want: candidateKeys(s, take, prefilter),
+          half: la.half ? 1 : 0,
         });
         kept(ti, keys);
       }

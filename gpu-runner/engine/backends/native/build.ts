@@ -86,6 +86,18 @@ const UNITS: Unit[] = [
     isa: true,
   },
   {
+    src: 'squeezed-attend.cc',
+    obj: 'squeezed-attend-avx2.o',
+    flags: [...AVX2, '-DKV_LEVEL=256', '-DKV_NS=avx2'],
+    isa: true,
+  },
+  {
+    src: 'squeezed-attend.cc',
+    obj: 'squeezed-attend-avx512.o',
+    flags: [...AVX512, '-DKV_LEVEL=512', '-DKV_NS=avx512'],
+    isa: true,
+  },
+  {
     src: 'kvunpack.cc',
     obj: 'kvunpack-avx2.o',
     flags: [...AVX2, '-DKV_LEVEL=256', '-DKV_NS=avx2'],

@@ -149,6 +149,8 @@ export interface NativeSqueezedStep {
   gss: number;
   /** the prefilter's keys scored per key (≥ take); −1 = every key */
   want: number;
+  /** 1: K / V are IEEE halves (an f16 cache), 0: f32 */
+  half: number;
 }
 
 /**
@@ -342,6 +344,7 @@ export class NativeKernels {
       a.gssum,
       a.gss,
       a.want,
+      a.half,
     );
   }
 

@@ -1,6 +1,6 @@
 // squeezedStep(mem, q, out, G, d, scale, k8, ksum, ks, grp, n, gvals, groups, K, V, always, alwaysPairs,
-// end, take, tau, gStart, gLen, gm8, gmsum, gms, gs8, gssum, gss, want) → keys kept (the AVX-512 VNNI kernel at that level, else AVX2). Byte offsets into mem (0 = none for gvals / always); every range is checked
-// before the kernel (squeezed.cc) runs. K, V: the layer's kv head at position 0, rows of d floats.
+// end, take, tau, gStart, gLen, gm8, gmsum, gms, gs8, gssum, gss, want, half) → keys kept (the AVX-512 VNNI kernel at that level, else AVX2). Byte offsets into mem (0 = none for gvals / always); every range is checked
+// before the kernel (squeezed.cc) runs. K, V: the layer's kv head at position 0, rows of d floats (half: IEEE halves).
 #include "binding.h"
 #include "squeezed.h"
 
@@ -8,7 +8,7 @@ namespace kv {
 
 napi_value squeezedStepFn(napi_env env, napi_callback_info info) {
   return guard(env, [&] {
-    Call c(env, info, 29, "squeezedStep");
+    Call c(env, info, 30, "squeezedStep");
     State& s = state();
     const Mem mem = memArg(c, 0);
     SqueezedStep a{};
@@ -35,8 +35,10 @@ napi_value squeezedStepFn(napi_env env, napi_callback_info info) {
     a.grp = mem.at<const int32_t>(c.int64(9, "grp"), a.n * 4, "grp");
     const int64_t gv = c.int64(11, "gvals");
     a.gvals = gv ? mem.at<const float>(gv, a.groups * a.d * 4, "gvals") : nullptr;
-    a.K = mem.at<const float>(c.int64(13, "K"), a.end * a.d * 4, "K");
-    a.V = mem.at<const float>(c.int64(14, "V"), a.end * a.d * 4, "V");
+    a.half = c.int64(29, "half", 0) != 0;
+    const int64_t eb = a.half ? 2 : 4;
+    a.K = mem.at<const void>(c.int64(13, "K"), a.end * a.d * eb, "K");
+    a.V = mem.at<const void>(c.int64(14, "V"), a.end * a.d * eb, "V");
     const int64_t al = c.int64(15, "always");
     a.always = al ? mem.at<const int32_t>(al, a.alwaysPairs * 8, "always") : nullptr;
     if (!a.always) a.alwaysPairs = 0;

@@ -187,72 +187,126 @@ inline float dot(const float* q, const float* k, int d) {
 /** The first m lanes of a block. */
 inline uint32_t laneMask(int64_t m) { return m >= 32 ? ~0u : (1u << m) - 1; }
 
-/**
- * Exact attention of the group's heads over rows base + lane (lanes set in mask, < SQ_BLOCK) of K / V:
- * p = exp(q_h·k·sc − ref_h) (capped at e^80), el_h += p, acc[h][0..d) += p · v. The rows' scores first,
- * then their exps 8 lanes at a time, then each head's d outputs accumulated in registers over the lanes.
- */
-void attendRows(const SqueezedStep& a, int64_t base, uint32_t mask, const float* ref, float sc, float* acc,
-                float* el) {
-  const int G = a.G, d = a.d;
-  alignas(64) float p[MAXG][SQ_BLOCK];
-  int lane[SQ_BLOCK], m = 0;
-  for (uint32_t r = mask; r; r &= r - 1) lane[m++] = __builtin_ctz(r);
 #if KV_VNNI
-  // AVX-512: a row's d floats in d/16 registers, each head's dot as two chains and one reduction; the
-  // outputs of a head in ≤ 16 registers over the block's lanes
-  for (int i = 0; i < m; i++) {
-    const float* kr = a.K + (base + lane[i]) * d;
-    for (int h = 0; h < G; h++) {
-      const float* q = a.q + h * d;
-      __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
-      int e = 0;
-      for (; e + 32 <= d; e += 32) {
-        s0 = _mm512_fmadd_ps(_mm512_loadu_ps(q + e), _mm512_loadu_ps(kr + e), s0);
-        s1 = _mm512_fmadd_ps(_mm512_loadu_ps(q + e + 16), _mm512_loadu_ps(kr + e + 16), s1);
-      }
-      if (e < d) s0 = _mm512_fmadd_ps(_mm512_loadu_ps(q + e), _mm512_loadu_ps(kr + e), s0);
-      p[h][i] = std::min(_mm512_reduce_add_ps(_mm512_add_ps(s0, s1)) * sc - ref[h], 80.0f);
-    }
-  }
-  for (int h = 0; h < G; h++) {
-    for (int i = 0; i < m; i += 8) _mm256_store_ps(p[h] + i, exp8(_mm256_load_ps(p[h] + i)));
-    for (int i = 0; i < m; i++) el[h] += p[h][i];
-    float* o = acc + h * 2 * d;
-    __m512 ov[16];
-    const int nv = d / 16;
-    for (int c = 0; c < nv; c++) ov[c] = _mm512_loadu_ps(o + 16 * c);
-    for (int i = 0; i < m; i++) {
-      const __m512 w = _mm512_set1_ps(p[h][i]);
-      const float* vr = a.V + (base + lane[i]) * d;
-      for (int c = 0; c < nv; c++) ov[c] = _mm512_fmadd_ps(w, _mm512_loadu_ps(vr + 16 * c), ov[c]);
-    }
-    for (int c = 0; c < nv; c++) _mm512_storeu_ps(o + 16 * c, ov[c]);
-  }
+#define KV_DENSE avx512
 #else
-  for (int i = 0; i < m; i++) {
-    const float* kr = a.K + (base + lane[i]) * d;
-    for (int h = 0; h < G; h++) p[h][i] = std::min(dot(a.q + h * d, kr, d) * sc - ref[h], 80.0f);
+#define KV_DENSE avx2
+#endif
+
+/**
+ * The exact part, merged online by log-sum-exp: per head the running max M, Σ exp(s − M) and Σ exp(s − M)·v
+ * ([G][2][d] acc, the first d of each head). Each contiguous run of rows goes to the dense kernel's decode
+ * unit (attention.cc attendUnit: four keys a dot-product tree, K prefetched ahead, V loaded once for the
+ * heads), the same code as a dense step.
+ */
+struct Exact {
+  const SqueezedStep& a;
+  Attention att{};
+  float* acc;
+  float M[MAXG], el[MAXG];
+  alignas(64) float po[MAXG * 256];
+  float pm[MAXG], pl[MAXG];
+  Exact(const SqueezedStep& s, float* accum) : a(s), acc(accum) {
+    att.q = s.q;
+    att.k = static_cast<const float*>(s.K);
+    att.v = static_cast<const float*>(s.V);
+    att.half = s.half;
+    att.out = nullptr;
+    att.lse = nullptr;
+    att.nq = 1;
+    att.H = s.G;
+    att.Hkv = 1;
+    att.d = s.d;
+    att.scale = static_cast<float>(s.scale);
+    att.qStride = static_cast<int64_t>(s.G) * s.d;
+    att.kvHeadStride = 0;
+    att.kvPosStride = s.d;
+    att.qpos0 = -1;
+    att.nk = static_cast<int32_t>(std::max(s.end, s.n));
+    for (int h = 0; h < s.G; h++) M[h] = -INFINITY, el[h] = 0;
   }
-  for (int h = 0; h < G; h++) {
-    for (int i = 0; i < m; i += 8) _mm256_store_ps(p[h] + i, exp8(_mm256_load_ps(p[h] + i)));
-    for (int i = 0; i < m; i++) el[h] += p[h][i];
-    float* o = acc + h * 2 * d;
-    for (int e = 0; e < d; e += 16) {
-      __m256 o0 = _mm256_loadu_ps(o + e), o1 = _mm256_loadu_ps(o + e + 8);
-      for (int i = 0; i < m; i++) {
-        const __m256 w = _mm256_set1_ps(p[h][i]);
-        const float* vr = a.V + (base + lane[i]) * d + e;
-        o0 = _mm256_fmadd_ps(w, _mm256_loadu_ps(vr), o0);
-        o1 = _mm256_fmadd_ps(w, _mm256_loadu_ps(vr + 8), o1);
-      }
-      _mm256_storeu_ps(o + e, o0);
-      _mm256_storeu_ps(o + e + 8, o1);
+  /** rows [k0, k1) */
+  void run(int64_t k0, int64_t k1) {
+    if (k1 <= k0) return;
+    KV_DENSE::attendUnit(att, 0, 0, a.G, static_cast<int>(k0), static_cast<int>(k1), AttnPartial{po, pm, pl});
+    merge();
+  }
+  /** whole 16-row blocks (ascending), in one call where the group has ≤ 4 heads, else run by run */
+  void blocks(const int32_t* list, int64_t nb) {
+    if (nb == 0) return;
+    if (KV_DENSE::attendBlocks(a.q, static_cast<float>(a.scale), a.K, a.V, a.half, a.G, a.d, list, nb, po, pm, pl))
+      return merge();
+    for (int64_t t = 0; t < nb;) {
+      int64_t u = t + 1;
+      while (u < nb && list[u] == list[u - 1] + 1) u++;
+      run(static_cast<int64_t>(list[t]) * SQ_BLOCK, static_cast<int64_t>(list[u - 1] + 1) * SQ_BLOCK);
+      t = u;
     }
   }
-#endif
+  /** the partial (po, pm, pl) into the running sums */
+  void merge() {
+    const int G = a.G, d = a.d;
+    for (int h = 0; h < G; h++) {
+      float* o = acc + h * 2 * d;
+      if (pm[h] > M[h]) {  // rescale what is there to the new max
+        const float r = M[h] == -INFINITY ? 0.0f : std::exp(M[h] - pm[h]);
+        el[h] *= r;
+        for (int e = 0; e < d; e++) o[e] *= r;
+        M[h] = pm[h];
+      }
+      const float w = std::exp(pm[h] - M[h]);
+      el[h] += pl[h] * w;
+      for (int e = 0; e < d; e++) o[e] += po[h * d + e] * w;
+    }
+  }
+  /** lanes of the block at base (mask bits), as runs of consecutive lanes */
+  void lanes(int64_t base, uint32_t mask) {
+    while (mask) {
+      const int i = __builtin_ctz(mask);
+      const int len = __builtin_ctz(~(mask >> i));
+      run(base + i, base + i + len);
+      mask &= ~(laneMask(len) << i);
+    }
+  }
+};
+
+#if KV_VNNI
+/**
+ * Heads [h0, h0 + HB) of acc's left-out halves (acc [G][2][d], the second d of each head), dims
+ * [c0, c0 + 16·NV): += Σ_g wg[g·G + h]·gv[g·d + …] — every group's value row read once for the heads, the
+ * outputs in registers across the groups.
+ */
+template <int NV>
+void addGroups(const float* wg, int G, int h0, int HB, int64_t groups, const float* gv, int d, int c0, float* acc) {
+  __m512 o[4][NV];
+  for (int i = 0; i < HB; i++)
+    for (int c = 0; c < NV; c++) o[i][c] = _mm512_loadu_ps(acc + (h0 + i) * 2 * d + d + c0 + 16 * c);
+  for (int64_t g = 0; g < groups; g++) {
+    const float* w = wg + g * G + h0;
+    __m512 v[NV];
+    const float* row = gv + g * d + c0;
+    for (int c = 0; c < NV; c++) v[c] = _mm512_loadu_ps(row + 16 * c);
+    for (int i = 0; i < HB; i++) {
+      const __m512 x = _mm512_set1_ps(w[i]);
+      for (int c = 0; c < NV; c++) o[i][c] = _mm512_fmadd_ps(x, v[c], o[i][c]);
+    }
+  }
+  for (int i = 0; i < HB; i++)
+    for (int c = 0; c < NV; c++) _mm512_storeu_ps(acc + (h0 + i) * 2 * d + d + c0 + 16 * c, o[i][c]);
 }
 
+/** acc's left-out halves += Σ_g wg[g][h]·v̄_g: 64 dims × 4 heads at a time (16 registers). */
+void addAllGroups(const float* wg, int G, int64_t groups, const float* gv, int d, float* acc) {
+  for (int c0 = 0; c0 < d; c0 += 64)
+    for (int h0 = 0; h0 < G; h0 += 4) {
+      const int hb = std::min(4, G - h0), nv = std::min(64, d - c0) / 16;
+      if (nv == 4) addGroups<4>(wg, G, h0, hb, groups, gv, d, c0, acc);
+      else if (nv == 3) addGroups<3>(wg, G, h0, hb, groups, gv, d, c0, acc);
+      else if (nv == 2) addGroups<2>(wg, G, h0, hb, groups, gv, d, c0, acc);
+      else addGroups<1>(wg, G, h0, hb, groups, gv, d, c0, acc);
+    }
+}
+#else
 /** oa[0, 8·NV) += Σ_g w[g·stride]·gv[g·d + 0, 8·NV), the outputs in registers across the groups. */
 template <int NV>
 void addGroups(const float* w, int stride, int64_t groups, const float* gv, int d, float* oa) {
@@ -267,6 +321,21 @@ void addGroups(const float* w, int stride, int64_t groups, const float* gv, int 
   }
   for (int k = 0; k < NV; k++) _mm256_storeu_ps(oa + 8 * k, o[k]);
 }
+
+/** acc's left-out halves += Σ_g wg[g][h]·v̄_g: per head, 64 outputs at a time in registers. */
+void addAllGroups(const float* wg, int G, int64_t groups, const float* gv, int d, float* acc) {
+  for (int h = 0; h < G; h++) {
+    float* oa = acc + h * 2 * d + d;
+    for (int c0 = 0; c0 < d; c0 += 64) {
+      const int nv = std::min(64, d - c0) / 8;
+      if (nv == 8) addGroups<8>(wg + h, G, groups, gv + c0, d, oa + c0);
+      else if (nv == 6) addGroups<6>(wg + h, G, groups, gv + c0, d, oa + c0);
+      else if (nv == 4) addGroups<4>(wg + h, G, groups, gv + c0, d, oa + c0);
+      else addGroups<2>(wg + h, G, groups, gv + c0, d, oa + c0);
+    }
+  }
+}
+#endif
 
 /**
  * The budget's choice (key-sketch.ts pickKeys): compact blocks ranked by their best candidate's weight
@@ -473,20 +542,12 @@ int64_t squeezedStep(const SqueezedStep& a) {
   } else if (a.take > 0 && cands > 0) {
     kept = pickBlocks(S, nb, a.take);
   }
-  // exact attention over the kept slots (by compact block: rows of a block are contiguous in the cache,
-  // and a budget keeps whole blocks), the always-attended ranges and the live tokens [n, end), weights
-  // exp(s − ref_h) against the estimated logits' max — the left-out share's reference too, so the two
-  // parts add without rescaling (an exact logit above it by the int8 error stays far from overflow)
-  const float sc = static_cast<float>(a.scale);
+  // exact attention over the kept slots — whole kept blocks (a budget keeps whole blocks; rows of a block
+  // are contiguous in the cache) in one list, a block's kept lanes as runs otherwise — the always-attended
+  // ranges and the live tokens [n, end), merged online by log-sum-exp (Exact)
   Buf<float>& acc = S.wg;  // [G][2][d]: exact, then left-out
   acc.assign(static_cast<size_t>(G) * 2 * d, 0.0f);
-  float el[MAXG] = {};
-  // the reference: the estimated max, or a live token's logit above it (live keys have no int8 copy)
-  float ref[MAXG];
-  for (int h = 0; h < G; h++) ref[h] = mx[h];
-  for (int64_t j = n; j < a.end; j++)
-    for (int h = 0; h < G; h++) ref[h] = std::max(ref[h], dot(a.q + h * d, a.K + j * d, d) * sc);
-  // kept compact blocks and their lanes
+  Exact ex(a, acc.data());
   S.kb.clear();
   S.km.clear();
   for (int64_t i = 0; i < nb; i++) {
@@ -494,20 +555,14 @@ int64_t squeezedStep(const SqueezedStep& a) {
     const uint32_t m = static_cast<uint32_t>(_mm_movemask_epi8(_mm_cmpgt_epi8(k16, _mm_setzero_si128())));
     if (m) S.kb.push_back(static_cast<int32_t>(i)), S.km.push_back(m);
   }
-  const int64_t rowBytes = static_cast<int64_t>(d) * 4;
-  for (int64_t t = 0; t < static_cast<int64_t>(S.kb.size()); t++) {
-    if (t + 1 < static_cast<int64_t>(S.kb.size())) {  // the next kept block's rows towards L1
-      const char* kp = reinterpret_cast<const char*>(a.K) + S.blocks[S.kb[t + 1]] * SQ_BLOCK * rowBytes;
-      const char* vp = reinterpret_cast<const char*>(a.V) + S.blocks[S.kb[t + 1]] * SQ_BLOCK * rowBytes;
-      for (int64_t c = 0; c < SQ_BLOCK * rowBytes; c += 64) _mm_prefetch(kp + c, _MM_HINT_T0), _mm_prefetch(vp + c, _MM_HINT_T0);
-    }
-    attendRows(a, static_cast<int64_t>(S.blocks[S.kb[t]]) * SQ_BLOCK, S.km[t], ref, sc, acc.data(), el);
-  }
-  for (int64_t p = 0; p < a.alwaysPairs; p++)
-    for (int64_t j = a.always[2 * p]; j < a.always[2 * p + 1]; j += SQ_BLOCK)
-      attendRows(a, j, laneMask(std::min<int64_t>(SQ_BLOCK, a.always[2 * p + 1] - j)), ref, sc, acc.data(), el);
-  for (int64_t j = n; j < a.end; j += SQ_BLOCK)
-    attendRows(a, j, laneMask(std::min<int64_t>(SQ_BLOCK, a.end - j)), ref, sc, acc.data(), el);
+  constexpr uint32_t FULL = (1u << SQ_BLOCK) - 1;
+  S.order.clear();  // the whole kept blocks, ascending (compact blocks ascend with the cache's)
+  for (int64_t t = 0; t < static_cast<int64_t>(S.kb.size()); t++)
+    if (S.km[t] == FULL) S.order.push_back(S.blocks[S.kb[t]]);
+    else ex.lanes(static_cast<int64_t>(S.blocks[S.kb[t]]) * SQ_BLOCK, S.km[t]);
+  ex.blocks(S.order.data(), static_cast<int64_t>(S.order.size()));
+  for (int64_t p = 0; p < a.alwaysPairs; p++) ex.run(a.always[2 * p], a.always[2 * p + 1]);
+  ex.run(n, a.end);
   // the left-out share: candidates not kept, Σ exp(logit − max) per group (a group's candidates are a run
   // of compact slots) × its mean value; other groups len · exp(est − max) × theirs
   const bool approx = a.gvals && kept < selectable;
@@ -541,27 +596,21 @@ int64_t squeezedStep(const SqueezedStep& a) {
       for (int64_t g = 0; g < NG; g++)
         if (!S.cand[g])
           for (int h = 0; h < G; h++) wg[g * G + h] = a.gLen[g] * S.est[h * NGp + g] * rel[h];
-    // Σ_g wg[g][h]·v̄_g per head, 64 outputs at a time in registers across the groups
-    for (int h = 0; h < G; h++) {
+    for (int h = 0; h < G; h++)
       for (int64_t g = 0; g < NG; g++) za[h] += wg[g * G + h];
-      float* oa = acc.data() + h * 2 * d + d;
-      for (int c0 = 0; c0 < d; c0 += 64) {
-        const int nv = std::min(64, d - c0) / 8;
-        if (nv == 8) addGroups<8>(wg + h, G, NG, a.gvals + c0, d, oa + c0);
-        else if (nv == 6) addGroups<6>(wg + h, G, NG, a.gvals + c0, d, oa + c0);
-        else if (nv == 4) addGroups<4>(wg + h, G, NG, a.gvals + c0, d, oa + c0);
-        else addGroups<2>(wg + h, G, NG, a.gvals + c0, d, oa + c0);
-      }
-    }
+    addAllGroups(wg, G, NG, a.gvals, d, acc.data());
   }
+  // exact (against M_h) ⊕ left-out (against mx_h), both moved to the larger of the two
   for (int h = 0; h < G; h++) {
     const float* o = acc.data() + h * 2 * d;
-    float* oa = acc.data() + h * 2 * d + d;
+    const float* oa = acc.data() + h * 2 * d + d;
     float* dst = a.out + h * d;
-    const float rs = std::exp(mx[h] - ref[h]);  // the left-out share was against mx
-    const double den = el[h] + za[h] * rs;
+    const float F = std::max(ex.M[h], mx[h]);
+    const float re = ex.M[h] == -INFINITY ? 0.0f : std::exp(ex.M[h] - F);
+    const float ra = std::exp(mx[h] - F);
+    const double den = ex.el[h] * re + za[h] * ra;
     const double inv = den > 0 ? 1.0 / den : 0.0;
-    for (int e = 0; e < d; e++) dst[e] = static_cast<float>((o[e] + oa[e] * rs) * inv);
+    for (int e = 0; e < d; e++) dst[e] = static_cast<float>((o[e] * re + oa[e] * ra) * inv);
   }
   return kept;
 }

@@ -1,0 +1,162 @@
+// Exact attention of one kv head's query group (R ≤ 4 rows, a decode step) over a list of 16-row blocks
+// of a cache — the kept blocks of a squeezed step (squeezed.cc), scattered runs of 4 KiB pages at d = 64.
+// Compiled once per ISA level (simd.h, KV_LEVEL / KV_NS from build.ts). The blocks go four at a time (64
+// keys, one online-softmax step): each key's R dot products four keys at a time with one horizontal-sum
+// tree, the softmax along the 64 keys per row, then each V vector loaded once for the R rows; the K and V
+// rows of the block two ahead are prefetched (the hardware prefetcher stops at each page). Same arithmetic
+// as the dense decode unit (attention.cc attendFew), over a block list instead of a key range, and one call
+// for all the kept blocks instead of one per run.
+#include <algorithm>
+#include <cmath>
+#include "kernels.h"
+#include "simd.h"
+#include "squeezed.h"
+
+namespace kv {
+namespace KV_NS {
+
+namespace {
+constexpr int W = V::W;
+constexpr int BLK = 16;        // rows per block
+constexpr int TILE = 4 * BLK;  // keys per softmax step
+constexpr int AHEAD = 2;       // blocks prefetched ahead
+
+template <typename E>
+inline V::v loadE(const E* p);
+template <>
+inline V::v loadE<float>(const float* p) {
+  return V::load(p);
+}
+template <>
+inline V::v loadE<uint16_t>(const uint16_t* p) {
+  return V::half(p);
+}
+
+/** [Σa0, Σa1, Σa2, Σa3] in one tree. */
+inline __m128 sums(V::v a0, V::v a1, V::v a2, V::v a3) {
+#if KV_LEVEL == 512
+  const __m512 t0 = _mm512_add_ps(_mm512_unpacklo_ps(a0, a1), _mm512_unpackhi_ps(a0, a1));
+  const __m512 t1 = _mm512_add_ps(_mm512_unpacklo_ps(a2, a3), _mm512_unpackhi_ps(a2, a3));
+  const __m512 t = _mm512_add_ps(_mm512_shuffle_ps(t0, t1, _MM_SHUFFLE(1, 0, 1, 0)),
+                                 _mm512_shuffle_ps(t0, t1, _MM_SHUFFLE(3, 2, 3, 2)));
+  const __m256 h = _mm256_add_ps(_mm512_castps512_ps256(t), _mm512_extractf32x8_ps(t, 1));
+#else
+  const __m256 t0 = _mm256_add_ps(_mm256_unpacklo_ps(a0, a1), _mm256_unpackhi_ps(a0, a1));
+  const __m256 t1 = _mm256_add_ps(_mm256_unpacklo_ps(a2, a3), _mm256_unpackhi_ps(a2, a3));
+  const __m256 h = _mm256_add_ps(_mm256_shuffle_ps(t0, t1, _MM_SHUFFLE(1, 0, 1, 0)),
+                                 _mm256_shuffle_ps(t0, t1, _MM_SHUFFLE(3, 2, 3, 2)));
+#endif
+  return _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+}
+
+template <typename E>
+inline void fetchBlock(const E* k, const E* v, int64_t row, int d) {
+  constexpr int LINE = 64 / sizeof(E);
+  const E* kp = k + row * d;
+  const E* vp = v + row * d;
+  for (int c = 0; c < BLK * d; c += LINE) {
+    _mm_prefetch(reinterpret_cast<const char*>(kp + c), _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(vp + c), _MM_HINT_T0);
+  }
+}
+
+template <int R, typename E>
+void attend(const float* q, float scale, const E* K, const E* V_, int d, const int32_t* blocks, int64_t nb,
+            float* o, float* m, float* l) {
+  const int dv = d / W;
+  alignas(64) float qr[R][256];
+  alignas(64) float p[R][TILE];
+  for (int r = 0; r < R; r++) {
+    for (int c = 0; c < dv; c++) V::store(qr[r] + c * W, V::mul(V::load(q + r * d + c * W), V::set1(scale)));
+    m[r] = -1e30f;
+    l[r] = 0;
+  }
+  std::fill(o, o + static_cast<int64_t>(R) * d, 0.0f);
+  for (int64_t i = 0; i < std::min<int64_t>(AHEAD, nb); i++) fetchBlock(K, V_, static_cast<int64_t>(blocks[i]) * BLK, d);
+  for (int64_t t0 = 0; t0 < nb; t0 += 4) {
+    const int tb = static_cast<int>(std::min<int64_t>(4, nb - t0));
+    for (int i = 0; i < tb; i++) {
+      if (t0 + i + AHEAD < nb) fetchBlock(K, V_, static_cast<int64_t>(blocks[t0 + i + AHEAD]) * BLK, d);
+      const E* kb = K + static_cast<int64_t>(blocks[t0 + i]) * BLK * d;
+      for (int j = 0; j < BLK; j += 4) {
+        V::v acc[R][4];
+        for (int r = 0; r < R; r++)
+          for (int t = 0; t < 4; t++) acc[r][t] = V::zero();
+        for (int c = 0; c < dv; c++) {
+          V::v kv[4];
+          for (int t = 0; t < 4; t++) kv[t] = loadE(kb + (j + t) * d + c * W);
+          for (int r = 0; r < R; r++) {
+            const V::v qv = V::load(qr[r] + c * W);
+            for (int t = 0; t < 4; t++) acc[r][t] = V::fma(qv, kv[t], acc[r][t]);
+          }
+        }
+        for (int r = 0; r < R; r++) _mm_store_ps(p[r] + i * BLK + j, sums(acc[r][0], acc[r][1], acc[r][2], acc[r][3]));
+      }
+    }
+    const int n = tb * BLK;
+    float alpha[R];
+    for (int r = 0; r < R; r++) {
+      V::v mv = V::set1(m[r]);
+      for (int j = 0; j < n; j += W) mv = V::max(mv, V::load(p[r] + j));
+      const float mx = V::hmax(mv);
+      const V::v mxv = V::set1(mx);
+      V::v sum = V::zero();
+      for (int j = 0; j < n; j += W) {
+        const V::v e = vexp(V::sub(V::load(p[r] + j), mxv));
+        V::store(p[r] + j, e);
+        sum = V::add(sum, e);
+      }
+      alpha[r] = std::exp(m[r] - mx);
+      l[r] = l[r] * alpha[r] + V::hsum(sum);
+      m[r] = mx;
+    }
+    // o = o·alpha + Σ_j p_j·v_j, DC vectors of columns at a time in registers over the tile's keys
+    constexpr int DC = W == 16 ? 4 : 2;
+    for (int c = 0; c < dv; c += DC) {
+      const int dc = std::min(DC, dv - c);
+      V::v acc[R][DC];
+      for (int r = 0; r < R; r++)
+        for (int u = 0; u < dc; u++) acc[r][u] = V::mul(V::load(o + r * d + (c + u) * W), V::set1(alpha[r]));
+      for (int i = 0; i < tb; i++) {
+        const E* vb = V_ + static_cast<int64_t>(blocks[t0 + i]) * BLK * d;
+        for (int j = 0; j < BLK; j++) {
+          V::v vv[DC];
+          for (int u = 0; u < dc; u++) vv[u] = loadE(vb + j * d + (c + u) * W);
+          for (int r = 0; r < R; r++) {
+            const V::v pr = V::set1(p[r][i * BLK + j]);
+            for (int u = 0; u < dc; u++) acc[r][u] = V::fma(pr, vv[u], acc[r][u]);
+          }
+        }
+      }
+      for (int r = 0; r < R; r++)
+        for (int u = 0; u < dc; u++) V::store(o + r * d + (c + u) * W, acc[r][u]);
+    }
+  }
+}
+}  // namespace
+
+bool attendBlocks(const float* q, float scale, const void* K, const void* V_, bool half, int R, int d,
+                  const int32_t* blocks, int64_t nb, float* o, float* m, float* l) {
+  if (R > 4 || d > 256 || d % W) return false;
+#define KV_CASE(RR)                                                                                     \
+  case RR:                                                                                              \
+    if (half)                                                                                           \
+      attend<RR, uint16_t>(q, scale, static_cast<const uint16_t*>(K), static_cast<const uint16_t*>(V_), \
+                           d, blocks, nb, o, m, l);                                                     \
+    else                                                                                                \
+      attend<RR, float>(q, scale, static_cast<const float*>(K), static_cast<const float*>(V_), d,      \
+                        blocks, nb, o, m, l);                                                           \
+    return true;
+  switch (R) {
+    KV_CASE(1)
+    KV_CASE(2)
+    KV_CASE(3)
+    KV_CASE(4)
+    default:
+      return false;
+  }
+#undef KV_CASE
+}
+
+}  // namespace KV_NS
+}  // namespace kv
