@@ -5,7 +5,7 @@ import type { ModelProfile } from '../../contracts/model-profile.ts';
 import { defaultSparseConfig, type SparseConfig } from './attention/sparse/config.ts';
 import type { SqueezedSettings } from './attention/squeezed/calibrate.ts';
 import { type BackendChoice, type BackendOptions, createBackend } from './backends/registry.ts';
-import type { Backend, KVCacheOptions } from './backends/types.ts';
+import type { Backend } from './backends/types.ts';
 import { type ChatMessage, ChatTemplate } from './chat-template.ts';
 import { modelFingerprint } from './fingerprint.ts';
 import {
@@ -116,11 +116,11 @@ export class Engine {
     return this.tokenizer.decode(ids, true);
   }
 
-  /** A fresh, empty per-sequence KV cache with room for `capacity` positions (opts: KVCacheOptions). */
-  newSequence(capacity: number, opts?: KVCacheOptions): SequenceKV {
+  /** A fresh, empty per-sequence KV cache with room for `capacity` positions. */
+  newSequence(capacity: number): SequenceKV {
     if (capacity > this.maxContext)
       throw new Error(`capacity ${capacity} exceeds max context ${this.maxContext}`);
-    return new SequenceKV(this.backend, this.config, capacity, opts);
+    return new SequenceKV(this.backend, this.config, capacity);
   }
 
   /**

@@ -1,30 +1,24 @@
 // A sequence's preallocated KV cache plus how much of it is filled. The storage lives on the backend
 // (k, v: [layer][kv_head][pos][head_dim], post-RoPE keys); this tracks the valid length and gives
 // position-range access for chunk KV artifacts (read to host, load from host).
-import type { Backend, KVBlock, KVCache, KVCacheOptions } from './backends/types.ts';
+import type { Backend, KVBlock, KVCache } from './backends/types.ts';
 import type { ModelConfig } from './model-config.ts';
 
 export class SequenceKV {
   readonly backend: Backend;
   readonly cache: KVCache;
-  /** How the cache was created (a grown copy keeps it). */
-  readonly opts: KVCacheOptions;
   /** Positions [0, length) hold valid K/V. */
   length = 0;
   #freed = false;
 
-  constructor(backend: Backend, cfg: ModelConfig, capacity: number, opts: KVCacheOptions = {}) {
+  constructor(backend: Backend, cfg: ModelConfig, capacity: number) {
     this.backend = backend;
-    this.opts = opts;
-    this.cache = backend.createKVCache(
-      {
-        layers: cfg.layers,
-        kvHeads: cfg.kvHeads,
-        headDim: cfg.headDim,
-        capacity,
-      },
-      opts,
-    );
+    this.cache = backend.createKVCache({
+      layers: cfg.layers,
+      kvHeads: cfg.kvHeads,
+      headDim: cfg.headDim,
+      capacity,
+    });
   }
 
   get capacity(): number {

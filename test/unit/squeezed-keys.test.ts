@@ -415,8 +415,9 @@ if (await nativeBackendAvailable()) keysSuite('native');
 // (keysFor + attentionRanges over widened K/V) on either.
 if (await nativeBackendAvailable())
   describe('squeezed attention over a native backend with f16 caches', () => {
-    it('fuses over an f16 cache as over an exact one, and both equal the host path over each', async () => {
-      const b = await createBackend('native', { threads: 2, kvDType: 'f16' });
+    it('fuses over an f16 cache as over an f32 one, and both equal the host path over each', async () => {
+      const b16 = await createBackend('native', { threads: 2, kvDType: 'f16' });
+      const b32 = await createBackend('native', { threads: 2, kvDType: 'f32' });
       try {
         const ctx = syntheticContext({ cap: CAP, kvHeads: KVH, headDim: D, topics: 24, seed: 21 });
         const q = syntheticQueries(ctx, { rows: 1, heads: H, kvHeads: KVH, headDim: D, topics: 24, seed: 5 });
@@ -426,8 +427,8 @@ if (await nativeBackendAvailable())
         const v = r16(ctx.v);
         const { ix, fixedMajor, major } = clustered(ctx, k, v);
         const spec = { layers: 1, kvHeads: KVH, headDim: D, capacity: CAP };
-        const run = (exact: boolean, fused: boolean) => {
-          const cache = b.createKVCache(spec, { exact });
+        const run = (b: Backend, fused: boolean) => {
+          const cache = b.createKVCache(spec);
           b.kvLoad(cache, 0, 0, { k: major(k), v: major(v) });
           const invFreq = b.upload({ dtype: 'f32', shape: [D / 2], data: new Float32Array(D / 2) });
           const fc = new FixedContext(
@@ -450,10 +451,10 @@ if (await nativeBackendAvailable())
           b.freeKVCache(cache);
           return { fuses, out, kept };
         };
-        const exact = run(true, true);
-        const half = run(false, true);
-        const host = run(true, false);
-        const halfHost = run(false, false);
+        const exact = run(b32, true);
+        const half = run(b16, true);
+        const host = run(b32, false);
+        const halfHost = run(b16, false);
         expect([exact.fuses, half.fuses, host.fuses, halfHost.fuses]).toEqual([true, true, false, false]);
         expect(exact.kept).toBe(host.kept);
         expect(half.kept).toBe(host.kept);
@@ -462,7 +463,8 @@ if (await nativeBackendAvailable())
         expect(relativeError(half.out, halfHost.out)).toBeLessThanOrEqual(1e-5);
         expect(relativeError(half.out, host.out)).toBeLessThanOrEqual(1e-5);
       } finally {
-        b.dispose();
+        b16.dispose();
+        b32.dispose();
       }
     });
   });

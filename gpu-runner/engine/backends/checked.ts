@@ -22,7 +22,6 @@ import type {
   Capabilities,
   KVBlock,
   KVCache,
-  KVCacheOptions,
   KVCacheSpec,
   PackedKV,
   PackedKVSpec,
@@ -213,13 +212,13 @@ export class CheckedBackend<K extends AnyKernels> implements Backend {
   }
 
   // --- KV cache -----------------------------------------------------------------------------------
-  createKVCache(spec: KVCacheSpec, opts?: KVCacheOptions): KVCache {
+  createKVCache(spec: KVCacheSpec): KVCache {
     const { layers, kvHeads, headDim, capacity } = spec;
     if (![layers, kvHeads, headDim].every((x) => Number.isInteger(x) && x >= 1))
       throw fail('createKVCache', `layers ${layers}, kv heads ${kvHeads}, head dim ${headDim}`);
     if (!Number.isInteger(capacity) || capacity < 0) throw fail('createKVCache', `capacity ${capacity}`);
     const s = { layers, kvHeads, headDim, capacity };
-    return new DeviceKVCache(this, s, this.kernels.createKVCache(s, opts?.exact === true));
+    return new DeviceKVCache(this, s, this.kernels.createKVCache(s));
   }
   freeKVCache(cache: KVCache): void {
     this.kernels.freeKVCache(this.#cache(cache, 'freeKVCache').h);

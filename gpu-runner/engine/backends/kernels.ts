@@ -70,8 +70,7 @@ export interface Kernels<T, C> {
   argmax(x: T, m: number, n: number): T;
 
   // --- KV cache and attention: spans fit their caches, q's width is heads × the caches' headDim ----
-  /** exact: f32 elements whatever kvDType says (KVCacheOptions) */
-  createKVCache(spec: KVCacheSpec, exact?: boolean): C;
+  createKVCache(spec: KVCacheSpec): C;
   freeKVCache(c: C): void;
   /** k, v [*, kvHeads·headDim] */
   kvWrite(layer: number, k: T, v: T, spans: readonly KernelSpan<C>[]): void;

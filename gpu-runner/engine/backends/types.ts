@@ -28,12 +28,6 @@ export interface Tensor {
 }
 
 /** Shape of one sequence's preallocated KV cache. */
-/** How a cache is created. exact: f32 elements even where the backend's caches are narrower by default
- * (the native backend's f16 caches): squeezed attention's fused step reads f32 K/V every decode step. */
-export interface KVCacheOptions {
-  exact?: boolean;
-}
-
 export interface KVCacheSpec {
   layers: number;
   kvHeads: number;
@@ -170,7 +164,7 @@ export interface Backend {
   argmax(x: Tensor): Tensor;
 
   // --- KV cache and attention -------------------------------------------------------------------
-  createKVCache(spec: KVCacheSpec, opts?: KVCacheOptions): KVCache;
+  createKVCache(spec: KVCacheSpec): KVCache;
   freeKVCache(cache: KVCache): void;
   /**
    * Writes rows [span.row, span.row + span.count) of k and v (each [M, kvHeads·headDim], k post-RoPE)

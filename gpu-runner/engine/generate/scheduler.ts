@@ -109,7 +109,7 @@ export class Scheduler {
   private readonly background: boolean;
   /**
    * Bytes of K and V per position of one sequence's cache (every layer) in the backend's KV element type
-   * (f16 on a runner's native backend by default); an exact cache (f32) counts kvBytesPerPosition(…, 'f32').
+   * (f16 on a runner's native backend by default, squeezed requests' included).
    */
   readonly bytesPerPosition: number;
   private readonly waiting: Sequence[] = [];
@@ -164,7 +164,7 @@ export class Scheduler {
       canAssemble: this.assembler !== null,
     });
     const seq = new Sequence(this.nextId++, req, e.tokenizer, e.stopTokenIds);
-    if (this.capacityFor(seq) * this.bytesPer(seq) > this.kvBytes)
+    if (this.capacityFor(seq) * this.bytesPerPosition > this.kvBytes)
       throw new InvalidRequestError('prompt does not fit the runner KV memory');
     this.waiting.push(seq);
     this.prefetchWaiting();
@@ -303,7 +303,7 @@ export class Scheduler {
       const seq = this.waiting[0];
       const cap = this.capacityFor(seq);
       // FIFO: nobody overtakes the head, whether it waits for memory or for the next step's assemblies
-      if (this.used + cap * this.bytesPer(seq) > this.kvBytes) break;
+      if (this.used + cap * this.bytesPerPosition > this.kvBytes) break;
       if (seq.req.mode !== 'full' && assemblies++ >= this.maxAssembliesPerStep) break;
       this.waiting.shift();
       budget -= this.planAdmission(seq, cap, budget, plan);
@@ -326,15 +326,6 @@ export class Scheduler {
     }
   }
 
-  /**
-   * Bytes per position of a sequence's cache: f32 where the assembler places the context in an exact
-   * cache (a squeezed request in a reuse mode: the fused squeezed step reads f32), else the backend's.
-   */
-  private bytesPer(seq: Sequence): number {
-    const exact = seq.req.mode !== 'full' && seq.req.squeezed;
-    return exact ? kvBytesPerPosition(this.engine.config, 'f32') : this.bytesPerPosition;
-  }
-
   /** Positions reserved when a sequence is admitted: what it holds plus one block, within its maximum. */
   private capacityFor(seq: Sequence): number {
     return Math.min(seq.maxLength, seq.promptLength + seq.generated.length + this.growBlock);
@@ -354,7 +345,7 @@ export class Scheduler {
     if (seq.admittedAt < 0) seq.admittedAt = performance.now();
     this.running.push(seq);
     this.reserved.set(seq, cap);
-    this.used += cap * this.bytesPer(seq);
+    this.used += cap * this.bytesPerPosition;
     seq.phase = 'prefill';
     // full: the whole prompt (and what was generated before a preemption) is prefilled live; reuse
     // modes: the context is placed at admission, the question (and what was generated) prefilled live
@@ -385,7 +376,7 @@ export class Scheduler {
     const have = this.reserved.get(seq)!;
     if (seq.kv!.length + n <= have) return true;
     const grown = Math.min(seq.maxLength, have + Math.max(n, this.growBlock));
-    const need = (grown - have) * this.bytesPer(seq);
+    const need = (grown - have) * this.bytesPerPosition;
     while (this.used + need > this.kvBytes) {
       const victim = this.running.findLast((s) => s !== seq && this.reserved.has(s));
       if (!victim || this.running.indexOf(victim) < this.running.indexOf(seq)) {
@@ -412,7 +403,7 @@ export class Scheduler {
   }
 
   private release(seq: Sequence): void {
-    this.used -= (this.reserved.get(seq) ?? 0) * this.bytesPer(seq);
+    this.used -= (this.reserved.get(seq) ?? 0) * this.bytesPerPosition;
     this.reserved.delete(seq);
     seq.release();
   }

@@ -5,7 +5,7 @@
 // sequences: the weights are read once for all rows) and sample the next token where an input ends a
 // prompt or is a decode step. A failure ends only the
 // sequences it touched (finish reason 'error'); the scheduler frees them at its next reap.
-import type { Backend, KVCacheOptions } from '../backends/types.ts';
+import type { Backend } from '../backends/types.ts';
 import type { SequenceKV } from '../kv-cache.ts';
 import type { Model } from '../model.ts';
 import type { ModelConfig } from '../model-config.ts';
@@ -17,7 +17,7 @@ export interface StepEngine {
   readonly config: ModelConfig;
   readonly model: Model;
   readonly backend: Backend;
-  newSequence(capacity: number, opts?: KVCacheOptions): SequenceKV;
+  newSequence(capacity: number): SequenceKV;
 }
 
 /** One sequence's part of the batched forward. */
@@ -81,7 +81,7 @@ export class StepRunner {
   /** Copies a cache into a larger one (on the device). */
   private grow(seq: Sequence, capacity: number): void {
     const old = seq.kv!;
-    const kv = this.engine.newSequence(capacity, old.opts);
+    const kv = this.engine.newSequence(capacity);
     kv.copyFrom(old);
     old.free();
     seq.kv = kv;

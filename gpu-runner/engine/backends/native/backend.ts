@@ -117,8 +117,8 @@ export class NativeWasmKernels extends WasmKernels {
   }
 
   // --- KV cache: f32 as wasm's, or f16 (half-kv.ts) -----------------------------------------------
-  override createKVCache(spec: KVCacheSpec, exact = false): WasmKVCache {
-    if (this.kvDType === 'f32' || exact) return super.createKVCache(spec);
+  override createKVCache(spec: KVCacheSpec): WasmKVCache {
+    if (this.kvDType === 'f32') return super.createKVCache(spec);
     const bytes = spec.layers * spec.kvHeads * spec.capacity * spec.headDim * 2;
     return new WasmKVCache(spec, this.rt.mem.alloc(bytes), this.rt.mem.alloc(bytes), true);
   }

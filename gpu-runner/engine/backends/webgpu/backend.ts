@@ -89,8 +89,8 @@ export class WebGPUKernels implements Kernels<GpuTensor, GpuKVCache> {
   }
 
   // --- KV cache and attention ---------------------------------------------------------------------
-  createKVCache(spec: KVCacheSpec, exact = false): GpuKVCache {
-    return kv.createKVCache(this.dev, spec, exact ? 'f32' : this.kvDType);
+  createKVCache(spec: KVCacheSpec): GpuKVCache {
+    return kv.createKVCache(this.dev, spec, this.kvDType);
   }
   freeKVCache(c: GpuKVCache): void {
     kv.freeKVCache(this.dev, c);
