@@ -54,18 +54,6 @@ Scratch& scratch() {
   return s;
 }
 
-/** W K/V elements at p as f32: f32 as stored, halves widened */
-template <typename E>
-inline V::v loadKV(const E* p);
-template <>
-inline V::v loadKV<float>(const float* p) {
-  return V::load(p);
-}
-template <>
-inline V::v loadKV<uint16_t>(const uint16_t* p) {
-  return V::half(p);
-}
-
 /** rows [j0, j0 + nb) of one kv head's halves (position stride ps) → dst [nb][d] f32 */
 void widenTile(const uint16_t* src, int64_t ps, int j0, int nb, int d, float* dst) {
   for (int j = 0; j < nb; j++) {
@@ -227,23 +215,6 @@ void accumulateFew(float* o, int d, int c, const float* alpha, const float* p, c
   }
   for (int r = 0; r < R; r++)
     for (int u = 0; u < DC; u++) V::store(o + r * d + c + u * W, acc[r][u]);
-}
-
-/** [Σa0, Σa1, Σa2, Σa3]: four horizontal sums in one tree (pairs interleaved, then the 128-bit lanes). */
-inline __m128 sum4(V::v a0, V::v a1, V::v a2, V::v a3) {
-#if KV_LEVEL == 512
-  const __m512 t0 = _mm512_add_ps(_mm512_unpacklo_ps(a0, a1), _mm512_unpackhi_ps(a0, a1));
-  const __m512 t1 = _mm512_add_ps(_mm512_unpacklo_ps(a2, a3), _mm512_unpackhi_ps(a2, a3));
-  const __m512 t = _mm512_add_ps(_mm512_shuffle_ps(t0, t1, _MM_SHUFFLE(1, 0, 1, 0)),
-                                 _mm512_shuffle_ps(t0, t1, _MM_SHUFFLE(3, 2, 3, 2)));
-  const __m256 h = _mm256_add_ps(_mm512_castps512_ps256(t), _mm512_extractf32x8_ps(t, 1));
-#else
-  const __m256 t0 = _mm256_add_ps(_mm256_unpacklo_ps(a0, a1), _mm256_unpackhi_ps(a0, a1));
-  const __m256 t1 = _mm256_add_ps(_mm256_unpacklo_ps(a2, a3), _mm256_unpackhi_ps(a2, a3));
-  const __m256 h = _mm256_add_ps(_mm256_shuffle_ps(t0, t1, _MM_SHUFFLE(1, 0, 1, 0)),
-                                 _mm256_shuffle_ps(t0, t1, _MM_SHUFFLE(3, 2, 3, 2)));
-#endif
-  return _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
 }
 
 /**

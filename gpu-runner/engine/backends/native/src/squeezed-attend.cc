@@ -22,34 +22,6 @@ constexpr int TILE = 4 * BLK;  // keys per softmax step
 constexpr int AHEAD = 2;       // blocks prefetched ahead
 
 template <typename E>
-inline V::v loadE(const E* p);
-template <>
-inline V::v loadE<float>(const float* p) {
-  return V::load(p);
-}
-template <>
-inline V::v loadE<uint16_t>(const uint16_t* p) {
-  return V::half(p);
-}
-
-/** [Σa0, Σa1, Σa2, Σa3] in one tree. */
-inline __m128 sums(V::v a0, V::v a1, V::v a2, V::v a3) {
-#if KV_LEVEL == 512
-  const __m512 t0 = _mm512_add_ps(_mm512_unpacklo_ps(a0, a1), _mm512_unpackhi_ps(a0, a1));
-  const __m512 t1 = _mm512_add_ps(_mm512_unpacklo_ps(a2, a3), _mm512_unpackhi_ps(a2, a3));
-  const __m512 t = _mm512_add_ps(_mm512_shuffle_ps(t0, t1, _MM_SHUFFLE(1, 0, 1, 0)),
-                                 _mm512_shuffle_ps(t0, t1, _MM_SHUFFLE(3, 2, 3, 2)));
-  const __m256 h = _mm256_add_ps(_mm512_castps512_ps256(t), _mm512_extractf32x8_ps(t, 1));
-#else
-  const __m256 t0 = _mm256_add_ps(_mm256_unpacklo_ps(a0, a1), _mm256_unpackhi_ps(a0, a1));
-  const __m256 t1 = _mm256_add_ps(_mm256_unpacklo_ps(a2, a3), _mm256_unpackhi_ps(a2, a3));
-  const __m256 h = _mm256_add_ps(_mm256_shuffle_ps(t0, t1, _MM_SHUFFLE(1, 0, 1, 0)),
-                                 _mm256_shuffle_ps(t0, t1, _MM_SHUFFLE(3, 2, 3, 2)));
-#endif
-  return _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
-}
-
-template <typename E>
 inline void fetchBlock(const E* k, const E* v, int64_t row, int d) {
   constexpr int LINE = 64 / sizeof(E);
   const E* kp = k + row * d;
@@ -84,13 +56,13 @@ void attend(const float* q, float scale, const E* K, const E* V_, int d, const i
           for (int t = 0; t < 4; t++) acc[r][t] = V::zero();
         for (int c = 0; c < dv; c++) {
           V::v kv[4];
-          for (int t = 0; t < 4; t++) kv[t] = loadE(kb + (j + t) * d + c * W);
+          for (int t = 0; t < 4; t++) kv[t] = loadKV(kb + (j + t) * d + c * W);
           for (int r = 0; r < R; r++) {
             const V::v qv = V::load(qr[r] + c * W);
             for (int t = 0; t < 4; t++) acc[r][t] = V::fma(qv, kv[t], acc[r][t]);
           }
         }
-        for (int r = 0; r < R; r++) _mm_store_ps(p[r] + i * BLK + j, sums(acc[r][0], acc[r][1], acc[r][2], acc[r][3]));
+        for (int r = 0; r < R; r++) _mm_store_ps(p[r] + i * BLK + j, sum4(acc[r][0], acc[r][1], acc[r][2], acc[r][3]));
       }
     }
     const int n = tb * BLK;
@@ -121,7 +93,7 @@ void attend(const float* q, float scale, const E* K, const E* V_, int d, const i
         const E* vb = V_ + static_cast<int64_t>(blocks[t0 + i]) * BLK * d;
         for (int j = 0; j < BLK; j++) {
           V::v vv[DC];
-          for (int u = 0; u < dc; u++) vv[u] = loadE(vb + j * d + (c + u) * W);
+          for (int u = 0; u < dc; u++) vv[u] = loadKV(vb + j * d + (c + u) * W);
           for (int r = 0; r < R; r++) {
             const V::v pr = V::set1(p[r][i * BLK + j]);
             for (int u = 0; u < dc; u++) acc[r][u] = V::fma(pr, vv[u], acc[r][u]);
