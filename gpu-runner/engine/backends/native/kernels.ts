@@ -122,9 +122,14 @@ export interface NativeSqueezedStep {
   G: number;
   headDim: number;
   scale: number;
-  /** int8 keys in blocks of 16 ([n/16][d/4][16][4], n padded to 16) and [n padded] Σ of each key's int8 */
+  /**
+   * int8 keys + 128 (u8), quad-major: [d/4][n padded to 16][4], the channels in the order perm ([d]
+   * int32: position p holds channel perm[p]); cw: [d] f32 each position's channel weight (mean |k8|);
+   * ks: [n padded] the keys' scales
+   */
   k8: number;
-  ksum: number;
+  perm: number;
+  cw: number;
   ks: number;
   grp: number;
   n: number;
@@ -140,7 +145,7 @@ export interface NativeSqueezedStep {
   /** [groups] int32 runs of slots */
   gStart: number;
   gLen: number;
-  /** the groups' mean keys and spreads, int8 in k8 / ksum / ks's layout (0 = none: no prefilter) */
+  /** the groups' mean keys and spreads, int8 in blocks of 16 ([groups/16][d/4][16][4]) with Σ and scales (0 = none: no prefilter) */
   gm8: number;
   gmsum: number;
   gms: number;
@@ -151,6 +156,14 @@ export interface NativeSqueezedStep {
   want: number;
   /** 1: K / V are IEEE halves (an f16 cache), 0: f32 */
   half: number;
+  /** quads of channels each key is scored over (the ones of largest Σ |q8|·cw; ≥ d/4 = every channel) */
+  quads: number;
+  /**
+   * [groups] mean keys in k8's layout ([d/4][groups padded to 16][4], + 128) and [groups padded] their
+   * scales: the left-out share's remainder over the unscored channels (0 = none)
+   */
+  gq: number;
+  gqs: number;
 }
 
 /**
@@ -322,7 +335,7 @@ export class NativeKernels {
       a.headDim,
       a.scale,
       a.k8,
-      a.ksum,
+      a.perm,
       a.ks,
       a.grp,
       a.n,
@@ -345,6 +358,10 @@ export class NativeKernels {
       a.gss,
       a.want,
       a.half,
+      a.cw,
+      a.quads,
+      a.gq,
+      a.gqs,
     );
   }
 
