@@ -136,6 +136,7 @@ export class FixedContext implements KeyRangeSource {
       unindexedTokens: blocks.reduce((s, bl) => s + (bl.index ? 0 : bl.n), 0),
     };
     this.tables = [];
+    this.quads(); // a bad channel count is refused here, not at the first step
     const perKey = keys !== null && mode.scoring !== 'clusters';
     if (perKey && keys.length !== geom.layers) throw new Error('fixed context: keys of every layer needed');
     this.sketches = perKey ? [] : null;
