@@ -1,6 +1,6 @@
 // `kvrag bench serve [--concurrency 1,4,16] [--modes independent,full] [--requests N] [--chunks 4]
 //   [--chunk-tokens 128] [--question 16] [--max-tokens 16] [--model DIR] [--backend wasm|native|reference]
-//   [--weights f32|f16|q8_0|q4_0] [--kv-cache f16|f32] [--shape smollm2|tiny] [--json]`
+//   [--weights f32|f16|q8_0|q4_0] [--kv-cache f16|f32|int8] [--shape smollm2|tiny] [--json]`
 // Serving throughput and TTFT of a runner over HTTP, reuse modes side by side in one run on the same
 // backend: an in-process runner (createRunner, loopback port) gets closed-loop SSE clients from a worker
 // thread (serve-clients.ts: their own event loop, as real clients are other processes) — `c` clients,
@@ -24,6 +24,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { REUSE_MODES, type ReuseMode } from '../contracts/reuse.ts';
+import { NATIVE_KV_DTYPES, type NativeKVDType } from '../gpu-runner/engine/backends/native/backend.ts';
 import { BACKENDS, type BackendName } from '../gpu-runner/engine/backends/registry.ts';
 import { kvBytesPerPosition } from '../gpu-runner/engine/generate/scheduler.ts';
 import { loadModelConfig } from '../gpu-runner/engine/model-config.ts';
@@ -101,9 +102,9 @@ export async function run(args: string[]): Promise<number> {
   const cpu = BACKENDS.filter((b) => b.priority > 0).map((b) => b.name) as string[];
   if (!cpu.includes(values.backend!)) throw new UsageError(`--backend must be one of ${cpu.join(', ')}`);
   const backend = values.backend as BackendName;
-  const kvCache = values['kv-cache'];
-  if (kvCache !== undefined && kvCache !== 'f16' && kvCache !== 'f32')
-    throw new UsageError(`--kv-cache must be f16 or f32, not "${kvCache}"`);
+  const kvCache = values['kv-cache'] as NativeKVDType | undefined;
+  if (kvCache !== undefined && !NATIVE_KV_DTYPES.includes(kvCache))
+    throw new UsageError(`--kv-cache must be ${NATIVE_KV_DTYPES.join(', ')}, not "${kvCache}"`);
   const weights = values.weights as WeightDType | undefined;
   if (weights !== undefined && !WEIGHT_DTYPES.includes(weights))
     throw new UsageError(`--weights: unknown "${weights}" (${WEIGHT_DTYPES.join(', ')})`);

@@ -163,9 +163,10 @@ const shape = {
   webgpuKvDType: z.enum(['f32', 'f16']).default('f32'),
   /**
    * native backend's KV cache in the runner: f16 (half the bytes a decode step's attention reads; keys and
-   * values rounded to f16; a squeezed request's cache stays f32 for the fused step), or f32 (exact).
+   * values rounded to f16), int8 (a byte per value and an f32 scale per 64-value row: about a quarter of
+   * f32's bytes; squeezed requests are refused, their fused step reads f16/f32 rows), or f32 (exact).
    */
-  nativeKvDType: z.enum(['f32', 'f16']).default('f16'),
+  nativeKvDType: z.enum(['f32', 'f16', 'int8']).default('f16'),
   /**
    * Device dtype of the weight matrices: f32 (exact to the checkpoint), f16 (half the bytes), q8_0 / q4_0
    * (ggml blocks: ~1/4 and ~1/7 of f32, multiplied by integer kernels; quantized at load unless a GGUF

@@ -16,6 +16,7 @@
 // (client gone) and past-deadline sequences end at the next step and free their KV at once.
 import type { RunnerUsage } from '../../../contracts/runner-api.ts';
 import type { SparseConfig } from '../attention/sparse/config.ts';
+import type { KVCacheDType } from '../backends/types.ts';
 import { SparsePrefill } from '../attention/sparse/prefill.ts';
 import { InvalidRequestError, NotAcceptingError } from '../errors.ts';
 import type { SequenceAssembler } from '../reuse/types.ts';
@@ -29,9 +30,13 @@ import { type StepEngine, type StepPlan, StepRunner } from './step-runner.ts';
 /** A background step lets the event loop run between layers once it has held it this long (ms). */
 const BREATHE_MS = 1;
 
-/** Bytes of K and V per cache position of one sequence, every layer, with `dtype` elements. */
-export function kvBytesPerPosition(c: ModelConfig, dtype: 'f32' | 'f16'): number {
-  return 2 * c.layers * c.kvHeads * c.headDim * (dtype === 'f16' ? 2 : 4);
+/**
+ * Bytes of K and V per cache position of one sequence, every layer, with `dtype` elements (int8: a byte per
+ * value plus the row's f32 scale).
+ */
+export function kvBytesPerPosition(c: ModelConfig, dtype: KVCacheDType): number {
+  const row = dtype === 'int8' ? c.headDim + 4 : c.headDim * (dtype === 'f16' ? 2 : 4);
+  return 2 * c.layers * c.kvHeads * row;
 }
 
 /** What scheduling needs of an engine (Engine has it all). */
