@@ -16,8 +16,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { BACKENDS, type BackendChoice } from '../gpu-runner/engine/backends/registry.ts';
-import { NATIVE_KV_DTYPES, type NativeKVDType } from '../gpu-runner/engine/backends/native/backend.ts';
-import type { Backend } from '../gpu-runner/engine/backends/types.ts';
+import { type Backend, KV_CACHE_DTYPES, type KVCacheDType } from '../gpu-runner/engine/backends/types.ts';
 import { type Engine, loadEngine } from '../gpu-runner/engine/engine.ts';
 import { WEIGHT_DTYPES, type WeightDType } from '../gpu-runner/engine/weights.ts';
 import { makeTinyModel } from '../gpu-runner/tools/make-tiny-model.ts';
@@ -49,7 +48,7 @@ interface Measurement {
   /** native: whether its memory was advised onto huge pages (and the OS took it) */
   hugePages?: boolean;
   /** the native backend's KV cache type (--kv-cache) */
-  kvCache?: NativeKVDType;
+  kvCache?: KVCacheDType;
   /** device dtype of the weight matrices */
   weights: string;
   /** webgpu: the device it ran on */
@@ -167,10 +166,10 @@ export async function run(args: string[]): Promise<number> {
   const context = numberOption('context', values.context, 16);
   if (!Number.isInteger(context) || context < 1)
     throw new UsageError(`--context: ${context} is not a positive number of prompt tokens`);
-  const kvCaches = (values['kv-cache'] ?? 'f32').split(',') as NativeKVDType[];
+  const kvCaches = (values['kv-cache'] ?? 'f32').split(',') as KVCacheDType[];
   for (const k of kvCaches)
-    if (!NATIVE_KV_DTYPES.includes(k))
-      throw new UsageError(`--kv-cache: "${k}" is not ${NATIVE_KV_DTYPES.join(', ')}`);
+    if (!KV_CACHE_DTYPES.includes(k))
+      throw new UsageError(`--kv-cache: "${k}" is not ${KV_CACHE_DTYPES.join(', ')}`);
   if (values['kv-cache'] !== undefined && backends.some((b) => b !== 'native'))
     throw new UsageError(`--kv-cache ${values['kv-cache']}: only the native backend takes a cache type`);
   const pages = (values['huge-pages'] ?? 'on').split(',');
@@ -188,7 +187,7 @@ export async function run(args: string[]): Promise<number> {
     const prompt = Array.from({ length: promptTokens }, (_, i) => (i * 31 + 7) % 256);
     const results: Measurement[] = [];
     // the native backend once per --huge-pages setting and --kv-cache type, the others once
-    const runs: { b: string; huge?: boolean; kv?: NativeKVDType }[] = backends.flatMap((b) =>
+    const runs: { b: string; huge?: boolean; kv?: KVCacheDType }[] = backends.flatMap((b) =>
       b === 'native' ? pages.flatMap((p) => kvCaches.map((kv) => ({ b, huge: p === 'on', kv }))) : [{ b }],
     );
     for (const { b, huge, kv } of runs) {

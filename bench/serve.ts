@@ -24,8 +24,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { REUSE_MODES, type ReuseMode } from '../contracts/reuse.ts';
-import { NATIVE_KV_DTYPES, type NativeKVDType } from '../gpu-runner/engine/backends/native/backend.ts';
 import { BACKENDS, type BackendName } from '../gpu-runner/engine/backends/registry.ts';
+import { KV_CACHE_DTYPES, type KVCacheDType } from '../gpu-runner/engine/backends/types.ts';
 import { kvBytesPerPosition } from '../gpu-runner/engine/generate/scheduler.ts';
 import { loadModelConfig } from '../gpu-runner/engine/model-config.ts';
 import { WEIGHT_DTYPES, type WeightDType } from '../gpu-runner/engine/weights.ts';
@@ -102,9 +102,9 @@ export async function run(args: string[]): Promise<number> {
   const cpu = BACKENDS.filter((b) => b.priority > 0).map((b) => b.name) as string[];
   if (!cpu.includes(values.backend!)) throw new UsageError(`--backend must be one of ${cpu.join(', ')}`);
   const backend = values.backend as BackendName;
-  const kvCache = values['kv-cache'] as NativeKVDType | undefined;
-  if (kvCache !== undefined && !NATIVE_KV_DTYPES.includes(kvCache))
-    throw new UsageError(`--kv-cache must be ${NATIVE_KV_DTYPES.join(', ')}, not "${kvCache}"`);
+  const kvCache = values['kv-cache'] as KVCacheDType | undefined;
+  if (kvCache !== undefined && !KV_CACHE_DTYPES.includes(kvCache))
+    throw new UsageError(`--kv-cache must be ${KV_CACHE_DTYPES.join(', ')}, not "${kvCache}"`);
   const weights = values.weights as WeightDType | undefined;
   if (weights !== undefined && !WEIGHT_DTYPES.includes(weights))
     throw new UsageError(`--weights: unknown "${weights}" (${WEIGHT_DTYPES.join(', ')})`);

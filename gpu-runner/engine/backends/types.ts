@@ -80,7 +80,8 @@ export interface SparsePlan {
  * Element type of a backend's KV caches: f32, IEEE halves, or int8 codes with an f32 scale per (layer, kv
  * head, position) row (symmetric per-row quantization; the native backend only).
  */
-export type KVCacheDType = 'f32' | 'f16' | 'int8';
+export const KV_CACHE_DTYPES = ['f32', 'f16', 'int8'] as const;
+export type KVCacheDType = (typeof KV_CACHE_DTYPES)[number];
 
 /** What a backend can do beyond the ops every backend has: data, checked by callers before they ask. */
 export interface Capabilities {

@@ -168,6 +168,11 @@ export class Scheduler {
       vocabSize: e.config.vocabSize,
       canAssemble: this.assembler !== null,
     });
+    // squeezed attention's kernels (fused native step, wasm ranges over the f32 view) read f32 or f16 rows
+    if (req.squeezed && e.backend.caps.kvDType === 'int8')
+      throw new InvalidRequestError(
+        'squeezed attention needs f16 or f32 KV caches and this runner keeps int8 caches (KVRAG_NATIVE_KV_DTYPE=int8): send the request without squeezed, or use a runner with f16 caches',
+      );
     const seq = new Sequence(this.nextId++, req, e.tokenizer, e.stopTokenIds);
     if (this.capacityFor(seq) * this.bytesPerPosition > this.kvBytes)
       throw new InvalidRequestError('prompt does not fit the runner KV memory');

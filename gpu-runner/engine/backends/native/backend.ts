@@ -20,7 +20,7 @@ import { CheckedBackend } from '../checked.ts';
 import { type DType, type HostTensor, isBlockDType } from '../dtypes.ts';
 import type { AttentionCall, KernelSpan } from '../kernels.ts';
 import type { FlatPlan } from '../plan.ts';
-import type { KVBlock, KVCacheSpec, PackedKVSpec } from '../types.ts';
+import type { KVBlock, KVCacheDType, KVCacheSpec, PackedKVSpec } from '../types.ts';
 import { WasmKernels } from '../wasm/backend.ts';
 import { type RuntimeOptions, WasmRuntime, wasmBackendAvailable } from '../wasm/runtime.ts';
 import { MAX_MEMORY_BYTES } from '../wasm/memory.ts';
@@ -40,9 +40,8 @@ function nativeAttentionFits(headDim: number): boolean {
   return headDim % 16 === 0 && headDim <= 256;
 }
 
-/** Element types of the native backend's KV caches. */
-export const NATIVE_KV_DTYPES = ['f32', 'f16', 'int8'] as const;
-export type NativeKVDType = (typeof NATIVE_KV_DTYPES)[number];
+/** Element type of the native backend's KV caches (every KV_CACHE_DTYPES entry). */
+export type NativeKVDType = KVCacheDType;
 
 type Call = AttentionCall<WasmTensor, WasmKVCache>;
 
