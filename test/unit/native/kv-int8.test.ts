@@ -106,6 +106,24 @@ describe.skipIf(!native.ok)('native int8 KV cache', () => {
     q8.freeKVCache(c);
   });
 
+  it('growing a cache (kvGather, then kvWrite into a larger one, as copyFrom) keeps its values', async () => {
+    const d = SPEC.headDim;
+    const a = q8.createKVCache(SPEC);
+    const b = q8.createKVCache({ ...SPEC, capacity: SPEC.capacity + 64 });
+    const block = { k: rand(2 * 40 * d, 8, 5), v: rand(2 * 40 * d, 9, 0.3) };
+    q8.kvLoad(a, 1, 0, block);
+    const { k, v } = q8.kvGather(a, 1, 0, 40);
+    q8.kvWrite(1, k, v, [{ cache: b, row: 0, count: 40, pos: 0 }]);
+    // a row of s · q requantizes to the same codes (its max is s · 127), its scale to within an f32 rounding
+    const was = await q8.kvRead(a, 1, 0, 40);
+    const now = await q8.kvRead(b, 1, 0, 40);
+    for (const part of ['k', 'v'] as const)
+      for (let i = 0; i < was[part].length; i++)
+        expect(Math.abs(now[part][i] - was[part][i])).toBeLessThanOrEqual(Math.abs(was[part][i]) * 2 ** -23);
+    q8.freeKVCache(a);
+    q8.freeKVCache(b);
+  });
+
   it.each(KV_DTYPES)(
     'kvUnpack of a %s artifact = the f32 cache’s unpack, quantized by the rule',
     async (dtype) => {
