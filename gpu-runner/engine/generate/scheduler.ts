@@ -160,19 +160,20 @@ export class Scheduler {
   }
 
   /** Queues a request and returns its sequence (its `done` resolves with the usage). */
-  enqueue(req: SeqRequest): Sequence {
+  enqueue(request: SeqRequest): Sequence {
     if (!this.accepting) throw new NotAcceptingError('runner is shutting down');
     const e = this.engine;
+    // squeezed attention's fused native step reads f16 / f32 rows: over int8 caches a squeezed request takes
+    // the unfused path (keysFor + attentionRanges over an f32 copy of the layer's written positions)
+    const req =
+      request.squeezed && e.backend.caps.kvDType === 'int8'
+        ? { ...request, squeezed: { ...request.squeezed, fused: false } }
+        : request;
     checkRequest(req, {
       maxContext: e.maxContext,
       vocabSize: e.config.vocabSize,
       canAssemble: this.assembler !== null,
     });
-    // squeezed attention's kernels (fused native step, wasm ranges over the f32 view) read f32 or f16 rows
-    if (req.squeezed && e.backend.caps.kvDType === 'int8')
-      throw new InvalidRequestError(
-        'squeezed attention needs f16 or f32 KV caches and this runner keeps int8 caches (KVRAG_NATIVE_KV_DTYPE=int8): send the request without squeezed, or use a runner with f16 caches',
-      );
     const seq = new Sequence(this.nextId++, req, e.tokenizer, e.stopTokenIds);
     if (this.capacityFor(seq) * this.bytesPerPosition > this.kvBytes)
       throw new InvalidRequestError('prompt does not fit the runner KV memory');
