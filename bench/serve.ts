@@ -18,7 +18,7 @@
 // Throughput = generated tokens / wall time of the level. Without --model, a generated Llama (hidden 256,
 // 4 layers, byte vocab; --shape smollm2: SmolLM2-135M's shape, where decode reads 135M weights per step)
 // with max_position_embeddings raised to fit. --kv-cache: the native backend's KV cache element type (the
-// runner's default, f16, unless given).
+// runner's default, int8, unless given).
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';

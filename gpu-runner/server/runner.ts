@@ -37,9 +37,10 @@ export interface RunnerOptions {
   weightDType?: WeightDType;
   maxContext?: number;
   /**
-   * The native backend's KV cache element type when the backend is created here (default f16: a decode
-   * step's attention reads half the bytes, as llama.cpp's default cache type; int8: a byte per value and a
-   * scale per row, and squeezed requests are refused with a 400, their fused step reads f16/f32 rows).
+   * The native backend's KV cache element type when the backend is created here (default int8: a byte per
+   * value and a scale per row, so a decode step's attention reads 68 of f32's 256 bytes a row; squeezed
+   * requests then take their unfused path, the fused step reads f16/f32 rows; f16: half f32's bytes, as
+   * llama.cpp's default cache type).
    */
   kvCacheDType?: KVCacheDType;
   /** The object store: durable home of artifacts. */
@@ -106,7 +107,7 @@ export async function createRunner(opts: RunnerOptions): Promise<Runner> {
     opts.engine ??
     (await loadEngine(opts.modelDir!, {
       backend: opts.backend ?? 'auto',
-      backendOptions: { threads: opts.threads, kvDType: opts.kvCacheDType ?? 'f16' },
+      backendOptions: { threads: opts.threads, kvDType: opts.kvCacheDType ?? 'int8' },
       weightDType: opts.weightDType,
       maxContext: opts.maxContext,
     }));

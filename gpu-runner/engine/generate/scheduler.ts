@@ -114,7 +114,7 @@ export class Scheduler {
   private readonly background: boolean;
   /**
    * Bytes of K and V per position of one sequence's cache (every layer) in the backend's KV element type
-   * (f16 on a runner's native backend by default, squeezed requests' included).
+   * (int8 rows and their scales on a runner's native backend by default, squeezed requests' included).
    */
   readonly bytesPerPosition: number;
   private readonly waiting: Sequence[] = [];
