@@ -1,7 +1,7 @@
 // `kvrag bench ttft [--context 2048,8192,16384] [--chunk-tokens 512] [--question 32] [--system 32]
 //   [--modes full,prefix,independent,blend,link] [--artifact-dtype f16,int8,int4] [--runs 3] [--model DIR]
 //   [--shape smollm2|qwen2.5-1.5b|tiny] [--backend auto|native|wasm|reference|webgpu] [--weights f32|f16]
-//   [--temps warm,cold,hot] [--kv-cache f32|f16] [--s3] [--json]`
+//   [--temps warm,cold,hot] [--kv-cache f32|f16|int8] [--s3] [--json]`
 // Time to first token per reuse mode, measured side by side in one run: for each context length, k
 // chunks of --chunk-tokens tokens behind a system prefix, then a question. Each artifact mode runs warm
 // (artifacts in host memory, uploaded to the device per request) and cold (a fresh runner: empty host
@@ -18,7 +18,7 @@
 // MiB read. Without --model, a generated Llama (hidden 512, 8 layers, 4/2 heads of 64, intermediate 1408,
 // byte vocab), or with --shape a real model's shape (bench/_shapes.ts), random weights, with
 // max_position_embeddings raised to fit the contexts. --kv-cache: the native backend's KV cache element type
-// (default: a runner's, f16 on native — KVRAG_NATIVE_KV_DTYPE; other backends keep f32).
+// (default: a runner's, int8 on native — KVRAG_NATIVE_KV_DTYPE; other backends keep f32).
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -245,11 +245,13 @@ export async function run(args: string[]): Promise<number> {
     values.backend === 'webgpu' ? 'webgpu' : await resolveBackendName(values.backend as BackendName | 'auto');
   const weights = values.weights;
   if (weights !== 'f32' && weights !== 'f16') throw new UsageError(`--weights: "${weights}" (f32, f16)`);
-  const kvCache = values['kv-cache'] ?? (backend === 'native' ? 'f16' : undefined);
-  if (kvCache !== undefined && kvCache !== 'f16' && kvCache !== 'f32')
-    throw new UsageError(`--kv-cache must be f16 or f32, not "${kvCache}"`);
-  if (kvCache === 'f16' && backend !== 'native')
-    throw new UsageError(`--kv-cache f16: only the native backend keeps f16 caches (backend: ${backend})`);
+  const kvCache = values['kv-cache'] ?? (backend === 'native' ? 'int8' : undefined);
+  if (kvCache !== undefined && kvCache !== 'f16' && kvCache !== 'f32' && kvCache !== 'int8')
+    throw new UsageError(`--kv-cache must be f32, f16 or int8, not "${kvCache}"`);
+  if (kvCache !== undefined && kvCache !== 'f32' && backend !== 'native')
+    throw new UsageError(
+      `--kv-cache ${kvCache}: only the native backend keeps ${kvCache} caches (backend: ${backend})`,
+    );
   const chunkTokens = numberOption('chunk-tokens', values['chunk-tokens'], 512);
   const questionTokens = numberOption('question', values.question, 32);
   const systemTokens = numberOption('system', values.system, 32);

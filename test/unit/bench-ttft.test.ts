@@ -79,7 +79,7 @@ describe('bench ttft', () => {
     const { label, hidden, layers, heads, kvHeads, headDim, intermediate } = MODEL_SHAPES.tiny;
     expect(r.model).toBe(`generated ${label}`);
     expect(r.config).toMatchObject({ hidden, layers, heads, kvHeads, headDim, intermediate });
-    expect(r.kvCache).toBe('f32'); // only the native backend keeps f16 caches (a runner's default there)
+    expect(r.kvCache).toBe('f32'); // only the native backend keeps f16 / int8 caches (int8 a runner's default there)
     // 1026 tokens: past the tiny shape's own 512 positions
     expect(r.rows.map((x) => [x.mode, x.report.tokens])).toEqual([
       ['full', 1026],
@@ -92,7 +92,7 @@ describe('bench ttft', () => {
     await expect(run(['--artifact-dtype', 'f16,int2'])).rejects.toThrow(/unknown dtype "int2"/);
     await expect(run(['--shape', 'gpt5'])).rejects.toThrow(/--shape: unknown shape "gpt5"/);
     await expect(run(['--shape', 'tiny', '--model', '/nonexistent'])).rejects.toThrow(/exclude each other/);
-    await expect(run(['--kv-cache', 'f8'])).rejects.toThrow(/--kv-cache must be f16 or f32, not "f8"/);
+    await expect(run(['--kv-cache', 'f8'])).rejects.toThrow(/--kv-cache must be f32, f16 or int8, not "f8"/);
     await expect(run(['--backend', 'reference', '--kv-cache', 'f16'])).rejects.toThrow(
       /--kv-cache f16: only the native backend/,
     );
