@@ -138,10 +138,6 @@ export const command: Command = {
       throw new UsageError(
         `--kv-cache ${kvCacheDType}: only the native backend (--backend native) keeps one`,
       );
-    if (kvCacheDType === 'int8' && budgets.length > 0)
-      throw new UsageError(
-        '--kv-cache int8: squeezed attention reads f16/f32 caches; give --budgets none to compare int8 caches',
-      );
     // the bundled model by its repository path (results.md names it), when run from inside the repository
     const rel = relative(process.cwd(), BUNDLED_MODEL_DIR);
     const modelDir = values.model ?? (rel.startsWith('..') || isAbsolute(rel) ? BUNDLED_MODEL_DIR : rel);

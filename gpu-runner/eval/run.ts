@@ -59,7 +59,7 @@ export interface EvalOptions {
   weightDType?: WeightDType;
   /**
    * The native backend's KV cache type (default f32: exact K/V, the reuse modes' scores compare against f32
-   * caches); int8 takes no squeezed variants (their kernels read f16/f32 rows).
+   * caches); f16 / int8 as a native runner keeps them, squeezed variants included.
    */
   kvCacheDType?: KVCacheDType;
   /** Held-out seed: episodes are seeded `heldout-{seed}-{suite}-full-{context}`. */
