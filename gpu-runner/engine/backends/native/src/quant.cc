@@ -77,52 +77,57 @@ void quantizeX(const float* x, int64_t K, const QuantX& q, int64_t m0, int64_t m
 
 #if KV_VNNI
 namespace {
-/** rows [m, m + R) × G groups of 16 columns starting at column n. */
-template <int R, int G>
+/** 4 quant bytes of k/4 step kq (0..7) of a packed block's 16 columns (see pack.cc) as a vector */
+template <int32_t T>
+inline __m512i weightStep(const uint8_t* blk, int kq, __m512i lowNib) {
+  if constexpr (T == W_Q8_0) {
+    return _mm512_loadu_si512(blk + SCALE_BYTES + kq * 64);
+  } else {
+    const __m512i p = _mm512_loadu_si512(blk + SCALE_BYTES + (kq >> 1) * 64);
+    return (kq & 1) ? _mm512_and_si512(_mm512_srli_epi16(p, 4), lowNib) : _mm512_and_si512(p, lowNib);
+  }
+}
+
+/**
+ * Rows [m, m + R) × G groups of 16 columns starting at column n (prefill-sized M). The weight type is a
+ * template argument and the k/4 steps are unrolled, so the R·G integer and R·G float accumulators stay in
+ * registers (R·G ≤ 12) and each step is G weight loads, R broadcasts and R·G dot products.
+ */
+template <int R, int G, int32_t T>
 void microQ(const MatmulQ& a, int64_t m, int64_t n) {
   const int64_t nb = a.K / 32;
-  const int64_t bb = blockBytes(a.type);
+  constexpr int64_t bb = SCALE_BYTES + (T == W_Q8_0 ? 512 : 256);
   const int64_t gstride = nb * bb;
   const uint8_t* wg = a.w + (n / GROUP) * gstride;
-  const int8_t* xr[R];
-  const float* xd[R];
-  const float* xc[R];
-  for (int r = 0; r < R; r++) {
-    xr[r] = a.qx.xq + (m + r) * a.K;
-    xd[r] = a.qx.xd + (m + r) * nb;
-    xc[r] = a.qx.xc + (m + r) * nb;
-  }
+  const int8_t* xr = a.qx.xq + m * a.K;
+  const float* xd = a.qx.xd + m * nb;
+  const float* xc = a.qx.xc + m * nb;
+  const int64_t K = a.K;
   __m512 f[R][G];
   for (int r = 0; r < R; r++)
     for (int g = 0; g < G; g++) f[r][g] = _mm512_setzero_ps();
   const __m512i lowNib = _mm512_set1_epi8(0x0f);
   for (int64_t b = 0; b < nb; b++) {
+    const uint8_t* blk = wg + b * bb;
+    const int8_t* xb = xr + b * 32;
     __m512i ia[R][G];
     for (int r = 0; r < R; r++)
       for (int g = 0; g < G; g++) ia[r][g] = _mm512_setzero_si512();
+#pragma GCC unroll 8
     for (int kq = 0; kq < 8; kq++) {
       __m512i w[G];
-      for (int g = 0; g < G; g++) {
-        const uint8_t* blk = wg + g * gstride + b * bb + SCALE_BYTES;
-        if (a.type == W_Q8_0) {
-          w[g] = _mm512_loadu_si512(blk + kq * 64);
-        } else {
-          const __m512i p = _mm512_loadu_si512(blk + (kq >> 1) * 64);
-          w[g] = (kq & 1) ? _mm512_and_si512(_mm512_srli_epi16(p, 4), lowNib) : _mm512_and_si512(p, lowNib);
-        }
-      }
-#pragma GCC unroll 8
+      for (int g = 0; g < G; g++) w[g] = weightStep<T>(blk + g * gstride, kq, lowNib);
       for (int r = 0; r < R; r++) {
-        const __m512i xv = _mm512_set1_epi32(x4(xr[r] + b * 32 + kq * 4));
+        const __m512i xv = _mm512_set1_epi32(x4(xb + r * K + kq * 4));
         for (int g = 0; g < G; g++) ia[r][g] = _mm512_dpbusd_epi32(ia[r][g], w[g], xv);
       }
     }
     __m512 dw[G];
     for (int g = 0; g < G; g++)
-      dw[g] = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(wg + g * gstride + b * bb)));
+      dw[g] = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + g * gstride)));
     for (int r = 0; r < R; r++) {
-      const __m512 d = _mm512_set1_ps(xd[r][b]);
-      const __m512 c = _mm512_set1_ps(xc[r][b]);
+      const __m512 d = _mm512_set1_ps(xd[r * nb + b]);
+      const __m512 c = _mm512_set1_ps(xc[r * nb + b]);
       for (int g = 0; g < G; g++) {
         const __m512 t = _mm512_fmadd_ps(_mm512_cvtepi32_ps(ia[r][g]), d, c);
         f[r][g] = _mm512_fmadd_ps(t, dw[g], f[r][g]);
@@ -273,8 +278,13 @@ void rowsQ(int rows, const MatmulQ& a, int64_t m, int64_t n, int groups) {
   if constexpr (R > 0) {
     if (rows != R) return rowsQ<R - 1>(rows, a, m, n, groups);
 #if KV_VNNI
-    if (groups == 2) microQ<R, 2>(a, m, n);
-    else microQ<R, 1>(a, m, n);
+    if (a.type == W_Q8_0) {
+      if (groups == 2) microQ<R, 2, W_Q8_0>(a, m, n);
+      else microQ<R, 1, W_Q8_0>(a, m, n);
+    } else {
+      if (groups == 2) microQ<R, 2, W_Q4_0>(a, m, n);
+      else microQ<R, 1, W_Q4_0>(a, m, n);
+    }
 #else
     for (int g = 0; g < groups; g++) microQ1<R>(a, m, n + g * GROUP);
 #endif
