@@ -1,5 +1,5 @@
 // `kvrag bench engine [--json] [--backend reference,wasm,native,webgpu] [--weights f32|f16|q8_0|q4_0]
-// [--batch B] [--threads N] [--context N] [--kv-cache f32|f16] [--huge-pages on|off|on,off]`: prefill and
+// [--batch B] [--threads N] [--context N] [--kv-cache f32|f16|int8[,…]] [--huge-pages on|off|on,off]`: prefill and
 // decode throughput of the engine on each backend (default: the CPU backends
 // that run here, webgpu where an adapter exists — labelled with its device; on Mesa llvmpipe those are
 // not GPU numbers), measured in one run, with the weight matrices kept as --weights (default: as stored).
@@ -11,14 +11,14 @@
 // --prompt-tokens 16 --context 528` is `bench serve`'s concurrency-16 burst), plus the matmul GFLOP/s.
 // Decode runs after a --context-token prompt (default 16; a runner's decode after an assembled context is
 // ~530), through Engine.generate — the runner's scheduler and step runner. --kv-cache: the native backend's
-// cache type (default f32, the library's; a runner's is f16). --huge-pages: the native backend with its
+// cache type (default f32, the library's; a runner's is f16), or a list (f16,int8) measured side by side. --huge-pages: the native backend with its
 // memory on transparent huge pages (on, the default), on 4 KiB pages (off), or both side by side.
 // `--peer llamacpp` runs kvrag and llama.cpp side by side instead (bench/_engine-peer.ts).
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { BACKENDS, type BackendChoice } from '../gpu-runner/engine/backends/registry.ts';
-import type { Backend } from '../gpu-runner/engine/backends/types.ts';
+import { type Backend, KV_CACHE_DTYPES, type KVCacheDType } from '../gpu-runner/engine/backends/types.ts';
 import { type Engine, loadEngine } from '../gpu-runner/engine/engine.ts';
 import { WEIGHT_DTYPES, type WeightDType } from '../gpu-runner/engine/weights.ts';
 import { makeTinyModel } from '../gpu-runner/tools/make-tiny-model.ts';
@@ -49,6 +49,8 @@ interface Measurement {
   backend: string;
   /** native: whether its memory was advised onto huge pages (and the OS took it) */
   hugePages?: boolean;
+  /** the native backend's KV cache type (--kv-cache) */
+  kvCache?: KVCacheDType;
   /** device dtype of the weight matrices */
   weights: string;
   /** webgpu: the device it ran on */
@@ -190,11 +192,12 @@ export async function run(args: string[]): Promise<number> {
   const context = numberOption('context', values.context, 16);
   if (!Number.isInteger(context) || context < 1)
     throw new UsageError(`--context: ${context} is not a positive number of prompt tokens`);
-  const kvCache = values['kv-cache'];
-  if (kvCache !== undefined && kvCache !== 'f32' && kvCache !== 'f16')
-    throw new UsageError(`--kv-cache: "${kvCache}" is not f32 or f16`);
-  if (kvCache !== undefined && backends.some((b) => b !== 'native'))
-    throw new UsageError(`--kv-cache ${kvCache}: only the native backend takes a cache type`);
+  const kvCaches = (values['kv-cache'] ?? 'f32').split(',') as KVCacheDType[];
+  for (const k of kvCaches)
+    if (!KV_CACHE_DTYPES.includes(k))
+      throw new UsageError(`--kv-cache: "${k}" is not ${KV_CACHE_DTYPES.join(', ')}`);
+  if (values['kv-cache'] !== undefined && backends.some((b) => b !== 'native'))
+    throw new UsageError(`--kv-cache ${values['kv-cache']}: only the native backend takes a cache type`);
   const pages = (values['huge-pages'] ?? 'on').split(',');
   if (pages.length === 0 || pages.some((p) => p !== 'on' && p !== 'off'))
     throw new UsageError(`--huge-pages: "${values['huge-pages']}" is not on, off or on,off`);
@@ -213,11 +216,11 @@ export async function run(args: string[]): Promise<number> {
       });
     const prompt = Array.from({ length: promptTokens }, (_, i) => (i * 31 + 7) % 256);
     const results: Measurement[] = [];
-    // the native backend once per --huge-pages setting, the others once
-    const runs: { b: string; huge?: boolean }[] = backends.flatMap((b) =>
-      b === 'native' ? pages.map((p) => ({ b, huge: p === 'on' })) : [{ b }],
+    // the native backend once per --huge-pages setting and --kv-cache type, the others once
+    const runs: { b: string; huge?: boolean; kv?: KVCacheDType }[] = backends.flatMap((b) =>
+      b === 'native' ? pages.flatMap((p) => kvCaches.map((kv) => ({ b, huge: p === 'on', kv }))) : [{ b }],
     );
-    for (const { b, huge } of runs) {
+    for (const { b, huge, kv } of runs) {
       let backend: Backend | BackendChoice = b as BackendChoice;
       let device: WebGPULabel | undefined;
       if (b === 'webgpu') {
@@ -231,7 +234,7 @@ export async function run(args: string[]): Promise<number> {
         weightDType: weights,
         backendOptions: {
           ...(threads ? { threads } : {}),
-          ...(kvCache ? { kvDType: kvCache } : {}),
+          ...(kv ? { kvDType: kv } : {}),
           ...(huge === undefined ? {} : { hugePages: huge }),
         },
       });
@@ -241,6 +244,7 @@ export async function run(args: string[]): Promise<number> {
           ...(await measure(engine, prompt, decodeTokens, batch, context)),
           ...(device ? { device } : {}),
           ...(huge === undefined ? {} : { hugePages: kernels?.hugePages === true }),
+          ...(kv ? { kvCache: kv } : {}),
         });
       } finally {
         engine.dispose();
@@ -254,7 +258,7 @@ export async function run(args: string[]): Promise<number> {
       promptTokens,
       decodeTokens,
       context,
-      kvCache: kvCache ?? 'f32',
+      kvCache: kvCaches.join(','),
       batch,
       threads: threads ?? 'all cores',
       results,
@@ -281,7 +285,7 @@ export async function run(args: string[]): Promise<number> {
               ? `webgpu (${r.device.device}${r.device.software ? ', CPU rasteriser' : ''})`
               : r.hugePages === undefined
                 ? r.backend
-                : `${r.backend} (${r.hugePages ? 'huge pages' : '4 KiB pages'})`,
+                : `${r.backend} (${r.hugePages ? 'huge pages' : '4 KiB pages'}${kvCaches.length > 1 ? `, ${r.kvCache} KV` : ''})`,
             r.weights,
             r.prefillTokensPerS,
             r.decodeTokensPerS,

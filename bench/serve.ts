@@ -1,6 +1,6 @@
 // `kvrag bench serve [--concurrency 1,4,16] [--modes independent,full] [--requests N] [--chunks 4]
 //   [--chunk-tokens 128] [--question 16] [--max-tokens 16] [--model DIR] [--backend wasm|native|reference]
-//   [--weights f32|f16|q8_0|q4_0] [--kv-cache f16|f32] [--shape smollm2|tiny] [--json]`
+//   [--weights f32|f16|q8_0|q4_0] [--kv-cache f16|f32|int8] [--shape smollm2|tiny] [--json]`
 // Serving throughput and TTFT of a runner over HTTP, reuse modes side by side in one run on the same
 // backend: an in-process runner (createRunner, loopback port) gets closed-loop SSE clients from a worker
 // thread (serve-clients.ts: their own event loop, as real clients are other processes) — `c` clients,
@@ -18,13 +18,14 @@
 // Throughput = generated tokens / wall time of the level. Without --model, a generated Llama (hidden 256,
 // 4 layers, byte vocab; --shape smollm2: SmolLM2-135M's shape, where decode reads 135M weights per step)
 // with max_position_embeddings raised to fit. --kv-cache: the native backend's KV cache element type (the
-// runner's default, f16, unless given).
+// runner's default, int8, unless given).
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { REUSE_MODES, type ReuseMode } from '../contracts/reuse.ts';
 import { BACKENDS, type BackendName } from '../gpu-runner/engine/backends/registry.ts';
+import { KV_CACHE_DTYPES, type KVCacheDType } from '../gpu-runner/engine/backends/types.ts';
 import { kvBytesPerPosition } from '../gpu-runner/engine/generate/scheduler.ts';
 import { loadModelConfig } from '../gpu-runner/engine/model-config.ts';
 import { WEIGHT_DTYPES, type WeightDType } from '../gpu-runner/engine/weights.ts';
@@ -101,9 +102,9 @@ export async function run(args: string[]): Promise<number> {
   const cpu = BACKENDS.filter((b) => b.priority > 0).map((b) => b.name) as string[];
   if (!cpu.includes(values.backend!)) throw new UsageError(`--backend must be one of ${cpu.join(', ')}`);
   const backend = values.backend as BackendName;
-  const kvCache = values['kv-cache'];
-  if (kvCache !== undefined && kvCache !== 'f16' && kvCache !== 'f32')
-    throw new UsageError(`--kv-cache must be f16 or f32, not "${kvCache}"`);
+  const kvCache = values['kv-cache'] as KVCacheDType | undefined;
+  if (kvCache !== undefined && !KV_CACHE_DTYPES.includes(kvCache))
+    throw new UsageError(`--kv-cache must be ${KV_CACHE_DTYPES.join(', ')}, not "${kvCache}"`);
   const weights = values.weights as WeightDType | undefined;
   if (weights !== undefined && !WEIGHT_DTYPES.includes(weights))
     throw new UsageError(`--weights: unknown "${weights}" (${WEIGHT_DTYPES.join(', ')})`);

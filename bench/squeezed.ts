@@ -1,12 +1,14 @@
 // `kvrag bench squeezed [--context N] [--budget B] [--json] [--threads T] [--reps R] [--iters I] [--pc P]
-//                       [--decode-context N] [--steps S] [--backend native|wasm]`:
+//                       [--decode-context N] [--steps S] [--backend native|wasm] [--channels C[,C…]]`:
 // squeezed attention (DESIGN.md §4.2) vs dense on the native backend (wasm where the addon is not
 // there, or --backend wasm), in one run, for synthetic fixed
 // contexts of 8K, 32K and 64K tokens (or --context N): one layer, 8 query heads over 2 kv heads (GQA
 // 4:1), head_dim 64, 32 live tokens after the context. Keys are a mixture of Gaussians around n/50
 // random unit directions (norm 4, noise 0.35); each decode query aims its group at 2 of its kv head's
 // directions (synthetic.ts). The step runs the engine's own path: the fixed context cluster-major in the
-// cache and a FixedContext. Scoring `keys` (the default): every key scored from its int8 copy, exact
+// cache and a FixedContext. Scoring `keys r/d` (the default): every key scored from its int8 copy over r of
+// its d channels (SparQ's subset, key-sketch.ts; --channels, default DEFAULT_SCORE_CHANNELS; several
+// comma-separated give a row pair each), exact
 // attention over the budget's best 16-slot blocks (ranked by their best key) + the live tokens, and — `approximated` rows — the left-out keys'
 // share (their own logits, their cluster's mean value, merged by log-sum-exp); `dropped` rows discard it;
 // on the native backend one fused call per kv head (native-step.ts). Scoring `clusters` (the earlier
@@ -21,7 +23,10 @@
 // same size), relative output error vs dense, keys and bytes touched. Then engine end-to-end decode
 // tokens/s, dense vs each budget, over an assembled --decode-context (default 32K; 0 skips it).
 import { buildIndex, DEFAULT_PC } from '../gpu-runner/engine/attention/squeezed/index.ts';
-import { DEFAULT_PREFILTER } from '../gpu-runner/engine/attention/squeezed/key-sketch.ts';
+import {
+  DEFAULT_PREFILTER,
+  DEFAULT_SCORE_CHANNELS,
+} from '../gpu-runner/engine/attention/squeezed/key-sketch.ts';
 import { FixedContext, TWO_LEVEL_FROM } from '../gpu-runner/engine/attention/squeezed/fixed-context.ts';
 import {
   addSelection,
@@ -111,6 +116,7 @@ export async function run(args: string[]): Promise<number> {
     'decode-context': { type: 'string' },
     'two-level-from': { type: 'string' },
     prefilter: { type: 'string' },
+    channels: { type: 'string' },
     steps: { type: 'string' },
     backend: { type: 'string' },
   });
@@ -136,6 +142,11 @@ export async function run(args: string[]): Promise<number> {
   const prefilter = numberOption('prefilter', values.prefilter, DEFAULT_PREFILTER);
   if (!(prefilter >= 0 && prefilter <= 1))
     throw new UsageError('--prefilter must be a share of the keys in [0, 1] (0 = every key scored)');
+  const channelList = (values.channels ?? String(DEFAULT_SCORE_CHANNELS)).split(',').map(Number);
+  if (!channelList.every((c) => Number.isInteger(c) && c >= 4 && c % 4 === 0))
+    throw new UsageError(
+      '--channels must be multiples of 4, ≥ 4, comma-separated (channels of a key scored; ≥ 64 = all)',
+    );
   const wasm = (await createBackend(backendName, { threads })) as WasmBackend;
   // dense over an f16 cache: what a dense request reads on a native runner (its default KV dtype)
   const half =
@@ -171,11 +182,14 @@ export async function run(args: string[]): Promise<number> {
       const sqInvFreq = half
         ? half.upload({ dtype: 'f32', shape: [D / 2], data: new Float32Array(D / 2) })
         : invFreq;
-      // per budget: keys scored, the left-out share approximated (the default), then dropped; clusters scored
+      // per budget: keys scored over each channel subset, the left-out share approximated (the default),
+      // then dropped; clusters scored
       const variants = budgets.flatMap((fraction) => [
-        { fraction, approximate: true, scoring: 'keys' as const },
-        { fraction, approximate: false, scoring: 'keys' as const },
-        { fraction, approximate: true, scoring: 'clusters' as const },
+        ...channelList.flatMap((channels) => [
+          { fraction, approximate: true, scoring: 'keys' as const, channels },
+          { fraction, approximate: false, scoring: 'keys' as const, channels },
+        ]),
+        { fraction, approximate: true, scoring: 'clusters' as const, channels: D },
       ]);
       // the fixed keys per layer [kv_head][n][d] in cache order (per-key scoring's int8 copy is made of them)
       const fixedK = new Float32Array(KVH * n * D);
@@ -183,12 +197,12 @@ export async function run(args: string[]): Promise<number> {
       // squeezed requests read the runner's cache: f16 on native (the fused step reads f16 rows)
       const sqb = half ?? wasm;
       const fcs = variants.map(
-        ({ fraction, approximate, scoring }) =>
+        ({ fraction, approximate, scoring, channels }) =>
           new FixedContext(
             sqb,
             { layers: LAYERS, ...geom },
             [{ offset: 0, n, index: ixAll }],
-            { kind: 'budget', fraction, approximate, scoring, prefilter },
+            { kind: 'budget', fraction, approximate, scoring, prefilter, channels },
             sqInvFreq,
             twoLevelFrom,
             Array.from({ length: LAYERS }, () => fixedK),
@@ -301,14 +315,14 @@ export async function run(args: string[]): Promise<number> {
       const denseCpuMs = median(denseCpu);
       const halfMs = denseHalf.length > 0 ? median(denseHalf) : null;
       const halfCpuMs = denseHalfCpu.length > 0 ? median(denseHalfCpu) : null;
-      variants.forEach(({ fraction, approximate, scoring }, bi) => {
+      variants.forEach(({ fraction, approximate, scoring, channels }, bi) => {
         const s = sq[bi];
         const sel = s.select.length > 0;
         const mean = (xs: number[]) => xs.reduce((x, y) => x + y, 0) / xs.length;
         rows.push({
           context: n,
           budget: `1/${Math.round(1 / fraction)}`,
-          scoring,
+          scoring: scoring === 'keys' ? `keys ${Math.min(channels, D)}/${D}` : scoring,
           dropped: approximate ? 'approximated' : 'dropped',
           clusters: ix.heads[0].k,
           indexBuildS: buildS,

@@ -41,11 +41,12 @@ import { type Cell, emit, formatTable } from './_report.ts';
 import { type IndexCost, indexCost } from './_index-cost.ts';
 import { modelShape } from './_shapes.ts';
 import { openBenchWebGPU } from './_webgpu.ts';
+import type { KVCacheDType } from '../gpu-runner/engine/backends/types.ts';
 
 export type TtftResult = {
   backend: string;
   /** the engine's KV cache element type (the native backend's --kv-cache) */
-  kvCache: 'f32' | 'f16';
+  kvCache: KVCacheDType;
   /** webgpu: the device, as bench/_webgpu.ts describes it */
   device?: string;
   weights: 'f32' | 'f16';

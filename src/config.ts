@@ -162,10 +162,12 @@ const shape = {
   /** webgpu backend's KV cache: f32 (exact), or f16 (half the memory; keys/values rounded to f16). */
   webgpuKvDType: z.enum(['f32', 'f16']).default('f32'),
   /**
-   * native backend's KV cache in the runner: f16 (half the bytes a decode step's attention reads; keys and
-   * values rounded to f16; a squeezed request's cache stays f32 for the fused step), or f32 (exact).
+   * native backend's KV cache in the runner: int8 (a byte per value and an f32 scale per head_dim-value row:
+   * 68 of f32's 256 bytes a row at head_dim 64; the bundled model's eval within 1 point of f16; squeezed
+   * requests take their unfused path, the fused step reads f16/f32 rows), f16 (half the bytes; keys and values
+   * rounded to f16), or f32 (exact).
    */
-  nativeKvDType: z.enum(['f32', 'f16']).default('f16'),
+  nativeKvDType: z.enum(['f32', 'f16', 'int8']).default('int8'),
   /**
    * Device dtype of the weight matrices: f32 (exact to the checkpoint), f16 (half the bytes), q8_0 / q4_0
    * (ggml blocks: ~1/4 and ~1/7 of f32, multiplied by integer kernels; quantized at load unless a GGUF

@@ -9,6 +9,7 @@ import { REUSE_MODES, type ReuseMode } from '../../contracts/reuse.ts';
 import type { FetchFn, GenerateRequest, RunnerUsage } from '../../contracts/runner-api.ts';
 import { SPARSE_PATTERNS, type SparsePattern } from '../../contracts/sparse.ts';
 import { BACKEND_CHOICES } from '../../gpu-runner/engine/backends/registry.ts';
+import { KV_CACHE_DTYPES } from '../../gpu-runner/engine/backends/types.ts';
 import { KV_DTYPES, type KVDType } from '../../gpu-runner/engine/kv/artifact-format.ts';
 import { WEIGHT_DTYPES } from '../../gpu-runner/engine/weights.ts';
 import { FACT_TYPES, type FactType, FILLERS, type Filler } from '../../gpu-runner/eval/episodes.ts';
@@ -76,6 +77,7 @@ export const command: Command = {
     '           [--patterns a-shape,vertical-slash,block-sparse,flexprefill|none] [--blend-ratio R] [--link-tokens K]',
     '           [--artifact-dtype f16,int8,int4] (each artifact variant once per chunk KV artifact dtype)',
     '           [--model DIR] [--backend auto|native|wasm|reference] [--weights f32|f16|q8_0|q4_0] [--threads N]',
+    "           [--kv-cache f32|f16|int8] (the native backend's KV cache; default f32)",
     '           [--max-minutes M] [--json] [--out DIR]',
   ].join('\n'),
   async run(args) {
@@ -95,6 +97,7 @@ export const command: Command = {
       model: { type: 'string' },
       backend: { type: 'string', default: 'auto' },
       weights: { type: 'string' },
+      'kv-cache': { type: 'string' },
       threads: { type: 'string' },
       json: { type: 'boolean', default: false },
       out: { type: 'string' },
@@ -127,6 +130,18 @@ export const command: Command = {
     const weightDType =
       values.weights === undefined ? undefined : oneOf('weights', [values.weights], WEIGHT_DTYPES)[0];
     const threads = values.threads === undefined ? undefined : numberOption('threads', values.threads, 0);
+    const kvCacheDType =
+      values['kv-cache'] === undefined
+        ? undefined
+        : oneOf('kv-cache', [values['kv-cache']], KV_CACHE_DTYPES)[0];
+    if (kvCacheDType && kvCacheDType !== 'f32' && backend !== 'native')
+      throw new UsageError(
+        `--kv-cache ${kvCacheDType}: only the native backend (--backend native) keeps one`,
+      );
+    if (kvCacheDType === 'int8' && budgets.length > 0)
+      throw new UsageError(
+        '--kv-cache int8: squeezed attention reads f16/f32 caches; give --budgets none to compare int8 caches',
+      );
     // the bundled model by its repository path (results.md names it), when run from inside the repository
     const rel = relative(process.cwd(), BUNDLED_MODEL_DIR);
     const modelDir = values.model ?? (rel.startsWith('..') || isAbsolute(rel) ? BUNDLED_MODEL_DIR : rel);
@@ -162,6 +177,7 @@ export const command: Command = {
       backend,
       threads,
       weightDType,
+      kvCacheDType,
       seed,
       suites,
       filler,

@@ -119,7 +119,7 @@ export function resultsMarkdown(r: EvalResult, command: string, svgName: string 
     '',
     `Regenerate: \`${command}\``,
     '',
-    `- model: \`${r.model}\` (fingerprint \`${r.fingerprint.slice(0, 16)}…\`), ${r.backend} backend, ${r.weights} weights`,
+    `- model: \`${r.model}\` (fingerprint \`${r.fingerprint.slice(0, 16)}…\`), ${r.backend} backend, ${r.weights} weights, ${r.kvCache ?? 'f32'} KV cache`,
     `- episodes: gpu-runner/tools/train/EPISODES.md held-out sets, seed ${r.seed} (\`heldout-${r.seed}-{suite}-full-{context}${r.filler === 'lexicon' ? '' : `-${r.filler}`}\`; training never used it), ${episodesPer(r)} per suite and context, the same episodes for every variant`,
     `- filler: ${fillerNote(r)}`,
     `- settings: blend ratio ${r.blendRatio ?? 'the runner default (0.15)'}, link tokens ${r.linkTokens ?? 'the runner default (16)'}${modeNote(r, 'squeezed', 'squeezed budgets', 'the fixed context from artifacts')}${modeNote(r, 'sparse', 'sparse-prefill patterns', 'the prompt prefilled live')}`,
@@ -184,7 +184,7 @@ export function fillerNote(r: EvalResult): string {
 /** The terminal table: every variant × context per suite, accuracy in %. */
 export function evalTable(r: EvalResult): string {
   const lines = [
-    `kvrag eval — ${r.model} on ${r.backend} (${r.weights} weights), seed ${r.seed}, ${r.filler} filler, ${episodesPer(r)} episodes per suite and context, ${(r.wallS / 60).toFixed(1)} min`,
+    `kvrag eval — ${r.model} on ${r.backend} (${r.weights} weights, ${r.kvCache ?? 'f32'} KV cache), seed ${r.seed}, ${r.filler} filler, ${episodesPer(r)} episodes per suite and context, ${(r.wallS / 60).toFixed(1)} min`,
   ];
   for (const s of r.suites) lines.push('', `suite ${s}`, ...tableFor(r, [s]));
   lines.push(...unavailableLines(r).map((l) => `\n${l}`));

@@ -19,6 +19,7 @@ import {
 } from '../../contracts/runner-api.ts';
 import type { SparsePattern } from '../../contracts/sparse.ts';
 import type { BackendChoice } from '../engine/backends/registry.ts';
+import type { KVCacheDType } from '../engine/backends/types.ts';
 import type { KVDType } from '../engine/kv/artifact-format.ts';
 import type { WeightDType } from '../engine/weights.ts';
 import { createRunner, type Runner } from '../server/runner.ts';
@@ -56,6 +57,11 @@ export interface EvalOptions {
   threads?: number;
   /** Device dtype of the weight matrices (default: as stored, see engine/weights.ts matrixDType). */
   weightDType?: WeightDType;
+  /**
+   * The native backend's KV cache type (default f32: exact K/V, the reuse modes' scores compare against f32
+   * caches); int8 takes no squeezed variants (their kernels read f16/f32 rows).
+   */
+  kvCacheDType?: KVCacheDType;
   /** Held-out seed: episodes are seeded `heldout-{seed}-{suite}-full-{context}`. */
   seed: number;
   suites: readonly FactType[];
@@ -128,6 +134,8 @@ export interface EvalResult {
   backend: string;
   /** the device dtype of the weight matrices (q/k/v/o, MLP; the embedding's may differ only by row length) */
   weights: string;
+  /** the KV cache element type */
+  kvCache: KVCacheDType;
   seed: number;
   n: number;
   suites: FactType[];
@@ -259,7 +267,7 @@ export async function runEval(opts: EvalOptions): Promise<EvalResult> {
     weightDType: opts.weightDType,
     // exact K/V: the reuse modes' scores compare against f32 caches (and squeezed attention's fused
     // native step needs them), not the serving default's f16 rounding
-    kvCacheDType: 'f32',
+    kvCacheDType: opts.kvCacheDType ?? 'f32',
     dtype: dtypes[0],
   });
   const engine = runner.core.engine;
@@ -388,6 +396,7 @@ export async function runEval(opts: EvalOptions): Promise<EvalResult> {
     fingerprint: engine.fingerprint,
     backend: engine.backend.name,
     weights: engine.model.weights.layers[0].q.dtype,
+    kvCache: engine.backend.caps.kvDType,
     seed: opts.seed,
     n: opts.n,
     suites: [...opts.suites],

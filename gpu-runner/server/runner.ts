@@ -9,7 +9,7 @@ import type { RunnerRegistry } from '../../contracts/heartbeat.ts';
 import type { Log } from '../../contracts/log.ts';
 import type { BlobStore } from '../../contracts/blob-store.ts';
 import type { BackendChoice } from '../engine/backends/registry.ts';
-import type { Backend } from '../engine/backends/types.ts';
+import type { Backend, KVCacheDType } from '../engine/backends/types.ts';
 import { type Engine, loadEngine } from '../engine/engine.ts';
 import type { KVDType } from '../engine/kv/artifact-format.ts';
 import { ArtifactStore } from '../engine/kv/artifact-store.ts';
@@ -37,11 +37,12 @@ export interface RunnerOptions {
   weightDType?: WeightDType;
   maxContext?: number;
   /**
-   * The native backend's KV cache element type when the backend is created here (default f16: a decode
-   * step's attention reads half the bytes, as llama.cpp's default cache type; squeezed attention's fused
-   * native step needs f32, and takes its unfused path over an f16 cache).
+   * The native backend's KV cache element type when the backend is created here (default int8: a byte per
+   * value and a scale per row, so a decode step's attention reads 68 of f32's 256 bytes a row; squeezed
+   * requests then take their unfused path, the fused step reads f16/f32 rows; f16: half f32's bytes, as
+   * llama.cpp's default cache type).
    */
-  kvCacheDType?: 'f32' | 'f16';
+  kvCacheDType?: KVCacheDType;
   /** The object store: durable home of artifacts. */
   blobs: BlobStore;
   /** Host-memory artifact tier bytes. Default 256 MiB. */
@@ -106,7 +107,7 @@ export async function createRunner(opts: RunnerOptions): Promise<Runner> {
     opts.engine ??
     (await loadEngine(opts.modelDir!, {
       backend: opts.backend ?? 'auto',
-      backendOptions: { threads: opts.threads, kvDType: opts.kvCacheDType ?? 'f16' },
+      backendOptions: { threads: opts.threads, kvDType: opts.kvCacheDType ?? 'int8' },
       weightDType: opts.weightDType,
       maxContext: opts.maxContext,
     }));

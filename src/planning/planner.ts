@@ -287,9 +287,10 @@ export function finalizePlan(
   // Squeezed attention over stored chunks only, over fixed contexts long enough to gain, at the budget
   // the eval (`kvrag eval`, docs/eval/squeezed) shows each quality level can afford on kvrag-tiny:
   // with per-key scoring, 1/3, 1/8 and 1/16 each score what full scores (59/60 at 2K, 60/60 at 4K tokens),
-  // so `fast` keeps 1/16 of the keys. `balanced` could keep 1/8 on answers alone, but squeezed decode is
-  // still slower than dense on the native backend (`kvrag bench squeezed`: 0.71× at 8K, 0.53× at 32K), so
-  // the default level attends every key until it gains; `exact` never squeezes.
+  // so `fast` keeps 1/16 of the keys. `balanced` could keep 1/8 on answers alone (also with the channel
+  // subset scoring of session 8: every budget equals full), but squeezed decode is still slower than dense
+  // f16 on the native backend (`kvrag bench squeezed` at 32K: 0.76× per layer by CPU, engine decode 0.60×),
+  // so the default level attends every key until it gains; `exact` never squeezes.
   const sqBudget = SQUEEZED_BUDGET[plan.quality];
   const squeezeWhy =
     reuse.mode === 'full' || reuse.mode === 'prefix'

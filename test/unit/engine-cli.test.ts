@@ -103,18 +103,18 @@ describe('kvrag bench engine', () => {
       '--context',
       '40',
       '--kv-cache',
-      'f16',
+      'f16,int8',
       '--huge-pages',
       'off,on',
       '--threads',
       '1',
     ]);
     const out = JSON.parse(stdout);
-    expect(out).toMatchObject({ context: 40, kvCache: 'f16', batch: 2 });
-    expect(out.results.map((r: { hugePages: boolean }) => r.hugePages)).toEqual([
-      false,
-      process.platform === 'linux',
-    ]);
+    expect(out).toMatchObject({ context: 40, kvCache: 'f16,int8', batch: 2 });
+    // each page setting once per cache type, side by side
+    const linux = process.platform === 'linux';
+    expect(out.results.map((r: { hugePages: boolean }) => r.hugePages)).toEqual([false, false, linux, linux]);
+    expect(out.results.map((r: { kvCache: string }) => r.kvCache)).toEqual(['f16', 'int8', 'f16', 'int8']);
     for (const r of out.results) {
       expect(r.backend).toBe('native');
       expect(r.batchStepMs).toBeGreaterThan(0);
@@ -126,7 +126,7 @@ describe('kvrag bench engine', () => {
 
   it('refuses a bad --kv-cache, --huge-pages or --context, and a cache type for a non-native backend', async () => {
     await expect(benchEngine(['--backend', 'native', '--kv-cache', 'f8'])).rejects.toThrow(
-      /--kv-cache: "f8" is not f32 or f16/,
+      /--kv-cache: "f8" is not f32, f16, int8/,
     );
     await expect(benchEngine(['--backend', 'reference', '--kv-cache', 'f16'])).rejects.toThrow(
       /--kv-cache f16: only the native backend/,

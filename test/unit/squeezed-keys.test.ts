@@ -15,6 +15,7 @@ import {
   keyWeights,
   PICK_BLOCK,
   pickKeys,
+  pickQuads,
   plainSketch,
   prefilter,
   scoreKeys,
@@ -51,6 +52,50 @@ describe('per-key scoring', () => {
     const keep = pickKeys(s, keyWeights(s, logits, lse, 1, valid), { take: 4, tau: 0 });
     expect(keep[157]).toBe(1);
     expect(keep.reduce((a, b) => a + b, 0)).toBe(4);
+  });
+
+  // SparQ's channel subset: a step scores each key over the quads of channels of largest Σ|q8|·E|k8|
+  const plantedOn = (channel: number) => {
+    const d = 16;
+    const n = 400; // one cluster of 400 keys ±3 on channels 0–3 (signs by key), one planted key 5·e_channel
+    const keys = new Float32Array(n * d);
+    for (let p = 0; p < n; p++) for (let e = 0; e < 4; e++) keys[p * d + e] = (p >> e) % 2 === 0 ? 3 : -3;
+    keys.fill(0, 157 * d, 158 * d);
+    keys[157 * d + channel] = 5;
+    const ix = buildIndex([{ k: keys }], { n, kvHeads: 1, headDim: d }, { window: 0, pc: 0.0025 });
+    return { d, s: buildKeySketch(keys, [{ offset: 0, n, index: ix }], 0, 0, d) };
+  };
+
+  it('orders the channels by mean |k8| and picks the quads of largest Σ|q8|·E|k8|', () => {
+    const { d, s } = plantedOn(5);
+    // channels 0–3 (|k8| = 127 but for the planted key), then 5 (one key), then the empty ones by index
+    expect(Array.from(s.perm.subarray(0, 6))).toEqual([0, 1, 2, 3, 5, 4]);
+    const q8 = new Int8Array(d);
+    q8[5] = 127;
+    expect(Array.from(pickQuads(s, q8, 1, 1))).toEqual([1]); // channel 5's quad: positions 4–7
+    q8[0] = 2; // a small |q| on a channel of large keys outweighs a large |q| on a near-empty one
+    expect(Array.from(pickQuads(s, q8, 1, 1))).toEqual([0]);
+    expect(Array.from(pickQuads(s, q8, 1, 2))).toEqual([0, 1]);
+    expect(Array.from(pickQuads(s, q8, 1, 9))).toEqual([0, 1, 2, 3]);
+  });
+
+  it('keeps a planted key from 4 of 16 channels when its channel leads the query, and says when it cannot', () => {
+    const { d, s } = plantedOn(5);
+    const keep = (q: Float32Array, channels: number) => {
+      const quads = channels / 4;
+      const { logits, lse, valid } = scoreKeys(s, q, 1, 1 / Math.sqrt(d), null, quads);
+      return pickKeys(s, keyWeights(s, logits, lse, 1, valid), { take: 16, tau: 0 });
+    };
+    const q = new Float32Array(d);
+    q[5] = 4;
+    expect(keep(q, 4)[157]).toBe(1);
+    // the query also leans on the cluster's channels: their quad outranks channel 5's, and with one quad
+    // scored the planted key's partial logit is 0 — below half the cluster's (the method's limit: a key is
+    // found only through the channels scored); with two quads it is kept again
+    q[0] = 2;
+    expect(keep(q, 4)[157]).toBe(0);
+    expect(keep(q, 8)[157]).toBe(1);
+    expect(keep(q, 16)[157]).toBe(1);
   });
 
   it("the prefilter scores the planted key's group although another group's mean matches q better", () => {
@@ -389,6 +434,11 @@ function keysSuite(name: 'reference' | 'native') {
         { kind: 'budget', fraction: 1 / 16, approximate: false },
         { kind: 'budget', fraction: 1 / 3, perHead: [0.2, 0.46] },
         { kind: 'threshold', tau: 2 },
+        // channel subsets (D = 16: 2 and 1 of 4 quads), with the left-out share's group remainder
+        { kind: 'budget', fraction: 1 / 8, channels: 8 },
+        { kind: 'budget', fraction: 1 / 16, channels: 4, prefilter: 0.25 },
+        { kind: 'budget', fraction: 1 / 8, channels: 4, approximate: false },
+        { kind: 'threshold', tau: 2, channels: 8 },
       ];
       try {
         for (const level of levels) {

@@ -11,7 +11,7 @@
 // that delegates to another's, e.g. native kernels over the wasm memory) and a registry entry.
 import type { DType, HostTensor } from './dtypes.ts';
 import type { FlatPlan } from './plan.ts';
-import type { KVBlock, KVCacheSpec, PackedKVSpec } from './types.ts';
+import type { KVBlock, KVCacheDType, KVCacheSpec, PackedKVSpec } from './types.ts';
 
 /** One sequence span of a step, its cache resolved to the backend's handle. */
 export interface KernelSpan<C> {
@@ -37,7 +37,7 @@ export interface Kernels<T, C> {
   readonly name: string;
   /** Weight dtypes matmul/gather take besides f32. */
   readonly weightDTypes: readonly DType[];
-  readonly kvDType: 'f32' | 'f16';
+  readonly kvDType: KVCacheDType;
 
   // --- memory: sizes are element counts -----------------------------------------------------------
   upload(host: HostTensor): T;

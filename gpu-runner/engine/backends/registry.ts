@@ -3,14 +3,14 @@
 // when named (webgpu: without a GPU it would run on a CPU rasteriser). Each backend's code is imported only when it is checked for or created, so the reference
 // path never loads the wasm runtime or Dawn.
 import { BackendUnavailableError } from '../errors.ts';
-import type { Backend } from './types.ts';
+import type { Backend, KVCacheDType } from './types.ts';
 import type { WebGPUOptions } from './webgpu/memory.ts';
 
 export interface BackendOptions {
   /** CPU backends: threads including the calling one (default: available cores). */
   threads?: number;
   /** native: the KV caches' element type (default f32; webgpu takes its own in `webgpu`). */
-  kvDType?: 'f32' | 'f16';
+  kvDType?: KVCacheDType;
   /** native: back the memory with transparent huge pages (default true; native/backend.ts). */
   hugePages?: boolean;
   /** webgpu: adapter mode, KV dtype, … */

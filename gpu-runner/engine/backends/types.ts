@@ -76,12 +76,19 @@ export interface SparsePlan {
   columns: Int32Array[][]; // [kv_head][query block] → positions
 }
 
+/**
+ * Element type of a backend's KV caches: f32, IEEE halves, or int8 codes with an f32 scale per (layer, kv
+ * head, position) row (symmetric per-row quantization; the native backend only).
+ */
+export const KV_CACHE_DTYPES = ['f32', 'f16', 'int8'] as const;
+export type KVCacheDType = (typeof KV_CACHE_DTYPES)[number];
+
 /** What a backend can do beyond the ops every backend has: data, checked by callers before they ask. */
 export interface Capabilities {
   /** Weight dtypes matmul/gather accept (f32 always). */
   readonly weightDTypes: readonly DType[];
   /** Element type the KV cache keeps on the device (reads and loads are f32 either way). */
-  readonly kvDType: 'f32' | 'f16';
+  readonly kvDType: KVCacheDType;
   /** readNow: a synchronous host copy inside a step (backends that run each op to completion). */
   readonly readNow: boolean;
   /** sparseAttention (sparse prefill). */

@@ -16,6 +16,7 @@
 // (client gone) and past-deadline sequences end at the next step and free their KV at once.
 import type { RunnerUsage } from '../../../contracts/runner-api.ts';
 import type { SparseConfig } from '../attention/sparse/config.ts';
+import type { KVCacheDType } from '../backends/types.ts';
 import { SparsePrefill } from '../attention/sparse/prefill.ts';
 import { InvalidRequestError, NotAcceptingError } from '../errors.ts';
 import type { SequenceAssembler } from '../reuse/types.ts';
@@ -29,9 +30,13 @@ import { type StepEngine, type StepPlan, StepRunner } from './step-runner.ts';
 /** A background step lets the event loop run between layers once it has held it this long (ms). */
 const BREATHE_MS = 1;
 
-/** Bytes of K and V per cache position of one sequence, every layer, with `dtype` elements. */
-export function kvBytesPerPosition(c: ModelConfig, dtype: 'f32' | 'f16'): number {
-  return 2 * c.layers * c.kvHeads * c.headDim * (dtype === 'f16' ? 2 : 4);
+/**
+ * Bytes of K and V per cache position of one sequence, every layer, with `dtype` elements (int8: a byte per
+ * value plus the row's f32 scale).
+ */
+export function kvBytesPerPosition(c: ModelConfig, dtype: KVCacheDType): number {
+  const row = dtype === 'int8' ? c.headDim + 4 : c.headDim * (dtype === 'f16' ? 2 : 4);
+  return 2 * c.layers * c.kvHeads * row;
 }
 
 /** What scheduling needs of an engine (Engine has it all). */
@@ -109,7 +114,7 @@ export class Scheduler {
   private readonly background: boolean;
   /**
    * Bytes of K and V per position of one sequence's cache (every layer) in the backend's KV element type
-   * (f16 on a runner's native backend by default, squeezed requests' included).
+   * (int8 rows and their scales on a runner's native backend by default, squeezed requests' included).
    */
   readonly bytesPerPosition: number;
   private readonly waiting: Sequence[] = [];
@@ -155,9 +160,15 @@ export class Scheduler {
   }
 
   /** Queues a request and returns its sequence (its `done` resolves with the usage). */
-  enqueue(req: SeqRequest): Sequence {
+  enqueue(request: SeqRequest): Sequence {
     if (!this.accepting) throw new NotAcceptingError('runner is shutting down');
     const e = this.engine;
+    // squeezed attention's fused native step reads f16 / f32 rows: over int8 caches a squeezed request takes
+    // the unfused path (keysFor + attentionRanges over an f32 copy of the layer's written positions)
+    const req =
+      request.squeezed && e.backend.caps.kvDType === 'int8'
+        ? { ...request, squeezed: { ...request.squeezed, fused: false } }
+        : request;
     checkRequest(req, {
       maxContext: e.maxContext,
       vocabSize: e.config.vocabSize,

@@ -5,6 +5,8 @@
 // Tolerance 2e-5 of the output magnitude; lse within 1e-5 absolute.
 // The same cases over an f16 KV cache (K/V stored as IEEE halves, widened by the kernel): against the
 // reference on the halves' exact f32 values, so the f32 bound holds unchanged (only the storage differs).
+// And over an int8 KV cache (codes with an f32 scale per kv head and position; the kernel converts codes and
+// applies a key's scale to its scores, a value's to its weight): against the reference on scale · code.
 import { describe, expect, it } from 'vitest';
 import { f16ToF32, f32ToF16 } from '../../../gpu-runner/engine/half.ts';
 import { expectNativeWhereExpected, kernels, nativeCases } from '../../helpers/native.ts';
@@ -103,7 +105,15 @@ it('native addon loaded where expected', () => {
   expectNativeWhereExpected();
 });
 
-const KV_TYPES = [['f32'], ['f16']] as const;
+const KV_TYPES = [['f32'], ['f16'], ['int8']] as const;
+
+/** int8 rows [Hkv][capacity][d] with a scale per row: codes, scales and the exact values s · q */
+function int8Rows(rows: number, d: number, seed: number) {
+  const codes = Int8Array.from(rand(rows * d, seed, 127.49), Math.round);
+  const scales = rand(rows, seed + 7, 0.01).map((x) => Math.abs(x) + 0.005);
+  const vals = Float32Array.from(codes, (c, i) => Math.fround(scales[Math.floor(i / d)] * c));
+  return { codes, scales, vals };
+}
 
 describe.each(nativeCases)('native attention, %s, %i thread(s)', (level, threads) => {
   it.each(CASES.flatMap((c) => KV_TYPES.map(([t]) => ({ ...c, kv: t }))))('$name ($kv K/V)', (c) => {
@@ -112,21 +122,31 @@ describe.each(nativeCases)('native attention, %s, %i thread(s)', (level, threads
     const qs = c.qStride ?? c.H * c.d;
     const q = rand(c.nq * qs, c.nq + c.d, 2);
     const half = c.kv === 'f16';
+    const q8 = c.kv === 'int8';
+    const kq = int8Rows(c.Hkv * c.capacity, c.d, c.nk);
+    const vq = int8Rows(c.Hkv * c.capacity, c.d, c.nk + 1);
     // an f16 cache holds the halves; the reference attends their exact values
     const kh = f32ToF16(rand(c.Hkv * c.capacity * c.d, c.nk, 2));
     const vh = f32ToF16(rand(c.Hkv * c.capacity * c.d, c.nk + 1));
-    const k = half ? f16ToF32(kh) : rand(c.Hkv * c.capacity * c.d, c.nk, 2);
-    const v = half ? f16ToF32(vh) : rand(c.Hkv * c.capacity * c.d, c.nk + 1);
-    const put = (x: Float32Array, h: Uint16Array) =>
-      half ? mem.putBytes(new Uint8Array(h.buffer, h.byteOffset, h.byteLength)) : mem.putF32(x);
+    const k = half ? f16ToF32(kh) : q8 ? kq.vals : rand(c.Hkv * c.capacity * c.d, c.nk, 2);
+    const v = half ? f16ToF32(vh) : q8 ? vq.vals : rand(c.Hkv * c.capacity * c.d, c.nk + 1);
+    const put = (x: Float32Array, h: Uint16Array, i8: Int8Array) =>
+      half
+        ? mem.putBytes(new Uint8Array(h.buffer, h.byteOffset, h.byteLength))
+        : q8
+          ? mem.putBytes(new Uint8Array(i8.buffer, i8.byteOffset, i8.byteLength))
+          : mem.putF32(x);
     const scale = 1 / Math.sqrt(c.d);
     const out = mem.out(c.nq * qs);
     const lse = mem.out(c.nq * c.H);
     const args = {
       half,
       q: mem.putF32(q),
-      k: put(k, kh),
-      v: put(v, vh),
+      k: put(k, kh, kq.codes),
+      v: put(v, vh, vq.codes),
+      ...(q8
+        ? { q8: { ks: mem.putF32(kq.scales), vs: mem.putF32(vq.scales), scaleHeadStride: c.capacity } }
+        : {}),
       out,
       lse,
       nq: c.nq,

@@ -35,6 +35,7 @@ import {
 } from './centroid-table.ts';
 import {
   buildKeySketch,
+  groupRemainder,
   type KeySketch,
   keptRanges,
   keyWeights,
@@ -42,7 +43,9 @@ import {
   pickKeys,
   prefilter,
   scoreKeys,
+  scoreQuads,
   DEFAULT_PREFILTER,
+  DEFAULT_SCORE_CHANNELS,
 } from './key-sketch.ts';
 import { type KeepRule, NativeSketches } from './native-step.ts';
 import { chooseClusters, type SelectMode } from './select.ts';
@@ -133,6 +136,7 @@ export class FixedContext implements KeyRangeSource {
       unindexedTokens: blocks.reduce((s, bl) => s + (bl.index ? 0 : bl.n), 0),
     };
     this.tables = [];
+    this.quads(); // a bad channel count is refused here, not at the first step
     const perKey = keys !== null && mode.scoring !== 'clusters';
     if (perKey && keys.length !== geom.layers) throw new Error('fixed context: keys of every layer needed');
     this.sketches = perKey ? [] : null;
@@ -163,7 +167,7 @@ export class FixedContext implements KeyRangeSource {
     const d = this.geom.headDim;
     this.stats.keysAttended += keys;
     this.stats.fixedKeys += this.n;
-    this.stats.bytesTouched += keys * 2 * d * BYTES_PER_VALUE + s.n * (d + 4);
+    this.stats.bytesTouched += keys * 2 * d * BYTES_PER_VALUE + s.n * (4 * this.quads() + 4);
     this.stats.fraction = this.stats.keysAttended / this.stats.fixedKeys;
   }
 
@@ -192,8 +196,14 @@ export class FixedContext implements KeyRangeSource {
       (ti, kept) => this.count(ti, kept),
       this.mode.approximate !== false,
       this.prefilter(),
+      this.quads(),
       into,
     );
+  }
+
+  /** Quads of channels a key is scored over (key-sketch.ts scoreQuads). */
+  private quads(): number {
+    return scoreQuads(this.geom.headDim, this.mode.channels ?? DEFAULT_SCORE_CHANNELS);
   }
 
   /** The prefilter's share of the keys scored per key (0: every key). */
@@ -225,14 +235,15 @@ export class FixedContext implements KeyRangeSource {
     }
     const rule = this.ruleOf(ti, span.pos + span.count - this.n);
     const pre = prefilter(s, qa, rows, this.geom.scale, rule.take, this.prefilter());
-    const { logits, max, lse, valid } = scoreKeys(s, qa, rows, this.geom.scale, pre);
+    const { logits, max, lse, valid } = scoreKeys(s, qa, rows, this.geom.scale, pre, this.quads());
     const w = keyWeights(s, logits, lse, rows, valid);
     const keep = pickKeys(s, w, rule);
     let kept = 0;
     for (let j = 0; j < s.n; j++) kept += keep[j];
     into.keys.push(keptRanges(s, keep, span.pos + span.count));
     if (this.mode.approximate !== false && s.values && kept + s.alwaysKeys < s.n) {
-      const part = leftOutShare(s, keep, logits, max, rows, pre);
+      const rem = groupRemainder(s, qa, rows, this.geom.scale, this.quads());
+      const part = leftOutShare(s, keep, logits, max, rows, pre, rem);
       into.dropped ??= {
         out: new Float32Array(span.count * heads * d),
         lse: new Float32Array(span.count * heads).fill(Number.NEGATIVE_INFINITY),

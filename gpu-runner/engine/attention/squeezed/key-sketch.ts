@@ -18,6 +18,13 @@
 // (m: selectable keys, so τ is relative to the uniform weight). Slots of blocks without an index are
 // always attended.
 //
+// Channel subset (SparQ's cheap score): a step scores each key over the r channels that matter most for
+// its query instead of all d — r/d of the int8 copy's bytes. The copy's channels are laid out by their mean
+// |k8| (descending: perm), in quads of 4 (the VNNI instruction's unit), and a step takes the `quads` quads
+// of largest Σ over its rows and the quad's channels of |q8_c|·E|k8_c| (|q| alone, SparQ's rule, ignores
+// that a large q_c over a near-zero key channel moves no logit). The partial logit ranks the keys as the
+// whole one does; weights and the left-out share use the partial logits (no remainder term).
+//
 // Prefilter (budget mode, a share > 0): scoring every key reads the whole int8 copy each step. Instead the
 // groups — runs of slots, since the fixed context sits cluster-major — are ranked first by an upper bound
 // of their members' logits (q·mean + |q|·spread, spread = max |k − mean| per dim, Quest-style), mixed
@@ -47,6 +54,20 @@ export function candidateKeys(s: KeySketch, take: number, share: number): number
   return want < selectable ? want : -1;
 }
 
+/**
+ * Channels a step scores per key by default (SparQ's r, in quads of 4; d = every channel): half of
+ * kvrag-tiny's 64. The eval (passkey, kv, twohop at 2K/4K, 20 episodes) keeps every answer of `full` at
+ * 1/8 and 1/16 with 32; with 16 it loses one twohop episode at 1/8 and two at 1/16 (README, issue 23).
+ */
+export const DEFAULT_SCORE_CHANNELS = 32;
+
+/** Quads of channels a step scores for `channels` requested (every quad when channels ≥ d). */
+export function scoreQuads(d: number, channels: number): number {
+  if (!(Number.isInteger(channels) && channels >= 4 && channels % 4 === 0))
+    throw new Error(`squeezed attention: score channels must be a multiple of 4, ≥ 4 (got ${channels})`);
+  return Math.min(d, channels) / 4;
+}
+
 export interface KeySketch {
   /** fixed-context slots [0, n) and head dim */
   n: number;
@@ -54,6 +75,10 @@ export interface KeySketch {
   /** [n][d] int8 keys in cache order and [n] their scales */
   q8: Int8Array;
   kScale: Float32Array;
+  /** [d] the layout's channel order: position p holds channel perm[p] (mean |k8| descending, ties by channel) */
+  perm: Int32Array;
+  /** [d] mean |k8| of the channel at each position (f32): a quad's weight in pickQuads */
+  chanWeight: Float32Array;
   /** [n] summary group of each slot (a block's cluster or its window), −1 = always attended */
   group: Int32Array;
   groups: number;
@@ -116,6 +141,34 @@ export function quantizeRows(
   return { q8, scale };
 }
 
+/** int8 keys [n][d] → the layout's channel order (mean |k8| descending, ties by channel) and those means. */
+function channelOrder(q8: Int8Array, n: number, d: number): { perm: Int32Array; chanWeight: Float32Array } {
+  const sum = new Float64Array(d);
+  for (let j = 0; j < n; j++) for (let e = 0; e < d; e++) sum[e] += Math.abs(q8[j * d + e]);
+  const mean = Float32Array.from(sum, (x) => x / Math.max(1, n));
+  const perm = Int32Array.from({ length: d }, (_, e) => e).sort((x, y) => mean[y] - mean[x] || x - y);
+  return { perm, chanWeight: Float32Array.from(perm, (e) => mean[e]) };
+}
+
+/**
+ * The quads (of the layout's positions) a step scores: the `quads` of largest Σ_r Σ_{p∈quad} |q8_rp|·w_p
+ * (q8 [rows][d] the rows' int8 queries in channel order, w = chanWeight; ties by quad), ascending.
+ * src/squeezed.cc pickQuads: the same sums in the same order (doubles).
+ */
+export function pickQuads(s: KeySketch, q8: Int8Array, rows: number, quads: number): Int32Array {
+  const T = s.d / 4;
+  if (quads >= T) return Int32Array.from({ length: T }, (_, t) => t);
+  const score = new Float64Array(T);
+  for (let t = 0; t < T; t++) {
+    let acc = 0;
+    for (let r = 0; r < rows; r++)
+      for (let i = 0; i < 4; i++) acc += Math.abs(q8[r * s.d + s.perm[4 * t + i]]) * s.chanWeight[4 * t + i];
+    score[t] = acc;
+  }
+  const order = Array.from({ length: T }, (_, t) => t).sort((x, y) => score[y] - score[x] || x - y);
+  return Int32Array.from(order.slice(0, quads)).sort();
+}
+
 /**
  * The sketch of kv head g of layer l. keys: that head's fixed-context keys [n][d] in cache order (each
  * indexed block already cluster-major, so cluster c of a block at offset o fills [o + starts[c], o +
@@ -170,6 +223,7 @@ export function buildKeySketch(
     d,
     q8,
     kScale: scale,
+    ...channelOrder(q8, n, d),
     group,
     groups: vals.length,
     values,
@@ -192,6 +246,7 @@ export function plainSketch(keys: Float32Array, d: number): KeySketch {
     d,
     q8,
     kScale: scale,
+    ...channelOrder(q8, n, d),
     group: new Int32Array(n),
     groups: 1,
     values: null,
@@ -270,7 +325,8 @@ export function prefilter(
 }
 
 /**
- * Estimated logits of every slot: [rows][n] = ((q8_r · k8_j)·f_r)·ks_j in f32 (f_r = qs_r·scale rounded to
+ * Estimated logits of every slot: [rows][n] = ((q8_r · k8_j over the channels of pickQuads' `quads`
+ * quads)·f_r)·ks_j in f32 (quads = d/4, the default: every channel) (f_r = qs_r·scale rounded to
  * f32: the native kernel's roundings), −∞ off the candidates (always-attended slots, groups the prefilter
  * left out); valid [n] marks the candidates; [rows] max (with the prefilter's gm) and log-sum-exp (with
  * the other groups' clustered mass).
@@ -281,9 +337,14 @@ export function scoreKeys(
   rows: number,
   scale: number,
   pre: Prefilter | null = null,
+  quads = s.d / 4,
 ): { logits: Float32Array; max: Float32Array; lse: Float32Array; valid: Uint8Array } {
   const { n, d, q8: k8, kScale } = s;
   const { q8, scale: qs } = quantizeRows(q, rows, d);
+  // the scored channels (in channel order)
+  const ch = Array.from(pickQuads(s, q8, rows, quads)).flatMap((t) =>
+    [0, 1, 2, 3].map((i) => s.perm[4 * t + i]),
+  );
   const valid = new Uint8Array(n);
   for (let j = 0; j < n; j++) valid[j] = s.group[j] >= 0 && (!pre || pre.cand[s.group[j]]) ? 1 : 0;
   const logits = new Float32Array(rows * n).fill(Number.NEGATIVE_INFINITY);
@@ -297,7 +358,7 @@ export function scoreKeys(
       if (!valid[j]) continue;
       let acc = 0;
       const ko = j * d;
-      for (let e = 0; e < d; e++) acc += q8[qo + e] * k8[ko + e];
+      for (const e of ch) acc += q8[qo + e] * k8[ko + e];
       const v = Math.fround(Math.fround(acc * f) * kScale[j]);
       logits[r * n + j] = v;
       if (v > m) m = v;
@@ -310,6 +371,38 @@ export function scoreKeys(
     lse[r] = z > 0 ? m + Math.log(z) : m;
   }
   return { logits, max, lse, valid };
+}
+
+/**
+ * The unscored channels' part of each group's logits when a step scores a channel subset: [rows][groups]
+ * ((q8_r · gMean8_g over the channels outside pickQuads' quads)·f_r)·gMeanScale_g (the native kernel's
+ * roundings), or null when every channel is scored. A left-out key's estimate is its partial logit plus
+ * its group's remainder (SparQ drops it; here the left-out share would otherwise lose the unscored
+ * channels' mean contribution, e.g. 10× the relative error of `kvrag bench squeezed` at 16 of 64).
+ */
+export function groupRemainder(
+  s: KeySketch,
+  q: Float32Array,
+  rows: number,
+  scale: number,
+  quads: number,
+): Float32Array | null {
+  const { d, groups } = s;
+  if (quads >= d / 4) return null;
+  const { q8, scale: qs } = quantizeRows(q, rows, d);
+  const chosen = new Set(pickQuads(s, q8, rows, quads));
+  const ch: number[] = [];
+  for (let t = 0; t < d / 4; t++) if (!chosen.has(t)) for (let i = 0; i < 4; i++) ch.push(s.perm[4 * t + i]);
+  const rem = new Float32Array(rows * groups);
+  for (let r = 0; r < rows; r++) {
+    const f = Math.fround(qs[r] * scale);
+    for (let g = 0; g < groups; g++) {
+      let acc = 0;
+      for (const e of ch) acc += q8[r * d + e] * s.gMean8[g * d + e];
+      rem[r * groups + g] = Math.fround(Math.fround(acc * f) * s.gMeanScale[g]);
+    }
+  }
+  return rem;
 }
 
 /** Σ over the groups the prefilter left out of len·exp(est − gm) for row r. */
@@ -393,7 +486,9 @@ export function pickKeys(s: KeySketch, w: Float32Array, rule: { take: number; ta
 /**
  * The left-out keys' share per row: Σ_j∉keep exp(s_rj − max_r)·v̄_group(j) / Z_r plus the groups the
  * prefilter left out, len_g·exp(est_rg − max_r)·v̄_g, and lse_r = max_r + log Z_r (−∞ and zeros where
- * nothing is left out). out: [rows][d], lse: [rows]. Needs s.values.
+ * nothing is left out). out: [rows][d], lse: [rows]. Needs s.values. rem (groupRemainder, a channel
+ * subset scored): each group's scored keys × exp(rem_rg − R_r), the others × exp(−R_r), and lse_r +=
+ * R_r (R_r = max_g rem_rg).
  */
 export function leftOutShare(
   s: KeySketch,
@@ -402,6 +497,7 @@ export function leftOutShare(
   max: Float32Array,
   rows: number,
   pre: Prefilter | null = null,
+  rem: Float32Array | null = null,
 ): { out: Float32Array; lse: Float32Array } {
   const { n, d, groups } = s;
   const values = s.values!;
@@ -427,13 +523,23 @@ export function leftOutShare(
         z += e;
       }
     }
+    let R = 0;
+    if (rem) {
+      R = Number.NEGATIVE_INFINITY;
+      for (let g = 0; g < groups; g++) R = Math.max(R, rem[r * groups + g]);
+      z = 0;
+      for (let g = 0; g < groups; g++) {
+        wg[g] *= !pre || pre.cand[g] ? Math.exp(rem[r * groups + g] - R) : Math.exp(-R);
+        z += wg[g];
+      }
+    }
     if (!(z > 0)) continue;
     for (let c = 0; c < groups; c++) {
       if (wg[c] === 0) continue;
       const f = wg[c] / z;
       for (let e = 0; e < d; e++) out[r * d + e] += f * values[c * d + e];
     }
-    lse[r] = max[r] + Math.log(z);
+    lse[r] = max[r] + R + Math.log(z);
   }
   return { out, lse };
 }

@@ -14,7 +14,8 @@ import { candidateKeys, type KeySketch } from './key-sketch.ts';
 type Placed = Pick<
   NativeSqueezedStep,
   | 'k8'
-  | 'ksum'
+  | 'perm'
+  | 'cw'
   | 'ks'
   | 'grp'
   | 'gvals'
@@ -27,6 +28,8 @@ type Placed = Pick<
   | 'gs8'
   | 'gssum'
   | 'gss'
+  | 'gq'
+  | 'gqs'
 >;
 
 /** What a step keeps of sketch ti: take keys (budget) or those above τ (take −1). */
@@ -54,12 +57,14 @@ export class NativeSketches {
       return off;
     };
     this.placed = sketches.map((s) => {
-      const { k8, ksum, ks } = interleave(s.q8, s.kScale, s.n, s.d);
+      const { k8, ks } = quadMajor(s.q8, s.kScale, s.n, s.d, s.perm);
+      const gq = quadMajor(s.gMean8, s.gMeanScale, s.groups, s.d, s.perm);
       const gm = interleave(s.gMean8, s.gMeanScale, s.groups, s.d);
       const gs = interleave(s.gSpread8, s.gSpreadScale, s.groups, s.d);
       return {
         k8: put(k8),
-        ksum: put(ksum),
+        perm: put(s.perm),
+        cw: put(s.chanWeight),
         ks: put(ks),
         grp: put(s.group),
         gvals: put(s.values),
@@ -72,6 +77,8 @@ export class NativeSketches {
         gs8: put(gs.k8),
         gssum: put(gs.ksum),
         gss: put(gs.ks),
+        gq: put(gq.k8),
+        gqs: put(gq.ks),
       };
     });
   }
@@ -80,7 +87,8 @@ export class NativeSketches {
    * Attention of span's rows (each row its own selection) → [rows, heads·d] (rows outside the span zero),
    * or written into `into`'s rows of the span (then returned).
    * rule(ti, live): what sketch ti keeps with `live` live tokens attended; kept(ti, keys): per row.
-   * prefilter: the share of selectable keys scored per key (key-sketch.ts; 0 = every key).
+   * prefilter: the share of selectable keys scored per key (key-sketch.ts; 0 = every key). quads: the
+   * quads of channels a key is scored over (key-sketch.ts scoreQuads).
    */
   attend(
     q: Tensor,
@@ -92,6 +100,7 @@ export class NativeSketches {
     kept: (ti: number, keys: number) => void,
     approximate: boolean,
     prefilter: number,
+    quads: number,
     into?: Tensor,
   ): Tensor {
     const { b } = this;
@@ -122,7 +131,9 @@ export class NativeSketches {
           headDim: d,
           scale,
           k8: p.k8,
-          ksum: p.ksum,
+          perm: p.perm,
+          cw: p.cw,
+          quads,
           ks: p.ks,
           grp: p.grp,
           n,
@@ -143,6 +154,8 @@ export class NativeSketches {
           gs8: p.gs8,
           gssum: p.gssum,
           gss: p.gss,
+          gq: p.gq,
+          gqs: p.gqs,
           want: candidateKeys(s, take, prefilter),
           half: la.half ? 1 : 0,
         });
@@ -162,9 +175,37 @@ export class NativeSketches {
 const BLOCK = 16;
 
 /**
- * int8 rows [n][d] (a scale each) in the kernel's layout: blocks of 16 rows, 4 dims at a time
- * ([n/16][d/4][16][4], n padded with zero rows), the Σ of each row's int8 values and the scales, both
- * padded. The keys, and the prefilter's group tables.
+ * int8 rows [n][d] (a scale each) in the scoring layout: quad-major ([d/4][npad][4], n padded to 16 with
+ * zero rows): quad t holds the channels at positions 4t … 4t + 3 of the sketch's order (perm) for every
+ * row, biased by 128 (unsigned: the VNNI instruction's unsigned operand; the kernel subtracts 128·Σ q8 over
+ * the scored channels), so a step's chosen quads are read as Q contiguous streams; and the scales, padded.
+ * The keys (built once when the sketch is laid out: n·d + 4n bytes, as the int8 copy) and the groups' mean
+ * keys (the left-out share's remainder).
+ */
+function quadMajor(
+  q8: Int8Array,
+  scale: Float32Array,
+  n: number,
+  d: number,
+  perm: Int32Array,
+): { k8: Uint8Array; ks: Float32Array } {
+  const npad = Math.ceil(n / BLOCK) * BLOCK;
+  const k8 = new Uint8Array(npad * d).fill(128);
+  const ks = new Float32Array(npad);
+  ks.set(scale);
+  for (let p = 0; p < d; p++) {
+    const t = p >> 2;
+    const i = p & 3;
+    const e = perm[p];
+    for (let j = 0; j < n; j++) k8[(t * npad + j) * 4 + i] = q8[j * d + e] + 128;
+  }
+  return { k8, ks };
+}
+
+/**
+ * int8 rows [n][d] (a scale each) in blocks of 16 rows, 4 dims at a time ([n/16][d/4][16][4], n padded
+ * with zero rows), the Σ of each row's int8 values and the scales, both padded: the prefilter's group
+ * tables.
  */
 function interleave(
   q8: Int8Array,

@@ -32,6 +32,11 @@ export type SelectMode = (
    * best-bounded groups, at least the budget's (default DEFAULT_PREFILTER = 0: every key scored)
    */
   prefilter?: number;
+  /**
+   * per-key scoring's channel subset (key-sketch.ts): the channels of a key scored, a multiple of 4
+   * (default DEFAULT_SCORE_CHANNELS; ≥ head_dim = every channel)
+   */
+  channels?: number;
 };
 
 /** How a step ranks the fixed context: every key by its int8 copy (key-sketch.ts, the default where the

@@ -8,8 +8,9 @@
 // spinning 100 µs after a job) runs the matmuls, attention and light ops back to back; the wasm workers run only
 // the wasm ops large enough to be worth a wake-up (prefill-sized) and go to sleep at once (spinMs 0), so they
 // do not hold a core the next native op needs.
-// KV caches are f32, or IEEE halves with kvDType 'f16' (half-kv.ts: the addon narrows on write and widens
-// on load, every other reader and writer goes through strided f16 ↔ f32 copies).
+// KV caches are f32, IEEE halves with kvDType 'f16', or int8 rows with an f32 scale each with kvDType 'int8'
+// (half-kv.ts: the addon narrows or quantizes on write and widens on load, every other reader and writer
+// goes through strided conversions to and from f32).
 // The wasm memory is advised onto transparent huge pages (hugePages, default on; Linux, where THP is not
 // 'never'): a 16-sequence decode step reads 16 caches' layers and every weight matrix, and with 4 KiB pages
 // each of those streams crosses a page (a TLB miss and a page walk) every 4 KiB.
@@ -19,7 +20,7 @@ import { CheckedBackend } from '../checked.ts';
 import { type DType, type HostTensor, isBlockDType } from '../dtypes.ts';
 import type { AttentionCall, KernelSpan } from '../kernels.ts';
 import type { FlatPlan } from '../plan.ts';
-import type { KVBlock, KVCacheSpec, PackedKVSpec } from '../types.ts';
+import type { KVBlock, KVCacheDType, KVCacheSpec, PackedKVSpec } from '../types.ts';
 import { WasmKernels } from '../wasm/backend.ts';
 import { type RuntimeOptions, WasmRuntime, wasmBackendAvailable } from '../wasm/runtime.ts';
 import { MAX_MEMORY_BYTES } from '../wasm/memory.ts';
@@ -39,8 +40,8 @@ function nativeAttentionFits(headDim: number): boolean {
   return headDim % 16 === 0 && headDim <= 256;
 }
 
-/** Element type of the native backend's KV caches. */
-export type NativeKVDType = 'f32' | 'f16';
+/** Element type of the native backend's KV caches (every KV_CACHE_DTYPES entry). */
+export type NativeKVDType = KVCacheDType;
 
 type Call = AttentionCall<WasmTensor, WasmKVCache>;
 
@@ -150,14 +151,30 @@ export class NativeWasmKernels extends WasmKernels {
     return y;
   }
 
-  // --- KV cache: f32 as wasm's, or f16 (half-kv.ts) -----------------------------------------------
+  // --- KV cache: f32 as wasm's, or f16 / int8 (half-kv.ts) ----------------------------------------
+  // int8: codes [layer][kv_head][pos][head_dim] (a 64-value row is one cache line), scales f32
+  // [layer][kv_head][pos] in their own allocation, so code rows stay contiguous and aligned
   override createKVCache(spec: KVCacheSpec): WasmKVCache {
     if (this.kvDType === 'f32') return super.createKVCache(spec);
-    const bytes = spec.layers * spec.kvHeads * spec.capacity * spec.headDim * 2;
-    return new WasmKVCache(spec, this.rt.mem.alloc(bytes), this.rt.mem.alloc(bytes), true);
+    const rows = spec.layers * spec.kvHeads * spec.capacity;
+    const mem = this.rt.mem;
+    if (this.kvDType === 'int8')
+      return new WasmKVCache(spec, mem.alloc(rows * spec.headDim), mem.alloc(rows * spec.headDim), false, {
+        k: mem.alloc(rows * 4),
+        v: mem.alloc(rows * 4),
+      });
+    const bytes = rows * spec.headDim * 2;
+    return new WasmKVCache(spec, mem.alloc(bytes), mem.alloc(bytes), true);
+  }
+  override freeKVCache(c: WasmKVCache): void {
+    super.freeKVCache(c);
+    if (c.scales) {
+      this.rt.mem.release(c.scales.k);
+      this.rt.mem.release(c.scales.v);
+    }
   }
   override async kvRead(c: WasmKVCache, spec: KVCacheSpec, layer: number, start: number, count: number) {
-    if (!c.half) return super.kvRead(c, spec, layer, start, count);
+    if (c.dtype === 'f32') return super.kvRead(c, spec, layer, start, count);
     return readHalf(this.rt, this.native, c, layer, start, count);
   }
   override kvLoad(
@@ -168,20 +185,20 @@ export class NativeWasmKernels extends WasmKernels {
     count: number,
     block: KVBlock,
   ) {
-    if (!c.half) {
+    if (c.dtype === 'f32') {
       super.kvLoad(c, spec, layer, start, count, block);
       return;
     }
     loadHalf(this.rt, this.native, c, layer, start, count, block);
   }
   override kvGather(c: WasmKVCache, spec: KVCacheSpec, layer: number, start: number, count: number) {
-    if (!c.half) return super.kvGather(c, spec, layer, start, count);
+    if (c.dtype === 'f32') return super.kvGather(c, spec, layer, start, count);
     return gatherHalf(this.rt, this.native, c, layer, start, count);
   }
   /**
-   * The addon's kv_unpack (native/src/kvunpack.cc): every section dtype, into f32 caches or f16 caches (rows
-   * narrowed as they are written; an f16 section into an f16 cache widens and narrows exactly, keys
-   * re-rotated in f32).
+   * The addon's kv_unpack (native/src/kvunpack.cc): every section dtype, into f32, f16 or int8 caches (rows
+   * narrowed or quantized as they are written, after keys are re-rotated in f32; an f16 section into an f16
+   * cache widens and narrows exactly).
    */
   override kvUnpack(
     c: WasmKVCache,
@@ -196,11 +213,17 @@ export class NativeWasmKernels extends WasmKernels {
     invFreq: WasmTensor | null,
   ): void {
     const args = this.unpackArgs(c, spec, layer, pos, part, src, offset, packed, delta, invFreq);
-    this.native.kvUnpack(this.rt.mem.u8, args, c.half);
+    const q8 = c.scales
+      ? {
+          scales: (part === 'k' ? c.scales.k : c.scales.v) + c.scaleOffset(layer, 0, pos),
+          scaleHeadStride: spec.capacity,
+        }
+      : null;
+    this.native.kvUnpack(this.rt.mem.u8, args, c.half, q8);
   }
-  /** f16: the wasm sparse prefill over an f32 copy of the layer's written positions. */
+  /** f16 / int8: the wasm sparse prefill over an f32 copy of the layer's written positions. */
   override sparseAttention(call: Call, plan: FlatPlan): { out: WasmTensor; lse: WasmTensor } {
-    if (!call.spans.some((s) => s.cache.half)) return super.sparseAttention(call, plan);
+    if (call.spans.every((s) => s.cache.dtype === 'f32')) return super.sparseAttention(call, plan);
     const w = widenSpans(this.rt, this.native, call.spans, call.layer);
     try {
       return super.sparseAttention({ ...call, layer: 0, spans: w.spans }, plan);
@@ -208,9 +231,9 @@ export class NativeWasmKernels extends WasmKernels {
       w.free();
     }
   }
-  /** f16: the wasm key-range attention over f32 copies of the layer's written positions. */
+  /** f16 / int8: the wasm key-range attention over f32 copies of the layer's written positions. */
   override attentionRanges(call: Call, keys: readonly (FlatPlan | null)[]): WasmTensor {
-    if (!call.spans.some((s) => s.cache.half)) return super.attentionRanges(call, keys);
+    if (call.spans.every((s) => s.cache.dtype === 'f32')) return super.attentionRanges(call, keys);
     const w = widenSpans(this.rt, this.native, call.spans, call.layer);
     try {
       return super.attentionRanges({ ...call, layer: 0, spans: w.spans }, keys);
@@ -228,17 +251,20 @@ export class NativeWasmKernels extends WasmKernels {
   ): void {
     if (spans.length === 0) return;
     const { kvHeads, headDim } = spans[0].spec;
-    const half = spans[0].cache.half;
-    if (spans.some((s) => s.cache.half !== half)) throw new Error('kvWrite: f16 and f32 caches in one call');
+    const dtype = spans[0].cache.dtype;
+    if (spans.some((s) => s.cache.dtype !== dtype))
+      throw new Error('kvWrite: caches of different element types in one call');
     const ws = spans.map((s) => {
       const c = s.cache;
       const base = c.offset(layer, 0, s.pos);
+      const sb = c.scaleOffset(layer, 0, s.pos);
       return {
         dk: c.k + base,
         dv: c.v + base,
         kvHeadStride: c.spec.capacity * headDim,
         row: s.row,
         count: s.count,
+        ...(c.scales ? { dks: c.scales.k + sb, dvs: c.scales.v + sb, scaleHeadStride: c.spec.capacity } : {}),
       };
     });
     this.native.kvWrite(this.rt.mem.u8, {
@@ -247,18 +273,19 @@ export class NativeWasmKernels extends WasmKernels {
       width: kvHeads * headDim,
       headDim,
       spans: ws,
-      half,
+      half: dtype === 'f16',
+      q8: dtype === 'int8',
     });
   }
 
   /** Dense causal attention of every span in one addon call: the units of all sequences share the pool. */
   override attention(call: Call): WasmTensor {
     const { q, rows, width, layer, spans, heads, scale } = call;
-    const half = spans.length > 0 && spans[0].cache.half;
-    if (spans.some((s) => s.cache.half !== half))
-      throw new Error('attention: f16 and f32 caches in one call');
+    const dtype = spans.length > 0 ? spans[0].cache.dtype : 'f32';
+    if (spans.some((s) => s.cache.dtype !== dtype))
+      throw new Error('attention: caches of different element types in one call');
     if (spans.length === 0 || !nativeAttentionFits(spans[0].spec.headDim)) {
-      if (!half) return super.attention(call);
+      if (dtype === 'f32') return super.attention(call);
       const w = widenSpans(this.rt, this.native, spans, layer);
       try {
         return super.attention({ ...call, layer: 0, spans: w.spans });
@@ -272,7 +299,9 @@ export class NativeWasmKernels extends WasmKernels {
     for (const s of spans) if (s.row === next) next += s.count;
     if (next !== rows) this.rt.mem.u8.fill(0, y.off, y.off + rows * width * 4);
     const args = spans.map((s) => ({
-      ...s.cache.layerView(layer),
+      ...(dtype === 'int8'
+        ? { ...s.cache.q8View(layer), kvHeads: s.spec.kvHeads }
+        : s.cache.layerView(layer)),
       row: s.row,
       nq: s.count,
       qpos0: s.pos,
@@ -286,7 +315,8 @@ export class NativeWasmKernels extends WasmKernels {
       scale,
       qStride: width,
       spans: args,
-      half,
+      half: dtype === 'f16',
+      q8: dtype === 'int8',
     });
     return y;
   }
@@ -301,7 +331,8 @@ export async function nativeBackendAvailable(): Promise<boolean> {
 
 /**
  * Loads the addon (building it when stale), sizes its pool to `threads`, starts the wasm runtime.
- * kvDType: the KV caches' element type (f32 by default; f16 halves the bytes decode attention reads).
+ * kvDType: the KV caches' element type (f32 by default; f16 halves the bytes decode attention reads, int8
+ * (a scale per 64-value row) reads 68 of f32's 256 bytes per row).
  * hugePages (default true): advise the memory onto transparent huge pages before anything is stored.
  */
 export async function createNativeBackend(

@@ -71,7 +71,10 @@ export interface NativeAddon {
     kvPosStride: number,
     qpos0: number,
     nk: number,
-    half: number,
+    kvType: number,
+    ks?: number,
+    vs?: number,
+    scaleHeadStride?: number,
   ): void;
   attentionSpans(
     mem: Uint8Array,
@@ -82,7 +85,7 @@ export interface NativeAddon {
     scale: number,
     qStride: number,
     spans: Float64Array,
-    half: number,
+    kvType: number,
   ): void;
   kvWrite(
     mem: Uint8Array,
@@ -91,7 +94,7 @@ export interface NativeAddon {
     width: number,
     headDim: number,
     spans: Float64Array,
-    half: number,
+    kvType: number,
   ): void;
   kvConvert(
     mem: Uint8Array,
@@ -105,6 +108,21 @@ export interface NativeAddon {
     dstHeadStride: number,
     dstRowStride: number,
     toHalf: number,
+  ): void;
+  kvConvertQ8(
+    mem: Uint8Array,
+    codes: number,
+    scales: number,
+    f: number,
+    heads: number,
+    rows: number,
+    width: number,
+    codeHeadStride: number,
+    codeRowStride: number,
+    scaleHeadStride: number,
+    fHeadStride: number,
+    fRowStride: number,
+    toQ8: number,
   ): void;
   swiglu(mem: Uint8Array, gate: number, up: number, y: number, size: number): void;
   argmax(mem: Uint8Array, x: number, out: number, M: number, N: number): void;
@@ -134,9 +152,14 @@ export interface NativeSqueezedStep {
   G: number;
   headDim: number;
   scale: number;
-  /** int8 keys in blocks of 16 ([n/16][d/4][16][4], n padded to 16) and [n padded] Σ of each key's int8 */
+  /**
+   * int8 keys + 128 (u8), quad-major: [d/4][n padded to 16][4], the channels in the order perm ([d]
+   * int32: position p holds channel perm[p]); cw: [d] f32 each position's channel weight (mean |k8|);
+   * ks: [n padded] the keys' scales
+   */
   k8: number;
-  ksum: number;
+  perm: number;
+  cw: number;
   ks: number;
   grp: number;
   n: number;
@@ -152,7 +175,7 @@ export interface NativeSqueezedStep {
   /** [groups] int32 runs of slots */
   gStart: number;
   gLen: number;
-  /** the groups' mean keys and spreads, int8 in k8 / ksum / ks's layout (0 = none: no prefilter) */
+  /** the groups' mean keys and spreads, int8 in blocks of 16 ([groups/16][d/4][16][4]) with Σ and scales (0 = none: no prefilter) */
   gm8: number;
   gmsum: number;
   gms: number;
@@ -163,6 +186,14 @@ export interface NativeSqueezedStep {
   want: number;
   /** 1: K / V are IEEE halves (an f16 cache), 0: f32 */
   half: number;
+  /** quads of channels each key is scored over (the ones of largest Σ |q8|·cw; ≥ d/4 = every channel) */
+  quads: number;
+  /**
+   * [groups] mean keys in k8's layout ([d/4][groups padded to 16][4], + 128) and [groups padded] their
+   * scales: the left-out share's remainder over the unscored channels (0 = none)
+   */
+  gq: number;
+  gqs: number;
 }
 
 /**
@@ -207,6 +238,10 @@ export interface NativeAttentionSpan {
   /** query i sits at qpos0 + i (causal); −1 = no mask */
   qpos0: number;
   nk: number;
+  /** int8 caches: byte offsets of the layer's key and value scales (head 0 position 0), floats between heads */
+  ks?: number;
+  vs?: number;
+  scaleHeadStride?: number;
 }
 
 /** Several spans in one attention call (a decode batch): q / out [rows][qStride], one span per sequence. */
@@ -221,6 +256,8 @@ export interface NativeAttentionSpansArgs {
   spans: readonly NativeAttentionSpan[];
   /** K/V are IEEE halves (an f16 KV cache); default f32 */
   half?: boolean;
+  /** K/V are int8 codes with per-row scales (an int8 KV cache; every span gives ks, vs, scaleHeadStride) */
+  q8?: boolean;
 }
 
 /** One span of a KV write: rows [row, row + count) of k / v go to positions 0.. at dk / dv. */
@@ -232,6 +269,39 @@ export interface NativeKVWriteSpan {
   kvHeadStride: number;
   row: number;
   count: number;
+  /** int8 caches: byte offsets of the span's first position's scales in kv head 0, floats between heads */
+  dks?: number;
+  dvs?: number;
+  scaleHeadStride?: number;
+}
+
+/** An int8 KV cache's rows ↔ f32 (kvConvertQ8): byte offsets; code strides in bytes, scale and f strides in floats. */
+export interface NativeKVConvertQ8 {
+  codes: number;
+  scales: number;
+  f: number;
+  heads: number;
+  rows: number;
+  width: number;
+  codeHeadStride: number;
+  codeRowStride: number;
+  scaleHeadStride: number;
+  fHeadStride: number;
+  fRowStride: number;
+  /** f rows quantized into the cache; else the cache's rows dequantized into f */
+  toQ8: boolean;
+}
+
+/** Where an int8 cache's scales live (kvUnpack, attention): a byte offset and the floats between kv heads. */
+export interface NativeQ8Scales {
+  ks: number;
+  vs: number;
+  scaleHeadStride: number;
+}
+
+/** The addon's kvType argument: 0 f32, 1 IEEE halves, 2 int8 codes with per-row scales. */
+function kvType(half: boolean | undefined, q8: boolean | undefined): number {
+  return q8 ? 2 : half ? 1 : 0;
 }
 
 /**
@@ -256,7 +326,7 @@ export interface NativeKVConvert {
 export type NativeAttentionArgs = Omit<
   AttentionArgs,
   'mode' | 'work' | 'idx' | 'offs' | 'bq' | 'cols' | 'colOffs'
-> & { half?: boolean };
+> & { half?: boolean; q8?: NativeQ8Scales };
 
 export class NativeKernels {
   private readonly addon: NativeAddon;
@@ -334,7 +404,7 @@ export class NativeKernels {
       a.headDim,
       a.scale,
       a.k8,
-      a.ksum,
+      a.perm,
       a.ks,
       a.grp,
       a.n,
@@ -357,6 +427,10 @@ export class NativeKernels {
       a.gss,
       a.want,
       a.half,
+      a.cw,
+      a.quads,
+      a.gq,
+      a.gqs,
     );
   }
 
@@ -379,7 +453,10 @@ export class NativeKernels {
       a.kvPosStride,
       a.qpos0,
       a.nk,
-      a.half ? 1 : 0,
+      kvType(a.half, a.q8 !== undefined),
+      a.q8?.ks ?? 0,
+      a.q8?.vs ?? 0,
+      a.q8?.scaleHeadStride ?? 0,
     );
   }
 
@@ -388,7 +465,7 @@ export class NativeKernels {
    * reads q / out rows [row, row + nq) and its own K/V and key count. No lse.
    */
   attentionSpans(mem: Uint8Array, a: NativeAttentionSpansArgs): void {
-    const f = packSpans(a.spans, [
+    const fields: (keyof NativeAttentionSpan)[] = [
       'k',
       'v',
       'kvHeads',
@@ -398,14 +475,17 @@ export class NativeKernels {
       'nq',
       'qpos0',
       'nk',
-    ]);
+    ];
+    if (a.q8) fields.push('ks', 'vs', 'scaleHeadStride');
+    const f = packSpans(a.spans, fields);
     const qStride = a.qStride ?? a.heads * a.headDim;
-    this.addon.attentionSpans(mem, a.q, a.out, a.heads, a.headDim, a.scale, qStride, f, a.half ? 1 : 0);
+    this.addon.attentionSpans(mem, a.q, a.out, a.heads, a.headDim, a.scale, qStride, f, kvType(a.half, a.q8));
   }
 
   /**
    * k, v [*][width = kvHeads · headDim] f32 rows → cache positions, per span (one call for a step's spans);
-   * half: the caches hold IEEE halves (rounded to nearest even).
+   * half: the caches hold IEEE halves (rounded to nearest even); q8: int8 rows (every span gives dks, dvs,
+   * scaleHeadStride).
    */
   kvWrite(
     mem: Uint8Array,
@@ -416,10 +496,32 @@ export class NativeKernels {
       headDim: number;
       spans: readonly NativeKVWriteSpan[];
       half?: boolean;
+      q8?: boolean;
     },
   ): void {
-    const f = packSpans(a.spans, ['dk', 'dv', 'kvHeadStride', 'row', 'count']);
-    this.addon.kvWrite(mem, a.k, a.v, a.width, a.headDim, f, a.half ? 1 : 0);
+    const fields: (keyof NativeKVWriteSpan)[] = ['dk', 'dv', 'kvHeadStride', 'row', 'count'];
+    if (a.q8) fields.push('dks', 'dvs', 'scaleHeadStride');
+    const f = packSpans(a.spans, fields);
+    this.addon.kvWrite(mem, a.k, a.v, a.width, a.headDim, f, kvType(a.half, a.q8));
+  }
+
+  /** An int8 cache's rows quantized from f32 or dequantized into f32 (NativeKVConvertQ8). */
+  kvConvertQ8(mem: Uint8Array, a: NativeKVConvertQ8): void {
+    this.addon.kvConvertQ8(
+      mem,
+      a.codes,
+      a.scales,
+      a.f,
+      a.heads,
+      a.rows,
+      a.width,
+      a.codeHeadStride,
+      a.codeRowStride,
+      a.scaleHeadStride,
+      a.fHeadStride,
+      a.fRowStride,
+      a.toQ8 ? 1 : 0,
+    );
   }
 
   /** A strided f16 ↔ f32 copy (NativeKVConvert). */
@@ -442,8 +544,15 @@ export class NativeKernels {
   /**
    * One chunk KV artifact section → rows of a cache layer (the wasm kernel's arguments, KVUnpackArgs):
    * widened or dequantized, Hadamard-rotated keys rotated back, keys re-rotated by Δ, in one pass per row.
+   * half: the cache holds IEEE halves; q8: int8 rows (a.dst the codes) with their scales at `scales` (the
+   * section's first position in kv head 0) and `scaleHeadStride` floats between kv heads.
    */
-  kvUnpack(mem: Uint8Array, a: KVUnpackArgs, half = false): void {
+  kvUnpack(
+    mem: Uint8Array,
+    a: KVUnpackArgs,
+    half = false,
+    q8: { scales: number; scaleHeadStride: number } | null = null,
+  ): void {
     this.addon.kvUnpack(
       mem,
       a.src,
@@ -462,7 +571,9 @@ export class NativeKernels {
       a.delta,
       a.invFreq,
       a.hadamard ? 1 : 0,
-      half ? 1 : 0,
+      kvType(half, q8 !== null),
+      q8?.scales ?? 0,
+      q8?.scaleHeadStride ?? 0,
     );
   }
 

@@ -8,7 +8,7 @@ import { BLOCK_QUANT, DTYPES, type DType, type HostTensor, isBlockDType } from '
 import type { AttentionCall, KernelSpan, Kernels } from '../kernels.ts';
 import type { FlatPlan } from '../plan.ts';
 import { sectionLayout } from '../../kv/kv-codec.ts';
-import type { KVBlock, KVCacheSpec, PackedKVSpec } from '../types.ts';
+import type { KVBlock, KVCacheDType, KVCacheSpec, PackedKVSpec } from '../types.ts';
 import { attentionWasm, sparseAttentionWasm } from './attention.ts';
 import { matmulQuantWasm } from './quant-ops.ts';
 import { HALF_IEEE, HALF_PRESCALED, type KVUnpackArgs, type RuntimeOptions, WasmRuntime } from './runtime.ts';
@@ -20,7 +20,7 @@ export class WasmKernels implements Kernels<WasmTensor, WasmKVCache> {
   readonly name: string = 'wasm';
   /** q8_0 / q4_0 weights stay ggml blocks in memory (matmulQuantWasm reads them as stored) */
   readonly weightDTypes: readonly DType[] = ['f32', 'f16', 'q8_0', 'q4_0'];
-  readonly kvDType: 'f32' | 'f16' = 'f32';
+  readonly kvDType: KVCacheDType = 'f32';
   readonly rt: WasmRuntime;
   private disposed = false;
 

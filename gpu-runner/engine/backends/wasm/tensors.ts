@@ -24,28 +24,53 @@ export class WasmKVCache {
   readonly v: number;
   /** elements are IEEE halves (only the native backend's kernels read and write such a cache) */
   readonly half: boolean;
-  constructor(spec: KVCacheSpec, k: number, v: number, half = false) {
+  /**
+   * An int8 cache (native backend only): k / v hold int8 codes [layer][kv_head][pos][head_dim] and these
+   * offsets their f32 scales [layer][kv_head][pos] (value = scale · code); null for f32 / f16 caches.
+   */
+  readonly scales: { k: number; v: number } | null;
+  constructor(
+    spec: KVCacheSpec,
+    k: number,
+    v: number,
+    half = false,
+    scales: { k: number; v: number } | null = null,
+  ) {
     this.spec = spec;
     this.k = k;
     this.v = v;
     this.half = half;
+    this.scales = scales;
+  }
+  /** the cache's element type */
+  get dtype(): 'f32' | 'f16' | 'int8' {
+    return this.half ? 'f16' : this.scales ? 'int8' : 'f32';
   }
   /** bytes of one element */
   get elementBytes(): number {
-    return this.half ? 2 : 4;
+    return this.half ? 2 : this.scales ? 1 : 4;
+  }
+  /** byte offset of (layer, head, pos)'s scale from the start of scales.k or scales.v (int8 caches) */
+  scaleOffset(layer: number, head: number, pos: number): number {
+    const { kvHeads, capacity } = this.spec;
+    return ((layer * kvHeads + head) * capacity + pos) * 4;
   }
   /** byte offset of (layer, head, pos) from the start of k or v */
   offset(layer: number, head: number, pos: number): number {
     const { kvHeads, capacity, headDim } = this.spec;
     return ((layer * kvHeads + head) * capacity + pos) * headDim * this.elementBytes;
   }
-  /** One layer of this cache as an attention kernel reads it: K/V base offsets, geometry, strides in elements. */
+  /**
+   * One layer of this cache as an attention kernel reads it: K/V base offsets, geometry, strides in elements
+   * (f32 or f16; an int8 cache throws: its readers take q8View, which also gives the scales).
+   */
   layerView(layer: number): Pick<
     AttentionArgs,
     'k' | 'v' | 'kvHeads' | 'headDim' | 'kvHeadStride' | 'kvPosStride'
   > & {
     half: boolean;
   } {
+    if (this.scales) throw new Error('an int8 KV cache is read through q8View (native dense attention)');
     const { kvHeads, capacity, headDim } = this.spec;
     const base = this.offset(layer, 0, 0);
     return {
@@ -56,6 +81,33 @@ export class WasmKVCache {
       kvHeadStride: capacity * headDim,
       kvPosStride: headDim,
       half: this.half,
+    };
+  }
+  /**
+   * One layer of an int8 cache: codes' base offsets and strides in elements (bytes), scales' base offsets
+   * and the floats between kv heads' scales (one per position).
+   */
+  q8View(layer: number): {
+    k: number;
+    v: number;
+    kvHeadStride: number;
+    kvPosStride: number;
+    ks: number;
+    vs: number;
+    scaleHeadStride: number;
+  } {
+    if (!this.scales) throw new Error(`q8View: this KV cache is ${this.dtype}, not int8`);
+    const { capacity, headDim } = this.spec;
+    const base = this.offset(layer, 0, 0);
+    const sb = this.scaleOffset(layer, 0, 0);
+    return {
+      k: this.k + base,
+      v: this.v + base,
+      kvHeadStride: capacity * headDim,
+      kvPosStride: headDim,
+      ks: this.scales.k + sb,
+      vs: this.scales.v + sb,
+      scaleHeadStride: capacity,
     };
   }
   /** The f32 attention kernels' view of one layer (wasm's, the fused squeezed step); an f16 cache throws. */

@@ -135,28 +135,34 @@ napi_value gatherQFn(napi_env env, napi_callback_info info) {
 // kvWrite(mem, k, v, width, headDim, spans[, half]): rows of k and v [*][width] (width = kvHeads · headDim)
 // into caches; spans: Float64Array of 5 per span: dk, dv (byte offsets of the span's first position in head
 // 0 of the layer), kvHeadStride (elements between heads), row (first source row), count — row row + i goes
-// to position i of every head: dk + (h · kvHeadStride + i · headDim) · element bytes; half ≠ 0: the caches
-// hold IEEE halves (rounded to nearest even), else f32
+// to position i of every head: dk + (h · kvHeadStride + i · headDim) · element bytes; kvType (was `half`): 0 f32
+// caches, 1 IEEE halves (rounded to nearest even), 2 int8 rows (quantizeRow) — spans then hold 8 numbers:
+// also dks, dvs (byte offsets of the span's first position's scales in head 0) and scaleHeadStride (floats)
 napi_value kvWriteFn(napi_env env, napi_callback_info info) {
-  constexpr int SPAN_FIELDS = 5;
   return guard(env, [&] {
     Call c(env, info, 6, "kvWrite");
     const Mem m = memArg(c, 0);
     const int64_t width = c.int64(3, "width", 1), d = c.int64(4, "headDim", 1);
     if (width % d) throw Error("kvWrite: width must be a multiple of headDim");
     const int64_t kvHeads = width / d;
+    const int64_t kvType = c.argc > 6 ? c.int64(6, "kvType") : 0;
+    if (kvType < 0 || kvType > 2) throw Error("kvWrite: kvType must be 0 (f32), 1 (f16) or 2 (int8)");
+    const bool half = kvType == 1, q8 = kvType == 2;
+    const int SPAN_FIELDS = q8 ? 8 : 5;
     const Mem desc = memArg(c, 5);
-    if (desc.bytes % (SPAN_FIELDS * 8)) throw Error("kvWrite: spans must hold 5 numbers per span");
+    if (desc.bytes % (SPAN_FIELDS * 8))
+      throw Error("kvWrite: spans must hold " + std::to_string(SPAN_FIELDS) + " numbers per span");
     const int64_t count = desc.bytes / (SPAN_FIELDS * 8);
     const int64_t k0 = c.int64(1, "k"), v0 = c.int64(2, "v");
-    const bool half = c.argc > 6 && c.int64(6, "half") != 0;
-    const int64_t eb = half ? 2 : 4;
+    const int64_t eb = half ? 2 : q8 ? 1 : 4;
     for (int64_t i = 0; i < count; i++) {
-      double f[SPAN_FIELDS];
-      std::memcpy(f, desc.data + i * SPAN_FIELDS * 8, sizeof f);
-      for (double x : f)
+      double f[8];
+      std::memcpy(f, desc.data + i * SPAN_FIELDS * 8, SPAN_FIELDS * 8);
+      for (int j = 0; j < SPAN_FIELDS; j++) {
+        const double x = f[j];
         if (!std::isfinite(x) || x != std::floor(x) || x < 0 || x > 9.0e15)
           throw Error("kvWrite: span " + std::to_string(i) + " fields must be integers ≥ 0");
+      }
       const int64_t headStride = static_cast<int64_t>(f[2]), row = static_cast<int64_t>(f[3]);
       const int64_t n = static_cast<int64_t>(f[4]);
       if (n == 0) continue;
@@ -166,10 +172,21 @@ napi_value kvWriteFn(napi_env env, napi_callback_info info) {
       uint8_t* dv = m.at<uint8_t>(static_cast<int64_t>(f[1]), dst, "dv");
       const float* sk = m.at<const float>(k0 + row * width * 4, n * width * 4, "k");
       const float* sv = m.at<const float>(v0 + row * width * 4, n * width * 4, "v");
+      float *dks = nullptr, *dvs = nullptr;
+      const int64_t shs = q8 ? static_cast<int64_t>(f[7]) : 0;
+      if (q8) {
+        if (kvHeads > 1 && shs < n) throw Error("kvWrite: scaleHeadStride overlaps the span's scales");
+        const int64_t sb = ((kvHeads - 1) * shs + n) * 4;
+        dks = m.at<float>(static_cast<int64_t>(f[5]), sb, "dks");
+        dvs = m.at<float>(static_cast<int64_t>(f[6]), sb, "dvs");
+      }
       for (int64_t h = 0; h < kvHeads; h++)
         for (int64_t r = 0; r < n; r++) {
           const int64_t at = (h * headStride + r * d) * eb;
-          if (half) {
+          if (q8) {
+            quantizeRow(sk + r * width + h * d, reinterpret_cast<int8_t*>(dk + at), dks + h * shs + r, d);
+            quantizeRow(sv + r * width + h * d, reinterpret_cast<int8_t*>(dv + at), dvs + h * shs + r, d);
+          } else if (half) {
             toHalf(sk + r * width + h * d, reinterpret_cast<uint16_t*>(dk + at), d);
             toHalf(sv + r * width + h * d, reinterpret_cast<uint16_t*>(dv + at), d);
           } else {
@@ -203,6 +220,34 @@ napi_value kvConvertFn(napi_env env, napi_callback_info info) {
         uint8_t* d = dst + (h * dhs + r * drs) * db;
         if (narrow) toHalf(reinterpret_cast<const float*>(s), reinterpret_cast<uint16_t*>(d), width);
         else fromHalf(reinterpret_cast<const uint16_t*>(s), reinterpret_cast<float*>(d), width);
+      }
+    return undefinedValue(env);
+  });
+}
+
+// kvConvertQ8(mem, codes, scales, f, heads, rows, width, codeHeadStride, codeRowStride, scaleHeadStride,
+// fHeadStride, fRowStride, toQ8): heads × rows rows of width values between an int8 KV cache (codes, strides
+// in bytes; one f32 scale per row at scales + (h · scaleHeadStride + r) · 4) and f32 (strides in floats):
+// toQ8 ≠ 0: f rows quantized into the cache (quantizeRow), else the cache's rows dequantized into f
+napi_value kvConvertQ8Fn(napi_env env, napi_callback_info info) {
+  return guard(env, [&] {
+    Call c(env, info, 13, "kvConvertQ8");
+    const Mem m = memArg(c, 0);
+    const int64_t heads = c.int64(4, "heads"), rows = c.int64(5, "rows"), width = c.int64(6, "width");
+    const int64_t chs = c.int64(7, "codeHeadStride"), crs = c.int64(8, "codeRowStride");
+    const int64_t shs = c.int64(9, "scaleHeadStride");
+    const int64_t fhs = c.int64(10, "fHeadStride"), frs = c.int64(11, "fRowStride");
+    const bool toQ8 = c.int64(12, "toQ8") != 0;
+    if (heads == 0 || rows == 0 || width == 0) return undefinedValue(env);
+    int8_t* q = m.at<int8_t>(c.int64(1, "codes"), (heads - 1) * chs + (rows - 1) * crs + width, "codes");
+    float* sc = m.at<float>(c.int64(2, "scales"), ((heads - 1) * shs + rows) * 4, "scales");
+    float* f = m.at<float>(c.int64(3, "f"), ((heads - 1) * fhs + (rows - 1) * frs + width) * 4, "f");
+    for (int64_t h = 0; h < heads; h++)
+      for (int64_t r = 0; r < rows; r++) {
+        int8_t* qr = q + h * chs + r * crs;
+        float* fr = f + h * fhs + r * frs;
+        if (toQ8) quantizeRow(fr, qr, sc + h * shs + r, width);
+        else dequantizeRow(qr, sc[h * shs + r], fr, width);
       }
     return undefinedValue(env);
   });
@@ -369,6 +414,7 @@ NAPI_MODULE_INIT() {
       {"attentionSpans", nullptr, kv::attentionSpansFn, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"kvWrite", nullptr, kv::kvWriteFn, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"kvConvert", nullptr, kv::kvConvertFn, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"kvConvertQ8", nullptr, kv::kvConvertQ8Fn, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"swiglu", nullptr, kv::swigluFn, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"argmax", nullptr, kv::argmaxFn, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"rmsnorm", nullptr, kv::rmsnormFn, nullptr, nullptr, nullptr, napi_enumerable, nullptr},

@@ -1,7 +1,10 @@
-// attention(mem, q, k, v, out, lse, nq, H, Hkv, d, scale, qStride, kvHeadStride, kvPosStride, qpos0, nk[, half])
-// attentionSpans(mem, q, out, H, d, scale, qStride, spans[, half]): several spans (sequences of one step, each
+// attention(mem, q, k, v, out, lse, nq, H, Hkv, d, scale, qStride, kvHeadStride, kvPosStride, qpos0, nk[, kvType,
+// ks, vs, scaleHeadStride])
+// attentionSpans(mem, q, out, H, d, scale, qStride, spans[, kvType]): several spans (sequences of one step, each
 // its own rows of q/out and its own K/V and key count) in one call — a decode batch's attention.
-// half ≠ 0: K/V are IEEE halves (an f16 KV cache; strides in elements either way).
+// kvType (the cache's element type; strides in elements either way): 0 f32, 1 IEEE halves (an f16 KV
+// cache), 2 int8 codes with an f32 scale per (kv head, position) at ks / vs (byte offsets), scaleHeadStride
+// floats between kv heads (an int8 KV cache; spans then carry the three as fields 9–11).
 // One driver for both: the (query, head) rows of each span's kv heads are split into units of up to
 // attnRowsMax rows (GQA: a unit's rows share K/V tiles), the units of every span together over the
 // pool. Enough units (prefill, or a batch of decode spans): each attends all its keys and normalises
@@ -141,14 +144,23 @@ void checkHeads(const Attention& a) {
   if (a.d % 16 || a.d > 256) throw Error("attention: headDim must be a multiple of 16 and ≤ 256");
 }
 
-/** bytes of K (or V) the span reads from its base offset (f32 or half elements) */
+/** bytes of K (or V) the span reads from its base offset (f32, half or int8 elements) */
 int64_t kvBytes(const Attention& a) {
-  return a.nk == 0 ? 0 : ((a.Hkv - 1) * a.kvHeadStride + (a.nk - 1) * a.kvPosStride + a.d) * (a.half ? 2 : 4);
+  const int64_t eb = a.half ? 2 : a.q8 ? 1 : 4;
+  return a.nk == 0 ? 0 : ((a.Hkv - 1) * a.kvHeadStride + (a.nk - 1) * a.kvPosStride + a.d) * eb;
 }
 
-/** the optional trailing `half` flag (K/V stored as IEEE halves) at argument i */
-bool halfArg(const Call& c, size_t i) {
-  return c.argc > i && c.int64(i, "half") != 0;
+/** bytes of the int8 scales (ks or vs) the span reads */
+int64_t scaleBytes(const Attention& a) {
+  return a.nk == 0 ? 0 : ((a.Hkv - 1) * a.scaleHeadStride + a.nk) * 4;
+}
+
+/** the optional trailing kvType (0 f32, 1 f16, 2 int8) at argument i → a.half / a.q8 */
+void kvTypeArg(const Call& c, size_t i, Attention& a) {
+  const int64_t t = c.argc > i ? c.int64(i, "kvType") : 0;
+  if (t < 0 || t > 2) throw Error("attention: kvType must be 0 (f32), 1 (f16) or 2 (int8)");
+  a.half = t == 1;
+  a.q8 = t == 2;
 }
 }  // namespace
 
@@ -169,7 +181,12 @@ napi_value attentionFn(napi_env env, napi_callback_info info) {
     a.kvPosStride = c.int64(13, "kvPosStride", a.d);
     a.qpos0 = static_cast<int32_t>(c.int64(14, "qpos0", -1));
     a.nk = static_cast<int32_t>(c.int64(15, "nk", 0));
-    a.half = halfArg(c, 16);
+    kvTypeArg(c, 16, a);
+    if (a.q8) {
+      a.scaleHeadStride = c.int64(19, "scaleHeadStride", 0);
+      a.ks = mem.at<const float>(c.int64(17, "ks"), scaleBytes(a), "ks");
+      a.vs = mem.at<const float>(c.int64(18, "vs"), scaleBytes(a), "vs");
+    }
     const int64_t qBytes = ((a.nq - 1) * a.qStride + a.H * a.d) * 4;
     a.q = mem.at<const float>(c.int64(1, "q"), qBytes, "q");
     a.k = mem.at<const float>(c.int64(2, "k"), kvBytes(a), "k");
@@ -183,10 +200,9 @@ napi_value attentionFn(napi_env env, napi_callback_info info) {
   });
 }
 
-// spans: Float64Array of SPAN_FIELDS per span: k, v (byte offsets), kvHeads, kvHeadStride, kvPosStride
-// (floats), row (first q/out row), nq, qpos0, nk
+// spans: Float64Array of 9 per span: k, v (byte offsets), kvHeads, kvHeadStride, kvPosStride (elements),
+// row (first q/out row), nq, qpos0, nk; int8 caches 12: then ks, vs (byte offsets), scaleHeadStride (floats)
 napi_value attentionSpansFn(napi_env env, napi_callback_info info) {
-  constexpr int SPAN_FIELDS = 9;
   return guard(env, [&] {
     Call c(env, info, 8, "attentionSpans");
     State& s = state();
@@ -196,17 +212,19 @@ napi_value attentionSpansFn(napi_env env, napi_callback_info info) {
     base.d = static_cast<int32_t>(c.int64(4, "headDim", 16));
     base.scale = static_cast<float>(c.num(5, "scale"));
     base.qStride = c.int64(6, "qStride", base.H * base.d);
-    base.half = halfArg(c, 8);
+    kvTypeArg(c, 8, base);
+    const int SPAN_FIELDS = base.q8 ? 12 : 9;
     const Mem desc = memArg(c, 7);
-    if (desc.bytes % (SPAN_FIELDS * 8)) throw Error("attentionSpans: spans must hold 9 numbers per span");
+    if (desc.bytes % (SPAN_FIELDS * 8))
+      throw Error("attentionSpans: spans must hold " + std::to_string(SPAN_FIELDS) + " numbers per span");
     const int64_t count = desc.bytes / (SPAN_FIELDS * 8);
     if (count == 0) return undefinedValue(env);
     const int64_t q0 = c.int64(1, "q"), out0 = c.int64(2, "out");
     std::vector<Attention> spans;
     spans.reserve(count);
     for (int64_t i = 0; i < count; i++) {
-      double f[SPAN_FIELDS];
-      std::memcpy(f, desc.data + i * SPAN_FIELDS * 8, sizeof f);
+      double f[12];
+      std::memcpy(f, desc.data + i * SPAN_FIELDS * 8, SPAN_FIELDS * 8);
       auto field = [&](int j, const char* what, int64_t lo) {
         const double v = f[j];
         if (!std::isfinite(v) || v != std::floor(v) || v < static_cast<double>(lo) || v > 9.0e15)
@@ -230,6 +248,11 @@ napi_value attentionSpansFn(napi_env env, napi_callback_info info) {
       a.out = mem.at<float>(out0 + off, qBytes, "out");
       a.k = mem.at<const float>(field(0, "k", 0), kvBytes(a), "k");
       a.v = mem.at<const float>(field(1, "v", 0), kvBytes(a), "v");
+      if (a.q8) {
+        a.scaleHeadStride = field(11, "scaleHeadStride", 0);
+        a.ks = mem.at<const float>(field(9, "ks", 0), scaleBytes(a), "ks");
+        a.vs = mem.at<const float>(field(10, "vs", 0), scaleBytes(a), "vs");
+      }
       a.lse = nullptr;
       spans.push_back(a);
     }

@@ -8,9 +8,13 @@
 // merges several key ranges by log-sum-exp.
 // An f16 cache (Attention::half): attendFew widens K/V vectors as it loads them (vcvtph2ps: a decode step
 // reads half the bytes); attendRows widens each BK-key tile of K and V into f32 scratch first.
+// An int8 cache (Attention::q8, a scale per row): attendFew converts the codes as it loads them and applies
+// the scales once per key (a key's scale multiplies its dot products; a value's scale its probability), so
+// a decode step reads a quarter of f32's bytes (plus 4 per row); attendRows dequantizes each tile to scratch.
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
+#include <type_traits>
 #include "kernels.h"
 #include "simd.h"
 
@@ -36,7 +40,7 @@ struct Scratch {
   int32_t* lim;   // [RMAX]
   float* alpha;   // [RMAX]
   float* qr;      // [DOT_ROWS][256] scaled q rows (few-row units)
-  float* kt;      // [BK][256] a tile of K widened from halves (attendRows over an f16 cache)
+  float* kt;      // [BK][256] a tile of K widened from halves or int8 (attendRows over an f16/int8 cache)
   float* vt;      // [BK][256] the same tile of V
 };
 Scratch& scratch() {
@@ -59,6 +63,15 @@ void widenTile(const uint16_t* src, int64_t ps, int j0, int nb, int d, float* ds
   for (int j = 0; j < nb; j++) {
     const uint16_t* r = src + static_cast<int64_t>(j0 + j) * ps;
     for (int c = 0; c < d; c += W) V::store(dst + j * d + c, V::half(r + c));
+  }
+}
+
+/** rows [j0, j0 + nb) of one kv head's int8 codes (position stride ps) with scales sc[pos] → dst [nb][d] f32 */
+void widenTileQ8(const int8_t* src, const float* sc, int64_t ps, int j0, int nb, int d, float* dst) {
+  for (int j = 0; j < nb; j++) {
+    const int8_t* r = src + static_cast<int64_t>(j0 + j) * ps;
+    const V::v s = V::set1(sc[j0 + j]);
+    for (int c = 0; c < d; c += W) V::store(dst + j * d + c, V::mul(s, loadKV(r + c)));
   }
 }
 
@@ -163,15 +176,21 @@ void attendRows(const Attention& a, int g, int r0, int R, int k0, int k1, const 
   const float* vb = a.v + g * a.kvHeadStride;
   const uint16_t* khb = reinterpret_cast<const uint16_t*>(a.k) + g * a.kvHeadStride;
   const uint16_t* vhb = reinterpret_cast<const uint16_t*>(a.v) + g * a.kvHeadStride;
-  // f32 tile rows and their stride: the cache's own, or the widened scratch of an f16 cache
-  const int64_t ts = a.half ? d : a.kvPosStride;
+  const int8_t* kqb = reinterpret_cast<const int8_t*>(a.k) + g * a.kvHeadStride;
+  const int8_t* vqb = reinterpret_cast<const int8_t*>(a.v) + g * a.kvHeadStride;
+  // f32 tile rows and their stride: the cache's own, or the widened scratch of an f16 / int8 cache
+  const bool typed = a.half || a.q8;
+  const int64_t ts = typed ? d : a.kvPosStride;
   for (int j0 = k0; j0 < kmax; j0 += BK) {
     const int nb = std::min(BK, kmax - j0);
     if (a.half) {
       widenTile(khb, a.kvPosStride, j0, nb, d, s.kt);
       widenTile(vhb, a.kvPosStride, j0, nb, d, s.vt);
+    } else if (a.q8) {
+      widenTileQ8(kqb, a.ks + g * a.scaleHeadStride, a.kvPosStride, j0, nb, d, s.kt);
+      widenTileQ8(vqb, a.vs + g * a.scaleHeadStride, a.kvPosStride, j0, nb, d, s.vt);
     }
-    scores<RV>(s.qt, a.half ? s.kt : kb + j0 * a.kvPosStride, ts, d, nb, s.st);
+    scores<RV>(s.qt, typed ? s.kt : kb + j0 * a.kvPosStride, ts, d, nb, s.st);
     if (j0 + nb > kmin)
       for (int j = 0; j < nb; j++)
         for (int v = 0; v < RV; v++)
@@ -191,15 +210,19 @@ void attendRows(const Attention& a, int g, int r0, int R, int k0, int k1, const 
       V::store(out.l + v * W, V::fma(V::load(out.l + v * W), al, sum));
       V::store(out.m + v * W, mx);
     }
-    const float* vp = a.half ? s.vt : vb + j0 * a.kvPosStride;
+    const float* vp = typed ? s.vt : vb + j0 * a.kvPosStride;
     int r = 0;
     for (; r + RO <= R; r += RO) accumulateRows<RO>(out.o, d, r, s.alpha, s.st, vp, ts, nb);
     for (; r < R; r++) accumulateRows<1>(out.o, d, r, s.alpha, s.st, vp, ts, nb);
   }
 }
-/** O rows [0, R) × DC vectors of columns at c: O = O·alpha + Σ_j P[r][j] · V[j][c..] (P rows of BK). */
+/**
+ * O rows [0, R) × DC vectors of columns at c: O = O·alpha + Σ_j P[r][j] · V[j][c..] (P rows of BK); int8
+ * values: P[r][j] · vsc[j] · codes (vsc: the block's value scales).
+ */
 template <int R, int DC, typename E>
-void accumulateFew(float* o, int d, int c, const float* alpha, const float* p, const E* vp, int64_t vs, int nb) {
+void accumulateFew(float* o, int d, int c, const float* alpha, const float* p, const E* vp, int64_t vs, int nb,
+                   const float* vsc) {
   V::v acc[R][DC];
   for (int r = 0; r < R; r++) {
     const V::v al = V::set1(alpha[r]);
@@ -209,7 +232,9 @@ void accumulateFew(float* o, int d, int c, const float* alpha, const float* p, c
     V::v vv[DC];
     for (int u = 0; u < DC; u++) vv[u] = loadKV(vp + j * vs + c + u * W);
     for (int r = 0; r < R; r++) {
-      const V::v pr = V::set1(p[r * BK + j]);
+      float pj = p[r * BK + j];
+      if constexpr (std::is_same_v<E, int8_t>) pj *= vsc[j];
+      const V::v pr = V::set1(pj);
       for (int u = 0; u < DC; u++) acc[r][u] = V::fma(pr, vv[u], acc[r][u]);
     }
   }
@@ -246,6 +271,9 @@ void attendFew(const Attention& a, int g, int r0, int k0, int k1, const AttnPart
   std::fill(out.o, out.o + static_cast<int64_t>(R) * d, 0.0f);
   const E* kb = reinterpret_cast<const E*>(a.k) + g * a.kvHeadStride;
   const E* vb = reinterpret_cast<const E*>(a.v) + g * a.kvHeadStride;
+  // int8: the kv head's key and value scales by position (unused otherwise)
+  const float* ksb = a.q8 ? a.ks + g * a.scaleHeadStride : nullptr;
+  const float* vsb = a.q8 ? a.vs + g * a.scaleHeadStride : nullptr;
   constexpr int LINE = 64 / sizeof(E);  // elements per cache line (prefetches)
   float alpha[R];
   for (int j0 = k0; j0 < kmax; j0 += BK) {
@@ -274,6 +302,7 @@ void attendFew(const Attention& a, int g, int r0, int k0, int k1, const AttnPart
       }
       for (int r = 0; r < R; r++) {
         __m128 sc = sum4(acc[r][0], acc[r][1], acc[r][2], acc[r][3]);
+        if constexpr (std::is_same_v<E, int8_t>) sc = _mm_mul_ps(sc, _mm_loadu_ps(ksb + j0 + j));
         // keys at or past the row's limit get -inf
         const __m128i pos = _mm_add_epi32(_mm_set1_epi32(j0 + j), _mm_setr_epi32(0, 1, 2, 3));
         const __m128 ok = _mm_castsi128_ps(_mm_cmpgt_epi32(_mm_set1_epi32(lim[r]), pos));
@@ -297,7 +326,9 @@ void attendFew(const Attention& a, int g, int r0, int k0, int k1, const AttnPart
         const V::v kv = loadKV(kj + c * W);
         for (int r = 0; r < R; r++) acc[r] = V::fma(V::load(qr + r * 256 + c * W), kv, acc[r]);
       }
-      for (int r = 0; r < R; r++) p[r * BK + j] = j0 + j < lim[r] ? V::hsum(acc[r]) : -INFINITY;
+      float ksc = 1.0f;
+      if constexpr (std::is_same_v<E, int8_t>) ksc = ksb[j0 + j];
+      for (int r = 0; r < R; r++) p[r * BK + j] = j0 + j < lim[r] ? V::hsum(acc[r]) * ksc : -INFINITY;
     }
     for (int r = 0; r < R; r++) {
       float* pr = p + r * BK;
@@ -323,10 +354,11 @@ void attendFew(const Attention& a, int g, int r0, int k0, int k1, const AttnPart
       out.m[r] = mx;
     }
     const E* vp = vb + static_cast<int64_t>(j0) * a.kvPosStride;
+    const float* vsc = vsb ? vsb + j0 : nullptr;
     constexpr int DC = W == 16 ? 4 : 2;
     int c = 0;
-    for (; c + DC <= dv; c += DC) accumulateFew<R, DC>(out.o, d, c * W, alpha, p, vp, a.kvPosStride, nb);
-    for (; c < dv; c++) accumulateFew<R, 1>(out.o, d, c * W, alpha, p, vp, a.kvPosStride, nb);
+    for (; c + DC <= dv; c += DC) accumulateFew<R, DC>(out.o, d, c * W, alpha, p, vp, a.kvPosStride, nb, vsc);
+    for (; c < dv; c++) accumulateFew<R, 1>(out.o, d, c * W, alpha, p, vp, a.kvPosStride, nb, vsc);
   }
 }
 }  // namespace
@@ -334,7 +366,14 @@ void attendFew(const Attention& a, int g, int r0, int k0, int k1, const AttnPart
 int attnRowsMax() { return RMAX; }
 
 void attendUnit(const Attention& a, int g, int r0, int R, int k0, int k1, const AttnPartial& out) {
-  if (a.half) switch (R) {
+  if (a.q8) switch (R) {
+      case 1: return attendFew<1, int8_t>(a, g, r0, k0, k1, out);
+      case 2: return attendFew<2, int8_t>(a, g, r0, k0, k1, out);
+      case 3: return attendFew<3, int8_t>(a, g, r0, k0, k1, out);
+      case 4: return attendFew<4, int8_t>(a, g, r0, k0, k1, out);
+      default: break;
+    }
+  else if (a.half) switch (R) {
       case 1: return attendFew<1, uint16_t>(a, g, r0, k0, k1, out);
       case 2: return attendFew<2, uint16_t>(a, g, r0, k0, k1, out);
       case 3: return attendFew<3, uint16_t>(a, g, r0, k0, k1, out);

@@ -71,8 +71,8 @@ struct Error : std::runtime_error {
 // --- argument access --------------------------------------------------------------------------------
 struct Call {
   napi_env env;
-  size_t argc = 32;
-  napi_value argv[32];
+  size_t argc = 40;
+  napi_value argv[40];
   Call(napi_env e, napi_callback_info info, size_t need, const char* fn) : env(e) {
     napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr);
     if (argc < need) throw Error(std::string(fn) + ": expected " + std::to_string(need) + " arguments");

@@ -55,6 +55,12 @@ struct Attention {
   int64_t qStride, kvHeadStride, kvPosStride;
   int32_t qpos0;  // query i sits at qpos0 + i; < 0 = no causal mask
   int32_t nk;
+  // an int8 KV cache (q8): k and v point at int8 rows (strides in elements = bytes), ks / vs at their f32
+  // scales [kv_head][pos] (scaleHeadStride floats between heads, one per position): value = scale · q
+  bool q8;
+  const float* ks;
+  const float* vs;
+  int64_t scaleHeadStride;
 };
 
 // Partial result of one unit over a key range: o [R][d] unnormalised, m/l [R] running max and sum.
@@ -93,6 +99,10 @@ struct AttnPartial {
 // f32 ↔ IEEE half rows (an f16 KV cache's writes and reads; kv-half.cc, F16C): n values each.
 KV_EXPORT void toHalf(const float* src, uint16_t* dst, int64_t n);
 KV_EXPORT void fromHalf(const uint16_t* src, float* dst, int64_t n);
+// f32 row ↔ an int8 KV cache row (kv-half.cc): symmetric per-row quantization, scale = max|x| / 127,
+// q = round-to-nearest-even(x · 127 / max|x|) (a zero row: scale 0, q 0); value = scale · q. n values.
+KV_EXPORT void quantizeRow(const float* x, int8_t* q, float* scale, int64_t n);
+KV_EXPORT void dequantizeRow(const int8_t* q, float scale, float* x, int64_t n);
 #define KV_DECLARE_Q(ns)                                                                          \
   namespace ns {                                                                                  \
   /* the weight offset `type`'s kernel corrects for (packed u8 = q + offset; see pack.cc) */      \

@@ -1,10 +1,12 @@
 // kvUnpack(mem, src, dst, dtype, isKey, kvHeads, n, headDim, keyGroup, valueGroup, rowBytes, steps, mins,
-// headStride, delta, invFreq, hadamard[, half]): one artifact section at byte offset src (kv-codec.ts layout;
+// headStride, delta, invFreq, hadamard[, kvType, scales, scaleHeadStride]): one artifact section at byte offset src (kv-codec.ts layout;
 // steps / mins are byte offsets within the section, quantized dtypes only) → cache rows at dst (kv head
 // 0, first position; kv heads headStride floats apart). dtype 0 f32, 1 f16, 2 int8, 3 int4; keys
 // re-rotated by Δ = delta when invFreq (a byte offset of [headDim/2] f32) ≠ 0, the angle f32(Δ · invFreq[i])
-// as the rope kernel's; hadamard = 1: int8/int4 keys stored multiplied by H/√headDim; half = 1: the cache
-// holds IEEE halves (dst, headStride in halves; rounded to nearest even). Every range is
+// as the rope kernel's; hadamard = 1: int8/int4 keys stored multiplied by H/√headDim; kvType (was `half`)
+// 1: the cache holds IEEE halves (dst, headStride in halves; rounded to nearest even); 2: int8 codes (dst,
+// headStride in bytes) with an f32 scale per row at scales (a byte offset; scaleHeadStride floats between
+// kv heads). Every range is
 // checked before the kernel (kvunpack.cc) runs; rows are split over the pool.
 #include "binding.h"
 #include "kvunpack.h"
@@ -30,7 +32,9 @@ napi_value kvUnpackFn(napi_env env, napi_callback_info info) {
     const int64_t delta = c.int64(14, "delta", -(int64_t{1} << 31));
     const int64_t invFreq = c.int64(15, "invFreq");
     a.hadamard = c.int64(16, "hadamard") != 0;
-    const bool half = c.argc > 17 && c.int64(17, "half") != 0;
+    const int64_t kvType = c.argc > 17 ? c.int64(17, "kvType") : 0;
+    if (kvType < 0 || kvType > 2) throw Error("kvUnpack: kvType must be 0 (f32), 1 (f16) or 2 (int8)");
+    const bool half = kvType == 1, q8 = kvType == 2;
     const int64_t d = a.d, n = a.n, rows = int64_t{a.kvHeads} * n;
     const bool quantized = a.dtype == KV_INT8 || a.dtype == KV_INT4;
     if (d > KV_UNPACK_MAX_D) throw Error("kvUnpack: headDim above " + std::to_string(KV_UNPACK_MAX_D));
@@ -54,7 +58,12 @@ napi_value kvUnpackFn(napi_env env, napi_callback_info info) {
     }
     if (rows == 0) return undefinedValue(env);
     const int64_t dstElems = (a.kvHeads - 1) * a.headStride + n * d;
-    if (half) a.dstHalf = m.at<uint16_t>(c.int64(2, "dst"), dstElems * 2, "dst");
+    if (q8) {
+      a.scaleHeadStride = c.int64(19, "scaleHeadStride");
+      if (a.kvHeads > 1 && a.scaleHeadStride < n) throw Error("kvUnpack: scaleHeadStride overlaps the scales");
+      a.dstQ8 = m.at<int8_t>(c.int64(2, "dst"), dstElems, "dst");
+      a.dstScale = m.at<float>(c.int64(18, "scales"), ((a.kvHeads - 1) * a.scaleHeadStride + n) * 4, "scales");
+    } else if (half) a.dstHalf = m.at<uint16_t>(c.int64(2, "dst"), dstElems * 2, "dst");
     else a.dst = m.at<float>(c.int64(2, "dst"), dstElems * 4, "dst");
     // cos [d/2] then sin [d/2] of f32(Δ · invFreq[i]), as the rope kernel computes them
     std::vector<float> cs;

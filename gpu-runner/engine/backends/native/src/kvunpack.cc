@@ -192,12 +192,16 @@ inline uint16_t toHalf(float x) { return _cvtss_sh(x, _MM_FROUND_TO_NEAREST_INT 
 
 /**
  * The row writer: a decoded row of d floats into the cache row `off` elements past the cache start, f32
- * (dst) or f16 (dstHalf). Whole vectors at vector-aligned addresses are streamed (non-temporal: the
+ * (dst), f16 (dstHalf) or int8 (dstQ8, its scale `si` floats past dstScale). Whole vectors at vector-aligned addresses are streamed (non-temporal: the
  * cache rows are not read into the CPU cache before they are overwritten, halving the memory traffic of a
  * write-only pass; the caller fences before the rows are read); the rest is stored plainly.
  */
-inline void writeRow(const KvUnpack& a, int64_t off, const float* row, int d) {
+inline void writeRow(const KvUnpack& a, int64_t off, int64_t si, const float* row, int d) {
   int c = 0;
+  if (a.dstQ8) {
+    quantizeRow(row, a.dstQ8 + off, a.dstScale + si, d);
+    return;
+  }
   if (a.dstHalf) {
     uint16_t* dst = a.dstHalf + off;
     for (; c + W <= d; c += W) halves(dst + c, V::load(row + c));
@@ -230,7 +234,13 @@ struct Cursor {
 
 /** The row writer, for a row held in NV registers (d = NV · W). */
 template <int NV>
-inline void writeRowV(const KvUnpack& a, int64_t off, const V::v* x) {
+inline void writeRowV(const KvUnpack& a, int64_t off, int64_t si, const V::v* x) {
+  if (a.dstQ8) {
+    alignas(64) float row[NV * W];
+    for (int i = 0; i < NV; i++) V::store(row + i * W, x[i]);
+    quantizeRow(row, a.dstQ8 + off, a.dstScale + si, NV * W);
+    return;
+  }
   if (a.dstHalf) {
     for (int i = 0; i < NV; i++) halves(a.dstHalf + off + i * W, x[i]);
     return;
@@ -321,7 +331,7 @@ void rowsInRegisters(const KvUnpack& a, int64_t r0, int64_t r1) {
         x[i] = V::sub(V::mul(u, c[i]), V::mul(v, sn[i]));
         x[H + i] = V::add(V::mul(v, c[i]), V::mul(u, sn[i]));
       }
-    writeRowV<NV>(a, at.h * a.headStride + at.t * d, x);
+    writeRowV<NV>(a, at.h * a.headStride + at.t * d, at.h * a.scaleHeadStride + at.t, x);
   }
   _mm_sfence();  // the streamed rows are visible before the pool reports this part done
 }
@@ -370,7 +380,7 @@ void kvUnpackRows(const KvUnpack& a, int64_t r0, int64_t r1) {
       dequantValues(a.src + r * a.rowBytes, vSteps, row, d, int8);
     }
     if (a.cs) rotateRow(row, a.cs, d >> 1);
-    writeRow(a, at.h * a.headStride + at.t * d, row, d);
+    writeRow(a, at.h * a.headStride + at.t * d, at.h * a.scaleHeadStride + at.t, row, d);
   }
   _mm_sfence();  // the streamed rows are visible before the pool reports this part done
 }

@@ -4,7 +4,8 @@
 // min + step·q per channel and token group, values step·q per token and channel group), keys stored
 // Hadamard-rotated multiplied by H/√d again (butterflies in registers), keys moved to a new position
 // re-rotated by Δ (each rotate-half pair). The decoded row is handed to a row writer (writeRow /
-// writeRowV in kvunpack.cc), the only part that knows the cache's element type (f32, or f16 halves).
+// writeRowV in kvunpack.cc), the only part that knows the cache's element type (f32, f16 halves, or int8
+// rows with a scale each, quantized by quantizeRow as every other writer of an int8 cache).
 #pragma once
 #include <cstdint>
 #include "kernels.h"
@@ -22,6 +23,9 @@ struct KvUnpack {
   const uint16_t* mins;   // f16 keys only: [kv_head][ceil(n/kg)][d]
   float* dst;             // the cache at kv head 0, first position (f32 cache)
   uint16_t* dstHalf;      // or: an f16 cache (IEEE halves, rounded to nearest even); dst is then null
+  int8_t* dstQ8;          // or: an int8 cache's codes (headStride in bytes) and
+  float* dstScale;        //   its scales, [kv_head][pos] with scaleHeadStride floats between heads
+  int64_t scaleHeadStride;
   int32_t dtype;          // KvDtype
   bool isKey;
   bool hadamard;          // keys stored multiplied by H/√d (int8/int4)

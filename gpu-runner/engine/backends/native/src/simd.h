@@ -117,7 +117,7 @@ static inline V::v vexp(V::v x) {
   return V::zeroBelow(V::mul(y, V::pow2i(fx)), xin, lo);
 }
 
-/** A K/V cache row's W values as f32: f32 rows loaded, IEEE-half rows widened (F16C). */
+/** A K/V cache row's W values as f32: f32 rows loaded, IEEE-half rows widened (F16C), int8 codes converted. */
 template <typename E>
 inline V::v loadKV(const E* p);
 template <>
@@ -127,6 +127,15 @@ inline V::v loadKV<float>(const float* p) {
 template <>
 inline V::v loadKV<uint16_t>(const uint16_t* p) {
   return V::half(p);
+}
+/** int8 cache rows: the W codes sign-extended and converted (the row's scale is applied by the caller) */
+template <>
+inline V::v loadKV<int8_t>(const int8_t* p) {
+#if KV_LEVEL == 512
+  return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))));
+#else
+  return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))));
+#endif
 }
 
 /** [Σa0, Σa1, Σa2, Σa3]: four horizontal sums in one tree (pairs interleaved, then the 128-bit lanes). */

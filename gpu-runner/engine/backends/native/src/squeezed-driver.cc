@@ -1,5 +1,5 @@
-// squeezedStep(mem, q, out, G, d, scale, k8, ksum, ks, grp, n, gvals, groups, K, V, always, alwaysPairs,
-// end, take, tau, gStart, gLen, gm8, gmsum, gms, gs8, gssum, gss, want, half) → keys kept (the AVX-512 VNNI kernel at that level, else AVX2). Byte offsets into mem (0 = none for gvals / always); every range is checked
+// squeezedStep(mem, q, out, G, d, scale, k8, perm, ks, grp, n, gvals, groups, K, V, always, alwaysPairs,
+// end, take, tau, gStart, gLen, gm8, gmsum, gms, gs8, gssum, gss, want, half, cw, quads, gq, gqs) → keys kept (the AVX-512 VNNI kernel at that level, else AVX2). Byte offsets into mem (0 = none for gvals / always); every range is checked
 // before the kernel (squeezed.cc) runs. K, V: the layer's kv head at position 0, rows of d floats (half: IEEE halves).
 #include "binding.h"
 #include "squeezed.h"
@@ -8,7 +8,7 @@ namespace kv {
 
 napi_value squeezedStepFn(napi_env env, napi_callback_info info) {
   return guard(env, [&] {
-    Call c(env, info, 30, "squeezedStep");
+    Call c(env, info, 34, "squeezedStep");
     State& s = state();
     const Mem mem = memArg(c, 0);
     SqueezedStep a{};
@@ -29,8 +29,18 @@ napi_value squeezedStepFn(napi_env env, napi_callback_info info) {
     const int64_t npad = (a.n + SQ_BLOCK - 1) / SQ_BLOCK * SQ_BLOCK;
     a.q = mem.at<const float>(c.int64(1, "q"), qd, "q");
     a.out = mem.at<float>(c.int64(2, "out"), qd, "out");
-    a.k8 = mem.at<const int8_t>(c.int64(6, "k8"), npad * a.d, "k8");
-    a.ksum = mem.at<const int32_t>(c.int64(7, "ksum"), npad * 4, "ksum");
+    a.k8 = mem.at<const uint8_t>(c.int64(6, "k8"), npad * a.d, "k8");
+    a.perm = mem.at<const int32_t>(c.int64(7, "perm"), a.d * 4, "perm");
+    a.cw = mem.at<const float>(c.int64(30, "cw"), a.d * 4, "cw");
+    a.quads = static_cast<int>(std::min<int64_t>(c.int64(31, "quads", 1), a.d / 4));
+    {
+      bool seen[256] = {};
+      for (int p = 0; p < a.d; p++) {
+        if (a.perm[p] < 0 || a.perm[p] >= a.d || seen[a.perm[p]])
+          throw Error("squeezedStep: perm must be a permutation of [0, headDim)");
+        seen[a.perm[p]] = true;
+      }
+    }
     a.ks = mem.at<const float>(c.int64(8, "ks"), npad * 4, "ks");
     a.grp = mem.at<const int32_t>(c.int64(9, "grp"), a.n * 4, "grp");
     const int64_t gv = c.int64(11, "gvals");
@@ -57,6 +67,11 @@ napi_value squeezedStepFn(napi_env env, napi_callback_info info) {
       a.gss = mem.at<const float>(tab[5], gpad * 4, "gss");
     }
     a.want = c.int64(28, "want", -1);
+    const int64_t gq = c.int64(32, "gq"), gqs = c.int64(33, "gqs");
+    if (gq && gqs && a.groups > 0) {
+      a.gq = mem.at<const uint8_t>(gq, gpad * a.d, "gq");
+      a.gqs = mem.at<const float>(gqs, gpad * 4, "gqs");
+    }
     for (int64_t g = 0, at = 0; g < a.groups; g++) {
       if (a.gLen[g] < 0 || a.gStart[g] < at || a.gStart[g] + static_cast<int64_t>(a.gLen[g]) > a.n)
         throw Error("squeezedStep: groups must be ascending, disjoint runs inside [0, n)");

@@ -1,7 +1,10 @@
 // Squeezed attention's fused decode step (squeezed.h), compiled twice: AVX2 (KV_VNNI=0: maddubs on the
-// sign-folded query) and AVX-512 VNNI (KV_VNNI=1: vpdpbusd on the query + 128, corrected by 128·Σk).
-// The int8 keys sit in blocks of 16 keys, 4 dims at a time ([n/16][d/4][16][4]), so one instruction
-// scores 16 (VNNI) or 8 (AVX2) keys against 4 dims of a query without horizontal sums. Logits are
+// sign-folded query) and AVX-512 VNNI (KV_VNNI=1: vpdpbusd). The keys' int8 copy is quad-major
+// ([d/4][npad][4], + 128): a step scores its chosen quads of channels (SparQ's subset), each a contiguous
+// stream, one instruction 16 (VNNI: the keys unsigned, corrected by 128·Σ q8 over the quads) or 8 (AVX2)
+// keys against 4 channels of a query without horizontal sums. The prefilter's group tables sit in
+// blocks of 16 rows, 4 dims at a time ([rows/16][d/4][16][4]; vpdpbusd on the query + 128, corrected
+// by 128·Σk). Logits are
 // (float(q8·k8) · f_h) · ks_j in f32, the same roundings as key-sketch.ts. Scratch is the calling
 // thread's (calls are serialised by the driver).
 #include <immintrin.h>
@@ -82,7 +85,7 @@ struct Buf {
 };
 
 struct Scratch {
-  Buf<float> logit, ex, w, sel, est, ub, wg, bs;
+  Buf<float> logit, ex, w, sel, est, ub, wg, bs, rem, pre;
   Buf<int32_t> blocks, order, inv, kb;
   Buf<uint8_t> keep, cand, valid;
   Buf<uint32_t> km;
@@ -118,6 +121,101 @@ inline void scoreBlock(const SqueezedStep& a, const int8_t* k8, const int32_t* k
       const __m256i kv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(kb + t * 64 + half * 32));
       for (int h = 0; h < G; h++) {
         const __m256i qb = _mm256_set1_epi32(q4[h][t]);
+        const __m256i p = _mm256_maddubs_epi16(_mm256_abs_epi8(qb), _mm256_sign_epi8(kv, qb));
+        acc[h] = _mm256_add_epi32(acc[h], _mm256_madd_epi16(p, ones));
+      }
+    }
+    const __m256 ks = _mm256_loadu_ps(kscale + b * SQ_BLOCK + half * 8);
+    for (int h = 0; h < G; h++) {
+      const __m256 v = _mm256_cvtepi32_ps(acc[h]);
+      _mm256_storeu_ps(out + h * stride + half * 8, _mm256_mul_ps(_mm256_mul_ps(v, _mm256_set1_ps(f[h])), ks));
+    }
+  }
+#endif
+}
+
+/** A step's channel subset: the chosen quads (ascending) and the heads' int8 query over them. */
+struct Quads {
+  int Q = 0;
+  int32_t sel[64];
+  alignas(64) int32_t q4[MAXG][64];  // [h][k]: the 4 query bytes (signed) of quad sel[k]
+  int32_t corr[MAXG];                // 128·Σ of those bytes (VNNI: the keys' + 128)
+};
+
+void setQuads(const SqueezedStep& a, const int8_t (*q8)[256], const int32_t* sel, int Q, Quads& out);
+
+/**
+ * key-sketch.ts pickQuads: quads ranked by Σ_h Σ_{p∈quad} |q8_h,perm[p]|·cw[p] (doubles, that order;
+ * ties by quad), the best a.quads kept, ascending. q8: [G][256] the heads' int8 query in channel order.
+ */
+void pickQuads(const SqueezedStep& a, const int8_t (*q8)[256], Quads& out) {
+  const int T = a.d / 4, G = a.G;
+  double score[64];
+  int32_t order[64];
+  for (int t = 0; t < T; t++) {
+    double acc = 0;
+    for (int h = 0; h < G; h++)
+      for (int i = 0; i < 4; i++) acc += std::abs(static_cast<int>(q8[h][a.perm[4 * t + i]])) * static_cast<double>(a.cw[4 * t + i]);
+    score[t] = acc;
+    order[t] = t;
+  }
+  const int Q = std::min(a.quads, T);
+  if (Q < T)
+    std::partial_sort(order, order + Q, order + T,
+                      [&score](int32_t x, int32_t y) { return score[x] > score[y] || (score[x] == score[y] && x < y); });
+  std::sort(order, order + Q);
+  setQuads(a, q8, order, Q, out);
+}
+
+/** out: quads sel[0 … Q) and the heads' query bytes over them. */
+void setQuads(const SqueezedStep& a, const int8_t (*q8)[256], const int32_t* sel, int Q, Quads& out) {
+  out.Q = Q;
+  for (int k = 0; k < Q; k++) out.sel[k] = sel[k];
+  for (int h = 0; h < a.G; h++) {
+    int32_t c = 0;
+    for (int k = 0; k < Q; k++) {
+      uint32_t packed = 0;
+      for (int i = 0; i < 4; i++) {
+        const int8_t x = q8[h][a.perm[4 * sel[k] + i]];
+        c += x;
+        packed |= static_cast<uint32_t>(static_cast<uint8_t>(x)) << (8 * i);
+      }
+      out.q4[h][k] = static_cast<int32_t>(packed);
+    }
+    out.corr[h] = 128 * c;
+  }
+}
+
+/**
+ * logits of the 16 keys of block b over the chosen quads for every head: out[h·stride + i] =
+ * (float(Σ q8·k8) · f_h) · ks_j (f32, as key-sketch.ts's scoreKeys).
+ */
+inline void scoreQuads(const uint8_t* k8, const float* kscale, int G, const Quads& qd, const float* f,
+                       int64_t npad, int64_t b, float* out, int64_t stride) {
+  const uint8_t* kb = k8 + b * SQ_BLOCK * 4;
+#if KV_VNNI
+  __m512i acc[MAXG];
+  for (int h = 0; h < G; h++) acc[h] = _mm512_set1_epi32(-qd.corr[h]);
+  for (int k = 0; k < qd.Q; k++) {
+    const __m512i kv = _mm512_loadu_si512(kb + qd.sel[k] * npad * 4);
+    for (int h = 0; h < G; h++) acc[h] = _mm512_dpbusd_epi32(acc[h], kv, _mm512_set1_epi32(qd.q4[h][k]));
+  }
+  const __m512 ks = _mm512_loadu_ps(kscale + b * SQ_BLOCK);
+  for (int h = 0; h < G; h++) {
+    const __m512 v = _mm512_cvtepi32_ps(acc[h]);
+    _mm512_storeu_ps(out + h * stride, _mm512_mul_ps(_mm512_mul_ps(v, _mm512_set1_ps(f[h])), ks));
+  }
+#else
+  const __m256i ones = _mm256_set1_epi16(1);
+  const __m256i bias = _mm256_set1_epi8(static_cast<char>(0x80));
+  for (int half = 0; half < 2; half++) {
+    __m256i acc[MAXG];
+    for (int h = 0; h < G; h++) acc[h] = _mm256_setzero_si256();
+    for (int k = 0; k < qd.Q; k++) {
+      const __m256i kv = _mm256_xor_si256(
+          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(kb + qd.sel[k] * npad * 4 + half * 32)), bias);
+      for (int h = 0; h < G; h++) {
+        const __m256i qb = _mm256_set1_epi32(qd.q4[h][k]);
         const __m256i p = _mm256_maddubs_epi16(_mm256_abs_epi8(qb), _mm256_sign_epi8(kv, qb));
         acc[h] = _mm256_add_epi32(acc[h], _mm256_madd_epi16(p, ones));
       }
@@ -384,6 +482,7 @@ int64_t squeezedStep(const SqueezedStep& a) {
   const int64_t NGp = (NG + SQ_BLOCK - 1) / SQ_BLOCK * SQ_BLOCK;
   // the group's queries in int8, one scale each (key-sketch.ts quantizeRows), 4 dims per int32
   alignas(64) int32_t q4[MAXG][64], qa4[MAXG][64];
+  int8_t q8s[MAXG][256];
   float f[MAXG];
   for (int h = 0; h < G; h++) {
     const float* q = a.q + h * d;
@@ -394,6 +493,7 @@ int64_t squeezedStep(const SqueezedStep& a) {
     int8_t q8[256];
     for (int e = 0; e < d; e++)
       q8[e] = s == 0 ? 0 : static_cast<int8_t>(std::floor(static_cast<double>(q[e]) / s + 0.5));
+    std::memcpy(q8s[h], q8, d);
     int8_t qa[256];
     for (int e = 0; e < d; e++) qa[e] = static_cast<int8_t>(std::abs(q8[e]));
 #if KV_VNNI
@@ -405,6 +505,8 @@ int64_t squeezedStep(const SqueezedStep& a) {
     std::memcpy(q4[h], q8, d);
     std::memcpy(qa4[h], qa, d);
   }
+  Quads qd;
+  pickQuads(a, q8s, qd);
   int64_t selectable = 0;
   for (int64_t g = 0; g < NG; g++) selectable += a.gLen[g];
   // candidates: every group, or (prefilter) the best-bounded groups until `want` keys
@@ -446,7 +548,7 @@ int64_t squeezedStep(const SqueezedStep& a) {
   S.logit.resize(G * nc + 8);
   S.ex.resize(G * nc + 8);
   S.valid.resize(nc);
-  const int64_t blockBytes = static_cast<int64_t>(d) * SQ_BLOCK;
+
   // per block: its logits, its candidate lanes (off them −∞) and the heads' running max
   __m256 hm[MAXG];
   for (int h = 0; h < G; h++) hm[h] = _mm256_set1_ps(-INFINITY);
@@ -456,12 +558,12 @@ int64_t squeezedStep(const SqueezedStep& a) {
   const __m128i byteSel = _mm_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
   for (int64_t i = 0; i < nb; i++) {
     const int64_t b = S.blocks[i];
-    if (i + 2 < nb) {  // candidate blocks are runs with gaps: the hardware prefetcher misses each gap
-      const char* nx = reinterpret_cast<const char*>(a.k8) + S.blocks[i + 2] * blockBytes;
-      for (int64_t c = 0; c < blockBytes; c += 64) _mm_prefetch(nx + c, _MM_HINT_T0);
+    if (pre && i + 2 < nb) {  // candidate blocks are runs with gaps: the hardware prefetcher misses each gap
+      const uint8_t* nx = a.k8 + S.blocks[i + 2] * SQ_BLOCK * 4;
+      for (int k = 0; k < qd.Q; k++) _mm_prefetch(reinterpret_cast<const char*>(nx + qd.sel[k] * npad * 4), _MM_HINT_T0);
     }
     float* lb = S.logit.data() + i * SQ_BLOCK;
-    scoreBlock(a, a.k8, a.ksum, a.ks, q4, f, b, lb, nc);
+    scoreQuads(a.k8, a.ks, G, qd, f, npad, b, lb, nc);
     uint32_t vm = 0;
     const int64_t j0 = b * SQ_BLOCK;
     if (!pre && j0 + SQ_BLOCK <= n) {
@@ -491,8 +593,12 @@ int64_t squeezedStep(const SqueezedStep& a) {
     }
   }
   // per head: e = exp(logit − max) (~0 off the candidates), z with the other groups' mass
+  // (approximating: and their running sums P [G][nc + 1], P[j] = Σ_{i<j} e_i, so a group's run of compact
+  // slots sums in one subtraction instead of a loop per group and head — groups average ~10 keys)
   float invz[MAXG], rel[MAXG];
   const int64_t n8 = nc / 8 * 8;
+  const bool sums = a.gvals != nullptr;
+  if (sums) S.pre.resize(static_cast<size_t>(G) * (nc + 1));
   for (int h = 0; h < G; h++) {
     float* l = S.logit.data() + h * nc;
     float* ex = S.ex.data() + h * nc;
@@ -501,11 +607,29 @@ int64_t squeezedStep(const SqueezedStep& a) {
     mx[h] = m;
     const __m256 m8 = _mm256_set1_ps(m);
     __m256 zs = _mm256_setzero_ps();
-    for (int64_t j = 0; j < n8; j += 8) {
-      const __m256 v = exp8(_mm256_sub_ps(_mm256_loadu_ps(l + j), m8));
-      _mm256_storeu_ps(ex + j, v);
-      zs = _mm256_add_ps(zs, v);
-    }
+    if (sums) {
+      float* P = S.pre.data() + h * (nc + 1);
+      P[0] = 0;
+      __m256 carry = _mm256_setzero_ps();
+      for (int64_t j = 0; j < n8; j += 8) {
+        const __m256 v = exp8(_mm256_sub_ps(_mm256_loadu_ps(l + j), m8));
+        _mm256_storeu_ps(ex + j, v);
+        zs = _mm256_add_ps(zs, v);
+        // inclusive scan of the 8 lanes, plus what came before
+        __m256 x = _mm256_add_ps(v, _mm256_castsi256_ps(_mm256_slli_si256(_mm256_castps_si256(v), 4)));
+        x = _mm256_add_ps(x, _mm256_castsi256_ps(_mm256_slli_si256(_mm256_castps_si256(x), 8)));
+        const __m256 lo = _mm256_permute2f128_ps(x, x, 0x08);  // [0, low half]
+        x = _mm256_add_ps(x, _mm256_shuffle_ps(lo, lo, 0xff));
+        _mm256_storeu_ps(P + j + 1, _mm256_add_ps(x, carry));
+        // the carry's chain is one add per 8 slots (the lanes' total does not wait for it)
+        carry = _mm256_add_ps(carry, _mm256_permutevar8x32_ps(x, _mm256_set1_epi32(7)));
+      }
+    } else
+      for (int64_t j = 0; j < n8; j += 8) {
+        const __m256 v = exp8(_mm256_sub_ps(_mm256_loadu_ps(l + j), m8));
+        _mm256_storeu_ps(ex + j, v);
+        zs = _mm256_add_ps(zs, v);
+      }
     double z = hsum(zs);
     for (int64_t j = n8; j < nc; j++) {
       ex[j] = std::exp(l[j] - m);
@@ -572,30 +696,55 @@ int64_t squeezedStep(const SqueezedStep& a) {
     // the prefilter left the group out; then each group's mean value once for every head
     S.ub.assign(static_cast<size_t>(NG) * G, 0.0f);
     float* wg = S.ub.data();
-    // kept slots out of the sums; then each scored group's run of compact slots summed per head (a
-    // candidate group's blocks are all compact blocks, consecutive there as in the cache)
+    // each scored group's run of compact slots (a candidate group's blocks are all compact blocks,
+    // consecutive there as in the cache) from the running sums, less its kept slots (clamped at 0: the
+    // difference of two rounded sums)
     for (int64_t t = 0; t < static_cast<int64_t>(S.kb.size()); t++)
-      for (uint32_t r = S.km[t]; r; r &= r - 1)
-        for (int h = 0; h < G; h++) S.ex[h * nc + S.kb[t] * SQ_BLOCK + __builtin_ctz(r)] = 0;
+      for (uint32_t r = S.km[t]; r; r &= r - 1) {
+        const int64_t c = S.kb[t] * SQ_BLOCK + __builtin_ctz(r);
+        const int32_t g = a.grp[S.blocks[S.kb[t]] * SQ_BLOCK + __builtin_ctz(r)];
+        for (int h = 0; h < G; h++) wg[g * G + h] -= S.ex[h * nc + c];
+      }
     S.inv.assign(npad / SQ_BLOCK, -1);
     for (int64_t i = 0; i < nb; i++) S.inv[S.blocks[i]] = static_cast<int32_t>(i);
     for (int64_t g = 0; g < NG; g++) {
       if (!S.cand[g] || a.gLen[g] == 0) continue;
       const int64_t c0 = static_cast<int64_t>(S.inv[a.gStart[g] / SQ_BLOCK]) * SQ_BLOCK + a.gStart[g] % SQ_BLOCK;
-      const int64_t len = a.gLen[g], l8 = len / 8 * 8;
+      const int64_t c1 = c0 + a.gLen[g];
       for (int h = 0; h < G; h++) {
-        const float* ex = S.ex.data() + h * nc + c0;
-        __m256 z8 = _mm256_setzero_ps();
-        for (int64_t t = 0; t < l8; t += 8) z8 = _mm256_add_ps(z8, _mm256_loadu_ps(ex + t));
-        float z = hsum(z8);
-        for (int64_t t = l8; t < len; t++) z += ex[t];
-        wg[g * G + h] = z;
+        const float* P = S.pre.data() + h * (nc + 1);
+        wg[g * G + h] = std::max(0.0f, wg[g * G + h] + (P[c1] - P[c0]));
       }
     }
     if (pre)
       for (int64_t g = 0; g < NG; g++)
         if (!S.cand[g])
           for (int h = 0; h < G; h++) wg[g * G + h] = a.gLen[g] * S.est[h * NGp + g] * rel[h];
+    if (a.gq && qd.Q < d / 4) {
+      // the unscored channels' part of each group's logits, q over them · the group's mean key
+      // (key-sketch.ts groupRemainder): a group's left-out weights × exp(rem − R_h), R_h = max_g rem;
+      // the left-out share's reference moves to mx_h + R_h (groups the prefilter left out: × exp(−R_h))
+      Quads rest;
+      int32_t other[64];
+      int no = 0;
+      for (int t = 0, k = 0; t < d / 4; t++)
+        if (k < qd.Q && qd.sel[k] == t) k++;
+        else other[no++] = t;
+      setQuads(a, q8s, other, no, rest);
+      S.rem.resize(static_cast<size_t>(G) * NGp);
+      float* rem = S.rem.data();
+      for (int64_t b = 0; b < NGp / SQ_BLOCK; b++) scoreQuads(a.gq, a.gqs, G, rest, f, NGp, b, rem + b * SQ_BLOCK, NGp);
+      for (int h = 0; h < G; h++) {
+        float* rh = rem + h * NGp;
+        float R = -INFINITY;
+        for (int64_t g = 0; g < NG; g++) R = std::max(R, rh[g]);
+        const __m256 R8 = _mm256_set1_ps(R);
+        for (int64_t g = 0; g < NGp; g += 8) _mm256_storeu_ps(rh + g, exp8(_mm256_sub_ps(_mm256_loadu_ps(rh + g), R8)));
+        const float out = std::exp(-R);
+        for (int64_t g = 0; g < NG; g++) wg[g * G + h] *= S.cand[g] ? rh[g] : out;
+        mx[h] += R;
+      }
+    }
     for (int h = 0; h < G; h++)
       for (int64_t g = 0; g < NG; g++) za[h] += wg[g * G + h];
     addAllGroups(wg, G, NG, a.gvals, d, acc.data());

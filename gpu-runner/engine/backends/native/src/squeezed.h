@@ -16,9 +16,18 @@ struct SqueezedStep {
   float* out;      // [G][d]
   int G, d;
   double scale;
-  const int8_t* k8;    // int8 keys in cache order, in blocks of 16 keys: [n/16][d/4][16 keys][4] (n padded)
-  const int32_t* ksum; // [n] Σ_e k8[j][e] (VNNI's unsigned-query correction)
-  const float* ks;     // [n] their scales
+  // int8 keys + 128 (u8) in cache order, quad-major: [d/4][npad][4] (n padded to 16), the channels in the
+  // order perm: position p holds channel perm[p]; a step scores the `quads` quads of largest
+  // Σ_h Σ_{p∈quad} |q8_h,perm[p]|·cw[p] (SparQ's channel subset, key-sketch.ts pickQuads)
+  const uint8_t* k8;
+  const int32_t* perm;  // [d]
+  const float* cw;      // [d] channel weight (mean |k8|) of each position
+  int quads;            // quads scored (≥ d/4: every channel)
+  const float* ks;      // [n] the keys' scales
+  // [groups] mean keys in k8's layout ([d/4][groups padded to 16][4], + 128) and their scales: the left-out
+  // share's remainder (the unscored channels' q · mean key), null = none
+  const uint8_t* gq;
+  const float* gqs;
   const int32_t* grp;  // [n] summary group, −1 = always attended
   int64_t n;
   const float* gvals;  // [groups][d] group mean values, null = drop-only
