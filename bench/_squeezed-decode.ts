@@ -43,6 +43,8 @@ export async function engineDecode(opts: {
   budgets: number[];
   threads: number;
   backend: 'native' | 'wasm';
+  /** native: the runner's KV cache dtype (dense and squeezed requests alike) */
+  kvDType: 'f16' | 'int8';
 }): Promise<DecodeRow[]> {
   const dir = await mkdtemp(join(tmpdir(), 'kvrag-sq-decode-'));
   const context = opts.chunks * opts.chunkTokens;
@@ -60,10 +62,10 @@ export async function engineDecode(opts: {
   cfg.max_position_embeddings = context + 256;
   writeFileSync(cfgPath, JSON.stringify(cfg));
   const engine = await loadEngine(dir, {
-    // a runner's KV dtype: f16 caches on native (dense and squeezed requests alike), f32 on wasm
+    // a runner's KV dtype on native (dense and squeezed requests alike), f32 on wasm
     backend: await createBackend(opts.backend, {
       threads: opts.threads,
-      ...(opts.backend === 'native' ? { kvDType: 'f16' as const } : {}),
+      ...(opts.backend === 'native' ? { kvDType: opts.kvDType } : {}),
     }),
   });
   try {

@@ -1,5 +1,6 @@
 // `kvrag bench squeezed [--context N] [--budget B] [--json] [--threads T] [--reps R] [--iters I] [--pc P]
-//                       [--decode-context N] [--steps S] [--backend native|wasm] [--channels C[,C…]]`:
+//                       [--decode-context N] [--steps S] [--backend native|wasm] [--channels C[,C…]]
+//                       [--kv-cache int8|f16]`:
 // squeezed attention (DESIGN.md §4.2) vs dense on the native backend (wasm where the addon is not
 // there, or --backend wasm), in one run, for synthetic fixed
 // contexts of 8K, 32K and 64K tokens (or --context N): one layer, 8 query heads over 2 kv heads (GQA
@@ -15,9 +16,9 @@
 // method, for comparison): q read + centroid scoring (with the bound) + selection + grouped key-range
 // attention over the selected clusters and the window + the dropped clusters' share on the host. Per
 // budget (1/3, 1/8, 1/16 or --budget) and each: time of that step against dense attention over an f32
-// cache (`dense` columns) and — native — over an f16 cache (`dense f16`: a runner's default KV dtype, for
-// dense and squeezed requests alike, so the ratio the planner's choice faces); the squeezed step reads
-// the f16 cache on native (a runner's), the f32 one on wasm
+// cache (`dense` columns) and — native — over the runner's cache (`dense int8`: a runner's default KV dtype,
+// for dense and squeezed requests alike, so the ratio the planner's choice faces; `--kv-cache f16` for an
+// f16 runner's); the squeezed step reads the runner's cache on native, the f32 one on wasm
 // (median over queries × reps, each from a cold cache; wall clock and this thread's CPU time, which
 // preemption on a loaded machine does not inflate), attention-mass recall (and an oracle top-k of the
 // same size), relative output error vs dense, keys and bytes touched. Then engine end-to-end decode
@@ -119,6 +120,7 @@ export async function run(args: string[]): Promise<number> {
     channels: { type: 'string' },
     steps: { type: 'string' },
     backend: { type: 'string' },
+    'kv-cache': { type: 'string' },
   });
   const backendName = values.backend ?? ((await nativeBackendAvailable()) ? 'native' : 'wasm');
   if (backendName !== 'native' && backendName !== 'wasm')
@@ -147,11 +149,14 @@ export async function run(args: string[]): Promise<number> {
     throw new UsageError(
       '--channels must be multiples of 4, ≥ 4, comma-separated (channels of a key scored; ≥ 64 = all)',
     );
+  const runnerKV = values['kv-cache'] ?? 'int8';
+  if (runnerKV !== 'f16' && runnerKV !== 'int8')
+    throw new UsageError(`--kv-cache must be f16 or int8 (a native runner's KV cache), got "${runnerKV}"`);
   const wasm = (await createBackend(backendName, { threads })) as WasmBackend;
-  // dense over an f16 cache: what a dense request reads on a native runner (its default KV dtype)
-  const half =
+  // dense over the runner's cache: what a dense request reads on a native runner (int8 by default)
+  const runner =
     backendName === 'native'
-      ? ((await createBackend('native', { threads, kvDType: 'f16' })) as WasmBackend)
+      ? ((await createBackend('native', { threads, kvDType: runnerKV })) as WasmBackend)
       : null;
   const scale = 1 / Math.sqrt(D);
   const geom = { heads: H, kvHeads: KVH, headDim: D, scale };
@@ -173,14 +178,14 @@ export async function run(args: string[]): Promise<number> {
       // LAYERS layers with their own copies: a step runs them in turn, each from memory as in a model
       const cache = wasm.createKVCache({ layers: LAYERS, kvHeads: KVH, headDim: D, capacity: cap });
       for (let l = 0; l < LAYERS; l++) wasm.kvLoad(cache, l, 0, { k: layer.k, v: layer.v });
-      const halfCache = half?.createKVCache({ layers: LAYERS, kvHeads: KVH, headDim: D, capacity: cap });
-      if (half && halfCache)
-        for (let l = 0; l < LAYERS; l++) half.kvLoad(halfCache, l, 0, { k: layer.k, v: layer.v });
+      const runnerCache = runner?.createKVCache({ layers: LAYERS, kvHeads: KVH, headDim: D, capacity: cap });
+      if (runner && runnerCache)
+        for (let l = 0; l < LAYERS; l++) runner.kvLoad(runnerCache, l, 0, { k: layer.k, v: layer.v });
       const ixAll = { ...ix, layers: LAYERS, heads: Array.from({ length: LAYERS }, () => ix.heads).flat() };
       // the engine's path: one block at offset 0 (no rotation), budget per FixedContext
       const invFreq = wasm.upload({ dtype: 'f32', shape: [D / 2], data: new Float32Array(D / 2) });
-      const sqInvFreq = half
-        ? half.upload({ dtype: 'f32', shape: [D / 2], data: new Float32Array(D / 2) })
+      const sqInvFreq = runner
+        ? runner.upload({ dtype: 'f32', shape: [D / 2], data: new Float32Array(D / 2) })
         : invFreq;
       // per budget: keys scored over each channel subset, the left-out share approximated (the default),
       // then dropped; clusters scored
@@ -194,8 +199,8 @@ export async function run(args: string[]): Promise<number> {
       // the fixed keys per layer [kv_head][n][d] in cache order (per-key scoring's int8 copy is made of them)
       const fixedK = new Float32Array(KVH * n * D);
       for (let g = 0; g < KVH; g++) fixedK.set(layer.k.subarray(g * cap * D, (g * cap + n) * D), g * n * D);
-      // squeezed requests read the runner's cache: f16 on native (the fused step reads f16 rows)
-      const sqb = half ?? wasm;
+      // squeezed requests read the runner's cache on native (the fused step reads its f16 or int8 rows)
+      const sqb = runner ?? wasm;
       const fcs = variants.map(
         ({ fraction, approximate, scoring, channels }) =>
           new FixedContext(
@@ -214,8 +219,8 @@ export async function run(args: string[]): Promise<number> {
       );
       const dense: number[] = [];
       const denseCpu: number[] = [];
-      const denseHalf: number[] = [];
-      const denseHalfCpu: number[] = [];
+      const denseRunner: number[] = [];
+      const denseRunnerCpu: number[] = [];
       const sq = variants.map(() => ({
         total: [] as number[],
         totalCpu: [] as number[],
@@ -232,10 +237,10 @@ export async function run(args: string[]): Promise<number> {
         const denseOut = wasm.attention(qt, 0, [span], H, scale);
         const ref = await wasm.read(denseOut);
         wasm.free(denseOut);
-        const qHalf = half?.upload({ dtype: 'f32', shape: [1, H * D], data: q });
-        const halfSpan = halfCache ? { ...span, cache: halfCache } : null;
-        const sqQ = qHalf ?? qt;
-        const sqSpan = halfSpan ?? span;
+        const qRunner = runner?.upload({ dtype: 'f32', shape: [1, H * D], data: q });
+        const runnerSpan = runnerCache ? { ...span, cache: runnerCache } : null;
+        const sqQ = qRunner ?? qt;
+        const sqSpan = runnerSpan ?? span;
         for (let r = 0; r < reps; r++) {
           // dense and every budget measured back to back within a rep, so machine load hits them alike;
           // a step = every layer in turn (per-layer times are that / LAYERS)
@@ -244,12 +249,13 @@ export async function run(args: string[]): Promise<number> {
           for (let l = 0; l < LAYERS; l++) wasm.free(wasm.attention(qt, l, [span], H, scale));
           denseCpu.push((cpuMs() - ac) / LAYERS);
           dense.push((performance.now() - a) / LAYERS);
-          if (half && qHalf && halfSpan) {
+          if (runner && qRunner && runnerSpan) {
             const ha = performance.now();
             const hc = cpuMs();
-            for (let l = 0; l < LAYERS; l++) half.free(half.attention(qHalf, l, [halfSpan], H, scale));
-            denseHalfCpu.push((cpuMs() - hc) / LAYERS);
-            denseHalf.push((performance.now() - ha) / LAYERS);
+            for (let l = 0; l < LAYERS; l++)
+              runner.free(runner.attention(qRunner, l, [runnerSpan], H, scale));
+            denseRunnerCpu.push((cpuMs() - hc) / LAYERS);
+            denseRunner.push((performance.now() - ha) / LAYERS);
           }
           variants.forEach((_, bi) => {
             const fc = fcs[bi];
@@ -304,17 +310,17 @@ export async function run(args: string[]): Promise<number> {
           });
         }
         wasm.free(qt);
-        if (qHalf) half?.free(qHalf);
+        if (qRunner) runner?.free(qRunner);
       }
       for (const fc of fcs) fc.dispose();
-      if (halfCache) half?.freeKVCache(halfCache);
-      if (half) half.free(sqInvFreq);
+      if (runnerCache) runner?.freeKVCache(runnerCache);
+      if (runner) runner.free(sqInvFreq);
       wasm.free(invFreq);
       wasm.freeKVCache(cache);
       const denseMs = median(dense);
       const denseCpuMs = median(denseCpu);
-      const halfMs = denseHalf.length > 0 ? median(denseHalf) : null;
-      const halfCpuMs = denseHalfCpu.length > 0 ? median(denseHalfCpu) : null;
+      const runnerMs = denseRunner.length > 0 ? median(denseRunner) : null;
+      const runnerCpuMs = denseRunnerCpu.length > 0 ? median(denseRunnerCpu) : null;
       variants.forEach(({ fraction, approximate, scoring, channels }, bi) => {
         const s = sq[bi];
         const sel = s.select.length > 0;
@@ -334,9 +340,9 @@ export async function run(args: string[]): Promise<number> {
           squeezedCpuMs: median(s.totalCpu),
           selectCpuMs: sel ? median(s.selectCpu) : '—',
           cpuSpeedup: denseCpuMs / median(s.totalCpu),
-          denseF16Ms: halfMs ?? '—',
-          speedupF16: halfMs !== null ? halfMs / median(s.total) : '—',
-          cpuSpeedupF16: halfCpuMs !== null ? halfCpuMs / median(s.totalCpu) : '—',
+          denseRunnerMs: runnerMs ?? '—',
+          speedupRunner: runnerMs !== null ? runnerMs / median(s.total) : '—',
+          cpuSpeedupRunner: runnerCpuMs !== null ? runnerCpuMs / median(s.totalCpu) : '—',
           attendMs: sel ? median(s.total.map((x, i) => x - s.select[i])) : '—',
           attendSpeedup: sel ? denseMs / median(s.total.map((x, i) => x - s.select[i])) : '—',
           keysFraction: mean(s.frac),
@@ -350,10 +356,11 @@ export async function run(args: string[]): Promise<number> {
     }
   } finally {
     wasm.dispose();
-    half?.dispose();
+    runner?.dispose();
   }
   const result = {
     backend: `${wasm.name}, ${threads} thread(s)`,
+    runnerKV: runner ? runnerKV : null,
     geometry: {
       heads: H,
       kvHeads: KVH,
@@ -376,6 +383,7 @@ export async function run(args: string[]): Promise<number> {
             budgets,
             threads,
             backend: backendName,
+            kvDType: runnerKV,
           })
         : [],
   };
@@ -395,9 +403,9 @@ export async function run(args: string[]): Promise<number> {
           'squeezed cpu ms',
           '(select cpu ms)',
           'cpu speedup',
-          'dense f16 ms',
-          'speedup f16',
-          'cpu speedup f16',
+          `dense ${result.runnerKV ?? '—'} ms`,
+          `speedup ${result.runnerKV ?? '—'}`,
+          `cpu speedup ${result.runnerKV ?? '—'}`,
           'keys',
           'recall',
           'oracle recall',
@@ -420,9 +428,9 @@ export async function run(args: string[]): Promise<number> {
               r.squeezedCpuMs,
               r.selectCpuMs,
               r.cpuSpeedup,
-              r.denseF16Ms,
-              r.speedupF16,
-              r.cpuSpeedupF16,
+              r.denseRunnerMs,
+              r.speedupRunner,
+              r.cpuSpeedupRunner,
               r.keysFraction,
               r.recall,
               r.oracleRecall,

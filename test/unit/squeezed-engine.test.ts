@@ -206,29 +206,34 @@ if (await nativeBackendAvailable())
     });
   });
 
-// An int8 cache (KVRAG_NATIVE_KV_DTYPE=int8) has no f16/f32 rows for the fused step: the runner's scheduler
-// gives a squeezed request fused: false there, the unfused path (keysFor + attentionRanges over f32 copies).
+// An int8 cache (KVRAG_NATIVE_KV_DTYPE, a runner's default): the fused step reads its int8 rows and scales; the
+// unfused path (keysFor + attentionRanges over f32 copies) reads the same codes.
 if (await nativeBackendAvailable())
-  describe('squeezed attention through the engine (native, int8 caches, unfused)', () => {
+  describe('squeezed attention through the engine (native, int8 caches)', () => {
     const world = suiteWorld(() => createNativeBackend({ threads: 2, kvDType: 'int8' }));
     let w: ReuseWorld;
     beforeAll(() => {
       w = world();
     });
 
-    it('every cluster selected over int8 caches = dense over the same caches', async () => {
+    it('every cluster selected over int8 caches = dense over the same caches, fused and unfused', async () => {
       const b = w.engine.backend as NativeBackend;
       const dense = await run(w, null);
-      const all = await run(w, { kind: 'budget', fraction: 1, fused: false });
+      const fused = await run(w, { kind: 'budget', fraction: 1 });
+      const host = await run(w, { kind: 'budget', fraction: 1, fused: false });
       try {
-        expect(b.cacheOf(all.out.kv.cache).dtype).toBe('int8');
-        const span = { cache: all.out.kv.cache, row: 0, count: 1, pos: all.out.kv.length };
-        expect(all.out.fixed!.fuses(span)).toBe(false);
-        for (let s = 0; s <= STEPS; s++)
-          expect(maxAbsDiff(all.logits[s], dense.logits[s])).toBeLessThanOrEqual(1e-4);
+        for (const [all, fuses] of [
+          [fused, true],
+          [host, false],
+        ] as const) {
+          expect(b.cacheOf(all.out.kv.cache).dtype).toBe('int8');
+          const span = { cache: all.out.kv.cache, row: 0, count: 1, pos: all.out.kv.length };
+          expect(all.out.fixed!.fuses(span)).toBe(fuses);
+          for (let s = 0; s <= STEPS; s++)
+            expect(maxAbsDiff(all.logits[s], dense.logits[s])).toBeLessThanOrEqual(1e-4);
+        }
       } finally {
-        dense.out.free();
-        all.out.free();
+        for (const r of [dense, fused, host]) r.out.free();
       }
     });
   });

@@ -460,14 +460,15 @@ function keysSuite(name: 'reference' | 'native') {
 keysSuite('reference');
 if (await nativeBackendAvailable()) keysSuite('native');
 
-// A runner's native backend keeps f16 caches by default (KVRAG_NATIVE_KV_DTYPE), squeezed requests' too
-// (reuse/assemble.ts): the fused step reads f16 K/V rows as it reads f32 ones, and equals the host path
-// (keysFor + attentionRanges over widened K/V) on either.
+// A runner's native backend keeps int8 caches by default (KVRAG_NATIVE_KV_DTYPE; f16 or f32 on request),
+// squeezed requests' too (reuse/assemble.ts): the fused step reads f16 and int8 K/V rows as it reads f32
+// ones, and equals the host path (keysFor + attentionRanges over widened K/V) on each.
 if (await nativeBackendAvailable())
-  describe('squeezed attention over a native backend with f16 caches', () => {
-    it('fuses over an f16 cache as over an f32 one, and both equal the host path over each', async () => {
+  describe('squeezed attention over a native backend with f16 and int8 caches', () => {
+    it('fuses over f16 and int8 caches as over an f32 one, each equal to the host path over it', async () => {
       const b16 = await createBackend('native', { threads: 2, kvDType: 'f16' });
       const b32 = await createBackend('native', { threads: 2, kvDType: 'f32' });
+      const b8 = await createBackend('native', { threads: 2, kvDType: 'int8' });
       try {
         const ctx = syntheticContext({ cap: CAP, kvHeads: KVH, headDim: D, topics: 24, seed: 21 });
         const q = syntheticQueries(ctx, { rows: 1, heads: H, kvHeads: KVH, headDim: D, topics: 24, seed: 5 });
@@ -505,7 +506,21 @@ if (await nativeBackendAvailable())
         const half = run(b16, true);
         const host = run(b32, false);
         const halfHost = run(b16, false);
-        expect([exact.fuses, half.fuses, host.fuses, halfHost.fuses]).toEqual([true, true, false, false]);
+        const q8 = run(b8, true);
+        const q8Host = run(b8, false);
+        expect([exact.fuses, half.fuses, q8.fuses, host.fuses, halfHost.fuses, q8Host.fuses]).toEqual([
+          true,
+          true,
+          true,
+          false,
+          false,
+          false,
+        ]);
+        expect(q8.kept).toBe(host.kept);
+        expect(q8Host.kept).toBe(host.kept);
+        expect(relativeError(q8.out, q8Host.out)).toBeLessThanOrEqual(1e-5);
+        // int8 rows (a scale per row, max |x| / 127) are not the f32 values: only close to them
+        expect(relativeError(q8.out, host.out)).toBeLessThanOrEqual(0.05);
         expect(exact.kept).toBe(host.kept);
         expect(half.kept).toBe(host.kept);
         expect(halfHost.kept).toBe(host.kept);
@@ -515,6 +530,7 @@ if (await nativeBackendAvailable())
       } finally {
         b16.dispose();
         b32.dispose();
+        b8.dispose();
       }
     });
   });

@@ -163,18 +163,12 @@ export class Scheduler {
   enqueue(request: SeqRequest): Sequence {
     if (!this.accepting) throw new NotAcceptingError('runner is shutting down');
     const e = this.engine;
-    // squeezed attention's fused native step reads f16 / f32 rows: over int8 caches a squeezed request takes
-    // the unfused path (keysFor + attentionRanges over an f32 copy of the layer's written positions)
-    const req =
-      request.squeezed && e.backend.caps.kvDType === 'int8'
-        ? { ...request, squeezed: { ...request.squeezed, fused: false } }
-        : request;
-    checkRequest(req, {
+    checkRequest(request, {
       maxContext: e.maxContext,
       vocabSize: e.config.vocabSize,
       canAssemble: this.assembler !== null,
     });
-    const seq = new Sequence(this.nextId++, req, e.tokenizer, e.stopTokenIds);
+    const seq = new Sequence(this.nextId++, request, e.tokenizer, e.stopTokenIds);
     if (this.capacityFor(seq) * this.bytesPerPosition > this.kvBytes)
       throw new InvalidRequestError('prompt does not fit the runner KV memory');
     this.waiting.push(seq);

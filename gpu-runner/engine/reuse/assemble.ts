@@ -117,7 +117,7 @@ export class Assembler implements SequenceAssembler {
     const ahead = prefetched instanceof ArtifactPrefetch ? prefetched : null;
     let kv: SequenceKV;
     try {
-      // the runner's cache dtype for squeezed requests too: the fused native step reads f16 K/V rows
+      // the runner's cache dtype for squeezed requests too: the fused native step reads f32, f16 or int8 rows
       kv = e.newSequence(req.capacity);
     } catch (err) {
       prefetched?.release();

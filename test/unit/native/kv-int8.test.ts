@@ -7,8 +7,8 @@
 // reference over the dequantized K/V within the f32 kernels' 1e-5, and within the bound the quantization
 // itself implies against the reference over the unquantized K/V (derived below). The scheduler counts a
 // row's bytes plus its scale, which is what the caches hold. On the bundled model: greedy tokens of a short
-// generation against the f16 cache's, and a squeezed request is queued for the unfused path (the fused step
-// reads f16/f32 rows).
+// generation against the f16 cache's, and a squeezed request decodes over the int8 cache (the fused step reads
+// int8 rows: squeezed-engine.test.ts).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BUNDLED_MODEL_DIR } from '../../../cli/model-dir.ts';
 import {
@@ -256,7 +256,7 @@ describe.skipIf(!native.ok)('native int8 KV cache', () => {
 });
 
 describe.skipIf(!native.ok)('int8 KV cache on the bundled model', () => {
-  it('greedy tokens of a short generation match the f16 cache’s; squeezed requests take the unfused path', async () => {
+  it('greedy tokens of a short generation match the f16 cache’s; a squeezed request decodes over the int8 cache', async () => {
     const engines = await Promise.all(
       (['f16', 'int8'] as const).map(async (kvDType) =>
         loadEngine(BUNDLED_MODEL_DIR, { backend: await createNativeBackend({ threads: 2, kvDType }) }),
@@ -270,7 +270,7 @@ describe.skipIf(!native.ok)('int8 KV cache on the bundled model', () => {
         engines.map(async (e) => (await e.generate([{ prompt, maxTokens: 16 }]))[0].tokens),
       );
       expect(b).toEqual(a);
-      // a squeezed request is queued for the unfused path (squeezed-engine.test.ts: it equals dense there)
+      // a squeezed request is queued as asked: the fused step reads int8 rows (squeezed-engine.test.ts)
       const s = new Scheduler(engines[1], { background: false });
       const seq = s.enqueue({
         system: [],
@@ -281,7 +281,7 @@ describe.skipIf(!native.ok)('int8 KV cache on the bundled model', () => {
         stopTokenIds: [],
         squeezed: { kind: 'budget', fraction: 0.25 },
       });
-      expect(seq.req.squeezed).toEqual({ kind: 'budget', fraction: 0.25, fused: false });
+      expect(seq.req.squeezed).toEqual({ kind: 'budget', fraction: 0.25 });
       await s.run();
       expect((await seq.done).completionTokens).toBe(4);
     } finally {

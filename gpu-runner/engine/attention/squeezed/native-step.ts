@@ -108,9 +108,9 @@ export class NativeSketches {
     const [rows, width] = q.shape;
     const qh = b.handleOf(q) as WasmTensor;
     const cache = b.cacheOf(span.cache) as WasmKVCache;
-    const la = cache.layerView(layer); // f32 or f16 K/V: the kernel reads either
+    const la = layerRows(cache, layer);
     const eb = cache.elementBytes;
-    const kvHeads = la.kvHeads;
+    const kvHeads = cache.spec.kvHeads;
     const d = width / heads;
     const group = heads / kvHeads;
     const n = this.sketches[0].n;
@@ -157,7 +157,9 @@ export class NativeSketches {
           gq: p.gq,
           gqs: p.gqs,
           want: candidateKeys(s, take, prefilter),
-          half: la.half ? 1 : 0,
+          kvType: la.kvType,
+          Ks: la.ks && la.ks + g * la.scaleHeadStride * 4,
+          Vs: la.vs && la.vs + g * la.scaleHeadStride * 4,
         });
         kept(ti, keys);
       }
@@ -169,6 +171,31 @@ export class NativeSketches {
     const mem = this.b.kernels.rt.mem;
     for (const p of this.placed) for (const off of Object.values(p)) if (off) mem.release(off);
   }
+}
+
+/**
+ * One layer of a cache as the fused step reads it: K / V byte offsets at kv head 0, the kv-head stride in
+ * elements, the row type (0 f32, 1 f16, 2 int8) and, for int8 rows, their scales' offsets and stride (in
+ * floats; 0 otherwise).
+ */
+function layerRows(
+  cache: WasmKVCache,
+  layer: number,
+): {
+  k: number;
+  v: number;
+  kvHeadStride: number;
+  kvType: number;
+  ks: number;
+  vs: number;
+  scaleHeadStride: number;
+} {
+  if (cache.dtype === 'int8') {
+    const { k, v, kvHeadStride, ks, vs, scaleHeadStride } = cache.q8View(layer);
+    return { k, v, kvHeadStride, kvType: 2, ks, vs, scaleHeadStride };
+  }
+  const { k, v, kvHeadStride, half } = cache.layerView(layer);
+  return { k, v, kvHeadStride, kvType: half ? 1 : 0, ks: 0, vs: 0, scaleHeadStride: 0 };
 }
 
 /** Keys per block of the kernel's int8 layout (src/squeezed.h SQ_BLOCK). */

@@ -184,8 +184,11 @@ export interface NativeSqueezedStep {
   gss: number;
   /** the prefilter's keys scored per key (≥ take); −1 = every key */
   want: number;
-  /** 1: K / V are IEEE halves (an f16 cache), 0: f32 */
-  half: number;
+  /** the cache's K / V rows: 0 f32, 1 IEEE halves (an f16 cache), 2 int8 codes (an int8 cache) */
+  kvType: number;
+  /** kvType 2: the kv head's K and V row scales ([pos] f32, value = scale · code); 0 otherwise */
+  Ks: number;
+  Vs: number;
   /** quads of channels each key is scored over (the ones of largest Σ |q8|·cw; ≥ d/4 = every channel) */
   quads: number;
   /**
@@ -426,11 +429,13 @@ export class NativeKernels {
       a.gssum,
       a.gss,
       a.want,
-      a.half,
+      a.kvType,
       a.cw,
       a.quads,
       a.gq,
       a.gqs,
+      a.Ks,
+      a.Vs,
     );
   }
 

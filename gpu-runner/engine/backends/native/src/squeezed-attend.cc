@@ -5,9 +5,11 @@
 // tree, the softmax along the 64 keys per row, then each V vector loaded once for the R rows; the K and V
 // rows of the block two ahead are prefetched (the hardware prefetcher stops at each page). Same arithmetic
 // as the dense decode unit (attention.cc attendFew), over a block list instead of a key range, and one call
-// for all the kept blocks instead of one per run.
+// for all the kept blocks instead of one per run. int8 rows: each key's dot products times its K scale,
+// each probability times its value's V scale (as the dense unit does).
 #include <algorithm>
 #include <cmath>
+#include <type_traits>
 #include "kernels.h"
 #include "simd.h"
 #include "squeezed.h"
@@ -33,8 +35,9 @@ inline void fetchBlock(const E* k, const E* v, int64_t row, int d) {
 }
 
 template <int R, typename E>
-void attend(const float* q, float scale, const E* K, const E* V_, int d, const int32_t* blocks, int64_t nb,
-            float* o, float* m, float* l) {
+void attend(const float* q, float scale, const E* K, const E* V_, const float* ks, const float* vs, int d,
+            const int32_t* blocks, int64_t nb, float* o, float* m, float* l) {
+  constexpr bool Q8 = std::is_same_v<E, int8_t>;
   const int dv = d / W;
   alignas(64) float qr[R][256];
   alignas(64) float p[R][TILE];
@@ -49,7 +52,8 @@ void attend(const float* q, float scale, const E* K, const E* V_, int d, const i
     const int tb = static_cast<int>(std::min<int64_t>(4, nb - t0));
     for (int i = 0; i < tb; i++) {
       if (t0 + i + AHEAD < nb) fetchBlock(K, V_, static_cast<int64_t>(blocks[t0 + i + AHEAD]) * BLK, d);
-      const E* kb = K + static_cast<int64_t>(blocks[t0 + i]) * BLK * d;
+      const int64_t row0 = static_cast<int64_t>(blocks[t0 + i]) * BLK;
+      const E* kb = K + row0 * d;
       for (int j = 0; j < BLK; j += 4) {
         V::v acc[R][4];
         for (int r = 0; r < R; r++)
@@ -62,7 +66,11 @@ void attend(const float* q, float scale, const E* K, const E* V_, int d, const i
             for (int t = 0; t < 4; t++) acc[r][t] = V::fma(qv, kv[t], acc[r][t]);
           }
         }
-        for (int r = 0; r < R; r++) _mm_store_ps(p[r] + i * BLK + j, sum4(acc[r][0], acc[r][1], acc[r][2], acc[r][3]));
+        for (int r = 0; r < R; r++) {
+          __m128 dots = sum4(acc[r][0], acc[r][1], acc[r][2], acc[r][3]);
+          if constexpr (Q8) dots = _mm_mul_ps(dots, _mm_loadu_ps(ks + row0 + j));
+          _mm_store_ps(p[r] + i * BLK + j, dots);
+        }
       }
     }
     const int n = tb * BLK;
@@ -90,12 +98,14 @@ void attend(const float* q, float scale, const E* K, const E* V_, int d, const i
       for (int r = 0; r < R; r++)
         for (int u = 0; u < dc; u++) acc[r][u] = V::mul(V::load(o + r * d + (c + u) * W), V::set1(alpha[r]));
       for (int i = 0; i < tb; i++) {
-        const E* vb = V_ + static_cast<int64_t>(blocks[t0 + i]) * BLK * d;
+        const int64_t row0 = static_cast<int64_t>(blocks[t0 + i]) * BLK;
+        const E* vb = V_ + row0 * d;
         for (int j = 0; j < BLK; j++) {
           V::v vv[DC];
           for (int u = 0; u < dc; u++) vv[u] = loadKV(vb + j * d + (c + u) * W);
+          const float vscale = Q8 ? vs[row0 + j] : 1.0f;
           for (int r = 0; r < R; r++) {
-            const V::v pr = V::set1(p[r][i * BLK + j]);
+            const V::v pr = V::set1(p[r][i * BLK + j] * vscale);
             for (int u = 0; u < dc; u++) acc[r][u] = V::fma(pr, vv[u], acc[r][u]);
           }
         }
@@ -107,17 +117,20 @@ void attend(const float* q, float scale, const E* K, const E* V_, int d, const i
 }
 }  // namespace
 
-bool attendBlocks(const float* q, float scale, const void* K, const void* V_, bool half, int R, int d,
-                  const int32_t* blocks, int64_t nb, float* o, float* m, float* l) {
+bool attendBlocks(const float* q, float scale, const void* K, const void* V_, bool half, const float* ks,
+                  const float* vs, int R, int d, const int32_t* blocks, int64_t nb, float* o, float* m, float* l) {
   if (R > 4 || d > 256 || d % W) return false;
-#define KV_CASE(RR)                                                                                     \
-  case RR:                                                                                              \
-    if (half)                                                                                           \
-      attend<RR, uint16_t>(q, scale, static_cast<const uint16_t*>(K), static_cast<const uint16_t*>(V_), \
-                           d, blocks, nb, o, m, l);                                                     \
-    else                                                                                                \
-      attend<RR, float>(q, scale, static_cast<const float*>(K), static_cast<const float*>(V_), d,      \
-                        blocks, nb, o, m, l);                                                           \
+#define KV_CASE(RR)                                                                                         \
+  case RR:                                                                                                  \
+    if (ks)                                                                                                 \
+      attend<RR, int8_t>(q, scale, static_cast<const int8_t*>(K), static_cast<const int8_t*>(V_), ks, vs, d, \
+                         blocks, nb, o, m, l);                                                              \
+    else if (half)                                                                                          \
+      attend<RR, uint16_t>(q, scale, static_cast<const uint16_t*>(K), static_cast<const uint16_t*>(V_),     \
+                           nullptr, nullptr, d, blocks, nb, o, m, l);                                       \
+    else                                                                                                    \
+      attend<RR, float>(q, scale, static_cast<const float*>(K), static_cast<const float*>(V_), nullptr,    \
+                        nullptr, d, blocks, nb, o, m, l);                                                   \
     return true;
   switch (R) {
     KV_CASE(1)

@@ -1,6 +1,8 @@
 // squeezedStep(mem, q, out, G, d, scale, k8, perm, ks, grp, n, gvals, groups, K, V, always, alwaysPairs,
-// end, take, tau, gStart, gLen, gm8, gmsum, gms, gs8, gssum, gss, want, half, cw, quads, gq, gqs) → keys kept (the AVX-512 VNNI kernel at that level, else AVX2). Byte offsets into mem (0 = none for gvals / always); every range is checked
-// before the kernel (squeezed.cc) runs. K, V: the layer's kv head at position 0, rows of d floats (half: IEEE halves).
+// end, take, tau, gStart, gLen, gm8, gmsum, gms, gs8, gssum, gss, want, kvType, cw, quads, gq, gqs, Ks, Vs) → keys
+// kept (the AVX-512 VNNI kernel at that level, else AVX2). Byte offsets into mem (0 = none for gvals / always);
+// every range is checked before the kernel (squeezed.cc) runs. K, V: the layer's kv head at position 0, rows of
+// d values, kvType 0 f32, 1 IEEE halves, 2 int8 codes with an f32 scale per row at Ks / Vs (that kv head's [pos]).
 #include "binding.h"
 #include "squeezed.h"
 
@@ -8,7 +10,7 @@ namespace kv {
 
 napi_value squeezedStepFn(napi_env env, napi_callback_info info) {
   return guard(env, [&] {
-    Call c(env, info, 34, "squeezedStep");
+    Call c(env, info, 36, "squeezedStep");
     State& s = state();
     const Mem mem = memArg(c, 0);
     SqueezedStep a{};
@@ -45,8 +47,15 @@ napi_value squeezedStepFn(napi_env env, napi_callback_info info) {
     a.grp = mem.at<const int32_t>(c.int64(9, "grp"), a.n * 4, "grp");
     const int64_t gv = c.int64(11, "gvals");
     a.gvals = gv ? mem.at<const float>(gv, a.groups * a.d * 4, "gvals") : nullptr;
-    a.half = c.int64(29, "half", 0) != 0;
-    const int64_t eb = a.half ? 2 : 4;
+    const int64_t type = c.int64(29, "kvType", 0);
+    if (type < 0 || type > 2) throw Error("squeezedStep: kvType must be 0 (f32), 1 (f16) or 2 (int8)");
+    a.half = type == 1;
+    a.q8 = type == 2;
+    const int64_t eb = type == 2 ? 1 : type == 1 ? 2 : 4;
+    if (a.q8) {
+      a.Ks = mem.at<const float>(c.int64(34, "Ks"), a.end * 4, "Ks");
+      a.Vs = mem.at<const float>(c.int64(35, "Vs"), a.end * 4, "Vs");
+    }
     a.K = mem.at<const void>(c.int64(13, "K"), a.end * a.d * eb, "K");
     a.V = mem.at<const void>(c.int64(14, "V"), a.end * a.d * eb, "V");
     const int64_t al = c.int64(15, "always");

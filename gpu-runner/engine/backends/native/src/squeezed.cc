@@ -309,6 +309,10 @@ struct Exact {
     att.k = static_cast<const float*>(s.K);
     att.v = static_cast<const float*>(s.V);
     att.half = s.half;
+    att.q8 = s.q8;
+    att.ks = s.Ks;
+    att.vs = s.Vs;
+    att.scaleHeadStride = 0;
     att.out = nullptr;
     att.lse = nullptr;
     att.nq = 1;
@@ -332,7 +336,8 @@ struct Exact {
   /** whole 16-row blocks (ascending), in one call where the group has ≤ 4 heads, else run by run */
   void blocks(const int32_t* list, int64_t nb) {
     if (nb == 0) return;
-    if (KV_DENSE::attendBlocks(a.q, static_cast<float>(a.scale), a.K, a.V, a.half, a.G, a.d, list, nb, po, pm, pl))
+    if (KV_DENSE::attendBlocks(a.q, static_cast<float>(a.scale), a.K, a.V, a.half, a.q8 ? a.Ks : nullptr,
+                               a.q8 ? a.Vs : nullptr, a.G, a.d, list, nb, po, pm, pl))
       return merge();
     for (int64_t t = 0; t < nb;) {
       int64_t u = t + 1;

@@ -32,9 +32,12 @@ struct SqueezedStep {
   int64_t n;
   const float* gvals;  // [groups][d] group mean values, null = drop-only
   int64_t groups;
-  const void* K;  // this layer and kv head: [pos][d], f32 or (half) IEEE halves
+  const void* K;  // this layer and kv head: [pos][d], f32, (half) IEEE halves or (q8) int8 codes
   const void* V;
   bool half;
+  bool q8;
+  const float* Ks;  // q8: [pos] the K rows' scales (value = scale · code), else null
+  const float* Vs;  // q8: [pos] the V rows' scales
   const int32_t* always;  // [start, end) pairs, sorted
   int64_t alwaysPairs;
   int64_t end;   // live tokens [n, end)
@@ -68,13 +71,15 @@ KV_EXPORT int64_t squeezedStep(const SqueezedStep& a);
 
 /**
  * Exact attention of R ≤ 4 query rows (q [R][d], scaled by scale) over the 16-row blocks `blocks` of K / V
- * (rows of d, f32 or IEEE halves): o [R][d] unnormalised with the running max m and sum l, as the dense
- * unit leaves them (squeezed-attend.cc, per AVX level). false: a shape it does not take (R > 4).
+ * (rows of d: f32, IEEE halves, or int8 codes with a scale per row in ks / vs — null for the others):
+ * o [R][d] unnormalised with the running max m and sum l, as the dense unit leaves them
+ * (squeezed-attend.cc, per AVX level). false: a shape it does not take (R > 4).
  */
 #define KV_DECLARE_SQ_ATTEND(ns)                                                                         \
   namespace ns {                                                                                         \
-  KV_EXPORT bool attendBlocks(const float* q, float scale, const void* K, const void* V, bool half, int R, \
-                              int d, const int32_t* blocks, int64_t nb, float* o, float* m, float* l);     \
+  KV_EXPORT bool attendBlocks(const float* q, float scale, const void* K, const void* V, bool half,       \
+                              const float* ks, const float* vs, int R, int d, const int32_t* blocks,        \
+                              int64_t nb, float* o, float* m, float* l);                                    \
   }
 KV_DECLARE_SQ_ATTEND(avx2)
 KV_DECLARE_SQ_ATTEND(avx512)
