@@ -155,6 +155,8 @@ export async function nativeSection(ctx: Ctx): Promise<NativeSection> {
   const rows: Row[] = [];
   for (const [phase, M, K, N] of [
     ['prefill', 512, SMOL.hidden, SMOL.mlp],
+    // a runner's admission step at concurrency 16: 16 questions of 16 tokens in one forward
+    ['prefill', 256, SMOL.hidden, SMOL.mlp],
     // 131072 rows: every format's weights (Q4_0 42 MB) exceed the 32 MB L3, so decode streams from memory
     ['decode', 1, SMOL.hidden, 131072],
   ] as const) {

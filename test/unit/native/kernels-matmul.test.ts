@@ -18,7 +18,7 @@ import {
 import { matmulRef, rand, relErr } from '../../helpers/wasm-runtime.ts';
 
 // tails in every dimension: M = 1 (decode), M < 4, M = 16 (a decode batch in one pass), M around the
-// 12/6-row micro-kernels, N odd and past 16/32-column strips, K not a multiple of 16 (f32) or of 64
+// 12/6-row micro-kernels (int8: every row tail of the 6-row prefill tile), N odd and past 16/32-column strips, K not a multiple of 16 (f32) or of 64
 // (int8), K beyond one 512 block
 const F_SHAPES: Array<[number, number, number]> = [
   [1, 37, 70],
@@ -34,6 +34,11 @@ const Q_SHAPES: Array<[number, number, number]> = [
   [16, 70, 192],
   [19, 50, 608],
   [64, 129, 256],
+  // the prefill tile (M > 16: 6 rows × 2 groups of 16 columns) with every row tail 1–5, a one-group
+  // column tail, and rows past one 96-row block
+  [17, 33, 64],
+  [32, 21, 96],
+  [100, 40, 128],
 ];
 
 it('native addon loaded where expected', () => {

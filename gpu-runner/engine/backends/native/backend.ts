@@ -1,12 +1,12 @@
 // The `native` backend: the wasm backend's kernels with the heavy ones — matmul (f32, f16, Q8_0 / Q4_0),
 // dense causal attention (one call for all of a step's sequences), the KV writes, the packed chunk KV unpack
-// (kvUnpack), SwiGLU and argmax — run by the
+// (kvUnpack), SwiGLU, argmax, RMSNorm, RoPE and the residual add — run by the
 // N-API addon (native/kernels.ts) on the same shared memory by byte offsets, so tensors, caches, uploads
-// and the other light ops (norms, RoPE, adds, squeezed and sparse attention) stay wasm's with no copies.
+// and the other ops (squeezed and sparse attention, gathers, softmax) stay wasm's with no copies.
 // Q8_0 / Q4_0 weights are packed at upload into the layout the int8 kernels read (the ggml bytes are not
 // kept; embedding rows are unpacked on gather). Two thread pools share the cores: the addon's (the caller plus threads − 1 native workers,
-// spinning 100 µs after a job) runs the matmuls and attention back to back; the wasm workers run only the
-// light ops large enough to be worth a wake-up (prefill-sized) and go to sleep at once (spinMs 0), so they
+// spinning 100 µs after a job) runs the matmuls, attention and light ops back to back; the wasm workers run only
+// the wasm ops large enough to be worth a wake-up (prefill-sized) and go to sleep at once (spinMs 0), so they
 // do not hold a core the next native op needs.
 // KV caches are f32, IEEE halves with kvDType 'f16', or int8 rows with an f32 scale each with kvDType 'int8'
 // (half-kv.ts: the addon narrows or quantizes on write and widens on load, every other reader and writer
@@ -108,6 +108,40 @@ export class NativeWasmKernels extends WasmKernels {
   override swiglu(gate: WasmTensor, up: WasmTensor, size: number): WasmTensor {
     const y = allocTensor(this.rt.mem, size * 4);
     this.native.swiglu(this.rt.mem.u8, { gate: gate.off, up: up.off, y: y.off, size });
+    return y;
+  }
+
+  override rmsnorm(x: WasmTensor, w: WasmTensor, eps: number, M: number, D: number): WasmTensor {
+    const y = allocTensor(this.rt.mem, M * D * 4);
+    if (M > 0) this.native.rmsnorm(this.rt.mem.u8, { x: x.off, w: w.off, y: y.off, M, D, eps });
+    return y;
+  }
+
+  override rope(
+    x: WasmTensor,
+    positions: WasmTensor,
+    invFreq: WasmTensor,
+    M: number,
+    width: number,
+    headDim: number,
+  ): WasmTensor {
+    const y = allocTensor(this.rt.mem, M * width * 4);
+    if (M > 0)
+      this.native.rope(this.rt.mem.u8, {
+        x: x.off,
+        y: y.off,
+        positions: positions.off,
+        invFreq: invFreq.off,
+        M,
+        width,
+        headDim,
+      });
+    return y;
+  }
+
+  override add(a: WasmTensor, b: WasmTensor, size: number): WasmTensor {
+    const y = allocTensor(this.rt.mem, size * 4);
+    if (size > 0) this.native.add(this.rt.mem.u8, { a: a.off, b: b.off, y: y.off, n: size });
     return y;
   }
 

@@ -118,6 +118,7 @@ const UNITS: Unit[] = [
     'pool.cc',
     'squeezed-driver.cc',
     'kvunpack-driver.cc',
+    'light-driver.cc',
   ].map((src) => ({
     src,
     obj: src.replace('.cc', '.o'),

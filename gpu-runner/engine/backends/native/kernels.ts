@@ -126,6 +126,18 @@ export interface NativeAddon {
   ): void;
   swiglu(mem: Uint8Array, gate: number, up: number, y: number, size: number): void;
   argmax(mem: Uint8Array, x: number, out: number, M: number, N: number): void;
+  rmsnorm(mem: Uint8Array, x: number, w: number, y: number, M: number, D: number, eps: number): void;
+  rope(
+    mem: Uint8Array,
+    x: number,
+    y: number,
+    positions: number,
+    invFreq: number,
+    M: number,
+    width: number,
+    headDim: number,
+  ): void;
+  add(mem: Uint8Array, a: number, b: number, y: number, n: number): void;
   squeezedStep(mem: Uint8Array, ...args: number[]): number;
   kvUnpack(mem: Uint8Array, ...args: number[]): void;
 }
@@ -578,5 +590,34 @@ export class NativeKernels {
   /** out i32 [M] = the first index of each row's largest value, x f32 [M][N] (N < 2^24; NaN never wins) */
   argmax(mem: Uint8Array, a: { x: number; out: number; M: number; N: number }): void {
     this.addon.argmax(mem, a.x, a.out, a.M, a.N);
+  }
+
+  /** y [M][D] = x / sqrt(mean(x²) + eps) · w per row */
+  rmsnorm(mem: Uint8Array, a: { x: number; w: number; y: number; M: number; D: number; eps: number }): void {
+    this.addon.rmsnorm(mem, a.x, a.w, a.y, a.M, a.D, a.eps);
+  }
+
+  /**
+   * Rotate-half RoPE of x [M][width] (heads of headDim) into y, row m at position positions[m] (i32 [M]),
+   * angles f32(position · invFreq[i]) (invFreq [headDim/2]).
+   */
+  rope(
+    mem: Uint8Array,
+    a: {
+      x: number;
+      y: number;
+      positions: number;
+      invFreq: number;
+      M: number;
+      width: number;
+      headDim: number;
+    },
+  ): void {
+    this.addon.rope(mem, a.x, a.y, a.positions, a.invFreq, a.M, a.width, a.headDim);
+  }
+
+  /** y [n] = a + b */
+  add(mem: Uint8Array, a: { a: number; b: number; y: number; n: number }): void {
+    this.addon.add(mem, a.a, a.b, a.y, a.n);
   }
 }

@@ -29,15 +29,20 @@ struct Level {
   double (*peakDot)(int64_t);
   void (*swiglu)(const float*, const float*, float*, int64_t, int64_t);
   void (*argmax)(const float*, int64_t, int32_t*, int64_t, int64_t);
+  void (*rmsnorm)(const float*, const float*, float*, int64_t, float, int64_t, int64_t);
+  void (*rope)(const float*, float*, const float*, int64_t, int64_t, int64_t, int64_t);
+  void (*add)(const float*, const float*, float*, int64_t, int64_t);
 };
 
 inline const Level LEVELS[] = {
     {"avx512vnni", avx512::matmulF, avx512::attnRowsMax, avx512::attendUnit, avx512::peakFma, vnni::weightOffset,
-     vnni::quantizeX, vnni::matmulQ, vnni::peakDot, avx512::swiglu, avx512::argmax},
+     vnni::quantizeX, vnni::matmulQ, vnni::peakDot, avx512::swiglu, avx512::argmax, avx512::rmsnorm, avx512::rope,
+     avx512::add},
     {"avx512", avx512::matmulF, avx512::attnRowsMax, avx512::attendUnit, avx512::peakFma, avx2::weightOffset,
-     avx2::quantizeX, avx2::matmulQ, avx2::peakDot, avx512::swiglu, avx512::argmax},
+     avx2::quantizeX, avx2::matmulQ, avx2::peakDot, avx512::swiglu, avx512::argmax, avx512::rmsnorm, avx512::rope,
+     avx512::add},
     {"avx2", avx2::matmulF, avx2::attnRowsMax, avx2::attendUnit, avx2::peakFma, avx2::weightOffset, avx2::quantizeX,
-     avx2::matmulQ, avx2::peakDot, avx2::swiglu, avx2::argmax},
+     avx2::matmulQ, avx2::peakDot, avx2::swiglu, avx2::argmax, avx2::rmsnorm, avx2::rope, avx2::add},
 };
 
 struct State {
@@ -150,5 +155,8 @@ inline int partsFor(int64_t work, int64_t units) {
 napi_value attentionFn(napi_env env, napi_callback_info info);
 napi_value attentionSpansFn(napi_env env, napi_callback_info info);
 napi_value kvUnpackFn(napi_env env, napi_callback_info info);
+napi_value rmsnormFn(napi_env env, napi_callback_info info);
+napi_value ropeFn(napi_env env, napi_callback_info info);
+napi_value addFn(napi_env env, napi_callback_info info);
 
 }  // namespace kv

@@ -1,5 +1,8 @@
-// Light elementwise ops the decode step runs between the matmuls, compiled once per ISA level
-// (simd.h): SwiGLU y = gate · sigmoid(gate) · up, and the argmax of logit rows.
+// Light elementwise ops a step runs between the matmuls, compiled once per ISA level (simd.h): SwiGLU
+// y = gate · sigmoid(gate) · up, the argmax of logit rows, RMSNorm, rotate-half RoPE (angles' cos/sin
+// come from the binding, light-driver.cc) and the residual add.
+#include <algorithm>
+#include <cmath>
 #include "kernels.h"
 #include "simd.h"
 
@@ -51,6 +54,64 @@ void argmax(const float* x, int64_t N, int32_t* out, int64_t m0, int64_t m1) {
     for (; k < N; k++)
       if (xr[k] > best) best = xr[k], at = k;
     out[m] = static_cast<int32_t>(at);
+  }
+}
+
+void rmsnorm(const float* x, const float* w, float* y, int64_t D, float eps, int64_t m0, int64_t m1) {
+  constexpr int W = V::W;
+  for (int64_t m = m0; m < m1; m++) {
+    const float* xr = x + m * D;
+    float* yr = y + m * D;
+    V::v acc = V::zero();
+    int64_t k = 0;
+    for (; k + W <= D; k += W) {
+      const V::v v = V::load(xr + k);
+      acc = V::fma(v, v, acc);
+    }
+    if (k < D) {
+      const V::v v = V::loadn(xr + k, static_cast<int>(D - k));
+      acc = V::fma(v, v, acc);
+    }
+    const float inv = 1.0f / std::sqrt(V::hsum(acc) / static_cast<float>(D) + eps);
+    const V::v iv = V::set1(inv);
+    k = 0;
+    for (; k + W <= D; k += W) V::store(yr + k, V::mul(V::mul(V::load(xr + k), iv), V::load(w + k)));
+    if (k < D) {
+      const int n = static_cast<int>(D - k);
+      V::storen(yr + k, V::mul(V::mul(V::loadn(xr + k, n), iv), V::loadn(w + k, n)), n);
+    }
+  }
+}
+
+void rope(const float* x, float* y, const float* cs, int64_t width, int64_t headDim, int64_t m0, int64_t m1) {
+  constexpr int W = V::W;
+  const int64_t half = headDim / 2;
+  for (int64_t m = m0; m < m1; m++) {
+    const float* cr = cs + m * 2 * half;  // cos [half], then sin [half]
+    const float* sr = cr + half;
+    for (int64_t h = 0; h < width; h += headDim) {
+      const float* xa = x + m * width + h;
+      const float* xb = xa + half;
+      float* ya = y + m * width + h;
+      float* yb = ya + half;
+      for (int64_t i = 0; i < half; i += W) {
+        const int n = static_cast<int>(std::min<int64_t>(W, half - i));
+        const V::v u = V::loadn(xa + i, n), v = V::loadn(xb + i, n);
+        const V::v c = V::loadn(cr + i, n), s = V::loadn(sr + i, n);
+        V::storen(ya + i, V::sub(V::mul(u, c), V::mul(v, s)), n);
+        V::storen(yb + i, V::add(V::mul(v, c), V::mul(u, s)), n);
+      }
+    }
+  }
+}
+
+void add(const float* a, const float* b, float* y, int64_t i0, int64_t i1) {
+  constexpr int W = V::W;
+  int64_t i = i0;
+  for (; i + W <= i1; i += W) V::store(y + i, V::add(V::load(a + i), V::load(b + i)));
+  if (i < i1) {
+    const int n = static_cast<int>(i1 - i);
+    V::storen(y + i, V::add(V::loadn(a + i, n), V::loadn(b + i, n)), n);
   }
 }
 

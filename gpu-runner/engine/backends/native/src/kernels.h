@@ -86,6 +86,14 @@ struct AttnPartial {
   KV_EXPORT void swiglu(const float* gate, const float* up, float* y, int64_t i0, int64_t i1);              \
   /* out[m] = first index of the largest of row m of x [*][N] (NaN never wins), rows [m0, m1) */       \
   KV_EXPORT void argmax(const float* x, int64_t N, int32_t* out, int64_t m0, int64_t m1);                   \
+  /* rows [m0, m1) of y [*][D] = x / sqrt(mean(x²) + eps) · w */                                   \
+  KV_EXPORT void rmsnorm(const float* x, const float* w, float* y, int64_t D, float eps, int64_t m0, int64_t m1); \
+  /* rows [m0, m1) of rotate-half RoPE of x [*][width] into y; cs [*][headDim]: row m's cos [headDim/2], \
+     then sin [headDim/2] */                                                                       \
+  KV_EXPORT void rope(const float* x, float* y, const float* cs, int64_t width, int64_t headDim, int64_t m0, \
+                      int64_t m1);                                                                 \
+  /* y[i] = a[i] + b[i] for i in [i0, i1) */                                                        \
+  KV_EXPORT void add(const float* a, const float* b, float* y, int64_t i0, int64_t i1);            \
   }
 
 // f32 ↔ IEEE half rows (an f16 KV cache's writes and reads; kv-half.cc, F16C): n values each.

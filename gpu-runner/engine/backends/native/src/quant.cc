@@ -16,9 +16,9 @@ namespace KV_NS {
 
 namespace {
 constexpr int64_t GROUP = 16;
-/** up to this many rows (one decode step, or a batch of them) the VNNI kernel takes all rows in one pass */
-constexpr int DECODE_ROWS = 16;
 constexpr int64_t SCALE_BYTES = 32;  // 16 f16 scales per block
+/** Blocks ahead the kernels prefetch a group's weights (they stream from memory once per call). */
+constexpr int64_t PF_BLOCKS = 4;
 
 inline int64_t blockBytes(int32_t type) { return SCALE_BYTES + (type == W_Q8_0 ? 512 : 256); }
 
@@ -77,52 +77,63 @@ void quantizeX(const float* x, int64_t K, const QuantX& q, int64_t m0, int64_t m
 
 #if KV_VNNI
 namespace {
-/** rows [m, m + R) × G groups of 16 columns starting at column n. */
-template <int R, int G>
-void microQ(const MatmulQ& a, int64_t m, int64_t n) {
+/** 4 quant bytes of k/4 step kq (0..7) of a packed block's 16 columns (see pack.cc) as a vector */
+template <int32_t T>
+inline __m512i weightStep(const uint8_t* blk, int kq, __m512i lowNib) {
+  if constexpr (T == W_Q8_0) {
+    return _mm512_loadu_si512(blk + SCALE_BYTES + kq * 64);
+  } else {
+    const __m512i p = _mm512_loadu_si512(blk + SCALE_BYTES + (kq >> 1) * 64);
+    return (kq & 1) ? _mm512_and_si512(_mm512_srli_epi16(p, 4), lowNib) : _mm512_and_si512(p, lowNib);
+  }
+}
+
+/**
+ * Rows [m, m + R) × G groups of 16 columns starting at column n (every M > 1: prefill, and decode steps of
+ * several sequences). The weight type is a template argument and the k/4 steps are unrolled, so the R·G
+ * integer and R·G float accumulators stay in registers (R·G ≤ 12) and each step is G weight loads, R
+ * broadcasts and R·G dot products. `prefetch`: the tile that first reads these weights prefetches them
+ * PF_BLOCKS blocks ahead (a decode step's weights stream from memory once).
+ */
+template <int R, int G, int32_t T>
+void microQ(const MatmulQ& a, int64_t m, int64_t n, bool prefetch) {
   const int64_t nb = a.K / 32;
-  const int64_t bb = blockBytes(a.type);
+  constexpr int64_t bb = SCALE_BYTES + (T == W_Q8_0 ? 512 : 256);
   const int64_t gstride = nb * bb;
   const uint8_t* wg = a.w + (n / GROUP) * gstride;
-  const int8_t* xr[R];
-  const float* xd[R];
-  const float* xc[R];
-  for (int r = 0; r < R; r++) {
-    xr[r] = a.qx.xq + (m + r) * a.K;
-    xd[r] = a.qx.xd + (m + r) * nb;
-    xc[r] = a.qx.xc + (m + r) * nb;
-  }
+  const int8_t* xr = a.qx.xq + m * a.K;
+  const float* xd = a.qx.xd + m * nb;
+  const float* xc = a.qx.xc + m * nb;
+  const int64_t K = a.K;
   __m512 f[R][G];
   for (int r = 0; r < R; r++)
     for (int g = 0; g < G; g++) f[r][g] = _mm512_setzero_ps();
   const __m512i lowNib = _mm512_set1_epi8(0x0f);
   for (int64_t b = 0; b < nb; b++) {
+    const uint8_t* blk = wg + b * bb;
+    const int8_t* xb = xr + b * 32;
+    if (prefetch && b + PF_BLOCKS < nb)
+      for (int g = 0; g < G; g++)
+        for (int64_t line = 0; line < bb; line += 64)
+          _mm_prefetch(reinterpret_cast<const char*>(blk + g * gstride + PF_BLOCKS * bb + line), _MM_HINT_T0);
     __m512i ia[R][G];
     for (int r = 0; r < R; r++)
       for (int g = 0; g < G; g++) ia[r][g] = _mm512_setzero_si512();
+#pragma GCC unroll 8
     for (int kq = 0; kq < 8; kq++) {
       __m512i w[G];
-      for (int g = 0; g < G; g++) {
-        const uint8_t* blk = wg + g * gstride + b * bb + SCALE_BYTES;
-        if (a.type == W_Q8_0) {
-          w[g] = _mm512_loadu_si512(blk + kq * 64);
-        } else {
-          const __m512i p = _mm512_loadu_si512(blk + (kq >> 1) * 64);
-          w[g] = (kq & 1) ? _mm512_and_si512(_mm512_srli_epi16(p, 4), lowNib) : _mm512_and_si512(p, lowNib);
-        }
-      }
-#pragma GCC unroll 8
+      for (int g = 0; g < G; g++) w[g] = weightStep<T>(blk + g * gstride, kq, lowNib);
       for (int r = 0; r < R; r++) {
-        const __m512i xv = _mm512_set1_epi32(x4(xr[r] + b * 32 + kq * 4));
+        const __m512i xv = _mm512_set1_epi32(x4(xb + r * K + kq * 4));
         for (int g = 0; g < G; g++) ia[r][g] = _mm512_dpbusd_epi32(ia[r][g], w[g], xv);
       }
     }
     __m512 dw[G];
     for (int g = 0; g < G; g++)
-      dw[g] = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(wg + g * gstride + b * bb)));
+      dw[g] = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + g * gstride)));
     for (int r = 0; r < R; r++) {
-      const __m512 d = _mm512_set1_ps(xd[r][b]);
-      const __m512 c = _mm512_set1_ps(xc[r][b]);
+      const __m512 d = _mm512_set1_ps(xd[r * nb + b]);
+      const __m512 c = _mm512_set1_ps(xc[r * nb + b]);
       for (int g = 0; g < G; g++) {
         const __m512 t = _mm512_fmadd_ps(_mm512_cvtepi32_ps(ia[r][g]), d, c);
         f[r][g] = _mm512_fmadd_ps(t, dw[g], f[r][g]);
@@ -140,71 +151,40 @@ void microQ(const MatmulQ& a, int64_t m, int64_t n) {
 }
 constexpr int MRQ = 6;
 
-/** Blocks ahead the decode kernel prefetches (its group's weights stream from memory once per step). */
-constexpr int64_t PF_BLOCKS = 4;
 
 /**
- * Decode batches (M ≤ DECODE_ROWS): rows [m, m + R) × one group of 16 columns at n in a single pass,
- * so each weight vector is loaded once per step for every row (R dot products per load) and the
- * group's blocks stream from memory while the rows compute. The float sums live in `acc` (L1): R
- * integer accumulators take half the registers.
+ * One row (a single sequence's decode step: a GEMV) × one group of 16 columns at n: the group's blocks
+ * stream from memory (prefetched) while four sets of integer accumulators (k/4 step kq goes to set
+ * kq % 4, summed after the block; integer sums, so the result is the same) keep enough independent
+ * dot-product chains in flight for one row.
  */
-template <int R>
-void microRows(const MatmulQ& a, int64_t m, int64_t n) {
-  constexpr int S = R <= 2 ? 4 : R <= 8 ? 2 : 1;
+template <int32_t T>
+void microRow(const MatmulQ& a, int64_t n) {
+  constexpr int S = 4;
   const int64_t nb = a.K / 32;
-  const int64_t bb = blockBytes(a.type);
+  constexpr int64_t bb = SCALE_BYTES + (T == W_Q8_0 ? 512 : 256);
   const uint8_t* wg = a.w + (n / GROUP) * nb * bb;
-  const int8_t* xr = a.qx.xq + m * a.K;
-  const float* xd = a.qx.xd + m * nb;
-  const float* xc = a.qx.xc + m * nb;
-  alignas(64) float acc[R][GROUP];
-  for (int r = 0; r < R; r++) _mm512_store_ps(acc[r], _mm512_setzero_ps());
+  const int8_t* xr = a.qx.xq;
+  __m512 acc = _mm512_setzero_ps();
   const __m512i lowNib = _mm512_set1_epi8(0x0f);
   for (int64_t b = 0; b < nb; b++) {
     const uint8_t* blk = wg + b * bb;
     if (b + PF_BLOCKS < nb)
       for (int64_t line = 0; line < bb; line += 64) _mm_prefetch(reinterpret_cast<const char*>(blk + PF_BLOCKS * bb + line), _MM_HINT_T0);
-    // S sets of R integer accumulators (k/4 step kq goes to set kq % S), summed after the block: few
-    // rows still get enough independent dot-product chains; integer sums, so the result is the same
-    __m512i ia[S][R];
-    for (int c = 0; c < S; c++)
-      for (int r = 0; r < R; r++) ia[c][r] = _mm512_setzero_si512();
+    __m512i ia[S];
+    for (int c = 0; c < S; c++) ia[c] = _mm512_setzero_si512();
 #pragma GCC unroll 8
-    for (int kq = 0; kq < 8; kq++) {
-      __m512i w;
-      if (a.type == W_Q8_0) {
-        w = _mm512_loadu_si512(blk + SCALE_BYTES + kq * 64);
-      } else {
-        const __m512i p = _mm512_loadu_si512(blk + SCALE_BYTES + (kq >> 1) * 64);
-        w = (kq & 1) ? _mm512_and_si512(_mm512_srli_epi16(p, 4), lowNib) : _mm512_and_si512(p, lowNib);
-      }
-#pragma GCC unroll 16
-      for (int r = 0; r < R; r++)
-        ia[kq % S][r] = _mm512_dpbusd_epi32(ia[kq % S][r], w, _mm512_set1_epi32(x4(xr + r * a.K + b * 32 + kq * 4)));
-    }
-    for (int c = 1; c < S; c++)
-      for (int r = 0; r < R; r++) ia[0][r] = _mm512_add_epi32(ia[0][r], ia[c][r]);
+    for (int kq = 0; kq < 8; kq++)
+      ia[kq % S] = _mm512_dpbusd_epi32(ia[kq % S], weightStep<T>(blk, kq, lowNib), _mm512_set1_epi32(x4(xr + b * 32 + kq * 4)));
+    const __m512i sum = _mm512_add_epi32(_mm512_add_epi32(ia[0], ia[1]), _mm512_add_epi32(ia[2], ia[3]));
     const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk)));
-#pragma GCC unroll 16
-    for (int r = 0; r < R; r++) {
-      const __m512 t = _mm512_fmadd_ps(_mm512_cvtepi32_ps(ia[0][r]), _mm512_set1_ps(xd[r * nb + b]),
-                                       _mm512_set1_ps(xc[r * nb + b]));
-      _mm512_store_ps(acc[r], _mm512_fmadd_ps(t, dw, _mm512_load_ps(acc[r])));
-    }
+    const __m512 t = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum), _mm512_set1_ps(a.qx.xd[b]), _mm512_set1_ps(a.qx.xc[b]));
+    acc = _mm512_fmadd_ps(t, dw, acc);
   }
   const int cols = static_cast<int>(std::min<int64_t>(GROUP, a.N - n));
   const __mmask16 mk = static_cast<__mmask16>((1u << cols) - 1);
   const __m512 bias = a.bias ? _mm512_maskz_loadu_ps(mk, a.bias + n) : _mm512_setzero_ps();
-  for (int r = 0; r < R; r++) _mm512_mask_storeu_ps(a.y + (m + r) * a.N + n, mk, _mm512_add_ps(_mm512_load_ps(acc[r]), bias));
-}
-
-template <int R>
-void decodeRows(int rows, const MatmulQ& a, int64_t n) {
-  if constexpr (R > 0) {
-    if (rows != R) return decodeRows<R - 1>(rows, a, n);
-    microRows<R>(a, 0, n);
-  }
+  _mm512_mask_storeu_ps(a.y + n, mk, _mm512_add_ps(acc, bias));
 }
 }  // namespace
 #else
@@ -269,12 +249,17 @@ constexpr int MRQ = 3;
 
 namespace {
 template <int R>
-void rowsQ(int rows, const MatmulQ& a, int64_t m, int64_t n, int groups) {
+void rowsQ(int rows, const MatmulQ& a, int64_t m, int64_t n, int groups, bool prefetch) {
   if constexpr (R > 0) {
-    if (rows != R) return rowsQ<R - 1>(rows, a, m, n, groups);
+    if (rows != R) return rowsQ<R - 1>(rows, a, m, n, groups, prefetch);
 #if KV_VNNI
-    if (groups == 2) microQ<R, 2>(a, m, n);
-    else microQ<R, 1>(a, m, n);
+    if (a.type == W_Q8_0) {
+      if (groups == 2) microQ<R, 2, W_Q8_0>(a, m, n, prefetch);
+      else microQ<R, 1, W_Q8_0>(a, m, n, prefetch);
+    } else {
+      if (groups == 2) microQ<R, 2, W_Q4_0>(a, m, n, prefetch);
+      else microQ<R, 1, W_Q4_0>(a, m, n, prefetch);
+    }
 #else
     for (int g = 0; g < groups; g++) microQ1<R>(a, m, n + g * GROUP);
 #endif
@@ -285,8 +270,11 @@ constexpr int64_t MCQ = 96;
 
 void matmulQ(const MatmulQ& a, int64_t n0, int64_t n1) {
 #if KV_VNNI
-  if (a.M <= DECODE_ROWS) {
-    for (int64_t n = n0; n < n1; n += GROUP) decodeRows<DECODE_ROWS>(static_cast<int>(a.M), a, n);
+  if (a.M == 1) {
+    for (int64_t n = n0; n < n1; n += GROUP) {
+      if (a.type == W_Q8_0) microRow<W_Q8_0>(a, n);
+      else microRow<W_Q4_0>(a, n);
+    }
     return;
   }
 #endif
@@ -296,7 +284,8 @@ void matmulQ(const MatmulQ& a, int64_t n0, int64_t n1) {
       const int groups = n + GROUP < n1 ? 2 : 1;
       for (int64_t m = m0; m < m1; m += MRQ) {
         const int rows = static_cast<int>(std::min<int64_t>(MRQ, m1 - m));
-        rowsQ<MRQ>(rows, a, m, n, groups);
+        // the block's first row tile brings the weights in; the others find them in cache
+        rowsQ<MRQ>(rows, a, m, n, groups, m == m0);
       }
     }
   }
