@@ -91,6 +91,34 @@ struct Scratch {
   Buf<uint32_t> km;
 };
 
+#if !KV_VNNI
+/**
+ * AVX2 int8 scoring of 8 keys: out[h·stride + i] = float(Σ_t q4[h][t] · keys(t)[i]) · f_h · ks[i] (i < 8),
+ * where keys(t) is 32 bytes: 4 signed channels of each of the 8 keys at step t, and q4[h][t] the head's
+ * matching 4 query bytes (the non-VNNI half-block of both scorers below).
+ */
+template <typename Keys>
+inline void dot8x4(int G, int T, Keys keys, const int32_t (*q4)[64], const float* f, const float* ks, float* out,
+                   int64_t stride) {
+  const __m256i ones = _mm256_set1_epi16(1);
+  __m256i acc[MAXG];
+  for (int h = 0; h < G; h++) acc[h] = _mm256_setzero_si256();
+  for (int t = 0; t < T; t++) {
+    const __m256i kv = keys(t);
+    for (int h = 0; h < G; h++) {
+      const __m256i qb = _mm256_set1_epi32(q4[h][t]);
+      const __m256i p = _mm256_maddubs_epi16(_mm256_abs_epi8(qb), _mm256_sign_epi8(kv, qb));
+      acc[h] = _mm256_add_epi32(acc[h], _mm256_madd_epi16(p, ones));
+    }
+  }
+  const __m256 kscale = _mm256_loadu_ps(ks);
+  for (int h = 0; h < G; h++) {
+    const __m256 v = _mm256_cvtepi32_ps(acc[h]);
+    _mm256_storeu_ps(out + h * stride, _mm256_mul_ps(_mm256_mul_ps(v, _mm256_set1_ps(f[h])), kscale));
+  }
+}
+#endif
+
 /**
  * logits of the 16 rows of block b of an int8 table in the keys' layout (k8 / ksum / ks) for every head:
  * out[h·stride + i] (f32, as key-sketch.ts's scoreKeys).
@@ -113,24 +141,10 @@ inline void scoreBlock(const SqueezedStep& a, const int8_t* k8, const int32_t* k
     _mm512_storeu_ps(out + h * stride, _mm512_mul_ps(_mm512_mul_ps(v, _mm512_set1_ps(f[h])), ks));
   }
 #else
-  const __m256i ones = _mm256_set1_epi16(1);
-  for (int half = 0; half < 2; half++) {
-    __m256i acc[MAXG];
-    for (int h = 0; h < G; h++) acc[h] = _mm256_setzero_si256();
-    for (int t = 0; t < T; t++) {
-      const __m256i kv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(kb + t * 64 + half * 32));
-      for (int h = 0; h < G; h++) {
-        const __m256i qb = _mm256_set1_epi32(q4[h][t]);
-        const __m256i p = _mm256_maddubs_epi16(_mm256_abs_epi8(qb), _mm256_sign_epi8(kv, qb));
-        acc[h] = _mm256_add_epi32(acc[h], _mm256_madd_epi16(p, ones));
-      }
-    }
-    const __m256 ks = _mm256_loadu_ps(kscale + b * SQ_BLOCK + half * 8);
-    for (int h = 0; h < G; h++) {
-      const __m256 v = _mm256_cvtepi32_ps(acc[h]);
-      _mm256_storeu_ps(out + h * stride + half * 8, _mm256_mul_ps(_mm256_mul_ps(v, _mm256_set1_ps(f[h])), ks));
-    }
-  }
+  for (int half = 0; half < 2; half++)
+    dot8x4(
+        G, T, [&](int t) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(kb + t * 64 + half * 32)); },
+        q4, f, kscale + b * SQ_BLOCK + half * 8, out + half * 8, stride);
 #endif
 }
 
@@ -206,26 +220,16 @@ inline void scoreQuads(const uint8_t* k8, const float* kscale, int G, const Quad
     _mm512_storeu_ps(out + h * stride, _mm512_mul_ps(_mm512_mul_ps(v, _mm512_set1_ps(f[h])), ks));
   }
 #else
-  const __m256i ones = _mm256_set1_epi16(1);
+  // the stored bytes are key + 128: flip the top bit back to the signed key
   const __m256i bias = _mm256_set1_epi8(static_cast<char>(0x80));
-  for (int half = 0; half < 2; half++) {
-    __m256i acc[MAXG];
-    for (int h = 0; h < G; h++) acc[h] = _mm256_setzero_si256();
-    for (int k = 0; k < qd.Q; k++) {
-      const __m256i kv = _mm256_xor_si256(
-          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(kb + qd.sel[k] * npad * 4 + half * 32)), bias);
-      for (int h = 0; h < G; h++) {
-        const __m256i qb = _mm256_set1_epi32(qd.q4[h][k]);
-        const __m256i p = _mm256_maddubs_epi16(_mm256_abs_epi8(qb), _mm256_sign_epi8(kv, qb));
-        acc[h] = _mm256_add_epi32(acc[h], _mm256_madd_epi16(p, ones));
-      }
-    }
-    const __m256 ks = _mm256_loadu_ps(kscale + b * SQ_BLOCK + half * 8);
-    for (int h = 0; h < G; h++) {
-      const __m256 v = _mm256_cvtepi32_ps(acc[h]);
-      _mm256_storeu_ps(out + h * stride + half * 8, _mm256_mul_ps(_mm256_mul_ps(v, _mm256_set1_ps(f[h])), ks));
-    }
-  }
+  for (int half = 0; half < 2; half++)
+    dot8x4(
+        G, qd.Q,
+        [&](int k) {
+          return _mm256_xor_si256(
+              _mm256_loadu_si256(reinterpret_cast<const __m256i*>(kb + qd.sel[k] * npad * 4 + half * 32)), bias);
+        },
+        qd.q4, f, kscale + b * SQ_BLOCK + half * 8, out + half * 8, stride);
 #endif
 }
 
