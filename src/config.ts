@@ -163,8 +163,8 @@ const shape = {
   webgpuKvDType: z.enum(['f32', 'f16']).default('f32'),
   /**
    * native backend's KV cache in the runner: int8 (a byte per value and an f32 scale per head_dim-value row:
-   * 68 of f32's 256 bytes a row at head_dim 64; the bundled model's eval within 1 point of f16; squeezed
-   * requests take their unfused path, the fused step reads f16/f32 rows), f16 (half the bytes; keys and values
+   * 68 of f32's 256 bytes a row at head_dim 64; the bundled model's eval within 1 point of f16; the fused
+   * squeezed step reads its rows too), f16 (half the bytes; keys and values
    * rounded to f16), or f32 (exact).
    */
   nativeKvDType: z.enum(['f32', 'f16', 'int8']).default('int8'),

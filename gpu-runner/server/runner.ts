@@ -38,8 +38,8 @@ export interface RunnerOptions {
   maxContext?: number;
   /**
    * The native backend's KV cache element type when the backend is created here (default int8: a byte per
-   * value and a scale per row, so a decode step's attention reads 68 of f32's 256 bytes a row; squeezed
-   * requests then take their unfused path, the fused step reads f16/f32 rows; f16: half f32's bytes, as
+   * value and a scale per row, so a decode step's attention reads 68 of f32's 256 bytes a row, squeezed
+   * requests' fused step included; f16: half f32's bytes, as
    * llama.cpp's default cache type).
    */
   kvCacheDType?: KVCacheDType;
