@@ -5,6 +5,7 @@
 // threads. Tolerances: exact without rotation (the same f32 products); with rotation 1e-5 relative (f32
 // sin/cos of the kernel vs f64 rounded to f32).
 import { expect } from 'vitest';
+import type { Backend, KVBlock, KVCacheSpec } from '../../gpu-runner/engine/backends/types.ts';
 import type { KVUnpackArgs } from '../../gpu-runner/engine/backends/wasm/runtime.ts';
 import {
   decodeSectionValues,
@@ -117,4 +118,40 @@ export function checkUnpackCase(
       expect([...before, ...after].every((v) => v === -7)).toBe(true);
     }
   }
+}
+
+/**
+ * A K and a V section of `dtype` (2 kv heads × n positions of random values, keys in groups of 8 when
+ * quantized) and how a backend places them: unpacked by RoPE delta Δ into a fresh one-layer cache of
+ * `spec`'s geometry at position 9, read back as f32 ([kv_head][n][headDim]). The cache-type tests compare
+ * one backend's placement against an f32 cache's.
+ */
+export function artifactPlacement(
+  dtype: KVDType,
+  spec: KVCacheSpec,
+  n = 21,
+): (b: Backend, delta: number) => Promise<KVBlock> {
+  const d = spec.headDim;
+  const geom = { layers: 1, kvHeads: 2, headDim: d, n };
+  const quant = isQuantized(dtype) ? { ...defaultQuant(dtype, d), keyGroup: 8 } : null;
+  const k = encodeSection(dtype, 'k', geom, quant, rand(2 * n * d, 5, 3));
+  const v = encodeSection(dtype, 'v', geom, quant, rand(2 * n * d, 6, 3));
+  const bytes = new Uint8Array(k.length + v.length);
+  bytes.set(k);
+  bytes.set(v, k.length);
+  return async (b, delta) => {
+    const p = b.uploadPackedKV({ ...geom, dtype, quant }, bytes, { k: [0], v: [k.length] });
+    const inv = b.upload({
+      dtype: 'f32',
+      shape: [16],
+      data: Float32Array.from({ length: 16 }, (_, i) => 1 / 10000 ** (i / 16)),
+    });
+    const c = b.createKVCache({ ...spec, layers: 1 });
+    b.kvUnpack(c, 0, 9, p, delta, inv);
+    const out = await b.kvRead(c, 0, 9, n);
+    b.freeKVCache(c);
+    b.freePackedKV(p);
+    b.free(inv);
+    return out;
+  };
 }

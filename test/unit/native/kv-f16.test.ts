@@ -15,12 +15,8 @@ import { createReferenceBackend } from '../../../gpu-runner/engine/backends/refe
 import type { Backend, KVBlock, SeqSpan } from '../../../gpu-runner/engine/backends/types.ts';
 import { loadEngine } from '../../../gpu-runner/engine/engine.ts';
 import { f16ToF32, f32ToF16 } from '../../../gpu-runner/engine/half.ts';
-import {
-  defaultQuant,
-  encodeSection,
-  isQuantized,
-  KV_DTYPES,
-} from '../../../gpu-runner/engine/kv/kv-codec.ts';
+import { KV_DTYPES } from '../../../gpu-runner/engine/kv/kv-codec.ts';
+import { artifactPlacement } from '../../helpers/kv-unpack-cases.ts';
 import { expectNativeWhereExpected, native } from '../../helpers/native.ts';
 import { maxAbsDiff, tinyModels } from '../../helpers/tiny-model.ts';
 import { rand, relErr } from '../../helpers/wasm-runtime.ts';
@@ -84,29 +80,7 @@ describe.skipIf(!native.ok)('native f16 KV cache', () => {
   });
 
   it.each(KV_DTYPES)('kvUnpack of a %s artifact = the f32 cache’s unpack rounded to f16', async (dtype) => {
-    const n = 21;
-    const geom = { layers: 1, kvHeads: 2, headDim: 32, n };
-    const quant = isQuantized(dtype) ? { ...defaultQuant(dtype, 32), keyGroup: 8 } : null;
-    const k = encodeSection(dtype, 'k', geom, quant, rand(2 * n * 32, 5, 3));
-    const v = encodeSection(dtype, 'v', geom, quant, rand(2 * n * 32, 6, 3));
-    const bytes = new Uint8Array(k.length + v.length);
-    bytes.set(k);
-    bytes.set(v, k.length);
-    const unpack = async (b: Backend, delta: number) => {
-      const p = b.uploadPackedKV({ ...geom, dtype, quant }, bytes, { k: [0], v: [k.length] });
-      const inv = b.upload({
-        dtype: 'f32',
-        shape: [16],
-        data: Float32Array.from({ length: 16 }, (_, i) => 1 / 10000 ** (i / 16)),
-      });
-      const c = b.createKVCache({ ...SPEC, layers: 1 });
-      b.kvUnpack(c, 0, 9, p, delta, inv);
-      const out = await b.kvRead(c, 0, 9, n);
-      b.freeKVCache(c);
-      b.freePackedKV(p);
-      b.free(inv);
-      return out;
-    };
+    const unpack = artifactPlacement(dtype, SPEC);
     for (const delta of [0, 7, -3]) {
       const a = await unpack(f32, delta);
       const h = await unpack(f16, delta);

@@ -19,12 +19,8 @@ import { createReferenceBackend } from '../../../gpu-runner/engine/backends/refe
 import type { Backend, KVBlock, SeqSpan } from '../../../gpu-runner/engine/backends/types.ts';
 import { loadEngine } from '../../../gpu-runner/engine/engine.ts';
 import { kvBytesPerPosition, Scheduler } from '../../../gpu-runner/engine/generate/scheduler.ts';
-import {
-  defaultQuant,
-  encodeSection,
-  isQuantized,
-  KV_DTYPES,
-} from '../../../gpu-runner/engine/kv/kv-codec.ts';
+import { KV_DTYPES } from '../../../gpu-runner/engine/kv/kv-codec.ts';
+import { artifactPlacement } from '../../helpers/kv-unpack-cases.ts';
 import { expectNativeWhereExpected, native } from '../../helpers/native.ts';
 import { rand, relErr } from '../../helpers/wasm-runtime.ts';
 
@@ -127,30 +123,8 @@ describe.skipIf(!native.ok)('native int8 KV cache', () => {
   it.each(KV_DTYPES)(
     'kvUnpack of a %s artifact = the f32 cache’s unpack, quantized by the rule',
     async (dtype) => {
-      const n = 21;
       const d = SPEC.headDim;
-      const geom = { layers: 1, kvHeads: 2, headDim: d, n };
-      const quant = isQuantized(dtype) ? { ...defaultQuant(dtype, d), keyGroup: 8 } : null;
-      const k = encodeSection(dtype, 'k', geom, quant, rand(2 * n * d, 5, 3));
-      const v = encodeSection(dtype, 'v', geom, quant, rand(2 * n * d, 6, 3));
-      const bytes = new Uint8Array(k.length + v.length);
-      bytes.set(k);
-      bytes.set(v, k.length);
-      const unpack = async (b: Backend, delta: number) => {
-        const p = b.uploadPackedKV({ ...geom, dtype, quant }, bytes, { k: [0], v: [k.length] });
-        const inv = b.upload({
-          dtype: 'f32',
-          shape: [16],
-          data: Float32Array.from({ length: 16 }, (_, i) => 1 / 10000 ** (i / 16)),
-        });
-        const c = b.createKVCache({ ...SPEC, layers: 1 });
-        b.kvUnpack(c, 0, 9, p, delta, inv);
-        const out = await b.kvRead(c, 0, 9, n);
-        b.freeKVCache(c);
-        b.freePackedKV(p);
-        b.free(inv);
-        return out;
-      };
+      const unpack = artifactPlacement(dtype, SPEC);
       for (const delta of [0, 7, -3]) {
         const a = await unpack(f32, delta);
         const got = await unpack(q8, delta);
