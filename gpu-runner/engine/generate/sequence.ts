@@ -152,8 +152,13 @@ export class Sequence {
     const end = this.lastTokenAt > 0 ? this.lastTokenAt : performance.now();
     const queueWait = (this.admittedAt >= 0 ? this.admittedAt : end) - this.createdAt;
     const ttft = this.firstTokenAt >= 0 ? this.firstTokenAt - this.createdAt : -1;
+    // The phases as parts of the placement's wall time (assembleMs): a layer-wise placement loads later
+    // layers while it rotates earlier ones, so the load measured from the placement's start overlaps them;
+    // load is what the placement spent beyond the other phases, and the parts add up to its wall time.
     const p = this.phaseMs;
-    const assembly = p.load + p.rotate + p.recompute + p.squeeze;
+    const busy = p.rotate + p.recompute + p.squeeze;
+    const load = this.assembleMs > 0 ? Math.max(0, this.assembleMs - busy) : p.load;
+    const assembly = load + busy;
     return {
       finishReason: this.finish ?? 'error',
       error: this.error,
@@ -173,6 +178,7 @@ export class Sequence {
         total: performance.now() - this.createdAt,
         assemble: this.assembleMs,
         ...p,
+        load,
         prefill: ttft < 0 ? -1 : Math.max(0, ttft - queueWait - assembly),
       },
       ...(this.req.squeezed ? { squeezed: this.squeezedUsage() } : {}),
