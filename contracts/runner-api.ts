@@ -191,7 +191,10 @@ export const runnerTimingsSchema = z.object({
   total: z.number(),
   /** Assembly as a whole (load + rotate + recompute + squeeze + the question's first token). */
   assemble: z.number(),
-  /** Reading artifacts from their tiers (and computing missing ones). */
+  /**
+   * Reading artifacts from their tiers (and computing missing ones): the placement's wall time beyond the
+   * other three phases (a layer-wise placement loads later layers while it rotates earlier ones).
+   */
   load: z.number().optional(),
   /** Re-rotating the artifacts' keys to their positions. */
   rotate: z.number().optional(),
