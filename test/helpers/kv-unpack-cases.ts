@@ -5,7 +5,14 @@
 // threads. Tolerances: exact without rotation (the same f32 products); with rotation 1e-5 relative (f32
 // sin/cos of the kernel vs f64 rounded to f32).
 import { expect } from 'vitest';
-import type { Backend, KVBlock, KVCacheSpec } from '../../gpu-runner/engine/backends/types.ts';
+import type {
+  Backend,
+  KVBlock,
+  KVCache,
+  KVCacheSpec,
+  SeqSpan,
+  SparsePlan,
+} from '../../gpu-runner/engine/backends/types.ts';
 import type { KVUnpackArgs } from '../../gpu-runner/engine/backends/wasm/runtime.ts';
 import {
   decodeSectionValues,
@@ -154,4 +161,53 @@ export function artifactPlacement(
     b.free(inv);
     return out;
   };
+}
+
+/**
+ * The attention-mode workload the cache-type tests run on each backend. Loads `blocks` (one sequence each,
+ * [kv_head][n][headDim] as KVBlock, n ≥ 70 for the first and ≥ 61 for the second) into fresh caches of
+ * `spec` at layer 1, position 0, and runs with scale 1/√headDim over queries q ([rows][H·headDim], rows ≥ 21):
+ * dense attention over a prefill span (q rows 0..19 of sequence 0 at position 50) and a decode span (row 20,
+ * sequence 1 at 60) in one call; sparse prefill of the prefill span with a plan of 8-row blocks (per kv head
+ * and block: ranges [0, 16) and one that moves with the block, plus two single columns); key-range attention
+ * over both spans (ranges on the first, the second attended in full). Returns the caches (not freed: the
+ * caller may run more on them) and the outputs read back.
+ */
+export async function attentionModes(
+  b: Backend,
+  spec: KVCacheSpec,
+  blocks: readonly KVBlock[],
+  q: Float32Array,
+  H: number,
+): Promise<{
+  caches: KVCache[];
+  dense: Float32Array; // [rows][H·headDim]
+  sparse: Float32Array; // [20][H·headDim]
+  lse: Float32Array; // [20][H]
+  ranges: Float32Array; // [rows][H·headDim]
+}> {
+  const hd = H * spec.headDim;
+  const scale = 1 / Math.sqrt(spec.headDim);
+  const caches = blocks.map((block) => {
+    const c = b.createKVCache(spec);
+    b.kvLoad(c, 1, 0, block);
+    return c;
+  });
+  const qt = b.upload({ dtype: 'f32', shape: [q.length / hd, hd], data: q });
+  const spans: SeqSpan[] = [
+    { cache: caches[0], row: 0, count: 20, pos: 50 },
+    { cache: caches[1], row: 20, count: 1, pos: 60 },
+  ];
+  const dense = await b.read(b.attention(qt, 1, spans, H, scale));
+  const q20 = b.upload({ dtype: 'f32', shape: [20, hd], data: q.subarray(0, 20 * hd) });
+  const plan: SparsePlan = {
+    blockSize: 8,
+    ranges: [0, 1].map(() => [0, 1, 2].map((bi) => Int32Array.of(0, 16, 40 + bi * 8, 52 + bi * 6))),
+    columns: [0, 1].map((g) => [0, 1, 2].map(() => Int32Array.of(20 + g, 33))),
+  };
+  const sp = b.sparseAttention(q20, 1, spans[0], plan, H, scale);
+  const ranges = await b.read(
+    b.attentionRanges(qt, 1, spans, [[Int32Array.of(3, 30, 45, 70), Int32Array.of(0, 64)], null], H, scale),
+  );
+  return { caches, dense, sparse: await b.read(sp.out), lse: await b.read(sp.lse), ranges };
 }

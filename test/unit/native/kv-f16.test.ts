@@ -12,11 +12,11 @@ import {
   type NativeBackend,
 } from '../../../gpu-runner/engine/backends/native/backend.ts';
 import { createReferenceBackend } from '../../../gpu-runner/engine/backends/reference/index.ts';
-import type { Backend, KVBlock, SeqSpan } from '../../../gpu-runner/engine/backends/types.ts';
+import type { Backend, KVBlock } from '../../../gpu-runner/engine/backends/types.ts';
 import { loadEngine } from '../../../gpu-runner/engine/engine.ts';
 import { f16ToF32, f32ToF16 } from '../../../gpu-runner/engine/half.ts';
 import { KV_DTYPES } from '../../../gpu-runner/engine/kv/kv-codec.ts';
-import { artifactPlacement } from '../../helpers/kv-unpack-cases.ts';
+import { artifactPlacement, attentionModes } from '../../helpers/kv-unpack-cases.ts';
 import { expectNativeWhereExpected, native } from '../../helpers/native.ts';
 import { maxAbsDiff, tinyModels } from '../../helpers/tiny-model.ts';
 import { rand, relErr } from '../../helpers/wasm-runtime.ts';
@@ -92,47 +92,14 @@ describe.skipIf(!native.ok)('native f16 KV cache', () => {
   it('dense, sparse and key-range attention over the f16 cache = the reference over the rounded K/V', async () => {
     const H = 6;
     const d = SPEC.headDim;
-    const scale = 1 / Math.sqrt(d);
     // two sequences: 70 positions (prefill 20 at 50) and 61 (decode 1 at 60)
     const lens = [70, 61];
     const blocks: KVBlock[] = lens.map((n, i) => ({
       k: round(rand(2 * n * d, 10 + i, 2)),
       v: round(rand(2 * n * d, 20 + i, 2)),
     }));
-    const setup = (b: Backend) =>
-      lens.map((_, i) => {
-        const c = b.createKVCache(SPEC);
-        b.kvLoad(c, 1, 0, blocks[i]);
-        return c;
-      });
     const q = rand(21 * H * d, 30, 1);
-    const run = async (b: Backend) => {
-      const [c0, c1] = setup(b);
-      const qt = b.upload({ dtype: 'f32', shape: [21, H * d], data: q });
-      const spans: SeqSpan[] = [
-        { cache: c0, row: 0, count: 20, pos: 50 },
-        { cache: c1, row: 20, count: 1, pos: 60 },
-      ];
-      const dense = await b.read(b.attention(qt, 1, spans, H, scale));
-      const q20 = b.upload({ dtype: 'f32', shape: [20, H * d], data: q.subarray(0, 20 * H * d) });
-      const plan = {
-        blockSize: 8,
-        ranges: [0, 1].map(() => [0, 1, 2].map((bi) => Int32Array.of(0, 16, 40 + bi * 8, 52 + bi * 6))),
-        columns: [0, 1].map((g) => [0, 1, 2].map(() => Int32Array.of(20 + g, 33))),
-      };
-      const sp = b.sparseAttention(q20, 1, spans[0], plan, H, scale);
-      const ranges = await b.read(
-        b.attentionRanges(
-          qt,
-          1,
-          spans,
-          [[Int32Array.of(3, 30, 45, 70), Int32Array.of(0, 64)], null],
-          H,
-          scale,
-        ),
-      );
-      return { dense, sparse: await b.read(sp.out), lse: await b.read(sp.lse), ranges };
-    };
+    const run = (b: Backend) => attentionModes(b, SPEC, blocks, q, H);
     const want = await run(ref);
     const got = await run(f16);
     for (const key of ['dense', 'sparse', 'lse', 'ranges'] as const)

@@ -16,11 +16,11 @@ import {
   type NativeBackend,
 } from '../../../gpu-runner/engine/backends/native/backend.ts';
 import { createReferenceBackend } from '../../../gpu-runner/engine/backends/reference/index.ts';
-import type { Backend, KVBlock, SeqSpan } from '../../../gpu-runner/engine/backends/types.ts';
+import type { Backend, KVBlock } from '../../../gpu-runner/engine/backends/types.ts';
 import { loadEngine } from '../../../gpu-runner/engine/engine.ts';
 import { kvBytesPerPosition, Scheduler } from '../../../gpu-runner/engine/generate/scheduler.ts';
 import { KV_DTYPES } from '../../../gpu-runner/engine/kv/kv-codec.ts';
-import { artifactPlacement } from '../../helpers/kv-unpack-cases.ts';
+import { artifactPlacement, attentionModes } from '../../helpers/kv-unpack-cases.ts';
 import { expectNativeWhereExpected, native } from '../../helpers/native.ts';
 import { rand, relErr } from '../../helpers/wasm-runtime.ts';
 
@@ -146,38 +146,13 @@ describe.skipIf(!native.ok)('native int8 KV cache', () => {
     }));
     const q = rand(22 * H * d, 30, 1);
     const run = async (b: Backend, kv: KVBlock[]) => {
-      const cs = lens.map((_, i) => {
-        const c = b.createKVCache(SPEC);
-        b.kvLoad(c, 1, 0, kv[i]);
-        return c;
-      });
-      const qt = b.upload({ dtype: 'f32', shape: [22, H * d], data: q });
-      const spans: SeqSpan[] = [
-        { cache: cs[0], row: 0, count: 20, pos: 50 },
-        { cache: cs[1], row: 20, count: 1, pos: 60 },
-      ];
-      const dense = await b.read(b.attention(qt, 1, spans, H, scale));
+      const { caches, ...modes } = await attentionModes(b, SPEC, kv, q, H);
       // one decode span alone: its keys are split over chunks run in parallel, then merged
       const q1 = b.upload({ dtype: 'f32', shape: [1, H * d], data: q.subarray(21 * H * d) });
-      const long = await b.read(b.attention(q1, 1, [{ cache: cs[2], row: 0, count: 1, pos: 599 }], H, scale));
-      const q20 = b.upload({ dtype: 'f32', shape: [20, H * d], data: q.subarray(0, 20 * H * d) });
-      const plan = {
-        blockSize: 8,
-        ranges: [0, 1].map(() => [0, 1, 2].map((bi) => Int32Array.of(0, 16, 40 + bi * 8, 52 + bi * 6))),
-        columns: [0, 1].map((g) => [0, 1, 2].map(() => Int32Array.of(20 + g, 33))),
-      };
-      const sp = b.sparseAttention(q20, 1, spans[0], plan, H, scale);
-      const ranges = await b.read(
-        b.attentionRanges(
-          qt,
-          1,
-          spans,
-          [[Int32Array.of(3, 30, 45, 70), Int32Array.of(0, 64)], null],
-          H,
-          scale,
-        ),
+      const long = await b.read(
+        b.attention(q1, 1, [{ cache: caches[2], row: 0, count: 1, pos: 599 }], H, scale),
       );
-      return { dense, long, sparse: await b.read(sp.out), lse: await b.read(sp.lse), ranges };
+      return { ...modes, long };
     };
     const got = await run(q8, blocks);
     const want = await run(
