@@ -37,6 +37,39 @@ inline __m256 exp8(__m256 x) {
   return _mm256_mul_ps(y, _mm256_castsi256_ps(e));
 }
 
+#if KV_VNNI
+/** exp8's polynomial over 16 lanes (the same operations, so the same values lane by lane). */
+inline __m512 exp16(__m512 x) {
+  x = _mm512_max_ps(x, _mm512_set1_ps(-87.0f));
+  const __m512 fx = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                         _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m512 r = _mm512_fnmadd_ps(fx, _mm512_set1_ps(0.693359375f), x);
+  r = _mm512_fnmadd_ps(fx, _mm512_set1_ps(-2.12194440e-4f), r);
+  __m512 p = _mm512_set1_ps(1.9875691500E-4f);
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507E-3f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073E-3f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894E-2f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459E-1f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201E-1f));
+  const __m512 y = _mm512_add_ps(_mm512_fmadd_ps(p, _mm512_mul_ps(r, r), r), _mm512_set1_ps(1.0f));
+  const __m512i e = _mm512_slli_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(fx), _mm512_set1_epi32(127)), 23);
+  return _mm512_mul_ps(y, _mm512_castsi512_ps(e));
+}
+
+/** Inclusive prefix sum of the 16 lanes (lane i: x_0 + … + x_i). */
+inline __m512 scan16(__m512 x) {
+  const __m512i z = _mm512_setzero_si512();
+  __m512i v = _mm512_castps_si512(x);
+  x = _mm512_add_ps(x, _mm512_castsi512_ps(_mm512_alignr_epi32(v, z, 15)));
+  v = _mm512_castps_si512(x);
+  x = _mm512_add_ps(x, _mm512_castsi512_ps(_mm512_alignr_epi32(v, z, 14)));
+  v = _mm512_castps_si512(x);
+  x = _mm512_add_ps(x, _mm512_castsi512_ps(_mm512_alignr_epi32(v, z, 12)));
+  v = _mm512_castps_si512(x);
+  return _mm512_add_ps(x, _mm512_castsi512_ps(_mm512_alignr_epi32(v, z, 8)));
+}
+#endif
+
 inline float hsum(__m256 v) {
   __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
   s = _mm_add_ps(s, _mm_movehl_ps(s, s));
@@ -89,6 +122,7 @@ struct Scratch {
   Buf<int32_t> blocks, order, inv, kb;
   Buf<uint8_t> keep, cand, valid;
   Buf<uint32_t> km;
+  Buf<uint16_t> vm;  // [compact blocks] candidate lanes (VNNI scoring)
 };
 
 #if !KV_VNNI
@@ -232,6 +266,68 @@ inline void scoreQuads(const uint8_t* k8, const float* kscale, int G, const Quad
         qd.q4, f, kscale + b * SQ_BLOCK + half * 8, out + half * 8, stride);
 #endif
 }
+
+#if KV_VNNI
+/** Compact blocks ahead whose chosen quads the scoring prefetches: 8 streams of one line each per block
+ * outrun the hardware prefetcher (measured at 32K: half the scoring time). */
+constexpr int SCORE_AHEAD = 32;
+
+/**
+ * scoreQuads over compact blocks 0 … nb (cache block blocks[i]), the candidate lanes vm[i] kept and −∞
+ * elsewhere: logits out[h·stride + 16i + lane] and each head's max hmax[h]. GG heads unrolled (0: Gr at run
+ * time) so the accumulators and maxima stay in registers.
+ */
+template <int GG>
+void scoreList(const uint8_t* k8, const float* kscale, int Gr, const Quads& qd, const float* f, int64_t npad,
+               const int32_t* blocks, const uint16_t* vm, int64_t nb, float* out, int64_t stride, float* hmax) {
+  constexpr int GM = GG == 0 ? MAXG : GG;
+  const int G = GG == 0 ? Gr : GG;
+  const __m512 ninf = _mm512_set1_ps(-INFINITY);
+  __m512 hm[GM];
+  for (int h = 0; h < G; h++) hm[h] = ninf;
+  for (int64_t i = 0; i < nb; i++) {
+    if (i + SCORE_AHEAD < nb) {
+      const uint8_t* nx = k8 + static_cast<int64_t>(blocks[i + SCORE_AHEAD]) * SQ_BLOCK * 4;
+      for (int k = 0; k < qd.Q; k++) _mm_prefetch(reinterpret_cast<const char*>(nx + qd.sel[k] * npad * 4), _MM_HINT_T0);
+    }
+    const int64_t b = blocks[i];
+    const uint8_t* kb = k8 + b * SQ_BLOCK * 4;
+    __m512i acc[GM];
+    for (int h = 0; h < G; h++) acc[h] = _mm512_set1_epi32(-qd.corr[h]);
+    for (int k = 0; k < qd.Q; k++) {
+      const __m512i kv = _mm512_loadu_si512(kb + qd.sel[k] * npad * 4);
+      for (int h = 0; h < G; h++) acc[h] = _mm512_dpbusd_epi32(acc[h], kv, _mm512_set1_epi32(qd.q4[h][k]));
+    }
+    const __m512 ks = _mm512_loadu_ps(kscale + b * SQ_BLOCK);
+    for (int h = 0; h < G; h++) {
+      const __m512 v = _mm512_mul_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(acc[h]), _mm512_set1_ps(f[h])), ks);
+      const __m512 m = _mm512_mask_blend_ps(static_cast<__mmask16>(vm[i]), ninf, v);
+      _mm512_storeu_ps(out + h * stride + i * SQ_BLOCK, m);
+      hm[h] = _mm512_max_ps(hm[h], m);
+    }
+  }
+  for (int h = 0; h < G; h++) hmax[h] = _mm512_reduce_max_ps(hm[h]);
+}
+
+/** scoreList with the group's head count unrolled where it is a common one. */
+void scoreAll(const uint8_t* k8, const float* kscale, int G, const Quads& qd, const float* f, int64_t npad,
+              const int32_t* blocks, const uint16_t* vm, int64_t nb, float* out, int64_t stride, float* hmax) {
+  switch (G) {
+#define KV_SCORE(GG) \
+  case GG:           \
+    return scoreList<GG>(k8, kscale, G, qd, f, npad, blocks, vm, nb, out, stride, hmax);
+    KV_SCORE(1)
+    KV_SCORE(2)
+    KV_SCORE(3)
+    KV_SCORE(4)
+    KV_SCORE(6)
+    KV_SCORE(8)
+#undef KV_SCORE
+    default:
+      return scoreList<0>(k8, kscale, G, qd, f, npad, blocks, vm, nb, out, stride, hmax);
+  }
+}
+#endif
 
 /**
  * The prefilter's group pass: est_hg = q_h·mean_g and ub_hg = est_hg + |q_h|·spread_g (an upper bound of
@@ -455,7 +551,11 @@ int64_t pickBlocks(Scratch& S, int64_t nb, int64_t take) {
   S.bs.resize(nb);
   S.order.clear();
   for (int64_t i = 0; i < nb; i++) {
+#if KV_VNNI
+    const float b = _mm512_reduce_max_ps(_mm512_loadu_ps(w + i * SQ_BLOCK));
+#else
     const float b = hmax(_mm256_max_ps(_mm256_loadu_ps(w + i * SQ_BLOCK), _mm256_loadu_ps(w + i * SQ_BLOCK + 8)));
+#endif
     S.bs[i] = b;
     if (b >= 0) S.order.push_back(static_cast<int32_t>(i));
   }
@@ -558,23 +658,13 @@ int64_t squeezedStep(const SqueezedStep& a) {
   S.ex.resize(G * nc + 8);
   S.valid.resize(nc);
 
-  // per block: its logits, its candidate lanes (off them −∞) and the heads' running max
-  __m256 hm[MAXG];
-  for (int h = 0; h < G; h++) hm[h] = _mm256_set1_ps(-INFINITY);
-  const __m256i bitsLo = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
-  const __m256i bitsHi = _mm256_slli_epi32(bitsLo, 8);
+  // per block: its candidate lanes (S.valid, and the mask), its logits (off the candidates −∞) and the
+  // heads' max over them
   const __m128i byteBits = _mm_setr_epi8(1, 2, 4, 8, 16, 32, 64, -128, 1, 2, 4, 8, 16, 32, 64, -128);
   const __m128i byteSel = _mm_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
-  for (int64_t i = 0; i < nb; i++) {
-    const int64_t b = S.blocks[i];
-    if (pre && i + 2 < nb) {  // candidate blocks are runs with gaps: the hardware prefetcher misses each gap
-      const uint8_t* nx = a.k8 + S.blocks[i + 2] * SQ_BLOCK * 4;
-      for (int k = 0; k < qd.Q; k++) _mm_prefetch(reinterpret_cast<const char*>(nx + qd.sel[k] * npad * 4), _MM_HINT_T0);
-    }
-    float* lb = S.logit.data() + i * SQ_BLOCK;
-    scoreQuads(a.k8, a.ks, G, qd, f, npad, b, lb, nc);
+  auto lanesOf = [&](int64_t i) -> uint32_t {
+    const int64_t j0 = static_cast<int64_t>(S.blocks[i]) * SQ_BLOCK;
     uint32_t vm = 0;
-    const int64_t j0 = b * SQ_BLOCK;
     if (!pre && j0 + SQ_BLOCK <= n) {
       const __m256i g0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.grp + j0));
       const __m256i g1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.grp + j0 + 8));
@@ -589,6 +679,27 @@ int64_t squeezedStep(const SqueezedStep& a) {
     }
     const __m128i vb = _mm_cmpeq_epi8(_mm_and_si128(_mm_shuffle_epi8(_mm_cvtsi32_si128(static_cast<int>(vm)), byteSel), byteBits), byteBits);
     _mm_storeu_si128(reinterpret_cast<__m128i*>(S.valid.data() + i * SQ_BLOCK), _mm_and_si128(vb, _mm_set1_epi8(1)));
+    return vm;
+  };
+  float hmx[MAXG];
+#if KV_VNNI
+  S.vm.resize(nb);
+  for (int64_t i = 0; i < nb; i++) S.vm[i] = static_cast<uint16_t>(lanesOf(i));
+  scoreAll(a.k8, a.ks, G, qd, f, npad, S.blocks.data(), S.vm.data(), nb, S.logit.data(), nc, hmx);
+#else
+  __m256 hm[MAXG];
+  for (int h = 0; h < G; h++) hm[h] = _mm256_set1_ps(-INFINITY);
+  const __m256i bitsLo = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
+  const __m256i bitsHi = _mm256_slli_epi32(bitsLo, 8);
+  for (int64_t i = 0; i < nb; i++) {
+    const int64_t b = S.blocks[i];
+    if (pre && i + 2 < nb) {  // candidate blocks are runs with gaps: the hardware prefetcher misses each gap
+      const uint8_t* nx = a.k8 + S.blocks[i + 2] * SQ_BLOCK * 4;
+      for (int k = 0; k < qd.Q; k++) _mm_prefetch(reinterpret_cast<const char*>(nx + qd.sel[k] * npad * 4), _MM_HINT_T0);
+    }
+    float* lb = S.logit.data() + i * SQ_BLOCK;
+    scoreQuads(a.k8, a.ks, G, qd, f, npad, b, lb, nc);
+    const uint32_t vm = lanesOf(i);
     const __m256i vmv = _mm256_set1_epi32(static_cast<int>(vm));
     const __m256 on0 = _mm256_castsi256_ps(_mm256_cmpeq_epi32(_mm256_and_si256(vmv, bitsLo), bitsLo));
     const __m256 on1 = _mm256_castsi256_ps(_mm256_cmpeq_epi32(_mm256_and_si256(vmv, bitsHi), bitsHi));
@@ -601,29 +712,46 @@ int64_t squeezedStep(const SqueezedStep& a) {
       hm[h] = _mm256_max_ps(hm[h], _mm256_max_ps(l0, l1));
     }
   }
+  for (int h = 0; h < G; h++) hmx[h] = hmax(hm[h]);
+#endif
   // per head: e = exp(logit − max) (~0 off the candidates), z with the other groups' mass
   // (approximating: and their running sums P [G][nc + 1], P[j] = Σ_{i<j} e_i, so a group's run of compact
   // slots sums in one subtraction instead of a loop per group and head — groups average ~10 keys)
   float invz[MAXG], rel[MAXG];
-  const int64_t n8 = nc / 8 * 8;
   const bool sums = a.gvals != nullptr;
   if (sums) S.pre.resize(static_cast<size_t>(G) * (nc + 1));
   for (int h = 0; h < G; h++) {
     float* l = S.logit.data() + h * nc;
     float* ex = S.ex.data() + h * nc;
-    float m = std::max(mx[h], hmax(hm[h]));
+    float m = std::max(mx[h], hmx[h]);
     if (m == -INFINITY) m = 0;  // nothing selectable
     mx[h] = m;
+    double z = 0;
+    float* P = sums ? S.pre.data() + h * (nc + 1) : nullptr;
+    if (P) P[0] = 0;
+    // nc is a multiple of 16
+#if KV_VNNI
+    const __m512 m16 = _mm512_set1_ps(m);
+    __m512 zs = _mm512_setzero_ps(), carry = _mm512_setzero_ps();
+    for (int64_t j = 0; j < nc; j += 16) {
+      const __m512 v = exp16(_mm512_sub_ps(_mm512_loadu_ps(l + j), m16));
+      _mm512_storeu_ps(ex + j, v);
+      zs = _mm512_add_ps(zs, v);
+      if (P) {  // inclusive scan of the 16 lanes plus what came before (one add per 16 slots on the chain)
+        const __m512 x = scan16(v);
+        _mm512_storeu_ps(P + j + 1, _mm512_add_ps(x, carry));
+        carry = _mm512_add_ps(carry, _mm512_permutexvar_ps(_mm512_set1_epi32(15), x));
+      }
+    }
+    z = _mm512_reduce_add_ps(zs);
+#else
     const __m256 m8 = _mm256_set1_ps(m);
-    __m256 zs = _mm256_setzero_ps();
-    if (sums) {
-      float* P = S.pre.data() + h * (nc + 1);
-      P[0] = 0;
-      __m256 carry = _mm256_setzero_ps();
-      for (int64_t j = 0; j < n8; j += 8) {
-        const __m256 v = exp8(_mm256_sub_ps(_mm256_loadu_ps(l + j), m8));
-        _mm256_storeu_ps(ex + j, v);
-        zs = _mm256_add_ps(zs, v);
+    __m256 zs = _mm256_setzero_ps(), carry = _mm256_setzero_ps();
+    for (int64_t j = 0; j < nc; j += 8) {
+      const __m256 v = exp8(_mm256_sub_ps(_mm256_loadu_ps(l + j), m8));
+      _mm256_storeu_ps(ex + j, v);
+      zs = _mm256_add_ps(zs, v);
+      if (P) {
         // inclusive scan of the 8 lanes, plus what came before
         __m256 x = _mm256_add_ps(v, _mm256_castsi256_ps(_mm256_slli_si256(_mm256_castps_si256(v), 4)));
         x = _mm256_add_ps(x, _mm256_castsi256_ps(_mm256_slli_si256(_mm256_castps_si256(x), 8)));
@@ -633,17 +761,9 @@ int64_t squeezedStep(const SqueezedStep& a) {
         // the carry's chain is one add per 8 slots (the lanes' total does not wait for it)
         carry = _mm256_add_ps(carry, _mm256_permutevar8x32_ps(x, _mm256_set1_epi32(7)));
       }
-    } else
-      for (int64_t j = 0; j < n8; j += 8) {
-        const __m256 v = exp8(_mm256_sub_ps(_mm256_loadu_ps(l + j), m8));
-        _mm256_storeu_ps(ex + j, v);
-        zs = _mm256_add_ps(zs, v);
-      }
-    double z = hsum(zs);
-    for (int64_t j = n8; j < nc; j++) {
-      ex[j] = std::exp(l[j] - m);
-      z += ex[j];
     }
+    z = hsum(zs);
+#endif
     if (pre) {
       double zo = 0;  // the other groups' mass, against gm_h
       const float* em = S.est.data() + h * NGp;
@@ -657,7 +777,17 @@ int64_t squeezedStep(const SqueezedStep& a) {
   // weight of each candidate slot: the best estimated softmax weight over the group's heads (−1: not one)
   S.w.resize(nc);
   int64_t cands = 0;
-  for (int64_t j = 0; j < nc; j += 8) {  // nc is a multiple of 16
+#if KV_VNNI
+  for (int64_t i = 0; i < nb; i++) {
+    const int64_t j = i * SQ_BLOCK;
+    __m512 best = _mm512_setzero_ps();
+    for (int h = 0; h < G; h++)
+      best = _mm512_max_ps(best, _mm512_mul_ps(_mm512_loadu_ps(S.ex.data() + h * nc + j), _mm512_set1_ps(invz[h])));
+    _mm512_storeu_ps(S.w.data() + j, _mm512_mask_blend_ps(static_cast<__mmask16>(S.vm[i]), _mm512_set1_ps(-1.0f), best));
+    cands += __builtin_popcount(S.vm[i]);
+  }
+#else
+  for (int64_t j = 0; j < nc; j += 8) {
     __m256 best = _mm256_setzero_ps();
     for (int h = 0; h < G; h++)
       best = _mm256_max_ps(best, _mm256_mul_ps(_mm256_loadu_ps(S.ex.data() + h * nc + j), _mm256_set1_ps(invz[h])));
@@ -666,6 +796,7 @@ int64_t squeezedStep(const SqueezedStep& a) {
     _mm256_storeu_ps(S.w.data() + j, _mm256_blendv_ps(_mm256_set1_ps(-1.0f), best, on));
     cands += __builtin_popcount(static_cast<unsigned>(_mm256_movemask_ps(on)));
   }
+#endif
   S.keep.assign(nc, 0);
   int64_t kept = 0;
   if (a.take < 0) {
