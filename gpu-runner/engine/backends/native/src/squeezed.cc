@@ -123,6 +123,9 @@ struct Scratch {
   Buf<uint8_t> keep, cand, valid;
   Buf<uint32_t> km;
   Buf<uint16_t> vm;  // [compact blocks] candidate lanes (VNNI scoring)
+  Buf<float> bm;     // [G][compact blocks] max of exp(logit − max) per block (VNNI)
+  Buf<uint16_t> kmask, gvm;  // [compact blocks] kept lanes; [group blocks] real groups' lanes
+  Buf<int32_t> gblk;         // [group blocks] 0, 1, …
 };
 
 #if !KV_VNNI
@@ -542,42 +545,39 @@ void addAllGroups(const float* wg, int G, int64_t groups, const float* gv, int d
 
 /**
  * The budget's choice (key-sketch.ts pickKeys): compact blocks ranked by their best candidate's weight
- * (ties by block, i.e. by cache block: compact blocks ascend), taken in rounds while ⌊(take − kept)/16⌋ > 0
- * (each round that many more blocks, every candidate of them kept), then the next block's best candidates
- * (ties by slot) up to take. Marks S.keep; returns the keys kept.
+ * S.bs[i] (< 0: no candidate; ties by block, i.e. by cache block: compact blocks ascend), taken in rounds
+ * while ⌊(take − kept)/16⌋ > 0 (each round that many more blocks, every candidate of them kept), then the
+ * next block's best candidates (ties by slot) up to take. lanes(i, w): block i's 16 slot weights (−1 off
+ * the candidates) into w. Marks S.keep; returns the keys kept.
  */
-int64_t pickBlocks(Scratch& S, int64_t nb, int64_t take) {
-  const float* w = S.w.data();
-  S.bs.resize(nb);
+template <typename Lanes>
+int64_t pickBlocks(Scratch& S, int64_t nb, int64_t take, Lanes lanes) {
   S.order.clear();
-  for (int64_t i = 0; i < nb; i++) {
-#if KV_VNNI
-    const float b = _mm512_reduce_max_ps(_mm512_loadu_ps(w + i * SQ_BLOCK));
-#else
-    const float b = hmax(_mm256_max_ps(_mm256_loadu_ps(w + i * SQ_BLOCK), _mm256_loadu_ps(w + i * SQ_BLOCK + 8)));
-#endif
-    S.bs[i] = b;
-    if (b >= 0) S.order.push_back(static_cast<int32_t>(i));
-  }
+  for (int64_t i = 0; i < nb; i++)
+    if (S.bs[i] >= 0) S.order.push_back(static_cast<int32_t>(i));
   const float* bs = S.bs.data();
   auto better = [bs](int32_t x, int32_t y) { return bs[x] > bs[y] || (bs[x] == bs[y] && x < y); };
   const int64_t cnt = static_cast<int64_t>(S.order.size());
   int64_t kept = 0, at = 0;
+  alignas(64) float w[SQ_BLOCK];
   for (int64_t full = take / SQ_BLOCK; full > 0 && at < cnt; full = (take - kept) / SQ_BLOCK) {
     const int64_t to = std::min(cnt, at + full);
     if (to < cnt) std::nth_element(S.order.begin() + at, S.order.begin() + to, S.order.end(), better);
-    for (; at < to; at++)
-      for (int64_t j = S.order[at] * SQ_BLOCK, e = j + SQ_BLOCK; j < e; j++)
-        if (w[j] >= 0) S.keep[j] = 1, kept++;
+    for (; at < to; at++) {
+      const int64_t j0 = static_cast<int64_t>(S.order[at]) * SQ_BLOCK;
+      for (int64_t j = j0; j < j0 + SQ_BLOCK; j++)
+        if (S.valid[j]) S.keep[j] = 1, kept++;
+    }
   }
   if (at < cnt && kept < take) {
     if (at + 1 < cnt) std::nth_element(S.order.begin() + at, S.order.begin() + at, S.order.end(), better);
-    int32_t lanes[SQ_BLOCK];
+    lanes(S.order[at], w);
+    int32_t ls[SQ_BLOCK];
     int m = 0;
-    for (int32_t j = S.order[at] * SQ_BLOCK, e = j + SQ_BLOCK; j < e; j++)
-      if (w[j] >= 0) lanes[m++] = j;
-    std::sort(lanes, lanes + m, [w](int32_t x, int32_t y) { return w[x] > w[y] || (w[x] == w[y] && x < y); });
-    for (int i = 0; i < m && kept < take; i++) S.keep[lanes[i]] = 1, kept++;
+    for (int k = 0; k < SQ_BLOCK; k++)
+      if (w[k] >= 0) ls[m++] = k;
+    std::sort(ls, ls + m, [&w](int32_t x, int32_t y) { return w[x] > w[y] || (w[x] == w[y] && x < y); });
+    for (int i = 0; i < m && kept < take; i++) S.keep[static_cast<int64_t>(S.order[at]) * SQ_BLOCK + ls[i]] = 1, kept++;
   }
   return kept;
 }
@@ -720,6 +720,9 @@ int64_t squeezedStep(const SqueezedStep& a) {
   float invz[MAXG], rel[MAXG];
   const bool sums = a.gvals != nullptr;
   if (sums) S.pre.resize(static_cast<size_t>(G) * (nc + 1));
+#if KV_VNNI
+  S.bm.resize(static_cast<size_t>(G) * nb);
+#endif
   for (int h = 0; h < G; h++) {
     float* l = S.logit.data() + h * nc;
     float* ex = S.ex.data() + h * nc;
@@ -733,9 +736,11 @@ int64_t squeezedStep(const SqueezedStep& a) {
 #if KV_VNNI
     const __m512 m16 = _mm512_set1_ps(m);
     __m512 zs = _mm512_setzero_ps(), carry = _mm512_setzero_ps();
+    float* bm = S.bm.data() + h * nb;
     for (int64_t j = 0; j < nc; j += 16) {
       const __m512 v = exp16(_mm512_sub_ps(_mm512_loadu_ps(l + j), m16));
       _mm512_storeu_ps(ex + j, v);
+      bm[j / 16] = _mm512_mask_reduce_max_ps(static_cast<__mmask16>(S.vm[j / 16]), v);
       zs = _mm512_add_ps(zs, v);
       if (P) {  // inclusive scan of the 16 lanes plus what came before (one add per 16 slots on the chain)
         const __m512 x = scan16(v);
@@ -774,37 +779,51 @@ int64_t squeezedStep(const SqueezedStep& a) {
     }
     invz[h] = z > 0 ? static_cast<float>(1.0 / z) : 0.0f;
   }
-  // weight of each candidate slot: the best estimated softmax weight over the group's heads (−1: not one)
-  S.w.resize(nc);
-  int64_t cands = 0;
+  // weight of each candidate slot: the best estimated softmax weight over the group's heads (−1: not one);
+  // a block's score: its best candidate's (S.bs, −1: none)
+  int64_t kept = 0;
+  S.keep.assign(nc, 0);
+  S.bs.resize(nb);
+  auto slotWeights = [&](int64_t j, float* w) {  // the 16 slots of compact block j / 16
 #if KV_VNNI
-  for (int64_t i = 0; i < nb; i++) {
-    const int64_t j = i * SQ_BLOCK;
     __m512 best = _mm512_setzero_ps();
     for (int h = 0; h < G; h++)
       best = _mm512_max_ps(best, _mm512_mul_ps(_mm512_loadu_ps(S.ex.data() + h * nc + j), _mm512_set1_ps(invz[h])));
-    _mm512_storeu_ps(S.w.data() + j, _mm512_mask_blend_ps(static_cast<__mmask16>(S.vm[i]), _mm512_set1_ps(-1.0f), best));
-    cands += __builtin_popcount(S.vm[i]);
-  }
+    _mm512_storeu_ps(w, _mm512_mask_blend_ps(static_cast<__mmask16>(S.vm[j / SQ_BLOCK]), _mm512_set1_ps(-1.0f), best));
 #else
-  for (int64_t j = 0; j < nc; j += 8) {
-    __m256 best = _mm256_setzero_ps();
-    for (int h = 0; h < G; h++)
-      best = _mm256_max_ps(best, _mm256_mul_ps(_mm256_loadu_ps(S.ex.data() + h * nc + j), _mm256_set1_ps(invz[h])));
-    const __m128i v8 = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(S.valid.data() + j));
-    const __m256 on = _mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_cvtepu8_epi32(v8), _mm256_setzero_si256()));
-    _mm256_storeu_ps(S.w.data() + j, _mm256_blendv_ps(_mm256_set1_ps(-1.0f), best, on));
-    cands += __builtin_popcount(static_cast<unsigned>(_mm256_movemask_ps(on)));
-  }
+    for (int k = 0; k < SQ_BLOCK; k += 8) {
+      __m256 best = _mm256_setzero_ps();
+      for (int h = 0; h < G; h++)
+        best = _mm256_max_ps(best, _mm256_mul_ps(_mm256_loadu_ps(S.ex.data() + h * nc + j + k), _mm256_set1_ps(invz[h])));
+      const __m128i v8 = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(S.valid.data() + j + k));
+      const __m256 on = _mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_cvtepu8_epi32(v8), _mm256_setzero_si256()));
+      _mm256_storeu_ps(w + k, _mm256_blendv_ps(_mm256_set1_ps(-1.0f), best, on));
+    }
 #endif
-  S.keep.assign(nc, 0);
-  int64_t kept = 0;
+  };
   if (a.take < 0) {
+    S.w.resize(nc);
+    for (int64_t j = 0; j < nc; j += SQ_BLOCK) slotWeights(j, S.w.data() + j);
     const float cut = static_cast<float>(a.tau / static_cast<double>(std::max<int64_t>(1, selectable)));
     for (int64_t j = 0; j < nc; j++)
       if (S.valid[j] && S.w[j] >= cut) S.keep[j] = 1, kept++;
-  } else if (a.take > 0 && cands > 0) {
-    kept = pickBlocks(S, nb, a.take);
+  } else if (a.take > 0) {
+#if KV_VNNI
+    // max over lanes of exp(l − m_h) · invz_h = max over lanes of the weights (a positive factor keeps the
+    // order of the rounded products), so the per-block maxima of the exp pass rank the blocks
+    for (int64_t i = 0; i < nb; i++) {
+      float b = 0;
+      for (int h = 0; h < G; h++) b = std::max(b, S.bm[h * nb + i] * invz[h]);
+      S.bs[i] = S.vm[i] ? b : -1.0f;
+    }
+#else
+    alignas(32) float w[SQ_BLOCK];
+    for (int64_t i = 0; i < nb; i++) {
+      slotWeights(i * SQ_BLOCK, w);
+      S.bs[i] = hmax(_mm256_max_ps(_mm256_loadu_ps(w), _mm256_loadu_ps(w + 8)));
+    }
+#endif
+    kept = pickBlocks(S, nb, a.take, [&](int32_t i, float* w) { slotWeights(static_cast<int64_t>(i) * SQ_BLOCK, w); });
   }
   // exact attention over the kept slots — whole kept blocks (a budget keeps whole blocks; rows of a block
   // are contiguous in the cache) in one list, a block's kept lanes as runs otherwise — the always-attended
@@ -814,9 +833,11 @@ int64_t squeezedStep(const SqueezedStep& a) {
   Exact ex(a, acc.data());
   S.kb.clear();
   S.km.clear();
+  S.kmask.resize(nb);
   for (int64_t i = 0; i < nb; i++) {
     const __m128i k16 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(S.keep.data() + i * SQ_BLOCK));
     const uint32_t m = static_cast<uint32_t>(_mm_movemask_epi8(_mm_cmpgt_epi8(k16, _mm_setzero_si128())));
+    S.kmask[i] = static_cast<uint16_t>(m);
     if (m) S.kb.push_back(static_cast<int32_t>(i)), S.km.push_back(m);
   }
   constexpr uint32_t FULL = (1u << SQ_BLOCK) - 1;
@@ -836,24 +857,34 @@ int64_t squeezedStep(const SqueezedStep& a) {
     // the prefilter left the group out; then each group's mean value once for every head
     S.ub.assign(static_cast<size_t>(NG) * G, 0.0f);
     float* wg = S.ub.data();
-    // each scored group's run of compact slots (a candidate group's blocks are all compact blocks,
-    // consecutive there as in the cache) from the running sums, less its kept slots (clamped at 0: the
-    // difference of two rounded sums)
-    for (int64_t t = 0; t < static_cast<int64_t>(S.kb.size()); t++)
-      for (uint32_t r = S.km[t]; r; r &= r - 1) {
-        const int64_t c = S.kb[t] * SQ_BLOCK + __builtin_ctz(r);
-        const int32_t g = a.grp[S.blocks[S.kb[t]] * SQ_BLOCK + __builtin_ctz(r)];
-        for (int h = 0; h < G; h++) wg[g * G + h] -= S.ex[h * nc + c];
-      }
-    S.inv.assign(npad / SQ_BLOCK, -1);
-    for (int64_t i = 0; i < nb; i++) S.inv[S.blocks[i]] = static_cast<int32_t>(i);
+    // each scored group's run of compact slots [c0, c1) (a candidate group's blocks are all compact
+    // blocks, consecutive there as in the cache; without the prefilter every block is, c = slot) piece by
+    // piece of its ≤ 2 blocks: a block with nothing kept from the running sums (clamped at 0: the
+    // difference of two rounded sums), a partly kept one lane by lane, a whole kept block not at all
+    if (pre) {
+      S.inv.assign(npad / SQ_BLOCK, -1);
+      for (int64_t i = 0; i < nb; i++) S.inv[S.blocks[i]] = static_cast<int32_t>(i);
+    }
     for (int64_t g = 0; g < NG; g++) {
       if (!S.cand[g] || a.gLen[g] == 0) continue;
-      const int64_t c0 = static_cast<int64_t>(S.inv[a.gStart[g] / SQ_BLOCK]) * SQ_BLOCK + a.gStart[g] % SQ_BLOCK;
+      const int64_t c0 = pre ? static_cast<int64_t>(S.inv[a.gStart[g] / SQ_BLOCK]) * SQ_BLOCK + a.gStart[g] % SQ_BLOCK
+                             : a.gStart[g];
       const int64_t c1 = c0 + a.gLen[g];
-      for (int h = 0; h < G; h++) {
-        const float* P = S.pre.data() + h * (nc + 1);
-        wg[g * G + h] = std::max(0.0f, wg[g * G + h] + (P[c1] - P[c0]));
+      float* w = wg + g * G;
+      for (int64_t lo = c0; lo < c1;) {
+        const int64_t i = lo / SQ_BLOCK, hi = std::min(c1, (i + 1) * SQ_BLOCK);
+        const uint32_t km = S.kmask[i];
+        if (km == 0) {
+          for (int h = 0; h < G; h++) {
+            const float* P = S.pre.data() + h * (nc + 1);
+            w[h] += std::max(0.0f, P[hi] - P[lo]);
+          }
+        } else if (km != FULL) {
+          for (int64_t j = lo; j < hi; j++)
+            if (!((km >> (j - i * SQ_BLOCK)) & 1))
+              for (int h = 0; h < G; h++) w[h] += S.ex[h * nc + j];
+        }
+        lo = hi;
       }
     }
     if (pre)
@@ -873,20 +904,38 @@ int64_t squeezedStep(const SqueezedStep& a) {
       setQuads(a, q8s, other, no, rest);
       S.rem.resize(static_cast<size_t>(G) * NGp);
       float* rem = S.rem.data();
+      float Rh[MAXG];
+#if KV_VNNI
+      const int64_t gb = NGp / SQ_BLOCK;  // every group block, the padding's lanes off
+      S.gblk.resize(gb);
+      S.gvm.resize(gb);
+      for (int64_t b = 0; b < gb; b++)
+        S.gblk[b] = static_cast<int32_t>(b), S.gvm[b] = static_cast<uint16_t>(laneMask(std::min<int64_t>(SQ_BLOCK, NG - b * SQ_BLOCK)));
+      scoreAll(a.gq, a.gqs, G, rest, f, NGp, S.gblk.data(), S.gvm.data(), gb, rem, NGp, Rh);
+#else
       for (int64_t b = 0; b < NGp / SQ_BLOCK; b++) scoreQuads(a.gq, a.gqs, G, rest, f, NGp, b, rem + b * SQ_BLOCK, NGp);
       for (int h = 0; h < G; h++) {
+        Rh[h] = -INFINITY;
+        for (int64_t g = 0; g < NG; g++) Rh[h] = std::max(Rh[h], rem[h * NGp + g]);
+      }
+#endif
+      for (int h = 0; h < G; h++) {
         float* rh = rem + h * NGp;
-        float R = -INFINITY;
-        for (int64_t g = 0; g < NG; g++) R = std::max(R, rh[g]);
+        const float R = Rh[h];
+#if KV_VNNI
+        const __m512 R16 = _mm512_set1_ps(R);
+        for (int64_t g = 0; g < NGp; g += 16) _mm512_storeu_ps(rh + g, exp16(_mm512_sub_ps(_mm512_loadu_ps(rh + g), R16)));
+#else
         const __m256 R8 = _mm256_set1_ps(R);
         for (int64_t g = 0; g < NGp; g += 8) _mm256_storeu_ps(rh + g, exp8(_mm256_sub_ps(_mm256_loadu_ps(rh + g), R8)));
+#endif
         const float out = std::exp(-R);
         for (int64_t g = 0; g < NG; g++) wg[g * G + h] *= S.cand[g] ? rh[g] : out;
         mx[h] += R;
       }
     }
-    for (int h = 0; h < G; h++)
-      for (int64_t g = 0; g < NG; g++) za[h] += wg[g * G + h];
+    for (int64_t g = 0; g < NG; g++)  // the heads' chains side by side
+      for (int h = 0; h < G; h++) za[h] += wg[g * G + h];
     addAllGroups(wg, G, NG, a.gvals, d, acc.data());
   }
   // exact (against M_h) ⊕ left-out (against mx_h), both moved to the larger of the two
