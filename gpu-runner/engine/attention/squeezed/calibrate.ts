@@ -17,7 +17,7 @@ import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
 import type { SqueezedControl } from '../../../../contracts/squeezed.ts';
-import { keyWeights, plainSketch, scoreKeys } from './key-sketch.ts';
+import { keyLogWeights, plainSketch, scoreKeys } from './key-sketch.ts';
 import { headFractions, type SelectMode, scoreClusters } from './select.ts';
 import type { SqueezedIndex } from './types.ts';
 
@@ -73,7 +73,7 @@ export function calibrateKeyThreshold(
         for (let r = 0; r < rows; r += rowStep) {
           const from = (r * heads + g * group) * d;
           const { logits, lse, valid } = scoreKeys(s, q.subarray(from, from + group * d), group, scale);
-          votes.push(Float64Array.from(keyWeights(s, logits, lse, group, valid), (w) => w * m));
+          votes.push(Float64Array.from(keyLogWeights(s, logits, lse, group, valid), (lw) => Math.exp(lw) * m));
         }
       }
     }

@@ -81,6 +81,8 @@ napi_value squeezedStepFn(napi_env env, napi_callback_info info) {
       a.gq = mem.at<const uint8_t>(gq, gpad * a.d, "gq");
       a.gqs = mem.at<const float>(gqs, gpad * 4, "gqs");
     }
+    if (a.gvals && !a.gq)
+      throw Error("squeezedStep: the left-out share (gvals) needs the groups' mean keys (gq, gqs)");
     for (int64_t g = 0, at = 0; g < a.groups; g++) {
       if (a.gLen[g] < 0 || a.gStart[g] < at || a.gStart[g] + static_cast<int64_t>(a.gLen[g]) > a.n)
         throw Error("squeezedStep: groups must be ascending, disjoint runs inside [0, n)");

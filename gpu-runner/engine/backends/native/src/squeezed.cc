@@ -118,12 +118,14 @@ struct Buf {
 };
 
 struct Scratch {
-  Buf<float> logit, ex, w, sel, est, ub, wg, bs, rem, pre;
+  Buf<float> logit, w, sel, est, ub, wg, bs;
   Buf<int32_t> blocks, order, inv, kb;
   Buf<uint8_t> keep, cand, valid;
   Buf<uint32_t> km;
   Buf<uint16_t> vm;  // [compact blocks] candidate lanes (VNNI scoring)
-  Buf<float> bm;     // [G][compact blocks] max of exp(logit − max) per block (VNNI)
+  Buf<float> bm;     // [G][compact blocks, padded to 16] each block's best logit
+  Buf<float> cg;     // [groups] slots left out
+  Buf<float> gest;   // [G][groups padded to 16] q · mean key, then exp(· − R)
   Buf<uint16_t> kmask, gvm;  // [compact blocks] kept lanes; [group blocks] real groups' lanes
   Buf<int32_t> gblk;         // [group blocks] 0, 1, …
 };
@@ -277,12 +279,13 @@ constexpr int SCORE_AHEAD = 32;
 
 /**
  * scoreQuads over compact blocks 0 … nb (cache block blocks[i]), the candidate lanes vm[i] kept and −∞
- * elsewhere: logits out[h·stride + 16i + lane] and each head's max hmax[h]. GG heads unrolled (0: Gr at run
- * time) so the accumulators and maxima stay in registers.
+ * elsewhere: logits out[h·stride + 16i + lane], each head's max hmax[h] and (bm not null) each block's
+ * bm[h·bmStride + i]. GG heads unrolled (0: Gr at run time) so the accumulators and maxima stay in registers.
  */
 template <int GG>
 void scoreList(const uint8_t* k8, const float* kscale, int Gr, const Quads& qd, const float* f, int64_t npad,
-               const int32_t* blocks, const uint16_t* vm, int64_t nb, float* out, int64_t stride, float* hmax) {
+               const int32_t* blocks, const uint16_t* vm, int64_t nb, float* out, int64_t stride, float* hmax,
+               float* bm, int64_t bmStride) {
   constexpr int GM = GG == 0 ? MAXG : GG;
   const int G = GG == 0 ? Gr : GG;
   const __m512 ninf = _mm512_set1_ps(-INFINITY);
@@ -307,6 +310,7 @@ void scoreList(const uint8_t* k8, const float* kscale, int Gr, const Quads& qd, 
       const __m512 m = _mm512_mask_blend_ps(static_cast<__mmask16>(vm[i]), ninf, v);
       _mm512_storeu_ps(out + h * stride + i * SQ_BLOCK, m);
       hm[h] = _mm512_max_ps(hm[h], m);
+      if (bm) bm[h * bmStride + i] = _mm512_reduce_max_ps(m);
     }
   }
   for (int h = 0; h < G; h++) hmax[h] = _mm512_reduce_max_ps(hm[h]);
@@ -314,11 +318,12 @@ void scoreList(const uint8_t* k8, const float* kscale, int Gr, const Quads& qd, 
 
 /** scoreList with the group's head count unrolled where it is a common one. */
 void scoreAll(const uint8_t* k8, const float* kscale, int G, const Quads& qd, const float* f, int64_t npad,
-              const int32_t* blocks, const uint16_t* vm, int64_t nb, float* out, int64_t stride, float* hmax) {
+              const int32_t* blocks, const uint16_t* vm, int64_t nb, float* out, int64_t stride, float* hmax,
+              float* bm = nullptr, int64_t bmStride = 0) {
   switch (G) {
 #define KV_SCORE(GG) \
   case GG:           \
-    return scoreList<GG>(k8, kscale, G, qd, f, npad, blocks, vm, nb, out, stride, hmax);
+    return scoreList<GG>(k8, kscale, G, qd, f, npad, blocks, vm, nb, out, stride, hmax, bm, bmStride);
     KV_SCORE(1)
     KV_SCORE(2)
     KV_SCORE(3)
@@ -327,7 +332,7 @@ void scoreAll(const uint8_t* k8, const float* kscale, int G, const Quads& qd, co
     KV_SCORE(8)
 #undef KV_SCORE
     default:
-      return scoreList<0>(k8, kscale, G, qd, f, npad, blocks, vm, nb, out, stride, hmax);
+      return scoreList<0>(k8, kscale, G, qd, f, npad, blocks, vm, nb, out, stride, hmax, bm, bmStride);
   }
 }
 #endif
@@ -544,17 +549,17 @@ void addAllGroups(const float* wg, int G, int64_t groups, const float* gv, int d
 #endif
 
 /**
- * The budget's choice (key-sketch.ts pickKeys): compact blocks ranked by their best candidate's weight
- * S.bs[i] (< 0: no candidate; ties by block, i.e. by cache block: compact blocks ascend), taken in rounds
+ * The budget's choice (key-sketch.ts pickKeys): compact blocks ranked by their best candidate's log weight
+ * S.bs[i] (−∞: no candidate; ties by block, i.e. by cache block: compact blocks ascend), taken in rounds
  * while ⌊(take − kept)/16⌋ > 0 (each round that many more blocks, every candidate of them kept), then the
- * next block's best candidates (ties by slot) up to take. lanes(i, w): block i's 16 slot weights (−1 off
- * the candidates) into w. Marks S.keep; returns the keys kept.
+ * next block's best candidates (ties by slot) up to take. lanes(i, w): block i's 16 slot log weights (−∞
+ * off the candidates) into w. Marks S.keep; returns the keys kept.
  */
 template <typename Lanes>
 int64_t pickBlocks(Scratch& S, int64_t nb, int64_t take, Lanes lanes) {
   S.order.clear();
   for (int64_t i = 0; i < nb; i++)
-    if (S.bs[i] >= 0) S.order.push_back(static_cast<int32_t>(i));
+    if (S.bs[i] > -INFINITY) S.order.push_back(static_cast<int32_t>(i));
   const float* bs = S.bs.data();
   auto better = [bs](int32_t x, int32_t y) { return bs[x] > bs[y] || (bs[x] == bs[y] && x < y); };
   const int64_t cnt = static_cast<int64_t>(S.order.size());
@@ -575,7 +580,7 @@ int64_t pickBlocks(Scratch& S, int64_t nb, int64_t take, Lanes lanes) {
     int32_t ls[SQ_BLOCK];
     int m = 0;
     for (int k = 0; k < SQ_BLOCK; k++)
-      if (w[k] >= 0) ls[m++] = k;
+      if (w[k] > -INFINITY) ls[m++] = k;
     std::sort(ls, ls + m, [&w](int32_t x, int32_t y) { return w[x] > w[y] || (w[x] == w[y] && x < y); });
     for (int i = 0; i < m && kept < take; i++) S.keep[static_cast<int64_t>(S.order[at]) * SQ_BLOCK + ls[i]] = 1, kept++;
   }
@@ -655,11 +660,12 @@ int64_t squeezedStep(const SqueezedStep& a) {
   }
   const int64_t nb = static_cast<int64_t>(S.blocks.size()), nc = nb * SQ_BLOCK;  // compact slots
   S.logit.resize(G * nc + 8);
-  S.ex.resize(G * nc + 8);
   S.valid.resize(nc);
+  const int64_t nbp = (nb + SQ_BLOCK - 1) / SQ_BLOCK * SQ_BLOCK;  // blocks padded to 16
+  S.bm.assign(static_cast<size_t>(G) * nbp, -INFINITY);
 
-  // per block: its candidate lanes (S.valid, and the mask), its logits (off the candidates −∞) and the
-  // heads' max over them
+  // per block: its candidate lanes (S.valid, and the mask), its logits (off the candidates −∞), its best
+  // logit per head (S.bm [G][nbp], −∞ without a candidate) and the heads' max over them
   const __m128i byteBits = _mm_setr_epi8(1, 2, 4, 8, 16, 32, 64, -128, 1, 2, 4, 8, 16, 32, 64, -128);
   const __m128i byteSel = _mm_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
   auto lanesOf = [&](int64_t i) -> uint32_t {
@@ -685,7 +691,7 @@ int64_t squeezedStep(const SqueezedStep& a) {
 #if KV_VNNI
   S.vm.resize(nb);
   for (int64_t i = 0; i < nb; i++) S.vm[i] = static_cast<uint16_t>(lanesOf(i));
-  scoreAll(a.k8, a.ks, G, qd, f, npad, S.blocks.data(), S.vm.data(), nb, S.logit.data(), nc, hmx);
+  scoreAll(a.k8, a.ks, G, qd, f, npad, S.blocks.data(), S.vm.data(), nb, S.logit.data(), nc, hmx, S.bm.data(), nbp);
 #else
   __m256 hm[MAXG];
   for (int h = 0; h < G; h++) hm[h] = _mm256_set1_ps(-INFINITY);
@@ -709,121 +715,75 @@ int64_t squeezedStep(const SqueezedStep& a) {
       const __m256 l0 = _mm256_blendv_ps(ninf, _mm256_loadu_ps(l), on0);
       const __m256 l1 = _mm256_blendv_ps(ninf, _mm256_loadu_ps(l + 8), on1);
       if (vm != 0xffff) _mm256_storeu_ps(l, l0), _mm256_storeu_ps(l + 8, l1);
-      hm[h] = _mm256_max_ps(hm[h], _mm256_max_ps(l0, l1));
+      const __m256 lm = _mm256_max_ps(l0, l1);
+      hm[h] = _mm256_max_ps(hm[h], lm);
+      S.bm[h * nbp + i] = hmax(lm);
     }
   }
   for (int h = 0; h < G; h++) hmx[h] = hmax(hm[h]);
 #endif
-  // per head: e = exp(logit − max) (~0 off the candidates), z with the other groups' mass
-  // (approximating: and their running sums P [G][nc + 1], P[j] = Σ_{i<j} e_i, so a group's run of compact
-  // slots sums in one subtraction instead of a loop per group and head — groups average ~10 keys)
-  float invz[MAXG], rel[MAXG];
-  const bool sums = a.gvals != nullptr;
-  if (sums) S.pre.resize(static_cast<size_t>(G) * (nc + 1));
-#if KV_VNNI
-  S.bm.resize(static_cast<size_t>(G) * nb);
-#endif
+  // per head the log-normalizer estimate from the block maxima (key-sketch.ts scoreKeys): lse_h = m_h +
+  // log(Σ_b exp(bm_hb − m_h) + the other groups' mass where the prefilter left them out) — each block
+  // counted by its best key, so within log 16 below the keys' log-sum-exp and without an exponential per key
+  float lse[MAXG];
   for (int h = 0; h < G; h++) {
-    float* l = S.logit.data() + h * nc;
-    float* ex = S.ex.data() + h * nc;
     float m = std::max(mx[h], hmx[h]);
     if (m == -INFINITY) m = 0;  // nothing selectable
     mx[h] = m;
-    double z = 0;
-    float* P = sums ? S.pre.data() + h * (nc + 1) : nullptr;
-    if (P) P[0] = 0;
-    // nc is a multiple of 16
+    const float* bh = S.bm.data() + h * nbp;
 #if KV_VNNI
     const __m512 m16 = _mm512_set1_ps(m);
-    __m512 zs = _mm512_setzero_ps(), carry = _mm512_setzero_ps();
-    float* bm = S.bm.data() + h * nb;
-    for (int64_t j = 0; j < nc; j += 16) {
-      const __m512 v = exp16(_mm512_sub_ps(_mm512_loadu_ps(l + j), m16));
-      _mm512_storeu_ps(ex + j, v);
-      bm[j / 16] = _mm512_mask_reduce_max_ps(static_cast<__mmask16>(S.vm[j / 16]), v);
-      zs = _mm512_add_ps(zs, v);
-      if (P) {  // inclusive scan of the 16 lanes plus what came before (one add per 16 slots on the chain)
-        const __m512 x = scan16(v);
-        _mm512_storeu_ps(P + j + 1, _mm512_add_ps(x, carry));
-        carry = _mm512_add_ps(carry, _mm512_permutexvar_ps(_mm512_set1_epi32(15), x));
-      }
-    }
-    z = _mm512_reduce_add_ps(zs);
+    __m512 zs = _mm512_setzero_ps();
+    for (int64_t i = 0; i < nbp; i += 16) zs = _mm512_add_ps(zs, exp16(_mm512_sub_ps(_mm512_loadu_ps(bh + i), m16)));
+    double z = _mm512_reduce_add_ps(zs);
 #else
     const __m256 m8 = _mm256_set1_ps(m);
-    __m256 zs = _mm256_setzero_ps(), carry = _mm256_setzero_ps();
-    for (int64_t j = 0; j < nc; j += 8) {
-      const __m256 v = exp8(_mm256_sub_ps(_mm256_loadu_ps(l + j), m8));
-      _mm256_storeu_ps(ex + j, v);
-      zs = _mm256_add_ps(zs, v);
-      if (P) {
-        // inclusive scan of the 8 lanes, plus what came before
-        __m256 x = _mm256_add_ps(v, _mm256_castsi256_ps(_mm256_slli_si256(_mm256_castps_si256(v), 4)));
-        x = _mm256_add_ps(x, _mm256_castsi256_ps(_mm256_slli_si256(_mm256_castps_si256(x), 8)));
-        const __m256 lo = _mm256_permute2f128_ps(x, x, 0x08);  // [0, low half]
-        x = _mm256_add_ps(x, _mm256_shuffle_ps(lo, lo, 0xff));
-        _mm256_storeu_ps(P + j + 1, _mm256_add_ps(x, carry));
-        // the carry's chain is one add per 8 slots (the lanes' total does not wait for it)
-        carry = _mm256_add_ps(carry, _mm256_permutevar8x32_ps(x, _mm256_set1_epi32(7)));
-      }
-    }
-    z = hsum(zs);
+    __m256 zs = _mm256_setzero_ps();
+    for (int64_t i = 0; i < nbp; i += 8) zs = _mm256_add_ps(zs, exp8(_mm256_sub_ps(_mm256_loadu_ps(bh + i), m8)));
+    double z = hsum(zs);
 #endif
     if (pre) {
       double zo = 0;  // the other groups' mass, against gm_h
       const float* em = S.est.data() + h * NGp;
       for (int64_t g = 0; g < NG; g++)
         if (!S.cand[g]) zo += a.gLen[g] * em[g];
-      rel[h] = std::exp(gm[h] - m);
-      z += zo * rel[h];
+      z += zo * std::exp(gm[h] - m);
     }
-    invz[h] = z > 0 ? static_cast<float>(1.0 / z) : 0.0f;
+    lse[h] = z > 0 ? static_cast<float>(static_cast<double>(m) + std::log(z)) : m;
   }
-  // weight of each candidate slot: the best estimated softmax weight over the group's heads (−1: not one);
-  // a block's score: its best candidate's (S.bs, −1: none)
+  // a slot's log weight: max over the group's heads of logit − lse_h (−∞ off the candidates); a block's
+  // score: its best candidate's, max_h (bm_hb − lse_h)
   int64_t kept = 0;
   S.keep.assign(nc, 0);
-  S.bs.resize(nb);
-  auto slotWeights = [&](int64_t j, float* w) {  // the 16 slots of compact block j / 16
+  auto slotLogWeights = [&](int64_t j, float* w) {  // the 16 slots of compact block j / 16
 #if KV_VNNI
-    __m512 best = _mm512_setzero_ps();
+    __m512 best = _mm512_set1_ps(-INFINITY);
     for (int h = 0; h < G; h++)
-      best = _mm512_max_ps(best, _mm512_mul_ps(_mm512_loadu_ps(S.ex.data() + h * nc + j), _mm512_set1_ps(invz[h])));
-    _mm512_storeu_ps(w, _mm512_mask_blend_ps(static_cast<__mmask16>(S.vm[j / SQ_BLOCK]), _mm512_set1_ps(-1.0f), best));
+      best = _mm512_max_ps(best, _mm512_sub_ps(_mm512_loadu_ps(S.logit.data() + h * nc + j), _mm512_set1_ps(lse[h])));
+    _mm512_storeu_ps(w, best);
 #else
     for (int k = 0; k < SQ_BLOCK; k += 8) {
-      __m256 best = _mm256_setzero_ps();
+      __m256 best = _mm256_set1_ps(-INFINITY);
       for (int h = 0; h < G; h++)
-        best = _mm256_max_ps(best, _mm256_mul_ps(_mm256_loadu_ps(S.ex.data() + h * nc + j + k), _mm256_set1_ps(invz[h])));
-      const __m128i v8 = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(S.valid.data() + j + k));
-      const __m256 on = _mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_cvtepu8_epi32(v8), _mm256_setzero_si256()));
-      _mm256_storeu_ps(w + k, _mm256_blendv_ps(_mm256_set1_ps(-1.0f), best, on));
+        best = _mm256_max_ps(best, _mm256_sub_ps(_mm256_loadu_ps(S.logit.data() + h * nc + j + k), _mm256_set1_ps(lse[h])));
+      _mm256_storeu_ps(w + k, best);
     }
 #endif
   };
   if (a.take < 0) {
     S.w.resize(nc);
-    for (int64_t j = 0; j < nc; j += SQ_BLOCK) slotWeights(j, S.w.data() + j);
-    const float cut = static_cast<float>(a.tau / static_cast<double>(std::max<int64_t>(1, selectable)));
+    for (int64_t j = 0; j < nc; j += SQ_BLOCK) slotLogWeights(j, S.w.data() + j);
+    const float cut = static_cast<float>(std::log(a.tau / static_cast<double>(std::max<int64_t>(1, selectable))));
     for (int64_t j = 0; j < nc; j++)
       if (S.valid[j] && S.w[j] >= cut) S.keep[j] = 1, kept++;
   } else if (a.take > 0) {
-#if KV_VNNI
-    // max over lanes of exp(l − m_h) · invz_h = max over lanes of the weights (a positive factor keeps the
-    // order of the rounded products), so the per-block maxima of the exp pass rank the blocks
+    S.bs.resize(nb);
     for (int64_t i = 0; i < nb; i++) {
-      float b = 0;
-      for (int h = 0; h < G; h++) b = std::max(b, S.bm[h * nb + i] * invz[h]);
-      S.bs[i] = S.vm[i] ? b : -1.0f;
+      float b = -INFINITY;
+      for (int h = 0; h < G; h++) b = std::max(b, S.bm[h * nbp + i] - lse[h]);
+      S.bs[i] = b;
     }
-#else
-    alignas(32) float w[SQ_BLOCK];
-    for (int64_t i = 0; i < nb; i++) {
-      slotWeights(i * SQ_BLOCK, w);
-      S.bs[i] = hmax(_mm256_max_ps(_mm256_loadu_ps(w), _mm256_loadu_ps(w + 8)));
-    }
-#endif
-    kept = pickBlocks(S, nb, a.take, [&](int32_t i, float* w) { slotWeights(static_cast<int64_t>(i) * SQ_BLOCK, w); });
+    kept = pickBlocks(S, nb, a.take, [&](int32_t i, float* w) { slotLogWeights(static_cast<int64_t>(i) * SQ_BLOCK, w); });
   }
   // exact attention over the kept slots — whole kept blocks (a budget keeps whole blocks; rows of a block
   // are contiguous in the cache) in one list, a block's kept lanes as runs otherwise — the always-attended
@@ -848,91 +808,67 @@ int64_t squeezedStep(const SqueezedStep& a) {
   ex.blocks(S.order.data(), static_cast<int64_t>(S.order.size()));
   for (int64_t p = 0; p < a.alwaysPairs; p++) ex.run(a.always[2 * p], a.always[2 * p + 1]);
   ex.run(n, a.end);
-  // the left-out share: candidates not kept, Σ exp(logit − max) per group (a group's candidates are a run
-  // of compact slots) × its mean value; other groups len · exp(est − max) × theirs
-  const bool approx = a.gvals && kept < selectable;
+  // the left-out share, clustered attention (key-sketch.ts leftOutShare): each group's slots not kept, c_g,
+  // as c_g · exp(est_hg − R_h) with the group's mean value; est_hg = q_h · the group's int8 mean key over
+  // every channel (scored like the keys), R_h = max_g est_hg
+  const bool approx = a.gvals && a.gq && kept < selectable;
   double za[MAXG] = {};
   if (approx) {
-    // per group and head: Σ exp(logit − max) of its candidates not kept, or len · exp(est − max) where
-    // the prefilter left the group out; then each group's mean value once for every head
-    S.ub.assign(static_cast<size_t>(NG) * G, 0.0f);
-    float* wg = S.ub.data();
-    // each scored group's run of compact slots [c0, c1) (a candidate group's blocks are all compact
-    // blocks, consecutive there as in the cache; without the prefilter every block is, c = slot) piece by
-    // piece of its ≤ 2 blocks: a block with nothing kept from the running sums (clamped at 0: the
-    // difference of two rounded sums), a partly kept one lane by lane, a whole kept block not at all
     if (pre) {
       S.inv.assign(npad / SQ_BLOCK, -1);
       for (int64_t i = 0; i < nb; i++) S.inv[S.blocks[i]] = static_cast<int32_t>(i);
     }
+    // c_g: a candidate group's run of compact slots [c0, c1) (consecutive compact blocks, as in the
+    // cache; without the prefilter c = slot) less its kept lanes, block by block of its ≤ 2 blocks
+    S.cg.resize(NG);
     for (int64_t g = 0; g < NG; g++) {
-      if (!S.cand[g] || a.gLen[g] == 0) continue;
-      const int64_t c0 = pre ? static_cast<int64_t>(S.inv[a.gStart[g] / SQ_BLOCK]) * SQ_BLOCK + a.gStart[g] % SQ_BLOCK
-                             : a.gStart[g];
-      const int64_t c1 = c0 + a.gLen[g];
-      float* w = wg + g * G;
-      for (int64_t lo = c0; lo < c1;) {
-        const int64_t i = lo / SQ_BLOCK, hi = std::min(c1, (i + 1) * SQ_BLOCK);
-        const uint32_t km = S.kmask[i];
-        if (km == 0) {
-          for (int h = 0; h < G; h++) {
-            const float* P = S.pre.data() + h * (nc + 1);
-            w[h] += std::max(0.0f, P[hi] - P[lo]);
-          }
-        } else if (km != FULL) {
-          for (int64_t j = lo; j < hi; j++)
-            if (!((km >> (j - i * SQ_BLOCK)) & 1))
-              for (int h = 0; h < G; h++) w[h] += S.ex[h * nc + j];
+      int64_t c = a.gLen[g];
+      if (S.cand[g] && c > 0) {
+        const int64_t c0 = pre ? static_cast<int64_t>(S.inv[a.gStart[g] / SQ_BLOCK]) * SQ_BLOCK + a.gStart[g] % SQ_BLOCK
+                               : a.gStart[g];
+        for (int64_t lo = c0, c1 = c0 + c; lo < c1;) {
+          const int64_t i = lo / SQ_BLOCK, hi = std::min(c1, (i + 1) * SQ_BLOCK);
+          const uint32_t piece = laneMask(hi - lo) << (lo - i * SQ_BLOCK);
+          c -= __builtin_popcount(S.kmask[i] & piece);
+          lo = hi;
         }
-        lo = hi;
       }
+      S.cg[g] = static_cast<float>(c);
     }
-    if (pre)
-      for (int64_t g = 0; g < NG; g++)
-        if (!S.cand[g])
-          for (int h = 0; h < G; h++) wg[g * G + h] = a.gLen[g] * S.est[h * NGp + g] * rel[h];
-    if (a.gq && qd.Q < d / 4) {
-      // the unscored channels' part of each group's logits, q over them · the group's mean key
-      // (key-sketch.ts groupRemainder): a group's left-out weights × exp(rem − R_h), R_h = max_g rem;
-      // the left-out share's reference moves to mx_h + R_h (groups the prefilter left out: × exp(−R_h))
-      Quads rest;
-      int32_t other[64];
-      int no = 0;
-      for (int t = 0, k = 0; t < d / 4; t++)
-        if (k < qd.Q && qd.sel[k] == t) k++;
-        else other[no++] = t;
-      setQuads(a, q8s, other, no, rest);
-      S.rem.resize(static_cast<size_t>(G) * NGp);
-      float* rem = S.rem.data();
-      float Rh[MAXG];
+    Quads all;
+    int32_t every[64];
+    for (int t = 0; t < d / 4; t++) every[t] = t;
+    setQuads(a, q8s, every, d / 4, all);
+    S.gest.resize(static_cast<size_t>(G) * NGp);
+    float* est = S.gest.data();
+    float R[MAXG];
 #if KV_VNNI
-      const int64_t gb = NGp / SQ_BLOCK;  // every group block, the padding's lanes off
-      S.gblk.resize(gb);
-      S.gvm.resize(gb);
-      for (int64_t b = 0; b < gb; b++)
-        S.gblk[b] = static_cast<int32_t>(b), S.gvm[b] = static_cast<uint16_t>(laneMask(std::min<int64_t>(SQ_BLOCK, NG - b * SQ_BLOCK)));
-      scoreAll(a.gq, a.gqs, G, rest, f, NGp, S.gblk.data(), S.gvm.data(), gb, rem, NGp, Rh);
+    const int64_t gb = NGp / SQ_BLOCK;  // every group block, the padding's lanes off
+    S.gblk.resize(gb);
+    S.gvm.resize(gb);
+    for (int64_t b = 0; b < gb; b++)
+      S.gblk[b] = static_cast<int32_t>(b), S.gvm[b] = static_cast<uint16_t>(laneMask(std::min<int64_t>(SQ_BLOCK, NG - b * SQ_BLOCK)));
+    scoreAll(a.gq, a.gqs, G, all, f, NGp, S.gblk.data(), S.gvm.data(), gb, est, NGp, R);
 #else
-      for (int64_t b = 0; b < NGp / SQ_BLOCK; b++) scoreQuads(a.gq, a.gqs, G, rest, f, NGp, b, rem + b * SQ_BLOCK, NGp);
-      for (int h = 0; h < G; h++) {
-        Rh[h] = -INFINITY;
-        for (int64_t g = 0; g < NG; g++) Rh[h] = std::max(Rh[h], rem[h * NGp + g]);
-      }
+    for (int64_t b = 0; b < NGp / SQ_BLOCK; b++) scoreQuads(a.gq, a.gqs, G, all, f, NGp, b, est + b * SQ_BLOCK, NGp);
+    for (int h = 0; h < G; h++) {
+      R[h] = -INFINITY;
+      for (int64_t g = 0; g < NG; g++) R[h] = std::max(R[h], est[h * NGp + g]);
+    }
 #endif
-      for (int h = 0; h < G; h++) {
-        float* rh = rem + h * NGp;
-        const float R = Rh[h];
+    S.ub.resize(static_cast<size_t>(NG) * G);
+    float* wg = S.ub.data();  // [groups][G]
+    for (int h = 0; h < G; h++) {
+      float* eh = est + h * NGp;
 #if KV_VNNI
-        const __m512 R16 = _mm512_set1_ps(R);
-        for (int64_t g = 0; g < NGp; g += 16) _mm512_storeu_ps(rh + g, exp16(_mm512_sub_ps(_mm512_loadu_ps(rh + g), R16)));
+      const __m512 R16 = _mm512_set1_ps(R[h]);
+      for (int64_t g = 0; g < NGp; g += 16) _mm512_storeu_ps(eh + g, exp16(_mm512_sub_ps(_mm512_loadu_ps(eh + g), R16)));
 #else
-        const __m256 R8 = _mm256_set1_ps(R);
-        for (int64_t g = 0; g < NGp; g += 8) _mm256_storeu_ps(rh + g, exp8(_mm256_sub_ps(_mm256_loadu_ps(rh + g), R8)));
+      const __m256 R8 = _mm256_set1_ps(R[h]);
+      for (int64_t g = 0; g < NGp; g += 8) _mm256_storeu_ps(eh + g, exp8(_mm256_sub_ps(_mm256_loadu_ps(eh + g), R8)));
 #endif
-        const float out = std::exp(-R);
-        for (int64_t g = 0; g < NG; g++) wg[g * G + h] *= S.cand[g] ? rh[g] : out;
-        mx[h] += R;
-      }
+      for (int64_t g = 0; g < NG; g++) wg[g * G + h] = S.cg[g] * eh[g];
+      mx[h] = R[h];
     }
     for (int64_t g = 0; g < NG; g++)  // the heads' chains side by side
       for (int h = 0; h < G; h++) za[h] += wg[g * G + h];
