@@ -119,8 +119,9 @@ struct Buf {
 
 struct Scratch {
   Buf<float> logit, w, sel, est, ub, wg, bs;
-  Buf<int32_t> blocks, order, inv, kb;
-  Buf<uint8_t> keep, cand, valid;
+  Buf<int32_t> blocks, order, kb;
+  Buf<uint8_t> cand, valid;
+  Buf<uint64_t> rank;  // pickBlocks' rank keys
   Buf<uint32_t> km;
   Buf<uint16_t> vm;  // [compact blocks] candidate lanes (VNNI scoring)
   Buf<float> bm;     // [G][compact blocks, padded to 16] each block's best logit
@@ -548,41 +549,49 @@ void addAllGroups(const float* wg, int G, int64_t groups, const float* gv, int d
 }
 #endif
 
+/** A block's rank key: ascending keys = descending scores, ties by ascending block (bits of a finite score). */
+inline uint64_t rankKey(float score, int64_t block) {
+  uint32_t u;
+  std::memcpy(&u, &score, 4);
+  const uint32_t asc = (u & 0x80000000u) ? ~u : (u | 0x80000000u);
+  return (static_cast<uint64_t>(~asc) << 32) | static_cast<uint32_t>(block);
+}
+
 /**
  * The budget's choice (key-sketch.ts pickKeys): compact blocks ranked by their best candidate's log weight
  * S.bs[i] (−∞: no candidate; ties by block, i.e. by cache block: compact blocks ascend), taken in rounds
- * while ⌊(take − kept)/16⌋ > 0 (each round that many more blocks, every candidate of them kept), then the
- * next block's best candidates (ties by slot) up to take. lanes(i, w): block i's 16 slot log weights (−∞
- * off the candidates) into w. Marks S.keep; returns the keys kept.
+ * while ⌊(take − kept)/16⌋ > 0 (each round that many more blocks, every candidate of them kept: S.vm[i]),
+ * then the next block's best candidates (ties by slot) up to take. lanes(i, w): block i's 16 slot log
+ * weights (−∞ off the candidates) into w. Sets the kept lanes S.kmask (zeroed by the caller); returns the
+ * keys kept.
  */
 template <typename Lanes>
 int64_t pickBlocks(Scratch& S, int64_t nb, int64_t take, Lanes lanes) {
-  S.order.clear();
+  S.rank.clear();
   for (int64_t i = 0; i < nb; i++)
-    if (S.bs[i] > -INFINITY) S.order.push_back(static_cast<int32_t>(i));
-  const float* bs = S.bs.data();
-  auto better = [bs](int32_t x, int32_t y) { return bs[x] > bs[y] || (bs[x] == bs[y] && x < y); };
-  const int64_t cnt = static_cast<int64_t>(S.order.size());
+    if (S.bs[i] > -INFINITY) S.rank.push_back(rankKey(S.bs[i], i));
+  const int64_t cnt = static_cast<int64_t>(S.rank.size());
   int64_t kept = 0, at = 0;
-  alignas(64) float w[SQ_BLOCK];
   for (int64_t full = take / SQ_BLOCK; full > 0 && at < cnt; full = (take - kept) / SQ_BLOCK) {
     const int64_t to = std::min(cnt, at + full);
-    if (to < cnt) std::nth_element(S.order.begin() + at, S.order.begin() + to, S.order.end(), better);
+    if (to < cnt) std::nth_element(S.rank.begin() + at, S.rank.begin() + to, S.rank.end());
     for (; at < to; at++) {
-      const int64_t j0 = static_cast<int64_t>(S.order[at]) * SQ_BLOCK;
-      for (int64_t j = j0; j < j0 + SQ_BLOCK; j++)
-        if (S.valid[j]) S.keep[j] = 1, kept++;
+      const uint32_t i = static_cast<uint32_t>(S.rank[at]);
+      S.kmask[i] = S.vm[i];
+      kept += __builtin_popcount(S.vm[i]);
     }
   }
   if (at < cnt && kept < take) {
-    if (at + 1 < cnt) std::nth_element(S.order.begin() + at, S.order.begin() + at, S.order.end(), better);
-    lanes(S.order[at], w);
+    if (at + 1 < cnt) std::nth_element(S.rank.begin() + at, S.rank.begin() + at, S.rank.end());
+    const uint32_t i = static_cast<uint32_t>(S.rank[at]);
+    alignas(64) float w[SQ_BLOCK];
+    lanes(static_cast<int32_t>(i), w);
     int32_t ls[SQ_BLOCK];
     int m = 0;
     for (int k = 0; k < SQ_BLOCK; k++)
       if (w[k] > -INFINITY) ls[m++] = k;
     std::sort(ls, ls + m, [&w](int32_t x, int32_t y) { return w[x] > w[y] || (w[x] == w[y] && x < y); });
-    for (int i = 0; i < m && kept < take; i++) S.keep[static_cast<int64_t>(S.order[at]) * SQ_BLOCK + ls[i]] = 1, kept++;
+    for (int k = 0; k < m && kept < take; k++) S.kmask[i] |= static_cast<uint16_t>(1u << ls[k]), kept++;
   }
   return kept;
 }
@@ -688,8 +697,8 @@ int64_t squeezedStep(const SqueezedStep& a) {
     return vm;
   };
   float hmx[MAXG];
-#if KV_VNNI
   S.vm.resize(nb);
+#if KV_VNNI
   for (int64_t i = 0; i < nb; i++) S.vm[i] = static_cast<uint16_t>(lanesOf(i));
   scoreAll(a.k8, a.ks, G, qd, f, npad, S.blocks.data(), S.vm.data(), nb, S.logit.data(), nc, hmx, S.bm.data(), nbp);
 #else
@@ -706,6 +715,7 @@ int64_t squeezedStep(const SqueezedStep& a) {
     float* lb = S.logit.data() + i * SQ_BLOCK;
     scoreQuads(a.k8, a.ks, G, qd, f, npad, b, lb, nc);
     const uint32_t vm = lanesOf(i);
+    S.vm[i] = static_cast<uint16_t>(vm);
     const __m256i vmv = _mm256_set1_epi32(static_cast<int>(vm));
     const __m256 on0 = _mm256_castsi256_ps(_mm256_cmpeq_epi32(_mm256_and_si256(vmv, bitsLo), bitsLo));
     const __m256 on1 = _mm256_castsi256_ps(_mm256_cmpeq_epi32(_mm256_and_si256(vmv, bitsHi), bitsHi));
@@ -754,7 +764,7 @@ int64_t squeezedStep(const SqueezedStep& a) {
   // a slot's log weight: max over the group's heads of logit − lse_h (−∞ off the candidates); a block's
   // score: its best candidate's, max_h (bm_hb − lse_h)
   int64_t kept = 0;
-  S.keep.assign(nc, 0);
+  S.kmask.assign(nb, 0);
   auto slotLogWeights = [&](int64_t j, float* w) {  // the 16 slots of compact block j / 16
 #if KV_VNNI
     __m512 best = _mm512_set1_ps(-INFINITY);
@@ -775,7 +785,7 @@ int64_t squeezedStep(const SqueezedStep& a) {
     for (int64_t j = 0; j < nc; j += SQ_BLOCK) slotLogWeights(j, S.w.data() + j);
     const float cut = static_cast<float>(std::log(a.tau / static_cast<double>(std::max<int64_t>(1, selectable))));
     for (int64_t j = 0; j < nc; j++)
-      if (S.valid[j] && S.w[j] >= cut) S.keep[j] = 1, kept++;
+      if (S.valid[j] && S.w[j] >= cut) S.kmask[j / SQ_BLOCK] |= static_cast<uint16_t>(1u << (j % SQ_BLOCK)), kept++;
   } else if (a.take > 0) {
     S.bs.resize(nb);
     for (int64_t i = 0; i < nb; i++) {
@@ -793,13 +803,8 @@ int64_t squeezedStep(const SqueezedStep& a) {
   Exact ex(a, acc.data());
   S.kb.clear();
   S.km.clear();
-  S.kmask.resize(nb);
-  for (int64_t i = 0; i < nb; i++) {
-    const __m128i k16 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(S.keep.data() + i * SQ_BLOCK));
-    const uint32_t m = static_cast<uint32_t>(_mm_movemask_epi8(_mm_cmpgt_epi8(k16, _mm_setzero_si128())));
-    S.kmask[i] = static_cast<uint16_t>(m);
-    if (m) S.kb.push_back(static_cast<int32_t>(i)), S.km.push_back(m);
-  }
+  for (int64_t i = 0; i < nb; i++)
+    if (S.kmask[i]) S.kb.push_back(static_cast<int32_t>(i)), S.km.push_back(S.kmask[i]);
   constexpr uint32_t FULL = (1u << SQ_BLOCK) - 1;
   S.order.clear();  // the whole kept blocks, ascending (compact blocks ascend with the cache's)
   for (int64_t t = 0; t < static_cast<int64_t>(S.kb.size()); t++)
@@ -814,26 +819,12 @@ int64_t squeezedStep(const SqueezedStep& a) {
   const bool approx = a.gvals && a.gq && kept < selectable;
   double za[MAXG] = {};
   if (approx) {
-    if (pre) {
-      S.inv.assign(npad / SQ_BLOCK, -1);
-      for (int64_t i = 0; i < nb; i++) S.inv[S.blocks[i]] = static_cast<int32_t>(i);
-    }
-    // c_g: a candidate group's run of compact slots [c0, c1) (consecutive compact blocks, as in the
-    // cache; without the prefilter c = slot) less its kept lanes, block by block of its ≤ 2 blocks
+    // c_g: the group's slots less its kept ones (kept lanes are candidates: slots of a group)
     S.cg.resize(NG);
-    for (int64_t g = 0; g < NG; g++) {
-      int64_t c = a.gLen[g];
-      if (S.cand[g] && c > 0) {
-        const int64_t c0 = pre ? static_cast<int64_t>(S.inv[a.gStart[g] / SQ_BLOCK]) * SQ_BLOCK + a.gStart[g] % SQ_BLOCK
-                               : a.gStart[g];
-        for (int64_t lo = c0, c1 = c0 + c; lo < c1;) {
-          const int64_t i = lo / SQ_BLOCK, hi = std::min(c1, (i + 1) * SQ_BLOCK);
-          const uint32_t piece = laneMask(hi - lo) << (lo - i * SQ_BLOCK);
-          c -= __builtin_popcount(S.kmask[i] & piece);
-          lo = hi;
-        }
-      }
-      S.cg[g] = static_cast<float>(c);
+    for (int64_t g = 0; g < NG; g++) S.cg[g] = static_cast<float>(a.gLen[g]);
+    for (int64_t t = 0; t < static_cast<int64_t>(S.kb.size()); t++) {
+      const int32_t* gr = a.grp + static_cast<int64_t>(S.blocks[S.kb[t]]) * SQ_BLOCK;
+      for (uint32_t r = S.km[t]; r; r &= r - 1) S.cg[gr[__builtin_ctz(r)]] -= 1.0f;
     }
     Quads all;
     int32_t every[64];
