@@ -34,6 +34,7 @@
 // best groups until a share of the keys (DEFAULT_PREFILTER, at least the budget's) are scored per key; the others join the left-out share as
 // len·exp(q·mean) with their mean value (clustered attention). Group ranks are normalised per query head
 // by the clustered log-sum-exp L_h = log Σ_g len_g·exp(q_h·mean_g), so a group wins if one head needs it.
+import { f16ToF32, f32ToF16 } from '../../half.ts';
 import type { PlacedBlock } from './centroid-table.ts';
 import { BOUND_WEIGHT } from './select.ts';
 
@@ -83,7 +84,11 @@ export interface KeySketch {
   /** [n] summary group of each slot (a block's cluster or its window), −1 = always attended */
   group: Int32Array;
   groups: number;
-  /** [groups][d] mean value of each group; null when an index has no value means (drop-only) */
+  /**
+   * [groups][d] mean value of each group, rounded to IEEE half (the fused step reads them as halves: half
+   * the bytes of the left-out share's one pass over every group); null when an index has no value means
+   * (drop-only)
+   */
   values: Float32Array | null;
   /** coalesced [start, end) slot ranges always attended (blocks without an index) */
   always: Int32Array;
@@ -213,6 +218,7 @@ export function buildKeySketch(
     }
     values.set(v, i * d);
   }
+  if (values) values = f16ToF32(f32ToF16(values));
   const { q8, scale } = quantizeRows(keys, n, d);
   const ranges = Int32Array.from(always);
   let alwaysKeys = 0;

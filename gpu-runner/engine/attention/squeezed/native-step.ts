@@ -8,6 +8,7 @@ import { NativeWasmKernels } from '../../backends/native/backend.ts';
 import type { NativeSqueezedStep } from '../../backends/native/kernels.ts';
 import type { Backend, SeqSpan, Tensor } from '../../backends/types.ts';
 import { allocTensor, type WasmKVCache, type WasmTensor } from '../../backends/wasm/tensors.ts';
+import { f32ToF16 } from '../../half.ts';
 import { candidateKeys, type KeySketch } from './key-sketch.ts';
 
 /** Byte offsets of one sketch's arrays in the wasm memory (0 = none): those fields of the kernel's arguments. */
@@ -67,7 +68,7 @@ export class NativeSketches {
         cw: put(s.chanWeight),
         ks: put(ks),
         grp: put(s.group),
-        gvals: put(s.values),
+        gvals: put(s.values && f32ToF16(s.values)),
         always: put(s.always),
         gStart: put(s.gStart),
         gLen: put(s.gLen),

@@ -489,15 +489,15 @@ struct Exact {
  * outputs in registers across the groups.
  */
 template <int NV>
-void addGroups(const float* wg, int G, int h0, int HB, int64_t groups, const float* gv, int d, int c0, float* acc) {
+void addGroups(const float* wg, int G, int h0, int HB, int64_t groups, const uint16_t* gv, int d, int c0, float* acc) {
   __m512 o[4][NV];
   for (int i = 0; i < HB; i++)
     for (int c = 0; c < NV; c++) o[i][c] = _mm512_loadu_ps(acc + (h0 + i) * 2 * d + d + c0 + 16 * c);
   for (int64_t g = 0; g < groups; g++) {
     const float* w = wg + g * G + h0;
     __m512 v[NV];
-    const float* row = gv + g * d + c0;
-    for (int c = 0; c < NV; c++) v[c] = _mm512_loadu_ps(row + 16 * c);
+    const uint16_t* row = gv + g * d + c0;
+    for (int c = 0; c < NV; c++) v[c] = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(row + 16 * c)));
     for (int i = 0; i < HB; i++) {
       const __m512 x = _mm512_set1_ps(w[i]);
       for (int c = 0; c < NV; c++) o[i][c] = _mm512_fmadd_ps(x, v[c], o[i][c]);
@@ -508,7 +508,7 @@ void addGroups(const float* wg, int G, int h0, int HB, int64_t groups, const flo
 }
 
 /** acc's left-out halves += Σ_g wg[g][h]·v̄_g: 64 dims × 4 heads at a time (16 registers). */
-void addAllGroups(const float* wg, int G, int64_t groups, const float* gv, int d, float* acc) {
+void addAllGroups(const float* wg, int G, int64_t groups, const uint16_t* gv, int d, float* acc) {
   for (int c0 = 0; c0 < d; c0 += 64)
     for (int h0 = 0; h0 < G; h0 += 4) {
       const int hb = std::min(4, G - h0), nv = std::min(64, d - c0) / 16;
@@ -521,21 +521,22 @@ void addAllGroups(const float* wg, int G, int64_t groups, const float* gv, int d
 #else
 /** oa[0, 8·NV) += Σ_g w[g·stride]·gv[g·d + 0, 8·NV), the outputs in registers across the groups. */
 template <int NV>
-void addGroups(const float* w, int stride, int64_t groups, const float* gv, int d, float* oa) {
+void addGroups(const float* w, int stride, int64_t groups, const uint16_t* gv, int d, float* oa) {
   __m256 o[NV];
   for (int k = 0; k < NV; k++) o[k] = _mm256_loadu_ps(oa + 8 * k);
   for (int64_t g = 0; g < groups; g++) {
     const float x = w[g * stride];
     if (x == 0) continue;
     const __m256 x8 = _mm256_set1_ps(x);
-    const float* v = gv + g * d;
-    for (int k = 0; k < NV; k++) o[k] = _mm256_fmadd_ps(x8, _mm256_loadu_ps(v + 8 * k), o[k]);
+    const uint16_t* v = gv + g * d;
+    for (int k = 0; k < NV; k++)
+      o[k] = _mm256_fmadd_ps(x8, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(v + 8 * k))), o[k]);
   }
   for (int k = 0; k < NV; k++) _mm256_storeu_ps(oa + 8 * k, o[k]);
 }
 
 /** acc's left-out halves += Σ_g wg[g][h]·v̄_g: per head, 64 outputs at a time in registers. */
-void addAllGroups(const float* wg, int G, int64_t groups, const float* gv, int d, float* acc) {
+void addAllGroups(const float* wg, int G, int64_t groups, const uint16_t* gv, int d, float* acc) {
   for (int h = 0; h < G; h++) {
     float* oa = acc + h * 2 * d + d;
     for (int c0 = 0; c0 < d; c0 += 64) {

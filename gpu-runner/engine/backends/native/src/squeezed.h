@@ -31,7 +31,7 @@ struct SqueezedStep {
   const float* gqs;
   const int32_t* grp;  // [n] summary group, −1 = always attended
   int64_t n;
-  const float* gvals;  // [groups][d] group mean values, null = drop-only
+  const uint16_t* gvals;  // [groups][d] group mean values (IEEE halves), null = drop-only
   int64_t groups;
   const void* K;  // this layer and kv head: [pos][d], f32, (half) IEEE halves or (q8) int8 codes
   const void* V;
