@@ -377,7 +377,8 @@ export function scoreKeys(
     let z = 0;
     for (let b = 0; b < n; b += PICK_BLOCK) {
       let bm = Number.NEGATIVE_INFINITY;
-      for (let j = b; j < Math.min(n, b + PICK_BLOCK); j++) if (valid[j] && logits[r * n + j] > bm) bm = logits[r * n + j];
+      for (let j = b; j < Math.min(n, b + PICK_BLOCK); j++)
+        if (valid[j] && logits[r * n + j] > bm) bm = logits[r * n + j];
       if (bm > Number.NEGATIVE_INFINITY) z += Math.exp(bm - m);
     }
     if (pre) z += otherMass(s, pre, r) * Math.exp(pre.gm[r] - m);
