@@ -11,7 +11,8 @@
 // its d channels (SparQ's subset, key-sketch.ts; --channels, default DEFAULT_SCORE_CHANNELS; several
 // comma-separated give a row pair each), exact
 // attention over the budget's best 16-slot blocks (ranked by their best key) + the live tokens, and — `approximated` rows — the left-out keys'
-// share (their own logits, their cluster's mean value, merged by log-sum-exp); `dropped` rows discard it;
+// share (clustered attention: each cluster's keys not kept at its mean key with its mean value, merged by
+// log-sum-exp); `dropped` rows discard it;
 // on the native backend one fused call per kv head (native-step.ts). Scoring `clusters` (the earlier
 // method, for comparison): q read + centroid scoring (with the bound) + selection + grouped key-range
 // attention over the selected clusters and the window + the dropped clusters' share on the host. Per

@@ -208,7 +208,7 @@ const BLOCK = 16;
  * row, biased by 128 (unsigned: the VNNI instruction's unsigned operand; the kernel subtracts 128·Σ q8 over
  * the scored channels), so a step's chosen quads are read as Q contiguous streams; and the scales, padded.
  * The keys (built once when the sketch is laid out: n·d + 4n bytes, as the int8 copy) and the groups' mean
- * keys (the left-out share's remainder).
+ * keys (the left-out share's logit of each group, over every channel).
  */
 function quadMajor(
   q8: Int8Array,
