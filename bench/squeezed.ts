@@ -11,7 +11,8 @@
 // its d channels (SparQ's subset, key-sketch.ts; --channels, default DEFAULT_SCORE_CHANNELS; several
 // comma-separated give a row pair each), exact
 // attention over the budget's best 16-slot blocks (ranked by their best key) + the live tokens, and — `approximated` rows — the left-out keys'
-// share (their own logits, their cluster's mean value, merged by log-sum-exp); `dropped` rows discard it;
+// share (clustered attention: each cluster's keys not kept at its mean key with its mean value, merged by
+// log-sum-exp); `dropped` rows discard it;
 // on the native backend one fused call per kv head (native-step.ts). Scoring `clusters` (the earlier
 // method, for comparison): q read + centroid scoring (with the bound) + selection + grouped key-range
 // attention over the selected clusters and the window + the dropped clusters' share on the host. Per
@@ -95,6 +96,19 @@ const cpuMs = () => {
   const u = process.cpuUsage();
   return (u.user + u.system) / 1000;
 };
+
+/**
+ * A buffer twice the last-level cache (32 MiB here) read line by line before every timed pass, so each
+ * starts from a cold cache: without it a variant run right after another over the same layers found the
+ * int8 sketches and kept rows the first had pulled into L3.
+ */
+const EVICT = new Float64Array((64 * 2 ** 20) / 8);
+let _evictSink = 0; // keeps the reads live
+function evictCaches(): void {
+  let s = 0;
+  for (let i = 0; i < EVICT.length; i += 8) s += EVICT[i];
+  _evictSink += s;
+}
 
 /** Engine decode: the fixed context is assembled from chunks of this many tokens. */
 const CHUNK_TOKENS = 2048;
@@ -244,12 +258,14 @@ export async function run(args: string[]): Promise<number> {
         for (let r = 0; r < reps; r++) {
           // dense and every budget measured back to back within a rep, so machine load hits them alike;
           // a step = every layer in turn (per-layer times are that / LAYERS)
+          evictCaches();
           const a = performance.now();
           const ac = cpuMs();
           for (let l = 0; l < LAYERS; l++) wasm.free(wasm.attention(qt, l, [span], H, scale));
           denseCpu.push((cpuMs() - ac) / LAYERS);
           dense.push((performance.now() - a) / LAYERS);
           if (runner && qRunner && runnerSpan) {
+            evictCaches();
             const ha = performance.now();
             const hc = cpuMs();
             for (let l = 0; l < LAYERS; l++)
@@ -259,6 +275,7 @@ export async function run(args: string[]): Promise<number> {
           }
           variants.forEach((_, bi) => {
             const fc = fcs[bi];
+            evictCaches();
             const s0 = performance.now();
             const c0 = cpuMs();
             const ranged = [{ kind: 'ranges' as const, source: fc }];

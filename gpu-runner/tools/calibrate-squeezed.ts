@@ -50,7 +50,7 @@ try {
   const tau = calibrateKeyThreshold(samples, c.heads, scale, keep);
   const headWeights = calibrateHeadWeights(samples, c.heads, scale, keep);
   const path = await writeSqueezedSettings(values.model!, {
-    v: 3,
+    v: 4,
     tau,
     keepFraction: keep,
     pc: DEFAULT_PC,

@@ -183,6 +183,16 @@ describe('squeezed attention (host reference)', () => {
         fraction: 0.125,
       });
       expect(() => resolveControl(control({ mode: 'threshold' }), null)).toThrow(/calibrated/);
+      // a version-3 τ weighed keys against their log-sum-exp, which a step no longer computes: recalibrate
+      // (an explicit threshold still goes); version 4 is today's per-key τ
+      const v3 = settings && { ...settings, v: 3 as const };
+      expect(() => resolveControl(control({ mode: 'threshold' }), v3)).toThrow(/rerun .*calibrate-squeezed/);
+      expect(resolveControl(control({ mode: 'threshold', threshold: 2 }), v3)).toEqual({
+        kind: 'threshold',
+        tau: 2,
+      });
+      const v4 = settings && { ...settings, v: 4 as const };
+      expect(resolveControl(control({ mode: 'threshold' }), v4)).toEqual({ kind: 'threshold', tau });
       expect(() => control({ mode: 'budget', budget: 2 })).toThrow();
       expect(() => control({ mode: 'budget', fraction: 0.5 })).toThrow();
     } finally {

@@ -1,10 +1,10 @@
 // Per-key squeezed attention (key-sketch.ts, issue 23): every fixed-context key scored from its int8 copy,
-// exact attention over the budget's best keys, the left-out keys approximated (their own logits, their
-// cluster's mean value). A planted key inside a large cluster is kept; everything kept equals dense;
-// nothing kept equals the left-out approximation computed directly; approximating beats dropping; the
-// fused native step (native-step.ts, src/squeezed.cc) equals the host path. The prefilter (groups ranked by
-// mean + λ·spread before per-key scoring): the planted key's group is scored though its mean ranks lower;
-// with no group scored the step is clustered attention.
+// exact attention over the budget's best keys, the left-out keys approximated by clustered attention (each
+// group's keys not kept at its mean key, with its mean value). A planted key inside a large cluster is
+// kept; everything kept equals dense; nothing kept equals clustered attention computed directly (with and
+// without the prefilter); approximating beats dropping; the fused native step (native-step.ts,
+// src/squeezed.cc) equals the host path. The prefilter (groups ranked by mean + λ·spread before per-key
+// scoring): the planted key's group is scored though its mean ranks lower.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FixedContext } from '../../gpu-runner/engine/attention/squeezed/fixed-context.ts';
 import { buildIndex } from '../../gpu-runner/engine/attention/squeezed/index.ts';
@@ -12,7 +12,7 @@ import { calibrateKeyThreshold } from '../../gpu-runner/engine/attention/squeeze
 import {
   buildKeySketch,
   type KeySketch,
-  keyWeights,
+  keyLogWeights,
   PICK_BLOCK,
   pickKeys,
   pickQuads,
@@ -49,7 +49,7 @@ describe('per-key scoring', () => {
     const q = new Float32Array(d);
     q[1] = 4;
     const { logits, lse, valid } = scoreKeys(s, q, 1, 1 / Math.sqrt(d));
-    const keep = pickKeys(s, keyWeights(s, logits, lse, 1, valid), { take: 4, tau: 0 });
+    const keep = pickKeys(s, keyLogWeights(s, logits, lse, 1, valid), { take: 4, tau: 0 });
     expect(keep[157]).toBe(1);
     expect(keep.reduce((a, b) => a + b, 0)).toBe(4);
   });
@@ -84,7 +84,7 @@ describe('per-key scoring', () => {
     const keep = (q: Float32Array, channels: number) => {
       const quads = channels / 4;
       const { logits, lse, valid } = scoreKeys(s, q, 1, 1 / Math.sqrt(d), null, quads);
-      return pickKeys(s, keyWeights(s, logits, lse, 1, valid), { take: 16, tau: 0 });
+      return pickKeys(s, keyLogWeights(s, logits, lse, 1, valid), { take: 16, tau: 0 });
     };
     const q = new Float32Array(d);
     q[5] = 4;
@@ -129,7 +129,7 @@ describe('per-key scoring', () => {
     const pre = prefilter(s, q, 1, scale, 4, 0.5);
     expect(pre && Array.from(pre.cand)).toEqual([1, 0]);
     const { logits, lse, valid } = scoreKeys(s, q, 1, scale, pre);
-    const keep = pickKeys(s, keyWeights(s, logits, lse, 1, valid), { take: 4, tau: 0 });
+    const keep = pickKeys(s, keyLogWeights(s, logits, lse, 1, valid), { take: 4, tau: 0 });
     expect(keep[57]).toBe(1);
     expect(keep.subarray(m).reduce((a, b) => a + b, 0)).toBe(0);
   });
@@ -138,14 +138,14 @@ describe('per-key scoring', () => {
 describe('the budget by 16-slot blocks', () => {
   it('keeps whole blocks by their best key, fills the budget in rounds, then one block by its best keys', () => {
     // 8 blocks of 16 slots; slots 16..19 always attended (a block without index), so block 1 has 12
-    // candidates; weights: block b's slots at 0.01·b, with one strong key 0.5 in block 5
+    // candidates; log weights: block b's slots at 0.01·b, with one strong key 0.5 in block 5
     const n = 8 * PICK_BLOCK;
     const group = new Int32Array(n);
     group.fill(-1, 16, 20);
     const s = { n, alwaysKeys: 4, group } as unknown as KeySketch;
     const w = new Float32Array(n);
     for (let j = 0; j < n; j++)
-      w[j] = group[j] < 0 ? -1 : 0.01 * Math.floor(j / PICK_BLOCK) + 1e-5 * (j % 16);
+      w[j] = group[j] < 0 ? Number.NEGATIVE_INFINITY : 0.01 * Math.floor(j / PICK_BLOCK) + 1e-5 * (j % 16);
     w[5 * PICK_BLOCK + 3] = 0.5;
     const kept = (keep: Uint8Array) => keep.reduce((a, b) => a + b, 0);
     const blockOf = (keep: Uint8Array, b: number) =>
@@ -191,7 +191,7 @@ describe('per-key threshold calibration', () => {
       for (let r = 0; r < w; r++) {
         const from = (r * h + g * (h / kvh)) * d;
         const { logits, lse, valid } = scoreKeys(s, q.subarray(from, from + (h / kvh) * d), h / kvh, sc);
-        const keep = pickKeys(s, keyWeights(s, logits, lse, h / kvh, valid), { take: -1, tau });
+        const keep = pickKeys(s, keyLogWeights(s, logits, lse, h / kvh, valid), { take: -1, tau });
         kept += keep.reduce((a, b) => a + b, 0);
         all += s.n;
       }
@@ -280,55 +280,14 @@ function keysSuite(name: 'reference' | 'native') {
       }
     });
 
-    it('nothing kept equals the left-out keys at their f32 logits with their cluster mean values ⊕ the window and live tokens', () => {
-      // budget 0: only what is always attended — here nothing, so the window is approximated too; every
-      // key scored (prefilter 0), so each left-out key joins with its own logit
-      const none = step({ kind: 'budget', fraction: 1e-6, prefilter: 0 });
-      expect(none.stats.keysAttended).toBe(0);
-      const k = ctx.k;
-      const v = ctx.v;
-      const km = major(k);
-      const want = new Float32Array(H * D);
-      for (let h = 0; h < H; h++) {
-        const g = Math.floor(h / (H / KVH));
-        const hd = ix.heads[g];
-        const mean = (slot: number): Float32Array => {
-          if (slot >= N - ix.window) return hd.win!.value!;
-          let c = 0;
-          while (hd.starts[c + 1] <= slot) c++;
-          return hd.values!.subarray(c * D, (c + 1) * D);
-        };
-        const logit = (slot: number, src: Float32Array) => {
-          let s = 0;
-          for (let e = 0; e < D; e++) s += q[h * D + e] * src[(g * CAP + slot) * D + e];
-          return s * scale;
-        };
-        const ls = Array.from({ length: CAP }, (_, p) => logit(p, km));
-        const mx = Math.max(...ls);
-        let z = 0;
-        const acc = new Float64Array(D);
-        for (let p = 0; p < CAP; p++) {
-          const w = Math.exp(ls[p] - mx);
-          z += w;
-          const val = p < N ? mean(p) : v.subarray((g * CAP + p) * D, (g * CAP + p + 1) * D);
-          for (let e = 0; e < D; e++) acc[e] += w * val[e];
-        }
-        for (let e = 0; e < D; e++) want[h * D + e] = acc[e] / z;
-      }
-      // the int8 logits differ from f32 ones by ~1% of |q|·|k|/127 per key
-      expect(relativeError(none.out, want)).toBeLessThanOrEqual(2e-2);
-    });
-
-    it('nothing kept with the prefilter equals clustered attention (each group as len·exp(q·mean key) with its mean value) ⊕ live tokens', () => {
-      // a share below one key: no group is scored per key
-      const none = step({ kind: 'budget', fraction: 1e-6, prefilter: 1e-6 });
-      expect(none.stats.keysAttended).toBe(0);
+    // clustered attention over the fixed context ⊕ the live tokens exactly: each group (the clusters,
+    // cluster-major runs, and the window) as len·exp(q·mean key) with its mean value
+    const clusteredAttention = (): Float32Array => {
       const km = major(ctx.k);
       const want = new Float32Array(H * D);
       for (let h = 0; h < H; h++) {
         const g = Math.floor(h / (H / KVH));
         const hd = ix.heads[g];
-        // groups: the clusters (cluster-major runs) and the window, each [start, end) with its mean value
         const groups: [number, number, Float32Array][] = [];
         for (let c = 0; c < hd.k; c++)
           groups.push([hd.starts[c], hd.starts[c + 1], hd.values!.subarray(c * D, (c + 1) * D)]);
@@ -359,8 +318,19 @@ function keysSuite(name: 'reference' | 'native') {
         }
         for (let e = 0; e < D; e++) want[h * D + e] = acc[e] / z;
       }
-      // the mean keys are scored from their int8 copies (~1% of |q|·|mean|/127)
-      expect(relativeError(none.out, want)).toBeLessThanOrEqual(2e-2);
+      return want;
+    };
+
+    it('nothing kept equals clustered attention (each group as len·exp(q·mean key) with its mean value) ⊕ live tokens, with and without the prefilter', () => {
+      // budget 0: only what is always attended — here nothing, so the window is approximated too; a
+      // prefilter share below one key scores no group per key
+      const want = clusteredAttention();
+      for (const prefilter of [0, 1e-6]) {
+        const none = step({ kind: 'budget', fraction: 1e-6, prefilter });
+        expect(none.stats.keysAttended).toBe(0);
+        // the mean keys are scored from their int8 copies (~1% of |q|·|mean|/127)
+        expect(relativeError(none.out, want)).toBeLessThanOrEqual(2e-2);
+      }
     });
 
     it('approximating the left-out keys is closer to dense than dropping them, at the same keys', () => {

@@ -3,9 +3,9 @@
 // the uniform weight (m·p̂, m = the artifact's clustered keys, as select.ts compares it), weight it by
 // its size (one vote per key), and take τ so that the keys scoring ≥ τ are `keepFraction` of all
 // clustered keys. τ is stored with the model's settings (squeezed.json beside the model). With per-key
-// scoring (key-sketch.ts, settings v3: calibrateKeyThreshold) the votes are (window row, key) pairs: m·w,
-// w = a key's best estimated softmax weight over the kv head's query group for that row, as a decode step
-// scores it.
+// scoring (key-sketch.ts, settings v4: calibrateKeyThreshold) the votes are (window row, key) pairs: m·w,
+// w = exp of a key's best estimated log softmax weight over the kv head's query group for that row
+// (against the block-maxima normalizer), as a decode step scores it.
 //
 // Per-head budgets (calibrateHeadWeights): how concentrated each (layer, kv head) is — per sample, the
 // window queries' true attention over the clustered keys, sorted, as a curve of the mass the best x% of
@@ -17,7 +17,7 @@ import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
 import type { SqueezedControl } from '../../../../contracts/squeezed.ts';
-import { keyWeights, plainSketch, scoreKeys } from './key-sketch.ts';
+import { keyLogWeights, plainSketch, scoreKeys } from './key-sketch.ts';
 import { headFractions, type SelectMode, scoreClusters } from './select.ts';
 import type { SqueezedIndex } from './types.ts';
 
@@ -30,8 +30,12 @@ export interface CalibrationSample {
 }
 
 export const squeezedSettingsSchema = z.object({
-  /** 1, 2: τ for clusters scored by their centroids; 3: τ for per-key scores (key-sketch.ts) */
-  v: z.union([z.literal(1), z.literal(2), z.literal(3)]),
+  /**
+   * 1, 2: τ for clusters scored by their centroids; 3: τ for per-key scores against the keys' log-sum-exp
+   * (before session 9: no longer what a step computes); 4: τ for per-key scores against the block-maxima
+   * normalizer (key-sketch.ts scoreKeys)
+   */
+  v: z.union([z.literal(1), z.literal(2), z.literal(3), z.literal(4)]),
   /** relative to the uniform weight: keep clusters (v1, v2) or keys (v3) whose estimated weight is ≥ tau / m */
   tau: z.number().positive(),
   keepFraction: z.number().positive().max(1),
@@ -73,7 +77,9 @@ export function calibrateKeyThreshold(
         for (let r = 0; r < rows; r += rowStep) {
           const from = (r * heads + g * group) * d;
           const { logits, lse, valid } = scoreKeys(s, q.subarray(from, from + group * d), group, scale);
-          votes.push(Float64Array.from(keyWeights(s, logits, lse, group, valid), (w) => w * m));
+          votes.push(
+            Float64Array.from(keyLogWeights(s, logits, lse, group, valid), (lw) => Math.exp(lw) * m),
+          );
         }
       }
     }
@@ -235,6 +241,12 @@ export function resolveControl(
   if (tau === undefined)
     throw new Error(
       `squeezed threshold mode needs a calibrated τ (${SETTINGS_FILE} beside the model) or an explicit threshold`,
+    );
+  // a τ of settings v3 weighed keys against their log-sum-exp, which a step no longer computes: it would
+  // keep a different share than calibrated
+  if (control.threshold === undefined && settings?.v === 3)
+    throw new Error(
+      `squeezed threshold mode: ${SETTINGS_FILE} (v3) was calibrated for the earlier per-key weights; rerun gpu-runner/tools/calibrate-squeezed.ts or pass an explicit threshold`,
     );
   // a τ calibrated for clusters (settings v1, v2) is not one for keys: it selects as it was calibrated
   return control.threshold === undefined && settings && settings.v < 3

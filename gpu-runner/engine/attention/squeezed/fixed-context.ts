@@ -35,10 +35,9 @@ import {
 } from './centroid-table.ts';
 import {
   buildKeySketch,
-  groupRemainder,
   type KeySketch,
   keptRanges,
-  keyWeights,
+  keyLogWeights,
   leftOutShare,
   pickKeys,
   prefilter,
@@ -235,15 +234,13 @@ export class FixedContext implements KeyRangeSource {
     }
     const rule = this.ruleOf(ti, span.pos + span.count - this.n);
     const pre = prefilter(s, qa, rows, this.geom.scale, rule.take, this.prefilter());
-    const { logits, max, lse, valid } = scoreKeys(s, qa, rows, this.geom.scale, pre, this.quads());
-    const w = keyWeights(s, logits, lse, rows, valid);
-    const keep = pickKeys(s, w, rule);
+    const { logits, lse, valid } = scoreKeys(s, qa, rows, this.geom.scale, pre, this.quads());
+    const keep = pickKeys(s, keyLogWeights(s, logits, lse, rows, valid), rule);
     let kept = 0;
     for (let j = 0; j < s.n; j++) kept += keep[j];
     into.keys.push(keptRanges(s, keep, span.pos + span.count));
     if (this.mode.approximate !== false && s.values && kept + s.alwaysKeys < s.n) {
-      const rem = groupRemainder(s, qa, rows, this.geom.scale, this.quads());
-      const part = leftOutShare(s, keep, logits, max, rows, pre, rem);
+      const part = leftOutShare(s, keep, qa, rows, this.geom.scale);
       into.dropped ??= {
         out: new Float32Array(span.count * heads * d),
         lse: new Float32Array(span.count * heads).fill(Number.NEGATIVE_INFINITY),

@@ -5,13 +5,14 @@
 // copying head needs (the probe of issue 23: its cluster ranked 25th–55th of 88); a per-key score does not.
 //
 // What is not attended is not discarded: each slot belongs to a summary group (a cluster of its block's
-// index, or the block's window), and the keys left out join the softmax with their own (int8) logits and
-// their group's mean value — per query head Σ_j∈out exp(s_j)·v̄_group(j), merged with the exact part by
-// log-sum-exp (clustered attention's value approximation with per-key weights). Near-uniform heads keep
-// their output that way; a concentrated head's few heavy keys are attended exactly.
+// index, or the block's window), and the keys left out join the softmax by clustered attention — each
+// group's slots not kept, c_g, as c_g·exp(q·mean key_g) with the group's mean value, merged with the exact
+// part by log-sum-exp (leftOutShare). Near-uniform heads keep their output that way; a concentrated head's
+// few heavy keys are attended exactly.
 //
 // Selection score of key j for a kv head: max over the step's rows and the group's query heads of the
-// estimated softmax weight exp(s_hj − lse_h) (a key one head needs is kept for the group). Budget mode
+// estimated log softmax weight s_hj − lse_h (a key one head needs is kept for the group), lse_h estimated
+// from each 16-slot block's best logit, so a step takes exponentials per block, not per key. Budget mode
 // keeps `take` keys by 16-slot blocks of the cluster-major cache, each ranked by its best key (pickKeys:
 // one matching key keeps its block, and the kept rows are contiguous runs, not scattered rows — issue 23,
 // session 6: the scattered gather cost most of the step); threshold mode keeps those with m·weight ≥ τ
@@ -23,7 +24,7 @@
 // |k8| (descending: perm), in quads of 4 (the VNNI instruction's unit), and a step takes the `quads` quads
 // of largest Σ over its rows and the quad's channels of |q8_c|·E|k8_c| (|q| alone, SparQ's rule, ignores
 // that a large q_c over a near-zero key channel moves no logit). The partial logit ranks the keys as the
-// whole one does; weights and the left-out share use the partial logits (no remainder term).
+// whole one does; the left-out share scores the groups' mean keys over every channel.
 //
 // Prefilter (budget mode, a share > 0): scoring every key reads the whole int8 copy each step. Instead the
 // groups — runs of slots, since the fixed context sits cluster-major — are ranked first by an upper bound
@@ -33,6 +34,7 @@
 // best groups until a share of the keys (DEFAULT_PREFILTER, at least the budget's) are scored per key; the others join the left-out share as
 // len·exp(q·mean) with their mean value (clustered attention). Group ranks are normalised per query head
 // by the clustered log-sum-exp L_h = log Σ_g len_g·exp(q_h·mean_g), so a group wins if one head needs it.
+import { f16ToF32, f32ToF16 } from '../../half.ts';
 import type { PlacedBlock } from './centroid-table.ts';
 import { BOUND_WEIGHT } from './select.ts';
 
@@ -82,7 +84,11 @@ export interface KeySketch {
   /** [n] summary group of each slot (a block's cluster or its window), −1 = always attended */
   group: Int32Array;
   groups: number;
-  /** [groups][d] mean value of each group; null when an index has no value means (drop-only) */
+  /**
+   * [groups][d] mean value of each group, rounded to IEEE half (the fused step reads them as halves: half
+   * the bytes of the left-out share's one pass over every group); null when an index has no value means
+   * (drop-only)
+   */
   values: Float32Array | null;
   /** coalesced [start, end) slot ranges always attended (blocks without an index) */
   always: Int32Array;
@@ -212,6 +218,7 @@ export function buildKeySketch(
     }
     values.set(v, i * d);
   }
+  if (values) values = f16ToF32(f32ToF16(values));
   const { q8, scale } = quantizeRows(keys, n, d);
   const ranges = Int32Array.from(always);
   let alwaysKeys = 0;
@@ -328,8 +335,10 @@ export function prefilter(
  * Estimated logits of every slot: [rows][n] = ((q8_r · k8_j over the channels of pickQuads' `quads`
  * quads)·f_r)·ks_j in f32 (quads = d/4, the default: every channel) (f_r = qs_r·scale rounded to
  * f32: the native kernel's roundings), −∞ off the candidates (always-attended slots, groups the prefilter
- * left out); valid [n] marks the candidates; [rows] max (with the prefilter's gm) and log-sum-exp (with
- * the other groups' clustered mass).
+ * left out); valid [n] marks the candidates; [rows] max (with the prefilter's gm) and the log-normalizer
+ * estimate lse_r = max_r + log(Σ_b exp(best_b − max_r) + the other groups' clustered mass), best_b the
+ * best candidate logit of 16-slot block b: each block counted by its best key, so lse_r lies within log 16
+ * below the candidates' log-sum-exp, and a step takes no exponential per key.
  */
 export function scoreKeys(
   s: KeySketch,
@@ -364,45 +373,19 @@ export function scoreKeys(
       if (v > m) m = v;
     }
     if (m === Number.NEGATIVE_INFINITY) m = 0;
+    // each 16-slot block by its best candidate (src/squeezed.cc: no exponential per key)
     let z = 0;
-    for (let j = 0; j < n; j++) if (valid[j]) z += Math.exp(logits[r * n + j] - m);
+    for (let b = 0; b < n; b += PICK_BLOCK) {
+      let bm = Number.NEGATIVE_INFINITY;
+      for (let j = b; j < Math.min(n, b + PICK_BLOCK); j++)
+        if (valid[j] && logits[r * n + j] > bm) bm = logits[r * n + j];
+      if (bm > Number.NEGATIVE_INFINITY) z += Math.exp(bm - m);
+    }
     if (pre) z += otherMass(s, pre, r) * Math.exp(pre.gm[r] - m);
     max[r] = m;
     lse[r] = z > 0 ? m + Math.log(z) : m;
   }
   return { logits, max, lse, valid };
-}
-
-/**
- * The unscored channels' part of each group's logits when a step scores a channel subset: [rows][groups]
- * ((q8_r · gMean8_g over the channels outside pickQuads' quads)·f_r)·gMeanScale_g (the native kernel's
- * roundings), or null when every channel is scored. A left-out key's estimate is its partial logit plus
- * its group's remainder (SparQ drops it; here the left-out share would otherwise lose the unscored
- * channels' mean contribution, e.g. 10× the relative error of `kvrag bench squeezed` at 16 of 64).
- */
-export function groupRemainder(
-  s: KeySketch,
-  q: Float32Array,
-  rows: number,
-  scale: number,
-  quads: number,
-): Float32Array | null {
-  const { d, groups } = s;
-  if (quads >= d / 4) return null;
-  const { q8, scale: qs } = quantizeRows(q, rows, d);
-  const chosen = new Set(pickQuads(s, q8, rows, quads));
-  const ch: number[] = [];
-  for (let t = 0; t < d / 4; t++) if (!chosen.has(t)) for (let i = 0; i < 4; i++) ch.push(s.perm[4 * t + i]);
-  const rem = new Float32Array(rows * groups);
-  for (let r = 0; r < rows; r++) {
-    const f = Math.fround(qs[r] * scale);
-    for (let g = 0; g < groups; g++) {
-      let acc = 0;
-      for (const e of ch) acc += q8[r * d + e] * s.gMean8[g * d + e];
-      rem[r * groups + g] = Math.fround(Math.fround(acc * f) * s.gMeanScale[g]);
-    }
-  }
-  return rem;
 }
 
 /** Σ over the groups the prefilter left out of len·exp(est − gm) for row r. */
@@ -412,22 +395,24 @@ function otherMass(s: KeySketch, pre: Prefilter, r: number): number {
   return z;
 }
 
-/** Per slot: the best estimated softmax weight over rows, max_r exp(s_rj − lse_r); −1 off the candidates. */
-export function keyWeights(
+/**
+ * Per slot: the best estimated log softmax weight over rows, max_r f32(s_rj − lse_r); −∞ off the
+ * candidates (src/squeezed.cc: the same f32 subtractions).
+ */
+export function keyLogWeights(
   s: KeySketch,
   logits: Float32Array,
   lse: Float32Array,
   rows: number,
   valid: Uint8Array,
 ): Float32Array {
-  const w = new Float32Array(s.n);
+  const w = new Float32Array(s.n).fill(Number.NEGATIVE_INFINITY);
   for (let r = 0; r < rows; r++)
     for (let j = 0; j < s.n; j++) {
       if (!valid[j]) continue;
-      const v = Math.exp(logits[r * s.n + j] - lse[r]);
+      const v = Math.fround(logits[r * s.n + j] - lse[r]);
       if (v > w[j]) w[j] = v;
     }
-  for (let j = 0; j < s.n; j++) if (!valid[j]) w[j] = -1;
   return w;
 }
 
@@ -435,28 +420,29 @@ export function keyWeights(
 export const PICK_BLOCK = 16;
 
 /**
- * Keep mask [n]. Budget (take ≥ 0): the slots sit cluster-major, so the choice is by blocks of
- * PICK_BLOCK slots in cache order ([16i, 16i + 16)), ranked by their best candidate's weight (ties by
- * block) and taken in that order, every candidate of a block kept, while ⌊(take − kept)/16⌋ more blocks
- * fit; then the next block's best candidates (ties by slot) up to take — a block's one matching key keeps
- * its block, and the kept rows are read as runs of contiguous rows instead of scattered single rows. Threshold (take −1): the candidates with m·w ≥ τ (m:
- * selectable slots), per key.
+ * Keep mask [n] from the slots' log weights lw (keyLogWeights). Budget (take ≥ 0): the slots sit
+ * cluster-major, so the choice is by blocks of PICK_BLOCK slots in cache order ([16i, 16i + 16)), ranked by
+ * their best candidate's log weight (ties by block) and taken in that order, every candidate of a block
+ * kept, while ⌊(take − kept)/16⌋ more blocks fit; then the next block's best candidates (ties by slot) up
+ * to take — a block's one matching key keeps its block, and the kept rows are read as runs of contiguous
+ * rows instead of scattered single rows. Threshold (take −1): the candidates with m·w ≥ τ (m: selectable
+ * slots), i.e. lw ≥ f32(log(τ/m)), per key.
  */
-export function pickKeys(s: KeySketch, w: Float32Array, rule: { take: number; tau: number }): Uint8Array {
+export function pickKeys(s: KeySketch, lw: Float32Array, rule: { take: number; tau: number }): Uint8Array {
   const keep = new Uint8Array(s.n);
   const selectable = s.n - s.alwaysKeys;
-  const cand = (j: number) => s.group[j] >= 0 && w[j] >= 0;
+  const cand = (j: number) => s.group[j] >= 0 && lw[j] > Number.NEGATIVE_INFINITY;
   if (rule.take < 0) {
-    const cut = rule.tau / Math.max(1, selectable);
-    for (let j = 0; j < s.n; j++) if (s.group[j] >= 0 && w[j] >= cut) keep[j] = 1;
+    const cut = Math.fround(Math.log(rule.tau / Math.max(1, selectable)));
+    for (let j = 0; j < s.n; j++) if (cand(j) && lw[j] >= cut) keep[j] = 1;
     return keep;
   }
   if (rule.take <= 0) return keep;
   const blocks = Math.ceil(s.n / PICK_BLOCK);
-  const best = new Float32Array(blocks).fill(-1);
-  for (let j = 0; j < s.n; j++) if (cand(j) && w[j] > best[j >> 4]) best[j >> 4] = w[j];
+  const best = new Float32Array(blocks).fill(Number.NEGATIVE_INFINITY);
+  for (let j = 0; j < s.n; j++) if (cand(j) && lw[j] > best[j >> 4]) best[j >> 4] = lw[j];
   const order = Array.from({ length: blocks }, (_, i) => i)
-    .filter((i) => best[i] >= 0)
+    .filter((i) => best[i] > Number.NEGATIVE_INFINITY)
     .sort((x, y) => best[y] - best[x] || x - y);
   // rounds of ⌊(take − kept)/16⌋ more blocks (a block's candidates may be fewer than 16), then one
   // block's best candidates up to take
@@ -477,69 +463,60 @@ export function pickKeys(s: KeySketch, w: Float32Array, rule: { take: number; ta
     full = Math.floor((rule.take - kept) / PICK_BLOCK);
   }
   if (at < order.length && kept < rule.take) {
-    const top = lanes(order[at]).sort((x, y) => w[y] - w[x] || x - y);
+    const top = lanes(order[at]).sort((x, y) => lw[y] - lw[x] || x - y);
     for (const j of top.slice(0, rule.take - kept)) keep[j] = 1;
   }
   return keep;
 }
 
 /**
- * The left-out keys' share per row: Σ_j∉keep exp(s_rj − max_r)·v̄_group(j) / Z_r plus the groups the
- * prefilter left out, len_g·exp(est_rg − max_r)·v̄_g, and lse_r = max_r + log Z_r (−∞ and zeros where
- * nothing is left out). out: [rows][d], lse: [rows]. Needs s.values. rem (groupRemainder, a channel
- * subset scored): each group's scored keys × exp(rem_rg − R_r), the others × exp(−R_r), and lse_r +=
- * R_r (R_r = max_g rem_rg).
+ * The left-out keys' share per row, clustered attention: each group's slots not kept, c_g, join the
+ * softmax as c_g·exp(est_rg) with the group's mean value, est_rg = ((q8_r · gMean8_g over every
+ * channel)·f_r)·gMeanScale_g (the keys' roundings; src/squeezed.cc scores the groups' int8 mean keys as it
+ * does the keys): out_r = Σ_g c_g·exp(est_rg − R_r)·v̄_g / Z_r, lse_r = R_r + log Z_r, R_r = max_g est_rg
+ * (−∞ and zeros where nothing is left out). out: [rows][d], lse: [rows]. Needs s.values.
  */
 export function leftOutShare(
   s: KeySketch,
   keep: Uint8Array,
-  logits: Float32Array,
-  max: Float32Array,
+  q: Float32Array,
   rows: number,
-  pre: Prefilter | null = null,
-  rem: Float32Array | null = null,
+  scale: number,
 ): { out: Float32Array; lse: Float32Array } {
-  const { n, d, groups } = s;
+  const { d, groups } = s;
   const values = s.values!;
   const out = new Float32Array(rows * d);
   const lse = new Float32Array(rows).fill(Number.NEGATIVE_INFINITY);
+  const left = new Float64Array(groups);
+  for (let g = 0; g < groups; g++) {
+    let c = s.gLen[g];
+    for (let j = s.gStart[g]; j < s.gStart[g] + s.gLen[g]; j++) c -= keep[j];
+    left[g] = c;
+  }
+  const { q8, scale: qs } = quantizeRows(q, rows, d);
+  const est = new Float32Array(groups);
   const wg = new Float64Array(groups);
   for (let r = 0; r < rows; r++) {
-    wg.fill(0);
+    const f = Math.fround(qs[r] * scale);
+    let R = Number.NEGATIVE_INFINITY;
+    for (let g = 0; g < groups; g++) {
+      let acc = 0;
+      for (let e = 0; e < d; e++) acc += q8[r * d + e] * s.gMean8[g * d + e];
+      est[g] = Math.fround(Math.fround(acc * f) * s.gMeanScale[g]);
+      if (est[g] > R) R = est[g];
+    }
     let z = 0;
-    for (let j = 0; j < n; j++) {
-      const l = logits[r * n + j];
-      if (keep[j] || s.group[j] < 0 || l === Number.NEGATIVE_INFINITY) continue;
-      const e = Math.exp(l - max[r]);
-      wg[s.group[j]] += e;
-      z += e;
-    }
-    if (pre) {
-      const rel = Math.exp(pre.gm[r] - max[r]);
-      for (let g = 0; g < groups; g++) {
-        if (pre.cand[g]) continue;
-        const e = s.gLen[g] * pre.em[r * groups + g] * rel;
-        wg[g] += e;
-        z += e;
-      }
-    }
-    let R = 0;
-    if (rem) {
-      R = Number.NEGATIVE_INFINITY;
-      for (let g = 0; g < groups; g++) R = Math.max(R, rem[r * groups + g]);
-      z = 0;
-      for (let g = 0; g < groups; g++) {
-        wg[g] *= !pre || pre.cand[g] ? Math.exp(rem[r * groups + g] - R) : Math.exp(-R);
-        z += wg[g];
-      }
+    for (let g = 0; g < groups; g++) {
+      wg[g] = left[g] * Math.exp(est[g] - R);
+      z += wg[g];
     }
     if (!(z > 0)) continue;
-    for (let c = 0; c < groups; c++) {
-      if (wg[c] === 0) continue;
-      const f = wg[c] / z;
-      for (let e = 0; e < d; e++) out[r * d + e] += f * values[c * d + e];
+    for (let g = 0; g < groups; g++) {
+      if (wg[g] === 0) continue;
+      const f = wg[g] / z;
+      for (let e = 0; e < d; e++) out[r * d + e] += f * values[g * d + e];
     }
-    lse[r] = max[r] + R + Math.log(z);
+    lse[r] = R + Math.log(z);
   }
   return { out, lse };
 }

@@ -8,6 +8,7 @@ import { NativeWasmKernels } from '../../backends/native/backend.ts';
 import type { NativeSqueezedStep } from '../../backends/native/kernels.ts';
 import type { Backend, SeqSpan, Tensor } from '../../backends/types.ts';
 import { allocTensor, type WasmKVCache, type WasmTensor } from '../../backends/wasm/tensors.ts';
+import { f32ToF16 } from '../../half.ts';
 import { candidateKeys, type KeySketch } from './key-sketch.ts';
 
 /** Byte offsets of one sketch's arrays in the wasm memory (0 = none): those fields of the kernel's arguments. */
@@ -67,7 +68,7 @@ export class NativeSketches {
         cw: put(s.chanWeight),
         ks: put(ks),
         grp: put(s.group),
-        gvals: put(s.values),
+        gvals: put(s.values && f32ToF16(s.values)),
         always: put(s.always),
         gStart: put(s.gStart),
         gLen: put(s.gLen),
@@ -207,7 +208,7 @@ const BLOCK = 16;
  * row, biased by 128 (unsigned: the VNNI instruction's unsigned operand; the kernel subtracts 128·Σ q8 over
  * the scored channels), so a step's chosen quads are read as Q contiguous streams; and the scales, padded.
  * The keys (built once when the sketch is laid out: n·d + 4n bytes, as the int8 copy) and the groups' mean
- * keys (the left-out share's remainder).
+ * keys (the left-out share's logit of each group, over every channel).
  */
 function quadMajor(
   q8: Int8Array,

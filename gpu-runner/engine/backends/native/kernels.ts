@@ -163,6 +163,7 @@ export interface NativeSqueezedStep {
   ks: number;
   grp: number;
   n: number;
+  /** [groups][d] the groups' mean values, IEEE halves (0: drop-only) */
   gvals: number;
   groups: number;
   K: number;
@@ -193,7 +194,7 @@ export interface NativeSqueezedStep {
   quads: number;
   /**
    * [groups] mean keys in k8's layout ([d/4][groups padded to 16][4], + 128) and [groups padded] their
-   * scales: the left-out share's remainder over the unscored channels (0 = none)
+   * scales: the left-out share's logit of each group over every channel (needed with gvals)
    */
   gq: number;
   gqs: number;

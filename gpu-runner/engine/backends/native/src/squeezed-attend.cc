@@ -23,14 +23,19 @@ constexpr int BLK = 16;        // rows per block
 constexpr int TILE = 4 * BLK;  // keys per softmax step
 constexpr int AHEAD = 2;       // blocks prefetched ahead
 
+/** The K and V rows of the block at row (and, int8 rows, its 16 K and V scales: one line each). */
 template <typename E>
-inline void fetchBlock(const E* k, const E* v, int64_t row, int d) {
+inline void fetchBlock(const E* k, const E* v, const float* ks, const float* vs, int64_t row, int d) {
   constexpr int LINE = 64 / sizeof(E);
   const E* kp = k + row * d;
   const E* vp = v + row * d;
   for (int c = 0; c < BLK * d; c += LINE) {
     _mm_prefetch(reinterpret_cast<const char*>(kp + c), _MM_HINT_T0);
     _mm_prefetch(reinterpret_cast<const char*>(vp + c), _MM_HINT_T0);
+  }
+  if (ks) {
+    _mm_prefetch(reinterpret_cast<const char*>(ks + row), _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(vs + row), _MM_HINT_T0);
   }
 }
 
@@ -47,11 +52,11 @@ void attend(const float* q, float scale, const E* K, const E* V_, const float* k
     l[r] = 0;
   }
   std::fill(o, o + static_cast<int64_t>(R) * d, 0.0f);
-  for (int64_t i = 0; i < std::min<int64_t>(AHEAD, nb); i++) fetchBlock(K, V_, static_cast<int64_t>(blocks[i]) * BLK, d);
+  for (int64_t i = 0; i < std::min<int64_t>(AHEAD, nb); i++) fetchBlock(K, V_, ks, vs, static_cast<int64_t>(blocks[i]) * BLK, d);
   for (int64_t t0 = 0; t0 < nb; t0 += 4) {
     const int tb = static_cast<int>(std::min<int64_t>(4, nb - t0));
     for (int i = 0; i < tb; i++) {
-      if (t0 + i + AHEAD < nb) fetchBlock(K, V_, static_cast<int64_t>(blocks[t0 + i + AHEAD]) * BLK, d);
+      if (t0 + i + AHEAD < nb) fetchBlock(K, V_, ks, vs, static_cast<int64_t>(blocks[t0 + i + AHEAD]) * BLK, d);
       const int64_t row0 = static_cast<int64_t>(blocks[t0 + i]) * BLK;
       const E* kb = K + row0 * d;
       for (int j = 0; j < BLK; j += 4) {

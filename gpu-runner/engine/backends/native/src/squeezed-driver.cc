@@ -46,7 +46,7 @@ napi_value squeezedStepFn(napi_env env, napi_callback_info info) {
     a.ks = mem.at<const float>(c.int64(8, "ks"), npad * 4, "ks");
     a.grp = mem.at<const int32_t>(c.int64(9, "grp"), a.n * 4, "grp");
     const int64_t gv = c.int64(11, "gvals");
-    a.gvals = gv ? mem.at<const float>(gv, a.groups * a.d * 4, "gvals") : nullptr;
+    a.gvals = gv ? mem.at<const uint16_t>(gv, a.groups * a.d * 2, "gvals") : nullptr;
     const int64_t type = c.int64(29, "kvType", 0);
     if (type < 0 || type > 2) throw Error("squeezedStep: kvType must be 0 (f32), 1 (f16) or 2 (int8)");
     a.half = type == 1;
@@ -81,6 +81,8 @@ napi_value squeezedStepFn(napi_env env, napi_callback_info info) {
       a.gq = mem.at<const uint8_t>(gq, gpad * a.d, "gq");
       a.gqs = mem.at<const float>(gqs, gpad * 4, "gqs");
     }
+    if (a.gvals && !a.gq)
+      throw Error("squeezedStep: the left-out share (gvals) needs the groups' mean keys (gq, gqs)");
     for (int64_t g = 0, at = 0; g < a.groups; g++) {
       if (a.gLen[g] < 0 || a.gStart[g] < at || a.gStart[g] + static_cast<int64_t>(a.gLen[g]) > a.n)
         throw Error("squeezedStep: groups must be ascending, disjoint runs inside [0, n)");

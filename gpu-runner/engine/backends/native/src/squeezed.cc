@@ -37,6 +37,39 @@ inline __m256 exp8(__m256 x) {
   return _mm256_mul_ps(y, _mm256_castsi256_ps(e));
 }
 
+#if KV_VNNI
+/** exp8's polynomial over 16 lanes (the same operations, so the same values lane by lane). */
+inline __m512 exp16(__m512 x) {
+  x = _mm512_max_ps(x, _mm512_set1_ps(-87.0f));
+  const __m512 fx = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                         _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m512 r = _mm512_fnmadd_ps(fx, _mm512_set1_ps(0.693359375f), x);
+  r = _mm512_fnmadd_ps(fx, _mm512_set1_ps(-2.12194440e-4f), r);
+  __m512 p = _mm512_set1_ps(1.9875691500E-4f);
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507E-3f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073E-3f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894E-2f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459E-1f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201E-1f));
+  const __m512 y = _mm512_add_ps(_mm512_fmadd_ps(p, _mm512_mul_ps(r, r), r), _mm512_set1_ps(1.0f));
+  const __m512i e = _mm512_slli_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(fx), _mm512_set1_epi32(127)), 23);
+  return _mm512_mul_ps(y, _mm512_castsi512_ps(e));
+}
+
+/** Inclusive prefix sum of the 16 lanes (lane i: x_0 + … + x_i). */
+inline __m512 scan16(__m512 x) {
+  const __m512i z = _mm512_setzero_si512();
+  __m512i v = _mm512_castps_si512(x);
+  x = _mm512_add_ps(x, _mm512_castsi512_ps(_mm512_alignr_epi32(v, z, 15)));
+  v = _mm512_castps_si512(x);
+  x = _mm512_add_ps(x, _mm512_castsi512_ps(_mm512_alignr_epi32(v, z, 14)));
+  v = _mm512_castps_si512(x);
+  x = _mm512_add_ps(x, _mm512_castsi512_ps(_mm512_alignr_epi32(v, z, 12)));
+  v = _mm512_castps_si512(x);
+  return _mm512_add_ps(x, _mm512_castsi512_ps(_mm512_alignr_epi32(v, z, 8)));
+}
+#endif
+
 inline float hsum(__m256 v) {
   __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
   s = _mm_add_ps(s, _mm_movehl_ps(s, s));
@@ -85,10 +118,17 @@ struct Buf {
 };
 
 struct Scratch {
-  Buf<float> logit, ex, w, sel, est, ub, wg, bs, rem, pre;
-  Buf<int32_t> blocks, order, inv, kb;
-  Buf<uint8_t> keep, cand, valid;
+  Buf<float> logit, w, sel, est, ub, wg, bs;
+  Buf<int32_t> blocks, order, kb;
+  Buf<uint8_t> cand, valid;
+  Buf<uint64_t> rank;  // pickBlocks' rank keys
   Buf<uint32_t> km;
+  Buf<uint16_t> vm;  // [compact blocks] candidate lanes (VNNI scoring)
+  Buf<float> bm;     // [G][compact blocks, padded to 16] each block's best logit
+  Buf<float> cg;     // [groups] slots left out
+  Buf<float> gest;   // [G][groups padded to 16] q · mean key, then exp(· − R)
+  Buf<uint16_t> kmask, gvm;  // [compact blocks] kept lanes; [group blocks] real groups' lanes
+  Buf<int32_t> gblk;         // [group blocks] 0, 1, …
 };
 
 #if !KV_VNNI
@@ -232,6 +272,71 @@ inline void scoreQuads(const uint8_t* k8, const float* kscale, int G, const Quad
         qd.q4, f, kscale + b * SQ_BLOCK + half * 8, out + half * 8, stride);
 #endif
 }
+
+#if KV_VNNI
+/** Compact blocks ahead whose chosen quads the scoring prefetches: 8 streams of one line each per block
+ * outrun the hardware prefetcher (measured at 32K: half the scoring time). */
+constexpr int SCORE_AHEAD = 32;
+
+/**
+ * scoreQuads over compact blocks 0 … nb (cache block blocks[i]), the candidate lanes vm[i] kept and −∞
+ * elsewhere: logits out[h·stride + 16i + lane], each head's max hmax[h] and (bm not null) each block's
+ * bm[h·bmStride + i]. GG heads unrolled (0: Gr at run time) so the accumulators and maxima stay in registers.
+ */
+template <int GG>
+void scoreList(const uint8_t* k8, const float* kscale, int Gr, const Quads& qd, const float* f, int64_t npad,
+               const int32_t* blocks, const uint16_t* vm, int64_t nb, float* out, int64_t stride, float* hmax,
+               float* bm, int64_t bmStride) {
+  constexpr int GM = GG == 0 ? MAXG : GG;
+  const int G = GG == 0 ? Gr : GG;
+  const __m512 ninf = _mm512_set1_ps(-INFINITY);
+  __m512 hm[GM];
+  for (int h = 0; h < G; h++) hm[h] = ninf;
+  for (int64_t i = 0; i < nb; i++) {
+    if (i + SCORE_AHEAD < nb) {
+      const uint8_t* nx = k8 + static_cast<int64_t>(blocks[i + SCORE_AHEAD]) * SQ_BLOCK * 4;
+      for (int k = 0; k < qd.Q; k++) _mm_prefetch(reinterpret_cast<const char*>(nx + qd.sel[k] * npad * 4), _MM_HINT_T0);
+    }
+    const int64_t b = blocks[i];
+    const uint8_t* kb = k8 + b * SQ_BLOCK * 4;
+    __m512i acc[GM];
+    for (int h = 0; h < G; h++) acc[h] = _mm512_set1_epi32(-qd.corr[h]);
+    for (int k = 0; k < qd.Q; k++) {
+      const __m512i kv = _mm512_loadu_si512(kb + qd.sel[k] * npad * 4);
+      for (int h = 0; h < G; h++) acc[h] = _mm512_dpbusd_epi32(acc[h], kv, _mm512_set1_epi32(qd.q4[h][k]));
+    }
+    const __m512 ks = _mm512_loadu_ps(kscale + b * SQ_BLOCK);
+    for (int h = 0; h < G; h++) {
+      const __m512 v = _mm512_mul_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(acc[h]), _mm512_set1_ps(f[h])), ks);
+      const __m512 m = _mm512_mask_blend_ps(static_cast<__mmask16>(vm[i]), ninf, v);
+      _mm512_storeu_ps(out + h * stride + i * SQ_BLOCK, m);
+      hm[h] = _mm512_max_ps(hm[h], m);
+      if (bm) bm[h * bmStride + i] = _mm512_reduce_max_ps(m);
+    }
+  }
+  for (int h = 0; h < G; h++) hmax[h] = _mm512_reduce_max_ps(hm[h]);
+}
+
+/** scoreList with the group's head count unrolled where it is a common one. */
+void scoreAll(const uint8_t* k8, const float* kscale, int G, const Quads& qd, const float* f, int64_t npad,
+              const int32_t* blocks, const uint16_t* vm, int64_t nb, float* out, int64_t stride, float* hmax,
+              float* bm = nullptr, int64_t bmStride = 0) {
+  switch (G) {
+#define KV_SCORE(GG) \
+  case GG:           \
+    return scoreList<GG>(k8, kscale, G, qd, f, npad, blocks, vm, nb, out, stride, hmax, bm, bmStride);
+    KV_SCORE(1)
+    KV_SCORE(2)
+    KV_SCORE(3)
+    KV_SCORE(4)
+    KV_SCORE(6)
+    KV_SCORE(8)
+#undef KV_SCORE
+    default:
+      return scoreList<0>(k8, kscale, G, qd, f, npad, blocks, vm, nb, out, stride, hmax, bm, bmStride);
+  }
+}
+#endif
 
 /**
  * The prefilter's group pass: est_hg = q_h·mean_g and ub_hg = est_hg + |q_h|·spread_g (an upper bound of
@@ -384,15 +489,15 @@ struct Exact {
  * outputs in registers across the groups.
  */
 template <int NV>
-void addGroups(const float* wg, int G, int h0, int HB, int64_t groups, const float* gv, int d, int c0, float* acc) {
+void addGroups(const float* wg, int G, int h0, int HB, int64_t groups, const uint16_t* gv, int d, int c0, float* acc) {
   __m512 o[4][NV];
   for (int i = 0; i < HB; i++)
     for (int c = 0; c < NV; c++) o[i][c] = _mm512_loadu_ps(acc + (h0 + i) * 2 * d + d + c0 + 16 * c);
   for (int64_t g = 0; g < groups; g++) {
     const float* w = wg + g * G + h0;
     __m512 v[NV];
-    const float* row = gv + g * d + c0;
-    for (int c = 0; c < NV; c++) v[c] = _mm512_loadu_ps(row + 16 * c);
+    const uint16_t* row = gv + g * d + c0;
+    for (int c = 0; c < NV; c++) v[c] = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(row + 16 * c)));
     for (int i = 0; i < HB; i++) {
       const __m512 x = _mm512_set1_ps(w[i]);
       for (int c = 0; c < NV; c++) o[i][c] = _mm512_fmadd_ps(x, v[c], o[i][c]);
@@ -403,7 +508,7 @@ void addGroups(const float* wg, int G, int h0, int HB, int64_t groups, const flo
 }
 
 /** acc's left-out halves += Σ_g wg[g][h]·v̄_g: 64 dims × 4 heads at a time (16 registers). */
-void addAllGroups(const float* wg, int G, int64_t groups, const float* gv, int d, float* acc) {
+void addAllGroups(const float* wg, int G, int64_t groups, const uint16_t* gv, int d, float* acc) {
   for (int c0 = 0; c0 < d; c0 += 64)
     for (int h0 = 0; h0 < G; h0 += 4) {
       const int hb = std::min(4, G - h0), nv = std::min(64, d - c0) / 16;
@@ -416,21 +521,22 @@ void addAllGroups(const float* wg, int G, int64_t groups, const float* gv, int d
 #else
 /** oa[0, 8·NV) += Σ_g w[g·stride]·gv[g·d + 0, 8·NV), the outputs in registers across the groups. */
 template <int NV>
-void addGroups(const float* w, int stride, int64_t groups, const float* gv, int d, float* oa) {
+void addGroups(const float* w, int stride, int64_t groups, const uint16_t* gv, int d, float* oa) {
   __m256 o[NV];
   for (int k = 0; k < NV; k++) o[k] = _mm256_loadu_ps(oa + 8 * k);
   for (int64_t g = 0; g < groups; g++) {
     const float x = w[g * stride];
     if (x == 0) continue;
     const __m256 x8 = _mm256_set1_ps(x);
-    const float* v = gv + g * d;
-    for (int k = 0; k < NV; k++) o[k] = _mm256_fmadd_ps(x8, _mm256_loadu_ps(v + 8 * k), o[k]);
+    const uint16_t* v = gv + g * d;
+    for (int k = 0; k < NV; k++)
+      o[k] = _mm256_fmadd_ps(x8, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(v + 8 * k))), o[k]);
   }
   for (int k = 0; k < NV; k++) _mm256_storeu_ps(oa + 8 * k, o[k]);
 }
 
 /** acc's left-out halves += Σ_g wg[g][h]·v̄_g: per head, 64 outputs at a time in registers. */
-void addAllGroups(const float* wg, int G, int64_t groups, const float* gv, int d, float* acc) {
+void addAllGroups(const float* wg, int G, int64_t groups, const uint16_t* gv, int d, float* acc) {
   for (int h = 0; h < G; h++) {
     float* oa = acc + h * 2 * d + d;
     for (int c0 = 0; c0 < d; c0 += 64) {
@@ -444,40 +550,49 @@ void addAllGroups(const float* wg, int G, int64_t groups, const float* gv, int d
 }
 #endif
 
+/** A block's rank key: ascending keys = descending scores, ties by ascending block (bits of a finite score). */
+inline uint64_t rankKey(float score, int64_t block) {
+  uint32_t u;
+  std::memcpy(&u, &score, 4);
+  const uint32_t asc = (u & 0x80000000u) ? ~u : (u | 0x80000000u);
+  return (static_cast<uint64_t>(~asc) << 32) | static_cast<uint32_t>(block);
+}
+
 /**
- * The budget's choice (key-sketch.ts pickKeys): compact blocks ranked by their best candidate's weight
- * (ties by block, i.e. by cache block: compact blocks ascend), taken in rounds while ⌊(take − kept)/16⌋ > 0
- * (each round that many more blocks, every candidate of them kept), then the next block's best candidates
- * (ties by slot) up to take. Marks S.keep; returns the keys kept.
+ * The budget's choice (key-sketch.ts pickKeys): compact blocks ranked by their best candidate's log weight
+ * S.bs[i] (−∞: no candidate; ties by block, i.e. by cache block: compact blocks ascend), taken in rounds
+ * while ⌊(take − kept)/16⌋ > 0 (each round that many more blocks, every candidate of them kept: S.vm[i]),
+ * then the next block's best candidates (ties by slot) up to take. lanes(i, w): block i's 16 slot log
+ * weights (−∞ off the candidates) into w. Sets the kept lanes S.kmask (zeroed by the caller); returns the
+ * keys kept.
  */
-int64_t pickBlocks(Scratch& S, int64_t nb, int64_t take) {
-  const float* w = S.w.data();
-  S.bs.resize(nb);
-  S.order.clear();
-  for (int64_t i = 0; i < nb; i++) {
-    const float b = hmax(_mm256_max_ps(_mm256_loadu_ps(w + i * SQ_BLOCK), _mm256_loadu_ps(w + i * SQ_BLOCK + 8)));
-    S.bs[i] = b;
-    if (b >= 0) S.order.push_back(static_cast<int32_t>(i));
-  }
-  const float* bs = S.bs.data();
-  auto better = [bs](int32_t x, int32_t y) { return bs[x] > bs[y] || (bs[x] == bs[y] && x < y); };
-  const int64_t cnt = static_cast<int64_t>(S.order.size());
+template <typename Lanes>
+int64_t pickBlocks(Scratch& S, int64_t nb, int64_t take, Lanes lanes) {
+  S.rank.clear();
+  for (int64_t i = 0; i < nb; i++)
+    if (S.bs[i] > -INFINITY) S.rank.push_back(rankKey(S.bs[i], i));
+  const int64_t cnt = static_cast<int64_t>(S.rank.size());
   int64_t kept = 0, at = 0;
   for (int64_t full = take / SQ_BLOCK; full > 0 && at < cnt; full = (take - kept) / SQ_BLOCK) {
     const int64_t to = std::min(cnt, at + full);
-    if (to < cnt) std::nth_element(S.order.begin() + at, S.order.begin() + to, S.order.end(), better);
-    for (; at < to; at++)
-      for (int64_t j = S.order[at] * SQ_BLOCK, e = j + SQ_BLOCK; j < e; j++)
-        if (w[j] >= 0) S.keep[j] = 1, kept++;
+    if (to < cnt) std::nth_element(S.rank.begin() + at, S.rank.begin() + to, S.rank.end());
+    for (; at < to; at++) {
+      const uint32_t i = static_cast<uint32_t>(S.rank[at]);
+      S.kmask[i] = S.vm[i];
+      kept += __builtin_popcount(S.vm[i]);
+    }
   }
   if (at < cnt && kept < take) {
-    if (at + 1 < cnt) std::nth_element(S.order.begin() + at, S.order.begin() + at, S.order.end(), better);
-    int32_t lanes[SQ_BLOCK];
+    if (at + 1 < cnt) std::nth_element(S.rank.begin() + at, S.rank.begin() + at, S.rank.end());
+    const uint32_t i = static_cast<uint32_t>(S.rank[at]);
+    alignas(64) float w[SQ_BLOCK];
+    lanes(static_cast<int32_t>(i), w);
+    int32_t ls[SQ_BLOCK];
     int m = 0;
-    for (int32_t j = S.order[at] * SQ_BLOCK, e = j + SQ_BLOCK; j < e; j++)
-      if (w[j] >= 0) lanes[m++] = j;
-    std::sort(lanes, lanes + m, [w](int32_t x, int32_t y) { return w[x] > w[y] || (w[x] == w[y] && x < y); });
-    for (int i = 0; i < m && kept < take; i++) S.keep[lanes[i]] = 1, kept++;
+    for (int k = 0; k < SQ_BLOCK; k++)
+      if (w[k] > -INFINITY) ls[m++] = k;
+    std::sort(ls, ls + m, [&w](int32_t x, int32_t y) { return w[x] > w[y] || (w[x] == w[y] && x < y); });
+    for (int k = 0; k < m && kept < take; k++) S.kmask[i] |= static_cast<uint16_t>(1u << ls[k]), kept++;
   }
   return kept;
 }
@@ -555,26 +670,17 @@ int64_t squeezedStep(const SqueezedStep& a) {
   }
   const int64_t nb = static_cast<int64_t>(S.blocks.size()), nc = nb * SQ_BLOCK;  // compact slots
   S.logit.resize(G * nc + 8);
-  S.ex.resize(G * nc + 8);
   S.valid.resize(nc);
+  const int64_t nbp = (nb + SQ_BLOCK - 1) / SQ_BLOCK * SQ_BLOCK;  // blocks padded to 16
+  S.bm.assign(static_cast<size_t>(G) * nbp, -INFINITY);
 
-  // per block: its logits, its candidate lanes (off them −∞) and the heads' running max
-  __m256 hm[MAXG];
-  for (int h = 0; h < G; h++) hm[h] = _mm256_set1_ps(-INFINITY);
-  const __m256i bitsLo = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
-  const __m256i bitsHi = _mm256_slli_epi32(bitsLo, 8);
+  // per block: its candidate lanes (S.valid, and the mask), its logits (off the candidates −∞), its best
+  // logit per head (S.bm [G][nbp], −∞ without a candidate) and the heads' max over them
   const __m128i byteBits = _mm_setr_epi8(1, 2, 4, 8, 16, 32, 64, -128, 1, 2, 4, 8, 16, 32, 64, -128);
   const __m128i byteSel = _mm_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
-  for (int64_t i = 0; i < nb; i++) {
-    const int64_t b = S.blocks[i];
-    if (pre && i + 2 < nb) {  // candidate blocks are runs with gaps: the hardware prefetcher misses each gap
-      const uint8_t* nx = a.k8 + S.blocks[i + 2] * SQ_BLOCK * 4;
-      for (int k = 0; k < qd.Q; k++) _mm_prefetch(reinterpret_cast<const char*>(nx + qd.sel[k] * npad * 4), _MM_HINT_T0);
-    }
-    float* lb = S.logit.data() + i * SQ_BLOCK;
-    scoreQuads(a.k8, a.ks, G, qd, f, npad, b, lb, nc);
+  auto lanesOf = [&](int64_t i) -> uint32_t {
+    const int64_t j0 = static_cast<int64_t>(S.blocks[i]) * SQ_BLOCK;
     uint32_t vm = 0;
-    const int64_t j0 = b * SQ_BLOCK;
     if (!pre && j0 + SQ_BLOCK <= n) {
       const __m256i g0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.grp + j0));
       const __m256i g1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.grp + j0 + 8));
@@ -589,6 +695,28 @@ int64_t squeezedStep(const SqueezedStep& a) {
     }
     const __m128i vb = _mm_cmpeq_epi8(_mm_and_si128(_mm_shuffle_epi8(_mm_cvtsi32_si128(static_cast<int>(vm)), byteSel), byteBits), byteBits);
     _mm_storeu_si128(reinterpret_cast<__m128i*>(S.valid.data() + i * SQ_BLOCK), _mm_and_si128(vb, _mm_set1_epi8(1)));
+    return vm;
+  };
+  float hmx[MAXG];
+  S.vm.resize(nb);
+#if KV_VNNI
+  for (int64_t i = 0; i < nb; i++) S.vm[i] = static_cast<uint16_t>(lanesOf(i));
+  scoreAll(a.k8, a.ks, G, qd, f, npad, S.blocks.data(), S.vm.data(), nb, S.logit.data(), nc, hmx, S.bm.data(), nbp);
+#else
+  __m256 hm[MAXG];
+  for (int h = 0; h < G; h++) hm[h] = _mm256_set1_ps(-INFINITY);
+  const __m256i bitsLo = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
+  const __m256i bitsHi = _mm256_slli_epi32(bitsLo, 8);
+  for (int64_t i = 0; i < nb; i++) {
+    const int64_t b = S.blocks[i];
+    if (pre && i + 2 < nb) {  // candidate blocks are runs with gaps: the hardware prefetcher misses each gap
+      const uint8_t* nx = a.k8 + S.blocks[i + 2] * SQ_BLOCK * 4;
+      for (int k = 0; k < qd.Q; k++) _mm_prefetch(reinterpret_cast<const char*>(nx + qd.sel[k] * npad * 4), _MM_HINT_T0);
+    }
+    float* lb = S.logit.data() + i * SQ_BLOCK;
+    scoreQuads(a.k8, a.ks, G, qd, f, npad, b, lb, nc);
+    const uint32_t vm = lanesOf(i);
+    S.vm[i] = static_cast<uint16_t>(vm);
     const __m256i vmv = _mm256_set1_epi32(static_cast<int>(vm));
     const __m256 on0 = _mm256_castsi256_ps(_mm256_cmpeq_epi32(_mm256_and_si256(vmv, bitsLo), bitsLo));
     const __m256 on1 = _mm256_castsi256_ps(_mm256_cmpeq_epi32(_mm256_and_si256(vmv, bitsHi), bitsHi));
@@ -598,82 +726,75 @@ int64_t squeezedStep(const SqueezedStep& a) {
       const __m256 l0 = _mm256_blendv_ps(ninf, _mm256_loadu_ps(l), on0);
       const __m256 l1 = _mm256_blendv_ps(ninf, _mm256_loadu_ps(l + 8), on1);
       if (vm != 0xffff) _mm256_storeu_ps(l, l0), _mm256_storeu_ps(l + 8, l1);
-      hm[h] = _mm256_max_ps(hm[h], _mm256_max_ps(l0, l1));
+      const __m256 lm = _mm256_max_ps(l0, l1);
+      hm[h] = _mm256_max_ps(hm[h], lm);
+      S.bm[h * nbp + i] = hmax(lm);
     }
   }
-  // per head: e = exp(logit − max) (~0 off the candidates), z with the other groups' mass
-  // (approximating: and their running sums P [G][nc + 1], P[j] = Σ_{i<j} e_i, so a group's run of compact
-  // slots sums in one subtraction instead of a loop per group and head — groups average ~10 keys)
-  float invz[MAXG], rel[MAXG];
-  const int64_t n8 = nc / 8 * 8;
-  const bool sums = a.gvals != nullptr;
-  if (sums) S.pre.resize(static_cast<size_t>(G) * (nc + 1));
+  for (int h = 0; h < G; h++) hmx[h] = hmax(hm[h]);
+#endif
+  // per head the log-normalizer estimate from the block maxima (key-sketch.ts scoreKeys): lse_h = m_h +
+  // log(Σ_b exp(bm_hb − m_h) + the other groups' mass where the prefilter left them out) — each block
+  // counted by its best key, so within log 16 below the keys' log-sum-exp and without an exponential per key
+  float lse[MAXG];
   for (int h = 0; h < G; h++) {
-    float* l = S.logit.data() + h * nc;
-    float* ex = S.ex.data() + h * nc;
-    float m = std::max(mx[h], hmax(hm[h]));
+    float m = std::max(mx[h], hmx[h]);
     if (m == -INFINITY) m = 0;  // nothing selectable
     mx[h] = m;
+    const float* bh = S.bm.data() + h * nbp;
+#if KV_VNNI
+    const __m512 m16 = _mm512_set1_ps(m);
+    __m512 zs = _mm512_setzero_ps();
+    for (int64_t i = 0; i < nbp; i += 16) zs = _mm512_add_ps(zs, exp16(_mm512_sub_ps(_mm512_loadu_ps(bh + i), m16)));
+    double z = _mm512_reduce_add_ps(zs);
+#else
     const __m256 m8 = _mm256_set1_ps(m);
     __m256 zs = _mm256_setzero_ps();
-    if (sums) {
-      float* P = S.pre.data() + h * (nc + 1);
-      P[0] = 0;
-      __m256 carry = _mm256_setzero_ps();
-      for (int64_t j = 0; j < n8; j += 8) {
-        const __m256 v = exp8(_mm256_sub_ps(_mm256_loadu_ps(l + j), m8));
-        _mm256_storeu_ps(ex + j, v);
-        zs = _mm256_add_ps(zs, v);
-        // inclusive scan of the 8 lanes, plus what came before
-        __m256 x = _mm256_add_ps(v, _mm256_castsi256_ps(_mm256_slli_si256(_mm256_castps_si256(v), 4)));
-        x = _mm256_add_ps(x, _mm256_castsi256_ps(_mm256_slli_si256(_mm256_castps_si256(x), 8)));
-        const __m256 lo = _mm256_permute2f128_ps(x, x, 0x08);  // [0, low half]
-        x = _mm256_add_ps(x, _mm256_shuffle_ps(lo, lo, 0xff));
-        _mm256_storeu_ps(P + j + 1, _mm256_add_ps(x, carry));
-        // the carry's chain is one add per 8 slots (the lanes' total does not wait for it)
-        carry = _mm256_add_ps(carry, _mm256_permutevar8x32_ps(x, _mm256_set1_epi32(7)));
-      }
-    } else
-      for (int64_t j = 0; j < n8; j += 8) {
-        const __m256 v = exp8(_mm256_sub_ps(_mm256_loadu_ps(l + j), m8));
-        _mm256_storeu_ps(ex + j, v);
-        zs = _mm256_add_ps(zs, v);
-      }
+    for (int64_t i = 0; i < nbp; i += 8) zs = _mm256_add_ps(zs, exp8(_mm256_sub_ps(_mm256_loadu_ps(bh + i), m8)));
     double z = hsum(zs);
-    for (int64_t j = n8; j < nc; j++) {
-      ex[j] = std::exp(l[j] - m);
-      z += ex[j];
-    }
+#endif
     if (pre) {
       double zo = 0;  // the other groups' mass, against gm_h
       const float* em = S.est.data() + h * NGp;
       for (int64_t g = 0; g < NG; g++)
         if (!S.cand[g]) zo += a.gLen[g] * em[g];
-      rel[h] = std::exp(gm[h] - m);
-      z += zo * rel[h];
+      z += zo * std::exp(gm[h] - m);
     }
-    invz[h] = z > 0 ? static_cast<float>(1.0 / z) : 0.0f;
+    lse[h] = z > 0 ? static_cast<float>(static_cast<double>(m) + std::log(z)) : m;
   }
-  // weight of each candidate slot: the best estimated softmax weight over the group's heads (−1: not one)
-  S.w.resize(nc);
-  int64_t cands = 0;
-  for (int64_t j = 0; j < nc; j += 8) {  // nc is a multiple of 16
-    __m256 best = _mm256_setzero_ps();
-    for (int h = 0; h < G; h++)
-      best = _mm256_max_ps(best, _mm256_mul_ps(_mm256_loadu_ps(S.ex.data() + h * nc + j), _mm256_set1_ps(invz[h])));
-    const __m128i v8 = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(S.valid.data() + j));
-    const __m256 on = _mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_cvtepu8_epi32(v8), _mm256_setzero_si256()));
-    _mm256_storeu_ps(S.w.data() + j, _mm256_blendv_ps(_mm256_set1_ps(-1.0f), best, on));
-    cands += __builtin_popcount(static_cast<unsigned>(_mm256_movemask_ps(on)));
-  }
-  S.keep.assign(nc, 0);
+  // a slot's log weight: max over the group's heads of logit − lse_h (−∞ off the candidates); a block's
+  // score: its best candidate's, max_h (bm_hb − lse_h)
   int64_t kept = 0;
+  S.kmask.assign(nb, 0);
+  auto slotLogWeights = [&](int64_t j, float* w) {  // the 16 slots of compact block j / 16
+#if KV_VNNI
+    __m512 best = _mm512_set1_ps(-INFINITY);
+    for (int h = 0; h < G; h++)
+      best = _mm512_max_ps(best, _mm512_sub_ps(_mm512_loadu_ps(S.logit.data() + h * nc + j), _mm512_set1_ps(lse[h])));
+    _mm512_storeu_ps(w, best);
+#else
+    for (int k = 0; k < SQ_BLOCK; k += 8) {
+      __m256 best = _mm256_set1_ps(-INFINITY);
+      for (int h = 0; h < G; h++)
+        best = _mm256_max_ps(best, _mm256_sub_ps(_mm256_loadu_ps(S.logit.data() + h * nc + j + k), _mm256_set1_ps(lse[h])));
+      _mm256_storeu_ps(w + k, best);
+    }
+#endif
+  };
   if (a.take < 0) {
-    const float cut = static_cast<float>(a.tau / static_cast<double>(std::max<int64_t>(1, selectable)));
+    S.w.resize(nc);
+    for (int64_t j = 0; j < nc; j += SQ_BLOCK) slotLogWeights(j, S.w.data() + j);
+    const float cut = static_cast<float>(std::log(a.tau / static_cast<double>(std::max<int64_t>(1, selectable))));
     for (int64_t j = 0; j < nc; j++)
-      if (S.valid[j] && S.w[j] >= cut) S.keep[j] = 1, kept++;
-  } else if (a.take > 0 && cands > 0) {
-    kept = pickBlocks(S, nb, a.take);
+      if (S.valid[j] && S.w[j] >= cut) S.kmask[j / SQ_BLOCK] |= static_cast<uint16_t>(1u << (j % SQ_BLOCK)), kept++;
+  } else if (a.take > 0) {
+    S.bs.resize(nb);
+    for (int64_t i = 0; i < nb; i++) {
+      float b = -INFINITY;
+      for (int h = 0; h < G; h++) b = std::max(b, S.bm[h * nbp + i] - lse[h]);
+      S.bs[i] = b;
+    }
+    kept = pickBlocks(S, nb, a.take, [&](int32_t i, float* w) { slotLogWeights(static_cast<int64_t>(i) * SQ_BLOCK, w); });
   }
   // exact attention over the kept slots — whole kept blocks (a budget keeps whole blocks; rows of a block
   // are contiguous in the cache) in one list, a block's kept lanes as runs otherwise — the always-attended
@@ -683,11 +804,8 @@ int64_t squeezedStep(const SqueezedStep& a) {
   Exact ex(a, acc.data());
   S.kb.clear();
   S.km.clear();
-  for (int64_t i = 0; i < nb; i++) {
-    const __m128i k16 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(S.keep.data() + i * SQ_BLOCK));
-    const uint32_t m = static_cast<uint32_t>(_mm_movemask_epi8(_mm_cmpgt_epi8(k16, _mm_setzero_si128())));
-    if (m) S.kb.push_back(static_cast<int32_t>(i)), S.km.push_back(m);
-  }
+  for (int64_t i = 0; i < nb; i++)
+    if (S.kmask[i]) S.kb.push_back(static_cast<int32_t>(i)), S.km.push_back(S.kmask[i]);
   constexpr uint32_t FULL = (1u << SQ_BLOCK) - 1;
   S.order.clear();  // the whole kept blocks, ascending (compact blocks ascend with the cache's)
   for (int64_t t = 0; t < static_cast<int64_t>(S.kb.size()); t++)
@@ -696,66 +814,56 @@ int64_t squeezedStep(const SqueezedStep& a) {
   ex.blocks(S.order.data(), static_cast<int64_t>(S.order.size()));
   for (int64_t p = 0; p < a.alwaysPairs; p++) ex.run(a.always[2 * p], a.always[2 * p + 1]);
   ex.run(n, a.end);
-  // the left-out share: candidates not kept, Σ exp(logit − max) per group (a group's candidates are a run
-  // of compact slots) × its mean value; other groups len · exp(est − max) × theirs
-  const bool approx = a.gvals && kept < selectable;
+  // the left-out share, clustered attention (key-sketch.ts leftOutShare): each group's slots not kept, c_g,
+  // as c_g · exp(est_hg − R_h) with the group's mean value; est_hg = q_h · the group's int8 mean key over
+  // every channel (scored like the keys), R_h = max_g est_hg
+  const bool approx = a.gvals && a.gq && kept < selectable;
   double za[MAXG] = {};
   if (approx) {
-    // per group and head: Σ exp(logit − max) of its candidates not kept, or len · exp(est − max) where
-    // the prefilter left the group out; then each group's mean value once for every head
-    S.ub.assign(static_cast<size_t>(NG) * G, 0.0f);
-    float* wg = S.ub.data();
-    // each scored group's run of compact slots (a candidate group's blocks are all compact blocks,
-    // consecutive there as in the cache) from the running sums, less its kept slots (clamped at 0: the
-    // difference of two rounded sums)
-    for (int64_t t = 0; t < static_cast<int64_t>(S.kb.size()); t++)
-      for (uint32_t r = S.km[t]; r; r &= r - 1) {
-        const int64_t c = S.kb[t] * SQ_BLOCK + __builtin_ctz(r);
-        const int32_t g = a.grp[S.blocks[S.kb[t]] * SQ_BLOCK + __builtin_ctz(r)];
-        for (int h = 0; h < G; h++) wg[g * G + h] -= S.ex[h * nc + c];
-      }
-    S.inv.assign(npad / SQ_BLOCK, -1);
-    for (int64_t i = 0; i < nb; i++) S.inv[S.blocks[i]] = static_cast<int32_t>(i);
-    for (int64_t g = 0; g < NG; g++) {
-      if (!S.cand[g] || a.gLen[g] == 0) continue;
-      const int64_t c0 = static_cast<int64_t>(S.inv[a.gStart[g] / SQ_BLOCK]) * SQ_BLOCK + a.gStart[g] % SQ_BLOCK;
-      const int64_t c1 = c0 + a.gLen[g];
-      for (int h = 0; h < G; h++) {
-        const float* P = S.pre.data() + h * (nc + 1);
-        wg[g * G + h] = std::max(0.0f, wg[g * G + h] + (P[c1] - P[c0]));
-      }
+    // c_g: the group's slots less its kept ones (kept lanes are candidates: slots of a group)
+    S.cg.resize(NG);
+    for (int64_t g = 0; g < NG; g++) S.cg[g] = static_cast<float>(a.gLen[g]);
+    for (int64_t t = 0; t < static_cast<int64_t>(S.kb.size()); t++) {
+      const int32_t* gr = a.grp + static_cast<int64_t>(S.blocks[S.kb[t]]) * SQ_BLOCK;
+      for (uint32_t r = S.km[t]; r; r &= r - 1) S.cg[gr[__builtin_ctz(r)]] -= 1.0f;
     }
-    if (pre)
-      for (int64_t g = 0; g < NG; g++)
-        if (!S.cand[g])
-          for (int h = 0; h < G; h++) wg[g * G + h] = a.gLen[g] * S.est[h * NGp + g] * rel[h];
-    if (a.gq && qd.Q < d / 4) {
-      // the unscored channels' part of each group's logits, q over them · the group's mean key
-      // (key-sketch.ts groupRemainder): a group's left-out weights × exp(rem − R_h), R_h = max_g rem;
-      // the left-out share's reference moves to mx_h + R_h (groups the prefilter left out: × exp(−R_h))
-      Quads rest;
-      int32_t other[64];
-      int no = 0;
-      for (int t = 0, k = 0; t < d / 4; t++)
-        if (k < qd.Q && qd.sel[k] == t) k++;
-        else other[no++] = t;
-      setQuads(a, q8s, other, no, rest);
-      S.rem.resize(static_cast<size_t>(G) * NGp);
-      float* rem = S.rem.data();
-      for (int64_t b = 0; b < NGp / SQ_BLOCK; b++) scoreQuads(a.gq, a.gqs, G, rest, f, NGp, b, rem + b * SQ_BLOCK, NGp);
-      for (int h = 0; h < G; h++) {
-        float* rh = rem + h * NGp;
-        float R = -INFINITY;
-        for (int64_t g = 0; g < NG; g++) R = std::max(R, rh[g]);
-        const __m256 R8 = _mm256_set1_ps(R);
-        for (int64_t g = 0; g < NGp; g += 8) _mm256_storeu_ps(rh + g, exp8(_mm256_sub_ps(_mm256_loadu_ps(rh + g), R8)));
-        const float out = std::exp(-R);
-        for (int64_t g = 0; g < NG; g++) wg[g * G + h] *= S.cand[g] ? rh[g] : out;
-        mx[h] += R;
-      }
+    Quads all;
+    int32_t every[64];
+    for (int t = 0; t < d / 4; t++) every[t] = t;
+    setQuads(a, q8s, every, d / 4, all);
+    S.gest.resize(static_cast<size_t>(G) * NGp);
+    float* est = S.gest.data();
+    float R[MAXG];
+#if KV_VNNI
+    const int64_t gb = NGp / SQ_BLOCK;  // every group block, the padding's lanes off
+    S.gblk.resize(gb);
+    S.gvm.resize(gb);
+    for (int64_t b = 0; b < gb; b++)
+      S.gblk[b] = static_cast<int32_t>(b), S.gvm[b] = static_cast<uint16_t>(laneMask(std::min<int64_t>(SQ_BLOCK, NG - b * SQ_BLOCK)));
+    scoreAll(a.gq, a.gqs, G, all, f, NGp, S.gblk.data(), S.gvm.data(), gb, est, NGp, R);
+#else
+    for (int64_t b = 0; b < NGp / SQ_BLOCK; b++) scoreQuads(a.gq, a.gqs, G, all, f, NGp, b, est + b * SQ_BLOCK, NGp);
+    for (int h = 0; h < G; h++) {
+      R[h] = -INFINITY;
+      for (int64_t g = 0; g < NG; g++) R[h] = std::max(R[h], est[h * NGp + g]);
     }
-    for (int h = 0; h < G; h++)
-      for (int64_t g = 0; g < NG; g++) za[h] += wg[g * G + h];
+#endif
+    S.ub.resize(static_cast<size_t>(NG) * G);
+    float* wg = S.ub.data();  // [groups][G]
+    for (int h = 0; h < G; h++) {
+      float* eh = est + h * NGp;
+#if KV_VNNI
+      const __m512 R16 = _mm512_set1_ps(R[h]);
+      for (int64_t g = 0; g < NGp; g += 16) _mm512_storeu_ps(eh + g, exp16(_mm512_sub_ps(_mm512_loadu_ps(eh + g), R16)));
+#else
+      const __m256 R8 = _mm256_set1_ps(R[h]);
+      for (int64_t g = 0; g < NGp; g += 8) _mm256_storeu_ps(eh + g, exp8(_mm256_sub_ps(_mm256_loadu_ps(eh + g), R8)));
+#endif
+      for (int64_t g = 0; g < NG; g++) wg[g * G + h] = S.cg[g] * eh[g];
+      mx[h] = R[h];
+    }
+    for (int64_t g = 0; g < NG; g++)  // the heads' chains side by side
+      for (int h = 0; h < G; h++) za[h] += wg[g * G + h];
     addAllGroups(wg, G, NG, a.gvals, d, acc.data());
   }
   // exact (against M_h) ⊕ left-out (against mx_h), both moved to the larger of the two

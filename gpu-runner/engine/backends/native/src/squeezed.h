@@ -1,7 +1,8 @@
 // Squeezed attention's fused decode step (squeezed.cc, squeezed-driver.cc): per-key int8 scoring of a
-// fixed context, top-budget selection, exact attention over the kept keys + always-attended ranges + live
-// tokens, and the left-out keys' share (their own logits, their group's mean value) merged by
-// log-sum-exp — one call per (row, kv head) instead of five host passes. The reference it must equal is
+// fixed context, top-budget selection of 16-slot blocks by their best key, exact attention over the kept
+// keys + always-attended ranges + live tokens, and the left-out keys' share (clustered attention: each
+// group's slots not kept at the group's mean key and mean value) merged by log-sum-exp — one call per
+// (row, kv head) instead of five host passes. The reference it must equal is
 // gpu-runner/engine/attention/squeezed/key-sketch.ts.
 #pragma once
 #define NAPI_VERSION 8
@@ -25,12 +26,12 @@ struct SqueezedStep {
   int quads;            // quads scored (≥ d/4: every channel)
   const float* ks;      // [n] the keys' scales
   // [groups] mean keys in k8's layout ([d/4][groups padded to 16][4], + 128) and their scales: the left-out
-  // share's remainder (the unscored channels' q · mean key), null = none
+  // share's logit of each group (q · mean key over every channel); needed with gvals
   const uint8_t* gq;
   const float* gqs;
   const int32_t* grp;  // [n] summary group, −1 = always attended
   int64_t n;
-  const float* gvals;  // [groups][d] group mean values, null = drop-only
+  const uint16_t* gvals;  // [groups][d] group mean values (IEEE halves), null = drop-only
   int64_t groups;
   const void* K;  // this layer and kv head: [pos][d], f32, (half) IEEE halves or (q8) int8 codes
   const void* V;
