@@ -3,6 +3,7 @@
 // kept (the AVX-512 VNNI kernel at that level, else AVX2). Byte offsets into mem (0 = none for gvals / always);
 // every range is checked before the kernel (squeezed.cc) runs. K, V: the layer's kv head at position 0, rows of
 // d values, kvType 0 f32, 1 IEEE halves, 2 int8 codes with an f32 scale per row at Ks / Vs (that kv head's [pos]).
+#include <algorithm>
 #include "binding.h"
 #include "squeezed.h"
 
@@ -88,8 +89,9 @@ napi_value squeezedStepFn(napi_env env, napi_callback_info info) {
         throw Error("squeezedStep: groups must be ascending, disjoint runs inside [0, n)");
       at = a.gStart[g] + a.gLen[g];
     }
-    for (int64_t j = 0; j < a.n; j++)
-      if (a.grp[j] >= a.groups) throw Error("squeezedStep: a slot's group is outside [−1, groups)");
+    int32_t top = -1;  // the largest group of a slot: a max reduction, which vectorises (an early exit does not)
+    for (int64_t j = 0; j < a.n; j++) top = std::max(top, a.grp[j]);
+    if (top >= a.groups) throw Error("squeezedStep: a slot's group is outside [−1, groups)");
     for (int64_t p = 0; p < a.alwaysPairs; p++)
       if (a.always[2 * p] < 0 || a.always[2 * p] > a.always[2 * p + 1] || a.always[2 * p + 1] > a.n)
         throw Error("squeezedStep: an always-attended range is outside [0, n)");
