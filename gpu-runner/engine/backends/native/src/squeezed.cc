@@ -859,11 +859,10 @@ int64_t squeezedStep(const SqueezedStep& a) {
       const __m256 R8 = _mm256_set1_ps(R[h]);
       for (int64_t g = 0; g < NGp; g += 8) _mm256_storeu_ps(eh + g, exp8(_mm256_sub_ps(_mm256_loadu_ps(eh + g), R8)));
 #endif
-      for (int64_t g = 0; g < NG; g++) wg[g * G + h] = S.cg[g] * eh[g];
       mx[h] = R[h];
     }
-    for (int64_t g = 0; g < NG; g++)  // the heads' chains side by side
-      for (int h = 0; h < G; h++) za[h] += wg[g * G + h];
+    for (int64_t g = 0; g < NG; g++)  // the weights, and the heads' sums side by side
+      for (int h = 0; h < G; h++) za[h] += wg[g * G + h] = S.cg[g] * est[h * NGp + g];
     addAllGroups(wg, G, NG, a.gvals, d, acc.data());
   }
   // exact (against M_h) ⊕ left-out (against mx_h), both moved to the larger of the two
