@@ -240,8 +240,8 @@ const STEP_FIELDS = [
 ] as const satisfies readonly (keyof NativeSqueezedStep)[];
 
 /**
- * Span records as the addon reads them: [span][field] f64, the fields in the order given (the order the
- * addon's span loop takes them in src/addon.cc).
+ * Records (spans, squeezed steps) as the addon reads them: [record][field] f64, the fields in the order
+ * given (the order the addon's record loop takes them in, src/addon.cc, src/squeezed-driver.cc).
  */
 function packSpans<S>(spans: readonly S[], fields: readonly (keyof S & string)[]): Float64Array {
   const f = new Float64Array(spans.length * fields.length);
