@@ -21,6 +21,7 @@ import {
   scoreKeys,
 } from '../../gpu-runner/engine/attention/squeezed/key-sketch.ts';
 import { toClusterMajor } from '../../gpu-runner/engine/attention/squeezed/layout.ts';
+import { type KeepRule, NativeSketches } from '../../gpu-runner/engine/attention/squeezed/native-step.ts';
 import { relativeError } from '../../gpu-runner/engine/attention/squeezed/metrics.ts';
 import type { SelectMode } from '../../gpu-runner/engine/attention/squeezed/select.ts';
 import {
@@ -31,8 +32,9 @@ import {
 import { attendLayer } from '../../gpu-runner/engine/attention/step-attention.ts';
 import { nativeBackendAvailable } from '../../gpu-runner/engine/backends/native/backend.ts';
 import { loadNativeKernels } from '../../gpu-runner/engine/backends/native/index.ts';
+import type { NativeKernels, NativeSqueezedStep } from '../../gpu-runner/engine/backends/native/kernels.ts';
 import { createBackend } from '../../gpu-runner/engine/backends/registry.ts';
-import type { Backend } from '../../gpu-runner/engine/backends/types.ts';
+import type { Backend, Tensor } from '../../gpu-runner/engine/backends/types.ts';
 import { f16ToF32, f32ToF16 } from '../../gpu-runner/engine/half.ts';
 
 describe('per-key scoring', () => {
@@ -210,20 +212,21 @@ const D = 16;
 const scale = 1 / Math.sqrt(D);
 
 /**
- * The squeezed index of a synthetic context's N fixed keys (k, v: its cache [kv_head][CAP][D]) and the
- * cluster-major layouts: of the fixed keys alone ([kv_head][N][D]) and of the whole cache (live rows kept).
+ * The squeezed index of a synthetic context's N fixed keys (k, v: its cache [kv_head][CAP][D], kvh kv heads)
+ * and the cluster-major layouts: of the fixed keys alone ([kv_head][N][D]) and of the whole cache (live rows
+ * kept).
  */
-function clustered(ctx: ReturnType<typeof syntheticContext>, k: Float32Array, v: Float32Array) {
+function clustered(ctx: ReturnType<typeof syntheticContext>, k: Float32Array, v: Float32Array, kvh = KVH) {
   const ix = buildIndex(
-    [{ k: fixedKeys({ ...ctx, k }, KVH, N, D), v: fixedKeys({ ...ctx, k: v }, KVH, N, D) }],
-    { n: N, kvHeads: KVH, headDim: D },
+    [{ k: fixedKeys({ ...ctx, k }, kvh, N, D), v: fixedKeys({ ...ctx, k: v }, kvh, N, D) }],
+    { n: N, kvHeads: kvh, headDim: D },
     { window: 16, pc: 0.05 },
   );
-  const fixedMajor = (x: Float32Array) => toClusterMajor(ix, 0, fixedKeys({ ...ctx, k: x }, KVH, N, D));
+  const fixedMajor = (x: Float32Array) => toClusterMajor(ix, 0, fixedKeys({ ...ctx, k: x }, kvh, N, D));
   const major = (x: Float32Array) => {
     const m = fixedMajor(x);
     const out = x.slice();
-    for (let g = 0; g < KVH; g++) out.set(m.subarray(g * N * D, (g + 1) * N * D), g * CAP * D);
+    for (let g = 0; g < kvh; g++) out.set(m.subarray(g * N * D, (g + 1) * N * D), g * CAP * D);
     return out;
   };
   return { ix, fixedMajor, major };
@@ -429,6 +432,176 @@ function keysSuite(name: 'reference' | 'native') {
 
 keysSuite('reference');
 if (await nativeBackendAvailable()) keysSuite('native');
+
+// The fused steps of a span's layer run in one addon call, one step per (row, kv head) over the addon's
+// pool (native-step.ts, src/squeezed-driver.cc): each step writes only its own rows, so any thread count
+// gives what the steps give one by one; a bad step is refused before any runs.
+if (await nativeBackendAvailable())
+  describe("squeezed steps over the addon's pool", () => {
+    const KVH3 = 3;
+    const H6 = 6;
+    const ROWS = 5;
+    const ctx = syntheticContext({ cap: CAP, kvHeads: KVH3, headDim: D, topics: 24, seed: 33 });
+    const q = syntheticQueries(ctx, {
+      rows: ROWS + 1,
+      heads: H6,
+      kvHeads: KVH3,
+      headDim: D,
+      topics: 24,
+      seed: 9,
+    });
+    const { ix, fixedMajor, major } = clustered(ctx, ctx.k, ctx.v, KVH3);
+    let b: Backend;
+    let kernels: NativeKernels;
+    beforeAll(async () => {
+      b = await createBackend('native', { threads: 2 });
+      const load = await loadNativeKernels();
+      if (!load.ok) throw new Error(load.reason);
+      kernels = load.kernels;
+    });
+    afterAll(() => b.dispose());
+
+    /**
+     * Rows 1 … ROWS of q ([ROWS + 1][H6·D]) attended by the fused steps on a `threads` pool: as one span of
+     * ROWS rows (one call), or one span per row → the output and each step's (ti, keys) in call order.
+     */
+    const attend = (threads: number, rule: KeepRule, prefilter: number, perRow: boolean) => {
+      kernels.configure({ threads });
+      const cache = b.createKVCache({ layers: 1, kvHeads: KVH3, headDim: D, capacity: CAP });
+      b.kvLoad(cache, 0, 0, { k: major(ctx.k), v: major(ctx.v) });
+      const keys = fixedMajor(ctx.k);
+      const blocks = [{ offset: 0, n: N, index: ix }];
+      const sketches = Array.from({ length: KVH3 }, (_, g) =>
+        buildKeySketch(keys.subarray(g * N * D, (g + 1) * N * D), blocks, 0, g, D),
+      );
+      const fused = NativeSketches.of(b, sketches)!;
+      const qt = b.upload({ dtype: 'f32', shape: [ROWS + 1, H6 * D], data: q });
+      const pos = CAP - ROWS;
+      const spans = perRow
+        ? Array.from({ length: ROWS }, (_, r) => ({ cache, row: 1 + r, count: 1, pos: pos + r }))
+        : [{ cache, row: 1, count: ROWS, pos }];
+      const kept: [number, number][] = [];
+      let out: Tensor | undefined;
+      for (const span of spans)
+        out = fused.attend(
+          qt,
+          0,
+          span,
+          H6,
+          scale,
+          () => rule,
+          (ti, k) => kept.push([ti, k]),
+          true,
+          prefilter,
+          2,
+          out,
+        );
+      const y = b.readNow(out!);
+      b.free(out!);
+      b.free(qt);
+      fused.free();
+      b.freeKVCache(cache);
+      return { y, kept };
+    };
+
+    it('a multi-row span on 2 threads gives what 1 thread gives step by step, bit for bit', () => {
+      const rules: [KeepRule, number][] = [
+        [{ take: 80, tau: 0 }, 0],
+        [{ take: 40, tau: 0 }, 0.25],
+        [{ take: -1, tau: 2 }, 0],
+      ];
+      try {
+        for (const [rule, pre] of rules) {
+          const one = attend(1, rule, pre, true);
+          // every row and kv head attended, each keeping keys
+          expect(one.kept.map(([ti]) => ti)).toEqual(Array.from({ length: ROWS * KVH3 }, (_, j) => j % KVH3));
+          expect(one.kept.every(([, k]) => k > 0)).toBe(true);
+          expect(one.y.subarray(0, H6 * D).every((x) => x === 0)).toBe(true);
+          for (const [threads, perRow] of [
+            [2, false],
+            [1, false],
+            [2, true],
+          ] as const) {
+            const got = attend(threads, rule, pre, perRow);
+            expect(got.kept).toEqual(one.kept);
+            expect(got.y).toEqual(one.y);
+          }
+        }
+      } finally {
+        kernels.configure({ threads: 2 });
+      }
+    });
+
+    it("refuses a bad step with the driver's error before any step runs", () => {
+      // steps over a scratch memory: q / out rows only, an empty context (n = 0, no live tokens)
+      const mem = new Uint8Array(4096);
+      const G = 2;
+      const rowBytes = G * D * 4;
+      const step = (out: number): NativeSqueezedStep => ({
+        q: 0,
+        out,
+        G,
+        headDim: D,
+        scale,
+        k8: 0,
+        perm: 1024,
+        cw: 0,
+        ks: 0,
+        grp: 0,
+        n: 0,
+        gvals: 0,
+        groups: 0,
+        K: 0,
+        V: 0,
+        always: 0,
+        alwaysPairs: 0,
+        end: 0,
+        take: 0,
+        tau: 0,
+        gStart: 0,
+        gLen: 0,
+        gm8: 0,
+        gmsum: 0,
+        gms: 0,
+        gs8: 0,
+        gssum: 0,
+        gss: 0,
+        want: -1,
+        kvType: 0,
+        Ks: 0,
+        Vs: 0,
+        quads: 4,
+        gq: 0,
+        gqs: 0,
+      });
+      new Int32Array(mem.buffer, 1024, D).set(Array.from({ length: D }, (_, i) => i));
+      const sentinel = 2048;
+      mem.fill(7, sentinel, sentinel + rowBytes);
+      const kept = new Int32Array(2);
+      const run = (steps: NativeSqueezedStep[]) => () => kernels.squeezedSteps(mem, steps, kept);
+      expect(run([step(sentinel), step(mem.length - rowBytes + 4)])).toThrow(
+        /squeezedSteps: step 1: out: bytes \[\d+, \d+\) outside the memory/,
+      );
+      expect(run([step(sentinel), { ...step(sentinel + rowBytes), perm: 0 }])).toThrow(
+        /squeezedSteps: step 1: perm must be a permutation/,
+      );
+      expect(run([step(sentinel), step(sentinel + rowBytes - 4)])).toThrow(/overlapping out rows/);
+      // 16 slots (k8, scales, K / V at 0) whose groups sit at 3072: one names group 0 of none
+      const grp = new Int32Array(mem.buffer, 3072, 16).fill(-1);
+      grp[9] = 0;
+      const slots = { n: 16, end: 16, grp: 3072 };
+      expect(run([step(sentinel), { ...step(sentinel + rowBytes), ...slots }])).toThrow(
+        /squeezedSteps: step 1: a slot's group is outside \[−1, groups\)/,
+      );
+      // the left-out share scores the groups' mean keys: mean values without them are refused
+      expect(run([step(sentinel), { ...step(sentinel + rowBytes), gvals: 3072 }])).toThrow(
+        /squeezedSteps: step 1: the left-out share \(gvals\) needs the groups' mean keys/,
+      );
+      // step 0 was valid but never ran
+      expect(mem.subarray(sentinel, sentinel + rowBytes).every((x) => x === 7)).toBe(true);
+      expect(() => kernels.squeezedSteps(mem, [step(sentinel)], kept)).toThrow(/one entry per step/);
+    });
+  });
 
 // A runner's native backend keeps int8 caches by default (KVRAG_NATIVE_KV_DTYPE; f16 or f32 on request),
 // squeezed requests' too (reuse/assemble.ts): the fused step reads f16 and int8 K/V rows as it reads f32

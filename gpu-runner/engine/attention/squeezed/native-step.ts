@@ -1,8 +1,9 @@
-// Squeezed attention's step fused into one native call per (row, kv head) on the `native` backend
-// (backends/native/src/squeezed.cc): int8 scoring of every fixed-context key, the budget's best 16-slot blocks,
-// exact attention over them + the always-attended ranges + the live tokens, and the left-out keys' share
-// merged by log-sum-exp — what key-sketch.ts computes on the host, without reading q back, uploading
-// ranges or merging on the host. The sketches live in the wasm memory the cache lives in.
+// Squeezed attention's step fused into one native kernel run per (row, kv head) on the `native` backend
+// (backends/native/src/squeezed.cc), a span's runs of one layer in one call over the addon's pool: int8
+// scoring of every fixed-context key, the budget's best 16-slot blocks, exact attention over them + the
+// always-attended ranges + the live tokens, and the left-out keys' share merged by log-sum-exp — what
+// key-sketch.ts computes on the host, without reading q back, uploading ranges or merging on the host.
+// The sketches live in the wasm memory the cache lives in.
 import { CheckedBackend } from '../../backends/checked.ts';
 import { NativeWasmKernels } from '../../backends/native/backend.ts';
 import type { NativeSqueezedStep } from '../../backends/native/kernels.ts';
@@ -117,6 +118,8 @@ export class NativeSketches {
     const n = this.sketches[0].n;
     const y = into ? (b.handleOf(into) as WasmTensor) : allocTensor(mem, rows * width * 4);
     if (!into) mem.u8.fill(0, y.off, y.off + rows * width * 4);
+    // one step per (row, kv head), all in one call over the addon's pool; job j = r · kvHeads + g
+    const steps: NativeSqueezedStep[] = [];
     for (let r = 0; r < span.count; r++) {
       const end = span.pos + r + 1;
       for (let g = 0; g < kvHeads; g++) {
@@ -125,46 +128,33 @@ export class NativeSketches {
         const p = this.placed[ti];
         const at = ((span.row + r) * width + g * group * d) * 4;
         const { take, tau } = rule(ti, end - n);
-        const keys = b.kernels.native.squeezedStep(mem.u8, {
+        steps.push({
+          ...p,
           q: qh.off + at,
           out: y.off + at,
           G: group,
           headDim: d,
           scale,
-          k8: p.k8,
-          perm: p.perm,
-          cw: p.cw,
           quads,
-          ks: p.ks,
-          grp: p.grp,
           n,
           gvals: approximate ? p.gvals : 0,
           groups: s.groups,
           K: la.k + g * la.kvHeadStride * eb,
           V: la.v + g * la.kvHeadStride * eb,
-          always: p.always,
           alwaysPairs: s.always.length / 2,
           end,
           take,
           tau,
-          gStart: p.gStart,
-          gLen: p.gLen,
-          gm8: p.gm8,
-          gmsum: p.gmsum,
-          gms: p.gms,
-          gs8: p.gs8,
-          gssum: p.gssum,
-          gss: p.gss,
-          gq: p.gq,
-          gqs: p.gqs,
           want: candidateKeys(s, take, prefilter),
           kvType: la.kvType,
           Ks: la.ks && la.ks + g * la.scaleHeadStride * 4,
           Vs: la.vs && la.vs + g * la.scaleHeadStride * 4,
         });
-        kept(ti, keys);
       }
     }
+    const keys = new Int32Array(steps.length);
+    b.kernels.native.squeezedSteps(mem.u8, steps, keys);
+    for (let j = 0; j < keys.length; j++) kept(layer * kvHeads + (j % kvHeads), keys[j]);
     return into ?? b.adopt(y, [rows, width]);
   }
 

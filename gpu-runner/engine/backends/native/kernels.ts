@@ -138,13 +138,14 @@ export interface NativeAddon {
     headDim: number,
   ): void;
   add(mem: Uint8Array, a: number, b: number, y: number, n: number): void;
-  squeezedStep(mem: Uint8Array, ...args: number[]): number;
+  squeezedSteps(mem: Uint8Array, steps: Float64Array, kept: Int32Array): void;
   kvUnpack(mem: Uint8Array, ...args: number[]): void;
 }
 
 /**
  * Squeezed attention's fused step for one row and kv head (src/squeezed.h; the reference is
  * attention/squeezed/key-sketch.ts): byte offsets; gvals / always 0 = none; take −1 = threshold tau.
+ * Packed for the addon in the order of STEP_FIELDS.
  */
 export interface NativeSqueezedStep {
   q: number;
@@ -200,9 +201,48 @@ export interface NativeSqueezedStep {
   gqs: number;
 }
 
+/** A step's fields in the order the addon reads them (src/squeezed-driver.cc `Field`). */
+const STEP_FIELDS = [
+  'q',
+  'out',
+  'G',
+  'headDim',
+  'scale',
+  'k8',
+  'perm',
+  'cw',
+  'ks',
+  'grp',
+  'n',
+  'gvals',
+  'groups',
+  'K',
+  'V',
+  'always',
+  'alwaysPairs',
+  'end',
+  'take',
+  'tau',
+  'gStart',
+  'gLen',
+  'gm8',
+  'gmsum',
+  'gms',
+  'gs8',
+  'gssum',
+  'gss',
+  'want',
+  'kvType',
+  'Ks',
+  'Vs',
+  'quads',
+  'gq',
+  'gqs',
+] as const satisfies readonly (keyof NativeSqueezedStep)[];
+
 /**
- * Span records as the addon reads them: [span][field] f64, the fields in the order given (the order the
- * addon's span loop takes them in src/addon.cc).
+ * Records (spans, squeezed steps) as the addon reads them: [record][field] f64, the fields in the order
+ * given (the order the addon's record loop takes them in, src/addon.cc, src/squeezed-driver.cc).
  */
 function packSpans<S>(spans: readonly S[], fields: readonly (keyof S & string)[]): Float64Array {
   const f = new Float64Array(spans.length * fields.length);
@@ -398,46 +438,12 @@ export class NativeKernels {
     this.addon.gatherQ(mem, a.w, a.ids, a.y, a.M, a.N, a.K, QTYPE[type]);
   }
 
-  /** Squeezed attention's fused step (NativeSqueezedStep); returns the keys kept. */
-  squeezedStep(mem: Uint8Array, a: NativeSqueezedStep): number {
-    return this.addon.squeezedStep(
-      mem,
-      a.q,
-      a.out,
-      a.G,
-      a.headDim,
-      a.scale,
-      a.k8,
-      a.perm,
-      a.ks,
-      a.grp,
-      a.n,
-      a.gvals,
-      a.groups,
-      a.K,
-      a.V,
-      a.always,
-      a.alwaysPairs,
-      a.end,
-      a.take,
-      a.tau,
-      a.gStart,
-      a.gLen,
-      a.gm8,
-      a.gmsum,
-      a.gms,
-      a.gs8,
-      a.gssum,
-      a.gss,
-      a.want,
-      a.kvType,
-      a.cw,
-      a.quads,
-      a.gq,
-      a.gqs,
-      a.Ks,
-      a.Vs,
-    );
+  /**
+   * Squeezed attention's fused steps (NativeSqueezedStep: one per row and kv head of a span's layer) in one
+   * call, run over the pool; kept[i] ← the keys step i kept. Steps' out rows must not overlap.
+   */
+  squeezedSteps(mem: Uint8Array, steps: readonly NativeSqueezedStep[], kept: Int32Array): void {
+    this.addon.squeezedSteps(mem, packSpans(steps, STEP_FIELDS), kept);
   }
 
   /** Dense (optionally causal) GQA attention; q/out [nq][heads][headDim], k/v [kv_head][pos][headDim]. */

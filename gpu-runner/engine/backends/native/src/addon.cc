@@ -420,7 +420,7 @@ NAPI_MODULE_INIT() {
       {"rmsnorm", nullptr, kv::rmsnormFn, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"rope", nullptr, kv::ropeFn, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"add", nullptr, kv::addFn, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
-      {"squeezedStep", nullptr, kv::squeezedStepFn, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"squeezedSteps", nullptr, kv::squeezedStepsFn, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"kvUnpack", nullptr, kv::kvUnpackFn, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"adviseHugePages", nullptr, kv::adviseHugePagesFn, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
   };

@@ -1,9 +1,9 @@
 // Squeezed attention's fused decode step (squeezed.cc, squeezed-driver.cc): per-key int8 scoring of a
 // fixed context, top-budget selection of 16-slot blocks by their best key, exact attention over the kept
 // keys + always-attended ranges + live tokens, and the left-out keys' share (clustered attention: each
-// group's slots not kept at the group's mean key and mean value) merged by log-sum-exp — one call per
-// (row, kv head) instead of five host passes. The reference it must equal is
-// gpu-runner/engine/attention/squeezed/key-sketch.ts.
+// group's slots not kept at the group's mean key and mean value) merged by log-sum-exp — one kernel run
+// per (row, kv head) instead of five host passes, a span's runs of one layer in one call over the pool.
+// The reference it must equal is gpu-runner/engine/attention/squeezed/key-sketch.ts.
 #pragma once
 #define NAPI_VERSION 8
 #include <node_api.h>
@@ -85,6 +85,6 @@ KV_EXPORT int64_t squeezedStep(const SqueezedStep& a);
 KV_DECLARE_SQ_ATTEND(avx2)
 KV_DECLARE_SQ_ATTEND(avx512)
 
-napi_value squeezedStepFn(napi_env env, napi_callback_info info);
+napi_value squeezedStepsFn(napi_env env, napi_callback_info info);
 
 }  // namespace kv
