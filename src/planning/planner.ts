@@ -78,7 +78,7 @@ export const PLANNER_DEFAULTS = {
 };
 
 /** Squeezed budget per quality level (null = dense), from the eval (see finalizePlan). */
-const SQUEEZED_BUDGET: Record<Quality, number | null> = { fast: 1 / 16, balanced: null, exact: null };
+const SQUEEZED_BUDGET: Record<Quality, number | null> = { fast: 1 / 16, balanced: 1 / 8, exact: null };
 
 const budgetLabel = (b: number) => `1/${Math.round(1 / b)}`;
 
@@ -286,22 +286,24 @@ export function finalizePlan(
     ctx.countTokens(req.question) + (reuse.mode === 'full' || reuse.mode === 'prefix' ? docTokens : 0);
   // Squeezed attention over stored chunks only, over fixed contexts long enough to gain, at the budget
   // the eval (`kvrag eval`, docs/eval/squeezed) shows each quality level can afford on kvrag-tiny:
-  // with per-key scoring, 1/3, 1/8 and 1/16 each score what full scores (59/60 at 2K, 60/60 at 4K tokens),
-  // so `fast` keeps 1/16 of the keys. `balanced` could keep 1/8 on answers alone (also with the channel
-  // subset scoring of session 8: every budget equals full), but squeezed decode is still slower than dense
-  // f16 on the native backend (`kvrag bench squeezed` at 32K: 0.76× per layer by CPU, engine decode 0.60×),
-  // so the default level attends every key until it gains; `exact` never squeezes.
+  // with per-key scoring, 1/3, 1/8 and 1/16 each score what full scores (59/60 at 2K, 60/60 at 4K tokens;
+  // session 9's block ranking and clustered left-out share too, over f32 and int8 caches), so `fast` keeps
+  // 1/16 of the keys and `balanced` 1/8 — which is also no slower than dense since session 9 (`kvrag bench
+  // squeezed`, quiet: 1.08–1.20× the runner's dense int8 attention per layer at 32K, 1.10× at 8K; engine
+  // decode 1.07–1.36×) — over independent chunks, what the eval measures, so `balanced` squeezes where its
+  // reuse is `independent` (a model trained for it, as kvrag-tiny) and attends every key over blend / link;
+  // `exact` never squeezes.
   const sqBudget = SQUEEZED_BUDGET[plan.quality];
   const squeezeWhy =
     reuse.mode === 'full' || reuse.mode === 'prefix'
       ? `dense: chunks are prefilled live in ${reuse.mode} mode, so there is no stored index to select from`
       : sqBudget === null
-        ? plan.quality === 'balanced'
-          ? 'dense: squeezed decode is not yet faster than dense on the runners (bench squeezed); balanced quality attends every key'
-          : `dense: squeezed attention costs answers the planner cannot see; ${plan.quality} quality attends every key`
-        : fixedTokens < PLANNER_DEFAULTS.squeezeFrom
-          ? `dense: a ${fixedTokens}-token fixed context is under ${PLANNER_DEFAULTS.squeezeFrom}, too short to gain`
-          : null;
+        ? `dense: squeezed attention costs answers the planner cannot see; ${plan.quality} quality attends every key`
+        : plan.quality === 'balanced' && reuse.mode !== 'independent'
+          ? `dense: the eval keeps the answer at 1/8 over independent chunks only; balanced quality over ${reuse.mode} attends every key`
+          : fixedTokens < PLANNER_DEFAULTS.squeezeFrom
+            ? `dense: a ${fixedTokens}-token fixed context is under ${PLANNER_DEFAULTS.squeezeFrom}, too short to gain`
+            : null;
   const squeezed: GenerationPlan['squeezed'] =
     squeezeWhy || sqBudget === null ? { mode: 'off' } : { mode: 'budget', budget: sqBudget };
   const breakEven = model.sparseBreakEven;

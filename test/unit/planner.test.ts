@@ -170,12 +170,18 @@ describe('planner', () => {
       mode: 'budget',
       budget: 1 / 16,
     });
-    // balanced attends densely: squeezed decode is not yet faster than dense (the eval alone would allow 1/8)
+    // balanced keeps 1/8 over independent chunks (where the eval keeps the answer), from 4096 tokens;
+    // over blend (a model not trained for independent chunks) it attends every key
     const balanced = planQuery({ question, collections: ['c'], model: 'big', quality: 'balanced' }, ctx);
     expect(finalizePlan(balanced, { question }, ctx, chunks(20, true)).plan.generation.squeezed).toEqual({
       mode: 'off',
     });
-    expect(finalizePlan(balanced, { question }, ctx, chunks(4, true)).plan.generation.squeezed).toEqual({
+    const trained: PlannerContext = { ...ctx, models: [small, { ...large, independentTrained: true }] };
+    const onTrained = planQuery({ question, collections: ['c'], model: 'big', quality: 'balanced' }, trained);
+    const squeezedLong = finalizePlan(onTrained, { question }, trained, chunks(20, true)).plan.generation;
+    expect(squeezedLong.reuse).toEqual({ mode: 'independent' });
+    expect(squeezedLong.squeezed).toEqual({ mode: 'budget', budget: 1 / 8 });
+    expect(finalizePlan(onTrained, { question }, trained, chunks(4, true)).plan.generation.squeezed).toEqual({
       mode: 'off',
     });
     const exact = planQuery({ question, collections: ['c'], model: 'big', quality: 'exact' }, ctx);
@@ -206,7 +212,9 @@ describe('planner', () => {
       /^20 of 20 retrieved chunks fit the \d+-token document budget \(limited by context\)/,
     );
     expect(why('fast', 4).squeezed).toMatch(/under 4096/);
-    expect(why('balanced', 20).squeezed).toMatch(/^dense: squeezed decode is not yet faster than dense/);
+    expect(why('balanced', 20).squeezed).toMatch(
+      /^dense: the eval keeps the answer at 1\/8 over independent chunks only; balanced quality over blend/,
+    );
     const exact = why('exact', 20);
     expect(exact.reuse).toMatch(/^exact quality/);
     expect(exact.squeezed).toMatch(/prefilled live in prefix mode/);
