@@ -288,9 +288,10 @@ export function finalizePlan(
   // the eval (`kvrag eval`, docs/eval/squeezed) shows each quality level can afford on kvrag-tiny:
   // with per-key scoring, 1/3, 1/8 and 1/16 each score what full scores (59/60 at 2K, 60/60 at 4K tokens;
   // session 9's block ranking and clustered left-out share too, over f32 and int8 caches), so `fast` keeps
-  // 1/16 of the keys and `balanced` 1/8 — which is also no slower than dense since session 9 (`kvrag bench
-  // squeezed`, quiet: 1.08–1.20× the runner's dense int8 attention per layer at 32K, 1.10× at 8K; engine
-  // decode 1.07–1.36×) — over independent chunks, what the eval measures, so `balanced` squeezes where its
+  // 1/16 of the keys and `balanced` 1/8 — which since session 9 at least breaks even with dense (`kvrag
+  // bench squeezed`, quiet, 32K: 1.08–1.20× the runner's dense int8 attention per layer on one thread,
+  // engine decode 1.07–1.36×; on two threads 0.99–1.12× per layer, engine 0.88–1.24×) — over independent
+  // chunks, what the eval measures, so `balanced` squeezes where its
   // reuse is `independent` (a model trained for it, as kvrag-tiny) and attends every key over blend / link;
   // `exact` never squeezes.
   const sqBudget = SQUEEZED_BUDGET[plan.quality];
