@@ -12,6 +12,7 @@ import { createPostgresDb, type DbHandle, queryRows } from '../../src/db/client.
 import type { PostgresOptions } from '../../src/db/postgres.ts';
 import { createEmbeddingResolver } from '../../src/embeddings/resolver.ts';
 import type { AuthFailureStore } from '../../src/auth-failure-store.ts';
+import type { Log } from '../../contracts/log.ts';
 import type { ApiServices, AppEnv } from '../../src/services.ts';
 import type { BlobStore } from '../../contracts/blob-store.ts';
 import { FsBlobStore } from '../../src/storage/fs.ts';
@@ -74,7 +75,12 @@ export async function startApiHarness(opts: HarnessOptions = {}): Promise<Harnes
     ...opts.env,
   });
   const api: ApiServices = { db: db.db, blobs, embeddings: createEmbeddingResolver() };
-  const app = createApp({ config, readiness: {}, api, authFailures: opts.authFailures });
+  // a 5xx's cause on stderr (the app logs it, the client sees only "internal error"): what a CI log needs
+  // to explain a failure that does not reproduce
+  const log: Log = (level, msg, fields) => {
+    if (level === 'error') console.error(JSON.stringify({ level, msg, ...fields }));
+  };
+  const app = createApp({ config, readiness: {}, api, authFailures: opts.authFailures, log });
 
   const call = (method: string, path: string, o: CallOptions = {}) => {
     const headers: Record<string, string> = { ...o.headers };
