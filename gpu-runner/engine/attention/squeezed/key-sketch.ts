@@ -335,8 +335,8 @@ export function prefilter(
  * Estimated logits of every slot: [rows][n] = ((q8_r · k8_j over the channels of pickQuads' `quads`
  * quads)·f_r)·ks_j in f32 (quads = d/4, the default: every channel) (f_r = qs_r·scale rounded to
  * f32: the native kernel's roundings), −∞ off the candidates (always-attended slots, groups the prefilter
- * left out); valid [n] marks the candidates; [rows] max (with the prefilter's gm) and the log-normalizer
- * estimate lse_r = max_r + log(Σ_b exp(best_b − max_r) + the other groups' clustered mass), best_b the
+ * left out); valid [n] marks the candidates; [rows] the log-normalizer estimate lse_r = m_r + log(Σ_b
+ * exp(best_b − m_r) + the other groups' clustered mass), m_r the max (with the prefilter's gm), best_b the
  * best candidate logit of 16-slot block b: each block counted by its best key, so lse_r lies within log 16
  * below the candidates' log-sum-exp, and a step takes no exponential per key.
  */
@@ -347,7 +347,7 @@ export function scoreKeys(
   scale: number,
   pre: Prefilter | null = null,
   quads = s.d / 4,
-): { logits: Float32Array; max: Float32Array; lse: Float32Array; valid: Uint8Array } {
+): { logits: Float32Array; lse: Float32Array; valid: Uint8Array } {
   const { n, d, q8: k8, kScale } = s;
   const { q8, scale: qs } = quantizeRows(q, rows, d);
   // the scored channels (in channel order)
@@ -357,7 +357,6 @@ export function scoreKeys(
   const valid = new Uint8Array(n);
   for (let j = 0; j < n; j++) valid[j] = s.group[j] >= 0 && (!pre || pre.cand[s.group[j]]) ? 1 : 0;
   const logits = new Float32Array(rows * n).fill(Number.NEGATIVE_INFINITY);
-  const max = new Float32Array(rows);
   const lse = new Float32Array(rows);
   for (let r = 0; r < rows; r++) {
     const f = Math.fround(qs[r] * scale);
@@ -382,10 +381,9 @@ export function scoreKeys(
       if (bm > Number.NEGATIVE_INFINITY) z += Math.exp(bm - m);
     }
     if (pre) z += otherMass(s, pre, r) * Math.exp(pre.gm[r] - m);
-    max[r] = m;
     lse[r] = z > 0 ? m + Math.log(z) : m;
   }
-  return { logits, max, lse, valid };
+  return { logits, lse, valid };
 }
 
 /** Σ over the groups the prefilter left out of len·exp(est − gm) for row r. */

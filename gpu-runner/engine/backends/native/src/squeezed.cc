@@ -56,18 +56,6 @@ inline __m512 exp16(__m512 x) {
   return _mm512_mul_ps(y, _mm512_castsi512_ps(e));
 }
 
-/** Inclusive prefix sum of the 16 lanes (lane i: x_0 + … + x_i). */
-inline __m512 scan16(__m512 x) {
-  const __m512i z = _mm512_setzero_si512();
-  __m512i v = _mm512_castps_si512(x);
-  x = _mm512_add_ps(x, _mm512_castsi512_ps(_mm512_alignr_epi32(v, z, 15)));
-  v = _mm512_castps_si512(x);
-  x = _mm512_add_ps(x, _mm512_castsi512_ps(_mm512_alignr_epi32(v, z, 14)));
-  v = _mm512_castps_si512(x);
-  x = _mm512_add_ps(x, _mm512_castsi512_ps(_mm512_alignr_epi32(v, z, 12)));
-  v = _mm512_castps_si512(x);
-  return _mm512_add_ps(x, _mm512_castsi512_ps(_mm512_alignr_epi32(v, z, 8)));
-}
 #endif
 
 inline float hsum(__m256 v) {
@@ -120,9 +108,8 @@ struct Buf {
 struct Scratch {
   Buf<float> logit, w, sel, est, ub, wg, bs;
   Buf<int32_t> blocks, order, kb;
-  Buf<uint8_t> cand, valid;
+  Buf<uint8_t> cand;
   Buf<uint64_t> rank;  // pickBlocks' rank keys
-  Buf<uint32_t> km;
   Buf<uint16_t> vm;  // [compact blocks] candidate lanes (VNNI scoring)
   Buf<float> bm;     // [G][compact blocks, padded to 16] each block's best logit
   Buf<float> cg;     // [groups] slots left out
@@ -670,14 +657,11 @@ int64_t squeezedStep(const SqueezedStep& a) {
   }
   const int64_t nb = static_cast<int64_t>(S.blocks.size()), nc = nb * SQ_BLOCK;  // compact slots
   S.logit.resize(G * nc + 8);
-  S.valid.resize(nc);
   const int64_t nbp = (nb + SQ_BLOCK - 1) / SQ_BLOCK * SQ_BLOCK;  // blocks padded to 16
   S.bm.assign(static_cast<size_t>(G) * nbp, -INFINITY);
 
-  // per block: its candidate lanes (S.valid, and the mask), its logits (off the candidates −∞), its best
+  // per block: its candidate lanes (S.vm, a bit each), its logits (off the candidates −∞), its best
   // logit per head (S.bm [G][nbp], −∞ without a candidate) and the heads' max over them
-  const __m128i byteBits = _mm_setr_epi8(1, 2, 4, 8, 16, 32, 64, -128, 1, 2, 4, 8, 16, 32, 64, -128);
-  const __m128i byteSel = _mm_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
   auto lanesOf = [&](int64_t i) -> uint32_t {
     const int64_t j0 = static_cast<int64_t>(S.blocks[i]) * SQ_BLOCK;
     uint32_t vm = 0;
@@ -693,8 +677,6 @@ int64_t squeezedStep(const SqueezedStep& a) {
         if (j < n && a.grp[j] >= 0 && S.cand[a.grp[j]]) vm |= 1u << k;
       }
     }
-    const __m128i vb = _mm_cmpeq_epi8(_mm_and_si128(_mm_shuffle_epi8(_mm_cvtsi32_si128(static_cast<int>(vm)), byteSel), byteBits), byteBits);
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(S.valid.data() + i * SQ_BLOCK), _mm_and_si128(vb, _mm_set1_epi8(1)));
     return vm;
   };
   float hmx[MAXG];
@@ -786,7 +768,7 @@ int64_t squeezedStep(const SqueezedStep& a) {
     for (int64_t j = 0; j < nc; j += SQ_BLOCK) slotLogWeights(j, S.w.data() + j);
     const float cut = static_cast<float>(std::log(a.tau / static_cast<double>(std::max<int64_t>(1, selectable))));
     for (int64_t j = 0; j < nc; j++)
-      if (S.valid[j] && S.w[j] >= cut) S.kmask[j / SQ_BLOCK] |= static_cast<uint16_t>(1u << (j % SQ_BLOCK)), kept++;
+      if (((S.vm[j / SQ_BLOCK] >> (j % SQ_BLOCK)) & 1) && S.w[j] >= cut) S.kmask[j / SQ_BLOCK] |= static_cast<uint16_t>(1u << (j % SQ_BLOCK)), kept++;
   } else if (a.take > 0) {
     S.bs.resize(nb);
     for (int64_t i = 0; i < nb; i++) {
@@ -802,15 +784,14 @@ int64_t squeezedStep(const SqueezedStep& a) {
   Buf<float>& acc = S.wg;  // [G][2][d]: exact, then left-out
   acc.assign(static_cast<size_t>(G) * 2 * d, 0.0f);
   Exact ex(a, acc.data());
-  S.kb.clear();
-  S.km.clear();
+  S.kb.clear();  // the compact blocks with kept lanes (S.kmask), ascending
   for (int64_t i = 0; i < nb; i++)
-    if (S.kmask[i]) S.kb.push_back(static_cast<int32_t>(i)), S.km.push_back(S.kmask[i]);
+    if (S.kmask[i]) S.kb.push_back(static_cast<int32_t>(i));
   constexpr uint32_t FULL = (1u << SQ_BLOCK) - 1;
   S.order.clear();  // the whole kept blocks, ascending (compact blocks ascend with the cache's)
   for (int64_t t = 0; t < static_cast<int64_t>(S.kb.size()); t++)
-    if (S.km[t] == FULL) S.order.push_back(S.blocks[S.kb[t]]);
-    else ex.lanes(static_cast<int64_t>(S.blocks[S.kb[t]]) * SQ_BLOCK, S.km[t]);
+    if (S.kmask[S.kb[t]] == FULL) S.order.push_back(S.blocks[S.kb[t]]);
+    else ex.lanes(static_cast<int64_t>(S.blocks[S.kb[t]]) * SQ_BLOCK, S.kmask[S.kb[t]]);
   ex.blocks(S.order.data(), static_cast<int64_t>(S.order.size()));
   for (int64_t p = 0; p < a.alwaysPairs; p++) ex.run(a.always[2 * p], a.always[2 * p + 1]);
   ex.run(n, a.end);
@@ -825,7 +806,7 @@ int64_t squeezedStep(const SqueezedStep& a) {
     for (int64_t g = 0; g < NG; g++) S.cg[g] = static_cast<float>(a.gLen[g]);
     for (int64_t t = 0; t < static_cast<int64_t>(S.kb.size()); t++) {
       const int32_t* gr = a.grp + static_cast<int64_t>(S.blocks[S.kb[t]]) * SQ_BLOCK;
-      for (uint32_t r = S.km[t]; r; r &= r - 1) S.cg[gr[__builtin_ctz(r)]] -= 1.0f;
+      for (uint32_t r = S.kmask[S.kb[t]]; r; r &= r - 1) S.cg[gr[__builtin_ctz(r)]] -= 1.0f;
     }
     Quads all;
     int32_t every[64];
