@@ -71,8 +71,13 @@ export const PLANNER_DEFAULTS = {
   /** CacheBlend's check layer: layers 0..checkLayer are recomputed in full for every chunk token. */
   blendCheckLayer: 1,
   qualityKnob: 0.5,
-  /** Fixed contexts below this are attended densely: squeezing saves too little there. */
-  squeezeFrom: 4096,
+  /**
+   * Fixed contexts below this are attended densely: squeezing does not gain there. Measured (`kvrag bench
+   * squeezed --budget 1/8 --decode-context 0 --reps 5`, one thread, session 10): the approximated step
+   * against the runner's dense int8 attention per layer 0.86× at 4K (1/16: 0.95×), 0.92–0.99× at 6K,
+   * 0.98–0.99× at 8K, 1.06× at 16K, 1.08–1.20× at 32K (session 9, quiet).
+   */
+  squeezeFrom: 8192,
   /** IterDRAG: the first step gets this share of the document budget; the rest is split over later steps. */
   firstStepShare: 0.5,
 };
@@ -284,7 +289,7 @@ export function finalizePlan(
   const fixedTokens = ctx.systemTokens + docTokens;
   const liveTokens =
     ctx.countTokens(req.question) + (reuse.mode === 'full' || reuse.mode === 'prefix' ? docTokens : 0);
-  // Squeezed attention over stored chunks only, over fixed contexts long enough to gain, at the budget
+  // Squeezed attention over stored chunks only, over fixed contexts long enough to gain (squeezeFrom), at the budget
   // the eval (`kvrag eval`, docs/eval/squeezed) shows each quality level can afford on kvrag-tiny:
   // with per-key scoring, 1/3, 1/8 and 1/16 each score what full scores (59/60 at 2K, 60/60 at 4K tokens;
   // session 9's block ranking and clustered left-out share too, over f32 and int8 caches), so `fast` keeps
