@@ -72,10 +72,10 @@ export const PLANNER_DEFAULTS = {
   blendCheckLayer: 1,
   qualityKnob: 0.5,
   /**
-   * Fixed contexts below this are attended densely: squeezing does not gain there. Measured (`kvrag bench
-   * squeezed --budget 1/8 --decode-context 0 --reps 5`, one thread, session 10): the approximated step
-   * against the runner's dense int8 attention per layer 0.86× at 4K (1/16: 0.95×), 0.92–0.99× at 6K,
-   * 0.98–0.99× at 8K, 1.06× at 16K, 1.08–1.20× at 32K (session 9, quiet).
+   * Fixed contexts below this are attended densely: squeezing gains nothing there. Measured quiet (`kvrag
+   * bench squeezed --context N --budget 1/8 --decode-context 0 --reps 5`, one thread, session 10): the
+   * approximated step against the runner's dense int8 attention per layer 0.89× at 4K (1/16: 0.94×),
+   * 1.01× at 6K, 1.08× at 8K, 1.12× at 16K, 1.13–1.16× at 32K.
    */
   squeezeFrom: 8192,
   /** IterDRAG: the first step gets this share of the document budget; the rest is split over later steps. */
