@@ -72,12 +72,15 @@ export const PLANNER_DEFAULTS = {
   blendCheckLayer: 1,
   qualityKnob: 0.5,
   /**
-   * Fixed contexts below this are attended densely: squeezing gains nothing there. Measured quiet (`kvrag
-   * bench squeezed --context N --budget 1/8 --decode-context 0 --reps 5`, one thread, session 10): the
-   * approximated step against the runner's dense int8 attention per layer 0.89× at 4K (1/16: 0.94×),
-   * 1.01× at 6K, 1.08× at 8K, 1.12× at 16K, 1.13–1.16× at 32K.
+   * Fixed contexts below this are attended densely: squeezing saves too little there. Measured quiet
+   * (session 10, one thread): end to end, engine decode over a 4K context with a model whose KV cache stays
+   * in L3 between tokens (as the bundled model's does) 364 → 458 tok/s squeezed at 1/8 (1.26×; `kvrag bench
+   * squeezed --context 4096 --decode-context 4096 --steps 32 --reps 1`); one layer's step from a cold
+   * cache (a large model's case: its weights evict the KV between tokens) 0.89× the runner's dense int8
+   * attention at 4K, 1.01× at 6K, 1.08× at 8K (`--decode-context 0 --reps 5`) — attention being a few
+   * percent of such a model's decode bytes at 4K, the floor stays where the small model gains.
    */
-  squeezeFrom: 8192,
+  squeezeFrom: 4096,
   /** IterDRAG: the first step gets this share of the document budget; the rest is split over later steps. */
   firstStepShare: 0.5,
 };

@@ -116,7 +116,7 @@ describe('answer routes (PGlite wire, in-process workers, real runner on a tiny 
     expect(done.plan.generation.why).toMatchObject({
       reuse: expect.stringMatching(/^fast quality/),
       k: expect.stringContaining(`${citations.length} of`),
-      squeezed: expect.stringMatching(/^dense: a \d+-token fixed context is under 8192/),
+      squeezed: expect.stringMatching(/^dense: a \d+-token fixed context is under 4096/),
       sparse: expect.stringMatching(/^dense/),
     });
     expect(done.runner).toEqual({ id: 'in-process', failed_over: [] });

@@ -170,12 +170,11 @@ describe('planner', () => {
       mode: 'budget',
       budget: 1 / 16,
     });
-    // from 8192 fixed tokens (system prefix included): below it the squeezed step does not beat dense
+    // from 4096 fixed tokens (system prefix included): below it squeezing saves too little
     const fixed = (n: number) => ctx.systemTokens + n * 512;
-    const under = Math.floor((8192 - ctx.systemTokens) / 512);
-    expect(fixed(under)).toBeLessThan(8192);
-    expect(fixed(under + 1)).toBeGreaterThanOrEqual(8192);
-    expect(fixed(under)).toBeGreaterThan(4096);
+    const under = Math.floor((4096 - ctx.systemTokens) / 512);
+    expect(fixed(under)).toBeLessThan(4096);
+    expect(fixed(under + 1)).toBeGreaterThanOrEqual(4096);
     expect(finalizePlan(p, { question }, ctx, chunks(under, true)).plan.generation.squeezed).toEqual({
       mode: 'off',
     });
@@ -183,7 +182,7 @@ describe('planner', () => {
       mode: 'budget',
       budget: 1 / 16,
     });
-    // balanced keeps 1/8 over independent chunks (where the eval keeps the answer), from 8192 tokens;
+    // balanced keeps 1/8 over independent chunks (where the eval keeps the answer), from 4096 tokens;
     // over blend (a model not trained for independent chunks) it attends every key
     const balanced = planQuery({ question, collections: ['c'], model: 'big', quality: 'balanced' }, ctx);
     expect(finalizePlan(balanced, { question }, ctx, chunks(20, true)).plan.generation.squeezed).toEqual({
@@ -224,7 +223,7 @@ describe('planner', () => {
     expect(fast.k).toMatch(
       /^20 of 20 retrieved chunks fit the \d+-token document budget \(limited by context\)/,
     );
-    expect(why('fast', 4).squeezed).toMatch(/under 8192/);
+    expect(why('fast', 4).squeezed).toMatch(/under 4096/);
     expect(why('balanced', 20).squeezed).toMatch(
       /^dense: the eval keeps the answer at 1\/8 over independent chunks only; balanced quality over blend/,
     );
