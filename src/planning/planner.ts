@@ -74,7 +74,7 @@ export const PLANNER_DEFAULTS = {
   /**
    * Fixed contexts below this are attended densely: squeezing saves too little there. Measured quiet
    * (session 10, one thread): end to end, engine decode over a 4K context with a model whose KV cache stays
-   * in L3 between tokens (as the bundled model's does) 364 → 458 tok/s squeezed at 1/8 (1.26×; `kvrag bench
+   * in L3 between tokens (as the bundled model's does) 364 → 458 tok/s squeezed at 1/8 (1.26×, one run; `kvrag bench
    * squeezed --context 4096 --decode-context 4096 --steps 32 --reps 1`); one layer's step from a cold
    * cache (a large model's case: its weights evict the KV between tokens) 0.89× the runner's dense int8
    * attention at 4K, 1.01× at 6K, 1.08× at 8K (`--decode-context 0 --reps 5`) — attention being a few
