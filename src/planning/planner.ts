@@ -73,12 +73,13 @@ export const PLANNER_DEFAULTS = {
   qualityKnob: 0.5,
   /**
    * Fixed contexts below this are attended densely: squeezing saves too little there. Measured quiet
-   * (session 10, one thread): end to end, engine decode over a 4K context with a model whose KV cache stays
-   * in L3 between tokens (as the bundled model's does) 364 → 458 tok/s squeezed at 1/8 (1.26×, one run; `kvrag bench
-   * squeezed --context 4096 --decode-context 4096 --steps 32 --reps 1`); one layer's step from a cold
-   * cache (a large model's case: its weights evict the KV between tokens) 0.89× the runner's dense int8
-   * attention at 4K, 1.01× at 6K, 1.08× at 8K (`--decode-context 0 --reps 5`) — attention being a few
-   * percent of such a model's decode bytes at 4K, the floor stays where the small model gains.
+   * (session 10, one thread): end to end, engine decode over a 4K context with a model whose KV cache
+   * stays in L3 between tokens (as the bundled model's does) 364 → 458 tok/s squeezed at 1/8 (1.26×, one
+   * run; `kvrag bench squeezed --context 4096 --decode-context 4096 --steps 32 --reps 1`); one layer's
+   * step from a cold cache (a large model's case: its weights evict the KV between tokens) 0.89× the
+   * runner's dense int8 attention at 4K, 1.01× at 6K, 1.08× at 8K (`--decode-context 0 --reps 5`) —
+   * attention being a few percent of such a model's decode bytes at 4K, the floor stays where the small
+   * model gains.
    */
   squeezeFrom: 4096,
   /** IterDRAG: the first step gets this share of the document budget; the rest is split over later steps. */
@@ -292,8 +293,8 @@ export function finalizePlan(
   const fixedTokens = ctx.systemTokens + docTokens;
   const liveTokens =
     ctx.countTokens(req.question) + (reuse.mode === 'full' || reuse.mode === 'prefix' ? docTokens : 0);
-  // Squeezed attention over stored chunks only, over fixed contexts long enough to gain (squeezeFrom), at the budget
-  // the eval (`kvrag eval`, docs/eval/squeezed) shows each quality level can afford on kvrag-tiny:
+  // Squeezed attention over stored chunks only, over fixed contexts long enough to gain (squeezeFrom), at
+  // the budget the eval (`kvrag eval`, docs/eval/squeezed) shows each quality level can afford on kvrag-tiny:
   // with per-key scoring, 1/3, 1/8 and 1/16 each score what full scores (59/60 at 2K, 60/60 at 4K tokens;
   // session 9's block ranking and clustered left-out share too, over f32 and int8 caches), so `fast` keeps
   // 1/16 of the keys and `balanced` 1/8 — which since session 9 at least breaks even with dense (`kvrag
