@@ -160,7 +160,7 @@ napi_value kvWriteFn(napi_env env, napi_callback_info info) {
       std::memcpy(f, desc.data + i * SPAN_FIELDS * 8, SPAN_FIELDS * 8);
       for (int j = 0; j < SPAN_FIELDS; j++) {
         const double x = f[j];
-        if (!std::isfinite(x) || x != std::floor(x) || x < 0 || x > 9.0e15)
+        if (!integerIn(x, 0))
           throw Error("kvWrite: span " + std::to_string(i) + " fields must be integers ≥ 0");
       }
       const int64_t headStride = static_cast<int64_t>(f[2]), row = static_cast<int64_t>(f[3]);

@@ -227,7 +227,7 @@ napi_value attentionSpansFn(napi_env env, napi_callback_info info) {
       std::memcpy(f, desc.data + i * SPAN_FIELDS * 8, SPAN_FIELDS * 8);
       auto field = [&](int j, const char* what, int64_t lo) {
         const double v = f[j];
-        if (!std::isfinite(v) || v != std::floor(v) || v < static_cast<double>(lo) || v > 9.0e15)
+        if (!integerIn(v, lo))
           throw Error("attentionSpans: span " + std::to_string(i) + " " + what + " must be an integer ≥ " +
                       std::to_string(lo));
         return static_cast<int64_t>(v);

@@ -69,6 +69,24 @@ struct Error : std::runtime_error {
 };
 
 // --- argument access --------------------------------------------------------------------------------
+/** Whether v is an integer in [lo, 9·10^15] (exact in a double): every count, offset and index argument. */
+inline bool integerIn(double v, int64_t lo) {
+  return std::isfinite(v) && v == std::floor(v) && v >= static_cast<double>(lo) && v <= 9.0e15;
+}
+
+/** v, checked finite (else an Error naming `what`). */
+inline double finiteArg(double v, const char* what) {
+  if (!std::isfinite(v)) throw Error(std::string(what) + " must be a finite number");
+  return v;
+}
+
+/** v, checked finite and then an integer in [lo, 9·10^15] (else an Error naming `what`). */
+inline int64_t integerArg(double v, const char* what, int64_t lo = 0) {
+  if (!integerIn(finiteArg(v, what), lo))
+    throw Error(std::string(what) + " must be an integer ≥ " + std::to_string(lo));
+  return static_cast<int64_t>(v);
+}
+
 struct Call {
   napi_env env;
   size_t argc = 40;
@@ -79,16 +97,10 @@ struct Call {
   }
   double num(size_t i, const char* what) const {
     double v;
-    if (napi_get_value_double(env, argv[i], &v) != napi_ok || !std::isfinite(v))
-      throw Error(std::string(what) + " must be a finite number");
-    return v;
+    if (napi_get_value_double(env, argv[i], &v) != napi_ok) v = std::nan("");
+    return finiteArg(v, what);
   }
-  int64_t int64(size_t i, const char* what, int64_t lo = 0) const {
-    const double v = num(i, what);
-    if (v != std::floor(v) || v < static_cast<double>(lo) || v > 9.0e15)
-      throw Error(std::string(what) + " must be an integer ≥ " + std::to_string(lo));
-    return static_cast<int64_t>(v);
-  }
+  int64_t int64(size_t i, const char* what, int64_t lo = 0) const { return integerArg(num(i, what), what, lo); }
   std::string str(size_t i) const {
     char buf[64];
     size_t n = 0;

@@ -46,16 +46,8 @@ std::pair<T*, int64_t> typedArg(const Call& c, size_t i, napi_typedarray_type ty
  * same checks whichever path runs it: the kernel trusts them). Throws Error naming the field.
  */
 SqueezedStep parseStep(const Mem& mem, const double* f) {
-  auto num = [&](int i, const char* what) {
-    if (!std::isfinite(f[i])) throw Error(std::string(what) + " must be a finite number");
-    return f[i];
-  };
-  auto int64 = [&](int i, const char* what, int64_t lo = 0) {
-    const double v = num(i, what);
-    if (v != std::floor(v) || v < static_cast<double>(lo) || v > 9.0e15)
-      throw Error(std::string(what) + " must be an integer ≥ " + std::to_string(lo));
-    return static_cast<int64_t>(v);
-  };
+  auto num = [&](int i, const char* what) { return finiteArg(f[i], what); };
+  auto int64 = [&](int i, const char* what, int64_t lo = 0) { return integerArg(f[i], what, lo); };
   SqueezedStep a{};
   a.G = static_cast<int>(int64(F_G, "G", 1));
   a.d = static_cast<int>(int64(F_HEAD_DIM, "headDim", 16));
